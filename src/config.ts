@@ -1,0 +1,204 @@
+/**
+ * The only reader of `process.env`. `loadConfig()` parses, validates and
+ * freezes; everything else receives a `Config` object (tests build their own).
+ *
+ * A missing or malformed variable throws `ConfigError` whose message is one
+ * line naming the variable; `main.ts` prints it and exits.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export type Environment = 'development' | 'production' | 'test';
+
+export interface EncryptionKey {
+  /** Stored beside every ciphertext so old rows stay readable after rotation. */
+  id: string;
+  key: Buffer;
+}
+
+export interface PoolConfig {
+  min: number;
+  max: number;
+  /** How long a query waits for a free connection before failing with SERVICE_UNAVAILABLE. */
+  acquireTimeoutMs: number;
+  idleTimeoutMs: number;
+}
+
+export interface Config {
+  env: Environment;
+  port: number;
+  version: string;
+  /** Unset: an embedded PostgreSQL under `dataDir` is started. */
+  databaseUrl?: string;
+  dataDir: string;
+  pool: PoolConfig;
+  migrateOnStart: boolean;
+  redisUrl?: string;
+  /** Every cache / pub-sub key starts with this; tests use one per file. */
+  cachePrefix: string;
+  jwtSecret: string;
+  jwtExpiresIn: string;
+  /** First key encrypts; all of them decrypt (rotation). */
+  encryptionKeys: EncryptionKey[];
+  adminEmails: string[];
+  providerBaseUrls: Partial<Record<'openai' | 'anthropic' | 'google' | 'mistral', string>>;
+  llm: { requestTimeoutMs: number; listTimeoutMs: number };
+  cache: { responseTtlMs: number; registryTtlMs: number; breakerCooldownMs: number; operationTimeoutMs: number };
+  apq: { manifestPath?: string; trustedDocumentsOnly: boolean };
+  slowQueryMs: number;
+  slowRequestMs: number;
+  logLevel: string;
+  maxQueryDepth: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+const DEFAULT_POOLS: Record<Environment, PoolConfig> = {
+  development: { min: 0, max: 10, acquireTimeoutMs: 5_000, idleTimeoutMs: 30_000 },
+  production: { min: 2, max: 20, acquireTimeoutMs: 3_000, idleTimeoutMs: 30_000 },
+  test: { min: 0, max: 5, acquireTimeoutMs: 5_000, idleTimeoutMs: 5_000 },
+};
+
+function int(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) {
+    throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  }
+  return value;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function url(env: Env, name: string, protocols: string[]): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} is not a valid URL`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
+export function parseEncryptionKey(name: string, raw: string): Buffer {
+  const key = Buffer.from(raw, 'base64');
+  if (key.length !== 32) throw new ConfigError(`${name} must be 32 bytes encoded as base64`);
+  return key;
+}
+
+/**
+ * A development secret generated once into `.data/` so restarts keep sessions
+ * and encrypted keys readable. Never used in production.
+ */
+function devSecret(dataDir: string, file: string, make: () => string): string {
+  const path = join(dataDir, file);
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
+  mkdirSync(dataDir, { recursive: true });
+  const value = make();
+  writeFileSync(path, value + '\n', { mode: 0o600 });
+  return value;
+}
+
+export function loadConfig(env: Env = process.env): Readonly<Config> {
+  const nodeEnv = env.NODE_ENV ?? 'development';
+  if (!['development', 'production', 'test'].includes(nodeEnv)) {
+    throw new ConfigError(`NODE_ENV must be development, production or test, got "${nodeEnv}"`);
+  }
+  const envName = nodeEnv as Environment;
+  const production = envName === 'production';
+  const dataDir = resolve(env.DATA_DIR ?? '.data');
+
+  const required = (name: string, generate: () => string, file: string): string => {
+    const value = env[name];
+    if (value) return value;
+    if (production) throw new ConfigError(`${name} is required when NODE_ENV=production`);
+    return devSecret(dataDir, file, generate);
+  };
+
+  const jwtSecret = required('JWT_SECRET', () => randomBytes(48).toString('base64url'), 'jwt-secret');
+  if (jwtSecret.length < 32) throw new ConfigError('JWT_SECRET must be at least 32 characters');
+
+  const currentKey = required('ENCRYPTION_KEY', () => randomBytes(32).toString('base64'), 'encryption-key');
+  const encryptionKeys: EncryptionKey[] = [
+    { id: env.ENCRYPTION_KEY_ID || 'k1', key: parseEncryptionKey('ENCRYPTION_KEY', currentKey) },
+  ];
+  // Rotation: ENCRYPTION_KEYS_PREVIOUS="k0:<base64>,..." keeps older keys readable.
+  for (const entry of (env.ENCRYPTION_KEYS_PREVIOUS ?? '').split(',').filter(Boolean)) {
+    const [id, raw] = entry.split(':');
+    if (!id || !raw) throw new ConfigError('ENCRYPTION_KEYS_PREVIOUS must be "id:base64key,..."');
+    encryptionKeys.push({ id, key: parseEncryptionKey('ENCRYPTION_KEYS_PREVIOUS', raw) });
+  }
+
+  const basePool = DEFAULT_POOLS[envName];
+  const pool: PoolConfig = {
+    min: int(env, 'DB_POOL_MIN', basePool.min),
+    max: int(env, 'DB_POOL_MAX', basePool.max, 1),
+    acquireTimeoutMs: int(env, 'DB_POOL_ACQUIRE_TIMEOUT_MS', basePool.acquireTimeoutMs, 1),
+    idleTimeoutMs: int(env, 'DB_POOL_IDLE_TIMEOUT_MS', basePool.idleTimeoutMs, 1),
+  };
+  if (pool.min > pool.max) throw new ConfigError('DB_POOL_MIN must not exceed DB_POOL_MAX');
+
+  const config: Config = {
+    env: envName,
+    port: int(env, 'PORT', 4000),
+    version: env.npm_package_version ?? '0.1.0',
+    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    dataDir,
+    pool,
+    migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    cachePrefix: env.CACHE_PREFIX || 'llmselect',
+    jwtSecret,
+    jwtExpiresIn: env.JWT_EXPIRES_IN || '7d',
+    encryptionKeys,
+    adminEmails: (env.ADMIN_EMAILS ?? '')
+      .split(',')
+      .map((e) => e.trim().toLowerCase())
+      .filter(Boolean),
+    providerBaseUrls: {
+      openai: url(env, 'OPENAI_BASE_URL', ['http:', 'https:']),
+      anthropic: url(env, 'ANTHROPIC_BASE_URL', ['http:', 'https:']),
+      google: url(env, 'GOOGLE_BASE_URL', ['http:', 'https:']),
+      mistral: url(env, 'MISTRAL_BASE_URL', ['http:', 'https:']),
+    },
+    llm: {
+      requestTimeoutMs: int(env, 'LLM_TIMEOUT_MS', 60_000, 1),
+      listTimeoutMs: int(env, 'LLM_LIST_TIMEOUT_MS', 2_000, 1),
+    },
+    cache: {
+      responseTtlMs: int(env, 'CACHE_TTL_MS', 5 * 60_000, 1),
+      registryTtlMs: int(env, 'MODEL_REGISTRY_TTL_MS', 24 * 60 * 60_000, 1),
+      breakerCooldownMs: int(env, 'CACHE_BREAKER_COOLDOWN_MS', 5_000, 1),
+      operationTimeoutMs: int(env, 'CACHE_TIMEOUT_MS', 500, 1),
+    },
+    apq: {
+      manifestPath: env.PERSISTED_DOCUMENTS_PATH || undefined,
+      trustedDocumentsOnly: bool(env, 'TRUSTED_DOCUMENTS_ONLY', false),
+    },
+    slowQueryMs: int(env, 'SLOW_QUERY_MS', 100),
+    slowRequestMs: int(env, 'SLOW_REQUEST_MS', 500),
+    logLevel: env.LOG_LEVEL || 'info',
+    maxQueryDepth: int(env, 'MAX_QUERY_DEPTH', 10, 1),
+  };
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be a pino level, got "${config.logLevel}"`);
+  }
+  return Object.freeze(config);
+}
