@@ -1,0 +1,29 @@
+/**
+ * MikroORM configuration for the CLI (`npx mikro-orm migration:up|pending|create`)
+ * and the entity registration list the app uses.
+ *
+ * The CLI connects to DATABASE_URL, or, when unset, to the embedded PostgreSQL
+ * that `npm start` runs (port 54329 by default; start the server once first).
+ */
+import 'reflect-metadata';
+import { loadConfig } from './src/config';
+import { EMBEDDED_DEFAULT_PORT } from './src/db/embedded';
+import { createOrmOptions } from './src/db/orm';
+import { ApiKey } from './src/modules/api-key/api-key.entity';
+import { ComparisonResponse, ComparisonResult } from './src/modules/comparison/comparison.entity';
+import { Conversation } from './src/modules/conversation/conversation.entity';
+import { Message } from './src/modules/message/message.entity';
+import { User } from './src/modules/user/user.entity';
+import { Vote } from './src/modules/vote/vote.entity';
+import { BaseEntity } from './src/db/base.entity';
+
+export const ENTITIES: Function[] = [BaseEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote];
+
+export default async () => {
+  const config = loadConfig();
+  return createOrmOptions({
+    clientUrl: config.databaseUrl ?? `postgres://postgres:postgres@127.0.0.1:${EMBEDDED_DEFAULT_PORT}/llmselect`,
+    pool: { ...config.pool, min: 0, max: 2 },
+    entities: ENTITIES,
+  });
+};

@@ -1,0 +1,18 @@
+import { randomUUID } from 'node:crypto';
+import { PrimaryKey, Property } from '@mikro-orm/core';
+import { Field, ID, ObjectType } from 'type-graphql';
+
+/**
+ * Every row has a UUID and a `created_at` set in JS (millisecond precision),
+ * so a keyset cursor built from `(createdAt, id)` round-trips exactly.
+ */
+@ObjectType()
+export abstract class BaseEntity {
+  @Field(() => ID)
+  @PrimaryKey({ type: 'uuid' })
+  id: string = randomUUID();
+
+  @Field(() => Date)
+  @Property({ type: 'Date', columnType: 'timestamptz' })
+  createdAt: Date = new Date();
+}

@@ -1,0 +1,109 @@
+/**
+ * MikroORM setup: options shared by the app and the CLI (`mikro-orm.config.ts`),
+ * pool bounds from config, the query observer, and live pool statistics.
+ */
+import { Migrator } from '@mikro-orm/migrations';
+import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
+import { join } from 'node:path';
+import type { PoolConfig } from '../config';
+import type { QueryObserver } from './query-observer';
+
+export type Orm = MikroORM;
+
+export interface OrmOptionsInput {
+  clientUrl: string;
+  pool: PoolConfig;
+  entities: Function[];
+  observer?: QueryObserver;
+  /** Postgres schema, for tests that isolate by schema rather than by database. */
+  schema?: string;
+}
+
+/** Where migrations live: `migrations/*.ts` under ts-node/swc, `dist/migrations/*.js` when built. */
+const MIGRATIONS_DIR = join(__dirname, '..', '..', 'migrations');
+
+export function createOrmOptions(input: OrmOptionsInput): Options {
+  return defineConfig({
+    clientUrl: input.clientUrl,
+    entities: input.entities,
+    schema: input.schema,
+    discovery: { warnWhenNoEntities: true },
+    extensions: [Migrator],
+    migrations: {
+      tableName: 'mikro_orm_migrations',
+      path: MIGRATIONS_DIR,
+      pathTs: MIGRATIONS_DIR,
+      glob: '!(*.d).{js,ts}',
+      transactional: true,
+      allOrNothing: true,
+      snapshot: false,
+      emit: 'ts',
+    },
+    pool: {
+      min: input.pool.min,
+      max: input.pool.max,
+      acquireTimeoutMillis: input.pool.acquireTimeoutMs,
+      idleTimeoutMillis: input.pool.idleTimeoutMs,
+    },
+    // Entities are never loaded implicitly: relations go through request-scoped loaders.
+    forceUndefined: false,
+    loadStrategy: 'select-in',
+    debug: input.observer ? ['query'] : false,
+    loggerFactory: input.observer ? () => input.observer! : undefined,
+    allowGlobalContext: false,
+  });
+}
+
+export interface PoolStats {
+  size: number;
+  used: number;
+  free: number;
+  pending: number;
+  max: number;
+}
+
+/** Reads the live tarn pool under knex. */
+export function poolStats(orm: Orm): PoolStats {
+  // knex keeps the tarn pool on its client; it is created lazily on first use.
+  const client = orm.em.getConnection().getKnex().client as {
+    pool?: {
+      numUsed(): number;
+      numFree(): number;
+      numPendingAcquires(): number;
+      numPendingCreates(): number;
+      max: number;
+    };
+    config: { pool?: { max?: number } };
+  };
+  const pool = client.pool;
+  if (!pool) return { size: 0, used: 0, free: 0, pending: 0, max: client.config.pool?.max ?? 0 };
+  const used = pool.numUsed();
+  const free = pool.numFree();
+  return {
+    size: used + free + pool.numPendingCreates(),
+    used,
+    free,
+    pending: pool.numPendingAcquires(),
+    max: pool.max,
+  };
+}
+
+/** True when a `SELECT 1` answers within `timeoutMs`. */
+export async function pingDatabase(orm: Orm, timeoutMs = 1_000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      orm.em.getConnection().execute('select 1'),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('database ping timed out')), timeoutMs);
+      }),
+    ]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export { MikroORM };

@@ -1,0 +1,60 @@
+/**
+ * A MikroORM `Logger` that sees every SQL statement the ORM sends (including
+ * BEGIN/COMMIT), with its duration. It feeds:
+ *  - the slow-query log (statements slower than `slowQueryMs`, literals masked),
+ *  - the `llmselect_db_query_duration_seconds` histogram (via `onQuery` listeners),
+ *  - the tests' SQL statement counter.
+ * Raw SQL must go through `em.getConnection().execute()` so it is observed too.
+ */
+import type { LogContext, Logger as OrmLogger, LoggerNamespace } from '@mikro-orm/core';
+import type { Logger } from '../observability/logger';
+
+export type QueryListener = (sql: string, tookMs: number, failed: boolean) => void;
+
+/** Replaces string literals so slow-query logs never carry user data or secrets. */
+export function maskSqlLiterals(sql: string): string {
+  return sql.replace(/'(?:[^']|'')*'/g, "'?'").replace(/\s+/g, ' ').slice(0, 2000);
+}
+
+export class QueryObserver implements OrmLogger {
+  private readonly listeners = new Set<QueryListener>();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly slowQueryMs: number,
+  ) {}
+
+  /** Adds a listener; returns a function that removes it. */
+  onQuery(listener: QueryListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  logQuery(context: LogContext): void {
+    const sql = context.query ?? '';
+    const took = context.took ?? 0;
+    const failed = context.level === 'error';
+    for (const listener of this.listeners) listener(sql, took, failed);
+    if (took >= this.slowQueryMs && context.took != null) {
+      this.logger.warn({ tookMs: took, sql: maskSqlLiterals(sql) }, 'slow query');
+    }
+  }
+
+  log(namespace: string, message: string): void {
+    this.logger.debug({ namespace }, message);
+  }
+
+  error(namespace: string, message: string): void {
+    this.logger.error({ namespace }, message);
+  }
+
+  warn(namespace: string, message: string): void {
+    this.logger.warn({ namespace }, message);
+  }
+
+  setDebugMode(): void {}
+
+  isEnabled(namespace: LoggerNamespace): boolean {
+    return namespace !== 'query-params';
+  }
+}

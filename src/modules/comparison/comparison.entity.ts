@@ -1,0 +1,95 @@
+import { Entity, Enum, ManyToOne, Property, type Ref } from '@mikro-orm/core';
+import { Field, Float, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { BaseEntity } from '../../db/base.entity';
+import { Provider } from '../api-key/api-key.entity';
+import { Conversation } from '../conversation/conversation.entity';
+import { User } from '../user/user.entity';
+
+export enum ResponseStatus {
+  PENDING = 'PENDING',
+  STREAMING = 'STREAMING',
+  COMPLETED = 'COMPLETED',
+  FAILED = 'FAILED',
+  TIMED_OUT = 'TIMED_OUT',
+}
+registerEnumType(ResponseStatus, { name: 'ResponseStatus' });
+
+export const SETTLED_STATUSES: readonly ResponseStatus[] = [
+  ResponseStatus.COMPLETED,
+  ResponseStatus.FAILED,
+  ResponseStatus.TIMED_OUT,
+];
+
+/** One prompt sent to 2..8 models. Detached (conversation null) when its conversation is deleted. */
+@ObjectType()
+@Entity({ tableName: 'comparison_results' })
+export class ComparisonResult extends BaseEntity {
+  @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
+  owner!: Ref<User>;
+
+  @ManyToOne(() => Conversation, { ref: true, nullable: true, deleteRule: 'set null' })
+  conversation?: Ref<Conversation> | null;
+
+  @Field(() => String)
+  @Property({ type: 'text' })
+  prompt!: string;
+}
+
+@ObjectType()
+@Entity({ tableName: 'comparison_responses' })
+export class ComparisonResponse extends BaseEntity {
+  @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
+  comparison!: Ref<ComparisonResult>;
+
+  /** Order of the model in the request (0-based). */
+  @Property({ type: 'smallint' })
+  position!: number;
+
+  @Field(() => Provider)
+  @Enum({ items: () => Provider, nativeEnumName: 'provider' })
+  provider!: Provider;
+
+  /** Model id without the key label, e.g. `openai:gpt-4o`. */
+  @Field(() => String)
+  @Property({ type: 'text' })
+  model!: string;
+
+  /** Which of the user's keys (label) was asked for; kept so a retry uses the same key. */
+  @Property({ type: 'text' })
+  keyLabel: string = 'default';
+
+  @Field(() => ResponseStatus)
+  @Enum({ items: () => ResponseStatus, nativeEnumName: 'response_status' })
+  status: ResponseStatus = ResponseStatus.PENDING;
+
+  @Field(() => String)
+  @Property({ type: 'text' })
+  content: string = '';
+
+  @Field(() => String, { nullable: true })
+  @Property({ type: 'text', nullable: true })
+  error?: string | null;
+
+  @Field(() => Int, { nullable: true })
+  @Property({ type: 'integer', nullable: true })
+  latencyMs?: number | null;
+
+  @Field(() => Int, { nullable: true })
+  @Property({ type: 'integer', nullable: true })
+  timeToFirstTokenMs?: number | null;
+
+  @Field(() => Int, { nullable: true })
+  @Property({ type: 'integer', nullable: true })
+  promptTokens?: number | null;
+
+  @Field(() => Int, { nullable: true })
+  @Property({ type: 'integer', nullable: true })
+  completionTokens?: number | null;
+
+  @Field(() => Float, { nullable: true })
+  @Property({ type: 'double', nullable: true })
+  costUsd?: number | null;
+
+  @Property({ type: 'Date', columnType: 'timestamptz', nullable: true })
+  settledAt?: Date | null;
+}

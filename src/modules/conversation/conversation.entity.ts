@@ -1,0 +1,24 @@
+import { Entity, ManyToOne, Property, type Ref } from '@mikro-orm/core';
+import { Field, ObjectType } from 'type-graphql';
+import { BaseEntity } from '../../db/base.entity';
+import { User } from '../user/user.entity';
+
+/**
+ * Deleting a conversation deletes its messages (FK cascade) and detaches its
+ * comparisons (`conversation_id` set null): a comparison and its vote stay in
+ * the user's comparison history and keep feeding the leaderboard.
+ */
+@ObjectType()
+@Entity({ tableName: 'conversations' })
+export class Conversation extends BaseEntity {
+  @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
+  owner!: Ref<User>;
+
+  @Field(() => String)
+  @Property({ type: 'text' })
+  title!: string;
+
+  @Field(() => Date)
+  @Property({ type: 'Date', columnType: 'timestamptz' })
+  updatedAt: Date = new Date();
+}

@@ -1,0 +1,394 @@
+/**
+ * Bradley–Terry leaderboard ratings. Pure functions, no I/O, deterministic.
+ *
+ * Model: every model i has a strength p_i = e^{θ_i}; in a battle between i and
+ * j, P(i beats j) = p_i / (p_i + p_j).
+ *
+ * Conventions (document-worthy choices, all fixed here):
+ * - Votes become pairwise battles (`votesToBattles`): WINNER → the winner beats
+ *   every other model of the comparison; TIE and ALL_BAD → a tie between every
+ *   pair. A tie scores 0.5 for each side, i.e. counts as half a win and half a
+ *   loss, the usual Chatbot-Arena convention.
+ * - Fit: Hunter's (2004) MM / Zermelo iteration on the (penalised) likelihood.
+ * - Prior (`prior`, default 1): every model plays `prior` virtual games against
+ *   a pseudo-opponent of fixed average strength (θ = 0), all of them ties. This
+ *   keeps models with only wins or only losses finite and shrinks ratings built
+ *   on few votes toward the average. `prior: 0` gives the pure maximum
+ *   likelihood estimate, which exists only when the battle graph is strongly
+ *   connected (every model both scored against and conceded to the rest,
+ *   possibly indirectly); otherwise `bradleyTerry` throws a RangeError.
+ * - Scale: rating_i = base + scale · log10(p_i / geometric mean of all p), so
+ *   the average rating is `base` and a gap of `scale` means 10:1 odds.
+ * - Interval: 95% = rating ± 1.96 · se(θ_i − mean θ) · scale / ln 10, where the
+ *   covariance is the inverse of the observed Fisher information of the
+ *   log-strengths (with the prior's contribution; with `prior: 0` the
+ *   sum-to-zero constrained inverse, i.e. the Moore–Penrose pseudo-inverse).
+ * - winRate = (wins + 0.5 · ties) / battles: the same scoring the fit uses.
+ */
+
+/** One vote on a comparison, reduced to what the leaderboard needs. */
+export interface VoteRecord {
+  /** The models whose responses were shown (normally 2..8, distinct). */
+  models: string[];
+  outcome: 'WINNER' | 'TIE' | 'ALL_BAD';
+  /** Required (and must be one of `models`) when outcome is WINNER; ignored otherwise. */
+  winner?: string | null;
+}
+
+/** One pairwise result: scoreA is 1 (a won), 0.5 (tie) or 0 (b won). */
+export interface PairBattle {
+  a: string;
+  b: string;
+  scoreA: number;
+}
+
+/** A model's leaderboard line. */
+export interface Rating {
+  model: string;
+  /** Elo-like: `base` is the geometric-mean model, +`scale` means 10:1 odds. */
+  rating: number;
+  /** Lower end of the 95% interval (rating − 1.96 se). */
+  ratingLow: number;
+  /** Upper end of the 95% interval (rating + 1.96 se). */
+  ratingHigh: number;
+  /** Real pairwise battles played (virtual prior games not counted). */
+  battles: number;
+  wins: number;
+  losses: number;
+  ties: number;
+  /** (wins + 0.5 · ties) / battles. */
+  winRate: number;
+}
+
+export interface BradleyTerryOptions {
+  /** Rating points per factor 10 in strength. Default 400. */
+  scale?: number;
+  /** Rating of the geometric-mean model. Default 1000. */
+  base?: number;
+  /** Maximum MM sweeps; the fit stops there even if not converged. Default 10 000. */
+  iterations?: number;
+  /** Convergence: largest change of any log-strength in one sweep. Default 1e-10. */
+  tolerance?: number;
+  /** Virtual tie games per model against an average opponent; 0 = pure MLE. Default 1. */
+  prior?: number;
+}
+
+export const BT_DEFAULTS: Readonly<Required<BradleyTerryOptions>> = Object.freeze({
+  scale: 400,
+  base: 1000,
+  iterations: 10_000,
+  tolerance: 1e-10,
+  prior: 1,
+});
+
+/** Normal quantile used for the 95% interval. */
+export const Z_95 = 1.96;
+
+// ---------------------------------------------------------------------------
+// Votes → battles
+
+/**
+ * Expands votes into pairwise battles, in vote order. WINNER yields
+ * `models.length − 1` battles `{ a: winner, b: other, scoreA: 1 }`; TIE and
+ * ALL_BAD yield one `scoreA: 0.5` battle per unordered pair (in list order).
+ * A vote with fewer than two models yields nothing.
+ * @throws RangeError for duplicate models, or a WINNER vote whose winner is
+ * missing or not among its models.
+ */
+export function votesToBattles(votes: readonly VoteRecord[]): PairBattle[] {
+  return votes.flatMap(voteToBattles);
+}
+
+function voteToBattles(vote: VoteRecord): PairBattle[] {
+  if (new Set(vote.models).size !== vote.models.length) {
+    throw new RangeError(`vote lists a model twice: ${vote.models.join(', ')}`);
+  }
+  switch (vote.outcome) {
+    case 'WINNER':
+      return winnerBattles(vote.models, vote.winner);
+    case 'TIE':
+    case 'ALL_BAD':
+      return tieBattles(vote.models);
+    default:
+      throw new RangeError(`unknown vote outcome: ${String((vote as { outcome: unknown }).outcome)}`);
+  }
+}
+
+function winnerBattles(models: readonly string[], winner: string | null | undefined): PairBattle[] {
+  if (winner == null || !models.includes(winner)) {
+    throw new RangeError(`WINNER vote needs a winner among [${models.join(', ')}], got ${String(winner)}`);
+  }
+  return models.filter((m) => m !== winner).map((loser) => ({ a: winner, b: loser, scoreA: 1 }));
+}
+
+function tieBattles(models: readonly string[]): PairBattle[] {
+  const battles: PairBattle[] = [];
+  for (let i = 0; i < models.length; i++) {
+    for (let j = i + 1; j < models.length; j++) {
+      battles.push({ a: models[i], b: models[j], scoreA: 0.5 });
+    }
+  }
+  return battles;
+}
+
+// ---------------------------------------------------------------------------
+// Fit
+
+/** Per-pair tallies, models indexed in sorted name order. */
+interface Tally {
+  models: string[];
+  /** scored[i][j]: points i took from battles against j (win 1, tie 0.5). */
+  scored: number[][];
+  records: Array<Pick<Rating, 'battles' | 'wins' | 'losses' | 'ties'>>;
+}
+
+/**
+ * Fits Bradley–Terry strengths to `battles` and returns one `Rating` per model
+ * that appears, sorted by rating descending (then by name; ratings equal to
+ * 1e-6 count as equal so the order is stable). Empty input → [].
+ * See the module comment for the prior, scale, interval and winRate contracts.
+ * @throws RangeError for a battle with a === b, an empty name or a score
+ * other than 0, 0.5, 1; for invalid options; and, with `prior: 0`, when the
+ * maximum likelihood estimate does not exist (battle graph not strongly connected).
+ */
+export function bradleyTerry(battles: readonly PairBattle[], opts: BradleyTerryOptions = {}): Rating[] {
+  const o = resolveOptions(opts);
+  battles.forEach(assertValidBattle);
+  if (battles.length === 0) return [];
+
+  const tally = tallyBattles(battles);
+  if (o.prior === 0) assertMleExists(tally);
+
+  const strengths = fitStrengths(tally.scored, o);
+  const variances = centredVariances(informationMatrix(tally.scored, strengths, o.prior), o.prior);
+  const logs = strengths.map(Math.log);
+  const meanLog = mean(logs);
+  const pointsPerNat = o.scale / Math.LN10;
+
+  return tally.models
+    .map((model, i): Rating => {
+      const rating = o.base + pointsPerNat * (logs[i] - meanLog);
+      const halfWidth = Z_95 * Math.sqrt(Math.max(variances[i], 0)) * pointsPerNat;
+      const r = tally.records[i];
+      return {
+        model,
+        rating,
+        ratingLow: rating - halfWidth,
+        ratingHigh: rating + halfWidth,
+        ...r,
+        winRate: (r.wins + 0.5 * r.ties) / r.battles,
+      };
+    })
+    .sort(byRatingThenName);
+}
+
+function resolveOptions(opts: BradleyTerryOptions): Required<BradleyTerryOptions> {
+  const o = { ...BT_DEFAULTS, ...stripUndefined(opts) };
+  if (!(o.scale > 0) || !Number.isFinite(o.scale)) throw new RangeError(`scale must be > 0, got ${o.scale}`);
+  if (!Number.isFinite(o.base)) throw new RangeError(`base must be finite, got ${o.base}`);
+  if (!Number.isInteger(o.iterations) || o.iterations < 1) {
+    throw new RangeError(`iterations must be a positive integer, got ${o.iterations}`);
+  }
+  if (!(o.tolerance > 0)) throw new RangeError(`tolerance must be > 0, got ${o.tolerance}`);
+  if (!(o.prior >= 0) || !Number.isFinite(o.prior)) throw new RangeError(`prior must be >= 0, got ${o.prior}`);
+  return o;
+}
+
+function stripUndefined<T extends object>(obj: T): Partial<T> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function assertValidBattle(b: PairBattle): void {
+  if (!b.a || !b.b || b.a === b.b) throw new RangeError(`battle needs two distinct models, got '${b.a}' vs '${b.b}'`);
+  if (b.scoreA !== 0 && b.scoreA !== 0.5 && b.scoreA !== 1) {
+    throw new RangeError(`battle score must be 0, 0.5 or 1, got ${b.scoreA}`);
+  }
+}
+
+function tallyBattles(battles: readonly PairBattle[]): Tally {
+  const models = [...new Set(battles.flatMap((b) => [b.a, b.b]))].sort();
+  const index = new Map(models.map((m, i) => [m, i]));
+  const scored = squareMatrix(models.length);
+  const records = models.map(() => ({ battles: 0, wins: 0, losses: 0, ties: 0 }));
+  for (const { a, b, scoreA } of battles) {
+    const i = index.get(a)!;
+    const j = index.get(b)!;
+    scored[i][j] += scoreA;
+    scored[j][i] += 1 - scoreA;
+    recordResult(records[i], scoreA);
+    recordResult(records[j], 1 - scoreA);
+  }
+  return { models, scored, records };
+}
+
+function recordResult(r: Tally['records'][number], score: number): void {
+  r.battles++;
+  if (score === 1) r.wins++;
+  else if (score === 0) r.losses++;
+  else r.ties++;
+}
+
+/**
+ * Without a prior the MLE exists iff the directed graph "i scored against j"
+ * is strongly connected (Zermelo/Ford condition): every model reachable from
+ * the first one both along and against the edges.
+ */
+function assertMleExists(tally: Tally): void {
+  const forward = reachableFrom0(tally.scored, (i, j) => tally.scored[i][j] > 0);
+  const backward = reachableFrom0(tally.scored, (i, j) => tally.scored[j][i] > 0);
+  if (forward.size < tally.models.length || backward.size < tally.models.length) {
+    throw new RangeError(
+      'prior: 0 needs a strongly connected battle graph (no model with only wins or only losses ' +
+        'against the rest); use a prior > 0',
+    );
+  }
+}
+
+function reachableFrom0(m: number[][], edge: (i: number, j: number) => boolean): Set<number> {
+  const seen = new Set<number>([0]);
+  const queue = [0];
+  while (queue.length > 0) {
+    const i = queue.shift()!;
+    for (let j = 0; j < m.length; j++) {
+      if (!seen.has(j) && edge(i, j)) {
+        seen.add(j);
+        queue.push(j);
+      }
+    }
+  }
+  return seen;
+}
+
+/**
+ * Hunter's MM update p_i ← W_i / Σ_j n_ij / (p_i + p_j), Jacobi style, where
+ * W_i is i's total score and n_ij the games between i and j. The prior adds
+ * `prior` games against a fixed p = 1 with score prior/2. Without a prior the
+ * likelihood is scale-free, so strengths are renormalised to geometric mean 1.
+ * Returns strengths p (not logs).
+ */
+function fitStrengths(scored: number[][], o: Required<BradleyTerryOptions>): number[] {
+  const n = scored.length;
+  const totalScore = scored.map((row) => sum(row) + o.prior / 2);
+  let p: number[] = new Array<number>(n).fill(1);
+  for (let sweep = 0; sweep < o.iterations; sweep++) {
+    let next = p.map((pi, i) => totalScore[i] / expectedGamesWeight(scored, p, i, o.prior));
+    if (o.prior === 0) next = normaliseGeometricMean(next);
+    const change = Math.max(...next.map((q, i) => Math.abs(Math.log(q) - Math.log(p[i]))));
+    p = next;
+    if (change < o.tolerance) break;
+  }
+  return p;
+}
+
+/** Σ_j n_ij / (p_i + p_j), including the prior's games against p = 1. */
+function expectedGamesWeight(scored: number[][], p: number[], i: number, prior: number): number {
+  let weight = prior / (p[i] + 1);
+  for (let j = 0; j < p.length; j++) {
+    const games = scored[i][j] + scored[j][i];
+    if (j !== i && games > 0) weight += games / (p[i] + p[j]);
+  }
+  return weight;
+}
+
+function normaliseGeometricMean(p: number[]): number[] {
+  const g = Math.exp(mean(p.map(Math.log)));
+  return p.map((x) => x / g);
+}
+
+// ---------------------------------------------------------------------------
+// Uncertainty
+
+/**
+ * Observed Fisher information of θ = log p (negative Hessian of the
+ * log-likelihood; it does not depend on the outcomes, so ties change nothing
+ * here): for each pair, w = n_ij · π_ij · π_ji with π_ij = p_i/(p_i+p_j) adds
+ * w on both diagonals and −w off-diagonal. The prior adds prior · π_i0 · π_0i
+ * on the diagonal.
+ */
+function informationMatrix(scored: number[][], p: number[], prior: number): number[][] {
+  const n = p.length;
+  const info = squareMatrix(n);
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) {
+      const games = scored[i][j] + scored[j][i];
+      const w = (games * p[i] * p[j]) / (p[i] + p[j]) ** 2;
+      info[i][i] += w;
+      info[j][j] += w;
+      info[i][j] -= w;
+      info[j][i] -= w;
+    }
+    info[i][i] += (prior * p[i]) / (p[i] + 1) ** 2;
+  }
+  return info;
+}
+
+/**
+ * Variances of the centred log-strengths θ_i − mean θ: diag(P Σ P) with
+ * P = I − 11ᵀ/n. With a prior, Σ = info⁻¹. Without one, info is singular along
+ * 1 (ratings are only defined up to a shift), and Σ = (info + 11ᵀ/n)⁻¹ is a
+ * generalised inverse with P Σ P = info⁺, the sum-to-zero covariance.
+ */
+function centredVariances(info: number[][], prior: number): number[] {
+  const n = info.length;
+  const regularised = prior === 0 ? info.map((row) => row.map((x) => x + 1 / n)) : info;
+  const cov = invertMatrix(regularised);
+  const rowMeans = cov.map(mean);
+  const grandMean = mean(rowMeans);
+  return cov.map((row, i) => row[i] - 2 * rowMeans[i] + grandMean);
+}
+
+/**
+ * Gauss–Jordan inverse with partial pivoting. Matrices here are small
+ * (one row per model).
+ * @throws Error if the matrix is singular to working precision.
+ */
+export function invertMatrix(m: readonly (readonly number[])[]): number[][] {
+  const n = m.length;
+  const a = m.map((row, i) => [...row, ...identityRow(n, i)]);
+  const largest = Math.max(...m.flatMap((row) => row.map(Math.abs)), 0);
+  for (let col = 0; col < n; col++) {
+    const pivotRow = argMaxAbs(a, col);
+    if (Math.abs(a[pivotRow][col]) <= 1e-14 * largest || largest === 0) throw new Error('matrix is singular');
+    [a[col], a[pivotRow]] = [a[pivotRow], a[col]];
+    const pivot = a[col][col];
+    a[col] = a[col].map((x) => x / pivot);
+    for (let r = 0; r < n; r++) {
+      const factor = a[r][col];
+      if (r !== col && factor !== 0) a[r] = a[r].map((x, k) => x - factor * a[col][k]);
+    }
+  }
+  return a.map((row) => row.slice(n));
+}
+
+function argMaxAbs(a: number[][], col: number): number {
+  let best = col;
+  for (let r = col + 1; r < a.length; r++) {
+    if (Math.abs(a[r][col]) > Math.abs(a[best][col])) best = r;
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+function byRatingThenName(x: Rating, y: Rating): number {
+  const dx = Math.round(x.rating * 1e6);
+  const dy = Math.round(y.rating * 1e6);
+  return dy - dx || (x.model < y.model ? -1 : x.model > y.model ? 1 : 0);
+}
+
+function squareMatrix(n: number): number[][] {
+  return Array.from({ length: n }, () => new Array<number>(n).fill(0));
+}
+
+function identityRow(n: number, i: number): number[] {
+  return Array.from({ length: n }, (_, k) => (k === i ? 1 : 0));
+}
+
+function sum(xs: readonly number[]): number {
+  return xs.reduce((s, x) => s + x, 0);
+}
+
+function mean(xs: readonly number[]): number {
+  return xs.length === 0 ? 0 : sum(xs) / xs.length;
+}

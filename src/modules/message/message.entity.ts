@@ -1,0 +1,52 @@
+import { Entity, Enum, ManyToOne, Property, type Ref } from '@mikro-orm/core';
+import { Field, Float, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { BaseEntity } from '../../db/base.entity';
+import { Provider } from '../api-key/api-key.entity';
+import { Conversation } from '../conversation/conversation.entity';
+
+export enum MessageRole {
+  SYSTEM = 'SYSTEM',
+  USER = 'USER',
+  ASSISTANT = 'ASSISTANT',
+}
+registerEnumType(MessageRole, { name: 'MessageRole' });
+
+@ObjectType()
+@Entity({ tableName: 'messages' })
+export class Message extends BaseEntity {
+  @ManyToOne(() => Conversation, { ref: true, deleteRule: 'cascade' })
+  conversation!: Ref<Conversation>;
+
+  @Field(() => MessageRole)
+  @Enum({ items: () => MessageRole, nativeEnumName: 'message_role' })
+  role!: MessageRole;
+
+  @Field(() => String)
+  @Property({ type: 'text' })
+  content!: string;
+
+  @Field(() => Provider, { nullable: true })
+  @Enum({ items: () => Provider, nativeEnumName: 'provider', nullable: true })
+  provider?: Provider | null;
+
+  /** Model id without the key label, e.g. `openai:gpt-4o`. */
+  @Field(() => String, { nullable: true })
+  @Property({ type: 'text', nullable: true })
+  model?: string | null;
+
+  @Field(() => Int, { nullable: true })
+  @Property({ type: 'integer', nullable: true })
+  promptTokens?: number | null;
+
+  @Field(() => Int, { nullable: true })
+  @Property({ type: 'integer', nullable: true })
+  completionTokens?: number | null;
+
+  @Field(() => Int, { nullable: true })
+  @Property({ type: 'integer', nullable: true })
+  latencyMs?: number | null;
+
+  @Field(() => Float, { nullable: true })
+  @Property({ type: 'double', nullable: true })
+  costUsd?: number | null;
+}

@@ -1,0 +1,26 @@
+import { Entity, Enum, Property } from '@mikro-orm/core';
+import { Field, ObjectType, registerEnumType } from 'type-graphql';
+import { BaseEntity } from '../../db/base.entity';
+
+export enum UserRole {
+  USER = 'USER',
+  ADMIN = 'ADMIN',
+}
+registerEnumType(UserRole, { name: 'UserRole' });
+
+/** `email` is stored trimmed and lower-cased; a unique index on lower(email) backs it (migration). */
+@ObjectType()
+@Entity({ tableName: 'users' })
+export class User extends BaseEntity {
+  @Field(() => String)
+  @Property({ type: 'text' })
+  email!: string;
+
+  /** argon2id hash; never exposed. */
+  @Property({ type: 'text', hidden: true, lazy: true })
+  passwordHash!: string;
+
+  @Field(() => UserRole)
+  @Enum({ items: () => UserRole, nativeEnumName: 'user_role' })
+  role: UserRole = UserRole.USER;
+}

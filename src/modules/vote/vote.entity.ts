@@ -1,0 +1,31 @@
+import { Entity, Enum, ManyToOne, Property, type Ref, Unique } from '@mikro-orm/core';
+import { Field, ObjectType, registerEnumType } from 'type-graphql';
+import { BaseEntity } from '../../db/base.entity';
+import { ComparisonResponse, ComparisonResult } from '../comparison/comparison.entity';
+import { User } from '../user/user.entity';
+
+export enum VoteOutcome {
+  WINNER = 'WINNER',
+  TIE = 'TIE',
+  ALL_BAD = 'ALL_BAD',
+}
+registerEnumType(VoteOutcome, { name: 'VoteOutcome' });
+
+/** One per comparison per user; voting again replaces it (upsert on the unique pair). */
+@ObjectType()
+@Entity({ tableName: 'votes' })
+@Unique({ name: 'votes_comparison_user_unique', properties: ['comparison', 'user'] })
+export class Vote extends BaseEntity {
+  @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
+  comparison!: Ref<ComparisonResult>;
+
+  @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
+  user!: Ref<User>;
+
+  @Field(() => VoteOutcome)
+  @Enum({ items: () => VoteOutcome, nativeEnumName: 'vote_outcome' })
+  outcome!: VoteOutcome;
+
+  @ManyToOne(() => ComparisonResponse, { ref: true, nullable: true, deleteRule: 'cascade' })
+  winner?: Ref<ComparisonResponse> | null;
+}
