@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { PrimaryKey, Property } from '@mikro-orm/core';
+import { OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
 import { Field, ID, ObjectType } from 'type-graphql';
 
 /**
@@ -7,7 +7,10 @@ import { Field, ID, ObjectType } from 'type-graphql';
  * so a keyset cursor built from `(createdAt, id)` round-trips exactly.
  */
 @ObjectType()
-export abstract class BaseEntity {
+export abstract class BaseEntity<Optional extends string = never> {
+  /** Properties with defaults: optional in `em.create()`. */
+  [OptionalProps]?: 'id' | 'createdAt' | Optional;
+
   @Field(() => ID)
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();

@@ -21,7 +21,7 @@ registerEnumType(Provider, { name: 'Provider' });
 @ObjectType()
 @Entity({ tableName: 'api_keys' })
 @Unique({ name: 'api_keys_owner_provider_label_unique', properties: ['owner', 'provider', 'label'] })
-export class ApiKey extends BaseEntity {
+export class ApiKey extends BaseEntity<'label' | 'lastUsedAt' | 'baseUrl'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
 

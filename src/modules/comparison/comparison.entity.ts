@@ -37,7 +37,7 @@ export class ComparisonResult extends BaseEntity {
 
 @ObjectType()
 @Entity({ tableName: 'comparison_responses' })
-export class ComparisonResponse extends BaseEntity {
+export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'content'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
 

@@ -10,7 +10,7 @@ import { User } from '../user/user.entity';
  */
 @ObjectType()
 @Entity({ tableName: 'conversations' })
-export class Conversation extends BaseEntity {
+export class Conversation extends BaseEntity<'updatedAt'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
 

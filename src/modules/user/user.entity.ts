@@ -11,7 +11,7 @@ registerEnumType(UserRole, { name: 'UserRole' });
 /** `email` is stored trimmed and lower-cased; a unique index on lower(email) backs it (migration). */
 @ObjectType()
 @Entity({ tableName: 'users' })
-export class User extends BaseEntity {
+export class User extends BaseEntity<'role'> {
   @Field(() => String)
   @Property({ type: 'text' })
   email!: string;

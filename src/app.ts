@@ -1,0 +1,242 @@
+/**
+ * `buildApp(config)` wires everything from a Config object and never listens:
+ * `main.ts` listens; tests build apps in-process with their own database,
+ * cache prefix and fake provider URLs.
+ *
+ * One request, top to bottom: HTTP router (request id, timer) → Apollo →
+ * context (em.fork, loaders, principal) → resolver → service → loader / cache /
+ * ORM / provider → PostgreSQL / Redis / LLM.
+ */
+import 'reflect-metadata';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginCacheControl } from '@apollo/server/plugin/cacheControl';
+import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { DestinationStream } from 'pino';
+import { ENTITIES } from '../mikro-orm.config';
+import type { CachePort } from './cache/cache.port';
+import { createCache } from './cache/create-cache';
+import { GenerationInvalidator } from './cache/generations';
+import { createPubSub, type PubSub } from './cache/pubsub';
+import type { Config } from './config';
+import { startEmbeddedPostgres } from './db/embedded';
+import { MikroORM, createOrmOptions, type Orm, pingDatabase, poolStats } from './db/orm';
+import { CursorCodec } from './db/pagination';
+import { QueryObserver } from './db/query-observer';
+import { TokenService } from './graphql/auth';
+import { createContext, type Context } from './graphql/context';
+import { AppError } from './graphql/errors';
+import { handleGraphqlRequest, HttpError } from './graphql/http';
+import { depthLimit } from './graphql/plugins/depth-limit';
+import { classifyError } from './graphql/plugins/format-error';
+import { observabilityPlugin } from './graphql/plugins/observability';
+import { operationCachePlugin } from './graphql/plugins/operation-cache';
+import { getSchema } from './graphql/schema';
+import { createLoaders, type Services } from './modules';
+import { ApiKeyService } from './modules/api-key/api-key.service';
+import { SecretBox } from './modules/api-key/secret-box';
+import { ComparisonService } from './modules/comparison/comparison.service';
+import { ConversationService } from './modules/conversation/conversation.service';
+import { MessageService } from './modules/message/message.service';
+import { UserService } from './modules/user/user.service';
+import { healthReport } from './observability/health';
+import { createLogger, type Logger } from './observability/logger';
+import { createMetrics, type Metrics } from './observability/metrics';
+
+export interface App {
+  config: Config;
+  httpServer: Server;
+  orm: Orm;
+  cache: CachePort;
+  pubsub: PubSub;
+  services: Services;
+  logger: Logger;
+  metrics: Metrics;
+  queryObserver: QueryObserver;
+  /** Stops accepting work, drains, and closes the pool, cache and embedded database. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface BuildAppOptions {
+  /** Where logs go (tests capture them); default stdout. */
+  logStream?: DestinationStream;
+}
+
+export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<App> {
+  const logger = createLogger(config.logLevel, options.logStream);
+  const cleanups: Array<() => Promise<void>> = [];
+  const close = async () => {
+    while (cleanups.length) {
+      const cleanup = cleanups.pop()!;
+      await cleanup().catch((err) => logger.error({ err }, 'error during shutdown'));
+    }
+  };
+
+  try {
+    // 1. Database: the configured server, or the embedded one under dataDir.
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      logger.info({ dataDir: config.dataDir }, 'DATABASE_URL not set: starting embedded PostgreSQL');
+      const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, log: (line) => logger.debug({ line }, 'embedded postgres') });
+      cleanups.push(() => embedded.stop());
+      databaseUrl = embedded.url;
+    }
+    const queryObserver = new QueryObserver(logger, config.slowQueryMs);
+    const orm = await MikroORM.init(createOrmOptions({ clientUrl: databaseUrl, pool: config.pool, entities: ENTITIES, observer: queryObserver }));
+    cleanups.push(() => orm.close(true));
+    if (config.migrateOnStart) {
+      const applied = await orm.getMigrator().up();
+      if (applied.length) logger.info({ migrations: applied.map((m) => m.name) }, 'migrations applied');
+    }
+
+    // 2. Observability.
+    const metrics = createMetrics({ collectDefaults: config.env !== 'test', poolStats: () => poolStats(orm) });
+    queryObserver.onQuery((_sql, tookMs, failed) => metrics.dbQueryDuration.observe({ outcome: failed ? 'error' : 'ok' }, tookMs / 1000));
+
+    // 3. Cache and pub/sub (fail open; Redis when configured).
+    const cache = createCache({
+      redisUrl: config.redisUrl,
+      prefix: config.cachePrefix,
+      breakerCooldownMs: config.cache.breakerCooldownMs,
+      operationTimeoutMs: config.cache.operationTimeoutMs,
+      logger,
+      onLookup: (namespace, hit) => (hit ? metrics.cacheHits : metrics.cacheMisses).inc({ cache: namespace }),
+    });
+    cleanups.push(() => cache.close());
+    const pubsub = createPubSub({ redisUrl: config.redisUrl, prefix: config.cachePrefix, logger });
+    cleanups.push(() => pubsub.close());
+
+    // 4. Services: stateless, shared by every request.
+    const tokens = new TokenService(config.jwtSecret, config.jwtExpiresIn);
+    const cursors = new CursorCodec(config.jwtSecret);
+    const generations = new GenerationInvalidator(cache);
+    const services: Services = {
+      users: new UserService(tokens, config.adminEmails),
+      apiKeys: new ApiKeyService(new SecretBox(config.encryptionKeys)),
+      conversations: new ConversationService(cursors),
+      messages: new MessageService(cursors),
+      comparisons: new ComparisonService(cursors),
+      invalidation: generations,
+    };
+
+    // 5. GraphQL.
+    const production = config.env === 'production';
+    const apollo = new ApolloServer<Context>({
+      schema: await getSchema(),
+      introspection: !production,
+      includeStacktraceInErrorResponses: false,
+      validationRules: [depthLimit(config.maxQueryDepth)],
+      formatError: (formatted, error) => classifyError(formatted, error, production).formatted,
+      plugins: [
+        ApolloServerPluginCacheControl({ defaultMaxAge: 0, calculateHttpHeaders: false }),
+        observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production }),
+        operationCachePlugin({ cache, generations, ttlMs: config.cache.responseTtlMs }),
+        production
+          ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
+          : ApolloServerPluginLandingPageLocalDefault({ footer: false, includeCookies: false }),
+      ],
+    });
+    await apollo.start();
+    cleanups.push(() => apollo.stop());
+
+    const contextDeps = { em: orm.em, services, logger, createLoaders };
+    const startedAt = Date.now();
+
+    // 6. HTTP.
+    const route = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<string> => {
+      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      if (path === '/health' && req.method === 'GET') {
+        const report = await healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) });
+        sendJson(res, 200, report);
+        return 'health';
+      }
+      if (path === '/metrics' && req.method === 'GET') {
+        res.setHeader('content-type', metrics.registry.contentType);
+        res.end(await metrics.registry.metrics());
+        return 'metrics';
+      }
+      if (path === '/graphql') {
+        await handleGraphqlRequest(apollo, req, res, async () => {
+          const principal = await tokens.fromAuthorizationHeader(req.headers.authorization);
+          return createContext(contextDeps, requestId, principal);
+        });
+        return 'graphql';
+      }
+      sendJson(res, 404, { error: 'Not found' });
+      return 'not_found';
+    };
+
+    const httpServer = createServer((req, res) => {
+      const start = process.hrtime.bigint();
+      const requestId = requestIdFrom(req.headers['x-request-id']);
+      res.setHeader('x-request-id', requestId);
+      stampResponseTime(res, start);
+      route(req, res, requestId)
+        .then((name) => observe(name))
+        .catch((error: unknown) => {
+          const status = error instanceof HttpError ? error.status : 500;
+          if (status >= 500) logger.error({ err: error, requestId }, 'request failed');
+          if (!res.headersSent) sendJson(res, status, { error: status >= 500 ? 'Internal server error' : (error as Error).message });
+          else res.end();
+          observe('error');
+        });
+      function observe(routeName: string) {
+        const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+        metrics.httpDuration.observe({ method: req.method ?? 'GET', route: routeName, status: String(res.statusCode) }, seconds);
+      }
+    });
+    httpServer.keepAliveTimeout = 65_000;
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          httpServer.close(() => resolve());
+          httpServer.closeIdleConnections();
+          if (!httpServer.listening) resolve();
+        }),
+    );
+
+    let closing: Promise<void> | undefined;
+    return {
+      config,
+      httpServer,
+      orm,
+      cache,
+      pubsub,
+      services,
+      logger,
+      metrics,
+      queryObserver,
+      close: () => (closing ??= close()),
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('cache-control', 'no-store');
+  res.end(JSON.stringify(body));
+}
+
+/** Accepts a caller's request id when it is short and safe to log; otherwise makes one. */
+function requestIdFrom(header: string | string[] | undefined): string {
+  const value = Array.isArray(header) ? header[0] : header;
+  return value && /^[\w.-]{1,64}$/.test(value) ? value : randomUUID();
+}
+
+/** Sets `X-Response-Time` at the moment headers are written (also for streamed responses). */
+function stampResponseTime(res: ServerResponse, start: bigint): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: ServerResponse, ...args: Parameters<ServerResponse['writeHead']>) {
+    if (!this.headersSent) {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      this.setHeader('x-response-time', `${ms.toFixed(1)}ms`);
+    }
+    return writeHead.apply(this, args);
+  } as ServerResponse['writeHead'];
+}
+

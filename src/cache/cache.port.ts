@@ -1,0 +1,90 @@
+/**
+ * The cache port: the only cache API the rest of the application sees.
+ * Nothing outside `src/cache` imports Keyv or a Redis client.
+ *
+ * Contract shared by every method:
+ * - **Keys** are `<namespace>:<rest>`; the namespace is the segment before the
+ *   first `:` (e.g. `resp:user-42:abc` → namespace `resp`). It drives stats and
+ *   `clearNamespace`. Stored keys are `${prefix}:${key}`. Private data must be
+ *   keyed by user (`resp:<userId>:...`).
+ * - **Values** round-trip through JSON: Dates come back as ISO strings, `undefined`
+ *   properties disappear, class instances become plain objects. `undefined` is
+ *   never cached (it means "miss"); `null` is.
+ * - **Fail open**: a store error, an operation slower than `operationTimeoutMs`, or
+ *   an open circuit breaker is a miss; the methods never reject because the store
+ *   is unavailable (only for programmer errors such as an invalid namespace).
+ */
+
+/** Freshness policy for {@link CachePort.wrapSwr}. */
+export interface SwrOptions {
+  /** Younger than this: served as is. */
+  freshMs: number;
+  /** Older than `freshMs` but younger than this: served stale, refreshed in the background. Also the store TTL. */
+  maxAgeMs: number;
+}
+
+export interface CacheHealth {
+  store: 'redis' | 'memory';
+  /** Redis connection ready (always true for memory). */
+  connected: boolean;
+  /** Operations are short-circuited to misses until a background probe succeeds. */
+  breakerOpen: boolean;
+}
+
+export interface NamespaceStats {
+  hits: number;
+  misses: number;
+}
+
+/** Called once per lookup (get, wrap, wrapSwr, APQ get); used to feed metrics. */
+export type CacheLookupHook = (namespace: string, hit: boolean) => void;
+
+export interface CachePort {
+  /** The value, or `undefined` on a miss, an expired entry, or any store failure. */
+  get<T>(key: string): Promise<T | undefined>;
+  /**
+   * Stores `value` (JSON) for `ttlMs` (> 0; omitted = no expiry; <= 0 = not stored).
+   * Resolves (never rejects) when stored, dropped, or the store failed.
+   */
+  set<T>(key: string, value: T, ttlMs?: number): Promise<void>;
+  /**
+   * Removes `key`. If the store is unavailable the deletion is journaled and
+   * replayed before the breaker closes again, so it is not lost.
+   */
+  delete(key: string): Promise<void>;
+  /**
+   * Read-through: hit → cached value; miss → `load()` once per key per process
+   * (concurrent callers share the same promise), result stored for `ttlMs` and
+   * returned in its JSON round-tripped form (same shape as a hit). `load` errors
+   * propagate and nothing is cached. Store failures only mean `load` runs.
+   */
+  wrap<T>(key: string, ttlMs: number, load: () => Promise<T>): Promise<T>;
+  /**
+   * Stale-while-revalidate read-through. Stores `{ value, storedAt }` for
+   * `maxAgeMs`. Fresh → returned; stale → returned at once and refreshed in the
+   * background (single-flighted; errors logged, never thrown); missing → `load()`.
+   */
+  wrapSwr<T>(key: string, options: SwrOptions, load: () => Promise<T>): Promise<T>;
+  /**
+   * Atomically increments the integer counter at `key` and returns the new value
+   * (starting at 1). Counters never expire; `get(key)` returns the current value.
+   * Intended for per-user generation numbers (`gen:<userId>`), kept in their own
+   * namespace. If Redis is unavailable it returns a negative, process-unique,
+   * time-based number that Redis never issues (so keys built from it are cold:
+   * never a stale hit) and journals the increment, which is replayed before the
+   * breaker closes again.
+   */
+  incr(key: string): Promise<number>;
+  /**
+   * Admin flush of every key in namespace `ns` (no `:` allowed). Redis: SCAN
+   * MATCH + UNLINK in batches — never KEYS, and never on a hot path. If Redis
+   * is unavailable the flush is journaled and replayed on recovery.
+   * Rejects only for an invalid `ns`.
+   */
+  clearNamespace(ns: string): Promise<void>;
+  health(): CacheHealth;
+  /** Per-namespace lookup counts since start (a copy). */
+  stats(): Record<string, NamespaceStats>;
+  /** Closes connections; afterwards every operation is a miss / no-op. Idempotent. */
+  close(): Promise<void>;
+}

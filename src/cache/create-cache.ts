@@ -1,0 +1,227 @@
+import type { Logger } from '../observability/logger';
+import type { CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions } from './cache.port';
+import { assertNamespace, namespaceOf } from './keys';
+import { closeRedisClient, createRedisClient } from './redis-client';
+import { FailOpenStore } from './resilience';
+import { singleFlight } from './single-flight';
+import { CacheStats } from './stats';
+import { MemoryStore } from './stores/memory.store';
+import { RedisStore } from './stores/redis.store';
+import { CacheSerializationError, jsonRoundTrip } from './stores/serialization';
+import type { Store } from './stores/store';
+
+export interface CreateCacheOptions {
+  /** Unset: in-process memory store (development / tests / single instance). */
+  redisUrl?: string;
+  /** `Config.cachePrefix`; every key is `${prefix}:${namespace}:...`. */
+  prefix: string;
+  /** `Config.cache.breakerCooldownMs`. */
+  breakerCooldownMs: number;
+  /** `Config.cache.operationTimeoutMs`: slower operations count as failures (misses). */
+  operationTimeoutMs: number;
+  logger: Logger;
+  /** Called on every lookup, e.g. `registerCacheMetrics(registry)`. */
+  onLookup?: CacheLookupHook;
+  /** Memory store bound (LRU). Default 10 000 entries. */
+  memoryMaxEntries?: number;
+  /** Redis reconnect backoff cap. Default 2000 ms. */
+  maxReconnectDelayMs?: number;
+}
+
+/** Admin flushes may legitimately take longer than a single-key operation. */
+const FLUSH_TIMEOUT_FACTOR = 20;
+
+interface SwrEntry<T> {
+  value: T;
+  storedAt: number;
+}
+
+function isSwrEntry<T>(v: unknown): v is SwrEntry<T> {
+  return v !== null && typeof v === 'object' && 'value' in v && typeof (v as SwrEntry<T>).storedAt === 'number';
+}
+
+/**
+ * Creates the cache. Never throws and never waits for Redis: with `redisUrl`
+ * it connects in the background (Redis down at start = misses until it is
+ * up); without, it uses an in-process LRU. See {@link CachePort} for the contract.
+ */
+export function createCache(opts: CreateCacheOptions): CachePort {
+  if (!opts.prefix) throw new TypeError('cache prefix must be non-empty');
+  return new KeyvCache(opts);
+}
+
+class KeyvCache implements CachePort {
+  private readonly guard: FailOpenStore;
+  private readonly stats_: CacheStats;
+  private readonly log: Logger;
+  private readonly namespaces = new Set<string>();
+  /** Local flush epoch per namespace: a load that straddles a flush is not stored. */
+  private readonly epochs = new Map<string, number>();
+  private readonly wraps = singleFlight();
+  private readonly swrReads = singleFlight();
+  private readonly swrRefreshes = singleFlight();
+  private readonly closeClient: () => void;
+  private fallbackSeq = 0;
+
+  constructor(private readonly opts: CreateCacheOptions) {
+    this.log = opts.logger.child({ component: 'cache' });
+    this.stats_ = new CacheStats(opts.onLookup);
+    let store: Store;
+    if (opts.redisUrl) {
+      const client = createRedisClient({
+        url: opts.redisUrl,
+        logger: opts.logger,
+        name: `${opts.prefix.replace(/[^\w:.-]/g, '_')}:cache`,
+        disableOfflineQueue: true,
+        maxReconnectDelayMs: opts.maxReconnectDelayMs,
+        connectTimeoutMs: Math.max(opts.operationTimeoutMs, 1000),
+      });
+      store = new RedisStore(client);
+      client.on('error', (err: unknown) => this.guard.connectionLost(err));
+      client.on('ready', () => this.guard.connectionReady());
+      this.closeClient = () => closeRedisClient(client);
+    } else {
+      store = new MemoryStore(opts.memoryMaxEntries ?? 10_000);
+      this.closeClient = () => undefined;
+    }
+    this.guard = new FailOpenStore(store, {
+      operationTimeoutMs: opts.operationTimeoutMs,
+      breakerCooldownMs: opts.breakerCooldownMs,
+      logger: opts.logger,
+      knownNamespaces: () => [...this.namespaces].map((ns) => this.nsPrefix(ns)),
+    });
+    this.log.info({ store: store.kind, prefix: opts.prefix }, 'cache created');
+  }
+
+  get<T>(key: string): Promise<T | undefined> {
+    return this.lookup<T>(key);
+  }
+
+  async set<T>(key: string, value: T, ttlMs?: number): Promise<void> {
+    if (value === undefined || (ttlMs !== undefined && !(ttlMs > 0))) return;
+    const full = this.full(key);
+    try {
+      await this.guard.run('set', (s) => s.set(full, value, ttlMs), () => undefined);
+    } catch (err) {
+      this.log.error({ err, key }, 'cache set skipped: value not JSON-serializable');
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const full = this.full(key);
+    await this.guard.run('delete', (s) => s.delete(full), () => undefined, () => this.guard.journal.record('delete', full));
+  }
+
+  async incr(key: string): Promise<number> {
+    const full = this.full(key);
+    return this.guard.run(
+      'incr',
+      (s) => s.incr(full),
+      () => this.missGeneration(),
+      () => this.guard.journal.record('incr', full),
+    );
+  }
+
+  async clearNamespace(ns: string): Promise<void> {
+    assertNamespace(ns);
+    this.epochs.set(ns, (this.epochs.get(ns) ?? 0) + 1);
+    const nsPrefix = this.nsPrefix(ns);
+    await this.guard.run(
+      'clearNamespace',
+      (s) => s.flushNamespace(nsPrefix),
+      () => undefined,
+      () => this.guard.journal.recordFlush(nsPrefix),
+      this.opts.operationTimeoutMs * FLUSH_TIMEOUT_FACTOR,
+    );
+  }
+
+  wrap<T>(key: string, ttlMs: number, load: () => Promise<T>): Promise<T> {
+    return this.wraps.run(this.full(key), async () => {
+      const cached = await this.lookup<T>(key);
+      if (cached !== undefined) return cached;
+      const epoch = this.epochs.get(namespaceOf(key));
+      const { value, cacheable } = this.normalize(key, await load());
+      if (cacheable && this.epochs.get(namespaceOf(key)) === epoch) await this.set(key, value, ttlMs);
+      return value;
+    });
+  }
+
+  wrapSwr<T>(key: string, options: SwrOptions, load: () => Promise<T>): Promise<T> {
+    return this.swrReads.run(this.full(key), async () => {
+      const entry = await this.lookup<SwrEntry<T>>(key, isSwrEntry);
+      if (entry) {
+        const age = Date.now() - entry.storedAt;
+        if (age < options.freshMs) return entry.value;
+        if (age < options.maxAgeMs) {
+          this.swrRefreshes
+            .run(this.full(key), () => this.loadSwr(key, options, load))
+            .catch((err: unknown) => this.log.warn({ err, key }, 'cache background refresh failed; serving stale'));
+          return entry.value;
+        }
+      }
+      return this.loadSwr(key, options, load);
+    });
+  }
+
+  health(): CacheHealth {
+    return {
+      store: this.guard.store.kind,
+      connected: this.guard.store.connected(),
+      breakerOpen: this.guard.breaker.isOpen,
+    };
+  }
+
+  stats(): Record<string, NamespaceStats> {
+    return this.stats_.snapshot();
+  }
+
+  async close(): Promise<void> {
+    this.guard.close();
+    this.closeClient();
+    await this.guard.store.close();
+  }
+
+  private async loadSwr<T>(key: string, options: SwrOptions, load: () => Promise<T>): Promise<T> {
+    const epoch = this.epochs.get(namespaceOf(key));
+    const { value, cacheable } = this.normalize(key, await load());
+    if (cacheable && this.epochs.get(namespaceOf(key)) === epoch) {
+      await this.set<SwrEntry<T>>(key, { value, storedAt: Date.now() }, options.maxAgeMs);
+    }
+    return value;
+  }
+
+  /** Reads and records a hit or miss; `accept` rejects entries of the wrong shape (counted as misses). */
+  private async lookup<T>(key: string, accept?: (v: unknown) => v is T): Promise<T | undefined> {
+    const full = this.full(key);
+    const raw = await this.guard.run('get', (s) => s.get(full), () => undefined);
+    const value = raw === undefined || (accept && !accept(raw)) ? undefined : (raw as T);
+    this.stats_.record(namespaceOf(key), value !== undefined);
+    return value;
+  }
+
+  /** The JSON round-tripped value (same shape as a hit); unserializable values are returned as is, uncached. */
+  private normalize<T>(key: string, value: T): { value: T; cacheable: boolean } {
+    try {
+      return { value: jsonRoundTrip(value), cacheable: value !== undefined };
+    } catch (err) {
+      if (!(err instanceof CacheSerializationError)) throw err;
+      this.log.error({ err, key }, 'cache: loaded value not JSON-serializable; not cached');
+      return { value, cacheable: false };
+    }
+  }
+
+  /** Negative, process-unique, time-based: Redis INCR never returns it, so keys built from it are cold. */
+  private missGeneration(): number {
+    this.fallbackSeq = (this.fallbackSeq + 1) % 1000;
+    return -(Date.now() * 1000 + this.fallbackSeq);
+  }
+
+  private full(key: string): string {
+    this.namespaces.add(namespaceOf(key));
+    return `${this.opts.prefix}:${key}`;
+  }
+
+  private nsPrefix(ns: string): string {
+    return `${this.opts.prefix}:${ns}`;
+  }
+}

@@ -1,0 +1,47 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../observability/logger';
+import type { MessageHandler, PubSub } from './pubsub';
+import { deliver } from './pubsub.deliver';
+
+/**
+ * In-process pub/sub over an EventEmitter. Mirrors the Redis semantics:
+ * JSON round trip, asynchronous delivery (never inside `publish`), prefixed channels.
+ */
+export class MemoryPubSub implements PubSub {
+  private readonly emitter = new EventEmitter();
+  private readonly log: Logger;
+  private closed = false;
+
+  constructor(
+    private readonly prefix: string,
+    logger: Logger,
+  ) {
+    this.emitter.setMaxListeners(0);
+    this.log = logger.child({ component: 'pubsub' });
+  }
+
+  async publish(channel: string, message: object): Promise<void> {
+    if (this.closed) return;
+    let json: string;
+    try {
+      json = JSON.stringify(message);
+    } catch (err) {
+      this.log.error({ err, channel }, 'pub/sub message not JSON-serializable: dropped');
+      return;
+    }
+    const name = `${this.prefix}:${channel}`;
+    setImmediate(() => this.emitter.emit(name, json));
+  }
+
+  async subscribe<T = unknown>(channel: string, onMessage: MessageHandler<T>): Promise<() => Promise<void>> {
+    const name = `${this.prefix}:${channel}`;
+    const listener = (json: string) => deliver(onMessage, JSON.parse(json), this.log, channel);
+    if (!this.closed) this.emitter.on(name, listener);
+    return async () => void this.emitter.off(name, listener);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.emitter.removeAllListeners();
+  }
+}

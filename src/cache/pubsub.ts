@@ -1,0 +1,45 @@
+/**
+ * Pub/sub port: fire-and-forget, at-most-once fan-out of JSON messages
+ * (e.g. "user 42's settings changed", subscription events across instances).
+ *
+ * Contract:
+ * - Channels are prefixed with the cache prefix (`${prefix}:${channel}`), so
+ *   environments / test files sharing a Redis never see each other's messages.
+ * - Messages are JSON: the subscriber receives the JSON round-tripped object.
+ * - `publish` never rejects because Redis is unavailable: the message is logged
+ *   and dropped (no buffering, no local fallback: a subscriber must tolerate loss).
+ * - `subscribe` resolves once Redis acknowledged, or after a bounded wait if
+ *   Redis is down; the subscription is then kept and (re)established by the
+ *   client when Redis is back. Handler errors (sync or async) are logged, never
+ *   propagated. The returned function unsubscribes only that handler (idempotent).
+ */
+import type { Logger } from '../observability/logger';
+import { MemoryPubSub } from './pubsub.memory';
+import { RedisPubSub } from './pubsub.redis';
+
+export type MessageHandler<T = unknown> = (message: T) => void | Promise<void>;
+
+export interface PubSub {
+  publish(channel: string, message: object): Promise<void>;
+  subscribe<T = unknown>(channel: string, onMessage: MessageHandler<T>): Promise<() => Promise<void>>;
+  /** Drops every subscription and closes connections. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface CreatePubSubOptions {
+  /** Unset: in-process EventEmitter (single instance / tests). */
+  redisUrl?: string;
+  prefix: string;
+  logger: Logger;
+  /** Bound on publish / subscribe round trips. Default 1000 ms. */
+  operationTimeoutMs?: number;
+}
+
+/** Redis pub/sub (two dedicated connections) when `redisUrl` is set, else in-memory. Never throws for an unreachable Redis. */
+export function createPubSub(opts: CreatePubSubOptions): PubSub {
+  if (!opts.prefix) throw new TypeError('pub/sub prefix must be non-empty');
+  const timeoutMs = opts.operationTimeoutMs ?? 1000;
+  return opts.redisUrl
+    ? new RedisPubSub(opts.redisUrl, opts.prefix, opts.logger, timeoutMs)
+    : new MemoryPubSub(opts.prefix, opts.logger);
+}

@@ -1,0 +1,110 @@
+import type { Logger } from '../observability/logger';
+import { CircuitBreaker } from './breaker';
+import { InvalidationJournal } from './journal';
+import { CacheSerializationError } from './stores/serialization';
+import type { Store } from './stores/store';
+import { sleep, withTimeout } from './timeout';
+
+export interface FailOpenOptions {
+  operationTimeoutMs: number;
+  breakerCooldownMs: number;
+  logger: Logger;
+  /** Namespaces seen so far: flushed on recovery if the journal overflowed. */
+  knownNamespaces: () => Iterable<string>;
+  /** Default 10 000 pending invalidations. */
+  journalMax?: number;
+}
+
+/**
+ * Fail-open guard around a {@link Store}: per-operation timeout, circuit
+ * breaker, invalidation journal. `run` never rejects for store failures; it
+ * returns `fallback()` instead. Only `CacheSerializationError` (a caller bug)
+ * propagates, without tripping the breaker.
+ */
+export class FailOpenStore {
+  readonly breaker: CircuitBreaker;
+  readonly journal: InvalidationJournal;
+  private closed = false;
+  private firstAttemptDone = false;
+  private readonly log: Logger;
+
+  constructor(
+    readonly store: Store,
+    private readonly opts: FailOpenOptions,
+  ) {
+    this.log = opts.logger.child({ component: 'cache' });
+    this.journal = new InvalidationJournal(opts.journalMax ?? 10_000, opts.knownNamespaces);
+    this.breaker = new CircuitBreaker(opts.breakerCooldownMs, () => this.probe(), {
+      onOpen: (err) =>
+        this.log.warn({ err, cooldownMs: opts.breakerCooldownMs }, 'cache unavailable: failing open (breaker open)'),
+      onClose: () => this.log.info('cache available again (breaker closed)'),
+    });
+    void store.firstAttempt.then(() => (this.firstAttemptDone = true));
+  }
+
+  /**
+   * Runs `op` unless closed / breaker open; on error or timeout trips the
+   * breaker. `onSkipped` runs whenever `op` did not (or may not have)
+   * completed — used to journal invalidations.
+   */
+  async run<T>(
+    what: string,
+    op: (store: Store) => Promise<T>,
+    fallback: () => T,
+    onSkipped?: () => void,
+    timeoutMs = this.opts.operationTimeoutMs,
+  ): Promise<T> {
+    if (this.closed) return fallback();
+    if (!this.firstAttemptDone) await Promise.race([this.store.firstAttempt, sleep(timeoutMs)]);
+    if (!this.breaker.allow()) {
+      onSkipped?.();
+      return fallback();
+    }
+    try {
+      return await this.timed(op(this.store), timeoutMs, what);
+    } catch (error) {
+      if (error instanceof CacheSerializationError) throw error;
+      this.log.debug({ err: error, op: what }, 'cache operation failed: treated as a miss');
+      this.breaker.trip(error);
+      onSkipped?.();
+      return fallback();
+    }
+  }
+
+  /** Wire to the connection's `error` event: open the breaker without waiting for an operation to fail. */
+  connectionLost(error: unknown): void {
+    if (!this.closed) this.breaker.trip(error);
+  }
+
+  /** Wire to the connection's `ready` event: probe now instead of after the cooldown. */
+  connectionReady(): void {
+    if (!this.closed) this.breaker.probeNow();
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Background probe: PING, then replay journaled invalidations; only then may the breaker close. */
+  private async probe(): Promise<void> {
+    if (this.closed) throw new Error('cache closed');
+    const t = this.opts.operationTimeoutMs;
+    await this.timed(this.store.ping(), t, 'probe ping');
+    if (this.journal.size === 0) return;
+    const pending = this.journal.size;
+    await this.timed(
+      this.journal.replay({
+        delete: (k) => this.store.delete(k),
+        incr: async (k) => void (await this.store.incr(k)),
+        flush: (nsPrefix) => this.store.flushNamespace(nsPrefix),
+      }),
+      Math.max(t * 20, 10_000),
+      'journal replay',
+    );
+    this.log.info({ pending }, 'replayed invalidations journaled during the cache outage');
+  }
+
+  private timed<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+    return this.store.kind === 'memory' ? promise : withTimeout(promise, ms, what);
+  }
+}

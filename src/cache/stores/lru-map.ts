@@ -1,0 +1,30 @@
+/**
+ * A Map bounded to `maxEntries`, evicting the least recently used entry.
+ * Keyv accepts any Map as its in-memory store; this keeps the fallback cache
+ * from growing without bound (Keyv only drops expired entries when read).
+ */
+export class LruMap<K, V> extends Map<K, V> {
+  constructor(private readonly maxEntries: number) {
+    super();
+  }
+
+  override get(key: K): V | undefined {
+    if (!super.has(key)) return undefined;
+    const value = super.get(key) as V;
+    super.delete(key);
+    super.set(key, value);
+    return value;
+  }
+
+  override set(key: K, value: V): this {
+    // Map's constructor calls set before maxEntries is assigned; nothing to evict then.
+    if (super.has(key)) super.delete(key);
+    super.set(key, value);
+    while (this.maxEntries !== undefined && this.size > this.maxEntries) {
+      const oldest = this.keys().next();
+      if (oldest.done) break;
+      super.delete(oldest.value);
+    }
+    return this;
+  }
+}

@@ -1,0 +1,69 @@
+import { Keyv } from 'keyv';
+import { LruMap } from './lru-map';
+import { deserializeEnvelope, serializeEnvelope } from './serialization';
+import type { Store } from './store';
+
+/**
+ * In-process store: Keyv over an LRU-bounded Map (same JSON envelope as
+ * Redis, so values round-trip identically). Counters live in a separate,
+ * unbounded Map: evicting a generation number could resurrect old entries.
+ */
+export class MemoryStore implements Store {
+  readonly kind = 'memory' as const;
+  readonly firstAttempt = Promise.resolve();
+  private readonly map: LruMap<string, string>;
+  private readonly counters = new Map<string, number>();
+  private readonly keyv: Keyv;
+
+  constructor(maxEntries: number) {
+    this.map = new LruMap(maxEntries);
+    this.keyv = new Keyv(this.map, {
+      namespace: undefined,
+      useKeyPrefix: false,
+      throwOnErrors: true,
+      serialize: serializeEnvelope,
+      deserialize: deserializeEnvelope,
+    });
+  }
+
+  async get(fullKey: string): Promise<unknown> {
+    const counter = this.counters.get(fullKey);
+    if (counter !== undefined) return counter;
+    return this.keyv.get(fullKey);
+  }
+
+  async set(fullKey: string, value: unknown, ttlMs?: number): Promise<void> {
+    this.counters.delete(fullKey);
+    await this.keyv.set(fullKey, value, ttlMs);
+  }
+
+  async delete(fullKey: string): Promise<void> {
+    this.counters.delete(fullKey);
+    this.map.delete(fullKey);
+  }
+
+  /** Synchronous read-modify-write: atomic within the process. */
+  async incr(fullKey: string): Promise<number> {
+    const next = (this.counters.get(fullKey) ?? 0) + 1;
+    this.map.delete(fullKey);
+    this.counters.set(fullKey, next);
+    return next;
+  }
+
+  async flushNamespace(nsPrefix: string): Promise<void> {
+    const matches = (k: string) => k === nsPrefix || k.startsWith(`${nsPrefix}:`);
+    for (const k of [...this.map.keys()]) if (matches(k)) this.map.delete(k);
+    for (const k of [...this.counters.keys()]) if (matches(k)) this.counters.delete(k);
+  }
+
+  async ping(): Promise<void> {}
+
+  connected(): boolean {
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.map.clear();
+    this.counters.clear();
+  }
+}

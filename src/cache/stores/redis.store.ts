@@ -1,0 +1,86 @@
+import KeyvRedis from '@keyv/redis';
+import { Keyv } from 'keyv';
+import { escapeGlob } from '../keys';
+import { type RedisClient } from '../redis-client';
+import { deserializeEnvelope, serializeEnvelope } from './serialization';
+import type { Store } from './store';
+
+/** Batch size for the admin namespace flush (SCAN COUNT and UNLINK batch). */
+const FLUSH_BATCH = 500;
+
+/**
+ * Redis store: Keyv + @keyv/redis over a client we own (created by
+ * `createRedisClient`: error listener, background connect, endless backoff,
+ * no offline queue). @keyv/redis is told to throw (`throwOnErrors`) and never
+ * to connect by itself (`throwOnConnectError: false`; the client is already
+ * open), so every failure reaches the resilience layer.
+ */
+export class RedisStore implements Store {
+  readonly kind = 'redis' as const;
+  readonly firstAttempt: Promise<void>;
+  private readonly keyv: Keyv;
+
+  constructor(private readonly client: RedisClient) {
+    const adapter = new KeyvRedis(client, { throwOnConnectError: false, throwOnErrors: true, useUnlink: true });
+    this.keyv = new Keyv(adapter, {
+      namespace: undefined,
+      useKeyPrefix: false,
+      throwOnErrors: true,
+      serialize: serializeEnvelope,
+      deserialize: deserializeEnvelope,
+    });
+    this.firstAttempt = new Promise<void>((resolve) => {
+      if (client.isReady) return resolve();
+      client.once('ready', () => resolve());
+      client.once('error', () => resolve());
+    });
+  }
+
+  async get(fullKey: string): Promise<unknown> {
+    this.assertOpen();
+    return this.keyv.get(fullKey);
+  }
+
+  async set(fullKey: string, value: unknown, ttlMs?: number): Promise<void> {
+    this.assertOpen();
+    await this.keyv.set(fullKey, value, ttlMs === undefined ? undefined : Math.ceil(ttlMs));
+  }
+
+  async delete(fullKey: string): Promise<void> {
+    this.assertOpen();
+    await this.keyv.delete(fullKey);
+  }
+
+  async incr(fullKey: string): Promise<number> {
+    return this.client.incr(fullKey);
+  }
+
+  /** SCAN MATCH + UNLINK in batches: O(keyspace), for admin flushes only. */
+  async flushNamespace(nsPrefix: string): Promise<void> {
+    await this.client.unlink(nsPrefix);
+    const match = `${escapeGlob(nsPrefix)}:*`;
+    for await (const keys of this.client.scanIterator({ MATCH: match, COUNT: FLUSH_BATCH })) {
+      if (keys.length > 0) await this.client.unlink(keys);
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping();
+  }
+
+  connected(): boolean {
+    return this.client.isReady;
+  }
+
+  async close(): Promise<void> {
+    // The client is owned by createCache, which closes it.
+  }
+
+  /**
+   * @keyv/redis reconnects a closed client on use; after close() we must never
+   * reach it (checked synchronously, before Keyv calls into the adapter).
+   */
+  private assertOpen(): void {
+    if (!this.client.isOpen) throw new Error('redis client is closed');
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * Keyset (cursor) pagination on `(created_at, id)`.
+ *
+ * A cursor is `base64url(JSON [scope, createdAtIso, id]).hmac`: opaque to
+ * clients, signed so a tampered cursor or one from another list (`scope`,
+ * e.g. `conversations:<userId>`) answers BAD_USER_INPUT instead of silently
+ * paging somewhere else. Rows have millisecond timestamps set in JS, so the
+ * ISO string round-trips exactly.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { badInput } from '../graphql/errors';
+
+export const MAX_PAGE_SIZE = 100;
+
+export interface CursorPosition {
+  createdAt: Date;
+  id: string;
+}
+
+export interface PageInfo {
+  hasNextPage: boolean;
+  endCursor: string | null;
+}
+
+export interface Page<T> {
+  nodes: T[];
+  pageInfo: PageInfo;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export class CursorCodec {
+  constructor(private readonly secret: string) {}
+
+  private sign(body: string): string {
+    return createHmac('sha256', this.secret).update(body).digest('base64url').slice(0, 22);
+  }
+
+  encode(scope: string, position: CursorPosition): string {
+    const body = Buffer.from(JSON.stringify([scope, position.createdAt.toISOString(), position.id])).toString('base64url');
+    return `${body}.${this.sign(body)}`;
+  }
+
+  /** Throws BAD_USER_INPUT for anything that is not a cursor this server made for `scope`. */
+  decode(scope: string, cursor: string): CursorPosition {
+    const invalid = () => badInput('Invalid cursor: pass pageInfo.endCursor from the previous page of this list', 'after');
+    const [body, mac, extra] = cursor.split('.');
+    if (!body || !mac || extra !== undefined || cursor.length > 512) throw invalid();
+    const expected = Buffer.from(this.sign(body));
+    const given = Buffer.from(mac);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw invalid();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+    } catch {
+      throw invalid();
+    }
+    if (!Array.isArray(parsed) || parsed.length !== 3 || parsed[0] !== scope) throw invalid();
+    const [, iso, id] = parsed as [string, unknown, unknown];
+    const createdAt = typeof iso === 'string' ? new Date(iso) : new Date(NaN);
+    if (Number.isNaN(createdAt.getTime()) || typeof id !== 'string' || !UUID.test(id)) throw invalid();
+    return { createdAt, id };
+  }
+}
+
+/** Validates `first`: 1..100, else BAD_USER_INPUT. */
+export function pageSize(first: number | null | undefined, fallback: number): number {
+  const size = first ?? fallback;
+  if (!Number.isInteger(size) || size < 1 || size > MAX_PAGE_SIZE) {
+    throw badInput(`first must be between 1 and ${MAX_PAGE_SIZE}, got ${size}`, 'first');
+  }
+  return size;
+}
+
+/**
+ * Turns `limit + 1` fetched rows into a page: the extra row only tells
+ * whether another page exists.
+ */
+export function toPage<T extends CursorPosition>(rows: T[], limit: number, cursorFor: (row: T) => string): Page<T> {
+  const hasNextPage = rows.length > limit;
+  const nodes = hasNextPage ? rows.slice(0, limit) : rows;
+  const last = nodes[nodes.length - 1];
+  return { nodes, pageInfo: { hasNextPage, endCursor: last ? cursorFor(last) : null } };
+}
+
+export function isUuid(value: string): boolean {
+  return UUID.test(value);
+}
+
+/** The part of MikroORM's QueryBuilder that `keysetPage` uses. */
+interface KeysetQuery<T> {
+  andWhere(sql: string, params: unknown[]): unknown;
+  orderBy(order: Record<string, 'asc' | 'desc'>): unknown;
+  limit(n: number): unknown;
+  getResultList(): Promise<T[]>;
+}
+
+/**
+ * Runs one page of a keyset-paged list on `(created_at, id)`: newest first
+ * (`desc`, lists) or oldest first (`asc`, messages). `alias` is the
+ * QueryBuilder alias of the paged table.
+ */
+export async function keysetPage<T extends CursorPosition>(
+  qb: KeysetQuery<T>,
+  opts: { alias: string; cursors: CursorCodec; scope: string; first: number | null | undefined; after: string | null | undefined; defaultFirst: number; direction: 'asc' | 'desc' },
+): Promise<Page<T>> {
+  const limit = pageSize(opts.first, opts.defaultFirst);
+  if (opts.after) {
+    const position = opts.cursors.decode(opts.scope, opts.after);
+    const op = opts.direction === 'desc' ? '<' : '>';
+    qb.andWhere(`(${opts.alias}.created_at, ${opts.alias}.id) ${op} (?, ?)`, [position.createdAt, position.id]);
+  }
+  qb.orderBy({ createdAt: opts.direction, id: opts.direction });
+  qb.limit(limit + 1);
+  const rows = await qb.getResultList();
+  return toPage(rows, limit, (row) => opts.cursors.encode(opts.scope, row));
+}

@@ -1,0 +1,75 @@
+/**
+ * JWTs (HS256 pinned, with expiry) and the request principal. The principal
+ * comes only from the verified token's claims: no user lookup per request.
+ */
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { AppError } from './errors';
+
+export type Role = 'USER' | 'ADMIN';
+
+export interface Principal {
+  userId: string;
+  role: Role;
+}
+
+const ALGORITHM = 'HS256';
+const ISSUER = 'llmselect';
+
+export class TokenService {
+  private readonly key: Uint8Array;
+
+  constructor(
+    secret: string,
+    private readonly expiresIn: string,
+  ) {
+    this.key = new TextEncoder().encode(secret);
+  }
+
+  async sign(principal: Principal): Promise<string> {
+    return new SignJWT({ role: principal.role })
+      .setProtectedHeader({ alg: ALGORITHM, typ: 'JWT' })
+      .setSubject(principal.userId)
+      .setIssuer(ISSUER)
+      .setIssuedAt()
+      .setExpirationTime(this.expiresIn)
+      .sign(this.key);
+  }
+
+  /**
+   * Verifies signature, algorithm (only HS256: `alg: none` and any other
+   * algorithm are rejected), issuer and expiry. Throws UNAUTHENTICATED.
+   */
+  async verify(token: string): Promise<Principal> {
+    try {
+      const { payload } = await jwtVerify(token, this.key, { algorithms: [ALGORITHM], issuer: ISSUER });
+      const role = payload.role;
+      if (typeof payload.sub !== 'string' || (role !== 'USER' && role !== 'ADMIN')) {
+        throw new AppError('UNAUTHENTICATED', 'Invalid token');
+      }
+      return { userId: payload.sub, role };
+    } catch (error) {
+      if (error instanceof AppError) throw error;
+      const expired = error instanceof joseErrors.JWTExpired;
+      throw new AppError('UNAUTHENTICATED', expired ? 'Token expired' : 'Invalid token');
+    }
+  }
+
+  /** Reads `Authorization: Bearer <jwt>`; no header → null (anonymous). */
+  async fromAuthorizationHeader(header: string | undefined | null): Promise<Principal | null> {
+    if (!header) return null;
+    const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
+    if (!match) throw new AppError('UNAUTHENTICATED', 'Authorization header must be "Bearer <token>"');
+    return this.verify(match[1]!);
+  }
+}
+
+export function requireUser(principal: Principal | null): Principal {
+  if (!principal) throw new AppError('UNAUTHENTICATED', 'Sign in to do this');
+  return principal;
+}
+
+export function requireAdmin(principal: Principal | null): Principal {
+  const user = requireUser(principal);
+  if (user.role !== 'ADMIN') throw new AppError('FORBIDDEN', 'Only administrators can do this');
+  return user;
+}

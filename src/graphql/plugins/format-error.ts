@@ -1,0 +1,85 @@
+/**
+ * Every error a client sees carries one of the contract's codes. AppErrors
+ * pass through; GraphQL/Apollo request errors are mapped; anything else is an
+ * internal error whose message, stack and SQL never leave the server in
+ * production (it is logged with the request id by `error-logging.ts`).
+ */
+import type { GraphQLFormattedError } from 'graphql';
+import { GraphQLError } from 'graphql';
+import { AppError, ERROR_CODES, type ErrorCode } from '../errors';
+
+/** A validation-rule error that should reach the client as QUERY_TOO_COMPLEX. */
+export class QueryTooComplexError extends GraphQLError {
+  constructor(message: string) {
+    super(message, { extensions: { code: 'QUERY_TOO_COMPLEX' } });
+  }
+}
+
+/** Errors from the pool or the driver that mean "retry later", not "bug". */
+export function isUnavailableError(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : '';
+  const code = (error as { code?: string } | null)?.code;
+  return (
+    /Timeout acquiring a connection|pool is probably full|Connection terminated|ECONNREFUSED|the database system is (starting up|shutting down)/i.test(message) ||
+    ['ECONNREFUSED', 'ECONNRESET', '57P01', '57P03', '53300'].includes(code ?? '')
+  );
+}
+
+function rootCause(error: unknown): unknown {
+  let current = error;
+  for (let i = 0; i < 5; i++) {
+    if (current instanceof AppError || current instanceof QueryTooComplexError) return current;
+    const next = (current as { originalError?: unknown } | null)?.originalError;
+    if (!next || next === current) break;
+    current = next;
+  }
+  return current;
+}
+
+/** Codes Apollo/type-graphql produce for a bad request, mapped into the contract's closed set. */
+function requestErrorCode(code: unknown): ErrorCode | null {
+  switch (code) {
+    case 'GRAPHQL_PARSE_FAILED':
+    case 'GRAPHQL_VALIDATION_FAILED':
+      return 'GRAPHQL_VALIDATION_FAILED';
+    case 'BAD_USER_INPUT':
+    case 'BAD_REQUEST':
+    case 'OPERATION_RESOLUTION_FAILURE':
+    case 'PERSISTED_QUERY_NOT_SUPPORTED':
+      return 'BAD_USER_INPUT';
+    case 'PERSISTED_QUERY_NOT_FOUND':
+      return 'PERSISTED_QUERY_NOT_FOUND';
+    default:
+      return null;
+  }
+}
+
+export interface ClassifiedError {
+  formatted: GraphQLFormattedError;
+  /** True when the error is a bug/outage the server must log with the request id. */
+  internal: boolean;
+}
+
+export function classifyError(formatted: GraphQLFormattedError, error: unknown, production: boolean): ClassifiedError {
+  const cause = rootCause(error);
+  const base = { message: formatted.message, locations: formatted.locations, path: formatted.path };
+  if (cause instanceof AppError || cause instanceof QueryTooComplexError) {
+    const code = cause.extensions.code as ErrorCode;
+    const { code: _c, ...rest } = cause.extensions;
+    return { formatted: { ...base, message: cause.message, extensions: { ...rest, code } }, internal: false };
+  }
+  const mapped = requestErrorCode(formatted.extensions?.code);
+  if (mapped) return { formatted: { ...base, extensions: { code: mapped } }, internal: false };
+  if (isUnavailableError(cause)) {
+    return {
+      formatted: { ...base, message: 'The database is unavailable, retry later', extensions: { code: 'SERVICE_UNAVAILABLE' } },
+      internal: true,
+    };
+  }
+  const message = production ? 'Internal server error' : formatted.message;
+  return { formatted: { ...base, message, extensions: { code: 'INTERNAL_SERVER_ERROR' } }, internal: true };
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+}

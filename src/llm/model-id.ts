@@ -1,0 +1,115 @@
+/**
+ * Model identifiers: `provider:name[@label]`.
+ *
+ * - provider: one of `PROVIDER_NAMES`, lower case exactly as listed.
+ * - name: everything after the FIRST ':' up to the LAST '@' (or the end). It
+ *   may itself contain ':' (Ollama tags such as `llama3.1:8b`) and '@'.
+ * - label: after the LAST '@'; names which provider credential / endpoint to
+ *   use. Defaults to 'default'.
+ *
+ * `ModelId.id` is `provider:name` without the label. Note that a name that
+ * contains '@' only survives a round trip through `parseModelId` when a label
+ * follows it ('openai_compatible:a@b@default').
+ *
+ * This module is the single definition of `ProviderName`; `catalog.ts`
+ * re-exports it.
+ */
+import { AppError } from '../graphql/errors';
+
+export const PROVIDER_NAMES = ['openai', 'anthropic', 'google', 'mistral', 'azure', 'openai_compatible'] as const;
+export type ProviderName = (typeof PROVIDER_NAMES)[number];
+
+export type GraphqlProvider = 'OPENAI' | 'ANTHROPIC' | 'GOOGLE' | 'MISTRAL' | 'AZURE' | 'OPENAI_COMPATIBLE';
+
+export const DEFAULT_LABEL = 'default';
+export const MAX_MODEL_ID_LENGTH = 200;
+
+export interface ModelId {
+  provider: ProviderName;
+  name: string;
+  /** Credential / endpoint label; 'default' when the raw id has no '@'. */
+  label: string;
+  /** `provider:name`, without the label. */
+  id: string;
+}
+
+/**
+ * A malformed model id. A user-input error (code BAD_USER_INPUT, so it reaches
+ * clients unmasked); the message states the expected form and, quoted and
+ * truncated, what arrived.
+ */
+export class InvalidModelIdError extends AppError {
+  constructor(
+    readonly received: string,
+    readonly reason: string,
+  ) {
+    super('BAD_USER_INPUT', `Invalid model id ${quote(received)}: ${reason}; expected 'provider:name[@label]'`, {
+      field: 'model',
+    });
+    this.name = 'InvalidModelIdError';
+  }
+}
+
+/**
+ * Parses `provider:name[@label]` (see the module comment for the split rules).
+ * @throws InvalidModelIdError when the id is longer than 200 characters,
+ * contains whitespace or control characters, has no ':', names an unknown
+ * provider (including wrong case), or has an empty name or empty label.
+ */
+export function parseModelId(raw: string): ModelId {
+  if (raw.length > MAX_MODEL_ID_LENGTH) {
+    throw new InvalidModelIdError(raw, `longer than ${MAX_MODEL_ID_LENGTH} characters`);
+  }
+  if (/[\s\p{Cc}]/u.test(raw)) throw new InvalidModelIdError(raw, 'contains whitespace or control characters');
+
+  const colon = raw.indexOf(':');
+  if (colon < 0) throw new InvalidModelIdError(raw, "missing ':' after the provider");
+  const provider = raw.slice(0, colon);
+  if (!isProviderName(provider)) {
+    throw new InvalidModelIdError(raw, `unknown provider; use one of ${PROVIDER_NAMES.join(', ')}`);
+  }
+
+  const { name, label } = splitLabel(raw.slice(colon + 1));
+  if (name === '') throw new InvalidModelIdError(raw, 'empty model name');
+  if (label === '') throw new InvalidModelIdError(raw, "empty label after '@'");
+  return { provider, name, label, id: formatModelId(provider, name) };
+}
+
+function splitLabel(rest: string): { name: string; label: string } {
+  const at = rest.lastIndexOf('@');
+  return at < 0 ? { name: rest, label: DEFAULT_LABEL } : { name: rest.slice(0, at), label: rest.slice(at + 1) };
+}
+
+/** `provider:name` — the label-free id stored with responses and ratings. No validation. */
+export function formatModelId(provider: ProviderName, name: string): string {
+  return `${provider}:${name}`;
+}
+
+/** True when `value` is one of `PROVIDER_NAMES` (exact, lower case). */
+export function isProviderName(value: string): value is ProviderName {
+  return (PROVIDER_NAMES as readonly string[]).includes(value);
+}
+
+/** The GraphQL enum value for a provider: upper case of the same word. */
+export function toGraphqlProvider(p: ProviderName): GraphqlProvider {
+  return p.toUpperCase() as GraphqlProvider;
+}
+
+/**
+ * Inverse of `toGraphqlProvider`.
+ * @throws RangeError for a value that is not a GraphQL provider (can only
+ * happen when the type is bypassed at run time).
+ */
+export function fromGraphqlProvider(p: GraphqlProvider): ProviderName {
+  const provider = p.toLowerCase();
+  if (p !== provider.toUpperCase() || !isProviderName(provider)) {
+    throw new RangeError(`unknown GraphQL provider: ${String(p)}`);
+  }
+  return provider;
+}
+
+/** JSON-quoted (so whitespace shows) and cut to 80 characters. */
+function quote(raw: string): string {
+  const shown = raw.length > 80 ? `${raw.slice(0, 80)}…` : raw;
+  return JSON.stringify(shown);
+}

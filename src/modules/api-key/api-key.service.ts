@@ -1,0 +1,95 @@
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Principal } from '../../graphql/auth';
+import { badInput, notFound } from '../../graphql/errors';
+import { isUuid } from '../../db/pagination';
+import { ApiKey, Provider } from './api-key.entity';
+import type { SecretBox } from './secret-box';
+
+export interface SaveApiKeyArgs {
+  provider: Provider;
+  apiKey: string;
+  label?: string | null;
+  baseUrl?: string | null;
+}
+
+export interface ProviderCredentials {
+  apiKey: string;
+  baseUrl: string | null;
+}
+
+const LABEL = /^[A-Za-z0-9_.-]{1,40}$/;
+/** Providers that have no public endpoint: the key must say where to call. */
+const NEEDS_BASE_URL: readonly Provider[] = [Provider.AZURE, Provider.OPENAI_COMPATIBLE];
+
+export class ApiKeyService {
+  constructor(private readonly box: SecretBox) {}
+
+  /** Creates or replaces the key for (owner, provider, label). */
+  async save(em: EntityManager, principal: Principal, args: SaveApiKeyArgs): Promise<ApiKey> {
+    const label = (args.label ?? 'default').trim();
+    if (!LABEL.test(label)) throw badInput('label must be 1-40 letters, digits, "_", "-" or "."', 'label');
+    const secret = args.apiKey.trim();
+    if (secret.length < 4 || secret.length > 4096 || /\s/.test(secret)) {
+      throw badInput('apiKey must be 4-4096 characters without spaces', 'apiKey');
+    }
+    const baseUrl = normalizeBaseUrl(args.baseUrl);
+    if (NEEDS_BASE_URL.includes(args.provider) && !baseUrl) {
+      throw badInput(`baseUrl is required for ${args.provider}`, 'baseUrl');
+    }
+    const sealed = this.box.seal(secret, principal.userId);
+    const existing = await em.findOne(ApiKey, { owner: principal.userId, provider: args.provider, label });
+    const key =
+      existing ?? em.create(ApiKey, { owner: principal.userId, provider: args.provider, label, encryptedSecret: '', encryptionKeyId: '', last4: '' });
+    key.encryptedSecret = sealed.ciphertext;
+    key.encryptionKeyId = sealed.keyId;
+    key.last4 = secret.slice(-4);
+    key.baseUrl = baseUrl;
+    try {
+      await em.persistAndFlush(key);
+    } catch (error) {
+      // Two concurrent saves of the same label: the loser retries as an update.
+      if (error instanceof UniqueConstraintViolationException && !existing) return this.save(em.fork(), principal, args);
+      throw error;
+    }
+    return key;
+  }
+
+  async delete(em: EntityManager, principal: Principal, id: string): Promise<boolean> {
+    if (!isUuid(id)) throw notFound('API key');
+    const deleted = await em.nativeDelete(ApiKey, { id, owner: principal.userId });
+    if (!deleted) throw notFound('API key');
+    return true;
+  }
+
+  listForUser(em: EntityManager, userIds: readonly string[]): Promise<ApiKey[]> {
+    return em.find(ApiKey, { owner: { $in: [...userIds] } }, { orderBy: { provider: 'asc', label: 'asc' } });
+  }
+
+  /**
+   * Decrypted credentials for one call, or null when the user has no such key.
+   * Touches `lastUsedAt`. The plaintext never leaves the server.
+   */
+  async credentials(em: EntityManager, userId: string, provider: Provider, label: string): Promise<ProviderCredentials | null> {
+    const key = await em.findOne(ApiKey, { owner: userId, provider, label });
+    if (!key) return null;
+    await em.nativeUpdate(ApiKey, { id: key.id }, { lastUsedAt: new Date() });
+    return {
+      apiKey: this.box.open({ ciphertext: key.encryptedSecret, keyId: key.encryptionKeyId }, userId),
+      baseUrl: key.baseUrl ?? null,
+    };
+  }
+}
+
+function normalizeBaseUrl(raw: string | null | undefined): string | null {
+  if (raw === undefined || raw === null || raw.trim() === '') return null;
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw badInput('baseUrl is not a valid URL', 'baseUrl');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw badInput('baseUrl must be http(s)', 'baseUrl');
+  if (url.username || url.password) throw badInput('baseUrl must not contain credentials', 'baseUrl');
+  return url.toString().replace(/\/+$/, '');
+}

@@ -1,0 +1,110 @@
+import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { requireUser } from '../../graphql/auth';
+import type { Context } from '../../graphql/context';
+import { PageInfoType } from '../../graphql/types';
+import { ComparisonResult } from '../comparison/comparison.entity';
+import { Message } from '../message/message.entity';
+import { Conversation } from './conversation.entity';
+
+@ObjectType()
+export class ConversationConnection {
+  @Field(() => [Conversation])
+  nodes!: Conversation[];
+
+  @Field(() => PageInfoType)
+  pageInfo!: PageInfoType;
+}
+
+@ObjectType()
+export class MessageConnection {
+  @Field(() => [Message])
+  nodes!: Message[];
+
+  @Field(() => PageInfoType)
+  pageInfo!: PageInfoType;
+}
+
+@ArgsType()
+export class PageArgs {
+  @Field(() => Int, { nullable: true, defaultValue: 20 })
+  first?: number;
+
+  @Field(() => String, { nullable: true })
+  after?: string | null;
+}
+
+@ArgsType()
+class MessagePageArgs {
+  @Field(() => Int, { nullable: true, defaultValue: 50 })
+  first?: number;
+
+  @Field(() => String, { nullable: true })
+  after?: string | null;
+}
+
+@Resolver(() => ConversationConnection)
+export class ConversationConnectionResolver {
+  @FieldResolver(() => Int)
+  totalCount(@Ctx() ctx: Context): Promise<number> {
+    return ctx.services.conversations.count(ctx.em, requireUser(ctx.principal));
+  }
+}
+
+@Resolver(() => Conversation)
+export class ConversationResolver {
+  @Query(() => ConversationConnection, { description: 'Newest first.' })
+  conversations(@Args(() => PageArgs) { first, after }: PageArgs, @Ctx() ctx: Context) {
+    return ctx.services.conversations.list(ctx.em, requireUser(ctx.principal), first, after);
+  }
+
+  @Query(() => Conversation, { nullable: true })
+  conversation(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
+    requireUser(ctx.principal);
+    return ctx.loaders.conversationByIdLoader.load(id);
+  }
+
+  @Mutation(() => Conversation)
+  async createConversation(@Arg('title', () => String, { nullable: true }) title: string | null, @Ctx() ctx: Context) {
+    const principal = requireUser(ctx.principal);
+    const conversation = await ctx.services.conversations.create(ctx.em, principal, title);
+    await ctx.services.invalidation.invalidateUser(principal.userId);
+    return conversation;
+  }
+
+  @Mutation(() => Conversation)
+  async renameConversation(@Arg('id', () => ID) id: string, @Arg('title', () => String) title: string, @Ctx() ctx: Context) {
+    const principal = requireUser(ctx.principal);
+    const conversation = await ctx.services.conversations.rename(ctx.em, principal, id, title);
+    await ctx.services.invalidation.invalidateUser(principal.userId);
+    return conversation;
+  }
+
+  @Mutation(() => Boolean)
+  async deleteConversation(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
+    const principal = requireUser(ctx.principal);
+    await ctx.services.conversations.delete(ctx.em, principal, id);
+    await ctx.services.invalidation.invalidateUser(principal.userId);
+    return true;
+  }
+
+  @FieldResolver(() => Int)
+  messageCount(@Root() conversation: Conversation, @Ctx() ctx: Context) {
+    return ctx.loaders.messageCountByConversationIdLoader.load(conversation.id);
+  }
+
+  @FieldResolver(() => Message, { nullable: true })
+  lastMessage(@Root() conversation: Conversation, @Ctx() ctx: Context) {
+    return ctx.loaders.lastMessageByConversationIdLoader.load(conversation.id);
+  }
+
+  @FieldResolver(() => MessageConnection, { description: 'Oldest first.' })
+  messages(@Root() conversation: Conversation, @Args(() => MessagePageArgs) { first, after }: MessagePageArgs, @Ctx() ctx: Context) {
+    const key = ctx.services.messages.pageKey(conversation.id, first, after);
+    return ctx.loaders.messagePageByConversationLoader.load(key);
+  }
+
+  @FieldResolver(() => [ComparisonResult])
+  comparisons(@Root() conversation: Conversation, @Ctx() ctx: Context) {
+    return ctx.loaders.comparisonsByConversationIdLoader.load(conversation.id);
+  }
+}

@@ -1,0 +1,79 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Principal } from '../../graphql/auth';
+import { badInput, notFound } from '../../graphql/errors';
+import { type CursorCodec, isUuid, keysetPage, type Page } from '../../db/pagination';
+import { Conversation } from './conversation.entity';
+
+const MAX_TITLE = 200;
+
+export class ConversationService {
+  constructor(private readonly cursors: CursorCodec) {}
+
+  /** Newest first, keyset-paged on (created_at, id) with the owner index. */
+  async list(em: EntityManager, principal: Principal, first: number | null | undefined, after: string | null | undefined): Promise<Page<Conversation>> {
+    const qb = em.createQueryBuilder(Conversation, 'c').select('*').where({ owner: principal.userId });
+    return keysetPage(qb, {
+      alias: 'c',
+      cursors: this.cursors,
+      scope: `conversations:${principal.userId}`,
+      first,
+      after,
+      defaultFirst: 20,
+      direction: 'desc',
+    });
+  }
+
+  count(em: EntityManager, principal: Principal): Promise<number> {
+    return em.count(Conversation, { owner: principal.userId });
+  }
+
+  /** Owner-scoped: another user's id behaves exactly like a missing one. */
+  findByIds(em: EntityManager, principal: Principal, ids: readonly string[]): Promise<Conversation[]> {
+    const valid = ids.filter(isUuid);
+    if (valid.length === 0) return Promise.resolve([]);
+    return em.find(Conversation, { id: { $in: valid }, owner: principal.userId });
+  }
+
+  async get(em: EntityManager, principal: Principal, id: string): Promise<Conversation> {
+    const [conversation] = await this.findByIds(em, principal, [id]);
+    if (!conversation) throw notFound('Conversation');
+    return conversation;
+  }
+
+  async create(em: EntityManager, principal: Principal, title: string | null | undefined): Promise<Conversation> {
+    const conversation = em.create(Conversation, {
+      owner: principal.userId,
+      title: cleanTitle(title ?? 'New conversation'),
+    });
+    await em.persistAndFlush(conversation);
+    return conversation;
+  }
+
+  async rename(em: EntityManager, principal: Principal, id: string, title: string): Promise<Conversation> {
+    const conversation = await this.get(em, principal, id);
+    conversation.title = cleanTitle(title);
+    conversation.updatedAt = new Date();
+    await em.flush();
+    return conversation;
+  }
+
+  /** Messages go with it (FK cascade); comparisons are detached (FK set null). */
+  async delete(em: EntityManager, principal: Principal, id: string): Promise<boolean> {
+    if (!isUuid(id)) throw notFound('Conversation');
+    const deleted = await em.nativeDelete(Conversation, { id, owner: principal.userId });
+    if (!deleted) throw notFound('Conversation');
+    return true;
+  }
+
+  /** Marks activity (a new message or comparison) so `updatedAt` reflects it. */
+  async touch(em: EntityManager, id: string): Promise<void> {
+    await em.nativeUpdate(Conversation, { id }, { updatedAt: new Date() });
+  }
+}
+
+function cleanTitle(raw: string): string {
+  const title = raw.trim();
+  if (!title) throw badInput('title must not be empty', 'title');
+  if (title.length > MAX_TITLE) throw badInput(`title must be at most ${MAX_TITLE} characters`, 'title');
+  return title;
+}

@@ -1,0 +1,23 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import DataLoader from 'dataloader';
+import { indexByKey } from '../../db/loader-utils';
+import type { Page } from '../../db/pagination';
+import type { Message } from './message.entity';
+import type { MessagePageKey, MessageService } from './message.service';
+
+export function createMessageLoaders(em: EntityManager, service: MessageService) {
+  return {
+    messageCountByConversationIdLoader: new DataLoader<string, number>(async (ids) => {
+      const counts = await service.counts(em, ids);
+      return ids.map((id) => counts.get(id) ?? 0);
+    }),
+    lastMessageByConversationIdLoader: new DataLoader<string, Message | null>(async (ids) =>
+      indexByKey(ids, await service.lastMessages(em, ids), (m) => m.conversation.id),
+    ),
+    /** Keys differ by page args too; all of a request's pages load in one LATERAL statement. */
+    messagePageByConversationLoader: new DataLoader<MessagePageKey, Page<Message>, string>(
+      (keys) => service.pages(em, keys),
+      { cacheKeyFn: (k) => `${k.conversationId}|${k.first}|${k.after?.createdAt.toISOString() ?? ''}|${k.after?.id ?? ''}` },
+    ),
+  };
+}

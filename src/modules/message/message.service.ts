@@ -1,0 +1,81 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { type CursorCodec, type CursorPosition, type Page, pageSize, toPage } from '../../db/pagination';
+import { pgArray } from '../../db/sql';
+import { Message } from './message.entity';
+
+export interface MessagePageKey {
+  conversationId: string;
+  first: number;
+  after: CursorPosition | null;
+}
+
+/**
+ * Reads of messages for already owner-checked conversations. Each method
+ * answers for many conversations in one statement (the loaders call them).
+ */
+export class MessageService {
+  constructor(private readonly cursors: CursorCodec) {}
+
+  cursorScope(conversationId: string): string {
+    return `messages:${conversationId}`;
+  }
+
+  /** Validates the paging args of `Conversation.messages` into a loader key. */
+  pageKey(conversationId: string, first: number | null | undefined, after: string | null | undefined): MessagePageKey {
+    return {
+      conversationId,
+      first: pageSize(first, 50),
+      after: after ? this.cursors.decode(this.cursorScope(conversationId), after) : null,
+    };
+  }
+
+  /** One `LATERAL` statement: each conversation's page, oldest first. */
+  async pages(em: EntityManager, keys: readonly MessagePageKey[]): Promise<Page<Message>[]> {
+    const rows: Array<Record<string, unknown> & { k_idx: number }> = await em.getConnection().execute(
+      `select k.idx as k_idx, m.*
+         from unnest(?::uuid[], ?::timestamptz[], ?::uuid[], ?::int[]) with ordinality as k(cid, after_at, after_id, lim, idx)
+         cross join lateral (
+           select * from messages msg
+            where msg.conversation_id = k.cid
+              and (k.after_at is null or (msg.created_at, msg.id) > (k.after_at, k.after_id))
+            order by msg.created_at, msg.id
+            limit k.lim
+         ) m
+        order by k.idx, m.created_at, m.id`,
+      [
+        pgArray(keys.map((k) => k.conversationId)),
+        pgArray(keys.map((k) => k.after?.createdAt ?? null)),
+        pgArray(keys.map((k) => k.after?.id ?? null)),
+        pgArray(keys.map((k) => k.first + 1)),
+      ],
+    );
+    const perKey: Message[][] = keys.map(() => []);
+    for (const { k_idx, ...row } of rows) perKey[Number(k_idx) - 1]!.push(em.map(Message, row));
+    return keys.map((key, i) =>
+      toPage(perKey[i]!, key.first, (m) => this.cursors.encode(this.cursorScope(key.conversationId), m)),
+    );
+  }
+
+  async counts(em: EntityManager, conversationIds: readonly string[]): Promise<Map<string, number>> {
+    const rows: Array<{ conversation_id: string; n: string }> = await em.getConnection().execute(
+      `select conversation_id, count(*) as n from messages where conversation_id = any(?::uuid[]) group by conversation_id`,
+      [pgArray([...conversationIds])],
+    );
+    return new Map(rows.map((r) => [r.conversation_id, Number(r.n)]));
+  }
+
+  async lastMessages(em: EntityManager, conversationIds: readonly string[]): Promise<Message[]> {
+    const rows: Array<Record<string, unknown>> = await em.getConnection().execute(
+      `select distinct on (conversation_id) * from messages
+        where conversation_id = any(?::uuid[])
+        order by conversation_id, created_at desc, id desc`,
+      [pgArray([...conversationIds])],
+    );
+    return rows.map((row) => em.map(Message, row));
+  }
+
+  /** The whole history of one conversation, oldest first (for sending to a model). */
+  history(em: EntityManager, conversationId: string): Promise<Message[]> {
+    return em.find(Message, { conversation: conversationId }, { orderBy: { createdAt: 'asc', id: 'asc' } });
+  }
+}

@@ -1,0 +1,39 @@
+import { Arg, Ctx, Field, FieldResolver, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { requireUser } from '../../graphql/auth';
+import type { Context } from '../../graphql/context';
+import { ApiKey } from '../api-key/api-key.entity';
+import { User } from './user.entity';
+
+@ObjectType()
+export class AuthPayload {
+  @Field(() => String)
+  token!: string;
+
+  @Field(() => User)
+  user!: User;
+}
+
+@Resolver(() => User)
+export class UserResolver {
+  @Query(() => User, { nullable: true, description: 'The signed-in user (UNAUTHENTICATED without a token).' })
+  me(@Ctx() ctx: Context): Promise<User | null> {
+    return ctx.services.users.findById(ctx.em, requireUser(ctx.principal).userId);
+  }
+
+  @Mutation(() => AuthPayload)
+  register(@Arg('email', () => String) email: string, @Arg('password', () => String) password: string, @Ctx() ctx: Context) {
+    return ctx.services.users.register(ctx.em, email, password);
+  }
+
+  @Mutation(() => AuthPayload)
+  login(@Arg('email', () => String) email: string, @Arg('password', () => String) password: string, @Ctx() ctx: Context) {
+    return ctx.services.users.login(ctx.em, email, password);
+  }
+
+  @FieldResolver(() => [ApiKey])
+  apiKeys(@Root() user: User, @Ctx() ctx: Context): Promise<ApiKey[]> | ApiKey[] {
+    // Only the owner sees their keys (a User object is only ever the viewer today).
+    if (ctx.principal?.userId !== user.id) return [];
+    return ctx.loaders.apiKeysByUserIdLoader.load(user.id);
+  }
+}

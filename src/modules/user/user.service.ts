@@ -1,0 +1,69 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { UniqueConstraintViolationException } from '@mikro-orm/core';
+import argon2 from 'argon2';
+import type { Principal, TokenService } from '../../graphql/auth';
+import { AppError, badInput } from '../../graphql/errors';
+import { User, UserRole } from './user.entity';
+
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const MIN_PASSWORD = 8;
+const MAX_PASSWORD = 256;
+/** Same message for unknown email and wrong password: don't reveal who is registered. */
+const LOGIN_FAILED = 'Invalid email or password';
+
+export interface AuthResult {
+  token: string;
+  user: User;
+}
+
+export class UserService {
+  /** A real hash to verify against when the email is unknown, so both paths cost the same. */
+  private readonly dummyHash = argon2.hash('not-a-real-password', { type: argon2.argon2id });
+
+  constructor(
+    private readonly tokens: TokenService,
+    private readonly adminEmails: readonly string[],
+  ) {}
+
+  async register(em: EntityManager, rawEmail: string, password: string): Promise<AuthResult> {
+    const email = normalizeEmail(rawEmail);
+    if (!EMAIL.test(email) || email.length > 254) throw badInput('Email address is not valid', 'email');
+    if (password.length < MIN_PASSWORD || password.length > MAX_PASSWORD) {
+      throw badInput(`Password must be ${MIN_PASSWORD} to ${MAX_PASSWORD} characters`, 'password');
+    }
+    const user = em.create(User, {
+      email,
+      passwordHash: await argon2.hash(password, { type: argon2.argon2id }),
+      role: this.adminEmails.includes(email) ? UserRole.ADMIN : UserRole.USER,
+    });
+    try {
+      await em.persistAndFlush(user);
+    } catch (error) {
+      if (error instanceof UniqueConstraintViolationException) {
+        throw badInput('An account with this email already exists', 'email');
+      }
+      throw error;
+    }
+    return { token: await this.tokens.sign(principalOf(user)), user };
+  }
+
+  async login(em: EntityManager, rawEmail: string, password: string): Promise<AuthResult> {
+    const email = normalizeEmail(rawEmail);
+    const user = await em.findOne(User, { email }, { populate: ['passwordHash'] });
+    const ok = await argon2.verify(user?.passwordHash ?? (await this.dummyHash), password).catch(() => false);
+    if (!user || !ok) throw new AppError('UNAUTHENTICATED', LOGIN_FAILED);
+    return { token: await this.tokens.sign(principalOf(user)), user };
+  }
+
+  findById(em: EntityManager, id: string): Promise<User | null> {
+    return em.findOne(User, { id });
+  }
+}
+
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
+
+function principalOf(user: User): Principal {
+  return { userId: user.id, role: user.role };
+}

@@ -1,0 +1,79 @@
+/**
+ * Prometheus metrics, on a registry per app (tests build several apps in one
+ * process, so nothing registers on prom-client's global registry).
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  httpDuration: Histogram<'method' | 'route' | 'status'>;
+  graphqlOperations: Counter<'operation' | 'type' | 'outcome'>;
+  graphqlErrors: Counter<'code'>;
+  dbQueryDuration: Histogram<'outcome'>;
+  cacheHits: Counter<'cache'>;
+  cacheMisses: Counter<'cache'>;
+  llmCalls: Counter<'provider' | 'status'>;
+  llmLatency: Histogram<'provider'>;
+}
+
+export function createMetrics(opts: { collectDefaults: boolean; poolStats?: () => { size: number; used: number; free: number; pending: number; max: number } }): Metrics {
+  const registry = new Registry();
+  if (opts.collectDefaults) collectDefaultMetrics({ register: registry, prefix: 'llmselect_' });
+  const poolStats = opts.poolStats;
+  if (poolStats) {
+    new Gauge({
+      name: 'llmselect_db_pool_connections',
+      help: 'Database pool connections by state',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        const stats = poolStats();
+        for (const state of ['size', 'used', 'free', 'pending', 'max'] as const) this.set({ state }, stats[state]);
+      },
+    });
+  }
+  return {
+    registry,
+    httpDuration: new Histogram({
+      name: 'llmselect_http_request_duration_seconds',
+      help: 'HTTP request duration',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    graphqlOperations: new Counter({
+      name: 'llmselect_graphql_operations_total',
+      help: 'GraphQL operations by name, type and outcome',
+      labelNames: ['operation', 'type', 'outcome'],
+      registers: [registry],
+    }),
+    graphqlErrors: new Counter({
+      name: 'llmselect_graphql_errors_total',
+      help: 'GraphQL errors sent to clients, by code',
+      labelNames: ['code'],
+      registers: [registry],
+    }),
+    dbQueryDuration: new Histogram({
+      name: 'llmselect_db_query_duration_seconds',
+      help: 'SQL statement duration',
+      labelNames: ['outcome'],
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
+    cacheHits: new Counter({ name: 'llmselect_cache_hits_total', help: 'Cache hits', labelNames: ['cache'], registers: [registry] }),
+    cacheMisses: new Counter({ name: 'llmselect_cache_misses_total', help: 'Cache misses', labelNames: ['cache'], registers: [registry] }),
+    llmCalls: new Counter({
+      name: 'llmselect_llm_calls_total',
+      help: 'LLM calls by provider and final status',
+      labelNames: ['provider', 'status'],
+      registers: [registry],
+    }),
+    llmLatency: new Histogram({
+      name: 'llmselect_llm_latency_seconds',
+      help: 'LLM call latency',
+      labelNames: ['provider'],
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+  };
+}
