@@ -112,7 +112,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const cursors = new CursorCodec(config.jwtSecret);
     const generations = new GenerationInvalidator(cache);
     const services: Services = {
-      users: new UserService(tokens, config.adminEmails),
+      users: new UserService(tokens, config.adminEmails, config.passwordHashing),
       apiKeys: new ApiKeyService(new SecretBox(config.encryptionKeys)),
       conversations: new ConversationService(cursors),
       messages: new MessageService(cursors),

@@ -50,6 +50,8 @@ export interface Config {
   slowRequestMs: number;
   logLevel: string;
   maxQueryDepth: number;
+  /** argon2id cost (OWASP: 19 MiB, 2 passes, 1 lane). */
+  passwordHashing: { memoryCostKib: number; timeCost: number };
 }
 
 export class ConfigError extends Error {
@@ -196,6 +198,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     slowRequestMs: int(env, 'SLOW_REQUEST_MS', 500),
     logLevel: env.LOG_LEVEL || 'info',
     maxQueryDepth: int(env, 'MAX_QUERY_DEPTH', 10, 1),
+    passwordHashing: {
+      memoryCostKib: int(env, 'ARGON2_MEMORY_KIB', 19_456, 1024),
+      timeCost: int(env, 'ARGON2_TIME_COST', 2, 1),
+    },
   };
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be a pino level, got "${config.logLevel}"`);

@@ -5,8 +5,9 @@
  * one background probe ──ok──▶ closed / ──fails──▶ open again.
  *
  * While open, {@link CircuitBreaker.allow} returns false at once, so callers pay
- * no connection or command timeouts. The probe never runs on a caller's request
- * path: the call that notices the elapsed cooldown still gets a miss.
+ * no connection or command timeouts. The probe is scheduled by an (unref'd)
+ * timer when the cooldown ends, so recovery does not depend on traffic and
+ * never runs on a caller's request path.
  */
 export interface BreakerEvents {
   onOpen(error: unknown): void;
@@ -17,6 +18,8 @@ export class CircuitBreaker {
   private openUntil = 0;
   private opened = false;
   private probing = false;
+  private timer: NodeJS.Timeout | undefined;
+  private disposed = false;
 
   constructor(
     private readonly cooldownMs: number,
@@ -38,10 +41,24 @@ export class CircuitBreaker {
 
   /** Record a failure: opens (or keeps open) the breaker for a full cooldown. */
   trip(error: unknown): void {
+    if (this.disposed) return;
     this.openUntil = Date.now() + this.cooldownMs;
+    this.schedule();
     if (this.opened) return;
     this.opened = true;
     this.events.onOpen(error);
+  }
+
+  /** Stops the probe timer for good (on close). */
+  dispose(): void {
+    this.disposed = true;
+    clearTimeout(this.timer);
+  }
+
+  private schedule(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.startProbe(), this.cooldownMs);
+    this.timer.unref();
   }
 
   /** Skip the rest of the cooldown (the connection reports it is back) and probe now. */
@@ -50,7 +67,7 @@ export class CircuitBreaker {
   }
 
   private startProbe(): void {
-    if (this.probing) return;
+    if (this.probing || this.disposed || !this.opened) return;
     this.probing = true;
     this.probe().then(
       () => {

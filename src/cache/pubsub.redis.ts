@@ -1,8 +1,8 @@
 import type { Logger } from '../observability/logger';
 import type { MessageHandler, PubSub } from './pubsub';
 import { deliver } from './pubsub.deliver';
-import { closeRedisClient, createRedisClient, type RedisClient } from './redis-client';
-import { withTimeout } from './timeout';
+import { closeRedisClient, createRedisClient, firstAttempt, type RedisClient } from './redis-client';
+import { sleep, withTimeout } from './timeout';
 
 /**
  * Redis pub/sub over two dedicated connections: `pub` (no offline queue, so
@@ -14,6 +14,8 @@ export class RedisPubSub implements PubSub {
   private readonly sub: RedisClient;
   private readonly log: Logger;
   private readonly listeners = new Set<{ name: string; listener: (raw: string) => void }>();
+  private readonly pubFirstAttempt: Promise<void>;
+  private pubAttempted = false;
   private closed = false;
 
   constructor(
@@ -26,10 +28,13 @@ export class RedisPubSub implements PubSub {
     const name = prefix.replace(/[^\w:.-]/g, '_');
     this.pub = createRedisClient({ url, logger, name: `${name}:pub`, disableOfflineQueue: true });
     this.sub = createRedisClient({ url, logger, name: `${name}:sub`, disableOfflineQueue: false });
+    this.pubFirstAttempt = firstAttempt(this.pub).then(() => void (this.pubAttempted = true));
   }
 
   async publish(channel: string, message: object): Promise<void> {
     if (this.closed) return;
+    // Right after start, wait (bounded) for the first connection attempt instead of dropping.
+    if (!this.pubAttempted) await Promise.race([this.pubFirstAttempt, sleep(this.timeoutMs)]);
     try {
       await withTimeout(this.pub.publish(`${this.prefix}:${channel}`, JSON.stringify(message)), this.timeoutMs, 'publish');
     } catch (err) {

@@ -61,3 +61,21 @@ export function closeRedisClient(client: RedisClient): void {
     // already closed
   }
 }
+
+/**
+ * Resolves once the client's first connection attempt has succeeded or
+ * failed (immediately if already ready), so early operations neither race the
+ * initial connect nor wait longer than one attempt.
+ */
+export function firstAttempt(client: RedisClient): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (client.isReady) return resolve();
+    const done = () => {
+      client.off('ready', done);
+      client.off('error', done);
+      resolve();
+    };
+    client.on('ready', done);
+    client.on('error', done);
+  });
+}

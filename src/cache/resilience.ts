@@ -83,6 +83,7 @@ export class FailOpenStore {
 
   close(): void {
     this.closed = true;
+    this.breaker.dispose();
   }
 
   /** Background probe: PING, then replay journaled invalidations; only then may the breaker close. */

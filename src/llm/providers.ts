@@ -21,10 +21,10 @@ import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { APICallError, LoadAPIKeyError, NoOutputGeneratedError, RetryError, type LanguageModel } from 'ai';
 import type { ProviderErrorReason } from '../graphql/errors';
+import type { ProviderName } from './model-id';
 
-export type { ProviderErrorReason };
-
-export type ProviderName = 'openai' | 'anthropic' | 'google' | 'mistral' | 'azure' | 'openai_compatible';
+// Re-exported so callers need one import; the definitions live in model-id.ts and graphql/errors.ts.
+export type { ProviderErrorReason, ProviderName };
 
 export interface ProviderCredentials {
   apiKey: string;
@@ -168,6 +168,11 @@ function assertNever(value: never): never {
  * `RetryError` is unwrapped to its `lastError`, `NoOutputGeneratedError` to its cause.
  * In-stream error frames (plain objects such as Anthropic's `{ type: 'overloaded_error' }`)
  * are classified by their type / code. A `ProviderCallError` is returned unchanged.
+ *
+ * With `streamText`, classify the `error` part of `fullStream` (or `onError`'s
+ * error): on an HTTP error `result.text` rejects with a `NoOutputGeneratedError`
+ * that has no cause (→ UNAVAILABLE here), and an error after some output does
+ * not reject at all. An abort produces an `abort` part, no `error` part.
  */
 export function classifyProviderError(
   provider: ProviderName,

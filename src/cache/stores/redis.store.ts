@@ -1,7 +1,7 @@
 import KeyvRedis from '@keyv/redis';
 import { Keyv } from 'keyv';
 import { escapeGlob } from '../keys';
-import { type RedisClient } from '../redis-client';
+import { firstAttempt, type RedisClient } from '../redis-client';
 import { deserializeEnvelope, serializeEnvelope } from './serialization';
 import type { Store } from './store';
 
@@ -29,11 +29,7 @@ export class RedisStore implements Store {
       serialize: serializeEnvelope,
       deserialize: deserializeEnvelope,
     });
-    this.firstAttempt = new Promise<void>((resolve) => {
-      if (client.isReady) return resolve();
-      client.once('ready', () => resolve());
-      client.once('error', () => resolve());
-    });
+    this.firstAttempt = firstAttempt(client);
   }
 
   async get(fullKey: string): Promise<unknown> {

@@ -18,12 +18,16 @@ export interface AuthResult {
 
 export class UserService {
   /** A real hash to verify against when the email is unknown, so both paths cost the same. */
-  private readonly dummyHash = argon2.hash('not-a-real-password', { type: argon2.argon2id });
+  private dummyHash: Promise<string> | undefined;
+  private readonly hashOptions: argon2.Options;
 
   constructor(
     private readonly tokens: TokenService,
     private readonly adminEmails: readonly string[],
-  ) {}
+    cost: { memoryCostKib: number; timeCost: number },
+  ) {
+    this.hashOptions = { type: argon2.argon2id, memoryCost: cost.memoryCostKib, timeCost: cost.timeCost, parallelism: 1 };
+  }
 
   async register(em: EntityManager, rawEmail: string, password: string): Promise<AuthResult> {
     const email = normalizeEmail(rawEmail);
@@ -33,7 +37,7 @@ export class UserService {
     }
     const user = em.create(User, {
       email,
-      passwordHash: await argon2.hash(password, { type: argon2.argon2id }),
+      passwordHash: await argon2.hash(password, this.hashOptions),
       role: this.adminEmails.includes(email) ? UserRole.ADMIN : UserRole.USER,
     });
     try {
@@ -50,6 +54,7 @@ export class UserService {
   async login(em: EntityManager, rawEmail: string, password: string): Promise<AuthResult> {
     const email = normalizeEmail(rawEmail);
     const user = await em.findOne(User, { email }, { populate: ['passwordHash'] });
+    this.dummyHash ??= argon2.hash('not-a-real-password', this.hashOptions);
     const ok = await argon2.verify(user?.passwordHash ?? (await this.dummyHash), password).catch(() => false);
     if (!user || !ok) throw new AppError('UNAUTHENTICATED', LOGIN_FAILED);
     return { token: await this.tokens.sign(principalOf(user)), user };

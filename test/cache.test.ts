@@ -1,0 +1,475 @@
+/**
+ * Cache infrastructure against real stores: the in-memory store always, the
+ * shared Redis (REDIS_URL) when it answers, and private redis-server processes
+ * for outage scenarios (killed / paused / absent). Every test has its own prefix.
+ */
+import { randomUUID } from 'node:crypto';
+import { createClient } from '@redis/client';
+import { Registry } from 'prom-client';
+import { createApqCache, createCache, createPubSub, registerCacheMetrics, singleFlight } from '../src/cache';
+import type { CachePort, CreateCacheOptions, PubSub } from '../src/cache';
+import { createLogger, type Logger } from '../src/observability/logger';
+import { describeRedis, freePort, redisServerAvailable, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
+
+const silent = createLogger('silent');
+const newPrefix = () => `test:${randomUUID()}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A logger whose lines can be inspected. */
+function capturingLogger(): { logger: Logger; lines: () => Array<{ msg: string; level: number }> } {
+  const out: string[] = [];
+  const logger = createLogger('debug', { write: (s: string) => void out.push(s) });
+  return { logger, lines: () => out.map((l) => JSON.parse(l)) };
+}
+
+/** Polls `check` until it returns true; for waiting on external processes only. */
+async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    await sleep(50);
+  }
+  return Date.now() - start;
+}
+
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+}
+
+const open: Array<{ close(): Promise<void> }> = [];
+function track<T extends { close(): Promise<void> }>(x: T): T {
+  open.push(x);
+  return x;
+}
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((x) => x.close()));
+});
+
+function cacheOptions(over: Partial<CreateCacheOptions> = {}): CreateCacheOptions {
+  return { prefix: newPrefix(), breakerCooldownMs: 200, operationTimeoutMs: 300, logger: silent, ...over };
+}
+
+/** Behaviour every store must have. */
+function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) {
+  it('get / set / delete round-trip JSON; undefined is a miss, null is cached', async () => {
+    const cache = make();
+    const at = new Date('2024-05-01T10:00:00.000Z');
+    expect(await cache.get('resp:u1:a')).toBeUndefined();
+    await cache.set('resp:u1:a', { n: 1, at, nested: [1, 'x'], gone: undefined });
+    expect(await cache.get('resp:u1:a')).toEqual({ n: 1, at: at.toISOString(), nested: [1, 'x'] });
+    await cache.set('resp:u1:null', null);
+    expect(await cache.get('resp:u1:null')).toBeNull();
+    await cache.set('resp:u1:undef', undefined);
+    expect(await cache.get('resp:u1:undef')).toBeUndefined();
+    await cache.delete('resp:u1:a');
+    expect(await cache.get('resp:u1:a')).toBeUndefined();
+    expect(cache.stats().resp).toEqual({ hits: 2, misses: 3 });
+  });
+
+  it('incr is an atomic counter readable with get', async () => {
+    const cache = make();
+    expect(await cache.incr('gen:u1')).toBe(1);
+    expect(await cache.incr('gen:u1')).toBe(2);
+    const many = await Promise.all(Array.from({ length: 20 }, () => cache.incr('gen:u2')));
+    expect([...many].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(await cache.get('gen:u1')).toBe(2);
+    await cache.delete('gen:u1');
+    expect(await cache.incr('gen:u1')).toBe(1);
+  });
+
+  it('entries expire after their TTL; no TTL means no expiry', async () => {
+    const cache = make();
+    await cache.set('resp:u1:short', 'v', 150);
+    await cache.set('resp:u1:forever', 'v');
+    await cache.set('resp:u1:zero', 'v', 0);
+    expect(await cache.get('resp:u1:short')).toBe('v');
+    expect(await cache.get('resp:u1:zero')).toBeUndefined();
+    await sleep(300);
+    expect(await cache.get('resp:u1:short')).toBeUndefined();
+    expect(await cache.get('resp:u1:forever')).toBe('v');
+  });
+
+  it('wrap: 50 concurrent cold wraps run load once; later calls hit', async () => {
+    const cache = make();
+    const gate = deferred<void>();
+    const load = jest.fn(async () => {
+      await gate.promise;
+      return { answer: 42, at: new Date(0) };
+    });
+    const pending = Array.from({ length: 50 }, () => cache.wrap('resp:u1:q', 60_000, load));
+    gate.resolve();
+    const results = await Promise.all(pending);
+    expect(load).toHaveBeenCalledTimes(1);
+    // Miss and hit have the same (JSON) shape.
+    for (const r of results) expect(r).toEqual({ answer: 42, at: new Date(0).toISOString() });
+    expect(await cache.wrap('resp:u1:q', 60_000, load)).toEqual(results[0]);
+    expect(load).toHaveBeenCalledTimes(1);
+  });
+
+  it('wrap: a failing load rejects every waiter and caches nothing', async () => {
+    const cache = make();
+    const load = jest.fn(async () => {
+      await sleep(10);
+      throw new Error('boom');
+    });
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => cache.wrap('resp:u1:f', 60_000, load)));
+    expect(results.every((r) => r.status === 'rejected')).toBe(true);
+    expect(load).toHaveBeenCalledTimes(1);
+    expect(await cache.wrap('resp:u1:f', 60_000, async () => 'ok')).toBe('ok');
+  });
+
+  it('wrapSwr: fresh is served; stale is served at once and refreshed once in the background', async () => {
+    const cache = make();
+    const opts = { freshMs: 100, maxAgeMs: 60_000 };
+    expect(await cache.wrapSwr('models:registry', opts, async () => ['v1'])).toEqual(['v1']);
+    const fresh = jest.fn(async () => ['never']);
+    expect(await cache.wrapSwr('models:registry', opts, fresh)).toEqual(['v1']);
+    expect(fresh).not.toHaveBeenCalled();
+
+    await sleep(150);
+    const gate = deferred<void>();
+    const refresh = jest.fn(async () => {
+      await gate.promise;
+      return ['v2'];
+    });
+    const stale = await Promise.all(Array.from({ length: 10 }, () => cache.wrapSwr('models:registry', opts, refresh)));
+    expect(stale).toEqual(Array.from({ length: 10 }, () => ['v1'])); // returned while the refresh is still blocked
+    expect(await cache.wrapSwr('models:registry', opts, refresh)).toEqual(['v1']);
+    expect(refresh).toHaveBeenCalledTimes(1);
+    gate.resolve();
+    await eventually(async () => JSON.stringify(await cache.wrapSwr('models:registry', opts, refresh)) === '["v2"]', 2000, 'refresh');
+    expect(refresh).toHaveBeenCalledTimes(1);
+  });
+
+  it('wrapSwr: a failing background refresh is logged, not thrown, and stale stays served', async () => {
+    const { logger, lines } = capturingLogger();
+    const cache = make({ logger });
+    const opts = { freshMs: 50, maxAgeMs: 60_000 };
+    await cache.wrapSwr('models:r', opts, async () => 'v1');
+    await sleep(100);
+    const failing = jest.fn(async () => {
+      throw new Error('provider down');
+    });
+    expect(await cache.wrapSwr('models:r', opts, failing)).toBe('v1');
+    await eventually(async () => lines().some((l) => l.msg.includes('background refresh failed')), 2000, 'log line');
+    expect(await cache.wrapSwr('models:r', opts, async () => 'v3')).toBe('v1'); // still stale → served; refresh started
+  });
+
+  it('clearNamespace flushes one namespace of this prefix only', async () => {
+    const prefix = newPrefix();
+    const cache = make({ prefix });
+    const other = make(); // another prefix on the same store
+    await cache.set('resp:u1:a', 1);
+    await cache.set('resp:u2:b', 2);
+    await cache.set('resp', 3);
+    await cache.set('models:all', 4);
+    await cache.set('respx:a', 5);
+    await other.set('resp:u1:a', 6);
+    await cache.clearNamespace('resp');
+    expect(await cache.get('resp:u1:a')).toBeUndefined();
+    expect(await cache.get('resp:u2:b')).toBeUndefined();
+    expect(await cache.get('resp')).toBeUndefined();
+    expect(await cache.get('models:all')).toBe(4);
+    expect(await cache.get('respx:a')).toBe(5);
+    await expect(cache.clearNamespace('bad:ns')).rejects.toThrow(TypeError);
+  });
+
+  it('createApqCache: Apollo KeyValueCache in namespace apq, counted in stats', async () => {
+    const cache = make();
+    const apq = createApqCache(cache);
+    expect(await apq.get('sha')).toBeUndefined();
+    await apq.set('sha', 'query { me { id } }', { ttl: 60 });
+    expect(await apq.get('sha')).toBe('query { me { id } }');
+    await apq.delete('sha');
+    expect(await apq.get('sha')).toBeUndefined();
+    expect(cache.stats().apq).toEqual({ hits: 1, misses: 2 });
+  });
+
+  it('registerCacheMetrics: lookups feed llmselect_cache_{hits,misses}_total{cache}', async () => {
+    const registry = new Registry();
+    const cache = make({ onLookup: registerCacheMetrics(registry) });
+    registerCacheMetrics(registry); // idempotent on the same registry
+    await cache.get('resp:x');
+    await cache.set('resp:x', 1);
+    await cache.get('resp:x');
+    await cache.get('models:y');
+    const text = await registry.metrics();
+    expect(text).toContain('llmselect_cache_hits_total{cache="resp"} 1');
+    expect(text).toContain('llmselect_cache_misses_total{cache="resp"} 1');
+    expect(text).toContain('llmselect_cache_misses_total{cache="models"} 1');
+  });
+
+  it('after close every operation is a miss / no-op', async () => {
+    const cache = make();
+    await cache.set('resp:a', 1);
+    await cache.close();
+    await cache.close();
+    expect(await cache.get('resp:a')).toBeUndefined();
+    await cache.set('resp:a', 2);
+    expect(await cache.wrap('resp:a', 1000, async () => 3)).toBe(3);
+  });
+}
+
+describe('singleFlight()', () => {
+  it('shares one execution per key while in flight, then forgets it', async () => {
+    const flights = singleFlight();
+    const fn = jest.fn(async () => {
+      await sleep(10);
+      return Math.random();
+    });
+    const [a, b, c] = await Promise.all([flights.run('k', fn), flights.run('k', fn), flights.run('other', fn)]);
+    expect(a).toBe(b);
+    expect(c).not.toBe(a);
+    expect(fn).toHaveBeenCalledTimes(2);
+    expect(flights.size).toBe(0);
+    await flights.run('k', fn);
+    expect(fn).toHaveBeenCalledTimes(3);
+  });
+});
+
+describe('memory cache', () => {
+  const make = (over?: Partial<CreateCacheOptions>) => track(createCache(cacheOptions(over)));
+  storeContract(make);
+
+  it('reports a healthy memory store', () => {
+    expect(make().health()).toEqual({ store: 'memory', connected: true, breakerOpen: false });
+  });
+
+  it('is bounded (LRU) but never evicts counters', async () => {
+    const cache = make({ memoryMaxEntries: 10 });
+    await cache.incr('gen:u1');
+    for (let i = 0; i < 50; i++) await cache.set(`resp:${i}`, i);
+    expect(await cache.get('resp:0')).toBeUndefined();
+    expect(await cache.get('resp:49')).toBe(49);
+    expect(await cache.get('gen:u1')).toBe(1);
+  });
+});
+
+describeRedis('redis cache (shared REDIS_URL)', () => {
+  const url = redisUrlForTests();
+  const make = (over?: Partial<CreateCacheOptions>) => track(createCache(cacheOptions({ redisUrl: url, ...over })));
+  storeContract(make);
+
+  it('stores keys as `${prefix}:${key}` with the TTL as PTTL', async () => {
+    const prefix = newPrefix();
+    const cache = make({ prefix });
+    await cache.set('resp:u1:k', { a: 1 }, 30_000);
+    await cache.incr('gen:u1');
+    const raw = createClient({ url });
+    await raw.connect();
+    try {
+      const pttl = await raw.pTTL(`${prefix}:resp:u1:k`);
+      expect(pttl).toBeGreaterThan(25_000);
+      expect(pttl).toBeLessThanOrEqual(30_000);
+      expect(JSON.parse((await raw.get(`${prefix}:resp:u1:k`)) as string)).toMatchObject({ value: { a: 1 } });
+      expect(await raw.get(`${prefix}:gen:u1`)).toBe('1');
+      expect(await raw.pTTL(`${prefix}:gen:u1`)).toBe(-1);
+    } finally {
+      raw.destroy();
+    }
+    expect(cache.health()).toEqual({ store: 'redis', connected: true, breakerOpen: false });
+  });
+
+  it('Redis down at start: createCache works, everything is a miss, nothing throws', async () => {
+    const port = await freePort();
+    const cache = make({ redisUrl: `redis://127.0.0.1:${port}` });
+    const started = Date.now();
+    expect(await cache.get('resp:a')).toBeUndefined();
+    await cache.set('resp:a', 1);
+    expect(await cache.get('resp:a')).toBeUndefined();
+    await cache.delete('resp:a');
+    const gen = await cache.incr('gen:u1');
+    expect(gen).toBeLessThan(0); // never a value Redis would issue
+    expect(await cache.incr('gen:u1')).not.toBe(gen);
+    const load = jest.fn(async () => 'loaded');
+    expect(await cache.wrap('resp:w', 1000, load)).toBe('loaded');
+    expect(await cache.wrap('resp:w', 1000, load)).toBe('loaded');
+    expect(load).toHaveBeenCalledTimes(2);
+    expect(await cache.wrapSwr('models:m', { freshMs: 10, maxAgeMs: 100 }, load)).toBe('loaded');
+    await cache.clearNamespace('resp');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(cache.health()).toEqual({ store: 'redis', connected: false, breakerOpen: true });
+  });
+
+  it('APQ store on Redis lives under `${prefix}:apq:`', async () => {
+    const prefix = newPrefix();
+    const apq = createApqCache(make({ prefix }));
+    await apq.set('abc', 'query Q { x }', { ttl: 60 });
+    const raw = createClient({ url });
+    await raw.connect();
+    try {
+      expect(await raw.pTTL(`${prefix}:apq:abc`)).toBeGreaterThan(55_000);
+    } finally {
+      raw.destroy();
+    }
+    expect(await apq.get('abc')).toBe('query Q { x }');
+  });
+});
+
+const describeOutage = redisServerAvailable() ? describeRedis : describe.skip;
+
+describeOutage('redis outage (private redis-server)', () => {
+  let server: PrivateRedis;
+  beforeEach(async () => {
+    server = await startRedisServer();
+  });
+  afterEach(async () => {
+    await server.stop();
+  });
+
+  it('killed Redis: misses fast, breaker opens, caching resumes by itself after restart', async () => {
+    const cache = track(createCache(cacheOptions({ redisUrl: server.url, operationTimeoutMs: 300, breakerCooldownMs: 200 })));
+    await cache.set('resp:u1:a', 'before');
+    expect(await cache.get('resp:u1:a')).toBe('before');
+
+    await server.kill();
+    let t = Date.now();
+    expect(await cache.get('resp:u1:a')).toBeUndefined();
+    expect(Date.now() - t).toBeLessThan(300);
+    expect(cache.health()).toEqual({ store: 'redis', connected: false, breakerOpen: true });
+
+    // Short-circuited: no connection or command timeouts paid per call.
+    t = Date.now();
+    for (let i = 0; i < 100; i++) expect(await cache.get('resp:u1:a')).toBeUndefined();
+    await cache.set('resp:u1:b', 1);
+    expect(await cache.incr('gen:u1')).toBeLessThan(0);
+    expect(await cache.wrap('resp:u1:w', 1000, async () => 'fresh')).toBe('fresh');
+    expect(Date.now() - t).toBeLessThan(200);
+
+    await server.restart();
+    const waited = await eventually(
+      async () => {
+        await cache.set('resp:u1:c', 'after');
+        return (await cache.get('resp:u1:c')) === 'after';
+      },
+      15_000,
+      'caching to resume',
+    );
+    expect(waited).toBeLessThan(15_000);
+    expect(cache.health()).toEqual({ store: 'redis', connected: true, breakerOpen: false });
+  });
+
+  it('hung Redis (SIGSTOP): operations time out into misses; journaled invalidations replay on recovery', async () => {
+    const cache = track(createCache(cacheOptions({ redisUrl: server.url, operationTimeoutMs: 250, breakerCooldownMs: 200 })));
+    await cache.set('resp:u1:a', 'A');
+    await cache.set('resp:u1:b', 'B');
+    await cache.set('resp:u2:c', 'C');
+    expect(await cache.incr('gen:u1')).toBe(1);
+
+    server.pause();
+    let t = Date.now();
+    expect(await cache.get('resp:u1:a')).toBeUndefined();
+    const elapsed = Date.now() - t;
+    expect(elapsed).toBeGreaterThanOrEqual(240);
+    expect(elapsed).toBeLessThan(1000);
+    expect(cache.health().breakerOpen).toBe(true);
+
+    // Breaker open: these never reach Redis, so they are journaled.
+    t = Date.now();
+    await cache.delete('resp:u1:b');
+    expect(await cache.incr('gen:u1')).toBeLessThan(0);
+    await cache.clearNamespace('resp');
+    for (let i = 0; i < 50; i++) await cache.get('resp:u1:a');
+    expect(Date.now() - t).toBeLessThan(200);
+
+    server.resume();
+    await eventually(async () => !cache.health().breakerOpen, 15_000, 'breaker to close');
+    // The flush and delete were replayed before the breaker closed: no stale hits.
+    expect(await cache.get('resp:u1:a')).toBeUndefined();
+    expect(await cache.get('resp:u1:b')).toBeUndefined();
+    expect(await cache.get('resp:u2:c')).toBeUndefined();
+    // The lost increment was replayed too: the counter moved past every pre-outage generation.
+    expect(await cache.get('gen:u1')).toBe(2);
+  });
+
+  it('pub/sub: publish while Redis is down does not throw; subscriptions resume after restart', async () => {
+    const prefix = newPrefix();
+    const a = track(createPubSub({ redisUrl: server.url, prefix, logger: silent, operationTimeoutMs: 300 }));
+    const b = track(createPubSub({ redisUrl: server.url, prefix, logger: silent, operationTimeoutMs: 300 }));
+    const got: unknown[] = [];
+    await b.subscribe('events', (m) => void got.push(m));
+    await a.publish('events', { n: 1 });
+    await eventually(async () => got.length === 1, 5000, 'first message');
+
+    await server.kill();
+    const t = Date.now();
+    await expect(a.publish('events', { n: 2 })).resolves.toBeUndefined();
+    expect(Date.now() - t).toBeLessThan(400);
+
+    await server.restart();
+    await eventually(
+      async () => {
+        await a.publish('events', { n: 3 });
+        return got.some((m) => (m as { n: number }).n === 3);
+      },
+      15_000,
+      'delivery after restart',
+    );
+    expect(got).not.toContainEqual({ n: 2 });
+  });
+});
+
+function pubSubContract(make: (prefix: string) => PubSub) {
+  it('delivers JSON messages to subscribers of the same prefix; unsubscribe stops delivery', async () => {
+    const prefix = newPrefix();
+    const publisher = make(prefix);
+    const subscriber = make(prefix);
+    const stranger = make(newPrefix());
+    const events: unknown[] = [];
+    const sentinel = deferred<void>();
+    const strangerGot: unknown[] = [];
+    const unsubscribe = await subscriber.subscribe<{ n: number; at: string }>('events', (m) => void events.push(m));
+    await subscriber.subscribe('sentinel', () => sentinel.resolve());
+    await stranger.subscribe('events', (m) => void strangerGot.push(m));
+
+    await publisher.publish('events', { n: 1, at: new Date(0) });
+    await eventually(async () => events.length === 1, 5000, 'delivery');
+    expect(events[0]).toEqual({ n: 1, at: new Date(0).toISOString() });
+
+    await unsubscribe();
+    await unsubscribe(); // idempotent
+    await publisher.publish('events', { n: 2 });
+    await publisher.publish('sentinel', {});
+    await sentinel.promise; // published after n:2 on the same connection → n:2 would have arrived first
+    expect(events).toHaveLength(1);
+    expect(strangerGot).toEqual([]);
+  });
+
+  it('a throwing handler does not affect other handlers', async () => {
+    const ps = make(newPrefix());
+    const got = deferred<unknown>();
+    await ps.subscribe('c', () => {
+      throw new Error('handler bug');
+    });
+    await ps.subscribe('c', async () => Promise.reject(new Error('async handler bug')));
+    await ps.subscribe('c', (m) => got.resolve(m));
+    await ps.publish('c', { ok: true });
+    expect(await got.promise).toEqual({ ok: true });
+  });
+}
+
+describe('in-memory pub/sub', () => {
+  pubSubContract((prefix) => {
+    const shared = sharedMemoryPubSubs.get(prefix) ?? track(createPubSub({ prefix, logger: silent }));
+    sharedMemoryPubSubs.set(prefix, shared);
+    return shared;
+  });
+});
+/** In-memory pub/sub is per process: "two instances" of one prefix share one bus. */
+const sharedMemoryPubSubs = new Map<string, PubSub>();
+
+describeRedis('redis pub/sub (shared REDIS_URL)', () => {
+  pubSubContract((prefix) => track(createPubSub({ redisUrl: redisUrlForTests(), prefix, logger: silent })));
+
+  it('Redis down at start: publish and subscribe resolve without throwing', async () => {
+    const ps = track(createPubSub({ redisUrl: `redis://127.0.0.1:${await freePort()}`, prefix: newPrefix(), logger: silent, operationTimeoutMs: 200 }));
+    const t = Date.now();
+    await expect(ps.publish('x', { a: 1 })).resolves.toBeUndefined();
+    const unsubscribe = await ps.subscribe('x', () => undefined);
+    await unsubscribe();
+    expect(Date.now() - t).toBeLessThan(1500);
+  });
+});

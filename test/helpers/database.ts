@@ -1,0 +1,67 @@
+/**
+ * One database per test file, copied from a migrated template so files run in
+ * parallel without sharing rows.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Client } from 'pg';
+
+export const TEMPLATE_DB = 'llmselect_test_template';
+
+export function adminUrl(): string {
+  return process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+}
+
+export function databaseUrl(name: string, base = adminUrl()): string {
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function withAdmin<T>(fn: (client: Client) => Promise<T>, base = adminUrl()): Promise<T> {
+  const client = new Client({ connectionString: base });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * (Re)creates the template database and applies every migration to it with the
+ * MikroORM CLI (`mikro-orm migration:up`), in a child process: this proves the
+ * CLI works from a checkout, and keeps ORM metadata out of Jest's parent realm.
+ */
+export async function migrateTemplate(base: string): Promise<void> {
+  await withAdmin(async (admin) => {
+    await admin.query(`drop database if exists ${TEMPLATE_DB} with (force)`);
+    await admin.query(`create database ${TEMPLATE_DB}`);
+  }, base);
+  const root = join(__dirname, '..', '..');
+  const result = spawnSync(process.execPath, [join(root, 'node_modules', '@mikro-orm', 'cli', 'cli.js'), 'migration:up'], {
+    cwd: root,
+    env: { ...process.env, NODE_ENV: 'test', DATABASE_URL: databaseUrl(TEMPLATE_DB, base), DATA_DIR: join(root, '.data', 'test') },
+    encoding: 'utf8',
+  });
+  if (result.status !== 0) {
+    throw new Error(`mikro-orm migration:up failed (${result.status}):\n${result.stdout}\n${result.stderr}`);
+  }
+}
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+  drop(): Promise<void>;
+}
+
+export async function createTestDatabase(label = 't'): Promise<TestDatabase> {
+  const name = `llmselect_${label.replace(/\W/g, '_').slice(0, 20)}_${randomBytes(4).toString('hex')}`.toLowerCase();
+  await withAdmin((admin) => admin.query(`create database ${name} template ${TEMPLATE_DB}`));
+  return {
+    name,
+    url: databaseUrl(name),
+    drop: () => withAdmin((admin) => admin.query(`drop database if exists ${name} with (force)`)).then(() => undefined),
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * An app built in-process on its own database (and cache prefix), listening
+ * on port 0, with a GraphQL client over real HTTP, captured logs, and a SQL
+ * statement counter.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { buildApp, type App } from '../../src/app';
+import { loadConfig } from '../../src/config';
+import { createTestDatabase, type TestDatabase } from './database';
+
+export interface GqlResult<T = any> {
+  status: number;
+  headers: Headers;
+  data?: T;
+  errors?: Array<{ message: string; path?: string[]; extensions?: Record<string, any> }>;
+  raw: string;
+}
+
+export interface TestApp {
+  app: App;
+  url: string;
+  db: TestDatabase;
+  /** Every log line written, as raw JSON text. */
+  logs: string[];
+  gql<T = any>(query: string, variables?: Record<string, unknown>, token?: string, headers?: Record<string, string>): Promise<GqlResult<T>>;
+  /** Runs `fn` and returns how many SQL statements the app sent meanwhile (and their text). */
+  countStatements<T>(fn: () => Promise<T>): Promise<{ count: number; statements: string[]; result: T }>;
+  /** Registers a fresh user and returns their token and id. */
+  signUp(prefix?: string): Promise<{ token: string; userId: string; email: string }>;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  env?: Record<string, string | undefined>;
+  /** Reuse another test app's database (two instances sharing PostgreSQL). */
+  db?: TestDatabase;
+}
+
+export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const db = options.db ?? (await createTestDatabase());
+  const logs: string[] = [];
+  const logStream = new Writable({
+    write(chunk, _enc, done) {
+      logs.push(String(chunk));
+      done();
+    },
+  });
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    DATABASE_URL: db.url,
+    JWT_SECRET: 'test-secret-that-is-long-enough-for-hs256-0123456789',
+    ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
+    CACHE_PREFIX: `t-${randomBytes(5).toString('hex')}`,
+    LOG_LEVEL: 'info',
+    ARGON2_MEMORY_KIB: '1024',
+    ARGON2_TIME_COST: '1',
+    ...options.env,
+  });
+  const app = await buildApp(config, { logStream });
+  await new Promise<void>((resolve) => app.httpServer.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(app.httpServer.address() as AddressInfo).port}`;
+
+  const gql: TestApp['gql'] = async (query, variables, token, headers = {}) => {
+    const response = await fetch(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+      body: JSON.stringify({ query, variables }),
+    });
+    const raw = await response.text();
+    const body = raw ? JSON.parse(raw) : {};
+    return { status: response.status, headers: response.headers, data: body.data, errors: body.errors, raw };
+  };
+
+  let users = 0;
+  return {
+    app,
+    url,
+    db,
+    logs,
+    gql,
+    async countStatements(fn) {
+      const statements: string[] = [];
+      const stop = app.queryObserver.onQuery((sql) => statements.push(sql));
+      try {
+        const result = await fn();
+        return { count: statements.length, statements, result };
+      } finally {
+        stop();
+      }
+    },
+    async signUp(prefix = 'user') {
+      const email = `${prefix}-${++users}-${randomBytes(3).toString('hex')}@example.com`;
+      const res = await gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`, {
+        e: email,
+        p: 'correct horse battery',
+      });
+      if (!res.data) throw new Error(`signUp failed: ${res.raw}`);
+      return { token: res.data.register.token, userId: res.data.register.user.id, email };
+    },
+    async close() {
+      await app.close();
+      if (!options.db) await db.drop();
+    },
+  };
+}
