@@ -19,7 +19,7 @@ export interface AuthResult {
 export class UserService {
   /** A real hash to verify against when the email is unknown, so both paths cost the same. */
   private dummyHash: Promise<string> | undefined;
-  private readonly hashOptions: argon2.Options;
+  private readonly hashOptions: argon2.HashOptions & { raw?: false };
 
   constructor(
     private readonly tokens: TokenService,
