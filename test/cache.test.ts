@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import { createApqCache, createCache, createPubSub, registerCacheMetrics, singleFlight } from '../src/cache';
 import type { CachePort, CreateCacheOptions, PubSub } from '../src/cache';
 import { createLogger, type Logger } from '../src/observability/logger';
-import { describeRedis, freePort, redisServerAvailable, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
+import { describeRedis, describeRedisServer, freePort, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
 
 const silent = createLogger('silent');
 const newPrefix = () => `test:${randomUUID()}`;
@@ -177,6 +177,20 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
     await expect(cache.clearNamespace('bad:ns')).rejects.toThrow(TypeError);
   });
 
+  it('a load that straddles clearNamespace is returned but not cached', async () => {
+    const cache = make();
+    const gate = deferred<void>();
+    const pending = cache.wrap('resp:u1:slow', 60_000, async () => {
+      await gate.promise;
+      return 'computed before the flush';
+    });
+    await sleep(20);
+    await cache.clearNamespace('resp');
+    gate.resolve();
+    expect(await pending).toBe('computed before the flush');
+    expect(await cache.get('resp:u1:slow')).toBeUndefined();
+  });
+
   it('createApqCache: Apollo KeyValueCache in namespace apq, counted in stats', async () => {
     const cache = make();
     const apq = createApqCache(cache);
@@ -294,6 +308,16 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
     expect(cache.health()).toEqual({ store: 'redis', connected: false, breakerOpen: true });
   });
 
+  it('a Redis error reply (e.g. INCR on a JSON value) is a miss without opening the breaker', async () => {
+    const { logger, lines } = capturingLogger();
+    const cache = make({ logger });
+    await cache.set('gen:oops', { not: 'a counter' });
+    expect(await cache.incr('gen:oops')).toBeLessThan(0);
+    expect(cache.health().breakerOpen).toBe(false);
+    expect(await cache.get('gen:oops')).toEqual({ not: 'a counter' });
+    expect(lines().some((l) => l.msg.includes('rejected by Redis'))).toBe(true);
+  });
+
   it('APQ store on Redis lives under `${prefix}:apq:`', async () => {
     const prefix = newPrefix();
     const apq = createApqCache(make({ prefix }));
@@ -309,9 +333,7 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
   });
 });
 
-const describeOutage = redisServerAvailable() ? describeRedis : describe.skip;
-
-describeOutage('redis outage (private redis-server)', () => {
+describeRedisServer('redis outage (private redis-server)', () => {
   let server: PrivateRedis;
   beforeEach(async () => {
     server = await startRedisServer();

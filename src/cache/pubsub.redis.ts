@@ -16,6 +16,7 @@ export class RedisPubSub implements PubSub {
   private readonly listeners = new Set<{ name: string; listener: (raw: string) => void }>();
   private readonly pubFirstAttempt: Promise<void>;
   private pubAttempted = false;
+  private lastDropWarning = 0;
   private closed = false;
 
   constructor(
@@ -38,7 +39,11 @@ export class RedisPubSub implements PubSub {
     try {
       await withTimeout(this.pub.publish(`${this.prefix}:${channel}`, JSON.stringify(message)), this.timeoutMs, 'publish');
     } catch (err) {
-      this.log.warn({ err, channel }, 'pub/sub publish failed: message dropped');
+      // One warning per 10 s during an outage; the rest at debug.
+      const now = Date.now();
+      const level = now - this.lastDropWarning > 10_000 ? 'warn' : 'debug';
+      if (level === 'warn') this.lastDropWarning = now;
+      this.log[level]({ err, channel }, 'pub/sub publish failed: message dropped');
     }
   }
 

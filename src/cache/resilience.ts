@@ -1,3 +1,4 @@
+import { ErrorReply } from '@redis/client';
 import type { Logger } from '../observability/logger';
 import { CircuitBreaker } from './breaker';
 import { InvalidationJournal } from './journal';
@@ -20,6 +21,10 @@ export interface FailOpenOptions {
  * breaker, invalidation journal. `run` never rejects for store failures; it
  * returns `fallback()` instead. Only `CacheSerializationError` (a caller bug)
  * propagates, without tripping the breaker.
+ *
+ * A Redis error *reply* (WRONGTYPE, "not an integer", OOM, ...) comes from a
+ * healthy server: it is a miss for that call only — it neither trips the
+ * breaker nor is journaled (replaying it could never succeed).
  */
 export class FailOpenStore {
   readonly breaker: CircuitBreaker;
@@ -64,6 +69,10 @@ export class FailOpenStore {
       return await this.timed(op(this.store), timeoutMs, what);
     } catch (error) {
       if (error instanceof CacheSerializationError) throw error;
+      if (error instanceof ErrorReply) {
+        this.log.error({ err: error, op: what }, 'cache command rejected by Redis: treated as a miss');
+        return fallback();
+      }
       this.log.debug({ err: error, op: what }, 'cache operation failed: treated as a miss');
       this.breaker.trip(error);
       onSkipped?.();
@@ -95,14 +104,24 @@ export class FailOpenStore {
     const pending = this.journal.size;
     await this.timed(
       this.journal.replay({
-        delete: (k) => this.store.delete(k),
-        incr: async (k) => void (await this.store.incr(k)),
-        flush: (nsPrefix) => this.store.flushNamespace(nsPrefix),
+        delete: (k) => this.tolerateReply(this.store.delete(k)),
+        incr: (k) => this.tolerateReply(this.store.incr(k)),
+        flush: (nsPrefix) => this.tolerateReply(this.store.flushNamespace(nsPrefix)),
       }),
       Math.max(t * 20, 10_000),
       'journal replay',
     );
     this.log.info({ pending }, 'replayed invalidations journaled during the cache outage');
+  }
+
+  /** Replay: an error reply will never succeed, so it is logged and skipped instead of failing the probe. */
+  private async tolerateReply(op: Promise<unknown>): Promise<void> {
+    try {
+      await op;
+    } catch (error) {
+      if (!(error instanceof ErrorReply)) throw error;
+      this.log.error({ err: error }, 'journaled invalidation rejected by Redis: skipped');
+    }
   }
 
   private timed<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

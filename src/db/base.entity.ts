@@ -3,7 +3,8 @@ import { OptionalProps, PrimaryKey, Property } from '@mikro-orm/core';
 import { Field, ID, ObjectType } from 'type-graphql';
 
 /**
- * Every row has a UUID and a `created_at` set in JS (millisecond precision),
+ * Every row has a UUID and a `created_at` stored at millisecond precision
+ * (`timestamptz(3)`: JS Dates round-trip exactly, SQL-made values are rounded),
  * so a keyset cursor built from `(createdAt, id)` round-trips exactly.
  */
 @ObjectType()
@@ -16,6 +17,6 @@ export abstract class BaseEntity<Optional extends string = never> {
   id: string = randomUUID();
 
   @Field(() => Date)
-  @Property({ type: 'Date', columnType: 'timestamptz' })
+  @Property({ type: 'Date', columnType: 'timestamptz(3)' })
   createdAt: Date = new Date();
 }

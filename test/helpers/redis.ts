@@ -52,6 +52,18 @@ export function redisServerAvailable(): boolean {
   return spawnSync('redis-server', ['--version']).status === 0;
 }
 
+/**
+ * `describe` when a `redis-server` binary is on PATH (for `startRedisServer`
+ * tests; independent of REDIS_URL), else skip with a warning — or throw with REQUIRE_REDIS=1.
+ */
+export const describeRedisServer: jest.Describe = (() => {
+  if (redisServerAvailable()) return describe;
+  const why = 'no redis-server binary on PATH (needed to start a private Redis)';
+  if (process.env.REQUIRE_REDIS === '1') throw new Error(`REQUIRE_REDIS=1 but ${why}`);
+  console.warn(`Skipping private-Redis tests: ${why}. Set REQUIRE_REDIS=1 to fail instead.`);
+  return describe.skip as unknown as jest.Describe;
+})();
+
 /** A TCP port nothing listens on (at the time of the call). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

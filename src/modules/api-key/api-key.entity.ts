@@ -48,6 +48,6 @@ export class ApiKey extends BaseEntity<'label' | 'lastUsedAt' | 'baseUrl'> {
   baseUrl?: string | null;
 
   @Field(() => Date, { nullable: true })
-  @Property({ type: 'Date', columnType: 'timestamptz', nullable: true })
+  @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
   lastUsedAt?: Date | null;
 }

@@ -1,4 +1,4 @@
-import { Entity, Enum, ManyToOne, Property, type Ref } from '@mikro-orm/core';
+import { Entity, Enum, Index, ManyToOne, Property, type Ref } from '@mikro-orm/core';
 import { Field, Float, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
 import { Provider } from '../api-key/api-key.entity';
@@ -23,6 +23,8 @@ export const SETTLED_STATUSES: readonly ResponseStatus[] = [
 /** One prompt sent to 2..8 models. Detached (conversation null) when its conversation is deleted. */
 @ObjectType()
 @Entity({ tableName: 'comparison_results' })
+@Index({ name: 'comparison_results_owner_created_idx', expression: 'create index "comparison_results_owner_created_idx" on "comparison_results" ("owner_id", "created_at" desc, "id" desc)' })
+@Index({ name: 'comparison_results_conversation_idx', expression: 'create index "comparison_results_conversation_idx" on "comparison_results" ("conversation_id", "created_at")' })
 export class ComparisonResult extends BaseEntity {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
@@ -37,6 +39,7 @@ export class ComparisonResult extends BaseEntity {
 
 @ObjectType()
 @Entity({ tableName: 'comparison_responses' })
+@Index({ name: 'comparison_responses_comparison_idx', expression: 'create index "comparison_responses_comparison_idx" on "comparison_responses" ("comparison_id", "position")' })
 export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'content'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
@@ -90,6 +93,6 @@ export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'cont
   @Property({ type: 'double', nullable: true })
   costUsd?: number | null;
 
-  @Property({ type: 'Date', columnType: 'timestamptz', nullable: true })
+  @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
   settledAt?: Date | null;
 }

@@ -1,4 +1,4 @@
-import { Entity, ManyToOne, Property, type Ref } from '@mikro-orm/core';
+import { Entity, Index, ManyToOne, Property, type Ref } from '@mikro-orm/core';
 import { Field, ObjectType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
 import { User } from '../user/user.entity';
@@ -10,6 +10,7 @@ import { User } from '../user/user.entity';
  */
 @ObjectType()
 @Entity({ tableName: 'conversations' })
+@Index({ name: 'conversations_owner_created_idx', expression: 'create index "conversations_owner_created_idx" on "conversations" ("owner_id", "created_at" desc, "id" desc)' })
 export class Conversation extends BaseEntity<'updatedAt'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
@@ -19,6 +20,6 @@ export class Conversation extends BaseEntity<'updatedAt'> {
   title!: string;
 
   @Field(() => Date)
-  @Property({ type: 'Date', columnType: 'timestamptz' })
+  @Property({ type: 'Date', columnType: 'timestamptz(3)' })
   updatedAt: Date = new Date();
 }

@@ -1,4 +1,4 @@
-import { Entity, Enum, ManyToOne, Property, type Ref } from '@mikro-orm/core';
+import { Entity, Enum, Index, ManyToOne, Property, type Ref } from '@mikro-orm/core';
 import { Field, Float, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
 import { Provider } from '../api-key/api-key.entity';
@@ -13,6 +13,7 @@ registerEnumType(MessageRole, { name: 'MessageRole' });
 
 @ObjectType()
 @Entity({ tableName: 'messages' })
+@Index({ name: 'messages_conversation_created_idx', expression: 'create index "messages_conversation_created_idx" on "messages" ("conversation_id", "created_at", "id")' })
 export class Message extends BaseEntity {
   @ManyToOne(() => Conversation, { ref: true, deleteRule: 'cascade' })
   conversation!: Ref<Conversation>;

@@ -1,4 +1,4 @@
-import { Entity, Enum, Property } from '@mikro-orm/core';
+import { Entity, Enum, Index, Property } from '@mikro-orm/core';
 import { Field, ObjectType, registerEnumType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
 
@@ -11,6 +11,7 @@ registerEnumType(UserRole, { name: 'UserRole' });
 /** `email` is stored trimmed and lower-cased; a unique index on lower(email) backs it (migration). */
 @ObjectType()
 @Entity({ tableName: 'users' })
+@Index({ name: 'users_email_lower_unique', expression: 'create unique index "users_email_lower_unique" on "users" (lower("email"))' })
 export class User extends BaseEntity<'role'> {
   @Field(() => String)
   @Property({ type: 'text' })

@@ -1,4 +1,4 @@
-import { Entity, Enum, ManyToOne, Property, type Ref, Unique } from '@mikro-orm/core';
+import { Entity, Enum, Index, ManyToOne, Property, type Ref, Unique } from '@mikro-orm/core';
 import { Field, ObjectType, registerEnumType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
 import { ComparisonResponse, ComparisonResult } from '../comparison/comparison.entity';
@@ -15,6 +15,8 @@ registerEnumType(VoteOutcome, { name: 'VoteOutcome' });
 @ObjectType()
 @Entity({ tableName: 'votes' })
 @Unique({ name: 'votes_comparison_user_unique', properties: ['comparison', 'user'] })
+@Index({ name: 'votes_user_idx', properties: ['user'] })
+@Index({ name: 'votes_winner_idx', properties: ['winner'] })
 export class Vote extends BaseEntity {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
