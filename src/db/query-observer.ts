@@ -18,6 +18,11 @@ export function maskSqlLiterals(sql: string): string {
 
 export class QueryObserver implements OrmLogger {
   private readonly listeners = new Set<QueryListener>();
+  /**
+   * When true, listeners receive SQL with parameter values inlined (tests use
+   * it to EXPLAIN real statements). Off by default so values never reach logs.
+   */
+  inlineParams = false;
 
   constructor(
     private readonly logger: Logger,
@@ -55,6 +60,6 @@ export class QueryObserver implements OrmLogger {
   setDebugMode(): void {}
 
   isEnabled(namespace: LoggerNamespace): boolean {
-    return namespace !== 'query-params';
+    return namespace !== 'query-params' || this.inlineParams;
   }
 }
