@@ -34,7 +34,7 @@ describe('a pool of 5 under 200 concurrent requests', () => {
     expect(maxSize).toBeLessThanOrEqual(5);
     expect(maxPending).toBeGreaterThan(0); // the pool really was contended
 
-    const health = await (await fetch(`${t.url}/health`)).json();
+    const health = (await (await fetch(`${t.url}/health`)).json()) as { database: { size: number } };
     expect(health.database).toMatchObject({ connected: true, max: 5 });
     expect(health.database.size).toBeLessThanOrEqual(5);
   });

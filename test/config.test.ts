@@ -1,0 +1,63 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig } from '../src/config';
+
+const KEY = Buffer.alloc(32, 1).toString('base64');
+const SECRET = 'x'.repeat(40);
+
+describe('loadConfig', () => {
+  it('requires JWT_SECRET and ENCRYPTION_KEY in production, naming the missing one', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production', ENCRYPTION_KEY: KEY })).toThrow(new ConfigError('JWT_SECRET is required when NODE_ENV=production'));
+    expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET })).toThrow(new ConfigError('ENCRYPTION_KEY is required when NODE_ENV=production'));
+  });
+
+  it.each([
+    [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
+    [{ REDIS_URL: 'not a url' }, /REDIS_URL/],
+    [{ ENCRYPTION_KEY: 'c2hvcnQ=' }, /ENCRYPTION_KEY must be 32 bytes/],
+    [{ DB_POOL_MAX: 'lots' }, /DB_POOL_MAX/],
+    [{ DB_POOL_MIN: '9', DB_POOL_MAX: '3' }, /DB_POOL_MIN must not exceed DB_POOL_MAX/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
+    [{ JWT_SECRET: 'short' }, /JWT_SECRET must be at least 32/],
+  ])('rejects a malformed value %p with one line naming it', (env, message) => {
+    const error = (() => {
+      try {
+        loadConfig({ NODE_ENV: 'test', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY, ...env });
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('expected a ConfigError');
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toMatch(message);
+    expect(error.message).not.toContain('\n');
+  });
+
+  it('generates development secrets once into the data directory and reuses them', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'llmselect-config-'));
+    const first = loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir });
+    const second = loadConfig({ NODE_ENV: 'development', DATA_DIR: dataDir });
+    expect(second.jwtSecret).toBe(first.jwtSecret);
+    expect(second.encryptionKeys[0]!.key.equals(first.encryptionKeys[0]!.key)).toBe(true);
+    expect(readFileSync(join(dataDir, 'jwt-secret'), 'utf8').trim()).toBe(first.jwtSecret);
+  });
+
+  it('uses per-environment pool bounds', () => {
+    const base = { JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
+    expect(loadConfig({ ...base, NODE_ENV: 'production' }).pool).toMatchObject({ min: 2, max: 20 });
+    expect(loadConfig({ ...base, NODE_ENV: 'test' }).pool).toMatchObject({ max: 5 });
+    expect(loadConfig({ ...base, NODE_ENV: 'test', DB_POOL_MAX: '7' }).pool.max).toBe(7);
+  });
+});
+
+it('stops startup with one line naming the missing variable', () => {
+  const result = spawnSync(process.execPath, ['-r', 'ts-node/register', join(__dirname, '..', 'src', 'main.ts')], {
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', ENCRYPTION_KEY: KEY },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  expect(result.status).toBe(1);
+  expect(result.stderr.trim()).toBe('Configuration error: JWT_SECRET is required when NODE_ENV=production');
+});
