@@ -49,6 +49,9 @@ export async function startEmbeddedPostgres(opts: {
     user: 'postgres',
     password: 'postgres',
     persistent: true,
+    // PostgreSQL refuses to run as root: as root, run it as a `postgres` user
+    // (created when missing) that owns the data directory.
+    createPostgresUser: process.getuid?.() === 0,
     onLog: (m: unknown) => opts.log?.(String(m).trim()),
     onError: (m: unknown) => opts.log?.(String(m).trim()),
   });
