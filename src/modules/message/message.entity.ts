@@ -2,6 +2,7 @@ import { Entity, Enum, Index, ManyToOne, Property, type Ref } from '@mikro-orm/c
 import { Field, Float, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
 import { Provider } from '../api-key/api-key.entity';
+import { ComparisonResult } from '../comparison/comparison.entity';
 import { Conversation } from '../conversation/conversation.entity';
 
 export enum MessageRole {
@@ -14,6 +15,8 @@ registerEnumType(MessageRole, { name: 'MessageRole' });
 @ObjectType()
 @Entity({ tableName: 'messages' })
 @Index({ name: 'messages_conversation_created_idx', expression: 'create index "messages_conversation_created_idx" on "messages" ("conversation_id", "created_at", "id")' })
+@Index({ name: 'messages_comparison_idx', properties: ['comparison'] })
+@Index({ name: 'messages_content_fts_idx', expression: `create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))` })
 export class Message extends BaseEntity {
   @ManyToOne(() => Conversation, { ref: true, deleteRule: 'cascade' })
   conversation!: Ref<Conversation>;
@@ -25,6 +28,14 @@ export class Message extends BaseEntity {
   @Field(() => String)
   @Property({ type: 'text' })
   content!: string;
+
+  /**
+   * Set on the USER message that holds a comparison's prompt: the prompt is a
+   * message of its conversation (searchable, part of the history), and each
+   * model's answer to it lives in that comparison's responses.
+   */
+  @ManyToOne(() => ComparisonResult, { ref: true, nullable: true, deleteRule: 'set null' })
+  comparison?: Ref<ComparisonResult> | null;
 
   @Field(() => Provider, { nullable: true })
   @Enum({ items: () => Provider, nativeEnumName: 'provider', nullable: true })
