@@ -1,4 +1,4 @@
-import { Arg, Args, Ctx, Field, FieldResolver, ID, Int, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { AppError } from '../../graphql/errors';
@@ -7,6 +7,7 @@ import { Conversation } from '../conversation/conversation.entity';
 import { PageArgs } from '../conversation/conversation.resolver';
 import { Vote } from '../vote/vote.entity';
 import { ComparisonResponse, ComparisonResult } from './comparison.entity';
+import { RunComparisonInput } from './comparison.inputs';
 
 @ObjectType()
 export class ComparisonConnection {
@@ -36,6 +37,39 @@ export class ComparisonResolver {
   comparison(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
     requireUser(ctx.principal);
     return ctx.loaders.comparisonByIdLoader.load(id);
+  }
+
+  @Mutation(() => ComparisonResult, { description: 'Returns at once with PENDING responses; follow it with comparisonEvents.' })
+  async startComparison(@Arg('input', () => RunComparisonInput) input: RunComparisonInput, @Ctx() ctx: Context) {
+    const id = await ctx.services.runner.begin(requireUser(ctx.principal), input);
+    return this.load(ctx, id);
+  }
+
+  @Mutation(() => ComparisonResult, { description: 'Returns when every response has settled.' })
+  async runComparison(@Arg('input', () => RunComparisonInput) input: RunComparisonInput, @Ctx() ctx: Context) {
+    const id = await ctx.services.runner.begin(requireUser(ctx.principal), input);
+    await ctx.services.runner.settled(id);
+    return this.load(ctx, id);
+  }
+
+  @Mutation(() => ComparisonResult, { description: 'Stops the responses still running (they settle as FAILED "Cancelled").' })
+  async cancelComparison(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
+    await ctx.services.runner.cancel(requireUser(ctx.principal), id);
+    return this.load(ctx, id);
+  }
+
+  @Mutation(() => ComparisonResponse, { description: 'Re-runs one FAILED or TIMED_OUT response and returns it settled.' })
+  async retryComparisonResponse(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
+    await ctx.services.runner.retry(requireUser(ctx.principal), id);
+    const response = await ctx.loaders.responseByIdLoader.load(id);
+    if (!response) throw new AppError('NOT_FOUND', 'Comparison response not found');
+    return response;
+  }
+
+  private async load(ctx: Context, id: string): Promise<ComparisonResult> {
+    const comparison = await ctx.loaders.comparisonByIdLoader.load(id);
+    if (!comparison) throw new AppError('NOT_FOUND', 'Comparison not found');
+    return comparison;
   }
 
   @FieldResolver(() => Conversation, { nullable: true })

@@ -1,11 +1,18 @@
-import { Ctx, FieldResolver, Resolver, Root } from 'type-graphql';
+import { Arg, Ctx, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
+import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { AppError } from '../../graphql/errors';
 import { Conversation } from '../conversation/conversation.entity';
 import { Message } from './message.entity';
+import { SendMessageInput } from './message.inputs';
 
 @Resolver(() => Message)
 export class MessageResolver {
+  @Mutation(() => Message, { description: "The assistant's reply; the user's message is stored first." })
+  sendMessage(@Arg('input', () => SendMessageInput) input: SendMessageInput, @Ctx() ctx: Context): Promise<Message> {
+    return ctx.services.chat.send(ctx.em, requireUser(ctx.principal), input);
+  }
+
   @FieldResolver(() => Conversation)
   async conversation(@Root() message: Message, @Ctx() ctx: Context): Promise<Conversation> {
     const conversation = await ctx.loaders.conversationByIdLoader.load(message.conversation.id);

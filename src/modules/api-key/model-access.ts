@@ -1,0 +1,32 @@
+/**
+ * Turns a model id (`provider:name[@label]`) and a user into a callable AI SDK
+ * model, with the user's own decrypted key. A missing key is a provider AUTH
+ * error saying which key to add, so a comparison marks that model FAILED.
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { LanguageModel } from 'ai';
+import type { ModelId } from '../../llm/model-id';
+import { toGraphqlProvider } from '../../llm/model-id';
+import { createLanguageModel, ProviderCallError, type ProviderBaseUrls } from '../../llm/providers';
+import { Provider } from './api-key.entity';
+import type { ApiKeyService } from './api-key.service';
+
+export class ModelAccess {
+  constructor(
+    private readonly apiKeys: ApiKeyService,
+    private readonly baseUrls: ProviderBaseUrls,
+  ) {}
+
+  async languageModel(em: EntityManager, userId: string, id: ModelId): Promise<LanguageModel> {
+    const provider = Provider[toGraphqlProvider(id.provider)];
+    const creds = await this.apiKeys.credentials(em, userId, provider, id.label);
+    if (!creds) {
+      throw new ProviderCallError(
+        id.provider,
+        'AUTH',
+        `No ${id.provider} API key labelled "${id.label}": add one with saveApiKey`,
+      );
+    }
+    return createLanguageModel(id.provider, id.name, creds, this.baseUrls);
+  }
+}

@@ -1,0 +1,45 @@
+import { Arg, Field, ID, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
+import { requireUser } from '../../graphql/auth';
+import type { Context } from '../../graphql/context';
+import { notFound } from '../../graphql/errors';
+import type { ComparisonEvent } from './comparison-events';
+import { ResponseStatus } from './comparison.entity';
+
+@ObjectType('ComparisonEvent')
+export class ComparisonEventType implements ComparisonEvent {
+  @Field(() => ID)
+  comparisonId!: string;
+
+  @Field(() => ID)
+  responseId!: string;
+
+  @Field(() => ResponseStatus)
+  status!: ResponseStatus;
+
+  @Field(() => String, { nullable: true, description: 'New text since the last event for this response.' })
+  delta!: string | null;
+
+  @Field(() => String, { nullable: true, description: 'Full text so far: in the first event of each response and at completion.' })
+  content!: string | null;
+
+  @Field(() => String, { nullable: true })
+  error!: string | null;
+}
+
+@Resolver(() => ComparisonEventType)
+export class ComparisonEventsResolver {
+  @Subscription(() => ComparisonEventType, {
+    description: 'Replays the state so far, then live deltas, then completes when every response has settled.',
+    subscribe: async ({ args, context }) => {
+      const ctx = context as Context;
+      const principal = requireUser(ctx.principal);
+      const comparisonId = String(args.comparisonId);
+      const [comparison] = await ctx.services.comparisons.findByIds(ctx.em, principal, [comparisonId]);
+      if (!comparison) throw notFound('Comparison');
+      return ctx.services.runner.events(comparison.id);
+    },
+  })
+  comparisonEvents(@Arg('comparisonId', () => ID) _comparisonId: string, @Root() event: ComparisonEvent): ComparisonEvent {
+    return event;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * `sendMessage`: store the user's message first (it is never lost), send the
+ * conversation as this model sees it, store the reply with its measurements.
+ * A provider failure answers PROVIDER_ERROR with `provider` and `reason`.
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { UserCacheInvalidator } from '../../cache/invalidation';
+import type { Principal } from '../../graphql/auth';
+import { AppError, badInput } from '../../graphql/errors';
+import { costUsd, findCatalogEntry } from '../../llm/catalog';
+import { parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { ProviderCallError } from '../../llm/providers';
+import { streamCompletion } from '../../llm/stream-completion';
+import { Provider } from '../api-key/api-key.entity';
+import type { ModelAccess } from '../api-key/model-access';
+import type { ConversationService } from '../conversation/conversation.service';
+import { historiesByModel } from './history';
+import { Message, MessageRole } from './message.entity';
+
+export const MAX_PROMPT_CHARS = 32_000;
+
+export interface SendMessageArgs {
+  conversationId: string;
+  content: string;
+  model: string;
+}
+
+export function validatePrompt(raw: string, field: string): string {
+  const content = raw.trim();
+  if (!content) throw badInput(`${field} must not be empty`, field);
+  if (content.length > MAX_PROMPT_CHARS) throw badInput(`${field} must be at most ${MAX_PROMPT_CHARS} characters`, field);
+  return content;
+}
+
+export class ChatService {
+  constructor(
+    private readonly deps: {
+      conversations: ConversationService;
+      models: ModelAccess;
+      invalidation: UserCacheInvalidator;
+      requestTimeoutMs: number;
+    },
+  ) {}
+
+  async send(em: EntityManager, principal: Principal, args: SendMessageArgs): Promise<Message> {
+    const modelId = parseModelId(args.model);
+    const content = validatePrompt(args.content, 'content');
+    const conversation = await this.deps.conversations.get(em, principal, args.conversationId);
+    const provider = Provider[toGraphqlProvider(modelId.provider)];
+
+    const history = (await historiesByModel(em, conversation.id, [modelId.id])).get(modelId.id) ?? [];
+    const userMessage = em.create(Message, { conversation, role: MessageRole.USER, content });
+    conversation.updatedAt = new Date();
+    await em.flush();
+    await this.deps.invalidation.invalidateUser(principal.userId);
+
+    try {
+      const model = await this.deps.models.languageModel(em, principal.userId, modelId);
+      const result = await streamCompletion({
+        provider: modelId.provider,
+        model,
+        messages: [...history, { role: 'user', content: userMessage.content }],
+        timeoutMs: this.deps.requestTimeoutMs,
+      });
+      const reply = em.create(Message, {
+        conversation,
+        role: MessageRole.ASSISTANT,
+        content: result.text,
+        provider,
+        model: modelId.id,
+        promptTokens: result.promptTokens,
+        completionTokens: result.completionTokens,
+        latencyMs: result.latencyMs,
+        costUsd: costUsd(findCatalogEntry(modelId.provider, modelId.name), result.promptTokens, result.completionTokens),
+      });
+      conversation.updatedAt = new Date();
+      await em.flush();
+      return reply;
+    } catch (error) {
+      if (error instanceof ProviderCallError) {
+        throw new AppError('PROVIDER_ERROR', error.message, { provider, reason: error.reason });
+      }
+      throw error;
+    } finally {
+      await this.deps.invalidation.invalidateUser(principal.userId);
+    }
+  }
+}

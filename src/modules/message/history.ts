@@ -1,0 +1,47 @@
+/**
+ * What each model sees of a conversation: every earlier prompt, and only its
+ * own earlier answers (from `sendMessage` replies and from earlier comparisons),
+ * never another model's. Two statements for any number of models.
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { ChatTurn } from '../../llm/stream-completion';
+import { ComparisonResponse, ResponseStatus } from '../comparison/comparison.entity';
+import { Message, MessageRole } from './message.entity';
+
+export interface HistoryCutoff {
+  createdAt: Date;
+  id: string;
+}
+
+export async function historiesByModel(
+  em: EntityManager,
+  conversationId: string,
+  modelIds: readonly string[],
+  /** Only messages strictly before this one (a comparison's own prompt, for retries). */
+  before?: HistoryCutoff,
+): Promise<Map<string, ChatTurn[]>> {
+  const where = before
+    ? { conversation: conversationId, $or: [{ createdAt: { $lt: before.createdAt } }, { createdAt: before.createdAt, id: { $lt: before.id } }] }
+    : { conversation: conversationId };
+  const messages = await em.find(Message, where, { orderBy: { createdAt: 'asc', id: 'asc' } });
+  const comparisonIds = messages.flatMap((m) => (m.comparison ? [m.comparison.id] : []));
+  const answers = comparisonIds.length
+    ? await em.find(ComparisonResponse, { comparison: { $in: comparisonIds }, model: { $in: [...modelIds] }, status: ResponseStatus.COMPLETED })
+    : [];
+  const answerOf = new Map(answers.map((a) => [`${a.comparison.id}|${a.model}`, a.content]));
+
+  const histories = new Map<string, ChatTurn[]>();
+  for (const modelId of modelIds) {
+    const turns: ChatTurn[] = [];
+    for (const message of messages) {
+      if (message.role === MessageRole.SYSTEM) turns.push({ role: 'system', content: message.content });
+      else if (message.role === MessageRole.USER) {
+        turns.push({ role: 'user', content: message.content });
+        const answer = message.comparison ? answerOf.get(`${message.comparison.id}|${modelId}`) : undefined;
+        if (answer !== undefined) turns.push({ role: 'assistant', content: answer });
+      } else if (message.model === modelId) turns.push({ role: 'assistant', content: message.content });
+    }
+    histories.set(modelId, turns);
+  }
+  return histories;
+}
