@@ -162,11 +162,12 @@ describe('failures are per model', () => {
   });
 
   it('cancels responses still running and completes the subscription', async () => {
+    const before = fake.count(undefined, 'chat');
     const started = await gql(START, { input: { prompt: 'never mind', models: ['openai:hang', 'anthropic:hang'] } });
     const id = started.data.startComparison.id;
     const sub = await subscribe(t.url, EVENTS, { id }, user.token);
     const collecting = collect(sub);
-    await fake.waitForRequests(1, 'anthropic', 'chat');
+    await fake.waitForRequests(before + 2, undefined, 'chat'); // both calls are in flight
     const cancelled = await gql(`mutation($id: ID!) { cancelComparison(id: $id) { responses { status error } } }`, { id });
     expect(cancelled.data.cancelComparison.responses).toEqual([
       { status: 'FAILED', error: 'Cancelled' },
