@@ -32,14 +32,27 @@ import { depthLimit } from './graphql/plugins/depth-limit';
 import { classifyError } from './graphql/plugins/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
 import { operationCachePlugin } from './graphql/plugins/operation-cache';
+import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
+import { createSseHandler } from './graphql/sse';
 import { createLoaders, type Services } from './modules';
 import { ApiKeyService } from './modules/api-key/api-key.service';
+import { CacheAdminService } from './modules/admin/cache-admin.service';
+import { ModelService } from './modules/model/model.service';
+import { createApqCache } from './cache/apq';
+import { ModelRegistry } from './llm/model-registry';
+import { ModelAccess } from './modules/api-key/model-access';
 import { SecretBox } from './modules/api-key/secret-box';
+import { ComparisonRunner } from './modules/comparison/comparison-runner';
+import { ChatService } from './modules/message/chat.service';
 import { ComparisonService } from './modules/comparison/comparison.service';
 import { ConversationService } from './modules/conversation/conversation.service';
 import { MessageService } from './modules/message/message.service';
 import { UserService } from './modules/user/user.service';
+import { VoteService } from './modules/vote/vote.service';
+import { LeaderboardService } from './modules/leaderboard/leaderboard.service';
+import { SearchService } from './modules/search/search.service';
+import { ExportService } from './modules/conversation/export.service';
 import { healthReport } from './observability/health';
 import { createLogger, type Logger } from './observability/logger';
 import { createMetrics, type Metrics } from './observability/metrics';
@@ -57,6 +70,9 @@ export interface App {
   /** Stops accepting work, drains, and closes the pool, cache and embedded database. Idempotent. */
   close(): Promise<void>;
 }
+
+/** Registered APQ documents are kept a week (a re-registration costs one round trip). */
+const APQ_TTL_SECONDS = 7 * 24 * 60 * 60;
 
 export interface BuildAppOptions {
   /** Where logs go (tests capture them); default stdout. */
@@ -101,7 +117,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       breakerCooldownMs: config.cache.breakerCooldownMs,
       operationTimeoutMs: config.cache.operationTimeoutMs,
       logger,
-      onLookup: (namespace, hit) => (hit ? metrics.cacheHits : metrics.cacheMisses).inc({ cache: namespace }),
+      // `gen` lookups are invalidation bookkeeping (one per cached read), not a cache: not exported.
+      onLookup: (namespace, hit) => {
+        if (namespace !== 'gen') (hit ? metrics.cacheHits : metrics.cacheMisses).inc({ cache: namespace });
+      },
     });
     cleanups.push(() => cache.close());
     const pubsub = createPubSub({ redisUrl: config.redisUrl, prefix: config.cachePrefix, logger });
@@ -111,24 +130,64 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const tokens = new TokenService(config.jwtSecret, config.jwtExpiresIn);
     const cursors = new CursorCodec(config.jwtSecret);
     const generations = new GenerationInvalidator(cache);
+    const apiKeys = new ApiKeyService(new SecretBox(config.encryptionKeys));
+    const conversations = new ConversationService(cursors);
+    const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls);
+    const runner = new ComparisonRunner({
+      orm,
+      cache,
+      pubsub,
+      invalidation: generations,
+      conversations,
+      models: modelAccess,
+      requestTimeoutMs: config.llm.requestTimeoutMs,
+      logger,
+      metrics,
+    });
+    await runner.start();
+    cleanups.push(() => runner.close());
+    const interrupted = await runner.sweepInterrupted();
+    if (interrupted) logger.warn({ interrupted }, 'marked comparison responses interrupted by an earlier stop as FAILED');
+    const modelRegistry = new ModelRegistry({
+      cache,
+      baseUrls: config.providerBaseUrls,
+      listTimeoutMs: config.llm.listTimeoutMs,
+      freshMs: config.cache.registryTtlMs,
+      logger,
+    });
     const services: Services = {
       users: new UserService(tokens, config.adminEmails, config.passwordHashing),
-      apiKeys: new ApiKeyService(new SecretBox(config.encryptionKeys)),
-      conversations: new ConversationService(cursors),
+      apiKeys,
+      conversations,
       messages: new MessageService(cursors),
       comparisons: new ComparisonService(cursors),
+      votes: new VoteService(new ComparisonService(cursors)),
+      leaderboard: new LeaderboardService(cache, config.cache.responseTtlMs),
       invalidation: generations,
+      chat: new ChatService({ conversations, models: modelAccess, invalidation: generations, requestTimeoutMs: config.llm.requestTimeoutMs }),
+      runner,
+      search: new SearchService(cursors),
+      exports: new ExportService(() => services),
+      models: new ModelService(apiKeys, modelRegistry),
+      cacheAdmin: new CacheAdminService(cache, modelRegistry),
     };
 
     // 5. GraphQL.
     const production = config.env === 'production';
+    // APQ documents live in the shared cache (namespace `apq`), behind the trusted-documents manifest if any.
+    const trustedDocuments = config.apq.manifestPath ? loadPersistedDocuments(config.apq.manifestPath) : new Map<string, string>();
     const apollo = new ApolloServer<Context>({
       schema: await getSchema(),
       introspection: !production,
       includeStacktraceInErrorResponses: false,
       validationRules: [depthLimit(config.maxQueryDepth)],
       formatError: (formatted, error) => classifyError(formatted, error, production).formatted,
+      persistedQueries: {
+        cache: trustedDocumentsCache(createApqCache(cache, { logger }), trustedDocuments, config.apq.trustedDocumentsOnly),
+        ttl: APQ_TTL_SECONDS,
+      },
       plugins: [
+        persistedDocumentsPlugin({ documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly }),
         ApolloServerPluginCacheControl({ defaultMaxAge: 0, calculateHttpHeaders: false }),
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production }),
         operationCachePlugin({ cache, generations, ttlMs: config.cache.responseTtlMs }),
@@ -142,6 +201,12 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
 
     const contextDeps = { em: orm.em, services, logger, createLoaders };
     const startedAt = Date.now();
+    const sse = createSseHandler({
+      schema: await getSchema(),
+      production,
+      principalFrom: (header) => tokens.fromAuthorizationHeader(header),
+      context: (requestId, principal) => createContext(contextDeps, requestId, principal),
+    });
 
     // 6. HTTP.
     const route = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<string> => {
@@ -155,6 +220,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         res.setHeader('content-type', metrics.registry.contentType);
         res.end(await metrics.registry.metrics());
         return 'metrics';
+      }
+      if (path === '/graphql/stream') {
+        await sse(req, res, requestId);
+        return 'graphql_stream';
       }
       if (path === '/graphql') {
         await handleGraphqlRequest(apollo, req, res, async () => {

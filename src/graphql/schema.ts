@@ -12,9 +12,15 @@ import {
   ComparisonResponseResolver,
 } from '../modules/comparison/comparison.resolver';
 import { ConversationConnectionResolver, ConversationResolver } from '../modules/conversation/conversation.resolver';
+import { ComparisonEventsResolver } from '../modules/comparison/comparison-events.resolver';
 import { MessageResolver } from '../modules/message/message.resolver';
 import { UserResolver } from '../modules/user/user.resolver';
 import { VoteResolver } from '../modules/vote/vote.resolver';
+import { LeaderboardResolver } from '../modules/leaderboard/leaderboard.resolver';
+import { SearchResolver } from '../modules/search/search.resolver';
+import { ExportResolver } from '../modules/conversation/export.resolver';
+import { ModelResolver } from '../modules/model/model.resolver';
+import { CacheAdminResolver } from '../modules/admin/cache-admin.resolver';
 
 export const RESOLVERS: NonEmptyArray<Function> = [
   UserResolver,
@@ -25,7 +31,13 @@ export const RESOLVERS: NonEmptyArray<Function> = [
   ComparisonResolver,
   ComparisonConnectionResolver,
   ComparisonResponseResolver,
+  ComparisonEventsResolver,
   VoteResolver,
+  LeaderboardResolver,
+  SearchResolver,
+  ExportResolver,
+  ModelResolver,
+  CacheAdminResolver,
 ];
 
 let built: Promise<GraphQLSchema> | undefined;
@@ -38,6 +50,16 @@ export function getSchema(): Promise<GraphQLSchema> {
     emitSchemaFile: false,
     // The contract's `scalar DateTime` (RFC 3339 strings).
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
+    // Subscriptions declare their own `subscribe` (over the app's pub/sub port);
+    // type-graphql insists on a PubSub anyway, so this one refuses to be used.
+    pubSub: {
+      publish: () => {
+        throw new Error('use the pub/sub port, not type-graphql topics');
+      },
+      subscribe: () => {
+        throw new Error('use the pub/sub port, not type-graphql topics');
+      },
+    },
   });
   return built;
 }

@@ -14,7 +14,15 @@ import type { ConversationService } from './conversation/conversation.service';
 import { createMessageLoaders } from './message/message.loaders';
 import type { MessageService } from './message/message.service';
 import type { UserService } from './user/user.service';
+import type { ChatService } from './message/chat.service';
+import type { ComparisonRunner } from './comparison/comparison-runner';
 import { createVoteLoaders } from './vote/vote.loaders';
+import type { VoteService } from './vote/vote.service';
+import type { LeaderboardService } from './leaderboard/leaderboard.service';
+import type { SearchService } from './search/search.service';
+import type { ModelService } from './model/model.service';
+import type { CacheAdminService } from './admin/cache-admin.service';
+import type { ExportService } from './conversation/export.service';
 
 export interface Services {
   users: UserService;
@@ -23,6 +31,14 @@ export interface Services {
   messages: MessageService;
   comparisons: ComparisonService;
   invalidation: UserCacheInvalidator;
+  votes: VoteService;
+  leaderboard: LeaderboardService;
+  chat: ChatService;
+  runner: ComparisonRunner;
+  search: SearchService;
+  exports: ExportService;
+  models: ModelService;
+  cacheAdmin: CacheAdminService;
 }
 
 export function createLoaders(em: EntityManager, principal: Principal | null, services: Services) {

@@ -14,6 +14,9 @@ export interface HealthReport {
   version: string;
 }
 
+/** The generation-counter namespace (see `cache/generations.ts`). */
+const NOT_A_CACHE = 'gen';
+
 const rate = (hits: number, misses: number) => (hits + misses === 0 ? null : Number((hits / (hits + misses)).toFixed(4)));
 
 export async function healthReport(deps: { orm: Orm; cache: CachePort; startedAt: number; version: string; ping: () => Promise<boolean> }): Promise<HealthReport> {
@@ -23,6 +26,8 @@ export async function healthReport(deps: { orm: Orm; cache: CachePort; startedAt
   let hits = 0;
   let misses = 0;
   for (const [name, s] of Object.entries(deps.cache.stats())) {
+    // `gen` lookups (one per cached read) are invalidation bookkeeping, not a cache: they would inflate the hit rate.
+    if (name === NOT_A_CACHE) continue;
     byCache[name] = { ...s, hitRate: rate(s.hits, s.misses) };
     hits += s.hits;
     misses += s.misses;

@@ -54,6 +54,17 @@ function requestErrorCode(code: unknown): ErrorCode | null {
   }
 }
 
+/**
+ * Apollo rejects some requests with a code-less GraphQLError that carries an
+ * HTTP 4xx (e.g. APQ's "provided sha does not match query", an unsupported
+ * persisted-query version): the client's mistake, not an internal error.
+ */
+function isCodelessClientError(error: unknown): boolean {
+  if (!(error instanceof GraphQLError) || error.extensions.code !== undefined) return false;
+  const status = (error.extensions.http as { status?: unknown } | undefined)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500;
+}
+
 export interface ClassifiedError {
   formatted: GraphQLFormattedError;
   /** True when the error is a bug/outage the server must log with the request id. */
@@ -68,7 +79,7 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
     const { code: _c, ...rest } = cause.extensions;
     return { formatted: { ...base, message: cause.message, extensions: { ...rest, code } }, internal: false };
   }
-  const mapped = requestErrorCode(formatted.extensions?.code);
+  const mapped = requestErrorCode(formatted.extensions?.code) ?? (isCodelessClientError(cause) ? 'BAD_USER_INPUT' : null);
   if (mapped) return { formatted: { ...base, extensions: { code: mapped } }, internal: false };
   if (isUnavailableError(cause)) {
     return {

@@ -67,6 +67,27 @@ export class ApiKeyService {
   }
 
   /**
+   * Decrypted `default`-label credentials for every provider the user has one
+   * for, in one query (the model list asks each of those providers). Does not
+   * touch `lastUsedAt`: listing models is not a model call. A key that can no
+   * longer be decrypted (its server key was retired) is left out.
+   */
+  async defaultCredentials(em: EntityManager, userId: string): Promise<Array<ProviderCredentials & { provider: Provider }>> {
+    const keys = await em.find(ApiKey, { owner: userId, label: 'default' }, { orderBy: { provider: 'asc' } });
+    const result: Array<ProviderCredentials & { provider: Provider }> = [];
+    for (const key of keys) {
+      let apiKey: string;
+      try {
+        apiKey = this.box.open({ ciphertext: key.encryptedSecret, keyId: key.encryptionKeyId }, userId);
+      } catch {
+        continue;
+      }
+      result.push({ provider: key.provider, apiKey, baseUrl: key.baseUrl ?? null });
+    }
+    return result;
+  }
+
+  /**
    * Decrypted credentials for one call, or null when the user has no such key.
    * Touches `lastUsedAt`. The plaintext never leaves the server.
    */

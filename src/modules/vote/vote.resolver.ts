@@ -1,10 +1,21 @@
-import { Ctx, FieldResolver, Resolver, Root } from 'type-graphql';
+import { Arg, Ctx, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
+import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { ComparisonResponse } from '../comparison/comparison.entity';
 import { Vote } from './vote.entity';
+import { VoteInput } from './vote.inputs';
 
 @Resolver(() => Vote)
 export class VoteResolver {
+  @Mutation(() => Vote, { description: 'Casts or replaces the viewer\'s vote on one of their comparisons.' })
+  async vote(@Arg('input', () => VoteInput) input: VoteInput, @Ctx() ctx: Context): Promise<Vote> {
+    const principal = requireUser(ctx.principal);
+    const vote = await ctx.services.votes.vote(ctx.em, principal, input);
+    // The author's cached reads (comparison.vote, leaderboard MINE) and the shared GLOBAL leaderboard.
+    await Promise.all([ctx.services.invalidation.invalidateUser(principal.userId), ctx.services.leaderboard.invalidateGlobal()]);
+    return vote;
+  }
+
   @FieldResolver(() => ComparisonResponse, { nullable: true })
   winner(@Root() vote: Vote, @Ctx() ctx: Context) {
     return vote.winner ? ctx.loaders.responseByIdLoader.load(vote.winner.id) : null;

@@ -1,0 +1,211 @@
+/**
+ * `exportConversation`: one conversation of the viewer's, with its messages,
+ * comparisons (responses and the viewer's vote), as pretty JSON or Markdown.
+ *
+ * Everything loads in at most five statements, whatever the size of the
+ * conversation: the conversation (owner-scoped), its messages, its
+ * comparisons, then their responses and the viewer's votes on them.
+ * The export holds only the viewer's own rows and only the fields listed in
+ * `ConversationExport`: no owner ids, no key labels, never an API key.
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Principal } from '../../graphql/auth';
+import type { ComparisonResponse } from '../comparison/comparison.entity';
+import type { ComparisonService } from '../comparison/comparison.service';
+import type { MessageService } from '../message/message.service';
+import { Vote } from '../vote/vote.entity';
+import type { ConversationService } from './conversation.service';
+
+export enum ExportFormat {
+  JSON = 'JSON',
+  MARKDOWN = 'MARKDOWN',
+}
+
+export interface ConversationExport {
+  id: string;
+  title: string;
+  createdAt: string;
+  updatedAt: string;
+  messages: Array<{
+    id: string;
+    role: string;
+    content: string;
+    model: string | null;
+    provider: string | null;
+    createdAt: string;
+    promptTokens: number | null;
+    completionTokens: number | null;
+    latencyMs: number | null;
+    costUsd: number | null;
+  }>;
+  comparisons: Array<{
+    id: string;
+    prompt: string;
+    createdAt: string;
+    responses: Array<{
+      model: string;
+      provider: string;
+      status: string;
+      content: string;
+      error: string | null;
+      latencyMs: number | null;
+      timeToFirstTokenMs: number | null;
+      promptTokens: number | null;
+      completionTokens: number | null;
+      costUsd: number | null;
+    }>;
+    vote: { outcome: string; winnerModel: string | null } | null;
+  }>;
+  exportedAt: string;
+}
+
+/** The read services an export is made from (the app's own instances). */
+export interface ExportReads {
+  conversations: ConversationService;
+  messages: MessageService;
+  comparisons: ComparisonService;
+}
+
+export class ExportService {
+  /** `reads` is called per export, so `app.ts` can hand over the services object it is building. */
+  constructor(private readonly reads: () => ExportReads) {}
+
+  /** null for a missing id or another user's conversation, exactly like `conversation(id)`. */
+  async export(em: EntityManager, principal: Principal, id: string, format: ExportFormat): Promise<string | null> {
+    const data = await this.collect(em, principal, id);
+    if (!data) return null;
+    switch (format) {
+      case ExportFormat.JSON:
+        return JSON.stringify(data, null, 2) + '\n';
+      case ExportFormat.MARKDOWN:
+        return toMarkdown(data);
+      default: {
+        const unknown: never = format;
+        throw new Error(`Unknown export format ${String(unknown)}`);
+      }
+    }
+  }
+
+  async collect(em: EntityManager, principal: Principal, id: string): Promise<ConversationExport | null> {
+    const { conversations, messages, comparisons } = this.reads();
+    const [conversation] = await conversations.findByIds(em, principal, [id]);
+    if (!conversation) return null;
+    const [history, comparisonRows] = await Promise.all([
+      messages.history(em, conversation.id),
+      comparisons.byConversationIds(em, [conversation.id]),
+    ]);
+    const comparisonIds = comparisonRows.map((c) => c.id);
+    const [responses, votes] = comparisonIds.length
+      ? await Promise.all([
+          comparisons.responsesByComparisonIds(em, comparisonIds),
+          em.find(Vote, { comparison: { $in: comparisonIds }, user: principal.userId }),
+        ])
+      : [[], []];
+
+    const responsesByComparison = new Map<string, ComparisonResponse[]>();
+    for (const response of responses) {
+      const list = responsesByComparison.get(response.comparison.id) ?? [];
+      list.push(response);
+      responsesByComparison.set(response.comparison.id, list);
+    }
+    const modelByResponseId = new Map(responses.map((r) => [r.id, r.model]));
+    const voteByComparison = new Map(votes.map((v) => [v.comparison.id, v]));
+
+    return {
+      id: conversation.id,
+      title: conversation.title,
+      createdAt: conversation.createdAt.toISOString(),
+      updatedAt: conversation.updatedAt.toISOString(),
+      messages: history.map((m) => ({
+        id: m.id,
+        role: m.role,
+        content: m.content,
+        model: m.model ?? null,
+        provider: m.provider ?? null,
+        createdAt: m.createdAt.toISOString(),
+        promptTokens: m.promptTokens ?? null,
+        completionTokens: m.completionTokens ?? null,
+        latencyMs: m.latencyMs ?? null,
+        costUsd: m.costUsd ?? null,
+      })),
+      comparisons: comparisonRows.map((c) => {
+        const vote = voteByComparison.get(c.id);
+        return {
+          id: c.id,
+          prompt: c.prompt,
+          createdAt: c.createdAt.toISOString(),
+          responses: (responsesByComparison.get(c.id) ?? []).map((r) => ({
+            model: r.model,
+            provider: r.provider,
+            status: r.status,
+            content: r.content,
+            error: r.error ?? null,
+            latencyMs: r.latencyMs ?? null,
+            timeToFirstTokenMs: r.timeToFirstTokenMs ?? null,
+            promptTokens: r.promptTokens ?? null,
+            completionTokens: r.completionTokens ?? null,
+            costUsd: r.costUsd ?? null,
+          })),
+          vote: vote ? { outcome: vote.outcome, winnerModel: vote.winner ? (modelByResponseId.get(vote.winner.id) ?? null) : null } : null,
+        };
+      }),
+      exportedAt: new Date().toISOString(),
+    };
+  }
+}
+
+const ROLE_LABELS: Record<string, string> = { SYSTEM: 'System', USER: 'User', ASSISTANT: 'Assistant' };
+const OUTCOME_LABELS: Record<string, string> = { WINNER: 'Winner', TIE: 'Tie', ALL_BAD: 'All bad' };
+
+/** A readable document: title, the messages in order, then one section per comparison. */
+export function toMarkdown(data: ConversationExport): string {
+  const lines: string[] = [];
+  const block = (...text: string[]) => lines.push(...text, '');
+
+  block(`# ${oneLine(data.title)}`);
+  block(`Created ${data.createdAt} · updated ${data.updatedAt} · exported ${data.exportedAt}`);
+
+  block('## Messages');
+  if (data.messages.length === 0) block('_No messages._');
+  for (const m of data.messages) {
+    const who = ROLE_LABELS[m.role] ?? m.role;
+    const label = m.role === 'ASSISTANT' && m.model ? `${who} (${m.model})` : who;
+    const facts = [m.createdAt, m.latencyMs != null ? `${m.latencyMs} ms` : null, m.costUsd != null ? formatCost(m.costUsd) : null];
+    block(`**${label}** · ${facts.filter(Boolean).join(' · ')}`, m.content);
+  }
+
+  if (data.comparisons.length > 0) block('## Comparisons');
+  data.comparisons.forEach((c, i) => {
+    block(`### Comparison ${i + 1} · ${c.createdAt}`);
+    block('**Prompt**', c.prompt);
+    for (const r of c.responses) {
+      block(`#### ${r.model}`);
+      const facts = [
+        `Status: ${r.status}`,
+        r.latencyMs != null ? `Latency: ${r.latencyMs} ms` : null,
+        r.timeToFirstTokenMs != null ? `First token: ${r.timeToFirstTokenMs} ms` : null,
+        r.promptTokens != null || r.completionTokens != null ? `Tokens: ${r.promptTokens ?? '?'} in / ${r.completionTokens ?? '?'} out` : null,
+        r.costUsd != null ? `Cost: ${formatCost(r.costUsd)}` : null,
+      ];
+      block(facts.filter(Boolean).join(' · '));
+      if (r.content) block(r.content);
+      if (r.error) block(`_Error: ${oneLine(r.error)}_`);
+    }
+    const vote = c.vote;
+    block(
+      vote
+        ? `**Vote:** ${OUTCOME_LABELS[vote.outcome] ?? vote.outcome}${vote.outcome === 'WINNER' && vote.winnerModel ? `: ${vote.winnerModel}` : ''}`
+        : '**Vote:** none',
+    );
+  });
+
+  return lines.join('\n');
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+function formatCost(usd: number): string {
+  return `$${usd.toFixed(6).replace(/0+$/, '').replace(/\.$/, '.00')}`;
+}

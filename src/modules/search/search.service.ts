@@ -1,0 +1,138 @@
+/**
+ * Full-text search over the viewer's messages (comparison prompts are USER
+ * messages of their conversation, so they are found too).
+ *
+ * Matching uses exactly the expression of the GIN index
+ * `messages_content_fts_idx`, `to_tsvector('english', content)`, so the
+ * planner can answer `@@ websearch_to_tsquery('english', $q)` from the index;
+ * ownership is a join on `conversations.owner_id`.
+ *
+ * Order: relevance first, `(ts_rank desc, created_at desc, id desc)`. `id`
+ * makes it total, and `ts_rank` depends only on the message's own text and
+ * the query (messages are immutable), so a position in that order is stable
+ * and keyset paging never skips or repeats a hit. The cursor is the existing
+ * `CursorCodec` (HMAC-signed `(created_at, id)`) with the hit's rank carried
+ * inside its signed scope, `search:<userId>:<hash of the normalized query>|<rank>`:
+ * a cursor from another user or another query, or a tampered one, answers
+ * BAD_USER_INPUT. The query is hashed so a 500-character query still makes a
+ * short cursor.
+ *
+ * Snippets: `ts_headline` runs on the HTML-escaped content with `<b>…</b>`
+ * markers, so the markers are the only tags in a snippet and stored text can
+ * never inject HTML into a client that renders it.
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { createHash } from 'node:crypto';
+import type { Principal } from '../../graphql/auth';
+import { badInput } from '../../graphql/errors';
+import { type CursorCodec, type CursorPosition, type Page, pageSize, toPage } from '../../db/pagination';
+import { Message } from '../message/message.entity';
+import type { SearchHit } from './search.types';
+
+export const MAX_QUERY_LENGTH = 500;
+
+const HEADLINE_OPTIONS = 'StartSel=<b>, StopSel=</b>, MaxFragments=2, MaxWords=20, MinWords=5';
+
+/** The stored text with the five HTML-special characters replaced by entities (the parser keeps entities whole). */
+const ESCAPED_CONTENT = `replace(replace(replace(replace(replace(h.content, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;'), '''', '&#39;')`;
+
+/** A float as Postgres prints it; the only thing a cursor's rank may be. */
+const RANK_TEXT = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i;
+
+interface SearchPosition extends CursorPosition {
+  rank: string;
+}
+
+type HitRow = Record<string, unknown> & { rank_text: string; snippet: string };
+
+export class SearchService {
+  constructor(private readonly cursors: CursorCodec) {}
+
+  /** One SQL statement per page, whatever the number of hits. */
+  async search(
+    em: EntityManager,
+    principal: Principal,
+    rawQuery: string,
+    first: number | null | undefined,
+    after: string | null | undefined,
+  ): Promise<Page<SearchHit & CursorPosition>> {
+    const query = normalizeQuery(rawQuery);
+    const limit = pageSize(first, 20);
+    const scope = `search:${principal.userId}:${createHash('sha256').update(query).digest('base64url').slice(0, 22)}`;
+    const position = after ? this.decodeCursor(scope, after) : null;
+
+    const keyset = position
+      ? `and (ts_rank(to_tsvector('english', m.content), websearch_to_tsquery('english', ?)), m.created_at, m.id) < (?::real, ?::timestamptz, ?::uuid)`
+      : '';
+    // In the order of the `?` placeholders below.
+    const params = [
+      query, // headline
+      query, // rank
+      principal.userId,
+      query, // match
+      ...(position ? [query, position.rank, position.createdAt.toISOString(), position.id] : []),
+      limit + 1,
+    ];
+
+    // The inner query finds and orders the page (index: messages_content_fts_idx);
+    // the outer one makes snippets for the page's rows only.
+    const rows: HitRow[] = await em.getConnection().execute(
+      `select h.*, h.rank::float8::text as rank_text,
+              ts_headline('english', ${ESCAPED_CONTENT}, websearch_to_tsquery('english', ?), '${HEADLINE_OPTIONS}') as snippet
+         from (
+           select m.*, ts_rank(to_tsvector('english', m.content), websearch_to_tsquery('english', ?)) as rank
+             from messages m
+             join conversations c on c.id = m.conversation_id
+            where c.owner_id = ?
+              and to_tsvector('english', m.content) @@ websearch_to_tsquery('english', ?)
+              ${keyset}
+            order by rank desc, m.created_at desc, m.id desc
+            limit ?
+         ) h
+        order by h.rank desc, h.created_at desc, h.id desc`,
+      params,
+    );
+
+    const hits = rows.map(({ rank: _rank, rank_text, snippet, ...row }) => {
+      const message = em.map(Message, row);
+      return { message, snippet, rank: rank_text, createdAt: message.createdAt, id: message.id };
+    });
+    return toPage(hits, limit, (hit) => this.encodeCursor(scope, hit));
+  }
+
+  private encodeCursor(scope: string, hit: SearchPosition): string {
+    return this.cursors.encode(`${scope}|${hit.rank}`, hit);
+  }
+
+  /**
+   * The rank is read from the cursor's body before it is verified, then the
+   * whole body (scope, rank, created_at, id) is verified against the scope
+   * this request expects plus that rank: a rank that was not signed together
+   * with this user and query fails like any other foreign cursor.
+   */
+  private decodeCursor(scope: string, cursor: string): SearchPosition {
+    const signedScope = cursor.length <= 512 ? peekScope(cursor) : null;
+    const rank = signedScope?.startsWith(`${scope}|`) ? signedScope.slice(scope.length + 1) : '';
+    const position = this.cursors.decode(`${scope}|${rank}`, cursor);
+    if (!RANK_TEXT.test(rank)) throw badInput('Invalid cursor: pass pageInfo.endCursor from the previous page of this search', 'after');
+    return { ...position, rank };
+  }
+}
+
+/** Trims and collapses whitespace; blank or longer than 500 characters is BAD_USER_INPUT. */
+export function normalizeQuery(raw: string): string {
+  const query = raw.replace(/\s+/g, ' ').trim();
+  if (!query) throw badInput('query must not be blank', 'query');
+  if (query.length > MAX_QUERY_LENGTH) throw badInput(`query must be at most ${MAX_QUERY_LENGTH} characters, got ${query.length}`, 'query');
+  return query;
+}
+
+/** The (unverified) scope inside a `CursorCodec` cursor, or null when it has none. */
+function peekScope(cursor: string): string | null {
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(cursor.split('.')[0] ?? '', 'base64url').toString('utf8'));
+    return Array.isArray(parsed) && typeof parsed[0] === 'string' ? parsed[0] : null;
+  } catch {
+    return null;
+  }
+}
