@@ -180,11 +180,13 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
   it('a load that straddles clearNamespace is returned but not cached', async () => {
     const cache = make();
     const gate = deferred<void>();
+    const loading = deferred<void>();
     const pending = cache.wrap('resp:u1:slow', 60_000, async () => {
+      loading.resolve();
       await gate.promise;
       return 'computed before the flush';
     });
-    await sleep(20);
+    await loading.promise; // the load is under way
     await cache.clearNamespace('resp');
     gate.resolve();
     expect(await pending).toBe('computed before the flush');
