@@ -2,21 +2,12 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
 import { pgArray } from '../../db/sql';
 import type { Provider } from '../api-key/api-key.entity';
-import { bradleyTerry, type VoteRecord, votesToBattles } from './bradley-terry';
+import { bradleyTerry, type Rating, type VoteRecord, votesToBattles } from './bradley-terry';
 
 /** One leaderboard line: the Bradley–Terry rating plus the models' average cost and speed. */
-export interface ModelRankingData {
-  /** Model id without key label, as stored with responses (`openai:gpt-4o`). */
-  model: string;
+export interface ModelRankingData extends Rating {
+  /** `Rating.model`: the model id without key label, as stored with responses (`openai:gpt-4o`). */
   provider: Provider;
-  rating: number;
-  ratingLow: number;
-  ratingHigh: number;
-  battles: number;
-  wins: number;
-  losses: number;
-  ties: number;
-  winRate: number;
   avgLatencyMs: number | null;
   avgCostUsd: number | null;
 }
