@@ -132,6 +132,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const generations = new GenerationInvalidator(cache);
     const apiKeys = new ApiKeyService(new SecretBox(config.encryptionKeys));
     const conversations = new ConversationService(cursors);
+    const comparisons = new ComparisonService(cursors);
     const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls);
     const runner = new ComparisonRunner({
       orm,
@@ -160,8 +161,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       apiKeys,
       conversations,
       messages: new MessageService(cursors),
-      comparisons: new ComparisonService(cursors),
-      votes: new VoteService(new ComparisonService(cursors)),
+      comparisons,
+      votes: new VoteService(comparisons),
       leaderboard: new LeaderboardService(cache, config.cache.responseTtlMs),
       invalidation: generations,
       chat: new ChatService({ conversations, models: modelAccess, invalidation: generations, requestTimeoutMs: config.llm.requestTimeoutMs }),
