@@ -116,3 +116,22 @@ describe('in production', () => {
     expect(page).toContain('%22isProd%22%3Atrue'); // Apollo's production page: no Sandbox
   });
 });
+
+describe('slow logs', () => {
+  let slow: TestApp;
+  beforeAll(async () => {
+    slow = await createTestApp({ env: { SLOW_QUERY_MS: '0', SLOW_REQUEST_MS: '0' } });
+  });
+  afterAll(() => slow.close());
+
+  it('logs slow statements without their values and slow requests with the operation and request id', async () => {
+    const res = await slow.gql(`mutation Reg($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`, { e: 'slowpoke@example.com', p: 'a very secret password' }, undefined, { 'x-request-id': 'slow-1' });
+    const lines = slow.logs.map((l) => JSON.parse(l));
+    const queries = lines.filter((l) => l.msg === 'slow query');
+    expect(queries.length).toBeGreaterThan(0);
+    expect(queries.some((l) => /insert into "users"/.test(l.sql))).toBe(true);
+    expect(lines.find((l) => l.msg === 'slow request')).toMatchObject({ operation: 'Reg', type: 'mutation', requestId: 'slow-1' });
+    const everything = slow.logs.join('\n');
+    for (const secret of ['slowpoke@example.com', 'a very secret password', res.data.register.token]) expect(everything).not.toContain(secret);
+  });
+});
