@@ -3,6 +3,7 @@
  * streamed to a subscriber connected to the other (Redis pub/sub), including
  * the content-so-far replay, and a cancel issued on the other instance stops it.
  */
+import { createClient } from '@redis/client';
 import { randomBytes } from 'node:crypto';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedis, redisUrlForTests } from './helpers/redis';
@@ -17,6 +18,7 @@ describeRedis('comparison events across instances (Redis pub/sub)', () => {
   let a: TestApp;
   let b: TestApp;
   let token: string;
+  let prefix: string;
 
   beforeAll(async () => {
     fake = await FakeLlmServer.start();
@@ -26,6 +28,7 @@ describeRedis('comparison events across instances (Redis pub/sub)', () => {
       OPENAI_BASE_URL: fake.baseUrls.openai,
       ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
     };
+    prefix = env.CACHE_PREFIX;
     a = await createTestApp({ env });
     b = await createTestApp({ env, db: a.db });
     ({ token } = await a.signUp('stream'));
@@ -75,5 +78,28 @@ describeRedis('comparison events across instances (Redis pub/sub)', () => {
       { status: 'FAILED', error: 'Cancelled' },
       { status: 'FAILED', error: 'Cancelled' },
     ]);
+  });
+
+  it('unsubscribes from the channel as soon as the client disconnects, while the comparison keeps running', async () => {
+    const redis = createClient({ url: redisUrlForTests() });
+    await redis.connect();
+    try {
+      const started = await a.gql(START, { input: { prompt: 'I will leave', models: ['openai:hang', 'anthropic:hang'] } }, token);
+      const id = started.data.startComparison.id;
+      const channel = `${prefix}:comparison:${id}`;
+      const subscribers = async () => Number((await redis.pubSubNumSub(channel))[channel] ?? 0);
+      const sub = await subscribe(b.url, EVENTS, { id }, token);
+      await sub.events.next(); // subscribed and replayed
+      expect(await subscribers()).toBe(1);
+      sub.close();
+      const deadline = Date.now() + 5_000; // bounded wait on the server noticing the closed socket
+      while ((await subscribers()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(await subscribers()).toBe(0);
+      const running = await a.gql(`query($id: ID!) { comparison(id: $id) { responses { status } } }`, { id }, token);
+      expect(running.data.comparison.responses.map((r: any) => r.status)).toEqual(['PENDING', 'PENDING']);
+      await a.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id }, token);
+    } finally {
+      await redis.quit();
+    }
   });
 });

@@ -77,10 +77,13 @@ export class ResponsePublisher {
   }
 }
 
-/** A tiny unbounded async queue bridging pub/sub callbacks to an async iterator. */
+const CLOSED = Symbol('closed');
+
+/** A tiny unbounded async queue bridging pub/sub callbacks to an async iterator; `close()` wakes a waiting reader. */
 class MessageQueue<T> {
   private items: T[] = [];
-  private waiting: ((value: T) => void) | undefined;
+  private waiting: ((value: T | typeof CLOSED) => void) | undefined;
+  private closed = false;
 
   push(item: T): void {
     if (this.waiting) {
@@ -90,10 +93,17 @@ class MessageQueue<T> {
     } else this.items.push(item);
   }
 
-  next(): Promise<T> {
+  next(): Promise<T | typeof CLOSED> {
     const item = this.items.shift();
     if (item !== undefined) return Promise.resolve(item);
+    if (this.closed) return Promise.resolve(CLOSED);
     return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.waiting?.(CLOSED);
+    this.waiting = undefined;
   }
 }
 
@@ -105,14 +115,39 @@ interface ResponseView {
 
 /**
  * The subscription's event stream for an (already authorised) comparison.
- * `em` must be a fresh fork: responses are read after subscribing.
+ * `em` must be a fresh fork: responses are read after subscribing. When the
+ * client goes away, `return()` wakes the stream at once so it unsubscribes
+ * without waiting for the next message.
  */
-export async function* comparisonEventStream(
+export function comparisonEventStream(
   deps: { pubsub: PubSub; cache: CachePort },
   em: EntityManager,
   comparisonId: string,
-): AsyncGenerator<ComparisonEvent> {
+): AsyncIterableIterator<ComparisonEvent> {
   const queue = new MessageQueue<ChannelMessage>();
+  const events = streamEvents(deps, em, comparisonId, queue);
+  return {
+    next: () => events.next(),
+    return: (value?: unknown) => {
+      queue.close();
+      return events.return(value as undefined);
+    },
+    throw: (error?: unknown) => {
+      queue.close();
+      return events.throw(error);
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}
+
+async function* streamEvents(
+  deps: { pubsub: PubSub; cache: CachePort },
+  em: EntityManager,
+  comparisonId: string,
+  queue: MessageQueue<ChannelMessage>,
+): AsyncGenerator<ComparisonEvent, undefined> {
   const unsubscribe = await deps.pubsub.subscribe<ChannelMessage>(channelOf(comparisonId), (m) => queue.push(m));
   try {
     const views = new Map<string, ResponseView>();
@@ -137,6 +172,7 @@ export async function* comparisonEventStream(
     const open = () => [...views.values()].some((v) => !v.settled);
     while (open()) {
       const message = await queue.next();
+      if (message === CLOSED) return undefined;
       const view = views.get(message.responseId);
       if (!view || view.settled) continue;
       if (message.kind === 'settled') {
@@ -158,4 +194,5 @@ export async function* comparisonEventStream(
   } finally {
     await unsubscribe();
   }
+  return undefined;
 }

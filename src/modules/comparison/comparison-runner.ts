@@ -115,7 +115,7 @@ export class ComparisonRunner {
   }
 
   /** The live event stream of a comparison the caller has already been authorised for. */
-  events(comparisonId: string): AsyncGenerator<ComparisonEvent> {
+  events(comparisonId: string): AsyncIterableIterator<ComparisonEvent> {
     return comparisonEventStream(this.deps, this.deps.orm.em.fork(), comparisonId);
   }
 
@@ -231,7 +231,11 @@ export class ComparisonRunner {
           if (!streaming) {
             streaming = true;
             publisher.status(ResponseStatus.STREAMING);
-            void em.fork().nativeUpdate(ComparisonResponse, { id, status: ResponseStatus.PENDING }, { status: ResponseStatus.STREAMING }).catch(() => undefined);
+            void em
+              .fork()
+              .nativeUpdate(ComparisonResponse, { id, status: ResponseStatus.PENDING }, { status: ResponseStatus.STREAMING })
+              .then(() => this.deps.invalidation.invalidateUser(job.userId))
+              .catch(() => undefined);
           }
           publisher.delta(delta);
         },

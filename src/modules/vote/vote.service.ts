@@ -1,3 +1,4 @@
+import { ForeignKeyConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
 import { badInput, notFound } from '../../graphql/errors';
@@ -57,14 +58,21 @@ export class VoteService {
       }
     }
 
-    const [row] = await em.getConnection().execute<Array<Record<string, unknown>>>(
+    const [row] = await em
+      .getConnection()
+      .execute<Array<Record<string, unknown>>>(
       `insert into votes (id, created_at, comparison_id, user_id, outcome, winner_id)
        values (gen_random_uuid(), now(), ?, ?, ?::vote_outcome, ?::uuid)
        on conflict (comparison_id, user_id) do update
          set outcome = excluded.outcome, winner_id = excluded.winner_id
        returning *`,
       [comparison.id, principal.userId, input.outcome, winnerId],
-    );
+      )
+      .catch((error: unknown) => {
+        // The comparison (or its winner) was deleted after the checks above: same answer as a missing one.
+        if (error instanceof ForeignKeyConstraintViolationException) throw notFound('Comparison');
+        throw error;
+      });
     if (!row) throw notFound('Comparison');
     return em.map(Vote, row);
   }
