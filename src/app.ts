@@ -17,6 +17,7 @@ import type { DestinationStream } from 'pino';
 import { ENTITIES } from '../mikro-orm.config';
 import type { CachePort } from './cache/cache.port';
 import { createCache } from './cache/create-cache';
+import { registerCacheMetrics } from './cache/metrics';
 import { GenerationInvalidator } from './cache/generations';
 import { createPubSub, type PubSub } from './cache/pubsub';
 import type { Config } from './config';
@@ -111,6 +112,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     queryObserver.onQuery((_sql, tookMs, failed) => metrics.dbQueryDuration.observe({ outcome: failed ? 'error' : 'ok' }, tookMs / 1000));
 
     // 3. Cache and pub/sub (fail open; Redis when configured).
+    const countLookup = registerCacheMetrics(metrics.registry);
     const cache = createCache({
       redisUrl: config.redisUrl,
       prefix: config.cachePrefix,
@@ -119,7 +121,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       // `gen` lookups are invalidation bookkeeping (one per cached read), not a cache: not exported.
       onLookup: (namespace, hit) => {
-        if (namespace !== 'gen') (hit ? metrics.cacheHits : metrics.cacheMisses).inc({ cache: namespace });
+        if (namespace !== 'gen') countLookup(namespace, hit);
       },
     });
     cleanups.push(() => cache.close());
@@ -133,6 +135,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const apiKeys = new ApiKeyService(new SecretBox(config.encryptionKeys));
     const conversations = new ConversationService(cursors);
     const comparisons = new ComparisonService(cursors);
+    const messages = new MessageService(cursors);
     const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls);
     const runner = new ComparisonRunner({
       orm,
@@ -160,15 +163,15 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       users: new UserService(tokens, config.adminEmails, config.passwordHashing),
       apiKeys,
       conversations,
-      messages: new MessageService(cursors),
+      messages,
       comparisons,
       votes: new VoteService(comparisons),
-      leaderboard: new LeaderboardService(cache, config.cache.responseTtlMs),
+      leaderboard: new LeaderboardService(cache, generations, config.cache.responseTtlMs),
       invalidation: generations,
       chat: new ChatService({ conversations, models: modelAccess, invalidation: generations, requestTimeoutMs: config.llm.requestTimeoutMs }),
       runner,
       search: new SearchService(cursors),
-      exports: new ExportService(() => services),
+      exports: new ExportService({ conversations, messages, comparisons }),
       models: new ModelService(apiKeys, modelRegistry),
       cacheAdmin: new CacheAdminService(cache, modelRegistry),
     };

@@ -13,11 +13,16 @@ export class GenerationInvalidator implements UserCacheInvalidator {
   constructor(private readonly cache: CachePort) {}
 
   async invalidateUser(userId: string): Promise<void> {
-    await this.cache.incr(`gen:${userId}`);
+    await this.bump(userId);
+  }
+
+  /** Makes every entry keyed by `scope`'s current generation unreachable (a user id, or a shared scope such as the GLOBAL leaderboard). */
+  async bump(scope: string): Promise<void> {
+    await this.cache.incr(`gen:${scope}`);
   }
 
   /** Current generation (0 before the first write or when the store is unavailable: then reads miss anyway). */
-  async generation(userId: string): Promise<number> {
-    return (await this.cache.get<number>(`gen:${userId}`)) ?? 0;
+  async generation(scope: string): Promise<number> {
+    return (await this.cache.get<number>(`gen:${scope}`)) ?? 0;
   }
 }

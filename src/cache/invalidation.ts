@@ -5,5 +5,3 @@
 export interface UserCacheInvalidator {
   invalidateUser(userId: string): Promise<void>;
 }
-
-export const noopInvalidator: UserCacheInvalidator = { invalidateUser: async () => {} };

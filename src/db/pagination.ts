@@ -1,11 +1,12 @@
 /**
  * Keyset (cursor) pagination on `(created_at, id)`.
  *
- * A cursor is `base64url(JSON [scope, createdAtIso, id]).hmac`: opaque to
+ * A cursor is `base64url(JSON [scope, createdAtIso, id, extra?]).hmac`: opaque to
  * clients, signed so a tampered cursor or one from another list (`scope`,
  * e.g. `conversations:<userId>`) answers BAD_USER_INPUT instead of silently
  * paging somewhere else. Rows have millisecond timestamps set in JS, so the
- * ISO string round-trips exactly.
+ * ISO string round-trips exactly. `extra` carries one more sort key for
+ * lists that order by something before `(created_at, id)` (search: the rank).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { badInput } from '../graphql/errors';
@@ -15,6 +16,11 @@ export const MAX_PAGE_SIZE = 100;
 export interface CursorPosition {
   createdAt: Date;
   id: string;
+}
+
+export interface DecodedCursor extends CursorPosition {
+  /** The extra sort key given to `encode`, if any (signed with the rest). */
+  extra?: string;
 }
 
 export interface PageInfo {
@@ -36,16 +42,17 @@ export class CursorCodec {
     return createHmac('sha256', this.secret).update(body).digest('base64url').slice(0, 22);
   }
 
-  encode(scope: string, position: CursorPosition): string {
-    const body = Buffer.from(JSON.stringify([scope, position.createdAt.toISOString(), position.id])).toString('base64url');
+  encode(scope: string, position: CursorPosition, extra?: string): string {
+    const fields = [scope, position.createdAt.toISOString(), position.id, ...(extra === undefined ? [] : [extra])];
+    const body = Buffer.from(JSON.stringify(fields)).toString('base64url');
     return `${body}.${this.sign(body)}`;
   }
 
   /** Throws BAD_USER_INPUT for anything that is not a cursor this server made for `scope`. */
-  decode(scope: string, cursor: string): CursorPosition {
+  decode(scope: string, cursor: string): DecodedCursor {
     const invalid = () => badInput('Invalid cursor: pass pageInfo.endCursor from the previous page of this list', 'after');
-    const [body, mac, extra] = cursor.split('.');
-    if (!body || !mac || extra !== undefined || cursor.length > 512) throw invalid();
+    const [body, mac, trailing] = cursor.split('.');
+    if (!body || !mac || trailing !== undefined || cursor.length > 512) throw invalid();
     const expected = Buffer.from(this.sign(body));
     const given = Buffer.from(mac);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw invalid();
@@ -55,11 +62,12 @@ export class CursorCodec {
     } catch {
       throw invalid();
     }
-    if (!Array.isArray(parsed) || parsed.length !== 3 || parsed[0] !== scope) throw invalid();
-    const [, iso, id] = parsed as [string, unknown, unknown];
+    if (!Array.isArray(parsed) || (parsed.length !== 3 && parsed.length !== 4) || parsed[0] !== scope) throw invalid();
+    const [, iso, id, extra] = parsed as [string, unknown, unknown, unknown];
     const createdAt = typeof iso === 'string' ? new Date(iso) : new Date(NaN);
     if (Number.isNaN(createdAt.getTime()) || typeof id !== 'string' || !UUID.test(id)) throw invalid();
-    return { createdAt, id };
+    if (extra !== undefined && typeof extra !== 'string') throw invalid();
+    return extra === undefined ? { createdAt, id } : { createdAt, id, extra };
   }
 }
 

@@ -10,8 +10,6 @@ export interface Metrics {
   graphqlOperations: Counter<'operation' | 'type' | 'outcome'>;
   graphqlErrors: Counter<'code'>;
   dbQueryDuration: Histogram<'outcome'>;
-  cacheHits: Counter<'cache'>;
-  cacheMisses: Counter<'cache'>;
   llmCalls: Counter<'provider' | 'status'>;
   llmLatency: Histogram<'provider'>;
 }
@@ -60,8 +58,6 @@ export function createMetrics(opts: { collectDefaults: boolean; poolStats?: () =
       buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [registry],
     }),
-    cacheHits: new Counter({ name: 'llmselect_cache_hits_total', help: 'Cache hits', labelNames: ['cache'], registers: [registry] }),
-    cacheMisses: new Counter({ name: 'llmselect_cache_misses_total', help: 'Cache misses', labelNames: ['cache'], registers: [registry] }),
     llmCalls: new Counter({
       name: 'llmselect_llm_calls_total',
       help: 'LLM calls by provider and final status',

@@ -6,7 +6,7 @@
  */
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
-import { AppError, ERROR_CODES, type ErrorCode } from '../errors';
+import { AppError, type ErrorCode } from '../errors';
 
 /** A validation-rule error that should reach the client as QUERY_TOO_COMPLEX. */
 export class QueryTooComplexError extends GraphQLError {
@@ -89,8 +89,4 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
   }
   const message = production ? 'Internal server error' : formatted.message;
   return { formatted: { ...base, message, extensions: { code: 'INTERNAL_SERVER_ERROR' } }, internal: true };
-}
-
-export function isErrorCode(value: unknown): value is ErrorCode {
-  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
 }

@@ -78,7 +78,7 @@ export class ApiKeyService {
     for (const key of keys) {
       let apiKey: string;
       try {
-        apiKey = this.box.open({ ciphertext: key.encryptedSecret, keyId: key.encryptionKeyId }, userId);
+        apiKey = this.open(key);
       } catch {
         continue;
       }
@@ -95,10 +95,12 @@ export class ApiKeyService {
     const key = await em.findOne(ApiKey, { owner: userId, provider, label });
     if (!key) return null;
     await em.nativeUpdate(ApiKey, { id: key.id }, { lastUsedAt: new Date() });
-    return {
-      apiKey: this.box.open({ ciphertext: key.encryptedSecret, keyId: key.encryptionKeyId }, userId),
-      baseUrl: key.baseUrl ?? null,
-    };
+    return { apiKey: this.open(key), baseUrl: key.baseUrl ?? null };
+  }
+
+  /** The plaintext secret; the owner id is the AAD, so a row copied to another user does not open. */
+  private open(key: ApiKey): string {
+    return this.box.open({ ciphertext: key.encryptedSecret, keyId: key.encryptionKeyId }, key.owner.id);
   }
 }
 

@@ -67,8 +67,7 @@ export interface ExportReads {
 }
 
 export class ExportService {
-  /** `reads` is called per export, so `app.ts` can hand over the services object it is building. */
-  constructor(private readonly reads: () => ExportReads) {}
+  constructor(private readonly reads: ExportReads) {}
 
   /** null for a missing id or another user's conversation, exactly like `conversation(id)`. */
   async export(em: EntityManager, principal: Principal, id: string, format: ExportFormat): Promise<string | null> {
@@ -87,7 +86,7 @@ export class ExportService {
   }
 
   async collect(em: EntityManager, principal: Principal, id: string): Promise<ConversationExport | null> {
-    const { conversations, messages, comparisons } = this.reads();
+    const { conversations, messages, comparisons } = this.reads;
     const [conversation] = await conversations.findByIds(em, principal, [id]);
     if (!conversation) return null;
     const [history, comparisonRows] = await Promise.all([

@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
+import type { GenerationInvalidator } from '../../cache/generations';
 import { pgArray } from '../../db/sql';
 import type { Provider } from '../api-key/api-key.entity';
 import { bradleyTerry, type Rating, type VoteRecord, votesToBattles } from './bradley-terry';
@@ -27,8 +28,8 @@ interface AverageRow {
   avg_cost_usd: number | null;
 }
 
-/** Counter bumped by every vote; the GLOBAL leaderboard is cached under its current value. */
-const GLOBAL_GENERATION_KEY = 'gen:leaderboard-global';
+/** Generation scope bumped by every vote; the GLOBAL leaderboard is cached under its current value. */
+const GLOBAL_SCOPE = 'leaderboard-global';
 
 /**
  * Leaderboards from votes, in at most two SQL statements (one for the votes
@@ -55,6 +56,7 @@ const GLOBAL_GENERATION_KEY = 'gen:leaderboard-global';
 export class LeaderboardService {
   constructor(
     private readonly cache: CachePort,
+    private readonly generations: GenerationInvalidator,
     private readonly globalTtlMs: number,
   ) {}
 
@@ -65,13 +67,13 @@ export class LeaderboardService {
 
   /** Every user's votes; read through the cache. */
   async global(em: EntityManager): Promise<ModelRankingData[]> {
-    const generation = (await this.cache.get<number>(GLOBAL_GENERATION_KEY)) ?? 0;
-    return this.cache.wrap(`resp:leaderboard-global:${generation}`, this.globalTtlMs, () => this.compute(em, null));
+    const generation = await this.generations.generation(GLOBAL_SCOPE);
+    return this.cache.wrap(`resp:${GLOBAL_SCOPE}:${generation}`, this.globalTtlMs, () => this.compute(em, null));
   }
 
   /** Called after every vote. */
   async invalidateGlobal(): Promise<void> {
-    await this.cache.incr(GLOBAL_GENERATION_KEY);
+    await this.generations.bump(GLOBAL_SCOPE);
   }
 
   /** `userId` null = every user's votes and comparisons. */

@@ -10,9 +10,9 @@
  * Order: relevance first, `(ts_rank desc, created_at desc, id desc)`. `id`
  * makes it total, and `ts_rank` depends only on the message's own text and
  * the query (messages are immutable), so a position in that order is stable
- * and keyset paging never skips or repeats a hit. The cursor is the existing
- * `CursorCodec` (HMAC-signed `(created_at, id)`) with the hit's rank carried
- * inside its signed scope, `search:<userId>:<hash of the normalized query>|<rank>`:
+ * and keyset paging never skips or repeats a hit. The cursor is the shared
+ * `CursorCodec` (HMAC-signed `(created_at, id)`) with the hit's rank as its
+ * signed extra sort key, scoped `search:<userId>:<hash of the normalized query>`:
  * a cursor from another user or another query, or a tampered one, answers
  * BAD_USER_INPUT. The query is hashed so a 500-character query still makes a
  * short cursor.
@@ -101,20 +101,13 @@ export class SearchService {
   }
 
   private encodeCursor(scope: string, hit: SearchPosition): string {
-    return this.cursors.encode(`${scope}|${hit.rank}`, hit);
+    return this.cursors.encode(scope, hit, hit.rank);
   }
 
-  /**
-   * The rank is read from the cursor's body before it is verified, then the
-   * whole body (scope, rank, created_at, id) is verified against the scope
-   * this request expects plus that rank: a rank that was not signed together
-   * with this user and query fails like any other foreign cursor.
-   */
+  /** The rank travels as the cursor's signed extra sort key, so it cannot be altered. */
   private decodeCursor(scope: string, cursor: string): SearchPosition {
-    const signedScope = cursor.length <= 512 ? peekScope(cursor) : null;
-    const rank = signedScope?.startsWith(`${scope}|`) ? signedScope.slice(scope.length + 1) : '';
-    const position = this.cursors.decode(`${scope}|${rank}`, cursor);
-    if (!RANK_TEXT.test(rank)) throw badInput('Invalid cursor: pass pageInfo.endCursor from the previous page of this search', 'after');
+    const { extra: rank, ...position } = this.cursors.decode(scope, cursor);
+    if (rank === undefined || !RANK_TEXT.test(rank)) throw badInput('Invalid cursor: pass pageInfo.endCursor from the previous page of this search', 'after');
     return { ...position, rank };
   }
 }
@@ -127,12 +120,3 @@ export function normalizeQuery(raw: string): string {
   return query;
 }
 
-/** The (unverified) scope inside a `CursorCodec` cursor, or null when it has none. */
-function peekScope(cursor: string): string | null {
-  try {
-    const parsed: unknown = JSON.parse(Buffer.from(cursor.split('.')[0] ?? '', 'base64url').toString('utf8'));
-    return Array.isArray(parsed) && typeof parsed[0] === 'string' ? parsed[0] : null;
-  } catch {
-    return null;
-  }
-}
