@@ -7,7 +7,19 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Client } from 'pg';
 
-export const TEMPLATE_DB = 'llmselect_test_template';
+/**
+ * The template's name is per run (set by global setup, inherited by workers),
+ * so two test runs on one PostgreSQL never drop each other's template.
+ */
+export function templateDb(): string {
+  const name = process.env.LLMSELECT_TEST_TEMPLATE;
+  if (!name) throw new Error('LLMSELECT_TEST_TEMPLATE is not set: run the tests through jest (global setup names the template)');
+  return name;
+}
+
+export function newTemplateName(): string {
+  return `llmselect_tpl_${randomBytes(4).toString('hex')}`;
+}
 
 export function adminUrl(): string {
   return process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -34,15 +46,12 @@ async function withAdmin<T>(fn: (client: Client) => Promise<T>, base = adminUrl(
  * MikroORM CLI (`mikro-orm migration:up`), in a child process: this proves the
  * CLI works from a checkout, and keeps ORM metadata out of Jest's parent realm.
  */
-export async function migrateTemplate(base: string): Promise<void> {
-  await withAdmin(async (admin) => {
-    await admin.query(`drop database if exists ${TEMPLATE_DB} with (force)`);
-    await admin.query(`create database ${TEMPLATE_DB}`);
-  }, base);
+export async function migrateTemplate(base: string, template: string): Promise<void> {
+  await withAdmin((admin) => admin.query(`create database ${template}`), base);
   const root = join(__dirname, '..', '..');
   const result = spawnSync(process.execPath, [join(root, 'node_modules', '@mikro-orm', 'cli', 'cli.js'), 'migration:up'], {
     cwd: root,
-    env: { ...process.env, NODE_ENV: 'test', DATABASE_URL: databaseUrl(TEMPLATE_DB, base), DATA_DIR: join(root, '.data', 'test') },
+    env: { ...process.env, NODE_ENV: 'test', DATABASE_URL: databaseUrl(template, base), DATA_DIR: join(root, '.data', 'test') },
     encoding: 'utf8',
   });
   if (result.status !== 0) {
@@ -58,10 +67,15 @@ export interface TestDatabase {
 
 export async function createTestDatabase(label = 't'): Promise<TestDatabase> {
   const name = `llmselect_${label.replace(/\W/g, '_').slice(0, 20)}_${randomBytes(4).toString('hex')}`.toLowerCase();
-  await withAdmin((admin) => admin.query(`create database ${name} template ${TEMPLATE_DB}`));
+  await withAdmin((admin) => admin.query(`create database ${name} template ${templateDb()}`));
   return {
     name,
     url: databaseUrl(name),
     drop: () => withAdmin((admin) => admin.query(`drop database if exists ${name} with (force)`)).then(() => undefined),
   };
+}
+
+/** Drops a database this run made (global teardown: the template). */
+export async function dropDatabase(name: string, base = adminUrl()): Promise<void> {
+  await withAdmin((admin) => admin.query(`drop database if exists ${name} with (force)`), base);
 }

@@ -12,7 +12,7 @@ import 'reflect-metadata';
 import { Client } from 'pg';
 import { join } from 'node:path';
 import { startEmbeddedPostgres } from '../../src/db/embedded';
-import { TEMPLATE_DB, adminUrl, migrateTemplate } from './database';
+import { adminUrl, migrateTemplate, newTemplateName } from './database';
 
 async function answers(url: string): Promise<boolean> {
   const client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
@@ -37,6 +37,8 @@ export default async function globalSetup(): Promise<void> {
   }
   // Workers are spawned after this and inherit the environment.
   process.env.TEST_DATABASE_URL = url;
-  await migrateTemplate(url);
-  console.log(`\nTest databases are copies of "${TEMPLATE_DB}".`);
+  const template = newTemplateName();
+  process.env.LLMSELECT_TEST_TEMPLATE = template;
+  await migrateTemplate(url, template);
+  console.log(`\nTest databases are copies of "${template}" (dropped at the end of the run).`);
 }
