@@ -9,7 +9,9 @@
  * lists that order by something before `(created_at, id)` (search: the rank).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
 import { badInput } from '../graphql/errors';
+import type { PlainShape } from './plain';
 
 export const MAX_PAGE_SIZE = 100;
 
@@ -95,31 +97,28 @@ export function isUuid(value: string): boolean {
   return UUID.test(value);
 }
 
-/** The part of MikroORM's QueryBuilder that `keysetPage` uses. */
-interface KeysetQuery<T> {
-  andWhere(sql: string, params: unknown[]): unknown;
-  orderBy(order: Record<string, 'asc' | 'desc'>): unknown;
-  limit(n: number): unknown;
-  getResultList(): Promise<T[]>;
-}
-
 /**
- * Runs one page of a keyset-paged list on `(created_at, id)`: newest first
- * (`desc`, lists) or oldest first (`asc`, messages). `alias` is the
- * QueryBuilder alias of the paged table.
+ * Runs one page of a keyset-paged list on `(created_at, id)`, newest first,
+ * as plain rows (see `db/plain.ts`): `where` is the owner filter (SQL with `?`
+ * placeholders), `alias` the table's alias in it.
  */
 export async function keysetPage<T extends CursorPosition>(
-  qb: KeysetQuery<T>,
-  opts: { alias: string; cursors: CursorCodec; scope: string; first: number | null | undefined; after: string | null | undefined; defaultFirst: number; direction: 'asc' | 'desc' },
+  em: EntityManager,
+  shape: PlainShape<T>,
+  opts: { table: string; alias: string; where: string; params: unknown[]; cursors: CursorCodec; scope: string; first: number | null | undefined; after: string | null | undefined; defaultFirst: number },
 ): Promise<Page<T>> {
   const limit = pageSize(opts.first, opts.defaultFirst);
+  const a = opts.alias;
+  const params = [...opts.params];
+  let where = opts.where;
   if (opts.after) {
     const position = opts.cursors.decode(opts.scope, opts.after);
-    const op = opts.direction === 'desc' ? '<' : '>';
-    qb.andWhere(`(${opts.alias}.created_at, ${opts.alias}.id) ${op} (?, ?)`, [position.createdAt, position.id]);
+    where += ` and (${a}.created_at, ${a}.id) < (?, ?)`;
+    params.push(position.createdAt, position.id);
   }
-  qb.orderBy({ createdAt: opts.direction, id: opts.direction });
-  qb.limit(limit + 1);
-  const rows = await qb.getResultList();
-  return toPage(rows, limit, (row) => opts.cursors.encode(opts.scope, row));
+  params.push(limit + 1);
+  const rows: Array<Record<string, unknown>> = await em
+    .getConnection()
+    .execute(`select ${shape.columns(a)} from ${opts.table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`, params);
+  return toPage(rows.map(shape.map), limit, (row) => opts.cursors.encode(opts.scope, row));
 }

@@ -84,7 +84,7 @@ export class ComparisonRunner {
     const models = parseModels(args.models);
     const em = this.deps.orm.em.fork();
     const conversation = args.conversationId
-      ? await this.deps.conversations.get(em, principal, args.conversationId)
+      ? await this.deps.conversations.getForWrite(em, principal, args.conversationId)
       : await this.deps.conversations.create(em, principal, titleFrom(prompt));
     const modelIds = [...new Set(models.map((m) => m.id))];
     const histories = await historiesByModel(em, conversation.id, modelIds);

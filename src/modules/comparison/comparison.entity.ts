@@ -25,7 +25,7 @@ export const SETTLED_STATUSES: readonly ResponseStatus[] = [
 @Entity({ tableName: 'comparison_results' })
 @Index({ name: 'comparison_results_owner_created_idx', expression: 'create index "comparison_results_owner_created_idx" on "comparison_results" ("owner_id", "created_at" desc, "id" desc)' })
 @Index({ name: 'comparison_results_conversation_idx', expression: 'create index "comparison_results_conversation_idx" on "comparison_results" ("conversation_id", "created_at")' })
-export class ComparisonResult extends BaseEntity {
+export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
 
@@ -35,12 +35,24 @@ export class ComparisonResult extends BaseEntity {
   @Field(() => String)
   @Property({ type: 'text' })
   prompt!: string;
+
+  /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
+  get ownerId(): string {
+    return this.owner.id;
+  }
+
+  get conversationId(): string | null {
+    return this.conversation?.id ?? null;
+  }
 }
+
+/** A comparison as read paths return it (a plain row); an entity fits too. */
+export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerId' | 'conversationId' | 'prompt'>;
 
 @ObjectType()
 @Entity({ tableName: 'comparison_responses' })
 @Index({ name: 'comparison_responses_comparison_idx', expression: 'create index "comparison_responses_comparison_idx" on "comparison_responses" ("comparison_id", "position")' })
-export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'content'> {
+export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'content' | 'comparisonId'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
 
@@ -95,4 +107,30 @@ export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'cont
 
   @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
   settledAt?: Date | null;
+
+  /** The foreign key under the name plain reads use (see `db/plain.ts`). */
+  get comparisonId(): string {
+    return this.comparison.id;
+  }
 }
+
+/** A response as read paths return it (a plain row); an entity fits too. */
+export type ComparisonResponseView = Pick<
+  ComparisonResponse,
+  | 'id'
+  | 'createdAt'
+  | 'comparisonId'
+  | 'position'
+  | 'provider'
+  | 'model'
+  | 'keyLabel'
+  | 'status'
+  | 'content'
+  | 'error'
+  | 'latencyMs'
+  | 'timeToFirstTokenMs'
+  | 'promptTokens'
+  | 'completionTokens'
+  | 'costUsd'
+  | 'settledAt'
+>;

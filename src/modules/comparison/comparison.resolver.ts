@@ -6,7 +6,7 @@ import { PageInfoType } from '../../graphql/types';
 import { Conversation } from '../conversation/conversation.entity';
 import { PageArgs } from '../conversation/conversation.resolver';
 import { Vote } from '../vote/vote.entity';
-import { ComparisonResponse, ComparisonResult } from './comparison.entity';
+import { ComparisonResponse, type ComparisonResponseView, ComparisonResult, type ComparisonView } from './comparison.entity';
 import { RunComparisonInput } from './comparison.inputs';
 
 @ObjectType()
@@ -66,24 +66,24 @@ export class ComparisonResolver {
     return response;
   }
 
-  private async load(ctx: Context, id: string): Promise<ComparisonResult> {
+  private async load(ctx: Context, id: string): Promise<ComparisonView> {
     const comparison = await ctx.loaders.comparisonByIdLoader.load(id);
     if (!comparison) throw new AppError('NOT_FOUND', 'Comparison not found');
     return comparison;
   }
 
   @FieldResolver(() => Conversation, { nullable: true })
-  conversation(@Root() comparison: ComparisonResult, @Ctx() ctx: Context) {
-    return comparison.conversation ? ctx.loaders.conversationByIdLoader.load(comparison.conversation.id) : null;
+  conversation(@Root() comparison: ComparisonView, @Ctx() ctx: Context) {
+    return comparison.conversationId ? ctx.loaders.conversationByIdLoader.load(comparison.conversationId) : null;
   }
 
   @FieldResolver(() => [ComparisonResponse])
-  responses(@Root() comparison: ComparisonResult, @Ctx() ctx: Context) {
+  responses(@Root() comparison: ComparisonView, @Ctx() ctx: Context) {
     return ctx.loaders.responsesByComparisonIdLoader.load(comparison.id);
   }
 
   @FieldResolver(() => Vote, { nullable: true })
-  vote(@Root() comparison: ComparisonResult, @Ctx() ctx: Context) {
+  vote(@Root() comparison: ComparisonView, @Ctx() ctx: Context) {
     return ctx.loaders.voteByComparisonIdLoader.load(comparison.id);
   }
 }
@@ -91,8 +91,8 @@ export class ComparisonResolver {
 @Resolver(() => ComparisonResponse)
 export class ComparisonResponseResolver {
   @FieldResolver(() => ComparisonResult)
-  async comparison(@Root() response: ComparisonResponse, @Ctx() ctx: Context): Promise<ComparisonResult> {
-    const comparison = await ctx.loaders.comparisonByIdLoader.load(response.comparison.id);
+  async comparison(@Root() response: ComparisonResponseView, @Ctx() ctx: Context): Promise<ComparisonView> {
+    const comparison = await ctx.loaders.comparisonByIdLoader.load(response.comparisonId);
     if (!comparison) throw new AppError('NOT_FOUND', 'Comparison not found');
     return comparison;
   }

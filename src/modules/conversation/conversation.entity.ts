@@ -11,7 +11,7 @@ import { User } from '../user/user.entity';
 @ObjectType()
 @Entity({ tableName: 'conversations' })
 @Index({ name: 'conversations_owner_created_idx', expression: 'create index "conversations_owner_created_idx" on "conversations" ("owner_id", "created_at" desc, "id" desc)' })
-export class Conversation extends BaseEntity<'updatedAt'> {
+export class Conversation extends BaseEntity<'updatedAt' | 'ownerId'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
 
@@ -22,4 +22,12 @@ export class Conversation extends BaseEntity<'updatedAt'> {
   @Field(() => Date)
   @Property({ type: 'Date', columnType: 'timestamptz(3)' })
   updatedAt: Date = new Date();
+
+  /** The foreign key under the name plain reads use (see `db/plain.ts`). */
+  get ownerId(): string {
+    return this.owner.id;
+  }
 }
+
+/** A conversation as read paths return it (a plain row); an entity fits too. */
+export type ConversationView = Pick<Conversation, 'id' | 'createdAt' | 'updatedAt' | 'ownerId' | 'title'>;

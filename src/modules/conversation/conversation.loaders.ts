@@ -2,13 +2,13 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import DataLoader from 'dataloader';
 import type { Principal } from '../../graphql/auth';
 import { indexByKey } from '../../db/loader-utils';
-import type { Conversation } from './conversation.entity';
+import type { ConversationView } from './conversation.entity';
 import type { ConversationService } from './conversation.service';
 
 export function createConversationLoaders(em: EntityManager, principal: Principal | null, service: ConversationService) {
   return {
     /** Owner-scoped: a foreign id loads as null, exactly like a missing one. */
-    conversationByIdLoader: new DataLoader<string, Conversation | null>(async (ids) =>
+    conversationByIdLoader: new DataLoader<string, ConversationView | null>(async (ids) =>
       principal ? indexByKey(ids, await service.findByIds(em, principal, ids), (c) => c.id) : ids.map(() => null),
     ),
   };

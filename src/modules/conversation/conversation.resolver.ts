@@ -4,7 +4,7 @@ import type { Context } from '../../graphql/context';
 import { PageInfoType } from '../../graphql/types';
 import { ComparisonResult } from '../comparison/comparison.entity';
 import { Message } from '../message/message.entity';
-import { Conversation } from './conversation.entity';
+import { Conversation, type ConversationView } from './conversation.entity';
 
 @ObjectType()
 export class ConversationConnection {
@@ -88,23 +88,23 @@ export class ConversationResolver {
   }
 
   @FieldResolver(() => Int)
-  messageCount(@Root() conversation: Conversation, @Ctx() ctx: Context) {
+  messageCount(@Root() conversation: ConversationView, @Ctx() ctx: Context) {
     return ctx.loaders.messageCountByConversationIdLoader.load(conversation.id);
   }
 
   @FieldResolver(() => Message, { nullable: true })
-  lastMessage(@Root() conversation: Conversation, @Ctx() ctx: Context) {
+  lastMessage(@Root() conversation: ConversationView, @Ctx() ctx: Context) {
     return ctx.loaders.lastMessageByConversationIdLoader.load(conversation.id);
   }
 
   @FieldResolver(() => MessageConnection, { description: 'Oldest first.' })
-  messages(@Root() conversation: Conversation, @Args(() => MessagePageArgs) { first, after }: MessagePageArgs, @Ctx() ctx: Context) {
+  messages(@Root() conversation: ConversationView, @Args(() => MessagePageArgs) { first, after }: MessagePageArgs, @Ctx() ctx: Context) {
     const key = ctx.services.messages.pageKey(conversation.id, first, after);
     return ctx.loaders.messagePageByConversationLoader.load(key);
   }
 
   @FieldResolver(() => [ComparisonResult])
-  comparisons(@Root() conversation: Conversation, @Ctx() ctx: Context) {
+  comparisons(@Root() conversation: ConversationView, @Ctx() ctx: Context) {
     return ctx.loaders.comparisonsByConversationIdLoader.load(conversation.id);
   }
 }

@@ -2,24 +2,27 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
 import { badInput, notFound } from '../../graphql/errors';
 import { type CursorCodec, isUuid, keysetPage, type Page } from '../../db/pagination';
-import { Conversation } from './conversation.entity';
+import { plainShape, selectPlain } from '../../db/plain';
+import { pgArray } from '../../db/sql';
+import { Conversation, type ConversationView } from './conversation.entity';
 
 const MAX_TITLE = 200;
 
 export class ConversationService {
   constructor(private readonly cursors: CursorCodec) {}
 
-  /** Newest first, keyset-paged on (created_at, id) with the owner index. */
-  async list(em: EntityManager, principal: Principal, first: number | null | undefined, after: string | null | undefined): Promise<Page<Conversation>> {
-    const qb = em.createQueryBuilder(Conversation, 'c').select('*').where({ owner: principal.userId });
-    return keysetPage(qb, {
+  /** Newest first, keyset-paged on (created_at, id) with the owner index. Plain rows. */
+  list(em: EntityManager, principal: Principal, first: number | null | undefined, after: string | null | undefined): Promise<Page<ConversationView>> {
+    return keysetPage(em, plainShape<ConversationView>(em, Conversation), {
+      table: 'conversations',
       alias: 'c',
+      where: 'c.owner_id = ?',
+      params: [principal.userId],
       cursors: this.cursors,
       scope: `conversations:${principal.userId}`,
       first,
       after,
       defaultFirst: 20,
-      direction: 'desc',
     });
   }
 
@@ -27,15 +30,22 @@ export class ConversationService {
     return em.count(Conversation, { owner: principal.userId });
   }
 
-  /** Owner-scoped: another user's id behaves exactly like a missing one. */
-  findByIds(em: EntityManager, principal: Principal, ids: readonly string[]): Promise<Conversation[]> {
+  /** Owner-scoped: another user's id behaves exactly like a missing one. Plain rows. */
+  async findByIds(em: EntityManager, principal: Principal, ids: readonly string[]): Promise<ConversationView[]> {
     const valid = ids.filter(isUuid);
-    if (valid.length === 0) return Promise.resolve([]);
-    return em.find(Conversation, { id: { $in: valid }, owner: principal.userId });
+    if (valid.length === 0) return [];
+    return selectPlain(em, Conversation, 'c', 'c.id = any(?::uuid[]) and c.owner_id = ?', [pgArray(valid), principal.userId]);
   }
 
-  async get(em: EntityManager, principal: Principal, id: string): Promise<Conversation> {
+  async get(em: EntityManager, principal: Principal, id: string): Promise<ConversationView> {
     const [conversation] = await this.findByIds(em, principal, [id]);
+    if (!conversation) throw notFound('Conversation');
+    return conversation;
+  }
+
+  /** Writes are entities: the managed conversation, owner-scoped, for a write in this `em`. */
+  async getForWrite(em: EntityManager, principal: Principal, id: string): Promise<Conversation> {
+    const conversation = isUuid(id) ? await em.findOne(Conversation, { id, owner: principal.userId }) : null;
     if (!conversation) throw notFound('Conversation');
     return conversation;
   }
@@ -50,7 +60,7 @@ export class ConversationService {
   }
 
   async rename(em: EntityManager, principal: Principal, id: string, title: string): Promise<Conversation> {
-    const conversation = await this.get(em, principal, id);
+    const conversation = await this.getForWrite(em, principal, id);
     conversation.title = cleanTitle(title);
     conversation.updatedAt = new Date();
     await em.flush();

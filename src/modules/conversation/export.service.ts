@@ -10,7 +10,7 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import type { ComparisonResponse } from '../comparison/comparison.entity';
+import type { ComparisonResponseView } from '../comparison/comparison.entity';
 import type { ComparisonService } from '../comparison/comparison.service';
 import type { MessageService } from '../message/message.service';
 import { Vote } from '../vote/vote.entity';
@@ -101,11 +101,11 @@ export class ExportService {
         ])
       : [[], []];
 
-    const responsesByComparison = new Map<string, ComparisonResponse[]>();
+    const responsesByComparison = new Map<string, ComparisonResponseView[]>();
     for (const response of responses) {
-      const list = responsesByComparison.get(response.comparison.id) ?? [];
+      const list = responsesByComparison.get(response.comparisonId) ?? [];
       list.push(response);
-      responsesByComparison.set(response.comparison.id, list);
+      responsesByComparison.set(response.comparisonId, list);
     }
     const modelByResponseId = new Map(responses.map((r) => [r.id, r.model]));
     const voteByComparison = new Map(votes.map((v) => [v.comparison.id, v]));

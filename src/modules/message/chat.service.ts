@@ -45,7 +45,7 @@ export class ChatService {
   async send(em: EntityManager, principal: Principal, args: SendMessageArgs): Promise<Message> {
     const modelId = parseModelId(args.model);
     const content = validatePrompt(args.content, 'content');
-    const conversation = await this.deps.conversations.get(em, principal, args.conversationId);
+    const conversation = await this.deps.conversations.getForWrite(em, principal, args.conversationId);
     const provider = Provider[toGraphqlProvider(modelId.provider)];
 
     const history = (await historiesByModel(em, conversation.id, [modelId.id])).get(modelId.id) ?? [];

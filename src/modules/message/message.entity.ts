@@ -17,7 +17,7 @@ registerEnumType(MessageRole, { name: 'MessageRole' });
 @Index({ name: 'messages_conversation_created_idx', expression: 'create index "messages_conversation_created_idx" on "messages" ("conversation_id", "created_at", "id")' })
 @Index({ name: 'messages_comparison_idx', properties: ['comparison'] })
 @Index({ name: 'messages_content_fts_idx', expression: `create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))` })
-export class Message extends BaseEntity {
+export class Message extends BaseEntity<'conversationId' | 'comparisonId'> {
   @ManyToOne(() => Conversation, { ref: true, deleteRule: 'cascade' })
   conversation!: Ref<Conversation>;
 
@@ -61,4 +61,19 @@ export class Message extends BaseEntity {
   @Field(() => Float, { nullable: true })
   @Property({ type: 'double', nullable: true })
   costUsd?: number | null;
+
+  /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
+  get conversationId(): string {
+    return this.conversation.id;
+  }
+
+  get comparisonId(): string | null {
+    return this.comparison?.id ?? null;
+  }
 }
+
+/** A message as read paths return it (a plain row) and resolvers read it; an entity fits too. */
+export type MessageView = Pick<
+  Message,
+  'id' | 'createdAt' | 'conversationId' | 'comparisonId' | 'role' | 'content' | 'provider' | 'model' | 'promptTokens' | 'completionTokens' | 'latencyMs' | 'costUsd'
+>;

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import DataLoader from 'dataloader';
 import { indexByKey } from '../../db/loader-utils';
 import type { Page } from '../../db/pagination';
-import type { Message } from './message.entity';
+import type { MessageView } from './message.entity';
 import type { MessagePageKey, MessageService } from './message.service';
 
 export function createMessageLoaders(em: EntityManager, service: MessageService) {
@@ -11,11 +11,11 @@ export function createMessageLoaders(em: EntityManager, service: MessageService)
       const counts = await service.counts(em, ids);
       return ids.map((id) => counts.get(id) ?? 0);
     }),
-    lastMessageByConversationIdLoader: new DataLoader<string, Message | null>(async (ids) =>
-      indexByKey(ids, await service.lastMessages(em, ids), (m) => m.conversation.id),
+    lastMessageByConversationIdLoader: new DataLoader<string, MessageView | null>(async (ids) =>
+      indexByKey(ids, await service.lastMessages(em, ids), (m) => m.conversationId),
     ),
     /** Keys differ by page args too; all of a request's pages load in one LATERAL statement. */
-    messagePageByConversationLoader: new DataLoader<MessagePageKey, Page<Message>, string>(
+    messagePageByConversationLoader: new DataLoader<MessagePageKey, Page<MessageView>, string>(
       (keys) => service.pages(em, keys),
       { cacheKeyFn: (k) => `${k.conversationId}|${k.first}|${k.after?.createdAt.toISOString() ?? ''}|${k.after?.id ?? ''}` },
     ),

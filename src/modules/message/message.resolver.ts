@@ -2,8 +2,8 @@ import { Arg, Ctx, FieldResolver, Mutation, Resolver, Root } from 'type-graphql'
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { AppError } from '../../graphql/errors';
-import { Conversation } from '../conversation/conversation.entity';
-import { Message } from './message.entity';
+import { Conversation, type ConversationView } from '../conversation/conversation.entity';
+import { Message, type MessageView } from './message.entity';
 import { SendMessageInput } from './message.inputs';
 
 @Resolver(() => Message)
@@ -14,8 +14,8 @@ export class MessageResolver {
   }
 
   @FieldResolver(() => Conversation)
-  async conversation(@Root() message: Message, @Ctx() ctx: Context): Promise<Conversation> {
-    const conversation = await ctx.loaders.conversationByIdLoader.load(message.conversation.id);
+  async conversation(@Root() message: MessageView, @Ctx() ctx: Context): Promise<ConversationView> {
+    const conversation = await ctx.loaders.conversationByIdLoader.load(message.conversationId);
     // A message is only ever reached through its owner's conversation.
     if (!conversation) throw new AppError('NOT_FOUND', 'Conversation not found');
     return conversation;

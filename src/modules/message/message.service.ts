@@ -1,7 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { type CursorCodec, type CursorPosition, type Page, pageSize, toPage } from '../../db/pagination';
+import { plainShape } from '../../db/plain';
 import { pgArray } from '../../db/sql';
-import { Message } from './message.entity';
+import { Message, type MessageView } from './message.entity';
 
 export interface MessagePageKey {
   conversationId: string;
@@ -29,10 +30,11 @@ export class MessageService {
     };
   }
 
-  /** One `LATERAL` statement: each conversation's page, oldest first. */
-  async pages(em: EntityManager, keys: readonly MessagePageKey[]): Promise<Page<Message>[]> {
+  /** One `LATERAL` statement: each conversation's page, oldest first, as plain rows. */
+  async pages(em: EntityManager, keys: readonly MessagePageKey[]): Promise<Page<MessageView>[]> {
+    const shape = plainShape<MessageView>(em, Message);
     const rows: Array<Record<string, unknown> & { k_idx: number }> = await em.getConnection().execute(
-      `select k.idx as k_idx, m.*
+      `select k.idx as k_idx, ${shape.columns('m')}
          from unnest(?::uuid[], ?::timestamptz[], ?::uuid[], ?::int[]) with ordinality as k(cid, after_at, after_id, lim, idx)
          cross join lateral (
            select * from messages msg
@@ -49,8 +51,8 @@ export class MessageService {
         pgArray(keys.map((k) => k.first + 1)),
       ],
     );
-    const perKey: Message[][] = keys.map(() => []);
-    for (const { k_idx, ...row } of rows) perKey[Number(k_idx) - 1]!.push(em.map(Message, row));
+    const perKey: MessageView[][] = keys.map(() => []);
+    for (const row of rows) perKey[Number(row.k_idx) - 1]!.push(shape.map(row));
     return keys.map((key, i) =>
       toPage(perKey[i]!, key.first, (m) => this.cursors.encode(this.cursorScope(key.conversationId), m)),
     );
@@ -64,14 +66,15 @@ export class MessageService {
     return new Map(rows.map((r) => [r.conversation_id, Number(r.n)]));
   }
 
-  async lastMessages(em: EntityManager, conversationIds: readonly string[]): Promise<Message[]> {
+  async lastMessages(em: EntityManager, conversationIds: readonly string[]): Promise<MessageView[]> {
+    const shape = plainShape<MessageView>(em, Message);
     const rows: Array<Record<string, unknown>> = await em.getConnection().execute(
-      `select distinct on (conversation_id) * from messages
-        where conversation_id = any(?::uuid[])
-        order by conversation_id, created_at desc, id desc`,
+      `select distinct on (m.conversation_id) ${shape.columns('m')} from messages m
+        where m.conversation_id = any(?::uuid[])
+        order by m.conversation_id, m.created_at desc, m.id desc`,
       [pgArray([...conversationIds])],
     );
-    return rows.map((row) => em.map(Message, row));
+    return rows.map(shape.map);
   }
 
   /** The whole history of one conversation, oldest first (for sending to a model). */

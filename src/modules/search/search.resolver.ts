@@ -3,7 +3,7 @@ import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { AppError } from '../../graphql/errors';
 import { ComparisonResult } from '../comparison/comparison.entity';
-import { Conversation } from '../conversation/conversation.entity';
+import { Conversation, type ConversationView } from '../conversation/conversation.entity';
 import { SearchArgs, SearchConnection, SearchHit } from './search.types';
 
 @Resolver(() => SearchHit)
@@ -16,8 +16,8 @@ export class SearchResolver {
   }
 
   @FieldResolver(() => Conversation)
-  async conversation(@Root() hit: SearchHit, @Ctx() ctx: Context): Promise<Conversation> {
-    const conversation = await ctx.loaders.conversationByIdLoader.load(hit.message.conversation.id);
+  async conversation(@Root() hit: SearchHit, @Ctx() ctx: Context): Promise<ConversationView> {
+    const conversation = await ctx.loaders.conversationByIdLoader.load(hit.message.conversationId);
     // Hits come only from the viewer's conversations.
     if (!conversation) throw new AppError('NOT_FOUND', 'Conversation not found');
     return conversation;
@@ -25,6 +25,6 @@ export class SearchResolver {
 
   @FieldResolver(() => ComparisonResult, { nullable: true, description: 'Set when the hit is the prompt of a comparison.' })
   comparison(@Root() hit: SearchHit, @Ctx() ctx: Context) {
-    return hit.message.comparison ? ctx.loaders.comparisonByIdLoader.load(hit.message.comparison.id) : null;
+    return hit.message.comparisonId ? ctx.loaders.comparisonByIdLoader.load(hit.message.comparisonId) : null;
   }
 }

@@ -25,3 +25,6 @@ export class User extends BaseEntity<'role'> {
   @Enum({ items: () => UserRole, nativeEnumName: 'user_role' })
   role: UserRole = UserRole.USER;
 }
+
+/** A user as read paths return it (a plain row, never the password hash); an entity fits too. */
+export type UserView = Pick<User, 'id' | 'createdAt' | 'email' | 'role'>;

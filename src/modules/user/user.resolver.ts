@@ -2,7 +2,7 @@ import { Arg, Ctx, Field, FieldResolver, Mutation, ObjectType, Query, Resolver, 
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { ApiKey } from '../api-key/api-key.entity';
-import { User } from './user.entity';
+import { User, type UserView } from './user.entity';
 
 @ObjectType()
 export class AuthPayload {
@@ -16,7 +16,7 @@ export class AuthPayload {
 @Resolver(() => User)
 export class UserResolver {
   @Query(() => User, { nullable: true, description: 'The signed-in user (UNAUTHENTICATED without a token).' })
-  me(@Ctx() ctx: Context): Promise<User | null> {
+  me(@Ctx() ctx: Context): Promise<UserView | null> {
     return ctx.services.users.findById(ctx.em, requireUser(ctx.principal).userId);
   }
 
@@ -31,7 +31,7 @@ export class UserResolver {
   }
 
   @FieldResolver(() => [ApiKey])
-  apiKeys(@Root() user: User, @Ctx() ctx: Context): Promise<ApiKey[]> | ApiKey[] {
+  apiKeys(@Root() user: UserView, @Ctx() ctx: Context): Promise<ApiKey[]> | ApiKey[] {
     // Only the owner sees their keys (a User object is only ever the viewer today).
     if (ctx.principal?.userId !== user.id) return [];
     return ctx.loaders.apiKeysByUserIdLoader.load(user.id);

@@ -3,7 +3,8 @@ import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import argon2 from 'argon2';
 import type { Principal, TokenService } from '../../graphql/auth';
 import { AppError, badInput } from '../../graphql/errors';
-import { User, UserRole } from './user.entity';
+import { selectPlain } from '../../db/plain';
+import { User, UserRole, type UserView } from './user.entity';
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const MIN_PASSWORD = 8;
@@ -60,8 +61,10 @@ export class UserService {
     return { token: await this.tokens.sign(principalOf(user)), user };
   }
 
-  findById(em: EntityManager, id: string): Promise<User | null> {
-    return em.findOne(User, { id });
+  /** Plain read (never the password hash). */
+  async findById(em: EntityManager, id: string): Promise<UserView | null> {
+    const [user] = await selectPlain<UserView>(em, User, 'u', 'u.id = ?', [id]);
+    return user ?? null;
   }
 }
 

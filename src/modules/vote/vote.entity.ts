@@ -17,7 +17,7 @@ registerEnumType(VoteOutcome, { name: 'VoteOutcome' });
 @Unique({ name: 'votes_comparison_user_unique', properties: ['comparison', 'user'] })
 @Index({ name: 'votes_user_idx', properties: ['user'] })
 @Index({ name: 'votes_winner_idx', properties: ['winner'] })
-export class Vote extends BaseEntity {
+export class Vote extends BaseEntity<'comparisonId' | 'userId' | 'winnerId'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
 
@@ -30,4 +30,20 @@ export class Vote extends BaseEntity {
 
   @ManyToOne(() => ComparisonResponse, { ref: true, nullable: true, deleteRule: 'cascade' })
   winner?: Ref<ComparisonResponse> | null;
+
+  /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
+  get comparisonId(): string {
+    return this.comparison.id;
+  }
+
+  get userId(): string {
+    return this.user.id;
+  }
+
+  get winnerId(): string | null {
+    return this.winner?.id ?? null;
+  }
 }
+
+/** A vote as read paths return it (a plain row); an entity fits too. */
+export type VoteView = Pick<Vote, 'id' | 'createdAt' | 'comparisonId' | 'userId' | 'outcome' | 'winnerId'>;

@@ -2,7 +2,7 @@ import { Arg, Ctx, FieldResolver, Mutation, Resolver, Root } from 'type-graphql'
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { ComparisonResponse } from '../comparison/comparison.entity';
-import { Vote } from './vote.entity';
+import { Vote, type VoteView } from './vote.entity';
 import { VoteInput } from './vote.inputs';
 
 @Resolver(() => Vote)
@@ -17,7 +17,7 @@ export class VoteResolver {
   }
 
   @FieldResolver(() => ComparisonResponse, { nullable: true })
-  winner(@Root() vote: Vote, @Ctx() ctx: Context) {
-    return vote.winner ? ctx.loaders.responseByIdLoader.load(vote.winner.id) : null;
+  winner(@Root() vote: VoteView, @Ctx() ctx: Context) {
+    return vote.winnerId ? ctx.loaders.responseByIdLoader.load(vote.winnerId) : null;
   }
 }
