@@ -9,7 +9,6 @@
  */
 import 'reflect-metadata';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginCacheControl } from '@apollo/server/plugin/cacheControl';
 import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -29,6 +28,8 @@ import { TokenService } from './graphql/auth';
 import { createContext, type Context } from './graphql/context';
 import { AppError } from './graphql/errors';
 import { handleGraphqlRequest, HttpError } from './graphql/http';
+import { invalidationPlugin } from './graphql/plugins/invalidation';
+import { ResponseCache } from './graphql/response-cache';
 import { depthLimit } from './graphql/plugins/depth-limit';
 import { classifyError } from './graphql/plugins/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
@@ -168,7 +169,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       votes: new VoteService(comparisons),
       leaderboard: new LeaderboardService(cache, generations, config.cache.responseTtlMs),
       invalidation: generations,
-      chat: new ChatService({ conversations, models: modelAccess, invalidation: generations, requestTimeoutMs: config.llm.requestTimeoutMs }),
+      chat: new ChatService({ conversations, models: modelAccess, requestTimeoutMs: config.llm.requestTimeoutMs }),
       runner,
       search: new SearchService(cursors),
       exports: new ExportService({ conversations, messages, comparisons }),
@@ -180,8 +181,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const production = config.env === 'production';
     // APQ documents live in the shared cache (namespace `apq`), behind the trusted-documents manifest if any.
     const trustedDocuments = config.apq.manifestPath ? loadPersistedDocuments(config.apq.manifestPath) : new Map<string, string>();
+    const schema = await getSchema();
+    const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs });
     const apollo = new ApolloServer<Context>({
-      schema: await getSchema(),
+      schema,
       introspection: !production,
       includeStacktraceInErrorResponses: false,
       validationRules: [depthLimit(config.maxQueryDepth)],
@@ -192,9 +195,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       },
       plugins: [
         persistedDocumentsPlugin({ documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly }),
-        ApolloServerPluginCacheControl({ defaultMaxAge: 0, calculateHttpHeaders: false }),
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production }),
-        operationCachePlugin({ cache, generations, ttlMs: config.cache.responseTtlMs }),
+        invalidationPlugin(generations),
+        operationCachePlugin(responseCache),
         production
           ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
           : ApolloServerPluginLandingPageLocalDefault({ footer: false, includeCookies: false }),
@@ -206,7 +209,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const contextDeps = { em: orm.em, services, logger, createLoaders };
     const startedAt = Date.now();
     const sse = createSseHandler({
-      schema: await getSchema(),
+      schema,
       production,
       principalFrom: (header) => tokens.fromAuthorizationHeader(header),
       context: (requestId, principal) => createContext(contextDeps, requestId, principal),
@@ -230,10 +233,16 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         return 'graphql_stream';
       }
       if (path === '/graphql') {
-        await handleGraphqlRequest(apollo, req, res, async () => {
-          const principal = await tokens.fromAuthorizationHeader(req.headers.authorization);
-          return createContext(contextDeps, requestId, principal);
-        });
+        await handleGraphqlRequest(
+          {
+            apollo,
+            principal: (request) => tokens.fromAuthorizationHeader(request.headers.authorization),
+            context: (principal, readCache) => createContext(contextDeps, requestId, principal, readCache),
+            responseCache,
+          },
+          req,
+          res,
+        );
         return 'graphql';
       }
       sendJson(res, 404, { error: 'Not found' });

@@ -218,7 +218,7 @@ describe('leaderboard', () => {
 
     await castVote(alice, a1, 'WINNER', 0);
     const afterFirst = await t.gql(MINE, {}, alice.token);
-    expect(afterFirst.headers.get('x-cache')).toBeNull();
+    expect(afterFirst.headers.get('x-cache')).toBe('MISS');
     expect(afterFirst.data.leaderboard.map((r: any) => [r.model, r.wins, r.losses])).toEqual([[A, 1, 0], [B, 0, 1]]);
 
     await castVote(alice, a2, 'WINNER', 0); // B wins

@@ -122,6 +122,24 @@ class KeyvCache implements CachePort {
     );
   }
 
+  async getVersioned(scope: string, digest: string): Promise<{ generation: number; bytes: Buffer | undefined } | undefined> {
+    const counterKey = this.full(`gen:${scope}`);
+    const entryPrefix = `${this.full(`resp:${scope}`)}:`;
+    const found = await this.guard.run(
+      'get',
+      (s) => s.getVersioned(counterKey, entryPrefix, `:${digest}`),
+      () => undefined,
+    );
+    this.stats_.record('resp', found?.raw !== undefined);
+    return found && { generation: found.counter, bytes: found.raw };
+  }
+
+  async setVersioned(scope: string, generation: number, digest: string, bytes: Buffer, ttlMs: number): Promise<void> {
+    if (!(ttlMs > 0)) return;
+    const full = this.full(`resp:${scope}:${generation}:${digest}`);
+    await this.guard.run('set', (s) => s.setRaw(full, bytes, ttlMs), () => undefined);
+  }
+
   async clearNamespace(ns: string): Promise<void> {
     assertNamespace(ns);
     this.epochs.set(ns, (this.epochs.get(ns) ?? 0) + 1);

@@ -7,7 +7,7 @@ import { Field, ID, ObjectType } from 'type-graphql';
  * (`timestamptz(3)`: JS Dates round-trip exactly, SQL-made values are rounded),
  * so a keyset cursor built from `(createdAt, id)` round-trips exactly.
  */
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export abstract class BaseEntity<Optional extends string = never> {
   /** Properties with defaults: optional in `em.create()`. */
   [OptionalProps]?: 'id' | 'createdAt' | Optional;

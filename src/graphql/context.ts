@@ -6,6 +6,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Loaders, Services } from '../modules';
 import type { Logger } from '../observability/logger';
 import type { Principal } from './auth';
+import type { ReadCacheState } from './response-cache';
 
 export interface Context {
   requestId: string;
@@ -14,6 +15,8 @@ export interface Context {
   loaders: Loaders;
   services: Services;
   logger: Logger;
+  /** The read cache's state for this request (see `response-cache.ts`). */
+  readCache: ReadCacheState;
 }
 
 export interface ContextDeps {
@@ -23,14 +26,24 @@ export interface ContextDeps {
   createLoaders: (em: EntityManager, principal: Principal | null, services: Services) => Loaders;
 }
 
-export function createContext(deps: ContextDeps, requestId: string, principal: Principal | null): Context {
-  const em = deps.em.fork({ clear: true });
+export function createContext(deps: ContextDeps, requestId: string, principal: Principal | null, readCache: ReadCacheState = { bypass: false }): Context {
+  // The EntityManager fork and the child logger are made on first use: many requests need neither.
+  let em: EntityManager | undefined;
+  let logger: Logger | undefined;
+  let loaders: Loaders | undefined;
   return {
     requestId,
     principal,
-    em,
-    loaders: deps.createLoaders(em, principal, deps.services),
+    get em() {
+      return (em ??= deps.em.fork({ clear: true }));
+    },
+    get loaders() {
+      return (loaders ??= deps.createLoaders(this.em, principal, deps.services));
+    },
     services: deps.services,
-    logger: deps.logger.child({ requestId, userId: principal?.userId }),
+    get logger() {
+      return (logger ??= deps.logger.child({ requestId, userId: principal?.userId }));
+    },
+    readCache,
   };
 }

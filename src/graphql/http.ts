@@ -1,13 +1,22 @@
 /**
- * Apollo Server over Node's http module: body parsing, the hand-off to
- * `executeHTTPGraphQLRequest`, and HTTP caching of GET responses (`ETag`,
- * `304 Not Modified` on a matching `If-None-Match`; `Cache-Control` comes from
- * Apollo's cache-control plugin).
+ * GraphQL over Node's http module, top to bottom:
+ *
+ * 1. read and parse the body (bounded);
+ * 2. verify the bearer token once;
+ * 3. the read cache's edge: a signed-in query whose document is known to be
+ *    cacheable is looked up (one Redis round trip) and a hit is written to the
+ *    socket as stored bytes, without Apollo (see `response-cache.ts`);
+ * 4. otherwise Apollo's `executeHTTPGraphQLRequest`; the bytes of a cacheable
+ *    result are stored as sent;
+ * 5. HTTP caching of GET responses (`ETag`, `304 Not Modified` on a matching
+ *    `If-None-Match`).
  */
 import { type ApolloServer, HeaderMap } from '@apollo/server';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Principal } from './auth';
 import type { Context } from './context';
+import { entryEtag, type GraphqlParams, type ReadCacheState, type ResponseCache, sha256Hex } from './response-cache';
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -52,21 +61,49 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   return header.split(',').some((candidate) => candidate.trim() === etag || candidate.trim() === '*');
 }
 
-export async function handleGraphqlRequest(
-  apollo: ApolloServer<Context>,
-  req: IncomingMessage,
-  res: ServerResponse,
-  context: () => Promise<Context>,
-): Promise<void> {
+export interface GraphqlHttpDeps {
+  apollo: ApolloServer<Context>;
+  /** Verifies the Authorization header: the principal, null when anonymous; rejects for a bad token. */
+  principal(req: IncomingMessage): Promise<Principal | null>;
+  context(principal: Principal | null, readCache: ReadCacheState): Context;
+  responseCache: ResponseCache;
+}
+
+export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const body = parseJsonBody(req, await readBody(req));
+  const method = (req.method ?? 'GET').toUpperCase();
+
+  // A bad token is Apollo's to report (through context creation), after the edge has stepped aside.
+  const principal = await deps.principal(req).then(
+    (p) => ({ ok: true as const, value: p }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+  const readCache: ReadCacheState = { bypass: /\bno-cache\b/i.test(req.headers['cache-control'] ?? '') };
+
+  if (principal.ok && principal.value) {
+    const params = edgeParams(req, method, url, body);
+    const plan = params && deps.responseCache.plan(principal.value.userId, params);
+    if (plan) {
+      const found = await deps.responseCache.lookup(plan);
+      if (found?.bytes && !readCache.bypass) {
+        sendHit(req, res, method, found.bytes, entryEtag({ ...plan, generation: found.generation }));
+        return;
+      }
+      readCache.looked = { ...plan, generation: found?.generation };
+    }
+  }
+
   const headers = new HeaderMap();
   for (const [key, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
   }
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const body = parseJsonBody(req, await readBody(req));
-  const response = await apollo.executeHTTPGraphQLRequest({
-    httpGraphQLRequest: { method: (req.method ?? 'GET').toUpperCase(), headers, search: url.search, body },
-    context,
+  const response = await deps.apollo.executeHTTPGraphQLRequest({
+    httpGraphQLRequest: { method, headers, search: url.search, body },
+    context: async () => {
+      if (!principal.ok) throw principal.error;
+      return deps.context(principal.value, readCache);
+    },
   });
   for (const [key, value] of response.headers) res.setHeader(key, value);
 
@@ -78,8 +115,13 @@ export async function handleGraphqlRequest(
   }
   const text = response.body.string;
   const status = response.status ?? 200;
-  if (req.method === 'GET' && status === 200 && !response.headers.get('content-type')?.includes('text/html')) {
-    const etag = weakEtag(text);
+  const storeAs = status === 200 ? readCache.storeAs : undefined;
+  if (storeAs) {
+    res.setHeader('x-cache', 'MISS');
+    await deps.responseCache.store(storeAs, text);
+  }
+  if (method === 'GET' && status === 200 && !response.headers.get('content-type')?.includes('text/html')) {
+    const etag = storeAs ? entryEtag(storeAs) : weakEtag(text);
     res.setHeader('etag', etag);
     if (etagMatches(req.headers['if-none-match'], etag)) {
       res.statusCode = 304;
@@ -89,4 +131,61 @@ export async function handleGraphqlRequest(
   }
   res.statusCode = status;
   res.end(text);
+}
+
+function sendHit(req: IncomingMessage, res: ServerResponse, method: string, bytes: Buffer, etag: string): void {
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('cache-control', 'private, no-cache');
+  res.setHeader('x-cache', 'HIT');
+  if (method === 'GET') {
+    res.setHeader('etag', etag);
+    if (etagMatches(req.headers['if-none-match'], etag)) {
+      res.statusCode = 304;
+      res.end();
+      return;
+    }
+  }
+  res.setHeader('content-length', bytes.length);
+  res.statusCode = 200;
+  res.end(bytes);
+}
+
+/**
+ * The request's document hash, operation name and variables when the edge may
+ * answer it: a single (not batched) operation, asked as JSON, over POST with a
+ * JSON body or over GET with the CSRF-prevention headers Apollo requires.
+ */
+function edgeParams(req: IncomingMessage, method: string, url: URL, body: unknown): GraphqlParams | undefined {
+  const accept = req.headers.accept;
+  if (accept && accept.includes('application/graphql-response+json')) return undefined;
+  let query: unknown;
+  let operationName: unknown;
+  let variables: unknown;
+  let extensions: unknown;
+  if (method === 'POST') {
+    if (!body || typeof body !== 'object' || Array.isArray(body)) return undefined;
+    ({ query, operationName, variables, extensions } = body as Record<string, unknown>);
+  } else if (method === 'GET') {
+    if (!req.headers['apollo-require-preflight'] && !req.headers['x-apollo-operation-name'] && !req.headers['content-type']?.includes('application/json')) return undefined;
+    query = url.searchParams.get('query') ?? undefined;
+    operationName = url.searchParams.get('operationName') ?? undefined;
+    try {
+      variables = JSON.parse(url.searchParams.get('variables') ?? 'null');
+      extensions = JSON.parse(url.searchParams.get('extensions') ?? 'null');
+    } catch {
+      return undefined;
+    }
+  } else {
+    return undefined;
+  }
+  if (operationName !== undefined && operationName !== null && typeof operationName !== 'string') return undefined;
+  if (variables !== undefined && variables !== null && (typeof variables !== 'object' || Array.isArray(variables))) return undefined;
+  let documentHash: string | undefined;
+  if (typeof query === 'string') documentHash = sha256Hex(query);
+  else if (query === undefined || query === null) {
+    const hash = (extensions as { persistedQuery?: { sha256Hash?: unknown } } | null)?.persistedQuery?.sha256Hash;
+    if (typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash)) documentHash = hash;
+  }
+  if (!documentHash) return undefined;
+  return { documentHash, operationName: operationName ?? null, variables: (variables ?? {}) as Record<string, unknown> };
 }

@@ -13,10 +13,13 @@ export class MemoryStore implements Store {
   readonly firstAttempt = Promise.resolve();
   private readonly map: LruMap<string, string>;
   private readonly counters = new Map<string, number>();
+  /** Raw entries (response bytes), bounded like the Keyv map. */
+  private readonly raw: LruMap<string, { bytes: Buffer; expires: number }>;
   private readonly keyv: Keyv;
 
   constructor(maxEntries: number) {
     this.map = new LruMap(maxEntries);
+    this.raw = new LruMap(maxEntries);
     this.keyv = new Keyv(this.map, {
       namespace: undefined,
       useKeyPrefix: false,
@@ -40,6 +43,19 @@ export class MemoryStore implements Store {
   async delete(fullKey: string): Promise<void> {
     this.counters.delete(fullKey);
     this.map.delete(fullKey);
+    this.raw.delete(fullKey);
+  }
+
+  async getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string): Promise<{ counter: number; raw: Buffer | undefined }> {
+    const counter = this.counters.get(counterKey) ?? 0;
+    const key = `${entryPrefix}${counter}${entrySuffix}`;
+    const entry = this.raw.get(key);
+    if (entry && entry.expires <= Date.now()) this.raw.delete(key);
+    return { counter, raw: entry && entry.expires > Date.now() ? entry.bytes : undefined };
+  }
+
+  async setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void> {
+    this.raw.set(fullKey, { bytes: raw, expires: Date.now() + ttlMs });
   }
 
   /** Synchronous read-modify-write: atomic within the process. */
@@ -54,6 +70,7 @@ export class MemoryStore implements Store {
     const matches = (k: string) => k === nsPrefix || k.startsWith(`${nsPrefix}:`);
     for (const k of [...this.map.keys()]) if (matches(k)) this.map.delete(k);
     for (const k of [...this.counters.keys()]) if (matches(k)) this.counters.delete(k);
+    for (const k of [...this.raw.keys()]) if (matches(k)) this.raw.delete(k);
   }
 
   async ping(): Promise<void> {}
@@ -65,5 +82,6 @@ export class MemoryStore implements Store {
   async close(): Promise<void> {
     this.map.clear();
     this.counters.clear();
+    this.raw.clear();
   }
 }

@@ -1,4 +1,5 @@
 import KeyvRedis from '@keyv/redis';
+import { RESP_TYPES } from '@redis/client';
 import { Keyv } from 'keyv';
 import { escapeGlob } from '../keys';
 import { firstAttempt, type RedisClient } from '../redis-client';
@@ -7,6 +8,14 @@ import type { Store } from './store';
 
 /** Batch size for the admin namespace flush (SCAN COUNT and UNLINK batch). */
 const FLUSH_BATCH = 500;
+
+/**
+ * The counter and the entry keyed by it, in one round trip. The entry's key is
+ * computed from the counter inside Redis, so it cannot be declared in KEYS:
+ * fine on a single Redis (what this app supports), not on Redis Cluster.
+ */
+const GET_VERSIONED = `local c = redis.call('GET', KEYS[1]) or '0'
+return { c, redis.call('GET', ARGV[1] .. c .. ARGV[2]) }`;
 
 /**
  * Redis store: Keyv + @keyv/redis over a client we own (created by
@@ -19,8 +28,11 @@ export class RedisStore implements Store {
   readonly kind = 'redis' as const;
   readonly firstAttempt: Promise<void>;
   private readonly keyv: Keyv;
+  /** The same connection, answering bulk strings as Buffers: response bytes go to the socket without a decode/encode. */
+  private readonly bytes: RedisClient;
 
   constructor(private readonly client: RedisClient) {
+    this.bytes = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }) as unknown as RedisClient;
     const adapter = new KeyvRedis(client, { throwOnConnectError: false, throwOnErrors: true, useUnlink: true });
     this.keyv = new Keyv(adapter, {
       namespace: undefined,
@@ -45,6 +57,17 @@ export class RedisStore implements Store {
   async delete(fullKey: string): Promise<void> {
     this.assertOpen();
     await this.keyv.delete(fullKey);
+  }
+
+  async getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string): Promise<{ counter: number; raw: Buffer | undefined }> {
+    this.assertOpen();
+    const reply = (await this.bytes.eval(GET_VERSIONED, { keys: [counterKey], arguments: [entryPrefix, entrySuffix] })) as unknown as [Buffer, Buffer | null];
+    return { counter: Number(reply[0].toString('latin1')), raw: reply[1] ?? undefined };
+  }
+
+  async setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void> {
+    this.assertOpen();
+    await this.client.set(fullKey, raw, { PX: Math.ceil(ttlMs) });
   }
 
   async incr(fullKey: string): Promise<number> {

@@ -9,6 +9,15 @@ export interface Store {
   set(fullKey: string, value: unknown, ttlMs?: number): Promise<void>;
   delete(fullKey: string): Promise<void>;
   incr(fullKey: string): Promise<number>;
+  /**
+   * One round trip: the counter at `counterKey` (0 when absent) and the raw
+   * bytes stored at `entryPrefix + counter + entrySuffix` (set with
+   * {@link Store.setRaw}). The response cache reads a user's generation and
+   * the entry keyed by it together.
+   */
+  getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string): Promise<{ counter: number; raw: Buffer | undefined }>;
+  /** Stores raw bytes (no JSON envelope) for `ttlMs`. */
+  setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void>;
   /** Deletes `nsPrefix` (= `${prefix}:${ns}`) and every `${nsPrefix}:*` key. */
   flushNamespace(nsPrefix: string): Promise<void>;
   /** Cheap round trip proving the store works. */

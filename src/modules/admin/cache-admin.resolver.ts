@@ -13,7 +13,7 @@ registerEnumType(CacheScope, {
   },
 });
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class FlushResult {
   @Field(() => CacheScope)
   scope!: CacheScope;

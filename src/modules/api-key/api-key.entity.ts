@@ -18,7 +18,7 @@ registerEnumType(Provider, { name: 'Provider' });
  * (`encryptedSecret` = base64(iv | tag | ciphertext)) under the key named by
  * `encryptionKeyId`, so the server key can be rotated. Only `last4` leaves the server.
  */
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'api_keys' })
 @Unique({ name: 'api_keys_owner_provider_label_unique', properties: ['owner', 'provider', 'label'] })
 export class ApiKey extends BaseEntity<'label' | 'lastUsedAt' | 'baseUrl'> {

@@ -24,7 +24,6 @@ export class ApiKeyResolver {
   async saveApiKey(@Arg('input', () => SaveApiKeyInput) input: SaveApiKeyInput, @Ctx() ctx: Context): Promise<ApiKey> {
     const principal = requireUser(ctx.principal);
     const key = await ctx.services.apiKeys.save(ctx.em, principal, input);
-    await ctx.services.invalidation.invalidateUser(principal.userId);
     return key;
   }
 
@@ -32,7 +31,6 @@ export class ApiKeyResolver {
   async deleteApiKey(@Arg('id', () => ID) id: string, @Ctx() ctx: Context): Promise<boolean> {
     const principal = requireUser(ctx.principal);
     await ctx.services.apiKeys.delete(ctx.em, principal, id);
-    await ctx.services.invalidation.invalidateUser(principal.userId);
     return true;
   }
 }

@@ -5,7 +5,7 @@ import { notFound } from '../../graphql/errors';
 import type { ComparisonEvent } from './comparison-events';
 import { ResponseStatus } from './comparison.entity';
 
-@ObjectType('ComparisonEvent')
+@ObjectType('ComparisonEvent', { simpleResolvers: true })
 export class ComparisonEventType implements ComparisonEvent {
   @Field(() => ID)
   comparisonId!: string;

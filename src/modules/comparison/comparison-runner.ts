@@ -103,7 +103,6 @@ export class ComparisonRunner {
     );
     conversation.updatedAt = new Date();
     await em.flush();
-    await this.deps.invalidation.invalidateUser(principal.userId);
 
     const jobs: Job[] = responses.map((r, i) => ({
       response: { id: r.id, comparisonId: comparison.id, model: models[i]! },
@@ -139,7 +138,6 @@ export class ComparisonRunner {
       { status: ResponseStatus.PENDING, content: '', error: null, latencyMs: null, timeToFirstTokenMs: null, promptTokens: null, completionTokens: null, costUsd: null, settledAt: null },
     );
     if (!reset) throw badInput('This response is already being retried', 'id');
-    await this.deps.invalidation.invalidateUser(principal.userId);
 
     const model = parseModelId(`${response.model}@${response.keyLabel}`);
     const promptMessage = await em.findOne(Message, { comparison: comparison.id, role: MessageRole.USER });

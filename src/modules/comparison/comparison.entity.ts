@@ -21,7 +21,7 @@ export const SETTLED_STATUSES: readonly ResponseStatus[] = [
 ];
 
 /** One prompt sent to 2..8 models. Detached (conversation null) when its conversation is deleted. */
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'comparison_results' })
 @Index({ name: 'comparison_results_owner_created_idx', expression: 'create index "comparison_results_owner_created_idx" on "comparison_results" ("owner_id", "created_at" desc, "id" desc)' })
 @Index({ name: 'comparison_results_conversation_idx', expression: 'create index "comparison_results_conversation_idx" on "comparison_results" ("conversation_id", "created_at")' })
@@ -49,7 +49,7 @@ export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId'> {
 /** A comparison as read paths return it (a plain row); an entity fits too. */
 export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerId' | 'conversationId' | 'prompt'>;
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'comparison_responses' })
 @Index({ name: 'comparison_responses_comparison_idx', expression: 'create index "comparison_responses_comparison_idx" on "comparison_responses" ("comparison_id", "position")' })
 export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'content' | 'comparisonId'> {

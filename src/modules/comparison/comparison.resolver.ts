@@ -1,4 +1,5 @@
-import { Arg, Args, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Extensions, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { AppError } from '../../graphql/errors';
@@ -9,7 +10,7 @@ import { Vote } from '../vote/vote.entity';
 import { ComparisonResponse, type ComparisonResponseView, ComparisonResult, type ComparisonView } from './comparison.entity';
 import { RunComparisonInput } from './comparison.inputs';
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class ComparisonConnection {
   @Field(() => [ComparisonResult])
   nodes!: ComparisonResult[];
@@ -28,11 +29,13 @@ export class ComparisonConnectionResolver {
 
 @Resolver(() => ComparisonResult)
 export class ComparisonResolver {
+  @Extensions(cacheHint({ perUser: true }))
   @Query(() => ComparisonConnection, { description: 'Newest first.' })
   comparisons(@Args(() => PageArgs) { first, after }: PageArgs, @Ctx() ctx: Context) {
     return ctx.services.comparisons.list(ctx.em, requireUser(ctx.principal), first, after);
   }
 
+  @Extensions(cacheHint({ perUser: true }))
   @Query(() => ComparisonResult, { nullable: true })
   comparison(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
     requireUser(ctx.principal);

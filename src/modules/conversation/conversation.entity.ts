@@ -8,7 +8,7 @@ import { User } from '../user/user.entity';
  * comparisons (`conversation_id` set null): a comparison and its vote stay in
  * the user's comparison history and keep feeding the leaderboard.
  */
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'conversations' })
 @Index({ name: 'conversations_owner_created_idx', expression: 'create index "conversations_owner_created_idx" on "conversations" ("owner_id", "created_at" desc, "id" desc)' })
 export class Conversation extends BaseEntity<'updatedAt' | 'ownerId'> {

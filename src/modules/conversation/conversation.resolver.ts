@@ -1,4 +1,5 @@
-import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Extensions, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { PageInfoType } from '../../graphql/types';
@@ -6,7 +7,7 @@ import { ComparisonResult } from '../comparison/comparison.entity';
 import { Message } from '../message/message.entity';
 import { Conversation, type ConversationView } from './conversation.entity';
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class ConversationConnection {
   @Field(() => [Conversation])
   nodes!: Conversation[];
@@ -15,7 +16,7 @@ export class ConversationConnection {
   pageInfo!: PageInfoType;
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class MessageConnection {
   @Field(() => [Message])
   nodes!: Message[];
@@ -52,11 +53,13 @@ export class ConversationConnectionResolver {
 
 @Resolver(() => Conversation)
 export class ConversationResolver {
+  @Extensions(cacheHint({ perUser: true }))
   @Query(() => ConversationConnection, { description: 'Newest first.' })
   conversations(@Args(() => PageArgs) { first, after }: PageArgs, @Ctx() ctx: Context) {
     return ctx.services.conversations.list(ctx.em, requireUser(ctx.principal), first, after);
   }
 
+  @Extensions(cacheHint({ perUser: true }))
   @Query(() => Conversation, { nullable: true })
   conversation(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
     requireUser(ctx.principal);
@@ -67,7 +70,6 @@ export class ConversationResolver {
   async createConversation(@Arg('title', () => String, { nullable: true }) title: string | null, @Ctx() ctx: Context) {
     const principal = requireUser(ctx.principal);
     const conversation = await ctx.services.conversations.create(ctx.em, principal, title);
-    await ctx.services.invalidation.invalidateUser(principal.userId);
     return conversation;
   }
 
@@ -75,7 +77,6 @@ export class ConversationResolver {
   async renameConversation(@Arg('id', () => ID) id: string, @Arg('title', () => String) title: string, @Ctx() ctx: Context) {
     const principal = requireUser(ctx.principal);
     const conversation = await ctx.services.conversations.rename(ctx.em, principal, id, title);
-    await ctx.services.invalidation.invalidateUser(principal.userId);
     return conversation;
   }
 
@@ -83,7 +84,6 @@ export class ConversationResolver {
   async deleteConversation(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
     const principal = requireUser(ctx.principal);
     await ctx.services.conversations.delete(ctx.em, principal, id);
-    await ctx.services.invalidation.invalidateUser(principal.userId);
     return true;
   }
 

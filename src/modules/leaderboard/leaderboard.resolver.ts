@@ -1,4 +1,5 @@
-import { Arg, Ctx, Field, Float, Int, ObjectType, Query, registerEnumType, Resolver } from 'type-graphql';
+import { Arg, Ctx, Extensions, Field, Float, Int, ObjectType, Query, registerEnumType, Resolver } from 'type-graphql';
+import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { Provider } from '../api-key/api-key.entity';
@@ -16,7 +17,7 @@ registerEnumType(LeaderboardScope, {
   },
 });
 
-@ObjectType({ description: 'Bradley-Terry rating on an Elo-like scale (1000 = average) with a 95% interval.' })
+@ObjectType({ simpleResolvers: true, description: 'Bradley-Terry rating on an Elo-like scale (1000 = average) with a 95% interval.' })
 export class ModelRanking implements ModelRankingData {
   @Field(() => String, { description: "Model id without key label, e.g. 'openai:gpt-4o'." })
   model!: string;
@@ -57,6 +58,8 @@ export class ModelRanking implements ModelRankingData {
 
 @Resolver(() => ModelRanking)
 export class LeaderboardResolver {
+  // MINE is the viewer's own votes: cached per user. GLOBAL changes with everyone's votes (cached by the service).
+  @Extensions(cacheHint({ perUser: true, onlyIf: { scope: 'MINE' } }))
   @Query(() => [ModelRanking], { description: 'Models that took part in at least one battle, best first.' })
   leaderboard(
     @Arg('scope', () => LeaderboardScope, { nullable: true, defaultValue: LeaderboardScope.GLOBAL }) scope: LeaderboardScope,

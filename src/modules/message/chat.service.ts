@@ -4,7 +4,6 @@
  * A provider failure answers PROVIDER_ERROR with `provider` and `reason`.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { UserCacheInvalidator } from '../../cache/invalidation';
 import type { Principal } from '../../graphql/auth';
 import { AppError, badInput } from '../../graphql/errors';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
@@ -37,7 +36,6 @@ export class ChatService {
     private readonly deps: {
       conversations: ConversationService;
       models: ModelAccess;
-      invalidation: UserCacheInvalidator;
       requestTimeoutMs: number;
     },
   ) {}
@@ -52,7 +50,6 @@ export class ChatService {
     const userMessage = em.create(Message, { conversation, role: MessageRole.USER, content });
     conversation.updatedAt = new Date();
     await em.flush();
-    await this.deps.invalidation.invalidateUser(principal.userId);
 
     try {
       const model = await this.deps.models.languageModel(em, principal.userId, modelId);
@@ -81,8 +78,6 @@ export class ChatService {
         throw new AppError('PROVIDER_ERROR', error.message, { provider, reason: error.reason });
       }
       throw error;
-    } finally {
-      await this.deps.invalidation.invalidateUser(principal.userId);
     }
   }
 }

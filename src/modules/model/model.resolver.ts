@@ -1,11 +1,11 @@
-import type { GraphQLResolveInfo } from 'graphql';
-import { Arg, Ctx, Field, Float, ID, Info, Int, ObjectType, Query, Resolver } from 'type-graphql';
+import { Arg, Ctx, Extensions, Field, Float, ID, Int, ObjectType, Query, Resolver } from 'type-graphql';
+import { cacheHint } from '../../graphql/cache-policy';
 import type { Context } from '../../graphql/context';
 import { formatModelId, toGraphqlProvider } from '../../llm/model-id';
 import type { RegistryModel } from '../../llm/model-registry';
 import { Provider } from '../api-key/api-key.entity';
 
-@ObjectType('Model', { description: "A model id is 'provider:name', e.g. 'openai:gpt-4o' or 'anthropic:claude-sonnet-4-5'." })
+@ObjectType('Model', { simpleResolvers: true, description: "A model id is 'provider:name', e.g. 'openai:gpt-4o' or 'anthropic:claude-sonnet-4-5'." })
 export class ModelType {
   @Field(() => ID)
   id!: string;
@@ -29,11 +29,6 @@ export class ModelType {
   outputCostPerMTok!: number | null;
 }
 
-/** Apollo's cache-control plugin adds `info.cacheControl`. */
-type InfoWithCacheControl = GraphQLResolveInfo & {
-  cacheControl?: { setCacheHint(hint: { maxAge?: number; scope?: 'PUBLIC' | 'PRIVATE' }): void };
-};
-
 /** Anonymous answers are the catalog, the same for everyone: HTTP caches may keep them for an hour. */
 const PUBLIC_CATALOG_MAX_AGE_S = 3600;
 
@@ -43,13 +38,9 @@ export class ModelResolver {
     description:
       'Anonymous: the curated catalog (publicly cacheable). Signed in: the catalog merged with what each of your `default` keys can use.',
   })
-  async models(
-    @Arg('provider', () => Provider, { nullable: true }) provider: Provider | null,
-    @Ctx() ctx: Context,
-    @Info() info: GraphQLResolveInfo,
-  ): Promise<ModelType[]> {
-    // Per-user when signed in: no hint, so it stays uncacheable (the response plugin sends `private, no-cache`).
-    if (!ctx.principal) (info as InfoWithCacheControl).cacheControl?.setCacheHint({ maxAge: PUBLIC_CATALOG_MAX_AGE_S, scope: 'PUBLIC' });
+  // Signed in, the answer is per user: the response sends `private, no-cache` then.
+  @Extensions(cacheHint({ publicMaxAge: PUBLIC_CATALOG_MAX_AGE_S }))
+  async models(@Arg('provider', () => Provider, { nullable: true }) provider: Provider | null, @Ctx() ctx: Context): Promise<ModelType[]> {
     const models = await ctx.services.models.list(ctx.em, ctx.principal, provider);
     return models.map(toModelType);
   }

@@ -6,7 +6,7 @@ import { Message } from '../message/message.entity';
  * One matching message. `conversation` and `comparison` are resolved by
  * `SearchResolver` through the request's loaders (one statement for all hits).
  */
-@ObjectType({ description: "A message (or comparison prompt) of the viewer's that matches a search." })
+@ObjectType({ simpleResolvers: true, description: "A message (or comparison prompt) of the viewer's that matches a search." })
 export class SearchHit {
   @Field(() => Message)
   message!: Message;
@@ -23,7 +23,7 @@ export class SearchHit {
   rank!: string;
 }
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class SearchConnection {
   @Field(() => [SearchHit])
   nodes!: SearchHit[];

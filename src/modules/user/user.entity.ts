@@ -9,7 +9,7 @@ export enum UserRole {
 registerEnumType(UserRole, { name: 'UserRole' });
 
 /** `email` is stored trimmed and lower-cased; a unique index on lower(email) backs it (migration). */
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'users' })
 @Index({ name: 'users_email_lower_unique', expression: 'create unique index "users_email_lower_unique" on "users" (lower("email"))' })
 export class User extends BaseEntity<'role'> {

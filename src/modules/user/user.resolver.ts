@@ -1,10 +1,11 @@
-import { Arg, Ctx, Field, FieldResolver, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Ctx, Extensions, Field, FieldResolver, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { ApiKey } from '../api-key/api-key.entity';
 import { User, type UserView } from './user.entity';
 
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 export class AuthPayload {
   @Field(() => String)
   token!: string;
@@ -15,6 +16,7 @@ export class AuthPayload {
 
 @Resolver(() => User)
 export class UserResolver {
+  @Extensions(cacheHint({ perUser: true }))
   @Query(() => User, { nullable: true, description: 'The signed-in user (UNAUTHENTICATED without a token).' })
   me(@Ctx() ctx: Context): Promise<UserView | null> {
     return ctx.services.users.findById(ctx.em, requireUser(ctx.principal).userId);

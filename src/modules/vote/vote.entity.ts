@@ -12,7 +12,7 @@ export enum VoteOutcome {
 registerEnumType(VoteOutcome, { name: 'VoteOutcome' });
 
 /** One per comparison per user; voting again replaces it (upsert on the unique pair). */
-@ObjectType()
+@ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'votes' })
 @Unique({ name: 'votes_comparison_user_unique', properties: ['comparison', 'user'] })
 @Index({ name: 'votes_user_idx', properties: ['user'] })

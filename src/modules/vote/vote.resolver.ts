@@ -11,8 +11,8 @@ export class VoteResolver {
   async vote(@Arg('input', () => VoteInput) input: VoteInput, @Ctx() ctx: Context): Promise<Vote> {
     const principal = requireUser(ctx.principal);
     const vote = await ctx.services.votes.vote(ctx.em, principal, input);
-    // The author's cached reads (comparison.vote, leaderboard MINE) and the shared GLOBAL leaderboard.
-    await Promise.all([ctx.services.invalidation.invalidateUser(principal.userId), ctx.services.leaderboard.invalidateGlobal()]);
+    // The shared GLOBAL leaderboard (the author's own reads are invalidated by the mutation pipeline).
+    await ctx.services.leaderboard.invalidateGlobal();
     return vote;
   }
 

@@ -1,0 +1,32 @@
+/**
+ * The one place a user's writes invalidate their cached reads: after any
+ * mutation by a signed-in user — whatever it was, whether or not it failed
+ * part-way — the user's generation is bumped before the response is sent,
+ * so the author's next read, on any instance, misses the old entries. No
+ * resolver has to remember it. Background work that changes a user's data
+ * outside a mutation (the comparison runner settling responses) bumps
+ * explicitly; shared scopes (the GLOBAL leaderboard) are bumped by the
+ * service that owns them.
+ */
+import type { ApolloServerPlugin } from '@apollo/server';
+import type { UserCacheInvalidator } from '../../cache/invalidation';
+import type { Context } from '../context';
+
+export function invalidationPlugin(invalidation: UserCacheInvalidator): ApolloServerPlugin<Context> {
+  return {
+    async requestDidStart() {
+      // Only once execution started: a mutation refused by parsing or validation changed nothing.
+      let executed = false;
+      return {
+        async executionDidStart() {
+          executed = true;
+        },
+        async willSendResponse(rc) {
+          const principal = rc.contextValue?.principal;
+          if (!executed || rc.operation?.operation !== 'mutation' || !principal) return;
+          await invalidation.invalidateUser(principal.userId);
+        },
+      };
+    },
+  };
+}
