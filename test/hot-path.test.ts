@@ -1,0 +1,136 @@
+/**
+ * The history page's hot path, structurally: a constant, small number of SQL
+ * statements per miss; a hit is answered at the HTTP edge from stored bytes
+ * (no SQL, no resolver, not even Apollo); and the cache's breaker does not
+ * mistake our own busy event loop for a Redis fault.
+ */
+import { randomUUID } from 'node:crypto';
+import { createCache } from '../src/cache';
+import { createLogger } from '../src/observability/logger';
+import { seedUserData } from './helpers/factories';
+import { describeRedisServer, startRedisServer, type PrivateRedis } from './helpers/redis';
+import { createTestApp, type TestApp } from './helpers/test-app';
+
+/** The benchmark's history page (issue 7). */
+const HISTORY = `query History($n: Int!) {
+  me { id email }
+  conversations(first: $n) { nodes { id title createdAt updatedAt messages(first: 10) { nodes { id role content createdAt } } } }
+  comparisons(first: 10) { nodes { id responses { id provider model content latencyMs completionTokens } } }
+}`;
+
+let t: TestApp;
+let user: { token: string; userId: string };
+
+beforeAll(async () => {
+  t = await createTestApp();
+  user = await t.signUp('hot');
+  await seedUserData(t.db.url, user.userId, { conversations: 25, messagesPerConversation: 12, comparisons: 12, responsesPerComparison: 3, votes: true });
+});
+afterAll(() => t?.close());
+
+const noCache = { 'cache-control': 'no-cache' };
+
+it.each([1, 10, 20])('a %i-conversation history page runs 5 statements: me, conversations, one LATERAL for every message page, comparisons, responses', async (n) => {
+  const { count, statements, result } = await t.countStatements(() => t.gql(HISTORY, { n }, user.token, noCache));
+  expect(result.errors).toBeUndefined();
+  expect(result.data.conversations.nodes).toHaveLength(n);
+  expect(result.data.conversations.nodes[0].messages.nodes).toHaveLength(10);
+  expect(result.data.comparisons.nodes[0].responses).toHaveLength(3);
+  expect({ count, statements }).toEqual({ count: 5, statements: expect.any(Array) });
+});
+
+it('answers a hit at the edge: the stored bytes, no SQL, no resolver, no GraphQL operation', async () => {
+  const miss = await t.gql(HISTORY, { n: 20 }, user.token, noCache);
+  expect(miss.headers.get('x-cache')).toBe('MISS');
+  const list = jest.spyOn(t.app.services.conversations, 'list');
+  const operationsBefore = await t.app.metrics.graphqlOperations.get();
+  const hit = await t.countStatements(() => t.gql(HISTORY, { n: 20 }, user.token));
+  expect(hit.result.headers.get('x-cache')).toBe('HIT');
+  expect(hit.count).toBe(0);
+  expect(list).not.toHaveBeenCalled();
+  expect(await t.app.metrics.graphqlOperations.get()).toEqual(operationsBefore);
+  expect(hit.result.raw).toBe(miss.raw);
+  expect(hit.result.headers.get('cache-control')).toBe('private, no-cache');
+  expect(hit.result.headers.get('content-type')).toBe('application/json; charset=utf-8');
+  list.mockRestore();
+});
+
+it('Cache-Control: no-cache skips the lookup but stores the fresh answer', async () => {
+  await t.gql(HISTORY, { n: 3 }, user.token);
+  const bypass = await t.countStatements(() => t.gql(HISTORY, { n: 3 }, user.token, noCache));
+  expect(bypass.result.headers.get('x-cache')).toBe('MISS');
+  expect(bypass.count).toBe(5);
+  expect((await t.gql(HISTORY, { n: 3 }, user.token)).headers.get('x-cache')).toBe('HIT');
+});
+
+it('GET hits carry an ETag derived from the entry and answer 304 to If-None-Match', async () => {
+  const query = `{ me { id } }`;
+  const url = `${t.url}/graphql?query=${encodeURIComponent(query)}`;
+  const headers = { authorization: `Bearer ${user.token}`, 'apollo-require-preflight': 'true' };
+  const first = await fetch(url, { headers });
+  expect(first.headers.get('x-cache')).toBe('MISS');
+  const etag = first.headers.get('etag')!;
+  const second = await fetch(url, { headers });
+  expect(second.headers.get('x-cache')).toBe('HIT');
+  expect(second.headers.get('etag')).toBe(etag);
+  expect(await second.text()).toBe(await first.text());
+  const revalidated = await fetch(url, { headers: { ...headers, 'if-none-match': etag } });
+  expect(revalidated.status).toBe(304);
+});
+
+it('another user never gets the first user’s entry, even for the same document and variables', async () => {
+  const other = await t.signUp('hot-other');
+  await t.gql(HISTORY, { n: 5 }, user.token);
+  const res = await t.gql(HISTORY, { n: 5 }, other.token);
+  expect(res.headers.get('x-cache')).toBe('MISS');
+  expect(res.data.me.id).toBe(other.userId);
+  expect(res.data.conversations.nodes).toEqual([]);
+});
+
+describeRedisServer('breaker and local event-loop lag (private redis-server)', () => {
+  let server: PrivateRedis;
+  beforeAll(async () => {
+    server = await startRedisServer();
+  });
+  afterAll(() => server?.stop());
+
+  const cacheFor = (url: string) =>
+    createCache({ redisUrl: url, prefix: `lag:${randomUUID()}`, operationTimeoutMs: 50, breakerCooldownMs: 5_000, logger: createLogger('silent') });
+
+  /** Blocks this process's event loop, as a saturated server does. */
+  const busy = (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+  };
+
+  it('a healthy Redis behind a busy event loop is a hit, and the breaker stays closed', async () => {
+    const cache = cacheFor(server.url);
+    try {
+      await cache.set('resp:k', { v: 1 }, 60_000);
+      for (let i = 0; i < 5; i++) {
+        const pending = cache.get('resp:k');
+        busy(300); // six times the operation timeout
+        expect(await pending).toEqual({ v: 1 });
+        const versioned = cache.getVersioned('u', 'd');
+        busy(300);
+        expect(await versioned).toEqual({ generation: 0, bytes: undefined });
+      }
+      expect(cache.health().breakerOpen).toBe(false);
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('a Redis that really does not answer still times out and opens the breaker', async () => {
+    const cache = cacheFor(server.url);
+    try {
+      await cache.set('resp:k', { v: 1 }, 60_000);
+      server.pause();
+      expect(await cache.get('resp:k')).toBeUndefined();
+      expect(cache.health().breakerOpen).toBe(true);
+    } finally {
+      server.resume();
+      await cache.close();
+    }
+  });
+});
