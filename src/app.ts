@@ -9,6 +9,7 @@
  */
 import 'reflect-metadata';
 import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -29,6 +30,7 @@ import { createContext, type Context } from './graphql/context';
 import { AppError } from './graphql/errors';
 import { handleGraphqlRequest, HttpError } from './graphql/http';
 import { invalidationPlugin } from './graphql/plugins/invalidation';
+import { jitGateway } from './graphql/jit-executor';
 import { ResponseCache } from './graphql/response-cache';
 import { depthLimit } from './graphql/plugins/depth-limit';
 import { classifyError } from './graphql/plugins/format-error';
@@ -184,7 +186,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const schema = await getSchema();
     const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs });
     const apollo = new ApolloServer<Context>({
-      schema,
+      ...(config.graphqlExecutor === 'jit' ? { gateway: jitGateway(schema) } : { schema }),
       introspection: !production,
       includeStacktraceInErrorResponses: false,
       validationRules: [depthLimit(config.maxQueryDepth)],
@@ -194,6 +196,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         ttl: APQ_TTL_SECONDS,
       },
       plugins: [
+        // Apollo would otherwise install its cache-control plugin, which wraps every resolved field;
+        // cache policy here is static, per document (`graphql/cache-policy.ts`).
+        ApolloServerPluginCacheControlDisabled(),
         persistedDocumentsPlugin({ documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly }),
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production }),
         invalidationPlugin(generations),

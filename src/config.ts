@@ -50,6 +50,8 @@ export interface Config {
   slowRequestMs: number;
   logLevel: string;
   maxQueryDepth: number;
+  /** `jit`: operations run as code compiled once per document (graphql-jit); `graphql-js`: the reference executor. */
+  graphqlExecutor: 'jit' | 'graphql-js';
   /** argon2id cost (OWASP: 19 MiB, 2 passes, 1 lane). */
   passwordHashing: { memoryCostKib: number; timeCost: number };
 }
@@ -74,6 +76,13 @@ function int(env: Env, name: string, fallback: number, min = 0): number {
     throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
   }
   return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${raw}"`);
+  return raw as T;
 }
 
 function bool(env: Env, name: string, fallback: boolean): boolean {
@@ -198,6 +207,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     slowRequestMs: int(env, 'SLOW_REQUEST_MS', 500),
     logLevel: env.LOG_LEVEL || 'info',
     maxQueryDepth: int(env, 'MAX_QUERY_DEPTH', 10, 1),
+    graphqlExecutor: oneOf(env, 'GRAPHQL_EXECUTOR', ['jit', 'graphql-js'] as const, 'graphql-js'),
     passwordHashing: {
       memoryCostKib: int(env, 'ARGON2_MEMORY_KIB', 19_456, 1024),
       timeCost: int(env, 'ARGON2_TIME_COST', 2, 1),

@@ -79,9 +79,21 @@ it('the statements the app actually sends use those indexes', async () => {
   const { statements } = await t.countStatements(() =>
     t.gql(`{ conversations(first: 20) { nodes { id messages(first: 10) { nodes { id } } } } }`, {}, token),
   ).finally(() => (t.app.queryObserver.inlineParams = false));
-  expect(statements).toHaveLength(2);
-  const plans = await Promise.all(statements.map((sql) => plan(sql, [])));
-  expect(plans[0]).toContain('conversations_owner_created_idx');
-  expect(plans[1]).toContain('messages_conversation_created_idx');
-  for (const p of plans) expect(p).not.toMatch(/Seq Scan on (conversations|messages)/);
+  // One statement: the list with each conversation's first message page embedded (look-ahead).
+  expect(statements).toHaveLength(1);
+  const [listPlan] = await Promise.all(statements.map((sql) => plan(sql, [])));
+  expect(listPlan).toContain('conversations_owner_created_idx');
+  expect(listPlan).toContain('messages_conversation_created_idx');
+  expect(listPlan).not.toMatch(/Seq Scan on (conversations|messages)/);
+
+  // A later page of one conversation's messages goes through the loader's LATERAL statement.
+  const first = await t.gql(`{ conversations(first: 1) { nodes { id messages(first: 10) { pageInfo { endCursor } } } } }`, {}, token);
+  const node = first.data.conversations.nodes[0];
+  t.app.queryObserver.inlineParams = true;
+  const next = await t
+    .countStatements(() => t.gql(`query($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { nodes { id } } } }`, { id: node.id, after: node.messages.pageInfo.endCursor }, token))
+    .finally(() => (t.app.queryObserver.inlineParams = false));
+  const pagePlan = await plan(next.statements[next.statements.length - 1]!, []);
+  expect(pagePlan).toContain('messages_conversation_created_idx');
+  expect(pagePlan).not.toMatch(/Seq Scan on messages/);
 });

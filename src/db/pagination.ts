@@ -82,6 +82,11 @@ export function pageSize(first: number | null | undefined, fallback: number): nu
   return size;
 }
 
+/** Whether `first` is a valid page size (1..100), without throwing. */
+export function isPageSize(first: unknown): first is number {
+  return Number.isInteger(first) && (first as number) >= 1 && (first as number) <= MAX_PAGE_SIZE;
+}
+
 /**
  * Turns `limit + 1` fetched rows into a page: the extra row only tells
  * whether another page exists.
@@ -105,11 +110,24 @@ export function isUuid(value: string): boolean {
 export async function keysetPage<T extends CursorPosition>(
   em: EntityManager,
   shape: PlainShape<T>,
-  opts: { table: string; alias: string; where: string; params: unknown[]; cursors: CursorCodec; scope: string; first: number | null | undefined; after: string | null | undefined; defaultFirst: number },
+  opts: {
+    table: string;
+    alias: string;
+    where: string;
+    params: unknown[];
+    cursors: CursorCodec;
+    scope: string;
+    first: number | null | undefined;
+    after: string | null | undefined;
+    defaultFirst: number;
+    /** More select-list entries (e.g. embedded children, see `embeddedRows`), with their parameters. */
+    extraColumns?: Array<{ sql: string; params: unknown[] }>;
+  },
 ): Promise<Page<T>> {
   const limit = pageSize(opts.first, opts.defaultFirst);
   const a = opts.alias;
-  const params = [...opts.params];
+  const extra = opts.extraColumns ?? [];
+  const params = [...extra.flatMap((c) => c.params), ...opts.params];
   let where = opts.where;
   if (opts.after) {
     const position = opts.cursors.decode(opts.scope, opts.after);
@@ -119,6 +137,9 @@ export async function keysetPage<T extends CursorPosition>(
   params.push(limit + 1);
   const rows: Array<Record<string, unknown>> = await em
     .getConnection()
-    .execute(`select ${shape.columns(a)} from ${opts.table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`, params);
+    .execute(
+      `select ${[shape.columns(a), ...extra.map((c) => c.sql)].join(', ')} from ${opts.table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`,
+      params,
+    );
   return toPage(rows.map(shape.map), limit, (row) => opts.cursors.encode(opts.scope, row));
 }

@@ -25,6 +25,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 export interface PlainShape<T> {
   /** `alias.col AS "prop", …` for every column the plain view carries. */
   columns(alias: string): string;
+  /** `json_build_object(...)` of the same plain view, for rows embedded in another statement (see {@link embeddedRows}). */
+  json(alias: string): string;
   /** Converts one raw row (from {@link PlainShape.columns}) in place and returns it. */
   map(row: Record<string, unknown>): T;
 }
@@ -53,6 +55,10 @@ function buildShape(meta: EntityMetadata): PlainShape<unknown> {
   }
   const dates = parts.filter((p) => p.date).map((p) => p.as);
   return {
+    json: (alias) =>
+      `json_build_object(${parts
+        .map((p) => `'${p.as}', ${p.date ? `(extract(epoch from ${alias}.${p.column}) * 1000)::float8` : `${alias}.${p.column}`}`)
+        .join(', ')})`,
     columns: (alias) =>
       parts
         .map((p) =>
@@ -78,4 +84,34 @@ export async function selectPlain<T>(em: EntityManager, entity: { name: string }
   const table = em.getMetadata().get(entity.name).tableName;
   const rows: Array<Record<string, unknown>> = await em.getConnection().execute(`select ${shape.columns(alias)} from ${table} ${alias} where ${where}`, params);
   return rows.map(shape.map);
+}
+
+/**
+ * A column that embeds child rows in the parent's statement, for a parent
+ * list that already knows which children its client asked for (look-ahead):
+ * `(select json_agg(<plain child> order by …) from (<child query>) x) as "<as>"`.
+ * `read` turns one parent row's value into plain children and removes it from the row.
+ */
+export interface EmbeddedRows<T> {
+  column: { sql: string; params: unknown[] };
+  read(parent: Record<string, unknown>): T[];
+}
+
+export function embeddedRows<T>(
+  em: EntityManager,
+  entity: { name: string },
+  opts: { as: string; childQuery: string; orderBy: string; params: unknown[] },
+): EmbeddedRows<T> {
+  const shape = plainShape<T>(em, entity);
+  return {
+    column: {
+      sql: `(select coalesce(json_agg(${shape.json('x')} order by ${opts.orderBy}), '[]'::json) from (${opts.childQuery}) x) as "${opts.as}"`,
+      params: opts.params,
+    },
+    read(parent) {
+      const rows = (parent[opts.as] ?? []) as Array<Record<string, unknown>>;
+      delete parent[opts.as];
+      return rows.map(shape.map);
+    },
+  };
 }

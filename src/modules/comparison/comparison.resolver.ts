@@ -1,6 +1,8 @@
-import { Arg, Args, Extensions, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
+import { Arg, Args, Ctx, Extensions, Field, FieldResolver, ID, Info, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
 import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
+import { childFieldArgs } from '../../graphql/lookahead';
 import type { Context } from '../../graphql/context';
 import { AppError } from '../../graphql/errors';
 import { PageInfoType } from '../../graphql/types';
@@ -31,8 +33,15 @@ export class ComparisonConnectionResolver {
 export class ComparisonResolver {
   @Extensions(cacheHint({ perUser: true }))
   @Query(() => ComparisonConnection, { description: 'Newest first.' })
-  comparisons(@Args(() => PageArgs) { first, after }: PageArgs, @Ctx() ctx: Context) {
-    return ctx.services.comparisons.list(ctx.em, requireUser(ctx.principal), first, after);
+  async comparisons(@Args(() => PageArgs) { first, after }: PageArgs, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo) {
+    const principal = requireUser(ctx.principal);
+    // Look-ahead: each comparison's responses come in the list's own statement.
+    const embed = childFieldArgs(info, ['nodes', 'responses']) ? ctx.services.comparisons.embeddedResponses(ctx.em, 'r') : undefined;
+    const page = await ctx.services.comparisons.list(ctx.em, principal, first, after, embed && [embed.column]);
+    if (embed) {
+      for (const node of page.nodes) ctx.loaders.responsesByComparisonIdLoader.prime(node.id, embed.responsesOf(node as ComparisonView & Record<string, unknown>));
+    }
+    return page;
   }
 
   @Extensions(cacheHint({ perUser: true }))

@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
 import { notFound } from '../../graphql/errors';
 import { type CursorCodec, isUuid, keysetPage, type Page } from '../../db/pagination';
-import { plainShape, selectPlain } from '../../db/plain';
+import { embeddedRows, plainShape, selectPlain } from '../../db/plain';
 import { pgArray } from '../../db/sql';
 import { ComparisonResponse, type ComparisonResponseView, ComparisonResult, type ComparisonView } from './comparison.entity';
 
@@ -13,7 +13,13 @@ import { ComparisonResponse, type ComparisonResponseView, ComparisonResult, type
 export class ComparisonService {
   constructor(private readonly cursors: CursorCodec) {}
 
-  list(em: EntityManager, principal: Principal, first: number | null | undefined, after: string | null | undefined): Promise<Page<ComparisonView>> {
+  list(
+    em: EntityManager,
+    principal: Principal,
+    first: number | null | undefined,
+    after: string | null | undefined,
+    extraColumns?: Array<{ sql: string; params: unknown[] }>,
+  ): Promise<Page<ComparisonView>> {
     return keysetPage(em, plainShape<ComparisonView>(em, ComparisonResult), {
       table: 'comparison_results',
       alias: 'r',
@@ -24,6 +30,7 @@ export class ComparisonService {
       first,
       after,
       defaultFirst: 20,
+      extraColumns,
     });
   }
 
@@ -51,6 +58,20 @@ export class ComparisonService {
   /** In request order. Callers reach these ids through an owner-checked comparison. */
   responsesByComparisonIds(em: EntityManager, comparisonIds: readonly string[]): Promise<ComparisonResponseView[]> {
     return selectPlain(em, ComparisonResponse, 'x', `x.comparison_id = any(?::uuid[]) order by x.comparison_id, x.position`, [pgArray([...comparisonIds])]);
+  }
+
+  /**
+   * Each listed comparison's responses, embedded in the list's own statement
+   * (look-ahead, see `graphql/lookahead.ts`); `parentAlias` is the list's alias.
+   */
+  embeddedResponses(em: EntityManager, parentAlias: string) {
+    const embedded = embeddedRows<ComparisonResponseView>(em, ComparisonResponse, {
+      as: '__responses',
+      childQuery: `select * from comparison_responses x2 where x2.comparison_id = ${parentAlias}.id`,
+      orderBy: 'x.position',
+      params: [],
+    });
+    return { column: embedded.column, responsesOf: (row: Record<string, unknown>) => embedded.read(row) };
   }
 
   /** Owner-scoped through the parent comparison. */

@@ -1,6 +1,9 @@
-import { Arg, Args, Extensions, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import type { GraphQLResolveInfo } from 'graphql';
+import { Arg, Args, ArgsType, Ctx, Extensions, Field, FieldResolver, ID, Info, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
 import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
+import { childFieldArgs } from '../../graphql/lookahead';
+import { isPageSize } from '../../db/pagination';
 import type { Context } from '../../graphql/context';
 import { PageInfoType } from '../../graphql/types';
 import { ComparisonResult } from '../comparison/comparison.entity';
@@ -55,8 +58,19 @@ export class ConversationConnectionResolver {
 export class ConversationResolver {
   @Extensions(cacheHint({ perUser: true }))
   @Query(() => ConversationConnection, { description: 'Newest first.' })
-  conversations(@Args(() => PageArgs) { first, after }: PageArgs, @Ctx() ctx: Context) {
-    return ctx.services.conversations.list(ctx.em, requireUser(ctx.principal), first, after);
+  async conversations(@Args(() => PageArgs) { first, after }: PageArgs, @Ctx() ctx: Context, @Info() info: GraphQLResolveInfo) {
+    const principal = requireUser(ctx.principal);
+    // Look-ahead: the first page of each conversation's messages comes in the list's own statement.
+    const messages = childFieldArgs(info, ['nodes', 'messages']) as { first?: number; after?: string | null } | undefined;
+    const embed = messages && !messages.after && isPageSize(messages.first) ? ctx.services.messages.embeddedFirstPages(ctx.em, 'c', messages.first) : undefined;
+    const page = await ctx.services.conversations.list(ctx.em, principal, first, after, embed && [embed.column]);
+    if (embed) {
+      for (const node of page.nodes) {
+        const { key, page: messagePage } = embed.pageOf(node as ConversationView & Record<string, unknown>);
+        ctx.loaders.messagePageByConversationLoader.prime(key, messagePage);
+      }
+    }
+    return page;
   }
 
   @Extensions(cacheHint({ perUser: true }))

@@ -12,7 +12,13 @@ export class ConversationService {
   constructor(private readonly cursors: CursorCodec) {}
 
   /** Newest first, keyset-paged on (created_at, id) with the owner index. Plain rows. */
-  list(em: EntityManager, principal: Principal, first: number | null | undefined, after: string | null | undefined): Promise<Page<ConversationView>> {
+  list(
+    em: EntityManager,
+    principal: Principal,
+    first: number | null | undefined,
+    after: string | null | undefined,
+    extraColumns?: Array<{ sql: string; params: unknown[] }>,
+  ): Promise<Page<ConversationView>> {
     return keysetPage(em, plainShape<ConversationView>(em, Conversation), {
       table: 'conversations',
       alias: 'c',
@@ -23,6 +29,7 @@ export class ConversationService {
       first,
       after,
       defaultFirst: 20,
+      extraColumns,
     });
   }
 

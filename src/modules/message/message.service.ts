@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { type CursorCodec, type CursorPosition, type Page, pageSize, toPage } from '../../db/pagination';
-import { plainShape } from '../../db/plain';
+import { embeddedRows, plainShape } from '../../db/plain';
 import { pgArray } from '../../db/sql';
 import { Message, type MessageView } from './message.entity';
 
@@ -56,6 +56,27 @@ export class MessageService {
     return keys.map((key, i) =>
       toPage(perKey[i]!, key.first, (m) => this.cursors.encode(this.cursorScope(key.conversationId), m)),
     );
+  }
+
+  /**
+   * Each listed conversation's first page of messages, embedded in the list's
+   * own statement (look-ahead, see `graphql/lookahead.ts`): `column` joins the
+   * conversations query aliased `parentAlias`; `pageOf` reads one of its rows.
+   */
+  embeddedFirstPages(em: EntityManager, parentAlias: string, first: number) {
+    const embedded = embeddedRows<MessageView>(em, Message, {
+      as: '__messages',
+      childQuery: `select * from messages m where m.conversation_id = ${parentAlias}.id order by m.created_at, m.id limit ?`,
+      orderBy: 'x.created_at, x.id',
+      params: [first + 1],
+    });
+    return {
+      column: embedded.column,
+      pageOf: (row: Record<string, unknown> & { id: string }): { key: MessagePageKey; page: Page<MessageView> } => {
+        const key = { conversationId: row.id, first, after: null };
+        return { key, page: toPage(embedded.read(row), first, (m) => this.cursors.encode(this.cursorScope(row.id), m)) };
+      },
+    };
   }
 
   async counts(em: EntityManager, conversationIds: readonly string[]): Promise<Map<string, number>> {
