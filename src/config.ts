@@ -207,7 +207,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     slowRequestMs: int(env, 'SLOW_REQUEST_MS', 500),
     logLevel: env.LOG_LEVEL || 'info',
     maxQueryDepth: int(env, 'MAX_QUERY_DEPTH', 10, 1),
-    graphqlExecutor: oneOf(env, 'GRAPHQL_EXECUTOR', ['jit', 'graphql-js'] as const, 'graphql-js'),
+    graphqlExecutor: oneOf(env, 'GRAPHQL_EXECUTOR', ['jit', 'graphql-js'] as const, 'jit'),
     passwordHashing: {
       memoryCostKib: int(env, 'ARGON2_MEMORY_KIB', 19_456, 1024),
       timeCost: int(env, 'ARGON2_TIME_COST', 2, 1),

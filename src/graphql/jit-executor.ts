@@ -12,7 +12,7 @@
  * Apollo keeps the document.
  */
 import type { GatewayExecutor, GatewayInterface } from '@apollo/server-gateway-interface';
-import { type DocumentNode, type GraphQLSchema, printSchema } from 'graphql';
+import { type DocumentNode, type ExecutionResult, GraphQLError, type GraphQLSchema, printSchema } from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 
 export function jitGateway(schema: GraphQLSchema): GatewayInterface {
@@ -24,11 +24,11 @@ export function jitGateway(schema: GraphQLSchema): GatewayInterface {
     let query = byOperation.get(operationName ?? '');
     if (!query) {
       const result = compileQuery(schema, rc.document, operationName);
-      if (!isCompiledQuery(result)) return result;
+      if (!isCompiledQuery(result)) return withStandardErrors(result);
       query = result;
       byOperation.set(operationName ?? '', query);
     }
-    return query.query(undefined, rc.context, rc.request.variables ?? {});
+    return withStandardErrors(await query.query(undefined, rc.context, rc.request.variables ?? {}));
   };
   return {
     load: async () => ({ executor }),
@@ -38,4 +38,20 @@ export function jitGateway(schema: GraphQLSchema): GatewayInterface {
     },
     stop: async () => undefined,
   };
+}
+
+/**
+ * graphql-jit's errors leave `extensions` undefined when the thrown error had
+ * none; Apollo and graphql-js expect an object. Rebuilt as graphql-js errors
+ * with the same message, path, locations and original error.
+ */
+function withStandardErrors<T extends ExecutionResult>(result: T): T {
+  if (!result.errors?.some((e) => !e.extensions)) return result;
+  const errors = result.errors.map((e) => {
+    if (e.extensions) return e;
+    const error = new GraphQLError(e.message, { path: e.path, originalError: e.originalError ?? undefined });
+    if (e.locations) Object.defineProperty(error, 'locations', { value: e.locations, enumerable: true });
+    return error;
+  });
+  return { ...result, errors };
 }
