@@ -40,6 +40,10 @@ export class ComparisonResult extends BaseEntity {
 @ObjectType()
 @Entity({ tableName: 'comparison_responses' })
 @Index({ name: 'comparison_responses_comparison_idx', expression: 'create index "comparison_responses_comparison_idx" on "comparison_responses" ("comparison_id", "position")' })
+@Index({
+  name: 'comparison_responses_lease_idx',
+  expression: `create index "comparison_responses_lease_idx" on "comparison_responses" ("heartbeat_at") where "status" in ('PENDING', 'STREAMING')`,
+})
 export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'content'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
@@ -95,4 +99,15 @@ export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'cont
 
   @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
   settledAt?: Date | null;
+
+  /**
+   * The lease of a running response: the instance running it, and its last
+   * heartbeat (database time). Any instance settles an unsettled response
+   * whose heartbeat is older than COMPARISON_LEASE_MS (see ComparisonRunner).
+   */
+  @Property({ type: 'text', nullable: true })
+  leaseOwner?: string | null;
+
+  @Property({ type: 'Date', columnType: 'timestamptz(3)', defaultRaw: 'now()' })
+  heartbeatAt?: Date;
 }
