@@ -100,6 +100,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         dataDir: config.dataDir,
         port: config.embeddedPostgresPort,
         log: (line) => logger.debug({ line }, 'embedded postgres'),
+        notice: (line) => logger.warn({ dataDir: config.dataDir }, `embedded postgres: ${line}`),
       });
       cleanups.push(() => embedded.stop());
       databaseUrl = embedded.url;

@@ -98,14 +98,16 @@ function own(path: string, runAs: RunAs): void {
   if (runAs.uid !== undefined) chownSync(path, runAs.uid, runAs.gid!);
 }
 
+/** A process that exists and is not a zombie (an exited server whose parent has not reaped it yet). */
 function isAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
+  const state = spawnSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' });
+  return state.status === 0 && !state.stdout.trim().startsWith('Z');
 }
 
 function commandLineOf(pid: number): string {
@@ -188,17 +190,21 @@ export async function startEmbeddedPostgres(opts: {
   dataDir: string;
   port?: number;
   database?: string;
+  /** The server's log lines. */
   log?: (line: string) => void;
+  /** What this module did about an earlier run (a stale pid file removed, an orphan stopped). */
+  notice?: (line: string) => void;
 }): Promise<EmbeddedDatabase> {
   const port = opts.port ?? EMBEDDED_DEFAULT_PORT;
   const log = opts.log ?? (() => undefined);
+  const notice = opts.notice ?? log;
   const dataDir = resolve(opts.dataDir);
   const dir: DataDir = { databaseDir: join(dataDir, 'postgres'), logFile: join(dataDir, 'postgres.log'), ownerFile: join(dataDir, 'postgres.owner') };
   const bins = await loadBinaries();
   const runAs = postgresUser();
   mkdirSync(dataDir, { recursive: true });
   if (!existsSync(join(dir.databaseDir, 'PG_VERSION'))) await initialise(dir, bins, runAs);
-  await takeOverEarlierServer(dir, bins, runAs, log);
+  await takeOverEarlierServer(dir, bins, runAs, notice);
 
   writeFileSync(dir.logFile, '');
   own(dir.logFile, runAs);

@@ -68,7 +68,7 @@ export const LEASE_EXPIRED = 'Interrupted: the server running this model stopped
  */
 export const BACKGROUND_SQL_TAG = '/* background */';
 
-/** How long the final write of a response is retried on connection errors. */
+/** How long the final write of a response is retried on connection errors (at most one lease: then other instances settle it). */
 const SETTLE_RETRY_MS = 10_000;
 /** At shutdown, how long open event streams get to send their final events. */
 const STREAM_SHUTDOWN_MS = 2_000;
@@ -428,11 +428,11 @@ export class ComparisonRunner {
 
   /**
    * The conditional final update, retried with backoff on connection errors for
-   * up to SETTLE_RETRY_MS. `unknown`: an earlier attempt failed in a way that
+   * up to SETTLE_RETRY_MS or one lease, whichever is shorter. `unknown`: an earlier attempt failed in a way that
    * may or may not have committed and the retry found nothing left to update.
    */
   private async writeSettled(id: string, data: SettleFields & { content: string; error: string | null }): Promise<'written' | 'not-written' | 'unknown'> {
-    const deadline = Date.now() + SETTLE_RETRY_MS;
+    const deadline = Date.now() + Math.min(SETTLE_RETRY_MS, this.deps.leaseMs);
     let failedBefore = false;
     for (let attempt = 1; ; attempt++) {
       try {
