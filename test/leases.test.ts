@@ -18,7 +18,8 @@ import { describeRedis, redisUrlForTests } from './helpers/redis';
 import { subscribe } from './helpers/sse';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
-const LEASE_MS = '400';
+/** Long enough that a loaded machine's event-loop lag does not expire a live lease; short enough for quick tests. */
+const LEASE_MS = '1000';
 const RUN = `mutation($input: RunComparisonInput!) { runComparison(input: $input) { id responses { id model status content error } } }`;
 const START = `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id responses { id model status } } }`;
 const GET = `query($id: ID!) { comparison(id: $id) { responses { id model status content error } } }`;
@@ -112,8 +113,8 @@ describeRedis('leases and final writes (two instances, one database, one Redis)'
       fake.setBehavior('long-model', { hang: true });
       const comparison = await start(['openai:long-model', 'anthropic:long-model']);
       proxy.slow(60);
-      // Well past one lease (400 ms) of heartbeats from A (every 100 ms), each then followed by a sweep on B.
-      await background(a, HEARTBEAT, 8);
+      // Well past one lease (1 s) of heartbeats from A (every 250 ms), then a sweep on B.
+      await background(a, HEARTBEAT, 6);
       await background(b, SWEEP, 1);
       const res = await b.gql(GET, { id: comparison.id }, user.token);
       expect(res.data.comparison.responses.map((r: any) => r.status)).toEqual(['PENDING', 'PENDING']);

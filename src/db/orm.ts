@@ -51,6 +51,8 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     // Entities are never loaded implicitly: relations go through request-scoped loaders.
     forceUndefined: false,
     loadStrategy: 'select-in',
+    // knex reports dropped pool connections itself ("Connection Error: …"): into our log, not the console.
+    driverOptions: input.observer ? { log: knexLog(input.observer) } : {},
     debug: input.observer ? ['query'] : false,
     loggerFactory: input.observer ? () => input.observer! : undefined,
     allowGlobalContext: false,
@@ -85,6 +87,15 @@ export function describeDatabaseUrl(url: string): string {
 
 function oneLine(text: string): string {
   return text.replace(/\s+/g, ' ').trim();
+}
+
+function knexLog(observer: QueryObserver) {
+  return {
+    warn: (message: unknown) => observer.warn('knex', String(message)),
+    error: (message: unknown) => observer.error('knex', String(message)),
+    deprecate: (method: unknown, alternative: unknown) => observer.warn('knex', `${String(method)} is deprecated, use ${String(alternative)}`),
+    debug: () => undefined,
+  };
 }
 
 export interface PoolStats {
