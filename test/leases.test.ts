@@ -9,7 +9,7 @@
  * An unhandled rejection or uncaught exception anywhere in this file fails
  * the running test (jest-circus installs process-wide handlers for the run).
  */
-import { BACKGROUND_SQL_TAG, LEASE_EXPIRED } from '../src/modules/comparison/comparison-runner';
+import { BACKGROUND_SQL_TAG, LEASE_EXPIRED, UNSTORABLE } from '../src/modules/comparison/comparison-runner';
 import { createTestDatabase, type TestDatabase } from './helpers/database';
 import { withClient } from './helpers/factories';
 import { FakeLlmServer } from './helpers/fake-llm';
@@ -172,6 +172,22 @@ describeRedis('leases and final writes (two instances, one database, one Redis)'
       expect(sub.completed).toBe(true);
       const last = events.filter((e) => e.responseId === comparison.responses[0]!.id).at(-1);
       expect(last).toMatchObject({ status: 'COMPLETED', content: 'Reply from commit-model: lease me' });
+    });
+
+    it('an answer PostgreSQL refuses to store settles FAILED at once (not left for the lease)', async () => {
+      await withClient(db.url, (c) => c.query(`alter table comparison_responses add constraint refuse_poison check (content not like '%poison%')`));
+      try {
+        fake.setBehavior('poison-model', { text: 'a poison answer' });
+        const res = await a.gql(RUN, { input: { prompt: 'x', models: ['openai:poison-model', 'anthropic:fine-model'] } }, user.token);
+        expect(res.data.runComparison.responses.map((r: any) => [r.status, r.error])).toEqual([
+          ['FAILED', UNSTORABLE],
+          ['COMPLETED', null],
+        ]);
+        expect(a.logs.some((l) => l.includes('the statement was refused'))).toBe(true);
+        expect(a.logs.join('\n')).not.toContain('poison answer'); // the refused statement is logged without its values
+      } finally {
+        await withClient(db.url, (c) => c.query('alter table comparison_responses drop constraint refuse_poison'));
+      }
     });
 
     it('when an instance cannot reach the database for its final write, another settles the response once the lease expires', async () => {

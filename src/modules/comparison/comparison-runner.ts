@@ -60,6 +60,7 @@ const UNSETTLED = [ResponseStatus.PENDING, ResponseStatus.STREAMING];
 /** Reasons stored in `error` (both are FAILED, so `retryComparisonResponse` accepts them). */
 export const INTERRUPTED_BY_SHUTDOWN = 'Interrupted by shutdown: the server stopped before this model answered; retry it';
 export const LEASE_EXPIRED = 'Interrupted: the server running this model stopped (its lease expired); retry it';
+export const UNSTORABLE = 'Internal error: the answer could not be stored; retry it';
 
 /**
  * Marks SQL the runner sends on its own schedule (heartbeats, lease sweeps),
@@ -268,7 +269,7 @@ export class ComparisonRunner {
         [LEASE_EXPIRED, this.deps.leaseMs / 1000],
       );
     } catch (err) {
-      this.deps.logger.warn({ err }, 'could not sweep expired comparison leases (will retry)');
+      this.deps.logger.warn(failure(err), 'could not sweep expired comparison leases (will retry)');
       return 0;
     }
     for (const row of rows) {
@@ -290,7 +291,7 @@ export class ComparisonRunner {
           where id in (${ids.map(() => '?').join(', ')}) and lease_owner = ? and status in ('PENDING', 'STREAMING')`,
         [...ids, this.instanceId],
       )
-      .catch((err: unknown) => this.deps.logger.warn({ err, responses: ids.length }, 'could not renew comparison leases (will retry)'));
+      .catch((err: unknown) => this.deps.logger.warn({ ...failure(err), responses: ids.length }, 'could not renew comparison leases (will retry)'));
   }
 
   /**
@@ -410,6 +411,11 @@ export class ComparisonRunner {
     const content = fields.content ?? '';
     const outcome = await this.writeSettled(id, { content, error: null, ...fields });
     if (outcome === 'not-written') return;
+    if (outcome === 'rejected') {
+      // PostgreSQL refused what we tried to store: store the failure instead (once), so it does not wait for the lease.
+      if (fields.error === UNSTORABLE) return;
+      return this.settle(id, comparisonId, userId, { status: ResponseStatus.FAILED, error: UNSTORABLE, latencyMs: fields.latencyMs }, publisher);
+    }
     if (outcome === 'unknown') {
       // An attempt failed after the statement may have reached PostgreSQL: if the
       // row is settled, announce what it holds (ours, or whoever settled it first).
@@ -428,10 +434,12 @@ export class ComparisonRunner {
 
   /**
    * The conditional final update, retried with backoff on connection errors for
-   * up to SETTLE_RETRY_MS or one lease, whichever is shorter. `unknown`: an earlier attempt failed in a way that
-   * may or may not have committed and the retry found nothing left to update.
+   * up to SETTLE_RETRY_MS or one lease, whichever is shorter. `unknown`: an
+   * earlier attempt failed in a way that may or may not have committed and the
+   * retry found nothing left to update, or the database stayed unreachable.
+   * `rejected`: PostgreSQL refused the statement itself (not the connection).
    */
-  private async writeSettled(id: string, data: SettleFields & { content: string; error: string | null }): Promise<'written' | 'not-written' | 'unknown'> {
+  private async writeSettled(id: string, data: SettleFields & { content: string; error: string | null }): Promise<'written' | 'not-written' | 'unknown' | 'rejected'> {
     const deadline = Date.now() + Math.min(SETTLE_RETRY_MS, this.deps.leaseMs);
     let failedBefore = false;
     for (let attempt = 1; ; attempt++) {
@@ -440,16 +448,30 @@ export class ComparisonRunner {
         if (written) return 'written';
         return failedBefore ? 'unknown' : 'not-written';
       } catch (err) {
+        if (!isConnectionError(err)) {
+          this.deps.logger.error({ ...failure(err), responseId: id, attempt }, 'could not store a comparison response: the statement was refused');
+          return 'rejected';
+        }
         failedBefore = true;
-        if (!isConnectionError(err) || Date.now() >= deadline) {
-          this.deps.logger.error({ err, responseId: id, attempt }, 'could not store a comparison response (its lease will expire and settle it)');
+        if (Date.now() >= deadline) {
+          this.deps.logger.error({ ...failure(err), responseId: id, attempt }, 'could not store a comparison response (its lease will expire and settle it)');
           return 'unknown';
         }
-        this.deps.logger.warn({ err, responseId: id, attempt }, 'storing a comparison response failed on a connection error: retrying');
+        this.deps.logger.warn({ ...failure(err), responseId: id, attempt }, 'storing a comparison response failed on a connection error: retrying');
         await delay(Math.min(2_000, 50 * 2 ** attempt));
       }
     }
   }
+}
+
+/**
+ * What a failed statement is logged with: its class and SQLSTATE / errno, not
+ * its message (the driver's message quotes the statement with its values,
+ * which here include the model's answer).
+ */
+function failure(err: unknown): { error: string; code?: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  return { error: err instanceof Error ? err.name : typeof err, ...(typeof code === 'string' ? { code } : {}) };
 }
 
 function delay(ms: number): Promise<void> {
