@@ -3,11 +3,10 @@
  * and the entity registration list the app uses.
  *
  * The CLI connects to DATABASE_URL, or, when unset, to the embedded PostgreSQL
- * that `npm start` runs (port 54329 by default; start the server once first).
+ * that `npm start` runs (EMBEDDED_POSTGRES_PORT, 54329 by default; start the server once first).
  */
 import 'reflect-metadata';
 import { loadConfig } from './src/config';
-import { EMBEDDED_DEFAULT_PORT } from './src/db/embedded';
 import { createOrmOptions } from './src/db/orm';
 import { ApiKey } from './src/modules/api-key/api-key.entity';
 import { ComparisonResponse, ComparisonResult } from './src/modules/comparison/comparison.entity';
@@ -22,7 +21,7 @@ export const ENTITIES: Function[] = [BaseEntity, User, ApiKey, Conversation, Mes
 export default async () => {
   const config = loadConfig();
   return createOrmOptions({
-    clientUrl: config.databaseUrl ?? `postgres://postgres:postgres@127.0.0.1:${EMBEDDED_DEFAULT_PORT}/llmselect`,
+    clientUrl: config.databaseUrl ?? `postgres://postgres:postgres@127.0.0.1:${config.embeddedPostgresPort}/llmselect`,
     pool: { ...config.pool, min: 0, max: 2 },
     entities: ENTITIES,
   });

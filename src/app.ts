@@ -22,7 +22,7 @@ import { GenerationInvalidator } from './cache/generations';
 import { createPubSub, type PubSub } from './cache/pubsub';
 import type { Config } from './config';
 import { startEmbeddedPostgres } from './db/embedded';
-import { MikroORM, createOrmOptions, type Orm, pingDatabase, poolStats } from './db/orm';
+import { connectOrm, createOrmOptions, type Orm, pingDatabase, poolStats } from './db/orm';
 import { CursorCodec } from './db/pagination';
 import { QueryObserver } from './db/query-observer';
 import { TokenService } from './graphql/auth';
@@ -33,6 +33,7 @@ import { invalidationPlugin } from './graphql/plugins/invalidation';
 import { jitGateway } from './graphql/jit-executor';
 import { ResponseCache } from './graphql/response-cache';
 import { depthLimit } from './graphql/plugins/depth-limit';
+import { httpStatusPlugin } from './graphql/plugins/http-status';
 import { classifyError } from './graphql/plugins/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
 import { operationCachePlugin } from './graphql/plugins/operation-cache';
@@ -98,12 +99,17 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       logger.info({ dataDir: config.dataDir }, 'DATABASE_URL not set: starting embedded PostgreSQL');
-      const embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, log: (line) => logger.debug({ line }, 'embedded postgres') });
+      const embedded = await startEmbeddedPostgres({
+        dataDir: config.dataDir,
+        port: config.embeddedPostgresPort,
+        log: (line) => logger.debug({ line }, 'embedded postgres'),
+        notice: (line) => logger.warn({ dataDir: config.dataDir }, `embedded postgres: ${line}`),
+      });
       cleanups.push(() => embedded.stop());
       databaseUrl = embedded.url;
     }
     const queryObserver = new QueryObserver(logger, config.slowQueryMs);
-    const orm = await MikroORM.init(createOrmOptions({ clientUrl: databaseUrl, pool: config.pool, entities: ENTITIES, observer: queryObserver }));
+    const orm = await connectOrm(createOrmOptions({ clientUrl: databaseUrl, pool: config.pool, entities: ENTITIES, observer: queryObserver }));
     cleanups.push(() => orm.close(true));
     if (config.migrateOnStart) {
       const applied = await orm.getMigrator().up();
@@ -148,13 +154,12 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       conversations,
       models: modelAccess,
       requestTimeoutMs: config.llm.requestTimeoutMs,
+      leaseMs: config.comparisonLeaseMs,
       logger,
       metrics,
     });
     await runner.start();
     cleanups.push(() => runner.close());
-    const interrupted = await runner.sweepInterrupted();
-    if (interrupted) logger.warn({ interrupted }, 'marked comparison responses interrupted by an earlier stop as FAILED');
     const modelRegistry = new ModelRegistry({
       cache,
       baseUrls: config.providerBaseUrls,
@@ -189,6 +194,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       ...(config.graphqlExecutor === 'jit' ? { gateway: jitGateway(schema) } : { schema }),
       introspection: !production,
       includeStacktraceInErrorResponses: false,
+      // main.ts owns SIGTERM/SIGINT: a second handler would stop Apollo twice and race the drain.
+      stopOnTerminationSignals: false,
       validationRules: [depthLimit(config.maxQueryDepth)],
       formatError: (formatted, error) => classifyError(formatted, error, production).formatted,
       persistedQueries: {
@@ -201,6 +208,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         ApolloServerPluginCacheControlDisabled(),
         persistedDocumentsPlugin({ documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly }),
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production }),
+        httpStatusPlugin(),
         invalidationPlugin(generations),
         operationCachePlugin(responseCache),
         production
@@ -254,10 +262,12 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       return 'not_found';
     };
 
+    let stopping = false;
     const httpServer = createServer((req, res) => {
       const start = process.hrtime.bigint();
       const requestId = requestIdFrom(req.headers['x-request-id']);
       res.setHeader('x-request-id', requestId);
+      if (stopping) res.setHeader('connection', 'close');
       stampResponseTime(res, start);
       route(req, res, requestId)
         .then((name) => observe(name))
@@ -274,15 +284,18 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       }
     });
     httpServer.keepAliveTimeout = 65_000;
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          httpServer.close(() => resolve());
-          httpServer.closeIdleConnections();
-          if (!httpServer.listening) resolve();
-        }),
-    );
-
+    // Shutdown, in order: stop accepting (listener and idle keep-alive connections
+    // closed), let running comparisons finish or settle them and end event
+    // streams with their final events, let the requests still open answer, then
+    // (the cleanups registered earlier) Apollo, runner, pub/sub, cache, pool and
+    // the embedded PostgreSQL last.
+    cleanups.push(async () => {
+      stopping = true;
+      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      httpServer.closeIdleConnections();
+      await runner.close(config.shutdownGraceMs);
+      await drainConnections(httpServer, closed, HTTP_DRAIN_MS);
+    });
     let closing: Promise<void> | undefined;
     return {
       config,
@@ -300,6 +313,22 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     await close();
     throw error;
   }
+}
+
+/** After the comparisons have settled, how long open requests get to answer before their connections are cut. */
+const HTTP_DRAIN_MS = 5_000;
+
+/** Closes connections as they go idle until the server has closed, then cuts what is left after `ms`. */
+async function drainConnections(server: Server, closed: Promise<void>, ms: number): Promise<void> {
+  let done = false;
+  void closed.then(() => (done = true));
+  const deadline = Date.now() + ms;
+  while (!done && Date.now() < deadline) {
+    server.closeIdleConnections();
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 50))]);
+  }
+  if (!done) server.closeAllConnections();
+  await closed;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

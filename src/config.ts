@@ -32,6 +32,8 @@ export interface Config {
   /** Unset: an embedded PostgreSQL under `dataDir` is started. */
   databaseUrl?: string;
   dataDir: string;
+  /** Port of the embedded PostgreSQL (only used when `databaseUrl` is unset). */
+  embeddedPostgresPort: number;
   pool: PoolConfig;
   migrateOnStart: boolean;
   redisUrl?: string;
@@ -54,6 +56,14 @@ export interface Config {
   graphqlExecutor: 'jit' | 'graphql-js';
   /** argon2id cost (OWASP: 19 MiB, 2 passes, 1 lane). */
   passwordHashing: { memoryCostKib: number; timeCost: number };
+  /** On SIGTERM, how long running comparisons may finish before they are settled FAILED "Interrupted by shutdown". */
+  shutdownGraceMs: number;
+  /**
+   * A running comparison response is leased by its instance, which refreshes
+   * the lease every quarter of this; any instance settles a response whose
+   * lease is older than this as FAILED (its instance crashed).
+   */
+  comparisonLeaseMs: number;
 }
 
 export class ConfigError extends Error {
@@ -172,6 +182,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     version: env.npm_package_version ?? '0.1.0',
     databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
     dataDir,
+    embeddedPostgresPort: int(env, 'EMBEDDED_POSTGRES_PORT', 54329, 1),
     pool,
     migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
@@ -212,6 +223,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       memoryCostKib: int(env, 'ARGON2_MEMORY_KIB', 19_456, 1024),
       timeCost: int(env, 'ARGON2_TIME_COST', 2, 1),
     },
+    shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10_000),
+    comparisonLeaseMs: int(env, 'COMPARISON_LEASE_MS', 20_000, 100),
   };
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be a pino level, got "${config.logLevel}"`);

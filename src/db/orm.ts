@@ -28,6 +28,9 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     entities: input.entities,
     schema: input.schema,
     discovery: { warnWhenNoEntities: true },
+    // MikroORM would otherwise CREATE a database that DATABASE_URL names but
+    // that does not exist: a typo must stop startup, not start an empty database.
+    ensureDatabase: false,
     extensions: [Migrator],
     migrations: {
       tableName: 'mikro_orm_migrations',
@@ -48,10 +51,51 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     // Entities are never loaded implicitly: relations go through request-scoped loaders.
     forceUndefined: false,
     loadStrategy: 'select-in',
+    // knex reports dropped pool connections itself ("Connection Error: …"): into our log, not the console.
+    driverOptions: input.observer ? { log: knexLog(input.observer) } : {},
     debug: input.observer ? ['query'] : false,
     loggerFactory: input.observer ? () => input.observer! : undefined,
     allowGlobalContext: false,
   });
+}
+
+/**
+ * `MikroORM.init` plus a round trip, so a database that is missing or
+ * unreachable stops startup with PostgreSQL's reason in one line
+ * (`database "x" does not exist`) instead of failing the first request.
+ */
+export async function connectOrm(options: Options): Promise<Orm> {
+  const orm = await MikroORM.init(options);
+  const check = await orm.checkConnection();
+  if (!check.ok) {
+    await orm.close(true).catch(() => undefined);
+    const where = describeDatabaseUrl(String(options.clientUrl ?? ''));
+    throw new Error(`cannot use the database ${where}: ${oneLine(check.reason)}`);
+  }
+  return orm;
+}
+
+/** `host:port/name` of a connection URL, never its password. */
+export function describeDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || 5432}${u.pathname}`;
+  } catch {
+    return '(unparsable DATABASE_URL)';
+  }
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+function knexLog(observer: QueryObserver) {
+  return {
+    warn: (message: unknown) => observer.warn('knex', String(message)),
+    error: (message: unknown) => observer.error('knex', String(message)),
+    deprecate: (method: unknown, alternative: unknown) => observer.warn('knex', `${String(method)} is deprecated, use ${String(alternative)}`),
+    debug: () => undefined,
+  };
 }
 
 export interface PoolStats {

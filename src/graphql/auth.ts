@@ -2,6 +2,7 @@
  * JWTs (HS256 pinned, with expiry) and the request principal. The principal
  * comes only from the verified token's claims: no user lookup per request.
  */
+import { HeaderMap } from '@apollo/server';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { AppError } from './errors';
 
@@ -14,6 +15,23 @@ export interface Principal {
 
 const ALGORITHM = 'HS256';
 const ISSUER = 'llmselect';
+
+/** The challenge of a 401 (RFC 6750): a Bearer token is what this API takes. */
+export const BEARER_CHALLENGE = 'Bearer realm="llmselect"';
+
+/**
+ * UNAUTHENTICATED for credentials that were sent but are not valid (bad
+ * header, forged, expired, wrong algorithm): the whole request fails with
+ * HTTP 401 and `WWW-Authenticate: Bearer … error="invalid_token"`, on
+ * /graphql (Apollo reads `extensions.http`) and /graphql/stream alike.
+ */
+export class InvalidTokenError extends AppError {
+  constructor(message: string) {
+    super('UNAUTHENTICATED', message, {
+      http: { status: 401, headers: new HeaderMap([['www-authenticate', `${BEARER_CHALLENGE}, error="invalid_token"`]]) },
+    });
+  }
+}
 
 export class TokenService {
   private readonly key: Uint8Array;
@@ -37,20 +55,20 @@ export class TokenService {
 
   /**
    * Verifies signature, algorithm (only HS256: `alg: none` and any other
-   * algorithm are rejected), issuer and expiry. Throws UNAUTHENTICATED.
+   * algorithm are rejected), issuer and expiry. Throws InvalidTokenError (UNAUTHENTICATED, 401).
    */
   async verify(token: string): Promise<Principal> {
     try {
       const { payload } = await jwtVerify(token, this.key, { algorithms: [ALGORITHM], issuer: ISSUER });
       const role = payload.role;
       if (typeof payload.sub !== 'string' || (role !== 'USER' && role !== 'ADMIN')) {
-        throw new AppError('UNAUTHENTICATED', 'Invalid token');
+        throw new InvalidTokenError('Invalid token');
       }
       return { userId: payload.sub, role };
     } catch (error) {
       if (error instanceof AppError) throw error;
       const expired = error instanceof joseErrors.JWTExpired;
-      throw new AppError('UNAUTHENTICATED', expired ? 'Token expired' : 'Invalid token');
+      throw new InvalidTokenError(expired ? 'Token expired' : 'Invalid token');
     }
   }
 
@@ -58,7 +76,7 @@ export class TokenService {
   async fromAuthorizationHeader(header: string | undefined | null): Promise<Principal | null> {
     if (!header) return null;
     const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
-    if (!match) throw new AppError('UNAUTHENTICATED', 'Authorization header must be "Bearer <token>"');
+    if (!match) throw new InvalidTokenError('Authorization header must be "Bearer <token>"');
     return this.verify(match[1]!);
   }
 }

@@ -4,11 +4,13 @@
  * subscription operations are served here (queries and mutations go through
  * Apollo, with its plugins); errors are masked like everywhere else.
  */
+import type { HeaderMap } from '@apollo/server';
 import { type GraphQLError, type GraphQLSchema, Kind, parse } from 'graphql';
 import { createHandler } from 'graphql-sse/lib/use/http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from './auth';
 import type { Context } from './context';
+import { AppError } from './errors';
 import { classifyError } from './plugins/format-error';
 
 export interface SseDeps {
@@ -25,7 +27,7 @@ const badRequest = (message: string) =>
   ] as const;
 
 export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void> {
-  const requestIds = new WeakMap<IncomingMessage, string>();
+  const requests = new WeakMap<IncomingMessage, { requestId: string; principal: Principal | null }>();
   // graphql-sse wants an index-signature context; ours is a plain interface.
   type SseContext = Context & Record<PropertyKey, unknown>;
   const handler = createHandler<SseContext>({
@@ -42,10 +44,10 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       return undefined;
     },
     context: async (req) => {
-      const raw = req.raw as IncomingMessage;
-      // An invalid token is reported by the resolver as UNAUTHENTICATED (like a missing one).
-      const principal = await deps.principalFrom(raw.headers.authorization).catch(() => null);
-      return deps.context(requestIds.get(raw) ?? 'sse', principal) as SseContext;
+      // The token was verified before the stream opened (an invalid one answered 401);
+      // a missing one is reported by the resolver as UNAUTHENTICATED.
+      const request = requests.get(req.raw as IncomingMessage);
+      return deps.context(request?.requestId ?? 'sse', request?.principal ?? null) as SseContext;
     },
     onNext: (_ctx, _req, result) => {
       if (!('errors' in result) || !result.errors?.length) return result;
@@ -55,7 +57,25 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
     },
   });
   return async (req, res, requestId) => {
-    requestIds.set(req, requestId);
+    let principal: Principal | null;
+    try {
+      principal = await deps.principalFrom(req.headers.authorization);
+    } catch (error) {
+      if (!(error instanceof AppError)) throw error;
+      sendError(res, error, deps.production);
+      return;
+    }
+    requests.set(req, { requestId, principal });
     await handler(req, res);
   };
+}
+
+/** Answers before any stream opens, with the status and headers the error asks for (as Apollo does on /graphql). */
+function sendError(res: ServerResponse, error: AppError, production: boolean): void {
+  const http = error.extensions.http as { status?: number; headers?: HeaderMap } | undefined;
+  res.statusCode = http?.status ?? 400;
+  for (const [name, value] of http?.headers ?? []) res.setHeader(name, value);
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('cache-control', 'no-store');
+  res.end(JSON.stringify({ errors: [classifyError(error.toJSON(), error, production).formatted] }));
 }

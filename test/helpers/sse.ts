@@ -8,6 +8,8 @@ export interface SseSubscription<T> {
   /** Disconnects (like a closed browser tab). */
   close(): void;
   status: number;
+  /** True once the server sent `complete` (a stream cut without it stays false). */
+  readonly completed: boolean;
 }
 
 export async function subscribe<T = any>(baseUrl: string, query: string, variables: Record<string, unknown>, token?: string): Promise<SseSubscription<T>> {
@@ -18,6 +20,7 @@ export async function subscribe<T = any>(baseUrl: string, query: string, variabl
     body: JSON.stringify({ query, variables }),
     signal: controller.signal,
   });
+  let completed = false;
   async function* read() {
     if (!response.body) return;
     const decoder = new TextDecoder();
@@ -35,7 +38,10 @@ export async function subscribe<T = any>(baseUrl: string, query: string, variabl
             .filter((l) => l.startsWith('data:'))
             .map((l) => l.slice(5).trimStart())
             .join('\n');
-          if (event === 'complete') return;
+          if (event === 'complete') {
+            completed = true;
+            return;
+          }
           if (event === 'next' && data) yield JSON.parse(data);
         }
       }
@@ -43,5 +49,12 @@ export async function subscribe<T = any>(baseUrl: string, query: string, variabl
       if ((error as Error).name !== 'AbortError') throw error;
     }
   }
-  return { events: read(), close: () => controller.abort(), status: response.status };
+  return {
+    events: read(),
+    close: () => controller.abort(),
+    status: response.status,
+    get completed() {
+      return completed;
+    },
+  };
 }

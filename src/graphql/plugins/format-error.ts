@@ -6,6 +6,7 @@
  */
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
+import { isConnectionError } from '../../db/connection-errors';
 import { AppError, type ErrorCode } from '../errors';
 
 /** A validation-rule error that should reach the client as QUERY_TOO_COMPLEX. */
@@ -15,15 +16,8 @@ export class QueryTooComplexError extends GraphQLError {
   }
 }
 
-/** Errors from the pool or the driver that mean "retry later", not "bug". */
-export function isUnavailableError(error: unknown): boolean {
-  const message = error instanceof Error ? error.message : '';
-  const code = (error as { code?: string } | null)?.code;
-  return (
-    /Timeout acquiring a connection|pool is probably full|Connection terminated|ECONNREFUSED|the database system is (starting up|shutting down)/i.test(message) ||
-    ['ECONNREFUSED', 'ECONNRESET', '57P01', '57P03', '53300'].includes(code ?? '')
-  );
-}
+/** Errors from the pool or the driver that mean "retry later", not "bug" (see `db/connection-errors.ts`). */
+export const isUnavailableError = isConnectionError;
 
 function rootCause(error: unknown): unknown {
   let current = error;
@@ -76,7 +70,8 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
   const base = { message: formatted.message, locations: formatted.locations, path: formatted.path };
   if (cause instanceof AppError || cause instanceof QueryTooComplexError) {
     const code = cause.extensions.code as ErrorCode;
-    const { code: _c, ...rest } = cause.extensions;
+    // `http` is Apollo's instruction for the response status and headers, not something to show.
+    const { code: _c, http: _h, ...rest } = cause.extensions;
     return { formatted: { ...base, message: cause.message, extensions: { ...rest, code } }, internal: false };
   }
   const mapped = requestErrorCode(formatted.extensions?.code) ?? (isCodelessClientError(cause) ? 'BAD_USER_INPUT' : null);

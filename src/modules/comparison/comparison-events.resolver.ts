@@ -1,8 +1,8 @@
 import { Arg, Field, ID, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
-import { notFound } from '../../graphql/errors';
-import type { ComparisonEvent } from './comparison-events';
+import { AppError, notFound } from '../../graphql/errors';
+import { type ComparisonEvent, isShutdownNotice, type StreamItem } from './comparison-events';
 import { ResponseStatus } from './comparison.entity';
 
 @ObjectType('ComparisonEvent', { simpleResolvers: true })
@@ -39,7 +39,9 @@ export class ComparisonEventsResolver {
       return ctx.services.runner.events(comparison.id);
     },
   })
-  comparisonEvents(@Arg('comparisonId', () => ID) _comparisonId: string, @Root() event: ComparisonEvent): ComparisonEvent {
+  comparisonEvents(@Arg('comparisonId', () => ID) _comparisonId: string, @Root() event: StreamItem): ComparisonEvent {
+    // The server is stopping while a response still runs on another instance: the last event says so.
+    if (isShutdownNotice(event)) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: subscribe again to follow this comparison');
     return event;
   }
 }

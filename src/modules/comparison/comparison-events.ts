@@ -13,6 +13,12 @@
  * response carrying the content so far → live deltas (never the whole text
  * again) → the full content once at settle → complete when every response
  * has settled.
+ *
+ * When the server shuts down (`shutdown()`), a stream sends as final events
+ * the settled state PostgreSQL holds for its open responses (the runner has
+ * settled its own by then); if some are still running on another instance it
+ * ends with a `SHUTDOWN_NOTICE` (SERVICE_UNAVAILABLE: subscribe again), then
+ * completes.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
@@ -31,6 +37,20 @@ export interface ComparisonEvent {
   delta: string | null;
   content: string | null;
   error: string | null;
+}
+
+/** The last item of a stream ended by a shutdown while responses still run elsewhere. */
+export const SHUTDOWN_NOTICE = Object.freeze({ kind: 'shutdown' as const });
+export type ShutdownNotice = typeof SHUTDOWN_NOTICE;
+export type StreamItem = ComparisonEvent | ShutdownNotice;
+export const isShutdownNotice = (item: unknown): item is ShutdownNotice => item === SHUTDOWN_NOTICE;
+
+/** A subscriber's stream, which the runner can end at shutdown. */
+export interface ComparisonEventStream extends AsyncIterableIterator<StreamItem> {
+  /** Ends the stream with its final events; resolves once the stream has finished. */
+  shutdown(): Promise<void>;
+  /** Resolves once the stream has finished, however it ended. */
+  readonly finished: Promise<void>;
 }
 
 export const channelOf = (comparisonId: string) => `comparison:${comparisonId}`;
@@ -123,14 +143,28 @@ export function comparisonEventStream(
   deps: { pubsub: PubSub; cache: CachePort },
   em: EntityManager,
   comparisonId: string,
-): AsyncIterableIterator<ComparisonEvent> {
-  const queue = new MessageQueue<ChannelMessage>();
-  const events = streamEvents(deps, em, comparisonId, queue);
+): ComparisonEventStream {
+  const queue = new MessageQueue<QueueItem>();
+  let finished!: () => void;
+  const done = new Promise<void>((resolve) => (finished = resolve));
+  const events = streamEvents(deps, em, comparisonId, queue, finished);
+  let started = false;
   return {
-    next: () => events.next(),
+    finished: done,
+    next: () => {
+      started = true;
+      return events.next();
+    },
+    shutdown: () => {
+      queue.push(SHUTDOWN_NOTICE);
+      return done;
+    },
     return: (value?: unknown) => {
       queue.close();
-      return events.return(value as undefined);
+      const result = events.return(value as undefined);
+      // A generator that never started runs no `finally`.
+      if (!started) finished();
+      return result;
     },
     throw: (error?: unknown) => {
       queue.close();
@@ -142,12 +176,29 @@ export function comparisonEventStream(
   };
 }
 
+type QueueItem = ChannelMessage | ShutdownNotice;
+
 async function* streamEvents(
   deps: { pubsub: PubSub; cache: CachePort },
   em: EntityManager,
   comparisonId: string,
-  queue: MessageQueue<ChannelMessage>,
-): AsyncGenerator<ComparisonEvent, undefined> {
+  queue: MessageQueue<QueueItem>,
+  finished: () => void,
+): AsyncGenerator<StreamItem, undefined> {
+  try {
+    yield* followComparison(deps, em, comparisonId, queue);
+  } finally {
+    finished();
+  }
+  return undefined;
+}
+
+async function* followComparison(
+  deps: { pubsub: PubSub; cache: CachePort },
+  em: EntityManager,
+  comparisonId: string,
+  queue: MessageQueue<QueueItem>,
+): AsyncGenerator<StreamItem, undefined> {
   const unsubscribe = await deps.pubsub.subscribe<ChannelMessage>(channelOf(comparisonId), (m) => queue.push(m));
   try {
     const views = new Map<string, ResponseView>();
@@ -173,6 +224,10 @@ async function* streamEvents(
     while (open()) {
       const message = await queue.next();
       if (message === CLOSED) return undefined;
+      if (isShutdownNotice(message)) {
+        yield* finalEvents(em, views, event);
+        return undefined;
+      }
       const view = views.get(message.responseId);
       if (!view || view.settled) continue;
       if (message.kind === 'settled') {
@@ -195,4 +250,24 @@ async function* streamEvents(
     await unsubscribe();
   }
   return undefined;
+}
+
+/** At shutdown: the settled state stored for each open response, then SHUTDOWN_NOTICE if any is still running. */
+async function* finalEvents(
+  em: EntityManager,
+  views: Map<string, ResponseView>,
+  event: (responseId: string, status: ResponseStatus, fields: Partial<ComparisonEvent>) => ComparisonEvent,
+): AsyncGenerator<StreamItem> {
+  const open = [...views].filter(([, v]) => !v.settled).map(([id]) => id);
+  const rows = await em
+    .fork()
+    .find(ComparisonResponse, { id: { $in: open } }, { orderBy: { position: 'asc' } })
+    .catch(() => [] as ComparisonResponse[]);
+  let stillRunning = open.length;
+  for (const r of rows) {
+    if (!SETTLED_STATUSES.includes(r.status)) continue;
+    stillRunning--;
+    yield event(r.id, r.status, { content: r.content, error: r.error ?? null });
+  }
+  if (stillRunning > 0) yield SHUTDOWN_NOTICE;
 }

@@ -7,15 +7,37 @@
  * forks, so a client that disconnects does not stop it.
  *
  * Settling is a conditional update (`where status in (PENDING, STREAMING)`):
- * the runner, a cancel on any instance, and the startup sweep race safely and
+ * the runner, a cancel on any instance, and the lease sweep race safely and
  * the first writer wins.
+ *
+ * Nothing stays running forever (leases):
+ * - every response row carries a lease: the instance running it
+ *   (`lease_owner`) and a heartbeat (`heartbeat_at`, database time), set when
+ *   the row is written and refreshed every quarter of COMPARISON_LEASE_MS
+ *   while this process runs it (one statement for all of them);
+ * - every instance, every quarter of the lease and once at start, settles the
+ *   unsettled responses whose heartbeat is older than the lease as FAILED
+ *   (`LEASE_EXPIRED`), tells their subscribers and bumps their owner's
+ *   cache generation: a crashed instance's responses settle within about
+ *   1.25 × the lease, whichever instances survive;
+ * - the final write is retried on connection errors; if the outcome of a
+ *   failed attempt is unknown and the row is found settled, the stored state
+ *   is announced, so subscribers never wait for a write that did happen;
+ * - at shutdown, running responses get SHUTDOWN_GRACE_MS to finish, then are
+ *   settled FAILED `INTERRUPTED_BY_SHUTDOWN` (retryable like any FAILED one),
+ *   and open event streams end with their final events.
  */
 import type { CachePort } from '../../cache/cache.port';
 import type { UserCacheInvalidator } from '../../cache/invalidation';
 import type { PubSub } from '../../cache/pubsub';
 import type { Orm } from '../../db/orm';
+import { raw } from '@mikro-orm/core';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { isConnectionError } from '../../db/connection-errors';
+import { isUuid } from '../../db/pagination';
 import type { Principal } from '../../graphql/auth';
-import { badInput, notFound } from '../../graphql/errors';
+import { AppError, badInput, notFound } from '../../graphql/errors';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
 import { ProviderCallError } from '../../llm/providers';
@@ -28,12 +50,29 @@ import type { ConversationService } from '../conversation/conversation.service';
 import { validatePrompt } from '../message/chat.service';
 import { historiesByModel } from '../message/history';
 import { Message, MessageRole } from '../message/message.entity';
-import { type ComparisonEvent, comparisonEventStream, CONTROL_CHANNEL, ResponsePublisher } from './comparison-events';
-import { ComparisonResponse, ComparisonResult, ResponseStatus } from './comparison.entity';
+import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, ResponsePublisher } from './comparison-events';
+import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 
 export const MIN_MODELS = 2;
 export const MAX_MODELS = 8;
 const UNSETTLED = [ResponseStatus.PENDING, ResponseStatus.STREAMING];
+
+/** Reasons stored in `error` (both are FAILED, so `retryComparisonResponse` accepts them). */
+export const INTERRUPTED_BY_SHUTDOWN = 'Interrupted by shutdown: the server stopped before this model answered; retry it';
+export const LEASE_EXPIRED = 'Interrupted: the server running this model stopped (its lease expired); retry it';
+export const UNSTORABLE = 'Internal error: the answer could not be stored; retry it';
+
+/**
+ * Marks SQL the runner sends on its own schedule (heartbeats, lease sweeps),
+ * not on behalf of a request: it shows in the slow-query log with this tag,
+ * and statement counters that measure a request leave it out.
+ */
+export const BACKGROUND_SQL_TAG = '/* background */';
+
+/** How long the final write of a response is retried on connection errors (at most one lease: then other instances settle it). */
+const SETTLE_RETRY_MS = 10_000;
+/** At shutdown, how long open event streams get to send their final events. */
+const STREAM_SHUTDOWN_MS = 2_000;
 
 export interface RunComparisonArgs {
   prompt: string;
@@ -49,9 +88,15 @@ export interface ComparisonRunnerDeps {
   conversations: ConversationService;
   models: ModelAccess;
   requestTimeoutMs: number;
+  /** A lease not renewed for this long is expired (see the header). */
+  leaseMs: number;
   logger: Logger;
   metrics: Metrics;
 }
+
+type SettleFields = Partial<Pick<ComparisonResponse, 'content' | 'error' | 'latencyMs' | 'timeToFirstTokenMs' | 'promptTokens' | 'completionTokens' | 'costUsd'>> & {
+  status: ResponseStatus;
+};
 
 interface Job {
   response: { id: string; comparisonId: string; model: ModelId };
@@ -60,19 +105,32 @@ interface Job {
 }
 
 export class ComparisonRunner {
-  /** Responses running in this process, for cancel and shutdown. */
+  /** This process, as `lease_owner` of the responses it runs (host/pid/random: unique even across restarts). */
+  readonly instanceId = `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
+  /** Responses running in this process, for cancel, heartbeats and shutdown. */
   private readonly running = new Map<string, { comparisonId: string; controller: AbortController; reason?: string }>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly done = new Map<string, Promise<void>>();
+  /** Open `comparisonEvents` streams, ended at shutdown. */
+  private readonly streams = new Set<ComparisonEventStream>();
   private unsubscribeControl: (() => Promise<void>) | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<number> | undefined;
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly deps: ComparisonRunnerDeps) {}
 
-  /** Listens for cancels issued on other instances. */
+  /** Listens for cancels issued on other instances, settles expired leases, and starts heartbeats and sweeps. */
   async start(): Promise<void> {
     this.unsubscribeControl = await this.deps.pubsub.subscribe<{ cancel: string }>(CONTROL_CHANNEL, (m) => {
       if (m?.cancel) this.abortLocal(m.cancel, 'Cancelled');
     });
+    const swept = await this.sweepExpiredLeases();
+    if (swept) this.deps.logger.warn({ swept }, 'settled comparison responses whose instance stopped (lease expired) as FAILED');
+    const every = Math.max(25, Math.floor(this.deps.leaseMs / 4));
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), every).unref();
+    this.sweepTimer = setInterval(() => void this.sweepExpiredLeases(), every).unref();
   }
 
   /**
@@ -80,6 +138,7 @@ export class ComparisonRunner {
    * transaction, starts every model, and returns the comparison id at once.
    */
   async begin(principal: Principal, args: RunComparisonArgs): Promise<string> {
+    this.refuseWhenClosing();
     const prompt = validatePrompt(args.prompt, 'prompt');
     const models = parseModels(args.models);
     const em = this.deps.orm.em.fork();
@@ -99,6 +158,7 @@ export class ComparisonRunner {
         model: model.id,
         keyLabel: model.label,
         createdAt: comparison.createdAt,
+        leaseOwner: this.instanceId,
       }),
     );
     conversation.updatedAt = new Date();
@@ -114,8 +174,12 @@ export class ComparisonRunner {
   }
 
   /** The live event stream of a comparison the caller has already been authorised for. */
-  events(comparisonId: string): AsyncIterableIterator<ComparisonEvent> {
-    return comparisonEventStream(this.deps, this.deps.orm.em.fork(), comparisonId);
+  events(comparisonId: string): ComparisonEventStream {
+    const stream = comparisonEventStream(this.deps, this.deps.orm.em.fork(), comparisonId);
+    this.streams.add(stream);
+    void stream.finished.then(() => this.streams.delete(stream));
+    if (this.closing) void stream.shutdown();
+    return stream;
   }
 
   /** Resolves when every response this process started for the comparison has settled. */
@@ -125,6 +189,8 @@ export class ComparisonRunner {
 
   /** Re-runs one FAILED / TIMED_OUT response with the history its comparison had, and waits for it. */
   async retry(principal: Principal, responseId: string): Promise<void> {
+    if (!isUuid(responseId)) throw notFound('Comparison response');
+    this.refuseWhenClosing();
     const em = this.deps.orm.em.fork();
     const [response] = await em.find(ComparisonResponse, { id: responseId, comparison: { owner: principal.userId } }, { populate: ['comparison'] });
     if (!response) throw notFound('Comparison response');
@@ -135,7 +201,19 @@ export class ComparisonRunner {
     const reset = await em.nativeUpdate(
       ComparisonResponse,
       { id: response.id, status: { $in: [ResponseStatus.FAILED, ResponseStatus.TIMED_OUT] } },
-      { status: ResponseStatus.PENDING, content: '', error: null, latencyMs: null, timeToFirstTokenMs: null, promptTokens: null, completionTokens: null, costUsd: null, settledAt: null },
+      {
+        status: ResponseStatus.PENDING,
+        content: '',
+        error: null,
+        latencyMs: null,
+        timeToFirstTokenMs: null,
+        promptTokens: null,
+        completionTokens: null,
+        costUsd: null,
+        settledAt: null,
+        leaseOwner: this.instanceId,
+        heartbeatAt: raw('now()'),
+      },
     );
     if (!reset) throw badInput('This response is already being retried', 'id');
 
@@ -151,6 +229,7 @@ export class ComparisonRunner {
 
   /** Aborts the comparison's unsettled responses, on this instance and (through pub/sub) on every other. */
   async cancel(principal: Principal, comparisonId: string): Promise<void> {
+    if (!isUuid(comparisonId)) throw notFound('Comparison');
     const em = this.deps.orm.em.fork();
     const [comparison] = await em.find(ComparisonResult, { id: comparisonId, owner: principal.userId });
     if (!comparison) throw notFound('Comparison');
@@ -165,26 +244,84 @@ export class ComparisonRunner {
   }
 
   /**
-   * Marks responses that no process can still be running (older than the
-   * timeout plus a margin) as FAILED, e.g. after a crash. Run at startup.
+   * Settles, as FAILED `LEASE_EXPIRED`, every unsettled response whose lease
+   * was not renewed for `leaseMs` (whichever instance held it), announces the
+   * settled state to subscribers and bumps the owners' cache generations.
+   * Runs at start and every quarter of the lease; returns how many it settled.
    */
-  async sweepInterrupted(): Promise<number> {
-    const before = new Date(Date.now() - this.deps.requestTimeoutMs - 5 * 60_000);
-    return this.deps.orm.em.fork().nativeUpdate(
-      ComparisonResponse,
-      { status: { $in: UNSETTLED }, createdAt: { $lt: before } },
-      { status: ResponseStatus.FAILED, error: 'Interrupted: the server stopped before this model answered', settledAt: new Date() },
-    );
+  sweepExpiredLeases(): Promise<number> {
+    return (this.sweeping ??= this.sweep().finally(() => (this.sweeping = undefined)));
   }
 
-  /** Aborts everything still running here (marked FAILED) and waits for the writes. */
-  async close(): Promise<void> {
-    await this.unsubscribeControl?.();
-    for (const [, run] of this.running) {
-      run.reason = 'Interrupted: the server is shutting down';
+  private async sweep(): Promise<number> {
+    let rows: Array<{ id: string; comparison_id: string; owner_id: string; lease_owner: string | null }>;
+    try {
+      rows = await this.deps.orm.em.getConnection().execute(
+        `${BACKGROUND_SQL_TAG} update comparison_responses r
+            set status = 'FAILED', error = ?, content = '', settled_at = now()
+           from comparison_results c
+          where c.id = r.comparison_id
+            and r.status in ('PENDING', 'STREAMING')
+            and r.heartbeat_at < now() - make_interval(secs => ?)
+        returning r.id, r.comparison_id, c.owner_id, r.lease_owner`,
+        [LEASE_EXPIRED, this.deps.leaseMs / 1000],
+      );
+    } catch (err) {
+      this.deps.logger.warn(failure(err), 'could not sweep expired comparison leases (will retry)');
+      return 0;
+    }
+    for (const row of rows) {
+      this.deps.logger.warn({ responseId: row.id, comparisonId: row.comparison_id, leaseOwner: row.lease_owner }, 'comparison response lease expired: settled FAILED');
+      await this.deps.invalidation.invalidateUser(row.owner_id);
+      await new ResponsePublisher(this.deps.pubsub, this.deps.cache, row.comparison_id, row.id).settled(ResponseStatus.FAILED, '', LEASE_EXPIRED);
+    }
+    return rows.length;
+  }
+
+  /** Renews the lease of every response this process runs, in one statement. */
+  private async heartbeat(): Promise<void> {
+    const ids = [...this.running.keys()];
+    if (!ids.length) return;
+    await this.deps.orm.em
+      .getConnection()
+      .execute(
+        `${BACKGROUND_SQL_TAG} update comparison_responses set heartbeat_at = now()
+          where id in (${ids.map(() => '?').join(', ')}) and lease_owner = ? and status in ('PENDING', 'STREAMING')`,
+        [...ids, this.instanceId],
+      )
+      .catch((err: unknown) => this.deps.logger.warn({ ...failure(err), responses: ids.length }, 'could not renew comparison leases (will retry)'));
+  }
+
+  /**
+   * Graceful shutdown, idempotent: refuses new comparisons, lets running
+   * responses finish for up to `graceMs` (their leases kept alive), settles
+   * the rest FAILED `INTERRUPTED_BY_SHUTDOWN`, then ends open event streams
+   * with their final events.
+   */
+  close(graceMs = 0): Promise<void> {
+    return (this.closing ??= this.shutdown(graceMs));
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await this.sweeping;
+    if (this.inFlight.size) {
+      this.deps.logger.info({ responses: this.running.size, graceMs }, 'waiting for running comparisons to finish');
+      await settledWithin([...this.inFlight], graceMs);
+    }
+    if (this.running.size) this.deps.logger.warn({ responses: this.running.size }, 'settling comparison responses interrupted by shutdown');
+    for (const run of this.running.values()) {
+      run.reason = INTERRUPTED_BY_SHUTDOWN;
       run.controller.abort();
     }
     await Promise.allSettled([...this.inFlight]);
+    clearInterval(this.heartbeatTimer);
+    await this.unsubscribeControl?.();
+    await settledWithin([...this.streams].map((stream) => stream.shutdown()), STREAM_SHUTDOWN_MS);
+  }
+
+  private refuseWhenClosing(): void {
+    if (this.closing) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: retry in a moment');
   }
 
   private track(key: string, job: Promise<void>): void {
@@ -268,25 +405,82 @@ export class ComparisonRunner {
   }
 
   /** Writes the final state if nobody else settled it first, then tells subscribers. */
-  private async settle(
-    id: string,
-    comparisonId: string,
-    userId: string,
-    fields: Partial<Pick<ComparisonResponse, 'content' | 'error' | 'latencyMs' | 'timeToFirstTokenMs' | 'promptTokens' | 'completionTokens' | 'costUsd'>> & { status: ResponseStatus },
-    publisher: ResponsePublisher,
-  ): Promise<void> {
+  private async settle(id: string, comparisonId: string, userId: string, fields: SettleFields, publisher: ResponsePublisher): Promise<void> {
     const content = fields.content ?? '';
-    const written = await this.deps.orm.em
-      .fork()
-      .nativeUpdate(ComparisonResponse, { id, status: { $in: UNSETTLED } }, { content, error: null, ...fields, settledAt: new Date() })
-      .catch((err) => {
-        this.deps.logger.error({ err, responseId: id }, 'could not store a comparison response');
-        return 0;
-      });
-    if (!written) return;
+    const outcome = await this.writeSettled(id, { content, error: null, ...fields });
+    if (outcome === 'not-written') return;
+    if (outcome === 'rejected') {
+      // PostgreSQL refused what we tried to store: store the failure instead (once), so it does not wait for the lease.
+      if (fields.error === UNSTORABLE) return;
+      return this.settle(id, comparisonId, userId, { status: ResponseStatus.FAILED, error: UNSTORABLE, latencyMs: fields.latencyMs }, publisher);
+    }
+    if (outcome === 'unknown') {
+      // An attempt failed after the statement may have reached PostgreSQL: if the
+      // row is settled, announce what it holds (ours, or whoever settled it first).
+      const stored = await this.deps.orm.em
+        .fork()
+        .findOne(ComparisonResponse, { id })
+        .catch(() => null);
+      if (!stored || !SETTLED_STATUSES.includes(stored.status)) return; // the lease sweep will settle it
+      await this.deps.invalidation.invalidateUser(userId);
+      await publisher.settled(stored.status, stored.content, stored.error ?? null);
+      return;
+    }
     await this.deps.invalidation.invalidateUser(userId);
     await publisher.settled(fields.status, content, fields.error ?? null);
   }
+
+  /**
+   * The conditional final update, retried with backoff on connection errors for
+   * up to SETTLE_RETRY_MS or one lease, whichever is shorter. `unknown`: an
+   * earlier attempt failed in a way that may or may not have committed and the
+   * retry found nothing left to update, or the database stayed unreachable.
+   * `rejected`: PostgreSQL refused the statement itself (not the connection).
+   */
+  private async writeSettled(id: string, data: SettleFields & { content: string; error: string | null }): Promise<'written' | 'not-written' | 'unknown' | 'rejected'> {
+    const deadline = Date.now() + Math.min(SETTLE_RETRY_MS, this.deps.leaseMs);
+    let failedBefore = false;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const written = await this.deps.orm.em.fork().nativeUpdate(ComparisonResponse, { id, status: { $in: UNSETTLED } }, { ...data, settledAt: new Date() });
+        if (written) return 'written';
+        return failedBefore ? 'unknown' : 'not-written';
+      } catch (err) {
+        if (!isConnectionError(err)) {
+          this.deps.logger.error({ ...failure(err), responseId: id, attempt }, 'could not store a comparison response: the statement was refused');
+          return 'rejected';
+        }
+        failedBefore = true;
+        if (Date.now() >= deadline) {
+          this.deps.logger.error({ ...failure(err), responseId: id, attempt }, 'could not store a comparison response (its lease will expire and settle it)');
+          return 'unknown';
+        }
+        this.deps.logger.warn({ ...failure(err), responseId: id, attempt }, 'storing a comparison response failed on a connection error: retrying');
+        await delay(Math.min(2_000, 50 * 2 ** attempt));
+      }
+    }
+  }
+}
+
+/**
+ * What a failed statement is logged with: its class and SQLSTATE / errno, not
+ * its message (the driver's message quotes the statement with its values,
+ * which here include the model's answer).
+ */
+function failure(err: unknown): { error: string; code?: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  return { error: err instanceof Error ? err.name : typeof err, ...(typeof code === 'string' ? { code } : {}) };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits for every promise to settle, or `ms`, whichever comes first. */
+async function settledWithin(promises: Array<Promise<unknown>>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.allSettled(promises), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 function parseModels(raw: readonly string[]): ModelId[] {

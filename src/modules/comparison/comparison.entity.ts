@@ -52,6 +52,10 @@ export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerI
 @ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'comparison_responses' })
 @Index({ name: 'comparison_responses_comparison_idx', expression: 'create index "comparison_responses_comparison_idx" on "comparison_responses" ("comparison_id", "position")' })
+@Index({
+  name: 'comparison_responses_lease_idx',
+  expression: `create index "comparison_responses_lease_idx" on "comparison_responses" ("heartbeat_at") where "status" in ('PENDING', 'STREAMING')`,
+})
 export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'content' | 'comparisonId'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
@@ -112,6 +116,17 @@ export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'cont
   get comparisonId(): string {
     return this.comparison.id;
   }
+
+  /**
+   * The lease of a running response: the instance running it, and its last
+   * heartbeat (database time). Any instance settles an unsettled response
+   * whose heartbeat is older than COMPARISON_LEASE_MS (see ComparisonRunner).
+   */
+  @Property({ type: 'text', nullable: true })
+  leaseOwner?: string | null;
+
+  @Property({ type: 'Date', columnType: 'timestamptz(3)', defaultRaw: 'now()' })
+  heartbeatAt?: Date;
 }
 
 /** A response as read paths return it (a plain row); an entity fits too. */

@@ -1,0 +1,24 @@
+/**
+ * Errors from the pool or the driver that mean "the database cannot be
+ * reached right now, retry later" rather than "this statement is wrong":
+ * pool acquire timeouts, refused / reset / terminated connections, and the
+ * server's own "shutting down" / "too many connections" refusals. They answer
+ * SERVICE_UNAVAILABLE, and the comparison runner retries its final writes on them.
+ */
+const MESSAGES =
+  /Timeout acquiring a connection|pool is probably full|Connection terminated|connection timeout|Client has encountered a connection error|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|the database system is (starting up|shutting down|in recovery mode)|terminating connection due to administrator command/i;
+
+/** SQLSTATE class 08 (connection exception), 57P01..03 (shutdown / cannot connect now), 53300 (too many connections). */
+const SQLSTATES = /^(08\d{3}|57P0[1-3]|53300)$/;
+const ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+export function isConnectionError(error: unknown): boolean {
+  for (let current = error, depth = 0; current && depth < 4; depth++) {
+    const message = current instanceof Error ? current.message : '';
+    const code = String((current as { code?: unknown }).code ?? '');
+    if (MESSAGES.test(message) || SQLSTATES.test(code) || ERRNOS.has(code)) return true;
+    if (current instanceof AggregateError && current.errors.some((e) => isConnectionError(e))) return true;
+    current = (current as { cause?: unknown; previous?: unknown }).cause ?? (current as { previous?: unknown }).previous;
+  }
+  return false;
+}
