@@ -16,10 +16,12 @@ import type { PubSub } from '../../cache/pubsub';
 import type { Orm } from '../../db/orm';
 import type { Principal } from '../../graphql/auth';
 import { badInput, notFound } from '../../graphql/errors';
+import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
+import { isUuid } from '../../db/pagination';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
 import { ProviderCallError } from '../../llm/providers';
-import { CancelledError, type ChatTurn, streamCompletion } from '../../llm/stream-completion';
+import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { Metrics } from '../../observability/metrics';
 import { Provider } from '../api-key/api-key.entity';
@@ -49,6 +51,8 @@ export interface ComparisonRunnerDeps {
   conversations: ConversationService;
   models: ModelAccess;
   requestTimeoutMs: number;
+  /** Per-response output limit (UTF-8 bytes); a longer answer is cut and settles FAILED with the text so far. */
+  maxOutputBytes: number;
   logger: Logger;
   metrics: Metrics;
 }
@@ -126,6 +130,8 @@ export class ComparisonRunner {
 
   /** Re-runs one FAILED / TIMED_OUT response with the history its comparison had, and waits for it. */
   async retry(principal: Principal, responseId: string): Promise<void> {
+    // A malformed id is a missing one, answered before any SQL.
+    if (!isUuid(responseId)) throw notFound('Comparison response');
     const em = this.deps.orm.em.fork();
     const [response] = await em.find(ComparisonResponse, { id: responseId, comparison: { owner: principal.userId } }, { populate: ['comparison'] });
     if (!response) throw notFound('Comparison response');
@@ -153,6 +159,7 @@ export class ComparisonRunner {
 
   /** Aborts the comparison's unsettled responses, on this instance and (through pub/sub) on every other. */
   async cancel(principal: Principal, comparisonId: string): Promise<void> {
+    if (!isUuid(comparisonId)) throw notFound('Comparison');
     const em = this.deps.orm.em.fork();
     const [comparison] = await em.find(ComparisonResult, { id: comparisonId, owner: principal.userId });
     if (!comparison) throw notFound('Comparison');
@@ -226,6 +233,7 @@ export class ComparisonRunner {
         model: languageModel,
         messages: job.history,
         timeoutMs: this.deps.requestTimeoutMs,
+        maxOutputBytes: this.deps.maxOutputBytes,
         signal: controller.signal,
         onDelta: (delta) => {
           if (!streaming) {
@@ -255,7 +263,9 @@ export class ComparisonRunner {
       if (error instanceof ProviderCallError) {
         const status = error.reason === 'TIMEOUT' ? ResponseStatus.TIMED_OUT : ResponseStatus.FAILED;
         outcome = status;
-        await this.settle(id, comparisonId, job.userId, { status, error: `${error.reason}: ${error.message}`, latencyMs }, publisher);
+        // A cut answer keeps what arrived up to the limit.
+        const kept = error instanceof OutputLimitError ? { content: error.partialText } : {};
+        await this.settle(id, comparisonId, job.userId, { status, error: `${error.reason}: ${error.message}`, latencyMs, ...kept }, publisher);
       } else if (error instanceof CancelledError) {
         await this.settle(id, comparisonId, job.userId, { status: ResponseStatus.FAILED, error: run.reason ?? 'Cancelled', latencyMs }, publisher);
       } else {
@@ -302,5 +312,6 @@ function parseModels(raw: readonly string[]): ModelId[] {
 
 function titleFrom(prompt: string): string {
   const line = prompt.split('\n')[0]!.trim();
-  return line.length > 80 ? `${line.slice(0, 77)}...` : line;
+  // Cut between code points: half a surrogate pair would be stored as U+FFFD.
+  return codePointLength(line) > 80 ? `${sliceCodePoints(line, 77)}...` : line;
 }

@@ -7,6 +7,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { UserCacheInvalidator } from '../../cache/invalidation';
 import type { Principal } from '../../graphql/auth';
 import { AppError, badInput } from '../../graphql/errors';
+import { codePointLength } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { parseModelId, toGraphqlProvider } from '../../llm/model-id';
 import { ProviderCallError } from '../../llm/providers';
@@ -28,7 +29,7 @@ export interface SendMessageArgs {
 export function validatePrompt(raw: string, field: string): string {
   const content = raw.trim();
   if (!content) throw badInput(`${field} must not be empty`, field);
-  if (content.length > MAX_PROMPT_CHARS) throw badInput(`${field} must be at most ${MAX_PROMPT_CHARS} characters`, field);
+  if (codePointLength(content) > MAX_PROMPT_CHARS) throw badInput(`${field} must be at most ${MAX_PROMPT_CHARS} characters`, field);
   return content;
 }
 
@@ -39,6 +40,8 @@ export class ChatService {
       models: ModelAccess;
       invalidation: UserCacheInvalidator;
       requestTimeoutMs: number;
+      /** A longer answer is cut and answers PROVIDER_ERROR (UNAVAILABLE) saying so. */
+      maxOutputBytes: number;
     },
   ) {}
 
@@ -61,6 +64,7 @@ export class ChatService {
         model,
         messages: [...history, { role: 'user', content: userMessage.content }],
         timeoutMs: this.deps.requestTimeoutMs,
+        maxOutputBytes: this.deps.maxOutputBytes,
       });
       const reply = em.create(Message, {
         conversation,
