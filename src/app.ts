@@ -139,7 +139,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const comparisons = new ComparisonService(cursors);
     const messages = new MessageService(cursors);
     // Calls to a key's own baseUrl obey the egress policy at connect time (redirects and DNS included).
-    const transport = { userFetch: createGuardedFetch(config.egress) };
+    const userFetch = createGuardedFetch(config.egress);
+    cleanups.push(() => userFetch.close());
+    const transport = { userFetch };
     const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls, transport);
     const runner = new ComparisonRunner({
       orm,

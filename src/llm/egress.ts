@@ -72,11 +72,14 @@ export interface GuardOptions {
   lookup?: LookupFn;
 }
 
+/** A `fetch` whose every connection obeys the policy; `close()` ends its pooled connections (at shutdown). */
+export type GuardedFetch = typeof fetch & { close(): Promise<void> };
+
 /**
  * A `fetch` whose every connection obeys the policy. Pass it to the AI SDK
  * providers (`fetch` option) and to model-list calls for user endpoints.
  */
-export function createGuardedFetch(policy: EgressPolicy, options: GuardOptions = {}): typeof fetch {
+export function createGuardedFetch(policy: EgressPolicy, options: GuardOptions = {}): GuardedFetch {
   const resolve = options.lookup ?? dnsLookup;
   const guardedLookup = ((hostname: string, opts: { all?: boolean }, callback: (...args: unknown[]) => void) => {
     resolve(hostname, { ...opts, all: true }, (error, addresses) => {
@@ -96,8 +99,10 @@ export function createGuardedFetch(policy: EgressPolicy, options: GuardOptions =
       return connect(opts, callback);
     },
   });
-  return ((input: Parameters<typeof fetch>[0], init?: RequestInit) =>
-    undiciFetch(input as Parameters<typeof undiciFetch>[0], { ...(init as object), dispatcher: agent })) as unknown as typeof fetch;
+  const guarded = ((input: Parameters<typeof fetch>[0], init?: RequestInit) =>
+    undiciFetch(input as Parameters<typeof undiciFetch>[0], { ...(init as object), dispatcher: agent })) as unknown as GuardedFetch;
+  guarded.close = () => agent.close();
+  return guarded;
 }
 
 /** True when `error` (or anything in its `cause` chain) is an egress refusal. */

@@ -3,9 +3,10 @@
  *
  * A failed SQL statement reaches the logs as a MikroORM `DriverException`
  * whose message is knex's statement *with every parameter inlined*
- * (`insert into "users" (…) values ('…', 'a@b.c', '$argon2id$…')`) followed by
- * PostgreSQL's message, and whose copied `detail` quotes the offending row
- * (`Key (email)=(a@b.c) already exists`). Such an error is logged as:
+ * (`insert into "users" (…) values ('…', 'a@b.c', '$argon2id$…')`), then
+ * " - " and PostgreSQL's message, then MikroORM's "\n - detail: …" which
+ * quotes the offending row (`Failing row contains (…)`, `Key (email)=(a@b.c)
+ * already exists`). Such an error is logged as:
  *
  *   { type, code (SQLSTATE), sql (literals masked), message (values masked),
  *     table, column, constraint, routine, stack frames }
@@ -18,11 +19,12 @@
 import pino from 'pino';
 
 /**
- * A string literal as knex inlines it: `'…'` with `\'`, `\\` and `\0` escapes
- * (never doubled quotes), so the match is exact. Arrays, JSON, dates and
- * buffers are inlined as such literals too; numbers and booleans are not.
+ * A string literal as knex's PostgreSQL dialect inlines it: `'…'` with quotes
+ * doubled, and `E'…'` (backslashes doubled) when it holds a backslash, so a
+ * left-to-right match is exact. Arrays, JSON, dates and buffers are inlined as
+ * such literals too; numbers and booleans are not (and are not secrets here).
  */
-const SQL_LITERAL = /'(?:[^'\\]|\\[\s\S])*'/g;
+const SQL_LITERAL = /E?'(?:[^']|'')*'/g;
 const MAX_SQL = 2_000;
 
 /** A PostgreSQL error, or MikroORM's wrapper of one (which copies its fields). */
@@ -42,9 +44,39 @@ export function maskSqlValues(text: string): string | null {
   return masked.replace(/\s+/g, ' ').trim();
 }
 
-/** PostgreSQL quotes offending values after a colon (`invalid input syntax for type uuid: "x"`); identifiers elsewhere stay. */
+/** PostgreSQL quotes an offending value after a colon (`invalid input syntax for type uuid: "x"`), maybe cut off. */
+const VALUE_AFTER_COLON = /: "(?:[^"]|"")*(?:"|$)/g;
+
+/**
+ * Values in PostgreSQL's message: after a colon, in `Key (col)=(value)`, and
+ * any single-quoted text. Identifiers elsewhere (`relation "users"`) stay.
+ */
 function maskMessageValues(text: string): string {
-  return text.replace(/: "(?:[^"]|"")*"/g, ': "?"').replace(/\((?:[^()]*)\)=\((?:[^()]*)\)/g, '(?)=(?)');
+  return text
+    .replace(VALUE_AFTER_COLON, ': "?"')
+    .replace(/\((?:[^()]*)\)=\((?:[^()]*)\)/g, '(?)=(?)')
+    .replace(/'[^']*'?/g, "'?'")
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
+/**
+ * knex's "<statement> - <postgres message>" (MikroORM's detail and hint cut
+ * off), split at the last " - " outside a string literal that leaves a
+ * statement whose literals all mask (a value in the message may hold " - "
+ * or a quote). The statement is masked, and so is anything that looks like a
+ * message value in it, in case the split fell inside the message. null when
+ * no split masks reliably.
+ */
+function splitStatement(raw: string): { sql?: string; message: string } | null {
+  const text = raw.replace(/\n - (?:detail|hint): [\s\S]*$/, '');
+  const literals = [...text.matchAll(SQL_LITERAL)].map((m) => [m.index!, m.index! + m[0].length] as const);
+  for (let i = text.lastIndexOf(' - '); i > 0; i = text.lastIndexOf(' - ', i - 1)) {
+    if (literals.some(([from, to]) => i >= from && i < to)) continue;
+    const sql = maskSqlValues(text.slice(0, i));
+    if (sql !== null) return { sql: sql.replace(VALUE_AFTER_COLON, ': "?"'), message: maskMessageValues(text.slice(i + 3)) };
+  }
+  return maskSqlValues(text) === null ? null : { message: maskMessageValues(text) };
 }
 
 function stackFrames(stack: unknown): string[] {
@@ -52,14 +84,10 @@ function stackFrames(stack: unknown): string[] {
 }
 
 function databaseErrorRecord(error: Error & Record<string, unknown>): Record<string, unknown> {
-  const masked = maskSqlValues(String(error.message ?? ''));
-  if (masked === null) return { type: error.name, code: error.code, message: '[unparseable statement omitted]', stack: stackFrames(error.stack) };
-  // knex: "<statement> - <postgres message>"; literals are masked first, so a " - " inside a value cannot mislead the split.
-  const cut = masked.lastIndexOf(' - ');
-  const sql = cut >= 0 ? masked.slice(0, cut) : undefined;
-  const message = maskMessageValues(cut >= 0 ? masked.slice(cut + 3) : masked);
-  const record: Record<string, unknown> = { type: error.name, code: error.code, message };
-  if (sql) record.sql = sql.length > MAX_SQL ? `${sql.slice(0, MAX_SQL)}…` : sql;
+  const parts = splitStatement(String(error.message ?? ''));
+  if (!parts) return { type: error.name, code: error.code, message: '[unparseable statement omitted]', stack: stackFrames(error.stack) };
+  const record: Record<string, unknown> = { type: error.name, code: error.code, message: parts.message };
+  if (parts.sql) record.sql = parts.sql.length > MAX_SQL ? `${parts.sql.slice(0, MAX_SQL)}…` : parts.sql;
   for (const key of ['severity', 'table', 'column', 'constraint', 'routine'] as const) {
     if (typeof error[key] === 'string') record[key] = error[key];
   }

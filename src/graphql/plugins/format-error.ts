@@ -77,7 +77,7 @@ export interface ClassifiedError {
  * (overlapping fields, fragment expansion) that abort with "Validation
  * aborted." — limits, not syntax or schema errors.
  */
-const PARSE_LIMIT = /^Syntax Error: (Document contains more th[ae]n \d+ (tokens|comments)\. Parsing aborted\.)$/;
+const PARSE_LIMIT = /^Syntax Error: (Document contains more th(?:an|at) \d+ (tokens|comments)\. Parsing aborted\.)$/;
 const VALIDATION_BUDGET = 'Validation aborted.';
 
 /** graphql-js / Apollo suggestions name fields, types and enum values: the schema, mapped without introspection. */
