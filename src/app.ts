@@ -211,8 +211,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         ttl: APQ_TTL_SECONDS,
       },
       plugins: [
-        guard.plugin,
+        // Trusted-documents refusal (FORBIDDEN) first, then the checks that read variables.
         persistedDocumentsPlugin({ documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly }),
+        guard.plugin,
         ApolloServerPluginCacheControl({ defaultMaxAge: 0, calculateHttpHeaders: false }),
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production, operationLabels }),
         operationCachePlugin({ cache, generations, ttlMs: config.cache.responseTtlMs }),

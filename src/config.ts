@@ -149,7 +149,7 @@ function egressPolicy(env: Env, production: boolean): EgressPolicy {
   const name = 'PROVIDER_ALLOW_PRIVATE_NETWORKS';
   const raw = (env[name] ?? '').trim();
   if (raw === '') return { allowPrivateNetworks: !production, allowCidrs: [] };
-  if (/^(1|true|yes|on|0|false|no|off)$/i.test(raw)) return { allowPrivateNetworks: bool(env, name, false), allowCidrs: [] };
+  if (/^(1|true|yes|on|0|false|no|off)$/i.test(raw)) return { allowPrivateNetworks: /^(1|true|yes|on)$/i.test(raw), allowCidrs: [] };
   const allowCidrs = raw.split(',').map((entry) => entry.trim()).filter(Boolean);
   for (const cidr of allowCidrs) {
     try {

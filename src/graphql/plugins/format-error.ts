@@ -91,7 +91,7 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
   const base = { message, locations: formatted.locations, path: formatted.path };
   const parseLimit = PARSE_LIMIT.exec(formatted.message);
   if (parseLimit || formatted.message === VALIDATION_BUDGET) {
-    const reason = parseLimit ? parseLimit[1]!.replace('more that', 'more than') : 'The document is too complex to validate. Validation aborted.';
+    const reason = parseLimit ? parseLimit[1]!.replace('more that', 'more than') : 'Validation stopped: the document is over a limit or too complex to validate';
     return { formatted: { ...base, message: reason, extensions: { code: 'QUERY_TOO_COMPLEX' } }, internal: false };
   }
   if (cause instanceof AppError || cause instanceof QueryTooComplexError) {
