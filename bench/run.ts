@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: seeds a realistic history, then measures through real HTTP
  * the numbers the design promises: statements per history query, cached vs
- * uncached latency, throughput under concurrency with a small pool, and the
- * wall time of a parallel comparison against the fake providers.
+ * uncached latency, throughput under concurrency with a small pool, the
+ * wall time of a parallel comparison against the fake providers, and how fast
+ * hostile documents are answered.
  *
  * Database: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/llmselect_bench,
  * recreated each run), or the embedded PostgreSQL when nothing answers.
@@ -153,6 +154,34 @@ async function main(): Promise<void> {
       walls.push(performance.now() - t0);
     }
     report('runComparison, 3 models x 300 ms (fake), p50 / max', `${ms(percentile(walls, 50))} / ${ms(Math.max(...walls))}`);
+
+    // 5. Hostile documents (issue 8) answer fast, up to the 1 MB body limit: each is refused (or, the
+    //    fragment chain, answered) before any resolver runs. Target: well under 50 ms each.
+    const fragmentChain = Array.from({ length: 24 }, (_, i) => `fragment F${i} on User { ${i === 23 ? 'id' : `...F${i + 1} ...F${i + 1}`} }`).join(' ');
+    const alias = (i: number) => `a${i}: conversations(first: 100) { nodes { messages(first: 100) { nodes { id content } } } }`;
+    const hostile: Array<[string, string, object]> = [
+      ['24 fragments each spreading the next twice', `{ me { ...F0 } } ${fragmentChain}`, {}],
+      ['300 aliases of a 100 x 100 page (26 KB)', `{ ${Array.from({ length: 300 }, (_, i) => alias(i)).join(' ')} }`, {}],
+      ['60 aliases (under the token limit)', `{ ${Array.from({ length: 60 }, (_, i) => alias(i)).join(' ')} }`, {}],
+      ['300,000 tokens (~900 KB)', `{ me { ${'id '.repeat(300_000)} } }`, {}],
+      ['600 conflicting aliased fields', `{ me { ${Array.from({ length: 600 }, (_, i) => (i % 2 ? `x${i - 1}: email` : `x${i}: id`)).join(' ')} } }`, {}],
+      ['1,900 copies of one field', `{ me { ${'id '.repeat(1_900)} } }`, {}],
+      ['first: $n = 100 x 100 (cost)', `query($n: Int) { conversations(first: $n) { nodes { messages(first: $n) { nodes { id } } } } }`, { n: 100 }],
+    ];
+    for (const [what, query, variables] of hostile) {
+      const samples: number[] = [];
+      for (let i = 0; i < 30; i++) {
+        const t0 = performance.now();
+        const res = await fetch(`${base}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ query, variables }),
+        });
+        await res.text();
+        samples.push(performance.now() - t0);
+      }
+      report(`hostile document: ${what}, p50 / max`, `${ms(percentile(samples, 50))} / ${ms(Math.max(...samples))}`);
+    }
 
     const health = await (await fetch(`${base}/health`)).json();
     report('cache hit rate (health)', JSON.stringify((health as { cache: { hitRate: number } }).cache.hitRate));

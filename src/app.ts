@@ -11,7 +11,7 @@ import 'reflect-metadata';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { DestinationStream } from 'pino';
 import { ENTITIES } from '../mikro-orm.config';
@@ -28,11 +28,11 @@ import { QueryObserver } from './db/query-observer';
 import { TokenService } from './graphql/auth';
 import { createContext, type Context } from './graphql/context';
 import { AppError } from './graphql/errors';
-import { handleGraphqlRequest, HttpError } from './graphql/http';
+import { bodyTooLarge, handleGraphqlRequest, HttpError } from './graphql/http';
+import { createDocumentGuard } from './graphql/plugins/document-limits';
 import { invalidationPlugin } from './graphql/plugins/invalidation';
 import { jitGateway } from './graphql/jit-executor';
 import { ResponseCache } from './graphql/response-cache';
-import { depthLimit } from './graphql/plugins/depth-limit';
 import { httpStatusPlugin } from './graphql/plugins/http-status';
 import { classifyError } from './graphql/plugins/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
@@ -40,11 +40,12 @@ import { operationCachePlugin } from './graphql/plugins/operation-cache';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
 import { createSseHandler } from './graphql/sse';
-import { createLoaders, type Services } from './modules';
+import { createLoaders, PROVIDER_CALLING_MUTATIONS, type Services } from './modules';
 import { ApiKeyService } from './modules/api-key/api-key.service';
 import { CacheAdminService } from './modules/admin/cache-admin.service';
 import { ModelService } from './modules/model/model.service';
 import { createApqCache } from './cache/apq';
+import { createGuardedFetch } from './llm/egress';
 import { ModelRegistry } from './llm/model-registry';
 import { ModelAccess } from './modules/api-key/model-access';
 import { SecretBox } from './modules/api-key/secret-box';
@@ -61,6 +62,7 @@ import { ExportService } from './modules/conversation/export.service';
 import { healthReport } from './observability/health';
 import { createLogger, type Logger } from './observability/logger';
 import { createMetrics, type Metrics } from './observability/metrics';
+import { OperationLabels } from './observability/operation-labels';
 
 export interface App {
   config: Config;
@@ -141,11 +143,15 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const tokens = new TokenService(config.jwtSecret, config.jwtExpiresIn);
     const cursors = new CursorCodec(config.jwtSecret);
     const generations = new GenerationInvalidator(cache);
-    const apiKeys = new ApiKeyService(new SecretBox(config.encryptionKeys));
+    const apiKeys = new ApiKeyService(new SecretBox(config.encryptionKeys), config.egress);
     const conversations = new ConversationService(cursors);
     const comparisons = new ComparisonService(cursors);
     const messages = new MessageService(cursors);
-    const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls);
+    // Calls to a key's own baseUrl obey the egress policy at connect time (redirects and DNS included).
+    const userFetch = createGuardedFetch(config.egress);
+    cleanups.push(() => userFetch.close());
+    const transport = { userFetch };
+    const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls, transport);
     const runner = new ComparisonRunner({
       orm,
       cache,
@@ -155,6 +161,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       models: modelAccess,
       requestTimeoutMs: config.llm.requestTimeoutMs,
       leaseMs: config.comparisonLeaseMs,
+      maxOutputBytes: config.llm.maxOutputBytes,
       logger,
       metrics,
     });
@@ -164,6 +171,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       cache,
       baseUrls: config.providerBaseUrls,
       listTimeoutMs: config.llm.listTimeoutMs,
+      maxListedModels: config.llm.maxListedModels,
+      transport,
       freshMs: config.cache.registryTtlMs,
       logger,
     });
@@ -176,7 +185,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       votes: new VoteService(comparisons),
       leaderboard: new LeaderboardService(cache, generations, config.cache.responseTtlMs),
       invalidation: generations,
-      chat: new ChatService({ conversations, models: modelAccess, requestTimeoutMs: config.llm.requestTimeoutMs }),
+      chat: new ChatService({ conversations, models: modelAccess, requestTimeoutMs: config.llm.requestTimeoutMs, maxOutputBytes: config.llm.maxOutputBytes }),
       runner,
       search: new SearchService(cursors),
       exports: new ExportService({ conversations, messages, comparisons }),
@@ -190,13 +199,18 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const trustedDocuments = config.apq.manifestPath ? loadPersistedDocuments(config.apq.manifestPath) : new Map<string, string>();
     const schema = await getSchema();
     const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs });
+    // Metric labels: the manifest's operation names, plus a bounded number of others.
+    const operationLabels = OperationLabels.fromDocuments(trustedDocuments.values(), config.metrics.maxOperationLabels);
+    const guard = createDocumentGuard({ limits: config.limits, production, providerCallingFields: PROVIDER_CALLING_MUTATIONS });
     const apollo = new ApolloServer<Context>({
       ...(config.graphqlExecutor === 'jit' ? { gateway: jitGateway(schema) } : { schema }),
       introspection: !production,
       includeStacktraceInErrorResponses: false,
       // main.ts owns SIGTERM/SIGINT: a second handler would stop Apollo twice and race the drain.
       stopOnTerminationSignals: false,
-      validationRules: [depthLimit(config.maxQueryDepth)],
+      parseOptions: guard.parseOptions,
+      validationRules: guard.validationRules,
+      validationOptions: guard.validationOptions,
       formatError: (formatted, error) => classifyError(formatted, error, production).formatted,
       persistedQueries: {
         cache: trustedDocumentsCache(createApqCache(cache, { logger }), trustedDocuments, config.apq.trustedDocumentsOnly),
@@ -206,8 +220,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         // Apollo would otherwise install its cache-control plugin, which wraps every resolved field;
         // cache policy here is static, per document (`graphql/cache-policy.ts`).
         ApolloServerPluginCacheControlDisabled(),
+        // Trusted-documents refusal (FORBIDDEN) first, then the checks that read variables.
         persistedDocumentsPlugin({ documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly }),
-        observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production }),
+        guard.plugin,
+        observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production, operationLabels }),
         httpStatusPlugin(),
         invalidationPlugin(generations),
         operationCachePlugin(responseCache),
@@ -224,6 +240,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const sse = createSseHandler({
       schema,
       production,
+      guard,
+      maxBodyBytes: config.limits.maxBodyBytes,
       principalFrom: (header) => tokens.fromAuthorizationHeader(header),
       context: (requestId, principal) => createContext(contextDeps, requestId, principal),
     });
@@ -237,6 +255,11 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         return 'health';
       }
       if (path === '/metrics' && req.method === 'GET') {
+        if (!metricsAuthorized(config.metrics.token, req.headers.authorization)) {
+          res.setHeader('www-authenticate', 'Bearer realm="metrics"');
+          sendJson(res, 401, { error: 'Send the metrics token as Authorization: Bearer <METRICS_TOKEN>' });
+          return 'metrics';
+        }
         res.setHeader('content-type', metrics.registry.contentType);
         res.end(await metrics.registry.metrics());
         return 'metrics';
@@ -252,6 +275,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
             principal: (request) => tokens.fromAuthorizationHeader(request.headers.authorization),
             context: (principal, readCache) => createContext(contextDeps, requestId, principal, readCache),
             responseCache,
+            maxBodyBytes: config.limits.maxBodyBytes,
           },
           req,
           res,
@@ -269,12 +293,19 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       res.setHeader('x-request-id', requestId);
       if (stopping) res.setHeader('connection', 'close');
       stampResponseTime(res, start);
-      route(req, res, requestId)
+      // A declared body over the limit is refused on every route before anything reads it.
+      const declared = Number(req.headers['content-length']);
+      const work = declared > config.limits.maxBodyBytes ? Promise.reject(bodyTooLarge(config.limits.maxBodyBytes)) : route(req, res, requestId);
+      work
         .then((name) => observe(name))
         .catch((error: unknown) => {
           const status = error instanceof HttpError ? error.status : 500;
           if (status >= 500) logger.error({ err: error, requestId }, 'request failed');
-          if (!res.headersSent) sendJson(res, status, { error: status >= 500 ? 'Internal server error' : (error as Error).message });
+          if (status === 413 && !res.headersSent) {
+            // The rest of the upload is neither read nor drained: the connection closes after this answer.
+            res.setHeader('connection', 'close');
+            sendJson(res, 413, { errors: [{ message: (error as Error).message, extensions: { code: 'BAD_USER_INPUT', maxBodyBytes: config.limits.maxBodyBytes } }] });
+          } else if (!res.headersSent) sendJson(res, status, { error: status >= 500 ? 'Internal server error' : (error as Error).message });
           else res.end();
           observe('error');
         });
@@ -329,6 +360,13 @@ async function drainConnections(server: Server, closed: Promise<void>, ms: numbe
   }
   if (!done) server.closeAllConnections();
   await closed;
+}
+
+/** True when no token is configured, or the header carries it (compared in constant time). */
+function metricsAuthorized(token: string | undefined, header: string | undefined): boolean {
+  if (!token) return true;
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(header ?? ''), digest(`Bearer ${token}`));
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import ipaddr from 'ipaddr.js';
 
 export type Environment = 'development' | 'production' | 'test';
 
@@ -23,6 +24,32 @@ export interface PoolConfig {
   /** How long a query waits for a free connection before failing with SERVICE_UNAVAILABLE. */
   acquireTimeoutMs: number;
   idleTimeoutMs: number;
+}
+
+/**
+ * Limits on what one request may ask for (see `graphql/plugins/document-limits.ts`).
+ * Every refusal happens before execution and answers `QUERY_TOO_COMPLEX`
+ * (or 413 for the body).
+ */
+export interface DocumentLimits {
+  /** Request bodies larger than this answer 413 on every route. */
+  maxBodyBytes: number;
+  /** Parsing stops after this many lexical tokens. */
+  maxTokens: number;
+  maxAliases: number;
+  maxDirectives: number;
+  /** Field nesting depth (fragments count by what they contain, once each). */
+  maxDepth: number;
+  /** Fields the response may hold, with `first` (variables included) multiplying its subtree. */
+  maxCost: number;
+}
+
+/** Where a user's saved `baseUrl` may point (checked at save time and at connect time). */
+export interface EgressPolicy {
+  /** Loopback, private, link-local and other non-public addresses (never cloud metadata endpoints). */
+  allowPrivateNetworks: boolean;
+  /** Extra ranges allowed even when private, e.g. `10.1.0.0/16` for an in-house vLLM. */
+  allowCidrs: readonly string[];
 }
 
 export interface Config {
@@ -45,15 +72,29 @@ export interface Config {
   encryptionKeys: EncryptionKey[];
   adminEmails: string[];
   providerBaseUrls: Partial<Record<'openai' | 'anthropic' | 'google' | 'mistral', string>>;
-  llm: { requestTimeoutMs: number; listTimeoutMs: number };
+  llm: {
+    requestTimeoutMs: number;
+    listTimeoutMs: number;
+    /** A response longer than this (UTF-8) is cut and settles FAILED. */
+    maxOutputBytes: number;
+    /** At most this many names are kept from one provider's model list. */
+    maxListedModels: number;
+  };
+  egress: EgressPolicy;
   cache: { responseTtlMs: number; registryTtlMs: number; breakerCooldownMs: number; operationTimeoutMs: number };
   apq: { manifestPath?: string; trustedDocumentsOnly: boolean };
   slowQueryMs: number;
   slowRequestMs: number;
   logLevel: string;
-  maxQueryDepth: number;
   /** `jit`: operations run as code compiled once per document (graphql-jit); `graphql-js`: the reference executor. */
   graphqlExecutor: 'jit' | 'graphql-js';
+  limits: DocumentLimits;
+  metrics: {
+    /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
+    token?: string;
+    /** Operation names (beyond the trusted documents') that may become a metric label; others are `other`. */
+    maxOperationLabels: number;
+  };
   /** argon2id cost (OWASP: 19 MiB, 2 passes, 1 lane). */
   passwordHashing: { memoryCostKib: number; timeCost: number };
   /** On SIGTERM, how long running comparisons may finish before they are settled FAILED "Interrupted by shutdown". */
@@ -116,6 +157,27 @@ function url(env: Env, name: string, protocols: string[]): string | undefined {
     throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got ${parsed.protocol}`);
   }
   return raw.replace(/\/+$/, '');
+}
+
+/**
+ * `PROVIDER_ALLOW_PRIVATE_NETWORKS`: `true`, `false`, or a comma-separated
+ * CIDR list (only those private ranges). Default: allowed outside production,
+ * so a local Ollama keeps working in development.
+ */
+function egressPolicy(env: Env, production: boolean): EgressPolicy {
+  const name = 'PROVIDER_ALLOW_PRIVATE_NETWORKS';
+  const raw = (env[name] ?? '').trim();
+  if (raw === '') return { allowPrivateNetworks: !production, allowCidrs: [] };
+  if (/^(1|true|yes|on|0|false|no|off)$/i.test(raw)) return { allowPrivateNetworks: /^(1|true|yes|on)$/i.test(raw), allowCidrs: [] };
+  const allowCidrs = raw.split(',').map((entry) => entry.trim()).filter(Boolean);
+  for (const cidr of allowCidrs) {
+    try {
+      ipaddr.parseCIDR(cidr);
+    } catch {
+      throw new ConfigError(`${name} must be true, false or a comma-separated CIDR list, got "${cidr}"`);
+    }
+  }
+  return { allowPrivateNetworks: false, allowCidrs };
 }
 
 export function parseEncryptionKey(name: string, raw: string): Buffer {
@@ -203,7 +265,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     llm: {
       requestTimeoutMs: int(env, 'LLM_TIMEOUT_MS', 60_000, 1),
       listTimeoutMs: int(env, 'LLM_LIST_TIMEOUT_MS', 2_000, 1),
+      maxOutputBytes: int(env, 'LLM_MAX_OUTPUT_BYTES', 256 * 1024, 1024),
+      maxListedModels: int(env, 'LLM_MAX_LISTED_MODELS', 1_000, 1),
     },
+    egress: egressPolicy(env, production),
     cache: {
       responseTtlMs: int(env, 'CACHE_TTL_MS', 5 * 60_000, 1),
       registryTtlMs: int(env, 'MODEL_REGISTRY_TTL_MS', 24 * 60 * 60_000, 1),
@@ -217,8 +282,19 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     slowQueryMs: int(env, 'SLOW_QUERY_MS', 100),
     slowRequestMs: int(env, 'SLOW_REQUEST_MS', 500),
     logLevel: env.LOG_LEVEL || 'info',
-    maxQueryDepth: int(env, 'MAX_QUERY_DEPTH', 10, 1),
     graphqlExecutor: oneOf(env, 'GRAPHQL_EXECUTOR', ['jit', 'graphql-js'] as const, 'jit'),
+    limits: {
+      maxBodyBytes: int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024),
+      maxTokens: int(env, 'MAX_QUERY_TOKENS', 2_000, 100),
+      maxAliases: int(env, 'MAX_QUERY_ALIASES', 15, 0),
+      maxDirectives: int(env, 'MAX_QUERY_DIRECTIVES', 50, 0),
+      maxDepth: int(env, 'MAX_QUERY_DEPTH', 10, 1),
+      maxCost: int(env, 'MAX_QUERY_COST', 10_000, 1),
+    },
+    metrics: {
+      token: env.METRICS_TOKEN || undefined,
+      maxOperationLabels: int(env, 'METRICS_MAX_OPERATION_NAMES', 100, 0),
+    },
     passwordHashing: {
       memoryCostKib: int(env, 'ARGON2_MEMORY_KIB', 19_456, 1024),
       timeCost: int(env, 'ARGON2_TIME_COST', 2, 1),

@@ -18,7 +18,8 @@ import type { Principal } from './auth';
 import type { Context } from './context';
 import { entryEtag, type GraphqlParams, type ReadCacheState, type ResponseCache, sha256Hex } from './response-cache';
 
-const MAX_BODY_BYTES = 1024 * 1024;
+/** Default of `Config.limits.maxBodyBytes`. */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 export class HttpError extends Error {
   constructor(
@@ -29,15 +30,48 @@ export class HttpError extends Error {
   }
 }
 
-export async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new HttpError(413, 'Request body too large');
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+export function bodyTooLarge(maxBytes: number): HttpError {
+  return new HttpError(413, `Request body too large: the limit is ${maxBytes} bytes`);
+}
+
+/**
+ * The request body as text, refused with 413 as soon as it passes `maxBytes`:
+ * at once when `Content-Length` says so, else when the bytes read pass it
+ * (chunked uploads). Reading stops there; the connection is closed after the
+ * 413 (see app.ts), so an oversized upload is never buffered nor drained.
+ */
+export function readBody(req: IncomingMessage, maxBytes = DEFAULT_MAX_BODY_BYTES): Promise<string> {
+  if (Number(req.headers['content-length']) > maxBytes) return Promise.reject(bodyTooLarge(maxBytes));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxBytes) {
+        chunks.push(chunk);
+        return;
+      }
+      cleanup();
+      req.pause();
+      reject(bodyTooLarge(maxBytes));
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
 }
 
 function parseJsonBody(req: IncomingMessage, raw: string): unknown {
@@ -67,11 +101,13 @@ export interface GraphqlHttpDeps {
   principal(req: IncomingMessage): Promise<Principal | null>;
   context(principal: Principal | null, readCache: ReadCacheState): Context;
   responseCache: ResponseCache;
+  /** `Config.limits.maxBodyBytes`: a larger body answers 413. */
+  maxBodyBytes?: number;
 }
 
 export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
-  const body = parseJsonBody(req, await readBody(req));
+  const body = parseJsonBody(req, await readBody(req, deps.maxBodyBytes));
   const method = (req.method ?? 'GET').toUpperCase();
 
   // A bad token is Apollo's to report (through context creation), after the edge has stepped aside.

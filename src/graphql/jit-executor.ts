@@ -43,13 +43,16 @@ export function jitGateway(schema: GraphQLSchema): GatewayInterface {
 /**
  * graphql-jit's errors leave `extensions` undefined when the thrown error had
  * none; Apollo and graphql-js expect an object. Rebuilt as graphql-js errors
- * with the same message, path, locations and original error.
+ * with the same message, path, locations and original error; variables it
+ * refused are BAD_USER_INPUT, as Apollo reports them for graphql-js.
  */
 function withStandardErrors<T extends ExecutionResult>(result: T): T {
   if (!result.errors?.some((e) => !e.extensions)) return result;
+  // No `data` at all: the variables were refused before execution (as graphql-js, Apollo calls that BAD_USER_INPUT).
+  const extensions = 'data' in result ? undefined : { code: 'BAD_USER_INPUT' };
   const errors = result.errors.map((e) => {
     if (e.extensions) return e;
-    const error = new GraphQLError(e.message, { path: e.path, originalError: e.originalError ?? undefined });
+    const error = new GraphQLError(e.message, { path: e.path, originalError: e.originalError ?? undefined, extensions });
     if (e.locations) Object.defineProperty(error, 'locations', { value: e.locations, enumerable: true });
     return error;
   });

@@ -3,51 +3,82 @@
  * `/graphql/stream`, on the same schema and auth as `/graphql`. Only
  * subscription operations are served here (queries and mutations go through
  * Apollo, with its plugins); errors are masked like everywhere else.
+ *
+ * The same document limits as `/graphql` apply (`DocumentGuard`: body size,
+ * tokens, aliases, directives, depth, cost, text inputs), and every refusal
+ * is a 400 with formatted errors carrying the contract's codes. graphql-sse's
+ * own Node adapter reads bodies of any size, so this file adapts its
+ * server-agnostic handler to Node itself, with the body read by `readBody`.
  */
 import type { HeaderMap } from '@apollo/server';
-import { type GraphQLError, type GraphQLSchema, Kind, parse } from 'graphql';
-import { createHandler } from 'graphql-sse/lib/use/http';
+import { type DocumentNode, getOperationAST, GraphQLError, type GraphQLSchema } from 'graphql';
+import { createHandler, type Response as SseResponse } from 'graphql-sse';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from './auth';
 import type { Context } from './context';
 import { AppError } from './errors';
-import { classifyError } from './plugins/format-error';
+import { readBody } from './http';
+import type { DocumentGuard } from './plugins/document-limits';
+import { classifyError, QueryTooComplexError } from './plugins/format-error';
 
 export interface SseDeps {
   schema: GraphQLSchema;
   production: boolean;
+  guard: DocumentGuard;
+  maxBodyBytes: number;
   principalFrom(authorization: string | undefined): Promise<Principal | null>;
   context(requestId: string, principal: Principal | null): Context;
 }
 
-const badRequest = (message: string) =>
-  [
-    JSON.stringify({ errors: [{ message, extensions: { code: 'BAD_USER_INPUT' } }] }),
-    { status: 400, statusText: 'Bad Request', headers: { 'content-type': 'application/json; charset=utf-8' } },
-  ] as const;
+/** graphql-js errors without a code are the client's document errors. */
+function asRequestError(error: unknown, code: 'GRAPHQL_PARSE_FAILED' | 'GRAPHQL_VALIDATION_FAILED'): GraphQLError {
+  if (error instanceof AppError || error instanceof QueryTooComplexError) return error;
+  if (error instanceof GraphQLError && error.extensions.code === undefined) {
+    return new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, originalError: error.originalError, extensions: { ...error.extensions, code } });
+  }
+  return error instanceof GraphQLError ? error : new GraphQLError('Bad request', { extensions: { code: 'BAD_REQUEST' } });
+}
 
 export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void> {
   const requests = new WeakMap<IncomingMessage, { requestId: string; principal: Principal | null }>();
+  const refuse = (errors: readonly GraphQLError[]): SseResponse => [
+    JSON.stringify({ errors: errors.map((e) => classifyError(e.toJSON(), e, deps.production).formatted) }),
+    { status: 400, statusText: 'Bad Request', headers: { 'content-type': 'application/json; charset=utf-8' } },
+  ];
   // graphql-sse wants an index-signature context; ours is a plain interface.
   type SseContext = Context & Record<PropertyKey, unknown>;
-  const handler = createHandler<SseContext>({
+  const handler = createHandler<IncomingMessage, undefined, SseContext>({
     schema: deps.schema,
-    onSubscribe: (_req, params) => {
-      let isSubscription = false;
+    // Validated in onSubscribe, with the document limits.
+    validate: () => [],
+    onSubscribe: async (req, params) => {
+      let document: DocumentNode;
       try {
-        const document = typeof params.query === 'string' ? parse(params.query) : params.query;
-        isSubscription = document.definitions.some((d) => d.kind === Kind.OPERATION_DEFINITION && d.operation === 'subscription');
-      } catch {
-        return badRequest('The query is not valid GraphQL');
+        document = typeof params.query === 'string' ? deps.guard.parse(params.query) : params.query;
+      } catch (error) {
+        return refuse([asRequestError(error, 'GRAPHQL_PARSE_FAILED')]);
       }
-      if (!isSubscription) return badRequest('Only subscriptions are served at /graphql/stream; send queries and mutations to /graphql');
-      return undefined;
-    },
-    context: async (req) => {
+      const invalid = deps.guard.validate(deps.schema, document);
+      if (invalid.length) return refuse(invalid.map((e) => asRequestError(e, 'GRAPHQL_VALIDATION_FAILED')));
+      const operation = getOperationAST(document, params.operationName);
+      if (operation?.operation !== 'subscription') {
+        return refuse([new AppError('BAD_USER_INPUT', 'Only subscriptions are served at /graphql/stream; send queries and mutations to /graphql')]);
+      }
+      try {
+        deps.guard.checkOperation(deps.schema, document, params.operationName, params.variables);
+      } catch (error) {
+        return refuse([asRequestError(error, 'GRAPHQL_VALIDATION_FAILED')]);
+      }
       // The token was verified before the stream opened (an invalid one answered 401);
       // a missing one is reported by the resolver as UNAUTHENTICATED.
-      const request = requests.get(req.raw as IncomingMessage);
-      return deps.context(request?.requestId ?? 'sse', request?.principal ?? null) as SseContext;
+      const request = requests.get(req.raw);
+      return {
+        schema: deps.schema,
+        document,
+        operationName: params.operationName,
+        variableValues: params.variables,
+        contextValue: deps.context(request?.requestId ?? 'sse', request?.principal ?? null) as SseContext,
+      };
     },
     onNext: (_ctx, _req, result) => {
       if (!('errors' in result) || !result.errors?.length) return result;
@@ -56,6 +87,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       return { ...result, errors } as unknown as typeof result;
     },
   });
+
   return async (req, res, requestId) => {
     let principal: Principal | null;
     try {
@@ -66,7 +98,38 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       return;
     }
     requests.set(req, { requestId, principal });
-    await handler(req, res);
+    // Throws HttpError 413 past the limit (app.ts answers it).
+    const body = req.method === 'POST' ? await readBody(req, deps.maxBodyBytes) : null;
+    const [responseBody, init] = await handler({
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      headers: {
+        get(key) {
+          const header = req.headers[key];
+          return Array.isArray(header) ? header.join('\n') : header;
+        },
+      },
+      body,
+      raw: req,
+      context: undefined,
+    });
+    // As graphql-sse's own Node adapter (`graphql-sse/lib/use/http`) writes it.
+    res.writeHead(init.status, init.statusText, init.headers);
+    if (!responseBody || typeof responseBody === 'string') {
+      await new Promise<void>((resolve) => res.end(responseBody, () => resolve()));
+      return;
+    }
+    const stop = () => void responseBody.return(undefined);
+    res.once('close', stop);
+    for await (const value of responseBody) {
+      const closed = await new Promise<boolean>((resolve, reject) => {
+        if (!res.writable) resolve(true); // the response's close event may come late
+        else res.write(value, (err) => (err ? reject(err) : resolve(false)));
+      });
+      if (closed) break;
+    }
+    res.off('close', stop);
+    await new Promise<void>((resolve) => res.end(() => resolve()));
   };
 }
 

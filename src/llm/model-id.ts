@@ -11,6 +11,17 @@
  * contains '@' only survives a round trip through `parseModelId` when a label
  * follows it ('openai_compatible:a@b@default').
  *
+ * Safe characters only (`isSafeModelName`), because a name reaches the
+ * provider's URL for Gemini (`{base}/models/{name}:streamGenerateContent`):
+ * - a name is one or more segments joined by single '/', each segment a
+ *   letter or digit followed by letters, digits and `. _ : @ + -` — so no
+ *   `..` or `.` segment, no leading, trailing or doubled '/', no `%`, `?`,
+ *   `#`, `\` or spaces;
+ * - '/' only where providers use it: `openai_compatible` (OpenRouter's
+ *   `meta-llama/llama-3.1-8b`, Hugging Face repos) and Gemini's
+ *   `tunedModels/<id>`;
+ * - the label: 1-40 letters, digits, `_`, `.`, `-` (as `saveApiKey` accepts).
+ *
  * This module is the single definition of `ProviderName`; `catalog.ts`
  * re-exports it.
  */
@@ -23,6 +34,19 @@ export type GraphqlProvider = 'OPENAI' | 'ANTHROPIC' | 'GOOGLE' | 'MISTRAL' | 'A
 
 export const DEFAULT_LABEL = 'default';
 export const MAX_MODEL_ID_LENGTH = 200;
+
+const SEGMENT = '[A-Za-z0-9][A-Za-z0-9._:@+-]*';
+const NAME = new RegExp(`^${SEGMENT}(?:/${SEGMENT})*$`);
+const ONE_SEGMENT = new RegExp(`^${SEGMENT}$`);
+const GEMINI_TUNED = new RegExp(`^tunedModels/${SEGMENT}$`);
+const LABEL = /^[A-Za-z0-9_.-]{1,40}$/;
+
+/** True when `name` may be used as `provider`'s model name (see the module comment). */
+export function isSafeModelName(provider: ProviderName, name: string): boolean {
+  if (name.length > MAX_MODEL_ID_LENGTH || !NAME.test(name)) return false;
+  if (ONE_SEGMENT.test(name) || provider === 'openai_compatible') return true;
+  return provider === 'google' && GEMINI_TUNED.test(name);
+}
 
 export interface ModelId {
   provider: ProviderName;
@@ -54,7 +78,8 @@ export class InvalidModelIdError extends AppError {
  * Parses `provider:name[@label]` (see the module comment for the split rules).
  * @throws InvalidModelIdError when the id is longer than 200 characters,
  * contains whitespace or control characters, has no ':', names an unknown
- * provider (including wrong case), or has an empty name or empty label.
+ * provider (including wrong case), has an empty name or empty label, or a
+ * name or label outside the safe character set.
  */
 export function parseModelId(raw: string): ModelId {
   if (raw.length > MAX_MODEL_ID_LENGTH) {
@@ -72,6 +97,15 @@ export function parseModelId(raw: string): ModelId {
   const { name, label } = splitLabel(raw.slice(colon + 1));
   if (name === '') throw new InvalidModelIdError(raw, 'empty model name');
   if (label === '') throw new InvalidModelIdError(raw, "empty label after '@'");
+  if (!isSafeModelName(provider, name)) {
+    throw new InvalidModelIdError(
+      raw,
+      name.includes('/') && NAME.test(name)
+        ? `'/' is not allowed in ${provider} model names`
+        : "the model name may only hold letters, digits and . _ : @ + - (and '/' between segments for openai_compatible)",
+    );
+  }
+  if (!LABEL.test(label)) throw new InvalidModelIdError(raw, 'the label may only hold 1-40 letters, digits, _ . -');
   return { provider, name, label, id: formatModelId(provider, name) };
 }
 

@@ -31,7 +31,7 @@ import type { CachePort } from '../cache/cache.port';
 import type { Logger } from '../observability/logger';
 import { type CatalogEntry, MODEL_CATALOG } from './catalog';
 import { formatModelId, type ProviderName } from './model-id';
-import { type ProviderBaseUrls, type ProviderCredentials, DEFAULT_BASE_URLS, listProviderModels, ProviderCallError } from './providers';
+import { type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport, DEFAULT_BASE_URLS, listProviderModels, ProviderCallError } from './providers';
 
 /** One model as the API lists it (catalog entry, or a listed name with no curated data). */
 export type RegistryModel = CatalogEntry;
@@ -47,6 +47,10 @@ export interface ModelRegistryOptions {
   baseUrls: ProviderBaseUrls;
   /** `Config.llm.listTimeoutMs`: the longest a provider may take to answer. */
   listTimeoutMs: number;
+  /** `Config.llm.maxListedModels`: names kept per provider list (default 1,000). */
+  maxListedModels?: number;
+  /** Lists from a key's own `baseUrl` go through `userFetch` (the egress-guarded fetch). */
+  transport?: ProviderTransport;
   /** `Config.cache.registryTtlMs`: how long a list is served without a refresh. */
   freshMs: number;
   /** How long a stale list may still be served while refreshing (also the store TTL). Default 7 days. */
@@ -128,7 +132,10 @@ export class ModelRegistry {
     const backingOff = failed !== undefined && Date.now() - failed < this.failureBackoffMs;
     const load = async () => {
       if (backingOff) throw new Error(`not retried within ${this.failureBackoffMs}ms of a failure`);
-      const names = await listProviderModels(creds.provider, creds, this.opts.baseUrls, this.opts.listTimeoutMs);
+      const names = await listProviderModels(creds.provider, creds, this.opts.baseUrls, this.opts.listTimeoutMs, {
+        ...this.opts.transport,
+        maxModels: this.opts.maxListedModels,
+      });
       this.remember(this.lastGood, key, names);
       this.failedAt.delete(key);
       return names;

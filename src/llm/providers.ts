@@ -21,7 +21,8 @@ import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { APICallError, LoadAPIKeyError, NoOutputGeneratedError, RetryError, type LanguageModel } from 'ai';
 import type { ProviderErrorReason } from '../graphql/errors';
-import type { ProviderName } from './model-id';
+import { isEgressDenied } from './egress';
+import { isSafeModelName, type ProviderName } from './model-id';
 
 // Re-exported so callers need one import; the definitions live in model-id.ts and graphql/errors.ts.
 export type { ProviderErrorReason, ProviderName };
@@ -38,6 +39,15 @@ export interface ProviderBaseUrls {
   anthropic?: string;
   google?: string;
   mistral?: string;
+}
+
+/**
+ * How calls reach the network. `userFetch` carries every call to an endpoint a
+ * user chose (their key's `baseUrl`): the egress-guarded fetch of `egress.ts`.
+ * Operator-configured and public endpoints use the global fetch.
+ */
+export interface ProviderTransport {
+  userFetch?: typeof fetch;
 }
 
 export const DEFAULT_BASE_URLS: Readonly<Required<ProviderBaseUrls>> = Object.freeze({
@@ -104,26 +114,33 @@ export function createLanguageModel(
   modelName: string,
   creds: ProviderCredentials,
   baseUrls: ProviderBaseUrls,
+  transport: ProviderTransport = {},
 ): LanguageModel {
   const baseURL = resolveBaseUrl(provider, creds, baseUrls);
   const apiKey = creds.apiKey;
+  const fetch = fetchFor(creds, transport);
   switch (provider) {
     case 'openai':
-      return createOpenAI({ apiKey, baseURL }).chat(modelName);
+      return createOpenAI({ apiKey, baseURL, fetch }).chat(modelName);
     case 'anthropic':
-      return createAnthropic({ apiKey, baseURL })(modelName);
+      return createAnthropic({ apiKey, baseURL, fetch })(modelName);
     case 'google':
-      return createGoogleGenerativeAI({ apiKey, baseURL })(modelName);
+      return createGoogleGenerativeAI({ apiKey, baseURL, fetch })(modelName);
     case 'mistral':
-      return createMistral({ apiKey, baseURL })(modelName);
+      return createMistral({ apiKey, baseURL, fetch })(modelName);
     case 'azure':
-      return createAzure({ apiKey, baseURL }).chat(modelName);
+      return createAzure({ apiKey, baseURL, fetch }).chat(modelName);
     case 'openai_compatible':
       // includeUsage: ask for the final usage chunk when streaming (OpenAI `stream_options.include_usage`).
-      return createOpenAICompatible({ name: 'openai_compatible', apiKey, baseURL, includeUsage: true })(modelName);
+      return createOpenAICompatible({ name: 'openai_compatible', apiKey, baseURL, includeUsage: true, fetch })(modelName);
     default:
       return assertNever(provider);
   }
+}
+
+/** The guarded fetch when the call goes to the user's own endpoint; undefined (global fetch) otherwise. */
+function fetchFor(creds: ProviderCredentials, transport: ProviderTransport): typeof fetch | undefined {
+  return creds.baseUrl?.trim() ? transport.userFetch : undefined;
 }
 
 function resolveBaseUrl(provider: ProviderName, creds: ProviderCredentials, baseUrls: ProviderBaseUrls): string {
@@ -159,6 +176,8 @@ function assertNever(value: never): never {
 /**
  * Maps anything a provider call can throw (or put in a stream `error` part) to
  * a `ProviderCallError`:
+ * - a connection the egress policy refused (the user's baseUrl points at a
+ *   private, loopback, link-local or metadata address) → BAD_REQUEST
  * - `opts.timedOut` (the caller's own timer fired), AbortError / TimeoutError,
  *   HTTP 408 / 504 / 524, socket timeouts → TIMEOUT
  * - HTTP 401 / 403, missing key (LoadAPIKeyError), Gemini's 400 API_KEY_INVALID → AUTH
@@ -184,6 +203,9 @@ export function classifyProviderError(
   const make = (reason: ProviderErrorReason, statusCode?: number, detail?: string) =>
     new ProviderCallError(provider, reason, describe(provider, reason, statusCode, detail), { cause: error, statusCode });
 
+  if (isEgressDenied(root)) {
+    return make('BAD_REQUEST', undefined, 'base URL points to a private, loopback, link-local or metadata address, which this server does not call');
+  }
   if (opts.timedOut || isTimeoutError(root)) return make('TIMEOUT');
   if (APICallError.isInstance(root)) {
     if (root.statusCode === undefined) return make('UNAVAILABLE', undefined, 'could not be reached');
@@ -296,6 +318,15 @@ function describe(provider: ProviderName, reason: ProviderErrorReason, statusCod
 
 /** Safety net against a provider that keeps returning "has more". */
 const MAX_PAGES = 20;
+/** A model-list page larger than this is refused (OpenRouter's rich list is ~2 MB; 300,000 entries are ~25 MB). */
+const MAX_LIST_PAGE_BYTES = 8 * 1024 * 1024;
+/** Default for `ListOptions.maxModels`. */
+const DEFAULT_MAX_LISTED_MODELS = 1_000;
+
+export interface ListOptions extends ProviderTransport {
+  /** Names kept from the list, in the provider's order (`LLM_MAX_LISTED_MODELS`). */
+  maxModels?: number;
+}
 
 type GetJson = (url: string, headers: Record<string, string>) => Promise<unknown>;
 
@@ -305,7 +336,9 @@ type GetJson = (url: string, headers: Record<string, string>) => Promise<unknown
  * Returns bare names, as accepted by `createLanguageModel` (Gemini's `models/`
  * prefix stripped), de-duplicated, in the provider's order; entries that are
  * clearly not chat models (embeddings, audio, images) are dropped where the
- * provider says so or, for OpenAI, by name. Throws `ProviderCallError`.
+ * provider says so or, for OpenAI, by name. Names that could not be used in a
+ * model id (`isSafeModelName`) are dropped too, and at most `maxModels` are
+ * kept; a page over 8 MB is refused (UNAVAILABLE). Throws `ProviderCallError`.
  *
  * - openai / openai_compatible  GET {base}/models                (data[].id)
  * - anthropic                   GET {base}/models?limit=1000     (data[].id; has_more / after_id)
@@ -320,22 +353,26 @@ export async function listProviderModels(
   creds: ProviderCredentials,
   baseUrls: ProviderBaseUrls,
   timeoutMs: number,
+  options: ListOptions = {},
 ): Promise<string[]> {
   const base = resolveBaseUrl(provider, creds, baseUrls);
   const signal = AbortSignal.timeout(timeoutMs);
-  const getJson: GetJson = (url, headers) => fetchJson(provider, url, headers, signal);
+  const fetchFn = fetchFor(creds, options) ?? fetch;
+  const getJson: GetJson = (url, headers) => fetchJson(provider, fetchFn, url, headers, signal);
   const names = await LISTERS[provider](base, creds.apiKey, getJson);
-  return [...new Set(names)];
+  const safe = names.filter((name) => isSafeModelName(provider, name));
+  return [...new Set(safe)].slice(0, options.maxModels ?? DEFAULT_MAX_LISTED_MODELS);
 }
 
 async function fetchJson(
   provider: ProviderName,
+  fetchFn: typeof fetch,
   url: string,
   headers: Record<string, string>,
   signal: AbortSignal,
 ): Promise<unknown> {
   try {
-    const response = await fetch(url, { headers: { accept: 'application/json', ...headers }, signal });
+    const response = await fetchFn(url, { headers: { accept: 'application/json', ...headers }, signal });
     if (!response.ok) {
       await response.body?.cancel().catch(() => undefined);
       const reason = reasonForStatus(response.status);
@@ -343,10 +380,32 @@ async function fetchJson(
         statusCode: response.status,
       });
     }
-    return await response.json();
+    return JSON.parse(await readTextLimited(provider, response, MAX_LIST_PAGE_BYTES));
   } catch (error) {
     throw classifyProviderError(provider, error, { timedOut: signal.aborted });
   }
+}
+
+/** The body as text, refusing (and cancelling) one larger than `maxBytes`. */
+async function readTextLimited(provider: ProviderName, response: Response, maxBytes: number): Promise<string> {
+  const tooLarge = () =>
+    new ProviderCallError(provider, 'UNAVAILABLE', describe(provider, 'UNAVAILABLE', undefined, `returned a model list larger than ${maxBytes / 1024 / 1024} MB`));
+  if (Number(response.headers.get('content-length')) > maxBytes) {
+    await response.body?.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  if (!response.body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > maxBytes) {
+      await response.body.cancel().catch(() => undefined);
+      throw tooLarge();
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 type Lister = (base: string, apiKey: string, getJson: GetJson) => Promise<string[]>;

@@ -4,9 +4,15 @@
  * is where v6 reports errors (`error` parts; an HTTP error does not throw) and
  * aborts (`abort` parts). Resolves with the text and measurements, or rejects
  * with a `ProviderCallError` (TIMEOUT when the timer fired) or `CancelledError`.
+ *
+ * What a provider sends is not trusted: NUL characters are dropped (PostgreSQL
+ * cannot store them, and the final write would fail) and unpaired surrogates
+ * become U+FFFD, in every delta; past `maxOutputBytes` (UTF-8) the call is
+ * aborted and rejects with `OutputLimitError`, which keeps the text up to the
+ * limit.
  */
 import { type LanguageModel, type ModelMessage, streamText } from 'ai';
-import { classifyProviderError, LLM_MAX_RETRIES, type ProviderCallError, type ProviderName } from './providers';
+import { classifyProviderError, LLM_MAX_RETRIES, ProviderCallError, type ProviderName } from './providers';
 
 export interface ChatTurn {
   role: 'user' | 'assistant' | 'system';
@@ -19,6 +25,41 @@ export interface CompletionResult {
   completionTokens: number | null;
   latencyMs: number;
   timeToFirstTokenMs: number | null;
+}
+
+/** The answer passed the output limit and was cut (an UNAVAILABLE provider error that keeps the text so far). */
+export class OutputLimitError extends ProviderCallError {
+  override name = 'OutputLimitError';
+  constructor(
+    provider: ProviderName,
+    readonly limitBytes: number,
+    readonly partialText: string,
+  ) {
+    super(provider, 'UNAVAILABLE', `The answer exceeded the ${formatBytes(limitBytes)} output limit and was cut off`);
+  }
+}
+
+function formatBytes(bytes: number): string {
+  return bytes % 1024 === 0 ? `${bytes / 1024} KB` : `${bytes} bytes`;
+}
+
+/** Provider text made storable: no NUL, no unpaired surrogate. */
+export function cleanProviderText(text: string): string {
+  const noNul = text.includes('\u0000') ? text.replace(/\u0000/g, '') : text;
+  return /\p{Cs}/u.test(noNul) ? noNul.replace(/\p{Cs}/gu, '\uFFFD') : noNul;
+}
+
+/** The longest prefix of `text` that fits in `maxBytes` of UTF-8, cut between code points. */
+function fitUtf8(text: string, maxBytes: number): string {
+  let bytes = 0;
+  let end = 0;
+  for (const point of text) {
+    const size = Buffer.byteLength(point);
+    if (bytes + size > maxBytes) break;
+    bytes += size;
+    end += point.length;
+  }
+  return text.slice(0, end);
 }
 
 export class CancelledError extends Error {
@@ -36,11 +77,14 @@ export interface StreamCompletionOptions {
   /** Aborting it cancels the call (CancelledError). */
   signal?: AbortSignal;
   maxOutputTokens?: number;
+  /** The answer's UTF-8 size limit (default 256 KB): past it the call is aborted with `OutputLimitError`. */
+  maxOutputBytes?: number;
   /** Called for every text delta, in order. */
   onDelta?: (delta: string) => void;
 }
 
 const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
+const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
 
 export async function streamCompletion(opts: StreamCompletionOptions): Promise<CompletionResult> {
   const started = performance.now();
@@ -54,7 +98,10 @@ export async function streamCompletion(opts: StreamCompletionOptions): Promise<C
   if (opts.signal?.aborted) onCancel();
   else opts.signal?.addEventListener('abort', onCancel, { once: true });
 
+  const maxBytes = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   let text = '';
+  let bytes = 0;
+  let cut = false;
   let firstTokenAt: number | null = null;
   let usage: { inputTokens?: number; outputTokens?: number } | undefined;
   let failure: ProviderCallError | undefined;
@@ -70,9 +117,21 @@ export async function streamCompletion(opts: StreamCompletionOptions): Promise<C
     });
     for await (const part of result.fullStream) {
       if (part.type === 'text-delta' && part.text) {
+        let delta = cleanProviderText(part.text);
+        if (!delta) continue;
         firstTokenAt ??= performance.now();
-        text += part.text;
-        opts.onDelta?.(part.text);
+        const size = Buffer.byteLength(delta);
+        if (bytes + size > maxBytes) {
+          delta = fitUtf8(delta, maxBytes - bytes);
+          cut = true;
+        }
+        bytes += Buffer.byteLength(delta);
+        text += delta;
+        if (delta) opts.onDelta?.(delta);
+        if (cut) {
+          controller.abort(new Error('output limit'));
+          break;
+        }
       } else if (part.type === 'error') {
         failure ??= classifyProviderError(opts.provider, part.error, { timedOut });
       } else if (part.type === 'finish') {
@@ -85,6 +144,7 @@ export async function streamCompletion(opts: StreamCompletionOptions): Promise<C
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onCancel);
   }
+  if (cut) throw new OutputLimitError(opts.provider, maxBytes, text);
   if (controller.signal.aborted) {
     if (timedOut) throw classifyProviderError(opts.provider, new Error('timeout'), { timedOut: true });
     throw new CancelledError();

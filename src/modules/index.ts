@@ -24,6 +24,20 @@ import type { ModelService } from './model/model.service';
 import type { CacheAdminService } from './admin/cache-admin.service';
 import type { ExportService } from './conversation/export.service';
 
+/**
+ * Root mutation fields that call an LLM provider (paid, on the user's key):
+ * the document guard allows at most one per operation. Names that the schema
+ * does not have yet (the arena) are harmless here.
+ */
+export const PROVIDER_CALLING_MUTATIONS: readonly string[] = [
+  'startComparison',
+  'runComparison',
+  'retryComparisonResponse',
+  'sendMessage',
+  'startArenaBattle',
+  'judgeComparison',
+];
+
 export interface Services {
   users: UserService;
   apiKeys: ApiKeyService;

@@ -1,8 +1,11 @@
 /**
  * pino, with secrets redacted by path wherever they might be logged. Anything
  * that could carry a password, an API key or a JWT is listed here once.
+ * Errors (`err`, `error`) go through `serializeError`, which writes a failed
+ * SQL statement by its masked text and SQLSTATE only, never its values.
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { serializeError } from './error-serializer';
 
 export type { Logger };
 
@@ -31,7 +34,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       level,
       base: { service: 'llmselect-api' },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      serializers: { err: pino.stdSerializers.err },
+      serializers: { err: serializeError, error: serializeError },
     },
     destination,
   );

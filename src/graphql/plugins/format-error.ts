@@ -65,9 +65,29 @@ export interface ClassifiedError {
   internal: boolean;
 }
 
+/**
+ * graphql-js's own work limits: the parser's token and comment limits
+ * ("more that" is graphql 16.15's spelling), and the validation work budgets
+ * (overlapping fields, fragment expansion) that abort with "Validation
+ * aborted." — limits, not syntax or schema errors.
+ */
+const PARSE_LIMIT = /^Syntax Error: (Document contains more th(?:an|at) \d+ (tokens|comments)\. Parsing aborted\.)$/;
+const VALIDATION_BUDGET = 'Validation aborted.';
+
+/** graphql-js / Apollo suggestions name fields, types and enum values: the schema, mapped without introspection. */
+export function withoutSuggestions(message: string): string {
+  return message.replace(/ ?Did you mean .+\?$/s, '');
+}
+
 export function classifyError(formatted: GraphQLFormattedError, error: unknown, production: boolean): ClassifiedError {
   const cause = rootCause(error);
-  const base = { message: formatted.message, locations: formatted.locations, path: formatted.path };
+  const message = production ? withoutSuggestions(formatted.message) : formatted.message;
+  const base = { message, locations: formatted.locations, path: formatted.path };
+  const parseLimit = PARSE_LIMIT.exec(formatted.message);
+  if (parseLimit || formatted.message === VALIDATION_BUDGET) {
+    const reason = parseLimit ? parseLimit[1]!.replace('more that', 'more than') : 'Validation stopped: the document is over a limit or too complex to validate';
+    return { formatted: { ...base, message: reason, extensions: { code: 'QUERY_TOO_COMPLEX' } }, internal: false };
+  }
   if (cause instanceof AppError || cause instanceof QueryTooComplexError) {
     const code = cause.extensions.code as ErrorCode;
     // `http` is Apollo's instruction for the response status and headers, not something to show.
@@ -82,6 +102,5 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
       internal: true,
     };
   }
-  const message = production ? 'Internal server error' : formatted.message;
-  return { formatted: { ...base, message, extensions: { code: 'INTERNAL_SERVER_ERROR' } }, internal: true };
+  return { formatted: { ...base, message: production ? 'Internal server error' : formatted.message, extensions: { code: 'INTERNAL_SERVER_ERROR' } }, internal: true };
 }

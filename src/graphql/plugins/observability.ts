@@ -1,14 +1,22 @@
 /**
  * Per-operation metrics, the slow-request log, and the log line (with request
  * id) for every internal error a client only sees as INTERNAL_SERVER_ERROR.
- * Never logs variables (they may hold passwords or API keys).
+ * Never logs variables (they may hold passwords or API keys). The operation
+ * label is bounded (`OperationLabels`): client-chosen names cannot create
+ * unbounded series.
  */
 import type { ApolloServerPlugin } from '@apollo/server';
 import type { Context } from '../context';
 import type { Metrics } from '../../observability/metrics';
+import type { OperationLabels } from '../../observability/operation-labels';
 import { classifyError } from './format-error';
 
-export function observabilityPlugin(opts: { metrics: Metrics; slowRequestMs: number; production: boolean }): ApolloServerPlugin<Context> {
+export function observabilityPlugin(opts: {
+  metrics: Metrics;
+  slowRequestMs: number;
+  production: boolean;
+  operationLabels: OperationLabels;
+}): ApolloServerPlugin<Context> {
   return {
     async requestDidStart() {
       const start = performance.now();
@@ -28,7 +36,7 @@ export function observabilityPlugin(opts: { metrics: Metrics; slowRequestMs: num
           const operation = rc.operationName ?? 'anonymous';
           const type = rc.operation?.operation ?? 'unknown';
           const outcome = rc.errors?.length ? 'error' : 'ok';
-          opts.metrics.graphqlOperations.inc({ operation: operation.slice(0, 64), type, outcome });
+          opts.metrics.graphqlOperations.inc({ operation: opts.operationLabels.label(rc.operationName), type, outcome });
           if (ms >= opts.slowRequestMs && rc.contextValue?.logger) {
             rc.contextValue.logger.warn({ operation, type, durationMs: Math.round(ms) }, 'slow request');
           }

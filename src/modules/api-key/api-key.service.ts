@@ -3,6 +3,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
 import { badInput, notFound } from '../../graphql/errors';
 import { isUuid } from '../../db/pagination';
+import { codePointLength } from '../../graphql/text-input';
+import { checkEndpoint, type EgressPolicy } from '../../llm/egress';
 import { ApiKey, Provider } from './api-key.entity';
 import type { SecretBox } from './secret-box';
 
@@ -22,20 +24,31 @@ const LABEL = /^[A-Za-z0-9_.-]{1,40}$/;
 /** Providers that have no public endpoint: the key must say where to call. */
 const NEEDS_BASE_URL: readonly Provider[] = [Provider.AZURE, Provider.OPENAI_COMPATIBLE];
 
+/** Outside production a local endpoint (Ollama) is fine; see `llm/egress.ts`. */
+const ALLOW_ALL: EgressPolicy = { allowPrivateNetworks: true, allowCidrs: [] };
+
 export class ApiKeyService {
-  constructor(private readonly box: SecretBox) {}
+  constructor(
+    private readonly box: SecretBox,
+    /** Where a saved `baseUrl` may point: refused at save time here, and at connect time by the guarded fetch. */
+    private readonly egress: EgressPolicy = ALLOW_ALL,
+  ) {}
 
   /** Creates or replaces the key for (owner, provider, label). */
   async save(em: EntityManager, principal: Principal, args: SaveApiKeyArgs): Promise<ApiKey> {
     const label = (args.label ?? 'default').trim();
     if (!LABEL.test(label)) throw badInput('label must be 1-40 letters, digits, "_", "-" or "."', 'label');
     const secret = args.apiKey.trim();
-    if (secret.length < 4 || secret.length > 4096 || /\s/.test(secret)) {
+    if (codePointLength(secret) < 4 || codePointLength(secret) > 4096 || /\s/.test(secret)) {
       throw badInput('apiKey must be 4-4096 characters without spaces', 'apiKey');
     }
     const baseUrl = normalizeBaseUrl(args.baseUrl);
     if (NEEDS_BASE_URL.includes(args.provider) && !baseUrl) {
       throw badInput(`baseUrl is required for ${args.provider}`, 'baseUrl');
+    }
+    const refused = baseUrl ? await checkEndpoint(this.egress, new URL(baseUrl)) : null;
+    if (refused) {
+      throw badInput(`baseUrl points to ${refused}, which this server does not call (the operator can allow private networks)`, 'baseUrl');
     }
     const sealed = this.box.seal(secret, principal.userId);
     const existing = await em.findOne(ApiKey, { owner: principal.userId, provider: args.provider, label });
@@ -104,8 +117,11 @@ export class ApiKeyService {
   }
 }
 
+const MAX_BASE_URL = 2048;
+
 function normalizeBaseUrl(raw: string | null | undefined): string | null {
   if (raw === undefined || raw === null || raw.trim() === '') return null;
+  if (codePointLength(raw) > MAX_BASE_URL) throw badInput(`baseUrl must be at most ${MAX_BASE_URL} characters`, 'baseUrl');
   let url: URL;
   try {
     url = new URL(raw.trim());

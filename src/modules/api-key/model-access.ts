@@ -7,7 +7,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { LanguageModel } from 'ai';
 import type { ModelId } from '../../llm/model-id';
 import { toGraphqlProvider } from '../../llm/model-id';
-import { createLanguageModel, ProviderCallError, type ProviderBaseUrls } from '../../llm/providers';
+import { createLanguageModel, ProviderCallError, type ProviderBaseUrls, type ProviderTransport } from '../../llm/providers';
 import { Provider } from './api-key.entity';
 import type { ApiKeyService } from './api-key.service';
 
@@ -15,6 +15,8 @@ export class ModelAccess {
   constructor(
     private readonly apiKeys: ApiKeyService,
     private readonly baseUrls: ProviderBaseUrls,
+    /** Calls to a key's own `baseUrl` go through the egress-guarded fetch. */
+    private readonly transport: ProviderTransport = {},
   ) {}
 
   async languageModel(em: EntityManager, userId: string, id: ModelId): Promise<LanguageModel> {
@@ -27,6 +29,6 @@ export class ModelAccess {
         `No ${id.provider} API key labelled "${id.label}": add one with saveApiKey`,
       );
     }
-    return createLanguageModel(id.provider, id.name, creds, this.baseUrls);
+    return createLanguageModel(id.provider, id.name, creds, this.baseUrls, this.transport);
   }
 }

@@ -38,10 +38,11 @@ import { isConnectionError } from '../../db/connection-errors';
 import { isUuid } from '../../db/pagination';
 import type { Principal } from '../../graphql/auth';
 import { AppError, badInput, notFound } from '../../graphql/errors';
+import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
 import { ProviderCallError } from '../../llm/providers';
-import { CancelledError, type ChatTurn, streamCompletion } from '../../llm/stream-completion';
+import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { Metrics } from '../../observability/metrics';
 import { Provider } from '../api-key/api-key.entity';
@@ -90,6 +91,8 @@ export interface ComparisonRunnerDeps {
   requestTimeoutMs: number;
   /** A lease not renewed for this long is expired (see the header). */
   leaseMs: number;
+  /** Per-response output limit (UTF-8 bytes); a longer answer is cut and settles FAILED with the text so far. */
+  maxOutputBytes: number;
   logger: Logger;
   metrics: Metrics;
 }
@@ -189,6 +192,7 @@ export class ComparisonRunner {
 
   /** Re-runs one FAILED / TIMED_OUT response with the history its comparison had, and waits for it. */
   async retry(principal: Principal, responseId: string): Promise<void> {
+    // A malformed id is a missing one, answered before any SQL.
     if (!isUuid(responseId)) throw notFound('Comparison response');
     this.refuseWhenClosing();
     const em = this.deps.orm.em.fork();
@@ -361,6 +365,7 @@ export class ComparisonRunner {
         model: languageModel,
         messages: job.history,
         timeoutMs: this.deps.requestTimeoutMs,
+        maxOutputBytes: this.deps.maxOutputBytes,
         signal: controller.signal,
         onDelta: (delta) => {
           if (!streaming) {
@@ -390,7 +395,9 @@ export class ComparisonRunner {
       if (error instanceof ProviderCallError) {
         const status = error.reason === 'TIMEOUT' ? ResponseStatus.TIMED_OUT : ResponseStatus.FAILED;
         outcome = status;
-        await this.settle(id, comparisonId, job.userId, { status, error: `${error.reason}: ${error.message}`, latencyMs }, publisher);
+        // A cut answer keeps what arrived up to the limit.
+        const kept = error instanceof OutputLimitError ? { content: error.partialText } : {};
+        await this.settle(id, comparisonId, job.userId, { status, error: `${error.reason}: ${error.message}`, latencyMs, ...kept }, publisher);
       } else if (error instanceof CancelledError) {
         await this.settle(id, comparisonId, job.userId, { status: ResponseStatus.FAILED, error: run.reason ?? 'Cancelled', latencyMs }, publisher);
       } else {
@@ -494,5 +501,6 @@ function parseModels(raw: readonly string[]): ModelId[] {
 
 function titleFrom(prompt: string): string {
   const line = prompt.split('\n')[0]!.trim();
-  return line.length > 80 ? `${line.slice(0, 77)}...` : line;
+  // Cut between code points: half a surrogate pair would be stored as U+FFFD.
+  return codePointLength(line) > 80 ? `${sliceCodePoints(line, 77)}...` : line;
 }

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
 import { badInput, notFound } from '../../graphql/errors';
+import { codePointLength } from '../../graphql/text-input';
 import { type CursorCodec, isUuid, keysetPage, type Page } from '../../db/pagination';
 import { plainShape, selectPlain } from '../../db/plain';
 import { pgArray } from '../../db/sql';
@@ -91,6 +92,6 @@ export class ConversationService {
 function cleanTitle(raw: string): string {
   const title = raw.trim();
   if (!title) throw badInput('title must not be empty', 'title');
-  if (title.length > MAX_TITLE) throw badInput(`title must be at most ${MAX_TITLE} characters`, 'title');
+  if (codePointLength(title) > MAX_TITLE) throw badInput(`title must be at most ${MAX_TITLE} characters`, 'title');
   return title;
 }

@@ -6,6 +6,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
 import { AppError, badInput } from '../../graphql/errors';
+import { codePointLength } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { parseModelId, toGraphqlProvider } from '../../llm/model-id';
 import { ProviderCallError } from '../../llm/providers';
@@ -27,7 +28,7 @@ export interface SendMessageArgs {
 export function validatePrompt(raw: string, field: string): string {
   const content = raw.trim();
   if (!content) throw badInput(`${field} must not be empty`, field);
-  if (content.length > MAX_PROMPT_CHARS) throw badInput(`${field} must be at most ${MAX_PROMPT_CHARS} characters`, field);
+  if (codePointLength(content) > MAX_PROMPT_CHARS) throw badInput(`${field} must be at most ${MAX_PROMPT_CHARS} characters`, field);
   return content;
 }
 
@@ -37,6 +38,8 @@ export class ChatService {
       conversations: ConversationService;
       models: ModelAccess;
       requestTimeoutMs: number;
+      /** A longer answer is cut and answers PROVIDER_ERROR (UNAVAILABLE) saying so. */
+      maxOutputBytes: number;
     },
   ) {}
 
@@ -58,6 +61,7 @@ export class ChatService {
         model,
         messages: [...history, { role: 'user', content: userMessage.content }],
         timeoutMs: this.deps.requestTimeoutMs,
+        maxOutputBytes: this.deps.maxOutputBytes,
       });
       const reply = em.create(Message, {
         conversation,

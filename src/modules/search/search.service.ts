@@ -25,6 +25,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { createHash } from 'node:crypto';
 import type { Principal } from '../../graphql/auth';
 import { badInput } from '../../graphql/errors';
+import { codePointLength } from '../../graphql/text-input';
 import { type CursorCodec, type CursorPosition, type Page, pageSize, toPage } from '../../db/pagination';
 import { Message } from '../message/message.entity';
 import type { SearchHit } from './search.types';
@@ -116,7 +117,8 @@ export class SearchService {
 export function normalizeQuery(raw: string): string {
   const query = raw.replace(/\s+/g, ' ').trim();
   if (!query) throw badInput('query must not be blank', 'query');
-  if (query.length > MAX_QUERY_LENGTH) throw badInput(`query must be at most ${MAX_QUERY_LENGTH} characters, got ${query.length}`, 'query');
+  const length = codePointLength(query);
+  if (length > MAX_QUERY_LENGTH) throw badInput(`query must be at most ${MAX_QUERY_LENGTH} characters, got ${length}`, 'query');
   return query;
 }
 

@@ -4,6 +4,7 @@ import argon2 from 'argon2';
 import type { Principal, TokenService } from '../../graphql/auth';
 import { AppError, badInput } from '../../graphql/errors';
 import { selectPlain } from '../../db/plain';
+import { codePointLength } from '../../graphql/text-input';
 import { User, UserRole, type UserView } from './user.entity';
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -32,8 +33,9 @@ export class UserService {
 
   async register(em: EntityManager, rawEmail: string, password: string): Promise<AuthResult> {
     const email = normalizeEmail(rawEmail);
-    if (!EMAIL.test(email) || email.length > 254) throw badInput('Email address is not valid', 'email');
-    if (password.length < MIN_PASSWORD || password.length > MAX_PASSWORD) {
+    if (!EMAIL.test(email) || codePointLength(email) > 254) throw badInput('Email address is not valid', 'email');
+    const passwordLength = codePointLength(password);
+    if (passwordLength < MIN_PASSWORD || passwordLength > MAX_PASSWORD) {
       throw badInput(`Password must be ${MIN_PASSWORD} to ${MAX_PASSWORD} characters`, 'password');
     }
     const user = em.create(User, {
