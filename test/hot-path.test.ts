@@ -134,3 +134,26 @@ describeRedisServer('breaker and local event-loop lag (private redis-server)', (
     }
   });
 });
+
+describe('executors', () => {
+  let reference: TestApp;
+  beforeAll(async () => {
+    reference = await createTestApp({ db: t.db, env: { GRAPHQL_EXECUTOR: 'graphql-js' } });
+  });
+  afterAll(() => reference?.close());
+
+  it('graphql-jit (the default) and graphql-js answer the history page with the same bytes', async () => {
+    const [jit, js] = await Promise.all([t.gql(HISTORY, { n: 20 }, user.token, noCache), reference.gql(HISTORY, { n: 20 }, user.token, noCache)]);
+    expect(jit.errors).toBeUndefined();
+    expect(jit.raw).toBe(js.raw);
+  });
+
+  it('and the same errors for a bad variable and a missing row', async () => {
+    const bad = `query($n: Int!) { conversations(first: $n) { nodes { id } } }`;
+    const [jit, js] = await Promise.all([t.gql(bad, { n: 'x' }, user.token), reference.gql(bad, { n: 'x' }, user.token)]);
+    expect(jit.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(js.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    const missing = `{ conversation(id: "00000000-0000-4000-8000-000000000000") { id } }`;
+    expect((await t.gql(missing, {}, user.token)).raw).toBe((await reference.gql(missing, {}, user.token)).raw);
+  });
+});
