@@ -152,21 +152,26 @@ export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingM
   const text = response.body.string;
   const status = response.status ?? 200;
   const storeAs = status === 200 ? readCache.storeAs : undefined;
-  if (storeAs) {
-    res.setHeader('x-cache', 'MISS');
-    await deps.responseCache.store(storeAs, text);
-  }
+  // Encoded once: the same bytes go to the client and to the cache.
+  const bytes = Buffer.from(text);
+  // The SET is issued before the response is sent: on the cache's one connection it precedes
+  // the client's next lookup, so its next read hits; the response does not wait for the reply.
+  const stored = storeAs ? deps.responseCache.store(storeAs, bytes) : undefined;
+  if (storeAs) res.setHeader('x-cache', 'MISS');
   if (method === 'GET' && status === 200 && !response.headers.get('content-type')?.includes('text/html')) {
     const etag = storeAs ? entryEtag(storeAs) : weakEtag(text);
     res.setHeader('etag', etag);
     if (etagMatches(req.headers['if-none-match'], etag)) {
       res.statusCode = 304;
       res.end();
+      await stored;
       return;
     }
   }
   res.statusCode = status;
-  res.end(text);
+  res.setHeader('content-length', bytes.length);
+  res.end(bytes);
+  await stored;
 }
 
 function sendHit(req: IncomingMessage, res: ServerResponse, method: string, bytes: Buffer, etag: string): void {
