@@ -27,7 +27,6 @@ import { CursorCodec } from './db/pagination';
 import { QueryObserver } from './db/query-observer';
 import { TokenService } from './graphql/auth';
 import { createContext, type Context } from './graphql/context';
-import { AppError } from './graphql/errors';
 import { bodyTooLarge, handleGraphqlRequest, HttpError } from './graphql/http';
 import { createDocumentGuard } from './graphql/plugins/document-limits';
 import { invalidationPlugin } from './graphql/plugins/invalidation';

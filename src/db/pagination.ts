@@ -11,7 +11,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { badInput } from '../graphql/errors';
-import type { PlainShape } from './plain';
+import { type PlainShape, plainShape } from './plain';
 
 export const MAX_PAGE_SIZE = 100;
 
@@ -121,7 +121,7 @@ export async function keysetPage<T extends CursorPosition>(
     after: string | null | undefined;
     defaultFirst: number;
     /** More select-list entries (e.g. embedded children, see `embeddedRows`), with their parameters. */
-    extraColumns?: Array<{ sql: string; params: unknown[] }>;
+    extraColumns?: ExtraColumn[];
   },
 ): Promise<Page<T>> {
   const limit = pageSize(opts.first, opts.defaultFirst);
@@ -142,4 +142,33 @@ export async function keysetPage<T extends CursorPosition>(
       params,
     );
   return toPage(rows.map(shape.map), limit, (row) => opts.cursors.encode(opts.scope, row));
+}
+
+/** An extra select-list entry with its parameters (see `embeddedRows` in `db/plain.ts`). */
+export interface ExtraColumn {
+  sql: string;
+  params: unknown[];
+}
+
+/**
+ * One page of a user's own rows of `entity` (`owner_id` = the user), newest
+ * first, as plain rows; cursors are scoped to `<list>:<userId>`.
+ */
+export function ownedPage<T extends CursorPosition>(
+  em: EntityManager,
+  entity: { name: string },
+  opts: { alias: string; list: string; ownerId: string; cursors: CursorCodec; first: number | null | undefined; after: string | null | undefined; extraColumns?: ExtraColumn[] },
+): Promise<Page<T>> {
+  return keysetPage(em, plainShape<T>(em, entity), {
+    table: em.getMetadata().get(entity.name).tableName,
+    alias: opts.alias,
+    where: `${opts.alias}.owner_id = ?`,
+    params: [opts.ownerId],
+    cursors: opts.cursors,
+    scope: `${opts.list}:${opts.ownerId}`,
+    first: opts.first,
+    after: opts.after,
+    defaultFirst: 20,
+    extraColumns: opts.extraColumns,
+  });
 }

@@ -1,8 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
 import { notFound } from '../../graphql/errors';
-import { type CursorCodec, isUuid, keysetPage, type Page } from '../../db/pagination';
-import { embeddedRows, plainShape, selectPlain } from '../../db/plain';
+import { type CursorCodec, type ExtraColumn, isUuid, ownedPage, type Page } from '../../db/pagination';
+import { embeddedRows, selectPlain } from '../../db/plain';
 import { pgArray } from '../../db/sql';
 import { ComparisonResponse, type ComparisonResponseView, ComparisonResult, type ComparisonView } from './comparison.entity';
 
@@ -18,20 +18,9 @@ export class ComparisonService {
     principal: Principal,
     first: number | null | undefined,
     after: string | null | undefined,
-    extraColumns?: Array<{ sql: string; params: unknown[] }>,
+    extraColumns?: ExtraColumn[],
   ): Promise<Page<ComparisonView>> {
-    return keysetPage(em, plainShape<ComparisonView>(em, ComparisonResult), {
-      table: 'comparison_results',
-      alias: 'r',
-      where: 'r.owner_id = ?',
-      params: [principal.userId],
-      cursors: this.cursors,
-      scope: `comparisons:${principal.userId}`,
-      first,
-      after,
-      defaultFirst: 20,
-      extraColumns,
-    });
+    return ownedPage(em, ComparisonResult, { alias: 'r', list: 'comparisons', ownerId: principal.userId, cursors: this.cursors, first, after, extraColumns });
   }
 
   count(em: EntityManager, principal: Principal): Promise<number> {

@@ -2,8 +2,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
 import { badInput, notFound } from '../../graphql/errors';
 import { codePointLength } from '../../graphql/text-input';
-import { type CursorCodec, isUuid, keysetPage, type Page } from '../../db/pagination';
-import { plainShape, selectPlain } from '../../db/plain';
+import { type CursorCodec, type ExtraColumn, isUuid, ownedPage, type Page } from '../../db/pagination';
+import { selectPlain } from '../../db/plain';
 import { pgArray } from '../../db/sql';
 import { Conversation, type ConversationView } from './conversation.entity';
 
@@ -18,20 +18,9 @@ export class ConversationService {
     principal: Principal,
     first: number | null | undefined,
     after: string | null | undefined,
-    extraColumns?: Array<{ sql: string; params: unknown[] }>,
+    extraColumns?: ExtraColumn[],
   ): Promise<Page<ConversationView>> {
-    return keysetPage(em, plainShape<ConversationView>(em, Conversation), {
-      table: 'conversations',
-      alias: 'c',
-      where: 'c.owner_id = ?',
-      params: [principal.userId],
-      cursors: this.cursors,
-      scope: `conversations:${principal.userId}`,
-      first,
-      after,
-      defaultFirst: 20,
-      extraColumns,
-    });
+    return ownedPage(em, Conversation, { alias: 'c', list: 'conversations', ownerId: principal.userId, cursors: this.cursors, first, after, extraColumns });
   }
 
   count(em: EntityManager, principal: Principal): Promise<number> {
