@@ -4,6 +4,7 @@
  */
 import { HeaderMap } from '@apollo/server';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { AppError } from './errors';
 
 export type Role = 'USER' | 'ADMIN';
@@ -34,13 +35,14 @@ export class InvalidTokenError extends AppError {
 }
 
 export class TokenService {
-  private readonly key: Uint8Array;
+  /** A KeyObject made once: jose would otherwise import the raw secret on every verify. */
+  private readonly key: KeyObject;
 
   constructor(
     secret: string,
     private readonly expiresIn: string,
   ) {
-    this.key = new TextEncoder().encode(secret);
+    this.key = createSecretKey(Buffer.from(secret, 'utf8'));
   }
 
   async sign(principal: Principal): Promise<string> {
