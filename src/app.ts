@@ -153,12 +153,14 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     cleanups.push(() => rateLimiters.close());
     /** Counts its refusals under the limit's name. */
     const counted = (name: string, limiter: RateLimiter): RateLimiter => ({
-      ...limiter,
       consume: async (key, points) => {
         const verdict = await limiter.consume(key, points);
         if (!verdict.allowed) metrics.usageRefusals.inc({ limit: name });
         return verdict;
       },
+      check: (key) => limiter.check(key),
+      refund: (key, points) => limiter.refund(key, points),
+      reset: (key) => limiter.reset(key),
     });
 
     // 4. Services: stateless, shared by every request.
