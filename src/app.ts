@@ -158,7 +158,6 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         if (!verdict.allowed) metrics.usageRefusals.inc({ limit: name });
         return verdict;
       },
-      check: (key) => limiter.check(key),
       refund: (key, points) => limiter.refund(key, points),
       reset: (key) => limiter.reset(key),
     });

@@ -5,7 +5,7 @@
  * other files of `src/cache/`) that knows Redis.
  *
  * It fails open: when Redis is down, slow or refuses a command, the call is
- * allowed, logged (once per outage) and counted through `onFailOpen`. A
+ * allowed, logged (once per outage: again after a call succeeds) and counted through `onFailOpen`. A
  * limiter must never be the reason a request hangs or fails: commands are not
  * queued while disconnected (`rejectIfRedisNotReady`, no offline queue) and
  * every call is bounded by `operationTimeoutMs`.
@@ -27,8 +27,6 @@ export type RateLimitVerdict = { allowed: true } | { allowed: false; retryAfterS
 export interface RateLimiter {
   /** Spends `points`; when that goes over the limit, nothing is spent and the verdict says when to retry. */
   consume(key: string, points?: number): Promise<RateLimitVerdict>;
-  /** Would one more point be refused? Spends nothing. */
-  check(key: string): Promise<RateLimitVerdict>;
   /** Gives `points` back (e.g. the work they paid for was refused for another reason). */
   refund(key: string, points: number): Promise<void>;
   /** Forgets the key (e.g. a successful login clears that account's failures). */
@@ -66,10 +64,11 @@ export function createRateLimiters(opts: CreateRateLimitersOptions): RateLimiter
     });
   }
   let failing = false;
-  client?.on('ready', () => {
-    if (failing) log.info('rate limits are enforced again (Redis is back)');
+  const recovered = () => {
+    if (!failing) return;
     failing = false;
-  });
+    log.info('rate limits are enforced again (Redis answers)');
+  };
   const failOpen = (name: string, err: unknown) => {
     opts.onFailOpen?.(name);
     if (failing) return;
@@ -85,7 +84,7 @@ export function createRateLimiters(opts: CreateRateLimitersOptions): RateLimiter
       const impl: RateLimiterAbstract = client
         ? new RateLimiterRedis({ ...base, storeClient: client, useRedisPackage: true, rejectIfRedisNotReady: true })
         : new RateLimiterMemory(base);
-      return new FlexibleLimiter(name, impl, opts.operationTimeoutMs, (err) => failOpen(name, err));
+      return new FlexibleLimiter(name, impl, opts.operationTimeoutMs, (err) => failOpen(name, err), recovered);
     },
     async close() {
       if (client) closeRedisClient(client);
@@ -97,7 +96,6 @@ const ALLOWED: RateLimitVerdict = { allowed: true };
 
 const UNLIMITED: RateLimiter = {
   consume: async () => ALLOWED,
-  check: async () => ALLOWED,
   refund: async () => undefined,
   reset: async () => undefined,
 };
@@ -108,32 +106,24 @@ class FlexibleLimiter implements RateLimiter {
     private readonly impl: RateLimiterAbstract,
     private readonly timeoutMs: number,
     private readonly failOpen: (err: unknown) => void,
+    private readonly recovered: () => void,
   ) {}
 
   async consume(key: string, points = 1): Promise<RateLimitVerdict> {
     try {
       await this.bounded(this.impl.consume(key, points));
+      this.recovered();
       return ALLOWED;
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) {
         this.failOpen(err);
         return ALLOWED;
       }
+      this.recovered();
       // rate-limiter-flexible counts refused points too: give them back, so
       // only work that was served counts against the window.
       await this.refund(key, points);
       return refused(err);
-    }
-  }
-
-  async check(key: string): Promise<RateLimitVerdict> {
-    try {
-      const res = await this.bounded(this.impl.get(key));
-      if (res && res.consumedPoints >= this.impl.points) return refused(res);
-      return ALLOWED;
-    } catch (err) {
-      this.failOpen(err);
-      return ALLOWED;
     }
   }
 
