@@ -3,11 +3,13 @@
  * against real PostgreSQL and Redis, with providers faked by a real HTTP server.
  */
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { clientIp } from '../src/graphql/client-ip';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedis, describeRedisServer, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
-const RUN = `mutation($input: RunComparisonInput!) { runComparison(input: $input) { id responses { model status costUsd } } }`;
+const RUN = `mutation($input: RunComparisonInput!) { runComparison(input: $input) { id responses { id model status costUsd } } }`;
 const START = `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id } }`;
 const CANCEL = `mutation($id: ID!) { cancelComparison(id: $id) { id } }`;
 const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id costUsd } }`;
@@ -66,8 +68,9 @@ describeRedis('rate limits on provider calls', () => {
     const u = await userWithKey(t);
     const three = { prompt: 'hi', models: ['openai:m1', 'openai:m2', 'openai:m3'] };
 
-    const first = await t.gql(RUN, { input: three }, u.token);
+    const first = await t.gql(RUN, { input: { prompt: 'hi', models: ['openai:m1', 'openai:m2', 'openai:fail-500'] } }, u.token);
     expect(first.errors).toBeUndefined();
+    const failed = first.data.runComparison.responses.find((r: any) => r.status === 'FAILED');
     expect(fake.count('openai', 'chat')).toBe(3);
 
     // 3 + 3 > 5: refused before anything is stored or sent.
@@ -86,15 +89,20 @@ describeRedis('rate limits on provider calls', () => {
     expect(fake.count('openai', 'chat')).toBe(5);
 
     // sendMessage is a model call too.
-    const conversationId = first.data.runComparison.id && (await t.gql(`{ conversations(first: 1) { nodes { id } } }`, {}, u.token)).data.conversations.nodes[0].id;
+    const conversationId = (await t.gql(`{ conversations(first: 1) { nodes { id } } }`, {}, u.token)).data.conversations.nodes[0].id;
     const send = await t.gql(SEND, { input: { conversationId, content: 'more', model: 'openai:m1' } }, u.token);
     expect(codes(send)).toEqual(['RATE_LIMITED']);
+    // So is a retry; the refused one stays FAILED (retryable later).
+    const retry = await t.gql(`mutation($id: ID!) { retryComparisonResponse(id: $id) { status } }`, { id: failed.id }, u.token);
+    expect(codes(retry)).toEqual(['RATE_LIMITED']);
+    const stored = await t.gql(`query($id: ID!) { comparison(id: $id) { responses { id status } } }`, { id: first.data.runComparison.id }, u.token);
+    expect(stored.data.comparison.responses.find((r: any) => r.id === failed.id).status).toBe('FAILED');
     expect(fake.count('openai', 'chat')).toBe(5);
 
     // Another user has their own allowance.
     const other = await userWithKey(t, 'other');
     expect((await t.gql(RUN, { input: three }, other.token)).errors).toBeUndefined();
-    expect(await t.app.metrics.registry.getSingleMetricAsString('llmselect_usage_refusals_total')).toMatch(/limit="provider_calls"\} 2/);
+    expect(await t.app.metrics.registry.getSingleMetricAsString('llmselect_usage_refusals_total')).toMatch(/limit="provider_calls"\} 3/);
   });
 });
 
@@ -148,6 +156,18 @@ describeRedis('brute force on login and register', () => {
     expect(codes(await b.gql(LOGIN, { e: target, p: 'wrong' }))).toEqual(['UNAUTHENTICATED']);
     expect(codes(await a.gql(LOGIN, { e: target, p: PASSWORD }))).toEqual(['RATE_LIMITED']);
     expect(codes(await b.gql(LOGIN, { e: target, p: PASSWORD }))).toEqual(['RATE_LIMITED']);
+  });
+});
+
+describe('the client address rate limits key', () => {
+  const req = (remoteAddress: string, xff?: string) => ({ socket: { remoteAddress }, headers: xff ? { 'x-forwarded-for': xff } : {} }) as unknown as IncomingMessage;
+  it('is the socket address unless TRUST_PROXY says how many proxies append to X-Forwarded-For; IPv6 by /64', () => {
+    expect(clientIp(req('::ffff:10.0.0.5', '1.2.3.4'), 0)).toBe('10.0.0.5');
+    expect(clientIp(req('10.0.0.5', '6.6.6.6, 1.2.3.4'), 1)).toBe('1.2.3.4');
+    expect(clientIp(req('10.0.0.5', '6.6.6.6, 1.2.3.4, 10.0.0.9'), 2)).toBe('1.2.3.4');
+    expect(clientIp(req('10.0.0.5', 'garbage'), 1)).toBe('10.0.0.5');
+    expect(clientIp(req('2001:db8:1:2:aaaa::1'), 0)).toBe(clientIp(req('2001:db8:1:2:bbbb::7'), 0));
+    expect(clientIp(req('2001:db8:1:2:aaaa::1'), 0)).not.toBe(clientIp(req('2001:db8:1:3::1'), 0));
   });
 });
 

@@ -73,7 +73,8 @@ export function createRateLimiters(opts: CreateRateLimitersOptions): RateLimiter
     opts.onFailOpen?.(name);
     if (failing) return;
     failing = true;
-    log.warn({ err, limit: name }, 'rate limit store unavailable: allowing requests (fail open) until Redis is back');
+    // The error's class only: a connection error may quote the Redis URL.
+    log.warn({ error: err instanceof Error ? err.name : typeof err, limit: name }, 'rate limit store unavailable: allowing requests (fail open) until Redis is back');
   };
 
   return {
