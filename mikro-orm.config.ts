@@ -14,9 +14,10 @@ import { Conversation } from './src/modules/conversation/conversation.entity';
 import { Message } from './src/modules/message/message.entity';
 import { User } from './src/modules/user/user.entity';
 import { Vote } from './src/modules/vote/vote.entity';
+import { SpendReservation } from './src/modules/usage/spend-reservation.entity';
 import { BaseEntity } from './src/db/base.entity';
 
-export const ENTITIES: Function[] = [BaseEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote];
+export const ENTITIES: Function[] = [BaseEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation];
 
 export default async () => {
   const config = loadConfig();

@@ -44,6 +44,9 @@ import { ApiKeyService } from './modules/api-key/api-key.service';
 import { CacheAdminService } from './modules/admin/cache-admin.service';
 import { ModelService } from './modules/model/model.service';
 import { createApqCache } from './cache/apq';
+import { createRateLimiters, type RateLimiter } from './cache/rate-limit';
+import { clientIp } from './graphql/client-ip';
+import { UsageService } from './modules/usage/usage.service';
 import { createGuardedFetch } from './llm/egress';
 import { ModelRegistry } from './llm/model-registry';
 import { ModelAccess } from './modules/api-key/model-access';
@@ -138,6 +141,26 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const pubsub = createPubSub({ redisUrl: config.redisUrl, prefix: config.cachePrefix, logger });
     cleanups.push(() => pubsub.close());
 
+    // Rate limits: Redis when configured (shared by instances), memory otherwise; fail open.
+    const rateLimiters = createRateLimiters({
+      redisUrl: config.redisUrl,
+      prefix: config.cachePrefix,
+      operationTimeoutMs: config.cache.operationTimeoutMs,
+      logger,
+      onFailOpen: (limit) => metrics.rateLimitFailOpen.inc({ limit }),
+    });
+    cleanups.push(() => rateLimiters.close());
+    /** Counts its refusals under the limit's name. */
+    const counted = (name: string, limiter: RateLimiter): RateLimiter => ({
+      consume: async (key, points) => {
+        const verdict = await limiter.consume(key, points);
+        if (!verdict.allowed) metrics.usageRefusals.inc({ limit: name });
+        return verdict;
+      },
+      refund: (key, points) => limiter.refund(key, points),
+      reset: (key) => limiter.reset(key),
+    });
+
     // 4. Services: stateless, shared by every request.
     const tokens = new TokenService(config.jwtSecret, config.jwtExpiresIn);
     const cursors = new CursorCodec(config.jwtSecret);
@@ -151,6 +174,17 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     cleanups.push(() => userFetch.close());
     const transport = { userFetch };
     const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls, transport);
+    const usage = new UsageService({
+      orm,
+      providerCalls: rateLimiters.limiter('provider_calls', config.rateLimits.providerCalls),
+      invalidation: generations,
+      defaultDailyBudgetUsd: config.userDailyBudgetUsd,
+      maxOutputBytes: config.llm.maxOutputBytes,
+      // A reservation outlives its calls (timeout, final write retries) unless its instance died.
+      reservationTtlMs: 2 * config.llm.requestTimeoutMs + config.comparisonLeaseMs,
+      logger,
+      onRefused: (kind) => metrics.usageRefusals.inc({ limit: kind === 'budget' ? 'budget' : 'provider_calls' }),
+    });
     const runner = new ComparisonRunner({
       orm,
       cache,
@@ -158,6 +192,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       invalidation: generations,
       conversations,
       models: modelAccess,
+      usage,
       requestTimeoutMs: config.llm.requestTimeoutMs,
       leaseMs: config.comparisonLeaseMs,
       maxOutputBytes: config.llm.maxOutputBytes,
@@ -176,7 +211,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
     });
     const services: Services = {
-      users: new UserService(tokens, config.adminEmails, config.passwordHashing),
+      users: new UserService(tokens, config.adminEmails, config.passwordHashing, {
+        perAccount: counted('login_account', rateLimiters.limiter('login_account', config.rateLimits.loginFailuresPerAccount)),
+        perIp: counted('auth_ip', rateLimiters.limiter('auth_ip', config.rateLimits.authPerIp)),
+      }),
       apiKeys,
       conversations,
       messages,
@@ -184,12 +222,13 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       votes: new VoteService(comparisons),
       leaderboard: new LeaderboardService(cache, generations, config.cache.responseTtlMs),
       invalidation: generations,
-      chat: new ChatService({ conversations, models: modelAccess, requestTimeoutMs: config.llm.requestTimeoutMs, maxOutputBytes: config.llm.maxOutputBytes }),
+      chat: new ChatService({ conversations, models: modelAccess, usage, requestTimeoutMs: config.llm.requestTimeoutMs, maxOutputBytes: config.llm.maxOutputBytes }),
       runner,
       search: new SearchService(cursors),
       exports: new ExportService({ conversations, messages, comparisons }),
       models: new ModelService(apiKeys, modelRegistry),
       cacheAdmin: new CacheAdminService(cache, modelRegistry),
+      usage,
     };
 
     // 5. GraphQL.
@@ -272,7 +311,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           {
             apollo,
             principal: (request) => tokens.fromAuthorizationHeader(request.headers.authorization),
-            context: (principal, readCache) => createContext(contextDeps, requestId, principal, readCache),
+            context: (principal, readCache) => createContext(contextDeps, requestId, principal, readCache, clientIp(req, config.trustProxy)),
             responseCache,
             maxBodyBytes: config.limits.maxBodyBytes,
           },

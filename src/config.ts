@@ -52,6 +52,22 @@ export interface EgressPolicy {
   allowCidrs: readonly string[];
 }
 
+/** A fixed window of points per key; `points: 0` turns the limit off. */
+export interface RateLimitRule {
+  points: number;
+  windowSeconds: number;
+}
+
+/** See README "Rate limits and budgets". Counted in Redis when `REDIS_URL` is set (shared by instances), in memory otherwise. */
+export interface RateLimits {
+  /** Per user: model calls (a comparison of 3 models costs 3) by startComparison, runComparison, retryComparisonResponse, sendMessage. */
+  providerCalls: RateLimitRule;
+  /** Per account (email): failed logins. A successful login clears it. */
+  loginFailuresPerAccount: RateLimitRule;
+  /** Per client IP: failed logins plus registrations. */
+  authPerIp: RateLimitRule;
+}
+
 export interface Config {
   env: Environment;
   port: number;
@@ -105,6 +121,14 @@ export interface Config {
    * lease is older than this as FAILED (its instance crashed).
    */
   comparisonLeaseMs: number;
+  rateLimits: RateLimits;
+  /**
+   * How many reverse proxies in front of the server append to `X-Forwarded-For`:
+   * 0 (default) uses the socket's address; N takes the N-th address from the right.
+   */
+  trustProxy: number;
+  /** Default per-user spend budget in USD over a rolling 24 h; 0 = unlimited. An admin may set a user's own. */
+  userDailyBudgetUsd: number;
 }
 
 export class ConfigError extends Error {
@@ -127,6 +151,22 @@ function int(env: Env, name: string, fallback: number, min = 0): number {
     throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
   }
   return value;
+}
+
+function decimal(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new ConfigError(`${name} must be a number >= 0, got "${raw}"`);
+  return value;
+}
+
+/** `TRUST_PROXY`: false / 0 (default), true (= 1 proxy), or a number of proxies. */
+function trustProxy(env: Env): number {
+  const raw = (env.TRUST_PROXY ?? '').trim();
+  if (/^(1|true|yes|on)$/i.test(raw)) return 1;
+  if (raw === '' || /^(0|false|no|off)$/i.test(raw)) return 0;
+  return int(env, 'TRUST_PROXY', 0, 0);
 }
 
 function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
@@ -301,6 +341,22 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     },
     shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10_000),
     comparisonLeaseMs: int(env, 'COMPARISON_LEASE_MS', 20_000, 100),
+    rateLimits: {
+      providerCalls: {
+        points: int(env, 'RATE_LIMIT_PROVIDER_CALLS', 60),
+        windowSeconds: int(env, 'RATE_LIMIT_PROVIDER_WINDOW_SECONDS', 60, 1),
+      },
+      loginFailuresPerAccount: {
+        points: int(env, 'RATE_LIMIT_LOGIN_FAILURES', 5),
+        windowSeconds: int(env, 'RATE_LIMIT_AUTH_WINDOW_SECONDS', 15 * 60, 1),
+      },
+      authPerIp: {
+        points: int(env, 'RATE_LIMIT_AUTH_PER_IP', 30),
+        windowSeconds: int(env, 'RATE_LIMIT_AUTH_WINDOW_SECONDS', 15 * 60, 1),
+      },
+    },
+    trustProxy: trustProxy(env),
+    userDailyBudgetUsd: decimal(env, 'USER_DAILY_BUDGET_USD', 0),
   };
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be a pino level, got "${config.logLevel}"`);

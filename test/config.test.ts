@@ -21,6 +21,9 @@ describe('loadConfig', () => {
     [{ DB_POOL_MIN: '9', DB_POOL_MAX: '3' }, /DB_POOL_MIN must not exceed DB_POOL_MAX/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL/],
     [{ JWT_SECRET: 'short' }, /JWT_SECRET must be at least 32/],
+    [{ USER_DAILY_BUDGET_USD: '-1' }, /USER_DAILY_BUDGET_USD must be a number >= 0/],
+    [{ RATE_LIMIT_PROVIDER_CALLS: 'many' }, /RATE_LIMIT_PROVIDER_CALLS/],
+    [{ TRUST_PROXY: 'maybe' }, /TRUST_PROXY/],
   ])('rejects a malformed value %p with one line naming it', (env, message) => {
     const error = (() => {
       try {
@@ -42,6 +45,19 @@ describe('loadConfig', () => {
     expect(second.jwtSecret).toBe(first.jwtSecret);
     expect(second.encryptionKeys[0]!.key.equals(first.encryptionKeys[0]!.key)).toBe(true);
     expect(readFileSync(join(dataDir, 'jwt-secret'), 'utf8').trim()).toBe(first.jwtSecret);
+  });
+
+  it('reads rate limits, TRUST_PROXY and the default budget (0 = off / unlimited)', () => {
+    const base = { NODE_ENV: 'test', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
+    const defaults = loadConfig(base);
+    expect(defaults.rateLimits).toEqual({
+      providerCalls: { points: 60, windowSeconds: 60 },
+      loginFailuresPerAccount: { points: 5, windowSeconds: 900 },
+      authPerIp: { points: 30, windowSeconds: 900 },
+    });
+    expect(defaults).toMatchObject({ trustProxy: 0, userDailyBudgetUsd: 0 });
+    expect(loadConfig({ ...base, TRUST_PROXY: 'true', USER_DAILY_BUDGET_USD: '2.5' })).toMatchObject({ trustProxy: 1, userDailyBudgetUsd: 2.5 });
+    expect(loadConfig({ ...base, TRUST_PROXY: '2' }).trustProxy).toBe(2);
   });
 
   it('uses per-environment pool bounds', () => {

@@ -5,3 +5,4 @@ export { singleFlight, type SingleFlight } from './single-flight';
 export { createPubSub, type CreatePubSubOptions, type MessageHandler, type PubSub } from './pubsub';
 export { createApqCache } from './apq';
 export { registerCacheMetrics } from './metrics';
+export { createRateLimiters, type CreateRateLimitersOptions, type RateLimiter, type RateLimiters, type RateLimitRule, type RateLimitVerdict } from './rate-limit';

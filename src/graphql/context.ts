@@ -17,6 +17,8 @@ export interface Context {
   logger: Logger;
   /** The read cache's state for this request (see `response-cache.ts`). */
   readCache: ReadCacheState;
+  /** The client's address as rate limits key it (see `client-ip.ts`). */
+  clientIp: string;
 }
 
 export interface ContextDeps {
@@ -26,7 +28,13 @@ export interface ContextDeps {
   createLoaders: (em: EntityManager, principal: Principal | null, services: Services) => Loaders;
 }
 
-export function createContext(deps: ContextDeps, requestId: string, principal: Principal | null, readCache: ReadCacheState = { bypass: false }): Context {
+export function createContext(
+  deps: ContextDeps,
+  requestId: string,
+  principal: Principal | null,
+  readCache: ReadCacheState = { bypass: false },
+  clientIp = 'unknown',
+): Context {
   // The EntityManager fork and the child logger are made on first use: many requests need neither.
   let em: EntityManager | undefined;
   let logger: Logger | undefined;
@@ -45,5 +53,6 @@ export function createContext(deps: ContextDeps, requestId: string, principal: P
       return (logger ??= deps.logger.child({ requestId, userId: principal?.userId }));
     },
     readCache,
+    clientIp,
   };
 }

@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'PERSISTED_QUERY_NOT_FOUND',
   'QUERY_TOO_COMPLEX',
   'RATE_LIMITED',
+  'BUDGET_EXCEEDED',
   'SERVICE_UNAVAILABLE',
   'CACHE_UNAVAILABLE',
   'PROVIDER_ERROR',
@@ -37,3 +38,6 @@ export class AppError extends GraphQLError {
 export const notFound = (what: string) => new AppError('NOT_FOUND', `${what} not found`);
 export const badInput = (message: string, field?: string) =>
   new AppError('BAD_USER_INPUT', message, field ? { field } : {});
+
+/** RATE_LIMITED with `extensions.retryAfterSeconds` (whole requests answer 429 with `Retry-After`). */
+export const rateLimited = (retryAfterSeconds: number, message: string) => new AppError('RATE_LIMITED', message, { retryAfterSeconds });

@@ -21,9 +21,11 @@ import { SearchResolver } from '../modules/search/search.resolver';
 import { ExportResolver } from '../modules/conversation/export.resolver';
 import { ModelResolver } from '../modules/model/model.resolver';
 import { CacheAdminResolver } from '../modules/admin/cache-admin.resolver';
+import { UsageResolver } from '../modules/usage/usage.resolver';
 
 export const RESOLVERS: NonEmptyArray<Function> = [
   UserResolver,
+  UsageResolver,
   ApiKeyResolver,
   ConversationResolver,
   ConversationConnectionResolver,

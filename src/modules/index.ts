@@ -23,6 +23,8 @@ import type { SearchService } from './search/search.service';
 import type { ModelService } from './model/model.service';
 import type { CacheAdminService } from './admin/cache-admin.service';
 import type { ExportService } from './conversation/export.service';
+import { createUsageLoaders } from './usage/usage.loaders';
+import type { UsageService } from './usage/usage.service';
 
 /**
  * Root mutation fields that call an LLM provider (paid, on the user's key):
@@ -53,6 +55,7 @@ export interface Services {
   exports: ExportService;
   models: ModelService;
   cacheAdmin: CacheAdminService;
+  usage: UsageService;
 }
 
 export function createLoaders(em: EntityManager, principal: Principal | null, services: Services) {
@@ -62,6 +65,7 @@ export function createLoaders(em: EntityManager, principal: Principal | null, se
     ...createMessageLoaders(em, services.messages),
     ...createComparisonLoaders(em, principal, services.comparisons),
     ...createVoteLoaders(em, principal),
+    ...createUsageLoaders(em, services.usage),
   };
 }
 

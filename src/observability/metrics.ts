@@ -12,6 +12,10 @@ export interface Metrics {
   dbQueryDuration: Histogram<'outcome'>;
   llmCalls: Counter<'provider' | 'status'>;
   llmLatency: Histogram<'provider'>;
+  /** Requests refused by a rate limit or the spend budget. */
+  usageRefusals: Counter<'limit'>;
+  /** Calls a rate limit allowed because its store (Redis) failed. */
+  rateLimitFailOpen: Counter<'limit'>;
 }
 
 export function createMetrics(opts: { collectDefaults: boolean; poolStats?: () => { size: number; used: number; free: number; pending: number; max: number } }): Metrics {
@@ -69,6 +73,18 @@ export function createMetrics(opts: { collectDefaults: boolean; poolStats?: () =
       help: 'LLM call latency',
       labelNames: ['provider'],
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    usageRefusals: new Counter({
+      name: 'llmselect_usage_refusals_total',
+      help: 'Requests refused by a rate limit (provider_calls, login_account, auth_ip) or the spend budget (budget)',
+      labelNames: ['limit'],
+      registers: [registry],
+    }),
+    rateLimitFailOpen: new Counter({
+      name: 'llmselect_rate_limit_fail_open_total',
+      help: 'Rate-limit checks allowed because the rate-limit store (Redis) failed or timed out',
+      labelNames: ['limit'],
       registers: [registry],
     }),
   };

@@ -57,6 +57,11 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     LOG_LEVEL: 'info',
     ARGON2_MEMORY_KIB: '1024',
     ARGON2_TIME_COST: '1',
+    // Suites sign up many users and run many comparisons from one address: limits are
+    // off unless a test turns them on (test/rate-limits.test.ts).
+    RATE_LIMIT_PROVIDER_CALLS: '0',
+    RATE_LIMIT_LOGIN_FAILURES: '0',
+    RATE_LIMIT_AUTH_PER_IP: '0',
     ...options.env,
   });
   const app = await buildApp(config, { logStream });

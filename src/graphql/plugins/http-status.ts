@@ -8,6 +8,8 @@
  * | failed as a whole, every error UNAUTHENTICATED      | 401    | `WWW-Authenticate: Bearer`   |
  * | failed as a whole, every error FORBIDDEN            | 403    |                              |
  * | failed as a whole, every error SERVICE_UNAVAILABLE  | 503    | `Retry-After`                |
+ * | failed as a whole, every error RATE_LIMITED         | 429    | `Retry-After` (the longest `retryAfterSeconds`) |
+ * | failed as a whole, every error BUDGET_EXCEEDED      | 429    | `Retry-After` until `resetsAt`, when known |
  * | a subscription sent to /graphql                     | 400    |                              |
  * | anything else, partial results included             | Apollo's (200 when executed)  |
  *
@@ -28,11 +30,24 @@ import { AppError, type ErrorCode } from '../errors';
 /** Seconds a client should wait before retrying a request that failed with SERVICE_UNAVAILABLE. */
 export const RETRY_AFTER_SECONDS = 2;
 
-const WHOLE_REQUEST_STATUS: Partial<Record<ErrorCode, { status: number; headers: Array<[string, string]> }>> = {
+type Headers = Array<[string, string]>;
+
+const WHOLE_REQUEST_STATUS: Partial<Record<ErrorCode, { status: number; headers: Headers | ((errors: readonly GraphQLFormattedError[]) => Headers) }>> = {
   UNAUTHENTICATED: { status: 401, headers: [['www-authenticate', BEARER_CHALLENGE]] },
   FORBIDDEN: { status: 403, headers: [] },
   SERVICE_UNAVAILABLE: { status: 503, headers: [['retry-after', String(RETRY_AFTER_SECONDS)]] },
+  RATE_LIMITED: { status: 429, headers: (errors) => retryAfter(errors.map((e) => Number(e.extensions?.retryAfterSeconds))) },
+  BUDGET_EXCEEDED: {
+    status: 429,
+    headers: (errors) => retryAfter(errors.map((e) => Math.ceil((Date.parse(String(e.extensions?.resetsAt)) - Date.now()) / 1000))),
+  },
 };
+
+/** `Retry-After` with the longest of the known waits (at least 1 s); none when no wait is known. */
+function retryAfter(seconds: number[]): Headers {
+  const known = seconds.filter((s) => Number.isFinite(s));
+  return known.length ? [['retry-after', String(Math.max(1, ...known))]] : [];
+}
 
 export function httpStatusPlugin(): ApolloServerPlugin<Context> {
   return {
@@ -62,7 +77,8 @@ function applyWholeRequestStatus(rc: GraphQLRequestContextWillSendResponse<Conte
   const mapping = code ? WHOLE_REQUEST_STATUS[code] : undefined;
   if (!mapping) return;
   rc.response.http.status = mapping.status;
-  for (const [name, value] of mapping.headers) rc.response.http.headers.set(name, value);
+  const headers = typeof mapping.headers === 'function' ? mapping.headers(errors) : mapping.headers;
+  for (const [name, value] of headers) rc.response.http.headers.set(name, value);
 }
 
 function failedAsAWhole(data: Record<string, unknown> | null | undefined): boolean {

@@ -49,6 +49,7 @@ import { Provider } from '../api-key/api-key.entity';
 import type { ModelAccess } from '../api-key/model-access';
 import type { ConversationService } from '../conversation/conversation.service';
 import { validatePrompt } from '../message/chat.service';
+import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from '../message/history';
 import { Message, MessageRole } from '../message/message.entity';
 import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, ResponsePublisher } from './comparison-events';
@@ -88,6 +89,8 @@ export interface ComparisonRunnerDeps {
   invalidation: UserCacheInvalidator;
   conversations: ConversationService;
   models: ModelAccess;
+  /** Rate limit and spend budget, checked before any provider is called. */
+  usage: ProviderCallAdmission;
   requestTimeoutMs: number;
   /** A lease not renewed for this long is expired (see the header). */
   leaseMs: number;
@@ -145,34 +148,43 @@ export class ComparisonRunner {
     const prompt = validatePrompt(args.prompt, 'prompt');
     const models = parseModels(args.models);
     const em = this.deps.orm.em.fork();
-    const conversation = args.conversationId
-      ? await this.deps.conversations.getForWrite(em, principal, args.conversationId)
-      : await this.deps.conversations.create(em, principal, titleFrom(prompt));
+    const existing = args.conversationId ? await this.deps.conversations.getForWrite(em, principal, args.conversationId) : null;
     const modelIds = [...new Set(models.map((m) => m.id))];
-    const histories = await historiesByModel(em, conversation.id, modelIds);
+    const histories = existing ? await historiesByModel(em, existing.id, modelIds) : new Map<string, ChatTurn[]>();
+    const turnsOf = (model: ModelId): ChatTurn[] => [...(histories.get(model.id) ?? []), { role: 'user', content: prompt }];
+    // Rate limit (a point per model) and budget, before anything is written or sent.
+    const release = await this.deps.usage.admit(principal, models.map((m) => plannedCall(m, turnsOf(m))));
 
-    const comparison = em.create(ComparisonResult, { owner: principal.userId, conversation, prompt });
-    em.create(Message, { conversation, role: MessageRole.USER, content: prompt, comparison, createdAt: comparison.createdAt });
-    const responses = models.map((model, position) =>
-      em.create(ComparisonResponse, {
-        comparison,
-        position,
-        provider: Provider[toGraphqlProvider(model.provider)],
-        model: model.id,
-        keyLabel: model.label,
-        createdAt: comparison.createdAt,
-        leaseOwner: this.instanceId,
-      }),
-    );
-    conversation.updatedAt = new Date();
-    await em.flush();
-
-    const jobs: Job[] = responses.map((r, i) => ({
-      response: { id: r.id, comparisonId: comparison.id, model: models[i]! },
-      history: [...(histories.get(models[i]!.id) ?? []), { role: 'user', content: prompt }],
-      userId: principal.userId,
-    }));
-    this.track(comparison.id, Promise.all(jobs.map((job) => this.execute(job))).then(() => undefined));
+    let jobs: Job[];
+    let comparison: ComparisonResult;
+    try {
+      const conversation = existing ?? (await this.deps.conversations.create(em, principal, titleFrom(prompt)));
+      comparison = em.create(ComparisonResult, { owner: principal.userId, conversation, prompt });
+      em.create(Message, { conversation, role: MessageRole.USER, content: prompt, comparison, createdAt: comparison.createdAt });
+      const responses = models.map((model, position) =>
+        em.create(ComparisonResponse, {
+          comparison,
+          position,
+          provider: Provider[toGraphqlProvider(model.provider)],
+          model: model.id,
+          keyLabel: model.label,
+          createdAt: comparison.createdAt,
+          leaseOwner: this.instanceId,
+        }),
+      );
+      conversation.updatedAt = new Date();
+      await em.flush();
+      jobs = responses.map((r, i) => ({
+        response: { id: r.id, comparisonId: comparison.id, model: models[i]! },
+        history: turnsOf(models[i]!),
+        userId: principal.userId,
+      }));
+    } catch (error) {
+      await release();
+      throw error;
+    }
+    // The reserved budget is given back once every response's cost is recorded.
+    this.track(comparison.id, Promise.all(jobs.map((job) => this.execute(job))).then(() => undefined).finally(release));
     return comparison.id;
   }
 
@@ -202,31 +214,42 @@ export class ComparisonRunner {
       throw badInput(`Only FAILED or TIMED_OUT responses can be retried (this one is ${response.status})`, 'id');
     }
     const comparison = response.comparison.getEntity();
-    const reset = await em.nativeUpdate(
-      ComparisonResponse,
-      { id: response.id, status: { $in: [ResponseStatus.FAILED, ResponseStatus.TIMED_OUT] } },
-      {
-        status: ResponseStatus.PENDING,
-        content: '',
-        error: null,
-        latencyMs: null,
-        timeToFirstTokenMs: null,
-        promptTokens: null,
-        completionTokens: null,
-        costUsd: null,
-        settledAt: null,
-        leaseOwner: this.instanceId,
-        heartbeatAt: raw('now()'),
-      },
-    );
-    if (!reset) throw badInput('This response is already being retried', 'id');
-
     const model = parseModelId(`${response.model}@${response.keyLabel}`);
     const promptMessage = await em.findOne(Message, { comparison: comparison.id, role: MessageRole.USER });
     const history = promptMessage
       ? ((await historiesByModel(em, promptMessage.conversation.id, [model.id], promptMessage)).get(model.id) ?? [])
       : [];
-    const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: [...history, { role: 'user', content: comparison.prompt }], userId: principal.userId });
+    const turns: ChatTurn[] = [...history, { role: 'user', content: comparison.prompt }];
+    const release = await this.deps.usage.admit(principal, [plannedCall(model, turns)]);
+    let reset: number;
+    try {
+      reset = await em.nativeUpdate(
+        ComparisonResponse,
+        { id: response.id, status: { $in: [ResponseStatus.FAILED, ResponseStatus.TIMED_OUT] } },
+        {
+          status: ResponseStatus.PENDING,
+          content: '',
+          error: null,
+          latencyMs: null,
+          timeToFirstTokenMs: null,
+          promptTokens: null,
+          completionTokens: null,
+          costUsd: null,
+          settledAt: null,
+          leaseOwner: this.instanceId,
+          heartbeatAt: raw('now()'),
+        },
+      );
+    } catch (error) {
+      await release();
+      throw error;
+    }
+    if (!reset) {
+      await release();
+      throw badInput('This response is already being retried', 'id');
+    }
+
+    const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId }).finally(release);
     this.track(`retry:${response.id}`, job);
     await job;
   }

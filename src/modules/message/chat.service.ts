@@ -8,12 +8,14 @@ import type { Principal } from '../../graphql/auth';
 import { AppError, badInput } from '../../graphql/errors';
 import { codePointLength } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
-import { parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
 import { ProviderCallError } from '../../llm/providers';
-import { streamCompletion } from '../../llm/stream-completion';
+import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
+import type { Conversation } from '../conversation/conversation.entity';
 import { Provider } from '../api-key/api-key.entity';
 import type { ModelAccess } from '../api-key/model-access';
 import type { ConversationService } from '../conversation/conversation.service';
+import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from './history';
 import { Message, MessageRole } from './message.entity';
 
@@ -37,6 +39,8 @@ export class ChatService {
     private readonly deps: {
       conversations: ConversationService;
       models: ModelAccess;
+      /** Rate limit and spend budget, checked before anything is stored or sent. */
+      usage: ProviderCallAdmission;
       requestTimeoutMs: number;
       /** A longer answer is cut and answers PROVIDER_ERROR (UNAVAILABLE) saying so. */
       maxOutputBytes: number;
@@ -50,6 +54,24 @@ export class ChatService {
     const provider = Provider[toGraphqlProvider(modelId.provider)];
 
     const history = (await historiesByModel(em, conversation.id, [modelId.id])).get(modelId.id) ?? [];
+    const release = await this.deps.usage.admit(principal, [plannedCall(modelId, [...history, { content }])]);
+    try {
+      return await this.call(em, principal, conversation, modelId, provider, history, content);
+    } finally {
+      // After the reply (and its cost) is stored, or the call failed.
+      await release();
+    }
+  }
+
+  private async call(
+    em: EntityManager,
+    principal: Principal,
+    conversation: Conversation,
+    modelId: ModelId,
+    provider: Provider,
+    history: ChatTurn[],
+    content: string,
+  ): Promise<Message> {
     const userMessage = em.create(Message, { conversation, role: MessageRole.USER, content });
     conversation.updatedAt = new Date();
     await em.flush();

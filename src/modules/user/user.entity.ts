@@ -24,7 +24,11 @@ export class User extends BaseEntity<'role'> {
   @Field(() => UserRole)
   @Enum({ items: () => UserRole, nativeEnumName: 'user_role' })
   role: UserRole = UserRole.USER;
+
+  /** Spend budget in USD over a rolling 24 h set by an admin; null = the configured default (USER_DAILY_BUDGET_USD). */
+  @Property({ type: 'double', nullable: true })
+  dailyBudgetUsd?: number | null;
 }
 
 /** A user as read paths return it (a plain row, never the password hash); an entity fits too. */
-export type UserView = Pick<User, 'id' | 'createdAt' | 'email' | 'role'>;
+export type UserView = Pick<User, 'id' | 'createdAt' | 'email' | 'role'> & { dailyBudgetUsd?: number | null };

@@ -24,12 +24,12 @@ export class UserResolver {
 
   @Mutation(() => AuthPayload)
   register(@Arg('email', () => String) email: string, @Arg('password', () => String) password: string, @Ctx() ctx: Context) {
-    return ctx.services.users.register(ctx.em, email, password);
+    return ctx.services.users.register(ctx.em, email, password, ctx.clientIp);
   }
 
   @Mutation(() => AuthPayload)
   login(@Arg('email', () => String) email: string, @Arg('password', () => String) password: string, @Ctx() ctx: Context) {
-    return ctx.services.users.login(ctx.em, email, password);
+    return ctx.services.users.login(ctx.em, email, password, ctx.clientIp);
   }
 
   @FieldResolver(() => [ApiKey])

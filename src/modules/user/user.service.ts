@@ -2,7 +2,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import argon2 from 'argon2';
 import type { Principal, TokenService } from '../../graphql/auth';
-import { AppError, badInput } from '../../graphql/errors';
+import type { RateLimiter, RateLimitVerdict } from '../../cache/rate-limit';
+import { AppError, badInput, rateLimited } from '../../graphql/errors';
 import { selectPlain } from '../../db/plain';
 import { codePointLength } from '../../graphql/text-input';
 import { User, UserRole, type UserView } from './user.entity';
@@ -18,6 +19,19 @@ export interface AuthResult {
   user: User;
 }
 
+/**
+ * Brute-force limits on `login` and `register` (see README "Rate limits and budgets").
+ * Every attempt spends a point on its account (email) and on its client IP
+ * before the password is looked at, so parallel guesses are counted too; a
+ * successful login gives both back and clears the account's failures, a
+ * successful registration gives back the account's. So what counts is failed
+ * logins (per account and per IP) and registrations (per IP).
+ */
+export interface AuthLimits {
+  perAccount: RateLimiter;
+  perIp: RateLimiter;
+}
+
 export class UserService {
   /** A real hash to verify against when the email is unknown, so both paths cost the same. */
   private dummyHash: Promise<string> | undefined;
@@ -27,12 +41,14 @@ export class UserService {
     private readonly tokens: TokenService,
     private readonly adminEmails: readonly string[],
     cost: { memoryCostKib: number; timeCost: number },
+    private readonly limits: AuthLimits,
   ) {
     this.hashOptions = { type: argon2.argon2id, memoryCost: cost.memoryCostKib, timeCost: cost.timeCost, parallelism: 1 };
   }
 
-  async register(em: EntityManager, rawEmail: string, password: string): Promise<AuthResult> {
+  async register(em: EntityManager, rawEmail: string, password: string, clientIp: string): Promise<AuthResult> {
     const email = normalizeEmail(rawEmail);
+    await this.spendAttempt(email, clientIp);
     if (!EMAIL.test(email) || codePointLength(email) > 254) throw badInput('Email address is not valid', 'email');
     const passwordLength = codePointLength(password);
     if (passwordLength < MIN_PASSWORD || passwordLength > MAX_PASSWORD) {
@@ -51,16 +67,30 @@ export class UserService {
       }
       throw error;
     }
+    await this.limits.perAccount.reset(email);
     return { token: await this.tokens.sign(principalOf(user)), user };
   }
 
-  async login(em: EntityManager, rawEmail: string, password: string): Promise<AuthResult> {
+  async login(em: EntityManager, rawEmail: string, password: string, clientIp: string): Promise<AuthResult> {
     const email = normalizeEmail(rawEmail);
+    await this.spendAttempt(email, clientIp);
     const user = await em.findOne(User, { email }, { populate: ['passwordHash'] });
     this.dummyHash ??= argon2.hash('not-a-real-password', this.hashOptions);
     const ok = await argon2.verify(user?.passwordHash ?? (await this.dummyHash), password).catch(() => false);
     if (!user || !ok) throw new AppError('UNAUTHENTICATED', LOGIN_FAILED);
+    await Promise.all([this.limits.perAccount.reset(email), this.limits.perIp.refund(clientIp, 1)]);
     return { token: await this.tokens.sign(principalOf(user)), user };
+  }
+
+  /** One point on the account and one on the IP, or RATE_LIMITED (with the longer wait) and nothing spent. */
+  private async spendAttempt(email: string, clientIp: string): Promise<void> {
+    const [account, ip] = await Promise.all([this.limits.perAccount.consume(email), this.limits.perIp.consume(clientIp)]);
+    if (account.allowed && ip.allowed) return;
+    // Give back the one that was spent, so a refused attempt costs nothing.
+    if (account.allowed) await this.limits.perAccount.refund(email, 1);
+    if (ip.allowed) await this.limits.perIp.refund(clientIp, 1);
+    const wait = Math.max(retryAfterOf(account), retryAfterOf(ip));
+    throw rateLimited(wait, `Too many attempts: retry in ${wait} s`);
   }
 
   /** Plain read (never the password hash). */
@@ -68,6 +98,10 @@ export class UserService {
     const [user] = await selectPlain<UserView>(em, User, 'u', 'u.id = ?', [id]);
     return user ?? null;
   }
+}
+
+function retryAfterOf(verdict: RateLimitVerdict): number {
+  return verdict.allowed ? 0 : verdict.retryAfterSeconds;
 }
 
 export function normalizeEmail(email: string): string {

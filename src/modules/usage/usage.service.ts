@@ -1,0 +1,269 @@
+/**
+ * What a user may spend on provider calls: a rate limit on model calls and a
+ * spend budget in USD over a rolling 24 h. Both are checked by
+ * {@link UsageService.admit} before any provider is called (comparisons,
+ * retries, sendMessage).
+ *
+ * Spend is what was recorded: the `cost_usd` of comparison responses (counted
+ * at the comparison's start) and of assistant messages, over the last 24 h. A
+ * model without a known price records no cost, so it spends nothing it can be
+ * charged for here; it still counts in the rate limit.
+ *
+ * Correct across instances — at most one comparison of overspend:
+ * - admission takes a per-user PostgreSQL advisory lock (transaction-scoped),
+ *   so admissions of one user are serialized on every instance;
+ * - under the lock it reads the recorded spend and the budget held by running
+ *   calls (`spend_reservations`), and writes a reservation of the new calls'
+ *   worst case (list prices × the prompt's UTF-8 bytes in, LLM_MAX_OUTPUT_BYTES
+ *   out: a token is at least a byte); the reservation is deleted once the
+ *   calls' costs are recorded (or expires, if its instance crashed);
+ * - a call is admitted when the recorded spend is under the budget and either
+ *   nothing else of the user is running (this one may overspend: the one
+ *   allowed overspend) or every running worst case plus this one's fits under
+ *   the budget (then they cannot overspend together). A model with an unknown
+ *   price has no worst case, so it only runs alone.
+ * Reasoning tokens that never show in the text are not bounded by the output
+ * cap; their recorded cost still counts once it is known.
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { randomUUID } from 'node:crypto';
+import type { RateLimiter } from '../../cache/rate-limit';
+import type { UserCacheInvalidator } from '../../cache/invalidation';
+import type { Orm } from '../../db/orm';
+import { isUuid } from '../../db/pagination';
+import { pgArray } from '../../db/sql';
+import type { Principal } from '../../graphql/auth';
+import { AppError, badInput, notFound, rateLimited } from '../../graphql/errors';
+import { findCatalogEntry } from '../../llm/catalog';
+import type { ProviderName } from '../../llm/model-id';
+import type { Logger } from '../../observability/logger';
+import { User, type UserView } from '../user/user.entity';
+
+/** One model call about to be made. */
+export interface PlannedCall {
+  provider: ProviderName;
+  /** The provider's model name (catalog lookup for the worst-case price). */
+  name: string;
+  /** UTF-8 bytes of everything sent (history and prompt). */
+  inputBytes: number;
+}
+
+/** The call of `model` with these turns. */
+export function plannedCall(model: { provider: ProviderName; name: string }, turns: ReadonlyArray<{ content: string }>): PlannedCall {
+  return { provider: model.provider, name: model.name, inputBytes: turns.reduce((n, t) => n + Buffer.byteLength(t.content, 'utf8'), 0) };
+}
+
+/** Admits provider calls (see {@link UsageService.admit}); what the runner and chat depend on. */
+export interface ProviderCallAdmission {
+  admit(principal: Principal, calls: readonly PlannedCall[]): Promise<Release>;
+}
+
+/** Gives the reserved budget back; call it once the calls' costs are recorded. Never throws. */
+export type Release = () => Promise<void>;
+
+export interface SpendSummary {
+  userId: string;
+  spentUsd: number;
+  /** null: unlimited. */
+  budgetUsd: number | null;
+  /** null: unlimited; never negative. */
+  remainingUsd: number | null;
+}
+
+export interface UsageServiceDeps {
+  orm: Orm;
+  /** Model calls per user (points = calls). */
+  providerCalls: RateLimiter;
+  invalidation: UserCacheInvalidator;
+  /** USER_DAILY_BUDGET_USD; 0 = unlimited. */
+  defaultDailyBudgetUsd: number;
+  /** LLM_MAX_OUTPUT_BYTES: the most a call can answer. */
+  maxOutputBytes: number;
+  /** After this a reservation no longer counts (its instance must have stopped). */
+  reservationTtlMs: number;
+  logger: Logger;
+  /** Counts refusals by kind. */
+  onRefused?: (kind: 'rate_limit' | 'budget') => void;
+}
+
+const WINDOW = `interval '24 hours'`;
+
+/** `(at, cost)` of every recorded cost of user `?` (twice) in the window. */
+const SPEND_ROWS = `
+  select r.created_at as at, x.cost_usd as cost
+    from comparison_results r join comparison_responses x on x.comparison_id = r.id
+   where r.owner_id = ? and r.created_at > now() - ${WINDOW} and x.cost_usd is not null
+  union all
+  select m.created_at, m.cost_usd
+    from conversations c join messages m on m.conversation_id = c.id
+   where c.owner_id = ? and m.created_at > now() - ${WINDOW} and m.cost_usd is not null`;
+
+export class UsageService implements ProviderCallAdmission {
+  private readonly noop: Release = async () => undefined;
+
+  constructor(private readonly deps: UsageServiceDeps) {}
+
+  /**
+   * Admits `calls` for the user or throws RATE_LIMITED / BUDGET_EXCEEDED,
+   * before anything is written or sent. The returned release must be called
+   * once the calls have settled (their costs recorded).
+   */
+  async admit(principal: Principal, calls: readonly PlannedCall[]): Promise<Release> {
+    const verdict = await this.deps.providerCalls.consume(principal.userId, calls.length);
+    if (!verdict.allowed) {
+      this.deps.onRefused?.('rate_limit');
+      throw rateLimited(verdict.retryAfterSeconds, `Too many model calls: retry in ${verdict.retryAfterSeconds} s`);
+    }
+    try {
+      return await this.reserve(principal.userId, calls);
+    } catch (error) {
+      // Refused for its budget: the calls were not made, so they do not count against the rate.
+      await this.deps.providerCalls.refund(principal.userId, calls.length);
+      throw error;
+    }
+  }
+
+  /** Spend and budget of each user, in key order (one statement). */
+  async summaries(em: EntityManager, userIds: readonly string[]): Promise<SpendSummary[]> {
+    const rows: Array<{ id: string; budget: number | null; spent: number }> = await em.getConnection().execute(
+      `select u.id, u.daily_budget_usd as budget,
+              coalesce((select sum(x.cost_usd) from comparison_results r join comparison_responses x on x.comparison_id = r.id
+                         where r.owner_id = u.id and r.created_at > now() - ${WINDOW}), 0)
+            + coalesce((select sum(m.cost_usd) from conversations c join messages m on m.conversation_id = c.id
+                         where c.owner_id = u.id and m.created_at > now() - ${WINDOW}), 0) as spent
+         from users u where u.id = any(?::uuid[])`,
+      [pgArray(userIds.filter(isUuid))],
+    );
+    const byId = new Map(rows.map((row) => [row.id, this.summary(row.id, row.budget, Number(row.spent))]));
+    return userIds.map((id) => byId.get(id) ?? this.summary(id, null, 0));
+  }
+
+  /** ADMIN: sets a user's daily budget (null: back to the default; 0: unlimited). */
+  async setBudget(em: EntityManager, userId: string, dailyUsd: number | null): Promise<UserView> {
+    if (dailyUsd !== null && !(Number.isFinite(dailyUsd) && dailyUsd >= 0)) throw badInput('dailyUsd must be a number >= 0, or null for the default', 'dailyUsd');
+    if (!isUuid(userId)) throw notFound('User');
+    const user = await em.findOne(User, { id: userId });
+    if (!user) throw notFound('User');
+    user.dailyBudgetUsd = dailyUsd;
+    await em.flush();
+    // The target's cached reads (`me`) are theirs, not the admin's: the mutation pipeline bumps only the caller.
+    await this.deps.invalidation.invalidateUser(userId);
+    return { id: user.id, createdAt: user.createdAt, email: user.email, role: user.role, dailyBudgetUsd: user.dailyBudgetUsd };
+  }
+
+  private summary(userId: string, own: number | null, spentUsd: number): SpendSummary {
+    const budget = this.effectiveBudget(own);
+    return { userId, spentUsd, budgetUsd: budget, remainingUsd: budget === null ? null : Math.max(0, budget - spentUsd) };
+  }
+
+  /** The user's own budget, else the default; null when unlimited (0). */
+  private effectiveBudget(own: number | null | undefined): number | null {
+    const budget = own ?? this.deps.defaultDailyBudgetUsd;
+    return budget > 0 ? budget : null;
+  }
+
+  private async reserve(userId: string, calls: readonly PlannedCall[]): Promise<Release> {
+    const em = this.deps.orm.em.fork();
+    // Without a budget (the common case) one read answers; the lock is only taken when a budget applies.
+    const [own] = await em.getConnection().execute<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [userId]);
+    if (this.effectiveBudget(own?.budget) === null) return this.noop;
+    const reservationId = await em.transactional(async (tx) => {
+      const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
+      await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`llmselect:budget:${userId}`]);
+      // Read again under the lock: an admin may have changed it meanwhile.
+      const [user] = await sql<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [userId]);
+      const budget = this.effectiveBudget(user?.budget);
+      if (budget === null) return undefined;
+      const [state] = await sql<Array<{ spent: number; reserved: number; running: string; unbounded: boolean }>>(
+        `select coalesce((select sum(cost) from (${SPEND_ROWS}) s), 0) as spent,
+                coalesce(sum(reserved_usd), 0) as reserved, count(*) as running, coalesce(bool_or(reserved_usd is null), false) as unbounded
+           from spend_reservations where user_id = ? and expires_at > now()`,
+        [userId, userId, userId],
+      );
+      const spent = Number(state!.spent);
+      const running = Number(state!.running);
+      const worstCase = this.worstCase(calls);
+      if (spent >= budget) {
+        throw await this.exceeded(sql, userId, spent, budget, `Daily budget of $${budget} reached ($${spent.toFixed(4)} spent in the last 24 h)`);
+      }
+      if (running > 0 && (state!.unbounded || worstCase === null || spent + Number(state!.reserved) + worstCase > budget)) {
+        throw await this.exceeded(
+          sql,
+          userId,
+          spent,
+          budget,
+          `Your running model calls may use the rest of your daily budget ($${budget}): retry when they have finished`,
+          running,
+        );
+      }
+      await sql(`delete from spend_reservations where user_id = ? and expires_at <= now()`, [userId]);
+      const id = randomUUID();
+      await sql(`insert into spend_reservations (id, created_at, user_id, reserved_usd, expires_at) values (?, now(), ?, ?, now() + make_interval(secs => ?))`, [
+        id,
+        userId,
+        worstCase,
+        this.deps.reservationTtlMs / 1000,
+      ]);
+      return id;
+    });
+    if (!reservationId) return this.noop;
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      await this.deps.orm.em
+        .fork()
+        .getConnection()
+        .execute(`delete from spend_reservations where id = ?`, [reservationId])
+        .catch((err: unknown) => this.deps.logger.warn({ error: (err as Error)?.name, reservationId }, 'could not release a spend reservation (it expires by itself)'));
+    };
+  }
+
+  /** USD, or null when a model's price is unknown. */
+  private worstCase(calls: readonly PlannedCall[]): number | null {
+    let total = 0;
+    for (const call of calls) {
+      const entry = findCatalogEntry(call.provider, call.name);
+      if (entry?.inputCostPerMTok == null || entry.outputCostPerMTok == null) return null;
+      total += (call.inputBytes * entry.inputCostPerMTok + this.deps.maxOutputBytes * entry.outputCostPerMTok) / 1e6;
+    }
+    return total;
+  }
+
+  /**
+   * BUDGET_EXCEEDED with the spend, the budget and `resetsAt`: when enough of
+   * the window's spend ages out for the total to fall under the budget (null
+   * when the refusal is about running calls, not recorded spend).
+   */
+  private async exceeded(
+    sql: <T>(text: string, params: unknown[]) => Promise<T>,
+    userId: string,
+    spent: number,
+    budget: number,
+    message: string,
+    running = 0,
+  ): Promise<AppError> {
+    let resetsAt: string | null = null;
+    if (spent >= budget) {
+      const [row] = await sql<Array<{ resets_at: number | null }>>(
+        `select (extract(epoch from min(at) + ${WINDOW}) * 1000)::float8 as resets_at
+           from (select at, sum(cost) over (order by at rows unbounded preceding) as cum from (${SPEND_ROWS}) s) w
+          where ? - cum < ?`,
+        [userId, userId, spent, budget],
+      );
+      resetsAt = row?.resets_at != null ? new Date(Number(row.resets_at)).toISOString() : null;
+    }
+    this.deps.onRefused?.('budget');
+    return new AppError('BUDGET_EXCEEDED', message, {
+      spentUsd: round(spent),
+      budgetUsd: budget,
+      resetsAt,
+      ...(running ? { runningCalls: running } : {}),
+    });
+  }
+}
+
+/** Micro-dollars: enough for per-call costs, no float noise in answers. */
+function round(usd: number): number {
+  return Math.round(usd * 1e6) / 1e6;
+}
