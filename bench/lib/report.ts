@@ -39,6 +39,8 @@ export interface PoolCheck {
   errors: number;
   errorDetail: LoadResult['errors'];
   firstError?: string;
+  /** "breaker open" log lines of ours during the window. */
+  breakerOpens: number;
 }
 
 export interface TargetRow {
