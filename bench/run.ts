@@ -269,27 +269,23 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
 
   let pool: PoolCheck | null = null;
   if (options.poolCheck && wanted.has('ours-miss')) {
-    const { connections, seconds } = options.poolCheck;
-    log(`pool check: ours (cache bypassed), DB_POOL_MAX=10, c=${connections}, ${seconds} s`);
+    // A fixed number of requests (not a duration), so every request counts: answered, failed or timed out.
+    const { connections, requestsPerConnection } = options.poolCheck;
+    const amount = connections * requestsPerConnection;
+    log(`pool check: ours (cache bypassed), DB_POOL_MAX=10, c=${connections}, ${amount} requests`);
     await waitQuiet(ours);
-    let breakerBefore = 0;
-    const { result } = await load.run(
-      { url: ours.url, connections, warmupSeconds: 1, seconds, timeoutSeconds: 10, verify: true, requests: oursRequests(env, true) },
-      {
-        beforeMeasure: async () => {
-          await waitQuiet(ours);
-          breakerBefore = ours.count('breaker');
-        },
-      },
-    );
+    const breakerBefore = ours.count('breaker');
+    const { result } = await load.run({ url: ours.url, connections, warmupSeconds: 0, seconds: 3_600, amount, timeoutSeconds: 10, verify: true, requests: oursRequests(env, true) });
+    const unanswered = Math.max(0, amount - result.requests - result.errors.timeouts - result.errors.socket);
     pool = {
       connections,
       poolMax: 10,
       requests: result.requests,
+      seconds: result.seconds,
       rps: result.rps,
       p99: result.p99,
-      errors: totalErrors(result),
-      errorDetail: result.errors,
+      errors: totalErrors(result) + unanswered,
+      errorDetail: { ...result.errors, unanswered } as PoolCheck['errorDetail'],
       firstError: result.firstError,
       breakerOpens: ours.count('breaker') - breakerBefore,
     };
@@ -303,6 +299,9 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   const saturated = points.filter((p) => p.loadGeneratorCpuPercent >= 90);
   if (saturated.length) {
     notes.push(`the load generator used ≥ 90% of a core at ${saturated.map((p) => `${p.variant} c=${p.connections}`).join(', ')}: those rows are bounded by the client, not the server.`);
+  }
+  for (const p of points) {
+    if (p.requests < p.connections) notes.push(`${label(p.variant)} c=${p.connections}: only ${p.requests} responses in the ${p.seconds.toFixed(0)} s window.`);
   }
   for (const p of points) if (p.errors) notes.push(`${label(p.variant)} c=${p.connections}: ${p.errors} errors ${JSON.stringify(p.errorDetail)}${p.firstError ? `, first: ${p.firstError.slice(0, 200)}` : ''}`);
   if (pool?.errors) notes.push(`pool check: ${pool.errors} errors ${JSON.stringify(pool.errorDetail)}${pool.firstError ? `, first: ${pool.firstError.slice(0, 200)}` : ''}`);
@@ -319,7 +318,7 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     '',
     `${finished.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${machine} · ${mode} · ${env.users.length} users' tokens cycled · ` +
       `KB/resp is the body; SQL/req from ours' /metrics and from counting the peers' pg client calls (* = by design) · CPU from /proc/<pid>/stat over the measured window.`,
-    ...notes.map((n) => `Note: ${n}`),
+    ...(notes.length ? ['', 'Notes:', ...notes.map((n) => `- ${n}`)] : []),
   ].join('\n');
   process.stdout.write(`\n${text}\n`);
 
@@ -386,6 +385,7 @@ main().then(
     console.error(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     for (const server of ServerProcess.all) {
       if (server.died()) console.error(`bench: ${server.spec.name} died (${server.died()}); its last output:\n${server.tail()}`);
+      else if (server.spec.name === 'ours') console.error(`bench: ours' last output:\n${server.tail()}`);
     }
     process.exit(1);
   },

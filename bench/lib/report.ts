@@ -34,10 +34,12 @@ export interface PoolCheck {
   connections: number;
   poolMax: number;
   requests: number;
+  seconds: number;
   rps: number;
   p99: number;
+  /** Failed, timed out (10 s) or never answered. */
   errors: number;
-  errorDetail: LoadResult['errors'];
+  errorDetail: LoadResult['errors'] & { unanswered: number };
   firstError?: string;
   /** "breaker open" log lines of ours during the window. */
   breakerOpens: number;
@@ -153,7 +155,7 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
   rows.push({ name: 'ours errors, every variant and c', measured: ours.length ? String(oursErrors) : '–', goal: '0', met: verdict(ours.length ? oursErrors === 0 : undefined) });
   rows.push({
     name: pool ? `pool of ${pool.poolMax} at c=${pool.connections} (ours-miss)` : 'pool of 10 at c=200 (ours-miss)',
-    measured: pool ? `${pool.errors} errors, ${fixed(pool.rps, 0)} req/s, p99 ${fixed(pool.p99, 0)} ms` : '–',
+    measured: pool ? `${pool.errors} errors in ${pool.requests} requests, p99 ${fixed(pool.p99, 0)} ms` : '–',
     goal: '0 errors',
     met: verdict(pool ? pool.errors === 0 : undefined),
   });
