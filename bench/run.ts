@@ -1,201 +1,392 @@
 /**
- * `npm run bench`: seeds a realistic history, then measures through real HTTP
- * the numbers the design promises: statements per history query, cached vs
- * uncached latency, throughput under concurrency with a small pool, the
- * wall time of a parallel comparison against the fake providers, and how fast
- * hostile documents are answered.
- *
- * Database: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/llmselect_bench,
- * recreated each run), or the embedded PostgreSQL when nothing answers.
- * Cache: REDIS_URL when set, else in memory.
+ * `npm run bench`: the history page of issue 7 against production builds of
+ * ours, PostGraphile 5, PostGraphile 4 and two bare node:http limits, on the
+ * same seeded data in the same run, with autocannon in its own process.
+ * `npm run bench -- --soak`: the RSS soak (see lib/soak.ts).
+ * Flags and environment: lib/options.ts. What is measured and how: README "Performance".
  */
-import 'reflect-metadata';
-import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { Client } from 'pg';
-import { buildApp } from '../src/app';
-import { loadConfig } from '../src/config';
-import { startEmbeddedPostgres } from '../src/db/embedded';
-import { FakeLlmServer } from '../test/helpers/fake-llm';
-import { seedUserData } from '../test/helpers/factories';
+import { LoadGenerator, type LoadRequest, type LoadSpec, totalErrors } from './lib/load';
+import { assertLoopback, parseOptions, UsageError, type Options, type Variant } from './lib/options';
+import { cpuMs, freePort, ServerProcess } from './lib/procs';
+import { firstDifference, HISTORY, HISTORY_POSTGRAPHILE4, HISTORY_POSTGRAPHILE5, normalise, type Dialect } from './lib/queries';
+import { label, pointsTable, type Point, type PoolCheck, targets, targetsTable, writeReadme } from './lib/report';
+import { baseEnv, Cleanup, type Environment, ensurePeerInstalled, log, mapLimit, post, prepare, ROOT } from './lib/setup';
+import { runSoak } from './lib/soak';
+import { userId, WORKLOAD } from './lib/seed';
+import { createClient } from '@redis/client';
 
-const HISTORY = `query History($n: Int!) {
-  conversations(first: $n) { totalCount nodes { id title messageCount lastMessage { content } messages(first: 10) { nodes { id content } } } }
-  comparisons(first: $n) { nodes { id prompt responses { content status } vote { outcome } } }
-}`;
-
-interface Row {
-  what: string;
-  value: string;
+interface Target {
+  server: ServerProcess;
+  /** Cumulative SQL statements the server has sent, or null when it has no database. */
+  statements(): Promise<number | null>;
+  statementsSource: string;
+  requests: LoadRequest[];
+  dialect: Dialect | 'bytes';
 }
-const rows: Row[] = [];
-const report = (what: string, value: string) => {
-  rows.push({ what, value });
-  console.log(`${what}: ${value}`);
-};
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-const ms = (v: number) => `${v.toFixed(2)} ms`;
+const PEERS = join(ROOT, 'bench', 'peers');
+const LIMITS = join(ROOT, 'bench', 'limits');
 
-async function databaseUrl(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const url = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/llmselect_bench';
-  const admin = new URL(url);
-  const name = admin.pathname.slice(1);
-  admin.pathname = '/postgres';
-  const client = new Client({ connectionString: admin.toString(), connectionTimeoutMillis: 2000 });
-  try {
-    await client.connect();
-    await client.query(`drop database if exists ${name} with (force)`);
-    await client.query(`create database ${name}`);
-    await client.end();
-    return { url, stop: async () => undefined };
-  } catch {
-    await client.end().catch(() => undefined);
-    console.log('No PostgreSQL at BENCH_DATABASE_URL: using the embedded one');
-    const embedded = await startEmbeddedPostgres({ dataDir: join(__dirname, '..', '.data', 'bench'), port: 54331, database: `bench_${randomBytes(3).toString('hex')}` });
-    return { url: embedded.url, stop: embedded.stop };
+/** Sum of ours' `llmselect_db_query_duration_seconds_count` (every SQL statement, all outcomes). */
+async function oursStatements(server: ServerProcess): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('llmselect_db_query_duration_seconds_count')) total += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
+  return total;
 }
 
-async function main(): Promise<void> {
-  const db = await databaseUrl();
-  const fake = await FakeLlmServer.start();
-  const app = await buildApp(
-    loadConfig({
-      NODE_ENV: 'test',
-      DATABASE_URL: db.url,
-      REDIS_URL: process.env.REDIS_URL,
-      CACHE_PREFIX: `bench-${randomBytes(4).toString('hex')}`,
-      JWT_SECRET: randomBytes(32).toString('hex'),
-      ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-      DB_POOL_MAX: process.env.DB_POOL_MAX ?? '10',
-      LOG_LEVEL: 'error',
-      ARGON2_MEMORY_KIB: '1024',
-      OPENAI_BASE_URL: fake.baseUrls.openai,
-      ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
-      GOOGLE_BASE_URL: fake.baseUrls.google,
-      MISTRAL_BASE_URL: fake.baseUrls.mistral,
-    }),
-  );
-  await new Promise<void>((resolve) => app.httpServer.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(app.httpServer.address() as AddressInfo).port}`;
-  const gql = async (query: string, variables: object, token?: string) => {
-    const res = await fetch(`${base}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ query, variables }),
-    });
-    const body = (await res.json()) as { data?: any; errors?: unknown[] };
-    if (body.errors) throw new Error(JSON.stringify(body.errors));
-    return body.data;
+async function benchStatements(server: ServerProcess): Promise<number> {
+  const res = await fetch(`${server.url}/__bench/stats`, { signal: AbortSignal.timeout(10_000) });
+  return ((await res.json()) as { statements: number }).statements;
+}
+
+async function startPeer(name: string, script: string, cwd: string, env: Record<string, string>): Promise<ServerProcess> {
+  const port = await freePort();
+  return ServerProcess.start({
+    name,
+    args: [process.execPath, script],
+    cwd,
+    port,
+    readyPath: '/__bench/ready',
+    env: baseEnv({ NODE_ENV: 'production', PORT: String(port), DB_POOL_MAX: '10', ...env }),
+  });
+}
+
+function oursRequests(env: Environment, bypassCache: boolean): LoadRequest[] {
+  const body = JSON.stringify({ query: HISTORY, operationName: 'History' });
+  return env.users.map((u) => ({
+    method: 'POST',
+    path: '/graphql',
+    headers: {
+      'content-type': 'application/json',
+      authorization: `Bearer ${u.token}`,
+      ...(bypassCache ? { 'cache-control': 'no-cache' } : {}),
+    },
+    body,
+  }));
+}
+
+function postgraphileRequests(env: Environment, query: string): LoadRequest[] {
+  // The user id travels as a variable (the token is sent too, and ignored): see README "Performance".
+  return env.users.map((u) => ({
+    method: 'POST',
+    path: '/graphql',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
+    body: JSON.stringify({ query, variables: { id: u.id }, operationName: 'History' }),
+  }));
+}
+
+async function fetchPage(target: Target, index: number): Promise<Buffer> {
+  const request = target.requests[index]!;
+  const res = await fetch(`${target.server.url}${request.path}`, { method: 'POST', headers: request.headers, body: request.body, signal: AbortSignal.timeout(30_000) });
+  const body = Buffer.from(await res.arrayBuffer());
+  if (res.status !== 200) throw new Error(`HTTP ${res.status} from ${target.server.spec.name}: ${body.toString('utf8').slice(0, 300)}`);
+  return body;
+}
+
+/** Same ids, same order, same values for a sample of users; fails loudly otherwise. Returns the body size per variant. */
+async function checkSameData(env: Environment, targetsByVariant: Map<Variant, Target>): Promise<Map<Variant, number>> {
+  const sample = [0, 1, 56, Math.floor(env.users.length / 2), env.users.length - 1].filter((i, k, all) => i < env.users.length && all.indexOf(i) === k);
+  const sizes = new Map<Variant, number[]>();
+  for (const i of sample) {
+    const reference = targetsByVariant.get('ours-miss') ?? targetsByVariant.get('ours-hit');
+    if (!reference) throw new Error('the data check needs ours');
+    const expected = normalise('ours', (await fetchPage(reference, i)).toString('utf8'));
+    const user = env.users[i]!;
+    if (expected.me.id !== user.id) throw new Error(`ours answered user ${expected.me.id} for the token of ${user.id}`);
+    const shape = `${expected.conversations.length}×${expected.conversations.map((c) => c.messages.length).join(',')} / ${expected.comparisons.length}×${expected.comparisons.map((c) => c.responses.length).join(',')}`;
+    const want = `${WORKLOAD.conversations}×${Array(WORKLOAD.conversations).fill(WORKLOAD.messages).join(',')} / ${WORKLOAD.comparisons}×${Array(WORKLOAD.comparisons).fill(WORKLOAD.responses).join(',')}`;
+    if (shape !== want) throw new Error(`ours returned a page of the wrong shape for user ${user.n}: ${shape}`);
+    for (const [variant, target] of targetsByVariant) {
+      const body = await fetchPage(target, i);
+      sizes.set(variant, [...(sizes.get(variant) ?? []), body.length]);
+      const dialect: Dialect = target.dialect === 'bytes' ? 'ours' : target.dialect;
+      const difference = firstDifference(expected, normalise(dialect, body.toString('utf8')));
+      if (difference) throw new Error(`DATA CHECK FAILED: ${label(variant)} differs from ours for bench user ${user.n} at ${difference}`);
+    }
+  }
+  log(`data check passed: ${[...targetsByVariant.keys()].join(', ')} return the same data as ours for ${sample.length} users (same ids, same order)`);
+  return new Map([...sizes].map(([v, s]) => [v, s.reduce((a, b) => a + b, 0) / s.length]));
+}
+
+/**
+ * Waits (bounded, 10 s) until the server has used < 5% of a core for 200 ms:
+ * requests abandoned when autocannon stops are still being processed, and
+ * must not be billed to the next window.
+ */
+async function waitQuiet(server: ServerProcess): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  let last = server.cpuMs();
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const now = server.cpuMs();
+    if (now - last <= 10) return;
+    last = now;
+  }
+  log(`${server.spec.name} was still busy 10 s after the load stopped`);
+}
+
+async function snapshot(target: Target, variant: Variant, loadPid: number) {
+  const statements = await target.statements();
+  return { statements, cpu: target.server.cpuMs(), loadCpu: cpuMs(loadPid), breaker: variant.startsWith('ours') ? target.server.count('breaker') : 0 };
+}
+
+async function measure(load: LoadGenerator, options: Options, variant: Variant, target: Target, connections: number, bodyBytes: number): Promise<Point> {
+  const spec: LoadSpec = {
+    url: target.server.url,
+    connections,
+    warmupSeconds: options.warmupSeconds,
+    seconds: options.seconds,
+    timeoutSeconds: 10,
+    verify: true,
+    requests: target.requests,
   };
-
-  try {
-    report('cache store', app.cache.health().store);
-    report('pool max', String(app.config.pool.max));
-    const reg = await gql(`mutation { register(email: "bench@example.com", password: "bench password") { token user { id } } }`, {});
-    const token: string = reg.register.token;
-    const userId: string = reg.register.user.id;
-    await seedUserData(db.url, userId, { conversations: 500, messagesPerConversation: 20, comparisons: 500, responsesPerComparison: 3, votes: true });
-    report('seeded', '500 conversations x 20 messages, 500 comparisons x 3 responses');
-
-    // 1. Statements per history query: constant in N.
-    for (const n of [1, 10, 50]) {
-      await app.services.invalidation.invalidateUser(userId);
-      let count = 0;
-      const stop = app.queryObserver.onQuery(() => count++);
-      await gql(HISTORY, { n }, token);
-      stop();
-      report(`SQL statements, history query N=${n}`, String(count));
-    }
-
-    // 2. Uncached vs cached latency of the sidebar + comparisons history (N=20).
-    const timed = async (before?: () => Promise<void>) => {
-      const samples: number[] = [];
-      for (let i = 0; i < 200; i++) {
-        await before?.();
-        const start = performance.now();
-        await gql(HISTORY, { n: 20 }, token);
-        samples.push(performance.now() - start);
-      }
-      return samples;
-    };
-    const uncached = await timed(() => app.services.invalidation.invalidateUser(userId));
-    await gql(HISTORY, { n: 20 }, token);
-    const cached = await timed();
-    report('history N=20 uncached p50 / p95', `${ms(percentile(uncached, 50))} / ${ms(percentile(uncached, 95))}`);
-    report('history N=20 cached p50 / p95', `${ms(percentile(cached, 50))} / ${ms(percentile(cached, 95))}`);
-
-    // 3. Throughput: 50 concurrent clients, 20 requests each, distinct ids (uncached reads through the pool).
-    const start = performance.now();
-    let errors = 0;
-    await Promise.all(
-      Array.from({ length: 50 }, async (_, c) => {
-        for (let i = 0; i < 20; i++) {
-          await gql(`query($n: Int!) { conversations(first: $n) { nodes { id messageCount } } }`, { n: ((c + i) % 40) + 1 }, token).catch(() => errors++);
-        }
-      }),
-    );
-    const seconds = (performance.now() - start) / 1000;
-    report('1000 requests, 50 concurrent clients', `${(1000 / seconds).toFixed(0)} req/s, ${errors} errors`);
-
-    // 4. A comparison's wall time is the slowest model plus a small overhead.
-    await gql(`mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`, { i: { provider: 'OPENAI', apiKey: 'sk-bench-1' } }, token);
-    await gql(`mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`, { i: { provider: 'ANTHROPIC', apiKey: 'sk-bench-2' } }, token);
-    await gql(`mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`, { i: { provider: 'GOOGLE', apiKey: 'sk-bench-3' } }, token);
-    const walls: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const t0 = performance.now();
-      await gql(`mutation($i: RunComparisonInput!) { runComparison(input: $i) { responses { status } } }`, { i: { prompt: `bench ${i}`, models: ['openai:slow-300', 'anthropic:slow-300', 'google:slow-300'] } }, token);
-      walls.push(performance.now() - t0);
-    }
-    report('runComparison, 3 models x 300 ms (fake), p50 / max', `${ms(percentile(walls, 50))} / ${ms(Math.max(...walls))}`);
-
-    // 5. Hostile documents (issue 8) answer fast, up to the 1 MB body limit: each is refused (or, the
-    //    fragment chain, answered) before any resolver runs. Target: well under 50 ms each.
-    const fragmentChain = Array.from({ length: 24 }, (_, i) => `fragment F${i} on User { ${i === 23 ? 'id' : `...F${i + 1} ...F${i + 1}`} }`).join(' ');
-    const alias = (i: number) => `a${i}: conversations(first: 100) { nodes { messages(first: 100) { nodes { id content } } } }`;
-    const hostile: Array<[string, string, object]> = [
-      ['24 fragments each spreading the next twice', `{ me { ...F0 } } ${fragmentChain}`, {}],
-      ['300 aliases of a 100 x 100 page (26 KB)', `{ ${Array.from({ length: 300 }, (_, i) => alias(i)).join(' ')} }`, {}],
-      ['60 aliases (under the token limit)', `{ ${Array.from({ length: 60 }, (_, i) => alias(i)).join(' ')} }`, {}],
-      ['300,000 tokens (~900 KB)', `{ me { ${'id '.repeat(300_000)} } }`, {}],
-      ['600 conflicting aliased fields', `{ me { ${Array.from({ length: 600 }, (_, i) => (i % 2 ? `x${i - 1}: email` : `x${i}: id`)).join(' ')} } }`, {}],
-      ['1,900 copies of one field', `{ me { ${'id '.repeat(1_900)} } }`, {}],
-      ['first: $n = 100 x 100 (cost)', `query($n: Int) { conversations(first: $n) { nodes { messages(first: $n) { nodes { id } } } } }`, { n: 100 }],
-    ];
-    for (const [what, query, variables] of hostile) {
-      const samples: number[] = [];
-      for (let i = 0; i < 30; i++) {
-        const t0 = performance.now();
-        const res = await fetch(`${base}/graphql`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-          body: JSON.stringify({ query, variables }),
-        });
-        await res.text();
-        samples.push(performance.now() - t0);
-      }
-      report(`hostile document: ${what}, p50 / max`, `${ms(percentile(samples, 50))} / ${ms(Math.max(...samples))}`);
-    }
-
-    const health = await (await fetch(`${base}/health`)).json();
-    report('cache hit rate (health)', JSON.stringify((health as { cache: { hitRate: number } }).cache.hitRate));
-  } finally {
-    await app.close();
-    await fake.close();
-    await db.stop();
+  let before!: Awaited<ReturnType<typeof snapshot>>;
+  let after!: Awaited<ReturnType<typeof snapshot>>;
+  await waitQuiet(target.server);
+  const { result } = await load.run(spec, {
+    beforeMeasure: async () => {
+      await waitQuiet(target.server);
+      before = await snapshot(target, variant, load.pid);
+    },
+    afterMeasure: async () => {
+      // CPU first, so the stats request itself is outside the window.
+      const cpu = target.server.cpuMs();
+      const loadCpu = cpuMs(load.pid);
+      const breaker = target.server.count('breaker');
+      after = { statements: await target.statements(), cpu, loadCpu, breaker };
+    },
+  });
+  const n = Math.max(1, result.requests);
+  let breakerOpens = variant.startsWith('ours') ? after.breaker - before.breaker : undefined;
+  if (breakerOpens === 0) {
+    // Belt and braces: the breaker may still be open without a log line we recognise.
+    const health = (await (await fetch(`${target.server.url}/health`, { signal: AbortSignal.timeout(10_000) })).json()) as { cache?: { breakerOpen?: boolean } };
+    if (health.cache?.breakerOpen) breakerOpens = 1;
   }
-
-  console.log('\n| measurement | value |\n| --- | --- |');
-  for (const row of rows) console.log(`| ${row.what} | ${row.value} |`);
+  return {
+    variant,
+    connections,
+    requests: result.requests,
+    seconds: result.seconds,
+    rps: result.rps,
+    p50: result.p50,
+    p90: result.p90,
+    p99: result.p99,
+    max: result.max,
+    errors: totalErrors(result),
+    errorDetail: result.errors,
+    firstError: result.firstError,
+    bodyBytes,
+    wireBytes: result.bytesPerResponse,
+    statementsPerRequest: before.statements === null || after.statements === null ? 0 : (after.statements - before.statements) / n,
+    statementsSource: target.statementsSource,
+    cpuMsPerRequest: (after.cpu - before.cpu) / n,
+    loadGeneratorCpuPercent: ((after.loadCpu - before.loadCpu) / (result.seconds * 1000)) * 100,
+    rssMb: target.server.rssMb(),
+    breakerOpens,
+  };
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exit(1);
-});
+async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
+  const started = new Date();
+  const wanted = new Set(options.variants);
+  // Ours is the reference of the data check and of the limits, so it always runs; only its rows are optional.
+  for (const peer of ['postgraphile5', 'postgraphile4'] as const) if (wanted.has(peer)) ensurePeerInstalled(join(PEERS, peer));
+  const env = await prepare(options, cleanup);
+  env.ours.watch('breaker', /breaker open/gi);
+
+  const targetsByVariant = new Map<Variant, Target>();
+  const ours = env.ours;
+  const oursTarget = (bypass: boolean): Target => ({
+    server: ours,
+    statements: () => oursStatements(ours),
+    statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+    requests: oursRequests(env, bypass),
+    dialect: 'ours',
+  });
+  targetsByVariant.set('ours-miss', oursTarget(true));
+  if (wanted.has('ours-hit')) targetsByVariant.set('ours-hit', oursTarget(false));
+
+  const db = { DATABASE_URL: env.db.url };
+  if (wanted.has('postgraphile5')) {
+    log('starting PostGraphile 5');
+    const server = await startPeer('postgraphile5', 'server.js', join(PEERS, 'postgraphile5'), db);
+    cleanup.add('stop PostGraphile 5', () => server.stop());
+    targetsByVariant.set('postgraphile5', { server, statements: () => benchStatements(server), statementsSource: 'pg client query calls', requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE5), dialect: 'postgraphile5' });
+  }
+  if (wanted.has('postgraphile4')) {
+    log('starting PostGraphile 4');
+    const server = await startPeer('postgraphile4', 'server.js', join(PEERS, 'postgraphile4'), db);
+    cleanup.add('stop PostGraphile 4', () => server.stop());
+    targetsByVariant.set('postgraphile4', { server, statements: () => benchStatements(server), statementsSource: 'pg client query calls', requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE4), dialect: 'postgraphile4' });
+  }
+  if (wanted.has('bare-sql')) {
+    const server = await startPeer('bare-sql', 'bare-sql.js', LIMITS, db);
+    cleanup.add('stop bare-sql', () => server.stop());
+    targetsByVariant.set('bare-sql', { server, statements: () => benchStatements(server), statementsSource: 'pg client query calls', requests: oursRequests(env, false), dialect: 'ours' });
+  }
+  if (wanted.has('bare-redis')) {
+    // The exact bytes ours answers for each user, stored once under bench keys (this also warms ours' cache).
+    const keyPrefix = `${env.cachePrefix}:bare:`;
+    const redis = createClient({ url: env.redisUrl });
+    redis.on('error', () => undefined);
+    await redis.connect();
+    const reference = oursTarget(false);
+    await mapLimit(env.users, 8, async (u) => redis.set(keyPrefix + u.id, await fetchPage(reference, u.n - 1), { EX: 3600 }));
+    await redis.close();
+    const server = await startPeer('bare-redis', 'bare-redis.js', LIMITS, { REDIS_URL: env.redisUrl, BENCH_KEY_PREFIX: keyPrefix });
+    cleanup.add('stop bare-redis', () => server.stop());
+    targetsByVariant.set('bare-redis', { server, statements: async () => null, statementsSource: 'by design', requests: oursRequests(env, false), dialect: 'bytes' });
+  }
+
+  const bodySizes = await checkSameData(env, targetsByVariant);
+  // Warm ours' cache for every user (the hit variant must measure hits from its first request).
+  await mapLimit(env.users, 8, (u) => fetchPage(oursTarget(false), u.n - 1));
+
+  const load = LoadGenerator.start();
+  cleanup.add('stop the load generator', () => load.stop());
+  const order = options.variants;
+  const points: Point[] = [];
+  const perPoint = options.warmupSeconds + options.seconds;
+  log(`measuring ${order.length} variants × c=${options.concurrency.join(',')}: ${options.warmupSeconds} s warm-up + ${options.seconds} s each (~${Math.ceil((order.length * options.concurrency.length * perPoint) / 60)} min)`);
+  for (const c of options.concurrency) {
+    for (const variant of order) {
+      const target = targetsByVariant.get(variant)!;
+      const point = await measure(load, options, variant, target, c, bodySizes.get(variant) ?? NaN);
+      points.push(point);
+      log(
+        `${label(variant).padEnd(36)} c=${String(c).padStart(3)}  ${point.rps.toFixed(0).padStart(6)} req/s  p50 ${point.p50.toFixed(2)} ms  p99 ${point.p99.toFixed(2)} ms  errors ${point.errors}` +
+          (point.firstError ? ` (first: ${point.firstError.slice(0, 120)})` : ''),
+      );
+    }
+  }
+
+  let pool: PoolCheck | null = null;
+  if (options.poolCheck && wanted.has('ours-miss')) {
+    // A fixed number of requests (not a duration), so every request counts: answered, failed or timed out.
+    const { connections, requestsPerConnection } = options.poolCheck;
+    const amount = connections * requestsPerConnection;
+    log(`pool check: ours (cache bypassed), DB_POOL_MAX=10, c=${connections}, ${amount} requests`);
+    await waitQuiet(ours);
+    const breakerBefore = ours.count('breaker');
+    const { result } = await load.run({ url: ours.url, connections, warmupSeconds: 0, seconds: 3_600, amount, timeoutSeconds: 10, verify: true, requests: oursRequests(env, true) });
+    const unanswered = Math.max(0, amount - result.requests - result.errors.timeouts - result.errors.socket);
+    pool = {
+      connections,
+      poolMax: 10,
+      requests: result.requests,
+      seconds: result.seconds,
+      rps: result.rps,
+      p99: result.p99,
+      errors: totalErrors(result) + unanswered,
+      errorDetail: { ...result.errors, unanswered } as PoolCheck['errorDetail'],
+      firstError: result.firstError,
+      breakerOpens: ours.count('breaker') - breakerBefore,
+    };
+  }
+
+  const notes: string[] = [];
+  const missPoints = points.filter((p) => p.variant === 'ours-miss');
+  if (missPoints.some((p) => (p.statementsPerRequest ?? 0) < 0.5)) {
+    notes.push('ours-miss ran < 0.5 SQL statements per request: this build answers `Cache-Control: no-cache` requests from the read cache, so the "miss" rows are hits.');
+  }
+  const saturated = points.filter((p) => p.loadGeneratorCpuPercent >= 90);
+  if (saturated.length) {
+    notes.push(`the load generator used ≥ 90% of a core at ${saturated.map((p) => `${p.variant} c=${p.connections}`).join(', ')}: those rows are bounded by the client, not the server.`);
+  }
+  for (const p of points) {
+    if (p.requests < p.connections) notes.push(`${label(p.variant)} c=${p.connections}: only ${p.requests} responses in the ${p.seconds.toFixed(0)} s window.`);
+  }
+  for (const p of points) if (p.errors) notes.push(`${label(p.variant)} c=${p.connections}: ${p.errors} errors ${JSON.stringify(p.errorDetail)}${p.firstError ? `, first: ${p.firstError.slice(0, 200)}` : ''}`);
+  if (pool?.errors) notes.push(`pool check: ${pool.errors} errors ${JSON.stringify(pool.errorDetail)}${pool.firstError ? `, first: ${pool.firstError.slice(0, 200)}` : ''}`);
+  if (pool?.breakerOpens) notes.push(`pool check: ours' cache breaker opened ${pool.breakerOpens} times (Redis was healthy).`);
+
+  const targetRows = targets(points, pool);
+  const finished = new Date();
+  const machine = `${cpus()[0]?.model ?? 'CPU'} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, PostgreSQL ${env.versions.postgres}, Redis ${env.versions.redis}`;
+  const mode = `${options.warmupSeconds} s warm-up + ${options.seconds} s measured per point${options.quick ? ' (--quick)' : ''}`;
+  const text = [
+    pointsTable(points),
+    '',
+    targetsTable(targetRows),
+    '',
+    `${finished.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${machine} · ${mode} · ${env.users.length} users' tokens cycled · ` +
+      `KB/resp is the body; SQL/req from ours' /metrics and from counting the peers' pg client calls (* = by design) · CPU from /proc/<pid>/stat over the measured window.`,
+    ...(notes.length ? ['', 'Notes:', ...notes.map((n) => `- ${n}`)] : []),
+  ].join('\n');
+  process.stdout.write(`\n${text}\n`);
+
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        startedAt: started.toISOString(),
+        finishedAt: finished.toISOString(),
+        machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, ...env.versions },
+        options: { ...options, adminUrl: undefined, redisUrl: undefined },
+        workload: { ...WORKLOAD, seedSeconds: env.seedSeconds, usersCycled: env.users.length, sampleUser: userId(1) },
+        points,
+        poolCheck: pool,
+        targets: targetRows,
+        notes,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
+  log(`results: ${file.slice(ROOT.length + 1)}`);
+  if (options.readme) {
+    writeReadme(join(ROOT, 'README.md'), text);
+    log('README.md "Performance" updated');
+  }
+  return 0;
+}
+
+async function main(): Promise<number> {
+  let options: Options;
+  try {
+    options = parseOptions(process.argv.slice(2), process.env);
+    assertLoopback('BENCH_DATABASE_URL', options.adminUrl);
+    assertLoopback('REDIS_URL', options.redisUrl);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      if (error.message) console.error(`bench: ${error.message}`);
+      console.error('usage: npm run bench -- [--quick] [--variants=a,b] [--concurrency=1,10,50] [--warmup=S] [--seconds=S] [--no-pool-check] [--readme] [--no-build]\n       npm run bench -- --soak [--requests=N] [--no-build]');
+      return 2;
+    }
+    throw error;
+  }
+  const cleanup = new Cleanup();
+  const interrupt = () => {
+    log('interrupted: cleaning up');
+    void cleanup.run().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  try {
+    return options.soak ? await runSoak(options, cleanup) : await runBench(options, cleanup);
+  } finally {
+    await cleanup.run();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    for (const server of ServerProcess.all) {
+      if (server.died()) console.error(`bench: ${server.spec.name} died (${server.died()}); its last output:\n${server.tail()}`);
+      else if (server.spec.name === 'ours') console.error(`bench: ours' last output:\n${server.tail()}`);
+    }
+    process.exit(1);
+  },
+);

@@ -1,0 +1,93 @@
+/**
+ * Command line and environment of `npm run bench`:
+ *
+ *   npm run bench                          full run (5 s warm-up + 15 s measured per point)
+ *   npm run bench -- --quick               smoke run (1 s + 3 s per point)
+ *   npm run bench -- --variants=ours-miss,postgraphile5 --concurrency=10
+ *   npm run bench -- --soak [--requests=20000]
+ *   npm run bench -- --readme              also write the table into README.md "Performance"
+ *
+ * Env: BENCH_DATABASE_URL (admin URL; default postgres://postgres@127.0.0.1:5432/postgres),
+ * REDIS_URL (default redis://127.0.0.1:6379), BENCH_VARIANTS, BENCH_CONCURRENCY,
+ * BENCH_WARMUP_SECONDS, BENCH_SECONDS, BENCH_SOAK_REQUESTS.
+ */
+import { DEFAULT_ADMIN_URL } from './db';
+
+export const VARIANTS = ['ours-miss', 'ours-hit', 'postgraphile5', 'postgraphile4', 'bare-sql', 'bare-redis'] as const;
+export type Variant = (typeof VARIANTS)[number];
+
+export interface Options {
+  quick: boolean;
+  soak: boolean;
+  soakRequests: number;
+  variants: Variant[];
+  concurrency: number[];
+  warmupSeconds: number;
+  seconds: number;
+  /** Ours (cache bypassed) at this many connections on a pool of 10: every request must be answered without error. */
+  poolCheck: { connections: number; requestsPerConnection: number } | null;
+  /** Users whose tokens the requests cycle over (of the 1,000 seeded). */
+  users: number;
+  adminUrl: string;
+  redisUrl: string;
+  build: boolean;
+  readme: boolean;
+}
+
+export class UsageError extends Error {}
+
+function list(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function positive(name: string, raw: string, integer = true): number {
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) throw new UsageError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got "${raw}"`);
+  return value;
+}
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
+  const flags = new Map<string, string>();
+  for (const arg of argv) {
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!match) throw new UsageError(`unknown argument "${arg}"`);
+    flags.set(match[1]!, match[2] ?? 'true');
+  }
+  const known = ['quick', 'soak', 'requests', 'variants', 'concurrency', 'warmup', 'seconds', 'no-build', 'readme', 'no-pool-check', 'help'];
+  for (const key of flags.keys()) if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
+  if (flags.has('help')) throw new UsageError('');
+
+  const quick = flags.has('quick');
+  const variantsRaw = flags.get('variants') ?? env.BENCH_VARIANTS;
+  const variants = variantsRaw ? list(variantsRaw) : [...VARIANTS];
+  for (const v of variants) if (!(VARIANTS as readonly string[]).includes(v)) throw new UsageError(`unknown variant "${v}" (known: ${VARIANTS.join(', ')})`);
+  const concurrencyRaw = flags.get('concurrency') ?? env.BENCH_CONCURRENCY;
+  const concurrency = concurrencyRaw ? list(concurrencyRaw).map((c) => positive('--concurrency', c)) : [1, 10, 50];
+  const warmupRaw = flags.get('warmup') ?? env.BENCH_WARMUP_SECONDS;
+  const secondsRaw = flags.get('seconds') ?? env.BENCH_SECONDS;
+  const requestsRaw = flags.get('requests') ?? env.BENCH_SOAK_REQUESTS;
+  return {
+    quick,
+    soak: flags.has('soak'),
+    soakRequests: requestsRaw ? positive('--requests', requestsRaw) : 100_000,
+    variants: variants as Variant[],
+    concurrency,
+    warmupSeconds: warmupRaw ? positive('--warmup', warmupRaw) : quick ? 1 : 5,
+    seconds: secondsRaw ? positive('--seconds', secondsRaw) : quick ? 3 : 15,
+    poolCheck: flags.has('no-pool-check') ? null : { connections: 200, requestsPerConnection: quick ? 2 : 5 },
+    users: 200,
+    adminUrl: env.BENCH_DATABASE_URL || DEFAULT_ADMIN_URL,
+    redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
+    build: !flags.has('no-build'),
+    readme: flags.has('readme'),
+  };
+}
+
+/** Only loopback targets: the bench never sends load anywhere else. */
+export function assertLoopback(name: string, url: string): void {
+  const host = new URL(url).hostname;
+  if (!/^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(host)) throw new UsageError(`${name} must point at a loopback address, got ${host}`);
+}
