@@ -5,6 +5,8 @@
  * mistake our own busy event loop for a Redis fault.
  */
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { createClient } from '@redis/client';
 import { createCache } from '../src/cache';
 import { createLogger } from '../src/observability/logger';
 import { seedUserData } from './helpers/factories';
@@ -121,12 +123,42 @@ describeRedisServer('breaker and local event-loop lag (private redis-server)', (
     }
   });
 
-  it('a Redis that really does not answer still times out and opens the breaker', async () => {
+  it('a call answered late (behind a backlog) is a miss for its caller, and the breaker stays closed', async () => {
     const cache = cacheFor(server.url);
+    const admin = createClient({ url: server.url });
+    try {
+      await admin.connect();
+      await cache.set('resp:k', { v: 1 }, 60_000);
+      // Redis holds every command for 600 ms (three timeouts): the call's answer comes, late.
+      await admin.sendCommand(['CLIENT', 'PAUSE', '600', 'ALL']);
+      expect(await cache.get('resp:k')).toBeUndefined();
+      expect(cache.stats().resp!.misses).toBe(1);
+      // The pause ends (this PING is answered after it, like the late GET): the breaker never opened,
+      // so the next read is a hit at once.
+      await admin.ping();
+      expect(cache.health().breakerOpen).toBe(false);
+      expect(await cache.get('resp:k')).toEqual({ v: 1 });
+    } finally {
+      await admin.quit().catch(() => undefined);
+      await cache.close();
+    }
+  });
+
+  it('a Redis that really does not answer: the call is a miss at once, and its silence opens the breaker', async () => {
+    let opened!: () => void;
+    const breakerOpened = new Promise<void>((resolve) => (opened = resolve));
+    const logs = new Writable({
+      write(chunk, _enc, done) {
+        if (String(chunk).includes('breaker open')) opened();
+        done();
+      },
+    });
+    const cache = createCache({ redisUrl: server.url, prefix: `lag:${randomUUID()}`, operationTimeoutMs: 200, breakerCooldownMs: 5_000, logger: createLogger('warn', logs) });
     try {
       await cache.set('resp:k', { v: 1 }, 60_000);
       server.pause();
       expect(await cache.get('resp:k')).toBeUndefined();
+      await breakerOpened;
       expect(cache.health().breakerOpen).toBe(true);
     } finally {
       server.resume();

@@ -4,7 +4,7 @@ import { CircuitBreaker } from './breaker';
 import { InvalidationJournal } from './journal';
 import { CacheSerializationError } from './stores/serialization';
 import type { Store } from './stores/store';
-import { sleep, withTimeout } from './timeout';
+import { CacheTimeoutError, sleep, withTimeout } from './timeout';
 
 export interface FailOpenOptions {
   operationTimeoutMs: number;
@@ -26,6 +26,9 @@ export interface FailOpenOptions {
  * healthy server: it is a miss for that call only — it neither trips the
  * breaker nor is journaled (replaying it could never succeed).
  */
+/** How many timeouts a late call may take to answer before its silence counts as an outage. */
+const LATE_ANSWER_GRACE = 4;
+
 export class FailOpenStore {
   readonly breaker: CircuitBreaker;
   readonly journal: InvalidationJournal;
@@ -65,8 +68,9 @@ export class FailOpenStore {
       onSkipped?.();
       return fallback();
     }
+    const attempt = op(this.store);
     try {
-      return await this.timed(op(this.store), timeoutMs, what);
+      return await this.timed(attempt, timeoutMs, what);
     } catch (error) {
       if (error instanceof CacheSerializationError) throw error;
       if (error instanceof ErrorReply) {
@@ -74,10 +78,32 @@ export class FailOpenStore {
         return fallback();
       }
       this.log.debug({ err: error, op: what }, 'cache operation failed: treated as a miss');
-      this.breaker.trip(error);
+      if (error instanceof CacheTimeoutError) this.judgeLate(attempt, error, timeoutMs);
+      else this.breaker.trip(error);
       onSkipped?.();
       return fallback();
     }
+  }
+
+  /**
+   * A slow call is a miss for its caller at once, but only an outage if its
+   * answer never comes: a call that waited behind our own backlog (a
+   * saturated event loop, a socket full of large writes) is answered late by
+   * a healthy Redis, and then the breaker stays closed. A hung Redis opens it
+   * after {@link LATE_ANSWER_GRACE} timeouts; a closed or refused connection
+   * opens it at once (`connectionLost`).
+   */
+  private judgeLate(attempt: Promise<unknown>, error: CacheTimeoutError, timeoutMs: number): void {
+    let answered = false;
+    const verdict = setTimeout(() => {
+      if (!answered && !this.closed) this.breaker.trip(error);
+    }, timeoutMs * LATE_ANSWER_GRACE);
+    verdict.unref();
+    const settle = () => {
+      answered = true;
+      clearTimeout(verdict);
+    };
+    attempt.then(settle, (late: unknown) => (late instanceof CacheTimeoutError ? undefined : settle()));
   }
 
   /** Wire to the connection's `error` event: open the breaker without waiting for an operation to fail. */
