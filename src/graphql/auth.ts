@@ -5,6 +5,7 @@
 import { HeaderMap } from '@apollo/server';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { createSecretKey, type KeyObject } from 'node:crypto';
+import { LruMap } from '../cache/stores/lru-map';
 import { AppError } from './errors';
 
 export type Role = 'USER' | 'ADMIN';
@@ -34,7 +35,17 @@ export class InvalidTokenError extends AppError {
   }
 }
 
+/**
+ * Verified tokens are remembered briefly (bounded; never past their expiry),
+ * so a cache hit does not pay a signature check per request. Only tokens that
+ * verified are remembered: a forged one is checked (and refused) every time.
+ */
+const VERIFIED_TTL_MS = 60_000;
+const VERIFIED_MAX = 10_000;
+
 export class TokenService {
+  private readonly verified = new LruMap<string, { principal: Principal; expiresAt: number }>(VERIFIED_MAX);
+
   /** A KeyObject made once: jose would otherwise import the raw secret on every verify. */
   private readonly key: KeyObject;
 
@@ -79,7 +90,22 @@ export class TokenService {
     if (!header) return null;
     const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
     if (!match) throw new InvalidTokenError('Authorization header must be "Bearer <token>"');
-    return this.verify(match[1]!);
+    const token = match[1]!;
+    const known = this.verified.get(token);
+    if (known && known.expiresAt > Date.now()) return known.principal;
+    const principal = await this.verify(token);
+    this.verified.set(token, { principal, expiresAt: Math.min(this.expiryOf(token), Date.now() + VERIFIED_TTL_MS) });
+    return principal;
+  }
+
+  /** The token's `exp` in ms (verified already); now when absent, so it is not remembered. */
+  private expiryOf(token: string): number {
+    try {
+      const exp = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { exp?: unknown }).exp;
+      return typeof exp === 'number' ? exp * 1000 : Date.now();
+    } catch {
+      return Date.now();
+    }
   }
 }
 

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from './auth';
 import type { Context } from './context';
-import { entryEtag, type GraphqlParams, type ReadCacheState, type ResponseCache, sha256Hex } from './response-cache';
+import { entryEtag, type GraphqlParams, type ReadCacheState, type ResponseCache } from './response-cache';
 
 /** Default of `Config.limits.maxBodyBytes`. */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -118,7 +118,7 @@ export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingM
   const readCache: ReadCacheState = { bypass: /\bno-cache\b/i.test(req.headers['cache-control'] ?? '') };
 
   if (principal.ok && principal.value) {
-    const params = edgeParams(req, method, url, body);
+    const params = edgeParams(req, method, url, body, deps.responseCache);
     const plan = params && deps.responseCache.plan(principal.value.userId, params);
     if (plan) {
       const found = await deps.responseCache.lookup(plan);
@@ -196,7 +196,7 @@ function sendHit(req: IncomingMessage, res: ServerResponse, method: string, byte
  * answer it: a single (not batched) operation, asked as JSON, over POST with a
  * JSON body or over GET with the CSRF-prevention headers Apollo requires.
  */
-function edgeParams(req: IncomingMessage, method: string, url: URL, body: unknown): GraphqlParams | undefined {
+function edgeParams(req: IncomingMessage, method: string, url: URL, body: unknown, cache: ResponseCache): GraphqlParams | undefined {
   const accept = req.headers.accept;
   if (accept && accept.includes('application/graphql-response+json')) return undefined;
   let query: unknown;
@@ -222,7 +222,7 @@ function edgeParams(req: IncomingMessage, method: string, url: URL, body: unknow
   if (operationName !== undefined && operationName !== null && typeof operationName !== 'string') return undefined;
   if (variables !== undefined && variables !== null && (typeof variables !== 'object' || Array.isArray(variables))) return undefined;
   let documentHash: string | undefined;
-  if (typeof query === 'string') documentHash = sha256Hex(query);
+  if (typeof query === 'string') documentHash = cache.documentHash(query);
   else if (query === undefined || query === null) {
     const hash = (extensions as { persistedQuery?: { sha256Hash?: unknown } } | null)?.persistedQuery?.sha256Hash;
     if (typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash)) documentHash = hash;

@@ -61,6 +61,8 @@ export interface ReadCacheState {
 
 export class ResponseCache {
   private readonly policies = new LruMap<string, OperationPolicy>(POLICY_ENTRIES);
+  /** sha256 of recent query texts: clients send the same few documents over and over. */
+  private readonly hashes = new LruMap<string, string>(POLICY_ENTRIES);
 
   constructor(
     private readonly opts: { cache: CachePort; schema: GraphQLSchema; ttlMs: number },
@@ -75,6 +77,16 @@ export class ResponseCache {
       this.policies.set(key, policy);
     }
     return policy;
+  }
+
+  /** sha256 hex of a query text (Apollo's `queryHash`), remembered for the documents clients repeat. */
+  documentHash(query: string): string {
+    let hash = this.hashes.get(query);
+    if (hash === undefined) {
+      hash = sha256Hex(query);
+      if (query.length <= 16_384) this.hashes.set(query, hash);
+    }
+    return hash;
   }
 
   /** Where a request's entry lives, when its document is known to be cacheable for these variables. */

@@ -1,5 +1,6 @@
 import KeyvRedis from '@keyv/redis';
-import { RESP_TYPES } from '@redis/client';
+import { ErrorReply, RESP_TYPES } from '@redis/client';
+import { createHash } from 'node:crypto';
 import { Keyv } from 'keyv';
 import { escapeGlob } from '../keys';
 import { firstAttempt, type RedisClient } from '../redis-client';
@@ -16,6 +17,7 @@ const FLUSH_BATCH = 500;
  */
 const GET_VERSIONED = `local c = redis.call('GET', KEYS[1]) or '0'
 return { c, redis.call('GET', ARGV[1] .. c .. ARGV[2]) }`;
+const GET_VERSIONED_SHA = createHash('sha1').update(GET_VERSIONED).digest('hex');
 
 /**
  * Redis store: Keyv + @keyv/redis over a client we own (created by
@@ -61,7 +63,12 @@ export class RedisStore implements Store {
 
   async getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string): Promise<{ counter: number; raw: Buffer | undefined }> {
     this.assertOpen();
-    const reply = (await this.bytes.eval(GET_VERSIONED, { keys: [counterKey], arguments: [entryPrefix, entrySuffix] })) as unknown as [Buffer, Buffer | null];
+    const options = { keys: [counterKey], arguments: [entryPrefix, entrySuffix] };
+    // EVALSHA: the script is sent once per Redis (EVAL loads it after a restart or SCRIPT FLUSH).
+    const reply = (await this.bytes.evalSha(GET_VERSIONED_SHA, options).catch((error: unknown) => {
+      if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.bytes.eval(GET_VERSIONED, options);
+      throw error;
+    })) as unknown as [Buffer, Buffer | null];
     return { counter: Number(reply[0].toString('latin1')), raw: reply[1] ?? undefined };
   }
 
