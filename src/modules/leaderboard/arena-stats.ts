@@ -162,7 +162,7 @@ export function fitArena(counts: BattleCounts, opts: ArenaFitOptions = {}): Aren
   const betaSamples = Array.from({ length: F }, () => new Float64Array(B));
   if (B > 0) {
     const chol = cholesky(solvable(info, M, P, o.prior), P);
-    const draw = binomialFactory.factory({ seed: o.seed >>> 0 || 1 });
+    const draw = seededBinomial(o.seed);
     const total = sumArray(p.n);
     const resampled = new Float64Array(p.n.length);
     for (let s = 0; s < B; s++) {
@@ -357,9 +357,18 @@ function gradient(p: Problem, n: Float64Array, phi: Float64Array, out: Float64Ar
   const M = p.models.length;
   const F = p.active.length;
   out.fill(0);
+  // Rows are sorted by pair: without style covariates consecutive rows of one pair share σ(z).
+  let lastA = -1;
+  let lastB = -1;
+  let s = 0;
   for (let k = 0; k < n.length; k++) {
     if (n[k] === 0) continue;
-    const g = n[k] * (p.y[k] - sigmoid(linear(p, phi, k)));
+    if (F > 0 || p.a[k] !== lastA || p.b[k] !== lastB) {
+      s = sigmoid(linear(p, phi, k));
+      lastA = p.a[k];
+      lastB = p.b[k];
+    }
+    const g = n[k] * (p.y[k] - s);
     out[p.a[k]] += g;
     out[p.b[k]] -= g;
     for (let f = 0; f < F; f++) out[M + f] += g * p.x[k * F + f];
@@ -469,7 +478,7 @@ function chordFit(p: Problem, n: Float64Array, start: Float64Array, L: Float64Ar
     }
     if (!Number.isFinite(change)) return null;
     if (p.prior === 0) centreTheta(phi, M);
-    if (change < 1e-9) return phi;
+    if (change < 1e-8) return phi;
   }
   return null;
 }
@@ -485,7 +494,38 @@ function centreTheta(phi: Float64Array, M: number): void {
 type BinomialDraw = (n: number, p: number) => number;
 
 /** A multinomial draw of `total` battles over the cells, probabilities counts/total, by conditional binomials. */
-function multinomial(counts: Float64Array, total: number, out: Float64Array, draw: BinomialDraw): void {
+/**
+ * Seeded binomial draws: @stdlib's BTRD sampler (Mersenne Twister) when
+ * n·min(p, 1 − p) ≥ 10; below that, CDF inversion on the same generator
+ * (stdlib's own small-mean path draws n Bernoulli trials, O(n), far too slow
+ * for a million battles), O(n·p) expected steps.
+ */
+export function seededBinomial(seed: number): BinomialDraw {
+  const large = binomialFactory.factory({ seed: seed >>> 0 || 1 });
+  const uniform = (large.PRNG as unknown as { normalized: () => number }).normalized; // the same Mersenne Twister stream, in [0, 1)
+  const small = (n: number, p: number): number => {
+    const q = 1 - p;
+    const ratio = p / q;
+    let prob = Math.exp(n * Math.log1p(-p));
+    let u = uniform();
+    let x = 0;
+    while (u > prob && x < n) {
+      u -= prob;
+      x++;
+      prob *= ((n - x + 1) / x) * ratio;
+    }
+    return x;
+  };
+  return (n, p) => {
+    if (n <= 0 || p <= 0) return 0;
+    if (p >= 1) return n;
+    if (n * p < 10) return small(n, p);
+    if (n * (1 - p) < 10) return n - small(n, 1 - p);
+    return large(n, p);
+  };
+}
+
+export function multinomial(counts: Float64Array, total: number, out: Float64Array, draw: BinomialDraw): void {
   let remaining = Math.round(total);
   let mass = total;
   for (let k = 0; k < counts.length; k++) {
