@@ -36,6 +36,14 @@ export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId'> {
   @Property({ type: 'text' })
   prompt!: string;
 
+  /** Models hidden until the vote (issue 10). The leaderboard counts blind comparisons only by default. */
+  @Property({ type: 'boolean', default: false })
+  blind: boolean = false;
+
+  /** Category of the prompt (code, math, …); each category has its own leaderboard. */
+  @Property({ type: 'text', nullable: true })
+  category?: string | null;
+
   /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
   get ownerId(): string {
     return this.owner.id;

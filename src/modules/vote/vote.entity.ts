@@ -31,6 +31,10 @@ export class Vote extends BaseEntity<'comparisonId' | 'userId' | 'winnerId'> {
   @ManyToOne(() => ComparisonResponse, { ref: true, nullable: true, deleteRule: 'cascade' })
   winner?: Ref<ComparisonResponse> | null;
 
+  /** Set when the vote is excluded from the leaderboard (implausible voting pattern); null = counted. */
+  @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
+  excludedAt?: Date | null;
+
   /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
   get comparisonId(): string {
     return this.comparison.id;
