@@ -25,7 +25,7 @@ export const SETTLED_STATUSES: readonly ResponseStatus[] = [
 @Entity({ tableName: 'comparison_results' })
 @Index({ name: 'comparison_results_owner_created_idx', expression: 'create index "comparison_results_owner_created_idx" on "comparison_results" ("owner_id", "created_at" desc, "id" desc)' })
 @Index({ name: 'comparison_results_conversation_idx', expression: 'create index "comparison_results_conversation_idx" on "comparison_results" ("conversation_id", "created_at")' })
-export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId'> {
+export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId' | 'blind'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
 
