@@ -248,13 +248,21 @@ describe('fitArena: style control', () => {
       { a: 'A', b: 'B', outcome: 'A', x: [-1], count: 10 },
       { a: 'A', b: 'B', outcome: 'B', x: [-1], count: 30 },
     ];
-    const fit = fitArena({ features: ['length'], rows }, { bootstrapSamples: 200 });
+    const fit = fitArena({ features: ['length'], rows }, { bootstrapSamples: 200, styleRidge: 0 });
     for (const r of fit.ratings) expect(r.rating).toBeCloseTo(1000, 6);
     const [length] = fit.styleCoefficients;
     expect(length!.feature).toBe('length');
     expect(length!.coefficient).toBeCloseTo(Math.log(3), 8);
     expect(length!.low).toBeLessThan(length!.coefficient);
     expect(length!.high).toBeGreaterThan(length!.coefficient);
+  });
+
+  it('the default ridge keeps perfectly separating, collinear features finite', () => {
+    const fit = fitArena({ features: ['length', 'bold'], rows: [{ a: 'A', b: 'B', outcome: 'A', x: [1, 1], count: 1 }, { a: 'A', b: 'B', outcome: 'B', x: [-1, -1], count: 1 }] }, { bootstrapSamples: 50 });
+    const [length, bold] = fit.styleCoefficients;
+    expect(length!.coefficient).toBeGreaterThan(0);
+    expect(Number.isFinite(length!.coefficient)).toBe(true);
+    expect(bold!.coefficient).toBeCloseTo(length!.coefficient, 9);
   });
 
   it('a feature that never varies is left out and reported as 0', () => {
@@ -266,7 +274,7 @@ describe('fitArena: style control', () => {
     const truth = [0.5, 0, -0.5];
     const beta = [0.8, 0];
     const counts = synthetic(rng(21), truth, 5000, { beta });
-    const fit = fitArena(counts, { prior: 0, bootstrapSamples: 200 });
+    const fit = fitArena(counts, { prior: 0, bootstrapSamples: 200, styleRidge: 0 });
     const ref = referenceMle(counts);
     for (const r of fit.ratings) expect(r.rating).toBeCloseTo(1000 + POINTS_PER_NAT * ref.theta[r.model]!, 1);
     // x ∈ {−1, 0, 1} uniformly: rms √(2/3), so the reported coefficient is β·√(2/3).
