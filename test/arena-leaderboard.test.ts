@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { withClient } from './helpers/factories';
+import { describeRedis, redisUrlForTests } from './helpers/redis';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
 const A = 'openai:model-a';
@@ -148,5 +149,46 @@ describe('arena leaderboard filters', () => {
     }
     // Without style control the same votes are a 1–1 split: both at 1000.
     for (const r of (await board({ category: 'style' })).leaderboard) expect(r.rating).toBeCloseTo(1000, 6);
+  });
+});
+
+describeRedis('arena leaderboard across instances', () => {
+  let a: TestApp;
+  let b: TestApp;
+  beforeAll(async () => {
+    const prefix = `t-arena-${randomUUID().slice(0, 8)}`;
+    const env = { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), LEADERBOARD_BOOTSTRAP_SAMPLES: '100' };
+    a = await createTestApp({ env });
+    b = await createTestApp({ db: a.db, env });
+  });
+  afterAll(async () => {
+    await b.close(); // shares a's database: close it first
+    await a.close();
+  });
+
+  it("the second instance serves the board the first computed (no SQL); a vote on one shows on the other's next read", async () => {
+    const user = await a.signUp('carol');
+    const id = randomUUID();
+    const responses = [randomUUID(), randomUUID()];
+    await withClient(a.db.url, async (c) => {
+      await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'p', true)`, [id, user.userId]);
+      for (const [i, model] of [A, B].entries()) {
+        await c.query(
+          `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content) values ($1, now(), $2, $3, $4, $5, 'COMPLETED', 'x')`,
+          [responses[i], id, i, model.split(':')[0]!.toUpperCase(), model],
+        );
+      }
+    });
+    const QUERY = `{ leaderboard { model wins losses } leaderboardInfo { votesUsed computedAt } }`;
+    expect((await a.gql(QUERY, {}, user.token)).data.leaderboard).toEqual([]);
+
+    const voted = await b.gql(VOTE, { input: { comparisonId: id, outcome: 'WINNER', winnerResponseId: responses[0] } }, user.token);
+    expect(voted.errors).toBeUndefined();
+    const onA = await a.gql(QUERY, {}, user.token);
+    expect(onA.data.leaderboard).toEqual([{ model: A, wins: 1, losses: 0 }, { model: B, wins: 0, losses: 1 }]);
+
+    const onB = await b.countStatements(() => b.gql(QUERY, {}, user.token));
+    expect(onB.count).toBe(0);
+    expect(onB.result.data).toEqual(onA.data);
   });
 });
