@@ -8,7 +8,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { BattleCountRow, BattleCounts } from '../src/modules/leaderboard/arena-stats';
-import { FitWorker } from '../src/modules/leaderboard/fit-pool';
+import { FitWorker } from '../src/modules/leaderboard/fit-worker';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);

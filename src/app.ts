@@ -56,7 +56,7 @@ import { ConversationService } from './modules/conversation/conversation.service
 import { MessageService } from './modules/message/message.service';
 import { UserService } from './modules/user/user.service';
 import { VoteService } from './modules/vote/vote.service';
-import { FitWorker } from './modules/leaderboard/fit-pool';
+import { FitWorker } from './modules/leaderboard/fit-worker';
 import { LeaderboardService } from './modules/leaderboard/leaderboard.service';
 import { SearchService } from './modules/search/search.service';
 import { ExportService } from './modules/conversation/export.service';

@@ -7,7 +7,7 @@
  */
 import { bradleyTerry, votesToBattles, type VoteRecord } from '../src/modules/leaderboard/bradley-terry';
 import { type ArenaRating, type BattleCountRow, type BattleCounts, fitArena } from '../src/modules/leaderboard/arena-stats';
-import { FitWorker } from '../src/modules/leaderboard/fit-pool';
+import { FitWorker } from '../src/modules/leaderboard/fit-worker';
 
 const POINTS_PER_NAT = 400 / Math.LN10;
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));

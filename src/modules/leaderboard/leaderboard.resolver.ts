@@ -1,9 +1,10 @@
-import { Arg, Ctx, Extensions, Field, Float, InputType, Int, ObjectType, Query, registerEnumType, Resolver } from 'type-graphql';
+import { Arg, Ctx, Extensions, Field, Float, Int, ObjectType, Query, registerEnumType, Resolver } from 'type-graphql';
 import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { Provider } from '../api-key/api-key.entity';
-import type { LeaderboardBoard, LeaderboardFilterInput, LeaderboardInfoData, ModelRankingData } from './leaderboard.service';
+import { LeaderboardFilter } from './leaderboard.inputs';
+import type { LeaderboardBoard, LeaderboardInfoData, ModelRankingData } from './leaderboard.service';
 
 export enum LeaderboardScope {
   MINE = 'MINE',
@@ -18,21 +19,6 @@ registerEnumType(LeaderboardScope, {
     JUDGE: { description: "Judge models' verdicts, never mixed with human votes." },
   },
 });
-
-@InputType({ description: 'Which votes a board counts.' })
-export class LeaderboardFilter implements LeaderboardFilterInput {
-  @Field(() => Boolean, { nullable: true, defaultValue: true, description: 'Count only votes on blind comparisons.' })
-  blindOnly?: boolean | null;
-
-  @Field(() => Boolean, { nullable: true, defaultValue: false, description: 'Fit style covariates (answer length, headers, list items, bold) and show style-adjusted ratings.' })
-  styleControl?: boolean | null;
-
-  @Field(() => String, { nullable: true, description: "Only comparisons of this category (e.g. 'code')." })
-  category?: string | null;
-
-  @Field(() => Date, { nullable: true, description: 'Only votes cast at or after this instant.' })
-  since?: Date | null;
-}
 
 @ObjectType({ simpleResolvers: true, description: 'Bradley-Terry rating on an Elo-like scale (1000 = average) with a 95% interval.' })
 export class ModelRanking implements ModelRankingData {

@@ -5,7 +5,7 @@ import type { GenerationInvalidator } from '../../cache/generations';
 import { pgArray } from '../../db/sql';
 import type { Provider } from '../api-key/api-key.entity';
 import type { ArenaRating, BattleCountRow, BattleCounts, StyleCoefficientData } from './arena-stats';
-import type { FitWorker } from './fit-pool';
+import type { FitWorker } from './fit-worker';
 
 /** One leaderboard line: the Bradley–Terry rating plus the models' average cost and speed. */
 export interface ModelRankingData extends ArenaRating {
