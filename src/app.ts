@@ -58,6 +58,7 @@ import { ConversationService } from './modules/conversation/conversation.service
 import { MessageService } from './modules/message/message.service';
 import { UserService } from './modules/user/user.service';
 import { VoteService } from './modules/vote/vote.service';
+import { FitWorker } from './modules/leaderboard/fit-worker';
 import { LeaderboardService } from './modules/leaderboard/leaderboard.service';
 import { SearchService } from './modules/search/search.service';
 import { ExportService } from './modules/conversation/export.service';
@@ -210,6 +211,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       freshMs: config.cache.registryTtlMs,
       logger,
     });
+    // Leaderboard fits run in a worker thread, off the event loop.
+    const fitWorker = new FitWorker();
+    cleanups.push(() => fitWorker.close());
     const services: Services = {
       users: new UserService(tokens, config.adminEmails, config.passwordHashing, {
         perAccount: counted('login_account', rateLimiters.limiter('login_account', config.rateLimits.loginFailuresPerAccount)),
@@ -220,7 +224,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       messages,
       comparisons,
       votes: new VoteService(comparisons),
-      leaderboard: new LeaderboardService(cache, generations, config.cache.responseTtlMs),
+      leaderboard: new LeaderboardService(cache, generations, fitWorker, config.leaderboard),
       invalidation: generations,
       chat: new ChatService({ conversations, models: modelAccess, usage, requestTimeoutMs: config.llm.requestTimeoutMs, maxOutputBytes: config.llm.maxOutputBytes }),
       runner,

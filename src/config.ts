@@ -98,6 +98,17 @@ export interface Config {
   };
   egress: EgressPolicy;
   cache: { responseTtlMs: number; registryTtlMs: number; breakerCooldownMs: number; operationTimeoutMs: number };
+  /** Arena leaderboard statistics (see README "How the leaderboard is computed"). */
+  leaderboard: {
+    /** Bootstrap resamples per board (0 = Fisher intervals only). */
+    bootstrapSamples: number;
+    /** Seed of the bootstrap resampling: the same votes and seed give the same board. */
+    seed: number;
+    /** After a vote, a read waits this long for the refit before it serves the previous board. */
+    refreshWaitMs: number;
+    /** How long a computed shared board is kept (served stale while a refit runs). */
+    maxAgeMs: number;
+  };
   apq: { manifestPath?: string; trustedDocumentsOnly: boolean };
   slowQueryMs: number;
   slowRequestMs: number;
@@ -314,6 +325,12 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       registryTtlMs: int(env, 'MODEL_REGISTRY_TTL_MS', 24 * 60 * 60_000, 1),
       breakerCooldownMs: int(env, 'CACHE_BREAKER_COOLDOWN_MS', 5_000, 1),
       operationTimeoutMs: int(env, 'CACHE_TIMEOUT_MS', 500, 1),
+    },
+    leaderboard: {
+      bootstrapSamples: int(env, 'LEADERBOARD_BOOTSTRAP_SAMPLES', 1_000, 0),
+      seed: int(env, 'LEADERBOARD_SEED', 1, 0),
+      refreshWaitMs: int(env, 'LEADERBOARD_REFRESH_WAIT_MS', 2_000, 0),
+      maxAgeMs: int(env, 'LEADERBOARD_MAX_AGE_MS', 24 * 60 * 60_000, 1),
     },
     apq: {
       manifestPath: env.PERSISTED_DOCUMENTS_PATH || undefined,

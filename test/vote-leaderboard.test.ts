@@ -32,7 +32,7 @@ async function seedComparison(t: TestApp, ownerId: string, responses: SeedRespon
   const id = randomUUID();
   const responseIds = responses.map(() => randomUUID());
   await withClient(t.db.url, async (c) => {
-    await c.query(`insert into comparison_results (id, created_at, owner_id, prompt) values ($1, now(), $2, 'prompt')`, [id, ownerId]);
+    await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'prompt', true)`, [id, ownerId]);
     for (const [i, r] of responses.entries()) {
       await c.query(
         `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content, latency_ms, cost_usd)

@@ -25,7 +25,7 @@ export const SETTLED_STATUSES: readonly ResponseStatus[] = [
 @Entity({ tableName: 'comparison_results' })
 @Index({ name: 'comparison_results_owner_created_idx', expression: 'create index "comparison_results_owner_created_idx" on "comparison_results" ("owner_id", "created_at" desc, "id" desc)' })
 @Index({ name: 'comparison_results_conversation_idx', expression: 'create index "comparison_results_conversation_idx" on "comparison_results" ("conversation_id", "created_at")' })
-export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId'> {
+export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId' | 'blind'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
 
@@ -35,6 +35,14 @@ export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId'> {
   @Field(() => String)
   @Property({ type: 'text' })
   prompt!: string;
+
+  /** Models hidden until the vote (issue 10). The leaderboard counts blind comparisons only by default. */
+  @Property({ type: 'boolean', default: false })
+  blind: boolean = false;
+
+  /** Category of the prompt (code, math, …); each category has its own leaderboard. */
+  @Property({ type: 'text', nullable: true })
+  category?: string | null;
 
   /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
   get ownerId(): string {

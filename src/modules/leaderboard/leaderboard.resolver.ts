@@ -3,17 +3,20 @@ import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
 import { Provider } from '../api-key/api-key.entity';
-import type { ModelRankingData } from './leaderboard.service';
+import { LeaderboardFilter } from './leaderboard.inputs';
+import type { LeaderboardBoard, LeaderboardInfoData, ModelRankingData } from './leaderboard.service';
 
 export enum LeaderboardScope {
   MINE = 'MINE',
   GLOBAL = 'GLOBAL',
+  JUDGE = 'JUDGE',
 }
 registerEnumType(LeaderboardScope, {
   name: 'LeaderboardScope',
   valuesConfig: {
     MINE: { description: "The viewer's own votes." },
     GLOBAL: { description: "Every user's votes." },
+    JUDGE: { description: "Judge models' verdicts, never mixed with human votes." },
   },
 });
 
@@ -25,14 +28,29 @@ export class ModelRanking implements ModelRankingData {
   @Field(() => Provider)
   provider!: Provider;
 
-  @Field(() => Float)
+  @Field(() => Float, { description: 'Maximum-likelihood rating (style-adjusted with styleControl).' })
   rating!: number;
 
-  @Field(() => Float)
+  @Field(() => Float, { description: 'Lower end of the 95% interval from the Fisher information (rating − 1.96 se).' })
   ratingLow!: number;
 
-  @Field(() => Float)
+  @Field(() => Float, { description: 'Upper end of the 95% Fisher interval (rating + 1.96 se).' })
   ratingHigh!: number;
+
+  @Field(() => Float, { description: '2.5th percentile of the rating over the bootstrap resamples (the Fisher bound when there are none).' })
+  bootstrapLow!: number;
+
+  @Field(() => Float, { description: '97.5th percentile of the rating over the bootstrap resamples.' })
+  bootstrapHigh!: number;
+
+  @Field(() => Int, { description: '1 + number of models better with confidence (their lower bound above this upper bound; bootstrap intervals).' })
+  rank!: number;
+
+  @Field(() => Int, { description: 'Best plausible rank (equals rank).' })
+  rankLow!: number;
+
+  @Field(() => Int, { description: 'Worst plausible rank: number of models − number of models worse with confidence.' })
+  rankHigh!: number;
 
   @Field(() => Int, { description: 'Pairwise battles: a WINNER vote is one battle per other completed model, a TIE or ALL_BAD one per pair.' })
   battles!: number;
@@ -56,18 +74,67 @@ export class ModelRanking implements ModelRankingData {
   avgCostUsd!: number | null;
 }
 
+@ObjectType({ simpleResolvers: true, description: 'A style covariate of the fit: change in log-odds of winning per typical (root-mean-square) normalised difference.' })
+export class StyleCoefficient {
+  @Field(() => String, { description: 'length, headers, lists or bold.' })
+  feature!: string;
+
+  @Field(() => Float)
+  coefficient!: number;
+
+  @Field(() => Float, { description: 'Lower end of its 95% interval (bootstrap, or Fisher without resamples).' })
+  low!: number;
+
+  @Field(() => Float)
+  high!: number;
+}
+
+@ObjectType({ simpleResolvers: true, description: 'How a board was computed.' })
+export class LeaderboardInfo implements LeaderboardInfoData {
+  @Field(() => Int, { description: 'Votes that produced at least one battle.' })
+  votesUsed!: number;
+
+  @Field(() => Int, { description: 'Votes the filters selected but that are excluded from boards (implausible voting pattern).' })
+  votesExcluded!: number;
+
+  @Field(() => Int)
+  models!: number;
+
+  @Field(() => Date)
+  computedAt!: Date;
+
+  @Field(() => Int)
+  bootstrapSamples!: number;
+
+  @Field(() => [StyleCoefficient], { description: 'Empty without styleControl.' })
+  styleCoefficients!: StyleCoefficient[];
+}
+
 @Resolver(() => ModelRanking)
 export class LeaderboardResolver {
-  // MINE is the viewer's own votes: cached per user. GLOBAL changes with everyone's votes (cached by the service).
+  // MINE is the viewer's own votes: cached per user. GLOBAL and JUDGE change with everyone's votes (cached by the service).
   @Extensions(cacheHint({ perUser: true, onlyIf: { scope: 'MINE' } }))
   @Query(() => [ModelRanking], { description: 'Models that took part in at least one battle, best first.' })
-  leaderboard(
+  async leaderboard(
     @Arg('scope', () => LeaderboardScope, { nullable: true, defaultValue: LeaderboardScope.GLOBAL }) scope: LeaderboardScope,
+    @Arg('filter', () => LeaderboardFilter, { nullable: true }) filter: LeaderboardFilter | null,
     @Ctx() ctx: Context,
   ): Promise<ModelRankingData[]> {
-    const principal = requireUser(ctx.principal);
-    return scope === LeaderboardScope.MINE
-      ? ctx.services.leaderboard.mine(ctx.em, principal.userId)
-      : ctx.services.leaderboard.global(ctx.em);
+    return (await board(ctx, scope, filter)).rankings;
   }
+
+  @Extensions(cacheHint({ perUser: true, onlyIf: { scope: 'MINE' } }))
+  @Query(() => LeaderboardInfo, { description: 'Votes used and excluded, bootstrap resamples and style coefficients of a board.' })
+  async leaderboardInfo(
+    @Arg('scope', () => LeaderboardScope, { nullable: true, defaultValue: LeaderboardScope.GLOBAL }) scope: LeaderboardScope,
+    @Arg('filter', () => LeaderboardFilter, { nullable: true }) filter: LeaderboardFilter | null,
+    @Ctx() ctx: Context,
+  ): Promise<LeaderboardInfoData> {
+    return (await board(ctx, scope, filter)).info;
+  }
+}
+
+function board(ctx: Context, scope: LeaderboardScope, filter: LeaderboardFilter | null): Promise<LeaderboardBoard> {
+  const principal = requireUser(ctx.principal);
+  return ctx.services.leaderboard.board(ctx.em, scope, principal.userId, filter);
 }

@@ -1,4 +1,4 @@
-import { Entity, Enum, Index, ManyToOne, type Ref, Unique } from '@mikro-orm/core';
+import { Entity, Enum, Index, ManyToOne, Property, type Ref, Unique } from '@mikro-orm/core';
 import { Field, ObjectType, registerEnumType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
 import { ComparisonResponse, ComparisonResult } from '../comparison/comparison.entity';
@@ -30,6 +30,10 @@ export class Vote extends BaseEntity<'comparisonId' | 'userId' | 'winnerId'> {
 
   @ManyToOne(() => ComparisonResponse, { ref: true, nullable: true, deleteRule: 'cascade' })
   winner?: Ref<ComparisonResponse> | null;
+
+  /** Set when the vote is excluded from the leaderboard (implausible voting pattern); null = counted. */
+  @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
+  excludedAt?: Date | null;
 
   /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
   get comparisonId(): string {

@@ -1,0 +1,21 @@
+/**
+ * Worker-thread entry: fits boards off the main event loop. Receives
+ * `{ id, counts, options }`, answers `{ id, fit }` or `{ id, error }`.
+ * Loaded by `FitWorker` (`fit-worker.ts`), never imported by the app.
+ */
+import { parentPort } from 'node:worker_threads';
+import { type ArenaFitOptions, type BattleCounts, fitArena } from './arena-stats';
+
+export interface FitRequest {
+  id: number;
+  counts: BattleCounts;
+  options: ArenaFitOptions;
+}
+
+parentPort?.on('message', (msg: FitRequest) => {
+  try {
+    parentPort!.postMessage({ id: msg.id, fit: fitArena(msg.counts, msg.options) });
+  } catch (err) {
+    parentPort!.postMessage({ id: msg.id, error: err instanceof Error ? err.message : String(err) });
+  }
+});
