@@ -16,7 +16,7 @@ const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) {
 const SAVE_KEY = `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`;
 const LOGIN = `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }`;
 const REGISTER = `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`;
-const ME = `{ me { id spentTodayUsd dailyBudgetUsd remainingBudgetUsd } }`;
+const ME = `{ me { id spentTodayUsd budgetUsd dailyBudgetUsd remainingBudgetUsd } }`;
 const SET_BUDGET = `mutation($id: ID!, $usd: Float) { setUserBudget(userId: $id, dailyUsd: $usd) { id dailyBudgetUsd spentTodayUsd remainingBudgetUsd } }`;
 const PASSWORD = 'correct horse battery';
 
@@ -252,7 +252,7 @@ describeRedis('spend budgets', () => {
 
     const me = (await t.gql(ME, {}, u.token)).data.me;
     expect(me.spentTodayUsd).toBeCloseTo(cost, 9);
-    expect(me).toMatchObject({ dailyBudgetUsd: 0.000001, remainingBudgetUsd: 0 });
+    expect(me).toMatchObject({ budgetUsd: 0.000001, dailyBudgetUsd: 0.000001, remainingBudgetUsd: 0 });
   });
 
   it('me stays fresh through the per-user edge cache when responses settle after the mutation', async () => {

@@ -30,6 +30,11 @@ export class UsageResolver {
     return (await this.summary(user, ctx)).budgetUsd;
   }
 
+  @FieldResolver(() => Float, { nullable: true, description: 'The contract\'s name (API.md): the spend budget in USD over a rolling 24 h; null when unlimited.' })
+  async budgetUsd(@Root() user: UserView, @Ctx() ctx: Context): Promise<number | null> {
+    return (await this.summary(user, ctx)).budgetUsd;
+  }
+
   @FieldResolver(() => Float, { nullable: true, description: 'What is left of the budget (never negative); null when unlimited.' })
   async remainingBudgetUsd(@Root() user: UserView, @Ctx() ctx: Context): Promise<number | null> {
     return (await this.summary(user, ctx)).remainingUsd;
