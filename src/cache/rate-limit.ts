@@ -4,8 +4,9 @@
  * process memory otherwise. Like the cache, this is the only place (with the
  * other files of `src/cache/`) that knows Redis.
  *
- * It fails open: when Redis is down, slow or refuses a command, the call is
- * allowed, logged (once per outage: again after a call succeeds) and counted through `onFailOpen`. A
+ * When Redis is down, slow or refuses a command, each instance counts in its
+ * own memory instead (the same rule, per instance), logged once per outage
+ * (again after a call succeeds) and counted through `onFailOpen`. A
  * limiter must never be the reason a request hangs or fails: commands are not
  * queued while disconnected (`rejectIfRedisNotReady`, no offline queue) and
  * every call is bounded by `operationTimeoutMs`.
@@ -85,7 +86,9 @@ export function createRateLimiters(opts: CreateRateLimitersOptions): RateLimiter
       const impl: RateLimiterAbstract = client
         ? new RateLimiterRedis({ ...base, storeClient: client, useRedisPackage: true, rejectIfRedisNotReady: true })
         : new RateLimiterMemory(base);
-      return new FlexibleLimiter(name, impl, opts.operationTimeoutMs, (err) => failOpen(name, err), recovered);
+      // While Redis is unavailable, each instance counts in its own memory (the same rule, per instance).
+      const fallback = client ? new RateLimiterMemory(base) : undefined;
+      return new FlexibleLimiter(name, impl, fallback, opts.operationTimeoutMs, (err) => failOpen(name, err), recovered);
     },
     async close() {
       if (client) closeRedisClient(client);
@@ -105,6 +108,7 @@ class FlexibleLimiter implements RateLimiter {
   constructor(
     private readonly name: string,
     private readonly impl: RateLimiterAbstract,
+    private readonly fallback: RateLimiterAbstract | undefined,
     private readonly timeoutMs: number,
     private readonly failOpen: (err: unknown) => void,
     private readonly recovered: () => void,
@@ -118,12 +122,24 @@ class FlexibleLimiter implements RateLimiter {
     } catch (err) {
       if (!(err instanceof RateLimiterRes)) {
         this.failOpen(err);
-        return ALLOWED;
+        return this.fallback ? this.consumeIn(this.fallback, key, points) : ALLOWED;
       }
       this.recovered();
       // rate-limiter-flexible counts refused points too: give them back, so
       // only work that was served counts against the window.
       await this.refund(key, points);
+      return refused(err);
+    }
+  }
+
+  /** The in-memory count while Redis is unavailable. */
+  private async consumeIn(limiter: RateLimiterAbstract, key: string, points: number): Promise<RateLimitVerdict> {
+    try {
+      await limiter.consume(key, points);
+      return ALLOWED;
+    } catch (err) {
+      if (!(err instanceof RateLimiterRes)) return ALLOWED;
+      await limiter.reward(key, points);
       return refused(err);
     }
   }
