@@ -40,7 +40,7 @@ import type { Principal } from '../../graphql/auth';
 import { AppError, badInput, notFound } from '../../graphql/errors';
 import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
-import { type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { endpointKey, type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
 import { ProviderCallError } from '../../llm/providers';
 import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
@@ -148,8 +148,7 @@ export class ComparisonRunner {
     const conversation = args.conversationId
       ? await this.deps.conversations.getForWrite(em, principal, args.conversationId)
       : await this.deps.conversations.create(em, principal, titleFrom(prompt));
-    const modelIds = [...new Set(models.map((m) => m.id))];
-    const histories = await historiesByModel(em, conversation.id, modelIds);
+    const histories = await historiesByModel(em, conversation.id, models.map(endpointKey));
 
     const comparison = em.create(ComparisonResult, { owner: principal.userId, conversation, prompt });
     em.create(Message, { conversation, role: MessageRole.USER, content: prompt, comparison, createdAt: comparison.createdAt });
@@ -169,7 +168,7 @@ export class ComparisonRunner {
 
     const jobs: Job[] = responses.map((r, i) => ({
       response: { id: r.id, comparisonId: comparison.id, model: models[i]! },
-      history: [...(histories.get(models[i]!.id) ?? []), { role: 'user', content: prompt }],
+      history: [...(histories.get(endpointKey(models[i]!)) ?? []), { role: 'user', content: prompt }],
       userId: principal.userId,
     }));
     this.track(comparison.id, Promise.all(jobs.map((job) => this.execute(job))).then(() => undefined));
@@ -224,7 +223,7 @@ export class ComparisonRunner {
     const model = parseModelId(`${response.model}@${response.keyLabel}`);
     const promptMessage = await em.findOne(Message, { comparison: comparison.id, role: MessageRole.USER });
     const history = promptMessage
-      ? ((await historiesByModel(em, promptMessage.conversation.id, [model.id], promptMessage)).get(model.id) ?? [])
+      ? ((await historiesByModel(em, promptMessage.conversation.id, [endpointKey(model)], promptMessage)).get(endpointKey(model)) ?? [])
       : [];
     const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: [...history, { role: 'user', content: comparison.prompt }], userId: principal.userId });
     this.track(`retry:${response.id}`, job);
@@ -492,7 +491,10 @@ async function settledWithin(promises: Array<Promise<unknown>>, ms: number): Pro
 
 function parseModels(raw: readonly string[]): ModelId[] {
   const models = raw.map((m) => parseModelId(m));
-  if (new Set(models.map((m) => m.id)).size !== models.length) throw badInput('models must be distinct', 'models');
+  // One model through two labels (two endpoints) is allowed; the same endpoint twice is not.
+  if (new Set(models.map(endpointKey)).size !== models.length) {
+    throw badInput("models must be distinct: the same model may appear twice only with different '@label's", 'models');
+  }
   if (models.length < MIN_MODELS || models.length > MAX_MODELS) {
     throw badInput(`A comparison takes ${MIN_MODELS} to ${MAX_MODELS} models, got ${models.length}`, 'models');
   }

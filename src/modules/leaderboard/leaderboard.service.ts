@@ -2,12 +2,13 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
 import type { GenerationInvalidator } from '../../cache/generations';
 import { pgArray } from '../../db/sql';
+import { DEFAULT_LABEL } from '../../llm/model-id';
 import type { Provider } from '../api-key/api-key.entity';
 import { bradleyTerry, type Rating, type VoteRecord, votesToBattles } from './bradley-terry';
 
 /** One leaderboard line: the Bradley–Terry rating plus the models' average cost and speed. */
 export interface ModelRankingData extends Rating {
-  /** `Rating.model`: the model id without key label, as stored with responses (`openai:gpt-4o`). */
+  /** `Rating.model`: the endpoint (`endpointKey`): the model id, plus `@label` when the label is not `default`. */
   provider: Provider;
   avgLatencyMs: number | null;
   avgCostUsd: number | null;
@@ -28,6 +29,9 @@ interface AverageRow {
   avg_cost_usd: number | null;
 }
 
+/** The endpoint key in SQL (as `endpointKey` builds it): each label of a model is ranked apart. */
+const ENDPOINT_SQL = `case when r.key_label = '${DEFAULT_LABEL}' then r.model else r.model || '@' || r.key_label end`;
+
 /** Generation scope bumped by every vote; the GLOBAL leaderboard is cached under its current value. */
 const GLOBAL_SCOPE = 'leaderboard-global';
 
@@ -40,8 +44,9 @@ const GLOBAL_SCOPE = 'leaderboard-global';
  * - Battle participants of a vote are the comparison's models whose response
  *   is COMPLETED, plus the winner's model. FAILED / TIMED_OUT responses take no
  *   part (no answer was judged), so ALL_BAD is a tie among the completed
- *   responses only. Two responses of one model in a comparison (the same model
- *   through two key labels) count as one participant.
+ *   responses only. Models are ranked per endpoint (model id plus `@label`
+ *   when the key label is not `default`): the same model through two labels
+ *   (`…@ollama`, `…@vllm`) is two participants, and two rows.
  * - The ranking lists models that took part in at least one battle; a model
  *   with responses but no battles is left out (it has no rating).
  * - avgLatencyMs / avgCostUsd average the COMPLETED responses of the listed
@@ -80,7 +85,7 @@ export class LeaderboardService {
   private async compute(em: EntityManager, userId: string | null): Promise<ModelRankingData[]> {
     const connection = em.getConnection();
     const participants = await connection.execute<ParticipantRow[]>(
-      `select v.id as vote_id, v.outcome, r.model, r.provider, (r.id = v.winner_id) is true as is_winner
+      `select v.id as vote_id, v.outcome, ${ENDPOINT_SQL} as model, r.provider, (r.id = v.winner_id) is true as is_winner
          from votes v
          join comparison_responses r
            on r.comparison_id = v.comparison_id and (r.status = 'COMPLETED' or r.id = v.winner_id)
@@ -95,11 +100,11 @@ export class LeaderboardService {
     if (ratings.length === 0) return [];
 
     const averages = await connection.execute<AverageRow[]>(
-      `select r.model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
+      `select ${ENDPOINT_SQL} as model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
          from comparison_responses r
          ${userId === null ? '' : 'join comparison_results c on c.id = r.comparison_id and c.owner_id = ?'}
-        where r.status = 'COMPLETED' and r.model = any(?::text[])
-        group by r.model`,
+        where r.status = 'COMPLETED' and ${ENDPOINT_SQL} = any(?::text[])
+        group by 1`,
       [...(userId === null ? [] : [userId]), pgArray(ratings.map((r) => r.model))],
     );
     const averageOf = new Map(averages.map((a) => [a.model, a]));

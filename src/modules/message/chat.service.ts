@@ -8,7 +8,7 @@ import type { Principal } from '../../graphql/auth';
 import { AppError, badInput } from '../../graphql/errors';
 import { codePointLength } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
-import { parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { endpointKey, parseModelId, toGraphqlProvider } from '../../llm/model-id';
 import { ProviderCallError } from '../../llm/providers';
 import { streamCompletion } from '../../llm/stream-completion';
 import { Provider } from '../api-key/api-key.entity';
@@ -49,7 +49,7 @@ export class ChatService {
     const conversation = await this.deps.conversations.getForWrite(em, principal, args.conversationId);
     const provider = Provider[toGraphqlProvider(modelId.provider)];
 
-    const history = (await historiesByModel(em, conversation.id, [modelId.id])).get(modelId.id) ?? [];
+    const history = (await historiesByModel(em, conversation.id, [endpointKey(modelId)])).get(endpointKey(modelId)) ?? [];
     const userMessage = em.create(Message, { conversation, role: MessageRole.USER, content });
     conversation.updatedAt = new Date();
     await em.flush();
