@@ -61,6 +61,7 @@ import { SearchService } from './modules/search/search.service';
 import { ExportService } from './modules/conversation/export.service';
 import { healthReport } from './observability/health';
 import { createLogger, type Logger } from './observability/logger';
+import { EXPLORER_PREFIX, loadExplorer } from './graphql/explorer';
 import { createMetrics, type Metrics } from './observability/metrics';
 import { OperationLabels } from './observability/operation-labels';
 
@@ -247,8 +248,23 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     });
 
     // 6. HTTP.
+    // The local explorer (GraphiQL from node_modules) outside production; Apollo's landing page otherwise.
+    const explorer = production ? undefined : loadExplorer();
     const route = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<string> => {
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      if (explorer && req.method === 'GET') {
+        if (path === '/') {
+          res.statusCode = 302;
+          res.setHeader('location', '/graphql');
+          res.end();
+          return 'explorer';
+        }
+        if (explorer.wantsPage(req, path)) {
+          explorer.sendPage(res);
+          return 'explorer';
+        }
+        if (path.startsWith(EXPLORER_PREFIX) && explorer.sendAsset(path, res)) return 'explorer';
+      }
       if (path === '/health' && req.method === 'GET') {
         const report = await healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) });
         sendJson(res, 200, report);
