@@ -104,7 +104,7 @@ export async function openPage(binary: string): Promise<Page> {
     requests,
     send,
     evaluate,
-    async waitFor(expression, timeoutMs = 20_000) {
+    async waitFor(expression, timeoutMs = 45_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const value = await evaluate(expression);
