@@ -41,18 +41,32 @@ function percentile(values: number[], p: number): number {
 }
 const ms = (v: number) => `${v.toFixed(2)} ms`;
 
+/**
+ * A database of its own for this run (`llmselect_bench_<random>` unless
+ * BENCH_DATABASE_URL names one), dropped when the bench ends: nothing is left
+ * on the developer's PostgreSQL, and two runs never share one.
+ */
 async function databaseUrl(): Promise<{ url: string; stop: () => Promise<void> }> {
-  const url = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/llmselect_bench';
+  const url = new URL(process.env.BENCH_DATABASE_URL ?? `postgres://postgres@127.0.0.1:5432/llmselect_bench_${randomBytes(4).toString('hex')}`);
   const admin = new URL(url);
-  const name = admin.pathname.slice(1);
+  const name = url.pathname.slice(1);
   admin.pathname = '/postgres';
   const client = new Client({ connectionString: admin.toString(), connectionTimeoutMillis: 2000 });
+  const sql = async (statement: string) => {
+    const c = new Client({ connectionString: admin.toString() });
+    await c.connect();
+    try {
+      await c.query(statement);
+    } finally {
+      await c.end();
+    }
+  };
   try {
     await client.connect();
-    await client.query(`drop database if exists ${name} with (force)`);
-    await client.query(`create database ${name}`);
     await client.end();
-    return { url, stop: async () => undefined };
+    await sql(`drop database if exists ${client.escapeIdentifier(name)} with (force)`);
+    await sql(`create database ${client.escapeIdentifier(name)}`);
+    return { url: url.toString(), stop: () => sql(`drop database if exists ${client.escapeIdentifier(name)} with (force)`) };
   } catch {
     await client.end().catch(() => undefined);
     console.log('No PostgreSQL at BENCH_DATABASE_URL: using the embedded one');

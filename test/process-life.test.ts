@@ -341,3 +341,24 @@ describe('the embedded PostgreSQL', () => {
     }
   });
 });
+
+describe('a busy HTTP port', () => {
+  it('is reported in one line before the database and migrations start', async () => {
+    const squatter = createServer();
+    const port = await freePort();
+    await new Promise<void>((resolve, reject) => {
+      squatter.once('error', reject);
+      squatter.listen(port, resolve);
+    });
+    try {
+      // A database that does not exist: had start-up reached PostgreSQL, the line would be about it.
+      const server = await startServer({ env: baseEnv({ PORT: String(port), DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/llmselect_never_created' }), expectFailure: true });
+      servers.push(server);
+      expect(await server.exited).toEqual({ code: 1, signal: null });
+      expect(server.stderr().trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^Port ${port} is already in use .*set PORT to a free port$`))]);
+      expect(server.logs.filter((l) => /migrations|embedded|listening/.test(String(l.msg)))).toEqual([]);
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+  });
+});

@@ -41,6 +41,7 @@ import { AppError, badInput, notFound } from '../../graphql/errors';
 import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { logProviderFailure } from '../../llm/provider-failure-log';
 import { ProviderCallError } from '../../llm/providers';
 import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
@@ -392,6 +393,7 @@ export class ComparisonRunner {
     } catch (error) {
       const latencyMs = Math.round(performance.now() - started);
       if (error instanceof ProviderCallError) {
+        logProviderFailure(this.deps.logger, model, error, { responseId: id, comparisonId });
         const status = error.reason === 'TIMEOUT' ? ResponseStatus.TIMED_OUT : ResponseStatus.FAILED;
         outcome = status;
         // A cut answer keeps what arrived up to the limit.

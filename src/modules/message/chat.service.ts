@@ -9,7 +9,9 @@ import { AppError, badInput } from '../../graphql/errors';
 import { codePointLength } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { logProviderFailure } from '../../llm/provider-failure-log';
 import { ProviderCallError } from '../../llm/providers';
+import type { Logger } from '../../observability/logger';
 import { streamCompletion } from '../../llm/stream-completion';
 import { Provider } from '../api-key/api-key.entity';
 import type { ModelAccess } from '../api-key/model-access';
@@ -40,6 +42,8 @@ export class ChatService {
       requestTimeoutMs: number;
       /** A longer answer is cut and answers PROVIDER_ERROR (UNAVAILABLE) saying so. */
       maxOutputBytes: number;
+      /** Where provider failures are logged. */
+      logger?: Logger;
     },
   ) {}
 
@@ -79,6 +83,7 @@ export class ChatService {
       return reply;
     } catch (error) {
       if (error instanceof ProviderCallError) {
+        if (this.deps.logger) logProviderFailure(this.deps.logger, modelId, error, { conversationId: conversation.id });
         throw new AppError('PROVIDER_ERROR', error.message, { provider, reason: error.reason });
       }
       throw error;
