@@ -50,7 +50,14 @@ export function prettyStream(): DestinationStream | undefined {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const pretty = require('pino-pretty') as (options: Record<string, unknown>) => DestinationStream;
-    return pretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service', singleLine: true, sync: true });
+    return pretty({
+      colorize: process.stdout.isTTY === true,
+      translateTime: 'SYS:HH:MM:ss.l',
+      // The request line's message already says these (see request-log.ts); JSON logs keep them as fields.
+      ignore: 'pid,hostname,service,method,path,operation,status,durationMs,sql,cache,userId',
+      singleLine: true,
+      sync: true,
+    });
   } catch {
     return undefined;
   }
