@@ -312,6 +312,8 @@ describe('the embedded PostgreSQL', () => {
   });
 
   it('a stale postmaster.pid (its process is gone) is removed at start', async () => {
+    // Needs an initialised data directory: make one when this test runs first.
+    if (!existsSync(join(dataDir, 'postgres', 'PG_VERSION'))) await stopCleanly(await start(env()));
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
     const deadPid = Number(gone.stdout);
     expect(isAlive(deadPid)).toBe(false);

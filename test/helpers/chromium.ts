@@ -119,7 +119,12 @@ export async function openPage(binary: string): Promise<Page> {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await exited;
-      rmSync(profile, { recursive: true, force: true });
+      // Chromium's helper processes may still be writing the profile for a moment after the browser exits.
+      try {
+        rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+      } catch (error) {
+        console.warn(`could not remove the temporary Chromium profile ${profile}: ${(error as Error).message}`);
+      }
     },
   };
 }
