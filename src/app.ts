@@ -51,7 +51,7 @@ import { createGuardedFetch } from './llm/egress';
 import { ModelRegistry } from './llm/model-registry';
 import { ModelAccess } from './modules/api-key/model-access';
 import { SecretBox } from './modules/api-key/secret-box';
-import { ComparisonRunner } from './modules/comparison/comparison-runner';
+import { BACKGROUND_SQL_TAG, ComparisonRunner } from './modules/comparison/comparison-runner';
 import { ChatService } from './modules/message/chat.service';
 import { ComparisonService } from './modules/comparison/comparison.service';
 import { ConversationService } from './modules/conversation/conversation.service';
@@ -63,7 +63,9 @@ import { LeaderboardService } from './modules/leaderboard/leaderboard.service';
 import { SearchService } from './modules/search/search.service';
 import { ExportService } from './modules/conversation/export.service';
 import { healthReport } from './observability/health';
-import { createLogger, type Logger } from './observability/logger';
+import { createLogger, type Logger, prettyStream } from './observability/logger';
+import { countStatement, noteUser, requestLogPlugin, withRequestLog } from './observability/request-log';
+import { EXPLORER_PREFIX, loadExplorer } from './graphql/explorer';
 import { createMetrics, type Metrics } from './observability/metrics';
 import { OperationLabels } from './observability/operation-labels';
 
@@ -90,7 +92,7 @@ export interface BuildAppOptions {
 }
 
 export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<App> {
-  const logger = createLogger(config.logLevel, options.logStream);
+  const logger = createLogger(config.logLevel, options.logStream ?? (config.env === 'development' ? prettyStream() : undefined));
   const cleanups: Array<() => Promise<void>> = [];
   const close = async () => {
     while (cleanups.length) {
@@ -124,6 +126,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // 2. Observability.
     const metrics = createMetrics({ collectDefaults: config.env !== 'test', poolStats: () => poolStats(orm) });
     queryObserver.onQuery((_sql, tookMs, failed) => metrics.dbQueryDuration.observe({ outcome: failed ? 'error' : 'ok' }, tookMs / 1000));
+    // Statements sent on a request's behalf, for its log line (the runner's own schedule left out).
+    queryObserver.onQuery((sql) => sql.startsWith(BACKGROUND_SQL_TAG) || countStatement());
 
     // 3. Cache and pub/sub (fail open; Redis when configured).
     const countLookup = registerCacheMetrics(metrics.registry);
@@ -226,7 +230,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       votes: new VoteService(comparisons),
       leaderboard: new LeaderboardService(cache, generations, fitWorker, config.leaderboard),
       invalidation: generations,
-      chat: new ChatService({ conversations, models: modelAccess, usage, requestTimeoutMs: config.llm.requestTimeoutMs, maxOutputBytes: config.llm.maxOutputBytes }),
+      chat: new ChatService({ conversations, models: modelAccess, usage, requestTimeoutMs: config.llm.requestTimeoutMs, maxOutputBytes: config.llm.maxOutputBytes, logger }),
       runner,
       search: new SearchService(cursors),
       exports: new ExportService({ conversations, messages, comparisons }),
@@ -265,6 +269,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         // Trusted-documents refusal (FORBIDDEN) first, then the checks that read variables.
         persistedDocumentsPlugin({ documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly }),
         guard.plugin,
+        requestLogPlugin(),
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production, operationLabels }),
         httpStatusPlugin(),
         invalidationPlugin(generations),
@@ -278,19 +283,40 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     cleanups.push(() => apollo.stop());
 
     const contextDeps = { em: orm.em, services, logger, createLoaders };
+    // The principal of a request, noted for its log line (GraphQL and SSE alike).
+    const principalOf = (header: string | undefined) =>
+      tokens.fromAuthorizationHeader(header).then((principal) => {
+        noteUser(principal?.userId);
+        return principal;
+      });
     const startedAt = Date.now();
     const sse = createSseHandler({
       schema,
       production,
       guard,
       maxBodyBytes: config.limits.maxBodyBytes,
-      principalFrom: (header) => tokens.fromAuthorizationHeader(header),
+      principalFrom: (header) => principalOf(header),
       context: (requestId, principal) => createContext(contextDeps, requestId, principal),
     });
 
     // 6. HTTP.
+    // The local explorer (GraphiQL from node_modules) outside production; Apollo's landing page otherwise.
+    const explorer = production ? undefined : loadExplorer();
     const route = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<string> => {
       const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+      if (explorer && req.method === 'GET') {
+        if (path === '/') {
+          res.statusCode = 302;
+          res.setHeader('location', '/graphql');
+          res.end();
+          return 'explorer';
+        }
+        if (explorer.wantsPage(req, path)) {
+          explorer.sendPage(res);
+          return 'explorer';
+        }
+        if (path.startsWith(EXPLORER_PREFIX) && explorer.sendAsset(path, res)) return 'explorer';
+      }
       if (path === '/health' && req.method === 'GET') {
         const report = await healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) });
         sendJson(res, 200, report);
@@ -314,7 +340,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         await handleGraphqlRequest(
           {
             apollo,
-            principal: (request) => tokens.fromAuthorizationHeader(request.headers.authorization),
+            principal: (request) => principalOf(request.headers.authorization),
             context: (principal, readCache) => createContext(contextDeps, requestId, principal, readCache, clientIp(req, config.trustProxy)),
             responseCache,
             maxBodyBytes: config.limits.maxBodyBytes,
@@ -337,7 +363,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       stampResponseTime(res, start);
       // A declared body over the limit is refused on every route before anything reads it.
       const declared = Number(req.headers['content-length']);
-      const work = declared > config.limits.maxBodyBytes ? Promise.reject(bodyTooLarge(config.limits.maxBodyBytes)) : route(req, res, requestId);
+      const work = withRequestLog(logger, req, res, requestId, () =>
+        declared > config.limits.maxBodyBytes ? Promise.reject(bodyTooLarge(config.limits.maxBodyBytes)) : route(req, res, requestId),
+      );
       work
         .then((name) => observe(name))
         .catch((error: unknown) => {

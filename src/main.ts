@@ -10,10 +10,11 @@
  *
  * An uncaught exception or unhandled rejection is logged and shuts the server
  * down the same way, exiting 1. A failure to start prints one line with the
- * underlying reason and exits 1.
+ * underlying reason and exits 1; a busy port is found (and reported in one
+ * line) before the database and migrations start.
  */
 import 'reflect-metadata';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { type App, buildApp } from './app';
 import { type Config, ConfigError, loadConfig } from './config';
 
@@ -63,6 +64,23 @@ function describeStartupError(error: unknown): string {
   return text.replace(/\s+/g, ' ').trim().replace(/(\w+:\/\/[^:/@\s]+:)[^@\s]+@/g, '$1***@');
 }
 
+/**
+ * Listens on `port` for a moment and closes again: a one-line reason when it
+ * cannot be had (in use, or not allowed), undefined when it is free. The real
+ * listen happens after start-up; losing the port in between still fails there.
+ */
+async function portProblem(port: number): Promise<string | undefined> {
+  const probe = createNetServer();
+  return new Promise((resolve) => {
+    probe.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE') resolve(`Port ${port} is already in use (another LLMSelect API or program listens there): stop it, or set PORT to a free port`);
+      else if (error.code === 'EACCES') resolve(`Port ${port} needs privileges this process does not have: set PORT to a port above 1023`);
+      else resolve(`Cannot listen on port ${port}: ${error.code ?? error.message}`);
+    });
+    probe.listen(port, () => probe.close(() => resolve(undefined)));
+  });
+}
+
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -84,6 +102,13 @@ async function main(): Promise<void> {
     (app?.logger ?? console).error({ err }, 'unhandled rejection');
     shutdown('unhandledRejection', 1, config);
   });
+
+  // A busy port is reported in one line before the database and migrations start.
+  const busy = await portProblem(config.port);
+  if (busy) {
+    console.error(busy);
+    process.exit(1);
+  }
 
   const built = await buildApp(config);
   try {

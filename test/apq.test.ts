@@ -77,6 +77,9 @@ function apqSuite(storeEnv: () => Record<string, string>) {
   });
 
   it('after registration over POST, GET with only the hash works (with a preflight header), and is cacheable', async () => {
+    // Its own user: another test's conversations must not show up here.
+    const user = await t.signUp('apq-get');
+    await t.gql(`mutation { createConversation(title: "persisted") { id } }`, {}, user.token);
     const query = `${CONVERSATIONS} # ${Math.random()}`;
     const hash = sha256(query);
     expect((await getByHash(t, hash, { token: user.token })).body.errors?.[0]?.extensions?.code).toBe('PERSISTED_QUERY_NOT_FOUND');
@@ -129,6 +132,11 @@ function apqSuite(storeEnv: () => Record<string, string>) {
   });
 
   it('counts APQ lookups as the `apq` cache in metrics', async () => {
+    // A miss (unknown hash) and a hit (registered, then fetched by hash) of its own.
+    const query = `${CATALOG} # metrics ${Math.random()}`;
+    expect((await getByHash(t, sha256(query))).body.errors?.[0]?.extensions?.code).toBe('PERSISTED_QUERY_NOT_FOUND');
+    await register(t, query);
+    expect((await getByHash(t, sha256(query))).status).toBe(200);
     const text = await (await fetch(`${t.url}/metrics`)).text();
     expect(text).toMatch(/llmselect_cache_hits_total\{cache="apq"\} [1-9]/);
     expect(text).toMatch(/llmselect_cache_misses_total\{cache="apq"\} [1-9]/);

@@ -114,6 +114,7 @@ function flushSuite(storeEnv: () => Record<string, string>) {
   });
 
   it('flushes responses (reads stay correct: a miss, then a hit) and logs who flushed what', async () => {
+    const logsBefore = t.logs.length; // only this test's flush line counts
     const user = await t.signUp('flushed');
     await t.gql(`mutation { createConversation(title: "kept") { id } }`, {}, user.token);
     await t.gql(SIDEBAR, {}, user.token);
@@ -131,7 +132,7 @@ function flushSuite(storeEnv: () => Record<string, string>) {
     expect(hit.headers.get('x-cache')).toBe('HIT');
     expect(titles(hit)).toEqual(['kept']);
 
-    const line = t.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'caches flushed');
+    const line = t.logs.slice(logsBefore).map((l) => JSON.parse(l)).find((l) => l.msg === 'caches flushed');
     expect(line).toMatchObject({ level: 30, adminId: admin.userId, scope: 'RESPONSES', namespaces: ['resp'] });
   });
 

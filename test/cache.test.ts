@@ -140,7 +140,9 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
     expect(await cache.wrapSwr('models:registry', opts, refresh)).toEqual(['v1']);
     expect(refresh).toHaveBeenCalledTimes(1);
     gate.resolve();
-    await eventually(async () => JSON.stringify(await cache.wrapSwr('models:registry', opts, refresh)) === '["v2"]', 2000, 'refresh');
+    // Polled with a long freshness, so a slow machine cannot make v2 stale (and start a second refresh) meanwhile.
+    const pollOpts = { freshMs: 60_000, maxAgeMs: 60_000 };
+    await eventually(async () => JSON.stringify(await cache.wrapSwr('models:registry', pollOpts, refresh)) === '["v2"]', 2000, 'refresh');
     expect(refresh).toHaveBeenCalledTimes(1);
   });
 

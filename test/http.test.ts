@@ -44,10 +44,10 @@ describe('HTTP surface', () => {
     expect(text).toContain('llmselect_db_query_duration_seconds');
   });
 
-  it('serves the Sandbox landing page to browsers outside production', async () => {
+  it('serves the local explorer (GraphiQL, see explorer.test.ts) to browsers outside production', async () => {
     const res = await fetch(`${t.url}/graphql`, { headers: { accept: 'text/html' } });
     expect(res.status).toBe(200);
-    expect(await res.text()).toMatch(/sandbox/i);
+    expect(await res.text()).toContain('LLMSelect API explorer');
   });
 
   it('answers queries over GET with private caching, an ETag, and 304 on revalidation', async () => {

@@ -131,7 +131,7 @@ function registrySuite(extraEnv: () => Record<string, string>) {
   });
 
   it('50 concurrent signed-in queries on a cold cache call each provider list endpoint once', async () => {
-    const t = await app();
+    const t = await app({ LLM_LIST_TIMEOUT_MS: '5000' }); // 50 queries at once on a busy machine must not hit the list timeout
     // Five users holding the same keys share one registry entry per provider (same fingerprint).
     const users: Array<{ token: string }> = [];
     for (let i = 0; i < 5; i++) users.push(await userWithKeys(t));
@@ -171,17 +171,19 @@ function registrySuite(extraEnv: () => Record<string, string>) {
   });
 
   it('serves a stale list at once and refreshes it once in the background', async () => {
-    const t = await app({ MODEL_REGISTRY_TTL_MS: '1000' });
+    // The refresh (1.5 s) is slow enough that the stale answers cannot race it on a busy machine, and
+    // shorter than the TTL, so the other providers' refreshed lists stay fresh until the check ends.
+    const t = await app({ MODEL_REGISTRY_TTL_MS: '3000', LLM_LIST_TIMEOUT_MS: '5000' });
     const user = await userWithKeys(t);
     expect(ids(await t.gql(MODELS, {}, user.token))).toContain('openai:ft:gpt-4o:acme');
     for (const provider of LISTED) expect(fake.count(provider, 'models')).toBe(1);
 
     fake.setModels('openai', ['gpt-4o', 'ft:gpt-4o:acme', 'gpt-new']);
-    fake.setBehavior('openai:models', { delayMs: 300 });
-    await sleep(1100);
+    fake.setBehavior('openai:models', { delayMs: 1500 });
+    await sleep(3100);
     const stale = await Promise.all(Array.from({ length: 10 }, () => t.gql(MODELS, {}, user.token)));
-    for (const res of stale) expect(ids(res)).not.toContain('openai:gpt-new'); // served stale, not waiting for the 300 ms refresh
-    await eventually(async () => ids(await t.gql(MODELS, {}, user.token)).includes('openai:gpt-new'), 3000, 'background refresh');
+    for (const res of stale) expect(ids(res)).not.toContain('openai:gpt-new'); // served stale, not waiting for the 1.5 s refresh
+    await eventually(async () => ids(await t.gql(MODELS, {}, user.token)).includes('openai:gpt-new'), 5000, 'background refresh');
     for (const provider of LISTED) expect(fake.count(provider, 'models')).toBe(2);
   });
 

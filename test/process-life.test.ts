@@ -312,6 +312,8 @@ describe('the embedded PostgreSQL', () => {
   });
 
   it('a stale postmaster.pid (its process is gone) is removed at start', async () => {
+    // Needs an initialised data directory: make one when this test runs first.
+    if (!existsSync(join(dataDir, 'postgres', 'PG_VERSION'))) await stopCleanly(await start(env()));
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
     const deadPid = Number(gone.stdout);
     expect(isAlive(deadPid)).toBe(false);
@@ -336,6 +338,27 @@ describe('the embedded PostgreSQL', () => {
       expect(server.stderr().trim().split('\n')).toEqual([
         expect.stringMatching(/^Failed to start: embedded PostgreSQL did not start on port \d+: .*Address already in use/),
       ]);
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+  });
+});
+
+describe('a busy HTTP port', () => {
+  it('is reported in one line before the database and migrations start', async () => {
+    const squatter = createServer();
+    const port = await freePort();
+    await new Promise<void>((resolve, reject) => {
+      squatter.once('error', reject);
+      squatter.listen(port, resolve);
+    });
+    try {
+      // A database that does not exist: had start-up reached PostgreSQL, the line would be about it.
+      const server = await startServer({ env: baseEnv({ PORT: String(port), DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/llmselect_never_created' }), expectFailure: true });
+      servers.push(server);
+      expect(await server.exited).toEqual({ code: 1, signal: null });
+      expect(server.stderr().trim().split('\n')).toEqual([expect.stringMatching(new RegExp(`^Port ${port} is already in use .*set PORT to a free port$`))]);
+      expect(server.logs.filter((l) => /migrations|embedded|listening/.test(String(l.msg)))).toEqual([]);
     } finally {
       await new Promise((resolve) => squatter.close(resolve));
     }

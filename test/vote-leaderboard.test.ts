@@ -12,6 +12,8 @@ import { createTestApp, type TestApp } from './helpers/test-app';
 type Status = 'COMPLETED' | 'FAILED' | 'TIMED_OUT' | 'PENDING' | 'STREAMING';
 interface SeedResponse {
   model: string;
+  /** Key label ('default' when left out). */
+  label?: string;
   status?: Status;
   latencyMs?: number | null;
   costUsd?: number | null;
@@ -35,9 +37,9 @@ async function seedComparison(t: TestApp, ownerId: string, responses: SeedRespon
     await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'prompt', true)`, [id, ownerId]);
     for (const [i, r] of responses.entries()) {
       await c.query(
-        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content, latency_ms, cost_usd)
-         values ($1, now(), $2, $3, $4, $5, $6, 'answer', $7, $8)`,
-        [responseIds[i], id, i, r.model.split(':')[0]!.toUpperCase(), r.model, r.status ?? 'COMPLETED', r.latencyMs ?? null, r.costUsd ?? null],
+        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content, latency_ms, cost_usd)
+         values ($1, now(), $2, $3, $4, $5, $6, $7, 'answer', $8, $9)`,
+        [responseIds[i], id, i, r.model.split(':')[0]!.toUpperCase(), r.model, r.label ?? 'default', r.status ?? 'COMPLETED', r.latencyMs ?? null, r.costUsd ?? null],
       );
     }
   });
@@ -86,6 +88,7 @@ describe('vote', () => {
   });
 
   it('voting again replaces the vote in place: same id, first-vote createdAt, one row; the next read shows it', async () => {
+    expect((await vote(t, alice, { comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: mixed.responses[0] })).errors).toBeUndefined();
     const first = (await t.gql(COMPARISON_VOTE, { id: mixed.id }, alice.token)).data.comparison.vote;
     const tie = await vote(t, alice, { comparisonId: mixed.id, outcome: 'TIE' });
     expect(tie.errors).toBeUndefined();
@@ -133,6 +136,7 @@ describe('vote', () => {
   });
 
   it("another user's comparison answers NOT_FOUND exactly like a missing or malformed id, and changes nothing", async () => {
+    expect((await vote(t, alice, { comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: mixed.responses[0] })).errors).toBeUndefined();
     const foreign = await vote(t, bob, { comparisonId: mixed.id, outcome: 'TIE' });
     const missing = await vote(t, bob, { comparisonId: randomUUID(), outcome: 'TIE' });
     const malformed = await vote(t, bob, { comparisonId: 'not-a-uuid', outcome: 'TIE' });
@@ -146,12 +150,13 @@ describe('vote', () => {
   });
 
   it('needs sign-in: vote and leaderboard answer UNAUTHENTICATED', async () => {
-    const res = await t.gql(VOTE, { input: { comparisonId: other.id, outcome: 'TIE' } });
+    const unvoted = await seedComparison(t, alice.userId, [{ model: 'openai:x' }, { model: 'anthropic:y' }]);
+    const res = await t.gql(VOTE, { input: { comparisonId: unvoted.id, outcome: 'TIE' } });
     expect(res.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
     for (const query of [MINE, GLOBAL]) {
       expect((await t.gql(query)).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
     }
-    expect(await countVotes(other.id)).toBe(0);
+    expect(await countVotes(unvoted.id)).toBe(0);
   });
 
   it('20 concurrent votes by one user on one comparison: no errors, exactly one row', async () => {
@@ -176,16 +181,49 @@ describe('leaderboard', () => {
   const B = 'anthropic:model-b';
   const C = 'google:model-c';
 
+  // Each test has its own database (GLOBAL counts every user's votes), and makes the votes it reads.
   let t: TestApp;
   let alice: User;
   let bob: User;
 
-  beforeAll(async () => {
+  beforeEach(async () => {
     t = await createTestApp();
     alice = await t.signUp('alice');
     bob = await t.signUp('bob');
   });
-  afterAll(() => t.close());
+  afterEach(() => t.close());
+
+  /** Alice's data (see the symmetric test): A beats B, B beats A, and an unvoted comparison. */
+  async function aliceCasts(): Promise<void> {
+    const a1 = await seedComparison(t, alice.userId, [{ model: A, latencyMs: 100, costUsd: 0.001 }, { model: B, latencyMs: 200, costUsd: 0.002 }]);
+    const a2 = await seedComparison(t, alice.userId, [{ model: B, latencyMs: 600, costUsd: 0.006 }, { model: A, latencyMs: 300, costUsd: 0.003 }]);
+    await seedComparison(t, alice.userId, [{ model: A, latencyMs: 500, costUsd: 0.005 }, { model: B, status: 'FAILED', latencyMs: 50, costUsd: 9 }]);
+    await castVote(alice, a1, 'WINNER', 0);
+    await castVote(alice, a2, 'WINNER', 0);
+  }
+
+  /** Bob's comparisons b1..b5 (see the asymmetric test), not yet voted on. */
+  async function bobSeeds() {
+    const a = (latencyMs = 1000) => ({ model: A, latencyMs, costUsd: 0.01 });
+    const b = { model: B, latencyMs: 2000 };
+    const c = (latencyMs: number, costUsd: number) => ({ model: C, latencyMs, costUsd });
+    return [
+      await seedComparison(t, bob.userId, [a(), b, { model: C, status: 'FAILED', latencyMs: 9999, costUsd: 1 }]),
+      await seedComparison(t, bob.userId, [a(), b, c(3000, 0.02)]),
+      await seedComparison(t, bob.userId, [a(), b, c(3000, 0.02)]),
+      await seedComparison(t, bob.userId, [a(), b, { model: C, status: 'TIMED_OUT' }]),
+      await seedComparison(t, bob.userId, [a(), b, c(6000, 0.05)]),
+    ] as const;
+  }
+
+  async function bobCasts(seeded: Awaited<ReturnType<typeof bobSeeds>>): Promise<void> {
+    const [b1, b2, b3, b4, b5] = seeded;
+    await castVote(bob, b1, 'WINNER', 0);
+    await castVote(bob, b2, 'WINNER', 2);
+    await castVote(bob, b3, 'ALL_BAD');
+    await castVote(bob, b4, 'WINNER', 1);
+    await castVote(bob, b5, 'WINNER', 0);
+  }
 
   async function castVote(user: User, comparison: { id: string; responses: string[] }, outcome: string, winnerIndex?: number) {
     const res = await vote(t, user, { comparisonId: comparison.id, outcome, winnerResponseId: winnerIndex === undefined ? null : comparison.responses[winnerIndex] });
@@ -270,23 +308,11 @@ describe('leaderboard', () => {
   ];
 
   it('MINE, asymmetric: tallies, order and ratings equal bradleyTerry() on the same battles', async () => {
-    const a = (latencyMs = 1000) => ({ model: A, latencyMs, costUsd: 0.01 });
-    const b = { model: B, latencyMs: 2000 };
-    const c = (latencyMs: number, costUsd: number) => ({ model: C, latencyMs, costUsd });
-    const b1 = await seedComparison(t, bob.userId, [a(), b, { model: C, status: 'FAILED', latencyMs: 9999, costUsd: 1 }]);
-    const b2 = await seedComparison(t, bob.userId, [a(), b, c(3000, 0.02)]);
-    const b3 = await seedComparison(t, bob.userId, [a(), b, c(3000, 0.02)]);
-    const b4 = await seedComparison(t, bob.userId, [a(), b, { model: C, status: 'TIMED_OUT' }]);
-    const b5 = await seedComparison(t, bob.userId, [a(), b, c(6000, 0.05)]);
-
+    await aliceCasts();
+    const seeded = await bobSeeds();
     const globalBefore = (await t.gql(GLOBAL, {}, bob.token)).data.leaderboard;
     expect(globalBefore.map((r: any) => r.model).sort()).toEqual([A, B].sort());
-
-    await castVote(bob, b1, 'WINNER', 0);
-    await castVote(bob, b2, 'WINNER', 2);
-    await castVote(bob, b3, 'ALL_BAD');
-    await castVote(bob, b4, 'WINNER', 1);
-    await castVote(bob, b5, 'WINNER', 0);
+    await bobCasts(seeded);
 
     const { leaderboard } = (await t.gql(MINE, {}, bob.token)).data;
     const expected = bradleyTerry(votesToBattles(bobVotes));
@@ -323,9 +349,14 @@ describe('leaderboard', () => {
    *   A latency (100 + 300 + 500 + 5·1000) / 8 = 737.5, cost (0.001 + 0.003 + 0.005 + 5·0.01) / 8 = 0.007375
    *   B latency (200 + 600 + 5·2000) / 7 = 10800 / 7, cost (0.002 + 0.006) / 2 = 0.004 (Bob's B has none)
    *   C latency 4000, cost 0.03
-   * The GLOBAL read before Bob's votes (previous test) was cached; the votes bumped its generation.
+   * The GLOBAL read before Bob's votes is cached; the votes bump its generation.
    */
   it("GLOBAL counts every user's votes and is fresh after a vote", async () => {
+    await aliceCasts();
+    const seeded = await bobSeeds();
+    // Read (and cache) GLOBAL before Bob votes: his votes must bump it.
+    expect((await t.gql(GLOBAL, {}, bob.token)).data.leaderboard.map((r: any) => r.model).sort()).toEqual([A, B].sort());
+    await bobCasts(seeded);
     const res = await t.gql(GLOBAL, {}, alice.token);
     const { leaderboard } = res.data;
     const expected = bradleyTerry(votesToBattles([...aliceVotes, ...bobVotes]));
@@ -353,11 +384,11 @@ describe('leaderboard', () => {
   });
 
   it('a replaced vote moves GLOBAL and MINE on the next read, in two SQL statements', async () => {
-    const [b4] = (await withClient(t.db.url, (c) =>
-      c.query(`select v.comparison_id as id from votes v join comparison_responses r on r.id = v.winner_id where v.user_id = $1 and r.model = $2`, [bob.userId, B]),
-    )).rows;
-    const responses = (await withClient(t.db.url, (c) => c.query('select id from comparison_responses where comparison_id = $1 order by position', [b4.id]))).rows.map((r) => r.id);
-    await castVote(bob, { id: b4.id, responses }, 'WINNER', 0); // b4: now A beats B
+    await aliceCasts();
+    const seeded = await bobSeeds();
+    await bobCasts(seeded);
+    expect(byModel((await t.gql(GLOBAL, {}, alice.token)).data.leaderboard)[A]).toMatchObject({ battles: 9, wins: 4 });
+    await castVote(bob, seeded[3], 'WINNER', 0); // b4: now A beats B
 
     const replaced = [...bobVotes];
     replaced[3] = { models: [A, B], outcome: 'WINNER', winner: A };
@@ -373,5 +404,22 @@ describe('leaderboard', () => {
     const again = await t.countStatements(() => t.gql(GLOBAL, {}, alice.token));
     expect(again.count).toBe(0);
     expect(again.result.data).toEqual(result.data);
+  });
+
+  it('ranks one model through two labels as two endpoints (model id plus @label when the label is not default)', async () => {
+    const L = 'openai_compatible:llama3.1:8b';
+    const ollama = { model: L, label: 'ollama', latencyMs: 100 };
+    const vllm = { model: L, label: 'vllm', latencyMs: 300 };
+    const c1 = await seedComparison(t, alice.userId, [ollama, vllm]);
+    const c2 = await seedComparison(t, alice.userId, [vllm, ollama, { model: L, latencyMs: 900 }]);
+    await castVote(alice, c1, 'WINNER', 0); // ollama beats vllm
+    await castVote(alice, c2, 'WINNER', 1); // ollama beats vllm and the default endpoint
+    for (const query of [MINE, GLOBAL]) {
+      const ranking = byModel((await t.gql(query, {}, alice.token)).data.leaderboard);
+      expect(Object.keys(ranking).sort()).toEqual([L, `${L}@ollama`, `${L}@vllm`]);
+      expect(ranking[`${L}@ollama`]).toMatchObject({ provider: 'OPENAI_COMPATIBLE', battles: 3, wins: 3, losses: 0, avgLatencyMs: 100 });
+      expect(ranking[`${L}@vllm`]).toMatchObject({ battles: 2, wins: 0, losses: 2, avgLatencyMs: 300 });
+      expect(ranking[L]).toMatchObject({ battles: 1, wins: 0, losses: 1, avgLatencyMs: 900 });
+    }
   });
 });

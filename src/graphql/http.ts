@@ -14,6 +14,7 @@
 import { type ApolloServer, HeaderMap } from '@apollo/server';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { noteOperation } from '../observability/request-log';
 import type { Principal } from './auth';
 import type { Context } from './context';
 import { entryEtag, type GraphqlParams, type ReadCacheState, type ResponseCache } from './response-cache';
@@ -109,6 +110,9 @@ export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingM
   const url = new URL(req.url ?? '/', 'http://localhost');
   const body = parseJsonBody(req, await readBody(req, deps.maxBodyBytes));
   const method = (req.method ?? 'GET').toUpperCase();
+  // For the request's log line (a cached answer never reaches Apollo).
+  const sent = method === 'POST' ? (body as { operationName?: unknown; query?: unknown } | null) : { operationName: url.searchParams.get('operationName'), query: url.searchParams.get('query') };
+  noteOperation(typeof sent?.operationName === 'string' ? sent.operationName : typeof sent?.query === 'string' ? /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(sent.query)?.[1] : null);
 
   // A bad token is Apollo's to report (through context creation), after the edge has stepped aside.
   const principal = await deps.principal(req).then(

@@ -119,6 +119,17 @@ export function formatModelId(provider: ProviderName, name: string): string {
   return `${provider}:${name}`;
 }
 
+/**
+ * The endpoint a model id names: `provider:name` for the default label,
+ * `provider:name@label` otherwise. One model reached through two labels (two
+ * keys or base URLs, e.g. `…@ollama` and `…@vllm`) is two endpoints: a
+ * comparison may hold both, each keeps its own history, and the leaderboard
+ * ranks them apart. Parses back with `parseModelId`.
+ */
+export function endpointKey(model: Pick<ModelId, 'id' | 'label'>): string {
+  return model.label === DEFAULT_LABEL ? model.id : `${model.id}@${model.label}`;
+}
+
 /** True when `value` is one of `PROVIDER_NAMES` (exact, lower case). */
 export function isProviderName(value: string): value is ProviderName {
   return (PROVIDER_NAMES as readonly string[]).includes(value);

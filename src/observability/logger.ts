@@ -3,6 +3,11 @@
  * that could carry a password, an API key or a JWT is listed here once.
  * Errors (`err`, `error`) go through `serializeError`, which writes a failed
  * SQL statement by its masked text and SQLSTATE only, never its values.
+ *
+ * Development logs are pretty-printed by `pino-pretty` (one readable line per
+ * entry, local time, fields after the message); production and test logs stay
+ * JSON, one object per line. pino-pretty is a development dependency: without
+ * it, development logs are JSON too.
  */
 import pino, { type DestinationStream, type Logger } from 'pino';
 import { serializeError } from './error-serializer';
@@ -38,4 +43,22 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     },
     destination,
   );
+}
+
+/** A pino-pretty stream for development (synchronous, to stdout), or undefined when pino-pretty is not installed. */
+export function prettyStream(): DestinationStream | undefined {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const pretty = require('pino-pretty') as (options: Record<string, unknown>) => DestinationStream;
+    return pretty({
+      colorize: process.stdout.isTTY === true,
+      translateTime: 'SYS:HH:MM:ss.l',
+      // The request line's message already says these (see request-log.ts); JSON logs keep them as fields.
+      ignore: 'pid,hostname,service,method,path,operation,status,durationMs,sql,cache,userId',
+      singleLine: true,
+      sync: true,
+    });
+  } catch {
+    return undefined;
+  }
 }

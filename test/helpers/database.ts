@@ -65,8 +65,13 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+/** This run's tag (the template's random part): every database the run makes carries it, so teardown finds them all. */
+export function runTag(template = templateDb()): string {
+  return template.slice('llmselect_tpl_'.length);
+}
+
 export async function createTestDatabase(label = 't'): Promise<TestDatabase> {
-  const name = `llmselect_${label.replace(/\W/g, '_').slice(0, 20)}_${randomBytes(4).toString('hex')}`.toLowerCase();
+  const name = `llmselect_${label.replace(/\W/g, '_').slice(0, 20)}_${runTag()}_${randomBytes(4).toString('hex')}`.toLowerCase();
   await withAdmin((admin) => admin.query(`create database ${name} template ${templateDb()}`));
   return {
     name,
@@ -78,4 +83,18 @@ export async function createTestDatabase(label = 't'): Promise<TestDatabase> {
 /** Drops a database this run made (global teardown: the template). */
 export async function dropDatabase(name: string, base = adminUrl()): Promise<void> {
   await withAdmin((admin) => admin.query(`drop database if exists ${name} with (force)`), base);
+}
+
+/**
+ * Drops every database this run made that is still there (a test that failed
+ * before its own drop, or a crashed app): names `llmselect_<label>_<runTag>_<random>`.
+ * Returns the names it dropped.
+ */
+export async function dropRunDatabases(template: string, base = adminUrl()): Promise<string[]> {
+  const tag = runTag(template);
+  return withAdmin(async (admin) => {
+    const { rows } = await admin.query<{ datname: string }>(`select datname from pg_database where datname like $1 and datname <> $2`, [`llmselect\\_%\\_${tag}\\_%`, template]);
+    for (const { datname } of rows) await admin.query(`drop database if exists ${admin.escapeIdentifier(datname)} with (force)`);
+    return rows.map((r) => r.datname);
+  }, base);
 }

@@ -80,6 +80,9 @@ export interface FakeRequest {
   path: string;
   /** Full message history sent, system prompt first; empty for model lists. */
   messages: FakeMessage[];
+  /** `performance.now()` when the request was received, and when its response ended (or the connection closed). */
+  receivedAt: number;
+  finishedAt?: number;
 }
 
 interface FakeModelEntry {
@@ -774,7 +777,8 @@ export class FakeLlmServer {
     const apiKey = dialect.apiKey(req, url);
     const parsed = route.kind === 'chat' ? parseJson(rawBody) : { ok: true as const, value: undefined };
     const chat = route.kind === 'chat' && parsed.ok ? dialect.parseChat(parsed.value, route) : undefined;
-    this.record({
+    const request: FakeRequest = {
+      receivedAt: performance.now(),
       provider: route.provider,
       kind: route.kind,
       model: chat?.model ?? route.model,
@@ -783,7 +787,9 @@ export class FakeLlmServer {
       body: parsed.ok ? parsed.value : rawBody,
       path: req.url ?? '/',
       messages: chat?.messages ?? [],
-    });
+    };
+    res.on('close', () => (request.finishedAt = performance.now()));
+    this.record(request);
 
     if (!apiKey || apiKey === BAD_API_KEY) {
       sendJson(res, 401, dialect.error(401, errorMessage(401, apiKey)));

@@ -40,7 +40,8 @@ import type { Principal } from '../../graphql/auth';
 import { AppError, badInput, notFound } from '../../graphql/errors';
 import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
-import { type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { endpointKey, type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { logProviderFailure } from '../../llm/provider-failure-log';
 import { ProviderCallError } from '../../llm/providers';
 import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
@@ -149,9 +150,8 @@ export class ComparisonRunner {
     const models = parseModels(args.models);
     const em = this.deps.orm.em.fork();
     const existing = args.conversationId ? await this.deps.conversations.getForWrite(em, principal, args.conversationId) : null;
-    const modelIds = [...new Set(models.map((m) => m.id))];
-    const histories = existing ? await historiesByModel(em, existing.id, modelIds) : new Map<string, ChatTurn[]>();
-    const turnsOf = (model: ModelId): ChatTurn[] => [...(histories.get(model.id) ?? []), { role: 'user', content: prompt }];
+    const histories = existing ? await historiesByModel(em, existing.id, models.map(endpointKey)) : new Map<string, ChatTurn[]>();
+    const turnsOf = (model: ModelId): ChatTurn[] => [...(histories.get(endpointKey(model)) ?? []), { role: 'user', content: prompt }];
     // Rate limit (a point per model) and budget, before anything is written or sent.
     const release = await this.deps.usage.admit(principal, models.map((m) => plannedCall(m, turnsOf(m))));
 
@@ -217,7 +217,7 @@ export class ComparisonRunner {
     const model = parseModelId(`${response.model}@${response.keyLabel}`);
     const promptMessage = await em.findOne(Message, { comparison: comparison.id, role: MessageRole.USER });
     const history = promptMessage
-      ? ((await historiesByModel(em, promptMessage.conversation.id, [model.id], promptMessage)).get(model.id) ?? [])
+      ? ((await historiesByModel(em, promptMessage.conversation.id, [endpointKey(model)], promptMessage)).get(endpointKey(model)) ?? [])
       : [];
     const turns: ChatTurn[] = [...history, { role: 'user', content: comparison.prompt }];
     const release = await this.deps.usage.admit(principal, [plannedCall(model, turns)]);
@@ -416,6 +416,7 @@ export class ComparisonRunner {
     } catch (error) {
       const latencyMs = Math.round(performance.now() - started);
       if (error instanceof ProviderCallError) {
+        logProviderFailure(this.deps.logger, model, error, { responseId: id, comparisonId });
         const status = error.reason === 'TIMEOUT' ? ResponseStatus.TIMED_OUT : ResponseStatus.FAILED;
         outcome = status;
         // A cut answer keeps what arrived up to the limit.
@@ -515,7 +516,10 @@ async function settledWithin(promises: Array<Promise<unknown>>, ms: number): Pro
 
 function parseModels(raw: readonly string[]): ModelId[] {
   const models = raw.map((m) => parseModelId(m));
-  if (new Set(models.map((m) => m.id)).size !== models.length) throw badInput('models must be distinct', 'models');
+  // One model through two labels (two endpoints) is allowed; the same endpoint twice is not.
+  if (new Set(models.map(endpointKey)).size !== models.length) {
+    throw badInput("models must be distinct: the same model may appear twice only with different '@label's", 'models');
+  }
   if (models.length < MIN_MODELS || models.length > MAX_MODELS) {
     throw badInput(`A comparison takes ${MIN_MODELS} to ${MAX_MODELS} models, got ${models.length}`, 'models');
   }

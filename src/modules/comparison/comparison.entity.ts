@@ -81,7 +81,13 @@ export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'cont
   @Property({ type: 'text' })
   model!: string;
 
-  /** Which of the user's keys (label) was asked for; kept so a retry uses the same key. */
+  /**
+   * Which of the user's keys (label) was asked for; kept so a retry uses the
+   * same key, and exposed so two answers of one model through two endpoints
+   * (`…@ollama`, `…@vllm`) are told apart. Named `keyLabel`, not `label`: the
+   * contract reserves `label` for blind comparisons ("A", "B", …).
+   */
+  @Field(() => String, { description: "The key label of the model id asked for ('default' when it had no '@label'); model + '@' + keyLabel is the endpoint." })
   @Property({ type: 'text' })
   keyLabel: string = 'default';
 

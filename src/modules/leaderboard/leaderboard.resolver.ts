@@ -22,7 +22,9 @@ registerEnumType(LeaderboardScope, {
 
 @ObjectType({ simpleResolvers: true, description: 'Bradley-Terry rating on an Elo-like scale (1000 = average) with a 95% interval.' })
 export class ModelRanking implements ModelRankingData {
-  @Field(() => String, { description: "Model id without key label, e.g. 'openai:gpt-4o'." })
+  @Field(() => String, {
+    description: "The endpoint ranked: the model id, plus '@label' when its key label is not 'default' (each endpoint of one model is ranked apart), e.g. 'openai:gpt-4o' or 'openai_compatible:llama3.1:8b@vllm'.",
+  })
   model!: string;
 
   @Field(() => Provider)

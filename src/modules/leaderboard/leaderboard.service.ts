@@ -3,13 +3,17 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
 import type { GenerationInvalidator } from '../../cache/generations';
 import { pgArray } from '../../db/sql';
+import { DEFAULT_LABEL } from '../../llm/model-id';
 import type { Provider } from '../api-key/api-key.entity';
 import type { ArenaRating, BattleCountRow, BattleCounts, StyleCoefficientData } from './arena-stats';
 import type { FitWorker } from './fit-worker';
 
+/** The endpoint key in SQL (as `endpointKey` builds it): each label of a model is ranked apart. */
+const ENDPOINT_SQL = `case when r.key_label = '${DEFAULT_LABEL}' then r.model else r.model || '@' || r.key_label end`;
+
 /** One leaderboard line: the Bradley–Terry rating plus the models' average cost and speed. */
 export interface ModelRankingData extends ArenaRating {
-  /** `ArenaRating.model`: the model id without key label, as stored with responses (`openai:gpt-4o`). */
+  /** `ArenaRating.model`: the endpoint (`endpointKey`): the model id, plus `@label` when the label is not `default`. */
   provider: Provider;
   avgLatencyMs: number | null;
   avgCostUsd: number | null;
@@ -209,11 +213,11 @@ export class LeaderboardService {
     const fit = await this.worker.fit(counts, { bootstrapSamples: this.options.bootstrapSamples, seed: this.options.seed });
 
     const averages = await connection.execute<AverageRow[]>(
-      `select r.model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
+      `select ${ENDPOINT_SQL} as model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
          from comparison_responses r
          ${userId === null ? '' : 'join comparison_results c on c.id = r.comparison_id and c.owner_id = ?'}
-        where r.status = 'COMPLETED' and r.model = any(?::text[])
-        group by r.model`,
+        where r.status = 'COMPLETED' and ${ENDPOINT_SQL} = any(?::text[])
+        group by 1`,
       [...(userId === null ? [] : [userId]), pgArray(fit.ratings.map((r) => r.model))],
     );
     const averageOf = new Map(averages.map((a) => [a.model, a]));
@@ -294,13 +298,13 @@ function aggregationStatement(userId: string | null, f: NormalisedFilter): { sql
        where ${where.length > 0 ? where.join(' and ') : 'true'}
     ),
     p as (
-      select distinct on (v.id, r.model)
-             v.id as vote_id, v.outcome, r.model, r.provider::text as provider, (r.id = v.winner_id) is true as is_winner
+      select distinct on (v.id, ${ENDPOINT_SQL})
+             v.id as vote_id, v.outcome, ${ENDPOINT_SQL} as model, r.provider::text as provider, (r.id = v.winner_id) is true as is_winner
              ${styleColumns}
         from v join comparison_responses r
           on r.comparison_id = v.comparison_id and (r.status = 'COMPLETED' or r.id = v.winner_id)
        where not v.excluded
-       order by v.id, r.model, (r.id = v.winner_id) is true desc, r.position
+       order by v.id, ${ENDPOINT_SQL}, (r.id = v.winner_id) is true desc, r.position
     ),
     b as (
       select x.vote_id, x.model as model_a, y.model as model_b, x.provider as provider_a, y.provider as provider_b,

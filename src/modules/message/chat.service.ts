@@ -8,8 +8,10 @@ import type { Principal } from '../../graphql/auth';
 import { AppError, badInput } from '../../graphql/errors';
 import { codePointLength } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
-import { type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { endpointKey, type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { logProviderFailure } from '../../llm/provider-failure-log';
 import { ProviderCallError } from '../../llm/providers';
+import type { Logger } from '../../observability/logger';
 import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
 import type { Conversation } from '../conversation/conversation.entity';
 import { Provider } from '../api-key/api-key.entity';
@@ -44,6 +46,8 @@ export class ChatService {
       requestTimeoutMs: number;
       /** A longer answer is cut and answers PROVIDER_ERROR (UNAVAILABLE) saying so. */
       maxOutputBytes: number;
+      /** Where provider failures are logged. */
+      logger?: Logger;
     },
   ) {}
 
@@ -53,7 +57,7 @@ export class ChatService {
     const conversation = await this.deps.conversations.getForWrite(em, principal, args.conversationId);
     const provider = Provider[toGraphqlProvider(modelId.provider)];
 
-    const history = (await historiesByModel(em, conversation.id, [modelId.id])).get(modelId.id) ?? [];
+    const history = (await historiesByModel(em, conversation.id, [endpointKey(modelId)])).get(endpointKey(modelId)) ?? [];
     const release = await this.deps.usage.admit(principal, [plannedCall(modelId, [...history, { content }])]);
     try {
       return await this.call(em, principal, conversation, modelId, provider, history, content);
@@ -101,6 +105,7 @@ export class ChatService {
       return reply;
     } catch (error) {
       if (error instanceof ProviderCallError) {
+        if (this.deps.logger) logProviderFailure(this.deps.logger, modelId, error, { conversationId: conversation.id });
         throw new AppError('PROVIDER_ERROR', error.message, { provider, reason: error.reason });
       }
       throw error;

@@ -2,8 +2,14 @@
  * What each model sees of a conversation: every earlier prompt, and only its
  * own earlier answers (from `sendMessage` replies and from earlier comparisons),
  * never another model's. Two statements for any number of models.
+ *
+ * Histories are per endpoint (`endpointKey`: `provider:name[@label]`, label
+ * left out when `default`): the same model through `@ollama` and `@vllm` in one
+ * comparison sees only its own earlier comparison answers. `sendMessage`
+ * replies store no label, so they belong to every endpoint of their model.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { endpointKey, parseModelId } from '../../llm/model-id';
 import type { ChatTurn } from '../../llm/stream-completion';
 import { ComparisonResponse, ResponseStatus } from '../comparison/comparison.entity';
 import { Message, MessageRole } from './message.entity';
@@ -16,7 +22,8 @@ export interface HistoryCutoff {
 export async function historiesByModel(
   em: EntityManager,
   conversationId: string,
-  modelIds: readonly string[],
+  /** Endpoint keys (`endpointKey`); the map returned is keyed by them. */
+  endpoints: readonly string[],
   /** Only messages strictly before this one (a comparison's own prompt, for retries). */
   before?: HistoryCutoff,
 ): Promise<Map<string, ChatTurn[]>> {
@@ -25,23 +32,25 @@ export async function historiesByModel(
     : { conversation: conversationId };
   const messages = await em.find(Message, where, { orderBy: { createdAt: 'asc', id: 'asc' } });
   const comparisonIds = messages.flatMap((m) => (m.comparison ? [m.comparison.id] : []));
+  const modelIdOf = new Map(endpoints.map((key) => [key, parseModelId(key).id]));
   const answers = comparisonIds.length
-    ? await em.find(ComparisonResponse, { comparison: { $in: comparisonIds }, model: { $in: [...modelIds] }, status: ResponseStatus.COMPLETED })
+    ? await em.find(ComparisonResponse, { comparison: { $in: comparisonIds }, model: { $in: [...new Set(modelIdOf.values())] }, status: ResponseStatus.COMPLETED })
     : [];
-  const answerOf = new Map(answers.map((a) => [`${a.comparison.id}|${a.model}`, a.content]));
+  const answerOf = new Map(answers.map((a) => [`${a.comparison.id}|${endpointKey({ id: a.model, label: a.keyLabel })}`, a.content]));
 
   const histories = new Map<string, ChatTurn[]>();
-  for (const modelId of modelIds) {
+  for (const endpoint of endpoints) {
+    const modelId = modelIdOf.get(endpoint)!;
     const turns: ChatTurn[] = [];
     for (const message of messages) {
       if (message.role === MessageRole.SYSTEM) turns.push({ role: 'system', content: message.content });
       else if (message.role === MessageRole.USER) {
         turns.push({ role: 'user', content: message.content });
-        const answer = message.comparison ? answerOf.get(`${message.comparison.id}|${modelId}`) : undefined;
+        const answer = message.comparison ? answerOf.get(`${message.comparison.id}|${endpoint}`) : undefined;
         if (answer !== undefined) turns.push({ role: 'assistant', content: answer });
       } else if (message.model === modelId) turns.push({ role: 'assistant', content: message.content });
     }
-    histories.set(modelId, turns);
+    histories.set(endpoint, turns);
   }
   return histories;
 }

@@ -1,0 +1,102 @@
+/**
+ * One log line per HTTP request, for a person reading the logs:
+ *
+ *   POST /graphql History 200 12.4ms sql=5 cache=MISS user=3f2c…
+ *
+ * with the same facts as fields (method, path, operation, status, durationMs,
+ * sql, cache, userId, requestId). Never variables, headers or bodies.
+ *
+ * The facts are gathered while the request runs through an AsyncLocalStorage
+ * record: `countStatement` (fed by the query observer) counts the SQL sent on
+ * the request's behalf, `noteOperation` / `noteUser` are called where the
+ * operation name and the principal become known. `cache` is the `x-cache`
+ * response header (HIT / MISS), absent when the response cache was not asked.
+ * /health and /metrics (probes and scrapes) log at debug level.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
+import type { Logger } from './logger';
+
+interface RequestRecord {
+  sql: number;
+  operation?: string;
+  userId?: string;
+}
+
+const storage = new AsyncLocalStorage<RequestRecord>();
+
+/** Runs `fn` (the request's handling) with a fresh record, and logs the line when the response ends. */
+export function withRequestLog<T>(logger: Logger, req: IncomingMessage, res: ServerResponse, requestId: string, fn: () => T): T {
+  const record: RequestRecord = { sql: 0 };
+  const start = process.hrtime.bigint();
+  const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+  let logged = false;
+  const log = () => {
+    if (logged) return;
+    logged = true;
+    const durationMs = Math.round(Number(process.hrtime.bigint() - start) / 1e5) / 10;
+    const cache = res.getHeader('x-cache');
+    const fields = {
+      requestId,
+      method: req.method,
+      path,
+      ...(record.operation ? { operation: record.operation } : {}),
+      status: res.statusCode,
+      durationMs,
+      sql: record.sql,
+      ...(typeof cache === 'string' ? { cache } : {}),
+      ...(record.userId ? { userId: record.userId } : {}),
+      ...(res.writableFinished ? {} : { aborted: true }),
+    };
+    const message = [
+      req.method,
+      path,
+      record.operation,
+      res.statusCode,
+      `${durationMs}ms`,
+      `sql=${record.sql}`,
+      typeof cache === 'string' ? `cache=${cache}` : undefined,
+      record.userId ? `user=${record.userId}` : undefined,
+      res.writableFinished ? undefined : '(client went away)',
+    ]
+      .filter((part) => part !== undefined && part !== '')
+      .join(' ');
+    if (path === '/health' || path === '/metrics') logger.debug(fields, message);
+    else logger.info(fields, message);
+  };
+  res.once('finish', log);
+  res.once('close', log);
+  return storage.run(record, fn);
+}
+
+/** Counts one SQL statement for the request running now (none outside a request). */
+export function countStatement(): void {
+  const record = storage.getStore();
+  if (record) record.sql++;
+}
+
+/** The GraphQL operation name of the request running now (the first one named wins). */
+export function noteOperation(name: string | null | undefined): void {
+  const record = storage.getStore();
+  if (record && name && !record.operation) record.operation = name.slice(0, 100);
+}
+
+/** The signed-in user of the request running now. */
+export function noteUser(userId: string | null | undefined): void {
+  const record = storage.getStore();
+  if (record && userId) record.userId = userId;
+}
+
+/** Notes the operation name Apollo resolved (also for documents sent without `operationName`). */
+export function requestLogPlugin(): ApolloServerPlugin<BaseContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation(rc) {
+          noteOperation(rc.operationName ?? rc.operation?.operation);
+        },
+      };
+    },
+  };
+}

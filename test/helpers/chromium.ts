@@ -1,0 +1,130 @@
+/**
+ * A headless Chromium driven over the DevTools protocol (no extra package:
+ * undici's WebSocket), for the explorer check. Offline by construction: every
+ * host name except 127.0.0.1 / localhost fails to resolve, and every request the
+ * page makes is recorded so a test can assert none left this machine.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebSocket } from 'undici';
+
+/** The Chromium binary: CHROMIUM_PATH, else the first of the usual names on PATH; undefined when none. */
+export function findChromium(): string | undefined {
+  const candidates = [process.env.CHROMIUM_PATH, 'chromium', 'chromium-browser', 'google-chrome'].filter(Boolean) as string[];
+  for (const name of candidates) {
+    const found = spawnSync('sh', ['-c', `command -v "${name}"`], { encoding: 'utf8' });
+    if (found.status === 0 && found.stdout.trim()) return found.stdout.trim();
+  }
+  return undefined;
+}
+
+export interface Page {
+  /** Every URL the page requested. */
+  requests: string[];
+  send<T = any>(method: string, params?: Record<string, unknown>): Promise<T>;
+  /** Evaluates an expression in the page and returns its (JSON) value. */
+  evaluate<T = any>(expression: string): Promise<T>;
+  /** Polls `expression` until it is truthy (or `timeoutMs`), returning its value. */
+  waitFor<T = any>(expression: string, timeoutMs?: number): Promise<T>;
+  close(): Promise<void>;
+}
+
+export async function openPage(binary: string): Promise<Page> {
+  const profile = mkdtempSync(join(tmpdir(), 'llmselect-chromium-'));
+  const child: ChildProcess = spawn(
+    binary,
+    [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-dev-shm-usage',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      // Offline: nothing but this machine resolves.
+      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost',
+      `--user-data-dir=${profile}`,
+      '--remote-debugging-port=0',
+      'about:blank',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const browserWs = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const match = /DevTools listening on (ws:\/\/\S+)/.exec(text);
+      if (match) resolve(match[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`chromium exited (${code}) before listening:\n${text.slice(-2000)}`)));
+  });
+  const port = new URL(browserWs).port;
+  const targets = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
+  const target = targets.find((t) => t.type === 'page');
+  if (!target) throw new Error('chromium has no page target');
+
+  const ws = new WebSocket(target.webSocketDebuggerUrl);
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener('open', () => resolve());
+    ws.addEventListener('error', () => reject(new Error('could not connect to chromium')));
+  });
+  let nextId = 1;
+  const pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
+  const requests: string[] = [];
+  ws.addEventListener('message', (event) => {
+    const message = JSON.parse(String(event.data));
+    if (message.id && pending.has(message.id)) {
+      const waiter = pending.get(message.id)!;
+      pending.delete(message.id);
+      if (message.error) waiter.reject(new Error(`${message.error.message}`));
+      else waiter.resolve(message.result);
+    } else if (message.method === 'Network.requestWillBeSent') {
+      requests.push(message.params.request.url);
+    }
+  });
+  const send: Page['send'] = (method, params = {}) =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      pending.set(id, { resolve, reject });
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  const evaluate: Page['evaluate'] = async (expression) => {
+    const result = await send('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true });
+    if (result.exceptionDetails) throw new Error(`page threw: ${result.exceptionDetails.exception?.description ?? result.exceptionDetails.text}`);
+    return result.result.value;
+  };
+  await send('Network.enable');
+  await send('Runtime.enable');
+  await send('Page.enable');
+
+  return {
+    requests,
+    send,
+    evaluate,
+    async waitFor(expression, timeoutMs = 45_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const value = await evaluate(expression);
+        if (value) return value;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for: ${expression}`);
+        // Polling the page: the DevTools protocol has no "until this DOM state" event.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
+    async close() {
+      ws.close();
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+      // Chromium's helper processes may still be writing the profile for a moment after the browser exits.
+      try {
+        rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+      } catch (error) {
+        console.warn(`could not remove the temporary Chromium profile ${profile}: ${(error as Error).message}`);
+      }
+    },
+  };
+}
