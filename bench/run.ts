@@ -13,7 +13,7 @@ import { assertLoopback, parseOptions, UsageError, type Options, type Variant } 
 import { cpuMs, freePort, ServerProcess } from './lib/procs';
 import { firstDifference, HISTORY, HISTORY_POSTGRAPHILE4, HISTORY_POSTGRAPHILE5, normalise, type Dialect } from './lib/queries';
 import { label, pointsTable, type Point, type PoolCheck, targets, targetsTable, writeReadme } from './lib/report';
-import { baseEnv, Cleanup, type Environment, ensurePeerInstalled, log, mapLimit, oursEnv, post, prepare, ROOT } from './lib/setup';
+import { baseEnv, Cleanup, type Environment, ensurePeerInstalled, log, mapLimit, post, prepare, ROOT, startOurs } from './lib/setup';
 import { runSoak } from './lib/soak';
 import { userId, WORKLOAD } from './lib/seed';
 import { createClient } from '@redis/client';
@@ -213,16 +213,8 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   targetsByVariant.set('ours-miss', oursTarget(true));
   if (wanted.has('ours-miss-js')) {
     // A second instance of ours on the same data and cache, on the reference executor (GRAPHQL_EXECUTOR=graphql-js).
-    const port = await freePort();
     log('starting ours with GRAPHQL_EXECUTOR=graphql-js');
-    const js = await ServerProcess.start({
-      name: 'ours-js',
-      args: [process.execPath, 'dist/src/main.js'],
-      cwd: ROOT,
-      port,
-      readyPath: '/health',
-      env: oursEnv({ port, dbUrl: env.db.url, redisUrl: env.redisUrl, cachePrefix: env.cachePrefix, jwtSecret: env.jwtSecret, encryptionKey: env.encryptionKey }, { GRAPHQL_EXECUTOR: 'graphql-js' }),
-    });
+    const js = await startOurs('ours-js', { dbUrl: env.db.url, redisUrl: env.redisUrl, cachePrefix: env.cachePrefix, jwtSecret: env.jwtSecret, encryptionKey: env.encryptionKey }, { GRAPHQL_EXECUTOR: 'graphql-js' });
     cleanup.add('stop ours (graphql-js)', () => js.stop());
     targetsByVariant.set('ours-miss-js', { server: js, statements: () => oursStatements(js), statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)', requests: oursRequests(env, true), dialect: 'ours' });
   }

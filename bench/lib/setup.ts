@@ -153,16 +153,8 @@ export async function prepare(options: Options, cleanup: Cleanup, oursExtraEnv: 
   const encryptionKey = randomBytes(32).toString('base64');
 
   // Ours applies the migrations at start (MIGRATE_ON_START defaults to true): the schema is exactly the app's.
-  const port = await freePort();
   log('starting ours (node dist/src/main.js, NODE_ENV=production; applies the migrations)');
-  const ours = await ServerProcess.start({
-    name: 'ours',
-    args: [process.execPath, 'dist/src/main.js'],
-    cwd: ROOT,
-    port,
-    readyPath: '/health',
-    env: oursEnv({ port, dbUrl: db.url, redisUrl: options.redisUrl, cachePrefix, jwtSecret, encryptionKey }, oursExtraEnv),
-  });
+  const ours = await startOurs('ours', { dbUrl: db.url, redisUrl: options.redisUrl, cachePrefix, jwtSecret, encryptionKey }, oursExtraEnv);
   cleanup.add('stop ours', () => ours.stop());
 
   const hashOptions = { type: argon2.argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
@@ -217,4 +209,14 @@ export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) =>
     }),
   );
   return results;
+}
+
+/** Starts a production build of ours (`node dist/src/main.js`) on a free port, on the given database and cache. */
+export async function startOurs(
+  name: string,
+  e: { dbUrl: string; redisUrl: string; cachePrefix: string; jwtSecret: string; encryptionKey: string },
+  extra: Record<string, string> = {},
+): Promise<ServerProcess> {
+  const port = await freePort();
+  return ServerProcess.start({ name, args: [process.execPath, 'dist/src/main.js'], cwd: ROOT, port, readyPath: '/health', env: oursEnv({ port, ...e }, extra) });
 }
