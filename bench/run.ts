@@ -13,7 +13,7 @@ import { assertLoopback, parseOptions, UsageError, type Options, type Variant } 
 import { cpuMs, freePort, ServerProcess } from './lib/procs';
 import { firstDifference, HISTORY, HISTORY_POSTGRAPHILE4, HISTORY_POSTGRAPHILE5, normalise, type Dialect } from './lib/queries';
 import { label, pointsTable, type Point, type PoolCheck, targets, targetsTable, writeReadme } from './lib/report';
-import { baseEnv, Cleanup, type Environment, ensurePeerInstalled, log, mapLimit, post, prepare, ROOT, startOurs } from './lib/setup';
+import { baseEnv, Cleanup, type Environment, ensurePeerInstalled, log, mapLimit, prepare, ROOT, startOurs } from './lib/setup';
 import { runSoak } from './lib/soak';
 import { userId, WORKLOAD } from './lib/seed';
 import { createClient } from '@redis/client';
