@@ -32,6 +32,7 @@ import { createHash } from 'node:crypto';
 import type { CachePort } from '../cache/cache.port';
 import { LruMap } from '../cache/stores/lru-map';
 import { operationPolicy, type OperationPolicy } from './cache-policy';
+import { sha256Hex } from './plugins/persisted-documents';
 
 /** Documents (× operation names) whose policy is remembered. */
 const POLICY_ENTRIES = 2_000;
@@ -114,10 +115,6 @@ export class ResponseCache {
 /** A weak validator of a stored entry: same key, same bytes. */
 export function entryEtag(at: ReadPlan & { generation: number }): string {
   return `W/"${at.generation}.${at.digest}"`;
-}
-
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 function policyKey(documentHash: string, operationName: string | null): string {

@@ -50,8 +50,10 @@ export class MemoryStore implements Store {
     const counter = this.counters.get(counterKey) ?? 0;
     const key = `${entryPrefix}${counter}${entrySuffix}`;
     const entry = this.raw.get(key);
-    if (entry && entry.expires <= Date.now()) this.raw.delete(key);
-    return { counter, raw: entry && entry.expires > Date.now() ? entry.bytes : undefined };
+    if (!entry) return { counter, raw: undefined };
+    if (entry.expires > Date.now()) return { counter, raw: entry.bytes };
+    this.raw.delete(key);
+    return { counter, raw: undefined };
   }
 
   async setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void> {
