@@ -15,9 +15,11 @@ import { Message } from './src/modules/message/message.entity';
 import { User } from './src/modules/user/user.entity';
 import { Vote } from './src/modules/vote/vote.entity';
 import { SpendReservation } from './src/modules/usage/spend-reservation.entity';
+import { VoteExclusion } from './src/modules/vote/vote-exclusion.entity';
+import { JudgeVerdictEntity } from './src/modules/judge/judge-verdict.entity';
 import { BaseEntity } from './src/db/base.entity';
 
-export const ENTITIES: Function[] = [BaseEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation];
+export const ENTITIES: Function[] = [BaseEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation, VoteExclusion, JudgeVerdictEntity];
 
 export default async () => {
   const config = loadConfig();

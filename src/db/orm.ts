@@ -32,6 +32,8 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     // that does not exist: a typo must stop startup, not start an empty database.
     ensureDatabase: false,
     extensions: [Migrator],
+    // Maintained by triggers on \`votes\` (see the 20261128021000 migration), never written through entities.
+    schemaGenerator: { skipTables: ['battle_counts', 'vote_tallies'] },
     migrations: {
       tableName: 'mikro_orm_migrations',
       path: MIGRATIONS_DIR,

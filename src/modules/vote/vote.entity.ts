@@ -16,6 +16,7 @@ registerEnumType(VoteOutcome, { name: 'VoteOutcome' });
 @Entity({ tableName: 'votes' })
 @Unique({ name: 'votes_comparison_user_unique', properties: ['comparison', 'user'] })
 @Index({ name: 'votes_user_idx', properties: ['user'] })
+@Index({ name: 'votes_user_created_idx', properties: ['user', 'createdAt'] })
 @Index({ name: 'votes_winner_idx', properties: ['winner'] })
 export class Vote extends BaseEntity<'comparisonId' | 'userId' | 'winnerId'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
@@ -34,6 +35,13 @@ export class Vote extends BaseEntity<'comparisonId' | 'userId' | 'winnerId'> {
   /** Set when the vote is excluded from the leaderboard (implausible voting pattern); null = counted. */
   @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
   excludedAt?: Date | null;
+
+  /**
+   * The battles this vote yields, computed by the database when the vote is
+   * written (trigger, see the 20261128021000 migration); never read by the app.
+   */
+  @Property({ type: 'json', columnType: 'jsonb', nullable: true, lazy: true, hidden: true })
+  battles?: unknown;
 
   /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
   get comparisonId(): string {
