@@ -132,6 +132,8 @@ end $$;`);
     this.addSql(`create trigger votes_battles_after after insert or update or delete on "votes" for each row execute function votes_battles_after();`);
     // The daily cap counts a user's recent votes.
     this.addSql(`create index "votes_user_created_idx" on "votes" ("user_id", "created_at");`);
+    // A board's since filter reads the votes of its first (partial) day.
+    this.addSql(`create index "votes_created_idx" on "votes" ("created_at");`);
 
     this.addSql(`create table "vote_exclusions" (
   "id" uuid not null, "created_at" timestamptz(3) not null, "user_id" uuid not null,
@@ -161,6 +163,7 @@ end $$;`);
     this.addSql(`drop table if exists "judge_verdicts" cascade;`);
     this.addSql(`drop table if exists "vote_exclusions" cascade;`);
     this.addSql(`drop index if exists "votes_user_created_idx";`);
+    this.addSql(`drop index if exists "votes_created_idx";`);
     this.addSql(`drop trigger if exists votes_battles_after on "votes";`);
     this.addSql(`drop trigger if exists votes_battles_before on "votes";`);
     this.addSql(`alter table "votes" drop column "battles";`);

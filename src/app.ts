@@ -60,6 +60,8 @@ import { UserService } from './modules/user/user.service';
 import { VoteService } from './modules/vote/vote.service';
 import { FitWorker } from './modules/leaderboard/fit-worker';
 import { LeaderboardService } from './modules/leaderboard/leaderboard.service';
+import { VoteIntegrity } from './modules/vote/vote-integrity';
+import { JudgeService } from './modules/judge/judge.service';
 import { SearchService } from './modules/search/search.service';
 import { ExportService } from './modules/conversation/export.service';
 import { healthReport } from './observability/health';
@@ -218,6 +220,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // Leaderboard fits run in a worker thread, off the event loop.
     const fitWorker = new FitWorker();
     cleanups.push(() => fitWorker.close());
+    const leaderboard = new LeaderboardService(orm, cache, generations, fitWorker, config.leaderboard, logger);
+    const voteIntegrity = new VoteIntegrity(config.votes, () => leaderboard.consensus(), logger, () => leaderboard.invalidateGlobal());
     const services: Services = {
       users: new UserService(tokens, config.adminEmails, config.passwordHashing, {
         perAccount: counted('login_account', rateLimiters.limiter('login_account', config.rateLimits.loginFailuresPerAccount)),
@@ -227,8 +231,18 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       conversations,
       messages,
       comparisons,
-      votes: new VoteService(comparisons),
-      leaderboard: new LeaderboardService(cache, generations, fitWorker, config.leaderboard),
+      votes: new VoteService(comparisons, config.votes, voteIntegrity),
+      voteIntegrity,
+      judges: new JudgeService({
+        comparisons,
+        models: modelAccess,
+        usage,
+        requestTimeoutMs: config.llm.requestTimeoutMs,
+        maxOutputBytes: config.llm.maxOutputBytes,
+        logger,
+        onVerdicts: () => leaderboard.invalidateGlobal(),
+      }),
+      leaderboard,
       invalidation: generations,
       chat: new ChatService({ conversations, models: modelAccess, usage, requestTimeoutMs: config.llm.requestTimeoutMs, maxOutputBytes: config.llm.maxOutputBytes, logger }),
       runner,

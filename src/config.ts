@@ -68,6 +68,22 @@ export interface RateLimits {
   authPerIp: RateLimitRule;
 }
 
+/** Vote integrity rules (README "Vote integrity"). */
+export interface VoteRules {
+  /** A vote may be changed for this long after it was first cast; 0 = a vote is final. */
+  changeWindowSeconds: number;
+  /** New votes per user over a rolling 24 h; 0 = unlimited. Changing a vote does not count. */
+  dailyCap: number;
+  /** Implausible-pattern exclusion: a rule judges a user only on at least this many votes (battles for the consensus rule). */
+  integrityMinVotes: number;
+  /** Excluded when at least this share of decisive votes went to the first position shown. 1 = only always-first; above 1 turns the rule off. */
+  firstPositionShare: number;
+  /** Excluded when the share of decisive battles agreeing with the consensus is at or below this (0.5 = coin flip); 0 turns the rule off. */
+  consensusAgreementMax: number;
+  /** Only battles between models at least this many rating points apart on the GLOBAL board count as having a consensus. */
+  consensusGap: number;
+}
+
 export interface Config {
   env: Environment;
   port: number;
@@ -109,6 +125,8 @@ export interface Config {
     /** How long a computed shared board is kept (served stale while a refit runs). */
     maxAgeMs: number;
   };
+  /** Vote integrity (README "Vote integrity"). */
+  votes: VoteRules;
   apq: { manifestPath?: string; trustedDocumentsOnly: boolean };
   slowQueryMs: number;
   slowRequestMs: number;
@@ -169,6 +187,15 @@ function decimal(env: Env, name: string, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
   if (!Number.isFinite(value) || value < 0) throw new ConfigError(`${name} must be a number >= 0, got "${raw}"`);
+  return value;
+}
+
+/** A number in [0, max]. */
+function fraction(env: Env, name: string, fallback: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0 || value > max) throw new ConfigError(`${name} must be a number between 0 and ${max}, got "${raw}"`);
   return value;
 }
 
@@ -331,6 +358,14 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       seed: int(env, 'LEADERBOARD_SEED', 1, 0),
       refreshWaitMs: int(env, 'LEADERBOARD_REFRESH_WAIT_MS', 2_000, 0),
       maxAgeMs: int(env, 'LEADERBOARD_MAX_AGE_MS', 24 * 60 * 60_000, 1),
+    },
+    votes: {
+      changeWindowSeconds: int(env, 'VOTE_CHANGE_WINDOW_SECONDS', 600, 0),
+      dailyCap: int(env, 'VOTE_DAILY_CAP', 500, 0),
+      integrityMinVotes: int(env, 'VOTE_INTEGRITY_MIN_VOTES', 20, 1),
+      firstPositionShare: fraction(env, 'VOTE_INTEGRITY_FIRST_POSITION_SHARE', 0.95, 1.01),
+      consensusAgreementMax: fraction(env, 'VOTE_INTEGRITY_CONSENSUS_AGREEMENT_MAX', 0.55, 1),
+      consensusGap: decimal(env, 'VOTE_INTEGRITY_CONSENSUS_GAP', 100),
     },
     apq: {
       manifestPath: env.PERSISTED_DOCUMENTS_PATH || undefined,

@@ -16,6 +16,8 @@ import { ComparisonEventsResolver } from '../modules/comparison/comparison-event
 import { MessageResolver } from '../modules/message/message.resolver';
 import { UserResolver } from '../modules/user/user.resolver';
 import { VoteResolver } from '../modules/vote/vote.resolver';
+import { VoteExclusionResolver } from '../modules/vote/vote-exclusion.resolver';
+import { JudgeResolver } from '../modules/judge/judge.resolver';
 import { LeaderboardResolver } from '../modules/leaderboard/leaderboard.resolver';
 import { SearchResolver } from '../modules/search/search.resolver';
 import { ExportResolver } from '../modules/conversation/export.resolver';
@@ -35,6 +37,8 @@ export const RESOLVERS: NonEmptyArray<Function> = [
   ComparisonResponseResolver,
   ComparisonEventsResolver,
   VoteResolver,
+  VoteExclusionResolver,
+  JudgeResolver,
   LeaderboardResolver,
   SearchResolver,
   ExportResolver,

@@ -25,6 +25,8 @@ import type { CacheAdminService } from './admin/cache-admin.service';
 import type { ExportService } from './conversation/export.service';
 import { createUsageLoaders } from './usage/usage.loaders';
 import type { UsageService } from './usage/usage.service';
+import type { VoteIntegrity } from './vote/vote-integrity';
+import type { JudgeService } from './judge/judge.service';
 
 /**
  * Root mutation fields that call an LLM provider (paid, on the user's key):
@@ -48,6 +50,8 @@ export interface Services {
   comparisons: ComparisonService;
   invalidation: UserCacheInvalidator;
   votes: VoteService;
+  voteIntegrity: VoteIntegrity;
+  judges: JudgeService;
   leaderboard: LeaderboardService;
   chat: ChatService;
   runner: ComparisonRunner;

@@ -37,6 +37,7 @@ const WHOLE_REQUEST_STATUS: Partial<Record<ErrorCode, { status: number; headers:
   FORBIDDEN: { status: 403, headers: [] },
   SERVICE_UNAVAILABLE: { status: 503, headers: [['retry-after', String(RETRY_AFTER_SECONDS)]] },
   RATE_LIMITED: { status: 429, headers: (errors) => retryAfter(errors.map((e) => Number(e.extensions?.retryAfterSeconds))) },
+  VOTE_LIMIT_REACHED: { status: 429, headers: (errors) => retryAfter(errors.map((e) => Number(e.extensions?.retryAfterSeconds))) },
   BUDGET_EXCEEDED: {
     status: 429,
     headers: (errors) => retryAfter(errors.map((e) => Math.ceil((Date.parse(String(e.extensions?.resetsAt)) - Date.now()) / 1000))),

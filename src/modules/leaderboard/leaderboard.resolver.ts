@@ -93,10 +93,10 @@ export class StyleCoefficient {
 
 @ObjectType({ simpleResolvers: true, description: 'How a board was computed.' })
 export class LeaderboardInfo implements LeaderboardInfoData {
-  @Field(() => Int, { description: 'Votes that produced at least one battle.' })
+  @Field(() => Int, { description: 'Votes (scope JUDGE: verdicts) that produced at least one battle and count on this board.' })
   votesUsed!: number;
 
-  @Field(() => Int, { description: 'Votes the filters selected but that are excluded from boards (implausible voting pattern).' })
+  @Field(() => Int, { description: 'Votes the filters selected that count on no board: their voter is excluded for an implausible pattern (README "Vote integrity"). 0 for JUDGE.' })
   votesExcluded!: number;
 
   @Field(() => Int)
@@ -110,6 +110,16 @@ export class LeaderboardInfo implements LeaderboardInfoData {
 
   @Field(() => [StyleCoefficient], { description: 'Empty without styleControl.' })
   styleCoefficients!: StyleCoefficient[];
+
+  @Field(() => Float, {
+    nullable: true,
+    description:
+      'Scope JUDGE only (null elsewhere, and when no comparison in scope has both): the share of (judge verdict, human vote) pairs on the same comparisons that agree — the judge picked the response the human voted for, or both called the pair a tie (TIE and ALL_BAD votes are ties).',
+  })
+  judgeHumanAgreement!: number | null;
+
+  @Field(() => Int, { description: 'How many (judge verdict, human vote) pairs judgeHumanAgreement is computed on; 0 outside scope JUDGE.' })
+  judgeHumanPairs!: number;
 }
 
 @Resolver(() => ModelRanking)

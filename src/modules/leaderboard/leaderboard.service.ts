@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Orm } from '../../db/orm';
+import type { Logger } from '../../observability/logger';
 import type { CachePort } from '../../cache/cache.port';
 import type { GenerationInvalidator } from '../../cache/generations';
 import { pgArray } from '../../db/sql';
@@ -8,8 +10,6 @@ import type { Provider } from '../api-key/api-key.entity';
 import type { ArenaRating, BattleCountRow, BattleCounts, StyleCoefficientData } from './arena-stats';
 import type { FitWorker } from './fit-worker';
 
-/** The endpoint key in SQL (as `endpointKey` builds it): each label of a model is ranked apart. */
-const ENDPOINT_SQL = `case when r.key_label = '${DEFAULT_LABEL}' then r.model else r.model || '@' || r.key_label end`;
 
 /** One leaderboard line: the Bradley–Terry rating plus the models' average cost and speed. */
 export interface ModelRankingData extends ArenaRating {
@@ -26,6 +26,10 @@ export interface LeaderboardInfoData {
   computedAt: Date;
   bootstrapSamples: number;
   styleCoefficients: StyleCoefficientData[];
+  /** JUDGE scope: share of (verdict, human vote) pairs on the same comparisons that agree; null elsewhere or without overlap. */
+  judgeHumanAgreement: number | null;
+  /** How many pairs `judgeHumanAgreement` is computed on (0 outside JUDGE). */
+  judgeHumanPairs: number;
 }
 
 export interface LeaderboardBoard {
@@ -70,15 +74,17 @@ interface CellRow {
   kind: 'cell' | 'summary';
   model_a: string | null;
   model_b: string | null;
-  provider_a: Provider | null;
-  provider_b: Provider | null;
+  provider_a: string | null;
+  provider_b: string | null;
   outcome: 'A' | 'B' | 'TIE' | null;
   s_length: number | null;
   s_headers: number | null;
   s_lists: number | null;
   s_bold: number | null;
+  /** cell: battles; summary: votes used. */
   n: number;
-  used: number;
+  /** summary: votes excluded. */
+  excluded: number;
 }
 
 interface AverageRow {
@@ -93,64 +99,101 @@ interface StoredBoard {
   board: LeaderboardBoard;
 }
 
+/** Shared boards this instance served lately: refitted in the background after each vote. */
+const MAX_KNOWN_BOARDS = 50;
+
+/** The board whose ratings are the consensus of the vote-integrity rules: every vote, blind or not. */
+const CONSENSUS_FILTER: NormalisedFilter = { blindOnly: false, styleControl: false, category: null, since: null };
+
 /**
- * Leaderboards from votes: one SQL statement aggregates the votes in scope
- * into battle counts (GROUP BY pair, outcome and, with style control, the
- * binned style differences), a worker thread fits them (`arena-stats.ts`:
- * Bradley–Terry with ties, Fisher and bootstrap intervals, ranks, style
- * coefficients), a second statement adds the averages. The cost of the fit
- * grows with models, pairs and bins, not votes.
+ * Leaderboards. Where the battle counts come from:
+ * - GLOBAL: `battle_counts`, kept exact by triggers on `votes` in each
+ *   vote's own transaction (see the 20261128021000 migration): one statement
+ *   sums the cells the filters select (blind, category, whole UTC days since
+ *   `since`; the first, partial day of a `since` window is read from that
+ *   day's votes), so its cost grows with models, pairs and style bins, not
+ *   votes; `vote_tallies` gives votes used and excluded the same way.
+ * - MINE: the viewer's own votes (`votes.battles`, the snapshot each vote
+ *   stores), one statement over that user's votes.
+ * - JUDGE: judge verdicts (`judge_verdicts`), every user's, one GROUP BY
+ *   over them (verdicts are few next to votes), plus judge–human agreement.
+ * A worker thread fits the counts (`arena-stats.ts`: Bradley–Terry with
+ * ties, Fisher and bootstrap intervals, ranks, style coefficients); a second
+ * statement adds the average latency and cost.
  *
- * Decisions:
- * - Battle participants of a vote are the comparison's models whose response
- *   COMPLETED, plus the winner; a WINNER vote is one battle between the winner
- *   and every other participant, TIE and ALL_BAD a tie between every pair of
- *   participants; two responses of one model count as one participant.
- * - Filters: `blindOnly` (default true) keeps votes on blind comparisons,
- *   `category` one category, `since` votes cast at or after that instant;
- *   scope MINE the viewer's votes, GLOBAL everyone's, JUDGE the judge models'
- *   verdicts (none are stored yet, so that board is empty). Votes marked
- *   excluded (`votes.excluded_at`) never count; `votesExcluded` says how many
- *   the filters would otherwise have taken.
- * - MINE is computed on each read and cached per user by the operation cache.
- *   GLOBAL and JUDGE boards are shared: stored in the cache (namespace `resp`)
- *   with the vote generation they were computed at, and served
- *   stale-while-revalidate: a read that finds the generation moved (a vote
- *   since) starts a refit (single-flighted per instance and board) and waits
- *   at most `refreshWaitMs` for it before serving the previous board; the
- *   refit's result is stored for every instance. Several instances may refit
- *   the same generation concurrently (each at most once at a time, off their
- *   event loops); the results are identical (seeded), so the last write wins
- *   harmlessly.
+ * Battles of a vote: the comparison's endpoints whose response COMPLETED,
+ * plus the winner; a WINNER vote is one battle between the winner and every
+ * other participant, TIE and ALL_BAD a tie between every pair; two responses
+ * of one endpoint count once. Excluded votes (`votes.excluded_at`) never
+ * count; `votesExcluded` says how many the filters would otherwise have taken.
+ *
+ * Serving: MINE is computed on each read (cached per user by the operation
+ * cache). GLOBAL and JUDGE are shared: stored in the cache (namespace `resp`)
+ * with the vote generation they were computed at, and served
+ * stale-while-revalidate: a read that finds the generation moved starts a
+ * refit and waits at most `refreshWaitMs` for it before serving the previous
+ * board. After every vote (`invalidateGlobal`) the boards this instance
+ * served lately (and the consensus board) are refitted in the background, so
+ * a vote shows within a fit's time; `refits()` resolves when they are done.
+ * One refit per board at a time across instances: a refit holds a
+ * PostgreSQL advisory lock (transaction-scoped) on the board's key; an
+ * instance that finds it taken waits for the lock, then serves the board the
+ * holder stored instead of fitting again.
  */
 export class LeaderboardService {
   private readonly inFlight = new Map<string, Promise<StoredBoard>>();
+  /** Boards to refit after the running refit of the same key (a vote arrived meanwhile). */
+  private readonly again = new Set<string>();
+  private readonly known = new Map<string, { scope: LeaderboardScopeName; filter: NormalisedFilter }>();
+  private readonly background = new Set<Promise<unknown>>();
 
   constructor(
+    private readonly orm: Orm,
     private readonly cache: CachePort,
     private readonly generations: GenerationInvalidator,
     private readonly worker: FitWorker,
     private readonly options: LeaderboardOptions,
-  ) {}
+    private readonly logger?: Logger,
+  ) {
+    this.known.set(boardKey('GLOBAL', CONSENSUS_FILTER), { scope: 'GLOBAL', filter: CONSENSUS_FILTER });
+  }
 
   /** The board of `scope` under `filter`; `userId` is the viewer (used by MINE). */
   async board(em: EntityManager, scope: LeaderboardScopeName, userId: string, filter: LeaderboardFilterInput | null | undefined): Promise<LeaderboardBoard> {
     const f = normalise(filter);
     if (scope === 'MINE') return this.compute(em, scope, userId, f);
-    return this.shared(em, scope, f);
+    return this.shared(scope, f);
   }
 
-  /** Called after every vote. */
+  /**
+   * Called after every vote, vote exclusion and reversal, and judge verdict:
+   * shared boards are stale; the ones this instance served lately refit now,
+   * in the background.
+   */
   async invalidateGlobal(): Promise<void> {
     await this.generations.bump(GLOBAL_SCOPE);
+    for (const [key, { scope, filter }] of this.known) this.refitInBackground(key, scope, filter);
   }
 
-  private async shared(em: EntityManager, scope: LeaderboardScopeName, f: NormalisedFilter): Promise<LeaderboardBoard> {
-    const key = `resp:leaderboard:${scope}:${createHash('sha256').update(JSON.stringify(f)).digest('base64url').slice(0, 22)}`;
+  /** Resolves once every background refit started so far (and the reruns they queued) has finished. */
+  async refits(): Promise<void> {
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
+
+  /** Ratings of the last computed consensus board (every vote), whatever its age; null when none is stored. */
+  async consensus(): Promise<Map<string, number> | null> {
+    const stored = await this.cache.get<StoredBoard>(boardKey('GLOBAL', CONSENSUS_FILTER));
+    if (!stored || stored.board.rankings.length === 0) return null;
+    return new Map(stored.board.rankings.map((r) => [r.model, r.rating]));
+  }
+
+  private async shared(scope: LeaderboardScopeName, f: NormalisedFilter): Promise<LeaderboardBoard> {
+    const key = boardKey(scope, f);
+    this.remember(key, scope, f);
     const [generation, stored] = await Promise.all([this.generations.generation(GLOBAL_SCOPE), this.cache.get<StoredBoard>(key)]);
     if (stored && stored.generation === generation) return revive(stored.board);
 
-    const refresh = this.refresh(key, generation, () => this.compute(em, scope, null, f));
+    const refresh = this.refresh(key, generation, scope, f);
     if (!stored) return revive((await refresh).board);
     refresh.catch(() => undefined); // the previous board is served; the next read retries
     let timer: NodeJS.Timeout | undefined;
@@ -163,15 +206,53 @@ export class LeaderboardService {
     return revive((fresh ?? stored).board);
   }
 
-  /** One refit per board per instance at a time; its result is stored for every instance. */
-  private refresh(key: string, generation: number, compute: () => Promise<LeaderboardBoard>): Promise<StoredBoard> {
+  private remember(key: string, scope: LeaderboardScopeName, filter: NormalisedFilter): void {
+    this.known.delete(key);
+    this.known.set(key, { scope, filter });
+    if (this.known.size > MAX_KNOWN_BOARDS) {
+      // Oldest first; the consensus board (inserted first) is re-added so it is never dropped.
+      const oldest = [...this.known.keys()].find((k) => k !== boardKey('GLOBAL', CONSENSUS_FILTER));
+      if (oldest) this.known.delete(oldest);
+    }
+  }
+
+  private refitInBackground(key: string, scope: LeaderboardScopeName, f: NormalisedFilter): void {
+    if (this.inFlight.has(key)) {
+      this.again.add(key);
+      return;
+    }
+    const task: Promise<unknown> = this.generations
+      .generation(GLOBAL_SCOPE)
+      .then((generation) => this.refresh(key, generation, scope, f))
+      .catch((err: unknown) => this.logger?.warn({ error: err instanceof Error ? err.name : String(err) }, 'background leaderboard refit failed (the next read retries)'))
+      .finally(() => {
+        this.background.delete(task);
+        if (this.again.delete(key)) this.refitInBackground(key, scope, f);
+      });
+    this.background.add(task);
+  }
+
+  /** One refit per board per instance at a time, and one across instances (advisory lock); the result is stored for every instance. */
+  private refresh(key: string, generation: number, scope: LeaderboardScopeName, f: NormalisedFilter): Promise<StoredBoard> {
     const running = this.inFlight.get(key);
     if (running) return running;
-    const task = (async () => {
-      const stored: StoredBoard = { generation, board: await compute() };
-      await this.cache.set(key, stored, this.options.maxAgeMs);
-      return stored;
-    })().finally(() => this.inFlight.delete(key));
+    const task = this.orm.em
+      .fork()
+      .transactional(async (tx) => {
+        const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
+        const lock = `llmselect:leaderboard:${key}`;
+        const [{ locked }] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [lock]);
+        if (!locked) {
+          // Another instance is fitting this board: wait for it, then take what it stored.
+          await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [lock]);
+          const theirs = await this.cache.get<StoredBoard>(key);
+          if (theirs && theirs.generation === generation) return theirs;
+        }
+        const stored: StoredBoard = { generation, board: await this.compute(tx, scope, null, f) };
+        await this.cache.set(key, stored, this.options.maxAgeMs);
+        return stored;
+      })
+      .finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, task);
     return task;
   }
@@ -179,33 +260,35 @@ export class LeaderboardService {
   /** `userId` null = every user's votes. */
   private async compute(em: EntityManager, scope: LeaderboardScopeName, userId: string | null, f: NormalisedFilter): Promise<LeaderboardBoard> {
     const features = f.styleControl ? [...STYLE_FEATURES] : [];
-    const empty = (votesExcluded: number): LeaderboardBoard => ({
-      rankings: [],
-      info: {
-        votesUsed: 0,
-        votesExcluded,
-        models: 0,
-        computedAt: new Date(),
-        bootstrapSamples: 0,
-        styleCoefficients: features.map((feature) => ({ feature, coefficient: 0, low: 0, high: 0 })),
-      },
-    });
-    // Judge verdicts are not stored yet (issue 10 item 6): the JUDGE board is empty.
-    if (scope === 'JUDGE') return empty(0);
-
     const connection = em.getConnection();
-    const { sql, params } = aggregationStatement(userId, f);
-    const rows = await connection.execute<CellRow[]>(sql, params);
+    const ctx = em.getTransactionContext();
+    const { sql, params } = scope === 'JUDGE' ? judgeStatement(f) : scope === 'MINE' ? mineStatement(userId!, f) : globalStatement(f);
+    const rows = await connection.execute<CellRow[]>(sql, params, 'all', ctx);
     const summary = rows.find((r) => r.kind === 'summary');
     const cells = rows.filter((r) => r.kind === 'cell');
-    const votesExcluded = Number(summary?.n ?? 0);
-    if (cells.length === 0) return empty(votesExcluded);
+    const votesUsed = Number(summary?.n ?? 0);
+    const votesExcluded = Number(summary?.excluded ?? 0);
+    const agreement = scope === 'JUDGE' ? await judgeHumanAgreement(em, f) : { judgeHumanAgreement: null, judgeHumanPairs: 0 };
+    if (cells.length === 0) {
+      return {
+        rankings: [],
+        info: {
+          votesUsed: 0,
+          votesExcluded,
+          models: 0,
+          computedAt: new Date(),
+          bootstrapSamples: 0,
+          styleCoefficients: features.map((feature) => ({ feature, coefficient: 0, low: 0, high: 0 })),
+          ...agreement,
+        },
+      };
+    }
 
     const providers = new Map<string, Provider>();
     const counts: BattleCounts = { features, rows: [] };
     for (const c of cells) {
-      providers.set(c.model_a!, c.provider_a!);
-      providers.set(c.model_b!, c.provider_b!);
+      providers.set(c.model_a!, c.provider_a as Provider);
+      providers.set(c.model_b!, c.provider_b as Provider);
       const row: BattleCountRow = { a: c.model_a!, b: c.model_b!, outcome: c.outcome!, count: Number(c.n) };
       if (f.styleControl) row.x = [c.s_length, c.s_headers, c.s_lists, c.s_bold].map((v) => Number(v) / STYLE_BINS_PER_UNIT);
       counts.rows.push(row);
@@ -213,12 +296,14 @@ export class LeaderboardService {
     const fit = await this.worker.fit(counts, { bootstrapSamples: this.options.bootstrapSamples, seed: this.options.seed });
 
     const averages = await connection.execute<AverageRow[]>(
-      `select ${ENDPOINT_SQL} as model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
+      `select ${endpoint('r')} as model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
          from comparison_responses r
          ${userId === null ? '' : 'join comparison_results c on c.id = r.comparison_id and c.owner_id = ?'}
-        where r.status = 'COMPLETED' and ${ENDPOINT_SQL} = any(?::text[])
+        where r.status = 'COMPLETED' and ${endpoint('r')} = any(?::text[])
         group by 1`,
       [...(userId === null ? [] : [userId]), pgArray(fit.ratings.map((r) => r.model))],
+      'all',
+      ctx,
     );
     const averageOf = new Map(averages.map((a) => [a.model, a]));
 
@@ -230,15 +315,211 @@ export class LeaderboardService {
         avgCostUsd: averageOf.get(r.model)?.avg_cost_usd ?? null,
       })),
       info: {
-        votesUsed: Number(summary?.used ?? 0),
+        votesUsed,
         votesExcluded,
         models: fit.ratings.length,
         computedAt: new Date(),
         bootstrapSamples: fit.bootstrapSamples,
         styleCoefficients: fit.styleCoefficients,
+        ...agreement,
       },
     };
   }
+}
+
+function boardKey(scope: LeaderboardScopeName, f: NormalisedFilter): string {
+  return `resp:leaderboard:${scope}:${createHash('sha256').update(JSON.stringify(f)).digest('base64url').slice(0, 22)}`;
+}
+
+/** The endpoint key of a response row (as `endpointKey` builds it): each label of a model is ranked apart. */
+function endpoint(alias: string): string {
+  return `case when ${alias}.key_label = '${DEFAULT_LABEL}' then ${alias}.model else ${alias}.model || '@' || ${alias}.key_label end`;
+}
+
+const CELL_GROUP = `group by model_a, model_b, outcome, s_length, s_headers, s_lists, s_bold having sum(n) > 0`;
+const CELL_ORDER = `order by 1, 2, 3, 6, 7, 8, 9, 10`;
+
+/** Bins as selected: the stored ones with style control, 0 without (so the cells merge). */
+function bins(f: NormalisedFilter, alias = ''): string {
+  const p = alias ? `${alias}.` : '';
+  return f.styleControl ? `${p}s_length, ${p}s_headers, ${p}s_lists, ${p}s_bold` : `0 as s_length, 0 as s_headers, 0 as s_lists, 0 as s_bold`;
+}
+
+/** Cells of `votes.battles` (alias v) as battle_counts-shaped rows. */
+const VOTE_CELLS = `select c->>'a' as model_a, c->>'b' as model_b, c->>'pa' as provider_a, c->>'pb' as provider_b, c->>'o' as outcome,
+         (c->'x'->>0)::int as s_length, (c->'x'->>1)::int as s_headers, (c->'x'->>2)::int as s_lists, (c->'x'->>3)::int as s_bold, 1 as n
+    from votes v cross join jsonb_array_elements(v.battles->'cells') c`;
+
+/** Conditions on a vote's battle snapshot (alias v) for the filter; params appended to `params`. */
+function voteWhere(f: NormalisedFilter, params: unknown[]): string {
+  const where: string[] = [];
+  if (f.blindOnly) where.push(`(v.battles->>'blind')::boolean`);
+  if (f.category !== null) {
+    where.push(`v.battles->>'category' = ?`);
+    params.push(f.category);
+  }
+  return where.length ? where.join(' and ') : 'true';
+}
+
+/**
+ * GLOBAL: cells and tallies from the pre-aggregated tables for whole days;
+ * with `since`, the first (partial) UTC day from that day's votes.
+ */
+function globalStatement(f: NormalisedFilter): { sql: string; params: unknown[] } {
+  const tableWhere = (params: unknown[]): string => {
+    const where: string[] = [];
+    if (f.blindOnly) where.push('blind');
+    if (f.category !== null) {
+      where.push('category = ?');
+      params.push(f.category);
+    }
+    if (f.since !== null) {
+      where.push(`day > (?::timestamptz at time zone 'UTC')::date`);
+      params.push(f.since);
+    }
+    return where.length ? where.join(' and ') : 'true';
+  };
+  // Votes of the first day of the window: created at or after `since`, before the next UTC midnight.
+  const firstDay = (params: unknown[]): string => {
+    const where = voteWhere(f, params);
+    params.push(f.since, f.since);
+    return `${where} and v.created_at >= ?::timestamptz and v.created_at < ((?::timestamptz at time zone 'UTC')::date + 1) at time zone 'UTC'`;
+  };
+  const params: unknown[] = [];
+  const cellSources = [`select model_a, model_b, provider_a, provider_b, outcome, s_length, s_headers, s_lists, s_bold, n from battle_counts where ${tableWhere(params)}`];
+  if (f.since !== null) cellSources.push(`${VOTE_CELLS} where v.excluded_at is null and ${firstDay(params)}`);
+  const tallySources = [`select used_votes as used, excluded_votes as excluded from vote_tallies where ${tableWhere(params)}`];
+  if (f.since !== null) {
+    tallySources.push(
+      `select (v.excluded_at is null and jsonb_array_length(v.battles->'cells') > 0)::int, (v.excluded_at is not null)::int from votes v where ${firstDay(params)}`,
+    );
+  }
+  const sql = `
+    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome, ${bins(f)}, sum(n)::int as n, 0 as excluded
+      from (${cellSources.join(' union all ')}) t
+     ${CELL_GROUP}
+    union all
+    select 'summary', null, null, null, null, null, null, null, null, null, coalesce(sum(used), 0)::int, coalesce(sum(excluded), 0)::int
+      from (${tallySources.join(' union all ')}) s
+    ${CELL_ORDER}`;
+  return { sql, params };
+}
+
+/** MINE: the viewer's votes' battle snapshots. */
+function mineStatement(userId: string, f: NormalisedFilter): { sql: string; params: unknown[] } {
+  const where = (params: unknown[]): string => {
+    params.push(userId);
+    let w = `v.user_id = ? and ${voteWhere(f, params)}`;
+    if (f.since !== null) {
+      w += ' and v.created_at >= ?::timestamptz';
+      params.push(f.since);
+    }
+    return w;
+  };
+  const params: unknown[] = [];
+  const sql = `
+    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome, ${bins(f)}, sum(n)::int as n, 0 as excluded
+      from (${VOTE_CELLS} where v.excluded_at is null and ${where(params)}) t
+     ${CELL_GROUP}
+    union all
+    select 'summary', null, null, null, null, null, null, null, null, null,
+           count(*) filter (where v.excluded_at is null and jsonb_array_length(v.battles->'cells') > 0)::int,
+           count(*) filter (where v.excluded_at is not null)::int
+      from votes v where ${where(params)}
+    ${CELL_ORDER}`;
+  return { sql, params };
+}
+
+/** Conditions on judge verdicts (alias j) and their comparison (alias c). */
+function verdictWhere(f: NormalisedFilter, params: unknown[]): string {
+  const where = ['j.outcome is not null'];
+  if (f.blindOnly) where.push('c.blind');
+  if (f.category !== null) {
+    where.push('c.category = ?');
+    params.push(f.category);
+  }
+  if (f.since !== null) {
+    where.push('j.created_at >= ?::timestamptz');
+    params.push(f.since);
+  }
+  return where.join(' and ');
+}
+
+/** A response's style feature (alias x), as `vote_battles()` computes it. */
+function feature(alias: string, name: (typeof STYLE_FEATURES)[number]): string {
+  switch (name) {
+    case 'length':
+      return `char_length(${alias}.content)`;
+    case 'headers':
+      return `regexp_count(${alias}.content, '^#{1,6}[ \\t]', 1, 'n')`;
+    case 'lists':
+      return `regexp_count(${alias}.content, '^[ \\t]*([-*+]|[0-9]+[.)])[ \\t]', 1, 'n')`;
+    case 'bold':
+      return `regexp_count(${alias}.content, '\\*\\*[^*\\n]+\\*\\*|__[^_\\n]+__', 1, 'n')`;
+  }
+}
+
+function styleBin(name: (typeof STYLE_FEATURES)[number]): string {
+  const x = feature('x', name);
+  const y = feature('y', name);
+  return `round(${STYLE_BINS_PER_UNIT} * case when ${x} + ${y} = 0 then 0 else (${x} - ${y})::float8 / (${x} + ${y}) end)::int`;
+}
+
+/** JUDGE: every judge verdict in scope is one battle between the endpoints of its two responses. */
+function judgeStatement(f: NormalisedFilter): { sql: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const where = verdictWhere(f, params);
+  const styles = f.styleControl
+    ? STYLE_FEATURES.map((name) => `${styleBin(name)} as s_${name}`).join(', ')
+    : '0 as s_length, 0 as s_headers, 0 as s_lists, 0 as s_bold';
+  const sql = `
+    with j as (
+      select j.winner_id,
+             case when ${endpoint('f')} < ${endpoint('s')} then f.id else s.id end as x_id,
+             case when ${endpoint('f')} < ${endpoint('s')} then s.id else f.id end as y_id
+        from judge_verdicts j
+        join comparison_results c on c.id = j.comparison_id
+        join comparison_responses f on f.id = j.first_id
+        join comparison_responses s on s.id = j.second_id
+       where ${where}
+    ),
+    b as (
+      select ${endpoint('x')} as model_a, ${endpoint('y')} as model_b, x.provider::text as provider_a, y.provider::text as provider_b,
+             case when j.winner_id = x.id then 'A' when j.winner_id = y.id then 'B' else 'TIE' end as outcome,
+             ${styles}, 1 as n
+        from j join comparison_responses x on x.id = j.x_id join comparison_responses y on y.id = j.y_id
+    )
+    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome, s_length, s_headers, s_lists, s_bold, sum(n)::int as n, 0 as excluded
+      from b ${CELL_GROUP}
+    union all
+    select 'summary', null, null, null, null, null, null, null, null, null, (select count(*) from j)::int, 0
+    ${CELL_ORDER}`;
+  return { sql, params };
+}
+
+/**
+ * Judge–human agreement on the comparisons that have both, under the same
+ * filter: each (verdict, counted human vote) pair where the vote decides the
+ * verdict's pair (a WINNER vote for one of its two responses, or a TIE /
+ * ALL_BAD vote: a tie) counts once; they agree when the judge picked the
+ * same response, or both called it a tie.
+ */
+async function judgeHumanAgreement(em: EntityManager, f: NormalisedFilter): Promise<{ judgeHumanAgreement: number | null; judgeHumanPairs: number }> {
+  const params: unknown[] = [];
+  const where = verdictWhere(f, params);
+  const [row] = await em.getConnection().execute<Array<{ n: number; agree: number }>>(
+    `select count(*)::int as n,
+            count(*) filter (where case when v.outcome = 'WINNER' then j.winner_id = v.winner_id else j.outcome = 'TIE' end)::int as agree
+       from judge_verdicts j
+       join comparison_results c on c.id = j.comparison_id
+       join votes v on v.comparison_id = j.comparison_id and v.excluded_at is null
+      where ${where} and (v.outcome <> 'WINNER' or v.winner_id in (j.first_id, j.second_id))`,
+    params,
+    'all',
+    em.getTransactionContext(),
+  );
+  const n = Number(row?.n ?? 0);
+  return { judgeHumanAgreement: n === 0 ? null : Number(row!.agree) / n, judgeHumanPairs: n };
 }
 
 function normalise(filter: LeaderboardFilterInput | null | undefined): NormalisedFilter {
@@ -255,71 +536,3 @@ function revive(board: LeaderboardBoard): LeaderboardBoard {
   return { ...board, info: { ...board.info, computedAt: new Date(board.info.computedAt) } };
 }
 
-/** Normalised difference (x − y) / (x + y), 0 when both are 0, binned. */
-function styleDiff(column: string): string {
-  return `round(${STYLE_BINS_PER_UNIT} * case when x.${column} + y.${column} = 0 then 0 else (x.${column} - y.${column})::float8 / (x.${column} + y.${column}) end)::int`;
-}
-
-/**
- * The aggregation: votes in scope → participants (one per model) → pairwise
- * battles → counts per (pair, outcome[, style bins]), plus one summary row
- * (kind 'summary': n = votes excluded, used = votes that produced battles).
- */
-function aggregationStatement(userId: string | null, f: NormalisedFilter): { sql: string; params: unknown[] } {
-  const where: string[] = [];
-  const params: unknown[] = [];
-  if (userId !== null) {
-    where.push('v.user_id = ?');
-    params.push(userId);
-  }
-  if (f.blindOnly) where.push('c.blind');
-  if (f.category !== null) {
-    where.push('c.category = ?');
-    params.push(f.category);
-  }
-  if (f.since !== null) {
-    where.push('v.created_at >= ?::timestamptz');
-    params.push(f.since);
-  }
-  const style = f.styleControl;
-  const styleColumns = style
-    ? `, char_length(r.content) as length,
-         regexp_count(r.content, '^#{1,6}[ \\t]', 1, 'n') as headers,
-         regexp_count(r.content, '^[ \\t]*([-*+]|[0-9]+[.)])[ \\t]', 1, 'n') as lists,
-         regexp_count(r.content, '\\*\\*[^*\\n]+\\*\\*|__[^_\\n]+__', 1, 'n') as bold`
-    : '';
-  const styleDiffs = style
-    ? `, ${styleDiff('length')} as s_length, ${styleDiff('headers')} as s_headers, ${styleDiff('lists')} as s_lists, ${styleDiff('bold')} as s_bold`
-    : ', 0 as s_length, 0 as s_headers, 0 as s_lists, 0 as s_bold';
-  const sql = `
-    with v as (
-      select v.id, v.outcome, v.winner_id, v.comparison_id, v.excluded_at is not null as excluded
-        from votes v join comparison_results c on c.id = v.comparison_id
-       where ${where.length > 0 ? where.join(' and ') : 'true'}
-    ),
-    p as (
-      select distinct on (v.id, ${ENDPOINT_SQL})
-             v.id as vote_id, v.outcome, ${ENDPOINT_SQL} as model, r.provider::text as provider, (r.id = v.winner_id) is true as is_winner
-             ${styleColumns}
-        from v join comparison_responses r
-          on r.comparison_id = v.comparison_id and (r.status = 'COMPLETED' or r.id = v.winner_id)
-       where not v.excluded
-       order by v.id, ${ENDPOINT_SQL}, (r.id = v.winner_id) is true desc, r.position
-    ),
-    b as (
-      select x.vote_id, x.model as model_a, y.model as model_b, x.provider as provider_a, y.provider as provider_b,
-             case when x.is_winner then 'A' when y.is_winner then 'B' else 'TIE' end as outcome
-             ${styleDiffs}
-        from p x join p y on x.vote_id = y.vote_id and x.model < y.model
-       where x.outcome <> 'WINNER' or x.is_winner or y.is_winner
-    )
-    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome,
-           s_length, s_headers, s_lists, s_bold, count(*)::int as n, 0 as used
-      from b
-     group by model_a, model_b, outcome, s_length, s_headers, s_lists, s_bold
-    union all
-    select 'summary', null, null, null, null, null, null, null, null, null,
-           (select count(*) from v where excluded)::int, (select count(distinct vote_id) from b)::int
-     order by 1, 2, 3, 6, 7, 8, 9, 10`;
-  return { sql, params };
-}

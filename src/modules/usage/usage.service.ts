@@ -2,10 +2,11 @@
  * What a user may spend on provider calls: a rate limit on model calls and a
  * spend budget in USD over a rolling 24 h. Both are checked by
  * {@link UsageService.admit} before any provider is called (comparisons,
- * retries, sendMessage).
+ * retries, sendMessage, judgeComparison).
  *
  * Spend is what was recorded: the `cost_usd` of comparison responses (counted
- * at the comparison's start) and of assistant messages, over the last 24 h. A
+ * at the comparison's start), of assistant messages and of judge calls
+ * (`judge_verdicts`), over the last 24 h. A
  * model without a known price records no cost, so it spends nothing it can be
  * charged for here; it still counts in the rate limit.
  *
@@ -88,7 +89,7 @@ export interface UsageServiceDeps {
 
 const WINDOW = `interval '24 hours'`;
 
-/** `(at, cost)` of every recorded cost of user `?` (twice) in the window. */
+/** `(at, cost)` of every recorded cost of user `?` (three times: comparisons, messages, judge calls) in the window. */
 const SPEND_ROWS = `
   select r.created_at as at, x.cost_usd as cost
     from comparison_results r join comparison_responses x on x.comparison_id = r.id
@@ -96,7 +97,11 @@ const SPEND_ROWS = `
   union all
   select m.created_at, m.cost_usd
     from conversations c join messages m on m.conversation_id = c.id
-   where c.owner_id = ? and m.created_at > now() - ${WINDOW} and m.cost_usd is not null`;
+   where c.owner_id = ? and m.created_at > now() - ${WINDOW} and m.cost_usd is not null
+  union all
+  select j.created_at, j.cost_usd
+    from judge_verdicts j
+   where j.user_id = ? and j.created_at > now() - ${WINDOW} and j.cost_usd is not null`;
 
 export class UsageService implements ProviderCallAdmission {
   private readonly noop: Release = async () => undefined;
@@ -130,7 +135,9 @@ export class UsageService implements ProviderCallAdmission {
               coalesce((select sum(x.cost_usd) from comparison_results r join comparison_responses x on x.comparison_id = r.id
                          where r.owner_id = u.id and r.created_at > now() - ${WINDOW}), 0)
             + coalesce((select sum(m.cost_usd) from conversations c join messages m on m.conversation_id = c.id
-                         where c.owner_id = u.id and m.created_at > now() - ${WINDOW}), 0) as spent
+                         where c.owner_id = u.id and m.created_at > now() - ${WINDOW}), 0)
+            + coalesce((select sum(j.cost_usd) from judge_verdicts j
+                         where j.user_id = u.id and j.created_at > now() - ${WINDOW}), 0) as spent
          from users u where u.id = any(?::uuid[])`,
       [pgArray(userIds.filter(isUuid))],
     );
@@ -178,7 +185,7 @@ export class UsageService implements ProviderCallAdmission {
         `select coalesce((select sum(cost) from (${SPEND_ROWS}) s), 0) as spent,
                 coalesce(sum(reserved_usd), 0) as reserved, count(*) as running, coalesce(bool_or(reserved_usd is null), false) as unbounded
            from spend_reservations where user_id = ? and expires_at > now()`,
-        [userId, userId, userId],
+        [userId, userId, userId, userId],
       );
       const spent = Number(state!.spent);
       const running = Number(state!.running);
@@ -249,7 +256,7 @@ export class UsageService implements ProviderCallAdmission {
         `select (extract(epoch from min(at) + ${WINDOW}) * 1000)::float8 as resets_at
            from (select at, sum(cost) over (order by at rows unbounded preceding) as cum from (${SPEND_ROWS}) s) w
           where ? - cum < ?`,
-        [userId, userId, spent, budget],
+        [userId, userId, userId, spent, budget],
       );
       resetsAt = row?.resets_at != null ? new Date(Number(row.resets_at)).toISOString() : null;
     }

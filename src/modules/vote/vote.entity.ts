@@ -17,6 +17,7 @@ registerEnumType(VoteOutcome, { name: 'VoteOutcome' });
 @Unique({ name: 'votes_comparison_user_unique', properties: ['comparison', 'user'] })
 @Index({ name: 'votes_user_idx', properties: ['user'] })
 @Index({ name: 'votes_user_created_idx', properties: ['user', 'createdAt'] })
+@Index({ name: 'votes_created_idx', properties: ['createdAt'] })
 @Index({ name: 'votes_winner_idx', properties: ['winner'] })
 export class Vote extends BaseEntity<'comparisonId' | 'userId' | 'winnerId'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })

@@ -7,11 +7,11 @@ import { VoteInput } from './vote.inputs';
 
 @Resolver(() => Vote)
 export class VoteResolver {
-  @Mutation(() => Vote, { description: 'Casts or replaces the viewer\'s vote on one of their comparisons.' })
+  @Mutation(() => Vote, { description: "Casts or changes the viewer's vote on one of their comparisons (see README 'Vote integrity': change window, daily cap, exclusions)." })
   async vote(@Arg('input', () => VoteInput) input: VoteInput, @Ctx() ctx: Context): Promise<Vote> {
     const principal = requireUser(ctx.principal);
     const vote = await ctx.services.votes.vote(ctx.em, principal, input);
-    // The shared GLOBAL leaderboard (the author's own reads are invalidated by the mutation pipeline).
+    // The shared boards refit in the background (the author's own reads are invalidated by the mutation pipeline).
     await ctx.services.leaderboard.invalidateGlobal();
     return vote;
   }
