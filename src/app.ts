@@ -221,7 +221,12 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const fitWorker = new FitWorker();
     cleanups.push(() => fitWorker.close());
     const leaderboard = new LeaderboardService(orm, cache, generations, fitWorker, config.leaderboard, logger);
-    const voteIntegrity = new VoteIntegrity(config.votes, () => leaderboard.consensus(), logger, () => leaderboard.invalidateGlobal());
+    // Background refits finish (or fail) before the worker and the pool close.
+    cleanups.push(() => leaderboard.refits());
+    const voteIntegrity = new VoteIntegrity(config.votes, () => leaderboard.consensus(), logger, async (userId) => {
+      await generations.invalidateUser(userId);
+      await leaderboard.invalidateGlobal();
+    });
     const services: Services = {
       users: new UserService(tokens, config.adminEmails, config.passwordHashing, {
         perAccount: counted('login_account', rateLimiters.limiter('login_account', config.rateLimits.loginFailuresPerAccount)),

@@ -129,7 +129,7 @@ describe('vote', () => {
       { comparisonId: running.id, outcome: 'ALL_BAD' },
     ]) {
       const res = await vote(t, alice, input);
-      expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+      expect(res.errors?.[0]?.extensions?.code).toBe('COMPARISON_NOT_SETTLED');
       expect(res.errors?.[0]?.message).toMatch(/still running/);
     }
     expect(await countVotes(running.id)).toBe(0);
@@ -383,17 +383,24 @@ describe('leaderboard', () => {
     expect((await t.gql(GLOBAL, {}, bob.token)).data.leaderboard).toEqual(leaderboard);
   });
 
-  it('a replaced vote moves GLOBAL and MINE on the next read, in two SQL statements', async () => {
+  it('a replaced vote refits GLOBAL in the background (one locked transaction on battle_counts); the next read serves it with no SQL', async () => {
     await aliceCasts();
     const seeded = await bobSeeds();
     await bobCasts(seeded);
     expect(byModel((await t.gql(GLOBAL, {}, alice.token)).data.leaderboard)[A]).toMatchObject({ battles: 9, wins: 4 });
-    await castVote(bob, seeded[3], 'WINNER', 0); // b4: now A beats B
+    const refit = await t.countStatements(async () => {
+      await castVote(bob, seeded[3], 'WINNER', 0); // b4: now A beats B
+      await t.app.services.leaderboard.refits(); // the refit the vote started: awaited, no sleep
+    });
+    // The refit reads the pre-aggregated counts under the board's advisory lock, never the votes.
+    const fits = refit.statements.filter((q) => /from battle_counts/.test(q));
+    expect(fits.length).toBeGreaterThanOrEqual(1);
+    expect(refit.statements.some((q) => /pg_try_advisory_xact_lock/.test(q))).toBe(true);
 
     const replaced = [...bobVotes];
     replaced[3] = { models: [A, B], outcome: 'WINNER', winner: A };
     const { count, result } = await t.countStatements(() => t.gql(GLOBAL, {}, alice.token));
-    expect(count).toBe(2);
+    expect(count).toBe(0);
     const expected = bradleyTerry(votesToBattles([...aliceVotes, ...replaced]));
     const ranking = byModel(result.data.leaderboard);
     expect(ranking[A]).toMatchObject({ battles: 9, wins: 5, losses: 2, ties: 2 });

@@ -19,6 +19,13 @@
  * tests that only talk GraphQL can trigger it: `slow-<ms>` (delay before the
  * first byte), `stream-<ms>` (delay between SSE events), `fail-<status>`
  * (answer that HTTP error in the provider's error shape), `hang` (never answer).
+ * Judge prompts (MT-Bench pairwise, as `judgeComparison` sends them) get a
+ * deterministic verdict from a model whose name says how it judges:
+ * `judge-longer` (the longer answer wins, "[[C]]" when equally long: the
+ * same verdict in both orders), `judge-first` (always "[[A]]": pure position
+ * bias, so the two orders disagree), `judge-refuse` (a refusal),
+ * `judge-garbled` (no verdict token), `judge-both` ("[[A]]" and "[[B]]").
+ * An explicit `setBehavior(model, { judge })` picks the verdict in code.
  * An explicit `setBehavior` replaces the name-encoded one. Model-list requests look up the
  * behaviour key `"<provider>:models"`.
  *
@@ -58,7 +65,32 @@ export interface FakeBehavior {
   chunks?: number;
   /** Streaming only: send this many deltas, then the provider's in-stream error event, then end. */
   errorAfterChunks?: number;
+  /** Answers a judge prompt (see `parseJudgePrompt`): the reply text given the question and the answers shown as A and B. */
+  judge?: (shown: JudgePrompt) => string;
 }
+
+/** A judge prompt as the fake reads it back out of the request. */
+export interface JudgePrompt {
+  question: string;
+  answerA: string;
+  answerB: string;
+}
+
+/** The question and the two answers of an MT-Bench pairwise judge prompt, or null when the text is not one. */
+export function parseJudgePrompt(text: string): JudgePrompt | null {
+  const m = /^\[User Question\]\n([\s\S]*?)\n\n\[The Start of Assistant A's Answer\]\n([\s\S]*?)\n\[The End of Assistant A's Answer\]\n\n\[The Start of Assistant B's Answer\]\n([\s\S]*?)\n\[The End of Assistant B's Answer\]$/.exec(text);
+  return m ? { question: m[1]!, answerA: m[2]!, answerB: m[3]! } : null;
+}
+
+/** The name-encoded judges (see the header). */
+const NAMED_JUDGES: Record<string, (shown: JudgePrompt) => string> = {
+  'judge-longer': ({ answerA, answerB }) =>
+    `Comparing both answers for helpfulness. Final verdict: ${answerA.length > answerB.length ? '[[A]]' : answerA.length < answerB.length ? '[[B]]' : '[[C]]'}`,
+  'judge-first': () => 'Assistant A is clearly better. [[A]]',
+  'judge-refuse': () => "I'm sorry, but I can't help with evaluating these responses.",
+  'judge-garbled': () => 'Both answers have merits; it is hard to say which one is better.',
+  'judge-both': () => 'At first I thought [[A]], but on reflection [[B]].',
+};
 
 /** A message as the model saw it, normalised across wire formats (`developer` → `system`, Gemini `model` → `assistant`). */
 export interface FakeMessage {
@@ -226,6 +258,8 @@ export function behaviorFromModelName(model: string): FakeBehavior {
   const fail = /fail-(\d{3})/.exec(model);
   if (fail) behavior.status = Number(fail[1]) as FakeErrorStatus;
   if (/(?:^|[^a-z])hang(?:$|[^a-z])/i.test(model)) behavior.hang = true;
+  const judge = /judge-[a-z]+/.exec(model);
+  if (judge && NAMED_JUDGES[judge[0]]) behavior.judge = NAMED_JUDGES[judge[0]];
   return behavior;
 }
 
@@ -837,7 +871,8 @@ export class FakeLlmServer {
 
   private buildReply(chat: ChatRequest, behavior: FakeBehavior): Reply {
     const lastUser = [...chat.messages].reverse().find((m) => m.role === 'user');
-    const text = behavior.text ?? `Reply from ${chat.model}: ${lastUser?.text ?? ''}`;
+    const judgePrompt = behavior.judge && lastUser ? parseJudgePrompt(lastUser.text) : null;
+    const text = judgePrompt ? behavior.judge!(judgePrompt) : (behavior.text ?? `Reply from ${chat.model}: ${lastUser?.text ?? ''}`);
     return {
       id: `fake-${this.nextId++}`,
       model: chat.model,

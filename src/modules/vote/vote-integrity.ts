@@ -54,8 +54,8 @@ export class VoteIntegrity {
     private readonly rules: VoteRules,
     private readonly consensus: ConsensusSource,
     private readonly logger: Logger,
-    /** Called after an exclusion or a reversal changed which votes count. */
-    private readonly onChange: () => Promise<void>,
+    /** Called after an exclusion or a reversal changed which of the user's votes count (shared boards and the user's cached reads). */
+    private readonly onChange: (userId: string) => Promise<void>,
   ) {}
 
   /** Checks the user's pattern; excludes them when a rule fires. Returns the reason, or null. */
@@ -115,7 +115,7 @@ export class VoteIntegrity {
     });
     if (!excluded) return null;
     this.logger.warn({ userId, reason, votesConsidered: considered }, 'votes excluded from the leaderboard: implausible voting pattern');
-    await this.onChange();
+    await this.onChange(userId);
     return reason;
   }
 
@@ -147,7 +147,7 @@ export class VoteIntegrity {
     });
     if (!found) throw notFound('Vote exclusion');
     this.logger.info({ userId, adminId: admin.userId }, 'vote exclusion reversed by an admin');
-    await this.onChange();
+    await this.onChange(userId);
     const [view] = (await this.list(em, true)).filter((x) => x.userId === userId);
     return view!;
   }
