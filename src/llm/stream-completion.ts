@@ -73,6 +73,8 @@ export interface StreamCompletionOptions {
   provider: ProviderName;
   model: LanguageModel;
   messages: readonly ChatTurn[];
+  /** Instructions sent as the provider's system prompt (not as a message). */
+  system?: string;
   timeoutMs: number;
   /** Aborting it cancels the call (CancelledError). */
   signal?: AbortSignal;
@@ -108,6 +110,7 @@ export async function streamCompletion(opts: StreamCompletionOptions): Promise<C
   try {
     const result = streamText({
       model: opts.model,
+      ...(opts.system !== undefined ? { system: opts.system } : {}),
       messages: opts.messages.map((m) => ({ role: m.role, content: m.content }) as ModelMessage),
       maxRetries: LLM_MAX_RETRIES,
       maxOutputTokens: opts.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS,

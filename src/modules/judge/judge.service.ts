@@ -142,7 +142,8 @@ export class JudgeService {
       conversation(comparison.prompt, first.content, second.content),
       conversation(comparison.prompt, second.content, first.content),
     ]);
-    const release = await this.deps.usage.admit(principal, turns.map((t) => plannedCall(model, t)));
+    // The system prompt counts in the worst-case input size too.
+    const release = await this.deps.usage.admit(principal, turns.map((t) => plannedCall(model, [{ content: JUDGE_SYSTEM_PROMPT }, ...t])));
     let results: CallResult[];
     try {
       results = await this.callAll(em, principal.userId, model, turns, comparison.id);
@@ -186,6 +187,7 @@ export class JudgeService {
           const result = await streamCompletion({
             provider: model.provider,
             model: languageModel,
+            system: JUDGE_SYSTEM_PROMPT,
             messages: turns[i]!,
             timeoutMs: this.deps.requestTimeoutMs,
             maxOutputBytes: this.deps.maxOutputBytes,
@@ -274,9 +276,7 @@ function pairOk(forward: CallResult, swapped: CallResult): boolean {
   return forward.verdict !== undefined && swapped.verdict !== undefined;
 }
 
+/** The judge's one user turn (the system prompt goes as `system`). */
 function conversation(question: string, answerA: string, answerB: string): ChatTurn[] {
-  return [
-    { role: 'system', content: JUDGE_SYSTEM_PROMPT },
-    { role: 'user', content: judgeUserPrompt(question, answerA, answerB) },
-  ];
+  return [{ role: 'user', content: judgeUserPrompt(question, answerA, answerB) }];
 }
