@@ -24,6 +24,7 @@ const BOARD = `query($scope: LeaderboardScope, $filter: LeaderboardFilter) {
 }`;
 const VOTE = `mutation($input: VoteInput!) { vote(input: $input) { id } }`;
 
+const ADMIN_EMAIL = `judge-admin-${process.pid}@example.com`;
 let fake: FakeLlmServer;
 let t: TestApp;
 
@@ -50,6 +51,7 @@ beforeAll(async () => {
       LEADERBOARD_BOOTSTRAP_SAMPLES: '0',
       RATE_LIMIT_PROVIDER_CALLS: '12',
       RATE_LIMIT_PROVIDER_WINDOW_SECONDS: '3600',
+      ADMIN_EMAILS: ADMIN_EMAIL,
     },
   });
 });
@@ -224,5 +226,28 @@ describe('judgeComparison', () => {
     expect(res.errors).toBeUndefined();
     expect(res.data.leaderboardInfo).toMatchObject({ judgeHumanAgreement: 0.5, judgeHumanPairs: 4, votesUsed: 5, votesExcluded: 0 });
     expect(tally(res.data.leaderboard)).toEqual({ [X]: [3, 1, 1], [Y]: [1, 3, 1] });
+  });
+
+  it('judge calls cost like comparisons: the cost is recorded (spentTodayUsd) and the budget refuses the next judging', async () => {
+    const admin = await t.gql(`mutation($e: String!) { register(email: $e, password: "correct horse battery") { token } }`, { e: ADMIN_EMAIL });
+    const user = await userWithKeys('judge-budget');
+    // A priced model (gpt-4o in the catalog) answering judge prompts.
+    fake.setBehavior('gpt-4o', { judge: ({ answerA, answerB }) => (answerA.length >= answerB.length ? 'A is better [[A]]' : 'B is better [[B]]') });
+    const c = await seedComparison(t, user.userId, [{ model: A, content: 'one two three' }, { model: B, content: 'four' }]);
+    const spent = async () => (await t.gql(`{ me { spentTodayUsd } }`, {}, user.token)).data.me.spentTodayUsd as number;
+    expect(await spent()).toBe(0);
+    const first = await t.gql(JUDGE, { id: c.id, judge: 'openai:gpt-4o' }, user.token);
+    expect(first.errors).toBeUndefined();
+    expect(first.data.judgeComparison).toEqual([expect.objectContaining({ outcome: 'WINNER', winner: { id: c.responses[0] } })]);
+    const cost = await spent();
+    expect(cost).toBeGreaterThan(0);
+
+    // A budget just under what was spent: the next judge call is refused before any request.
+    const set = await t.gql(`mutation($u: ID!, $d: Float) { setUserBudget(userId: $u, dailyUsd: $d) { id } }`, { u: user.userId, d: cost / 2 }, admin.data.register.token);
+    expect(set.errors).toBeUndefined();
+    const before = fake.requests.length;
+    const refused = await t.gql(JUDGE, { id: c.id, judge: 'openai:gpt-4o' }, user.token);
+    expect(refused.errors?.[0]?.extensions?.code).toBe('BUDGET_EXCEEDED');
+    expect(fake.requests.length).toBe(before);
   });
 });
