@@ -160,7 +160,8 @@ describeRedis('arena leaderboard across instances', () => {
   let b: TestApp;
   beforeAll(async () => {
     const prefix = `t-arena-${randomUUID().slice(0, 8)}`;
-    const env = { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), LEADERBOARD_BOOTSTRAP_SAMPLES: '100' };
+    // A read after another instance's vote waits for the refit (however loaded the machine) rather than serving the previous board.
+    const env = { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), LEADERBOARD_BOOTSTRAP_SAMPLES: '100', LEADERBOARD_REFRESH_WAIT_MS: '60000' };
     a = await createTestApp({ env });
     b = await createTestApp({ db: a.db, env });
   });
@@ -193,5 +194,23 @@ describeRedis('arena leaderboard across instances', () => {
     const onB = await b.countStatements(() => b.gql(QUERY, {}, user.token));
     expect(onB.count).toBe(0);
     expect(onB.result.data).toEqual(onA.data);
+  });
+
+  it('one refit at a time across instances: both instances read a board nobody has, it is fitted once (advisory lock)', async () => {
+    const filter = { category: `lock-${randomUUID().slice(0, 8)}` };
+    const QUERY = `query($f: LeaderboardFilter) { leaderboard(filter: $f) { model } leaderboardInfo(filter: $f) { computedAt } }`;
+    const user = await a.signUp('dave');
+    const fits: string[] = [];
+    const watch = (t: TestApp) => t.app.queryObserver.onQuery((sql) => /from battle_counts/.test(sql) && fits.push(sql));
+    const stops = [watch(a), watch(b)];
+    try {
+      const [onA, onB] = await Promise.all([a.gql(QUERY, { f: filter }, user.token), b.gql(QUERY, { f: filter }, user.token)]);
+      expect(onA.errors).toBeUndefined();
+      // One instance fitted the board; the other waited for its lock and served what it stored.
+      expect(onB.data).toEqual(onA.data);
+      expect(fits).toHaveLength(1);
+    } finally {
+      for (const stop of stops) stop();
+    }
   });
 });

@@ -47,7 +47,7 @@ export interface LeaderboardFilterInput {
   since?: Date | null;
 }
 
-interface NormalisedFilter {
+export interface NormalisedFilter {
   blindOnly: boolean;
   styleControl: boolean;
   category: string | null;
@@ -99,8 +99,9 @@ interface StoredBoard {
   board: LeaderboardBoard;
 }
 
-/** Shared boards this instance served lately: refitted in the background after each vote. */
-const MAX_KNOWN_BOARDS = 50;
+/** Shared boards this instance served in the last KNOWN_FOR_MS (at most MAX_KNOWN_BOARDS) are refitted in the background after each vote. */
+const MAX_KNOWN_BOARDS = 20;
+const KNOWN_FOR_MS = 10 * 60_000;
 
 /** The board whose ratings are the consensus of the vote-integrity rules: every vote, blind or not. */
 const CONSENSUS_FILTER: NormalisedFilter = { blindOnly: false, styleControl: false, category: null, since: null };
@@ -133,8 +134,9 @@ const CONSENSUS_FILTER: NormalisedFilter = { blindOnly: false, styleControl: fal
  * stale-while-revalidate: a read that finds the generation moved starts a
  * refit and waits at most `refreshWaitMs` for it before serving the previous
  * board. After every vote (`invalidateGlobal`) the boards this instance
- * served lately (and the consensus board) are refitted in the background, so
- * a vote shows within a fit's time; `refits()` resolves when they are done.
+ * served in the last 10 minutes (at most 20, and the consensus board) are
+ * refitted in the background, one at a time, so a vote shows within a fit's
+ * time; `refits()` resolves when they are done.
  * One refit per board at a time across instances: a refit holds a
  * PostgreSQL advisory lock (transaction-scoped) on the board's key; an
  * instance that finds it taken waits for the lock, then serves the board the
@@ -142,10 +144,11 @@ const CONSENSUS_FILTER: NormalisedFilter = { blindOnly: false, styleControl: fal
  */
 export class LeaderboardService {
   private readonly inFlight = new Map<string, Promise<StoredBoard>>();
-  /** Boards to refit after the running refit of the same key (a vote arrived meanwhile). */
-  private readonly again = new Set<string>();
-  private readonly known = new Map<string, { scope: LeaderboardScopeName; filter: NormalisedFilter }>();
-  private readonly background = new Set<Promise<unknown>>();
+  /** Shared boards served lately (key → what to refit, when last served). */
+  private readonly known = new Map<string, { scope: LeaderboardScopeName; filter: NormalisedFilter; servedAt: number }>();
+  /** Boards waiting for a background refit, refitted one at a time (one DB connection, one worker). */
+  private readonly queued = new Map<string, { scope: LeaderboardScopeName; filter: NormalisedFilter }>();
+  private draining: Promise<void> | null = null;
 
   constructor(
     private readonly orm: Orm,
@@ -155,7 +158,7 @@ export class LeaderboardService {
     private readonly options: LeaderboardOptions,
     private readonly logger?: Logger,
   ) {
-    this.known.set(boardKey('GLOBAL', CONSENSUS_FILTER), { scope: 'GLOBAL', filter: CONSENSUS_FILTER });
+    this.known.set(boardKey('GLOBAL', CONSENSUS_FILTER), { scope: 'GLOBAL', filter: CONSENSUS_FILTER, servedAt: Infinity });
   }
 
   /** The board of `scope` under `filter`; `userId` is the viewer (used by MINE). */
@@ -172,12 +175,32 @@ export class LeaderboardService {
    */
   async invalidateGlobal(): Promise<void> {
     await this.generations.bump(GLOBAL_SCOPE);
-    for (const [key, { scope, filter }] of this.known) this.refitInBackground(key, scope, filter);
+    const since = Date.now() - KNOWN_FOR_MS;
+    for (const [key, entry] of this.known) {
+      if (entry.servedAt < since) this.known.delete(key);
+      else this.queued.set(key, { scope: entry.scope, filter: entry.filter });
+    }
+    this.draining ??= this.drain().finally(() => (this.draining = null));
   }
 
-  /** Resolves once every background refit started so far (and the reruns they queued) has finished. */
+  /** Resolves once every background refit queued so far has finished (tests await it instead of sleeping). */
   async refits(): Promise<void> {
-    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+    while (this.draining) await this.draining;
+  }
+
+  /** Background refits, one at a time; a board queued again while it refits is refitted once more. */
+  private async drain(): Promise<void> {
+    for (let next = this.queued.entries().next(); !next.done; next = this.queued.entries().next()) {
+      const [key, { scope, filter }] = next.value;
+      this.queued.delete(key);
+      try {
+        const generation = await this.generations.generation(GLOBAL_SCOPE);
+        const stored = await this.cache.get<StoredBoard>(key);
+        if (!stored || stored.generation !== generation) await this.refresh(key, generation, scope, filter);
+      } catch (err) {
+        this.logger?.warn({ error: err instanceof Error ? err.name : String(err) }, 'background leaderboard refit failed (the next read retries)');
+      }
+    }
   }
 
   /** Ratings of the last computed consensus board (every vote), whatever its age; null when none is stored. */
@@ -207,29 +230,9 @@ export class LeaderboardService {
   }
 
   private remember(key: string, scope: LeaderboardScopeName, filter: NormalisedFilter): void {
-    this.known.delete(key);
-    this.known.set(key, { scope, filter });
-    if (this.known.size > MAX_KNOWN_BOARDS) {
-      // Oldest first; the consensus board (inserted first) is re-added so it is never dropped.
-      const oldest = [...this.known.keys()].find((k) => k !== boardKey('GLOBAL', CONSENSUS_FILTER));
-      if (oldest) this.known.delete(oldest);
-    }
-  }
-
-  private refitInBackground(key: string, scope: LeaderboardScopeName, f: NormalisedFilter): void {
-    if (this.inFlight.has(key)) {
-      this.again.add(key);
-      return;
-    }
-    const task: Promise<unknown> = this.generations
-      .generation(GLOBAL_SCOPE)
-      .then((generation) => this.refresh(key, generation, scope, f))
-      .catch((err: unknown) => this.logger?.warn({ error: err instanceof Error ? err.name : String(err) }, 'background leaderboard refit failed (the next read retries)'))
-      .finally(() => {
-        this.background.delete(task);
-        if (this.again.delete(key)) this.refitInBackground(key, scope, f);
-      });
-    this.background.add(task);
+    const entry = this.known.get(key);
+    if (entry) entry.servedAt = Math.max(entry.servedAt, Date.now());
+    else if (this.known.size < MAX_KNOWN_BOARDS) this.known.set(key, { scope, filter, servedAt: Date.now() });
   }
 
   /** One refit per board per instance at a time, and one across instances (advisory lock); the result is stored for every instance. */
@@ -242,12 +245,11 @@ export class LeaderboardService {
         const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
         const lock = `llmselect:leaderboard:${key}`;
         const [{ locked }] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [lock]);
-        if (!locked) {
-          // Another instance is fitting this board: wait for it, then take what it stored.
-          await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [lock]);
-          const theirs = await this.cache.get<StoredBoard>(key);
-          if (theirs && theirs.generation === generation) return theirs;
-        }
+        // Another instance is fitting this board: wait for it.
+        if (!locked) await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [lock]);
+        // Under the lock: the board of this generation may have been stored meanwhile (by another instance).
+        const theirs = await this.cache.get<StoredBoard>(key);
+        if (theirs && theirs.generation === generation) return theirs;
         const stored: StoredBoard = { generation, board: await this.compute(tx, scope, null, f) };
         await this.cache.set(key, stored, this.options.maxAgeMs);
         return stored;
@@ -365,7 +367,7 @@ function voteWhere(f: NormalisedFilter, params: unknown[]): string {
  * GLOBAL: cells and tallies from the pre-aggregated tables for whole days;
  * with `since`, the first (partial) UTC day from that day's votes.
  */
-function globalStatement(f: NormalisedFilter): { sql: string; params: unknown[] } {
+export function globalStatement(f: NormalisedFilter): { sql: string; params: unknown[] } {
   const tableWhere = (params: unknown[]): string => {
     const where: string[] = [];
     if (f.blindOnly) where.push('blind');
