@@ -129,15 +129,23 @@ describe('judgeComparison', () => {
     );
     for (const r of calls) expect(JSON.stringify(r.body)).not.toMatch(/model-a|model-b|model-c|openai|anthropic|google/);
 
+    // Blind and not yet voted on: judging does not reveal it, so the JUDGE board does not name its models yet.
+    const hidden = await t.gql(BOARD, { scope: 'JUDGE', filter: { category } }, user.token);
+    expect(hidden.data.leaderboard).toEqual([]);
+    expect(hidden.data.leaderboardInfo.votesUsed).toBe(0);
+    expect(res.raw).not.toMatch(/model-a|model-b|model-c/);
+    // The owner's vote reveals it (a TIE: it decides none of the judge's pairs).
+    expect((await t.gql(VOTE, { input: { comparisonId: c.id, outcome: 'TIE' } }, user.token)).errors).toBeUndefined();
     const judgeBoard = await t.gql(BOARD, { scope: 'JUDGE', filter: { category } }, user.token);
     expect(judgeBoard.errors).toBeUndefined();
     expect(tally(judgeBoard.data.leaderboard)).toEqual({ [C]: [2, 0, 0], [A]: [1, 1, 0], [B]: [0, 2, 0] });
-    expect(judgeBoard.data.leaderboardInfo).toEqual({ votesUsed: 3, votesExcluded: 0, judgeHumanAgreement: null, judgeHumanPairs: 0 });
-    // Never on the human boards (no human voted on these models).
+    // The TIE vote agrees with no verdict here (each pair has a winner): 0 of 3.
+    expect(judgeBoard.data.leaderboardInfo).toEqual({ votesUsed: 3, votesExcluded: 0, judgeHumanAgreement: 0, judgeHumanPairs: 3 });
+    // The human boards hold the human vote only (ties), never the verdicts.
     for (const scope of ['GLOBAL', 'MINE']) {
       const human = await t.gql(BOARD, { scope, filter: { category } }, user.token);
-      expect(human.data.leaderboard).toEqual([]);
-      expect(human.data.leaderboardInfo).toEqual({ votesUsed: 0, votesExcluded: 0, judgeHumanAgreement: null, judgeHumanPairs: 0 });
+      expect(tally(human.data.leaderboard)).toEqual({ [A]: [0, 0, 2], [B]: [0, 0, 2], [C]: [0, 0, 2] });
+      expect(human.data.leaderboardInfo).toEqual({ votesUsed: 1, votesExcluded: 0, judgeHumanAgreement: null, judgeHumanPairs: 0 });
     }
 
     // Judging again replaces the verdicts (same ids, no duplicates).
@@ -212,7 +220,7 @@ describe('judgeComparison', () => {
     const c2 = await seed('long answer', 'short'); // judge: X; human: Y → disagree
     const c3 = await seed('short', 'long answer'); // judge: Y; human: TIE → disagree
     const c4 = await seed('same', 'same'); // judge: tie; human: ALL_BAD (a tie) → agree
-    const c5 = await seed('long answer', 'short'); // judged, no human vote: not counted
+    const c5 = await seed('long answer', 'short'); // judged, never voted on: blind and unrevealed, counted nowhere
     for (const c of [c1, c2, c3, c4, c5]) expect((await t.gql(JUDGE, { id: c.id, judge: 'openai:judge-longer' }, user.token)).errors).toBeUndefined();
     const votes = [
       { comparisonId: c1.id, outcome: 'WINNER', winnerResponseId: c1.responses[0] },
@@ -224,8 +232,8 @@ describe('judgeComparison', () => {
 
     const res = await t.gql(BOARD, { scope: 'JUDGE', filter: { category } }, user.token);
     expect(res.errors).toBeUndefined();
-    expect(res.data.leaderboardInfo).toMatchObject({ judgeHumanAgreement: 0.5, judgeHumanPairs: 4, votesUsed: 5, votesExcluded: 0 });
-    expect(tally(res.data.leaderboard)).toEqual({ [X]: [3, 1, 1], [Y]: [1, 3, 1] });
+    expect(res.data.leaderboardInfo).toMatchObject({ judgeHumanAgreement: 0.5, judgeHumanPairs: 4, votesUsed: 4, votesExcluded: 0 });
+    expect(tally(res.data.leaderboard)).toEqual({ [X]: [2, 1, 1], [Y]: [1, 2, 1] });
   });
 
   it('judge calls cost like comparisons: the cost is recorded (spentTodayUsd) and the budget refuses the next judging', async () => {

@@ -117,7 +117,9 @@ const CONSENSUS_FILTER: NormalisedFilter = { blindOnly: false, styleControl: fal
  * - MINE: the viewer's own votes (`votes.battles`, the snapshot each vote
  *   stores), one statement over that user's votes.
  * - JUDGE: judge verdicts (`judge_verdicts`), every user's, one GROUP BY
- *   over them (verdicts are few next to votes), plus judge–human agreement.
+ *   over them (verdicts are few next to votes), plus judge–human agreement;
+ *   a verdict on a blind comparison counts once the comparison is revealed
+ *   (voted on), so the board never names the models of an unrevealed one.
  * A worker thread fits the counts (`arena-stats.ts`: Bradley–Terry with
  * ties, Fisher and bootstrap intervals, ranks, style coefficients); a second
  * statement adds the average latency and cost.
@@ -432,9 +434,14 @@ function mineStatement(userId: string, f: NormalisedFilter): { sql: string; para
   return { sql, params };
 }
 
-/** Conditions on judge verdicts (alias j) and their comparison (alias c). */
+/**
+ * Conditions on judge verdicts (alias j) and their comparison (alias c).
+ * A blind comparison counts only once revealed (voted on): judging does not
+ * reveal it, and a board filtered down to one comparison (its own category,
+ * a `since` of just now) would otherwise name its models.
+ */
 function verdictWhere(f: NormalisedFilter, params: unknown[]): string {
-  const where = ['j.outcome is not null'];
+  const where = ['j.outcome is not null', '(not c.blind or exists (select 1 from votes rv where rv.comparison_id = c.id))'];
   if (f.blindOnly) where.push('c.blind');
   if (f.category !== null) {
     where.push('c.category = ?');
