@@ -222,8 +222,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const fitWorker = new FitWorker();
     cleanups.push(() => fitWorker.close());
     const leaderboard = new LeaderboardService(orm, cache, generations, fitWorker, config.leaderboard, logger);
-    // Background refits finish (or fail) before the worker and the pool close.
-    cleanups.push(() => leaderboard.refits());
+    // Refits finish (or fail) before the worker and the pool close.
+    cleanups.push(() => leaderboard.close());
     const voteIntegrity = new VoteIntegrity(config.votes, () => leaderboard.consensus(), logger, async (userId) => {
       await generations.invalidateUser(userId);
       await leaderboard.invalidateGlobal();

@@ -60,7 +60,8 @@ describe('arena leaderboard filters', () => {
   const tally = (rows: any[]) => Object.fromEntries(rows.map((r) => [r.model, [r.wins, r.losses]]));
 
   beforeAll(async () => {
-    t = await createTestApp({ env: { LEADERBOARD_BOOTSTRAP_SAMPLES: '200' } });
+    // Reads wait for a refit however loaded the machine is (no stale board after the changes below).
+    t = await createTestApp({ env: { LEADERBOARD_BOOTSTRAP_SAMPLES: '200', LEADERBOARD_REFRESH_WAIT_MS: '60000' } });
     alice = await t.signUp('alice');
     bob = await t.signUp('bob');
     // Blind, category code: A beats B twice (Alice), B beats C once (Bob).
@@ -84,6 +85,7 @@ describe('arena leaderboard filters', () => {
     });
     // Changed behind the API's back: a board fitted meanwhile (a vote refits in the background) is stale.
     await t.app.services.leaderboard.invalidateGlobal();
+    await t.app.services.leaderboard.refits();
   });
   afterAll(() => t.close());
 

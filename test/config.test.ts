@@ -60,6 +60,29 @@ describe('loadConfig', () => {
     expect(loadConfig({ ...base, TRUST_PROXY: '2' }).trustProxy).toBe(2);
   });
 
+  it('reads the vote integrity rules, refusing values out of range', () => {
+    const base = { NODE_ENV: 'test', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
+    expect(loadConfig(base).votes).toEqual({
+      changeWindowSeconds: 600,
+      dailyCap: 500,
+      integrityMinVotes: 20,
+      firstPositionShare: 0.95,
+      consensusAgreementMax: 0.55,
+      consensusGap: 100,
+    });
+    expect(loadConfig({ ...base, VOTE_CHANGE_WINDOW_SECONDS: '0', VOTE_DAILY_CAP: '0', VOTE_INTEGRITY_FIRST_POSITION_SHARE: '1.01' }).votes).toMatchObject({
+      changeWindowSeconds: 0,
+      dailyCap: 0,
+      firstPositionShare: 1.01,
+    });
+    expect(() => loadConfig({ ...base, VOTE_DAILY_CAP: '-1' })).toThrow(new ConfigError('VOTE_DAILY_CAP must be an integer >= 0, got "-1"'));
+    expect(() => loadConfig({ ...base, VOTE_INTEGRITY_MIN_VOTES: '0' })).toThrow(/VOTE_INTEGRITY_MIN_VOTES must be an integer >= 1/);
+    expect(() => loadConfig({ ...base, VOTE_INTEGRITY_CONSENSUS_AGREEMENT_MAX: '1.5' })).toThrow(
+      new ConfigError('VOTE_INTEGRITY_CONSENSUS_AGREEMENT_MAX must be a number between 0 and 1, got "1.5"'),
+    );
+    expect(() => loadConfig({ ...base, VOTE_CHANGE_WINDOW_SECONDS: 'ten' })).toThrow(/VOTE_CHANGE_WINDOW_SECONDS must be an integer/);
+  });
+
   it('uses per-environment pool bounds', () => {
     const base = { JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
     expect(loadConfig({ ...base, NODE_ENV: 'production' }).pool).toMatchObject({ min: 2, max: 20 });

@@ -5,6 +5,7 @@
  * mutation field: a new mutation without a row fails the first test.
  */
 import { getSchema } from '../src/graphql/schema';
+import { withClient } from './helpers/factories';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
@@ -72,6 +73,23 @@ const CASES: Record<string, Case> = {
   flushCaches: { admin: true, run: async () => ({ query: `mutation { flushCaches(scope: MODEL_REGISTRY) { scope } }` }) },
   // The target's generation is bumped by the service (test/rate-limits.test.ts); here the target is the caller.
   setUserBudget: { admin: true, run: async (u) => ({ query: `mutation($id: ID!) { setUserBudget(userId: $id, dailyUsd: 3) { id } }`, variables: { id: u.userId } }) },
+  judgeComparison: {
+    run: async (u) => {
+      const c = await comparison(u);
+      return { query: `mutation($id: ID!) { judgeComparison(comparisonId: $id, judgeModel: "openai:judge-longer") { outcome } }`, variables: { id: c.id } };
+    },
+  },
+  // The excluded user's generation is bumped by the service (test/vote-integrity.test.ts); here the caller's.
+  reverseVoteExclusion: {
+    admin: true,
+    run: async () => {
+      const target = await t.signUp('inv-excluded');
+      await withClient(t.db.url, (c) =>
+        c.query(`insert into vote_exclusions (id, created_at, user_id, reason, detail, votes_considered) values (gen_random_uuid(), now(), $1, 'FIRST_POSITION', 'test', 20)`, [target.userId]),
+      );
+      return { query: `mutation($id: ID!) { reverseVoteExclusion(userId: $id) { active } }`, variables: { id: target.userId } };
+    },
+  },
 };
 
 beforeAll(async () => {

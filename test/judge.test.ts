@@ -49,6 +49,7 @@ beforeAll(async () => {
       GOOGLE_BASE_URL: fake.baseUrls.google,
       MISTRAL_BASE_URL: fake.baseUrls.mistral,
       LEADERBOARD_BOOTSTRAP_SAMPLES: '0',
+      LEADERBOARD_REFRESH_WAIT_MS: '60000',
       RATE_LIMIT_PROVIDER_CALLS: '12',
       RATE_LIMIT_PROVIDER_WINDOW_SECONDS: '3600',
       ADMIN_EMAILS: ADMIN_EMAIL,
@@ -136,6 +137,7 @@ describe('judgeComparison', () => {
     expect(res.raw).not.toMatch(/model-a|model-b|model-c/);
     // The owner's vote reveals it (a TIE: it decides none of the judge's pairs).
     expect((await t.gql(VOTE, { input: { comparisonId: c.id, outcome: 'TIE' } }, user.token)).errors).toBeUndefined();
+    await t.app.services.leaderboard.refits(); // the refit the vote started (no sleep)
     const judgeBoard = await t.gql(BOARD, { scope: 'JUDGE', filter: { category } }, user.token);
     expect(judgeBoard.errors).toBeUndefined();
     expect(tally(judgeBoard.data.leaderboard)).toEqual({ [C]: [2, 0, 0], [A]: [1, 1, 0], [B]: [0, 2, 0] });

@@ -120,7 +120,7 @@ describe('implausible voting patterns', () => {
   const adminEmail = `arena-admin-${randomBytes(3).toString('hex')}@example.com`;
 
   beforeAll(async () => {
-    t = await createTestApp({ env: { ADMIN_EMAILS: adminEmail, VOTE_INTEGRITY_MIN_VOTES: '6', LEADERBOARD_BOOTSTRAP_SAMPLES: '0' } });
+    t = await createTestApp({ env: { ADMIN_EMAILS: adminEmail, VOTE_INTEGRITY_MIN_VOTES: '6', LEADERBOARD_BOOTSTRAP_SAMPLES: '0', LEADERBOARD_REFRESH_WAIT_MS: '60000' } });
     admin = await signUpAdmin(t, adminEmail);
   });
   afterAll(() => t.close());
@@ -132,6 +132,9 @@ describe('implausible voting patterns', () => {
   };
 
   it('always-first voter: excluded after enough votes (board counts move), listed for admins only, reversible', async () => {
+    // Models of this test only (the other tests of the file vote too, in any order).
+    const B = 'anthropic:clicked-b';
+    const C = 'google:clicked-c';
     const honest = await t.signUp('honest');
     const clicker = await t.signUp('clicker');
     // Honest: 6 votes, the winner shown first half the time.

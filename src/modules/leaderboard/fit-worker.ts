@@ -17,7 +17,10 @@ export class FitWorker {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (f: ArenaFit) => void; reject: (e: Error) => void }>();
 
+  private closed = false;
+
   fit(counts: BattleCounts, options: ArenaFitOptions): Promise<ArenaFit> {
+    if (this.closed) return Promise.reject(new Error('leaderboard worker closed'));
     const worker = this.worker ?? this.start();
     const id = this.nextId++;
     return new Promise<ArenaFit>((resolve, reject) => {
@@ -29,6 +32,7 @@ export class FitWorker {
 
   /** Stops the thread; pending fits reject. */
   async close(): Promise<void> {
+    this.closed = true;
     const worker = this.worker;
     this.worker = null;
     if (worker) await worker.terminate();

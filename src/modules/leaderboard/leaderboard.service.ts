@@ -145,12 +145,14 @@ const CONSENSUS_FILTER: NormalisedFilter = { blindOnly: false, styleControl: fal
  * holder stored instead of fitting again.
  */
 export class LeaderboardService {
-  private readonly inFlight = new Map<string, Promise<StoredBoard>>();
+  /** The refit running per board, and the generation it fits. */
+  private readonly inFlight = new Map<string, { generation: number; task: Promise<StoredBoard> }>();
   /** Shared boards served lately (key → what to refit, when last served). */
   private readonly known = new Map<string, { scope: LeaderboardScopeName; filter: NormalisedFilter; servedAt: number }>();
   /** Boards waiting for a background refit, refitted one at a time (one DB connection, one worker). */
   private readonly queued = new Map<string, { scope: LeaderboardScopeName; filter: NormalisedFilter }>();
   private draining: Promise<void> | null = null;
+  private closed = false;
 
   constructor(
     private readonly orm: Orm,
@@ -177,6 +179,7 @@ export class LeaderboardService {
    */
   async invalidateGlobal(): Promise<void> {
     await this.generations.bump(GLOBAL_SCOPE);
+    if (this.closed) return;
     const since = Date.now() - KNOWN_FOR_MS;
     for (const [key, entry] of this.known) {
       if (entry.servedAt < since) this.known.delete(key);
@@ -188,6 +191,14 @@ export class LeaderboardService {
   /** Resolves once every background refit queued so far has finished (tests await it instead of sleeping). */
   async refits(): Promise<void> {
     while (this.draining) await this.draining;
+  }
+
+  /** At shutdown: no more background refits; waits for the running ones (before the worker and the pool close). */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queued.clear();
+    await this.refits();
+    await Promise.allSettled([...this.inFlight.values()].map((r) => r.task));
   }
 
   /** Background refits, one at a time; a board queued again while it refits is refitted once more. */
@@ -237,28 +248,37 @@ export class LeaderboardService {
     else if (this.known.size < MAX_KNOWN_BOARDS) this.known.set(key, { scope, filter, servedAt: Date.now() });
   }
 
-  /** One refit per board per instance at a time, and one across instances (advisory lock); the result is stored for every instance. */
+  /**
+   * One refit per board per instance at a time, and one across instances
+   * (advisory lock); the result is stored for every instance. A caller asking
+   * for the generation being fitted joins that refit; one asking for a newer
+   * generation gets a refit that starts once the running one is done.
+   */
   private refresh(key: string, generation: number, scope: LeaderboardScopeName, f: NormalisedFilter): Promise<StoredBoard> {
     const running = this.inFlight.get(key);
-    if (running) return running;
-    const task = this.orm.em
-      .fork()
-      .transactional(async (tx) => {
-        const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
-        const lock = `llmselect:leaderboard:${key}`;
-        const [{ locked }] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [lock]);
-        // Another instance is fitting this board: wait for it.
-        if (!locked) await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [lock]);
-        // Under the lock: the board of this generation may have been stored meanwhile (by another instance).
-        const theirs = await this.cache.get<StoredBoard>(key);
-        if (theirs && theirs.generation === generation) return theirs;
-        const stored: StoredBoard = { generation, board: await this.compute(tx, scope, null, f) };
-        await this.cache.set(key, stored, this.options.maxAgeMs);
-        return stored;
-      })
-      .finally(() => this.inFlight.delete(key));
-    this.inFlight.set(key, task);
+    if (running && running.generation === generation) return running.task;
+    const fit = () => this.refit(key, generation, scope, f);
+    const task: Promise<StoredBoard> = (running ? running.task.then(fit, fit) : fit()).finally(() => {
+      if (this.inFlight.get(key)?.task === task) this.inFlight.delete(key);
+    });
+    this.inFlight.set(key, { generation, task });
     return task;
+  }
+
+  private refit(key: string, generation: number, scope: LeaderboardScopeName, f: NormalisedFilter): Promise<StoredBoard> {
+    return this.orm.em.fork().transactional(async (tx) => {
+      const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
+      const lock = `llmselect:leaderboard:${key}`;
+      const [{ locked }] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [lock]);
+      // Another instance is fitting this board: wait for it.
+      if (!locked) await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [lock]);
+      // Under the lock: the board of this generation may have been stored meanwhile (by another instance).
+      const theirs = await this.cache.get<StoredBoard>(key);
+      if (theirs && theirs.generation === generation) return theirs;
+      const stored: StoredBoard = { generation, board: await this.compute(tx, scope, null, f) };
+      await this.cache.set(key, stored, this.options.maxAgeMs);
+      return stored;
+    });
   }
 
   /** `userId` null = every user's votes. */
