@@ -1,4 +1,4 @@
-import { AppError } from '../src/graphql/errors';
+import { AppError } from '../src/errors';
 import { CATALOG_DATE, MODEL_CATALOG, costUsd, findCatalogEntry, type CatalogEntry } from '../src/llm/catalog';
 import {
   InvalidModelIdError,

@@ -16,7 +16,7 @@ import { createHandler, type Response as SseResponse } from 'graphql-sse';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from './auth';
 import type { Context } from './context';
-import { AppError } from './errors';
+import { AppError } from '../errors';
 import { readBody } from './http';
 import type { DocumentGuard } from './plugins/document-limits';
 import { classifyError, QueryTooComplexError } from './plugins/format-error';

@@ -25,7 +25,7 @@
  * This module is the single definition of `ProviderName`; `catalog.ts`
  * re-exports it.
  */
-import { AppError } from '../graphql/errors';
+import { AppError } from '../errors';
 
 export const PROVIDER_NAMES = ['openai', 'anthropic', 'google', 'mistral', 'azure', 'openai_compatible'] as const;
 export type ProviderName = (typeof PROVIDER_NAMES)[number];

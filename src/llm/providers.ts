@@ -20,11 +20,11 @@ import { createMistral } from '@ai-sdk/mistral';
 import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { APICallError, LoadAPIKeyError, NoOutputGeneratedError, RetryError, type LanguageModel } from 'ai';
-import type { ProviderErrorReason } from '../graphql/errors';
+import type { ProviderErrorReason } from '../errors';
 import { isEgressDenied } from './egress';
 import { isSafeModelName, type ProviderName } from './model-id';
 
-// Re-exported so callers need one import; the definitions live in model-id.ts and graphql/errors.ts.
+// Re-exported so callers need one import; the definitions live in model-id.ts and src/errors.ts.
 export type { ProviderErrorReason, ProviderName };
 
 export interface ProviderCredentials {

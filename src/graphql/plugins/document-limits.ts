@@ -54,7 +54,7 @@ import {
 } from 'graphql';
 import type { DocumentLimits } from '../../config';
 import type { Context } from '../context';
-import { badInput } from '../errors';
+import { badInput } from '../../errors';
 import { findUnsafeText } from '../text-input';
 import { QueryTooComplexError } from './format-error';
 import { operationCost } from './operation-cost';

@@ -7,7 +7,7 @@
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { isConnectionError } from '../../db/connection-errors';
-import { AppError, type ErrorCode } from '../errors';
+import { AppError, type ErrorCode } from '../../errors';
 
 /** A validation-rule error that should reach the client as QUERY_TOO_COMPLEX. */
 export class QueryTooComplexError extends GraphQLError {

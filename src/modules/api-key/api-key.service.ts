@@ -1,7 +1,7 @@
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import { badInput, notFound } from '../../graphql/errors';
+import { badInput, notFound } from '../../errors';
 import { isUuid } from '../../db/pagination';
 import { codePointLength } from '../../graphql/text-input';
 import { checkEndpoint, type EgressPolicy } from '../../llm/egress';

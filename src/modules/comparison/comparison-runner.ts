@@ -37,7 +37,7 @@ import { randomBytes } from 'node:crypto';
 import { isConnectionError } from '../../db/connection-errors';
 import { isUuid } from '../../db/pagination';
 import type { Principal } from '../../graphql/auth';
-import { AppError, badInput, notFound } from '../../graphql/errors';
+import { AppError, badInput, notFound } from '../../errors';
 import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';

@@ -4,7 +4,7 @@ import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import { childFieldArgs } from '../../graphql/lookahead';
 import type { Context } from '../../graphql/context';
-import { AppError } from '../../graphql/errors';
+import { AppError } from '../../errors';
 import { PageInfoType } from '../../graphql/types';
 import { Conversation } from '../conversation/conversation.entity';
 import { PageArgs } from '../conversation/conversation.resolver';

@@ -5,7 +5,7 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import { AppError, badInput } from '../../graphql/errors';
+import { AppError, badInput } from '../../errors';
 import { codePointLength } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
