@@ -5,6 +5,7 @@ import { badInput, notFound } from '../../errors';
 import { isUuid } from '../../db/pagination';
 import { codePointLength } from '../../graphql/text-input';
 import { checkEndpoint, type EgressPolicy } from '../../llm/egress';
+import type { ProviderCredentials } from '../../llm/providers';
 import { ApiKey, Provider } from './api-key.entity';
 import type { SecretBox } from './secret-box';
 
@@ -15,10 +16,6 @@ export interface SaveApiKeyArgs {
   baseUrl?: string | null;
 }
 
-export interface ProviderCredentials {
-  apiKey: string;
-  baseUrl: string | null;
-}
 
 const LABEL = /^[A-Za-z0-9_.-]{1,40}$/;
 /** Providers that have no public endpoint: the key must say where to call. */

@@ -40,13 +40,12 @@ import type { Principal } from '../../graphql/auth';
 import { AppError, badInput, notFound } from '../../errors';
 import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
-import { endpointKey, type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
 import { logProviderFailure } from '../../llm/provider-failure-log';
 import { ProviderCallError } from '../../llm/providers';
 import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { Metrics } from '../../observability/metrics';
-import { Provider } from '../api-key/api-key.entity';
 import type { ModelAccess } from '../api-key/model-access';
 import type { ConversationService } from '../conversation/conversation.service';
 import { validatePrompt } from '../message/chat.service';
@@ -165,7 +164,7 @@ export class ComparisonRunner {
         em.create(ComparisonResponse, {
           comparison,
           position,
-          provider: Provider[toGraphqlProvider(model.provider)],
+          provider: toProvider(model.provider),
           model: model.id,
           keyLabel: model.label,
           createdAt: comparison.createdAt,
