@@ -5,29 +5,16 @@ import { requireUser } from '../../graphql/auth';
 import { childFieldArgs } from '../../graphql/lookahead';
 import type { Context } from '../../graphql/context';
 import { AppError } from '../../errors';
-import { PageInfoType } from '../../graphql/types';
+import { Connection, PageArgs, totalCountResolver } from '../../graphql/connection';
 import { Conversation } from '../conversation/conversation.entity';
-import { PageArgs } from '../conversation/conversation.resolver';
 import { Vote } from '../vote/vote.entity';
 import { ComparisonResponse, type ComparisonResponseView, ComparisonResult, type ComparisonView } from './comparison.entity';
 import { RunComparisonInput } from './comparison.inputs';
 
 @ObjectType({ simpleResolvers: true })
-export class ComparisonConnection {
-  @Field(() => [ComparisonResult])
-  nodes!: ComparisonResult[];
+export class ComparisonConnection extends Connection(ComparisonResult) {}
 
-  @Field(() => PageInfoType)
-  pageInfo!: PageInfoType;
-}
-
-@Resolver(() => ComparisonConnection)
-export class ComparisonConnectionResolver {
-  @FieldResolver(() => Int)
-  totalCount(@Ctx() ctx: Context): Promise<number> {
-    return ctx.services.comparisons.count(ctx.em, requireUser(ctx.principal));
-  }
-}
+export const ComparisonConnectionResolver = totalCountResolver(ComparisonConnection, (ctx) => ctx.services.comparisons.count(ctx.em, requireUser(ctx.principal)));
 
 @Resolver(() => ComparisonResult)
 export class ComparisonResolver {
