@@ -31,7 +31,9 @@ import type { CachePort } from '../cache/cache.port';
 import type { Logger } from '../observability/logger';
 import { type CatalogEntry, MODEL_CATALOG } from './catalog';
 import { formatModelId, type ProviderName } from './model-id';
-import { type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport, DEFAULT_BASE_URLS, listProviderModels, ProviderCallError } from './providers';
+import { DEFAULT_BASE_URLS, type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport } from './language-models';
+import { listProviderModels } from './model-lists';
+import { ProviderCallError } from './provider-errors';
 
 /** One model as the API lists it (catalog entry, or a listed name with no curated data). */
 export type RegistryModel = CatalogEntry;

@@ -5,7 +5,7 @@ import { badInput, notFound } from '../../errors';
 import { isUuid } from '../../db/pagination';
 import { codePointLength } from '../../graphql/text-input';
 import { checkEndpoint, type EgressPolicy } from '../../llm/egress';
-import type { ProviderCredentials } from '../../llm/providers';
+import type { ProviderCredentials } from '../../llm/language-models';
 import { ApiKey, Provider } from './api-key.entity';
 import type { SecretBox } from './secret-box';
 

@@ -7,7 +7,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { LanguageModel } from 'ai';
 import type { ModelId } from '../../llm/model-id';
 import { toProvider } from '../../llm/model-id';
-import { createLanguageModel, ProviderCallError, type ProviderBaseUrls, type ProviderTransport } from '../../llm/providers';
+import { createLanguageModel, type ProviderBaseUrls, type ProviderTransport } from '../../llm/language-models';
+import { ProviderCallError } from '../../llm/provider-errors';
 import type { ApiKeyService } from './api-key.service';
 
 export class ModelAccess {

@@ -42,7 +42,7 @@ import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
 import { logProviderFailure } from '../../llm/provider-failure-log';
-import { ProviderCallError } from '../../llm/providers';
+import { ProviderCallError } from '../../llm/provider-errors';
 import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { Metrics } from '../../observability/metrics';

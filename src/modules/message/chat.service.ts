@@ -10,7 +10,7 @@ import { codePointLength } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
 import { logProviderFailure } from '../../llm/provider-failure-log';
-import { ProviderCallError } from '../../llm/providers';
+import { ProviderCallError } from '../../llm/provider-errors';
 import type { Logger } from '../../observability/logger';
 import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
 import type { Conversation } from '../conversation/conversation.entity';
