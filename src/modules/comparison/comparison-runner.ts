@@ -29,7 +29,7 @@
  */
 import type { CachePort } from '../../cache/cache.port';
 import type { UserCacheInvalidator } from '../../cache/invalidation';
-import type { PubSub } from '../../cache/pubsub';
+import type { PubSub } from '../../pubsub/pubsub.port';
 import type { Orm } from '../../db/orm';
 import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
