@@ -34,6 +34,7 @@ import { formatModelId, type ProviderName } from './model-id';
 import { DEFAULT_BASE_URLS, type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport } from './language-models';
 import { listProviderModels } from './model-lists';
 import { ProviderCallError } from './provider-errors';
+import { withTimeout } from '../timeout';
 
 /** One model as the API lists it (catalog entry, or a listed name with no curated data). */
 export type RegistryModel = CatalogEntry;
@@ -143,9 +144,8 @@ export class ModelRegistry {
       return names;
     };
     try {
-      const names = await this.withDeadline(this.opts.cache.wrapSwr(key, { freshMs: this.opts.freshMs, maxAgeMs: this.maxAgeMs }, load));
-      if (names) return names;
-      throw new Error(`no answer within ${this.opts.listTimeoutMs}ms`);
+      // Past the deadline the work goes on and may still fill the cache.
+      return await withTimeout(this.opts.cache.wrapSwr(key, { freshMs: this.opts.freshMs, maxAgeMs: this.maxAgeMs }, load), this.opts.listTimeoutMs, 'model list');
     } catch (err) {
       const since = this.failedAt.get(key);
       if (since === undefined || Date.now() - since >= this.failureBackoffMs) {
@@ -156,17 +156,6 @@ export class ModelRegistry {
       }
       return this.lastGood.get(key) ?? [];
     }
-  }
-
-  /** `promise`'s value, or undefined once `listTimeoutMs` has passed (the work goes on and may still fill the cache). */
-  private withDeadline<T>(promise: Promise<T>): Promise<T | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), this.opts.listTimeoutMs);
-      timer.unref();
-    });
-    promise.catch(() => undefined);
-    return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
   }
 
   private remember<V>(map: Map<string, V>, key: string, value: V): void {
