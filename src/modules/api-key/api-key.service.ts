@@ -56,7 +56,7 @@ export class ApiKeyService {
     key.last4 = secret.slice(-4);
     key.baseUrl = baseUrl;
     try {
-      await em.persistAndFlush(key);
+      await em.persist(key).flush();
     } catch (error) {
       // Two concurrent saves of the same label: the loser retries as an update.
       if (error instanceof UniqueConstraintViolationException && !existing) return this.save(em.fork(), principal, args);

@@ -52,7 +52,7 @@ export class ConversationService {
       owner: principal.userId,
       title: cleanTitle(title ?? 'New conversation'),
     });
-    await em.persistAndFlush(conversation);
+    await em.persist(conversation).flush();
     return conversation;
   }
 

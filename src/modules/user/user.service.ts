@@ -60,7 +60,7 @@ export class UserService {
       role: this.adminEmails.includes(email) ? UserRole.ADMIN : UserRole.USER,
     });
     try {
-      await em.persistAndFlush(user);
+      await em.persist(user).flush();
     } catch (error) {
       if (error instanceof UniqueConstraintViolationException) {
         throw badInput('An account with this email already exists', 'email');
