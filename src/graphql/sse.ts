@@ -18,8 +18,8 @@ import type { Principal } from './auth';
 import type { Context, RequestContexts } from './context';
 import { AppError } from '../errors';
 import { readBody } from '../http/respond';
-import type { DocumentGuard } from './plugins/document-limits';
-import { classifyError, QueryTooComplexError } from './plugins/format-error';
+import type { DocumentGuard } from './document-limits';
+import { classifyError, QueryTooComplexError } from './format-error';
 
 export interface SseDeps {
   schema: GraphQLSchema;
