@@ -33,26 +33,16 @@ import { AppError } from '../errors';
 export const PROVIDER_NAMES = ['openai', 'anthropic', 'google', 'mistral', 'azure', 'openai_compatible'] as const;
 export type ProviderName = (typeof PROVIDER_NAMES)[number];
 
-/** A provider as the GraphQL enum `Provider` names it and as the database stores it. */
-export enum Provider {
-  OPENAI = 'OPENAI',
-  ANTHROPIC = 'ANTHROPIC',
-  GOOGLE = 'GOOGLE',
-  MISTRAL = 'MISTRAL',
-  AZURE = 'AZURE',
-  OPENAI_COMPATIBLE = 'OPENAI_COMPATIBLE',
-}
-
-/** The one mapping between the two spellings. */
-const PROVIDER_OF_NAME: Readonly<Record<ProviderName, Provider>> = {
-  openai: Provider.OPENAI,
-  anthropic: Provider.ANTHROPIC,
-  google: Provider.GOOGLE,
-  mistral: Provider.MISTRAL,
-  azure: Provider.AZURE,
-  openai_compatible: Provider.OPENAI_COMPATIBLE,
+/**
+ * A provider as the GraphQL enum `Provider` names it and as the database
+ * stores it: the upper case of its `ProviderName` (`openai_compatible` →
+ * `OPENAI_COMPATIBLE`). An enum-like object, so `Provider.AZURE` reads as an
+ * enum member and type-graphql / MikroORM register it as one.
+ */
+export type Provider = Uppercase<ProviderName>;
+export const Provider = Object.freeze(Object.fromEntries(PROVIDER_NAMES.map((name) => [name.toUpperCase(), name.toUpperCase()]))) as {
+  readonly [P in Provider]: P;
 };
-const NAME_OF_PROVIDER = new Map(Object.entries(PROVIDER_OF_NAME).map(([name, provider]) => [provider, name as ProviderName]));
 
 export const DEFAULT_LABEL = 'default';
 export const MAX_MODEL_ID_LENGTH = 200;
@@ -157,9 +147,9 @@ export function isProviderName(value: string): value is ProviderName {
   return (PROVIDER_NAMES as readonly string[]).includes(value);
 }
 
-/** The `Provider` (GraphQL, database) of a model id's provider. */
+/** The `Provider` (GraphQL, database) of a model id's provider: the one mapping between the two spellings. */
 export function toProvider(name: ProviderName): Provider {
-  return PROVIDER_OF_NAME[name];
+  return name.toUpperCase() as Provider;
 }
 
 /**
@@ -168,8 +158,8 @@ export function toProvider(name: ProviderName): Provider {
  * when the type is bypassed at run time).
  */
 export function toProviderName(provider: Provider): ProviderName {
-  const name = NAME_OF_PROVIDER.get(provider);
-  if (!name) throw new RangeError(`unknown GraphQL provider: ${String(provider)}`);
+  const name = provider.toLowerCase();
+  if (provider !== name.toUpperCase() || !isProviderName(name)) throw new RangeError(`unknown GraphQL provider: ${String(provider)}`);
   return name;
 }
 
