@@ -28,6 +28,7 @@ import { CursorCodec } from './db/pagination';
 import { QueryObserver } from './db/query-observer';
 import { TokenService } from './graphql/auth';
 import { type Context, createRequestContexts } from './graphql/context';
+import { CompiledReads } from './graphql/compiled-read';
 import { createGraphqlHandler } from './graphql/http';
 import { createDocumentGuard } from './graphql/document-limits';
 import { invalidationPlugin } from './graphql/plugins/invalidation';
@@ -247,6 +248,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const trustedDocuments = config.apq.manifestPath ? loadPersistedDocuments(config.apq.manifestPath) : new Map<string, string>();
     const schema = await getSchema();
     const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs });
+    const compiledReads = config.compiledReads
+      ? new CompiledReads({ schema, em: orm.em, cursors, checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables) })
+      : undefined;
     // Metric labels: the manifest's operation names, plus a bounded number of others.
     const operationLabels = OperationLabels.fromDocuments(trustedDocuments.values(), config.metrics.maxOperationLabels);
     const guard = createDocumentGuard({ limits: config.limits, production, providerCallingFields: PROVIDER_CALLING_MUTATIONS });
@@ -275,7 +279,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production, operationLabels }),
         httpStatusPlugin(),
         invalidationPlugin(generations),
-        operationCachePlugin(responseCache),
+        operationCachePlugin(responseCache, compiledReads),
         production
           ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
           : ApolloServerPluginLandingPageLocalDefault({ footer: false, includeCookies: false }),
@@ -296,7 +300,17 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       route: createRoutes({
         // The local explorer (GraphiQL from node_modules) outside production; Apollo's landing page otherwise.
         explorer: production ? undefined : loadExplorer(),
-        graphql: createGraphqlHandler({ apollo, contexts, responseCache, maxBodyBytes: config.limits.maxBodyBytes }),
+        graphql: createGraphqlHandler({
+          apollo,
+          contexts,
+          responseCache,
+          compiledReads,
+          onCompiledRead: (outcome, error) => {
+            metrics.compiledReads.inc({ outcome });
+            if (error) logger.warn({ err: error }, 'compiled read failed; answered the ordinary way');
+          },
+          maxBodyBytes: config.limits.maxBodyBytes,
+        }),
         stream: createSseHandler({ schema, production, guard, maxBodyBytes: config.limits.maxBodyBytes, contexts }),
         health: () => healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) }),
         metrics: { registry: metrics.registry, token: config.metrics.token },
