@@ -18,8 +18,9 @@ import { SpendReservation } from './src/modules/usage/spend-reservation.entity';
 import { VoteExclusion } from './src/modules/vote/vote-exclusion.entity';
 import { JudgeVerdictEntity } from './src/modules/judge/judge-verdict.entity';
 import { BaseEntity } from './src/db/base.entity';
+import { ModelCallEntity } from './src/db/model-call.entity';
 
-export const ENTITIES: Function[] = [BaseEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation, VoteExclusion, JudgeVerdictEntity];
+export const ENTITIES: Function[] = [BaseEntity, ModelCallEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation, VoteExclusion, JudgeVerdictEntity];
 
 export default async () => {
   const config = loadConfig();

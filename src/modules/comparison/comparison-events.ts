@@ -22,7 +22,7 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
-import type { PubSub } from '../../cache/pubsub';
+import type { PubSub } from '../../pubsub/pubsub.port';
 import { ComparisonResponse, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 
 export type ChannelMessage =

@@ -9,6 +9,7 @@
  * `ConversationExport`: no owner ids, no key labels, never an API key.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { measurementsOf, type ModelCallMeasurements } from '../../db/model-call.entity';
 import type { Principal } from '../../graphql/auth';
 import type { ComparisonResponseView } from '../comparison/comparison.entity';
 import type { ComparisonService } from '../comparison/comparison.service';
@@ -33,11 +34,7 @@ export interface ConversationExport {
     model: string | null;
     provider: string | null;
     createdAt: string;
-    promptTokens: number | null;
-    completionTokens: number | null;
-    latencyMs: number | null;
-    costUsd: number | null;
-  }>;
+  } & ModelCallMeasurements>;
   comparisons: Array<{
     id: string;
     prompt: string;
@@ -48,12 +45,8 @@ export interface ConversationExport {
       status: string;
       content: string;
       error: string | null;
-      latencyMs: number | null;
       timeToFirstTokenMs: number | null;
-      promptTokens: number | null;
-      completionTokens: number | null;
-      costUsd: number | null;
-    }>;
+    } & ModelCallMeasurements>;
     vote: { outcome: string; winnerModel: string | null } | null;
   }>;
   exportedAt: string;
@@ -122,10 +115,7 @@ export class ExportService {
         model: m.model ?? null,
         provider: m.provider ?? null,
         createdAt: m.createdAt.toISOString(),
-        promptTokens: m.promptTokens ?? null,
-        completionTokens: m.completionTokens ?? null,
-        latencyMs: m.latencyMs ?? null,
-        costUsd: m.costUsd ?? null,
+        ...measurementsOf(m),
       })),
       comparisons: comparisonRows.map((c) => {
         const vote = voteByComparison.get(c.id);
@@ -139,11 +129,8 @@ export class ExportService {
             status: r.status,
             content: r.content,
             error: r.error ?? null,
-            latencyMs: r.latencyMs ?? null,
             timeToFirstTokenMs: r.timeToFirstTokenMs ?? null,
-            promptTokens: r.promptTokens ?? null,
-            completionTokens: r.completionTokens ?? null,
-            costUsd: r.costUsd ?? null,
+            ...measurementsOf(r),
           })),
           vote: vote ? { outcome: vote.outcome, winnerModel: vote.winner ? (modelByResponseId.get(vote.winner.id) ?? null) : null } : null,
         };

@@ -31,11 +31,11 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import { AppError, badInput } from '../../graphql/errors';
+import { AppError, badInput } from '../../errors';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { type ModelId, parseModelId } from '../../llm/model-id';
 import { logProviderFailure } from '../../llm/provider-failure-log';
-import { ProviderCallError } from '../../llm/providers';
+import { ProviderCallError } from '../../llm/provider-errors';
 import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { ModelAccess } from '../api-key/model-access';

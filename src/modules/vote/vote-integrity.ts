@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { VoteRules } from '../../config';
 import { isUuid } from '../../db/pagination';
 import type { Principal } from '../../graphql/auth';
-import { notFound } from '../../graphql/errors';
+import { notFound } from '../../errors';
 import type { Logger } from '../../observability/logger';
 
 export type ExclusionReason = 'FIRST_POSITION' | 'RANDOM_AGAINST_CONSENSUS';
