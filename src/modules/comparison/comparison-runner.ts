@@ -53,6 +53,8 @@ import { validatePrompt } from '../message/chat.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from '../message/history';
 import { Message, MessageRole } from '../message/message.entity';
+import { shuffled } from './blind';
+import { categorize, parseCategory } from './category';
 import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, ResponsePublisher } from './comparison-events';
 import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 
@@ -81,6 +83,10 @@ export interface RunComparisonArgs {
   prompt: string;
   models: string[];
   conversationId?: string | null;
+  /** Shuffle the models (crypto RNG) and hide them until the vote (`blind.ts`). */
+  blind?: boolean | null;
+  /** Given category (validated by `parseCategory`); absent: assigned by `categorize`. */
+  category?: string | null;
 }
 
 export interface ComparisonRunnerDeps {
@@ -147,7 +153,10 @@ export class ComparisonRunner {
   async begin(principal: Principal, args: RunComparisonArgs): Promise<string> {
     this.refuseWhenClosing();
     const prompt = validatePrompt(args.prompt, 'prompt');
-    const models = parseModels(args.models);
+    const blind = args.blind === true;
+    // Positions (and so labels, ids and insertion order) follow this order: shuffled when blind.
+    const models = blind ? shuffled(parseModels(args.models)) : parseModels(args.models);
+    const category = parseCategory(args.category) ?? categorize(prompt);
     const em = this.deps.orm.em.fork();
     const existing = args.conversationId ? await this.deps.conversations.getForWrite(em, principal, args.conversationId) : null;
     const histories = existing ? await historiesByModel(em, existing.id, models.map(endpointKey)) : new Map<string, ChatTurn[]>();
@@ -159,7 +168,7 @@ export class ComparisonRunner {
     let comparison: ComparisonResult;
     try {
       const conversation = existing ?? (await this.deps.conversations.create(em, principal, titleFrom(prompt)));
-      comparison = em.create(ComparisonResult, { owner: principal.userId, conversation, prompt });
+      comparison = em.create(ComparisonResult, { owner: principal.userId, conversation, prompt, blind, category });
       em.create(Message, { conversation, role: MessageRole.USER, content: prompt, comparison, createdAt: comparison.createdAt });
       const responses = models.map((model, position) =>
         em.create(ComparisonResponse, {
@@ -188,9 +197,12 @@ export class ComparisonRunner {
     return comparison.id;
   }
 
-  /** The live event stream of a comparison the caller has already been authorised for. */
-  events(comparisonId: string): ComparisonEventStream {
-    const stream = comparisonEventStream(this.deps, this.deps.orm.em.fork(), comparisonId);
+  /**
+   * The live event stream of a comparison the caller has already been
+   * authorised for; `revealed` false (blind, not voted on) hides provider error texts.
+   */
+  events(comparisonId: string, revealed: boolean): ComparisonEventStream {
+    const stream = comparisonEventStream(this.deps, this.deps.orm.em.fork(), comparisonId, revealed);
     this.streams.add(stream);
     void stream.finished.then(() => this.streams.delete(stream));
     if (this.closing) void stream.shutdown();
