@@ -47,8 +47,9 @@ export interface WeightedPair {
 
 /** A uniform number in [0, 1). */
 export type Uniform = () => number;
-const TWO_48 = 2 ** 48;
-export const cryptoUniform: Uniform = () => randomInt(TWO_48) / TWO_48;
+/** `randomInt` takes a range below 2^48. */
+const RANGE = 2 ** 48 - 1;
+export const cryptoUniform: Uniform = () => randomInt(RANGE) / RANGE;
 
 /** The key of an unordered pair (order-independent). */
 export function pairKey(a: string, b: string): string {
