@@ -33,6 +33,7 @@ const EXPORT = `query($id: ID!, $format: ExportFormat) { exportConversation(id: 
 const EVENTS = `subscription($id: ID!) { comparisonEvents(comparisonId: $id) { comparisonId responseId status delta content error } }`;
 const VOTE = `mutation($input: VoteInput!) { vote(input: $input) { outcome winner { label model provider } } }`;
 const RETRY = `mutation($id: ID!) { retryComparisonResponse(id: $id) { ${RESPONSE} } }`;
+const KEYS = `query { me { apiKeys { provider lastUsedAt } } }`;
 const SAVE_KEY = `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`;
 const LEADERBOARD = `query($filter: LeaderboardFilter) { leaderboard(scope: MINE, filter: $filter) { model battles } }`;
 
@@ -162,6 +163,9 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
       expect(cached.result.raw).toBe(get!.raw);
     }
     expectNoIdentity((await events(a, comparison.id, u.token)).raw);
+    // Which keys were used would tell which providers are in it: they are marked used only at the reveal.
+    const keysBefore = await b.gql(KEYS, {}, u.token);
+    expect(keysBefore.data.me.apiKeys.map((k: any) => k.lastUsedAt)).toEqual([null, null]);
 
     // The vote (on B) reveals, on both instances, cached reads included.
     const winner = shown[0]!;
@@ -195,6 +199,9 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
       expect(exported.revealed).toBe(true);
       expect(exported.responses.map((r: any) => r.model).sort()).toEqual([MODEL_A, MODEL_B].sort());
     }
+
+    const keysAfter = await a.gql(KEYS, {}, u.token);
+    for (const key of keysAfter.data.me.apiKeys) expect(new Date(key.lastUsedAt).getTime()).toBeGreaterThan(Date.now() - 60_000);
 
     // The board counts it as a blind battle of its category.
     const board = await a.gql(LEADERBOARD, { filter: { blindOnly: true, category: 'creative_writing' } }, u.token);

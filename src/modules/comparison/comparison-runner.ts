@@ -115,6 +115,8 @@ interface Job {
   response: { id: string; comparisonId: string; model: ModelId };
   history: ChatTurn[];
   userId: string;
+  /** A blind comparison's call leaves the key's `lastUsedAt` to the reveal (see `ApiKeyService.credentials`). */
+  blind: boolean;
 }
 
 export class ComparisonRunner {
@@ -187,6 +189,7 @@ export class ComparisonRunner {
         response: { id: r.id, comparisonId: comparison.id, model: models[i]! },
         history: turnsOf(models[i]!),
         userId: principal.userId,
+        blind,
       }));
     } catch (error) {
       await release();
@@ -261,7 +264,7 @@ export class ComparisonRunner {
       throw badInput('This response is already being retried', 'id');
     }
 
-    const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId }).finally(release);
+    const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId, blind: comparison.blind }).finally(release);
     this.track(`retry:${response.id}`, job);
     await job;
   }
@@ -393,7 +396,7 @@ export class ComparisonRunner {
     const started = performance.now();
     let outcome: ResponseStatus = ResponseStatus.FAILED;
     try {
-      const languageModel = await this.deps.models.languageModel(em, job.userId, model);
+      const languageModel = await this.deps.models.languageModel(em, job.userId, model, !job.blind);
       let streaming = false;
       const result = await streamCompletion({
         provider: model.provider,
