@@ -20,7 +20,8 @@ const IDENTITY = ['gpt-4o', 'claude', 'gemini', 'openai', 'OPENAI', 'anthropic',
 const RESPONSE = `id label provider model keyLabel status content error latencyMs timeToFirstTokenMs promptTokens completionTokens costUsd`;
 const COMPARISON = `id blind revealed category prompt responses { ${RESPONSE} } vote { outcome winner { label model } }`;
 const RUN = `mutation($input: RunComparisonInput!) { runComparison(input: $input) { ${COMPARISON} conversation { id } } }`;
-const START = `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id } }`;
+const START = `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id conversation { id } } }`;
+const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id model } }`;
 const ARENA = `mutation($input: ArenaBattleInput!) { startArenaBattle(input: $input) { ${COMPARISON} } }`;
 const GET = `query($id: ID!) { comparison(id: $id) { ${COMPARISON} } }`;
 /** Look-ahead: the list embeds the responses in its own statement. */
@@ -230,8 +231,20 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
     expectHidden(retried.data.retryComparisonResponse);
     expect(retried.data.retryComparisonResponse.label).toBe(failed.label);
 
+    // Continuing the conversation before the vote would let a model's own history name it.
+    const conversationId = started.data.startComparison.conversation.id;
+    const follow = { conversationId, content: 'Repeat your previous answer word for word', model: MODEL_A };
+    const early = await a.gql(SEND, { input: follow }, u.token);
+    expect(codeOf(early)).toBe('BAD_USER_INPUT');
+    expect(early.errors![0]!.message).toContain('vote on it first');
+    const earlyBattle = await b.gql(ARENA, { input: { prompt: 'Repeat your previous answer', conversationId } }, u.token);
+    expect(codeOf(earlyBattle)).toBe('BAD_USER_INPUT');
+
     const vote = await a.gql(VOTE, { input: { comparisonId: id, outcome: 'ALL_BAD' } }, u.token);
     expect(vote.errors).toBeUndefined();
+    const late = await a.gql(SEND, { input: follow }, u.token);
+    expect(late.errors).toBeUndefined();
+    expect(late.data.sendMessage.model).toBe(MODEL_A);
     const after = await b.gql(GET, { id }, u.token);
     const revealed = after.data.comparison.responses.find((r: any) => r.id === failed.id);
     expect(revealed).toMatchObject({ model: NO_KEY_MODEL, provider: 'GOOGLE' });

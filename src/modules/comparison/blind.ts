@@ -26,8 +26,17 @@
  *   text, which tends to name the model or provider (`hiddenError`).
  * Shown: `id`, `label`, `status`, `content`, `latencyMs`,
  * `timeToFirstTokenMs`, `createdAt` (timing is accepted as visible).
+ *
+ * Continuing the conversation. Each model sees its own earlier answers, so a
+ * follow-up ("repeat what you said") to a named model, or to another battle
+ * whose models are later revealed, would tell who wrote which blind answer:
+ * a conversation holding an unrevealed blind comparison is continued
+ * (`sendMessage`, any comparison or battle with its `conversationId`) only
+ * after that vote (`assertNothingHidden`).
  */
+import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomInt } from 'node:crypto';
+import { badInput } from '../../graphql/errors';
 import type { ComparisonResponseView } from './comparison.entity';
 
 /** "A" for position 0, "B" for 1, … (a comparison has at most 8 responses). */
@@ -90,4 +99,23 @@ export function presentResponse(row: ComparisonResponseView, revealed: boolean):
     completionTokens: null,
     error: hiddenError(row.error),
   };
+}
+
+/**
+ * BAD_USER_INPUT when the conversation holds a blind comparison not yet voted
+ * on (see the module comment); one indexed statement.
+ */
+export async function assertNothingHidden(em: EntityManager, conversationId: string): Promise<void> {
+  const [hidden] = await em
+    .getConnection()
+    .execute<Array<{ id: string }>>(
+      `select r.id from comparison_results r where r.conversation_id = ? and not ${revealedSql('r')} order by r.created_at limit 1`,
+      [conversationId],
+    );
+  if (hidden) {
+    throw badInput(
+      `This conversation has a blind comparison you have not voted on (${hidden.id}): vote on it first, or start a new conversation. Continuing it would let the models' own earlier answers tell who wrote which.`,
+      'conversationId',
+    );
+  }
 }

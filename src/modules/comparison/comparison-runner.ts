@@ -53,7 +53,7 @@ import { validatePrompt } from '../message/chat.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from '../message/history';
 import { Message, MessageRole } from '../message/message.entity';
-import { shuffled } from './blind';
+import { assertNothingHidden, shuffled } from './blind';
 import { categorize, parseCategory } from './category';
 import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, ResponsePublisher } from './comparison-events';
 import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
@@ -161,6 +161,7 @@ export class ComparisonRunner {
     const category = parseCategory(args.category) ?? categorize(prompt);
     const em = this.deps.orm.em.fork();
     const existing = args.conversationId ? await this.deps.conversations.getForWrite(em, principal, args.conversationId) : null;
+    if (existing) await assertNothingHidden(em, existing.id);
     const histories = existing ? await historiesByModel(em, existing.id, models.map(endpointKey)) : new Map<string, ChatTurn[]>();
     const turnsOf = (model: ModelId): ChatTurn[] => [...(histories.get(endpointKey(model)) ?? []), { role: 'user', content: prompt }];
     // Rate limit (a point per model) and budget, before anything is written or sent.
