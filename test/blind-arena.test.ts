@@ -6,6 +6,9 @@
  * comparisonEvents, retries, the read cache on either instance); the vote
  * reveals on every instance. Non-blind comparisons are unchanged.
  */
+import { randomUUID } from 'node:crypto';
+import { ArenaService } from '../src/modules/comparison/arena.service';
+import { withClient } from './helpers/factories';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedis, redisUrlForTests } from './helpers/redis';
 import { subscribe } from './helpers/sse';
@@ -303,5 +306,42 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
     expect(codeOf(res)).toBe('BAD_USER_INPUT');
     expect(res.errors![0]!.message).toContain('saveApiKey');
     expect(res.errors![0]!.message).toContain(`only ${MODEL_A}`);
+  });
+
+  it('weights the pair draw by the blind battles each pair has had (counted in PostgreSQL, every user, blind only)', async () => {
+    const u = await userWithKeys('arena-weights');
+    await a.gql(SAVE_KEY, { input: { provider: 'MISTRAL', apiKey: 'sk-mistral-blind-0004' } }, u.token);
+    const [X, Y, Z] = ['openai:pair-x', 'anthropic:pair-y', 'mistral:pair-z'];
+    const seed = (pairs: Array<[string, string, boolean]>) =>
+      withClient(a.db.url, async (c) => {
+        for (const [m1, m2, blind] of pairs) {
+          const id = randomUUID();
+          await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'p', $3)`, [id, u.userId, blind]);
+          for (const [position, model] of [m1, m2].entries()) {
+            await c.query(
+              `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content)
+               values (gen_random_uuid(), now(), $1, $2, upper(split_part($3, ':', 1))::provider, $3, 'COMPLETED', 'x')`,
+              [id, position, model],
+            );
+          }
+        }
+      });
+    // X–Y: 3 blind battles (weight 1/4), X–Z: 1 (1/2), Y–Z: none blind (1); the non-blind one does not count.
+    await seed([[X, Y, true], [Y, X, true], [X, Y, true], [Z, X, true], [Y, Z, false]]);
+    await a.app.cache.delete('arena:pair-counts'); // counts are shared for 30 s: start from fresh ones
+    let uniform = 0;
+    const arena = new ArenaService(a.app.cache, [X, Y, Z], () => uniform);
+    const principal = { userId: u.userId, role: 'USER' } as Parameters<ArenaService['pickModels']>[1];
+    const pick = async (value: number) => {
+      uniform = value;
+      return (await arena.pickModels(a.app.orm.em.fork(), principal)).join(' ');
+    };
+    // Total weight 1.75, pairs in sorted order: anthropic:pair-y–mistral:pair-z (1), anthropic:pair-y–openai:pair-x (0.25), mistral:pair-z–openai:pair-x (0.5).
+    expect(await pick(0)).toBe(`${Y} ${Z}`);
+    expect(await pick(0.99 / 1.75)).toBe(`${Y} ${Z}`);
+    expect(await pick(1.01 / 1.75)).toBe(`${Y} ${X}`);
+    expect(await pick(1.24 / 1.75)).toBe(`${Y} ${X}`);
+    expect(await pick(1.26 / 1.75)).toBe(`${Z} ${X}`);
+    expect(await pick(0.999)).toBe(`${Z} ${X}`);
   });
 });
