@@ -28,6 +28,8 @@ interface Target {
 }
 
 const PEERS = join(ROOT, 'bench', 'peers');
+/** Comparison rows of ours (how much each layer buys), measured at c=10 only to keep the run under 10 minutes. */
+const ONLY_AT_C10 = new Set<Variant>(['ours-miss-resolvers', 'ours-miss-js']);
 const LIMITS = join(ROOT, 'bench', 'limits');
 
 /** Sum of ours' `llmselect_db_query_duration_seconds_count` (every SQL statement, all outcomes). */
@@ -211,12 +213,14 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     dialect: 'ours',
   });
   targetsByVariant.set('ours-miss', oursTarget(true));
-  if (wanted.has('ours-miss-js')) {
-    // A second instance of ours on the same data and cache, on the reference executor (GRAPHQL_EXECUTOR=graphql-js).
-    log('starting ours with GRAPHQL_EXECUTOR=graphql-js');
-    const js = await startOurs('ours-js', { dbUrl: env.db.url, redisUrl: env.redisUrl, cachePrefix: env.cachePrefix, jwtSecret: env.jwtSecret, encryptionKey: env.encryptionKey }, { GRAPHQL_EXECUTOR: 'graphql-js' });
-    cleanup.add('stop ours (graphql-js)', () => js.stop());
-    targetsByVariant.set('ours-miss-js', { server: js, statements: () => oursStatements(js), statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)', requests: oursRequests(env, true), dialect: 'ours' });
+  // Comparison instances of ours on the same data and cache, measured at c=10 only: resolvers (COMPILED_READS=off) on graphql-jit, and on graphql-js.
+  const secrets = { dbUrl: env.db.url, redisUrl: env.redisUrl, cachePrefix: env.cachePrefix, jwtSecret: env.jwtSecret, encryptionKey: env.encryptionKey };
+  for (const [variant, executor] of [['ours-miss-resolvers', 'jit'], ['ours-miss-js', 'graphql-js']] as const) {
+    if (!wanted.has(variant)) continue;
+    log(`starting ours with COMPILED_READS=off GRAPHQL_EXECUTOR=${executor}`);
+    const server = await startOurs(variant, secrets, { COMPILED_READS: 'off', GRAPHQL_EXECUTOR: executor });
+    cleanup.add(`stop ${variant}`, () => server.stop());
+    targetsByVariant.set(variant, { server, statements: () => oursStatements(server), statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)', requests: oursRequests(env, true), dialect: 'ours' });
   }
   if (wanted.has('ours-hit')) targetsByVariant.set('ours-hit', oursTarget(false));
 
@@ -261,9 +265,11 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   const order = options.variants;
   const points: Point[] = [];
   const perPoint = options.warmupSeconds + options.seconds;
-  log(`measuring ${order.length} variants × c=${options.concurrency.join(',')}: ${options.warmupSeconds} s warm-up + ${options.seconds} s each (~${Math.ceil((order.length * options.concurrency.length * perPoint) / 60)} min)`);
+  const pointCount = order.reduce((n, v) => n + (ONLY_AT_C10.has(v) && options.concurrency.includes(10) ? 1 : options.concurrency.length), 0);
+  log(`measuring ${order.length} variants × c=${options.concurrency.join(',')}: ${pointCount} points of ${options.warmupSeconds} s warm-up + ${options.seconds} s (~${Math.ceil((pointCount * perPoint) / 60)} min)`);
   for (const c of options.concurrency) {
     for (const variant of order) {
+      if (ONLY_AT_C10.has(variant) && c !== 10 && options.concurrency.includes(10)) continue;
       const target = targetsByVariant.get(variant)!;
       const point = await measure(load, options, variant, target, c, bodySizes.get(variant) ?? NaN);
       points.push(point);

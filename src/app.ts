@@ -27,6 +27,7 @@ import { CursorCodec } from './db/pagination';
 import { QueryObserver } from './db/query-observer';
 import { TokenService } from './graphql/auth';
 import { createContext, type Context } from './graphql/context';
+import { CompiledReads } from './graphql/compiled-read';
 import { bodyTooLarge, handleGraphqlRequest, HttpError } from './graphql/http';
 import { createDocumentGuard } from './graphql/plugins/document-limits';
 import { invalidationPlugin } from './graphql/plugins/invalidation';
@@ -247,6 +248,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const trustedDocuments = config.apq.manifestPath ? loadPersistedDocuments(config.apq.manifestPath) : new Map<string, string>();
     const schema = await getSchema();
     const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs });
+    const compiledReads = config.compiledReads
+      ? new CompiledReads({ schema, em: orm.em, cursors, checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables) })
+      : undefined;
     // Metric labels: the manifest's operation names, plus a bounded number of others.
     const operationLabels = OperationLabels.fromDocuments(trustedDocuments.values(), config.metrics.maxOperationLabels);
     const guard = createDocumentGuard({ limits: config.limits, production, providerCallingFields: PROVIDER_CALLING_MUTATIONS });
@@ -275,7 +279,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production, operationLabels }),
         httpStatusPlugin(),
         invalidationPlugin(generations),
-        operationCachePlugin(responseCache),
+        operationCachePlugin(responseCache, compiledReads),
         production
           ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
           : ApolloServerPluginLandingPageLocalDefault({ footer: false, includeCookies: false }),
@@ -345,6 +349,11 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
             principal: (request) => principalOf(request.headers.authorization),
             context: (principal, readCache) => createContext(contextDeps, requestId, principal, readCache, clientIp(req, config.trustProxy)),
             responseCache,
+            compiledReads,
+            onCompiledRead: (outcome, error) => {
+              metrics.compiledReads.inc({ outcome });
+              if (error) logger.warn({ err: error }, 'compiled read failed; answered the ordinary way');
+            },
             maxBodyBytes: config.limits.maxBodyBytes,
           },
           req,

@@ -125,6 +125,8 @@ export interface Config {
   logLevel: string;
   /** `jit`: operations run as code compiled once per document (graphql-jit); `graphql-js`: the reference executor. */
   graphqlExecutor: 'jit' | 'graphql-js';
+  /** Hot reads answered as JSON built by PostgreSQL (`graphql/compiled-read.ts`); `COMPILED_READS=off` disables. */
+  compiledReads: boolean;
   limits: DocumentLimits;
   metrics: {
     /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
@@ -370,6 +372,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     slowRequestMs: int(env, 'SLOW_REQUEST_MS', 500),
     logLevel: env.LOG_LEVEL || 'info',
     graphqlExecutor: oneOf(env, 'GRAPHQL_EXECUTOR', ['jit', 'graphql-js'] as const, 'jit'),
+    compiledReads: oneOf(env, 'COMPILED_READS', ['on', 'off'] as const, 'on') === 'on',
     limits: {
       maxBodyBytes: int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024),
       maxTokens: int(env, 'MAX_QUERY_TOKENS', 2_000, 100),

@@ -54,7 +54,8 @@ export interface TargetRow {
 
 const LABELS: Record<Variant, string> = {
   'ours-miss': 'ours, cache miss',
-  'ours-miss-js': 'ours, cache miss, graphql-js executor',
+  'ours-miss-resolvers': 'ours, miss, resolvers (graphql-jit)',
+  'ours-miss-js': 'ours, miss, resolvers (graphql-js)',
   'ours-hit': 'ours, cache hit',
   postgraphile5: 'PostGraphile 5.1.5',
   postgraphile4: 'PostGraphile 4.14.1',
@@ -130,8 +131,10 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
     goal: '≤ 3 ms',
     met: verdict(miss ? miss.cpuMsPerRequest <= 3 : undefined),
   });
-  const rJit = ratio(miss, c10('ours-miss-js'));
-  rows.push({ name: 'ours-miss graphql-jit / graphql-js executor, req/s at c=10', measured: fixed(rJit, 2), goal: '> 1 to keep jit', met: verdict(rJit === undefined ? undefined : rJit > 1) });
+  const rCompiled = ratio(miss, c10('ours-miss-resolvers'));
+  rows.push({ name: 'ours-miss compiled reads / resolvers (jit), req/s at c=10', measured: fixed(rCompiled, 2), goal: '> 1 to keep them', met: verdict(rCompiled === undefined ? undefined : rCompiled > 1) });
+  const rJit = ratio(c10('ours-miss-resolvers'), c10('ours-miss-js'));
+  rows.push({ name: 'resolvers: graphql-jit / graphql-js executor, req/s at c=10', measured: fixed(rJit, 2), goal: '> 1 to keep jit', met: verdict(rJit === undefined ? undefined : rJit > 1) });
   const hit = c10('ours-hit');
   const rRedis = ratio(hit, c10('bare-redis'));
   rows.push({ name: 'ours-hit / bare Redis, req/s at c=10', measured: fixed(rRedis, 2), goal: '≥ 0.6', met: verdict(rRedis === undefined ? undefined : rRedis >= 0.6) });

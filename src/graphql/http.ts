@@ -6,9 +6,11 @@
  * 3. the read cache's edge: a signed-in query whose document is known to be
  *    cacheable is looked up (one Redis round trip) and a hit is written to the
  *    socket as stored bytes, without Apollo (see `response-cache.ts`);
- * 4. otherwise Apollo's `executeHTTPGraphQLRequest`; the bytes of a cacheable
+ * 4. a miss whose document compiles to SQL-built JSON (`compiled-read.ts`)
+ *    is answered from PostgreSQL's text without Apollo, and stored;
+ * 5. otherwise Apollo's `executeHTTPGraphQLRequest`; the bytes of a cacheable
  *    result are stored as sent;
- * 5. HTTP caching of GET responses (`ETag`, `304 Not Modified` on a matching
+ * 6. HTTP caching of GET responses (`ETag`, `304 Not Modified` on a matching
  *    `If-None-Match`).
  */
 import { type ApolloServer, HeaderMap } from '@apollo/server';
@@ -16,8 +18,9 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { noteOperation } from '../observability/request-log';
 import type { Principal } from './auth';
+import type { CompiledReads } from './compiled-read';
 import type { Context } from './context';
-import { entryEtag, type GraphqlParams, type ReadCacheState, type ResponseCache } from './response-cache';
+import { entryEtag, type GraphqlParams, type ReadCacheState, type ReadPlan, type ResponseCache } from './response-cache';
 
 /** Default of `Config.limits.maxBodyBytes`. */
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -102,6 +105,10 @@ export interface GraphqlHttpDeps {
   principal(req: IncomingMessage): Promise<Principal | null>;
   context(principal: Principal | null, readCache: ReadCacheState): Context;
   responseCache: ResponseCache;
+  /** Hot reads answered as SQL-built JSON (`compiled-read.ts`); absent when COMPILED_READS=off. */
+  compiledReads?: CompiledReads;
+  /** Told how each compiled read ended: served, or sent back to the ordinary path (`error` when it failed). */
+  onCompiledRead?(outcome: 'served' | 'fallback', error?: unknown): void;
   /** `Config.limits.maxBodyBytes`: a larger body answers 413. */
   maxBodyBytes?: number;
 }
@@ -132,6 +139,22 @@ export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingM
       }
       readCache.looked = { ...plan, generation: found?.generation };
     }
+    const compiled = params && deps.compiledReads?.get(params.documentHash, params.operationName);
+    if (compiled) {
+      const text = await compiled.run(principal.value.userId, params.variables).catch((error: unknown) => {
+        deps.onCompiledRead?.('fallback', error);
+        return null;
+      });
+      if (text === undefined) deps.onCompiledRead?.('fallback');
+      if (typeof text === 'string') {
+        deps.onCompiledRead?.('served');
+        const storeAs = readCache.looked?.generation !== undefined ? { ...readCache.looked, generation: readCache.looked.generation } : undefined;
+        res.setHeader('content-type', 'application/json; charset=utf-8');
+        res.setHeader('cache-control', 'private, no-cache');
+        await sendResult(deps, req, res, method, 200, text, storeAs);
+        return;
+      }
+    }
   }
 
   const headers = new HeaderMap();
@@ -153,16 +176,28 @@ export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingM
     res.end();
     return;
   }
-  const text = response.body.string;
   const status = response.status ?? 200;
-  const storeAs = status === 200 ? readCache.storeAs : undefined;
+  await sendResult(deps, req, res, method, status, response.body.string, status === 200 ? readCache.storeAs : undefined, response.headers.get('content-type'));
+}
+
+/** Writes a complete GraphQL response; the bytes of a cacheable one are stored as sent. */
+async function sendResult(
+  deps: GraphqlHttpDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  method: string,
+  status: number,
+  text: string,
+  storeAs: (ReadPlan & { generation: number }) | undefined,
+  contentType?: string,
+): Promise<void> {
   // Encoded once: the same bytes go to the client and to the cache.
   const bytes = Buffer.from(text);
   // The SET is issued before the response is sent: on the cache's one connection it precedes
   // the client's next lookup, so its next read hits; the response does not wait for the reply.
   const stored = storeAs ? deps.responseCache.store(storeAs, bytes) : undefined;
   if (storeAs) res.setHeader('x-cache', 'MISS');
-  if (method === 'GET' && status === 200 && !response.headers.get('content-type')?.includes('text/html')) {
+  if (method === 'GET' && status === 200 && !contentType?.includes('text/html')) {
     const etag = storeAs ? entryEtag(storeAs) : weakEtag(text);
     res.setHeader('etag', etag);
     if (etagMatches(req.headers['if-none-match'], etag)) {

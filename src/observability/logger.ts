@@ -33,7 +33,7 @@ export const REDACT_PATHS = [
   'variables.input.password',
 ];
 
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+export function createLogger(level: string, destination: DestinationStream = stdoutDestination()): Logger {
   return pino(
     {
       level,
@@ -43,6 +43,31 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     },
     destination,
   );
+}
+
+let stdout: ReturnType<typeof pino.destination> | undefined;
+
+/**
+ * Standard output, written asynchronously: lines logged while a write is in
+ * flight go out together in the next one, so a busy server makes one write
+ * per batch instead of one blocking write per request line (measured: the
+ * request log's synchronous write was ~7% of a cache hit's time, and a full
+ * pipe stalled the event loop). What is still buffered is written
+ * synchronously when the process exits.
+ */
+function stdoutDestination(): DestinationStream {
+  if (!stdout) {
+    const destination = pino.destination({ dest: 1, sync: false });
+    stdout = destination;
+    process.once('exit', () => {
+      try {
+        destination.flushSync();
+      } catch {
+        // stdout already closed, or still not writable: nothing more can be done at exit
+      }
+    });
+  }
+  return stdout;
 }
 
 /** A pino-pretty stream for development (synchronous, to stdout), or undefined when pino-pretty is not installed. */

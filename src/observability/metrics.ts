@@ -16,6 +16,7 @@ export interface Metrics {
   usageRefusals: Counter<'limit'>;
   /** Calls a rate limit allowed because its store (Redis) failed. */
   rateLimitFailOpen: Counter<'limit'>;
+  compiledReads: Counter<'outcome'>;
 }
 
 export function createMetrics(opts: { collectDefaults: boolean; poolStats?: () => { size: number; used: number; free: number; pending: number; max: number } }): Metrics {
@@ -85,6 +86,12 @@ export function createMetrics(opts: { collectDefaults: boolean; poolStats?: () =
       name: 'llmselect_rate_limit_fail_open_total',
       help: 'Rate-limit checks allowed because the rate-limit store (Redis) failed or timed out',
       labelNames: ['limit'],
+      registers: [registry],
+    }),
+    compiledReads: new Counter({
+      name: 'llmselect_compiled_reads_total',
+      help: 'Queries answered at the edge from SQL-built JSON (served), or sent back to the ordinary path (fallback: a refused argument, or an error)',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
   };

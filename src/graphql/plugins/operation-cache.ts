@@ -12,22 +12,29 @@
  * - it sets `Cache-Control` from the static policy: `private, no-cache` for
  *   anything per-user (browsers revalidate with the ETag), `public, max-age`
  *   only when anonymous and every root field allows it (the model catalog),
- *   `no-store` otherwise. No hook runs per resolved field.
+ *   `no-store` otherwise. No hook runs per resolved field;
+ * - it hands each validated query to `compiled-read.ts`, which compiles it
+ *   once (or finds it does not compile) for the edge's next miss.
  */
 import type { ApolloServerPlugin, GraphQLRequestContext } from '@apollo/server';
 import { HeaderMap } from '@apollo/server';
 import type { OperationPolicy } from '../cache-policy';
+import type { CompiledReads } from '../compiled-read';
 import type { Context } from '../context';
 import type { ResponseCache } from '../response-cache';
 
-export function operationCachePlugin(responseCache: ResponseCache): ApolloServerPlugin<Context> {
+export function operationCachePlugin(responseCache: ResponseCache, compiledReads?: CompiledReads): ApolloServerPlugin<Context> {
   return {
     async requestDidStart() {
       let policy: OperationPolicy | undefined;
       let pending: { scope: string; digest: string; generation: number } | undefined;
       return {
         async didResolveOperation(rc) {
-          if (rc.operation && rc.queryHash) policy = responseCache.learn(rc.queryHash, rc.request.operationName ?? null, rc.operation);
+          if (rc.operation && rc.queryHash) {
+            policy = responseCache.learn(rc.queryHash, rc.request.operationName ?? null, rc.operation);
+            // The edge answers the next miss of this document from SQL-built JSON when it compiles.
+            if (policy.type === 'query') compiledReads?.learn(rc.queryHash, rc.request.operationName ?? null, rc.document, rc.operation);
+          }
         },
         async responseForOperation(rc: GraphQLRequestContext<Context>) {
           const principal = rc.contextValue.principal;

@@ -1,0 +1,101 @@
+/**
+ * `npm run bench:profile -- [--variant=miss|hit] [--concurrency=10] [--seconds=10]`:
+ * seeds the bench workload (lib/setup.ts), runs ours under `node --cpu-prof`,
+ * loads it with autocannon (its own process) and prints the top self-time
+ * frames of the server. The profile itself is kept under bench/results/profiles/.
+ */
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LoadGenerator } from './lib/load';
+import { parseOptions } from './lib/options';
+import { freePort, ServerProcess } from './lib/procs';
+import { HISTORY } from './lib/queries';
+import { Cleanup, log, oursEnv, prepare, ROOT } from './lib/setup';
+
+interface Node {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface Profile {
+  nodes: Node[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** Self time per frame (function + file:line), as a share of all samples. */
+export function topFrames(profile: Profile, n: number): Array<{ frame: string; share: number }> {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const self = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    const f = byId.get(id)!.callFrame;
+    if (f.functionName === "(idle)") return;
+    const file = f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(dist|src)\//, '$1/');
+    const key = `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`;
+    self.set(key, (self.get(key) ?? 0) + dt);
+    total += dt;
+  });
+  return [...self.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([frame, t]) => ({ frame, share: t / total }));
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const pick = (name: string, fallback: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+  const variant = pick('variant', 'miss');
+  const connections = Number(pick('concurrency', '10'));
+  const seconds = Number(pick('seconds', '10'));
+  const options = parseOptions(args.includes('--no-build') ? ['--no-build'] : [], process.env);
+  options.users = 200;
+  const cleanup = new Cleanup();
+  try {
+    const env = await prepare(options, cleanup);
+    await env.ours.stop();
+    const dir = join(ROOT, 'bench', 'results', 'profiles', `${variant}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    mkdirSync(dir, { recursive: true });
+    const port = await freePort();
+    const server = await ServerProcess.start({
+      name: 'ours-profiled',
+      args: [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/src/main.js'],
+      cwd: ROOT,
+      port,
+      readyPath: '/health',
+      env: oursEnv({ port, dbUrl: env.db.url, redisUrl: env.redisUrl, cachePrefix: env.cachePrefix, jwtSecret: env.jwtSecret, encryptionKey: env.encryptionKey }),
+    });
+    const body = JSON.stringify({ query: HISTORY, operationName: 'History' });
+    const requests = env.users.map((u) => ({
+      method: 'POST' as const,
+      path: '/graphql',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}`, ...(variant === 'miss' ? { 'cache-control': 'no-cache' } : {}) },
+      body,
+    }));
+    if (args.includes('--keep')) log(`DATABASE_URL=${env.db.url} CACHE_PREFIX=${env.cachePrefix} JWT_SECRET=${env.jwtSecret} ENCRYPTION_KEY=${env.encryptionKey} TOKEN=${env.users[0]!.token}`);
+    const load = LoadGenerator.start();
+    const { result } = await load.run({ url: server.url, connections, warmupSeconds: 3, seconds, timeoutSeconds: 10, verify: true, requests }, {});
+    await load.stop();
+    await server.stop();
+    log(`${variant} c=${connections}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50} ms, p99 ${result.p99} ms`);
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) throw new Error(`no .cpuprofile in ${dir}`);
+    const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;
+    console.log(`top self-time frames (${variant}, c=${connections}; ${join(dir, file)}):`);
+    for (const { frame, share } of topFrames(profile, Number(pick('top', '25')))) console.log(`${(share * 100).toFixed(1).padStart(5)}%  ${frame}`);
+  } finally {
+    if (args.includes('--keep')) log('--keep: the database and Redis keys stay');
+    else await cleanup.run();
+  }
+}
+
+if (require.main === module) {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,416 @@
+/**
+ * Compiled reads: the hot read queries answered as JSON text built by PostgreSQL.
+ *
+ * The history page is a few owner-scoped lists and their children. Executing
+ * it the ordinary way costs, per request, parsing ~200 rows into JS objects,
+ * walking them through the executor and `JSON.stringify`-ing ~130 KB again.
+ * A compiled read does what PostGraphile does instead: once per validated
+ * document it turns the operation into one SQL statement per root field whose
+ * rows are already the JSON text of that field, and at request time it only
+ * runs those statements (in parallel) and splices their text into
+ * `{"data":{…}}`. No resolver runs and no row becomes an object.
+ *
+ * It is an optimisation with a strict fallback, never a second implementation
+ * of the API:
+ * - only documents Apollo has parsed, validated and planned before are
+ *   compiled (the operation-cache plugin hands them over), and only when
+ *   every field of the operation is understood here; anything else (a field
+ *   with a resolver this file does not know, arguments on a scalar, `@skip`,
+ *   duplicate response keys, `Float`s, interfaces…) keeps the ordinary path;
+ * - a scalar field is compiled only when GraphQL would read it straight off
+ *   the plain row (`resolve` undefined: `simpleResolvers`) and it is a column
+ *   of the entity of the same name; the value is then the column, serialised
+ *   in SQL exactly as the scalar would (ISO dates, enum names, JSON strings);
+ * - list fields are compiled from the relations declared in {@link RELATIONS}
+ *   (the same order, owner filter, default page size and cursor as the
+ *   services');
+ * - argument values are checked as the resolvers check them; a value they
+ *   would refuse (a page size out of range, a cursor that does not verify)
+ *   sends the request down the ordinary path, which answers the error;
+ * - with variables, the document guard's checks (text inputs, cost) run first;
+ * - `test/compiled-read.test.ts` runs a corpus of documents both ways and
+ *   requires byte-identical responses.
+ *
+ * `COMPILED_READS=off` turns it off (the benchmark's comparison row).
+ */
+import {
+  type DocumentNode,
+  type FieldNode,
+  type FragmentDefinitionNode,
+  getArgumentValues,
+  getNullableType,
+  getVariableValues,
+  type GraphQLField,
+  GraphQLID,
+  GraphQLInt,
+  GraphQLBoolean,
+  GraphQLString,
+  type GraphQLObjectType,
+  type GraphQLOutputType,
+  type GraphQLSchema,
+  isEnumType,
+  isListType,
+  isNonNullType,
+  isObjectType,
+  isScalarType,
+  Kind,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+} from 'graphql';
+import { ReferenceKind, type EntityMetadata } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { type CursorCodec, isPageSize } from '../db/pagination';
+import { LruMap } from '../cache/stores/lru-map';
+
+/** How a list field of the schema reads its rows (mirrors the resolver and service behind it). */
+type Relation =
+  /** A root connection of the viewer's own rows, newest first, keyset-paged with signed cursors. */
+  | { kind: 'ownedConnection'; entity: string; list: string; defaultFirst: number }
+  /** The viewer's own row. */
+  | { kind: 'viewer'; entity: string }
+  /** A child connection's first page (`after` must be null): `nodes` only. */
+  | { kind: 'childPage'; entity: string; foreignKey: string; order: string; defaultFirst: number }
+  /** All children, in order. */
+  | { kind: 'childList'; entity: string; foreignKey: string; order: string };
+
+/** `Type.field` → relation. Each entry restates a resolver's read: keep them in step (the parity test checks). */
+export const RELATIONS: Record<string, Relation> = {
+  'Query.me': { kind: 'viewer', entity: 'User' },
+  'Query.conversations': { kind: 'ownedConnection', entity: 'Conversation', list: 'conversations', defaultFirst: 20 },
+  'Query.comparisons': { kind: 'ownedConnection', entity: 'ComparisonResult', list: 'comparisons', defaultFirst: 20 },
+  'Conversation.messages': { kind: 'childPage', entity: 'Message', foreignKey: 'conversation_id', order: 'created_at, id', defaultFirst: 50 },
+  'ComparisonResult.responses': { kind: 'childList', entity: 'ComparisonResponse', foreignKey: 'comparison_id', order: 'position' },
+};
+
+/** Response keys and how each is produced, for one selection set on one object type. */
+type Selected = Array<{ key: string; node: FieldNode; field: GraphQLField<unknown, unknown> | null }>;
+
+export interface CompiledReadDeps {
+  schema: GraphQLSchema;
+  em: EntityManager;
+  cursors: CursorCodec;
+  /** The document guard's variable checks (text inputs, cost); throws when the request must be refused. */
+  checkOperation(document: DocumentNode, operationName: string | null, variables: Record<string, unknown>): void;
+}
+
+class Unsupported extends Error {}
+const unsupported = (why: string): never => {
+  throw new Unsupported(why);
+};
+
+/** One root field, ready to run: its SQL (with `?` placeholders) and how to turn rows into its JSON text. */
+interface RootStep {
+  key: string;
+  run(em: EntityManager, userId: string, args: Record<string, unknown>): Promise<string | undefined>;
+  node: FieldNode;
+  /** Null for `__typename`. */
+  field: GraphQLField<unknown, unknown> | null;
+}
+
+export class CompiledRead {
+  constructor(
+    private readonly deps: CompiledReadDeps,
+    private readonly document: DocumentNode,
+    private readonly operation: OperationDefinitionNode,
+    private readonly steps: RootStep[],
+    /** The root fields' arguments when the operation has no variables (computed once). */
+    private readonly staticArgs: Array<Record<string, unknown>> | undefined,
+  ) {}
+
+  /** The response body, or undefined when this request must take the ordinary path. */
+  async run(userId: string, variables: Record<string, unknown>): Promise<string | undefined> {
+    let args = this.staticArgs;
+    if (!args) {
+      const coerced = getVariableValues(this.deps.schema, this.operation.variableDefinitions ?? [], variables);
+      if (coerced.errors) return undefined;
+      try {
+        this.deps.checkOperation(this.document, this.operation.name?.value ?? null, variables);
+      } catch {
+        return undefined;
+      }
+      args = this.steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, coerced.coerced) : {}));
+    }
+    const values = await Promise.all(this.steps.map((s, i) => s.run(this.deps.em, userId, args![i]!)));
+    let body = '{"data":{';
+    for (let i = 0; i < this.steps.length; i++) {
+      const value = values[i];
+      if (value === undefined) return undefined;
+      body += `${i ? ',' : ''}${JSON.stringify(this.steps[i]!.key)}:${value}`;
+    }
+    // Apollo ends a JSON body with a newline: the same bytes either way.
+    return `${body}}}\n`;
+  }
+}
+
+/** Compiled reads per (document, operation name), learnt once from Apollo's validated operation. */
+export class CompiledReads {
+  private readonly plans = new LruMap<string, CompiledRead | null>(2_000);
+
+  constructor(private readonly deps: CompiledReadDeps) {}
+
+  learn(documentHash: string, operationName: string | null, document: DocumentNode, operation: OperationDefinitionNode): void {
+    const key = operationName ? `${documentHash}:${operationName}` : documentHash;
+    if (this.plans.get(key) !== undefined) return;
+    this.plans.set(key, compileRead(this.deps, document, operation));
+  }
+
+  get(documentHash: string, operationName: string | null): CompiledRead | undefined {
+    return this.plans.get(operationName ? `${documentHash}:${operationName}` : documentHash) ?? undefined;
+  }
+}
+
+/** The compiled form of a validated query operation, or null when any part of it is not understood here. */
+export function compileRead(deps: CompiledReadDeps, document: DocumentNode, operation: OperationDefinitionNode): CompiledRead | null {
+  if (operation.operation !== 'query' || operation.directives?.length) return null;
+  const fragments: Record<string, FragmentDefinitionNode> = {};
+  for (const d of document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments[d.name.value] = d;
+  const compiler = new Compiler(deps, fragments);
+  try {
+    const query = deps.schema.getQueryType()!;
+    const steps = compiler.select(query, operation.selectionSet).map(({ key, node, field }) => {
+      if (!field) return typenameStep(key, node, query.name);
+      return compiler.rootStep(key, node, field);
+    });
+    if (steps.length === 0) return null;
+    const staticArgs = operation.variableDefinitions?.length ? undefined : steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, {}) : {}));
+    return new CompiledRead(deps, document, operation, steps, staticArgs);
+  } catch (error) {
+    if (error instanceof Unsupported) return null;
+    throw error;
+  }
+}
+
+function typenameStep(key: string, node: FieldNode, typeName: string): RootStep {
+  const text = JSON.stringify(typeName);
+  return { key, node, field: null, run: async () => text };
+}
+
+const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
+
+class Compiler {
+  private aliasCount = 0;
+
+  constructor(
+    private readonly deps: CompiledReadDeps,
+    private readonly fragments: Record<string, FragmentDefinitionNode>,
+  ) {}
+
+  private alias(): string {
+    return `t${this.aliasCount++}`;
+  }
+
+  private meta(entity: string): EntityMetadata {
+    return this.deps.em.getMetadata().find(entity) ?? unsupported(`no entity ${entity}`);
+  }
+
+  /** The fields of `set` on `type`, in response order (fragments on the same type flattened). */
+  select(type: GraphQLObjectType, set: SelectionSetNode, into: Selected = [], seen = new Set<string>()): Selected {
+    for (const selection of set.selections) {
+      if (selection.directives?.length) unsupported('directive');
+      if (selection.kind === Kind.FIELD) {
+        const key = selection.alias?.value ?? selection.name.value;
+        if (seen.has(key)) unsupported('duplicate response key');
+        seen.add(key);
+        if (selection.name.value === '__typename') {
+          into.push({ key, node: selection, field: null });
+          continue;
+        }
+        const field = type.getFields()[selection.name.value] ?? unsupported('unknown field');
+        into.push({ key, node: selection, field });
+      } else {
+        const condition = selection.kind === Kind.INLINE_FRAGMENT ? selection.typeCondition : this.fragments[selection.name.value]?.typeCondition;
+        if (condition && condition.name.value !== type.name) unsupported('fragment on another type');
+        const inner = selection.kind === Kind.INLINE_FRAGMENT ? selection.selectionSet : (this.fragments[selection.name.value] ?? unsupported('unknown fragment')).selectionSet;
+        this.select(type, inner, into, seen);
+      }
+    }
+    return into;
+  }
+
+  rootStep(key: string, node: FieldNode, field: GraphQLField<unknown, unknown>): RootStep {
+    const relation = RELATIONS[`Query.${field.name}`] ?? unsupported(`root field ${field.name}`);
+    const type = getNullableType(field.type);
+    if (relation.kind === 'viewer') {
+      if (!isObjectType(type) || !node.selectionSet) return unsupported('viewer type');
+      const a = this.alias();
+      const sql = `select ${this.objectSql(type, node.selectionSet, relation.entity, a)} as j from ${this.meta(relation.entity).tableName} ${a} where ${a}.id = ?`;
+      return {
+        key,
+        node,
+        field,
+        run: async (em, userId) => {
+          const rows: Array<{ j: string }> = await em.getConnection().execute(sql, [userId]);
+          return rows[0]?.j ?? 'null';
+        },
+      };
+    }
+    if (relation.kind !== 'ownedConnection' || !isObjectType(type) || !node.selectionSet) return unsupported('root relation');
+    // The connection object: `nodes`, `pageInfo { hasNextPage endCursor }`, `__typename`.
+    const parts = this.select(type, node.selectionSet);
+    const a = this.alias();
+    const meta = this.meta(relation.entity);
+    let nodesSql: string | undefined;
+    const pieces: Array<(rows: Array<{ j: string; ms: number; id: string }>, limit: number, scope: string) => string> = [];
+    for (const part of parts) {
+      const name = part.field?.name ?? '__typename';
+      const k = JSON.stringify(part.key);
+      if (name === '__typename') {
+        const t = JSON.stringify(type.name);
+        pieces.push(() => `${k}:${t}`);
+      } else if (name === 'nodes') {
+        const nodeType = getNullableType(part.field!.type);
+        if (!isListType(nodeType) || !isNonNullType(nodeType.ofType) || !isObjectType(nodeType.ofType.ofType) || !part.node.selectionSet) return unsupported('nodes type');
+        if (nodesSql !== undefined) unsupported('nodes twice');
+        nodesSql = this.objectSql(nodeType.ofType.ofType, part.node.selectionSet, relation.entity, a);
+        pieces.push((rows, limit) => {
+          let out = `${k}:[`;
+          const n = Math.min(rows.length, limit);
+          for (let i = 0; i < n; i++) out += i ? `,${rows[i]!.j}` : rows[i]!.j;
+          return `${out}]`;
+        });
+      } else if (name === 'pageInfo') {
+        const infoType = getNullableType(part.field!.type);
+        if (!isObjectType(infoType) || !part.node.selectionSet) return unsupported('pageInfo type');
+        const infoParts = this.select(infoType, part.node.selectionSet);
+        const cursors = this.deps.cursors;
+        const infoPieces = infoParts.map((p) => {
+          const ik = JSON.stringify(p.key);
+          const iname = p.field?.name ?? '__typename';
+          if (iname === '__typename') return () => `${ik}:${JSON.stringify(infoType.name)}`;
+          if (iname === 'hasNextPage') return (rows: Array<{ ms: number; id: string }>, limit: number) => `${ik}:${rows.length > limit}`;
+          if (iname === 'endCursor')
+            return (rows: Array<{ ms: number; id: string }>, limit: number, scope: string) => {
+              const last = rows[Math.min(rows.length, limit) - 1];
+              return `${ik}:${last ? JSON.stringify(cursors.encode(scope, { createdAt: new Date(Number(last.ms)), id: last.id })) : 'null'}`;
+            };
+          return unsupported(`pageInfo.${iname}`);
+        });
+        pieces.push((rows, limit, scope) => `${k}:{${infoPieces.map((p) => p(rows, limit, scope)).join(',')}}`);
+      } else {
+        return unsupported(`connection field ${name}`);
+      }
+    }
+    const select = `${nodesSql ?? `'null'`} as j, (extract(epoch from ${a}.created_at) * 1000)::float8 as ms, ${a}.id as id`;
+    const table = meta.tableName;
+    const cursors = this.deps.cursors;
+    return {
+      key,
+      node,
+      field,
+      run: async (em, userId, args) => {
+        const first = args.first ?? relation.defaultFirst;
+        if (!isPageSize(first)) return undefined;
+        const scope = `${relation.list}:${userId}`;
+        const params: unknown[] = [userId];
+        let where = `${a}.owner_id = ?`;
+        if (args.after !== undefined && args.after !== null) {
+          if (typeof args.after !== 'string') return undefined;
+          let position;
+          try {
+            position = cursors.decode(scope, args.after);
+          } catch {
+            return undefined;
+          }
+          where += ` and (${a}.created_at, ${a}.id) < (?, ?)`;
+          params.push(position.createdAt, position.id);
+        }
+        params.push(first + 1);
+        const rows: Array<{ j: string; ms: number; id: string }> = await em
+          .getConnection()
+          .execute(`select ${select} from ${table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`, params);
+        return `{${pieces.map((p) => p(rows, first, scope)).join(',')}}`;
+      },
+    };
+  }
+
+  /** SQL text expression: the JSON object of row `a` (entity `entity`) for `set` on `type`. */
+  objectSql(type: GraphQLObjectType, set: SelectionSetNode, entity: string, a: string): string {
+    const meta = this.meta(entity);
+    if (meta.className !== type.name) unsupported(`type ${type.name} is not entity ${entity}`);
+    const members: string[] = [];
+    for (const { key, node, field } of this.select(type, set)) {
+      const k = JSON.stringify(key).replace(/'/g, "''");
+      if (!field) {
+        members.push(`'${k}:${JSON.stringify(type.name)}'`);
+        continue;
+      }
+      const relation = RELATIONS[`${type.name}.${field.name}`];
+      const value = relation ? this.relationSql(relation, field, node, a) : this.columnSql(meta, field, node, a);
+      members.push(`'${k}:' || ${value}`);
+    }
+    if (members.length === 0) unsupported('empty selection');
+    return `'{' || ${members.join(` || ',' || `)} || '}'`;
+  }
+
+  private columnSql(meta: EntityMetadata, field: GraphQLField<unknown, unknown>, node: FieldNode, a: string): string {
+    if (field.resolve !== undefined || node.arguments?.length || field.args.length) unsupported(`${meta.className}.${field.name} has a resolver or arguments`);
+    const prop = meta.properties[field.name as keyof typeof meta.properties] ?? unsupported(`${meta.className}.${field.name} is not a column`);
+    if (prop.kind !== ReferenceKind.SCALAR || prop.persist === false || prop.lazy || prop.formula || prop.fieldNames?.length !== 1) unsupported(`${meta.className}.${field.name} is not a plain column`);
+    const column = `${a}.${prop.fieldNames[0]}`;
+    const nullable = !isNonNullType(field.type);
+    const type = getNullableType(field.type) as GraphQLOutputType;
+    const orNull = (expr: string) => (nullable ? `coalesce(${expr}, 'null')` : expr);
+    if (isEnumType(type)) {
+      const cases = type.getValues().map((v) => `when ${sqlString(String(v.value))} then ${sqlString(JSON.stringify(v.name))}`);
+      return `(case ${column}::text ${cases.join(' ')} else 'null' end)`;
+    }
+    if (!isScalarType(type)) return unsupported('not a scalar');
+    if (type === GraphQLString || type === GraphQLID) return orNull(`to_json(${column}::text)::text`);
+    if (type === GraphQLInt) return orNull(`${column}::int::text`);
+    if (type === GraphQLBoolean) return `(case ${column} when true then 'true' when false then 'false' else 'null' end)`;
+    if (type.name === 'DateTime') return orNull(`('"' || to_char(${column} at time zone 'UTC', ${ISO}) || '"')`);
+    return unsupported(`scalar ${type.name}`);
+  }
+
+  private relationSql(relation: Relation, field: GraphQLField<unknown, unknown>, node: FieldNode, parent: string): string {
+    if (!node.selectionSet) return unsupported('relation without selection');
+    const b = this.alias();
+    const meta = this.meta(relation.entity);
+    const type = getNullableType(field.type);
+    if (relation.kind === 'childList') {
+      if (node.arguments?.length || !isListType(type) || !isNonNullType(type.ofType) || !isObjectType(type.ofType.ofType)) return unsupported('child list shape');
+      const item = this.objectSql(type.ofType.ofType, node.selectionSet, relation.entity, b);
+      return `('[' || coalesce((select string_agg(${item}, ',' order by ${prefixed(b, relation.order)}) from ${meta.tableName} ${b} where ${b}.${relation.foreignKey} = ${parent}.id), '') || ']')`;
+    }
+    if (relation.kind === 'childPage') {
+      if (!isObjectType(type)) return unsupported('child page shape');
+      // Arguments must be literals here (a variable would make the SQL text depend on the request).
+      const args: Record<string, unknown> = {};
+      for (const arg of node.arguments ?? []) {
+        if (arg.value.kind === Kind.VARIABLE) unsupported('variable argument below the root');
+      }
+      Object.assign(args, getArgumentValues(field, node, {}));
+      if (args.after !== null && args.after !== undefined) unsupported('child page after a cursor');
+      const first = args.first ?? relation.defaultFirst;
+      if (!isPageSize(first)) return unsupported('page size');
+      const members: string[] = [];
+      for (const part of this.select(type, node.selectionSet)) {
+        const k = JSON.stringify(part.key).replace(/'/g, "''");
+        const name = part.field?.name ?? '__typename';
+        if (name === '__typename') members.push(`'${k}:${JSON.stringify(type.name)}'`);
+        else if (name === 'nodes') {
+          const nodeType = getNullableType(part.field!.type);
+          if (!isListType(nodeType) || !isNonNullType(nodeType.ofType) || !isObjectType(nodeType.ofType.ofType) || !part.node.selectionSet) return unsupported('nodes type');
+          const item = this.objectSql(nodeType.ofType.ofType, part.node.selectionSet, relation.entity, b);
+          const c = this.alias();
+          members.push(
+            `'${k}:[' || coalesce((select string_agg(${item}, ',' order by ${prefixed(b, relation.order)}) from (select * from ${meta.tableName} ${c} where ${c}.${relation.foreignKey} = ${parent}.id order by ${prefixed(c, relation.order)} limit ${first}) ${b}), '') || ']'`,
+          );
+        } else return unsupported(`child connection field ${name}`);
+      }
+      return `(${members.length ? `'{' || ${members.join(` || ',' || `)} || '}'` : unsupported('empty')})`;
+    }
+    return unsupported(`relation ${relation.kind} below the root`);
+  }
+}
+
+function prefixed(alias: string, order: string): string {
+  return order
+    .split(',')
+    .map((c) => `${alias}.${c.trim()}`)
+    .join(', ');
+}
+
+function sqlString(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}

@@ -1,0 +1,164 @@
+/**
+ * Compiled reads (src/graphql/compiled-read.ts) must be invisible: for every
+ * document they answer, the bytes are the ones the ordinary path (Apollo +
+ * resolvers) sends. The first request of a document takes the ordinary path
+ * (that is when the document is learnt); the next one, with the lookup
+ * skipped (`Cache-Control: no-cache`), is compiled. Anything the compiler
+ * does not understand, or an argument the resolvers would refuse, goes the
+ * ordinary way.
+ */
+import { seedUserData, withClient } from './helpers/factories';
+import { createTestApp, type GqlResult, type TestApp } from './helpers/test-app';
+
+let t: TestApp;
+let alice: { token: string; userId: string };
+let bob: { token: string; userId: string };
+let empty: { token: string; userId: string };
+
+/** Text a JSON encoder can get wrong: quotes, backslashes, control characters, non-BMP, U+2028. */
+const NASTY = `"quoted" \\ back\\slash \n newline \t tab \r cr \u0001 \u001f \u007f ünïcödé 😀 \u2028 \u2029 </script> '`;
+
+beforeAll(async () => {
+  t = await createTestApp();
+  [alice, bob, empty] = [await t.signUp('alice'), await t.signUp('bob'), await t.signUp('empty')];
+  await seedUserData(t.db.url, alice.userId, { conversations: 7, messagesPerConversation: 5, comparisons: 4, responsesPerComparison: 3, votes: false });
+  await seedUserData(t.db.url, bob.userId, { conversations: 2, messagesPerConversation: 2, comparisons: 1, responsesPerComparison: 2, votes: false });
+  await withClient(t.db.url, async (c) => {
+    // Nulls and non-null values in every kind of column, and text that needs escaping.
+    await c.query(`update conversations set title = $2 where id = (select id from conversations where owner_id = $1 order by created_at desc limit 1)`, [alice.userId, NASTY]);
+    await c.query(
+      `update messages set content = $2, provider = 'ANTHROPIC', model = 'anthropic:claude', prompt_tokens = 0, completion_tokens = 123, latency_ms = 45
+        where id in (select m.id from messages m join conversations c on c.id = m.conversation_id where c.owner_id = $1 order by m.created_at limit 3)`,
+      [alice.userId, NASTY],
+    );
+    await c.query(
+      `update comparison_responses set status = 'FAILED', error = $2, content = $2, latency_ms = null, completion_tokens = 7, provider = 'OPENAI_COMPATIBLE'
+        where id in (select s.id from comparison_responses s join comparison_results r on r.id = s.comparison_id where r.owner_id = $1 order by s.created_at limit 2)`,
+      [alice.userId, NASTY],
+    );
+  });
+});
+afterAll(() => t?.close());
+
+const noCache = { 'cache-control': 'no-cache' };
+
+async function served(): Promise<Record<string, number>> {
+  const metric = await t.app.metrics.compiledReads.get();
+  return Object.fromEntries(metric.values.map((v) => [String(v.labels.outcome), v.value]));
+}
+
+/** The ordinary answer (first sight of the document) and the next one, which must be compiled. */
+async function bothWays(query: string, variables: Record<string, unknown>, token: string): Promise<{ ordinary: GqlResult; compiled: GqlResult; statements: number }> {
+  const ordinary = await t.gql(query, variables, token, noCache);
+  const before = (await served()).served ?? 0;
+  const { result: compiled, count } = await t.countStatements(() => t.gql(query, variables, token, noCache));
+  expect((await served()).served ?? 0).toBe(before + 1);
+  return { ordinary, compiled, statements: count };
+}
+
+const HISTORY = `query History {
+  me { id email }
+  conversations(first: 20) { nodes { id title createdAt updatedAt messages(first: 10) { nodes { id role content createdAt } } } }
+  comparisons(first: 10) { nodes { id responses { id provider model content latencyMs completionTokens } } }
+}`;
+
+const CORPUS: Array<[string, string, Record<string, unknown>]> = [
+  ['the history page', HISTORY, {}],
+  [
+    'every compiled column kind, nulls included',
+    `query Columns { me { id email role createdAt __typename }
+      conversations(first: 3) { __typename nodes { __typename id title createdAt updatedAt
+        messages { __typename nodes { __typename id role content createdAt provider model promptTokens completionTokens latencyMs } } } }
+      comparisons(first: 4) { nodes { id prompt createdAt responses { id provider model keyLabel status content error latencyMs timeToFirstTokenMs promptTokens completionTokens } } } }`,
+    {},
+  ],
+  [
+    'aliases, fragments and inline fragments',
+    `query Shapes { viewer: me { ...U } list: conversations(first: 2) { ... on ConversationConnection { items: nodes { ...C } } } __typename }
+      fragment U on User { uid: id email }
+      fragment C on Conversation { cid: id name: title msgs: messages(first: 2) { nodes { ... { mid: id } role } } }`,
+    {},
+  ],
+  ['page info and a page size from a variable', `query Paged($n: Int) { conversations(first: $n) { pageInfo { hasNextPage endCursor __typename } nodes { id } } }`, { n: 3 }],
+  ['the last page', `query Last { conversations(first: 100) { nodes { id } pageInfo { endCursor hasNextPage } } }`, {}],
+];
+
+it.each(CORPUS)('%s: byte-identical to the ordinary path, in as many statements as root fields at most', async (_name, query, variables) => {
+  for (const user of [alice, bob, empty]) {
+    const { ordinary, compiled, statements } = await bothWays(query.replace(/query (\w+)/, `query $1_${user === alice ? 'a' : user === bob ? 'b' : 'e'}`), variables, user.token);
+    expect(ordinary.errors).toBeUndefined();
+    expect(compiled.status).toBe(ordinary.status);
+    expect(compiled.raw).toBe(ordinary.raw);
+    for (const header of ['content-type', 'cache-control', 'x-cache']) expect([header, compiled.headers.get(header)]).toEqual([header, ordinary.headers.get(header)]);
+    expect(statements).toBeLessThanOrEqual(3);
+  }
+});
+
+it('pages with cursors exactly as the ordinary path does', async () => {
+  const query = `query Cursor($after: String) { comparisons(first: 2, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } }`;
+  const page1 = await bothWays(query, {}, alice.token);
+  expect(page1.compiled.raw).toBe(page1.ordinary.raw);
+  const after = page1.compiled.data.comparisons.pageInfo.endCursor;
+  const page2 = await t.gql(query, { after }, alice.token, noCache);
+  expect(page2.data.comparisons.nodes).toHaveLength(2);
+  expect(page2.data.comparisons.pageInfo.hasNextPage).toBe(false);
+  // The same page, the ordinary way (Apollo's own execution of this document).
+  const ordinary = await t.gql(`${query} `, { after }, alice.token, noCache);
+  expect(page2.raw).toBe(ordinary.raw);
+});
+
+it('leaves arguments the resolvers refuse to the ordinary path, which answers the error', async () => {
+  const query = `query Sized($n: Int, $after: String) { conversations(first: $n, after: $after) { nodes { id } } }`;
+  await bothWays(query, { n: 2 }, alice.token);
+  const before = await served();
+  const tooMany = await t.gql(query, { n: 500 }, alice.token, noCache);
+  expect(tooMany.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  const forged = await t.gql(query, { n: 2, after: 'bm90LWEtY3Vyc29y.forged' }, alice.token, noCache);
+  expect(forged.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  // Another user's cursor does not verify for this user's list either.
+  const bobsCursor = (await t.gql(`{ conversations(first: 1) { pageInfo { endCursor } } }`, {}, bob.token)).data.conversations.pageInfo.endCursor;
+  const foreign = await t.gql(query, { n: 2, after: bobsCursor }, alice.token, noCache);
+  expect(foreign.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  const after = await served();
+  expect(after.served).toBe(before.served);
+  expect(after.fallback).toBe((before.fallback ?? 0) + 3);
+});
+
+it('does not compile what it does not understand (a field with its own resolver, a Float, a directive)', async () => {
+  for (const query of [
+    `query Count { conversations(first: 2) { totalCount nodes { id } } }`,
+    `query Cost { conversations(first: 2) { nodes { messages { nodes { costUsd } } } } }`,
+    `query Skip($s: Boolean!) { conversations(first: 2) { nodes { id title @skip(if: $s) } } }`,
+    `query Other { conversations(first: 2) { nodes { id lastMessage { id } } } }`,
+  ]) {
+    await t.gql(query, { s: false }, alice.token, noCache);
+    const before = await served();
+    const again = await t.gql(query, { s: false }, alice.token, noCache);
+    expect(again.errors).toBeUndefined();
+    expect(await served()).toEqual(before);
+  }
+});
+
+it('serves each user their own rows from one compiled document, and stores the answer for the next hit', async () => {
+  const query = `query Mine { me { id } conversations(first: 5) { nodes { title } } }`;
+  await t.gql(query, {}, alice.token, noCache);
+  const forBob = await t.gql(query, {}, bob.token, noCache);
+  expect(forBob.data.me.id).toBe(bob.userId);
+  expect(forBob.data.conversations.nodes).toHaveLength(2);
+  const hit = await t.countStatements(() => t.gql(query, {}, bob.token));
+  expect(hit.result.headers.get('x-cache')).toBe('HIT');
+  expect(hit.count).toBe(0);
+  expect(hit.result.raw).toBe(forBob.raw);
+});
+
+it('sees a write at once: a mutation bumps the author, whose next read is compiled afresh', async () => {
+  const query = `query Titles { conversations(first: 1) { nodes { id title } } }`;
+  await t.gql(query, {}, alice.token);
+  const before = await t.gql(query, {}, alice.token);
+  const id = before.data.conversations.nodes[0].id;
+  const renamed = await t.gql(`mutation { renameConversation(id: "${id}", title: "renamed by the test") { id } }`, {}, alice.token);
+  expect(renamed.errors).toBeUndefined();
+  const after = await t.gql(query, {}, alice.token);
+  expect(after.headers.get('x-cache')).toBe('MISS');
+  expect(after.data.conversations.nodes[0].title).toBe('renamed by the test');
+});
