@@ -31,6 +31,9 @@ const GET = `query($id: ID!) { comparison(id: $id) { ${COMPARISON} } }`;
 const LIST = `query { comparisons(first: 50) { nodes { ${COMPARISON} } } }`;
 /** The same list with the look-ahead off (a directive makes it unsure): the loaders' path. */
 const LIST_LOADERS = `query($yes: Boolean = true) { comparisons(first: 50) { nodes { id blind revealed responses @include(if: $yes) { ${RESPONSE} } } } }`;
+/** The benchmark's list: answered by a compiled read (SQL-built JSON) when nothing in it is hidden. */
+const COMPILED = `query { comparisons(first: 10) { nodes { id responses { id provider model keyLabel content error latencyMs promptTokens completionTokens } } } }`;
+const NO_CACHE = { 'cache-control': 'no-cache' };
 const CONVERSATION = `query($id: ID!) { conversation(id: $id) { comparisons { ${COMPARISON} } } }`;
 const SEARCH = `query($q: String!) { search(query: $q) { nodes { snippet comparison { ${COMPARISON} } } } }`;
 const EXPORT = `query($id: ID!, $format: ExportFormat) { exportConversation(id: $id, format: $format) }`;
@@ -167,6 +170,19 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
       expect(cached.result.raw).toBe(get!.raw);
     }
     expectNoIdentity((await events(a, comparison.id, u.token)).raw);
+    // The compiled read (second sight of the document, lookup skipped) finds a hidden value and leaves it to the ordinary path.
+    const compiledCount = async (outcome: string) =>
+      ((await a.app.metrics.compiledReads.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0);
+    for (let i = 0; i < 2; i++) {
+      const fallbacks = await compiledCount('fallback');
+      const res = await a.gql(COMPILED, {}, u.token, NO_CACHE);
+      expect(res.errors).toBeUndefined();
+      expectNoIdentity(res.raw);
+      for (const r of res.data.comparisons.nodes[0].responses) {
+        expect(r).toMatchObject({ provider: null, model: null, keyLabel: null, promptTokens: null, completionTokens: null, error: null });
+      }
+      if (i === 1) expect(await compiledCount('fallback')).toBe(fallbacks + 1);
+    }
     // Which keys were used would tell which providers are in it: they are marked used only at the reveal.
     const keysBefore = await b.gql(KEYS, {}, u.token);
     expect(keysBefore.data.me.apiKeys.map((k: any) => k.lastUsedAt)).toEqual([null, null]);
@@ -203,6 +219,11 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
       expect(exported.revealed).toBe(true);
       expect(exported.responses.map((r: any) => r.model).sort()).toEqual([MODEL_A, MODEL_B].sort());
     }
+
+    const served = await compiledCount('served');
+    const compiledAfter = await a.gql(COMPILED, {}, u.token, NO_CACHE);
+    expect(await compiledCount('served')).toBe(served + 1);
+    expect(compiledAfter.data.comparisons.nodes[0].responses.map((r: any) => r.model).sort()).toEqual([MODEL_A, MODEL_B].sort());
 
     const keysAfter = await a.gql(KEYS, {}, u.token);
     for (const key of keysAfter.data.me.apiKeys) expect(new Date(key.lastUsedAt).getTime()).toBeGreaterThan(Date.now() - 60_000);
