@@ -365,4 +365,35 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
     expect(await pick(1.26 / 1.75)).toBe(`${Z} ${X}`);
     expect(await pick(0.999)).toBe(`${Z} ${X}`);
   });
+
+  it("leaves an unrevealed blind comparison out of the board's average cost and latency until its vote", async () => {
+    const u = await userWithKeys('averages');
+    const open = await a.gql(RUN, { input: { prompt: 'Name a colour', models: [MODEL_A, MODEL_B] } }, u.token);
+    const [first] = open.data.runComparison.responses;
+    await a.gql(VOTE, { input: { comparisonId: open.data.runComparison.id, outcome: 'WINNER', winnerResponseId: first.id } }, u.token);
+    const BOARD = `query { leaderboard(scope: MINE, filter: { blindOnly: false }) { model avgCostUsd avgLatencyMs } }`;
+    const averageOf = async () => {
+      const res = await a.gql(BOARD, {}, u.token, NO_CACHE);
+      expect(res.errors).toBeUndefined();
+      return res.data.leaderboard.find((r: any) => r.model === MODEL_A);
+    };
+    const before = await averageOf();
+    expect(before.avgCostUsd).toBeGreaterThan(0);
+
+    // A blind comparison of MODEL_A's with a cost and a latency far from the others', not voted on.
+    const blindId = randomUUID();
+    await withClient(a.db.url, async (c) => {
+      await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'p', true)`, [blindId, u.userId]);
+      await c.query(
+        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content, cost_usd, latency_ms)
+         values (gen_random_uuid(), now(), $1, 0, 'OPENAI', $2, 'COMPLETED', 'x', 1000, 999999),
+                (gen_random_uuid(), now(), $1, 1, 'ANTHROPIC', $3, 'COMPLETED', 'y', 1000, 999999)`,
+        [blindId, MODEL_A, MODEL_B],
+      );
+    });
+    expect(await averageOf()).toEqual(before);
+
+    expect((await a.gql(VOTE, { input: { comparisonId: blindId, outcome: 'TIE' } }, u.token)).errors).toBeUndefined();
+    expect((await averageOf()).avgCostUsd).toBeGreaterThan(100);
+  });
 });
