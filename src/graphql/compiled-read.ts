@@ -100,10 +100,26 @@ export const RELATIONS: Record<string, Relation> = {
     // A blind comparison not yet voted on (`revealedSql` in modules/comparison/blind.ts) hides these (its `hideIdentity` list).
     concealed: {
       fields: ['provider', 'model', 'keyLabel', 'costUsd', 'promptTokens', 'completionTokens', 'error'],
-      when: (p) => `(${p}.blind and not exists (select 1 from votes rv where rv.comparison_id = ${p}.id))`,
+      when: (p) => `(not ${REVEALED(p)})`,
     },
   },
 };
+
+/**
+ * `Type.field` → SQL text expression (the field's JSON) over the row alias, for
+ * fields whose resolver computes from the row's own columns. Each restates a
+ * resolver: keep them in step (the parity test checks).
+ */
+export const COMPUTED: Record<string, (a: string) => string> = {
+  // ComparisonResponseResolver.label: the letter of the position (modules/comparison/blind.ts).
+  'ComparisonResponse.label': (a) => `to_json(chr(65 + ${a}.position))::text`,
+  // ComparisonResolver.revealed: not blind, or voted on (`revealedSql` in modules/comparison/blind.ts).
+  'ComparisonResult.revealed': (a) => `(case when ${REVEALED(a)} then 'true' else 'false' end)`,
+};
+
+function REVEALED(a: string): string {
+  return `(not ${a}.blind or exists (select 1 from votes rv where rv.comparison_id = ${a}.id))`;
+}
 
 /** Response keys and how each is produced, for one selection set on one object type. */
 type Selected = Array<{ key: string; node: FieldNode; field: GraphQLField<unknown, unknown> | null }>;
@@ -368,6 +384,8 @@ class Compiler {
   }
 
   private columnSql(meta: EntityMetadata, field: GraphQLField<unknown, unknown>, node: FieldNode, a: string): string {
+    const computed = COMPUTED[`${meta.className}.${field.name}`];
+    if (computed && !node.arguments?.length) return computed(a);
     if (field.resolve !== undefined || node.arguments?.length || field.args.length) unsupported(`${meta.className}.${field.name} has a resolver or arguments`);
     const prop = meta.properties[field.name as keyof typeof meta.properties] ?? unsupported(`${meta.className}.${field.name} is not a column`);
     if (prop.kind !== ReferenceKind.SCALAR || prop.persist === false || prop.lazy || prop.formula || prop.fieldNames?.length !== 1) unsupported(`${meta.className}.${field.name} is not a plain column`);
