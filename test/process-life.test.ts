@@ -283,6 +283,14 @@ describe('the embedded PostgreSQL', () => {
     const pgPid = postmasterPid();
     const { token } = await signUpWithKeys(server.url);
     const comparison = await startComparison(server.url, token, ['openai:embedded-stuck', 'anthropic:embedded-fine']);
+    // The fine model has answered (its COMPLETED event went out) before the stop: only the stuck one is interrupted.
+    const fine = comparison.responses.find((r) => r.model === 'anthropic:embedded-fine')!;
+    const sub = await subscribe(server.url, EVENTS, { id: comparison.id }, token);
+    for await (const message of sub.events) {
+      const event = message.data?.comparisonEvents;
+      if (event?.responseId === fine.id && event.status === 'COMPLETED') break;
+    }
+    sub.close();
 
     await stopCleanly(server);
     await waitUntilExited(pgPid);
