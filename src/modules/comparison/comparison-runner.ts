@@ -31,6 +31,7 @@ import type { CachePort } from '../../cache/cache.port';
 import type { UserCacheInvalidator } from '../../cache/invalidation';
 import type { PubSub } from '../../cache/pubsub';
 import type { Orm } from '../../db/orm';
+import type { EntityManager } from '@mikro-orm/postgresql';
 import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -53,7 +54,7 @@ import { validatePrompt } from '../message/chat.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from '../message/history';
 import { Message, MessageRole } from '../message/message.entity';
-import { assertNothingHidden, shuffled } from './blind';
+import { assertNothingHidden, revealedSql, shuffled } from './blind';
 import { categorize, parseCategory } from './category';
 import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, ResponsePublisher } from './comparison-events';
 import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
@@ -115,7 +116,7 @@ interface Job {
   response: { id: string; comparisonId: string; model: ModelId };
   history: ChatTurn[];
   userId: string;
-  /** A blind comparison's call leaves the key's `lastUsedAt` to the reveal (see `ApiKeyService.credentials`). */
+  /** The comparison is blind and not yet voted on: the call leaves the key's `lastUsedAt` to the reveal (see `ApiKeyService.credentials`). */
   blind: boolean;
 }
 
@@ -236,6 +237,8 @@ export class ComparisonRunner {
       ? ((await historiesByModel(em, promptMessage.conversation.id, [endpointKey(model)], promptMessage)).get(endpointKey(model)) ?? [])
       : [];
     const turns: ChatTurn[] = [...history, { role: 'user', content: comparison.prompt }];
+    // Still hidden (blind, no vote yet): the key's lastUsedAt waits for the reveal, as for the first call.
+    const hidden = comparison.blind && !(await revealedById(em, comparison.id));
     const release = await this.deps.usage.admit(principal, [plannedCall(model, turns)]);
     let reset: number;
     try {
@@ -265,7 +268,7 @@ export class ComparisonRunner {
       throw badInput('This response is already being retried', 'id');
     }
 
-    const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId, blind: comparison.blind }).finally(release);
+    const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId, blind: hidden }).finally(release);
     this.track(`retry:${response.id}`, job);
     await job;
   }
@@ -540,6 +543,11 @@ function parseModels(raw: readonly string[]): ModelId[] {
     throw badInput(`A comparison takes ${MIN_MODELS} to ${MAX_MODELS} models, got ${models.length}`, 'models');
   }
   return models;
+}
+
+async function revealedById(em: EntityManager, comparisonId: string): Promise<boolean> {
+  const [row] = await em.getConnection().execute<Array<{ revealed: boolean }>>(`select ${revealedSql('r')} as revealed from comparison_results r where r.id = ?`, [comparisonId]);
+  return row?.revealed === true;
 }
 
 function titleFrom(prompt: string): string {
