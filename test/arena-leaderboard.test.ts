@@ -160,7 +160,8 @@ describeRedis('arena leaderboard across instances', () => {
   let b: TestApp;
   beforeAll(async () => {
     const prefix = `t-arena-${randomUUID().slice(0, 8)}`;
-    const env = { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), LEADERBOARD_BOOTSTRAP_SAMPLES: '100' };
+    // A read waits for the refit it starts (no stale board because a loaded machine made the fit slow).
+    const env = { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), LEADERBOARD_BOOTSTRAP_SAMPLES: '100', LEADERBOARD_REFRESH_WAIT_MS: '60000' };
     a = await createTestApp({ env });
     b = await createTestApp({ db: a.db, env });
   });
