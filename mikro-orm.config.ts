@@ -16,8 +16,9 @@ import { User } from './src/modules/user/user.entity';
 import { Vote } from './src/modules/vote/vote.entity';
 import { SpendReservation } from './src/modules/usage/spend-reservation.entity';
 import { BaseEntity } from './src/db/base.entity';
+import { ModelCallEntity } from './src/db/model-call.entity';
 
-export const ENTITIES: Function[] = [BaseEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation];
+export const ENTITIES: Function[] = [BaseEntity, ModelCallEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation];
 
 export default async () => {
   const config = loadConfig();

@@ -3,7 +3,8 @@
  * `main.ts` listens; tests build apps in-process with their own database,
  * cache prefix and fake provider URLs.
  *
- * One request, top to bottom: HTTP router (request id, timer) → Apollo →
+ * One request, top to bottom: HTTP server (`http/server.ts`: request id, timer,
+ * body limit, log line) → route (`http/routes.ts`) → GraphQL edge / Apollo →
  * context (em.fork, loaders, principal) → resolver → service → loader / cache /
  * ORM / provider → PostgreSQL / Redis / LLM.
  */
@@ -11,30 +12,30 @@ import 'reflect-metadata';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import type { DestinationStream } from 'pino';
 import { ENTITIES } from '../mikro-orm.config';
 import type { CachePort } from './cache/cache.port';
 import { createCache } from './cache/create-cache';
 import { registerCacheMetrics } from './cache/metrics';
 import { GenerationInvalidator } from './cache/generations';
-import { createPubSub, type PubSub } from './cache/pubsub';
+import { createPubSub } from './pubsub/create-pubsub';
+import type { PubSub } from './pubsub/pubsub.port';
 import type { Config } from './config';
 import { startEmbeddedPostgres } from './db/embedded';
 import { connectOrm, createOrmOptions, type Orm, pingDatabase, poolStats } from './db/orm';
 import { CursorCodec } from './db/pagination';
 import { QueryObserver } from './db/query-observer';
 import { TokenService } from './graphql/auth';
-import { createContext, type Context } from './graphql/context';
+import { type Context, createRequestContexts } from './graphql/context';
 import { CompiledReads } from './graphql/compiled-read';
-import { bodyTooLarge, handleGraphqlRequest, HttpError } from './graphql/http';
-import { createDocumentGuard } from './graphql/plugins/document-limits';
+import { createGraphqlHandler } from './graphql/http';
+import { createDocumentGuard } from './graphql/document-limits';
 import { invalidationPlugin } from './graphql/plugins/invalidation';
 import { jitGateway } from './graphql/jit-executor';
 import { ResponseCache } from './graphql/response-cache';
 import { httpStatusPlugin } from './graphql/plugins/http-status';
-import { classifyError } from './graphql/plugins/format-error';
+import { classifyError } from './graphql/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
 import { operationCachePlugin } from './graphql/plugins/operation-cache';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
@@ -46,7 +47,6 @@ import { CacheAdminService } from './modules/admin/cache-admin.service';
 import { ModelService } from './modules/model/model.service';
 import { createApqCache } from './cache/apq';
 import { createRateLimiters, type RateLimiter } from './cache/rate-limit';
-import { clientIp } from './graphql/client-ip';
 import { UsageService } from './modules/usage/usage.service';
 import { createGuardedFetch } from './llm/egress';
 import { ModelRegistry } from './llm/model-registry';
@@ -66,8 +66,10 @@ import { SearchService } from './modules/search/search.service';
 import { ExportService } from './modules/conversation/export.service';
 import { healthReport } from './observability/health';
 import { createLogger, type Logger, prettyStream } from './observability/logger';
-import { countStatement, noteUser, requestLogPlugin, withRequestLog } from './observability/request-log';
-import { EXPLORER_PREFIX, loadExplorer } from './graphql/explorer';
+import { countStatement, requestLogPlugin } from './observability/request-log';
+import { loadExplorer } from './graphql/explorer';
+import { createHttpServer } from './http/server';
+import { createRoutes } from './http/routes';
 import { createMetrics, type Metrics } from './observability/metrics';
 import { OperationLabels } from './observability/operation-labels';
 
@@ -288,126 +290,40 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     await apollo.start();
     cleanups.push(() => apollo.stop());
 
-    const contextDeps = { em: orm.em, services, logger, createLoaders };
-    // The principal of a request, noted for its log line (GraphQL and SSE alike).
-    const principalOf = (header: string | undefined) =>
-      tokens.fromAuthorizationHeader(header).then((principal) => {
-        noteUser(principal?.userId);
-        return principal;
-      });
+    // One context factory for /graphql and /graphql/stream (same token check, same context).
+    const contexts = createRequestContexts({ em: orm.em, services, logger, createLoaders, tokens, trustProxy: config.trustProxy });
     const startedAt = Date.now();
-    const sse = createSseHandler({
-      schema,
-      production,
-      guard,
+
+    // 6. HTTP: what each path answers (`http/routes.ts`), served by one entry (`http/server.ts`).
+    const http = createHttpServer({
+      logger,
+      metrics,
       maxBodyBytes: config.limits.maxBodyBytes,
-      principalFrom: (header) => principalOf(header),
-      context: (requestId, principal) => createContext(contextDeps, requestId, principal),
-    });
-
-    // 6. HTTP.
-    // The local explorer (GraphiQL from node_modules) outside production; Apollo's landing page otherwise.
-    const explorer = production ? undefined : loadExplorer();
-    const route = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<string> => {
-      const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-      if (explorer && req.method === 'GET') {
-        if (path === '/') {
-          res.statusCode = 302;
-          res.setHeader('location', '/graphql');
-          res.end();
-          return 'explorer';
-        }
-        if (explorer.wantsPage(req, path)) {
-          explorer.sendPage(res);
-          return 'explorer';
-        }
-        if (path.startsWith(EXPLORER_PREFIX) && explorer.sendAsset(path, res)) return 'explorer';
-      }
-      if (path === '/health' && req.method === 'GET') {
-        const report = await healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) });
-        sendJson(res, 200, report);
-        return 'health';
-      }
-      if (path === '/metrics' && req.method === 'GET') {
-        if (!metricsAuthorized(config.metrics.token, req.headers.authorization)) {
-          res.setHeader('www-authenticate', 'Bearer realm="metrics"');
-          sendJson(res, 401, { error: 'Send the metrics token as Authorization: Bearer <METRICS_TOKEN>' });
-          return 'metrics';
-        }
-        res.setHeader('content-type', metrics.registry.contentType);
-        res.end(await metrics.registry.metrics());
-        return 'metrics';
-      }
-      if (path === '/graphql/stream') {
-        await sse(req, res, requestId);
-        return 'graphql_stream';
-      }
-      if (path === '/graphql') {
-        await handleGraphqlRequest(
-          {
-            apollo,
-            principal: (request) => principalOf(request.headers.authorization),
-            context: (principal, readCache) => createContext(contextDeps, requestId, principal, readCache, clientIp(req, config.trustProxy)),
-            responseCache,
-            compiledReads,
-            onCompiledRead: (outcome, error) => {
-              metrics.compiledReads.inc({ outcome });
-              if (error) logger.warn({ err: error }, 'compiled read failed; answered the ordinary way');
-            },
-            maxBodyBytes: config.limits.maxBodyBytes,
+      route: createRoutes({
+        // The local explorer (GraphiQL from node_modules) outside production; Apollo's landing page otherwise.
+        explorer: production ? undefined : loadExplorer(),
+        graphql: createGraphqlHandler({
+          apollo,
+          contexts,
+          responseCache,
+          compiledReads,
+          onCompiledRead: (outcome, error) => {
+            metrics.compiledReads.inc({ outcome });
+            if (error) logger.warn({ err: error }, 'compiled read failed; answered the ordinary way');
           },
-          req,
-          res,
-        );
-        return 'graphql';
-      }
-      sendJson(res, 404, { error: 'Not found' });
-      return 'not_found';
-    };
-
-    let stopping = false;
-    const httpServer = createServer((req, res) => {
-      const start = process.hrtime.bigint();
-      const requestId = requestIdFrom(req.headers['x-request-id']);
-      res.setHeader('x-request-id', requestId);
-      if (stopping) res.setHeader('connection', 'close');
-      stampResponseTime(res, start);
-      // A declared body over the limit is refused on every route before anything reads it.
-      const declared = Number(req.headers['content-length']);
-      const work = withRequestLog(logger, req, res, requestId, () =>
-        declared > config.limits.maxBodyBytes ? Promise.reject(bodyTooLarge(config.limits.maxBodyBytes)) : route(req, res, requestId),
-      );
-      work
-        .then((name) => observe(name))
-        .catch((error: unknown) => {
-          const status = error instanceof HttpError ? error.status : 500;
-          if (status >= 500) logger.error({ err: error, requestId }, 'request failed');
-          if (status === 413 && !res.headersSent) {
-            // The rest of the upload is neither read nor drained: the connection closes after this answer.
-            res.setHeader('connection', 'close');
-            sendJson(res, 413, { errors: [{ message: (error as Error).message, extensions: { code: 'BAD_USER_INPUT', maxBodyBytes: config.limits.maxBodyBytes } }] });
-          } else if (!res.headersSent) sendJson(res, status, { error: status >= 500 ? 'Internal server error' : (error as Error).message });
-          else res.end();
-          observe('error');
-        });
-      function observe(routeName: string) {
-        const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-        metrics.httpDuration.observe({ method: req.method ?? 'GET', route: routeName, status: String(res.statusCode) }, seconds);
-      }
+          maxBodyBytes: config.limits.maxBodyBytes,
+        }),
+        stream: createSseHandler({ schema, production, guard, maxBodyBytes: config.limits.maxBodyBytes, contexts }),
+        health: () => healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) }),
+        metrics: { registry: metrics.registry, token: config.metrics.token },
+      }),
     });
-    httpServer.keepAliveTimeout = 65_000;
-    // Shutdown, in order: stop accepting (listener and idle keep-alive connections
-    // closed), let running comparisons finish or settle them and end event
-    // streams with their final events, let the requests still open answer, then
+    const httpServer = http.server;
+    // Shutdown, in order: stop accepting, let running comparisons finish or settle them and
+    // end event streams with their final events, let the requests still open answer, then
     // (the cleanups registered earlier) Apollo, runner, pub/sub, cache, pool and
     // the embedded PostgreSQL last.
-    cleanups.push(async () => {
-      stopping = true;
-      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
-      httpServer.closeIdleConnections();
-      await runner.close(config.shutdownGraceMs);
-      await drainConnections(httpServer, closed, HTTP_DRAIN_MS);
-    });
+    cleanups.push(() => http.stop(() => runner.close(config.shutdownGraceMs)));
     let closing: Promise<void> | undefined;
     return {
       config,
@@ -426,52 +342,3 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     throw error;
   }
 }
-
-/** After the comparisons have settled, how long open requests get to answer before their connections are cut. */
-const HTTP_DRAIN_MS = 5_000;
-
-/** Closes connections as they go idle until the server has closed, then cuts what is left after `ms`. */
-async function drainConnections(server: Server, closed: Promise<void>, ms: number): Promise<void> {
-  let done = false;
-  void closed.then(() => (done = true));
-  const deadline = Date.now() + ms;
-  while (!done && Date.now() < deadline) {
-    server.closeIdleConnections();
-    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 50))]);
-  }
-  if (!done) server.closeAllConnections();
-  await closed;
-}
-
-/** True when no token is configured, or the header carries it (compared in constant time). */
-function metricsAuthorized(token: string | undefined, header: string | undefined): boolean {
-  if (!token) return true;
-  const digest = (value: string) => createHash('sha256').update(value).digest();
-  return timingSafeEqual(digest(header ?? ''), digest(`Bearer ${token}`));
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.statusCode = status;
-  res.setHeader('content-type', 'application/json; charset=utf-8');
-  res.setHeader('cache-control', 'no-store');
-  res.end(JSON.stringify(body));
-}
-
-/** Accepts a caller's request id when it is short and safe to log; otherwise makes one. */
-function requestIdFrom(header: string | string[] | undefined): string {
-  const value = Array.isArray(header) ? header[0] : header;
-  return value && /^[\w.-]{1,64}$/.test(value) ? value : randomUUID();
-}
-
-/** Sets `X-Response-Time` at the moment headers are written (also for streamed responses). */
-function stampResponseTime(res: ServerResponse, start: bigint): void {
-  const writeHead = res.writeHead;
-  res.writeHead = function (this: ServerResponse, ...args: Parameters<ServerResponse['writeHead']>) {
-    if (!this.headersSent) {
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
-      this.setHeader('x-response-time', `${ms.toFixed(1)}ms`);
-    }
-    return writeHead.apply(this, args);
-  } as ServerResponse['writeHead'];
-}
-

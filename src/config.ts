@@ -28,7 +28,7 @@ export interface PoolConfig {
 }
 
 /**
- * Limits on what one request may ask for (see `graphql/plugins/document-limits.ts`).
+ * Limits on what one request may ask for (see `graphql/document-limits.ts`).
  * Every refusal happens before execution and answers `QUERY_TOO_COMPLEX`
  * (or 413 for the body).
  */

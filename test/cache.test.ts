@@ -6,8 +6,13 @@
 import { randomUUID } from 'node:crypto';
 import { createClient } from '@redis/client';
 import { Registry } from 'prom-client';
-import { createApqCache, createCache, createPubSub, registerCacheMetrics, singleFlight } from '../src/cache';
-import type { CachePort, CreateCacheOptions, PubSub } from '../src/cache';
+import { createApqCache } from '../src/cache/apq';
+import type { CachePort } from '../src/cache/cache.port';
+import { createCache, type CreateCacheOptions } from '../src/cache/create-cache';
+import { registerCacheMetrics } from '../src/cache/metrics';
+import { singleFlight } from '../src/cache/single-flight';
+import { createPubSub } from '../src/pubsub/create-pubsub';
+import type { PubSub } from '../src/pubsub/pubsub.port';
 import { createLogger, type Logger } from '../src/observability/logger';
 import { describeRedis, describeRedisServer, freePort, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
 

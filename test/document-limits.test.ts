@@ -8,8 +8,8 @@
 import { parse, TypeInfo, ValidationContext, visit, visitInParallel } from 'graphql';
 import { request as httpRequest } from 'node:http';
 import { loadConfig } from '../src/config';
-import { createDocumentGuard, DEFAULT_LIST_SIZE, documentLimitsRule } from '../src/graphql/plugins/document-limits';
-import { operationCost } from '../src/graphql/plugins/operation-cost';
+import { createDocumentGuard, DEFAULT_LIST_SIZE, documentLimitsRule } from '../src/graphql/document-limits';
+import { operationCost } from '../src/graphql/operation-cost';
 import { getSchema } from '../src/graphql/schema';
 import { PROVIDER_CALLING_MUTATIONS } from '../src/modules';
 import { FakeLlmServer } from './helpers/fake-llm';

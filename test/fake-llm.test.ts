@@ -6,16 +6,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAzure } from '@ai-sdk/azure';
 import { APICallError, RetryError, generateText, streamText, type ModelMessage, type StreamTextResult, type ToolSet } from 'ai';
-import {
-  LLM_MAX_RETRIES,
-  ProviderCallError,
-  azureV1Url,
-  classifyProviderError,
-  createLanguageModel,
-  listProviderModels,
-  type ProviderBaseUrls,
-  type ProviderName,
-} from '../src/llm/providers';
+import { createLanguageModel, LLM_MAX_RETRIES, type ProviderBaseUrls } from '../src/llm/language-models';
+import type { ProviderName } from '../src/llm/model-id';
+import { azureV1Url, listProviderModels } from '../src/llm/model-lists';
+import { classifyProviderError, ProviderCallError } from '../src/llm/provider-errors';
 import { BAD_API_KEY, FakeLlmServer, splitText, type FakeProvider } from './helpers/fake-llm';
 
 const PROVIDERS: Array<[ProviderName, FakeProvider]> = [

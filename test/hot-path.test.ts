@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { createClient } from '@redis/client';
-import { createCache } from '../src/cache';
+import { createCache } from '../src/cache/create-cache';
 import { createLogger } from '../src/observability/logger';
 import { seedUserData } from './helpers/factories';
 import { describeRedisServer, startRedisServer, type PrivateRedis } from './helpers/redis';

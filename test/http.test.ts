@@ -22,6 +22,21 @@ describe('HTTP surface', () => {
     expect(unsafe.headers.get('x-request-id')).not.toBe('bad id with spaces');
   });
 
+  it('stamps X-Response-Time on every kind of answer: a read-cache hit, a 413 refusal, an event-stream refusal', async () => {
+    const stamped = (res: Response) => expect(res.headers.get('x-response-time')).toMatch(/^\d+\.\d+ms$/);
+    const me = () => fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: '{ me { id } }' }) });
+    stamped(await me());
+    const hit = await me();
+    expect(hit.headers.get('x-cache')).toBe('HIT');
+    stamped(hit);
+    const tooLarge = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'x'.repeat(t.app.config.limits.maxBodyBytes + 1) });
+    expect(tooLarge.status).toBe(413);
+    stamped(tooLarge);
+    const stream = await fetch(`${t.url}/graphql/stream`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: 'Bearer not.a.jwt' }, body: '{}' });
+    expect(stream.status).toBe(401);
+    stamped(stream);
+  });
+
   it('reports health with live pool statistics and the cache state', async () => {
     const res = await fetch(`${t.url}/health`);
     expect(res.status).toBe(200);

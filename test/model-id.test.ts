@@ -1,13 +1,13 @@
-import { AppError } from '../src/graphql/errors';
+import { AppError } from '../src/errors';
 import { CATALOG_DATE, MODEL_CATALOG, costUsd, findCatalogEntry, type CatalogEntry } from '../src/llm/catalog';
 import {
   InvalidModelIdError,
   PROVIDER_NAMES,
   formatModelId,
-  fromGraphqlProvider,
   parseModelId,
-  toGraphqlProvider,
-  type GraphqlProvider,
+  toProvider,
+  toProviderName,
+  Provider,
 } from '../src/llm/model-id';
 
 describe('parseModelId', () => {
@@ -92,7 +92,7 @@ describe('formatModelId', () => {
 
 describe('GraphQL provider enum', () => {
   it('maps every provider both ways', () => {
-    expect(PROVIDER_NAMES.map(toGraphqlProvider)).toEqual([
+    expect(PROVIDER_NAMES.map(toProvider)).toEqual([
       'OPENAI',
       'ANTHROPIC',
       'GOOGLE',
@@ -100,12 +100,12 @@ describe('GraphQL provider enum', () => {
       'AZURE',
       'OPENAI_COMPATIBLE',
     ]);
-    for (const p of PROVIDER_NAMES) expect(fromGraphqlProvider(toGraphqlProvider(p))).toBe(p);
+    for (const p of PROVIDER_NAMES) expect(toProviderName(toProvider(p))).toBe(p);
   });
 
   it('rejects values outside the enum at run time', () => {
-    expect(() => fromGraphqlProvider('COHERE' as GraphqlProvider)).toThrow(RangeError);
-    expect(() => fromGraphqlProvider('openai' as GraphqlProvider)).toThrow(RangeError);
+    expect(() => toProviderName('COHERE' as Provider)).toThrow(RangeError);
+    expect(() => toProviderName('openai' as Provider)).toThrow(RangeError);
   });
 });
 

@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { clientIp } from '../src/graphql/client-ip';
+import { clientIp } from '../src/http/client-ip';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedis, describeRedisServer, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
 import { createTestApp, type TestApp } from './helpers/test-app';

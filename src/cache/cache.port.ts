@@ -1,6 +1,7 @@
 /**
  * The cache port: the only cache API the rest of the application sees.
- * Nothing outside `src/cache` imports Keyv or a Redis client.
+ * Nothing outside `src/cache` imports Keyv or a Redis client (`src/pubsub/redis.ts`
+ * gets its connections from `cache/redis-client.ts`).
  *
  * Contract shared by every method:
  * - **Keys** are `<namespace>:<rest>`; the namespace is the segment before the

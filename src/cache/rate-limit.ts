@@ -14,7 +14,7 @@
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from '../observability/logger';
 import { closeRedisClient, createRedisClient, type RedisClient } from './redis-client';
-import { withTimeout } from './timeout';
+import { withTimeout } from '../timeout';
 
 export interface RateLimitRule {
   /** Points a key may spend per window; 0 turns the limit off. */

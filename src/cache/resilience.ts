@@ -4,7 +4,7 @@ import { CircuitBreaker } from './breaker';
 import { InvalidationJournal } from './journal';
 import { CacheSerializationError } from './stores/serialization';
 import type { Store } from './stores/store';
-import { CacheTimeoutError, sleep, withTimeout } from './timeout';
+import { TimeoutError, sleep, withTimeout } from '../timeout';
 
 export interface FailOpenOptions {
   operationTimeoutMs: number;
@@ -78,7 +78,7 @@ export class FailOpenStore {
         return fallback();
       }
       this.log.debug({ err: error, op: what }, 'cache operation failed: treated as a miss');
-      if (error instanceof CacheTimeoutError) this.judgeLate(attempt, error, timeoutMs);
+      if (error instanceof TimeoutError) this.judgeLate(attempt, error, timeoutMs);
       else this.breaker.trip(error);
       onSkipped?.();
       return fallback();
@@ -93,7 +93,7 @@ export class FailOpenStore {
    * after {@link LATE_ANSWER_GRACE} timeouts; a closed or refused connection
    * opens it at once (`connectionLost`).
    */
-  private judgeLate(attempt: Promise<unknown>, error: CacheTimeoutError, timeoutMs: number): void {
+  private judgeLate(attempt: Promise<unknown>, error: TimeoutError, timeoutMs: number): void {
     let answered = false;
     const verdict = setTimeout(() => {
       if (!answered && !this.closed) this.breaker.trip(error);
@@ -103,7 +103,7 @@ export class FailOpenStore {
       answered = true;
       clearTimeout(verdict);
     };
-    attempt.then(settle, (late: unknown) => (late instanceof CacheTimeoutError ? undefined : settle()));
+    attempt.then(settle, (late: unknown) => (late instanceof TimeoutError ? undefined : settle()));
   }
 
   /** Wire to the connection's `error` event: open the breaker without waiting for an operation to fail. */

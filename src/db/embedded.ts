@@ -98,8 +98,8 @@ function own(path: string, runAs: RunAs): void {
   if (runAs.uid !== undefined) chownSync(path, runAs.uid, runAs.gid!);
 }
 
-/** A process that exists and is not a zombie (an exited server whose parent has not reaped it yet). */
-function isAlive(pid: number): boolean {
+/** A process that exists and is not a zombie (an exited server whose parent has not reaped it yet). Tests use it too. */
+export function isAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);

@@ -6,6 +6,7 @@ import { Migrator } from '@mikro-orm/migrations';
 import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
 import { join } from 'node:path';
 import type { PoolConfig } from '../config';
+import { withTimeout } from '../timeout';
 import type { QueryObserver } from './query-observer';
 
 export type Orm = MikroORM;
@@ -134,19 +135,11 @@ export function poolStats(orm: Orm): PoolStats {
 
 /** True when a `SELECT 1` answers within `timeoutMs`. */
 export async function pingDatabase(orm: Orm, timeoutMs = 1_000): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      orm.em.getConnection().execute('select 1'),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error('database ping timed out')), timeoutMs);
-      }),
-    ]);
+    await withTimeout(orm.em.getConnection().execute('select 1'), timeoutMs, 'database ping');
     return true;
   } catch {
     return false;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -10,7 +10,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { badInput } from '../graphql/errors';
+import { badInput } from '../errors';
 import { type PlainShape, plainShape } from './plain';
 
 export const MAX_PAGE_SIZE = 100;

@@ -5,8 +5,8 @@
 import { HeaderMap } from '@apollo/server';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { createSecretKey, type KeyObject } from 'node:crypto';
-import { LruMap } from '../cache/stores/lru-map';
-import { AppError } from './errors';
+import { LruMap } from '../lru-map';
+import { AppError } from '../errors';
 
 export type Role = 'USER' | 'ADMIN';
 

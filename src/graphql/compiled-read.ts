@@ -65,7 +65,7 @@ import {
 import { ReferenceKind, type EntityMetadata } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { type CursorCodec, isPageSize } from '../db/pagination';
-import { LruMap } from '../cache/stores/lru-map';
+import { LruMap } from '../lru-map';
 
 /** How a list field of the schema reads its rows (mirrors the resolver and service behind it). */
 type Relation =

@@ -1,11 +1,18 @@
 /**
  * The per-request context. `createContext` is the only place that forks the
  * EntityManager and builds DataLoaders: nothing per-request lives at module scope.
+ *
+ * `createRequestContexts` is the one factory `/graphql` and `/graphql/stream`
+ * share: the same token check (an invalid token is `InvalidTokenError`, 401, on
+ * both) and the same context.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { IncomingMessage } from 'node:http';
+import { clientIp } from '../http/client-ip';
 import type { Loaders, Services } from '../modules';
 import type { Logger } from '../observability/logger';
-import type { Principal } from './auth';
+import { noteUser } from '../observability/request-log';
+import type { Principal, TokenService } from './auth';
 import type { ReadCacheState } from './response-cache';
 
 export interface Context {
@@ -17,7 +24,7 @@ export interface Context {
   logger: Logger;
   /** The read cache's state for this request (see `response-cache.ts`). */
   readCache: ReadCacheState;
-  /** The client's address as rate limits key it (see `client-ip.ts`). */
+  /** The client's address as rate limits key it (see `http/client-ip.ts`). */
   clientIp: string;
 }
 
@@ -54,5 +61,27 @@ export function createContext(
     },
     readCache,
     clientIp,
+  };
+}
+
+/** The one way a request becomes a principal and a context, for GraphQL and SSE alike. */
+export interface RequestContexts {
+  /**
+   * Verifies the Authorization header: the principal, null when anonymous;
+   * rejects with `InvalidTokenError` (UNAUTHENTICATED, 401) for a bad token.
+   * The principal is noted for the request's log line.
+   */
+  principal(req: IncomingMessage): Promise<Principal | null>;
+  create(req: IncomingMessage, requestId: string, principal: Principal | null, readCache?: ReadCacheState): Context;
+}
+
+export function createRequestContexts(deps: ContextDeps & { tokens: TokenService; trustProxy: number }): RequestContexts {
+  const noted = (principal: Principal | null) => {
+    noteUser(principal?.userId);
+    return principal;
+  };
+  return {
+    principal: (req) => deps.tokens.fromAuthorizationHeader(req.headers.authorization).then(noted),
+    create: (req, requestId, principal, readCache) => createContext(deps, requestId, principal, readCache, clientIp(req, deps.trustProxy)),
   };
 }

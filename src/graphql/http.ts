@@ -16,67 +16,11 @@
 import { type ApolloServer, HeaderMap } from '@apollo/server';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { HttpError, readBody } from '../http/respond';
 import { noteOperation } from '../observability/request-log';
-import type { Principal } from './auth';
 import type { CompiledReads } from './compiled-read';
-import type { Context } from './context';
+import type { Context, RequestContexts } from './context';
 import { entryEtag, type GraphqlParams, type ReadCacheState, type ReadPlan, type ResponseCache } from './response-cache';
-
-/** Default of `Config.limits.maxBodyBytes`. */
-export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export function bodyTooLarge(maxBytes: number): HttpError {
-  return new HttpError(413, `Request body too large: the limit is ${maxBytes} bytes`);
-}
-
-/**
- * The request body as text, refused with 413 as soon as it passes `maxBytes`:
- * at once when `Content-Length` says so, else when the bytes read pass it
- * (chunked uploads). Reading stops there; the connection is closed after the
- * 413 (see app.ts), so an oversized upload is never buffered nor drained.
- */
-export function readBody(req: IncomingMessage, maxBytes = DEFAULT_MAX_BODY_BYTES): Promise<string> {
-  if (Number(req.headers['content-length']) > maxBytes) return Promise.reject(bodyTooLarge(maxBytes));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= maxBytes) {
-        chunks.push(chunk);
-        return;
-      }
-      cleanup();
-      req.pause();
-      reject(bodyTooLarge(maxBytes));
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(Buffer.concat(chunks).toString('utf8'));
-    };
-    const onError = (error: Error) => {
-      cleanup();
-      reject(error);
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-  });
-}
 
 function parseJsonBody(req: IncomingMessage, raw: string): unknown {
   if (req.method !== 'POST') return undefined;
@@ -101,9 +45,8 @@ function etagMatches(header: string | undefined, etag: string): boolean {
 
 export interface GraphqlHttpDeps {
   apollo: ApolloServer<Context>;
-  /** Verifies the Authorization header: the principal, null when anonymous; rejects for a bad token. */
-  principal(req: IncomingMessage): Promise<Principal | null>;
-  context(principal: Principal | null, readCache: ReadCacheState): Context;
+  /** The principal and the context, as for `/graphql/stream`. */
+  contexts: RequestContexts;
   responseCache: ResponseCache;
   /** Hot reads answered as SQL-built JSON (`compiled-read.ts`); absent when COMPILED_READS=off. */
   compiledReads?: CompiledReads;
@@ -113,7 +56,12 @@ export interface GraphqlHttpDeps {
   maxBodyBytes?: number;
 }
 
-export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** The `/graphql` route. */
+export function createGraphqlHandler(deps: GraphqlHttpDeps): (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void> {
+  return (req, res, requestId) => handleGraphqlRequest(deps, req, res, requestId);
+}
+
+async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const body = parseJsonBody(req, await readBody(req, deps.maxBodyBytes));
   const method = (req.method ?? 'GET').toUpperCase();
@@ -122,7 +70,7 @@ export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingM
   noteOperation(typeof sent?.operationName === 'string' ? sent.operationName : typeof sent?.query === 'string' ? /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(sent.query)?.[1] : null);
 
   // A bad token is Apollo's to report (through context creation), after the edge has stepped aside.
-  const principal = await deps.principal(req).then(
+  const principal = await deps.contexts.principal(req).then(
     (p) => ({ ok: true as const, value: p }),
     (error: unknown) => ({ ok: false as const, error }),
   );
@@ -165,7 +113,7 @@ export async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingM
     httpGraphQLRequest: { method, headers, search: url.search, body },
     context: async () => {
       if (!principal.ok) throw principal.error;
-      return deps.context(principal.value, readCache);
+      return deps.contexts.create(req, requestId, principal.value, readCache);
     },
   });
   for (const [key, value] of response.headers) res.setHeader(key, value);

@@ -30,7 +30,7 @@
 import type { OperationDefinitionNode, GraphQLSchema } from 'graphql';
 import { createHash } from 'node:crypto';
 import type { CachePort } from '../cache/cache.port';
-import { LruMap } from '../cache/stores/lru-map';
+import { LruMap } from '../lru-map';
 import { operationPolicy, type OperationPolicy } from './cache-policy';
 import { sha256Hex } from './plugins/persisted-documents';
 

@@ -15,19 +15,18 @@ import { type DocumentNode, getOperationAST, GraphQLError, type GraphQLSchema } 
 import { createHandler, type Response as SseResponse } from 'graphql-sse';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from './auth';
-import type { Context } from './context';
-import { AppError } from './errors';
-import { readBody } from './http';
-import type { DocumentGuard } from './plugins/document-limits';
-import { classifyError, QueryTooComplexError } from './plugins/format-error';
+import type { Context, RequestContexts } from './context';
+import { AppError } from '../errors';
+import { readBody } from '../http/respond';
+import type { DocumentGuard } from './document-limits';
+import { classifyError, QueryTooComplexError } from './format-error';
 
 export interface SseDeps {
   schema: GraphQLSchema;
   production: boolean;
   guard: DocumentGuard;
   maxBodyBytes: number;
-  principalFrom(authorization: string | undefined): Promise<Principal | null>;
-  context(requestId: string, principal: Principal | null): Context;
+  contexts: RequestContexts;
 }
 
 /** graphql-js errors without a code are the client's document errors. */
@@ -71,13 +70,13 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       }
       // The token was verified before the stream opened (an invalid one answered 401);
       // a missing one is reported by the resolver as UNAUTHENTICATED.
-      const request = requests.get(req.raw);
+      const request = requests.get(req.raw) ?? { requestId: 'sse', principal: null };
       return {
         schema: deps.schema,
         document,
         operationName: params.operationName,
         variableValues: params.variables,
-        contextValue: deps.context(request?.requestId ?? 'sse', request?.principal ?? null) as SseContext,
+        contextValue: deps.contexts.create(req.raw, request.requestId, request.principal) as SseContext,
       };
     },
     onNext: (_ctx, _req, result) => {
@@ -91,14 +90,14 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
   return async (req, res, requestId) => {
     let principal: Principal | null;
     try {
-      principal = await deps.principalFrom(req.headers.authorization);
+      principal = await deps.contexts.principal(req);
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
       sendError(res, error, deps.production);
       return;
     }
     requests.set(req, { requestId, principal });
-    // Throws HttpError 413 past the limit (app.ts answers it).
+    // Throws HttpError 413 past the limit (http/server.ts answers it).
     const body = req.method === 'POST' ? await readBody(req, deps.maxBodyBytes) : null;
     const [responseBody, init] = await handler({
       method: req.method ?? 'GET',

@@ -22,15 +22,27 @@
  *   `tunedModels/<id>`;
  * - the label: 1-40 letters, digits, `_`, `.`, `-` (as `saveApiKey` accepts).
  *
- * This module is the single definition of `ProviderName`; `catalog.ts`
- * re-exports it.
+ * This module is the single definition of the providers: `ProviderName`
+ * (the lower-case id in model ids) and `Provider` (the enum GraphQL shows and
+ * the database stores, `OPENAI`), mapped one to the other here only
+ * (`toProvider`, `toProviderName`). `catalog.ts` re-exports `ProviderName`;
+ * `api-key.entity.ts` registers `Provider` with GraphQL.
  */
-import { AppError } from '../graphql/errors';
+import { AppError } from '../errors';
 
 export const PROVIDER_NAMES = ['openai', 'anthropic', 'google', 'mistral', 'azure', 'openai_compatible'] as const;
 export type ProviderName = (typeof PROVIDER_NAMES)[number];
 
-export type GraphqlProvider = 'OPENAI' | 'ANTHROPIC' | 'GOOGLE' | 'MISTRAL' | 'AZURE' | 'OPENAI_COMPATIBLE';
+/**
+ * A provider as the GraphQL enum `Provider` names it and as the database
+ * stores it: the upper case of its `ProviderName` (`openai_compatible` →
+ * `OPENAI_COMPATIBLE`). An enum-like object, so `Provider.AZURE` reads as an
+ * enum member and type-graphql / MikroORM register it as one.
+ */
+export type Provider = Uppercase<ProviderName>;
+export const Provider = Object.freeze(Object.fromEntries(PROVIDER_NAMES.map((name) => [name.toUpperCase(), name.toUpperCase()]))) as {
+  readonly [P in Provider]: P;
+};
 
 export const DEFAULT_LABEL = 'default';
 export const MAX_MODEL_ID_LENGTH = 200;
@@ -135,22 +147,20 @@ export function isProviderName(value: string): value is ProviderName {
   return (PROVIDER_NAMES as readonly string[]).includes(value);
 }
 
-/** The GraphQL enum value for a provider: upper case of the same word. */
-export function toGraphqlProvider(p: ProviderName): GraphqlProvider {
-  return p.toUpperCase() as GraphqlProvider;
+/** The `Provider` (GraphQL, database) of a model id's provider: the one mapping between the two spellings. */
+export function toProvider(name: ProviderName): Provider {
+  return name.toUpperCase() as Provider;
 }
 
 /**
- * Inverse of `toGraphqlProvider`.
- * @throws RangeError for a value that is not a GraphQL provider (can only
- * happen when the type is bypassed at run time).
+ * Inverse of `toProvider`.
+ * @throws RangeError for a value that is not a `Provider` (can only happen
+ * when the type is bypassed at run time).
  */
-export function fromGraphqlProvider(p: GraphqlProvider): ProviderName {
-  const provider = p.toLowerCase();
-  if (p !== provider.toUpperCase() || !isProviderName(provider)) {
-    throw new RangeError(`unknown GraphQL provider: ${String(p)}`);
-  }
-  return provider;
+export function toProviderName(provider: Provider): ProviderName {
+  const name = provider.toLowerCase();
+  if (provider !== name.toUpperCase() || !isProviderName(name)) throw new RangeError(`unknown GraphQL provider: ${String(provider)}`);
+  return name;
 }
 
 /** JSON-quoted (so whitespace shows) and cut to 80 characters. */

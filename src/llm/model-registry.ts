@@ -31,7 +31,11 @@ import type { CachePort } from '../cache/cache.port';
 import type { Logger } from '../observability/logger';
 import { type CatalogEntry, MODEL_CATALOG } from './catalog';
 import { formatModelId, type ProviderName } from './model-id';
-import { type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport, DEFAULT_BASE_URLS, listProviderModels, ProviderCallError } from './providers';
+import { DEFAULT_BASE_URLS, type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport } from './language-models';
+import { listProviderModels } from './model-lists';
+import { ProviderCallError } from './provider-errors';
+import { LruMap } from '../lru-map';
+import { withTimeout } from '../timeout';
 
 /** One model as the API lists it (catalog entry, or a listed name with no curated data). */
 export type RegistryModel = CatalogEntry;
@@ -72,9 +76,9 @@ export class ModelRegistry {
   private readonly maxAgeMs: number;
   private readonly failureBackoffMs: number;
   /** Last list that loaded, per cache key: served when a load fails and the store has nothing. */
-  private readonly lastGood = new Map<string, string[]>();
+  private readonly lastGood = new LruMap<string, string[]>(MAX_LOCAL_ENTRIES);
   /** When a provider last failed on the request path, per cache key. */
-  private readonly failedAt = new Map<string, number>();
+  private readonly failedAt = new LruMap<string, number>(MAX_LOCAL_ENTRIES);
 
   constructor(private readonly opts: ModelRegistryOptions) {
     this.log = opts.logger.child({ component: 'model-registry' });
@@ -136,40 +140,22 @@ export class ModelRegistry {
         ...this.opts.transport,
         maxModels: this.opts.maxListedModels,
       });
-      this.remember(this.lastGood, key, names);
+      this.lastGood.set(key, names);
       this.failedAt.delete(key);
       return names;
     };
     try {
-      const names = await this.withDeadline(this.opts.cache.wrapSwr(key, { freshMs: this.opts.freshMs, maxAgeMs: this.maxAgeMs }, load));
-      if (names) return names;
-      throw new Error(`no answer within ${this.opts.listTimeoutMs}ms`);
+      // Past the deadline the work goes on and may still fill the cache.
+      return await withTimeout(this.opts.cache.wrapSwr(key, { freshMs: this.opts.freshMs, maxAgeMs: this.maxAgeMs }, load), this.opts.listTimeoutMs, 'model list');
     } catch (err) {
       const since = this.failedAt.get(key);
       if (since === undefined || Date.now() - since >= this.failureBackoffMs) {
         // First failure in this window (concurrent requests share it): back off and log once.
-        this.remember(this.failedAt, key, Date.now());
+        this.failedAt.set(key, Date.now());
         const reason = err instanceof ProviderCallError ? err.reason : undefined;
         this.log.warn({ provider: creds.provider, reason, error: (err as Error).message }, 'provider model list unavailable: serving the catalog and the last good list');
       }
       return this.lastGood.get(key) ?? [];
     }
-  }
-
-  /** `promise`'s value, or undefined once `listTimeoutMs` has passed (the work goes on and may still fill the cache). */
-  private withDeadline<T>(promise: Promise<T>): Promise<T | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), this.opts.listTimeoutMs);
-      timer.unref();
-    });
-    promise.catch(() => undefined);
-    return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-  }
-
-  private remember<V>(map: Map<string, V>, key: string, value: V): void {
-    map.delete(key);
-    map.set(key, value);
-    if (map.size > MAX_LOCAL_ENTRIES) map.delete(map.keys().next().value as string);
   }
 }

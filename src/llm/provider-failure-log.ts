@@ -10,7 +10,7 @@
  */
 import type { Logger } from '../observability/logger';
 import type { ModelId } from './model-id';
-import type { ProviderCallError } from './providers';
+import type { ProviderCallError } from './provider-errors';
 
 export function logProviderFailure(logger: Logger, model: ModelId, error: ProviderCallError, context: Record<string, unknown> = {}): void {
   logger.warn(

@@ -12,7 +12,9 @@
  * limit.
  */
 import { type LanguageModel, type ModelMessage, streamText } from 'ai';
-import { classifyProviderError, LLM_MAX_RETRIES, ProviderCallError, type ProviderName } from './providers';
+import { LLM_MAX_RETRIES } from './language-models';
+import type { ProviderName } from './model-id';
+import { classifyProviderError, ProviderCallError } from './provider-errors';
 
 export interface ChatTurn {
   role: 'user' | 'assistant' | 'system';

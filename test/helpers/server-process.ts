@@ -8,6 +8,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { isAlive } from '../../src/db/embedded';
 
 export const ROOT = join(__dirname, '..', '..');
 
@@ -119,16 +120,8 @@ export async function gqlAt<T = any>(url: string, query: string, variables: Reco
   return { status: response.status, ...body };
 }
 
-/** True while a process with this pid exists and has not exited (a zombie counts as exited). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  const state = spawnSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' });
-  return state.status === 0 && !state.stdout.trim().startsWith('Z');
-}
+// True while a process with this pid exists and has not exited (a zombie counts as exited).
+export { isAlive };
 
 /**
  * Polls until `pid` has exited, for processes this test does not own (a

@@ -1,5 +1,5 @@
 import { Keyv } from 'keyv';
-import { LruMap } from './lru-map';
+import { LruMap } from '../../lru-map';
 import { deserializeEnvelope, serializeEnvelope } from './serialization';
 import type { Store } from './store';
 

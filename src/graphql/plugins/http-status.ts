@@ -25,7 +25,7 @@ import type { ApolloServerPlugin, GraphQLRequestContextWillSendResponse } from '
 import type { GraphQLFormattedError } from 'graphql';
 import { BEARER_CHALLENGE } from '../auth';
 import type { Context } from '../context';
-import { AppError, type ErrorCode } from '../errors';
+import { AppError, type ErrorCode } from '../../errors';
 
 /** Seconds a client should wait before retrying a request that failed with SERVICE_UNAVAILABLE. */
 export const RETRY_AFTER_SECONDS = 2;

@@ -9,7 +9,7 @@ import type { ApolloServerPlugin } from '@apollo/server';
 import type { Context } from '../context';
 import type { Metrics } from '../../observability/metrics';
 import type { OperationLabels } from '../../observability/operation-labels';
-import { classifyError } from './format-error';
+import { classifyError } from '../format-error';
 
 export function observabilityPlugin(opts: {
   metrics: Metrics;

@@ -33,7 +33,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Context } from '../context';
-import { AppError } from '../errors';
+import { AppError } from '../../errors';
 
 /** sha256 (hex) → document text, verified. */
 export type PersistedDocuments = ReadonlyMap<string, string>;

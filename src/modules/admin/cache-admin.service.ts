@@ -1,6 +1,6 @@
 import type { CachePort } from '../../cache/cache.port';
 import type { Principal } from '../../graphql/auth';
-import { AppError } from '../../graphql/errors';
+import { AppError } from '../../errors';
 import { MODEL_REGISTRY_NAMESPACE, type ModelRegistry } from '../../llm/model-registry';
 import type { Logger } from '../../observability/logger';
 

@@ -1,17 +1,12 @@
 import { Entity, Enum, ManyToOne, Property, type Ref, Unique } from '@mikro-orm/core';
 import { Field, ObjectType, registerEnumType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
+import { Provider } from '../../llm/model-id';
 import { User } from '../user/user.entity';
 
-export enum Provider {
-  OPENAI = 'OPENAI',
-  ANTHROPIC = 'ANTHROPIC',
-  GOOGLE = 'GOOGLE',
-  MISTRAL = 'MISTRAL',
-  AZURE = 'AZURE',
-  OPENAI_COMPATIBLE = 'OPENAI_COMPATIBLE',
-}
+// Defined with its mapping to model ids' provider names in `llm/model-id.ts`; registered with GraphQL here.
 registerEnumType(Provider, { name: 'Provider' });
+export { Provider };
 
 /**
  * A user's provider key. The secret is AES-256-GCM encrypted

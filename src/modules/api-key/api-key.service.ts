@@ -1,10 +1,11 @@
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import { badInput, notFound } from '../../graphql/errors';
+import { badInput, notFound } from '../../errors';
 import { isUuid } from '../../db/pagination';
 import { codePointLength } from '../../graphql/text-input';
 import { checkEndpoint, type EgressPolicy } from '../../llm/egress';
+import type { ProviderCredentials } from '../../llm/language-models';
 import { ApiKey, Provider } from './api-key.entity';
 import type { SecretBox } from './secret-box';
 
@@ -15,10 +16,6 @@ export interface SaveApiKeyArgs {
   baseUrl?: string | null;
 }
 
-export interface ProviderCredentials {
-  apiKey: string;
-  baseUrl: string | null;
-}
 
 const LABEL = /^[A-Za-z0-9_.-]{1,40}$/;
 /** Providers that have no public endpoint: the key must say where to call. */
@@ -59,7 +56,7 @@ export class ApiKeyService {
     key.last4 = secret.slice(-4);
     key.baseUrl = baseUrl;
     try {
-      await em.persistAndFlush(key);
+      await em.persist(key).flush();
     } catch (error) {
       // Two concurrent saves of the same label: the loser retries as an update.
       if (error instanceof UniqueConstraintViolationException && !existing) return this.save(em.fork(), principal, args);

@@ -6,9 +6,9 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { LanguageModel } from 'ai';
 import type { ModelId } from '../../llm/model-id';
-import { toGraphqlProvider } from '../../llm/model-id';
-import { createLanguageModel, ProviderCallError, type ProviderBaseUrls, type ProviderTransport } from '../../llm/providers';
-import { Provider } from './api-key.entity';
+import { toProvider } from '../../llm/model-id';
+import { createLanguageModel, type ProviderBaseUrls, type ProviderTransport } from '../../llm/language-models';
+import { ProviderCallError } from '../../llm/provider-errors';
 import type { ApiKeyService } from './api-key.service';
 
 export class ModelAccess {
@@ -21,7 +21,7 @@ export class ModelAccess {
 
   /** `touchKey` false leaves the key's `lastUsedAt` alone (blind comparisons: see `ApiKeyService.credentials`). */
   async languageModel(em: EntityManager, userId: string, id: ModelId, touchKey = true): Promise<LanguageModel> {
-    const provider = Provider[toGraphqlProvider(id.provider)];
+    const provider = toProvider(id.provider);
     const creds = await this.apiKeys.credentials(em, userId, provider, id.label, touchKey);
     if (!creds) {
       throw new ProviderCallError(

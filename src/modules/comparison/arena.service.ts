@@ -23,10 +23,9 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomInt } from 'node:crypto';
 import type { CachePort } from '../../cache/cache.port';
 import type { Principal } from '../../graphql/auth';
-import { badInput } from '../../graphql/errors';
+import { badInput } from '../../errors';
 import { MODEL_CATALOG } from '../../llm/catalog';
-import { DEFAULT_LABEL, endpointKey, fromGraphqlProvider, parseModelId } from '../../llm/model-id';
-import type { GraphqlProvider } from '../../llm/model-id';
+import { DEFAULT_LABEL, endpointKey, parseModelId, type Provider, toProviderName } from '../../llm/model-id';
 
 /** How long the shared pair counts are reused before they are counted again. */
 export const PAIR_COUNTS_TTL_MS = 30_000;
@@ -82,8 +81,8 @@ export function drawPair(pairs: readonly WeightedPair[], u: number): WeightedPai
 }
 
 /** The candidates (endpoint keys) a user with these keys may battle; see the module comment. */
-export function arenaCandidates(keys: ReadonlyArray<{ provider: GraphqlProvider; label: string }>, pool: readonly string[]): string[] {
-  const held = new Set(keys.map((k) => `${fromGraphqlProvider(k.provider)}@${k.label}`));
+export function arenaCandidates(keys: ReadonlyArray<{ provider: Provider; label: string }>, pool: readonly string[]): string[] {
+  const held = new Set(keys.map((k) => `${toProviderName(k.provider)}@${k.label}`));
   if (pool.length > 0) {
     return pool.filter((id) => {
       const m = parseModelId(id);
@@ -92,7 +91,7 @@ export function arenaCandidates(keys: ReadonlyArray<{ provider: GraphqlProvider;
   }
   const labelOf = new Map<string, string>();
   for (const k of [...keys].sort((x, y) => (x.label === DEFAULT_LABEL ? -1 : y.label === DEFAULT_LABEL ? 1 : x.label.localeCompare(y.label)))) {
-    const provider = fromGraphqlProvider(k.provider);
+    const provider = toProviderName(k.provider);
     if (!labelOf.has(provider)) labelOf.set(provider, k.label);
   }
   return MODEL_CATALOG.filter((e) => labelOf.has(e.provider)).map((e) =>
@@ -110,7 +109,7 @@ export class ArenaService {
 
   /** Two distinct model ids for a battle of the user's, chosen as the module comment says. */
   async pickModels(em: EntityManager, principal: Principal): Promise<string[]> {
-    const keys: Array<{ provider: GraphqlProvider; label: string }> = await em
+    const keys: Array<{ provider: Provider; label: string }> = await em
       .getConnection()
       .execute(`select provider, label from api_keys where owner_id = ? order by provider, label`, [principal.userId]);
     const candidates = arenaCandidates(keys, this.pool);

@@ -36,7 +36,7 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomInt } from 'node:crypto';
-import { badInput } from '../../graphql/errors';
+import { badInput } from '../../errors';
 import type { ComparisonResponseView } from './comparison.entity';
 
 /** "A" for position 0, "B" for 1, … (a comparison has at most 8 responses). */

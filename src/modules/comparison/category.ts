@@ -17,7 +17,7 @@
  * 4. `long_prompt`: more than LONG_PROMPT_CHARS characters (about 500 tokens);
  * 5. `other`.
  */
-import { badInput } from '../../graphql/errors';
+import { badInput } from '../../errors';
 
 export const COMPARISON_CATEGORIES = ['code', 'math', 'creative_writing', 'long_prompt', 'other'] as const;
 export type ComparisonCategory = (typeof COMPARISON_CATEGORIES)[number];

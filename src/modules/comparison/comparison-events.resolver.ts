@@ -1,7 +1,7 @@
 import { Arg, Field, ID, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
-import { AppError, notFound } from '../../graphql/errors';
+import { AppError, notFound } from '../../errors';
 import { type ComparisonEvent, isShutdownNotice, type StreamItem } from './comparison-events';
 import { ResponseStatus } from './comparison.entity';
 

@@ -26,7 +26,7 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
-import type { PubSub } from '../../cache/pubsub';
+import type { PubSub } from '../../pubsub/pubsub.port';
 import { hiddenError } from './blind';
 import { ComparisonResponse, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 

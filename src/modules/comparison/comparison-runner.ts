@@ -29,7 +29,7 @@
  */
 import type { CachePort } from '../../cache/cache.port';
 import type { UserCacheInvalidator } from '../../cache/invalidation';
-import type { PubSub } from '../../cache/pubsub';
+import type { PubSub } from '../../pubsub/pubsub.port';
 import type { Orm } from '../../db/orm';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { raw } from '@mikro-orm/core';
@@ -38,16 +38,15 @@ import { randomBytes } from 'node:crypto';
 import { isConnectionError } from '../../db/connection-errors';
 import { isUuid } from '../../db/pagination';
 import type { Principal } from '../../graphql/auth';
-import { AppError, badInput, notFound } from '../../graphql/errors';
+import { AppError, badInput, notFound } from '../../errors';
 import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
-import { endpointKey, type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
 import { logProviderFailure } from '../../llm/provider-failure-log';
-import { ProviderCallError } from '../../llm/providers';
+import { ProviderCallError } from '../../llm/provider-errors';
 import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { Metrics } from '../../observability/metrics';
-import { Provider } from '../api-key/api-key.entity';
 import type { ModelAccess } from '../api-key/model-access';
 import type { ConversationService } from '../conversation/conversation.service';
 import { validatePrompt } from '../message/chat.service';
@@ -178,7 +177,7 @@ export class ComparisonRunner {
         em.create(ComparisonResponse, {
           comparison,
           position,
-          provider: Provider[toGraphqlProvider(model.provider)],
+          provider: toProvider(model.provider),
           model: model.id,
           keyLabel: model.label,
           createdAt: comparison.createdAt,

@@ -1,6 +1,7 @@
 import { Entity, Enum, Index, ManyToOne, Property, type Ref } from '@mikro-orm/core';
-import { Field, Float, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
+import { type ModelCallField, ModelCallEntity } from '../../db/model-call.entity';
 import { Provider } from '../api-key/api-key.entity';
 import { Conversation } from '../conversation/conversation.entity';
 import { User } from '../user/user.entity';
@@ -75,7 +76,7 @@ export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerI
   name: 'comparison_responses_lease_idx',
   expression: `create index "comparison_responses_lease_idx" on "comparison_responses" ("heartbeat_at") where "status" in ('PENDING', 'STREAMING')`,
 })
-export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'content' | 'comparisonId'> {
+export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 'content' | 'comparisonId'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
 
@@ -117,25 +118,10 @@ export class ComparisonResponse extends BaseEntity<'keyLabel' | 'status' | 'cont
   @Property({ type: 'text', nullable: true })
   error?: string | null;
 
-  @Field(() => Int, { nullable: true })
-  @Property({ type: 'integer', nullable: true })
-  latencyMs?: number | null;
-
+  /** The rest of the call's measurements are `ModelCallEntity`'s. */
   @Field(() => Int, { nullable: true })
   @Property({ type: 'integer', nullable: true })
   timeToFirstTokenMs?: number | null;
-
-  @Field(() => Int, { nullable: true, description: "null while the comparison is blind and not yet voted on (the tokenizer's count names the model family)." })
-  @Property({ type: 'integer', nullable: true })
-  promptTokens?: number | null;
-
-  @Field(() => Int, { nullable: true, description: "null while the comparison is blind and not yet voted on (the tokenizer's count names the model family)." })
-  @Property({ type: 'integer', nullable: true })
-  completionTokens?: number | null;
-
-  @Field(() => Float, { nullable: true, description: 'USD at list prices; null when unknown, and while the comparison is blind and not yet voted on (a price names the model).' })
-  @Property({ type: 'double', nullable: true })
-  costUsd?: number | null;
 
   @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
   settledAt?: Date | null;
@@ -170,10 +156,7 @@ export type ComparisonResponseView = Pick<
   | 'status'
   | 'content'
   | 'error'
-  | 'latencyMs'
   | 'timeToFirstTokenMs'
-  | 'promptTokens'
-  | 'completionTokens'
-  | 'costUsd'
+  | ModelCallField
   | 'settledAt'
 >;

@@ -1,34 +1,21 @@
 import type { GraphQLResolveInfo } from 'graphql';
-import { Arg, Args, Ctx, Extensions, Field, FieldResolver, ID, Info, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Ctx, Extensions, FieldResolver, ID, Info, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
 import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import { childFieldArgs } from '../../graphql/lookahead';
 import type { Context } from '../../graphql/context';
-import { AppError } from '../../graphql/errors';
-import { PageInfoType } from '../../graphql/types';
+import { AppError } from '../../errors';
+import { Connection, PageArgs, totalCountResolver } from '../../graphql/connection';
 import { Conversation } from '../conversation/conversation.entity';
-import { PageArgs } from '../conversation/conversation.resolver';
 import { Vote } from '../vote/vote.entity';
 import type { PresentedResponse } from './blind';
 import { ComparisonResponse, ComparisonResult, type ComparisonView } from './comparison.entity';
 import { ArenaBattleInput, RunComparisonInput } from './comparison.inputs';
 
 @ObjectType({ simpleResolvers: true })
-export class ComparisonConnection {
-  @Field(() => [ComparisonResult])
-  nodes!: ComparisonResult[];
+export class ComparisonConnection extends Connection(ComparisonResult) {}
 
-  @Field(() => PageInfoType)
-  pageInfo!: PageInfoType;
-}
-
-@Resolver(() => ComparisonConnection)
-export class ComparisonConnectionResolver {
-  @FieldResolver(() => Int)
-  totalCount(@Ctx() ctx: Context): Promise<number> {
-    return ctx.services.comparisons.count(ctx.em, requireUser(ctx.principal));
-  }
-}
+export const ComparisonConnectionResolver = totalCountResolver(ComparisonConnection, (ctx) => ctx.services.comparisons.count(ctx.em, requireUser(ctx.principal)));
 
 @Resolver(() => ComparisonResult)
 export class ComparisonResolver {

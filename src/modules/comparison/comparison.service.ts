@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import { notFound } from '../../graphql/errors';
+import { notFound } from '../../errors';
 import { type CursorCodec, type ExtraColumn, isUuid, ownedPage, type Page } from '../../db/pagination';
 import { embeddedRows, plainShape } from '../../db/plain';
 import { pgArray } from '../../db/sql';

@@ -1,58 +1,26 @@
 import type { GraphQLResolveInfo } from 'graphql';
-import { Arg, Args, ArgsType, Ctx, Extensions, Field, FieldResolver, ID, Info, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, ArgsType, Ctx, Extensions, FieldResolver, ID, Info, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
 import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import { childFieldArgs } from '../../graphql/lookahead';
 import { isPageSize } from '../../db/pagination';
 import type { Context } from '../../graphql/context';
-import { PageInfoType } from '../../graphql/types';
+import { Connection, PageArgs, PageArgsOf, totalCountResolver } from '../../graphql/connection';
 import { ComparisonResult } from '../comparison/comparison.entity';
 import { Message } from '../message/message.entity';
 import { Conversation, type ConversationView } from './conversation.entity';
 
 @ObjectType({ simpleResolvers: true })
-export class ConversationConnection {
-  @Field(() => [Conversation])
-  nodes!: Conversation[];
-
-  @Field(() => PageInfoType)
-  pageInfo!: PageInfoType;
-}
+export class ConversationConnection extends Connection(Conversation) {}
 
 @ObjectType({ simpleResolvers: true })
-export class MessageConnection {
-  @Field(() => [Message])
-  nodes!: Message[];
+export class MessageConnection extends Connection(Message) {}
 
-  @Field(() => PageInfoType)
-  pageInfo!: PageInfoType;
-}
-
+/** A conversation's messages: 50 per page unless asked. */
 @ArgsType()
-export class PageArgs {
-  @Field(() => Int, { nullable: true, defaultValue: 20 })
-  first?: number;
+class MessagePageArgs extends PageArgsOf(50) {}
 
-  @Field(() => String, { nullable: true })
-  after?: string | null;
-}
-
-@ArgsType()
-class MessagePageArgs {
-  @Field(() => Int, { nullable: true, defaultValue: 50 })
-  first?: number;
-
-  @Field(() => String, { nullable: true })
-  after?: string | null;
-}
-
-@Resolver(() => ConversationConnection)
-export class ConversationConnectionResolver {
-  @FieldResolver(() => Int)
-  totalCount(@Ctx() ctx: Context): Promise<number> {
-    return ctx.services.conversations.count(ctx.em, requireUser(ctx.principal));
-  }
-}
+export const ConversationConnectionResolver = totalCountResolver(ConversationConnection, (ctx) => ctx.services.conversations.count(ctx.em, requireUser(ctx.principal)));
 
 @Resolver(() => Conversation)
 export class ConversationResolver {

@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import { badInput, notFound } from '../../graphql/errors';
+import { badInput, notFound } from '../../errors';
 import { codePointLength } from '../../graphql/text-input';
 import { type CursorCodec, type ExtraColumn, isUuid, ownedPage, type Page } from '../../db/pagination';
 import { selectPlain } from '../../db/plain';
@@ -52,7 +52,7 @@ export class ConversationService {
       owner: principal.userId,
       title: cleanTitle(title ?? 'New conversation'),
     });
-    await em.persistAndFlush(conversation);
+    await em.persist(conversation).flush();
     return conversation;
   }
 

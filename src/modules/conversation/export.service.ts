@@ -12,6 +12,7 @@
  * (the comparison service presents them so, see `comparison/blind.ts`).
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { measurementsOf, type ModelCallMeasurements } from '../../db/model-call.entity';
 import type { Principal } from '../../graphql/auth';
 import type { PresentedResponse } from '../comparison/blind';
 import type { ComparisonService } from '../comparison/comparison.service';
@@ -36,11 +37,7 @@ export interface ConversationExport {
     model: string | null;
     provider: string | null;
     createdAt: string;
-    promptTokens: number | null;
-    completionTokens: number | null;
-    latencyMs: number | null;
-    costUsd: number | null;
-  }>;
+  } & ModelCallMeasurements>;
   comparisons: Array<{
     id: string;
     prompt: string;
@@ -55,12 +52,8 @@ export interface ConversationExport {
       status: string;
       content: string;
       error: string | null;
-      latencyMs: number | null;
       timeToFirstTokenMs: number | null;
-      promptTokens: number | null;
-      completionTokens: number | null;
-      costUsd: number | null;
-    }>;
+    } & ModelCallMeasurements>;
     vote: { outcome: string; winnerModel: string | null } | null;
   }>;
   exportedAt: string;
@@ -129,10 +122,7 @@ export class ExportService {
         model: m.model ?? null,
         provider: m.provider ?? null,
         createdAt: m.createdAt.toISOString(),
-        promptTokens: m.promptTokens ?? null,
-        completionTokens: m.completionTokens ?? null,
-        latencyMs: m.latencyMs ?? null,
-        costUsd: m.costUsd ?? null,
+        ...measurementsOf(m),
       })),
       comparisons: comparisonRows.map((c) => {
         const vote = voteByComparison.get(c.id);
@@ -150,11 +140,8 @@ export class ExportService {
             status: r.status,
             content: r.content,
             error: r.error ?? null,
-            latencyMs: r.latencyMs ?? null,
             timeToFirstTokenMs: r.timeToFirstTokenMs ?? null,
-            promptTokens: r.promptTokens ?? null,
-            completionTokens: r.completionTokens ?? null,
-            costUsd: r.costUsd ?? null,
+            ...measurementsOf(r),
           })),
           vote: vote ? { outcome: vote.outcome, winnerModel: vote.winner ? (modelByResponseId.get(vote.winner.id) ?? null) : null } : null,
         };

@@ -5,16 +5,16 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import { AppError, badInput } from '../../graphql/errors';
+import { AppError, badInput } from '../../errors';
 import { codePointLength } from '../../graphql/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
-import { endpointKey, type ModelId, parseModelId, toGraphqlProvider } from '../../llm/model-id';
+import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
 import { logProviderFailure } from '../../llm/provider-failure-log';
-import { ProviderCallError } from '../../llm/providers';
+import { ProviderCallError } from '../../llm/provider-errors';
 import type { Logger } from '../../observability/logger';
 import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
 import type { Conversation } from '../conversation/conversation.entity';
-import { Provider } from '../api-key/api-key.entity';
+import type { Provider } from '../../llm/model-id';
 import type { ModelAccess } from '../api-key/model-access';
 import type { ConversationService } from '../conversation/conversation.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
@@ -57,7 +57,7 @@ export class ChatService {
     const content = validatePrompt(args.content, 'content');
     const conversation = await this.deps.conversations.getForWrite(em, principal, args.conversationId);
     await assertNothingHidden(em, conversation.id);
-    const provider = Provider[toGraphqlProvider(modelId.provider)];
+    const provider = toProvider(modelId.provider);
 
     const history = (await historiesByModel(em, conversation.id, [endpointKey(modelId)])).get(endpointKey(modelId)) ?? [];
     const release = await this.deps.usage.admit(principal, [plannedCall(modelId, [...history, { content }])]);

@@ -1,6 +1,6 @@
 import { Entity, Enum, Index, ManyToOne, Property, type Ref } from '@mikro-orm/core';
-import { Field, Float, Int, ObjectType, registerEnumType } from 'type-graphql';
-import { BaseEntity } from '../../db/base.entity';
+import { Field, ObjectType, registerEnumType } from 'type-graphql';
+import { type ModelCallField, ModelCallEntity } from '../../db/model-call.entity';
 import { Provider } from '../api-key/api-key.entity';
 import { ComparisonResult } from '../comparison/comparison.entity';
 import { Conversation } from '../conversation/conversation.entity';
@@ -17,7 +17,8 @@ registerEnumType(MessageRole, { name: 'MessageRole' });
 @Index({ name: 'messages_conversation_created_idx', expression: 'create index "messages_conversation_created_idx" on "messages" ("conversation_id", "created_at", "id")' })
 @Index({ name: 'messages_comparison_idx', properties: ['comparison'] })
 @Index({ name: 'messages_content_fts_idx', expression: `create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))` })
-export class Message extends BaseEntity<'conversationId' | 'comparisonId'> {
+/** A message; an assistant's answer also carries its call's measurements (`ModelCallEntity`). */
+export class Message extends ModelCallEntity<'conversationId' | 'comparisonId'> {
   @ManyToOne(() => Conversation, { ref: true, deleteRule: 'cascade' })
   conversation!: Ref<Conversation>;
 
@@ -46,22 +47,6 @@ export class Message extends BaseEntity<'conversationId' | 'comparisonId'> {
   @Property({ type: 'text', nullable: true })
   model?: string | null;
 
-  @Field(() => Int, { nullable: true })
-  @Property({ type: 'integer', nullable: true })
-  promptTokens?: number | null;
-
-  @Field(() => Int, { nullable: true })
-  @Property({ type: 'integer', nullable: true })
-  completionTokens?: number | null;
-
-  @Field(() => Int, { nullable: true })
-  @Property({ type: 'integer', nullable: true })
-  latencyMs?: number | null;
-
-  @Field(() => Float, { nullable: true })
-  @Property({ type: 'double', nullable: true })
-  costUsd?: number | null;
-
   /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
   get conversationId(): string {
     return this.conversation.id;
@@ -73,7 +58,4 @@ export class Message extends BaseEntity<'conversationId' | 'comparisonId'> {
 }
 
 /** A message as read paths return it (a plain row) and resolvers read it; an entity fits too. */
-export type MessageView = Pick<
-  Message,
-  'id' | 'createdAt' | 'conversationId' | 'comparisonId' | 'role' | 'content' | 'provider' | 'model' | 'promptTokens' | 'completionTokens' | 'latencyMs' | 'costUsd'
->;
+export type MessageView = Pick<Message, 'id' | 'createdAt' | 'conversationId' | 'comparisonId' | 'role' | 'content' | 'provider' | 'model' | ModelCallField>;

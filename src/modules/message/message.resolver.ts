@@ -1,7 +1,7 @@
 import { Arg, Ctx, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
-import { AppError } from '../../graphql/errors';
+import { AppError } from '../../errors';
 import { Conversation, type ConversationView } from '../conversation/conversation.entity';
 import { Message, type MessageView } from './message.entity';
 import { SendMessageInput } from './message.inputs';

@@ -1,7 +1,7 @@
 import { Arg, Ctx, Extensions, Field, Float, ID, Int, ObjectType, Query, Resolver } from 'type-graphql';
 import { cacheHint } from '../../graphql/cache-policy';
 import type { Context } from '../../graphql/context';
-import { formatModelId, toGraphqlProvider } from '../../llm/model-id';
+import { formatModelId, toProvider } from '../../llm/model-id';
 import type { RegistryModel } from '../../llm/model-registry';
 import { Provider } from '../api-key/api-key.entity';
 
@@ -49,7 +49,7 @@ export class ModelResolver {
 function toModelType(m: RegistryModel): ModelType {
   return {
     id: formatModelId(m.provider, m.name),
-    provider: Provider[toGraphqlProvider(m.provider)],
+    provider: toProvider(m.provider),
     name: m.name,
     displayName: m.displayName,
     contextWindow: m.contextWindow,

@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import { fromGraphqlProvider } from '../../llm/model-id';
+import { toProviderName } from '../../llm/model-id';
 import type { ModelRegistry, RegistryModel } from '../../llm/model-registry';
 import type { Provider } from '../api-key/api-key.entity';
 import type { ApiKeyService } from '../api-key/api-key.service';
@@ -18,10 +18,10 @@ export class ModelService {
   ) {}
 
   async list(em: EntityManager, principal: Principal | null, provider?: Provider | null): Promise<RegistryModel[]> {
-    const only = provider ? fromGraphqlProvider(provider) : undefined;
+    const only = provider ? toProviderName(provider) : undefined;
     if (!principal) return this.registry.catalog(only);
     const keys = await this.apiKeys.defaultCredentials(em, principal.userId);
-    const credentials = keys.map(({ provider: p, apiKey, baseUrl }) => ({ provider: fromGraphqlProvider(p), apiKey, baseUrl }));
+    const credentials = keys.map(({ provider: p, apiKey, baseUrl }) => ({ provider: toProviderName(p), apiKey, baseUrl }));
     return this.registry.models(credentials, only);
   }
 }

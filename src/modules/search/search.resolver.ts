@@ -1,7 +1,7 @@
 import { Args, Ctx, FieldResolver, Query, Resolver, Root } from 'type-graphql';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
-import { AppError } from '../../graphql/errors';
+import { AppError } from '../../errors';
 import { ComparisonResult } from '../comparison/comparison.entity';
 import { Conversation, type ConversationView } from '../conversation/conversation.entity';
 import { SearchArgs, SearchConnection, SearchHit } from './search.types';

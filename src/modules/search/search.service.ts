@@ -24,7 +24,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createHash } from 'node:crypto';
 import type { Principal } from '../../graphql/auth';
-import { badInput } from '../../graphql/errors';
+import { badInput } from '../../errors';
 import { codePointLength } from '../../graphql/text-input';
 import { type CursorCodec, type CursorPosition, type Page, pageSize, toPage } from '../../db/pagination';
 import { Message } from '../message/message.entity';

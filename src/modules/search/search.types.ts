@@ -1,5 +1,5 @@
 import { ArgsType, Field, Int, ObjectType } from 'type-graphql';
-import { PageInfoType } from '../../graphql/types';
+import { Connection } from '../../graphql/connection';
 import { Message } from '../message/message.entity';
 
 /**
@@ -24,13 +24,7 @@ export class SearchHit {
 }
 
 @ObjectType({ simpleResolvers: true })
-export class SearchConnection {
-  @Field(() => [SearchHit])
-  nodes!: SearchHit[];
-
-  @Field(() => PageInfoType)
-  pageInfo!: PageInfoType;
-}
+export class SearchConnection extends Connection(SearchHit) {}
 
 @ArgsType()
 export class SearchArgs {

@@ -1,7 +1,7 @@
 import { Arg, Ctx, FieldResolver, Float, ID, Mutation, Resolver, Root } from 'type-graphql';
 import { requireAdmin, requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
-import { AppError } from '../../graphql/errors';
+import { AppError } from '../../errors';
 import { UserRole } from '../user/user.entity';
 import { User, type UserView } from '../user/user.entity';
 import type { SpendSummary } from './usage.service';

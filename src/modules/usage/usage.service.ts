@@ -33,7 +33,7 @@ import type { Orm } from '../../db/orm';
 import { isUuid } from '../../db/pagination';
 import { pgArray } from '../../db/sql';
 import type { Principal } from '../../graphql/auth';
-import { AppError, badInput, notFound, rateLimited } from '../../graphql/errors';
+import { AppError, badInput, notFound, rateLimited } from '../../errors';
 import { findCatalogEntry } from '../../llm/catalog';
 import type { ProviderName } from '../../llm/model-id';
 import type { Logger } from '../../observability/logger';

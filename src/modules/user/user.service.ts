@@ -3,7 +3,7 @@ import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import argon2 from 'argon2';
 import type { Principal, TokenService } from '../../graphql/auth';
 import type { RateLimiter, RateLimitVerdict } from '../../cache/rate-limit';
-import { AppError, badInput, rateLimited } from '../../graphql/errors';
+import { AppError, badInput, rateLimited } from '../../errors';
 import { selectPlain } from '../../db/plain';
 import { codePointLength } from '../../graphql/text-input';
 import { User, UserRole, type UserView } from './user.entity';
@@ -60,7 +60,7 @@ export class UserService {
       role: this.adminEmails.includes(email) ? UserRole.ADMIN : UserRole.USER,
     });
     try {
-      await em.persistAndFlush(user);
+      await em.persist(user).flush();
     } catch (error) {
       if (error instanceof UniqueConstraintViolationException) {
         throw badInput('An account with this email already exists', 'email');

@@ -1,7 +1,7 @@
 import { ForeignKeyConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../graphql/auth';
-import { badInput, notFound } from '../../graphql/errors';
+import { badInput, notFound } from '../../errors';
 import { ResponseStatus } from '../comparison/comparison.entity';
 import type { ComparisonService } from '../comparison/comparison.service';
 import { Vote, VoteOutcome } from './vote.entity';

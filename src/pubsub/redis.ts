@@ -1,8 +1,8 @@
 import type { Logger } from '../observability/logger';
-import type { MessageHandler, PubSub } from './pubsub';
-import { deliver } from './pubsub.deliver';
-import { closeRedisClient, createRedisClient, firstAttempt, type RedisClient } from './redis-client';
-import { sleep, withTimeout } from './timeout';
+import type { MessageHandler, PubSub } from './pubsub.port';
+import { deliver } from './deliver';
+import { closeRedisClient, createRedisClient, firstAttempt, type RedisClient } from '../cache/redis-client';
+import { sleep, withTimeout } from '../timeout';
 
 /**
  * Redis pub/sub over two dedicated connections: `pub` (no offline queue, so

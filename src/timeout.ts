@@ -1,6 +1,12 @@
+/**
+ * The one timeout race of the code base: cache and rate-limit calls (whose
+ * circuit breaker counts these timeouts, see `cache/resilience.ts`), pub/sub,
+ * the database ping of `/health`, provider model lists.
+ */
+
 /** Rejection reason of {@link withTimeout}. */
-export class CacheTimeoutError extends Error {
-  override name = 'CacheTimeoutError';
+export class TimeoutError extends Error {
+  override name = 'TimeoutError';
 }
 
 /**
@@ -10,8 +16,8 @@ export class CacheTimeoutError extends Error {
 const MAX_LAG_EXTENSIONS = 3;
 
 /**
- * Resolves/rejects like `promise`, or rejects with `CacheTimeoutError` when
- * the store did not answer within `ms` of time this process was free to
+ * Resolves/rejects like `promise`, or rejects with `TimeoutError` when
+ * the callee did not answer within `ms` of time this process was free to
  * read its answer. A busy event loop is not a store fault:
  * - when the timer fires, the verdict waits one turn of the loop
  *   (`setImmediate` runs after the poll phase), so a reply that already sits
@@ -22,7 +28,7 @@ const MAX_LAG_EXTENSIONS = 3;
  * while a store that really does not answer still times out.
  * The timer is cleared either way; a late rejection of `promise` is swallowed.
  */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what = 'cache operation'): Promise<T> {
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     let extensions = 0;
@@ -39,7 +45,7 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what = 'cache op
           return;
         }
         settled = true;
-        reject(new CacheTimeoutError(`${what} timed out after ${ms}ms`));
+        reject(new TimeoutError(`${what} timed out after ${ms}ms`));
       });
     };
     timer = setTimeout(onTimer, ms);

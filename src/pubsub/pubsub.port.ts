@@ -1,5 +1,5 @@
 /**
- * Pub/sub port: fire-and-forget, at-most-once fan-out of JSON messages
+ * The pub/sub port: fire-and-forget, at-most-once fan-out of JSON messages
  * (e.g. "user 42's settings changed", subscription events across instances).
  *
  * Contract:
@@ -13,9 +13,6 @@
  *   client when Redis is back. Handler errors (sync or async) are logged, never
  *   propagated. The returned function unsubscribes only that handler (idempotent).
  */
-import type { Logger } from '../observability/logger';
-import { MemoryPubSub } from './pubsub.memory';
-import { RedisPubSub } from './pubsub.redis';
 
 export type MessageHandler<T = unknown> = (message: T) => void | Promise<void>;
 
@@ -24,22 +21,4 @@ export interface PubSub {
   subscribe<T = unknown>(channel: string, onMessage: MessageHandler<T>): Promise<() => Promise<void>>;
   /** Drops every subscription and closes connections. Idempotent. */
   close(): Promise<void>;
-}
-
-export interface CreatePubSubOptions {
-  /** Unset: in-process EventEmitter (single instance / tests). */
-  redisUrl?: string;
-  prefix: string;
-  logger: Logger;
-  /** Bound on publish / subscribe round trips. Default 1000 ms. */
-  operationTimeoutMs?: number;
-}
-
-/** Redis pub/sub (two dedicated connections) when `redisUrl` is set, else in-memory. Never throws for an unreachable Redis. */
-export function createPubSub(opts: CreatePubSubOptions): PubSub {
-  if (!opts.prefix) throw new TypeError('pub/sub prefix must be non-empty');
-  const timeoutMs = opts.operationTimeoutMs ?? 1000;
-  return opts.redisUrl
-    ? new RedisPubSub(opts.redisUrl, opts.prefix, opts.logger, timeoutMs)
-    : new MemoryPubSub(opts.prefix, opts.logger);
 }

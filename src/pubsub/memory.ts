@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../observability/logger';
-import type { MessageHandler, PubSub } from './pubsub';
-import { deliver } from './pubsub.deliver';
+import type { MessageHandler, PubSub } from './pubsub.port';
+import { deliver } from './deliver';
 
 /**
  * In-process pub/sub over an EventEmitter. Mirrors the Redis semantics:

@@ -52,10 +52,10 @@ import {
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
-import type { DocumentLimits } from '../../config';
-import type { Context } from '../context';
+import type { DocumentLimits } from '../config';
+import type { Context } from './context';
 import { badInput } from '../errors';
-import { findUnsafeText } from '../text-input';
+import { findUnsafeText } from './text-input';
 import { QueryTooComplexError } from './format-error';
 import { operationCost } from './operation-cost';
 

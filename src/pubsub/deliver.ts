@@ -1,5 +1,5 @@
 import type { Logger } from '../observability/logger';
-import type { MessageHandler } from './pubsub';
+import type { MessageHandler } from './pubsub.port';
 
 /** Invokes a handler, logging (never rethrowing) sync and async failures. */
 export function deliver(handler: MessageHandler<never>, message: unknown, log: Logger, channel: string): void {

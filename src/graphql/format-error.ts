@@ -2,11 +2,11 @@
  * Every error a client sees carries one of the contract's codes. AppErrors
  * pass through; GraphQL/Apollo request errors are mapped; anything else is an
  * internal error whose message, stack and SQL never leave the server in
- * production (it is logged with the request id by `error-logging.ts`).
+ * production (it is logged with the request id by `plugins/observability.ts`).
  */
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
-import { isConnectionError } from '../../db/connection-errors';
+import { isConnectionError } from '../db/connection-errors';
 import { AppError, type ErrorCode } from '../errors';
 
 /** A validation-rule error that should reach the client as QUERY_TOO_COMPLEX. */

@@ -1,6 +1,6 @@
 /**
  * The closed set of error codes clients rely on (`extensions.code`), and the
- * one error class services throw. `formatError` (see `plugins/format-error.ts`)
+ * one error class services throw. `formatError` (see `graphql/format-error.ts`)
  * passes an `AppError` through and masks everything else in production.
  */
 import { GraphQLError } from 'graphql';

@@ -1,0 +1,119 @@
+/**
+ * The HTTP server: the one entry every request goes through, whatever its route.
+ *
+ * - a request id (`X-Request-Id`: the caller's when short and safe to log, else a new one);
+ * - `X-Response-Time`, stamped when the headers are written (streamed answers
+ *   included) by `TimedResponse`, the server's response class;
+ * - a declared body over `maxBodyBytes` is refused (413) before any route reads it;
+ * - the route runs inside the request's log record (`observability/request-log.ts`);
+ * - what a route throws is answered here: an `HttpError` with its status, anything
+ *   else 500 (logged), and a 413 closes the connection (the upload is not drained);
+ * - the duration is observed per route (`http_request_duration_seconds`).
+ *
+ * Routes (`routes.ts`) only say what to answer.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, ServerResponse } from 'node:http';
+import type { Logger } from '../observability/logger';
+import type { Metrics } from '../observability/metrics';
+import { withRequestLog } from '../observability/request-log';
+import { bodyTooLarge, HttpError, sendJson } from './respond';
+
+/** Answers one request; resolves to the route's name (a metric label). */
+export type Route = (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<string>;
+
+/**
+ * The server's response class: it knows when its request started and sets
+ * `X-Response-Time` as its headers are written. Node writes implicit headers
+ * through `writeHead` too, so every answer (`end()`, `write()`, `writeHead()`) carries it.
+ */
+export class TimedResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {
+  readonly startedAt = process.hrtime.bigint();
+
+  override writeHead(statusCode: number, ...rest: unknown[]): this {
+    if (!this.headersSent) this.setHeader('x-response-time', `${(Number(process.hrtime.bigint() - this.startedAt) / 1e6).toFixed(1)}ms`);
+    return (ServerResponse.prototype.writeHead as (this: ServerResponse, ...args: unknown[]) => this).call(this, statusCode, ...rest);
+  }
+}
+
+export interface HttpServerDeps {
+  logger: Logger;
+  metrics: Metrics;
+  /** `Config.limits.maxBodyBytes`. */
+  maxBodyBytes: number;
+  route: Route;
+}
+
+export interface HttpServer {
+  server: Server;
+  /**
+   * Shutdown, in order: stop accepting (listener and idle keep-alive connections
+   * closed; answers in flight say `Connection: close`), run `settle` (running
+   * comparisons finish or are settled, event streams end with their final
+   * events), let the requests still open answer for up to `drainMs`, then cut
+   * what is left.
+   */
+  stop(settle: () => Promise<void>, drainMs?: number): Promise<void>;
+}
+
+/** After the comparisons have settled, how long open requests get to answer before their connections are cut. */
+const HTTP_DRAIN_MS = 5_000;
+
+export function createHttpServer(deps: HttpServerDeps): HttpServer {
+  const { logger, metrics, maxBodyBytes, route } = deps;
+  let stopping = false;
+  const server = createServer<typeof IncomingMessage, typeof TimedResponse>({ ServerResponse: TimedResponse }, (req, res) => {
+    const requestId = requestIdFrom(req.headers['x-request-id']);
+    res.setHeader('x-request-id', requestId);
+    if (stopping) res.setHeader('connection', 'close');
+    const observe = (routeName: string) => {
+      const seconds = Number(process.hrtime.bigint() - res.startedAt) / 1e9;
+      metrics.httpDuration.observe({ method: req.method ?? 'GET', route: routeName, status: String(res.statusCode) }, seconds);
+    };
+    // A declared body over the limit is refused on every route before anything reads it.
+    const declared = Number(req.headers['content-length']);
+    withRequestLog(logger, req, res, requestId, () => (declared > maxBodyBytes ? Promise.reject(bodyTooLarge(maxBodyBytes)) : route(req, res, requestId)))
+      .then(observe)
+      .catch((error: unknown) => {
+        const status = error instanceof HttpError ? error.status : 500;
+        if (status >= 500) logger.error({ err: error, requestId }, 'request failed');
+        if (status === 413 && !res.headersSent) {
+          // The rest of the upload is neither read nor drained: the connection closes after this answer.
+          res.setHeader('connection', 'close');
+          sendJson(res, 413, { errors: [{ message: (error as Error).message, extensions: { code: 'BAD_USER_INPUT', maxBodyBytes } }] });
+        } else if (!res.headersSent) sendJson(res, status, { error: status >= 500 ? 'Internal server error' : (error as Error).message });
+        else res.end();
+        observe('error');
+      });
+  });
+  server.keepAliveTimeout = 65_000;
+  return {
+    server,
+    async stop(settle, drainMs = HTTP_DRAIN_MS) {
+      stopping = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await settle();
+      await drainConnections(server, closed, drainMs);
+    },
+  };
+}
+
+/** Closes connections as they go idle until the server has closed, then cuts what is left after `ms`. */
+async function drainConnections(server: Server, closed: Promise<void>, ms: number): Promise<void> {
+  let done = false;
+  void closed.then(() => (done = true));
+  const deadline = Date.now() + ms;
+  while (!done && Date.now() < deadline) {
+    server.closeIdleConnections();
+    await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 50))]);
+  }
+  if (!done) server.closeAllConnections();
+  await closed;
+}
+
+/** Accepts a caller's request id when it is short and safe to log; otherwise makes one. */
+function requestIdFrom(header: string | string[] | undefined): string {
+  const value = Array.isArray(header) ? header[0] : header;
+  return value && /^[\w.-]{1,64}$/.test(value) ? value : randomUUID();
+}
