@@ -52,6 +52,7 @@ import { createGuardedFetch } from './llm/egress';
 import { ModelRegistry } from './llm/model-registry';
 import { ModelAccess } from './modules/api-key/model-access';
 import { SecretBox } from './modules/api-key/secret-box';
+import { ArenaService } from './modules/comparison/arena.service';
 import { BACKGROUND_SQL_TAG, ComparisonRunner } from './modules/comparison/comparison-runner';
 import { ChatService } from './modules/message/chat.service';
 import { ComparisonService } from './modules/comparison/comparison.service';
@@ -254,6 +255,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       invalidation: generations,
       chat: new ChatService({ conversations, models: modelAccess, usage, requestTimeoutMs: config.llm.requestTimeoutMs, maxOutputBytes: config.llm.maxOutputBytes, logger }),
       runner,
+      arena: new ArenaService(cache, config.arena.models),
       search: new SearchService(cursors),
       exports: new ExportService({ conversations, messages, comparisons }),
       models: new ModelService(apiKeys, modelRegistry),

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import ipaddr from 'ipaddr.js';
+import { endpointKey, type ModelId, parseModelId } from './llm/model-id';
 
 export type Environment = 'development' | 'production' | 'test';
 
@@ -127,6 +128,15 @@ export interface Config {
   };
   /** Vote integrity (README "Vote integrity"). */
   votes: VoteRules;
+  /** Arena battles (`startArenaBattle`). */
+  arena: {
+    /**
+     * `ARENA_MODELS`: the operator's pool of model ids (`provider:name[@label]`,
+     * comma-separated, at least two, distinct); empty: each user's battles pick
+     * among the catalog models of the providers they hold keys for.
+     */
+    models: string[];
+  };
   apq: { manifestPath?: string; trustedDocumentsOnly: boolean };
   slowQueryMs: number;
   slowRequestMs: number;
@@ -244,6 +254,25 @@ function url(env: Env, name: string, protocols: string[]): string | undefined {
  * CIDR list (only those private ranges). Default: allowed outside production,
  * so a local Ollama keeps working in development.
  */
+/** `ARENA_MODELS`: comma-separated model ids, each valid, no endpoint twice, none or at least two. */
+function arenaModels(env: Env): string[] {
+  const raw = (env.ARENA_MODELS ?? '').split(',').map((m) => m.trim()).filter(Boolean);
+  const models: string[] = [];
+  for (const id of raw) {
+    let parsed: ModelId;
+    try {
+      parsed = parseModelId(id);
+    } catch (error) {
+      throw new ConfigError(`ARENA_MODELS: ${(error as Error).message}`);
+    }
+    const key = endpointKey(parsed);
+    if (models.includes(key)) throw new ConfigError(`ARENA_MODELS lists ${key} twice`);
+    models.push(key);
+  }
+  if (models.length === 1) throw new ConfigError('ARENA_MODELS needs at least two models (a battle is between two), or none');
+  return models;
+}
+
 function egressPolicy(env: Env, production: boolean): EgressPolicy {
   const name = 'PROVIDER_ALLOW_PRIVATE_NETWORKS';
   const raw = (env[name] ?? '').trim();
@@ -369,6 +398,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       consensusAgreementMax: fraction(env, 'VOTE_INTEGRITY_CONSENSUS_AGREEMENT_MAX', 0.55, 1),
       consensusGap: decimal(env, 'VOTE_INTEGRITY_CONSENSUS_GAP', 100),
     },
+    arena: { models: arenaModels(env) },
     apq: {
       manifestPath: env.PERSISTED_DOCUMENTS_PATH || undefined,
       trustedDocumentsOnly: bool(env, 'TRUSTED_DOCUMENTS_ONLY', false),

@@ -98,9 +98,9 @@ describe('docs/API.md and schema/schema.graphql', () => {
   });
 
   it('can fail: a renamed field is reported', () => {
-    expect(mismatches(parse('type ComparisonResponse { id: ID! nope: String model: Int }').definitions)).toEqual([
+    expect(mismatches(parse('type ComparisonResponse { id: ID! nope: String content: Int }').definitions)).toEqual([
       'ComparisonResponse.nope is missing',
-      'ComparisonResponse.model is String!, documented Int',
+      'ComparisonResponse.content is String!, documented Int',
     ]);
   });
 });

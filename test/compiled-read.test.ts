@@ -38,6 +38,15 @@ beforeAll(async () => {
     );
   });
 });
+beforeAll(async () => {
+  // One of Alice's comparisons is blind and voted on (revealed), one has a category.
+  await withClient(t.db.url, async (c) => {
+    const { rows } = await c.query(`select id from comparison_results where owner_id = $1 order by created_at desc limit 2`, [alice.userId]);
+    await c.query(`update comparison_results set blind = true where id = $1`, [rows[0].id]);
+    await c.query(`insert into votes (id, created_at, comparison_id, user_id, outcome) values (gen_random_uuid(), now(), $1, $2, 'TIE')`, [rows[0].id, alice.userId]);
+    await c.query(`update comparison_results set category = 'code' where id = $1`, [rows[1].id]);
+  });
+});
 afterAll(() => t?.close());
 
 const noCache = { 'cache-control': 'no-cache' };
@@ -70,6 +79,11 @@ const CORPUS: Array<[string, string, Record<string, unknown>]> = [
       conversations(first: 3) { __typename nodes { __typename id title createdAt updatedAt
         messages { __typename nodes { __typename id role content createdAt provider model promptTokens completionTokens latencyMs } } } }
       comparisons(first: 4) { nodes { id prompt createdAt responses { id provider model keyLabel status content error latencyMs timeToFirstTokenMs promptTokens completionTokens } } } }`,
+    {},
+  ],
+  [
+    'arena fields: blind, revealed (a blind comparison voted on), category, labels',
+    `query Arena { comparisons(first: 4) { nodes { id blind revealed category responses { label id provider model status } } } }`,
     {},
   ],
   [

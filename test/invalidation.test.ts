@@ -51,6 +51,8 @@ const CASES: Record<string, Case> = {
   },
   startComparison: { run: async () => ({ query: `mutation { startComparison(input: { prompt: "p", models: ["openai:gpt-4o-mini", "anthropic:claude-x"] }) { id } }` }) },
   runComparison: { run: async () => ({ query: `mutation { runComparison(input: { prompt: "p", models: ["openai:gpt-4o-mini", "anthropic:claude-x"] }) { id } }` }) },
+  // Picks among the catalog models of the caller's two providers (no ARENA_MODELS here).
+  startArenaBattle: { run: async () => ({ query: `mutation { startArenaBattle(input: { prompt: "p" }) { id } }` }) },
   cancelComparison: {
     run: async (u) => {
       const started = await gql(`mutation { startComparison(input: { prompt: "p", models: ["openai:hang", "anthropic:hang"] }) { id } }`, {}, u);

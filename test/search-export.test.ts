@@ -284,10 +284,13 @@ describe('exportConversation', () => {
         id: aliceComparison,
         prompt: alicePrompt,
         createdAt: expect.any(String),
+        blind: false,
+        revealed: true,
+        category: null,
         responses: [
-          { model: 'openai:gpt-4o', provider: 'OPENAI', status: 'COMPLETED', content: 'Lightweight trainers with a firm heel.', error: null,
+          { label: 'A', model: 'openai:gpt-4o', provider: 'OPENAI', status: 'COMPLETED', content: 'Lightweight trainers with a firm heel.', error: null,
             latencyMs: 900, timeToFirstTokenMs: 120, promptTokens: 20, completionTokens: 40, costUsd: 0.0021 },
-          { model: 'anthropic:claude-sonnet-4-5', provider: 'ANTHROPIC', status: 'FAILED', content: '', error: 'Rate limited by the provider',
+          { label: 'B', model: 'anthropic:claude-sonnet-4-5', provider: 'ANTHROPIC', status: 'FAILED', content: '', error: 'Rate limited by the provider',
             latencyMs: 30000, timeToFirstTokenMs: null, promptTokens: null, completionTokens: null, costUsd: null },
         ],
         vote: { outcome: 'WINNER', winnerModel: 'openai:gpt-4o' },
@@ -302,8 +305,8 @@ describe('exportConversation', () => {
     expect(res.errors).toBeUndefined();
     const md: string = res.data.exportConversation;
     expect(md.startsWith('# Marathon training\n')).toBe(true);
-    const order = ['**User**', 'How do I run a marathon', '**Assistant (openai:gpt-4o)**', 'Build mileage slowly', '## Comparisons', '#### openai:gpt-4o',
-      'Lightweight trainers', '#### anthropic:claude-sonnet-4-5', 'Status: FAILED', 'Rate limited by the provider', '**Vote:** Winner: openai:gpt-4o'];
+    const order = ['**User**', 'How do I run a marathon', '**Assistant (openai:gpt-4o)**', 'Build mileage slowly', '## Comparisons', '#### A · openai:gpt-4o',
+      'Lightweight trainers', '#### B · anthropic:claude-sonnet-4-5', 'Status: FAILED', 'Rate limited by the provider', '**Vote:** Winner: openai:gpt-4o'];
     const positions = order.map((s) => md.indexOf(s));
     expect(positions.every((p) => p >= 0)).toBe(true);
     expect([...positions].sort((a, b) => a - b)).toEqual(positions);

@@ -30,11 +30,11 @@ const MINE = `{ leaderboard(scope: MINE) { ${RANKING_FIELDS} } }`;
 const GLOBAL = `{ leaderboard { ${RANKING_FIELDS} } }`;
 
 /** Inserts one comparison owned by `ownerId` with its responses (in position order); returns their ids. */
-async function seedComparison(t: TestApp, ownerId: string, responses: SeedResponse[]): Promise<{ id: string; responses: string[] }> {
+async function seedComparison(t: TestApp, ownerId: string, responses: SeedResponse[], blind = true): Promise<{ id: string; responses: string[] }> {
   const id = randomUUID();
   const responseIds = responses.map(() => randomUUID());
   await withClient(t.db.url, async (c) => {
-    await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'prompt', true)`, [id, ownerId]);
+    await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'prompt', $3)`, [id, ownerId, blind]);
     for (const [i, r] of responses.entries()) {
       await c.query(
         `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content, latency_ms, cost_usd)
@@ -197,7 +197,8 @@ describe('leaderboard', () => {
   async function aliceCasts(): Promise<void> {
     const a1 = await seedComparison(t, alice.userId, [{ model: A, latencyMs: 100, costUsd: 0.001 }, { model: B, latencyMs: 200, costUsd: 0.002 }]);
     const a2 = await seedComparison(t, alice.userId, [{ model: B, latencyMs: 600, costUsd: 0.006 }, { model: A, latencyMs: 300, costUsd: 0.003 }]);
-    await seedComparison(t, alice.userId, [{ model: A, latencyMs: 500, costUsd: 0.005 }, { model: B, status: 'FAILED', latencyMs: 50, costUsd: 9 }]);
+    // Not blind: a blind one not voted on would stay out of the averages (its models are still hidden).
+    await seedComparison(t, alice.userId, [{ model: A, latencyMs: 500, costUsd: 0.005 }, { model: B, status: 'FAILED', latencyMs: 50, costUsd: 9 }], false);
     await castVote(alice, a1, 'WINNER', 0);
     await castVote(alice, a2, 'WINNER', 0);
   }
@@ -237,8 +238,8 @@ describe('leaderboard', () => {
    *   I = [[2·¼ + ¼, −2·¼], [−2·¼, 2·¼ + ¼]] = [[0.75, −0.5], [−0.5, 0.75]], det 0.3125,
    *   Σ = I⁻¹ = [[2.4, 1.6], [1.6, 2.4]]; var(θ_A − θ̄) = var((θ_A − θ_B)/2) = (2.4 + 2.4 − 2·1.6)/4 = 0.4,
    *   half-width 1.96 · √0.4 · 400/ln 10 = 215.3428 → [784.6572, 1215.3428].
-   * Her third comparison is not voted on and B FAILED in it: it still counts for
-   * A's averages, and the FAILED row counts for nothing.
+   * Her third comparison (not blind) is not voted on and B FAILED in it: it still
+   * counts for A's averages, and the FAILED row counts for nothing.
    *   A latency (100 + 300 + 500) / 3 = 300, cost (0.001 + 0.003 + 0.005) / 3 = 0.003
    *   B latency (200 + 600) / 2 = 400,       cost (0.002 + 0.006) / 2 = 0.004
    * This also checks invalidation: MINE is stored by the operation cache (the
@@ -247,7 +248,8 @@ describe('leaderboard', () => {
   it('MINE, symmetric: 1000 / 1000; every vote shows on the next read despite the operation cache', async () => {
     const a1 = await seedComparison(t, alice.userId, [{ model: A, latencyMs: 100, costUsd: 0.001 }, { model: B, latencyMs: 200, costUsd: 0.002 }]);
     const a2 = await seedComparison(t, alice.userId, [{ model: B, latencyMs: 600, costUsd: 0.006 }, { model: A, latencyMs: 300, costUsd: 0.003 }]);
-    await seedComparison(t, alice.userId, [{ model: A, latencyMs: 500, costUsd: 0.005 }, { model: B, status: 'FAILED', latencyMs: 50, costUsd: 9 }]);
+    // Not blind: a blind one not voted on would stay out of the averages (its models are still hidden).
+    await seedComparison(t, alice.userId, [{ model: A, latencyMs: 500, costUsd: 0.005 }, { model: B, status: 'FAILED', latencyMs: 50, costUsd: 9 }], false);
 
     expect((await t.gql(MINE, {}, alice.token)).data.leaderboard).toEqual([]);
     const cached = await t.gql(MINE, {}, alice.token);

@@ -29,7 +29,12 @@
  *   sends the request down the ordinary path, which answers the error;
  * - with variables, the document guard's checks (text inputs, cost) run first;
  * - `test/compiled-read.test.ts` runs a corpus of documents both ways and
- *   requires byte-identical responses.
+ *   requires byte-identical responses;
+ * - fields a row may have to hide (a blind comparison's responses before the
+ *   vote: `modules/comparison/blind.ts`) are never served from here: the
+ *   compiled SQL puts a sentinel (U+0001, which the JSON built here always
+ *   escapes otherwise) in place of a hidden value, and a body holding one
+ *   takes the ordinary path, whose services present the row as it may be seen.
  *
  * `COMPILED_READS=off` turns it off (the benchmark's comparison row).
  */
@@ -70,8 +75,16 @@ type Relation =
   | { kind: 'viewer'; entity: string }
   /** A child connection's first page (`after` must be null): `nodes` only. */
   | { kind: 'childPage'; entity: string; foreignKey: string; order: string; defaultFirst: number }
-  /** All children, in order. */
-  | { kind: 'childList'; entity: string; foreignKey: string; order: string };
+  /** All children, in order; `concealed`: these fields are hidden when `when(parent alias)` holds (see the module comment). */
+  | { kind: 'childList'; entity: string; foreignKey: string; order: string; concealed?: Concealed };
+
+interface Concealed {
+  fields: readonly string[];
+  when(parent: string): string;
+}
+
+/** Stands for a hidden value in the compiled JSON; `to_json` escapes it everywhere else, so it never occurs otherwise. */
+const HIDDEN_SENTINEL = '\u0001';
 
 /** `Type.field` → relation. Each entry restates a resolver's read: keep them in step (the parity test checks). */
 export const RELATIONS: Record<string, Relation> = {
@@ -79,8 +92,34 @@ export const RELATIONS: Record<string, Relation> = {
   'Query.conversations': { kind: 'ownedConnection', entity: 'Conversation', list: 'conversations', defaultFirst: 20 },
   'Query.comparisons': { kind: 'ownedConnection', entity: 'ComparisonResult', list: 'comparisons', defaultFirst: 20 },
   'Conversation.messages': { kind: 'childPage', entity: 'Message', foreignKey: 'conversation_id', order: 'created_at, id', defaultFirst: 50 },
-  'ComparisonResult.responses': { kind: 'childList', entity: 'ComparisonResponse', foreignKey: 'comparison_id', order: 'position' },
+  'ComparisonResult.responses': {
+    kind: 'childList',
+    entity: 'ComparisonResponse',
+    foreignKey: 'comparison_id',
+    order: 'position',
+    // A blind comparison not yet voted on (`revealedSql` in modules/comparison/blind.ts) hides these (its `hideIdentity` list).
+    concealed: {
+      fields: ['provider', 'model', 'keyLabel', 'costUsd', 'promptTokens', 'completionTokens', 'error'],
+      when: (p) => `(not ${REVEALED(p)})`,
+    },
+  },
 };
+
+/**
+ * `Type.field` → SQL text expression (the field's JSON) over the row alias, for
+ * fields whose resolver computes from the row's own columns. Each restates a
+ * resolver: keep them in step (the parity test checks).
+ */
+export const COMPUTED: Record<string, (a: string) => string> = {
+  // ComparisonResponseResolver.label: the letter of the position (modules/comparison/blind.ts).
+  'ComparisonResponse.label': (a) => `to_json(chr(65 + ${a}.position))::text`,
+  // ComparisonResolver.revealed: not blind, or voted on (`revealedSql` in modules/comparison/blind.ts).
+  'ComparisonResult.revealed': (a) => `(case when ${REVEALED(a)} then 'true' else 'false' end)`,
+};
+
+function REVEALED(a: string): string {
+  return `(not ${a}.blind or exists (select 1 from votes rv where rv.comparison_id = ${a}.id))`;
+}
 
 /** Response keys and how each is produced, for one selection set on one object type. */
 type Selected = Array<{ key: string; node: FieldNode; field: GraphQLField<unknown, unknown> | null }>;
@@ -134,7 +173,8 @@ export class CompiledRead {
     let body = '{"data":{';
     for (let i = 0; i < this.steps.length; i++) {
       const value = values[i];
-      if (value === undefined) return undefined;
+      // A hidden value: the ordinary path presents the row as the reader may see it.
+      if (value === undefined || value.includes(HIDDEN_SENTINEL)) return undefined;
       body += `${i ? ',' : ''}${JSON.stringify(this.steps[i]!.key)}:${value}`;
     }
     // Apollo ends a JSON body with a newline: the same bytes either way.
@@ -324,7 +364,7 @@ class Compiler {
   }
 
   /** SQL text expression: the JSON object of row `a` (entity `entity`) for `set` on `type`. */
-  objectSql(type: GraphQLObjectType, set: SelectionSetNode, entity: string, a: string): string {
+  objectSql(type: GraphQLObjectType, set: SelectionSetNode, entity: string, a: string, concealed?: { fields: readonly string[]; when: string }): string {
     const meta = this.meta(entity);
     if (meta.className !== type.name) unsupported(`type ${type.name} is not entity ${entity}`);
     const members: string[] = [];
@@ -335,7 +375,8 @@ class Compiler {
         continue;
       }
       const relation = RELATIONS[`${type.name}.${field.name}`];
-      const value = relation ? this.relationSql(relation, field, node, a) : this.columnSql(meta, field, node, a);
+      let value = relation ? this.relationSql(relation, field, node, a) : this.columnSql(meta, field, node, a);
+      if (concealed?.fields.includes(field.name)) value = `(case when ${concealed.when} then chr(1) else ${value} end)`;
       members.push(`'${k}:' || ${value}`);
     }
     if (members.length === 0) unsupported('empty selection');
@@ -343,6 +384,8 @@ class Compiler {
   }
 
   private columnSql(meta: EntityMetadata, field: GraphQLField<unknown, unknown>, node: FieldNode, a: string): string {
+    const computed = COMPUTED[`${meta.className}.${field.name}`];
+    if (computed && !node.arguments?.length) return computed(a);
     if (field.resolve !== undefined || node.arguments?.length || field.args.length) unsupported(`${meta.className}.${field.name} has a resolver or arguments`);
     const prop = meta.properties[field.name as keyof typeof meta.properties] ?? unsupported(`${meta.className}.${field.name} is not a column`);
     if (prop.kind !== ReferenceKind.SCALAR || prop.persist === false || prop.lazy || prop.formula || prop.fieldNames?.length !== 1) unsupported(`${meta.className}.${field.name} is not a plain column`);
@@ -369,7 +412,8 @@ class Compiler {
     const type = getNullableType(field.type);
     if (relation.kind === 'childList') {
       if (node.arguments?.length || !isListType(type) || !isNonNullType(type.ofType) || !isObjectType(type.ofType.ofType)) return unsupported('child list shape');
-      const item = this.objectSql(type.ofType.ofType, node.selectionSet, relation.entity, b);
+      const concealed = relation.concealed && { fields: relation.concealed.fields, when: relation.concealed.when(parent) };
+      const item = this.objectSql(type.ofType.ofType, node.selectionSet, relation.entity, b, concealed);
       return `('[' || coalesce((select string_agg(${item}, ',' order by ${prefixed(b, relation.order)}) from ${meta.tableName} ${b} where ${b}.${relation.foreignKey} = ${parent}.id), '') || ']')`;
     }
     if (relation.kind === 'childPage') {

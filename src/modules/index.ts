@@ -15,6 +15,7 @@ import { createMessageLoaders } from './message/message.loaders';
 import type { MessageService } from './message/message.service';
 import type { UserService } from './user/user.service';
 import type { ChatService } from './message/chat.service';
+import type { ArenaService } from './comparison/arena.service';
 import type { ComparisonRunner } from './comparison/comparison-runner';
 import { createVoteLoaders } from './vote/vote.loaders';
 import type { VoteService } from './vote/vote.service';
@@ -55,6 +56,7 @@ export interface Services {
   leaderboard: LeaderboardService;
   chat: ChatService;
   runner: ComparisonRunner;
+  arena: ArenaService;
   search: SearchService;
   exports: ExportService;
   models: ModelService;

@@ -99,13 +99,37 @@ export class ApiKeyService {
 
   /**
    * Decrypted credentials for one call, or null when the user has no such key.
-   * Touches `lastUsedAt`. The plaintext never leaves the server.
+   * Touches `lastUsedAt` unless `touch` is false (a blind comparison's call:
+   * which keys it used would tell which providers are in it, so
+   * `markUsedByRevealedComparison` touches them at the vote). The plaintext
+   * never leaves the server.
    */
-  async credentials(em: EntityManager, userId: string, provider: Provider, label: string): Promise<ProviderCredentials | null> {
+  async credentials(em: EntityManager, userId: string, provider: Provider, label: string, touch = true): Promise<ProviderCredentials | null> {
     const key = await em.findOne(ApiKey, { owner: userId, provider, label });
     if (!key) return null;
-    await em.nativeUpdate(ApiKey, { id: key.id }, { lastUsedAt: new Date() });
+    if (touch) await em.nativeUpdate(ApiKey, { id: key.id }, { lastUsedAt: new Date() });
     return { apiKey: this.open(key), baseUrl: key.baseUrl ?? null };
+  }
+
+  /**
+   * Once a blind comparison of the user's is revealed (voted on): the keys its
+   * responses used get the `lastUsedAt` their calls would have set (the
+   * responses' creation time, never moved backwards). Idempotent; nothing
+   * for a comparison that is not blind or not the user's.
+   */
+  async markUsedByRevealedComparison(em: EntityManager, principal: Principal, comparisonId: string): Promise<void> {
+    if (!isUuid(comparisonId)) return;
+    await em.getConnection().execute(
+      `update api_keys k
+          set last_used_at = greatest(k.last_used_at, u.used_at)
+         from (select x.provider, x.key_label, max(x.created_at) as used_at
+                 from comparison_responses x join comparison_results c on c.id = x.comparison_id
+                where c.id = ? and c.owner_id = ? and c.blind
+                  and exists (select 1 from votes v where v.comparison_id = c.id)
+                group by 1, 2) u
+        where k.owner_id = ? and k.provider = u.provider and k.label = u.key_label`,
+      [comparisonId, principal.userId, principal.userId],
+    );
   }
 
   /** The plaintext secret; the owner id is the AAD, so a row copied to another user does not open. */

@@ -19,9 +19,10 @@ export class ModelAccess {
     private readonly transport: ProviderTransport = {},
   ) {}
 
-  async languageModel(em: EntityManager, userId: string, id: ModelId): Promise<LanguageModel> {
+  /** `touchKey` false leaves the key's `lastUsedAt` alone (blind comparisons: see `ApiKeyService.credentials`). */
+  async languageModel(em: EntityManager, userId: string, id: ModelId, touchKey = true): Promise<LanguageModel> {
     const provider = toProvider(id.provider);
-    const creds = await this.apiKeys.credentials(em, userId, provider, id.label);
+    const creds = await this.apiKeys.credentials(em, userId, provider, id.label, touchKey);
     if (!creds) {
       throw new ProviderCallError(
         id.provider,

@@ -14,6 +14,10 @@
  * again) → the full content once at settle → complete when every response
  * has settled.
  *
+ * A blind comparison not yet voted on (`revealed` false) streams provider
+ * error texts as their reason code only (`hiddenError`, see `blind.ts`);
+ * events carry no model, provider, cost or token counts in any case.
+ *
  * When the server shuts down (`shutdown()`), a stream sends as final events
  * the settled state PostgreSQL holds for its open responses (the runner has
  * settled its own by then); if some are still running on another instance it
@@ -23,6 +27,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
 import type { PubSub } from '../../pubsub/pubsub.port';
+import { hiddenError } from './blind';
 import { ComparisonResponse, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 
 export type ChannelMessage =
@@ -143,11 +148,12 @@ export function comparisonEventStream(
   deps: { pubsub: PubSub; cache: CachePort },
   em: EntityManager,
   comparisonId: string,
+  revealed: boolean,
 ): ComparisonEventStream {
   const queue = new MessageQueue<QueueItem>();
   let finished!: () => void;
   const done = new Promise<void>((resolve) => (finished = resolve));
-  const events = streamEvents(deps, em, comparisonId, queue, finished);
+  const events = streamEvents(deps, em, comparisonId, revealed, queue, finished);
   let started = false;
   return {
     finished: done,
@@ -182,11 +188,12 @@ async function* streamEvents(
   deps: { pubsub: PubSub; cache: CachePort },
   em: EntityManager,
   comparisonId: string,
+  revealed: boolean,
   queue: MessageQueue<QueueItem>,
   finished: () => void,
 ): AsyncGenerator<StreamItem, undefined> {
   try {
-    yield* followComparison(deps, em, comparisonId, queue);
+    yield* followComparison(deps, em, comparisonId, revealed, queue);
   } finally {
     finished();
   }
@@ -197,20 +204,17 @@ async function* followComparison(
   deps: { pubsub: PubSub; cache: CachePort },
   em: EntityManager,
   comparisonId: string,
+  revealed: boolean,
   queue: MessageQueue<QueueItem>,
 ): AsyncGenerator<StreamItem, undefined> {
   const unsubscribe = await deps.pubsub.subscribe<ChannelMessage>(channelOf(comparisonId), (m) => queue.push(m));
   try {
     const views = new Map<string, ResponseView>();
-    const event = (responseId: string, status: ResponseStatus, fields: Partial<ComparisonEvent>): ComparisonEvent => ({
-      comparisonId,
-      responseId,
-      status,
-      delta: null,
-      content: null,
-      error: null,
-      ...fields,
-    });
+    const event = (responseId: string, status: ResponseStatus, fields: Partial<ComparisonEvent>): ComparisonEvent => {
+      const e: ComparisonEvent = { comparisonId, responseId, status, delta: null, content: null, error: null, ...fields };
+      if (!revealed) e.error = hiddenError(e.error);
+      return e;
+    };
 
     const responses = await em.find(ComparisonResponse, { comparison: comparisonId }, { orderBy: { position: 'asc' } });
     for (const r of responses) {

@@ -31,6 +31,7 @@ import type { CachePort } from '../../cache/cache.port';
 import type { UserCacheInvalidator } from '../../cache/invalidation';
 import type { PubSub } from '../../pubsub/pubsub.port';
 import type { Orm } from '../../db/orm';
+import type { EntityManager } from '@mikro-orm/postgresql';
 import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -52,6 +53,8 @@ import { validatePrompt } from '../message/chat.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from '../message/history';
 import { Message, MessageRole } from '../message/message.entity';
+import { assertNothingHidden, revealedSql, shuffled } from './blind';
+import { categorize, parseCategory } from './category';
 import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, ResponsePublisher } from './comparison-events';
 import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 
@@ -80,6 +83,10 @@ export interface RunComparisonArgs {
   prompt: string;
   models: string[];
   conversationId?: string | null;
+  /** Shuffle the models (crypto RNG) and hide them until the vote (`blind.ts`). */
+  blind?: boolean | null;
+  /** Given category (validated by `parseCategory`); absent: assigned by `categorize`. */
+  category?: string | null;
 }
 
 export interface ComparisonRunnerDeps {
@@ -108,6 +115,8 @@ interface Job {
   response: { id: string; comparisonId: string; model: ModelId };
   history: ChatTurn[];
   userId: string;
+  /** The comparison is blind and not yet voted on: the call leaves the key's `lastUsedAt` to the reveal (see `ApiKeyService.credentials`). */
+  blind: boolean;
 }
 
 export class ComparisonRunner {
@@ -146,9 +155,13 @@ export class ComparisonRunner {
   async begin(principal: Principal, args: RunComparisonArgs): Promise<string> {
     this.refuseWhenClosing();
     const prompt = validatePrompt(args.prompt, 'prompt');
-    const models = parseModels(args.models);
+    const blind = args.blind === true;
+    // Positions (and so labels, ids and insertion order) follow this order: shuffled when blind.
+    const models = blind ? shuffled(parseModels(args.models)) : parseModels(args.models);
+    const category = parseCategory(args.category) ?? categorize(prompt);
     const em = this.deps.orm.em.fork();
     const existing = args.conversationId ? await this.deps.conversations.getForWrite(em, principal, args.conversationId) : null;
+    if (existing) await assertNothingHidden(em, existing.id);
     const histories = existing ? await historiesByModel(em, existing.id, models.map(endpointKey)) : new Map<string, ChatTurn[]>();
     const turnsOf = (model: ModelId): ChatTurn[] => [...(histories.get(endpointKey(model)) ?? []), { role: 'user', content: prompt }];
     // Rate limit (a point per model) and budget, before anything is written or sent.
@@ -158,7 +171,7 @@ export class ComparisonRunner {
     let comparison: ComparisonResult;
     try {
       const conversation = existing ?? (await this.deps.conversations.create(em, principal, titleFrom(prompt)));
-      comparison = em.create(ComparisonResult, { owner: principal.userId, conversation, prompt });
+      comparison = em.create(ComparisonResult, { owner: principal.userId, conversation, prompt, blind, category });
       em.create(Message, { conversation, role: MessageRole.USER, content: prompt, comparison, createdAt: comparison.createdAt });
       const responses = models.map((model, position) =>
         em.create(ComparisonResponse, {
@@ -177,6 +190,7 @@ export class ComparisonRunner {
         response: { id: r.id, comparisonId: comparison.id, model: models[i]! },
         history: turnsOf(models[i]!),
         userId: principal.userId,
+        blind,
       }));
     } catch (error) {
       await release();
@@ -187,9 +201,12 @@ export class ComparisonRunner {
     return comparison.id;
   }
 
-  /** The live event stream of a comparison the caller has already been authorised for. */
-  events(comparisonId: string): ComparisonEventStream {
-    const stream = comparisonEventStream(this.deps, this.deps.orm.em.fork(), comparisonId);
+  /**
+   * The live event stream of a comparison the caller has already been
+   * authorised for; `revealed` false (blind, not voted on) hides provider error texts.
+   */
+  events(comparisonId: string, revealed: boolean): ComparisonEventStream {
+    const stream = comparisonEventStream(this.deps, this.deps.orm.em.fork(), comparisonId, revealed);
     this.streams.add(stream);
     void stream.finished.then(() => this.streams.delete(stream));
     if (this.closing) void stream.shutdown();
@@ -219,6 +236,8 @@ export class ComparisonRunner {
       ? ((await historiesByModel(em, promptMessage.conversation.id, [endpointKey(model)], promptMessage)).get(endpointKey(model)) ?? [])
       : [];
     const turns: ChatTurn[] = [...history, { role: 'user', content: comparison.prompt }];
+    // Still hidden (blind, no vote yet): the key's lastUsedAt waits for the reveal, as for the first call.
+    const hidden = comparison.blind && !(await revealedById(em, comparison.id));
     const release = await this.deps.usage.admit(principal, [plannedCall(model, turns)]);
     let reset: number;
     try {
@@ -248,7 +267,7 @@ export class ComparisonRunner {
       throw badInput('This response is already being retried', 'id');
     }
 
-    const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId }).finally(release);
+    const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId, blind: hidden }).finally(release);
     this.track(`retry:${response.id}`, job);
     await job;
   }
@@ -380,7 +399,7 @@ export class ComparisonRunner {
     const started = performance.now();
     let outcome: ResponseStatus = ResponseStatus.FAILED;
     try {
-      const languageModel = await this.deps.models.languageModel(em, job.userId, model);
+      const languageModel = await this.deps.models.languageModel(em, job.userId, model, !job.blind);
       let streaming = false;
       const result = await streamCompletion({
         provider: model.provider,
@@ -523,6 +542,11 @@ function parseModels(raw: readonly string[]): ModelId[] {
     throw badInput(`A comparison takes ${MIN_MODELS} to ${MAX_MODELS} models, got ${models.length}`, 'models');
   }
   return models;
+}
+
+async function revealedById(em: EntityManager, comparisonId: string): Promise<boolean> {
+  const [row] = await em.getConnection().execute<Array<{ revealed: boolean }>>(`select ${revealedSql('r')} as revealed from comparison_results r where r.id = ?`, [comparisonId]);
+  return row?.revealed === true;
 }
 
 function titleFrom(prompt: string): string {

@@ -37,11 +37,16 @@ export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId' | 
   @Property({ type: 'text' })
   prompt!: string;
 
-  /** Models hidden until the vote (issue 10). The leaderboard counts blind comparisons only by default. */
+  /** Models hidden until the vote (issue 10, see `blind.ts`). The leaderboard counts blind comparisons only by default. */
+  @Field(() => Boolean, { description: 'Models hidden (provider, model, keyLabel, costs, tokens and provider error texts null or generic) until the comparison is voted on.' })
   @Property({ type: 'boolean', default: false })
   blind: boolean = false;
 
-  /** Category of the prompt (code, math, …); each category has its own leaderboard. */
+  /** Category of the prompt (code, math, …); each category has its own leaderboard (see `category.ts`). */
+  @Field(() => String, {
+    nullable: true,
+    description: "One of code, math, creative_writing, long_prompt, other: given, or assigned from the prompt. null for comparisons made before categories existed.",
+  })
   @Property({ type: 'text', nullable: true })
   category?: string | null;
 
@@ -55,8 +60,14 @@ export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId' | 
   }
 }
 
-/** A comparison as read paths return it (a plain row); an entity fits too. */
-export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerId' | 'conversationId' | 'prompt'>;
+/**
+ * A comparison as read paths return it (a plain row with `revealed` computed
+ * next to it: `blind.ts`).
+ */
+export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerId' | 'conversationId' | 'prompt' | 'blind' | 'category'> & {
+  /** Not blind, or voted on: the responses show their models. */
+  revealed: boolean;
+};
 
 @ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'comparison_responses' })
@@ -69,16 +80,16 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
 
-  /** Order of the model in the request (0-based). */
+  /** Order shown (0-based; the label is its letter): the request's order, shuffled for blind comparisons. */
   @Property({ type: 'smallint' })
   position!: number;
 
-  @Field(() => Provider)
+  @Field(() => Provider, { nullable: true, description: 'null while the comparison is blind and not yet voted on.' })
   @Enum({ items: () => Provider, nativeEnumName: 'provider' })
   provider!: Provider;
 
   /** Model id without the key label, e.g. `openai:gpt-4o`. */
-  @Field(() => String)
+  @Field(() => String, { nullable: true, description: "Model id without the key label ('openai:gpt-4o'); null while the comparison is blind and not yet voted on." })
   @Property({ type: 'text' })
   model!: string;
 
@@ -88,7 +99,10 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
    * (`…@ollama`, `…@vllm`) are told apart. Named `keyLabel`, not `label`: the
    * contract reserves `label` for blind comparisons ("A", "B", …).
    */
-  @Field(() => String, { description: "The key label of the model id asked for ('default' when it had no '@label'); model + '@' + keyLabel is the endpoint." })
+  @Field(() => String, {
+    nullable: true,
+    description: "The key label of the model id asked for ('default' when it had no '@label'); model + '@' + keyLabel is the endpoint. null while the comparison is blind and not yet voted on.",
+  })
   @Property({ type: 'text' })
   keyLabel: string = 'default';
 
@@ -100,7 +114,7 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
   @Property({ type: 'text' })
   content: string = '';
 
-  @Field(() => String, { nullable: true })
+  @Field(() => String, { nullable: true, description: "Why the response FAILED or TIMED_OUT. While the comparison is blind and not yet voted on, only the reason code ('RATE_LIMIT: …'), never the provider's text." })
   @Property({ type: 'text', nullable: true })
   error?: string | null;
 

@@ -2,7 +2,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import DataLoader from 'dataloader';
 import type { Principal } from '../../graphql/auth';
 import { groupByKey, indexByKey } from '../../db/loader-utils';
-import type { ComparisonResponseView, ComparisonView } from './comparison.entity';
+import type { PresentedResponse } from './blind';
+import type { ComparisonView } from './comparison.entity';
 import type { ComparisonService } from './comparison.service';
 
 export function createComparisonLoaders(em: EntityManager, principal: Principal | null, service: ComparisonService) {
@@ -13,10 +14,10 @@ export function createComparisonLoaders(em: EntityManager, principal: Principal 
     comparisonsByConversationIdLoader: new DataLoader<string, ComparisonView[]>(async (ids) =>
       groupByKey(ids, await service.byConversationIds(em, ids), (c) => c.conversationId!),
     ),
-    responsesByComparisonIdLoader: new DataLoader<string, ComparisonResponseView[]>(async (ids) =>
+    responsesByComparisonIdLoader: new DataLoader<string, PresentedResponse[]>(async (ids) =>
       groupByKey(ids, await service.responsesByComparisonIds(em, ids), (r) => r.comparisonId),
     ),
-    responseByIdLoader: new DataLoader<string, ComparisonResponseView | null>(async (ids) =>
+    responseByIdLoader: new DataLoader<string, PresentedResponse | null>(async (ids) =>
       principal ? indexByKey(ids, await service.responsesByIds(em, principal, ids), (r) => r.id) : ids.map(() => null),
     ),
   };

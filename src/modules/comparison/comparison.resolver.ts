@@ -8,8 +8,9 @@ import { AppError } from '../../errors';
 import { Connection, PageArgs, totalCountResolver } from '../../graphql/connection';
 import { Conversation } from '../conversation/conversation.entity';
 import { Vote } from '../vote/vote.entity';
-import { ComparisonResponse, type ComparisonResponseView, ComparisonResult, type ComparisonView } from './comparison.entity';
-import { RunComparisonInput } from './comparison.inputs';
+import type { PresentedResponse } from './blind';
+import { ComparisonResponse, ComparisonResult, type ComparisonView } from './comparison.entity';
+import { ArenaBattleInput, RunComparisonInput } from './comparison.inputs';
 
 @ObjectType({ simpleResolvers: true })
 export class ComparisonConnection extends Connection(ComparisonResult) {}
@@ -51,6 +52,17 @@ export class ComparisonResolver {
     return this.load(ctx, id);
   }
 
+  @Mutation(() => ComparisonResult, {
+    description:
+      "A blind comparison of two models the server picks among those your saved keys reach (or the operator's arena pool), favouring pairs with few battles so far. Returns at once with PENDING responses labelled A and B; follow it with comparisonEvents, vote to reveal the models.",
+  })
+  async startArenaBattle(@Arg('input', () => ArenaBattleInput) input: ArenaBattleInput, @Ctx() ctx: Context) {
+    const principal = requireUser(ctx.principal);
+    const models = await ctx.services.arena.pickModels(ctx.em, principal);
+    const id = await ctx.services.runner.begin(principal, { ...input, models, blind: true });
+    return this.load(ctx, id);
+  }
+
   @Mutation(() => ComparisonResult, { description: 'Stops the responses still running (they settle as FAILED "Cancelled").' })
   async cancelComparison(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
     await ctx.services.runner.cancel(requireUser(ctx.principal), id);
@@ -71,6 +83,11 @@ export class ComparisonResolver {
     return comparison;
   }
 
+  @FieldResolver(() => Boolean, { description: 'True for non-blind comparisons, and for blind ones once voted on: the responses show their models.' })
+  revealed(@Root() comparison: ComparisonView): boolean {
+    return comparison.revealed;
+  }
+
   @FieldResolver(() => Conversation, { nullable: true })
   conversation(@Root() comparison: ComparisonView, @Ctx() ctx: Context) {
     return comparison.conversationId ? ctx.loaders.conversationByIdLoader.load(comparison.conversationId) : null;
@@ -89,8 +106,13 @@ export class ComparisonResolver {
 
 @Resolver(() => ComparisonResponse)
 export class ComparisonResponseResolver {
+  @FieldResolver(() => String, { description: '"A", "B", … in the order shown; shuffled once per blind comparison.' })
+  label(@Root() response: PresentedResponse): string {
+    return response.label;
+  }
+
   @FieldResolver(() => ComparisonResult)
-  async comparison(@Root() response: ComparisonResponseView, @Ctx() ctx: Context): Promise<ComparisonView> {
+  async comparison(@Root() response: PresentedResponse, @Ctx() ctx: Context): Promise<ComparisonView> {
     const comparison = await ctx.loaders.comparisonByIdLoader.load(response.comparisonId);
     if (!comparison) throw new AppError('NOT_FOUND', 'Comparison not found');
     return comparison;

@@ -6,12 +6,15 @@
  * conversation: the conversation (owner-scoped), its messages, its
  * comparisons, then their responses and the viewer's votes on them.
  * The export holds only the viewer's own rows and only the fields listed in
- * `ConversationExport`: no owner ids, no key labels, never an API key.
+ * `ConversationExport`: no owner ids, no key labels, never an API key. A blind
+ * comparison not yet voted on is exported as its queries show it: responses
+ * by label, model / provider / tokens / cost null, provider error texts hidden
+ * (the comparison service presents them so, see `comparison/blind.ts`).
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { measurementsOf, type ModelCallMeasurements } from '../../db/model-call.entity';
 import type { Principal } from '../../graphql/auth';
-import type { ComparisonResponseView } from '../comparison/comparison.entity';
+import type { PresentedResponse } from '../comparison/blind';
 import type { ComparisonService } from '../comparison/comparison.service';
 import type { MessageService } from '../message/message.service';
 import { Vote } from '../vote/vote.entity';
@@ -39,9 +42,13 @@ export interface ConversationExport {
     id: string;
     prompt: string;
     createdAt: string;
+    blind: boolean;
+    revealed: boolean;
+    category: string | null;
     responses: Array<{
-      model: string;
-      provider: string;
+      label: string;
+      model: string | null;
+      provider: string | null;
       status: string;
       content: string;
       error: string | null;
@@ -94,7 +101,7 @@ export class ExportService {
         ])
       : [[], []];
 
-    const responsesByComparison = new Map<string, ComparisonResponseView[]>();
+    const responsesByComparison = new Map<string, PresentedResponse[]>();
     for (const response of responses) {
       const list = responsesByComparison.get(response.comparisonId) ?? [];
       list.push(response);
@@ -123,7 +130,11 @@ export class ExportService {
           id: c.id,
           prompt: c.prompt,
           createdAt: c.createdAt.toISOString(),
+          blind: c.blind,
+          revealed: c.revealed,
+          category: c.category ?? null,
           responses: (responsesByComparison.get(c.id) ?? []).map((r) => ({
+            label: r.label,
             model: r.model,
             provider: r.provider,
             status: r.status,
@@ -163,9 +174,11 @@ export function toMarkdown(data: ConversationExport): string {
   if (data.comparisons.length > 0) block('## Comparisons');
   data.comparisons.forEach((c, i) => {
     block(`### Comparison ${i + 1} · ${c.createdAt}`);
+    const about = [c.category ? `Category: ${c.category}` : null, c.blind ? (c.revealed ? 'Blind (revealed by the vote)' : 'Blind: models hidden until you vote') : null];
+    if (about.some(Boolean)) block(about.filter(Boolean).join(' · '));
     block('**Prompt**', c.prompt);
     for (const r of c.responses) {
-      block(`#### ${r.model}`);
+      block(`#### ${r.label}${r.model ? ` · ${r.model}` : ''}`);
       const facts = [
         `Status: ${r.status}`,
         r.latencyMs != null ? `Latency: ${r.latencyMs} ms` : null,

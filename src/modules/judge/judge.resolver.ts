@@ -1,7 +1,8 @@
 import { Arg, Ctx, Field, FieldResolver, ID, Mutation, ObjectType, Resolver, Root } from 'type-graphql';
 import { requireUser } from '../../graphql/auth';
 import type { Context } from '../../graphql/context';
-import { ComparisonResponse, ComparisonResult, type ComparisonResponseView, type ComparisonView } from '../comparison/comparison.entity';
+import { ComparisonResponse, ComparisonResult, type ComparisonView } from '../comparison/comparison.entity';
+import type { PresentedResponse } from '../comparison/blind';
 import { VoteOutcome } from '../vote/vote.entity';
 import type { JudgeVerdictView } from './judge.service';
 
@@ -45,12 +46,12 @@ export class JudgeResolver {
   }
 
   @FieldResolver(() => ComparisonResponse, { description: 'The pair member shown first in the comparison.' })
-  async first(@Root() verdict: JudgeVerdictView, @Ctx() ctx: Context): Promise<ComparisonResponseView> {
+  async first(@Root() verdict: JudgeVerdictView, @Ctx() ctx: Context): Promise<PresentedResponse> {
     return (await ctx.loaders.responseByIdLoader.load(verdict.firstId))!;
   }
 
   @FieldResolver(() => ComparisonResponse)
-  async second(@Root() verdict: JudgeVerdictView, @Ctx() ctx: Context): Promise<ComparisonResponseView> {
+  async second(@Root() verdict: JudgeVerdictView, @Ctx() ctx: Context): Promise<PresentedResponse> {
     return (await ctx.loaders.responseByIdLoader.load(verdict.secondId))!;
   }
 

@@ -39,7 +39,8 @@ import { ProviderCallError } from '../../llm/provider-errors';
 import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { ModelAccess } from '../api-key/model-access';
-import { type ComparisonResponseView, ResponseStatus } from '../comparison/comparison.entity';
+import { ResponseStatus } from '../comparison/comparison.entity';
+import type { PresentedResponse } from '../comparison/blind';
 import type { ComparisonService } from '../comparison/comparison.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { VoteOutcome } from '../vote/vote.entity';
@@ -136,7 +137,7 @@ export class JudgeService {
     const completed = responses.filter((r) => r.status === ResponseStatus.COMPLETED).sort((a, b) => a.position - b.position);
     if (completed.length < 2) throw badInput('A comparison needs at least two COMPLETED responses to be judged', 'comparisonId');
 
-    const pairs: Array<[ComparisonResponseView, ComparisonResponseView]> = [];
+    const pairs: Array<[PresentedResponse, PresentedResponse]> = [];
     for (let i = 0; i < completed.length; i++) for (let j = i + 1; j < completed.length; j++) pairs.push([completed[i]!, completed[j]!]);
     const turns = pairs.flatMap(([first, second]) => [
       conversation(comparison.prompt, first.content, second.content),
@@ -213,7 +214,7 @@ export class JudgeService {
     userId: string,
     comparisonId: string,
     judgeModel: string,
-    pairs: Array<[ComparisonResponseView, ComparisonResponseView]>,
+    pairs: Array<[PresentedResponse, PresentedResponse]>,
     results: CallResult[],
   ): Promise<void> {
     const rows = pairs.map(([first, second], p) => {

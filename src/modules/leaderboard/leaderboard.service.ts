@@ -6,6 +6,7 @@ import type { CachePort } from '../../cache/cache.port';
 import type { GenerationInvalidator } from '../../cache/generations';
 import { pgArray } from '../../db/sql';
 import { DEFAULT_LABEL } from '../../llm/model-id';
+import { revealedSql } from '../comparison/blind';
 import type { Provider } from '../api-key/api-key.entity';
 import type { ArenaRating, BattleCountRow, BattleCounts, StyleCoefficientData } from './arena-stats';
 import type { FitWorker } from './fit-worker';
@@ -320,10 +321,11 @@ export class LeaderboardService {
     const fit = await this.worker.fit(counts, { bootstrapSamples: this.options.bootstrapSamples, seed: this.options.seed });
 
     const averages = await connection.execute<AverageRow[]>(
+      // Unrevealed blind responses stay out: a moving average would tell which models a battle holds.
       `select ${endpoint('r')} as model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
          from comparison_responses r
-         ${userId === null ? '' : 'join comparison_results c on c.id = r.comparison_id and c.owner_id = ?'}
-        where r.status = 'COMPLETED' and ${endpoint('r')} = any(?::text[])
+         join comparison_results c on c.id = r.comparison_id ${userId === null ? '' : 'and c.owner_id = ?'}
+        where r.status = 'COMPLETED' and ${endpoint('r')} = any(?::text[]) and ${revealedSql('c')}
         group by 1`,
       [...(userId === null ? [] : [userId]), pgArray(fit.ratings.map((r) => r.model))],
       'all',

@@ -20,6 +20,7 @@ import type { ConversationService } from '../conversation/conversation.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from './history';
 import { Message, MessageRole } from './message.entity';
+import { assertNothingHidden } from '../comparison/blind';
 
 export const MAX_PROMPT_CHARS = 32_000;
 
@@ -55,6 +56,7 @@ export class ChatService {
     const modelId = parseModelId(args.model);
     const content = validatePrompt(args.content, 'content');
     const conversation = await this.deps.conversations.getForWrite(em, principal, args.conversationId);
+    await assertNothingHidden(em, conversation.id);
     const provider = toProvider(modelId.provider);
 
     const history = (await historiesByModel(em, conversation.id, [endpointKey(modelId)])).get(endpointKey(modelId)) ?? [];

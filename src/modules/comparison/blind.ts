@@ -1,0 +1,121 @@
+/**
+ * Blind comparisons (issue 10): what a reader sees of a response while its
+ * comparison is blind and has no vote yet.
+ *
+ * Labels. Every response shows a `label`, "A", "B", … in the order shown:
+ * the label is the letter of the response's stored `position`. A blind
+ * comparison shuffles its models once, with a crypto RNG, before positions
+ * are assigned (and before the rows are created, so nothing that follows
+ * creation order — ids, insertion order — knows the order asked for); a
+ * non-blind one keeps the order of `models`. Responses are always listed by
+ * position, i.e. by label.
+ *
+ * Revealed. A comparison is revealed when it is not blind, or once a vote on
+ * it exists (`REVEALED_SQL`): the vote row is the reveal, so the two are
+ * written atomically by the vote's own statement and every instance sees the
+ * same answer. Reads compute it in SQL next to the row they read.
+ *
+ * Hidden while unrevealed (`hideIdentity`), on every read path that goes
+ * through `ComparisonService` (queries, the list's look-ahead, search hits,
+ * votes' winners, exports) and in `comparisonEvents`:
+ * - `provider`, `model`, `keyLabel`: null (the label of a key names the endpoint);
+ * - `costUsd`: null (a price identifies a model);
+ * - `promptTokens`, `completionTokens`: null (the same prompt counts
+ *   differently under each provider's tokenizer, so the count names the family);
+ * - `error`: the reason code only (`RATE_LIMIT: …`), never the provider's own
+ *   text, which tends to name the model or provider (`hiddenError`).
+ * Shown: `id`, `label`, `status`, `content`, `latencyMs`,
+ * `timeToFirstTokenMs`, `createdAt` (timing is accepted as visible).
+ *
+ * Continuing the conversation. Each model sees its own earlier answers, so a
+ * follow-up ("repeat what you said") to a named model, or to another battle
+ * whose models are later revealed, would tell who wrote which blind answer:
+ * a conversation holding an unrevealed blind comparison is continued
+ * (`sendMessage`, any comparison or battle with its `conversationId`) only
+ * after that vote (`assertNothingHidden`).
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { randomInt } from 'node:crypto';
+import { badInput } from '../../errors';
+import type { ComparisonResponseView } from './comparison.entity';
+
+/** "A" for position 0, "B" for 1, … (a comparison has at most 8 responses). */
+export function responseLabel(position: number): string {
+  return String.fromCharCode(65 + position);
+}
+
+/** A random number in [0, max), by default from the crypto RNG. Injectable for tests. */
+export type RandomInt = (max: number) => number;
+export const cryptoRandomInt: RandomInt = (max) => randomInt(max);
+
+/** A shuffled copy (Fisher–Yates). */
+export function shuffled<T>(items: readonly T[], random: RandomInt = cryptoRandomInt): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = random(i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/** SQL: whether the comparison under `alias` is revealed (not blind, or voted on). */
+export const revealedSql = (alias: string) => `(not ${alias}.blind or exists (select 1 from votes rv where rv.comparison_id = ${alias}.id))`;
+
+/** Errors the server itself writes: they say nothing about the model, so they stay as they are. */
+const SERVER_ERRORS = /^(Cancelled|Interrupted|Internal error)/;
+/** `REASON: provider text` as the runner stores a provider failure. */
+const PROVIDER_ERROR = /^([A-Z_]{2,32}): /;
+
+export const HIDDEN_DETAILS = 'details hidden until you vote';
+
+/** The error text a reader may see while the comparison is unrevealed. */
+export function hiddenError(error: string | null | undefined): string | null {
+  if (error === null || error === undefined) return null;
+  if (SERVER_ERRORS.test(error)) return error;
+  const reason = PROVIDER_ERROR.exec(error)?.[1];
+  return reason ? `${reason}: the model call failed (${HIDDEN_DETAILS})` : `The model call failed (${HIDDEN_DETAILS})`;
+}
+
+/** A response as read paths return it: identity fields nullable, plus its label. */
+export type PresentedResponse = Omit<ComparisonResponseView, 'provider' | 'model' | 'keyLabel'> & {
+  provider: ComparisonResponseView['provider'] | null;
+  model: string | null;
+  keyLabel: string | null;
+  label: string;
+};
+
+/** The response as the reader sees it: everything when `revealed`, else the identity hidden (see the module comment). */
+export function presentResponse(row: ComparisonResponseView, revealed: boolean): PresentedResponse {
+  const label = responseLabel(row.position);
+  if (revealed) return { ...row, label };
+  return {
+    ...row,
+    label,
+    provider: null,
+    model: null,
+    keyLabel: null,
+    costUsd: null,
+    promptTokens: null,
+    completionTokens: null,
+    error: hiddenError(row.error),
+  };
+}
+
+/**
+ * BAD_USER_INPUT when the conversation holds a blind comparison not yet voted
+ * on (see the module comment); one indexed statement.
+ */
+export async function assertNothingHidden(em: EntityManager, conversationId: string): Promise<void> {
+  const [hidden] = await em
+    .getConnection()
+    .execute<Array<{ id: string }>>(
+      `select r.id from comparison_results r where r.conversation_id = ? and not ${revealedSql('r')} order by r.created_at limit 1`,
+      [conversationId],
+    );
+  if (hidden) {
+    throw badInput(
+      `This conversation has a blind comparison you have not voted on (${hidden.id}): vote on it first, or start a new conversation. Continuing it would let the models' own earlier answers tell who wrote which.`,
+      'conversationId',
+    );
+  }
+}
