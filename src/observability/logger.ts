@@ -48,17 +48,25 @@ export function createLogger(level: string, destination: DestinationStream = std
 let stdout: ReturnType<typeof pino.destination> | undefined;
 
 /**
- * Standard output, written asynchronously: lines logged while a write is in
- * flight go out together in the next one, so a busy server makes one write
- * per batch instead of one blocking write per request line (measured: the
+ * Standard output, written asynchronously and in batches of about 4 KB (or
+ * every 200 ms when quieter), so a busy server makes one write per ~15
+ * request lines instead of one blocking write per line (measured: the
  * request log's synchronous write was ~7% of a cache hit's time, and a full
  * pipe stalled the event loop). What is still buffered is written
  * synchronously when the process exits.
  */
 function stdoutDestination(): DestinationStream {
   if (!stdout) {
-    const destination = pino.destination({ dest: 1, sync: false });
+    // Up to 4 KB is gathered before a write, and whatever is gathered goes out within 200 ms.
+    const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
     stdout = destination;
+    setInterval(() => {
+      try {
+        destination.flush();
+      } catch {
+        // not ready yet, or closed: the next tick or the exit flush writes it
+      }
+    }, 200).unref();
     process.once('exit', () => {
       try {
         destination.flushSync();
