@@ -45,10 +45,7 @@ beforeAll(async () => {
   fake = await FakeLlmServer.start();
   t = await createTestApp({
     env: {
-      OPENAI_BASE_URL: fake.baseUrls.openai,
-      ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
-      GOOGLE_BASE_URL: fake.baseUrls.google,
-      MISTRAL_BASE_URL: fake.baseUrls.mistral,
+      ...fake.providerEnv(),
       LLM_TIMEOUT_MS: '2500',
     },
   });

@@ -44,10 +44,7 @@ beforeAll(async () => {
   fake = await FakeLlmServer.start();
   t = await createTestApp({
     env: {
-      OPENAI_BASE_URL: fake.baseUrls.openai,
-      ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
-      GOOGLE_BASE_URL: fake.baseUrls.google,
-      MISTRAL_BASE_URL: fake.baseUrls.mistral,
+      ...fake.providerEnv(),
       LEADERBOARD_BOOTSTRAP_SAMPLES: '0',
       LEADERBOARD_REFRESH_WAIT_MS: '60000',
       RATE_LIMIT_PROVIDER_CALLS: '12',

@@ -715,6 +715,16 @@ export class FakeLlmServer {
     >;
   }
 
+  /** `OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL`, `GOOGLE_BASE_URL`, `MISTRAL_BASE_URL`: the app's providers pointed here. */
+  providerEnv(): Record<string, string> {
+    return {
+      OPENAI_BASE_URL: this.baseUrls.openai,
+      ANTHROPIC_BASE_URL: this.baseUrls.anthropic,
+      GOOGLE_BASE_URL: this.baseUrls.google,
+      MISTRAL_BASE_URL: this.baseUrls.mistral,
+    };
+  }
+
   /** Listens on an ephemeral port on 127.0.0.1. */
   static async start(): Promise<FakeLlmServer> {
     let fake: FakeLlmServer | undefined;
