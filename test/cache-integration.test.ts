@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { describeRedis, describeRedisServer, freePort, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
-import { createTestApp, type TestApp } from './helpers/test-app';
+import { appsClosedAfterAll, createTestApp, type TestApp } from './helpers/test-app';
 
 const SIDEBAR = `query Sidebar { conversations(first: 20) { nodes { id title } totalCount } }`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -23,15 +23,7 @@ async function eventually(check: () => Promise<boolean>, timeoutMs: number, what
 const health = async (t: TestApp) => (await fetch(`${t.url}/health`)).json() as Promise<any>;
 const titles = (res: { data?: any }) => (res.data.conversations.nodes as Array<{ title: string }>).map((n) => n.title);
 
-const apps: TestApp[] = [];
-afterAll(async () => {
-  await Promise.all(apps.splice(0).map((a) => a.close()));
-});
-async function app(env: Record<string, string> = {}): Promise<TestApp> {
-  const t = await createTestApp({ env });
-  apps.push(t);
-  return t;
-}
+const app = appsClosedAfterAll();
 
 function readCacheSuite(storeEnv: () => Record<string, string>) {
   let t: TestApp;

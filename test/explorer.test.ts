@@ -8,17 +8,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildSchema, parse, validate } from 'graphql';
 import { EXAMPLE_TABS } from '../src/graphql/explorer';
-import { createTestApp, type TestApp } from './helpers/test-app';
+import { appsClosedAfterAll } from './helpers/test-app';
 
-const apps: TestApp[] = [];
-afterAll(async () => {
-  await Promise.all(apps.splice(0).map((a) => a.close()));
-});
-async function app(env: Record<string, string> = {}): Promise<TestApp> {
-  const t = await createTestApp({ env });
-  apps.push(t);
-  return t;
-}
+const app = appsClosedAfterAll();
 
 const html = (url: string) => fetch(url, { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' }, redirect: 'manual' });
 

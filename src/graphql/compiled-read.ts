@@ -298,10 +298,8 @@ class Compiler {
         const t = JSON.stringify(type.name);
         pieces.push(() => `${k}:${t}`);
       } else if (name === 'nodes') {
-        const nodeType = getNullableType(part.field!.type);
-        if (!isListType(nodeType) || !isNonNullType(nodeType.ofType) || !isObjectType(nodeType.ofType.ofType) || !part.node.selectionSet) return unsupported('nodes type');
         if (nodesSql !== undefined) unsupported('nodes twice');
-        nodesSql = this.objectSql(nodeType.ofType.ofType, part.node.selectionSet, relation.entity, a);
+        nodesSql = this.objectSql(itemType(part.field!.type), part.node.selectionSet ?? unsupported('nodes without selection'), relation.entity, a);
         pieces.push((rows, limit) => {
           let out = `${k}:[`;
           const n = Math.min(rows.length, limit);
@@ -411,19 +409,16 @@ class Compiler {
     const meta = this.meta(relation.entity);
     const type = getNullableType(field.type);
     if (relation.kind === 'childList') {
-      if (node.arguments?.length || !isListType(type) || !isNonNullType(type.ofType) || !isObjectType(type.ofType.ofType)) return unsupported('child list shape');
+      if (node.arguments?.length) return unsupported('child list arguments');
       const concealed = relation.concealed && { fields: relation.concealed.fields, when: relation.concealed.when(parent) };
-      const item = this.objectSql(type.ofType.ofType, node.selectionSet, relation.entity, b, concealed);
+      const item = this.objectSql(itemType(field.type), node.selectionSet, relation.entity, b, concealed);
       return `('[' || coalesce((select string_agg(${item}, ',' order by ${prefixed(b, relation.order)}) from ${meta.tableName} ${b} where ${b}.${relation.foreignKey} = ${parent}.id), '') || ']')`;
     }
     if (relation.kind === 'childPage') {
       if (!isObjectType(type)) return unsupported('child page shape');
       // Arguments must be literals here (a variable would make the SQL text depend on the request).
-      const args: Record<string, unknown> = {};
-      for (const arg of node.arguments ?? []) {
-        if (arg.value.kind === Kind.VARIABLE) unsupported('variable argument below the root');
-      }
-      Object.assign(args, getArgumentValues(field, node, {}));
+      if (node.arguments?.some((arg) => arg.value.kind === Kind.VARIABLE)) unsupported('variable argument below the root');
+      const args = getArgumentValues(field, node, {});
       if (args.after !== null && args.after !== undefined) unsupported('child page after a cursor');
       const first = args.first ?? relation.defaultFirst;
       if (!isPageSize(first)) return unsupported('page size');
@@ -433,9 +428,7 @@ class Compiler {
         const name = part.field?.name ?? '__typename';
         if (name === '__typename') members.push(`'${k}:${JSON.stringify(type.name)}'`);
         else if (name === 'nodes') {
-          const nodeType = getNullableType(part.field!.type);
-          if (!isListType(nodeType) || !isNonNullType(nodeType.ofType) || !isObjectType(nodeType.ofType.ofType) || !part.node.selectionSet) return unsupported('nodes type');
-          const item = this.objectSql(nodeType.ofType.ofType, part.node.selectionSet, relation.entity, b);
+          const item = this.objectSql(itemType(part.field!.type), part.node.selectionSet ?? unsupported('nodes without selection'), relation.entity, b);
           const c = this.alias();
           members.push(
             `'${k}:[' || coalesce((select string_agg(${item}, ',' order by ${prefixed(b, relation.order)}) from (select * from ${meta.tableName} ${c} where ${c}.${relation.foreignKey} = ${parent}.id order by ${prefixed(c, relation.order)} limit ${first}) ${b}), '') || ']'`,
@@ -446,6 +439,13 @@ class Compiler {
     }
     return unsupported(`relation ${relation.kind} below the root`);
   }
+}
+
+/** The object type of a `[T!]` / `[T!]!` field; anything else is not compiled. */
+function itemType(type: GraphQLOutputType): GraphQLObjectType {
+  const list = getNullableType(type);
+  if (!isListType(list) || !isNonNullType(list.ofType) || !isObjectType(list.ofType.ofType)) return unsupported('not a list of objects');
+  return list.ofType.ofType;
 }
 
 function prefixed(alias: string, order: string): string {

@@ -114,3 +114,20 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     },
   };
 }
+
+/**
+ * For files that make apps with different settings as they go: `app(env)`
+ * creates one, and every app made this way is closed after the file's tests.
+ * Call it at the top level of a test file.
+ */
+export function appsClosedAfterAll(): (env?: Record<string, string>) => Promise<TestApp> {
+  const apps: TestApp[] = [];
+  afterAll(async () => {
+    await Promise.all(apps.splice(0).map((a) => a.close()));
+  });
+  return async (env = {}) => {
+    const t = await createTestApp({ env });
+    apps.push(t);
+    return t;
+  };
+}
