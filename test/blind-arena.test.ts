@@ -126,6 +126,14 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
     }
     const shown = comparison.responses.map((r: any) => ({ id: r.id, label: r.label }));
 
+    /** The comparison as each read path shows it (by id, list, list through loaders, its conversation, search). */
+    const comparisonViews = (...[get, list, listLoaders, conversation, search]: any[]) => [
+      get.data.comparison,
+      list.data.comparisons.nodes[0],
+      listLoaders.data.comparisons.nodes[0],
+      conversation.data.conversation.comparisons[0],
+      search.data.search.nodes[0].comparison,
+    ];
     const readAll = async (app: TestApp) => {
       const results = [
         await app.gql(GET, { id: comparison.id }, u.token),
@@ -143,13 +151,7 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
     for (const app of [a, b]) {
       const [get, list, listLoaders, conversation, search, json, markdown] = await readAll(app);
       for (const res of [get!, list!, listLoaders!, conversation!, search!, json!, markdown!]) expectNoIdentity(res.raw);
-      const views = [
-        get!.data.comparison,
-        list!.data.comparisons.nodes[0],
-        listLoaders!.data.comparisons.nodes[0],
-        conversation!.data.conversation.comparisons[0],
-        search!.data.search.nodes[0].comparison,
-      ];
+      const views = comparisonViews(get!, list!, listLoaders!, conversation!, search!);
       for (const view of views) {
         expect(view).toMatchObject({ id: comparison.id, blind: true, revealed: false });
         // The same labels for the same responses on every path: shuffled once and stored.
@@ -196,13 +198,7 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
 
     for (const app of [a, b]) {
       const [get, list, listLoaders, conversation, search, json] = await readAll(app);
-      const views = [
-        get!.data.comparison,
-        list!.data.comparisons.nodes[0],
-        listLoaders!.data.comparisons.nodes[0],
-        conversation!.data.conversation.comparisons[0],
-        search!.data.search.nodes[0].comparison,
-      ];
+      const views = comparisonViews(get!, list!, listLoaders!, conversation!, search!);
       for (const view of views) {
         expect(view).toMatchObject({ blind: true, revealed: true });
         expect(view.responses.map((r: any) => ({ id: r.id, label: r.label }))).toEqual(shown);
