@@ -29,7 +29,7 @@ interface Target {
 
 const PEERS = join(ROOT, 'bench', 'peers');
 /** Comparison rows of ours (how much each layer buys), measured at c=10 only to keep the run under 10 minutes. */
-const ONLY_AT_C10 = new Set<Variant>(['ours-miss-resolvers', 'ours-miss-js']);
+const ONLY_AT_C10 = new Set<Variant>(['ours-miss-resolvers', 'ours-miss-js', 'ours-hit-remote']);
 const LIMITS = join(ROOT, 'bench', 'limits');
 
 /** Sum of ours' `llmselect_db_query_duration_seconds_count` (every SQL statement, all outcomes). */
@@ -223,6 +223,13 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     targetsByVariant.set(variant, { server, statements: () => oursStatements(server), statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)', requests: oursRequests(env, true), dialect: 'ours' });
   }
   if (wanted.has('ours-hit')) targetsByVariant.set('ours-hit', oursTarget(false));
+  if (wanted.has('ours-hit-remote')) {
+    // Hits whose every body comes from Redis, as in the bare-Redis limit: local copies off.
+    log('starting ours with CACHE_LOCAL_COPIES_MB=0');
+    const server = await startOurs('ours-hit-remote', secrets, { CACHE_LOCAL_COPIES_MB: '0' });
+    cleanup.add('stop ours-hit-remote', () => server.stop());
+    targetsByVariant.set('ours-hit-remote', { server, statements: () => oursStatements(server), statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)', requests: oursRequests(env, false), dialect: 'ours' });
+  }
 
   const db = { DATABASE_URL: env.db.url };
   if (wanted.has('postgraphile5')) {

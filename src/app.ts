@@ -142,6 +142,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       prefix: config.cachePrefix,
       breakerCooldownMs: config.cache.breakerCooldownMs,
       operationTimeoutMs: config.cache.operationTimeoutMs,
+      localCopiesMaxBytes: config.cache.localCopiesMb * 2 ** 20,
       logger,
       // `gen` lookups are invalidation bookkeeping (one per cached read), not a cache: not exported.
       onLookup: (namespace, hit) => {

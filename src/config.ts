@@ -114,7 +114,7 @@ export interface Config {
     maxListedModels: number;
   };
   egress: EgressPolicy;
-  cache: { responseTtlMs: number; registryTtlMs: number; breakerCooldownMs: number; operationTimeoutMs: number };
+  cache: { responseTtlMs: number; registryTtlMs: number; breakerCooldownMs: number; operationTimeoutMs: number; localCopiesMb: number };
   /** Arena leaderboard statistics (see README "How the leaderboard is computed"). */
   leaderboard: {
     /** Bootstrap resamples per board (0 = Fisher intervals only). */
@@ -383,6 +383,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       registryTtlMs: int(env, 'MODEL_REGISTRY_TTL_MS', 24 * 60 * 60_000, 1),
       breakerCooldownMs: int(env, 'CACHE_BREAKER_COOLDOWN_MS', 5_000, 1),
       operationTimeoutMs: int(env, 'CACHE_TIMEOUT_MS', 500, 1),
+      localCopiesMb: int(env, 'CACHE_LOCAL_COPIES_MB', 64, 0),
     },
     leaderboard: {
       bootstrapSamples: int(env, 'LEADERBOARD_BOOTSTRAP_SAMPLES', 1_000, 0),

@@ -1,18 +1,36 @@
 /**
- * The one LRU of the code base: a Map bounded to `maxEntries`, evicting the
- * least recently used entry. Keyv accepts any Map as its in-memory store; this
- * keeps the fallback cache from growing without bound (Keyv only drops expired
- * entries when read). Also the verified-token memo (`graphql/auth.ts`), the
- * read cache's per-document policies (`graphql/response-cache.ts`) and the
- * model registry's last good lists.
+ * The one LRU of the code base: a Map bounded to `maxEntries` (and, when
+ * given, to a total weight such as bytes), evicting the least recently used
+ * entry. Keyv accepts any Map as its in-memory store; this keeps the fallback
+ * cache from growing without bound (Keyv only drops expired entries when
+ * read). Also the verified-token memo (`graphql/auth.ts`), the read cache's
+ * per-document policies (`graphql/response-cache.ts`), the model registry's
+ * last good lists and the cache's local copies of response bytes
+ * (`cache/local-copies.ts`, bounded in bytes).
  *
  * Kept in-house rather than `quick-lru`: quick-lru 6+ is ESM-only (this
  * project compiles to CommonJS), and being a real `Map` subclass is what
  * lets Keyv use it directly; it is a few lines over Map's own insertion order.
  */
+export interface LruWeight<V> {
+  /** Total weight kept at most; an entry heavier than this on its own is not kept. */
+  maxWeight: number;
+  weigh(value: V): number;
+}
+
 export class LruMap<K, V> extends Map<K, V> {
-  constructor(private readonly maxEntries: number) {
+  private weight = 0;
+
+  constructor(
+    private readonly maxEntries: number,
+    private readonly weighted?: LruWeight<V>,
+  ) {
     super();
+  }
+
+  /** The total weight of the entries kept (0 without a weight bound). */
+  get totalWeight(): number {
+    return this.weight;
   }
 
   override get(key: K): V | undefined {
@@ -24,14 +42,28 @@ export class LruMap<K, V> extends Map<K, V> {
   }
 
   override set(key: K, value: V): this {
-    // Map's constructor calls set before maxEntries is assigned; nothing to evict then.
-    if (super.has(key)) super.delete(key);
+    // Map's constructor calls set before the fields are assigned; nothing to evict then.
+    this.delete(key);
+    const weight = this.weighted?.weigh(value) ?? 0;
+    if (this.weighted && weight > this.weighted.maxWeight) return this;
     super.set(key, value);
-    while (this.maxEntries !== undefined && this.size > this.maxEntries) {
+    this.weight += weight;
+    while ((this.maxEntries !== undefined && this.size > this.maxEntries) || (this.weighted && this.weight > this.weighted.maxWeight)) {
       const oldest = this.keys().next();
       if (oldest.done) break;
-      super.delete(oldest.value);
+      this.delete(oldest.value);
     }
     return this;
+  }
+
+  override delete(key: K): boolean {
+    if (!super.has(key)) return false;
+    if (this.weighted) this.weight -= this.weighted.weigh(super.get(key) as V);
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    super.clear();
+    this.weight = 0;
   }
 }

@@ -11,6 +11,7 @@ import type { CachePort } from '../src/cache/cache.port';
 import { createCache, type CreateCacheOptions } from '../src/cache/create-cache';
 import { registerCacheMetrics } from '../src/cache/metrics';
 import { singleFlight } from '../src/cache/single-flight';
+import { LruMap } from '../src/lru-map';
 import { createPubSub } from '../src/pubsub/create-pubsub';
 import type { PubSub } from '../src/pubsub/pubsub.port';
 import { createLogger, type Logger } from '../src/observability/logger';
@@ -503,5 +504,120 @@ describeRedis('redis pub/sub (shared REDIS_URL)', () => {
     const unsubscribe = await ps.subscribe('x', () => undefined);
     await unsubscribe();
     expect(Date.now() - t).toBeLessThan(1500);
+  });
+});
+
+describeRedisServer('local copies of response bytes (private redis-server)', () => {
+  let server: PrivateRedis;
+  let raw: ReturnType<typeof createClient>;
+  beforeEach(async () => {
+    server = await startRedisServer();
+    raw = createClient({ url: server.url });
+    raw.on('error', () => undefined);
+    await raw.connect();
+  });
+  afterEach(async () => {
+    if (raw.isOpen) raw.destroy();
+    await server.stop();
+  });
+
+  /** Bytes Redis has sent to all its clients so far. */
+  const sentByRedis = async () => Number(/total_net_output_bytes:(\d+)/.exec(await raw.info('stats'))![1]);
+  const body = (fill: string) => Buffer.alloc(64 * 1024, fill);
+
+  it('a copy confirmed by the round trip is a hit whose reply carries no body; without copies the body comes from Redis', async () => {
+    const prefix = newPrefix();
+    const a = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 2 ** 20 })));
+    const b = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 0 })));
+    await a.setVersioned('u1', 0, 'd1', body('a'), 60_000);
+
+    let before = await sentByRedis();
+    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 0, bytes: body('a') });
+    expect((await sentByRedis()) - before).toBeLessThan(8 * 1024);
+    expect(a.health().localCopies).toMatchObject({ entries: 1, served: 1 });
+
+    before = await sentByRedis();
+    expect(await b.getVersioned('u1', 'd1')).toEqual({ generation: 0, bytes: body('a') });
+    expect((await sentByRedis()) - before).toBeGreaterThan(64 * 1024);
+    expect(b.health().localCopies).toBeUndefined();
+  });
+
+  it('a copy is never served once the entry changed: new generation, stored again elsewhere, expired, flushed, legacy value, Redis down', async () => {
+    const prefix = newPrefix();
+    const a = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 2 ** 20 })));
+    const b = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 0 })));
+    const key = (generation: number) => `${prefix}:resp:u1:${generation}:d1`;
+    await a.setVersioned('u1', 0, 'd1', body('a'), 60_000);
+
+    // A write on another instance: the generation moved on, so the copy (generation 0) is not the entry.
+    expect(await b.incr('gen:u1')).toBe(1);
+    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+
+    // Stored again by another instance under the same key: its bytes, not the copy's.
+    await a.setVersioned('u1', 1, 'd1', body('b'), 60_000);
+    await b.setVersioned('u1', 1, 'd1', body('c'), 60_000);
+    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: body('c') });
+    const served = a.health().localCopies!.served;
+    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: body('c') });
+    expect(a.health().localCopies!.served).toBe(served + 1);
+
+    // Expired in Redis (the TTL ran out): a miss.
+    await raw.del(key(1));
+    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+
+    // Flushed by an admin: a miss.
+    await a.setVersioned('u1', 1, 'd1', body('d'), 60_000);
+    await b.clearNamespace('resp');
+    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+
+    // A value stored without a tag (an older release): a miss, never bytes with their head cut off.
+    await raw.set(key(1), '{"data":{"me":null}}');
+    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+    expect(await b.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+
+    // Redis unavailable: the generation is unknown, so the copy cannot be confirmed: a miss.
+    await a.setVersioned('u1', 1, 'd1', body('e'), 60_000);
+    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: body('e') });
+    await server.kill();
+    expect(await a.getVersioned('u1', 'd1')).toBeUndefined();
+  });
+
+  it('keeps at most localCopiesMaxBytes of copies (least recently used out), and never a body larger than that', async () => {
+    const a = track(createCache(cacheOptions({ redisUrl: server.url, localCopiesMaxBytes: 200 * 1024 })));
+    for (const digest of ['d1', 'd2', 'd3', 'd4']) await a.setVersioned('u1', 0, digest, body('x'), 60_000);
+    expect(a.health().localCopies).toMatchObject({ entries: 3, maxBytes: 200 * 1024 });
+    expect(a.health().localCopies!.bytes).toBeLessThanOrEqual(200 * 1024);
+    await a.setVersioned('u1', 0, 'big', Buffer.alloc(300 * 1024, 'y'), 60_000);
+    expect(a.health().localCopies!.entries).toBe(3);
+    // Still answered, from Redis.
+    expect((await a.getVersioned('u1', 'big'))?.bytes?.length).toBe(300 * 1024);
+    expect((await a.getVersioned('u1', 'd1'))?.bytes).toEqual(body('x'));
+  });
+});
+
+describe('LruMap', () => {
+  it('bounds entries and, with a weight, the total weight; delete and clear keep the total right', () => {
+    const lru = new LruMap<string, string>(3, { maxWeight: 10, weigh: (v) => v.length });
+    lru.set('a', 'aaaa').set('b', 'bbbb');
+    expect(lru.totalWeight).toBe(8);
+    lru.get('a');
+    lru.set('c', 'cc');
+    expect([...lru.keys()]).toEqual(['b', 'a', 'c']);
+    lru.set('d', 'dd');
+    expect([...lru.keys()]).toEqual(['a', 'c', 'd']);
+    expect(lru.totalWeight).toBe(8);
+    lru.set('e', 'e'.repeat(11));
+    expect(lru.has('e')).toBe(false);
+    lru.set('c', 'cccccc');
+    expect([...lru.keys()]).toEqual(['d', 'c']);
+    expect(lru.totalWeight).toBe(8);
+    lru.delete('d');
+    expect(lru.totalWeight).toBe(6);
+    lru.clear();
+    expect(lru.totalWeight).toBe(0);
+    const counted = new LruMap<number, number>(2);
+    counted.set(1, 1).set(2, 2).set(3, 3);
+    expect([...counted.keys()]).toEqual([2, 3]);
+    expect(counted.totalWeight).toBe(0);
   });
 });

@@ -13,7 +13,7 @@
  */
 import { DEFAULT_ADMIN_URL } from './db';
 
-export const VARIANTS = ['ours-miss', 'ours-miss-resolvers', 'ours-miss-js', 'ours-hit', 'postgraphile5', 'postgraphile4', 'bare-sql', 'bare-redis'] as const;
+export const VARIANTS = ['ours-miss', 'ours-miss-resolvers', 'ours-miss-js', 'ours-hit', 'ours-hit-remote', 'postgraphile5', 'postgraphile4', 'bare-sql', 'bare-redis'] as const;
 export type Variant = (typeof VARIANTS)[number];
 
 export interface Options {

@@ -3,7 +3,8 @@
  * free loopback port; its CPU time and RSS are read from /proc/<pid>.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 
 /** A free TCP port on 127.0.0.1 (the OS picks it; we close and hand it over). */
@@ -73,7 +74,10 @@ export class ServerProcess {
     private readonly child: ChildProcess,
   ) {
     this.url = `http://127.0.0.1:${spec.port}`;
+    // BENCH_SERVER_LOG_DIR=/tmp/x keeps each server's whole output in /tmp/x/<name>.log (e.g. with BENCH_OURS_NODE_ARGS=--trace-gc).
+    const logFile = process.env.BENCH_SERVER_LOG_DIR ? join(process.env.BENCH_SERVER_LOG_DIR, `${spec.name}.log`) : undefined;
     const keep = (chunk: Buffer) => {
+      if (logFile) appendFileSync(logFile, chunk);
       const text = chunk.toString('utf8');
       for (const p of this.patterns.values()) p.count += text.match(p.re)?.length ?? 0;
       this.output = (this.output + text).slice(-64 * 1024);

@@ -57,6 +57,7 @@ const LABELS: Record<Variant, string> = {
   'ours-miss-resolvers': 'ours, miss, resolvers (graphql-jit)',
   'ours-miss-js': 'ours, miss, resolvers (graphql-js)',
   'ours-hit': 'ours, cache hit',
+  'ours-hit-remote': 'ours, hit, no local copies',
   postgraphile5: 'PostGraphile 5.1.5',
   postgraphile4: 'PostGraphile 4.14.1',
   'bare-sql': 'bare node:http + pg (3 statements)',
@@ -138,6 +139,8 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
   const hit = c10('ours-hit');
   const rRedis = ratio(hit, c10('bare-redis'));
   rows.push({ name: 'ours-hit / bare Redis, req/s at c=10', measured: fixed(rRedis, 2), goal: '≥ 0.6', met: verdict(rRedis === undefined ? undefined : rRedis >= 0.6) });
+  const rRemote = ratio(c10('ours-hit-remote'), c10('bare-redis'));
+  if (rRemote !== undefined) rows.push({ name: 'ours-hit without local copies (every body from Redis) / bare Redis, req/s at c=10', measured: fixed(rRemote, 2), goal: '', met: '—' });
   const hit1 = find(points, 'ours-hit', 1);
   rows.push({ name: 'ours-hit p99 at c=1', measured: hit1 ? `${fixed(hit1.p99, 2)} ms` : '–', goal: '< 2 ms', met: verdict(hit1 ? hit1.p99 < 2 : undefined) });
   const hit50 = find(points, 'ours-hit', 50);

@@ -218,5 +218,7 @@ export async function startOurs(
   extra: Record<string, string> = {},
 ): Promise<ServerProcess> {
   const port = await freePort();
-  return ServerProcess.start({ name, args: [process.execPath, 'dist/src/main.js'], cwd: ROOT, port, readyPath: '/health', env: oursEnv({ port, ...e }, extra) });
+  // BENCH_OURS_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles ours inside a bench run (node refuses --cpu-prof in NODE_OPTIONS).
+  const nodeArgs = process.env.BENCH_OURS_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+  return ServerProcess.start({ name, args: [process.execPath, ...nodeArgs, 'dist/src/main.js'], cwd: ROOT, port, readyPath: '/health', env: oursEnv({ port, ...e }, extra) });
 }

@@ -30,6 +30,8 @@ export interface CacheHealth {
   connected: boolean;
   /** Operations are short-circuited to misses until a background probe succeeds. */
   breakerOpen: boolean;
+  /** Redis with local copies on: the response bytes kept in process, and how many hits they answered. */
+  localCopies?: { entries: number; bytes: number; maxBytes: number; served: number };
 }
 
 export interface NamespaceStats {

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
 import type { CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions } from './cache.port';
 import { assertNamespace, namespaceOf } from './keys';
@@ -26,6 +28,68 @@ export interface CreateCacheOptions {
   memoryMaxEntries?: number;
   /** Redis reconnect backoff cap. Default 2000 ms. */
   maxReconnectDelayMs?: number;
+  /**
+   * `Config.cache.localCopiesMb` in bytes: the most response bytes kept in
+   * process as validated copies of Redis entries (see {@link LocalCopies}).
+   * 0 turns them off; ignored by the memory store (its entries are in process already).
+   */
+  localCopiesMaxBytes?: number;
+}
+
+/**
+ * Response bytes are stored behind a tag: a 0x00 byte (a JSON body never
+ * starts with one, so an untagged value is never mistaken for a tagged one)
+ * and 11 random bytes, new on every store. Same key and same tag: same bytes.
+ */
+const TAG_BYTES = 12;
+
+function newTag(): Buffer {
+  const tag = randomBytes(TAG_BYTES);
+  tag[0] = 0;
+  return tag;
+}
+
+interface LocalCopy {
+  generation: number;
+  /** The stored value: tag, then the response bytes. */
+  raw: Buffer;
+}
+
+/**
+ * Local copies of response entries, keyed by (scope, digest), bounded in
+ * bytes. A copy is only ever served after the read's one round trip has
+ * confirmed it: the scope's generation is still the copy's and the Redis
+ * entry still starts with the copy's tag (see `Store.getVersioned`). So a
+ * write on any instance (a new generation), an admin flush, an expired entry
+ * or an entry stored again by another instance all mean the copy is not used,
+ * and Redis unavailable is a miss as before. What a copy saves is the bytes:
+ * a hit's reply is a few bytes instead of the whole body, so no large buffer
+ * is read, copied and collected per hit (on a 127 KB history page that
+ * allocation is what drove major GCs on the hit path).
+ */
+class LocalCopies {
+  private readonly copies: LruMap<string, LocalCopy>;
+  served = 0;
+
+  constructor(readonly maxBytes: number) {
+    this.copies = new LruMap(100_000, { maxWeight: maxBytes, weigh: (copy) => copy.raw.length });
+  }
+
+  get(scope: string, digest: string): LocalCopy | undefined {
+    return this.copies.get(`${scope}\n${digest}`);
+  }
+
+  set(scope: string, digest: string, copy: LocalCopy): void {
+    this.copies.set(`${scope}\n${digest}`, copy);
+  }
+
+  delete(scope: string, digest: string): void {
+    this.copies.delete(`${scope}\n${digest}`);
+  }
+
+  stats(): { entries: number; bytes: number; maxBytes: number; served: number } {
+    return { entries: this.copies.size, bytes: this.copies.totalWeight, maxBytes: this.maxBytes, served: this.served };
+  }
 }
 
 /** Admin flushes may legitimately take longer than a single-key operation. */
@@ -62,6 +126,8 @@ class KeyvCache implements CachePort {
   private readonly swrRefreshes = singleFlight();
   private readonly closeClient: () => void;
   private fallbackSeq = 0;
+  /** Redis only, when `localCopiesMaxBytes` > 0. */
+  private readonly copies: LocalCopies | undefined;
 
   constructor(private readonly opts: CreateCacheOptions) {
     this.log = opts.logger.child({ component: 'cache' });
@@ -80,6 +146,7 @@ class KeyvCache implements CachePort {
       client.on('error', (err: unknown) => this.guard.connectionLost(err));
       client.on('ready', () => this.guard.connectionReady());
       this.closeClient = () => closeRedisClient(client);
+      if ((opts.localCopiesMaxBytes ?? 0) > 0) this.copies = new LocalCopies(opts.localCopiesMaxBytes!);
     } else {
       store = new MemoryStore(opts.memoryMaxEntries ?? 10_000);
       this.closeClient = () => undefined;
@@ -125,19 +192,35 @@ class KeyvCache implements CachePort {
   async getVersioned(scope: string, digest: string): Promise<{ generation: number; bytes: Buffer | undefined } | undefined> {
     const counterKey = this.full(`gen:${scope}`);
     const entryPrefix = `${this.full(`resp:${scope}`)}:`;
+    const copy = this.copies?.get(scope, digest);
+    const held = copy && { counter: copy.generation, tag: copy.raw.subarray(0, TAG_BYTES) };
     const found = await this.guard.run(
       'get',
-      (s) => s.getVersioned(counterKey, entryPrefix, `:${digest}`),
+      (s) => s.getVersioned(counterKey, entryPrefix, `:${digest}`, held),
       () => undefined,
     );
-    this.stats_.record('resp', found?.raw !== undefined);
-    return found && { generation: found.counter, bytes: found.raw };
+    let raw: Buffer | undefined;
+    if (found?.held && copy) {
+      raw = copy.raw;
+      this.copies!.served++;
+    } else if (found?.raw && found.raw.length >= TAG_BYTES && found.raw[0] === 0) {
+      raw = found.raw;
+      this.copies?.set(scope, digest, { generation: found.counter, raw });
+    } else if (found && copy) {
+      this.copies!.delete(scope, digest);
+    }
+    this.stats_.record('resp', raw !== undefined);
+    return found && { generation: found.counter, bytes: raw?.subarray(TAG_BYTES) };
   }
 
   async setVersioned(scope: string, generation: number, digest: string, bytes: Buffer, ttlMs: number): Promise<void> {
     if (!(ttlMs > 0)) return;
+    const raw = Buffer.concat([newTag(), bytes]);
     const full = this.full(`resp:${scope}:${generation}:${digest}`);
-    await this.guard.run('set', (s) => s.setRaw(full, bytes, ttlMs), () => undefined);
+    // Remembered before the SET is sent: it precedes any later lookup on the one connection, and a copy
+    // whose SET failed is never served (its tag is not in Redis).
+    this.copies?.set(scope, digest, { generation, raw });
+    await this.guard.run('set', (s) => s.setRaw(full, raw, ttlMs), () => undefined);
   }
 
   async clearNamespace(ns: string): Promise<void> {
@@ -186,6 +269,7 @@ class KeyvCache implements CachePort {
       store: this.guard.store.kind,
       connected: this.guard.store.connected(),
       breakerOpen: this.guard.breaker.isOpen,
+      ...(this.copies ? { localCopies: this.copies.stats() } : {}),
     };
   }
 

@@ -46,14 +46,17 @@ export class MemoryStore implements Store {
     this.raw.delete(fullKey);
   }
 
-  async getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string): Promise<{ counter: number; raw: Buffer | undefined }> {
+  async getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string, held?: { counter: number; tag: Buffer }): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }> {
     const counter = this.counters.get(counterKey) ?? 0;
     const key = `${entryPrefix}${counter}${entrySuffix}`;
     const entry = this.raw.get(key);
-    if (!entry) return { counter, raw: undefined };
-    if (entry.expires > Date.now()) return { counter, raw: entry.bytes };
-    this.raw.delete(key);
-    return { counter, raw: undefined };
+    if (!entry) return { counter, raw: undefined, held: false };
+    if (entry.expires <= Date.now()) {
+      this.raw.delete(key);
+      return { counter, raw: undefined, held: false };
+    }
+    if (held && held.counter === counter && entry.bytes.subarray(0, held.tag.length).equals(held.tag)) return { counter, raw: undefined, held: true };
+    return { counter, raw: entry.bytes, held: false };
   }
 
   async setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void> {

@@ -15,8 +15,15 @@ const FLUSH_BATCH = 500;
  * computed from the counter inside Redis, so it cannot be declared in KEYS:
  * fine on a single Redis (what this app supports), not on Redis Cluster.
  */
+/**
+ * KEYS[1] the counter; ARGV: entry prefix, entry suffix, the counter and tag
+ * the caller holds ('' for none). Answers { counter, 1 } when the held bytes
+ * are still the entry (same counter, same leading tag), else { counter, entry or nil }.
+ */
 const GET_VERSIONED = `local c = redis.call('GET', KEYS[1]) or '0'
-return { c, redis.call('GET', ARGV[1] .. c .. ARGV[2]) }`;
+local key = ARGV[1] .. c .. ARGV[2]
+if ARGV[3] == c and redis.call('GETRANGE', key, 0, #ARGV[4] - 1) == ARGV[4] then return { c, 1 } end
+return { c, redis.call('GET', key) }`;
 const GET_VERSIONED_SHA = createHash('sha1').update(GET_VERSIONED).digest('hex');
 
 /**
@@ -61,15 +68,17 @@ export class RedisStore implements Store {
     await this.keyv.delete(fullKey);
   }
 
-  async getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string): Promise<{ counter: number; raw: Buffer | undefined }> {
+  async getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string, held?: { counter: number; tag: Buffer }): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }> {
     this.assertOpen();
-    const options = { keys: [counterKey], arguments: [entryPrefix, entrySuffix] };
+    const options = { keys: [counterKey], arguments: [entryPrefix, entrySuffix, held ? String(held.counter) : '', held?.tag ?? ''] };
     // EVALSHA: the script is sent once per Redis (EVAL loads it after a restart or SCRIPT FLUSH).
     const reply = (await this.bytes.evalSha(GET_VERSIONED_SHA, options).catch((error: unknown) => {
       if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.bytes.eval(GET_VERSIONED, options);
       throw error;
-    })) as unknown as [Buffer, Buffer | null];
-    return { counter: Number(reply[0].toString('latin1')), raw: reply[1] ?? undefined };
+    })) as unknown as [Buffer, Buffer | number | null];
+    const counter = Number(reply[0].toString('latin1'));
+    if (typeof reply[1] === 'number') return { counter, raw: undefined, held: reply[1] === 1 };
+    return { counter, raw: reply[1] ?? undefined, held: false };
   }
 
   async setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void> {

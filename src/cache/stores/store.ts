@@ -14,8 +14,13 @@ export interface Store {
    * bytes stored at `entryPrefix + counter + entrySuffix` (set with
    * {@link Store.setRaw}). The response cache reads a user's generation and
    * the entry keyed by it together.
+   *
+   * `held`: the caller already has the bytes it stored (or read) for counter
+   * `held.counter`, whose first bytes are `held.tag`. When the counter is
+   * still that one and the entry still starts with that tag, the answer is
+   * `held: true` and the bytes are not sent again.
    */
-  getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string): Promise<{ counter: number; raw: Buffer | undefined }>;
+  getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string, held?: { counter: number; tag: Buffer }): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }>;
   /** Stores raw bytes (no JSON envelope) for `ttlMs`. */
   setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void>;
   /** Deletes `nsPrefix` (= `${prefix}:${ns}`) and every `${nsPrefix}:*` key. */
