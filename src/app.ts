@@ -25,6 +25,7 @@ import type { Config } from './config';
 import { startEmbeddedPostgres } from './db/embedded';
 import { connectOrm, createOrmOptions, type Orm, pingDatabase, poolStats } from './db/orm';
 import { CursorCodec } from './db/pagination';
+import { PreparedStatements } from './db/prepared';
 import { QueryObserver } from './db/query-observer';
 import { TokenService } from './graphql/auth';
 import { type Context, createRequestContexts } from './graphql/context';
@@ -271,7 +272,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const schema = await getSchema();
     const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs });
     const compiledReads = config.compiledReads
-      ? new CompiledReads({ schema, em: orm.em, cursors, checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables) })
+      ? new CompiledReads({ schema, em: orm.em, prepared: new PreparedStatements(orm.em, queryObserver), cursors, checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables) })
       : undefined;
     // Metric labels: the manifest's operation names, plus a bounded number of others.
     const operationLabels = OperationLabels.fromDocuments(trustedDocuments.values(), config.metrics.maxOperationLabels);

@@ -4,7 +4,8 @@
  *  - the slow-query log (statements slower than `slowQueryMs`, literals masked),
  *  - the `llmselect_db_query_duration_seconds` histogram (via `onQuery` listeners),
  *  - the tests' SQL statement counter.
- * Raw SQL must go through `em.getConnection().execute()` so it is observed too.
+ * Raw SQL must go through `em.getConnection().execute()` (or `prepared.ts`,
+ * which reports to {@link QueryObserver.observe}) so it is observed too.
  */
 import type { LogContext, Logger as OrmLogger, LoggerNamespace } from '@mikro-orm/core';
 import type { Logger } from '../observability/logger';
@@ -36,11 +37,14 @@ export class QueryObserver implements OrmLogger {
   }
 
   logQuery(context: LogContext): void {
-    const sql = context.query ?? '';
-    const took = context.took ?? 0;
-    const failed = context.level === 'error';
+    this.observe(context.query ?? '', context.took ?? undefined, context.level === 'error');
+  }
+
+  /** One statement sent (by the ORM, or by `prepared.ts` outside it) and how long it took. */
+  observe(sql: string, tookMs: number | undefined, failed: boolean): void {
+    const took = tookMs ?? 0;
     for (const listener of this.listeners) listener(sql, took, failed);
-    if (took >= this.slowQueryMs && context.took != null) {
+    if (tookMs !== undefined && took >= this.slowQueryMs) {
       this.logger.warn({ tookMs: took, sql: maskSqlLiterals(sql) }, 'slow query');
     }
   }

@@ -65,6 +65,7 @@ import {
 import { ReferenceKind, type EntityMetadata } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { type CursorCodec, isPageSize } from '../db/pagination';
+import type { PreparedStatements } from '../db/prepared';
 import { LruMap } from '../lru-map';
 
 /** How a list field of the schema reads its rows (mirrors the resolver and service behind it). */
@@ -126,7 +127,10 @@ type Selected = Array<{ key: string; node: FieldNode; field: GraphQLField<unknow
 
 export interface CompiledReadDeps {
   schema: GraphQLSchema;
+  /** For the entities' metadata (table and column names). */
   em: EntityManager;
+  /** How the statements run: named prepared statements on the ORM's pool (`db/prepared.ts`). */
+  prepared: PreparedStatements;
   cursors: CursorCodec;
   /** The document guard's variable checks (text inputs, cost); throws when the request must be refused. */
   checkOperation(document: DocumentNode, operationName: string | null, variables: Record<string, unknown>): void;
@@ -140,7 +144,7 @@ const unsupported = (why: string): never => {
 /** One root field, ready to run: its SQL (with `?` placeholders) and how to turn rows into its JSON text. */
 interface RootStep {
   key: string;
-  run(em: EntityManager, userId: string, args: Record<string, unknown>): Promise<string | undefined>;
+  run(userId: string, args: Record<string, unknown>): Promise<string | undefined>;
   node: FieldNode;
   /** Null for `__typename`. */
   field: GraphQLField<unknown, unknown> | null;
@@ -169,7 +173,7 @@ export class CompiledRead {
       }
       args = this.steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, coerced.coerced) : {}));
     }
-    const values = await Promise.all(this.steps.map((s, i) => s.run(this.deps.em, userId, args![i]!)));
+    const values = await Promise.all(this.steps.map((s, i) => s.run(userId, args![i]!)));
     let body = '{"data":{';
     for (let i = 0; i < this.steps.length; i++) {
       const value = values[i];
@@ -273,13 +277,14 @@ class Compiler {
     if (relation.kind === 'viewer') {
       if (!isObjectType(type) || !node.selectionSet) return unsupported('viewer type');
       const a = this.alias();
-      const sql = `select ${this.objectSql(type, node.selectionSet, relation.entity, a)} as j from ${this.meta(relation.entity).tableName} ${a} where ${a}.id = ?`;
+      const prepared = this.deps.prepared;
+      const statement = prepared.prepare(`select ${this.objectSql(type, node.selectionSet, relation.entity, a)} as j from ${this.meta(relation.entity).tableName} ${a} where ${a}.id = ?`);
       return {
         key,
         node,
         field,
-        run: async (em, userId) => {
-          const rows: Array<{ j: string }> = await em.getConnection().execute(sql, [userId]);
+        run: async (userId) => {
+          const rows = await prepared.query<{ j: string }>(statement, [userId]);
           return rows[0]?.j ?? 'null';
         },
       };
@@ -331,16 +336,20 @@ class Compiler {
     const select = `${nodesSql ?? `'null'`} as j, (extract(epoch from ${a}.created_at) * 1000)::float8 as ms, ${a}.id as id`;
     const table = meta.tableName;
     const cursors = this.deps.cursors;
+    const prepared = this.deps.prepared;
+    const page = (where: string) => prepared.prepare(`select ${select} from ${table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`);
+    const firstPage = page(`${a}.owner_id = ?`);
+    const laterPage = page(`${a}.owner_id = ? and (${a}.created_at, ${a}.id) < (?, ?)`);
     return {
       key,
       node,
       field,
-      run: async (em, userId, args) => {
+      run: async (userId, args) => {
         const first = args.first ?? relation.defaultFirst;
         if (!isPageSize(first)) return undefined;
         const scope = `${relation.list}:${userId}`;
         const params: unknown[] = [userId];
-        let where = `${a}.owner_id = ?`;
+        let statement = firstPage;
         if (args.after !== undefined && args.after !== null) {
           if (typeof args.after !== 'string') return undefined;
           let position;
@@ -349,13 +358,11 @@ class Compiler {
           } catch {
             return undefined;
           }
-          where += ` and (${a}.created_at, ${a}.id) < (?, ?)`;
+          statement = laterPage;
           params.push(position.createdAt, position.id);
         }
         params.push(first + 1);
-        const rows: Array<{ j: string; ms: number; id: string }> = await em
-          .getConnection()
-          .execute(`select ${select} from ${table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`, params);
+        const rows = await prepared.query<{ j: string; ms: number; id: string }>(statement, params);
         return `{${pieces.map((p) => p(rows, first, scope)).join(',')}}`;
       },
     };

@@ -1,0 +1,89 @@
+/**
+ * Named prepared statements for the hottest reads (`graphql/compiled-read.ts`).
+ *
+ * `em.getConnection().execute()` inlines parameters into the SQL text, so
+ * PostgreSQL parses and plans every statement on every request. For the
+ * history page that planning (~0.6 ms for the conversations statement alone)
+ * cost as much as executing it. A named statement is parsed once per pooled
+ * connection, and after five executions PostgreSQL keeps a generic plan when
+ * it is as good, so later requests only bind and execute.
+ *
+ * The connection is taken from the ORM's own pool (the same bounds, the same
+ * `/health` stats), and every statement is reported to the query observer
+ * like the ORM's (metrics, slow-query log, per-request SQL counts; with
+ * `inlineParams` on, the listener gets the text with its values inlined, as
+ * MikroORM does, so tests can EXPLAIN it).
+ *
+ * Bounded: each distinct text is one statement kept by PostgreSQL on every
+ * connection that ran it, so only the first {@link MAX_NAMED} distinct texts
+ * of the process get a name; later ones run as unnamed parameterised
+ * statements (parsed and planned each time, as before).
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { createHash } from 'node:crypto';
+import type { QueryObserver } from './query-observer';
+
+const MAX_NAMED = 200;
+
+/** A statement written with `?` placeholders, ready to run with its parameters. */
+export interface PreparedStatement {
+  /** The text as written (`?` placeholders): what MikroORM would inline values into. */
+  readonly source: string;
+  /** The same text with `$1`, `$2`, … */
+  readonly text: string;
+  /** Undefined once {@link MAX_NAMED} names are taken: runs unnamed. */
+  readonly name: string | undefined;
+}
+
+interface PgConnection {
+  query(config: { name?: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }>;
+}
+interface KnexClient {
+  acquireConnection(): Promise<PgConnection>;
+  releaseConnection(connection: PgConnection): Promise<void>;
+}
+
+export class PreparedStatements {
+  /** The names given so far (at most {@link MAX_NAMED}). */
+  private readonly names = new Set<string>();
+
+  constructor(
+    private readonly em: EntityManager,
+    private readonly observer: QueryObserver | undefined,
+  ) {}
+
+  /**
+   * Prepares `source`, whose only `?` characters are placeholders (the
+   * callers build it from identifiers and constants, never from values).
+   */
+  prepare(source: string): PreparedStatement {
+    let n = 0;
+    const text = source.replace(/\?/g, () => `$${++n}`);
+    let name: string | undefined = `llmselect_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
+    if (!this.names.has(name)) {
+      if (this.names.size < MAX_NAMED) this.names.add(name);
+      else name = undefined;
+    }
+    return { source, text, name };
+  }
+
+  async query<Row>(statement: PreparedStatement, params: unknown[]): Promise<Row[]> {
+    const client = this.em.getConnection().getKnex().client as unknown as KnexClient;
+    const started = performance.now();
+    let failed = false;
+    const connection = await client.acquireConnection();
+    try {
+      const result = await connection.query({ name: statement.name, text: statement.text, values: params });
+      return result.rows as Row[];
+    } catch (error) {
+      failed = true;
+      throw error;
+    } finally {
+      await client.releaseConnection(connection);
+      if (this.observer) {
+        const sql = this.observer.inlineParams ? this.em.getPlatform().formatQuery(statement.source, params as never[]) : statement.text;
+        this.observer.observe(sql, performance.now() - started, failed);
+      }
+    }
+  }
+}
