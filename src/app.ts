@@ -272,7 +272,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const schema = await getSchema();
     const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs });
     const compiledReads = config.compiledReads
-      ? new CompiledReads({ schema, em: orm.em, prepared: new PreparedStatements(orm.em, queryObserver), cursors, checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables) })
+      ? new CompiledReads({ schema, em: orm.em, prepared: new PreparedStatements(orm.em, queryObserver, config.preparedStatements), cursors, checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables) })
       : undefined;
     // Metric labels: the manifest's operation names, plus a bounded number of others.
     const operationLabels = OperationLabels.fromDocuments(trustedDocuments.values(), config.metrics.maxOperationLabels);

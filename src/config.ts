@@ -145,6 +145,8 @@ export interface Config {
   graphqlExecutor: 'jit' | 'graphql-js';
   /** Hot reads answered as JSON built by PostgreSQL (`graphql/compiled-read.ts`); `COMPILED_READS=off` disables. */
   compiledReads: boolean;
+  /** `DB_PREPARED_STATEMENTS`: compiled reads as named prepared statements (off behind a transaction-pooling PgBouncer older than 1.21). */
+  preparedStatements: boolean;
   limits: DocumentLimits;
   metrics: {
     /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
@@ -409,6 +411,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     logLevel: env.LOG_LEVEL || 'info',
     graphqlExecutor: oneOf(env, 'GRAPHQL_EXECUTOR', ['jit', 'graphql-js'] as const, 'jit'),
     compiledReads: oneOf(env, 'COMPILED_READS', ['on', 'off'] as const, 'on') === 'on',
+    preparedStatements: oneOf(env, 'DB_PREPARED_STATEMENTS', ['on', 'off'] as const, 'on') === 'on',
     limits: {
       maxBodyBytes: int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024),
       maxTokens: int(env, 'MAX_QUERY_TOKENS', 2_000, 100),

@@ -176,3 +176,64 @@ it('sees a write at once: a mutation bumps the author, whose next read is compil
   expect(after.headers.get('x-cache')).toBe('MISS');
   expect(after.data.conversations.nodes[0].title).toBe('renamed by the test');
 });
+
+describe('prepared statements (db/prepared.ts)', () => {
+  let one: TestApp;
+  beforeAll(async () => {
+    // One pooled connection: the statements below see the session the compiled reads used.
+    one = await createTestApp({ db: t.db, env: { DB_POOL_MIN: '0', DB_POOL_MAX: '1' } });
+  });
+  afterAll(() => one?.close());
+
+  const preparedOnConnection = async () =>
+    (await one.app.orm.em.getConnection().execute<Array<{ name: string; calls: string }>>(`select name from pg_prepared_statements where name like 'llmselect_%' order by name`)).map((r) => r.name);
+
+  it('runs each compiled statement under one name, parsed once per connection, with its values bound (not inlined)', async () => {
+    const query = `query Prepared { me { id } conversations(first: 3) { nodes { id } } }`;
+    await one.gql(query, {}, alice.token, noCache);
+    const first = await one.countStatements(() => one.gql(query, {}, alice.token, noCache));
+    expect(first.count).toBe(2);
+    expect(first.statements.join('\n')).not.toContain(alice.userId);
+    const names = await preparedOnConnection();
+    expect(names).toHaveLength(2);
+    // Other users, more requests: the same two statements, nothing new to prepare.
+    for (const user of [bob, empty, alice]) expect((await one.gql(query, {}, user.token, noCache)).errors).toBeUndefined();
+    expect(await preparedOnConnection()).toEqual(names);
+    // With a cursor: the later-page statement, also named, and the next page really follows the first.
+    const pageQuery = `query PreparedPage($after: String) { conversations(first: 3, after: $after) { nodes { id } pageInfo { endCursor } } }`;
+    const firstPage = await one.gql(pageQuery, { after: null }, alice.token, noCache);
+    await one.gql(pageQuery, { after: null }, alice.token, noCache);
+    const nextPage = await one.gql(pageQuery, { after: firstPage.data.conversations.pageInfo.endCursor }, alice.token, noCache);
+    expect(nextPage.errors).toBeUndefined();
+    expect(nextPage.data.conversations.nodes).toHaveLength(3);
+    expect(nextPage.data.conversations.nodes.map((n: { id: string }) => n.id)).not.toContain(firstPage.data.conversations.nodes[2].id);
+    expect(await preparedOnConnection()).toHaveLength(4);
+  });
+
+  it('DB_PREPARED_STATEMENTS=off: the same bytes, bound but unnamed (nothing left on the connection)', async () => {
+    const unnamed = await createTestApp({ db: t.db, env: { DB_POOL_MIN: '0', DB_POOL_MAX: '1', DB_PREPARED_STATEMENTS: 'off' } });
+    try {
+      const query = `query Unnamed { me { id } conversations(first: 3) { nodes { id title } } }`;
+      await unnamed.gql(query, {}, alice.token, noCache);
+      const compiled = await unnamed.countStatements(() => unnamed.gql(query, {}, alice.token, noCache));
+      expect(compiled.count).toBe(2);
+      expect(compiled.statements.join('\n')).not.toContain(alice.userId);
+      expect(compiled.result.raw).toBe((await one.gql(query, {}, alice.token, noCache)).raw);
+      const left = await unnamed.app.orm.em.getConnection().execute<Array<{ name: string }>>(`select name from pg_prepared_statements where name like 'llmselect_%'`);
+      expect(left).toEqual([]);
+    } finally {
+      await unnamed.close();
+    }
+  });
+
+  it('names at most 200 distinct texts per process; the rest run unnamed, and a named text keeps its name', async () => {
+    const { PreparedStatements } = await import('../src/db/prepared');
+    const prepared = new PreparedStatements(one.app.orm.em, undefined);
+    const statements = Array.from({ length: 201 }, (_, i) => prepared.prepare(`select ?::int + ${i} as n`));
+    expect(statements.filter((s) => s.name).length).toBe(200);
+    expect(statements[200]!.name).toBeUndefined();
+    expect(prepared.prepare(`select ?::int + 0 as n`).name).toBe(statements[0]!.name);
+    expect(await prepared.query(statements[200]!, [1])).toEqual([{ n: 201 }]);
+    expect(await prepared.query(statements[0]!, [1])).toEqual([{ n: 1 }]);
+  });
+});

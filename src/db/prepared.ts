@@ -17,7 +17,9 @@
  * Bounded: each distinct text is one statement kept by PostgreSQL on every
  * connection that ran it, so only the first {@link MAX_NAMED} distinct texts
  * of the process get a name; later ones run as unnamed parameterised
- * statements (parsed and planned each time, as before).
+ * statements (parsed and planned each time, as before). `DB_PREPARED_STATEMENTS=off`
+ * runs them all unnamed: session state does not survive a transaction-pooling
+ * PgBouncer older than 1.21.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createHash } from 'node:crypto';
@@ -50,6 +52,8 @@ export class PreparedStatements {
   constructor(
     private readonly em: EntityManager,
     private readonly observer: QueryObserver | undefined,
+    /** False (`DB_PREPARED_STATEMENTS=off`): every statement runs unnamed, e.g. behind a transaction-pooling PgBouncer. */
+    private readonly named = true,
   ) {}
 
   /**
@@ -59,6 +63,7 @@ export class PreparedStatements {
   prepare(source: string): PreparedStatement {
     let n = 0;
     const text = source.replace(/\?/g, () => `$${++n}`);
+    if (!this.named) return { source, text, name: undefined };
     let name: string | undefined = `llmselect_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
     if (!this.names.has(name)) {
       if (this.names.size < MAX_NAMED) this.names.add(name);
