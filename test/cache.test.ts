@@ -593,6 +593,18 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     expect((await a.getVersioned('u1', 'big'))?.bytes?.length).toBe(300 * 1024);
     expect((await a.getVersioned('u1', 'd1'))?.bytes).toEqual(body('x'));
   });
+
+  it('counts a copy by the memory it keeps alive: a small entry read from Redis is copied out of the socket buffer', async () => {
+    const prefix = newPrefix();
+    const a = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 2 ** 20 })));
+    const b = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 0 })));
+    await b.setVersioned('u1', 0, 'small', Buffer.from('{"data":{"me":null}}'), 60_000);
+    await b.setVersioned('u1', 0, 'other', Buffer.alloc(1000, 'z'), 60_000);
+    // Both replies arrive in one socket read; the kept copy must not pin it.
+    const [small] = await Promise.all([a.getVersioned('u1', 'small'), a.getVersioned('u1', 'other')]);
+    expect(small?.bytes?.toString()).toBe('{"data":{"me":null}}');
+    expect(a.health().localCopies).toMatchObject({ entries: 2, bytes: 12 + 20 + 12 + 1000 });
+  });
 });
 
 describe('LruMap', () => {

@@ -8,6 +8,11 @@
  * warm-up, then five equal chunks: RSS (median of the chunk's samples) must
  * stay within 10% from the first chunk to the last, with 0 errors; the process
  * exits non-zero otherwise.
+ *
+ * The soak replays a few users far faster than people vote or call models, and
+ * its question is memory, not policy: ours runs with the per-user model-call
+ * rate limit and the daily vote cap off, and a vote change window longer than
+ * the seeded votes' age (each would otherwise refuse most of the mix).
  */
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -106,6 +111,9 @@ export async function runSoak(options: Options, cleanup: Cleanup): Promise<numbe
     ANTHROPIC_BASE_URL: baseUrls.anthropic!,
     GOOGLE_BASE_URL: baseUrls.google!,
     MISTRAL_BASE_URL: baseUrls.mistral!,
+    RATE_LIMIT_PROVIDER_CALLS: '0',
+    VOTE_DAILY_CAP: '0',
+    VOTE_CHANGE_WINDOW_SECONDS: String(10 * 365 * 24 * 3600),
   });
   const mix = await buildMix(env);
   const load = LoadGenerator.start();

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
 import type { CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions } from './cache.port';
@@ -43,10 +43,21 @@ export interface CreateCacheOptions {
  */
 const TAG_BYTES = 12;
 
-function newTag(): Buffer {
-  const tag = randomBytes(TAG_BYTES);
-  tag[0] = 0;
-  return tag;
+/** `tag + body` in memory of its own: never a view of a pooled slab or a socket read (a kept copy would pin those). */
+function tagged(body: Buffer): Buffer {
+  const raw = Buffer.allocUnsafeSlow(TAG_BYTES + body.length);
+  randomFillSync(raw, 0, TAG_BYTES);
+  raw[0] = 0;
+  body.copy(raw, TAG_BYTES);
+  return raw;
+}
+
+/** `raw` when it owns its memory, else a copy that does. */
+function owned(raw: Buffer): Buffer {
+  if (raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength) return raw;
+  const copy = Buffer.allocUnsafeSlow(raw.length);
+  raw.copy(copy);
+  return copy;
 }
 
 interface LocalCopy {
@@ -72,7 +83,7 @@ class LocalCopies {
   served = 0;
 
   constructor(readonly maxBytes: number) {
-    this.copies = new LruMap(100_000, { maxWeight: maxBytes, weigh: (copy) => copy.raw.length });
+    this.copies = new LruMap(100_000, { maxWeight: maxBytes, weigh: (copy) => copy.raw.buffer.byteLength });
   }
 
   get(scope: string, digest: string): LocalCopy | undefined {
@@ -205,7 +216,7 @@ class KeyvCache implements CachePort {
       this.copies!.served++;
     } else if (found?.raw && found.raw.length >= TAG_BYTES && found.raw[0] === 0) {
       raw = found.raw;
-      this.copies?.set(scope, digest, { generation: found.counter, raw });
+      this.copies?.set(scope, digest, { generation: found.counter, raw: owned(raw) });
     } else if (found && copy) {
       this.copies!.delete(scope, digest);
     }
@@ -215,7 +226,7 @@ class KeyvCache implements CachePort {
 
   async setVersioned(scope: string, generation: number, digest: string, bytes: Buffer, ttlMs: number): Promise<void> {
     if (!(ttlMs > 0)) return;
-    const raw = Buffer.concat([newTag(), bytes]);
+    const raw = tagged(bytes);
     const full = this.full(`resp:${scope}:${generation}:${digest}`);
     // Remembered before the SET is sent: it precedes any later lookup on the one connection, and a copy
     // whose SET failed is never served (its tag is not in Redis).
