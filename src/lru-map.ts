@@ -33,6 +33,11 @@ export class LruMap<K, V> extends Map<K, V> {
     return this.weight;
   }
 
+  /** The value, without counting as a use. */
+  peek(key: K): V | undefined {
+    return super.get(key);
+  }
+
   override get(key: K): V | undefined {
     if (!super.has(key)) return undefined;
     const value = super.get(key) as V;

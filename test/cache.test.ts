@@ -546,7 +546,7 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     const prefix = newPrefix();
     const a = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 2 ** 20 })));
     const b = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 0 })));
-    const key = (generation: number) => `${prefix}:resp:u1:${generation}:d1`;
+    const key = (generation: number) => `${prefix}:resp:u1:${generation}:t.d1`;
     await a.setVersioned('u1', 0, 'd1', body('a'), 60_000);
 
     // A write on another instance: the generation moved on, so the copy (generation 0) is not the entry.
@@ -570,7 +570,10 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     await b.clearNamespace('resp');
     expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
 
-    // A value stored without a tag (an older release): a miss, never bytes with their head cut off.
+    // An untagged value: a miss, never bytes with their head cut off. An older release's entry (untagged, under
+    // `resp:<scope>:<generation>:<digest>`) is not even read, and that release never reads ours (rolling deploys).
+    await raw.set(`${prefix}:resp:u1:1:d1`, '{"data":{"me":"older release"}}');
+    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
     await raw.set(key(1), '{"data":{"me":null}}');
     expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
     expect(await b.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
@@ -578,6 +581,8 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     // Redis unavailable: the generation is unknown, so the copy cannot be confirmed: a miss.
     await a.setVersioned('u1', 1, 'd1', body('e'), 60_000);
     expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: body('e') });
+    // The older release's key still holds its own body: it never gets ours, tag and all.
+    expect(await raw.get(`${prefix}:resp:u1:1:d1`)).toBe('{"data":{"me":"older release"}}');
     await server.kill();
     expect(await a.getVersioned('u1', 'd1')).toBeUndefined();
   });
@@ -603,7 +608,7 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     // Both replies arrive in one socket read; the kept copy must not pin it.
     const [small] = await Promise.all([a.getVersioned('u1', 'small'), a.getVersioned('u1', 'other')]);
     expect(small?.bytes?.toString()).toBe('{"data":{"me":null}}');
-    expect(a.health().localCopies).toMatchObject({ entries: 2, bytes: 12 + 20 + 12 + 1000 });
+    expect(a.health().localCopies).toMatchObject({ entries: 2, bytes: 12 + 20 + 1024 + 12 + 1000 + 1024 });
   });
 });
 

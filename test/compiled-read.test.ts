@@ -226,6 +226,46 @@ describe('prepared statements (db/prepared.ts)', () => {
     }
   });
 
+  it('parses again a statement the server lost (DEALLOCATE ALL, DISCARD ALL, a swapped backend) instead of failing', async () => {
+    const query = `query Lost { me { id email } }`;
+    const compiledReads = async () => Object.fromEntries((await one.app.metrics.compiledReads.get()).values.map((v) => [String(v.labels.outcome), v.value]));
+    await one.gql(query, {}, alice.token, noCache);
+    await one.gql(query, {}, alice.token, noCache);
+    expect((await preparedOnConnection()).length).toBeGreaterThan(0);
+    await one.app.orm.em.getConnection().execute('deallocate all');
+    expect(await preparedOnConnection()).toEqual([]);
+    const before = await compiledReads();
+    const again = await one.gql(query, {}, alice.token, noCache);
+    expect(again.errors).toBeUndefined();
+    expect(again.data.me.id).toBe(alice.userId);
+    const after = await compiledReads();
+    expect(after.served).toBe((before.served ?? 0) + 1);
+    expect(after.fallback ?? 0).toBe(before.fallback ?? 0);
+    expect((await preparedOnConnection()).length).toBeGreaterThan(0);
+  });
+
+  it('reports a statement that could not get a connection as failed, like the ORM does', async () => {
+    const starved = await createTestApp({ db: t.db, env: { DB_POOL_MIN: '0', DB_POOL_MAX: '1', DB_POOL_ACQUIRE_TIMEOUT_MS: '200' } });
+    try {
+      const { PreparedStatements } = await import('../src/db/prepared');
+      const seen: Array<{ sql: string; failed: boolean }> = [];
+      const stop = starved.app.queryObserver.onQuery((sql, _ms, failed) => void seen.push({ sql, failed }));
+      const prepared = new PreparedStatements(starved.app.orm.em, starved.app.queryObserver);
+      const knex = starved.app.orm.em.getConnection().getKnex().client as unknown as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
+      const held = await knex.acquireConnection();
+      try {
+        await expect(prepared.query(prepared.prepare('select ?::int as n'), [1])).rejects.toThrow(/Timeout acquiring a connection/);
+      } finally {
+        await knex.releaseConnection(held);
+        stop();
+      }
+      expect(seen).toEqual([{ sql: 'select $1::int as n', failed: true }]);
+      await expect(prepared.query(prepared.prepare('select ?::int as n'), [1, 2])).rejects.toThrow(/takes 1 parameters, got 2/);
+    } finally {
+      await starved.close();
+    }
+  });
+
   it('names at most 200 distinct texts per process; the rest run unnamed, and a named text keeps its name', async () => {
     const { PreparedStatements } = await import('../src/db/prepared');
     const prepared = new PreparedStatements(one.app.orm.em, undefined);

@@ -81,12 +81,12 @@ export interface CachePort {
   /**
    * The response cache's read, in one round trip: the generation of `scope`
    * (the counter `gen:<scope>`, see {@link CachePort.incr}) and the raw bytes
-   * stored under `resp:<scope>:<generation>:<digest>`. `undefined` when the
+   * stored under `resp:<scope>:<generation>:t.<digest>`. `undefined` when the
    * store is unavailable (a miss whose result must not be stored: the
    * generation is unknown). Counted as a `resp` lookup.
    */
   getVersioned(scope: string, digest: string): Promise<{ generation: number; bytes: Buffer | undefined } | undefined>;
-  /** Stores raw bytes (no JSON) under `resp:<scope>:<generation>:<digest>` for `ttlMs`. Never rejects for store failures. */
+  /** Stores raw bytes (no JSON, behind a tag) under `resp:<scope>:<generation>:t.<digest>` for `ttlMs`. Never rejects for store failures. */
   setVersioned(scope: string, generation: number, digest: string, bytes: Buffer, ttlMs: number): Promise<void>;
   /**
    * Admin flush of every key in namespace `ns` (no `:` allowed). Redis: SCAN

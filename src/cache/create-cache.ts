@@ -43,6 +43,17 @@ export interface CreateCacheOptions {
  */
 const TAG_BYTES = 12;
 
+/**
+ * Tagged entries live under their own keys, `resp:<scope>:<generation>:t.<digest>`
+ * (still in the `resp` namespace, so admin flushes cover them): during a rolling
+ * deploy or a rollback, a release that stores untagged bodies never reads a
+ * tagged one (it would send the tag to its client), and this one never reads theirs.
+ */
+const TAGGED_KEY = 't.';
+
+/** What a copy costs besides its bytes (its key, the objects around it, the map entry), measured at about 1 KB. */
+const COPY_OVERHEAD_BYTES = 1024;
+
 /** `tag + body` in memory of its own: never a view of a pooled slab or a socket read (a kept copy would pin those). */
 function tagged(body: Buffer): Buffer {
   const raw = Buffer.allocUnsafeSlow(TAG_BYTES + body.length);
@@ -83,7 +94,16 @@ class LocalCopies {
   served = 0;
 
   constructor(readonly maxBytes: number) {
-    this.copies = new LruMap(100_000, { maxWeight: maxBytes, weigh: (copy) => copy.raw.buffer.byteLength });
+    this.copies = new LruMap(100_000, { maxWeight: maxBytes, weigh: LocalCopies.weigh });
+  }
+
+  private static weigh(copy: LocalCopy): number {
+    return copy.raw.buffer.byteLength + COPY_OVERHEAD_BYTES;
+  }
+
+  /** Whether a body of `length` bytes could be kept at all. */
+  fits(length: number): boolean {
+    return TAG_BYTES + length + COPY_OVERHEAD_BYTES <= this.maxBytes;
   }
 
   get(scope: string, digest: string): LocalCopy | undefined {
@@ -94,8 +114,15 @@ class LocalCopies {
     this.copies.set(`${scope}\n${digest}`, copy);
   }
 
-  delete(scope: string, digest: string): void {
-    this.copies.delete(`${scope}\n${digest}`);
+  /**
+   * Replaces (or, with `next` undefined, drops) the copy a lookup started with,
+   * unless a store replaced it meanwhile: an older reply must not undo a newer copy.
+   */
+  settle(scope: string, digest: string, started: LocalCopy | undefined, next: (() => LocalCopy) | undefined): void {
+    const key = `${scope}\n${digest}`;
+    if (this.copies.peek(key) !== started) return;
+    if (next) this.copies.set(key, next());
+    else this.copies.delete(key);
   }
 
   stats(): { entries: number; bytes: number; maxBytes: number; served: number } {
@@ -207,7 +234,7 @@ class KeyvCache implements CachePort {
     const held = copy && { counter: copy.generation, tag: copy.raw.subarray(0, TAG_BYTES) };
     const found = await this.guard.run(
       'get',
-      (s) => s.getVersioned(counterKey, entryPrefix, `:${digest}`, held),
+      (s) => s.getVersioned(counterKey, entryPrefix, `:${TAGGED_KEY}${digest}`, held),
       () => undefined,
     );
     let raw: Buffer | undefined;
@@ -215,10 +242,11 @@ class KeyvCache implements CachePort {
       raw = copy.raw;
       this.copies!.served++;
     } else if (found?.raw && found.raw.length >= TAG_BYTES && found.raw[0] === 0) {
-      raw = found.raw;
-      this.copies?.set(scope, digest, { generation: found.counter, raw: owned(raw) });
+      const fetched = found.raw;
+      raw = fetched;
+      if (this.copies?.fits(fetched.length - TAG_BYTES)) this.copies.settle(scope, digest, copy, () => ({ generation: found.counter, raw: owned(fetched) }));
     } else if (found && copy) {
-      this.copies!.delete(scope, digest);
+      this.copies!.settle(scope, digest, copy, undefined);
     }
     this.stats_.record('resp', raw !== undefined);
     return found && { generation: found.counter, bytes: raw?.subarray(TAG_BYTES) };
@@ -227,7 +255,7 @@ class KeyvCache implements CachePort {
   async setVersioned(scope: string, generation: number, digest: string, bytes: Buffer, ttlMs: number): Promise<void> {
     if (!(ttlMs > 0)) return;
     const raw = tagged(bytes);
-    const full = this.full(`resp:${scope}:${generation}:${digest}`);
+    const full = this.full(`resp:${scope}:${generation}:${TAGGED_KEY}${digest}`);
     // Remembered before the SET is sent: it precedes any later lookup on the one connection, and a copy
     // whose SET failed is never served (its tag is not in Redis).
     this.copies?.set(scope, digest, { generation, raw });

@@ -35,11 +35,18 @@ export interface PreparedStatement {
   readonly text: string;
   /** Undefined once {@link MAX_NAMED} names are taken: runs unnamed. */
   readonly name: string | undefined;
+  /** How many parameters the text takes. */
+  readonly params: number;
 }
 
 interface PgConnection {
   query(config: { name?: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }>;
+  /** pg's record of the statements this connection has parsed (by name). */
+  connection?: { parsedStatements?: Record<string, string> };
 }
+
+/** SQLSTATE invalid_sql_statement_name: the server no longer has a statement pg believes it parsed. */
+const STATEMENT_GONE = '26000';
 interface KnexClient {
   acquireConnection(): Promise<PgConnection>;
   releaseConnection(connection: PgConnection): Promise<void>;
@@ -63,32 +70,58 @@ export class PreparedStatements {
   prepare(source: string): PreparedStatement {
     let n = 0;
     const text = source.replace(/\?/g, () => `$${++n}`);
-    if (!this.named) return { source, text, name: undefined };
+    if (!this.named) return { source, text, name: undefined, params: n };
     let name: string | undefined = `llmselect_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
     if (!this.names.has(name)) {
       if (this.names.size < MAX_NAMED) this.names.add(name);
       else name = undefined;
     }
-    return { source, text, name };
+    return { source, text, name, params: n };
   }
 
   async query<Row>(statement: PreparedStatement, params: unknown[]): Promise<Row[]> {
+    if (params.length !== statement.params) throw new Error(`statement takes ${statement.params} parameters, got ${params.length}`);
     const client = this.em.getConnection().getKnex().client as unknown as KnexClient;
     const started = performance.now();
     let failed = false;
-    const connection = await client.acquireConnection();
+    let connection: PgConnection | undefined;
     try {
-      const result = await connection.query({ name: statement.name, text: statement.text, values: params });
-      return result.rows as Row[];
+      connection = await client.acquireConnection();
+      return (await this.run(connection, statement, params)) as Row[];
     } catch (error) {
       failed = true;
       throw error;
     } finally {
-      await client.releaseConnection(connection);
-      if (this.observer) {
-        const sql = this.observer.inlineParams ? this.em.getPlatform().formatQuery(statement.source, params as never[]) : statement.text;
-        this.observer.observe(sql, performance.now() - started, failed);
-      }
+      // Neither the release nor the report may replace the statement's own answer or error.
+      if (connection) await client.releaseConnection(connection).catch(() => undefined);
+      this.report(statement, params, performance.now() - started, failed);
+    }
+  }
+
+  /**
+   * Runs on `connection`; when the server has lost a named statement pg thinks
+   * it parsed (`DISCARD ALL`, `DEALLOCATE`, a pooler that swapped the backend),
+   * pg's record is dropped and the statement is parsed again, once.
+   */
+  private async run(connection: PgConnection, statement: PreparedStatement, params: unknown[]): Promise<unknown[]> {
+    const config = { name: statement.name, text: statement.text, values: params };
+    try {
+      return (await connection.query(config)).rows;
+    } catch (error) {
+      const parsed = connection.connection?.parsedStatements;
+      if (!statement.name || (error as { code?: string }).code !== STATEMENT_GONE || !parsed) throw error;
+      delete parsed[statement.name];
+      return (await connection.query(config)).rows;
+    }
+  }
+
+  private report(statement: PreparedStatement, params: unknown[], tookMs: number, failed: boolean): void {
+    if (!this.observer) return;
+    try {
+      const sql = this.observer.inlineParams ? this.em.getPlatform().formatQuery(statement.source, params as never[]) : statement.text;
+      this.observer.observe(sql, tookMs, failed);
+    } catch {
+      this.observer.observe(statement.text, tookMs, failed);
     }
   }
 }

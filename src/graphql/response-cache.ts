@@ -4,7 +4,7 @@
  * A query whose root fields are all marked `perUser` (see `cache-policy.ts`)
  * is stored as the final response body bytes under
  *
- *   resp:<userId>:<generation>:<digest>     digest = sha256(document hash, operationName, variables)
+ *   resp:<userId>:<generation>:t.<digest>     digest = sha256(document hash, operationName, variables)
  *
  * and a hit is one Redis round trip (a script reads the user's generation and
  * the entry keyed by it together) whose bytes are written to the socket as
