@@ -599,6 +599,21 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     expect((await a.getVersioned('u1', 'd1'))?.bytes).toEqual(body('x'));
   });
 
+  it('a body laid out by versionedBody is sent, stored and kept without a copy; any other buffer is copied', async () => {
+    const a = track(createCache(cacheOptions({ redisUrl: server.url, localCopiesMaxBytes: 2 ** 20 })));
+    const body = a.versionedBody('{"data":{"me":{"id":"ü"}}}');
+    expect(body.toString()).toBe('{"data":{"me":{"id":"ü"}}}');
+    await a.setVersioned('u1', 0, 'laid-out', body, 60_000);
+    const hit = await a.getVersioned('u1', 'laid-out');
+    expect(hit?.bytes?.buffer).toBe(body.buffer);
+    // Same shape, not ours: its leading 12 bytes are not a tag we made.
+    const foreign = Buffer.concat([Buffer.alloc(12, 0), Buffer.from('{"data":null}')]).subarray(12);
+    await a.setVersioned('u1', 0, 'foreign', foreign, 60_000);
+    const other = await a.getVersioned('u1', 'foreign');
+    expect(other?.bytes?.toString()).toBe('{"data":null}');
+    expect(other?.bytes?.buffer).not.toBe(foreign.buffer);
+  });
+
   it('counts a copy by the memory it keeps alive: a small entry read from Redis is copied out of the socket buffer', async () => {
     const prefix = newPrefix();
     const a = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 2 ** 20 })));

@@ -89,6 +89,12 @@ export interface CachePort {
   /** Stores raw bytes (no JSON, behind a tag) under `resp:<scope>:<generation>:t.<digest>` for `ttlMs`. Never rejects for store failures. */
   setVersioned(scope: string, generation: number, digest: string, bytes: Buffer, ttlMs: number): Promise<void>;
   /**
+   * The UTF-8 bytes of `text`, laid out so that {@link CachePort.setVersioned}
+   * stores them without copying the body (a response is encoded once, sent,
+   * and stored). Any Buffer may still be given to `setVersioned`.
+   */
+  versionedBody(text: string): Buffer;
+  /**
    * Admin flush of every key in namespace `ns` (no `:` allowed). Redis: SCAN
    * MATCH + UNLINK in batches — never KEYS, and never on a hot path. If Redis
    * is unavailable the flush is journaled and replayed on recovery.

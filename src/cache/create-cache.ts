@@ -54,12 +54,11 @@ const TAGGED_KEY = 't.';
 /** What a copy costs besides its bytes (its key, the objects around it, the map entry), measured at about 1 KB. */
 const COPY_OVERHEAD_BYTES = 1024;
 
-/** `tag + body` in memory of its own: never a view of a pooled slab or a socket read (a kept copy would pin those). */
-function tagged(body: Buffer): Buffer {
-  const raw = Buffer.allocUnsafeSlow(TAG_BYTES + body.length);
+/** A new tag, then room for `length` bytes, in memory of its own: never a view of a pooled slab or a socket read (a kept copy would pin those). */
+function taggedSpace(length: number): Buffer {
+  const raw = Buffer.allocUnsafeSlow(TAG_BYTES + length);
   randomFillSync(raw, 0, TAG_BYTES);
   raw[0] = 0;
-  body.copy(raw, TAG_BYTES);
   return raw;
 }
 
@@ -166,6 +165,8 @@ class KeyvCache implements CachePort {
   private fallbackSeq = 0;
   /** Redis only, when `localCopiesMaxBytes` > 0. */
   private readonly copies: LocalCopies | undefined;
+  /** Memory laid out by {@link KeyvCache.versionedBody}: tag, then body. */
+  private readonly laidOut = new WeakSet<ArrayBufferLike>();
 
   constructor(private readonly opts: CreateCacheOptions) {
     this.log = opts.logger.child({ component: 'cache' });
@@ -254,12 +255,27 @@ class KeyvCache implements CachePort {
 
   async setVersioned(scope: string, generation: number, digest: string, bytes: Buffer, ttlMs: number): Promise<void> {
     if (!(ttlMs > 0)) return;
-    const raw = tagged(bytes);
+    let raw: Buffer;
+    if (this.laidOut.has(bytes.buffer) && bytes.byteOffset === TAG_BYTES && bytes.buffer.byteLength === TAG_BYTES + bytes.length) {
+      // Laid out by versionedBody: stored as is (its tag is new), no copy of the body.
+      this.laidOut.delete(bytes.buffer);
+      raw = Buffer.from(bytes.buffer, 0, TAG_BYTES + bytes.length);
+    } else {
+      raw = taggedSpace(bytes.length);
+      bytes.copy(raw, TAG_BYTES);
+    }
     const full = this.full(`resp:${scope}:${generation}:${TAGGED_KEY}${digest}`);
     // Remembered before the SET is sent: it precedes any later lookup on the one connection, and a copy
     // whose SET failed is never served (its tag is not in Redis).
     this.copies?.set(scope, digest, { generation, raw });
     await this.guard.run('set', (s) => s.setRaw(full, raw, ttlMs), () => undefined);
+  }
+
+  versionedBody(text: string): Buffer {
+    const raw = taggedSpace(Buffer.byteLength(text));
+    raw.write(text, TAG_BYTES);
+    this.laidOut.add(raw.buffer);
+    return raw.subarray(TAG_BYTES);
   }
 
   async clearNamespace(ns: string): Promise<void> {

@@ -140,7 +140,7 @@ async function sendResult(
   contentType?: string,
 ): Promise<void> {
   // Encoded once: the same bytes go to the client and to the cache.
-  const bytes = Buffer.from(text);
+  const bytes = storeAs ? deps.responseCache.encode(text) : Buffer.from(text);
   // The SET is issued before the response is sent: on the cache's one connection it precedes
   // the client's next lookup, so its next read hits; the response does not wait for the reply.
   const stored = storeAs ? deps.responseCache.store(storeAs, bytes) : undefined;

@@ -108,7 +108,12 @@ export class ResponseCache {
   }
 
   store(at: ReadPlan & { generation: number }, body: string | Buffer): Promise<void> {
-    return this.opts.cache.setVersioned(at.scope, at.generation, at.digest, typeof body === 'string' ? Buffer.from(body) : body, this.opts.ttlMs);
+    return this.opts.cache.setVersioned(at.scope, at.generation, at.digest, typeof body === 'string' ? this.encode(body) : body, this.opts.ttlMs);
+  }
+
+  /** The bytes of a response about to be sent and stored: encoded once, stored without a copy (`CachePort.versionedBody`). */
+  encode(body: string): Buffer {
+    return this.opts.cache.versionedBody(body);
   }
 }
 
