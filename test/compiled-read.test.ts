@@ -190,15 +190,18 @@ describe('prepared statements (db/prepared.ts)', () => {
 
   it('runs each compiled statement under one name, parsed once per connection, with its values bound (not inlined)', async () => {
     const query = `query Prepared { me { id } conversations(first: 3) { nodes { id } } }`;
+    // The file's tests run in any order on this one connection: count what this test adds.
+    const before = await preparedOnConnection();
+    const added = async () => (await preparedOnConnection()).filter((name) => !before.includes(name));
     await one.gql(query, {}, alice.token, noCache);
     const first = await one.countStatements(() => one.gql(query, {}, alice.token, noCache));
     expect(first.count).toBe(2);
     expect(first.statements.join('\n')).not.toContain(alice.userId);
-    const names = await preparedOnConnection();
+    const names = await added();
     expect(names).toHaveLength(2);
     // Other users, more requests: the same two statements, nothing new to prepare.
     for (const user of [bob, empty, alice]) expect((await one.gql(query, {}, user.token, noCache)).errors).toBeUndefined();
-    expect(await preparedOnConnection()).toEqual(names);
+    expect(await added()).toEqual(names);
     // With a cursor: the later-page statement, also named, and the next page really follows the first.
     const pageQuery = `query PreparedPage($after: String) { conversations(first: 3, after: $after) { nodes { id } pageInfo { endCursor } } }`;
     const firstPage = await one.gql(pageQuery, { after: null }, alice.token, noCache);
@@ -207,7 +210,7 @@ describe('prepared statements (db/prepared.ts)', () => {
     expect(nextPage.errors).toBeUndefined();
     expect(nextPage.data.conversations.nodes).toHaveLength(3);
     expect(nextPage.data.conversations.nodes.map((n: { id: string }) => n.id)).not.toContain(firstPage.data.conversations.nodes[2].id);
-    expect(await preparedOnConnection()).toHaveLength(4);
+    expect(await added()).toHaveLength(4);
   });
 
   it('DB_PREPARED_STATEMENTS=off: the same bytes, bound but unnamed (nothing left on the connection)', async () => {
