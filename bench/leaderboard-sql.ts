@@ -11,6 +11,7 @@
  */
 import 'reflect-metadata';
 import { createOrmOptions, connectOrm } from '../src/db/orm';
+import { numberedPlaceholders } from '../src/db/sql';
 import { ENTITIES } from '../mikro-orm.config';
 import { globalStatement, type NormalisedFilter } from '../src/modules/leaderboard/leaderboard.service';
 import { createBenchDatabase, DEFAULT_ADMIN_URL, withClient } from './lib/db';
@@ -136,7 +137,7 @@ async function main(): Promise<void> {
       const f: NormalisedFilter = { blindOnly: true, styleControl: false, category: null, since: null };
       const counts = globalStatement(f);
       const reference = groupByVotesStatement(null, f);
-      const toPg = (sql: string) => { let i = 0; return sql.replace(/\?/g, () => `$${++i}`); };
+      const toPg = (sql: string) => numberedPlaceholders(sql).text;
       for (let round = 0; round < 2; round++) {
         const [a, countsMs] = await time(() => c.query(toPg(counts.sql), counts.params));
         const [b, groupMs] = await time(() => c.query(toPg(reference.sql), reference.params));

@@ -24,6 +24,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createHash } from 'node:crypto';
 import type { QueryObserver } from './query-observer';
+import { numberedPlaceholders } from './sql';
 
 const MAX_NAMED = 200;
 
@@ -68,8 +69,7 @@ export class PreparedStatements {
    * callers build it from identifiers and constants, never from values).
    */
   prepare(source: string): PreparedStatement {
-    let n = 0;
-    const text = source.replace(/\?/g, () => `$${++n}`);
+    const { text, count: n } = numberedPlaceholders(source);
     if (!this.named) return { source, text, name: undefined, params: n };
     let name: string | undefined = `llmselect_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
     if (!this.names.has(name)) {

@@ -1,5 +1,5 @@
 /**
- * Helpers for the few raw statements (aggregates, LATERAL pages). MikroORM
+ * Helpers for raw statements (aggregates, LATERAL pages, `prepared.ts`). MikroORM
  * inlines parameters and expands JS arrays into lists, so arrays are passed
  * as one Postgres array literal: `?::uuid[]` with `pgArray(ids)`.
  */
@@ -10,4 +10,15 @@ export function pgArray(values: ReadonlyArray<string | number | Date | null>): s
     return `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
   });
   return `{${items.join(',')}}`;
+}
+
+/**
+ * `?` placeholders (MikroORM's and knex's) as PostgreSQL's `$1`, `$2`, …, for
+ * statements sent to `pg` directly. Every `?` must be a placeholder: the text
+ * is built from identifiers and constants, never from values.
+ */
+export function numberedPlaceholders(sql: string): { text: string; count: number } {
+  let count = 0;
+  const text = sql.replace(/\?/g, () => `$${++count}`);
+  return { text, count };
 }

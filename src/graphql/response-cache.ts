@@ -107,8 +107,9 @@ export class ResponseCache {
     return this.opts.cache.getVersioned(plan.scope, plan.digest);
   }
 
-  store(at: ReadPlan & { generation: number }, body: string | Buffer): Promise<void> {
-    return this.opts.cache.setVersioned(at.scope, at.generation, at.digest, typeof body === 'string' ? this.encode(body) : body, this.opts.ttlMs);
+  /** Stores the bytes sent (best from {@link ResponseCache.encode}: then without a copy). */
+  store(at: ReadPlan & { generation: number }, bytes: Buffer): Promise<void> {
+    return this.opts.cache.setVersioned(at.scope, at.generation, at.digest, bytes, this.opts.ttlMs);
   }
 
   /** The bytes of a response about to be sent and stored: encoded once, stored without a copy (`CachePort.versionedBody`). */
