@@ -334,7 +334,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           },
           maxBodyBytes: config.limits.maxBodyBytes,
         }),
-        stream: createSseHandler({ schema, production, guard, maxBodyBytes: config.limits.maxBodyBytes, contexts }),
+        stream: createSseHandler({ schema, production, guard, maxBodyBytes: config.limits.maxBodyBytes, contexts, executor: config.graphqlExecutor }),
         health: () => healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) }),
         metrics: { registry: metrics.registry, token: config.metrics.token },
       }),

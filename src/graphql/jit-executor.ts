@@ -12,7 +12,7 @@
  * Apollo keeps the document.
  */
 import type { GatewayExecutor, GatewayInterface } from '@apollo/server-gateway-interface';
-import { type DocumentNode, type ExecutionResult, GraphQLError, type GraphQLSchema, printSchema } from 'graphql';
+import { type DocumentNode, type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLSchema, printSchema, subscribe, createSourceEventStream } from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 
 export function jitGateway(schema: GraphQLSchema): GatewayInterface {
@@ -57,4 +57,58 @@ function withStandardErrors<T extends ExecutionResult>(result: T): T {
     return error;
   });
   return { ...result, errors };
+}
+
+/** Compiled subscription operations kept per (query text, operation name); a bound on distinct documents. */
+const MAX_COMPILED_SUBSCRIPTIONS = 200;
+
+/**
+ * `subscribe` for graphql-sse: graphql-js creates the source event stream (the
+ * field's arguments, auth, errors), and each event is completed by code
+ * compiled once per document (graphql-jit) instead of a graphql-js execution
+ * per event. (graphql-jit's own `subscribe` hands the operation's variables to
+ * the field's `subscribe` in place of its arguments, so it is not used.)
+ * Documents that do not compile, and more distinct documents than the bound,
+ * take graphql-js's `subscribe` (same schema, resolvers and errors).
+ */
+export function jitSubscribe(): (args: ExecutionArgs, key: string) => Promise<AsyncIterable<ExecutionResult> | ExecutionResult> {
+  const compiled = new Map<string, CompiledQuery>();
+  return async (args, key) => {
+    let query = compiled.get(key);
+    if (!query) {
+      const result = compiled.size < MAX_COMPILED_SUBSCRIPTIONS ? compileQuery(args.schema, args.document, args.operationName ?? undefined) : undefined;
+      if (!result || !isCompiledQuery(result)) return subscribe(args);
+      query = result;
+      compiled.set(key, query);
+    }
+    const source = await createSourceEventStream(args);
+    if (!isAsyncIterable(source)) return source;
+    const complete = query;
+    return mapResults(source[Symbol.asyncIterator](), async (event) => withStandardErrors(await complete.query(event, args.contextValue, args.variableValues ?? {})));
+  };
+}
+
+function isAsyncIterable<T>(value: unknown): value is AsyncIterable<T> {
+  return typeof (value as AsyncIterable<T> | null)?.[Symbol.asyncIterator] === 'function';
+}
+
+/** The same iterator with each value passed through `map` (return and throw forwarded). */
+function mapResults<T, R>(source: AsyncIterator<T>, map: (value: T) => Promise<R>): AsyncIterableIterator<R> {
+  return {
+    next: async () => {
+      const item = await source.next();
+      return item.done ? { done: true, value: undefined } : { done: false, value: await map(item.value) };
+    },
+    return: async () => {
+      await source.return?.();
+      return { done: true, value: undefined };
+    },
+    throw: async (error?: unknown) => {
+      await source.throw?.(error);
+      return { done: true, value: undefined };
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
 }

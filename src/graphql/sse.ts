@@ -11,7 +11,7 @@
  * server-agnostic handler to Node itself, with the body read by `readBody`.
  */
 import type { HeaderMap } from '@apollo/server';
-import { type DocumentNode, getOperationAST, GraphQLError, type GraphQLSchema } from 'graphql';
+import { type DocumentNode, getOperationAST, GraphQLError, type GraphQLSchema, subscribe } from 'graphql';
 import { createHandler, type Response as SseResponse } from 'graphql-sse';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from './auth';
@@ -20,6 +20,7 @@ import { AppError } from '../errors';
 import { readBody } from '../http/respond';
 import type { DocumentGuard } from './document-limits';
 import { classifyError, QueryTooComplexError } from './format-error';
+import { jitSubscribe } from './jit-executor';
 
 export interface SseDeps {
   schema: GraphQLSchema;
@@ -27,6 +28,8 @@ export interface SseDeps {
   guard: DocumentGuard;
   maxBodyBytes: number;
   contexts: RequestContexts;
+  /** `jit`: each event is completed by code compiled once per document; `graphql-js`: the reference executor. */
+  executor: 'jit' | 'graphql-js';
 }
 
 /** graphql-js errors without a code are the client's document errors. */
@@ -46,10 +49,17 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
   ];
   // graphql-sse wants an index-signature context; ours is a plain interface.
   type SseContext = Context & Record<PropertyKey, unknown>;
+  const compiled = deps.executor === 'jit' ? jitSubscribe() : undefined;
+  /** The query text and operation name of each request's document, the compiled subscription's key. */
+  const keys = new WeakMap<DocumentNode, string>();
   const handler = createHandler<IncomingMessage, undefined, SseContext>({
     schema: deps.schema,
     // Validated in onSubscribe, with the document limits.
     validate: () => [],
+    subscribe: (args) => {
+      const key = keys.get(args.document);
+      return compiled && key !== undefined ? compiled(args, key) : subscribe(args);
+    },
     onSubscribe: async (req, params) => {
       let document: DocumentNode;
       try {
@@ -71,6 +81,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       // The token was verified before the stream opened (an invalid one answered 401);
       // a missing one is reported by the resolver as UNAUTHENTICATED.
       const request = requests.get(req.raw) ?? { requestId: 'sse', principal: null };
+      if (typeof params.query === 'string') keys.set(document, `${params.operationName ?? ''}\n${params.query}`);
       return {
         schema: deps.schema,
         document,
@@ -118,17 +129,30 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       await new Promise<void>((resolve) => res.end(responseBody, () => resolve()));
       return;
     }
-    const stop = () => void responseBody.return(undefined);
-    res.once('close', stop);
-    for await (const value of responseBody) {
-      const closed = await new Promise<boolean>((resolve, reject) => {
-        if (!res.writable) resolve(true); // the response's close event may come late
-        else res.write(value, (err) => (err ? reject(err) : resolve(false)));
-      });
-      if (closed) break;
+    // Events are written as they come, without waiting for each to be flushed: several
+    // written in one turn of the loop leave in one packet, and only a full socket buffer
+    // (a slow client) makes the stream wait, for `drain` or the client leaving.
+    let closed = false;
+    let wake: (() => void) | undefined;
+    const onClose = () => {
+      closed = true;
+      wake?.();
+      void responseBody.return(undefined);
+    };
+    const onDrain = () => wake?.();
+    res.once('close', onClose);
+    res.on('drain', onDrain);
+    try {
+      for await (const value of responseBody) {
+        if (closed || !res.writable) break; // the response's close event may come late
+        if (!res.write(value)) await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      res.off('close', onClose);
+      res.off('drain', onDrain);
     }
-    res.off('close', stop);
-    await new Promise<void>((resolve) => res.end(() => resolve()));
+    if (!closed) await new Promise<void>((resolve) => res.end(() => resolve()));
   };
 }
 

@@ -5,7 +5,8 @@ import { deliver } from './deliver';
 
 /**
  * In-process pub/sub over an EventEmitter. Mirrors the Redis semantics:
- * JSON round trip, asynchronous delivery (never inside `publish`), prefixed channels.
+ * JSON round trip (one parsed copy shared by the subscribers), asynchronous
+ * delivery (the next microtask, never inside `publish`), prefixed channels.
  */
 export class MemoryPubSub implements PubSub {
   private readonly emitter = new EventEmitter();
@@ -30,12 +31,13 @@ export class MemoryPubSub implements PubSub {
       return;
     }
     const name = `${this.prefix}:${channel}`;
-    setImmediate(() => this.emitter.emit(name, json));
+    // One parsed copy shared by every subscriber (they treat messages as read-only).
+    if (this.emitter.listenerCount(name)) queueMicrotask(() => this.emitter.emit(name, JSON.parse(json)));
   }
 
   async subscribe<T = unknown>(channel: string, onMessage: MessageHandler<T>): Promise<() => Promise<void>> {
     const name = `${this.prefix}:${channel}`;
-    const listener = (json: string) => deliver(onMessage, JSON.parse(json), this.log, channel);
+    const listener = (message: unknown) => deliver(onMessage, message, this.log, channel);
     if (!this.closed) this.emitter.on(name, listener);
     return async () => void this.emitter.off(name, listener);
   }

@@ -5,7 +5,12 @@
  * Contract:
  * - Channels are prefixed with the cache prefix (`${prefix}:${channel}`), so
  *   environments / test files sharing a Redis never see each other's messages.
- * - Messages are JSON: the subscriber receives the JSON round-tripped object.
+ * - Messages are JSON: the subscriber receives the JSON round-tripped object,
+ *   one copy shared by the subscribers of a process (treat it as read-only).
+ * - Local first: subscribers in the publishing process get a message on the
+ *   next microtask, whatever Redis does; other processes through Redis. Order
+ *   holds per publisher and channel, and `publish` need not be awaited for it
+ *   (it resolves once the message is handed on, never waiting for a reply).
  * - `publish` never rejects because Redis is unavailable: the message is logged
  *   and dropped (no buffering, no local fallback: a subscriber must tolerate loss).
  * - `subscribe` resolves once Redis acknowledged, or after a bounded wait if

@@ -1,18 +1,33 @@
 /**
- * The live channel of one comparison, over the pub/sub port (Redis across
- * instances, in-process otherwise).
+ * The live channel of one comparison, over the pub/sub port (this process's
+ * subscribers at once, other instances through Redis; in-process without Redis).
  *
- * Publisher (the runner), per response and in order: `status` → `delta`s
- * (each with the offset of its first character) → `settled` (full content).
- * Before publishing a delta it stores the content so far under
- * `stream:<responseId>` in the cache, so a subscriber that reads the snapshot
- * *after* subscribing has every delta either in the snapshot or on the
- * channel; offsets drop the overlap. Settled state lives in PostgreSQL.
+ * Publisher (`ResponsePublisher`, one per running response, held by the runner
+ * in `LiveResponses`), per response and in order: `status` → `delta`s (each
+ * with the offset of its first character) → `settled` (full content, already
+ * in PostgreSQL). Nothing waits on a store: a delta is handed to the pub/sub
+ * and the token loop goes on. The content so far lives in the publisher's
+ * memory; a snapshot of it is written to the cache under `stream:<responseId>`
+ * at most every {@link SNAPSHOT_INTERVAL_MS} (dropped at settle, when the row
+ * in PostgreSQL holds the text), so nothing per delta grows with the length
+ * of the answer.
  *
- * Subscriber (`comparisonEvents`): subscribe → read state → replay one event per
- * response carrying the content so far → live deltas (never the whole text
- * again) → the full content once at settle → complete when every response
- * has settled.
+ * Subscriber (`comparisonEvents`): subscribe → read state → replay one event
+ * per response carrying the content so far → live deltas (never the whole
+ * text again) → the full content once at settle → complete when every
+ * response has settled. The replay is exact (every delta exactly once, in
+ * order, offsets drop the overlap):
+ * - a response this process runs: its content is read from the publisher in
+ *   memory, after subscribing (so a delta is in the content, on the channel,
+ *   or both);
+ * - a response another instance runs: the snapshot (up to a few hundred ms
+ *   old) is replayed and a `sync` request on the control channel asks the
+ *   instance running it to publish the rest from that offset as one delta,
+ *   in order with its other deltas. Live deltas past a gap wait for it
+ *   (buffered, bounded); should it never come, the settled text ends the
+ *   response anyway.
+ * Deltas of one response already waiting when the client is ready for more
+ * are sent as one event.
  *
  * A blind comparison not yet voted on (`revealed` false) streams provider
  * error texts as their reason code only (`hiddenError`, see `blind.ts`);
@@ -62,80 +77,125 @@ export const channelOf = (comparisonId: string) => `comparison:${comparisonId}`;
 export const CONTROL_CHANNEL = 'comparison-control';
 const snapshotKey = (responseId: string) => `stream:${responseId}`;
 const SNAPSHOT_TTL_MS = 60 * 60_000;
+/** A running response's catch-up snapshot is at most this old (plus one cache write). */
+export const SNAPSHOT_INTERVAL_MS = 250;
+/** Live deltas a subscriber holds behind a gap while the instance running the response fills it. */
+const MAX_HELD_DELTAS = 10_000;
 
-/** Serialises one response's publications so they reach the channel in order without blocking the token loop. */
+/** What the control channel carries: a cancel, or a subscriber on another instance asking for a response's text from an offset. */
+export type ControlMessage = { cancel: string } | { sync: string; comparisonId: string; from: number };
+
+/** The publishers of the responses this process runs, by response id (the runner owns it). */
+export type LiveResponses = ReadonlyMap<string, ResponsePublisher>;
+
+/** Publishes one response's events in order without ever making the token loop wait. */
 export class ResponsePublisher {
-  private chain: Promise<void> = Promise.resolve();
-  private content = '';
+  private text = '';
+  private snapshotTimer: NodeJS.Timeout | undefined;
+  private snapshotWrite: Promise<void> = Promise.resolve();
+  private done = false;
 
   constructor(
-    private readonly pubsub: PubSub,
-    private readonly cache: CachePort,
+    private readonly deps: { pubsub: PubSub; cache: CachePort },
     private readonly comparisonId: string,
-    private readonly responseId: string,
+    readonly responseId: string,
   ) {}
 
+  /** The text published so far. */
+  get content(): string {
+    return this.text;
+  }
+
   status(status: ResponseStatus): void {
-    this.enqueue(() => this.pubsub.publish(channelOf(this.comparisonId), { kind: 'status', responseId: this.responseId, status }));
+    this.publish({ kind: 'status', responseId: this.responseId, status });
   }
 
   delta(delta: string): void {
-    const offset = this.content.length;
-    this.content += delta;
-    const snapshot = this.content;
-    this.enqueue(async () => {
-      await this.cache.set(snapshotKey(this.responseId), snapshot, SNAPSHOT_TTL_MS);
-      await this.pubsub.publish(channelOf(this.comparisonId), { kind: 'delta', responseId: this.responseId, offset, delta });
-    });
+    if (!delta) return;
+    const offset = this.text.length;
+    this.text += delta;
+    this.publish({ kind: 'delta', responseId: this.responseId, offset, delta });
+    this.snapshotTimer ??= setTimeout(() => this.writeSnapshot(), SNAPSHOT_INTERVAL_MS);
   }
 
-  /** Waits for earlier publications, then announces the settled state (already written to PostgreSQL). */
+  /** A subscriber elsewhere has the text up to `from`: publish the rest as one delta, in order with the others. */
+  resend(from: number): void {
+    if (this.done || !Number.isInteger(from) || from < 0 || from >= this.text.length) return;
+    this.publish({ kind: 'delta', responseId: this.responseId, offset: from, delta: this.text.slice(from) });
+  }
+
+  /** Announces the settled state (already written to PostgreSQL, which late subscribers read from now on) and drops the snapshot. */
   async settled(status: ResponseStatus, content: string, error: string | null): Promise<void> {
-    this.enqueue(() => this.pubsub.publish(channelOf(this.comparisonId), { kind: 'settled', responseId: this.responseId, status, content, error }));
-    await this.chain;
-    await this.cache.delete(snapshotKey(this.responseId));
+    this.done = true;
+    clearTimeout(this.snapshotTimer);
+    this.snapshotTimer = undefined;
+    this.publish({ kind: 'settled', responseId: this.responseId, status, content, error });
+    // After a write still under way, so no stale snapshot outlives the run (a retry starts from nothing).
+    await this.snapshotWrite;
+    await this.deps.cache.delete(snapshotKey(this.responseId));
   }
 
-  private enqueue(step: () => Promise<void>): void {
-    // The pub/sub and cache ports never reject for an outage; a bug must not break the chain either.
-    this.chain = this.chain.then(step).catch(() => undefined);
+  private writeSnapshot(): void {
+    this.snapshotTimer = undefined;
+    if (this.done) return;
+    // One write at a time: a slow cache delays the next snapshot, never a delta.
+    this.snapshotWrite = this.snapshotWrite.then(() => (this.done ? undefined : this.deps.cache.set(snapshotKey(this.responseId), this.text, SNAPSHOT_TTL_MS)));
+  }
+
+  private publish(message: ChannelMessage): void {
+    // The port never rejects for an outage and keeps order without being awaited.
+    void this.deps.pubsub.publish(channelOf(this.comparisonId), message);
   }
 }
 
 const CLOSED = Symbol('closed');
 
-/** A tiny unbounded async queue bridging pub/sub callbacks to an async iterator; `close()` wakes a waiting reader. */
+/** A small async queue bridging pub/sub callbacks to an async iterator; `close()` wakes a waiting reader. */
 class MessageQueue<T> {
   private items: T[] = [];
-  private waiting: ((value: T | typeof CLOSED) => void) | undefined;
+  private waiting: (() => void) | undefined;
   private closed = false;
 
   push(item: T): void {
-    if (this.waiting) {
-      const resolve = this.waiting;
-      this.waiting = undefined;
-      resolve(item);
-    } else this.items.push(item);
+    this.items.push(item);
+    const wake = this.waiting;
+    this.waiting = undefined;
+    wake?.();
   }
 
-  next(): Promise<T | typeof CLOSED> {
-    const item = this.items.shift();
-    if (item !== undefined) return Promise.resolve(item);
-    if (this.closed) return Promise.resolve(CLOSED);
-    return new Promise((resolve) => (this.waiting = resolve));
+  /** Everything queued, once there is something (or CLOSED). */
+  async takeAll(): Promise<T[] | typeof CLOSED> {
+    while (!this.items.length) {
+      if (this.closed) return CLOSED;
+      await new Promise<void>((resolve) => (this.waiting = resolve));
+    }
+    const items = this.items;
+    this.items = [];
+    return items;
   }
 
   close(): void {
     this.closed = true;
-    this.waiting?.(CLOSED);
+    const wake = this.waiting;
     this.waiting = undefined;
+    wake?.();
   }
 }
 
 interface ResponseView {
   status: ResponseStatus;
+  /** Characters of the text this subscriber has been sent. */
   length: number;
   settled: boolean;
+  /** Live deltas past a gap, waiting for the instance running the response to fill it (see `sync`). */
+  held: Array<Extract<ChannelMessage, { kind: 'delta' }>>;
+}
+
+export interface EventStreamDeps {
+  pubsub: PubSub;
+  cache: CachePort;
+  /** The responses this process runs: their text is replayed from memory. */
+  live: LiveResponses;
 }
 
 /**
@@ -144,12 +204,7 @@ interface ResponseView {
  * client goes away, `return()` wakes the stream at once so it unsubscribes
  * without waiting for the next message.
  */
-export function comparisonEventStream(
-  deps: { pubsub: PubSub; cache: CachePort },
-  em: EntityManager,
-  comparisonId: string,
-  revealed: boolean,
-): ComparisonEventStream {
+export function comparisonEventStream(deps: EventStreamDeps, em: EntityManager, comparisonId: string, revealed: boolean): ComparisonEventStream {
   const queue = new MessageQueue<QueueItem>();
   let finished!: () => void;
   const done = new Promise<void>((resolve) => (finished = resolve));
@@ -185,7 +240,7 @@ export function comparisonEventStream(
 type QueueItem = ChannelMessage | ShutdownNotice;
 
 async function* streamEvents(
-  deps: { pubsub: PubSub; cache: CachePort },
+  deps: EventStreamDeps,
   em: EntityManager,
   comparisonId: string,
   revealed: boolean,
@@ -200,8 +255,10 @@ async function* streamEvents(
   return undefined;
 }
 
+type EventOf = (responseId: string, status: ResponseStatus, fields: Partial<ComparisonEvent>) => ComparisonEvent;
+
 async function* followComparison(
-  deps: { pubsub: PubSub; cache: CachePort },
+  deps: EventStreamDeps,
   em: EntityManager,
   comparisonId: string,
   revealed: boolean,
@@ -210,44 +267,39 @@ async function* followComparison(
   const unsubscribe = await deps.pubsub.subscribe<ChannelMessage>(channelOf(comparisonId), (m) => queue.push(m));
   try {
     const views = new Map<string, ResponseView>();
-    const event = (responseId: string, status: ResponseStatus, fields: Partial<ComparisonEvent>): ComparisonEvent => {
+    const event: EventOf = (responseId, status, fields) => {
       const e: ComparisonEvent = { comparisonId, responseId, status, delta: null, content: null, error: null, ...fields };
       if (!revealed) e.error = hiddenError(e.error);
       return e;
     };
 
     const responses = await em.find(ComparisonResponse, { comparison: comparisonId }, { orderBy: { position: 'asc' } });
+    const replay: ComparisonEvent[] = [];
     for (const r of responses) {
       const settled = SETTLED_STATUSES.includes(r.status);
-      const content = settled ? r.content : ((await deps.cache.get<string>(snapshotKey(r.id))) ?? '');
-      views.set(r.id, { status: r.status, length: content.length, settled });
-      yield event(r.id, r.status, { content, error: r.error ?? null });
+      let content = r.content;
+      if (!settled) {
+        // Read after subscribing: every delta is in this text, on the channel, or both.
+        const local = deps.live.get(r.id);
+        if (local) content = local.content;
+        else {
+          content = (await deps.cache.get<string>(snapshotKey(r.id))) ?? '';
+          void deps.pubsub.publish(CONTROL_CHANNEL, { sync: r.id, comparisonId, from: content.length } satisfies ControlMessage);
+        }
+      }
+      views.set(r.id, { status: r.status, length: content.length, settled, held: [] });
+      replay.push(event(r.id, r.status, { content, error: r.error ?? null }));
     }
+    yield* replay;
 
-    const open = () => [...views.values()].some((v) => !v.settled);
-    while (open()) {
-      const message = await queue.next();
-      if (message === CLOSED) return undefined;
-      if (isShutdownNotice(message)) {
+    while ([...views.values()].some((v) => !v.settled)) {
+      const batch = await queue.takeAll();
+      if (batch === CLOSED) return undefined;
+      const shutdown = batch.findIndex(isShutdownNotice);
+      yield* eventsOf((shutdown < 0 ? batch : batch.slice(0, shutdown)) as ChannelMessage[], views, event);
+      if (shutdown >= 0) {
         yield* finalEvents(em, views, event);
         return undefined;
-      }
-      const view = views.get(message.responseId);
-      if (!view || view.settled) continue;
-      if (message.kind === 'settled') {
-        view.settled = true;
-        yield event(message.responseId, message.status, { content: message.content, error: message.error });
-      } else if (message.kind === 'status') {
-        if (message.status === view.status) continue;
-        view.status = message.status;
-        yield event(message.responseId, message.status, {});
-      } else {
-        const end = message.offset + message.delta.length;
-        if (end <= view.length) continue; // already in the snapshot we replayed
-        const fresh = message.delta.slice(Math.max(0, view.length - message.offset));
-        view.length = end;
-        view.status = ResponseStatus.STREAMING;
-        yield event(message.responseId, ResponseStatus.STREAMING, { delta: fresh });
       }
     }
   } finally {
@@ -256,11 +308,61 @@ async function* followComparison(
   return undefined;
 }
 
+/**
+ * The events a batch of channel messages makes for this subscriber, in order
+ * per response: overlaps dropped by offset, deltas past a gap held until it is
+ * filled, and consecutive deltas of one response joined into one event.
+ */
+function eventsOf(batch: readonly ChannelMessage[], views: Map<string, ResponseView>, event: EventOf): ComparisonEvent[] {
+  const out: ComparisonEvent[] = [];
+  /** Per response, its last event in `out` when that is a delta (the next delta joins it). */
+  const openDelta = new Map<string, ComparisonEvent>();
+  const appendDelta = (responseId: string, view: ResponseView, message: Extract<ChannelMessage, { kind: 'delta' }>): boolean => {
+    const end = message.offset + message.delta.length;
+    if (end <= view.length) return true; // already sent (replay or an earlier delta)
+    if (message.offset > view.length) return false; // a gap: wait for the fill
+    const fresh = message.delta.slice(view.length - message.offset);
+    view.length = end;
+    view.status = ResponseStatus.STREAMING;
+    const last = openDelta.get(responseId);
+    if (last) last.delta += fresh;
+    else {
+      const e = event(responseId, ResponseStatus.STREAMING, { delta: fresh });
+      out.push(e);
+      openDelta.set(responseId, e);
+    }
+    return true;
+  };
+  for (const message of batch) {
+    const view = views.get(message.responseId);
+    if (!view || view.settled) continue;
+    if (message.kind === 'delta') {
+      if (!appendDelta(message.responseId, view, message)) {
+        if (view.held.length < MAX_HELD_DELTAS) view.held.push(message);
+        continue;
+      }
+      // A fill may release held deltas (they arrived in order, so the first that still leaves a gap stops it).
+      while (view.held.length && appendDelta(message.responseId, view, view.held[0]!)) view.held.shift();
+      continue;
+    }
+    openDelta.delete(message.responseId);
+    if (message.kind === 'settled') {
+      view.settled = true;
+      view.held = [];
+      out.push(event(message.responseId, message.status, { content: message.content, error: message.error }));
+    } else if (message.status !== view.status) {
+      view.status = message.status;
+      out.push(event(message.responseId, message.status, {}));
+    }
+  }
+  return out;
+}
+
 /** At shutdown: the settled state stored for each open response, then SHUTDOWN_NOTICE if any is still running. */
 async function* finalEvents(
   em: EntityManager,
   views: Map<string, ResponseView>,
-  event: (responseId: string, status: ResponseStatus, fields: Partial<ComparisonEvent>) => ComparisonEvent,
+  event: EventOf,
 ): AsyncGenerator<StreamItem> {
   const open = [...views].filter(([, v]) => !v.settled).map(([id]) => id);
   const rows = await em

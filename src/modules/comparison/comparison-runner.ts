@@ -55,7 +55,7 @@ import { historiesByModel } from '../message/history';
 import { Message, MessageRole } from '../message/message.entity';
 import { assertNothingHidden, revealedSql, shuffled } from './blind';
 import { categorize, parseCategory } from './category';
-import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, ResponsePublisher } from './comparison-events';
+import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, type ControlMessage, ResponsePublisher } from './comparison-events';
 import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 
 export const MIN_MODELS = 2;
@@ -124,6 +124,8 @@ export class ComparisonRunner {
   readonly instanceId = `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
   /** Responses running in this process, for cancel, heartbeats and shutdown. */
   private readonly running = new Map<string, { comparisonId: string; controller: AbortController; reason?: string }>();
+  /** Publishers of the responses running here: local subscribers replay from them, others ask them to `sync`. */
+  private readonly live = new Map<string, ResponsePublisher>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly done = new Map<string, Promise<void>>();
   /** Open `comparisonEvents` streams, ended at shutdown. */
@@ -138,8 +140,10 @@ export class ComparisonRunner {
 
   /** Listens for cancels issued on other instances, settles expired leases, and starts heartbeats and sweeps. */
   async start(): Promise<void> {
-    this.unsubscribeControl = await this.deps.pubsub.subscribe<{ cancel: string }>(CONTROL_CHANNEL, (m) => {
-      if (m?.cancel) this.abortLocal(m.cancel, 'Cancelled');
+    this.unsubscribeControl = await this.deps.pubsub.subscribe<ControlMessage>(CONTROL_CHANNEL, (m) => {
+      if ('cancel' in m && typeof m.cancel === 'string') this.abortLocal(m.cancel, 'Cancelled');
+      // A subscriber on another instance has this response's text up to `from` (its snapshot).
+      else if ('sync' in m && typeof m.sync === 'string') this.live.get(m.sync)?.resend(Number(m.from));
     });
     const swept = await this.sweepExpiredLeases();
     if (swept) this.deps.logger.warn({ swept }, 'settled comparison responses whose instance stopped (lease expired) as FAILED');
@@ -206,7 +210,7 @@ export class ComparisonRunner {
    * authorised for; `revealed` false (blind, not voted on) hides provider error texts.
    */
   events(comparisonId: string, revealed: boolean): ComparisonEventStream {
-    const stream = comparisonEventStream(this.deps, this.deps.orm.em.fork(), comparisonId, revealed);
+    const stream = comparisonEventStream({ ...this.deps, live: this.live }, this.deps.orm.em.fork(), comparisonId, revealed);
     this.streams.add(stream);
     void stream.finished.then(() => this.streams.delete(stream));
     if (this.closing) void stream.shutdown();
@@ -284,7 +288,7 @@ export class ComparisonRunner {
     // Responses nobody is running any more (e.g. their instance died) are settled here.
     const stuck = await em.find(ComparisonResponse, { comparison: comparisonId, status: { $in: UNSETTLED } });
     for (const response of stuck) {
-      await this.settle(response.id, comparisonId, principal.userId, { status: ResponseStatus.FAILED, error: 'Cancelled' }, new ResponsePublisher(this.deps.pubsub, this.deps.cache, comparisonId, response.id));
+      await this.settle(response.id, comparisonId, principal.userId, { status: ResponseStatus.FAILED, error: 'Cancelled' }, new ResponsePublisher(this.deps, comparisonId, response.id));
     }
   }
 
@@ -318,7 +322,7 @@ export class ComparisonRunner {
     for (const row of rows) {
       this.deps.logger.warn({ responseId: row.id, comparisonId: row.comparison_id, leaseOwner: row.lease_owner }, 'comparison response lease expired: settled FAILED');
       await this.deps.invalidation.invalidateUser(row.owner_id);
-      await new ResponsePublisher(this.deps.pubsub, this.deps.cache, row.comparison_id, row.id).settled(ResponseStatus.FAILED, '', LEASE_EXPIRED);
+      await new ResponsePublisher(this.deps, row.comparison_id, row.id).settled(ResponseStatus.FAILED, '', LEASE_EXPIRED);
     }
     return rows.length;
   }
@@ -391,10 +395,11 @@ export class ComparisonRunner {
   /** One model: call, stream, settle. Never throws. */
   private async execute(job: Job): Promise<void> {
     const { id, comparisonId, model } = job.response;
-    const publisher = new ResponsePublisher(this.deps.pubsub, this.deps.cache, comparisonId, id);
+    const publisher = new ResponsePublisher(this.deps, comparisonId, id);
     const controller = new AbortController();
     const run = { comparisonId, controller, reason: undefined as string | undefined };
     this.running.set(id, run);
+    this.live.set(id, publisher);
     const em = this.deps.orm.em.fork();
     const started = performance.now();
     let outcome: ResponseStatus = ResponseStatus.FAILED;
@@ -448,6 +453,7 @@ export class ComparisonRunner {
       }
     } finally {
       this.running.delete(id);
+      if (this.live.get(id) === publisher) this.live.delete(id);
       this.deps.metrics.llmLatency.observe({ provider: model.provider }, (performance.now() - started) / 1000);
       this.deps.metrics.llmCalls.inc({ provider: model.provider, status: outcome });
     }
