@@ -37,6 +37,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { isConnectionError } from '../../db/connection-errors';
 import { isUuid } from '../../db/pagination';
+import { pgArray } from '../../db/sql';
 import type { Principal } from '../../graphql/auth';
 import { AppError, badInput, notFound } from '../../errors';
 import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
@@ -130,6 +131,8 @@ export class ComparisonRunner {
   private readonly done = new Map<string, Promise<void>>();
   /** Open `comparisonEvents` streams, ended at shutdown. */
   private readonly streams = new Set<ComparisonEventStream>();
+  /** Responses whose first delta arrived since the last flush (user id by response id): marked STREAMING in one statement. */
+  private startedStreaming = new Map<string, string>();
   private unsubscribeControl: (() => Promise<void>) | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private sweepTimer: NodeJS.Timeout | undefined;
@@ -417,11 +420,7 @@ export class ComparisonRunner {
           if (!streaming) {
             streaming = true;
             publisher.status(ResponseStatus.STREAMING);
-            void em
-              .fork()
-              .nativeUpdate(ComparisonResponse, { id, status: ResponseStatus.PENDING }, { status: ResponseStatus.STREAMING })
-              .then(() => this.deps.invalidation.invalidateUser(job.userId))
-              .catch(() => undefined);
+            this.markStreaming(id, job.userId);
           }
           publisher.delta(delta);
         },
@@ -456,6 +455,29 @@ export class ComparisonRunner {
       if (this.live.get(id) === publisher) this.live.delete(id);
       this.deps.metrics.llmLatency.observe({ provider: model.provider }, (performance.now() - started) / 1000);
       this.deps.metrics.llmCalls.inc({ provider: model.provider, status: outcome });
+    }
+  }
+
+  /**
+   * Stores STREAMING for responses whose first delta arrived, in one statement
+   * per turn of the event loop (a burst of starts makes hundreds at once), then
+   * bumps their owners' cache generations. Best effort: the settle follows anyway.
+   */
+  private markStreaming(responseId: string, userId: string): void {
+    if (!this.startedStreaming.size) setImmediate(() => void this.flushStreaming());
+    this.startedStreaming.set(responseId, userId);
+  }
+
+  private async flushStreaming(): Promise<void> {
+    const batch = this.startedStreaming;
+    this.startedStreaming = new Map();
+    try {
+      await this.deps.orm.em
+        .getConnection()
+        .execute(`update comparison_responses set status = 'STREAMING' where id = any(?::uuid[]) and status = 'PENDING'`, [pgArray([...batch.keys()])]);
+      for (const userId of new Set(batch.values())) await this.deps.invalidation.invalidateUser(userId);
+    } catch (err) {
+      this.deps.logger.debug({ ...failure(err), responses: batch.size }, 'could not mark comparison responses STREAMING');
     }
   }
 

@@ -12,7 +12,11 @@
  *
  * Correct across instances — at most one comparison of overspend:
  * - admission takes a per-user PostgreSQL advisory lock (transaction-scoped),
- *   so admissions of one user are serialized on every instance;
+ *   so admissions of one user are serialized on every instance. Nothing waits
+ *   on the lock holding a pool connection: admissions of one user queue in
+ *   this process first, and a lock held elsewhere is tried again after a
+ *   backoff with the connection given back (`pg_try_advisory_xact_lock`), up
+ *   to {@link LOCK_WAIT_MS};
  * - under the lock it reads the recorded spend and the budget held by running
  *   calls (`spend_reservations`), and writes a reservation of the new calls'
  *   worst case (list prices × the prompt's UTF-8 bytes in, LLM_MAX_OUTPUT_BYTES
@@ -103,8 +107,15 @@ const SPEND_ROWS = `
     from judge_verdicts j
    where j.user_id = ? and j.created_at > now() - ${WINDOW} and j.cost_usd is not null`;
 
+/** How long an admission waits for another instance's admission of the same user before answering SERVICE_UNAVAILABLE. */
+const LOCK_WAIT_MS = 10_000;
+/** Thrown inside the reservation's transaction when the user's lock is held elsewhere: roll back, wait, try again. */
+const LOCK_BUSY = Symbol('lock busy');
+
 export class UsageService implements ProviderCallAdmission {
   private readonly noop: Release = async () => undefined;
+  /** Per user, the tail of this process's admissions (one at a time, so one connection at most asks for the lock). */
+  private readonly queues = new Map<string, Promise<unknown>>();
 
   constructor(private readonly deps: UsageServiceDeps) {}
 
@@ -120,7 +131,7 @@ export class UsageService implements ProviderCallAdmission {
       throw rateLimited(verdict.retryAfterSeconds, `Too many model calls: retry in ${verdict.retryAfterSeconds} s`);
     }
     try {
-      return await this.reserve(principal.userId, calls);
+      return await this.oneAtATime(principal.userId, () => this.reserve(principal.userId, calls));
     } catch (error) {
       // Refused for its budget: the calls were not made, so they do not count against the rate.
       await this.deps.providerCalls.refund(principal.userId, calls.length);
@@ -169,14 +180,40 @@ export class UsageService implements ProviderCallAdmission {
     return budget > 0 ? budget : null;
   }
 
+  /** Runs `task` after this process's earlier admissions of the user have finished. */
+  private oneAtATime<T>(userId: string, task: () => Promise<T>): Promise<T> {
+    const run = (this.queues.get(userId) ?? Promise.resolve()).then(task);
+    const tail = run.catch(() => undefined);
+    this.queues.set(userId, tail);
+    void tail.then(() => {
+      if (this.queues.get(userId) === tail) this.queues.delete(userId);
+    });
+    return run;
+  }
+
   private async reserve(userId: string, calls: readonly PlannedCall[]): Promise<Release> {
     const em = this.deps.orm.em.fork();
     // Without a budget (the common case) one read answers; the lock is only taken when a budget applies.
     const [own] = await em.getConnection().execute<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [userId]);
     if (this.effectiveBudget(own?.budget) === null) return this.noop;
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.reserveLocked(em, userId, calls);
+      } catch (error) {
+        if (error !== LOCK_BUSY) throw error;
+        if (Date.now() >= deadline) throw new AppError('SERVICE_UNAVAILABLE', 'Another admission of your model calls is taking too long: retry in a moment');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(200, 5 * 2 ** attempt) * (0.5 + Math.random())));
+      }
+    }
+  }
+
+  /** The reservation, under the user's advisory lock; throws LOCK_BUSY (rolled back, connection given back) when another instance holds it. */
+  private async reserveLocked(em: EntityManager, userId: string, calls: readonly PlannedCall[]): Promise<Release> {
     const reservationId = await em.transactional(async (tx) => {
       const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
-      await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`llmselect:budget:${userId}`]);
+      const [lock] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [`llmselect:budget:${userId}`]);
+      if (!lock?.locked) throw LOCK_BUSY;
       // Read again under the lock: an admin may have changed it meanwhile.
       const [user] = await sql<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [userId]);
       const budget = this.effectiveBudget(user?.budget);
