@@ -67,6 +67,8 @@ export interface FakeBehavior {
   errorAfterChunks?: number;
   /** Answers a judge prompt (see `parseJudgePrompt`): the reply text given the question and the answers shown as A and B. */
   judge?: (shown: JudgePrompt) => string;
+  /** Streaming only: awaited before each SSE event is written (index from 0), so a test can hold a stream mid-answer. */
+  beforeEvent?: (index: number) => Promise<void>;
 }
 
 /** A judge prompt as the fake reads it back out of the request. */
@@ -905,6 +907,11 @@ export class FakeLlmServer {
     const delay = behavior.chunkDelayMs ?? DEFAULT_CHUNK_DELAY_MS;
     for (const [i, event] of events.entries()) {
       if (i > 0 && delay > 0) await sleep(delay, signal);
+      if (behavior.beforeEvent) {
+        let aborted!: () => void;
+        await Promise.race([behavior.beforeEvent(i), new Promise<void>((resolve) => signal.addEventListener('abort', (aborted = resolve), { once: true }))]);
+        signal.removeEventListener('abort', aborted);
+      }
       if (signal.aborted) return;
       res.write(formatSse(event));
     }
