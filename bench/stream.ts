@@ -185,6 +185,7 @@ function pointsTable(points: Point[], relay: Map<number, Point>): string {
       fixed(a.latencyMs.p99, 1),
       base ? `${a.latencyMs.p50 - base.p50 >= 0 ? '+' : ''}${fixed(a.latencyMs.p50 - base.p50, 1)}` : '–',
       base ? `${a.latencyMs.p99 - base.p99 >= 0 ? '+' : ''}${fixed(a.latencyMs.p99 - base.p99, 1)}` : '–',
+      fixed(a.latencyInclOpenMs.p99, 1),
       fixed(p.deltasPerSecond, 0),
       fixed(p.cpuMsPerDelta, 3),
       Object.values(p.rssPeakMb).map((r) => fixed(r, 0)).join(' / '),
@@ -194,9 +195,9 @@ function pointsTable(points: Point[], relay: Map<number, Point>): string {
     ];
   });
   return markdownTable(
-    ['server (same run)', 'comparisons', 'answers settled (A)', 'refused starts', 'start p99 ms', 'open p99 ms', 'deltas timed', 'p50 ms', 'p99 ms', 'p50 − relay', 'p99 − relay', 'deltas/s', 'CPU ms/delta', 'RSS peak MB', 'lost/dup/ooo A', 'lost/dup/ooo B', 'timeouts/errors A · B'],
+    ['server (same run)', 'comparisons', 'answers settled (A)', 'refused starts', 'start p99 ms', 'open p99 ms', 'deltas timed', 'p50 ms', 'p99 ms', 'p50 − relay', 'p99 − relay', 'p99 incl. open', 'deltas/s', 'CPU ms/delta', 'RSS peak MB', 'lost/dup/ooo A', 'lost/dup/ooo B', 'timeouts/errors A · B'],
     rows,
-    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   );
 }
 
@@ -204,17 +205,21 @@ function targetsTable(points: Point[], relay: Map<number, Point>): { text: strin
   const rows: Array<{ target: string; measured: string; met: boolean | null }> = [];
   for (const p of points) {
     if (p.variant === 'relay') continue;
-    const base = relay.get(p.comparisons)?.load.a.latencyMs;
+    const base = relay.get(p.comparisons)?.load.a;
     const name = `${p.variant} @${p.comparisons}`;
     const a = p.load.a;
-    if (P99_GOAL[p.comparisons] !== undefined) {
-      const goal = P99_GOAL[p.comparisons]!;
-      rows.push({ target: `${name}: p99 added latency ≤ relay + ${goal} ms`, measured: base ? `${fixed(a.latencyMs.p99, 1)} vs ${fixed(base.p99, 1)} ms` : 'no relay row', met: base ? a.latencyMs.p99 - base.p99 <= goal : null });
-    }
-    if (P50_GOAL[p.comparisons] !== undefined) {
-      const goal = P50_GOAL[p.comparisons]!;
-      rows.push({ target: `${name}: p50 added latency ≤ relay + ${goal} ms`, measured: base ? `${fixed(a.latencyMs.p50, 1)} vs ${fixed(base.p50, 1)} ms` : 'no relay row', met: base ? a.latencyMs.p50 - base.p50 <= goal : null });
-    }
+    // Met only when both hold: the deltas-only latency (the issue's definition) and the one that
+    // also counts deltas written after the subscription request but replayed (a slow open must not look fast).
+    const goalRow = (q: 'p50' | 'p99', goal: number) =>
+      rows.push({
+        target: `${name}: ${q} added latency ≤ relay + ${goal} ms (deltas; and incl. open)`,
+        measured: base
+          ? `${fixed(a.latencyMs[q], 1)} vs ${fixed(base.latencyMs[q], 1)} ms; incl. open ${fixed(a.latencyInclOpenMs[q], 1)} vs ${fixed(base.latencyInclOpenMs[q], 1)} ms`
+          : 'no relay row',
+        met: base ? a.latencyMs[q] - base.latencyMs[q] <= goal && a.latencyInclOpenMs[q] - base.latencyInclOpenMs[q] <= goal : null,
+      });
+    if (P99_GOAL[p.comparisons] !== undefined) goalRow('p99', P99_GOAL[p.comparisons]!);
+    if (P50_GOAL[p.comparisons] !== undefined) goalRow('p50', P50_GOAL[p.comparisons]!);
     for (const [side, s] of [['A', a], ['B', p.load.b]] as const) {
       if (!s) continue;
       const bad = s.lost + s.duplicated + s.outOfOrder + s.misrouted;
@@ -376,7 +381,7 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
         const a = result.a;
         const refused = result.starts ? Object.values(result.starts.refused).reduce((x, y) => x + y, 0) : 0;
         log(
-          `${LABELS[variant].padEnd(28)} ${String(n).padStart(4)} comparisons: p50 ${fixed(a.latencyMs.p50, 1)} ms p99 ${fixed(a.latencyMs.p99, 1)} ms (${a.latencyMs.n} deltas), ` +
+          `${LABELS[variant].padEnd(28)} ${String(n).padStart(4)} comparisons: p50 ${fixed(a.latencyMs.p50, 1)} ms p99 ${fixed(a.latencyMs.p99, 1)} ms (${a.latencyMs.n} deltas; incl. open ${fixed(a.latencyInclOpenMs.p99, 1)} ms), ` +
             `settled ${a.settled}/${point.answers}, lost/dup/ooo A ${sideCounts(a)} B ${sideCounts(result.b)}, refused ${refused}, timeouts ${a.timedOut}${result.b ? `+${result.b.timedOut}` : ''}, ` +
             `${fixed(point.cpuMsPerDelta, 3)} CPU ms/delta, ${(loadMs / 1000).toFixed(1)} s` +
             (a.firstError ? ` (first error: ${a.firstError.slice(0, 120)})` : '') +
@@ -423,7 +428,8 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
     '',
     `${finished.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${machine} · ${options.deltas} deltas × ${options.intervalMs} ms per answer, ${MODELS.length} models per comparison, ` +
       `every ${options.bEvery}th comparison also watched on B from ${options.bDelayMs} ms · start = startComparison answered, open = subscription request → headers (A) · ` +
-      `latency (p50/p99) = subscriber read − provider write, over the "deltas timed": deltas read as deltas on A, written after A's headers arrived · deltas/s = deltas read as deltas (A + B) per second from the first to the last · ` +
+      `latency (p50/p99) = subscriber read − provider write, over the "deltas timed": deltas read as deltas on A, written after A's headers arrived; ` +
+      `"incl. open": every token written after A's subscription request was sent, read as a delta or in the replay · deltas/s = deltas read as deltas (A + B) per second from the first to the last · ` +
       `lost/dup/ooo over replay + deltas · CPU = servers' utime + stime (A + B) from the burst until idle, per delta the provider wrote · RSS peak sampled every 250 ms (A / B).`,
     ...(notes.length ? ['', 'Notes:', ...notes.map((n) => `- ${n}`)] : []),
   ].join('\n');

@@ -42,7 +42,7 @@ class Samples {
 }
 
 class Side {
-  readonly result: Omit<SideResult, 'latencyMs' | 'openMs' | 'firstEventMs'> = {
+  readonly result: Omit<SideResult, 'latencyMs' | 'latencyInclOpenMs' | 'openMs' | 'firstEventMs'> = {
     subscribers: 0,
     completed: 0,
     timedOut: 0,
@@ -59,8 +59,10 @@ class Side {
     replayTokens: 0,
     deltaTokens: 0,
     deltaEvents: 0,
+    replayedAfterRequest: 0,
   };
   readonly latency = new Samples();
+  readonly latencyInclOpen = new Samples();
   readonly open = new Samples();
   readonly firstEvent = new Samples();
 
@@ -70,7 +72,7 @@ class Side {
   }
 
   summary(): SideResult {
-    return { ...this.result, latencyMs: this.latency.summary(), openMs: this.open.summary(), firstEventMs: this.firstEvent.summary() };
+    return { ...this.result, latencyMs: this.latency.summary(), latencyInclOpenMs: this.latencyInclOpen.summary(), openMs: this.open.summary(), firstEventMs: this.firstEvent.summary() };
   }
 }
 
@@ -142,12 +144,14 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
         if (++answer.counts[i]! > 1) side.result.duplicated++;
         else if (i < answer.maxSeq) side.result.outOfOrder++;
         answer.maxSeq = Math.max(answer.maxSeq, i);
+        const sent = Number(match[4]);
+        if (sent >= sentAt) side.latencyInclOpen.push(at - sent);
         if (source === 'replay') {
           side.result.replayTokens++;
+          if (sent >= sentAt) side.result.replayedAfterRequest++;
           continue;
         }
         side.result.deltaTokens++;
-        const sent = Number(match[4]);
         if (sent >= openedAt) side.latency.push(at - sent);
         if (side.result.firstDeltaAt === undefined || at < side.result.firstDeltaAt) side.result.firstDeltaAt = at;
         if (side.result.lastDeltaAt === undefined || at > side.result.lastDeltaAt) side.result.lastDeltaAt = at;

@@ -61,6 +61,14 @@ export interface SideResult {
   deltaEvents: number;
   /** Read time − provider write time, for tokens read as deltas that were written after the subscriber's headers arrived. */
   latencyMs: Percentiles;
+  /**
+   * Read time − provider write time for every token written after the
+   * subscription request was sent, however it arrived (as a delta or in the
+   * replay): what a slow subscription open costs, which `latencyMs` leaves out.
+   */
+  latencyInclOpenMs: Percentiles;
+  /** Tokens written after the subscription request was sent that still arrived in the replay. */
+  replayedAfterRequest: number;
   /** Request sent → headers / first event. */
   openMs: Percentiles;
   firstEventMs: Percentiles;
