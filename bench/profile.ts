@@ -4,44 +4,14 @@
  * loads it with autocannon (its own process) and prints the top self-time
  * frames of the server. The profile itself is kept under bench/results/profiles/.
  */
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { formatFrames, profilesIn, readProfile, topFrames } from './lib/cpuprofile';
 import { LoadGenerator } from './lib/load';
 import { parseOptions } from './lib/options';
 import { freePort, ServerProcess } from './lib/procs';
 import { HISTORY } from './lib/queries';
 import { Cleanup, log, oursEnv, prepare, ROOT } from './lib/setup';
-
-interface Node {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-interface Profile {
-  nodes: Node[];
-  samples: number[];
-  timeDeltas: number[];
-}
-
-/** Self time per frame (function + file:line), as a share of all samples. */
-export function topFrames(profile: Profile, n: number): Array<{ frame: string; share: number }> {
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const self = new Map<string, number>();
-  let total = 0;
-  profile.samples.forEach((id, i) => {
-    const dt = profile.timeDeltas[i] ?? 0;
-    const f = byId.get(id)!.callFrame;
-    if (f.functionName === "(idle)") return;
-    const file = f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/(dist|src)\//, '$1/');
-    const key = `${f.functionName || '(anonymous)'} ${file}:${f.lineNumber + 1}`;
-    self.set(key, (self.get(key) ?? 0) + dt);
-    total += dt;
-  });
-  return [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, n)
-    .map(([frame, t]) => ({ frame, share: t / total }));
-}
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
@@ -88,11 +58,10 @@ async function main(): Promise<void> {
       for (const p of pauses.filter((p) => p.kind === 'mark-compact').slice(-5)) log(p.line.trim().slice(0, 220));
     }
     log(`${variant} c=${connections}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50} ms, p99 ${result.p99} ms`);
-    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    const file = profilesIn(dir)[0];
     if (!file) throw new Error(`no .cpuprofile in ${dir}`);
-    const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;
-    console.log(`top self-time frames (${variant}, c=${connections}; ${join(dir, file)}):`);
-    for (const { frame, share } of topFrames(profile, Number(pick('top', '25')))) console.log(`${(share * 100).toFixed(1).padStart(5)}%  ${frame}`);
+    console.log(`top self-time frames (${variant}, c=${connections}; ${file}):`);
+    console.log(formatFrames(topFrames(readProfile(file), Number(pick('top', '25')))));
   } finally {
     if (args.includes('--keep')) log('--keep: the database and Redis keys stay');
     else await cleanup.run();

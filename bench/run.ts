@@ -13,7 +13,7 @@ import { assertLoopback, parseOptions, UsageError, type Options, type Variant } 
 import { cpuMs, freePort, ServerProcess } from './lib/procs';
 import { firstDifference, HISTORY, HISTORY_POSTGRAPHILE4, HISTORY_POSTGRAPHILE5, normalise, type Dialect } from './lib/queries';
 import { label, pointsTable, type Point, type PoolCheck, targets, targetsTable, writeReadme } from './lib/report';
-import { baseEnv, Cleanup, type Environment, ensurePeerInstalled, log, mapLimit, prepare, ROOT, startOurs } from './lib/setup';
+import { baseEnv, Cleanup, type Environment, ensurePeerInstalled, log, mapLimit, prepare, ROOT, startOurs, waitQuiet } from './lib/setup';
 import { runSoak } from './lib/soak';
 import { userId, WORKLOAD } from './lib/seed';
 import { createClient } from '@redis/client';
@@ -114,23 +114,6 @@ async function checkSameData(env: Environment, targetsByVariant: Map<Variant, Ta
   }
   log(`data check passed: ${[...targetsByVariant.keys()].join(', ')} return the same data as ours for ${sample.length} users (same ids, same order)`);
   return new Map([...sizes].map(([v, s]) => [v, s.reduce((a, b) => a + b, 0) / s.length]));
-}
-
-/**
- * Waits (bounded, 10 s) until the server has used < 5% of a core for 200 ms:
- * requests abandoned when autocannon stops are still being processed, and
- * must not be billed to the next window.
- */
-async function waitQuiet(server: ServerProcess): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  let last = server.cpuMs();
-  while (Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    const now = server.cpuMs();
-    if (now - last <= 10) return;
-    last = now;
-  }
-  log(`${server.spec.name} was still busy 10 s after the load stopped`);
 }
 
 async function snapshot(target: Target, variant: Variant, loadPid: number) {

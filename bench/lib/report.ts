@@ -66,7 +66,7 @@ const LABELS: Record<Variant, string> = {
 
 export const label = (v: Variant) => LABELS[v];
 
-function fixed(value: number | null | undefined, digits: number): string {
+export function fixed(value: number | null | undefined, digits: number): string {
   if (value === null || value === undefined || Number.isNaN(value)) return '–';
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }

@@ -216,9 +216,31 @@ export async function startOurs(
   name: string,
   e: { dbUrl: string; redisUrl: string; cachePrefix: string; jwtSecret: string; encryptionKey: string },
   extra: Record<string, string> = {},
+  /** Node flags for this process (e.g. `--cpu-prof`); default: BENCH_OURS_NODE_ARGS. */
+  nodeArgs?: string[],
 ): Promise<ServerProcess> {
   const port = await freePort();
   // BENCH_OURS_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles ours inside a bench run (node refuses --cpu-prof in NODE_OPTIONS).
-  const nodeArgs = process.env.BENCH_OURS_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+  nodeArgs ??= process.env.BENCH_OURS_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
   return ServerProcess.start({ name, args: [process.execPath, ...nodeArgs, 'dist/src/main.js'], cwd: ROOT, port, readyPath: '/health', env: oursEnv({ port, ...e }, extra) });
+}
+
+/**
+ * Waits (bounded, `maxMs`) until every server has used < 5% of a core for
+ * 200 ms: work abandoned by the previous point (requests, streams) is still
+ * being processed and must not be billed to the next window. Returns false
+ * when a server was still busy at the deadline.
+ */
+export async function waitQuiet(servers: ServerProcess | ServerProcess[], maxMs = 10_000): Promise<boolean> {
+  const list = Array.isArray(servers) ? servers : [servers];
+  const deadline = Date.now() + maxMs;
+  let last = list.map((s) => s.cpuMs());
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const now = list.map((s) => s.cpuMs());
+    if (now.every((cpu, i) => cpu - last[i]! <= 10)) return true;
+    last = now;
+  }
+  log(`${list.map((s) => s.spec.name).join(', ')} still busy ${Math.round(maxMs / 1000)} s after the load stopped`);
+  return false;
 }
