@@ -909,7 +909,7 @@ export class FakeLlmServer {
       if (i > 0 && delay > 0) await sleep(delay, signal);
       if (behavior.beforeEvent) {
         let aborted!: () => void;
-        await Promise.race([behavior.beforeEvent(i), new Promise<void>((resolve) => signal.addEventListener('abort', (aborted = resolve), { once: true }))]);
+        await Promise.race([behavior.beforeEvent(i), new Promise<void>((resolve) => signal.addEventListener('abort', (aborted = () => resolve()), { once: true }))]);
         signal.removeEventListener('abort', aborted);
       }
       if (signal.aborted) return;

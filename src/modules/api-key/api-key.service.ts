@@ -105,10 +105,19 @@ export class ApiKeyService {
    * never leaves the server.
    */
   async credentials(em: EntityManager, userId: string, provider: Provider, label: string, touch = true): Promise<ProviderCredentials | null> {
-    const key = await em.findOne(ApiKey, { owner: userId, provider, label });
-    if (!key) return null;
-    if (touch) await em.nativeUpdate(ApiKey, { id: key.id }, { lastUsedAt: new Date() });
-    return { apiKey: this.open(key), baseUrl: key.baseUrl ?? null };
+    return (await this.credentialsFor(em, userId, [{ provider, label }], touch))[0] ?? null;
+  }
+
+  /** {@link credentials} for several keys of one user, in order, in one read (and one write when touching). */
+  async credentialsFor(em: EntityManager, userId: string, wanted: ReadonlyArray<{ provider: Provider; label: string }>, touch = true): Promise<Array<ProviderCredentials | null>> {
+    if (!wanted.length) return [];
+    const keys = await em.find(ApiKey, { owner: userId, $or: wanted.map(({ provider, label }) => ({ provider, label })) });
+    if (touch && keys.length) await em.nativeUpdate(ApiKey, { id: { $in: keys.map((k) => k.id) } }, { lastUsedAt: new Date() });
+    const byKey = new Map(keys.map((k) => [`${k.provider}\n${k.label}`, k]));
+    return wanted.map(({ provider, label }) => {
+      const key = byKey.get(`${provider}\n${label}`);
+      return key ? { apiKey: this.open(key), baseUrl: key.baseUrl ?? null } : null;
+    });
   }
 
   /**

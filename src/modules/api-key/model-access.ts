@@ -21,15 +21,27 @@ export class ModelAccess {
 
   /** `touchKey` false leaves the key's `lastUsedAt` alone (blind comparisons: see `ApiKeyService.credentials`). */
   async languageModel(em: EntityManager, userId: string, id: ModelId, touchKey = true): Promise<LanguageModel> {
-    const provider = toProvider(id.provider);
-    const creds = await this.apiKeys.credentials(em, userId, provider, id.label, touchKey);
-    if (!creds) {
-      throw new ProviderCallError(
-        id.provider,
-        'AUTH',
-        `No ${id.provider} API key labelled "${id.label}": add one with saveApiKey`,
-      );
-    }
-    return createLanguageModel(id.provider, id.name, creds, this.baseUrls, this.transport);
+    const [model] = this.languageModels(em, userId, [id], touchKey);
+    return model!;
+  }
+
+  /**
+   * One model per id, in order, with the keys read in one statement (a
+   * comparison's models); each promise rejects on its own, with AUTH when the
+   * user holds no key of that provider and label.
+   */
+  languageModels(em: EntityManager, userId: string, ids: readonly ModelId[], touchKey = true): Array<Promise<LanguageModel>> {
+    const creds = this.apiKeys.credentialsFor(em, userId, ids.map((id) => ({ provider: toProvider(id.provider), label: id.label })), touchKey);
+    return ids.map(async (id, i) => {
+      const found = (await creds)[i];
+      if (!found) {
+        throw new ProviderCallError(
+          id.provider,
+          'AUTH',
+          `No ${id.provider} API key labelled "${id.label}": add one with saveApiKey`,
+        );
+      }
+      return createLanguageModel(id.provider, id.name, found, this.baseUrls, this.transport);
+    });
   }
 }

@@ -32,6 +32,7 @@ import type { UserCacheInvalidator } from '../../cache/invalidation';
 import type { PubSub } from '../../pubsub/pubsub.port';
 import type { Orm } from '../../db/orm';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { LanguageModel } from 'ai';
 import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -203,8 +204,9 @@ export class ComparisonRunner {
       await release();
       throw error;
     }
-    // The reserved budget is given back once every response's cost is recorded.
-    this.track(comparison.id, Promise.all(jobs.map((job) => this.execute(job))).then(() => undefined).finally(release));
+    // The keys of every model in one read; the reserved budget is given back once every response's cost is recorded.
+    const languageModels = this.deps.models.languageModels(em, principal.userId, models, !blind);
+    this.track(comparison.id, Promise.all(jobs.map((job, i) => this.execute(job, languageModels[i]!))).then(() => undefined).finally(release));
     return comparison.id;
   }
 
@@ -274,7 +276,10 @@ export class ComparisonRunner {
       throw badInput('This response is already being retried', 'id');
     }
 
-    const job = this.execute({ response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId, blind: hidden }).finally(release);
+    const job = this.execute(
+      { response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId, blind: hidden },
+      this.deps.models.languageModel(em, principal.userId, model, !hidden),
+    ).finally(release);
     this.track(`retry:${response.id}`, job);
     await job;
   }
@@ -395,19 +400,18 @@ export class ComparisonRunner {
     }
   }
 
-  /** One model: call, stream, settle. Never throws. */
-  private async execute(job: Job): Promise<void> {
+  /** One model: call, stream, settle. Never throws (a model that could not be made, e.g. no key, settles FAILED). */
+  private async execute(job: Job, model$: Promise<LanguageModel>): Promise<void> {
     const { id, comparisonId, model } = job.response;
     const publisher = new ResponsePublisher(this.deps, comparisonId, id);
     const controller = new AbortController();
     const run = { comparisonId, controller, reason: undefined as string | undefined };
     this.running.set(id, run);
     this.live.set(id, publisher);
-    const em = this.deps.orm.em.fork();
     const started = performance.now();
     let outcome: ResponseStatus = ResponseStatus.FAILED;
     try {
-      const languageModel = await this.deps.models.languageModel(em, job.userId, model, !job.blind);
+      const languageModel = await model$;
       let streaming = false;
       const result = await streamCompletion({
         provider: model.provider,
