@@ -160,6 +160,7 @@ describe('in development (default CORS_ORIGINS: localhost, 127.0.0.1, Apollo San
   });
 
   it('lets an allowed origin read its answers: a miss, a read-cache hit, a 304 and a GET, all with Vary: Origin', async () => {
+    const user = await t.signUp('cors-reader'); // its own: no other test's writes move its cache generation
     await t.gql(`mutation { createConversation(title: "cors") { id } }`, {}, user.token);
     const miss = await post(t.url, VITE, HISTORY, user.token);
     expect(miss.status).toBe(200);
@@ -220,6 +221,7 @@ describe('in development (default CORS_ORIGINS: localhost, 127.0.0.1, Apollo San
   });
 
   it('streams a comparison to an allowed origin with the CORS headers on the event stream', async () => {
+    const user = await t.signUp('cors-stream');
     for (const input of [
       { provider: 'OPENAI', apiKey: 'sk-cors-openai-0001' },
       { provider: 'ANTHROPIC', apiKey: 'sk-cors-anthropic-0002' },
