@@ -71,6 +71,7 @@ import { healthReport } from './observability/health';
 import { createLogger, type Logger, prettyStream } from './observability/logger';
 import { countStatement, requestLogPlugin } from './observability/request-log';
 import { loadExplorer } from './graphql/explorer';
+import { CorsPolicy } from './http/cors';
 import { createHttpServer } from './http/server';
 import { createRoutes } from './http/routes';
 import { createMetrics, type Metrics } from './observability/metrics';
@@ -320,6 +321,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       metrics,
       maxBodyBytes: config.limits.maxBodyBytes,
+      // Which browser origins may call /graphql and /graphql/stream (CORS_ORIGINS).
+      cors: new CorsPolicy(config.cors.origins),
       route: createRoutes({
         // The local explorer (GraphiQL from node_modules) outside production; Apollo's landing page otherwise.
         explorer: production ? undefined : loadExplorer(),

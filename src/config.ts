@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import ipaddr from 'ipaddr.js';
+import { DEVELOPMENT_CORS_ORIGINS, parseOriginRule } from './http/cors';
 import { endpointKey, type ModelId, parseModelId } from './llm/model-id';
 
 export type Environment = 'development' | 'production' | 'test';
@@ -172,6 +173,16 @@ export interface Config {
   trustProxy: number;
   /** Default per-user spend budget in USD over a rolling 24 h; 0 = unlimited. An admin may set a user's own. */
   userDailyBudgetUsd: number;
+  /** Cross-origin access to `/graphql` and `/graphql/stream` (`http/cors.ts`). */
+  cors: {
+    /**
+     * `CORS_ORIGINS`: the origins whose pages may call the API: exact origins,
+     * patterns (`http://localhost:*`, `https://*.example.com`) or `*` (never in
+     * production). Default: local dev servers and Apollo Sandbox outside
+     * production, none in production.
+     */
+    origins: readonly string[];
+  };
 }
 
 export class ConfigError extends Error {
@@ -273,6 +284,28 @@ function arenaModels(env: Env): string[] {
   }
   if (models.length === 1) throw new ConfigError('ARENA_MODELS needs at least two models (a battle is between two), or none');
   return models;
+}
+
+/**
+ * `CORS_ORIGINS`: comma-separated origins or patterns, each valid; `*` is refused
+ * in production (the token travels in a header any page could then send).
+ */
+function corsOrigins(env: Env, production: boolean): string[] {
+  const name = 'CORS_ORIGINS';
+  const entries = (env[name] ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+  if (entries.length === 0) return production ? [] : [...DEVELOPMENT_CORS_ORIGINS];
+  for (const entry of entries) {
+    let rule: ReturnType<typeof parseOriginRule>;
+    try {
+      rule = parseOriginRule(entry);
+    } catch (error) {
+      throw new ConfigError(`${name}: ${(error as Error).message}`);
+    }
+    if (rule.kind === 'any' && production) {
+      throw new ConfigError(`${name}=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it`);
+    }
+  }
+  return [...new Set(entries)];
 }
 
 function egressPolicy(env: Env, production: boolean): EgressPolicy {
@@ -446,6 +479,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     },
     trustProxy: trustProxy(env),
     userDailyBudgetUsd: decimal(env, 'USER_DAILY_BUDGET_USD', 0),
+    cors: { origins: corsOrigins(env, production) },
   };
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be a pino level, got "${config.logLevel}"`);

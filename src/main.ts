@@ -130,7 +130,8 @@ async function main(): Promise<void> {
   }
   app = built;
   const port = (built.httpServer.address() as AddressInfo).port;
-  built.logger.info({ port, env: config.env, pid: process.pid }, `LLMSelect API listening on http://localhost:${port}/graphql`);
+  // Which browser origins may call it, so a CORS failure can be understood from the log.
+  built.logger.info({ port, env: config.env, pid: process.pid, corsOrigins: config.cors.origins }, `LLMSelect API listening on http://localhost:${port}/graphql`);
 }
 
 main().catch((error: unknown) => {

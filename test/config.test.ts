@@ -83,6 +83,42 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...base, VOTE_CHANGE_WINDOW_SECONDS: 'ten' })).toThrow(/VOTE_CHANGE_WINDOW_SECONDS must be an integer/);
   });
 
+  it('reads CORS_ORIGINS: local dev servers and Apollo Sandbox outside production, nothing in production unless set', () => {
+    const base = { JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
+    const local = ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'https://studio.apollographql.com'];
+    expect(loadConfig({ ...base, NODE_ENV: 'test' }).cors.origins).toEqual(local);
+    expect(loadConfig({ ...base, NODE_ENV: 'development', DATA_DIR: mkdtempSync(join(tmpdir(), 'llmselect-config-')) }).cors.origins).toEqual(local);
+    expect(loadConfig({ ...base, NODE_ENV: 'production' }).cors.origins).toEqual([]);
+    expect(loadConfig({ ...base, NODE_ENV: 'production', CORS_ORIGINS: ' https://app.example.com , https://*.preview.example.com,https://app.example.com' }).cors.origins).toEqual([
+      'https://app.example.com',
+      'https://*.preview.example.com',
+    ]);
+    // Set, it replaces the development default; `*` is accepted outside production.
+    expect(loadConfig({ ...base, NODE_ENV: 'test', CORS_ORIGINS: 'http://localhost:5173' }).cors.origins).toEqual(['http://localhost:5173']);
+    expect(loadConfig({ ...base, NODE_ENV: 'test', CORS_ORIGINS: '*' }).cors.origins).toEqual(['*']);
+  });
+
+  it.each([
+    [{ NODE_ENV: 'production', CORS_ORIGINS: '*' }, 'CORS_ORIGINS=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it'],
+    [{ NODE_ENV: 'production', CORS_ORIGINS: 'https://app.example.com,*' }, /CORS_ORIGINS=\* is refused in production/],
+    [{ NODE_ENV: 'test', CORS_ORIGINS: 'https://app.example.com/app' }, /CORS_ORIGINS: "https:\/\/app.example.com\/app" is not an origin/],
+    [{ NODE_ENV: 'test', CORS_ORIGINS: 'app.example.com' }, /CORS_ORIGINS: "app.example.com"/],
+    [{ NODE_ENV: 'test', CORS_ORIGINS: 'ftp://app.example.com' }, /CORS_ORIGINS: .* must be http:\/\/ or https:\/\//],
+    [{ NODE_ENV: 'test', CORS_ORIGINS: 'https://*' }, /CORS_ORIGINS: "https:\/\/\*": "\*" may only stand for/],
+    [{ NODE_ENV: 'test', CORS_ORIGINS: 'null' }, /CORS_ORIGINS: "null" is not allowed/],
+  ])('refuses CORS_ORIGINS %p with one line', (env, message) => {
+    let error: Error | undefined;
+    try {
+      loadConfig({ JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY, ...env });
+    } catch (e) {
+      error = e as Error;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    if (typeof message === 'string') expect(error!.message).toBe(message);
+    else expect(error!.message).toMatch(message);
+    expect(error!.message).not.toContain('\n');
+  });
+
   it('uses per-environment pool bounds', () => {
     const base = { JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
     expect(loadConfig({ ...base, NODE_ENV: 'production' }).pool).toMatchObject({ min: 2, max: 20 });
@@ -99,4 +135,14 @@ it('stops startup with one line naming the missing variable', () => {
   });
   expect(result.status).toBe(1);
   expect(result.stderr.trim()).toBe('Configuration error: JWT_SECRET is required when NODE_ENV=production');
+});
+
+it('stops startup with one line when production is given CORS_ORIGINS=*', () => {
+  const result = spawnSync(process.execPath, ['-r', 'ts-node/register', join(__dirname, '..', 'src', 'main.ts')], {
+    env: { PATH: process.env.PATH, NODE_ENV: 'production', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY, CORS_ORIGINS: '*' },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  expect(result.status).toBe(1);
+  expect(result.stderr.trim()).toBe('Configuration error: CORS_ORIGINS=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it');
 });

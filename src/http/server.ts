@@ -2,6 +2,9 @@
  * The HTTP server: the one entry every request goes through, whatever its route.
  *
  * - a request id (`X-Request-Id`: the caller's when short and safe to log, else a new one);
+ * - CORS (`cors.ts`): the headers of `/graphql` and `/graphql/stream` are set before
+ *   anything answers, and a preflight is answered here (204, or 403 for an origin
+ *   not allowed), before the routes and Apollo's CSRF check;
  * - `X-Response-Time`, stamped when the headers are written (streamed answers
  *   included) by `TimedResponse`, the server's response class;
  * - a declared body over `maxBodyBytes` is refused (413) before any route reads it;
@@ -17,6 +20,7 @@ import { createServer, type IncomingMessage, type Server, ServerResponse } from 
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import { withRequestLog } from '../observability/request-log';
+import type { CorsPolicy } from './cors';
 import { bodyTooLarge, HttpError, sendJson } from './respond';
 
 /** Answers one request; resolves to the route's name (a metric label). */
@@ -26,9 +30,18 @@ export type Route = (req: IncomingMessage, res: ServerResponse, requestId: strin
  * The server's response class: it knows when its request started and sets
  * `X-Response-Time` as its headers are written. Node writes implicit headers
  * through `writeHead` too, so every answer (`end()`, `write()`, `writeHead()`) carries it.
+ *
+ * `Vary` is a list: setting it (directly, or through `writeHead`'s headers, which
+ * Node sets one by one) adds to what is there, so a route saying `Vary: Accept`
+ * never drops the server's `Vary: Origin`.
  */
 export class TimedResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {
   readonly startedAt = process.hrtime.bigint();
+
+  override setHeader(name: string, value: number | string | readonly string[]): this {
+    if (name.length === 4 && name.toLowerCase() === 'vary') value = mergeVary(this.getHeader('vary'), value);
+    return super.setHeader(name, value);
+  }
 
   override writeHead(statusCode: number, ...rest: unknown[]): this {
     if (!this.headersSent) this.setHeader('x-response-time', `${(Number(process.hrtime.bigint() - this.startedAt) / 1e6).toFixed(1)}ms`);
@@ -41,6 +54,8 @@ export interface HttpServerDeps {
   metrics: Metrics;
   /** `Config.limits.maxBodyBytes`. */
   maxBodyBytes: number;
+  /** Cross-origin access to the GraphQL routes (`cors.ts`); absent: no CORS header is ever sent. */
+  cors?: CorsPolicy;
   route: Route;
 }
 
@@ -60,19 +75,28 @@ export interface HttpServer {
 const HTTP_DRAIN_MS = 5_000;
 
 export function createHttpServer(deps: HttpServerDeps): HttpServer {
-  const { logger, metrics, maxBodyBytes, route } = deps;
+  const { logger, metrics, maxBodyBytes, cors, route } = deps;
   let stopping = false;
   const server = createServer<typeof IncomingMessage, typeof TimedResponse>({ ServerResponse: TimedResponse }, (req, res) => {
     const requestId = requestIdFrom(req.headers['x-request-id']);
     res.setHeader('x-request-id', requestId);
     if (stopping) res.setHeader('connection', 'close');
+    // Before anything answers, so that every answer (413s and errors below included) carries them.
+    const crossOrigin = cors ? cors.apply(req, res) : 'none';
     const observe = (routeName: string) => {
       const seconds = Number(process.hrtime.bigint() - res.startedAt) / 1e9;
       metrics.httpDuration.observe({ method: req.method ?? 'GET', route: routeName, status: String(res.statusCode) }, seconds);
     };
     // A declared body over the limit is refused on every route before anything reads it.
     const declared = Number(req.headers['content-length']);
-    withRequestLog(logger, req, res, requestId, () => (declared > maxBodyBytes ? Promise.reject(bodyTooLarge(maxBodyBytes)) : route(req, res, requestId)))
+    const answer = (): Promise<string> => {
+      if (crossOrigin === 'preflight' || crossOrigin === 'refused-preflight') {
+        cors!.answerPreflight(req, res, crossOrigin);
+        return Promise.resolve('cors_preflight');
+      }
+      return declared > maxBodyBytes ? Promise.reject(bodyTooLarge(maxBodyBytes)) : route(req, res, requestId);
+    };
+    withRequestLog(logger, req, res, requestId, answer)
       .then(observe)
       .catch((error: unknown) => {
         const status = error instanceof HttpError ? error.status : 500;
@@ -110,6 +134,18 @@ async function drainConnections(server: Server, closed: Promise<void>, ms: numbe
   }
   if (!done) server.closeAllConnections();
   await closed;
+}
+
+/** `Vary` tokens of both values, each once (case-insensitively), in order. */
+function mergeVary(current: number | string | string[] | undefined, added: number | string | readonly string[]): string {
+  const tokens: string[] = [];
+  for (const value of [current ?? [], added].flat()) {
+    for (const token of String(value).split(',')) {
+      const name = token.trim();
+      if (name && !tokens.some((t) => t.toLowerCase() === name.toLowerCase())) tokens.push(name);
+    }
+  }
+  return tokens.includes('*') ? '*' : tokens.join(', ');
 }
 
 /** Accepts a caller's request id when it is short and safe to log; otherwise makes one. */

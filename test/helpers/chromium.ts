@@ -1,8 +1,9 @@
 /**
  * A headless Chromium driven over the DevTools protocol (no extra package:
- * undici's WebSocket), for the explorer check. Offline by construction: every
+ * undici's WebSocket), for the explorer and CORS checks. Offline by construction: every
  * host name except 127.0.0.1 / localhost fails to resolve, and every request the
- * page makes is recorded so a test can assert none left this machine.
+ * page makes is recorded so a test can assert none left this machine; every
+ * request that failed is recorded with Chromium's reason (a CORS refusal says which).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,9 +21,21 @@ export function findChromium(): string | undefined {
   return undefined;
 }
 
+/** A request of the page that failed, as `Network.loadingFailed` reports it. */
+export interface FailedRequest {
+  url: string;
+  method: string;
+  /** e.g. `net::ERR_FAILED` */
+  errorText: string;
+  /** Set when CORS refused it, e.g. `PreflightInvalidStatus`, `MissingAllowOriginHeader`. */
+  corsError?: string;
+}
+
 export interface Page {
   /** Every URL the page requested. */
   requests: string[];
+  /** Every request that failed (preflights included), in order. */
+  failures: FailedRequest[];
   send<T = any>(method: string, params?: Record<string, unknown>): Promise<T>;
   /** Evaluates an expression in the page and returns its (JSON) value. */
   evaluate<T = any>(expression: string): Promise<T>;
@@ -74,6 +87,8 @@ export async function openPage(binary: string): Promise<Page> {
   let nextId = 1;
   const pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
   const requests: string[] = [];
+  const failures: FailedRequest[] = [];
+  const sent = new Map<string, { url: string; method: string }>();
   ws.addEventListener('message', (event) => {
     const message = JSON.parse(String(event.data));
     if (message.id && pending.has(message.id)) {
@@ -83,6 +98,10 @@ export async function openPage(binary: string): Promise<Page> {
       else waiter.resolve(message.result);
     } else if (message.method === 'Network.requestWillBeSent') {
       requests.push(message.params.request.url);
+      sent.set(message.params.requestId, { url: message.params.request.url, method: message.params.request.method });
+    } else if (message.method === 'Network.loadingFailed') {
+      const request = sent.get(message.params.requestId) ?? { url: '?', method: '?' };
+      failures.push({ ...request, errorText: message.params.errorText, ...(message.params.corsErrorStatus ? { corsError: message.params.corsErrorStatus.corsError } : {}) });
     }
   });
   const send: Page['send'] = (method, params = {}) =>
@@ -102,6 +121,7 @@ export async function openPage(binary: string): Promise<Page> {
 
   return {
     requests,
+    failures,
     send,
     evaluate,
     async waitFor(expression, timeoutMs = 45_000) {

@@ -8,15 +8,24 @@ export interface SseSubscription<T> {
   /** Disconnects (like a closed browser tab). */
   close(): void;
   status: number;
+  /** The response's headers. */
+  headers: Headers;
   /** True once the server sent `complete` (a stream cut without it stays false). */
   readonly completed: boolean;
 }
 
-export async function subscribe<T = any>(baseUrl: string, query: string, variables: Record<string, unknown>, token?: string): Promise<SseSubscription<T>> {
+export async function subscribe<T = any>(
+  baseUrl: string,
+  query: string,
+  variables: Record<string, unknown>,
+  token?: string,
+  /** Extra request headers (an `Origin`, say). */
+  headers: Record<string, string> = {},
+): Promise<SseSubscription<T>> {
   const controller = new AbortController();
   const response = await fetch(`${baseUrl}/graphql/stream`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
     body: JSON.stringify({ query, variables }),
     signal: controller.signal,
   });
@@ -53,6 +62,7 @@ export async function subscribe<T = any>(baseUrl: string, query: string, variabl
     events: read(),
     close: () => controller.abort(),
     status: response.status,
+    headers: response.headers,
     get completed() {
       return completed;
     },
