@@ -26,6 +26,12 @@ export interface Context {
   readCache: ReadCacheState;
   /** The client's address as rate limits key it (see `http/client-ip.ts`). */
   clientIp: string;
+  /**
+   * On an event stream (`sse.ts`): settles when the client can take more (its
+   * socket buffer drained, or it left). A subscription waits on it before
+   * taking its next batch, so what arrives meanwhile is joined, not queued.
+   */
+  streamReady?: () => Promise<void> | void;
 }
 
 export interface ContextDeps {

@@ -42,7 +42,7 @@ function asRequestError(error: unknown, code: 'GRAPHQL_PARSE_FAILED' | 'GRAPHQL_
 }
 
 export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void> {
-  const requests = new WeakMap<IncomingMessage, { requestId: string; principal: Principal | null }>();
+  const requests = new WeakMap<IncomingMessage, { requestId: string; principal: Principal | null; res?: ServerResponse }>();
   const refuse = (errors: readonly GraphQLError[]): SseResponse => [
     JSON.stringify({ errors: errors.map((e) => classifyError(e.toJSON(), e, deps.production).formatted) }),
     { status: 400, statusText: 'Bad Request', headers: { 'content-type': 'application/json; charset=utf-8' } },
@@ -82,13 +82,9 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       // a missing one is reported by the resolver as UNAUTHENTICATED.
       const request = requests.get(req.raw) ?? { requestId: 'sse', principal: null };
       if (typeof params.query === 'string') keys.set(document, `${params.operationName ?? ''}\n${params.query}`);
-      return {
-        schema: deps.schema,
-        document,
-        operationName: params.operationName,
-        variableValues: params.variables,
-        contextValue: deps.contexts.create(req.raw, request.requestId, request.principal) as SseContext,
-      };
+      const contextValue = deps.contexts.create(req.raw, request.requestId, request.principal) as SseContext;
+      if (request.res) contextValue.streamReady = readyFor(request.res);
+      return { schema: deps.schema, document, operationName: params.operationName, variableValues: params.variables, contextValue };
     },
     onNext: (_ctx, _req, result) => {
       if (!('errors' in result) || !result.errors?.length) return result;
@@ -107,7 +103,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       sendError(res, error, deps.production);
       return;
     }
-    requests.set(req, { requestId, principal });
+    requests.set(req, { requestId, principal, res });
     // Throws HttpError 413 past the limit (http/server.ts answers it).
     const body = req.method === 'POST' ? await readBody(req, deps.maxBodyBytes) : null;
     const [responseBody, init] = await handler({
@@ -153,6 +149,22 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       res.off('drain', onDrain);
     }
     if (!closed) await new Promise<void>((resolve) => res.end(() => resolve()));
+  };
+}
+
+/** Settles at once while the client keeps up; else when its socket buffer drains or it leaves. */
+function readyFor(res: ServerResponse): () => Promise<void> | void {
+  return () => {
+    if (!res.writableNeedDrain || res.destroyed) return;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        res.off('drain', done);
+        res.off('close', done);
+        resolve();
+      };
+      res.on('drain', done);
+      res.on('close', done);
+    });
   };
 }
 

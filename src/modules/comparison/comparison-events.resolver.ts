@@ -36,7 +36,7 @@ export class ComparisonEventsResolver {
       const comparisonId = String(args.comparisonId);
       const [comparison] = await ctx.services.comparisons.findByIds(ctx.em, principal, [comparisonId]);
       if (!comparison) throw notFound('Comparison');
-      return ctx.services.runner.events(comparison.id, comparison.revealed);
+      return ctx.services.runner.events(comparison.id, comparison.revealed, ctx.streamReady);
     },
   })
   comparisonEvents(@Arg('comparisonId', () => ID) _comparisonId: string, @Root() event: StreamItem): ComparisonEvent {

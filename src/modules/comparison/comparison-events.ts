@@ -27,7 +27,8 @@
  *   (buffered, bounded); should it never come, the settled text ends the
  *   response anyway.
  * Deltas of one response already waiting when the client is ready for more
- * are sent as one event.
+ * are sent as one event; a client whose socket buffer is full is waited for
+ * (`ready`), so a slow reader gets fewer, longer deltas, not a growing queue.
  *
  * A blind comparison not yet voted on (`revealed` false) streams provider
  * error texts as their reason code only (`hiddenError`, see `blind.ts`);
@@ -204,11 +205,17 @@ export interface EventStreamDeps {
  * client goes away, `return()` wakes the stream at once so it unsubscribes
  * without waiting for the next message.
  */
-export function comparisonEventStream(deps: EventStreamDeps, em: EntityManager, comparisonId: string, revealed: boolean): ComparisonEventStream {
+export function comparisonEventStream(
+  deps: EventStreamDeps,
+  em: EntityManager,
+  comparisonId: string,
+  revealed: boolean,
+  ready: () => Promise<void> | void = () => undefined,
+): ComparisonEventStream {
   const queue = new MessageQueue<QueueItem>();
   let finished!: () => void;
   const done = new Promise<void>((resolve) => (finished = resolve));
-  const events = streamEvents(deps, em, comparisonId, revealed, queue, finished);
+  const events = streamEvents(deps, em, comparisonId, revealed, queue, ready, finished);
   let started = false;
   return {
     finished: done,
@@ -245,10 +252,11 @@ async function* streamEvents(
   comparisonId: string,
   revealed: boolean,
   queue: MessageQueue<QueueItem>,
+  ready: () => Promise<void> | void,
   finished: () => void,
 ): AsyncGenerator<StreamItem, undefined> {
   try {
-    yield* followComparison(deps, em, comparisonId, revealed, queue);
+    yield* followComparison(deps, em, comparisonId, revealed, queue, ready);
   } finally {
     finished();
   }
@@ -263,6 +271,7 @@ async function* followComparison(
   comparisonId: string,
   revealed: boolean,
   queue: MessageQueue<QueueItem>,
+  ready: () => Promise<void> | void,
 ): AsyncGenerator<StreamItem, undefined> {
   const unsubscribe = await deps.pubsub.subscribe<ChannelMessage>(channelOf(comparisonId), (m) => queue.push(m));
   try {
@@ -293,6 +302,8 @@ async function* followComparison(
     yield* replay;
 
     while ([...views.values()].some((v) => !v.settled)) {
+      // A client that is behind is waited for: what arrives meanwhile is joined into fewer events.
+      await ready();
       const batch = await queue.takeAll();
       if (batch === CLOSED) return undefined;
       const shutdown = batch.findIndex(isShutdownNotice);

@@ -212,10 +212,11 @@ export class ComparisonRunner {
 
   /**
    * The live event stream of a comparison the caller has already been
-   * authorised for; `revealed` false (blind, not voted on) hides provider error texts.
+   * authorised for; `revealed` false (blind, not voted on) hides provider error texts;
+ * `ready` paces it to its client (see `Context.streamReady`).
    */
-  events(comparisonId: string, revealed: boolean): ComparisonEventStream {
-    const stream = comparisonEventStream({ ...this.deps, live: this.live }, this.deps.orm.em.fork(), comparisonId, revealed);
+  events(comparisonId: string, revealed: boolean, ready?: () => Promise<void> | void): ComparisonEventStream {
+    const stream = comparisonEventStream({ ...this.deps, live: this.live }, this.deps.orm.em.fork(), comparisonId, revealed, ready);
     this.streams.add(stream);
     void stream.finished.then(() => this.streams.delete(stream));
     if (this.closing) void stream.shutdown();
