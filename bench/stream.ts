@@ -23,7 +23,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { formatFrames, type Frame, profileClockUs, profilesIn, readProfile, topFrames } from './lib/cpuprofile';
+import { formatFrames, type Frame, profileClockUs, profilesIn, readProfile, selfByOrigin, topFrames } from './lib/cpuprofile';
 import { assertLoopback, parseOptions, UsageError } from './lib/options';
 import { withClient } from './lib/db';
 import { cpuMs, freePort, ServerProcess } from './lib/procs';
@@ -298,7 +298,7 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
   const load = StreamLoad.start();
   cleanup.add('stop the stream load generator', () => load.stop());
   const points: Point[] = [];
-  const profiles: Array<{ variant: StreamVariant; file: string; levels: number[]; busyMs: number; top: Frame[] }> = [];
+  const profiles: Array<{ variant: StreamVariant; file: string; levels: number[]; windows: Array<[number, number]>; busyMs: number; top: Frame[]; byOrigin: Frame[] }> = [];
   const died: string[] = [];
   let k = 0;
   const estimate = options.variants.length * options.levels.length;
@@ -437,7 +437,7 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
     const profile = readProfile(file);
     const top = topFrames(profile, options.top, windows);
     const busyMs = topFrames(profile, Infinity, windows).reduce((sum, f) => sum + f.selfMs, 0);
-    profiles.push({ variant, file: file.slice(ROOT.length + 1), levels: options.levels, busyMs, top });
+    profiles.push({ variant, file: file.slice(ROOT.length + 1), levels: options.levels, windows, busyMs, top, byOrigin: selfByOrigin(profile, options.top, windows) });
   }
 
   const relay = new Map(points.filter((p) => p.variant === 'relay').map((p) => [p.comparisons, p]));
@@ -472,6 +472,7 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
   process.stdout.write(`\n${text}\n`);
   for (const p of profiles) {
     process.stdout.write(`\ntop ${options.top} self-time frames of ours A, ${p.variant}, during the level(s) ${p.levels.join(', ')} (${fixed(p.busyMs, 0)} ms busy; ${p.file}):\n${formatFrames(p.top)}\n`);
+    process.stdout.write(`self time by origin:\n${formatFrames(p.byOrigin)}\n`);
   }
 
   const dir = join(ROOT, 'bench', 'results');
