@@ -23,16 +23,17 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { formatFrames, type Frame, profileClockUs, profilesIn, readProfile, topFrames } from './lib/cpuprofile';
+import { formatFrames, type Frame, profileClockUs, profilesIn, readProfile, selfByOrigin, topFrames } from './lib/cpuprofile';
 import { assertLoopback, parseOptions, UsageError } from './lib/options';
+import { withClient } from './lib/db';
 import { cpuMs, freePort, ServerProcess } from './lib/procs';
 import { fixed, markdownTable } from './lib/report';
 import { baseEnv, Cleanup, graphql, log, mapLimit, prepare, ROOT, startOurs, waitQuiet } from './lib/setup';
-import { StreamLoad, type StreamLoadResult, type SideResult } from './lib/stream-load';
+import { reconcile, StreamLoad, type StreamLoadResult, type SideResult } from './lib/stream-load';
 import type { ProviderStats } from './lib/stream-provider-child';
 import { modelName, promptOf } from './lib/stream-tokens';
 
-const VARIANTS = ['redis', 'memory', 'relay'] as const;
+const VARIANTS = ['relay', 'redis', 'memory'] as const;
 type StreamVariant = (typeof VARIANTS)[number];
 const LABELS: Record<StreamVariant, string> = { redis: 'ours, Redis pub/sub (A + B)', memory: 'ours, in-memory pub/sub', relay: 'bare node:http relay' };
 const MODELS = [1, 2, 3, 4].map((m) => `openai:${modelName(m)}`);
@@ -118,16 +119,25 @@ class Provider {
   }
 
   stats(): Promise<ProviderStats> {
+    return this.ask<{ stats: ProviderStats }>('stats').then((m) => m.stats);
+  }
+
+  /** Deltas written per answer ("k.m") since the last call. */
+  written(): Promise<Map<string, number>> {
+    return this.ask<{ written: Array<[string, number]> }>('written').then((m) => new Map(m.written));
+  }
+
+  private ask<T>(type: string): Promise<T> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the fake provider did not answer its stats')), 10_000);
-      const onMessage = (m: { type: string; stats: ProviderStats }) => {
-        if (m.type !== 'stats') return;
+      const timer = setTimeout(() => reject(new Error(`the fake provider did not answer "${type}"`)), 10_000);
+      const onMessage = (m: { type: string } & T) => {
+        if (m.type !== type) return;
         clearTimeout(timer);
         this.child.off('message', onMessage);
-        resolve(m.stats);
+        resolve(m);
       };
       this.child.on('message', onMessage);
-      this.child.send({ type: 'stats' });
+      this.child.send({ type });
     });
   }
 
@@ -223,7 +233,7 @@ function targetsTable(points: Point[], relay: Map<number, Point>): { text: strin
     for (const [side, s] of [['A', a], ['B', p.load.b]] as const) {
       if (!s) continue;
       const bad = s.lost + s.duplicated + s.outOfOrder + s.misrouted;
-      rows.push({ target: `${name}: 0 lost/duplicated/out-of-order deltas on ${side}${side === 'B' ? ' (late subscriber, other instance)' : ''}`, measured: `${s.lost}/${s.duplicated}/${s.outOfOrder}${s.misrouted ? ` + ${s.misrouted} misrouted` : ''} (${s.answersWithLoss} answers with loss, ${s.answersEmpty} empty)`, met: bad === 0 });
+      rows.push({ target: `${name}: 0 lost/duplicated/out-of-order deltas on ${side}${side === 'B' ? ' (late subscriber, other instance)' : ''}`, measured: `${s.lost}/${s.duplicated}/${s.outOfOrder}${s.misrouted ? ` + ${s.misrouted} misrouted` : ''} (${s.answersWithLoss} answers with loss, ${s.answersEmpty} of them empty${s.unwritten ? `; ${s.unwritten} tokens never written: failed answers` : ''})`, met: bad === 0 });
       rows.push({ target: `${name}: every answer settles, whole text, seen on ${side}`, measured: `${s.settled}/${s.answers} settled, ${s.settledTextOk} with the whole text; ${s.timedOut} timed out`, met: s.settled === s.answers && s.settledTextOk === s.answers });
     }
     if (p.load.starts) {
@@ -279,50 +289,71 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
     graphql(env.ours.url, 'mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }', { input: { provider: 'OPENAI', apiKey: `sk-bench-stream-${u.n}` } }, u.token),
   );
   await env.ours.stop();
+  // The seed's inserts would otherwise set off autovacuum of the big tables in the first minutes, during the levels.
+  const vacuumStarted = performance.now();
+  await withClient(env.db.url, (c) => c.query('vacuum'));
+  log(`VACUUM of the seeded database: ${((performance.now() - vacuumStarted) / 1000).toFixed(1)} s`);
   const secrets = { dbUrl: env.db.url, redisUrl: env.redisUrl, cachePrefix: env.cachePrefix, jwtSecret: env.jwtSecret, encryptionKey: env.encryptionKey };
 
   const load = StreamLoad.start();
   cleanup.add('stop the stream load generator', () => load.stop());
   const points: Point[] = [];
-  const profiles: Array<{ variant: StreamVariant; file: string; levels: number[]; busyMs: number; top: Frame[] }> = [];
+  const profiles: Array<{ variant: StreamVariant; file: string; levels: number[]; windows: Array<[number, number]>; busyMs: number; top: Frame[]; byOrigin: Frame[] }> = [];
   const died: string[] = [];
   let k = 0;
   const estimate = options.variants.length * options.levels.length;
   log(`measuring ${options.variants.join(', ')} × ${options.levels.join(', ')} comparisons (${estimate} levels; streams cut after ${options.streamTimeoutMs / 1000} s)`);
 
+  interface Running {
+    variant: StreamVariant;
+    servers: ServerProcess[];
+    profileDir?: string;
+    /** The measured levels (burst → idle), for the profile: not the start-up or the warm-up. */
+    windows: Array<[number, number]>;
+  }
+  const next = (n: number) =>
+    env.users.slice(0, n).map((u) => {
+      k++;
+      return { k, token: u.token, prompt: promptOf(k) };
+    });
+  const spec = (run: Running, comparisons: Array<{ k: number; token: string; prompt: string }>) => ({
+    mode: run.variant === 'relay' ? ('relay' as const) : ('ours' as const),
+    urlA: run.servers[0]!.url,
+    urlB: run.servers[1]?.url,
+    bEvery: options.bEvery,
+    bDelayMs: options.bDelayMs,
+    comparisons,
+    models: MODELS,
+    deltas: options.deltas,
+    startTimeoutMs: 30_000,
+    streamTimeoutMs: options.streamTimeoutMs,
+  });
+
+  // Every variant's servers run for the whole bench, and each level measures the variants back to back:
+  // the machine is shared, so a level's rows (and their ratios to the relay) are taken minutes apart at most.
+  const running: Running[] = [];
   for (const variant of options.variants) {
     const profileDir = options.profile && variant !== 'relay' ? join(ROOT, 'bench', 'results', 'profiles', `stream-${variant}-${stamp}`) : undefined;
     if (profileDir) mkdirSync(profileDir, { recursive: true });
     const servers = await startVariant(variant, { secrets, oursExtra, providerUrl: provider.url, profileDir });
-    /** The measured levels (burst → idle), for the profile: not the start-up or the warm-up. */
-    const windows: Array<[number, number]> = [];
     for (const s of servers) cleanup.add(`stop ${s.spec.name}`, () => s.stop());
-    try {
-      const spec = (comparisons: Array<{ k: number; token: string; prompt: string }>) => ({
-        mode: variant === 'relay' ? ('relay' as const) : ('ours' as const),
-        urlA: servers[0]!.url,
-        urlB: servers[1]?.url,
-        bEvery: options.bEvery,
-        bDelayMs: options.bDelayMs,
-        comparisons,
-        models: MODELS,
-        deltas: options.deltas,
-        startTimeoutMs: 30_000,
-        streamTimeoutMs: options.streamTimeoutMs,
-      });
-      const next = (n: number) =>
-        env.users.slice(0, n).map((u) => {
-          k++;
-          return { k, token: u.token, prompt: promptOf(k) };
-        });
-      if (options.warmup) {
-        // A fresh process answers its first requests slowly (JIT, pools, connections): not what a level measures.
-        const warm = await load.run(spec(next(options.warmup)));
-        log(`${LABELS[variant]}: warm-up of ${options.warmup} comparisons, p50 ${fixed(warm.a.latencyMs.p50, 1)} ms, settled ${warm.a.settled}/${options.warmup * MODELS.length} (not recorded)`);
-      }
-      for (const n of options.levels) {
-        const quietBefore = await waitQuiet(servers, 30_000);
+    const run: Running = { variant, servers, profileDir, windows: [] };
+    running.push(run);
+    if (options.warmup) {
+      // A fresh process answers its first requests slowly (JIT, pools, connections): not what a level measures.
+      const warm = reconcile(await load.run(spec(run, next(options.warmup))), new Map(), options.deltas);
+      log(`${LABELS[variant]}: warm-up of ${options.warmup} comparisons, p50 ${fixed(warm.a.latencyMs.p50, 1)} ms, settled ${warm.a.settled}/${options.warmup * MODELS.length} (not recorded)`);
+    }
+  }
+
+  try {
+    for (const n of options.levels) {
+      for (const run of running) {
+        const { variant, servers, windows } = run;
+        // Every server idle, not just this variant's: no backlog of another variant runs during this level.
+        const quietBefore = await waitQuiet(running.flatMap((r) => r.servers), 30_000);
         const comparisons = next(n);
+        await provider.written(); // forget the warm-up's and earlier levels' answers
         const statsBefore = await provider.stats();
         const cpuBefore = servers.map((s) => s.cpuMs());
         const providerCpuBefore = cpuMs(provider.pid);
@@ -335,7 +366,7 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
         const windowStart = profileClockUs();
         let result: StreamLoadResult;
         try {
-          result = await load.run(spec(comparisons));
+          result = await load.run(spec(run, comparisons));
         } finally {
           clearInterval(sampler);
         }
@@ -348,6 +379,7 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
         const cpuAfter = servers.map((s) => s.cpuMs());
         const providerCpuAfter = cpuMs(provider.pid);
         const statsAfter = await provider.stats();
+        reconcile(result, await provider.written(), options.deltas);
         const deltas = statsAfter.deltas - statsBefore.deltas;
         const cpu = Object.fromEntries(servers.map((s, i) => [s.spec.name, cpuAfter[i]! - cpuBefore[i]!]));
         const totalCpu = Object.values(cpu).reduce((x, y) => x + y, 0);
@@ -388,20 +420,24 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
             (result.starts?.firstError ? ` (first refused start: ${result.starts.firstError.slice(0, 120)})` : ''),
         );
       }
-    } finally {
+    }
+  } finally {
+    for (const { variant, servers } of running) {
       for (const s of servers) if (s.died()) died.push(`${s.spec.name} (${variant}) died (${s.died()}) during the run; its last output:\n${s.tail()}`);
       for (const s of servers) await s.stop();
     }
-    if (profileDir) {
-      const file = profilesIn(profileDir)[0];
-      if (!file) log(`no .cpuprofile in ${profileDir}`);
-      else {
-        const profile = readProfile(file);
-        const top = topFrames(profile, options.top, windows);
-        const busyMs = topFrames(profile, Infinity, windows).reduce((sum, f) => sum + f.selfMs, 0);
-        profiles.push({ variant, file: file.slice(ROOT.length + 1), levels: options.levels, busyMs, top });
-      }
+  }
+  for (const { variant, profileDir, windows } of running) {
+    if (!profileDir) continue;
+    const file = profilesIn(profileDir)[0];
+    if (!file) {
+      log(`no .cpuprofile in ${profileDir}`);
+      continue;
     }
+    const profile = readProfile(file);
+    const top = topFrames(profile, options.top, windows);
+    const busyMs = topFrames(profile, Infinity, windows).reduce((sum, f) => sum + f.selfMs, 0);
+    profiles.push({ variant, file: file.slice(ROOT.length + 1), levels: options.levels, windows, busyMs, top, byOrigin: selfByOrigin(profile, options.top, windows) });
   }
 
   const relay = new Map(points.filter((p) => p.variant === 'relay').map((p) => [p.comparisons, p]));
@@ -415,7 +451,7 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
     if (!p.quietBefore) notes.push(`${name}: the servers were still busy from the previous level when it started (30 s wait).`);
     if (!p.quietAfter) notes.push(`${name}: the servers were still busy 30 s after the subscribers finished; CPU billed up to then.`);
     if (p.load.unsettledOnA?.comparisons) notes.push(`${name}: ${p.load.unsettledOnA.comparisons} comparisons with answers A's subscriber did not see settle; their answers in the database afterwards: ${JSON.stringify(p.load.unsettledOnA.dbStatuses)}.`);
-    for (const [side, s] of [['A', p.load.a], ['B', p.load.b]] as const) if (s?.firstError) notes.push(`${name} ${side}: ${s.errors} stream errors, first: ${s.firstError.slice(0, 200)}`);
+    for (const [side, s] of [['A', p.load.a], ['B', p.load.b]] as const) if (s?.firstError) notes.push(`${name} ${side}: ${s.errors} stream errors ${JSON.stringify(s.errorKinds)}, first: ${s.firstError.slice(0, 200)}`);
     if (p.load.starts?.firstError) notes.push(`${name}: first refused start: ${p.load.starts.firstError.slice(0, 200)}`);
   }
   if (options.profile) notes.push('--profile: ours A ran under --cpu-prof, which slows it: compare these rows with other profiled runs only.');
@@ -436,6 +472,7 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
   process.stdout.write(`\n${text}\n`);
   for (const p of profiles) {
     process.stdout.write(`\ntop ${options.top} self-time frames of ours A, ${p.variant}, during the level(s) ${p.levels.join(', ')} (${fixed(p.busyMs, 0)} ms busy; ${p.file}):\n${formatFrames(p.top)}\n`);
+    process.stdout.write(`self time by origin:\n${formatFrames(p.byOrigin)}\n`);
   }
 
   const dir = join(ROOT, 'bench', 'results');
@@ -471,7 +508,7 @@ async function main(): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError) {
       if (error.message) console.error(`bench: ${error.message}`);
-      console.error('usage: npm run bench:stream -- [--levels=20,100,200] [--variants=redis,memory,relay] [--profile] [--top=15] [--deltas=100] [--interval=20] [--stream-timeout=60] [--b-delay=1000] [--warmup=4] [--no-build]');
+      console.error('usage: npm run bench:stream -- [--levels=20,100,200] [--variants=relay,redis,memory] [--profile] [--top=15] [--deltas=100] [--interval=20] [--stream-timeout=60] [--b-delay=1000] [--warmup=4] [--no-build]');
       return 2;
     }
     throw error;

@@ -58,6 +58,31 @@ export function topFrames(profile: Profile, n: number, windows?: Array<[number, 
     .map(([frame, t]) => ({ frame, share: t / total, selfMs: t / 1000 }));
 }
 
+/**
+ * Self time per origin (an npm package, a directory of dist/src, a node:
+ * internal module, or V8's own: GC, program, native), as a share of the busy
+ * samples: where the time goes when the top frames are flat.
+ */
+export function selfByOrigin(profile: Profile, n: number, windows?: Array<[number, number]>): Frame[] {
+  const origins = new Map<string, { share: number; selfMs: number }>();
+  for (const f of topFrames(profile, Infinity, windows)) {
+    const file = f.frame.slice(f.frame.lastIndexOf(' ') + 1).replace(/:\d+$/, '');
+    const pkg = /^(@[^/]+\/[^/]+|[^/.:][^/:]*)\//.exec(file)?.[1];
+    const origin = !file ? 'V8 / native'
+      : file.startsWith('node:') ? file.replace(/^node:(internal\/)?([^/]+).*$/, 'node:$2')
+      : /^(dist|src)\//.test(file) ? file.replace(/^((dist\/)?src\/[^/]+).*$/, '$1')
+      : (pkg ?? file);
+    const o = origins.get(origin) ?? { share: 0, selfMs: 0 };
+    o.share += f.share;
+    o.selfMs += f.selfMs;
+    origins.set(origin, o);
+  }
+  return [...origins.entries()]
+    .sort((a, b) => b[1].selfMs - a[1].selfMs)
+    .slice(0, n)
+    .map(([frame, o]) => ({ frame, ...o }));
+}
+
 /** The `.cpuprofile` files in `dir` (node names them by date, pid and sequence). */
 export function profilesIn(dir: string): string[] {
   return readdirSync(dir)

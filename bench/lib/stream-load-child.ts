@@ -12,7 +12,7 @@
  * the settled `content` is checked on its own and never counts as delivery.
  */
 import http from 'node:http';
-import type { Percentiles, SideResult, StartsResult, StreamLoadResult, StreamLoadSpec } from './stream-load';
+import type { AnswerMisses, Percentiles, SideResult, StartsResult, StreamLoadResult, StreamLoadSpec } from './stream-load';
 import { MODEL_INDEX, nowMs, TOKEN_RE } from './stream-tokens';
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
@@ -47,10 +47,12 @@ class Side {
     completed: 0,
     timedOut: 0,
     errors: 0,
+    errorKinds: {},
     answers: 0,
     settled: 0,
     settledTextOk: 0,
     lost: 0,
+    unwritten: 0,
     duplicated: 0,
     outOfOrder: 0,
     misrouted: 0,
@@ -66,9 +68,19 @@ class Side {
   readonly open = new Samples();
   readonly firstEvent = new Samples();
 
-  error(message: string): void {
+  constructor(
+    readonly name: 'a' | 'b',
+    private readonly misses: AnswerMisses[],
+  ) {}
+
+  error(message: string, kind: string): void {
     this.result.errors++;
+    this.result.errorKinds[kind] = (this.result.errorKinds[kind] ?? 0) + 1;
     this.result.firstError ??= message.slice(0, 300);
+  }
+
+  missed(k: number, m: number, missing: number[]): void {
+    this.misses.push({ k, m, side: this.name, missing });
   }
 
   summary(): SideResult {
@@ -168,11 +180,12 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
       try {
         payload = JSON.parse(data);
       } catch {
-        side.error(`unparsable event data: ${data.slice(0, 200)}`);
+        side.error(`unparsable event data: ${data.slice(0, 200)}`, 'unparsable event');
         return;
       }
       if (payload.errors?.length) {
-        side.error(`GraphQL error in the stream: ${payload.errors[0]!.extensions?.code ?? ''} ${payload.errors[0]!.message}`);
+        const code = payload.errors[0]!.extensions?.code ?? 'no code';
+        side.error(`GraphQL error in the stream: ${code} ${payload.errors[0]!.message}`, `in-stream ${code}`);
         return;
       }
       const event = payload.data?.comparisonEvents;
@@ -213,11 +226,9 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
       finished = true;
       clearTimeout(timer);
       for (const answer of answers.values()) {
-        let lost = 0;
-        for (const c of answer.counts) if (c === 0) lost++;
-        side.result.lost += lost;
-        if (lost) side.result.answersWithLoss++;
-        if (!answer.tokens) side.result.answersEmpty++;
+        const missing: number[] = [];
+        answer.counts.forEach((c, i) => c === 0 && missing.push(i));
+        side.missed(answer.k, answer.m, missing);
         if (answer.settled) side.result.settled++;
         if (answer.settledTextOk) side.result.settledTextOk++;
       }
@@ -231,7 +242,7 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
         const parts: Buffer[] = [];
         res.on('data', (c: Buffer) => parts.push(c));
         res.on('end', () => {
-          side.error(`HTTP ${res.statusCode}: ${Buffer.concat(parts).toString('utf8').slice(0, 200)}`);
+          side.error(`HTTP ${res.statusCode}: ${Buffer.concat(parts).toString('utf8').slice(0, 200)}`, `HTTP ${res.statusCode}`);
           finish();
         });
         return;
@@ -256,13 +267,13 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
       });
       res.on('end', finish);
       res.on('error', (error) => {
-        if (!timedOut) side.error(`stream: ${error.message}`);
+        if (!timedOut) side.error(`stream: ${error.message}`, 'stream error');
         finish();
       });
     });
     req.on('socket', (socket) => socket.setNoDelay(true));
     req.on('error', (error) => {
-      if (!timedOut) side.error(`request: ${error.message}`);
+      if (!timedOut) side.error(`request: ${error.message}`, 'request error');
       finish();
     });
     const timer = setTimeout(() => {
@@ -279,8 +290,9 @@ const sleepUntil = (at: number) => new Promise((resolve) => setTimeout(resolve, 
 
 async function runOurs(spec: StreamLoadSpec): Promise<StreamLoadResult> {
   const t0 = nowMs();
-  const a = new Side();
-  const b = new Side();
+  const misses: AnswerMisses[] = [];
+  const a = new Side('a', misses);
+  const b = new Side('b', misses);
   const startLatency = new Samples();
   const starts: Omit<StartsResult, 'latencyMs'> = { sent: 0, ok: 0, refused: {}, spanMs: 0 };
   let lastStartAnswered = t0;
@@ -347,13 +359,15 @@ async function runOurs(spec: StreamLoadSpec): Promise<StreamLoadResult> {
     a: a.summary(),
     b: spec.urlB ? b.summary() : undefined,
     unsettledOnA: { comparisons: unsettled.length, dbStatuses },
+    misses,
     wallMs: nowMs() - t0,
   };
 }
 
 async function runRelay(spec: StreamLoadSpec): Promise<StreamLoadResult> {
   const t0 = nowMs();
-  const a = new Side();
+  const misses: AnswerMisses[] = [];
+  const a = new Side('a', misses);
   const names = spec.models.map((m) => m.slice(m.indexOf(':') + 1));
   await Promise.all(
     spec.comparisons.map((c) => {
@@ -361,7 +375,7 @@ async function runRelay(spec: StreamLoadSpec): Promise<StreamLoadResult> {
       return follow(a, `${spec.urlA}/relay`, JSON.stringify({ prompt: c.prompt, models: names }), {}, answers, spec);
     }),
   );
-  return { a: a.summary(), wallMs: nowMs() - t0 };
+  return { a: a.summary(), misses, wallMs: nowMs() - t0 };
 }
 
 process.on('message', (message: { type: 'run'; spec: StreamLoadSpec }) => {

@@ -40,20 +40,28 @@ export interface SideResult {
   /** Non-200 answers, socket errors, GraphQL errors inside the stream. */
   errors: number;
   firstError?: string;
+  /** Errors by kind (code or first words of the message). */
+  errorKinds: Record<string, number>;
   /** Answers (responses) followed, and how many of them this subscriber saw settle. */
   answers: number;
   settled: number;
   /** Settled COMPLETED with exactly the tokens 0..deltas-1 in order (the settled text is right). */
   settledTextOk: number;
-  /** Token accounting over replay + delta events (never the settled text): each token 0..deltas-1 exactly once, in order. */
+  /**
+   * Token accounting over replay + delta events (never the settled text): every
+   * token the provider wrote for a followed answer must arrive exactly once, in
+   * order. `lost`: written by the provider, never received (set by `reconcile`).
+   */
   lost: number;
+  /** Tokens of followed answers the provider never wrote (the answer failed before or during the call): not losses, see `settled`. */
+  unwritten: number;
   duplicated: number;
   outOfOrder: number;
   /** Tokens of another comparison or model, or with a sequence number out of range. */
   misrouted: number;
   /** Answers with at least one lost token. */
   answersWithLoss: number;
-  /** Answers that received no token at all (neither replay nor delta). */
+  /** Answers the provider wrote tokens for, of which this subscriber received none. */
   answersEmpty: number;
   replayTokens: number;
   deltaTokens: number;
@@ -88,13 +96,36 @@ export interface StartsResult {
   spanMs: number;
 }
 
+/** What one subscriber missed of one answer (comparison k, model m): the sequence numbers it never received. */
+export interface AnswerMisses {
+  k: number;
+  m: number;
+  side: 'a' | 'b';
+  missing: number[];
+}
+
 export interface StreamLoadResult {
+  /** Per followed answer; `reconcile` turns them into `lost` with what the provider wrote, then drops them. */
+  misses?: AnswerMisses[];
   starts?: StartsResult;
   a: SideResult;
   b?: SideResult;
   /** For comparisons whose answers A's subscriber did not see settle: their status in the database after the level. */
   unsettledOnA?: { comparisons: number; dbStatuses: Record<string, number> };
   wallMs: number;
+}
+
+/** Percentiles of an empty sample are NaN, which IPC (JSON) turns into null: back to NaN, so arithmetic on them stays NaN. */
+function withNaN(result: StreamLoadResult): StreamLoadResult {
+  const fix = (p: Percentiles) => {
+    for (const key of Object.keys(p) as Array<keyof Percentiles>) if (p[key] === null) p[key] = NaN;
+  };
+  for (const side of [result.a, result.b]) {
+    if (!side) continue;
+    for (const p of [side.latencyMs, side.latencyInclOpenMs, side.openMs, side.firstEventMs]) fix(p);
+  }
+  if (result.starts) fix(result.starts.latencyMs);
+  return result;
 }
 
 type ChildMessage = { type: 'result'; result: StreamLoadResult } | { type: 'error'; message: string };
@@ -122,7 +153,7 @@ export class StreamLoad {
       };
       const onMessage = (message: ChildMessage) => {
         cleanup();
-        if (message.type === 'result') resolve(message.result);
+        if (message.type === 'result') resolve(withNaN(message.result));
         else reject(new Error(`stream load generator: ${message.message}`));
       };
       const cleanup = () => {
@@ -143,4 +174,28 @@ export class StreamLoad {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * Loss is measured against what the provider wrote (`written`: deltas per
+ * "k.m"): a token never written is no lost delta but a failed answer.
+ * Fills `lost`, `unwritten`, `answersWithLoss` and `answersEmpty`, and drops `misses`.
+ */
+export function reconcile(result: StreamLoadResult, written: Map<string, number>, deltas: number): StreamLoadResult {
+  for (const side of [result.a, result.b]) {
+    if (!side) continue;
+    side.lost = side.unwritten = side.answersWithLoss = side.answersEmpty = 0;
+  }
+  for (const miss of result.misses ?? []) {
+    const side = miss.side === 'a' ? result.a : result.b;
+    if (!side) continue;
+    const n = Math.min(deltas, written.get(`${miss.k}.${miss.m}`) ?? 0);
+    side.unwritten += deltas - n;
+    const lost = miss.missing.filter((i) => i < n).length;
+    side.lost += lost;
+    if (lost) side.answersWithLoss++;
+    if (n > 0 && lost === n) side.answersEmpty++;
+  }
+  delete result.misses;
+  return result;
 }

@@ -12,7 +12,8 @@
  * prompt and the model number from the model name.
  *
  * argv: <deltas> <intervalMs>. Sends `{ url }` to the parent once listening,
- * answers `{ type: 'stats' }` with its counters, exits when the parent disconnects.
+ * answers `{ type: 'stats' }` with its counters and `{ type: 'written' }` with
+ * the deltas written per answer since the last such call, exits when the parent disconnects.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -38,6 +39,8 @@ const intervalMs = Number(process.argv[3] ?? 20);
 const stats: ProviderStats = { started: 0, finished: 0, aborted: 0, open: 0, deltas: 0, lagMsSum: 0, lagMsMax: 0, rejected: 0 };
 const CREATED = 1_700_000_000;
 let nextId = 1;
+/** Deltas written per answer ("k.m"), handed to the parent (and forgotten) on `{ type: 'written' }`. */
+let written = new Map<string, number>();
 
 function reject(res: ServerResponse, status: number, message: string): void {
   stats.rejected++;
@@ -69,6 +72,7 @@ function handle(req: IncomingMessage, res: ServerResponse, raw: string): void {
 
   stats.started++;
   stats.open++;
+  const answer = `${Number(k)}.${Number(m)}`;
   const base = `{"id":"bench-${nextId++}","object":"chat.completion.chunk","created":${CREATED},"model":${JSON.stringify(model)},`;
   const includeUsage = body?.stream_options?.include_usage === true;
   const usageNull = includeUsage ? ',"usage":null' : '';
@@ -95,6 +99,7 @@ function handle(req: IncomingMessage, res: ServerResponse, raw: string): void {
     stats.lagMsMax = Math.max(stats.lagMsMax, lag);
     res.write(chunk({ content: tokenText(Number(k), Number(m), i, nowMs()) }, null));
     stats.deltas++;
+    written.set(answer, i + 1);
     i++;
     if (i < deltas) {
       timer = setTimeout(tick, Math.max(0, t0 + (i + 1) * intervalMs - performance.now()));
@@ -123,6 +128,10 @@ server.listen(0, '127.0.0.1', () => {
 });
 process.on('message', (message: { type: string }) => {
   if (message.type === 'stats') process.send!({ type: 'stats', stats });
+  if (message.type === 'written') {
+    process.send!({ type: 'written', written: [...written] });
+    written = new Map();
+  }
 });
 process.on('disconnect', () => {
   server.close();
