@@ -53,7 +53,9 @@ export const DEFAULT_BASE_URLS: Readonly<Required<ProviderBaseUrls>> = Object.fr
 });
 
 /**
- * Pass as `maxRetries` to `streamText` / `generateText`. The SDK's default (2
+ * No retries of a model call (`streamCompletion` calls the provider model's
+ * `doStream` once; pass this as `maxRetries` to any `streamText` /
+ * `generateText`). The SDK's default (2
  * retries, 2 s then 4 s backoff, honouring `retry-after`) would spend most of a
  * comparison's own timeout sleeping, and a retry after a partially streamed
  * answer would duplicate text. A comparison reports a failed model instead;

@@ -57,10 +57,11 @@ export class ProviderCallError extends Error {
  * In-stream error frames (plain objects such as Anthropic's `{ type: 'overloaded_error' }`)
  * are classified by their type / code. A `ProviderCallError` is returned unchanged.
  *
- * With `streamText`, classify the `error` part of `fullStream` (or `onError`'s
- * error): on an HTTP error `result.text` rejects with a `NoOutputGeneratedError`
- * that has no cause (→ UNAVAILABLE here), and an error after some output does
- * not reject at all. An abort produces an `abort` part, no `error` part.
+ * `streamCompletion` classifies what the provider model's `doStream` throws (an
+ * HTTP error: `APICallError`) and the `error` parts of its stream. (With
+ * `streamText`, classify the `error` part of `fullStream`: on an HTTP error
+ * `result.text` rejects with a `NoOutputGeneratedError` that has no cause, →
+ * UNAVAILABLE here.)
  */
 export function classifyProviderError(
   provider: ProviderName,
