@@ -126,12 +126,21 @@ export async function connectOrm(options: Options): Promise<Orm> {
  */
 export async function migrate(orm: Orm): Promise<string[]> {
   const connection = orm.em.getConnection();
-  return connection.transactional(async (trx) => {
-    await connection.execute('set local statement_timeout = 0', [], 'run', trx);
-    await connection.execute('set local lock_timeout = 0', [], 'run', trx);
-    const applied = await orm.getMigrator().up({ transaction: trx });
-    return applied.map((m) => m.name);
-  });
+  const migrator = orm.getMigrator() as ReturnType<Orm['getMigrator']> & { ensureDatabase(): Promise<void> };
+  // The migrations table first, on a connection of its own, as `up()` does: inside the
+  // transaction below it would wait for a second connection (a pool of one never has it).
+  await migrator.ensureDatabase();
+  migrator.ensureDatabase = async () => undefined;
+  try {
+    return await connection.transactional(async (trx) => {
+      await connection.execute('set local statement_timeout = 0', [], 'run', trx);
+      await connection.execute('set local lock_timeout = 0', [], 'run', trx);
+      const applied = await migrator.up({ transaction: trx });
+      return applied.map((m) => m.name);
+    });
+  } finally {
+    delete (migrator as { ensureDatabase?: unknown }).ensureDatabase;
+  }
 }
 
 /**

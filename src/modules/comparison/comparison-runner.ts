@@ -538,7 +538,7 @@ export class ComparisonRunner {
           this.deps.logger.error({ ...failure(err), responseId: id, attempt }, 'could not store a comparison response (its lease will expire and settle it)');
           return 'unknown';
         }
-        this.deps.logger.warn({ ...failure(err), responseId: id, attempt }, 'storing a comparison response failed on a connection error or timeout: retrying');
+        this.deps.logger.warn({ ...failure(err), responseId: id, attempt }, 'storing a comparison response failed on a connection error: retrying');
         await delay(Math.min(2_000, 50 * 2 ** attempt));
       }
     }
