@@ -7,7 +7,7 @@
  */
 import 'reflect-metadata';
 import { loadConfig } from './src/config';
-import { createOrmOptions } from './src/db/orm';
+import { createOrmOptions, settleSsl } from './src/db/orm';
 import { ApiKey } from './src/modules/api-key/api-key.entity';
 import { ComparisonResponse, ComparisonResult } from './src/modules/comparison/comparison.entity';
 import { Conversation } from './src/modules/conversation/conversation.entity';
@@ -24,9 +24,13 @@ export const ENTITIES: Function[] = [BaseEntity, ModelCallEntity, User, ApiKey, 
 
 export default async () => {
   const config = loadConfig();
-  return createOrmOptions({
+  const options = createOrmOptions({
     clientUrl: config.databaseUrl ?? `postgres://postgres:postgres@127.0.0.1:${config.embeddedPostgresPort}/llmselect`,
     pool: { ...config.pool, min: 0, max: 2 },
     entities: ENTITIES,
+    // TLS as DATABASE_URL's sslmode asks; no statement or lock timeout: a migration may run long or wait for a lock.
+    caFile: config.databaseCaFile,
   });
+  await settleSsl(options);
+  return options;
 };

@@ -23,7 +23,7 @@ import { createPubSub } from './pubsub/create-pubsub';
 import type { PubSub } from './pubsub/pubsub.port';
 import type { Config } from './config';
 import { startEmbeddedPostgres } from './db/embedded';
-import { connectOrm, createOrmOptions, type Orm, pingDatabase, poolStats } from './db/orm';
+import { connectOrm, createOrmOptions, migrate, type Orm, pingDatabase, poolStats } from './db/orm';
 import { CursorCodec } from './db/pagination';
 import { PreparedStatements } from './db/prepared';
 import { QueryObserver } from './db/query-observer';
@@ -124,11 +124,14 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       databaseUrl = embedded.url;
     }
     const queryObserver = new QueryObserver(logger, config.slowQueryMs);
-    const orm = await connectOrm(createOrmOptions({ clientUrl: databaseUrl, pool: config.pool, entities: ENTITIES, observer: queryObserver }));
+    const orm = await connectOrm(
+      createOrmOptions({ clientUrl: databaseUrl, pool: config.pool, entities: ENTITIES, observer: queryObserver, timeouts: config.dbTimeouts, caFile: config.databaseCaFile }),
+    );
     cleanups.push(() => orm.close(true));
     if (config.migrateOnStart) {
-      const applied = await orm.getMigrator().up();
-      if (applied.length) logger.info({ migrations: applied.map((m) => m.name) }, 'migrations applied');
+      // Without the pool's statement and lock timeouts (`migrate`).
+      const applied = await migrate(orm);
+      if (applied.length) logger.info({ migrations: applied }, 'migrations applied');
     }
 
     // 2. Observability.

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import ipaddr from 'ipaddr.js';
+import { DatabaseUrlError, parseDatabaseUrl } from './db/database-url';
 import { DEVELOPMENT_CORS_ORIGINS, parseOriginRule } from './http/cors';
 import { endpointKey, type ModelId, parseModelId } from './llm/model-id';
 
@@ -90,8 +91,16 @@ export interface Config {
   env: Environment;
   port: number;
   version: string;
-  /** Unset: an embedded PostgreSQL under `dataDir` is started. */
+  /** Unset: an embedded PostgreSQL under `dataDir` is started. Its `sslmode` is honoured (`db/database-url.ts`). */
   databaseUrl?: string;
+  /** `DATABASE_CA_FILE`: the CA for `sslmode=verify-ca` / `verify-full` (and `require`, which then checks the chain as libpq does). */
+  databaseCaFile?: string;
+  /**
+   * Per pooled connection (sent as startup parameters): a statement running
+   * longer, or waiting for a lock longer, is cancelled and the request answers
+   * SERVICE_UNAVAILABLE. 0 = none. Migrations run without either.
+   */
+  dbTimeouts: { statementMs: number; lockMs: number };
   dataDir: string;
   /** Port of the embedded PostgreSQL (only used when `databaseUrl` is unset). */
   embeddedPostgresPort: number;
@@ -382,11 +391,28 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   };
   if (pool.min > pool.max) throw new ConfigError('DB_POOL_MIN must not exceed DB_POOL_MAX');
 
+  const databaseUrl = url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']);
+  const databaseCaFile = env.DATABASE_CA_FILE || undefined;
+  if (databaseUrl) {
+    // sslmode and the CA file are checked here, so a typo stops startup with one line.
+    try {
+      parseDatabaseUrl(databaseUrl, { caFile: databaseCaFile });
+    } catch (error) {
+      if (error instanceof DatabaseUrlError) throw new ConfigError(error.message);
+      throw error;
+    }
+  }
+
   const config: Config = {
     env: envName,
     port: int(env, 'PORT', 4000),
     version: env.npm_package_version ?? '0.1.0',
-    databaseUrl: url(env, 'DATABASE_URL', ['postgres:', 'postgresql:']),
+    databaseUrl,
+    databaseCaFile,
+    dbTimeouts: {
+      statementMs: int(env, 'DB_STATEMENT_TIMEOUT_MS', 5_000, 0),
+      lockMs: int(env, 'DB_LOCK_TIMEOUT_MS', 2_000, 0),
+    },
     dataDir,
     embeddedPostgresPort: int(env, 'EMBEDDED_POSTGRES_PORT', 54329, 1),
     pool,

@@ -24,6 +24,11 @@ describe('loadConfig', () => {
     [{ USER_DAILY_BUDGET_USD: '-1' }, /USER_DAILY_BUDGET_USD must be a number >= 0/],
     [{ RATE_LIMIT_PROVIDER_CALLS: 'many' }, /RATE_LIMIT_PROVIDER_CALLS/],
     [{ TRUST_PROXY: 'maybe' }, /TRUST_PROXY/],
+    [{ DB_STATEMENT_TIMEOUT_MS: '5s' }, /^DB_STATEMENT_TIMEOUT_MS must be an integer >= 0, got "5s"$/],
+    [{ DB_LOCK_TIMEOUT_MS: '-1' }, /^DB_LOCK_TIMEOUT_MS must be an integer >= 0, got "-1"$/],
+    [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=sometimes' }, /^DATABASE_URL has sslmode=sometimes: it must be one of disable, allow, prefer, require, verify-ca, verify-full$/],
+    [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=verify-full' }, /^DATABASE_URL has sslmode=verify-full, which needs DATABASE_CA_FILE/],
+    [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=verify-ca', DATABASE_CA_FILE: '/nonexistent/ca.crt' }, /^DATABASE_URL has sslmode=verify-ca but DATABASE_CA_FILE \/nonexistent\/ca.crt cannot be read: ENOENT$/],
   ])('rejects a malformed value %p with one line naming it', (env, message) => {
     const error = (() => {
       try {
@@ -117,6 +122,12 @@ describe('loadConfig', () => {
     if (typeof message === 'string') expect(error!.message).toBe(message);
     else expect(error!.message).toMatch(message);
     expect(error!.message).not.toContain('\n');
+  });
+
+  it('reads the database statement and lock timeouts (defaults 5000 and 2000 ms; 0 = none)', () => {
+    const base = { NODE_ENV: 'test', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
+    expect(loadConfig(base).dbTimeouts).toEqual({ statementMs: 5_000, lockMs: 2_000 });
+    expect(loadConfig({ ...base, DB_STATEMENT_TIMEOUT_MS: '0', DB_LOCK_TIMEOUT_MS: '750' }).dbTimeouts).toEqual({ statementMs: 0, lockMs: 750 });
   });
 
   it('uses per-environment pool bounds', () => {

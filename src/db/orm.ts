@@ -1,12 +1,16 @@
 /**
  * MikroORM setup: options shared by the app and the CLI (`mikro-orm.config.ts`),
- * pool bounds from config, the query observer, and live pool statistics.
+ * pool bounds from config, per-connection timeouts, TLS as `sslmode` asks
+ * (`database-url.ts`), error messages without parameter values, migrations,
+ * the query observer, and live pool statistics.
  */
 import { Migrator } from '@mikro-orm/migrations';
 import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
 import { join } from 'node:path';
+import { Client } from 'pg';
 import type { PoolConfig } from '../config';
 import { withTimeout } from '../timeout';
+import { type DatabaseTarget, parseDatabaseUrl, resolveSsl, type SslOptions } from './database-url';
 import type { QueryObserver } from './query-observer';
 
 export type Orm = MikroORM;
@@ -18,13 +22,28 @@ export interface OrmOptionsInput {
   observer?: QueryObserver;
   /** Postgres schema, for tests that isolate by schema rather than by database. */
   schema?: string;
+  /**
+   * `statement_timeout` / `lock_timeout` of every pooled connection, sent as
+   * startup parameters (no extra round trip). 0 or absent: none (the CLI's
+   * migrations; `migrate()` lifts them for its own transaction).
+   */
+  timeouts?: { statementMs: number; lockMs: number };
+  /** `DATABASE_CA_FILE`, for `sslmode=verify-ca` / `verify-full`. */
+  caFile?: string;
 }
+
+/** The parsed URL of each options object, for `connectOrm` (allow / prefer probe, error lines). */
+const TARGETS = new WeakMap<object, DatabaseTarget>();
 
 /** Where migrations live: `migrations/*.ts` under ts-node/swc, `dist/migrations/*.js` when built. */
 const MIGRATIONS_DIR = join(__dirname, '..', '..', 'migrations');
 
 export function createOrmOptions(input: OrmOptionsInput): Options {
-  return defineConfig({
+  const target = parseDatabaseUrl(input.clientUrl, { caFile: input.caFile });
+  const connection: Record<string, unknown> = { ssl: target.ssl };
+  if (input.timeouts?.statementMs) connection.statement_timeout = input.timeouts.statementMs;
+  if (input.timeouts?.lockMs) connection.lock_timeout = input.timeouts.lockMs;
+  const options = defineConfig({
     clientUrl: input.clientUrl,
     entities: input.entities,
     schema: input.schema,
@@ -55,10 +74,29 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     forceUndefined: false,
     loadStrategy: 'select-in',
     // knex reports dropped pool connections itself ("Connection Error: …"): into our log, not the console.
-    driverOptions: input.observer ? { log: knexLog(input.observer) } : {},
+    // MikroORM drops the URL's query string: TLS and timeouts reach node-postgres here.
+    driverOptions: input.observer ? { connection, log: knexLog(input.observer) } : { connection },
     debug: input.observer ? ['query'] : false,
     loggerFactory: input.observer ? () => input.observer! : undefined,
     allowGlobalContext: false,
+  });
+  TARGETS.set(options, target);
+  return options;
+}
+
+/** The TLS options of `options` (for `allow` / `prefer`, probed once against the server). */
+export async function settleSsl(options: Options): Promise<void> {
+  const target = TARGETS.get(options);
+  if (!target || (target.sslmode !== 'allow' && target.sslmode !== 'prefer')) return;
+  const connection = (options.driverOptions as { connection: { ssl: SslOptions } }).connection;
+  connection.ssl = await resolveSsl(target, async (ssl) => {
+    const client = new Client({ host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, ssl, connectionTimeoutMillis: 5_000 });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   });
 }
 
@@ -68,14 +106,78 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
  * (`database "x" does not exist`) instead of failing the first request.
  */
 export async function connectOrm(options: Options): Promise<Orm> {
+  await settleSsl(options);
   const orm = await MikroORM.init(options);
+  withoutValuesInErrors(orm);
   const check = await orm.checkConnection();
   if (!check.ok) {
     await orm.close(true).catch(() => undefined);
-    const where = describeDatabaseUrl(String(options.clientUrl ?? ''));
+    const target = TARGETS.get(options);
+    const where = describeDatabaseUrl(String(options.clientUrl ?? '')) + (target?.sslmode ? ` (sslmode=${target.sslmode})` : '');
     throw new Error(`cannot use the database ${where}: ${oneLine(check.reason)}`);
   }
   return orm;
+}
+
+/**
+ * Applies pending migrations in one transaction without the pool's statement
+ * and lock timeouts (a migration may rewrite a large table or wait for a
+ * lock); returns the names applied.
+ */
+export async function migrate(orm: Orm): Promise<string[]> {
+  const connection = orm.em.getConnection();
+  const migrator = orm.getMigrator() as ReturnType<Orm['getMigrator']> & { ensureDatabase(): Promise<void> };
+  // The migrations table first, on a connection of its own, as `up()` does: inside the
+  // transaction below it would wait for a second connection (a pool of one never has it).
+  await migrator.ensureDatabase();
+  migrator.ensureDatabase = async () => undefined;
+  try {
+    return await connection.transactional(async (trx) => {
+      await connection.execute('set local statement_timeout = 0', [], 'run', trx);
+      await connection.execute('set local lock_timeout = 0', [], 'run', trx);
+      const applied = await migrator.up({ transaction: trx });
+      return applied.map((m) => m.name);
+    });
+  } finally {
+    delete (migrator as { ensureDatabase?: unknown }).ensureDatabase;
+  }
+}
+
+/**
+ * MikroORM sends statements with their parameters inlined, and knex prefixes
+ * a failed statement's error message (and stack) with that text: emails,
+ * password hashes, sealed keys, message content — connection errors
+ * included. Here, where the statement and its parameters are still apart,
+ * the inlined text in the error is replaced by the statement with its
+ * placeholders (`$1`, `$2`, …), before MikroORM wraps the error and before
+ * anything logs or formats it. (`observability/error-serializer.ts` masks
+ * literals again, should any text escape this.)
+ */
+function withoutValuesInErrors(orm: Orm): void {
+  for (const type of ['write', 'read'] as const) {
+    const connection = orm.em.getDriver().getConnection(type) as unknown as {
+      executeQuery<T>(query: string, cb: () => Promise<T>, context?: { query?: string; params?: readonly unknown[] }): Promise<T>;
+      getPlatform(): { formatQuery(sql: string, params: readonly unknown[]): string };
+      getKnex(): { client: { positionBindings(sql: string): string } };
+      __valuesStripped?: boolean;
+    };
+    if (connection.__valuesStripped) continue;
+    connection.__valuesStripped = true;
+    const executeQuery = connection.executeQuery.bind(connection);
+    connection.executeQuery = async (query, cb, context) => {
+      try {
+        return await executeQuery(query, cb, context);
+      } catch (error) {
+        if (error instanceof Error && context?.query && context.params?.length) {
+          const inlined = connection.getPlatform().formatQuery(context.query, context.params);
+          const placeholders = connection.getKnex().client.positionBindings(context.query);
+          error.message = error.message.split(inlined).join(placeholders);
+          if (error.stack) error.stack = error.stack.split(inlined).join(placeholders);
+        }
+        throw error;
+      }
+    };
+  }
 }
 
 /** `host:port/name` of a connection URL, never its password. */

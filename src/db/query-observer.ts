@@ -54,11 +54,11 @@ export class QueryObserver implements OrmLogger {
   }
 
   error(namespace: string, message: string): void {
-    this.logger.error({ namespace }, message);
+    this.logger.error({ namespace }, maskSqlLiterals(message));
   }
 
   warn(namespace: string, message: string): void {
-    this.logger.warn({ namespace }, message);
+    this.logger.warn({ namespace }, maskSqlLiterals(message));
   }
 
   setDebugMode(): void {}

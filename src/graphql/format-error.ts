@@ -6,7 +6,7 @@
  */
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
-import { isConnectionError } from '../db/connection-errors';
+import { isBusyError, isConnectionError } from '../db/connection-errors';
 import { AppError, type ErrorCode } from '../errors';
 
 /** A validation-rule error that should reach the client as QUERY_TOO_COMPLEX. */
@@ -96,6 +96,13 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
   }
   const mapped = requestErrorCode(formatted.extensions?.code) ?? (isCodelessClientError(cause) ? 'BAD_USER_INPUT' : null);
   if (mapped) return { formatted: { ...base, extensions: { code: mapped } }, internal: false };
+  if (isBusyError(cause)) {
+    // A lock held elsewhere (lock_timeout) or a statement over statement_timeout: busy, not broken.
+    return {
+      formatted: { ...base, message: 'The database is busy (a lock or statement timeout), retry later', extensions: { code: 'SERVICE_UNAVAILABLE' } },
+      internal: true,
+    };
+  }
   if (isUnavailableError(cause)) {
     return {
       formatted: { ...base, message: 'The database is unavailable, retry later', extensions: { code: 'SERVICE_UNAVAILABLE' } },

@@ -11,11 +11,18 @@
  *   { type, code (SQLSTATE), sql (literals masked), message (values masked),
  *     table, column, constraint, routine, stack frames }
  *
- * and never with `detail`, `where`, `internalQuery` or parameters. Other
+ * and never with `detail`, `where`, `internalQuery` or parameters. The same
+ * holds for errors without a SQLSTATE that carry a statement: a connection
+ * that broke under a statement (ECONNRESET, "Connection terminated
+ * unexpectedly") is a MikroORM DriverException (or a knex error) whose
+ * message is the statement too. `db/orm.ts` already puts the statement's
+ * placeholders in place of its inlined values; this masks any literal left,
+ * as the one place every logger goes through. Other
  * errors use pino's serializer, unless a database error hides in their
  * `cause` chain (pino would concatenate its message), in which case each
  * link is written on its own and the database link is sanitised.
  */
+import { DriverException } from '@mikro-orm/core';
 import pino from 'pino';
 
 /**
@@ -27,11 +34,19 @@ import pino from 'pino';
 const SQL_LITERAL = /E?'(?:[^']|'')*'/g;
 const MAX_SQL = 2_000;
 
-/** A PostgreSQL error, or MikroORM's wrapper of one (which copies its fields). */
+/** knex's "<statement> - <reason>" message, whatever the reason (a connection error has no SQLSTATE). */
+const STATEMENT_MESSAGE = /^\s*(?:\/\*[\s\S]*?\*\/\s*)?(?:select|insert|update|delete|with|merge|call|set|begin|commit|rollback|savepoint|release|create|alter|drop|truncate|lock|copy|values|explain|execute|prepare|do)\b[\s\S]* - /i;
+
+/**
+ * A PostgreSQL error, MikroORM's wrapper of one (which copies its fields), any
+ * MikroORM driver error (connection failures included), or an error whose
+ * message is a statement.
+ */
 export function isDatabaseError(error: unknown): error is Error & Record<string, unknown> {
   if (!(error instanceof Error)) return false;
   const e = error as unknown as Record<string, unknown>;
-  return typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string';
+  if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && typeof e.severity === 'string') return true;
+  return error instanceof DriverException || STATEMENT_MESSAGE.test(error.message);
 }
 
 /**
@@ -85,8 +100,9 @@ function stackFrames(stack: unknown): string[] {
 
 function databaseErrorRecord(error: Error & Record<string, unknown>): Record<string, unknown> {
   const parts = splitStatement(String(error.message ?? ''));
-  if (!parts) return { type: error.name, code: error.code, message: '[unparseable statement omitted]', stack: stackFrames(error.stack) };
-  const record: Record<string, unknown> = { type: error.name, code: error.code, message: parts.message };
+  if (!parts) return { type: error.name, ...(typeof error.code === 'string' ? { code: error.code } : {}), message: '[unparseable statement omitted]', stack: stackFrames(error.stack) };
+  const record: Record<string, unknown> = { type: error.name, message: parts.message };
+  if (typeof error.code === 'string' || typeof error.code === 'number') record.code = error.code;
   if (parts.sql) record.sql = parts.sql.length > MAX_SQL ? `${parts.sql.slice(0, MAX_SQL)}…` : parts.sql;
   for (const key of ['severity', 'table', 'column', 'constraint', 'routine'] as const) {
     if (typeof error[key] === 'string') record[key] = error[key];

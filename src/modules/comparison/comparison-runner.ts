@@ -36,7 +36,7 @@ import type { LanguageModel } from 'ai';
 import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { isConnectionError } from '../../db/connection-errors';
+import { isRetryableDatabaseError } from '../../db/connection-errors';
 import { isUuid } from '../../db/pagination';
 import { pgArray } from '../../db/sql';
 import type { Principal } from '../../graphql/auth';
@@ -528,7 +528,8 @@ export class ComparisonRunner {
         if (written) return 'written';
         return failedBefore ? 'unknown' : 'not-written';
       } catch (err) {
-        if (!isConnectionError(err)) {
+        // Connection errors and lock / statement timeouts: retried.
+        if (!isRetryableDatabaseError(err)) {
           this.deps.logger.error({ ...failure(err), responseId: id, attempt }, 'could not store a comparison response: the statement was refused');
           return 'rejected';
         }
