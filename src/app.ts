@@ -135,7 +135,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     }
 
     // 2. Observability.
-    const metrics = createMetrics({ collectDefaults: config.env !== 'test', poolStats: () => poolStats(orm) });
+    const metrics = createMetrics({ collectDefaults: config.env !== 'test', poolStats: () => poolStats(orm), providerLabels: config.metrics.providerLabels });
     queryObserver.onQuery((_sql, tookMs, failed) => metrics.dbQueryDuration.observe({ outcome: failed ? 'error' : 'ok' }, tookMs / 1000));
     // Statements sent on a request's behalf, for its log line (the runner's own schedule left out).
     queryObserver.onQuery((sql) => sql.startsWith(BACKGROUND_SQL_TAG) || countStatement());
@@ -190,7 +190,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const userFetch = createGuardedFetch(config.egress);
     cleanups.push(() => userFetch.close());
     const transport = { userFetch };
-    const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls, transport);
+    const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls, transport, config.operatorEndpoints);
     const usage = new UsageService({
       orm,
       providerCalls: rateLimiters.limiter('provider_calls', config.rateLimits.providerCalls),

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { DatabaseUrlError, parseDatabaseUrl } from './db/database-url';
 import { DEVELOPMENT_CORS_ORIGINS, parseOriginRule } from './http/cors';
+import { DEFAULT_BASE_URLS, normalizeEndpoint } from './llm/language-models';
 import { endpointKey, type ModelId, parseModelId } from './llm/model-id';
 
 export type Environment = 'development' | 'production' | 'test';
@@ -115,6 +116,13 @@ export interface Config {
   encryptionKeys: EncryptionKey[];
   adminEmails: string[];
   providerBaseUrls: Partial<Record<'openai' | 'anthropic' | 'google' | 'mistral', string>>;
+  /**
+   * Base URLs (normalised: `normalizeEndpoint`) whose answers count on the
+   * GLOBAL and JUDGE boards when a user's key points at one of them
+   * (`OPERATOR_ENDPOINTS`; default: the configured provider base URLs, or the
+   * public APIs). An answer from any other key `baseUrl` is `customEndpoint`.
+   */
+  operatorEndpoints: string[];
   llm: {
     requestTimeoutMs: number;
     listTimeoutMs: number;
@@ -163,6 +171,12 @@ export interface Config {
     token?: string;
     /** Operation names (beyond the trusted documents') that may become a metric label; others are `other`. */
     maxOperationLabels: number;
+    /**
+     * Whether LLM call series carry the real `provider` label. False in
+     * production without a token: a public `/metrics` would show which
+     * providers a blind battle called as it runs, so the label reads `hidden`.
+     */
+    providerLabels: boolean;
   };
   /** argon2id cost (OWASP: 19 MiB, 2 passes, 1 lane). */
   passwordHashing: { memoryCostKib: number; timeCost: number };
@@ -276,6 +290,29 @@ function url(env: Env, name: string, protocols: string[]): string | undefined {
  * CIDR list (only those private ranges). Default: allowed outside production,
  * so a local Ollama keeps working in development.
  */
+/**
+ * OPERATOR_ENDPOINTS: comma-separated http(s) base URLs without credentials,
+ * normalised (`normalizeEndpoint`). Unset or empty: the configured provider
+ * base URLs, each provider's public API where none is configured.
+ */
+function operatorEndpoints(env: Env, providerBaseUrls: Config['providerBaseUrls']): string[] {
+  const entries = (env.OPERATOR_ENDPOINTS ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  const raw = entries.length
+    ? entries
+    : (Object.keys(DEFAULT_BASE_URLS) as Array<keyof typeof DEFAULT_BASE_URLS>).map((p) => providerBaseUrls[p] || DEFAULT_BASE_URLS[p]);
+  const out = new Set<string>();
+  for (const entry of raw) {
+    const normalized = normalizeEndpoint(entry);
+    if (normalized === null) throw new ConfigError(`OPERATOR_ENDPOINTS: ${JSON.stringify(entry)} is not an http(s) base URL`);
+    if (/^[a-z]+:\/\/[^/]*@/i.test(entry)) throw new ConfigError(`OPERATOR_ENDPOINTS: ${JSON.stringify(entry)} must not contain credentials`);
+    out.add(normalized);
+  }
+  return [...out];
+}
+
 /** `ARENA_MODELS`: comma-separated model ids, each valid, no endpoint twice, none or at least two. */
 function arenaModels(env: Env): string[] {
   const raw = (env.ARENA_MODELS ?? '').split(',').map((m) => m.trim()).filter(Boolean);
@@ -403,6 +440,12 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     }
   }
 
+  const providerBaseUrls: Config['providerBaseUrls'] = {
+    openai: url(env, 'OPENAI_BASE_URL', ['http:', 'https:']),
+    anthropic: url(env, 'ANTHROPIC_BASE_URL', ['http:', 'https:']),
+    google: url(env, 'GOOGLE_BASE_URL', ['http:', 'https:']),
+    mistral: url(env, 'MISTRAL_BASE_URL', ['http:', 'https:']),
+  };
   const config: Config = {
     env: envName,
     port: int(env, 'PORT', 4000),
@@ -426,12 +469,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       .split(',')
       .map((e) => e.trim().toLowerCase())
       .filter(Boolean),
-    providerBaseUrls: {
-      openai: url(env, 'OPENAI_BASE_URL', ['http:', 'https:']),
-      anthropic: url(env, 'ANTHROPIC_BASE_URL', ['http:', 'https:']),
-      google: url(env, 'GOOGLE_BASE_URL', ['http:', 'https:']),
-      mistral: url(env, 'MISTRAL_BASE_URL', ['http:', 'https:']),
-    },
+    providerBaseUrls,
+    operatorEndpoints: operatorEndpoints(env, providerBaseUrls),
     llm: {
       requestTimeoutMs: int(env, 'LLM_TIMEOUT_MS', 60_000, 1),
       listTimeoutMs: int(env, 'LLM_LIST_TIMEOUT_MS', 2_000, 1),
@@ -482,6 +521,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     metrics: {
       token: env.METRICS_TOKEN || undefined,
       maxOperationLabels: int(env, 'METRICS_MAX_OPERATION_NAMES', 100, 0),
+      providerLabels: !production || Boolean(env.METRICS_TOKEN),
     },
     passwordHashing: {
       memoryCostKib: int(env, 'ARGON2_MEMORY_KIB', 19_456, 1024),

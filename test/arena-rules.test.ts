@@ -120,10 +120,11 @@ describe('what an unrevealed response shows', () => {
     promptTokens: 10,
     completionTokens: 3,
     costUsd: 0.0001,
+    customEndpoint: true,
     settledAt: new Date(0),
   };
 
-  it('hides identity, prices, token counts and provider texts; keeps label, status, content and timing', () => {
+  it('hides identity, prices, token counts, a custom endpoint and provider texts; keeps label, status, content and timing', () => {
     expect(presentResponse(row, false)).toEqual({
       ...row,
       label: 'B',
@@ -133,6 +134,7 @@ describe('what an unrevealed response shows', () => {
       costUsd: null,
       promptTokens: null,
       completionTokens: null,
+      customEndpoint: false,
       error: 'RATE_LIMIT: the model call failed (details hidden until you vote)',
     });
     expect(presentResponse(row, true)).toEqual({ ...row, label: 'B' });

@@ -29,6 +29,9 @@ describe('loadConfig', () => {
     [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=sometimes' }, /^DATABASE_URL has sslmode=sometimes: it must be one of disable, allow, prefer, require, verify-ca, verify-full$/],
     [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=verify-full' }, /^DATABASE_URL has sslmode=verify-full, which needs DATABASE_CA_FILE/],
     [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=verify-ca', DATABASE_CA_FILE: '/nonexistent/ca.crt' }, /^DATABASE_URL has sslmode=verify-ca but DATABASE_CA_FILE \/nonexistent\/ca.crt cannot be read: ENOENT$/],
+    [{ OPERATOR_ENDPOINTS: 'https://api.openai.com/v1,not a url' }, /OPERATOR_ENDPOINTS: "not a url" is not an http\(s\) base URL/],
+    [{ OPERATOR_ENDPOINTS: 'ftp://proxy.internal/v1' }, /OPERATOR_ENDPOINTS/],
+    [{ OPERATOR_ENDPOINTS: 'https://user:pw@proxy.internal/v1' }, /OPERATOR_ENDPOINTS: .* must not contain credentials/],
   ])('rejects a malformed value %p with one line naming it', (env, message) => {
     const error = (() => {
       try {
@@ -41,6 +44,28 @@ describe('loadConfig', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect(error.message).toMatch(message);
     expect(error.message).not.toContain('\n');
+  });
+
+  it('OPERATOR_ENDPOINTS defaults to the configured provider base URLs (public APIs where unset), normalised', () => {
+    const base = { NODE_ENV: 'test', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
+    expect(loadConfig(base).operatorEndpoints).toEqual([
+      'https://api.openai.com/v1',
+      'https://api.anthropic.com/v1',
+      'https://generativelanguage.googleapis.com/v1beta',
+      'https://api.mistral.ai/v1',
+    ]);
+    expect(loadConfig({ ...base, OPENAI_BASE_URL: 'http://Proxy.Internal:80/openai/' }).operatorEndpoints[0]).toBe('http://proxy.internal/openai');
+    expect(loadConfig({ ...base, OPERATOR_ENDPOINTS: ' https://llm.example.com/v1/ , http://10.0.0.5:11434/v1' }).operatorEndpoints).toEqual([
+      'https://llm.example.com/v1',
+      'http://10.0.0.5:11434/v1',
+    ]);
+  });
+
+  it('in production, LLM metrics carry provider labels only behind METRICS_TOKEN', () => {
+    const production = { NODE_ENV: 'production', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
+    expect(loadConfig(production).metrics.providerLabels).toBe(false);
+    expect(loadConfig({ ...production, METRICS_TOKEN: 'metrics-token-0123456789abcdef' }).metrics.providerLabels).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'test', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY }).metrics.providerLabels).toBe(true);
   });
 
   it('generates development secrets once into the data directory and reuses them', () => {

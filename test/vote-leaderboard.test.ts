@@ -72,8 +72,9 @@ describe('vote', () => {
     t = await createTestApp();
     alice = await t.signUp('alice');
     bob = await t.signUp('bob');
-    mixed = await seedComparison(t, alice.userId, [{ model: 'openai:x' }, { model: 'anthropic:y' }, { model: 'google:z', status: 'FAILED' }]);
-    other = await seedComparison(t, alice.userId, [{ model: 'openai:x' }, { model: 'anthropic:y' }]);
+    // Not blind: these votes are changed below (a vote on a blind comparison is final, see test/board-integrity.test.ts).
+    mixed = await seedComparison(t, alice.userId, [{ model: 'openai:x' }, { model: 'anthropic:y' }, { model: 'google:z', status: 'FAILED' }], false);
+    other = await seedComparison(t, alice.userId, [{ model: 'openai:x' }, { model: 'anthropic:y' }], false);
     bobs = await seedComparison(t, bob.userId, [{ model: 'openai:x' }, { model: 'anthropic:y' }]);
   });
   afterAll(() => t.close());
@@ -385,13 +386,15 @@ describe('leaderboard', () => {
     expect((await t.gql(GLOBAL, {}, bob.token)).data.leaderboard).toEqual(leaderboard);
   });
 
-  it('a replaced vote refits GLOBAL in the background (one locked transaction on battle_counts); the next read serves it with no SQL', async () => {
+  it('a new vote refits GLOBAL in the background (one locked transaction on battle_counts); the next read serves it with no SQL', async () => {
     await aliceCasts();
     const seeded = await bobSeeds();
     await bobCasts(seeded);
     expect(byModel((await t.gql(GLOBAL, {}, alice.token)).data.leaderboard)[A]).toMatchObject({ battles: 9, wins: 4 });
+    // A blind vote is final (it reveals the comparison): the board moves with a new vote, b6, where A beats B.
+    const b6 = await seedComparison(t, bob.userId, [{ model: A, latencyMs: 1000, costUsd: 0.01 }, { model: B, latencyMs: 2000 }]);
     const refit = await t.countStatements(async () => {
-      await castVote(bob, seeded[3], 'WINNER', 0); // b4: now A beats B
+      await castVote(bob, b6, 'WINNER', 0);
       await t.app.services.leaderboard.refits(); // the refit the vote started: awaited, no sleep
     });
     // The refit reads the pre-aggregated counts under the board's advisory lock, never the votes.
@@ -399,15 +402,14 @@ describe('leaderboard', () => {
     expect(fits.length).toBeGreaterThanOrEqual(1);
     expect(refit.statements.some((q) => /pg_try_advisory_xact_lock/.test(q))).toBe(true);
 
-    const replaced = [...bobVotes];
-    replaced[3] = { models: [A, B], outcome: 'WINNER', winner: A };
+    const added: VoteRecord[] = [...bobVotes, { models: [A, B], outcome: 'WINNER', winner: A }];
     const { count, result } = await t.countStatements(() => t.gql(GLOBAL, {}, alice.token));
     expect(count).toBe(0);
-    const expected = bradleyTerry(votesToBattles([...aliceVotes, ...replaced]));
+    const expected = bradleyTerry(votesToBattles([...aliceVotes, ...added]));
     const ranking = byModel(result.data.leaderboard);
-    expect(ranking[A]).toMatchObject({ battles: 9, wins: 5, losses: 2, ties: 2 });
+    expect(ranking[A]).toMatchObject({ battles: 10, wins: 5, losses: 3, ties: 2 });
     expect(ranking[A].rating).toBeCloseTo(expected.find((r) => r.model === A)!.rating, 6);
-    expect(byModel((await t.gql(MINE, {}, bob.token)).data.leaderboard)[B]).toMatchObject({ wins: 0, losses: 4 });
+    expect(byModel((await t.gql(MINE, {}, bob.token)).data.leaderboard)[B]).toMatchObject({ wins: 1, losses: 4 });
 
     // A second GLOBAL read with no vote in between comes from the cache: no SQL.
     const again = await t.countStatements(() => t.gql(GLOBAL, {}, alice.token));

@@ -100,7 +100,7 @@ export const RELATIONS: Record<string, Relation> = {
     order: 'position',
     // A blind comparison not yet voted on (`revealedSql` in modules/comparison/blind.ts) hides these (its `hideIdentity` list).
     concealed: {
-      fields: ['provider', 'model', 'keyLabel', 'costUsd', 'promptTokens', 'completionTokens', 'error'],
+      fields: ['provider', 'model', 'keyLabel', 'costUsd', 'promptTokens', 'completionTokens', 'customEndpoint', 'error'],
       when: (p) => `(not ${REVEALED(p)})`,
     },
   },

@@ -53,6 +53,36 @@ export const DEFAULT_BASE_URLS: Readonly<Required<ProviderBaseUrls>> = Object.fr
 });
 
 /**
+ * A base URL as endpoints are compared (`OPERATOR_ENDPOINTS`): scheme, host
+ * and port as the URL parser spells them (lower case, default port dropped),
+ * then the path without trailing slashes; query and fragment left out. Null
+ * when it is not an http(s) URL.
+ */
+export function normalizeEndpoint(raw: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+  return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+/**
+ * Whether a call to a key's own `baseUrl` is served by one of the operator's
+ * endpoints (`operatorEndpoints`: normalised, see `normalizeEndpoint`). A call
+ * without a key `baseUrl` goes to the operator's configured or public
+ * endpoint: never custom.
+ */
+export function isCustomEndpoint(creds: ProviderCredentials, operatorEndpoints: ReadonlySet<string>): boolean {
+  const own = creds.baseUrl?.trim();
+  if (!own) return false;
+  const normalized = normalizeEndpoint(own);
+  return normalized === null || !operatorEndpoints.has(normalized);
+}
+
+/**
  * No retries of a model call (`streamCompletion` calls the provider model's
  * `doStream` once; pass this as `maxRetries` to any `streamText` /
  * `generateText`). The SDK's default (2

@@ -17,9 +17,21 @@ export interface Metrics {
   /** Calls a rate limit allowed because its store (Redis) failed. */
   rateLimitFailOpen: Counter<'limit'>;
   compiledReads: Counter<'outcome'>;
+  /**
+   * The `provider` label value of the LLM call series: the provider, or
+   * `hidden` when provider labels are off (production without METRICS_TOKEN:
+   * a public `/metrics` must not show which providers a blind battle calls).
+   */
+  providerLabel(provider: string): string;
 }
 
-export function createMetrics(opts: { collectDefaults: boolean; poolStats?: () => { size: number; used: number; free: number; pending: number; max: number } }): Metrics {
+export function createMetrics(opts: {
+  collectDefaults: boolean;
+  poolStats?: () => { size: number; used: number; free: number; pending: number; max: number };
+  /** Real provider names on the LLM call series (default true); false: `hidden`. */
+  providerLabels?: boolean;
+}): Metrics {
+  const providerLabels = opts.providerLabels ?? true;
   const registry = new Registry();
   if (opts.collectDefaults) collectDefaultMetrics({ register: registry, prefix: 'llmselect_' });
   const poolStats = opts.poolStats;
@@ -37,6 +49,7 @@ export function createMetrics(opts: { collectDefaults: boolean; poolStats?: () =
   }
   return {
     registry,
+    providerLabel: (provider) => (providerLabels ? provider : 'hidden'),
     httpDuration: new Histogram({
       name: 'llmselect_http_request_duration_seconds',
       help: 'HTTP request duration',

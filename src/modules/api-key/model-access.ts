@@ -7,17 +7,29 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { LanguageModel } from 'ai';
 import type { ModelId } from '../../llm/model-id';
 import { toProvider } from '../../llm/model-id';
-import { createLanguageModel, type ProviderBaseUrls, type ProviderTransport } from '../../llm/language-models';
+import { createLanguageModel, isCustomEndpoint, type ProviderBaseUrls, type ProviderTransport } from '../../llm/language-models';
 import { ProviderCallError } from '../../llm/provider-errors';
 import type { ApiKeyService } from './api-key.service';
 
+/** A callable model, and whether it is served by the user's own endpoint (not an operator endpoint: see `isCustomEndpoint`). */
+export interface ResolvedModel {
+  model: LanguageModel;
+  customEndpoint: boolean;
+}
+
 export class ModelAccess {
+  private readonly operatorEndpoints: ReadonlySet<string>;
+
   constructor(
     private readonly apiKeys: ApiKeyService,
     private readonly baseUrls: ProviderBaseUrls,
     /** Calls to a key's own `baseUrl` go through the egress-guarded fetch. */
     private readonly transport: ProviderTransport = {},
-  ) {}
+    /** Normalised base URLs whose answers count on the shared boards (`OPERATOR_ENDPOINTS`). */
+    operatorEndpoints: readonly string[] = [],
+  ) {
+    this.operatorEndpoints = new Set(operatorEndpoints);
+  }
 
   /** `touchKey` false leaves the key's `lastUsedAt` alone (blind comparisons: see `ApiKeyService.credentials`). */
   async languageModel(em: EntityManager, userId: string, id: ModelId, touchKey = true): Promise<LanguageModel> {
@@ -31,6 +43,11 @@ export class ModelAccess {
    * user holds no key of that provider and label.
    */
   languageModels(em: EntityManager, userId: string, ids: readonly ModelId[], touchKey = true): Array<Promise<LanguageModel>> {
+    return this.resolveModels(em, userId, ids, touchKey).map(async (resolved) => (await resolved).model);
+  }
+
+  /** {@link languageModels}, each with whether its key's `baseUrl` is a custom (non-operator) endpoint. */
+  resolveModels(em: EntityManager, userId: string, ids: readonly ModelId[], touchKey = true): Array<Promise<ResolvedModel>> {
     const creds = this.apiKeys.credentialsFor(em, userId, ids.map((id) => ({ provider: toProvider(id.provider), label: id.label })), touchKey);
     return ids.map(async (id, i) => {
       const found = (await creds)[i];
@@ -41,7 +58,10 @@ export class ModelAccess {
           `No ${id.provider} API key labelled "${id.label}": add one with saveApiKey`,
         );
       }
-      return createLanguageModel(id.provider, id.name, found, this.baseUrls, this.transport);
+      return {
+        model: createLanguageModel(id.provider, id.name, found, this.baseUrls, this.transport),
+        customEndpoint: isCustomEndpoint(found, this.operatorEndpoints),
+      };
     });
   }
 }

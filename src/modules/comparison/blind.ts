@@ -22,6 +22,8 @@
  * - `costUsd`: null (a price identifies a model);
  * - `promptTokens`, `completionTokens`: null (the same prompt counts
  *   differently under each provider's tokenizer, so the count names the family);
+ * - `customEndpoint`: false (it is not nullable; true would tell which
+ *   answer came through which of the user's keys, i.e. name the provider);
  * - `error`: the reason code only (`RATE_LIMIT: …`), never the provider's own
  *   text, which tends to name the model or provider (`hiddenError`).
  * Shown: `id`, `label`, `status`, `content`, `latencyMs`,
@@ -97,6 +99,7 @@ export function presentResponse(row: ComparisonResponseView, revealed: boolean):
     costUsd: null,
     promptTokens: null,
     completionTokens: null,
+    customEndpoint: false,
     error: hiddenError(row.error),
   };
 }

@@ -32,7 +32,6 @@ import type { UserCacheInvalidator } from '../../cache/invalidation';
 import type { PubSub } from '../../pubsub/pubsub.port';
 import type { Orm } from '../../db/orm';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { LanguageModel } from 'ai';
 import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -49,7 +48,7 @@ import { ProviderCallError } from '../../llm/provider-errors';
 import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { Metrics } from '../../observability/metrics';
-import type { ModelAccess } from '../api-key/model-access';
+import type { ModelAccess, ResolvedModel } from '../api-key/model-access';
 import type { ConversationService } from '../conversation/conversation.service';
 import { validatePrompt } from '../message/chat.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
@@ -109,7 +108,7 @@ export interface ComparisonRunnerDeps {
   metrics: Metrics;
 }
 
-type SettleFields = Partial<Pick<ComparisonResponse, 'content' | 'error' | 'latencyMs' | 'timeToFirstTokenMs' | 'promptTokens' | 'completionTokens' | 'costUsd'>> & {
+type SettleFields = Partial<Pick<ComparisonResponse, 'content' | 'error' | 'latencyMs' | 'timeToFirstTokenMs' | 'promptTokens' | 'completionTokens' | 'costUsd' | 'customEndpoint'>> & {
   status: ResponseStatus;
 };
 
@@ -205,7 +204,7 @@ export class ComparisonRunner {
       throw error;
     }
     // The keys of every model in one read; the reserved budget is given back once every response's cost is recorded.
-    const languageModels = this.deps.models.languageModels(em, principal.userId, models, !blind);
+    const languageModels = this.deps.models.resolveModels(em, principal.userId, models, !blind);
     this.track(comparison.id, Promise.all(jobs.map((job, i) => this.execute(job, languageModels[i]!))).then(() => undefined).finally(release));
     return comparison.id;
   }
@@ -279,7 +278,7 @@ export class ComparisonRunner {
 
     const job = this.execute(
       { response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId, blind: hidden },
-      this.deps.models.languageModel(em, principal.userId, model, !hidden),
+      this.deps.models.resolveModels(em, principal.userId, [model], !hidden)[0]!,
     ).finally(release);
     this.track(`retry:${response.id}`, job);
     await job;
@@ -402,7 +401,7 @@ export class ComparisonRunner {
   }
 
   /** One model: call, stream, settle. Never throws (a model that could not be made, e.g. no key, settles FAILED). */
-  private async execute(job: Job, model$: Promise<LanguageModel>): Promise<void> {
+  private async execute(job: Job, model$: Promise<ResolvedModel>): Promise<void> {
     const { id, comparisonId, model } = job.response;
     const publisher = new ResponsePublisher(this.deps, comparisonId, id);
     const controller = new AbortController();
@@ -411,8 +410,11 @@ export class ComparisonRunner {
     this.live.set(id, publisher);
     const started = performance.now();
     let outcome: ResponseStatus = ResponseStatus.FAILED;
+    // Known once the key is read: stored with whatever outcome the call has.
+    let customEndpoint = false;
     try {
-      const languageModel = await model$;
+      const { model: languageModel, customEndpoint: custom } = await model$;
+      customEndpoint = custom;
       let streaming = false;
       const result = await streamCompletion({
         provider: model.provider,
@@ -439,6 +441,7 @@ export class ComparisonRunner {
         promptTokens: result.promptTokens,
         completionTokens: result.completionTokens,
         costUsd: costUsd(findCatalogEntry(model.provider, model.name), result.promptTokens, result.completionTokens),
+        customEndpoint,
       }, publisher);
     } catch (error) {
       const latencyMs = Math.round(performance.now() - started);
@@ -448,18 +451,19 @@ export class ComparisonRunner {
         outcome = status;
         // A cut answer keeps what arrived up to the limit.
         const kept = error instanceof OutputLimitError ? { content: error.partialText } : {};
-        await this.settle(id, comparisonId, job.userId, { status, error: `${error.reason}: ${error.message}`, latencyMs, ...kept }, publisher);
+        await this.settle(id, comparisonId, job.userId, { status, error: `${error.reason}: ${error.message}`, latencyMs, customEndpoint, ...kept }, publisher);
       } else if (error instanceof CancelledError) {
-        await this.settle(id, comparisonId, job.userId, { status: ResponseStatus.FAILED, error: run.reason ?? 'Cancelled', latencyMs }, publisher);
+        await this.settle(id, comparisonId, job.userId, { status: ResponseStatus.FAILED, error: run.reason ?? 'Cancelled', latencyMs, customEndpoint }, publisher);
       } else {
         this.deps.logger.error({ err: error, responseId: id }, 'comparison response failed unexpectedly');
-        await this.settle(id, comparisonId, job.userId, { status: ResponseStatus.FAILED, error: 'Internal error', latencyMs }, publisher);
+        await this.settle(id, comparisonId, job.userId, { status: ResponseStatus.FAILED, error: 'Internal error', latencyMs, customEndpoint }, publisher);
       }
     } finally {
       this.running.delete(id);
       if (this.live.get(id) === publisher) this.live.delete(id);
-      this.deps.metrics.llmLatency.observe({ provider: model.provider }, (performance.now() - started) / 1000);
-      this.deps.metrics.llmCalls.inc({ provider: model.provider, status: outcome });
+      const provider = this.deps.metrics.providerLabel(model.provider);
+      this.deps.metrics.llmLatency.observe({ provider }, (performance.now() - started) / 1000);
+      this.deps.metrics.llmCalls.inc({ provider, status: outcome });
     }
   }
 

@@ -76,7 +76,7 @@ export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerI
   name: 'comparison_responses_lease_idx',
   expression: `create index "comparison_responses_lease_idx" on "comparison_responses" ("heartbeat_at") where "status" in ('PENDING', 'STREAMING')`,
 })
-export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 'content' | 'comparisonId'> {
+export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 'content' | 'comparisonId' | 'customEndpoint'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
 
@@ -118,6 +118,19 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
   @Property({ type: 'text', nullable: true })
   error?: string | null;
 
+  /**
+   * Served by the user's own key `baseUrl`, which is not one of the
+   * operator's endpoints (`OPERATOR_ENDPOINTS`): its text, tokens and cost are
+   * whatever that endpoint said, so it counts only on the owner's MINE board
+   * (issue 16, case 7). Set when the call is made.
+   */
+  @Field(() => Boolean, {
+    description:
+      "true when the answer was served by the user's own key baseUrl (not one of the operator's endpoints): it counts only on the owner's MINE board. false while the comparison is blind and not yet voted on (it would tell which answer came from which key).",
+  })
+  @Property({ type: 'boolean', default: false })
+  customEndpoint: boolean = false;
+
   /** The rest of the call's measurements are `ModelCallEntity`'s. */
   @Field(() => Int, { nullable: true })
   @Property({ type: 'integer', nullable: true })
@@ -157,6 +170,7 @@ export type ComparisonResponseView = Pick<
   | 'content'
   | 'error'
   | 'timeToFirstTokenMs'
+  | 'customEndpoint'
   | ModelCallField
   | 'settledAt'
 >;

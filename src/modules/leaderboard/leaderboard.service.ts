@@ -117,6 +117,10 @@ const CONSENSUS_FILTER: NormalisedFilter = { blindOnly: false, styleControl: fal
  *   votes; `vote_tallies` gives votes used and excluded the same way.
  * - MINE: the viewer's own votes (`votes.battles`, the snapshot each vote
  *   stores), one statement over that user's votes.
+ * - Answers served by a user's own key `baseUrl` (`customEndpoint`, not an
+ *   operator endpoint) count only on MINE: their battles stay out of
+ *   `battle_counts` (cells marked `c`), of JUDGE and of the shared boards'
+ *   averages (issue 16, case 7).
  * - JUDGE: judge verdicts (`judge_verdicts`), every user's, one GROUP BY
  *   over them (verdicts are few next to votes), plus judge–human agreement;
  *   a verdict on a blind comparison counts once the comparison is revealed
@@ -325,7 +329,7 @@ export class LeaderboardService {
       `select ${endpoint('r')} as model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
          from comparison_responses r
          join comparison_results c on c.id = r.comparison_id ${userId === null ? '' : 'and c.owner_id = ?'}
-        where r.status = 'COMPLETED' and ${endpoint('r')} = any(?::text[]) and ${revealedSql('c')}
+        where r.status = 'COMPLETED' and ${endpoint('r')} = any(?::text[]) and ${revealedSql('c')} ${userId === null ? 'and not r.custom_endpoint' : ''}
         group by 1`,
       [...(userId === null ? [] : [userId]), pgArray(fit.ratings.map((r) => r.model))],
       'all',
@@ -376,6 +380,13 @@ const VOTE_CELLS = `select c->>'a' as model_a, c->>'b' as model_b, c->>'pa' as p
          (c->'x'->>0)::int as s_length, (c->'x'->>1)::int as s_headers, (c->'x'->>2)::int as s_lists, (c->'x'->>3)::int as s_bold, 1 as n
     from votes v cross join jsonb_array_elements(v.battles->'cells') c`;
 
+/**
+ * A battle cell (alias c) that may count on a shared board (GLOBAL): neither
+ * side was served by a user's own endpoint (`c` set by `vote_battles()`,
+ * see the 20261207064000 migration; absent on older snapshots).
+ */
+const SHARED_CELL = `not coalesce((c->>'c')::boolean, false)`;
+
 /** Conditions on a vote's battle snapshot (alias v) for the filter; params appended to `params`. */
 function voteWhere(f: NormalisedFilter, params: unknown[]): string {
   const where: string[] = [];
@@ -413,11 +424,11 @@ export function globalStatement(f: NormalisedFilter): { sql: string; params: unk
   };
   const params: unknown[] = [];
   const cellSources = [`select model_a, model_b, provider_a, provider_b, outcome, s_length, s_headers, s_lists, s_bold, n from battle_counts where ${tableWhere(params)}`];
-  if (f.since !== null) cellSources.push(`${VOTE_CELLS} where v.excluded_at is null and ${firstDay(params)}`);
+  if (f.since !== null) cellSources.push(`${VOTE_CELLS} where v.excluded_at is null and ${SHARED_CELL} and ${firstDay(params)}`);
   const tallySources = [`select used_votes as used, excluded_votes as excluded from vote_tallies where ${tableWhere(params)}`];
   if (f.since !== null) {
     tallySources.push(
-      `select (v.excluded_at is null and jsonb_array_length(v.battles->'cells') > 0)::int, (v.excluded_at is not null)::int from votes v where ${firstDay(params)}`,
+      `select (v.excluded_at is null and exists (select 1 from jsonb_array_elements(v.battles->'cells') c where ${SHARED_CELL}))::int, (v.excluded_at is not null)::int from votes v where ${firstDay(params)}`,
     );
   }
   const sql = `
@@ -463,7 +474,12 @@ function mineStatement(userId: string, f: NormalisedFilter): { sql: string; para
  * a `since` of just now) would otherwise name its models.
  */
 function verdictWhere(f: NormalisedFilter, params: unknown[]): string {
-  const where = ['j.outcome is not null', '(not c.blind or exists (select 1 from votes rv where rv.comparison_id = c.id))'];
+  const where = [
+    'j.outcome is not null',
+    '(not c.blind or exists (select 1 from votes rv where rv.comparison_id = c.id))',
+    // Answers from a user's own endpoint count only on MINE (issue 16, case 7).
+    'not exists (select 1 from comparison_responses cr where cr.id in (j.first_id, j.second_id) and cr.custom_endpoint)',
+  ];
   if (f.blindOnly) where.push('c.blind');
   if (f.category !== null) {
     where.push('c.category = ?');

@@ -19,7 +19,7 @@ registerEnumType(VoteOutcome, { name: 'VoteOutcome' });
 @Index({ name: 'votes_user_created_idx', properties: ['user', 'createdAt'] })
 @Index({ name: 'votes_created_idx', properties: ['createdAt'] })
 @Index({ name: 'votes_winner_idx', properties: ['winner'] })
-export class Vote extends BaseEntity<'comparisonId' | 'userId' | 'winnerId'> {
+export class Vote extends BaseEntity<'comparisonId' | 'userId' | 'winnerId' | 'castBlind'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
 
@@ -36,6 +36,15 @@ export class Vote extends BaseEntity<'comparisonId' | 'userId' | 'winnerId'> {
   /** Set when the vote is excluded from the leaderboard (implausible voting pattern); null = counted. */
   @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
   excludedAt?: Date | null;
+
+  /**
+   * Cast while its comparison was blind and unrevealed (the first vote on a
+   * blind comparison, which reveals it). Only these count on blind-only
+   * boards; a change of outcome or winner clears it (see the 20261207062000
+   * migration), though the vote service refuses such a change.
+   */
+  @Property({ type: 'boolean', default: false })
+  castBlind: boolean = false;
 
   /**
    * The battles this vote yields, computed by the database when the vote is

@@ -31,6 +31,11 @@ const DAY_SECONDS = 24 * 60 * 60;
  *   (such a vote simply yields no battles).
  * - Changing a vote more than VOTE_CHANGE_WINDOW_SECONDS after it was first
  *   cast → VOTE_CHANGE_WINDOW_CLOSED (`extensions.votedAt`, `closedAt`).
+ * - Changing a vote on a blind comparison → VOTE_CHANGE_WINDOW_CLOSED
+ *   (`extensions.votedAt`, `closedAt` = `votedAt`, `revealed: true`): the
+ *   first vote revealed the models, so a second one would be cast knowing
+ *   them (issue 16, case 6). Voting the same outcome and winner again is not
+ *   a change: it answers the stored vote (a client's retry).
  * - A new vote (not a change) when the user cast VOTE_DAILY_CAP votes in the
  *   last 24 h → VOTE_LIMIT_REACHED (`extensions.limit`,
  *   `retryAfterSeconds`: when the oldest of them leaves the window).
@@ -39,7 +44,8 @@ const DAY_SECONDS = 24 * 60 * 60;
  * holding a per-user advisory lock, so the cap and the window are exact
  * across instances and concurrent votes of one user are serialized (the last
  * to commit wins; never a unique violation). A change keeps the vote id and
- * `createdAt` (the time of the first vote). A vote of a user under an active
+ * `createdAt` (the time of the first vote). A vote on a blind comparison is
+ * stored `cast_blind` (only those count on blind-only boards). A vote of a user under an active
  * exclusion is stored excluded. Triggers on `votes` keep the battle counts
  * in step in the same transaction (see the 20261128021000 migration); after
  * the commit the user's voting pattern is checked (`VoteIntegrity`).
@@ -78,10 +84,22 @@ export class VoteService {
       .transactional(async (tx) => {
         const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
         await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`llmselect:votes:${principal.userId}`]);
-        const [existing] = await sql<Array<{ id: string; created_at: Date; age_s: number }>>(
-          `select id, created_at, extract(epoch from now() - created_at)::float8 as age_s from votes where comparison_id = ? and user_id = ?`,
+        const [existing] = await sql<Array<Record<string, unknown> & { id: string; created_at: Date; age_s: number; outcome: string; winner_id: string | null }>>(
+          `select *, extract(epoch from now() - created_at)::float8 as age_s from votes where comparison_id = ? and user_id = ?`,
           [comparison.id, principal.userId],
         );
+        if (existing && comparison.blind) {
+          if (existing.outcome === input.outcome && (existing.winner_id ?? null) === winnerId) {
+            const { age_s: _age, ...stored } = existing;
+            return stored;
+          }
+          const votedAt = new Date(existing.created_at).toISOString();
+          throw new AppError('VOTE_CHANGE_WINDOW_CLOSED', 'A vote on a blind comparison cannot be changed: the first vote revealed the models', {
+            votedAt,
+            closedAt: votedAt,
+            revealed: true,
+          });
+        }
         if (existing) {
           if (existing.age_s > this.rules.changeWindowSeconds) {
             const votedAt = new Date(existing.created_at);
@@ -115,11 +133,11 @@ export class VoteService {
           }
         }
         const [inserted] = await sql<Array<Record<string, unknown>>>(
-          `insert into votes (id, created_at, comparison_id, user_id, outcome, winner_id, excluded_at)
-           values (gen_random_uuid(), now(), ?, ?, ?::vote_outcome, ?::uuid,
+          `insert into votes (id, created_at, comparison_id, user_id, outcome, winner_id, cast_blind, excluded_at)
+           values (gen_random_uuid(), now(), ?, ?, ?::vote_outcome, ?::uuid, ?,
                    (select now() from vote_exclusions where user_id = ? and reversed_at is null))
            returning *`,
-          [comparison.id, principal.userId, input.outcome, winnerId, principal.userId],
+          [comparison.id, principal.userId, input.outcome, winnerId, comparison.blind === true, principal.userId],
         );
         return inserted;
       })
