@@ -67,6 +67,8 @@ export interface DocumentGuardOptions {
   production: boolean;
   /** Root mutation fields that call an LLM provider: at most one per operation. */
   providerCallingFields: readonly string[];
+  /** `Type.field` → the most bytes it may return (`response-bytes.ts`): the cost rule weighs these fields by it. */
+  byteWeights?: Readonly<Record<string, number>>;
 }
 
 export interface DocumentGuard {
@@ -98,9 +100,9 @@ export function createDocumentGuard(opts: DocumentGuardOptions): DocumentGuard {
     if (unsafe) {
       throw badInput(`${unsafe === 'a string literal' ? 'A string literal' : `$${unsafe}`} contains a NUL character or an unpaired UTF-16 surrogate`, unsafe);
     }
-    const measured = operationCost(schema, document, operationName, variables, DEFAULT_LIST_SIZE);
+    const measured = operationCost(schema, document, operationName, variables, DEFAULT_LIST_SIZE, opts.byteWeights);
     if (measured && measured.cost > limits.maxCost) {
-      throw new QueryTooComplexError(`Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} (each field counts 1, multiplied by the page sizes above it)`);
+      throw new QueryTooComplexError(`Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} (each field counts 1, and 1 more per 32 KB it may return, multiplied by the page sizes above it)`);
     }
   };
 
