@@ -15,6 +15,8 @@
  * | one provider-calling mutation field    | validation           | `documentLimitsRule` (`providerCalls`)  | QUERY_TOO_COMPLEX     |
  * | more than 10 validation errors         | validation           | graphql-js `maxErrors`                  | GRAPHQL_VALIDATION_FAILED |
  * | cost with variables (`maxCost`)        | operation resolved   | `operation-cost.ts`                     | QUERY_TOO_COMPLEX     |
+ * | bytes a field may return, in the cost  | operation resolved   | `operation-cost.ts` (`byteWeights`)     | QUERY_TOO_COMPLEX     |
+ * | bytes built (`maxResponseBytes`)       | execution            | `response-bytes.ts`, `http.ts`          | RESPONSE_TOO_LARGE    |
  * | NUL / unpaired surrogate in any string | operation resolved   | `text-input.ts`                         | BAD_USER_INPUT        |
  * | "Did you mean …" suggestions           | production           | graphql `hideSuggestions` + formatError | (message only)        |
  *

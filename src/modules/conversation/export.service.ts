@@ -2,9 +2,11 @@
  * `exportConversation`: one conversation of the viewer's, with its messages,
  * comparisons (responses and the viewer's vote), as pretty JSON or Markdown.
  *
- * Everything loads in at most five statements, whatever the size of the
- * conversation: the conversation (owner-scoped), its messages, its
- * comparisons, then their responses and the viewer's votes on them.
+ * Everything loads in at most six statements, whatever the size of the
+ * conversation: the size of its texts (measured in SQL and reserved against
+ * the request's MAX_RESPONSE_BYTES before anything is loaded: an export that
+ * does not fit answers RESPONSE_TOO_LARGE), the conversation (owner-scoped),
+ * its messages, its comparisons, then their responses and the viewer's votes.
  * The export holds only the viewer's own rows and only the fields listed in
  * `ConversationExport`: no owner ids, no key labels, never an API key. A blind
  * comparison not yet voted on is exported as its queries show it: responses
