@@ -34,6 +34,8 @@ import { createGraphqlHandler } from './graphql/http';
 import { createDocumentGuard } from './graphql/document-limits';
 import { invalidationPlugin } from './graphql/plugins/invalidation';
 import { jitGateway } from './graphql/jit-executor';
+import { DocumentCache } from './graphql/document-cache';
+import { byteWeightedFields, countResponseBytes } from './graphql/response-bytes';
 import { ResponseCache } from './graphql/response-cache';
 import { httpStatusPlugin } from './graphql/plugins/http-status';
 import { classifyError } from './graphql/format-error';
@@ -274,15 +276,23 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // APQ documents live in the shared cache (namespace `apq`), behind the trusted-documents manifest if any.
     const trustedDocuments = config.apq.manifestPath ? loadPersistedDocuments(config.apq.manifestPath) : new Map<string, string>();
     const schema = await getSchema();
-    const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs });
+    // The byte budget of a response: large fields weigh on the cost rule and are counted as they resolve.
+    const byteWeights = byteWeightedFields({ maxOutputBytes: config.llm.maxOutputBytes, maxResponseBytes: config.limits.maxResponseBytes });
+    countResponseBytes(schema, ['ComparisonResponse.content', 'Message.content']);
+    // Every per-document cache shares DOCUMENT_CACHE_MB (see `graphql/document-cache.ts`).
+    const documentCacheBytes = config.limits.documentCacheBytes;
+    const documents = new DocumentCache({ maxBytes: documentCacheBytes, trusted: trustedDocuments });
+    const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs, policyBytes: DocumentCache.shareOf(documentCacheBytes, 'policies') * 2 });
     const compiledReads = config.compiledReads
-      ? new CompiledReads({ schema, em: orm.em, prepared: new PreparedStatements(orm.em, queryObserver, config.preparedStatements), cursors, checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables) })
+      ? new CompiledReads({ schema, em: orm.em, prepared: new PreparedStatements(orm.em, queryObserver, config.preparedStatements), cursors, maxResponseBytes: config.limits.maxResponseBytes, checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables) }, DocumentCache.shareOf(documentCacheBytes, 'compiledReads'))
       : undefined;
     // Metric labels: the manifest's operation names, plus a bounded number of others.
     const operationLabels = OperationLabels.fromDocuments(trustedDocuments.values(), config.metrics.maxOperationLabels);
-    const guard = createDocumentGuard({ limits: config.limits, production, providerCallingFields: PROVIDER_CALLING_MUTATIONS });
+    const guard = createDocumentGuard({ limits: config.limits, production, providerCallingFields: PROVIDER_CALLING_MUTATIONS, byteWeights });
     const apollo = new ApolloServer<Context>({
-      ...(config.graphqlExecutor === 'jit' ? { gateway: jitGateway(schema) } : { schema }),
+      ...(config.graphqlExecutor === 'jit' ? { gateway: jitGateway(schema, documents) } : { schema }),
+      // Parsed and validated documents, bounded in bytes with the executors compiled for them.
+      documentStore: documents,
       introspection: !production,
       includeStacktraceInErrorResponses: false,
       // main.ts owns SIGTERM/SIGINT: a second handler would stop Apollo twice and race the drain.
@@ -339,6 +349,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
             if (error) logger.warn({ err: error }, 'compiled read failed; answered the ordinary way');
           },
           maxBodyBytes: config.limits.maxBodyBytes,
+          maxResponseBytes: config.limits.maxResponseBytes,
+          documents,
         }),
         stream: createSseHandler({ schema, production, guard, maxBodyBytes: config.limits.maxBodyBytes, contexts, executor: config.graphqlExecutor }),
         health: () => healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) }),

@@ -44,8 +44,12 @@ export interface DocumentLimits {
   maxDirectives: number;
   /** Field nesting depth (fragments count by what they contain, once each). */
   maxDepth: number;
-  /** Fields the response may hold, with `first` (variables included) multiplying its subtree. */
+  /** Fields the response may hold, with `first` (variables included) multiplying its subtree; a field that may return many bytes weighs more (`operation-cost.ts`). */
   maxCost: number;
+  /** `MAX_RESPONSE_BYTES`: a GraphQL response growing past it while being built is cut off with RESPONSE_TOO_LARGE. */
+  maxResponseBytes: number;
+  /** `DOCUMENT_CACHE_MB` in bytes: what every per-document cache (parsed documents, compiled executors, compiled reads, policies) may hold together. */
+  documentCacheBytes: number;
 }
 
 /** Where a user's saved `baseUrl` may point (checked at save time and at connect time). */
@@ -517,6 +521,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxDirectives: int(env, 'MAX_QUERY_DIRECTIVES', 50, 0),
       maxDepth: int(env, 'MAX_QUERY_DEPTH', 10, 1),
       maxCost: int(env, 'MAX_QUERY_COST', 10_000, 1),
+      maxResponseBytes: int(env, 'MAX_RESPONSE_BYTES', 32 * 1024 * 1024, 1024),
+      documentCacheBytes: int(env, 'DOCUMENT_CACHE_MB', 64, 1) * 2 ** 20,
     },
     metrics: {
       token: env.METRICS_TOKEN || undefined,

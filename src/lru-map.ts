@@ -3,8 +3,10 @@
  * given, to a total weight such as bytes), evicting the least recently used
  * entry. Keyv accepts any Map as its in-memory store; this keeps the fallback
  * cache from growing without bound (Keyv only drops expired entries when
- * read). Also the verified-token memo (`graphql/auth.ts`), the read cache's
- * per-document policies (`graphql/response-cache.ts`), the model registry's
+ * read). Also the verified-token memo (`graphql/auth.ts`), every per-document
+ * cache under `DOCUMENT_CACHE_MB` (`graphql/document-cache.ts`: documents and
+ * compiled executors; compiled reads; the read cache's policies and query
+ * hashes, all bounded in estimated bytes), the model registry's
  * last good lists and the cache's local copies of response bytes
  * (`cache/local-copies.ts`, bounded in bytes).
  *
@@ -12,10 +14,11 @@
  * project compiles to CommonJS), and being a real `Map` subclass is what
  * lets Keyv use it directly; it is a few lines over Map's own insertion order.
  */
-export interface LruWeight<V> {
+export interface LruWeight<V, K = unknown> {
   /** Total weight kept at most; an entry heavier than this on its own is not kept. */
   maxWeight: number;
-  weigh(value: V): number;
+  /** The weight of one entry (its key included when it matters: a query text keyed to its hash). */
+  weigh(value: V, key: K): number;
 }
 
 export class LruMap<K, V> extends Map<K, V> {
@@ -23,7 +26,7 @@ export class LruMap<K, V> extends Map<K, V> {
 
   constructor(
     private readonly maxEntries: number,
-    private readonly weighted?: LruWeight<V>,
+    private readonly weighted?: LruWeight<V, K>,
   ) {
     super();
   }
@@ -49,7 +52,7 @@ export class LruMap<K, V> extends Map<K, V> {
   override set(key: K, value: V): this {
     // Map's constructor calls set before the fields are assigned; nothing to evict then.
     this.delete(key);
-    const weight = this.weighted?.weigh(value) ?? 0;
+    const weight = this.weighted?.weigh(value, key) ?? 0;
     if (this.weighted && weight > this.weighted.maxWeight) return this;
     super.set(key, value);
     this.weight += weight;
@@ -63,7 +66,7 @@ export class LruMap<K, V> extends Map<K, V> {
 
   override delete(key: K): boolean {
     if (!super.has(key)) return false;
-    if (this.weighted) this.weight -= this.weighted.weigh(super.get(key) as V);
+    if (this.weighted) this.weight -= this.weighted.weigh(super.get(key) as V, key);
     return super.delete(key);
   }
 

@@ -67,6 +67,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { type CursorCodec, isPageSize } from '../db/pagination';
 import type { PreparedStatements } from '../db/prepared';
 import { LruMap } from '../lru-map';
+import { documentWeight } from './document-cache';
+import { isByteCountingResolver, responseTooLarge } from './response-bytes';
 
 /** How a list field of the schema reads its rows (mirrors the resolver and service behind it). */
 type Relation =
@@ -132,6 +134,8 @@ export interface CompiledReadDeps {
   /** How the statements run: named prepared statements on the ORM's pool (`db/prepared.ts`). */
   prepared: PreparedStatements;
   cursors: CursorCodec;
+  /** `MAX_RESPONSE_BYTES`: a root list whose JSON passes its share of it answers RESPONSE_TOO_LARGE, and no more rows than that share reach this process. */
+  maxResponseBytes?: number;
   /** The document guard's variable checks (text inputs, cost); throws when the request must be refused. */
   checkOperation(document: DocumentNode, operationName: string | null, variables: Record<string, unknown>): void;
 }
@@ -159,6 +163,11 @@ export class CompiledRead {
     /** The root fields' arguments when the operation has no variables (computed once). */
     private readonly staticArgs: Array<Record<string, unknown>> | undefined,
   ) {}
+
+  /** Estimated bytes held: the document (as `document-cache.ts` weighs it) and the compiled steps. */
+  get weight(): number {
+    return documentWeight(this.document.loc?.end ?? 1000) + 4096 * this.steps.length;
+  }
 
   /** The response body, or undefined when this request must take the ordinary path. */
   async run(userId: string, variables: Record<string, unknown>): Promise<string | undefined> {
@@ -188,9 +197,15 @@ export class CompiledRead {
 
 /** Compiled reads per (document, operation name), learnt once from Apollo's validated operation. */
 export class CompiledReads {
-  private readonly plans = new LruMap<string, CompiledRead | null>(2_000);
+  /** Bounded by entries and by estimated bytes (`maxBytes`, a share of `DOCUMENT_CACHE_MB`): a plan holds its document and SQL. */
+  private readonly plans: LruMap<string, CompiledRead | null>;
 
-  constructor(private readonly deps: CompiledReadDeps) {}
+  constructor(
+    private readonly deps: CompiledReadDeps,
+    maxBytes = 8 * 2 ** 20,
+  ) {
+    this.plans = new LruMap(2_000, { maxWeight: maxBytes, weigh: (plan, key) => 256 + 2 * key.length + (plan ? plan.weight : 0) });
+  }
 
   learn(documentHash: string, operationName: string | null, document: DocumentNode, operation: OperationDefinitionNode): void {
     const key = operationName ? `${documentHash}:${operationName}` : documentHash;
@@ -211,9 +226,12 @@ export function compileRead(deps: CompiledReadDeps, document: DocumentNode, oper
   const compiler = new Compiler(deps, fragments);
   try {
     const query = deps.schema.getQueryType()!;
-    const steps = compiler.select(query, operation.selectionSet).map(({ key, node, field }) => {
+    const selected = compiler.select(query, operation.selectionSet);
+    // Root fields run in parallel: each may send this process its share of the byte budget.
+    const share = deps.maxResponseBytes !== undefined ? Math.max(1, Math.floor(deps.maxResponseBytes / Math.max(1, selected.length))) : undefined;
+    const steps = selected.map(({ key, node, field }) => {
       if (!field) return typenameStep(key, node, query.name);
-      return compiler.rootStep(key, node, field);
+      return compiler.rootStep(key, node, field, share);
     });
     if (steps.length === 0) return null;
     const staticArgs = operation.variableDefinitions?.length ? undefined : steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, {}) : {}));
@@ -271,7 +289,7 @@ class Compiler {
     return into;
   }
 
-  rootStep(key: string, node: FieldNode, field: GraphQLField<unknown, unknown>): RootStep {
+  rootStep(key: string, node: FieldNode, field: GraphQLField<unknown, unknown>, byteShare?: number): RootStep {
     const relation = RELATIONS[`Query.${field.name}`] ?? unsupported(`root field ${field.name}`);
     const type = getNullableType(field.type);
     if (relation.kind === 'viewer') {
@@ -337,7 +355,16 @@ class Compiler {
     const table = meta.tableName;
     const cursors = this.deps.cursors;
     const prepared = this.deps.prepared;
-    const page = (where: string) => prepared.prepare(`select ${select} from ${table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`);
+    const rowsSql = (where: string, extra = '') => `select ${select}${extra} from ${table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`;
+    // With a byte share, PostgreSQL sends rows only while their JSON fits in it (and the one that passes it, to tell).
+    const page = (where: string) =>
+      prepared.prepare(
+        byteShare === undefined
+          ? rowsSql(where)
+          : `select j, ms, id, total from (select s.*, sum(octet_length(s.j)) over (order by s.ca desc, s.id desc) as total from (${rowsSql(where, `, ${a}.created_at as ca`)}) s) w ` +
+              `where w.total - octet_length(w.j) <= ${byteShare} order by w.ca desc, w.id desc`,
+      );
+    const maxBytes = this.deps.maxResponseBytes;
     const firstPage = page(`${a}.owner_id = ?`);
     const laterPage = page(`${a}.owner_id = ? and (${a}.created_at, ${a}.id) < (?, ?)`);
     return {
@@ -362,7 +389,9 @@ class Compiler {
           params.push(position.createdAt, position.id);
         }
         params.push(first + 1);
-        const rows = await prepared.query<{ j: string; ms: number; id: string }>(statement, params);
+        const rows = await prepared.query<{ j: string; ms: number; id: string; total?: string | number }>(statement, params);
+        const last = rows[rows.length - 1];
+        if (byteShare !== undefined && last && Number(last.total) > byteShare) throw responseTooLarge(maxBytes ?? byteShare);
         return `{${pieces.map((p) => p(rows, first, scope)).join(',')}}`;
       },
     };
@@ -391,7 +420,7 @@ class Compiler {
   private columnSql(meta: EntityMetadata, field: GraphQLField<unknown, unknown>, node: FieldNode, a: string): string {
     const computed = COMPUTED[`${meta.className}.${field.name}`];
     if (computed && !node.arguments?.length) return computed(a);
-    if (field.resolve !== undefined || node.arguments?.length || field.args.length) unsupported(`${meta.className}.${field.name} has a resolver or arguments`);
+    if ((field.resolve !== undefined && !isByteCountingResolver(field.resolve)) || node.arguments?.length || field.args.length) unsupported(`${meta.className}.${field.name} has a resolver or arguments`);
     const prop = meta.properties[field.name as keyof typeof meta.properties] ?? unsupported(`${meta.className}.${field.name} is not a column`);
     if (prop.kind !== ReferenceKind.SCALAR || prop.persist === false || prop.lazy || prop.formula || prop.fieldNames?.length !== 1) unsupported(`${meta.className}.${field.name} is not a plain column`);
     const column = `${a}.${prop.fieldNames[0]}`;

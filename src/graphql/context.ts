@@ -14,6 +14,7 @@ import type { Logger } from '../observability/logger';
 import { noteUser } from '../observability/request-log';
 import type { Principal, TokenService } from './auth';
 import type { ReadCacheState } from './response-cache';
+import type { ResponseBytes } from './response-bytes';
 
 export interface Context {
   requestId: string;
@@ -32,6 +33,8 @@ export interface Context {
    * taking its next batch, so what arrives meanwhile is joined, not queued.
    */
   streamReady?: () => Promise<void> | void;
+  /** On `/graphql`: the response bytes counted so far against `MAX_RESPONSE_BYTES` (`response-bytes.ts`). */
+  responseBytes?: ResponseBytes;
 }
 
 export interface ContextDeps {

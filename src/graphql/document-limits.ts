@@ -15,6 +15,8 @@
  * | one provider-calling mutation field    | validation           | `documentLimitsRule` (`providerCalls`)  | QUERY_TOO_COMPLEX     |
  * | more than 10 validation errors         | validation           | graphql-js `maxErrors`                  | GRAPHQL_VALIDATION_FAILED |
  * | cost with variables (`maxCost`)        | operation resolved   | `operation-cost.ts`                     | QUERY_TOO_COMPLEX     |
+ * | bytes a field may return, in the cost  | operation resolved   | `operation-cost.ts` (`byteWeights`)     | QUERY_TOO_COMPLEX     |
+ * | bytes built (`maxResponseBytes`)       | execution            | `response-bytes.ts`, `http.ts`          | RESPONSE_TOO_LARGE    |
  * | NUL / unpaired surrogate in any string | operation resolved   | `text-input.ts`                         | BAD_USER_INPUT        |
  * | "Did you mean …" suggestions           | production           | graphql `hideSuggestions` + formatError | (message only)        |
  *
@@ -67,6 +69,8 @@ export interface DocumentGuardOptions {
   production: boolean;
   /** Root mutation fields that call an LLM provider: at most one per operation. */
   providerCallingFields: readonly string[];
+  /** `Type.field` → the most bytes it may return (`response-bytes.ts`): the cost rule weighs these fields by it. */
+  byteWeights?: Readonly<Record<string, number>>;
 }
 
 export interface DocumentGuard {
@@ -98,9 +102,9 @@ export function createDocumentGuard(opts: DocumentGuardOptions): DocumentGuard {
     if (unsafe) {
       throw badInput(`${unsafe === 'a string literal' ? 'A string literal' : `$${unsafe}`} contains a NUL character or an unpaired UTF-16 surrogate`, unsafe);
     }
-    const measured = operationCost(schema, document, operationName, variables, DEFAULT_LIST_SIZE);
+    const measured = operationCost(schema, document, operationName, variables, DEFAULT_LIST_SIZE, opts.byteWeights);
     if (measured && measured.cost > limits.maxCost) {
-      throw new QueryTooComplexError(`Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} (each field counts 1, multiplied by the page sizes above it)`);
+      throw new QueryTooComplexError(`Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} (each field counts 1, and 1 more per 32 KB it may return, multiplied by the page sizes above it)`);
     }
   };
 

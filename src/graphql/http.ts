@@ -16,10 +16,13 @@
 import { type ApolloServer, HeaderMap } from '@apollo/server';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { AppError } from '../errors';
 import { HttpError, readBody } from '../http/respond';
 import { noteOperation } from '../observability/request-log';
 import type { CompiledReads } from './compiled-read';
 import type { Context, RequestContexts } from './context';
+import type { DocumentCache } from './document-cache';
+import { ResponseBytes, responseTooLargeBody } from './response-bytes';
 import { entryEtag, type GraphqlParams, type ReadCacheState, type ReadPlan, type ResponseCache } from './response-cache';
 
 function parseJsonBody(req: IncomingMessage, raw: string): unknown {
@@ -54,6 +57,10 @@ export interface GraphqlHttpDeps {
   onCompiledRead?(outcome: 'served' | 'fallback', error?: unknown): void;
   /** `Config.limits.maxBodyBytes`: a larger body answers 413. */
   maxBodyBytes?: number;
+  /** `Config.limits.maxResponseBytes`: a response growing past it answers RESPONSE_TOO_LARGE (`response-bytes.ts`). */
+  maxResponseBytes?: number;
+  /** The per-document caches: told whether a request is signed in, before Apollo looks its document up. */
+  documents?: DocumentCache;
 }
 
 /** The `/graphql` route. */
@@ -90,12 +97,22 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
     const compiled = params && deps.compiledReads?.get(params.documentHash, params.operationName);
     if (compiled) {
       const text = await compiled.run(principal.value.userId, params.variables).catch((error: unknown) => {
+        if (error instanceof AppError && error.code === 'RESPONSE_TOO_LARGE') return error;
         deps.onCompiledRead?.('fallback', error);
         return null;
       });
+      if (text instanceof AppError) {
+        deps.onCompiledRead?.('served');
+        await sendTooLarge(res, deps.maxResponseBytes ?? 0);
+        return;
+      }
       if (text === undefined) deps.onCompiledRead?.('fallback');
       if (typeof text === 'string') {
         deps.onCompiledRead?.('served');
+        if (deps.maxResponseBytes !== undefined && text.length > deps.maxResponseBytes) {
+          await sendTooLarge(res, deps.maxResponseBytes);
+          return;
+        }
         const storeAs = readCache.looked?.generation !== undefined ? { ...readCache.looked, generation: readCache.looked.generation } : undefined;
         res.setHeader('content-type', 'application/json; charset=utf-8');
         res.setHeader('cache-control', 'private, no-cache');
@@ -109,13 +126,19 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
   for (const [key, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
   }
-  const response = await deps.apollo.executeHTTPGraphQLRequest({
-    httpGraphQLRequest: { method, headers, search: url.search, body },
-    context: async () => {
-      if (!principal.ok) throw principal.error;
-      return deps.contexts.create(req, requestId, principal.value, readCache);
-    },
-  });
+  const budget = deps.maxResponseBytes !== undefined ? new ResponseBytes(deps.maxResponseBytes) : undefined;
+  const execute = () =>
+    deps.apollo.executeHTTPGraphQLRequest({
+      httpGraphQLRequest: { method, headers, search: url.search, body },
+      context: async () => {
+        if (!principal.ok) throw principal.error;
+        const context = deps.contexts.create(req, requestId, principal.value, readCache);
+        context.responseBytes = budget;
+        return context;
+      },
+    });
+  // Anonymous documents get only a small share of the per-document caches (`document-cache.ts`).
+  const response = deps.documents ? await deps.documents.within({ signedIn: principal.ok && principal.value !== null }, execute) : await execute();
   for (const [key, value] of response.headers) res.setHeader(key, value);
 
   if (response.body.kind === 'chunked') {
@@ -125,6 +148,11 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
     return;
   }
   const status = response.status ?? 200;
+  // Cut off: the fields past the budget were never built; the partial body is not sent either.
+  if (budget && (budget.exceeded || response.body.string.length > budget.maxBytes)) {
+    await sendTooLarge(res, budget.maxBytes);
+    return;
+  }
   await sendResult(deps, req, res, method, status, response.body.string, status === 200 ? readCache.storeAs : undefined, response.headers.get('content-type'));
 }
 
@@ -159,6 +187,18 @@ async function sendResult(
   res.setHeader('content-length', bytes.length);
   res.end(bytes);
   await stored;
+}
+
+/** The answer of a response cut off at `MAX_RESPONSE_BYTES`: one RESPONSE_TOO_LARGE error, never stored. */
+async function sendTooLarge(res: ServerResponse, maxBytes: number): Promise<void> {
+  const bytes = Buffer.from(responseTooLargeBody(maxBytes));
+  res.statusCode = 200;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('cache-control', 'no-store');
+  res.removeHeader('etag');
+  res.removeHeader('x-cache');
+  res.setHeader('content-length', bytes.length);
+  res.end(bytes);
 }
 
 function sendHit(req: IncomingMessage, res: ServerResponse, method: string, bytes: Buffer, etag: string): void {

@@ -7,27 +7,29 @@
  *
  * Apollo Server 5 has no executor option; its gateway interface is the
  * supported way to supply one (a gateway that serves a fixed schema).
- * Compiled queries are kept per parsed document (Apollo's document store
- * keeps one DocumentNode per query string), so they live exactly as long as
- * Apollo keeps the document.
+ * Compiled queries are kept in their document's entry of the document cache
+ * (`document-cache.ts`), weighed with it against `DOCUMENT_CACHE_MB`, so they
+ * live exactly as long as the document is kept; documents it does not keep
+ * for compiling (anonymous ones) run with graphql-js.
  */
 import type { GatewayExecutor, GatewayInterface } from '@apollo/server-gateway-interface';
-import { type DocumentNode, type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLSchema, printSchema, subscribe, createSourceEventStream } from 'graphql';
+import { type ExecutionArgs, type ExecutionResult, execute, GraphQLError, type GraphQLSchema, printSchema, subscribe, createSourceEventStream } from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
+import type { DocumentCache } from './document-cache';
 
-export function jitGateway(schema: GraphQLSchema): GatewayInterface {
-  const compiled = new WeakMap<DocumentNode, Map<string, CompiledQuery>>();
+export function jitGateway(schema: GraphQLSchema, documents: DocumentCache): GatewayInterface {
   const executor: GatewayExecutor = async (rc) => {
     const operationName = rc.request.operationName ?? undefined;
-    let byOperation = compiled.get(rc.document);
-    if (!byOperation) compiled.set(rc.document, (byOperation = new Map()));
-    let query = byOperation.get(operationName ?? '');
-    if (!query) {
+    let refused: ExecutionResult | undefined;
+    const query = documents.compiled(rc.queryHash, operationName ?? '', () => {
       const result = compileQuery(schema, rc.document, operationName);
-      if (!isCompiledQuery(result)) return withStandardErrors(result);
-      query = result;
-      byOperation.set(operationName ?? '', query);
-    }
+      if (isCompiledQuery(result)) return result;
+      refused = result;
+      return undefined;
+    });
+    if (refused) return withStandardErrors(refused);
+    // Not kept (an anonymous document, or one the budget let go): graphql-js runs it, nothing is compiled.
+    if (!query) return execute({ schema, document: rc.document, contextValue: rc.context, variableValues: rc.request.variables ?? {}, operationName });
     return withStandardErrors(await query.query(undefined, rc.context, rc.request.variables ?? {}));
   };
   return {

@@ -22,7 +22,13 @@
  *   once per handed-down `first` (memoised), and each selection set unions
  *   the memoised fragment closures, so chains and diamonds of fragments that
  *   spread each other twice cost no more than their size.
- * - same-named fields are not merged (each counts): an over-estimate only.
+ * - same-named fields are not merged (each counts): an over-estimate only;
+ * - a field that may return many bytes (`byteWeights`: an answer's text up
+ *   to `LLM_MAX_OUTPUT_BYTES`, an export up to `MAX_RESPONSE_BYTES`) costs 1
+ *   more per {@link BYTES_PER_COST_UNIT} it may hold: `content` of a 256 KB
+ *   answer costs 9, so eight aliases of
+ *   `comparisons(first: 100) { nodes { responses { content } } }` (up to
+ *   2 GB) cost ~73,000 while the history page (300 texts) stays near 4,000.
  * `visited` counts the selections looked at (tests assert it stays linear in
  * the document).
  */
@@ -56,12 +62,16 @@ export interface OperationCost {
  * cannot be costed because execution will refuse it anyway (no such
  * operation, variables that do not coerce).
  */
+/** A field that may return this many bytes costs one more (32 KB). */
+export const BYTES_PER_COST_UNIT = 32 * 1024;
+
 export function operationCost(
   schema: GraphQLSchema,
   document: DocumentNode,
   operationName: string | null | undefined,
   variables: Record<string, unknown> | null | undefined,
   defaultListSize: number,
+  byteWeights: Readonly<Record<string, number>> = {},
 ): OperationCost | null {
   const operation = getOperationAST(document, operationName);
   if (!operation) return null;
@@ -122,7 +132,8 @@ export function operationCost(
         const fields = parent && (isObjectType(parent) || isInterfaceType(parent)) ? parent.getFields() : undefined;
         const field = fields?.[name];
         if (!selection.selectionSet || !field || name.startsWith('__')) {
-          cost += 1;
+          const bytes = field && parent ? byteWeights[`${parent.name}.${name}`] : undefined;
+          cost += 1 + (bytes ? Math.floor(bytes / BYTES_PER_COST_UNIT) : 0);
           continue;
         }
         const first = firstOf(field, selection);

@@ -61,13 +61,18 @@ export interface ReadCacheState {
 }
 
 export class ResponseCache {
-  private readonly policies = new LruMap<string, OperationPolicy>(POLICY_ENTRIES);
+  /** Bounded by entries and by estimated bytes (`policyBytes`, a share of `DOCUMENT_CACHE_MB`). */
+  private readonly policies: LruMap<string, OperationPolicy>;
   /** sha256 of recent query texts: clients send the same few documents over and over. */
-  private readonly hashes = new LruMap<string, string>(POLICY_ENTRIES);
+  private readonly hashes: LruMap<string, string>;
 
   constructor(
-    private readonly opts: { cache: CachePort; schema: GraphQLSchema; ttlMs: number },
-  ) {}
+    private readonly opts: { cache: CachePort; schema: GraphQLSchema; ttlMs: number; policyBytes?: number },
+  ) {
+    const maxWeight = Math.floor((opts.policyBytes ?? 16 * 2 ** 20) / 2);
+    this.policies = new LruMap(POLICY_ENTRIES, { maxWeight, weigh: (_policy, key) => 512 + 2 * key.length });
+    this.hashes = new LruMap(POLICY_ENTRIES, { maxWeight, weigh: (_hash, text) => 200 + 2 * text.length });
+  }
 
   /** The policy of a validated operation, computed once per (document, operation name). */
   learn(documentHash: string, operationName: string | null, operation: OperationDefinitionNode): OperationPolicy {

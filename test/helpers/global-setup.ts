@@ -13,6 +13,7 @@ import { Client } from 'pg';
 import { join } from 'node:path';
 import { startEmbeddedPostgres } from '../../src/db/embedded';
 import { adminUrl, migrateTemplate, newTemplateName } from './database';
+import { buildDist } from './server-process';
 
 async function answers(url: string): Promise<boolean> {
   const client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
@@ -41,4 +42,6 @@ export default async function globalSetup(): Promise<void> {
   process.env.LLMSELECT_TEST_TEMPLATE = template;
   await migrateTemplate(url, template);
   console.log(`\nTest databases are copies of "${template}" (dropped at the end of the run).`);
+  // dist/ once, before any file starts a server process (files building it side by side could race).
+  buildDist();
 }

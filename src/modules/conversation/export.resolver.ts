@@ -18,6 +18,6 @@ export class ExportResolver {
     @Arg('format', () => ExportFormat, { nullable: true, defaultValue: ExportFormat.JSON }) format: ExportFormat | null,
     @Ctx() ctx: Context,
   ) {
-    return ctx.services.exports.export(ctx.em, requireUser(ctx.principal), id, format ?? ExportFormat.JSON);
+    return ctx.services.exports.export(ctx.em, requireUser(ctx.principal), id, format ?? ExportFormat.JSON, ctx.responseBytes);
   }
 }

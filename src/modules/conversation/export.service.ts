@@ -2,9 +2,11 @@
  * `exportConversation`: one conversation of the viewer's, with its messages,
  * comparisons (responses and the viewer's vote), as pretty JSON or Markdown.
  *
- * Everything loads in at most five statements, whatever the size of the
- * conversation: the conversation (owner-scoped), its messages, its
- * comparisons, then their responses and the viewer's votes on them.
+ * Everything loads in at most six statements, whatever the size of the
+ * conversation: the size of its texts (measured in SQL and reserved against
+ * the request's MAX_RESPONSE_BYTES before anything is loaded: an export that
+ * does not fit answers RESPONSE_TOO_LARGE), the conversation (owner-scoped),
+ * its messages, its comparisons, then their responses and the viewer's votes.
  * The export holds only the viewer's own rows and only the fields listed in
  * `ConversationExport`: no owner ids, no key labels, never an API key. A blind
  * comparison not yet voted on is exported as its queries show it: responses
@@ -17,6 +19,8 @@ import type { Principal } from '../../graphql/auth';
 import type { PresentedResponse } from '../comparison/blind';
 import type { ComparisonService } from '../comparison/comparison.service';
 import type { MessageService } from '../message/message.service';
+import { isUuid } from '../../db/pagination';
+import type { ResponseBytes } from '../../graphql/response-bytes';
 import { Vote } from '../vote/vote.entity';
 import type { ConversationService } from './conversation.service';
 
@@ -69,8 +73,18 @@ export interface ExportReads {
 export class ExportService {
   constructor(private readonly reads: ExportReads) {}
 
-  /** null for a missing id or another user's conversation, exactly like `conversation(id)`. */
-  async export(em: EntityManager, principal: Principal, id: string, format: ExportFormat): Promise<string | null> {
+  /**
+   * null for a missing id or another user's conversation, exactly like `conversation(id)`.
+   * With `budget` (the request's `MAX_RESPONSE_BYTES`), the export's text is
+   * measured in SQL and reserved before any row is loaded: an export that
+   * does not fit answers RESPONSE_TOO_LARGE without being built.
+   */
+  async export(em: EntityManager, principal: Principal, id: string, format: ExportFormat, budget?: ResponseBytes): Promise<string | null> {
+    if (budget) {
+      const size = await this.textBytes(em, principal, id);
+      if (size === null) return null;
+      budget.charge(size);
+    }
     const data = await this.collect(em, principal, id);
     if (!data) return null;
     switch (format) {
@@ -83,6 +97,19 @@ export class ExportService {
         throw new Error(`Unknown export format ${String(unknown)}`);
       }
     }
+  }
+
+  /** The bytes of the texts an export of the viewer's conversation holds (null: none such); what it adds around them is small. */
+  private async textBytes(em: EntityManager, principal: Principal, id: string): Promise<number | null> {
+    if (!isUuid(id)) return null;
+    const rows = await em.getConnection().execute<Array<{ bytes: string | number }>>(
+      `select coalesce((select sum(octet_length(m.content)) from messages m where m.conversation_id = c.id), 0)
+            + coalesce((select sum(octet_length(r.content)) from comparison_responses r join comparison_results cr on cr.id = r.comparison_id where cr.conversation_id = c.id), 0)
+            + coalesce((select sum(octet_length(cr.prompt)) from comparison_results cr where cr.conversation_id = c.id), 0) as bytes
+         from conversations c where c.id = ? and c.owner_id = ?`,
+      [id, principal.userId],
+    );
+    return rows[0] ? Number(rows[0].bytes) : null;
   }
 
   async collect(em: EntityManager, principal: Principal, id: string): Promise<ConversationExport | null> {
