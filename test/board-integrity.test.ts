@@ -189,6 +189,27 @@ describe('a board no one can game', () => {
       expect(judge[op!]).toMatchObject({ battles: 1, wins: 1 });
     });
 
+    it('a verdict of a judge model served by the user\'s own baseUrl stays off the JUDGE board; the same judge on an operator endpoint counts', async () => {
+      const label = uniqueLabel();
+      const u = await userWithKeys('own-judge', label);
+      const [op, , al] = u.models;
+      const run = await t.gql(RUN, { input: { prompt: 'Say something', models: [op, al], blind: false } }, u.token);
+      expect(run.errors).toBeUndefined();
+      const id = run.data.runComparison.id;
+      const JUDGE = `mutation($id: ID!, $judge: String!) { judgeComparison(comparisonId: $id, judgeModel: $judge) { id outcome } }`;
+
+      const ownJudge = await t.gql(JUDGE, { id, judge: `openai:judge-longer@${label}own` }, u.token);
+      expect(ownJudge.errors).toBeUndefined();
+      expect(ownJudge.data.judgeComparison).toHaveLength(1);
+      expect(own.requests.some((r) => r.model === 'judge-longer')).toBe(true);
+      await t.app.services.leaderboard.invalidateGlobal();
+      expect(await board(t, u, 'JUDGE', false, label)).toEqual({});
+
+      expect((await t.gql(JUDGE, { id, judge: `openai:judge-longer@${label}op` }, u.token)).errors).toBeUndefined();
+      await t.app.services.leaderboard.invalidateGlobal();
+      expect(await board(t, u, 'JUDGE', false, label)).toMatchObject({ [op!]: { battles: 1 }, [al!]: { battles: 1 } });
+    });
+
     it('a blind comparison shows customEndpoint false on every response until the vote, then the truth', async () => {
       const label = uniqueLabel();
       const u = await userWithKeys('own-blind', label);

@@ -16,7 +16,7 @@ import { VoteOutcome } from '../vote/vote.entity';
 @Entity({ tableName: 'judge_verdicts' })
 @Unique({ name: 'judge_verdicts_pair_unique', properties: ['comparison', 'judgeModel', 'first', 'second'] })
 @Index({ name: 'judge_verdicts_user_created_idx', properties: ['user', 'createdAt'] })
-export class JudgeVerdictEntity extends BaseEntity {
+export class JudgeVerdictEntity extends BaseEntity<'customEndpoint'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
 
@@ -50,4 +50,8 @@ export class JudgeVerdictEntity extends BaseEntity {
 
   @Property({ type: 'double', nullable: true })
   costUsd?: number | null;
+
+  /** The judge model was served by the user's own key `baseUrl` (not an operator endpoint): the verdict stays off the JUDGE board. */
+  @Property({ type: 'boolean', default: false })
+  customEndpoint: boolean = false;
 }

@@ -122,6 +122,8 @@ interface CallResult {
   failure?: JudgeFailure;
   providerError?: ProviderCallError;
   costUsd: number | null;
+  /** The judge was served by the user's own endpoint (see `isCustomEndpoint`). */
+  customEndpoint?: boolean;
 }
 
 export class JudgeService {
@@ -172,8 +174,9 @@ export class JudgeService {
 
   private async callAll(em: EntityManager, userId: string, model: ModelId, turns: ChatTurn[][], comparisonId: string): Promise<CallResult[]> {
     let languageModel;
+    let customEndpoint = false;
     try {
-      languageModel = await this.deps.models.languageModel(em, userId, model);
+      ({ model: languageModel, customEndpoint } = await this.deps.models.resolveModels(em, userId, [model])[0]!);
     } catch (error) {
       if (!(error instanceof ProviderCallError)) throw error;
       logProviderFailure(this.deps.logger, model, error, { comparisonId, judge: true });
@@ -196,7 +199,7 @@ export class JudgeService {
           });
           const cost = costUsd(findCatalogEntry(model.provider, model.name), result.promptTokens, result.completionTokens);
           const parsed = parseJudgeVerdict(result.text);
-          results[i] = 'verdict' in parsed ? { verdict: parsed.verdict, costUsd: cost } : { failure: parsed.failure, costUsd: cost };
+          results[i] = 'verdict' in parsed ? { verdict: parsed.verdict, costUsd: cost, customEndpoint } : { failure: parsed.failure, costUsd: cost };
         } catch (error) {
           if (!(error instanceof ProviderCallError)) throw error;
           logProviderFailure(this.deps.logger, model, error, { comparisonId, judge: true });
@@ -235,14 +238,16 @@ export class JudgeService {
         swapped: swapped.verdict!,
         failure: null,
         cost,
+        custom: forward.customEndpoint === true || swapped.customEndpoint === true,
       };
     });
     await em.getConnection().execute(
-      `insert into judge_verdicts (id, created_at, comparison_id, user_id, judge_model, first_id, second_id, outcome, winner_id, forward, swapped, failure, cost_usd)
-       select gen_random_uuid(), now(), ?, ?, ?, r.first, r.second, r.outcome::vote_outcome, r.winner, r.forward, r.swapped, r.failure, r.cost
-         from jsonb_to_recordset(?::jsonb) as r(first uuid, second uuid, outcome text, winner uuid, forward text, swapped text, failure text, cost float8)
+      `insert into judge_verdicts (id, created_at, comparison_id, user_id, judge_model, first_id, second_id, outcome, winner_id, forward, swapped, failure, cost_usd, custom_endpoint)
+       select gen_random_uuid(), now(), ?, ?, ?, r.first, r.second, r.outcome::vote_outcome, r.winner, r.forward, r.swapped, r.failure, r.cost, coalesce(r.custom, false)
+         from jsonb_to_recordset(?::jsonb) as r(first uuid, second uuid, outcome text, winner uuid, forward text, swapped text, failure text, cost float8, custom boolean)
        on conflict (comparison_id, judge_model, first_id, second_id) do update
          set created_at = excluded.created_at, user_id = excluded.user_id, outcome = excluded.outcome, winner_id = excluded.winner_id,
+             custom_endpoint = excluded.custom_endpoint,
              forward = excluded.forward, swapped = excluded.swapped, failure = excluded.failure,
              cost_usd = coalesce(judge_verdicts.cost_usd, 0) + coalesce(excluded.cost_usd, 0)`,
       [comparisonId, userId, judgeModel, JSON.stringify(rows)],

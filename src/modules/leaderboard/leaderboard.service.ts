@@ -479,6 +479,8 @@ function verdictWhere(f: NormalisedFilter, params: unknown[]): string {
     '(not c.blind or exists (select 1 from votes rv where rv.comparison_id = c.id))',
     // Answers from a user's own endpoint count only on MINE (issue 16, case 7).
     'not exists (select 1 from comparison_responses cr where cr.id in (j.first_id, j.second_id) and cr.custom_endpoint)',
+    // Nor does a verdict of a judge served by a user's own endpoint.
+    'not j.custom_endpoint',
   ];
   if (f.blindOnly) where.push('c.blind');
   if (f.category !== null) {
