@@ -86,7 +86,7 @@ afterAll(async () => {
 const EIGHT_ALIASES = `{ ${Array.from({ length: 8 }, (_, i) => `a${i}: comparisons(first: 100) { nodes { responses { content } } }`).join(' ')} }`;
 
 describe('a byte budget per response', () => {
-  it('refuses eight aliases of comparisons(first: 100) { nodes { responses { content } } } up front with QUERY_TOO_COMPLEX (a 256 KB answer weighs 9), peak RSS within +256 MB', async () => {
+  it('refuses eight aliases of comparisons(first: 100) { nodes { responses { content } } } up front with QUERY_TOO_COMPLEX (a 256 KB answer weighs 5), peak RSS within +256 MB', async () => {
     let answer!: { status: number; text: string };
     const growth = await growthDuring('8 aliases of comparisons(first: 100)', async () => {
       answer = await gqlRaw(EIGHT_ALIASES);

@@ -104,7 +104,7 @@ export function createDocumentGuard(opts: DocumentGuardOptions): DocumentGuard {
     }
     const measured = operationCost(schema, document, operationName, variables, DEFAULT_LIST_SIZE, opts.byteWeights);
     if (measured && measured.cost > limits.maxCost) {
-      throw new QueryTooComplexError(`Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} (each field counts 1, and 1 more per 32 KB it may return, multiplied by the page sizes above it)`);
+      throw new QueryTooComplexError(`Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} (each field counts 1, and 1 more per 64 KB it may return, multiplied by the page sizes above it)`);
     }
   };
 

@@ -26,9 +26,10 @@
  * - a field that may return many bytes (`byteWeights`: an answer's text up
  *   to `LLM_MAX_OUTPUT_BYTES`, an export up to `MAX_RESPONSE_BYTES`) costs 1
  *   more per {@link BYTES_PER_COST_UNIT} it may hold: `content` of a 256 KB
- *   answer costs 9, so eight aliases of
+ *   answer costs 5, so eight aliases of
  *   `comparisons(first: 100) { nodes { responses { content } } }` (up to
- *   2 GB) cost ~73,000 while the history page (300 texts) stays near 4,000.
+ *   2 GB) cost ~41,000 while the history page (300 texts) stays near 2,500
+ *   and `comparisons(first: 50)` with every answer field under 10,000.
  * `visited` counts the selections looked at (tests assert it stays linear in
  * the document).
  */
@@ -62,8 +63,8 @@ export interface OperationCost {
  * cannot be costed because execution will refuse it anyway (no such
  * operation, variables that do not coerce).
  */
-/** A field that may return this many bytes costs one more (32 KB). */
-export const BYTES_PER_COST_UNIT = 32 * 1024;
+/** A field that may return this many bytes costs one more (64 KB). */
+export const BYTES_PER_COST_UNIT = 64 * 1024;
 
 export function operationCost(
   schema: GraphQLSchema,

@@ -12,14 +12,19 @@ export function memoryOf(pid: number): { rssMb: number; peakMb: number } {
   return { rssMb: kb('VmRSS') / 1024, peakMb: kb('VmHWM') / 1024 };
 }
 
-/** The i-th distinct anonymous document of issue 16: ~45 bytes, one alias of the model catalog. */
-export const distinctDocument = (i: number): string => `query Q${i} { a${i}: models { id name } }`;
+/**
+ * The i-th distinct document of issue 16 (`aliases` 1: ~45 bytes, one alias of
+ * the model catalog); with more aliases the same shape repeated, so each
+ * document is bigger to compile and keep.
+ */
+export const distinctDocument = (i: number, aliases = 1): string =>
+  `query Q${i} { ${Array.from({ length: aliases }, (_, k) => `a${i}${k ? `_${k}` : ''}: models { id name }`).join(' ')} }`;
 
 /**
  * Sends documents `from` … `to - 1` (each once) with `concurrency` requests
  * in flight; every answer must be a 200 with data. Returns how many failed.
  */
-export async function sendDistinctDocuments(url: string, from: number, to: number, opts: { concurrency?: number; token?: string } = {}): Promise<number> {
+export async function sendDistinctDocuments(url: string, from: number, to: number, opts: { concurrency?: number; token?: string; aliases?: number } = {}): Promise<number> {
   let next = from;
   let failed = 0;
   const worker = async () => {
@@ -28,7 +33,7 @@ export async function sendDistinctDocuments(url: string, from: number, to: numbe
       const response = await fetch(`${url}/graphql`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) },
-        body: JSON.stringify({ query: distinctDocument(i) }),
+        body: JSON.stringify({ query: distinctDocument(i, opts.aliases) }),
       });
       const body = (await response.json()) as { data?: unknown };
       if (response.status !== 200 || !body.data) failed++;
