@@ -207,6 +207,23 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     expect(sub.errors).toEqual([]);
     expect(sub.seen.get(responseId)).toMatchObject({ text: 'abcdefghijkl', status: 'FAILED', eventsAfterSettle: 0 });
   });
+
+  it('a subscriber that missed a settled message finds the settled state in PostgreSQL after a quiet interval', async () => {
+    fake.setBehavior('missed', { hang: true });
+    const before = fake.count(undefined, 'chat');
+    const started = await a.gql(START, { input: { prompt: 'wait', models: ['openai:missed', 'anthropic:missed'] } }, token);
+    const id = started.data.startComparison.id as string;
+    const ids = started.data.startComparison.responses.map((r: { id: string }) => r.id) as string[];
+    await fake.waitForRequests(before + 2, undefined, 'chat');
+    const sub = follow(await subscribe(b.url, EVENTS, { id }, token));
+    await sub.until((s) => s.size === 2, 'the replay');
+    // Settled in PostgreSQL with no message on the channel: what a lost pub/sub message leaves behind.
+    await a.app.orm.em.fork().getConnection().execute(`update comparison_responses set status = 'COMPLETED', content = 'stored' where comparison_id = ?`, [id]);
+    await sub.done;
+    expect(sub.errors).toEqual([]);
+    for (const rid of ids) expect(sub.seen.get(rid)).toMatchObject({ settled: 'stored', status: 'COMPLETED' });
+    await a.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id }, token);
+  }, 30_000);
 });
 
 describeRedisServer('a local subscriber streams with Redis down (private redis-server)', () => {

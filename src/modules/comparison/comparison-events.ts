@@ -82,6 +82,14 @@ const SNAPSHOT_TTL_MS = 60 * 60_000;
 export const SNAPSHOT_INTERVAL_MS = 250;
 /** Live deltas a subscriber holds behind a gap while the instance running the response fills it. */
 const MAX_HELD_DELTAS = 10_000;
+/**
+ * A stream that heard nothing for this long looks at PostgreSQL: a response
+ * settled there whose `settled` message it missed (pub/sub is at most once:
+ * a Redis hiccup, a subscription acknowledged late under load) is sent as
+ * settled, and a gap still open asks the running instance again. So no
+ * subscriber waits forever, and a quiet model costs one read per interval.
+ */
+export const QUIET_CHECK_MS = 5_000;
 
 /** What the control channel carries: a cancel, or a subscriber on another instance asking for a response's text from an offset. */
 export type ControlMessage = { cancel: string } | { sync: string; comparisonId: string; from: number };
@@ -244,7 +252,9 @@ export function comparisonEventStream(
   };
 }
 
-type QueueItem = ChannelMessage | ShutdownNotice;
+/** Pushed by a stream's own timer when nothing reached it for {@link QUIET_CHECK_MS}. */
+const QUIET = Object.freeze({ kind: 'quiet' as const });
+type QueueItem = ChannelMessage | ShutdownNotice | typeof QUIET;
 
 async function* streamEvents(
   deps: EventStreamDeps,
@@ -273,7 +283,15 @@ async function* followComparison(
   queue: MessageQueue<QueueItem>,
   ready: () => Promise<void> | void,
 ): AsyncGenerator<StreamItem, undefined> {
-  const unsubscribe = await deps.pubsub.subscribe<ChannelMessage>(channelOf(comparisonId), (m) => queue.push(m));
+  let heard = true;
+  const unsubscribe = await deps.pubsub.subscribe<ChannelMessage>(channelOf(comparisonId), (m) => {
+    heard = true;
+    queue.push(m);
+  });
+  const quiet = setInterval(() => {
+    if (!heard) queue.push(QUIET);
+    heard = false;
+  }, QUIET_CHECK_MS).unref();
   try {
     const views = new Map<string, ResponseView>();
     const event: EventOf = (responseId, status, fields) => {
@@ -304,8 +322,10 @@ async function* followComparison(
     while ([...views.values()].some((v) => !v.settled)) {
       // A client that is behind is waited for: what arrives meanwhile is joined into fewer events.
       await ready();
-      const batch = await queue.takeAll();
-      if (batch === CLOSED) return undefined;
+      const items = await queue.takeAll();
+      if (items === CLOSED) return undefined;
+      const batch = items.filter((item) => item !== QUIET);
+      if (batch.length < items.length) yield* await recheck(deps, em, comparisonId, views, event);
       const shutdown = batch.findIndex(isShutdownNotice);
       yield* eventsOf((shutdown < 0 ? batch : batch.slice(0, shutdown)) as ChannelMessage[], views, event);
       if (shutdown >= 0) {
@@ -314,9 +334,31 @@ async function* followComparison(
       }
     }
   } finally {
+    clearInterval(quiet);
     await unsubscribe();
   }
   return undefined;
+}
+
+/** After {@link QUIET_CHECK_MS} of silence: settled events for what PostgreSQL holds settled, and another `sync` for open gaps. */
+async function recheck(deps: EventStreamDeps, em: EntityManager, comparisonId: string, views: Map<string, ResponseView>, event: EventOf): Promise<ComparisonEvent[]> {
+  const open = [...views].filter(([, v]) => !v.settled).map(([id]) => id);
+  const rows = await em
+    .fork()
+    .find(ComparisonResponse, { id: { $in: open } }, { orderBy: { position: 'asc' } })
+    .catch(() => [] as ComparisonResponse[]);
+  const out: ComparisonEvent[] = [];
+  for (const r of rows) {
+    const view = views.get(r.id)!;
+    if (SETTLED_STATUSES.includes(r.status)) {
+      view.settled = true;
+      view.held = [];
+      out.push(event(r.id, r.status, { content: r.content, error: r.error ?? null }));
+    } else if (view.held.length && !deps.live.has(r.id)) {
+      void deps.pubsub.publish(CONTROL_CHANNEL, { sync: r.id, comparisonId, from: view.length } satisfies ControlMessage);
+    }
+  }
+  return out;
 }
 
 /**
