@@ -24,8 +24,9 @@
  *   old) is replayed and a `sync` request on the control channel asks the
  *   instance running it to publish the rest from that offset as one delta,
  *   in order with its other deltas. Live deltas past a gap wait for it
- *   (buffered, bounded); should it never come, the settled text ends the
- *   response anyway.
+ *   (buffered, bounded), and a gap seen live asks again (the first request
+ *   may have left before the subscription took effect in Redis); should the
+ *   fill never come, the settled text ends the response anyway.
  * Deltas of one response already waiting when the client is ready for more
  * are sent as one event; a client whose socket buffer is full is waited for
  * (`ready`), so a slow reader gets fewer, longer deltas, not a growing queue.
@@ -300,6 +301,7 @@ async function* followComparison(
       return e;
     };
 
+    const askForFill = (responseId: string, from: number) => void deps.pubsub.publish(CONTROL_CHANNEL, { sync: responseId, comparisonId, from } satisfies ControlMessage);
     const responses = await em.find(ComparisonResponse, { comparison: comparisonId }, { orderBy: { position: 'asc' } });
     const replay: ComparisonEvent[] = [];
     for (const r of responses) {
@@ -311,7 +313,7 @@ async function* followComparison(
         if (local) content = local.content;
         else {
           content = (await deps.cache.get<string>(snapshotKey(r.id))) ?? '';
-          void deps.pubsub.publish(CONTROL_CHANNEL, { sync: r.id, comparisonId, from: content.length } satisfies ControlMessage);
+          askForFill(r.id, content.length);
         }
       }
       views.set(r.id, { status: r.status, length: content.length, settled, held: [] });
@@ -327,7 +329,7 @@ async function* followComparison(
       const batch = items.filter((item) => item !== QUIET);
       if (batch.length < items.length) yield* await recheck(deps, em, comparisonId, views, event);
       const shutdown = batch.findIndex(isShutdownNotice);
-      yield* eventsOf((shutdown < 0 ? batch : batch.slice(0, shutdown)) as ChannelMessage[], views, event);
+      yield* eventsOf((shutdown < 0 ? batch : batch.slice(0, shutdown)) as ChannelMessage[], views, event, askForFill);
       if (shutdown >= 0) {
         yield* finalEvents(em, views, event);
         return undefined;
@@ -366,7 +368,7 @@ async function recheck(deps: EventStreamDeps, em: EntityManager, comparisonId: s
  * per response: overlaps dropped by offset, deltas past a gap held until it is
  * filled, and consecutive deltas of one response joined into one event.
  */
-function eventsOf(batch: readonly ChannelMessage[], views: Map<string, ResponseView>, event: EventOf): ComparisonEvent[] {
+function eventsOf(batch: readonly ChannelMessage[], views: Map<string, ResponseView>, event: EventOf, onGap: (responseId: string, from: number) => void): ComparisonEvent[] {
   const out: ComparisonEvent[] = [];
   /** Per response, its last event in `out` when that is a delta (the next delta joins it). */
   const openDelta = new Map<string, ComparisonEvent>();
@@ -391,6 +393,8 @@ function eventsOf(batch: readonly ChannelMessage[], views: Map<string, ResponseV
     if (!view || view.settled) continue;
     if (message.kind === 'delta') {
       if (!appendDelta(message.responseId, view, message)) {
+        // A gap opens: ask for the fill now (the first request may have gone out before our subscription took effect).
+        if (!view.held.length) onGap(message.responseId, view.length);
         if (view.held.length < MAX_HELD_DELTAS) view.held.push(message);
         continue;
       }
