@@ -164,11 +164,13 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     await first.until(midway, 'ten words of each answer');
     // Joined well within the snapshot interval: the snapshot B reads is stale or missing, and the fill must close the gap.
     const remote = follow(await subscribe(b.url, EVENTS, { id }, token));
-    await remote.until((s) => s.size === 2, 'the replay on B');
+    // While the streams are held, only the replay and the fill can bring B the text so far
+    // (the settled text, which would also carry it, comes only after the release).
+    await remote.until((s) => s.size === 2 && [...s.values()].every((x) => x.text.includes('w9 ')), 'the text so far on B while the streams are held');
     gate.release();
     await Promise.all([first.done, remote.done]);
     await expectExact(a, token, id, [first, remote]);
-  });
+  }, 20_000);
 
   it('a subscriber on another instance from the start streams every delta', async () => {
     const gate = new Gate();

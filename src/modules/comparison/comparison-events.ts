@@ -26,7 +26,8 @@
  *   in order with its other deltas. Live deltas past a gap wait for it
  *   (buffered, bounded), and a gap seen live asks again (the first request
  *   may have left before the subscription took effect in Redis); should the
- *   fill never come, the settled text ends the response anyway.
+ *   fill never come, the settled message carries the text: what the
+ *   subscriber has not been sent goes out as a last delta before it.
  * Deltas of one response already waiting when the client is ready for more
  * are sent as one event; a client whose socket buffer is full is waited for
  * (`ready`), so a slow reader gets fewer, longer deltas, not a growing queue.
@@ -353,6 +354,8 @@ async function recheck(deps: EventStreamDeps, em: EntityManager, comparisonId: s
   for (const r of rows) {
     const view = views.get(r.id)!;
     if (SETTLED_STATUSES.includes(r.status)) {
+      // As for a settled message: what was not sent goes out as the last delta first.
+      if (r.content.length > view.length) out.push(event(r.id, ResponseStatus.STREAMING, { delta: r.content.slice(view.length) }));
       view.settled = true;
       view.held = [];
       out.push(event(r.id, r.status, { content: r.content, error: r.error ?? null }));
@@ -402,12 +405,16 @@ function eventsOf(batch: readonly ChannelMessage[], views: Map<string, ResponseV
       while (view.held.length && appendDelta(message.responseId, view, view.held[0]!)) view.held.shift();
       continue;
     }
-    openDelta.delete(message.responseId);
     if (message.kind === 'settled') {
+      // Text this subscriber has not been sent yet (a fill that never came, a race with the
+      // settle while it joined) goes out as the last delta, in order, before the settled event.
+      if (message.content.length > view.length) appendDelta(message.responseId, view, { kind: 'delta', responseId: message.responseId, offset: 0, delta: message.content });
+      openDelta.delete(message.responseId);
       view.settled = true;
       view.held = [];
       out.push(event(message.responseId, message.status, { content: message.content, error: message.error }));
     } else if (message.status !== view.status) {
+      openDelta.delete(message.responseId);
       view.status = message.status;
       out.push(event(message.responseId, message.status, {}));
     }
