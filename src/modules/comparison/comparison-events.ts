@@ -327,8 +327,8 @@ async function* followComparison(
       await ready();
       const items = await queue.takeAll();
       if (items === CLOSED) return undefined;
-      const batch = items.filter((item) => item !== QUIET);
-      if (batch.length < items.length) yield* await recheck(deps, em, comparisonId, views, event);
+      const batch = items.filter((item): item is ChannelMessage | ShutdownNotice => item !== QUIET);
+      if (batch.length < items.length) batch.unshift(...(await recheck(em, views, deps.live, askForFill)));
       const shutdown = batch.findIndex(isShutdownNotice);
       yield* eventsOf((shutdown < 0 ? batch : batch.slice(0, shutdown)) as ChannelMessage[], views, event, askForFill);
       if (shutdown >= 0) {
@@ -343,27 +343,23 @@ async function* followComparison(
   return undefined;
 }
 
-/** After {@link QUIET_CHECK_MS} of silence: settled events for what PostgreSQL holds settled, and another `sync` for open gaps. */
-async function recheck(deps: EventStreamDeps, em: EntityManager, comparisonId: string, views: Map<string, ResponseView>, event: EventOf): Promise<ComparisonEvent[]> {
+/**
+ * After {@link QUIET_CHECK_MS} of silence: a `settled` message for each open
+ * response PostgreSQL holds settled (handled like one from the channel), and
+ * another fill request for each gap still open.
+ */
+async function recheck(em: EntityManager, views: Map<string, ResponseView>, live: LiveResponses, askForFill: (responseId: string, from: number) => void): Promise<ChannelMessage[]> {
   const open = [...views].filter(([, v]) => !v.settled).map(([id]) => id);
   const rows = await em
     .fork()
     .find(ComparisonResponse, { id: { $in: open } }, { orderBy: { position: 'asc' } })
     .catch(() => [] as ComparisonResponse[]);
-  const out: ComparisonEvent[] = [];
+  const settled: ChannelMessage[] = [];
   for (const r of rows) {
-    const view = views.get(r.id)!;
-    if (SETTLED_STATUSES.includes(r.status)) {
-      // As for a settled message: what was not sent goes out as the last delta first.
-      if (r.content.length > view.length) out.push(event(r.id, ResponseStatus.STREAMING, { delta: r.content.slice(view.length) }));
-      view.settled = true;
-      view.held = [];
-      out.push(event(r.id, r.status, { content: r.content, error: r.error ?? null }));
-    } else if (view.held.length && !deps.live.has(r.id)) {
-      void deps.pubsub.publish(CONTROL_CHANNEL, { sync: r.id, comparisonId, from: view.length } satisfies ControlMessage);
-    }
+    if (SETTLED_STATUSES.includes(r.status)) settled.push({ kind: 'settled', responseId: r.id, status: r.status, content: r.content, error: r.error ?? null });
+    else if (views.get(r.id)!.held.length && !live.has(r.id)) askForFill(r.id, views.get(r.id)!.length);
   }
-  return out;
+  return settled;
 }
 
 /**
