@@ -11,6 +11,7 @@
  * wait is on an event a subscriber received: no sleeps.
  */
 import { randomBytes } from 'node:crypto';
+import { createClient } from '@redis/client';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedis, describeRedisServer, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
 import { subscribe, type SseSubscription } from './helpers/sse';
@@ -109,12 +110,13 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
   let a: TestApp;
   let b: TestApp;
   let token: string;
+  const prefix = `t-${randomBytes(5).toString('hex')}`;
 
   beforeAll(async () => {
     fake = await FakeLlmServer.start();
     const env = {
       REDIS_URL: redisUrlForTests(),
-      CACHE_PREFIX: `t-${randomBytes(5).toString('hex')}`,
+      CACHE_PREFIX: prefix,
       OPENAI_BASE_URL: fake.baseUrls.openai,
       ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
     };
@@ -184,6 +186,41 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     await expectExact(a, token, id, [remote]);
     // Streamed, not only settled (deltas already waiting may have gone out as one event).
     for (const s of remote.seen.values()) expect(s.deltas).toBeGreaterThan(0);
+  });
+
+  it('deltas stay on the running instance until a subscriber on another instance asks for them, then go through Redis', async () => {
+    // What Redis carries on this comparison's channel, as another instance would hear it.
+    const raw = createClient({ url: redisUrlForTests() });
+    await raw.connect();
+    const heard: Array<{ kind: string; offset?: number; delta?: string }> = [];
+    const wait = new Set<() => void>();
+    try {
+      const { id, gate, first } = await startHeld('local-only');
+      await raw.subscribe(`${prefix}:comparison:${id}`, (message) => {
+        heard.push(JSON.parse(message));
+        for (const check of [...wait]) check();
+      });
+      gate.release(14);
+      await first.until(midway, 'ten words of each answer on A');
+      // A marker published by A after those deltas: once Redis brings it, it has brought whatever A sent before it.
+      const marker = new Promise<void>((resolve) => wait.add(() => heard.some((m) => m.kind === 'marker') && resolve()));
+      await a.app.pubsub.publish(`comparison:${id}`, { kind: 'marker' });
+      await marker;
+      expect(heard.filter((m) => m.kind === 'delta')).toEqual([]);
+      // B joins: its `sync` asks A for the rest, and from then on A's deltas go through Redis.
+      const remote = follow(await subscribe(b.url, EVENTS, { id }, token));
+      await remote.until((seen) => seen.size === 2 && [...seen.values()].every((x) => x.text.includes('w9 ')), 'the text so far on B');
+      gate.release();
+      await Promise.all([first.done, remote.done]);
+      await expectExact(a, token, id, [first, remote]);
+      const deltas = heard.filter((m) => m.kind === 'delta');
+      // The first is the fill: the rest of the text from B's offset, as one delta (the deltas before B asked never went out).
+      expect(deltas.length).toBeGreaterThan(0);
+      expect(deltas[0]!.delta).toContain('w9 ');
+      expect(heard.filter((m) => m.kind === 'settled')).toHaveLength(2);
+    } finally {
+      await raw.quit().catch(() => undefined);
+    }
   });
 
   it('offsets drop duplicates and overlaps, and hold a delta past a gap until the gap is filled', async () => {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../observability/logger';
-import type { MessageHandler, PubSub } from './pubsub.port';
+import type { MessageHandler, PublishOptions, PubSub } from './pubsub.port';
 import { deliver } from './deliver';
 
 /**
@@ -21,8 +21,13 @@ export class MemoryPubSub implements PubSub {
     this.log = logger.child({ component: 'pubsub' });
   }
 
-  async publish(channel: string, message: object): Promise<void> {
+  async publish(channel: string, message: object, options?: PublishOptions): Promise<void> {
     if (this.closed) return;
+    if (options?.local) {
+      const name = `${this.prefix}:${channel}`;
+      if (this.emitter.listenerCount(name)) queueMicrotask(() => this.emitter.emit(name, message));
+      return;
+    }
     let json: string;
     try {
       json = JSON.stringify(message);

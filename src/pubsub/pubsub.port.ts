@@ -11,6 +11,10 @@
  *   next microtask, whatever Redis does; other processes through Redis. Order
  *   holds per publisher and channel, and `publish` need not be awaited for it
  *   (it resolves once the message is handed on, never waiting for a reply).
+ * - `publish(…, { local: true })` reaches this process's subscribers only (no
+ *   Redis round trip, no JSON round trip: they get the object itself, which must
+ *   be plain JSON data and is treated as read-only), in order with the other
+ *   publications of the channel. For traffic no other instance has asked for.
  * - `publish` never rejects because Redis is unavailable: the message is logged
  *   and dropped (no buffering, no local fallback: a subscriber must tolerate loss).
  * - `subscribe` resolves once Redis acknowledged, or after a bounded wait if
@@ -21,8 +25,13 @@
 
 export type MessageHandler<T = unknown> = (message: T) => void | Promise<void>;
 
+export interface PublishOptions {
+  /** This process's subscribers only (see the contract above). */
+  local?: boolean;
+}
+
 export interface PubSub {
-  publish(channel: string, message: object): Promise<void>;
+  publish(channel: string, message: object, options?: PublishOptions): Promise<void>;
   subscribe<T = unknown>(channel: string, onMessage: MessageHandler<T>): Promise<() => Promise<void>>;
   /** Drops every subscription and closes connections. Idempotent. */
   close(): Promise<void>;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../observability/logger';
-import type { MessageHandler, PubSub } from './pubsub.port';
+import type { MessageHandler, PublishOptions, PubSub } from './pubsub.port';
 import { deliver } from './deliver';
 import { closeRedisClient, createRedisClient, firstAttempt, type RedisClient } from '../cache/redis-client';
 import { sleep, withTimeout } from '../timeout';
@@ -62,8 +62,12 @@ export class RedisPubSub implements PubSub {
     });
   }
 
-  async publish(channel: string, message: object): Promise<void> {
+  async publish(channel: string, message: object, options?: PublishOptions): Promise<void> {
     if (this.closed) return;
+    if (options?.local) {
+      this.deliverObject(`${this.prefix}:${channel}`, message);
+      return;
+    }
     let json: string;
     try {
       json = JSON.stringify(message);
@@ -118,6 +122,16 @@ export class RedisPubSub implements PubSub {
     const targets = [...set];
     queueMicrotask(() => {
       const message: unknown = JSON.parse(json);
+      for (const listener of targets) listener(message);
+    });
+  }
+
+  /** A local-only publication: the object itself to this process's subscribers, on the next microtask. */
+  private deliverObject(name: string, message: object): void {
+    const set = this.listeners.get(name);
+    if (!set?.size) return;
+    const targets = [...set];
+    queueMicrotask(() => {
       for (const listener of targets) listener(message);
     });
   }

@@ -6,7 +6,10 @@
  * in `LiveResponses`), per response and in order: `status` → `delta`s (each
  * with the offset of its first character) → `settled` (full content, already
  * in PostgreSQL). Nothing waits on a store: a delta is handed to the pub/sub
- * and the token loop goes on. The content so far lives in the publisher's
+ * and the token loop goes on. Deltas stay in this process (`local`) until a
+ * subscriber on another instance asks for the response (`sync`): from then on
+ * they go through Redis too, so a comparison nobody follows elsewhere costs
+ * Redis nothing per delta (status and settled messages always go everywhere). The content so far lives in the publisher's
  * memory; a snapshot of it is written to the cache under `stream:<responseId>`
  * at most every {@link SNAPSHOT_INTERVAL_MS} (dropped at settle, when the row
  * in PostgreSQL holds the text), so nothing per delta grows with the length
@@ -23,7 +26,8 @@
  * - a response another instance runs: the snapshot (up to a few hundred ms
  *   old) is replayed and a `sync` request on the control channel asks the
  *   instance running it to publish the rest from that offset as one delta,
- *   in order with its other deltas. Live deltas past a gap wait for it
+ *   in order with its other deltas, and from then on publishes its deltas to
+ *   other instances too. Live deltas past a gap wait for it
  *   (buffered, bounded), and a gap seen live asks again (the first request
  *   may have left before the subscription took effect in Redis); should the
  *   fill never come, the settled message carries the text: what the
@@ -105,6 +109,8 @@ export class ResponsePublisher {
   private snapshotTimer: NodeJS.Timeout | undefined;
   private snapshotWrite: Promise<void> = Promise.resolve();
   private done = false;
+  /** A subscriber on another instance asked for this response (`resend`): deltas go through Redis too. */
+  private remote = false;
 
   constructor(
     private readonly deps: { pubsub: PubSub; cache: CachePort },
@@ -125,13 +131,18 @@ export class ResponsePublisher {
     if (!delta) return;
     const offset = this.text.length;
     this.text += delta;
-    this.publish({ kind: 'delta', responseId: this.responseId, offset, delta });
+    this.publish({ kind: 'delta', responseId: this.responseId, offset, delta }, !this.remote);
     this.snapshotTimer ??= setTimeout(() => this.writeSnapshot(), SNAPSHOT_INTERVAL_MS);
   }
 
-  /** A subscriber elsewhere has the text up to `from`: publish the rest as one delta, in order with the others. */
+  /**
+   * A subscriber elsewhere has the text up to `from`: publish the rest as one
+   * delta, in order with the others, and every later delta to other instances too.
+   */
   resend(from: number): void {
-    if (this.done || !Number.isInteger(from) || from < 0 || from >= this.text.length) return;
+    if (this.done || !Number.isInteger(from) || from < 0) return;
+    this.remote = true;
+    if (from >= this.text.length) return;
     this.publish({ kind: 'delta', responseId: this.responseId, offset: from, delta: this.text.slice(from) });
   }
 
@@ -153,9 +164,9 @@ export class ResponsePublisher {
     this.snapshotWrite = this.snapshotWrite.then(() => (this.done ? undefined : this.deps.cache.set(snapshotKey(this.responseId), this.text, SNAPSHOT_TTL_MS)));
   }
 
-  private publish(message: ChannelMessage): void {
+  private publish(message: ChannelMessage, local = false): void {
     // The port never rejects for an outage and keeps order without being awaited.
-    void this.deps.pubsub.publish(channelOf(this.comparisonId), message);
+    void this.deps.pubsub.publish(channelOf(this.comparisonId), message, local ? { local } : undefined);
   }
 }
 
@@ -346,7 +357,7 @@ async function* followComparison(
 /**
  * After {@link QUIET_CHECK_MS} of silence: a `settled` message for each open
  * response PostgreSQL holds settled (handled like one from the channel), and
- * another fill request for each gap still open.
+ * another `sync` request for each one running on another instance.
  */
 async function recheck(em: EntityManager, views: Map<string, ResponseView>, live: LiveResponses, askForFill: (responseId: string, from: number) => void): Promise<ChannelMessage[]> {
   const open = [...views].filter(([, v]) => !v.settled).map(([id]) => id);
@@ -357,7 +368,8 @@ async function recheck(em: EntityManager, views: Map<string, ResponseView>, live
   const settled: ChannelMessage[] = [];
   for (const r of rows) {
     if (SETTLED_STATUSES.includes(r.status)) settled.push({ kind: 'settled', responseId: r.id, status: r.status, content: r.content, error: r.error ?? null });
-    else if (views.get(r.id)!.held.length && !live.has(r.id)) askForFill(r.id, views.get(r.id)!.length);
+    // Running elsewhere and silent: our `sync` may have been lost, and without it no delta comes our way.
+    else if (!live.has(r.id)) askForFill(r.id, views.get(r.id)!.length);
   }
   return settled;
 }
