@@ -217,6 +217,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       maxOutputBytes: config.llm.maxOutputBytes,
       logger,
       metrics,
+      startConcurrency: Math.max(1, Math.floor(config.pool.max / 2)),
     });
     await runner.start();
     cleanups.push(() => runner.close());

@@ -35,6 +35,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { BurstGate } from '../../db/burst-gate';
 import { isRetryableDatabaseError } from '../../db/connection-errors';
 import { isUuid } from '../../db/pagination';
 import { pgArray } from '../../db/sql';
@@ -106,7 +107,12 @@ export interface ComparisonRunnerDeps {
   maxOutputBytes: number;
   logger: Logger;
   metrics: Metrics;
+  /** Starts storing at once (the rest wait their turn, up to {@link START_QUEUE_MS}); default 8. Half the pool leaves room for everything else. */
+  startConcurrency?: number;
 }
+
+/** How long a start may wait behind others (a burst) before it is refused with SERVICE_UNAVAILABLE. */
+export const START_QUEUE_MS = 30_000;
 
 type SettleFields = Partial<Pick<ComparisonResponse, 'content' | 'error' | 'latencyMs' | 'timeToFirstTokenMs' | 'promptTokens' | 'completionTokens' | 'costUsd' | 'customEndpoint'>> & {
   status: ResponseStatus;
@@ -138,8 +144,11 @@ export class ComparisonRunner {
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<number> | undefined;
   private closing: Promise<void> | undefined;
+  private readonly startGate: BurstGate;
 
-  constructor(private readonly deps: ComparisonRunnerDeps) {}
+  constructor(private readonly deps: ComparisonRunnerDeps) {
+    this.startGate = new BurstGate(deps.startConcurrency ?? 8, START_QUEUE_MS);
+  }
 
   /** Listens for cancels issued on other instances, settles expired leases, and starts heartbeats and sweeps. */
   async start(): Promise<void> {
@@ -167,6 +176,24 @@ export class ComparisonRunner {
     const models = blind ? shuffled(parseModels(args.models)) : parseModels(args.models);
     const category = parseCategory(args.category) ?? categorize(prompt);
     const em = this.deps.orm.em.fork();
+    // The reads, the admission and the transaction: behind the gate, so a burst of starts queues here rather than at the pool.
+    const { comparison, jobs, release } = await this.startGate.run(() => this.store(em, principal, args, prompt, blind, models, category));
+    // The keys of every model in one read; the reserved budget is given back once every response's cost is recorded.
+    const languageModels = this.deps.models.resolveModels(em, principal.userId, models, !blind);
+    this.track(comparison.id, Promise.all(jobs.map((job, i) => this.execute(job, languageModels[i]!))).then(() => undefined).finally(release));
+    return comparison.id;
+  }
+
+  /** Admits the calls and stores the prompt message, the comparison and its PENDING responses in one transaction. */
+  private async store(
+    em: EntityManager,
+    principal: Principal,
+    args: RunComparisonArgs,
+    prompt: string,
+    blind: boolean,
+    models: ModelId[],
+    category: ComparisonResult['category'],
+  ): Promise<{ comparison: ComparisonResult; jobs: Job[]; release: Awaited<ReturnType<ProviderCallAdmission['admit']>> }> {
     const existing = args.conversationId ? await this.deps.conversations.getForWrite(em, principal, args.conversationId) : null;
     if (existing) await assertNothingHidden(em, existing.id);
     const histories = existing ? await historiesByModel(em, existing.id, models.map(endpointKey)) : new Map<string, ChatTurn[]>();
@@ -203,10 +230,7 @@ export class ComparisonRunner {
       await release();
       throw error;
     }
-    // The keys of every model in one read; the reserved budget is given back once every response's cost is recorded.
-    const languageModels = this.deps.models.resolveModels(em, principal.userId, models, !blind);
-    this.track(comparison.id, Promise.all(jobs.map((job, i) => this.execute(job, languageModels[i]!))).then(() => undefined).finally(release));
-    return comparison.id;
+    return { comparison, jobs, release };
   }
 
   /**
