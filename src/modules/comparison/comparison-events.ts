@@ -48,6 +48,7 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
+import { isRetryableDatabaseError } from '../../db/connection-errors';
 import type { PubSub } from '../../pubsub/pubsub.port';
 import { hiddenError } from './blind';
 import { ComparisonResponse, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
@@ -314,7 +315,8 @@ async function* followComparison(
     };
 
     const askForFill = (responseId: string, from: number) => void deps.pubsub.publish(CONTROL_CHANNEL, { sync: responseId, comparisonId, from } satisfies ControlMessage);
-    const responses = await em.find(ComparisonResponse, { comparison: comparisonId }, { orderBy: { position: 'asc' } });
+    // The stream has begun: a busy or briefly unreachable database is waited for (bounded), not answered with an error mid-stream.
+    const responses = await retried(() => em.find(ComparisonResponse, { comparison: comparisonId }, { orderBy: { position: 'asc' } }));
     const replay: ComparisonEvent[] = [];
     for (const r of responses) {
       const settled = SETTLED_STATUSES.includes(r.status);
@@ -352,6 +354,21 @@ async function* followComparison(
     await unsubscribe();
   }
   return undefined;
+}
+
+/** How long a stream's first read retries a connection error or a pool / lock / statement timeout. */
+const FIRST_READ_RETRY_MS = 15_000;
+
+async function retried<T>(read: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + FIRST_READ_RETRY_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (error) {
+      if (!isRetryableDatabaseError(error) || Date.now() >= deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * 2 ** attempt)));
+    }
+  }
 }
 
 /**

@@ -59,6 +59,7 @@ import { assertNothingHidden, revealedSql, shuffled } from './blind';
 import { categorize, parseCategory } from './category';
 import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, type ControlMessage, ResponsePublisher } from './comparison-events';
 import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
+import { SettleWriter } from './settle-writer';
 
 export const MIN_MODELS = 2;
 export const MAX_MODELS = 8;
@@ -145,9 +146,12 @@ export class ComparisonRunner {
   private sweeping: Promise<number> | undefined;
   private closing: Promise<void> | undefined;
   private readonly startGate: BurstGate;
+  /** Settles of one turn of the event loop, written in one statement. */
+  private readonly settleWriter: SettleWriter;
 
   constructor(private readonly deps: ComparisonRunnerDeps) {
     this.startGate = new BurstGate(deps.startConcurrency ?? 8, START_QUEUE_MS);
+    this.settleWriter = new SettleWriter(deps.orm);
   }
 
   /** Listens for cancels issued on other instances, settles expired leases, and starts heartbeats and sweeps. */
@@ -541,7 +545,7 @@ export class ComparisonRunner {
   }
 
   /**
-   * The conditional final update, retried with backoff on connection errors for
+   * The conditional final update (batched with the other settles of this turn, see `settle-writer.ts`), retried with backoff on connection errors for
    * up to SETTLE_RETRY_MS or one lease, whichever is shorter. `unknown`: an
    * earlier attempt failed in a way that may or may not have committed and the
    * retry found nothing left to update, or the database stayed unreachable.
@@ -552,7 +556,7 @@ export class ComparisonRunner {
     let failedBefore = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        const written = await this.deps.orm.em.fork().nativeUpdate(ComparisonResponse, { id, status: { $in: UNSETTLED } }, { ...data, settledAt: new Date() });
+        const written = await this.settleWriter.write({ id, ...data });
         if (written) return 'written';
         return failedBefore ? 'unknown' : 'not-written';
       } catch (err) {

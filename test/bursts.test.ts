@@ -2,9 +2,14 @@
  * Starts absorb a burst (issue 15): the DB part of startComparison runs
  * behind a gate (`db/burst-gate.ts`), so a burst queues there, holding no
  * pool connection, instead of at the pool, whose acquire timeout would refuse
- * starts that were merely waiting for each other.
+ * starts that were merely waiting for each other; and the settles of one turn
+ * of the event loop are one statement (`settle-writer.ts`).
  */
+import { randomBytes } from 'node:crypto';
 import { BurstGate } from '../src/db/burst-gate';
+import { ResponseStatus } from '../src/modules/comparison/comparison.entity';
+import { SettleWriter } from '../src/modules/comparison/settle-writer';
+import { withClient } from './helpers/factories';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
@@ -88,4 +93,55 @@ describe('a burst of starts on a small pool', () => {
     // Let the hanging calls go.
     await Promise.all(answers.map((a, i) => t.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id: a.data.startComparison.id }, users[i]!.token)));
   }, 60_000);
+});
+
+describe('SettleWriter: the settles of one turn in one statement', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  /** `n` PENDING responses of one comparison of a new user, straight into PostgreSQL. */
+  async function pendingResponses(n: number): Promise<string[]> {
+    const { userId } = await t.signUp(`settle-${randomBytes(3).toString('hex')}`);
+    return withClient(t.db.url, async (c) => {
+      const comparison = (await c.query(`insert into comparison_results (id, created_at, owner_id, prompt) values (gen_random_uuid(), now(), $1, 'p') returning id`, [userId])).rows[0].id;
+      const rows = await c.query(
+        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model)
+         select gen_random_uuid(), now(), $1, g - 1, 'OPENAI', 'openai:m' || g from generate_series(1, $2) g returning id`,
+        [comparison, n],
+      );
+      return rows.rows.map((r: { id: string }) => r.id);
+    });
+  }
+
+  it('writes every settle of a turn with one statement, first writer wins', async () => {
+    const ids = await pendingResponses(12);
+    const writer = new SettleWriter(t.app.orm);
+    const row = (id: string, i: number) => ({ id, status: ResponseStatus.COMPLETED, content: `answer "${i}" {x}\\ ${'é'.repeat(i)}`, error: null, latencyMs: i, customEndpoint: i % 2 === 0 });
+    const { count, result } = await t.countStatements(() => Promise.all(ids.map((id, i) => writer.write(row(id, i)))));
+    expect(result).toEqual(ids.map(() => true));
+    expect(count).toBe(1);
+    const stored = await withClient(t.db.url, async (c) => (await c.query(`select id, status, content, latency_ms, custom_endpoint, settled_at from comparison_responses where id = any($1)`, [ids])).rows);
+    for (const [i, id] of ids.entries()) {
+      expect(stored.find((r: { id: string }) => r.id === id)).toMatchObject({ status: 'COMPLETED', content: row(id, i).content, latency_ms: i, custom_endpoint: i % 2 === 0 });
+    }
+    // Already settled: not written again.
+    expect(await writer.write({ ...row(ids[0]!, 0), status: ResponseStatus.FAILED })).toBe(false);
+  });
+
+  it('a row PostgreSQL refuses fails alone: the others of its batch are written', async () => {
+    const ids = await pendingResponses(3);
+    await withClient(t.db.url, (c) => c.query(`alter table comparison_responses add constraint refuse_poison_batch check (content not like '%poison%')`));
+    try {
+      const writer = new SettleWriter(t.app.orm);
+      const results = await Promise.allSettled(ids.map((id, i) => writer.write({ id, status: ResponseStatus.COMPLETED, content: i === 1 ? 'poison' : 'fine', error: null })));
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    } finally {
+      await withClient(t.db.url, (c) => c.query('alter table comparison_responses drop constraint refuse_poison_batch'));
+    }
+  });
 });
