@@ -353,7 +353,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           maxResponseBytes: config.limits.maxResponseBytes,
           documents,
         }),
-        stream: createSseHandler({ schema, production, guard, maxBodyBytes: config.limits.maxBodyBytes, contexts, executor: config.graphqlExecutor }),
+        stream: createSseHandler({ schema, production, guard, maxBodyBytes: config.limits.maxBodyBytes, contexts, executor: config.graphqlExecutor, compiledSubscriptionBytes: DocumentCache.shareOf(documentCacheBytes, 'subscriptions') }),
         health: () => healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) }),
         metrics: { registry: metrics.registry, token: config.metrics.token },
       }),

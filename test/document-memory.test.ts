@@ -72,3 +72,20 @@ describe('memory per distinct document', () => {
     expect(after - before).toBeLessThan(SCALED_BOUND_MB);
   }, 150_000);
 });
+
+describe('compiled subscription documents', () => {
+  it('are kept within their byte share, least recently used out, and never for a call without a key (anonymous)', async () => {
+    const { buildSchema } = await import('graphql');
+    const { jitSubscribe } = await import('../src/graphql/jit-executor');
+    const { compiledWeight } = await import('../src/graphql/document-cache');
+    const { parse } = await import('graphql');
+    const schema = buildSchema('type Query { a: Int } type Subscription { tick(n: Int): Int }');
+    const text = (i: number) => `subscription S${i} { tick(n: ${i}) }`;
+    const subscribe = jitSubscribe(compiledWeight(text(10).length) * 3);
+    const rootValue = { tick: () => (async function* () {})() };
+    for (let i = 10; i < 20; i++) await subscribe({ schema, document: parse(text(i)), rootValue }, text(i));
+    expect(subscribe.kept()).toEqual({ documents: 3, bytes: compiledWeight(text(10).length) * 3 });
+    await subscribe({ schema, document: parse(text(30)), rootValue }, undefined);
+    expect(subscribe.kept().documents).toBe(3);
+  });
+});

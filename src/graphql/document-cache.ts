@@ -8,6 +8,7 @@
  * |--------------------------------------------------------|---------------------|
  * | parsed + validated documents (Apollo's `documentStore`) and the graphql-jit executors compiled for them, one entry per document | 3/4 (of which anonymous: 1/32) |
  * | compiled reads (`compiled-read.ts`)                    | 1/8                 |
+ * | compiled subscription documents (`jit-executor.ts`, signed-in callers only) | 1/32 (taken from the documents' 3/4) |
  * | read-cache policies and query-text hashes (`response-cache.ts`) | 1/8        |
  *
  * A compiled executor is kept in its document's entry and weighs on it, so it
@@ -73,12 +74,13 @@ export class DocumentCache implements KeyValueCache<DocumentNode> {
   private readonly anonymous: LruMap<string, Entry>;
 
   constructor(private readonly opts: DocumentCacheOptions) {
-    this.shared = new LruMap(Number.MAX_SAFE_INTEGER, { maxWeight: Math.floor((opts.maxBytes * 3) / 4 - opts.maxBytes / 32), weigh });
+    this.shared = new LruMap(Number.MAX_SAFE_INTEGER, { maxWeight: Math.floor((opts.maxBytes * 3) / 4 - (2 * opts.maxBytes) / 32), weigh });
     this.anonymous = new LruMap(Number.MAX_SAFE_INTEGER, { maxWeight: Math.floor(opts.maxBytes / 32), weigh });
   }
 
-  /** The share of the budget for compiled reads, and for policies and hashes. */
-  static shareOf(maxBytes: number, part: 'compiledReads' | 'policies'): number {
+  /** The share of the budget for compiled reads, for policies and hashes, and for compiled subscription documents. */
+  static shareOf(maxBytes: number, part: 'compiledReads' | 'policies' | 'subscriptions'): number {
+    if (part === 'subscriptions') return Math.floor(maxBytes / 32);
     return Math.floor(maxBytes / 8 / (part === 'policies' ? 2 : 1));
   }
 

@@ -15,7 +15,8 @@
 import type { GatewayExecutor, GatewayInterface } from '@apollo/server-gateway-interface';
 import { type ExecutionArgs, type ExecutionResult, execute, GraphQLError, type GraphQLSchema, printSchema, subscribe, createSourceEventStream } from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
-import type { DocumentCache } from './document-cache';
+import { compiledWeight, type DocumentCache } from './document-cache';
+import { LruMap } from '../lru-map';
 
 export function jitGateway(schema: GraphQLSchema, documents: DocumentCache): GatewayInterface {
   const executor: GatewayExecutor = async (rc) => {
@@ -61,25 +62,26 @@ function withStandardErrors<T extends ExecutionResult>(result: T): T {
   return { ...result, errors };
 }
 
-/** Compiled subscription operations kept per (query text, operation name); a bound on distinct documents. */
-const MAX_COMPILED_SUBSCRIPTIONS = 200;
-
 /**
  * `subscribe` for graphql-sse: graphql-js creates the source event stream (the
  * field's arguments, auth, errors), and each event is completed by code
  * compiled once per document (graphql-jit) instead of a graphql-js execution
  * per event. (graphql-jit's own `subscribe` hands the operation's variables to
  * the field's `subscribe` in place of its arguments, so it is not used.)
- * Documents that do not compile, and more distinct documents than the bound,
- * take graphql-js's `subscribe` (same schema, resolvers and errors).
+ * Compiled operations are kept per (query text, operation name) in an LRU
+ * bounded by their estimated bytes (`maxBytes`, a share of `DOCUMENT_CACHE_MB`);
+ * a call without a key (the caller keeps anonymous documents out) and
+ * documents that do not compile take graphql-js's `subscribe` (same schema,
+ * resolvers and errors).
  */
-export function jitSubscribe(): (args: ExecutionArgs, key: string) => Promise<AsyncIterable<ExecutionResult> | ExecutionResult> {
-  const compiled = new Map<string, CompiledQuery>();
-  return async (args, key) => {
+export function jitSubscribe(maxBytes: number): JitSubscribe {
+  const compiled = new LruMap<string, CompiledQuery>(Number.MAX_SAFE_INTEGER, { maxWeight: maxBytes, weigh: (_query, key) => compiledWeight(key.length) });
+  const run = async (args: ExecutionArgs, key: string | undefined) => {
+    if (key === undefined) return subscribe(args);
     let query = compiled.get(key);
     if (!query) {
-      const result = compiled.size < MAX_COMPILED_SUBSCRIPTIONS ? compileQuery(args.schema, args.document, args.operationName ?? undefined) : undefined;
-      if (!result || !isCompiledQuery(result)) return subscribe(args);
+      const result = compileQuery(args.schema, args.document, args.operationName ?? undefined);
+      if (!isCompiledQuery(result)) return subscribe(args);
       query = result;
       compiled.set(key, query);
     }
@@ -88,6 +90,13 @@ export function jitSubscribe(): (args: ExecutionArgs, key: string) => Promise<As
     const complete = query;
     return mapResults(source[Symbol.asyncIterator](), async (event) => withStandardErrors(await complete.query(event, args.contextValue, args.variableValues ?? {})));
   };
+  return Object.assign(run, { kept: () => ({ documents: compiled.size, bytes: compiled.totalWeight }) });
+}
+
+export interface JitSubscribe {
+  (args: ExecutionArgs, key: string | undefined): Promise<AsyncIterable<ExecutionResult> | ExecutionResult>;
+  /** Compiled documents kept and their estimated bytes. */
+  kept(): { documents: number; bytes: number };
 }
 
 function isAsyncIterable<T>(value: unknown): value is AsyncIterable<T> {

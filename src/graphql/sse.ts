@@ -30,6 +30,8 @@ export interface SseDeps {
   contexts: RequestContexts;
   /** `jit`: each event is completed by code compiled once per document; `graphql-js`: the reference executor. */
   executor: 'jit' | 'graphql-js';
+  /** Bytes (estimated) of compiled subscription documents kept: their share of `DOCUMENT_CACHE_MB`. */
+  compiledSubscriptionBytes: number;
 }
 
 /** graphql-js errors without a code are the client's document errors. */
@@ -49,7 +51,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
   ];
   // graphql-sse wants an index-signature context; ours is a plain interface.
   type SseContext = Context & Record<PropertyKey, unknown>;
-  const compiled = deps.executor === 'jit' ? jitSubscribe() : undefined;
+  const compiled = deps.executor === 'jit' ? jitSubscribe(deps.compiledSubscriptionBytes) : undefined;
   /** The query text and operation name of each request's document, the compiled subscription's key. */
   const keys = new WeakMap<DocumentNode, string>();
   const handler = createHandler<IncomingMessage, undefined, SseContext>({
@@ -57,8 +59,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
     // Validated in onSubscribe, with the document limits.
     validate: () => [],
     subscribe: (args) => {
-      const key = keys.get(args.document);
-      return compiled && key !== undefined ? compiled(args, key) : subscribe(args);
+      return compiled ? compiled(args, keys.get(args.document)) : subscribe(args);
     },
     onSubscribe: async (req, params) => {
       let document: DocumentNode;
@@ -81,7 +82,8 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       // The token was verified before the stream opened (an invalid one answered 401);
       // a missing one is reported by the resolver as UNAUTHENTICATED.
       const request = requests.get(req.raw) ?? { requestId: 'sse', principal: null };
-      if (typeof params.query === 'string') keys.set(document, `${params.operationName ?? ''}\n${params.query}`);
+      // Compiled (and kept) for signed-in callers only: anonymous documents cost no compiled code.
+      if (typeof params.query === 'string' && request.principal) keys.set(document, `${params.operationName ?? ''}\n${params.query}`);
       const contextValue = deps.contexts.create(req.raw, request.requestId, request.principal) as SseContext;
       if (request.res) contextValue.streamReady = readyFor(request.res);
       return { schema: deps.schema, document, operationName: params.operationName, variableValues: params.variables, contextValue };
