@@ -55,9 +55,9 @@ import {
   type ValidationRule,
 } from 'graphql';
 import type { DocumentLimits } from '../config';
-import type { Context } from './context';
+import type { GraphqlContext } from './context';
 import { badInput } from '../errors';
-import { findUnsafeText } from './text-input';
+import { findUnsafeText } from '../input/text-input';
 import { QueryTooComplexError } from './format-error';
 import { operationCost } from './operation-cost';
 
@@ -81,7 +81,7 @@ export interface DocumentGuard {
   /** For Apollo's `validationOptions`: suggestions hidden in production, at most 10 errors. */
   validationOptions: { hideSuggestions: boolean; maxErrors: number };
   /** Runs `checkOperation` once Apollo has resolved the operation (before execution, cache hits included). */
-  plugin: ApolloServerPlugin<Context>;
+  plugin: ApolloServerPlugin<GraphqlContext>;
   /** Parse with the token limit (graphql-sse). Throws the parser's GraphQLError. */
   parse(source: string): DocumentNode;
   /** All validation rules, specified ones included (graphql-sse). */

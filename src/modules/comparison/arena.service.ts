@@ -22,7 +22,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomInt } from 'node:crypto';
 import type { CachePort } from '../../cache/cache.port';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { badInput } from '../../errors';
 import { MODEL_CATALOG } from '../../llm/catalog';
 import { DEFAULT_LABEL, endpointKey, parseModelId, type Provider, toProviderName } from '../../llm/model-id';

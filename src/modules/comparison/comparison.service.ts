@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { notFound } from '../../errors';
 import { type CursorCodec, type ExtraColumn, isUuid, ownedPage, type Page } from '../../db/pagination';
 import { embeddedRows, plainShape } from '../../db/plain';

@@ -3,7 +3,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Orm } from '../../db/orm';
 import type { Logger } from '../../observability/logger';
 import type { CachePort } from '../../cache/cache.port';
-import type { GenerationInvalidator } from '../../cache/generations';
+import type { Generations } from '../../read-cache/generations';
+import { readCacheKeys } from '../../read-cache/keys';
 import { pgArray } from '../../db/sql';
 import { DEFAULT_LABEL } from '../../llm/model-id';
 import { revealedSql } from '../comparison/blind';
@@ -162,7 +163,7 @@ export class LeaderboardService {
   constructor(
     private readonly orm: Orm,
     private readonly cache: CachePort,
-    private readonly generations: GenerationInvalidator,
+    private readonly generations: Generations,
     private readonly worker: FitWorker,
     private readonly options: LeaderboardOptions,
     private readonly logger?: Logger,
@@ -183,7 +184,7 @@ export class LeaderboardService {
    * in the background.
    */
   async invalidateGlobal(): Promise<void> {
-    await this.generations.bump(GLOBAL_SCOPE);
+    await this.generations.invalidateShared(GLOBAL_SCOPE);
     if (this.closed) return;
     const since = Date.now() - KNOWN_FOR_MS;
     for (const [key, entry] of this.known) {
@@ -358,7 +359,7 @@ export class LeaderboardService {
 }
 
 function boardKey(scope: LeaderboardScopeName, f: NormalisedFilter): string {
-  return `resp:leaderboard:${scope}:${createHash('sha256').update(JSON.stringify(f)).digest('base64url').slice(0, 22)}`;
+  return readCacheKeys.leaderboard(scope, createHash('sha256').update(JSON.stringify(f)).digest('base64url').slice(0, 22));
 }
 
 /** The endpoint key of a response row (as `endpointKey` builds it): each label of a model is ranked apart. */
