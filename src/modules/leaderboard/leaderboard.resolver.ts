@@ -4,7 +4,7 @@ import { requireUser } from '../../auth/principal';
 import type { Context } from '../common/context';
 import { Provider } from '../api-key/api-key.entity';
 import { LeaderboardFilter } from './leaderboard.inputs';
-import type { LeaderboardBoard, LeaderboardInfoData, ModelRankingData } from './leaderboard.service';
+import type { LeaderboardBoard, LeaderboardInfoData, ModelRankingData } from './leaderboard.types';
 
 export enum LeaderboardScope {
   MINE = 'MINE',
