@@ -77,6 +77,7 @@ import { graphqlRoutes } from './graphql/routes';
 import { createMetrics, type Metrics } from './observability/metrics';
 import { OperationLabels } from './observability/operation-labels';
 import { Generations } from './read-cache/generations';
+import { GENERATION_NAMESPACE } from './read-cache/keys';
 import { invalidationPlugin } from './read-cache/invalidation.plugin';
 import { operationCachePlugin } from './read-cache/operation-cache.plugin';
 import { ResponseCache } from './read-cache/response-cache';
@@ -155,7 +156,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       // `gen` lookups are invalidation bookkeeping (one per cached read), not a cache: not exported.
       onLookup: (namespace, hit) => {
-        if (namespace !== 'gen') countLookup(namespace, hit);
+        if (namespace !== GENERATION_NAMESPACE) countLookup(namespace, hit);
       },
     });
     cleanups.push(() => cache.close());
@@ -309,7 +310,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       },
       plugins: [
         // Apollo would otherwise install its cache-control plugin, which wraps every resolved field;
-        // cache policy here is static, per document (`graphql/cache-policy.ts`).
+        // cache policy here is static, per document (`read-cache/cache-policy.ts`).
         ApolloServerPluginCacheControlDisabled(),
         // Trusted-documents refusal (FORBIDDEN) first, then the checks that read variables.
         persistedDocumentsPlugin({ documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly }),

@@ -2,7 +2,7 @@ import { randomFillSync } from 'node:crypto';
 import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
 import type { CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions, VersionedKey } from './cache.port';
-import { assertNamespace, namespaceOf } from './keys';
+import { assertNamespace, namespaceOf } from './namespaces';
 import { closeRedisClient, createRedisClient } from './redis-client';
 import { FailOpenStore } from './resilience';
 import { singleFlight } from './single-flight';

@@ -17,7 +17,7 @@
  * | cost with variables (`maxCost`)        | operation resolved   | `operation-cost.ts`                     | QUERY_TOO_COMPLEX     |
  * | bytes a field may return, in the cost  | operation resolved   | `operation-cost.ts` (`byteWeights`)     | QUERY_TOO_COMPLEX     |
  * | bytes built (`maxResponseBytes`)       | execution            | `response-bytes.ts`, `http.ts`          | RESPONSE_TOO_LARGE    |
- * | NUL / unpaired surrogate in any string | operation resolved   | `text-input.ts`                         | BAD_USER_INPUT        |
+ * | NUL / unpaired surrogate in any string | operation resolved   | `input/text-input.ts`                   | BAD_USER_INPUT        |
  * | "Did you mean …" suggestions           | production           | graphql `hideSuggestions` + formatError | (message only)        |
  *
  * Why these numbers (all configurable, see README): 15 aliases and 2,000

@@ -17,7 +17,7 @@
  * or every root field null). A partial result stays 200: the client has data
  * to show, and the errors name the fields that failed.
  *
- * The token row is decided where the token is read (`auth.ts` puts the
+ * The token row is decided where the token is read (`auth/tokens.ts` puts the
  * status on the error through Apollo's `extensions.http`); this plugin does
  * the rest after execution.
  */
