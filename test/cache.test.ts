@@ -622,7 +622,10 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     await b.setVersioned(readCacheKeys.response('u1', 'small'), 0, Buffer.from('{"data":{"me":null}}'), 60_000);
     await b.setVersioned(readCacheKeys.response('u1', 'other'), 0, Buffer.alloc(1000, 'z'), 60_000);
     // Both replies arrive in one socket read; the kept copy must not pin it.
-    const [small] = await Promise.all([a.getVersioned(readCacheKeys.response('u1', 'small')), a.getVersioned(readCacheKeys.response('u1', 'other'))]);
+    const [small] = await Promise.all([
+      a.getVersioned(readCacheKeys.response('u1', 'small')),
+      a.getVersioned(readCacheKeys.response('u1', 'other')),
+    ]);
     expect(small?.bytes?.toString()).toBe('{"data":{"me":null}}');
     expect(a.health().localCopies).toMatchObject({ entries: 2, bytes: 12 + 20 + 1024 + 12 + 1000 + 1024 });
   });

@@ -239,7 +239,9 @@ class KeyvCache implements CachePort {
     } else if (found?.raw && found.raw.length >= TAG_BYTES && found.raw[0] === 0) {
       const fetched = found.raw;
       raw = fetched;
-      if (this.copies?.fits(fetched.length - TAG_BYTES)) this.copies.settle(copyKey, copy, () => ({ version: found.counter, raw: owned(fetched) }));
+      if (this.copies?.fits(fetched.length - TAG_BYTES)) {
+        this.copies.settle(copyKey, copy, () => ({ version: found.counter, raw: owned(fetched) }));
+      }
     } else if (found && copy) {
       this.copies!.settle(copyKey, copy, undefined);
     }

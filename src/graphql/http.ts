@@ -84,7 +84,9 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
     (error: unknown) => ({ ok: false as const, error }),
   );
   // A signed-in request's read-cache state, shared with the Apollo plugin through the context.
-  const reading = principal.ok && principal.value ? deps.responseCache.begin(principal.value.userId, req.headers['cache-control']) : undefined;
+  const reading = principal.ok && principal.value
+    ? deps.responseCache.begin(principal.value.userId, req.headers['cache-control'])
+    : undefined;
 
   if (principal.ok && principal.value && reading) {
     const params = edgeParams(req, method, url, body, deps.responseCache);
@@ -153,7 +155,8 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
     return;
   }
   const text = response.body.string;
-  await sendResult(req, res, method, status, text, status === 200 && reading ? reading.outgoing(text, 'apollo') : { bytes: Buffer.from(text) }, response.headers.get('content-type'));
+  const answer = status === 200 && reading ? reading.outgoing(text, 'apollo') : { bytes: Buffer.from(text) };
+  await sendResult(req, res, method, status, text, answer, response.headers.get('content-type'));
 }
 
 /** Writes a complete GraphQL response; the read cache stores the bytes of a cacheable one as they are sent. */

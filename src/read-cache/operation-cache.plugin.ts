@@ -44,11 +44,15 @@ export function operationCachePlugin(responseCache: ResponseCache): ApolloServer
           if (!bytes) return null;
           hit = true;
           const { data } = JSON.parse(bytes.toString('utf8')) as { data: Record<string, unknown> };
-          return { http: { status: undefined, headers: new HeaderMap([['x-cache', 'HIT']]) }, body: { kind: 'single', singleResult: { data } } };
+          return {
+            http: { status: undefined, headers: new HeaderMap([['x-cache', 'HIT']]) },
+            body: { kind: 'single', singleResult: { data } },
+          };
         },
         async willSendResponse(rc) {
           const body = rc.response.body;
-          if (!hit && body.kind === 'single' && !body.singleResult.errors && body.singleResult.data) rc.contextValue.readCache?.keepApolloAnswer();
+          const computed = !hit && body.kind === 'single' && !body.singleResult.errors && body.singleResult.data;
+          if (computed) rc.contextValue.readCache?.keepApolloAnswer();
           rc.response.http.headers.set('cache-control', cacheControlHeader(rc, policy));
         },
       };

@@ -10,7 +10,8 @@ export function compiledReadsPlugin(compiledReads: CompiledReads): ApolloServerP
     async requestDidStart() {
       return {
         async didResolveOperation(rc) {
-          if (rc.operation?.operation === 'query' && rc.queryHash) compiledReads.learn(rc.queryHash, rc.request.operationName ?? null, rc.document, rc.operation);
+          if (rc.operation?.operation !== 'query' || !rc.queryHash) return;
+          compiledReads.learn(rc.queryHash, rc.request.operationName ?? null, rc.document, rc.operation);
         },
       };
     },

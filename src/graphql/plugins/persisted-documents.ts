@@ -110,7 +110,10 @@ export function trustedDocumentsCache(apq: KeyValueCache<string>, documents: Per
 }
 
 /** Refuses (FORBIDDEN, HTTP 403) any operation whose document is not in the manifest; a no-op unless `trustedOnly`. */
-export function persistedDocumentsPlugin(opts: { documents: PersistedDocuments; trustedOnly: boolean }): ApolloServerPlugin<GraphqlContext> {
+export function persistedDocumentsPlugin(opts: {
+  documents: PersistedDocuments;
+  trustedOnly: boolean;
+}): ApolloServerPlugin<GraphqlContext> {
   if (opts.trustedOnly && opts.documents.size === 0) {
     throw new PersistedDocumentsError('TRUSTED_DOCUMENTS_ONLY needs a non-empty manifest: set PERSISTED_DOCUMENTS_PATH');
   }

@@ -15,7 +15,9 @@ import { ArenaBattleInput, RunComparisonInput } from './comparison.inputs';
 @ObjectType({ simpleResolvers: true })
 export class ComparisonConnection extends Connection(ComparisonResult) {}
 
-export const ComparisonConnectionResolver = totalCountResolver(ComparisonConnection, (ctx: Context) => ctx.services.comparisons.count(ctx.em, requireUser(ctx.principal)));
+export const ComparisonConnectionResolver = totalCountResolver(ComparisonConnection, (ctx: Context) =>
+  ctx.services.comparisons.count(ctx.em, requireUser(ctx.principal)),
+);
 
 @Resolver(() => ComparisonResult)
 export class ComparisonResolver {

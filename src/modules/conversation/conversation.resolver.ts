@@ -20,7 +20,9 @@ export class MessageConnection extends Connection(Message) {}
 @ArgsType()
 class MessagePageArgs extends PageArgsOf(50) {}
 
-export const ConversationConnectionResolver = totalCountResolver(ConversationConnection, (ctx: Context) => ctx.services.conversations.count(ctx.em, requireUser(ctx.principal)));
+export const ConversationConnectionResolver = totalCountResolver(ConversationConnection, (ctx: Context) =>
+  ctx.services.conversations.count(ctx.em, requireUser(ctx.principal)),
+);
 
 @Resolver(() => Conversation)
 export class ConversationResolver {

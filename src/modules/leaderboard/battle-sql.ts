@@ -227,7 +227,10 @@ export function judgeStatement(f: NormalisedFilter): { sql: string; params: unkn
  * ALL_BAD vote: a tie) counts once; they agree when the judge picked the
  * same response, or both called it a tie.
  */
-export async function judgeHumanAgreement(em: EntityManager, f: NormalisedFilter): Promise<{ judgeHumanAgreement: number | null; judgeHumanPairs: number }> {
+export async function judgeHumanAgreement(
+  em: EntityManager,
+  f: NormalisedFilter,
+): Promise<{ judgeHumanAgreement: number | null; judgeHumanPairs: number }> {
   const params: unknown[] = [];
   const where = verdictWhere(f, params);
   const [row] = await em.getConnection().execute<Array<{ n: number; agree: number }>>(

@@ -3,7 +3,16 @@ import { pgArray } from '../../db/sql';
 import { revealedSql } from '../comparison/blind';
 import type { Provider } from '../api-key/api-key.entity';
 import type { BattleCountRow, BattleCounts } from './arena.types';
-import { type CellRow, endpointSql, globalStatement, judgeHumanAgreement, judgeStatement, mineStatement, STYLE_BINS_PER_UNIT, STYLE_FEATURES } from './battle-sql';
+import {
+  type CellRow,
+  endpointSql,
+  globalStatement,
+  judgeHumanAgreement,
+  judgeStatement,
+  mineStatement,
+  STYLE_BINS_PER_UNIT,
+  STYLE_FEATURES,
+} from './battle-sql';
 import type { FitWorker } from './fit-worker';
 import type { LeaderboardBoard, LeaderboardOptions, LeaderboardScopeName, NormalisedFilter } from './leaderboard.types';
 
