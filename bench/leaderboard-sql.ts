@@ -13,7 +13,8 @@ import 'reflect-metadata';
 import { createOrmOptions, connectOrm } from '../src/db/orm';
 import { numberedPlaceholders } from '../src/db/sql';
 import { ENTITIES } from '../mikro-orm.config';
-import { globalStatement, type NormalisedFilter } from '../src/modules/leaderboard/leaderboard.service';
+import { globalStatement } from '../src/modules/leaderboard/battle-sql';
+import type { NormalisedFilter } from '../src/modules/leaderboard/leaderboard.types';
 import { createBenchDatabase, DEFAULT_ADMIN_URL, withClient } from './lib/db';
 
 const ENDPOINT = `case when r.key_label = 'default' then r.model else r.model || '@' || r.key_label end`;

@@ -7,7 +7,7 @@
  * Options: --votes N --models M --samples B --style (adds 4 style features, 3 bins each).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { BattleCountRow, BattleCounts } from '../src/modules/leaderboard/arena-stats';
+import type { BattleCountRow, BattleCounts } from '../src/modules/leaderboard/arena.types';
 import { FitWorker } from '../src/modules/leaderboard/fit-worker';
 
 function arg(name: string, fallback: number): number {

@@ -18,7 +18,6 @@ import { ENTITIES } from '../mikro-orm.config';
 import type { CachePort } from './cache/cache.port';
 import { createCache } from './cache/create-cache';
 import { registerCacheMetrics } from './cache/metrics';
-import { GenerationInvalidator } from './cache/generations';
 import { createPubSub } from './pubsub/create-pubsub';
 import type { PubSub } from './pubsub/pubsub.port';
 import type { Config } from './config';
@@ -27,20 +26,18 @@ import { connectOrm, createOrmOptions, migrate, type Orm, pingDatabase, poolStat
 import { CursorCodec } from './db/pagination';
 import { PreparedStatements } from './db/prepared';
 import { QueryObserver } from './db/query-observer';
-import { TokenService } from './graphql/auth';
-import { type Context, createRequestContexts } from './graphql/context';
+import { TokenService } from './auth/tokens';
+import { type GraphqlContext, createRequestContexts } from './graphql/context';
 import { CompiledReads } from './graphql/compiled-read';
 import { createGraphqlHandler } from './graphql/http';
 import { createDocumentGuard } from './graphql/document-limits';
-import { invalidationPlugin } from './graphql/plugins/invalidation';
 import { jitGateway } from './graphql/jit-executor';
 import { DocumentCache } from './graphql/document-cache';
 import { byteWeightedFields, countResponseBytes } from './graphql/response-bytes';
-import { ResponseCache } from './graphql/response-cache';
 import { httpStatusPlugin } from './graphql/plugins/http-status';
 import { classifyError } from './graphql/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
-import { operationCachePlugin } from './graphql/plugins/operation-cache';
+import { compiledReadsPlugin } from './graphql/plugins/compiled-reads';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
 import { createSseHandler } from './graphql/sse';
@@ -76,8 +73,14 @@ import { loadExplorer } from './graphql/explorer';
 import { CorsPolicy } from './http/cors';
 import { createHttpServer } from './http/server';
 import { createRoutes } from './http/routes';
+import { graphqlRoutes } from './graphql/routes';
 import { createMetrics, type Metrics } from './observability/metrics';
 import { OperationLabels } from './observability/operation-labels';
+import { Generations } from './read-cache/generations';
+import { GENERATION_NAMESPACE } from './read-cache/keys';
+import { invalidationPlugin } from './read-cache/invalidation.plugin';
+import { operationCachePlugin } from './read-cache/operation-cache.plugin';
+import { ResponseCache } from './read-cache/response-cache';
 
 export interface App {
   config: Config;
@@ -153,7 +156,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       // `gen` lookups are invalidation bookkeeping (one per cached read), not a cache: not exported.
       onLookup: (namespace, hit) => {
-        if (namespace !== 'gen') countLookup(namespace, hit);
+        if (namespace !== GENERATION_NAMESPACE) countLookup(namespace, hit);
       },
     });
     cleanups.push(() => cache.close());
@@ -183,7 +186,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // 4. Services: stateless, shared by every request.
     const tokens = new TokenService(config.jwtSecret, config.jwtExpiresIn);
     const cursors = new CursorCodec(config.jwtSecret);
-    const generations = new GenerationInvalidator(cache);
+    const generations = new Generations(cache);
     const apiKeys = new ApiKeyService(new SecretBox(config.encryptionKeys), config.egress);
     const conversations = new ConversationService(cursors);
     const comparisons = new ComparisonService(cursors);
@@ -290,7 +293,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // Metric labels: the manifest's operation names, plus a bounded number of others.
     const operationLabels = OperationLabels.fromDocuments(trustedDocuments.values(), config.metrics.maxOperationLabels);
     const guard = createDocumentGuard({ limits: config.limits, production, providerCallingFields: PROVIDER_CALLING_MUTATIONS, byteWeights });
-    const apollo = new ApolloServer<Context>({
+    const apollo = new ApolloServer<GraphqlContext>({
       ...(config.graphqlExecutor === 'jit' ? { gateway: jitGateway(schema, documents) } : { schema }),
       // Parsed and validated documents, bounded in bytes with the executors compiled for them.
       documentStore: documents,
@@ -308,7 +311,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       },
       plugins: [
         // Apollo would otherwise install its cache-control plugin, which wraps every resolved field;
-        // cache policy here is static, per document (`graphql/cache-policy.ts`).
+        // cache policy here is static, per document (`read-cache/cache-policy.ts`).
         ApolloServerPluginCacheControlDisabled(),
         // Trusted-documents refusal (FORBIDDEN) first, then the checks that read variables.
         persistedDocumentsPlugin({ documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly }),
@@ -317,7 +320,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production, operationLabels }),
         httpStatusPlugin(),
         invalidationPlugin(generations),
-        operationCachePlugin(responseCache, compiledReads),
+        operationCachePlugin(responseCache),
+        ...(compiledReads ? [compiledReadsPlugin(compiledReads)] : []),
         production
           ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
           : ApolloServerPluginLandingPageLocalDefault({ footer: false, includeCookies: false }),
@@ -330,7 +334,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const contexts = createRequestContexts({ em: orm.em, services, logger, createLoaders, tokens, trustProxy: config.trustProxy });
     const startedAt = Date.now();
 
-    // 6. HTTP: what each path answers (`http/routes.ts`), served by one entry (`http/server.ts`).
+    // 6. HTTP: what each path answers (`http/routes.ts`, with the API's paths from `graphql/routes.ts`),
+    // served by one entry (`http/server.ts`).
     const http = createHttpServer({
       logger,
       metrics,
@@ -338,24 +343,36 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       // Which browser origins may call /graphql and /graphql/stream (CORS_ORIGINS).
       cors: new CorsPolicy(config.cors.origins),
       route: createRoutes({
-        // The local explorer (GraphiQL from node_modules) outside production; Apollo's landing page otherwise.
-        explorer: production ? undefined : loadExplorer(),
-        graphql: createGraphqlHandler({
-          apollo,
-          contexts,
-          responseCache,
-          compiledReads,
-          onCompiledRead: (outcome, error) => {
-            metrics.compiledReads.inc({ outcome });
-            if (error) logger.warn({ err: error }, 'compiled read failed; answered the ordinary way');
-          },
-          maxBodyBytes: config.limits.maxBodyBytes,
-          maxResponseBytes: config.limits.maxResponseBytes,
-          documents,
-        }),
-        stream: createSseHandler({ schema, production, guard, maxBodyBytes: config.limits.maxBodyBytes, contexts, executor: config.graphqlExecutor, compiledSubscriptionBytes: DocumentCache.shareOf(documentCacheBytes, 'subscriptions') }),
         health: () => healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) }),
         metrics: { registry: metrics.registry, token: config.metrics.token },
+        mounted: [
+          graphqlRoutes({
+            // The local explorer (GraphiQL from node_modules) outside production; Apollo's landing page otherwise.
+            explorer: production ? undefined : loadExplorer(),
+            graphql: createGraphqlHandler({
+              apollo,
+              contexts,
+              responseCache,
+              compiledReads,
+              onCompiledRead: (outcome, error) => {
+                metrics.compiledReads.inc({ outcome });
+                if (error) logger.warn({ err: error }, 'compiled read failed; answered the ordinary way');
+              },
+              maxBodyBytes: config.limits.maxBodyBytes,
+              maxResponseBytes: config.limits.maxResponseBytes,
+              documents,
+            }),
+            stream: createSseHandler({
+              schema,
+              production,
+              guard,
+              maxBodyBytes: config.limits.maxBodyBytes,
+              contexts,
+              executor: config.graphqlExecutor,
+              compiledSubscriptionBytes: DocumentCache.shareOf(documentCacheBytes, 'subscriptions'),
+            }),
+          }),
+        ],
       }),
     });
     const httpServer = http.server;

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { DatabaseUrlError, parseDatabaseUrl } from './db/database-url';
 import { DEVELOPMENT_CORS_ORIGINS, parseOriginRule } from './http/cors';
+import type { EgressPolicy } from './llm/egress';
 import { DEFAULT_BASE_URLS, normalizeEndpoint } from './llm/language-models';
 import { endpointKey, type ModelId, parseModelId } from './llm/model-id';
 
@@ -50,14 +51,6 @@ export interface DocumentLimits {
   maxResponseBytes: number;
   /** `DOCUMENT_CACHE_MB` in bytes: what every per-document cache (parsed documents, compiled executors, compiled reads, policies) may hold together. */
   documentCacheBytes: number;
-}
-
-/** Where a user's saved `baseUrl` may point (checked at save time and at connect time). */
-export interface EgressPolicy {
-  /** Loopback, private, link-local and other non-public addresses (never cloud metadata endpoints). */
-  allowPrivateNetworks: boolean;
-  /** Extra ranges allowed even when private, e.g. `10.1.0.0/16` for an in-house vLLM. */
-  allowCidrs: readonly string[];
 }
 
 /** A fixed window of points per key; `points: 0` turns the limit off. */

@@ -3,7 +3,7 @@
  * given, to a total weight such as bytes), evicting the least recently used
  * entry. Keyv accepts any Map as its in-memory store; this keeps the fallback
  * cache from growing without bound (Keyv only drops expired entries when
- * read). Also the verified-token memo (`graphql/auth.ts`), every per-document
+ * read). Also the verified-token memo (`auth/tokens.ts`), every per-document
  * cache under `DOCUMENT_CACHE_MB` (`graphql/document-cache.ts`: documents and
  * compiled executors; compiled reads; the read cache's policies and query
  * hashes, all bounded in estimated bytes), the model registry's

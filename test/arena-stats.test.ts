@@ -5,8 +5,9 @@
  * ascent on the log-likelihood) and synthetic battles drawn from known
  * strengths. Plus the worker thread: same board, event loop never blocked.
  */
-import { bradleyTerry, votesToBattles, type VoteRecord } from '../src/modules/leaderboard/bradley-terry';
-import { type ArenaRating, type BattleCountRow, type BattleCounts, fitArena } from '../src/modules/leaderboard/arena-stats';
+import { bradleyTerry, votesToBattles, type VoteRecord } from './helpers/bradley-terry';
+import { fitArena } from '../src/modules/leaderboard/arena-stats';
+import type { ArenaRating, BattleCountRow, BattleCounts } from '../src/modules/leaderboard/arena.types';
 import { FitWorker } from '../src/modules/leaderboard/fit-worker';
 
 const POINTS_PER_NAT = 400 / Math.LN10;

@@ -4,7 +4,7 @@ import {
   votesToBattles,
   type PairBattle,
   type Rating,
-} from '../src/modules/leaderboard/bradley-terry';
+} from './helpers/bradley-terry';
 
 /** Rating points per natural-log unit of strength: 400 / ln 10 ≈ 173.7178. */
 const POINTS_PER_NAT = 400 / Math.LN10;

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { describeRedis, describeRedisServer, freePort, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
 import { appsClosedAfterAll, createTestApp, type TestApp } from './helpers/test-app';
+import { readCacheKeys } from '../src/read-cache/keys';
 
 const SIDEBAR = `query Sidebar { conversations(first: 20) { nodes { id title } totalCount } }`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -132,7 +133,7 @@ function flushSuite(storeEnv: () => Record<string, string>) {
     const user = await t.signUp('all');
     await t.gql(`mutation { createConversation(title: "x") { id } }`, {}, user.token);
     await t.gql(SIDEBAR, {}, user.token);
-    const generation = await t.app.cache.get<number>(`gen:${user.userId}`);
+    const generation = await t.app.cache.get<number>(readCacheKeys.generation(user.userId));
     expect(generation).toBeGreaterThan(0);
     await t.app.cache.set('models:openai:0123456789abcdef', { value: ['m'], storedAt: Date.now() });
     await t.app.cache.set('apq:deadbeef', { value: '{ __typename }' });
@@ -141,7 +142,7 @@ function flushSuite(storeEnv: () => Record<string, string>) {
     expect(res.data.flushCaches.scope).toBe('ALL');
     expect(await t.app.cache.get('models:openai:0123456789abcdef')).toBeUndefined();
     expect(await t.app.cache.get('apq:deadbeef')).toBeUndefined();
-    expect(await t.app.cache.get(`gen:${user.userId}`)).toBe(generation);
+    expect(await t.app.cache.get(readCacheKeys.generation(user.userId))).toBe(generation);
     expect((await t.gql(SIDEBAR, {}, user.token)).headers.get('x-cache')).toBe('MISS');
     expect((await t.gql(SIDEBAR, {}, user.token)).headers.get('x-cache')).toBe('HIT');
     const anon = await t.gql(`{ models(provider: GOOGLE) { id } }`);

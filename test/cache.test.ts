@@ -11,6 +11,7 @@ import type { CachePort } from '../src/cache/cache.port';
 import { createCache, type CreateCacheOptions } from '../src/cache/create-cache';
 import { registerCacheMetrics } from '../src/cache/metrics';
 import { singleFlight } from '../src/cache/single-flight';
+import { RESPONSE_NAMESPACE, readCacheKeys } from '../src/read-cache/keys';
 import { LruMap } from '../src/lru-map';
 import { createPubSub } from '../src/pubsub/create-pubsub';
 import type { PubSub } from '../src/pubsub/pubsub.port';
@@ -63,39 +64,39 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
   it('get / set / delete round-trip JSON; undefined is a miss, null is cached', async () => {
     const cache = make();
     const at = new Date('2024-05-01T10:00:00.000Z');
-    expect(await cache.get('resp:u1:a')).toBeUndefined();
-    await cache.set('resp:u1:a', { n: 1, at, nested: [1, 'x'], gone: undefined });
-    expect(await cache.get('resp:u1:a')).toEqual({ n: 1, at: at.toISOString(), nested: [1, 'x'] });
-    await cache.set('resp:u1:null', null);
-    expect(await cache.get('resp:u1:null')).toBeNull();
-    await cache.set('resp:u1:undef', undefined);
-    expect(await cache.get('resp:u1:undef')).toBeUndefined();
-    await cache.delete('resp:u1:a');
-    expect(await cache.get('resp:u1:a')).toBeUndefined();
-    expect(cache.stats().resp).toEqual({ hits: 2, misses: 3 });
+    expect(await cache.get('kv:u1:a')).toBeUndefined();
+    await cache.set('kv:u1:a', { n: 1, at, nested: [1, 'x'], gone: undefined });
+    expect(await cache.get('kv:u1:a')).toEqual({ n: 1, at: at.toISOString(), nested: [1, 'x'] });
+    await cache.set('kv:u1:null', null);
+    expect(await cache.get('kv:u1:null')).toBeNull();
+    await cache.set('kv:u1:undef', undefined);
+    expect(await cache.get('kv:u1:undef')).toBeUndefined();
+    await cache.delete('kv:u1:a');
+    expect(await cache.get('kv:u1:a')).toBeUndefined();
+    expect(cache.stats().kv).toEqual({ hits: 2, misses: 3 });
   });
 
   it('incr is an atomic counter readable with get', async () => {
     const cache = make();
-    expect(await cache.incr('gen:u1')).toBe(1);
-    expect(await cache.incr('gen:u1')).toBe(2);
-    const many = await Promise.all(Array.from({ length: 20 }, () => cache.incr('gen:u2')));
+    expect(await cache.incr('counter:u1')).toBe(1);
+    expect(await cache.incr('counter:u1')).toBe(2);
+    const many = await Promise.all(Array.from({ length: 20 }, () => cache.incr('counter:u2')));
     expect([...many].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
-    expect(await cache.get('gen:u1')).toBe(2);
-    await cache.delete('gen:u1');
-    expect(await cache.incr('gen:u1')).toBe(1);
+    expect(await cache.get('counter:u1')).toBe(2);
+    await cache.delete('counter:u1');
+    expect(await cache.incr('counter:u1')).toBe(1);
   });
 
   it('entries expire after their TTL; no TTL means no expiry', async () => {
     const cache = make();
-    await cache.set('resp:u1:short', 'v', 150);
-    await cache.set('resp:u1:forever', 'v');
-    await cache.set('resp:u1:zero', 'v', 0);
-    expect(await cache.get('resp:u1:short')).toBe('v');
-    expect(await cache.get('resp:u1:zero')).toBeUndefined();
+    await cache.set('kv:u1:short', 'v', 150);
+    await cache.set('kv:u1:forever', 'v');
+    await cache.set('kv:u1:zero', 'v', 0);
+    expect(await cache.get('kv:u1:short')).toBe('v');
+    expect(await cache.get('kv:u1:zero')).toBeUndefined();
     await sleep(300);
-    expect(await cache.get('resp:u1:short')).toBeUndefined();
-    expect(await cache.get('resp:u1:forever')).toBe('v');
+    expect(await cache.get('kv:u1:short')).toBeUndefined();
+    expect(await cache.get('kv:u1:forever')).toBe('v');
   });
 
   it('wrap: 50 concurrent cold wraps run load once; later calls hit', async () => {
@@ -105,13 +106,13 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
       await gate.promise;
       return { answer: 42, at: new Date(0) };
     });
-    const pending = Array.from({ length: 50 }, () => cache.wrap('resp:u1:q', 60_000, load));
+    const pending = Array.from({ length: 50 }, () => cache.wrap('kv:u1:q', 60_000, load));
     gate.resolve();
     const results = await Promise.all(pending);
     expect(load).toHaveBeenCalledTimes(1);
     // Miss and hit have the same (JSON) shape.
     for (const r of results) expect(r).toEqual({ answer: 42, at: new Date(0).toISOString() });
-    expect(await cache.wrap('resp:u1:q', 60_000, load)).toEqual(results[0]);
+    expect(await cache.wrap('kv:u1:q', 60_000, load)).toEqual(results[0]);
     expect(load).toHaveBeenCalledTimes(1);
   });
 
@@ -121,10 +122,10 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
       await sleep(10);
       throw new Error('boom');
     });
-    const results = await Promise.allSettled(Array.from({ length: 5 }, () => cache.wrap('resp:u1:f', 60_000, load)));
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => cache.wrap('kv:u1:f', 60_000, load)));
     expect(results.every((r) => r.status === 'rejected')).toBe(true);
     expect(load).toHaveBeenCalledTimes(1);
-    expect(await cache.wrap('resp:u1:f', 60_000, async () => 'ok')).toBe('ok');
+    expect(await cache.wrap('kv:u1:f', 60_000, async () => 'ok')).toBe('ok');
   });
 
   it('wrapSwr: fresh is served; stale is served at once and refreshed once in the background', async () => {
@@ -170,18 +171,18 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
     const prefix = newPrefix();
     const cache = make({ prefix });
     const other = make(); // another prefix on the same store
-    await cache.set('resp:u1:a', 1);
-    await cache.set('resp:u2:b', 2);
-    await cache.set('resp', 3);
+    await cache.set('kv:u1:a', 1);
+    await cache.set('kv:u2:b', 2);
+    await cache.set('kv', 3);
     await cache.set('models:all', 4);
-    await cache.set('respx:a', 5);
-    await other.set('resp:u1:a', 6);
-    await cache.clearNamespace('resp');
-    expect(await cache.get('resp:u1:a')).toBeUndefined();
-    expect(await cache.get('resp:u2:b')).toBeUndefined();
-    expect(await cache.get('resp')).toBeUndefined();
+    await cache.set('kvx:a', 5);
+    await other.set('kv:u1:a', 6);
+    await cache.clearNamespace('kv');
+    expect(await cache.get('kv:u1:a')).toBeUndefined();
+    expect(await cache.get('kv:u2:b')).toBeUndefined();
+    expect(await cache.get('kv')).toBeUndefined();
     expect(await cache.get('models:all')).toBe(4);
-    expect(await cache.get('respx:a')).toBe(5);
+    expect(await cache.get('kvx:a')).toBe(5);
     await expect(cache.clearNamespace('bad:ns')).rejects.toThrow(TypeError);
   });
 
@@ -189,16 +190,16 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
     const cache = make();
     const gate = deferred<void>();
     const loading = deferred<void>();
-    const pending = cache.wrap('resp:u1:slow', 60_000, async () => {
+    const pending = cache.wrap('kv:u1:slow', 60_000, async () => {
       loading.resolve();
       await gate.promise;
       return 'computed before the flush';
     });
     await loading.promise; // the load is under way
-    await cache.clearNamespace('resp');
+    await cache.clearNamespace('kv');
     gate.resolve();
     expect(await pending).toBe('computed before the flush');
-    expect(await cache.get('resp:u1:slow')).toBeUndefined();
+    expect(await cache.get('kv:u1:slow')).toBeUndefined();
   });
 
   it('createApqCache: Apollo KeyValueCache in namespace apq, counted in stats', async () => {
@@ -216,24 +217,24 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
     const registry = new Registry();
     const cache = make({ onLookup: registerCacheMetrics(registry) });
     registerCacheMetrics(registry); // idempotent on the same registry
-    await cache.get('resp:x');
-    await cache.set('resp:x', 1);
-    await cache.get('resp:x');
+    await cache.get('kv:x');
+    await cache.set('kv:x', 1);
+    await cache.get('kv:x');
     await cache.get('models:y');
     const text = await registry.metrics();
-    expect(text).toContain('llmselect_cache_hits_total{cache="resp"} 1');
-    expect(text).toContain('llmselect_cache_misses_total{cache="resp"} 1');
+    expect(text).toContain('llmselect_cache_hits_total{cache="kv"} 1');
+    expect(text).toContain('llmselect_cache_misses_total{cache="kv"} 1');
     expect(text).toContain('llmselect_cache_misses_total{cache="models"} 1');
   });
 
   it('after close every operation is a miss / no-op', async () => {
     const cache = make();
-    await cache.set('resp:a', 1);
+    await cache.set('kv:a', 1);
     await cache.close();
     await cache.close();
-    expect(await cache.get('resp:a')).toBeUndefined();
-    await cache.set('resp:a', 2);
-    expect(await cache.wrap('resp:a', 1000, async () => 3)).toBe(3);
+    expect(await cache.get('kv:a')).toBeUndefined();
+    await cache.set('kv:a', 2);
+    expect(await cache.wrap('kv:a', 1000, async () => 3)).toBe(3);
   });
 }
 
@@ -264,11 +265,11 @@ describe('memory cache', () => {
 
   it('is bounded (LRU) but never evicts counters', async () => {
     const cache = make({ memoryMaxEntries: 10 });
-    await cache.incr('gen:u1');
-    for (let i = 0; i < 50; i++) await cache.set(`resp:${i}`, i);
-    expect(await cache.get('resp:0')).toBeUndefined();
-    expect(await cache.get('resp:49')).toBe(49);
-    expect(await cache.get('gen:u1')).toBe(1);
+    await cache.incr('counter:u1');
+    for (let i = 0; i < 50; i++) await cache.set(`kv:${i}`, i);
+    expect(await cache.get('kv:0')).toBeUndefined();
+    expect(await cache.get('kv:49')).toBe(49);
+    expect(await cache.get('counter:u1')).toBe(1);
   });
 });
 
@@ -280,17 +281,17 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
   it('stores keys as `${prefix}:${key}` with the TTL as PTTL', async () => {
     const prefix = newPrefix();
     const cache = make({ prefix });
-    await cache.set('resp:u1:k', { a: 1 }, 30_000);
-    await cache.incr('gen:u1');
+    await cache.set('kv:u1:k', { a: 1 }, 30_000);
+    await cache.incr('counter:u1');
     const raw = createClient({ url });
     await raw.connect();
     try {
-      const pttl = await raw.pTTL(`${prefix}:resp:u1:k`);
+      const pttl = await raw.pTTL(`${prefix}:kv:u1:k`);
       expect(pttl).toBeGreaterThan(25_000);
       expect(pttl).toBeLessThanOrEqual(30_000);
-      expect(JSON.parse((await raw.get(`${prefix}:resp:u1:k`)) as string)).toMatchObject({ value: { a: 1 } });
-      expect(await raw.get(`${prefix}:gen:u1`)).toBe('1');
-      expect(await raw.pTTL(`${prefix}:gen:u1`)).toBe(-1);
+      expect(JSON.parse((await raw.get(`${prefix}:kv:u1:k`)) as string)).toMatchObject({ value: { a: 1 } });
+      expect(await raw.get(`${prefix}:counter:u1`)).toBe('1');
+      expect(await raw.pTTL(`${prefix}:counter:u1`)).toBe(-1);
     } finally {
       raw.destroy();
     }
@@ -301,19 +302,19 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
     const port = await freePort();
     const cache = make({ redisUrl: `redis://127.0.0.1:${port}` });
     const started = Date.now();
-    expect(await cache.get('resp:a')).toBeUndefined();
-    await cache.set('resp:a', 1);
-    expect(await cache.get('resp:a')).toBeUndefined();
-    await cache.delete('resp:a');
-    const gen = await cache.incr('gen:u1');
+    expect(await cache.get('kv:a')).toBeUndefined();
+    await cache.set('kv:a', 1);
+    expect(await cache.get('kv:a')).toBeUndefined();
+    await cache.delete('kv:a');
+    const gen = await cache.incr('counter:u1');
     expect(gen).toBeLessThan(0); // never a value Redis would issue
-    expect(await cache.incr('gen:u1')).not.toBe(gen);
+    expect(await cache.incr('counter:u1')).not.toBe(gen);
     const load = jest.fn(async () => 'loaded');
-    expect(await cache.wrap('resp:w', 1000, load)).toBe('loaded');
-    expect(await cache.wrap('resp:w', 1000, load)).toBe('loaded');
+    expect(await cache.wrap('kv:w', 1000, load)).toBe('loaded');
+    expect(await cache.wrap('kv:w', 1000, load)).toBe('loaded');
     expect(load).toHaveBeenCalledTimes(2);
     expect(await cache.wrapSwr('models:m', { freshMs: 10, maxAgeMs: 100 }, load)).toBe('loaded');
-    await cache.clearNamespace('resp');
+    await cache.clearNamespace('kv');
     expect(Date.now() - started).toBeLessThan(1000);
     expect(cache.health()).toEqual({ store: 'redis', connected: false, breakerOpen: true });
   });
@@ -321,10 +322,10 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
   it('a Redis error reply (e.g. INCR on a JSON value) is a miss without opening the breaker', async () => {
     const { logger, lines } = capturingLogger();
     const cache = make({ logger });
-    await cache.set('gen:oops', { not: 'a counter' });
-    expect(await cache.incr('gen:oops')).toBeLessThan(0);
+    await cache.set('counter:oops', { not: 'a counter' });
+    expect(await cache.incr('counter:oops')).toBeLessThan(0);
     expect(cache.health().breakerOpen).toBe(false);
-    expect(await cache.get('gen:oops')).toEqual({ not: 'a counter' });
+    expect(await cache.get('counter:oops')).toEqual({ not: 'a counter' });
     expect(lines().some((l) => l.msg.includes('rejected by Redis'))).toBe(true);
   });
 
@@ -354,28 +355,28 @@ describeRedisServer('redis outage (private redis-server)', () => {
 
   it('killed Redis: misses fast, breaker opens, caching resumes by itself after restart', async () => {
     const cache = track(createCache(cacheOptions({ redisUrl: server.url, operationTimeoutMs: 300, breakerCooldownMs: 200 })));
-    await cache.set('resp:u1:a', 'before');
-    expect(await cache.get('resp:u1:a')).toBe('before');
+    await cache.set('kv:u1:a', 'before');
+    expect(await cache.get('kv:u1:a')).toBe('before');
 
     await server.kill();
     let t = Date.now();
-    expect(await cache.get('resp:u1:a')).toBeUndefined();
+    expect(await cache.get('kv:u1:a')).toBeUndefined();
     expect(Date.now() - t).toBeLessThan(300);
     expect(cache.health()).toEqual({ store: 'redis', connected: false, breakerOpen: true });
 
     // Short-circuited: no connection or command timeouts paid per call.
     t = Date.now();
-    for (let i = 0; i < 100; i++) expect(await cache.get('resp:u1:a')).toBeUndefined();
-    await cache.set('resp:u1:b', 1);
-    expect(await cache.incr('gen:u1')).toBeLessThan(0);
-    expect(await cache.wrap('resp:u1:w', 1000, async () => 'fresh')).toBe('fresh');
+    for (let i = 0; i < 100; i++) expect(await cache.get('kv:u1:a')).toBeUndefined();
+    await cache.set('kv:u1:b', 1);
+    expect(await cache.incr('counter:u1')).toBeLessThan(0);
+    expect(await cache.wrap('kv:u1:w', 1000, async () => 'fresh')).toBe('fresh');
     expect(Date.now() - t).toBeLessThan(200);
 
     await server.restart();
     const waited = await eventually(
       async () => {
-        await cache.set('resp:u1:c', 'after');
-        return (await cache.get('resp:u1:c')) === 'after';
+        await cache.set('kv:u1:c', 'after');
+        return (await cache.get('kv:u1:c')) === 'after';
       },
       15_000,
       'caching to resume',
@@ -386,14 +387,14 @@ describeRedisServer('redis outage (private redis-server)', () => {
 
   it('hung Redis (SIGSTOP): operations time out into misses; journaled invalidations replay on recovery', async () => {
     const cache = track(createCache(cacheOptions({ redisUrl: server.url, operationTimeoutMs: 250, breakerCooldownMs: 200 })));
-    await cache.set('resp:u1:a', 'A');
-    await cache.set('resp:u1:b', 'B');
-    await cache.set('resp:u2:c', 'C');
-    expect(await cache.incr('gen:u1')).toBe(1);
+    await cache.set('kv:u1:a', 'A');
+    await cache.set('kv:u1:b', 'B');
+    await cache.set('kv:u2:c', 'C');
+    expect(await cache.incr('counter:u1')).toBe(1);
 
     server.pause();
     let t = Date.now();
-    expect(await cache.get('resp:u1:a')).toBeUndefined();
+    expect(await cache.get('kv:u1:a')).toBeUndefined();
     const elapsed = Date.now() - t;
     expect(elapsed).toBeGreaterThanOrEqual(240);
     expect(elapsed).toBeLessThan(1000);
@@ -402,20 +403,20 @@ describeRedisServer('redis outage (private redis-server)', () => {
 
     // Breaker open: these never reach Redis, so they are journaled.
     t = Date.now();
-    await cache.delete('resp:u1:b');
-    expect(await cache.incr('gen:u1')).toBeLessThan(0);
-    await cache.clearNamespace('resp');
-    for (let i = 0; i < 50; i++) await cache.get('resp:u1:a');
+    await cache.delete('kv:u1:b');
+    expect(await cache.incr('counter:u1')).toBeLessThan(0);
+    await cache.clearNamespace('kv');
+    for (let i = 0; i < 50; i++) await cache.get('kv:u1:a');
     expect(Date.now() - t).toBeLessThan(200);
 
     server.resume();
     await eventually(async () => !cache.health().breakerOpen, 15_000, 'breaker to close');
     // The flush and delete were replayed before the breaker closed: no stale hits.
-    expect(await cache.get('resp:u1:a')).toBeUndefined();
-    expect(await cache.get('resp:u1:b')).toBeUndefined();
-    expect(await cache.get('resp:u2:c')).toBeUndefined();
+    expect(await cache.get('kv:u1:a')).toBeUndefined();
+    expect(await cache.get('kv:u1:b')).toBeUndefined();
+    expect(await cache.get('kv:u2:c')).toBeUndefined();
     // The lost increment was replayed too: the counter moved past every pre-outage generation.
-    expect(await cache.get('gen:u1')).toBe(2);
+    expect(await cache.get('counter:u1')).toBe(2);
   });
 
   it('pub/sub: publish while Redis is down does not throw; subscriptions resume after restart', async () => {
@@ -529,15 +530,15 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     const prefix = newPrefix();
     const a = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 2 ** 20 })));
     const b = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 0 })));
-    await a.setVersioned('u1', 0, 'd1', body('a'), 60_000);
+    await a.setVersioned(readCacheKeys.response('u1', 'd1'), 0, body('a'), 60_000);
 
     let before = await sentByRedis();
-    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 0, bytes: body('a') });
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 0, bytes: body('a') });
     expect((await sentByRedis()) - before).toBeLessThan(8 * 1024);
     expect(a.health().localCopies).toMatchObject({ entries: 1, served: 1 });
 
     before = await sentByRedis();
-    expect(await b.getVersioned('u1', 'd1')).toEqual({ generation: 0, bytes: body('a') });
+    expect(await b.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 0, bytes: body('a') });
     expect((await sentByRedis()) - before).toBeGreaterThan(64 * 1024);
     expect(b.health().localCopies).toBeUndefined();
   });
@@ -546,70 +547,70 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     const prefix = newPrefix();
     const a = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 2 ** 20 })));
     const b = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 0 })));
-    const key = (generation: number) => `${prefix}:resp:u1:${generation}:t.d1`;
-    await a.setVersioned('u1', 0, 'd1', body('a'), 60_000);
+    const key = (generation: number) => `${prefix}:${readCacheKeys.responseAt('u1', generation, 'd1')}`;
+    await a.setVersioned(readCacheKeys.response('u1', 'd1'), 0, body('a'), 60_000);
 
     // A write on another instance: the generation moved on, so the copy (generation 0) is not the entry.
-    expect(await b.incr('gen:u1')).toBe(1);
-    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+    expect(await b.incr(readCacheKeys.generation('u1'))).toBe(1);
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 1, bytes: undefined });
 
     // Stored again by another instance under the same key: its bytes, not the copy's.
-    await a.setVersioned('u1', 1, 'd1', body('b'), 60_000);
-    await b.setVersioned('u1', 1, 'd1', body('c'), 60_000);
-    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: body('c') });
+    await a.setVersioned(readCacheKeys.response('u1', 'd1'), 1, body('b'), 60_000);
+    await b.setVersioned(readCacheKeys.response('u1', 'd1'), 1, body('c'), 60_000);
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 1, bytes: body('c') });
     const served = a.health().localCopies!.served;
-    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: body('c') });
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 1, bytes: body('c') });
     expect(a.health().localCopies!.served).toBe(served + 1);
 
     // Expired in Redis (the TTL ran out): a miss.
     await raw.del(key(1));
-    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 1, bytes: undefined });
 
     // Flushed by an admin: a miss.
-    await a.setVersioned('u1', 1, 'd1', body('d'), 60_000);
-    await b.clearNamespace('resp');
-    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+    await a.setVersioned(readCacheKeys.response('u1', 'd1'), 1, body('d'), 60_000);
+    await b.clearNamespace(RESPONSE_NAMESPACE);
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 1, bytes: undefined });
 
     // An untagged value: a miss, never bytes with their head cut off. An older release's entry (untagged, under
     // `resp:<scope>:<generation>:<digest>`) is not even read, and that release never reads ours (rolling deploys).
     await raw.set(`${prefix}:resp:u1:1:d1`, '{"data":{"me":"older release"}}');
-    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 1, bytes: undefined });
     await raw.set(key(1), '{"data":{"me":null}}');
-    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
-    expect(await b.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: undefined });
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 1, bytes: undefined });
+    expect(await b.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 1, bytes: undefined });
 
     // Redis unavailable: the generation is unknown, so the copy cannot be confirmed: a miss.
-    await a.setVersioned('u1', 1, 'd1', body('e'), 60_000);
-    expect(await a.getVersioned('u1', 'd1')).toEqual({ generation: 1, bytes: body('e') });
+    await a.setVersioned(readCacheKeys.response('u1', 'd1'), 1, body('e'), 60_000);
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toEqual({ version: 1, bytes: body('e') });
     // The older release's key still holds its own body: it never gets ours, tag and all.
     expect(await raw.get(`${prefix}:resp:u1:1:d1`)).toBe('{"data":{"me":"older release"}}');
     await server.kill();
-    expect(await a.getVersioned('u1', 'd1')).toBeUndefined();
+    expect(await a.getVersioned(readCacheKeys.response('u1', 'd1'))).toBeUndefined();
   });
 
   it('keeps at most localCopiesMaxBytes of copies (least recently used out), and never a body larger than that', async () => {
     const a = track(createCache(cacheOptions({ redisUrl: server.url, localCopiesMaxBytes: 200 * 1024 })));
-    for (const digest of ['d1', 'd2', 'd3', 'd4']) await a.setVersioned('u1', 0, digest, body('x'), 60_000);
+    for (const digest of ['d1', 'd2', 'd3', 'd4']) await a.setVersioned(readCacheKeys.response('u1', digest), 0, body('x'), 60_000);
     expect(a.health().localCopies).toMatchObject({ entries: 3, maxBytes: 200 * 1024 });
     expect(a.health().localCopies!.bytes).toBeLessThanOrEqual(200 * 1024);
-    await a.setVersioned('u1', 0, 'big', Buffer.alloc(300 * 1024, 'y'), 60_000);
+    await a.setVersioned(readCacheKeys.response('u1', 'big'), 0, Buffer.alloc(300 * 1024, 'y'), 60_000);
     expect(a.health().localCopies!.entries).toBe(3);
     // Still answered, from Redis.
-    expect((await a.getVersioned('u1', 'big'))?.bytes?.length).toBe(300 * 1024);
-    expect((await a.getVersioned('u1', 'd1'))?.bytes).toEqual(body('x'));
+    expect((await a.getVersioned(readCacheKeys.response('u1', 'big')))?.bytes?.length).toBe(300 * 1024);
+    expect((await a.getVersioned(readCacheKeys.response('u1', 'd1')))?.bytes).toEqual(body('x'));
   });
 
   it('a body laid out by versionedBody is sent, stored and kept without a copy; any other buffer is copied', async () => {
     const a = track(createCache(cacheOptions({ redisUrl: server.url, localCopiesMaxBytes: 2 ** 20 })));
     const body = a.versionedBody('{"data":{"me":{"id":"ü"}}}');
     expect(body.toString()).toBe('{"data":{"me":{"id":"ü"}}}');
-    await a.setVersioned('u1', 0, 'laid-out', body, 60_000);
-    const hit = await a.getVersioned('u1', 'laid-out');
+    await a.setVersioned(readCacheKeys.response('u1', 'laid-out'), 0, body, 60_000);
+    const hit = await a.getVersioned(readCacheKeys.response('u1', 'laid-out'));
     expect(hit?.bytes?.buffer).toBe(body.buffer);
     // Same shape, not ours: its leading 12 bytes are not a tag we made.
     const foreign = Buffer.concat([Buffer.alloc(12, 0), Buffer.from('{"data":null}')]).subarray(12);
-    await a.setVersioned('u1', 0, 'foreign', foreign, 60_000);
-    const other = await a.getVersioned('u1', 'foreign');
+    await a.setVersioned(readCacheKeys.response('u1', 'foreign'), 0, foreign, 60_000);
+    const other = await a.getVersioned(readCacheKeys.response('u1', 'foreign'));
     expect(other?.bytes?.toString()).toBe('{"data":null}');
     expect(other?.bytes?.buffer).not.toBe(foreign.buffer);
   });
@@ -618,10 +619,13 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     const prefix = newPrefix();
     const a = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 2 ** 20 })));
     const b = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 0 })));
-    await b.setVersioned('u1', 0, 'small', Buffer.from('{"data":{"me":null}}'), 60_000);
-    await b.setVersioned('u1', 0, 'other', Buffer.alloc(1000, 'z'), 60_000);
+    await b.setVersioned(readCacheKeys.response('u1', 'small'), 0, Buffer.from('{"data":{"me":null}}'), 60_000);
+    await b.setVersioned(readCacheKeys.response('u1', 'other'), 0, Buffer.alloc(1000, 'z'), 60_000);
     // Both replies arrive in one socket read; the kept copy must not pin it.
-    const [small] = await Promise.all([a.getVersioned('u1', 'small'), a.getVersioned('u1', 'other')]);
+    const [small] = await Promise.all([
+      a.getVersioned(readCacheKeys.response('u1', 'small')),
+      a.getVersioned(readCacheKeys.response('u1', 'other')),
+    ]);
     expect(small?.bytes?.toString()).toBe('{"data":{"me":null}}');
     expect(a.health().localCopies).toMatchObject({ entries: 2, bytes: 12 + 20 + 1024 + 12 + 1000 + 1024 });
   });

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { createClient } from '@redis/client';
 import { createCache } from '../src/cache/create-cache';
+import { readCacheKeys } from '../src/read-cache/keys';
 import { createLogger } from '../src/observability/logger';
 import { seedUserData } from './helpers/factories';
 import { describeRedisServer, startRedisServer, type PrivateRedis } from './helpers/redis';
@@ -108,14 +109,14 @@ describeRedisServer('breaker and local event-loop lag (private redis-server)', (
   it('a healthy Redis behind a busy event loop is a hit, and the breaker stays closed', async () => {
     const cache = cacheFor(server.url);
     try {
-      await cache.set('resp:k', { v: 1 }, 60_000);
+      await cache.set('kv:k', { v: 1 }, 60_000);
       for (let i = 0; i < 3; i++) {
-        const pending = cache.get('resp:k');
+        const pending = cache.get('kv:k');
         busy(800); // four times the operation timeout
         expect(await pending).toEqual({ v: 1 });
-        const versioned = cache.getVersioned('u', 'd');
+        const versioned = cache.getVersioned(readCacheKeys.response('u', 'd'));
         busy(800);
-        expect(await versioned).toEqual({ generation: 0, bytes: undefined });
+        expect(await versioned).toEqual({ version: 0, bytes: undefined });
       }
       expect(cache.health().breakerOpen).toBe(false);
     } finally {
@@ -128,16 +129,16 @@ describeRedisServer('breaker and local event-loop lag (private redis-server)', (
     const admin = createClient({ url: server.url });
     try {
       await admin.connect();
-      await cache.set('resp:k', { v: 1 }, 60_000);
+      await cache.set('kv:k', { v: 1 }, 60_000);
       // Redis holds every command for 600 ms (three timeouts): the call's answer comes, late.
       await admin.sendCommand(['CLIENT', 'PAUSE', '600', 'ALL']);
-      expect(await cache.get('resp:k')).toBeUndefined();
-      expect(cache.stats().resp!.misses).toBe(1);
+      expect(await cache.get('kv:k')).toBeUndefined();
+      expect(cache.stats().kv!.misses).toBe(1);
       // The pause ends (this PING is answered after it, like the late GET): the breaker never opened,
       // so the next read is a hit at once.
       await admin.ping();
       expect(cache.health().breakerOpen).toBe(false);
-      expect(await cache.get('resp:k')).toEqual({ v: 1 });
+      expect(await cache.get('kv:k')).toEqual({ v: 1 });
     } finally {
       await admin.quit().catch(() => undefined);
       await cache.close();
@@ -155,9 +156,9 @@ describeRedisServer('breaker and local event-loop lag (private redis-server)', (
     });
     const cache = createCache({ redisUrl: server.url, prefix: `lag:${randomUUID()}`, operationTimeoutMs: 200, breakerCooldownMs: 5_000, logger: createLogger('warn', logs) });
     try {
-      await cache.set('resp:k', { v: 1 }, 60_000);
+      await cache.set('kv:k', { v: 1 }, 60_000);
       server.pause();
-      expect(await cache.get('resp:k')).toBeUndefined();
+      expect(await cache.get('kv:k')).toBeUndefined();
       await breakerOpened;
       expect(cache.health().breakerOpen).toBe(true);
     } finally {

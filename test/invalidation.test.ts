@@ -8,6 +8,7 @@ import { getSchema } from '../src/graphql/schema';
 import { withClient } from './helpers/factories';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { createTestApp, type TestApp } from './helpers/test-app';
+import { readCacheKeys } from '../src/read-cache/keys';
 
 let t: TestApp;
 let fake: FakeLlmServer;
@@ -22,7 +23,7 @@ interface Case {
   admin?: true;
 }
 
-const gen = (userId: string) => t.app.cache.get<number>(`gen:${userId}`).then((g) => g ?? 0);
+const gen = (userId: string) => t.app.cache.get<number>(readCacheKeys.generation(userId)).then((g) => g ?? 0);
 const gql = (q: string, v: Record<string, unknown>, user: User) => t.gql(q, v, user.token);
 
 async function conversation(user: User): Promise<string> {

@@ -1,5 +1,5 @@
 /**
- * README's "Layout" matches the tree: every path it lists exists, every folder
+ * The map's "Layout" (docs/ARCHITECTURE.md) matches the tree: every path it lists exists, every folder
  * of src/ (and every file directly in src/) is listed, and the files a
  * folder's line names are in that folder. A line is `path  description`;
  * indentation (two spaces) nests a path under the folder above it;
@@ -10,6 +10,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..');
+/** Where the layout is written down. */
+const MAP = 'docs/ARCHITECTURE.md';
 
 interface Entry {
   path: string;
@@ -17,9 +19,9 @@ interface Entry {
 }
 
 function layoutEntries(): Entry[] {
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const section = /## Layout\n[\s\S]*?```\n([\s\S]*?)```/.exec(readme);
-  if (!section) throw new Error('README.md has no "## Layout" section with a code block');
+  const map = readFileSync(join(ROOT, MAP), 'utf8');
+  const section = /## Layout\n[\s\S]*?```\n([\s\S]*?)```/.exec(map);
+  if (!section) throw new Error(`${MAP} has no "## Layout" section with a code block`);
   const entries: Entry[] = [];
   const parents: string[] = [];
   for (const line of section[1]!.split('\n')) {
@@ -58,7 +60,7 @@ function foldersUnder(dir: string): string[] {
     .flatMap((d) => [`${dir}${d.name}/`, ...foldersUnder(`${dir}${d.name}/`)]);
 }
 
-describe('README "Layout"', () => {
+describe(`${MAP} "Layout"`, () => {
   const entries = layoutEntries();
   const listed = new Set(entries.flatMap((e) => expand(e.path)));
 

@@ -8,6 +8,7 @@
 import { seedUserData } from './helpers/factories';
 import { describeRedis, redisUrlForTests } from './helpers/redis';
 import { createTestApp, type TestApp } from './helpers/test-app';
+import { RESPONSE_NAMESPACE } from '../src/read-cache/keys';
 
 const SIDEBAR = `query Sidebar($after: String) {
   conversations(first: 20, after: $after) {
@@ -83,7 +84,7 @@ function replaySuite(name: string, storeEnv: () => Record<string, string>) {
     const cached: number[] = [];
     const uncached: number[] = [];
     for (let i = 0; i < 25; i++) {
-      await t.app.cache.clearNamespace('resp');
+      await t.app.cache.clearNamespace(RESPONSE_NAMESPACE);
       let start = performance.now();
       const miss = await t.gql(SIDEBAR, {}, token);
       uncached.push(performance.now() - start);

@@ -5,7 +5,7 @@
  * vote-rule cases do not move the leaderboard numbers.
  */
 import { randomUUID } from 'node:crypto';
-import { bradleyTerry, votesToBattles, type VoteRecord } from '../src/modules/leaderboard/bradley-terry';
+import { bradleyTerry, votesToBattles, type VoteRecord } from './helpers/bradley-terry';
 import { withClient } from './helpers/factories';
 import { createTestApp, type TestApp } from './helpers/test-app';
 

@@ -111,7 +111,7 @@ export async function deleteRedisKeys(redisUrl: string, prefix: string): Promise
 }
 
 export async function signToken(secret: string, id: string): Promise<string> {
-  // Exactly TokenService.sign (src/graphql/auth.ts): HS256, role claim, subject, issuer 'llmselect'.
+  // Exactly TokenService.sign (src/auth/tokens.ts): HS256, role claim, subject, issuer 'llmselect'.
   return new SignJWT({ role: 'USER' })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(id)

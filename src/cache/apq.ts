@@ -3,7 +3,7 @@ import { ErrorsAreMissesCache, type KeyValueCache } from '@apollo/utils.keyvalue
 import { Keyv, type KeyvStoreAdapter } from 'keyv';
 import type { Logger } from '../observability/logger';
 import type { CachePort } from './cache.port';
-import { assertNamespace } from './keys';
+import { assertNamespace } from './namespaces';
 
 /**
  * Keyv store adapter over the cache port, so APQ gets the port's prefixing

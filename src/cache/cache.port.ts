@@ -5,9 +5,9 @@
  *
  * Contract shared by every method:
  * - **Keys** are `<namespace>:<rest>`; the namespace is the segment before the
- *   first `:` (e.g. `resp:user-42:abc` → namespace `resp`). It drives stats and
+ *   first `:` (e.g. `models:openai:…` → namespace `models`). It drives stats and
  *   `clearNamespace`. Stored keys are `${prefix}:${key}`. Private data must be
- *   keyed by user (`resp:<userId>:...`).
+ *   keyed by user (the read cache's keys: `read-cache/keys.ts`).
  * - **Values** round-trip through JSON: Dates come back as ISO strings, `undefined`
  *   properties disappear, class instances become plain objects. `undefined` is
  *   never cached (it means "miss"); `null` is.
@@ -15,6 +15,18 @@
  *   an open circuit breaker is a miss; the methods never reject because the store
  *   is unavailable (only for programmer errors such as an invalid namespace).
  */
+
+/**
+ * Where a versioned entry lives: a counter (see {@link CachePort.incr}), and
+ * for each of its values `n` the entry key `${entryPrefix}${n}${entrySuffix}`.
+ * Versioned values are stored as tagged bytes: give them keys that untagged
+ * values never use.
+ */
+export interface VersionedKey {
+  counter: string;
+  entryPrefix: string;
+  entrySuffix: string;
+}
 
 /** Freshness policy for {@link CachePort.wrapSwr}. */
 export interface SwrOptions {
@@ -71,23 +83,24 @@ export interface CachePort {
   /**
    * Atomically increments the integer counter at `key` and returns the new value
    * (starting at 1). Counters never expire; `get(key)` returns the current value.
-   * Intended for per-user generation numbers (`gen:<userId>`), kept in their own
-   * namespace. If Redis is unavailable it returns a negative, process-unique,
-   * time-based number that Redis never issues (so keys built from it are cold:
-   * never a stale hit) and journals the increment, which is replayed before the
-   * breaker closes again.
+   * Keep counters in a namespace of their own (the read cache's generations:
+   * `read-cache/keys.ts`). If Redis is unavailable it returns a negative,
+   * process-unique, time-based number that Redis never issues (so keys built
+   * from it are cold: never a stale hit) and journals the increment, which is
+   * replayed before the breaker closes again.
    */
   incr(key: string): Promise<number>;
   /**
-   * The response cache's read, in one round trip: the generation of `scope`
-   * (the counter `gen:<scope>`, see {@link CachePort.incr}) and the raw bytes
-   * stored under `resp:<scope>:<generation>:t.<digest>`. `undefined` when the
-   * store is unavailable (a miss whose result must not be stored: the
-   * generation is unknown). Counted as a `resp` lookup.
+   * A versioned read, in one round trip: the counter at `key.counter` (its
+   * version, 0 before the first {@link CachePort.incr}) and the raw bytes
+   * stored (by {@link CachePort.setVersioned}) under the entry key of that
+   * version. `undefined` when the store is unavailable (a miss whose result
+   * must not be stored: the version is unknown). Counted as a lookup of the
+   * entry key's namespace.
    */
-  getVersioned(scope: string, digest: string): Promise<{ generation: number; bytes: Buffer | undefined } | undefined>;
-  /** Stores raw bytes (no JSON, behind a tag) under `resp:<scope>:<generation>:t.<digest>` for `ttlMs`. Never rejects for store failures. */
-  setVersioned(scope: string, generation: number, digest: string, bytes: Buffer, ttlMs: number): Promise<void>;
+  getVersioned(key: VersionedKey): Promise<{ version: number; bytes: Buffer | undefined } | undefined>;
+  /** Stores raw bytes (no JSON, behind a tag) under the entry key of `version` for `ttlMs`. Never rejects for store failures. */
+  setVersioned(key: VersionedKey, version: number, bytes: Buffer, ttlMs: number): Promise<void>;
   /**
    * The UTF-8 bytes of `text`, laid out so that {@link CachePort.setVersioned}
    * stores them without copying the body (a response is encoded once, sent,

@@ -1,8 +1,8 @@
 import { randomFillSync } from 'node:crypto';
 import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
-import type { CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions } from './cache.port';
-import { assertNamespace, namespaceOf } from './keys';
+import type { CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions, VersionedKey } from './cache.port';
+import { assertNamespace, namespaceOf } from './namespaces';
 import { closeRedisClient, createRedisClient } from './redis-client';
 import { FailOpenStore } from './resilience';
 import { singleFlight } from './single-flight';
@@ -43,14 +43,6 @@ export interface CreateCacheOptions {
  */
 const TAG_BYTES = 12;
 
-/**
- * Tagged entries live under their own keys, `resp:<scope>:<generation>:t.<digest>`
- * (still in the `resp` namespace, so admin flushes cover them): during a rolling
- * deploy or a rollback, a release that stores untagged bodies never reads a
- * tagged one (it would send the tag to its client), and this one never reads theirs.
- */
-const TAGGED_KEY = 't.';
-
 /** What a copy costs besides its bytes (its key, the objects around it, the map entry), measured at about 1 KB. */
 const COPY_OVERHEAD_BYTES = 1024;
 
@@ -71,17 +63,18 @@ function owned(raw: Buffer): Buffer {
 }
 
 interface LocalCopy {
-  generation: number;
+  version: number;
   /** The stored value: tag, then the response bytes. */
   raw: Buffer;
 }
 
 /**
- * Local copies of response entries, keyed by (scope, digest), bounded in
- * bytes. A copy is only ever served after the read's one round trip has
- * confirmed it: the scope's generation is still the copy's and the Redis
+ * Local copies of versioned entries, keyed by their {@link VersionedKey}
+ * (all versions of an entry share one copy), bounded in bytes. A copy is only
+ * ever served after the read's one round trip has confirmed it: the counter
+ * is still the copy's version and the Redis
  * entry still starts with the copy's tag (see `Store.getVersioned`). So a
- * write on any instance (a new generation), an admin flush, an expired entry
+ * write on any instance (a new version), an admin flush, an expired entry
  * or an entry stored again by another instance all mean the copy is not used,
  * and Redis unavailable is a miss as before. What a copy saves is the bytes:
  * a hit's reply is a few bytes instead of the whole body, so no large buffer
@@ -105,20 +98,19 @@ class LocalCopies {
     return TAG_BYTES + length + COPY_OVERHEAD_BYTES <= this.maxBytes;
   }
 
-  get(scope: string, digest: string): LocalCopy | undefined {
-    return this.copies.get(`${scope}\n${digest}`);
+  get(key: string): LocalCopy | undefined {
+    return this.copies.get(key);
   }
 
-  set(scope: string, digest: string, copy: LocalCopy): void {
-    this.copies.set(`${scope}\n${digest}`, copy);
+  set(key: string, copy: LocalCopy): void {
+    this.copies.set(key, copy);
   }
 
   /**
    * Replaces (or, with `next` undefined, drops) the copy a lookup started with,
    * unless a store replaced it meanwhile: an older reply must not undo a newer copy.
    */
-  settle(scope: string, digest: string, started: LocalCopy | undefined, next: (() => LocalCopy) | undefined): void {
-    const key = `${scope}\n${digest}`;
+  settle(key: string, started: LocalCopy | undefined, next: (() => LocalCopy) | undefined): void {
     if (this.copies.peek(key) !== started) return;
     if (next) this.copies.set(key, next());
     else this.copies.delete(key);
@@ -127,6 +119,11 @@ class LocalCopies {
   stats(): { entries: number; bytes: number; maxBytes: number; served: number } {
     return { entries: this.copies.size, bytes: this.copies.totalWeight, maxBytes: this.maxBytes, served: this.served };
   }
+}
+
+/** Every version of an entry shares one local copy. */
+function copyKeyOf(key: VersionedKey): string {
+  return `${key.entryPrefix}\n${key.entrySuffix}`;
 }
 
 /** Admin flushes may legitimately take longer than a single-key operation. */
@@ -228,16 +225,13 @@ class KeyvCache implements CachePort {
     );
   }
 
-  async getVersioned(scope: string, digest: string): Promise<{ generation: number; bytes: Buffer | undefined } | undefined> {
-    const counterKey = this.full(`gen:${scope}`);
-    const entryPrefix = `${this.full(`resp:${scope}`)}:`;
-    const copy = this.copies?.get(scope, digest);
-    const held = copy && { counter: copy.generation, tag: copy.raw.subarray(0, TAG_BYTES) };
-    const found = await this.guard.run(
-      'get',
-      (s) => s.getVersioned(counterKey, entryPrefix, `:${TAGGED_KEY}${digest}`, held),
-      () => undefined,
-    );
+  async getVersioned(key: VersionedKey): Promise<{ version: number; bytes: Buffer | undefined } | undefined> {
+    const counterKey = this.full(key.counter);
+    const entryPrefix = this.full(key.entryPrefix);
+    const copyKey = copyKeyOf(key);
+    const copy = this.copies?.get(copyKey);
+    const held = copy && { counter: copy.version, tag: copy.raw.subarray(0, TAG_BYTES) };
+    const found = await this.guard.run('get', (s) => s.getVersioned(counterKey, entryPrefix, key.entrySuffix, held), () => undefined);
     let raw: Buffer | undefined;
     if (found?.held && copy) {
       raw = copy.raw;
@@ -245,15 +239,17 @@ class KeyvCache implements CachePort {
     } else if (found?.raw && found.raw.length >= TAG_BYTES && found.raw[0] === 0) {
       const fetched = found.raw;
       raw = fetched;
-      if (this.copies?.fits(fetched.length - TAG_BYTES)) this.copies.settle(scope, digest, copy, () => ({ generation: found.counter, raw: owned(fetched) }));
+      if (this.copies?.fits(fetched.length - TAG_BYTES)) {
+        this.copies.settle(copyKey, copy, () => ({ version: found.counter, raw: owned(fetched) }));
+      }
     } else if (found && copy) {
-      this.copies!.settle(scope, digest, copy, undefined);
+      this.copies!.settle(copyKey, copy, undefined);
     }
-    this.stats_.record('resp', raw !== undefined);
-    return found && { generation: found.counter, bytes: raw?.subarray(TAG_BYTES) };
+    this.stats_.record(namespaceOf(key.entryPrefix), raw !== undefined);
+    return found && { version: found.counter, bytes: raw?.subarray(TAG_BYTES) };
   }
 
-  async setVersioned(scope: string, generation: number, digest: string, bytes: Buffer, ttlMs: number): Promise<void> {
+  async setVersioned(key: VersionedKey, version: number, bytes: Buffer, ttlMs: number): Promise<void> {
     if (!(ttlMs > 0)) return;
     let raw: Buffer;
     if (this.laidOut.has(bytes.buffer) && bytes.byteOffset === TAG_BYTES && bytes.buffer.byteLength === TAG_BYTES + bytes.length) {
@@ -264,10 +260,10 @@ class KeyvCache implements CachePort {
       raw = taggedSpace(bytes.length);
       bytes.copy(raw, TAG_BYTES);
     }
-    const full = this.full(`resp:${scope}:${generation}:${TAGGED_KEY}${digest}`);
+    const full = this.full(`${key.entryPrefix}${version}${key.entrySuffix}`);
     // Remembered before the SET is sent: it precedes any later lookup on the one connection, and a copy
     // whose SET failed is never served (its tag is not in Redis).
-    this.copies?.set(scope, digest, { generation, raw });
+    this.copies?.set(copyKeyOf(key), { version, raw });
     await this.guard.run('set', (s) => s.setRaw(full, raw, ttlMs), () => undefined);
   }
 

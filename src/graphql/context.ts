@@ -1,6 +1,8 @@
 /**
  * The per-request context. `createContext` is the only place that forks the
- * EntityManager and builds DataLoaders: nothing per-request lives at module scope.
+ * EntityManager and builds DataLoaders: nothing per-request lives at module
+ * scope. What a resolver sees is `modules/common/context.ts`'s `Context`;
+ * this layer adds what only the edge and its plugins use.
  *
  * `createRequestContexts` is the one factory `/graphql` and `/graphql/stream`
  * share: the same token check (an invalid token is `InvalidTokenError`, 401, on
@@ -8,53 +10,32 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { IncomingMessage } from 'node:http';
+import type { Principal } from '../auth/principal';
+import type { TokenService } from '../auth/tokens';
 import { clientIp } from '../http/client-ip';
-import type { Loaders, Services } from '../modules';
+import type { Context } from '../modules/common/context';
 import type { Logger } from '../observability/logger';
 import { noteUser } from '../observability/request-log';
-import type { Principal, TokenService } from './auth';
-import type { ReadCacheState } from './response-cache';
-import type { ResponseBytes } from './response-bytes';
+import type { ReadCacheRequest } from '../read-cache/request';
 
-export interface Context {
-  requestId: string;
-  principal: Principal | null;
-  em: EntityManager;
-  loaders: Loaders;
-  services: Services;
-  logger: Logger;
-  /** The read cache's state for this request (see `response-cache.ts`). */
-  readCache: ReadCacheState;
-  /** The client's address as rate limits key it (see `http/client-ip.ts`). */
-  clientIp: string;
-  /**
-   * On an event stream (`sse.ts`): settles when the client can take more (its
-   * socket buffer drained, or it left). A subscription waits on it before
-   * taking its next batch, so what arrives meanwhile is joined, not queued.
-   */
-  streamReady?: () => Promise<void> | void;
-  /** On `/graphql`: the response bytes counted so far against `MAX_RESPONSE_BYTES` (`response-bytes.ts`). */
-  responseBytes?: ResponseBytes;
+/** A resolver's context, plus the read cache's state of a signed-in `/graphql` request (`read-cache/request.ts`). */
+export interface GraphqlContext extends Context {
+  readCache?: ReadCacheRequest;
 }
 
 export interface ContextDeps {
   em: EntityManager;
-  services: Services;
+  services: Context['services'];
   logger: Logger;
-  createLoaders: (em: EntityManager, principal: Principal | null, services: Services) => Loaders;
+  /** The request's DataLoaders (`modules/index.ts`). */
+  createLoaders: (em: EntityManager, principal: Principal | null, services: Context['services']) => Context['loaders'];
 }
 
-export function createContext(
-  deps: ContextDeps,
-  requestId: string,
-  principal: Principal | null,
-  readCache: ReadCacheState = { bypass: false },
-  clientIp = 'unknown',
-): Context {
+export function createContext(deps: ContextDeps, requestId: string, principal: Principal | null, clientIp = 'unknown'): GraphqlContext {
   // The EntityManager fork and the child logger are made on first use: many requests need neither.
   let em: EntityManager | undefined;
   let logger: Logger | undefined;
-  let loaders: Loaders | undefined;
+  let loaders: Context['loaders'] | undefined;
   return {
     requestId,
     principal,
@@ -68,7 +49,6 @@ export function createContext(
     get logger() {
       return (logger ??= deps.logger.child({ requestId, userId: principal?.userId }));
     },
-    readCache,
     clientIp,
   };
 }
@@ -81,7 +61,7 @@ export interface RequestContexts {
    * The principal is noted for the request's log line.
    */
   principal(req: IncomingMessage): Promise<Principal | null>;
-  create(req: IncomingMessage, requestId: string, principal: Principal | null, readCache?: ReadCacheState): Context;
+  create(req: IncomingMessage, requestId: string, principal: Principal | null): GraphqlContext;
 }
 
 export function createRequestContexts(deps: ContextDeps & { tokens: TokenService; trustProxy: number }): RequestContexts {
@@ -91,6 +71,6 @@ export function createRequestContexts(deps: ContextDeps & { tokens: TokenService
   };
   return {
     principal: (req) => deps.tokens.fromAuthorizationHeader(req.headers.authorization).then(noted),
-    create: (req, requestId, principal, readCache) => createContext(deps, requestId, principal, readCache, clientIp(req, deps.trustProxy)),
+    create: (req, requestId, principal) => createContext(deps, requestId, principal, clientIp(req, deps.trustProxy)),
   };
 }

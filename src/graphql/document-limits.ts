@@ -17,7 +17,7 @@
  * | cost with variables (`maxCost`)        | operation resolved   | `operation-cost.ts`                     | QUERY_TOO_COMPLEX     |
  * | bytes a field may return, in the cost  | operation resolved   | `operation-cost.ts` (`byteWeights`)     | QUERY_TOO_COMPLEX     |
  * | bytes built (`maxResponseBytes`)       | execution            | `response-bytes.ts`, `http.ts`          | RESPONSE_TOO_LARGE    |
- * | NUL / unpaired surrogate in any string | operation resolved   | `text-input.ts`                         | BAD_USER_INPUT        |
+ * | NUL / unpaired surrogate in any string | operation resolved   | `input/text-input.ts`                   | BAD_USER_INPUT        |
  * | "Did you mean …" suggestions           | production           | graphql `hideSuggestions` + formatError | (message only)        |
  *
  * Why these numbers (all configurable, see README): 15 aliases and 2,000
@@ -55,9 +55,9 @@ import {
   type ValidationRule,
 } from 'graphql';
 import type { DocumentLimits } from '../config';
-import type { Context } from './context';
+import type { GraphqlContext } from './context';
 import { badInput } from '../errors';
-import { findUnsafeText } from './text-input';
+import { findUnsafeText } from '../input/text-input';
 import { QueryTooComplexError } from './format-error';
 import { operationCost } from './operation-cost';
 
@@ -81,7 +81,7 @@ export interface DocumentGuard {
   /** For Apollo's `validationOptions`: suggestions hidden in production, at most 10 errors. */
   validationOptions: { hideSuggestions: boolean; maxErrors: number };
   /** Runs `checkOperation` once Apollo has resolved the operation (before execution, cache hits included). */
-  plugin: ApolloServerPlugin<Context>;
+  plugin: ApolloServerPlugin<GraphqlContext>;
   /** Parse with the token limit (graphql-sse). Throws the parser's GraphQLError. */
   parse(source: string): DocumentNode;
   /** All validation rules, specified ones included (graphql-sse). */

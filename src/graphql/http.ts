@@ -5,7 +5,8 @@
  * 2. verify the bearer token once;
  * 3. the read cache's edge: a signed-in query whose document is known to be
  *    cacheable is looked up (one Redis round trip) and a hit is written to the
- *    socket as stored bytes, without Apollo (see `response-cache.ts`);
+ *    socket as stored bytes, without Apollo (`read-cache/request.ts` has the
+ *    steps the edge and the Apollo plugin take);
  * 4. a miss whose document compiles to SQL-built JSON (`compiled-read.ts`)
  *    is answered from PostgreSQL's text without Apollo, and stored;
  * 5. otherwise Apollo's `executeHTTPGraphQLRequest`; the bytes of a cacheable
@@ -19,11 +20,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AppError } from '../errors';
 import { HttpError, readBody } from '../http/respond';
 import { noteOperation } from '../observability/request-log';
+import type { GraphqlParams, OutgoingAnswer, StoredAnswer } from '../read-cache/request';
+import type { ResponseCache } from '../read-cache/response-cache';
 import type { CompiledReads } from './compiled-read';
-import type { Context, RequestContexts } from './context';
+import type { GraphqlContext, RequestContexts } from './context';
 import type { DocumentCache } from './document-cache';
 import { ResponseBytes, responseTooLargeBody } from './response-bytes';
-import { entryEtag, type GraphqlParams, type ReadCacheState, type ReadPlan, type ResponseCache } from './response-cache';
 
 function parseJsonBody(req: IncomingMessage, raw: string): unknown {
   if (req.method !== 'POST') return undefined;
@@ -47,7 +49,7 @@ function etagMatches(header: string | undefined, etag: string): boolean {
 }
 
 export interface GraphqlHttpDeps {
-  apollo: ApolloServer<Context>;
+  apollo: ApolloServer<GraphqlContext>;
   /** The principal and the context, as for `/graphql/stream`. */
   contexts: RequestContexts;
   responseCache: ResponseCache;
@@ -81,18 +83,17 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
     (p) => ({ ok: true as const, value: p }),
     (error: unknown) => ({ ok: false as const, error }),
   );
-  const readCache: ReadCacheState = { bypass: /\bno-cache\b/i.test(req.headers['cache-control'] ?? '') };
+  // A signed-in request's read-cache state, shared with the Apollo plugin through the context.
+  const reading = principal.ok && principal.value
+    ? deps.responseCache.begin(principal.value.userId, req.headers['cache-control'])
+    : undefined;
 
-  if (principal.ok && principal.value) {
+  if (principal.ok && principal.value && reading) {
     const params = edgeParams(req, method, url, body, deps.responseCache);
-    const plan = params && deps.responseCache.plan(principal.value.userId, params);
-    if (plan) {
-      const found = await deps.responseCache.lookup(plan);
-      if (found?.bytes && !readCache.bypass) {
-        sendHit(req, res, method, found.bytes, entryEtag({ ...plan, generation: found.generation }));
-        return;
-      }
-      readCache.looked = { ...plan, generation: found?.generation };
+    const hit = params && (await reading.atEdge(params));
+    if (hit) {
+      sendHit(req, res, method, hit);
+      return;
     }
     const compiled = params && deps.compiledReads?.get(params.documentHash, params.operationName);
     if (compiled) {
@@ -113,10 +114,9 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
           await sendTooLarge(res, deps.maxResponseBytes);
           return;
         }
-        const storeAs = readCache.looked?.generation !== undefined ? { ...readCache.looked, generation: readCache.looked.generation } : undefined;
         res.setHeader('content-type', 'application/json; charset=utf-8');
         res.setHeader('cache-control', 'private, no-cache');
-        await sendResult(deps, req, res, method, 200, text, storeAs);
+        await sendResult(req, res, method, 200, text, reading.outgoing(text, 'compiled'));
         return;
       }
     }
@@ -132,8 +132,9 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
       httpGraphQLRequest: { method, headers, search: url.search, body },
       context: async () => {
         if (!principal.ok) throw principal.error;
-        const context = deps.contexts.create(req, requestId, principal.value, readCache);
+        const context: GraphqlContext = deps.contexts.create(req, requestId, principal.value);
         context.responseBytes = budget;
+        context.readCache = reading;
         return context;
       },
     });
@@ -153,28 +154,25 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
     await sendTooLarge(res, budget.maxBytes);
     return;
   }
-  await sendResult(deps, req, res, method, status, response.body.string, status === 200 ? readCache.storeAs : undefined, response.headers.get('content-type'));
+  const text = response.body.string;
+  const answer = status === 200 && reading ? reading.outgoing(text, 'apollo') : { bytes: Buffer.from(text) };
+  await sendResult(req, res, method, status, text, answer, response.headers.get('content-type'));
 }
 
-/** Writes a complete GraphQL response; the bytes of a cacheable one are stored as sent. */
+/** Writes a complete GraphQL response; the read cache stores the bytes of a cacheable one as they are sent. */
 async function sendResult(
-  deps: GraphqlHttpDeps,
   req: IncomingMessage,
   res: ServerResponse,
   method: string,
   status: number,
   text: string,
-  storeAs: (ReadPlan & { generation: number }) | undefined,
+  answer: OutgoingAnswer,
   contentType?: string,
 ): Promise<void> {
-  // Encoded once: the same bytes go to the client and to the cache.
-  const bytes = storeAs ? deps.responseCache.encode(text) : Buffer.from(text);
-  // The SET is issued before the response is sent: on the cache's one connection it precedes
-  // the client's next lookup, so its next read hits; the response does not wait for the reply.
-  const stored = storeAs ? deps.responseCache.store(storeAs, bytes) : undefined;
-  if (storeAs) res.setHeader('x-cache', 'MISS');
+  const { bytes, stored } = answer;
+  if (stored) res.setHeader('x-cache', 'MISS');
   if (method === 'GET' && status === 200 && !contentType?.includes('text/html')) {
-    const etag = storeAs ? entryEtag(storeAs) : weakEtag(text);
+    const etag = answer.etag ?? weakEtag(text);
     res.setHeader('etag', etag);
     if (etagMatches(req.headers['if-none-match'], etag)) {
       res.statusCode = 304;
@@ -201,7 +199,7 @@ async function sendTooLarge(res: ServerResponse, maxBytes: number): Promise<void
   res.end(bytes);
 }
 
-function sendHit(req: IncomingMessage, res: ServerResponse, method: string, bytes: Buffer, etag: string): void {
+function sendHit(req: IncomingMessage, res: ServerResponse, method: string, { bytes, etag }: StoredAnswer): void {
   res.setHeader('content-type', 'application/json; charset=utf-8');
   res.setHeader('cache-control', 'private, no-cache');
   res.setHeader('x-cache', 'HIT');

@@ -14,8 +14,8 @@ import type { HeaderMap } from '@apollo/server';
 import { type DocumentNode, getOperationAST, GraphQLError, type GraphQLSchema, subscribe } from 'graphql';
 import { createHandler, type Response as SseResponse } from 'graphql-sse';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Principal } from './auth';
-import type { Context, RequestContexts } from './context';
+import type { Principal } from '../auth/principal';
+import type { GraphqlContext, RequestContexts } from './context';
 import { AppError } from '../errors';
 import { readBody } from '../http/respond';
 import type { DocumentGuard } from './document-limits';
@@ -50,7 +50,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
     { status: 400, statusText: 'Bad Request', headers: { 'content-type': 'application/json; charset=utf-8' } },
   ];
   // graphql-sse wants an index-signature context; ours is a plain interface.
-  type SseContext = Context & Record<PropertyKey, unknown>;
+  type SseContext = GraphqlContext & Record<PropertyKey, unknown>;
   const compiled = deps.executor === 'jit' ? jitSubscribe(deps.compiledSubscriptionBytes) : undefined;
   /** The query text and operation name of each request's document, the compiled subscription's key. */
   const keys = new WeakMap<DocumentNode, string>();

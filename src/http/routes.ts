@@ -1,52 +1,39 @@
 /**
  * What each path answers. Everything around a route (request id, response
- * time, body limit, errors, metrics, the log line) is `server.ts`'s.
+ * time, body limit, errors, metrics, the log line) is `server.ts`'s. The
+ * operational paths are answered here; the API's paths are mounted by the
+ * layer that owns them (`graphql/routes.ts`), wired in `app.ts`:
  *
  * | path | answers |
  * | --- | --- |
- * | `GET /` | outside production: 302 to the explorer at `/graphql` |
- * | `GET /graphql` (`Accept: text/html`), `GET /explorer/*` | outside production: the local explorer (`graphql/explorer.ts`) |
- * | `/graphql` | GraphQL (`graphql/http.ts`: the read cache's edge, then Apollo) |
- * | `/graphql/stream` | subscriptions over SSE (`graphql/sse.ts`) |
  * | `GET /health` | `observability/health.ts` |
  * | `GET /metrics` | Prometheus text, behind `METRICS_TOKEN` when set |
+ * | a mounted route's paths | that route (`/graphql`, `/graphql/stream`, the explorer: `graphql/routes.ts`) |
  * | anything else | 404 |
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
-import { EXPLORER_PREFIX, type Explorer } from '../graphql/explorer';
 import { sendJson } from './respond';
 import type { Route } from './server';
 
-type Handler = (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void>;
+/**
+ * Paths a layer above mounts: answers the request and resolves to the route's
+ * label (the log line's and the metrics'), or to undefined when `path` is not
+ * one of its paths (the next mounted route, then 404, is tried).
+ */
+export type MountedRoute = (req: IncomingMessage, res: ServerResponse, requestId: string, path: string) => Promise<string | undefined>;
 
 export interface RouteDeps {
-  /** The local explorer; undefined in production (Apollo's landing page stays). */
-  explorer: Explorer | undefined;
-  graphql: Handler;
-  stream: Handler;
   health(): Promise<unknown>;
   metrics: { registry: Registry; token: string | undefined };
+  /** Tried in order after the operational paths. */
+  mounted: MountedRoute[];
 }
 
 export function createRoutes(deps: RouteDeps): Route {
-  const { explorer } = deps;
   return async (req, res, requestId) => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-    if (explorer && req.method === 'GET') {
-      if (path === '/') {
-        res.statusCode = 302;
-        res.setHeader('location', '/graphql');
-        res.end();
-        return 'explorer';
-      }
-      if (explorer.wantsPage(req, path)) {
-        explorer.sendPage(res);
-        return 'explorer';
-      }
-      if (path.startsWith(EXPLORER_PREFIX) && explorer.sendAsset(path, res)) return 'explorer';
-    }
     if (path === '/health' && req.method === 'GET') {
       sendJson(res, 200, await deps.health());
       return 'health';
@@ -61,13 +48,9 @@ export function createRoutes(deps: RouteDeps): Route {
       res.end(await deps.metrics.registry.metrics());
       return 'metrics';
     }
-    if (path === '/graphql/stream') {
-      await deps.stream(req, res, requestId);
-      return 'graphql_stream';
-    }
-    if (path === '/graphql') {
-      await deps.graphql(req, res, requestId);
-      return 'graphql';
+    for (const route of deps.mounted) {
+      const answered = await route(req, res, requestId, path);
+      if (answered !== undefined) return answered;
     }
     sendJson(res, 404, { error: 'Not found' });
     return 'not_found';

@@ -30,9 +30,14 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import { Agent, buildConnector, fetch as undiciFetch } from 'undici';
-import type { EgressPolicy } from '../config';
 
-export type { EgressPolicy };
+/** Where a user's saved `baseUrl` may point (checked at save time and at connect time; `Config.egress`). */
+export interface EgressPolicy {
+  /** Loopback, private, link-local and other non-public addresses (never cloud metadata endpoints). */
+  allowPrivateNetworks: boolean;
+  /** Extra ranges allowed even when private, e.g. `10.1.0.0/16` for an in-house vLLM. */
+  allowCidrs: readonly string[];
+}
 
 /** Cloud instance-metadata endpoints: refused unless a CIDR entry names them explicitly. */
 const METADATA_ADDRESSES = ['169.254.169.254', '169.254.170.2', '100.100.100.200', 'fd00:ec2::254'].map((a) => ipaddr.parse(a).toString());

@@ -3,8 +3,8 @@
  * builds the services once; `createContext` calls `createLoaders` per request.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { UserCacheInvalidator } from '../cache/invalidation';
-import type { Principal } from '../graphql/auth';
+import type { ReadCacheInvalidation } from '../read-cache/invalidation';
+import type { Principal } from '../auth/principal';
 import { createApiKeyLoaders } from './api-key/api-key.loaders';
 import type { ApiKeyService } from './api-key/api-key.service';
 import { createComparisonLoaders } from './comparison/comparison.loaders';
@@ -49,7 +49,7 @@ export interface Services {
   conversations: ConversationService;
   messages: MessageService;
   comparisons: ComparisonService;
-  invalidation: UserCacheInvalidator;
+  invalidation: ReadCacheInvalidation;
   votes: VoteService;
   voteIntegrity: VoteIntegrity;
   judges: JudgeService;

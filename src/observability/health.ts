@@ -5,6 +5,7 @@
  */
 import type { CachePort } from '../cache/cache.port';
 import { type Orm, poolStats } from '../db/orm';
+import { GENERATION_NAMESPACE } from '../read-cache/keys';
 
 export interface HealthReport {
   status: 'ok' | 'degraded';
@@ -13,9 +14,6 @@ export interface HealthReport {
   uptimeSeconds: number;
   version: string;
 }
-
-/** The generation-counter namespace (see `cache/generations.ts`). */
-const NOT_A_CACHE = 'gen';
 
 const rate = (hits: number, misses: number) => (hits + misses === 0 ? null : Number((hits / (hits + misses)).toFixed(4)));
 
@@ -27,7 +25,7 @@ export async function healthReport(deps: { orm: Orm; cache: CachePort; startedAt
   let misses = 0;
   for (const [name, s] of Object.entries(deps.cache.stats())) {
     // `gen` lookups (one per cached read) are invalidation bookkeeping, not a cache: they would inflate the hit rate.
-    if (name === NOT_A_CACHE) continue;
+    if (name === GENERATION_NAMESPACE) continue;
     byCache[name] = { ...s, hitRate: rate(s.hits, s.misses) };
     hits += s.hits;
     misses += s.misses;

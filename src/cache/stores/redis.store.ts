@@ -2,7 +2,7 @@ import KeyvRedis from '@keyv/redis';
 import { ErrorReply, RESP_TYPES } from '@redis/client';
 import { createHash } from 'node:crypto';
 import { Keyv } from 'keyv';
-import { escapeGlob } from '../keys';
+import { escapeGlob } from '../namespaces';
 import { firstAttempt, type RedisClient } from '../redis-client';
 import { deserializeEnvelope, serializeEnvelope } from './serialization';
 import type { Store } from './store';

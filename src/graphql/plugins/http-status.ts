@@ -17,14 +17,14 @@
  * or every root field null). A partial result stays 200: the client has data
  * to show, and the errors name the fields that failed.
  *
- * The token row is decided where the token is read (`auth.ts` puts the
+ * The token row is decided where the token is read (`auth/tokens.ts` puts the
  * status on the error through Apollo's `extensions.http`); this plugin does
  * the rest after execution.
  */
 import type { ApolloServerPlugin, GraphQLRequestContextWillSendResponse } from '@apollo/server';
 import type { GraphQLFormattedError } from 'graphql';
-import { BEARER_CHALLENGE } from '../auth';
-import type { Context } from '../context';
+import { BEARER_CHALLENGE } from '../../auth/tokens';
+import type { GraphqlContext } from '../context';
 import { AppError, type ErrorCode } from '../../errors';
 
 /** Seconds a client should wait before retrying a request that failed with SERVICE_UNAVAILABLE. */
@@ -50,7 +50,7 @@ function retryAfter(seconds: number[]): Headers {
   return known.length ? [['retry-after', String(Math.max(1, ...known))]] : [];
 }
 
-export function httpStatusPlugin(): ApolloServerPlugin<Context> {
+export function httpStatusPlugin(): ApolloServerPlugin<GraphqlContext> {
   return {
     async requestDidStart() {
       return {
@@ -69,7 +69,7 @@ export function httpStatusPlugin(): ApolloServerPlugin<Context> {
   };
 }
 
-function applyWholeRequestStatus(rc: GraphQLRequestContextWillSendResponse<Context>): void {
+function applyWholeRequestStatus(rc: GraphQLRequestContextWillSendResponse<GraphqlContext>): void {
   const body = rc.response.body;
   if (body.kind !== 'single') return;
   const { data, errors } = body.singleResult;

@@ -6,7 +6,7 @@
  * unbounded series.
  */
 import type { ApolloServerPlugin } from '@apollo/server';
-import type { Context } from '../context';
+import type { GraphqlContext } from '../context';
 import type { Metrics } from '../../observability/metrics';
 import type { OperationLabels } from '../../observability/operation-labels';
 import { classifyError } from '../format-error';
@@ -16,7 +16,7 @@ export function observabilityPlugin(opts: {
   slowRequestMs: number;
   production: boolean;
   operationLabels: OperationLabels;
-}): ApolloServerPlugin<Context> {
+}): ApolloServerPlugin<GraphqlContext> {
   return {
     async requestDidStart() {
       const start = performance.now();

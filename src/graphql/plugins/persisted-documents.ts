@@ -32,7 +32,7 @@ import { type KeyValueCache, type KeyValueCacheSetOptions, PrefixingKeyValueCach
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Context } from '../context';
+import type { GraphqlContext } from '../context';
 import { AppError } from '../../errors';
 
 /** sha256 (hex) → document text, verified. */
@@ -110,7 +110,10 @@ export function trustedDocumentsCache(apq: KeyValueCache<string>, documents: Per
 }
 
 /** Refuses (FORBIDDEN, HTTP 403) any operation whose document is not in the manifest; a no-op unless `trustedOnly`. */
-export function persistedDocumentsPlugin(opts: { documents: PersistedDocuments; trustedOnly: boolean }): ApolloServerPlugin<Context> {
+export function persistedDocumentsPlugin(opts: {
+  documents: PersistedDocuments;
+  trustedOnly: boolean;
+}): ApolloServerPlugin<GraphqlContext> {
   if (opts.trustedOnly && opts.documents.size === 0) {
     throw new PersistedDocumentsError('TRUSTED_DOCUMENTS_ONLY needs a non-empty manifest: set PERSISTED_DOCUMENTS_PATH');
   }

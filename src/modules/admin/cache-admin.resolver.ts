@@ -1,6 +1,6 @@
 import { Arg, Ctx, Field, Mutation, ObjectType, Resolver, registerEnumType } from 'type-graphql';
-import { requireAdmin } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireAdmin } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { CacheScope } from './cache-admin.service';
 
 registerEnumType(CacheScope, {

@@ -1,6 +1,7 @@
 import type { CachePort } from '../../cache/cache.port';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { AppError } from '../../errors';
+import { RESPONSE_NAMESPACE } from '../../read-cache/keys';
 import { MODEL_REGISTRY_NAMESPACE, type ModelRegistry } from '../../llm/model-registry';
 import type { Logger } from '../../observability/logger';
 
@@ -18,13 +19,11 @@ export interface FlushOutcome {
 
 /** Cache namespaces (see `cache.port.ts`) behind each scope. */
 export const APQ_NAMESPACE = 'apq';
-export const RESPONSE_NAMESPACE = 'resp';
 
 /**
  * Which namespaces a scope clears. `ALL` is the three caches and nothing else:
- * the per-user generation counters (`gen`) are not a cache but the
- * invalidation bookkeeping; dropping them could make an old `resp:<user>:<gen>`
- * entry current again, so no scope touches them.
+ * the generation counters are not a cache but the read cache's invalidation
+ * bookkeeping (`read-cache/keys.ts`), so no scope touches them.
  */
 export function namespacesFor(scope: CacheScope): string[] {
   switch (scope) {

@@ -1,6 +1,6 @@
 import { Arg, Ctx, Field, ID, InputType, Mutation, Resolver } from 'type-graphql';
-import { requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { ApiKey, Provider } from './api-key.entity';
 
 @InputType()

@@ -1,9 +1,9 @@
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { badInput, notFound } from '../../errors';
 import { isUuid } from '../../db/pagination';
-import { codePointLength } from '../../graphql/text-input';
+import { codePointLength } from '../../input/text-input';
 import { checkEndpoint, type EgressPolicy } from '../../llm/egress';
 import type { ProviderCredentials } from '../../llm/language-models';
 import { ApiKey, Provider } from './api-key.entity';

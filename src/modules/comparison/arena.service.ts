@@ -22,17 +22,15 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomInt } from 'node:crypto';
 import type { CachePort } from '../../cache/cache.port';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { badInput } from '../../errors';
 import { MODEL_CATALOG } from '../../llm/catalog';
 import { DEFAULT_LABEL, endpointKey, parseModelId, type Provider, toProviderName } from '../../llm/model-id';
+import { endpointSql } from '../leaderboard/battle-sql';
 
 /** How long the shared pair counts are reused before they are counted again. */
 export const PAIR_COUNTS_TTL_MS = 30_000;
 const PAIR_COUNTS_KEY = 'arena:pair-counts';
-
-/** The endpoint key in SQL, as `endpointKey` builds it. */
-const ENDPOINT_SQL = `case when x.key_label = '${DEFAULT_LABEL}' then x.model else x.model || '@' || x.key_label end`;
 
 /** Battles so far per unordered pair, keyed by `pairKey`. */
 export type PairCounts = ReadonlyMap<string, number>;
@@ -136,7 +134,7 @@ export class ArenaService {
     const rows = await this.cache.wrap(PAIR_COUNTS_KEY, PAIR_COUNTS_TTL_MS, () =>
       em.getConnection().execute<Array<{ a: string; b: string; n: number }>>(
         `with e as (
-           select distinct x.comparison_id, ${ENDPOINT_SQL} as k
+           select distinct x.comparison_id, ${endpointSql('x')} as k
              from comparison_responses x join comparison_results c on c.id = x.comparison_id
             where c.blind
          )

@@ -1,6 +1,6 @@
 import { Arg, Field, ID, ObjectType, Resolver, Root, Subscription } from 'type-graphql';
-import { requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { AppError, notFound } from '../../errors';
 import { type ComparisonEvent, isShutdownNotice, type StreamItem } from './comparison-events';
 import { ResponseStatus } from './comparison.entity';

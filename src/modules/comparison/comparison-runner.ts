@@ -28,7 +28,7 @@
  *   and open event streams end with their final events.
  */
 import type { CachePort } from '../../cache/cache.port';
-import type { UserCacheInvalidator } from '../../cache/invalidation';
+import type { ReadCacheInvalidation } from '../../read-cache/invalidation';
 import type { PubSub } from '../../pubsub/pubsub.port';
 import type { Orm } from '../../db/orm';
 import type { EntityManager } from '@mikro-orm/postgresql';
@@ -39,9 +39,9 @@ import { BurstGate } from '../../db/burst-gate';
 import { isRetryableDatabaseError } from '../../db/connection-errors';
 import { isUuid } from '../../db/pagination';
 import { pgArray } from '../../db/sql';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { AppError, badInput, notFound } from '../../errors';
-import { codePointLength, sliceCodePoints } from '../../graphql/text-input';
+import { codePointLength, sliceCodePoints } from '../../input/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
 import { logProviderFailure } from '../../llm/provider-failure-log';
@@ -96,7 +96,7 @@ export interface ComparisonRunnerDeps {
   orm: Orm;
   cache: CachePort;
   pubsub: PubSub;
-  invalidation: UserCacheInvalidator;
+  invalidation: ReadCacheInvalidation;
   conversations: ConversationService;
   models: ModelAccess;
   /** Rate limit and spend budget, checked before any provider is called. */

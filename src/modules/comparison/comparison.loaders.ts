@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import DataLoader from 'dataloader';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { groupByKey, indexByKey } from '../../db/loader-utils';
 import type { PresentedResponse } from './blind';
 import type { ComparisonView } from './comparison.entity';

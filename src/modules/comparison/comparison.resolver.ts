@@ -1,11 +1,11 @@
 import type { GraphQLResolveInfo } from 'graphql';
 import { Arg, Args, Ctx, Extensions, FieldResolver, ID, Info, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
-import { cacheHint } from '../../graphql/cache-policy';
-import { requireUser } from '../../graphql/auth';
-import { childFieldArgs } from '../../graphql/lookahead';
-import type { Context } from '../../graphql/context';
+import { cacheHint } from '../../read-cache/cache-policy';
+import { requireUser } from '../../auth/principal';
+import { childFieldArgs } from '../common/lookahead';
+import type { Context } from '../common/context';
 import { AppError } from '../../errors';
-import { Connection, PageArgs, totalCountResolver } from '../../graphql/connection';
+import { Connection, PageArgs, totalCountResolver } from '../common/connection';
 import { Conversation } from '../conversation/conversation.entity';
 import { Vote } from '../vote/vote.entity';
 import type { PresentedResponse } from './blind';
@@ -15,7 +15,9 @@ import { ArenaBattleInput, RunComparisonInput } from './comparison.inputs';
 @ObjectType({ simpleResolvers: true })
 export class ComparisonConnection extends Connection(ComparisonResult) {}
 
-export const ComparisonConnectionResolver = totalCountResolver(ComparisonConnection, (ctx) => ctx.services.comparisons.count(ctx.em, requireUser(ctx.principal)));
+export const ComparisonConnectionResolver = totalCountResolver(ComparisonConnection, (ctx: Context) =>
+  ctx.services.comparisons.count(ctx.em, requireUser(ctx.principal)),
+);
 
 @Resolver(() => ComparisonResult)
 export class ComparisonResolver {

@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { notFound } from '../../errors';
 import { type CursorCodec, type ExtraColumn, isUuid, ownedPage, type Page } from '../../db/pagination';
 import { embeddedRows, plainShape } from '../../db/plain';
@@ -65,7 +65,7 @@ export class ComparisonService {
 
   /**
    * Each listed comparison's responses, embedded in the list's own statement
-   * (look-ahead, see `graphql/lookahead.ts`); `parentAlias` is the list's
+   * (look-ahead, see `modules/common/lookahead.ts`); `parentAlias` is the list's
    * alias, and the list must select `revealed` (as `list` does).
    */
   embeddedResponses(em: EntityManager, parentAlias: string) {

@@ -1,11 +1,11 @@
 import type { GraphQLResolveInfo } from 'graphql';
 import { Arg, Args, ArgsType, Ctx, Extensions, FieldResolver, ID, Info, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
-import { cacheHint } from '../../graphql/cache-policy';
-import { requireUser } from '../../graphql/auth';
-import { childFieldArgs } from '../../graphql/lookahead';
+import { cacheHint } from '../../read-cache/cache-policy';
+import { requireUser } from '../../auth/principal';
+import { childFieldArgs } from '../common/lookahead';
 import { isPageSize } from '../../db/pagination';
-import type { Context } from '../../graphql/context';
-import { Connection, PageArgs, PageArgsOf, totalCountResolver } from '../../graphql/connection';
+import type { Context } from '../common/context';
+import { Connection, PageArgs, PageArgsOf, totalCountResolver } from '../common/connection';
 import { ComparisonResult } from '../comparison/comparison.entity';
 import { Message } from '../message/message.entity';
 import { Conversation, type ConversationView } from './conversation.entity';
@@ -20,7 +20,9 @@ export class MessageConnection extends Connection(Message) {}
 @ArgsType()
 class MessagePageArgs extends PageArgsOf(50) {}
 
-export const ConversationConnectionResolver = totalCountResolver(ConversationConnection, (ctx) => ctx.services.conversations.count(ctx.em, requireUser(ctx.principal)));
+export const ConversationConnectionResolver = totalCountResolver(ConversationConnection, (ctx: Context) =>
+  ctx.services.conversations.count(ctx.em, requireUser(ctx.principal)),
+);
 
 @Resolver(() => Conversation)
 export class ConversationResolver {

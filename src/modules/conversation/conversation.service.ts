@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { badInput, notFound } from '../../errors';
-import { codePointLength } from '../../graphql/text-input';
+import { codePointLength } from '../../input/text-input';
 import { type CursorCodec, type ExtraColumn, isUuid, ownedPage, type Page } from '../../db/pagination';
 import { selectPlain } from '../../db/plain';
 import { pgArray } from '../../db/sql';

@@ -1,6 +1,6 @@
 import { Arg, Ctx, ID, Query, Resolver, registerEnumType } from 'type-graphql';
-import { requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { ExportFormat } from './export.service';
 
 registerEnumType(ExportFormat, { name: 'ExportFormat' });

@@ -15,12 +15,12 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { measurementsOf, type ModelCallMeasurements } from '../../db/model-call.entity';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import type { PresentedResponse } from '../comparison/blind';
 import type { ComparisonService } from '../comparison/comparison.service';
 import type { MessageService } from '../message/message.service';
 import { isUuid } from '../../db/pagination';
-import type { ResponseBytes } from '../../graphql/response-bytes';
+import type { ResponseBudget } from '../common/response-budget';
 import { Vote } from '../vote/vote.entity';
 import type { ConversationService } from './conversation.service';
 
@@ -79,7 +79,7 @@ export class ExportService {
    * measured in SQL and reserved before any row is loaded: an export that
    * does not fit answers RESPONSE_TOO_LARGE without being built.
    */
-  async export(em: EntityManager, principal: Principal, id: string, format: ExportFormat, budget?: ResponseBytes): Promise<string | null> {
+  async export(em: EntityManager, principal: Principal, id: string, format: ExportFormat, budget?: ResponseBudget): Promise<string | null> {
     if (budget) {
       const size = await this.textBytes(em, principal, id);
       if (size === null) return null;

@@ -1,6 +1,6 @@
 import { Arg, Ctx, Field, FieldResolver, ID, Mutation, ObjectType, Resolver, Root } from 'type-graphql';
-import { requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { ComparisonResponse, ComparisonResult, type ComparisonView } from '../comparison/comparison.entity';
 import type { PresentedResponse } from '../comparison/blind';
 import { VoteOutcome } from '../vote/vote.entity';

@@ -30,7 +30,7 @@
  * - Judging a pair again with the same judge model replaces its verdict.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { AppError, badInput } from '../../errors';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { type ModelId, parseModelId } from '../../llm/model-id';

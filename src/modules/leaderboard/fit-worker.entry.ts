@@ -4,7 +4,8 @@
  * Loaded by `FitWorker` (`fit-worker.ts`), never imported by the app.
  */
 import { parentPort } from 'node:worker_threads';
-import { type ArenaFitOptions, type BattleCounts, fitArena } from './arena-stats';
+import { fitArena } from './arena-stats';
+import type { ArenaFitOptions, BattleCounts } from './arena.types';
 
 export interface FitRequest {
   id: number;

@@ -1,6 +1,6 @@
 import { extname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { ArenaFit, ArenaFitOptions, BattleCounts } from './arena-stats';
+import type { ArenaFit, ArenaFitOptions, BattleCounts } from './arena.types';
 
 /**
  * One worker thread that fits boards (`fit-worker.entry`), started on first use and

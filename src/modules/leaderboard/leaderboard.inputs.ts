@@ -1,5 +1,5 @@
 import { Field, InputType } from 'type-graphql';
-import type { LeaderboardFilterInput } from './leaderboard.service';
+import type { LeaderboardFilterInput } from './leaderboard.types';
 
 @InputType({ description: 'Which votes a board counts.' })
 export class LeaderboardFilter implements LeaderboardFilterInput {

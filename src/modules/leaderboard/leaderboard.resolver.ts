@@ -1,10 +1,10 @@
 import { Arg, Ctx, Extensions, Field, Float, Int, ObjectType, Query, registerEnumType, Resolver } from 'type-graphql';
-import { cacheHint } from '../../graphql/cache-policy';
-import { requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { cacheHint } from '../../read-cache/cache-policy';
+import { requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { Provider } from '../api-key/api-key.entity';
 import { LeaderboardFilter } from './leaderboard.inputs';
-import type { LeaderboardBoard, LeaderboardInfoData, ModelRankingData } from './leaderboard.service';
+import type { LeaderboardBoard, LeaderboardInfoData, ModelRankingData } from './leaderboard.types';
 
 export enum LeaderboardScope {
   MINE = 'MINE',

@@ -4,9 +4,9 @@
  * A provider failure answers PROVIDER_ERROR with `provider` and `reason`.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { AppError, badInput } from '../../errors';
-import { codePointLength } from '../../graphql/text-input';
+import { codePointLength } from '../../input/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
 import { logProviderFailure } from '../../llm/provider-failure-log';

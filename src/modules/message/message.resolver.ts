@@ -1,6 +1,6 @@
 import { Arg, Ctx, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
-import { requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { AppError } from '../../errors';
 import { Conversation, type ConversationView } from '../conversation/conversation.entity';
 import { Message, type MessageView } from './message.entity';

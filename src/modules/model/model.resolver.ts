@@ -1,6 +1,6 @@
 import { Arg, Ctx, Extensions, Field, Float, ID, Int, ObjectType, Query, Resolver } from 'type-graphql';
-import { cacheHint } from '../../graphql/cache-policy';
-import type { Context } from '../../graphql/context';
+import { cacheHint } from '../../read-cache/cache-policy';
+import type { Context } from '../common/context';
 import { formatModelId, toProvider } from '../../llm/model-id';
 import type { RegistryModel } from '../../llm/model-registry';
 import { Provider } from '../api-key/api-key.entity';

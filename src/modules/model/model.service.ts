@@ -1,5 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { toProviderName } from '../../llm/model-id';
 import type { ModelRegistry, RegistryModel } from '../../llm/model-registry';
 import type { Provider } from '../api-key/api-key.entity';

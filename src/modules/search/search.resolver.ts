@@ -1,6 +1,6 @@
 import { Args, Ctx, FieldResolver, Query, Resolver, Root } from 'type-graphql';
-import { requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { AppError } from '../../errors';
 import { ComparisonResult } from '../comparison/comparison.entity';
 import { Conversation, type ConversationView } from '../conversation/conversation.entity';

@@ -23,9 +23,9 @@
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createHash } from 'node:crypto';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { badInput } from '../../errors';
-import { codePointLength } from '../../graphql/text-input';
+import { codePointLength } from '../../input/text-input';
 import { type CursorCodec, type CursorPosition, type Page, pageSize, toPage } from '../../db/pagination';
 import { Message } from '../message/message.entity';
 import type { SearchHit } from './search.types';

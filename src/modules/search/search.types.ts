@@ -1,5 +1,5 @@
 import { ArgsType, Field, Int, ObjectType } from 'type-graphql';
-import { Connection } from '../../graphql/connection';
+import { Connection } from '../common/connection';
 import { Message } from '../message/message.entity';
 
 /**

@@ -1,6 +1,6 @@
 import { Arg, Ctx, FieldResolver, Float, ID, Mutation, Resolver, Root } from 'type-graphql';
-import { requireAdmin, requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireAdmin, requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { AppError } from '../../errors';
 import { UserRole } from '../user/user.entity';
 import { User, type UserView } from '../user/user.entity';

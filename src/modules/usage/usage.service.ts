@@ -33,11 +33,11 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomUUID } from 'node:crypto';
 import type { RateLimiter } from '../../cache/rate-limit';
-import type { UserCacheInvalidator } from '../../cache/invalidation';
+import type { ReadCacheInvalidation } from '../../read-cache/invalidation';
 import type { Orm } from '../../db/orm';
 import { isUuid } from '../../db/pagination';
 import { pgArray } from '../../db/sql';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { AppError, badInput, notFound, rateLimited } from '../../errors';
 import { findCatalogEntry } from '../../llm/catalog';
 import type { ProviderName } from '../../llm/model-id';
@@ -79,7 +79,7 @@ export interface UsageServiceDeps {
   orm: Orm;
   /** Model calls per user (points = calls). */
   providerCalls: RateLimiter;
-  invalidation: UserCacheInvalidator;
+  invalidation: ReadCacheInvalidation;
   /** USER_DAILY_BUDGET_USD; 0 = unlimited. */
   defaultDailyBudgetUsd: number;
   /** LLM_MAX_OUTPUT_BYTES: the most a call can answer. */

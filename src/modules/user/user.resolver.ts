@@ -1,7 +1,7 @@
 import { Arg, Ctx, Extensions, Field, FieldResolver, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
-import { cacheHint } from '../../graphql/cache-policy';
-import { requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { cacheHint } from '../../read-cache/cache-policy';
+import { requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { ApiKey } from '../api-key/api-key.entity';
 import { User, type UserView } from './user.entity';
 

@@ -1,11 +1,12 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import argon2 from 'argon2';
-import type { Principal, TokenService } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
+import type { TokenService } from '../../auth/tokens';
 import type { RateLimiter, RateLimitVerdict } from '../../cache/rate-limit';
 import { AppError, badInput, rateLimited } from '../../errors';
 import { selectPlain } from '../../db/plain';
-import { codePointLength } from '../../graphql/text-input';
+import { codePointLength } from '../../input/text-input';
 import { User, UserRole, type UserView } from './user.entity';
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;

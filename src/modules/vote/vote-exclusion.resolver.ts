@@ -1,6 +1,6 @@
 import { Arg, Ctx, Field, ID, Int, Mutation, ObjectType, Query, registerEnumType, Resolver } from 'type-graphql';
-import { requireAdmin } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireAdmin } from '../../auth/principal';
+import type { Context } from '../common/context';
 import type { VoteExclusionView } from './vote-integrity';
 
 export enum VoteExclusionReason {

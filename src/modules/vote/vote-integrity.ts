@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { VoteRules } from '../../config';
 import { isUuid } from '../../db/pagination';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { notFound } from '../../errors';
 import type { Logger } from '../../observability/logger';
 

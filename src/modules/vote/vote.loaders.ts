@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import DataLoader from 'dataloader';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { indexByKey } from '../../db/loader-utils';
 import { selectPlain } from '../../db/plain';
 import { pgArray } from '../../db/sql';

@@ -1,6 +1,6 @@
 import { Arg, Ctx, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
-import { requireUser } from '../../graphql/auth';
-import type { Context } from '../../graphql/context';
+import { requireUser } from '../../auth/principal';
+import type { Context } from '../common/context';
 import { ComparisonResponse } from '../comparison/comparison.entity';
 import { Vote, type VoteView } from './vote.entity';
 import { VoteInput } from './vote.inputs';

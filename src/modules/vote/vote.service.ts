@@ -1,7 +1,7 @@
 import { ForeignKeyConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { VoteRules } from '../../config';
-import type { Principal } from '../../graphql/auth';
+import type { Principal } from '../../auth/principal';
 import { AppError, badInput, notFound } from '../../errors';
 import { ResponseStatus } from '../comparison/comparison.entity';
 import type { ComparisonService } from '../comparison/comparison.service';

@@ -1,4 +1,4 @@
-/** Key layout: `${prefix}:${namespace}:${rest}`. */
+/** Cache key namespaces: a port key is `<namespace>:<rest>`, stored as `${prefix}:${namespace}:${rest}`. */
 
 /** Namespace of a port key: the segment before the first `:` (or the whole key). */
 export function namespaceOf(key: string): string {

@@ -1,19 +1,14 @@
 /**
- * JWTs (HS256 pinned, with expiry) and the request principal. The principal
- * comes only from the verified token's claims: no user lookup per request.
+ * JWTs (HS256 pinned, with expiry): how a request's bearer token becomes its
+ * principal (`principal.ts`). The principal comes only from the verified
+ * token's claims: no user lookup per request.
  */
 import { HeaderMap } from '@apollo/server';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { LruMap } from '../lru-map';
 import { AppError } from '../errors';
-
-export type Role = 'USER' | 'ADMIN';
-
-export interface Principal {
-  userId: string;
-  role: Role;
-}
+import type { Principal } from './principal';
 
 const ALGORITHM = 'HS256';
 const ISSUER = 'llmselect';
@@ -107,15 +102,4 @@ export class TokenService {
       return Date.now();
     }
   }
-}
-
-export function requireUser(principal: Principal | null): Principal {
-  if (!principal) throw new AppError('UNAUTHENTICATED', 'Sign in to do this');
-  return principal;
-}
-
-export function requireAdmin(principal: Principal | null): Principal {
-  const user = requireUser(principal);
-  if (user.role !== 'ADMIN') throw new AppError('FORBIDDEN', 'Only administrators can do this');
-  return user;
 }

@@ -9,8 +9,7 @@
  * `totalCount` to the connections that have one, computed only when selected.
  */
 import { ArgsType, type ClassType, Ctx, Field, FieldResolver, Int, ObjectType, Resolver } from 'type-graphql';
-import type { PageInfo } from '../db/pagination';
-import type { Context } from './context';
+import type { PageInfo } from '../../db/pagination';
 
 @ObjectType('PageInfo', { simpleResolvers: true })
 export class PageInfoType implements PageInfo {
@@ -52,12 +51,15 @@ export function PageArgsOf(defaultFirst: number) {
 @ArgsType()
 export class PageArgs extends PageArgsOf(20) {}
 
-/** `totalCount` on `connection`: the whole list's size, for the signed-in viewer (UNAUTHENTICATED otherwise). */
-export function totalCountResolver(connection: ClassType, count: (ctx: Context) => Promise<number>): ClassType {
+/**
+ * `totalCount` on `connection`: the whole list's size, for the signed-in viewer (UNAUTHENTICATED otherwise).
+ * `C` is the resolvers' `Context` (not imported here: the services' result types extend `Connection`).
+ */
+export function totalCountResolver<C>(connection: ClassType, count: (ctx: C) => Promise<number>): ClassType {
   @Resolver(() => connection)
   class TotalCountResolver {
     @FieldResolver(() => Int)
-    totalCount(@Ctx() ctx: Context): Promise<number> {
+    totalCount(@Ctx() ctx: C): Promise<number> {
       return count(ctx);
     }
   }

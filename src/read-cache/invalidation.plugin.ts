@@ -3,16 +3,14 @@
  * mutation by a signed-in user — whatever it was, whether or not it failed
  * part-way — the user's generation is bumped before the response is sent,
  * so the author's next read, on any instance, misses the old entries. No
- * resolver has to remember it. Background work that changes a user's data
- * outside a mutation (the comparison runner settling responses) bumps
- * explicitly; shared scopes (the GLOBAL leaderboard) are bumped by the
- * service that owns them.
+ * resolver has to remember it. Background work and shared scopes call the
+ * verbs themselves (`invalidation.ts`).
  */
-import type { ApolloServerPlugin } from '@apollo/server';
-import type { UserCacheInvalidator } from '../../cache/invalidation';
-import type { Context } from '../context';
+import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
+import type { Principal } from '../auth/principal';
+import type { ReadCacheInvalidation } from './invalidation';
 
-export function invalidationPlugin(invalidation: UserCacheInvalidator): ApolloServerPlugin<Context> {
+export function invalidationPlugin(invalidation: ReadCacheInvalidation): ApolloServerPlugin<BaseContext & { principal: Principal | null }> {
   return {
     async requestDidStart() {
       // Only once execution started: a mutation refused by parsing or validation changed nothing.

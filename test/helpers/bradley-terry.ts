@@ -1,5 +1,8 @@
 /**
- * Bradley–Terry leaderboard ratings. Pure functions, no I/O, deterministic.
+ * The reference fit: Bradley–Terry ratings computed from individual votes,
+ * the textbook way. The server fits pre-aggregated battle counts instead
+ * (`src/modules/leaderboard/arena-stats.ts`); the tests check that fit against
+ * this one. Pure functions, no I/O, deterministic.
  *
  * Model: every model i has a strength p_i = e^{θ_i}; in a battle between i and
  * j, P(i beats j) = p_i / (p_i + p_j).

@@ -1,0 +1,44 @@
+/**
+ * Every key the read cache uses is built here, and nowhere else: code and
+ * tests import {@link readCacheKeys} instead of writing key strings. Under the
+ * cache's prefix (`CACHE_PREFIX`):
+ *
+ *   gen:<scope>                              the generation of a scope: a user id, or a shared scope
+ *                                            (`leaderboard-global`); bumped by every invalidation, never expires
+ *   resp:<scope>:<generation>:t.<digest>     a stored response body, at the generation read before it was computed
+ *   resp:leaderboard:<scope>:<filters>       a computed leaderboard (JSON; the generation it was built at inside)
+ *
+ * The `t.` marks entries stored as tagged bytes (`CachePort.setVersioned`):
+ * a release that stores untagged bodies (`resp:<scope>:<generation>:<digest>`)
+ * never reads one of these during a rolling deploy or a rollback, and this
+ * one never reads theirs. Everything the read cache stores is in the `resp`
+ * namespace, so the admin's RESPONSES flush covers it; the `gen` counters are
+ * invalidation bookkeeping, not a cache, and no flush touches them (dropping
+ * one could make an old entry current again).
+ */
+import type { VersionedKey } from '../cache/cache.port';
+
+/** The namespace of everything the read cache stores. */
+export const RESPONSE_NAMESPACE = 'resp';
+/** The namespace of the generation counters. */
+export const GENERATION_NAMESPACE = 'gen';
+
+export const readCacheKeys = {
+  /** The counter of `scope`'s generation. */
+  generation(scope: string): string {
+    return `${GENERATION_NAMESPACE}:${scope}`;
+  },
+  /** A response entry: read and stored with its scope's generation in one round trip. */
+  response(scope: string, digest: string): VersionedKey {
+    return { counter: readCacheKeys.generation(scope), entryPrefix: `${RESPONSE_NAMESPACE}:${scope}:`, entrySuffix: `:t.${digest}` };
+  },
+  /** The key {@link readCacheKeys.response} resolves to at `generation`. */
+  responseAt(scope: string, generation: number, digest: string): string {
+    const key = readCacheKeys.response(scope, digest);
+    return `${key.entryPrefix}${generation}${key.entrySuffix}`;
+  },
+  /** A computed leaderboard for one set of filters (`filters`: a digest of them). */
+  leaderboard(scope: string, filters: string): string {
+    return `${RESPONSE_NAMESPACE}:leaderboard:${scope}:${filters}`;
+  },
+};
