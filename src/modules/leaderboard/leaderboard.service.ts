@@ -6,7 +6,7 @@ import type { CachePort } from '../../cache/cache.port';
 import type { GenerationInvalidator } from '../../cache/generations';
 import { pgArray } from '../../db/sql';
 import { DEFAULT_LABEL } from '../../llm/model-id';
-import { revealedSql } from '../comparison/blind';
+import { REVEALED } from '../../db/read-plan';
 import type { Provider } from '../api-key/api-key.entity';
 import type { ArenaRating, BattleCountRow, BattleCounts, StyleCoefficientData } from './arena-stats';
 import type { FitWorker } from './fit-worker';
@@ -329,7 +329,7 @@ export class LeaderboardService {
       `select ${endpoint('r')} as model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
          from comparison_responses r
          join comparison_results c on c.id = r.comparison_id ${userId === null ? '' : 'and c.owner_id = ?'}
-        where r.status = 'COMPLETED' and ${endpoint('r')} = any(?::text[]) and ${revealedSql('c')} ${userId === null ? 'and not r.custom_endpoint' : ''}
+        where r.status = 'COMPLETED' and ${endpoint('r')} = any(?::text[]) and ${REVEALED.sql('c')} ${userId === null ? 'and not r.custom_endpoint' : ''}
         group by 1`,
       [...(userId === null ? [] : [userId]), pgArray(fit.ratings.map((r) => r.model))],
       'all',
@@ -476,7 +476,7 @@ function mineStatement(userId: string, f: NormalisedFilter): { sql: string; para
 function verdictWhere(f: NormalisedFilter, params: unknown[]): string {
   const where = [
     'j.outcome is not null',
-    '(not c.blind or exists (select 1 from votes rv where rv.comparison_id = c.id))',
+    REVEALED.sql('c'),
     // Answers from a user's own endpoint count only on MINE (issue 16, case 7).
     'not exists (select 1 from comparison_responses cr where cr.id in (j.first_id, j.second_id) and cr.custom_endpoint)',
     // Nor does a verdict of a judge served by a user's own endpoint.
