@@ -87,7 +87,8 @@ function formatSql(sql: string): string {
       if (ch === ')') depth--;
       const rest = sql.slice(i);
       const clause = /^ (select|from|where|order by|group by|limit|cross join|join) /.exec(rest);
-      if (clause && i > 0) {
+      // Not the `from` of `extract(epoch from …)`.
+      if (clause && i > 0 && !(clause[1] === 'from' && out.endsWith('epoch'))) {
         out += `\n${'  '.repeat(Math.max(0, depth) + 1)}`;
         continue;
       }

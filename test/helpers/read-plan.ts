@@ -23,7 +23,7 @@ export async function metadataOrm(): Promise<MikroORM> {
     pool: { min: 0, max: 1, acquireTimeoutMs: 1000, idleTimeoutMs: 1000 },
     entities: ENTITIES,
   });
-  return MikroORM.init({ ...options, connect: false } as Parameters<typeof MikroORM.init>[0]);
+  return (await MikroORM.init({ ...options, connect: false } as Parameters<typeof MikroORM.init>[0])) as unknown as MikroORM;
 }
 
 export async function compileDeps(orm: MikroORM, overrides: Partial<CompiledReadDeps> = {}): Promise<CompiledReadDeps> {

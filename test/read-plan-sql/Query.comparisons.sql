@@ -9,8 +9,7 @@ select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
     from (select '{' || '"blind":' || (case t0.blind when true then 'true' when false then 'false' else 'null' end) || ',' || '"category":' || coalesce(to_json(t0.category::text)::text, 'null') || ',' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"prompt":' || to_json(t0.prompt::text)::text || ',' || '"revealed":' || (case when (not t0.blind or exists (select 1
             from votes voted_t0
-            where voted_t0.comparison_id = t0.id)) then 'true' else 'false' end) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            where voted_t0.comparison_id = t0.id)) then 'true' else 'false' end) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from comparison_results t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -21,8 +20,7 @@ select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
     from (select '{' || '"blind":' || (case t0.blind when true then 'true' when false then 'false' else 'null' end) || ',' || '"category":' || coalesce(to_json(t0.category::text)::text, 'null') || ',' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"prompt":' || to_json(t0.prompt::text)::text || ',' || '"revealed":' || (case when (not t0.blind or exists (select 1
             from votes voted_t0
-            where voted_t0.comparison_id = t0.id)) then 'true' else 'false' end) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            where voted_t0.comparison_id = t0.id)) then 'true' else 'false' end) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from comparison_results t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -52,8 +50,7 @@ select j, ms, id, total
                       where voted_t0.comparison_id = t0.id))) then chr(1) else (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) end) || ',' || '"status":' || (case t1.status::text when 'PENDING' then '"PENDING"' when 'STREAMING' then '"STREAMING"' when 'COMPLETED' then '"COMPLETED"' when 'FAILED' then '"FAILED"' when 'TIMED_OUT' then '"TIMED_OUT"' else 'null' end) || ',' || '"timeToFirstTokenMs":' || coalesce(t1.time_to_first_token_ms::int::text, 'null') || '}', ','
               order by t1.position)
             from comparison_responses t1
-            where t1.comparison_id = t0.id), '') || ']') || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            where t1.comparison_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from comparison_results t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -79,8 +76,7 @@ select j, ms, id, total
                       where voted_t0.comparison_id = t0.id))) then chr(1) else (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) end) || ',' || '"status":' || (case t1.status::text when 'PENDING' then '"PENDING"' when 'STREAMING' then '"STREAMING"' when 'COMPLETED' then '"COMPLETED"' when 'FAILED' then '"FAILED"' when 'TIMED_OUT' then '"TIMED_OUT"' else 'null' end) || ',' || '"timeToFirstTokenMs":' || coalesce(t1.time_to_first_token_ms::int::text, 'null') || '}', ','
               order by t1.position)
             from comparison_responses t1
-            where t1.comparison_id = t0.id), '') || ']') || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            where t1.comparison_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from comparison_results t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -93,8 +89,7 @@ select j, ms, id, total
 -- not compiled: (none)
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select 'null' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+    from (select 'null' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from comparison_results t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -103,8 +98,7 @@ select j, ms, id, total
   order by w.created_at desc, w.id desc;
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select 'null' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+    from (select 'null' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from comparison_results t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc

@@ -65,8 +65,7 @@ select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg
 -- conversation(id: $id) › messages › pageInfo
 -- query Walk($id: ID!) { conversation(id: $id) { messages { pageInfo { endCursor hasNextPage } } } }
 -- not compiled: (none)
-select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch
-                from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
           order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
     from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
       from (select *
@@ -99,8 +98,7 @@ select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg
 -- conversation(id: $id) › messages(first: $first1, after: $after1) › pageInfo
 -- query Walk($id: ID!, $first1: Int, $after1: String) { conversation(id: $id) { messages(first: $first1, after: $after1) { pageInfo { endCursor hasNextPage } } } }
 -- not compiled: (none)
-select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch
-                from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
           order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
     from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
       from (select *

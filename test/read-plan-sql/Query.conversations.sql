@@ -7,8 +7,7 @@
 -- not compiled: lastMessage, messageCount
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"title":' || to_json(t0.title::text)::text || ',' || '"updatedAt":' || ('"' || to_char(t0.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+    from (select '{' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"title":' || to_json(t0.title::text)::text || ',' || '"updatedAt":' || ('"' || to_char(t0.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -17,8 +16,7 @@ select j, ms, id, total
   order by w.created_at desc, w.id desc;
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"title":' || to_json(t0.title::text)::text || ',' || '"updatedAt":' || ('"' || to_char(t0.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+    from (select '{' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"title":' || to_json(t0.title::text)::text || ',' || '"updatedAt":' || ('"' || to_char(t0.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -36,8 +34,7 @@ select j, ms, id, total
                     where voted_t1.comparison_id = t1.id)) then 'true' else 'false' end) || '}', ','
               order by t1.created_at, t1.id)
             from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -51,8 +48,7 @@ select j, ms, id, total
                     where voted_t1.comparison_id = t1.id)) then 'true' else 'false' end) || '}', ','
               order by t1.created_at, t1.id)
             from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -85,8 +81,7 @@ select j, ms, id, total
                     where t2.comparison_id = t1.id), '') || ']') || '}', ','
               order by t1.created_at, t1.id)
             from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -115,8 +110,7 @@ select j, ms, id, total
                     where t2.comparison_id = t1.id), '') || ']') || '}', ','
               order by t1.created_at, t1.id)
             from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -140,8 +134,7 @@ select j, ms, id, total
           where t2.conversation_id = t0.id
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
-        group by ()) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -157,8 +150,7 @@ select j, ms, id, total
           where t2.conversation_id = t0.id
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
-        group by ()) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -171,8 +163,7 @@ select j, ms, id, total
 -- not compiled: (none)
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch
-                    from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
@@ -180,8 +171,7 @@ select j, ms, id, total
             where t2.conversation_id = t0.id
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
-        group by ()) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -190,8 +180,7 @@ select j, ms, id, total
   order by w.created_at desc, w.id desc;
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch
-                    from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
@@ -199,8 +188,7 @@ select j, ms, id, total
             where t2.conversation_id = t0.id
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
-        group by ()) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -224,8 +212,7 @@ select j, ms, id, total
           where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
-        group by ()) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -241,8 +228,7 @@ select j, ms, id, total
           where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
-        group by ()) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -255,8 +241,7 @@ select j, ms, id, total
 -- not compiled: (none)
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch
-                    from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
@@ -264,8 +249,7 @@ select j, ms, id, total
             where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
-        group by ()) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -274,8 +258,7 @@ select j, ms, id, total
   order by w.created_at desc, w.id desc;
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch
-                    from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
@@ -283,8 +266,7 @@ select j, ms, id, total
             where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
-        group by ()) || '}' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -297,8 +279,7 @@ select j, ms, id, total
 -- not compiled: (none)
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select 'null' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+    from (select 'null' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ?
       order by t0.created_at desc, t0.id desc
@@ -307,8 +288,7 @@ select j, ms, id, total
   order by w.created_at desc, w.id desc;
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select 'null' as j, (extract(epoch
-          from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+    from (select 'null' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc

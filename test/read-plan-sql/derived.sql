@@ -36,8 +36,7 @@ a.id = any(?::uuid[]) and a.owner_id = ?;
 
 -- Conversation.messages: {"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages"}
 -- the DataLoader batch (pages of many parents):
-select k.idx as k_idx, m.id as "id", (extract(epoch
-      from m.created_at) * 1000)::float8 as "createdAt", m.prompt_tokens as "promptTokens", m.completion_tokens as "completionTokens", m.latency_ms as "latencyMs", m.cost_usd as "costUsd", m.conversation_id as "conversationId", m.role as "role", m.content as "content", m.comparison_id as "comparisonId", m.provider as "provider", m.model as "model"
+select k.idx as k_idx, m.id as "id", (extract(epoch from m.created_at) * 1000)::float8 as "createdAt", m.prompt_tokens as "promptTokens", m.completion_tokens as "completionTokens", m.latency_ms as "latencyMs", m.cost_usd as "costUsd", m.conversation_id as "conversationId", m.role as "role", m.content as "content", m.comparison_id as "comparisonId", m.provider as "provider", m.model as "model"
  
   from unnest(?::uuid[], ?::timestamptz[], ?::uuid[], ?::int[]) with ordinality as k(pid, after_at, after_id, lim, idx)
  
@@ -58,10 +57,7 @@ select *
 
 -- ComparisonResult.responses: {"kind":"childList","field":"ComparisonResult.responses","entity":"ComparisonResponse","table":"comparison_responses","foreignKey":"comparison_id","order":["position"],"concealedUnless":"rule revealed"}
 -- the DataLoader batch (children of many parents):
-select x.id as "id", (extract(epoch
-      from x.created_at) * 1000)::float8 as "createdAt", x.prompt_tokens as "promptTokens", x.completion_tokens as "completionTokens", x.latency_ms as "latencyMs", x.cost_usd as "costUsd", x.comparison_id as "comparisonId", x.position as "position", x.provider as "provider", x.model as "model", x.key_label as "keyLabel", x.status as "status", x.content as "content", x.error as "error", x.custom_endpoint as "customEndpoint", x.time_to_first_token_ms as "timeToFirstTokenMs", (extract(epoch
-      from x.settled_at) * 1000)::float8 as "settledAt", x.lease_owner as "leaseOwner", (extract(epoch
-      from x.heartbeat_at) * 1000)::float8 as "heartbeatAt", (not p.blind or exists (select 1
+select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.prompt_tokens as "promptTokens", x.completion_tokens as "completionTokens", x.latency_ms as "latencyMs", x.cost_usd as "costUsd", x.comparison_id as "comparisonId", x.position as "position", x.provider as "provider", x.model as "model", x.key_label as "keyLabel", x.status as "status", x.content as "content", x.error as "error", x.custom_endpoint as "customEndpoint", x.time_to_first_token_ms as "timeToFirstTokenMs", (extract(epoch from x.settled_at) * 1000)::float8 as "settledAt", x.lease_owner as "leaseOwner", (extract(epoch from x.heartbeat_at) * 1000)::float8 as "heartbeatAt", (not p.blind or exists (select 1
       from votes voted_p
       where voted_p.comparison_id = p.id)) as "__visible"
   from comparison_responses x
@@ -76,8 +72,7 @@ select *
 
 -- Conversation.comparisons: {"kind":"childList","field":"Conversation.comparisons","entity":"ComparisonResult","table":"comparison_results","foreignKey":"conversation_id","order":["created_at","id"]}
 -- the DataLoader batch (children of many parents):
-select x.id as "id", (extract(epoch
-      from x.created_at) * 1000)::float8 as "createdAt", x.owner_id as "ownerId", x.conversation_id as "conversationId", x.prompt as "prompt", x.blind as "blind", x.category as "category"
+select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.owner_id as "ownerId", x.conversation_id as "conversationId", x.prompt as "prompt", x.blind as "blind", x.category as "category"
   from comparison_results x
   where x.conversation_id = any(?::uuid[])
   order by x.conversation_id, x.created_at, x.id;

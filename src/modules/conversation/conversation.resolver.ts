@@ -3,7 +3,7 @@ import { Arg, Args, ArgsType, Ctx, Extensions, FieldResolver, ID, Info, Int, Mut
 import { cacheHint } from '../../graphql/cache-policy';
 import { requireUser } from '../../graphql/auth';
 import { childFieldArgs } from '../../graphql/lookahead';
-import { isPageSize } from '../../db/pagination';
+import { isPageSizeOf, MESSAGES } from '../../db/read-plan';
 import type { Context } from '../../graphql/context';
 import { Connection, PageArgs, PageArgsOf, totalCountResolver } from '../../graphql/connection';
 import { ComparisonResult } from '../comparison/comparison.entity';
@@ -16,9 +16,9 @@ export class ConversationConnection extends Connection(Conversation) {}
 @ObjectType({ simpleResolvers: true })
 export class MessageConnection extends Connection(Message) {}
 
-/** A conversation's messages: 50 per page unless asked. */
+/** A conversation's messages: the `MESSAGES` read plan's default page unless asked. */
 @ArgsType()
-class MessagePageArgs extends PageArgsOf(50) {}
+class MessagePageArgs extends PageArgsOf(MESSAGES.page.default) {}
 
 export const ConversationConnectionResolver = totalCountResolver(ConversationConnection, (ctx) => ctx.services.conversations.count(ctx.em, requireUser(ctx.principal)));
 
@@ -30,7 +30,7 @@ export class ConversationResolver {
     const principal = requireUser(ctx.principal);
     // Look-ahead: the first page of each conversation's messages comes in the list's own statement.
     const messages = childFieldArgs(info, ['nodes', 'messages']) as { first?: number; after?: string | null } | undefined;
-    const embed = messages && !messages.after && isPageSize(messages.first) ? ctx.services.messages.embeddedFirstPages(ctx.em, 'c', messages.first) : undefined;
+    const embed = messages && !messages.after && isPageSizeOf(MESSAGES, messages.first) ? ctx.services.messages.embeddedFirstPages(ctx.em, 'c', messages.first) : undefined;
     const page = await ctx.services.conversations.list(ctx.em, principal, first, after, embed && [embed.column]);
     if (embed) {
       for (const node of page.nodes) {
