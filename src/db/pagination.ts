@@ -71,18 +71,13 @@ export class CursorCodec {
   }
 }
 
-/** Validates `first`: 1..100, else BAD_USER_INPUT. */
+/** Validates `first`: 1..100, else BAD_USER_INPUT (lists without a read plan: search; the others use `pageLimit` of `db/read-plan.ts`). */
 export function pageSize(first: number | null | undefined, fallback: number): number {
   const size = first ?? fallback;
   if (!Number.isInteger(size) || size < 1 || size > MAX_PAGE_SIZE) {
     throw badInput(`first must be between 1 and ${MAX_PAGE_SIZE}, got ${size}`, 'first');
   }
   return size;
-}
-
-/** Whether `first` is a valid page size (1..100), without throwing. */
-export function isPageSize(first: unknown): first is number {
-  return Number.isInteger(first) && (first as number) >= 1 && (first as number) <= MAX_PAGE_SIZE;
 }
 
 /**
