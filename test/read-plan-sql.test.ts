@@ -67,9 +67,13 @@ function variants(field: GraphQLField<unknown, unknown>, depth = 0): Hop[] {
   const names = field.args.map((a) => a.name);
   if (field.args.some((a) => isNonNullType(a.type) && a.name !== 'id')) return [];
   if (names.includes('first') && names.includes('after')) {
-    return [{ field: field.name }, { field: field.name, args: `(first: $first${n}, after: $after${n})`, vars: [`$first${n}: Int`, `$after${n}: String`] }];
+    return [
+      { field: field.name },
+      { field: field.name, args: `(first: $first${n}, after: $after${n})`, vars: [`$first${n}: Int`, `$after${n}: String`] },
+    ];
   }
-  if (names.length === 1 && names[0] === 'id' && isNonNullType(field.args[0]!.type)) return [{ field: field.name, args: '(id: $id)', vars: ['$id: ID!'] }];
+  if (names.length === 1 && names[0] === 'id' && isNonNullType(field.args[0]!.type))
+    return [{ field: field.name, args: '(id: $id)', vars: ['$id: ID!'] }];
   if (field.args.some((a) => isNonNullType(a.type))) return [];
   return [{ field: field.name }];
 }
@@ -134,10 +138,18 @@ function walk(type: GraphQLObjectType, path: Hop[], hops: number, into: Section[
     const sql = Object.values(read.sql).flat();
     into.push({
       title,
-      text: [`-- ${title}`, `-- ${source}`, `-- not compiled: ${notCompiled.join(', ') || '(none)'}`, ...sql.map((s) => `${formatSql(s)};`)].join('\n'),
+      text: [
+        `-- ${title}`,
+        `-- ${source}`,
+        `-- not compiled: ${notCompiled.join(', ') || '(none)'}`,
+        ...sql.map((s) => `${formatSql(s)};`),
+      ].join('\n'),
     });
   } else {
-    into.push({ title, text: [`-- ${title}`, `-- compiled leaves: (none)`, `-- not compiled: ${notCompiled.join(', ') || '(none)'}`].join('\n') });
+    into.push({
+      title,
+      text: [`-- ${title}`, `-- compiled leaves: (none)`, `-- not compiled: ${notCompiled.join(', ') || '(none)'}`].join('\n'),
+    });
   }
   for (const { hop, type: child } of relations) walk(child, [...path, hop], hops + 1, into);
 }
@@ -169,7 +181,14 @@ function derivedFile(): string {
     lines.push(`-- ${plan.field}: ${JSON.stringify(plan, (k, v) => (k === 'concealedUnless' ? `rule ${v.name}` : v))}`);
     if (plan.kind === 'ownedList') {
       const page = (after: string | null) =>
-        ownedPageSql(plan, { alias: 'a', select: 'a.id', ownerId: '<user>', first: null, after, decode: () => ({ createdAt: new Date(0), id: '<id>' }) }).sql;
+        ownedPageSql(plan, {
+          alias: 'a',
+          select: 'a.id',
+          ownerId: '<user>',
+          first: null,
+          after,
+          decode: () => ({ createdAt: new Date(0), id: '<id>' }),
+        }).sql;
       lines.push(`-- the service's page (readOwnedPage), first and later:`, `${formatSql(page(null))};`, `${formatSql(page('<cursor>'))};`);
     }
     if (plan.kind === 'ownedRow') lines.push(`-- the by-id DataLoader batch (where):`, `${ownedRowsSql(plan, 'a')};`);
@@ -178,7 +197,10 @@ function derivedFile(): string {
       lines.push(`-- the look-ahead's child query:`, `${formatSql(childRowsSql(plan, 'm', 'parent.id', { limit: '?' }))};`);
     }
     if (plan.kind === 'childList') {
-      lines.push(`-- the DataLoader batch (children of many parents):`, `${formatSql(childListBatchSql(plan, shape(plan.entity).columns))};`);
+      lines.push(
+        `-- the DataLoader batch (children of many parents):`,
+        `${formatSql(childListBatchSql(plan, shape(plan.entity).columns))};`,
+      );
       lines.push(`-- the look-ahead's child query:`, `${formatSql(childRowsSql(plan, 'x2', 'parent.id'))};`);
     }
     lines.push('');

@@ -99,7 +99,10 @@ export const RESPONSE_LABEL: ComputedField<{ position: number }> = {
 /** `Type.field` → computed field (`ComparisonResult.revealed` is the rule above, read next to the row). */
 export const COMPUTED: Readonly<Record<string, ComputedField<never>>> = {
   'ComparisonResponse.label': RESPONSE_LABEL,
-  'ComparisonResult.revealed': { json: (a) => `(case when ${REVEALED.sql(a)} then 'true' else 'false' end)`, value: (row: { revealed: boolean }) => row.revealed },
+  'ComparisonResult.revealed': {
+    json: (a) => `(case when ${REVEALED.sql(a)} then 'true' else 'false' end)`,
+    value: (row: { revealed: boolean }) => row.revealed,
+  },
 };
 
 // ─── Relations ─────────────────────────────────────────────────────────────────
@@ -136,10 +139,22 @@ export const COMPARISONS = plan({
 });
 
 /** One of the user's conversations by id; another user's id reads as a missing one. */
-export const CONVERSATION_BY_ID = plan({ kind: 'ownedRow', field: 'Query.conversation', entity: 'Conversation', table: 'conversations', owner: 'owner_id' });
+export const CONVERSATION_BY_ID = plan({
+  kind: 'ownedRow',
+  field: 'Query.conversation',
+  entity: 'Conversation',
+  table: 'conversations',
+  owner: 'owner_id',
+});
 
 /** One of the user's comparisons by id. */
-export const COMPARISON_BY_ID = plan({ kind: 'ownedRow', field: 'Query.comparison', entity: 'ComparisonResult', table: 'comparison_results', owner: 'owner_id' });
+export const COMPARISON_BY_ID = plan({
+  kind: 'ownedRow',
+  field: 'Query.comparison',
+  entity: 'ComparisonResult',
+  table: 'comparison_results',
+  owner: 'owner_id',
+});
 
 /** A conversation's messages, oldest first, 50 per page. */
 export const MESSAGES = plan({
@@ -176,7 +191,10 @@ export const CONVERSATION_COMPARISONS = plan({
 
 /** `Type.field` → its plan: what the compiled read may compile (nothing else is a relation to it). */
 export const RELATIONS: Readonly<Record<string, RelationPlan>> = Object.fromEntries(
-  [VIEWER, CONVERSATIONS, COMPARISONS, CONVERSATION_BY_ID, COMPARISON_BY_ID, MESSAGES, RESPONSES, CONVERSATION_COMPARISONS].map((p) => [p.field, p]),
+  [VIEWER, CONVERSATIONS, COMPARISONS, CONVERSATION_BY_ID, COMPARISON_BY_ID, MESSAGES, RESPONSES, CONVERSATION_COMPARISONS].map((p) => [
+    p.field,
+    p,
+  ]),
 );
 
 // ─── What a declaration is ─────────────────────────────────────────────────────
@@ -306,7 +324,12 @@ export function isPageSizeOf(p: OwnedListPlan | ChildPagePlan, first: unknown): 
  * One parent's children (`select * …`), in the plan's order, optionally
  * limited: the look-ahead embedding's child query, and the compiled read's.
  */
-export function childRowsSql(p: ChildPagePlan | ChildListPlan, alias: string, parentId: string, opts: { limit?: string; after?: [string, string] } = {}): string {
+export function childRowsSql(
+  p: ChildPagePlan | ChildListPlan,
+  alias: string,
+  parentId: string,
+  opts: { limit?: string; after?: [string, string] } = {},
+): string {
   let where = childOfSql(p, alias, parentId);
   if (opts.after && p.kind === 'childPage') where += ` and (${opts.after[0]} is null or ${afterSql(p, alias, ...opts.after)})`;
   return `select * from ${p.table} ${alias} where ${where} order by ${orderSql(p, alias)}${opts.limit ? ` limit ${opts.limit}` : ''}`;
@@ -335,7 +358,9 @@ export function childPagesBatchSql(p: ChildPagePlan, columns: (alias: string) =>
 export function childListBatchSql(p: ChildListPlan, columns: (alias: string) => string): string {
   const rule = p.concealedUnless;
   const from = rule ? `${p.table} x join ${rule.table} p on p.id = x.${p.foreignKey}` : `${p.table} x`;
-  return `select ${columns('x')}${rule ? `, ${rule.sql('p')} as "__visible"` : ''} from ${from} where x.${p.foreignKey} = any(?::uuid[]) order by x.${p.foreignKey}, ${orderSql(p, 'x')}`;
+  const visible = rule ? `, ${rule.sql('p')} as "__visible"` : '';
+  const order = `x.${p.foreignKey}, ${orderSql(p, 'x')}`;
+  return `select ${columns('x')}${visible} from ${from} where x.${p.foreignKey} = any(?::uuid[]) order by ${order}`;
 }
 
 /** The plain rows of a list page, the columns a cursor needs, and how to turn them into a page (see `readOwnedPage`). */
@@ -387,7 +412,14 @@ export interface ExtraColumn {
 export async function readOwnedPage<T extends CursorPosition>(
   em: EntityManager,
   p: OwnedListPlan,
-  opts: { alias: string; ownerId: string; cursors: CursorCodec; first: number | null | undefined; after: string | null | undefined; extraColumns?: ExtraColumn[] },
+  opts: {
+    alias: string;
+    ownerId: string;
+    cursors: CursorCodec;
+    first: number | null | undefined;
+    after: string | null | undefined;
+    extraColumns?: ExtraColumn[];
+  },
 ): Promise<Page<T>> {
   const shape = plainShape<T>(em, { name: p.entity });
   const extra = opts.extraColumns ?? [];
@@ -427,7 +459,9 @@ export interface VisibilityRule<F extends string> {
   present<T extends object>(row: T, holds: boolean): T;
 }
 
-function visibilityRule<F extends string>(spec: Pick<VisibilityRule<F>, 'name' | 'entity' | 'table' | 'facts' | 'holds' | 'conceals'>): VisibilityRule<F> {
+function visibilityRule<F extends string>(
+  spec: Pick<VisibilityRule<F>, 'name' | 'entity' | 'table' | 'facts' | 'holds' | 'conceals'>,
+): VisibilityRule<F> {
   identifier(spec.table, `rule ${spec.name} table`);
   for (const [name, fact] of Object.entries<Fact>(spec.facts)) {
     identifier(name, `rule ${spec.name} fact`);

@@ -141,7 +141,10 @@ export interface CompiledReadDeps {
   /** How the statements run: named prepared statements on the ORM's pool (`db/prepared.ts`). */
   prepared: PreparedStatements;
   cursors: CursorCodec;
-  /** `MAX_RESPONSE_BYTES`: a root list whose JSON passes its share of it answers RESPONSE_TOO_LARGE, and no more rows than that share reach this process. */
+  /**
+   * `MAX_RESPONSE_BYTES`: a root list whose JSON passes its share of it answers RESPONSE_TOO_LARGE,
+   * and no more rows than that share reach this process.
+   */
   maxResponseBytes?: number;
   /** The document guard's variable checks (text inputs, cost); throws when the request must be refused. */
   checkOperation(document: DocumentNode, operationName: string | null, variables: Record<string, unknown>): void;
@@ -210,7 +213,9 @@ export class CompiledRead {
     }
     if (this.signsCursors) {
       const cursors = this.deps.cursors;
-      body = body.replace(CURSOR_MARK, (_, scope: string, ms: string, id: string) => cursors.encode(scope, { createdAt: new Date(Number(ms)), id }));
+      body = body.replace(CURSOR_MARK, (_, scope: string, ms: string, id: string) =>
+        cursors.encode(scope, { createdAt: new Date(Number(ms)), id }),
+      );
     }
     // Apollo ends a JSON body with a newline: the same bytes either way.
     return `${body}}}\n`;
@@ -250,13 +255,16 @@ export function compileRead(deps: CompiledReadDeps, document: DocumentNode, oper
     const query = deps.schema.getQueryType()!;
     const selected = compiler.select(query, operation.selectionSet);
     // Root fields run in parallel: each may send this process its share of the byte budget.
-    const share = deps.maxResponseBytes !== undefined ? Math.max(1, Math.floor(deps.maxResponseBytes / Math.max(1, selected.length))) : undefined;
+    const share =
+      deps.maxResponseBytes !== undefined ? Math.max(1, Math.floor(deps.maxResponseBytes / Math.max(1, selected.length))) : undefined;
     const steps = selected.map(({ key, node, field }) => {
       if (!field) return typenameStep(key, node, query.name);
       return compiler.rootStep(key, node, field, share);
     });
     if (steps.length === 0) return null;
-    const staticArgs = operation.variableDefinitions?.length ? undefined : steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, {}) : {}));
+    const staticArgs = operation.variableDefinitions?.length
+      ? undefined
+      : steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, {}) : {}));
     return new CompiledRead(deps, document, operation, steps, staticArgs, compiler.signsCursors);
   } catch (error) {
     if (error instanceof Unsupported) return null;
@@ -334,10 +342,13 @@ class Compiler {
         const field = type.getFields()[selection.name.value] ?? unsupported('unknown field');
         into.push({ key, node: selection, field });
       } else {
-        const condition = selection.kind === Kind.INLINE_FRAGMENT ? selection.typeCondition : this.fragments[selection.name.value]?.typeCondition;
+        const condition =
+          selection.kind === Kind.INLINE_FRAGMENT ? selection.typeCondition : this.fragments[selection.name.value]?.typeCondition;
         if (condition && condition.name.value !== type.name) unsupported('fragment on another type');
         const inner =
-          selection.kind === Kind.INLINE_FRAGMENT ? selection.selectionSet : (this.fragments[selection.name.value] ?? unsupported('unknown fragment')).selectionSet;
+          selection.kind === Kind.INLINE_FRAGMENT
+            ? selection.selectionSet
+            : (this.fragments[selection.name.value] ?? unsupported('unknown fragment')).selectionSet;
         this.select(type, inner, into, seen);
       }
     }
@@ -354,12 +365,22 @@ class Compiler {
   }
 
   /** `me`, `conversation(id)`, `comparison(id)`: one row (the viewer's own, or one of theirs by id) or null. */
-  private rowStep(key: string, node: FieldNode, field: GraphQLField<unknown, unknown>, type: GraphQLObjectType, relation: RelationPlan): RootStep {
+  private rowStep(
+    key: string,
+    node: FieldNode,
+    field: GraphQLField<unknown, unknown>,
+    type: GraphQLObjectType,
+    relation: RelationPlan,
+  ): RootStep {
     const a = this.alias();
     const byId = relation.kind === 'ownedRow';
     const object = this.objectSql(type, node.selectionSet!, relation.entity, a, byId ? { id: (rt) => rt.args.id } : undefined);
     const where = byId
-      ? `${a}.id = ${this.param((rt) => rt.args.id)}::uuid and ${ownerSql(relation as OwnedRowPlan, a, this.param((rt) => rt.userId))}`
+      ? `${a}.id = ${this.param((rt) => rt.args.id)}::uuid and ${ownerSql(
+          relation as OwnedRowPlan,
+          a,
+          this.param((rt) => rt.userId),
+        )}`
       : `${a}.id = ${this.param((rt) => rt.userId)}`;
     const { sql, params, prepared } = this.statement(`select ${object} as j from ${relation.table} ${a} where ${where}`);
     const statements = this.deps.prepared;
@@ -380,7 +401,14 @@ class Compiler {
   }
 
   /** A root connection of the viewer's own rows: `nodes`, `pageInfo { hasNextPage endCursor }`, `__typename`. */
-  private listStep(key: string, node: FieldNode, field: GraphQLField<unknown, unknown>, type: GraphQLObjectType, relation: OwnedListPlan, byteShare?: number): RootStep {
+  private listStep(
+    key: string,
+    node: FieldNode,
+    field: GraphQLField<unknown, unknown>,
+    type: GraphQLObjectType,
+    relation: OwnedListPlan,
+    byteShare?: number,
+  ): RootStep {
     const parts = this.select(type, node.selectionSet!);
     const a = this.alias();
     let nodesSql: string | undefined;
@@ -393,7 +421,12 @@ class Compiler {
         pieces.push(() => `${k}:${t}`);
       } else if (name === 'nodes') {
         if (nodesSql !== undefined) unsupported('nodes twice');
-        nodesSql = this.objectSql(itemType(part.field!.type), part.node.selectionSet ?? unsupported('nodes without selection'), relation.entity, a);
+        nodesSql = this.objectSql(
+          itemType(part.field!.type),
+          part.node.selectionSet ?? unsupported('nodes without selection'),
+          relation.entity,
+          a,
+        );
         pieces.push((rows, limit) => {
           let out = `${k}:[`;
           const n = Math.min(rows.length, limit);
@@ -412,7 +445,8 @@ class Compiler {
           if (iname === 'endCursor')
             return (rows: PageRows, limit: number, scope: string) => {
               const last = rows[Math.min(rows.length, limit) - 1];
-              return `${ik}:${last ? JSON.stringify(cursors.encode(scope, { createdAt: new Date(Number(last.ms)), id: last.id })) : 'null'}`;
+              const cursor = last && cursors.encode(scope, { createdAt: new Date(Number(last.ms)), id: last.id });
+              return `${ik}:${cursor ? JSON.stringify(cursor) : 'null'}`;
             };
           return unsupported(`pageInfo.${iname}`);
         });
@@ -423,18 +457,32 @@ class Compiler {
     }
     const select = `${nodesSql ?? `'null'`} as j, (extract(epoch from ${a}.created_at) * 1000)::float8 as ms, ${a}.id as id`;
     const rowsSql = (where: string, extra = '') =>
-      `select ${select}${extra} from ${relation.table} ${a} where ${where} order by ${orderSql(relation, a)} limit ${this.param((rt) => rt.limit! + 1)}`;
+      `select ${select}${extra} from ${relation.table} ${a} where ${where} ` +
+      `order by ${orderSql(relation, a)} limit ${this.param((rt) => rt.limit! + 1)}`;
     // With a byte share, PostgreSQL sends rows only while their JSON fits in it (and the one that passes it, to tell).
     const page = (where: string) =>
       this.statement(
         byteShare === undefined
           ? rowsSql(where)
           : `select j, ms, id, total from (select s.*, sum(octet_length(s.j)) over (order by ${orderSql(relation, 's')}) as total ` +
-              `from (${rowsSql(where, `, ${a}.created_at as created_at`)}) s) w where w.total - octet_length(w.j) <= ${byteShare} order by ${orderSql(relation, 'w')}`,
+              `from (${rowsSql(where, `, ${a}.created_at as created_at`)}) s) w ` +
+              `where w.total - octet_length(w.j) <= ${byteShare} order by ${orderSql(relation, 'w')}`,
       );
-    const owner = () => ownerSql(relation, a, this.param((rt) => rt.userId));
+    const owner = () =>
+      ownerSql(
+        relation,
+        a,
+        this.param((rt) => rt.userId),
+      );
     const firstPage = page(owner());
-    const laterPage = page(`${owner()} and ${afterSql(relation, a, this.param((rt) => rt.position!.createdAt), this.param((rt) => rt.position!.id))}`);
+    const laterPage = page(
+      `${owner()} and ${afterSql(
+        relation,
+        a,
+        this.param((rt) => rt.position!.createdAt),
+        this.param((rt) => rt.position!.id),
+      )}`,
+    );
     const maxBytes = this.deps.maxResponseBytes;
     const cursors = this.deps.cursors;
     const statements = this.deps.prepared;
@@ -501,7 +549,8 @@ class Compiler {
     if ((field.resolve !== undefined && !isByteCountingResolver(field.resolve)) || node.arguments?.length || field.args.length) {
       unsupported(`${meta.className}.${field.name} has a resolver or arguments`);
     }
-    const prop = meta.properties[field.name as keyof typeof meta.properties] ?? unsupported(`${meta.className}.${field.name} is not a column`);
+    const prop =
+      meta.properties[field.name as keyof typeof meta.properties] ?? unsupported(`${meta.className}.${field.name} is not a column`);
     if (prop.kind !== ReferenceKind.SCALAR || prop.persist === false || prop.lazy || prop.formula || prop.fieldNames?.length !== 1) {
       unsupported(`${meta.className}.${field.name} is not a plain column`);
     }
@@ -521,7 +570,13 @@ class Compiler {
     return unsupported(`scalar ${type.name}`);
   }
 
-  private relationSql(relation: RelationPlan, field: GraphQLField<unknown, unknown>, node: FieldNode, parent: string, scope?: ParentScope): string {
+  private relationSql(
+    relation: RelationPlan,
+    field: GraphQLField<unknown, unknown>,
+    node: FieldNode,
+    parent: string,
+    scope?: ParentScope,
+  ): string {
     if (!node.selectionSet) return unsupported('relation without selection');
     if (relation.kind === 'childList') return this.childListSql(relation, field, node, parent);
     if (relation.kind === 'childPage') return this.childPageSql(relation, field, node, parent, scope);
@@ -535,7 +590,8 @@ class Compiler {
     const rule = relation.concealedUnless;
     const concealed = rule && { fields: Object.keys(rule.conceals.fields), when: `(not ${rule.sql(parent)})` };
     const item = this.objectSql(itemType(field.type), node.selectionSet!, relation.entity, b, undefined, concealed);
-    return `('[' || coalesce((select string_agg(${item}, ',' order by ${orderSql(relation, b)}) from ${relation.table} ${b} where ${b}.${relation.foreignKey} = ${parent}.id), '') || ']')`;
+    const rows = `from ${relation.table} ${b} where ${b}.${relation.foreignKey} = ${parent}.id`;
+    return `('[' || coalesce((select string_agg(${item}, ',' order by ${orderSql(relation, b)}) ${rows}), '') || ']')`;
   }
 
   /**
@@ -544,7 +600,13 @@ class Compiler {
    * resolver checks them); `after` is followed only when the request knows
    * the parent (`scope`), the cursor's scope.
    */
-  private childPageSql(relation: ChildPagePlan, field: GraphQLField<unknown, unknown>, node: FieldNode, parent: string, scope?: ParentScope): string {
+  private childPageSql(
+    relation: ChildPagePlan,
+    field: GraphQLField<unknown, unknown>,
+    node: FieldNode,
+    parent: string,
+    scope?: ParentScope,
+  ): string {
     const type = getNullableType(field.type);
     if (!isObjectType(type)) return unsupported('child page shape');
     const cursors = this.deps.cursors;
@@ -588,9 +650,16 @@ class Compiler {
       const name = part.field?.name ?? '__typename';
       if (name === '__typename') members.push(`'${k}:${JSON.stringify(type.name)}'`);
       else if (name === 'nodes') {
-        const item = this.objectSql(itemType(part.field!.type), part.node.selectionSet ?? unsupported('nodes without selection'), relation.entity, b);
+        const item = this.objectSql(
+          itemType(part.field!.type),
+          part.node.selectionSet ?? unsupported('nodes without selection'),
+          relation.entity,
+          b,
+        );
         const filter = paged ? ` filter (where ${b}.rn <= ${first()})` : '';
-        members.push(`'${k}:[' || coalesce(string_agg(${item}, ',' order by ${paged ? `${b}.rn` : orderSql(relation, b)})${filter}, '') || ']'`);
+        members.push(
+          `'${k}:[' || coalesce(string_agg(${item}, ',' order by ${paged ? `${b}.rn` : orderSql(relation, b)})${filter}, '') || ']'`,
+        );
       } else if (name === 'pageInfo') {
         const infoType = getNullableType(part.field!.type);
         if (!isObjectType(infoType) || !part.node.selectionSet) return unsupported('pageInfo type');
@@ -613,7 +682,9 @@ class Compiler {
       } else return unsupported(`child connection field ${name}`);
     }
     if (members.length === 0) unsupported('empty');
-    const source = paged ? `(select ${c}.*, row_number() over (order by ${orderSql(relation, c)}) as rn from (${rows}) ${c}) ${b}` : `(${rows}) ${b}`;
+    const source = paged
+      ? `(select ${c}.*, row_number() over (order by ${orderSql(relation, c)}) as rn from (${rows}) ${c}) ${b}`
+      : `(${rows}) ${b}`;
     // One row, even for no children or a selection without aggregates.
     return `(select '{' || ${members.join(` || ',' || `)} || '}' from ${source} group by ())`;
   }

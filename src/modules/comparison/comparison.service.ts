@@ -75,7 +75,9 @@ export class ComparisonService {
   /** In the order shown (by label). Callers reach these ids through an owner-checked comparison. */
   async responsesByComparisonIds(em: EntityManager, comparisonIds: readonly string[]): Promise<PresentedResponse[]> {
     const shape = plainShape<ComparisonResponseView>(em, ComparisonResponse);
-    const rows: Array<Record<string, unknown>> = await em.getConnection().execute(childListBatchSql(RESPONSES, shape.columns), [pgArray([...comparisonIds])]);
+    const rows: Array<Record<string, unknown>> = await em
+      .getConnection()
+      .execute(childListBatchSql(RESPONSES, shape.columns), [pgArray([...comparisonIds])]);
     return rows.map(({ __visible, ...row }) => presentResponse(shape.map(row), __visible === true));
   }
 

@@ -35,20 +35,17 @@ export class MessageService {
   /** One `LATERAL` statement: each conversation's page, oldest first, as plain rows. */
   async pages(em: EntityManager, keys: readonly MessagePageKey[]): Promise<Page<MessageView>[]> {
     const shape = plainShape<MessageView>(em, Message);
-    const rows: Array<Record<string, unknown> & { k_idx: number }> = await em.getConnection().execute(
-      childPagesBatchSql(MESSAGES, shape.columns),
-      [
+    const rows: Array<Record<string, unknown> & { k_idx: number }> = await em
+      .getConnection()
+      .execute(childPagesBatchSql(MESSAGES, shape.columns), [
         pgArray(keys.map((k) => k.conversationId)),
         pgArray(keys.map((k) => k.after?.createdAt ?? null)),
         pgArray(keys.map((k) => k.after?.id ?? null)),
         pgArray(keys.map((k) => k.first + 1)),
-      ],
-    );
+      ]);
     const perKey: MessageView[][] = keys.map(() => []);
     for (const row of rows) perKey[Number(row.k_idx) - 1]!.push(shape.map(row));
-    return keys.map((key, i) =>
-      toPage(perKey[i]!, key.first, (m) => this.cursors.encode(this.cursorScope(key.conversationId), m)),
-    );
+    return keys.map((key, i) => toPage(perKey[i]!, key.first, (m) => this.cursors.encode(this.cursorScope(key.conversationId), m)));
   }
 
   /**
@@ -73,10 +70,11 @@ export class MessageService {
   }
 
   async counts(em: EntityManager, conversationIds: readonly string[]): Promise<Map<string, number>> {
-    const rows: Array<{ conversation_id: string; n: string }> = await em.getConnection().execute(
-      `select conversation_id, count(*) as n from messages where conversation_id = any(?::uuid[]) group by conversation_id`,
-      [pgArray([...conversationIds])],
-    );
+    const rows: Array<{ conversation_id: string; n: string }> = await em
+      .getConnection()
+      .execute(`select conversation_id, count(*) as n from messages where conversation_id = any(?::uuid[]) group by conversation_id`, [
+        pgArray([...conversationIds]),
+      ]);
     return new Map(rows.map((r) => [r.conversation_id, Number(r.n)]));
   }
 
