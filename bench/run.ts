@@ -108,16 +108,27 @@ function postgraphileRequests(env: Environment, query: string): LoadRequest[] {
  * user's conversations, with the first page's `endCursor` (each server's own)
  * as the variable; the comparison view for one of the user's comparisons.
  */
-async function viewRequests(env: Environment, view: View, server: ServerProcess, dialect: 'ours' | 'postgraphile5'): Promise<LoadRequest[]> {
+async function viewRequests(
+  env: Environment,
+  view: View,
+  server: ServerProcess,
+  dialect: 'ours' | 'postgraphile5',
+): Promise<LoadRequest[]> {
   const ours = dialect === 'ours';
   return mapLimit(env.users, 8, async (u) => {
-    const headers: Record<string, string> = { 'content-type': 'application/json', authorization: `Bearer ${u.token}`, ...(ours ? { 'cache-control': 'no-cache' } : {}) };
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      authorization: `Bearer ${u.token}`,
+      ...(ours ? { 'cache-control': 'no-cache' } : {}),
+    };
+    const conversationQuery = ours ? CONVERSATION_VIEW : CONVERSATION_VIEW_POSTGRAPHILE5;
+    const comparisonQuery = ours ? COMPARISON_VIEW : COMPARISON_VIEW_POSTGRAPHILE5;
     const request = (variables: Record<string, unknown>): LoadRequest => ({
       method: 'POST',
       path: '/graphql',
       headers,
       body: JSON.stringify({
-        query: view === 'conversation' ? (ours ? CONVERSATION_VIEW : CONVERSATION_VIEW_POSTGRAPHILE5) : ours ? COMPARISON_VIEW : COMPARISON_VIEW_POSTGRAPHILE5,
+        query: view === 'conversation' ? conversationQuery : comparisonQuery,
         variables,
         operationName: view === 'conversation' ? 'ConversationView' : 'ComparisonView',
       }),
@@ -127,13 +138,20 @@ async function viewRequests(env: Environment, view: View, server: ServerProcess,
     const first = await fetchBody(server, request({ id, n: 5, after: null }));
     const parsed = JSON.parse(first.toString('utf8'));
     const page = ours ? parsed.data?.conversation?.messages : parsed.data?.conversationByRowId?.messagesByConversationId;
-    if (!page?.pageInfo?.endCursor) throw new Error(`${server.spec.name}: no first page for the conversation view: ${first.toString('utf8').slice(0, 300)}`);
+    if (!page?.pageInfo?.endCursor) {
+      throw new Error(`${server.spec.name}: no first page for the conversation view: ${first.toString('utf8').slice(0, 300)}`);
+    }
     return request({ id, n: 5, after: page.pageInfo.endCursor });
   });
 }
 
 async function fetchBody(server: ServerProcess, request: LoadRequest): Promise<Buffer> {
-  const res = await fetch(`${server.url}${request.path}`, { method: 'POST', headers: request.headers, body: request.body, signal: AbortSignal.timeout(30_000) });
+  const res = await fetch(`${server.url}${request.path}`, {
+    method: 'POST',
+    headers: request.headers,
+    body: request.body,
+    signal: AbortSignal.timeout(30_000),
+  });
   const body = Buffer.from(await res.arrayBuffer());
   if (res.status !== 200) throw new Error(`HTTP ${res.status} from ${server.spec.name}: ${body.toString('utf8').slice(0, 300)}`);
   return body;
@@ -147,8 +165,13 @@ async function checkViews(view: View, ours: Target, postgraphile5: Target): Prom
     const [a, b] = [await fetchBody(ours.server, ours.requests[i]!), await fetchBody(postgraphile5.server, postgraphile5.requests[i]!)];
     sizes[0] += a.length / sample.length;
     sizes[1] += b.length / sample.length;
-    const difference = firstDifference(normaliseView(view, 'ours', a.toString('utf8')), normaliseView(view, 'postgraphile5', b.toString('utf8')));
-    if (difference) throw new Error(`DATA CHECK FAILED: the ${view} view of PostGraphile 5 differs from ours for sample ${i} at ${difference}`);
+    const difference = firstDifference(
+      normaliseView(view, 'ours', a.toString('utf8')),
+      normaliseView(view, 'postgraphile5', b.toString('utf8')),
+    );
+    if (difference) {
+      throw new Error(`DATA CHECK FAILED: the ${view} view of PostGraphile 5 differs from ours for sample ${i} at ${difference}`);
+    }
   }
   log(`data check passed: the ${view} view of ours and PostGraphile 5 return the same data for ${sample.length} users`);
   return sizes;

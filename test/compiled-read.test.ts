@@ -122,11 +122,15 @@ it('pages with cursors exactly as the ordinary path does', async () => {
 });
 
 const CONVERSATION_VIEW = `query ConversationView($id: ID!, $n: Int, $after: String) {
-  conversation(id: $id) { id title messages(first: $n, after: $after) { nodes { id role content createdAt } pageInfo { hasNextPage endCursor } } }
+  conversation(id: $id) {
+    id title messages(first: $n, after: $after) { nodes { id role content createdAt } pageInfo { hasNextPage endCursor } }
+  }
 }`;
 
-it('the conversation view pages with a variable cursor on the compiled path, byte-identical to the ordinary path, in one statement', async () => {
-  const [conversation] = await withClient(t.db.url, async (c) => (await c.query(`select id from conversations where owner_id = $1 order by created_at desc limit 1`, [alice.userId])).rows);
+const rowsOf = (sql: string, params: unknown[]) => withClient(t.db.url, async (c) => (await c.query(sql, params)).rows);
+
+it('the conversation view pages with a variable cursor, compiled, byte-identical to the ordinary way, in one statement', async () => {
+  const [conversation] = await rowsOf(`select id from conversations where owner_id = $1 order by created_at desc limit 1`, [alice.userId]);
   const first = await bothWays(CONVERSATION_VIEW, { id: conversation.id, n: 2, after: null }, alice.token);
   expect(first.compiled.raw).toBe(first.ordinary.raw);
   expect(first.statements).toBe(1);
@@ -147,8 +151,9 @@ it('the conversation view pages with a variable cursor on the compiled path, byt
   // Another user's conversation reads as missing; a cursor of another conversation goes the ordinary way, which refuses it.
   const foreign = await t.gql(CONVERSATION_VIEW, { id: conversation.id, n: 2, after: null }, bob.token, noCache);
   expect(foreign.raw).toBe('{"data":{"conversation":null}}\n');
-  const [other] = await withClient(t.db.url, async (c) => (await c.query(`select id from conversations where owner_id = $1 and id <> $2 limit 1`, [alice.userId, conversation.id])).rows);
-  const otherCursor = (await t.gql(CONVERSATION_VIEW, { id: other.id, n: 1, after: null }, alice.token, noCache)).data.conversation.messages.pageInfo.endCursor;
+  const [other] = await rowsOf(`select id from conversations where owner_id = $1 and id <> $2 limit 1`, [alice.userId, conversation.id]);
+  const otherPage = await t.gql(CONVERSATION_VIEW, { id: other.id, n: 1, after: null }, alice.token, noCache);
+  const otherCursor = otherPage.data.conversation.messages.pageInfo.endCursor;
   const before = await served();
   const refused = await t.gql(CONVERSATION_VIEW, { id: conversation.id, n: 2, after: otherCursor }, alice.token, noCache);
   expect(refused.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
@@ -156,9 +161,12 @@ it('the conversation view pages with a variable cursor on the compiled path, byt
 });
 
 it('the comparison view is compiled; a blind comparison before its vote takes the ordinary path, which hides the models', async () => {
-  const query = `query ComparisonView($id: ID!) { comparison(id: $id) { id prompt blind revealed responses { label id provider model status content error } } }`;
+  const query = `query ComparisonView($id: ID!) {
+    comparison(id: $id) { id prompt blind revealed responses { label id provider model status content error } }
+  }`;
   const carol = await t.signUp('carol');
-  await seedUserData(t.db.url, carol.userId, { conversations: 1, messagesPerConversation: 1, comparisons: 2, responsesPerComparison: 2, votes: false });
+  const seeded = { conversations: 1, messagesPerConversation: 1, comparisons: 2, responsesPerComparison: 2, votes: false };
+  await seedUserData(t.db.url, carol.userId, seeded);
   const ids: string[] = await withClient(t.db.url, async (c) =>
     (await c.query(`select id from comparison_results where owner_id = $1 order by created_at`, [carol.userId])).rows.map((r) => r.id),
   );
