@@ -11,11 +11,24 @@ import { join } from 'node:path';
 import { LoadGenerator, type LoadRequest, type LoadSpec, totalErrors } from './lib/load';
 import { assertLoopback, parseOptions, UsageError, type Options, type Variant } from './lib/options';
 import { cpuMs, freePort, ServerProcess } from './lib/procs';
-import { firstDifference, HISTORY, HISTORY_POSTGRAPHILE4, HISTORY_POSTGRAPHILE5, normalise, type Dialect } from './lib/queries';
+import {
+  COMPARISON_VIEW,
+  COMPARISON_VIEW_POSTGRAPHILE5,
+  CONVERSATION_VIEW,
+  CONVERSATION_VIEW_POSTGRAPHILE5,
+  firstDifference,
+  HISTORY,
+  HISTORY_POSTGRAPHILE4,
+  HISTORY_POSTGRAPHILE5,
+  normalise,
+  normaliseView,
+  type Dialect,
+  type View,
+} from './lib/queries';
 import { label, pointsTable, type Point, type PoolCheck, targets, targetsTable, writeReadme } from './lib/report';
 import { baseEnv, Cleanup, type Environment, ensurePeerInstalled, log, mapLimit, prepare, ROOT, startOurs, waitQuiet } from './lib/setup';
 import { runSoak } from './lib/soak';
-import { userId, WORKLOAD } from './lib/seed';
+import { comparisonId, conversationId, userId, WORKLOAD } from './lib/seed';
 import { createClient } from '@redis/client';
 
 interface Target {
@@ -29,7 +42,12 @@ interface Target {
 
 const PEERS = join(ROOT, 'bench', 'peers');
 /** Comparison rows of ours (how much each layer buys), measured at c=10 only to keep the run under 10 minutes. */
-const ONLY_AT_C10 = new Set<Variant>(['ours-miss-resolvers', 'ours-miss-js', 'ours-hit-remote']);
+const VIEWS: Record<View, { ours: Variant; postgraphile5: Variant }> = {
+  conversation: { ours: 'ours-conversation', postgraphile5: 'postgraphile5-conversation' },
+  comparison: { ours: 'ours-comparison', postgraphile5: 'postgraphile5-comparison' },
+};
+const VIEW_VARIANTS = new Set<Variant>(Object.values(VIEWS).flatMap((v) => [v.ours, v.postgraphile5]));
+const ONLY_AT_C10 = new Set<Variant>(['ours-miss-resolvers', 'ours-miss-js', 'ours-hit-remote', ...VIEW_VARIANTS]);
 const LIMITS = join(ROOT, 'bench', 'limits');
 
 /** Sum of ours' `llmselect_db_query_duration_seconds_count` (every SQL statement, all outcomes). */
@@ -81,6 +99,82 @@ function postgraphileRequests(env: Environment, query: string): LoadRequest[] {
     headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
     body: JSON.stringify({ query, variables: { id: u.id }, operationName: 'History' }),
   }));
+}
+
+/**
+ * The requests of a view for every cycled user, on ours (the read cache
+ * bypassed: a miss, answered by the compiled read) and on PostGraphile 5. The
+ * conversation view asks for the second page of 5 messages of one of the
+ * user's conversations, with the first page's `endCursor` (each server's own)
+ * as the variable; the comparison view for one of the user's comparisons.
+ */
+async function viewRequests(
+  env: Environment,
+  view: View,
+  server: ServerProcess,
+  dialect: 'ours' | 'postgraphile5',
+): Promise<LoadRequest[]> {
+  const ours = dialect === 'ours';
+  return mapLimit(env.users, 8, async (u) => {
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      authorization: `Bearer ${u.token}`,
+      ...(ours ? { 'cache-control': 'no-cache' } : {}),
+    };
+    const conversationQuery = ours ? CONVERSATION_VIEW : CONVERSATION_VIEW_POSTGRAPHILE5;
+    const comparisonQuery = ours ? COMPARISON_VIEW : COMPARISON_VIEW_POSTGRAPHILE5;
+    const request = (variables: Record<string, unknown>): LoadRequest => ({
+      method: 'POST',
+      path: '/graphql',
+      headers,
+      body: JSON.stringify({
+        query: view === 'conversation' ? conversationQuery : comparisonQuery,
+        variables,
+        operationName: view === 'conversation' ? 'ConversationView' : 'ComparisonView',
+      }),
+    });
+    if (view === 'comparison') return request({ id: comparisonId(u.n, 1 + (u.n % WORKLOAD.comparisons)) });
+    const id = conversationId(u.n, 1 + (u.n % WORKLOAD.conversations));
+    const first = await fetchBody(server, request({ id, n: 5, after: null }));
+    const parsed = JSON.parse(first.toString('utf8'));
+    const page = ours ? parsed.data?.conversation?.messages : parsed.data?.conversationByRowId?.messagesByConversationId;
+    if (!page?.pageInfo?.endCursor) {
+      throw new Error(`${server.spec.name}: no first page for the conversation view: ${first.toString('utf8').slice(0, 300)}`);
+    }
+    return request({ id, n: 5, after: page.pageInfo.endCursor });
+  });
+}
+
+async function fetchBody(server: ServerProcess, request: LoadRequest): Promise<Buffer> {
+  const res = await fetch(`${server.url}${request.path}`, {
+    method: 'POST',
+    headers: request.headers,
+    body: request.body,
+    signal: AbortSignal.timeout(30_000),
+  });
+  const body = Buffer.from(await res.arrayBuffer());
+  if (res.status !== 200) throw new Error(`HTTP ${res.status} from ${server.spec.name}: ${body.toString('utf8').slice(0, 300)}`);
+  return body;
+}
+
+/** Same data from both servers for a sample of users (cursors aside); the body size of each. */
+async function checkViews(view: View, ours: Target, postgraphile5: Target): Promise<[number, number]> {
+  const sizes: [number, number] = [0, 0];
+  const sample = [0, 1, 56, ours.requests.length - 1].filter((i, k, all) => i < ours.requests.length && all.indexOf(i) === k);
+  for (const i of sample) {
+    const [a, b] = [await fetchBody(ours.server, ours.requests[i]!), await fetchBody(postgraphile5.server, postgraphile5.requests[i]!)];
+    sizes[0] += a.length / sample.length;
+    sizes[1] += b.length / sample.length;
+    const difference = firstDifference(
+      normaliseView(view, 'ours', a.toString('utf8')),
+      normaliseView(view, 'postgraphile5', b.toString('utf8')),
+    );
+    if (difference) {
+      throw new Error(`DATA CHECK FAILED: the ${view} view of PostGraphile 5 differs from ours for sample ${i} at ${difference}`);
+    }
+  }
+  log(`data check passed: the ${view} view of ours and PostGraphile 5 return the same data for ${sample.length} users`);
+  return sizes;
 }
 
 async function fetchPage(target: Target, index: number): Promise<Buffer> {
@@ -215,7 +309,8 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   }
 
   const db = { DATABASE_URL: env.db.url };
-  if (wanted.has('postgraphile5')) {
+  const wantsViews = Object.values(VIEWS).some((v) => wanted.has(v.ours) || wanted.has(v.postgraphile5));
+  if (wanted.has('postgraphile5') || wantsViews) {
     log('starting PostGraphile 5');
     const server = await startPeer('postgraphile5', 'server.js', join(PEERS, 'postgraphile5'), db);
     cleanup.add('stop PostGraphile 5', () => server.stop());
@@ -247,6 +342,18 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   }
 
   const bodySizes = await checkSameData(env, targetsByVariant);
+  // The views, on the same two servers and the same data: checked against each other, then measured like the history page.
+  const postgraphile5 = targetsByVariant.get('postgraphile5');
+  for (const [view, variants] of Object.entries(VIEWS) as Array<[View, (typeof VIEWS)[View]]>) {
+    if (!postgraphile5 || !(wanted.has(variants.ours) || wanted.has(variants.postgraphile5))) continue;
+    const oursView: Target = { ...oursTarget(true), requests: await viewRequests(env, view, ours, 'ours') };
+    const peerView: Target = { ...postgraphile5, requests: await viewRequests(env, view, postgraphile5.server, 'postgraphile5') };
+    const [oursBytes, peerBytes] = await checkViews(view, oursView, peerView);
+    targetsByVariant.set(variants.ours, oursView);
+    targetsByVariant.set(variants.postgraphile5, peerView);
+    bodySizes.set(variants.ours, oursBytes);
+    bodySizes.set(variants.postgraphile5, peerBytes);
+  }
   // Warm ours' cache for every user (the hit variant must measure hits from its first request).
   await mapLimit(env.users, 8, (u) => fetchPage(oursTarget(false), u.n - 1));
 

@@ -121,6 +121,66 @@ it('pages with cursors exactly as the ordinary path does', async () => {
   expect(page2.raw).toBe(ordinary.raw);
 });
 
+const CONVERSATION_VIEW = `query ConversationView($id: ID!, $n: Int, $after: String) {
+  conversation(id: $id) {
+    id title messages(first: $n, after: $after) { nodes { id role content createdAt } pageInfo { hasNextPage endCursor } }
+  }
+}`;
+
+const rowsOf = (sql: string, params: unknown[]) => withClient(t.db.url, async (c) => (await c.query(sql, params)).rows);
+
+it('the conversation view pages with a variable cursor, compiled, byte-identical to the ordinary way, in one statement', async () => {
+  const [conversation] = await rowsOf(`select id from conversations where owner_id = $1 order by created_at desc limit 1`, [alice.userId]);
+  const first = await bothWays(CONVERSATION_VIEW, { id: conversation.id, n: 2, after: null }, alice.token);
+  expect(first.compiled.raw).toBe(first.ordinary.raw);
+  expect(first.statements).toBe(1);
+  let after = first.compiled.data.conversation.messages.pageInfo.endCursor;
+  const seen = first.compiled.data.conversation.messages.nodes.map((m: { id: string }) => m.id);
+  for (let page = 2; after; page++) {
+    const before = (await served()).served ?? 0;
+    const compiled = await t.gql(CONVERSATION_VIEW, { id: conversation.id, n: 2, after }, alice.token, noCache);
+    expect((await served()).served).toBe(before + 1);
+    // The same page the ordinary way (another document text: Apollo executes it).
+    const ordinary = await t.gql(`${CONVERSATION_VIEW} `, { id: conversation.id, n: 2, after }, alice.token, noCache);
+    expect([page, compiled.raw]).toEqual([page, ordinary.raw]);
+    seen.push(...compiled.data.conversation.messages.nodes.map((m: { id: string }) => m.id));
+    after = compiled.data.conversation.messages.pageInfo.hasNextPage ? compiled.data.conversation.messages.pageInfo.endCursor : null;
+  }
+  expect(seen).toHaveLength(5);
+  expect(new Set(seen).size).toBe(5);
+  // Another user's conversation reads as missing; a cursor of another conversation goes the ordinary way, which refuses it.
+  const foreign = await t.gql(CONVERSATION_VIEW, { id: conversation.id, n: 2, after: null }, bob.token, noCache);
+  expect(foreign.raw).toBe('{"data":{"conversation":null}}\n');
+  const [other] = await rowsOf(`select id from conversations where owner_id = $1 and id <> $2 limit 1`, [alice.userId, conversation.id]);
+  const otherPage = await t.gql(CONVERSATION_VIEW, { id: other.id, n: 1, after: null }, alice.token, noCache);
+  const otherCursor = otherPage.data.conversation.messages.pageInfo.endCursor;
+  const before = await served();
+  const refused = await t.gql(CONVERSATION_VIEW, { id: conversation.id, n: 2, after: otherCursor }, alice.token, noCache);
+  expect(refused.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+  expect((await served()).fallback).toBe((before.fallback ?? 0) + 1);
+});
+
+it('the comparison view is compiled; a blind comparison before its vote takes the ordinary path, which hides the models', async () => {
+  const query = `query ComparisonView($id: ID!) {
+    comparison(id: $id) { id prompt blind revealed responses { label id provider model status content error } }
+  }`;
+  const carol = await t.signUp('carol');
+  const seeded = { conversations: 1, messagesPerConversation: 1, comparisons: 2, responsesPerComparison: 2, votes: false };
+  await seedUserData(t.db.url, carol.userId, seeded);
+  const ids: string[] = await withClient(t.db.url, async (c) =>
+    (await c.query(`select id from comparison_results where owner_id = $1 order by created_at`, [carol.userId])).rows.map((r) => r.id),
+  );
+  const open = await bothWays(query, { id: ids[0] }, carol.token);
+  expect(open.compiled.raw).toBe(open.ordinary.raw);
+  expect(open.statements).toBe(1);
+  await withClient(t.db.url, (c) => c.query(`update comparison_results set blind = true where id = $1`, [ids[1]]));
+  const before = await served();
+  const hidden = await t.gql(query, { id: ids[1] }, carol.token, noCache);
+  expect((await served()).fallback).toBe((before.fallback ?? 0) + 1);
+  expect(hidden.data.comparison.revealed).toBe(false);
+  expect(hidden.data.comparison.responses.map((r: { model: string | null }) => r.model)).toEqual([null, null]);
+});
+
 it('leaves arguments the resolvers refuse to the ordinary path, which answers the error', async () => {
   const query = `query Sized($n: Int, $after: String) { conversations(first: $n, after: $after) { nodes { id } } }`;
   await bothWays(query, { n: 2 }, alice.token);

@@ -13,7 +13,22 @@
  */
 import { DEFAULT_ADMIN_URL } from './db';
 
-export const VARIANTS = ['ours-miss', 'ours-miss-resolvers', 'ours-miss-js', 'ours-hit', 'ours-hit-remote', 'postgraphile5', 'postgraphile4', 'bare-sql', 'bare-redis'] as const;
+export const VARIANTS = [
+  'ours-miss',
+  'ours-miss-resolvers',
+  'ours-miss-js',
+  'ours-hit',
+  'ours-hit-remote',
+  'postgraphile5',
+  'postgraphile4',
+  'bare-sql',
+  'bare-redis',
+  // The conversation view (a conversation's second page of messages, the cursor a variable) and the comparison view.
+  'ours-conversation',
+  'postgraphile5-conversation',
+  'ours-comparison',
+  'postgraphile5-comparison',
+] as const;
 export type Variant = (typeof VARIANTS)[number];
 
 export interface Options {

@@ -146,3 +146,72 @@ export function firstDifference(a: unknown, b: unknown, path = '$'): string | nu
   }
   return a === b ? null : `${path}: ${JSON.stringify(a)?.slice(0, 80)} vs ${JSON.stringify(b)?.slice(0, 80)}`;
 }
+
+/**
+ * The conversation view: one conversation and a page of its messages, the
+ * page size and the cursor variables (the bench asks for the second page:
+ * the cursor is the first page's `endCursor`, from the same server).
+ */
+export const CONVERSATION_VIEW = `query ConversationView($id: ID!, $n: Int, $after: String) {
+  conversation(id: $id) {
+    id title
+    messages(first: $n, after: $after) { nodes { id role content createdAt } pageInfo { hasNextPage endCursor } }
+  }
+}`;
+
+export const CONVERSATION_VIEW_POSTGRAPHILE5 = `query ConversationView($id: UUID!, $n: Int, $after: Cursor) {
+  conversationByRowId(rowId: $id) {
+    rowId title
+    messagesByConversationId(first: $n, after: $after, orderBy: [CREATED_AT_ASC, ROW_ID_ASC]) {
+      nodes { rowId role content createdAt } pageInfo { hasNextPage endCursor }
+    }
+  }
+}`;
+
+/** The comparison view: one comparison and its responses in the order shown. */
+export const COMPARISON_VIEW = `query ComparisonView($id: ID!) {
+  comparison(id: $id) { id prompt createdAt responses { id provider model content latencyMs completionTokens } }
+}`;
+
+export const COMPARISON_VIEW_POSTGRAPHILE5 = `query ComparisonView($id: UUID!) {
+  comparisonResultByRowId(rowId: $id) {
+    rowId prompt createdAt
+    comparisonResponsesByComparisonId(orderBy: POSITION_ASC) { nodes { rowId provider model content latencyMs completionTokens } }
+  }
+}`;
+
+export type View = 'conversation' | 'comparison';
+
+/** The data of a view's response (cursors left out: each server signs its own), normalised to compare servers. */
+export function normaliseView(view: View, dialect: 'ours' | 'postgraphile5', body: string): unknown {
+  const parsed = JSON.parse(body) as { data?: any; errors?: unknown[] };
+  if (parsed.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(parsed.errors).slice(0, 500)}`);
+  const ours = dialect === 'ours';
+  const key = ours ? 'id' : 'rowId';
+  if (view === 'conversation') {
+    const c = ours ? parsed.data?.conversation : parsed.data?.conversationByRowId;
+    if (!c) throw new Error('no conversation in the response');
+    const page = ours ? c.messages : c.messagesByConversationId;
+    return {
+      id: c[key],
+      title: c.title,
+      hasNextPage: page.pageInfo.hasNextPage,
+      messages: page.nodes.map((m: any) => ({ id: m[key], role: m.role, content: m.content, createdAt: instant(m.createdAt) })),
+    };
+  }
+  const r = ours ? parsed.data?.comparison : parsed.data?.comparisonResultByRowId;
+  if (!r) throw new Error('no comparison in the response');
+  return {
+    id: r[key],
+    prompt: r.prompt,
+    createdAt: instant(r.createdAt),
+    responses: (ours ? r.responses : r.comparisonResponsesByComparisonId.nodes).map((s: any) => ({
+      id: s[key],
+      provider: s.provider,
+      model: s.model,
+      content: s.content,
+      latencyMs: s.latencyMs,
+      completionTokens: s.completionTokens,
+    })),
+  };
+}

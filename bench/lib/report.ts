@@ -62,6 +62,10 @@ const LABELS: Record<Variant, string> = {
   postgraphile4: 'PostGraphile 4.14.1',
   'bare-sql': 'bare node:http + pg (3 statements)',
   'bare-redis': 'bare node:http + 1 Redis GET',
+  'ours-conversation': 'conversation view: ours, cache miss',
+  'postgraphile5-conversation': 'conversation view: PostGraphile 5.1.5',
+  'ours-comparison': 'comparison view: ours, cache miss',
+  'postgraphile5-comparison': 'comparison view: PostGraphile 5.1.5',
 };
 
 export const label = (v: Variant) => LABELS[v];
@@ -123,6 +127,11 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
   for (const [name, peer] of [['PostGraphile 5', pg5], ['PostGraphile 4', pg4]] as const) {
     const r = ratio(miss, peer);
     if (r !== undefined) rows.push({ name: `ours-miss / ${name}, req/s at c=10`, measured: fixed(r, 2), goal: '', met: '—' });
+  }
+  for (const view of ['conversation', 'comparison'] as const) {
+    const r = ratio(c10(`ours-${view}`), c10(`postgraphile5-${view}`));
+    if (r === undefined) continue;
+    rows.push({ name: `${view} view: ours (miss) / PostGraphile 5, req/s at c=10`, measured: fixed(r, 2), goal: '', met: '—' });
   }
   const rSql = ratio(miss, c10('bare-sql'));
   rows.push({ name: 'ours-miss / bare SQL, req/s at c=10', measured: fixed(rSql, 2), goal: '≥ 0.6', met: verdict(rSql === undefined ? undefined : rSql >= 0.6) });

@@ -39,6 +39,16 @@ export function userEmail(u: number): string {
   return `bench-user-${u}@example.com`;
 }
 
+/** Conversation `c` (1-based) of bench user `u`. */
+export function conversationId(u: number, c: number): string {
+  return md5Uuid(`c${u}-${c}`);
+}
+
+/** Comparison `k` (1-based) of bench user `u`. */
+export function comparisonId(u: number, k: number): string {
+  return md5Uuid(`k${u}-${k}`);
+}
+
 function md5Uuid(text: string): string {
   // Same as PostgreSQL's md5(text)::uuid.
   const hex = createHash('md5').update(text).digest('hex');

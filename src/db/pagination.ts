@@ -9,9 +9,7 @@
  * lists that order by something before `(created_at, id)` (search: the rank).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { EntityManager } from '@mikro-orm/postgresql';
 import { badInput } from '../errors';
-import { type PlainShape, plainShape } from './plain';
 
 export const MAX_PAGE_SIZE = 100;
 
@@ -73,18 +71,13 @@ export class CursorCodec {
   }
 }
 
-/** Validates `first`: 1..100, else BAD_USER_INPUT. */
+/** Validates `first`: 1..100, else BAD_USER_INPUT (lists without a read plan: search; the others use `pageLimit` of `db/read-plan.ts`). */
 export function pageSize(first: number | null | undefined, fallback: number): number {
   const size = first ?? fallback;
   if (!Number.isInteger(size) || size < 1 || size > MAX_PAGE_SIZE) {
     throw badInput(`first must be between 1 and ${MAX_PAGE_SIZE}, got ${size}`, 'first');
   }
   return size;
-}
-
-/** Whether `first` is a valid page size (1..100), without throwing. */
-export function isPageSize(first: unknown): first is number {
-  return Number.isInteger(first) && (first as number) >= 1 && (first as number) <= MAX_PAGE_SIZE;
 }
 
 /**
@@ -100,75 +93,4 @@ export function toPage<T extends CursorPosition>(rows: T[], limit: number, curso
 
 export function isUuid(value: string): boolean {
   return UUID.test(value);
-}
-
-/**
- * Runs one page of a keyset-paged list on `(created_at, id)`, newest first,
- * as plain rows (see `db/plain.ts`): `where` is the owner filter (SQL with `?`
- * placeholders), `alias` the table's alias in it.
- */
-export async function keysetPage<T extends CursorPosition>(
-  em: EntityManager,
-  shape: PlainShape<T>,
-  opts: {
-    table: string;
-    alias: string;
-    where: string;
-    params: unknown[];
-    cursors: CursorCodec;
-    scope: string;
-    first: number | null | undefined;
-    after: string | null | undefined;
-    defaultFirst: number;
-    /** More select-list entries (e.g. embedded children, see `embeddedRows`), with their parameters. */
-    extraColumns?: ExtraColumn[];
-  },
-): Promise<Page<T>> {
-  const limit = pageSize(opts.first, opts.defaultFirst);
-  const a = opts.alias;
-  const extra = opts.extraColumns ?? [];
-  const params = [...extra.flatMap((c) => c.params), ...opts.params];
-  let where = opts.where;
-  if (opts.after) {
-    const position = opts.cursors.decode(opts.scope, opts.after);
-    where += ` and (${a}.created_at, ${a}.id) < (?, ?)`;
-    params.push(position.createdAt, position.id);
-  }
-  params.push(limit + 1);
-  const rows: Array<Record<string, unknown>> = await em
-    .getConnection()
-    .execute(
-      `select ${[shape.columns(a), ...extra.map((c) => c.sql)].join(', ')} from ${opts.table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`,
-      params,
-    );
-  return toPage(rows.map(shape.map), limit, (row) => opts.cursors.encode(opts.scope, row));
-}
-
-/** An extra select-list entry with its parameters (see `embeddedRows` in `db/plain.ts`). */
-export interface ExtraColumn {
-  sql: string;
-  params: unknown[];
-}
-
-/**
- * One page of a user's own rows of `entity` (`owner_id` = the user), newest
- * first, as plain rows; cursors are scoped to `<list>:<userId>`.
- */
-export function ownedPage<T extends CursorPosition>(
-  em: EntityManager,
-  entity: { name: string },
-  opts: { alias: string; list: string; ownerId: string; cursors: CursorCodec; first: number | null | undefined; after: string | null | undefined; extraColumns?: ExtraColumn[] },
-): Promise<Page<T>> {
-  return keysetPage(em, plainShape<T>(em, entity), {
-    table: em.getMetadata().get(entity.name).tableName,
-    alias: opts.alias,
-    where: `${opts.alias}.owner_id = ?`,
-    params: [opts.ownerId],
-    cursors: opts.cursors,
-    scope: `${opts.list}:${opts.ownerId}`,
-    first: opts.first,
-    after: opts.after,
-    defaultFirst: 20,
-    extraColumns: opts.extraColumns,
-  });
 }

@@ -21,17 +21,26 @@
  *   the plain row (`resolve` undefined: `simpleResolvers`) and it is a column
  *   of the entity of the same name; the value is then the column, serialised
  *   in SQL exactly as the scalar would (ISO dates, enum names, JSON strings);
- * - list fields are compiled from the relations declared in {@link RELATIONS}
- *   (the same order, owner filter, default page size and cursor as the
- *   services');
+ * - list and relation fields are compiled from their read plans
+ *   (`RELATIONS` in `db/read-plan.ts`: the one declaration of their table,
+ *   owner filter or foreign key, order, page bounds and cursor, which the
+ *   services, loaders and look-ahead derive their SQL from too); this file
+ *   knows no table;
+ * - the root fields `conversation(id)` and `comparison(id)` and child pages
+ *   with `first`/`after` from variables are compiled too: values become bound
+ *   parameters (one SQL text per document), and a child page's `endCursor` is
+ *   signed here from the position PostgreSQL puts in the text (between
+ *   U+0002 marks, which the JSON built here always escapes otherwise);
  * - argument values are checked as the resolvers check them; a value they
  *   would refuse (a page size out of range, a cursor that does not verify)
  *   sends the request down the ordinary path, which answers the error;
  * - with variables, the document guard's checks (text inputs, cost) run first;
  * - `test/compiled-read.test.ts` runs a corpus of documents both ways and
- *   requires byte-identical responses;
+ *   `test/read-plan-documents.test.ts` thousands of random ones, requiring
+ *   byte-identical responses; `test/read-plan-sql.test.ts` snapshots the SQL
+ *   of every field compiled here;
  * - fields a row may have to hide (a blind comparison's responses before the
- *   vote: `modules/comparison/blind.ts`) are never served from here: the
+ *   vote: the `REVEALED` rule's `conceals`, `db/read-plan.ts`) are never served from here: the
  *   compiled SQL puts a sentinel (U+0001, which the JSON built here always
  *   escapes otherwise) in place of a hidden value, and a body holding one
  *   takes the ordinary path, whose services present the row as it may be seen.
@@ -64,77 +73,78 @@ import {
 } from 'graphql';
 import { ReferenceKind, type EntityMetadata } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { type CursorCodec, isPageSize } from '../db/pagination';
+import { type CursorCodec, isUuid } from '../db/pagination';
+import {
+  afterSql,
+  type ChildListPlan,
+  type ChildPagePlan,
+  childRowsSql,
+  COMPUTED,
+  cursorScope,
+  isPageSizeOf,
+  orderSql,
+  ownerSql,
+  type OwnedListPlan,
+  type OwnedRowPlan,
+  RELATIONS,
+  type RelationPlan,
+} from '../db/read-plan';
 import type { PreparedStatements } from '../db/prepared';
 import { LruMap } from '../lru-map';
 import { documentWeight } from './document-cache';
 import { isByteCountingResolver, responseTooLarge } from './response-bytes';
 
-/** How a list field of the schema reads its rows (mirrors the resolver and service behind it). */
-type Relation =
-  /** A root connection of the viewer's own rows, newest first, keyset-paged with signed cursors. */
-  | { kind: 'ownedConnection'; entity: string; list: string; defaultFirst: number }
-  /** The viewer's own row. */
-  | { kind: 'viewer'; entity: string }
-  /** A child connection's first page (`after` must be null): `nodes` only. */
-  | { kind: 'childPage'; entity: string; foreignKey: string; order: string; defaultFirst: number }
-  /** All children, in order; `concealed`: these fields are hidden when `when(parent alias)` holds (see the module comment). */
-  | { kind: 'childList'; entity: string; foreignKey: string; order: string; concealed?: Concealed };
-
-interface Concealed {
-  fields: readonly string[];
-  when(parent: string): string;
-}
-
 /** Stands for a hidden value in the compiled JSON; `to_json` escapes it everywhere else, so it never occurs otherwise. */
 const HIDDEN_SENTINEL = '\u0001';
 
-/** `Type.field` → relation. Each entry restates a resolver's read: keep them in step (the parity test checks). */
-export const RELATIONS: Record<string, Relation> = {
-  'Query.me': { kind: 'viewer', entity: 'User' },
-  'Query.conversations': { kind: 'ownedConnection', entity: 'Conversation', list: 'conversations', defaultFirst: 20 },
-  'Query.comparisons': { kind: 'ownedConnection', entity: 'ComparisonResult', list: 'comparisons', defaultFirst: 20 },
-  'Conversation.messages': { kind: 'childPage', entity: 'Message', foreignKey: 'conversation_id', order: 'created_at, id', defaultFirst: 50 },
-  'ComparisonResult.responses': {
-    kind: 'childList',
-    entity: 'ComparisonResponse',
-    foreignKey: 'comparison_id',
-    order: 'position',
-    // A blind comparison not yet voted on (`revealedSql` in modules/comparison/blind.ts) hides these (its `hideIdentity` list).
-    concealed: {
-      fields: ['provider', 'model', 'keyLabel', 'costUsd', 'promptTokens', 'completionTokens', 'customEndpoint', 'error'],
-      when: (p) => `(not ${REVEALED(p)})`,
-    },
-  },
-};
+/** A cursor to sign, inside a JSON string: U+0002 scope U+0003 epoch ms U+0003 id U+0002 (never otherwise in the text, as above). */
+const CURSOR_MARK = /\u0002([^\u0002\u0003]*)\u0003([^\u0002\u0003]*)\u0003([^\u0002]*)\u0002/g;
 
-/**
- * `Type.field` → SQL text expression (the field's JSON) over the row alias, for
- * fields whose resolver computes from the row's own columns. Each restates a
- * resolver: keep them in step (the parity test checks).
- */
-export const COMPUTED: Record<string, (a: string) => string> = {
-  // ComparisonResponseResolver.label: the letter of the position (modules/comparison/blind.ts).
-  'ComparisonResponse.label': (a) => `to_json(chr(65 + ${a}.position))::text`,
-  // ComparisonResolver.revealed: not blind, or voted on (`revealedSql` in modules/comparison/blind.ts).
-  'ComparisonResult.revealed': (a) => `(case when ${REVEALED(a)} then 'true' else 'false' end)`,
-};
-
-function REVEALED(a: string): string {
-  return `(not ${a}.blind or exists (select 1 from votes rv where rv.comparison_id = ${a}.id))`;
-}
+/** Stands for the n-th parameter while a statement is built; `finish` turns these into `?` in text order. */
+const TOKEN = /\u00a4(\d+)\u00a4/g;
 
 /** Response keys and how each is produced, for one selection set on one object type. */
 type Selected = Array<{ key: string; node: FieldNode; field: GraphQLField<unknown, unknown> | null }>;
 
+/** What one request hands a compiled statement: its parameters are read from here. */
+interface Runtime {
+  userId: string;
+  /** The root field's arguments. */
+  args: Record<string, unknown>;
+  /** The operation's coerced variables, for arguments below the root. */
+  variables: Record<string, unknown>;
+  /** A root list's page size and cursor position, once checked. */
+  limit?: number;
+  position?: { createdAt: Date; id: string };
+  /** A child page's size and cursor position, per field node, once checked. */
+  pages: Map<FieldNode, { first: number; position: { createdAt: Date; id: string } | null }>;
+}
+
+/** A parameter of a compiled statement, read at request time; throws {@link Fallback} when the request must take the ordinary path. */
+type Param = (rt: Runtime) => unknown;
+
+/** The request takes the ordinary path, which answers it (an argument the resolvers refuse, a cursor that does not verify…). */
+class Fallback extends Error {}
+const fallback = (): never => {
+  throw new Fallback();
+};
+
+/** The parent row of a relation when the request knows its id (a root `conversation(id)`): a child page may then follow a cursor. */
+interface ParentScope {
+  id: Param;
+}
+
 export interface CompiledReadDeps {
   schema: GraphQLSchema;
-  /** For the entities' metadata (table and column names). */
+  /** For the entities' metadata (column names and types). */
   em: EntityManager;
   /** How the statements run: named prepared statements on the ORM's pool (`db/prepared.ts`). */
   prepared: PreparedStatements;
   cursors: CursorCodec;
-  /** `MAX_RESPONSE_BYTES`: a root list whose JSON passes its share of it answers RESPONSE_TOO_LARGE, and no more rows than that share reach this process. */
+  /**
+   * `MAX_RESPONSE_BYTES`: a root list whose JSON passes its share of it answers RESPONSE_TOO_LARGE,
+   * and no more rows than that share reach this process.
+   */
   maxResponseBytes?: number;
   /** The document guard's variable checks (text inputs, cost); throws when the request must be refused. */
   checkOperation(document: DocumentNode, operationName: string | null, variables: Record<string, unknown>): void;
@@ -145,13 +155,15 @@ const unsupported = (why: string): never => {
   throw new Unsupported(why);
 };
 
-/** One root field, ready to run: its SQL (with `?` placeholders) and how to turn rows into its JSON text. */
+/** One root field, ready to run: its statements and how to turn their rows into its JSON text. */
 interface RootStep {
   key: string;
-  run(userId: string, args: Record<string, unknown>): Promise<string | undefined>;
+  run(rt: Runtime): Promise<string | undefined>;
   node: FieldNode;
   /** Null for `__typename`. */
   field: GraphQLField<unknown, unknown> | null;
+  /** The statements' text (`?` placeholders), for review (`test/read-plan-sql.test.ts`). */
+  sql: string[];
 }
 
 export class CompiledRead {
@@ -162,6 +174,8 @@ export class CompiledRead {
     private readonly steps: RootStep[],
     /** The root fields' arguments when the operation has no variables (computed once). */
     private readonly staticArgs: Array<Record<string, unknown>> | undefined,
+    /** Whether the text holds cursors to sign (child pages' `endCursor`). */
+    private readonly signsCursors: boolean,
   ) {}
 
   /** Estimated bytes held: the document (as `document-cache.ts` weighs it) and the compiled steps. */
@@ -169,26 +183,39 @@ export class CompiledRead {
     return documentWeight(this.document.loc?.end ?? 1000) + 4096 * this.steps.length;
   }
 
+  /** The SQL text of every statement this read may send, by root response key. */
+  get sql(): Record<string, string[]> {
+    return Object.fromEntries(this.steps.map((s) => [s.key, s.sql]));
+  }
+
   /** The response body, or undefined when this request must take the ordinary path. */
   async run(userId: string, variables: Record<string, unknown>): Promise<string | undefined> {
     let args = this.staticArgs;
+    let coerced: Record<string, unknown> = {};
     if (!args) {
-      const coerced = getVariableValues(this.deps.schema, this.operation.variableDefinitions ?? [], variables);
-      if (coerced.errors) return undefined;
+      const result = getVariableValues(this.deps.schema, this.operation.variableDefinitions ?? [], variables);
+      if (result.errors) return undefined;
       try {
         this.deps.checkOperation(this.document, this.operation.name?.value ?? null, variables);
       } catch {
         return undefined;
       }
-      args = this.steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, coerced.coerced) : {}));
+      coerced = result.coerced;
+      args = this.steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, coerced) : {}));
     }
-    const values = await Promise.all(this.steps.map((s, i) => s.run(userId, args![i]!)));
+    const values = await Promise.all(this.steps.map((s, i) => s.run({ userId, args: args![i]!, variables: coerced, pages: new Map() })));
     let body = '{"data":{';
     for (let i = 0; i < this.steps.length; i++) {
       const value = values[i];
       // A hidden value: the ordinary path presents the row as the reader may see it.
       if (value === undefined || value.includes(HIDDEN_SENTINEL)) return undefined;
       body += `${i ? ',' : ''}${JSON.stringify(this.steps[i]!.key)}:${value}`;
+    }
+    if (this.signsCursors) {
+      const cursors = this.deps.cursors;
+      body = body.replace(CURSOR_MARK, (_, scope: string, ms: string, id: string) =>
+        cursors.encode(scope, { createdAt: new Date(Number(ms)), id }),
+      );
     }
     // Apollo ends a JSON body with a newline: the same bytes either way.
     return `${body}}}\n`;
@@ -228,14 +255,17 @@ export function compileRead(deps: CompiledReadDeps, document: DocumentNode, oper
     const query = deps.schema.getQueryType()!;
     const selected = compiler.select(query, operation.selectionSet);
     // Root fields run in parallel: each may send this process its share of the byte budget.
-    const share = deps.maxResponseBytes !== undefined ? Math.max(1, Math.floor(deps.maxResponseBytes / Math.max(1, selected.length))) : undefined;
+    const share =
+      deps.maxResponseBytes !== undefined ? Math.max(1, Math.floor(deps.maxResponseBytes / Math.max(1, selected.length))) : undefined;
     const steps = selected.map(({ key, node, field }) => {
       if (!field) return typenameStep(key, node, query.name);
       return compiler.rootStep(key, node, field, share);
     });
     if (steps.length === 0) return null;
-    const staticArgs = operation.variableDefinitions?.length ? undefined : steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, {}) : {}));
-    return new CompiledRead(deps, document, operation, steps, staticArgs);
+    const staticArgs = operation.variableDefinitions?.length
+      ? undefined
+      : steps.map((s) => (s.field ? getArgumentValues(s.field, s.node, {}) : {}));
+    return new CompiledRead(deps, document, operation, steps, staticArgs, compiler.signsCursors);
   } catch (error) {
     if (error instanceof Unsupported) return null;
     throw error;
@@ -244,13 +274,29 @@ export function compileRead(deps: CompiledReadDeps, document: DocumentNode, oper
 
 function typenameStep(key: string, node: FieldNode, typeName: string): RootStep {
   const text = JSON.stringify(typeName);
-  return { key, node, field: null, run: async () => text };
+  return { key, node, field: null, sql: [], run: async () => text };
+}
+
+/** The parameters' values for one request, or undefined when it must take the ordinary path. */
+function bind(params: readonly Param[], rt: Runtime): unknown[] | undefined {
+  try {
+    return params.map((p) => p(rt));
+  } catch (error) {
+    if (error instanceof Fallback) return undefined;
+    throw error;
+  }
 }
 
 const ISO = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 
+type PageRows = Array<{ j: string; ms: number; id: string; total?: string | number }>;
+
 class Compiler {
   private aliasCount = 0;
+  /** Parameters of the statements being built, by token number. */
+  private readonly params: Param[] = [];
+  /** Set when a child page's `endCursor` is compiled: the body holds cursors to sign. */
+  signsCursors = false;
 
   constructor(
     private readonly deps: CompiledReadDeps,
@@ -259,6 +305,22 @@ class Compiler {
 
   private alias(): string {
     return `t${this.aliasCount++}`;
+  }
+
+  /** A placeholder for a parameter read at request time. */
+  private param(get: Param): string {
+    this.params.push(get);
+    return `\u00a4${this.params.length - 1}\u00a4`;
+  }
+
+  /** A statement ready to run: its tokens become `?` in text order, with the parameters in that order. */
+  private statement(text: string): { sql: string; params: Param[]; prepared: ReturnType<PreparedStatements['prepare']> } {
+    const params: Param[] = [];
+    const sql = text.replace(TOKEN, (_, n: string) => {
+      params.push(this.params[Number(n)]!);
+      return '?';
+    });
+    return { sql, params, prepared: this.deps.prepared.prepare(sql) };
   }
 
   private meta(entity: string): EntityMetadata {
@@ -280,9 +342,13 @@ class Compiler {
         const field = type.getFields()[selection.name.value] ?? unsupported('unknown field');
         into.push({ key, node: selection, field });
       } else {
-        const condition = selection.kind === Kind.INLINE_FRAGMENT ? selection.typeCondition : this.fragments[selection.name.value]?.typeCondition;
+        const condition =
+          selection.kind === Kind.INLINE_FRAGMENT ? selection.typeCondition : this.fragments[selection.name.value]?.typeCondition;
         if (condition && condition.name.value !== type.name) unsupported('fragment on another type');
-        const inner = selection.kind === Kind.INLINE_FRAGMENT ? selection.selectionSet : (this.fragments[selection.name.value] ?? unsupported('unknown fragment')).selectionSet;
+        const inner =
+          selection.kind === Kind.INLINE_FRAGMENT
+            ? selection.selectionSet
+            : (this.fragments[selection.name.value] ?? unsupported('unknown fragment')).selectionSet;
         this.select(type, inner, into, seen);
       }
     }
@@ -292,28 +358,61 @@ class Compiler {
   rootStep(key: string, node: FieldNode, field: GraphQLField<unknown, unknown>, byteShare?: number): RootStep {
     const relation = RELATIONS[`Query.${field.name}`] ?? unsupported(`root field ${field.name}`);
     const type = getNullableType(field.type);
-    if (relation.kind === 'viewer') {
-      if (!isObjectType(type) || !node.selectionSet) return unsupported('viewer type');
-      const a = this.alias();
-      const prepared = this.deps.prepared;
-      const statement = prepared.prepare(`select ${this.objectSql(type, node.selectionSet, relation.entity, a)} as j from ${this.meta(relation.entity).tableName} ${a} where ${a}.id = ?`);
-      return {
-        key,
-        node,
-        field,
-        run: async (userId) => {
-          const rows = await prepared.query<{ j: string }>(statement, [userId]);
-          return rows[0]?.j ?? 'null';
-        },
-      };
-    }
-    if (relation.kind !== 'ownedConnection' || !isObjectType(type) || !node.selectionSet) return unsupported('root relation');
-    // The connection object: `nodes`, `pageInfo { hasNextPage endCursor }`, `__typename`.
-    const parts = this.select(type, node.selectionSet);
+    if (!isObjectType(type) || !node.selectionSet) return unsupported('root type');
+    if (relation.kind === 'viewer' || relation.kind === 'ownedRow') return this.rowStep(key, node, field, type, relation);
+    if (relation.kind === 'ownedList') return this.listStep(key, node, field, type, relation, byteShare);
+    return unsupported(`root relation ${relation.kind}`);
+  }
+
+  /** `me`, `conversation(id)`, `comparison(id)`: one row (the viewer's own, or one of theirs by id) or null. */
+  private rowStep(
+    key: string,
+    node: FieldNode,
+    field: GraphQLField<unknown, unknown>,
+    type: GraphQLObjectType,
+    relation: RelationPlan,
+  ): RootStep {
     const a = this.alias();
-    const meta = this.meta(relation.entity);
+    const byId = relation.kind === 'ownedRow';
+    const object = this.objectSql(type, node.selectionSet!, relation.entity, a, byId ? { id: (rt) => rt.args.id } : undefined);
+    const where = byId
+      ? `${a}.id = ${this.param((rt) => rt.args.id)}::uuid and ${ownerSql(
+          relation as OwnedRowPlan,
+          a,
+          this.param((rt) => rt.userId),
+        )}`
+      : `${a}.id = ${this.param((rt) => rt.userId)}`;
+    const { sql, params, prepared } = this.statement(`select ${object} as j from ${relation.table} ${a} where ${where}`);
+    const statements = this.deps.prepared;
+    return {
+      key,
+      node,
+      field,
+      sql: [sql],
+      run: async (rt) => {
+        // Not an id: the resolver's loader finds nothing either.
+        if (byId && (typeof rt.args.id !== 'string' || !isUuid(rt.args.id))) return 'null';
+        const values = bind(params, rt);
+        if (!values) return undefined;
+        const rows = await statements.query<{ j: string }>(prepared, values);
+        return rows[0]?.j ?? 'null';
+      },
+    };
+  }
+
+  /** A root connection of the viewer's own rows: `nodes`, `pageInfo { hasNextPage endCursor }`, `__typename`. */
+  private listStep(
+    key: string,
+    node: FieldNode,
+    field: GraphQLField<unknown, unknown>,
+    type: GraphQLObjectType,
+    relation: OwnedListPlan,
+    byteShare?: number,
+  ): RootStep {
+    const parts = this.select(type, node.selectionSet!);
+    const a = this.alias();
     let nodesSql: string | undefined;
-    const pieces: Array<(rows: Array<{ j: string; ms: number; id: string }>, limit: number, scope: string) => string> = [];
+    const pieces: Array<(rows: PageRows, limit: number, scope: string) => string> = [];
     for (const part of parts) {
       const name = part.field?.name ?? '__typename';
       const k = JSON.stringify(part.key);
@@ -322,7 +421,12 @@ class Compiler {
         pieces.push(() => `${k}:${t}`);
       } else if (name === 'nodes') {
         if (nodesSql !== undefined) unsupported('nodes twice');
-        nodesSql = this.objectSql(itemType(part.field!.type), part.node.selectionSet ?? unsupported('nodes without selection'), relation.entity, a);
+        nodesSql = this.objectSql(
+          itemType(part.field!.type),
+          part.node.selectionSet ?? unsupported('nodes without selection'),
+          relation.entity,
+          a,
+        );
         pieces.push((rows, limit) => {
           let out = `${k}:[`;
           const n = Math.min(rows.length, limit);
@@ -332,17 +436,17 @@ class Compiler {
       } else if (name === 'pageInfo') {
         const infoType = getNullableType(part.field!.type);
         if (!isObjectType(infoType) || !part.node.selectionSet) return unsupported('pageInfo type');
-        const infoParts = this.select(infoType, part.node.selectionSet);
         const cursors = this.deps.cursors;
-        const infoPieces = infoParts.map((p) => {
+        const infoPieces = this.select(infoType, part.node.selectionSet).map((p) => {
           const ik = JSON.stringify(p.key);
           const iname = p.field?.name ?? '__typename';
           if (iname === '__typename') return () => `${ik}:${JSON.stringify(infoType.name)}`;
-          if (iname === 'hasNextPage') return (rows: Array<{ ms: number; id: string }>, limit: number) => `${ik}:${rows.length > limit}`;
+          if (iname === 'hasNextPage') return (rows: PageRows, limit: number) => `${ik}:${rows.length > limit}`;
           if (iname === 'endCursor')
-            return (rows: Array<{ ms: number; id: string }>, limit: number, scope: string) => {
+            return (rows: PageRows, limit: number, scope: string) => {
               const last = rows[Math.min(rows.length, limit) - 1];
-              return `${ik}:${last ? JSON.stringify(cursors.encode(scope, { createdAt: new Date(Number(last.ms)), id: last.id })) : 'null'}`;
+              const cursor = last && cursors.encode(scope, { createdAt: new Date(Number(last.ms)), id: last.id });
+              return `${ik}:${cursor ? JSON.stringify(cursor) : 'null'}`;
             };
           return unsupported(`pageInfo.${iname}`);
         });
@@ -352,44 +456,59 @@ class Compiler {
       }
     }
     const select = `${nodesSql ?? `'null'`} as j, (extract(epoch from ${a}.created_at) * 1000)::float8 as ms, ${a}.id as id`;
-    const table = meta.tableName;
-    const cursors = this.deps.cursors;
-    const prepared = this.deps.prepared;
-    const rowsSql = (where: string, extra = '') => `select ${select}${extra} from ${table} ${a} where ${where} order by ${a}.created_at desc, ${a}.id desc limit ?`;
+    const rowsSql = (where: string, extra = '') =>
+      `select ${select}${extra} from ${relation.table} ${a} where ${where} ` +
+      `order by ${orderSql(relation, a)} limit ${this.param((rt) => rt.limit! + 1)}`;
     // With a byte share, PostgreSQL sends rows only while their JSON fits in it (and the one that passes it, to tell).
     const page = (where: string) =>
-      prepared.prepare(
+      this.statement(
         byteShare === undefined
           ? rowsSql(where)
-          : `select j, ms, id, total from (select s.*, sum(octet_length(s.j)) over (order by s.ca desc, s.id desc) as total from (${rowsSql(where, `, ${a}.created_at as ca`)}) s) w ` +
-              `where w.total - octet_length(w.j) <= ${byteShare} order by w.ca desc, w.id desc`,
+          : `select j, ms, id, total from (select s.*, sum(octet_length(s.j)) over (order by ${orderSql(relation, 's')}) as total ` +
+              `from (${rowsSql(where, `, ${a}.created_at as created_at`)}) s) w ` +
+              `where w.total - octet_length(w.j) <= ${byteShare} order by ${orderSql(relation, 'w')}`,
       );
+    const owner = () =>
+      ownerSql(
+        relation,
+        a,
+        this.param((rt) => rt.userId),
+      );
+    const firstPage = page(owner());
+    const laterPage = page(
+      `${owner()} and ${afterSql(
+        relation,
+        a,
+        this.param((rt) => rt.position!.createdAt),
+        this.param((rt) => rt.position!.id),
+      )}`,
+    );
     const maxBytes = this.deps.maxResponseBytes;
-    const firstPage = page(`${a}.owner_id = ?`);
-    const laterPage = page(`${a}.owner_id = ? and (${a}.created_at, ${a}.id) < (?, ?)`);
+    const cursors = this.deps.cursors;
+    const statements = this.deps.prepared;
     return {
       key,
       node,
       field,
-      run: async (userId, args) => {
-        const first = args.first ?? relation.defaultFirst;
-        if (!isPageSize(first)) return undefined;
-        const scope = `${relation.list}:${userId}`;
-        const params: unknown[] = [userId];
+      sql: [firstPage.sql, laterPage.sql],
+      run: async (rt) => {
+        const first = rt.args.first ?? relation.page.default;
+        if (!isPageSizeOf(relation, first)) return undefined;
+        const scope = cursorScope(relation, rt.userId);
         let statement = firstPage;
-        if (args.after !== undefined && args.after !== null) {
-          if (typeof args.after !== 'string') return undefined;
-          let position;
+        if (rt.args.after !== undefined && rt.args.after !== null) {
+          if (typeof rt.args.after !== 'string') return undefined;
           try {
-            position = cursors.decode(scope, args.after);
+            rt.position = cursors.decode(scope, rt.args.after);
           } catch {
             return undefined;
           }
           statement = laterPage;
-          params.push(position.createdAt, position.id);
         }
-        params.push(first + 1);
-        const rows = await prepared.query<{ j: string; ms: number; id: string; total?: string | number }>(statement, params);
+        rt.limit = first;
+        const values = bind(statement.params, rt);
+        if (!values) return undefined;
+        const rows = await statements.query<PageRows[number]>(statement.prepared, values);
         const last = rows[rows.length - 1];
         if (byteShare !== undefined && last && Number(last.total) > byteShare) throw responseTooLarge(maxBytes ?? byteShare);
         return `{${pieces.map((p) => p(rows, first, scope)).join(',')}}`;
@@ -398,7 +517,14 @@ class Compiler {
   }
 
   /** SQL text expression: the JSON object of row `a` (entity `entity`) for `set` on `type`. */
-  objectSql(type: GraphQLObjectType, set: SelectionSetNode, entity: string, a: string, concealed?: { fields: readonly string[]; when: string }): string {
+  objectSql(
+    type: GraphQLObjectType,
+    set: SelectionSetNode,
+    entity: string,
+    a: string,
+    scope?: ParentScope,
+    concealed?: { fields: readonly string[]; when: string },
+  ): string {
     const meta = this.meta(entity);
     if (meta.className !== type.name) unsupported(`type ${type.name} is not entity ${entity}`);
     const members: string[] = [];
@@ -409,7 +535,7 @@ class Compiler {
         continue;
       }
       const relation = RELATIONS[`${type.name}.${field.name}`];
-      let value = relation ? this.relationSql(relation, field, node, a) : this.columnSql(meta, field, node, a);
+      let value = relation ? this.relationSql(relation, field, node, a, scope) : this.columnSql(meta, field, node, a);
       if (concealed?.fields.includes(field.name)) value = `(case when ${concealed.when} then chr(1) else ${value} end)`;
       members.push(`'${k}:' || ${value}`);
     }
@@ -419,10 +545,15 @@ class Compiler {
 
   private columnSql(meta: EntityMetadata, field: GraphQLField<unknown, unknown>, node: FieldNode, a: string): string {
     const computed = COMPUTED[`${meta.className}.${field.name}`];
-    if (computed && !node.arguments?.length) return computed(a);
-    if ((field.resolve !== undefined && !isByteCountingResolver(field.resolve)) || node.arguments?.length || field.args.length) unsupported(`${meta.className}.${field.name} has a resolver or arguments`);
-    const prop = meta.properties[field.name as keyof typeof meta.properties] ?? unsupported(`${meta.className}.${field.name} is not a column`);
-    if (prop.kind !== ReferenceKind.SCALAR || prop.persist === false || prop.lazy || prop.formula || prop.fieldNames?.length !== 1) unsupported(`${meta.className}.${field.name} is not a plain column`);
+    if (computed && !node.arguments?.length) return computed.json(a);
+    if ((field.resolve !== undefined && !isByteCountingResolver(field.resolve)) || node.arguments?.length || field.args.length) {
+      unsupported(`${meta.className}.${field.name} has a resolver or arguments`);
+    }
+    const prop =
+      meta.properties[field.name as keyof typeof meta.properties] ?? unsupported(`${meta.className}.${field.name} is not a column`);
+    if (prop.kind !== ReferenceKind.SCALAR || prop.persist === false || prop.lazy || prop.formula || prop.fieldNames?.length !== 1) {
+      unsupported(`${meta.className}.${field.name} is not a plain column`);
+    }
     const column = `${a}.${prop.fieldNames[0]}`;
     const nullable = !isNonNullType(field.type);
     const type = getNullableType(field.type) as GraphQLOutputType;
@@ -439,41 +570,123 @@ class Compiler {
     return unsupported(`scalar ${type.name}`);
   }
 
-  private relationSql(relation: Relation, field: GraphQLField<unknown, unknown>, node: FieldNode, parent: string): string {
+  private relationSql(
+    relation: RelationPlan,
+    field: GraphQLField<unknown, unknown>,
+    node: FieldNode,
+    parent: string,
+    scope?: ParentScope,
+  ): string {
     if (!node.selectionSet) return unsupported('relation without selection');
-    const b = this.alias();
-    const meta = this.meta(relation.entity);
-    const type = getNullableType(field.type);
-    if (relation.kind === 'childList') {
-      if (node.arguments?.length) return unsupported('child list arguments');
-      const concealed = relation.concealed && { fields: relation.concealed.fields, when: relation.concealed.when(parent) };
-      const item = this.objectSql(itemType(field.type), node.selectionSet, relation.entity, b, concealed);
-      return `('[' || coalesce((select string_agg(${item}, ',' order by ${prefixed(b, relation.order)}) from ${meta.tableName} ${b} where ${b}.${relation.foreignKey} = ${parent}.id), '') || ']')`;
-    }
-    if (relation.kind === 'childPage') {
-      if (!isObjectType(type)) return unsupported('child page shape');
-      // Arguments must be literals here (a variable would make the SQL text depend on the request).
-      if (node.arguments?.some((arg) => arg.value.kind === Kind.VARIABLE)) unsupported('variable argument below the root');
-      const args = getArgumentValues(field, node, {});
-      if (args.after !== null && args.after !== undefined) unsupported('child page after a cursor');
-      const first = args.first ?? relation.defaultFirst;
-      if (!isPageSize(first)) return unsupported('page size');
-      const members: string[] = [];
-      for (const part of this.select(type, node.selectionSet)) {
-        const k = JSON.stringify(part.key).replace(/'/g, "''");
-        const name = part.field?.name ?? '__typename';
-        if (name === '__typename') members.push(`'${k}:${JSON.stringify(type.name)}'`);
-        else if (name === 'nodes') {
-          const item = this.objectSql(itemType(part.field!.type), part.node.selectionSet ?? unsupported('nodes without selection'), relation.entity, b);
-          const c = this.alias();
-          members.push(
-            `'${k}:[' || coalesce((select string_agg(${item}, ',' order by ${prefixed(b, relation.order)}) from (select * from ${meta.tableName} ${c} where ${c}.${relation.foreignKey} = ${parent}.id order by ${prefixed(c, relation.order)} limit ${first}) ${b}), '') || ']'`,
-          );
-        } else return unsupported(`child connection field ${name}`);
-      }
-      return `(${members.length ? `'{' || ${members.join(` || ',' || `)} || '}'` : unsupported('empty')})`;
-    }
+    if (relation.kind === 'childList') return this.childListSql(relation, field, node, parent);
+    if (relation.kind === 'childPage') return this.childPageSql(relation, field, node, parent, scope);
     return unsupported(`relation ${relation.kind} below the root`);
+  }
+
+  /** All of a parent's children, in the plan's order; fields its rule conceals hold the sentinel when it does not hold. */
+  private childListSql(relation: ChildListPlan, field: GraphQLField<unknown, unknown>, node: FieldNode, parent: string): string {
+    if (node.arguments?.length) return unsupported('child list arguments');
+    const b = this.alias();
+    const rule = relation.concealedUnless;
+    const concealed = rule && { fields: Object.keys(rule.conceals.fields), when: `(not ${rule.sql(parent)})` };
+    const item = this.objectSql(itemType(field.type), node.selectionSet!, relation.entity, b, undefined, concealed);
+    const rows = `from ${relation.table} ${b} where ${b}.${relation.foreignKey} = ${parent}.id`;
+    return `('[' || coalesce((select string_agg(${item}, ',' order by ${orderSql(relation, b)}) ${rows}), '') || ']')`;
+  }
+
+  /**
+   * A parent's page of children: `nodes`, `pageInfo`, `__typename`. `first`
+   * and `after` may be variables (bound parameters, checked per request as the
+   * resolver checks them); `after` is followed only when the request knows
+   * the parent (`scope`), the cursor's scope.
+   */
+  private childPageSql(
+    relation: ChildPagePlan,
+    field: GraphQLField<unknown, unknown>,
+    node: FieldNode,
+    parent: string,
+    scope?: ParentScope,
+  ): string {
+    const type = getNullableType(field.type);
+    if (!isObjectType(type)) return unsupported('child page shape');
+    const cursors = this.deps.cursors;
+    const pageOf = (rt: Runtime) => {
+      let page = rt.pages.get(node);
+      if (!page) {
+        const args = getArgumentValues(field, node, rt.variables);
+        const first = args.first ?? relation.page.default;
+        if (!isPageSizeOf(relation, first)) return fallback();
+        let position = null;
+        if (args.after !== null && args.after !== undefined) {
+          if (!scope || typeof args.after !== 'string') return fallback();
+          try {
+            position = cursors.decode(cursorScope(relation, String(scope.id(rt))), args.after);
+          } catch {
+            return fallback();
+          }
+        }
+        page = { first, position };
+        rt.pages.set(node, page);
+      }
+      return page;
+    };
+    const parts = this.select(type, node.selectionSet!);
+    const paged = parts.some((p) => p.field?.name === 'pageInfo');
+    const b = this.alias();
+    const c = this.alias();
+    const after = node.arguments?.some((arg) => arg.name.value === 'after')
+      ? ([this.param((rt) => pageOf(rt).position?.createdAt ?? null), this.param((rt) => pageOf(rt).position?.id ?? null)] as const)
+      : undefined;
+    // With pageInfo, one row more than the page tells whether another page follows.
+    const limit = this.param((rt) => pageOf(rt).first + (paged ? 1 : 0));
+    const rows = childRowsSql(relation, c, `${parent}.id`, {
+      limit: `${limit}::int`,
+      after: after && [`${after[0]}::timestamptz`, `${after[1]}::uuid`],
+    });
+    const first = () => `${this.param((rt) => pageOf(rt).first)}::int`;
+    const members: string[] = [];
+    for (const part of parts) {
+      const k = JSON.stringify(part.key).replace(/'/g, "''");
+      const name = part.field?.name ?? '__typename';
+      if (name === '__typename') members.push(`'${k}:${JSON.stringify(type.name)}'`);
+      else if (name === 'nodes') {
+        const item = this.objectSql(
+          itemType(part.field!.type),
+          part.node.selectionSet ?? unsupported('nodes without selection'),
+          relation.entity,
+          b,
+        );
+        const filter = paged ? ` filter (where ${b}.rn <= ${first()})` : '';
+        members.push(
+          `'${k}:[' || coalesce(string_agg(${item}, ',' order by ${paged ? `${b}.rn` : orderSql(relation, b)})${filter}, '') || ']'`,
+        );
+      } else if (name === 'pageInfo') {
+        const infoType = getNullableType(part.field!.type);
+        if (!isObjectType(infoType) || !part.node.selectionSet) return unsupported('pageInfo type');
+        const info = this.select(infoType, part.node.selectionSet).map((p) => {
+          const ik = JSON.stringify(p.key).replace(/'/g, "''");
+          const iname = p.field?.name ?? '__typename';
+          if (iname === '__typename') return `'${ik}:${JSON.stringify(infoType.name)}'`;
+          if (iname === 'hasNextPage') return `'${ik}:' || (case when count(*) > ${first()} then 'true' else 'false' end)`;
+          if (iname === 'endCursor') {
+            this.signsCursors = true;
+            // The last row of the page, as a cursor to sign (see CURSOR_MARK), scoped to the parent as the resolver scopes it.
+            const mark =
+              `'"' || chr(2) || ${sqlString(cursorScope(relation, ''))} || ${parent}.id || chr(3) || ` +
+              `((extract(epoch from ${b}.created_at) * 1000)::float8)::text || chr(3) || ${b}.id || chr(2) || '"'`;
+            return `'${ik}:' || coalesce((array_agg(${mark} order by ${b}.rn desc) filter (where ${b}.rn <= ${first()}))[1], 'null')`;
+          }
+          return unsupported(`pageInfo.${iname}`);
+        });
+        members.push(`'${k}:{' || ${info.length ? info.join(` || ',' || `) : unsupported('empty pageInfo')} || '}'`);
+      } else return unsupported(`child connection field ${name}`);
+    }
+    if (members.length === 0) unsupported('empty');
+    const source = paged
+      ? `(select ${c}.*, row_number() over (order by ${orderSql(relation, c)}) as rn from (${rows}) ${c}) ${b}`
+      : `(${rows}) ${b}`;
+    // One row, even for no children or a selection without aggregates.
+    return `(select '{' || ${members.join(` || ',' || `)} || '}' from ${source} group by ())`;
   }
 }
 
@@ -482,13 +695,6 @@ function itemType(type: GraphQLOutputType): GraphQLObjectType {
   const list = getNullableType(type);
   if (!isListType(list) || !isNonNullType(list.ofType) || !isObjectType(list.ofType.ofType)) return unsupported('not a list of objects');
   return list.ofType.ofType;
-}
-
-function prefixed(alias: string, order: string): string {
-  return order
-    .split(',')
-    .map((c) => `${alias}.${c.trim()}`)
-    .join(', ');
 }
 
 function sqlString(text: string): string {

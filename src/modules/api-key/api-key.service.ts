@@ -3,6 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../auth/principal';
 import { badInput, notFound } from '../../errors';
 import { isUuid } from '../../db/pagination';
+import { REVEALED } from '../../db/read-plan';
 import { codePointLength } from '../../input/text-input';
 import { checkEndpoint, type EgressPolicy } from '../../llm/egress';
 import type { ProviderCredentials } from '../../llm/language-models';
@@ -133,8 +134,7 @@ export class ApiKeyService {
           set last_used_at = greatest(k.last_used_at, u.used_at)
          from (select x.provider, x.key_label, max(x.created_at) as used_at
                  from comparison_responses x join comparison_results c on c.id = x.comparison_id
-                where c.id = ? and c.owner_id = ? and c.blind
-                  and exists (select 1 from votes v where v.comparison_id = c.id)
+                where c.id = ? and c.owner_id = ? and c.blind and ${REVEALED.sql('c')}
                 group by 1, 2) u
         where k.owner_id = ? and k.provider = u.provider and k.label = u.key_label`,
       [comparisonId, principal.userId, principal.userId],

@@ -11,13 +11,16 @@
  * position, i.e. by label.
  *
  * Revealed. A comparison is revealed when it is not blind, or once a vote on
- * it exists (`REVEALED_SQL`): the vote row is the reveal, so the two are
+ * it exists: the `REVEALED` rule of `db/read-plan.ts`, the one declaration
+ * that yields its SQL predicate (`REVEALED.sql(alias)`) and its TypeScript
+ * check (`REVEALED.check(facts)`). The vote row is the reveal, so the two are
  * written atomically by the vote's own statement and every instance sees the
  * same answer. Reads compute it in SQL next to the row they read.
  *
- * Hidden while unrevealed (`hideIdentity`), on every read path that goes
- * through `ComparisonService` (queries, the list's look-ahead, search hits,
- * votes' winners, exports) and in `comparisonEvents`:
+ * Hidden while unrevealed (`REVEALED.conceals`, applied by `presentResponse`),
+ * on every read path that goes through `ComparisonService` (queries, the
+ * list's look-ahead, search hits, votes' winners, exports), in the compiled
+ * reads (which leave such a row to the services) and in `comparisonEvents`:
  * - `provider`, `model`, `keyLabel`: null (the label of a key names the endpoint);
  * - `costUsd`: null (a price identifies a model);
  * - `promptTokens`, `completionTokens`: null (the same prompt counts
@@ -39,11 +42,14 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomInt } from 'node:crypto';
 import { badInput } from '../../errors';
+import { HIDDEN_DETAILS, hiddenError, RESPONSE_LABEL, REVEALED } from '../../db/read-plan';
 import type { ComparisonResponseView } from './comparison.entity';
+
+export { HIDDEN_DETAILS, hiddenError };
 
 /** "A" for position 0, "B" for 1, … (a comparison has at most 8 responses). */
 export function responseLabel(position: number): string {
-  return String.fromCharCode(65 + position);
+  return RESPONSE_LABEL.value({ position }) as string;
 }
 
 /** A random number in [0, max), by default from the crypto RNG. Injectable for tests. */
@@ -60,24 +66,6 @@ export function shuffled<T>(items: readonly T[], random: RandomInt = cryptoRando
   return out;
 }
 
-/** SQL: whether the comparison under `alias` is revealed (not blind, or voted on). */
-export const revealedSql = (alias: string) => `(not ${alias}.blind or exists (select 1 from votes rv where rv.comparison_id = ${alias}.id))`;
-
-/** Errors the server itself writes: they say nothing about the model, so they stay as they are. */
-const SERVER_ERRORS = /^(Cancelled|Interrupted|Internal error)/;
-/** `REASON: provider text` as the runner stores a provider failure. */
-const PROVIDER_ERROR = /^([A-Z_]{2,32}): /;
-
-export const HIDDEN_DETAILS = 'details hidden until you vote';
-
-/** The error text a reader may see while the comparison is unrevealed. */
-export function hiddenError(error: string | null | undefined): string | null {
-  if (error === null || error === undefined) return null;
-  if (SERVER_ERRORS.test(error)) return error;
-  const reason = PROVIDER_ERROR.exec(error)?.[1];
-  return reason ? `${reason}: the model call failed (${HIDDEN_DETAILS})` : `The model call failed (${HIDDEN_DETAILS})`;
-}
-
 /** A response as read paths return it: identity fields nullable, plus its label. */
 export type PresentedResponse = Omit<ComparisonResponseView, 'provider' | 'model' | 'keyLabel'> & {
   provider: ComparisonResponseView['provider'] | null;
@@ -88,20 +76,7 @@ export type PresentedResponse = Omit<ComparisonResponseView, 'provider' | 'model
 
 /** The response as the reader sees it: everything when `revealed`, else the identity hidden (see the module comment). */
 export function presentResponse(row: ComparisonResponseView, revealed: boolean): PresentedResponse {
-  const label = responseLabel(row.position);
-  if (revealed) return { ...row, label };
-  return {
-    ...row,
-    label,
-    provider: null,
-    model: null,
-    keyLabel: null,
-    costUsd: null,
-    promptTokens: null,
-    completionTokens: null,
-    customEndpoint: false,
-    error: hiddenError(row.error),
-  };
+  return REVEALED.present<PresentedResponse>({ ...row, label: responseLabel(row.position) }, revealed);
 }
 
 /**
@@ -112,7 +87,7 @@ export async function assertNothingHidden(em: EntityManager, conversationId: str
   const [hidden] = await em
     .getConnection()
     .execute<Array<{ id: string }>>(
-      `select r.id from comparison_results r where r.conversation_id = ? and not ${revealedSql('r')} order by r.created_at limit 1`,
+      `select r.id from comparison_results r where r.conversation_id = ? and not ${REVEALED.sql('r')} order by r.created_at limit 1`,
       [conversationId],
     );
   if (hidden) {

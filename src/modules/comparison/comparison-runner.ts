@@ -55,7 +55,8 @@ import { validatePrompt } from '../message/chat.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from '../message/history';
 import { Message, MessageRole } from '../message/message.entity';
-import { assertNothingHidden, revealedSql, shuffled } from './blind';
+import { REVEALED } from '../../db/read-plan';
+import { assertNothingHidden, shuffled } from './blind';
 import { categorize, parseCategory } from './category';
 import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, type ControlMessage, ResponsePublisher } from './comparison-events';
 import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
@@ -611,7 +612,7 @@ function parseModels(raw: readonly string[]): ModelId[] {
 }
 
 async function revealedById(em: EntityManager, comparisonId: string): Promise<boolean> {
-  const [row] = await em.getConnection().execute<Array<{ revealed: boolean }>>(`select ${revealedSql('r')} as revealed from comparison_results r where r.id = ?`, [comparisonId]);
+  const [row] = await em.getConnection().execute<Array<{ revealed: boolean }>>(`select ${REVEALED.sql('r')} as revealed from comparison_results r where r.id = ?`, [comparisonId]);
   return row?.revealed === true;
 }
 

@@ -1,17 +1,31 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../auth/principal';
 import { notFound } from '../../errors';
-import { type CursorCodec, type ExtraColumn, isUuid, ownedPage, type Page } from '../../db/pagination';
+import { type CursorCodec, isUuid, type Page } from '../../db/pagination';
 import { embeddedRows, plainShape } from '../../db/plain';
+import {
+  childListBatchSql,
+  childOfSql,
+  childRowsSql,
+  COMPARISON_BY_ID,
+  COMPARISONS,
+  CONVERSATION_COMPARISONS,
+  type ExtraColumn,
+  orderSql,
+  ownedRowsSql,
+  readOwnedPage,
+  RESPONSES,
+  REVEALED,
+} from '../../db/read-plan';
 import { pgArray } from '../../db/sql';
-import { type PresentedResponse, presentResponse, revealedSql } from './blind';
+import { type PresentedResponse, presentResponse } from './blind';
 import { ComparisonResponse, type ComparisonResponseView, ComparisonResult, type ComparisonView } from './comparison.entity';
 
 /**
  * Reads of comparisons, owner-scoped, as plain rows (see `db/plain.ts`).
  * Running them (the writes) lives in `comparison-runner.ts`.
  *
- * Every read computes `revealed` in SQL next to the rows and returns
+ * Every read computes `revealed` (the `REVEALED` rule of `db/read-plan.ts`) in SQL next to the rows and returns
  * responses as the reader may see them (`presentResponse`, `blind.ts`): a
  * blind comparison's identity never leaves this service before its vote,
  * whichever resolver, loader, export or look-ahead asked.
@@ -26,9 +40,8 @@ export class ComparisonService {
     after: string | null | undefined,
     extraColumns: ExtraColumn[] = [],
   ): Promise<Page<ComparisonView>> {
-    return ownedPage(em, ComparisonResult, {
+    return readOwnedPage(em, COMPARISONS, {
       alias: 'r',
-      list: 'comparisons',
       ownerId: principal.userId,
       cursors: this.cursors,
       first,
@@ -44,7 +57,7 @@ export class ComparisonService {
   findByIds(em: EntityManager, principal: Principal, ids: readonly string[]): Promise<ComparisonView[]> {
     const valid = ids.filter(isUuid);
     if (valid.length === 0) return Promise.resolve([]);
-    return selectComparisons(em, `r.id = any(?::uuid[]) and r.owner_id = ?`, [pgArray(valid), principal.userId]);
+    return selectComparisons(em, ownedRowsSql(COMPARISON_BY_ID, 'r'), [pgArray(valid), principal.userId]);
   }
 
   async get(em: EntityManager, principal: Principal, id: string): Promise<ComparisonView> {
@@ -55,12 +68,17 @@ export class ComparisonService {
 
   /** Oldest first. Callers reach these ids through an owner-checked conversation. */
   byConversationIds(em: EntityManager, conversationIds: readonly string[]): Promise<ComparisonView[]> {
-    return selectComparisons(em, `r.conversation_id = any(?::uuid[]) order by r.created_at, r.id`, [pgArray([...conversationIds])]);
+    const where = `${childOfSql(CONVERSATION_COMPARISONS, 'r', 'any(?::uuid[])')} order by ${orderSql(CONVERSATION_COMPARISONS, 'r')}`;
+    return selectComparisons(em, where, [pgArray([...conversationIds])]);
   }
 
   /** In the order shown (by label). Callers reach these ids through an owner-checked comparison. */
-  responsesByComparisonIds(em: EntityManager, comparisonIds: readonly string[]): Promise<PresentedResponse[]> {
-    return selectResponses(em, `x.comparison_id = any(?::uuid[]) order by x.comparison_id, x.position`, [pgArray([...comparisonIds])]);
+  async responsesByComparisonIds(em: EntityManager, comparisonIds: readonly string[]): Promise<PresentedResponse[]> {
+    const shape = plainShape<ComparisonResponseView>(em, ComparisonResponse);
+    const rows: Array<Record<string, unknown>> = await em
+      .getConnection()
+      .execute(childListBatchSql(RESPONSES, shape.columns), [pgArray([...comparisonIds])]);
+    return rows.map(({ __visible, ...row }) => presentResponse(shape.map(row), __visible === true));
   }
 
   /**
@@ -71,8 +89,8 @@ export class ComparisonService {
   embeddedResponses(em: EntityManager, parentAlias: string) {
     const embedded = embeddedRows<ComparisonResponseView>(em, ComparisonResponse, {
       as: '__responses',
-      childQuery: `select * from comparison_responses x2 where x2.comparison_id = ${parentAlias}.id`,
-      orderBy: 'x.position',
+      childQuery: childRowsSql(RESPONSES, 'x2', `${parentAlias}.id`),
+      orderBy: orderSql(RESPONSES, 'x'),
       params: [],
     });
     return {
@@ -90,7 +108,7 @@ export class ComparisonService {
   }
 }
 
-const REVEALED_COLUMN: ExtraColumn = { sql: `${revealedSql('r')} as "revealed"`, params: [] };
+const REVEALED_COLUMN: ExtraColumn = { sql: `${REVEALED.sql('r')} as "revealed"`, params: [] };
 
 /** Plain comparisons (alias `r`) with `revealed`. */
 async function selectComparisons(em: EntityManager, where: string, params: unknown[]): Promise<ComparisonView[]> {
@@ -107,7 +125,7 @@ async function selectResponses(em: EntityManager, where: string, params: unknown
   const rows: Array<Record<string, unknown>> = await em
     .getConnection()
     .execute(
-      `select ${shape.columns('x')}, ${revealedSql('c')} as "__revealed"
+      `select ${shape.columns('x')}, ${REVEALED.sql('c')} as "__revealed"
          from comparison_responses x join comparison_results c on c.id = x.comparison_id
         where ${where}`,
       params,

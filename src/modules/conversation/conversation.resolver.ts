@@ -3,7 +3,7 @@ import { Arg, Args, ArgsType, Ctx, Extensions, FieldResolver, ID, Info, Int, Mut
 import { cacheHint } from '../../read-cache/cache-policy';
 import { requireUser } from '../../auth/principal';
 import { childFieldArgs } from '../common/lookahead';
-import { isPageSize } from '../../db/pagination';
+import { isPageSizeOf, MESSAGES } from '../../db/read-plan';
 import type { Context } from '../common/context';
 import { Connection, PageArgs, PageArgsOf, totalCountResolver } from '../common/connection';
 import { ComparisonResult } from '../comparison/comparison.entity';
@@ -16,9 +16,9 @@ export class ConversationConnection extends Connection(Conversation) {}
 @ObjectType({ simpleResolvers: true })
 export class MessageConnection extends Connection(Message) {}
 
-/** A conversation's messages: 50 per page unless asked. */
+/** A conversation's messages: the `MESSAGES` read plan's default page unless asked. */
 @ArgsType()
-class MessagePageArgs extends PageArgsOf(50) {}
+class MessagePageArgs extends PageArgsOf(MESSAGES.page.default) {}
 
 export const ConversationConnectionResolver = totalCountResolver(ConversationConnection, (ctx: Context) =>
   ctx.services.conversations.count(ctx.em, requireUser(ctx.principal)),
@@ -32,7 +32,7 @@ export class ConversationResolver {
     const principal = requireUser(ctx.principal);
     // Look-ahead: the first page of each conversation's messages comes in the list's own statement.
     const messages = childFieldArgs(info, ['nodes', 'messages']) as { first?: number; after?: string | null } | undefined;
-    const embed = messages && !messages.after && isPageSize(messages.first) ? ctx.services.messages.embeddedFirstPages(ctx.em, 'c', messages.first) : undefined;
+    const embed = messages && !messages.after && isPageSizeOf(MESSAGES, messages.first) ? ctx.services.messages.embeddedFirstPages(ctx.em, 'c', messages.first) : undefined;
     const page = await ctx.services.conversations.list(ctx.em, principal, first, after, embed && [embed.column]);
     if (embed) {
       for (const node of page.nodes) {

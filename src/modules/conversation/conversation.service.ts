@@ -2,7 +2,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../auth/principal';
 import { badInput, notFound } from '../../errors';
 import { codePointLength } from '../../input/text-input';
-import { type CursorCodec, type ExtraColumn, isUuid, ownedPage, type Page } from '../../db/pagination';
+import { type CursorCodec, isUuid, type Page } from '../../db/pagination';
+import { CONVERSATION_BY_ID, CONVERSATIONS, type ExtraColumn, ownedRowsSql, readOwnedPage } from '../../db/read-plan';
 import { selectPlain } from '../../db/plain';
 import { pgArray } from '../../db/sql';
 import { Conversation, type ConversationView } from './conversation.entity';
@@ -12,7 +13,7 @@ const MAX_TITLE = 200;
 export class ConversationService {
   constructor(private readonly cursors: CursorCodec) {}
 
-  /** Newest first, keyset-paged on (created_at, id) with the owner index. Plain rows. */
+  /** The `CONVERSATIONS` read plan (newest first, keyset-paged on (created_at, id) with the owner index). Plain rows. */
   list(
     em: EntityManager,
     principal: Principal,
@@ -20,7 +21,7 @@ export class ConversationService {
     after: string | null | undefined,
     extraColumns?: ExtraColumn[],
   ): Promise<Page<ConversationView>> {
-    return ownedPage(em, Conversation, { alias: 'c', list: 'conversations', ownerId: principal.userId, cursors: this.cursors, first, after, extraColumns });
+    return readOwnedPage(em, CONVERSATIONS, { alias: 'c', ownerId: principal.userId, cursors: this.cursors, first, after, extraColumns });
   }
 
   count(em: EntityManager, principal: Principal): Promise<number> {
@@ -31,7 +32,7 @@ export class ConversationService {
   async findByIds(em: EntityManager, principal: Principal, ids: readonly string[]): Promise<ConversationView[]> {
     const valid = ids.filter(isUuid);
     if (valid.length === 0) return [];
-    return selectPlain(em, Conversation, 'c', 'c.id = any(?::uuid[]) and c.owner_id = ?', [pgArray(valid), principal.userId]);
+    return selectPlain(em, Conversation, 'c', ownedRowsSql(CONVERSATION_BY_ID, 'c'), [pgArray(valid), principal.userId]);
   }
 
   async get(em: EntityManager, principal: Principal, id: string): Promise<ConversationView> {

@@ -8,6 +8,7 @@
  * frozen copies (20261128021000, 20261207064000): migrations are history.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { REVEALED } from '../../db/read-plan';
 import { DEFAULT_LABEL } from '../../llm/model-id';
 import type { NormalisedFilter } from './leaderboard.types';
 
@@ -150,7 +151,7 @@ export function mineStatement(userId: string, f: NormalisedFilter): { sql: strin
 function verdictWhere(f: NormalisedFilter, params: unknown[]): string {
   const where = [
     'j.outcome is not null',
-    '(not c.blind or exists (select 1 from votes rv where rv.comparison_id = c.id))',
+    REVEALED.sql('c'),
     // Answers from a user's own endpoint count only on MINE (issue 16, case 7).
     'not exists (select 1 from comparison_responses cr where cr.id in (j.first_id, j.second_id) and cr.custom_endpoint)',
     // Nor does a verdict of a judge served by a user's own endpoint.

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { type CursorCodec, type CursorPosition, type Page, pageSize, toPage } from '../../db/pagination';
+import { type CursorCodec, type CursorPosition, type Page, toPage } from '../../db/pagination';
 import { embeddedRows, plainShape } from '../../db/plain';
+import { childPagesBatchSql, childRowsSql, cursorScope, MESSAGES, orderSql, pageLimit } from '../../db/read-plan';
 import { pgArray } from '../../db/sql';
 import { Message, type MessageView } from './message.entity';
 
@@ -13,19 +14,20 @@ export interface MessagePageKey {
 /**
  * Reads of messages for already owner-checked conversations. Each method
  * answers for many conversations in one statement (the loaders call them).
+ * A conversation's pages follow the `MESSAGES` read plan (`db/read-plan.ts`).
  */
 export class MessageService {
   constructor(private readonly cursors: CursorCodec) {}
 
   cursorScope(conversationId: string): string {
-    return `messages:${conversationId}`;
+    return cursorScope(MESSAGES, conversationId);
   }
 
   /** Validates the paging args of `Conversation.messages` into a loader key. */
   pageKey(conversationId: string, first: number | null | undefined, after: string | null | undefined): MessagePageKey {
     return {
       conversationId,
-      first: pageSize(first, 50),
+      first: pageLimit(MESSAGES, first),
       after: after ? this.cursors.decode(this.cursorScope(conversationId), after) : null,
     };
   }
@@ -33,29 +35,17 @@ export class MessageService {
   /** One `LATERAL` statement: each conversation's page, oldest first, as plain rows. */
   async pages(em: EntityManager, keys: readonly MessagePageKey[]): Promise<Page<MessageView>[]> {
     const shape = plainShape<MessageView>(em, Message);
-    const rows: Array<Record<string, unknown> & { k_idx: number }> = await em.getConnection().execute(
-      `select k.idx as k_idx, ${shape.columns('m')}
-         from unnest(?::uuid[], ?::timestamptz[], ?::uuid[], ?::int[]) with ordinality as k(cid, after_at, after_id, lim, idx)
-         cross join lateral (
-           select * from messages msg
-            where msg.conversation_id = k.cid
-              and (k.after_at is null or (msg.created_at, msg.id) > (k.after_at, k.after_id))
-            order by msg.created_at, msg.id
-            limit k.lim
-         ) m
-        order by k.idx, m.created_at, m.id`,
-      [
+    const rows: Array<Record<string, unknown> & { k_idx: number }> = await em
+      .getConnection()
+      .execute(childPagesBatchSql(MESSAGES, shape.columns), [
         pgArray(keys.map((k) => k.conversationId)),
         pgArray(keys.map((k) => k.after?.createdAt ?? null)),
         pgArray(keys.map((k) => k.after?.id ?? null)),
         pgArray(keys.map((k) => k.first + 1)),
-      ],
-    );
+      ]);
     const perKey: MessageView[][] = keys.map(() => []);
     for (const row of rows) perKey[Number(row.k_idx) - 1]!.push(shape.map(row));
-    return keys.map((key, i) =>
-      toPage(perKey[i]!, key.first, (m) => this.cursors.encode(this.cursorScope(key.conversationId), m)),
-    );
+    return keys.map((key, i) => toPage(perKey[i]!, key.first, (m) => this.cursors.encode(this.cursorScope(key.conversationId), m)));
   }
 
   /**
@@ -66,8 +56,8 @@ export class MessageService {
   embeddedFirstPages(em: EntityManager, parentAlias: string, first: number) {
     const embedded = embeddedRows<MessageView>(em, Message, {
       as: '__messages',
-      childQuery: `select * from messages m where m.conversation_id = ${parentAlias}.id order by m.created_at, m.id limit ?`,
-      orderBy: 'x.created_at, x.id',
+      childQuery: childRowsSql(MESSAGES, 'm', `${parentAlias}.id`, { limit: '?' }),
+      orderBy: orderSql(MESSAGES, 'x'),
       params: [first + 1],
     });
     return {
@@ -80,10 +70,11 @@ export class MessageService {
   }
 
   async counts(em: EntityManager, conversationIds: readonly string[]): Promise<Map<string, number>> {
-    const rows: Array<{ conversation_id: string; n: string }> = await em.getConnection().execute(
-      `select conversation_id, count(*) as n from messages where conversation_id = any(?::uuid[]) group by conversation_id`,
-      [pgArray([...conversationIds])],
-    );
+    const rows: Array<{ conversation_id: string; n: string }> = await em
+      .getConnection()
+      .execute(`select conversation_id, count(*) as n from messages where conversation_id = any(?::uuid[]) group by conversation_id`, [
+        pgArray([...conversationIds]),
+      ]);
     return new Map(rows.map((r) => [r.conversation_id, Number(r.n)]));
   }
 

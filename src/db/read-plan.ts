@@ -1,0 +1,507 @@
+/**
+ * Read plans: every fact the hot reads need about a relation or a visibility
+ * rule, declared once (the declarations are the first half of this file).
+ *
+ * A relation plan says which rows a list or relation field of the schema
+ * holds: the entity and its table, how the rows hang off their parent (an
+ * owner column or a foreign key), their order, the page bounds and the cursor
+ * scope. Every way of reading the field is derived from it (the second half
+ * of this file has the derivations):
+ * - the services' pages and the DataLoader batches (`readOwnedPage`,
+ *   `childPagesBatchSql`, `childListBatchSql`);
+ * - the look-ahead embedding of children in their parent list's statement
+ *   (`childRowsSql`);
+ * - the compiled read's SQL (`graphql/compiled-read.ts`, which knows no table:
+ *   it asks {@link RELATIONS} and {@link COMPUTED}).
+ *
+ * A visibility rule is a predicate over facts of a row (a boolean column,
+ * whether rows of another table point at it), written as data, so its SQL
+ * predicate (`rule.sql(alias)`) and its TypeScript check (`rule.check(facts)`)
+ * are two readings of the same declaration; it also lists what a reader sees
+ * of the rows it governs while it does not hold (`rule.present`).
+ *
+ * Changing a declaration changes SQL: `test/read-plan-sql.test.ts` snapshots the
+ * SQL of every field a compiled read accepts (`test/__snapshots__/`), so the
+ * change shows in review; `test/read-plan-documents.test.ts` answers random
+ * documents both ways and requires the same bytes.
+ */
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { badInput } from '../errors';
+import { type CursorCodec, type CursorPosition, MAX_PAGE_SIZE, type Page, toPage } from './pagination';
+import { plainShape } from './plain';
+
+// ─── Visibility rules ──────────────────────────────────────────────────────────
+
+/** Errors the server itself writes: they say nothing about the model, so they stay as they are. */
+const SERVER_ERRORS = /^(Cancelled|Interrupted|Internal error)/;
+/** `REASON: provider text` as the runner stores a provider failure. */
+const PROVIDER_ERROR = /^([A-Z_]{2,32}): /;
+
+export const HIDDEN_DETAILS = 'details hidden until you vote';
+
+/** The error text a reader may see of an unrevealed blind response: the reason code, never the provider's own text. */
+export function hiddenError(error: string | null | undefined): string | null {
+  if (error === null || error === undefined) return null;
+  if (SERVER_ERRORS.test(error)) return error;
+  const reason = PROVIDER_ERROR.exec(error)?.[1];
+  return reason ? `${reason}: the model call failed (${HIDDEN_DETAILS})` : `The model call failed (${HIDDEN_DETAILS})`;
+}
+
+/**
+ * REVEALED: a comparison is revealed when it is not blind, or once a vote on
+ * it exists (the vote row is the reveal, written atomically by the vote's own
+ * statement, so every instance sees the same answer). While it is not, its
+ * responses hide what would name a model (see `modules/comparison/blind.ts`).
+ */
+export const REVEALED = visibilityRule({
+  name: 'revealed',
+  entity: 'ComparisonResult',
+  table: 'comparison_results',
+  facts: {
+    blind: { column: 'blind' },
+    voted: { exists: { table: 'votes', foreignKey: 'comparison_id' } },
+  },
+  holds: { anyOf: [{ not: { fact: 'blind' } }, { fact: 'voted' }] },
+  conceals: {
+    entity: 'ComparisonResponse',
+    fields: {
+      // The label of a key names the endpoint.
+      provider: () => null,
+      model: () => null,
+      keyLabel: () => null,
+      // A price identifies a model.
+      costUsd: () => null,
+      // The same prompt counts differently under each provider's tokenizer.
+      promptTokens: () => null,
+      completionTokens: () => null,
+      // Not nullable; true would tell which answer came through which of the user's keys.
+      customEndpoint: () => false,
+      error: (value) => hiddenError(value as string | null),
+    },
+  },
+});
+
+// ─── Fields computed from a row's own columns ──────────────────────────────────
+
+/** A field whose resolver computes its value from the row: the same value as JSON text in SQL and in TypeScript. */
+export interface ComputedField<R> {
+  /** SQL text expression: the field's JSON text for the row under `alias`. */
+  json(alias: string): string;
+  value(row: R): unknown;
+}
+
+/** "A" for position 0, "B" for 1, … (a comparison has at most 8 responses). */
+export const RESPONSE_LABEL: ComputedField<{ position: number }> = {
+  json: (a) => `to_json(chr(65 + ${a}.position))::text`,
+  value: (row) => String.fromCharCode(65 + row.position),
+};
+
+/** `Type.field` → computed field (`ComparisonResult.revealed` is the rule above, read next to the row). */
+export const COMPUTED: Readonly<Record<string, ComputedField<never>>> = {
+  'ComparisonResponse.label': RESPONSE_LABEL,
+  'ComparisonResult.revealed': {
+    json: (a) => `(case when ${REVEALED.sql(a)} then 'true' else 'false' end)`,
+    value: (row: { revealed: boolean }) => row.revealed,
+  },
+};
+
+// ─── Relations ─────────────────────────────────────────────────────────────────
+
+/** Keyset order on `(created_at, id)`: the cursor carries both. */
+const NEWEST_FIRST: Keyset = { columns: ['created_at', 'id'], direction: 'desc' };
+const OLDEST_FIRST: Keyset = { columns: ['created_at', 'id'], direction: 'asc' };
+
+/** The viewer's own row. */
+export const VIEWER = plan({ kind: 'viewer', field: 'Query.me', entity: 'User', table: 'users' });
+
+/** A user's conversations, newest first, 20 per page. */
+export const CONVERSATIONS = plan({
+  kind: 'ownedList',
+  field: 'Query.conversations',
+  entity: 'Conversation',
+  table: 'conversations',
+  owner: 'owner_id',
+  order: NEWEST_FIRST,
+  page: { default: 20, max: MAX_PAGE_SIZE },
+  cursor: 'conversations',
+});
+
+/** A user's comparisons, newest first, 20 per page. */
+export const COMPARISONS = plan({
+  kind: 'ownedList',
+  field: 'Query.comparisons',
+  entity: 'ComparisonResult',
+  table: 'comparison_results',
+  owner: 'owner_id',
+  order: NEWEST_FIRST,
+  page: { default: 20, max: MAX_PAGE_SIZE },
+  cursor: 'comparisons',
+});
+
+/** One of the user's conversations by id; another user's id reads as a missing one. */
+export const CONVERSATION_BY_ID = plan({
+  kind: 'ownedRow',
+  field: 'Query.conversation',
+  entity: 'Conversation',
+  table: 'conversations',
+  owner: 'owner_id',
+});
+
+/** One of the user's comparisons by id. */
+export const COMPARISON_BY_ID = plan({
+  kind: 'ownedRow',
+  field: 'Query.comparison',
+  entity: 'ComparisonResult',
+  table: 'comparison_results',
+  owner: 'owner_id',
+});
+
+/** A conversation's messages, oldest first, 50 per page. */
+export const MESSAGES = plan({
+  kind: 'childPage',
+  field: 'Conversation.messages',
+  entity: 'Message',
+  table: 'messages',
+  foreignKey: 'conversation_id',
+  order: OLDEST_FIRST,
+  page: { default: 50, max: MAX_PAGE_SIZE },
+  cursor: 'messages',
+});
+
+/** A comparison's responses in the order shown (by label); hidden fields while it is not {@link REVEALED}. */
+export const RESPONSES = plan({
+  kind: 'childList',
+  field: 'ComparisonResult.responses',
+  entity: 'ComparisonResponse',
+  table: 'comparison_responses',
+  foreignKey: 'comparison_id',
+  order: ['position'],
+  concealedUnless: REVEALED,
+});
+
+/** A conversation's comparisons, oldest first. */
+export const CONVERSATION_COMPARISONS = plan({
+  kind: 'childList',
+  field: 'Conversation.comparisons',
+  entity: 'ComparisonResult',
+  table: 'comparison_results',
+  foreignKey: 'conversation_id',
+  order: ['created_at', 'id'],
+});
+
+/** `Type.field` → its plan: what the compiled read may compile (nothing else is a relation to it). */
+export const RELATIONS: Readonly<Record<string, RelationPlan>> = Object.fromEntries(
+  [VIEWER, CONVERSATIONS, COMPARISONS, CONVERSATION_BY_ID, COMPARISON_BY_ID, MESSAGES, RESPONSES, CONVERSATION_COMPARISONS].map((p) => [
+    p.field,
+    p,
+  ]),
+);
+
+// ─── What a declaration is ─────────────────────────────────────────────────────
+
+export interface Keyset {
+  columns: readonly ['created_at', 'id'];
+  direction: 'asc' | 'desc';
+}
+
+interface PageBounds {
+  default: number;
+  max: number;
+}
+
+interface PlanBase {
+  /** The schema field it answers, `Type.field`. */
+  field: string;
+  /** The MikroORM entity (its metadata names the columns) and its table. */
+  entity: string;
+  table: string;
+}
+
+/** The viewer's own row (`id` = the user). */
+export interface ViewerPlan extends PlanBase {
+  kind: 'viewer';
+}
+
+/** One owned row by id (`owner` = the user): another user's row reads as missing. */
+export interface OwnedRowPlan extends PlanBase {
+  kind: 'ownedRow';
+  owner: string;
+}
+
+/** A connection of the user's own rows (`owner` = the user), keyset-paged, cursors scoped to `<cursor>:<userId>`. */
+export interface OwnedListPlan extends PlanBase {
+  kind: 'ownedList';
+  owner: string;
+  order: Keyset;
+  page: PageBounds;
+  cursor: string;
+}
+
+/** A connection of a parent's children (`foreignKey` = the parent's id), keyset-paged, cursors scoped to `<cursor>:<parentId>`. */
+export interface ChildPagePlan extends PlanBase {
+  kind: 'childPage';
+  foreignKey: string;
+  order: Keyset;
+  page: PageBounds;
+  cursor: string;
+}
+
+/** All of a parent's children, in `order` (ascending columns); some fields hidden unless the parent satisfies `concealedUnless`. */
+export interface ChildListPlan extends PlanBase {
+  kind: 'childList';
+  foreignKey: string;
+  order: readonly string[];
+  concealedUnless?: VisibilityRule<string>;
+}
+
+export type RelationPlan = ViewerPlan | OwnedRowPlan | OwnedListPlan | ChildPagePlan | ChildListPlan;
+
+function identifier(name: string, what: string): string {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`read plan: ${what} must be a lower-case SQL identifier, got "${name}"`);
+  return name;
+}
+
+/** Checks a declaration once, at load: every name that reaches SQL text is an identifier. */
+function plan<P extends RelationPlan>(p: P): P {
+  identifier(p.table, `${p.field} table`);
+  if ('owner' in p) identifier(p.owner, `${p.field} owner`);
+  if ('foreignKey' in p) identifier(p.foreignKey, `${p.field} foreignKey`);
+  if (p.kind === 'childList') p.order.forEach((c) => identifier(c, `${p.field} order`));
+  if ('page' in p && !(p.page.default >= 1 && p.page.default <= p.page.max && p.page.max <= MAX_PAGE_SIZE)) {
+    throw new Error(`read plan: ${p.field} page bounds must be 1 ≤ default ≤ max ≤ ${MAX_PAGE_SIZE}`);
+  }
+  return Object.freeze(p);
+}
+
+// ─── Derivations: relations ────────────────────────────────────────────────────
+
+type Ordered = OwnedListPlan | ChildPagePlan | ChildListPlan;
+
+/** `a.created_at desc, a.id desc` (keysets), `a.position` (lists). */
+export function orderSql(p: Ordered, alias: string): string {
+  if (p.kind === 'childList') return p.order.map((c) => `${alias}.${c}`).join(', ');
+  return p.order.columns.map((c) => `${alias}.${c} ${p.order.direction}`).join(', ');
+}
+
+/** The rows after a cursor position in the plan's order: `(a.created_at, a.id) < (at, id)` newest first. */
+export function afterSql(p: OwnedListPlan | ChildPagePlan, alias: string, at = '?', id = '?'): string {
+  return `(${p.order.columns.map((c) => `${alias}.${c}`).join(', ')}) ${p.order.direction === 'desc' ? '<' : '>'} (${at}, ${id})`;
+}
+
+/** The owner filter, `a.owner_id = <user>`. */
+export function ownerSql(p: OwnedListPlan | OwnedRowPlan, alias: string, user = '?'): string {
+  return `${alias}.${p.owner} = ${user}`;
+}
+
+/** The DataLoader batch of owned rows by id: `a.id = any(<ids>::uuid[]) and a.owner_id = <user>` (ids, then the user). */
+export function ownedRowsSql(p: OwnedRowPlan, alias: string): string {
+  return `${alias}.id = any(?::uuid[]) and ${ownerSql(p, alias)}`;
+}
+
+/** The children of one parent, `a.conversation_id = <parent id>`. */
+export function childOfSql(p: ChildPagePlan | ChildListPlan, alias: string, parentId: string): string {
+  return `${alias}.${p.foreignKey} = ${parentId}`;
+}
+
+/** The scope a cursor of this list is signed for: `conversations:<userId>`, `messages:<conversationId>`. */
+export function cursorScope(p: OwnedListPlan | ChildPagePlan, id: string): string {
+  return `${p.cursor}:${id}`;
+}
+
+/** `first` or the plan's default, validated against its bounds (BAD_USER_INPUT otherwise). */
+export function pageLimit(p: OwnedListPlan | ChildPagePlan, first: number | null | undefined): number {
+  const size = first ?? p.page.default;
+  if (!isPageSizeOf(p, size)) throw badInput(`first must be between 1 and ${p.page.max}, got ${size}`, 'first');
+  return size;
+}
+
+/** Whether `first` is a page size the plan accepts, without throwing. */
+export function isPageSizeOf(p: OwnedListPlan | ChildPagePlan, first: unknown): first is number {
+  return Number.isInteger(first) && (first as number) >= 1 && (first as number) <= p.page.max;
+}
+
+/**
+ * One parent's children (`select * …`), in the plan's order, optionally
+ * limited: the look-ahead embedding's child query, and the compiled read's.
+ */
+export function childRowsSql(
+  p: ChildPagePlan | ChildListPlan,
+  alias: string,
+  parentId: string,
+  opts: { limit?: string; after?: [string, string] } = {},
+): string {
+  let where = childOfSql(p, alias, parentId);
+  if (opts.after && p.kind === 'childPage') where += ` and (${opts.after[0]} is null or ${afterSql(p, alias, ...opts.after)})`;
+  return `select * from ${p.table} ${alias} where ${where} order by ${orderSql(p, alias)}${opts.limit ? ` limit ${opts.limit}` : ''}`;
+}
+
+/**
+ * The DataLoader batch of a child page: each key's page in one `LATERAL`
+ * statement. Parameters, in order: parent ids (uuid[]), after positions
+ * (timestamptz[] and uuid[], null for a first page), limits (int[]). Rows
+ * carry `k_idx`, the 1-based index of their key, and come in key order, then
+ * in the plan's order. `columns(alias)` is the select list of a child.
+ */
+export function childPagesBatchSql(p: ChildPagePlan, columns: (alias: string) => string): string {
+  return `select k.idx as k_idx, ${columns('m')}
+  from unnest(?::uuid[], ?::timestamptz[], ?::uuid[], ?::int[]) with ordinality as k(pid, after_at, after_id, lim, idx)
+  cross join lateral (${childRowsSql(p, 'c', 'k.pid', { limit: 'k.lim', after: ['k.after_at', 'k.after_id'] })}) m
+ order by k.idx, ${orderSql(p, 'm')}`;
+}
+
+/**
+ * The DataLoader batch of a child list: every listed parent's children in one
+ * statement (`?` = the parent ids, uuid[]), ordered by parent, then in the
+ * plan's order. With `concealedUnless`, the parent is joined (alias `p`) and
+ * `__visible` says whether the rule holds for it.
+ */
+export function childListBatchSql(p: ChildListPlan, columns: (alias: string) => string): string {
+  const rule = p.concealedUnless;
+  const from = rule ? `${p.table} x join ${rule.table} p on p.id = x.${p.foreignKey}` : `${p.table} x`;
+  const visible = rule ? `, ${rule.sql('p')} as "__visible"` : '';
+  const order = `x.${p.foreignKey}, ${orderSql(p, 'x')}`;
+  return `select ${columns('x')}${visible} from ${from} where x.${p.foreignKey} = any(?::uuid[]) order by ${order}`;
+}
+
+/** The plain rows of a list page, the columns a cursor needs, and how to turn them into a page (see `readOwnedPage`). */
+export interface OwnedPageQuery {
+  sql: string;
+  params: unknown[];
+  limit: number;
+  scope: string;
+}
+
+/**
+ * One page of an owned list (`ownerId`'s rows), as SQL: `select` is the
+ * select list over `alias`; BAD_USER_INPUT for a page size out of bounds or a
+ * cursor this server did not sign for this list (`decode`).
+ */
+export function ownedPageSql(
+  p: OwnedListPlan,
+  opts: {
+    alias: string;
+    select: string;
+    selectParams?: unknown[];
+    ownerId: string;
+    first: number | null | undefined;
+    after: string | null | undefined;
+    decode(scope: string, cursor: string): { createdAt: Date; id: string };
+  },
+): OwnedPageQuery {
+  const limit = pageLimit(p, opts.first);
+  const a = opts.alias;
+  const scope = cursorScope(p, opts.ownerId);
+  const params = [...(opts.selectParams ?? []), opts.ownerId];
+  let where = ownerSql(p, a);
+  if (opts.after) {
+    const position = opts.decode(scope, opts.after);
+    where += ` and ${afterSql(p, a)}`;
+    params.push(position.createdAt, position.id);
+  }
+  params.push(limit + 1);
+  return { sql: `select ${opts.select} from ${p.table} ${a} where ${where} order by ${orderSql(p, a)} limit ?`, params, limit, scope };
+}
+
+/** An extra select-list entry with its parameters (see `embeddedRows` in `db/plain.ts`). */
+export interface ExtraColumn {
+  sql: string;
+  params: unknown[];
+}
+
+/** One page of the user's own rows of an owned list, as plain rows (`db/plain.ts`), with `extraColumns` selected beside them. */
+export async function readOwnedPage<T extends CursorPosition>(
+  em: EntityManager,
+  p: OwnedListPlan,
+  opts: {
+    alias: string;
+    ownerId: string;
+    cursors: CursorCodec;
+    first: number | null | undefined;
+    after: string | null | undefined;
+    extraColumns?: ExtraColumn[];
+  },
+): Promise<Page<T>> {
+  const shape = plainShape<T>(em, { name: p.entity });
+  const extra = opts.extraColumns ?? [];
+  const query = ownedPageSql(p, {
+    alias: opts.alias,
+    select: [shape.columns(opts.alias), ...extra.map((c) => c.sql)].join(', '),
+    selectParams: extra.flatMap((c) => c.params),
+    ownerId: opts.ownerId,
+    first: opts.first,
+    after: opts.after,
+    decode: (scope, cursor) => opts.cursors.decode(scope, cursor),
+  });
+  const rows: Array<Record<string, unknown>> = await em.getConnection().execute(query.sql, query.params);
+  return toPage(rows.map(shape.map), query.limit, (row) => opts.cursors.encode(query.scope, row));
+}
+
+// ─── Derivations: visibility rules ─────────────────────────────────────────────
+
+/** A fact about a row: one of its boolean columns, or whether a row of `table` has `foreignKey` = its id. */
+type Fact = { column: string } | { exists: { table: string; foreignKey: string } };
+
+type Predicate<F extends string> = { fact: F } | { not: Predicate<F> } | { anyOf: Array<Predicate<F>> } | { allOf: Array<Predicate<F>> };
+
+export interface VisibilityRule<F extends string> {
+  readonly name: string;
+  readonly entity: string;
+  readonly table: string;
+  readonly facts: Readonly<Record<F, Fact>>;
+  readonly holds: Predicate<F>;
+  /** What the rows it governs (of `entity`) show while it does not hold: each field's hidden value from its own. */
+  readonly conceals: { entity: string; fields: Readonly<Record<string, (value: unknown) => unknown>> };
+  /** SQL predicate: whether the rule holds for the row under `alias`. */
+  sql(alias: string): string;
+  /** TypeScript check: whether the rule holds for a row with these facts. */
+  check(facts: Readonly<Record<F, boolean>>): boolean;
+  /** The governed row as a reader sees it: itself when the rule holds, else with the concealed fields replaced. */
+  present<T extends object>(row: T, holds: boolean): T;
+}
+
+function visibilityRule<F extends string>(
+  spec: Pick<VisibilityRule<F>, 'name' | 'entity' | 'table' | 'facts' | 'holds' | 'conceals'>,
+): VisibilityRule<F> {
+  identifier(spec.table, `rule ${spec.name} table`);
+  for (const [name, fact] of Object.entries<Fact>(spec.facts)) {
+    identifier(name, `rule ${spec.name} fact`);
+    if ('column' in fact) identifier(fact.column, `rule ${spec.name} column`);
+    else (identifier(fact.exists.table, `rule ${spec.name} table`), identifier(fact.exists.foreignKey, `rule ${spec.name} foreign key`));
+  }
+  const factSql = (name: F, alias: string): string => {
+    const fact: Fact = spec.facts[name];
+    if ('column' in fact) return `${alias}.${fact.column}`;
+    const e = `${name}_${alias}`;
+    return `exists (select 1 from ${fact.exists.table} ${e} where ${e}.${fact.exists.foreignKey} = ${alias}.id)`;
+  };
+  const toSql = (p: Predicate<F>, alias: string): string => {
+    if ('fact' in p) return factSql(p.fact, alias);
+    if ('not' in p) return `not ${toSql(p.not, alias)}`;
+    const parts = ('anyOf' in p ? p.anyOf : p.allOf).map((q) => toSql(q, alias));
+    return `(${parts.join('anyOf' in p ? ' or ' : ' and ')})`;
+  };
+  const evaluate = (p: Predicate<F>, facts: Readonly<Record<F, boolean>>): boolean => {
+    if ('fact' in p) {
+      const value = facts[p.fact];
+      if (typeof value !== 'boolean') throw new TypeError(`rule ${spec.name}: fact ${p.fact} must be a boolean, got ${typeof value}`);
+      return value;
+    }
+    if ('not' in p) return !evaluate(p.not, facts);
+    return 'anyOf' in p ? p.anyOf.some((q) => evaluate(q, facts)) : p.allOf.every((q) => evaluate(q, facts));
+  };
+  const hidden = Object.entries(spec.conceals.fields);
+  return Object.freeze({
+    ...spec,
+    sql: (alias: string) => {
+      const text = toSql(spec.holds, alias);
+      return text.startsWith('(') ? text : `(${text})`;
+    },
+    check: (facts: Readonly<Record<F, boolean>>) => evaluate(spec.holds, facts),
+    present<T extends object>(row: T, holds: boolean): T {
+      if (holds) return row;
+      const out = { ...row } as Record<string, unknown>;
+      for (const [field, conceal] of hidden) out[field] = conceal(out[field]);
+      return out as T;
+    },
+  });
+}

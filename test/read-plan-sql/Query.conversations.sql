@@ -1,0 +1,297 @@
+-- conversations
+-- compiled leaves: (none)
+-- not compiled: totalCount
+
+-- conversations › nodes
+-- query Walk { conversations { nodes { createdAt id title updatedAt } } }
+-- not compiled: lastMessage, messageCount
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"title":' || to_json(t0.title::text)::text || ',' || '"updatedAt":' || ('"' || to_char(t0.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ?
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"title":' || to_json(t0.title::text)::text || ',' || '"updatedAt":' || ('"' || to_char(t0.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+
+-- conversations › nodes › comparisons
+-- query Walk { conversations { nodes { comparisons { blind category createdAt id prompt revealed } } } }
+-- not compiled: conversation, vote
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"blind":' || (case t1.blind when true then 'true' when false then 'false' else 'null' end) || ',' || '"category":' || coalesce(to_json(t1.category::text)::text, 'null') || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"prompt":' || to_json(t1.prompt::text)::text || ',' || '"revealed":' || (case when (not t1.blind or exists (select 1
+                    from votes voted_t1
+                    where voted_t1.comparison_id = t1.id)) then 'true' else 'false' end) || '}', ','
+              order by t1.created_at, t1.id)
+            from comparison_results t1
+            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ?
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"blind":' || (case t1.blind when true then 'true' when false then 'false' else 'null' end) || ',' || '"category":' || coalesce(to_json(t1.category::text)::text, 'null') || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"prompt":' || to_json(t1.prompt::text)::text || ',' || '"revealed":' || (case when (not t1.blind or exists (select 1
+                    from votes voted_t1
+                    where voted_t1.comparison_id = t1.id)) then 'true' else 'false' end) || '}', ','
+              order by t1.created_at, t1.id)
+            from comparison_results t1
+            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+
+-- conversations › nodes › comparisons › responses
+-- query Walk { conversations { nodes { comparisons { responses { completionTokens content createdAt customEndpoint error id keyLabel label latencyMs model promptTokens provider status timeToFirstTokenMs } } } } }
+-- not compiled: comparison, costUsd
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"responses":' || ('[' || coalesce((select string_agg('{' || '"completionTokens":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(t2.completion_tokens::int::text, 'null') end) || ',' || '"content":' || to_json(t2.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t2.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"customEndpoint":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else (case t2.custom_endpoint when true then 'true' when false then 'false' else 'null' end) end) || ',' || '"error":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.error::text)::text, 'null') end) || ',' || '"id":' || to_json(t2.id::text)::text || ',' || '"keyLabel":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.key_label::text)::text, 'null') end) || ',' || '"label":' || to_json(chr(65 + t2.position))::text || ',' || '"latencyMs":' || coalesce(t2.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.model::text)::text, 'null') end) || ',' || '"promptTokens":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(t2.prompt_tokens::int::text, 'null') end) || ',' || '"provider":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else (case t2.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) end) || ',' || '"status":' || (case t2.status::text when 'PENDING' then '"PENDING"' when 'STREAMING' then '"STREAMING"' when 'COMPLETED' then '"COMPLETED"' when 'FAILED' then '"FAILED"' when 'TIMED_OUT' then '"TIMED_OUT"' else 'null' end) || ',' || '"timeToFirstTokenMs":' || coalesce(t2.time_to_first_token_ms::int::text, 'null') || '}', ','
+                      order by t2.position)
+                    from comparison_responses t2
+                    where t2.comparison_id = t1.id), '') || ']') || '}', ','
+              order by t1.created_at, t1.id)
+            from comparison_results t1
+            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ?
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"responses":' || ('[' || coalesce((select string_agg('{' || '"completionTokens":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(t2.completion_tokens::int::text, 'null') end) || ',' || '"content":' || to_json(t2.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t2.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"customEndpoint":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else (case t2.custom_endpoint when true then 'true' when false then 'false' else 'null' end) end) || ',' || '"error":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.error::text)::text, 'null') end) || ',' || '"id":' || to_json(t2.id::text)::text || ',' || '"keyLabel":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.key_label::text)::text, 'null') end) || ',' || '"label":' || to_json(chr(65 + t2.position))::text || ',' || '"latencyMs":' || coalesce(t2.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.model::text)::text, 'null') end) || ',' || '"promptTokens":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(t2.prompt_tokens::int::text, 'null') end) || ',' || '"provider":' || (case when (not (not t1.blind or exists (select 1
+                              from votes voted_t1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else (case t2.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) end) || ',' || '"status":' || (case t2.status::text when 'PENDING' then '"PENDING"' when 'STREAMING' then '"STREAMING"' when 'COMPLETED' then '"COMPLETED"' when 'FAILED' then '"FAILED"' when 'TIMED_OUT' then '"TIMED_OUT"' else 'null' end) || ',' || '"timeToFirstTokenMs":' || coalesce(t2.time_to_first_token_ms::int::text, 'null') || '}', ','
+                      order by t2.position)
+                    from comparison_responses t2
+                    where t2.comparison_id = t1.id), '') || ']') || '}', ','
+              order by t1.created_at, t1.id)
+            from comparison_results t1
+            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+
+-- conversations › nodes › messages
+-- compiled leaves: (none)
+-- not compiled: (none)
+
+-- conversations › nodes › messages › nodes
+-- query Walk { conversations { nodes { messages { nodes { completionTokens content createdAt id latencyMs model promptTokens provider role } } } } }
+-- not compiled: conversation, costUsd
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+            order by t1.created_at asc, t1.id asc), '') || ']' || '}'
+        from (select *
+          from messages t2
+          where t2.conversation_id = t0.id
+          order by t2.created_at asc, t2.id asc
+          limit ?::int) t1
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ?
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+            order by t1.created_at asc, t1.id asc), '') || ']' || '}'
+        from (select *
+          from messages t2
+          where t2.conversation_id = t0.id
+          order by t2.created_at asc, t2.id asc
+          limit ?::int) t1
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+
+-- conversations › nodes › messages › pageInfo
+-- query Walk { conversations { nodes { messages { pageInfo { endCursor hasNextPage } } } } }
+-- not compiled: (none)
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+              order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
+        from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
+          from (select *
+            from messages t2
+            where t2.conversation_id = t0.id
+            order by t2.created_at asc, t2.id asc
+            limit ?::int) t2) t1
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ?
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+              order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
+        from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
+          from (select *
+            from messages t2
+            where t2.conversation_id = t0.id
+            order by t2.created_at asc, t2.id asc
+            limit ?::int) t2) t1
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+
+-- conversations › nodes › messages(first: $first2, after: $after2)
+-- compiled leaves: (none)
+-- not compiled: (none)
+
+-- conversations › nodes › messages(first: $first2, after: $after2) › nodes
+-- query Walk($first2: Int, $after2: String) { conversations { nodes { messages(first: $first2, after: $after2) { nodes { completionTokens content createdAt id latencyMs model promptTokens provider role } } } } }
+-- not compiled: conversation, costUsd
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+            order by t1.created_at asc, t1.id asc), '') || ']' || '}'
+        from (select *
+          from messages t2
+          where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+          order by t2.created_at asc, t2.id asc
+          limit ?::int) t1
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ?
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+            order by t1.created_at asc, t1.id asc), '') || ']' || '}'
+        from (select *
+          from messages t2
+          where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+          order by t2.created_at asc, t2.id asc
+          limit ?::int) t1
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+
+-- conversations › nodes › messages(first: $first2, after: $after2) › pageInfo
+-- query Walk($first2: Int, $after2: String) { conversations { nodes { messages(first: $first2, after: $after2) { pageInfo { endCursor hasNextPage } } } } }
+-- not compiled: (none)
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+              order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
+        from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
+          from (select *
+            from messages t2
+            where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+            order by t2.created_at asc, t2.id asc
+            limit ?::int) t2) t1
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ?
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' || coalesce((array_agg('"' || chr(2) || 'messages:' || t0.id || chr(3) || ((extract(epoch from t1.created_at) * 1000)::float8)::text || chr(3) || t1.id || chr(2) || '"'
+              order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
+        from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
+          from (select *
+            from messages t2
+            where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+            order by t2.created_at asc, t2.id asc
+            limit ?::int) t2) t1
+        group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+
+-- conversations › pageInfo
+-- query Walk { conversations { pageInfo { endCursor hasNextPage } } }
+-- not compiled: (none)
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select 'null' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ?
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;
+select j, ms, id, total
+  from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
+    from (select 'null' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+      from conversations t0
+      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      order by t0.created_at desc, t0.id desc
+      limit ?) s) w
+  where w.total - octet_length(w.j) <= 33554432
+  order by w.created_at desc, w.id desc;

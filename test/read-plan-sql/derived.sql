@@ -1,0 +1,92 @@
+-- Query.me: {"kind":"viewer","field":"Query.me","entity":"User","table":"users"}
+
+-- Query.conversations: {"kind":"ownedList","field":"Query.conversations","entity":"Conversation","table":"conversations","owner":"owner_id","order":{"columns":["created_at","id"],"direction":"desc"},"page":{"default":20,"max":100},"cursor":"conversations"}
+-- the service's page (readOwnedPage), first and later:
+select a.id
+  from conversations a
+  where a.owner_id = ?
+  order by a.created_at desc, a.id desc
+  limit ?;
+select a.id
+  from conversations a
+  where a.owner_id = ? and (a.created_at, a.id) < (?, ?)
+  order by a.created_at desc, a.id desc
+  limit ?;
+
+-- Query.comparisons: {"kind":"ownedList","field":"Query.comparisons","entity":"ComparisonResult","table":"comparison_results","owner":"owner_id","order":{"columns":["created_at","id"],"direction":"desc"},"page":{"default":20,"max":100},"cursor":"comparisons"}
+-- the service's page (readOwnedPage), first and later:
+select a.id
+  from comparison_results a
+  where a.owner_id = ?
+  order by a.created_at desc, a.id desc
+  limit ?;
+select a.id
+  from comparison_results a
+  where a.owner_id = ? and (a.created_at, a.id) < (?, ?)
+  order by a.created_at desc, a.id desc
+  limit ?;
+
+-- Query.conversation: {"kind":"ownedRow","field":"Query.conversation","entity":"Conversation","table":"conversations","owner":"owner_id"}
+-- the by-id DataLoader batch (where):
+a.id = any(?::uuid[]) and a.owner_id = ?;
+
+-- Query.comparison: {"kind":"ownedRow","field":"Query.comparison","entity":"ComparisonResult","table":"comparison_results","owner":"owner_id"}
+-- the by-id DataLoader batch (where):
+a.id = any(?::uuid[]) and a.owner_id = ?;
+
+-- Conversation.messages: {"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages"}
+-- the DataLoader batch (pages of many parents):
+select k.idx as k_idx, m.id as "id", (extract(epoch from m.created_at) * 1000)::float8 as "createdAt", m.prompt_tokens as "promptTokens", m.completion_tokens as "completionTokens", m.latency_ms as "latencyMs", m.cost_usd as "costUsd", m.conversation_id as "conversationId", m.role as "role", m.content as "content", m.comparison_id as "comparisonId", m.provider as "provider", m.model as "model"
+ 
+  from unnest(?::uuid[], ?::timestamptz[], ?::uuid[], ?::int[]) with ordinality as k(pid, after_at, after_id, lim, idx)
+ 
+  cross
+  join lateral (select *
+    from messages c
+    where c.conversation_id = k.pid and (k.after_at is null or (c.created_at, c.id) > (k.after_at, k.after_id))
+    order by c.created_at asc, c.id asc
+    limit k.lim) m
+
+  order by k.idx, m.created_at asc, m.id asc;
+-- the look-ahead's child query:
+select *
+  from messages m
+  where m.conversation_id = parent.id
+  order by m.created_at asc, m.id asc
+  limit ?;
+
+-- ComparisonResult.responses: {"kind":"childList","field":"ComparisonResult.responses","entity":"ComparisonResponse","table":"comparison_responses","foreignKey":"comparison_id","order":["position"],"concealedUnless":"rule revealed"}
+-- the DataLoader batch (children of many parents):
+select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.prompt_tokens as "promptTokens", x.completion_tokens as "completionTokens", x.latency_ms as "latencyMs", x.cost_usd as "costUsd", x.comparison_id as "comparisonId", x.position as "position", x.provider as "provider", x.model as "model", x.key_label as "keyLabel", x.status as "status", x.content as "content", x.error as "error", x.custom_endpoint as "customEndpoint", x.time_to_first_token_ms as "timeToFirstTokenMs", (extract(epoch from x.settled_at) * 1000)::float8 as "settledAt", x.lease_owner as "leaseOwner", (extract(epoch from x.heartbeat_at) * 1000)::float8 as "heartbeatAt", (not p.blind or exists (select 1
+      from votes voted_p
+      where voted_p.comparison_id = p.id)) as "__visible"
+  from comparison_responses x
+  join comparison_results p on p.id = x.comparison_id
+  where x.comparison_id = any(?::uuid[])
+  order by x.comparison_id, x.position;
+-- the look-ahead's child query:
+select *
+  from comparison_responses x2
+  where x2.comparison_id = parent.id
+  order by x2.position;
+
+-- Conversation.comparisons: {"kind":"childList","field":"Conversation.comparisons","entity":"ComparisonResult","table":"comparison_results","foreignKey":"conversation_id","order":["created_at","id"]}
+-- the DataLoader batch (children of many parents):
+select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.owner_id as "ownerId", x.conversation_id as "conversationId", x.prompt as "prompt", x.blind as "blind", x.category as "category"
+  from comparison_results x
+  where x.conversation_id = any(?::uuid[])
+  order by x.conversation_id, x.created_at, x.id;
+-- the look-ahead's child query:
+select *
+  from comparison_results x2
+  where x2.conversation_id = parent.id
+  order by x2.created_at, x2.id;
+
+-- rule revealed (ComparisonResult), SQL predicate:
+(not c.blind or exists (select 1 from votes voted_c where voted_c.comparison_id = c.id));
+-- rule revealed conceals on ComparisonResponse: provider, model, keyLabel, costUsd, promptTokens, completionTokens, customEndpoint, error
+
+-- computed ComparisonResponse.label:
+to_json(chr(65 + a.position))::text;
+-- computed ComparisonResult.revealed:
+(case when (not a.blind or exists (select 1 from votes voted_a where voted_a.comparison_id = a.id)) then 'true' else 'false' end);
