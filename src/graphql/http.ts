@@ -41,9 +41,14 @@ export function weakEtag(body: string): string {
   return `W/"${createHash('sha1').update(body).digest('base64url')}"`;
 }
 
+/** `If-None-Match` compares weakly (RFC 9110, 13.1.2): `W/"x"` and `"x"` match. */
 function etagMatches(header: string | undefined, etag: string): boolean {
   if (!header) return false;
-  return header.split(',').some((candidate) => candidate.trim() === etag || candidate.trim() === '*');
+  const opaque = etag.replace(/^W\//, '');
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim();
+    return tag === '*' || tag.replace(/^W\//, '') === opaque;
+  });
 }
 
 export interface GraphqlHttpDeps {
@@ -153,10 +158,18 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
     await sendTooLarge(res, budget.maxBytes);
     return;
   }
-  await sendResult(deps, req, res, method, status, response.body.string, status === 200 ? readCache.storeAs : undefined, response.headers.get('content-type'));
+  const storeAs = status === 200 ? readCache.storeAs : undefined;
+  // A stored entry's answer carries the entry's validator, whichever path answered it.
+  const entry = status === 200 ? (storeAs ?? readCache.answeredFrom) : undefined;
+  await sendResult(deps, req, res, method, status, response.body.string, storeAs, response.headers.get('content-type'), entry);
 }
 
-/** Writes a complete GraphQL response; the bytes of a cacheable one are stored as sent. */
+/**
+ * Writes a complete GraphQL response; the bytes of a cacheable one are stored
+ * as sent. A GET answer's ETag is the stored entry's (`entry`, by default the
+ * one being stored) so that it matches the edge's hits; only an answer that no
+ * entry holds gets a hash of its body.
+ */
 async function sendResult(
   deps: GraphqlHttpDeps,
   req: IncomingMessage,
@@ -166,6 +179,7 @@ async function sendResult(
   text: string,
   storeAs: (ReadPlan & { generation: number }) | undefined,
   contentType?: string,
+  entry: (ReadPlan & { generation: number }) | undefined = storeAs,
 ): Promise<void> {
   // Encoded once: the same bytes go to the client and to the cache.
   const bytes = storeAs ? deps.responseCache.encode(text) : Buffer.from(text);
@@ -174,7 +188,7 @@ async function sendResult(
   const stored = storeAs ? deps.responseCache.store(storeAs, bytes) : undefined;
   if (storeAs) res.setHeader('x-cache', 'MISS');
   if (method === 'GET' && status === 200 && !contentType?.includes('text/html')) {
-    const etag = storeAs ? entryEtag(storeAs) : weakEtag(text);
+    const etag = entry ? entryEtag(entry) : weakEtag(text);
     res.setHeader('etag', etag);
     if (etagMatches(req.headers['if-none-match'], etag)) {
       res.statusCode = 304;

@@ -58,6 +58,12 @@ export interface ReadCacheState {
   looked?: ReadPlan & { generation: number | undefined };
   /** Set by the plugin when the response may be stored: the HTTP layer stores the bytes it sends. */
   storeAs?: ReadPlan & { generation: number };
+  /**
+   * Set by the plugin when it answered from a stored entry (a request the edge
+   * steps aside for, or a document new to this process): the HTTP layer sends
+   * that entry's validator, the one its miss and the edge's hits send.
+   */
+  answeredFrom?: ReadPlan & { generation: number };
 }
 
 export class ResponseCache {
@@ -123,7 +129,11 @@ export class ResponseCache {
   }
 }
 
-/** A weak validator of a stored entry: same key, same bytes. */
+/**
+ * The weak validator of a stored entry: same key, same bytes. Every answer of
+ * the entry sends it — the miss that stores it, the edge's hits, the plugin's
+ * hits — so a client revalidating with any of them gets 304.
+ */
 export function entryEtag(at: ReadPlan & { generation: number }): string {
   return `W/"${at.generation}.${at.digest}"`;
 }

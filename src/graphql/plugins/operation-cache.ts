@@ -5,7 +5,8 @@
  * - after validation it learns the operation's cache policy once per
  *   document, so the edge can answer the next request without Apollo;
  * - when the edge did not look the request up (the document was new to this
- *   process), it looks it up here: a hit is parsed and returned (this path runs
+ *   process, or asked for `application/graphql-response+json`), it looks it up
+ *   here: a hit is parsed and returned, with the entry's ETag (this path runs
  *   once per document per process), a miss remembers the generation;
  * - a result without errors is marked to be stored (the HTTP layer stores the
  *   exact bytes it sends);
@@ -49,6 +50,7 @@ export function operationCachePlugin(responseCache: ResponseCache, compiledReads
           const found = await responseCache.lookup(plan);
           if (!found) return null;
           if (found.bytes && !state.bypass) {
+            state.answeredFrom = { ...plan, generation: found.generation };
             const { data } = JSON.parse(found.bytes.toString('utf8')) as { data: Record<string, unknown> };
             return { http: { status: undefined, headers: new HeaderMap([['x-cache', 'HIT']]) }, body: { kind: 'single', singleResult: { data } } };
           }
