@@ -351,6 +351,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           maxBodyBytes: config.limits.maxBodyBytes,
           maxResponseBytes: config.limits.maxResponseBytes,
           documents,
+          requestDeadlineMs: config.requestDeadlineMs,
         }),
         stream: createSseHandler({ schema, production, guard, maxBodyBytes: config.limits.maxBodyBytes, contexts, executor: config.graphqlExecutor }),
         health: () => healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) }),

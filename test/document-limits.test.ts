@@ -68,14 +68,20 @@ function rawUpload(
     let response = '';
     let error: string | undefined;
     let written = 0;
-    const answered = () => /\r\n\r\n/.test(response) && Buffer.byteLength(response.split('\r\n\r\n').slice(1).join('\r\n\r\n')) >= Number(/content-length: (\d+)/i.exec(response)?.[1] ?? Infinity);
+    // A whole answer: its headers, and as many body bytes as its Content-Length says.
+    const answered = () => {
+      const end = response.indexOf('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/i.exec(response)?.[1] ?? Infinity);
+      return end >= 0 && Buffer.byteLength(response.slice(end + 4), 'latin1') >= length;
+    };
     socket.setEncoding('latin1');
     if (!opts.readWhileWriting) socket.pause();
     socket.on('data', (text: string) => (response += text));
     socket.on('error', (e) => (error ??= String(e)));
     socket.on('close', () => resolve({ response, error, written }));
     const framing = opts.framing === 'chunked' ? 'transfer-encoding: chunked' : `content-length: ${opts.size}`;
-    socket.write(`POST ${path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\naccept: text/event-stream\r\n${framing}\r\n\r\n`);
+    const head = ['host: localhost', 'content-type: application/json', 'accept: text/event-stream', framing];
+    socket.write(`POST ${path} HTTP/1.1\r\n${head.join('\r\n')}\r\n\r\n`);
     const piece = Buffer.alloc(16 * 1024, 0x20);
     const next = () => {
       if (socket.destroyed || socket.writableEnded || answered()) return;
@@ -84,8 +90,11 @@ function rawUpload(
         return;
       }
       written += piece.length;
-      if (opts.framing === 'chunked') socket.write(`${piece.length.toString(16)}\r\n`), socket.write(piece), socket.write('\r\n', () => setImmediate(next));
-      else socket.write(piece, () => setImmediate(next));
+      if (opts.framing === 'chunked') {
+        socket.write(`${piece.length.toString(16)}\r\n`);
+        socket.write(piece);
+        socket.write('\r\n', () => setImmediate(next));
+      } else socket.write(piece, () => setImmediate(next));
     };
     next();
   });
@@ -281,7 +290,8 @@ describe('request bodies over the limit', () => {
       expect(result.error).toBeUndefined();
       expect(result.response).toMatch(/^HTTP\/1\.1 413 /);
       expect(result.response).toMatch(/\r\nconnection: close\r\n/i);
-      expect(JSON.parse(result.response.split('\r\n\r\n')[1]!).errors[0].extensions).toEqual({ code: 'BAD_USER_INPUT', maxBodyBytes: 256 * 1024 });
+      const body = JSON.parse(result.response.split('\r\n\r\n')[1]!);
+      expect(body.errors[0].extensions).toEqual({ code: 'BAD_USER_INPUT', maxBodyBytes: 256 * 1024 });
     };
 
     it('a chunked upload, read while writing', async () => {
@@ -306,7 +316,8 @@ describe('request bodies over the limit', () => {
     socket.on('error', () => undefined);
     const serverSide = await accepted;
     const serverClosed = new Promise<void>((resolve) => serverSide.once('close', () => resolve()));
-    socket.write(`POST /graphql/stream HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${10 * 1024 * 1024}\r\n\r\n`);
+    const head = ['host: localhost', 'content-type: application/json', `content-length: ${10 * 1024 * 1024}`];
+    socket.write(`POST /graphql/stream HTTP/1.1\r\n${head.join('\r\n')}\r\n\r\n`);
     socket.write(Buffer.alloc(64 * 1024, 0x20));
     try {
       // No more bytes and no end: the server drops the connection once it has been quiet for LINGER.idleMs.

@@ -85,13 +85,21 @@ it('GET hits carry an ETag derived from the entry and answer 304 to If-None-Matc
  * A GET with node:http, as a browser revalidates: `fetch` adds `Cache-Control: no-cache`
  * to a request carrying `If-None-Match`, which skips the lookup and hides which path answered.
  */
-function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; etag: string | undefined; cache: string | undefined; body: string }> {
+interface RawAnswer {
+  status: number;
+  etag: string | undefined;
+  cache: string | undefined;
+  body: string;
+}
+
+function rawGet(url: string, headers: Record<string, string>): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, etag: res.headers.etag, cache: res.headers['x-cache'] as string | undefined, body }));
+      const cache = res.headers['x-cache'] as string | undefined;
+      res.on('end', () => resolve({ status: res.statusCode!, etag: res.headers.etag, cache, body }));
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -100,10 +108,12 @@ function rawGet(url: string, headers: Record<string, string>): Promise<{ status:
 }
 
 describe('one validator per stored entry (issue 17: the first revalidation answered 200)', () => {
-  it('a GET the edge steps aside for (Accept: application/graphql-response+json): the miss and the hit send the entry\'s ETag, and the first revalidation answers 304', async () => {
+  it('a GET the edge steps aside for (Accept: application/graphql-response+json): the miss and the hit send the entry\'s ETag, '
+    + 'and the first revalidation answers 304', async () => {
     const owner = await t.signUp('etag-accept');
     const url = `${t.url}/graphql?query=${encodeURIComponent('{ me { email } }')}`;
-    const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true', accept: 'application/graphql-response+json' };
+    const accept = 'application/graphql-response+json';
+    const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true', accept };
     const miss = await rawGet(url, headers);
     expect(miss).toMatchObject({ status: 200, cache: 'MISS', etag: expect.stringMatching(/^W\/"0\./) });
     // Answered by Apollo's plugin from the stored entry (before: W/"<sha1 of the body>").
@@ -136,7 +146,8 @@ describeRedis('one validator per stored entry across instances (Redis)', () => {
     await first?.close();
   });
 
-  it('an entry stored by one instance: the first GET on another (its plugin\'s hit) sends the same ETag, and its revalidation answers 304', async () => {
+  it('an entry stored by one instance: the first GET on another (its plugin\'s hit) sends the same ETag, '
+    + 'and its revalidation answers 304', async () => {
     const owner = await first.signUp('etag-instances');
     const path = `/graphql?query=${encodeURIComponent('{ me { id email } }')}`;
     const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true' };
