@@ -361,6 +361,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               maxBodyBytes: config.limits.maxBodyBytes,
               maxResponseBytes: config.limits.maxResponseBytes,
               documents,
+              requestDeadlineMs: config.requestDeadlineMs,
             }),
             stream: createSseHandler({
               schema,

@@ -99,6 +99,17 @@ export interface Config {
    * SERVICE_UNAVAILABLE. 0 = none. Migrations run without either.
    */
   dbTimeouts: { statementMs: number; lockMs: number };
+  /**
+   * `REQUEST_DEADLINE_MS`: a `/graphql` request's statements together end by
+   * this long after its body was read, however many it runs (`db/request-deadline.ts`).
+   * Past it a statement is not sent (nor a pooled connection waited for), and
+   * one that starts with less time left than `statementMs` runs with its
+   * timeout lowered to what is left; the request answers SERVICE_UNAVAILABLE
+   * (503 with Retry-After when it failed as a whole). Time spent waiting for
+   * model providers does not count (LLM_TIMEOUT_MS bounds it); event streams
+   * (`/graphql/stream`) and background work have none. 0 = none.
+   */
+  requestDeadlineMs: number;
   dataDir: string;
   /** Port of the embedded PostgreSQL (only used when `databaseUrl` is unset). */
   embeddedPostgresPort: number;
@@ -453,6 +464,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       statementMs: int(env, 'DB_STATEMENT_TIMEOUT_MS', 5_000, 0),
       lockMs: int(env, 'DB_LOCK_TIMEOUT_MS', 2_000, 0),
     },
+    requestDeadlineMs: int(env, 'REQUEST_DEADLINE_MS', 15_000, 0),
     dataDir,
     embeddedPostgresPort: int(env, 'EMBEDDED_POSTGRES_PORT', 54329, 1),
     pool,

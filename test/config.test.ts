@@ -26,6 +26,7 @@ describe('loadConfig', () => {
     [{ TRUST_PROXY: 'maybe' }, /TRUST_PROXY/],
     [{ DB_STATEMENT_TIMEOUT_MS: '5s' }, /^DB_STATEMENT_TIMEOUT_MS must be an integer >= 0, got "5s"$/],
     [{ DB_LOCK_TIMEOUT_MS: '-1' }, /^DB_LOCK_TIMEOUT_MS must be an integer >= 0, got "-1"$/],
+    [{ REQUEST_DEADLINE_MS: '15s' }, /^REQUEST_DEADLINE_MS must be an integer >= 0, got "15s"$/],
     [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=sometimes' }, /^DATABASE_URL has sslmode=sometimes: it must be one of disable, allow, prefer, require, verify-ca, verify-full$/],
     [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=verify-full' }, /^DATABASE_URL has sslmode=verify-full, which needs DATABASE_CA_FILE/],
     [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=verify-ca', DATABASE_CA_FILE: '/nonexistent/ca.crt' }, /^DATABASE_URL has sslmode=verify-ca but DATABASE_CA_FILE \/nonexistent\/ca.crt cannot be read: ENOENT$/],
@@ -153,6 +154,13 @@ describe('loadConfig', () => {
     const base = { NODE_ENV: 'test', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
     expect(loadConfig(base).dbTimeouts).toEqual({ statementMs: 5_000, lockMs: 2_000 });
     expect(loadConfig({ ...base, DB_STATEMENT_TIMEOUT_MS: '0', DB_LOCK_TIMEOUT_MS: '750' }).dbTimeouts).toEqual({ statementMs: 0, lockMs: 750 });
+  });
+
+  it('reads the request deadline (default 15000 ms; 0 = none)', () => {
+    const base = { NODE_ENV: 'production', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
+    expect(loadConfig(base).requestDeadlineMs).toBe(15_000);
+    expect(loadConfig({ ...base, REQUEST_DEADLINE_MS: '0' }).requestDeadlineMs).toBe(0);
+    expect(loadConfig({ ...base, REQUEST_DEADLINE_MS: '2500' }).requestDeadlineMs).toBe(2_500);
   });
 
   it('uses per-environment pool bounds', () => {

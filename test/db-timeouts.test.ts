@@ -7,9 +7,11 @@
  */
 import { Client } from 'pg';
 import { isRetryableDatabaseError } from '../src/db/connection-errors';
+import { DEADLINE_MESSAGE } from '../src/db/request-deadline';
 import { migrate } from '../src/db/orm';
 import { classifyError } from '../src/graphql/format-error';
 import { withTimeout } from '../src/timeout';
+import { FakeLlmServer } from './helpers/fake-llm';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
 const RENAME = `mutation($id: ID!, $t: String!) { renameConversation(id: $id, title: $t) { id title } }`;
@@ -22,8 +24,8 @@ beforeAll(async () => {
 afterAll(() => t.close());
 
 /** Another session (psql, a backup, a migration) holding rows locked until `release()`. */
-async function lockRow(table: string, id: string): Promise<{ release(): Promise<void> }> {
-  const client = new Client({ connectionString: t.db.url });
+async function lockRow(table: string, id: string, app: TestApp = t): Promise<{ release(): Promise<void> }> {
+  const client = new Client({ connectionString: app.db.url });
   await client.connect();
   await client.query('begin');
   await client.query(`select 1 from ${table} where id = $1 for update`, [id]);
@@ -107,4 +109,125 @@ describe('statement and lock timeouts', () => {
     }
     expect(seen).toEqual(expect.arrayContaining(['set local statement_timeout = 0', 'set local lock_timeout = 0']));
   });
+});
+
+/**
+ * The request-level deadline (issue 16, case 3: "a request-level deadline").
+ * Each statement stays within DB_STATEMENT_TIMEOUT_MS and DB_LOCK_TIMEOUT_MS,
+ * but a request running several of them must still end as a whole.
+ */
+describe('request deadline (REQUEST_DEADLINE_MS)', () => {
+  let d: TestApp;
+  let fake: FakeLlmServer;
+  beforeAll(async () => {
+    fake = await FakeLlmServer.start();
+    d = await createTestApp({
+      env: {
+        ...fake.providerEnv(),
+        NODE_ENV: 'production',
+        DB_LOCK_TIMEOUT_MS: '400',
+        DB_STATEMENT_TIMEOUT_MS: '600',
+        REQUEST_DEADLINE_MS: '1000',
+      },
+    });
+  });
+  afterAll(async () => {
+    await d?.close();
+    await fake?.close();
+  });
+
+  it('a request whose statements each stay within the statement timeout ends as a whole at the deadline: '
+    + 'the one running is cancelled, the rest never sent, SERVICE_UNAVAILABLE (503, Retry-After)', async () => {
+    const owner = await d.signUp('deadline');
+    const id = (await d.gql(CREATE, { t: 'before' }, owner.token)).data.createConversation.id as string;
+    // This test's rows only (titles starting "slow "): every UPDATE of one takes 300 ms, half the statement timeout (600 ms).
+    const admin = new Client({ connectionString: d.db.url });
+    await admin.connect();
+    try {
+      await admin.query(`create or replace function slow_rename() returns trigger language plpgsql
+        as $$ begin perform pg_sleep(0.3); return new; end $$`);
+      await admin.query(`create trigger slow_rename before update on conversations
+        for each row when (new.title like 'slow %') execute function slow_rename()`);
+    } finally {
+      await admin.end();
+    }
+    // Mutations run one after another: five renames of 300 ms each sum to 1.5 s, past the 1 s deadline.
+    const aliases = ['a', 'b', 'c', 'd', 'e'];
+    const renames = aliases.map((a) => `${a}: renameConversation(id: $id, title: "slow ${a}") { id title }`);
+    const document = `mutation($id: ID!) { ${renames.join(' ')} }`;
+    const { result: answer, statements } = await d.countStatements(() => d.gql(document, { id }, owner.token));
+
+    // Before: 200, all five renames done (1.5 s). Now the rename running at the deadline is cancelled (or not sent),
+    // and being non-null its error ends the operation: nothing after it runs.
+    expect(answer.status).toBe(503);
+    expect(answer.headers.get('retry-after')).toBe('2');
+    expect(answer.errors).toEqual([expect.objectContaining({ message: DEADLINE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE' } })]);
+    expect(answer.raw).not.toMatch(/update|statement_timeout|57014|deadline of|slow_rename|at .*\.ts/i);
+    const cut = aliases.indexOf(answer.errors![0]!.path![0] as string);
+    expect(cut).toBeGreaterThanOrEqual(1);
+    // What ran before the cut was committed; the cut rename was rolled back; nothing after it was sent.
+    const updates = statements.filter((sql) => /^update\s+"?conversations"?/i.test(sql));
+    expect(updates.length).toBeLessThanOrEqual(cut + 1);
+    const stored = await d.gql(`query($id: ID!) { conversation(id: $id) { title } }`, { id }, owner.token);
+    expect(stored.data.conversation.title).toBe(`slow ${aliases[cut - 1]}`);
+  });
+
+  it('a statement starting with less time left than DB_STATEMENT_TIMEOUT_MS runs with its timeout lowered to what is left: '
+    + 'cancelled at the deadline', async () => {
+    // A deadline shorter than the statement timeout: the first statement already has less time than the pool gives it.
+    const env = { NODE_ENV: 'production', DB_STATEMENT_TIMEOUT_MS: '5000', REQUEST_DEADLINE_MS: '500' };
+    const short = await createTestApp({ db: d.db, env });
+    try {
+      const owner = await short.signUp('deadline-cap');
+      const id = (await short.gql(CREATE, { t: 'before' }, owner.token)).data.createConversation.id as string;
+      const admin = new Client({ connectionString: d.db.url });
+      await admin.connect();
+      try {
+        // This test's row only: its UPDATE takes 2 s, well within the statement timeout (5 s), past the deadline (0.5 s).
+        await admin.query(`create or replace function sleepy_rename() returns trigger language plpgsql
+          as $$ begin perform pg_sleep(2); return new; end $$`);
+        await admin.query(`create trigger sleepy_rename before update on conversations
+          for each row when (new.id = '${id}') execute function sleepy_rename()`);
+      } finally {
+        await admin.end();
+      }
+      const { result: answer, statements } = await short.countStatements(() => short.gql(RENAME, { id, t: 'renamed' }, owner.token));
+      // Before: 200 after 2 s. Now PostgreSQL cancels the UPDATE it was sent at the deadline.
+      expect(answer.status).toBe(503);
+      expect(answer.errors).toEqual([expect.objectContaining({ message: DEADLINE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE' } })]);
+      expect(statements.filter((sql) => /^update\s+"?conversations"?/i.test(sql))).toHaveLength(1);
+      const stored = await short.gql(`query($id: ID!) { conversation(id: $id) { title } }`, { id }, owner.token);
+      expect(stored.data.conversation.title).toBe('before');
+    } finally {
+      await short.close();
+    }
+  });
+
+  it('time spent waiting for models does not count: runComparison and sendMessage with a model slower than the deadline '
+    + 'answer', async () => {
+    // Its own instance with more room: the statements around the model calls must fit in the deadline on a busy machine.
+    const own = await createTestApp({ db: d.db, env: { ...fake.providerEnv(), NODE_ENV: 'production', REQUEST_DEADLINE_MS: '2500' } });
+    try {
+      const owner = await own.signUp('deadline-models');
+      const key = { provider: 'OPENAI', apiKey: 'sk-deadline-0001' };
+      await own.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input: key }, owner.token);
+      // slow-3000: the provider waits 3 s before its first byte, past the 2.5 s deadline; the statements after it still run.
+      const run = await own.gql(
+        `mutation($input: RunComparisonInput!) { runComparison(input: $input) { id conversation { id } responses { status content } } }`,
+        { input: { prompt: 'slow please', models: ['openai:slow-3000', 'openai:quick'] } },
+        owner.token,
+      );
+      expect(run.errors).toBeUndefined();
+      expect(run.data.runComparison.responses.map((r: { status: string }) => r.status)).toEqual(['COMPLETED', 'COMPLETED']);
+      const sent = await own.gql(
+        `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id model content } }`,
+        { input: { conversationId: run.data.runComparison.conversation.id, content: 'again, slowly', model: 'openai:slow-3000' } },
+        owner.token,
+      );
+      expect(sent.errors).toBeUndefined();
+      expect(sent.data.sendMessage.model).toBe('openai:slow-3000');
+    } finally {
+      await own.close();
+    }
+  }, 30_000);
 });

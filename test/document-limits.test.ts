@@ -7,6 +7,7 @@
  */
 import { parse, TypeInfo, ValidationContext, visit, visitInParallel } from 'graphql';
 import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { loadConfig } from '../src/config';
 import { createDocumentGuard, DEFAULT_LIST_SIZE, documentLimitsRule } from '../src/graphql/document-limits';
 import { operationCost } from '../src/graphql/operation-cost';
@@ -44,6 +45,58 @@ function uploadWithoutEnd(baseUrl: string, path: string, size: number): Promise<
     req.on('error', reject);
     const chunk = Buffer.alloc(64 * 1024, 0x20);
     for (let sent = 0; sent < size; sent += chunk.length) req.write(chunk);
+  });
+}
+
+/**
+ * A raw HTTP client uploading `size` bytes in 16 KB pieces, each written once
+ * the previous one was taken (so it is still writing when the answer comes),
+ * framed chunked or with a Content-Length, without ending a chunked body.
+ * `readWhileWriting: false` is a client that reads only once its upload is
+ * written. Resolves when the connection closes, with what was read and the
+ * socket's error (a reset, EPIPE) if any. It stops writing once it has read a
+ * whole answer, as HTTP clients do.
+ */
+function rawUpload(
+  baseUrl: string,
+  path: string,
+  opts: { size: number; framing: 'chunked' | 'content-length'; readWhileWriting: boolean },
+): Promise<{ response: string; error?: string; written: number }> {
+  const { port } = new URL(baseUrl);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), '127.0.0.1');
+    let response = '';
+    let error: string | undefined;
+    let written = 0;
+    // A whole answer: its headers, and as many body bytes as its Content-Length says.
+    const answered = () => {
+      const end = response.indexOf('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/i.exec(response)?.[1] ?? Infinity);
+      return end >= 0 && Buffer.byteLength(response.slice(end + 4), 'latin1') >= length;
+    };
+    socket.setEncoding('latin1');
+    if (!opts.readWhileWriting) socket.pause();
+    socket.on('data', (text: string) => (response += text));
+    socket.on('error', (e) => (error ??= String(e)));
+    socket.on('close', () => resolve({ response, error, written }));
+    const framing = opts.framing === 'chunked' ? 'transfer-encoding: chunked' : `content-length: ${opts.size}`;
+    const head = ['host: localhost', 'content-type: application/json', 'accept: text/event-stream', framing];
+    socket.write(`POST ${path} HTTP/1.1\r\n${head.join('\r\n')}\r\n\r\n`);
+    const piece = Buffer.alloc(16 * 1024, 0x20);
+    const next = () => {
+      if (socket.destroyed || socket.writableEnded || answered()) return;
+      if (written >= opts.size) {
+        socket.resume();
+        return;
+      }
+      written += piece.length;
+      if (opts.framing === 'chunked') {
+        socket.write(`${piece.length.toString(16)}\r\n`);
+        socket.write(piece);
+        socket.write('\r\n', () => setImmediate(next));
+      } else socket.write(piece, () => setImmediate(next));
+    };
+    next();
   });
 }
 
@@ -229,6 +282,50 @@ describe('request bodies over the limit', () => {
     const res = await uploadWithoutEnd(t.url, path, 300 * 1024);
     expect(res.status).toBe(413);
     expect(JSON.parse(res.body).errors[0].message).toMatch(/Request body too large: the limit is 262144 bytes/);
+  });
+
+  // Issue 17: the connection was closed with the upload unread, so a client still writing got a reset (EPIPE) and no 413.
+  describe.each(['/graphql', '/graphql/stream'])('a client still writing reads the 413 on %s (lingering close)', (path) => {
+    const expect413 = (result: { response: string; error?: string }) => {
+      expect(result.error).toBeUndefined();
+      expect(result.response).toMatch(/^HTTP\/1\.1 413 /);
+      expect(result.response).toMatch(/\r\nconnection: close\r\n/i);
+      const body = JSON.parse(result.response.split('\r\n\r\n')[1]!);
+      expect(body.errors[0].extensions).toEqual({ code: 'BAD_USER_INPUT', maxBodyBytes: 256 * 1024 });
+    };
+
+    it('a chunked upload, read while writing', async () => {
+      expect413(await rawUpload(t.url, path, { size: 4 * 1024 * 1024, framing: 'chunked', readWhileWriting: true }));
+    });
+
+    it('a Content-Length upload (refused before any byte is read), read once written', async () => {
+      const result = await rawUpload(t.url, path, { size: 2 * 1024 * 1024, framing: 'content-length', readWhileWriting: false });
+      expect413(result);
+      expect(result.written).toBe(2 * 1024 * 1024);
+    });
+  });
+
+  it('after a 413, a client that neither sends more nor ends its side is disconnected (the lingering is bounded)', async () => {
+    // The server's side of the connection: its close is what this test waits for.
+    const accepted = new Promise<Socket>((resolve) => t.app.httpServer.once('connection', resolve));
+    // allowHalfOpen: the server's FIN does not end this side, so only the server's bound closes the connection.
+    const socket = connect({ port: Number(new URL(t.url).port), host: '127.0.0.1', allowHalfOpen: true });
+    let response = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (text: string) => (response += text));
+    socket.on('error', () => undefined);
+    const serverSide = await accepted;
+    const serverClosed = new Promise<void>((resolve) => serverSide.once('close', () => resolve()));
+    const head = ['host: localhost', 'content-type: application/json', `content-length: ${10 * 1024 * 1024}`];
+    socket.write(`POST /graphql/stream HTTP/1.1\r\n${head.join('\r\n')}\r\n\r\n`);
+    socket.write(Buffer.alloc(64 * 1024, 0x20));
+    try {
+      // No more bytes and no end: the server drops the connection once it has been quiet for LINGER.idleMs.
+      await serverClosed;
+      expect(response).toMatch(/^HTTP\/1\.1 413 /);
+    } finally {
+      socket.destroy();
+    }
   });
 });
 

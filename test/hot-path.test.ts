@@ -5,13 +5,14 @@
  * mistake our own busy event loop for a Redis fault.
  */
 import { randomUUID } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { Writable } from 'node:stream';
 import { createClient } from '@redis/client';
 import { createCache } from '../src/cache/create-cache';
 import { readCacheKeys } from '../src/read-cache/keys';
 import { createLogger } from '../src/observability/logger';
 import { seedUserData } from './helpers/factories';
-import { describeRedisServer, startRedisServer, type PrivateRedis } from './helpers/redis';
+import { describeRedis, describeRedisServer, redisUrlForTests, startRedisServer, type PrivateRedis } from './helpers/redis';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
 /** The benchmark's history page (issue 7). */
@@ -79,6 +80,85 @@ it('GET hits carry an ETag derived from the entry and answer 304 to If-None-Matc
   expect(await second.text()).toBe(await first.text());
   const revalidated = await fetch(url, { headers: { ...headers, 'if-none-match': etag } });
   expect(revalidated.status).toBe(304);
+});
+
+/**
+ * A GET with node:http, as a browser revalidates: `fetch` adds `Cache-Control: no-cache`
+ * to a request carrying `If-None-Match`, which skips the lookup and hides which path answered.
+ */
+interface RawAnswer {
+  status: number;
+  etag: string | undefined;
+  cache: string | undefined;
+  body: string;
+}
+
+function rawGet(url: string, headers: Record<string, string>): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      const cache = res.headers['x-cache'] as string | undefined;
+      res.on('end', () => resolve({ status: res.statusCode!, etag: res.headers.etag, cache, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('one validator per stored entry (issue 17: the first revalidation answered 200)', () => {
+  it('a GET the edge steps aside for (Accept: application/graphql-response+json): the miss and the hit send the entry\'s ETag, '
+    + 'and the first revalidation answers 304', async () => {
+    const owner = await t.signUp('etag-accept');
+    const url = `${t.url}/graphql?query=${encodeURIComponent('{ me { email } }')}`;
+    const accept = 'application/graphql-response+json';
+    const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true', accept };
+    const miss = await rawGet(url, headers);
+    expect(miss).toMatchObject({ status: 200, cache: 'MISS', etag: expect.stringMatching(/^W\/"0\./) });
+    // Answered by Apollo's plugin from the stored entry (before: W/"<sha1 of the body>").
+    const hit = await rawGet(url, headers);
+    expect(hit).toMatchObject({ status: 200, cache: 'HIT', etag: miss.etag });
+    expect(JSON.parse(hit.body)).toEqual(JSON.parse(miss.body));
+    const revalidated = await rawGet(url, { ...headers, 'if-none-match': miss.etag! });
+    expect(revalidated).toMatchObject({ status: 304, etag: miss.etag, body: '' });
+  });
+
+  it('a strong If-None-Match compares weakly with the entry\'s validator', async () => {
+    const owner = await t.signUp('etag-weak');
+    const url = `${t.url}/graphql?query=${encodeURIComponent('{ me { id } }')}`;
+    const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true' };
+    const miss = await rawGet(url, headers);
+    expect((await rawGet(url, { ...headers, 'if-none-match': miss.etag!.replace(/^W\//, '') })).status).toBe(304);
+  });
+});
+
+describeRedis('one validator per stored entry across instances (Redis)', () => {
+  let first: TestApp;
+  let second: TestApp;
+  beforeAll(async () => {
+    const env = { REDIS_URL: redisUrlForTests(), CACHE_PREFIX: `etag-${randomUUID()}` };
+    first = await createTestApp({ db: t.db, env });
+    second = await createTestApp({ db: t.db, env });
+  });
+  afterAll(async () => {
+    await second?.close();
+    await first?.close();
+  });
+
+  it('an entry stored by one instance: the first GET on another (its plugin\'s hit) sends the same ETag, '
+    + 'and its revalidation answers 304', async () => {
+    const owner = await first.signUp('etag-instances');
+    const path = `/graphql?query=${encodeURIComponent('{ me { id email } }')}`;
+    const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true' };
+    const miss = await rawGet(first.url + path, headers);
+    expect(miss).toMatchObject({ status: 200, cache: 'MISS' });
+    const elsewhere = await rawGet(second.url + path, headers);
+    expect(elsewhere).toMatchObject({ status: 200, cache: 'HIT', etag: miss.etag });
+    expect((await rawGet(second.url + path, { ...headers, 'if-none-match': miss.etag! })).status).toBe(304);
+    expect((await rawGet(first.url + path, { ...headers, 'if-none-match': elsewhere.etag! })).status).toBe(304);
+  });
 });
 
 it('another user never gets the first user’s entry, even for the same document and variables', async () => {

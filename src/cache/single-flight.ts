@@ -3,6 +3,8 @@
  * execution of `fn`. The entry is removed as soon as it settles, so this is
  * deduplication, not caching. Errors are delivered to every waiter.
  */
+import { outsideDeadline, raceDeadline } from '../db/request-deadline';
+
 export interface SingleFlight {
   run<T>(key: string, fn: () => Promise<T>): Promise<T>;
   /** Keys currently in flight. */
@@ -15,16 +17,17 @@ export function singleFlight(): SingleFlight {
   return {
     run<T>(key: string, fn: () => Promise<T>): Promise<T> {
       const existing = inFlight.get(key);
-      if (existing) return existing as Promise<T>;
-      const promise = (async () => {
+      if (existing) return raceDeadline(existing as Promise<T>);
+      // Shared by its waiters: run outside the first one's request deadline; each waiter bounds its own wait.
+      const promise = outsideDeadline(async () => {
         try {
           return await fn();
         } finally {
           inFlight.delete(key);
         }
-      })();
+      });
       inFlight.set(key, promise);
-      return promise;
+      return raceDeadline(promise);
     },
     get size() {
       return inFlight.size;

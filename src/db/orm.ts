@@ -1,14 +1,16 @@
 /**
  * MikroORM setup: options shared by the app and the CLI (`mikro-orm.config.ts`),
  * pool bounds from config, per-connection timeouts, TLS as `sslmode` asks
- * (`database-url.ts`), error messages without parameter values, migrations,
- * the query observer, and live pool statistics.
+ * (`database-url.ts`), error messages without parameter values, the request
+ * deadline on every statement (`request-deadline.ts`), migrations, the query
+ * observer, and live pool statistics.
  */
 import { Migrator } from '@mikro-orm/migrations';
 import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import type { PoolConfig } from '../config';
+import { currentDeadline, type RequestDeadline, RequestDeadlineError } from './request-deadline';
 import { withTimeout } from '../timeout';
 import { type DatabaseTarget, parseDatabaseUrl, resolveSsl, type SslOptions } from './database-url';
 import type { QueryObserver } from './query-observer';
@@ -34,6 +36,8 @@ export interface OrmOptionsInput {
 
 /** The parsed URL of each options object, for `connectOrm` (allow / prefer probe, error lines). */
 const TARGETS = new WeakMap<object, DatabaseTarget>();
+/** The pool's `statement_timeout` of each options object (0: none), for the request deadline's cap. */
+const STATEMENT_TIMEOUTS = new WeakMap<object, number>();
 
 /** Where migrations live: `migrations/*.ts` under ts-node/swc, `dist/migrations/*.js` when built. */
 const MIGRATIONS_DIR = join(__dirname, '..', '..', 'migrations');
@@ -81,6 +85,7 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     allowGlobalContext: false,
   });
   TARGETS.set(options, target);
+  STATEMENT_TIMEOUTS.set(options, input.timeouts?.statementMs ?? 0);
   return options;
 }
 
@@ -109,6 +114,7 @@ export async function connectOrm(options: Options): Promise<Orm> {
   await settleSsl(options);
   const orm = await MikroORM.init(options);
   withoutValuesInErrors(orm);
+  installRequestDeadlines(orm, STATEMENT_TIMEOUTS.get(options) ?? 0);
   const check = await orm.checkConnection();
   if (!check.ok) {
     await orm.close(true).catch(() => undefined);
@@ -177,6 +183,108 @@ function withoutValuesInErrors(orm: Orm): void {
         throw error;
       }
     };
+  }
+}
+
+interface PgClient {
+  query(...args: unknown[]): unknown;
+  /** Set by knex while the connection runs a transaction. */
+  __knexTxId?: string;
+  [GUARDED]?: true;
+}
+
+interface PoolClient {
+  acquireConnection(): Promise<PgClient>;
+  releaseConnection(connection: PgClient): Promise<unknown>;
+  [GUARDED]?: true;
+}
+
+const GUARDED = Symbol('request deadline installed');
+
+/** Statements that end a transaction: never refused nor capped (a connection must not go back to the pool mid-transaction). */
+const ENDS_TRANSACTION = /^\s*(commit|rollback|end|abort|release)\b/i;
+
+/**
+ * The request deadline (`request-deadline.ts`) on every statement of the pool,
+ * whoever sends it (MikroORM, knex transactions, `prepared.ts`):
+ * - before queueing for a pooled connection, and while queued: past the
+ *   deadline the wait ends with `RequestDeadlineError` (a connection that
+ *   arrives later goes straight back), so waiters never outlive their request;
+ * - before each statement: past the deadline it is not sent;
+ * - a statement starting with less time left than the pool's
+ *   `statement_timeout` runs with `SET LOCAL statement_timeout` at what is
+ *   left (inside its transaction, or in one of its own), so PostgreSQL cancels
+ *   it at the deadline; a cancellation there is reported as the deadline.
+ * Outside a `/graphql` request (event streams, background work, migrations)
+ * nothing changes, and with time to spare a statement costs one comparison.
+ */
+function installRequestDeadlines(orm: Orm, statementMs: number): void {
+  for (const type of ['write', 'read'] as const) {
+    const client = orm.em.getDriver().getConnection(type).getKnex().client as unknown as PoolClient;
+    if (client[GUARDED]) continue;
+    client[GUARDED] = true;
+    const acquire = client.acquireConnection.bind(client);
+    client.acquireConnection = async () => {
+      const deadline = currentDeadline();
+      if (deadline) deadline.check();
+      const connection = deadline ? await deadline.race(acquire(), (late) => client.releaseConnection(late)) : await acquire();
+      if (!connection[GUARDED]) guardStatements(connection, statementMs);
+      return connection;
+    };
+  }
+}
+
+function guardStatements(connection: PgClient, statementMs: number): void {
+  connection[GUARDED] = true;
+  const query = connection.query.bind(connection) as (...args: unknown[]) => unknown;
+  connection.query = (...args: unknown[]) => {
+    const deadline = currentDeadline();
+    const first = args[0] as { text?: unknown; submit?: unknown } | string;
+    // Outside a request, a submittable (cursor, stream), or the end of a transaction: as it was.
+    if (!deadline || (typeof first === 'object' && typeof first?.submit === 'function')) return query(...args);
+    const text = typeof first === 'string' ? first : String(first?.text ?? '');
+    if (ENDS_TRANSACTION.test(text)) return query(...args);
+    const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (error: unknown, result?: unknown) => void) : undefined;
+    const run = withinDeadline(connection, query, args, deadline, statementMs);
+    if (!callback) return run;
+    run.then(
+      (result) => callback(null, result),
+      (error: unknown) => callback(error),
+    );
+    return undefined;
+  };
+}
+
+async function withinDeadline(
+  connection: PgClient,
+  query: (...args: unknown[]) => unknown,
+  args: unknown[],
+  deadline: RequestDeadline,
+  statementMs: number,
+): Promise<unknown> {
+  const left = deadline.remaining();
+  if (left <= 0) throw new RequestDeadlineError(deadline.ms);
+  // Time to spare (or the request has answered): the pool's own statement_timeout bounds it.
+  if (left === Infinity || (statementMs > 0 && left >= statementMs)) return query(...args);
+  const capped = `set local statement_timeout = ${Math.max(1, Math.floor(left))}`;
+  const cancelledAtDeadline = (error: unknown) => {
+    if ((error as { code?: unknown })?.code === '57014') throw Object.assign(new RequestDeadlineError(deadline.ms), { cause: error });
+    throw error;
+  };
+  if (connection.__knexTxId !== undefined) {
+    await query(capped);
+    return (query(...args) as Promise<unknown>).catch(cancelledAtDeadline);
+  }
+  // SET LOCAL, not SET: the lowered timeout never outlives this statement, even behind a transaction-pooling PgBouncer.
+  await query('begin');
+  try {
+    await query(capped);
+    const result = await (query(...args) as Promise<unknown>).catch(cancelledAtDeadline);
+    await query('commit');
+    return result;
+  } catch (error) {
+    await (query('rollback') as Promise<unknown>).catch(() => undefined);
+    throw error;
   }
 }
 

@@ -7,6 +7,7 @@
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { isBusyError, isConnectionError } from '../db/connection-errors';
+import { DEADLINE_MESSAGE, isDeadlineError } from '../db/request-deadline';
 import { AppError, type ErrorCode } from '../errors';
 
 /** A validation-rule error that should reach the client as QUERY_TOO_COMPLEX. */
@@ -96,6 +97,10 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
   }
   const mapped = requestErrorCode(formatted.extensions?.code) ?? (isCodelessClientError(cause) ? 'BAD_USER_INPUT' : null);
   if (mapped) return { formatted: { ...base, extensions: { code: mapped } }, internal: false };
+  if (isDeadlineError(cause)) {
+    // REQUEST_DEADLINE_MS: the request's statements together ran out of time (a statement cancelled at it, or not sent).
+    return { formatted: { ...base, message: DEADLINE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE' } }, internal: true };
+  }
   if (isBusyError(cause)) {
     // A lock held elsewhere (lock_timeout) or a statement over statement_timeout: busy, not broken.
     return {

@@ -13,10 +13,14 @@
  *    result are stored as sent;
  * 6. HTTP caching of GET responses (`ETag`, `304 Not Modified` on a matching
  *    `If-None-Match`).
+ *
+ * Steps 2 to 6 run under the request's deadline (`REQUEST_DEADLINE_MS`,
+ * `../db/request-deadline.ts`): every statement they cause is bounded by it.
  */
 import { type ApolloServer, HeaderMap } from '@apollo/server';
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { withDeadline } from '../db/request-deadline';
 import { AppError } from '../errors';
 import { HttpError, readBody } from '../http/respond';
 import { noteOperation } from '../observability/request-log';
@@ -43,9 +47,14 @@ export function weakEtag(body: string): string {
   return `W/"${createHash('sha1').update(body).digest('base64url')}"`;
 }
 
+/** `If-None-Match` compares weakly (RFC 9110, 13.1.2): `W/"x"` and `"x"` match. */
 function etagMatches(header: string | undefined, etag: string): boolean {
   if (!header) return false;
-  return header.split(',').some((candidate) => candidate.trim() === etag || candidate.trim() === '*');
+  const opaque = etag.replace(/^W\//, '');
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim();
+    return tag === '*' || tag.replace(/^W\//, '') === opaque;
+  });
 }
 
 export interface GraphqlHttpDeps {
@@ -63,6 +72,8 @@ export interface GraphqlHttpDeps {
   maxResponseBytes?: number;
   /** The per-document caches: told whether a request is signed in, before Apollo looks its document up. */
   documents?: DocumentCache;
+  /** `Config.requestDeadlineMs`: the request's statements together end by it (0 or absent: no deadline). */
+  requestDeadlineMs?: number;
 }
 
 /** The `/graphql` route. */
@@ -73,6 +84,18 @@ export function createGraphqlHandler(deps: GraphqlHttpDeps): (req: IncomingMessa
 async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const body = parseJsonBody(req, await readBody(req, deps.maxBodyBytes));
+  // From here on the request's database work is bounded as a whole (the upload's time is the client's).
+  await withDeadline(deps.requestDeadlineMs ?? 0, () => answerGraphqlRequest(deps, req, res, requestId, url, body));
+}
+
+async function answerGraphqlRequest(
+  deps: GraphqlHttpDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+  url: URL,
+  body: unknown,
+): Promise<void> {
   const method = (req.method ?? 'GET').toUpperCase();
   // For the request's log line (a cached answer never reaches Apollo).
   const sent = method === 'POST' ? (body as { operationName?: unknown; query?: unknown } | null) : { operationName: url.searchParams.get('operationName'), query: url.searchParams.get('query') };

@@ -33,8 +33,9 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 /**
  * The request body as text, refused with 413 as soon as it passes `maxBytes`:
  * at once when `Content-Length` says so, else when the bytes read pass it
- * (chunked uploads). Reading stops there; the connection is closed after the
- * 413 (see server.ts), so an oversized upload is never buffered nor drained.
+ * (chunked uploads). Buffering stops there; after the 413 the rest of the
+ * upload is read and dropped for a bounded time, then the connection closes
+ * (`lingerAfter` in server.ts), so an oversized upload is never buffered.
  */
 export function readBody(req: IncomingMessage, maxBytes = DEFAULT_MAX_BODY_BYTES): Promise<string> {
   if (Number(req.headers['content-length']) > maxBytes) return Promise.reject(bodyTooLarge(maxBytes));

@@ -10,7 +10,9 @@
  * - a declared body over `maxBodyBytes` is refused (413) before any route reads it;
  * - the route runs inside the request's log record (`observability/request-log.ts`);
  * - what a route throws is answered here: an `HttpError` with its status, anything
- *   else 500 (logged), and a 413 closes the connection (the upload is not drained);
+ *   else 500 (logged); a 413 closes the connection after a lingering close (the
+ *   answer, a half-close, the rest of the upload read and dropped for a bounded
+ *   time: `lingerAfter`), so a client still writing reads the 413 instead of a reset;
  * - the duration is observed per route (`http_request_duration_seconds`).
  *
  * Routes (`routes.ts`) only say what to answer.
@@ -102,8 +104,9 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
         const status = error instanceof HttpError ? error.status : 500;
         if (status >= 500) logger.error({ err: error, requestId }, 'request failed');
         if (status === 413 && !res.headersSent) {
-          // The rest of the upload is neither read nor drained: the connection closes after this answer.
+          // The rest of the upload is never buffered: it is dropped while the connection lingers, then closed.
           res.setHeader('connection', 'close');
+          lingerAfter(req);
           sendJson(res, 413, { errors: [{ message: (error as Error).message, extensions: { code: 'BAD_USER_INPUT', maxBodyBytes } }] });
         } else if (!res.headersSent) sendJson(res, status, { error: status >= 500 ? 'Internal server error' : (error as Error).message });
         else res.end();
@@ -121,6 +124,39 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       await drainConnections(server, closed, drainMs);
     },
   };
+}
+
+/**
+ * After a 413, how long what is left of the upload is read and dropped: at most
+ * `totalMs` in all, and the connection closes once the client has been silent
+ * for `idleMs` (nginx's `lingering_time` and `lingering_timeout`, shorter: the
+ * client only needs the time to read the answer and stop sending).
+ */
+export const LINGER = { totalMs: 5_000, idleMs: 1_000 } as const;
+
+/**
+ * A lingering close for an answer sent with `Connection: close` while the client
+ * is still sending its body. Node would end such an answer with
+ * `socket.destroySoon()`: closing a socket with bytes unread (or receiving more
+ * after the close) makes the kernel send a reset, and a client still writing
+ * then fails with EPIPE / ECONNRESET and may never read the answer. Instead the
+ * socket is half-closed after the answer (FIN) and what arrives is read and
+ * dropped until the body ends, the client goes quiet for `LINGER.idleMs`, or
+ * `LINGER.totalMs` passes; then it is destroyed.
+ */
+function lingerAfter(req: IncomingMessage): void {
+  const socket = req.socket;
+  if (req.complete || socket.destroyed) return;
+  const close = () => socket.destroy();
+  const timer = setTimeout(close, LINGER.totalMs);
+  socket.once('close', () => clearTimeout(timer));
+  socket.setTimeout(LINGER.idleMs, close);
+  // Called by Node once the answer is written (`Connection: close`): end our side, keep reading.
+  socket.destroySoon = function (this: typeof socket) {
+    if (this.writable) this.end();
+  };
+  req.once('end', close);
+  req.resume();
 }
 
 /** Closes connections as they go idle until the server has closed, then cuts what is left after `ms`. */

@@ -19,6 +19,7 @@
  * limit.
  */
 import type { LanguageModel } from 'ai';
+import { excludedFromDeadline } from '../db/request-deadline';
 import type { ProviderName } from './model-id';
 import { classifyProviderError, ProviderCallError } from './provider-errors';
 
@@ -115,7 +116,16 @@ function providerPrompt(messages: readonly ChatTurn[], system: string | undefine
 }
 const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
 
-export async function streamCompletion(opts: StreamCompletionOptions): Promise<CompletionResult> {
+/**
+ * Calls the model and streams its answer (see {@link StreamCompletionOptions}).
+ * Its time does not count against the request's deadline (`../db/request-deadline.ts`):
+ * `timeoutMs` bounds it instead.
+ */
+export function streamCompletion(opts: StreamCompletionOptions): Promise<CompletionResult> {
+  return excludedFromDeadline(() => streamCompletionNow(opts));
+}
+
+async function streamCompletionNow(opts: StreamCompletionOptions): Promise<CompletionResult> {
   const started = performance.now();
   const controller = new AbortController();
   let timedOut = false;

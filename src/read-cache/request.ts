@@ -53,7 +53,7 @@ export interface StoredAnswer {
 /** The bytes of an answer about to be sent, and what the read cache does with them. */
 export interface OutgoingAnswer {
   bytes: Buffer;
-  /** Present when the answer is stored: the entry's validator (the same as a hit of it answers). */
+  /** Present when the answer is (or came from) a stored entry: the entry's validator, whichever path answered it. */
   etag?: string;
   /** Present when the answer is stored: settles once the store acknowledged (the response does not wait). */
   stored?: Promise<void>;
@@ -71,6 +71,8 @@ export class ReadCacheRequest {
   private looked = false;
   /** Apollo's answer may be stored. */
   private kept = false;
+  /** The stored entry the plugin answered from (step 2's hit): its answer carries that entry's validator. */
+  private answered: { entry: EntryRef; generation: number } | undefined;
 
   constructor(
     private readonly entries: ResponseEntries,
@@ -95,7 +97,9 @@ export class ReadCacheRequest {
   async inApollo(params: GraphqlParams): Promise<Buffer | undefined> {
     if (this.looked) return undefined;
     const entry = this.entries.entryOf(this.userId, params);
-    return entry && (await this.lookup(entry))?.bytes;
+    const found = entry && (await this.lookup(entry));
+    if (found) this.answered = { entry: entry!, generation: found.generation };
+    return found?.bytes;
   }
 
   /** Step 3, the plugin: Apollo computed its answer (not a hit) without errors. */
@@ -111,6 +115,9 @@ export class ReadCacheRequest {
    */
   outgoing(text: string, from: 'compiled' | 'apollo'): OutgoingAnswer {
     const slot = this.slot;
+    // A hit answered inside Apollo: not stored again, but sent with its entry's validator, as its miss and the edge's hits are.
+    const answered = this.answered;
+    if (answered && from === 'apollo') return { bytes: Buffer.from(text), etag: entryEtag(answered.entry, answered.generation) };
     if (!slot || (from === 'apollo' && !this.kept)) return { bytes: Buffer.from(text) };
     // Encoded once: the same bytes go to the client and to the cache.
     const bytes = this.entries.encode(text);

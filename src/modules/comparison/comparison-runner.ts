@@ -37,6 +37,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { BurstGate } from '../../db/burst-gate';
 import { isRetryableDatabaseError } from '../../db/connection-errors';
+import { excludedFromDeadline, outsideDeadline } from '../../db/request-deadline';
 import { isUuid } from '../../db/pagination';
 import { pgArray } from '../../db/sql';
 import type { Principal } from '../../auth/principal';
@@ -185,7 +186,9 @@ export class ComparisonRunner {
     const { comparison, jobs, release } = await this.startGate.run(() => this.store(em, principal, args, prompt, blind, models, category));
     // The keys of every model in one read; the reserved budget is given back once every response's cost is recorded.
     const languageModels = this.deps.models.resolveModels(em, principal.userId, models, !blind);
-    this.track(comparison.id, Promise.all(jobs.map((job, i) => this.execute(job, languageModels[i]!))).then(() => undefined).finally(release));
+    // The model calls and their final writes outlive the request: never cut by its deadline (REQUEST_DEADLINE_MS).
+    const all = outsideDeadline(() => Promise.all(jobs.map((job, i) => this.execute(job, languageModels[i]!))));
+    this.track(comparison.id, all.then(() => undefined).finally(release));
     return comparison.id;
   }
 
@@ -253,7 +256,8 @@ export class ComparisonRunner {
 
   /** Resolves when every response this process started for the comparison has settled. */
   async settled(comparisonId: string): Promise<void> {
-    await this.done.get(comparisonId);
+    // Waiting for models (bounded by LLM_TIMEOUT_MS) does not count against the request's deadline.
+    await excludedFromDeadline(async () => this.done.get(comparisonId));
   }
 
   /** Re-runs one FAILED / TIMED_OUT response with the history its comparison had, and waits for it. */
@@ -305,12 +309,16 @@ export class ComparisonRunner {
       throw badInput('This response is already being retried', 'id');
     }
 
-    const job = this.execute(
-      { response: { id: response.id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId, blind: hidden },
-      this.deps.models.resolveModels(em, principal.userId, [model], !hidden)[0]!,
-    ).finally(release);
+    const model$ = this.deps.models.resolveModels(em, principal.userId, [model], !hidden)[0]!;
+    const retried: Job = {
+      response: { id: response.id, comparisonId: comparison.id, model },
+      history: turns,
+      userId: principal.userId,
+      blind: hidden,
+    };
+    const job = outsideDeadline(() => this.execute(retried, model$)).finally(release);
     this.track(`retry:${response.id}`, job);
-    await job;
+    await excludedFromDeadline(() => job);
   }
 
   /** Aborts the comparison's unsettled responses, on this instance and (through pub/sub) on every other. */

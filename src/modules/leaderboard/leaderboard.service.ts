@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Orm } from '../../db/orm';
+import { outsideDeadline, raceDeadline } from '../../db/request-deadline';
 import type { Logger } from '../../observability/logger';
 import type { CachePort } from '../../cache/cache.port';
 import type { Generations } from '../../read-cache/generations';
@@ -116,7 +117,7 @@ export class LeaderboardService {
       if (entry.servedAt < since) this.known.delete(key);
       else this.queued.set(key, { scope: entry.scope, filter: entry.filter });
     }
-    this.draining ??= this.drain().finally(() => (this.draining = null));
+    this.draining ??= outsideDeadline(() => this.drain()).finally(() => (this.draining = null));
   }
 
   /** Resolves once every background refit queued so far has finished (tests await it instead of sleeping). */
@@ -161,7 +162,7 @@ export class LeaderboardService {
     if (stored && stored.generation === generation) return revive(stored.board);
 
     const refresh = this.refresh(key, generation, scope, f);
-    if (!stored) return revive((await refresh).board);
+    if (!stored) return revive((await raceDeadline(refresh)).board);
     refresh.catch(() => undefined); // the previous board is served; the next read retries
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<null>((resolve) => {
@@ -188,7 +189,8 @@ export class LeaderboardService {
   private refresh(key: string, generation: number, scope: LeaderboardScopeName, f: NormalisedFilter): Promise<StoredBoard> {
     const running = this.inFlight.get(key);
     if (running && running.generation === generation) return running.task;
-    const fit = () => this.refit(key, generation, scope, f);
+    // Shared by every reader of the board: never cut by one request's deadline (each reader bounds its own wait).
+    const fit = () => outsideDeadline(() => this.refit(key, generation, scope, f));
     const task: Promise<StoredBoard> = (running ? running.task.then(fit, fit) : fit()).finally(() => {
       if (this.inFlight.get(key)?.task === task) this.inFlight.delete(key);
     });
