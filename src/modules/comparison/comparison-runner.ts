@@ -226,7 +226,8 @@ export class ComparisonRunner {
           leaseOwner: this.instanceId,
         }),
       );
-      conversation.updatedAt = new Date();
+      // A new conversation is inserted with its time already; only an existing one needs the update.
+      if (existing) conversation.updatedAt = new Date();
       await em.flush();
       jobs = responses.map((r, i) => ({
         response: { id: r.id, comparisonId: comparison.id, model: models[i]! },
