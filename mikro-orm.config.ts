@@ -21,7 +21,10 @@ import { JudgeVerdictEntity } from './src/modules/judge/judge-verdict.entity';
 import { BaseEntity } from './src/db/base.entity';
 import { ModelCallEntity } from './src/db/model-call.entity';
 
-export const ENTITIES: Function[] = [BaseEntity, ModelCallEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation, VoteExclusion, JudgeVerdictEntity, ApiToken];
+export const ENTITIES: Function[] = [
+  BaseEntity, ModelCallEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation,
+  VoteExclusion, JudgeVerdictEntity, ApiToken,
+];
 
 export default async () => {
   const config = loadConfig();

@@ -6,7 +6,10 @@
  * other instance within a second, expiry, the per-token daily cap refused
  * before any provider call, and no token value in any log line or error.
  */
+import { Kind, parse, type OperationDefinitionNode, OperationTypeNode } from 'graphql';
 import { randomBytes } from 'node:crypto';
+import { operationAccess } from '../src/auth/token-scopes';
+import { getSchema } from '../src/graphql/schema';
 import { withClient } from './helpers/factories';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedis, redisUrlForTests } from './helpers/redis';
@@ -23,6 +26,8 @@ const START = `mutation($input: RunComparisonInput!) { startComparison(input: $i
 const RUN = `mutation($input: RunComparisonInput!) { runComparison(input: $input) { id responses { status costUsd } } }`;
 const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id costUsd } }`;
 const EVENTS = `subscription($id: ID!) { comparisonEvents(comparisonId: $id) { responseId status } }`;
+const SAVE_KEY = `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`;
+const COMPARISON = `query($id: ID!) { comparison(id: $id) { id } }`;
 const PRICED = ['openai:gpt-4o', 'openai:gpt-4o-mini'];
 
 const codes = (r: GqlResult) => (r.errors ?? []).map((e) => e.extensions?.code);
@@ -54,7 +59,7 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
   /** A user with an OpenAI key saved (on the fake). */
   async function user(prefix: string) {
     const u = await a.signUp(prefix);
-    const saved = await a.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input: { provider: 'OPENAI', apiKey: 'sk-test-1234' } }, u.token);
+    const saved = await a.gql(SAVE_KEY, { input: { provider: 'OPENAI', apiKey: 'sk-test-1234' } }, u.token);
     expect(saved.errors).toBeUndefined();
     return u;
   }
@@ -69,15 +74,18 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
 
   it('shows the token once, stores only its hash, and lists it without the value', async () => {
     const u = await user('once');
-    const { token, apiToken } = await createToken(u.token, { name: 'nightly CI', scopes: ['READ', 'EVAL'], expiresInDays: 30, dailyBudgetUsd: 2.5 });
+    const input = { name: 'nightly CI', scopes: ['READ', 'EVAL'], expiresInDays: 30, dailyBudgetUsd: 2.5 };
+    const { token, apiToken } = await createToken(u.token, input);
     expect(token).toMatch(/^llms_pat_[A-Za-z0-9_-]{43}$/);
     expect(token.startsWith(apiToken.prefix)).toBe(true);
     expect(apiToken.prefix.length).toBeLessThan(20);
-    expect(apiToken).toMatchObject({ name: 'nightly CI', scopes: ['READ', 'EVAL'], dailyBudgetUsd: 2.5, lastUsedAt: null, revokedAt: null });
+    expect(apiToken).toMatchObject({ name: 'nightly CI', scopes: ['READ', 'EVAL'], dailyBudgetUsd: 2.5, lastUsedAt: null });
+    expect(apiToken.revokedAt).toBeNull();
     expect(Date.parse(apiToken.expiresAt as string) - Date.now()).toBeGreaterThan(29 * 86_400_000);
 
     const list = await b.gql(LIST, {}, u.token);
-    expect(list.data.apiTokens).toEqual([{ ...pick(apiToken, ['id', 'name', 'scopes', 'prefix', 'expiresAt', 'lastUsedAt', 'dailyBudgetUsd', 'revokedAt']) }]);
+    const listed = ['id', 'name', 'scopes', 'prefix', 'expiresAt', 'lastUsedAt', 'dailyBudgetUsd', 'revokedAt'];
+    expect(list.data.apiTokens).toEqual([pick(apiToken, listed)]);
     expect(list.raw).not.toContain(token);
     expect(list.raw).not.toContain(token.slice(apiToken.prefix.length));
 
@@ -123,13 +131,14 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     expect(started.data.runComparison.responses.map((r: any) => r.status)).toEqual(['COMPLETED', 'COMPLETED']);
     expect(fake.count(undefined, 'chat')).toBe(before + 2);
 
-    const read = await a.gql(`query($id: ID!) { comparison(id: $id) { id } }`, { id: started.data.runComparison.id }, comparer);
-    expect(codes(read)).toEqual(['FORBIDDEN']);
-    expect((await a.gql(`query($id: ID!) { comparison(id: $id) { id } }`, { id: started.data.runComparison.id }, reader)).data.comparison.id).toBe(started.data.runComparison.id);
+    const id = started.data.runComparison.id;
+    expect(codes(await a.gql(COMPARISON, { id }, comparer))).toEqual(['FORBIDDEN']);
+    expect((await a.gql(COMPARISON, { id }, reader)).data.comparison.id).toBe(id);
     // A mutation without a declared scope (renaming) needs a JWT whatever the token's scopes.
     const rename = await a.gql(`mutation { createConversation(title: "t") { id } }`, {}, comparer);
     expect(rename.errors).toBeUndefined();
-    const renamed = await a.gql(`mutation($id: ID!) { renameConversation(id: $id, title: "u") { id } }`, { id: rename.data.createConversation.id }, comparer);
+    const conversationId = rename.data.createConversation.id;
+    const renamed = await a.gql(`mutation($id: ID!) { renameConversation(id: $id, title: "u") { id } }`, { id: conversationId }, comparer);
     expect(codes(renamed)).toEqual(['FORBIDDEN']);
   });
 
@@ -140,7 +149,7 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
       a.gql(LIST, {}, all.token),
       a.gql(CREATE, { input: { name: 'child', scopes: ['READ'] } }, all.token),
       a.gql(REVOKE, { id: all.apiToken.id }, all.token),
-      a.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input: { provider: 'OPENAI', apiKey: 'sk-other-9999' } }, all.token),
+      a.gql(SAVE_KEY, { input: { provider: 'OPENAI', apiKey: 'sk-other-9999' } }, all.token),
       a.gql(`mutation($id: ID!) { setUserBudget(userId: $id, dailyUsd: 1) { id } }`, { id: u.userId }, all.token),
       // One forbidden root field refuses the whole operation, before anything runs.
       a.gql(`query { me { id } apiTokens { id } }`, {}, all.token),
@@ -166,7 +175,7 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     }
     for (const query of [ME, conversations]) {
       // Twice (the second time the document's needs are known), and past the cache (`no-cache`: a compiled read's turn).
-      for (const headers of [{}, {}, { 'cache-control': 'no-cache' }]) {
+      for (const headers of [{}, {}, { 'cache-control': 'no-cache' }] as Array<Record<string, string>>) {
         const res = await a.gql(query, {}, comparer, headers);
         expect(codes(res)).toEqual(['FORBIDDEN']);
         expect(res.headers.get('x-cache')).toBeNull();
@@ -215,7 +224,9 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
       expect(revoked.data.revokeApiToken.revokedAt).not.toBeNull();
       await Promise.race([
         arrived,
-        new Promise((_, reject) => (deadline = setTimeout(() => reject(new Error('instance B did not hear the revocation within 1 s')), 1_000))),
+        new Promise((_, reject) => {
+          deadline = setTimeout(() => reject(new Error('instance B did not hear the revocation within 1 s')), 1_000);
+        }),
       ]);
       const onB = await b.gql(ME, {}, token);
       expect(Date.now() - revokedAt).toBeLessThan(1_000);
@@ -238,7 +249,8 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     const u = await user('expiry');
     const { token, apiToken } = await createToken(u.token, { name: 'short', scopes: ['READ'], expiresInDays: 1 });
     // A day passes: the row's expiry moves into the past (the token was never used, so no instance remembers it).
-    await withClient(a.db.url, (c) => c.query(`update api_tokens set expires_at = now() - interval '1 second' where id = $1`, [apiToken.id]));
+    const expire = `update api_tokens set expires_at = now() - interval '1 second' where id = $1`;
+    await withClient(a.db.url, (c) => c.query(expire, [apiToken.id]));
     const res = await b.gql(ME, {}, token);
     expect(res.status).toBe(401);
     expect(codes(res)).toEqual(['UNAUTHENTICATED']);
@@ -262,7 +274,8 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     expect(refused.errors![0]!.extensions).toMatchObject({ budgetUsd: 0.000001, apiTokenId: capped.apiToken.id });
     expect(refused.errors![0]!.extensions!.spentUsd).toBeGreaterThan(0.000001);
     const conversationId = (await a.gql(`mutation { createConversation(title: "c") { id } }`, {}, capped.token)).data.createConversation.id;
-    expect(codes(await a.gql(SEND, { input: { conversationId, content: 'x', model: 'openai:gpt-4o' } }, capped.token))).toEqual(['BUDGET_EXCEEDED']);
+    const sent = await a.gql(SEND, { input: { conversationId, content: 'x', model: 'openai:gpt-4o' } }, capped.token);
+    expect(codes(sent)).toEqual(['BUDGET_EXCEEDED']);
     expect(fake.count(undefined, 'chat')).toBe(before);
 
     // The cap is the token's: the user's session and another token of theirs still run.
@@ -289,6 +302,48 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     expect(logs.length).toBeGreaterThan(0);
     for (const value of [...shown, token]) expect(logs).not.toContain(value.slice(12));
   });
+});
+
+/**
+ * The scope map as the schema declares it (`auth/token-scopes.ts`): a new root
+ * field shows up here, so what a personal token may do with it is decided,
+ * not inherited unnoticed. Eval mutations declare `EVAL` when they land.
+ */
+it('declares what a personal token needs for every root field', async () => {
+  const schema = await getSchema();
+  const map: Record<string, Record<string, string[]>> = {};
+  for (const type of [OperationTypeNode.QUERY, OperationTypeNode.MUTATION, OperationTypeNode.SUBSCRIPTION]) {
+    for (const name of Object.keys(schema.getRootType(type)!.getFields())) {
+      const document = parse(`${type} { ${name} }`, { noLocation: true });
+      const access = operationAccess(schema, document, document.definitions[0] as OperationDefinitionNode).get(name)!;
+      ((map[type] ??= {})[access] ??= []).push(name);
+    }
+  }
+  for (const byAccess of Object.values(map)) for (const names of Object.values(byAccess)) names.sort();
+  expect(map).toEqual({
+    query: {
+      READ: [
+        'comparison', 'comparisons', 'conversation', 'conversations', 'exportConversation', 'leaderboard', 'leaderboardInfo',
+        'me', 'models', 'search', 'voteExclusions',
+      ],
+      JWT_ONLY: ['apiTokens'],
+    },
+    mutation: {
+      COMPARE: [
+        'cancelComparison', 'createConversation', 'judgeComparison', 'retryComparisonResponse', 'runComparison', 'sendMessage',
+        'startArenaBattle', 'startComparison', 'vote',
+      ],
+      JWT_ONLY: [
+        'createApiToken', 'deleteApiKey', 'deleteConversation', 'flushCaches', 'login', 'register', 'renameConversation',
+        'reverseVoteExclusion', 'revokeApiToken', 'saveApiKey', 'setUserBudget',
+      ],
+    },
+    subscription: { READ: ['comparisonEvents'] },
+  });
+  // Fragments do not hide a root field.
+  const hidden = parse(`query { ...F } fragment F on Query { me { id } ... on Query { apiTokens { id } } }`);
+  const operation = hidden.definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION)!;
+  expect([...operationAccess(schema, hidden, operation)]).toEqual([['me', 'READ'], ['apiTokens', 'JWT_ONLY']]);
 });
 
 function pick<T extends Record<string, unknown>>(row: T, keys: string[]): Record<string, unknown> {

@@ -132,9 +132,12 @@ export class PersonalTokenVerifier implements PersonalTokenCheck {
     if (expiresAt <= now) throw new InvalidTokenError('Token expired');
     // Awaited (one short UPDATE a minute per token), so a use is listed once its request is answered.
     if (!row.lastUsedAt || now - row.lastUsedAt.getTime() > LAST_USED_EVERY_MS) {
-      await this.deps.store.touch(row.id).catch((error: unknown) => this.deps.logger.warn({ error: (error as Error)?.name, tokenId: row.id }, 'could not record a token use'));
+      const failed = (error: unknown) =>
+        this.deps.logger.warn({ error: (error as Error)?.name, tokenId: row.id }, 'could not record a token use');
+      await this.deps.store.touch(row.id).catch(failed);
     }
-    const principal: Principal = { userId: row.userId, role: row.role, token: { id: row.id, scopes: row.scopes, dailyBudgetUsd: row.dailyBudgetUsd } };
+    const grant = { id: row.id, scopes: row.scopes, dailyBudgetUsd: row.dailyBudgetUsd };
+    const principal: Principal = { userId: row.userId, role: row.role, token: grant };
     if (epoch === this.epoch) this.verified.set(hash, { principal, until: Math.min(expiresAt, now + VERIFIED_TTL_MS) });
     return principal;
   }

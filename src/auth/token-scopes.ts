@@ -12,12 +12,14 @@
  * closed where it matters: a query or a subscription needs READ (they only
  * read), a mutation needs a JWT. A JWT (a signed-in session) is never limited.
  *
- * | scope     | what it allows                                                                        |
- * | --------- | ------------------------------------------------------------------------------------- |
- * | `READ`    | every query and subscription except `apiTokens`                                       |
- * | `COMPARE` | the mutations of comparing and chatting: conversations created, comparisons started, run, retried, cancelled, arena battles, messages, judge calls and votes |
- * | `EVAL`    | the eval mutations (prompt sets, eval runs), declared by their resolvers               |
- * | JWT only  | every other mutation (tokens, provider keys, budgets, admin, renaming and deleting conversations) and `apiTokens` |
+ * | scope     | what it allows                                                                  |
+ * | --------- | ------------------------------------------------------------------------------- |
+ * | `READ`    | every query and subscription except `apiTokens`                                 |
+ * | `COMPARE` | comparing and chatting: createConversation, start/run/retry/cancelComparison,   |
+ * |           | startArenaBattle, sendMessage, judgeComparison, vote                            |
+ * | `EVAL`    | the eval mutations (prompt sets, eval runs), declared by their resolvers         |
+ * | JWT only  | every other mutation (tokens, provider keys, budgets, admin, renaming and        |
+ * |           | deleting conversations) and the `apiTokens` query                               |
  *
  * Scopes do not imply one another: a CI job that starts comparisons and reads
  * their results asks for `READ` and `COMPARE`.
@@ -29,7 +31,14 @@
  * from the read cache or a compiled read only for a document already checked
  * and allowed (`graphql/http.ts`).
  */
-import { type DocumentNode, type FragmentDefinitionNode, type GraphQLSchema, Kind, type OperationDefinitionNode, type SelectionSetNode } from 'graphql';
+import {
+  type DocumentNode,
+  type FragmentDefinitionNode,
+  type GraphQLSchema,
+  Kind,
+  type OperationDefinitionNode,
+  type SelectionSetNode,
+} from 'graphql';
 import { AppError } from '../errors';
 import { LruMap } from '../lru-map';
 import { type Principal, TokenScope } from './principal';
@@ -53,10 +62,16 @@ const DEFAULTS: Record<OperationDefinitionNode['operation'], TokenAccess> = {
 };
 
 /** Each root field of the operation (through fragments, whatever their directives) and what it needs. */
-export function operationAccess(schema: GraphQLSchema, document: DocumentNode, operation: OperationDefinitionNode): Map<string, TokenAccess> {
+export function operationAccess(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+): Map<string, TokenAccess> {
   const root = schema.getRootType(operation.operation);
   const fragments = new Map<string, FragmentDefinitionNode>();
-  for (const definition of document.definitions) if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  for (const definition of document.definitions) {
+    if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments.set(definition.name.value, definition);
+  }
   const needs = new Map<string, TokenAccess>();
   const seen = new Set<string>();
   const visit = (selections: SelectionSetNode) => {
@@ -85,7 +100,10 @@ export function operationAccess(schema: GraphQLSchema, document: DocumentNode, o
 }
 
 /** The first root field the principal's personal token may not run, or undefined when it may run them all (a JWT may). */
-export function refusedField(principal: Principal | null, needs: ReadonlyMap<string, TokenAccess>): { field: string; access: TokenAccess } | undefined {
+export function refusedField(
+  principal: Principal | null,
+  needs: ReadonlyMap<string, TokenAccess>,
+): { field: string; access: TokenAccess } | undefined {
   const token = principal?.token;
   if (!token) return undefined;
   for (const [field, access] of needs) if (access === 'JWT_ONLY' || !token.scopes.includes(access)) return { field, access };

@@ -118,7 +118,8 @@ async function answerGraphqlRequest(
   if (principal.ok && principal.value && reading) {
     const sentParams = edgeParams(req, method, url, body, deps.responseCache);
     // A cached or compiled answer must not bypass a personal token's scopes: unknown or refused documents go through Apollo.
-    const params = sentParams && deps.tokenScopes.allowsAtEdge(principal.value, sentParams.documentHash, sentParams.operationName) ? sentParams : undefined;
+    const allowed = sentParams && deps.tokenScopes.allowsAtEdge(principal.value, sentParams.documentHash, sentParams.operationName);
+    const params = allowed ? sentParams : undefined;
     const hit = params && (await reading.atEdge(params));
     if (hit) {
       sendHit(req, res, method, hit);

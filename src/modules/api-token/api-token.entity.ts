@@ -55,4 +55,7 @@ export class ApiToken extends BaseEntity<'expiresAt' | 'lastUsedAt' | 'dailyBudg
 }
 
 /** An ApiToken as read (plain; no hash). */
-export type ApiTokenView = Pick<ApiToken, 'id' | 'createdAt' | 'name' | 'scopes' | 'prefix' | 'expiresAt' | 'lastUsedAt' | 'dailyBudgetUsd' | 'revokedAt'>;
+export type ApiTokenView = Pick<
+  ApiToken,
+  'id' | 'createdAt' | 'name' | 'scopes' | 'prefix' | 'expiresAt' | 'lastUsedAt' | 'dailyBudgetUsd' | 'revokedAt'
+>;

@@ -46,11 +46,14 @@ export class ApiTokenService implements PersonalTokenStore {
       throw badInput(`expiresInDays must be a whole number from 1 to ${MAX_DAYS}, or null for no expiry`, 'expiresInDays');
     }
     const cap = args.dailyBudgetUsd ?? null;
-    if (cap !== null && !(Number.isFinite(cap) && cap > 0)) throw badInput('dailyBudgetUsd must be a number > 0, or null for no cap of its own', 'dailyBudgetUsd');
+    if (cap !== null && !(Number.isFinite(cap) && cap > 0)) {
+      throw badInput('dailyBudgetUsd must be a number > 0, or null for no cap of its own', 'dailyBudgetUsd');
+    }
     const [{ active }] = await em
       .getConnection()
       .execute<Array<{ active: string }>>(
-        `select count(*) as active from api_tokens where owner_id = ? and revoked_at is null and (expires_at is null or expires_at > now())`,
+        `select count(*) as active from api_tokens
+          where owner_id = ? and revoked_at is null and (expires_at is null or expires_at > now())`,
         [principal.userId],
       ) as [{ active: string }];
     if (Number(active) >= MAX_ACTIVE_TOKENS) throw badInput(`At most ${MAX_ACTIVE_TOKENS} active tokens: revoke one first`, 'name');
@@ -98,19 +101,40 @@ export class ApiTokenService implements PersonalTokenStore {
       [hash],
     );
     if (!row) return null;
-    return { ...row, scopes: scopesOf(row.scopes), dailyBudgetUsd: row.dailyBudgetUsd ?? null, expiresAt: dateOf(row.expiresAt), revokedAt: dateOf(row.revokedAt), lastUsedAt: dateOf(row.lastUsedAt) };
+    return {
+      ...row,
+      scopes: scopesOf(row.scopes),
+      dailyBudgetUsd: row.dailyBudgetUsd ?? null,
+      expiresAt: dateOf(row.expiresAt),
+      revokedAt: dateOf(row.revokedAt),
+      lastUsedAt: dateOf(row.lastUsedAt),
+    };
   }
 
   async touch(id: string): Promise<void> {
     await this.deps.orm.em
       .getConnection()
-      .execute(`update api_tokens set last_used_at = now() where id = ? and (last_used_at is null or last_used_at < now() - interval '1 minute')`, [id]);
+      .execute(
+        `update api_tokens set last_used_at = now()
+          where id = ? and (last_used_at is null or last_used_at < now() - interval '1 minute')`,
+        [id],
+      );
   }
 }
 
 function viewOf(row: ApiToken): ApiTokenView {
   const { id, createdAt, name, scopes, prefix, expiresAt, lastUsedAt, dailyBudgetUsd, revokedAt } = row;
-  return { id, createdAt, name, scopes, prefix, expiresAt: expiresAt ?? null, lastUsedAt: lastUsedAt ?? null, dailyBudgetUsd: dailyBudgetUsd ?? null, revokedAt: revokedAt ?? null };
+  return {
+    id,
+    createdAt,
+    name,
+    scopes,
+    prefix,
+    expiresAt: expiresAt ?? null,
+    lastUsedAt: lastUsedAt ?? null,
+    dailyBudgetUsd: dailyBudgetUsd ?? null,
+    revokedAt: revokedAt ?? null,
+  };
 }
 
 function plainView(row: ApiTokenView): ApiTokenView {

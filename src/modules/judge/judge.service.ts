@@ -242,9 +242,10 @@ export class JudgeService {
       };
     });
     await em.getConnection().execute(
-      `insert into judge_verdicts (id, created_at, comparison_id, user_id, judge_model, first_id, second_id, outcome, winner_id, forward, swapped, failure, cost_usd,
-                                   custom_endpoint, api_token_id)
-       select gen_random_uuid(), now(), ?, ?, ?, r.first, r.second, r.outcome::vote_outcome, r.winner, r.forward, r.swapped, r.failure, r.cost, coalesce(r.custom, false), ?::uuid
+      `insert into judge_verdicts (id, created_at, comparison_id, user_id, judge_model, first_id, second_id, outcome, winner_id,
+                                   forward, swapped, failure, cost_usd, custom_endpoint, api_token_id)
+       select gen_random_uuid(), now(), ?, ?, ?, r.first, r.second, r.outcome::vote_outcome, r.winner,
+              r.forward, r.swapped, r.failure, r.cost, coalesce(r.custom, false), ?::uuid
          from jsonb_to_recordset(?::jsonb) as r(first uuid, second uuid, outcome text, winner uuid, forward text, swapped text, failure text, cost float8, custom boolean)
        on conflict (comparison_id, judge_model, first_id, second_id) do update
          set created_at = excluded.created_at, user_id = excluded.user_id, outcome = excluded.outcome, winner_id = excluded.winner_id,

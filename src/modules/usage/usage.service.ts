@@ -269,7 +269,8 @@ export class UsageService implements ProviderCallAdmission {
           rows: TOKEN_SPEND_ROWS,
           column: 'api_token_id',
           id: token.id,
-          refusal: (spent) => `This API token's daily budget of $${token.usd} is reached ($${spent.toFixed(4)} spent through it in the last 24 h)`,
+          refusal: (spent) =>
+            `This API token's daily budget of $${token.usd} is reached ($${spent.toFixed(4)} spent through it in the last 24 h)`,
           extensions: { apiTokenId: token.id },
         });
       }
@@ -279,7 +280,8 @@ export class UsageService implements ProviderCallAdmission {
       await sql(`delete from spend_reservations where user_id = ? and expires_at <= now()`, [userId]);
       const id = randomUUID();
       await sql(
-        `insert into spend_reservations (id, created_at, user_id, reserved_usd, expires_at, api_token_id) values (?, now(), ?, ?, now() + make_interval(secs => ?), ?)`,
+        `insert into spend_reservations (id, created_at, user_id, reserved_usd, expires_at, api_token_id)
+         values (?, now(), ?, ?, now() + make_interval(secs => ?), ?)`,
         [id, userId, worstCase, this.deps.reservationTtlMs / 1000, principal.token?.id ?? null],
       );
       return id;
@@ -314,7 +316,8 @@ export class UsageService implements ProviderCallAdmission {
     if (spent >= budget.usd) throw await this.exceeded(sql, budget, spent, budget.refusal(spent));
     if (running > 0 && (state!.unbounded || worstCase === null || spent + Number(state!.reserved) + worstCase > budget.usd)) {
       const whose = budget.column === 'user_id' ? 'your daily budget' : "this API token's daily budget";
-      throw await this.exceeded(sql, budget, spent, `Your running model calls may use the rest of ${whose} ($${budget.usd}): retry when they have finished`, running);
+      const message = `Your running model calls may use the rest of ${whose} ($${budget.usd}): retry when they have finished`;
+      throw await this.exceeded(sql, budget, spent, message, running);
     }
   }
 
