@@ -9,6 +9,7 @@ import 'reflect-metadata';
 import { loadConfig } from './src/config';
 import { createOrmOptions, settleSsl } from './src/db/orm';
 import { ApiKey } from './src/modules/api-key/api-key.entity';
+import { ApiToken } from './src/modules/api-token/api-token.entity';
 import { ComparisonResponse, ComparisonResult } from './src/modules/comparison/comparison.entity';
 import { Conversation } from './src/modules/conversation/conversation.entity';
 import { Message } from './src/modules/message/message.entity';
@@ -20,7 +21,10 @@ import { JudgeVerdictEntity } from './src/modules/judge/judge-verdict.entity';
 import { BaseEntity } from './src/db/base.entity';
 import { ModelCallEntity } from './src/db/model-call.entity';
 
-export const ENTITIES: Function[] = [BaseEntity, ModelCallEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation, VoteExclusion, JudgeVerdictEntity];
+export const ENTITIES: Function[] = [
+  BaseEntity, ModelCallEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation,
+  VoteExclusion, JudgeVerdictEntity, ApiToken,
+];
 
 export default async () => {
   const config = loadConfig();

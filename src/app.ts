@@ -27,6 +27,8 @@ import { CursorCodec } from './db/pagination';
 import { PreparedStatements } from './db/prepared';
 import { QueryObserver } from './db/query-observer';
 import { TokenService } from './auth/tokens';
+import { PersonalTokenVerifier } from './auth/personal-tokens';
+import { TokenAccessPolicy } from './auth/token-scopes';
 import { type GraphqlContext, createRequestContexts } from './graphql/context';
 import { CompiledReads } from './graphql/compiled-read';
 import { createGraphqlHandler } from './graphql/http';
@@ -35,6 +37,7 @@ import { jitGateway } from './graphql/jit-executor';
 import { DocumentCache } from './graphql/document-cache';
 import { byteWeightedFields, countResponseBytes } from './graphql/response-bytes';
 import { httpStatusPlugin } from './graphql/plugins/http-status';
+import { tokenScopesPlugin } from './graphql/plugins/token-scopes';
 import { classifyError } from './graphql/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
 import { compiledReadsPlugin } from './graphql/plugins/compiled-reads';
@@ -43,6 +46,7 @@ import { getSchema } from './graphql/schema';
 import { createSseHandler } from './graphql/sse';
 import { createLoaders, PROVIDER_CALLING_MUTATIONS, type Services } from './modules';
 import { ApiKeyService } from './modules/api-key/api-key.service';
+import { ApiTokenService } from './modules/api-token/api-token.service';
 import { CacheAdminService } from './modules/admin/cache-admin.service';
 import { ModelService } from './modules/model/model.service';
 import { createApqCache } from './cache/apq';
@@ -89,6 +93,8 @@ export interface App {
   cache: CachePort;
   pubsub: PubSub;
   services: Services;
+  /** Verified personal API tokens and their revocations (tests await a revocation arriving from another instance). */
+  personalTokens: PersonalTokenVerifier;
   logger: Logger;
   metrics: Metrics;
   queryObserver: QueryObserver;
@@ -184,7 +190,16 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     });
 
     // 4. Services: stateless, shared by every request.
-    const tokens = new TokenService(config.jwtSecret, config.jwtExpiresIn);
+    // Personal API tokens: rows in the api-token module, verified (and their revocations heard) in auth/.
+    const personalTokens: PersonalTokenVerifier = new PersonalTokenVerifier({
+      store: { findByHash: (hash) => apiTokens.findByHash(hash), touch: (id) => apiTokens.touch(id) },
+      pubsub,
+      logger,
+    });
+    const apiTokens = new ApiTokenService({ orm, revocations: personalTokens });
+    await personalTokens.start();
+    cleanups.push(() => personalTokens.close());
+    const tokens = new TokenService(config.jwtSecret, config.jwtExpiresIn, personalTokens);
     const cursors = new CursorCodec(config.jwtSecret);
     const generations = new Generations(cache);
     const apiKeys = new ApiKeyService(new SecretBox(config.encryptionKeys), config.egress);
@@ -249,6 +264,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         perIp: counted('auth_ip', rateLimiters.limiter('auth_ip', config.rateLimits.authPerIp)),
       }),
       apiKeys,
+      apiTokens,
       conversations,
       messages,
       comparisons,
@@ -292,6 +308,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       : undefined;
     // Metric labels: the manifest's operation names, plus a bounded number of others.
     const operationLabels = OperationLabels.fromDocuments(trustedDocuments.values(), config.metrics.maxOperationLabels);
+    // What a personal token may run, per document (`auth/token-scopes.ts`): Apollo, the edge and SSE ask it.
+    const tokenScopes = new TokenAccessPolicy(schema);
     const guard = createDocumentGuard({ limits: config.limits, production, providerCallingFields: PROVIDER_CALLING_MUTATIONS, byteWeights });
     const apollo = new ApolloServer<GraphqlContext>({
       ...(config.graphqlExecutor === 'jit' ? { gateway: jitGateway(schema, documents) } : { schema }),
@@ -319,6 +337,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         requestLogPlugin(),
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production, operationLabels }),
         httpStatusPlugin(),
+        // Before the read cache's plugin: a personal token outside its scopes is refused before any lookup.
+        tokenScopesPlugin(tokenScopes),
         invalidationPlugin(generations),
         operationCachePlugin(responseCache),
         ...(compiledReads ? [compiledReadsPlugin(compiledReads)] : []),
@@ -353,6 +373,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               apollo,
               contexts,
               responseCache,
+              tokenScopes,
               compiledReads,
               onCompiledRead: (outcome, error) => {
                 metrics.compiledReads.inc({ outcome });
@@ -369,6 +390,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               guard,
               maxBodyBytes: config.limits.maxBodyBytes,
               contexts,
+              tokenScopes,
               executor: config.graphqlExecutor,
               compiledSubscriptionBytes: DocumentCache.shareOf(documentCacheBytes, 'subscriptions'),
             }),
@@ -390,6 +412,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       cache,
       pubsub,
       services,
+      personalTokens,
       logger,
       metrics,
       queryObserver,

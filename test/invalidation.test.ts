@@ -47,6 +47,15 @@ const CASES: Record<string, Case> = {
       return { query: `mutation($id: ID!) { deleteApiKey(id: $id) }`, variables: { id: key.data.saveApiKey.id } };
     },
   },
+  createApiToken: {
+    run: async () => ({ query: `mutation { createApiToken(input: { name: "inv", scopes: [READ] }) { apiToken { id } } }` }),
+  },
+  revokeApiToken: {
+    run: async (u) => {
+      const created = await gql(`mutation { createApiToken(input: { name: "inv", scopes: [READ] }) { apiToken { id } } }`, {}, u);
+      return { query: `mutation($id: ID!) { revokeApiToken(id: $id) { id } }`, variables: { id: created.data.createApiToken.apiToken.id } };
+    },
+  },
   sendMessage: {
     run: async (u) => ({ query: `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`, variables: { i: { conversationId: await conversation(u), content: 'hi', model: 'openai:gpt-4o-mini' } } }),
   },

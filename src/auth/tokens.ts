@@ -1,7 +1,9 @@
 /**
  * JWTs (HS256 pinned, with expiry): how a request's bearer token becomes its
  * principal (`principal.ts`). The principal comes only from the verified
- * token's claims: no user lookup per request.
+ * token's claims: no user lookup per request. A bearer token with the
+ * personal-token prefix is handed to {@link PersonalTokenCheck}
+ * (`personal-tokens.ts`) instead.
  */
 import { HeaderMap } from '@apollo/server';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
@@ -38,6 +40,13 @@ export class InvalidTokenError extends AppError {
 const VERIFIED_TTL_MS = 60_000;
 const VERIFIED_MAX = 10_000;
 
+/** Personal API tokens (`personal-tokens.ts`): told apart from JWTs by their fixed prefix. */
+export interface PersonalTokenCheck {
+  readonly prefix: string;
+  /** The token's principal (with its grant); InvalidTokenError when it is not valid now. */
+  verify(token: string): Promise<Principal>;
+}
+
 export class TokenService {
   private readonly verified = new LruMap<string, { principal: Principal; expiresAt: number }>(VERIFIED_MAX);
 
@@ -47,6 +56,7 @@ export class TokenService {
   constructor(
     secret: string,
     private readonly expiresIn: string,
+    private readonly personal?: PersonalTokenCheck,
   ) {
     this.key = createSecretKey(Buffer.from(secret, 'utf8'));
   }
@@ -80,12 +90,13 @@ export class TokenService {
     }
   }
 
-  /** Reads `Authorization: Bearer <jwt>`; no header → null (anonymous). */
+  /** Reads `Authorization: Bearer <jwt or personal token>`; no header → null (anonymous). */
   async fromAuthorizationHeader(header: string | undefined | null): Promise<Principal | null> {
     if (!header) return null;
     const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
     if (!match) throw new InvalidTokenError('Authorization header must be "Bearer <token>"');
     const token = match[1]!;
+    if (this.personal && token.startsWith(this.personal.prefix)) return this.personal.verify(token);
     const known = this.verified.get(token);
     if (known && known.expiresAt > Date.now()) return known.principal;
     const principal = await this.verify(token);

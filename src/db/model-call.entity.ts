@@ -26,6 +26,14 @@ export abstract class ModelCallEntity<Optional extends string = never> extends B
   @Field(() => Float, { nullable: true })
   @Property({ type: 'double', nullable: true })
   costUsd?: number | null;
+
+  /**
+   * The personal API token the call was made through (null: a signed-in
+   * session): what a token's daily cap counts (`modules/usage/usage.service.ts`).
+   * Lazy: no read path selects it. No foreign key: it records, it does not own.
+   */
+  @Property({ type: 'uuid', nullable: true, lazy: true })
+  apiTokenId?: string | null;
 }
 
 /** The measurement fields, for `Pick`s of the read views. */

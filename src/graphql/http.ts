@@ -2,11 +2,12 @@
  * GraphQL over Node's http module, top to bottom:
  *
  * 1. read and parse the body (bounded);
- * 2. verify the bearer token once;
+ * 2. verify the bearer token once (a JWT or a personal API token);
  * 3. the read cache's edge: a signed-in query whose document is known to be
  *    cacheable is looked up (one Redis round trip) and a hit is written to the
  *    socket as stored bytes, without Apollo (`read-cache/request.ts` has the
- *    steps the edge and the Apollo plugin take);
+ *    steps the edge and the Apollo plugin take); for a personal token, only a
+ *    document already checked against its scopes (`auth/token-scopes.ts`);
  * 4. a miss whose document compiles to SQL-built JSON (`compiled-read.ts`)
  *    is answered from PostgreSQL's text without Apollo, and stored;
  * 5. otherwise Apollo's `executeHTTPGraphQLRequest`; the bytes of a cacheable
@@ -24,6 +25,7 @@ import { withDeadline } from '../db/request-deadline';
 import { AppError } from '../errors';
 import { HttpError, readBody } from '../http/respond';
 import { noteOperation } from '../observability/request-log';
+import type { TokenAccessPolicy } from '../auth/token-scopes';
 import type { GraphqlParams, OutgoingAnswer, StoredAnswer } from '../read-cache/request';
 import type { ResponseCache } from '../read-cache/response-cache';
 import type { CompiledReads } from './compiled-read';
@@ -62,6 +64,8 @@ export interface GraphqlHttpDeps {
   /** The principal and the context, as for `/graphql/stream`. */
   contexts: RequestContexts;
   responseCache: ResponseCache;
+  /** Personal tokens' scopes: the edge answers a personal token only for a document already allowed. */
+  tokenScopes: TokenAccessPolicy;
   /** Hot reads answered as SQL-built JSON (`compiled-read.ts`); absent when COMPILED_READS=off. */
   compiledReads?: CompiledReads;
   /** Told how each compiled read ended: served, or sent back to the ordinary path (`error` when it failed). */
@@ -112,7 +116,10 @@ async function answerGraphqlRequest(
     : undefined;
 
   if (principal.ok && principal.value && reading) {
-    const params = edgeParams(req, method, url, body, deps.responseCache);
+    const sentParams = edgeParams(req, method, url, body, deps.responseCache);
+    // A cached or compiled answer must not bypass a personal token's scopes: unknown or refused documents go through Apollo.
+    const allowed = sentParams && deps.tokenScopes.allowsAtEdge(principal.value, sentParams.documentHash, sentParams.operationName);
+    const params = allowed ? sentParams : undefined;
     const hit = params && (await reading.atEdge(params));
     if (hit) {
       sendHit(req, res, method, hit);

@@ -6,6 +6,7 @@ import { type GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphq
 import { DateTimeResolver } from 'graphql-scalars';
 import { buildSchema, type NonEmptyArray } from 'type-graphql';
 import { ApiKeyResolver } from '../modules/api-key/api-key.resolver';
+import { ApiTokenResolver } from '../modules/api-token/api-token.resolver';
 import {
   ComparisonConnectionResolver,
   ComparisonResolver,
@@ -29,6 +30,7 @@ export const RESOLVERS: NonEmptyArray<Function> = [
   UserResolver,
   UsageResolver,
   ApiKeyResolver,
+  ApiTokenResolver,
   ConversationResolver,
   ConversationConnectionResolver,
   MessageResolver,

@@ -15,6 +15,7 @@ import { type DocumentNode, getOperationAST, GraphQLError, type GraphQLSchema, s
 import { createHandler, type Response as SseResponse } from 'graphql-sse';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../auth/principal';
+import type { TokenAccessPolicy } from '../auth/token-scopes';
 import type { GraphqlContext, RequestContexts } from './context';
 import { AppError } from '../errors';
 import { readBody } from '../http/respond';
@@ -28,6 +29,8 @@ export interface SseDeps {
   guard: DocumentGuard;
   maxBodyBytes: number;
   contexts: RequestContexts;
+  /** Personal tokens' scopes (`auth/token-scopes.ts`): checked before a stream opens. */
+  tokenScopes: TokenAccessPolicy;
   /** `jit`: each event is completed by code compiled once per document; `graphql-js`: the reference executor. */
   executor: 'jit' | 'graphql-js';
   /** Bytes (estimated) of compiled subscription documents kept: their share of `DOCUMENT_CACHE_MB`. */
@@ -45,9 +48,9 @@ function asRequestError(error: unknown, code: 'GRAPHQL_PARSE_FAILED' | 'GRAPHQL_
 
 export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void> {
   const requests = new WeakMap<IncomingMessage, { requestId: string; principal: Principal | null; res?: ServerResponse }>();
-  const refuse = (errors: readonly GraphQLError[]): SseResponse => [
+  const refuse = (errors: readonly GraphQLError[], status: 400 | 403 = 400): SseResponse => [
     JSON.stringify({ errors: errors.map((e) => classifyError(e.toJSON(), e, deps.production).formatted) }),
-    { status: 400, statusText: 'Bad Request', headers: { 'content-type': 'application/json; charset=utf-8' } },
+    { status, statusText: status === 400 ? 'Bad Request' : 'Forbidden', headers: { 'content-type': 'application/json; charset=utf-8' } },
   ];
   // graphql-sse wants an index-signature context; ours is a plain interface.
   type SseContext = GraphqlContext & Record<PropertyKey, unknown>;
@@ -82,6 +85,12 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       // The token was verified before the stream opened (an invalid one answered 401);
       // a missing one is reported by the resolver as UNAUTHENTICATED.
       const request = requests.get(req.raw) ?? { requestId: 'sse', principal: null };
+      try {
+        deps.tokenScopes.check(request.principal, undefined, document, operation);
+      } catch (error) {
+        if (!(error instanceof AppError)) throw error;
+        return refuse([error], 403);
+      }
       // Compiled (and kept) for signed-in callers only: anonymous documents cost no compiled code.
       if (typeof params.query === 'string' && request.principal) keys.set(document, `${params.operationName ?? ''}\n${params.query}`);
       const contextValue = deps.contexts.create(req.raw, request.requestId, request.principal) as SseContext;

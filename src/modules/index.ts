@@ -7,6 +7,7 @@ import type { ReadCacheInvalidation } from '../read-cache/invalidation';
 import type { Principal } from '../auth/principal';
 import { createApiKeyLoaders } from './api-key/api-key.loaders';
 import type { ApiKeyService } from './api-key/api-key.service';
+import type { ApiTokenService } from './api-token/api-token.service';
 import { createComparisonLoaders } from './comparison/comparison.loaders';
 import type { ComparisonService } from './comparison/comparison.service';
 import { createConversationLoaders } from './conversation/conversation.loaders';
@@ -46,6 +47,7 @@ export const PROVIDER_CALLING_MUTATIONS: readonly string[] = [
 export interface Services {
   users: UserService;
   apiKeys: ApiKeyService;
+  apiTokens: ApiTokenService;
   conversations: ConversationService;
   messages: MessageService;
   comparisons: ComparisonService;

@@ -224,6 +224,8 @@ export class ComparisonRunner {
           keyLabel: model.label,
           createdAt: comparison.createdAt,
           leaseOwner: this.instanceId,
+          // What a personal token's daily cap counts (`usage.service.ts`).
+          apiTokenId: principal.token?.id ?? null,
         }),
       );
       // A new conversation is inserted with its time already; only an existing one needs the update.
@@ -297,6 +299,8 @@ export class ComparisonRunner {
           completionTokens: null,
           costUsd: null,
           settledAt: null,
+          // The retry's cost counts against the token (if any) that asked for it.
+          apiTokenId: principal.token?.id ?? null,
           leaseOwner: this.instanceId,
           heartbeatAt: raw('now()'),
         },

@@ -71,6 +71,11 @@ export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerI
 
 @ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'comparison_responses' })
+@Index({
+  name: 'comparison_responses_api_token_idx',
+  expression:
+    'create index "comparison_responses_api_token_idx" on "comparison_responses" ("api_token_id") where "api_token_id" is not null',
+})
 @Index({ name: 'comparison_responses_comparison_idx', expression: 'create index "comparison_responses_comparison_idx" on "comparison_responses" ("comparison_id", "position")' })
 @Index({
   name: 'comparison_responses_lease_idx',

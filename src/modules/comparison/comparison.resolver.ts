@@ -1,5 +1,6 @@
 import type { GraphQLResolveInfo } from 'graphql';
 import { Arg, Args, Ctx, Extensions, FieldResolver, ID, Info, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { TokenScope, tokenAccess } from '../../auth/token-scopes';
 import { cacheHint } from '../../read-cache/cache-policy';
 import { requireUser } from '../../auth/principal';
 import { childFieldArgs } from '../common/lookahead';
@@ -41,12 +42,14 @@ export class ComparisonResolver {
     return ctx.loaders.comparisonByIdLoader.load(id);
   }
 
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => ComparisonResult, { description: 'Returns at once with PENDING responses; follow it with comparisonEvents.' })
   async startComparison(@Arg('input', () => RunComparisonInput) input: RunComparisonInput, @Ctx() ctx: Context) {
     const id = await ctx.services.runner.begin(requireUser(ctx.principal), input);
     return this.load(ctx, id);
   }
 
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => ComparisonResult, { description: 'Returns when every response has settled.' })
   async runComparison(@Arg('input', () => RunComparisonInput) input: RunComparisonInput, @Ctx() ctx: Context) {
     const id = await ctx.services.runner.begin(requireUser(ctx.principal), input);
@@ -54,6 +57,7 @@ export class ComparisonResolver {
     return this.load(ctx, id);
   }
 
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => ComparisonResult, {
     description:
       "A blind comparison of two models the server picks among those your saved keys reach (or the operator's arena pool), favouring pairs with few battles so far. Returns at once with PENDING responses labelled A and B; follow it with comparisonEvents, vote to reveal the models.",
@@ -65,12 +69,14 @@ export class ComparisonResolver {
     return this.load(ctx, id);
   }
 
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => ComparisonResult, { description: 'Stops the responses still running (they settle as FAILED "Cancelled").' })
   async cancelComparison(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
     await ctx.services.runner.cancel(requireUser(ctx.principal), id);
     return this.load(ctx, id);
   }
 
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => ComparisonResponse, { description: 'Re-runs one FAILED or TIMED_OUT response and returns it settled.' })
   async retryComparisonResponse(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
     await ctx.services.runner.retry(requireUser(ctx.principal), id);

@@ -1,5 +1,6 @@
 import type { GraphQLResolveInfo } from 'graphql';
 import { Arg, Args, ArgsType, Ctx, Extensions, FieldResolver, ID, Info, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import { TokenScope, tokenAccess } from '../../auth/token-scopes';
 import { cacheHint } from '../../read-cache/cache-policy';
 import { requireUser } from '../../auth/principal';
 import { childFieldArgs } from '../common/lookahead';
@@ -50,6 +51,7 @@ export class ConversationResolver {
     return ctx.loaders.conversationByIdLoader.load(id);
   }
 
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => Conversation)
   async createConversation(@Arg('title', () => String, { nullable: true }) title: string | null, @Ctx() ctx: Context) {
     const principal = requireUser(ctx.principal);

@@ -16,6 +16,10 @@ import { VoteOutcome } from '../vote/vote.entity';
 @Entity({ tableName: 'judge_verdicts' })
 @Unique({ name: 'judge_verdicts_pair_unique', properties: ['comparison', 'judgeModel', 'first', 'second'] })
 @Index({ name: 'judge_verdicts_user_created_idx', properties: ['user', 'createdAt'] })
+@Index({
+  name: 'judge_verdicts_api_token_idx',
+  expression: 'create index "judge_verdicts_api_token_idx" on "judge_verdicts" ("api_token_id") where "api_token_id" is not null',
+})
 export class JudgeVerdictEntity extends BaseEntity<'customEndpoint'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
@@ -26,6 +30,10 @@ export class JudgeVerdictEntity extends BaseEntity<'customEndpoint'> {
 
   @Property({ type: 'text' })
   judgeModel!: string;
+
+  /** The personal API token that asked (null: a signed-in session), for the token's daily cap. */
+  @Property({ type: 'uuid', nullable: true, lazy: true })
+  apiTokenId?: string | null;
 
   @ManyToOne(() => ComparisonResponse, { ref: true, deleteRule: 'cascade' })
   first!: Ref<ComparisonResponse>;

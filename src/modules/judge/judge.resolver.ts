@@ -1,4 +1,5 @@
-import { Arg, Ctx, Field, FieldResolver, ID, Mutation, ObjectType, Resolver, Root } from 'type-graphql';
+import { Arg, Ctx, Extensions, Field, FieldResolver, ID, Mutation, ObjectType, Resolver, Root } from 'type-graphql';
+import { TokenScope, tokenAccess } from '../../auth/token-scopes';
 import { requireUser } from '../../auth/principal';
 import type { Context } from '../common/context';
 import { ComparisonResponse, ComparisonResult, type ComparisonView } from '../comparison/comparison.entity';
@@ -27,6 +28,7 @@ export class JudgeVerdict {
 
 @Resolver(() => JudgeVerdict)
 export class JudgeResolver {
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => [JudgeVerdict], {
     description:
       "Asks judgeModel (on the viewer's own key; rate limit and budget apply: two calls per pair) to compare each pair of COMPLETED responses of one of the viewer's comparisons, in both orders, on their text only. PROVIDER_ERROR when the judge model fails, JUDGE_FAILED (reason REFUSED or UNPARSEABLE) when it gives no verdict; the pairs that did succeed are stored either way.",

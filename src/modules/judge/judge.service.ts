@@ -150,7 +150,7 @@ export class JudgeService {
     let results: CallResult[];
     try {
       results = await this.callAll(em, principal.userId, model, turns, comparison.id);
-      await this.store(em, principal.userId, comparison.id, judgeModel, pairs, results);
+      await this.store(em, principal, comparison.id, judgeModel, pairs, results);
     } finally {
       await release();
     }
@@ -214,7 +214,7 @@ export class JudgeService {
   /** One row per pair (replacing an earlier verdict of this judge), in one statement. */
   private async store(
     em: EntityManager,
-    userId: string,
+    principal: Principal,
     comparisonId: string,
     judgeModel: string,
     pairs: Array<[PresentedResponse, PresentedResponse]>,
@@ -242,15 +242,19 @@ export class JudgeService {
       };
     });
     await em.getConnection().execute(
-      `insert into judge_verdicts (id, created_at, comparison_id, user_id, judge_model, first_id, second_id, outcome, winner_id, forward, swapped, failure, cost_usd, custom_endpoint)
-       select gen_random_uuid(), now(), ?, ?, ?, r.first, r.second, r.outcome::vote_outcome, r.winner, r.forward, r.swapped, r.failure, r.cost, coalesce(r.custom, false)
+      `insert into judge_verdicts (id, created_at, comparison_id, user_id, judge_model, first_id, second_id, outcome, winner_id,
+                                   forward, swapped, failure, cost_usd, custom_endpoint, api_token_id)
+       select gen_random_uuid(), now(), ?, ?, ?, r.first, r.second, r.outcome::vote_outcome, r.winner,
+              r.forward, r.swapped, r.failure, r.cost, coalesce(r.custom, false), ?::uuid
          from jsonb_to_recordset(?::jsonb) as r(first uuid, second uuid, outcome text, winner uuid, forward text, swapped text, failure text, cost float8, custom boolean)
        on conflict (comparison_id, judge_model, first_id, second_id) do update
          set created_at = excluded.created_at, user_id = excluded.user_id, outcome = excluded.outcome, winner_id = excluded.winner_id,
              custom_endpoint = excluded.custom_endpoint,
+             -- The accumulated cost then counts against the latest asker's token (if any): never less than it spent.
+             api_token_id = excluded.api_token_id,
              forward = excluded.forward, swapped = excluded.swapped, failure = excluded.failure,
              cost_usd = coalesce(judge_verdicts.cost_usd, 0) + coalesce(excluded.cost_usd, 0)`,
-      [comparisonId, userId, judgeModel, JSON.stringify(rows)],
+      [comparisonId, principal.userId, judgeModel, principal.token?.id ?? null, JSON.stringify(rows)],
     );
   }
 

@@ -101,6 +101,8 @@ export class ChatService {
         completionTokens: result.completionTokens,
         latencyMs: result.latencyMs,
         costUsd: costUsd(findCatalogEntry(modelId.provider, modelId.name), result.promptTokens, result.completionTokens),
+        // What a personal token's daily cap counts (`usage.service.ts`).
+        apiTokenId: principal.token?.id ?? null,
       });
       conversation.updatedAt = new Date();
       await em.flush();

@@ -14,6 +14,10 @@ registerEnumType(MessageRole, { name: 'MessageRole' });
 
 @ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'messages' })
+@Index({
+  name: 'messages_api_token_idx',
+  expression: 'create index "messages_api_token_idx" on "messages" ("api_token_id") where "api_token_id" is not null',
+})
 @Index({ name: 'messages_conversation_created_idx', expression: 'create index "messages_conversation_created_idx" on "messages" ("conversation_id", "created_at", "id")' })
 @Index({ name: 'messages_comparison_idx', properties: ['comparison'] })
 @Index({ name: 'messages_content_fts_idx', expression: `create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))` })

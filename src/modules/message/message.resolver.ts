@@ -1,4 +1,5 @@
-import { Arg, Ctx, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
+import { Arg, Ctx, Extensions, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
+import { TokenScope, tokenAccess } from '../../auth/token-scopes';
 import { requireUser } from '../../auth/principal';
 import type { Context } from '../common/context';
 import { AppError } from '../../errors';
@@ -8,6 +9,7 @@ import { SendMessageInput } from './message.inputs';
 
 @Resolver(() => Message)
 export class MessageResolver {
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => Message, { description: "The assistant's reply; the user's message is stored first." })
   sendMessage(@Arg('input', () => SendMessageInput) input: SendMessageInput, @Ctx() ctx: Context): Promise<Message> {
     return ctx.services.chat.send(ctx.em, requireUser(ctx.principal), input);

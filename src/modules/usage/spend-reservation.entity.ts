@@ -20,4 +20,8 @@ export class SpendReservation extends BaseEntity {
 
   @Property({ type: 'Date', columnType: 'timestamptz(3)' })
   expiresAt!: Date;
+
+  /** The personal API token the calls go through (null: a signed-in session): held against its cap too. */
+  @Property({ type: 'uuid', nullable: true })
+  apiTokenId?: string | null;
 }

@@ -29,6 +29,13 @@
  *   price has no worst case, so it only runs alone.
  * Reasoning tokens that never show in the text are not bounded by the output
  * cap; their recorded cost still counts once it is known.
+ *
+ * A personal API token's own daily cap (`Principal.token.dailyBudgetUsd`) is a
+ * second budget checked the same way, under the same lock: the spend rows
+ * made through the token (`api_token_id` on comparison responses, assistant
+ * messages and judge verdicts, written by whoever records the call) and the
+ * reservations held through it. Either budget refuses with BUDGET_EXCEEDED
+ * before any provider call; the token's refusal carries `apiTokenId`.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { randomUUID } from 'node:crypto';
@@ -107,6 +114,31 @@ const SPEND_ROWS = `
     from judge_verdicts j
    where j.user_id = ? and j.created_at > now() - ${WINDOW} and j.cost_usd is not null`;
 
+/** The same rows as {@link SPEND_ROWS}, made through personal API token `?` (three times), whoever's they are. */
+const TOKEN_SPEND_ROWS = `
+  select r.created_at as at, x.cost_usd as cost
+    from comparison_responses x join comparison_results r on r.id = x.comparison_id
+   where x.api_token_id = ? and r.created_at > now() - ${WINDOW} and x.cost_usd is not null
+  union all
+  select m.created_at, m.cost_usd
+    from messages m
+   where m.api_token_id = ? and m.created_at > now() - ${WINDOW} and m.cost_usd is not null
+  union all
+  select j.created_at, j.cost_usd
+    from judge_verdicts j
+   where j.api_token_id = ? and j.created_at > now() - ${WINDOW} and j.cost_usd is not null`;
+
+/** One budget an admission must fit: the user's, or the personal token's cap. */
+interface Budget {
+  usd: number;
+  /** Its spend rows (one id parameter, three times) and the reservations column that holds against it. */
+  rows: string;
+  column: 'user_id' | 'api_token_id';
+  id: string;
+  refusal: (spentUsd: number) => string;
+  extensions: Record<string, unknown>;
+}
+
 /** How long an admission waits for another instance's admission of the same user before answering SERVICE_UNAVAILABLE. */
 const LOCK_WAIT_MS = 10_000;
 /** Thrown inside the reservation's transaction when the user's lock is held elsewhere: roll back, wait, try again. */
@@ -131,7 +163,7 @@ export class UsageService implements ProviderCallAdmission {
       throw rateLimited(verdict.retryAfterSeconds, `Too many model calls: retry in ${verdict.retryAfterSeconds} s`);
     }
     try {
-      return await this.oneAtATime(principal.userId, () => this.reserve(principal.userId, calls));
+      return await this.oneAtATime(principal.userId, () => this.reserve(principal, calls));
     } catch (error) {
       // Refused for its budget: the calls were not made, so they do not count against the rate.
       await this.deps.providerCalls.refund(principal.userId, calls.length);
@@ -191,15 +223,16 @@ export class UsageService implements ProviderCallAdmission {
     return run;
   }
 
-  private async reserve(userId: string, calls: readonly PlannedCall[]): Promise<Release> {
+  private async reserve(principal: Principal, calls: readonly PlannedCall[]): Promise<Release> {
     const em = this.deps.orm.em.fork();
+    const userId = principal.userId;
     // Without a budget (the common case) one read answers; the lock is only taken when a budget applies.
     const [own] = await em.getConnection().execute<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [userId]);
-    if (this.effectiveBudget(own?.budget) === null) return this.noop;
+    if (this.effectiveBudget(own?.budget) === null && !tokenCap(principal)) return this.noop;
     const deadline = Date.now() + LOCK_WAIT_MS;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.reserveLocked(em, userId, calls);
+        return await this.reserveLocked(em, principal, calls);
       } catch (error) {
         if (error !== LOCK_BUSY) throw error;
         if (Date.now() >= deadline) throw new AppError('SERVICE_UNAVAILABLE', 'Another admission of your model calls is taking too long: retry in a moment');
@@ -209,45 +242,48 @@ export class UsageService implements ProviderCallAdmission {
   }
 
   /** The reservation, under the user's advisory lock; throws LOCK_BUSY (rolled back, connection given back) when another instance holds it. */
-  private async reserveLocked(em: EntityManager, userId: string, calls: readonly PlannedCall[]): Promise<Release> {
+  private async reserveLocked(em: EntityManager, principal: Principal, calls: readonly PlannedCall[]): Promise<Release> {
+    const userId = principal.userId;
     const reservationId = await em.transactional(async (tx) => {
       const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
       const [lock] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [`llmselect:budget:${userId}`]);
       if (!lock?.locked) throw LOCK_BUSY;
       // Read again under the lock: an admin may have changed it meanwhile.
       const [user] = await sql<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [userId]);
-      const budget = this.effectiveBudget(user?.budget);
-      if (budget === null) return undefined;
-      const [state] = await sql<Array<{ spent: number; reserved: number; running: string; unbounded: boolean }>>(
-        `select coalesce((select sum(cost) from (${SPEND_ROWS}) s), 0) as spent,
-                coalesce(sum(reserved_usd), 0) as reserved, count(*) as running, coalesce(bool_or(reserved_usd is null), false) as unbounded
-           from spend_reservations where user_id = ? and expires_at > now()`,
-        [userId, userId, userId, userId],
-      );
-      const spent = Number(state!.spent);
-      const running = Number(state!.running);
+      const budgets: Budget[] = [];
+      const own = this.effectiveBudget(user?.budget);
+      if (own !== null) {
+        budgets.push({
+          usd: own,
+          rows: SPEND_ROWS,
+          column: 'user_id',
+          id: userId,
+          refusal: (spent) => `Daily budget of $${own} reached ($${spent.toFixed(4)} spent in the last 24 h)`,
+          extensions: {},
+        });
+      }
+      const token = tokenCap(principal);
+      if (token) {
+        budgets.push({
+          usd: token.usd,
+          rows: TOKEN_SPEND_ROWS,
+          column: 'api_token_id',
+          id: token.id,
+          refusal: (spent) =>
+            `This API token's daily budget of $${token.usd} is reached ($${spent.toFixed(4)} spent through it in the last 24 h)`,
+          extensions: { apiTokenId: token.id },
+        });
+      }
+      if (budgets.length === 0) return undefined;
       const worstCase = this.worstCase(calls);
-      if (spent >= budget) {
-        throw await this.exceeded(sql, userId, spent, budget, `Daily budget of $${budget} reached ($${spent.toFixed(4)} spent in the last 24 h)`);
-      }
-      if (running > 0 && (state!.unbounded || worstCase === null || spent + Number(state!.reserved) + worstCase > budget)) {
-        throw await this.exceeded(
-          sql,
-          userId,
-          spent,
-          budget,
-          `Your running model calls may use the rest of your daily budget ($${budget}): retry when they have finished`,
-          running,
-        );
-      }
+      for (const budget of budgets) await this.fits(sql, budget, worstCase);
       await sql(`delete from spend_reservations where user_id = ? and expires_at <= now()`, [userId]);
       const id = randomUUID();
-      await sql(`insert into spend_reservations (id, created_at, user_id, reserved_usd, expires_at) values (?, now(), ?, ?, now() + make_interval(secs => ?))`, [
-        id,
-        userId,
-        worstCase,
-        this.deps.reservationTtlMs / 1000,
-      ]);
+      await sql(
+        `insert into spend_reservations (id, created_at, user_id, reserved_usd, expires_at, api_token_id)
+         values (?, now(), ?, ?, now() + make_interval(secs => ?), ?)`,
+        [id, userId, worstCase, this.deps.reservationTtlMs / 1000, principal.token?.id ?? null],
+      );
       return id;
     });
     if (!reservationId) return this.noop;
@@ -261,6 +297,28 @@ export class UsageService implements ProviderCallAdmission {
         .execute(`delete from spend_reservations where id = ?`, [reservationId])
         .catch((err: unknown) => this.deps.logger.warn({ error: (err as Error)?.name, reservationId }, 'could not release a spend reservation (it expires by itself)'));
     };
+  }
+
+  /**
+   * Throws BUDGET_EXCEEDED unless calls of `worstCase` fit `budget`: its
+   * recorded spend is under it and either nothing else runs against it or
+   * everything running plus this fits (see the file's comment).
+   */
+  private async fits(sql: <T>(text: string, params: unknown[]) => Promise<T>, budget: Budget, worstCase: number | null): Promise<void> {
+    const [state] = await sql<Array<{ spent: number; reserved: number; running: string; unbounded: boolean }>>(
+      `select coalesce((select sum(cost) from (${budget.rows}) s), 0) as spent,
+              coalesce(sum(reserved_usd), 0) as reserved, count(*) as running, coalesce(bool_or(reserved_usd is null), false) as unbounded
+         from spend_reservations where ${budget.column} = ? and expires_at > now()`,
+      [budget.id, budget.id, budget.id, budget.id],
+    );
+    const spent = Number(state!.spent);
+    const running = Number(state!.running);
+    if (spent >= budget.usd) throw await this.exceeded(sql, budget, spent, budget.refusal(spent));
+    if (running > 0 && (state!.unbounded || worstCase === null || spent + Number(state!.reserved) + worstCase > budget.usd)) {
+      const whose = budget.column === 'user_id' ? 'your daily budget' : "this API token's daily budget";
+      const message = `Your running model calls may use the rest of ${whose} ($${budget.usd}): retry when they have finished`;
+      throw await this.exceeded(sql, budget, spent, message, running);
+    }
   }
 
   /** USD, or null when a model's price is unknown. */
@@ -281,30 +339,36 @@ export class UsageService implements ProviderCallAdmission {
    */
   private async exceeded(
     sql: <T>(text: string, params: unknown[]) => Promise<T>,
-    userId: string,
+    budget: Budget,
     spent: number,
-    budget: number,
     message: string,
     running = 0,
   ): Promise<AppError> {
     let resetsAt: string | null = null;
-    if (spent >= budget) {
+    if (spent >= budget.usd) {
       const [row] = await sql<Array<{ resets_at: number | null }>>(
         `select (extract(epoch from min(at) + ${WINDOW}) * 1000)::float8 as resets_at
-           from (select at, sum(cost) over (order by at rows unbounded preceding) as cum from (${SPEND_ROWS}) s) w
+           from (select at, sum(cost) over (order by at rows unbounded preceding) as cum from (${budget.rows}) s) w
           where ? - cum < ?`,
-        [userId, userId, userId, spent, budget],
+        [budget.id, budget.id, budget.id, spent, budget.usd],
       );
       resetsAt = row?.resets_at != null ? new Date(Number(row.resets_at)).toISOString() : null;
     }
     this.deps.onRefused?.('budget');
     return new AppError('BUDGET_EXCEEDED', message, {
       spentUsd: round(spent),
-      budgetUsd: budget,
+      budgetUsd: budget.usd,
       resetsAt,
       ...(running ? { runningCalls: running } : {}),
+      ...budget.extensions,
     });
   }
+}
+
+/** The personal token's own cap, when the request came with one that has a cap. */
+function tokenCap(principal: Principal): { id: string; usd: number } | null {
+  const token = principal.token;
+  return token && token.dailyBudgetUsd !== null && token.dailyBudgetUsd > 0 ? { id: token.id, usd: token.dailyBudgetUsd } : null;
 }
 
 /** Micro-dollars: enough for per-call costs, no float noise in answers. */

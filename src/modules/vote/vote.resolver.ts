@@ -1,4 +1,5 @@
-import { Arg, Ctx, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
+import { Arg, Ctx, Extensions, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
+import { TokenScope, tokenAccess } from '../../auth/token-scopes';
 import { requireUser } from '../../auth/principal';
 import type { Context } from '../common/context';
 import { ComparisonResponse } from '../comparison/comparison.entity';
@@ -7,6 +8,7 @@ import { VoteInput } from './vote.inputs';
 
 @Resolver(() => Vote)
 export class VoteResolver {
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => Vote, { description: "Casts or changes the viewer's vote on one of their comparisons (see README 'Vote integrity': change window, daily cap, exclusions)." })
   async vote(@Arg('input', () => VoteInput) input: VoteInput, @Ctx() ctx: Context): Promise<Vote> {
     const principal = requireUser(ctx.principal);
