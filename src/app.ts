@@ -65,6 +65,7 @@ import { LeaderboardService } from './modules/leaderboard/leaderboard.service';
 import { VoteIntegrity } from './modules/vote/vote-integrity';
 import { JudgeService } from './modules/judge/judge.service';
 import { SearchService } from './modules/search/search.service';
+import { PromptSetService } from './modules/prompt-set/prompt-set.service';
 import { ExportService } from './modules/conversation/export.service';
 import { healthReport } from './observability/health';
 import { createLogger, type Logger, prettyStream } from './observability/logger';
@@ -269,6 +270,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       runner,
       arena: new ArenaService(cache, config.arena.models),
       search: new SearchService(cursors),
+      promptSets: new PromptSetService(cursors),
       exports: new ExportService({ conversations, messages, comparisons }),
       models: new ModelService(apiKeys, modelRegistry),
       cacheAdmin: new CacheAdminService(cache, modelRegistry),
