@@ -66,7 +66,7 @@ export function checkAssertions(drafts: readonly AssertionDraft[] | null | undef
   if (!drafts) return [];
   if (drafts.length > MAX_ASSERTIONS) throw new Error(`${where}: at most ${MAX_ASSERTIONS} assertions, got ${drafts.length}`);
   return drafts.map((draft, i) => {
-    const at = `${where}, assertions[${i}]`;
+    const at = `${where}[${i}]`;
     try {
       return checkAssertion(draft);
     } catch (error) {

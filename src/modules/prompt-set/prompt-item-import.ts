@@ -116,8 +116,8 @@ function fieldOf(instancePath: string, params: Record<string, unknown>): string 
 }
 
 interface CsvInfo {
-  lines: number;
-  empty_lines: number;
+  /** UTF-8 bytes read when the record ended (its line break included). */
+  bytes: number;
 }
 
 function parseCsv(data: string, maxItems: number): ImportedDraft[] {
@@ -149,14 +149,42 @@ function parseCsv(data: string, maxItems: number): ImportedDraft[] {
   if (records.length > 0 && !('prompt' in records[0]!.record)) throw problem(header, null, 'the header has no "prompt" column');
   if (records.length > maxItems) tooMany(maxItems);
   const drafts: ImportedDraft[] = [];
-  let previous: CsvInfo = { lines: 1, empty_lines: 0 };
+  const lines = lineCounter(Buffer.from(data, 'utf8'));
+  let start = records.length ? headerEnd(data) : 0;
   for (const { record, info } of records) {
-    // The line a row starts on (a quoted field may span lines): after the previous row and the blank lines skipped since.
-    const line = previous.lines + 1 + (info.empty_lines - previous.empty_lines);
-    previous = info;
+    // The line a row starts on (a quoted field may span lines), found from where the previous row ended.
+    const line = lines.at(start);
+    start = info.bytes;
     drafts.push({ line, draft: csvDraft(record, { label: `line ${line}`, extensions: { line } }) });
   }
   return drafts;
+}
+
+/**
+ * Line numbers of byte offsets, counted forward once (offsets must not
+ * decrease): the line of the first non-blank byte at or after `offset`, so the
+ * blank lines csv-parse skipped before a row are not the row's line. csv-parse's
+ * own `info.lines` counts a CRLF inside a quoted field twice, hence this.
+ */
+function lineCounter(bytes: Buffer) {
+  let position = 0;
+  let line = 1;
+  const advance = (to: number) => {
+    for (; position < to && position < bytes.length; position++) if (bytes[position] === 0x0a) line++;
+  };
+  return {
+    at(offset: number): number {
+      advance(offset);
+      while (position < bytes.length && (bytes[position] === 0x0a || bytes[position] === 0x0d)) advance(position + 1);
+      return line;
+    },
+  };
+}
+
+/** The byte offset just past the header row (the header is one line: its names hold no line break). */
+function headerEnd(data: string): number {
+  const newline = data.indexOf('\n');
+  return newline < 0 ? Buffer.byteLength(data, 'utf8') : Buffer.byteLength(data.slice(0, newline + 1), 'utf8');
 }
 
 function csvDraft(record: Record<string, string>, place: { label: string; extensions: Record<string, unknown> }): PromptItemDraft {
