@@ -224,6 +224,9 @@ export const PROMPT_ITEMS = plan({
   cursor: 'prompt-items',
 });
 
+/** The plans read only through the services' derivations (the compiled read does not take them): checked and snapshotted like the others. */
+export const SERVICE_ONLY_PLANS: readonly RelationPlan[] = [PROMPT_SETS, PROMPT_SET_BY_ID, PROMPT_ITEMS];
+
 /**
  * `Type.field` → its plan: what the compiled read may compile (nothing else is a relation to it).
  * The compiled read keys its pages on `created_at` (it carries the cursor's time in its SQL), so only
