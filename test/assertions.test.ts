@@ -8,17 +8,35 @@ import { checkPattern, testBounded } from '../src/modules/prompt-set/bounded-reg
 import { evaluateAssertions, type RubricJudge } from '../src/modules/prompt-set/evaluate-assertions';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
-const a = (kind: keyof typeof AssertionKind, value: string | null = null, weight = 1): AssertionSpec => ({ kind: AssertionKind[kind], value, weight });
+const a = (kind: keyof typeof AssertionKind, value: string | null = null, weight = 1): AssertionSpec => ({
+  kind: AssertionKind[kind],
+  value,
+  weight,
+});
 
-async function one(assertion: AssertionSpec, content: string, extra: { latencyMs?: number | null; costUsd?: number | null; reference?: string | null } = {}, judge?: RubricJudge) {
-  const { results } = await evaluateAssertions([assertion], { content, latencyMs: extra.latencyMs, costUsd: extra.costUsd }, { reference: extra.reference }, judge);
+async function one(
+  assertion: AssertionSpec,
+  content: string,
+  extra: { latencyMs?: number | null; costUsd?: number | null; reference?: string | null } = {},
+  judge?: RubricJudge,
+) {
+  const { results } = await evaluateAssertions(
+    [assertion],
+    { content, latencyMs: extra.latencyMs, costUsd: extra.costUsd },
+    { reference: extra.reference },
+    judge,
+  );
   return results[0]!;
 }
 
 describe('evaluateAssertions', () => {
   it('CONTAINS and NOT_CONTAINS: exact, case-sensitive substrings', async () => {
     expect(await one(a('CONTAINS', 'Paris'), 'The capital is Paris.')).toMatchObject({ kind: 'CONTAINS', passed: true, outcome: 'pass' });
-    expect(await one(a('CONTAINS', 'Paris'), 'the capital is paris')).toMatchObject({ passed: false, outcome: 'fail', reason: 'does not contain "Paris"' });
+    expect(await one(a('CONTAINS', 'Paris'), 'the capital is paris')).toMatchObject({
+      passed: false,
+      outcome: 'fail',
+      reason: 'does not contain "Paris"',
+    });
     expect(await one(a('NOT_CONTAINS', 'sorry'), 'Here it is')).toMatchObject({ passed: true });
     expect(await one(a('NOT_CONTAINS', 'sorry'), 'I am sorry')).toMatchObject({ passed: false, reason: 'contains "sorry" at character 5' });
   });
@@ -63,18 +81,28 @@ describe('evaluateAssertions', () => {
   });
 
   it("JSON_SCHEMA: passes a match, fails a mismatch with Ajv's message, fails invalid JSON", async () => {
-    const schema = JSON.stringify({ type: 'object', required: ['name', 'age'], properties: { name: { type: 'string' }, age: { type: 'integer', minimum: 0 } } });
+    const schema = JSON.stringify({
+      type: 'object',
+      required: ['name', 'age'],
+      properties: { name: { type: 'string' }, age: { type: 'integer', minimum: 0 } },
+    });
     expect(await one(a('JSON_SCHEMA', schema), '{"name": "Ada", "age": 36}')).toMatchObject({ passed: true });
     const mismatch = await one(a('JSON_SCHEMA', schema), '{"name": "Ada", "age": -1}');
     expect(mismatch).toMatchObject({ passed: false, outcome: 'fail', reason: 'does not match the JSON Schema: /age must be >= 0' });
     const missing = await one(a('JSON_SCHEMA', schema), '{"age": 3}');
     expect(missing.reason).toBe("does not match the JSON Schema: (root) must have required property 'name'");
-    expect(await one(a('JSON_SCHEMA', schema), 'not json')).toMatchObject({ passed: false, reason: expect.stringMatching(/^is not valid JSON/) });
+    expect(await one(a('JSON_SCHEMA', schema), 'not json')).toMatchObject({
+      passed: false,
+      reason: expect.stringMatching(/^is not valid JSON/),
+    });
   });
 
   it('MAX_LATENCY_MS and MAX_COST_USD: at most the limit passes; a missing measurement is an error, not a pass', async () => {
     expect(await one(a('MAX_LATENCY_MS', '2000'), 'x', { latencyMs: 2000 })).toMatchObject({ passed: true });
-    expect(await one(a('MAX_LATENCY_MS', '2000'), 'x', { latencyMs: 2001 })).toMatchObject({ passed: false, reason: 'took 2001 ms, over the limit of 2000 ms' });
+    expect(await one(a('MAX_LATENCY_MS', '2000'), 'x', { latencyMs: 2001 })).toMatchObject({
+      passed: false,
+      reason: 'took 2001 ms, over the limit of 2000 ms',
+    });
     expect(await one(a('MAX_LATENCY_MS', '2000'), 'x', { latencyMs: null })).toMatchObject({ passed: false, outcome: 'error' });
     expect(await one(a('MAX_COST_USD', '0.01'), 'x', { costUsd: 0.01 })).toMatchObject({ passed: true });
     expect(await one(a('MAX_COST_USD', '0.01'), 'x', { costUsd: 0.0101 })).toMatchObject({ passed: false, outcome: 'fail' });
@@ -83,19 +111,27 @@ describe('evaluateAssertions', () => {
 
   it('RUBRIC: the injected judge decides; refused and unparseable are their own outcomes, never a pass', async () => {
     const calls: Array<[string, string]> = [];
-    const judgeSaying = (verdict: 'pass' | 'fail' | 'refused' | 'unparseable'): RubricJudge => async (rubric, content) => {
-      calls.push([rubric, content]);
-      return { verdict, reason: `judge said ${verdict}` };
-    };
+    const judgeSaying =
+      (verdict: 'pass' | 'fail' | 'refused' | 'unparseable'): RubricJudge =>
+      async (rubric, content) => {
+        calls.push([rubric, content]);
+        return { verdict, reason: `judge said ${verdict}` };
+      };
     const rubric = a('RUBRIC', 'Polite and under 20 words');
-    expect(await one(rubric, 'Hello!', {}, judgeSaying('pass'))).toMatchObject({ passed: true, outcome: 'pass', reason: 'judge said pass' });
+    expect(await one(rubric, 'Hello!', {}, judgeSaying('pass'))).toMatchObject({
+      passed: true,
+      outcome: 'pass',
+      reason: 'judge said pass',
+    });
     expect(await one(rubric, 'Hello!', {}, judgeSaying('fail'))).toMatchObject({ passed: false, outcome: 'fail' });
     expect(await one(rubric, 'Hello!', {}, judgeSaying('refused'))).toMatchObject({ passed: false, outcome: 'refused' });
     expect(await one(rubric, 'Hello!', {}, judgeSaying('unparseable'))).toMatchObject({ passed: false, outcome: 'unparseable' });
     expect(calls[0]).toEqual(['Polite and under 20 words', 'Hello!']);
     expect(await one(rubric, 'Hello!')).toMatchObject({ passed: false, outcome: 'error', reason: expect.stringMatching(/no judge model/) });
     // A failed judge call is not an outcome: it propagates so the caller can retry it.
-    await expect(one(rubric, 'Hello!', {}, async () => Promise.reject(new Error('judge unreachable')))).rejects.toThrow('judge unreachable');
+    await expect(one(rubric, 'Hello!', {}, async () => Promise.reject(new Error('judge unreachable')))).rejects.toThrow(
+      'judge unreachable',
+    );
   });
 
   it('weighs the score; the answer passes only when every assertion passes; no assertions, no verdict', async () => {
@@ -104,7 +140,11 @@ describe('evaluateAssertions', () => {
       { content: 'Paris, not London' },
       {},
     );
-    expect(result.results.map((r) => [r.kind, r.passed])).toEqual([['CONTAINS', true], ['NOT_CONTAINS', false], ['JSON_VALID', false]]);
+    expect(result.results.map((r) => [r.kind, r.passed])).toEqual([
+      ['CONTAINS', true],
+      ['NOT_CONTAINS', false],
+      ['JSON_VALID', false],
+    ]);
     expect(result.score).toBeCloseTo(3 / 5);
     expect(result.passed).toBe(false);
     expect(await evaluateAssertions([], { content: 'x' }, {})).toEqual({ results: [], passed: null, score: null });
@@ -114,7 +154,16 @@ describe('evaluateAssertions', () => {
 
 describe('checkAssertions', () => {
   it('normalises what it keeps: weight defaults to 1, numbers canonical, no value for the kinds that take none', () => {
-    expect(checkAssertions([{ kind: 'MAX_COST_USD', value: ' 0.50 ' }, { kind: 'JSON_VALID', value: '' }, { kind: 'RUBRIC', value: ' polite ', weight: 2.5 }], 'x')).toEqual([
+    expect(
+      checkAssertions(
+        [
+          { kind: 'MAX_COST_USD', value: ' 0.50 ' },
+          { kind: 'JSON_VALID', value: '' },
+          { kind: 'RUBRIC', value: ' polite ', weight: 2.5 },
+        ],
+        'x',
+      ),
+    ).toEqual([
       { kind: 'MAX_COST_USD', value: '0.5', weight: 1 },
       { kind: 'JSON_VALID', value: null, weight: 1 },
       { kind: 'RUBRIC', value: 'polite', weight: 2.5 },
@@ -127,7 +176,10 @@ describe('checkAssertions', () => {
     [{ kind: 'REGEX', value: '([a-z' }, /the pattern does not compile/],
     [{ kind: 'REGEX', value: '/abc/g' }, /flags "g" are not allowed/],
     [{ kind: 'JSON_SCHEMA', value: '{"type": "objekt"}' }, /Ajv cannot compile the JSON Schema/],
-    [{ kind: 'JSON_SCHEMA', value: '{"type": "object", "propertees": {}}' }, /Ajv cannot compile the JSON Schema: strict mode: unknown keyword: "propertees"/],
+    [
+      { kind: 'JSON_SCHEMA', value: '{"type": "object", "propertees": {}}' },
+      /Ajv cannot compile the JSON Schema: strict mode: unknown keyword: "propertees"/,
+    ],
     [{ kind: 'JSON_SCHEMA', value: '{type: object}' }, /the JSON Schema is not valid JSON/],
     [{ kind: 'JSON_SCHEMA', value: '{"type":"string","pattern":"^(a+)+$"}' }, /the JSON Schema's pattern is refused: .*backtrack/],
     [{ kind: 'MAX_LATENCY_MS', value: 'fast' }, /MAX_LATENCY_MS needs a number above 0/],
@@ -153,7 +205,9 @@ describe('through GraphQL', () => {
   });
   afterAll(() => t.close());
 
-  const CREATE = `mutation($input: PromptSetInput!) { createPromptSet(input: $input) { id defaultAssertions { kind value weight } items { nodes { assertions { kind value weight } } } } }`;
+  const CREATE = `mutation($input: PromptSetInput!) {
+    createPromptSet(input: $input) { id defaultAssertions { kind value weight } items { nodes { assertions { kind value weight } } } }
+  }`;
   const UPDATE = `mutation($id: ID!, $input: PromptItemInput!) { updatePromptItem(id: $id, input: $input) { prompt assertions { kind } } }`;
 
   it('saves every kind', async () => {
@@ -169,20 +223,45 @@ describe('through GraphQL', () => {
       { kind: 'MAX_COST_USD', value: '0.002' },
       { kind: 'RUBRIC', value: 'Names the city only' },
     ];
-    const res = await t.gql(CREATE, { input: { name: 'all kinds', items: [{ prompt: 'Capital of France?', reference: 'Paris', assertions }] } }, token);
+    const res = await t.gql(
+      CREATE,
+      { input: { name: 'all kinds', items: [{ prompt: 'Capital of France?', reference: 'Paris', assertions }] } },
+      token,
+    );
     expect(res.errors).toBeUndefined();
     expect(res.data.createPromptSet.items.nodes[0].assertions).toEqual(assertions.map((x) => ({ value: null, weight: 1, ...x })));
   });
 
   it('refuses a backtracking regex, naming the item, the assertion and what to change, and writes nothing', async () => {
     const { token, userId } = await t.signUp('as-regex');
-    const res = await t.gql(CREATE, {
-      input: { name: 'evil', items: [{ prompt: 'ok' }, { prompt: 'p', assertions: [{ kind: 'CONTAINS', value: 'x' }, { kind: 'REGEX', value: '^(\\w+\\s?)*$' }] }] },
-    }, token);
+    const res = await t.gql(
+      CREATE,
+      {
+        input: {
+          name: 'evil',
+          items: [
+            { prompt: 'ok' },
+            {
+              prompt: 'p',
+              assertions: [
+                { kind: 'CONTAINS', value: 'x' },
+                { kind: 'REGEX', value: '^(\\w+\\s?)*$' },
+              ],
+            },
+          ],
+        },
+      },
+      token,
+    );
     expect(res.errors![0]!.extensions).toEqual({ code: 'BAD_USER_INPUT', index: 1, field: 'assertions[1]' });
-    expect(res.errors![0]!.message).toMatch(/^items\[1\], assertions\[1\]: the pattern "\^\(\\w\+\\s\?\)\*\$" can backtrack catastrophically/);
+    expect(res.errors![0]!.message).toMatch(
+      /^items\[1\], assertions\[1\]: the pattern "\^\(\\w\+\\s\?\)\*\$" can backtrack catastrophically/,
+    );
     const { withClient } = await import('./helpers/factories');
-    const n = await withClient(t.db.url, async (c) => (await c.query('select count(*)::int as n from prompt_sets where owner_id = $1', [userId])).rows[0].n);
+    const n = await withClient(
+      t.db.url,
+      async (c) => (await c.query('select count(*)::int as n from prompt_sets where owner_id = $1', [userId])).rows[0].n,
+    );
     expect(n).toBe(0);
   });
 
@@ -190,16 +269,38 @@ describe('through GraphQL', () => {
     const { token } = await t.signUp('as-update');
     const bad = await t.gql(CREATE, { input: { name: 'd', defaultAssertions: [{ kind: 'MAX_COST_USD', value: 'cheap' }] } }, token);
     expect(bad.errors![0]!.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'defaultAssertions[0]' });
-    expect(bad.errors![0]!.message).toMatch(/^input, defaultAssertions\[0\]: MAX_COST_USD needs a number 0 or more as its value, got "cheap"/);
+    expect(bad.errors![0]!.message).toMatch(
+      /^input, defaultAssertions\[0\]: MAX_COST_USD needs a number 0 or more as its value, got "cheap"/,
+    );
 
-    const created = await t.gql(CREATE, { input: { name: 'd', items: [{ prompt: 'keep me', assertions: [{ kind: 'JSON_VALID' }] }] } }, token);
-    const id = (await t.gql(`query($id: ID!) { promptSet(id: $id) { items { nodes { id } } } }`, { id: created.data.createPromptSet.id }, token)).data.promptSet.items.nodes[0].id;
-    const refused = await t.gql(UPDATE, { id, input: { prompt: 'changed', assertions: [{ kind: 'JSON_SCHEMA', value: '{"type":"objekt"}' }] } }, token);
+    const created = await t.gql(
+      CREATE,
+      { input: { name: 'd', items: [{ prompt: 'keep me', assertions: [{ kind: 'JSON_VALID' }] }] } },
+      token,
+    );
+    const id = (
+      await t.gql(`query($id: ID!) { promptSet(id: $id) { items { nodes { id } } } }`, { id: created.data.createPromptSet.id }, token)
+    ).data.promptSet.items.nodes[0].id;
+    const refused = await t.gql(
+      UPDATE,
+      { id, input: { prompt: 'changed', assertions: [{ kind: 'JSON_SCHEMA', value: '{"type":"objekt"}' }] } },
+      token,
+    );
     expect(refused.errors![0]!.extensions!.code).toBe('BAD_USER_INPUT');
     expect(refused.errors![0]!.message).toMatch(/assertions\[0\]: Ajv cannot compile the JSON Schema/);
-    const weightless = await t.gql(UPDATE, { id, input: { prompt: 'changed', assertions: [{ kind: 'CONTAINS', value: 'x', weight: 0 }] } }, token);
+    const weightless = await t.gql(
+      UPDATE,
+      { id, input: { prompt: 'changed', assertions: [{ kind: 'CONTAINS', value: 'x', weight: 0 }] } },
+      token,
+    );
     expect(weightless.errors![0]!.message).toMatch(/weight must be a number above 0/);
-    const item = (await t.gql(`query($id: ID!) { promptSet(id: $id) { items { nodes { prompt assertions { kind } } } } }`, { id: created.data.createPromptSet.id }, token)).data.promptSet.items.nodes[0];
+    const item = (
+      await t.gql(
+        `query($id: ID!) { promptSet(id: $id) { items { nodes { prompt assertions { kind } } } } }`,
+        { id: created.data.createPromptSet.id },
+        token,
+      )
+    ).data.promptSet.items.nodes[0];
     expect(item).toEqual({ prompt: 'keep me', assertions: [{ kind: 'JSON_VALID' }] });
   });
 });

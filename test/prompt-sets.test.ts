@@ -12,8 +12,12 @@ const CREATE = `mutation($input: PromptSetInput!) { createPromptSet(input: $inpu
 const GET = `query($id: ID!, $first: Int, $after: String) {
   promptSet(id: $id) { ${SET_FIELDS} items(first: $first, after: $after) { nodes { ${ITEM_FIELDS} } pageInfo { hasNextPage endCursor } } }
 }`;
-const LIST = `query($first: Int, $after: String) { promptSets(first: $first, after: $after) { totalCount nodes { id name } pageInfo { hasNextPage endCursor } } }`;
-const IMPORT = `mutation($id: ID!, $format: ImportFormat!, $data: String!) { importPromptItems(promptSetId: $id, format: $format, data: $data) { id itemCount } }`;
+const LIST = `query($first: Int, $after: String) {
+  promptSets(first: $first, after: $after) { totalCount nodes { id name } pageInfo { hasNextPage endCursor } }
+}`;
+const IMPORT = `mutation($id: ID!, $format: ImportFormat!, $data: String!) {
+  importPromptItems(promptSetId: $id, format: $format, data: $data) { id itemCount }
+}`;
 const UPDATE_ITEM = `mutation($id: ID!, $input: PromptItemInput!) { updatePromptItem(id: $id, input: $input) { ${ITEM_FIELDS} } }`;
 const DELETE_ITEM = `mutation($id: ID!) { deletePromptItem(id: $id) }`;
 const DELETE_SET = `mutation($id: ID!) { deletePromptSet(id: $id) }`;
@@ -39,7 +43,10 @@ async function getSet(token: string, id: string, first?: number, after?: string)
 
 /** The rows in the database: what "nothing written" is checked against. */
 async function itemRows(setId: string): Promise<Array<{ position: number; prompt: string }>> {
-  return withClient(t.db.url, async (c) => (await c.query('select position, prompt from prompt_items where prompt_set_id = $1 order by position', [setId])).rows);
+  return withClient(
+    t.db.url,
+    async (c) => (await c.query('select position, prompt from prompt_items where prompt_set_id = $1 order by position', [setId])).rows,
+  );
 }
 
 function expectError(res: { errors?: Array<{ message: string; extensions?: Record<string, any> }> }, code: string, message?: RegExp) {
@@ -57,7 +64,12 @@ describe('CRUD', () => {
       description: 'Geography\nquestions',
       defaultAssertions: [{ kind: 'MAX_LATENCY_MS', value: '5000' }],
       items: [
-        { prompt: 'Capital of France?', reference: 'Paris', assertions: [{ kind: 'EQUALS_REFERENCE', weight: 2 }], tags: ['geo', 'easy', 'geo'] },
+        {
+          prompt: 'Capital of France?',
+          reference: 'Paris',
+          assertions: [{ kind: 'EQUALS_REFERENCE', weight: 2 }],
+          tags: ['geo', 'easy', 'geo'],
+        },
         { prompt: 'Capital of Peru?', system: 'Answer in one word.', tags: ['a,b "quoted"'] },
       ],
     });
@@ -68,16 +80,38 @@ describe('CRUD', () => {
       defaultAssertions: [{ kind: 'MAX_LATENCY_MS', value: '5000', weight: 1 }],
     });
     expect(created.items.nodes).toEqual([
-      expect.objectContaining({ position: 1, prompt: 'Capital of France?', reference: 'Paris', system: null, tags: ['geo', 'easy'],
-        assertions: [{ kind: 'EQUALS_REFERENCE', value: null, weight: 2 }] }),
-      expect.objectContaining({ position: 2, prompt: 'Capital of Peru?', system: 'Answer in one word.', tags: ['a,b "quoted"'], assertions: [] }),
+      expect.objectContaining({
+        position: 1,
+        prompt: 'Capital of France?',
+        reference: 'Paris',
+        system: null,
+        tags: ['geo', 'easy'],
+        assertions: [{ kind: 'EQUALS_REFERENCE', value: null, weight: 2 }],
+      }),
+      expect.objectContaining({
+        position: 2,
+        prompt: 'Capital of Peru?',
+        system: 'Answer in one word.',
+        tags: ['a,b "quoted"'],
+        assertions: [],
+      }),
     ]);
 
     const [first, second] = created.items.nodes;
-    const updated = await t.gql(UPDATE_ITEM, { id: second.id, input: { prompt: 'Capital of Chile?', reference: 'Santiago', tags: ['geo'] } }, token);
+    const updated = await t.gql(
+      UPDATE_ITEM,
+      { id: second.id, input: { prompt: 'Capital of Chile?', reference: 'Santiago', tags: ['geo'] } },
+      token,
+    );
     expect(updated.errors).toBeUndefined();
     // The whole item is replaced: the system prompt it no longer sends is cleared; the position stays.
-    expect(updated.data.updatePromptItem).toMatchObject({ id: second.id, position: 2, prompt: 'Capital of Chile?', system: null, reference: 'Santiago' });
+    expect(updated.data.updatePromptItem).toMatchObject({
+      id: second.id,
+      position: 2,
+      prompt: 'Capital of Chile?',
+      system: null,
+      reference: 'Santiago',
+    });
 
     expect((await t.gql(DELETE_ITEM, { id: first.id }, token)).data.deletePromptItem).toBe(true);
     const after = await getSet(token, created.id);
@@ -101,15 +135,24 @@ describe('CRUD', () => {
       [{ name: 'ok', items: [{ prompt: 'fine' }, { prompt: ' ' }] }, /^items\[1\], prompt: must not be empty/],
       [{ name: 'ok', items: [{ prompt: 'bell\u0007' }] }, /^items\[0\], prompt: holds the control character U\+0007/],
       [{ name: 'ok', items: [{ prompt: 'p', tags: ['a|b'] }] }, /^items\[0\], tags\[0\]: must not contain "\|" or ";"/],
-      [{ name: 'ok', items: [{ prompt: 'p', assertions: [{ kind: 'EQUALS_REFERENCE' }] }] }, /^items\[0\], reference: EQUALS_REFERENCE compares/],
-      [{ name: 'ok', defaultAssertions: [{ kind: 'EQUALS_REFERENCE' }], items: [{ prompt: 'p', reference: 'r' }, { prompt: 'q' }] }, /^items\[1\], reference:/],
+      [
+        { name: 'ok', items: [{ prompt: 'p', assertions: [{ kind: 'EQUALS_REFERENCE' }] }] },
+        /^items\[0\], reference: EQUALS_REFERENCE compares/,
+      ],
+      [
+        { name: 'ok', defaultAssertions: [{ kind: 'EQUALS_REFERENCE' }], items: [{ prompt: 'p', reference: 'r' }, { prompt: 'q' }] },
+        /^items\[1\], reference:/,
+      ],
       [{ name: 'ok', items: [{ prompt: 'p'.repeat(32_001) }] }, /^items\[0\], prompt: must be at most 32000 characters/],
     ];
     for (const [input, message] of cases) {
       const error = expectError(await t.gql(CREATE, { input }, token), 'BAD_USER_INPUT', message);
       expect(error.extensions!.field).toBeDefined();
     }
-    const count = await withClient(t.db.url, async (c) => (await c.query('select count(*)::int as n from prompt_sets where owner_id = $1', [userId])).rows[0].n);
+    const count = await withClient(
+      t.db.url,
+      async (c) => (await c.query('select count(*)::int as n from prompt_sets where owner_id = $1', [userId])).rows[0].n,
+    );
     expect(count).toBe(0);
   });
 });
@@ -136,7 +179,8 @@ describe('paging', () => {
       seen.push(...page.nodes.map((i: any) => i.prompt));
       after = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : undefined;
       // Appended items come after the cursor, so they show on later pages and never shift earlier ones.
-      if (round++ === 0) expect((await t.gql(IMPORT, { id: set.id, format: 'JSONL', data: '{"prompt":"p8"}' }, token)).errors).toBeUndefined();
+      if (round++ === 0)
+        expect((await t.gql(IMPORT, { id: set.id, format: 'JSONL', data: '{"prompt":"p8"}' }, token)).errors).toBeUndefined();
     } while (after);
     expect(seen).toEqual(['p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7', 'p8']);
   });
@@ -197,15 +241,26 @@ describe('import', () => {
     const data = [
       JSON.stringify({ prompt: 'What is 2+2?', reference: '4', assertions: [{ kind: 'EQUALS_REFERENCE' }], tags: ['math'] }),
       '',
-      JSON.stringify({ prompt: 'Give JSON', system: 'You answer in JSON.', assertions: [{ kind: 'JSON_SCHEMA', value: '{"type":"object"}', weight: 3 }] }),
+      JSON.stringify({
+        prompt: 'Give JSON',
+        system: 'You answer in JSON.',
+        assertions: [{ kind: 'JSON_SCHEMA', value: '{"type":"object"}', weight: 3 }],
+      }),
       '',
     ].join('\r\n');
     const res = await t.gql(IMPORT, { id: set.id, format: 'JSONL', data }, token);
     expect(res.errors).toBeUndefined();
     expect(res.data.importPromptItems.itemCount).toBe(3);
     const items = (await getSet(token, set.id)).items.nodes;
-    expect(items.map((i: any) => [i.position, i.prompt])).toEqual([[1, 'existing'], [2, 'What is 2+2?'], [3, 'Give JSON']]);
-    expect(items[2]).toMatchObject({ system: 'You answer in JSON.', assertions: [{ kind: 'JSON_SCHEMA', value: '{"type":"object"}', weight: 3 }] });
+    expect(items.map((i: any) => [i.position, i.prompt])).toEqual([
+      [1, 'existing'],
+      [2, 'What is 2+2?'],
+      [3, 'Give JSON'],
+    ]);
+    expect(items[2]).toMatchObject({
+      system: 'You answer in JSON.',
+      assertions: [{ kind: 'JSON_SCHEMA', value: '{"type":"object"}', weight: 3 }],
+    });
   });
 
   it('imports CSV: a header in any order, quoted fields across lines, tags split on | or ;, assertions as JSON', async () => {
@@ -222,9 +277,21 @@ describe('import', () => {
     expect(res.errors).toBeUndefined();
     const items = (await getSet(token, set.id)).items.nodes;
     expect(items).toEqual([
-      expect.objectContaining({ position: 1, prompt: 'Capital of France?', reference: 'Paris', system: null, tags: ['geo', 'easy'],
-        assertions: [{ kind: 'CONTAINS', value: 'Paris', weight: 1 }] }),
-      expect.objectContaining({ position: 2, prompt: 'A prompt with, a comma\nand a second line', reference: null, system: 'Be brief.', tags: ['geo', 'hard'] }),
+      expect.objectContaining({
+        position: 1,
+        prompt: 'Capital of France?',
+        reference: 'Paris',
+        system: null,
+        tags: ['geo', 'easy'],
+        assertions: [{ kind: 'CONTAINS', value: 'Paris', weight: 1 }],
+      }),
+      expect.objectContaining({
+        position: 2,
+        prompt: 'A prompt with, a comma\nand a second line',
+        reference: null,
+        system: 'Be brief.',
+        tags: ['geo', 'hard'],
+      }),
       expect.objectContaining({ position: 3, prompt: 'Say "hi"', reference: 'hi', tags: [], assertions: [] }),
     ]);
   });
@@ -237,10 +304,20 @@ describe('import', () => {
     ['CSV', 'prompt\r\na\r\n"multi\r\nline"\r\n\r\n"\u0007"\r\n', 6, /^line 6, prompt: holds the control character U\+0007/],
     ['CSV', '\ufeffprompt\nok\n"é\u0007"\n', 3, /^line 3, prompt: holds the control character U\+0007/],
     ['JSONL', '{"prompt":"a"}\n{"prompt":"b",}\n', 2, /^line 2: not valid JSON/],
-    ['JSONL', '{"prompt":"a"}\n\n{"prompt":"b","assertions":[{"kind":"CONTAINZ","value":"x"}]}', 3, /^line 3, assertions\[0\]\.kind: must be equal to one of the allowed values/],
+    [
+      'JSONL',
+      '{"prompt":"a"}\n\n{"prompt":"b","assertions":[{"kind":"CONTAINZ","value":"x"}]}',
+      3,
+      /^line 3, assertions\[0\]\.kind: must be equal to one of the allowed values/,
+    ],
     ['JSONL', '{"prompt":"a"}\n{"promt":"b"}', 2, /^line 2, prompt: must have required property 'prompt'/],
     ['JSONL', '{"prompt":"a","colour":"red"}', 1, /^line 1: unknown field "colour"/],
-    ['JSONL', '{"prompt":"a"}\n{"prompt":"b","assertions":[{"kind":"REGEX","value":"(a+)+$"}]}', 2, /^line 2, assertions\[0\]: the pattern "\(a\+\)\+\$" can backtrack catastrophically/],
+    [
+      'JSONL',
+      '{"prompt":"a"}\n{"prompt":"b","assertions":[{"kind":"REGEX","value":"(a+)+$"}]}',
+      2,
+      /^line 2, assertions\[0\]: the pattern "\(a\+\)\+\$" can backtrack catastrophically/,
+    ],
   ])('refuses a bad %s file naming the line, writing nothing (%#)', async (format, data, line, message) => {
     const { token } = await t.signUp('ps-badfile');
     const set = await createSet(token, { name: 'untouched', items: [{ prompt: 'kept' }] });
@@ -256,7 +333,11 @@ describe('import', () => {
     const set = await createSet(token, { name: 'big' });
     const line = `${JSON.stringify({ prompt: 'x'.repeat(6_000) })}\n`;
     const data = line.repeat(Math.ceil((6 * 1024 * 1024) / line.length));
-    const error = expectError(await t.gql(IMPORT, { id: set.id, format: 'JSONL', data }, token), 'BAD_USER_INPUT', /data is 6\.0 MB; an import takes at most 5\.0 MB/);
+    const error = expectError(
+      await t.gql(IMPORT, { id: set.id, format: 'JSONL', data }, token),
+      'BAD_USER_INPUT',
+      /data is 6\.0 MB; an import takes at most 5\.0 MB/,
+    );
     expect(error.extensions!.field).toBe('data');
     expect(await itemRows(set.id)).toEqual([]);
   });
@@ -265,7 +346,11 @@ describe('import', () => {
     const small = await createTestApp({ env: { MAX_BODY_BYTES: String(64 * 1024) } });
     try {
       const { token } = await small.signUp('ps-413');
-      const res = await small.gql(IMPORT, { id: '00000000-0000-4000-8000-000000000000', format: 'JSONL', data: 'x'.repeat(128 * 1024) }, token);
+      const res = await small.gql(
+        IMPORT,
+        { id: '00000000-0000-4000-8000-000000000000', format: 'JSONL', data: 'x'.repeat(128 * 1024) },
+        token,
+      );
       expect(res.status).toBe(413);
       expect(res.errors![0]!.extensions).toEqual({ code: 'BAD_USER_INPUT', maxBodyBytes: 64 * 1024 });
     } finally {
@@ -276,27 +361,56 @@ describe('import', () => {
 
 describe('at most 1,000 items per set', () => {
   const items = (n: number, from = 1) => Array.from({ length: n }, (_, i) => ({ prompt: `p${from + i}` }));
-  const jsonl = (n: number) => items(n).map((i) => JSON.stringify(i)).join('\n');
+  const jsonl = (n: number) =>
+    items(n)
+      .map((i) => JSON.stringify(i))
+      .join('\n');
 
   it('creates a set of exactly 1,000 items and refuses 1,001', async () => {
     const { token, userId } = await t.signUp('ps-1000');
-    expectError(await t.gql(CREATE, { input: { name: 'too many', items: items(1001) } }, token), 'BAD_USER_INPUT',
-      /items: a set holds at most 1,000 items, got 1,001/);
-    const none = await withClient(t.db.url, async (c) => (await c.query('select count(*)::int as n from prompt_sets where owner_id = $1', [userId])).rows[0].n);
+    expectError(
+      await t.gql(CREATE, { input: { name: 'too many', items: items(1001) } }, token),
+      'BAD_USER_INPUT',
+      /items: a set holds at most 1,000 items, got 1,001/,
+    );
+    const none = await withClient(
+      t.db.url,
+      async (c) => (await c.query('select count(*)::int as n from prompt_sets where owner_id = $1', [userId])).rows[0].n,
+    );
     expect(none).toBe(0);
     const full = await createSet(token, { name: 'full', items: items(1000) });
     expect(full.itemCount).toBe(1000);
-    expectError(await t.gql(IMPORT, { id: full.id, format: 'JSONL', data: jsonl(1) }, token), 'BAD_USER_INPUT',
-      /the set has 1,000 items and the file 1: a set holds at most 1,000 items; nothing was imported/);
+    expectError(
+      await t.gql(IMPORT, { id: full.id, format: 'JSONL', data: jsonl(1) }, token),
+      'BAD_USER_INPUT',
+      /the set has 1,000 items and the file 1: a set holds at most 1,000 items; nothing was imported/,
+    );
     expect((await itemRows(full.id)).length).toBe(1000);
   });
 
   it('refuses an import that would pass 1,000, writing nothing', async () => {
     const { token } = await t.signUp('ps-overflow');
     const set = await createSet(token, { name: 'almost', items: items(999) });
-    expectError(await t.gql(IMPORT, { id: set.id, format: 'JSONL', data: jsonl(2) }, token), 'BAD_USER_INPUT', /the set has 999 items and the file 2/);
-    expectError(await t.gql(IMPORT, { id: set.id, format: 'CSV', data: `prompt\n${items(1001).map((i) => i.prompt).join('\n')}` }, token),
-      'BAD_USER_INPUT', /the file has more than 1,000 items/);
+    expectError(
+      await t.gql(IMPORT, { id: set.id, format: 'JSONL', data: jsonl(2) }, token),
+      'BAD_USER_INPUT',
+      /the set has 999 items and the file 2/,
+    );
+    expectError(
+      await t.gql(
+        IMPORT,
+        {
+          id: set.id,
+          format: 'CSV',
+          data: `prompt\n${items(1001)
+            .map((i) => i.prompt)
+            .join('\n')}`,
+        },
+        token,
+      ),
+      'BAD_USER_INPUT',
+      /the file has more than 1,000 items/,
+    );
     expect((await itemRows(set.id)).length).toBe(999);
     expect((await t.gql(IMPORT, { id: set.id, format: 'JSONL', data: jsonl(1) }, token)).data.importPromptItems.itemCount).toBe(1000);
   });
@@ -304,7 +418,9 @@ describe('at most 1,000 items per set', () => {
   it('holds under concurrent imports: the set never passes 1,000', async () => {
     const { token } = await t.signUp('ps-race');
     const set = await createSet(token, { name: 'race', items: items(990) });
-    const results = await Promise.all(Array.from({ length: 4 }, () => t.gql(IMPORT, { id: set.id, format: 'JSONL', data: jsonl(5) }, token)));
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () => t.gql(IMPORT, { id: set.id, format: 'JSONL', data: jsonl(5) }, token)),
+    );
     expect(results.filter((r) => !r.errors)).toHaveLength(2);
     expect(results.filter((r) => r.errors?.[0]?.extensions?.code === 'BAD_USER_INPUT')).toHaveLength(2);
     const rows = await itemRows(set.id);

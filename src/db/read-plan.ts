@@ -224,7 +224,7 @@ export const PROMPT_ITEMS = plan({
   cursor: 'prompt-items',
 });
 
-/** The plans read only through the services' derivations (the compiled read does not take them): checked and snapshotted like the others. */
+/** Plans read only through the services' derivations (the compiled read does not take them); checked and snapshotted like the others. */
 export const SERVICE_ONLY_PLANS: readonly RelationPlan[] = [PROMPT_SETS, PROMPT_SET_BY_ID, PROMPT_ITEMS];
 
 /**

@@ -78,7 +78,9 @@ export function checkAssertions(drafts: readonly AssertionDraft[] | null | undef
 function checkAssertion(draft: AssertionDraft): AssertionSpec {
   if (draft === null || typeof draft !== 'object') throw new Error('must be an object with "kind", "value" and "weight"');
   const kind = draft.kind;
-  if (typeof kind !== 'string' || !KINDS.has(kind)) throw new Error(`kind must be one of ${[...KINDS].join(', ')}, got ${JSON.stringify(kind)}`);
+  if (typeof kind !== 'string' || !KINDS.has(kind)) {
+    throw new Error(`kind must be one of ${[...KINDS].join(', ')}, got ${JSON.stringify(kind)}`);
+  }
   const weight = draft.weight === undefined || draft.weight === null ? 1 : draft.weight;
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0 || weight > MAX_WEIGHT) {
     throw new Error(`weight must be a number above 0 and at most ${MAX_WEIGHT}, got ${JSON.stringify(weight)}`);
@@ -94,7 +96,8 @@ function checkAssertion(draft: AssertionDraft): AssertionSpec {
 
 function checkValue(kind: AssertionKind, raw: string | null): string | null {
   if (NO_VALUE.has(kind)) {
-    if (raw !== null && raw.trim() !== '') throw new Error(`${kind} takes no value (it compares with ${kind === AssertionKind.JSON_VALID ? 'nothing' : "the item's reference"}): remove it`);
+    const compares = kind === AssertionKind.JSON_VALID ? 'nothing' : "the item's reference";
+    if (raw !== null && raw.trim() !== '') throw new Error(`${kind} takes no value (it compares with ${compares}): remove it`);
     return null;
   }
   if (raw === null || raw.trim() === '') throw new Error(`${kind} needs a value: ${VALUE_HINT[kind]}`);
@@ -114,7 +117,8 @@ function checkValue(kind: AssertionKind, raw: string | null): string | null {
     case AssertionKind.MAX_COST_USD: {
       const n = Number(raw.trim());
       const low = kind === AssertionKind.MAX_LATENCY_MS ? 'above 0' : '0 or more';
-      if (!/^[+]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(raw.trim()) || !Number.isFinite(n) || (kind === AssertionKind.MAX_LATENCY_MS && n <= 0)) {
+      const plainNumber = /^[+]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(raw.trim());
+      if (!plainNumber || !Number.isFinite(n) || (kind === AssertionKind.MAX_LATENCY_MS && n <= 0)) {
         throw new Error(`${kind} needs a number ${low} as its value, got ${JSON.stringify(raw)}`);
       }
       return String(n);

@@ -112,11 +112,15 @@ async function evaluateOne(a: AssertionSpec, answer: ScoredAnswer, item: ScoredI
     case AssertionKind.MAX_LATENCY_MS: {
       const limit = Number(a.value);
       if (answer.latencyMs === null || answer.latencyMs === undefined) return error('the call has no measured latency');
-      return answer.latencyMs <= limit ? pass(`took ${answer.latencyMs} ms (limit ${limit} ms)`) : fail(`took ${answer.latencyMs} ms, over the limit of ${limit} ms`);
+      return answer.latencyMs <= limit
+        ? pass(`took ${answer.latencyMs} ms (limit ${limit} ms)`)
+        : fail(`took ${answer.latencyMs} ms, over the limit of ${limit} ms`);
     }
     case AssertionKind.MAX_COST_USD: {
       const limit = Number(a.value);
-      if (answer.costUsd === null || answer.costUsd === undefined) return error('the call has no known cost (the model has no price in the catalog)');
+      if (answer.costUsd === null || answer.costUsd === undefined) {
+        return error('the call has no known cost (the model has no price in the catalog)');
+      }
       return answer.costUsd <= limit
         ? pass(`cost $${answer.costUsd} (limit $${limit})`)
         : fail(`cost $${answer.costUsd}, over the limit of $${limit}`);

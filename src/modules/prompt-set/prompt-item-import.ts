@@ -69,16 +69,21 @@ export function parseImport(format: ImportFormat, data: string, maxItems: number
   const bytes = Buffer.byteLength(data, 'utf8');
   if (bytes > MAX_IMPORT_BYTES) {
     const mb = (n: number) => (n / (1024 * 1024)).toFixed(1);
-    throw badInput(`data is ${mb(bytes)} MB; an import takes at most ${mb(MAX_IMPORT_BYTES)} MB: split the file into smaller imports`, 'data');
+    const message = `data is ${mb(bytes)} MB; an import takes at most ${mb(MAX_IMPORT_BYTES)} MB: split the file into smaller imports`;
+    throw badInput(message, 'data');
   }
   const drafts = format === ImportFormat.JSONL ? parseJsonl(data, maxItems) : parseCsv(data, maxItems);
-  if (drafts.length === 0) throw badInput(`data holds no items: ${format === ImportFormat.JSONL ? 'one JSON object per line' : 'a header row, then one row per item'}`, 'data');
+  if (drafts.length === 0) {
+    const expected = format === ImportFormat.JSONL ? 'one JSON object per line' : 'a header row, then one row per item';
+    throw badInput(`data holds no items: ${expected}`, 'data');
+  }
   return drafts;
 }
 
 /** Refuses before parsing everything: a file with more rows than a set holds is refused as a whole anyway. */
 function tooMany(maxItems: number): never {
-  throw badInput(`the file has more than ${maxItems.toLocaleString('en-US')} items; a set holds at most that many: split the file across sets`, 'data');
+  const most = maxItems.toLocaleString('en-US');
+  throw badInput(`the file has more than ${most} items; a set holds at most that many: split the file across sets`, 'data');
 }
 
 function parseJsonl(data: string, maxItems: number): ImportedDraft[] {
@@ -93,12 +98,14 @@ function parseJsonl(data: string, maxItems: number): ImportedDraft[] {
     try {
       value = JSON.parse(text);
     } catch (error) {
-      throw problem(place, null, `not valid JSON (${(error as SyntaxError).message}): each line holds one JSON object, e.g. {"prompt": "…"}`);
+      const reason = (error as SyntaxError).message;
+      throw problem(place, null, `not valid JSON (${reason}): each line holds one JSON object, e.g. {"prompt": "…"}`);
     }
     if (!validateLine(value)) {
       const e = validateLine.errors![0]!;
       const field = fieldOf(e.instancePath, e.params as Record<string, unknown>);
-      const detail = e.keyword === 'additionalProperties' ? `unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"` : e.message;
+      const extra = (e.params as { additionalProperty?: string }).additionalProperty;
+      const detail = e.keyword === 'additionalProperties' ? `unknown field "${extra}"` : e.message;
       throw problem(place, field, `${detail}${e.keyword === 'enum' ? ` (${Object.values(AssertionKind).join(', ')})` : ''}`);
     }
     if (drafts.length === maxItems) tooMany(maxItems);
@@ -130,14 +137,17 @@ function parseCsv(data: string, maxItems: number): ImportedDraft[] {
       skip_empty_lines: true,
       // Stops parsing one row past what could fit.
       to: maxItems + 1,
-      columns: (names: string[]) => names.map((raw, i) => {
-        const name = raw.trim().toLowerCase();
-        if (!(CSV_COLUMNS as readonly string[]).includes(name)) {
-          throw problem(header, `column ${i + 1}`, `unknown column "${raw}": the header names columns among ${CSV_COLUMNS.join(', ')}`);
-        }
-        if (names.slice(0, i).some((n) => n.trim().toLowerCase() === name)) throw problem(header, `column ${i + 1}`, `"${name}" appears twice in the header`);
-        return name;
-      }),
+      columns: (names: string[]) =>
+        names.map((raw, i) => {
+          const name = raw.trim().toLowerCase();
+          if (!(CSV_COLUMNS as readonly string[]).includes(name)) {
+            throw problem(header, `column ${i + 1}`, `unknown column "${raw}": the header names columns among ${CSV_COLUMNS.join(', ')}`);
+          }
+          if (names.slice(0, i).some((n) => n.trim().toLowerCase() === name)) {
+            throw problem(header, `column ${i + 1}`, `"${name}" appears twice in the header`);
+          }
+          return name;
+        }),
     }) as unknown as Array<{ record: Record<string, string>; info: CsvInfo }>;
   } catch (error) {
     if (error instanceof CsvError) {
@@ -187,17 +197,26 @@ function headerEnd(data: string): number {
   return newline < 0 ? Buffer.byteLength(data, 'utf8') : Buffer.byteLength(data.slice(0, newline + 1), 'utf8');
 }
 
+/** A CSV `tags` cell: tags separated by `|` or `;`, blanks dropped. */
+function splitTags(cell: string): string[] {
+  return cell
+    .split(/[|;]/)
+    .map((t) => t.trim())
+    .filter(Boolean);
+}
+
 function csvDraft(record: Record<string, string>, place: { label: string; extensions: Record<string, unknown> }): PromptItemDraft {
   const cell = (name: string) => (record[name]?.trim() ? record[name] : undefined);
   const draft: PromptItemDraft = { prompt: cell('prompt'), system: cell('system'), reference: cell('reference') };
   const tags = cell('tags');
-  if (tags !== undefined) draft.tags = tags.split(/[|;]/).map((t) => t.trim()).filter(Boolean);
+  if (tags !== undefined) draft.tags = splitTags(tags);
   const assertions = cell('assertions');
   if (assertions !== undefined) {
     try {
       draft.assertions = JSON.parse(assertions);
     } catch (error) {
-      throw problem(place, 'assertions', `not valid JSON (${(error as SyntaxError).message}): a JSON list such as [{"kind":"CONTAINS","value":"Paris"}]`);
+      const reason = (error as SyntaxError).message;
+      throw problem(place, 'assertions', `not valid JSON (${reason}): a JSON list such as [{"kind":"CONTAINS","value":"Paris"}]`);
     }
   }
   return draft;

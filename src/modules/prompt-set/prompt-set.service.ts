@@ -66,7 +66,8 @@ export class PromptSetService {
 
   /** The `PROMPT_SETS` read plan: newest first, keyset-paged on (created_at, id) with the owner index. */
   list(em: EntityManager, principal: Principal, first: number | null | undefined, after: string | null | undefined, extra?: ExtraColumn[]) {
-    return readOwnedPage<PromptSetView>(em, PROMPT_SETS, { alias: 's', ownerId: principal.userId, cursors: this.cursors, first, after, extraColumns: extra });
+    const ownerId = principal.userId;
+    return readOwnedPage<PromptSetView>(em, PROMPT_SETS, { alias: 's', ownerId, cursors: this.cursors, first, after, extraColumns: extra });
   }
 
   count(em: EntityManager, principal: Principal): Promise<number> {
@@ -136,7 +137,8 @@ export class PromptSetService {
     const defaultAssertions = assertionsOf(draft.defaultAssertions, INPUT, 'defaultAssertions');
     const drafts = draft.items ?? [];
     if (drafts.length > MAX_ITEMS_PER_SET) {
-      throw badInput(`items: a set holds at most ${count(MAX_ITEMS_PER_SET)} items, got ${count(drafts.length)}: split them across sets`, 'items');
+      const message = `items: a set holds at most ${count(MAX_ITEMS_PER_SET)} items, got ${count(drafts.length)}: split them across sets`;
+      throw badInput(message, 'items');
     }
     const items = drafts.map((d, i) => checkItem(d, { label: `items[${i}]`, extensions: { index: i } }, defaultAssertions));
     return em.transactional(async (tx) => {
@@ -155,7 +157,8 @@ export class PromptSetService {
     const drafts = parseImport(format, data, MAX_ITEMS_PER_SET);
     return em.transactional(async (tx) => {
       const set = await this.lockForWrite(tx, principal, promptSetId);
-      const items = drafts.map(({ line, draft }) => checkItem(draft, { label: `line ${line}`, extensions: { line } }, set.defaultAssertions));
+      const place = (line: number) => ({ label: `line ${line}`, extensions: { line } });
+      const items = drafts.map(({ line, draft }) => checkItem(draft, place(line), set.defaultAssertions));
       const { n, last } = await this.itemStats(tx, set.id);
       if (n + items.length > MAX_ITEMS_PER_SET) {
         throw badInput(
@@ -211,15 +214,16 @@ export class PromptSetService {
   }
 
   private async itemStats(tx: EntityManager, setId: string): Promise<{ n: number; last: number }> {
-    const [row] = await tx
-      .getConnection()
-      .execute<Array<{ n: number; last: number }>>(`select count(*)::int as n, coalesce(max(position), 0)::int as last from prompt_items where prompt_set_id = ?`, [setId]);
+    const sql = 'select count(*)::int as n, coalesce(max(position), 0)::int as last from prompt_items where prompt_set_id = ?';
+    // `tx.execute` runs in the transaction (the connection's `execute` would take another connection from the pool).
+    const [row] = await tx.execute<Array<{ n: number; last: number }>>(sql, [setId]);
     return { n: Number(row!.n), last: Number(row!.last) };
   }
 
   /** The item, with its set, when the set is the principal's; NOT_FOUND otherwise. */
   private async itemForWrite(em: EntityManager, principal: Principal, id: string): Promise<PromptItem> {
-    const item = isUuid(id) ? await em.findOne(PromptItem, { id, promptSet: { owner: principal.userId } }, { populate: ['promptSet'] }) : null;
+    const owned = { id, promptSet: { owner: principal.userId } };
+    const item = isUuid(id) ? await em.findOne(PromptItem, owned, { populate: ['promptSet'] }) : null;
     if (!item) throw notFound('Prompt item');
     return item;
   }
