@@ -428,3 +428,26 @@ describe('at most 1,000 items per set', () => {
     expect(new Set(rows.map((r) => r.position)).size).toBe(1000);
   });
 });
+
+describe('what an eval run reads', () => {
+  it("itemsToRun: every item in position order with the set's defaults before its own assertions; another user's set is NOT_FOUND", async () => {
+    const owner = await t.signUp('ps-run');
+    const other = await t.signUp('ps-run-other');
+    const set = await createSet(owner.token, {
+      name: 'run me',
+      defaultAssertions: [{ kind: 'MAX_LATENCY_MS', value: '100' }],
+      items: [{ prompt: 'first', assertions: [{ kind: 'CONTAINS', value: 'x' }] }, { prompt: 'second' }, { prompt: 'third' }],
+    });
+    await t.gql(DELETE_ITEM, { id: set.items.nodes[1].id }, owner.token);
+    const service = t.app.services.promptSets;
+    const run = await service.itemsToRun(t.app.orm.em.fork(), { userId: owner.userId, role: 'USER' } as never, set.id);
+    expect(run.set).toMatchObject({ id: set.id, name: 'run me' });
+    expect(run.items.map((i) => [i.position, i.prompt, i.effectiveAssertions.map((a) => a.kind)])).toEqual([
+      [1, 'first', ['MAX_LATENCY_MS', 'CONTAINS']],
+      [3, 'third', ['MAX_LATENCY_MS']],
+    ]);
+    await expect(service.itemsToRun(t.app.orm.em.fork(), { userId: other.userId, role: 'USER' } as never, set.id)).rejects.toMatchObject({
+      extensions: { code: 'NOT_FOUND' },
+    });
+  });
+});
