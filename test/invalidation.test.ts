@@ -35,7 +35,8 @@ async function comparison(user: User, models = ['openai:gpt-4o-mini', 'anthropic
 }
 
 async function promptSet(user: User): Promise<{ id: string; itemId: string }> {
-  const res = await gql(`mutation { createPromptSet(input: { name: "s", items: [{ prompt: "p" }] }) { id items { nodes { id } } } }`, {}, user);
+  const create = `mutation { createPromptSet(input: { name: "s", items: [{ prompt: "p" }] }) { id items { nodes { id } } } }`;
+  const res = await gql(create, {}, user);
   return { id: res.data.createPromptSet.id, itemId: res.data.createPromptSet.items.nodes[0].id };
 }
 

@@ -430,7 +430,7 @@ describe('at most 1,000 items per set', () => {
 });
 
 describe('what an eval run reads', () => {
-  it("itemsToRun: every item in position order with the set's defaults before its own assertions; another user's set is NOT_FOUND", async () => {
+  it("itemsToRun: items in position order, the set's defaults before each item's own assertions; a foreign set NOT_FOUND", async () => {
     const owner = await t.signUp('ps-run');
     const other = await t.signUp('ps-run-other');
     const set = await createSet(owner.token, {
