@@ -20,10 +20,11 @@ import { VoteExclusion } from './src/modules/vote/vote-exclusion.entity';
 import { JudgeVerdictEntity } from './src/modules/judge/judge-verdict.entity';
 import { BaseEntity } from './src/db/base.entity';
 import { ModelCallEntity } from './src/db/model-call.entity';
+import { PromptItem, PromptSet } from './src/modules/prompt-set/prompt-set.entity';
 
 export const ENTITIES: Function[] = [
   BaseEntity, ModelCallEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation,
-  VoteExclusion, JudgeVerdictEntity, ApiToken,
+  VoteExclusion, JudgeVerdictEntity, ApiToken, PromptSet, PromptItem,
 ];
 
 export default async () => {

@@ -69,6 +69,7 @@ import { LeaderboardService } from './modules/leaderboard/leaderboard.service';
 import { VoteIntegrity } from './modules/vote/vote-integrity';
 import { JudgeService } from './modules/judge/judge.service';
 import { SearchService } from './modules/search/search.service';
+import { PromptSetService } from './modules/prompt-set/prompt-set.service';
 import { ExportService } from './modules/conversation/export.service';
 import { healthReport } from './observability/health';
 import { createLogger, type Logger, prettyStream } from './observability/logger';
@@ -285,6 +286,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       runner,
       arena: new ArenaService(cache, config.arena.models),
       search: new SearchService(cursors),
+      promptSets: new PromptSetService(cursors),
       exports: new ExportService({ conversations, messages, comparisons }),
       models: new ModelService(apiKeys, modelRegistry),
       cacheAdmin: new CacheAdminService(cache, modelRegistry),
@@ -360,6 +362,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       metrics,
       maxBodyBytes: config.limits.maxBodyBytes,
+      maxSignedInBodyBytes: config.limits.maxSignedInBodyBytes,
       // Which browser origins may call /graphql and /graphql/stream (CORS_ORIGINS).
       cors: new CorsPolicy(config.cors.origins),
       route: createRoutes({
@@ -380,6 +383,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
                 if (error) logger.warn({ err: error }, 'compiled read failed; answered the ordinary way');
               },
               maxBodyBytes: config.limits.maxBodyBytes,
+              maxSignedInBodyBytes: config.limits.maxSignedInBodyBytes,
               maxResponseBytes: config.limits.maxResponseBytes,
               documents,
               requestDeadlineMs: config.requestDeadlineMs,

@@ -39,6 +39,8 @@ export interface PoolConfig {
 export interface DocumentLimits {
   /** Request bodies larger than this answer 413 on every route. */
   maxBodyBytes: number;
+  /** `/graphql` bodies of a signed-in caller (a verified token) may be this large (an import of prompt items: 5 MB of data). */
+  maxSignedInBodyBytes: number;
   /** Parsing stops after this many lexical tokens. */
   maxTokens: number;
   maxAliases: number;
@@ -521,6 +523,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     preparedStatements: oneOf(env, 'DB_PREPARED_STATEMENTS', ['on', 'off'] as const, 'on') === 'on',
     limits: {
       maxBodyBytes: int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024),
+      maxSignedInBodyBytes: Math.max(int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024), int(env, 'MAX_SIGNED_IN_BODY_BYTES', 8 * 1024 * 1024, 1024)),
       maxTokens: int(env, 'MAX_QUERY_TOKENS', 2_000, 100),
       maxAliases: int(env, 'MAX_QUERY_ALIASES', 15, 0),
       maxDirectives: int(env, 'MAX_QUERY_DIRECTIVES', 50, 0),

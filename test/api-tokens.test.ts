@@ -324,7 +324,7 @@ it('declares what a personal token needs for every root field', async () => {
     query: {
       READ: [
         'comparison', 'comparisons', 'conversation', 'conversations', 'exportConversation', 'leaderboard', 'leaderboardInfo',
-        'me', 'models', 'search', 'voteExclusions',
+        'me', 'models', 'promptSet', 'promptSets', 'search', 'voteExclusions',
       ],
       JWT_ONLY: ['apiTokens'],
     },
@@ -333,6 +333,7 @@ it('declares what a personal token needs for every root field', async () => {
         'cancelComparison', 'createConversation', 'judgeComparison', 'retryComparisonResponse', 'runComparison', 'sendMessage',
         'startArenaBattle', 'startComparison', 'vote',
       ],
+      EVAL: ['createPromptSet', 'deletePromptItem', 'deletePromptSet', 'importPromptItems', 'updatePromptItem'],
       JWT_ONLY: [
         'createApiToken', 'deleteApiKey', 'deleteConversation', 'flushCaches', 'login', 'register', 'renameConversation',
         'reverseVoteExclusion', 'revokeApiToken', 'saveApiKey', 'setUserBudget',

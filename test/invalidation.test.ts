@@ -34,6 +34,12 @@ async function comparison(user: User, models = ['openai:gpt-4o-mini', 'anthropic
   return res.data.runComparison;
 }
 
+async function promptSet(user: User): Promise<{ id: string; itemId: string }> {
+  const create = `mutation { createPromptSet(input: { name: "s", items: [{ prompt: "p" }] }) { id items { nodes { id } } } }`;
+  const res = await gql(create, {}, user);
+  return { id: res.data.createPromptSet.id, itemId: res.data.createPromptSet.items.nodes[0].id };
+}
+
 const CASES: Record<string, Case> = {
   register: { anonymous: true, run: async () => ({ query: `mutation { register(email: "inv-new@example.com", password: "correct horse battery") { token } }` }) },
   login: { anonymous: true, run: async () => ({ query: `mutation { login(email: "inv-new@example.com", password: "correct horse battery") { token } }` }) },
@@ -90,6 +96,25 @@ const CASES: Record<string, Case> = {
       const c = await comparison(u);
       return { query: `mutation($id: ID!) { judgeComparison(comparisonId: $id, judgeModel: "openai:judge-longer") { outcome } }`, variables: { id: c.id } };
     },
+  },
+  createPromptSet: { run: async () => ({ query: `mutation { createPromptSet(input: { name: "s", items: [{ prompt: "p" }] }) { id } }` }) },
+  importPromptItems: {
+    run: async (u) => ({
+      query: `mutation($id: ID!) { importPromptItems(promptSetId: $id, format: JSONL, data: "{\\"prompt\\": \\"q\\"}") { id } }`,
+      variables: { id: (await promptSet(u)).id },
+    }),
+  },
+  updatePromptItem: {
+    run: async (u) => ({
+      query: `mutation($id: ID!) { updatePromptItem(id: $id, input: { prompt: "changed" }) { id } }`,
+      variables: { id: (await promptSet(u)).itemId },
+    }),
+  },
+  deletePromptItem: {
+    run: async (u) => ({ query: `mutation($id: ID!) { deletePromptItem(id: $id) }`, variables: { id: (await promptSet(u)).itemId } }),
+  },
+  deletePromptSet: {
+    run: async (u) => ({ query: `mutation($id: ID!) { deletePromptSet(id: $id) }`, variables: { id: (await promptSet(u)).id } }),
   },
   // The excluded user's generation is bumped by the service (test/vote-integrity.test.ts); here the caller's.
   reverseVoteExclusion: {

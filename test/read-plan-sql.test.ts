@@ -28,6 +28,7 @@ import {
   ownedPageSql,
   ownedRowsSql,
   RELATIONS,
+  SERVICE_ONLY_PLANS,
   type RelationPlan,
   REVEALED,
 } from '../src/db/read-plan';
@@ -177,7 +178,7 @@ function compiledReadFiles(): Map<string, string> {
 function derivedFile(): string {
   const lines: string[] = [];
   const shape = (entity: string) => plainShape<unknown>(orm.em, { name: entity });
-  for (const plan of Object.values(RELATIONS) as RelationPlan[]) {
+  for (const plan of [...Object.values(RELATIONS), ...SERVICE_ONLY_PLANS] as RelationPlan[]) {
     lines.push(`-- ${plan.field}: ${JSON.stringify(plan, (k, v) => (k === 'concealedUnless' ? `rule ${v.name}` : v))}`);
     if (plan.kind === 'ownedList') {
       const page = (after: string | null) =>
@@ -225,7 +226,7 @@ it('every compiled field and every derivation of the read plans matches its comm
 });
 
 it('every plan names its entity and table as MikroORM does, and its columns exist', () => {
-  for (const plan of Object.values(RELATIONS) as RelationPlan[]) {
+  for (const plan of [...Object.values(RELATIONS), ...SERVICE_ONLY_PLANS] as RelationPlan[]) {
     const meta = orm.getMetadata().find(plan.entity);
     expect([plan.field, meta?.tableName]).toEqual([plan.field, plan.table]);
     const columns = new Set(Object.values(meta!.properties).flatMap((p) => p.fieldNames ?? []));
@@ -240,7 +241,7 @@ it('every plan names its entity and table as MikroORM does, and its columns exis
 });
 
 it('the schema states the page defaults the plans declare', () => {
-  for (const plan of Object.values(RELATIONS) as RelationPlan[]) {
+  for (const plan of [...Object.values(RELATIONS), ...SERVICE_ONLY_PLANS] as RelationPlan[]) {
     if (!('page' in plan)) continue;
     const [typeName, fieldName] = plan.field.split('.') as [string, string];
     const type = deps.schema.getType(typeName) as GraphQLObjectType;

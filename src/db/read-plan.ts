@@ -110,6 +110,8 @@ export const COMPUTED: Readonly<Record<string, ComputedField<never>>> = {
 /** Keyset order on `(created_at, id)`: the cursor carries both. */
 const NEWEST_FIRST: Keyset = { columns: ['created_at', 'id'], direction: 'desc' };
 const OLDEST_FIRST: Keyset = { columns: ['created_at', 'id'], direction: 'asc' };
+/** Keyset order on `(position, id)`, for rows with an explicit position: the cursor carries the position as its extra key. */
+const IN_POSITION_ORDER: Keyset = { columns: ['position', 'id'], direction: 'asc' };
 
 /** The viewer's own row. */
 export const VIEWER = plan({ kind: 'viewer', field: 'Query.me', entity: 'User', table: 'users' });
@@ -189,20 +191,68 @@ export const CONVERSATION_COMPARISONS = plan({
   order: ['created_at', 'id'],
 });
 
-/** `Type.field` → its plan: what the compiled read may compile (nothing else is a relation to it). */
+/** A user's prompt sets, newest first, 20 per page (served by the resolvers; not compiled, see {@link RELATIONS}). */
+export const PROMPT_SETS = plan({
+  kind: 'ownedList',
+  field: 'Query.promptSets',
+  entity: 'PromptSet',
+  table: 'prompt_sets',
+  owner: 'owner_id',
+  order: NEWEST_FIRST,
+  page: { default: 20, max: MAX_PAGE_SIZE },
+  cursor: 'prompt-sets',
+});
+
+/** One of the user's prompt sets by id. */
+export const PROMPT_SET_BY_ID = plan({
+  kind: 'ownedRow',
+  field: 'Query.promptSet',
+  entity: 'PromptSet',
+  table: 'prompt_sets',
+  owner: 'owner_id',
+});
+
+/** A prompt set's items in position order, 50 per page (keyset on the unique (prompt_set_id, position)). */
+export const PROMPT_ITEMS = plan({
+  kind: 'childPage',
+  field: 'PromptSet.items',
+  entity: 'PromptItem',
+  table: 'prompt_items',
+  foreignKey: 'prompt_set_id',
+  order: IN_POSITION_ORDER,
+  page: { default: 50, max: MAX_PAGE_SIZE },
+  cursor: 'prompt-items',
+});
+
+/** Plans read only through the services' derivations (the compiled read does not take them); checked and snapshotted like the others. */
+export const SERVICE_ONLY_PLANS: readonly RelationPlan[] = [PROMPT_SETS, PROMPT_SET_BY_ID, PROMPT_ITEMS];
+
+/**
+ * `Type.field` → its plan: what the compiled read may compile (nothing else is a relation to it).
+ * The compiled read keys its pages on `created_at` (it carries the cursor's time in its SQL), so only
+ * those plans are here; the prompt-set plans are read through the services' derivations alone.
+ */
 export const RELATIONS: Readonly<Record<string, RelationPlan>> = Object.fromEntries(
-  [VIEWER, CONVERSATIONS, COMPARISONS, CONVERSATION_BY_ID, COMPARISON_BY_ID, MESSAGES, RESPONSES, CONVERSATION_COMPARISONS].map((p) => [
-    p.field,
-    p,
-  ]),
+  [VIEWER, CONVERSATIONS, COMPARISONS, CONVERSATION_BY_ID, COMPARISON_BY_ID, MESSAGES, RESPONSES, CONVERSATION_COMPARISONS].map((p) => {
+    if ('order' in p && !Array.isArray(p.order) && (p.order as Keyset).columns[0] !== 'created_at') {
+      throw new Error(`read plan: ${p.field} cannot be compiled: the compiled read pages on created_at only`);
+    }
+    return [p.field, p];
+  }),
 );
 
 // ─── What a declaration is ─────────────────────────────────────────────────────
 
+/** The first key column of a keyset: a timestamp, or an integer position. */
+export type KeyColumn = 'created_at' | 'position';
+
 export interface Keyset {
-  columns: readonly ['created_at', 'id'];
+  columns: readonly [KeyColumn, 'id'];
   direction: 'asc' | 'desc';
 }
+
+/** The SQL type of a key column's values in a batch parameter. */
+const KEY_TYPES: Readonly<Record<KeyColumn, string>> = { created_at: 'timestamptz', position: 'int' };
 
 interface PageBounds {
   default: number;
@@ -338,13 +388,14 @@ export function childRowsSql(
 /**
  * The DataLoader batch of a child page: each key's page in one `LATERAL`
  * statement. Parameters, in order: parent ids (uuid[]), after positions
- * (timestamptz[] and uuid[], null for a first page), limits (int[]). Rows
+ * (the key column's values, timestamptz[] or int[], and uuid[]; null for a
+ * first page), limits (int[]). Rows
  * carry `k_idx`, the 1-based index of their key, and come in key order, then
  * in the plan's order. `columns(alias)` is the select list of a child.
  */
 export function childPagesBatchSql(p: ChildPagePlan, columns: (alias: string) => string): string {
   return `select k.idx as k_idx, ${columns('m')}
-  from unnest(?::uuid[], ?::timestamptz[], ?::uuid[], ?::int[]) with ordinality as k(pid, after_at, after_id, lim, idx)
+  from unnest(?::uuid[], ?::${KEY_TYPES[p.order.columns[0]]}[], ?::uuid[], ?::int[]) with ordinality as k(pid, after_at, after_id, lim, idx)
   cross join lateral (${childRowsSql(p, 'c', 'k.pid', { limit: 'k.lim', after: ['k.after_at', 'k.after_id'] })}) m
  order by k.idx, ${orderSql(p, 'm')}`;
 }

@@ -26,6 +26,7 @@ import { AppError } from '../errors';
 import { HttpError, readBody } from '../http/respond';
 import { noteOperation } from '../observability/request-log';
 import type { TokenAccessPolicy } from '../auth/token-scopes';
+import type { Principal } from '../auth/principal';
 import type { GraphqlParams, OutgoingAnswer, StoredAnswer } from '../read-cache/request';
 import type { ResponseCache } from '../read-cache/response-cache';
 import type { CompiledReads } from './compiled-read';
@@ -72,6 +73,8 @@ export interface GraphqlHttpDeps {
   onCompiledRead?(outcome: 'served' | 'fallback', error?: unknown): void;
   /** `Config.limits.maxBodyBytes`: a larger body answers 413. */
   maxBodyBytes?: number;
+  /** `Config.limits.maxSignedInBodyBytes`: the limit for a caller whose token was verified (default: `maxBodyBytes`). */
+  maxSignedInBodyBytes?: number;
   /** `Config.limits.maxResponseBytes`: a response growing past it answers RESPONSE_TOO_LARGE (`response-bytes.ts`). */
   maxResponseBytes?: number;
   /** The per-document caches: told whether a request is signed in, before Apollo looks its document up. */
@@ -87,10 +90,19 @@ export function createGraphqlHandler(deps: GraphqlHttpDeps): (req: IncomingMessa
 
 async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
-  const body = parseJsonBody(req, await readBody(req, deps.maxBodyBytes));
+  // The token first (no body read yet): a signed-in caller may send a larger body (an import), anyone else the small limit.
+  // A bad token is Apollo's to report (through context creation), after the edge has stepped aside.
+  const principal: Resolved = await deps.contexts.principal(req).then(
+    (p) => ({ ok: true as const, value: p }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+  const limit = principal.ok && principal.value ? (deps.maxSignedInBodyBytes ?? deps.maxBodyBytes) : deps.maxBodyBytes;
+  const body = parseJsonBody(req, await readBody(req, limit));
   // From here on the request's database work is bounded as a whole (the upload's time is the client's).
-  await withDeadline(deps.requestDeadlineMs ?? 0, () => answerGraphqlRequest(deps, req, res, requestId, url, body));
+  await withDeadline(deps.requestDeadlineMs ?? 0, () => answerGraphqlRequest(deps, req, res, requestId, url, body, principal));
 }
+
+type Resolved = { ok: true; value: Principal | null } | { ok: false; error: unknown };
 
 async function answerGraphqlRequest(
   deps: GraphqlHttpDeps,
@@ -99,17 +111,13 @@ async function answerGraphqlRequest(
   requestId: string,
   url: URL,
   body: unknown,
+  principal: Resolved,
 ): Promise<void> {
   const method = (req.method ?? 'GET').toUpperCase();
   // For the request's log line (a cached answer never reaches Apollo).
   const sent = method === 'POST' ? (body as { operationName?: unknown; query?: unknown } | null) : { operationName: url.searchParams.get('operationName'), query: url.searchParams.get('query') };
   noteOperation(typeof sent?.operationName === 'string' ? sent.operationName : typeof sent?.query === 'string' ? /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(sent.query)?.[1] : null);
 
-  // A bad token is Apollo's to report (through context creation), after the edge has stepped aside.
-  const principal = await deps.contexts.principal(req).then(
-    (p) => ({ ok: true as const, value: p }),
-    (error: unknown) => ({ ok: false as const, error }),
-  );
   // A signed-in request's read-cache state, shared with the Apollo plugin through the context.
   const reading = principal.ok && principal.value
     ? deps.responseCache.begin(principal.value.userId, req.headers['cache-control'])

@@ -25,6 +25,7 @@ import { ExportResolver } from '../modules/conversation/export.resolver';
 import { ModelResolver } from '../modules/model/model.resolver';
 import { CacheAdminResolver } from '../modules/admin/cache-admin.resolver';
 import { UsageResolver } from '../modules/usage/usage.resolver';
+import { PromptSetConnectionResolver, PromptSetResolver } from '../modules/prompt-set/prompt-set.resolver';
 
 export const RESOLVERS: NonEmptyArray<Function> = [
   UserResolver,
@@ -46,6 +47,8 @@ export const RESOLVERS: NonEmptyArray<Function> = [
   ExportResolver,
   ModelResolver,
   CacheAdminResolver,
+  PromptSetResolver,
+  PromptSetConnectionResolver,
 ];
 
 let built: Promise<GraphQLSchema> | undefined;

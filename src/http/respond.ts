@@ -13,13 +13,15 @@ export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** A 413's limit (the caller's: anonymous or signed in). */
+    readonly maxBytes?: number,
   ) {
     super(message);
   }
 }
 
 export function bodyTooLarge(maxBytes: number): HttpError {
-  return new HttpError(413, `Request body too large: the limit is ${maxBytes} bytes`);
+  return new HttpError(413, `Request body too large: the limit is ${maxBytes} bytes`, maxBytes);
 }
 
 /** A JSON answer that no cache keeps. */

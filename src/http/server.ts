@@ -56,6 +56,8 @@ export interface HttpServerDeps {
   metrics: Metrics;
   /** `Config.limits.maxBodyBytes`. */
   maxBodyBytes: number;
+  /** `Config.limits.maxSignedInBodyBytes`: the declared-size check of `/graphql`, whose route applies the caller's own limit. */
+  maxSignedInBodyBytes?: number;
   /** Cross-origin access to the GraphQL routes (`cors.ts`); absent: no CORS header is ever sent. */
   cors?: CorsPolicy;
   route: Route;
@@ -78,6 +80,7 @@ const HTTP_DRAIN_MS = 5_000;
 
 export function createHttpServer(deps: HttpServerDeps): HttpServer {
   const { logger, metrics, maxBodyBytes, cors, route } = deps;
+  const signedInLimit = Math.max(maxBodyBytes, deps.maxSignedInBodyBytes ?? maxBodyBytes);
   let stopping = false;
   const server = createServer<typeof IncomingMessage, typeof TimedResponse>({ ServerResponse: TimedResponse }, (req, res) => {
     const requestId = requestIdFrom(req.headers['x-request-id']);
@@ -96,7 +99,9 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
         cors!.answerPreflight(req, res, crossOrigin);
         return Promise.resolve('cors_preflight');
       }
-      return declared > maxBodyBytes ? Promise.reject(bodyTooLarge(maxBodyBytes)) : route(req, res, requestId);
+      // Only a /graphql request with a token may be larger (its route checks the token before reading).
+      const limit = req.headers.authorization && req.url?.split('?')[0] === '/graphql' ? signedInLimit : maxBodyBytes;
+      return declared > limit ? Promise.reject(bodyTooLarge(limit)) : route(req, res, requestId);
     };
     withRequestLog(logger, req, res, requestId, answer)
       .then(observe)
@@ -107,7 +112,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
           // The rest of the upload is never buffered: it is dropped while the connection lingers, then closed.
           res.setHeader('connection', 'close');
           lingerAfter(req);
-          sendJson(res, 413, { errors: [{ message: (error as Error).message, extensions: { code: 'BAD_USER_INPUT', maxBodyBytes } }] });
+          sendJson(res, 413, { errors: [{ message: (error as Error).message, extensions: { code: 'BAD_USER_INPUT', maxBodyBytes: (error as HttpError).maxBytes ?? maxBodyBytes } }] });
         } else if (!res.headersSent) sendJson(res, status, { error: status >= 500 ? 'Internal server error' : (error as Error).message });
         else res.end();
         observe('error');

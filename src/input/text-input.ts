@@ -19,6 +19,21 @@ export function isSafeText(text: string): boolean {
   return !UNSAFE.test(text);
 }
 
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+const CONTROL_BUT_LINE_BREAKS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/u;
+
+/**
+ * The first C0/C1 control character of `text` as `U+000B`, or null. With
+ * `lineBreaks`, tab, line feed and carriage return are allowed (prompts and
+ * descriptions); without, none is (names, tags). For fields whose text comes
+ * from inside another value (an imported file), where the document guard's
+ * check of NUL is not enough.
+ */
+export function findControlCharacter(text: string, lineBreaks: boolean): string | null {
+  const found = (lineBreaks ? CONTROL_BUT_LINE_BREAKS : CONTROL).exec(text);
+  return found ? `U+${found[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}` : null;
+}
+
 /** Length in Unicode code points. */
 export function codePointLength(text: string): number {
   let n = 0;

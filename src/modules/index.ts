@@ -29,6 +29,8 @@ import { createUsageLoaders } from './usage/usage.loaders';
 import type { UsageService } from './usage/usage.service';
 import type { VoteIntegrity } from './vote/vote-integrity';
 import type { JudgeService } from './judge/judge.service';
+import { createPromptSetLoaders } from './prompt-set/prompt-set.loaders';
+import type { PromptSetService } from './prompt-set/prompt-set.service';
 
 /**
  * Root mutation fields that call an LLM provider (paid, on the user's key):
@@ -64,6 +66,7 @@ export interface Services {
   models: ModelService;
   cacheAdmin: CacheAdminService;
   usage: UsageService;
+  promptSets: PromptSetService;
 }
 
 export function createLoaders(em: EntityManager, principal: Principal | null, services: Services) {
@@ -74,6 +77,7 @@ export function createLoaders(em: EntityManager, principal: Principal | null, se
     ...createComparisonLoaders(em, principal, services.comparisons),
     ...createVoteLoaders(em, principal),
     ...createUsageLoaders(em, services.usage),
+    ...createPromptSetLoaders(em, principal, services.promptSets),
   };
 }
 

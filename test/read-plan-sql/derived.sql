@@ -82,6 +82,44 @@ select *
   where x2.conversation_id = parent.id
   order by x2.created_at, x2.id;
 
+-- Query.promptSets: {"kind":"ownedList","field":"Query.promptSets","entity":"PromptSet","table":"prompt_sets","owner":"owner_id","order":{"columns":["created_at","id"],"direction":"desc"},"page":{"default":20,"max":100},"cursor":"prompt-sets"}
+-- the service's page (readOwnedPage), first and later:
+select a.id
+  from prompt_sets a
+  where a.owner_id = ?
+  order by a.created_at desc, a.id desc
+  limit ?;
+select a.id
+  from prompt_sets a
+  where a.owner_id = ? and (a.created_at, a.id) < (?, ?)
+  order by a.created_at desc, a.id desc
+  limit ?;
+
+-- Query.promptSet: {"kind":"ownedRow","field":"Query.promptSet","entity":"PromptSet","table":"prompt_sets","owner":"owner_id"}
+-- the by-id DataLoader batch (where):
+a.id = any(?::uuid[]) and a.owner_id = ?;
+
+-- PromptSet.items: {"kind":"childPage","field":"PromptSet.items","entity":"PromptItem","table":"prompt_items","foreignKey":"prompt_set_id","order":{"columns":["position","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"prompt-items"}
+-- the DataLoader batch (pages of many parents):
+select k.idx as k_idx, m.id as "id", (extract(epoch from m.created_at) * 1000)::float8 as "createdAt", m.prompt_set_id as "promptSetId", m.position as "position", m.prompt as "prompt", m.system as "system", m.reference as "reference", m.assertions as "assertions", m.tags as "tags"
+ 
+  from unnest(?::uuid[], ?::int[], ?::uuid[], ?::int[]) with ordinality as k(pid, after_at, after_id, lim, idx)
+ 
+  cross
+  join lateral (select *
+    from prompt_items c
+    where c.prompt_set_id = k.pid and (k.after_at is null or (c.position, c.id) > (k.after_at, k.after_id))
+    order by c.position asc, c.id asc
+    limit k.lim) m
+
+  order by k.idx, m.position asc, m.id asc;
+-- the look-ahead's child query:
+select *
+  from prompt_items m
+  where m.prompt_set_id = parent.id
+  order by m.position asc, m.id asc
+  limit ?;
+
 -- rule revealed (ComparisonResult), SQL predicate:
 (not c.blind or exists (select 1 from votes voted_c where voted_c.comparison_id = c.id));
 -- rule revealed conceals on ComparisonResponse: provider, model, keyLabel, costUsd, promptTokens, completionTokens, customEndpoint, error
