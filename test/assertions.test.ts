@@ -59,6 +59,14 @@ describe('evaluateAssertions', () => {
     expect(result).toMatchObject({ passed: false, outcome: 'error', reason: expect.stringMatching(/ran longer than 100 ms/) });
   });
 
+  it("JSON_SCHEMA's patterns run bounded too: a backtracking one stops at the time limit, as an error outcome", async () => {
+    const schema = JSON.stringify({ type: 'string', pattern: '^(a|a)*$' });
+    const started = Date.now();
+    const result = await one(a('JSON_SCHEMA', schema), JSON.stringify(`${'a'.repeat(40)}b`));
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(result).toMatchObject({ passed: false, outcome: 'error', reason: expect.stringMatching(/ran past 100 ms/) });
+  });
+
   it('EQUALS_REFERENCE: equal after case, Unicode and whitespace normalisation', async () => {
     const reference = 'The  Eiffel\nTower';
     expect(await one(a('EQUALS_REFERENCE'), '  the eiffel   tower\t', { reference })).toMatchObject({ passed: true });
@@ -230,6 +238,18 @@ describe('through GraphQL', () => {
     );
     expect(res.errors).toBeUndefined();
     expect(res.data.createPromptSet.items.nodes[0].assertions).toEqual(assertions.map((x) => ({ value: null, weight: 1, ...x })));
+  });
+
+  it('refuses more than 20 distinct JSON Schemas in one save, before compiling any', async () => {
+    const { token } = await t.signUp('as-schemas');
+    const items = Array.from({ length: 21 }, (_, i) => ({
+      prompt: `p${i}`,
+      assertions: [{ kind: 'JSON_SCHEMA', value: JSON.stringify({ type: 'object', required: [`k${i}`] }) }],
+    }));
+    const res = await t.gql(CREATE, { input: { name: 'many schemas', items } }, token);
+    expect(res.errors?.[0]).toMatchObject({ message: expect.stringMatching(/at most 20 distinct JSON Schemas/), extensions: { code: 'BAD_USER_INPUT' } });
+    const shared = items.map((item) => ({ ...item, assertions: [{ kind: 'JSON_SCHEMA', value: '{"type":"object"}' }] }));
+    expect((await t.gql(CREATE, { input: { name: 'one schema', items: shared } }, token)).errors).toBeUndefined();
   });
 
   it('refuses a backtracking regex, naming the item, the assertion and what to change, and writes nothing', async () => {

@@ -21,7 +21,8 @@ import Ajv, { type ValidateFunction } from 'ajv';
 import { registerEnumType } from 'type-graphql';
 import { codePointLength } from '../../input/text-input';
 import { LruMap } from '../../lru-map';
-import { checkPattern, checkSource } from './bounded-regex';
+import { checkPattern, checkSource, REGEX_TIME_LIMIT_MS, testBounded } from './bounded-regex';
+import { AppError } from '../../errors';
 
 export enum AssertionKind {
   CONTAINS = 'CONTAINS',
@@ -141,15 +142,34 @@ const VALUE_HINT: Record<AssertionKind, string> = {
 
 // ─── JSON Schema ───────────────────────────────────────────────────────────────
 
-/** Ajv, strict: a schema with an unknown keyword or a mistake is refused when saved rather than ignored when scoring. */
-const ajv = new Ajv({ allErrors: true, strict: true, validateFormats: false });
+/**
+ * Ajv, strict (a schema with an unknown keyword or a mistake is refused when
+ * saved rather than ignored when scoring), one instance per schema: Ajv keeps
+ * every schema it compiled in its instance's code scope even after
+ * `removeSchema`, so a shared instance grows with every distinct schema ever
+ * saved. Its `pattern`s run through the same time-bounded matcher as REGEX
+ * assertions (a screened pattern can still backtrack: `^(a|a)*$`).
+ */
+const boundedRegExp = Object.assign(
+  (source: string, flags: string) => ({
+    test(text: string): boolean {
+      const matched = testBounded({ source, flags }, text);
+      if (matched === 'timeout') throw new Error(`the JSON Schema's pattern "${source}" ran past ${REGEX_TIME_LIMIT_MS} ms`);
+      return matched;
+    },
+  }),
+  { code: 'boundedRegExp' },
+);
+const ajvOptions = { allErrors: true, strict: true, validateFormats: false, code: { regExp: boundedRegExp } } as const;
 /** Compiled schemas by their text (compiling is the expensive part; an eval scores the same schema many times). */
 const compiled = new LruMap<string, ValidateFunction>(256);
+/** Distinct JSON Schemas one save (a set, an import, an item) may bring: each is compiled when saved. */
+export const MAX_DISTINCT_SCHEMAS = 20;
 
 /**
  * The validator of a JSON Schema given as JSON text; throws an Error saying
  * what to change when it is not JSON, Ajv cannot compile it, or a `pattern`
- * in it could backtrack catastrophically (Ajv runs those with RegExp).
+ * in it could backtrack catastrophically.
  */
 export function compileSchema(text: string): ValidateFunction {
   const hit = compiled.get(text);
@@ -173,15 +193,33 @@ export function compileSchema(text: string): ValidateFunction {
   }
   let validate: ValidateFunction;
   try {
-    validate = ajv.compile(schema);
+    validate = new Ajv(ajvOptions).compile(schema);
   } catch (error) {
     throw new Error(`Ajv cannot compile the JSON Schema: ${(error as Error).message}`);
-  } finally {
-    // Compiled functions are kept in our LRU, not in Ajv's own unbounded cache.
-    ajv.removeSchema(schema as object);
   }
   compiled.set(text, validate);
   return validate;
+}
+
+/**
+ * Refuses a save that brings more than {@link MAX_DISTINCT_SCHEMAS} distinct
+ * JSON Schemas, before any is compiled (compiling is synchronous work).
+ */
+export function limitSchemas(drafts: ReadonlyArray<{ assertions?: unknown } | null | undefined>, extra: readonly AssertionSpec[] = []): void {
+  const distinct = new Set<string>();
+  const note = (a: unknown) => {
+    const { kind, value } = (a ?? {}) as { kind?: unknown; value?: unknown };
+    if (kind === AssertionKind.JSON_SCHEMA && typeof value === 'string') distinct.add(value);
+  };
+  extra.forEach(note);
+  for (const draft of drafts) if (draft && Array.isArray(draft.assertions)) draft.assertions.forEach(note);
+  if (distinct.size > MAX_DISTINCT_SCHEMAS) {
+    throw new AppError(
+      'BAD_USER_INPUT',
+      `at most ${MAX_DISTINCT_SCHEMAS} distinct JSON Schemas per save, got ${distinct.size}: share a schema between items (or put it in the set's defaultAssertions)`,
+      { field: 'assertions' },
+    );
+  }
 }
 
 /** Every `pattern` value and `patternProperties` key in a schema (iterative: a deep schema cannot overflow the stack). */

@@ -105,7 +105,14 @@ async function evaluateOne(a: AssertionSpec, answer: ScoredAnswer, item: ScoredI
       const parsed = parseJson(content);
       if (!parsed.ok) return fail(`is not valid JSON: ${parsed.message}`);
       const validate = compileSchema(a.value!);
-      if (validate(parsed.value)) return pass('matches the JSON Schema');
+      let valid: boolean;
+      try {
+        valid = validate(parsed.value) as boolean;
+      } catch (e) {
+        // A `pattern` of the schema ran past the regex time limit: not a pass, not a fail.
+        return error((e as Error).message);
+      }
+      if (valid) return pass('matches the JSON Schema');
       const errors = (validate.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? 'is invalid'}`);
       return fail(`does not match the JSON Schema: ${errors.join('; ')}`);
     }

@@ -24,7 +24,7 @@ import {
   readOwnedPage,
 } from '../../db/read-plan';
 import { pgArray } from '../../db/sql';
-import type { AssertionSpec } from './assertions';
+import { type AssertionSpec, limitSchemas } from './assertions';
 import { type ImportFormat, parseImport } from './prompt-item-import';
 import {
   assertionsOf,
@@ -140,6 +140,7 @@ export class PromptSetService {
       const message = `items: a set holds at most ${count(MAX_ITEMS_PER_SET)} items, got ${count(drafts.length)}: split them across sets`;
       throw badInput(message, 'items');
     }
+    limitSchemas(drafts as Array<{ assertions?: unknown }>, defaultAssertions);
     const items = drafts.map((d, i) => checkItem(d, { label: `items[${i}]`, extensions: { index: i } }, defaultAssertions));
     return em.transactional(async (tx) => {
       const set = tx.create(PromptSet, { owner: principal.userId, name, description, defaultAssertions });
@@ -155,6 +156,8 @@ export class PromptSetService {
    */
   async importItems(em: EntityManager, principal: Principal, promptSetId: string, format: ImportFormat, data: string): Promise<PromptSet> {
     const drafts = parseImport(format, data, MAX_ITEMS_PER_SET);
+    // Before the transaction: compiling schemas is synchronous work that must not hold the set's lock or a connection.
+    limitSchemas(drafts.map((d) => d.draft as { assertions?: unknown }));
     return em.transactional(async (tx) => {
       const set = await this.lockForWrite(tx, principal, promptSetId);
       const place = (line: number) => ({ label: `line ${line}`, extensions: { line } });
