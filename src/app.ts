@@ -27,7 +27,7 @@ import { CursorCodec } from './db/pagination';
 import { PreparedStatements } from './db/prepared';
 import { QueryObserver } from './db/query-observer';
 import { TokenService } from './auth/tokens';
-import { PersonalTokenVerifier } from './auth/personal-tokens';
+import { PersonalTokenFormat, PersonalTokenVerifier } from './auth/personal-tokens';
 import { TokenAccessPolicy } from './auth/token-scopes';
 import { type GraphqlContext, createRequestContexts } from './graphql/context';
 import { CompiledReads } from './graphql/compiled-read';
@@ -192,12 +192,15 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
 
     // 4. Services: stateless, shared by every request.
     // Personal API tokens: rows in the api-token module, verified (and their revocations heard) in auth/.
+    // Tokens carry a tag under a key derived from JWT_SECRET: a made-up token is refused without a database read.
+    const tokenFormat = new PersonalTokenFormat(config.jwtSecret);
     const personalTokens: PersonalTokenVerifier = new PersonalTokenVerifier({
       store: { findByHash: (hash) => apiTokens.findByHash(hash), touch: (id) => apiTokens.touch(id) },
+      format: tokenFormat,
       pubsub,
       logger,
     });
-    const apiTokens = new ApiTokenService({ orm, revocations: personalTokens });
+    const apiTokens = new ApiTokenService({ orm, revocations: personalTokens, format: tokenFormat });
     await personalTokens.start();
     cleanups.push(() => personalTokens.close());
     const tokens = new TokenService(config.jwtSecret, config.jwtExpiresIn, personalTokens);
@@ -397,6 +400,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               tokenScopes,
               executor: config.graphqlExecutor,
               compiledSubscriptionBytes: DocumentCache.shareOf(documentCacheBytes, 'subscriptions'),
+              onTokenRevoked: (listener) => personalTokens.onRevoked(listener),
             }),
           }),
         ],

@@ -76,7 +76,7 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     const u = await user('once');
     const input = { name: 'nightly CI', scopes: ['READ', 'EVAL'], expiresInDays: 30, dailyBudgetUsd: 2.5 };
     const { token, apiToken } = await createToken(u.token, input);
-    expect(token).toMatch(/^llms_pat_[A-Za-z0-9_-]{43}$/);
+    expect(token).toMatch(/^llms_pat_[A-Za-z0-9_-]{55}$/);
     expect(token.startsWith(apiToken.prefix)).toBe(true);
     expect(apiToken.prefix.length).toBeLessThan(20);
     expect(apiToken).toMatchObject({ name: 'nightly CI', scopes: ['READ', 'EVAL'], dailyBudgetUsd: 2.5, lastUsedAt: null });
@@ -111,6 +111,14 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     const refused = await b.gql(ME, {}, mangled);
     expect(refused.status).toBe(401);
     expect(codes(refused)).toEqual(['UNAUTHENTICATED']);
+  });
+
+  it('refuses a made-up token of the right shape without a database read (its tag is not this server\'s)', async () => {
+    const madeUp = () => `llms_pat_${randomBytes(41).toString('base64url')}`;
+    expect(madeUp()).toMatch(/^llms_pat_[A-Za-z0-9_-]{55}$/);
+    const { count, result } = await b.countStatements(() => Promise.all(Array.from({ length: 10 }, () => b.gql(ME, {}, madeUp()))));
+    expect(result.map((r) => r.status)).toEqual(Array(10).fill(401));
+    expect(count).toBe(0);
   });
 
   it('limits a token to its scopes: READ cannot start a comparison, COMPARE can (and cannot read)', async () => {
@@ -204,6 +212,27 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     const statuses: string[] = [];
     for await (const e of allowed.events) statuses.push(e.data.comparisonEvents.status);
     expect(statuses).toEqual(['COMPLETED', 'COMPLETED']);
+  });
+
+  it('ends the open streams of a revoked token, on every instance, with UNAUTHENTICATED', async () => {
+    const u = await user('stream-revoke');
+    const { token, apiToken } = await createToken(u.token, { name: 'watcher', scopes: ['READ'] });
+    const started = await a.gql(START, { input: { prompt: 'never ends', models: ['openai:hang-x', 'openai:hang-y'] } }, u.token);
+    const id = started.data.startComparison.id;
+    const stream = await subscribe(b.url, EVENTS, { id }, token);
+    expect(stream.status).toBe(200);
+    const seen: any[] = [];
+    const reading = (async () => {
+      for await (const e of stream.events) {
+        seen.push(e);
+        // The replay has arrived: the stream is open and following the comparison.
+        if (seen.length === 2) void a.gql(REVOKE, { id: apiToken.id }, u.token);
+      }
+    })();
+    await reading;
+    expect(stream.completed).toBe(true);
+    expect(seen.at(-1)).toMatchObject({ errors: [{ extensions: { code: 'UNAUTHENTICATED' } }] });
+    await a.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id }, u.token);
   });
 
   it('revoked on instance A, refused on instance B within 1 s', async () => {

@@ -4,9 +4,12 @@
  * the prefix). The rows are the api-token module's; this file reaches them
  * through the {@link PersonalTokenStore} port handed in by `app.ts`.
  *
- * - Format: `llms_pat_` + 43 base64url characters (256 random bits). The fixed
- *   prefix tells them from JWTs (and lets secret scanners find leaked ones);
- *   the first characters after it are the listing's non-secret `prefix`.
+ * - Format: `llms_pat_` + 43 base64url characters (256 random bits) + a
+ *   12-character tag (an HMAC of the random part under a key derived from
+ *   `JWT_SECRET`). The fixed prefix tells them from JWTs (and lets secret
+ *   scanners find leaked ones); the first characters after it are the
+ *   listing's non-secret `prefix`. The tag lets a made-up token be refused
+ *   without a database read: only tokens this server issued cost a lookup.
  * - Stored as SHA-256 of the whole token: with 256 random bits a fast hash is
  *   enough (nothing to brute-force); argon2 is for low-entropy passwords.
  * - Verified tokens are remembered per instance for at most {@link VERIFIED_TTL_MS}
@@ -18,7 +21,7 @@
  * - `lastUsedAt` is written at most once a minute per token (when a lookup
  *   finds it older than that), never per request.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
@@ -28,7 +31,10 @@ import { InvalidTokenError, type PersonalTokenCheck } from './tokens';
 
 export const PERSONAL_TOKEN_PREFIX = 'llms_pat_';
 const SECRET_BYTES = 32;
-const FORMAT = /^llms_pat_[A-Za-z0-9_-]{43}$/;
+/** base64url characters of the random part and of the tag. */
+const SECRET_CHARS = 43;
+const TAG_BYTES = 9;
+const FORMAT = /^llms_pat_[A-Za-z0-9_-]{55}$/;
 /** Characters of the secret shown in listings (48 of its 256 bits). */
 const LISTED_CHARS = 8;
 
@@ -43,10 +49,33 @@ export function hashPersonalToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
-/** A new token: the value (shown once), its hash (stored) and its listing prefix (stored, not secret). */
-export function newPersonalToken(): { token: string; hash: string; prefix: string } {
-  const token = PERSONAL_TOKEN_PREFIX + randomBytes(SECRET_BYTES).toString('base64url');
-  return { token, hash: hashPersonalToken(token), prefix: token.slice(0, PERSONAL_TOKEN_PREFIX.length + LISTED_CHARS) };
+/** Issues tokens and tells this server's from made-up ones (the tag), with a key derived from a server secret. */
+export class PersonalTokenFormat {
+  private readonly key: Buffer;
+
+  constructor(serverSecret: string) {
+    this.key = createHash('sha256').update('llmselect personal-token tag\0').update(serverSecret).digest();
+  }
+
+  /** A new token: the value (shown once), its hash (stored) and its listing prefix (stored, not secret). */
+  issue(): { token: string; hash: string; prefix: string } {
+    const secret = randomBytes(SECRET_BYTES).toString('base64url');
+    const token = PERSONAL_TOKEN_PREFIX + secret + this.tag(secret);
+    return { token, hash: hashPersonalToken(token), prefix: token.slice(0, PERSONAL_TOKEN_PREFIX.length + LISTED_CHARS) };
+  }
+
+  /** Well formed and tagged by this server: only such a token is looked up. */
+  genuine(token: string): boolean {
+    if (!FORMAT.test(token)) return false;
+    const secret = token.slice(PERSONAL_TOKEN_PREFIX.length, PERSONAL_TOKEN_PREFIX.length + SECRET_CHARS);
+    const tag = Buffer.from(token.slice(PERSONAL_TOKEN_PREFIX.length + SECRET_CHARS));
+    const expected = Buffer.from(this.tag(secret));
+    return tag.length === expected.length && timingSafeEqual(tag, expected);
+  }
+
+  private tag(secret: string): string {
+    return createHmac('sha256', this.key).update(secret).digest().subarray(0, TAG_BYTES).toString('base64url');
+  }
 }
 
 /** A token's row, as verification needs it. */
@@ -70,6 +99,7 @@ export interface PersonalTokenStore {
 
 export interface PersonalTokenVerifierDeps {
   store: PersonalTokenStore;
+  format: PersonalTokenFormat;
   pubsub: PubSub;
   logger: Logger;
 }
@@ -110,7 +140,7 @@ export class PersonalTokenVerifier implements PersonalTokenCheck {
 
   /** The principal of a personal token; InvalidTokenError (401) when malformed, unknown, revoked or expired. */
   async verify(token: string): Promise<Principal> {
-    if (!FORMAT.test(token)) throw new InvalidTokenError('Invalid token');
+    if (!this.deps.format.genuine(token)) throw new InvalidTokenError('Invalid token');
     const hash = hashPersonalToken(token);
     const known = this.verified.get(hash);
     if (known && known.until > Date.now()) return known.principal;
@@ -144,6 +174,8 @@ export class PersonalTokenVerifier implements PersonalTokenCheck {
 
   private forget(id: string): void {
     this.epoch++;
+    // A lookup under way may have read the row before the revocation: later callers must not join it.
+    this.inFlight.clear();
     for (const [hash, entry] of this.verified) if (entry.principal.token?.id === id) this.verified.delete(hash);
     this.events.emit('revoked', id);
   }

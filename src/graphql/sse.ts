@@ -35,7 +35,13 @@ export interface SseDeps {
   executor: 'jit' | 'graphql-js';
   /** Bytes (estimated) of compiled subscription documents kept: their share of `DOCUMENT_CACHE_MB`. */
   compiledSubscriptionBytes: number;
+  /** Personal-token revocations applied on this instance (`PersonalTokenVerifier.onRevoked`): a stream opened with the token ends. */
+  onTokenRevoked?: (listener: (tokenId: string) => void) => () => void;
 }
+
+/** The last event of a stream whose personal token was revoked while it ran, then graphql-sse's `complete`. */
+const REVOKED_EVENTS =
+  'event: next\ndata: {"errors":[{"message":"The token was revoked","extensions":{"code":"UNAUTHENTICATED"}}]}\n\nevent: complete\ndata:\n\n';
 
 /** graphql-js errors without a code are the client's document errors. */
 function asRequestError(error: unknown, code: 'GRAPHQL_PARSE_FAILED' | 'GRAPHQL_VALIDATION_FAILED'): GraphQLError {
@@ -149,6 +155,15 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
     const onDrain = () => wake?.();
     res.once('close', onClose);
     res.on('drain', onDrain);
+    // A revoked personal token ends its open streams too, with an UNAUTHENTICATED event.
+    const tokenId = principal?.token?.id;
+    const stopListening = tokenId
+      ? deps.onTokenRevoked?.((revoked) => {
+          if (revoked !== tokenId || closed || !res.writable) return;
+          res.end(REVOKED_EVENTS);
+          onClose();
+        })
+      : undefined;
     try {
       for await (const value of responseBody) {
         if (closed || !res.writable) break; // the response's close event may come late
@@ -156,6 +171,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
         wake = undefined;
       }
     } finally {
+      stopListening?.();
       res.off('close', onClose);
       res.off('drain', onDrain);
     }

@@ -4,7 +4,7 @@
  * against ({@link ApiTokenService.findByHash}, {@link ApiTokenService.touch}).
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { newPersonalToken, type PersonalTokenRecord, type PersonalTokenStore } from '../../auth/personal-tokens';
+import type { PersonalTokenFormat, PersonalTokenRecord, PersonalTokenStore } from '../../auth/personal-tokens';
 import { type Principal, type Role, TokenScope } from '../../auth/principal';
 import type { Orm } from '../../db/orm';
 import { isUuid } from '../../db/pagination';
@@ -33,7 +33,7 @@ const VIEW_COLUMNS = `id, created_at as "createdAt", name, scopes, prefix, expir
        daily_budget_usd as "dailyBudgetUsd", revoked_at as "revokedAt"`;
 
 export class ApiTokenService implements PersonalTokenStore {
-  constructor(private readonly deps: { orm: Orm; revocations: Revocations }) {}
+  constructor(private readonly deps: { orm: Orm; revocations: Revocations; format: PersonalTokenFormat }) {}
 
   /** A new token of the caller's: the value is in the answer and nowhere else, ever. */
   async create(em: EntityManager, principal: Principal, args: CreateApiTokenArgs): Promise<{ token: string; apiToken: ApiTokenView }> {
@@ -57,7 +57,7 @@ export class ApiTokenService implements PersonalTokenStore {
         [principal.userId],
       ) as [{ active: string }];
     if (Number(active) >= MAX_ACTIVE_TOKENS) throw badInput(`At most ${MAX_ACTIVE_TOKENS} active tokens: revoke one first`, 'name');
-    const { token, hash, prefix } = newPersonalToken();
+    const { token, hash, prefix } = this.deps.format.issue();
     const row = em.create(ApiToken, {
       owner: principal.userId,
       name,
