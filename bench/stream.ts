@@ -12,7 +12,7 @@
  * Variants: `redis` (ours A + B on Redis pub/sub), `memory` (ours alone,
  * REDIS_URL unset: in-process pub/sub and cache; no B), `relay` (the limit:
  * bench/limits/bare-relay.js relays the same upstream streams through bare
- * node:http). Columns and targets: README "Streaming benchmark".
+ * node:http). Columns and targets: docs/BENCHMARKS.md "Streaming benchmark".
  *
  *   npm run bench:stream
  *   npm run bench:stream -- --levels=20,100 --variants=redis,relay
