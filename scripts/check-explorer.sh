@@ -6,4 +6,4 @@
 # and the PostgreSQL the tests use (TEST_DATABASE_URL, see README "Test").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REQUIRE_CHROMIUM=1 exec npx jest test/explorer-browser.test.ts "$@"
+REQUIRE_BROWSER=1 exec npx jest test/explorer-browser.test.ts "$@"
