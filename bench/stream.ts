@@ -359,7 +359,9 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
         const providerCpuBefore = cpuMs(provider.pid);
         const loadCpuBefore = cpuMs(load.pid);
         const rss = servers.map(() => 0);
-        const sample = () => servers.forEach((s, i) => s.alive() && (rss[i] = Math.max(rss[i]!, s.rssMb())));
+        const sample = () => {
+          for (const [i, s] of servers.entries()) if (s.alive()) rss[i] = Math.max(rss[i]!, s.rssMb());
+        };
         sample();
         const sampler = setInterval(sample, 250);
         const t0 = performance.now();

@@ -10,7 +10,9 @@ const noBrowser = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({ 
 
 describe('REQUIRE_BROWSER', () => {
   it('turns a missing Chromium into a failure, under either name', () => {
-    expect(() => browserOrSkip('some-browser.test.ts', noBrowser({ REQUIRE_BROWSER: '1' }))).toThrow(/some-browser\.test\.ts: REQUIRE_BROWSER=1 but no Chromium was found/);
+    expect(() => browserOrSkip('some-browser.test.ts', noBrowser({ REQUIRE_BROWSER: '1' }))).toThrow(
+      /some-browser\.test\.ts: REQUIRE_BROWSER=1 but no Chromium was found/,
+    );
     expect(() => browserOrSkip('some-browser.test.ts', noBrowser({ REQUIRE_CHROMIUM: '1' }))).toThrow(/no Chromium was found/);
     expect(browserRequired(noBrowser({ REQUIRE_BROWSER: '0' }))).toBe(false);
   });
@@ -26,6 +28,8 @@ describe('REQUIRE_BROWSER', () => {
   });
 
   it('finds the Chromium CHROMIUM_PATH names', () => {
-    expect(browserOrSkip('some-browser.test.ts', { PATH: process.env.PATH, CHROMIUM_PATH: process.execPath, REQUIRE_BROWSER: '1' })).toBe(process.execPath);
+    expect(browserOrSkip('some-browser.test.ts', { PATH: process.env.PATH, CHROMIUM_PATH: process.execPath, REQUIRE_BROWSER: '1' })).toBe(
+      process.execPath,
+    );
   });
 });

@@ -41,7 +41,10 @@ async function eventually(check: () => Promise<boolean>, timeoutMs: number, what
 function deferred<T>() {
   let resolve!: (v: T) => void;
   let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
   return { promise, resolve, reject };
 }
 
@@ -277,6 +280,7 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
   const make = (over?: Partial<CreateCacheOptions>) => track(createCache(cacheOptions({ redisUrl: url, ...over })));
   storeContract(make);
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the title shows the key's shape, not a value
   it('stores keys as `${prefix}:${key}` with the TTL as PTTL', async () => {
     const prefix = newPrefix();
     const cache = make({ prefix });
@@ -328,6 +332,7 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
     expect(lines().some((l) => l.msg.includes('rejected by Redis'))).toBe(true);
   });
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the title shows the key's shape, not a value
   it('APQ store on Redis lives under `${prefix}:apq:`', async () => {
     const prefix = newPrefix();
     const apq = createApqCache(make({ prefix }));

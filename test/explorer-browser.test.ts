@@ -13,10 +13,14 @@ import { createTestApp, type TestApp } from './helpers/test-app';
 const chromium = browserOrSkip('explorer-browser.test.ts');
 const describeBrowser = chromium ? describe : describe.skip;
 
-/** The text of the Variables pane (the first editor of the tools below the query). */
-const variablesPane = `(() => { const ed = document.querySelectorAll('.graphiql-editor-tool .graphiql-editor')[0]; const cm = ed && ed.querySelector('.CodeMirror'); return cm ? cm.CodeMirror.getValue() : null; })()`;
-const queryPane = `(() => { const cm = document.querySelector('.graphiql-query-editor .CodeMirror'); return cm ? cm.CodeMirror.getValue() : null; })()`;
-const resultPane = `(() => { const cm = document.querySelector('.result-window .CodeMirror'); return (cm && cm.CodeMirror.getValue()) || ''; })()`;
+/** An expression for the text of the CodeMirror editor under `selector` (null while there is none). */
+const editorText = (selector: string) =>
+  `(() => { const el = document.querySelector(${JSON.stringify(selector)}); const cm = el && el.querySelector('.CodeMirror'); ` +
+  'return cm ? cm.CodeMirror.getValue() : null; })()';
+/** The Variables pane is the first editor of the tools below the query. */
+const variablesPane = editorText('.graphiql-editor-tool .graphiql-editor');
+const queryPane = editorText('.graphiql-query-editor');
+const resultPane = `(${editorText('.result-window')} || '')`;
 
 describeBrowser('the explorer in headless Chromium, offline', () => {
   let t: TestApp;
@@ -42,7 +46,10 @@ describeBrowser('the explorer in headless Chromium, offline', () => {
     const signIn = EXAMPLE_TABS[0]!;
     expect(signIn.query).toContain('mutation Login');
     const { email, password } = JSON.parse(signIn.variables);
-    const registered = await t.gql('mutation($email: String!, $password: String!) { register(email: $email, password: $password) { user { id } } }', { email, password });
+    const registered = await t.gql(
+      'mutation($email: String!, $password: String!) { register(email: $email, password: $password) { user { id } } }',
+      { email, password },
+    );
     expect(registered.errors).toBeUndefined();
     await openExplorer({});
 
@@ -85,7 +92,9 @@ describeBrowser('the explorer in headless Chromium, offline', () => {
       return 'ok';
     })()`);
     expect(picked).toBe('ok');
-    await page.waitFor(`(() => { const cm = document.querySelector('.graphiql-query-editor .CodeMirror'); return cm && cm.CodeMirror.getValue().includes('query History'); })()`);
+    await page.waitFor(
+      `(${queryPane} || '').includes('query History')`,
+    );
     await page.waitFor(`[...document.querySelectorAll('.graphiql-tab-active')].some((el) => el.textContent.includes('History'))`);
     const resultText = resultPane;
     // GraphiQL updates the operation name a moment after a tab switch: a run in between sends the previous
@@ -94,7 +103,9 @@ describeBrowser('the explorer in headless Chromium, offline', () => {
       await page.evaluate(`document.querySelector('.graphiql-execute-button').click()`);
       const shown = await page.waitFor<string>(resultText);
       if (!shown.includes('Unknown operation named')) break;
-      await page.evaluate(`(() => { const cm = document.querySelector('.result-window .CodeMirror'); cm.CodeMirror.setValue(''); return true; })()`);
+      await page.evaluate(
+        `(() => { const cm = document.querySelector('.result-window .CodeMirror'); cm.CodeMirror.setValue(''); return true; })()`,
+      );
     }
     const result = await page.waitFor<string>(`${resultText}.includes('"conversations"') && ${resultText}`).catch(async (error: Error) => {
       // Say what the page showed and fetched, so a failure can be understood.

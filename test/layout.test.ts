@@ -28,7 +28,8 @@ function layoutBlock(): { file: string; block: string } {
     return section ? [{ file, block: section[1]! }] : [];
   });
   if (found.length !== 1) {
-    throw new Error(`expected exactly one "# Layout" section with a code block in README.md or docs/*.md, found ${found.length}: ${found.map((f) => f.file).join(', ')}`);
+    const where = found.map((f) => f.file).join(', ');
+    throw new Error(`expected exactly one "# Layout" section with a code block in README.md or docs/*.md, found ${found.length}: ${where}`);
   }
   return found[0]!;
 }

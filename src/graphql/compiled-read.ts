@@ -100,7 +100,7 @@ export const RELATIONS: Record<string, Relation> = {
     entity: 'ComparisonResponse',
     foreignKey: 'comparison_id',
     order: 'position',
-    // A blind comparison not yet voted on (`revealedSql` in modules/comparison/blind.ts) hides these (its `hideIdentity` list).
+    // A blind comparison not yet voted on (`revealedSql` in modules/comparison/blind.ts) hides these (the list `presentResponse` hides).
     concealed: {
       fields: ['provider', 'model', 'keyLabel', 'costUsd', 'promptTokens', 'completionTokens', 'customEndpoint', 'error'],
       when: (p) => `(not ${REVEALED(p)})`,

@@ -11,11 +11,11 @@
  * position, i.e. by label.
  *
  * Revealed. A comparison is revealed when it is not blind, or once a vote on
- * it exists (`REVEALED_SQL`): the vote row is the reveal, so the two are
+ * it exists (`revealedSql`): the vote row is the reveal, so the two are
  * written atomically by the vote's own statement and every instance sees the
  * same answer. Reads compute it in SQL next to the row they read.
  *
- * Hidden while unrevealed (`hideIdentity`), on every read path that goes
+ * Hidden while unrevealed (`presentResponse`), on every read path that goes
  * through `ComparisonService` (queries, the list's look-ahead, search hits,
  * votes' winners, exports) and in `comparisonEvents`:
  * - `provider`, `model`, `keyLabel`: null (the label of a key names the endpoint);
