@@ -3,8 +3,8 @@
  * `npm test`: the lint first (a second or two: fail fast), then the type check
  * and the schema check side by side with the suite. The suite's files spend
  * much of their time waiting (PostgreSQL, child processes, sockets), so the
- * checks run in CPU the suite leaves idle instead of before it: on this 2-core
- * machine that took about 17 s off every run. The checks' output is printed
+ * checks run in CPU the suite leaves idle instead of before it (on this 2-core
+ * machine they took 10-20 s before the suite). The checks' output is printed
  * once the suite ends; the exit code is the first failure's (0 when all pass).
  *
  *   npm test [-- <jest arguments>]      e.g. npm test -- --seed=123 test/http.test.ts
