@@ -3,7 +3,7 @@
  * ours, PostGraphile 5, PostGraphile 4 and two bare node:http limits, on the
  * same seeded data in the same run, with autocannon in its own process.
  * `npm run bench -- --soak`: the RSS soak (see lib/soak.ts).
- * Flags and environment: lib/options.ts. What is measured and how: README "Performance".
+ * Flags and environment: lib/options.ts. What is measured and how: docs/BENCHMARKS.md "Performance".
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -92,7 +92,7 @@ function oursRequests(env: Environment, bypassCache: boolean): LoadRequest[] {
 }
 
 function postgraphileRequests(env: Environment, query: string): LoadRequest[] {
-  // The user id travels as a variable (the token is sent too, and ignored): see README "Performance".
+  // The user id travels as a variable (the token is sent too, and ignored): see docs/BENCHMARKS.md "Performance".
   return env.users.map((u) => ({
     method: 'POST',
     path: '/graphql',
@@ -455,8 +455,8 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   );
   log(`results: ${file.slice(ROOT.length + 1)}`);
   if (options.readme) {
-    writeReadme(join(ROOT, 'README.md'), text);
-    log('README.md "Performance" updated');
+    writeReadme(join(ROOT, 'docs', 'BENCHMARKS.md'), text);
+    log('docs/BENCHMARKS.md "Performance" updated');
   }
   return 0;
 }

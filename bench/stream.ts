@@ -12,7 +12,7 @@
  * Variants: `redis` (ours A + B on Redis pub/sub), `memory` (ours alone,
  * REDIS_URL unset: in-process pub/sub and cache; no B), `relay` (the limit:
  * bench/limits/bare-relay.js relays the same upstream streams through bare
- * node:http). Columns and targets: README "Streaming benchmark".
+ * node:http). Columns and targets: docs/BENCHMARKS.md "Streaming benchmark".
  *
  *   npm run bench:stream
  *   npm run bench:stream -- --levels=20,100 --variants=redis,relay
@@ -359,7 +359,9 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
         const providerCpuBefore = cpuMs(provider.pid);
         const loadCpuBefore = cpuMs(load.pid);
         const rss = servers.map(() => 0);
-        const sample = () => servers.forEach((s, i) => s.alive() && (rss[i] = Math.max(rss[i]!, s.rssMb())));
+        const sample = () => {
+          for (const [i, s] of servers.entries()) if (s.alive()) rss[i] = Math.max(rss[i]!, s.rssMb());
+        };
         sample();
         const sampler = setInterval(sample, 250);
         const t0 = performance.now();

@@ -61,7 +61,7 @@ export interface RateLimitRule {
   windowSeconds: number;
 }
 
-/** See README "Rate limits and budgets". Counted in Redis when `REDIS_URL` is set (shared by instances), in memory otherwise. */
+/** See docs/OPERATIONS.md "Rate limits and budgets". Counted in Redis when `REDIS_URL` is set (shared by instances), in memory otherwise. */
 export interface RateLimits {
   /** Per user: model calls (a comparison of 3 models costs 3) by startComparison, runComparison, retryComparisonResponse, sendMessage. */
   providerCalls: RateLimitRule;
@@ -71,7 +71,7 @@ export interface RateLimits {
   authPerIp: RateLimitRule;
 }
 
-/** Vote integrity rules (README "Vote integrity"). */
+/** Vote integrity rules (docs/LEADERBOARD.md "Vote integrity"). */
 export interface VoteRules {
   /** A vote may be changed for this long after it was first cast; 0 = a vote is final. */
   changeWindowSeconds: number;
@@ -143,7 +143,7 @@ export interface Config {
   };
   egress: EgressPolicy;
   cache: { responseTtlMs: number; registryTtlMs: number; breakerCooldownMs: number; operationTimeoutMs: number; localCopiesMb: number };
-  /** Arena leaderboard statistics (see README "How the leaderboard is computed"). */
+  /** Arena leaderboard statistics (see docs/LEADERBOARD.md "How the leaderboard is computed"). */
   leaderboard: {
     /** Bootstrap resamples per board (0 = Fisher intervals only). */
     bootstrapSamples: number;
@@ -154,7 +154,7 @@ export interface Config {
     /** How long a computed shared board is kept (served stale while a refit runs). */
     maxAgeMs: number;
   };
-  /** Vote integrity (README "Vote integrity"). */
+  /** Vote integrity (docs/LEADERBOARD.md "Vote integrity"). */
   votes: VoteRules;
   /** Arena battles (`startArenaBattle`). */
   arena: {

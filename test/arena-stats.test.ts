@@ -61,7 +61,6 @@ function referenceMle(counts: BattleCounts, iterations = 30_000): { theta: Recor
   const F = counts.features.length;
   const theta = new Array<number>(models.length).fill(0);
   const beta = new Array<number>(F).fill(0);
-  const total = counts.rows.reduce((s, r) => s + r.count, 0);
   // 1 / Lipschitz constant of the gradient (Σ n · ¼ · |design row|², |row|² ≤ 2 + Σ x²): guaranteed ascent.
   const lipschitz = counts.rows.reduce((s, r) => s + 0.25 * r.count * (2 + (r.x ?? []).reduce((q, v) => q + v * v, 0)), 0);
   const step = 1 / lipschitz;
@@ -75,12 +74,14 @@ function referenceMle(counts: BattleCounts, iterations = 30_000): { theta: Recor
       const g = r.count * (y - sigmoid(z));
       gt[idx.get(r.a)!]! += g;
       gt[idx.get(r.b)!]! -= g;
-      x.forEach((v, f) => (gb[f]! += g * v));
+      x.forEach((v, f) => {
+        gb[f]! += g * v;
+      });
     }
-    theta.forEach((_, i) => (theta[i]! += step * gt[i]!));
-    beta.forEach((_, f) => (beta[f]! += step * gb[f]!));
+    for (let i = 0; i < theta.length; i++) theta[i]! += step * gt[i]!;
+    for (let f = 0; f < beta.length; f++) beta[f]! += step * gb[f]!;
     const m = theta.reduce((s, t) => s + t, 0) / theta.length;
-    theta.forEach((_, i) => (theta[i]! -= m));
+    for (let i = 0; i < theta.length; i++) theta[i]! -= m;
   }
   return { theta: Object.fromEntries(models.map((m, i) => [m, theta[i]!])), beta };
 }
@@ -137,7 +138,7 @@ describe('fitArena: point estimates and Fisher intervals', () => {
     const fit = fitArena(synthetic(rng(5), truth, 4000), { bootstrapSamples: 200 });
     expect(fit.ratings.map((r) => r.model)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
     const ratings = byModel(fit.ratings);
-    truth.forEach((t, i) => expect(Math.abs(ratings[`m${i}`]!.rating - (1000 + POINTS_PER_NAT * t))).toBeLessThan(30));
+    for (const [i, t] of truth.entries()) expect(Math.abs(ratings[`m${i}`]!.rating - (1000 + POINTS_PER_NAT * t))).toBeLessThan(30);
     // 0.6 nats ≈ 104 points apart with intervals of about ±25: every model is ranked apart.
     expect(fit.ratings.map((r) => r.rank)).toEqual([1, 2, 3, 4, 5]);
   });

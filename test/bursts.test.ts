@@ -33,7 +33,11 @@ describe('BurstGate', () => {
     const all = Array.from({ length: 6 }, (_, i) => task(i));
     const until = (n: number) =>
       new Promise<void>((resolve) => {
-        const check = () => order.length >= n && (started.delete(check), resolve());
+        const check = () => {
+          if (order.length < n) return;
+          started.delete(check);
+          resolve();
+        };
         started.add(check);
         check();
       });
@@ -42,7 +46,7 @@ describe('BurstGate', () => {
       expect(gate.load).toEqual({ active: 2, waiting: 6 - n });
       release.shift()!();
     }
-    release.splice(0).forEach((r) => r());
+    for (const r of release.splice(0)) r();
     await Promise.all(all);
     expect(most).toBe(2);
     expect(order).toEqual([0, 1, 2, 3, 4, 5]);

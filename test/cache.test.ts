@@ -30,6 +30,13 @@ function capturingLogger(): { logger: Logger; lines: () => Array<{ msg: string; 
 }
 
 /** Polls `check` until it returns true; for waiting on external processes only. */
+/**
+ * "Fails fast" bounds: a call or a batch of calls that must not wait on Redis. 3 s is ten times the
+ * 300 ms operation timeout these tests use and far below what the calls would take if each paid it,
+ * so a loaded machine (four workers on two cores, another process busy) slows them without failing them.
+ */
+const BOUNDED_MS = 3_000;
+
 async function eventually(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
   const start = Date.now();
   while (!(await check())) {
@@ -42,7 +49,10 @@ async function eventually(check: () => Promise<boolean>, timeoutMs: number, what
 function deferred<T>() {
   let resolve!: (v: T) => void;
   let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
   return { promise, resolve, reject };
 }
 
@@ -149,7 +159,7 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
     gate.resolve();
     // Polled with a long freshness, so a slow machine cannot make v2 stale (and start a second refresh) meanwhile.
     const pollOpts = { freshMs: 60_000, maxAgeMs: 60_000 };
-    await eventually(async () => JSON.stringify(await cache.wrapSwr('models:registry', pollOpts, refresh)) === '["v2"]', 2000, 'refresh');
+    await eventually(async () => JSON.stringify(await cache.wrapSwr('models:registry', pollOpts, refresh)) === '["v2"]', 30_000, 'refresh');
     expect(refresh).toHaveBeenCalledTimes(1);
   });
 
@@ -163,7 +173,7 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
       throw new Error('provider down');
     });
     expect(await cache.wrapSwr('models:r', opts, failing)).toBe('v1');
-    await eventually(async () => lines().some((l) => l.msg.includes('background refresh failed')), 2000, 'log line');
+    await eventually(async () => lines().some((l) => l.msg.includes('background refresh failed')), 30_000, 'log line');
     expect(await cache.wrapSwr('models:r', opts, async () => 'v3')).toBe('v1'); // still stale → served; refresh started
   });
 
@@ -278,6 +288,7 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
   const make = (over?: Partial<CreateCacheOptions>) => track(createCache(cacheOptions({ redisUrl: url, ...over })));
   storeContract(make);
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the title shows the key's shape, not a value
   it('stores keys as `${prefix}:${key}` with the TTL as PTTL', async () => {
     const prefix = newPrefix();
     const cache = make({ prefix });
@@ -315,7 +326,7 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
     expect(load).toHaveBeenCalledTimes(2);
     expect(await cache.wrapSwr('models:m', { freshMs: 10, maxAgeMs: 100 }, load)).toBe('loaded');
     await cache.clearNamespace('kv');
-    expect(Date.now() - started).toBeLessThan(1000);
+    expect(Date.now() - started).toBeLessThan(BOUNDED_MS);
     expect(cache.health()).toEqual({ store: 'redis', connected: false, breakerOpen: true });
   });
 
@@ -329,6 +340,7 @@ describeRedis('redis cache (shared REDIS_URL)', () => {
     expect(lines().some((l) => l.msg.includes('rejected by Redis'))).toBe(true);
   });
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the title shows the key's shape, not a value
   it('APQ store on Redis lives under `${prefix}:apq:`', async () => {
     const prefix = newPrefix();
     const apq = createApqCache(make({ prefix }));
@@ -361,7 +373,7 @@ describeRedisServer('redis outage (private redis-server)', () => {
     await server.kill();
     let t = Date.now();
     expect(await cache.get('kv:u1:a')).toBeUndefined();
-    expect(Date.now() - t).toBeLessThan(300);
+    expect(Date.now() - t).toBeLessThan(BOUNDED_MS);
     expect(cache.health()).toEqual({ store: 'redis', connected: false, breakerOpen: true });
 
     // Short-circuited: no connection or command timeouts paid per call.
@@ -370,7 +382,7 @@ describeRedisServer('redis outage (private redis-server)', () => {
     await cache.set('kv:u1:b', 1);
     expect(await cache.incr('counter:u1')).toBeLessThan(0);
     expect(await cache.wrap('kv:u1:w', 1000, async () => 'fresh')).toBe('fresh');
-    expect(Date.now() - t).toBeLessThan(200);
+    expect(Date.now() - t).toBeLessThan(BOUNDED_MS); // 100 calls paying the 300 ms timeout would take 30 s
 
     await server.restart();
     const waited = await eventually(
@@ -397,9 +409,9 @@ describeRedisServer('redis outage (private redis-server)', () => {
     expect(await cache.get('kv:u1:a')).toBeUndefined();
     const elapsed = Date.now() - t;
     expect(elapsed).toBeGreaterThanOrEqual(240);
-    expect(elapsed).toBeLessThan(1000);
+    expect(elapsed).toBeLessThan(BOUNDED_MS);
     // The call was a miss at once; its answer never coming is what opens the breaker (a few timeouts later).
-    await eventually(async () => cache.health().breakerOpen, 5_000, 'the breaker to open');
+    await eventually(async () => cache.health().breakerOpen, 30_000, 'the breaker to open');
 
     // Breaker open: these never reach Redis, so they are journaled.
     t = Date.now();
@@ -407,10 +419,10 @@ describeRedisServer('redis outage (private redis-server)', () => {
     expect(await cache.incr('counter:u1')).toBeLessThan(0);
     await cache.clearNamespace('kv');
     for (let i = 0; i < 50; i++) await cache.get('kv:u1:a');
-    expect(Date.now() - t).toBeLessThan(200);
+    expect(Date.now() - t).toBeLessThan(BOUNDED_MS); // 50 calls paying the 300 ms timeout would take 15 s
 
     server.resume();
-    await eventually(async () => !cache.health().breakerOpen, 15_000, 'breaker to close');
+    await eventually(async () => !cache.health().breakerOpen, 30_000, 'breaker to close');
     // The flush and delete were replayed before the breaker closed: no stale hits.
     expect(await cache.get('kv:u1:a')).toBeUndefined();
     expect(await cache.get('kv:u1:b')).toBeUndefined();
@@ -425,13 +437,21 @@ describeRedisServer('redis outage (private redis-server)', () => {
     const b = track(createPubSub({ redisUrl: server.url, prefix, logger: silent, operationTimeoutMs: 300 }));
     const got: unknown[] = [];
     await b.subscribe('events', (m) => void got.push(m));
-    await a.publish('events', { n: 1 });
-    await eventually(async () => got.length === 1, 5000, 'first message');
+    // Live once a message comes through: on a loaded machine the SUBSCRIBE can outlast the 300 ms operation
+    // timeout (subscribe then resolves, fail-open) and a message published before Redis applied it is lost.
+    await eventually(
+      async () => {
+        await a.publish('events', { n: 1 });
+        return got.length > 0;
+      },
+      30_000,
+      'first message',
+    );
 
     await server.kill();
     const t = Date.now();
     await expect(a.publish('events', { n: 2 })).resolves.toBeUndefined();
-    expect(Date.now() - t).toBeLessThan(400);
+    expect(Date.now() - t).toBeLessThan(BOUNDED_MS);
 
     await server.restart();
     await eventually(
@@ -439,7 +459,7 @@ describeRedisServer('redis outage (private redis-server)', () => {
         await a.publish('events', { n: 3 });
         return got.some((m) => (m as { n: number }).n === 3);
       },
-      15_000,
+      30_000,
       'delivery after restart',
     );
     expect(got).not.toContainEqual({ n: 2 });
@@ -460,7 +480,7 @@ function pubSubContract(make: (prefix: string) => PubSub) {
     await stranger.subscribe('events', (m) => void strangerGot.push(m));
 
     await publisher.publish('events', { n: 1, at: new Date(0) });
-    await eventually(async () => events.length === 1, 5000, 'delivery');
+    await eventually(async () => events.length === 1, 30_000, 'delivery');
     expect(events[0]).toEqual({ n: 1, at: new Date(0).toISOString() });
 
     await unsubscribe();
@@ -504,7 +524,7 @@ describeRedis('redis pub/sub (shared REDIS_URL)', () => {
     await expect(ps.publish('x', { a: 1 })).resolves.toBeUndefined();
     const unsubscribe = await ps.subscribe('x', () => undefined);
     await unsubscribe();
-    expect(Date.now() - t).toBeLessThan(1500);
+    expect(Date.now() - t).toBeLessThan(BOUNDED_MS);
   });
 });
 

@@ -8,19 +8,17 @@
  * with `CORS_ORIGINS` naming the page's origin. The same page served from
  * another port (an origin not listed) gets a CORS failure on both routes.
  *
- * Skipped, saying so, when no Chromium is installed, unless REQUIRE_CHROMIUM=1 (CI).
+ * Skipped, saying so, when no Chromium is installed, unless REQUIRE_BROWSER=1 (CI; REQUIRE_CHROMIUM=1 is the older name).
  */
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { findChromium, openPage, type Page } from './helpers/chromium';
+import { browserOrSkip, openPage, type Page } from './helpers/chromium';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
-const chromium = findChromium();
-if (!chromium && process.env.REQUIRE_CHROMIUM === '1') throw new Error('REQUIRE_CHROMIUM=1 but no Chromium was found (install chromium or set CHROMIUM_PATH)');
-if (!chromium) console.warn('cors-browser.test.ts: no Chromium found (set CHROMIUM_PATH): skipped');
+const chromium = browserOrSkip('cors-browser.test.ts');
 const describeBrowser = chromium ? describe : describe.skip;
 
 // graphql-sse's package exports do not list its browser build: read it by path.

@@ -11,7 +11,7 @@
  * for what a fresh process grows by anyway under load: garbage not yet
  * collected, V8's own code, the allocator; the server runs with a 192 MB
  * heap limit so that V8 collects rather than grows). `npm run bench:documents` measures the full 50,000
- * (README "Operations").
+ * (docs/OPERATIONS.md).
  */
 import { createTestDatabase, type TestDatabase } from './helpers/database';
 import { memoryOf, sendDistinctDocuments } from './helpers/document-load';

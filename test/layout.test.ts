@@ -1,6 +1,8 @@
 /**
- * The map's "Layout" (docs/ARCHITECTURE.md) matches the tree: every path it lists exists, every folder
- * of src/ (and every file directly in src/) is listed, and the files a
+ * The repository's "Layout" (a `# Layout` or `## Layout` section with a code
+ * block, in README.md or one of docs/*.md: wherever the map lives, exactly
+ * one file holds it) matches the tree: every path it lists exists, every
+ * folder of src/ (and every file directly in src/) is listed, and the files a
  * folder's line names are in that folder. A line is `path  description`;
  * indentation (two spaces) nests a path under the folder above it;
  * continuation lines (description only) belong to the line above;
@@ -11,20 +13,32 @@ import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..');
 /** Where the layout is written down. */
-const MAP = 'docs/ARCHITECTURE.md';
 
 interface Entry {
   path: string;
   description: string;
 }
 
+const LAYOUT_SECTION = /^#{1,2} Layout\n[\s\S]*?```\n([\s\S]*?)```/m;
+
+/** The one markdown file (README.md or docs/*.md) with a "Layout" section, and that section's code block. */
+function layoutBlock(): { file: string; block: string } {
+  const candidates = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+  const found = candidates.flatMap((file) => {
+    const section = LAYOUT_SECTION.exec(readFileSync(join(ROOT, file), 'utf8'));
+    return section ? [{ file, block: section[1]! }] : [];
+  });
+  if (found.length !== 1) {
+    const where = found.map((f) => f.file).join(', ');
+    throw new Error(`expected exactly one "# Layout" section with a code block in README.md or docs/*.md, found ${found.length}: ${where}`);
+  }
+  return found[0]!;
+}
+
 function layoutEntries(): Entry[] {
-  const map = readFileSync(join(ROOT, MAP), 'utf8');
-  const section = /## Layout\n[\s\S]*?```\n([\s\S]*?)```/.exec(map);
-  if (!section) throw new Error(`${MAP} has no "## Layout" section with a code block`);
   const entries: Entry[] = [];
   const parents: string[] = [];
-  for (const line of section[1]!.split('\n')) {
+  for (const line of layoutBlock().block.split('\n')) {
     if (!line.trim()) continue;
     const indent = line.length - line.trimStart().length;
     const match = /^(\S+)(?:\s+(.*))?$/.exec(line.trimStart())!;
@@ -60,7 +74,7 @@ function foldersUnder(dir: string): string[] {
     .flatMap((d) => [`${dir}${d.name}/`, ...foldersUnder(`${dir}${d.name}/`)]);
 }
 
-describe(`${MAP} "Layout"`, () => {
+describe(`"Layout" (${layoutBlock().file})`, () => {
   const entries = layoutEntries();
   const listed = new Set(entries.flatMap((e) => expand(e.path)));
 

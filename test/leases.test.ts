@@ -25,7 +25,7 @@ const START = `mutation($input: RunComparisonInput!) { startComparison(input: $i
 const GET = `query($id: ID!) { comparison(id: $id) { responses { id model status content error } } }`;
 const EVENTS = `subscription($id: ID!) { comparisonEvents(comparisonId: $id) { responseId status content error } }`;
 /** The runner's final write (the lease sweep and heartbeats are unquoted `update comparison_responses`). */
-const FINAL_WRITE = /update comparison_responses r\s+set status = v\.status[^]*settled_at = now\(\)/;
+const FINAL_WRITE = /update comparison_responses r\s+set status = v\.status[\s\S]*settled_at = now\(\)/;
 
 describeRedis('leases and final writes (two instances, one database, one Redis)', () => {
   let fake: FakeLlmServer;

@@ -7,7 +7,7 @@ import {
   parseModelId,
   toProvider,
   toProviderName,
-  Provider,
+  type Provider,
 } from '../src/llm/model-id';
 
 describe('parseModelId', () => {

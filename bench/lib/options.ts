@@ -5,7 +5,7 @@
  *   npm run bench -- --quick               smoke run (1 s + 3 s per point)
  *   npm run bench -- --variants=ours-miss,postgraphile5 --concurrency=10
  *   npm run bench -- --soak [--requests=20000]
- *   npm run bench -- --readme              also write the table into README.md "Performance"
+ *   npm run bench -- --readme              also write the table into docs/BENCHMARKS.md "Performance"
  *
  * Env: BENCH_DATABASE_URL (admin URL; default postgres://postgres@127.0.0.1:5432/postgres),
  * REDIS_URL (default redis://127.0.0.1:6379), BENCH_VARIANTS, BENCH_CONCURRENCY,

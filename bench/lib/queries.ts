@@ -16,7 +16,7 @@ export const HISTORY = `query History {
 
 /**
  * PostGraphile 4: the same page through the user row (the id is a variable,
- * see README "Performance"), in the same orders as ours: conversations and
+ * see docs/BENCHMARKS.md "Performance"), in the same orders as ours: conversations and
  * comparisons newest first by (created_at, id), messages oldest first,
  * responses by position.
  */

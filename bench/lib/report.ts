@@ -1,4 +1,4 @@
-/** The bench's one table, the ratios and the targets of issue 7, and the README section. */
+/** The bench's one table, the ratios and the targets of issue 7, and the section of docs/BENCHMARKS.md. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { LoadResult } from './load';
 import type { Variant } from './options';
@@ -191,11 +191,11 @@ export function targetsTable(rows: TargetRow[]): string {
 const START = '<!-- bench:start -->';
 const END = '<!-- bench:end -->';
 
-/** Replaces the generated part of README's "Performance" section. */
+/** Replaces the generated part of the "Performance" section of docs/BENCHMARKS.md (the file at `path`). */
 export function writeReadme(path: string, text: string): void {
   const readme = readFileSync(path, 'utf8');
   const start = readme.indexOf(START);
   const end = readme.indexOf(END);
-  if (start < 0 || end < start) throw new Error(`README.md has no ${START} … ${END} block in its "Performance" section`);
+  if (start < 0 || end < start) throw new Error(`${path} has no ${START} … ${END} block in its "Performance" section`);
   writeFileSync(path, `${readme.slice(0, start + START.length)}\n${text.trim()}\n${readme.slice(end)}`);
 }

@@ -5,7 +5,7 @@
  * Per user u (1..users): 20 conversations x 10 messages (~400 characters, with
  * quotes and a newline so JSON escaping is exercised), 10 comparisons x 3
  * COMPLETED responses (~400 characters) whose prompt is the USER message 9 of
- * conversation k with `messages.comparison_id` set (see README "Comparison
+ * conversation k with `messages.comparison_id` set (see docs/DESIGN.md "Comparison
  * prompts are messages"), and a vote on 7 of the 10 comparisons (~7,000 votes).
  *
  * Ids are md5-derived UUIDs, so they are deterministic and relations need no

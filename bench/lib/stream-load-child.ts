@@ -227,7 +227,7 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
       clearTimeout(timer);
       for (const answer of answers.values()) {
         const missing: number[] = [];
-        answer.counts.forEach((c, i) => c === 0 && missing.push(i));
+        for (const [i, c] of answer.counts.entries()) if (c === 0) missing.push(i);
         side.missed(answer.k, answer.m, missing);
         if (answer.settled) side.result.settled++;
         if (answer.settledTextOk) side.result.settledTextOk++;

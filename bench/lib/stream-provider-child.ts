@@ -58,17 +58,24 @@ function lastUserText(body: any): string {
 }
 
 function handle(req: IncomingMessage, res: ServerResponse, raw: string): void {
-  if (req.method !== 'POST' || !req.url?.endsWith('/chat/completions')) return reject(res, 404, `No such route: ${req.method} ${req.url}`);
+  if (req.method !== 'POST' || !req.url?.endsWith('/chat/completions')) {
+    reject(res, 404, `No such route: ${req.method} ${req.url}`);
+    return;
+  }
   let body: any;
   try {
     body = JSON.parse(raw);
   } catch {
-    return reject(res, 400, 'Request body is not valid JSON.');
+    reject(res, 400, 'Request body is not valid JSON.');
+    return;
   }
   const model = String(body?.model ?? '');
   const m = MODEL_INDEX.exec(model)?.[1];
   const k = COMPARISON_IN_PROMPT.exec(lastUserText(body))?.[1];
-  if (body?.stream !== true || !m || !k) return reject(res, 400, 'The bench provider only streams bench-stream models for bench-stream prompts.');
+  if (body?.stream !== true || !m || !k) {
+    reject(res, 400, 'The bench provider only streams bench-stream models for bench-stream prompts.');
+    return;
+  }
 
   stats.started++;
   stats.open++;

@@ -24,7 +24,7 @@ function countStatements(pool) {
 
 /** Answers the bench's own routes; returns true when it did. */
 function benchRoute(req, res) {
-  if (!req.url || !req.url.startsWith('/__bench/')) return false;
+  if (!req.url?.startsWith('/__bench/')) return false;
   if (req.url === '/__bench/stats') {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(stats));
@@ -46,7 +46,7 @@ function listen(server, onClose) {
   const stop = () => {
     server.close();
     server.closeAllConnections();
-    Promise.resolve(onClose && onClose()).finally(() => process.exit(0));
+    Promise.resolve(onClose?.()).finally(() => process.exit(0));
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

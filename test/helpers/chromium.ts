@@ -12,12 +12,34 @@ import { join } from 'node:path';
 import { WebSocket } from 'undici';
 
 /** The Chromium binary: CHROMIUM_PATH, else the first of the usual names on PATH; undefined when none. */
-export function findChromium(): string | undefined {
-  const candidates = [process.env.CHROMIUM_PATH, 'chromium', 'chromium-browser', 'google-chrome'].filter(Boolean) as string[];
+export function findChromium(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const candidates = [env.CHROMIUM_PATH, 'chromium', 'chromium-browser', 'google-chrome'].filter(Boolean) as string[];
   for (const name of candidates) {
-    const found = spawnSync('sh', ['-c', `command -v "${name}"`], { encoding: 'utf8' });
+    const found = spawnSync('sh', ['-c', `command -v "${name}"`], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: env.PATH ?? process.env.PATH },
+    });
     if (found.status === 0 && found.stdout.trim()) return found.stdout.trim();
   }
+  return undefined;
+}
+
+/** True when a missing browser must fail the run instead of skipping: `REQUIRE_BROWSER=1` (CI), or its older name `REQUIRE_CHROMIUM=1`. */
+export function browserRequired(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.REQUIRE_BROWSER === '1' || env.REQUIRE_CHROMIUM === '1';
+}
+
+/**
+ * The Chromium a browser test file runs with. When there is none: throws when
+ * {@link browserRequired} (the file fails), else warns that `file` is skipped
+ * and answers undefined (the file's `describe` becomes `describe.skip`).
+ */
+export function browserOrSkip(file: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const chromium = findChromium(env);
+  if (chromium) return chromium;
+  if (browserRequired(env))
+    throw new Error(`${file}: REQUIRE_BROWSER=1 but no Chromium was found (install chromium, or set CHROMIUM_PATH)`);
+  console.warn(`${file}: no Chromium found (install chromium, or set CHROMIUM_PATH; REQUIRE_BROWSER=1 makes this a failure): skipped`);
   return undefined;
 }
 
@@ -75,7 +97,10 @@ export async function openPage(binary: string): Promise<Page> {
     child.once('exit', (code) => reject(new Error(`chromium exited (${code}) before listening:\n${text.slice(-2000)}`)));
   });
   const port = new URL(browserWs).port;
-  const targets = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{ type: string; webSocketDebuggerUrl: string }>;
+  const targets = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as Array<{
+    type: string;
+    webSocketDebuggerUrl: string;
+  }>;
   const target = targets.find((t) => t.type === 'page');
   if (!target) throw new Error('chromium has no page target');
 
@@ -101,7 +126,11 @@ export async function openPage(binary: string): Promise<Page> {
       sent.set(message.params.requestId, { url: message.params.request.url, method: message.params.request.method });
     } else if (message.method === 'Network.loadingFailed') {
       const request = sent.get(message.params.requestId) ?? { url: '?', method: '?' };
-      failures.push({ ...request, errorText: message.params.errorText, ...(message.params.corsErrorStatus ? { corsError: message.params.corsErrorStatus.corsError } : {}) });
+      failures.push({
+        ...request,
+        errorText: message.params.errorText,
+        ...(message.params.corsErrorStatus ? { corsError: message.params.corsErrorStatus.corsError } : {}),
+      });
     }
   });
   const send: Page['send'] = (method, params = {}) =>
@@ -112,7 +141,8 @@ export async function openPage(binary: string): Promise<Page> {
     });
   const evaluate: Page['evaluate'] = async (expression) => {
     const result = await send('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true });
-    if (result.exceptionDetails) throw new Error(`page threw: ${result.exceptionDetails.exception?.description ?? result.exceptionDetails.text}`);
+    if (result.exceptionDetails)
+      throw new Error(`page threw: ${result.exceptionDetails.exception?.description ?? result.exceptionDetails.text}`);
     return result.result.value;
   };
   await send('Network.enable');

@@ -69,6 +69,8 @@ export interface FakeBehavior {
   judge?: (shown: JudgePrompt) => string;
   /** Streaming only: awaited before each SSE event is written (index from 0), so a test can hold a stream mid-answer. */
   beforeEvent?: (index: number) => Promise<void>;
+  /** Awaited before anything is answered (headers included), so a test holds a request until it says so. */
+  beforeAnswer?: () => Promise<void>;
 }
 
 /** A judge prompt as the fake reads it back out of the request. */
@@ -864,6 +866,12 @@ export class FakeLlmServer {
       return;
     }
     if (behavior.delayMs) await sleep(behavior.delayMs, signal);
+    if (behavior.beforeAnswer) {
+      let aborted = () => {};
+      const abort = new Promise<void>((resolve) => signal.addEventListener('abort', (aborted = () => resolve()), { once: true }));
+      await Promise.race([behavior.beforeAnswer(), abort]);
+      signal.removeEventListener('abort', aborted);
+    }
     if (signal.aborted) return;
     if (behavior.status) {
       const headers: Record<string, string> = behavior.status === 429 ? { 'retry-after': '1' } : {};

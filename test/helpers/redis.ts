@@ -8,7 +8,8 @@
  *   for tests that kill / pause / restart Redis without touching the shared one.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
+import { freePort } from './ports';
 
 export function redisUrlForTests(): string {
   return process.env.REDIS_URL || 'redis://127.0.0.1:6379';
@@ -65,16 +66,8 @@ export const describeRedisServer: jest.Describe = (() => {
 })();
 
 /** A TCP port nothing listens on (at the time of the call). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
+/** A free port for a server the test starts (and may restart on it): see ./ports. */
+export { freePort };
 
 async function pingOnce(port: number): Promise<boolean> {
   return new Promise((resolve) => {

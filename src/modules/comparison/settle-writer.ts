@@ -11,7 +11,7 @@
 import { isRetryableDatabaseError } from '../../db/connection-errors';
 import type { Orm } from '../../db/orm';
 import { pgArray } from '../../db/sql';
-import { ResponseStatus } from './comparison.entity';
+import type { ResponseStatus } from './comparison.entity';
 
 export interface SettleRow {
   id: string;

@@ -4,7 +4,7 @@
  * information, and the Newton and chord-Newton steps that maximise it.
  */
 import type { BattleCounts } from './arena.types';
-import { cholesky, choleskySolve, cmp, cmpVec, logSigmoid, mean, sigmoid, sumArray } from './numeric';
+import { cholesky, choleskySolve, cmp, cmpVec, logSigmoid, mean, sigmoid } from './numeric';
 
 const MAX_NEWTON = 100;
 const MAX_CHORD = 60;

@@ -206,7 +206,9 @@ export class PromptSetService {
   // ─── Helpers ───────────────────────────────────────────────────────────────
 
   private addItems(em: EntityManager, set: PromptSet, items: readonly CleanItem[], lastPosition: number): void {
-    items.forEach((item, i) => em.create(PromptItem, { ...item, promptSet: set, position: lastPosition + i + 1 }));
+    items.forEach((item, i) => {
+      em.create(PromptItem, { ...item, promptSet: set, position: lastPosition + i + 1 });
+    });
   }
 
   /** The owner's set, its row locked until the transaction ends (writers that add items queue here). */
