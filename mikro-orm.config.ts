@@ -23,8 +23,21 @@ import { ModelCallEntity } from './src/db/model-call.entity';
 import { PromptItem, PromptSet } from './src/modules/prompt-set/prompt-set.entity';
 
 export const ENTITIES: Function[] = [
-  BaseEntity, ModelCallEntity, User, ApiKey, Conversation, Message, ComparisonResult, ComparisonResponse, Vote, SpendReservation,
-  VoteExclusion, JudgeVerdictEntity, ApiToken, PromptSet, PromptItem,
+  BaseEntity,
+  ModelCallEntity,
+  User,
+  ApiKey,
+  Conversation,
+  Message,
+  ComparisonResult,
+  ComparisonResponse,
+  Vote,
+  SpendReservation,
+  VoteExclusion,
+  JudgeVerdictEntity,
+  ApiToken,
+  PromptSet,
+  PromptItem,
 ];
 
 export default async () => {

@@ -38,13 +38,19 @@ async function main(): Promise<void> {
     const pid = server.child.pid!;
     let token: string | undefined;
     if (signedIn) {
-      const reg = await gqlAt(server.url, `mutation { register(email: "bench-${randomBytes(4).toString('hex')}@example.com", password: "correct horse battery") { token } }`);
+      const reg = await gqlAt(
+        server.url,
+        `mutation { register(email: "bench-${randomBytes(4).toString('hex')}@example.com", password: "correct horse battery") { token } }`,
+      );
       token = reg.data.register.token;
     }
     // Warm up: the first requests load code and fill pools.
     await sendDistinctDocuments(server.url, 1_000_000, 1_000_200, { token });
     const start = memoryOf(pid);
-    const rows: string[] = [`documents  rss MB  peak MB`, `${'0'.padStart(9)}  ${start.rssMb.toFixed(0).padStart(6)}  ${start.peakMb.toFixed(0).padStart(7)}`];
+    const rows: string[] = [
+      `documents  rss MB  peak MB`,
+      `${'0'.padStart(9)}  ${start.rssMb.toFixed(0).padStart(6)}  ${start.peakMb.toFixed(0).padStart(7)}`,
+    ];
     let failed = 0;
     for (let done = 0; done < total; ) {
       const next = Math.min(total, done + 10_000);
@@ -55,9 +61,13 @@ async function main(): Promise<void> {
       process.stderr.write(`bench: ${rows[rows.length - 1]}\n`);
     }
     const end = memoryOf(pid);
-    console.log(`${total} distinct ${signedIn ? 'signed-in' : 'anonymous'} documents, executor ${process.env.GRAPHQL_EXECUTOR ?? 'jit'}, failed ${failed}`);
+    console.log(
+      `${total} distinct ${signedIn ? 'signed-in' : 'anonymous'} documents, executor ${process.env.GRAPHQL_EXECUTOR ?? 'jit'}, failed ${failed}`,
+    );
     console.log(rows.join('\n'));
-    console.log(`RSS ${start.rssMb.toFixed(0)} MB → ${end.rssMb.toFixed(0)} MB (+${(end.rssMb - start.rssMb).toFixed(0)} MB), peak ${end.peakMb.toFixed(0)} MB`);
+    console.log(
+      `RSS ${start.rssMb.toFixed(0)} MB → ${end.rssMb.toFixed(0)} MB (+${(end.rssMb - start.rssMb).toFixed(0)} MB), peak ${end.peakMb.toFixed(0)} MB`,
+    );
   } finally {
     await server.stop('SIGTERM');
     await db.drop();

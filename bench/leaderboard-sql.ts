@@ -89,7 +89,6 @@ function groupByVotesStatement(userId: string | null, f: NormalisedFilter): { sq
   return { sql, params };
 }
 
-
 async function time<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const start = performance.now();
   const result = await fn();
@@ -101,11 +100,19 @@ async function main(): Promise<void> {
   const models = arg('models', 100);
   const db = await createBenchDatabase(process.env.BENCH_DATABASE_URL ?? DEFAULT_ADMIN_URL);
   try {
-    const orm = await connectOrm(createOrmOptions({ clientUrl: db.url, pool: { min: 0, max: 2, acquireTimeoutMs: 60_000, idleTimeoutMs: 10_000 }, entities: ENTITIES }));
+    const orm = await connectOrm(
+      createOrmOptions({
+        clientUrl: db.url,
+        pool: { min: 0, max: 2, acquireTimeoutMs: 60_000, idleTimeoutMs: 10_000 },
+        entities: ENTITIES,
+      }),
+    );
     await orm.getMigrator().up();
     await orm.close(true);
     await withClient(db.url, async (c) => {
-      await c.query(`insert into users (id, created_at, email, password_hash, role) values (gen_random_uuid(), now(), 'bench@example.com', 'x', 'USER')`);
+      await c.query(
+        `insert into users (id, created_at, email, password_hash, role) values (gen_random_uuid(), now(), 'bench@example.com', 'x', 'USER')`,
+      );
       const [{ id: user }] = (await c.query(`select id from users`)).rows;
       await c.query(
         `insert into comparison_results (id, created_at, owner_id, prompt, blind)
@@ -133,7 +140,9 @@ async function main(): Promise<void> {
       });
       await c.query('vacuum analyze');
       const cells = (await c.query(`select count(*)::int as n from battle_counts where n <> 0`)).rows[0].n;
-      console.log(`${votes} votes over ${models} models → ${cells} battle_counts cells; seeding the votes (triggers included): ${(seedMs / 1000).toFixed(1)} s, ${((seedMs * 1000) / votes).toFixed(0)} µs per vote`);
+      console.log(
+        `${votes} votes over ${models} models → ${cells} battle_counts cells; seeding the votes (triggers included): ${(seedMs / 1000).toFixed(1)} s, ${((seedMs * 1000) / votes).toFixed(0)} µs per vote`,
+      );
 
       const f: NormalisedFilter = { blindOnly: true, styleControl: false, category: null, since: null };
       const counts = globalStatement(f);
@@ -143,14 +152,19 @@ async function main(): Promise<void> {
         const [a, countsMs] = await time(() => c.query(toPg(counts.sql), counts.params));
         const [b, groupMs] = await time(() => c.query(toPg(reference.sql), reference.params));
         const battles = (rows: any[]) => rows.filter((r) => r.kind === 'cell').reduce((n, r) => n + Number(r.n), 0);
-        if (battles(a.rows) !== battles(b.rows)) throw new Error(`the two statements disagree: ${battles(a.rows)} vs ${battles(b.rows)} battles`);
-        console.log(`GLOBAL board counts: battle_counts ${countsMs.toFixed(0)} ms; GROUP BY over votes ${groupMs.toFixed(0)} ms (${battles(a.rows)} battles; wall time, rows to Node included)`);
+        if (battles(a.rows) !== battles(b.rows))
+          throw new Error(`the two statements disagree: ${battles(a.rows)} vs ${battles(b.rows)} battles`);
+        console.log(
+          `GLOBAL board counts: battle_counts ${countsMs.toFixed(0)} ms; GROUP BY over votes ${groupMs.toFixed(0)} ms (${battles(a.rows)} battles; wall time, rows to Node included)`,
+        );
       }
       const executed = async (sql: string, params: unknown[]) => {
         const plan = await c.query(`explain (analyze, format json) ${toPg(sql)}`, params);
         return Number(plan.rows[0]['QUERY PLAN'][0]['Execution Time']);
       };
-      console.log(`server execution time: battle_counts ${(await executed(counts.sql, counts.params)).toFixed(1)} ms; GROUP BY over votes ${(await executed(reference.sql, reference.params)).toFixed(1)} ms`);
+      console.log(
+        `server execution time: battle_counts ${(await executed(counts.sql, counts.params)).toFixed(1)} ms; GROUP BY over votes ${(await executed(reference.sql, reference.params)).toFixed(1)} ms`,
+      );
     });
   } finally {
     await db.drop();

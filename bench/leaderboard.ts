@@ -69,8 +69,16 @@ async function main(): Promise<void> {
   const p99 = lag.percentile(99) / 1e6;
   console.log(`leaderboard fit + ${fit.bootstrapSamples} bootstrap resamples: ${(wallMs / 1000).toFixed(2)} s (target < 10 s)`);
   console.log(`event loop p99 lag during the fit: ${p99.toFixed(2)} ms, max ${(lag.max / 1e6).toFixed(2)} ms (target < 20 ms)`);
-  console.log(`top: ${fit.ratings.slice(0, 3).map((r) => `${r.model} ${r.rating.toFixed(1)} [${r.bootstrapLow.toFixed(1)}, ${r.bootstrapHigh.toFixed(1)}] rank ${r.rank}`).join('; ')}`);
-  if (style) console.log(`style: ${fit.styleCoefficients.map((c) => `${c.feature} ${c.coefficient.toFixed(3)} [${c.low.toFixed(3)}, ${c.high.toFixed(3)}]`).join('; ')}`);
+  console.log(
+    `top: ${fit.ratings
+      .slice(0, 3)
+      .map((r) => `${r.model} ${r.rating.toFixed(1)} [${r.bootstrapLow.toFixed(1)}, ${r.bootstrapHigh.toFixed(1)}] rank ${r.rank}`)
+      .join('; ')}`,
+  );
+  if (style)
+    console.log(
+      `style: ${fit.styleCoefficients.map((c) => `${c.feature} ${c.coefficient.toFixed(3)} [${c.low.toFixed(3)}, ${c.high.toFixed(3)}]`).join('; ')}`,
+    );
   if (wallMs > 10_000 || p99 > 20) process.exitCode = 1;
 }
 

@@ -30,30 +30,68 @@ async function main(): Promise<void> {
     const port = await freePort();
     const server = await ServerProcess.start({
       name: 'ours-profiled',
-      args: [process.execPath, ...(args.includes('--trace-gc') ? ['--trace-gc'] : []), '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/src/main.js'],
+      args: [
+        process.execPath,
+        ...(args.includes('--trace-gc') ? ['--trace-gc'] : []),
+        '--cpu-prof',
+        `--cpu-prof-dir=${dir}`,
+        'dist/src/main.js',
+      ],
       cwd: ROOT,
       port,
       readyPath: '/health',
-      env: oursEnv({ port, dbUrl: env.db.url, redisUrl: env.redisUrl, cachePrefix: env.cachePrefix, jwtSecret: env.jwtSecret, encryptionKey: env.encryptionKey }, args.includes('--trace-gc') ? { LOG_LEVEL: 'warn' } : {}),
+      env: oursEnv(
+        {
+          port,
+          dbUrl: env.db.url,
+          redisUrl: env.redisUrl,
+          cachePrefix: env.cachePrefix,
+          jwtSecret: env.jwtSecret,
+          encryptionKey: env.encryptionKey,
+        },
+        args.includes('--trace-gc') ? { LOG_LEVEL: 'warn' } : {},
+      ),
     });
     const body = JSON.stringify({ query: HISTORY, operationName: 'History' });
     const requests = env.users.map((u) => ({
       method: 'POST' as const,
       path: '/graphql',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}`, ...(variant === 'miss' ? { 'cache-control': 'no-cache' } : {}) },
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${u.token}`,
+        ...(variant === 'miss' ? { 'cache-control': 'no-cache' } : {}),
+      },
       body,
     }));
-    if (args.includes('--keep')) log(`DATABASE_URL=${env.db.url} CACHE_PREFIX=${env.cachePrefix} JWT_SECRET=${env.jwtSecret} ENCRYPTION_KEY=${env.encryptionKey} TOKEN=${env.users[0]!.token}`);
+    if (args.includes('--keep'))
+      log(
+        `DATABASE_URL=${env.db.url} CACHE_PREFIX=${env.cachePrefix} JWT_SECRET=${env.jwtSecret} ENCRYPTION_KEY=${env.encryptionKey} TOKEN=${env.users[0]!.token}`,
+      );
     const load = LoadGenerator.start();
-    const { result } = await load.run({ url: server.url, connections, warmupSeconds: 3, seconds, timeoutSeconds: 10, verify: true, requests }, {});
+    const { result } = await load.run(
+      { url: server.url, connections, warmupSeconds: 3, seconds, timeoutSeconds: 10, verify: true, requests },
+      {},
+    );
     await load.stop();
-    const gcLines = server.tail().split('\n').filter((l) => /Mark-Compact|Scavenge|Mark-sweep/.test(l));
+    const gcLines = server
+      .tail()
+      .split('\n')
+      .filter((l) => /Mark-Compact|Scavenge|Mark-sweep/.test(l));
     await server.stop();
     if (args.includes('--trace-gc')) {
-      const pauses = gcLines.map((l) => ({ kind: /Scavenge/.test(l) ? 'scavenge' : 'mark-compact', ms: Number(/, ([\d.]+) \/ [\d.]+ ms/.exec(l)?.[1] ?? NaN), line: l }));
+      const pauses = gcLines.map((l) => ({
+        kind: /Scavenge/.test(l) ? 'scavenge' : 'mark-compact',
+        ms: Number(/, ([\d.]+) \/ [\d.]+ ms/.exec(l)?.[1] ?? NaN),
+        line: l,
+      }));
       for (const kind of ['scavenge', 'mark-compact']) {
-        const ms = pauses.filter((p) => p.kind === kind && !Number.isNaN(p.ms)).map((p) => p.ms).sort((a, b) => a - b);
-        log(`GC ${kind}: ${ms.length} in the last 64 KB of output; max ${ms[ms.length - 1] ?? 0} ms, median ${ms[Math.floor(ms.length / 2)] ?? 0} ms`);
+        const ms = pauses
+          .filter((p) => p.kind === kind && !Number.isNaN(p.ms))
+          .map((p) => p.ms)
+          .sort((a, b) => a - b);
+        log(
+          `GC ${kind}: ${ms.length} in the last 64 KB of output; max ${ms[ms.length - 1] ?? 0} ms, median ${ms[Math.floor(ms.length / 2)] ?? 0} ms`,
+        );
       }
       for (const p of pauses.filter((p) => p.kind === 'mark-compact').slice(-5)) log(p.line.trim().slice(0, 220));
     }

@@ -179,7 +179,12 @@ async function checkViews(view: View, ours: Target, postgraphile5: Target): Prom
 
 async function fetchPage(target: Target, index: number): Promise<Buffer> {
   const request = target.requests[index]!;
-  const res = await fetch(`${target.server.url}${request.path}`, { method: 'POST', headers: request.headers, body: request.body, signal: AbortSignal.timeout(30_000) });
+  const res = await fetch(`${target.server.url}${request.path}`, {
+    method: 'POST',
+    headers: request.headers,
+    body: request.body,
+    signal: AbortSignal.timeout(30_000),
+  });
   const body = Buffer.from(await res.arrayBuffer());
   if (res.status !== 200) throw new Error(`HTTP ${res.status} from ${target.server.spec.name}: ${body.toString('utf8').slice(0, 300)}`);
   return body;
@@ -187,7 +192,9 @@ async function fetchPage(target: Target, index: number): Promise<Buffer> {
 
 /** Same ids, same order, same values for a sample of users; fails loudly otherwise. Returns the body size per variant. */
 async function checkSameData(env: Environment, targetsByVariant: Map<Variant, Target>): Promise<Map<Variant, number>> {
-  const sample = [0, 1, 56, Math.floor(env.users.length / 2), env.users.length - 1].filter((i, k, all) => i < env.users.length && all.indexOf(i) === k);
+  const sample = [0, 1, 56, Math.floor(env.users.length / 2), env.users.length - 1].filter(
+    (i, k, all) => i < env.users.length && all.indexOf(i) === k,
+  );
   const sizes = new Map<Variant, number[]>();
   for (const i of sample) {
     const reference = targetsByVariant.get('ours-miss') ?? targetsByVariant.get('ours-hit');
@@ -206,16 +213,30 @@ async function checkSameData(env: Environment, targetsByVariant: Map<Variant, Ta
       if (difference) throw new Error(`DATA CHECK FAILED: ${label(variant)} differs from ours for bench user ${user.n} at ${difference}`);
     }
   }
-  log(`data check passed: ${[...targetsByVariant.keys()].join(', ')} return the same data as ours for ${sample.length} users (same ids, same order)`);
+  log(
+    `data check passed: ${[...targetsByVariant.keys()].join(', ')} return the same data as ours for ${sample.length} users (same ids, same order)`,
+  );
   return new Map([...sizes].map(([v, s]) => [v, s.reduce((a, b) => a + b, 0) / s.length]));
 }
 
 async function snapshot(target: Target, variant: Variant, loadPid: number) {
   const statements = await target.statements();
-  return { statements, cpu: target.server.cpuMs(), loadCpu: cpuMs(loadPid), breaker: variant.startsWith('ours') ? target.server.count('breaker') : 0 };
+  return {
+    statements,
+    cpu: target.server.cpuMs(),
+    loadCpu: cpuMs(loadPid),
+    breaker: variant.startsWith('ours') ? target.server.count('breaker') : 0,
+  };
 }
 
-async function measure(load: LoadGenerator, options: Options, variant: Variant, target: Target, connections: number, bodyBytes: number): Promise<Point> {
+async function measure(
+  load: LoadGenerator,
+  options: Options,
+  variant: Variant,
+  target: Target,
+  connections: number,
+  bodyBytes: number,
+): Promise<Point> {
   const spec: LoadSpec = {
     url: target.server.url,
     connections,
@@ -245,7 +266,9 @@ async function measure(load: LoadGenerator, options: Options, variant: Variant, 
   let breakerOpens = variant.startsWith('ours') ? after.breaker - before.breaker : undefined;
   if (breakerOpens === 0) {
     // Belt and braces: the breaker may still be open without a log line we recognise.
-    const health = (await (await fetch(`${target.server.url}/health`, { signal: AbortSignal.timeout(10_000) })).json()) as { cache?: { breakerOpen?: boolean } };
+    const health = (await (await fetch(`${target.server.url}/health`, { signal: AbortSignal.timeout(10_000) })).json()) as {
+      cache?: { breakerOpen?: boolean };
+    };
     if (health.cache?.breakerOpen) breakerOpens = 1;
   }
   return {
@@ -291,13 +314,28 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   });
   targetsByVariant.set('ours-miss', oursTarget(true));
   // Comparison instances of ours on the same data and cache, measured at c=10 only: resolvers (COMPILED_READS=off) on graphql-jit, and on graphql-js.
-  const secrets = { dbUrl: env.db.url, redisUrl: env.redisUrl, cachePrefix: env.cachePrefix, jwtSecret: env.jwtSecret, encryptionKey: env.encryptionKey };
-  for (const [variant, executor] of [['ours-miss-resolvers', 'jit'], ['ours-miss-js', 'graphql-js']] as const) {
+  const secrets = {
+    dbUrl: env.db.url,
+    redisUrl: env.redisUrl,
+    cachePrefix: env.cachePrefix,
+    jwtSecret: env.jwtSecret,
+    encryptionKey: env.encryptionKey,
+  };
+  for (const [variant, executor] of [
+    ['ours-miss-resolvers', 'jit'],
+    ['ours-miss-js', 'graphql-js'],
+  ] as const) {
     if (!wanted.has(variant)) continue;
     log(`starting ours with COMPILED_READS=off GRAPHQL_EXECUTOR=${executor}`);
     const server = await startOurs(variant, secrets, { COMPILED_READS: 'off', GRAPHQL_EXECUTOR: executor });
     cleanup.add(`stop ${variant}`, () => server.stop());
-    targetsByVariant.set(variant, { server, statements: () => oursStatements(server), statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)', requests: oursRequests(env, true), dialect: 'ours' });
+    targetsByVariant.set(variant, {
+      server,
+      statements: () => oursStatements(server),
+      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+      requests: oursRequests(env, true),
+      dialect: 'ours',
+    });
   }
   if (wanted.has('ours-hit')) targetsByVariant.set('ours-hit', oursTarget(false));
   if (wanted.has('ours-hit-remote')) {
@@ -305,7 +343,13 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     log('starting ours with CACHE_LOCAL_COPIES_MB=0');
     const server = await startOurs('ours-hit-remote', secrets, { CACHE_LOCAL_COPIES_MB: '0' });
     cleanup.add('stop ours-hit-remote', () => server.stop());
-    targetsByVariant.set('ours-hit-remote', { server, statements: () => oursStatements(server), statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)', requests: oursRequests(env, false), dialect: 'ours' });
+    targetsByVariant.set('ours-hit-remote', {
+      server,
+      statements: () => oursStatements(server),
+      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+      requests: oursRequests(env, false),
+      dialect: 'ours',
+    });
   }
 
   const db = { DATABASE_URL: env.db.url };
@@ -314,18 +358,36 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     log('starting PostGraphile 5');
     const server = await startPeer('postgraphile5', 'server.js', join(PEERS, 'postgraphile5'), db);
     cleanup.add('stop PostGraphile 5', () => server.stop());
-    targetsByVariant.set('postgraphile5', { server, statements: () => benchStatements(server), statementsSource: 'pg client query calls', requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE5), dialect: 'postgraphile5' });
+    targetsByVariant.set('postgraphile5', {
+      server,
+      statements: () => benchStatements(server),
+      statementsSource: 'pg client query calls',
+      requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE5),
+      dialect: 'postgraphile5',
+    });
   }
   if (wanted.has('postgraphile4')) {
     log('starting PostGraphile 4');
     const server = await startPeer('postgraphile4', 'server.js', join(PEERS, 'postgraphile4'), db);
     cleanup.add('stop PostGraphile 4', () => server.stop());
-    targetsByVariant.set('postgraphile4', { server, statements: () => benchStatements(server), statementsSource: 'pg client query calls', requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE4), dialect: 'postgraphile4' });
+    targetsByVariant.set('postgraphile4', {
+      server,
+      statements: () => benchStatements(server),
+      statementsSource: 'pg client query calls',
+      requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE4),
+      dialect: 'postgraphile4',
+    });
   }
   if (wanted.has('bare-sql')) {
     const server = await startPeer('bare-sql', 'bare-sql.js', LIMITS, db);
     cleanup.add('stop bare-sql', () => server.stop());
-    targetsByVariant.set('bare-sql', { server, statements: () => benchStatements(server), statementsSource: 'pg client query calls', requests: oursRequests(env, false), dialect: 'ours' });
+    targetsByVariant.set('bare-sql', {
+      server,
+      statements: () => benchStatements(server),
+      statementsSource: 'pg client query calls',
+      requests: oursRequests(env, false),
+      dialect: 'ours',
+    });
   }
   if (wanted.has('bare-redis')) {
     // The exact bytes ours answers for each user, stored once under bench keys (this also warms ours' cache).
@@ -338,7 +400,13 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     await redis.close();
     const server = await startPeer('bare-redis', 'bare-redis.js', LIMITS, { REDIS_URL: env.redisUrl, BENCH_KEY_PREFIX: keyPrefix });
     cleanup.add('stop bare-redis', () => server.stop());
-    targetsByVariant.set('bare-redis', { server, statements: async () => null, statementsSource: 'by design', requests: oursRequests(env, false), dialect: 'bytes' });
+    targetsByVariant.set('bare-redis', {
+      server,
+      statements: async () => null,
+      statementsSource: 'by design',
+      requests: oursRequests(env, false),
+      dialect: 'bytes',
+    });
   }
 
   const bodySizes = await checkSameData(env, targetsByVariant);
@@ -362,8 +430,13 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   const order = options.variants;
   const points: Point[] = [];
   const perPoint = options.warmupSeconds + options.seconds;
-  const pointCount = order.reduce((n, v) => n + (ONLY_AT_C10.has(v) && options.concurrency.includes(10) ? 1 : options.concurrency.length), 0);
-  log(`measuring ${order.length} variants × c=${options.concurrency.join(',')}: ${pointCount} points of ${options.warmupSeconds} s warm-up + ${options.seconds} s (~${Math.ceil((pointCount * perPoint) / 60)} min)`);
+  const pointCount = order.reduce(
+    (n, v) => n + (ONLY_AT_C10.has(v) && options.concurrency.includes(10) ? 1 : options.concurrency.length),
+    0,
+  );
+  log(
+    `measuring ${order.length} variants × c=${options.concurrency.join(',')}: ${pointCount} points of ${options.warmupSeconds} s warm-up + ${options.seconds} s (~${Math.ceil((pointCount * perPoint) / 60)} min)`,
+  );
   for (const c of options.concurrency) {
     for (const variant of order) {
       if (ONLY_AT_C10.has(variant) && c !== 10 && options.concurrency.includes(10)) continue;
@@ -385,7 +458,16 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     log(`pool check: ours (cache bypassed), DB_POOL_MAX=10, c=${connections}, ${amount} requests`);
     await waitQuiet(ours);
     const breakerBefore = ours.count('breaker');
-    const { result } = await load.run({ url: ours.url, connections, warmupSeconds: 0, seconds: 3_600, amount, timeoutSeconds: 10, verify: true, requests: oursRequests(env, true) });
+    const { result } = await load.run({
+      url: ours.url,
+      connections,
+      warmupSeconds: 0,
+      seconds: 3_600,
+      amount,
+      timeoutSeconds: 10,
+      verify: true,
+      requests: oursRequests(env, true),
+    });
     const unanswered = Math.max(0, amount - result.requests - result.errors.timeouts - result.errors.socket);
     pool = {
       connections,
@@ -404,17 +486,29 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   const notes: string[] = [];
   const missPoints = points.filter((p) => p.variant === 'ours-miss');
   if (missPoints.some((p) => (p.statementsPerRequest ?? 0) < 0.5)) {
-    notes.push('ours-miss ran < 0.5 SQL statements per request: this build answers `Cache-Control: no-cache` requests from the read cache, so the "miss" rows are hits.');
+    notes.push(
+      'ours-miss ran < 0.5 SQL statements per request: this build answers `Cache-Control: no-cache` requests from the read cache, so the "miss" rows are hits.',
+    );
   }
   const saturated = points.filter((p) => p.loadGeneratorCpuPercent >= 90);
   if (saturated.length) {
-    notes.push(`the load generator used ≥ 90% of a core at ${saturated.map((p) => `${p.variant} c=${p.connections}`).join(', ')}: those rows are bounded by the client, not the server.`);
+    notes.push(
+      `the load generator used ≥ 90% of a core at ${saturated.map((p) => `${p.variant} c=${p.connections}`).join(', ')}: those rows are bounded by the client, not the server.`,
+    );
   }
   for (const p of points) {
-    if (p.requests < p.connections) notes.push(`${label(p.variant)} c=${p.connections}: only ${p.requests} responses in the ${p.seconds.toFixed(0)} s window.`);
+    if (p.requests < p.connections)
+      notes.push(`${label(p.variant)} c=${p.connections}: only ${p.requests} responses in the ${p.seconds.toFixed(0)} s window.`);
   }
-  for (const p of points) if (p.errors) notes.push(`${label(p.variant)} c=${p.connections}: ${p.errors} errors ${JSON.stringify(p.errorDetail)}${p.firstError ? `, first: ${p.firstError.slice(0, 200)}` : ''}`);
-  if (pool?.errors) notes.push(`pool check: ${pool.errors} errors ${JSON.stringify(pool.errorDetail)}${pool.firstError ? `, first: ${pool.firstError.slice(0, 200)}` : ''}`);
+  for (const p of points)
+    if (p.errors)
+      notes.push(
+        `${label(p.variant)} c=${p.connections}: ${p.errors} errors ${JSON.stringify(p.errorDetail)}${p.firstError ? `, first: ${p.firstError.slice(0, 200)}` : ''}`,
+      );
+  if (pool?.errors)
+    notes.push(
+      `pool check: ${pool.errors} errors ${JSON.stringify(pool.errorDetail)}${pool.firstError ? `, first: ${pool.firstError.slice(0, 200)}` : ''}`,
+    );
   if (pool?.breakerOpens) notes.push(`pool check: ours' cache breaker opened ${pool.breakerOpens} times (Redis was healthy).`);
 
   const targetRows = targets(points, pool);
@@ -470,7 +564,9 @@ async function main(): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError) {
       if (error.message) console.error(`bench: ${error.message}`);
-      console.error('usage: npm run bench -- [--quick] [--variants=a,b] [--concurrency=1,10,50] [--warmup=S] [--seconds=S] [--no-pool-check] [--readme] [--no-build]\n       npm run bench -- --soak [--requests=N] [--no-build]');
+      console.error(
+        'usage: npm run bench -- [--quick] [--variants=a,b] [--concurrency=1,10,50] [--warmup=S] [--seconds=S] [--no-pool-check] [--readme] [--no-build]\n       npm run bench -- --soak [--requests=N] [--no-build]',
+      );
       return 2;
     }
     throw error;

@@ -35,7 +35,11 @@ import { modelName, promptOf } from './lib/stream-tokens';
 
 const VARIANTS = ['relay', 'redis', 'memory'] as const;
 type StreamVariant = (typeof VARIANTS)[number];
-const LABELS: Record<StreamVariant, string> = { redis: 'ours, Redis pub/sub (A + B)', memory: 'ours, in-memory pub/sub', relay: 'bare node:http relay' };
+const LABELS: Record<StreamVariant, string> = {
+  redis: 'ours, Redis pub/sub (A + B)',
+  memory: 'ours, in-memory pub/sub',
+  relay: 'bare node:http relay',
+};
 const MODELS = [1, 2, 3, 4].map((m) => `openai:${modelName(m)}`);
 /** The issue's goals: p99 added latency within this many ms of the relay's, per level. */
 const P99_GOAL: Record<number, number> = { 20: 10, 100: 50, 200: 250 };
@@ -64,22 +68,29 @@ function parseStreamOptions(argv: string[]): StreamOptions {
     flags.set(match[1]!, match[2] ?? 'true');
   }
   const known = ['levels', 'variants', 'profile', 'no-build', 'deltas', 'interval', 'stream-timeout', 'b-delay', 'top', 'warmup', 'help'];
-  for (const key of flags.keys()) if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
+  for (const key of flags.keys())
+    if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
   if (flags.has('help')) throw new UsageError('');
   const num = (name: string, fallback: number, max = Infinity) => {
     const raw = flags.get(name);
     if (raw === undefined) return fallback;
     const value = Number(raw);
-    if (!Number.isInteger(value) || value <= 0 || value > max) throw new UsageError(`--${name} must be an integer in 1..${max}, got "${raw}"`);
+    if (!Number.isInteger(value) || value <= 0 || value > max)
+      throw new UsageError(`--${name} must be an integer in 1..${max}, got "${raw}"`);
     return value;
   };
-  const levels = (flags.get('levels') ?? '20,100,200').split(',').filter(Boolean).map((l) => {
-    const n = Number(l);
-    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError(`--levels: 1..1000 comparisons each (one per seeded user), got "${l}"`);
-    return n;
-  });
+  const levels = (flags.get('levels') ?? '20,100,200')
+    .split(',')
+    .filter(Boolean)
+    .map((l) => {
+      const n = Number(l);
+      if (!Number.isInteger(n) || n < 1 || n > 1000)
+        throw new UsageError(`--levels: 1..1000 comparisons each (one per seeded user), got "${l}"`);
+      return n;
+    });
   const variants = (flags.get('variants') ?? VARIANTS.join(',')).split(',').filter(Boolean);
-  for (const v of variants) if (!(VARIANTS as readonly string[]).includes(v)) throw new UsageError(`unknown variant "${v}" (known: ${VARIANTS.join(', ')})`);
+  for (const v of variants)
+    if (!(VARIANTS as readonly string[]).includes(v)) throw new UsageError(`unknown variant "${v}" (known: ${VARIANTS.join(', ')})`);
   return {
     levels,
     variants: variants as StreamVariant[],
@@ -170,7 +181,8 @@ interface Point {
   deltasPerSecond: number;
 }
 
-const sideCounts = (s: SideResult | undefined) => (s ? `${s.lost}/${s.duplicated}/${s.outOfOrder}${s.misrouted ? ` (+${s.misrouted} misrouted)` : ''}` : '–');
+const sideCounts = (s: SideResult | undefined) =>
+  s ? `${s.lost}/${s.duplicated}/${s.outOfOrder}${s.misrouted ? ` (+${s.misrouted} misrouted)` : ''}` : '–';
 
 function sideProblems(s: SideResult | undefined): string {
   if (!s) return '–';
@@ -198,20 +210,44 @@ function pointsTable(points: Point[], relay: Map<number, Point>): string {
       fixed(a.latencyInclOpenMs.p99, 1),
       fixed(p.deltasPerSecond, 0),
       fixed(p.cpuMsPerDelta, 3),
-      Object.values(p.rssPeakMb).map((r) => fixed(r, 0)).join(' / '),
+      Object.values(p.rssPeakMb)
+        .map((r) => fixed(r, 0))
+        .join(' / '),
       sideCounts(a),
       sideCounts(p.load.b),
       `${sideProblems(a)}${p.load.b ? ` · ${sideProblems(p.load.b)}` : ''}`,
     ];
   });
   return markdownTable(
-    ['server (same run)', 'comparisons', 'answers settled (A)', 'refused starts', 'start p99 ms', 'open p99 ms', 'deltas timed', 'p50 ms', 'p99 ms', 'p50 − relay', 'p99 − relay', 'p99 incl. open', 'deltas/s', 'CPU ms/delta', 'RSS peak MB', 'lost/dup/ooo A', 'lost/dup/ooo B', 'timeouts/errors A · B'],
+    [
+      'server (same run)',
+      'comparisons',
+      'answers settled (A)',
+      'refused starts',
+      'start p99 ms',
+      'open p99 ms',
+      'deltas timed',
+      'p50 ms',
+      'p99 ms',
+      'p50 − relay',
+      'p99 − relay',
+      'p99 incl. open',
+      'deltas/s',
+      'CPU ms/delta',
+      'RSS peak MB',
+      'lost/dup/ooo A',
+      'lost/dup/ooo B',
+      'timeouts/errors A · B',
+    ],
     rows,
     ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   );
 }
 
-function targetsTable(points: Point[], relay: Map<number, Point>): { text: string; rows: Array<{ target: string; measured: string; met: boolean | null }> } {
+function targetsTable(
+  points: Point[],
+  relay: Map<number, Point>,
+): { text: string; rows: Array<{ target: string; measured: string; met: boolean | null }> } {
   const rows: Array<{ target: string; measured: string; met: boolean | null }> = [];
   for (const p of points) {
     if (p.variant === 'relay') continue;
@@ -230,15 +266,30 @@ function targetsTable(points: Point[], relay: Map<number, Point>): { text: strin
       });
     if (P99_GOAL[p.comparisons] !== undefined) goalRow('p99', P99_GOAL[p.comparisons]!);
     if (P50_GOAL[p.comparisons] !== undefined) goalRow('p50', P50_GOAL[p.comparisons]!);
-    for (const [side, s] of [['A', a], ['B', p.load.b]] as const) {
+    for (const [side, s] of [
+      ['A', a],
+      ['B', p.load.b],
+    ] as const) {
       if (!s) continue;
       const bad = s.lost + s.duplicated + s.outOfOrder + s.misrouted;
-      rows.push({ target: `${name}: 0 lost/duplicated/out-of-order deltas on ${side}${side === 'B' ? ' (late subscriber, other instance)' : ''}`, measured: `${s.lost}/${s.duplicated}/${s.outOfOrder}${s.misrouted ? ` + ${s.misrouted} misrouted` : ''} (${s.answersWithLoss} answers with loss, ${s.answersEmpty} of them empty${s.unwritten ? `; ${s.unwritten} tokens never written: failed answers` : ''})`, met: bad === 0 });
-      rows.push({ target: `${name}: every answer settles, whole text, seen on ${side}`, measured: `${s.settled}/${s.answers} settled, ${s.settledTextOk} with the whole text; ${s.timedOut} timed out`, met: s.settled === s.answers && s.settledTextOk === s.answers });
+      rows.push({
+        target: `${name}: 0 lost/duplicated/out-of-order deltas on ${side}${side === 'B' ? ' (late subscriber, other instance)' : ''}`,
+        measured: `${s.lost}/${s.duplicated}/${s.outOfOrder}${s.misrouted ? ` + ${s.misrouted} misrouted` : ''} (${s.answersWithLoss} answers with loss, ${s.answersEmpty} of them empty${s.unwritten ? `; ${s.unwritten} tokens never written: failed answers` : ''})`,
+        met: bad === 0,
+      });
+      rows.push({
+        target: `${name}: every answer settles, whole text, seen on ${side}`,
+        measured: `${s.settled}/${s.answers} settled, ${s.settledTextOk} with the whole text; ${s.timedOut} timed out`,
+        met: s.settled === s.answers && s.settledTextOk === s.answers,
+      });
     }
     if (p.load.starts) {
       const refused = Object.values(p.load.starts.refused).reduce((x, y) => x + y, 0);
-      rows.push({ target: `${name}: 0 refused starts in the burst`, measured: `${refused} of ${p.load.starts.sent}${refused ? ` ${JSON.stringify(p.load.starts.refused)}` : ''}; all answered ${fixed(p.load.starts.spanMs, 0)} ms after the first was sent`, met: refused === 0 });
+      rows.push({
+        target: `${name}: 0 refused starts in the burst`,
+        measured: `${refused} of ${p.load.starts.sent}${refused ? ` ${JSON.stringify(p.load.starts.refused)}` : ''}; all answered ${fixed(p.load.starts.spanMs, 0)} ms after the first was sent`,
+        met: refused === 0,
+      });
     }
   }
   const text = markdownTable(
@@ -249,7 +300,10 @@ function targetsTable(points: Point[], relay: Map<number, Point>): { text: strin
   return { text, rows };
 }
 
-async function startVariant(variant: StreamVariant, ctx: { secrets: Parameters<typeof startOurs>[1]; oursExtra: Record<string, string>; providerUrl: string; profileDir?: string }): Promise<ServerProcess[]> {
+async function startVariant(
+  variant: StreamVariant,
+  ctx: { secrets: Parameters<typeof startOurs>[1]; oursExtra: Record<string, string>; providerUrl: string; profileDir?: string },
+): Promise<ServerProcess[]> {
   const profiled = ctx.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profileDir}`] : undefined;
   if (variant === 'redis') {
     const a = await startOurs('ours-a', ctx.secrets, ctx.oursExtra, profiled);
@@ -286,23 +340,44 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
   const env = await prepare(benchOptions, cleanup, oursExtra);
   log(`saving an OpenAI key for ${env.users.length} users`);
   await mapLimit(env.users, 8, (u) =>
-    graphql(env.ours.url, 'mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }', { input: { provider: 'OPENAI', apiKey: `sk-bench-stream-${u.n}` } }, u.token),
+    graphql(
+      env.ours.url,
+      'mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }',
+      { input: { provider: 'OPENAI', apiKey: `sk-bench-stream-${u.n}` } },
+      u.token,
+    ),
   );
   await env.ours.stop();
   // The seed's inserts would otherwise set off autovacuum of the big tables in the first minutes, during the levels.
   const vacuumStarted = performance.now();
   await withClient(env.db.url, (c) => c.query('vacuum'));
   log(`VACUUM of the seeded database: ${((performance.now() - vacuumStarted) / 1000).toFixed(1)} s`);
-  const secrets = { dbUrl: env.db.url, redisUrl: env.redisUrl, cachePrefix: env.cachePrefix, jwtSecret: env.jwtSecret, encryptionKey: env.encryptionKey };
+  const secrets = {
+    dbUrl: env.db.url,
+    redisUrl: env.redisUrl,
+    cachePrefix: env.cachePrefix,
+    jwtSecret: env.jwtSecret,
+    encryptionKey: env.encryptionKey,
+  };
 
   const load = StreamLoad.start();
   cleanup.add('stop the stream load generator', () => load.stop());
   const points: Point[] = [];
-  const profiles: Array<{ variant: StreamVariant; file: string; levels: number[]; windows: Array<[number, number]>; busyMs: number; top: Frame[]; byOrigin: Frame[] }> = [];
+  const profiles: Array<{
+    variant: StreamVariant;
+    file: string;
+    levels: number[];
+    windows: Array<[number, number]>;
+    busyMs: number;
+    top: Frame[];
+    byOrigin: Frame[];
+  }> = [];
   const died: string[] = [];
   let k = 0;
   const estimate = options.variants.length * options.levels.length;
-  log(`measuring ${options.variants.join(', ')} × ${options.levels.join(', ')} comparisons (${estimate} levels; streams cut after ${options.streamTimeoutMs / 1000} s)`);
+  log(
+    `measuring ${options.variants.join(', ')} × ${options.levels.join(', ')} comparisons (${estimate} levels; streams cut after ${options.streamTimeoutMs / 1000} s)`,
+  );
 
   interface Running {
     variant: StreamVariant;
@@ -333,7 +408,8 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
   // the machine is shared, so a level's rows (and their ratios to the relay) are taken minutes apart at most.
   const running: Running[] = [];
   for (const variant of options.variants) {
-    const profileDir = options.profile && variant !== 'relay' ? join(ROOT, 'bench', 'results', 'profiles', `stream-${variant}-${stamp}`) : undefined;
+    const profileDir =
+      options.profile && variant !== 'relay' ? join(ROOT, 'bench', 'results', 'profiles', `stream-${variant}-${stamp}`) : undefined;
     if (profileDir) mkdirSync(profileDir, { recursive: true });
     const servers = await startVariant(variant, { secrets, oursExtra, providerUrl: provider.url, profileDir });
     for (const s of servers) cleanup.add(`stop ${s.spec.name}`, () => s.stop());
@@ -342,7 +418,9 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
     if (options.warmup) {
       // A fresh process answers its first requests slowly (JIT, pools, connections): not what a level measures.
       const warm = reconcile(await load.run(spec(run, next(options.warmup))), new Map(), options.deltas);
-      log(`${LABELS[variant]}: warm-up of ${options.warmup} comparisons, p50 ${fixed(warm.a.latencyMs.p50, 1)} ms, settled ${warm.a.settled}/${options.warmup * MODELS.length} (not recorded)`);
+      log(
+        `${LABELS[variant]}: warm-up of ${options.warmup} comparisons, p50 ${fixed(warm.a.latencyMs.p50, 1)} ms, settled ${warm.a.settled}/${options.warmup * MODELS.length} (not recorded)`,
+      );
     }
   }
 
@@ -351,7 +429,10 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
       for (const run of running) {
         const { variant, servers, windows } = run;
         // Every server idle, not just this variant's: no backlog of another variant runs during this level.
-        const quietBefore = await waitQuiet(running.flatMap((r) => r.servers), 30_000);
+        const quietBefore = await waitQuiet(
+          running.flatMap((r) => r.servers),
+          30_000,
+        );
         const comparisons = next(n);
         await provider.written(); // forget the warm-up's and earlier levels' answers
         const statsBefore = await provider.stats();
@@ -425,7 +506,8 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
     }
   } finally {
     for (const { variant, servers } of running) {
-      for (const s of servers) if (s.died()) died.push(`${s.spec.name} (${variant}) died (${s.died()}) during the run; its last output:\n${s.tail()}`);
+      for (const s of servers)
+        if (s.died()) died.push(`${s.spec.name} (${variant}) died (${s.died()}) during the run; its last output:\n${s.tail()}`);
       for (const s of servers) await s.stop();
     }
   }
@@ -439,7 +521,15 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
     const profile = readProfile(file);
     const top = topFrames(profile, options.top, windows);
     const busyMs = topFrames(profile, Infinity, windows).reduce((sum, f) => sum + f.selfMs, 0);
-    profiles.push({ variant, file: file.slice(ROOT.length + 1), levels: options.levels, windows, busyMs, top, byOrigin: selfByOrigin(profile, options.top, windows) });
+    profiles.push({
+      variant,
+      file: file.slice(ROOT.length + 1),
+      levels: options.levels,
+      windows,
+      busyMs,
+      top,
+      byOrigin: selfByOrigin(profile, options.top, windows),
+    });
   }
 
   const relay = new Map(points.filter((p) => p.variant === 'relay').map((p) => [p.comparisons, p]));
@@ -448,15 +538,30 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
   for (const d of died) log(d);
   for (const p of points) {
     const name = `${p.variant} @${p.comparisons}`;
-    if (p.loadGeneratorCpuPercent >= 90) notes.push(`${name}: the subscribers' process used ${p.loadGeneratorCpuPercent.toFixed(0)}% of a core: that row may be bounded by the client.`);
-    if (p.provider.lagMsMean >= 2) notes.push(`${name}: the fake provider's timers fired ${p.provider.lagMsMean.toFixed(1)} ms late on average (max ${p.provider.lagMsMax.toFixed(0)} ms): the machine was saturated (latency is measured from the actual write).`);
+    if (p.loadGeneratorCpuPercent >= 90)
+      notes.push(
+        `${name}: the subscribers' process used ${p.loadGeneratorCpuPercent.toFixed(0)}% of a core: that row may be bounded by the client.`,
+      );
+    if (p.provider.lagMsMean >= 2)
+      notes.push(
+        `${name}: the fake provider's timers fired ${p.provider.lagMsMean.toFixed(1)} ms late on average (max ${p.provider.lagMsMax.toFixed(0)} ms): the machine was saturated (latency is measured from the actual write).`,
+      );
     if (!p.quietBefore) notes.push(`${name}: the servers were still busy from the previous level when it started (30 s wait).`);
     if (!p.quietAfter) notes.push(`${name}: the servers were still busy 30 s after the subscribers finished; CPU billed up to then.`);
-    if (p.load.unsettledOnA?.comparisons) notes.push(`${name}: ${p.load.unsettledOnA.comparisons} comparisons with answers A's subscriber did not see settle; their answers in the database afterwards: ${JSON.stringify(p.load.unsettledOnA.dbStatuses)}.`);
-    for (const [side, s] of [['A', p.load.a], ['B', p.load.b]] as const) if (s?.firstError) notes.push(`${name} ${side}: ${s.errors} stream errors ${JSON.stringify(s.errorKinds)}, first: ${s.firstError.slice(0, 200)}`);
+    if (p.load.unsettledOnA?.comparisons)
+      notes.push(
+        `${name}: ${p.load.unsettledOnA.comparisons} comparisons with answers A's subscriber did not see settle; their answers in the database afterwards: ${JSON.stringify(p.load.unsettledOnA.dbStatuses)}.`,
+      );
+    for (const [side, s] of [
+      ['A', p.load.a],
+      ['B', p.load.b],
+    ] as const)
+      if (s?.firstError)
+        notes.push(`${name} ${side}: ${s.errors} stream errors ${JSON.stringify(s.errorKinds)}, first: ${s.firstError.slice(0, 200)}`);
     if (p.load.starts?.firstError) notes.push(`${name}: first refused start: ${p.load.starts.firstError.slice(0, 200)}`);
   }
-  if (options.profile) notes.push('--profile: ours A ran under --cpu-prof, which slows it: compare these rows with other profiled runs only.');
+  if (options.profile)
+    notes.push('--profile: ours A ran under --cpu-prof, which slows it: compare these rows with other profiled runs only.');
   const finished = new Date();
   const machine = `${cpus()[0]?.model ?? 'CPU'} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, PostgreSQL ${env.versions.postgres}, Redis ${env.versions.redis}`;
   const text = [
@@ -473,7 +578,9 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
   ].join('\n');
   process.stdout.write(`\n${text}\n`);
   for (const p of profiles) {
-    process.stdout.write(`\ntop ${options.top} self-time frames of ours A, ${p.variant}, during the level(s) ${p.levels.join(', ')} (${fixed(p.busyMs, 0)} ms busy; ${p.file}):\n${formatFrames(p.top)}\n`);
+    process.stdout.write(
+      `\ntop ${options.top} self-time frames of ours A, ${p.variant}, during the level(s) ${p.levels.join(', ')} (${fixed(p.busyMs, 0)} ms busy; ${p.file}):\n${formatFrames(p.top)}\n`,
+    );
     process.stdout.write(`self time by origin:\n${formatFrames(p.byOrigin)}\n`);
   }
 
@@ -510,7 +617,9 @@ async function main(): Promise<number> {
   } catch (error) {
     if (error instanceof UsageError) {
       if (error.message) console.error(`bench: ${error.message}`);
-      console.error('usage: npm run bench:stream -- [--levels=20,100,200] [--variants=relay,redis,memory] [--profile] [--top=15] [--deltas=100] [--interval=20] [--stream-timeout=60] [--b-delay=1000] [--warmup=4] [--no-build]');
+      console.error(
+        'usage: npm run bench:stream -- [--levels=20,100,200] [--variants=relay,redis,memory] [--profile] [--top=15] [--deltas=100] [--interval=20] [--stream-timeout=60] [--b-delay=1000] [--warmup=4] [--no-build]',
+      );
       return 2;
     }
     throw error;
@@ -533,7 +642,8 @@ main().then(
   (code) => process.exit(code),
   (error) => {
     console.error(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    for (const server of ServerProcess.all) if (server.died()) console.error(`bench: ${server.spec.name} died (${server.died()}); its last output:\n${server.tail()}`);
+    for (const server of ServerProcess.all)
+      if (server.died()) console.error(`bench: ${server.spec.name} died (${server.died()}); its last output:\n${server.tail()}`);
     process.exit(1);
   },
 );

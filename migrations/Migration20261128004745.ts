@@ -7,7 +7,6 @@ import { Migration } from '@mikro-orm/migrations';
  * excluded from the board for an implausible pattern; reversible: null again).
  */
 export class Migration20261128004745 extends Migration {
-
   override async up(): Promise<void> {
     this.addSql(`alter table "comparison_results" add column "blind" boolean not null default false, add column "category" text null;`);
 
@@ -19,5 +18,4 @@ export class Migration20261128004745 extends Migration {
 
     this.addSql(`alter table "votes" drop column "excluded_at";`);
   }
-
 }

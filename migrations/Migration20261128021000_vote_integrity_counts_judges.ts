@@ -22,7 +22,6 @@ import { Migration } from '@mikro-orm/migrations';
  *   (both orders asked; disagreement is a TIE), apart from human votes.
  */
 export class Migration20261128021000_vote_integrity_counts_judges extends Migration {
-
   override async up(): Promise<void> {
     this.addSql(`
 create or replace function vote_battles(p_comparison uuid, p_outcome text, p_winner uuid) returns jsonb
@@ -128,8 +127,12 @@ end $$;`);
     // Existing votes: snapshot their battles, then count them once.
     this.addSql(`update "votes" set "battles" = vote_battles(comparison_id, outcome::text, winner_id);`);
     this.addSql(`select apply_vote_battles(battles, created_at, excluded_at is not null, 1) from "votes";`);
-    this.addSql(`create trigger votes_battles_before before insert or update on "votes" for each row execute function votes_battles_before();`);
-    this.addSql(`create trigger votes_battles_after after insert or update or delete on "votes" for each row execute function votes_battles_after();`);
+    this.addSql(
+      `create trigger votes_battles_before before insert or update on "votes" for each row execute function votes_battles_before();`,
+    );
+    this.addSql(
+      `create trigger votes_battles_after after insert or update or delete on "votes" for each row execute function votes_battles_after();`,
+    );
     // The daily cap counts a user's recent votes.
     this.addSql(`create index "votes_user_created_idx" on "votes" ("user_id", "created_at");`);
     // A board's since filter reads the votes of its first (partial) day.
@@ -141,8 +144,12 @@ end $$;`);
   "reversed_at" timestamptz(3) null, "reversed_by_id" uuid null,
   constraint "vote_exclusions_pkey" primary key ("id"));`);
     this.addSql(`alter table "vote_exclusions" add constraint "vote_exclusions_user_unique" unique ("user_id");`);
-    this.addSql(`alter table "vote_exclusions" add constraint "vote_exclusions_user_id_foreign" foreign key ("user_id") references "users" ("id") on update cascade on delete cascade;`);
-    this.addSql(`alter table "vote_exclusions" add constraint "vote_exclusions_reversed_by_id_foreign" foreign key ("reversed_by_id") references "users" ("id") on update cascade on delete set null;`);
+    this.addSql(
+      `alter table "vote_exclusions" add constraint "vote_exclusions_user_id_foreign" foreign key ("user_id") references "users" ("id") on update cascade on delete cascade;`,
+    );
+    this.addSql(
+      `alter table "vote_exclusions" add constraint "vote_exclusions_reversed_by_id_foreign" foreign key ("reversed_by_id") references "users" ("id") on update cascade on delete set null;`,
+    );
 
     this.addSql(`create table "judge_verdicts" (
   "id" uuid not null, "created_at" timestamptz(3) not null, "comparison_id" uuid not null, "user_id" uuid not null,
@@ -150,13 +157,25 @@ end $$;`);
   "outcome" "vote_outcome" null, "winner_id" uuid null,
   "forward" text null, "swapped" text null, "failure" text null, "cost_usd" double precision null,
   constraint "judge_verdicts_pkey" primary key ("id"));`);
-    this.addSql(`alter table "judge_verdicts" add constraint "judge_verdicts_pair_unique" unique ("comparison_id", "judge_model", "first_id", "second_id");`);
+    this.addSql(
+      `alter table "judge_verdicts" add constraint "judge_verdicts_pair_unique" unique ("comparison_id", "judge_model", "first_id", "second_id");`,
+    );
     this.addSql(`create index "judge_verdicts_user_created_idx" on "judge_verdicts" ("user_id", "created_at");`);
-    this.addSql(`alter table "judge_verdicts" add constraint "judge_verdicts_comparison_id_foreign" foreign key ("comparison_id") references "comparison_results" ("id") on update cascade on delete cascade;`);
-    this.addSql(`alter table "judge_verdicts" add constraint "judge_verdicts_user_id_foreign" foreign key ("user_id") references "users" ("id") on update cascade on delete cascade;`);
-    this.addSql(`alter table "judge_verdicts" add constraint "judge_verdicts_first_id_foreign" foreign key ("first_id") references "comparison_responses" ("id") on update cascade on delete cascade;`);
-    this.addSql(`alter table "judge_verdicts" add constraint "judge_verdicts_second_id_foreign" foreign key ("second_id") references "comparison_responses" ("id") on update cascade on delete cascade;`);
-    this.addSql(`alter table "judge_verdicts" add constraint "judge_verdicts_winner_id_foreign" foreign key ("winner_id") references "comparison_responses" ("id") on update cascade on delete cascade;`);
+    this.addSql(
+      `alter table "judge_verdicts" add constraint "judge_verdicts_comparison_id_foreign" foreign key ("comparison_id") references "comparison_results" ("id") on update cascade on delete cascade;`,
+    );
+    this.addSql(
+      `alter table "judge_verdicts" add constraint "judge_verdicts_user_id_foreign" foreign key ("user_id") references "users" ("id") on update cascade on delete cascade;`,
+    );
+    this.addSql(
+      `alter table "judge_verdicts" add constraint "judge_verdicts_first_id_foreign" foreign key ("first_id") references "comparison_responses" ("id") on update cascade on delete cascade;`,
+    );
+    this.addSql(
+      `alter table "judge_verdicts" add constraint "judge_verdicts_second_id_foreign" foreign key ("second_id") references "comparison_responses" ("id") on update cascade on delete cascade;`,
+    );
+    this.addSql(
+      `alter table "judge_verdicts" add constraint "judge_verdicts_winner_id_foreign" foreign key ("winner_id") references "comparison_responses" ("id") on update cascade on delete cascade;`,
+    );
   }
 
   override async down(): Promise<void> {
@@ -174,5 +193,4 @@ end $$;`);
     this.addSql(`drop table if exists "battle_counts";`);
     this.addSql(`drop function if exists vote_battles(uuid, text, uuid);`);
   }
-
 }

@@ -17,7 +17,6 @@ import { Migration } from '@mikro-orm/migrations';
  *   them apart by.
  */
 export class Migration20261207062000_blind_votes_final extends Migration {
-
   override async up(): Promise<void> {
     this.addSql(`alter table "votes" add column "cast_blind" boolean not null default false;`);
     // Before the new trigger: the old one leaves the snapshots alone (outcome and winner unchanged), whose `blind` already says this.
@@ -48,5 +47,4 @@ begin
 end $$;`);
     this.addSql(`alter table "votes" drop column "cast_blind";`);
   }
-
 }

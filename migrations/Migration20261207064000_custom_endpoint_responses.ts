@@ -16,7 +16,6 @@ import { Migration } from '@mikro-orm/migrations';
  *   Existing snapshots have no `c`: counted as before.
  */
 export class Migration20261207064000_custom_endpoint_responses extends Migration {
-
   override async up(): Promise<void> {
     this.addSql(`alter table "comparison_responses" add column "custom_endpoint" boolean not null default false;`);
     this.addSql(voteBattles(true));
@@ -28,7 +27,6 @@ export class Migration20261207064000_custom_endpoint_responses extends Migration
     this.addSql(voteBattles(false));
     this.addSql(`alter table "comparison_responses" drop column "custom_endpoint";`);
   }
-
 }
 
 /** `vote_battles()` as the 20261128021000 migration made it, plus (when `custom`) each cell's `c`. */

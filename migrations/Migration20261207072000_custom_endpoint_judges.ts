@@ -7,7 +7,6 @@ import { Migration } from '@mikro-orm/migrations';
  * verdicts stay false (which endpoint served them was not recorded).
  */
 export class Migration20261207072000_custom_endpoint_judges extends Migration {
-
   override async up(): Promise<void> {
     this.addSql(`alter table "judge_verdicts" add column "custom_endpoint" boolean not null default false;`);
   }
@@ -15,5 +14,4 @@ export class Migration20261207072000_custom_endpoint_judges extends Migration {
   override async down(): Promise<void> {
     this.addSql(`alter table "judge_verdicts" drop column "custom_endpoint";`);
   }
-
 }

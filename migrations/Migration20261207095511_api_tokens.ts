@@ -8,13 +8,16 @@ import { Migration } from '@mikro-orm/migrations';
  * indexes: most calls are made without a token.
  */
 export class Migration20261207095511_api_tokens extends Migration {
-
   override async up(): Promise<void> {
-    this.addSql(`create table "api_tokens" ("id" uuid not null, "created_at" timestamptz(3) not null, "owner_id" uuid not null, "name" text not null, "scopes" text[] not null, "token_hash" text not null, "prefix" text not null, "expires_at" timestamptz(3) null, "last_used_at" timestamptz(3) null, "daily_budget_usd" double precision null, "revoked_at" timestamptz(3) null, constraint "api_tokens_pkey" primary key ("id"));`);
+    this.addSql(
+      `create table "api_tokens" ("id" uuid not null, "created_at" timestamptz(3) not null, "owner_id" uuid not null, "name" text not null, "scopes" text[] not null, "token_hash" text not null, "prefix" text not null, "expires_at" timestamptz(3) null, "last_used_at" timestamptz(3) null, "daily_budget_usd" double precision null, "revoked_at" timestamptz(3) null, constraint "api_tokens_pkey" primary key ("id"));`,
+    );
     this.addSql(`create index "api_tokens_owner_created_idx" on "api_tokens" ("owner_id", "created_at");`);
     this.addSql(`alter table "api_tokens" add constraint "api_tokens_token_hash_unique" unique ("token_hash");`);
 
-    this.addSql(`alter table "api_tokens" add constraint "api_tokens_owner_id_foreign" foreign key ("owner_id") references "users" ("id") on update cascade on delete cascade;`);
+    this.addSql(
+      `alter table "api_tokens" add constraint "api_tokens_owner_id_foreign" foreign key ("owner_id") references "users" ("id") on update cascade on delete cascade;`,
+    );
 
     this.addSql(`alter table "spend_reservations" add column "api_token_id" uuid null;`);
 
@@ -22,7 +25,9 @@ export class Migration20261207095511_api_tokens extends Migration {
     this.addSql(`create index "messages_api_token_idx" on "messages" ("api_token_id") where "api_token_id" is not null;`);
 
     this.addSql(`alter table "comparison_responses" add column "api_token_id" uuid null;`);
-    this.addSql(`create index "comparison_responses_api_token_idx" on "comparison_responses" ("api_token_id") where "api_token_id" is not null;`);
+    this.addSql(
+      `create index "comparison_responses_api_token_idx" on "comparison_responses" ("api_token_id") where "api_token_id" is not null;`,
+    );
 
     this.addSql(`alter table "judge_verdicts" add column "api_token_id" uuid null;`);
     this.addSql(`create index "judge_verdicts_api_token_idx" on "judge_verdicts" ("api_token_id") where "api_token_id" is not null;`);
@@ -42,5 +47,4 @@ export class Migration20261207095511_api_tokens extends Migration {
 
     this.addSql(`alter table "spend_reservations" drop column "api_token_id";`);
   }
-
 }

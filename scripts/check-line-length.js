@@ -57,9 +57,15 @@ if (args.includes('--update-baseline')) {
 
 const over = [...long].filter(([file, lines]) => lines.length > (baseline[file] ?? 0));
 if (over.length > 0) {
-  const detail = over.map(([file, lines]) => `${file}: ${lines.length} long lines, ${baseline[file] ?? 0} allowed\n  ${lines.join('\n  ')}`);
-  console.error(`lines longer than ${max} characters (wrap them; \`npm run format\` wraps code, not comments or strings):\n${detail.join('\n')}`);
+  const detail = over.map(
+    ([file, lines]) => `${file}: ${lines.length} long lines, ${baseline[file] ?? 0} allowed\n  ${lines.join('\n  ')}`,
+  );
+  console.error(
+    `lines longer than ${max} characters (wrap them; \`npm run format\` wraps code, not comments or strings):\n${detail.join('\n')}`,
+  );
   process.exit(1);
 }
 const known = [...long.values()].reduce((n, lines) => n + lines.length, 0);
-console.log(`no new line of ${DIRS.join('/, ')}/ is longer than ${max} characters (${known} older ones in scripts/line-length-baseline.json wait for wrapping)`);
+console.log(
+  `no new line of ${DIRS.join('/, ')}/ is longer than ${max} characters (${known} older ones in scripts/line-length-baseline.json wait for wrapping)`,
+);

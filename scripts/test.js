@@ -26,7 +26,9 @@ function checkInBackground(script) {
     let output = '';
     child.stdout.on('data', (chunk) => (output += chunk));
     child.stderr.on('data', (chunk) => (output += chunk));
-    child.on('close', (code, signal) => resolve({ script, code: code ?? (signal ? 1 : 0), output, seconds: (Date.now() - started) / 1000 }));
+    child.on('close', (code, signal) =>
+      resolve({ script, code: code ?? (signal ? 1 : 0), output, seconds: (Date.now() - started) / 1000 }),
+    );
   });
 }
 
@@ -42,7 +44,9 @@ jest.on('close', async (jestCode, signal) => {
   let code = jestCode ?? (signal ? 1 : 0);
   for (const result of results) {
     const text = result.output.trim();
-    console.log(`\nnpm run ${result.script}: ${result.code === 0 ? 'passed' : `FAILED (exit ${result.code})`} in ${result.seconds.toFixed(1)} s${text ? `\n${text}` : ''}`);
+    console.log(
+      `\nnpm run ${result.script}: ${result.code === 0 ? 'passed' : `FAILED (exit ${result.code})`} in ${result.seconds.toFixed(1)} s${text ? `\n${text}` : ''}`,
+    );
     if (result.code !== 0 && code === 0) code = result.code;
   }
   process.exit(code);

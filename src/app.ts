@@ -11,7 +11,10 @@
 import 'reflect-metadata';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
-import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
+import {
+  ApolloServerPluginLandingPageLocalDefault,
+  ApolloServerPluginLandingPageProductionDefault,
+} from '@apollo/server/plugin/landingPage/default';
 import type { Server } from 'node:http';
 import type { DestinationStream } from 'pino';
 import { ENTITIES } from '../mikro-orm.config';
@@ -137,7 +140,14 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     }
     const queryObserver = new QueryObserver(logger, config.slowQueryMs);
     const orm = await connectOrm(
-      createOrmOptions({ clientUrl: databaseUrl, pool: config.pool, entities: ENTITIES, observer: queryObserver, timeouts: config.dbTimeouts, caFile: config.databaseCaFile }),
+      createOrmOptions({
+        clientUrl: databaseUrl,
+        pool: config.pool,
+        entities: ENTITIES,
+        observer: queryObserver,
+        timeouts: config.dbTimeouts,
+        caFile: config.databaseCaFile,
+      }),
     );
     cleanups.push(() => orm.close(true));
     if (config.migrateOnStart) {
@@ -147,7 +157,11 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     }
 
     // 2. Observability.
-    const metrics = createMetrics({ collectDefaults: config.env !== 'test', poolStats: () => poolStats(orm), providerLabels: config.metrics.providerLabels });
+    const metrics = createMetrics({
+      collectDefaults: config.env !== 'test',
+      poolStats: () => poolStats(orm),
+      providerLabels: config.metrics.providerLabels,
+    });
     queryObserver.onQuery((_sql, tookMs, failed) => metrics.dbQueryDuration.observe({ outcome: failed ? 'error' : 'ok' }, tookMs / 1000));
     // Statements sent on a request's behalf, for its log line (the runner's own schedule left out).
     queryObserver.onQuery((sql) => sql.startsWith(BACKGROUND_SQL_TAG) || countStatement());
@@ -258,10 +272,15 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const leaderboard = new LeaderboardService(orm, cache, generations, fitWorker, config.leaderboard, logger);
     // Refits finish (or fail) before the worker and the pool close.
     cleanups.push(() => leaderboard.close());
-    const voteIntegrity = new VoteIntegrity(config.votes, () => leaderboard.consensus(), logger, async (userId) => {
-      await generations.invalidateUser(userId);
-      await leaderboard.invalidateGlobal();
-    });
+    const voteIntegrity = new VoteIntegrity(
+      config.votes,
+      () => leaderboard.consensus(),
+      logger,
+      async (userId) => {
+        await generations.invalidateUser(userId);
+        await leaderboard.invalidateGlobal();
+      },
+    );
     const services: Services = {
       users: new UserService(tokens, config.adminEmails, config.passwordHashing, {
         perAccount: counted('login_account', rateLimiters.limiter('login_account', config.rateLimits.loginFailuresPerAccount)),
@@ -285,7 +304,14 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       }),
       leaderboard,
       invalidation: generations,
-      chat: new ChatService({ conversations, models: modelAccess, usage, requestTimeoutMs: config.llm.requestTimeoutMs, maxOutputBytes: config.llm.maxOutputBytes, logger }),
+      chat: new ChatService({
+        conversations,
+        models: modelAccess,
+        usage,
+        requestTimeoutMs: config.llm.requestTimeoutMs,
+        maxOutputBytes: config.llm.maxOutputBytes,
+        logger,
+      }),
       runner,
       arena: new ArenaService(cache, config.arena.models),
       search: new SearchService(cursors),
@@ -307,15 +333,35 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // Every per-document cache shares DOCUMENT_CACHE_MB (see `graphql/document-cache.ts`).
     const documentCacheBytes = config.limits.documentCacheBytes;
     const documents = new DocumentCache({ maxBytes: documentCacheBytes, trusted: trustedDocuments });
-    const responseCache = new ResponseCache({ cache, schema, ttlMs: config.cache.responseTtlMs, policyBytes: DocumentCache.shareOf(documentCacheBytes, 'policies') * 2 });
+    const responseCache = new ResponseCache({
+      cache,
+      schema,
+      ttlMs: config.cache.responseTtlMs,
+      policyBytes: DocumentCache.shareOf(documentCacheBytes, 'policies') * 2,
+    });
     const compiledReads = config.compiledReads
-      ? new CompiledReads({ schema, em: orm.em, prepared: new PreparedStatements(orm.em, queryObserver, config.preparedStatements), cursors, maxResponseBytes: config.limits.maxResponseBytes, checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables) }, DocumentCache.shareOf(documentCacheBytes, 'compiledReads'))
+      ? new CompiledReads(
+          {
+            schema,
+            em: orm.em,
+            prepared: new PreparedStatements(orm.em, queryObserver, config.preparedStatements),
+            cursors,
+            maxResponseBytes: config.limits.maxResponseBytes,
+            checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables),
+          },
+          DocumentCache.shareOf(documentCacheBytes, 'compiledReads'),
+        )
       : undefined;
     // Metric labels: the manifest's operation names, plus a bounded number of others.
     const operationLabels = OperationLabels.fromDocuments(trustedDocuments.values(), config.metrics.maxOperationLabels);
     // What a personal token may run, per document (`auth/token-scopes.ts`): Apollo, the edge and SSE ask it.
     const tokenScopes = new TokenAccessPolicy(schema);
-    const guard = createDocumentGuard({ limits: config.limits, production, providerCallingFields: PROVIDER_CALLING_MUTATIONS, byteWeights });
+    const guard = createDocumentGuard({
+      limits: config.limits,
+      production,
+      providerCallingFields: PROVIDER_CALLING_MUTATIONS,
+      byteWeights,
+    });
     const apollo = new ApolloServer<GraphqlContext>({
       ...(config.graphqlExecutor === 'jit' ? { gateway: jitGateway(schema, documents) } : { schema }),
       // Parsed and validated documents, bounded in bytes with the executors compiled for them.

@@ -253,7 +253,8 @@ function fraction(env: Env, name: string, fallback: number, max: number): number
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0 || value > max) throw new ConfigError(`${name} must be a number between 0 and ${max}, got "${raw}"`);
+  if (!Number.isFinite(value) || value < 0 || value > max)
+    throw new ConfigError(`${name} must be a number between 0 and ${max}, got "${raw}"`);
   return value;
 }
 
@@ -317,7 +318,8 @@ function operatorEndpoints(env: Env, providerBaseUrls: Config['providerBaseUrls'
   for (const entry of raw) {
     const normalized = normalizeEndpoint(entry);
     if (normalized === null) throw new ConfigError(`OPERATOR_ENDPOINTS: ${JSON.stringify(entry)} is not an http(s) base URL`);
-    if (/^[a-z]+:\/\/[^/]*@/i.test(entry)) throw new ConfigError(`OPERATOR_ENDPOINTS: ${JSON.stringify(entry)} must not contain credentials`);
+    if (/^[a-z]+:\/\/[^/]*@/i.test(entry))
+      throw new ConfigError(`OPERATOR_ENDPOINTS: ${JSON.stringify(entry)} must not contain credentials`);
     out.add(normalized);
   }
   return [...out];
@@ -325,7 +327,10 @@ function operatorEndpoints(env: Env, providerBaseUrls: Config['providerBaseUrls'
 
 /** `ARENA_MODELS`: comma-separated model ids, each valid, no endpoint twice, none or at least two. */
 function arenaModels(env: Env): string[] {
-  const raw = (env.ARENA_MODELS ?? '').split(',').map((m) => m.trim()).filter(Boolean);
+  const raw = (env.ARENA_MODELS ?? '')
+    .split(',')
+    .map((m) => m.trim())
+    .filter(Boolean);
   const models: string[] = [];
   for (const id of raw) {
     let parsed: ModelId;
@@ -348,7 +353,10 @@ function arenaModels(env: Env): string[] {
  */
 function corsOrigins(env: Env, production: boolean): string[] {
   const name = 'CORS_ORIGINS';
-  const entries = (env[name] ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+  const entries = (env[name] ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
   if (entries.length === 0) return production ? [] : [...DEVELOPMENT_CORS_ORIGINS];
   for (const entry of entries) {
     let rule: ReturnType<typeof parseOriginRule>;
@@ -358,7 +366,9 @@ function corsOrigins(env: Env, production: boolean): string[] {
       throw new ConfigError(`${name}: ${(error as Error).message}`);
     }
     if (rule.kind === 'any' && production) {
-      throw new ConfigError(`${name}=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it`);
+      throw new ConfigError(
+        `${name}=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it`,
+      );
     }
   }
   return [...new Set(entries)];
@@ -369,7 +379,10 @@ function egressPolicy(env: Env, production: boolean): EgressPolicy {
   const raw = (env[name] ?? '').trim();
   if (raw === '') return { allowPrivateNetworks: !production, allowCidrs: [] };
   if (/^(1|true|yes|on|0|false|no|off)$/i.test(raw)) return { allowPrivateNetworks: /^(1|true|yes|on)$/i.test(raw), allowCidrs: [] };
-  const allowCidrs = raw.split(',').map((entry) => entry.trim()).filter(Boolean);
+  const allowCidrs = raw
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
   for (const cidr of allowCidrs) {
     try {
       ipaddr.parseCIDR(cidr);
@@ -419,9 +432,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   if (jwtSecret.length < 32) throw new ConfigError('JWT_SECRET must be at least 32 characters');
 
   const currentKey = required('ENCRYPTION_KEY', () => randomBytes(32).toString('base64'), 'encryption-key');
-  const encryptionKeys: EncryptionKey[] = [
-    { id: env.ENCRYPTION_KEY_ID || 'k1', key: parseEncryptionKey('ENCRYPTION_KEY', currentKey) },
-  ];
+  const encryptionKeys: EncryptionKey[] = [{ id: env.ENCRYPTION_KEY_ID || 'k1', key: parseEncryptionKey('ENCRYPTION_KEY', currentKey) }];
   // Rotation: ENCRYPTION_KEYS_PREVIOUS="k0:<base64>,..." keeps older keys readable.
   for (const entry of (env.ENCRYPTION_KEYS_PREVIOUS ?? '').split(',').filter(Boolean)) {
     const [id, raw] = entry.split(':');
@@ -523,7 +534,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     preparedStatements: oneOf(env, 'DB_PREPARED_STATEMENTS', ['on', 'off'] as const, 'on') === 'on',
     limits: {
       maxBodyBytes: int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024),
-      maxSignedInBodyBytes: Math.max(int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024), int(env, 'MAX_SIGNED_IN_BODY_BYTES', 8 * 1024 * 1024, 1024)),
+      maxSignedInBodyBytes: Math.max(
+        int(env, 'MAX_BODY_BYTES', 1024 * 1024, 1024),
+        int(env, 'MAX_SIGNED_IN_BODY_BYTES', 8 * 1024 * 1024, 1024),
+      ),
       maxTokens: int(env, 'MAX_QUERY_TOKENS', 2_000, 100),
       maxAliases: int(env, 'MAX_QUERY_ALIASES', 15, 0),
       maxDirectives: int(env, 'MAX_QUERY_DIRECTIVES', 50, 0),

@@ -41,8 +41,7 @@ export class AppError extends GraphQLError {
 }
 
 export const notFound = (what: string) => new AppError('NOT_FOUND', `${what} not found`);
-export const badInput = (message: string, field?: string) =>
-  new AppError('BAD_USER_INPUT', message, field ? { field } : {});
+export const badInput = (message: string, field?: string) => new AppError('BAD_USER_INPUT', message, field ? { field } : {});
 
 /** RATE_LIMITED with `extensions.retryAfterSeconds` (whole requests answer 429 with `Retry-After`). */
 export const rateLimited = (retryAfterSeconds: number, message: string) => new AppError('RATE_LIMITED', message, { retryAfterSeconds });

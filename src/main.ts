@@ -29,10 +29,13 @@ function shutdown(reason: string, exitCode: number, config?: Config): void {
     process.exit(1);
   }
   shuttingDown = true;
-  const force = setTimeout(() => {
-    (app?.logger ?? console).error({ reason }, 'shutdown did not finish in time: exiting');
-    process.exit(1);
-  }, (config?.shutdownGraceMs ?? 10_000) + SHUTDOWN_MARGIN_MS).unref();
+  const force = setTimeout(
+    () => {
+      (app?.logger ?? console).error({ reason }, 'shutdown did not finish in time: exiting');
+      process.exit(1);
+    },
+    (config?.shutdownGraceMs ?? 10_000) + SHUTDOWN_MARGIN_MS,
+  ).unref();
   if (!app) return; // still starting: main() stops what it built as soon as it is built
   const running = app;
   running.logger.info({ reason }, 'shutting down');
@@ -61,7 +64,10 @@ function describeStartupError(error: unknown): string {
     text = error === undefined ? 'unknown error (nothing was thrown)' : String(error);
   }
   // Never print a connection password.
-  return text.replace(/\s+/g, ' ').trim().replace(/(\w+:\/\/[^:/@\s]+:)[^@\s]+@/g, '$1***@');
+  return text
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/(\w+:\/\/[^:/@\s]+:)[^@\s]+@/g, '$1***@');
 }
 
 /**
@@ -73,7 +79,8 @@ async function portProblem(port: number): Promise<string | undefined> {
   const probe = createNetServer();
   return new Promise((resolve) => {
     probe.once('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EADDRINUSE') resolve(`Port ${port} is already in use (another LLMSelect API or program listens there): stop it, or set PORT to a free port`);
+      if (error.code === 'EADDRINUSE')
+        resolve(`Port ${port} is already in use (another LLMSelect API or program listens there): stop it, or set PORT to a free port`);
       else if (error.code === 'EACCES') resolve(`Port ${port} needs privileges this process does not have: set PORT to a port above 1023`);
       else resolve(`Cannot listen on port ${port}: ${error.code ?? error.message}`);
     });
@@ -131,7 +138,10 @@ async function main(): Promise<void> {
   app = built;
   const port = (built.httpServer.address() as AddressInfo).port;
   // Which browser origins may call it, so a CORS failure can be understood from the log.
-  built.logger.info({ port, env: config.env, pid: process.pid, corsOrigins: config.cors.origins }, `LLMSelect API listening on http://localhost:${port}/graphql`);
+  built.logger.info(
+    { port, env: config.env, pid: process.pid, corsOrigins: config.cors.origins },
+    `LLMSelect API listening on http://localhost:${port}/graphql`,
+  );
 }
 
 main().catch((error: unknown) => {

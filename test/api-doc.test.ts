@@ -36,11 +36,16 @@ function sdlBlocks(markdown: string): string[] {
 /** Every mismatch between the documented definitions and the schema, as readable lines. */
 function mismatches(definitions: readonly DefinitionNode[]): string[] {
   const problems: string[] = [];
-  const checkArgs = (where: string, documented: readonly InputValueDefinitionNode[] | undefined, actual: GraphQLField<unknown, unknown>['args']) => {
+  const checkArgs = (
+    where: string,
+    documented: readonly InputValueDefinitionNode[] | undefined,
+    actual: GraphQLField<unknown, unknown>['args'],
+  ) => {
     for (const arg of documented ?? []) {
       const found = actual.find((a) => a.name === arg.name.value);
       if (!found) problems.push(`${where}(${arg.name.value}:) is missing`);
-      else if (String(found.type) !== print(arg.type)) problems.push(`${where}(${arg.name.value}:) is ${String(found.type)}, documented ${print(arg.type)}`);
+      else if (String(found.type) !== print(arg.type))
+        problems.push(`${where}(${arg.name.value}:) is ${String(found.type)}, documented ${print(arg.type)}`);
     }
   };
   for (const def of definitions) {
@@ -65,7 +70,8 @@ function mismatches(definitions: readonly DefinitionNode[]): string[] {
           const where = `${name}.${field.name.value}`;
           if (!actual) problems.push(`${where} is missing`);
           else {
-            if (String(actual.type) !== print(field.type)) problems.push(`${where} is ${String(actual.type)}, documented ${print(field.type)}`);
+            if (String(actual.type) !== print(field.type))
+              problems.push(`${where} is ${String(actual.type)}, documented ${print(field.type)}`);
             if (field.kind === Kind.FIELD_DEFINITION && 'args' in actual) checkArgs(where, field.arguments, actual.args);
           }
         }
@@ -73,7 +79,9 @@ function mismatches(definitions: readonly DefinitionNode[]): string[] {
       }
       case Kind.ENUM_TYPE_DEFINITION: {
         if (!(type instanceof GraphQLEnumType)) problems.push(`${name} is not an enum`);
-        else for (const value of def.values ?? []) if (!type.getValue(value.name.value)) problems.push(`${name}.${value.name.value} is missing`);
+        else
+          for (const value of def.values ?? [])
+            if (!type.getValue(value.name.value)) problems.push(`${name}.${value.name.value} is missing`);
         break;
       }
       default:

@@ -113,7 +113,7 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     expect(codes(refused)).toEqual(['UNAUTHENTICATED']);
   });
 
-  it('refuses a made-up token of the right shape without a database read (its tag is not this server\'s)', async () => {
+  it("refuses a made-up token of the right shape without a database read (its tag is not this server's)", async () => {
     const madeUp = () => `llms_pat_${randomBytes(41).toString('base64url')}`;
     expect(madeUp()).toMatch(/^llms_pat_[A-Za-z0-9_-]{55}$/);
     const { count, result } = await b.countStatements(() => Promise.all(Array.from({ length: 10 }, () => b.gql(ME, {}, madeUp()))));
@@ -150,7 +150,7 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     expect(codes(renamed)).toEqual(['FORBIDDEN']);
   });
 
-  it('needs a JWT to manage tokens, keys and budgets, whatever the token\'s scopes', async () => {
+  it("needs a JWT to manage tokens, keys and budgets, whatever the token's scopes", async () => {
     const u = await user('manage');
     const all = await createToken(u.token, { name: 'everything', scopes: ['READ', 'COMPARE', 'EVAL'] });
     const attempts = [
@@ -352,20 +352,47 @@ it('declares what a personal token needs for every root field', async () => {
   expect(map).toEqual({
     query: {
       READ: [
-        'comparison', 'comparisons', 'conversation', 'conversations', 'exportConversation', 'leaderboard', 'leaderboardInfo',
-        'me', 'models', 'promptSet', 'promptSets', 'search', 'voteExclusions',
+        'comparison',
+        'comparisons',
+        'conversation',
+        'conversations',
+        'exportConversation',
+        'leaderboard',
+        'leaderboardInfo',
+        'me',
+        'models',
+        'promptSet',
+        'promptSets',
+        'search',
+        'voteExclusions',
       ],
       JWT_ONLY: ['apiTokens'],
     },
     mutation: {
       COMPARE: [
-        'cancelComparison', 'createConversation', 'judgeComparison', 'retryComparisonResponse', 'runComparison', 'sendMessage',
-        'startArenaBattle', 'startComparison', 'vote',
+        'cancelComparison',
+        'createConversation',
+        'judgeComparison',
+        'retryComparisonResponse',
+        'runComparison',
+        'sendMessage',
+        'startArenaBattle',
+        'startComparison',
+        'vote',
       ],
       EVAL: ['createPromptSet', 'deletePromptItem', 'deletePromptSet', 'importPromptItems', 'updatePromptItem'],
       JWT_ONLY: [
-        'createApiToken', 'deleteApiKey', 'deleteConversation', 'flushCaches', 'login', 'register', 'renameConversation',
-        'reverseVoteExclusion', 'revokeApiToken', 'saveApiKey', 'setUserBudget',
+        'createApiToken',
+        'deleteApiKey',
+        'deleteConversation',
+        'flushCaches',
+        'login',
+        'register',
+        'renameConversation',
+        'reverseVoteExclusion',
+        'revokeApiToken',
+        'saveApiKey',
+        'setUserBudget',
       ],
     },
     subscription: { READ: ['comparisonEvents'] },
@@ -373,7 +400,10 @@ it('declares what a personal token needs for every root field', async () => {
   // Fragments do not hide a root field.
   const hidden = parse(`query { ...F } fragment F on Query { me { id } ... on Query { apiTokens { id } } }`);
   const operation = hidden.definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION)!;
-  expect([...operationAccess(schema, hidden, operation)]).toEqual([['me', 'READ'], ['apiTokens', 'JWT_ONLY']]);
+  expect([...operationAccess(schema, hidden, operation)]).toEqual([
+    ['me', 'READ'],
+    ['apiTokens', 'JWT_ONLY'],
+  ]);
 });
 
 function pick<T extends Record<string, unknown>>(row: T, keys: string[]): Record<string, unknown> {

@@ -26,7 +26,11 @@ async function parse(res: Response): Promise<Reply> {
 }
 
 /** POST with the full query and its hash: registers the document. */
-async function register(t: TestApp, query: string, opts: { token?: string; hash?: string; variables?: Record<string, unknown> } = {}): Promise<Reply> {
+async function register(
+  t: TestApp,
+  query: string,
+  opts: { token?: string; hash?: string; variables?: Record<string, unknown> } = {},
+): Promise<Reply> {
   const res = await fetch(`${t.url}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}) },
@@ -36,7 +40,11 @@ async function register(t: TestApp, query: string, opts: { token?: string; hash?
 }
 
 /** GET with only the hash. `preflight: false` sends a "simple" request (what CSRF prevention blocks). */
-async function getByHash(t: TestApp, hash: string, opts: { token?: string; preflight?: boolean; variables?: Record<string, unknown> } = {}): Promise<Reply> {
+async function getByHash(
+  t: TestApp,
+  hash: string,
+  opts: { token?: string; preflight?: boolean; variables?: Record<string, unknown> } = {},
+): Promise<Reply> {
   const params = new URLSearchParams({ extensions: JSON.stringify(extensions(hash)) });
   if (opts.variables) params.set('variables', JSON.stringify(opts.variables));
   const res = await fetch(`${t.url}/graphql?${params}`, {

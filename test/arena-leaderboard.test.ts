@@ -31,11 +31,18 @@ describe('arena leaderboard filters', () => {
   let bob: { token: string; userId: string };
   const votes: Record<string, string> = {};
 
-  async function seed(ownerId: string, opts: { blind: boolean; category?: string; answers?: [string, string] }, models: [string, string]): Promise<Seeded> {
+  async function seed(
+    ownerId: string,
+    opts: { blind: boolean; category?: string; answers?: [string, string] },
+    models: [string, string],
+  ): Promise<Seeded> {
     const id = randomUUID();
     const responses = [randomUUID(), randomUUID()];
     await withClient(t.db.url, async (c) => {
-      await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind, category) values ($1, now(), $2, 'prompt', $3, $4)`, [id, ownerId, opts.blind, opts.category ?? null]);
+      await c.query(
+        `insert into comparison_results (id, created_at, owner_id, prompt, blind, category) values ($1, now(), $2, 'prompt', $3, $4)`,
+        [id, ownerId, opts.blind, opts.category ?? null],
+      );
       for (const [i, model] of models.entries()) {
         await c.query(
           `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content) values ($1, now(), $2, $3, $4, $5, 'COMPLETED', $6)`,
@@ -47,7 +54,11 @@ describe('arena leaderboard filters', () => {
   }
 
   async function win(user: { token: string }, comparison: Seeded, winner: number, name: string): Promise<void> {
-    const res = await t.gql(VOTE, { input: { comparisonId: comparison.id, outcome: 'WINNER', winnerResponseId: comparison.responses[winner] } }, user.token);
+    const res = await t.gql(
+      VOTE,
+      { input: { comparisonId: comparison.id, outcome: 'WINNER', winnerResponseId: comparison.responses[winner] } },
+      user.token,
+    );
     expect(res.errors).toBeUndefined();
     votes[name] = res.data.vote.id;
   }
@@ -75,9 +86,17 @@ describe('arena leaderboard filters', () => {
     // Blind, no category: C beats B (Bob) — excluded below.
     await win(bob, await seed(bob.userId, { blind: true }, [C, B]), 0, 'excluded');
     // Blind, category style (Bob): the richer answer wins each time, once A's and once C's (a 1–1 split).
-    const s1 = await seed(bob.userId, { blind: true, category: 'style', answers: ['# Title\n\n- one\n- two\n\n**bold** and a long answer with details', 'short'] }, [A, C]);
+    const s1 = await seed(
+      bob.userId,
+      { blind: true, category: 'style', answers: ['# Title\n\n- one\n- two\n\n**bold** and a long answer with details', 'short'] },
+      [A, C],
+    );
     await win(bob, s1, 0, 'style1');
-    const s2 = await seed(bob.userId, { blind: true, category: 'style', answers: ['plain', '## Head\n1. a\n2. b\n**x** more words here'] }, [A, C]);
+    const s2 = await seed(
+      bob.userId,
+      { blind: true, category: 'style', answers: ['plain', '## Head\n1. a\n2. b\n**x** more words here'] },
+      [A, C],
+    );
     await win(bob, s2, 1, 'style2');
     await withClient(t.db.url, async (c) => {
       await c.query(`update votes set created_at = '2020-01-01T00:00:00Z' where id = $1`, [votes.oldMath]);
@@ -163,7 +182,12 @@ describeRedis('arena leaderboard across instances', () => {
   beforeAll(async () => {
     const prefix = `t-arena-${randomUUID().slice(0, 8)}`;
     // A read after another instance's vote waits for the refit (however loaded the machine) rather than serving the previous board.
-    const env = { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), LEADERBOARD_BOOTSTRAP_SAMPLES: '100', LEADERBOARD_REFRESH_WAIT_MS: '60000' };
+    const env = {
+      CACHE_PREFIX: prefix,
+      REDIS_URL: redisUrlForTests(),
+      LEADERBOARD_BOOTSTRAP_SAMPLES: '100',
+      LEADERBOARD_REFRESH_WAIT_MS: '60000',
+    };
     a = await createTestApp({ env });
     b = await createTestApp({ db: a.db, env });
   });
@@ -177,7 +201,10 @@ describeRedis('arena leaderboard across instances', () => {
     const id = randomUUID();
     const responses = [randomUUID(), randomUUID()];
     await withClient(a.db.url, async (c) => {
-      await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'p', true)`, [id, user.userId]);
+      await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'p', true)`, [
+        id,
+        user.userId,
+      ]);
       for (const [i, model] of [A, B].entries()) {
         await c.query(
           `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content) values ($1, now(), $2, $3, $4, $5, 'COMPLETED', 'x')`,
@@ -191,7 +218,10 @@ describeRedis('arena leaderboard across instances', () => {
     const voted = await b.gql(VOTE, { input: { comparisonId: id, outcome: 'WINNER', winnerResponseId: responses[0] } }, user.token);
     expect(voted.errors).toBeUndefined();
     const onA = await a.gql(QUERY, {}, user.token);
-    expect(onA.data.leaderboard).toEqual([{ model: A, wins: 1, losses: 0 }, { model: B, wins: 0, losses: 1 }]);
+    expect(onA.data.leaderboard).toEqual([
+      { model: A, wins: 1, losses: 0 },
+      { model: B, wins: 0, losses: 1 },
+    ]);
 
     // The vote also started B's background refit of the boards B served lately (another test may have
     // had it serve one): that is B's own work, not this read's, so it is awaited before counting.

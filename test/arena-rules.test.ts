@@ -67,7 +67,9 @@ describe('parseCategory', () => {
   });
 
   it('refuses anything else with BAD_USER_INPUT naming the known categories', () => {
-    expect(() => parseCategory('cooking')).toThrow(/Unknown category "cooking": use one of code, math, creative_writing, long_prompt, other/);
+    expect(() => parseCategory('cooking')).toThrow(
+      /Unknown category "cooking": use one of code, math, creative_writing, long_prompt, other/,
+    );
     try {
       parseCategory('x'.repeat(500));
     } catch (e) {
@@ -143,8 +145,14 @@ describe('what an unrevealed response shows', () => {
   it.each([
     [null, null],
     ['Cancelled', 'Cancelled'],
-    ['Interrupted by shutdown: the server stopped before this model answered; retry it', 'Interrupted by shutdown: the server stopped before this model answered; retry it'],
-    ['AUTH: No anthropic API key labelled "default": add one with saveApiKey', 'AUTH: the model call failed (details hidden until you vote)'],
+    [
+      'Interrupted by shutdown: the server stopped before this model answered; retry it',
+      'Interrupted by shutdown: the server stopped before this model answered; retry it',
+    ],
+    [
+      'AUTH: No anthropic API key labelled "default": add one with saveApiKey',
+      'AUTH: the model call failed (details hidden until you vote)',
+    ],
     ['something the provider said about claude', 'The model call failed (details hidden until you vote)'],
   ])('error %j reads %j', (error, shown) => {
     expect(hiddenError(error)).toBe(shown);
@@ -165,7 +173,13 @@ describe('battle pairs', () => {
   });
 
   it('draws a pair in proportion to its weight', () => {
-    const pairs = pairWeights(['a', 'b', 'c'], new Map([[pairKey('a', 'b'), 3], [pairKey('a', 'c'), 1]]));
+    const pairs = pairWeights(
+      ['a', 'b', 'c'],
+      new Map([
+        [pairKey('a', 'b'), 3],
+        [pairKey('a', 'c'), 1],
+      ]),
+    );
     // Total 1.75: [0, 0.25) → a-b, [0.25, 0.75) → a-c, [0.75, 1.75) → b-c.
     const at = (u: number) => {
       const p = drawPair(pairs, u);
@@ -213,7 +227,9 @@ describe('arena candidates', () => {
     );
     expect(candidates).toContain('anthropic:claude-sonnet-4-5');
     expect(candidates).toContain('mistral:mistral-small-latest@alpha');
-    expect(candidates.some((c) => c.startsWith('openai:') || c.startsWith('openai_compatible:') || c.includes('@zeta') || c.includes('@other'))).toBe(false);
+    expect(
+      candidates.some((c) => c.startsWith('openai:') || c.startsWith('openai_compatible:') || c.includes('@zeta') || c.includes('@other')),
+    ).toBe(false);
     expect(arenaCandidates([], [])).toEqual([]);
   });
 });
@@ -223,11 +239,10 @@ describe('ARENA_MODELS', () => {
 
   it('parses a comma-separated pool of model ids into endpoint keys (none by default)', () => {
     expect(loadConfig(base).arena.models).toEqual([]);
-    expect(loadConfig({ ...base, ARENA_MODELS: ' openai:gpt-4o , anthropic:claude-haiku-4-5@default, openai_compatible:llama3@ollama ' }).arena.models).toEqual([
-      'openai:gpt-4o',
-      'anthropic:claude-haiku-4-5',
-      'openai_compatible:llama3@ollama',
-    ]);
+    expect(
+      loadConfig({ ...base, ARENA_MODELS: ' openai:gpt-4o , anthropic:claude-haiku-4-5@default, openai_compatible:llama3@ollama ' }).arena
+        .models,
+    ).toEqual(['openai:gpt-4o', 'anthropic:claude-haiku-4-5', 'openai_compatible:llama3@ollama']);
   });
 
   it.each([

@@ -33,7 +33,12 @@ function byModel(ratings: ArenaRating[]): Record<string, ArenaRating> {
  * a tie probability `tieRate` (split evenly: a tie carries the same information
  * as the ½ score); style x drawn from {−1, 0, 1} per feature when `beta` given.
  */
-function synthetic(rand: () => number, strengths: number[], battles: number, opts: { beta?: number[]; tieRate?: number } = {}): BattleCounts {
+function synthetic(
+  rand: () => number,
+  strengths: number[],
+  battles: number,
+  opts: { beta?: number[]; tieRate?: number } = {},
+): BattleCounts {
   const beta = opts.beta ?? [];
   const cells = new Map<string, BattleCountRow>();
   for (let k = 0; k < battles; k++) {
@@ -98,7 +103,16 @@ function rowsFromVotes(votes: VoteRecord[]): BattleCountRow[] {
 
 describe('fitArena: point estimates and Fisher intervals', () => {
   it('3–1 between two models, pure MLE: 1095.42 / 904.58 and Fisher half-width 196.580 (hand computed, as bradleyTerry)', () => {
-    const fit = fitArena({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'A', count: 3 }, { a: 'B', b: 'A', outcome: 'A', count: 1 }] }, { prior: 0, bootstrapSamples: 0 });
+    const fit = fitArena(
+      {
+        features: [],
+        rows: [
+          { a: 'A', b: 'B', outcome: 'A', count: 3 },
+          { a: 'B', b: 'A', outcome: 'A', count: 1 },
+        ],
+      },
+      { prior: 0, bootstrapSamples: 0 },
+    );
     const { A, B } = byModel(fit.ratings);
     expect(A!.rating).toBeCloseTo(1095.4243, 3);
     expect(B!.rating).toBeCloseTo(904.5757, 3);
@@ -122,7 +136,12 @@ describe('fitArena: point estimates and Fisher intervals', () => {
       expect(r.rating).toBeCloseTo(expected[i]!.rating, 8);
       expect(r.ratingLow).toBeCloseTo(expected[i]!.ratingLow, 8);
       expect(r.ratingHigh).toBeCloseTo(expected[i]!.ratingHigh, 8);
-      expect(r).toMatchObject({ battles: expected[i]!.battles, wins: expected[i]!.wins, losses: expected[i]!.losses, ties: expected[i]!.ties });
+      expect(r).toMatchObject({
+        battles: expected[i]!.battles,
+        wins: expected[i]!.wins,
+        losses: expected[i]!.losses,
+        ties: expected[i]!.ties,
+      });
     });
   });
 
@@ -148,7 +167,9 @@ describe('fitArena: point estimates and Fisher intervals', () => {
     expect(() => fitArena({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'X' as never, count: 1 }] })).toThrow(RangeError);
     expect(() => fitArena({ features: ['f'], rows: [{ a: 'A', b: 'B', outcome: 'A', x: [1, 2], count: 1 }] })).toThrow(RangeError);
     expect(() => fitArena({ features: [], rows: [] }, { bootstrapSamples: -1 })).toThrow(RangeError);
-    expect(() => fitArena({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'A', count: 3 }] }, { prior: 0 })).toThrow(/strongly connected/);
+    expect(() => fitArena({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'A', count: 3 }] }, { prior: 0 })).toThrow(
+      /strongly connected/,
+    );
     expect(fitArena({ features: [], rows: [] }).ratings).toEqual([]);
   });
 });
@@ -161,7 +182,16 @@ describe('fitArena: bootstrap', () => {
    * from its exact CDF: 61 and 79, each well inside its CDF step), i.e. about [1038.9, 1115.1].
    */
   it('two models, 70–30: the percentile interval follows the binomial quantiles (hand computed)', () => {
-    const fit = fitArena({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'A', count: 70 }, { a: 'A', b: 'B', outcome: 'B', count: 30 }] }, { prior: 0, bootstrapSamples: 4000, seed: 3 });
+    const fit = fitArena(
+      {
+        features: [],
+        rows: [
+          { a: 'A', b: 'B', outcome: 'A', count: 70 },
+          { a: 'A', b: 'B', outcome: 'B', count: 30 },
+        ],
+      },
+      { prior: 0, bootstrapSamples: 4000, seed: 3 },
+    );
     const { A } = byModel(fit.ratings);
     expect(A!.rating).toBeCloseTo(1000 + 200 * Math.log10(70 / 30), 6);
     const pmf = (w: number) => Math.exp(lnChoose(100, w) + w * Math.log(0.7) + (100 - w) * Math.log(0.3));
@@ -178,7 +208,8 @@ describe('fitArena: bootstrap', () => {
 
   it('only ties: every resample is all ties, so the interval collapses to 1000', () => {
     const fit = fitArena({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'TIE', count: 10 }] }, { bootstrapSamples: 100 });
-    for (const r of fit.ratings) expect([r.rating, r.bootstrapLow, r.bootstrapHigh].map((v) => Math.round(v * 1e6) / 1e6)).toEqual([1000, 1000, 1000]);
+    for (const r of fit.ratings)
+      expect([r.rating, r.bootstrapLow, r.bootstrapHigh].map((v) => Math.round(v * 1e6) / 1e6)).toEqual([1000, 1000, 1000]);
   });
 
   it('is reproducible for a seed, and another seed moves the bounds', () => {
@@ -219,7 +250,8 @@ describe('fitArena: ranks', () => {
   it('rank = 1 + models better with confidence; overlapping intervals share a rank; rankHigh = worst plausible', () => {
     // A clearly ahead; B and C indistinguishable; D clearly behind.
     const rows: BattleCountRow[] = [];
-    const pair = (a: string, b: string, winsA: number, winsB: number) => rows.push({ a, b, outcome: 'A', count: winsA }, { a, b, outcome: 'B', count: winsB });
+    const pair = (a: string, b: string, winsA: number, winsB: number) =>
+      rows.push({ a, b, outcome: 'A', count: winsA }, { a, b, outcome: 'B', count: winsB });
     pair('A', 'B', 900, 100);
     pair('A', 'C', 900, 100);
     pair('B', 'C', 500, 500);
@@ -260,7 +292,16 @@ describe('fitArena: style control', () => {
   });
 
   it('the default ridge keeps perfectly separating, collinear features finite', () => {
-    const fit = fitArena({ features: ['length', 'bold'], rows: [{ a: 'A', b: 'B', outcome: 'A', x: [1, 1], count: 1 }, { a: 'A', b: 'B', outcome: 'B', x: [-1, -1], count: 1 }] }, { bootstrapSamples: 50 });
+    const fit = fitArena(
+      {
+        features: ['length', 'bold'],
+        rows: [
+          { a: 'A', b: 'B', outcome: 'A', x: [1, 1], count: 1 },
+          { a: 'A', b: 'B', outcome: 'B', x: [-1, -1], count: 1 },
+        ],
+      },
+      { bootstrapSamples: 50 },
+    );
     const [length, bold] = fit.styleCoefficients;
     expect(length!.coefficient).toBeGreaterThan(0);
     expect(Number.isFinite(length!.coefficient)).toBe(true);
@@ -268,7 +309,16 @@ describe('fitArena: style control', () => {
   });
 
   it('a feature that never varies is left out and reported as 0', () => {
-    const fit = fitArena({ features: ['length', 'bold'], rows: [{ a: 'A', b: 'B', outcome: 'A', x: [0.5, 0], count: 3 }, { a: 'A', b: 'B', outcome: 'B', x: [-0.5, 0], count: 1 }] }, { bootstrapSamples: 0 });
+    const fit = fitArena(
+      {
+        features: ['length', 'bold'],
+        rows: [
+          { a: 'A', b: 'B', outcome: 'A', x: [0.5, 0], count: 3 },
+          { a: 'A', b: 'B', outcome: 'B', x: [-0.5, 0], count: 1 },
+        ],
+      },
+      { bootstrapSamples: 0 },
+    );
     expect(fit.styleCoefficients[1]).toEqual({ feature: 'bold', coefficient: 0, low: 0, high: 0 });
   });
 
@@ -299,7 +349,11 @@ describe('FitWorker', () => {
   });
 
   it('does not block the event loop: timers keep firing while a fit runs', async () => {
-    const counts = synthetic(rng(8), Array.from({ length: 40 }, (_, i) => i / 20), 100_000);
+    const counts = synthetic(
+      rng(8),
+      Array.from({ length: 40 }, (_, i) => i / 20),
+      100_000,
+    );
     await worker.fit({ features: [], rows: [{ a: 'x', b: 'y', outcome: 'A', count: 1 }] }, { bootstrapSamples: 0 }); // thread started
     let ticks = 0;
     let done = false;
@@ -315,6 +369,8 @@ describe('FitWorker', () => {
 
   it('reports a fit error as a rejection and keeps working', async () => {
     await expect(worker.fit({ features: [], rows: [{ a: 'A', b: 'A', outcome: 'A', count: 1 }] }, {})).rejects.toThrow(/distinct/);
-    expect((await worker.fit({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'A', count: 1 }] }, { bootstrapSamples: 0 })).ratings).toHaveLength(2);
+    expect(
+      (await worker.fit({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'A', count: 1 }] }, { bootstrapSamples: 0 })).ratings,
+    ).toHaveLength(2);
   });
 });

@@ -247,7 +247,10 @@ describe('through GraphQL', () => {
       assertions: [{ kind: 'JSON_SCHEMA', value: JSON.stringify({ type: 'object', required: [`k${i}`] }) }],
     }));
     const res = await t.gql(CREATE, { input: { name: 'many schemas', items } }, token);
-    expect(res.errors?.[0]).toMatchObject({ message: expect.stringMatching(/at most 20 distinct JSON Schemas/), extensions: { code: 'BAD_USER_INPUT' } });
+    expect(res.errors?.[0]).toMatchObject({
+      message: expect.stringMatching(/at most 20 distinct JSON Schemas/),
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
     const shared = items.map((item) => ({ ...item, assertions: [{ kind: 'JSON_SCHEMA', value: '{"type":"object"}' }] }));
     expect((await t.gql(CREATE, { input: { name: 'one schema', items: shared } }, token)).errors).toBeUndefined();
   });

@@ -83,7 +83,12 @@ describe('tokens', () => {
 
   it('rejects a token signed with another secret', async () => {
     const c = await claims();
-    const token = await new SignJWT({ role: c.role }).setProtectedHeader({ alg: 'HS256' }).setSubject(c.sub).setIssuer(c.iss).setExpirationTime('1h').sign(new TextEncoder().encode('some-other-secret-some-other-secret!!'));
+    const token = await new SignJWT({ role: c.role })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(c.sub)
+      .setIssuer(c.iss)
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode('some-other-secret-some-other-secret!!'));
     const res = await t.gql(ME, {}, token);
     expect(res.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
   });
@@ -91,9 +96,20 @@ describe('tokens', () => {
   it('rejects an expired token and a token with another algorithm', async () => {
     const c = await claims();
     const secret = new TextEncoder().encode(t.app.config.jwtSecret);
-    const expired = await new SignJWT({ role: c.role }).setProtectedHeader({ alg: 'HS256' }).setSubject(c.sub).setIssuer(c.iss).setIssuedAt(1_000).setExpirationTime(2_000).sign(secret);
+    const expired = await new SignJWT({ role: c.role })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject(c.sub)
+      .setIssuer(c.iss)
+      .setIssuedAt(1_000)
+      .setExpirationTime(2_000)
+      .sign(secret);
     expect((await t.gql(ME, {}, expired)).errors?.[0]).toMatchObject({ message: 'Token expired', extensions: { code: 'UNAUTHENTICATED' } });
-    const hs512 = await new SignJWT({ role: c.role }).setProtectedHeader({ alg: 'HS512' }).setSubject(c.sub).setIssuer(c.iss).setExpirationTime('1h').sign(secret);
+    const hs512 = await new SignJWT({ role: c.role })
+      .setProtectedHeader({ alg: 'HS512' })
+      .setSubject(c.sub)
+      .setIssuer(c.iss)
+      .setExpirationTime('1h')
+      .sign(secret);
     expect((await t.gql(ME, {}, hs512)).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
   });
 

@@ -51,7 +51,14 @@ function expectNoIdentity(raw: string): void {
 }
 
 function expectHidden(response: any): void {
-  expect(response).toMatchObject({ provider: null, model: null, keyLabel: null, costUsd: null, promptTokens: null, completionTokens: null });
+  expect(response).toMatchObject({
+    provider: null,
+    model: null,
+    keyLabel: null,
+    costUsd: null,
+    promptTokens: null,
+    completionTokens: null,
+  });
 }
 
 describeRedis('blind comparisons and arena battles (two instances)', () => {
@@ -174,7 +181,7 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
     expectNoIdentity((await events(a, comparison.id, u.token)).raw);
     // The compiled read (second sight of the document, lookup skipped) finds a hidden value and leaves it to the ordinary path.
     const compiledCount = async (outcome: string) =>
-      ((await a.app.metrics.compiledReads.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0);
+      (await a.app.metrics.compiledReads.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
     for (let i = 0; i < 2; i++) {
       const fallbacks = await compiledCount('fallback');
       const res = await a.gql(COMPILED, {}, u.token, NO_CACHE);
@@ -230,10 +237,14 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
     expect(board.data.leaderboard.map((r: any) => r.model).sort()).toEqual([MODEL_A, MODEL_B].sort());
   });
 
-  it("hides provider error texts on queries, comparisonEvents and retries until the vote, then shows them", async () => {
+  it('hides provider error texts on queries, comparisonEvents and retries until the vote, then shows them', async () => {
     const u = await userWithKeys('blind-errors');
     // No Google key: that response fails with a text naming the provider.
-    const started = await a.gql(START, { input: { prompt: 'Describe the sea in two words', models: [MODEL_A, NO_KEY_MODEL], blind: true } }, u.token);
+    const started = await a.gql(
+      START,
+      { input: { prompt: 'Describe the sea in two words', models: [MODEL_A, NO_KEY_MODEL], blind: true } },
+      u.token,
+    );
     expect(started.errors).toBeUndefined();
     const id = started.data.startComparison.id;
     const stream = await events(b, id, u.token);
@@ -288,7 +299,11 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
 
   it('takes a given category normalised, and refuses an unknown one with BAD_USER_INPUT', async () => {
     const u = await userWithKeys('category');
-    const given = await a.gql(RUN, { input: { prompt: 'Hello there', models: [MODEL_A, MODEL_B], category: ' Creative Writing ' } }, u.token);
+    const given = await a.gql(
+      RUN,
+      { input: { prompt: 'Hello there', models: [MODEL_A, MODEL_B], category: ' Creative Writing ' } },
+      u.token,
+    );
     expect(given.errors).toBeUndefined();
     expect(given.data.runComparison.category).toBe('creative_writing');
     const unknown = await a.gql(RUN, { input: { prompt: 'Hello there', models: [MODEL_A, MODEL_B], category: 'cooking' } }, u.token);
@@ -309,7 +324,9 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
     expectNoIdentity((await events(b, battle.id, u.token)).raw);
 
     const winner = battle.responses[1].id;
-    expect((await b.gql(VOTE, { input: { comparisonId: battle.id, outcome: 'WINNER', winnerResponseId: winner } }, u.token)).errors).toBeUndefined();
+    expect(
+      (await b.gql(VOTE, { input: { comparisonId: battle.id, outcome: 'WINNER', winnerResponseId: winner } }, u.token)).errors,
+    ).toBeUndefined();
     const after = await a.gql(GET, { id: battle.id }, u.token);
     // The pool's third model has no key of this user's: never picked.
     expect(after.data.comparison.responses.map((r: any) => r.model).sort()).toEqual([MODEL_A, MODEL_B].sort());
@@ -333,7 +350,11 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
       withClient(a.db.url, async (c) => {
         for (const [m1, m2, blind] of pairs) {
           const id = randomUUID();
-          await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'p', $3)`, [id, u.userId, blind]);
+          await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'p', $3)`, [
+            id,
+            u.userId,
+            blind,
+          ]);
           for (const [position, model] of [m1, m2].entries()) {
             await c.query(
               `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content)
@@ -344,7 +365,13 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
         }
       });
     // X–Y: 3 blind battles (weight 1/4), X–Z: 1 (1/2), Y–Z: none blind (1); the non-blind one does not count.
-    await seed([[X, Y, true], [Y, X, true], [X, Y, true], [Z, X, true], [Y, Z, false]]);
+    await seed([
+      [X, Y, true],
+      [Y, X, true],
+      [X, Y, true],
+      [Z, X, true],
+      [Y, Z, false],
+    ]);
     await a.app.cache.delete('arena:pair-counts'); // counts are shared for 30 s: start from fresh ones
     let uniform = 0;
     const arena = new ArenaService(a.app.cache, [X, Y, Z], () => uniform);
@@ -379,7 +406,10 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
     // A blind comparison of MODEL_A's with a cost and a latency far from the others', not voted on.
     const blindId = randomUUID();
     await withClient(a.db.url, async (c) => {
-      await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'p', true)`, [blindId, u.userId]);
+      await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'p', true)`, [
+        blindId,
+        u.userId,
+      ]);
       await c.query(
         `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content, cost_usd, latency_ms)
          values (gen_random_uuid(), now(), $1, 0, 'OPENAI', $2, 'COMPLETED', 'x', 1000, 999999),

@@ -40,7 +40,11 @@ async function seedComparison(
   const id = randomUUID();
   const ids = responses.map(() => randomUUID());
   await withClient(t.db.url, async (c) => {
-    await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'prompt', $3)`, [id, ownerId, blind]);
+    await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'prompt', $3)`, [
+      id,
+      ownerId,
+      blind,
+    ]);
     for (const [i, r] of responses.entries()) {
       await c.query(
         `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content, latency_ms, cost_usd)
@@ -56,7 +60,9 @@ async function board(t: TestApp, user: User, scope: 'GLOBAL' | 'MINE' | 'JUDGE',
   await t.app.services.leaderboard.refits(); // the refits the votes started: awaited, no sleep
   const res = await t.gql(BOARD, { scope, filter: { blindOnly } }, user.token);
   expect(res.errors).toBeUndefined();
-  return Object.fromEntries((res.data.leaderboard as Array<{ model: string }>).filter((r) => r.model.includes(`@${label}`)).map((r) => [r.model, r]));
+  return Object.fromEntries(
+    (res.data.leaderboard as Array<{ model: string }>).filter((r) => r.model.includes(`@${label}`)).map((r) => [r.model, r]),
+  );
 }
 
 describe('a board no one can game', () => {
@@ -87,7 +93,12 @@ describe('a board no one can game', () => {
     for (const input of [
       { provider: 'OPENAI', apiKey: 'sk-operator-0001', label: `${label}op` },
       { provider: 'OPENAI', apiKey: 'sk-own-0002', label: `${label}own`, baseUrl: own.baseUrls.openai },
-      { provider: 'OPENAI', apiKey: 'sk-allowed-0003', label: `${label}al`, baseUrl: `${operator.baseUrls.openai.replace('http://', 'HTTP://')}/` },
+      {
+        provider: 'OPENAI',
+        apiKey: 'sk-allowed-0003',
+        label: `${label}al`,
+        baseUrl: `${operator.baseUrls.openai.replace('http://', 'HTTP://')}/`,
+      },
     ]) {
       const res = await t.gql(SAVE_KEY, { input }, u.token);
       expect(res.errors).toBeUndefined();
@@ -99,13 +110,25 @@ describe('a board no one can game', () => {
     it('changing a vote on a blind comparison answers VOTE_CHANGE_WINDOW_CLOSED (closed at the reveal) and the stored vote stays', async () => {
       const u = await t.signUp('blind-final');
       const label = uniqueLabel();
-      const c = await seedComparison(t, u.userId, [{ model: 'openai:x', label }, { model: 'anthropic:y', label }], true);
+      const c = await seedComparison(
+        t,
+        u.userId,
+        [
+          { model: 'openai:x', label },
+          { model: 'anthropic:y', label },
+        ],
+        true,
+      );
       const tie = await t.gql(VOTE, { input: { comparisonId: c.id, outcome: 'TIE' } }, u.token);
       expect(tie.errors).toBeUndefined();
 
       const change = await t.gql(VOTE, { input: { comparisonId: c.id, outcome: 'WINNER', winnerResponseId: c.responses[0] } }, u.token);
       expect(codeOf(change)).toBe('VOTE_CHANGE_WINDOW_CLOSED');
-      expect(change.errors![0]!.extensions).toMatchObject({ votedAt: tie.data.vote.createdAt, closedAt: tie.data.vote.createdAt, revealed: true });
+      expect(change.errors![0]!.extensions).toMatchObject({
+        votedAt: tie.data.vote.createdAt,
+        closedAt: tie.data.vote.createdAt,
+        revealed: true,
+      });
       expect(change.errors![0]!.message).toMatch(/blind comparison cannot be changed/);
 
       // The same vote again is a retry, not a change: it answers the stored vote.
@@ -120,7 +143,15 @@ describe('a board no one can game', () => {
     it('a vote on a comparison that is not blind can still be changed within the window', async () => {
       const u = await t.signUp('open-change');
       const label = uniqueLabel();
-      const c = await seedComparison(t, u.userId, [{ model: 'openai:x', label }, { model: 'anthropic:y', label }], false);
+      const c = await seedComparison(
+        t,
+        u.userId,
+        [
+          { model: 'openai:x', label },
+          { model: 'anthropic:y', label },
+        ],
+        false,
+      );
       expect((await t.gql(VOTE, { input: { comparisonId: c.id, outcome: 'TIE' } }, u.token)).errors).toBeUndefined();
       const change = await t.gql(VOTE, { input: { comparisonId: c.id, outcome: 'WINNER', winnerResponseId: c.responses[0] } }, u.token);
       expect(change.errors).toBeUndefined();
@@ -130,12 +161,22 @@ describe('a board no one can game', () => {
     it('the blind-only board counts only votes cast while blind: a vote changed after the reveal (any path) leaves it', async () => {
       const u = await t.signUp('blind-board');
       const label = uniqueLabel();
-      const c = await seedComparison(t, u.userId, [{ model: 'openai:x', label }, { model: 'anthropic:y', label }], true);
+      const c = await seedComparison(
+        t,
+        u.userId,
+        [
+          { model: 'openai:x', label },
+          { model: 'anthropic:y', label },
+        ],
+        true,
+      );
       expect((await t.gql(VOTE, { input: { comparisonId: c.id, outcome: 'TIE' } }, u.token)).errors).toBeUndefined();
       expect(await board(t, u, 'GLOBAL', true, label)).toMatchObject({ [`openai:x@${label}`]: { battles: 1, ties: 1 } });
 
       // A change that bypasses the service (an operator's UPDATE, a future code path): no longer cast blind.
-      await withClient(t.db.url, (db) => db.query(`update votes set outcome = 'WINNER', winner_id = $1 where comparison_id = $2`, [c.responses[0], c.id]));
+      await withClient(t.db.url, (db) =>
+        db.query(`update votes set outcome = 'WINNER', winner_id = $1 where comparison_id = $2`, [c.responses[0], c.id]),
+      );
       await t.app.services.leaderboard.invalidateGlobal();
       expect(await board(t, u, 'GLOBAL', true, label)).toEqual({});
       expect(await board(t, u, 'MINE', true, label)).toEqual({});
@@ -145,13 +186,18 @@ describe('a board no one can game', () => {
     });
   });
 
-  describe('case 7: answers from a user\'s own endpoint count only on their MINE board', () => {
-    it('marks an answer served by the key\'s own baseUrl customEndpoint; GLOBAL and JUDGE leave its battles out, MINE keeps them', async () => {
+  describe("case 7: answers from a user's own endpoint count only on their MINE board", () => {
+    it("marks an answer served by the key's own baseUrl customEndpoint; GLOBAL and JUDGE leave its battles out, MINE keeps them", async () => {
       const label = uniqueLabel();
       const u = await userWithKeys('own-endpoint', label);
       const run = await t.gql(RUN, { input: { prompt: 'Say something', models: u.models, blind: false } }, u.token);
       expect(run.errors).toBeUndefined();
-      const responses = run.data.runComparison.responses as Array<{ id: string; keyLabel: string; status: string; customEndpoint: boolean }>;
+      const responses = run.data.runComparison.responses as Array<{
+        id: string;
+        keyLabel: string;
+        status: string;
+        customEndpoint: boolean;
+      }>;
       expect(responses.map((r) => [r.keyLabel, r.status, r.customEndpoint])).toEqual([
         [`${label}op`, 'COMPLETED', false],
         [`${label}own`, 'COMPLETED', true],
@@ -168,7 +214,11 @@ describe('a board no one can game', () => {
       expect((await t.gql(VOTE, { input: { comparisonId: id, outcome: 'TIE' } }, u.token)).errors).toBeUndefined();
       const [op, mine, al] = u.models;
       // MINE: every pair (3 ties).
-      expect(await board(t, u, 'MINE', false, label)).toMatchObject({ [op!]: { battles: 2 }, [mine!]: { battles: 2 }, [al!]: { battles: 2 } });
+      expect(await board(t, u, 'MINE', false, label)).toMatchObject({
+        [op!]: { battles: 2 },
+        [mine!]: { battles: 2 },
+        [al!]: { battles: 2 },
+      });
       // GLOBAL: only the pair served by operator endpoints.
       const global = await board(t, u, 'GLOBAL', false, label);
       expect(Object.keys(global).sort()).toEqual([al, op].sort());
@@ -189,7 +239,7 @@ describe('a board no one can game', () => {
       expect(judge[op!]).toMatchObject({ battles: 1, wins: 1 });
     });
 
-    it('a verdict of a judge model served by the user\'s own baseUrl stays off the JUDGE board; the same judge on an operator endpoint counts', async () => {
+    it("a verdict of a judge model served by the user's own baseUrl stays off the JUDGE board; the same judge on an operator endpoint counts", async () => {
       const label = uniqueLabel();
       const u = await userWithKeys('own-judge', label);
       const [op, , al] = u.models;
@@ -224,7 +274,10 @@ describe('a board no one can game', () => {
       expect((await t.gql(VOTE, { input: { comparisonId: id, outcome: 'TIE' } }, u.token)).errors).toBeUndefined();
       const revealed = (await t.gql(GET, { id }, u.token)).data.comparison;
       expect(revealed.revealed).toBe(true);
-      expect(Object.fromEntries(revealed.responses.map((r: any) => [r.keyLabel, r.customEndpoint]))).toEqual({ [`${label}op`]: false, [`${label}own`]: true });
+      expect(Object.fromEntries(revealed.responses.map((r: any) => [r.keyLabel, r.customEndpoint]))).toEqual({
+        [`${label}op`]: false,
+        [`${label}own`]: true,
+      });
       // Blind or not, the own endpoint's battle stays off GLOBAL.
       expect(await board(t, u, 'GLOBAL', true, label)).toEqual({});
       expect(Object.keys(await board(t, u, 'MINE', true, label))).toHaveLength(2);
@@ -253,7 +306,11 @@ describe('case 7: /metrics in production without METRICS_TOKEN', () => {
     ]) {
       expect((await t.gql(SAVE_KEY, { input }, u.token)).errors).toBeUndefined();
     }
-    const run = await t.gql(RUN, { input: { prompt: 'Say something', models: ['openai:gpt-4o-mini', 'anthropic:claude-haiku-4-5'], blind: true } }, u.token);
+    const run = await t.gql(
+      RUN,
+      { input: { prompt: 'Say something', models: ['openai:gpt-4o-mini', 'anthropic:claude-haiku-4-5'], blind: true } },
+      u.token,
+    );
     expect(run.errors).toBeUndefined();
     const res = await fetch(`${t.url}/metrics`);
     expect(res.status).toBe(200);

@@ -57,7 +57,9 @@ describe('BurstGate', () => {
     const gate = new BurstGate(1, 50);
     let free!: () => void;
     const first = gate.run(() => new Promise<void>((resolve) => (free = resolve)));
-    await expect(gate.run(async () => 'never')).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: 1 } });
+    await expect(gate.run(async () => 'never')).rejects.toMatchObject({
+      extensions: { code: 'SERVICE_UNAVAILABLE', retryAfterSeconds: 1 },
+    });
     expect(gate.load).toEqual({ active: 1, waiting: 0 });
     free();
     await first;
@@ -72,7 +74,15 @@ describe('a burst of starts on a small pool', () => {
   beforeAll(async () => {
     fake = await FakeLlmServer.start();
     // Two connections and a short acquire timeout: without the gate, 40 starts (two transactions each) at once time out at the pool.
-    t = await createTestApp({ env: { DB_POOL_MIN: '0', DB_POOL_MAX: '2', DB_POOL_ACQUIRE_TIMEOUT_MS: '250', OPENAI_BASE_URL: fake.baseUrls.openai, RATE_LIMIT_PROVIDER_CALLS: '0' } });
+    t = await createTestApp({
+      env: {
+        DB_POOL_MIN: '0',
+        DB_POOL_MAX: '2',
+        DB_POOL_ACQUIRE_TIMEOUT_MS: '250',
+        OPENAI_BASE_URL: fake.baseUrls.openai,
+        RATE_LIMIT_PROVIDER_CALLS: '0',
+      },
+    });
   });
   afterAll(async () => {
     await t?.close();
@@ -84,7 +94,11 @@ describe('a burst of starts on a small pool', () => {
     const users: Array<{ token: string }> = [];
     for (let i = 0; i < 40; i++) {
       const u = await t.signUp(`burst-${i}`);
-      await t.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input: { provider: 'OPENAI', apiKey: 'sk-burst-1111' } }, u.token);
+      await t.gql(
+        `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`,
+        { input: { provider: 'OPENAI', apiKey: 'sk-burst-1111' } },
+        u.token,
+      );
       users.push(u);
     }
     const start = `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id responses { id status } } }`;
@@ -95,7 +109,11 @@ describe('a burst of starts on a small pool', () => {
     expect(codes).toEqual([]);
     expect(answers.every((a) => a.data.startComparison.responses.length === 2)).toBe(true);
     // Let the hanging calls go.
-    await Promise.all(answers.map((a, i) => t.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id: a.data.startComparison.id }, users[i]!.token)));
+    await Promise.all(
+      answers.map((a, i) =>
+        t.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id: a.data.startComparison.id }, users[i]!.token),
+      ),
+    );
   }, 60_000);
 });
 
@@ -112,7 +130,12 @@ describe('SettleWriter: the settles of one turn in one statement', () => {
   async function pendingResponses(n: number): Promise<string[]> {
     const { userId } = await t.signUp(`settle-${randomBytes(3).toString('hex')}`);
     return withClient(t.db.url, async (c) => {
-      const comparison = (await c.query(`insert into comparison_results (id, created_at, owner_id, prompt) values (gen_random_uuid(), now(), $1, 'p') returning id`, [userId])).rows[0].id;
+      const comparison = (
+        await c.query(
+          `insert into comparison_results (id, created_at, owner_id, prompt) values (gen_random_uuid(), now(), $1, 'p') returning id`,
+          [userId],
+        )
+      ).rows[0].id;
       const rows = await c.query(
         `insert into comparison_responses (id, created_at, comparison_id, position, provider, model)
          select gen_random_uuid(), now(), $1, g - 1, 'OPENAI', 'openai:m' || g from generate_series(1, $2) g returning id`,
@@ -125,13 +148,34 @@ describe('SettleWriter: the settles of one turn in one statement', () => {
   it('writes every settle of a turn with one statement, first writer wins', async () => {
     const ids = await pendingResponses(12);
     const writer = new SettleWriter(t.app.orm);
-    const row = (id: string, i: number) => ({ id, status: ResponseStatus.COMPLETED, content: `answer "${i}" {x}\\ ${'é'.repeat(i)}`, error: null, latencyMs: i, customEndpoint: i % 2 === 0 });
+    const row = (id: string, i: number) => ({
+      id,
+      status: ResponseStatus.COMPLETED,
+      content: `answer "${i}" {x}\\ ${'é'.repeat(i)}`,
+      error: null,
+      latencyMs: i,
+      customEndpoint: i % 2 === 0,
+    });
     const { count, result } = await t.countStatements(() => Promise.all(ids.map((id, i) => writer.write(row(id, i)))));
     expect(result).toEqual(ids.map(() => true));
     expect(count).toBe(1);
-    const stored = await withClient(t.db.url, async (c) => (await c.query(`select id, status, content, latency_ms, custom_endpoint, settled_at from comparison_responses where id = any($1)`, [ids])).rows);
+    const stored = await withClient(
+      t.db.url,
+      async (c) =>
+        (
+          await c.query(
+            `select id, status, content, latency_ms, custom_endpoint, settled_at from comparison_responses where id = any($1)`,
+            [ids],
+          )
+        ).rows,
+    );
     for (const [i, id] of ids.entries()) {
-      expect(stored.find((r: { id: string }) => r.id === id)).toMatchObject({ status: 'COMPLETED', content: row(id, i).content, latency_ms: i, custom_endpoint: i % 2 === 0 });
+      expect(stored.find((r: { id: string }) => r.id === id)).toMatchObject({
+        status: 'COMPLETED',
+        content: row(id, i).content,
+        latency_ms: i,
+        custom_endpoint: i % 2 === 0,
+      });
     }
     // Already settled: not written again.
     expect(await writer.write({ ...row(ids[0]!, 0), status: ResponseStatus.FAILED })).toBe(false);
@@ -139,10 +183,14 @@ describe('SettleWriter: the settles of one turn in one statement', () => {
 
   it('a row PostgreSQL refuses fails alone: the others of its batch are written', async () => {
     const ids = await pendingResponses(3);
-    await withClient(t.db.url, (c) => c.query(`alter table comparison_responses add constraint refuse_poison_batch check (content not like '%poison%')`));
+    await withClient(t.db.url, (c) =>
+      c.query(`alter table comparison_responses add constraint refuse_poison_batch check (content not like '%poison%')`),
+    );
     try {
       const writer = new SettleWriter(t.app.orm);
-      const results = await Promise.allSettled(ids.map((id, i) => writer.write({ id, status: ResponseStatus.COMPLETED, content: i === 1 ? 'poison' : 'fine', error: null })));
+      const results = await Promise.allSettled(
+        ids.map((id, i) => writer.write({ id, status: ResponseStatus.COMPLETED, content: i === 1 ? 'poison' : 'fine', error: null })),
+      );
       expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     } finally {
       await withClient(t.db.url, (c) => c.query('alter table comparison_responses drop constraint refuse_poison_batch'));

@@ -93,7 +93,9 @@ function flushSuite(storeEnv: () => Record<string, string>) {
   let admin: { token: string; userId: string };
   beforeAll(async () => {
     t = await app({ ADMIN_EMAILS: 'cache-admin@example.com', ...storeEnv() });
-    const res = await t.gql(`mutation { register(email: "cache-admin@example.com", password: "correct horse battery") { token user { id role } } }`);
+    const res = await t.gql(
+      `mutation { register(email: "cache-admin@example.com", password: "correct horse battery") { token user { id role } } }`,
+    );
     expect(res.data.register.user.role).toBe('ADMIN');
     admin = { token: res.data.register.token, userId: res.data.register.user.id };
   });
@@ -125,7 +127,10 @@ function flushSuite(storeEnv: () => Record<string, string>) {
     expect(hit.headers.get('x-cache')).toBe('HIT');
     expect(titles(hit)).toEqual(['kept']);
 
-    const line = t.logs.slice(logsBefore).map((l) => JSON.parse(l)).find((l) => l.msg === 'caches flushed');
+    const line = t.logs
+      .slice(logsBefore)
+      .map((l) => JSON.parse(l))
+      .find((l) => l.msg === 'caches flushed');
     expect(line).toMatchObject({ level: 30, adminId: admin.userId, scope: 'RESPONSES', namespaces: ['resp'] });
   });
 
@@ -164,7 +169,11 @@ describe('metrics and health', () => {
     const { token } = await t.signUp('metrics');
     await t.gql(SIDEBAR, {}, token);
     await t.gql(SIDEBAR, {}, token);
-    await t.gql(`mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`, { i: { provider: 'OPENAI', apiKey: 'sk-metrics-1234', baseUrl: 'http://127.0.0.1:9/v1' } }, token);
+    await t.gql(
+      `mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`,
+      { i: { provider: 'OPENAI', apiKey: 'sk-metrics-1234', baseUrl: 'http://127.0.0.1:9/v1' } },
+      token,
+    );
     await t.gql(`{ models(provider: OPENAI) { id } }`, {}, token); // a models miss (the provider is unreachable: catalog answers)
     const apqGet = (hash: string) =>
       fetch(`${t.url}/graphql?extensions=${encodeURIComponent(JSON.stringify({ persistedQuery: { version: 1, sha256Hash: hash } }))}`, {
@@ -189,7 +198,9 @@ describe('metrics and health', () => {
     expect(text).not.toContain('cache="gen"');
 
     const report = await health(t);
-    expect(report.cache.byCache).toEqual(expect.objectContaining({ resp: expect.any(Object), models: expect.any(Object), apq: expect.any(Object) }));
+    expect(report.cache.byCache).toEqual(
+      expect.objectContaining({ resp: expect.any(Object), models: expect.any(Object), apq: expect.any(Object) }),
+    );
     expect(report.cache.byCache).not.toHaveProperty('gen');
     expect(report.cache.byCache.resp).toEqual({ hits: 1, misses: expect.any(Number), hitRate: expect.any(Number) });
     expect(report.cache.hits).toBe(2); // one resp hit, one apq hit
@@ -252,7 +263,10 @@ describeRedisServer('failing open (private redis-server)', () => {
   });
 
   it('starts and answers with Redis down from the start (health degraded)', async () => {
-    const closed = await createTestApp({ db: t.db, env: { REDIS_URL: `redis://127.0.0.1:${await freePort()}`, CACHE_BREAKER_COOLDOWN_MS: '1000' } });
+    const closed = await createTestApp({
+      db: t.db,
+      env: { REDIS_URL: `redis://127.0.0.1:${await freePort()}`, CACHE_BREAKER_COOLDOWN_MS: '1000' },
+    });
     try {
       const { token } = await closed.signUp('nocache');
       await closed.gql(`mutation { createConversation(title: "no redis") { id } }`, {}, token);

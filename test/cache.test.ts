@@ -519,7 +519,9 @@ describeRedis('redis pub/sub (shared REDIS_URL)', () => {
   pubSubContract((prefix) => track(createPubSub({ redisUrl: redisUrlForTests(), prefix, logger: silent })));
 
   it('Redis down at start: publish and subscribe resolve without throwing', async () => {
-    const ps = track(createPubSub({ redisUrl: `redis://127.0.0.1:${await freePort()}`, prefix: newPrefix(), logger: silent, operationTimeoutMs: 200 }));
+    const ps = track(
+      createPubSub({ redisUrl: `redis://127.0.0.1:${await freePort()}`, prefix: newPrefix(), logger: silent, operationTimeoutMs: 200 }),
+    );
     const t = Date.now();
     await expect(ps.publish('x', { a: 1 })).resolves.toBeUndefined();
     const unsubscribe = await ps.subscribe('x', () => undefined);

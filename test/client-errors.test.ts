@@ -42,26 +42,51 @@ describe('authentication and authorisation statuses', () => {
   const secret = () => new TextEncoder().encode(t.app.config.jwtSecret);
   const badTokens: Array<[string, () => Promise<string>, string]> = [
     ['garbage', async () => 'Bearer not.a.jwt', 'Invalid token'],
-    ['forged (another secret)', async () => `Bearer ${await new SignJWT({ role: 'ADMIN' }).setProtectedHeader({ alg: 'HS256' }).setSubject(user.userId).setIssuer('llmselect').setExpirationTime('1h').sign(new TextEncoder().encode('x'.repeat(40)))}`, 'Invalid token'],
-    ['expired', async () => `Bearer ${await new SignJWT({ role: 'USER' }).setProtectedHeader({ alg: 'HS256' }).setSubject(user.userId).setIssuer('llmselect').setIssuedAt(1_000).setExpirationTime(2_000).sign(secret())}`, 'Token expired'],
+    [
+      'forged (another secret)',
+      async () =>
+        `Bearer ${await new SignJWT({ role: 'ADMIN' })
+          .setProtectedHeader({ alg: 'HS256' })
+          .setSubject(user.userId)
+          .setIssuer('llmselect')
+          .setExpirationTime('1h')
+          .sign(new TextEncoder().encode('x'.repeat(40)))}`,
+      'Invalid token',
+    ],
+    [
+      'expired',
+      async () =>
+        `Bearer ${await new SignJWT({ role: 'USER' }).setProtectedHeader({ alg: 'HS256' }).setSubject(user.userId).setIssuer('llmselect').setIssuedAt(1_000).setExpirationTime(2_000).sign(secret())}`,
+      'Token expired',
+    ],
     ['not a Bearer header', async () => `Basic ${Buffer.from('a:b').toString('base64')}`, 'Authorization header must be "Bearer <token>"'],
   ];
 
-  it.each(badTokens)('a %s token answers 401 with WWW-Authenticate: Bearer and UNAUTHENTICATED on /graphql (not 500)', async (_name, header, message) => {
-    const res = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: await header() }, body: JSON.stringify({ query: ME }) });
-    expect(res.status).toBe(401);
-    expect(res.headers.get('www-authenticate')).toMatch(/^Bearer realm="llmselect", error="invalid_token"$/);
-    const body = await res.json();
-    expect(body).toEqual({ errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] });
-  });
+  it.each(badTokens)(
+    'a %s token answers 401 with WWW-Authenticate: Bearer and UNAUTHENTICATED on /graphql (not 500)',
+    async (_name, header, message) => {
+      const res = await fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: await header() },
+        body: JSON.stringify({ query: ME }),
+      });
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toMatch(/^Bearer realm="llmselect", error="invalid_token"$/);
+      const body = await res.json();
+      expect(body).toEqual({ errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] });
+    },
+  );
 
-  it.each(badTokens)('a %s token answers 401 with WWW-Authenticate: Bearer and UNAUTHENTICATED on /graphql/stream', async (_name, header, message) => {
-    const res = await postStream(t.url, await header(), { query: EVENTS, variables: { id: randomBytes(16).toString('hex') } });
-    expect(res.status).toBe(401);
-    expect(res.headers.get('www-authenticate')).toMatch(/^Bearer /);
-    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-    expect(await res.json()).toEqual({ errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] });
-  });
+  it.each(badTokens)(
+    'a %s token answers 401 with WWW-Authenticate: Bearer and UNAUTHENTICATED on /graphql/stream',
+    async (_name, header, message) => {
+      const res = await postStream(t.url, await header(), { query: EVENTS, variables: { id: randomBytes(16).toString('hex') } });
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toMatch(/^Bearer /);
+      expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(await res.json()).toEqual({ errors: [{ message, extensions: { code: 'UNAUTHENTICATED' } }] });
+    },
+  );
 
   it('a request that fails as a whole for want of a token answers 401 with a Bearer challenge; a partial result stays 200', async () => {
     const whole = await t.gql(ME);
@@ -125,7 +150,10 @@ describe('database outages', () => {
     db = await createTestDatabase('outage');
     const proxied = await FaultProxy.forUrl(db.url);
     proxy = proxied.proxy;
-    t = await createTestApp({ db: { ...db, url: proxied.url }, env: { NODE_ENV: 'production', DB_POOL_MIN: '0', DB_POOL_MAX: '2', DB_POOL_ACQUIRE_TIMEOUT_MS: '300' } });
+    t = await createTestApp({
+      db: { ...db, url: proxied.url },
+      env: { NODE_ENV: 'production', DB_POOL_MIN: '0', DB_POOL_MAX: '2', DB_POOL_ACQUIRE_TIMEOUT_MS: '300' },
+    });
     ({ token } = await t.signUp('outage'));
   });
   afterAll(async () => {
@@ -146,7 +174,9 @@ describe('database outages', () => {
     const down = await read();
     expect(down.status).toBe(503);
     expect(down.headers.get('retry-after')).toBe('2');
-    expect(down.errors).toEqual([expect.objectContaining({ message: 'The database is unavailable, retry later', extensions: { code: 'SERVICE_UNAVAILABLE' } })]);
+    expect(down.errors).toEqual([
+      expect.objectContaining({ message: 'The database is unavailable, retry later', extensions: { code: 'SERVICE_UNAVAILABLE' } }),
+    ]);
     expect(down.raw).not.toMatch(/select|terminated|ECONN|knex/i);
 
     const mutation = await t.gql(`mutation { createConversation(title: "while down") { id } }`, {}, token);
@@ -189,7 +219,10 @@ describe('startup', () => {
       (error: Error) => error,
     );
     expect(failure?.message).toMatch(new RegExp(`^cannot use the database .*/${missing}: database "${missing}" does not exist$`));
-    const created = await withClient(adminUrl(), async (c) => (await c.query('select 1 from pg_database where datname = $1', [missing])).rowCount);
+    const created = await withClient(
+      adminUrl(),
+      async (c) => (await c.query('select 1 from pg_database where datname = $1', [missing])).rowCount,
+    );
     expect(created).toBe(0);
   });
 });

@@ -74,7 +74,11 @@ function replay(events: Event[]): Map<string, { text: string; final?: Event; del
     const state = byResponse.get(e.responseId);
     if (!state) {
       expect(e.content).not.toBeNull(); // the first event of each response carries the content so far
-      byResponse.set(e.responseId, { text: e.content ?? '', deltas: 0, final: ['COMPLETED', 'FAILED', 'TIMED_OUT'].includes(e.status) ? e : undefined });
+      byResponse.set(e.responseId, {
+        text: e.content ?? '',
+        deltas: 0,
+        final: ['COMPLETED', 'FAILED', 'TIMED_OUT'].includes(e.status) ? e : undefined,
+      });
       continue;
     }
     if (e.delta !== null) {
@@ -89,7 +93,8 @@ function replay(events: Event[]): Map<string, { text: string; final?: Event; del
 
 describe('a 4-model comparison across 4 providers', () => {
   it('streams deltas to a subscriber and stores all four', async () => {
-    for (const model of ['gpt-4o', 'claude-sonnet-4-5', 'gemini-2.5-flash', 'mistral-small-latest']) fake.setBehavior(model, { chunkDelayMs: 15 });
+    for (const model of ['gpt-4o', 'claude-sonnet-4-5', 'gemini-2.5-flash', 'mistral-small-latest'])
+      fake.setBehavior(model, { chunkDelayMs: 15 });
     const models = ['openai:gpt-4o', 'anthropic:claude-sonnet-4-5', 'google:gemini-2.5-flash', 'mistral:mistral-small-latest'];
     const started = await gql(START, { input: { prompt: 'Explain keyset pagination in one line', models } });
     expect(started.errors).toBeUndefined();
@@ -124,7 +129,10 @@ describe('a 4-model comparison across 4 providers', () => {
 describe('failures are per model', () => {
   it('settles a failing model as FAILED and a hanging one as TIMED_OUT while the others complete', async () => {
     const res = await gql(RUN, {
-      input: { prompt: 'hi', models: ['openai:fine-model', 'anthropic:fail-500', 'google:hang', 'mistral:also-fine', 'azure:my-deployment'] },
+      input: {
+        prompt: 'hi',
+        models: ['openai:fine-model', 'anthropic:fail-500', 'google:hang', 'mistral:also-fine', 'azure:my-deployment'],
+      },
     });
     expect(res.errors).toBeUndefined();
     const byModel = Object.fromEntries(res.data.runComparison.responses.map((r: any) => [r.model, r]));
@@ -153,7 +161,12 @@ describe('failures are per model', () => {
     expect(failed.status).toBe('FAILED');
     fake.setBehavior('flaky', {});
     const retried = await gql(`mutation($id: ID!) { retryComparisonResponse(id: $id) { id status content error } }`, { id: failed.id });
-    expect(retried.data.retryComparisonResponse).toMatchObject({ id: failed.id, status: 'COMPLETED', error: null, content: 'Reply from flaky: try me' });
+    expect(retried.data.retryComparisonResponse).toMatchObject({
+      id: failed.id,
+      status: 'COMPLETED',
+      error: null,
+      content: 'Reply from flaky: try me',
+    });
     const completed = res.data.runComparison.responses.find((r: any) => r.model === 'anthropic:steady');
     const again = await gql(`mutation($id: ID!) { retryComparisonResponse(id: $id) { id } }`, { id: completed.id });
     expect(again.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
@@ -202,7 +215,9 @@ describe('streaming to late and leaving subscribers', () => {
 
   it('keeps running and stores the results when the subscriber disconnects', async () => {
     fake.setBehavior('long-stream', { chunkDelayMs: 20 });
-    const started = await gql(START, { input: { prompt: 'keep going after I leave', models: ['openai:long-stream', 'mistral:long-stream'] } });
+    const started = await gql(START, {
+      input: { prompt: 'keep going after I leave', models: ['openai:long-stream', 'mistral:long-stream'] },
+    });
     const id = started.data.startComparison.id;
     const sub = await subscribe(t.url, EVENTS, { id }, user.token);
     await sub.events.next();
@@ -220,11 +235,15 @@ describe('multi-turn', () => {
     const conversationId = first.data.runComparison.conversation.id;
     fake.reset();
     await gql(RUN, { input: { prompt: 'second question', models: ['openai:model-a', 'anthropic:model-b'], conversationId } });
-    const seenBy = (model: string) => fake.requests.find((r) => r.kind === 'chat' && r.model === model)!.messages.map((m) => `${m.role}:${m.text}`);
+    const seenBy = (model: string) =>
+      fake.requests.find((r) => r.kind === 'chat' && r.model === model)!.messages.map((m) => `${m.role}:${m.text}`);
     expect(seenBy('model-a')).toEqual(['user:first question', 'assistant:Reply from model-a: first question', 'user:second question']);
     expect(seenBy('model-b')).toEqual(['user:first question', 'assistant:Reply from model-b: first question', 'user:second question']);
 
-    const conversation = await gql(`query($id: ID!) { conversation(id: $id) { messageCount comparisons { prompt } messages { nodes { role content } } } }`, { id: conversationId });
+    const conversation = await gql(
+      `query($id: ID!) { conversation(id: $id) { messageCount comparisons { prompt } messages { nodes { role content } } } }`,
+      { id: conversationId },
+    );
     expect(conversation.data.conversation.comparisons.map((c: any) => c.prompt)).toEqual(['first question', 'second question']);
     expect(conversation.data.conversation.messages.nodes).toEqual([
       { role: 'USER', content: 'first question' },
@@ -240,7 +259,12 @@ describe('sendMessage', () => {
     const conversation = (await gql(`mutation { createConversation(title: "chat") { id } }`)).data.createConversation.id;
     const first = await gql(SEND, { input: { conversationId: conversation, content: 'hello there', model: 'openai:gpt-4o-mini' } });
     expect(first.errors).toBeUndefined();
-    expect(first.data.sendMessage).toMatchObject({ role: 'ASSISTANT', content: 'Reply from gpt-4o-mini: hello there', provider: 'OPENAI', model: 'openai:gpt-4o-mini' });
+    expect(first.data.sendMessage).toMatchObject({
+      role: 'ASSISTANT',
+      content: 'Reply from gpt-4o-mini: hello there',
+      provider: 'OPENAI',
+      model: 'openai:gpt-4o-mini',
+    });
     expect(first.data.sendMessage.costUsd).toBeGreaterThan(0);
     fake.reset();
     await gql(SEND, { input: { conversationId: conversation, content: 'and again', model: 'openai:gpt-4o-mini' } });
@@ -266,7 +290,11 @@ describe('sendMessage', () => {
     const other = await t.signUp('badkey');
     await gql(SAVE_KEY, { input: { provider: 'MISTRAL', apiKey: 'bad-key' } }, other.token);
     const conversation = (await gql(`mutation { createConversation { id } }`, {}, other.token)).data.createConversation.id;
-    const res = await gql(SEND, { input: { conversationId: conversation, content: 'x', model: 'mistral:mistral-small-latest' } }, other.token);
+    const res = await gql(
+      SEND,
+      { input: { conversationId: conversation, content: 'x', model: 'mistral:mistral-small-latest' } },
+      other.token,
+    );
     expect(res.errors?.[0]?.extensions).toMatchObject({ code: 'PROVIDER_ERROR', reason: 'AUTH' });
   });
 });
@@ -289,15 +317,22 @@ describe('validation and isolation', () => {
     expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });
 
-  it("hides a comparison, its events and its responses from another user", async () => {
+  it('hides a comparison, its events and its responses from another user', async () => {
     const mine = await gql(RUN, { input: { prompt: 'private', models: ['openai:p1', 'anthropic:p2'] } });
     const { id, conversation, responses: rs } = mine.data.runComparison;
     const other = await t.signUp('intruder');
     const asOther = (q: string, v: Record<string, unknown>) => gql(q, v, other.token);
     expect((await asOther(GET, { id })).data.comparison).toBeNull();
-    expect((await asOther(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id })).errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
-    expect((await asOther(`mutation($id: ID!) { retryComparisonResponse(id: $id) { id } }`, { id: rs[0].id })).errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
-    expect((await asOther(RUN, { input: { prompt: 'x', models: ['openai:a', 'openai:b'], conversationId: conversation.id } })).errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    expect((await asOther(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id })).errors?.[0]?.extensions?.code).toBe(
+      'NOT_FOUND',
+    );
+    expect(
+      (await asOther(`mutation($id: ID!) { retryComparisonResponse(id: $id) { id } }`, { id: rs[0].id })).errors?.[0]?.extensions?.code,
+    ).toBe('NOT_FOUND');
+    expect(
+      (await asOther(RUN, { input: { prompt: 'x', models: ['openai:a', 'openai:b'], conversationId: conversation.id } })).errors?.[0]
+        ?.extensions?.code,
+    ).toBe('NOT_FOUND');
     const sub = await subscribe(t.url, EVENTS, { id }, other.token);
     const messages = [];
     for await (const m of sub.events) messages.push(m);
@@ -316,10 +351,18 @@ describe('validation and isolation', () => {
   it('never lets an API key secret reach a response or a log line', async () => {
     // Makes its own traffic (keys saved, models called, a rejected key) rather than relying on earlier tests.
     const own = await signUpWithKeys('secrets');
-    await gql(RUN, { input: { prompt: 'secret check', models: ['openai:gpt-4o', 'anthropic:fail-401', 'openai_compatible:llama3.2'] } }, own.token);
+    await gql(
+      RUN,
+      { input: { prompt: 'secret check', models: ['openai:gpt-4o', 'anthropic:fail-401', 'openai_compatible:llama3.2'] } },
+      own.token,
+    );
     await gql(SAVE_KEY, { input: { provider: 'MISTRAL', apiKey: 'bad-key', label: 'bad' } }, own.token);
     const conversation = (await gql(`mutation { createConversation { id } }`, {}, own.token)).data.createConversation.id;
-    await gql(`mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { conversationId: conversation, content: 'x', model: 'mistral:mistral-small-latest@bad' } }, own.token);
+    await gql(
+      `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`,
+      { input: { conversationId: conversation, content: 'x', model: 'mistral:mistral-small-latest@bad' } },
+      own.token,
+    );
     await gql(`{ apiKeys { id provider label last4 } }`, {}, own.token);
     const everything = responses.join('\n') + t.logs.join('\n');
     for (const secret of SECRETS) expect(everything).not.toContain(secret);
@@ -328,7 +371,9 @@ describe('validation and isolation', () => {
 });
 
 describe('one model through two labels (two endpoints)', () => {
-  const SAVE_COMPAT = (label: string, apiKey: string) => ({ input: { provider: 'OPENAI_COMPATIBLE', apiKey, label, baseUrl: fake.baseUrls.compatible } });
+  const SAVE_COMPAT = (label: string, apiKey: string) => ({
+    input: { provider: 'OPENAI_COMPATIBLE', apiKey, label, baseUrl: fake.baseUrls.compatible },
+  });
   const OLLAMA = 'openai_compatible:llama3.1:8b@ollama';
   const VLLM = 'openai_compatible:llama3.1:8b@vllm';
 
@@ -352,7 +397,11 @@ describe('one model through two labels (two endpoints)', () => {
     // A follow-up: each endpoint sees its own earlier answer once (not both).
     fake.setBehavior('llama3.1:8b', {});
     const before = fake.requests.length;
-    await gql(RUN, { input: { prompt: 'and again', models: [OLLAMA, VLLM], conversationId: first.data.runComparison.conversation.id } }, u.token);
+    await gql(
+      RUN,
+      { input: { prompt: 'and again', models: [OLLAMA, VLLM], conversationId: first.data.runComparison.conversation.id } },
+      u.token,
+    );
     const followUps = fake.requests.slice(before).filter((r) => r.kind === 'chat');
     expect(followUps).toHaveLength(2);
     for (const call of followUps) {
@@ -360,7 +409,11 @@ describe('one model through two labels (two endpoints)', () => {
     }
 
     // Retrying keeps the label (and so the key).
-    const read = await gql(`query($id: ID!) { comparison(id: $id) { responses { keyLabel } } }`, { id: first.data.runComparison.id }, u.token);
+    const read = await gql(
+      `query($id: ID!) { comparison(id: $id) { responses { keyLabel } } }`,
+      { id: first.data.runComparison.id },
+      u.token,
+    );
     expect(read.data.comparison.responses.map((r: any) => r.keyLabel)).toEqual(['ollama', 'vllm']);
   });
 

@@ -21,11 +21,26 @@ const NASTY = `"quoted" \\ back\\slash \n newline \t tab \r cr \u0001 \u001f \u0
 beforeAll(async () => {
   t = await createTestApp();
   [alice, bob, empty] = [await t.signUp('alice'), await t.signUp('bob'), await t.signUp('empty')];
-  await seedUserData(t.db.url, alice.userId, { conversations: 7, messagesPerConversation: 5, comparisons: 4, responsesPerComparison: 3, votes: false });
-  await seedUserData(t.db.url, bob.userId, { conversations: 2, messagesPerConversation: 2, comparisons: 1, responsesPerComparison: 2, votes: false });
+  await seedUserData(t.db.url, alice.userId, {
+    conversations: 7,
+    messagesPerConversation: 5,
+    comparisons: 4,
+    responsesPerComparison: 3,
+    votes: false,
+  });
+  await seedUserData(t.db.url, bob.userId, {
+    conversations: 2,
+    messagesPerConversation: 2,
+    comparisons: 1,
+    responsesPerComparison: 2,
+    votes: false,
+  });
   await withClient(t.db.url, async (c) => {
     // Nulls and non-null values in every kind of column, and text that needs escaping.
-    await c.query(`update conversations set title = $2 where id = (select id from conversations where owner_id = $1 order by created_at desc limit 1)`, [alice.userId, NASTY]);
+    await c.query(
+      `update conversations set title = $2 where id = (select id from conversations where owner_id = $1 order by created_at desc limit 1)`,
+      [alice.userId, NASTY],
+    );
     await c.query(
       `update messages set content = $2, provider = 'ANTHROPIC', model = 'anthropic:claude', prompt_tokens = 0, completion_tokens = 123, latency_ms = 45
         where id in (select m.id from messages m join conversations c on c.id = m.conversation_id where c.owner_id = $1 order by m.created_at limit 3)`,
@@ -41,9 +56,14 @@ beforeAll(async () => {
 beforeAll(async () => {
   // One of Alice's comparisons is blind and voted on (revealed), one has a category.
   await withClient(t.db.url, async (c) => {
-    const { rows } = await c.query(`select id from comparison_results where owner_id = $1 order by created_at desc limit 2`, [alice.userId]);
+    const { rows } = await c.query(`select id from comparison_results where owner_id = $1 order by created_at desc limit 2`, [
+      alice.userId,
+    ]);
     await c.query(`update comparison_results set blind = true where id = $1`, [rows[0].id]);
-    await c.query(`insert into votes (id, created_at, comparison_id, user_id, outcome) values (gen_random_uuid(), now(), $1, $2, 'TIE')`, [rows[0].id, alice.userId]);
+    await c.query(`insert into votes (id, created_at, comparison_id, user_id, outcome) values (gen_random_uuid(), now(), $1, $2, 'TIE')`, [
+      rows[0].id,
+      alice.userId,
+    ]);
     await c.query(`update comparison_results set category = 'code' where id = $1`, [rows[1].id]);
   });
 });
@@ -57,7 +77,11 @@ async function served(): Promise<Record<string, number>> {
 }
 
 /** The ordinary answer (first sight of the document) and the next one, which must be compiled. */
-async function bothWays(query: string, variables: Record<string, unknown>, token: string): Promise<{ ordinary: GqlResult; compiled: GqlResult; statements: number }> {
+async function bothWays(
+  query: string,
+  variables: Record<string, unknown>,
+  token: string,
+): Promise<{ ordinary: GqlResult; compiled: GqlResult; statements: number }> {
   const ordinary = await t.gql(query, variables, token, noCache);
   const before = (await served()).served ?? 0;
   const { result: compiled, count } = await t.countStatements(() => t.gql(query, variables, token, noCache));
@@ -93,20 +117,32 @@ const CORPUS: Array<[string, string, Record<string, unknown>]> = [
       fragment C on Conversation { cid: id name: title msgs: messages(first: 2) { nodes { ... { mid: id } role } } }`,
     {},
   ],
-  ['page info and a page size from a variable', `query Paged($n: Int) { conversations(first: $n) { pageInfo { hasNextPage endCursor __typename } nodes { id } } }`, { n: 3 }],
+  [
+    'page info and a page size from a variable',
+    `query Paged($n: Int) { conversations(first: $n) { pageInfo { hasNextPage endCursor __typename } nodes { id } } }`,
+    { n: 3 },
+  ],
   ['the last page', `query Last { conversations(first: 100) { nodes { id } pageInfo { endCursor hasNextPage } } }`, {}],
 ];
 
-it.each(CORPUS)('%s: byte-identical to the ordinary path, in as many statements as root fields at most', async (_name, query, variables) => {
-  for (const user of [alice, bob, empty]) {
-    const { ordinary, compiled, statements } = await bothWays(query.replace(/query (\w+)/, `query $1_${user === alice ? 'a' : user === bob ? 'b' : 'e'}`), variables, user.token);
-    expect(ordinary.errors).toBeUndefined();
-    expect(compiled.status).toBe(ordinary.status);
-    expect(compiled.raw).toBe(ordinary.raw);
-    for (const header of ['content-type', 'cache-control', 'x-cache']) expect([header, compiled.headers.get(header)]).toEqual([header, ordinary.headers.get(header)]);
-    expect(statements).toBeLessThanOrEqual(3);
-  }
-});
+it.each(CORPUS)(
+  '%s: byte-identical to the ordinary path, in as many statements as root fields at most',
+  async (_name, query, variables) => {
+    for (const user of [alice, bob, empty]) {
+      const { ordinary, compiled, statements } = await bothWays(
+        query.replace(/query (\w+)/, `query $1_${user === alice ? 'a' : user === bob ? 'b' : 'e'}`),
+        variables,
+        user.token,
+      );
+      expect(ordinary.errors).toBeUndefined();
+      expect(compiled.status).toBe(ordinary.status);
+      expect(compiled.raw).toBe(ordinary.raw);
+      for (const header of ['content-type', 'cache-control', 'x-cache'])
+        expect([header, compiled.headers.get(header)]).toEqual([header, ordinary.headers.get(header)]);
+      expect(statements).toBeLessThanOrEqual(3);
+    }
+  },
+);
 
 it('pages with cursors exactly as the ordinary path does', async () => {
   const query = `query Cursor($after: String) { comparisons(first: 2, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } }`;
@@ -190,7 +226,8 @@ it('leaves arguments the resolvers refuse to the ordinary path, which answers th
   const forged = await t.gql(query, { n: 2, after: 'bm90LWEtY3Vyc29y.forged' }, alice.token, noCache);
   expect(forged.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   // Another user's cursor does not verify for this user's list either.
-  const bobsCursor = (await t.gql(`{ conversations(first: 1) { pageInfo { endCursor } } }`, {}, bob.token)).data.conversations.pageInfo.endCursor;
+  const bobsCursor = (await t.gql(`{ conversations(first: 1) { pageInfo { endCursor } } }`, {}, bob.token)).data.conversations.pageInfo
+    .endCursor;
   const foreign = await t.gql(query, { n: 2, after: bobsCursor }, alice.token, noCache);
   expect(foreign.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   const after = await served();
@@ -246,7 +283,13 @@ describe('prepared statements (db/prepared.ts)', () => {
   afterAll(() => one?.close());
 
   const preparedOnConnection = async () =>
-    (await one.app.orm.em.getConnection().execute<Array<{ name: string; calls: string }>>(`select name from pg_prepared_statements where name like 'llmselect_%' order by name`)).map((r) => r.name);
+    (
+      await one.app.orm.em
+        .getConnection()
+        .execute<Array<{ name: string; calls: string }>>(
+          `select name from pg_prepared_statements where name like 'llmselect_%' order by name`,
+        )
+    ).map((r) => r.name);
 
   it('runs each compiled statement under one name, parsed once per connection, with its values bound (not inlined)', async () => {
     const query = `query Prepared { me { id } conversations(first: 3) { nodes { id } } }`;
@@ -282,7 +325,9 @@ describe('prepared statements (db/prepared.ts)', () => {
       expect(compiled.count).toBe(2);
       expect(compiled.statements.join('\n')).not.toContain(alice.userId);
       expect(compiled.result.raw).toBe((await one.gql(query, {}, alice.token, noCache)).raw);
-      const left = await unnamed.app.orm.em.getConnection().execute<Array<{ name: string }>>(`select name from pg_prepared_statements where name like 'llmselect_%'`);
+      const left = await unnamed.app.orm.em
+        .getConnection()
+        .execute<Array<{ name: string }>>(`select name from pg_prepared_statements where name like 'llmselect_%'`);
       expect(left).toEqual([]);
     } finally {
       await unnamed.close();
@@ -291,7 +336,8 @@ describe('prepared statements (db/prepared.ts)', () => {
 
   it('parses again a statement the server lost (DEALLOCATE ALL, DISCARD ALL, a swapped backend) instead of failing', async () => {
     const query = `query Lost { me { id email } }`;
-    const compiledReads = async () => Object.fromEntries((await one.app.metrics.compiledReads.get()).values.map((v) => [String(v.labels.outcome), v.value]));
+    const compiledReads = async () =>
+      Object.fromEntries((await one.app.metrics.compiledReads.get()).values.map((v) => [String(v.labels.outcome), v.value]));
     await one.gql(query, {}, alice.token, noCache);
     await one.gql(query, {}, alice.token, noCache);
     expect((await preparedOnConnection()).length).toBeGreaterThan(0);
@@ -314,7 +360,10 @@ describe('prepared statements (db/prepared.ts)', () => {
       const seen: Array<{ sql: string; failed: boolean }> = [];
       const stop = starved.app.queryObserver.onQuery((sql, _ms, failed) => void seen.push({ sql, failed }));
       const prepared = new PreparedStatements(starved.app.orm.em, starved.app.queryObserver);
-      const knex = starved.app.orm.em.getConnection().getKnex().client as unknown as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
+      const knex = starved.app.orm.em.getConnection().getKnex().client as unknown as {
+        acquireConnection(): Promise<unknown>;
+        releaseConnection(c: unknown): Promise<void>;
+      };
       const held = await knex.acquireConnection();
       try {
         await expect(prepared.query(prepared.prepare('select ?::int as n'), [1])).rejects.toThrow(/Timeout acquiring a connection/);

@@ -9,8 +9,12 @@ const SECRET = 'x'.repeat(40);
 
 describe('loadConfig', () => {
   it('requires JWT_SECRET and ENCRYPTION_KEY in production, naming the missing one', () => {
-    expect(() => loadConfig({ NODE_ENV: 'production', ENCRYPTION_KEY: KEY })).toThrow(new ConfigError('JWT_SECRET is required when NODE_ENV=production'));
-    expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET })).toThrow(new ConfigError('ENCRYPTION_KEY is required when NODE_ENV=production'));
+    expect(() => loadConfig({ NODE_ENV: 'production', ENCRYPTION_KEY: KEY })).toThrow(
+      new ConfigError('JWT_SECRET is required when NODE_ENV=production'),
+    );
+    expect(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET })).toThrow(
+      new ConfigError('ENCRYPTION_KEY is required when NODE_ENV=production'),
+    );
   });
 
   it.each([
@@ -27,9 +31,15 @@ describe('loadConfig', () => {
     [{ DB_STATEMENT_TIMEOUT_MS: '5s' }, /^DB_STATEMENT_TIMEOUT_MS must be an integer >= 0, got "5s"$/],
     [{ DB_LOCK_TIMEOUT_MS: '-1' }, /^DB_LOCK_TIMEOUT_MS must be an integer >= 0, got "-1"$/],
     [{ REQUEST_DEADLINE_MS: '15s' }, /^REQUEST_DEADLINE_MS must be an integer >= 0, got "15s"$/],
-    [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=sometimes' }, /^DATABASE_URL has sslmode=sometimes: it must be one of disable, allow, prefer, require, verify-ca, verify-full$/],
+    [
+      { DATABASE_URL: 'postgres://u:pw@db/x?sslmode=sometimes' },
+      /^DATABASE_URL has sslmode=sometimes: it must be one of disable, allow, prefer, require, verify-ca, verify-full$/,
+    ],
     [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=verify-full' }, /^DATABASE_URL has sslmode=verify-full, which needs DATABASE_CA_FILE/],
-    [{ DATABASE_URL: 'postgres://u:pw@db/x?sslmode=verify-ca', DATABASE_CA_FILE: '/nonexistent/ca.crt' }, /^DATABASE_URL has sslmode=verify-ca but DATABASE_CA_FILE \/nonexistent\/ca.crt cannot be read: ENOENT$/],
+    [
+      { DATABASE_URL: 'postgres://u:pw@db/x?sslmode=verify-ca', DATABASE_CA_FILE: '/nonexistent/ca.crt' },
+      /^DATABASE_URL has sslmode=verify-ca but DATABASE_CA_FILE \/nonexistent\/ca.crt cannot be read: ENOENT$/,
+    ],
     [{ OPERATOR_ENDPOINTS: 'https://api.openai.com/v1,not a url' }, /OPERATOR_ENDPOINTS: "not a url" is not an http\(s\) base URL/],
     [{ OPERATOR_ENDPOINTS: 'ftp://proxy.internal/v1' }, /OPERATOR_ENDPOINTS/],
     [{ OPERATOR_ENDPOINTS: 'https://user:pw@proxy.internal/v1' }, /OPERATOR_ENDPOINTS: .* must not contain credentials/],
@@ -55,11 +65,12 @@ describe('loadConfig', () => {
       'https://generativelanguage.googleapis.com/v1beta',
       'https://api.mistral.ai/v1',
     ]);
-    expect(loadConfig({ ...base, OPENAI_BASE_URL: 'http://Proxy.Internal:80/openai/' }).operatorEndpoints[0]).toBe('http://proxy.internal/openai');
-    expect(loadConfig({ ...base, OPERATOR_ENDPOINTS: ' https://llm.example.com/v1/ , http://10.0.0.5:11434/v1' }).operatorEndpoints).toEqual([
-      'https://llm.example.com/v1',
-      'http://10.0.0.5:11434/v1',
-    ]);
+    expect(loadConfig({ ...base, OPENAI_BASE_URL: 'http://Proxy.Internal:80/openai/' }).operatorEndpoints[0]).toBe(
+      'http://proxy.internal/openai',
+    );
+    expect(
+      loadConfig({ ...base, OPERATOR_ENDPOINTS: ' https://llm.example.com/v1/ , http://10.0.0.5:11434/v1' }).operatorEndpoints,
+    ).toEqual(['https://llm.example.com/v1', 'http://10.0.0.5:11434/v1']);
   });
 
   it('in production, LLM metrics carry provider labels only behind METRICS_TOKEN', () => {
@@ -87,7 +98,10 @@ describe('loadConfig', () => {
       authPerIp: { points: 30, windowSeconds: 900 },
     });
     expect(defaults).toMatchObject({ trustProxy: 0, userDailyBudgetUsd: 0 });
-    expect(loadConfig({ ...base, TRUST_PROXY: 'true', USER_DAILY_BUDGET_USD: '2.5' })).toMatchObject({ trustProxy: 1, userDailyBudgetUsd: 2.5 });
+    expect(loadConfig({ ...base, TRUST_PROXY: 'true', USER_DAILY_BUDGET_USD: '2.5' })).toMatchObject({
+      trustProxy: 1,
+      userDailyBudgetUsd: 2.5,
+    });
     expect(loadConfig({ ...base, TRUST_PROXY: '2' }).trustProxy).toBe(2);
   });
 
@@ -101,12 +115,16 @@ describe('loadConfig', () => {
       consensusAgreementMax: 0.55,
       consensusGap: 100,
     });
-    expect(loadConfig({ ...base, VOTE_CHANGE_WINDOW_SECONDS: '0', VOTE_DAILY_CAP: '0', VOTE_INTEGRITY_FIRST_POSITION_SHARE: '1.01' }).votes).toMatchObject({
+    expect(
+      loadConfig({ ...base, VOTE_CHANGE_WINDOW_SECONDS: '0', VOTE_DAILY_CAP: '0', VOTE_INTEGRITY_FIRST_POSITION_SHARE: '1.01' }).votes,
+    ).toMatchObject({
       changeWindowSeconds: 0,
       dailyCap: 0,
       firstPositionShare: 1.01,
     });
-    expect(() => loadConfig({ ...base, VOTE_DAILY_CAP: '-1' })).toThrow(new ConfigError('VOTE_DAILY_CAP must be an integer >= 0, got "-1"'));
+    expect(() => loadConfig({ ...base, VOTE_DAILY_CAP: '-1' })).toThrow(
+      new ConfigError('VOTE_DAILY_CAP must be an integer >= 0, got "-1"'),
+    );
     expect(() => loadConfig({ ...base, VOTE_INTEGRITY_MIN_VOTES: '0' })).toThrow(/VOTE_INTEGRITY_MIN_VOTES must be an integer >= 1/);
     expect(() => loadConfig({ ...base, VOTE_INTEGRITY_CONSENSUS_AGREEMENT_MAX: '1.5' })).toThrow(
       new ConfigError('VOTE_INTEGRITY_CONSENSUS_AGREEMENT_MAX must be a number between 0 and 1, got "1.5"'),
@@ -118,19 +136,29 @@ describe('loadConfig', () => {
     const base = { JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
     const local = ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'https://studio.apollographql.com'];
     expect(loadConfig({ ...base, NODE_ENV: 'test' }).cors.origins).toEqual(local);
-    expect(loadConfig({ ...base, NODE_ENV: 'development', DATA_DIR: mkdtempSync(join(tmpdir(), 'llmselect-config-')) }).cors.origins).toEqual(local);
+    expect(
+      loadConfig({ ...base, NODE_ENV: 'development', DATA_DIR: mkdtempSync(join(tmpdir(), 'llmselect-config-')) }).cors.origins,
+    ).toEqual(local);
     expect(loadConfig({ ...base, NODE_ENV: 'production' }).cors.origins).toEqual([]);
-    expect(loadConfig({ ...base, NODE_ENV: 'production', CORS_ORIGINS: ' https://app.example.com , https://*.preview.example.com,https://app.example.com' }).cors.origins).toEqual([
-      'https://app.example.com',
-      'https://*.preview.example.com',
-    ]);
+    expect(
+      loadConfig({
+        ...base,
+        NODE_ENV: 'production',
+        CORS_ORIGINS: ' https://app.example.com , https://*.preview.example.com,https://app.example.com',
+      }).cors.origins,
+    ).toEqual(['https://app.example.com', 'https://*.preview.example.com']);
     // Set, it replaces the development default; `*` is accepted outside production.
-    expect(loadConfig({ ...base, NODE_ENV: 'test', CORS_ORIGINS: 'http://localhost:5173' }).cors.origins).toEqual(['http://localhost:5173']);
+    expect(loadConfig({ ...base, NODE_ENV: 'test', CORS_ORIGINS: 'http://localhost:5173' }).cors.origins).toEqual([
+      'http://localhost:5173',
+    ]);
     expect(loadConfig({ ...base, NODE_ENV: 'test', CORS_ORIGINS: '*' }).cors.origins).toEqual(['*']);
   });
 
   it.each([
-    [{ NODE_ENV: 'production', CORS_ORIGINS: '*' }, 'CORS_ORIGINS=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it'],
+    [
+      { NODE_ENV: 'production', CORS_ORIGINS: '*' },
+      'CORS_ORIGINS=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it',
+    ],
     [{ NODE_ENV: 'production', CORS_ORIGINS: 'https://app.example.com,*' }, /CORS_ORIGINS=\* is refused in production/],
     [{ NODE_ENV: 'test', CORS_ORIGINS: 'https://app.example.com/app' }, /CORS_ORIGINS: "https:\/\/app.example.com\/app" is not an origin/],
     [{ NODE_ENV: 'test', CORS_ORIGINS: 'app.example.com' }, /CORS_ORIGINS: "app.example.com"/],
@@ -153,7 +181,10 @@ describe('loadConfig', () => {
   it('reads the database statement and lock timeouts (defaults 5000 and 2000 ms; 0 = none)', () => {
     const base = { NODE_ENV: 'test', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY };
     expect(loadConfig(base).dbTimeouts).toEqual({ statementMs: 5_000, lockMs: 2_000 });
-    expect(loadConfig({ ...base, DB_STATEMENT_TIMEOUT_MS: '0', DB_LOCK_TIMEOUT_MS: '750' }).dbTimeouts).toEqual({ statementMs: 0, lockMs: 750 });
+    expect(loadConfig({ ...base, DB_STATEMENT_TIMEOUT_MS: '0', DB_LOCK_TIMEOUT_MS: '750' }).dbTimeouts).toEqual({
+      statementMs: 0,
+      lockMs: 750,
+    });
   });
 
   it('reads the request deadline (default 15000 ms; 0 = none)', () => {
@@ -194,5 +225,7 @@ it('stops startup with one line when production is given CORS_ORIGINS=*', () => 
     timeout: 60_000,
   });
   expect(result.status).toBe(1);
-  expect(result.stderr.trim()).toBe('Configuration error: CORS_ORIGINS=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it');
+  expect(result.stderr.trim()).toBe(
+    'Configuration error: CORS_ORIGINS=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it',
+  );
 });

@@ -124,7 +124,9 @@ describeBrowser('a browser page on another origin (headless Chromium)', () => {
       const saved = await t.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input }, user.token);
       expect(saved.errors).toBeUndefined();
     }
-    expect((await t.gql(`mutation($title: String!) { createConversation(title: $title) { id } }`, { title }, user.token)).errors).toBeUndefined();
+    expect(
+      (await t.gql(`mutation($title: String!) { createConversation(title: $title) { id } }`, { title }, user.token)).errors,
+    ).toBeUndefined();
     return user;
   }
 
@@ -143,14 +145,18 @@ describeBrowser('a browser page on another origin (headless Chromium)', () => {
 
   async function load(origin: string): Promise<void> {
     await page.send('Page.navigate', { url: `${origin}/` });
-    await page.waitFor(`location.origin === ${JSON.stringify(origin)} && typeof window.run === 'function' && typeof graphqlSse === 'object'`);
+    await page.waitFor(
+      `location.origin === ${JSON.stringify(origin)} && typeof window.run === 'function' && typeof graphqlSse === 'object'`,
+    );
   }
 
   it('signs in, reads the history and follows a comparison over graphql-sse from the allowed origin', async () => {
     const user = await userWithKeys('browser-cors', 'read from another origin');
     await load(allowed.origin);
     const failedBefore = page.failures.length;
-    const out = await page.evaluate(`run(${JSON.stringify(t.url)}, ${JSON.stringify(user.email)}, 'correct horse battery', ${JSON.stringify(MODELS)})`);
+    const out = await page.evaluate(
+      `run(${JSON.stringify(t.url)}, ${JSON.stringify(user.email)}, 'correct horse battery', ${JSON.stringify(MODELS)})`,
+    );
     expect(out).toMatchObject({ step: 'done', login: { status: 200 } });
     expect(out.error).toBeUndefined();
     // Exposed headers are readable by the page.
@@ -166,16 +172,24 @@ describeBrowser('a browser page on another origin (headless Chromium)', () => {
 
   it('fails with a CORS error on /graphql and /graphql/stream from an origin CORS_ORIGINS does not list', async () => {
     const user = await userWithKeys('browser-cors-refused', 'never read');
-    const started = await t.gql(`mutation($input: RunComparisonInput!) { startComparison(input: $input) { id } }`, { input: { prompt: 'not from there', models: MODELS } }, user.token);
+    const started = await t.gql(
+      `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id } }`,
+      { input: { prompt: 'not from there', models: MODELS } },
+      user.token,
+    );
     expect(started.errors).toBeUndefined();
     await load(other.origin);
     const failedBefore = page.failures.length;
     const loggedBefore = t.logs.length;
-    const out = await page.evaluate(`run(${JSON.stringify(t.url)}, ${JSON.stringify(user.email)}, 'correct horse battery', ${JSON.stringify(MODELS)})`);
+    const out = await page.evaluate(
+      `run(${JSON.stringify(t.url)}, ${JSON.stringify(user.email)}, 'correct horse battery', ${JSON.stringify(MODELS)})`,
+    );
     expect(out.step).toBe('login');
     expect(out.error).toMatch(/TypeError: Failed to fetch/);
     // Even with a valid token handed to it, the page cannot open the event stream.
-    const stream = await page.evaluate(`followOnly(${JSON.stringify(t.url)}, ${JSON.stringify(user.token)}, ${JSON.stringify(started.data.startComparison.id)})`);
+    const stream = await page.evaluate(
+      `followOnly(${JSON.stringify(t.url)}, ${JSON.stringify(user.token)}, ${JSON.stringify(started.data.startComparison.id)})`,
+    );
     expect(stream.error).toBeDefined();
 
     // Chromium says why: the preflights were refused (403, no Access-Control-Allow-Origin).
@@ -188,6 +202,9 @@ describeBrowser('a browser page on another origin (headless Chromium)', () => {
     // The server answered the preflights 403 and never saw the requests they guarded.
     const lines = t.logs.slice(loggedBefore).map((l) => JSON.parse(l) as { method?: string; path?: string; status?: number });
     const requests = lines.filter((l) => l.method && l.path);
-    expect([...new Set(requests.map((l) => `${l.method} ${l.path} ${l.status}`))].sort()).toEqual(['OPTIONS /graphql 403', 'OPTIONS /graphql/stream 403']);
+    expect([...new Set(requests.map((l) => `${l.method} ${l.path} ${l.status}`))].sort()).toEqual([
+      'OPTIONS /graphql 403',
+      'OPTIONS /graphql/stream 403',
+    ]);
   });
 });

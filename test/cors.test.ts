@@ -30,7 +30,12 @@ function preflight(base: string, path: string, origin: string, method = 'POST') 
 function post(base: string, origin: string | undefined, query: string, token?: string, extra: Record<string, string> = {}) {
   return fetch(`${base}/graphql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(origin ? { origin } : {}), ...(token ? { authorization: `Bearer ${token}` } : {}), ...extra },
+    headers: {
+      'content-type': 'application/json',
+      ...(origin ? { origin } : {}),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...extra,
+    },
     body: JSON.stringify({ query }),
   });
 }
@@ -41,7 +46,10 @@ function corsHeaders(res: { headers: Headers }): Record<string, string> {
 }
 
 function varyTokens(res: { headers: Headers }): string[] {
-  return (res.headers.get('vary') ?? '').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
+  return (res.headers.get('vary') ?? '')
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter(Boolean);
 }
 
 /** An answer a page on `origin` may read, with the headers it may read listed. */
@@ -61,9 +69,21 @@ function expectNoCors(res: { headers: Headers }): void {
 
 describe('origin rules (CORS_ORIGINS entries)', () => {
   it.each([
-    ['http://localhost:*', ['http://localhost', 'http://localhost:5173', 'http://localhost:4000'], ['https://localhost:5173', 'http://localhost.evil.example:5173', 'http://localhost:5173.evil.example', 'http://127.0.0.1:5173']],
-    ['https://*.example.com', ['https://app.example.com', 'https://a.b.example.com'], ['https://example.com', 'https://evilexample.com', 'https://app.example.com.evil.org', 'http://app.example.com']],
-    ['https://app.example.com', ['https://app.example.com'], ['https://app.example.com:8443', 'https://api.example.com', 'http://app.example.com', 'null']],
+    [
+      'http://localhost:*',
+      ['http://localhost', 'http://localhost:5173', 'http://localhost:4000'],
+      ['https://localhost:5173', 'http://localhost.evil.example:5173', 'http://localhost:5173.evil.example', 'http://127.0.0.1:5173'],
+    ],
+    [
+      'https://*.example.com',
+      ['https://app.example.com', 'https://a.b.example.com'],
+      ['https://example.com', 'https://evilexample.com', 'https://app.example.com.evil.org', 'http://app.example.com'],
+    ],
+    [
+      'https://app.example.com',
+      ['https://app.example.com'],
+      ['https://app.example.com:8443', 'https://api.example.com', 'http://app.example.com', 'null'],
+    ],
     ['HTTPS://App.Example.com:443/', ['https://app.example.com'], ['https://App.Example.com:443']],
     ['http://[::1]:*', ['http://[::1]:5173'], ['http://[::2]:5173']],
     ['*', ['https://anything.example', 'http://localhost:1'], ['null']],
@@ -73,12 +93,20 @@ describe('origin rules (CORS_ORIGINS entries)', () => {
     for (const origin of refused) expect([origin, policy.allowsOrigin(origin)]).toEqual([origin, false]);
   });
 
-  it.each(['null', 'ftp://files.example.com', 'https://app.example.com/path', 'https://app.example.com?x=1', 'https://user@app.example.com', 'https://*', 'http://*:5173', 'https://app.*.com', 'https://app.example.com:99999', 'app.example.com'])(
-    'refuses %p',
-    (entry) => {
-      expect(() => parseOriginRule(entry)).toThrow();
-    },
-  );
+  it.each([
+    'null',
+    'ftp://files.example.com',
+    'https://app.example.com/path',
+    'https://app.example.com?x=1',
+    'https://user@app.example.com',
+    'https://*',
+    'http://*:5173',
+    'https://app.*.com',
+    'https://app.example.com:99999',
+    'app.example.com',
+  ])('refuses %p', (entry) => {
+    expect(() => parseOriginRule(entry)).toThrow();
+  });
 });
 
 it('keeps Vary: Origin when a route sets Vary later, directly or through writeHead', () => {
@@ -114,7 +142,9 @@ describe('in development (default CORS_ORIGINS: localhost, 127.0.0.1, Apollo San
         expect(res.headers.get('access-control-allow-origin')).toBe(origin);
         expect(res.headers.get('access-control-allow-methods')!.split(', ')).toEqual(expect.arrayContaining(['GET', 'POST']));
         const allowed = res.headers.get('access-control-allow-headers')!.split(', ');
-        expect(allowed).toEqual(expect.arrayContaining(['authorization', 'content-type', 'apollo-require-preflight', 'x-apollo-operation-name', 'last-event-id']));
+        expect(allowed).toEqual(
+          expect.arrayContaining(['authorization', 'content-type', 'apollo-require-preflight', 'x-apollo-operation-name', 'last-event-id']),
+        );
         expect(allowed).toEqual([...CORS_ALLOWED_HEADERS]);
         expect(Number(res.headers.get('access-control-max-age'))).toBeGreaterThan(0);
         expect(res.headers.get('access-control-allow-credentials')).toBeNull();
@@ -123,19 +153,25 @@ describe('in development (default CORS_ORIGINS: localhost, 127.0.0.1, Apollo San
     },
   );
 
-  it.each(ROUTES.flatMap((path) => [EVIL, 'http://localhost.evil.example:5173', 'https://studio.apollographql.com.evil.example', 'null'].map((origin) => [path, origin] as const)))(
-    'refuses a preflight to %s from %s: 403 FORBIDDEN, no CORS header',
-    async (path, origin) => {
-      const res = await preflight(t.url, path, origin);
-      expect(res.status).toBe(403);
-      expectNoCors(res);
-      expect(((await res.json()) as any).errors[0].extensions.code).toBe('FORBIDDEN');
-    },
-  );
+  it.each(
+    ROUTES.flatMap((path) =>
+      [EVIL, 'http://localhost.evil.example:5173', 'https://studio.apollographql.com.evil.example', 'null'].map(
+        (origin) => [path, origin] as const,
+      ),
+    ),
+  )('refuses a preflight to %s from %s: 403 FORBIDDEN, no CORS header', async (path, origin) => {
+    const res = await preflight(t.url, path, origin);
+    expect(res.status).toBe(403);
+    expectNoCors(res);
+    expect(((await res.json()) as any).errors[0].extensions.code).toBe('FORBIDDEN');
+  });
 
-  it('answers Chromium\'s Private Network Access preflight (Sandbox online calling a local server) for allowed origins only', async () => {
+  it("answers Chromium's Private Network Access preflight (Sandbox online calling a local server) for allowed origins only", async () => {
     const ask = (origin: string) =>
-      fetch(`${t.url}/graphql`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-private-network': 'true' } });
+      fetch(`${t.url}/graphql`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-private-network': 'true' },
+      });
     const sandbox = await ask(SANDBOX);
     expect(sandbox.status).toBe(204);
     expect(sandbox.headers.get('access-control-allow-private-network')).toBe('true');
@@ -197,7 +233,11 @@ describe('in development (default CORS_ORIGINS: localhost, 127.0.0.1, Apollo San
     expect(badToken.status).toBe(401);
     expectReadableBy(badToken, VITE);
     expect(badToken.headers.get('access-control-expose-headers')).toContain('www-authenticate');
-    const tooLarge = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { origin: VITE, 'content-type': 'application/json' }, body: 'x'.repeat(t.app.config.limits.maxBodyBytes + 1) });
+    const tooLarge = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { origin: VITE, 'content-type': 'application/json' },
+      body: 'x'.repeat(t.app.config.limits.maxBodyBytes + 1),
+    });
     expect(tooLarge.status).toBe(413);
     expectReadableBy(tooLarge, VITE);
     expect(((await tooLarge.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
@@ -208,7 +248,11 @@ describe('in development (default CORS_ORIGINS: localhost, 127.0.0.1, Apollo San
     });
     expect(streamTooLarge.status).toBe(413);
     expectReadableBy(streamTooLarge, VITE);
-    const streamBadToken = await fetch(`${t.url}/graphql/stream`, { method: 'POST', headers: { origin: VITE, 'content-type': 'application/json', accept: 'text/event-stream', authorization: 'Bearer not.a.jwt' }, body: '{}' });
+    const streamBadToken = await fetch(`${t.url}/graphql/stream`, {
+      method: 'POST',
+      headers: { origin: VITE, 'content-type': 'application/json', accept: 'text/event-stream', authorization: 'Bearer not.a.jwt' },
+      body: '{}',
+    });
     expect(streamBadToken.status).toBe(401);
     expectReadableBy(streamBadToken, VITE);
     const queryOnStream = await fetch(`${t.url}/graphql/stream`, {
@@ -226,9 +270,15 @@ describe('in development (default CORS_ORIGINS: localhost, 127.0.0.1, Apollo San
       { provider: 'OPENAI', apiKey: 'sk-cors-openai-0001' },
       { provider: 'ANTHROPIC', apiKey: 'sk-cors-anthropic-0002' },
     ]) {
-      expect((await t.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input }, user.token)).errors).toBeUndefined();
+      expect(
+        (await t.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input }, user.token)).errors,
+      ).toBeUndefined();
     }
-    const started = await t.gql(`mutation($input: RunComparisonInput!) { startComparison(input: $input) { id } }`, { input: { prompt: 'cors?', models: ['openai:gpt-4o', 'anthropic:claude-sonnet-4-5'] } }, user.token);
+    const started = await t.gql(
+      `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id } }`,
+      { input: { prompt: 'cors?', models: ['openai:gpt-4o', 'anthropic:claude-sonnet-4-5'] } },
+      user.token,
+    );
     expect(started.errors).toBeUndefined();
     const sub = await subscribe(t.url, EVENTS, { id: started.data.startComparison.id }, user.token, { origin: VITE });
     expect(sub.status).toBe(200);
@@ -250,7 +300,11 @@ describe('in development (default CORS_ORIGINS: localhost, 127.0.0.1, Apollo San
     for (const origin of [VITE, EVIL]) {
       const simpleGet = await fetch(`${t.url}/graphql?query=${encodeURIComponent('{ __typename }')}`, { headers: { origin } });
       expect(simpleGet.status).toBe(400);
-      const textPlain = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { origin, 'content-type': 'text/plain' }, body: JSON.stringify({ query: '{ __typename }' }) });
+      const textPlain = await fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { origin, 'content-type': 'text/plain' },
+        body: JSON.stringify({ query: '{ __typename }' }),
+      });
       expect(textPlain.status).toBe(400);
       expect(await textPlain.text()).toContain('Cross-Site Request Forgery');
     }
@@ -315,7 +369,11 @@ describe('in production', () => {
     const elsewhere = await post(configured.url, VITE, HISTORY, token);
     expect(elsewhere.status).toBe(200);
     expectNoCors(elsewhere);
-    const stream = await fetch(`${configured.url}/graphql/stream`, { method: 'POST', headers: { origin: APP, 'content-type': 'application/json', accept: 'text/event-stream', authorization: 'Bearer not.a.jwt' }, body: '{}' });
+    const stream = await fetch(`${configured.url}/graphql/stream`, {
+      method: 'POST',
+      headers: { origin: APP, 'content-type': 'application/json', accept: 'text/event-stream', authorization: 'Bearer not.a.jwt' },
+      body: '{}',
+    });
     expect(stream.status).toBe(401);
     expectReadableBy(stream, APP);
   });

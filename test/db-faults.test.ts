@@ -33,7 +33,7 @@ const REGISTER = `mutation($e: String!, $p: String!) { register(email: $e, passw
 const SAVE_KEY = `mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`;
 
 describe('a connection cut under a statement', () => {
-  it('is logged with the statement\'s placeholders, never its values, and answers 503 SERVICE_UNAVAILABLE with Retry-After', async () => {
+  it("is logged with the statement's placeholders, never its values, and answers 503 SERVICE_UNAVAILABLE with Retry-After", async () => {
     const { token } = await t.signUp('faults');
     const secrets = { email: 'cut-victim@example.com', password: 'cut password 12345', apiKey: 'sk-live-CUT-SECRET-777777' };
     const before = t.logs.length;
@@ -82,7 +82,12 @@ describe('a connection cut under a statement', () => {
   });
 
   it('a driver error without a SQLSTATE whose message inlines values is serialised with the literals masked', () => {
-    const error = Object.assign(new Error(`insert into "users" ("email", "password_hash") values ('x@example.com', '$argon2id$v=19$secret') - Connection terminated unexpectedly`), { name: 'ConnectionException' });
+    const error = Object.assign(
+      new Error(
+        `insert into "users" ("email", "password_hash") values ('x@example.com', '$argon2id$v=19$secret') - Connection terminated unexpectedly`,
+      ),
+      { name: 'ConnectionException' },
+    );
     const logged = JSON.stringify(serializeError(error));
     expect(logged).not.toContain('x@example.com');
     expect(logged).not.toContain('argon2id');

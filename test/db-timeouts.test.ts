@@ -19,7 +19,9 @@ const CREATE = `mutation($t: String) { createConversation(title: $t) { id } }`;
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await createTestApp({ env: { NODE_ENV: 'production', DB_LOCK_TIMEOUT_MS: '300', DB_STATEMENT_TIMEOUT_MS: '1500', DB_POOL_MAX: '5' } });
+  t = await createTestApp({
+    env: { NODE_ENV: 'production', DB_LOCK_TIMEOUT_MS: '300', DB_STATEMENT_TIMEOUT_MS: '1500', DB_POOL_MAX: '5' },
+  });
 });
 afterAll(() => t.close());
 
@@ -43,7 +45,11 @@ describe('statement and lock timeouts', () => {
       const connection = app.app.orm.em.getConnection();
       // Several at once: each from its own pooled connection.
       const rows = await Promise.all(
-        [1, 2, 3].map(() => connection.execute<Array<{ statement: string; lock: string }>>(`select current_setting('statement_timeout') as statement, current_setting('lock_timeout') as lock, pg_sleep(0.05)`)),
+        [1, 2, 3].map(() =>
+          connection.execute<Array<{ statement: string; lock: string }>>(
+            `select current_setting('statement_timeout') as statement, current_setting('lock_timeout') as lock, pg_sleep(0.05)`,
+          ),
+        ),
       );
       return rows.map((r) => ({ statement: r[0]!.statement, lock: r[0]!.lock }));
     };
@@ -74,7 +80,12 @@ describe('statement and lock timeouts', () => {
       for (const answer of answers) {
         expect(answer.status).toBe(503);
         expect(answer.headers.get('retry-after')).toBe('2');
-        expect(answer.errors).toEqual([expect.objectContaining({ message: 'The database is busy (a lock or statement timeout), retry later', extensions: { code: 'SERVICE_UNAVAILABLE' } })]);
+        expect(answer.errors).toEqual([
+          expect.objectContaining({
+            message: 'The database is busy (a lock or statement timeout), retry later',
+            extensions: { code: 'SERVICE_UNAVAILABLE' },
+          }),
+        ]);
         expect(answer.raw).not.toMatch(/update|lock_timeout|55P03|renamed/i);
       }
       const mine = await t.gql(`{ conversations(first: 5) { nodes { title } } }`, {}, other.token);
@@ -136,75 +147,83 @@ describe('request deadline (REQUEST_DEADLINE_MS)', () => {
     await fake?.close();
   });
 
-  it('a request whose statements each stay within the statement timeout ends as a whole at the deadline: '
-    + 'the one running is cancelled, the rest never sent, SERVICE_UNAVAILABLE (503, Retry-After)', async () => {
-    const owner = await d.signUp('deadline');
-    const id = (await d.gql(CREATE, { t: 'before' }, owner.token)).data.createConversation.id as string;
-    // This test's rows only (titles starting "slow "): every UPDATE of one takes 300 ms, half the statement timeout (600 ms).
-    const admin = new Client({ connectionString: d.db.url });
-    await admin.connect();
-    try {
-      await admin.query(`create or replace function slow_rename() returns trigger language plpgsql
-        as $$ begin perform pg_sleep(0.3); return new; end $$`);
-      await admin.query(`create trigger slow_rename before update on conversations
-        for each row when (new.title like 'slow %') execute function slow_rename()`);
-    } finally {
-      await admin.end();
-    }
-    // Mutations run one after another: five renames of 300 ms each sum to 1.5 s, past the 1 s deadline.
-    const aliases = ['a', 'b', 'c', 'd', 'e'];
-    const renames = aliases.map((a) => `${a}: renameConversation(id: $id, title: "slow ${a}") { id title }`);
-    const document = `mutation($id: ID!) { ${renames.join(' ')} }`;
-    const { result: answer, statements } = await d.countStatements(() => d.gql(document, { id }, owner.token));
-
-    // Before: 200, all five renames done (1.5 s). Now the rename running at the deadline is cancelled (or not sent),
-    // and being non-null its error ends the operation: nothing after it runs.
-    expect(answer.status).toBe(503);
-    expect(answer.headers.get('retry-after')).toBe('2');
-    expect(answer.errors).toEqual([expect.objectContaining({ message: DEADLINE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE' } })]);
-    expect(answer.raw).not.toMatch(/update|statement_timeout|57014|deadline of|slow_rename|at .*\.ts/i);
-    const cut = aliases.indexOf(answer.errors![0]!.path![0] as string);
-    expect(cut).toBeGreaterThanOrEqual(1);
-    // What ran before the cut was committed; the cut rename was rolled back; nothing after it was sent.
-    const updates = statements.filter((sql) => /^update\s+"?conversations"?/i.test(sql));
-    expect(updates.length).toBeLessThanOrEqual(cut + 1);
-    const stored = await d.gql(`query($id: ID!) { conversation(id: $id) { title } }`, { id }, owner.token);
-    expect(stored.data.conversation.title).toBe(`slow ${aliases[cut - 1]}`);
-  });
-
-  it('a statement starting with less time left than DB_STATEMENT_TIMEOUT_MS runs with its timeout lowered to what is left: '
-    + 'cancelled at the deadline', async () => {
-    // A deadline shorter than the statement timeout: the first statement already has less time than the pool gives it.
-    const env = { NODE_ENV: 'production', DB_STATEMENT_TIMEOUT_MS: '5000', REQUEST_DEADLINE_MS: '500' };
-    const short = await createTestApp({ db: d.db, env });
-    try {
-      const owner = await short.signUp('deadline-cap');
-      const id = (await short.gql(CREATE, { t: 'before' }, owner.token)).data.createConversation.id as string;
+  it(
+    'a request whose statements each stay within the statement timeout ends as a whole at the deadline: ' +
+      'the one running is cancelled, the rest never sent, SERVICE_UNAVAILABLE (503, Retry-After)',
+    async () => {
+      const owner = await d.signUp('deadline');
+      const id = (await d.gql(CREATE, { t: 'before' }, owner.token)).data.createConversation.id as string;
+      // This test's rows only (titles starting "slow "): every UPDATE of one takes 300 ms, half the statement timeout (600 ms).
       const admin = new Client({ connectionString: d.db.url });
       await admin.connect();
       try {
-        // This test's row only: its UPDATE takes 2 s, well within the statement timeout (5 s), past the deadline (0.5 s).
-        await admin.query(`create or replace function sleepy_rename() returns trigger language plpgsql
-          as $$ begin perform pg_sleep(2); return new; end $$`);
-        await admin.query(`create trigger sleepy_rename before update on conversations
-          for each row when (new.id = '${id}') execute function sleepy_rename()`);
+        await admin.query(`create or replace function slow_rename() returns trigger language plpgsql
+        as $$ begin perform pg_sleep(0.3); return new; end $$`);
+        await admin.query(`create trigger slow_rename before update on conversations
+        for each row when (new.title like 'slow %') execute function slow_rename()`);
       } finally {
         await admin.end();
       }
-      const { result: answer, statements } = await short.countStatements(() => short.gql(RENAME, { id, t: 'renamed' }, owner.token));
-      // Before: 200 after 2 s. Now PostgreSQL cancels the UPDATE it was sent at the deadline.
-      expect(answer.status).toBe(503);
-      expect(answer.errors).toEqual([expect.objectContaining({ message: DEADLINE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE' } })]);
-      expect(statements.filter((sql) => /^update\s+"?conversations"?/i.test(sql))).toHaveLength(1);
-      const stored = await short.gql(`query($id: ID!) { conversation(id: $id) { title } }`, { id }, owner.token);
-      expect(stored.data.conversation.title).toBe('before');
-    } finally {
-      await short.close();
-    }
-  });
+      // Mutations run one after another: five renames of 300 ms each sum to 1.5 s, past the 1 s deadline.
+      const aliases = ['a', 'b', 'c', 'd', 'e'];
+      const renames = aliases.map((a) => `${a}: renameConversation(id: $id, title: "slow ${a}") { id title }`);
+      const document = `mutation($id: ID!) { ${renames.join(' ')} }`;
+      const { result: answer, statements } = await d.countStatements(() => d.gql(document, { id }, owner.token));
 
-  it('time spent waiting for models does not count: runComparison and sendMessage with a model slower than the deadline '
-    + 'answer', async () => {
+      // Before: 200, all five renames done (1.5 s). Now the rename running at the deadline is cancelled (or not sent),
+      // and being non-null its error ends the operation: nothing after it runs.
+      expect(answer.status).toBe(503);
+      expect(answer.headers.get('retry-after')).toBe('2');
+      expect(answer.errors).toEqual([expect.objectContaining({ message: DEADLINE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE' } })]);
+      expect(answer.raw).not.toMatch(/update|statement_timeout|57014|deadline of|slow_rename|at .*\.ts/i);
+      const cut = aliases.indexOf(answer.errors![0]!.path![0] as string);
+      expect(cut).toBeGreaterThanOrEqual(1);
+      // What ran before the cut was committed; the cut rename was rolled back; nothing after it was sent.
+      const updates = statements.filter((sql) => /^update\s+"?conversations"?/i.test(sql));
+      expect(updates.length).toBeLessThanOrEqual(cut + 1);
+      const stored = await d.gql(`query($id: ID!) { conversation(id: $id) { title } }`, { id }, owner.token);
+      expect(stored.data.conversation.title).toBe(`slow ${aliases[cut - 1]}`);
+    },
+  );
+
+  it(
+    'a statement starting with less time left than DB_STATEMENT_TIMEOUT_MS runs with its timeout lowered to what is left: ' +
+      'cancelled at the deadline',
+    async () => {
+      // A deadline shorter than the statement timeout: the first statement already has less time than the pool gives it.
+      const env = { NODE_ENV: 'production', DB_STATEMENT_TIMEOUT_MS: '5000', REQUEST_DEADLINE_MS: '500' };
+      const short = await createTestApp({ db: d.db, env });
+      try {
+        const owner = await short.signUp('deadline-cap');
+        const id = (await short.gql(CREATE, { t: 'before' }, owner.token)).data.createConversation.id as string;
+        const admin = new Client({ connectionString: d.db.url });
+        await admin.connect();
+        try {
+          // This test's row only: its UPDATE takes 2 s, well within the statement timeout (5 s), past the deadline (0.5 s).
+          await admin.query(`create or replace function sleepy_rename() returns trigger language plpgsql
+          as $$ begin perform pg_sleep(2); return new; end $$`);
+          await admin.query(`create trigger sleepy_rename before update on conversations
+          for each row when (new.id = '${id}') execute function sleepy_rename()`);
+        } finally {
+          await admin.end();
+        }
+        const { result: answer, statements } = await short.countStatements(() => short.gql(RENAME, { id, t: 'renamed' }, owner.token));
+        // Before: 200 after 2 s. Now PostgreSQL cancels the UPDATE it was sent at the deadline.
+        expect(answer.status).toBe(503);
+        expect(answer.errors).toEqual([
+          expect.objectContaining({ message: DEADLINE_MESSAGE, extensions: { code: 'SERVICE_UNAVAILABLE' } }),
+        ]);
+        expect(statements.filter((sql) => /^update\s+"?conversations"?/i.test(sql))).toHaveLength(1);
+        const stored = await short.gql(`query($id: ID!) { conversation(id: $id) { title } }`, { id }, owner.token);
+        expect(stored.data.conversation.title).toBe('before');
+      } finally {
+        await short.close();
+      }
+    },
+  );
+
+  it('time spent waiting for models does not count: runComparison and sendMessage with a model slower than the deadline ' +
+    'answer', async () => {
     // Its own instance with more room: the statements around the model calls must fit in the deadline on a busy machine.
     const own = await createTestApp({ db: d.db, env: { ...fake.providerEnv(), NODE_ENV: 'production', REQUEST_DEADLINE_MS: '2500' } });
     try {

@@ -25,7 +25,14 @@ const withMode = (mode: string) => `${pg.url}?sslmode=${mode}`;
 
 /** Whether the ORM's own pooled connection is encrypted, as the server sees it. */
 async function encrypted(url: string, caFile?: string): Promise<boolean> {
-  const orm = await connectOrm(createOrmOptions({ clientUrl: url, caFile, pool: { min: 0, max: 1, acquireTimeoutMs: 5_000, idleTimeoutMs: 1_000 }, entities: ENTITIES }));
+  const orm = await connectOrm(
+    createOrmOptions({
+      clientUrl: url,
+      caFile,
+      pool: { min: 0, max: 1, acquireTimeoutMs: 5_000, idleTimeoutMs: 1_000 },
+      entities: ENTITIES,
+    }),
+  );
   try {
     const [row] = await orm.em.getConnection().execute<Array<{ ssl: boolean }>>('select ssl from pg_stat_ssl where pid = pg_backend_pid()');
     return row!.ssl;
@@ -57,9 +64,13 @@ describe('sslmode in DATABASE_URL', () => {
   it('sslmode=require against a server without TLS stops startup with one line', async () => {
     await pg.setSsl(false);
     const failure = await startFailure(withMode('require'));
-    expect(failure).toMatch(/^cannot use the database 127\.0\.0\.1:\d+\/llmselect \(sslmode=require\): The server does not support SSL connections$/);
+    expect(failure).toMatch(
+      /^cannot use the database 127\.0\.0\.1:\d+\/llmselect \(sslmode=require\): The server does not support SSL connections$/,
+    );
     // verify-full too; prefer and disable fall back to / use plaintext, as libpq does.
-    expect(await startFailure(withMode('verify-full'), pg.caFile)).toMatch(/\(sslmode=verify-full\): The server does not support SSL connections$/);
+    expect(await startFailure(withMode('verify-full'), pg.caFile)).toMatch(
+      /\(sslmode=verify-full\): The server does not support SSL connections$/,
+    );
     expect(await encrypted(withMode('prefer'))).toBe(false);
     expect(await encrypted(withMode('disable'))).toBe(false);
   });
@@ -78,7 +89,25 @@ describe('sslmode in DATABASE_URL', () => {
     expect(await encrypted(withMode('verify-full'), pg.caFile)).toBe(true);
     expect(await encrypted(withMode('verify-ca'), pg.caFile)).toBe(true);
     const otherDir = mkdtempSync(join(tmpdir(), 'llmselect-ca-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=other', '-keyout', join(otherDir, 'k'), '-out', join(otherDir, 'ca.crt')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=other',
+        '-keyout',
+        join(otherDir, 'k'),
+        '-out',
+        join(otherDir, 'ca.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
     const failure = await startFailure(withMode('verify-full'), join(otherDir, 'ca.crt'));
     expect(failure).toMatch(/^cannot use the database 127\.0\.0\.1:\d+\/llmselect \(sslmode=verify-full\): .*self[- ]signed certificate/);
     expect(failure).not.toContain('\n');

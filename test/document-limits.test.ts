@@ -32,16 +32,20 @@ function fragmentChain(n = 24): string {
  */
 function uploadWithoutEnd(baseUrl: string, path: string, size: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${baseUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' } }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => {
-        resolve({ status: res.statusCode!, body });
-        req.destroy();
-      });
-      res.on('error', reject);
-    });
+    const req = httpRequest(
+      `${baseUrl}${path}`,
+      { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          resolve({ status: res.statusCode!, body });
+          req.destroy();
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     const chunk = Buffer.alloc(64 * 1024, 0x20);
     for (let sent = 0; sent < size; sent += chunk.length) req.write(chunk);
@@ -107,10 +111,16 @@ let token: string;
 
 beforeAll(async () => {
   fake = await FakeLlmServer.start();
-  t = await createTestApp({ env: { OPENAI_BASE_URL: fake.baseUrls.openai, ANTHROPIC_BASE_URL: fake.baseUrls.anthropic, MAX_BODY_BYTES: String(256 * 1024) } });
+  t = await createTestApp({
+    env: { OPENAI_BASE_URL: fake.baseUrls.openai, ANTHROPIC_BASE_URL: fake.baseUrls.anthropic, MAX_BODY_BYTES: String(256 * 1024) },
+  });
   prod = await createTestApp({ env: { NODE_ENV: 'production' } });
   ({ token } = await t.signUp('limits'));
-  await t.gql(`mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`, { i: { provider: 'OPENAI', apiKey: 'sk-limits-0001' } }, token);
+  await t.gql(
+    `mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`,
+    { i: { provider: 'OPENAI', apiKey: 'sk-limits-0001' } },
+    token,
+  );
 });
 afterAll(async () => {
   await t?.close();
@@ -168,7 +178,10 @@ describe('aliases, tokens and directives', () => {
     expect(report.errors?.[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
     const res = await refusedBeforeExecution(`{ ${Array.from({ length: 60 }, (_, i) => alias(i)).join(' ')} }`);
     expect(res.status).toBe(400);
-    expect(res.errors?.[0]).toMatchObject({ message: expect.stringMatching(/Aliases limit of 15 exceeded, found 60/), extensions: { code: 'QUERY_TOO_COMPLEX' } });
+    expect(res.errors?.[0]).toMatchObject({
+      message: expect.stringMatching(/Aliases limit of 15 exceeded, found 60/),
+      extensions: { code: 'QUERY_TOO_COMPLEX' },
+    });
 
     // Structurally: graphql's own rules never ran on it (no overlapping-field errors for 300 × 300 pairs).
     const guard = createDocumentGuard({ limits: LIMITS, production: true, providerCallingFields: PROVIDER_CALLING_MUTATIONS });
@@ -187,11 +200,16 @@ describe('aliases, tokens and directives', () => {
     const huge = `{ me { ${'id '.repeat(80_000)} } }`; // ~240 KB, under the 256 KB body limit of this app
     const res = await refusedBeforeExecution(huge);
     expect(res.status).toBe(400);
-    expect(res.errors?.[0]).toMatchObject({ message: 'Document contains more than 2000 tokens. Parsing aborted.', extensions: { code: 'QUERY_TOO_COMPLEX' } });
+    expect(res.errors?.[0]).toMatchObject({
+      message: 'Document contains more than 2000 tokens. Parsing aborted.',
+      extensions: { code: 'QUERY_TOO_COMPLEX' },
+    });
   });
 
   it('refuses more than 50 directives', async () => {
-    const res = await refusedBeforeExecution(`{ me { ${Array.from({ length: 51 }, (_, i) => `f${i}: id @include(if: true)`).join(' ')} } }`);
+    const res = await refusedBeforeExecution(
+      `{ me { ${Array.from({ length: 51 }, (_, i) => `f${i}: id @include(if: true)`).join(' ')} } }`,
+    );
     // 51 aliases would also be refused: the directive limit is reported too.
     expect(res.errors?.map((e) => e.extensions?.code)).toContain('QUERY_TOO_COMPLEX');
     expect(res.errors?.some((e) => /Directives limit of 50 exceeded/.test(e.message))).toBe(true);
@@ -210,7 +228,10 @@ describe('cost with variables', () => {
 
   it('multiplies a subtree by first: $n', async () => {
     const res = await refusedBeforeExecution(PAGES, { n: 100, m: 100 });
-    expect(res.errors?.[0]).toMatchObject({ extensions: { code: 'QUERY_TOO_COMPLEX' }, message: expect.stringMatching(/Query cost \d+ exceeds the limit of 10000/) });
+    expect(res.errors?.[0]).toMatchObject({
+      extensions: { code: 'QUERY_TOO_COMPLEX' },
+      message: expect.stringMatching(/Query cost \d+ exceeds the limit of 10000/),
+    });
     const small = await t.gql(PAGES, { n: 5, m: 5 }, token);
     expect(small.errors).toBeUndefined();
   });
@@ -239,15 +260,25 @@ describe('provider-calling fields', () => {
     const before = fake.requests.length;
     const twice = `mutation($i: RunComparisonInput!) { a: startComparison(input: $i) { id } b: startComparison(input: $i) { id } }`;
     const res = await refusedBeforeExecution(twice, { i: input });
-    expect(res.errors?.[0]).toMatchObject({ extensions: { code: 'QUERY_TOO_COMPLEX' }, message: expect.stringMatching(/at most one model-calling field, found 2 \(a, b\)/) });
+    expect(res.errors?.[0]).toMatchObject({
+      extensions: { code: 'QUERY_TOO_COMPLEX' },
+      message: expect.stringMatching(/at most one model-calling field, found 2 \(a, b\)/),
+    });
     const mixed = `mutation($i: RunComparisonInput!, $m: SendMessageInput!) { ...Start sendMessage(input: $m) { id } } fragment Start on Mutation { startComparison(input: $i) { id } }`;
-    const viaFragment = await refusedBeforeExecution(mixed, { i: input, m: { conversationId: '00000000-0000-0000-0000-000000000000', content: 'x', model: 'openai:a' } });
+    const viaFragment = await refusedBeforeExecution(mixed, {
+      i: input,
+      m: { conversationId: '00000000-0000-0000-0000-000000000000', content: 'x', model: 'openai:a' },
+    });
     expect(viaFragment.errors?.[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
     expect(fake.requests.length).toBe(before);
   });
 
   it('still runs one, alongside other fields', async () => {
-    const res = await t.gql(`mutation($i: RunComparisonInput!) { createConversation(title: "x") { id } runComparison(input: $i) { id } }`, { i: input }, token);
+    const res = await t.gql(
+      `mutation($i: RunComparisonInput!) { createConversation(title: "x") { id } runComparison(input: $i) { id } }`,
+      { i: input },
+      token,
+    );
     expect(res.errors).toBeUndefined();
   });
 });
@@ -278,11 +309,14 @@ describe('request bodies over the limit', () => {
     }
   });
 
-  it.each(['/graphql', '/graphql/stream'])('answer 413 on %s as soon as a chunked upload passes the limit, without waiting for its end', async (path) => {
-    const res = await uploadWithoutEnd(t.url, path, 300 * 1024);
-    expect(res.status).toBe(413);
-    expect(JSON.parse(res.body).errors[0].message).toMatch(/Request body too large: the limit is 262144 bytes/);
-  });
+  it.each(['/graphql', '/graphql/stream'])(
+    'answer 413 on %s as soon as a chunked upload passes the limit, without waiting for its end',
+    async (path) => {
+      const res = await uploadWithoutEnd(t.url, path, 300 * 1024);
+      expect(res.status).toBe(413);
+      expect(JSON.parse(res.body).errors[0].message).toMatch(/Request body too large: the limit is 262144 bytes/);
+    },
+  );
 
   // Issue 17: the connection was closed with the upload unread, so a client still writing got a reset (EPIPE) and no 413.
   describe.each(['/graphql', '/graphql/stream'])('a client still writing reads the 413 on %s (lingering close)', (path) => {
@@ -342,17 +376,30 @@ describe('/graphql/stream', () => {
     });
     const body = (await res.json()) as any;
     expect(body.errors[0].extensions.code).toBe('GRAPHQL_VALIDATION_FAILED');
-    const syntax = (await (await fetch(`${t.url}/graphql/stream`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: JSON.stringify({ query: 'subscription {' }) })).json()) as any;
+    const syntax = (await (
+      await fetch(`${t.url}/graphql/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify({ query: 'subscription {' }),
+      })
+    ).json()) as any;
     expect(syntax.errors[0].extensions.code).toBe('GRAPHQL_VALIDATION_FAILED');
   });
 
   it('applies the same document limits', async () => {
     const post = async (query: string, variables: Record<string, unknown> = {}) =>
-      ((await fetch(`${t.url}/graphql/stream`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${token}` }, body: JSON.stringify({ query, variables }) })).json()) as any;
+      (
+        await fetch(`${t.url}/graphql/stream`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ query, variables }),
+        })
+      ).json() as any;
     const aliases = Array.from({ length: 16 }, (_, i) => `a${i}: comparisonEvents(comparisonId: $id) { status }`);
-    expect((await post(`subscription($id: ID!) { ${aliases.join(' ')} }`, { id: 'x' })).errors[0].extensions.code).toBe('QUERY_TOO_COMPLEX');
+    expect((await post(`subscription($id: ID!) { ${aliases.join(' ')} }`, { id: 'x' })).errors[0].extensions.code).toBe(
+      'QUERY_TOO_COMPLEX',
+    );
     expect((await post(`subscription { ${'__typename '.repeat(2_100)} }`)).errors[0].extensions.code).toBe('QUERY_TOO_COMPLEX');
     expect((await post(EVENTS, { id: 'a\u0000b' })).errors[0].extensions.code).toBe('BAD_USER_INPUT');
   });
 });
-

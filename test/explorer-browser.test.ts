@@ -92,9 +92,7 @@ describeBrowser('the explorer in headless Chromium, offline', () => {
       return 'ok';
     })()`);
     expect(picked).toBe('ok');
-    await page.waitFor(
-      `(${queryPane} || '').includes('query History')`,
-    );
+    await page.waitFor(`(${queryPane} || '').includes('query History')`);
     await page.waitFor(`[...document.querySelectorAll('.graphiql-tab-active')].some((el) => el.textContent.includes('History'))`);
     const resultText = resultPane;
     // GraphiQL updates the operation name a moment after a tab switch: a run in between sends the previous

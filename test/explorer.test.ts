@@ -60,7 +60,9 @@ describe('the local explorer (outside production)', () => {
 
   it('still answers GraphQL over GET and JSON clients at /graphql', async () => {
     const t = await app();
-    const get = await fetch(`${t.url}/graphql?query=${encodeURIComponent('{ __typename }')}`, { headers: { accept: 'application/json', 'apollo-require-preflight': 'true' } });
+    const get = await fetch(`${t.url}/graphql?query=${encodeURIComponent('{ __typename }')}`, {
+      headers: { accept: 'application/json', 'apollo-require-preflight': 'true' },
+    });
     expect(await get.json()).toEqual({ data: { __typename: 'Query' } });
     expect((await t.gql('{ __typename }')).data).toEqual({ __typename: 'Query' });
     expect((await fetch(`${t.url}/explorer/nope.js`)).status).toBe(404);

@@ -187,7 +187,12 @@ describe.each(PROVIDERS)('%s through the AI SDK', (provider, fakeProvider) => {
   });
 
   it('hang + AbortSignal.timeout → TIMEOUT (generateText)', async () => {
-    const error = await generateText({ ...CALL, model: model(provider, 'model-hang'), prompt: 'Hi', abortSignal: AbortSignal.timeout(200) }).then(
+    const error = await generateText({
+      ...CALL,
+      model: model(provider, 'model-hang'),
+      prompt: 'Hi',
+      abortSignal: AbortSignal.timeout(200),
+    }).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -274,7 +279,9 @@ describe('provider URLs', () => {
   });
 
   it('azureV1Url mirrors the SDK rule for Azure hosts', () => {
-    expect(azureV1Url('https://res.openai.azure.com/openai', '/models')).toBe('https://res.openai.azure.com/openai/v1/models?api-version=v1');
+    expect(azureV1Url('https://res.openai.azure.com/openai', '/models')).toBe(
+      'https://res.openai.azure.com/openai/v1/models?api-version=v1',
+    );
     expect(azureV1Url('https://res.openai.azure.com/openai/v1', '/models')).toBe('https://res.openai.azure.com/openai/v1/models');
     expect(azureV1Url('http://127.0.0.1:1/azure/openai/v1', '/models')).toBe('http://127.0.0.1:1/azure/openai/v1/models');
   });
@@ -324,7 +331,9 @@ describe('classifyProviderError', () => {
   });
 
   it("recognises Gemini's 400 API_KEY_INVALID as AUTH", () => {
-    const data = { error: { code: 400, message: 'API key not valid.', status: 'INVALID_ARGUMENT', details: [{ reason: 'API_KEY_INVALID' }] } };
+    const data = {
+      error: { code: 400, message: 'API key not valid.', status: 'INVALID_ARGUMENT', details: [{ reason: 'API_KEY_INVALID' }] },
+    };
     expect(classifyProviderError('google', apiError(400, data)).reason).toBe('AUTH');
   });
 

@@ -28,20 +28,29 @@ let user: { token: string; userId: string };
 beforeAll(async () => {
   t = await createTestApp();
   user = await t.signUp('hot');
-  await seedUserData(t.db.url, user.userId, { conversations: 25, messagesPerConversation: 12, comparisons: 12, responsesPerComparison: 3, votes: true });
+  await seedUserData(t.db.url, user.userId, {
+    conversations: 25,
+    messagesPerConversation: 12,
+    comparisons: 12,
+    responsesPerComparison: 3,
+    votes: true,
+  });
 });
 afterAll(() => t?.close());
 
 const noCache = { 'cache-control': 'no-cache' };
 
-it.each([1, 10, 20])('a %i-conversation history page runs 3 statements: me, conversations with their message pages, comparisons with their responses', async (n) => {
-  const { count, statements, result } = await t.countStatements(() => t.gql(HISTORY, { n }, user.token, noCache));
-  expect(result.errors).toBeUndefined();
-  expect(result.data.conversations.nodes).toHaveLength(n);
-  expect(result.data.conversations.nodes[0].messages.nodes).toHaveLength(10);
-  expect(result.data.comparisons.nodes[0].responses).toHaveLength(3);
-  expect({ count, statements }).toEqual({ count: 3, statements: expect.any(Array) });
-});
+it.each([1, 10, 20])(
+  'a %i-conversation history page runs 3 statements: me, conversations with their message pages, comparisons with their responses',
+  async (n) => {
+    const { count, statements, result } = await t.countStatements(() => t.gql(HISTORY, { n }, user.token, noCache));
+    expect(result.errors).toBeUndefined();
+    expect(result.data.conversations.nodes).toHaveLength(n);
+    expect(result.data.conversations.nodes[0].messages.nodes).toHaveLength(10);
+    expect(result.data.comparisons.nodes[0].responses).toHaveLength(3);
+    expect({ count, statements }).toEqual({ count: 3, statements: expect.any(Array) });
+  },
+);
 
 it('answers a hit at the edge: the stored bytes, no SQL, no resolver, no GraphQL operation', async () => {
   const miss = await t.gql(HISTORY, { n: 20 }, user.token, noCache);
@@ -109,23 +118,26 @@ function rawGet(url: string, headers: Record<string, string>): Promise<RawAnswer
 }
 
 describe('one validator per stored entry (issue 17: the first revalidation answered 200)', () => {
-  it('a GET the edge steps aside for (Accept: application/graphql-response+json): the miss and the hit send the entry\'s ETag, '
-    + 'and the first revalidation answers 304', async () => {
-    const owner = await t.signUp('etag-accept');
-    const url = `${t.url}/graphql?query=${encodeURIComponent('{ me { email } }')}`;
-    const accept = 'application/graphql-response+json';
-    const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true', accept };
-    const miss = await rawGet(url, headers);
-    expect(miss).toMatchObject({ status: 200, cache: 'MISS', etag: expect.stringMatching(/^W\/"0\./) });
-    // Answered by Apollo's plugin from the stored entry (before: W/"<sha1 of the body>").
-    const hit = await rawGet(url, headers);
-    expect(hit).toMatchObject({ status: 200, cache: 'HIT', etag: miss.etag });
-    expect(JSON.parse(hit.body)).toEqual(JSON.parse(miss.body));
-    const revalidated = await rawGet(url, { ...headers, 'if-none-match': miss.etag! });
-    expect(revalidated).toMatchObject({ status: 304, etag: miss.etag, body: '' });
-  });
+  it(
+    "a GET the edge steps aside for (Accept: application/graphql-response+json): the miss and the hit send the entry's ETag, " +
+      'and the first revalidation answers 304',
+    async () => {
+      const owner = await t.signUp('etag-accept');
+      const url = `${t.url}/graphql?query=${encodeURIComponent('{ me { email } }')}`;
+      const accept = 'application/graphql-response+json';
+      const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true', accept };
+      const miss = await rawGet(url, headers);
+      expect(miss).toMatchObject({ status: 200, cache: 'MISS', etag: expect.stringMatching(/^W\/"0\./) });
+      // Answered by Apollo's plugin from the stored entry (before: W/"<sha1 of the body>").
+      const hit = await rawGet(url, headers);
+      expect(hit).toMatchObject({ status: 200, cache: 'HIT', etag: miss.etag });
+      expect(JSON.parse(hit.body)).toEqual(JSON.parse(miss.body));
+      const revalidated = await rawGet(url, { ...headers, 'if-none-match': miss.etag! });
+      expect(revalidated).toMatchObject({ status: 304, etag: miss.etag, body: '' });
+    },
+  );
 
-  it('a strong If-None-Match compares weakly with the entry\'s validator', async () => {
+  it("a strong If-None-Match compares weakly with the entry's validator", async () => {
     const owner = await t.signUp('etag-weak');
     const url = `${t.url}/graphql?query=${encodeURIComponent('{ me { id } }')}`;
     const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true' };
@@ -147,18 +159,21 @@ describeRedis('one validator per stored entry across instances (Redis)', () => {
     await first?.close();
   });
 
-  it('an entry stored by one instance: the first GET on another (its plugin\'s hit) sends the same ETag, '
-    + 'and its revalidation answers 304', async () => {
-    const owner = await first.signUp('etag-instances');
-    const path = `/graphql?query=${encodeURIComponent('{ me { id email } }')}`;
-    const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true' };
-    const miss = await rawGet(first.url + path, headers);
-    expect(miss).toMatchObject({ status: 200, cache: 'MISS' });
-    const elsewhere = await rawGet(second.url + path, headers);
-    expect(elsewhere).toMatchObject({ status: 200, cache: 'HIT', etag: miss.etag });
-    expect((await rawGet(second.url + path, { ...headers, 'if-none-match': miss.etag! })).status).toBe(304);
-    expect((await rawGet(first.url + path, { ...headers, 'if-none-match': elsewhere.etag! })).status).toBe(304);
-  });
+  it(
+    "an entry stored by one instance: the first GET on another (its plugin's hit) sends the same ETag, " +
+      'and its revalidation answers 304',
+    async () => {
+      const owner = await first.signUp('etag-instances');
+      const path = `/graphql?query=${encodeURIComponent('{ me { id email } }')}`;
+      const headers = { authorization: `Bearer ${owner.token}`, 'apollo-require-preflight': 'true' };
+      const miss = await rawGet(first.url + path, headers);
+      expect(miss).toMatchObject({ status: 200, cache: 'MISS' });
+      const elsewhere = await rawGet(second.url + path, headers);
+      expect(elsewhere).toMatchObject({ status: 200, cache: 'HIT', etag: miss.etag });
+      expect((await rawGet(second.url + path, { ...headers, 'if-none-match': miss.etag! })).status).toBe(304);
+      expect((await rawGet(first.url + path, { ...headers, 'if-none-match': elsewhere.etag! })).status).toBe(304);
+    },
+  );
 });
 
 it('another user never gets the first user’s entry, even for the same document and variables', async () => {
@@ -178,7 +193,13 @@ describeRedisServer('breaker and local event-loop lag (private redis-server)', (
   afterAll(() => server?.stop());
 
   const cacheFor = (url: string) =>
-    createCache({ redisUrl: url, prefix: `lag:${randomUUID()}`, operationTimeoutMs: 200, breakerCooldownMs: 5_000, logger: createLogger('silent') });
+    createCache({
+      redisUrl: url,
+      prefix: `lag:${randomUUID()}`,
+      operationTimeoutMs: 200,
+      breakerCooldownMs: 5_000,
+      logger: createLogger('silent'),
+    });
 
   /** Blocks this process's event loop, as a saturated server does. */
   const busy = (ms: number) => {
@@ -234,7 +255,13 @@ describeRedisServer('breaker and local event-loop lag (private redis-server)', (
         done();
       },
     });
-    const cache = createCache({ redisUrl: server.url, prefix: `lag:${randomUUID()}`, operationTimeoutMs: 200, breakerCooldownMs: 5_000, logger: createLogger('warn', logs) });
+    const cache = createCache({
+      redisUrl: server.url,
+      prefix: `lag:${randomUUID()}`,
+      operationTimeoutMs: 200,
+      breakerCooldownMs: 5_000,
+      logger: createLogger('warn', logs),
+    });
     try {
       await cache.set('kv:k', { v: 1 }, 60_000);
       server.pause();
@@ -256,7 +283,10 @@ describe('executors', () => {
   afterAll(() => reference?.close());
 
   it('graphql-jit (the default) and graphql-js answer the history page with the same bytes', async () => {
-    const [jit, js] = await Promise.all([t.gql(HISTORY, { n: 20 }, user.token, noCache), reference.gql(HISTORY, { n: 20 }, user.token, noCache)]);
+    const [jit, js] = await Promise.all([
+      t.gql(HISTORY, { n: 20 }, user.token, noCache),
+      reference.gql(HISTORY, { n: 20 }, user.token, noCache),
+    ]);
     expect(jit.errors).toBeUndefined();
     expect(jit.raw).toBe(js.raw);
   });

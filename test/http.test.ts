@@ -24,15 +24,28 @@ describe('HTTP surface', () => {
 
   it('stamps X-Response-Time on every kind of answer: a read-cache hit, a 413 refusal, an event-stream refusal', async () => {
     const stamped = (res: Response) => expect(res.headers.get('x-response-time')).toMatch(/^\d+\.\d+ms$/);
-    const me = () => fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query: '{ me { id } }' }) });
+    const me = () =>
+      fetch(`${t.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: '{ me { id } }' }),
+      });
     stamped(await me());
     const hit = await me();
     expect(hit.headers.get('x-cache')).toBe('HIT');
     stamped(hit);
-    const tooLarge = await fetch(`${t.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'x'.repeat(t.app.config.limits.maxBodyBytes + 1) });
+    const tooLarge = await fetch(`${t.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: 'x'.repeat(t.app.config.limits.maxBodyBytes + 1),
+    });
     expect(tooLarge.status).toBe(413);
     stamped(tooLarge);
-    const stream = await fetch(`${t.url}/graphql/stream`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: 'Bearer not.a.jwt' }, body: '{}' });
+    const stream = await fetch(`${t.url}/graphql/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: 'Bearer not.a.jwt' },
+      body: '{}',
+    });
     expect(stream.status).toBe(401);
     stamped(stream);
   });
@@ -43,7 +56,14 @@ describe('HTTP surface', () => {
     const body = await res.json();
     expect(body).toMatchObject({
       status: 'ok',
-      database: { connected: true, size: expect.any(Number), used: expect.any(Number), free: expect.any(Number), pending: 0, max: t.app.config.pool.max },
+      database: {
+        connected: true,
+        size: expect.any(Number),
+        used: expect.any(Number),
+        free: expect.any(Number),
+        pending: 0,
+        max: t.app.config.pool.max,
+      },
       cache: { store: expect.stringMatching(/^(redis|memory)$/), connected: true },
       uptimeSeconds: expect.any(Number),
       version: expect.any(String),
@@ -140,13 +160,19 @@ describe('slow logs', () => {
   afterAll(() => slow.close());
 
   it('logs slow statements without their values and slow requests with the operation and request id', async () => {
-    const res = await slow.gql(`mutation Reg($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`, { e: 'slowpoke@example.com', p: 'a very secret password' }, undefined, { 'x-request-id': 'slow-1' });
+    const res = await slow.gql(
+      `mutation Reg($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`,
+      { e: 'slowpoke@example.com', p: 'a very secret password' },
+      undefined,
+      { 'x-request-id': 'slow-1' },
+    );
     const lines = slow.logs.map((l) => JSON.parse(l));
     const queries = lines.filter((l) => l.msg === 'slow query');
     expect(queries.length).toBeGreaterThan(0);
     expect(queries.some((l) => /insert into "users"/.test(l.sql))).toBe(true);
     expect(lines.find((l) => l.msg === 'slow request')).toMatchObject({ operation: 'Reg', type: 'mutation', requestId: 'slow-1' });
     const everything = slow.logs.join('\n');
-    for (const secret of ['slowpoke@example.com', 'a very secret password', res.data.register.token]) expect(everything).not.toContain(secret);
+    for (const secret of ['slowpoke@example.com', 'a very secret password', res.data.register.token])
+      expect(everything).not.toContain(secret);
   });
 });

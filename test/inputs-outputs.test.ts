@@ -54,11 +54,36 @@ describe('text inputs', () => {
   const cases = (bad: string): Array<[string, string, Record<string, unknown>, boolean]> => [
     // [what, document, variables, signed in]
     ['title', `mutation($t: String) { createConversation(title: $t) { id } }`, { t: `a${bad}b` }, true],
-    ['message', `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`, { i: { conversationId, content: `hi${bad}`, model: 'openai:gpt-4o' } }, true],
-    ['prompt', `mutation($i: RunComparisonInput!) { startComparison(input: $i) { id } }`, { i: { prompt: `p${bad}`, models: ['openai:a', 'anthropic:b'] } }, true],
-    ['email (register)', `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`, { e: `a${bad}b@example.com`, p: 'long enough password' }, false],
-    ['email (login)', `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }`, { e: `a${bad}b@example.com`, p: 'long enough password' }, false],
-    ['password', `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`, { e: 'nul-pass@example.com', p: `long enough ${bad}` }, false],
+    [
+      'message',
+      `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`,
+      { i: { conversationId, content: `hi${bad}`, model: 'openai:gpt-4o' } },
+      true,
+    ],
+    [
+      'prompt',
+      `mutation($i: RunComparisonInput!) { startComparison(input: $i) { id } }`,
+      { i: { prompt: `p${bad}`, models: ['openai:a', 'anthropic:b'] } },
+      true,
+    ],
+    [
+      'email (register)',
+      `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`,
+      { e: `a${bad}b@example.com`, p: 'long enough password' },
+      false,
+    ],
+    [
+      'email (login)',
+      `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }`,
+      { e: `a${bad}b@example.com`, p: 'long enough password' },
+      false,
+    ],
+    [
+      'password',
+      `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`,
+      { e: 'nul-pass@example.com', p: `long enough ${bad}` },
+      false,
+    ],
     ['API key', SAVE_KEY, { i: { provider: 'OPENAI', apiKey: `sk-${bad}-x` } }, true],
     ['label', SAVE_KEY, { i: { provider: 'OPENAI', apiKey: 'sk-fine-0001', label: `l${bad}` } }, true],
     ['baseUrl', SAVE_KEY, { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-0001', baseUrl: `http://x${bad}.example/v1` } }, true],
@@ -73,14 +98,20 @@ describe('text inputs', () => {
     expect(count).toBe(0);
   });
 
-  it.each(cases('\ud800'))('refuses an unpaired surrogate in the %s (it was silently replaced)', async (_what, query, variables, signedIn) => {
-    const res = await t.gql(query, variables, signedIn ? user.token : undefined);
-    expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
-  });
+  it.each(cases('\ud800'))(
+    'refuses an unpaired surrogate in the %s (it was silently replaced)',
+    async (_what, query, variables, signedIn) => {
+      const res = await t.gql(query, variables, signedIn ? user.token : undefined);
+      expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    },
+  );
 
   it('refuses a NUL written as an escape in the document itself', async () => {
     const res = await t.gql(`mutation { createConversation(title: "a\\u0000b") { id } }`, {}, user.token);
-    expect(res.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' }, message: expect.stringMatching(/A string literal contains a NUL/) });
+    expect(res.errors?.[0]).toMatchObject({
+      extensions: { code: 'BAD_USER_INPUT' },
+      message: expect.stringMatching(/A string literal contains a NUL/),
+    });
   });
 
   it('keeps well-formed astral characters, and counts lengths in code points', async () => {
@@ -96,7 +127,11 @@ describe('text inputs', () => {
 
   it('titles a new comparison conversation without splitting a surrogate pair', async () => {
     const prompt = 'x'.repeat(76) + '\u{1F600}'.repeat(10);
-    const res = await t.gql(`mutation($i: RunComparisonInput!) { runComparison(input: $i) { conversation { title } } }`, { i: { prompt, models: ['openai:t1', 'anthropic:t2'] } }, user.token);
+    const res = await t.gql(
+      `mutation($i: RunComparisonInput!) { runComparison(input: $i) { conversation { title } } }`,
+      { i: { prompt, models: ['openai:t1', 'anthropic:t2'] } },
+      user.token,
+    );
     expect(res.data.runComparison.conversation.title).toBe('x'.repeat(76) + '\u{1F600}' + '...');
   });
 });
@@ -137,13 +172,26 @@ describe('model names', () => {
     'openai:gpt-4o@../../x',
   ])('refuses %s before any provider call', async (model) => {
     const before = fake.requests.length;
-    const res = await t.gql(`mutation($i: RunComparisonInput!) { startComparison(input: $i) { id } }`, { i: { prompt: 'p', models: [model, 'anthropic:ok'] } }, user.token);
+    const res = await t.gql(
+      `mutation($i: RunComparisonInput!) { startComparison(input: $i) { id } }`,
+      { i: { prompt: 'p', models: [model, 'anthropic:ok'] } },
+      user.token,
+    );
     expect(res.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'model' } });
     expect(fake.requests.length).toBe(before);
   });
 
   it('accepts the names providers really use', async () => {
-    const res = await t.gql(RUN, { i: { prompt: 'names', models: ['openai_compatible:meta-llama/llama-3.1-8b-instruct', 'openai_compatible:qwen2.5:7b@default', 'google:gemini-2.5-flash'] } }, user.token);
+    const res = await t.gql(
+      RUN,
+      {
+        i: {
+          prompt: 'names',
+          models: ['openai_compatible:meta-llama/llama-3.1-8b-instruct', 'openai_compatible:qwen2.5:7b@default', 'google:gemini-2.5-flash'],
+        },
+      },
+      user.token,
+    );
     expect(res.errors).toBeUndefined();
     expect(res.data.runComparison.responses.map((r: { status: string }) => r.status)).toEqual(['COMPLETED', 'COMPLETED', 'COMPLETED']);
     expect(parseModelId('google:tunedModels/my-model-1').name).toBe('tunedModels/my-model-1');
@@ -156,7 +204,8 @@ describe('provider output', () => {
     fake.setBehavior('nul-model', { text: 'before\u0000after \u0000end', chunks: 3 });
     const res = await t.gql(RUN, { i: { prompt: 'nul please', models: ['openai:nul-model', 'anthropic:nul-model'] } }, user.token);
     const stored = await t.gql(STATUS, { id: res.data.runComparison.id }, user.token);
-    for (const r of stored.data.comparison.responses) expect(r).toMatchObject({ status: 'COMPLETED', content: 'beforeafter end', error: null });
+    for (const r of stored.data.comparison.responses)
+      expect(r).toMatchObject({ status: 'COMPLETED', content: 'beforeafter end', error: null });
   });
 
   it('cuts an answer at the output limit and settles it FAILED with the reason, keeping the text up to the limit', async () => {
@@ -173,8 +222,15 @@ describe('provider output', () => {
 
   it('answers sendMessage past the limit with PROVIDER_ERROR saying so', async () => {
     fake.setBehavior('huge-chat', { text: 'x'.repeat(10_000), chunks: 20 });
-    const res = await t.gql(`mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`, { i: { conversationId, content: 'long one', model: 'openai:huge-chat' } }, user.token);
-    expect(res.errors?.[0]).toMatchObject({ extensions: { code: 'PROVIDER_ERROR', reason: 'UNAVAILABLE' }, message: expect.stringMatching(/output limit/) });
+    const res = await t.gql(
+      `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`,
+      { i: { conversationId, content: 'long one', model: 'openai:huge-chat' } },
+      user.token,
+    );
+    expect(res.errors?.[0]).toMatchObject({
+      extensions: { code: 'PROVIDER_ERROR', reason: 'UNAVAILABLE' },
+      message: expect.stringMatching(/output limit/),
+    });
   });
 
   it('caps a provider model list (300,000 entries became a 28.7 MB answer) and drops unusable names', async () => {
@@ -227,22 +283,37 @@ describe('egress policy for a saved baseUrl', () => {
   ])('refuses a %s baseUrl at save time under the production policy', async (_what, baseUrl) => {
     await withPolicy('false', async (app, token) => {
       const res = await app.gql(SAVE_KEY, { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-egress-0001', baseUrl } }, token);
-      expect(res.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'baseUrl' }, message: expect.stringMatching(/which this server does not call/) });
+      expect(res.errors?.[0]).toMatchObject({
+        extensions: { code: 'BAD_USER_INPUT', field: 'baseUrl' },
+        message: expect.stringMatching(/which this server does not call/),
+      });
     });
   });
 
   it('accepts a public address at save time', async () => {
     await withPolicy('false', async (app, token) => {
-      const res = await app.gql(SAVE_KEY, { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-egress-0002', baseUrl: 'https://93.184.215.14/v1' } }, token);
+      const res = await app.gql(
+        SAVE_KEY,
+        { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-egress-0002', baseUrl: 'https://93.184.215.14/v1' } },
+        token,
+      );
       expect(res.errors).toBeUndefined();
     });
   });
 
   it('refuses the metadata address even when private networks are allowed', async () => {
     await withPolicy('true', async (app, token) => {
-      const metadata = await app.gql(SAVE_KEY, { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-egress-0003', baseUrl: 'http://169.254.169.254/v1' } }, token);
+      const metadata = await app.gql(
+        SAVE_KEY,
+        { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-egress-0003', baseUrl: 'http://169.254.169.254/v1' } },
+        token,
+      );
       expect(metadata.errors?.[0]?.message).toMatch(/cloud metadata endpoint/);
-      const ollama = await app.gql(SAVE_KEY, { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-egress-0004', baseUrl: 'http://localhost:11434/v1' } }, token);
+      const ollama = await app.gql(
+        SAVE_KEY,
+        { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-egress-0004', baseUrl: 'http://localhost:11434/v1' } },
+        token,
+      );
       expect(ollama.errors).toBeUndefined();
     });
   });
@@ -257,12 +328,19 @@ describe('egress policy for a saved baseUrl', () => {
 
   it('does not follow a redirect to a refused address (checked at connect time)', async () => {
     await withPolicy('127.0.0.2/32', async (app, token) => {
-      const saved = await app.gql(SAVE_KEY, { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-egress-0006', baseUrl: redirectorUrl } }, token);
+      const saved = await app.gql(
+        SAVE_KEY,
+        { i: { provider: 'OPENAI_COMPATIBLE', apiKey: 'k-egress-0006', baseUrl: redirectorUrl } },
+        token,
+      );
       expect(saved.errors).toBeUndefined();
       const before = fake.count('compatible');
       const res = await app.gql(RUN, { i: { prompt: 'redirect me', models: ['openai_compatible:m1', 'openai_compatible:m2'] } }, token);
       for (const r of res.data.runComparison.responses) {
-        expect(r).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/^BAD_REQUEST: .*private, loopback, link-local or metadata address/) });
+        expect(r).toMatchObject({
+          status: 'FAILED',
+          error: expect.stringMatching(/^BAD_REQUEST: .*private, loopback, link-local or metadata address/),
+        });
       }
       const models = await app.gql(`{ models(provider: OPENAI_COMPATIBLE) { name } }`, {}, token);
       expect(models.errors).toBeUndefined();
@@ -274,8 +352,11 @@ describe('egress policy for a saved baseUrl', () => {
     const policy = { allowPrivateNetworks: false, allowCidrs: ['127.0.0.2/32'] };
     const target = new URL(redirectorUrl);
     const answers: Record<string, string> = { 'allowed.test': '127.0.0.2', 'rebound.test': '127.0.0.1' };
-    const lookup = ((host: string, _opts: unknown, callback: (err: Error | null, list: Array<{ address: string; family: number }>) => void) =>
-      callback(null, [{ address: answers[host] ?? '203.0.113.9', family: 4 }])) as never;
+    const lookup = ((
+      host: string,
+      _opts: unknown,
+      callback: (err: Error | null, list: Array<{ address: string; family: number }>) => void,
+    ) => callback(null, [{ address: answers[host] ?? '203.0.113.9', family: 4 }])) as never;
     const guarded = createGuardedFetch(policy, { lookup });
     try {
       const allowed = await guarded(`http://allowed.test:${target.port}/v1/models`, { redirect: 'manual' });
@@ -303,11 +384,15 @@ describe('egress policy for a saved baseUrl', () => {
   it('defaults to refusing private networks in production only, and parses the allow-list', () => {
     const base = { JWT_SECRET: 'x'.repeat(40), ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64') };
     expect(loadConfig({ ...base, NODE_ENV: 'production' }).egress).toEqual({ allowPrivateNetworks: false, allowCidrs: [] });
-    expect(loadConfig({ ...base, NODE_ENV: 'development', DATA_DIR: '/tmp/llmselect-egress-config' }).egress.allowPrivateNetworks).toBe(true);
+    expect(loadConfig({ ...base, NODE_ENV: 'development', DATA_DIR: '/tmp/llmselect-egress-config' }).egress.allowPrivateNetworks).toBe(
+      true,
+    );
     expect(loadConfig({ ...base, NODE_ENV: 'production', PROVIDER_ALLOW_PRIVATE_NETWORKS: '10.0.0.0/8, fd00::/8' }).egress).toEqual({
       allowPrivateNetworks: false,
       allowCidrs: ['10.0.0.0/8', 'fd00::/8'],
     });
-    expect(() => loadConfig({ ...base, NODE_ENV: 'production', PROVIDER_ALLOW_PRIVATE_NETWORKS: 'intranet' })).toThrow(/PROVIDER_ALLOW_PRIVATE_NETWORKS must be/);
+    expect(() => loadConfig({ ...base, NODE_ENV: 'production', PROVIDER_ALLOW_PRIVATE_NETWORKS: 'intranet' })).toThrow(
+      /PROVIDER_ALLOW_PRIVATE_NETWORKS must be/,
+    );
   });
 });

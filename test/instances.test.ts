@@ -22,7 +22,7 @@ describeRedis('several instances (shared PostgreSQL and Redis)', () => {
     await a.close();
   });
 
-  it("a write on A is visible to the next read on B, whose previous read was cached", async () => {
+  it('a write on A is visible to the next read on B, whose previous read was cached', async () => {
     const { token } = await a.signUp('multi');
     await a.gql(`mutation { createConversation(title: "first") { id } }`, {}, token);
     expect(titles(await b.gql(SIDEBAR, {}, token))).toEqual(['first']);
@@ -33,7 +33,11 @@ describeRedis('several instances (shared PostgreSQL and Redis)', () => {
     const created = await a.gql(`mutation { createConversation(title: "second") { id } }`, {}, token);
     expect(titles(await b.gql(SIDEBAR, {}, token))).toEqual(['second', 'first']);
 
-    await a.gql(`mutation($id: ID!) { renameConversation(id: $id, title: "renamed on A") { id } }`, { id: created.data.createConversation.id }, token);
+    await a.gql(
+      `mutation($id: ID!) { renameConversation(id: $id, title: "renamed on A") { id } }`,
+      { id: created.data.createConversation.id },
+      token,
+    );
     expect(titles(await b.gql(SIDEBAR, {}, token))).toEqual(['renamed on A', 'first']);
   });
 

@@ -29,8 +29,15 @@ const gql = (q: string, v: Record<string, unknown>, user: User) => t.gql(q, v, u
 async function conversation(user: User): Promise<string> {
   return (await gql(`mutation { createConversation(title: "c") { id } }`, {}, user)).data.createConversation.id;
 }
-async function comparison(user: User, models = ['openai:gpt-4o-mini', 'anthropic:claude-x']): Promise<{ id: string; responses: Array<{ id: string; status: string }> }> {
-  const res = await gql(`mutation($i: RunComparisonInput!) { runComparison(input: $i) { id responses { id status } } }`, { i: { prompt: 'p', models } }, user);
+async function comparison(
+  user: User,
+  models = ['openai:gpt-4o-mini', 'anthropic:claude-x'],
+): Promise<{ id: string; responses: Array<{ id: string; status: string }> }> {
+  const res = await gql(
+    `mutation($i: RunComparisonInput!) { runComparison(input: $i) { id responses { id status } } }`,
+    { i: { prompt: 'p', models } },
+    user,
+  );
   return res.data.runComparison;
 }
 
@@ -41,11 +48,24 @@ async function promptSet(user: User): Promise<{ id: string; itemId: string }> {
 }
 
 const CASES: Record<string, Case> = {
-  register: { anonymous: true, run: async () => ({ query: `mutation { register(email: "inv-new@example.com", password: "correct horse battery") { token } }` }) },
-  login: { anonymous: true, run: async () => ({ query: `mutation { login(email: "inv-new@example.com", password: "correct horse battery") { token } }` }) },
+  register: {
+    anonymous: true,
+    run: async () => ({ query: `mutation { register(email: "inv-new@example.com", password: "correct horse battery") { token } }` }),
+  },
+  login: {
+    anonymous: true,
+    run: async () => ({ query: `mutation { login(email: "inv-new@example.com", password: "correct horse battery") { token } }` }),
+  },
   createConversation: { run: async () => ({ query: `mutation { createConversation(title: "x") { id } }` }) },
-  renameConversation: { run: async (u) => ({ query: `mutation($id: ID!) { renameConversation(id: $id, title: "y") { id } }`, variables: { id: await conversation(u) } }) },
-  deleteConversation: { run: async (u) => ({ query: `mutation($id: ID!) { deleteConversation(id: $id) }`, variables: { id: await conversation(u) } }) },
+  renameConversation: {
+    run: async (u) => ({
+      query: `mutation($id: ID!) { renameConversation(id: $id, title: "y") { id } }`,
+      variables: { id: await conversation(u) },
+    }),
+  },
+  deleteConversation: {
+    run: async (u) => ({ query: `mutation($id: ID!) { deleteConversation(id: $id) }`, variables: { id: await conversation(u) } }),
+  },
   saveApiKey: { run: async () => ({ query: `mutation { saveApiKey(input: { provider: MISTRAL, apiKey: "sk-inv-1234" }) { id } }` }) },
   deleteApiKey: {
     run: async (u) => {
@@ -63,15 +83,30 @@ const CASES: Record<string, Case> = {
     },
   },
   sendMessage: {
-    run: async (u) => ({ query: `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`, variables: { i: { conversationId: await conversation(u), content: 'hi', model: 'openai:gpt-4o-mini' } } }),
+    run: async (u) => ({
+      query: `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`,
+      variables: { i: { conversationId: await conversation(u), content: 'hi', model: 'openai:gpt-4o-mini' } },
+    }),
   },
-  startComparison: { run: async () => ({ query: `mutation { startComparison(input: { prompt: "p", models: ["openai:gpt-4o-mini", "anthropic:claude-x"] }) { id } }` }) },
-  runComparison: { run: async () => ({ query: `mutation { runComparison(input: { prompt: "p", models: ["openai:gpt-4o-mini", "anthropic:claude-x"] }) { id } }` }) },
+  startComparison: {
+    run: async () => ({
+      query: `mutation { startComparison(input: { prompt: "p", models: ["openai:gpt-4o-mini", "anthropic:claude-x"] }) { id } }`,
+    }),
+  },
+  runComparison: {
+    run: async () => ({
+      query: `mutation { runComparison(input: { prompt: "p", models: ["openai:gpt-4o-mini", "anthropic:claude-x"] }) { id } }`,
+    }),
+  },
   // Picks among the catalog models of the caller's two providers (no ARENA_MODELS here).
   startArenaBattle: { run: async () => ({ query: `mutation { startArenaBattle(input: { prompt: "p" }) { id } }` }) },
   cancelComparison: {
     run: async (u) => {
-      const started = await gql(`mutation { startComparison(input: { prompt: "p", models: ["openai:hang", "anthropic:hang"] }) { id } }`, {}, u);
+      const started = await gql(
+        `mutation { startComparison(input: { prompt: "p", models: ["openai:hang", "anthropic:hang"] }) { id } }`,
+        {},
+        u,
+      );
       return { query: `mutation($id: ID!) { cancelComparison(id: $id) { id } }`, variables: { id: started.data.startComparison.id } };
     },
   },
@@ -85,16 +120,25 @@ const CASES: Record<string, Case> = {
   vote: {
     run: async (u) => {
       const c = await comparison(u);
-      return { query: `mutation($i: VoteInput!) { vote(input: $i) { outcome } }`, variables: { i: { comparisonId: c.id, outcome: 'TIE' } } };
+      return {
+        query: `mutation($i: VoteInput!) { vote(input: $i) { outcome } }`,
+        variables: { i: { comparisonId: c.id, outcome: 'TIE' } },
+      };
     },
   },
   flushCaches: { admin: true, run: async () => ({ query: `mutation { flushCaches(scope: MODEL_REGISTRY) { scope } }` }) },
   // The target's generation is bumped by the service (test/rate-limits.test.ts); here the target is the caller.
-  setUserBudget: { admin: true, run: async (u) => ({ query: `mutation($id: ID!) { setUserBudget(userId: $id, dailyUsd: 3) { id } }`, variables: { id: u.userId } }) },
+  setUserBudget: {
+    admin: true,
+    run: async (u) => ({ query: `mutation($id: ID!) { setUserBudget(userId: $id, dailyUsd: 3) { id } }`, variables: { id: u.userId } }),
+  },
   judgeComparison: {
     run: async (u) => {
       const c = await comparison(u);
-      return { query: `mutation($id: ID!) { judgeComparison(comparisonId: $id, judgeModel: "openai:judge-longer") { outcome } }`, variables: { id: c.id } };
+      return {
+        query: `mutation($id: ID!) { judgeComparison(comparisonId: $id, judgeModel: "openai:judge-longer") { outcome } }`,
+        variables: { id: c.id },
+      };
     },
   },
   createPromptSet: { run: async () => ({ query: `mutation { createPromptSet(input: { name: "s", items: [{ prompt: "p" }] }) { id } }` }) },
@@ -122,7 +166,10 @@ const CASES: Record<string, Case> = {
     run: async () => {
       const target = await t.signUp('inv-excluded');
       await withClient(t.db.url, (c) =>
-        c.query(`insert into vote_exclusions (id, created_at, user_id, reason, detail, votes_considered) values (gen_random_uuid(), now(), $1, 'FIRST_POSITION', 'test', 20)`, [target.userId]),
+        c.query(
+          `insert into vote_exclusions (id, created_at, user_id, reason, detail, votes_considered) values (gen_random_uuid(), now(), $1, 'FIRST_POSITION', 'test', 20)`,
+          [target.userId],
+        ),
       );
       return { query: `mutation($id: ID!) { reverseVoteExclusion(userId: $id) { active } }`, variables: { id: target.userId } };
     },
@@ -131,7 +178,15 @@ const CASES: Record<string, Case> = {
 
 beforeAll(async () => {
   fake = await FakeLlmServer.start();
-  t = await createTestApp({ env: { OPENAI_BASE_URL: fake.baseUrls.openai, ANTHROPIC_BASE_URL: fake.baseUrls.anthropic, MISTRAL_BASE_URL: fake.baseUrls.mistral, ADMIN_EMAILS: ADMIN, LLM_TIMEOUT_MS: '5000' } });
+  t = await createTestApp({
+    env: {
+      OPENAI_BASE_URL: fake.baseUrls.openai,
+      ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
+      MISTRAL_BASE_URL: fake.baseUrls.mistral,
+      ADMIN_EMAILS: ADMIN,
+      LLM_TIMEOUT_MS: '5000',
+    },
+  });
 });
 afterAll(async () => {
   await t?.close();

@@ -18,7 +18,14 @@ beforeAll(async () => {
   t = await createTestApp();
   alice = await t.signUp('alice');
   bob = await t.signUp('bob');
-  await seedUserData(t.db.url, alice.userId, { conversations: 2, messagesPerConversation: 2, comparisons: 2, responsesPerComparison: 2, votes: true, linkComparisons: true });
+  await seedUserData(t.db.url, alice.userId, {
+    conversations: 2,
+    messagesPerConversation: 2,
+    comparisons: 2,
+    responsesPerComparison: 2,
+    votes: true,
+    linkComparisons: true,
+  });
   const list = await t.gql(`{ conversations { nodes { id } } comparisons { nodes { id } } }`, {}, alice.token);
   aliceConversation = list.data.conversations.nodes[0].id;
   aliceComparison = list.data.comparisons.nodes[0].id;
@@ -47,7 +54,11 @@ describe.each([
 });
 
 it("lists never include another user's rows", async () => {
-  const res = await t.gql(`{ conversations { totalCount nodes { id } } comparisons { totalCount nodes { id } } me { apiKeys { id } } }`, {}, bob.token);
+  const res = await t.gql(
+    `{ conversations { totalCount nodes { id } } comparisons { totalCount nodes { id } } me { apiKeys { id } } }`,
+    {},
+    bob.token,
+  );
   expect(res.data).toEqual({ conversations: { totalCount: 0, nodes: [] }, comparisons: { totalCount: 0, nodes: [] }, me: { apiKeys: [] } });
 });
 
@@ -70,15 +81,30 @@ describe.each([
 
 it('deleting a conversation removes its messages and detaches its comparisons', async () => {
   const { token, userId } = await t.signUp('deleter');
-  await seedUserData(t.db.url, userId, { conversations: 1, messagesPerConversation: 3, comparisons: 1, responsesPerComparison: 2, votes: true, linkComparisons: true });
+  await seedUserData(t.db.url, userId, {
+    conversations: 1,
+    messagesPerConversation: 3,
+    comparisons: 1,
+    responsesPerComparison: 2,
+    votes: true,
+    linkComparisons: true,
+  });
   const before = await t.gql(`{ conversations { nodes { id comparisons { id } } } }`, {}, token);
   const conversation = before.data.conversations.nodes[0];
   expect(conversation.comparisons).toHaveLength(1);
-  expect((await t.gql(`mutation($id: ID!) { deleteConversation(id: $id) }`, { id: conversation.id }, token)).data.deleteConversation).toBe(true);
-  const after = await t.gql(`query($id: ID!) { conversation(id: $id) { id } comparisons { nodes { id conversation { id } vote { outcome } } } }`, { id: conversation.id }, token);
+  expect((await t.gql(`mutation($id: ID!) { deleteConversation(id: $id) }`, { id: conversation.id }, token)).data.deleteConversation).toBe(
+    true,
+  );
+  const after = await t.gql(
+    `query($id: ID!) { conversation(id: $id) { id } comparisons { nodes { id conversation { id } vote { outcome } } } }`,
+    { id: conversation.id },
+    token,
+  );
   expect(after.data.conversation).toBeNull();
   expect(after.data.comparisons.nodes).toEqual([{ id: conversation.comparisons[0].id, conversation: null, vote: { outcome: 'WINNER' } }]);
   const { withClient } = await import('./helpers/factories');
-  const orphans = await withClient(t.db.url, (c) => c.query('select count(*)::int as n from messages where conversation_id = $1', [conversation.id]));
+  const orphans = await withClient(t.db.url, (c) =>
+    c.query('select count(*)::int as n from messages where conversation_id = $1', [conversation.id]),
+  );
   expect(orphans.rows[0].n).toBe(0);
 });

@@ -31,7 +31,11 @@ let t: TestApp;
 async function userWithKeys(prefix: string) {
   const u = await t.signUp(prefix);
   for (const provider of ['OPENAI', 'ANTHROPIC']) {
-    const res = await t.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input: { provider, apiKey: `sk-${prefix}-judge-key` } }, u.token);
+    const res = await t.gql(
+      `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`,
+      { input: { provider, apiKey: `sk-${prefix}-judge-key` } },
+      u.token,
+    );
     expect(res.errors).toBeUndefined();
   }
   return u;
@@ -154,10 +158,15 @@ describe('judgeComparison', () => {
 
   it('position swap: a judge that always answers [[A]] disagrees with itself across the two orders → TIE for every pair', async () => {
     const user = await userWithKeys('judge-biased');
-    const c = await seedComparison(t, user.userId, [{ model: A, content: 'one' }, { model: B, content: 'a much longer second answer' }]);
+    const c = await seedComparison(t, user.userId, [
+      { model: A, content: 'one' },
+      { model: B, content: 'a much longer second answer' },
+    ]);
     const res = await t.gql(JUDGE, { id: c.id, judge: 'anthropic:judge-first' }, user.token);
     expect(res.errors).toBeUndefined();
-    expect(res.data.judgeComparison).toEqual([expect.objectContaining({ outcome: 'TIE', winner: null, first: { id: c.responses[0] }, second: { id: c.responses[1] } })]);
+    expect(res.data.judgeComparison).toEqual([
+      expect.objectContaining({ outcome: 'TIE', winner: null, first: { id: c.responses[0] }, second: { id: c.responses[1] } }),
+    ]);
   });
 
   it.each([
@@ -166,7 +175,10 @@ describe('judgeComparison', () => {
     ['openai:judge-both', 'UNPARSEABLE'],
   ])('%s answers JUDGE_FAILED (%s) and stores no verdict', async (judge, reason) => {
     const user = await userWithKeys('judge-fail');
-    const c = await seedComparison(t, user.userId, [{ model: A, content: 'x' }, { model: B, content: 'yy' }]);
+    const c = await seedComparison(t, user.userId, [
+      { model: A, content: 'x' },
+      { model: B, content: 'yy' },
+    ]);
     const res = await t.gql(JUDGE, { id: c.id, judge }, user.token);
     expect(res.data).toBeNull();
     expect(res.errors?.[0]?.extensions).toMatchObject({ code: 'JUDGE_FAILED', reason, pairsJudged: 0, pairsFailed: 1 });
@@ -184,7 +196,7 @@ describe('judgeComparison', () => {
     expect(noKey.errors?.[0]?.message).toMatch(/No mistral API key/);
   });
 
-  it("only the owner may judge; a running comparison answers COMPARISON_NOT_SETTLED; one completed answer is not enough", async () => {
+  it('only the owner may judge; a running comparison answers COMPARISON_NOT_SETTLED; one completed answer is not enough', async () => {
     const owner = await userWithKeys('judge-owner');
     const other = await userWithKeys('judge-other');
     const c = await seedComparison(t, owner.userId, [{ model: A }, { model: B }]);
@@ -192,16 +204,24 @@ describe('judgeComparison', () => {
     const foreign = await t.gql(JUDGE, { id: c.id, judge: 'openai:judge-longer' }, other.token);
     expect(foreign.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     const running = await seedComparison(t, owner.userId, [{ model: A }, { model: B, status: 'STREAMING' }]);
-    expect((await t.gql(JUDGE, { id: running.id, judge: 'openai:judge-longer' }, owner.token)).errors?.[0]?.extensions?.code).toBe('COMPARISON_NOT_SETTLED');
+    expect((await t.gql(JUDGE, { id: running.id, judge: 'openai:judge-longer' }, owner.token)).errors?.[0]?.extensions?.code).toBe(
+      'COMPARISON_NOT_SETTLED',
+    );
     const lonely = await seedComparison(t, owner.userId, [{ model: A }, { model: B, status: 'FAILED' }]);
-    expect((await t.gql(JUDGE, { id: lonely.id, judge: 'openai:judge-longer' }, owner.token)).errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect((await t.gql(JUDGE, { id: lonely.id, judge: 'openai:judge-longer' }, owner.token)).errors?.[0]?.extensions?.code).toBe(
+      'BAD_USER_INPUT',
+    );
     expect((await t.gql(JUDGE, { id: c.id, judge: 'not a model' }, owner.token)).errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     expect(fake.requests.length).toBe(before); // nothing was sent
   });
 
   it('the model-call rate limit applies: two points per pair', async () => {
     const user = await userWithKeys('judge-rate');
-    const c = await seedComparison(t, user.userId, [{ model: A, content: 'a' }, { model: B, content: 'bb' }, { model: C, content: 'ccc' }]);
+    const c = await seedComparison(t, user.userId, [
+      { model: A, content: 'a' },
+      { model: B, content: 'bb' },
+      { model: C, content: 'ccc' },
+    ]);
     expect((await t.gql(JUDGE, { id: c.id, judge: 'openai:judge-longer' }, user.token)).errors).toBeUndefined(); // 6 of 12
     expect((await t.gql(JUDGE, { id: c.id, judge: 'openai:judge-longer' }, user.token)).errors).toBeUndefined(); // 12 of 12
     const limited = await t.gql(JUDGE, { id: c.id, judge: 'openai:judge-longer' }, user.token);
@@ -214,13 +234,23 @@ describe('judgeComparison', () => {
     const X = 'openai:agree-x';
     const Y = 'anthropic:agree-y';
     const category = `agree-${Date.now()}`;
-    const seed = (x: string, y: string) => seedComparison(t, user.userId, [{ model: X, content: x }, { model: Y, content: y }], { category });
+    const seed = (x: string, y: string) =>
+      seedComparison(
+        t,
+        user.userId,
+        [
+          { model: X, content: x },
+          { model: Y, content: y },
+        ],
+        { category },
+      );
     const c1 = await seed('long answer', 'short'); // judge: X; human: X → agree
     const c2 = await seed('long answer', 'short'); // judge: X; human: Y → disagree
     const c3 = await seed('short', 'long answer'); // judge: Y; human: TIE → disagree
     const c4 = await seed('same', 'same'); // judge: tie; human: ALL_BAD (a tie) → agree
     const c5 = await seed('long answer', 'short'); // judged, never voted on: blind and unrevealed, counted nowhere
-    for (const c of [c1, c2, c3, c4, c5]) expect((await t.gql(JUDGE, { id: c.id, judge: 'openai:judge-longer' }, user.token)).errors).toBeUndefined();
+    for (const c of [c1, c2, c3, c4, c5])
+      expect((await t.gql(JUDGE, { id: c.id, judge: 'openai:judge-longer' }, user.token)).errors).toBeUndefined();
     const votes = [
       { comparisonId: c1.id, outcome: 'WINNER', winnerResponseId: c1.responses[0] },
       { comparisonId: c2.id, outcome: 'WINNER', winnerResponseId: c2.responses[1] },
@@ -236,11 +266,18 @@ describe('judgeComparison', () => {
   });
 
   it('judge calls cost like comparisons: the cost is recorded (spentTodayUsd) and the budget refuses the next judging', async () => {
-    const admin = await t.gql(`mutation($e: String!) { register(email: $e, password: "correct horse battery") { token } }`, { e: ADMIN_EMAIL });
+    const admin = await t.gql(`mutation($e: String!) { register(email: $e, password: "correct horse battery") { token } }`, {
+      e: ADMIN_EMAIL,
+    });
     const user = await userWithKeys('judge-budget');
     // A priced model (gpt-4o in the catalog) answering judge prompts.
-    fake.setBehavior('gpt-4o', { judge: ({ answerA, answerB }) => (answerA.length >= answerB.length ? 'A is better [[A]]' : 'B is better [[B]]') });
-    const c = await seedComparison(t, user.userId, [{ model: A, content: 'one two three' }, { model: B, content: 'four' }]);
+    fake.setBehavior('gpt-4o', {
+      judge: ({ answerA, answerB }) => (answerA.length >= answerB.length ? 'A is better [[A]]' : 'B is better [[B]]'),
+    });
+    const c = await seedComparison(t, user.userId, [
+      { model: A, content: 'one two three' },
+      { model: B, content: 'four' },
+    ]);
     const spent = async () => (await t.gql(`{ me { spentTodayUsd } }`, {}, user.token)).data.me.spentTodayUsd as number;
     expect(await spent()).toBe(0);
     const first = await t.gql(JUDGE, { id: c.id, judge: 'openai:gpt-4o' }, user.token);
@@ -250,7 +287,11 @@ describe('judgeComparison', () => {
     expect(cost).toBeGreaterThan(0);
 
     // A budget just under what was spent: the next judge call is refused before any request.
-    const set = await t.gql(`mutation($u: ID!, $d: Float) { setUserBudget(userId: $u, dailyUsd: $d) { id } }`, { u: user.userId, d: cost / 2 }, admin.data.register.token);
+    const set = await t.gql(
+      `mutation($u: ID!, $d: Float) { setUserBudget(userId: $u, dailyUsd: $d) { id } }`,
+      { u: user.userId, d: cost / 2 },
+      admin.data.register.token,
+    );
     expect(set.errors).toBeUndefined();
     const before = fake.requests.length;
     const refused = await t.gql(JUDGE, { id: c.id, judge: 'openai:gpt-4o' }, user.token);

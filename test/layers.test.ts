@@ -58,7 +58,7 @@ it.each(['auth', 'input', 'read-cache', 'cache', 'db', 'http', 'pubsub', 'observ
   },
 );
 
-it('graphql/context.ts names the modules only through the resolvers\' Context type', () => {
+it("graphql/context.ts names the modules only through the resolvers' Context type", () => {
   expect(importsBetween('graphql', 'modules').filter((edge) => edge.startsWith('graphql/context.ts'))).toEqual([
     'graphql/context.ts → modules/common/context.ts',
   ]);

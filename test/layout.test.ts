@@ -23,7 +23,12 @@ const LAYOUT_SECTION = /^#{1,2} Layout\n[\s\S]*?```\n([\s\S]*?)```/m;
 
 /** The one markdown file (README.md or docs/*.md) with a "Layout" section, and that section's code block. */
 function layoutBlock(): { file: string; block: string } {
-  const candidates = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+  const candidates = [
+    'README.md',
+    ...readdirSync(join(ROOT, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `docs/${f}`),
+  ];
   const found = candidates.flatMap((file) => {
     const section = LAYOUT_SECTION.exec(readFileSync(join(ROOT, file), 'utf8'));
     return section ? [{ file, block: section[1]! }] : [];
@@ -43,7 +48,12 @@ function layoutEntries(): Entry[] {
     const indent = line.length - line.trimStart().length;
     const match = /^(\S+)(?:\s+(.*))?$/.exec(line.trimStart())!;
     // A continuation: deeper than any path column, or a description-only line.
-    const isPath = indent % 2 === 0 && indent / 2 <= parents.length && /[/.]/.test(match[1]!) && !/,$/.test(match[1]!) && !line.startsWith(' '.repeat(16));
+    const isPath =
+      indent % 2 === 0 &&
+      indent / 2 <= parents.length &&
+      /[/.]/.test(match[1]!) &&
+      !/,$/.test(match[1]!) &&
+      !line.startsWith(' '.repeat(16));
     if (!isPath) {
       entries[entries.length - 1]!.description += ` ${line.trim()}`;
       continue;
@@ -94,7 +104,7 @@ describe(`"Layout" (${layoutBlock().file})`, () => {
     expect(files).toEqual([]);
   });
 
-  it("names only files that are in the folder of the line (src/)", () => {
+  it('names only files that are in the folder of the line (src/)', () => {
     const wrong: string[] = [];
     for (const entry of entries) {
       if (!entry.path.startsWith('src/') || !entry.path.endsWith('/') || entry.path.includes('<')) continue;

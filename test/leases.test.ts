@@ -53,7 +53,11 @@ describeRedis('leases and final writes (two instances, one database, one Redis)'
     b = await createTestApp({ db, env });
     user = await a.signUp('lease');
     for (const provider of ['OPENAI', 'ANTHROPIC']) {
-      await a.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input: { provider, apiKey: `sk-${provider}-lease` } }, user.token);
+      await a.gql(
+        `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`,
+        { input: { provider, apiKey: `sk-${provider}-lease` } },
+        user.token,
+      );
     }
   });
 
@@ -104,7 +108,10 @@ describeRedis('leases and final writes (two instances, one database, one Redis)'
     it('every response row records the instance that runs it', async () => {
       fake.setBehavior('owned-model', { hang: true });
       const comparison = await start(['openai:owned-model', 'anthropic:owned-model']);
-      const rows = await withClient(db.url, async (c) => (await c.query('select lease_owner from comparison_responses where comparison_id = $1', [comparison.id])).rows);
+      const rows = await withClient(
+        db.url,
+        async (c) => (await c.query('select lease_owner from comparison_responses where comparison_id = $1', [comparison.id])).rows,
+      );
       expect(rows).toEqual([{ lease_owner: a.app.services.runner.instanceId }, { lease_owner: a.app.services.runner.instanceId }]);
       await a.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id: comparison.id }, user.token);
     });
@@ -132,14 +139,23 @@ describeRedis('leases and final writes (two instances, one database, one Redis)'
       expect(cachedBefore.data.comparison.responses[0].status).toBe('PENDING');
 
       // As if A had died an hour ago: its lease is someone else's and stale, so its heartbeats no longer renew it.
-      await withClient(db.url, (c) => c.query(`update comparison_responses set lease_owner = 'crashed-instance', heartbeat_at = now() - interval '1 hour' where id = $1`, [abandoned!.id]));
+      await withClient(db.url, (c) =>
+        c.query(
+          `update comparison_responses set lease_owner = 'crashed-instance', heartbeat_at = now() - interval '1 hour' where id = $1`,
+          [abandoned!.id],
+        ),
+      );
 
       const events = await collecting;
       expect(sub.completed).toBe(true);
       expect(events.filter((e) => e.responseId === abandoned!.id).at(-1)).toMatchObject({ status: 'FAILED', error: LEASE_EXPIRED });
       const after = await a.gql(GET, { id: comparison.id }, user.token);
       expect(after.data.comparison.responses[0]).toMatchObject({ status: 'FAILED', error: LEASE_EXPIRED });
-      const vote = await b.gql(`mutation($input: VoteInput!) { vote(input: $input) { outcome } }`, { input: { comparisonId: comparison.id, outcome: 'WINNER', winnerResponseId: comparison.responses[1]!.id } }, user.token);
+      const vote = await b.gql(
+        `mutation($input: VoteInput!) { vote(input: $input) { outcome } }`,
+        { input: { comparisonId: comparison.id, outcome: 'WINNER', winnerResponseId: comparison.responses[1]!.id } },
+        user.token,
+      );
       expect(vote.errors).toBeUndefined();
 
       // A still runs the model; when it stops, its own settle finds the row settled and leaves it.
@@ -157,7 +173,10 @@ describeRedis('leases and final writes (two instances, one database, one Redis)'
       expect(res.errors).toBeUndefined();
       expect(res.data.runComparison.responses.map((r: any) => r.status)).toEqual(['COMPLETED', 'COMPLETED']);
       const stored = await b.gql(GET, { id: res.data.runComparison.id }, user.token);
-      expect(stored.data.comparison.responses.map((r: any) => r.content)).toEqual(['Reply from drop-a: cut me', 'Reply from drop-b: cut me']);
+      expect(stored.data.comparison.responses.map((r: any) => r.content)).toEqual([
+        'Reply from drop-a: cut me',
+        'Reply from drop-b: cut me',
+      ]);
       expect(a.logs.some((l) => l.includes('failed on a connection error: retrying'))).toBe(true);
     });
 
@@ -175,7 +194,9 @@ describeRedis('leases and final writes (two instances, one database, one Redis)'
     });
 
     it('an answer PostgreSQL refuses to store settles FAILED at once (not left for the lease)', async () => {
-      await withClient(db.url, (c) => c.query(`alter table comparison_responses add constraint refuse_poison check (content not like '%poison%')`));
+      await withClient(db.url, (c) =>
+        c.query(`alter table comparison_responses add constraint refuse_poison check (content not like '%poison%')`),
+      );
       try {
         fake.setBehavior('poison-model', { text: 'a poison answer' });
         const res = await a.gql(RUN, { input: { prompt: 'x', models: ['openai:poison-model', 'anthropic:fine-model'] } }, user.token);

@@ -44,23 +44,49 @@ describe('a failing INSERT', () => {
     });
     try {
       const results = [
-        await t.gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`, { e: secrets.email, p: secrets.password }, undefined, { 'x-request-id': 'log-register' }),
-        await t.gql(`mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`, { i: { provider: 'OPENAI', apiKey: secrets.apiKey } }, token, { 'x-request-id': 'log-key' }),
-        await t.gql(`mutation($t: String) { createConversation(title: $t) { id } }`, { t: secrets.title }, token, { 'x-request-id': 'log-title' }),
-        await t.gql(`mutation($i: RunComparisonInput!) { startComparison(input: $i) { id } }`, { i: { prompt: secrets.prompt, models: ['openai:a', 'anthropic:b'] } }, token, { 'x-request-id': 'log-prompt' }),
+        await t.gql(
+          `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`,
+          { e: secrets.email, p: secrets.password },
+          undefined,
+          { 'x-request-id': 'log-register' },
+        ),
+        await t.gql(
+          `mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`,
+          { i: { provider: 'OPENAI', apiKey: secrets.apiKey } },
+          token,
+          { 'x-request-id': 'log-key' },
+        ),
+        await t.gql(`mutation($t: String) { createConversation(title: $t) { id } }`, { t: secrets.title }, token, {
+          'x-request-id': 'log-title',
+        }),
+        await t.gql(
+          `mutation($i: RunComparisonInput!) { startComparison(input: $i) { id } }`,
+          { i: { prompt: secrets.prompt, models: ['openai:a', 'anthropic:b'] } },
+          token,
+          { 'x-request-id': 'log-prompt' },
+        ),
       ];
-      for (const res of results) expect(res.errors?.[0]).toMatchObject({ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+      for (const res of results)
+        expect(res.errors?.[0]).toMatchObject({ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } });
 
       const logged = internalErrors();
       expect(logged.map((l) => l.requestId)).toEqual(expect.arrayContaining(['log-register', 'log-key', 'log-title', 'log-prompt']));
       const register = logged.find((l) => l.requestId === 'log-register')!;
-      expect(register.err).toMatchObject({ type: 'CheckConstraintViolationException', code: '23514', constraint: 'log_safety_no_insert', table: 'users' });
+      expect(register.err).toMatchObject({
+        type: 'CheckConstraintViolationException',
+        code: '23514',
+        constraint: 'log_safety_no_insert',
+        table: 'users',
+      });
       // The statement by its placeholders (db/orm.ts takes the inlined values out of the error).
-      expect(register.err!.sql).toMatch(/^insert into "users" \("id", "created_at", "email", "password_hash", "role"\) values \(\$1, \$2, \$3, \$4, \$5\)/);
+      expect(register.err!.sql).toMatch(
+        /^insert into "users" \("id", "created_at", "email", "password_hash", "role"\) values \(\$1, \$2, \$3, \$4, \$5\)/,
+      );
       expect(register.err!.message).toBe('new row for relation "users" violates check constraint "log_safety_no_insert"');
 
       const everything = t.logs.join('\n');
-      for (const value of [...Object.values(secrets), token, '$argon2id$', 'Failing row contains', 'secret title']) expect(everything).not.toContain(value);
+      for (const value of [...Object.values(secrets), token, '$argon2id$', 'Failing row contains', 'secret title'])
+        expect(everything).not.toContain(value);
       for (const line of logged) expectLiteralsMasked(line.err!.sql);
     } finally {
       await withClient(t.db.url, async (c) => {
@@ -77,7 +103,9 @@ describe('a failing INSERT', () => {
     await withClient(t.db.url, (c) => c.query('create unique index log_safety_unique_title on conversations (title)'));
     try {
       await t.gql(`mutation($t: String) { createConversation(title: $t) { id } }`, { t: title }, token);
-      const second = await t.gql(`mutation($t: String) { createConversation(title: $t) { id } }`, { t: title }, token, { 'x-request-id': 'log-unique' });
+      const second = await t.gql(`mutation($t: String) { createConversation(title: $t) { id } }`, { t: title }, token, {
+        'x-request-id': 'log-unique',
+      });
       expect(second.errors?.[0]?.extensions?.code).toBe('INTERNAL_SERVER_ERROR');
       const logged = internalErrors().find((l) => l.requestId === 'log-unique')!;
       expect(logged.err).toMatchObject({ code: '23505', constraint: 'log_safety_unique_title' });
@@ -90,12 +118,24 @@ describe('a failing INSERT', () => {
 
 describe('serializeError', () => {
   function driverError(message: string, extra: Record<string, unknown> = {}): Error {
-    return Object.assign(new Error(message), { name: 'DriverException', code: '22P02', severity: 'ERROR', detail: 'Failing row contains (secret)', ...extra });
+    return Object.assign(new Error(message), {
+      name: 'DriverException',
+      code: '22P02',
+      severity: 'ERROR',
+      detail: 'Failing row contains (secret)',
+      ...extra,
+    });
   }
 
   it('masks quoted values in the PostgreSQL message too', () => {
-    const out = serializeError(driverError(`select * from "votes" where "id" = 'x'' or 1=1 - -' - invalid input syntax for type uuid: "x' or 1=1 - -"`)) as Record<string, unknown>;
-    expect(out).toMatchObject({ code: '22P02', sql: `select * from "votes" where "id" = '?'`, message: 'invalid input syntax for type uuid: "?"' });
+    const out = serializeError(
+      driverError(`select * from "votes" where "id" = 'x'' or 1=1 - -' - invalid input syntax for type uuid: "x' or 1=1 - -"`),
+    ) as Record<string, unknown>;
+    expect(out).toMatchObject({
+      code: '22P02',
+      sql: `select * from "votes" where "id" = '?'`,
+      message: 'invalid input syntax for type uuid: "?"',
+    });
     expect(JSON.stringify(out)).not.toMatch(/or 1=1|Failing row/);
     const escaped = serializeError(driverError(`update "t" set "a" = E'back\\\\slash', "b" = '' - boom`)) as Record<string, unknown>;
     expect(escaped.sql).toBe(`update "t" set "a" = '?', "b" = '?'`);

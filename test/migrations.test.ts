@@ -15,7 +15,9 @@ beforeAll(async () => {
   ({ userId } = await t.signUp('big'));
   await withClient(t.db.url, async (c) => {
     // 100k conversations spread over 200 users (the user under test owns 500), and 100k messages over 1000 conversations.
-    await c.query(`insert into users (id, created_at, email, password_hash) select gen_random_uuid(), now(), 'bulk' || g || '@example.com', 'x' from generate_series(1, 198) g`);
+    await c.query(
+      `insert into users (id, created_at, email, password_hash) select gen_random_uuid(), now(), 'bulk' || g || '@example.com', 'x' from generate_series(1, 198) g`,
+    );
     await c.query(
       `insert into conversations (id, created_at, updated_at, owner_id, title)
        select gen_random_uuid(), now() - make_interval(secs => g), now(),
@@ -31,7 +33,10 @@ beforeAll(async () => {
          from (select id, row_number() over () as rn from conversations limit 1000) cv
          cross join generate_series(1, 100) g`,
     );
-    await c.query(`insert into messages (id, created_at, conversation_id, role, content) select gen_random_uuid(), now() - make_interval(secs => g), $1, 'USER', 'mine' || g from generate_series(1, 50) g`, [conversationId]);
+    await c.query(
+      `insert into messages (id, created_at, conversation_id, role, content) select gen_random_uuid(), now() - make_interval(secs => g), $1, 'USER', 'mine' || g from generate_series(1, 50) g`,
+      [conversationId],
+    );
     await c.query('analyze');
   });
 });
@@ -76,9 +81,9 @@ it('the statements the app actually sends use those indexes', async () => {
   });
   const token = login.data.login.token;
   t.app.queryObserver.inlineParams = true;
-  const { statements } = await t.countStatements(() =>
-    t.gql(`{ conversations(first: 20) { nodes { id messages(first: 10) { nodes { id } } } } }`, {}, token),
-  ).finally(() => (t.app.queryObserver.inlineParams = false));
+  const { statements } = await t
+    .countStatements(() => t.gql(`{ conversations(first: 20) { nodes { id messages(first: 10) { nodes { id } } } } }`, {}, token))
+    .finally(() => (t.app.queryObserver.inlineParams = false));
   // One statement: the list with each conversation's first message page embedded (look-ahead).
   expect(statements).toHaveLength(1);
   const [listPlan] = await Promise.all(statements.map((sql) => plan(sql, [])));
@@ -91,7 +96,13 @@ it('the statements the app actually sends use those indexes', async () => {
   const node = first.data.conversations.nodes[0];
   t.app.queryObserver.inlineParams = true;
   const next = await t
-    .countStatements(() => t.gql(`query($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { nodes { id } } } }`, { id: node.id, after: node.messages.pageInfo.endCursor }, token))
+    .countStatements(() =>
+      t.gql(
+        `query($id: ID!, $after: String) { conversation(id: $id) { messages(first: 10, after: $after) { nodes { id } } } }`,
+        { id: node.id, after: node.messages.pageInfo.endCursor },
+        token,
+      ),
+    )
     .finally(() => (t.app.queryObserver.inlineParams = false));
   const pagePlan = await plan(next.statements[next.statements.length - 1]!, []);
   expect(pagePlan).toContain('messages_conversation_created_idx');

@@ -92,14 +92,7 @@ describe('formatModelId', () => {
 
 describe('GraphQL provider enum', () => {
   it('maps every provider both ways', () => {
-    expect(PROVIDER_NAMES.map(toProvider)).toEqual([
-      'OPENAI',
-      'ANTHROPIC',
-      'GOOGLE',
-      'MISTRAL',
-      'AZURE',
-      'OPENAI_COMPATIBLE',
-    ]);
+    expect(PROVIDER_NAMES.map(toProvider)).toEqual(['OPENAI', 'ANTHROPIC', 'GOOGLE', 'MISTRAL', 'AZURE', 'OPENAI_COMPATIBLE']);
     for (const p of PROVIDER_NAMES) expect(toProviderName(toProvider(p))).toBe(p);
   });
 

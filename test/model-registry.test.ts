@@ -13,7 +13,12 @@ import { createTestApp, type TestApp } from './helpers/test-app';
 const MODELS = `query Models($provider: Provider) {
   models(provider: $provider) { id provider name displayName contextWindow inputCostPerMTok outputCostPerMTok }
 }`;
-const KEYS = { OPENAI: 'sk-openai-test-1234', ANTHROPIC: 'sk-ant-test-1234', GOOGLE: 'goog-test-1234', MISTRAL: 'mistral-test-1234' } as const;
+const KEYS = {
+  OPENAI: 'sk-openai-test-1234',
+  ANTHROPIC: 'sk-ant-test-1234',
+  GOOGLE: 'goog-test-1234',
+  MISTRAL: 'mistral-test-1234',
+} as const;
 const LISTED = ['openai', 'anthropic', 'google', 'mistral'] as const;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -67,7 +72,11 @@ function registrySuite(extraEnv: () => Record<string, string>) {
   async function userWithKeys(t: TestApp, providers: Array<keyof typeof KEYS> = ['OPENAI', 'ANTHROPIC', 'GOOGLE', 'MISTRAL']) {
     const user = await t.signUp('models');
     for (const provider of providers) {
-      const res = await t.gql(`mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`, { i: { provider, apiKey: KEYS[provider] } }, user.token);
+      const res = await t.gql(
+        `mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`,
+        { i: { provider, apiKey: KEYS[provider] } },
+        user.token,
+      );
       expect(res.errors).toBeUndefined();
     }
     return user;
@@ -93,7 +102,9 @@ function registrySuite(extraEnv: () => Record<string, string>) {
     expect(anthropic.data.models.every((m: { provider: string }) => m.provider === 'ANTHROPIC')).toBe(true);
     expect(anthropic.data.models.length).toBe(MODEL_CATALOG.filter((e) => e.provider === 'anthropic').length);
 
-    const get = await fetch(`${t.url}/graphql?query=${encodeURIComponent('{ models { id } }')}`, { headers: { 'apollo-require-preflight': 'true' } });
+    const get = await fetch(`${t.url}/graphql?query=${encodeURIComponent('{ models { id } }')}`, {
+      headers: { 'apollo-require-preflight': 'true' },
+    });
     expect(get.status).toBe(200);
     expect(get.headers.get('cache-control')).toBe('public, max-age=3600');
     expect(fake.count(undefined, 'models')).toBe(0);
@@ -119,7 +130,12 @@ function registrySuite(extraEnv: () => Record<string, string>) {
     });
     // The catalog's curated data wins for listed names it knows.
     expect(res.data.models.filter((m: { id: string }) => m.id === 'openai:gpt-4o')).toHaveLength(1);
-    expect(fake.requests.filter((r) => r.kind === 'models').map((r) => r.apiKey).sort()).toEqual([KEYS.MISTRAL, KEYS.OPENAI].sort());
+    expect(
+      fake.requests
+        .filter((r) => r.kind === 'models')
+        .map((r) => r.apiKey)
+        .sort(),
+    ).toEqual([KEYS.MISTRAL, KEYS.OPENAI].sort());
 
     const mistralOnly = await t.gql(MODELS, { provider: 'MISTRAL' }, user.token);
     expect(ids(mistralOnly)).toContain('mistral:mistral-custom');
@@ -164,7 +180,9 @@ function registrySuite(extraEnv: () => Record<string, string>) {
     // it from a wait on another, far longer timer (LLM_TIMEOUT_MS, 60 s), however loaded the machine.
     expect(took).toBeLessThan(30_000);
     const list = ids(res);
-    expect(list).toEqual(expect.arrayContaining(['openai:ft:gpt-4o:acme', 'google:gemini-exp', 'mistral:mistral-custom', 'anthropic:claude-sonnet-4-5']));
+    expect(list).toEqual(
+      expect.arrayContaining(['openai:ft:gpt-4o:acme', 'google:gemini-exp', 'mistral:mistral-custom', 'anthropic:claude-sonnet-4-5']),
+    );
     expect(list).not.toContain('anthropic:claude-custom');
     // Backing off: the next request does not wait for anthropic again.
     const again = await t.gql(MODELS, {}, user.token);
@@ -227,7 +245,11 @@ describeRedis('model registry (Redis)', () => {
     });
     apps.push(t);
     const user = await t.signUp('fp');
-    await t.gql(`mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`, { i: { provider: 'OPENAI', apiKey: KEYS.OPENAI } }, user.token);
+    await t.gql(
+      `mutation($i: SaveApiKeyInput!) { saveApiKey(input: $i) { id } }`,
+      { i: { provider: 'OPENAI', apiKey: KEYS.OPENAI } },
+      user.token,
+    );
     await t.gql(MODELS, {}, user.token);
     const client = createClient({ url: redisUrlForTests() });
     await client.connect();

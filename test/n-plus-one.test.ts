@@ -32,7 +32,13 @@ beforeAll(async () => {
   t = await createTestApp();
   const user = await t.signUp('n1');
   token = user.token;
-  await seedUserData(t.db.url, user.userId, { conversations: 50, messagesPerConversation: 12, comparisons: 50, responsesPerComparison: 3, votes: true });
+  await seedUserData(t.db.url, user.userId, {
+    conversations: 50,
+    messagesPerConversation: 12,
+    comparisons: 50,
+    responsesPerComparison: 3,
+    votes: true,
+  });
 });
 afterAll(() => t.close());
 
@@ -58,7 +64,10 @@ it('serves the second page of each conversation’s messages in one statement fo
   const first = await t.gql(QUERY, { n: 5 }, token);
   const cursors = first.data.conversations.nodes.map((c: any) => ({ id: c.id, after: c.messages.pageInfo.endCursor }));
   const fields = cursors
-    .map((c: { id: string; after: string }, i: number) => `c${i}: conversation(id: "${c.id}") { messages(first: 10, after: "${c.after}") { nodes { content } pageInfo { hasNextPage } } }`)
+    .map(
+      (c: { id: string; after: string }, i: number) =>
+        `c${i}: conversation(id: "${c.id}") { messages(first: 10, after: "${c.after}") { nodes { content } pageInfo { hasNextPage } } }`,
+    )
     .join('\n');
   const { count, result } = await t.countStatements(() => t.gql(`{ ${fields} }`, {}, token));
   expect(result.errors).toBeUndefined();

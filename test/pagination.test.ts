@@ -18,7 +18,10 @@ async function createConversations(token: string, titles: string[]): Promise<str
 
 it('pages newest first without skipping or repeating while rows are inserted between pages', async () => {
   const { token } = await t.signUp('pager');
-  const initial = await createConversations(token, Array.from({ length: 7 }, (_, i) => `c${i}`));
+  const initial = await createConversations(
+    token,
+    Array.from({ length: 7 }, (_, i) => `c${i}`),
+  );
   const seen: string[] = [];
   let after: string | null = null;
   let page = 0;
@@ -70,7 +73,15 @@ describe('cursor and page size validation', () => {
   it.each([
     ['garbage', 'not-a-cursor'],
     ['empty signature', 'abc.'],
-    ['tampered body', () => Buffer.from(JSON.stringify(['conversations:x', '2020-01-01T00:00:00.000Z', '00000000-0000-0000-0000-000000000000'])).toString('base64url') + '.' + cursor.split('.')[1]],
+    [
+      'tampered body',
+      () =>
+        Buffer.from(JSON.stringify(['conversations:x', '2020-01-01T00:00:00.000Z', '00000000-0000-0000-0000-000000000000'])).toString(
+          'base64url',
+        ) +
+        '.' +
+        cursor.split('.')[1],
+    ],
     ['tampered signature', () => cursor.slice(0, -2) + (cursor.endsWith('AA') ? 'BB' : 'AA')],
   ])('answers BAD_USER_INPUT for a %s cursor', async (_name, make) => {
     const after = typeof make === 'function' ? make() : make;

@@ -95,7 +95,11 @@ describeRedis('rate limits on provider calls', () => {
     // So is a retry; the refused one stays FAILED (retryable later).
     const retry = await t.gql(`mutation($id: ID!) { retryComparisonResponse(id: $id) { status } }`, { id: failed.id }, u.token);
     expect(codes(retry)).toEqual(['RATE_LIMITED']);
-    const stored = await t.gql(`query($id: ID!) { comparison(id: $id) { responses { id status } } }`, { id: first.data.runComparison.id }, u.token);
+    const stored = await t.gql(
+      `query($id: ID!) { comparison(id: $id) { responses { id status } } }`,
+      { id: first.data.runComparison.id },
+      u.token,
+    );
     expect(stored.data.comparison.responses.find((r: any) => r.id === failed.id).status).toBe('FAILED');
     expect(fake.count('openai', 'chat')).toBe(5);
 
@@ -118,7 +122,13 @@ describeRedis('brute force on login and register', () => {
     for (let i = 0; i < 2; i++) expect(codes(await t.gql(LOGIN, { e: victim, p: 'wrong password' }))).toEqual(['UNAUTHENTICATED']);
     expect((await t.gql(LOGIN, { e: victim, p: PASSWORD })).errors).toBeUndefined();
     const parallel = await Promise.all([1, 2, 3, 4, 5].map(() => t.gql(LOGIN, { e: victim.toUpperCase(), p: 'wrong password' })));
-    expect(parallel.map((r) => codes(r)[0]).sort()).toEqual(['RATE_LIMITED', 'RATE_LIMITED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED']);
+    expect(parallel.map((r) => codes(r)[0]).sort()).toEqual([
+      'RATE_LIMITED',
+      'RATE_LIMITED',
+      'UNAUTHENTICATED',
+      'UNAUTHENTICATED',
+      'UNAUTHENTICATED',
+    ]);
 
     const locked = await t.gql(LOGIN, { e: victim, p: PASSWORD });
     expect(locked.status).toBe(429);
@@ -139,11 +149,14 @@ describeRedis('brute force on login and register', () => {
     expect(codes(refused)).toEqual(['RATE_LIMITED']);
     expect(codes(await register(direct, email('more')))).toEqual(['RATE_LIMITED']);
     // Without TRUST_PROXY a forged header changes nothing.
-    expect(codes(await direct.gql(LOGIN, { e: email('guess'), p: 'x' }, undefined, { 'x-forwarded-for': '203.0.113.9' }))).toEqual(['RATE_LIMITED']);
+    expect(codes(await direct.gql(LOGIN, { e: email('guess'), p: 'x' }, undefined, { 'x-forwarded-for': '203.0.113.9' }))).toEqual([
+      'RATE_LIMITED',
+    ]);
 
     const proxied = await app({ ...env, TRUST_PROXY: 'true' });
     const from = (ip: string) => ({ 'x-forwarded-for': `198.51.100.1, ${ip}` });
-    for (let i = 0; i < 4; i++) expect(codes(await proxied.gql(LOGIN, { e: email('guess'), p: 'x' }, undefined, from('203.0.113.7')))).toEqual(['UNAUTHENTICATED']);
+    for (let i = 0; i < 4; i++)
+      expect(codes(await proxied.gql(LOGIN, { e: email('guess'), p: 'x' }, undefined, from('203.0.113.7')))).toEqual(['UNAUTHENTICATED']);
     expect(codes(await proxied.gql(LOGIN, { e: email('guess'), p: 'x' }, undefined, from('203.0.113.7')))).toEqual(['RATE_LIMITED']);
     expect(codes(await proxied.gql(LOGIN, { e: email('guess'), p: 'x' }, undefined, from('203.0.113.8')))).toEqual(['UNAUTHENTICATED']);
   });
@@ -160,7 +173,8 @@ describeRedis('brute force on login and register', () => {
 });
 
 describe('the client address rate limits key', () => {
-  const req = (remoteAddress: string, xff?: string) => ({ socket: { remoteAddress }, headers: xff ? { 'x-forwarded-for': xff } : {} }) as unknown as IncomingMessage;
+  const req = (remoteAddress: string, xff?: string) =>
+    ({ socket: { remoteAddress }, headers: xff ? { 'x-forwarded-for': xff } : {} }) as unknown as IncomingMessage;
   it('is the socket address unless TRUST_PROXY says how many proxies append to X-Forwarded-For; IPv6 by /64', () => {
     expect(clientIp(req('::ffff:10.0.0.5', '1.2.3.4'), 0)).toBe('10.0.0.5');
     expect(clientIp(req('10.0.0.5', '6.6.6.6, 1.2.3.4'), 1)).toBe('1.2.3.4');
@@ -207,7 +221,9 @@ describeRedisServer('rate limits when Redis fails', () => {
     for (let i = 0; i < 2; i++) expect(codes(await t.gql(LOGIN, { e: target, p: 'wrong' }))).toEqual(['UNAUTHENTICATED']);
     // The limit still holds, counted in this instance's memory.
     expect(codes(await t.gql(LOGIN, { e: target, p: 'wrong' }))).toEqual(['RATE_LIMITED']);
-    expect(await t.app.metrics.registry.getSingleMetricAsString('llmselect_rate_limit_fail_open_total')).toMatch(/limit="login_account"\} [1-9]/);
+    expect(await t.app.metrics.registry.getSingleMetricAsString('llmselect_rate_limit_fail_open_total')).toMatch(
+      /limit="login_account"\} [1-9]/,
+    );
     expect(t.logs.filter((l) => l.includes('rate limit store unavailable')).length).toBe(1);
 
     // Back: once a call reaches Redis again (it logs so), limits are counted there.
@@ -251,7 +267,9 @@ describeRedis('spend budgets', () => {
     expect(resetsAt).toBeLessThanOrEqual(Date.now() + 24 * 3600_000);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(23 * 3600);
     const conversationId = (await t.gql(`{ conversations(first: 1) { nodes { id } } }`, {}, u.token)).data.conversations.nodes[0].id;
-    expect(codes(await t.gql(SEND, { input: { conversationId, content: 'x', model: 'openai:gpt-4o' } }, u.token))).toEqual(['BUDGET_EXCEEDED']);
+    expect(codes(await t.gql(SEND, { input: { conversationId, content: 'x', model: 'openai:gpt-4o' } }, u.token))).toEqual([
+      'BUDGET_EXCEEDED',
+    ]);
     expect(fake.count('openai', 'chat')).toBe(requests);
 
     const me = (await t.gql(ME, {}, u.token)).data.me;
@@ -274,7 +292,9 @@ describeRedis('spend budgets', () => {
     expect(cached.data.me.spentTodayUsd).toBe(0);
 
     await t.app.services.runner.settled(started.data.startComparison.id);
-    const costs = (await t.gql(`query($id: ID!) { comparison(id: $id) { responses { costUsd } } }`, { id: started.data.startComparison.id }, u.token)).data.comparison.responses;
+    const costs = (
+      await t.gql(`query($id: ID!) { comparison(id: $id) { responses { costUsd } } }`, { id: started.data.startComparison.id }, u.token)
+    ).data.comparison.responses;
     const spent = costs.reduce((n: number, r: any) => n + r.costUsd, 0);
     expect(spent).toBeGreaterThan(0);
     const after = await t.gql(ME, {}, u.token);
@@ -283,7 +303,7 @@ describeRedis('spend budgets', () => {
     expect(after.data.me.remainingBudgetUsd).toBeCloseTo(10 - spent, 9);
   });
 
-  it('an admin sets a user\'s budget (the user\'s cached me follows); a non-admin is FORBIDDEN', async () => {
+  it("an admin sets a user's budget (the user's cached me follows); a non-admin is FORBIDDEN", async () => {
     const adminEmail = email('admin');
     const t = await app({ REDIS_URL: redisUrlForTests(), ADMIN_EMAILS: adminEmail, USER_DAILY_BUDGET_USD: '5' });
     const admin = (await register(t, adminEmail)).data.register;
@@ -296,7 +316,10 @@ describeRedis('spend budgets', () => {
     expect((await t.gql(ME, {}, u.token)).data.me).toMatchObject({ dailyBudgetUsd: 0.5, remainingBudgetUsd: 0.5 });
 
     // 0 is unlimited; null returns to the default.
-    expect((await t.gql(SET_BUDGET, { id: u.userId, usd: 0 }, admin.token)).data.setUserBudget).toMatchObject({ dailyBudgetUsd: null, remainingBudgetUsd: null });
+    expect((await t.gql(SET_BUDGET, { id: u.userId, usd: 0 }, admin.token)).data.setUserBudget).toMatchObject({
+      dailyBudgetUsd: null,
+      remainingBudgetUsd: null,
+    });
     expect((await t.gql(SET_BUDGET, { id: u.userId, usd: null }, admin.token)).data.setUserBudget).toMatchObject({ dailyBudgetUsd: 5 });
     expect(codes(await t.gql(SET_BUDGET, { id: u.userId, usd: -1 }, admin.token))).toEqual(['BAD_USER_INPUT']);
     expect(codes(await t.gql(SET_BUDGET, { id: 'not-a-uuid', usd: 1 }, admin.token))).toEqual(['NOT_FOUND']);

@@ -39,7 +39,9 @@ async function growthDuring(what: string, fn: () => Promise<void>): Promise<numb
   const before = memoryOf(server.child.pid!).rssMb;
   await fn();
   const after = memoryOf(server.child.pid!);
-  console.log(`response-bytes: ${what}: RSS ${before.toFixed(0)} MB before, peak ${after.peakMb.toFixed(0)} MB, ${after.rssMb.toFixed(0)} MB after`);
+  console.log(
+    `response-bytes: ${what}: RSS ${before.toFixed(0)} MB before, peak ${after.peakMb.toFixed(0)} MB, ${after.rssMb.toFixed(0)} MB after`,
+  );
   return Math.max(0, after.peakMb - before);
 }
 
@@ -57,11 +59,18 @@ beforeAll(async () => {
       LOG_LEVEL: 'info',
     },
   });
-  const reg = await gqlAt(server.url, `mutation($e: String!) { register(email: $e, password: "correct horse battery") { token user { id } } }`, { e: `bytes-${randomBytes(4).toString('hex')}@example.com` });
+  const reg = await gqlAt(
+    server.url,
+    `mutation($e: String!) { register(email: $e, password: "correct horse battery") { token user { id } } }`,
+    { e: `bytes-${randomBytes(4).toString('hex')}@example.com` },
+  );
   token = reg.data.register.token;
   const userId: string = reg.data.register.user.id;
   conversationId = await withClient(db.url, async (c) => {
-    const conversation = await c.query(`insert into conversations (id, created_at, updated_at, owner_id, title) values (gen_random_uuid(), now(), now(), $1, 'long answers') returning id`, [userId]);
+    const conversation = await c.query(
+      `insert into conversations (id, created_at, updated_at, owner_id, title) values (gen_random_uuid(), now(), now(), $1, 'long answers') returning id`,
+      [userId],
+    );
     const id: string = conversation.rows[0].id;
     await c.query(
       `insert into comparison_results (id, created_at, owner_id, conversation_id, prompt)
@@ -99,28 +108,35 @@ describe('a byte budget per response', () => {
   it.each([
     ['a compiled read (SQL-built JSON)', ''],
     ['the ordinary path (resolvers)', ' @include(if: true)'],
-  ])('cuts off a response growing past MAX_RESPONSE_BYTES with RESPONSE_TOO_LARGE (maxBytes) on %s, twice (never cached), peak RSS within +256 MB', async (_path, directive) => {
-    // 25 × 8 × 256 KB = 50 MB of answers: under the cost limit, over the byte limit.
-    const query = `{ comparisons(first: 25) { nodes { id responses${directive} { content } } } }`;
-    const answers: Array<{ status: number; text: string }> = [];
-    const growth = await growthDuring(`comparisons(first: 25) on ${_path}`, async () => {
-      for (let i = 0; i < 2; i++) answers.push(await gqlRaw(query));
-    });
-    for (const answer of answers) {
-      expect(answer.text.length).toBeLessThan(10_000);
-      const body = JSON.parse(answer.text);
-      expect(body.data).toBeUndefined();
-      expect(body.errors).toEqual([expect.objectContaining({ extensions: { code: 'RESPONSE_TOO_LARGE', maxBytes: MAX_RESPONSE_BYTES } })]);
-    }
-    expect(growth).toBeLessThan(MAX_GROWTH_MB);
-  });
+  ])(
+    'cuts off a response growing past MAX_RESPONSE_BYTES with RESPONSE_TOO_LARGE (maxBytes) on %s, twice (never cached), peak RSS within +256 MB',
+    async (_path, directive) => {
+      // 25 × 8 × 256 KB = 50 MB of answers: under the cost limit, over the byte limit.
+      const query = `{ comparisons(first: 25) { nodes { id responses${directive} { content } } } }`;
+      const answers: Array<{ status: number; text: string }> = [];
+      const growth = await growthDuring(`comparisons(first: 25) on ${_path}`, async () => {
+        for (let i = 0; i < 2; i++) answers.push(await gqlRaw(query));
+      });
+      for (const answer of answers) {
+        expect(answer.text.length).toBeLessThan(10_000);
+        const body = JSON.parse(answer.text);
+        expect(body.data).toBeUndefined();
+        expect(body.errors).toEqual([
+          expect.objectContaining({ extensions: { code: 'RESPONSE_TOO_LARGE', maxBytes: MAX_RESPONSE_BYTES } }),
+        ]);
+      }
+      expect(growth).toBeLessThan(MAX_GROWTH_MB);
+    },
+  );
 
   it('answers a page that fits (4 MB) whole, on both paths', async () => {
     for (const directive of ['', ' @include(if: true)']) {
       const answer = await gqlRaw(`{ comparisons(first: 2) { nodes { responses${directive} { content } } } }`);
       const body = JSON.parse(answer.text);
       expect(body.errors).toBeUndefined();
-      expect(body.data.comparisons.nodes.flatMap((n: { responses: Array<{ content: string }> }) => n.responses.map((r) => r.content.length))).toEqual(Array(16).fill(ANSWER_BYTES));
+      expect(
+        body.data.comparisons.nodes.flatMap((n: { responses: Array<{ content: string }> }) => n.responses.map((r) => r.content.length)),
+      ).toEqual(Array(16).fill(ANSWER_BYTES));
     }
   });
 

@@ -49,7 +49,12 @@ interface MessageSeed {
 async function insertConversation(c: Client, ownerId: string, title: string): Promise<string> {
   const id = randomUUID();
   const at = tick();
-  await c.query(`insert into conversations (id, created_at, updated_at, owner_id, title) values ($1, $2, $2, $3, $4)`, [id, at, ownerId, title]);
+  await c.query(`insert into conversations (id, created_at, updated_at, owner_id, title) values ($1, $2, $2, $3, $4)`, [
+    id,
+    at,
+    ownerId,
+    title,
+  ]);
   return id;
 }
 
@@ -58,17 +63,40 @@ async function insertMessage(c: Client, conversationId: string, m: MessageSeed):
   await c.query(
     `insert into messages (id, created_at, conversation_id, role, content, model, provider, comparison_id, prompt_tokens, completion_tokens, latency_ms, cost_usd)
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-    [id, m.at ?? tick(), conversationId, m.role ?? 'USER', m.content, m.model ?? null, m.provider ?? null, m.comparisonId ?? null,
-      m.promptTokens ?? null, m.completionTokens ?? null, m.latencyMs ?? null, m.costUsd ?? null],
+    [
+      id,
+      m.at ?? tick(),
+      conversationId,
+      m.role ?? 'USER',
+      m.content,
+      m.model ?? null,
+      m.provider ?? null,
+      m.comparisonId ?? null,
+      m.promptTokens ?? null,
+      m.completionTokens ?? null,
+      m.latencyMs ?? null,
+      m.costUsd ?? null,
+    ],
   );
   return id;
 }
 
 /** A comparison of the conversation and its prompt stored as a USER message with `comparison_id` set (as the runner does). */
-async function insertComparison(c: Client, ownerId: string, conversationId: string, prompt: string): Promise<{ comparisonId: string; messageId: string }> {
+async function insertComparison(
+  c: Client,
+  ownerId: string,
+  conversationId: string,
+  prompt: string,
+): Promise<{ comparisonId: string; messageId: string }> {
   const comparisonId = randomUUID();
   const at = tick();
-  await c.query(`insert into comparison_results (id, created_at, owner_id, conversation_id, prompt) values ($1, $2, $3, $4, $5)`, [comparisonId, at, ownerId, conversationId, prompt]);
+  await c.query(`insert into comparison_results (id, created_at, owner_id, conversation_id, prompt) values ($1, $2, $3, $4, $5)`, [
+    comparisonId,
+    at,
+    ownerId,
+    conversationId,
+    prompt,
+  ]);
   const messageId = await insertMessage(c, conversationId, { content: prompt, comparisonId, at });
   return { comparisonId, messageId };
 }
@@ -91,10 +119,21 @@ beforeAll(async () => {
     aliceMarathon = await insertConversation(c, alice.userId, 'Marathon training');
     const m1 = await insertMessage(c, aliceMarathon, { content: 'How do I run a marathon without getting injured?' });
     const m2 = await insertMessage(c, aliceMarathon, {
-      role: 'ASSISTANT', model: 'openai:gpt-4o', provider: 'OPENAI', content: 'Build mileage slowly; easy runs make up most of the week.',
-      promptTokens: 12, completionTokens: 30, latencyMs: 800, costUsd: 0.0012,
+      role: 'ASSISTANT',
+      model: 'openai:gpt-4o',
+      provider: 'OPENAI',
+      content: 'Build mileage slowly; easy runs make up most of the week.',
+      promptTokens: 12,
+      completionTokens: 30,
+      latencyMs: 800,
+      costUsd: 0.0012,
     });
-    ({ comparisonId: aliceComparison, messageId: alicePromptMessage } = await insertComparison(c, alice.userId, aliceMarathon, alicePrompt));
+    ({ comparisonId: aliceComparison, messageId: alicePromptMessage } = await insertComparison(
+      c,
+      alice.userId,
+      aliceMarathon,
+      alicePrompt,
+    ));
     aliceMarathonMessages = [m1, m2, alicePromptMessage];
     const winner = randomUUID();
     await c.query(
@@ -103,12 +142,22 @@ beforeAll(async () => {
               (gen_random_uuid(), $3, $2, 1, 'ANTHROPIC', 'anthropic:claude-sonnet-4-5', 'work-key-label', 'FAILED', '', 'Rate limited by the provider', 30000, null, null, null, null)`,
       [winner, aliceComparison, tick()],
     );
-    await c.query(`insert into votes (id, created_at, comparison_id, user_id, outcome, winner_id) values (gen_random_uuid(), now(), $1, $2, 'WINNER', $3)`, [aliceComparison, alice.userId, winner]);
+    await c.query(
+      `insert into votes (id, created_at, comparison_id, user_id, outcome, winner_id) values (gen_random_uuid(), now(), $1, $2, 'WINNER', $3)`,
+      [aliceComparison, alice.userId, winner],
+    );
 
     // Seven hits for "walrus" with different ranks and ties: two identical messages share their timestamp, so only the id orders them.
     alicePager = await insertConversation(c, alice.userId, 'Walrus notes');
     const same = tick();
-    for (const content of ['walrus', 'walrus walrus', 'the walrus sat on a rock', 'walrus walrus walrus', 'a walrus and a carpenter', 'walrus']) {
+    for (const content of [
+      'walrus',
+      'walrus walrus',
+      'the walrus sat on a rock',
+      'walrus walrus walrus',
+      'a walrus and a carpenter',
+      'walrus',
+    ]) {
       await insertMessage(c, alicePager, { content });
     }
     await insertMessage(c, alicePager, { content: 'walrus', at: same });
@@ -126,7 +175,8 @@ beforeAll(async () => {
     carolComparisons.push((await insertComparison(c, carol.userId, pair, 'pairword two as a prompt')).comparisonId);
     for (let i = 0; i < 20; i++) {
       const conversation = await insertConversation(c, carol.userId, `twenty ${i}`);
-      if (i % 5 === 0) carolComparisons.push((await insertComparison(c, carol.userId, conversation, `twentyword prompt ${i}`)).comparisonId);
+      if (i % 5 === 0)
+        carolComparisons.push((await insertComparison(c, carol.userId, conversation, `twentyword prompt ${i}`)).comparisonId);
       else await insertMessage(c, conversation, { content: `twentyword message ${i}` });
     }
   });
@@ -231,11 +281,21 @@ describe('search', () => {
   });
 
   it('treats the query as data: quotes, operators and placeholders neither break nor widen it', async () => {
-    for (const q of [`walrus' or '1'='1`, 'walrus ? $1 :x', '"walrus sat"', 'walrus -carpenter', 'walrus or zephyrine', '!!! &&& |||', 'the']) {
+    for (const q of [
+      `walrus' or '1'='1`,
+      'walrus ? $1 :x',
+      '"walrus sat"',
+      'walrus -carpenter',
+      'walrus or zephyrine',
+      '!!! &&& |||',
+      'the',
+    ]) {
       const res = await search(alice, q, 100);
       expect({ q, errors: res.errors }).toEqual({ q, errors: undefined });
     }
-    expect((await search(alice, '"walrus sat"')).data.search.nodes.map((n: any) => n.message.content)).toEqual(['the walrus sat on a rock']);
+    expect((await search(alice, '"walrus sat"')).data.search.nodes.map((n: any) => n.message.content)).toEqual([
+      'the walrus sat on a rock',
+    ]);
     expect((await search(alice, 'walrus -carpenter', 100)).data.search.nodes).toHaveLength(6);
     expect((await search(alice, 'the')).data.search.nodes).toEqual([]); // only a stop word
   });
@@ -275,9 +335,16 @@ describe('exportConversation', () => {
     expect(data.id).toBe(aliceMarathon);
     expect(data.messages.map((m: any) => m.id)).toEqual(aliceMarathonMessages);
     expect(data.messages[1]).toEqual({
-      id: aliceMarathonMessages[1], role: 'ASSISTANT', content: 'Build mileage slowly; easy runs make up most of the week.',
-      model: 'openai:gpt-4o', provider: 'OPENAI', createdAt: expect.any(String),
-      promptTokens: 12, completionTokens: 30, latencyMs: 800, costUsd: 0.0012,
+      id: aliceMarathonMessages[1],
+      role: 'ASSISTANT',
+      content: 'Build mileage slowly; easy runs make up most of the week.',
+      model: 'openai:gpt-4o',
+      provider: 'OPENAI',
+      createdAt: expect.any(String),
+      promptTokens: 12,
+      completionTokens: 30,
+      latencyMs: 800,
+      costUsd: 0.0012,
     });
     expect(data.comparisons).toEqual([
       {
@@ -288,10 +355,32 @@ describe('exportConversation', () => {
         revealed: true,
         category: null,
         responses: [
-          { label: 'A', model: 'openai:gpt-4o', provider: 'OPENAI', status: 'COMPLETED', content: 'Lightweight trainers with a firm heel.', error: null,
-            latencyMs: 900, timeToFirstTokenMs: 120, promptTokens: 20, completionTokens: 40, costUsd: 0.0021 },
-          { label: 'B', model: 'anthropic:claude-sonnet-4-5', provider: 'ANTHROPIC', status: 'FAILED', content: '', error: 'Rate limited by the provider',
-            latencyMs: 30000, timeToFirstTokenMs: null, promptTokens: null, completionTokens: null, costUsd: null },
+          {
+            label: 'A',
+            model: 'openai:gpt-4o',
+            provider: 'OPENAI',
+            status: 'COMPLETED',
+            content: 'Lightweight trainers with a firm heel.',
+            error: null,
+            latencyMs: 900,
+            timeToFirstTokenMs: 120,
+            promptTokens: 20,
+            completionTokens: 40,
+            costUsd: 0.0021,
+          },
+          {
+            label: 'B',
+            model: 'anthropic:claude-sonnet-4-5',
+            provider: 'ANTHROPIC',
+            status: 'FAILED',
+            content: '',
+            error: 'Rate limited by the provider',
+            latencyMs: 30000,
+            timeToFirstTokenMs: null,
+            promptTokens: null,
+            completionTokens: null,
+            costUsd: null,
+          },
         ],
         vote: { outcome: 'WINNER', winnerModel: 'openai:gpt-4o' },
       },
@@ -305,8 +394,19 @@ describe('exportConversation', () => {
     expect(res.errors).toBeUndefined();
     const md: string = res.data.exportConversation;
     expect(md.startsWith('# Marathon training\n')).toBe(true);
-    const order = ['**User**', 'How do I run a marathon', '**Assistant (openai:gpt-4o)**', 'Build mileage slowly', '## Comparisons', '#### A · openai:gpt-4o',
-      'Lightweight trainers', '#### B · anthropic:claude-sonnet-4-5', 'Status: FAILED', 'Rate limited by the provider', '**Vote:** Winner: openai:gpt-4o'];
+    const order = [
+      '**User**',
+      'How do I run a marathon',
+      '**Assistant (openai:gpt-4o)**',
+      'Build mileage slowly',
+      '## Comparisons',
+      '#### A · openai:gpt-4o',
+      'Lightweight trainers',
+      '#### B · anthropic:claude-sonnet-4-5',
+      'Status: FAILED',
+      'Rate limited by the provider',
+      '**Vote:** Winner: openai:gpt-4o',
+    ];
     const positions = order.map((s) => md.indexOf(s));
     expect(positions.every((p) => p >= 0)).toBe(true);
     expect([...positions].sort((a, b) => a - b)).toEqual(positions);
@@ -355,7 +455,9 @@ describe('search plan', () => {
            from (select id from conversations where owner_id = $1) cv cross join generate_series(1, 100) g`,
         [dora.userId],
       );
-      await c.query(`update messages set content = content || ' xylophonic' where id = (select id from messages where content like 'filler message 42 %' limit 1)`);
+      await c.query(
+        `update messages set content = content || ' xylophonic' where id = (select id from messages where content like 'filler message 42 %' limit 1)`,
+      );
       await c.query('analyze');
     });
   });
@@ -367,7 +469,9 @@ describe('search plan', () => {
       .countStatements(() => t.gql(`query($q: String!) { search(query: $q) { nodes { message { id } } } }`, { q }, user.token))
       .finally(() => (t.app.queryObserver.inlineParams = false));
     expect(statements).toHaveLength(1);
-    const plan = await withClient(t.db.url, async (c) => (await c.query(`explain ${statements[0]}`)).rows.map((r) => r['QUERY PLAN']).join('\n'));
+    const plan = await withClient(t.db.url, async (c) =>
+      (await c.query(`explain ${statements[0]}`)).rows.map((r) => r['QUERY PLAN']).join('\n'),
+    );
     return { hits: result.data.search.nodes.length, plan };
   }
 

@@ -26,7 +26,8 @@ const TEXT = Array.from({ length: 30 }, (_, i) => `w${i}`).join(' ');
 class Gate {
   private allowed = 0;
   private waiters: Array<{ index: number; resolve: () => void }> = [];
-  readonly wait = (index: number): Promise<void> => (index < this.allowed ? Promise.resolve() : new Promise((resolve) => this.waiters.push({ index, resolve })));
+  readonly wait = (index: number): Promise<void> =>
+    index < this.allowed ? Promise.resolve() : new Promise((resolve) => this.waiters.push({ index, resolve }));
   release(n = Infinity): void {
     this.allowed = n;
     for (const w of this.waiters.filter((w) => w.index < n)) w.resolve();
@@ -100,7 +101,12 @@ async function expectExact(app: TestApp, token: string, comparisonId: string, fo
     for (const r of responses) {
       const s = f.seen.get(r.id);
       expect(s).toBeDefined();
-      expect({ id: r.id, text: s!.text, settled: s!.settled, after: s!.eventsAfterSettle }).toEqual({ id: r.id, text: r.content, settled: r.content, after: 0 });
+      expect({ id: r.id, text: s!.text, settled: s!.settled, after: s!.eventsAfterSettle }).toEqual({
+        id: r.id,
+        text: r.content,
+        settled: r.content,
+        after: 0,
+      });
     }
   }
 }
@@ -123,7 +129,10 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     a = await createTestApp({ env });
     b = await createTestApp({ env, db: a.db });
     ({ token } = await a.signUp('exact'));
-    for (const input of [{ provider: 'OPENAI', apiKey: 'sk-a-1111' }, { provider: 'ANTHROPIC', apiKey: 'sk-b-2222' }]) {
+    for (const input of [
+      { provider: 'OPENAI', apiKey: 'sk-a-1111' },
+      { provider: 'ANTHROPIC', apiKey: 'sk-b-2222' },
+    ]) {
       await a.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input }, token);
     }
   });
@@ -168,7 +177,10 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     const remote = follow(await subscribe(b.url, EVENTS, { id }, token));
     // While the streams are held, only the replay and the fill can bring B the text so far
     // (the settled text, which would also carry it, comes only after the release).
-    await remote.until((s) => s.size === 2 && [...s.values()].every((x) => x.text.includes('w9 ')), 'the text so far on B while the streams are held');
+    await remote.until(
+      (s) => s.size === 2 && [...s.values()].every((x) => x.text.includes('w9 ')),
+      'the text so far on B while the streams are held',
+    );
     gate.release();
     await Promise.all([first.done, remote.done]);
     await expectExact(a, token, id, [first, remote]);
@@ -177,7 +189,11 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
   it('a subscriber on another instance from the start streams every delta', async () => {
     const gate = new Gate();
     fake.setBehavior('remote-start', { text: TEXT, chunkDelayMs: 0, beforeEvent: gate.wait });
-    const started = await a.gql(START, { input: { prompt: 'count for me', models: ['openai:remote-start', 'anthropic:remote-start'] } }, token);
+    const started = await a.gql(
+      START,
+      { input: { prompt: 'count for me', models: ['openai:remote-start', 'anthropic:remote-start'] } },
+      token,
+    );
     const id = started.data.startComparison.id as string;
     const remote = follow(await subscribe(b.url, EVENTS, { id }, token));
     await remote.until((s) => s.size === 2, 'the replay on B');
@@ -257,7 +273,10 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     const sub = follow(await subscribe(b.url, EVENTS, { id }, token));
     await sub.until((s) => s.size === 2, 'the replay');
     // Settled in PostgreSQL with no message on the channel: what a lost pub/sub message leaves behind.
-    await a.app.orm.em.fork().getConnection().execute(`update comparison_responses set status = 'COMPLETED', content = 'stored' where comparison_id = ?`, [id]);
+    await a.app.orm.em
+      .fork()
+      .getConnection()
+      .execute(`update comparison_responses set status = 'COMPLETED', content = 'stored' where comparison_id = ?`, [id]);
     await sub.done;
     expect(sub.errors).toEqual([]);
     for (const rid of ids) expect(sub.seen.get(rid)).toMatchObject({ settled: 'stored', status: 'COMPLETED' });
@@ -274,9 +293,19 @@ describeRedisServer('a local subscriber streams with Redis down (private redis-s
   beforeAll(async () => {
     redis = await startRedisServer();
     fake = await FakeLlmServer.start();
-    app = await createTestApp({ env: { REDIS_URL: redis.url, CACHE_TIMEOUT_MS: '200', OPENAI_BASE_URL: fake.baseUrls.openai, ANTHROPIC_BASE_URL: fake.baseUrls.anthropic } });
+    app = await createTestApp({
+      env: {
+        REDIS_URL: redis.url,
+        CACHE_TIMEOUT_MS: '200',
+        OPENAI_BASE_URL: fake.baseUrls.openai,
+        ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
+      },
+    });
     ({ token } = await app.signUp('redis-down'));
-    for (const input of [{ provider: 'OPENAI', apiKey: 'sk-a-1111' }, { provider: 'ANTHROPIC', apiKey: 'sk-b-2222' }]) {
+    for (const input of [
+      { provider: 'OPENAI', apiKey: 'sk-a-1111' },
+      { provider: 'ANTHROPIC', apiKey: 'sk-b-2222' },
+    ]) {
       await app.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input }, token);
     }
   });

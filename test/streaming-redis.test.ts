@@ -32,7 +32,10 @@ describeRedis('comparison events across instances (Redis pub/sub)', () => {
     a = await createTestApp({ env });
     b = await createTestApp({ env, db: a.db });
     ({ token } = await a.signUp('stream'));
-    for (const input of [{ provider: 'OPENAI', apiKey: 'sk-a-1111' }, { provider: 'ANTHROPIC', apiKey: 'sk-b-2222' }]) {
+    for (const input of [
+      { provider: 'OPENAI', apiKey: 'sk-a-1111' },
+      { provider: 'ANTHROPIC', apiKey: 'sk-b-2222' },
+    ]) {
       await a.gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input }, token);
     }
   });

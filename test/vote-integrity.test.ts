@@ -30,7 +30,9 @@ interface User {
 }
 
 async function signUpAdmin(t: TestApp, email: string): Promise<User> {
-  const res = await t.gql(`mutation($e: String!) { register(email: $e, password: "correct horse battery") { token user { id role } } }`, { e: email });
+  const res = await t.gql(`mutation($e: String!) { register(email: $e, password: "correct horse battery") { token user { id role } } }`, {
+    e: email,
+  });
   expect(res.data.register.user.role).toBe('ADMIN');
   return { token: res.data.register.token, userId: res.data.register.user.id };
 }
@@ -85,7 +87,9 @@ describe('daily vote cap and change window', () => {
     expect(changed.data.vote.winner.id).toBe(seeded[0]!.responses[1]);
 
     // Once the oldest vote is more than 24 h old, one more fits.
-    await withClient(t.db.url, (c) => c.query(`update votes set created_at = now() - interval '25 hours' where comparison_id = $1`, [seeded[1]!.id]));
+    await withClient(t.db.url, (c) =>
+      c.query(`update votes set created_at = now() - interval '25 hours' where comparison_id = $1`, [seeded[1]!.id]),
+    );
     expect((await win(t, user, seeded[3]!, 0)).errors).toBeUndefined();
   });
 
@@ -97,7 +101,9 @@ describe('daily vote cap and change window', () => {
     expect((await win(t, user, c, 1)).data.vote).toMatchObject({ id: first.data.vote.id, winner: { id: c.responses[1] } });
 
     // Cast 11 minutes ago (the window is 10).
-    await withClient(t.db.url, (db) => db.query(`update votes set created_at = now() - interval '11 minutes' where comparison_id = $1`, [c.id]));
+    await withClient(t.db.url, (db) =>
+      db.query(`update votes set created_at = now() - interval '11 minutes' where comparison_id = $1`, [c.id]),
+    );
     const late = await win(t, user, c, 0);
     expect(late.data).toBeNull();
     const ext = late.errors?.[0]?.extensions;
@@ -121,7 +127,14 @@ describe('implausible voting patterns', () => {
   const adminEmail = `arena-admin-${randomBytes(3).toString('hex')}@example.com`;
 
   beforeAll(async () => {
-    t = await createTestApp({ env: { ADMIN_EMAILS: adminEmail, VOTE_INTEGRITY_MIN_VOTES: '6', LEADERBOARD_BOOTSTRAP_SAMPLES: '0', LEADERBOARD_REFRESH_WAIT_MS: '60000' } });
+    t = await createTestApp({
+      env: {
+        ADMIN_EMAILS: adminEmail,
+        VOTE_INTEGRITY_MIN_VOTES: '6',
+        LEADERBOARD_BOOTSTRAP_SAMPLES: '0',
+        LEADERBOARD_REFRESH_WAIT_MS: '60000',
+      },
+    });
     admin = await signUpAdmin(t, adminEmail);
   });
   afterAll(() => t.close());
@@ -142,7 +155,10 @@ describe('implausible voting patterns', () => {
     // file's other tests rate far apart would make a 3–3 split look random against the consensus).
     const honestA = 'openai:honest-a';
     const honestC = 'google:honest-c';
-    for (let i = 0; i < 6; i++) expect((await win(t, honest, await seedComparison(t, honest.userId, [{ model: honestA }, { model: honestC }]), i % 2)).errors).toBeUndefined();
+    for (let i = 0; i < 6; i++)
+      expect(
+        (await win(t, honest, await seedComparison(t, honest.userId, [{ model: honestA }, { model: honestC }]), i % 2)).errors,
+      ).toBeUndefined();
     // Clicker: always the first position; 5 votes are not enough evidence.
     const clicks: SeededComparison[] = [];
     for (let i = 0; i < 5; i++) {
@@ -156,7 +172,14 @@ describe('implausible voting patterns', () => {
     clicks.push(await seedComparison(t, clicker.userId, [{ model: B }, { model: C }]));
     expect((await win(t, clicker, clicks[5]!, 0)).errors).toBeUndefined();
     const listed = (await t.gql(EXCLUSIONS, {}, admin.token)).data.voteExclusions.find((x: any) => x.userId === clicker.userId);
-    expect(listed).toMatchObject({ reason: 'FIRST_POSITION', votesConsidered: 6, votesExcluded: 6, active: true, reversedAt: null, email: expect.stringContaining('clicker') });
+    expect(listed).toMatchObject({
+      reason: 'FIRST_POSITION',
+      votesConsidered: 6,
+      votesExcluded: 6,
+      active: true,
+      reversedAt: null,
+      email: expect.stringContaining('clicker'),
+    });
     expect(listed.detail).toMatch(/6 of 6/);
     const mine = await board(clicker.token, 'MINE');
     expect(mine.leaderboardInfo).toEqual({ votesUsed: 0, votesExcluded: 6 });
@@ -181,7 +204,9 @@ describe('implausible voting patterns', () => {
     expect(after.leaderboardInfo.votesUsed - global.leaderboardInfo.votesUsed).toBe(6);
     expect(after.leaderboard.find((r) => r.model === B)).toMatchObject({ wins: 3, losses: 3 });
     expect((await t.gql(EXCLUSIONS, {}, admin.token)).data.voteExclusions.filter((x: any) => x.userId === clicker.userId)).toEqual([]);
-    expect((await t.gql(EXCLUSIONS, { all: true }, admin.token)).data.voteExclusions.find((x: any) => x.userId === clicker.userId)).toMatchObject({ active: false });
+    expect(
+      (await t.gql(EXCLUSIONS, { all: true }, admin.token)).data.voteExclusions.find((x: any) => x.userId === clicker.userId),
+    ).toMatchObject({ active: false });
     const c7 = await seedComparison(t, clicker.userId, [{ model: B }, { model: C }]);
     expect((await win(t, clicker, c7, 0)).errors).toBeUndefined();
     expect((await board(clicker.token, 'MINE')).leaderboardInfo).toEqual({ votesUsed: 7, votesExcluded: 0 });
@@ -210,7 +235,9 @@ describe('implausible voting patterns', () => {
     expect(listed).toMatchObject({ reason: 'RANDOM_AGAINST_CONSENSUS', votesConsidered: 6, votesExcluded: 6, active: true });
     expect(listed.detail).toMatch(/0 of 6/);
     // The crowd agrees with itself: never excluded.
-    expect((await t.gql(EXCLUSIONS, { all: true }, admin.token)).data.voteExclusions.find((x: any) => x.userId === crowd.userId)).toBeUndefined();
+    expect(
+      (await t.gql(EXCLUSIONS, { all: true }, admin.token)).data.voteExclusions.find((x: any) => x.userId === crowd.userId),
+    ).toBeUndefined();
     const xy = (await board(crowd.token)).leaderboard.find((r) => r.model === X);
     expect(xy).toMatchObject({ wins: 12, losses: 0 });
   });

@@ -30,16 +30,35 @@ const MINE = `{ leaderboard(scope: MINE) { ${RANKING_FIELDS} } }`;
 const GLOBAL = `{ leaderboard { ${RANKING_FIELDS} } }`;
 
 /** Inserts one comparison owned by `ownerId` with its responses (in position order); returns their ids. */
-async function seedComparison(t: TestApp, ownerId: string, responses: SeedResponse[], blind = true): Promise<{ id: string; responses: string[] }> {
+async function seedComparison(
+  t: TestApp,
+  ownerId: string,
+  responses: SeedResponse[],
+  blind = true,
+): Promise<{ id: string; responses: string[] }> {
   const id = randomUUID();
   const responseIds = responses.map(() => randomUUID());
   await withClient(t.db.url, async (c) => {
-    await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'prompt', $3)`, [id, ownerId, blind]);
+    await c.query(`insert into comparison_results (id, created_at, owner_id, prompt, blind) values ($1, now(), $2, 'prompt', $3)`, [
+      id,
+      ownerId,
+      blind,
+    ]);
     for (const [i, r] of responses.entries()) {
       await c.query(
         `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content, latency_ms, cost_usd)
          values ($1, now(), $2, $3, $4, $5, $6, $7, 'answer', $8, $9)`,
-        [responseIds[i], id, i, r.model.split(':')[0]!.toUpperCase(), r.model, r.label ?? 'default', r.status ?? 'COMPLETED', r.latencyMs ?? null, r.costUsd ?? null],
+        [
+          responseIds[i],
+          id,
+          i,
+          r.model.split(':')[0]!.toUpperCase(),
+          r.model,
+          r.label ?? 'default',
+          r.status ?? 'COMPLETED',
+          r.latencyMs ?? null,
+          r.costUsd ?? null,
+        ],
       );
     }
   });
@@ -66,14 +85,22 @@ describe('vote', () => {
   let bobs: { id: string; responses: string[] };
 
   const countVotes = (comparisonId: string) =>
-    withClient(t.db.url, async (c) => (await c.query('select count(*)::int as n from votes where comparison_id = $1', [comparisonId])).rows[0].n as number);
+    withClient(
+      t.db.url,
+      async (c) => (await c.query('select count(*)::int as n from votes where comparison_id = $1', [comparisonId])).rows[0].n as number,
+    );
 
   beforeAll(async () => {
     t = await createTestApp();
     alice = await t.signUp('alice');
     bob = await t.signUp('bob');
     // Not blind: these votes are changed below (a vote on a blind comparison is final, see test/board-integrity.test.ts).
-    mixed = await seedComparison(t, alice.userId, [{ model: 'openai:x' }, { model: 'anthropic:y' }, { model: 'google:z', status: 'FAILED' }], false);
+    mixed = await seedComparison(
+      t,
+      alice.userId,
+      [{ model: 'openai:x' }, { model: 'anthropic:y' }, { model: 'google:z', status: 'FAILED' }],
+      false,
+    );
     other = await seedComparison(t, alice.userId, [{ model: 'openai:x' }, { model: 'anthropic:y' }], false);
     bobs = await seedComparison(t, bob.userId, [{ model: 'openai:x' }, { model: 'anthropic:y' }]);
   });
@@ -89,12 +116,18 @@ describe('vote', () => {
   });
 
   it('voting again replaces the vote in place: same id, first-vote createdAt, one row; the next read shows it', async () => {
-    expect((await vote(t, alice, { comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: mixed.responses[0] })).errors).toBeUndefined();
+    expect(
+      (await vote(t, alice, { comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: mixed.responses[0] })).errors,
+    ).toBeUndefined();
     const first = (await t.gql(COMPARISON_VOTE, { id: mixed.id }, alice.token)).data.comparison.vote;
     const tie = await vote(t, alice, { comparisonId: mixed.id, outcome: 'TIE' });
     expect(tie.errors).toBeUndefined();
     expect(tie.data.vote).toEqual({ id: first.id, outcome: 'TIE', createdAt: first.createdAt, winner: null });
-    expect((await t.gql(COMPARISON_VOTE, { id: mixed.id }, alice.token)).data.comparison.vote).toEqual({ ...first, outcome: 'TIE', winner: null });
+    expect((await t.gql(COMPARISON_VOTE, { id: mixed.id }, alice.token)).data.comparison.vote).toEqual({
+      ...first,
+      outcome: 'TIE',
+      winner: null,
+    });
 
     const winnerY = await vote(t, alice, { comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: mixed.responses[1] });
     expect(winnerY.data.vote).toMatchObject({ id: first.id, outcome: 'WINNER', winner: { id: mixed.responses[1] } });
@@ -104,13 +137,37 @@ describe('vote', () => {
   });
 
   describe.each([
-    ['a FAILED response', () => ({ comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: mixed.responses[2] }), /is FAILED: only a COMPLETED response can win/],
-    ['a response of another comparison', () => ({ comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: other.responses[0] }), /is not a response of this comparison/],
-    ["a response of another user's comparison", () => ({ comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: bobs.responses[0] }), /is not a response of this comparison/],
-    ['a malformed response id', () => ({ comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: 'nope' }), /is not a response of this comparison/],
+    [
+      'a FAILED response',
+      () => ({ comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: mixed.responses[2] }),
+      /is FAILED: only a COMPLETED response can win/,
+    ],
+    [
+      'a response of another comparison',
+      () => ({ comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: other.responses[0] }),
+      /is not a response of this comparison/,
+    ],
+    [
+      "a response of another user's comparison",
+      () => ({ comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: bobs.responses[0] }),
+      /is not a response of this comparison/,
+    ],
+    [
+      'a malformed response id',
+      () => ({ comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: 'nope' }),
+      /is not a response of this comparison/,
+    ],
     ['no winnerResponseId', () => ({ comparisonId: mixed.id, outcome: 'WINNER' }), /A WINNER vote needs winnerResponseId/],
-    ['TIE with a winnerResponseId', () => ({ comparisonId: mixed.id, outcome: 'TIE', winnerResponseId: mixed.responses[0] }), /only allowed with outcome WINNER/],
-    ['ALL_BAD with a winnerResponseId', () => ({ comparisonId: mixed.id, outcome: 'ALL_BAD', winnerResponseId: mixed.responses[0] }), /only allowed with outcome WINNER/],
+    [
+      'TIE with a winnerResponseId',
+      () => ({ comparisonId: mixed.id, outcome: 'TIE', winnerResponseId: mixed.responses[0] }),
+      /only allowed with outcome WINNER/,
+    ],
+    [
+      'ALL_BAD with a winnerResponseId',
+      () => ({ comparisonId: mixed.id, outcome: 'ALL_BAD', winnerResponseId: mixed.responses[0] }),
+      /only allowed with outcome WINNER/,
+    ],
   ])('WINNER rules: %s', (_name, input, message) => {
     it('answers BAD_USER_INPUT and leaves the vote as it was', async () => {
       const before = (await t.gql(COMPARISON_VOTE, { id: mixed.id }, alice.token)).data.comparison.vote;
@@ -123,7 +180,11 @@ describe('vote', () => {
   });
 
   it('refuses any vote while a response is still PENDING or STREAMING', async () => {
-    const running = await seedComparison(t, alice.userId, [{ model: 'openai:x' }, { model: 'anthropic:y', status: 'STREAMING' }, { model: 'google:z', status: 'PENDING' }]);
+    const running = await seedComparison(t, alice.userId, [
+      { model: 'openai:x' },
+      { model: 'anthropic:y', status: 'STREAMING' },
+      { model: 'google:z', status: 'PENDING' },
+    ]);
     for (const input of [
       { comparisonId: running.id, outcome: 'WINNER', winnerResponseId: running.responses[0] },
       { comparisonId: running.id, outcome: 'TIE' },
@@ -137,7 +198,9 @@ describe('vote', () => {
   });
 
   it("another user's comparison answers NOT_FOUND exactly like a missing or malformed id, and changes nothing", async () => {
-    expect((await vote(t, alice, { comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: mixed.responses[0] })).errors).toBeUndefined();
+    expect(
+      (await vote(t, alice, { comparisonId: mixed.id, outcome: 'WINNER', winnerResponseId: mixed.responses[0] })).errors,
+    ).toBeUndefined();
     const foreign = await vote(t, bob, { comparisonId: mixed.id, outcome: 'TIE' });
     const missing = await vote(t, bob, { comparisonId: randomUUID(), outcome: 'TIE' });
     const malformed = await vote(t, bob, { comparisonId: 'not-a-uuid', outcome: 'TIE' });
@@ -170,7 +233,10 @@ describe('vote', () => {
     for (const res of results) expect(res.errors).toBeUndefined();
     expect(new Set(results.map((r) => r.data.vote.id)).size).toBe(1);
     expect(await countVotes(other.id)).toBe(1);
-    const stored = await withClient(t.db.url, async (c) => (await c.query('select id, user_id from votes where comparison_id = $1', [other.id])).rows);
+    const stored = await withClient(
+      t.db.url,
+      async (c) => (await c.query('select id, user_id from votes where comparison_id = $1', [other.id])).rows,
+    );
     expect(stored).toEqual([{ id: results[0]!.data.vote.id, user_id: alice.userId }]);
   });
 });
@@ -196,10 +262,24 @@ describe('leaderboard', () => {
 
   /** Alice's data (see the symmetric test): A beats B, B beats A, and an unvoted comparison. */
   async function aliceCasts(): Promise<void> {
-    const a1 = await seedComparison(t, alice.userId, [{ model: A, latencyMs: 100, costUsd: 0.001 }, { model: B, latencyMs: 200, costUsd: 0.002 }]);
-    const a2 = await seedComparison(t, alice.userId, [{ model: B, latencyMs: 600, costUsd: 0.006 }, { model: A, latencyMs: 300, costUsd: 0.003 }]);
+    const a1 = await seedComparison(t, alice.userId, [
+      { model: A, latencyMs: 100, costUsd: 0.001 },
+      { model: B, latencyMs: 200, costUsd: 0.002 },
+    ]);
+    const a2 = await seedComparison(t, alice.userId, [
+      { model: B, latencyMs: 600, costUsd: 0.006 },
+      { model: A, latencyMs: 300, costUsd: 0.003 },
+    ]);
     // Not blind: a blind one not voted on would stay out of the averages (its models are still hidden).
-    await seedComparison(t, alice.userId, [{ model: A, latencyMs: 500, costUsd: 0.005 }, { model: B, status: 'FAILED', latencyMs: 50, costUsd: 9 }], false);
+    await seedComparison(
+      t,
+      alice.userId,
+      [
+        { model: A, latencyMs: 500, costUsd: 0.005 },
+        { model: B, status: 'FAILED', latencyMs: 50, costUsd: 9 },
+      ],
+      false,
+    );
     await castVote(alice, a1, 'WINNER', 0);
     await castVote(alice, a2, 'WINNER', 0);
   }
@@ -228,7 +308,11 @@ describe('leaderboard', () => {
   }
 
   async function castVote(user: User, comparison: { id: string; responses: string[] }, outcome: string, winnerIndex?: number) {
-    const res = await vote(t, user, { comparisonId: comparison.id, outcome, winnerResponseId: winnerIndex === undefined ? null : comparison.responses[winnerIndex] });
+    const res = await vote(t, user, {
+      comparisonId: comparison.id,
+      outcome,
+      winnerResponseId: winnerIndex === undefined ? null : comparison.responses[winnerIndex],
+    });
     expect(res.errors).toBeUndefined();
   }
 
@@ -247,10 +331,24 @@ describe('leaderboard', () => {
    * repeat read is an x-cache HIT), and each vote shows on the very next read.
    */
   it('MINE, symmetric: 1000 / 1000; every vote shows on the next read despite the operation cache', async () => {
-    const a1 = await seedComparison(t, alice.userId, [{ model: A, latencyMs: 100, costUsd: 0.001 }, { model: B, latencyMs: 200, costUsd: 0.002 }]);
-    const a2 = await seedComparison(t, alice.userId, [{ model: B, latencyMs: 600, costUsd: 0.006 }, { model: A, latencyMs: 300, costUsd: 0.003 }]);
+    const a1 = await seedComparison(t, alice.userId, [
+      { model: A, latencyMs: 100, costUsd: 0.001 },
+      { model: B, latencyMs: 200, costUsd: 0.002 },
+    ]);
+    const a2 = await seedComparison(t, alice.userId, [
+      { model: B, latencyMs: 600, costUsd: 0.006 },
+      { model: A, latencyMs: 300, costUsd: 0.003 },
+    ]);
     // Not blind: a blind one not voted on would stay out of the averages (its models are still hidden).
-    await seedComparison(t, alice.userId, [{ model: A, latencyMs: 500, costUsd: 0.005 }, { model: B, status: 'FAILED', latencyMs: 50, costUsd: 9 }], false);
+    await seedComparison(
+      t,
+      alice.userId,
+      [
+        { model: A, latencyMs: 500, costUsd: 0.005 },
+        { model: B, status: 'FAILED', latencyMs: 50, costUsd: 9 },
+      ],
+      false,
+    );
 
     expect((await t.gql(MINE, {}, alice.token)).data.leaderboard).toEqual([]);
     const cached = await t.gql(MINE, {}, alice.token);
@@ -260,7 +358,10 @@ describe('leaderboard', () => {
     await castVote(alice, a1, 'WINNER', 0);
     const afterFirst = await t.gql(MINE, {}, alice.token);
     expect(afterFirst.headers.get('x-cache')).toBe('MISS');
-    expect(afterFirst.data.leaderboard.map((r: any) => [r.model, r.wins, r.losses])).toEqual([[A, 1, 0], [B, 0, 1]]);
+    expect(afterFirst.data.leaderboard.map((r: any) => [r.model, r.wins, r.losses])).toEqual([
+      [A, 1, 0],
+      [B, 0, 1],
+    ]);
 
     await castVote(alice, a2, 'WINNER', 0); // B wins
     const { leaderboard } = (await t.gql(MINE, {}, alice.token)).data;
@@ -331,7 +432,15 @@ describe('leaderboard', () => {
     expect(ranking[A]).toMatchObject({ provider: 'OPENAI', battles: 7, wins: 3, losses: 2, ties: 2, avgLatencyMs: 1000 });
     expect(ranking[A].winRate).toBeCloseTo(4 / 7, 12);
     expect(ranking[A].avgCostUsd).toBeCloseTo(0.01, 12);
-    expect(ranking[B]).toMatchObject({ provider: 'ANTHROPIC', battles: 6, wins: 1, losses: 3, ties: 2, avgLatencyMs: 2000, avgCostUsd: null });
+    expect(ranking[B]).toMatchObject({
+      provider: 'ANTHROPIC',
+      battles: 6,
+      wins: 1,
+      losses: 3,
+      ties: 2,
+      avgLatencyMs: 2000,
+      avgCostUsd: null,
+    });
     expect(ranking[B].winRate).toBeCloseTo(1 / 3, 12);
     expect(ranking[C]).toMatchObject({ provider: 'GOOGLE', battles: 5, wins: 2, losses: 1, ties: 2, avgLatencyMs: 4000 });
     expect(ranking[C].winRate).toBeCloseTo(0.6, 12);
@@ -392,7 +501,10 @@ describe('leaderboard', () => {
     await bobCasts(seeded);
     expect(byModel((await t.gql(GLOBAL, {}, alice.token)).data.leaderboard)[A]).toMatchObject({ battles: 9, wins: 4 });
     // A blind vote is final (it reveals the comparison): the board moves with a new vote, b6, where A beats B.
-    const b6 = await seedComparison(t, bob.userId, [{ model: A, latencyMs: 1000, costUsd: 0.01 }, { model: B, latencyMs: 2000 }]);
+    const b6 = await seedComparison(t, bob.userId, [
+      { model: A, latencyMs: 1000, costUsd: 0.01 },
+      { model: B, latencyMs: 2000 },
+    ]);
     const refit = await t.countStatements(async () => {
       await castVote(bob, b6, 'WINNER', 0);
       await t.app.services.leaderboard.refits(); // the refit the vote started: awaited, no sleep

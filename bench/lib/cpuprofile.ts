@@ -68,10 +68,13 @@ export function selfByOrigin(profile: Profile, n: number, windows?: Array<[numbe
   for (const f of topFrames(profile, Infinity, windows)) {
     const file = f.frame.slice(f.frame.lastIndexOf(' ') + 1).replace(/:\d+$/, '');
     const pkg = /^(@[^/]+\/[^/]+|[^/.:][^/:]*)\//.exec(file)?.[1];
-    const origin = !file ? 'V8 / native'
-      : file.startsWith('node:') ? file.replace(/^node:(internal\/)?([^/]+).*$/, 'node:$2')
-      : /^(dist|src)\//.test(file) ? file.replace(/^((dist\/)?src\/[^/]+).*$/, '$1')
-      : (pkg ?? file);
+    const origin = !file
+      ? 'V8 / native'
+      : file.startsWith('node:')
+        ? file.replace(/^node:(internal\/)?([^/]+).*$/, 'node:$2')
+        : /^(dist|src)\//.test(file)
+          ? file.replace(/^((dist\/)?src\/[^/]+).*$/, '$1')
+          : (pkg ?? file);
     const o = origins.get(origin) ?? { share: 0, selfMs: 0 };
     o.share += f.share;
     o.selfMs += f.selfMs;

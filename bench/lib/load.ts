@@ -63,7 +63,10 @@ export class LoadGenerator {
     return this.child.pid!;
   }
 
-  run(spec: LoadSpec, hooks: { beforeMeasure?: () => Promise<void>; afterMeasure?: () => Promise<void> } = {}): Promise<{ warmup?: LoadResult; result: LoadResult }> {
+  run(
+    spec: LoadSpec,
+    hooks: { beforeMeasure?: () => Promise<void>; afterMeasure?: () => Promise<void> } = {},
+  ): Promise<{ warmup?: LoadResult; result: LoadResult }> {
     return new Promise((resolve, reject) => {
       let warmup: LoadResult | undefined;
       const onExit = (code: number | null) => {

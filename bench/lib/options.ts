@@ -60,7 +60,8 @@ function list(raw: string): string[] {
 
 function positive(name: string, raw: string, integer = true): number {
   const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) throw new UsageError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got "${raw}"`);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value)))
+    throw new UsageError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got "${raw}"`);
   return value;
 }
 
@@ -71,14 +72,28 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     if (!match) throw new UsageError(`unknown argument "${arg}"`);
     flags.set(match[1]!, match[2] ?? 'true');
   }
-  const known = ['quick', 'soak', 'requests', 'variants', 'concurrency', 'warmup', 'seconds', 'no-build', 'readme', 'no-pool-check', 'help'];
-  for (const key of flags.keys()) if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
+  const known = [
+    'quick',
+    'soak',
+    'requests',
+    'variants',
+    'concurrency',
+    'warmup',
+    'seconds',
+    'no-build',
+    'readme',
+    'no-pool-check',
+    'help',
+  ];
+  for (const key of flags.keys())
+    if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
   if (flags.has('help')) throw new UsageError('');
 
   const quick = flags.has('quick');
   const variantsRaw = flags.get('variants') ?? env.BENCH_VARIANTS;
   const variants = variantsRaw ? list(variantsRaw) : [...VARIANTS];
-  for (const v of variants) if (!(VARIANTS as readonly string[]).includes(v)) throw new UsageError(`unknown variant "${v}" (known: ${VARIANTS.join(', ')})`);
+  for (const v of variants)
+    if (!(VARIANTS as readonly string[]).includes(v)) throw new UsageError(`unknown variant "${v}" (known: ${VARIANTS.join(', ')})`);
   const concurrencyRaw = flags.get('concurrency') ?? env.BENCH_CONCURRENCY;
   const concurrency = concurrencyRaw ? list(concurrencyRaw).map((c) => positive('--concurrency', c)) : [1, 10, 50];
   const warmupRaw = flags.get('warmup') ?? env.BENCH_WARMUP_SECONDS;

@@ -112,7 +112,8 @@ export class ServerProcess {
   private async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      if (this.exit) throw new Error(`${this.spec.name} exited (${this.exit.code ?? this.exit.signal}) before it was ready:\n${this.tail()}`);
+      if (this.exit)
+        throw new Error(`${this.spec.name} exited (${this.exit.code ?? this.exit.signal}) before it was ready:\n${this.tail()}`);
       try {
         const res = await fetch(`${this.url}${this.spec.readyPath}`, { signal: AbortSignal.timeout(2_000) });
         await res.arrayBuffer();

@@ -62,7 +62,14 @@ export interface HistoryPage {
   }>;
   comparisons: Array<{
     id: string;
-    responses: Array<{ id: string; provider: string; model: string; content: string; latencyMs: number | null; completionTokens: number | null }>;
+    responses: Array<{
+      id: string;
+      provider: string;
+      model: string;
+      content: string;
+      latencyMs: number | null;
+      completionTokens: number | null;
+    }>;
   }>;
 }
 
@@ -110,7 +117,12 @@ export function normalise(dialect: Dialect, body: string): HistoryPage {
       title: c.title,
       createdAt: instant(c.createdAt),
       updatedAt: instant(c.updatedAt),
-      messages: c.messagesByConversationId.nodes.map((m: any) => ({ id: m[key], role: m.role, content: m.content, createdAt: instant(m.createdAt) })),
+      messages: c.messagesByConversationId.nodes.map((m: any) => ({
+        id: m[key],
+        role: m.role,
+        content: m.content,
+        createdAt: instant(m.createdAt),
+      })),
     })),
     comparisons: u.comparisonResultsByOwnerId.nodes.map((r: any) => ({
       id: r[key],

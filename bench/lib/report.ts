@@ -77,7 +77,8 @@ export function fixed(value: number | null | undefined, digits: number): string 
 
 export function markdownTable(header: string[], rows: string[][], align: Array<'l' | 'r'>): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const pad = (cells: string[]) => `| ${cells.map((c, i) => (align[i] === 'r' ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
+  const pad = (cells: string[]) =>
+    `| ${cells.map((c, i) => (align[i] === 'r' ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
   const rule = `| ${widths.map((w, i) => (align[i] === 'r' ? `${'-'.repeat(w - 1)}:` : '-'.repeat(w))).join(' | ')} |`;
   return [pad(header), rule, ...rows.map(pad)].join('\n');
 }
@@ -124,7 +125,10 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
     goal: '≥ 1.25',
     met: verdict(rBest === undefined ? undefined : rBest >= 1.25),
   });
-  for (const [name, peer] of [['PostGraphile 5', pg5], ['PostGraphile 4', pg4]] as const) {
+  for (const [name, peer] of [
+    ['PostGraphile 5', pg5],
+    ['PostGraphile 4', pg4],
+  ] as const) {
     const r = ratio(miss, peer);
     if (r !== undefined) rows.push({ name: `ours-miss / ${name}, req/s at c=10`, measured: fixed(r, 2), goal: '', met: '—' });
   }
@@ -134,7 +138,12 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
     rows.push({ name: `${view} view: ours (miss) / PostGraphile 5, req/s at c=10`, measured: fixed(r, 2), goal: '', met: '—' });
   }
   const rSql = ratio(miss, c10('bare-sql'));
-  rows.push({ name: 'ours-miss / bare SQL, req/s at c=10', measured: fixed(rSql, 2), goal: '≥ 0.6', met: verdict(rSql === undefined ? undefined : rSql >= 0.6) });
+  rows.push({
+    name: 'ours-miss / bare SQL, req/s at c=10',
+    measured: fixed(rSql, 2),
+    goal: '≥ 0.6',
+    met: verdict(rSql === undefined ? undefined : rSql >= 0.6),
+  });
   rows.push({
     name: 'ours-miss server CPU per request at c=10',
     measured: miss ? `${fixed(miss.cpuMsPerRequest, 2)} ms` : '–',
@@ -142,16 +151,42 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
     met: verdict(miss ? miss.cpuMsPerRequest <= 3 : undefined),
   });
   const rCompiled = ratio(miss, c10('ours-miss-resolvers'));
-  rows.push({ name: 'ours-miss compiled reads / resolvers (jit), req/s at c=10', measured: fixed(rCompiled, 2), goal: '> 1 to keep them', met: verdict(rCompiled === undefined ? undefined : rCompiled > 1) });
+  rows.push({
+    name: 'ours-miss compiled reads / resolvers (jit), req/s at c=10',
+    measured: fixed(rCompiled, 2),
+    goal: '> 1 to keep them',
+    met: verdict(rCompiled === undefined ? undefined : rCompiled > 1),
+  });
   const rJit = ratio(c10('ours-miss-resolvers'), c10('ours-miss-js'));
-  rows.push({ name: 'resolvers: graphql-jit / graphql-js executor, req/s at c=10', measured: fixed(rJit, 2), goal: '> 1 to keep jit', met: verdict(rJit === undefined ? undefined : rJit > 1) });
+  rows.push({
+    name: 'resolvers: graphql-jit / graphql-js executor, req/s at c=10',
+    measured: fixed(rJit, 2),
+    goal: '> 1 to keep jit',
+    met: verdict(rJit === undefined ? undefined : rJit > 1),
+  });
   const hit = c10('ours-hit');
   const rRedis = ratio(hit, c10('bare-redis'));
-  rows.push({ name: 'ours-hit / bare Redis, req/s at c=10', measured: fixed(rRedis, 2), goal: '≥ 0.6', met: verdict(rRedis === undefined ? undefined : rRedis >= 0.6) });
+  rows.push({
+    name: 'ours-hit / bare Redis, req/s at c=10',
+    measured: fixed(rRedis, 2),
+    goal: '≥ 0.6',
+    met: verdict(rRedis === undefined ? undefined : rRedis >= 0.6),
+  });
   const rRemote = ratio(c10('ours-hit-remote'), c10('bare-redis'));
-  if (rRemote !== undefined) rows.push({ name: 'ours-hit without local copies (every body from Redis) / bare Redis, req/s at c=10', measured: fixed(rRemote, 2), goal: '', met: '—' });
+  if (rRemote !== undefined)
+    rows.push({
+      name: 'ours-hit without local copies (every body from Redis) / bare Redis, req/s at c=10',
+      measured: fixed(rRemote, 2),
+      goal: '',
+      met: '—',
+    });
   const hit1 = find(points, 'ours-hit', 1);
-  rows.push({ name: 'ours-hit p99 at c=1', measured: hit1 ? `${fixed(hit1.p99, 2)} ms` : '–', goal: '< 2 ms', met: verdict(hit1 ? hit1.p99 < 2 : undefined) });
+  rows.push({
+    name: 'ours-hit p99 at c=1',
+    measured: hit1 ? `${fixed(hit1.p99, 2)} ms` : '–',
+    goal: '< 2 ms',
+    met: verdict(hit1 ? hit1.p99 < 2 : undefined),
+  });
   const hit50 = find(points, 'ours-hit', 50);
   rows.push({
     name: 'ours-hit at c=50: breaker opened (Redis healthy)',
@@ -164,13 +199,20 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
   const constant = statements.length > 0 && statements.every((s) => Math.abs(s - statements[0]!) < 0.05);
   rows.push({
     name: 'ours-miss SQL statements per request',
-    measured: statements.length ? statements.map((s) => fixed(s, 2)).join(' / ') + ` (c=${missPoints.map((p) => p.connections).join('/')})` : '–',
+    measured: statements.length
+      ? statements.map((s) => fixed(s, 2)).join(' / ') + ` (c=${missPoints.map((p) => p.connections).join('/')})`
+      : '–',
     goal: '≤ 5, constant',
     met: verdict(statements.length ? constant && statements.every((s) => s <= 5 && s >= 0.5) : undefined),
   });
   const ours = points.filter((p) => p.variant.startsWith('ours'));
   const oursErrors = ours.reduce((n, p) => n + p.errors, 0);
-  rows.push({ name: 'ours errors, every variant and c', measured: ours.length ? String(oursErrors) : '–', goal: '0', met: verdict(ours.length ? oursErrors === 0 : undefined) });
+  rows.push({
+    name: 'ours errors, every variant and c',
+    measured: ours.length ? String(oursErrors) : '–',
+    goal: '0',
+    met: verdict(ours.length ? oursErrors === 0 : undefined),
+  });
   rows.push({
     name: pool ? `pool of ${pool.poolMax} at c=${pool.connections} (ours-miss)` : 'pool of 10 at c=200 (ours-miss)',
     measured: pool ? `${pool.errors} errors in ${pool.requests} requests, p99 ${fixed(pool.p99, 0)} ms` : '–',

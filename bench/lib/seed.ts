@@ -59,7 +59,11 @@ function md5Uuid(text: string): string {
 const TEXT = (label: string, seed: string) =>
   `left(${label} || E'\\n' || repeat('The "quick" brown fox ' || md5(${seed}) || ' jumps over the lazy dog; ', 6), 400)`;
 
-export async function seed(client: Client, w: Workload, passwordHash: string): Promise<{ seconds: number; rows: Record<string, number>; stepSeconds: Record<string, number> }> {
+export async function seed(
+  client: Client,
+  w: Workload,
+  passwordHash: string,
+): Promise<{ seconds: number; rows: Record<string, number>; stepSeconds: Record<string, number> }> {
   const started = performance.now();
   // Base time: 60 days ago at a whole second; every generated time is base + whole milliseconds.
   const base = new Date(Math.floor(Date.now() / 1000) * 1000 - 60 * 86_400_000).toISOString();
@@ -157,7 +161,9 @@ export async function seed(client: Client, w: Workload, passwordHash: string): P
       rows[table] = result.rowCount ?? 0;
     }
     await client.query(`set local maintenance_work_mem = '256MB'`);
-    await timed('fts index', () => client.query(`create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))`));
+    await timed('fts index', () =>
+      client.query(`create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))`),
+    );
     await timed('commit', () => client.query('commit'));
   } catch (error) {
     await client.query('rollback').catch(() => undefined);

@@ -77,7 +77,10 @@ export function ensurePeerInstalled(folder: string): void {
 async function preflight(options: Options): Promise<{ postgres: string; redis: string }> {
   let postgres: string;
   try {
-    postgres = await withClient(options.adminUrl, async (c) => (await c.query<{ v: string }>(`select current_setting('server_version') as v`)).rows[0]!.v);
+    postgres = await withClient(
+      options.adminUrl,
+      async (c) => (await c.query<{ v: string }>(`select current_setting('server_version') as v`)).rows[0]!.v,
+    );
   } catch (error) {
     throw new Error(`PostgreSQL is not reachable at BENCH_DATABASE_URL (${options.adminUrl}): ${(error as Error).message}`);
   }
@@ -121,7 +124,10 @@ export async function signToken(secret: string, id: string): Promise<string> {
     .sign(new TextEncoder().encode(secret));
 }
 
-export function oursEnv(e: { port: number; dbUrl: string; redisUrl: string; cachePrefix: string; jwtSecret: string; encryptionKey: string }, extra: Record<string, string> = {}) {
+export function oursEnv(
+  e: { port: number; dbUrl: string; redisUrl: string; cachePrefix: string; jwtSecret: string; encryptionKey: string },
+  extra: Record<string, string> = {},
+) {
   return baseEnv({
     NODE_ENV: 'production',
     PORT: String(e.port),
@@ -148,7 +154,9 @@ export async function prepare(options: Options, cleanup: Cleanup, oursExtraEnv: 
   cleanup.add('drop the bench database', () => db.drop());
   log(`database ${db.name}`);
   const cachePrefix = `llmselect-bench-${randomBytes(4).toString('hex')}`;
-  cleanup.add('delete the bench Redis keys', async () => log(`deleted ${await deleteRedisKeys(options.redisUrl, cachePrefix)} Redis keys (${cachePrefix})`));
+  cleanup.add('delete the bench Redis keys', async () =>
+    log(`deleted ${await deleteRedisKeys(options.redisUrl, cachePrefix)} Redis keys (${cachePrefix})`),
+  );
   const jwtSecret = randomBytes(48).toString('base64url');
   const encryptionKey = randomBytes(32).toString('base64');
 
@@ -159,9 +167,17 @@ export async function prepare(options: Options, cleanup: Cleanup, oursExtraEnv: 
 
   const hashOptions = { type: argon2.argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
   const passwordHash = await argon2.hash(BENCH_PASSWORD, hashOptions);
-  log(`seeding ${WORKLOAD.users} users × (${WORKLOAD.conversations} conversations × ${WORKLOAD.messages} messages, ${WORKLOAD.comparisons} comparisons × ${WORKLOAD.responses} responses, ${WORKLOAD.votes} votes)`);
+  log(
+    `seeding ${WORKLOAD.users} users × (${WORKLOAD.conversations} conversations × ${WORKLOAD.messages} messages, ${WORKLOAD.comparisons} comparisons × ${WORKLOAD.responses} responses, ${WORKLOAD.votes} votes)`,
+  );
   const seeded = await withClient(db.url, (c) => seed(c, WORKLOAD, passwordHash));
-  log(`seeded in ${seeded.seconds.toFixed(1)} s: ${Object.entries(seeded.rows).map(([t, n]) => `${n} ${t}`).join(', ')}; ANALYZE done (${Object.entries(seeded.stepSeconds).map(([t, n]) => `${t} ${n.toFixed(1)} s`).join(', ')})`);
+  log(
+    `seeded in ${seeded.seconds.toFixed(1)} s: ${Object.entries(seeded.rows)
+      .map(([t, n]) => `${n} ${t}`)
+      .join(', ')}; ANALYZE done (${Object.entries(seeded.stepSeconds)
+      .map(([t, n]) => `${t} ${n.toFixed(1)} s`)
+      .join(', ')})`,
+  );
 
   const users = await Promise.all(
     Array.from({ length: options.users }, async (_, i) => {
@@ -192,7 +208,8 @@ export async function post(url: string, body: unknown, headers: Record<string, s
 export async function graphql<T = any>(url: string, query: string, variables: object, token?: string): Promise<T> {
   const answer = await post(`${url}/graphql`, { query, variables }, token ? { authorization: `Bearer ${token}` } : {});
   const parsed = JSON.parse(answer.body.toString('utf8')) as { data?: T; errors?: unknown[] };
-  if (answer.status !== 200 || parsed.errors?.length) throw new Error(`GraphQL call failed (${answer.status}): ${JSON.stringify(parsed.errors ?? parsed).slice(0, 500)}`);
+  if (answer.status !== 200 || parsed.errors?.length)
+    throw new Error(`GraphQL call failed (${answer.status}): ${JSON.stringify(parsed.errors ?? parsed).slice(0, 500)}`);
   return parsed.data as T;
 }
 
@@ -222,7 +239,14 @@ export async function startOurs(
   const port = await freePort();
   // BENCH_OURS_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles ours inside a bench run (node refuses --cpu-prof in NODE_OPTIONS).
   nodeArgs ??= process.env.BENCH_OURS_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
-  return ServerProcess.start({ name, args: [process.execPath, ...nodeArgs, 'dist/src/main.js'], cwd: ROOT, port, readyPath: '/health', env: oursEnv({ port, ...e }, extra) });
+  return ServerProcess.start({
+    name,
+    args: [process.execPath, ...nodeArgs, 'dist/src/main.js'],
+    cwd: ROOT,
+    port,
+    readyPath: '/health',
+    env: oursEnv({ port, ...e }, extra),
+  });
 }
 
 /**

@@ -48,7 +48,12 @@ async function buildMix(env: Environment): Promise<LoadRequest[]> {
   const keyUsers = env.users.slice(0, KEY_USERS);
   await mapLimit(keyUsers, 4, async (u) => {
     for (const provider of ['OPENAI', 'ANTHROPIC']) {
-      await graphql(url, `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id last4 } }`, { input: { provider, apiKey: `sk-bench-soak-${u.n}-${provider.toLowerCase()}` } }, u.token);
+      await graphql(
+        url,
+        `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id last4 } }`,
+        { input: { provider, apiKey: `sk-bench-soak-${u.n}-${provider.toLowerCase()}` } },
+        u.token,
+      );
     }
   });
   // Signed cursors and ids come from ours itself.
@@ -78,12 +83,28 @@ async function buildMix(env: Environment): Promise<LoadRequest[]> {
       mix.push(request(pick.user.token, MESSAGE_PAGE, { id: c.id, after: c.cursor }));
     }
     mix.push(request(pick.user.token, VOTE, { input: { comparisonId: comparison.id, outcome: 'TIE' } }));
-    mix.push(request(pick.user.token, VOTE, { input: { comparisonId: comparison.id, outcome: 'WINNER', winnerResponseId: comparison.responses[round % comparison.responses.length] } }));
+    mix.push(
+      request(pick.user.token, VOTE, {
+        input: {
+          comparisonId: comparison.id,
+          outcome: 'WINNER',
+          winnerResponseId: comparison.responses[round % comparison.responses.length],
+        },
+      }),
+    );
     mix.push(request(pick.user.token, CREATE, { title: `Soak ${round}` }));
     mix.push(request(pick.user.token, RENAME, { id: conversation.id, title: `Renamed ${round}` }));
     const keyConversation = keyUser.conversations[round % keyUser.conversations.length]!;
-    mix.push(request(keyUser.user.token, SEND, { input: { conversationId: keyConversation.id, content: `soak ${round}`, model: 'openai:gpt-4o' } }));
-    mix.push(request(keyUser.user.token, COMPARE, { input: { prompt: `soak compare ${round}`, models: ['openai:gpt-4o', 'anthropic:claude-sonnet-4-5'] } }));
+    mix.push(
+      request(keyUser.user.token, SEND, {
+        input: { conversationId: keyConversation.id, content: `soak ${round}`, model: 'openai:gpt-4o' },
+      }),
+    );
+    mix.push(
+      request(keyUser.user.token, COMPARE, {
+        input: { prompt: `soak compare ${round}`, models: ['openai:gpt-4o', 'anthropic:claude-sonnet-4-5'] },
+      }),
+    );
   }
   return mix;
 }
@@ -95,7 +116,10 @@ function median(values: number[]): number {
 
 export async function runSoak(options: Options, cleanup: Cleanup): Promise<number> {
   const started = new Date();
-  const fake = fork(join(__dirname, 'fake-llm-child.ts'), [], { execArgv: ['--require', 'ts-node/register'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const fake = fork(join(__dirname, 'fake-llm-child.ts'), [], {
+    execArgv: ['--require', 'ts-node/register'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   cleanup.add('stop the fake LLM server', async () => {
     if (fake.exitCode !== null) return;
     const exited = new Promise((resolve) => fake.once('exit', resolve));
@@ -131,17 +155,43 @@ export async function runSoak(options: Options, cleanup: Cleanup): Promise<numbe
   cleanup.add('stop the RSS sampler', async () => clearInterval(sampler));
 
   log(`soak: ${warmup} warm-up requests (not counted), then 5 × ${chunk} mixed requests at c=${CONNECTIONS}, RSS sampled every second`);
-  const spec = { url: env.ours.url, connections: CONNECTIONS, warmupSeconds: 0, seconds: 3_600, timeoutSeconds: 30, verify: true, requests: mix };
+  const spec = {
+    url: env.ours.url,
+    connections: CONNECTIONS,
+    warmupSeconds: 0,
+    seconds: 3_600,
+    timeoutSeconds: 30,
+    verify: true,
+    requests: mix,
+  };
   const warm = await load.run({ ...spec, amount: warmup });
-  const chunks: Array<{ chunk: number; requests: number; rps: number; p99: number; errors: number; firstError?: string; rssMb: { min: number; median: number; max: number; end: number } }> = [];
+  const chunks: Array<{
+    chunk: number;
+    requests: number;
+    rps: number;
+    p99: number;
+    errors: number;
+    firstError?: string;
+    rssMb: { min: number; median: number; max: number; end: number };
+  }> = [];
   for (let i = 1; i <= 5; i++) {
     current = i;
     const { result } = await load.run({ ...spec, amount: chunk });
     const rss = samples.filter((s) => s.chunk === i).map((s) => s.rssMb);
     const end = env.ours.rssMb();
     rss.push(end);
-    chunks.push({ chunk: i, requests: result.requests, rps: result.rps, p99: result.p99, errors: totalErrors(result), firstError: result.firstError, rssMb: { min: Math.min(...rss), median: median(rss), max: Math.max(...rss), end } });
-    log(`chunk ${i}/5: ${result.requests} requests, ${result.rps.toFixed(0)} req/s, ${totalErrors(result)} errors, RSS median ${median(rss).toFixed(0)} MB`);
+    chunks.push({
+      chunk: i,
+      requests: result.requests,
+      rps: result.rps,
+      p99: result.p99,
+      errors: totalErrors(result),
+      firstError: result.firstError,
+      rssMb: { min: Math.min(...rss), median: median(rss), max: Math.max(...rss), end },
+    });
+    log(
+      `chunk ${i}/5: ${result.requests} requests, ${result.rps.toFixed(0)} req/s, ${totalErrors(result)} errors, RSS median ${median(rss).toFixed(0)} MB`,
+    );
   }
   clearInterval(sampler);
 
@@ -152,14 +202,26 @@ export async function runSoak(options: Options, cleanup: Cleanup): Promise<numbe
   const pass = Math.abs(change) <= 0.1 && errors === 0;
   const table = markdownTable(
     ['chunk', 'requests', 'req/s', 'p99 ms', 'errors', 'RSS min MB', 'RSS median MB', 'RSS max MB'],
-    chunks.map((c) => [String(c.chunk), String(c.requests), c.rps.toFixed(0), c.p99.toFixed(1), String(c.errors), c.rssMb.min.toFixed(1), c.rssMb.median.toFixed(1), c.rssMb.max.toFixed(1)]),
+    chunks.map((c) => [
+      String(c.chunk),
+      String(c.requests),
+      c.rps.toFixed(0),
+      c.p99.toFixed(1),
+      String(c.errors),
+      c.rssMb.min.toFixed(1),
+      c.rssMb.median.toFixed(1),
+      c.rssMb.max.toFixed(1),
+    ]),
     ['r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   );
   // At most 30 samples per chunk on screen (evenly spaced); all of them are in the JSON.
   const sampleLines = [1, 2, 3, 4, 5].map((i) => {
     const own = samples.filter((s) => s.chunk === i);
     const step = Math.max(1, Math.ceil(own.length / 30));
-    return `  chunk ${i}: ${own.filter((_, k) => k % step === 0).map((s) => s.rssMb.toFixed(0)).join(' ')}${step > 1 ? ` (every ${step} s)` : ''}`;
+    return `  chunk ${i}: ${own
+      .filter((_, k) => k % step === 0)
+      .map((s) => s.rssMb.toFixed(0))
+      .join(' ')}${step > 1 ? ` (every ${step} s)` : ''}`;
   });
   const firstErrors = chunks.filter((c) => c.firstError).map((c) => `  chunk ${c.chunk}: ${c.firstError!.slice(0, 200)}`);
   process.stdout.write(
@@ -179,7 +241,25 @@ export async function runSoak(options: Options, cleanup: Cleanup): Promise<numbe
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `soak-${started.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ startedAt: started.toISOString(), finishedAt: new Date().toISOString(), requests: total, warmup, connections: CONNECTIONS, chunks, samples, change, errors, pass }, null, 2) + '\n');
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        startedAt: started.toISOString(),
+        finishedAt: new Date().toISOString(),
+        requests: total,
+        warmup,
+        connections: CONNECTIONS,
+        chunks,
+        samples,
+        change,
+        errors,
+        pass,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   log(`results: ${file.slice(ROOT.length + 1)}`);
   return pass ? 0 : 1;
 }

@@ -34,10 +34,18 @@ class Samples {
   }
   summary(): Percentiles {
     const sorted = this.values.subarray(0, this.n).sort();
-    const at = (p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]! : NaN);
+    const at = (p: number) =>
+      sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]! : NaN;
     let sum = 0;
     for (const v of sorted) sum += v;
-    return { n: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: sorted.length ? sorted[sorted.length - 1]! : NaN, mean: sorted.length ? sum / sorted.length : NaN };
+    return {
+      n: sorted.length,
+      p50: at(50),
+      p90: at(90),
+      p99: at(99),
+      max: sorted.length ? sorted[sorted.length - 1]! : NaN,
+      mean: sorted.length ? sum / sorted.length : NaN,
+    };
   }
 }
 
@@ -84,7 +92,13 @@ class Side {
   }
 
   summary(): SideResult {
-    return { ...this.result, latencyMs: this.latency.summary(), latencyInclOpenMs: this.latencyInclOpen.summary(), openMs: this.open.summary(), firstEventMs: this.firstEvent.summary() };
+    return {
+      ...this.result,
+      latencyMs: this.latency.summary(),
+      latencyInclOpenMs: this.latencyInclOpen.summary(),
+      openMs: this.open.summary(),
+      firstEventMs: this.firstEvent.summary(),
+    };
   }
 }
 
@@ -117,12 +131,20 @@ function wholeText(text: string, k: number, m: number, deltas: number): boolean 
 
 function post(url: string, body: string, headers: Record<string, string>, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...headers } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8') }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...headers },
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end(body);
@@ -133,7 +155,14 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
  * One SSE subscriber: reads until `event: complete`, the end of the response,
  * an error or the timeout, checking every token; adds what it saw to `side`.
  */
-function follow(side: Side, url: string, body: string, headers: Record<string, string>, answers: Map<string, Answer>, spec: StreamLoadSpec): Promise<void> {
+function follow(
+  side: Side,
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  answers: Map<string, Answer>,
+  spec: StreamLoadSpec,
+): Promise<void> {
   side.result.subscribers++;
   side.result.answers += answers.size;
   return new Promise((resolve) => {
@@ -176,7 +205,10 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
         return;
       }
       if (name !== 'next') return;
-      let payload: { data?: { comparisonEvents?: { responseId: string; status: string; delta: string | null; content: string | null } }; errors?: Array<{ message: string; extensions?: { code?: string } }> };
+      let payload: {
+        data?: { comparisonEvents?: { responseId: string; status: string; delta: string | null; content: string | null } };
+        errors?: Array<{ message: string; extensions?: { code?: string } }>;
+      };
       try {
         payload = JSON.parse(data);
       } catch {
@@ -206,7 +238,8 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
         if (event.delta !== null) tokens(answer, event.delta, 'delta', at);
         if (SETTLED.has(event.status)) {
           answer.settled = true;
-          answer.settledTextOk = event.status === 'COMPLETED' && event.content !== null && wholeText(event.content, answer.k, answer.m, answer.counts.length);
+          answer.settledTextOk =
+            event.status === 'COMPLETED' && event.content !== null && wholeText(event.content, answer.k, answer.m, answer.counts.length);
         }
         return;
       }
@@ -217,7 +250,8 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
       if (event.content !== null || SETTLED.has(event.status)) {
         // The settled text: checked, never counted as delivery.
         answer.settled = answer.settled || SETTLED.has(event.status);
-        answer.settledTextOk = event.status === 'COMPLETED' && event.content !== null && wholeText(event.content, answer.k, answer.m, answer.counts.length);
+        answer.settledTextOk =
+          event.status === 'COMPLETED' && event.content !== null && wholeText(event.content, answer.k, answer.m, answer.counts.length);
       }
     };
 
@@ -235,42 +269,55 @@ function follow(side: Side, url: string, body: string, headers: Record<string, s
       resolve();
     };
 
-    const req = http.request(url, { method: 'POST', agent, headers: { accept: 'text/event-stream', 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...headers } }, (res) => {
-      openedAt = nowMs();
-      side.open.push(openedAt - sentAt);
-      if (res.statusCode !== 200) {
-        const parts: Buffer[] = [];
-        res.on('data', (c: Buffer) => parts.push(c));
-        res.on('end', () => {
-          side.error(`HTTP ${res.statusCode}: ${Buffer.concat(parts).toString('utf8').slice(0, 200)}`, `HTTP ${res.statusCode}`);
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          accept: 'text/event-stream',
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(body)),
+          ...headers,
+        },
+      },
+      (res) => {
+        openedAt = nowMs();
+        side.open.push(openedAt - sentAt);
+        if (res.statusCode !== 200) {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => {
+            side.error(`HTTP ${res.statusCode}: ${Buffer.concat(parts).toString('utf8').slice(0, 200)}`, `HTTP ${res.statusCode}`);
+            finish();
+          });
+          return;
+        }
+        res.setEncoding('utf8');
+        let buffer = '';
+        res.on('data', (chunk: string) => {
+          const at = nowMs();
+          buffer += chunk;
+          let end: number;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            let name = '';
+            let data = '';
+            for (const line of block.split('\n')) {
+              if (line.startsWith('event:')) name = line.slice(6).trim();
+              else if (line.startsWith('data:')) data += (data ? '\n' : '') + line.slice(line.startsWith('data: ') ? 6 : 5);
+            }
+            if (name) onEvent(name, data, at);
+          }
+        });
+        res.on('end', finish);
+        res.on('error', (error) => {
+          if (!timedOut) side.error(`stream: ${error.message}`, 'stream error');
           finish();
         });
-        return;
-      }
-      res.setEncoding('utf8');
-      let buffer = '';
-      res.on('data', (chunk: string) => {
-        const at = nowMs();
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let name = '';
-          let data = '';
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event:')) name = line.slice(6).trim();
-            else if (line.startsWith('data:')) data += (data ? '\n' : '') + line.slice(line.startsWith('data: ') ? 6 : 5);
-          }
-          if (name) onEvent(name, data, at);
-        }
-      });
-      res.on('end', finish);
-      res.on('error', (error) => {
-        if (!timedOut) side.error(`stream: ${error.message}`, 'stream error');
-        finish();
-      });
-    });
+      },
+    );
     req.on('socket', (socket) => socket.setNoDelay(true));
     req.on('error', (error) => {
       if (!timedOut) side.error(`request: ${error.message}`, 'request error');
@@ -331,12 +378,15 @@ async function runOurs(spec: StreamLoadSpec): Promise<StreamLoadResult> {
         return;
       }
       starts.ok++;
-      const answersFor = () => new Map(responses.map((r) => [r.id, new Answer(c.k, Number(MODEL_INDEX.exec(r.model)?.[1] ?? 0), spec.deltas)]));
+      const answersFor = () =>
+        new Map(responses.map((r) => [r.id, new Answer(c.k, Number(MODEL_INDEX.exec(r.model)?.[1] ?? 0), spec.deltas)]));
       const body = JSON.stringify({ query: SUBSCRIPTION, variables: { id } });
       const answersA = answersFor();
       const followers = [follow(a, `${spec.urlA}/graphql/stream`, body, auth, answersA, spec)];
       if (spec.urlB && index % spec.bEvery === 0) {
-        followers.push(sleepUntil(sentAt + spec.bDelayMs).then(() => follow(b, `${spec.urlB}/graphql/stream`, body, auth, answersFor(), spec)));
+        followers.push(
+          sleepUntil(sentAt + spec.bDelayMs).then(() => follow(b, `${spec.urlB}/graphql/stream`, body, auth, answersFor(), spec)),
+        );
       }
       await Promise.all(followers);
       if ([...answersA.values()].some((x) => !x.settled)) unsettled.push(`${id}\n${c.token}`);
@@ -348,7 +398,12 @@ async function runOurs(spec: StreamLoadSpec): Promise<StreamLoadResult> {
   for (const entry of unsettled) {
     const [id, token] = entry.split('\n') as [string, string];
     try {
-      const answer = await post(`${spec.urlA}/graphql`, JSON.stringify({ query: STATUSES, variables: { id } }), { authorization: `Bearer ${token}`, 'cache-control': 'no-cache' }, 10_000);
+      const answer = await post(
+        `${spec.urlA}/graphql`,
+        JSON.stringify({ query: STATUSES, variables: { id } }),
+        { authorization: `Bearer ${token}`, 'cache-control': 'no-cache' },
+        10_000,
+      );
       for (const r of JSON.parse(answer.body)?.data?.comparison?.responses ?? []) dbStatuses[r.status] = (dbStatuses[r.status] ?? 0) + 1;
     } catch {
       dbStatuses.unknown = (dbStatuses.unknown ?? 0) + spec.models.length;

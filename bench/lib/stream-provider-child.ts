@@ -114,7 +114,10 @@ function handle(req: IncomingMessage, res: ServerResponse, raw: string): void {
     }
     const completionTokens = deltas;
     res.write(chunk({}, 'stop'));
-    if (includeUsage) res.write(`data: ${base}"choices":[],"usage":{"prompt_tokens":8,"completion_tokens":${completionTokens},"total_tokens":${8 + completionTokens}}}\n\n`);
+    if (includeUsage)
+      res.write(
+        `data: ${base}"choices":[],"usage":{"prompt_tokens":8,"completion_tokens":${completionTokens},"total_tokens":${8 + completionTokens}}}\n\n`,
+      );
     res.end('data: [DONE]\n\n', () => {
       stats.finished++;
     });

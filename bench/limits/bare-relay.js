@@ -26,10 +26,21 @@ function event(res, responseId, status, delta, content) {
 /** One upstream stream: calls onDelta(text) per delta, resolves with the whole text. */
 function relayOne(model, prompt, onDelta, signal) {
   return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ model, messages: [{ role: 'user', content: prompt }], max_tokens: 4096, stream: true, stream_options: { include_usage: true } });
+    const body = JSON.stringify({
+      model,
+      messages: [{ role: 'user', content: prompt }],
+      max_tokens: 4096,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     const req = http.request(
       upstream,
-      { method: 'POST', agent, signal, headers: { 'content-type': 'application/json', authorization: 'Bearer sk-bench-relay', 'content-length': Buffer.byteLength(body) } },
+      {
+        method: 'POST',
+        agent,
+        signal,
+        headers: { 'content-type': 'application/json', authorization: 'Bearer sk-bench-relay', 'content-length': Buffer.byteLength(body) },
+      },
       (res) => {
         if (res.statusCode !== 200) {
           res.resume();

@@ -204,7 +204,11 @@ class KeyvCache implements CachePort {
     if (value === undefined || (ttlMs !== undefined && !(ttlMs > 0))) return;
     const full = this.full(key);
     try {
-      await this.guard.run('set', (s) => s.set(full, value, ttlMs), () => undefined);
+      await this.guard.run(
+        'set',
+        (s) => s.set(full, value, ttlMs),
+        () => undefined,
+      );
     } catch (err) {
       this.log.error({ err, key }, 'cache set skipped: value not JSON-serializable');
     }
@@ -212,7 +216,12 @@ class KeyvCache implements CachePort {
 
   async delete(key: string): Promise<void> {
     const full = this.full(key);
-    await this.guard.run('delete', (s) => s.delete(full), () => undefined, () => this.guard.journal.record('delete', full));
+    await this.guard.run(
+      'delete',
+      (s) => s.delete(full),
+      () => undefined,
+      () => this.guard.journal.record('delete', full),
+    );
   }
 
   async incr(key: string): Promise<number> {
@@ -231,7 +240,11 @@ class KeyvCache implements CachePort {
     const copyKey = copyKeyOf(key);
     const copy = this.copies?.get(copyKey);
     const held = copy && { counter: copy.version, tag: copy.raw.subarray(0, TAG_BYTES) };
-    const found = await this.guard.run('get', (s) => s.getVersioned(counterKey, entryPrefix, key.entrySuffix, held), () => undefined);
+    const found = await this.guard.run(
+      'get',
+      (s) => s.getVersioned(counterKey, entryPrefix, key.entrySuffix, held),
+      () => undefined,
+    );
     let raw: Buffer | undefined;
     if (found?.held && copy) {
       raw = copy.raw;
@@ -264,7 +277,11 @@ class KeyvCache implements CachePort {
     // Remembered before the SET is sent: it precedes any later lookup on the one connection, and a copy
     // whose SET failed is never served (its tag is not in Redis).
     this.copies?.set(copyKeyOf(key), { version, raw });
-    await this.guard.run('set', (s) => s.setRaw(full, raw, ttlMs), () => undefined);
+    await this.guard.run(
+      'set',
+      (s) => s.setRaw(full, raw, ttlMs),
+      () => undefined,
+    );
   }
 
   versionedBody(text: string): Buffer {
@@ -346,7 +363,11 @@ class KeyvCache implements CachePort {
   /** Reads and records a hit or miss; `accept` rejects entries of the wrong shape (counted as misses). */
   private async lookup<T>(key: string, accept?: (v: unknown) => v is T): Promise<T | undefined> {
     const full = this.full(key);
-    const raw = await this.guard.run('get', (s) => s.get(full), () => undefined);
+    const raw = await this.guard.run(
+      'get',
+      (s) => s.get(full),
+      () => undefined,
+    );
     const value = raw === undefined || (accept && !accept(raw)) ? undefined : (raw as T);
     this.stats_.record(namespaceOf(key), value !== undefined);
     return value;

@@ -51,9 +51,7 @@ export class InvalidationJournal {
       return;
     }
     for (const ns of [...this.flushes.keys()]) await r.flush(ns);
-    await Promise.all(
-      [...this.keys].map(([key, e]) => (e.op === 'incr' ? r.incr(key) : r.delete(key))),
-    );
+    await Promise.all([...this.keys].map(([key, e]) => (e.op === 'incr' ? r.incr(key) : r.delete(key))));
     this.dropUpTo(upTo);
   }
 

@@ -75,7 +75,10 @@ export function createRateLimiters(opts: CreateRateLimitersOptions): RateLimiter
     if (failing) return;
     failing = true;
     // The error's class only: a connection error may quote the Redis URL.
-    log.warn({ error: err instanceof Error ? err.name : typeof err, limit: name }, 'rate limit store unavailable: allowing requests (fail open) until Redis is back');
+    log.warn(
+      { error: err instanceof Error ? err.name : typeof err, limit: name },
+      'rate limit store unavailable: allowing requests (fail open) until Redis is back',
+    );
   };
 
   return {

@@ -43,8 +43,7 @@ export class FailOpenStore {
     this.log = opts.logger.child({ component: 'cache' });
     this.journal = new InvalidationJournal(opts.journalMax ?? 10_000, opts.knownNamespaces);
     this.breaker = new CircuitBreaker(opts.breakerCooldownMs, () => this.probe(), {
-      onOpen: (err) =>
-        this.log.warn({ err, cooldownMs: opts.breakerCooldownMs }, 'cache unavailable: failing open (breaker open)'),
+      onOpen: (err) => this.log.warn({ err, cooldownMs: opts.breakerCooldownMs }, 'cache unavailable: failing open (breaker open)'),
       onClose: () => this.log.info('cache available again (breaker closed)'),
     });
     void store.firstAttempt.then(() => (this.firstAttemptDone = true));

@@ -47,7 +47,11 @@ export class BurstGate {
         timer: setTimeout(() => {
           this.waiting.splice(this.waiting.indexOf(entry), 1);
           const retryAfterSeconds = Math.max(1, Math.ceil(this.maxWaitMs / 1000));
-          reject(new AppError('SERVICE_UNAVAILABLE', `The server is busy starting other comparisons: retry in ${retryAfterSeconds} s`, { retryAfterSeconds }));
+          reject(
+            new AppError('SERVICE_UNAVAILABLE', `The server is busy starting other comparisons: retry in ${retryAfterSeconds} s`, {
+              retryAfterSeconds,
+            }),
+          );
         }, this.maxWaitMs),
       };
       this.waiting.push(entry);

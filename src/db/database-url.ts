@@ -91,13 +91,20 @@ function sslOptions(mode: SslMode, caFile: string | undefined, name: string): Ss
       return { rejectUnauthorized: false };
     case 'require':
       // libpq: `require` with a root certificate present verifies the chain, as verify-ca.
-      return caFile ? { ca: readCa(caFile, mode, name), rejectUnauthorized: true, checkServerIdentity: () => undefined } : { rejectUnauthorized: false };
+      return caFile
+        ? { ca: readCa(caFile, mode, name), rejectUnauthorized: true, checkServerIdentity: () => undefined }
+        : { rejectUnauthorized: false };
     case 'verify-ca':
     case 'verify-full': {
-      if (!caFile) throw new DatabaseUrlError(`${name} has sslmode=${mode}, which needs DATABASE_CA_FILE (the CA that signed the server's certificate)`);
+      if (!caFile)
+        throw new DatabaseUrlError(
+          `${name} has sslmode=${mode}, which needs DATABASE_CA_FILE (the CA that signed the server's certificate)`,
+        );
       const ca = readCa(caFile, mode, name);
       // verify-ca checks the chain only; verify-full also the host name (node's default check).
-      return mode === 'verify-ca' ? { ca, rejectUnauthorized: true, checkServerIdentity: () => undefined } : { ca, rejectUnauthorized: true };
+      return mode === 'verify-ca'
+        ? { ca, rejectUnauthorized: true, checkServerIdentity: () => undefined }
+        : { ca, rejectUnauthorized: true };
     }
   }
 }
@@ -106,7 +113,9 @@ function readCa(file: string, mode: SslMode, name: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {
-    throw new DatabaseUrlError(`${name} has sslmode=${mode} but DATABASE_CA_FILE ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new DatabaseUrlError(
+      `${name} has sslmode=${mode} but DATABASE_CA_FILE ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
   }
 }
 

@@ -71,7 +71,7 @@ async function loadBinaries(): Promise<Binaries> {
 function run(file: string, args: string[], runAs: RunAs, timeoutMs = 120_000): Promise<{ code: number; output: string }> {
   return new Promise((done) => {
     execFile(file, args, { ...runAs, timeout: timeoutMs, env: { ...process.env, LC_MESSAGES: 'C' } }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : 1) : 0;
+      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1) : 0;
       done({ code, output: `${stdout}${stderr}`.trim() });
     });
   });
@@ -90,7 +90,8 @@ function postgresUser(): RunAs {
   }
   const uid = idOf('-u', USER);
   const gid = idOf('-g', USER);
-  if (uid === undefined || gid === undefined) throw new Error('PostgreSQL cannot run as root and no "postgres" user could be created; run as another user or set DATABASE_URL');
+  if (uid === undefined || gid === undefined)
+    throw new Error('PostgreSQL cannot run as root and no "postgres" user could be created; run as another user or set DATABASE_URL');
   return { uid, gid };
 }
 
@@ -126,7 +127,10 @@ function readPid(path: string): number | undefined {
 
 /** The most telling line of the server log: the last FATAL/PANIC, with the LOG line that explains it. */
 export function reasonFromLog(log: string): string | undefined {
-  const lines = log.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = log
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const fatalAt = lines.findLastIndex((l) => /\b(FATAL|PANIC):/.test(l));
   if (fatalAt < 0) return undefined;
   const fatal = lines[fatalAt]!.replace(/^.*?\b(FATAL|PANIC):\s*/, '');
@@ -156,7 +160,9 @@ async function takeOverEarlierServer(dir: DataDir, bins: Binaries, runAs: RunAs,
   }
   const owner = readPid(dir.ownerFile);
   if (owner !== undefined && owner !== process.pid && isAlive(owner) && /\bnode\b/.test(commandLineOf(owner))) {
-    throw new Error(`the embedded PostgreSQL of ${dir.databaseDir} is in use by process ${owner} (another server on this data directory?); stop it or set DATA_DIR`);
+    throw new Error(
+      `the embedded PostgreSQL of ${dir.databaseDir} is in use by process ${owner} (another server on this data directory?); stop it or set DATA_DIR`,
+    );
   }
   log(`stopping an orphaned embedded PostgreSQL (pid ${pid}) left by an earlier run`);
   const stopped = await run(bins.pg_ctl, ['stop', '-D', dir.databaseDir, '-m', 'fast', '-w', '-t', '30'], runAs);
@@ -174,7 +180,14 @@ async function initialise(dir: DataDir, bins: Binaries, runAs: RunAs): Promise<v
   try {
     const result = await run(
       bins.initdb,
-      [`--pgdata=${dir.databaseDir}`, `--username=${USER}`, `--pwfile=${passwordFile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--no-locale'],
+      [
+        `--pgdata=${dir.databaseDir}`,
+        `--username=${USER}`,
+        `--pwfile=${passwordFile}`,
+        '--auth=scram-sha-256',
+        '--encoding=UTF8',
+        '--no-locale',
+      ],
       runAs,
     );
     if (result.code !== 0) {
@@ -199,7 +212,11 @@ export async function startEmbeddedPostgres(opts: {
   const log = opts.log ?? (() => undefined);
   const notice = opts.notice ?? log;
   const dataDir = resolve(opts.dataDir);
-  const dir: DataDir = { databaseDir: join(dataDir, 'postgres'), logFile: join(dataDir, 'postgres.log'), ownerFile: join(dataDir, 'postgres.owner') };
+  const dir: DataDir = {
+    databaseDir: join(dataDir, 'postgres'),
+    logFile: join(dataDir, 'postgres.log'),
+    ownerFile: join(dataDir, 'postgres.owner'),
+  };
   const bins = await loadBinaries();
   const runAs = postgresUser();
   mkdirSync(dataDir, { recursive: true });

@@ -95,7 +95,15 @@ export async function settleSsl(options: Options): Promise<void> {
   if (!target || (target.sslmode !== 'allow' && target.sslmode !== 'prefer')) return;
   const connection = (options.driverOptions as { connection: { ssl: SslOptions } }).connection;
   connection.ssl = await resolveSsl(target, async (ssl) => {
-    const client = new Client({ host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, ssl, connectionTimeoutMillis: 5_000 });
+    const client = new Client({
+      host: target.host,
+      port: target.port,
+      user: target.user,
+      password: target.password,
+      database: target.database,
+      ssl,
+      connectionTimeoutMillis: 5_000,
+    });
     client.on('error', () => undefined);
     try {
       await client.connect();
@@ -306,7 +314,8 @@ function knexLog(observer: QueryObserver) {
   return {
     warn: (message: unknown) => observer.warn('knex', String(message)),
     error: (message: unknown) => observer.error('knex', String(message)),
-    deprecate: (method: unknown, alternative: unknown) => observer.warn('knex', `${String(method)} is deprecated, use ${String(alternative)}`),
+    deprecate: (method: unknown, alternative: unknown) =>
+      observer.warn('knex', `${String(method)} is deprecated, use ${String(alternative)}`),
     debug: () => undefined,
   };
 }

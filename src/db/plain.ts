@@ -79,10 +79,18 @@ function buildShape(meta: EntityMetadata): PlainShape<unknown> {
  * `select <plain columns> from <entity's table> <alias> where <where>`: the
  * one-statement plain read the services use (`where` may end in `order by`).
  */
-export async function selectPlain<T>(em: EntityManager, entity: { name: string }, alias: string, where: string, params: unknown[]): Promise<T[]> {
+export async function selectPlain<T>(
+  em: EntityManager,
+  entity: { name: string },
+  alias: string,
+  where: string,
+  params: unknown[],
+): Promise<T[]> {
   const shape = plainShape<T>(em, entity);
   const table = em.getMetadata().get(entity.name).tableName;
-  const rows: Array<Record<string, unknown>> = await em.getConnection().execute(`select ${shape.columns(alias)} from ${table} ${alias} where ${where}`, params);
+  const rows: Array<Record<string, unknown>> = await em
+    .getConnection()
+    .execute(`select ${shape.columns(alias)} from ${table} ${alias} where ${where}`, params);
   return rows.map(shape.map);
 }
 

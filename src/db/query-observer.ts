@@ -14,7 +14,10 @@ export type QueryListener = (sql: string, tookMs: number, failed: boolean) => vo
 
 /** Replaces string literals so slow-query logs never carry user data or secrets. */
 export function maskSqlLiterals(sql: string): string {
-  return sql.replace(/'(?:[^']|'')*'/g, "'?'").replace(/\s+/g, ' ').slice(0, 2000);
+  return sql
+    .replace(/'(?:[^']|'')*'/g, "'?'")
+    .replace(/\s+/g, ' ')
+    .slice(0, 2000);
 }
 
 export class QueryObserver implements OrmLogger {

@@ -87,7 +87,12 @@ export interface DocumentGuard {
   /** All validation rules, specified ones included (graphql-sse). */
   validate(schema: GraphQLSchema, document: DocumentNode): readonly GraphQLError[];
   /** The checks that need variables: text inputs, then cost. Throws AppError / QueryTooComplexError. */
-  checkOperation(schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | undefined): void;
+  checkOperation(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operationName: string | null | undefined,
+    variables: Record<string, unknown> | undefined,
+  ): void;
 }
 
 export function createDocumentGuard(opts: DocumentGuardOptions): DocumentGuard {
@@ -100,11 +105,16 @@ export function createDocumentGuard(opts: DocumentGuardOptions): DocumentGuard {
   const checkOperation: DocumentGuard['checkOperation'] = (schema, document, operationName, variables) => {
     const unsafe = findUnsafeText(document, variables);
     if (unsafe) {
-      throw badInput(`${unsafe === 'a string literal' ? 'A string literal' : `$${unsafe}`} contains a NUL character or an unpaired UTF-16 surrogate`, unsafe);
+      throw badInput(
+        `${unsafe === 'a string literal' ? 'A string literal' : `$${unsafe}`} contains a NUL character or an unpaired UTF-16 surrogate`,
+        unsafe,
+      );
     }
     const measured = operationCost(schema, document, operationName, variables, DEFAULT_LIST_SIZE, opts.byteWeights);
     if (measured && measured.cost > limits.maxCost) {
-      throw new QueryTooComplexError(`Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} (each field counts 1, and 1 more per 64 KB it may return, multiplied by the page sizes above it)`);
+      throw new QueryTooComplexError(
+        `Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} (each field counts 1, and 1 more per 64 KB it may return, multiplied by the page sizes above it)`,
+      );
     }
   };
 
@@ -179,7 +189,9 @@ export function documentLimitsRule(limits: DocumentLimits, providerCallingFields
           if (calls.length > 1) {
             refused = true;
             context.reportError(
-              new QueryTooComplexError(`An operation may call at most one model-calling field, found ${calls.length} (${calls.join(', ')}): send them as separate requests`),
+              new QueryTooComplexError(
+                `An operation may call at most one model-calling field, found ${calls.length} (${calls.join(', ')}): send them as separate requests`,
+              ),
             );
           }
         }

@@ -72,7 +72,11 @@ mutation Compare($input: RunComparisonInput!) {
     responses { model keyLabel status content error latencyMs costUsd }
   }
 }`,
-    variables: JSON.stringify({ input: { prompt: 'Explain keyset pagination in one sentence.', models: ['openai:gpt-4o-mini', 'anthropic:claude-haiku-4-5'] } }, null, 2),
+    variables: JSON.stringify(
+      { input: { prompt: 'Explain keyset pagination in one sentence.', models: ['openai:gpt-4o-mini', 'anthropic:claude-haiku-4-5'] } },
+      null,
+      2,
+    ),
   },
 ];
 

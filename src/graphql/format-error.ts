@@ -86,7 +86,9 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
   const base = { message, locations: formatted.locations, path: formatted.path };
   const parseLimit = PARSE_LIMIT.exec(formatted.message);
   if (parseLimit || formatted.message === VALIDATION_BUDGET) {
-    const reason = parseLimit ? parseLimit[1]!.replace('more that', 'more than') : 'Validation stopped: the document is over a limit or too complex to validate';
+    const reason = parseLimit
+      ? parseLimit[1]!.replace('more that', 'more than')
+      : 'Validation stopped: the document is over a limit or too complex to validate';
     return { formatted: { ...base, message: reason, extensions: { code: 'QUERY_TOO_COMPLEX' } }, internal: false };
   }
   if (cause instanceof AppError || cause instanceof QueryTooComplexError) {
@@ -104,7 +106,11 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
   if (isBusyError(cause)) {
     // A lock held elsewhere (lock_timeout) or a statement over statement_timeout: busy, not broken.
     return {
-      formatted: { ...base, message: 'The database is busy (a lock or statement timeout), retry later', extensions: { code: 'SERVICE_UNAVAILABLE' } },
+      formatted: {
+        ...base,
+        message: 'The database is busy (a lock or statement timeout), retry later',
+        extensions: { code: 'SERVICE_UNAVAILABLE' },
+      },
       internal: true,
     };
   }
@@ -114,5 +120,12 @@ export function classifyError(formatted: GraphQLFormattedError, error: unknown, 
       internal: true,
     };
   }
-  return { formatted: { ...base, message: production ? 'Internal server error' : formatted.message, extensions: { code: 'INTERNAL_SERVER_ERROR' } }, internal: true };
+  return {
+    formatted: {
+      ...base,
+      message: production ? 'Internal server error' : formatted.message,
+      extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    },
+    internal: true,
+  };
 }

@@ -84,7 +84,9 @@ export interface GraphqlHttpDeps {
 }
 
 /** The `/graphql` route. */
-export function createGraphqlHandler(deps: GraphqlHttpDeps): (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void> {
+export function createGraphqlHandler(
+  deps: GraphqlHttpDeps,
+): (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void> {
   return (req, res, requestId) => handleGraphqlRequest(deps, req, res, requestId);
 }
 
@@ -115,13 +117,21 @@ async function answerGraphqlRequest(
 ): Promise<void> {
   const method = (req.method ?? 'GET').toUpperCase();
   // For the request's log line (a cached answer never reaches Apollo).
-  const sent = method === 'POST' ? (body as { operationName?: unknown; query?: unknown } | null) : { operationName: url.searchParams.get('operationName'), query: url.searchParams.get('query') };
-  noteOperation(typeof sent?.operationName === 'string' ? sent.operationName : typeof sent?.query === 'string' ? /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(sent.query)?.[1] : null);
+  const sent =
+    method === 'POST'
+      ? (body as { operationName?: unknown; query?: unknown } | null)
+      : { operationName: url.searchParams.get('operationName'), query: url.searchParams.get('query') };
+  noteOperation(
+    typeof sent?.operationName === 'string'
+      ? sent.operationName
+      : typeof sent?.query === 'string'
+        ? /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(sent.query)?.[1]
+        : null,
+  );
 
   // A signed-in request's read-cache state, shared with the Apollo plugin through the context.
-  const reading = principal.ok && principal.value
-    ? deps.responseCache.begin(principal.value.userId, req.headers['cache-control'])
-    : undefined;
+  const reading =
+    principal.ok && principal.value ? deps.responseCache.begin(principal.value.userId, req.headers['cache-control']) : undefined;
 
   if (principal.ok && principal.value && reading) {
     const sentParams = edgeParams(req, method, url, body, deps.responseCache);
@@ -177,7 +187,9 @@ async function answerGraphqlRequest(
       },
     });
   // Anonymous documents get only a small share of the per-document caches (`document-cache.ts`).
-  const response = deps.documents ? await deps.documents.within({ signedIn: principal.ok && principal.value !== null }, execute) : await execute();
+  const response = deps.documents
+    ? await deps.documents.within({ signedIn: principal.ok && principal.value !== null }, execute)
+    : await execute();
   for (const [key, value] of response.headers) res.setHeader(key, value);
 
   if (response.body.kind === 'chunked') {
@@ -270,7 +282,12 @@ function edgeParams(req: IncomingMessage, method: string, url: URL, body: unknow
     if (!body || typeof body !== 'object' || Array.isArray(body)) return undefined;
     ({ query, operationName, variables, extensions } = body as Record<string, unknown>);
   } else if (method === 'GET') {
-    if (!req.headers['apollo-require-preflight'] && !req.headers['x-apollo-operation-name'] && !req.headers['content-type']?.includes('application/json')) return undefined;
+    if (
+      !req.headers['apollo-require-preflight'] &&
+      !req.headers['x-apollo-operation-name'] &&
+      !req.headers['content-type']?.includes('application/json')
+    )
+      return undefined;
     query = url.searchParams.get('query') ?? undefined;
     operationName = url.searchParams.get('operationName') ?? undefined;
     try {

@@ -13,7 +13,16 @@
  * for compiling (anonymous ones) run with graphql-js.
  */
 import type { GatewayExecutor, GatewayInterface } from '@apollo/server-gateway-interface';
-import { type ExecutionArgs, type ExecutionResult, execute, GraphQLError, type GraphQLSchema, printSchema, subscribe, createSourceEventStream } from 'graphql';
+import {
+  type ExecutionArgs,
+  type ExecutionResult,
+  execute,
+  GraphQLError,
+  type GraphQLSchema,
+  printSchema,
+  subscribe,
+  createSourceEventStream,
+} from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 import { compiledWeight, type DocumentCache } from './document-cache';
 import { LruMap } from '../lru-map';
@@ -30,7 +39,14 @@ export function jitGateway(schema: GraphQLSchema, documents: DocumentCache): Gat
     });
     if (refused) return withStandardErrors(refused);
     // Not kept (an anonymous document, or one the budget let go): graphql-js runs it, nothing is compiled.
-    if (!query) return execute({ schema, document: rc.document, contextValue: rc.context, variableValues: rc.request.variables ?? {}, operationName });
+    if (!query)
+      return execute({
+        schema,
+        document: rc.document,
+        contextValue: rc.context,
+        variableValues: rc.request.variables ?? {},
+        operationName,
+      });
     return withStandardErrors(await query.query(undefined, rc.context, rc.request.variables ?? {}));
   };
   return {
@@ -75,7 +91,10 @@ function withStandardErrors<T extends ExecutionResult>(result: T): T {
  * resolvers and errors).
  */
 export function jitSubscribe(maxBytes: number): JitSubscribe {
-  const compiled = new LruMap<string, CompiledQuery>(Number.MAX_SAFE_INTEGER, { maxWeight: maxBytes, weigh: (_query, key) => compiledWeight(key.length) });
+  const compiled = new LruMap<string, CompiledQuery>(Number.MAX_SAFE_INTEGER, {
+    maxWeight: maxBytes,
+    weigh: (_query, key) => compiledWeight(key.length),
+  });
   const run = async (args: ExecutionArgs, key: string | undefined) => {
     if (key === undefined) return subscribe(args);
     let query = compiled.get(key);
@@ -88,7 +107,9 @@ export function jitSubscribe(maxBytes: number): JitSubscribe {
     const source = await createSourceEventStream(args);
     if (!isAsyncIterable(source)) return source;
     const complete = query;
-    return mapResults(source[Symbol.asyncIterator](), async (event) => withStandardErrors(await complete.query(event, args.contextValue, args.variableValues ?? {})));
+    return mapResults(source[Symbol.asyncIterator](), async (event) =>
+      withStandardErrors(await complete.query(event, args.contextValue, args.variableValues ?? {})),
+    );
   };
   return Object.assign(run, { kept: () => ({ documents: compiled.size, bytes: compiled.totalWeight }) });
 }

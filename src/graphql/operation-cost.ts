@@ -157,7 +157,9 @@ export function operationCost(
     if (known !== undefined) return known;
     fragmentCosts.set(key, 0); // in progress (cycles)
     const fragment = fragments.get(name);
-    const cost = fragment ? ownFieldsCost(fragment.selectionSet, schema.getType(fragment.typeCondition.name.value) ?? undefined, handedFirst) : 0;
+    const cost = fragment
+      ? ownFieldsCost(fragment.selectionSet, schema.getType(fragment.typeCondition.name.value) ?? undefined, handedFirst)
+      : 0;
     fragmentCosts.set(key, cost);
     return cost;
   };

@@ -47,7 +47,10 @@ export function responseTooLarge(maxBytes: number): AppError {
 
 /** The whole body of a response cut off for its size. */
 export function responseTooLargeBody(maxBytes: number): string {
-  const error: GraphQLFormattedError = { message: responseTooLarge(maxBytes).message, extensions: { code: 'RESPONSE_TOO_LARGE', maxBytes } };
+  const error: GraphQLFormattedError = {
+    message: responseTooLarge(maxBytes).message,
+    extensions: { code: 'RESPONSE_TOO_LARGE', maxBytes },
+  };
   return `${JSON.stringify({ errors: [error] })}\n`;
 }
 

@@ -47,7 +47,13 @@ const REVOKED_EVENTS =
 function asRequestError(error: unknown, code: 'GRAPHQL_PARSE_FAILED' | 'GRAPHQL_VALIDATION_FAILED'): GraphQLError {
   if (error instanceof AppError || error instanceof QueryTooComplexError) return error;
   if (error instanceof GraphQLError && error.extensions.code === undefined) {
-    return new GraphQLError(error.message, { nodes: error.nodes, source: error.source, positions: error.positions, originalError: error.originalError, extensions: { ...error.extensions, code } });
+    return new GraphQLError(error.message, {
+      nodes: error.nodes,
+      source: error.source,
+      positions: error.positions,
+      originalError: error.originalError,
+      extensions: { ...error.extensions, code },
+    });
   }
   return error instanceof GraphQLError ? error : new GraphQLError('Bad request', { extensions: { code: 'BAD_REQUEST' } });
 }
@@ -81,7 +87,9 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       if (invalid.length) return refuse(invalid.map((e) => asRequestError(e, 'GRAPHQL_VALIDATION_FAILED')));
       const operation = getOperationAST(document, params.operationName);
       if (operation?.operation !== 'subscription') {
-        return refuse([new AppError('BAD_USER_INPUT', 'Only subscriptions are served at /graphql/stream; send queries and mutations to /graphql')]);
+        return refuse([
+          new AppError('BAD_USER_INPUT', 'Only subscriptions are served at /graphql/stream; send queries and mutations to /graphql'),
+        ]);
       }
       try {
         deps.guard.checkOperation(deps.schema, document, params.operationName, params.variables);

@@ -13,7 +13,10 @@ export function clientIp(req: IncomingMessage, trustProxy: number): string {
   const socket = req.socket.remoteAddress ?? '';
   if (trustProxy > 0) {
     const header = req.headers['x-forwarded-for'];
-    const hops = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').map((h) => h.trim()).filter(Boolean);
+    const hops = (Array.isArray(header) ? header.join(',') : (header ?? ''))
+      .split(',')
+      .map((h) => h.trim())
+      .filter(Boolean);
     const forwarded = hops.length ? hops[Math.max(0, hops.length - trustProxy)] : undefined;
     const parsed = forwarded && rateLimitKey(forwarded);
     if (parsed) return parsed;
@@ -26,5 +29,8 @@ function rateLimitKey(address: string): string | undefined {
   let ip = ipaddr.parse(address);
   if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address();
   if (ip.kind() === 'ipv4') return ip.toString();
-  return `${(ip as ipaddr.IPv6).parts.slice(0, 4).map((p) => p.toString(16)).join(':')}::/64`;
+  return `${(ip as ipaddr.IPv6).parts
+    .slice(0, 4)
+    .map((p) => p.toString(16))
+    .join(':')}::/64`;
 }

@@ -60,7 +60,12 @@ export const CORS_EXPOSED_HEADERS = ['x-request-id', 'x-response-time', 'x-cache
 export const CORS_MAX_AGE_SECONDS = 7200;
 
 /** `CORS_ORIGINS`' default outside production: local dev servers on any port, and Apollo Sandbox. */
-export const DEVELOPMENT_CORS_ORIGINS: readonly string[] = ['http://localhost:*', 'http://127.0.0.1:*', 'http://[::1]:*', 'https://studio.apollographql.com'];
+export const DEVELOPMENT_CORS_ORIGINS: readonly string[] = [
+  'http://localhost:*',
+  'http://127.0.0.1:*',
+  'http://[::1]:*',
+  'https://studio.apollographql.com',
+];
 
 /** One entry of `CORS_ORIGINS`, parsed. */
 export type OriginRule = { kind: 'any' } | { kind: 'exact'; origin: string } | { kind: 'pattern'; pattern: string; regex: RegExp };
@@ -82,7 +87,10 @@ export function parseOriginRule(entry: string): OriginRule {
   const anySubdomain = HOST_WILDCARD.test(entry);
   // Validate the rest as an origin, with the wildcards standing for something concrete.
   const sample = entry.replace(PORT_WILDCARD, '').replace(HOST_WILDCARD, '$1://sub.');
-  if (sample.includes('*')) throw new Error(`"${entry}": "*" may only stand for the port (http://localhost:*) or the leading labels of the host (https://*.example.com)`);
+  if (sample.includes('*'))
+    throw new Error(
+      `"${entry}": "*" may only stand for the port (http://localhost:*) or the leading labels of the host (https://*.example.com)`,
+    );
   let url: URL;
   try {
     url = new URL(sample);
@@ -165,7 +173,9 @@ export class CorsPolicy {
       return;
     }
     const body = JSON.stringify({
-      errors: [{ message: `Origin ${req.headers.origin} is not allowed to call this API (CORS_ORIGINS)`, extensions: { code: 'FORBIDDEN' } }],
+      errors: [
+        { message: `Origin ${req.headers.origin} is not allowed to call this API (CORS_ORIGINS)`, extensions: { code: 'FORBIDDEN' } },
+      ],
     });
     res.statusCode = 403;
     res.setHeader('content-type', 'application/json; charset=utf-8');

@@ -112,7 +112,14 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
           // The rest of the upload is never buffered: it is dropped while the connection lingers, then closed.
           res.setHeader('connection', 'close');
           lingerAfter(req);
-          sendJson(res, 413, { errors: [{ message: (error as Error).message, extensions: { code: 'BAD_USER_INPUT', maxBodyBytes: (error as HttpError).maxBytes ?? maxBodyBytes } }] });
+          sendJson(res, 413, {
+            errors: [
+              {
+                message: (error as Error).message,
+                extensions: { code: 'BAD_USER_INPUT', maxBodyBytes: (error as HttpError).maxBytes ?? maxBodyBytes },
+              },
+            ],
+          });
         } else if (!res.headersSent) sendJson(res, status, { error: status >= 500 ? 'Internal server error' : (error as Error).message });
         else res.end();
         observe('error');

@@ -106,11 +106,7 @@ export function findCatalogEntry(provider: ProviderName, name: string): CatalogE
  * be known: no entry, a null price, or a token count that is missing
  * (null/undefined), negative or not finite. Zero tokens cost 0.
  */
-export function costUsd(
-  entry: CatalogEntry | undefined,
-  promptTokens?: number | null,
-  completionTokens?: number | null,
-): number | null {
+export function costUsd(entry: CatalogEntry | undefined, promptTokens?: number | null, completionTokens?: number | null): number | null {
   if (!entry || entry.inputCostPerMTok === null || entry.outputCostPerMTok === null) return null;
   if (!isTokenCount(promptTokens) || !isTokenCount(completionTokens)) return null;
   return (promptTokens * entry.inputCostPerMTok + completionTokens * entry.outputCostPerMTok) / 1_000_000;

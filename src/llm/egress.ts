@@ -124,12 +124,19 @@ export function isEgressDenied(error: unknown): boolean {
  * refusal reason, or null. DNS failures and timeouts resolve to null: the
  * connect-time check decides then.
  */
-export async function checkEndpoint(policy: EgressPolicy, url: URL, timeoutMs = 2_000, resolve: LookupFn = dnsLookup): Promise<string | null> {
+export async function checkEndpoint(
+  policy: EgressPolicy,
+  url: URL,
+  timeoutMs = 2_000,
+  resolve: LookupFn = dnsLookup,
+): Promise<string | null> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (isIP(host)) return refusal(policy, host);
   let timer: NodeJS.Timeout | undefined;
   const addresses = await Promise.race([
-    new Promise<LookupAddress[]>((done) => resolve(host, { all: true }, (error, list) => done(error ? [] : (list as unknown as LookupAddress[])))),
+    new Promise<LookupAddress[]>((done) =>
+      resolve(host, { all: true }, (error, list) => done(error ? [] : (list as unknown as LookupAddress[]))),
+    ),
     new Promise<LookupAddress[]>((done) => {
       timer = setTimeout(() => done([]), timeoutMs);
     }),

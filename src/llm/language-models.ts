@@ -93,7 +93,6 @@ export function isCustomEndpoint(creds: ProviderCredentials, operatorEndpoints: 
  */
 export const LLM_MAX_RETRIES = 0;
 
-
 /**
  * Builds a fresh provider instance per call: keys belong to users, so nothing
  * is cached across calls. OpenAI and Azure use `.chat()` (chat completions, the

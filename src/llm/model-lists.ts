@@ -6,7 +6,6 @@ import { classifyProviderError, describeFailure, ProviderCallError, reasonForSta
 import { fetchFor, type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport, resolveBaseUrl } from './language-models';
 import { isSafeModelName, type ProviderName } from './model-id';
 
-
 /** Safety net against a provider that keeps returning "has more". */
 const MAX_PAGES = 20;
 /** A model-list page larger than this is refused (OpenRouter's rich list is ~2 MB; 300,000 entries are ~25 MB). */
@@ -80,7 +79,11 @@ async function fetchJson(
 /** The body as text, refusing (and cancelling) one larger than `maxBytes`. */
 async function readTextLimited(provider: ProviderName, response: Response, maxBytes: number): Promise<string> {
   const tooLarge = () =>
-    new ProviderCallError(provider, 'UNAVAILABLE', describeFailure(provider, 'UNAVAILABLE', undefined, `returned a model list larger than ${maxBytes / 1024 / 1024} MB`));
+    new ProviderCallError(
+      provider,
+      'UNAVAILABLE',
+      describeFailure(provider, 'UNAVAILABLE', undefined, `returned a model list larger than ${maxBytes / 1024 / 1024} MB`),
+    );
   if (Number(response.headers.get('content-length')) > maxBytes) {
     await response.body?.cancel().catch(() => undefined);
     throw tooLarge();

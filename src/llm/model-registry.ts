@@ -107,7 +107,14 @@ export class ModelRegistry {
         const id = formatModelId(creds.provider, name);
         if (seen.has(id)) continue;
         seen.add(id);
-        result.push({ provider: creds.provider, name, displayName: name, contextWindow: null, inputCostPerMTok: null, outputCostPerMTok: null });
+        result.push({
+          provider: creds.provider,
+          name,
+          displayName: name,
+          contextWindow: null,
+          inputCostPerMTok: null,
+          outputCostPerMTok: null,
+        });
       }
     });
     return result;
@@ -146,14 +153,21 @@ export class ModelRegistry {
     };
     try {
       // Past the deadline the work goes on and may still fill the cache.
-      return await withTimeout(this.opts.cache.wrapSwr(key, { freshMs: this.opts.freshMs, maxAgeMs: this.maxAgeMs }, load), this.opts.listTimeoutMs, 'model list');
+      return await withTimeout(
+        this.opts.cache.wrapSwr(key, { freshMs: this.opts.freshMs, maxAgeMs: this.maxAgeMs }, load),
+        this.opts.listTimeoutMs,
+        'model list',
+      );
     } catch (err) {
       const since = this.failedAt.get(key);
       if (since === undefined || Date.now() - since >= this.failureBackoffMs) {
         // First failure in this window (concurrent requests share it): back off and log once.
         this.failedAt.set(key, Date.now());
         const reason = err instanceof ProviderCallError ? err.reason : undefined;
-        this.log.warn({ provider: creds.provider, reason, error: (err as Error).message }, 'provider model list unavailable: serving the catalog and the last good list');
+        this.log.warn(
+          { provider: creds.provider, reason, error: (err as Error).message },
+          'provider model list unavailable: serving the catalog and the last good list',
+        );
       }
       return this.lastGood.get(key) ?? [];
     }

@@ -41,7 +41,6 @@ export class ProviderCallError extends Error {
   }
 }
 
-
 /**
  * Maps anything a provider call can throw (or put in a stream `error` part) to
  * a `ProviderCallError`:
@@ -63,18 +62,18 @@ export class ProviderCallError extends Error {
  * `result.text` rejects with a `NoOutputGeneratedError` that has no cause, →
  * UNAVAILABLE here.)
  */
-export function classifyProviderError(
-  provider: ProviderName,
-  error: unknown,
-  opts: { timedOut?: boolean } = {},
-): ProviderCallError {
+export function classifyProviderError(provider: ProviderName, error: unknown, opts: { timedOut?: boolean } = {}): ProviderCallError {
   if (error instanceof ProviderCallError) return error;
   const root = unwrap(error);
   const make = (reason: ProviderErrorReason, statusCode?: number, detail?: string) =>
     new ProviderCallError(provider, reason, describeFailure(provider, reason, statusCode, detail), { cause: error, statusCode });
 
   if (isEgressDenied(root)) {
-    return make('BAD_REQUEST', undefined, 'base URL points to a private, loopback, link-local or metadata address, which this server does not call');
+    return make(
+      'BAD_REQUEST',
+      undefined,
+      'base URL points to a private, loopback, link-local or metadata address, which this server does not call',
+    );
   }
   if (opts.timedOut || isTimeoutError(root)) return make('TIMEOUT');
   if (APICallError.isInstance(root)) {

@@ -102,7 +102,8 @@ type StreamPart = Awaited<ReturnType<ProviderModel['doStream']>>['stream'] exten
 type ProviderPrompt = Parameters<ProviderModel['doStream']>[0]['prompt'];
 
 function providerModel(model: LanguageModel): ProviderModel {
-  if (typeof model === 'string' || model.specificationVersion !== 'v3') throw new TypeError('streamCompletion needs a provider model of the v3 specification');
+  if (typeof model === 'string' || model.specificationVersion !== 'v3')
+    throw new TypeError('streamCompletion needs a provider model of the v3 specification');
   return model;
 }
 
@@ -110,7 +111,9 @@ function providerModel(model: LanguageModel): ProviderModel {
 function providerPrompt(messages: readonly ChatTurn[], system: string | undefined): ProviderPrompt {
   const prompt: ProviderPrompt = system !== undefined ? [{ role: 'system', content: system }] : [];
   for (const m of messages) {
-    prompt.push(m.role === 'system' ? { role: 'system', content: m.content } : { role: m.role, content: [{ type: 'text', text: m.content }] });
+    prompt.push(
+      m.role === 'system' ? { role: 'system', content: m.content } : { role: m.role, content: [{ type: 'text', text: m.content }] },
+    );
   }
   return prompt;
 }

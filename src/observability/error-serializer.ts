@@ -35,7 +35,8 @@ const SQL_LITERAL = /E?'(?:[^']|'')*'/g;
 const MAX_SQL = 2_000;
 
 /** knex's "<statement> - <reason>" message, whatever the reason (a connection error has no SQLSTATE). */
-const STATEMENT_MESSAGE = /^\s*(?:\/\*[\s\S]*?\*\/\s*)?(?:select|insert|update|delete|with|merge|call|set|begin|commit|rollback|savepoint|release|create|alter|drop|truncate|lock|copy|values|explain|execute|prepare|do)\b[\s\S]* - /i;
+const STATEMENT_MESSAGE =
+  /^\s*(?:\/\*[\s\S]*?\*\/\s*)?(?:select|insert|update|delete|with|merge|call|set|begin|commit|rollback|savepoint|release|create|alter|drop|truncate|lock|copy|values|explain|execute|prepare|do)\b[\s\S]* - /i;
 
 /**
  * A PostgreSQL error, MikroORM's wrapper of one (which copies its fields), any
@@ -95,12 +96,24 @@ function splitStatement(raw: string): { sql?: string; message: string } | null {
 }
 
 function stackFrames(stack: unknown): string[] {
-  return typeof stack === 'string' ? stack.split('\n').filter((line) => /^\s+at /.test(line)).map((line) => line.trim()).slice(0, 20) : [];
+  return typeof stack === 'string'
+    ? stack
+        .split('\n')
+        .filter((line) => /^\s+at /.test(line))
+        .map((line) => line.trim())
+        .slice(0, 20)
+    : [];
 }
 
 function databaseErrorRecord(error: Error & Record<string, unknown>): Record<string, unknown> {
   const parts = splitStatement(String(error.message ?? ''));
-  if (!parts) return { type: error.name, ...(typeof error.code === 'string' ? { code: error.code } : {}), message: '[unparseable statement omitted]', stack: stackFrames(error.stack) };
+  if (!parts)
+    return {
+      type: error.name,
+      ...(typeof error.code === 'string' ? { code: error.code } : {}),
+      message: '[unparseable statement omitted]',
+      stack: stackFrames(error.stack),
+    };
   const record: Record<string, unknown> = { type: error.name, message: parts.message };
   if (typeof error.code === 'string' || typeof error.code === 'number') record.code = error.code;
   if (parts.sql) record.sql = parts.sql.length > MAX_SQL ? `${parts.sql.slice(0, MAX_SQL)}…` : parts.sql;

@@ -10,14 +10,28 @@ import { GENERATION_NAMESPACE } from '../read-cache/keys';
 export interface HealthReport {
   status: 'ok' | 'degraded';
   database: { connected: boolean; size: number; used: number; free: number; pending: number; max: number };
-  cache: { store: 'redis' | 'memory'; connected: boolean; breakerOpen: boolean; hits: number; misses: number; hitRate: number | null; byCache: Record<string, { hits: number; misses: number; hitRate: number | null }> };
+  cache: {
+    store: 'redis' | 'memory';
+    connected: boolean;
+    breakerOpen: boolean;
+    hits: number;
+    misses: number;
+    hitRate: number | null;
+    byCache: Record<string, { hits: number; misses: number; hitRate: number | null }>;
+  };
   uptimeSeconds: number;
   version: string;
 }
 
 const rate = (hits: number, misses: number) => (hits + misses === 0 ? null : Number((hits / (hits + misses)).toFixed(4)));
 
-export async function healthReport(deps: { orm: Orm; cache: CachePort; startedAt: number; version: string; ping: () => Promise<boolean> }): Promise<HealthReport> {
+export async function healthReport(deps: {
+  orm: Orm;
+  cache: CachePort;
+  startedAt: number;
+  version: string;
+  ping: () => Promise<boolean>;
+}): Promise<HealthReport> {
   const connected = await deps.ping();
   const cacheHealth = deps.cache.health();
   const byCache: HealthReport['cache']['byCache'] = {};

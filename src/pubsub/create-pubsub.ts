@@ -20,7 +20,5 @@ export interface CreatePubSubOptions {
 export function createPubSub(opts: CreatePubSubOptions): PubSub {
   if (!opts.prefix) throw new TypeError('pub/sub prefix must be non-empty');
   const timeoutMs = opts.operationTimeoutMs ?? 1000;
-  return opts.redisUrl
-    ? new RedisPubSub(opts.redisUrl, opts.prefix, opts.logger, timeoutMs)
-    : new MemoryPubSub(opts.prefix, opts.logger);
+  return opts.redisUrl ? new RedisPubSub(opts.redisUrl, opts.prefix, opts.logger, timeoutMs) : new MemoryPubSub(opts.prefix, opts.logger);
 }

@@ -12,7 +12,14 @@
  * root field), so nothing wraps or instruments individual fields at request
  * time. The result is memoised per document (see `response-cache.ts`).
  */
-import { type FieldNode, type GraphQLSchema, Kind, type OperationDefinitionNode, type OperationTypeNode, valueFromASTUntyped } from 'graphql';
+import {
+  type FieldNode,
+  type GraphQLSchema,
+  Kind,
+  type OperationDefinitionNode,
+  type OperationTypeNode,
+  valueFromASTUntyped,
+} from 'graphql';
 
 export interface CacheHint {
   /** The read cache may store this field's answer, keyed by the viewer (and their generation). */

@@ -45,9 +45,7 @@ export class ResponseCache implements ResponseEntries {
   /** sha256 of recent query texts: clients send the same few documents over and over. */
   private readonly hashes: LruMap<string, string>;
 
-  constructor(
-    private readonly opts: { cache: CachePort; schema: GraphQLSchema; ttlMs: number; policyBytes?: number },
-  ) {
+  constructor(private readonly opts: { cache: CachePort; schema: GraphQLSchema; ttlMs: number; policyBytes?: number }) {
     const maxWeight = Math.floor((opts.policyBytes ?? 16 * 2 ** 20) / 2);
     this.policies = new LruMap(POLICY_ENTRIES, { maxWeight, weigh: (_policy, key) => 512 + 2 * key.length });
     this.hashes = new LruMap(POLICY_ENTRIES, { maxWeight, weigh: (_hash, text) => 200 + 2 * text.length });

@@ -243,8 +243,7 @@ function assertMleExists(tally: Tally): void {
   const backward = reachableFrom0(tally.scored, (i, j) => tally.scored[j][i] > 0);
   if (forward.size < tally.models.length || backward.size < tally.models.length) {
     throw new RangeError(
-      'prior: 0 needs a strongly connected battle graph (no model with only wins or only losses ' +
-        'against the rest); use a prior > 0',
+      'prior: 0 needs a strongly connected battle graph (no model with only wins or only losses ' + 'against the rest); use a prior > 0',
     );
   }
 }

@@ -93,7 +93,10 @@ export async function dropDatabase(name: string, base = adminUrl()): Promise<voi
 export async function dropRunDatabases(template: string, base = adminUrl()): Promise<string[]> {
   const tag = runTag(template);
   return withAdmin(async (admin) => {
-    const { rows } = await admin.query<{ datname: string }>(`select datname from pg_database where datname like $1 and datname <> $2`, [`llmselect\\_%\\_${tag}\\_%`, template]);
+    const { rows } = await admin.query<{ datname: string }>(`select datname from pg_database where datname like $1 and datname <> $2`, [
+      `llmselect\\_%\\_${tag}\\_%`,
+      template,
+    ]);
     for (const { datname } of rows) await admin.query(`drop database if exists ${admin.escapeIdentifier(datname)} with (force)`);
     return rows.map((r) => r.datname);
   }, base);

@@ -24,7 +24,12 @@ export const distinctDocument = (i: number, aliases = 1): string =>
  * Sends documents `from` … `to - 1` (each once) with `concurrency` requests
  * in flight; every answer must be a 200 with data. Returns how many failed.
  */
-export async function sendDistinctDocuments(url: string, from: number, to: number, opts: { concurrency?: number; token?: string; aliases?: number } = {}): Promise<number> {
+export async function sendDistinctDocuments(
+  url: string,
+  from: number,
+  to: number,
+  opts: { concurrency?: number; token?: string; aliases?: number } = {},
+): Promise<number> {
   let next = from;
   let failed = 0;
   const worker = async () => {

@@ -82,7 +82,10 @@ export interface JudgePrompt {
 
 /** The question and the two answers of an MT-Bench pairwise judge prompt, or null when the text is not one. */
 export function parseJudgePrompt(text: string): JudgePrompt | null {
-  const m = /^\[User Question\]\n([\s\S]*?)\n\n\[The Start of Assistant A's Answer\]\n([\s\S]*?)\n\[The End of Assistant A's Answer\]\n\n\[The Start of Assistant B's Answer\]\n([\s\S]*?)\n\[The End of Assistant B's Answer\]$/.exec(text);
+  const m =
+    /^\[User Question\]\n([\s\S]*?)\n\n\[The Start of Assistant A's Answer\]\n([\s\S]*?)\n\[The End of Assistant A's Answer\]\n\n\[The Start of Assistant B's Answer\]\n([\s\S]*?)\n\[The End of Assistant B's Answer\]$/.exec(
+      text,
+    );
   return m ? { question: m[1]!, answerA: m[2]!, answerB: m[3]! } : null;
 }
 
@@ -223,9 +226,7 @@ function countWords(text: string): number {
 function textOf(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
-  return content
-    .map((part) => (part && typeof part === 'object' && typeof part.text === 'string' ? part.text : ''))
-    .join('');
+  return content.map((part) => (part && typeof part === 'object' && typeof part.text === 'string' ? part.text : '')).join('');
 }
 
 function normaliseRole(role: unknown): string {
@@ -362,9 +363,7 @@ function openAIDialect(options: { authHeader: 'bearer' | 'api-key'; withCapabili
       object: 'chat.completion',
       created: CREATED,
       model: reply.model,
-      choices: [
-        { index: 0, message: { role: 'assistant', content: reply.text, refusal: null }, logprobs: null, finish_reason: 'stop' },
-      ],
+      choices: [{ index: 0, message: { role: 'assistant', content: reply.text, refusal: null }, logprobs: null, finish_reason: 'stop' }],
       usage: usageOpenAI(reply),
       system_fingerprint: null,
     }),
@@ -414,7 +413,14 @@ const mistralDialect: Dialect = {
   error: (status, message) => ({
     object: 'error',
     message,
-    type: status === 401 ? 'authentication_error' : status === 429 ? 'rate_limited' : status >= 500 ? 'internal_error' : 'invalid_request_error',
+    type:
+      status === 401
+        ? 'authentication_error'
+        : status === 429
+          ? 'rate_limited'
+          : status >= 500
+            ? 'internal_error'
+            : 'invalid_request_error',
     param: null,
     code: String(status),
   }),
@@ -513,9 +519,7 @@ const anthropicDialect: Dialect = {
         named({ type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }),
         named({ type: 'ping' }),
       ],
-      deltas: reply.pieces.map((text) =>
-        named({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } }),
-      ),
+      deltas: reply.pieces.map((text) => named({ type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } })),
       tail: [
         named({ type: 'content_block_stop', index: 0 }),
         named({
@@ -713,10 +717,7 @@ export class FakeLlmServer {
   private constructor(private readonly server: Server) {
     const { port } = server.address() as AddressInfo;
     this.url = `http://127.0.0.1:${port}`;
-    this.baseUrls = Object.fromEntries(FAKE_PROVIDERS.map((p) => [p, `${this.url}${ROOTS[p]}`])) as Record<
-      FakeProvider,
-      string
-    >;
+    this.baseUrls = Object.fromEntries(FAKE_PROVIDERS.map((p) => [p, `${this.url}${ROOTS[p]}`])) as Record<FakeProvider, string>;
   }
 
   /** `OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL`, `GOOGLE_BASE_URL`, `MISTRAL_BASE_URL`: the app's providers pointed here. */
@@ -885,7 +886,11 @@ export class FakeLlmServer {
     const reply = this.buildReply(chat, behavior);
     if (!chat.stream) sendJson(res, 200, dialect.completion(reply));
     else if (route.provider === 'google' && url.searchParams.get('alt') !== 'sse') {
-      sendJson(res, 200, this.plannedEvents(dialect, reply, chat, behavior).map((e) => e.data));
+      sendJson(
+        res,
+        200,
+        this.plannedEvents(dialect, reply, chat, behavior).map((e) => e.data),
+      );
     } else await this.stream(res, this.plannedEvents(dialect, reply, chat, behavior), behavior, signal);
   }
 
@@ -917,7 +922,10 @@ export class FakeLlmServer {
       if (i > 0 && delay > 0) await sleep(delay, signal);
       if (behavior.beforeEvent) {
         let aborted!: () => void;
-        await Promise.race([behavior.beforeEvent(i), new Promise<void>((resolve) => signal.addEventListener('abort', (aborted = () => resolve()), { once: true }))]);
+        await Promise.race([
+          behavior.beforeEvent(i),
+          new Promise<void>((resolve) => signal.addEventListener('abort', (aborted = () => resolve()), { once: true })),
+        ]);
         signal.removeEventListener('abort', aborted);
       }
       if (signal.aborted) return;

@@ -160,7 +160,8 @@ export class FaultProxy {
       return;
     }
     const delay = this.delayMs;
-    const step = () => new Promise<void>((resolve) => setTimeout(resolve, delay)).then(() => void (this.pairs.has(pair) && to.write(chunk)));
+    const step = () =>
+      new Promise<void>((resolve) => setTimeout(resolve, delay)).then(() => void (this.pairs.has(pair) && to.write(chunk)));
     if (direction === 'up') pair.chainUp = pair.chainUp.then(step);
     else pair.chainDown = pair.chainDown.then(step);
   }

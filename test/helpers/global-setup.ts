@@ -32,7 +32,11 @@ export default async function globalSetup(): Promise<void> {
   let url = adminUrl();
   if (!(await answers(url))) {
     console.warn(`\nNo PostgreSQL answers at ${url.replace(/\/\/[^@/]*@/, '//***@')}: starting the embedded one for the tests.`);
-    const embedded = await startEmbeddedPostgres({ dataDir: join(__dirname, '..', '..', '.data', 'test'), port: 54330, database: 'postgres' });
+    const embedded = await startEmbeddedPostgres({
+      dataDir: join(__dirname, '..', '..', '.data', 'test'),
+      port: 54330,
+      database: 'postgres',
+    });
     (globalThis as { __EMBEDDED_PG__?: unknown }).__EMBEDDED_PG__ = embedded;
     url = embedded.url;
   }

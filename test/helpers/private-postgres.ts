@@ -23,7 +23,6 @@ export interface PrivatePostgres {
   stop(): Promise<void>;
 }
 
-
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const dataDir = mkdtempSync(join(tmpdir(), 'llmselect-tls-'));
   const bin = process.env.PG_BIN || '/usr/lib/postgresql/15/bin';
@@ -38,7 +37,18 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   chownSync(databaseDir, uid, gid);
   run('initdb', ['-D', databaseDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
   const port = await freePort();
-  run('pg_ctl', ['start', '-D', databaseDir, '-l', join(dataDir, 'server.log'), '-o', `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off`, '-w', '-t', '60']);
+  run('pg_ctl', [
+    'start',
+    '-D',
+    databaseDir,
+    '-l',
+    join(dataDir, 'server.log'),
+    '-o',
+    `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off`,
+    '-w',
+    '-t',
+    '60',
+  ]);
   const stopServer = () => run('pg_ctl', ['stop', '-D', databaseDir, '-m', 'immediate', '-w', '-t', '60']);
   const database = { url: `postgres://postgres@127.0.0.1:${port}/llmselect`, stop: async () => void stopServer() };
   try {
@@ -52,7 +62,27 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   }
   const certFile = join(databaseDir, 'server.crt');
   const keyFile = join(databaseDir, 'server.key');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+    ],
+    { stdio: 'ignore' },
+  );
   for (const file of [certFile, keyFile]) chownSync(file, uid, gid);
   chmodSync(keyFile, 0o600);
   const caFile = join(dataDir, 'ca.crt');

@@ -14,7 +14,10 @@ export const ROOT = join(__dirname, '..', '..');
 
 /** Compiles `dist/` incrementally (about a second when nothing changed). */
 export function buildDist(): void {
-  const result = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' });
+  const result = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', 'tsconfig.build.json'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
   if (result.status !== 0) throw new Error(`tsc -b failed:\n${result.stdout}${result.stderr}`);
 }
 
@@ -77,14 +80,18 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
 
   const waitForLog = (predicate: (line: LogLine) => boolean) => {
     const seen = logs.find(predicate);
     if (seen) return Promise.resolve(seen);
     return new Promise<LogLine>((resolve, reject) => {
       waiters.add({ predicate, resolve });
-      void exited.then(({ code, signal }) => reject(new Error(`server exited (${code ?? signal}) before the expected log line; stderr: ${stderr}`)));
+      void exited.then(({ code, signal }) =>
+        reject(new Error(`server exited (${code ?? signal}) before the expected log line; stderr: ${stderr}`)),
+      );
     });
   };
 
@@ -110,7 +117,12 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
 }
 
 /** Minimal GraphQL over HTTP for a server process. */
-export async function gqlAt<T = any>(url: string, query: string, variables: Record<string, unknown> = {}, token?: string): Promise<{ status: number; data?: T; errors?: Array<{ message: string; extensions?: Record<string, any> }> }> {
+export async function gqlAt<T = any>(
+  url: string,
+  query: string,
+  variables: Record<string, unknown> = {},
+  token?: string,
+): Promise<{ status: number; data?: T; errors?: Array<{ message: string; extensions?: Record<string, any> }> }> {
   const response = await fetch(`${url}/graphql`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },

@@ -46,7 +46,12 @@ export class MemoryStore implements Store {
     this.raw.delete(fullKey);
   }
 
-  async getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string, held?: { counter: number; tag: Buffer }): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }> {
+  async getVersioned(
+    counterKey: string,
+    entryPrefix: string,
+    entrySuffix: string,
+    held?: { counter: number; tag: Buffer },
+  ): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }> {
     const counter = this.counters.get(counterKey) ?? 0;
     const key = `${entryPrefix}${counter}${entrySuffix}`;
     const entry = this.raw.get(key);
@@ -55,7 +60,8 @@ export class MemoryStore implements Store {
       this.raw.delete(key);
       return { counter, raw: undefined, held: false };
     }
-    if (held && held.counter === counter && entry.bytes.subarray(0, held.tag.length).equals(held.tag)) return { counter, raw: undefined, held: true };
+    if (held && held.counter === counter && entry.bytes.subarray(0, held.tag.length).equals(held.tag))
+      return { counter, raw: undefined, held: true };
     return { counter, raw: entry.bytes, held: false };
   }
 

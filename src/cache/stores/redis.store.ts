@@ -68,7 +68,12 @@ export class RedisStore implements Store {
     await this.keyv.delete(fullKey);
   }
 
-  async getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string, held?: { counter: number; tag: Buffer }): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }> {
+  async getVersioned(
+    counterKey: string,
+    entryPrefix: string,
+    entrySuffix: string,
+    held?: { counter: number; tag: Buffer },
+  ): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }> {
     this.assertOpen();
     const options = { keys: [counterKey], arguments: [entryPrefix, entrySuffix, held ? String(held.counter) : '', held?.tag ?? ''] };
     // EVALSHA: the script is sent once per Redis (EVAL loads it after a restart or SCRIPT FLUSH).

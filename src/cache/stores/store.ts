@@ -20,7 +20,12 @@ export interface Store {
    * still that one and the entry still starts with that tag, the answer is
    * `held: true` and the bytes are not sent again.
    */
-  getVersioned(counterKey: string, entryPrefix: string, entrySuffix: string, held?: { counter: number; tag: Buffer }): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }>;
+  getVersioned(
+    counterKey: string,
+    entryPrefix: string,
+    entrySuffix: string,
+    held?: { counter: number; tag: Buffer },
+  ): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }>;
   /** Stores raw bytes (no JSON envelope) for `ttlMs`. */
   setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void>;
   /** Deletes `nsPrefix` (= `${prefix}:${ns}`) and every `${nsPrefix}:*` key. */

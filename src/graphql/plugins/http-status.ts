@@ -32,7 +32,9 @@ export const RETRY_AFTER_SECONDS = 2;
 
 type Headers = Array<[string, string]>;
 
-const WHOLE_REQUEST_STATUS: Partial<Record<ErrorCode, { status: number; headers: Headers | ((errors: readonly GraphQLFormattedError[]) => Headers) }>> = {
+const WHOLE_REQUEST_STATUS: Partial<
+  Record<ErrorCode, { status: number; headers: Headers | ((errors: readonly GraphQLFormattedError[]) => Headers) }>
+> = {
   UNAUTHENTICATED: { status: 401, headers: [['www-authenticate', BEARER_CHALLENGE]] },
   FORBIDDEN: { status: 403, headers: [] },
   SERVICE_UNAVAILABLE: { status: 503, headers: [['retry-after', String(RETRY_AFTER_SECONDS)]] },
@@ -56,9 +58,13 @@ export function httpStatusPlugin(): ApolloServerPlugin<GraphqlContext> {
       return {
         async didResolveOperation(rc) {
           if (rc.operation?.operation === 'subscription') {
-            throw new AppError('BAD_USER_INPUT', 'Subscriptions are served over Server-Sent Events at /graphql/stream: send this operation there', {
-              http: { status: 400 },
-            });
+            throw new AppError(
+              'BAD_USER_INPUT',
+              'Subscriptions are served over Server-Sent Events at /graphql/stream: send this operation there',
+              {
+                http: { status: 400 },
+              },
+            );
           }
         },
         async willSendResponse(rc) {

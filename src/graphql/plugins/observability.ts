@@ -27,7 +27,15 @@ export function observabilityPlugin(opts: {
             opts.metrics.graphqlErrors.inc({ code: String(formatted.extensions?.code) });
             if (internal) {
               const logger = rc.contextValue?.logger ?? rc.logger;
-              logger.error({ err: error.originalError ?? error, requestId: rc.contextValue?.requestId, path: error.path?.join('.'), operation: rc.operationName }, 'internal error');
+              logger.error(
+                {
+                  err: error.originalError ?? error,
+                  requestId: rc.contextValue?.requestId,
+                  path: error.path?.join('.'),
+                  operation: rc.operationName,
+                },
+                'internal error',
+              );
             }
           }
         },

@@ -51,7 +51,10 @@ export function parsePersistedDocuments(json: unknown, source = 'manifest'): Per
   const entries: Array<[string, unknown]> = [];
   if (json !== null && typeof json === 'object' && (json as { format?: unknown }).format === 'apollo-persisted-query-manifest') {
     const manifest = json as { version?: unknown; operations?: unknown };
-    if (manifest.version !== 1) throw new PersistedDocumentsError(`${source}: unsupported apollo-persisted-query-manifest version ${String(manifest.version)} (expected 1)`);
+    if (manifest.version !== 1)
+      throw new PersistedDocumentsError(
+        `${source}: unsupported apollo-persisted-query-manifest version ${String(manifest.version)} (expected 1)`,
+      );
     if (!Array.isArray(manifest.operations)) throw new PersistedDocumentsError(`${source}: "operations" must be an array`);
     for (const op of manifest.operations as Array<{ id?: unknown; body?: unknown }>) entries.push([String(op?.id), op?.body]);
   } else if (json !== null && typeof json === 'object' && !Array.isArray(json)) {
@@ -62,7 +65,8 @@ export function parsePersistedDocuments(json: unknown, source = 'manifest'): Per
   const documents = new Map<string, string>();
   for (const [id, body] of entries) {
     if (!SHA256_HEX.test(id)) throw new PersistedDocumentsError(`${source}: "${id.slice(0, 80)}" is not a lower-case hex sha256`);
-    if (typeof body !== 'string' || body === '') throw new PersistedDocumentsError(`${source}: the document of ${id} is not a non-empty string`);
+    if (typeof body !== 'string' || body === '')
+      throw new PersistedDocumentsError(`${source}: the document of ${id} is not a non-empty string`);
     if (sha256Hex(body) !== id) throw new PersistedDocumentsError(`${source}: ${id} is not the sha256 of its document`);
     documents.set(id, body);
   }
@@ -94,7 +98,11 @@ export function loadPersistedDocuments(path: string): PersistedDocuments {
  * APQ's alone (namespace `apq`), so Apollo's own `apq:` key prefix is
  * switched off.
  */
-export function trustedDocumentsCache(apq: KeyValueCache<string>, documents: PersistedDocuments, trustedOnly: boolean): KeyValueCache<string> {
+export function trustedDocumentsCache(
+  apq: KeyValueCache<string>,
+  documents: PersistedDocuments,
+  trustedOnly: boolean,
+): KeyValueCache<string> {
   return PrefixingKeyValueCache.cacheDangerouslyDoesNotNeedPrefixesForIsolation({
     async get(hash: string) {
       return documents.get(hash) ?? (trustedOnly ? undefined : apq.get(hash));

@@ -17,7 +17,6 @@ export interface SaveApiKeyArgs {
   baseUrl?: string | null;
 }
 
-
 const LABEL = /^[A-Za-z0-9_.-]{1,40}$/;
 /** Providers that have no public endpoint: the key must say where to call. */
 const NEEDS_BASE_URL: readonly Provider[] = [Provider.AZURE, Provider.OPENAI_COMPATIBLE];
@@ -51,7 +50,8 @@ export class ApiKeyService {
     const sealed = this.box.seal(secret, principal.userId);
     const existing = await em.findOne(ApiKey, { owner: principal.userId, provider: args.provider, label });
     const key =
-      existing ?? em.create(ApiKey, { owner: principal.userId, provider: args.provider, label, encryptedSecret: '', encryptionKeyId: '', last4: '' });
+      existing ??
+      em.create(ApiKey, { owner: principal.userId, provider: args.provider, label, encryptedSecret: '', encryptionKeyId: '', last4: '' });
     key.encryptedSecret = sealed.ciphertext;
     key.encryptionKeyId = sealed.keyId;
     key.last4 = secret.slice(-4);
@@ -105,12 +105,23 @@ export class ApiKeyService {
    * `markUsedByRevealedComparison` touches them at the vote). The plaintext
    * never leaves the server.
    */
-  async credentials(em: EntityManager, userId: string, provider: Provider, label: string, touch = true): Promise<ProviderCredentials | null> {
+  async credentials(
+    em: EntityManager,
+    userId: string,
+    provider: Provider,
+    label: string,
+    touch = true,
+  ): Promise<ProviderCredentials | null> {
     return (await this.credentialsFor(em, userId, [{ provider, label }], touch))[0] ?? null;
   }
 
   /** {@link credentials} for several keys of one user, in order, in one read (and one write when touching). */
-  async credentialsFor(em: EntityManager, userId: string, wanted: ReadonlyArray<{ provider: Provider; label: string }>, touch = true): Promise<Array<ProviderCredentials | null>> {
+  async credentialsFor(
+    em: EntityManager,
+    userId: string,
+    wanted: ReadonlyArray<{ provider: Provider; label: string }>,
+    touch = true,
+  ): Promise<Array<ProviderCredentials | null>> {
     if (!wanted.length) return [];
     const keys = await em.find(ApiKey, { owner: userId, $or: wanted.map(({ provider, label }) => ({ provider, label })) });
     if (touch && keys.length) await em.nativeUpdate(ApiKey, { id: { $in: keys.map((k) => k.id) } }, { lastUsedAt: new Date() });

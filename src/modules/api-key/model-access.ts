@@ -48,15 +48,16 @@ export class ModelAccess {
 
   /** {@link languageModels}, each with whether its key's `baseUrl` is a custom (non-operator) endpoint. */
   resolveModels(em: EntityManager, userId: string, ids: readonly ModelId[], touchKey = true): Array<Promise<ResolvedModel>> {
-    const creds = this.apiKeys.credentialsFor(em, userId, ids.map((id) => ({ provider: toProvider(id.provider), label: id.label })), touchKey);
+    const creds = this.apiKeys.credentialsFor(
+      em,
+      userId,
+      ids.map((id) => ({ provider: toProvider(id.provider), label: id.label })),
+      touchKey,
+    );
     return ids.map(async (id, i) => {
       const found = (await creds)[i];
       if (!found) {
-        throw new ProviderCallError(
-          id.provider,
-          'AUTH',
-          `No ${id.provider} API key labelled "${id.label}": add one with saveApiKey`,
-        );
+        throw new ProviderCallError(id.provider, 'AUTH', `No ${id.provider} API key labelled "${id.label}": add one with saveApiKey`);
       }
       return {
         model: createLanguageModel(id.provider, id.name, found, this.baseUrls, this.transport),

@@ -49,13 +49,11 @@ export class ApiTokenService implements PersonalTokenStore {
     if (cap !== null && !(Number.isFinite(cap) && cap > 0)) {
       throw badInput('dailyBudgetUsd must be a number > 0, or null for no cap of its own', 'dailyBudgetUsd');
     }
-    const [{ active }] = await em
-      .getConnection()
-      .execute<Array<{ active: string }>>(
-        `select count(*) as active from api_tokens
+    const [{ active }] = (await em.getConnection().execute<Array<{ active: string }>>(
+      `select count(*) as active from api_tokens
           where owner_id = ? and revoked_at is null and (expires_at is null or expires_at > now())`,
-        [principal.userId],
-      ) as [{ active: string }];
+      [principal.userId],
+    )) as [{ active: string }];
     if (Number(active) >= MAX_ACTIVE_TOKENS) throw badInput(`At most ${MAX_ACTIVE_TOKENS} active tokens: revoke one first`, 'name');
     const { token, hash, prefix } = this.deps.format.issue();
     const row = em.create(ApiToken, {
@@ -73,20 +71,23 @@ export class ApiTokenService implements PersonalTokenStore {
 
   /** The caller's tokens, newest first, revoked and expired ones included. */
   async list(em: EntityManager, principal: Principal): Promise<ApiTokenView[]> {
-    const rows = await em.getConnection().execute<ApiTokenView[]>(
-      `select ${VIEW_COLUMNS} from api_tokens where owner_id = ? order by created_at desc, id desc`,
-      [principal.userId],
-    );
+    const rows = await em
+      .getConnection()
+      .execute<ApiTokenView[]>(`select ${VIEW_COLUMNS} from api_tokens where owner_id = ? order by created_at desc, id desc`, [
+        principal.userId,
+      ]);
     return rows.map(plainView);
   }
 
   /** Revokes one of the caller's tokens (idempotent); every instance refuses it within a second. */
   async revoke(em: EntityManager, principal: Principal, id: string): Promise<ApiTokenView> {
     if (!isUuid(id)) throw notFound('API token');
-    const [row] = await em.getConnection().execute<ApiTokenView[]>(
-      `update api_tokens set revoked_at = coalesce(revoked_at, now()) where id = ? and owner_id = ? returning ${VIEW_COLUMNS}`,
-      [id, principal.userId],
-    );
+    const [row] = await em
+      .getConnection()
+      .execute<ApiTokenView[]>(
+        `update api_tokens set revoked_at = coalesce(revoked_at, now()) where id = ? and owner_id = ? returning ${VIEW_COLUMNS}`,
+        [id, principal.userId],
+      );
     if (!row) throw notFound('API token');
     await this.deps.revocations.revoked(id);
     return plainView(row);
@@ -112,13 +113,11 @@ export class ApiTokenService implements PersonalTokenStore {
   }
 
   async touch(id: string): Promise<void> {
-    await this.deps.orm.em
-      .getConnection()
-      .execute(
-        `update api_tokens set last_used_at = now()
+    await this.deps.orm.em.getConnection().execute(
+      `update api_tokens set last_used_at = now()
           where id = ? and (last_used_at is null or last_used_at < now() - interval '1 minute')`,
-        [id],
-      );
+      [id],
+    );
   }
 }
 
@@ -150,7 +149,11 @@ function plainView(row: ApiTokenView): ApiTokenView {
 
 /** node-postgres parses `text[]` into an array; a literal `{A,B}` if the type is unknown. */
 function scopesOf(value: unknown): TokenScope[] {
-  const list = Array.isArray(value) ? value : String(value ?? '').replace(/^\{|\}$/g, '').split(',');
+  const list = Array.isArray(value)
+    ? value
+    : String(value ?? '')
+        .replace(/^\{|\}$/g, '')
+        .split(',');
   return list.filter((s): s is TokenScope => Object.values(TokenScope).includes(s as TokenScope));
 }
 

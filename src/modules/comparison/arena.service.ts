@@ -88,7 +88,9 @@ export function arenaCandidates(keys: ReadonlyArray<{ provider: Provider; label:
     });
   }
   const labelOf = new Map<string, string>();
-  for (const k of [...keys].sort((x, y) => (x.label === DEFAULT_LABEL ? -1 : y.label === DEFAULT_LABEL ? 1 : x.label.localeCompare(y.label)))) {
+  for (const k of [...keys].sort((x, y) =>
+    x.label === DEFAULT_LABEL ? -1 : y.label === DEFAULT_LABEL ? 1 : x.label.localeCompare(y.label),
+  )) {
     const provider = toProviderName(k.provider);
     if (!labelOf.has(provider)) labelOf.set(provider, k.label);
   }

@@ -42,17 +42,24 @@ const ALIASES: Record<string, ComparisonCategory> = {
  */
 export function parseCategory(raw: string | null | undefined, field = 'category'): ComparisonCategory | null {
   if (raw === null || raw === undefined) return null;
-  const name = raw.trim().toLowerCase().replace(/[\s-]+/g, '_');
+  const name = raw
+    .trim()
+    .toLowerCase()
+    .replace(/[\s-]+/g, '_');
   if (name === '') return null;
   if ((COMPARISON_CATEGORIES as readonly string[]).includes(name)) return name as ComparisonCategory;
   const alias = ALIASES[name];
   if (alias) return alias;
   const shown = raw.length > 40 ? `${raw.slice(0, 40)}…` : raw;
-  throw badInput(`Unknown category ${JSON.stringify(shown)}: use one of ${COMPARISON_CATEGORIES.join(', ')} (or omit it to have it assigned)`, field);
+  throw badInput(
+    `Unknown category ${JSON.stringify(shown)}: use one of ${COMPARISON_CATEGORIES.join(', ')} (or omit it to have it assigned)`,
+    field,
+  );
 }
 
 const FENCE = /```|~~~/;
-const CODE_LINE = /^\s*(def |class |import |from \S+ import |#include|function |const |let |var |public |private |fn |func |package |SELECT |CREATE TABLE )|[{};]\s*$/im;
+const CODE_LINE =
+  /^\s*(def |class |import |from \S+ import |#include|function |const |let |var |public |private |fn |func |package |SELECT |CREATE TABLE )|[{};]\s*$/im;
 const CODE_WORDS =
   /\b(code|coding|program(ming)?|python|javascript|typescript|java|golang|rust|kotlin|swift|c\+\+|c#|php|ruby|bash|shell script|sql|regex|regexp|html|css|json|yaml|api|function|method|compile[rs]?|debug(ging)?|bug|stack ?trace|exception|refactor|unit tests?|algorithm|git|docker|kubernetes|npm|pip)\b/i;
 

@@ -41,7 +41,8 @@ export class ComparisonEventsResolver {
   })
   comparisonEvents(@Arg('comparisonId', () => ID) _comparisonId: string, @Root() event: StreamItem): ComparisonEvent {
     // The server is stopping while a response still runs on another instance: the last event says so.
-    if (isShutdownNotice(event)) throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: subscribe again to follow this comparison');
+    if (isShutdownNotice(event))
+      throw new AppError('SERVICE_UNAVAILABLE', 'The server is shutting down: subscribe again to follow this comparison');
     return event;
   }
 }

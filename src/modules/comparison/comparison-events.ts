@@ -162,7 +162,9 @@ export class ResponsePublisher {
     this.snapshotTimer = undefined;
     if (this.done) return;
     // One write at a time: a slow cache delays the next snapshot, never a delta.
-    this.snapshotWrite = this.snapshotWrite.then(() => (this.done ? undefined : this.deps.cache.set(snapshotKey(this.responseId), this.text, SNAPSHOT_TTL_MS)));
+    this.snapshotWrite = this.snapshotWrite.then(() =>
+      this.done ? undefined : this.deps.cache.set(snapshotKey(this.responseId), this.text, SNAPSHOT_TTL_MS),
+    );
   }
 
   private publish(message: ChannelMessage, local = false): void {
@@ -314,7 +316,8 @@ async function* followComparison(
       return e;
     };
 
-    const askForFill = (responseId: string, from: number) => void deps.pubsub.publish(CONTROL_CHANNEL, { sync: responseId, comparisonId, from } satisfies ControlMessage);
+    const askForFill = (responseId: string, from: number) =>
+      void deps.pubsub.publish(CONTROL_CHANNEL, { sync: responseId, comparisonId, from } satisfies ControlMessage);
     // The stream has begun: a busy or briefly unreachable database is waited for (bounded), not answered with an error mid-stream.
     const responses = await retried(() => em.find(ComparisonResponse, { comparison: comparisonId }, { orderBy: { position: 'asc' } }));
     const replay: ComparisonEvent[] = [];
@@ -376,7 +379,12 @@ async function retried<T>(read: () => Promise<T>): Promise<T> {
  * response PostgreSQL holds settled (handled like one from the channel), and
  * another `sync` request for each one running on another instance.
  */
-async function recheck(em: EntityManager, views: Map<string, ResponseView>, live: LiveResponses, askForFill: (responseId: string, from: number) => void): Promise<ChannelMessage[]> {
+async function recheck(
+  em: EntityManager,
+  views: Map<string, ResponseView>,
+  live: LiveResponses,
+  askForFill: (responseId: string, from: number) => void,
+): Promise<ChannelMessage[]> {
   const open = [...views].filter(([, v]) => !v.settled).map(([id]) => id);
   const rows = await em
     .fork()
@@ -384,7 +392,8 @@ async function recheck(em: EntityManager, views: Map<string, ResponseView>, live
     .catch(() => [] as ComparisonResponse[]);
   const settled: ChannelMessage[] = [];
   for (const r of rows) {
-    if (SETTLED_STATUSES.includes(r.status)) settled.push({ kind: 'settled', responseId: r.id, status: r.status, content: r.content, error: r.error ?? null });
+    if (SETTLED_STATUSES.includes(r.status))
+      settled.push({ kind: 'settled', responseId: r.id, status: r.status, content: r.content, error: r.error ?? null });
     // Running elsewhere and silent: our `sync` may have been lost, and without it no delta comes our way.
     else if (!live.has(r.id)) askForFill(r.id, views.get(r.id)!.length);
   }
@@ -396,7 +405,12 @@ async function recheck(em: EntityManager, views: Map<string, ResponseView>, live
  * per response: overlaps dropped by offset, deltas past a gap held until it is
  * filled, and consecutive deltas of one response joined into one event.
  */
-function eventsOf(batch: readonly ChannelMessage[], views: Map<string, ResponseView>, event: EventOf, onGap: (responseId: string, from: number) => void): ComparisonEvent[] {
+function eventsOf(
+  batch: readonly ChannelMessage[],
+  views: Map<string, ResponseView>,
+  event: EventOf,
+  onGap: (responseId: string, from: number) => void,
+): ComparisonEvent[] {
   const out: ComparisonEvent[] = [];
   /** Per response, its last event in `out` when that is a delta (the next delta joins it). */
   const openDelta = new Map<string, ComparisonEvent>();
@@ -433,7 +447,8 @@ function eventsOf(batch: readonly ChannelMessage[], views: Map<string, ResponseV
     if (message.kind === 'settled') {
       // Text this subscriber has not been sent yet (a fill that never came, a race with the
       // settle while it joined) goes out as the last delta, in order, before the settled event.
-      if (message.content.length > view.length) appendDelta(message.responseId, view, { kind: 'delta', responseId: message.responseId, offset: 0, delta: message.content });
+      if (message.content.length > view.length)
+        appendDelta(message.responseId, view, { kind: 'delta', responseId: message.responseId, offset: 0, delta: message.content });
       openDelta.delete(message.responseId);
       view.settled = true;
       view.held = [];
@@ -448,11 +463,7 @@ function eventsOf(batch: readonly ChannelMessage[], views: Map<string, ResponseV
 }
 
 /** At shutdown: the settled state stored for each open response, then SHUTDOWN_NOTICE if any is still running. */
-async function* finalEvents(
-  em: EntityManager,
-  views: Map<string, ResponseView>,
-  event: EventOf,
-): AsyncGenerator<StreamItem> {
+async function* finalEvents(em: EntityManager, views: Map<string, ResponseView>, event: EventOf): AsyncGenerator<StreamItem> {
   const open = [...views].filter(([, v]) => !v.settled).map(([id]) => id);
   const rows = await em
     .fork()

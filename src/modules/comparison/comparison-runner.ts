@@ -59,7 +59,13 @@ import { Message, MessageRole } from '../message/message.entity';
 import { REVEALED } from '../../db/read-plan';
 import { assertNothingHidden, shuffled } from './blind';
 import { categorize, parseCategory } from './category';
-import { type ComparisonEventStream, comparisonEventStream, CONTROL_CHANNEL, type ControlMessage, ResponsePublisher } from './comparison-events';
+import {
+  type ComparisonEventStream,
+  comparisonEventStream,
+  CONTROL_CHANNEL,
+  type ControlMessage,
+  ResponsePublisher,
+} from './comparison-events';
 import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 import { SettleWriter } from './settle-writer';
 
@@ -117,7 +123,12 @@ export interface ComparisonRunnerDeps {
 /** How long a start may wait behind others (a burst) before it is refused with SERVICE_UNAVAILABLE. */
 export const START_QUEUE_MS = 30_000;
 
-type SettleFields = Partial<Pick<ComparisonResponse, 'content' | 'error' | 'latencyMs' | 'timeToFirstTokenMs' | 'promptTokens' | 'completionTokens' | 'costUsd' | 'customEndpoint'>> & {
+type SettleFields = Partial<
+  Pick<
+    ComparisonResponse,
+    'content' | 'error' | 'latencyMs' | 'timeToFirstTokenMs' | 'promptTokens' | 'completionTokens' | 'costUsd' | 'customEndpoint'
+  >
+> & {
   status: ResponseStatus;
 };
 
@@ -207,7 +218,10 @@ export class ComparisonRunner {
     const histories = existing ? await historiesByModel(em, existing.id, models.map(endpointKey)) : new Map<string, ChatTurn[]>();
     const turnsOf = (model: ModelId): ChatTurn[] => [...(histories.get(endpointKey(model)) ?? []), { role: 'user', content: prompt }];
     // Rate limit (a point per model) and budget, before anything is written or sent.
-    const release = await this.deps.usage.admit(principal, models.map((m) => plannedCall(m, turnsOf(m))));
+    const release = await this.deps.usage.admit(
+      principal,
+      models.map((m) => plannedCall(m, turnsOf(m))),
+    );
 
     let jobs: Job[];
     let comparison: ComparisonResult;
@@ -247,7 +261,7 @@ export class ComparisonRunner {
   /**
    * The live event stream of a comparison the caller has already been
    * authorised for; `revealed` false (blind, not voted on) hides provider error texts;
- * `ready` paces it to its client (see `Context.streamReady`).
+   * `ready` paces it to its client (see `Context.streamReady`).
    */
   events(comparisonId: string, revealed: boolean, ready?: () => Promise<void> | void): ComparisonEventStream {
     const stream = comparisonEventStream({ ...this.deps, live: this.live }, this.deps.orm.em.fork(), comparisonId, revealed, ready);
@@ -269,7 +283,11 @@ export class ComparisonRunner {
     if (!isUuid(responseId)) throw notFound('Comparison response');
     this.refuseWhenClosing();
     const em = this.deps.orm.em.fork();
-    const [response] = await em.find(ComparisonResponse, { id: responseId, comparison: { owner: principal.userId } }, { populate: ['comparison'] });
+    const [response] = await em.find(
+      ComparisonResponse,
+      { id: responseId, comparison: { owner: principal.userId } },
+      { populate: ['comparison'] },
+    );
     if (!response) throw notFound('Comparison response');
     if (response.status !== ResponseStatus.FAILED && response.status !== ResponseStatus.TIMED_OUT) {
       throw badInput(`Only FAILED or TIMED_OUT responses can be retried (this one is ${response.status})`, 'id');
@@ -338,7 +356,13 @@ export class ComparisonRunner {
     // Responses nobody is running any more (e.g. their instance died) are settled here.
     const stuck = await em.find(ComparisonResponse, { comparison: comparisonId, status: { $in: UNSETTLED } });
     for (const response of stuck) {
-      await this.settle(response.id, comparisonId, principal.userId, { status: ResponseStatus.FAILED, error: 'Cancelled' }, new ResponsePublisher(this.deps, comparisonId, response.id));
+      await this.settle(
+        response.id,
+        comparisonId,
+        principal.userId,
+        { status: ResponseStatus.FAILED, error: 'Cancelled' },
+        new ResponsePublisher(this.deps, comparisonId, response.id),
+      );
     }
   }
 
@@ -370,7 +394,10 @@ export class ComparisonRunner {
       return 0;
     }
     for (const row of rows) {
-      this.deps.logger.warn({ responseId: row.id, comparisonId: row.comparison_id, leaseOwner: row.lease_owner }, 'comparison response lease expired: settled FAILED');
+      this.deps.logger.warn(
+        { responseId: row.id, comparisonId: row.comparison_id, leaseOwner: row.lease_owner },
+        'comparison response lease expired: settled FAILED',
+      );
       await this.deps.invalidation.invalidateUser(row.owner_id);
       await new ResponsePublisher(this.deps, row.comparison_id, row.id).settled(ResponseStatus.FAILED, '', LEASE_EXPIRED);
     }
@@ -388,7 +415,9 @@ export class ComparisonRunner {
           where id in (${ids.map(() => '?').join(', ')}) and lease_owner = ? and status in ('PENDING', 'STREAMING')`,
         [...ids, this.instanceId],
       )
-      .catch((err: unknown) => this.deps.logger.warn({ ...failure(err), responses: ids.length }, 'could not renew comparison leases (will retry)'));
+      .catch((err: unknown) =>
+        this.deps.logger.warn({ ...failure(err), responses: ids.length }, 'could not renew comparison leases (will retry)'),
+      );
   }
 
   /**
@@ -416,7 +445,10 @@ export class ComparisonRunner {
     await Promise.allSettled([...this.inFlight]);
     clearInterval(this.heartbeatTimer);
     await this.unsubscribeControl?.();
-    await settledWithin([...this.streams].map((stream) => stream.shutdown()), STREAM_SHUTDOWN_MS);
+    await settledWithin(
+      [...this.streams].map((stream) => stream.shutdown()),
+      STREAM_SHUTDOWN_MS,
+    );
   }
 
   private refuseWhenClosing(): void {
@@ -475,16 +507,22 @@ export class ComparisonRunner {
         },
       });
       outcome = ResponseStatus.COMPLETED;
-      await this.settle(id, comparisonId, job.userId, {
-        status: ResponseStatus.COMPLETED,
-        content: result.text,
-        latencyMs: result.latencyMs,
-        timeToFirstTokenMs: result.timeToFirstTokenMs,
-        promptTokens: result.promptTokens,
-        completionTokens: result.completionTokens,
-        costUsd: costUsd(findCatalogEntry(model.provider, model.name), result.promptTokens, result.completionTokens),
-        customEndpoint,
-      }, publisher);
+      await this.settle(
+        id,
+        comparisonId,
+        job.userId,
+        {
+          status: ResponseStatus.COMPLETED,
+          content: result.text,
+          latencyMs: result.latencyMs,
+          timeToFirstTokenMs: result.timeToFirstTokenMs,
+          promptTokens: result.promptTokens,
+          completionTokens: result.completionTokens,
+          costUsd: costUsd(findCatalogEntry(model.provider, model.name), result.promptTokens, result.completionTokens),
+          customEndpoint,
+        },
+        publisher,
+      );
     } catch (error) {
       const latencyMs = Math.round(performance.now() - started);
       if (error instanceof ProviderCallError) {
@@ -493,12 +531,30 @@ export class ComparisonRunner {
         outcome = status;
         // A cut answer keeps what arrived up to the limit.
         const kept = error instanceof OutputLimitError ? { content: error.partialText } : {};
-        await this.settle(id, comparisonId, job.userId, { status, error: `${error.reason}: ${error.message}`, latencyMs, customEndpoint, ...kept }, publisher);
+        await this.settle(
+          id,
+          comparisonId,
+          job.userId,
+          { status, error: `${error.reason}: ${error.message}`, latencyMs, customEndpoint, ...kept },
+          publisher,
+        );
       } else if (error instanceof CancelledError) {
-        await this.settle(id, comparisonId, job.userId, { status: ResponseStatus.FAILED, error: run.reason ?? 'Cancelled', latencyMs, customEndpoint }, publisher);
+        await this.settle(
+          id,
+          comparisonId,
+          job.userId,
+          { status: ResponseStatus.FAILED, error: run.reason ?? 'Cancelled', latencyMs, customEndpoint },
+          publisher,
+        );
       } else {
         this.deps.logger.error({ err: error, responseId: id }, 'comparison response failed unexpectedly');
-        await this.settle(id, comparisonId, job.userId, { status: ResponseStatus.FAILED, error: 'Internal error', latencyMs, customEndpoint }, publisher);
+        await this.settle(
+          id,
+          comparisonId,
+          job.userId,
+          { status: ResponseStatus.FAILED, error: 'Internal error', latencyMs, customEndpoint },
+          publisher,
+        );
       }
     } finally {
       this.running.delete(id);
@@ -525,7 +581,9 @@ export class ComparisonRunner {
     try {
       await this.deps.orm.em
         .getConnection()
-        .execute(`update comparison_responses set status = 'STREAMING' where id = any(?::uuid[]) and status = 'PENDING'`, [pgArray([...batch.keys()])]);
+        .execute(`update comparison_responses set status = 'STREAMING' where id = any(?::uuid[]) and status = 'PENDING'`, [
+          pgArray([...batch.keys()]),
+        ]);
       for (const userId of new Set(batch.values())) await this.deps.invalidation.invalidateUser(userId);
     } catch (err) {
       this.deps.logger.debug({ ...failure(err), responses: batch.size }, 'could not mark comparison responses STREAMING');
@@ -533,14 +591,26 @@ export class ComparisonRunner {
   }
 
   /** Writes the final state if nobody else settled it first, then tells subscribers. */
-  private async settle(id: string, comparisonId: string, userId: string, fields: SettleFields, publisher: ResponsePublisher): Promise<void> {
+  private async settle(
+    id: string,
+    comparisonId: string,
+    userId: string,
+    fields: SettleFields,
+    publisher: ResponsePublisher,
+  ): Promise<void> {
     const content = fields.content ?? '';
     const outcome = await this.writeSettled(id, { content, error: null, ...fields });
     if (outcome === 'not-written') return;
     if (outcome === 'rejected') {
       // PostgreSQL refused what we tried to store: store the failure instead (once), so it does not wait for the lease.
       if (fields.error === UNSTORABLE) return;
-      return this.settle(id, comparisonId, userId, { status: ResponseStatus.FAILED, error: UNSTORABLE, latencyMs: fields.latencyMs }, publisher);
+      return this.settle(
+        id,
+        comparisonId,
+        userId,
+        { status: ResponseStatus.FAILED, error: UNSTORABLE, latencyMs: fields.latencyMs },
+        publisher,
+      );
     }
     if (outcome === 'unknown') {
       // An attempt failed after the statement may have reached PostgreSQL: if the
@@ -565,7 +635,10 @@ export class ComparisonRunner {
    * retry found nothing left to update, or the database stayed unreachable.
    * `rejected`: PostgreSQL refused the statement itself (not the connection).
    */
-  private async writeSettled(id: string, data: SettleFields & { content: string; error: string | null }): Promise<'written' | 'not-written' | 'unknown' | 'rejected'> {
+  private async writeSettled(
+    id: string,
+    data: SettleFields & { content: string; error: string | null },
+  ): Promise<'written' | 'not-written' | 'unknown' | 'rejected'> {
     const deadline = Date.now() + Math.min(SETTLE_RETRY_MS, this.deps.leaseMs);
     let failedBefore = false;
     for (let attempt = 1; ; attempt++) {
@@ -576,15 +649,24 @@ export class ComparisonRunner {
       } catch (err) {
         // Connection errors and lock / statement timeouts: retried.
         if (!isRetryableDatabaseError(err)) {
-          this.deps.logger.error({ ...failure(err), responseId: id, attempt }, 'could not store a comparison response: the statement was refused');
+          this.deps.logger.error(
+            { ...failure(err), responseId: id, attempt },
+            'could not store a comparison response: the statement was refused',
+          );
           return 'rejected';
         }
         failedBefore = true;
         if (Date.now() >= deadline) {
-          this.deps.logger.error({ ...failure(err), responseId: id, attempt }, 'could not store a comparison response (its lease will expire and settle it)');
+          this.deps.logger.error(
+            { ...failure(err), responseId: id, attempt },
+            'could not store a comparison response (its lease will expire and settle it)',
+          );
           return 'unknown';
         }
-        this.deps.logger.warn({ ...failure(err), responseId: id, attempt }, 'storing a comparison response failed on a connection error: retrying');
+        this.deps.logger.warn(
+          { ...failure(err), responseId: id, attempt },
+          'storing a comparison response failed on a connection error: retrying',
+        );
         await delay(Math.min(2_000, 50 * 2 ** attempt));
       }
     }
@@ -625,7 +707,11 @@ function parseModels(raw: readonly string[]): ModelId[] {
 }
 
 async function revealedById(em: EntityManager, comparisonId: string): Promise<boolean> {
-  const [row] = await em.getConnection().execute<Array<{ revealed: boolean }>>(`select ${REVEALED.sql('r')} as revealed from comparison_results r where r.id = ?`, [comparisonId]);
+  const [row] = await em
+    .getConnection()
+    .execute<Array<{ revealed: boolean }>>(`select ${REVEALED.sql('r')} as revealed from comparison_results r where r.id = ?`, [
+      comparisonId,
+    ]);
   return row?.revealed === true;
 }
 

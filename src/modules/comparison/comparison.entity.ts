@@ -15,17 +15,19 @@ export enum ResponseStatus {
 }
 registerEnumType(ResponseStatus, { name: 'ResponseStatus' });
 
-export const SETTLED_STATUSES: readonly ResponseStatus[] = [
-  ResponseStatus.COMPLETED,
-  ResponseStatus.FAILED,
-  ResponseStatus.TIMED_OUT,
-];
+export const SETTLED_STATUSES: readonly ResponseStatus[] = [ResponseStatus.COMPLETED, ResponseStatus.FAILED, ResponseStatus.TIMED_OUT];
 
 /** One prompt sent to 2..8 models. Detached (conversation null) when its conversation is deleted. */
 @ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'comparison_results' })
-@Index({ name: 'comparison_results_owner_created_idx', expression: 'create index "comparison_results_owner_created_idx" on "comparison_results" ("owner_id", "created_at" desc, "id" desc)' })
-@Index({ name: 'comparison_results_conversation_idx', expression: 'create index "comparison_results_conversation_idx" on "comparison_results" ("conversation_id", "created_at")' })
+@Index({
+  name: 'comparison_results_owner_created_idx',
+  expression: 'create index "comparison_results_owner_created_idx" on "comparison_results" ("owner_id", "created_at" desc, "id" desc)',
+})
+@Index({
+  name: 'comparison_results_conversation_idx',
+  expression: 'create index "comparison_results_conversation_idx" on "comparison_results" ("conversation_id", "created_at")',
+})
 export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId' | 'blind'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
@@ -38,14 +40,18 @@ export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId' | 
   prompt!: string;
 
   /** Models hidden until the vote (issue 10, see `blind.ts`). The leaderboard counts blind comparisons only by default. */
-  @Field(() => Boolean, { description: 'Models hidden (provider, model, keyLabel, costs, tokens and provider error texts null or generic) until the comparison is voted on.' })
+  @Field(() => Boolean, {
+    description:
+      'Models hidden (provider, model, keyLabel, costs, tokens and provider error texts null or generic) until the comparison is voted on.',
+  })
   @Property({ type: 'boolean', default: false })
   blind: boolean = false;
 
   /** Category of the prompt (code, math, …); each category has its own leaderboard (see `category.ts`). */
   @Field(() => String, {
     nullable: true,
-    description: "One of code, math, creative_writing, long_prompt, other: given, or assigned from the prompt. null for comparisons made before categories existed.",
+    description:
+      'One of code, math, creative_writing, long_prompt, other: given, or assigned from the prompt. null for comparisons made before categories existed.',
   })
   @Property({ type: 'text', nullable: true })
   category?: string | null;
@@ -76,7 +82,10 @@ export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerI
   expression:
     'create index "comparison_responses_api_token_idx" on "comparison_responses" ("api_token_id") where "api_token_id" is not null',
 })
-@Index({ name: 'comparison_responses_comparison_idx', expression: 'create index "comparison_responses_comparison_idx" on "comparison_responses" ("comparison_id", "position")' })
+@Index({
+  name: 'comparison_responses_comparison_idx',
+  expression: 'create index "comparison_responses_comparison_idx" on "comparison_responses" ("comparison_id", "position")',
+})
 @Index({
   name: 'comparison_responses_lease_idx',
   expression: `create index "comparison_responses_lease_idx" on "comparison_responses" ("heartbeat_at") where "status" in ('PENDING', 'STREAMING')`,
@@ -94,7 +103,10 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
   provider!: Provider;
 
   /** Model id without the key label, e.g. `openai:gpt-4o`. */
-  @Field(() => String, { nullable: true, description: "Model id without the key label ('openai:gpt-4o'); null while the comparison is blind and not yet voted on." })
+  @Field(() => String, {
+    nullable: true,
+    description: "Model id without the key label ('openai:gpt-4o'); null while the comparison is blind and not yet voted on.",
+  })
   @Property({ type: 'text' })
   model!: string;
 
@@ -106,7 +118,8 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
    */
   @Field(() => String, {
     nullable: true,
-    description: "The key label of the model id asked for ('default' when it had no '@label'); model + '@' + keyLabel is the endpoint. null while the comparison is blind and not yet voted on.",
+    description:
+      "The key label of the model id asked for ('default' when it had no '@label'); model + '@' + keyLabel is the endpoint. null while the comparison is blind and not yet voted on.",
   })
   @Property({ type: 'text' })
   keyLabel: string = 'default';
@@ -119,7 +132,11 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
   @Property({ type: 'text' })
   content: string = '';
 
-  @Field(() => String, { nullable: true, description: "Why the response FAILED or TIMED_OUT. While the comparison is blind and not yet voted on, only the reason code ('RATE_LIMIT: …'), never the provider's text." })
+  @Field(() => String, {
+    nullable: true,
+    description:
+      "Why the response FAILED or TIMED_OUT. While the comparison is blind and not yet voted on, only the reason code ('RATE_LIMIT: …'), never the provider's text.",
+  })
   @Property({ type: 'text', nullable: true })
   error?: string | null;
 

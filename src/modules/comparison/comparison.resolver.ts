@@ -30,7 +30,8 @@ export class ComparisonResolver {
     const embed = childFieldArgs(info, ['nodes', 'responses']) ? ctx.services.comparisons.embeddedResponses(ctx.em, 'r') : undefined;
     const page = await ctx.services.comparisons.list(ctx.em, principal, first, after, embed && [embed.column]);
     if (embed) {
-      for (const node of page.nodes) ctx.loaders.responsesByComparisonIdLoader.prime(node.id, embed.responsesOf(node as ComparisonView & Record<string, unknown>));
+      for (const node of page.nodes)
+        ctx.loaders.responsesByComparisonIdLoader.prime(node.id, embed.responsesOf(node as ComparisonView & Record<string, unknown>));
     }
     return page;
   }
@@ -91,7 +92,9 @@ export class ComparisonResolver {
     return comparison;
   }
 
-  @FieldResolver(() => Boolean, { description: 'True for non-blind comparisons, and for blind ones once voted on: the responses show their models.' })
+  @FieldResolver(() => Boolean, {
+    description: 'True for non-blind comparisons, and for blind ones once voted on: the responses show their models.',
+  })
   revealed(@Root() comparison: ComparisonView): boolean {
     return comparison.revealed;
   }

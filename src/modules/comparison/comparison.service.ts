@@ -122,13 +122,11 @@ async function selectComparisons(em: EntityManager, where: string, params: unkno
 /** Plain responses (alias `x`, their comparison `c`), presented by their comparison's `revealed`. */
 async function selectResponses(em: EntityManager, where: string, params: unknown[]): Promise<PresentedResponse[]> {
   const shape = plainShape<ComparisonResponseView>(em, ComparisonResponse);
-  const rows: Array<Record<string, unknown>> = await em
-    .getConnection()
-    .execute(
-      `select ${shape.columns('x')}, ${REVEALED.sql('c')} as "__revealed"
+  const rows: Array<Record<string, unknown>> = await em.getConnection().execute(
+    `select ${shape.columns('x')}, ${REVEALED.sql('c')} as "__revealed"
          from comparison_responses x join comparison_results c on c.id = x.comparison_id
         where ${where}`,
-      params,
-    );
+    params,
+  );
   return rows.map(({ __revealed, ...row }) => presentResponse(shape.map(row), __revealed === true));
 }

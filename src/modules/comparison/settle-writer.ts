@@ -74,19 +74,27 @@ export class SettleWriter {
 
   private async execute(rows: SettleRow[]): Promise<Set<string>> {
     // Arrays travel as array literals: knex would spread a JS array into a list of placeholders.
-    const column = (pick: (r: SettleRow) => string | number | boolean | null) => pgArray(rows.map((r) => { const v = pick(r); return typeof v === 'boolean' ? String(v) : v; }));
-    const result: Array<{ id: string }> = await this.orm.em.getConnection().execute(SETTLE_SQL, [
-      column((r) => r.id),
-      column((r) => r.status),
-      column((r) => r.content),
-      column((r) => r.error),
-      column((r) => r.latencyMs ?? null),
-      column((r) => r.timeToFirstTokenMs ?? null),
-      column((r) => r.promptTokens ?? null),
-      column((r) => r.completionTokens ?? null),
-      column((r) => r.costUsd ?? null),
-      column((r) => r.customEndpoint ?? null),
-    ]);
+    const column = (pick: (r: SettleRow) => string | number | boolean | null) =>
+      pgArray(
+        rows.map((r) => {
+          const v = pick(r);
+          return typeof v === 'boolean' ? String(v) : v;
+        }),
+      );
+    const result: Array<{ id: string }> = await this.orm.em
+      .getConnection()
+      .execute(SETTLE_SQL, [
+        column((r) => r.id),
+        column((r) => r.status),
+        column((r) => r.content),
+        column((r) => r.error),
+        column((r) => r.latencyMs ?? null),
+        column((r) => r.timeToFirstTokenMs ?? null),
+        column((r) => r.promptTokens ?? null),
+        column((r) => r.completionTokens ?? null),
+        column((r) => r.costUsd ?? null),
+        column((r) => r.customEndpoint ?? null),
+      ]);
     return new Set(result.map((r) => r.id));
   }
 }

@@ -10,7 +10,10 @@ import { User } from '../user/user.entity';
  */
 @ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'conversations' })
-@Index({ name: 'conversations_owner_created_idx', expression: 'create index "conversations_owner_created_idx" on "conversations" ("owner_id", "created_at" desc, "id" desc)' })
+@Index({
+  name: 'conversations_owner_created_idx',
+  expression: 'create index "conversations_owner_created_idx" on "conversations" ("owner_id", "created_at" desc, "id" desc)',
+})
 export class Conversation extends BaseEntity<'updatedAt' | 'ownerId'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;

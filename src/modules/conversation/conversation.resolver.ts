@@ -1,5 +1,20 @@
 import type { GraphQLResolveInfo } from 'graphql';
-import { Arg, Args, ArgsType, Ctx, Extensions, FieldResolver, ID, Info, Int, Mutation, ObjectType, Query, Resolver, Root } from 'type-graphql';
+import {
+  Arg,
+  Args,
+  ArgsType,
+  Ctx,
+  Extensions,
+  FieldResolver,
+  ID,
+  Info,
+  Int,
+  Mutation,
+  ObjectType,
+  Query,
+  Resolver,
+  Root,
+} from 'type-graphql';
 import { TokenScope, tokenAccess } from '../../auth/token-scopes';
 import { cacheHint } from '../../read-cache/cache-policy';
 import { requireUser } from '../../auth/principal';
@@ -33,7 +48,10 @@ export class ConversationResolver {
     const principal = requireUser(ctx.principal);
     // Look-ahead: the first page of each conversation's messages comes in the list's own statement.
     const messages = childFieldArgs(info, ['nodes', 'messages']) as { first?: number; after?: string | null } | undefined;
-    const embed = messages && !messages.after && isPageSizeOf(MESSAGES, messages.first) ? ctx.services.messages.embeddedFirstPages(ctx.em, 'c', messages.first) : undefined;
+    const embed =
+      messages && !messages.after && isPageSizeOf(MESSAGES, messages.first)
+        ? ctx.services.messages.embeddedFirstPages(ctx.em, 'c', messages.first)
+        : undefined;
     const page = await ctx.services.conversations.list(ctx.em, principal, first, after, embed && [embed.column]);
     if (embed) {
       for (const node of page.nodes) {

@@ -34,14 +34,16 @@ export interface ConversationExport {
   title: string;
   createdAt: string;
   updatedAt: string;
-  messages: Array<{
-    id: string;
-    role: string;
-    content: string;
-    model: string | null;
-    provider: string | null;
-    createdAt: string;
-  } & ModelCallMeasurements>;
+  messages: Array<
+    {
+      id: string;
+      role: string;
+      content: string;
+      model: string | null;
+      provider: string | null;
+      createdAt: string;
+    } & ModelCallMeasurements
+  >;
   comparisons: Array<{
     id: string;
     prompt: string;
@@ -49,15 +51,17 @@ export interface ConversationExport {
     blind: boolean;
     revealed: boolean;
     category: string | null;
-    responses: Array<{
-      label: string;
-      model: string | null;
-      provider: string | null;
-      status: string;
-      content: string;
-      error: string | null;
-      timeToFirstTokenMs: number | null;
-    } & ModelCallMeasurements>;
+    responses: Array<
+      {
+        label: string;
+        model: string | null;
+        provider: string | null;
+        status: string;
+        content: string;
+        error: string | null;
+        timeToFirstTokenMs: number | null;
+      } & ModelCallMeasurements
+    >;
     vote: { outcome: string; winnerModel: string | null } | null;
   }>;
   exportedAt: string;
@@ -201,7 +205,10 @@ export function toMarkdown(data: ConversationExport): string {
   if (data.comparisons.length > 0) block('## Comparisons');
   data.comparisons.forEach((c, i) => {
     block(`### Comparison ${i + 1} · ${c.createdAt}`);
-    const about = [c.category ? `Category: ${c.category}` : null, c.blind ? (c.revealed ? 'Blind (revealed by the vote)' : 'Blind: models hidden until you vote') : null];
+    const about = [
+      c.category ? `Category: ${c.category}` : null,
+      c.blind ? (c.revealed ? 'Blind (revealed by the vote)' : 'Blind: models hidden until you vote') : null,
+    ];
     if (about.some(Boolean)) block(about.filter(Boolean).join(' · '));
     block('**Prompt**', c.prompt);
     for (const r of c.responses) {
@@ -210,7 +217,9 @@ export function toMarkdown(data: ConversationExport): string {
         `Status: ${r.status}`,
         r.latencyMs != null ? `Latency: ${r.latencyMs} ms` : null,
         r.timeToFirstTokenMs != null ? `First token: ${r.timeToFirstTokenMs} ms` : null,
-        r.promptTokens != null || r.completionTokens != null ? `Tokens: ${r.promptTokens ?? '?'} in / ${r.completionTokens ?? '?'} out` : null,
+        r.promptTokens != null || r.completionTokens != null
+          ? `Tokens: ${r.promptTokens ?? '?'} in / ${r.completionTokens ?? '?'} out`
+          : null,
         r.costUsd != null ? `Cost: ${formatCost(r.costUsd)}` : null,
       ];
       block(facts.filter(Boolean).join(' · '));

@@ -48,7 +48,7 @@ import { VoteOutcome } from '../vote/vote.entity';
 /** MT-Bench's pairwise judge prompt ("pair-v2"), unchanged in substance. */
 export const JUDGE_SYSTEM_PROMPT =
   'Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the user question displayed below. ' +
-  'You should choose the assistant that follows the user\'s instructions and answers the user\'s question better. ' +
+  "You should choose the assistant that follows the user's instructions and answers the user's question better. " +
   'Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of detail of their responses. ' +
   'Begin your evaluation by comparing the two responses and provide a short explanation. ' +
   'Avoid any position biases and ensure that the order in which the responses were presented does not influence your decision. ' +
@@ -134,7 +134,9 @@ export class JudgeService {
     const comparison = await this.deps.comparisons.get(em, principal, comparisonId);
     const responses = await this.deps.comparisons.responsesByComparisonIds(em, [comparison.id]);
     if (responses.some((r) => r.status === ResponseStatus.PENDING || r.status === ResponseStatus.STREAMING)) {
-      throw new AppError('COMPARISON_NOT_SETTLED', 'Comparison is still running: judge it once every response has settled', { field: 'comparisonId' });
+      throw new AppError('COMPARISON_NOT_SETTLED', 'Comparison is still running: judge it once every response has settled', {
+        field: 'comparisonId',
+      });
     }
     const completed = responses.filter((r) => r.status === ResponseStatus.COMPLETED).sort((a, b) => a.position - b.position);
     if (completed.length < 2) throw badInput('A comparison needs at least two COMPLETED responses to be judged', 'comparisonId');
@@ -146,7 +148,10 @@ export class JudgeService {
       conversation(comparison.prompt, second.content, first.content),
     ]);
     // The system prompt counts in the worst-case input size too.
-    const release = await this.deps.usage.admit(principal, turns.map((t) => plannedCall(model, [{ content: JUDGE_SYSTEM_PROMPT }, ...t])));
+    const release = await this.deps.usage.admit(
+      principal,
+      turns.map((t) => plannedCall(model, [{ content: JUDGE_SYSTEM_PROMPT }, ...t])),
+    );
     let results: CallResult[];
     try {
       results = await this.callAll(em, principal.userId, model, turns, comparison.id);
@@ -165,14 +170,22 @@ export class JudgeService {
       const reason = results.some((r) => r.failure === 'UNPARSEABLE') ? 'UNPARSEABLE' : 'REFUSED';
       throw new AppError(
         'JUDGE_FAILED',
-        reason === 'REFUSED' ? 'The judge model refused to give a verdict' : 'The judge model gave no verdict in the expected format ([[A]], [[B]] or [[C]])',
+        reason === 'REFUSED'
+          ? 'The judge model refused to give a verdict'
+          : 'The judge model gave no verdict in the expected format ([[A]], [[B]] or [[C]])',
         { reason, pairsJudged: pairs.length - failed, pairsFailed: failed },
       );
     }
     return this.verdicts(em, comparison.id, judgeModel);
   }
 
-  private async callAll(em: EntityManager, userId: string, model: ModelId, turns: ChatTurn[][], comparisonId: string): Promise<CallResult[]> {
+  private async callAll(
+    em: EntityManager,
+    userId: string,
+    model: ModelId,
+    turns: ChatTurn[][],
+    comparisonId: string,
+  ): Promise<CallResult[]> {
     let languageModel;
     let customEndpoint = false;
     try {
@@ -199,7 +212,8 @@ export class JudgeService {
           });
           const cost = costUsd(findCatalogEntry(model.provider, model.name), result.promptTokens, result.completionTokens);
           const parsed = parseJudgeVerdict(result.text);
-          results[i] = 'verdict' in parsed ? { verdict: parsed.verdict, costUsd: cost, customEndpoint } : { failure: parsed.failure, costUsd: cost };
+          results[i] =
+            'verdict' in parsed ? { verdict: parsed.verdict, costUsd: cost, customEndpoint } : { failure: parsed.failure, costUsd: cost };
         } catch (error) {
           if (!(error instanceof ProviderCallError)) throw error;
           logProviderFailure(this.deps.logger, model, error, { comparisonId, judge: true });
@@ -226,7 +240,16 @@ export class JudgeService {
       const cost = forward.costUsd === null && swapped.costUsd === null ? null : (forward.costUsd ?? 0) + (swapped.costUsd ?? 0);
       if (!pairOk(forward, swapped)) {
         const failure = forward.providerError || swapped.providerError ? 'PROVIDER_ERROR' : (forward.failure ?? swapped.failure)!;
-        return { first: first.id, second: second.id, outcome: null, winner: null, forward: forward.verdict ?? null, swapped: swapped.verdict ?? null, failure, cost };
+        return {
+          first: first.id,
+          second: second.id,
+          outcome: null,
+          winner: null,
+          forward: forward.verdict ?? null,
+          swapped: swapped.verdict ?? null,
+          failure,
+          cost,
+        };
       }
       const verdict = combineSwapped(forward.verdict!, swapped.verdict!);
       return {

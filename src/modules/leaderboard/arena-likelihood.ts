@@ -27,7 +27,6 @@ export interface Problem {
   ridge: number;
 }
 
-
 export function buildProblem(counts: BattleCounts, prior: number, ridge: number): Problem {
   const F0 = counts.features.length;
   const rows = counts.rows.filter((r) => r.count > 0);
@@ -35,7 +34,8 @@ export function buildProblem(counts: BattleCounts, prior: number, ridge: number)
     if (!r.a || !r.b || r.a === r.b) throw new RangeError(`battle needs two distinct models, got '${r.a}' vs '${r.b}'`);
     if (r.outcome !== 'A' && r.outcome !== 'B' && r.outcome !== 'TIE') throw new RangeError(`unknown outcome ${String(r.outcome)}`);
     if (!Number.isFinite(r.count) || r.count < 0) throw new RangeError(`count must be a finite number >= 0, got ${r.count}`);
-    if ((r.x?.length ?? 0) !== F0 && !(F0 > 0 && (r.x?.length ?? 0) === 0)) throw new RangeError(`row has ${r.x?.length ?? 0} style values, expected ${F0}`);
+    if ((r.x?.length ?? 0) !== F0 && !(F0 > 0 && (r.x?.length ?? 0) === 0))
+      throw new RangeError(`row has ${r.x?.length ?? 0} style values, expected ${F0}`);
   }
   // Canonical order (a < b by name) so the result does not depend on the input order.
   const canon = rows

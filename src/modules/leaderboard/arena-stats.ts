@@ -65,7 +65,12 @@ export function fitArena(counts: BattleCounts, opts: ArenaFitOptions = {}): Aren
   const p = buildProblem(counts, o.prior, o.styleRidge);
   const M = p.models.length;
   if (M === 0) {
-    return { ratings: [], styleCoefficients: counts.features.map((feature) => ({ feature, coefficient: 0, low: 0, high: 0 })), bootstrapSamples: 0, battles: 0 };
+    return {
+      ratings: [],
+      styleCoefficients: counts.features.map((feature) => ({ feature, coefficient: 0, low: 0, high: 0 })),
+      bootstrapSamples: 0,
+      battles: 0,
+    };
   }
   const F = p.active.length;
   const P = M + F;

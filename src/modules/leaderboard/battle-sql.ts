@@ -47,7 +47,9 @@ const CELL_ORDER = `order by 1, 2, 3, 6, 7, 8, 9, 10`;
 /** Bins as selected: the stored ones with style control, 0 without (so the cells merge). */
 function bins(f: NormalisedFilter, alias = ''): string {
   const p = alias ? `${alias}.` : '';
-  return f.styleControl ? `${p}s_length, ${p}s_headers, ${p}s_lists, ${p}s_bold` : `0 as s_length, 0 as s_headers, 0 as s_lists, 0 as s_bold`;
+  return f.styleControl
+    ? `${p}s_length, ${p}s_headers, ${p}s_lists, ${p}s_bold`
+    : `0 as s_length, 0 as s_headers, 0 as s_lists, 0 as s_bold`;
 }
 
 /** Cells of `votes.battles` (alias v) as battle_counts-shaped rows. */
@@ -95,19 +97,26 @@ export function globalStatement(f: NormalisedFilter): { sql: string; params: unk
   const firstDay = (params: unknown[]): string => {
     const where = voteWhere(f, params);
     params.push(f.since, f.since);
-    return `${where} and v.created_at >= ?::timestamptz and v.created_at < ((?::timestamptz at time zone 'UTC')::date + 1) at time zone 'UTC'`;
+    return `${where} and v.created_at >= ?::timestamptz
+      and v.created_at < ((?::timestamptz at time zone 'UTC')::date + 1) at time zone 'UTC'`;
   };
   const params: unknown[] = [];
-  const cellSources = [`select model_a, model_b, provider_a, provider_b, outcome, s_length, s_headers, s_lists, s_bold, n from battle_counts where ${tableWhere(params)}`];
+  const cellSources = [
+    `select model_a, model_b, provider_a, provider_b, outcome, s_length, s_headers, s_lists, s_bold, n
+       from battle_counts where ${tableWhere(params)}`,
+  ];
   if (f.since !== null) cellSources.push(`${VOTE_CELLS} where v.excluded_at is null and ${SHARED_CELL} and ${firstDay(params)}`);
   const tallySources = [`select used_votes as used, excluded_votes as excluded from vote_tallies where ${tableWhere(params)}`];
   if (f.since !== null) {
     tallySources.push(
-      `select (v.excluded_at is null and exists (select 1 from jsonb_array_elements(v.battles->'cells') c where ${SHARED_CELL}))::int, (v.excluded_at is not null)::int from votes v where ${firstDay(params)}`,
+      `select (v.excluded_at is null and exists (select 1 from jsonb_array_elements(v.battles->'cells') c where ${SHARED_CELL}))::int,
+              (v.excluded_at is not null)::int
+         from votes v where ${firstDay(params)}`,
     );
   }
   const sql = `
-    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome, ${bins(f)}, sum(n)::int as n, 0 as excluded
+    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome,
+           ${bins(f)}, sum(n)::int as n, 0 as excluded
       from (${cellSources.join(' union all ')}) t
      ${CELL_GROUP}
     union all
@@ -130,7 +139,8 @@ export function mineStatement(userId: string, f: NormalisedFilter): { sql: strin
   };
   const params: unknown[] = [];
   const sql = `
-    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome, ${bins(f)}, sum(n)::int as n, 0 as excluded
+    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome,
+           ${bins(f)}, sum(n)::int as n, 0 as excluded
       from (${VOTE_CELLS} where v.excluded_at is null and ${where(params)}) t
      ${CELL_GROUP}
     union all
@@ -213,7 +223,8 @@ export function judgeStatement(f: NormalisedFilter): { sql: string; params: unkn
              ${styles}, 1 as n
         from j join comparison_responses x on x.id = j.x_id join comparison_responses y on y.id = j.y_id
     )
-    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome, s_length, s_headers, s_lists, s_bold, sum(n)::int as n, 0 as excluded
+    select 'cell' as kind, model_a, model_b, min(provider_a) as provider_a, min(provider_b) as provider_b, outcome,
+           s_length, s_headers, s_lists, s_bold, sum(n)::int as n, 0 as excluded
       from b ${CELL_GROUP}
     union all
     select 'summary', null, null, null, null, null, null, null, null, null, (select count(*) from j)::int, 0

@@ -76,7 +76,8 @@ export async function computeBoard(
     `select ${endpointSql('r')} as model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
        from comparison_responses r
        join comparison_results c on c.id = r.comparison_id ${userId === null ? '' : 'and c.owner_id = ?'}
-      where r.status = 'COMPLETED' and ${endpointSql('r')} = any(?::text[]) and ${REVEALED.sql('c')} ${userId === null ? 'and not r.custom_endpoint' : ''}
+      where r.status = 'COMPLETED' and ${endpointSql('r')} = any(?::text[])
+        and ${REVEALED.sql('c')} ${userId === null ? 'and not r.custom_endpoint' : ''}
       group by 1`,
     [...(userId === null ? [] : [userId]), pgArray(fit.ratings.map((r) => r.model))],
     'all',

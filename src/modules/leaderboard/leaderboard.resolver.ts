@@ -23,7 +23,8 @@ registerEnumType(LeaderboardScope, {
 @ObjectType({ simpleResolvers: true, description: 'Bradley-Terry rating on an Elo-like scale (1000 = average) with a 95% interval.' })
 export class ModelRanking implements ModelRankingData {
   @Field(() => String, {
-    description: "The endpoint ranked: the model id, plus '@label' when its key label is not 'default' (each endpoint of one model is ranked apart), e.g. 'openai:gpt-4o' or 'openai_compatible:llama3.1:8b@vllm'.",
+    description:
+      "The endpoint ranked: the model id, plus '@label' when its key label is not 'default' (each endpoint of one model is ranked apart), e.g. 'openai:gpt-4o' or 'openai_compatible:llama3.1:8b@vllm'.",
   })
   model!: string;
 
@@ -39,13 +40,17 @@ export class ModelRanking implements ModelRankingData {
   @Field(() => Float, { description: 'Upper end of the 95% Fisher interval (rating + 1.96 se).' })
   ratingHigh!: number;
 
-  @Field(() => Float, { description: '2.5th percentile of the rating over the bootstrap resamples (the Fisher bound when there are none).' })
+  @Field(() => Float, {
+    description: '2.5th percentile of the rating over the bootstrap resamples (the Fisher bound when there are none).',
+  })
   bootstrapLow!: number;
 
   @Field(() => Float, { description: '97.5th percentile of the rating over the bootstrap resamples.' })
   bootstrapHigh!: number;
 
-  @Field(() => Int, { description: '1 + number of models better with confidence (their lower bound above this upper bound; bootstrap intervals).' })
+  @Field(() => Int, {
+    description: '1 + number of models better with confidence (their lower bound above this upper bound; bootstrap intervals).',
+  })
   rank!: number;
 
   @Field(() => Int, { description: 'Best plausible rank (equals rank).' })
@@ -54,7 +59,9 @@ export class ModelRanking implements ModelRankingData {
   @Field(() => Int, { description: 'Worst plausible rank: number of models − number of models worse with confidence.' })
   rankHigh!: number;
 
-  @Field(() => Int, { description: 'Pairwise battles: a WINNER vote is one battle per other completed model, a TIE or ALL_BAD one per pair.' })
+  @Field(() => Int, {
+    description: 'Pairwise battles: a WINNER vote is one battle per other completed model, a TIE or ALL_BAD one per pair.',
+  })
   battles!: number;
 
   @Field(() => Int)
@@ -76,7 +83,10 @@ export class ModelRanking implements ModelRankingData {
   avgCostUsd!: number | null;
 }
 
-@ObjectType({ simpleResolvers: true, description: 'A style covariate of the fit: change in log-odds of winning per typical (root-mean-square) normalised difference.' })
+@ObjectType({
+  simpleResolvers: true,
+  description: 'A style covariate of the fit: change in log-odds of winning per typical (root-mean-square) normalised difference.',
+})
 export class StyleCoefficient {
   @Field(() => String, { description: 'length, headers, lists or bold.' })
   feature!: string;
@@ -96,7 +106,10 @@ export class LeaderboardInfo implements LeaderboardInfoData {
   @Field(() => Int, { description: 'Votes (scope JUDGE: verdicts) that produced at least one battle and count on this board.' })
   votesUsed!: number;
 
-  @Field(() => Int, { description: 'Votes the filters selected that count on no board: their voter is excluded for an implausible pattern (README "Vote integrity"). 0 for JUDGE.' })
+  @Field(() => Int, {
+    description:
+      'Votes the filters selected that count on no board: their voter is excluded for an implausible pattern (README "Vote integrity"). 0 for JUDGE.',
+  })
   votesExcluded!: number;
 
   @Field(() => Int)
@@ -118,7 +131,9 @@ export class LeaderboardInfo implements LeaderboardInfoData {
   })
   judgeHumanAgreement!: number | null;
 
-  @Field(() => Int, { description: 'How many (judge verdict, human vote) pairs judgeHumanAgreement is computed on; 0 outside scope JUDGE.' })
+  @Field(() => Int, {
+    description: 'How many (judge verdict, human vote) pairs judgeHumanAgreement is computed on; 0 outside scope JUDGE.',
+  })
   judgeHumanPairs!: number;
 }
 

@@ -98,7 +98,12 @@ export class LeaderboardService {
   }
 
   /** The board of `scope` under `filter`; `userId` is the viewer (used by MINE). */
-  async board(em: EntityManager, scope: LeaderboardScopeName, userId: string, filter: LeaderboardFilterInput | null | undefined): Promise<LeaderboardBoard> {
+  async board(
+    em: EntityManager,
+    scope: LeaderboardScopeName,
+    userId: string,
+    filter: LeaderboardFilterInput | null | undefined,
+  ): Promise<LeaderboardBoard> {
     const f = normalise(filter);
     if (scope === 'MINE') return computeBoard(em, this.worker, this.options, scope, userId, f);
     return this.shared(scope, f);
@@ -143,7 +148,10 @@ export class LeaderboardService {
         const stored = await this.cache.get<StoredBoard>(key);
         if (!stored || stored.generation !== generation) await this.refresh(key, generation, scope, filter);
       } catch (err) {
-        this.logger?.warn({ error: err instanceof Error ? err.name : String(err) }, 'background leaderboard refit failed (the next read retries)');
+        this.logger?.warn(
+          { error: err instanceof Error ? err.name : String(err) },
+          'background leaderboard refit failed (the next read retries)',
+        );
       }
     }
   }
@@ -200,9 +208,12 @@ export class LeaderboardService {
 
   private refit(key: string, generation: number, scope: LeaderboardScopeName, f: NormalisedFilter): Promise<StoredBoard> {
     return this.orm.em.fork().transactional(async (tx) => {
-      const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
+      const sql = <T>(text: string, params: unknown[]) =>
+        tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
       const lock = `llmselect:leaderboard:${key}`;
-      const [{ locked }] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [lock]);
+      const [{ locked }] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [
+        lock,
+      ]);
       // Another instance is fitting this board: wait for it.
       if (!locked) await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [lock]);
       // Under the lock: the board of this generation may have been stored meanwhile (by another instance).

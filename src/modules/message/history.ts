@@ -28,13 +28,20 @@ export async function historiesByModel(
   before?: HistoryCutoff,
 ): Promise<Map<string, ChatTurn[]>> {
   const where = before
-    ? { conversation: conversationId, $or: [{ createdAt: { $lt: before.createdAt } }, { createdAt: before.createdAt, id: { $lt: before.id } }] }
+    ? {
+        conversation: conversationId,
+        $or: [{ createdAt: { $lt: before.createdAt } }, { createdAt: before.createdAt, id: { $lt: before.id } }],
+      }
     : { conversation: conversationId };
   const messages = await em.find(Message, where, { orderBy: { createdAt: 'asc', id: 'asc' } });
   const comparisonIds = messages.flatMap((m) => (m.comparison ? [m.comparison.id] : []));
   const modelIdOf = new Map(endpoints.map((key) => [key, parseModelId(key).id]));
   const answers = comparisonIds.length
-    ? await em.find(ComparisonResponse, { comparison: { $in: comparisonIds }, model: { $in: [...new Set(modelIdOf.values())] }, status: ResponseStatus.COMPLETED })
+    ? await em.find(ComparisonResponse, {
+        comparison: { $in: comparisonIds },
+        model: { $in: [...new Set(modelIdOf.values())] },
+        status: ResponseStatus.COMPLETED,
+      })
     : [];
   const answerOf = new Map(answers.map((a) => [`${a.comparison.id}|${endpointKey({ id: a.model, label: a.keyLabel })}`, a.content]));
 

@@ -18,9 +18,15 @@ registerEnumType(MessageRole, { name: 'MessageRole' });
   name: 'messages_api_token_idx',
   expression: 'create index "messages_api_token_idx" on "messages" ("api_token_id") where "api_token_id" is not null',
 })
-@Index({ name: 'messages_conversation_created_idx', expression: 'create index "messages_conversation_created_idx" on "messages" ("conversation_id", "created_at", "id")' })
+@Index({
+  name: 'messages_conversation_created_idx',
+  expression: 'create index "messages_conversation_created_idx" on "messages" ("conversation_id", "created_at", "id")',
+})
 @Index({ name: 'messages_comparison_idx', properties: ['comparison'] })
-@Index({ name: 'messages_content_fts_idx', expression: `create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))` })
+@Index({
+  name: 'messages_content_fts_idx',
+  expression: `create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))`,
+})
 /** A message; an assistant's answer also carries its call's measurements (`ModelCallEntity`). */
 export class Message extends ModelCallEntity<'conversationId' | 'comparisonId'> {
   @ManyToOne(() => Conversation, { ref: true, deleteRule: 'cascade' })
@@ -62,4 +68,7 @@ export class Message extends ModelCallEntity<'conversationId' | 'comparisonId'> 
 }
 
 /** A message as read paths return it (a plain row) and resolvers read it; an entity fits too. */
-export type MessageView = Pick<Message, 'id' | 'createdAt' | 'conversationId' | 'comparisonId' | 'role' | 'content' | 'provider' | 'model' | ModelCallField>;
+export type MessageView = Pick<
+  Message,
+  'id' | 'createdAt' | 'conversationId' | 'comparisonId' | 'role' | 'content' | 'provider' | 'model' | ModelCallField
+>;

@@ -15,9 +15,8 @@ export function createMessageLoaders(em: EntityManager, service: MessageService)
       indexByKey(ids, await service.lastMessages(em, ids), (m) => m.conversationId),
     ),
     /** Keys differ by page args too; all of a request's pages load in one LATERAL statement. */
-    messagePageByConversationLoader: new DataLoader<MessagePageKey, Page<MessageView>, string>(
-      (keys) => service.pages(em, keys),
-      { cacheKeyFn: (k) => `${k.conversationId}|${k.first}|${k.after?.createdAt.toISOString() ?? ''}|${k.after?.id ?? ''}` },
-    ),
+    messagePageByConversationLoader: new DataLoader<MessagePageKey, Page<MessageView>, string>((keys) => service.pages(em, keys), {
+      cacheKeyFn: (k) => `${k.conversationId}|${k.first}|${k.after?.createdAt.toISOString() ?? ''}|${k.after?.id ?? ''}`,
+    }),
   };
 }

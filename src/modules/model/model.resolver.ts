@@ -5,7 +5,10 @@ import { formatModelId, toProvider } from '../../llm/model-id';
 import type { RegistryModel } from '../../llm/model-registry';
 import { Provider } from '../api-key/api-key.entity';
 
-@ObjectType('Model', { simpleResolvers: true, description: "A model id is 'provider:name', e.g. 'openai:gpt-4o' or 'anthropic:claude-sonnet-4-5'." })
+@ObjectType('Model', {
+  simpleResolvers: true,
+  description: "A model id is 'provider:name', e.g. 'openai:gpt-4o' or 'anthropic:claude-sonnet-4-5'.",
+})
 export class ModelType {
   @Field(() => ID)
   id!: string;

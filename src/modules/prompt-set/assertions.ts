@@ -205,7 +205,10 @@ export function compileSchema(text: string): ValidateFunction {
  * Refuses a save that brings more than {@link MAX_DISTINCT_SCHEMAS} distinct
  * JSON Schemas, before any is compiled (compiling is synchronous work).
  */
-export function limitSchemas(drafts: ReadonlyArray<{ assertions?: unknown } | null | undefined>, extra: readonly AssertionSpec[] = []): void {
+export function limitSchemas(
+  drafts: ReadonlyArray<{ assertions?: unknown } | null | undefined>,
+  extra: readonly AssertionSpec[] = [],
+): void {
   const distinct = new Set<string>();
   const note = (a: unknown) => {
     const { kind, value } = (a ?? {}) as { kind?: unknown; value?: unknown };
@@ -216,7 +219,8 @@ export function limitSchemas(drafts: ReadonlyArray<{ assertions?: unknown } | nu
   if (distinct.size > MAX_DISTINCT_SCHEMAS) {
     throw new AppError(
       'BAD_USER_INPUT',
-      `at most ${MAX_DISTINCT_SCHEMAS} distinct JSON Schemas per save, got ${distinct.size}: share a schema between items (or put it in the set's defaultAssertions)`,
+      `at most ${MAX_DISTINCT_SCHEMAS} distinct JSON Schemas per save, got ${distinct.size}: ` +
+        "share a schema between items (or put it in the set's defaultAssertions)",
       { field: 'assertions' },
     );
   }

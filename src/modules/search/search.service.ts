@@ -108,7 +108,8 @@ export class SearchService {
   /** The rank travels as the cursor's signed extra sort key, so it cannot be altered. */
   private decodeCursor(scope: string, cursor: string): SearchPosition {
     const { extra: rank, ...position } = this.cursors.decode(scope, cursor);
-    if (rank === undefined || !RANK_TEXT.test(rank)) throw badInput('Invalid cursor: pass pageInfo.endCursor from the previous page of this search', 'after');
+    if (rank === undefined || !RANK_TEXT.test(rank))
+      throw badInput('Invalid cursor: pass pageInfo.endCursor from the previous page of this search', 'after');
     return { ...position, rank };
   }
 }
@@ -121,4 +122,3 @@ export function normalizeQuery(raw: string): string {
   if (length > MAX_QUERY_LENGTH) throw badInput(`query must be at most ${MAX_QUERY_LENGTH} characters, got ${length}`, 'query');
   return query;
 }
-

@@ -190,7 +190,8 @@ export class UsageService implements ProviderCallAdmission {
 
   /** ADMIN: sets a user's daily budget (null: back to the default; 0: unlimited). */
   async setBudget(em: EntityManager, userId: string, dailyUsd: number | null): Promise<UserView> {
-    if (dailyUsd !== null && !(Number.isFinite(dailyUsd) && dailyUsd >= 0)) throw badInput('dailyUsd must be a number >= 0, or null for the default', 'dailyUsd');
+    if (dailyUsd !== null && !(Number.isFinite(dailyUsd) && dailyUsd >= 0))
+      throw badInput('dailyUsd must be a number >= 0, or null for the default', 'dailyUsd');
     if (!isUuid(userId)) throw notFound('User');
     const user = await em.findOne(User, { id: userId });
     if (!user) throw notFound('User');
@@ -227,7 +228,9 @@ export class UsageService implements ProviderCallAdmission {
     const em = this.deps.orm.em.fork();
     const userId = principal.userId;
     // Without a budget (the common case) one read answers; the lock is only taken when a budget applies.
-    const [own] = await em.getConnection().execute<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [userId]);
+    const [own] = await em
+      .getConnection()
+      .execute<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [userId]);
     if (this.effectiveBudget(own?.budget) === null && !tokenCap(principal)) return this.noop;
     const deadline = Date.now() + LOCK_WAIT_MS;
     for (let attempt = 1; ; attempt++) {
@@ -235,7 +238,8 @@ export class UsageService implements ProviderCallAdmission {
         return await this.reserveLocked(em, principal, calls);
       } catch (error) {
         if (error !== LOCK_BUSY) throw error;
-        if (Date.now() >= deadline) throw new AppError('SERVICE_UNAVAILABLE', 'Another admission of your model calls is taking too long: retry in a moment');
+        if (Date.now() >= deadline)
+          throw new AppError('SERVICE_UNAVAILABLE', 'Another admission of your model calls is taking too long: retry in a moment');
         await new Promise((resolve) => setTimeout(resolve, Math.min(200, 5 * 2 ** attempt) * (0.5 + Math.random())));
       }
     }
@@ -245,8 +249,11 @@ export class UsageService implements ProviderCallAdmission {
   private async reserveLocked(em: EntityManager, principal: Principal, calls: readonly PlannedCall[]): Promise<Release> {
     const userId = principal.userId;
     const reservationId = await em.transactional(async (tx) => {
-      const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
-      const [lock] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [`llmselect:budget:${userId}`]);
+      const sql = <T>(text: string, params: unknown[]) =>
+        tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
+      const [lock] = await sql<Array<{ locked: boolean }>>(`select pg_try_advisory_xact_lock(hashtextextended(?, 0)) as locked`, [
+        `llmselect:budget:${userId}`,
+      ]);
       if (!lock?.locked) throw LOCK_BUSY;
       // Read again under the lock: an admin may have changed it meanwhile.
       const [user] = await sql<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [userId]);
@@ -295,7 +302,12 @@ export class UsageService implements ProviderCallAdmission {
         .fork()
         .getConnection()
         .execute(`delete from spend_reservations where id = ?`, [reservationId])
-        .catch((err: unknown) => this.deps.logger.warn({ error: (err as Error)?.name, reservationId }, 'could not release a spend reservation (it expires by itself)'));
+        .catch((err: unknown) =>
+          this.deps.logger.warn(
+            { error: (err as Error)?.name, reservationId },
+            'could not release a spend reservation (it expires by itself)',
+          ),
+        );
     };
   }
 

@@ -11,11 +11,13 @@ registerEnumType(VoteExclusionReason, {
   name: 'VoteExclusionReason',
   valuesConfig: {
     FIRST_POSITION: { description: 'Nearly every decisive vote went to the response shown first.' },
-    RANDOM_AGAINST_CONSENSUS: { description: 'Decisive votes between clearly separated models agree with the board no better than a coin flip.' },
+    RANDOM_AGAINST_CONSENSUS: {
+      description: 'Decisive votes between clearly separated models agree with the board no better than a coin flip.',
+    },
   },
 });
 
-@ObjectType({ simpleResolvers: true, description: "A user whose votes count on no board (implausible voting pattern). ADMIN only." })
+@ObjectType({ simpleResolvers: true, description: 'A user whose votes count on no board (implausible voting pattern). ADMIN only.' })
 export class VoteExclusion implements VoteExclusionView {
   @Field(() => ID)
   id!: string;

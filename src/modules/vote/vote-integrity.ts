@@ -73,7 +73,13 @@ export class VoteIntegrity {
       [userId],
     );
     if (first && first.n >= this.rules.integrityMinVotes && first.first / first.n >= this.rules.firstPositionShare) {
-      return this.exclude(em, userId, 'FIRST_POSITION', `the first response shown won ${first.first} of ${first.n} decisive votes`, first.n);
+      return this.exclude(
+        em,
+        userId,
+        'FIRST_POSITION',
+        `the first response shown won ${first.first} of ${first.n} decisive votes`,
+        first.n,
+      );
     }
 
     if (this.rules.consensusAgreementMax <= 0) return null;
@@ -93,17 +99,30 @@ export class VoteIntegrity {
       const rb = ratings.get(b.b);
       if (ra === undefined || rb === undefined || Math.abs(ra - rb) < this.rules.consensusGap) continue;
       n++;
-      if ((ra > rb) === (b.o === 'A')) agree++;
+      if (ra > rb === (b.o === 'A')) agree++;
     }
     if (n >= this.rules.integrityMinVotes && agree / n <= this.rules.consensusAgreementMax) {
-      return this.exclude(em, userId, 'RANDOM_AGAINST_CONSENSUS', `agreed with the consensus in ${agree} of ${n} decisive battles between clearly separated models`, n);
+      return this.exclude(
+        em,
+        userId,
+        'RANDOM_AGAINST_CONSENSUS',
+        `agreed with the consensus in ${agree} of ${n} decisive battles between clearly separated models`,
+        n,
+      );
     }
     return null;
   }
 
-  private async exclude(em: EntityManager, userId: string, reason: ExclusionReason, detail: string, considered: number): Promise<ExclusionReason | null> {
+  private async exclude(
+    em: EntityManager,
+    userId: string,
+    reason: ExclusionReason,
+    detail: string,
+    considered: number,
+  ): Promise<ExclusionReason | null> {
     const excluded = await em.fork().transactional(async (tx) => {
-      const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
+      const sql = <T>(text: string, params: unknown[]) =>
+        tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
       const rows = await sql<unknown[]>(
         `insert into vote_exclusions (id, created_at, user_id, reason, detail, votes_considered)
          values (gen_random_uuid(), now(), ?, ?, ?, ?) on conflict (user_id) do nothing returning id`,
@@ -136,7 +155,8 @@ export class VoteIntegrity {
   async reverse(em: EntityManager, admin: Principal, userId: string): Promise<VoteExclusionView> {
     if (!isUuid(userId)) throw notFound('Vote exclusion');
     const found = await em.fork().transactional(async (tx) => {
-      const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
+      const sql = <T>(text: string, params: unknown[]) =>
+        tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
       const rows = await sql<unknown[]>(
         `update vote_exclusions set reversed_at = coalesce(reversed_at, now()), reversed_by_id = coalesce(reversed_by_id, ?) where user_id = ? returning id`,
         [admin.userId, userId],

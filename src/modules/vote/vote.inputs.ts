@@ -9,6 +9,9 @@ export class VoteInput {
   @Field(() => VoteOutcome)
   outcome!: VoteOutcome;
 
-  @Field(() => ID, { nullable: true, description: 'Required for WINNER (a COMPLETED response of this comparison); must be absent for TIE and ALL_BAD.' })
+  @Field(() => ID, {
+    nullable: true,
+    description: 'Required for WINNER (a COMPLETED response of this comparison); must be absent for TIE and ALL_BAD.',
+  })
   winnerResponseId?: string | null;
 }

@@ -11,7 +11,10 @@ export function createVoteLoaders(em: EntityManager, principal: Principal | null
     /** The viewer's own vote on each comparison. */
     voteByComparisonIdLoader: new DataLoader<string, VoteView | null>(async (ids) => {
       if (!principal) return ids.map(() => null);
-      const votes = await selectPlain<VoteView>(em, Vote, 'v', 'v.comparison_id = any(?::uuid[]) and v.user_id = ?', [pgArray([...ids]), principal.userId]);
+      const votes = await selectPlain<VoteView>(em, Vote, 'v', 'v.comparison_id = any(?::uuid[]) and v.user_id = ?', [
+        pgArray([...ids]),
+        principal.userId,
+      ]);
       return indexByKey(ids, votes, (v) => v.comparisonId);
     }),
   };

@@ -9,7 +9,10 @@ import { VoteInput } from './vote.inputs';
 @Resolver(() => Vote)
 export class VoteResolver {
   @Extensions(tokenAccess(TokenScope.COMPARE))
-  @Mutation(() => Vote, { description: "Casts or changes the viewer's vote on one of their comparisons (see README 'Vote integrity': change window, daily cap, exclusions)." })
+  @Mutation(() => Vote, {
+    description:
+      "Casts or changes the viewer's vote on one of their comparisons (see README 'Vote integrity': change window, daily cap, exclusions).",
+  })
   async vote(@Arg('input', () => VoteInput) input: VoteInput, @Ctx() ctx: Context): Promise<Vote> {
     const principal = requireUser(ctx.principal);
     const vote = await ctx.services.votes.vote(ctx.em, principal, input);

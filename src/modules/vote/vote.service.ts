@@ -69,7 +69,9 @@ export class VoteService {
     const comparison = await this.comparisons.get(em, principal, input.comparisonId);
     const responses = await this.comparisons.responsesByComparisonIds(em, [comparison.id]);
     if (responses.some((r) => RUNNING.includes(r.status))) {
-      throw new AppError('COMPARISON_NOT_SETTLED', 'Comparison is still running: vote once every response has settled', { field: 'comparisonId' });
+      throw new AppError('COMPARISON_NOT_SETTLED', 'Comparison is still running: vote once every response has settled', {
+        field: 'comparisonId',
+      });
     }
     if (winnerId !== null) {
       const winner = responses.find((r) => r.id === winnerId);
@@ -82,31 +84,42 @@ export class VoteService {
     const row = await em
       .fork()
       .transactional(async (tx) => {
-        const sql = <T>(text: string, params: unknown[]) => tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
+        const sql = <T>(text: string, params: unknown[]) =>
+          tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
         await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`llmselect:votes:${principal.userId}`]);
-        const [existing] = await sql<Array<Record<string, unknown> & { id: string; created_at: Date; age_s: number; outcome: string; winner_id: string | null }>>(
-          `select *, extract(epoch from now() - created_at)::float8 as age_s from votes where comparison_id = ? and user_id = ?`,
-          [comparison.id, principal.userId],
-        );
+        const [existing] = await sql<
+          Array<Record<string, unknown> & { id: string; created_at: Date; age_s: number; outcome: string; winner_id: string | null }>
+        >(`select *, extract(epoch from now() - created_at)::float8 as age_s from votes where comparison_id = ? and user_id = ?`, [
+          comparison.id,
+          principal.userId,
+        ]);
         if (existing && comparison.blind) {
           if (existing.outcome === input.outcome && (existing.winner_id ?? null) === winnerId) {
             const { age_s: _age, ...stored } = existing;
             return stored;
           }
           const votedAt = new Date(existing.created_at).toISOString();
-          throw new AppError('VOTE_CHANGE_WINDOW_CLOSED', 'A vote on a blind comparison cannot be changed: the first vote revealed the models', {
-            votedAt,
-            closedAt: votedAt,
-            revealed: true,
-          });
+          throw new AppError(
+            'VOTE_CHANGE_WINDOW_CLOSED',
+            'A vote on a blind comparison cannot be changed: the first vote revealed the models',
+            {
+              votedAt,
+              closedAt: votedAt,
+              revealed: true,
+            },
+          );
         }
         if (existing) {
           if (existing.age_s > this.rules.changeWindowSeconds) {
             const votedAt = new Date(existing.created_at);
-            throw new AppError('VOTE_CHANGE_WINDOW_CLOSED', `This vote can no longer be changed: votes can be changed for ${this.rules.changeWindowSeconds} s after they are cast`, {
-              votedAt: votedAt.toISOString(),
-              closedAt: new Date(votedAt.getTime() + this.rules.changeWindowSeconds * 1000).toISOString(),
-            });
+            throw new AppError(
+              'VOTE_CHANGE_WINDOW_CLOSED',
+              `This vote can no longer be changed: votes can be changed for ${this.rules.changeWindowSeconds} s after they are cast`,
+              {
+                votedAt: votedAt.toISOString(),
+                closedAt: new Date(votedAt.getTime() + this.rules.changeWindowSeconds * 1000).toISOString(),
+              },
+            );
           }
           const [updated] = await sql<Array<Record<string, unknown>>>(
             `update votes set outcome = ?::vote_outcome, winner_id = ?::uuid where id = ? returning *`,
@@ -126,10 +139,14 @@ export class VoteService {
           );
           if (window && window.n >= this.rules.dailyCap) {
             const retryAfterSeconds = Math.max(1, Math.ceil(window.retry_s ?? DAY_SECONDS));
-            throw new AppError('VOTE_LIMIT_REACHED', `Daily vote limit reached (${this.rules.dailyCap} votes in 24 h): retry in ${retryAfterSeconds} s`, {
-              limit: this.rules.dailyCap,
-              retryAfterSeconds,
-            });
+            throw new AppError(
+              'VOTE_LIMIT_REACHED',
+              `Daily vote limit reached (${this.rules.dailyCap} votes in 24 h): retry in ${retryAfterSeconds} s`,
+              {
+                limit: this.rules.dailyCap,
+                retryAfterSeconds,
+              },
+            );
           }
         }
         const [inserted] = await sql<Array<Record<string, unknown>>>(
