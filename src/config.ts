@@ -47,11 +47,18 @@ export interface DocumentLimits {
   maxDirectives: number;
   /** Field nesting depth (fragments count by what they contain, once each). */
   maxDepth: number;
-  /** Fields the response may hold, with `first` (variables included) multiplying its subtree; a field that may return many bytes weighs more (`operation-cost.ts`). */
+  /**
+   * Fields the response may hold, with `first` (variables included)
+   * multiplying its subtree; a field that may return many bytes weighs more
+   * (`operation-cost.ts`).
+   */
   maxCost: number;
   /** `MAX_RESPONSE_BYTES`: a GraphQL response growing past it while being built is cut off with RESPONSE_TOO_LARGE. */
   maxResponseBytes: number;
-  /** `DOCUMENT_CACHE_MB` in bytes: what every per-document cache (parsed documents, compiled executors, compiled reads, policies) may hold together. */
+  /**
+   * `DOCUMENT_CACHE_MB` in bytes: what every per-document cache (parsed
+   * documents, compiled executors, compiled reads, policies) may hold together.
+   */
   documentCacheBytes: number;
 }
 
@@ -61,7 +68,10 @@ export interface RateLimitRule {
   windowSeconds: number;
 }
 
-/** See docs/OPERATIONS.md "Rate limits and budgets". Counted in Redis when `REDIS_URL` is set (shared by instances), in memory otherwise. */
+/**
+ * See docs/OPERATIONS.md "Rate limits and budgets". Counted in Redis when
+ * `REDIS_URL` is set (shared by instances), in memory otherwise.
+ */
 export interface RateLimits {
   /** Per user: model calls (a comparison of 3 models costs 3) by startComparison, runComparison, retryComparisonResponse, sendMessage. */
   providerCalls: RateLimitRule;
@@ -79,9 +89,15 @@ export interface VoteRules {
   dailyCap: number;
   /** Implausible-pattern exclusion: a rule judges a user only on at least this many votes (battles for the consensus rule). */
   integrityMinVotes: number;
-  /** Excluded when at least this share of decisive votes went to the first position shown. 1 = only always-first; above 1 turns the rule off. */
+  /**
+   * Excluded when at least this share of decisive votes went to the first
+   * position shown. 1 = only always-first; above 1 turns the rule off.
+   */
   firstPositionShare: number;
-  /** Excluded when the share of decisive battles agreeing with the consensus is at or below this (0.5 = coin flip); 0 turns the rule off. */
+  /**
+   * Excluded when the share of decisive battles agreeing with the consensus is
+   * at or below this (0.5 = coin flip); 0 turns the rule off.
+   */
   consensusAgreementMax: number;
   /** Only battles between models at least this many rating points apart on the GLOBAL board count as having a consensus. */
   consensusGap: number;

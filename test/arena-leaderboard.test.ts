@@ -14,9 +14,12 @@ const A = 'openai:model-a';
 const B = 'anthropic:model-b';
 const C = 'google:model-c';
 
-const BOARD = `query($scope: LeaderboardScope, $filter: LeaderboardFilter) {
-  leaderboard(scope: $scope, filter: $filter) { model rating ratingLow ratingHigh bootstrapLow bootstrapHigh rank rankLow rankHigh battles wins losses ties }
-  leaderboardInfo(scope: $scope, filter: $filter) { votesUsed votesExcluded models computedAt bootstrapSamples styleCoefficients { feature coefficient low high } }
+const BOARD =
+  `query($scope: LeaderboardScope, $filter: LeaderboardFilter) {
+  leaderboard(scope: $scope, filter: $filter) { model rating ratingLow ratingHigh bootstrapLow bootstrapHigh ` +
+  `rank rankLow rankHigh battles wins losses ties }
+  leaderboardInfo(scope: $scope, filter: $filter) { votesUsed votesExcluded models computedAt bootstrapSamples ` +
+  `styleCoefficients { feature coefficient low high } }
 }`;
 const VOTE = `mutation($input: VoteInput!) { vote(input: $input) { id } }`;
 
@@ -45,7 +48,8 @@ describe('arena leaderboard filters', () => {
       );
       for (const [i, model] of models.entries()) {
         await c.query(
-          `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content) values ($1, now(), $2, $3, $4, $5, 'COMPLETED', $6)`,
+          `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content)
+           values ($1, now(), $2, $3, $4, $5, 'COMPLETED', $6)`,
           [responses[i], id, i, model.split(':')[0]!.toUpperCase(), model, opts.answers?.[i] ?? 'answer'],
         );
       }
@@ -207,7 +211,8 @@ describeRedis('arena leaderboard across instances', () => {
       ]);
       for (const [i, model] of [A, B].entries()) {
         await c.query(
-          `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content) values ($1, now(), $2, $3, $4, $5, 'COMPLETED', 'x')`,
+          `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content)
+           values ($1, now(), $2, $3, $4, $5, 'COMPLETED', 'x')`,
           [responses[i], id, i, model.split(':')[0]!.toUpperCase(), model],
         );
       }

@@ -214,7 +214,7 @@ describe('arena candidates', () => {
     expect(arenaCandidates(keys, pool)).toEqual(['openai:gpt-4o', 'openai_compatible:llama3@ollama']);
   });
 
-  it("without a pool: the catalog's models of each provider the user has a key for, through its default key or else its first label", () => {
+  it("without a pool: the catalog's models of each provider the user has a key for, through its default key, else its first label", () => {
     const candidates = arenaCandidates(
       [
         { provider: 'MISTRAL', label: 'zeta' },

@@ -30,9 +30,13 @@ const GET = `query($id: ID!) { comparison(id: $id) { ${COMPARISON} } }`;
 /** Look-ahead: the list embeds the responses in its own statement. */
 const LIST = `query { comparisons(first: 50) { nodes { ${COMPARISON} } } }`;
 /** The same list with the look-ahead off (a directive makes it unsure): the loaders' path. */
-const LIST_LOADERS = `query($yes: Boolean = true) { comparisons(first: 50) { nodes { id blind revealed responses @include(if: $yes) { ${RESPONSE} } } } }`;
+const LIST_LOADERS =
+  `query($yes: Boolean = true) { comparisons(first: 50) { nodes { id blind revealed responses ` +
+  `@include(if: $yes) { ${RESPONSE} } } } }`;
 /** The benchmark's list: answered by a compiled read (SQL-built JSON) when nothing in it is hidden. */
-const COMPILED = `query { comparisons(first: 10) { nodes { id responses { id provider model keyLabel content error latencyMs promptTokens completionTokens } } } }`;
+const COMPILED =
+  `query { comparisons(first: 10) { nodes { id responses { id provider model keyLabel content error latencyMs ` +
+  `promptTokens completionTokens } } } }`;
 const NO_CACHE = { 'cache-control': 'no-cache' };
 const CONVERSATION = `query($id: ID!) { conversation(id: $id) { comparisons { ${COMPARISON} } } }`;
 const SEARCH = `query($q: String!) { search(query: $q) { nodes { snippet comparison { ${COMPARISON} } } } }`;
@@ -380,7 +384,8 @@ describeRedis('blind comparisons and arena battles (two instances)', () => {
       uniform = value;
       return (await arena.pickModels(a.app.orm.em.fork(), principal)).join(' ');
     };
-    // Total weight 1.75, pairs in sorted order: anthropic:pair-y–mistral:pair-z (1), anthropic:pair-y–openai:pair-x (0.25), mistral:pair-z–openai:pair-x (0.5).
+    // Total weight 1.75, pairs in sorted order: anthropic:pair-y–mistral:pair-z (1),
+    // anthropic:pair-y–openai:pair-x (0.25), mistral:pair-z–openai:pair-x (0.5).
     expect(await pick(0)).toBe(`${Y} ${Z}`);
     expect(await pick(0.99 / 1.75)).toBe(`${Y} ${Z}`);
     expect(await pick(1.01 / 1.75)).toBe(`${Y} ${X}`);

@@ -19,7 +19,9 @@ interface User {
 }
 
 const VOTE = `mutation($input: VoteInput!) { vote(input: $input) { id outcome createdAt winner { id } } }`;
-const BOARD = `query($scope: LeaderboardScope, $filter: LeaderboardFilter) { leaderboard(scope: $scope, filter: $filter) { model battles wins losses ties } }`;
+const BOARD =
+  'query($scope: LeaderboardScope, $filter: LeaderboardFilter) { ' +
+  'leaderboard(scope: $scope, filter: $filter) { model battles wins losses ties } }';
 const SAVE_KEY = `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`;
 const RESPONSE = `id keyLabel status customEndpoint`;
 const RUN = `mutation($input: RunComparisonInput!) { runComparison(input: $input) { id revealed responses { ${RESPONSE} } } }`;
@@ -47,7 +49,8 @@ async function seedComparison(
     ]);
     for (const [i, r] of responses.entries()) {
       await c.query(
-        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content, latency_ms, cost_usd)
+        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content,
+                                           latency_ms, cost_usd)
          values ($1, now(), $2, $3, $4, $5, $6, 'COMPLETED', 'answer', 100, 0.001)`,
         [ids[i], id, i, r.model.split(':')[0]!.toUpperCase(), r.model, r.label],
       );
@@ -107,7 +110,7 @@ describe('a board no one can game', () => {
   }
 
   describe('case 6: a blind vote is final once it reveals the comparison', () => {
-    it('changing a vote on a blind comparison answers VOTE_CHANGE_WINDOW_CLOSED (closed at the reveal) and the stored vote stays', async () => {
+    it('changing a vote on a blind comparison answers VOTE_CHANGE_WINDOW_CLOSED (closed at reveal) and the stored vote stays', async () => {
       const u = await t.signUp('blind-final');
       const label = uniqueLabel();
       const c = await seedComparison(
@@ -187,7 +190,7 @@ describe('a board no one can game', () => {
   });
 
   describe("case 7: answers from a user's own endpoint count only on their MINE board", () => {
-    it("marks an answer served by the key's own baseUrl customEndpoint; GLOBAL and JUDGE leave its battles out, MINE keeps them", async () => {
+    it("marks an answer served by the key's own baseUrl customEndpoint; GLOBAL, JUDGE leave its battles out; MINE keeps them", async () => {
       const label = uniqueLabel();
       const u = await userWithKeys('own-endpoint', label);
       const run = await t.gql(RUN, { input: { prompt: 'Say something', models: u.models, blind: false } }, u.token);
@@ -229,7 +232,8 @@ describe('a board no one can game', () => {
       await withClient(t.db.url, (db) =>
         db.query(
           `insert into judge_verdicts (id, created_at, comparison_id, user_id, judge_model, first_id, second_id, outcome, winner_id)
-           values (gen_random_uuid(), now(), $1, $2, 'openai:judge', $3, $4, 'WINNER', $4), (gen_random_uuid(), now(), $1, $2, 'openai:judge', $3, $5, 'WINNER', $3)`,
+           values (gen_random_uuid(), now(), $1, $2, 'openai:judge', $3, $4, 'WINNER', $4),
+                  (gen_random_uuid(), now(), $1, $2, 'openai:judge', $3, $5, 'WINNER', $3)`,
           [id, u.userId, r0, r1, r2],
         ),
       );
@@ -239,7 +243,7 @@ describe('a board no one can game', () => {
       expect(judge[op!]).toMatchObject({ battles: 1, wins: 1 });
     });
 
-    it("a verdict of a judge model served by the user's own baseUrl stays off the JUDGE board; the same judge on an operator endpoint counts", async () => {
+    it("a verdict of a judge model served by the user's own baseUrl stays off the JUDGE board; counts via operator endpoints", async () => {
       const label = uniqueLabel();
       const u = await userWithKeys('own-judge', label);
       const [op, , al] = u.models;

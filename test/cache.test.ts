@@ -565,7 +565,7 @@ describeRedisServer('local copies of response bytes (private redis-server)', () 
     expect(b.health().localCopies).toBeUndefined();
   });
 
-  it('a copy is never served once the entry changed: new generation, stored again elsewhere, expired, flushed, legacy value, Redis down', async () => {
+  it('a copy is never served after a change: new generation, re-stored elsewhere, expired, flushed, legacy value, Redis down', async () => {
     const prefix = newPrefix();
     const a = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 2 ** 20 })));
     const b = track(createCache(cacheOptions({ redisUrl: server.url, prefix, localCopiesMaxBytes: 0 })));

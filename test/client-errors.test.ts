@@ -56,7 +56,13 @@ describe('authentication and authorisation statuses', () => {
     [
       'expired',
       async () =>
-        `Bearer ${await new SignJWT({ role: 'USER' }).setProtectedHeader({ alg: 'HS256' }).setSubject(user.userId).setIssuer('llmselect').setIssuedAt(1_000).setExpirationTime(2_000).sign(secret())}`,
+        `Bearer ${await new SignJWT({ role: 'USER' })
+          .setProtectedHeader({ alg: 'HS256' })
+          .setSubject(user.userId)
+          .setIssuer('llmselect')
+          .setIssuedAt(1_000)
+          .setExpirationTime(2_000)
+          .sign(secret())}`,
       'Token expired',
     ],
     ['not a Bearer header', async () => `Basic ${Buffer.from('a:b').toString('base64')}`, 'Authorization header must be "Bearer <token>"'],

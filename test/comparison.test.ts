@@ -6,9 +6,14 @@ import { FakeLlmServer } from './helpers/fake-llm';
 import { subscribe } from './helpers/sse';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
-const RESPONSE_FIELDS = `id model keyLabel provider status content error latencyMs timeToFirstTokenMs promptTokens completionTokens costUsd`;
-const START = `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id conversation { id } responses { ${RESPONSE_FIELDS} } } }`;
-const RUN = `mutation($input: RunComparisonInput!) { runComparison(input: $input) { id prompt conversation { id } responses { ${RESPONSE_FIELDS} } } }`;
+const RESPONSE_FIELDS =
+  'id model keyLabel provider status content error latencyMs timeToFirstTokenMs promptTokens completionTokens costUsd';
+const START =
+  'mutation($input: RunComparisonInput!) { startComparison(input: $input) { id conversation { id } ' +
+  `responses { ${RESPONSE_FIELDS} } } }`;
+const RUN =
+  'mutation($input: RunComparisonInput!) { runComparison(input: $input) { id prompt conversation { id } ' +
+  `responses { ${RESPONSE_FIELDS} } } }`;
 const GET = `query($id: ID!) { comparison(id: $id) { id responses { ${RESPONSE_FIELDS} } } }`;
 const EVENTS = `subscription($id: ID!) { comparisonEvents(comparisonId: $id) { comparisonId responseId status delta content error } }`;
 const SAVE_KEY = `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id last4 } }`;
@@ -253,7 +258,9 @@ describe('multi-turn', () => {
 });
 
 describe('sendMessage', () => {
-  const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id role content provider model promptTokens completionTokens latencyMs costUsd conversation { id } } }`;
+  const SEND =
+    `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id role content provider model ` +
+    `promptTokens completionTokens latencyMs costUsd conversation { id } } }`;
 
   it("stores the user's message and the reply with its measurements, and sends the history", async () => {
     const conversation = (await gql(`mutation { createConversation(title: "chat") { id } }`)).data.createConversation.id;

@@ -42,13 +42,17 @@ beforeAll(async () => {
       [alice.userId, NASTY],
     );
     await c.query(
-      `update messages set content = $2, provider = 'ANTHROPIC', model = 'anthropic:claude', prompt_tokens = 0, completion_tokens = 123, latency_ms = 45
-        where id in (select m.id from messages m join conversations c on c.id = m.conversation_id where c.owner_id = $1 order by m.created_at limit 3)`,
+      `update messages set content = $2, provider = 'ANTHROPIC', model = 'anthropic:claude', prompt_tokens = 0, completion_tokens = 123,
+                          latency_ms = 45
+        where id in (select m.id from messages m join conversations c on c.id = m.conversation_id
+                      where c.owner_id = $1 order by m.created_at limit 3)`,
       [alice.userId, NASTY],
     );
     await c.query(
-      `update comparison_responses set status = 'FAILED', error = $2, content = $2, latency_ms = null, completion_tokens = 7, provider = 'OPENAI_COMPATIBLE'
-        where id in (select s.id from comparison_responses s join comparison_results r on r.id = s.comparison_id where r.owner_id = $1 order by s.created_at limit 2)`,
+      `update comparison_responses set status = 'FAILED', error = $2, content = $2, latency_ms = null, completion_tokens = 7,
+                                      provider = 'OPENAI_COMPATIBLE'
+        where id in (select s.id from comparison_responses s join comparison_results r on r.id = s.comparison_id
+                      where r.owner_id = $1 order by s.created_at limit 2)`,
       [alice.userId, NASTY],
     );
   });
@@ -102,7 +106,8 @@ const CORPUS: Array<[string, string, Record<string, unknown>]> = [
     `query Columns { me { id email role createdAt __typename }
       conversations(first: 3) { __typename nodes { __typename id title createdAt updatedAt
         messages { __typename nodes { __typename id role content createdAt provider model promptTokens completionTokens latencyMs } } } }
-      comparisons(first: 4) { nodes { id prompt createdAt responses { id provider model keyLabel status content error latencyMs timeToFirstTokenMs promptTokens completionTokens } } } }`,
+      comparisons(first: 4) { nodes { id prompt createdAt responses { id provider model keyLabel status content error ` +
+      `latencyMs timeToFirstTokenMs promptTokens completionTokens } } } }`,
     {},
   ],
   [
@@ -112,7 +117,8 @@ const CORPUS: Array<[string, string, Record<string, unknown>]> = [
   ],
   [
     'aliases, fragments and inline fragments',
-    `query Shapes { viewer: me { ...U } list: conversations(first: 2) { ... on ConversationConnection { items: nodes { ...C } } } __typename }
+    `query Shapes { viewer: me { ...U } list: conversations(first: 2) { ... on ConversationConnection { items: nodes { ...C } } } ` +
+      `__typename }
       fragment U on User { uid: id email }
       fragment C on Conversation { cid: id name: title msgs: messages(first: 2) { nodes { ... { mid: id } role } } }`,
     {},
@@ -306,7 +312,8 @@ describe('prepared statements (db/prepared.ts)', () => {
     for (const user of [bob, empty, alice]) expect((await one.gql(query, {}, user.token, noCache)).errors).toBeUndefined();
     expect(await added()).toEqual(names);
     // With a cursor: the later-page statement, also named, and the next page really follows the first.
-    const pageQuery = `query PreparedPage($after: String) { conversations(first: 3, after: $after) { nodes { id } pageInfo { endCursor } } }`;
+    const pageQuery =
+      'query PreparedPage($after: String) { conversations(first: 3, after: $after) { nodes { id } pageInfo { endCursor } } }';
     const firstPage = await one.gql(pageQuery, { after: null }, alice.token, noCache);
     await one.gql(pageQuery, { after: null }, alice.token, noCache);
     const nextPage = await one.gql(pageQuery, { after: firstPage.data.conversations.pageInfo.endCursor }, alice.token, noCache);

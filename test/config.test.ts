@@ -226,6 +226,7 @@ it('stops startup with one line when production is given CORS_ORIGINS=*', () => 
   });
   expect(result.status).toBe(1);
   expect(result.stderr.trim()).toBe(
-    'Configuration error: CORS_ORIGINS=* is refused in production: the API takes an Authorization header, so list the frontend origins that may send it',
+    'Configuration error: CORS_ORIGINS=* is refused in production: the API takes an Authorization header, so list the ' +
+      'frontend origins that may send it',
   );
 });

@@ -25,7 +25,8 @@ const describeBrowser = chromium ? describe : describe.skip;
 const GRAPHQL_SSE_UMD = readFileSync(join(__dirname, '..', 'node_modules', 'graphql-sse', 'umd', 'graphql-sse.min.js'), 'utf8');
 
 /** The frontend: plain fetch plus graphql-sse's client, as an app on another origin would call the API. */
-const PAGE = `<!doctype html>
+const PAGE =
+  `<!doctype html>
 <html><head><meta charset="utf-8"><title>LLMSelect CORS check</title>
 <script src="/graphql-sse.js"></script>
 <script>
@@ -40,7 +41,8 @@ async function gql(api, query, variables, token) {
     headers: Object.assign({ 'content-type': 'application/json' }, token ? { authorization: 'Bearer ' + token } : {}),
     body: JSON.stringify({ query, variables }),
   });
-  return { status: res.status, body: await res.json(), requestId: res.headers.get('x-request-id'), responseTime: res.headers.get('x-response-time'), cache: res.headers.get('x-cache') };
+  return { status: res.status, body: await res.json(), requestId: res.headers.get('x-request-id'), ` +
+  `responseTime: res.headers.get('x-response-time'), cache: res.headers.get('x-cache') };
 }
 
 /** Follows a comparison with graphql-sse's client (distinct connections); resolves with its events. */
@@ -85,7 +87,8 @@ window.run = async (api, email, password, models) => {
 };
 
 /** Only the event stream, with a token and comparison given. */
-window.followOnly = (api, token, comparisonId) => follow(api, token, comparisonId).then((events) => ({ events: events.length }), (error) => ({ error: describeError(error) }));
+window.followOnly = (api, token, comparisonId) => follow(api, token, comparisonId).then((events) => ({ events: events.length }), ` +
+  `(error) => ({ error: describeError(error) }));
 </script></head><body>LLMSelect CORS check</body></html>`;
 
 /** A loopback HTTP server serving the page and graphql-sse's browser build: one origin per port. */

@@ -68,7 +68,7 @@ describe('a connection cut under a statement', () => {
     expect((await t.gql(REGISTER, { e: secrets.email, p: secrets.password })).status).toBe(200);
   });
 
-  it('"Transaction query already complete" (a statement on a transaction its broken connection ended) is SERVICE_UNAVAILABLE, not INTERNAL_SERVER_ERROR', async () => {
+  it('"Transaction query already complete" (its connection broke) is SERVICE_UNAVAILABLE, not INTERNAL_SERVER_ERROR', async () => {
     const knex = t.app.orm.em.getConnection().getKnex();
     const trx = await knex.transaction();
     await trx.rollback();
@@ -84,7 +84,8 @@ describe('a connection cut under a statement', () => {
   it('a driver error without a SQLSTATE whose message inlines values is serialised with the literals masked', () => {
     const error = Object.assign(
       new Error(
-        `insert into "users" ("email", "password_hash") values ('x@example.com', '$argon2id$v=19$secret') - Connection terminated unexpectedly`,
+        `insert into "users" ("email", "password_hash") values ('x@example.com', '$argon2id$v=19$secret') ` +
+          '- Connection terminated unexpectedly',
       ),
       { name: 'ConnectionException' },
     );

@@ -62,7 +62,7 @@ describe('statement and lock timeouts', () => {
     }
   });
 
-  it('a row locked FOR UPDATE by another session: renameConversation answers SERVICE_UNAVAILABLE (503, Retry-After) within the lock timeout, and other users are served meanwhile', async () => {
+  it('a row locked FOR UPDATE by another session: renameConversation answers SERVICE_UNAVAILABLE in time; others are served', async () => {
     const owner = await t.signUp('locked');
     const other = await t.signUp('bystander');
     const created = await t.gql(CREATE, { t: 'before' }, owner.token);
@@ -97,7 +97,7 @@ describe('statement and lock timeouts', () => {
     expect(after.data?.renameConversation.title).toBe('after');
   });
 
-  it('a statement over DB_STATEMENT_TIMEOUT_MS is cancelled (57014) and classified SERVICE_UNAVAILABLE, retried by background writes', async () => {
+  it('a statement over DB_STATEMENT_TIMEOUT_MS is cancelled (57014) as SERVICE_UNAVAILABLE, retried by background writes', async () => {
     const error = await t.app.orm.em
       .getConnection()
       .execute('select pg_sleep(5)')

@@ -75,7 +75,7 @@ describe('sslmode in DATABASE_URL', () => {
     expect(await encrypted(withMode('disable'))).toBe(false);
   });
 
-  it('sslmode=require against a server with TLS connects encrypted (pg_stat_ssl.ssl = t); disable and no sslmode stay plaintext', async () => {
+  it('sslmode=require against a server with TLS connects encrypted (pg_stat_ssl.ssl = t); disable, no sslmode stay plaintext', async () => {
     await pg.setSsl(true);
     expect(await encrypted(withMode('require'))).toBe(true);
     expect(await encrypted(withMode('prefer'))).toBe(true);
@@ -84,7 +84,7 @@ describe('sslmode in DATABASE_URL', () => {
     expect(await encrypted(pg.url)).toBe(false);
   });
 
-  it('verify-ca and verify-full check the certificate against DATABASE_CA_FILE; a CA that did not sign it stops startup with one line', async () => {
+  it('verify-ca and verify-full check the certificate against DATABASE_CA_FILE; a wrong CA stops startup with one line', async () => {
     await pg.setSsl(true);
     expect(await encrypted(withMode('verify-full'), pg.caFile)).toBe(true);
     expect(await encrypted(withMode('verify-ca'), pg.caFile)).toBe(true);

@@ -248,7 +248,10 @@ describe('cost with variables', () => {
 
   it('leaves the statement-count history query of n-plus-one.test.ts well within the limit', async () => {
     const schema = await getSchema();
-    const history = `query History($n: Int!) { conversations(first: $n) { nodes { id title messageCount lastMessage { content } messages(first: 10) { nodes { id content } pageInfo { hasNextPage endCursor } } } } comparisons(first: $n) { nodes { id prompt responses { content status } vote { outcome } } } }`;
+    const history =
+      'query History($n: Int!) { conversations(first: $n) { nodes { id title messageCount lastMessage { content } ' +
+      'messages(first: 10) { nodes { id content } pageInfo { hasNextPage endCursor } } } } ' +
+      'comparisons(first: $n) { nodes { id prompt responses { content status } vote { outcome } } } }';
     expect(operationCost(schema, parse(history), undefined, { n: 50 }, DEFAULT_LIST_SIZE)!.cost).toBeLessThan(LIMITS.maxCost);
   });
 });
@@ -264,7 +267,9 @@ describe('provider-calling fields', () => {
       extensions: { code: 'QUERY_TOO_COMPLEX' },
       message: expect.stringMatching(/at most one model-calling field, found 2 \(a, b\)/),
     });
-    const mixed = `mutation($i: RunComparisonInput!, $m: SendMessageInput!) { ...Start sendMessage(input: $m) { id } } fragment Start on Mutation { startComparison(input: $i) { id } }`;
+    const mixed =
+      `mutation($i: RunComparisonInput!, $m: SendMessageInput!) { ...Start sendMessage(input: $m) { id } } ` +
+      `fragment Start on Mutation { startComparison(input: $i) { id } }`;
     const viaFragment = await refusedBeforeExecution(mixed, {
       i: input,
       m: { conversationId: '00000000-0000-0000-0000-000000000000', content: 'x', model: 'openai:a' },

@@ -65,7 +65,7 @@ afterAll(async () => {
 });
 
 describe('memory per distinct document', () => {
-  it(`keeps RSS within +${SCALED_BOUND_MB} MB across ${DOCUMENTS} distinct anonymous documents (query Q<i> { a<i>: models { id name } … } of ${ALIASES} aliases)`, async () => {
+  it(`keeps RSS within +${SCALED_BOUND_MB} MB across ${DOCUMENTS} distinct anonymous documents of ${ALIASES} aliases`, async () => {
     const server = await start();
     const { before, after } = await rssAcross(server);
     console.log(`document-memory: ${DOCUMENTS} anonymous documents: RSS ${before.toFixed(0)} MB → ${after.toFixed(0)} MB`);

@@ -114,7 +114,9 @@ describe('HTTP surface', () => {
   });
 
   it('rejects queries nested deeper than the limit with QUERY_TOO_COMPLEX', async () => {
-    const deep = `{ conversations { nodes { messages { nodes { conversation { messages { nodes { conversation { messages { nodes { conversation { id } } } } } } } } } } } }`;
+    const deep =
+      `{ conversations { nodes { messages { nodes { conversation { messages { nodes { conversation { messages { ` +
+      `nodes { conversation { id } } } } } } } } } } } }`;
     const res = await t.gql(deep, {}, token);
     expect(res.errors?.[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
   });

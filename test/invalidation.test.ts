@@ -167,7 +167,8 @@ const CASES: Record<string, Case> = {
       const target = await t.signUp('inv-excluded');
       await withClient(t.db.url, (c) =>
         c.query(
-          `insert into vote_exclusions (id, created_at, user_id, reason, detail, votes_considered) values (gen_random_uuid(), now(), $1, 'FIRST_POSITION', 'test', 20)`,
+          `insert into vote_exclusions (id, created_at, user_id, reason, detail, votes_considered)
+           values (gen_random_uuid(), now(), $1, 'FIRST_POSITION', 'test', 20)`,
           [target.userId],
         ),
       );

@@ -15,8 +15,10 @@ const A = 'openai:model-a';
 const B = 'anthropic:model-b';
 const C = 'google:model-c';
 
-const JUDGE = `mutation($id: ID!, $judge: String!) {
-  judgeComparison(comparisonId: $id, judgeModel: $judge) { id judgeModel outcome createdAt comparison { id } first { id } second { id } winner { id } }
+const JUDGE =
+  `mutation($id: ID!, $judge: String!) {
+  judgeComparison(comparisonId: $id, judgeModel: $judge) { id judgeModel outcome createdAt comparison { id } ` +
+  `first { id } second { id } winner { id } }
 }`;
 const BOARD = `query($scope: LeaderboardScope, $filter: LeaderboardFilter) {
   leaderboard(scope: $scope, filter: $filter) { model wins losses ties battles }
@@ -87,7 +89,7 @@ describe('verdict parsing (unit)', () => {
 });
 
 describe('judgeComparison', () => {
-  it('asks for every pair in both orders on text only, stores the verdicts, serves the JUDGE board and keeps the human board apart', async () => {
+  it('asks for each pair in both orders on text only, stores verdicts, serves the JUDGE board, keeps the human board apart', async () => {
     const user = await userWithKeys('judge-ok');
     const answers: SeedAnswer[] = [
       { model: A, content: 'A medium answer here' },

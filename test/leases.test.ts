@@ -129,7 +129,7 @@ describeRedis('leases and final writes (two instances, one database, one Redis)'
       await a.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id: comparison.id }, user.token);
     });
 
-    it('an expired lease is settled FAILED by another instance: subscribers complete, cached reads see it, voting works, and the late owner does not overwrite it', async () => {
+    it('an expired lease is settled FAILED elsewhere: subscribers complete, reads see it, voting works, no late overwrite', async () => {
       fake.setBehavior('abandoned-model', { hang: true });
       const comparison = await start(['openai:abandoned-model', 'anthropic:quick-model']);
       const [abandoned] = comparison.responses;

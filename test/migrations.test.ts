@@ -16,12 +16,14 @@ beforeAll(async () => {
   await withClient(t.db.url, async (c) => {
     // 100k conversations spread over 200 users (the user under test owns 500), and 100k messages over 1000 conversations.
     await c.query(
-      `insert into users (id, created_at, email, password_hash) select gen_random_uuid(), now(), 'bulk' || g || '@example.com', 'x' from generate_series(1, 198) g`,
+      `insert into users (id, created_at, email, password_hash)
+       select gen_random_uuid(), now(), 'bulk' || g || '@example.com', 'x' from generate_series(1, 198) g`,
     );
     await c.query(
       `insert into conversations (id, created_at, updated_at, owner_id, title)
        select gen_random_uuid(), now() - make_interval(secs => g), now(),
-              case when g % 200 = 0 then $1::uuid else (select id from users where email = 'bulk' || (g % 198 + 1) || '@example.com') end, 'c' || g
+              case when g % 200 = 0 then $1::uuid else (select id from users where email = 'bulk' || (g % 198 + 1) || '@example.com') end,
+              'c' || g
          from generate_series(1, 100000) g`,
       [userId],
     );
@@ -34,7 +36,8 @@ beforeAll(async () => {
          cross join generate_series(1, 100) g`,
     );
     await c.query(
-      `insert into messages (id, created_at, conversation_id, role, content) select gen_random_uuid(), now() - make_interval(secs => g), $1, 'USER', 'mine' || g from generate_series(1, 50) g`,
+      `insert into messages (id, created_at, conversation_id, role, content)
+       select gen_random_uuid(), now() - make_interval(secs => g), $1, 'USER', 'mine' || g from generate_series(1, 50) g`,
       [conversationId],
     );
     await c.query('analyze');
@@ -59,7 +62,9 @@ it('reads a conversation list page through (owner_id, created_at desc, id desc)'
   expect(first).toContain('conversations_owner_created_idx');
   expect(first).not.toMatch(/Seq Scan/);
   const next = await plan(
-    `select * from conversations c where owner_id = $1 and (c.created_at, c.id) < (now() - interval '1 hour', '00000000-0000-0000-0000-000000000000') order by created_at desc, id desc limit 21`,
+    `select * from conversations c
+      where owner_id = $1 and (c.created_at, c.id) < (now() - interval '1 hour', '00000000-0000-0000-0000-000000000000')
+      order by created_at desc, id desc limit 21`,
     [userId],
   );
   expect(next).toContain('conversations_owner_created_idx');
@@ -68,7 +73,9 @@ it('reads a conversation list page through (owner_id, created_at desc, id desc)'
 
 it('reads a message page through (conversation_id, created_at, id)', async () => {
   const page = await plan(
-    `select * from messages m where conversation_id = $1 and (m.created_at, m.id) > (now() - interval '1 day', '00000000-0000-0000-0000-000000000000') order by created_at, id limit 51`,
+    `select * from messages m
+      where conversation_id = $1 and (m.created_at, m.id) > (now() - interval '1 day', '00000000-0000-0000-0000-000000000000')
+      order by created_at, id limit 51`,
     [conversationId],
   );
   expect(page).toContain('messages_conversation_created_idx');

@@ -1,7 +1,11 @@
 import { createTestApp, type TestApp } from './helpers/test-app';
 
-const LIST = `query($first: Int, $after: String) { conversations(first: $first, after: $after) { totalCount nodes { id title } pageInfo { hasNextPage endCursor } } }`;
-const MESSAGES = `query($id: ID!, $first: Int, $after: String) { conversation(id: $id) { messages(first: $first, after: $after) { nodes { id content } pageInfo { hasNextPage endCursor } } } }`;
+const LIST =
+  'query($first: Int, $after: String) { conversations(first: $first, after: $after) { ' +
+  'totalCount nodes { id title } pageInfo { hasNextPage endCursor } } }';
+const MESSAGES =
+  'query($id: ID!, $first: Int, $after: String) { conversation(id: $id) { ' +
+  'messages(first: $first, after: $after) { nodes { id content } pageInfo { hasNextPage endCursor } } } }';
 const CREATE = `mutation($t: String) { createConversation(title: $t) { id } }`;
 
 let t: TestApp;
@@ -45,7 +49,8 @@ it('pages messages oldest first and picks up messages appended between pages', a
     await withClient(t.db.url, (c) =>
       c.query(
         `insert into messages (id, created_at, conversation_id, role, content)
-         select gen_random_uuid(), clock_timestamp() + make_interval(secs => g / 1000.0), $1, 'USER', 'm' || (select count(*) from messages where conversation_id = $1) + g
+         select gen_random_uuid(), clock_timestamp() + make_interval(secs => g / 1000.0), $1, 'USER',
+                'm' || (select count(*) from messages where conversation_id = $1) + g
            from generate_series(1, $2) g`,
         [conversationId, n],
       ),

@@ -23,7 +23,9 @@ describe('a pool of 5 under 200 concurrent requests', () => {
       maxPending = Math.max(maxPending, s.pending);
     });
     // A distinct id per request defeats the read cache: every request goes to PostgreSQL.
-    const query = `query($id: ID!) { conversation(id: $id) { id } conversations(first: 10) { nodes { id messageCount lastMessage { id } } } comparisons(first: 5) { nodes { responses { id } } } }`;
+    const query =
+      'query($id: ID!) { conversation(id: $id) { id } conversations(first: 10) { nodes { id messageCount lastMessage { id } } } ' +
+      'comparisons(first: 5) { nodes { responses { id } } } }';
     const results = await Promise.all(
       Array.from({ length: 200 }, (_, i) => t.gql(query, { id: randomUUID() }, users[i % users.length]!.token)),
     ).finally(stop);

@@ -25,7 +25,7 @@ describe('a crash (kill -9) while comparing', () => {
     await db.drop();
   });
 
-  it('another instance settles the orphaned responses FAILED once their lease expires; subscribers complete and the comparison can be voted on', async () => {
+  it('another instance settles the orphaned responses FAILED once their lease expires; subscribers complete, voting works', async () => {
     life.fake.setBehavior('crash-model', { hang: true });
     const doomed = await life.start({ DATABASE_URL: db.url, COMPARISON_LEASE_MS: '800' });
     const { token } = await life.signUpWithKeys(doomed.url);
@@ -76,7 +76,7 @@ describeRedis('shutdown of one of several instances', () => {
     await db.drop();
   });
 
-  it('SIGTERM ends a stream that follows a comparison running on another instance with a SERVICE_UNAVAILABLE event, then `complete`', async () => {
+  it('SIGTERM ends a stream that follows a comparison running on another instance with SERVICE_UNAVAILABLE, then `complete`', async () => {
     life.fake.setBehavior('elsewhere-model', { hang: true });
     const stopping = await life.start({ DATABASE_URL: db.url, REDIS_URL: redisUrlForTests(), CACHE_PREFIX: prefix });
     const { token } = await life.signUpWithKeys(other.url);

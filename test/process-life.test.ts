@@ -37,7 +37,7 @@ describe('signals and exit codes', () => {
     expect(server.logs.map((l) => l.msg)).toEqual(expect.arrayContaining(['shutting down', 'stopped']));
   });
 
-  it('SIGTERM: a running comparison finishes within the grace period and is stored COMPLETED; new connections are refused meanwhile', async () => {
+  it('SIGTERM: a running comparison finishes within the grace period, stored COMPLETED; new connections refused meanwhile', async () => {
     life.fake.setBehavior('grace-slow', { chunkDelayMs: 40, chunks: 8 });
     const server = await life.start({ DATABASE_URL: db.url, SHUTDOWN_GRACE_MS: '30000' });
     const { token } = await life.signUpWithKeys(server.url);
@@ -55,7 +55,7 @@ describe('signals and exit codes', () => {
     expect(rows[0]!.content).toBe('Reply from grace-slow: are you still there?');
   });
 
-  it('SIGTERM: a comparison still running after the grace period is settled FAILED "Interrupted by shutdown"; its stream gets that final event and `complete`; it can be retried', async () => {
+  it('SIGTERM: a comparison still running after the grace period is FAILED "Interrupted by shutdown", streamed and retryable', async () => {
     life.fake.setBehavior('stuck-model', { hang: true });
     const server = await life.start({ DATABASE_URL: db.url, SHUTDOWN_GRACE_MS: '100' });
     const { token } = await life.signUpWithKeys(server.url);

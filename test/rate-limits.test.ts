@@ -17,7 +17,8 @@ const SAVE_KEY = `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input)
 const LOGIN = `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }`;
 const REGISTER = `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`;
 const ME = `{ me { id spentTodayUsd budgetUsd dailyBudgetUsd remainingBudgetUsd } }`;
-const SET_BUDGET = `mutation($id: ID!, $usd: Float) { setUserBudget(userId: $id, dailyUsd: $usd) { id dailyBudgetUsd spentTodayUsd remainingBudgetUsd } }`;
+const SET_BUDGET =
+  'mutation($id: ID!, $usd: Float) { setUserBudget(userId: $id, dailyUsd: $usd) { id dailyBudgetUsd spentTodayUsd remainingBudgetUsd } }';
 const PASSWORD = 'correct horse battery';
 
 let fake: FakeLlmServer;
@@ -111,7 +112,7 @@ describeRedis('rate limits on provider calls', () => {
 });
 
 describeRedis('brute force on login and register', () => {
-  it('per account: failures are limited (429, even with the right password), a success clears them, other accounts are unaffected', async () => {
+  it('per account: failures are limited (429 even with the right password), a success clears them, other accounts unaffected', async () => {
     const t = await app({ REDIS_URL: redisUrlForTests(), RATE_LIMIT_LOGIN_FAILURES: '3', RATE_LIMIT_AUTH_PER_IP: '1000' });
     const victim = email('victim');
     const bystander = email('bystander');
@@ -139,7 +140,7 @@ describeRedis('brute force on login and register', () => {
     expect((await t.gql(LOGIN, { e: bystander, p: PASSWORD })).errors).toBeUndefined();
   });
 
-  it('per IP: failed logins and registrations from one address are limited across accounts; X-Forwarded-For only counts with TRUST_PROXY', async () => {
+  it('per IP: failed logins and registrations are limited across accounts; X-Forwarded-For only counts with TRUST_PROXY', async () => {
     const env = { REDIS_URL: redisUrlForTests(), RATE_LIMIT_LOGIN_FAILURES: '1000', RATE_LIMIT_AUTH_PER_IP: '4' };
     const direct = await app(env);
     expect((await register(direct, email('ip'))).errors).toBeUndefined();
@@ -206,7 +207,7 @@ describeRedisServer('rate limits when Redis fails', () => {
     redis = undefined;
   });
 
-  it('count in memory (per instance) while Redis is down, logged once and counted, and in Redis again when it is back; a hung Redis does not hang a login', async () => {
+  it('count in memory (per instance) while Redis is down, logged once, counted, in Redis once back; no hang on a hung Redis', async () => {
     redis = await startRedisServer();
     // A generous timeout: with 200 ms, a Redis call slowed by a loaded machine before the kill (or after
     // the restart) failed over to memory and was counted twice (seed 1902371407, another process busy).

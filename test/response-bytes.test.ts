@@ -68,7 +68,8 @@ beforeAll(async () => {
   const userId: string = reg.data.register.user.id;
   conversationId = await withClient(db.url, async (c) => {
     const conversation = await c.query(
-      `insert into conversations (id, created_at, updated_at, owner_id, title) values (gen_random_uuid(), now(), now(), $1, 'long answers') returning id`,
+      `insert into conversations (id, created_at, updated_at, owner_id, title)
+       values (gen_random_uuid(), now(), now(), $1, 'long answers') returning id`,
       [userId],
     );
     const id: string = conversation.rows[0].id;
@@ -92,10 +93,11 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const EIGHT_ALIASES = `{ ${Array.from({ length: 8 }, (_, i) => `a${i}: comparisons(first: 100) { nodes { responses { content } } }`).join(' ')} }`;
+const EIGHT_ALIASES =
+  '{ ' + Array.from({ length: 8 }, (_, i) => `a${i}: comparisons(first: 100) { nodes { responses { content } } }`).join(' ') + ' }';
 
 describe('a byte budget per response', () => {
-  it('refuses eight aliases of comparisons(first: 100) { nodes { responses { content } } } up front with QUERY_TOO_COMPLEX (a 256 KB answer weighs 5), peak RSS within +256 MB', async () => {
+  it('refuses eight aliases of comparisons(first: 100) { … content } up front with QUERY_TOO_COMPLEX, RSS within +256 MB', async () => {
     let answer!: { status: number; text: string };
     const growth = await growthDuring('8 aliases of comparisons(first: 100)', async () => {
       answer = await gqlRaw(EIGHT_ALIASES);
@@ -109,7 +111,7 @@ describe('a byte budget per response', () => {
     ['a compiled read (SQL-built JSON)', ''],
     ['the ordinary path (resolvers)', ' @include(if: true)'],
   ])(
-    'cuts off a response growing past MAX_RESPONSE_BYTES with RESPONSE_TOO_LARGE (maxBytes) on %s, twice (never cached), peak RSS within +256 MB',
+    'cuts off a response growing past MAX_RESPONSE_BYTES with RESPONSE_TOO_LARGE (maxBytes) on %s, twice (never cached), peak RSS +256 MB',
     async (_path, directive) => {
       // 25 × 8 × 256 KB = 50 MB of answers: under the cost limit, over the byte limit.
       const query = `{ comparisons(first: 25) { nodes { id responses${directive} { content } } } }`;
@@ -140,7 +142,7 @@ describe('a byte budget per response', () => {
     }
   });
 
-  it('answers exportConversation aliased eight times with RESPONSE_TOO_LARGE before loading the 50 MB conversation, peak RSS within +256 MB', async () => {
+  it('answers exportConversation aliased eight times with RESPONSE_TOO_LARGE before loading 50 MB, peak RSS within +256 MB', async () => {
     const query = `query($id: ID!) { ${Array.from({ length: 8 }, (_, i) => `e${i}: exportConversation(id: $id)`).join(' ')} }`;
     let answer!: { status: number; text: string };
     const growth = await growthDuring('exportConversation × 8', async () => {

@@ -61,7 +61,8 @@ async function insertConversation(c: Client, ownerId: string, title: string): Pr
 async function insertMessage(c: Client, conversationId: string, m: MessageSeed): Promise<string> {
   const id = randomUUID();
   await c.query(
-    `insert into messages (id, created_at, conversation_id, role, content, model, provider, comparison_id, prompt_tokens, completion_tokens, latency_ms, cost_usd)
+    `insert into messages (id, created_at, conversation_id, role, content, model, provider, comparison_id, prompt_tokens, completion_tokens,
+                           latency_ms, cost_usd)
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
     [
       id,
@@ -137,13 +138,17 @@ beforeAll(async () => {
     aliceMarathonMessages = [m1, m2, alicePromptMessage];
     const winner = randomUUID();
     await c.query(
-      `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content, error, latency_ms, time_to_first_token_ms, prompt_tokens, completion_tokens, cost_usd)
-       values ($1, $3, $2, 0, 'OPENAI', 'openai:gpt-4o', 'default', 'COMPLETED', 'Lightweight trainers with a firm heel.', null, 900, 120, 20, 40, 0.0021),
-              (gen_random_uuid(), $3, $2, 1, 'ANTHROPIC', 'anthropic:claude-sonnet-4-5', 'work-key-label', 'FAILED', '', 'Rate limited by the provider', 30000, null, null, null, null)`,
+      `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content, error,
+                                         latency_ms, time_to_first_token_ms, prompt_tokens, completion_tokens, cost_usd)
+       values ($1, $3, $2, 0, 'OPENAI', 'openai:gpt-4o', 'default', 'COMPLETED', 'Lightweight trainers with a firm heel.', null,
+               900, 120, 20, 40, 0.0021),
+              (gen_random_uuid(), $3, $2, 1, 'ANTHROPIC', 'anthropic:claude-sonnet-4-5', 'work-key-label', 'FAILED', '',
+               'Rate limited by the provider', 30000, null, null, null, null)`,
       [winner, aliceComparison, tick()],
     );
     await c.query(
-      `insert into votes (id, created_at, comparison_id, user_id, outcome, winner_id) values (gen_random_uuid(), now(), $1, $2, 'WINNER', $3)`,
+      `insert into votes (id, created_at, comparison_id, user_id, outcome, winner_id)
+       values (gen_random_uuid(), now(), $1, $2, 'WINNER', $3)`,
       [aliceComparison, alice.userId, winner],
     );
 
@@ -456,7 +461,8 @@ describe('search plan', () => {
         [dora.userId],
       );
       await c.query(
-        `update messages set content = content || ' xylophonic' where id = (select id from messages where content like 'filler message 42 %' limit 1)`,
+        `update messages set content = content || ' xylophonic'
+          where id = (select id from messages where content like 'filler message 42 %' limit 1)`,
       );
       await c.query('analyze');
     });

@@ -169,7 +169,7 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     for (const s of late.seen.values()) expect(s.deltas).toBeGreaterThan(0);
   });
 
-  it('a subscriber joining mid-stream on another instance gets the whole text exactly once (snapshot + fill from the running instance)', async () => {
+  it('a subscriber joining mid-stream on another instance gets the text exactly once (snapshot + fill from the running one)', async () => {
     const { id, gate, first } = await startHeld('remote-join');
     gate.release(14);
     await first.until(midway, 'ten words of each answer');

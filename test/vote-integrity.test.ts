@@ -21,7 +21,9 @@ const INFO = `query($scope: LeaderboardScope, $filter: LeaderboardFilter) {
   leaderboard(scope: $scope, filter: $filter) { model wins losses ties }
   leaderboardInfo(scope: $scope, filter: $filter) { votesUsed votesExcluded }
 }`;
-const EXCLUSIONS = `query($all: Boolean) { voteExclusions(includeReversed: $all) { userId email reason detail votesConsidered votesExcluded reversedAt active } }`;
+const EXCLUSIONS =
+  `query($all: Boolean) { voteExclusions(includeReversed: $all) { userId email reason detail ` +
+  `votesConsidered votesExcluded reversedAt active } }`;
 const REVERSE = `mutation($userId: ID!) { reverseVoteExclusion(userId: $userId) { userId reason votesExcluded reversedAt active } }`;
 
 interface User {

@@ -46,7 +46,8 @@ async function seedComparison(
     ]);
     for (const [i, r] of responses.entries()) {
       await c.query(
-        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content, latency_ms, cost_usd)
+        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content,
+                                           latency_ms, cost_usd)
          values ($1, now(), $2, $3, $4, $5, $6, $7, 'answer', $8, $9)`,
         [
           responseIds[i],
@@ -495,7 +496,7 @@ describe('leaderboard', () => {
     expect((await t.gql(GLOBAL, {}, bob.token)).data.leaderboard).toEqual(leaderboard);
   });
 
-  it('a new vote refits GLOBAL in the background (one locked transaction on battle_counts); the next read serves it with no SQL', async () => {
+  it('a new vote refits GLOBAL in the background (one locked transaction on battle_counts); the next read serves it, no SQL', async () => {
     await aliceCasts();
     const seeded = await bobSeeds();
     await bobCasts(seeded);

@@ -46,7 +46,10 @@ const TAG_BYTES = 12;
 /** What a copy costs besides its bytes (its key, the objects around it, the map entry), measured at about 1 KB. */
 const COPY_OVERHEAD_BYTES = 1024;
 
-/** A new tag, then room for `length` bytes, in memory of its own: never a view of a pooled slab or a socket read (a kept copy would pin those). */
+/**
+ * A new tag, then room for `length` bytes, in memory of its own: never a view
+ * of a pooled slab or a socket read (a kept copy would pin those).
+ */
 function taggedSpace(length: number): Buffer {
   const raw = Buffer.allocUnsafeSlow(TAG_BYTES + length);
   randomFillSync(raw, 0, TAG_BYTES);

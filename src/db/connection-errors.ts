@@ -7,8 +7,12 @@
  * broken connection already ended). They answer SERVICE_UNAVAILABLE, and the
  * comparison runner retries its final writes on them.
  */
-const MESSAGES =
-  /Timeout acquiring a connection|Transaction query already complete|Client was closed and is not queryable|pool is probably full|Connection terminated|connection timeout|Client has encountered a connection error|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|the database system is (starting up|shutting down|in recovery mode)|terminating connection due to administrator command/i;
+const MESSAGES = new RegExp(
+  'Timeout acquiring a connection|Transaction query already complete|Client was closed and is not queryable|pool is probably full|' +
+    'Connection terminated|connection timeout|Client has encountered a connection error|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|' +
+    'the database system is (starting up|shutting down|in recovery mode)|terminating connection due to administrator command',
+  'i',
+);
 
 /** SQLSTATE class 08 (connection exception), 57P01..03 (shutdown / cannot connect now), 53300 (too many connections). */
 const SQLSTATES = /^(08\d{3}|57P0[1-3]|53300)$/;

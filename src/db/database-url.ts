@@ -114,7 +114,8 @@ function readCa(file: string, mode: SslMode, name: string): string {
     return readFileSync(file, 'utf8');
   } catch (error) {
     throw new DatabaseUrlError(
-      `${name} has sslmode=${mode} but DATABASE_CA_FILE ${file} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      `${name} has sslmode=${mode} but DATABASE_CA_FILE ${file} cannot be read: ` +
+        `${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
     );
   }
 }

@@ -161,7 +161,8 @@ async function takeOverEarlierServer(dir: DataDir, bins: Binaries, runAs: RunAs,
   const owner = readPid(dir.ownerFile);
   if (owner !== undefined && owner !== process.pid && isAlive(owner) && /\bnode\b/.test(commandLineOf(owner))) {
     throw new Error(
-      `the embedded PostgreSQL of ${dir.databaseDir} is in use by process ${owner} (another server on this data directory?); stop it or set DATA_DIR`,
+      `the embedded PostgreSQL of ${dir.databaseDir} is in use by process ${owner} ` +
+        '(another server on this data directory?); stop it or set DATA_DIR',
     );
   }
   log(`stopping an orphaned embedded PostgreSQL (pid ${pid}) left by an earlier run`);

@@ -113,7 +113,9 @@ export function embeddedRows<T>(
   const shape = plainShape<T>(em, entity);
   return {
     column: {
-      sql: `(select coalesce(json_agg(${shape.json('x')} order by ${opts.orderBy}), '[]'::json) from (${opts.childQuery}) x) as "${opts.as}"`,
+      sql:
+        `(select coalesce(json_agg(${shape.json('x')} order by ${opts.orderBy}), '[]'::json) ` +
+        `from (${opts.childQuery}) x) as "${opts.as}"`,
       params: opts.params,
     },
     read(parent) {

@@ -2,14 +2,17 @@
  * Memory per distinct document, bounded by bytes (`DOCUMENT_CACHE_MB`).
  *
  * Everything the server keeps per document lives under one budget, each part
- * an {@link LruMap} bounded by the estimated bytes it holds:
+ * an {@link LruMap} bounded by the estimated bytes it holds (part: share of
+ * the budget):
  *
- * | part                                                   | share of the budget |
- * |--------------------------------------------------------|---------------------|
- * | parsed + validated documents (Apollo's `documentStore`) and the graphql-jit executors compiled for them, one entry per document | 3/4 (of which anonymous: 1/32) |
- * | compiled reads (`compiled-read.ts`)                    | 1/8                 |
- * | compiled subscription documents (`jit-executor.ts`, signed-in callers only) | 1/32 (taken from the documents' 3/4) |
- * | read-cache policies and query-text hashes (`read-cache/response-cache.ts`) | 1/8        |
+ * - parsed + validated documents (Apollo's `documentStore`) and the
+ *   graphql-jit executors compiled for them, one entry per document: 3/4 (of
+ *   which anonymous: 1/32)
+ * - compiled reads (`compiled-read.ts`): 1/8
+ * - compiled subscription documents (`jit-executor.ts`, signed-in callers
+ *   only): 1/32 (taken from the documents' 3/4)
+ * - read-cache policies and query-text hashes (`read-cache/response-cache.ts`):
+ *   1/8
  *
  * A compiled executor is kept in its document's entry and weighs on it, so it
  * goes when the document goes (it used to hang off Apollo's store, which was

@@ -113,7 +113,8 @@ export function createDocumentGuard(opts: DocumentGuardOptions): DocumentGuard {
     const measured = operationCost(schema, document, operationName, variables, DEFAULT_LIST_SIZE, opts.byteWeights);
     if (measured && measured.cost > limits.maxCost) {
       throw new QueryTooComplexError(
-        `Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} (each field counts 1, and 1 more per 64 KB it may return, multiplied by the page sizes above it)`,
+        `Query cost ${Math.round(measured.cost)} exceeds the limit of ${limits.maxCost} ` +
+          '(each field counts 1, and 1 more per 64 KB it may return, multiplied by the page sizes above it)',
       );
     }
   };
@@ -190,7 +191,8 @@ export function documentLimitsRule(limits: DocumentLimits, providerCallingFields
             refused = true;
             context.reportError(
               new QueryTooComplexError(
-                `An operation may call at most one model-calling field, found ${calls.length} (${calls.join(', ')}): send them as separate requests`,
+                `An operation may call at most one model-calling field, found ${calls.length} ` +
+                  `(${calls.join(', ')}): send them as separate requests`,
               ),
             );
           }

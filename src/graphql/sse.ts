@@ -41,7 +41,8 @@ export interface SseDeps {
 
 /** The last event of a stream whose personal token was revoked while it ran, then graphql-sse's `complete`. */
 const REVOKED_EVENTS =
-  'event: next\ndata: {"errors":[{"message":"The token was revoked","extensions":{"code":"UNAUTHENTICATED"}}]}\n\nevent: complete\ndata:\n\n';
+  'event: next\ndata: {"errors":[{"message":"The token was revoked","extensions":{"code":"UNAUTHENTICATED"}}]}\n\n' +
+  'event: complete\ndata:\n\n';
 
 /** graphql-js errors without a code are the client's document errors. */
 function asRequestError(error: unknown, code: 'GRAPHQL_PARSE_FAILED' | 'GRAPHQL_VALIDATION_FAILED'): GraphQLError {

@@ -22,6 +22,7 @@ export function logProviderFailure(logger: Logger, model: ModelId, error: Provid
       reason: error.reason,
       ...(error.statusCode !== undefined ? { status: error.statusCode } : {}),
     },
-    `provider call failed: ${model.provider} ${model.id}${model.label === 'default' ? '' : `@${model.label}`} ${error.reason}${error.statusCode !== undefined ? ` (HTTP ${error.statusCode})` : ''}`,
+    `provider call failed: ${model.provider} ${model.id}${model.label === 'default' ? '' : `@${model.label}`} ${error.reason}` +
+      `${error.statusCode !== undefined ? ` (HTTP ${error.statusCode})` : ''}`,
   );
 }

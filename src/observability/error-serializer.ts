@@ -35,8 +35,11 @@ const SQL_LITERAL = /E?'(?:[^']|'')*'/g;
 const MAX_SQL = 2_000;
 
 /** knex's "<statement> - <reason>" message, whatever the reason (a connection error has no SQLSTATE). */
-const STATEMENT_MESSAGE =
-  /^\s*(?:\/\*[\s\S]*?\*\/\s*)?(?:select|insert|update|delete|with|merge|call|set|begin|commit|rollback|savepoint|release|create|alter|drop|truncate|lock|copy|values|explain|execute|prepare|do)\b[\s\S]* - /i;
+const STATEMENT_MESSAGE = new RegExp(
+  String.raw`^\s*(?:\/\*[\s\S]*?\*\/\s*)?(?:select|insert|update|delete|with|merge|call|set|begin|commit|rollback|savepoint|release|` +
+    String.raw`create|alter|drop|truncate|lock|copy|values|explain|execute|prepare|do)\b[\s\S]* - `,
+  'i',
+);
 
 /**
  * A PostgreSQL error, MikroORM's wrapper of one (which copies its fields), any

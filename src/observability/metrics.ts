@@ -103,7 +103,9 @@ export function createMetrics(opts: {
     }),
     compiledReads: new Counter({
       name: 'llmselect_compiled_reads_total',
-      help: 'Queries answered at the edge from SQL-built JSON (served), or sent back to the ordinary path (fallback: a refused argument, or an error)',
+      help:
+        'Queries answered at the edge from SQL-built JSON (served), or sent back to the ordinary path (fallback: a ' +
+        'refused argument, or an error)',
       labelNames: ['outcome'],
       registers: [registry],
     }),

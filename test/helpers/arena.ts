@@ -37,7 +37,8 @@ export async function seedComparison(
     ]);
     for (const [i, a] of answers.entries()) {
       await c.query(
-        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content) values ($1, now(), $2, $3, $4, $5, $6, $7)`,
+        `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, status, content)
+         values ($1, now(), $2, $3, $4, $5, $6, $7)`,
         [responses[i], id, i, a.model.split(':')[0]!.toUpperCase(), a.model, a.status ?? 'COMPLETED', a.content ?? 'answer'],
       );
     }

@@ -82,17 +82,19 @@ export interface JudgePrompt {
 
 /** The question and the two answers of an MT-Bench pairwise judge prompt, or null when the text is not one. */
 export function parseJudgePrompt(text: string): JudgePrompt | null {
-  const m =
-    /^\[User Question\]\n([\s\S]*?)\n\n\[The Start of Assistant A's Answer\]\n([\s\S]*?)\n\[The End of Assistant A's Answer\]\n\n\[The Start of Assistant B's Answer\]\n([\s\S]*?)\n\[The End of Assistant B's Answer\]$/.exec(
-      text,
-    );
+  const m = new RegExp(
+    String.raw`^\[User Question\]\n([\s\S]*?)\n\n` +
+      String.raw`\[The Start of Assistant A's Answer\]\n([\s\S]*?)\n\[The End of Assistant A's Answer\]\n\n` +
+      String.raw`\[The Start of Assistant B's Answer\]\n([\s\S]*?)\n\[The End of Assistant B's Answer\]$`,
+  ).exec(text);
   return m ? { question: m[1]!, answerA: m[2]!, answerB: m[3]! } : null;
 }
 
 /** The name-encoded judges (see the header). */
 const NAMED_JUDGES: Record<string, (shown: JudgePrompt) => string> = {
   'judge-longer': ({ answerA, answerB }) =>
-    `Comparing both answers for helpfulness. Final verdict: ${answerA.length > answerB.length ? '[[A]]' : answerA.length < answerB.length ? '[[B]]' : '[[C]]'}`,
+    'Comparing both answers for helpfulness. Final verdict: ' +
+    `${answerA.length > answerB.length ? '[[A]]' : answerA.length < answerB.length ? '[[B]]' : '[[C]]'}`,
   'judge-first': () => 'Assistant A is clearly better. [[A]]',
   'judge-refuse': () => "I'm sorry, but I can't help with evaluating these responses.",
   'judge-garbled': () => 'Both answers have merits; it is hard to say which one is better.',

@@ -16,7 +16,8 @@ export function redisUrlForTests(): string {
 }
 
 /** Synchronous PING (a child node process), so the describe/skip choice happens at collection time. */
-const PING_SCRIPT = `
+const PING_SCRIPT =
+  `
 const u = new URL(process.argv[1]);
 const tls = u.protocol === 'rediss:';
 const port = Number(u.port || 6379), host = u.hostname || '127.0.0.1';
@@ -26,7 +27,8 @@ let out = '';
 s.setTimeout(1500, () => process.exit(2));
 s.on('error', () => process.exit(3));
 s.on(tls ? 'secureConnect' : 'connect', () => {
-  if (u.password) s.write(u.username ? cmd('AUTH', decodeURIComponent(u.username), decodeURIComponent(u.password)) : cmd('AUTH', decodeURIComponent(u.password)));
+  if (u.password) s.write(u.username ? cmd('AUTH', decodeURIComponent(u.username), decodeURIComponent(u.password)) ` +
+  `: cmd('AUTH', decodeURIComponent(u.password)));
   s.write(cmd('PING'));
 });
 s.on('data', (d) => { out += d; if (out.includes('+PONG')) process.exit(0); if (out.startsWith('-')) process.exit(4); });

@@ -123,11 +123,13 @@ export class ArenaService {
     const reachable = candidates.length === 0 ? 'none' : `only ${candidates[0]}`;
     if (this.pool.length > 0) {
       return badInput(
-        `An arena battle needs two models you can reach (${reachable}): save API keys (saveApiKey) for the providers of at least two models of the arena pool: ${this.pool.join(', ')}`,
+        `An arena battle needs two models you can reach (${reachable}): save API keys (saveApiKey) for the providers of at ` +
+          `least two models of the arena pool: ${this.pool.join(', ')}`,
       );
     }
     return badInput(
-      `An arena battle needs two models you can reach (${reachable}): save an API key (saveApiKey) for OpenAI, Anthropic, Google or Mistral, or run a comparison of the models you choose with runComparison(blind: true)`,
+      `An arena battle needs two models you can reach (${reachable}): save an API key (saveApiKey) for OpenAI, Anthropic, ` +
+        `Google or Mistral, or run a comparison of the models you choose with runComparison(blind: true)`,
     );
   }
 

@@ -92,7 +92,8 @@ export async function assertNothingHidden(em: EntityManager, conversationId: str
     );
   if (hidden) {
     throw badInput(
-      `This conversation has a blind comparison you have not voted on (${hidden.id}): vote on it first, or start a new conversation. Continuing it would let the models' own earlier answers tell who wrote which.`,
+      `This conversation has a blind comparison you have not voted on (${hidden.id}): vote on it first, or start a new ` +
+        `conversation. Continuing it would let the models' own earlier answers tell who wrote which.`,
       'conversationId',
     );
   }

@@ -58,18 +58,33 @@ export function parseCategory(raw: string | null | undefined, field = 'category'
 }
 
 const FENCE = /```|~~~/;
-const CODE_LINE =
-  /^\s*(def |class |import |from \S+ import |#include|function |const |let |var |public |private |fn |func |package |SELECT |CREATE TABLE )|[{};]\s*$/im;
-const CODE_WORDS =
-  /\b(code|coding|program(ming)?|python|javascript|typescript|java|golang|rust|kotlin|swift|c\+\+|c#|php|ruby|bash|shell script|sql|regex|regexp|html|css|json|yaml|api|function|method|compile[rs]?|debug(ging)?|bug|stack ?trace|exception|refactor|unit tests?|algorithm|git|docker|kubernetes|npm|pip)\b/i;
+const CODE_LINE = new RegExp(
+  String.raw`^\s*(def |class |import |from \S+ import |#include|function |const |let |var |public |private |fn |func |package |` +
+    String.raw`SELECT |CREATE TABLE )|[{};]\s*$`,
+  'im',
+);
+const CODE_WORDS = new RegExp(
+  String.raw`\b(code|coding|program(ming)?|python|javascript|typescript|java|golang|rust|kotlin|swift|c\+\+|c#|php|ruby|bash|` +
+    'shell script|sql|regex|regexp|html|css|json|yaml|api|function|method|compile[rs]?|debug(ging)?|bug|stack ?trace|' +
+    String.raw`exception|refactor|unit tests?|algorithm|git|docker|kubernetes|npm|pip)\b`,
+  'i',
+);
 
 const LATEX = /\\(frac|int|sum|sqrt|lim|cdot|times|alpha|beta|theta|pi|infty|begin\{(equation|align))|\$[^$\n]+\$/;
 const ARITHMETIC = /\d\s*[-+*/×÷^]\s*\d|\b[a-z]\s*\^\s*\d|\d\s*[a-z]\s*[-+=]\s*\d/i;
-const MATH_WORDS =
-  /\b(math|maths|mathematics|equation|equations|integral|derivative|differentiate|integrate|calculus|algebra|geometry|trigonometry|theorem|prove|proof|lemma|probability|statistics|matrix|matrices|eigen\w*|polynomial|prime numbers?|factori[sz]e|arithmetic|solve for|calculate|compute the)\b/i;
+const MATH_WORDS = new RegExp(
+  String.raw`\b(math|maths|mathematics|equation|equations|integral|derivative|differentiate|integrate|calculus|algebra|geometry|` +
+    String.raw`trigonometry|theorem|prove|proof|lemma|probability|statistics|matrix|matrices|eigen\w*|polynomial|prime numbers?|` +
+    String.raw`factori[sz]e|arithmetic|solve for|calculate|compute the)\b`,
+  'i',
+);
 
-const CREATIVE_WORDS =
-  /\b(poem|poems|poetry|poetic|verse|stanza|rhyme|rhyming|haiku|sonnet|limerick|ballad|lyrics|song|story|stories|short story|tale|fairy tale|fable|fiction|novel|screenplay|dialogue between|monologue|character|plot|once upon a time|rap)\b/i;
+const CREATIVE_WORDS = new RegExp(
+  String.raw`\b(poem|poems|poetry|poetic|verse|stanza|rhyme|rhyming|haiku|sonnet|limerick|ballad|lyrics|song|story|stories|` +
+    'short story|tale|fairy tale|fable|fiction|novel|screenplay|dialogue between|monologue|character|plot|' +
+    String.raw`once upon a time|rap)\b`,
+  'i',
+);
 
 /** The category of a prompt by the rules in the module comment. Pure and deterministic. */
 export function categorize(prompt: string): ComparisonCategory {

@@ -116,7 +116,11 @@ export interface ComparisonRunnerDeps {
   maxOutputBytes: number;
   logger: Logger;
   metrics: Metrics;
-  /** Starts storing at once (the rest wait their turn, up to {@link START_QUEUE_MS}); default 8. Half the pool leaves room for everything else. */
+  /**
+   * Starts storing at once (the rest wait their turn, up to
+   * {@link START_QUEUE_MS}); default 8. Half the pool leaves room for
+   * everything else.
+   */
   startConcurrency?: number;
 }
 
@@ -136,7 +140,10 @@ interface Job {
   response: { id: string; comparisonId: string; model: ModelId };
   history: ChatTurn[];
   userId: string;
-  /** The comparison is blind and not yet voted on: the call leaves the key's `lastUsedAt` to the reveal (see `ApiKeyService.credentials`). */
+  /**
+   * The comparison is blind and not yet voted on: the call leaves the key's
+   * `lastUsedAt` to the reveal (see `ApiKeyService.credentials`).
+   */
   blind: boolean;
 }
 
@@ -629,11 +636,13 @@ export class ComparisonRunner {
   }
 
   /**
-   * The conditional final update (batched with the other settles of this turn, see `settle-writer.ts`), retried with backoff on connection errors for
-   * up to SETTLE_RETRY_MS or one lease, whichever is shorter. `unknown`: an
-   * earlier attempt failed in a way that may or may not have committed and the
-   * retry found nothing left to update, or the database stayed unreachable.
-   * `rejected`: PostgreSQL refused the statement itself (not the connection).
+   * The conditional final update (batched with the other settles of this
+   * turn, see `settle-writer.ts`), retried with backoff on connection errors
+   * for up to SETTLE_RETRY_MS or one lease, whichever is shorter. `unknown`:
+   * an earlier attempt failed in a way that may or may not have committed and
+   * the retry found nothing left to update, or the database stayed
+   * unreachable. `rejected`: PostgreSQL refused the statement itself (not the
+   * connection).
    */
   private async writeSettled(
     id: string,

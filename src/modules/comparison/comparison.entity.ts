@@ -51,7 +51,8 @@ export class ComparisonResult extends BaseEntity<'ownerId' | 'conversationId' | 
   @Field(() => String, {
     nullable: true,
     description:
-      'One of code, math, creative_writing, long_prompt, other: given, or assigned from the prompt. null for comparisons made before categories existed.',
+      'One of code, math, creative_writing, long_prompt, other: given, or assigned from the prompt. null for comparisons ' +
+      'made before categories existed.',
   })
   @Property({ type: 'text', nullable: true })
   category?: string | null;
@@ -88,7 +89,9 @@ export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerI
 })
 @Index({
   name: 'comparison_responses_lease_idx',
-  expression: `create index "comparison_responses_lease_idx" on "comparison_responses" ("heartbeat_at") where "status" in ('PENDING', 'STREAMING')`,
+  expression:
+    'create index "comparison_responses_lease_idx" on "comparison_responses" ("heartbeat_at") ' +
+    `where "status" in ('PENDING', 'STREAMING')`,
 })
 export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 'content' | 'comparisonId' | 'customEndpoint'> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
@@ -119,7 +122,8 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
   @Field(() => String, {
     nullable: true,
     description:
-      "The key label of the model id asked for ('default' when it had no '@label'); model + '@' + keyLabel is the endpoint. null while the comparison is blind and not yet voted on.",
+      "The key label of the model id asked for ('default' when it had no '@label'); model + '@' + keyLabel is the endpoint. " +
+      'null while the comparison is blind and not yet voted on.',
   })
   @Property({ type: 'text' })
   keyLabel: string = 'default';
@@ -135,7 +139,8 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
   @Field(() => String, {
     nullable: true,
     description:
-      "Why the response FAILED or TIMED_OUT. While the comparison is blind and not yet voted on, only the reason code ('RATE_LIMIT: …'), never the provider's text.",
+      'Why the response FAILED or TIMED_OUT. While the comparison is blind and not yet voted on, only the reason code ' +
+      "('RATE_LIMIT: …'), never the provider's text.",
   })
   @Property({ type: 'text', nullable: true })
   error?: string | null;
@@ -148,7 +153,9 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
    */
   @Field(() => Boolean, {
     description:
-      "true when the answer was served by the user's own key baseUrl (not one of the operator's endpoints): it counts only on the owner's MINE board. false while the comparison is blind and not yet voted on (it would tell which answer came from which key).",
+      "true when the answer was served by the user's own key baseUrl (not one of the operator's endpoints): it counts only " +
+      "on the owner's MINE board. false while the comparison is blind and not yet voted on (it would tell which answer " +
+      'came from which key).',
   })
   @Property({ type: 'boolean', default: false })
   customEndpoint: boolean = false;

@@ -1,7 +1,8 @@
 import { Field, ID, InputType } from 'type-graphql';
 
 const CATEGORY_DESCRIPTION =
-  "One of code, math, creative_writing, long_prompt, other (case, spaces and hyphens are normalised; 'coding', 'maths', 'creative' are accepted). Omitted: assigned from the prompt. Anything else is BAD_USER_INPUT.";
+  "One of code, math, creative_writing, long_prompt, other (case, spaces and hyphens are normalised; 'coding', 'maths', " +
+  "'creative' are accepted). Omitted: assigned from the prompt. Anything else is BAD_USER_INPUT.";
 
 @InputType()
 export class RunComparisonInput {

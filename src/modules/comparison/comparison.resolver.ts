@@ -61,7 +61,9 @@ export class ComparisonResolver {
   @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => ComparisonResult, {
     description:
-      "A blind comparison of two models the server picks among those your saved keys reach (or the operator's arena pool), favouring pairs with few battles so far. Returns at once with PENDING responses labelled A and B; follow it with comparisonEvents, vote to reveal the models.",
+      "A blind comparison of two models the server picks among those your saved keys reach (or the operator's arena pool), " +
+      'favouring pairs with few battles so far. Returns at once with PENDING responses labelled A and B; follow it with ' +
+      'comparisonEvents, vote to reveal the models.',
   })
   async startArenaBattle(@Arg('input', () => ArenaBattleInput) input: ArenaBattleInput, @Ctx() ctx: Context) {
     const principal = requireUser(ctx.principal);

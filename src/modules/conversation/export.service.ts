@@ -108,7 +108,8 @@ export class ExportService {
     if (!isUuid(id)) return null;
     const rows = await em.getConnection().execute<Array<{ bytes: string | number }>>(
       `select coalesce((select sum(octet_length(m.content)) from messages m where m.conversation_id = c.id), 0)
-            + coalesce((select sum(octet_length(r.content)) from comparison_responses r join comparison_results cr on cr.id = r.comparison_id where cr.conversation_id = c.id), 0)
+            + coalesce((select sum(octet_length(r.content)) from comparison_responses r
+                          join comparison_results cr on cr.id = r.comparison_id where cr.conversation_id = c.id), 0)
             + coalesce((select sum(octet_length(cr.prompt)) from comparison_results cr where cr.conversation_id = c.id), 0) as bytes
          from conversations c where c.id = ? and c.owner_id = ?`,
       [id, principal.userId],
@@ -229,7 +230,8 @@ export function toMarkdown(data: ConversationExport): string {
     const vote = c.vote;
     block(
       vote
-        ? `**Vote:** ${OUTCOME_LABELS[vote.outcome] ?? vote.outcome}${vote.outcome === 'WINNER' && vote.winnerModel ? `: ${vote.winnerModel}` : ''}`
+        ? `**Vote:** ${OUTCOME_LABELS[vote.outcome] ?? vote.outcome}` +
+            `${vote.outcome === 'WINNER' && vote.winnerModel ? `: ${vote.winnerModel}` : ''}`
         : '**Vote:** none',
     );
   });

@@ -10,7 +10,8 @@ import type { JudgeVerdictView } from './judge.service';
 @ObjectType({
   simpleResolvers: true,
   description:
-    "A judge model's verdict on one pair of a comparison's responses, asked in both orders: the winner when both orders agree, TIE otherwise. Counted on the JUDGE board only.",
+    "A judge model's verdict on one pair of a comparison's responses, asked in both orders: the winner when both orders " +
+    'agree, TIE otherwise. Counted on the JUDGE board only.',
 })
 export class JudgeVerdict {
   @Field(() => ID)
@@ -31,7 +32,10 @@ export class JudgeResolver {
   @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => [JudgeVerdict], {
     description:
-      "Asks judgeModel (on the viewer's own key; rate limit and budget apply: two calls per pair) to compare each pair of COMPLETED responses of one of the viewer's comparisons, in both orders, on their text only. PROVIDER_ERROR when the judge model fails, JUDGE_FAILED (reason REFUSED or UNPARSEABLE) when it gives no verdict; the pairs that did succeed are stored either way.",
+      "Asks judgeModel (on the viewer's own key; rate limit and budget apply: two calls per pair) to compare each pair of " +
+      "COMPLETED responses of one of the viewer's comparisons, in both orders, on their text only. PROVIDER_ERROR when the " +
+      'judge model fails, JUDGE_FAILED (reason REFUSED or UNPARSEABLE) when it gives no verdict; the pairs that did ' +
+      'succeed are stored either way.',
   })
   judgeComparison(
     @Arg('comparisonId', () => ID) comparisonId: string,

@@ -47,12 +47,15 @@ import { VoteOutcome } from '../vote/vote.entity';
 
 /** MT-Bench's pairwise judge prompt ("pair-v2"), unchanged in substance. */
 export const JUDGE_SYSTEM_PROMPT =
-  'Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the user question displayed below. ' +
+  'Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants ' +
+  'to the user question displayed below. ' +
   "You should choose the assistant that follows the user's instructions and answers the user's question better. " +
-  'Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and level of detail of their responses. ' +
+  'Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, creativity, ' +
+  'and level of detail of their responses. ' +
   'Begin your evaluation by comparing the two responses and provide a short explanation. ' +
   'Avoid any position biases and ensure that the order in which the responses were presented does not influence your decision. ' +
-  'Do not allow the length of the responses to influence your evaluation. Do not favor certain names of the assistants. Be as objective as possible. ' +
+  'Do not allow the length of the responses to influence your evaluation. ' +
+  'Do not favor certain names of the assistants. Be as objective as possible. ' +
   'After providing your explanation, output your final verdict by strictly following this format: ' +
   '"[[A]]" if assistant A is better, "[[B]]" if assistant B is better, and "[[C]]" for a tie.';
 
@@ -269,7 +272,8 @@ export class JudgeService {
                                    forward, swapped, failure, cost_usd, custom_endpoint, api_token_id)
        select gen_random_uuid(), now(), ?, ?, ?, r.first, r.second, r.outcome::vote_outcome, r.winner,
               r.forward, r.swapped, r.failure, r.cost, coalesce(r.custom, false), ?::uuid
-         from jsonb_to_recordset(?::jsonb) as r(first uuid, second uuid, outcome text, winner uuid, forward text, swapped text, failure text, cost float8, custom boolean)
+         from jsonb_to_recordset(?::jsonb) as r(first uuid, second uuid, outcome text, winner uuid,
+                                                forward text, swapped text, failure text, cost float8, custom boolean)
        on conflict (comparison_id, judge_model, first_id, second_id) do update
          set created_at = excluded.created_at, user_id = excluded.user_id, outcome = excluded.outcome, winner_id = excluded.winner_id,
              custom_endpoint = excluded.custom_endpoint,

@@ -45,7 +45,8 @@ export class FitWorker {
     const worker =
       ext === '.ts'
         ? new Worker(
-            `require('ts-node').register({ transpileOnly: true, swc: true, compilerOptions: { module: 'commonjs' } }); require(${JSON.stringify(entry)});`,
+            `require('ts-node').register({ transpileOnly: true, swc: true, compilerOptions: { module: 'commonjs' } }); ` +
+              `require(${JSON.stringify(entry)});`,
             { eval: true },
           )
         : new Worker(entry);

@@ -24,7 +24,8 @@ registerEnumType(LeaderboardScope, {
 export class ModelRanking implements ModelRankingData {
   @Field(() => String, {
     description:
-      "The endpoint ranked: the model id, plus '@label' when its key label is not 'default' (each endpoint of one model is ranked apart), e.g. 'openai:gpt-4o' or 'openai_compatible:llama3.1:8b@vllm'.",
+      "The endpoint ranked: the model id, plus '@label' when its key label is not 'default' (each endpoint of one model is " +
+      "ranked apart), e.g. 'openai:gpt-4o' or 'openai_compatible:llama3.1:8b@vllm'.",
   })
   model!: string;
 
@@ -108,7 +109,8 @@ export class LeaderboardInfo implements LeaderboardInfoData {
 
   @Field(() => Int, {
     description:
-      'Votes the filters selected that count on no board: their voter is excluded for an implausible pattern (README "Vote integrity"). 0 for JUDGE.',
+      'Votes the filters selected that count on no board: their voter is excluded for an implausible pattern (README "Vote ' +
+      'integrity"). 0 for JUDGE.',
   })
   votesExcluded!: number;
 
@@ -127,7 +129,9 @@ export class LeaderboardInfo implements LeaderboardInfoData {
   @Field(() => Float, {
     nullable: true,
     description:
-      'Scope JUDGE only (null elsewhere, and when no comparison in scope has both): the share of (judge verdict, human vote) pairs on the same comparisons that agree — the judge picked the response the human voted for, or both called the pair a tie (TIE and ALL_BAD votes are ties).',
+      'Scope JUDGE only (null elsewhere, and when no comparison in scope has both): the share of (judge verdict, human vote) ' +
+      'pairs on the same comparisons that agree — the judge picked the response the human voted for, or both called the ' +
+      'pair a tie (TIE and ALL_BAD votes are ties).',
   })
   judgeHumanAgreement!: number | null;
 

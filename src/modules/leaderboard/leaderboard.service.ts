@@ -26,7 +26,10 @@ interface StoredBoard {
   board: LeaderboardBoard;
 }
 
-/** Shared boards this instance served in the last KNOWN_FOR_MS (at most MAX_KNOWN_BOARDS) are refitted in the background after each vote. */
+/**
+ * Shared boards this instance served in the last KNOWN_FOR_MS (at most
+ * MAX_KNOWN_BOARDS) are refitted in the background after each vote.
+ */
 const MAX_KNOWN_BOARDS = 20;
 const KNOWN_FOR_MS = 10 * 60_000;
 

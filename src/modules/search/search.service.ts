@@ -35,7 +35,13 @@ export const MAX_QUERY_LENGTH = 500;
 const HEADLINE_OPTIONS = 'StartSel=<b>, StopSel=</b>, MaxFragments=2, MaxWords=20, MinWords=5';
 
 /** The stored text with the five HTML-special characters replaced by entities (the parser keeps entities whole). */
-const ESCAPED_CONTENT = `replace(replace(replace(replace(replace(h.content, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;'), '''', '&#39;')`;
+const ESCAPED_CONTENT =
+  'replace(replace(replace(replace(replace(h.content, ' +
+  `'&', '&amp;'), ` +
+  `'<', '&lt;'), ` +
+  `'>', '&gt;'), ` +
+  `'"', '&quot;'), ` +
+  `'''', '&#39;')`;
 
 /** A float as Postgres prints it; the only thing a cursor's rank may be. */
 const RANK_TEXT = /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i;
@@ -63,7 +69,8 @@ export class SearchService {
     const position = after ? this.decodeCursor(scope, after) : null;
 
     const keyset = position
-      ? `and (ts_rank(to_tsvector('english', m.content), websearch_to_tsquery('english', ?)), m.created_at, m.id) < (?::real, ?::timestamptz, ?::uuid)`
+      ? `and (ts_rank(to_tsvector('english', m.content), websearch_to_tsquery('english', ?)), m.created_at, m.id) < ` +
+        `(?::real, ?::timestamptz, ?::uuid)`
       : '';
     // In the order of the `?` placeholders below.
     const params = [

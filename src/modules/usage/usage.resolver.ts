@@ -10,7 +10,8 @@ import type { SpendSummary } from './usage.service';
 export class UsageResolver {
   @Mutation(() => User, {
     description:
-      "ADMIN only. Sets a user's spend budget in USD over a rolling 24 h: null returns to the default (USER_DAILY_BUDGET_USD), 0 is unlimited.",
+      "ADMIN only. Sets a user's spend budget in USD over a rolling 24 h: null returns to the default " +
+      '(USER_DAILY_BUDGET_USD), 0 is unlimited.',
   })
   setUserBudget(
     @Arg('userId', () => ID) userId: string,

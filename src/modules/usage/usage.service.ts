@@ -245,7 +245,10 @@ export class UsageService implements ProviderCallAdmission {
     }
   }
 
-  /** The reservation, under the user's advisory lock; throws LOCK_BUSY (rolled back, connection given back) when another instance holds it. */
+  /**
+   * The reservation, under the user's advisory lock; throws LOCK_BUSY (rolled
+   * back, connection given back) when another instance holds it.
+   */
   private async reserveLocked(em: EntityManager, principal: Principal, calls: readonly PlannedCall[]): Promise<Release> {
     const userId = principal.userId;
     const reservationId = await em.transactional(async (tx) => {

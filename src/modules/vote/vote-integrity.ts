@@ -158,7 +158,8 @@ export class VoteIntegrity {
       const sql = <T>(text: string, params: unknown[]) =>
         tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
       const rows = await sql<unknown[]>(
-        `update vote_exclusions set reversed_at = coalesce(reversed_at, now()), reversed_by_id = coalesce(reversed_by_id, ?) where user_id = ? returning id`,
+        `update vote_exclusions set reversed_at = coalesce(reversed_at, now()), reversed_by_id = coalesce(reversed_by_id, ?) ` +
+          `where user_id = ? returning id`,
         [admin.userId, userId],
       );
       if (rows.length === 0) return false;
