@@ -21,7 +21,7 @@
  * of the rows it governs while it does not hold (`rule.present`).
  *
  * Changing a declaration changes SQL: `test/read-plan-sql.test.ts` snapshots the
- * SQL of every field a compiled read accepts (`test/__snapshots__/`), so the
+ * SQL of every field a compiled read accepts (`test/read-plan-sql/`), so the
  * change shows in review; `test/read-plan-documents.test.ts` answers random
  * documents both ways and requires the same bytes.
  */

@@ -13,7 +13,7 @@
  * It is an optimisation with a strict fallback, never a second implementation
  * of the API:
  * - only documents Apollo has parsed, validated and planned before are
- *   compiled (the operation-cache plugin hands them over), and only when
+ *   compiled (the compiled-reads plugin hands them over), and only when
  *   every field of the operation is understood here; anything else (a field
  *   with a resolver this file does not know, arguments on a scalar, `@skip`,
  *   duplicate response keys, `Float`s, interfaces…) keeps the ordinary path;

@@ -50,7 +50,7 @@ export class MessageService {
 
   /**
    * Each listed conversation's first page of messages, embedded in the list's
-   * own statement (look-ahead, see `graphql/lookahead.ts`): `column` joins the
+   * own statement (look-ahead, see `modules/common/lookahead.ts`): `column` joins the
    * conversations query aliased `parentAlias`; `pageOf` reads one of its rows.
    */
   embeddedFirstPages(em: EntityManager, parentAlias: string, first: number) {
