@@ -72,6 +72,16 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
     return created;
   }
 
+  it('holds at most 50 active tokens per user, even when created in parallel', async () => {
+    const u = await user('limit');
+    for (let i = 0; i < 48; i++) await createToken(u.token, { name: `t${i}`, scopes: ['READ'] });
+    const parallel = await Promise.all(Array.from({ length: 5 }, (_, i) => a.gql(CREATE, { input: { name: `p${i}`, scopes: ['READ'] } }, u.token)));
+    expect(parallel.filter((r) => !r.errors).length).toBe(2);
+    expect(parallel.flatMap((r) => codes(r))).toEqual(['BAD_USER_INPUT', 'BAD_USER_INPUT', 'BAD_USER_INPUT']);
+    const listed = await a.gql(LIST, {}, u.token);
+    expect(listed.data.apiTokens).toHaveLength(50);
+  });
+
   it('shows the token once, stores only its hash, and lists it without the value', async () => {
     const u = await user('once');
     const input = { name: 'nightly CI', scopes: ['READ', 'EVAL'], expiresInDays: 30, dailyBudgetUsd: 2.5 };

@@ -49,23 +49,29 @@ export class ApiTokenService implements PersonalTokenStore {
     if (cap !== null && !(Number.isFinite(cap) && cap > 0)) {
       throw badInput('dailyBudgetUsd must be a number > 0, or null for no cap of its own', 'dailyBudgetUsd');
     }
-    const [{ active }] = (await em.getConnection().execute<Array<{ active: string }>>(
-      `select count(*) as active from api_tokens
-          where owner_id = ? and revoked_at is null and (expires_at is null or expires_at > now())`,
-      [principal.userId],
-    )) as [{ active: string }];
-    if (Number(active) >= MAX_ACTIVE_TOKENS) throw badInput(`At most ${MAX_ACTIVE_TOKENS} active tokens: revoke one first`, 'name');
     const { token, hash, prefix } = this.deps.format.issue();
-    const row = em.create(ApiToken, {
-      owner: principal.userId,
-      name,
-      scopes,
-      tokenHash: hash,
-      prefix,
-      expiresAt: days === null ? null : new Date(Date.now() + days * DAY_MS),
-      dailyBudgetUsd: cap,
+    // Counted and inserted under the owner's lock: parallel creates cannot pass the limit together.
+    const row = await em.transactional(async (tx) => {
+      const ctx = tx.getTransactionContext();
+      await tx.getConnection().execute(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`api-tokens:${principal.userId}`], 'all', ctx);
+      const [{ active }] = (await tx.getConnection().execute<Array<{ active: string }>>(
+        `select count(*) as active from api_tokens
+            where owner_id = ? and revoked_at is null and (expires_at is null or expires_at > now())`,
+        [principal.userId],
+        'all',
+        ctx,
+      )) as [{ active: string }];
+      if (Number(active) >= MAX_ACTIVE_TOKENS) throw badInput(`At most ${MAX_ACTIVE_TOKENS} active tokens: revoke one first`, 'name');
+      return tx.create(ApiToken, {
+        owner: principal.userId,
+        name,
+        scopes,
+        tokenHash: hash,
+        prefix,
+        expiresAt: days === null ? null : new Date(Date.now() + days * DAY_MS),
+        dailyBudgetUsd: cap,
+      });
     });
-    await em.persist(row).flush();
     return { token, apiToken: viewOf(row) };
   }
 
