@@ -75,7 +75,8 @@ describeRedis('personal API tokens (two instances, shared PostgreSQL and Redis)'
   it('holds at most 50 active tokens per user, even when created in parallel', async () => {
     const u = await user('limit');
     for (let i = 0; i < 48; i++) await createToken(u.token, { name: `t${i}`, scopes: ['READ'] });
-    const parallel = await Promise.all(Array.from({ length: 5 }, (_, i) => a.gql(CREATE, { input: { name: `p${i}`, scopes: ['READ'] } }, u.token)));
+    const create = (i: number) => a.gql(CREATE, { input: { name: `p${i}`, scopes: ['READ'] } }, u.token);
+    const parallel = await Promise.all(Array.from({ length: 5 }, (_, i) => create(i)));
     expect(parallel.filter((r) => !r.errors).length).toBe(2);
     expect(parallel.flatMap((r) => codes(r))).toEqual(['BAD_USER_INPUT', 'BAD_USER_INPUT', 'BAD_USER_INPUT']);
     const listed = await a.gql(LIST, {}, u.token);

@@ -99,13 +99,15 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
 
   it('entries expire after their TTL; no TTL means no expiry', async () => {
     const cache = make();
-    await cache.set('kv:u1:short', 'v', 150);
+    // Kept while its TTL runs (a minute: a busy machine cannot outrun it), gone after a short one (awaited, bounded).
+    await cache.set('kv:u1:long', 'v', 60_000);
+    await cache.set('kv:u1:short', 'v', 50);
     await cache.set('kv:u1:forever', 'v');
     await cache.set('kv:u1:zero', 'v', 0);
-    expect(await cache.get('kv:u1:short')).toBe('v');
+    expect(await cache.get('kv:u1:long')).toBe('v');
     expect(await cache.get('kv:u1:zero')).toBeUndefined();
-    await sleep(300);
-    expect(await cache.get('kv:u1:short')).toBeUndefined();
+    await eventually(async () => (await cache.get('kv:u1:short')) === undefined, 30_000, 'the 50 ms entry to expire');
+    expect(await cache.get('kv:u1:long')).toBe('v');
     expect(await cache.get('kv:u1:forever')).toBe('v');
   });
 
@@ -140,13 +142,14 @@ function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) 
 
   it('wrapSwr: fresh is served; stale is served at once and refreshed once in the background', async () => {
     const cache = make();
-    const opts = { freshMs: 100, maxAgeMs: 60_000 };
+    // Fresh for 1 s: the second call comes well within it, even on a busy machine.
+    const opts = { freshMs: 1_000, maxAgeMs: 60_000 };
     expect(await cache.wrapSwr('models:registry', opts, async () => ['v1'])).toEqual(['v1']);
     const fresh = jest.fn(async () => ['never']);
     expect(await cache.wrapSwr('models:registry', opts, fresh)).toEqual(['v1']);
     expect(fresh).not.toHaveBeenCalled();
 
-    await sleep(150);
+    await sleep(1_100); // time itself is what this test is about: past the freshness
     const gate = deferred<void>();
     const refresh = jest.fn(async () => {
       await gate.promise;

@@ -53,7 +53,8 @@ export class ApiTokenService implements PersonalTokenStore {
     // Counted and inserted under the owner's lock: parallel creates cannot pass the limit together.
     const row = await em.transactional(async (tx) => {
       const ctx = tx.getTransactionContext();
-      await tx.getConnection().execute(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`api-tokens:${principal.userId}`], 'all', ctx);
+      const lock = `select pg_advisory_xact_lock(hashtextextended(?, 0))`;
+      await tx.getConnection().execute(lock, [`api-tokens:${principal.userId}`], 'all', ctx);
       const [{ active }] = (await tx.getConnection().execute<Array<{ active: string }>>(
         `select count(*) as active from api_tokens
             where owner_id = ? and revoked_at is null and (expires_at is null or expires_at > now())`,
