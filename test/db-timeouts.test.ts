@@ -137,8 +137,9 @@ describe('request deadline (REQUEST_DEADLINE_MS)', () => {
         ...fake.providerEnv(),
         NODE_ENV: 'production',
         DB_LOCK_TIMEOUT_MS: '400',
-        DB_STATEMENT_TIMEOUT_MS: '600',
-        REQUEST_DEADLINE_MS: '1000',
+        // Room for a busy machine: a 300 ms statement is far inside 1.5 s, ten of them far past the 2 s deadline.
+        DB_STATEMENT_TIMEOUT_MS: '1500',
+        REQUEST_DEADLINE_MS: '2000',
       },
     });
   });
@@ -153,7 +154,7 @@ describe('request deadline (REQUEST_DEADLINE_MS)', () => {
     async () => {
       const owner = await d.signUp('deadline');
       const id = (await d.gql(CREATE, { t: 'before' }, owner.token)).data.createConversation.id as string;
-      // This test's rows only (titles starting "slow "): every UPDATE of one takes 300 ms, half the statement timeout (600 ms).
+      // This test's rows only (titles starting "slow "): every UPDATE of one takes 300 ms, a fifth of the statement timeout.
       const admin = new Client({ connectionString: d.db.url });
       await admin.connect();
       try {
@@ -164,13 +165,13 @@ describe('request deadline (REQUEST_DEADLINE_MS)', () => {
       } finally {
         await admin.end();
       }
-      // Mutations run one after another: five renames of 300 ms each sum to 1.5 s, past the 1 s deadline.
-      const aliases = ['a', 'b', 'c', 'd', 'e'];
+      // Mutations run one after another: ten renames of 300 ms each sum to 3 s, past the 2 s deadline.
+      const aliases = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'];
       const renames = aliases.map((a) => `${a}: renameConversation(id: $id, title: "slow ${a}") { id title }`);
       const document = `mutation($id: ID!) { ${renames.join(' ')} }`;
       const { result: answer, statements } = await d.countStatements(() => d.gql(document, { id }, owner.token));
 
-      // Before: 200, all five renames done (1.5 s). Now the rename running at the deadline is cancelled (or not sent),
+      // Before: 200, all ten renames done (3 s). Now the rename running at the deadline is cancelled (or not sent),
       // and being non-null its error ends the operation: nothing after it runs.
       expect(answer.status).toBe(503);
       expect(answer.headers.get('retry-after')).toBe('2');
