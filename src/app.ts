@@ -411,7 +411,11 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       metrics,
       maxBodyBytes: config.limits.maxBodyBytes,
-      maxSignedInBodyBytes: config.limits.maxSignedInBodyBytes,
+      // Only a /graphql request with a token may be larger (that route checks the token before reading the body).
+      bodyLimit: (req) =>
+        req.headers.authorization && req.url?.split('?')[0] === '/graphql'
+          ? config.limits.maxSignedInBodyBytes
+          : config.limits.maxBodyBytes,
       // Which browser origins may call /graphql and /graphql/stream (CORS_ORIGINS).
       cors: new CorsPolicy(config.cors.origins),
       route: createRoutes({

@@ -56,8 +56,8 @@ export interface HttpServerDeps {
   metrics: Metrics;
   /** `Config.limits.maxBodyBytes`. */
   maxBodyBytes: number;
-  /** `Config.limits.maxSignedInBodyBytes`: the declared-size check of `/graphql`, whose route applies the caller's own limit. */
-  maxSignedInBodyBytes?: number;
+  /** The declared-size limit of one request when it is not `maxBodyBytes` (a route that applies the caller's own limit). */
+  bodyLimit?: (req: IncomingMessage) => number;
   /** Cross-origin access to the GraphQL routes (`cors.ts`); absent: no CORS header is ever sent. */
   cors?: CorsPolicy;
   route: Route;
@@ -80,7 +80,6 @@ const HTTP_DRAIN_MS = 5_000;
 
 export function createHttpServer(deps: HttpServerDeps): HttpServer {
   const { logger, metrics, maxBodyBytes, cors, route } = deps;
-  const signedInLimit = Math.max(maxBodyBytes, deps.maxSignedInBodyBytes ?? maxBodyBytes);
   let stopping = false;
   const server = createServer<typeof IncomingMessage, typeof TimedResponse>({ ServerResponse: TimedResponse }, (req, res) => {
     const requestId = requestIdFrom(req.headers['x-request-id']);
@@ -99,8 +98,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
         cors!.answerPreflight(req, res, crossOrigin);
         return Promise.resolve('cors_preflight');
       }
-      // Only a /graphql request with a token may be larger (its route checks the token before reading).
-      const limit = req.headers.authorization && req.url?.split('?')[0] === '/graphql' ? signedInLimit : maxBodyBytes;
+      const limit = deps.bodyLimit?.(req) ?? maxBodyBytes;
       return declared > limit ? Promise.reject(bodyTooLarge(limit)) : route(req, res, requestId);
     };
     withRequestLog(logger, req, res, requestId, answer)

@@ -65,7 +65,7 @@ export class RedisPubSub implements PubSub {
   async publish(channel: string, message: object, options?: PublishOptions): Promise<void> {
     if (this.closed) return;
     if (options?.local) {
-      this.deliverObject(`${this.prefix}:${channel}`, message);
+      this.deliverLocally(`${this.prefix}:${channel}`, () => message);
       return;
     }
     let json: string;
@@ -76,7 +76,7 @@ export class RedisPubSub implements PubSub {
       return;
     }
     const name = `${this.prefix}:${channel}`;
-    this.deliverLocally(name, json);
+    this.deliverLocally(name, () => JSON.parse(json));
     const raw = json === '{}' ? `${this.ownPrefix}}` : `${this.ownPrefix},${json.slice(1)}`;
     if (this.startupBacklog) {
       await new Promise<void>((sent) => this.startupBacklog!.push({ name, raw, sent }));
@@ -115,24 +115,17 @@ export class RedisPubSub implements PubSub {
     closeRedisClient(this.sub);
   }
 
-  /** This process's subscribers, on the next microtask (never inside `publish`), sharing one parsed copy. */
-  private deliverLocally(name: string, json: string): void {
+  /**
+   * This process's subscribers, on the next microtask (never inside `publish`),
+   * sharing one copy: parsed from the JSON, or (a local-only publication) the object itself.
+   */
+  private deliverLocally(name: string, message: () => unknown): void {
     const set = this.listeners.get(name);
     if (!set?.size) return;
     const targets = [...set];
     queueMicrotask(() => {
-      const message: unknown = JSON.parse(json);
-      for (const listener of targets) listener(message);
-    });
-  }
-
-  /** A local-only publication: the object itself to this process's subscribers, on the next microtask. */
-  private deliverObject(name: string, message: object): void {
-    const set = this.listeners.get(name);
-    if (!set?.size) return;
-    const targets = [...set];
-    queueMicrotask(() => {
-      for (const listener of targets) listener(message);
+      const copy = message();
+      for (const listener of targets) listener(copy);
     });
   }
 

@@ -50,6 +50,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { CachePort } from '../../cache/cache.port';
 import { isRetryableDatabaseError } from '../../db/connection-errors';
 import type { PubSub } from '../../pubsub/pubsub.port';
+import { sleep } from '../../timeout';
 import { hiddenError } from './blind';
 import { ComparisonResponse, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 
@@ -369,7 +370,7 @@ async function retried<T>(read: () => Promise<T>): Promise<T> {
       return await read();
     } catch (error) {
       if (!isRetryableDatabaseError(error) || Date.now() >= deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * 2 ** attempt)));
+      await sleep(Math.min(1_000, 50 * 2 ** attempt));
     }
   }
 }

@@ -36,6 +36,7 @@ import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { BurstGate } from '../../db/burst-gate';
+import { sleep } from '../../timeout';
 import { isRetryableDatabaseError } from '../../db/connection-errors';
 import { excludedFromDeadline, outsideDeadline } from '../../db/request-deadline';
 import { isUuid } from '../../db/pagination';
@@ -676,7 +677,7 @@ export class ComparisonRunner {
           { ...failure(err), responseId: id, attempt },
           'storing a comparison response failed on a connection error: retrying',
         );
-        await delay(Math.min(2_000, 50 * 2 ** attempt));
+        await sleep(Math.min(2_000, 50 * 2 ** attempt));
       }
     }
   }
@@ -690,10 +691,6 @@ export class ComparisonRunner {
 function failure(err: unknown): { error: string; code?: string } {
   const code = (err as { code?: unknown } | null)?.code;
   return { error: err instanceof Error ? err.name : typeof err, ...(typeof code === 'string' ? { code } : {}) };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Waits for every promise to settle, or `ms`, whichever comes first. */

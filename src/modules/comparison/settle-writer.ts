@@ -63,7 +63,8 @@ export class SettleWriter {
       const written = await this.execute(batch.map((p) => p.row));
       for (const p of batch) p.resolve(written.has(p.row.id));
     } catch (error) {
-      if (batch.length === 1 || !isStatementError(error)) {
+      // Alone, or a connection error, lock or statement timeout (the caller retries it whole): passed on as it is.
+      if (batch.length === 1 || isRetryableDatabaseError(error)) {
         for (const p of batch) p.reject(error);
         return;
       }
@@ -97,9 +98,4 @@ export class SettleWriter {
       ]);
     return new Set(result.map((r) => r.id));
   }
-}
-
-/** PostgreSQL refused the statement itself: not a connection error, a lock or a statement timeout (those are retried whole). */
-function isStatementError(error: unknown): boolean {
-  return !isRetryableDatabaseError(error);
 }
