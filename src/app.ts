@@ -56,6 +56,7 @@ import { createApqCache } from './cache/apq';
 import { createRateLimiters, type RateLimiter } from './cache/rate-limit';
 import { UsageService } from './modules/usage/usage.service';
 import { createGuardedFetch } from './llm/egress';
+import { ProviderThreads } from './llm/provider-threads';
 import { ModelRegistry } from './llm/model-registry';
 import { ModelAccess } from './modules/api-key/model-access';
 import { SecretBox } from './modules/api-key/secret-box';
@@ -229,6 +230,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     cleanups.push(() => userFetch.close());
     const transport = { userFetch };
     const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls, transport, config.operatorEndpoints);
+    // Comparison answers are read off the main loop (worker threads), unless PROVIDER_THREADS=0.
+    const providerStreams = new ProviderThreads({ threads: config.llm.providerThreads, egress: config.egress, transport });
+    cleanups.push(() => providerStreams.close());
     const usage = new UsageService({
       orm,
       providerCalls: rateLimiters.limiter('provider_calls', config.rateLimits.providerCalls),
@@ -248,6 +252,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       conversations,
       models: modelAccess,
       usage,
+      providerStreams,
       requestTimeoutMs: config.llm.requestTimeoutMs,
       leaseMs: config.comparisonLeaseMs,
       maxOutputBytes: config.llm.maxOutputBytes,

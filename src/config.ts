@@ -156,6 +156,8 @@ export interface Config {
     maxOutputBytes: number;
     /** At most this many names are kept from one provider's model list. */
     maxListedModels: number;
+    /** Worker threads that stream comparison answers (`provider-threads.ts`); 0: in-process. */
+    providerThreads: number;
   };
   egress: EgressPolicy;
   cache: { responseTtlMs: number; registryTtlMs: number; breakerCooldownMs: number; operationTimeoutMs: number; localCopiesMb: number };
@@ -514,6 +516,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       listTimeoutMs: int(env, 'LLM_LIST_TIMEOUT_MS', 2_000, 1),
       maxOutputBytes: int(env, 'LLM_MAX_OUTPUT_BYTES', 256 * 1024, 1024),
       maxListedModels: int(env, 'LLM_MAX_LISTED_MODELS', 1_000, 1),
+      providerThreads: int(env, 'PROVIDER_THREADS', 1, 0),
     },
     egress: egressPolicy(env, production),
     cache: {

@@ -151,10 +151,17 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       await new Promise<void>((resolve) => res.end(responseBody, () => resolve()));
       return;
     }
-    // Events are written as they come, without waiting for each to be flushed: several
-    // written in one turn of the loop leave in one packet, and only a full socket buffer
-    // (a slow client) makes the stream wait, for `drain` or the client leaving.
+    // Events are written as they come, without waiting for each to be flushed; the socket is
+    // corked from the first event of a turn of the loop until that turn's end (setImmediate),
+    // so the events of one turn (the deltas of a comparison's answers that arrived together)
+    // leave in one write. Only a full socket buffer (a slow client) makes the stream wait,
+    // for `drain` or the client leaving.
     let closed = false;
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      res.uncork();
+    };
     let wake: (() => void) | undefined;
     const onClose = () => {
       closed = true;
@@ -176,6 +183,11 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
     try {
       for await (const value of responseBody) {
         if (closed || !res.writable) break; // the response's close event may come late
+        if (!corked) {
+          corked = true;
+          res.cork();
+          setImmediate(uncork);
+        }
         if (!res.write(value)) await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
       }

@@ -125,10 +125,11 @@ const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
  * `timeoutMs` bounds it instead.
  */
 export function streamCompletion(opts: StreamCompletionOptions): Promise<CompletionResult> {
-  return excludedFromDeadline(() => streamCompletionNow(opts));
+  return excludedFromDeadline(() => streamCompletionDirect(opts));
 }
 
-async function streamCompletionNow(opts: StreamCompletionOptions): Promise<CompletionResult> {
+/** {@link streamCompletion} without the deadline exclusion (a provider thread has no request). */
+export async function streamCompletionDirect(opts: StreamCompletionOptions): Promise<CompletionResult> {
   const started = performance.now();
   const controller = new AbortController();
   let timedOut = false;

@@ -7,13 +7,21 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { LanguageModel } from 'ai';
 import type { ModelId } from '../../llm/model-id';
 import { toProvider } from '../../llm/model-id';
-import { createLanguageModel, isCustomEndpoint, type ProviderBaseUrls, type ProviderTransport } from '../../llm/language-models';
+import {
+  createLanguageModel,
+  isCustomEndpoint,
+  type ProviderBaseUrls,
+  type ProviderTransport,
+  resolveBaseUrl,
+} from '../../llm/language-models';
 import { ProviderCallError } from '../../llm/provider-errors';
+import type { ModelSpec } from '../../llm/provider-threads';
 import type { ApiKeyService } from './api-key.service';
 
 /** A callable model, and whether it is served by the user's own endpoint (not an operator endpoint: see `isCustomEndpoint`). */
 export interface ResolvedModel {
-  model: LanguageModel;
+  /** The model as data: built where it is called (`model()` here, or a provider thread: `ProviderThreads`). */
+  spec: ModelSpec;
   customEndpoint: boolean;
 }
 
@@ -43,7 +51,12 @@ export class ModelAccess {
    * user holds no key of that provider and label.
    */
   languageModels(em: EntityManager, userId: string, ids: readonly ModelId[], touchKey = true): Array<Promise<LanguageModel>> {
-    return this.resolveModels(em, userId, ids, touchKey).map(async (resolved) => (await resolved).model);
+    return this.resolveModels(em, userId, ids, touchKey).map(async (resolved) => this.build((await resolved).spec));
+  }
+
+  /** An AI SDK model from its spec, calling a key's own `baseUrl` through the egress-guarded fetch. */
+  build(spec: ModelSpec): LanguageModel {
+    return createLanguageModel(spec.provider, spec.name, spec.creds, spec.baseUrls, this.transport);
   }
 
   /** {@link languageModels}, each with whether its key's `baseUrl` is a custom (non-operator) endpoint. */
@@ -59,8 +72,10 @@ export class ModelAccess {
       if (!found) {
         throw new ProviderCallError(id.provider, 'AUTH', `No ${id.provider} API key labelled "${id.label}": add one with saveApiKey`);
       }
+      // The base URL is checked here (BAD_REQUEST), where the model was built before threads.
+      resolveBaseUrl(id.provider, found, this.baseUrls);
       return {
-        model: createLanguageModel(id.provider, id.name, found, this.baseUrls, this.transport),
+        spec: { provider: id.provider, name: id.name, creds: { apiKey: found.apiKey, baseUrl: found.baseUrl }, baseUrls: this.baseUrls },
         customEndpoint: isCustomEndpoint(found, this.operatorEndpoints),
       };
     });

@@ -48,7 +48,8 @@ import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
 import { logProviderFailure } from '../../llm/provider-failure-log';
 import { ProviderCallError } from '../../llm/provider-errors';
-import { CancelledError, type ChatTurn, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
+import type { ProviderThreads } from '../../llm/provider-threads';
+import { CancelledError, type ChatTurn, OutputLimitError } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { Metrics } from '../../observability/metrics';
 import type { ModelAccess, ResolvedModel } from '../api-key/model-access';
@@ -110,6 +111,8 @@ export interface ComparisonRunnerDeps {
   models: ModelAccess;
   /** Rate limit and spend budget, checked before any provider is called. */
   usage: ProviderCallAdmission;
+  /** Where answers are streamed from (worker threads, or in-process). */
+  providerStreams: ProviderThreads;
   requestTimeoutMs: number;
   /** A lease not renewed for this long is expired (see the header). */
   leaseMs: number;
@@ -495,12 +498,11 @@ export class ComparisonRunner {
     // Known once the key is read: stored with whatever outcome the call has.
     let customEndpoint = false;
     try {
-      const { model: languageModel, customEndpoint: custom } = await model$;
+      const { spec, customEndpoint: custom } = await model$;
       customEndpoint = custom;
       let streaming = false;
-      const result = await streamCompletion({
-        provider: model.provider,
-        model: languageModel,
+      const result = await this.deps.providerStreams.stream({
+        spec,
         messages: job.history,
         timeoutMs: this.deps.requestTimeoutMs,
         maxOutputBytes: this.deps.maxOutputBytes,

@@ -192,7 +192,9 @@ export class JudgeService {
     let languageModel;
     let customEndpoint = false;
     try {
-      ({ model: languageModel, customEndpoint } = await this.deps.models.resolveModels(em, userId, [model])[0]!);
+      const resolved = await this.deps.models.resolveModels(em, userId, [model])[0]!;
+      ({ customEndpoint } = resolved);
+      languageModel = this.deps.models.build(resolved.spec);
     } catch (error) {
       if (!(error instanceof ProviderCallError)) throw error;
       logProviderFailure(this.deps.logger, model, error, { comparisonId, judge: true });

@@ -1,0 +1,77 @@
+/**
+ * Worker-thread entry: streams provider answers off the main event loop (see
+ * `provider-threads.ts`). Receives `start` and `cancel` messages; answers with
+ * batches of deltas (`d`: every delta that arrived in one turn of this
+ * thread's loop, for all its streams, as `[id, text, id, text, …]`), then one
+ * `end` or `fail` per stream, always after that stream's last delta batch.
+ * Loaded by `ProviderThreads`, never imported by the app.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { EgressPolicy } from './egress';
+import { createGuardedFetch } from './egress';
+import { createLanguageModel } from './language-models';
+import { ProviderCallError } from './provider-errors';
+import { CancelledError, OutputLimitError, streamCompletionDirect } from './stream-completion';
+import type { FailureMessage, StartMessage, ThreadMessage, ToThread } from './provider-threads';
+
+const port = parentPort!;
+const transport = { userFetch: createGuardedFetch((workerData as { egress: EgressPolicy }).egress) };
+const running = new Map<number, AbortController>();
+let batch: Array<number | string> = [];
+let scheduled = false;
+
+function flush(): void {
+  scheduled = false;
+  if (batch.length === 0) return;
+  const b = batch;
+  batch = [];
+  port.postMessage({ t: 'd', b } satisfies ThreadMessage);
+}
+
+function failure(error: unknown): FailureMessage['error'] {
+  if (error instanceof OutputLimitError) {
+    return { k: 'limit', provider: error.provider, limitBytes: error.limitBytes, partialText: error.partialText };
+  }
+  if (error instanceof ProviderCallError) {
+    return { k: 'provider', provider: error.provider, reason: error.reason, message: error.message, statusCode: error.statusCode };
+  }
+  if (error instanceof CancelledError) return { k: 'cancelled' };
+  return { k: 'error', message: error instanceof Error ? error.message : String(error) };
+}
+
+async function run(m: StartMessage): Promise<void> {
+  const controller = new AbortController();
+  running.set(m.id, controller);
+  try {
+    const { spec } = m;
+    const result = await streamCompletionDirect({
+      provider: spec.provider,
+      model: createLanguageModel(spec.provider, spec.name, spec.creds, spec.baseUrls, transport),
+      messages: m.messages,
+      system: m.system,
+      timeoutMs: m.timeoutMs,
+      maxOutputTokens: m.maxOutputTokens,
+      maxOutputBytes: m.maxOutputBytes,
+      signal: controller.signal,
+      onDelta: (delta) => {
+        batch.push(m.id, delta);
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(flush);
+        }
+      },
+    });
+    flush();
+    port.postMessage({ t: 'end', id: m.id, result } satisfies ThreadMessage);
+  } catch (error) {
+    flush();
+    port.postMessage({ t: 'fail', id: m.id, error: failure(error) } satisfies ThreadMessage);
+  } finally {
+    running.delete(m.id);
+  }
+}
+
+port.on('message', (m: ToThread) => {
+  if (m.t === 'start') void run(m);
+  else running.get(m.id)?.abort();
+});

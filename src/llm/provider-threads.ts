@@ -1,0 +1,208 @@
+/**
+ * Where comparison answers are streamed from the provider: in worker threads
+ * (`PROVIDER_THREADS`, default 1), so the main event loop only receives the
+ * text. Reading a provider's stream through the AI SDK is a pipeline of web
+ * streams (HTTP body → text decoder → SSE parser → JSON parse → the
+ * provider's transform) costing tens of microseconds and several promises
+ * per delta, each promise also paying Node 20's async-hook cost on a loop
+ * that uses AsyncLocalStorage; at 20 comparisons × 4 models that is half the
+ * main loop's time (profile in docs/BENCHMARKS.md "Streaming benchmark").
+ * A thread posts the deltas that arrived in one turn of its loop as one
+ * message, so the main loop pays one message per turn instead.
+ *
+ * The thread builds the model from a serialisable {@link ModelSpec} (the key
+ * travels between threads of this process only) with its own egress-guarded
+ * fetch built from the same policy, and runs `streamCompletionDirect`: the
+ * same limits, cleaning and error classification as in-process. Errors come
+ * back as the same classes (`ProviderCallError`, `OutputLimitError` with its
+ * partial text, `CancelledError`). A thread that dies fails its streams as
+ * UNAVAILABLE; the next call starts a new one. `threads: 0` streams
+ * in-process (the test default: no thread start per app).
+ */
+import { extname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { ProviderErrorReason } from '../errors';
+import { excludedFromDeadline } from '../db/request-deadline';
+import type { EgressPolicy } from './egress';
+import { createLanguageModel, type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport } from './language-models';
+import type { ProviderName } from './model-id';
+import { ProviderCallError } from './provider-errors';
+import { CancelledError, type ChatTurn, type CompletionResult, OutputLimitError, streamCompletion } from './stream-completion';
+
+/** Everything needed to build the model in another thread. */
+export interface ModelSpec {
+  provider: ProviderName;
+  name: string;
+  creds: ProviderCredentials;
+  baseUrls: ProviderBaseUrls;
+}
+
+export interface ProviderStreamOptions {
+  spec: ModelSpec;
+  messages: readonly ChatTurn[];
+  system?: string;
+  timeoutMs: number;
+  maxOutputTokens?: number;
+  maxOutputBytes?: number;
+  /** Aborting it cancels the call (CancelledError). */
+  signal?: AbortSignal;
+  /** Called for every text delta, in order. */
+  onDelta?: (delta: string) => void;
+}
+
+// ─── The messages between the threads (also used by provider-thread.entry.ts) ──
+
+export interface StartMessage extends Omit<ProviderStreamOptions, 'signal' | 'onDelta'> {
+  t: 'start';
+  id: number;
+}
+export type ToThread = StartMessage | { t: 'cancel'; id: number };
+export interface FailureMessage {
+  t: 'fail';
+  id: number;
+  error:
+    | { k: 'provider'; provider: ProviderName; reason: ProviderErrorReason; message: string; statusCode?: number }
+    | { k: 'limit'; provider: ProviderName; limitBytes: number; partialText: string }
+    | { k: 'cancelled' }
+    | { k: 'error'; message: string };
+}
+export type ThreadMessage = { t: 'd'; b: Array<number | string> } | { t: 'end'; id: number; result: CompletionResult } | FailureMessage;
+
+interface Pending {
+  provider: ProviderName;
+  thread: Thread;
+  onDelta?: (delta: string) => void;
+  resolve: (result: CompletionResult) => void;
+  reject: (error: Error) => void;
+}
+
+interface Thread {
+  worker: Worker;
+  active: number;
+}
+
+export interface ProviderThreadsOptions {
+  /** Worker threads; 0 streams in-process. */
+  threads: number;
+  egress: EgressPolicy;
+  /** The in-process transport (threads: 0). */
+  transport: ProviderTransport;
+}
+
+export class ProviderThreads {
+  private readonly threads: Thread[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(private readonly opts: ProviderThreadsOptions) {}
+
+  /** Streams one answer; resolves like `streamCompletion`, whichever thread runs it. */
+  stream(o: ProviderStreamOptions): Promise<CompletionResult> {
+    if (this.opts.threads <= 0) {
+      const { spec, ...rest } = o;
+      return excludedFromDeadline(() =>
+        streamCompletion({
+          ...rest,
+          provider: spec.provider,
+          model: createLanguageModel(spec.provider, spec.name, spec.creds, spec.baseUrls, this.opts.transport),
+        }),
+      );
+    }
+    return excludedFromDeadline(() => this.inThread(o));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const threads = this.threads.splice(0);
+    await Promise.all(threads.map((t) => t.worker.terminate()));
+  }
+
+  private inThread(o: ProviderStreamOptions): Promise<CompletionResult> {
+    if (this.closed) return Promise.reject(new ProviderCallError(o.spec.provider, 'UNAVAILABLE', 'The server is shutting down'));
+    if (o.signal?.aborted) return Promise.reject(new CancelledError());
+    const thread = this.pick();
+    const id = this.nextId++;
+    const { signal, onDelta, ...rest } = o;
+    return new Promise<CompletionResult>((resolve, reject) => {
+      const onAbort = () => thread.worker.postMessage({ t: 'cancel', id } satisfies ToThread);
+      const done = () => {
+        signal?.removeEventListener('abort', onAbort);
+        this.pending.delete(id);
+        if (--thread.active === 0) thread.worker.unref();
+      };
+      this.pending.set(id, {
+        provider: o.spec.provider,
+        thread,
+        onDelta,
+        resolve: (result) => {
+          done();
+          resolve(result);
+        },
+        reject: (error) => {
+          done();
+          reject(error);
+        },
+      });
+      if (thread.active++ === 0) thread.worker.ref();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      thread.worker.postMessage({ t: 'start', id, ...rest } satisfies ToThread);
+    });
+  }
+
+  /** The thread with the fewest streams, starting threads up to the configured number. */
+  private pick(): Thread {
+    let best: Thread | undefined;
+    for (const t of this.threads) if (!best || t.active < best.active) best = t;
+    if (best && (best.active === 0 || this.threads.length >= this.opts.threads)) return best;
+    return this.spawn();
+  }
+
+  private spawn(): Thread {
+    const ext = extname(__filename);
+    const entry = join(__dirname, `provider-thread.entry${ext}`);
+    const workerData = { egress: this.opts.egress };
+    const worker =
+      ext === '.ts'
+        ? new Worker(
+            `require('ts-node').register({ transpileOnly: true, swc: true, compilerOptions: { module: 'commonjs' } }); ` +
+              `require(${JSON.stringify(entry)});`,
+            { eval: true, workerData },
+          )
+        : new Worker(entry, { workerData });
+    worker.unref();
+    const thread: Thread = { worker, active: 0 };
+    worker.on('message', (m: ThreadMessage) => this.receive(m));
+    const lost = () => {
+      const at = this.threads.indexOf(thread);
+      if (at >= 0) this.threads.splice(at, 1);
+      for (const p of [...this.pending.values()]) {
+        if (p.thread !== thread) continue;
+        p.reject(new ProviderCallError(p.provider, 'UNAVAILABLE', 'The provider call was interrupted: retry'));
+      }
+    };
+    worker.on('error', lost);
+    worker.on('exit', lost);
+    this.threads.push(thread);
+    return thread;
+  }
+
+  private receive(m: ThreadMessage): void {
+    if (m.t === 'd') {
+      const b = m.b;
+      for (let i = 0; i < b.length; i += 2) this.pending.get(b[i] as number)?.onDelta?.(b[i + 1] as string);
+      return;
+    }
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    if (m.t === 'end') {
+      p.resolve(m.result);
+      return;
+    }
+    const e = m.error;
+    if (e.k === 'provider') p.reject(new ProviderCallError(e.provider, e.reason, e.message, { statusCode: e.statusCode }));
+    else if (e.k === 'limit') p.reject(new OutputLimitError(e.provider, e.limitBytes, e.partialText));
+    else if (e.k === 'cancelled') p.reject(new CancelledError());
+    else p.reject(new ProviderCallError(p.provider, 'UNAVAILABLE', e.message));
+  }
+}

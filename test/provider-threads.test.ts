@@ -1,0 +1,104 @@
+/**
+ * Provider streams read in a worker thread (`src/llm/provider-threads.ts`):
+ * the same text, deltas in order, the same error classes as in-process, a
+ * cancel reaching the thread, the egress policy holding there, and a thread
+ * that dies failing only its own calls (the next call gets a new thread).
+ */
+import { ProviderCallError } from '../src/llm/provider-errors';
+import { type ModelSpec, ProviderThreads } from '../src/llm/provider-threads';
+import { CancelledError, OutputLimitError } from '../src/llm/stream-completion';
+import { FakeLlmServer } from './helpers/fake-llm';
+
+const KEY = 'sk-test-0123456789abcdef';
+const OPEN = { allowPrivateNetworks: true, allowCidrs: [] };
+const CLOSED = { allowPrivateNetworks: false, allowCidrs: [] };
+const ASK = [{ role: 'user' as const, content: 'Say hello' }];
+
+let fake: FakeLlmServer;
+const pools: ProviderThreads[] = [];
+
+beforeAll(async () => {
+  fake = await FakeLlmServer.start();
+});
+beforeEach(() => fake.reset());
+afterAll(async () => {
+  await Promise.all(pools.map((p) => p.close()));
+  await fake.close();
+});
+
+function pool(egress = OPEN, threads = 1): ProviderThreads {
+  const p = new ProviderThreads({ threads, egress, transport: {} });
+  pools.push(p);
+  return p;
+}
+
+function spec(name: string, own = false): ModelSpec {
+  return own
+    ? { provider: 'openai_compatible', name, creds: { apiKey: KEY, baseUrl: fake.baseUrls.compatible }, baseUrls: {} }
+    : { provider: 'openai', name, creds: { apiKey: KEY }, baseUrls: { openai: fake.baseUrls.openai } };
+}
+
+describe('provider threads', () => {
+  it('streams the whole text as ordered deltas, several answers at once, with usage and timings', async () => {
+    const threads = pool(OPEN, 2);
+    const names = ['t-one', 't-two', 't-three', 't-four'];
+    for (const n of names) fake.setBehavior(n, { text: `${n} says: ${'word '.repeat(40).trim()}`, chunkDelayMs: 1 });
+    const seen = names.map(() => [] as string[]);
+    const results = await Promise.all(
+      names.map((n, i) => threads.stream({ spec: spec(n), messages: ASK, timeoutMs: 10_000, onDelta: (d) => seen[i]!.push(d) })),
+    );
+    results.forEach((r, i) => {
+      expect(r.text).toBe(`${names[i]} says: ${'word '.repeat(40).trim()}`);
+      expect(seen[i]!.join('')).toBe(r.text);
+      expect(seen[i]!.length).toBeGreaterThan(10);
+      expect(r.completionTokens).toBeGreaterThan(0);
+      expect(r.timeToFirstTokenMs).not.toBeNull();
+    });
+  });
+
+  it('answers provider failures, the output limit and cancels with the in-process error classes', async () => {
+    const threads = pool();
+    const refused = threads.stream({ spec: spec('t-fail-429'), messages: ASK, timeoutMs: 10_000 });
+    await expect(refused).rejects.toBeInstanceOf(ProviderCallError);
+    await expect(refused).rejects.toMatchObject({ reason: 'RATE_LIMIT', provider: 'openai', statusCode: 429 });
+
+    fake.setBehavior('t-long', { text: 'x'.repeat(5_000), chunks: 50 });
+    const cut = threads.stream({ spec: spec('t-long'), messages: ASK, timeoutMs: 10_000, maxOutputBytes: 1_024 });
+    await expect(cut).rejects.toBeInstanceOf(OutputLimitError);
+    await expect(cut).rejects.toMatchObject({ partialText: 'x'.repeat(1_024), limitBytes: 1_024 });
+
+    const controller = new AbortController();
+    fake.setBehavior('t-hang', { hang: true });
+    const hung = threads.stream({ spec: spec('t-hang'), messages: ASK, timeoutMs: 60_000, signal: controller.signal });
+    await fake.waitForRequests(3, 'openai', 'chat');
+    controller.abort();
+    await expect(hung).rejects.toBeInstanceOf(CancelledError);
+
+    const slow = threads.stream({ spec: spec('t-hang'), messages: ASK, timeoutMs: 200 });
+    await expect(slow).rejects.toMatchObject({ reason: 'TIMEOUT' });
+  });
+
+  it("obeys the egress policy in the thread: a key's own private endpoint is refused before any request", async () => {
+    const threads = pool(CLOSED);
+    const call = threads.stream({ spec: spec('t-private', true), messages: ASK, timeoutMs: 10_000 });
+    await expect(call).rejects.toMatchObject({ reason: 'BAD_REQUEST' });
+    expect(fake.count('compatible', 'chat')).toBe(0);
+    // The operator's configured endpoint is not the user's choice: allowed.
+    await expect(threads.stream({ spec: spec('t-operator'), messages: ASK, timeoutMs: 10_000 })).resolves.toMatchObject({
+      text: expect.stringContaining('t-operator'),
+    });
+  });
+
+  it('fails the calls of a thread that dies as UNAVAILABLE, and the next call runs on a new thread', async () => {
+    const threads = pool();
+    fake.setBehavior('t-held', { hang: true });
+    const held = threads.stream({ spec: spec('t-held'), messages: ASK, timeoutMs: 60_000 });
+    await fake.waitForRequests(1, 'openai', 'chat');
+    const worker = (threads as unknown as { threads: Array<{ worker: { terminate(): Promise<number> } }> }).threads[0]!.worker;
+    await worker.terminate();
+    await expect(held).rejects.toMatchObject({ reason: 'UNAVAILABLE' });
+    await expect(threads.stream({ spec: spec('t-after'), messages: ASK, timeoutMs: 10_000 })).resolves.toMatchObject({
+      text: expect.stringContaining('t-after'),
+    });
+  });
+});
