@@ -136,8 +136,9 @@ export function fitArena(counts: BattleCounts, opts: ArenaFitOptions = {}): Aren
     return { feature, coefficient, low: coefficient - Z_95 * se, high: coefficient + Z_95 * se };
   });
 
+  const kept = opts.keepSamples && B > 0 ? { samples: Object.fromEntries(p.models.map((m, i) => [m, Array.from(samples[i])])) } : {};
   ratings.sort((x, y) => Math.round(y.rating * 1e6) - Math.round(x.rating * 1e6) || (x.model < y.model ? -1 : x.model > y.model ? 1 : 0));
-  return { ratings, styleCoefficients, bootstrapSamples: B, battles: sumArray(p.n) };
+  return { ratings, styleCoefficients, bootstrapSamples: B, battles: sumArray(p.n), ...kept };
 }
 
 /**

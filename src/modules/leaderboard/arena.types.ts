@@ -36,6 +36,12 @@ export interface ArenaFitOptions {
    * features move together.
    */
   styleRidge?: number;
+  /**
+   * Also answer each model's bootstrap draws (`ArenaFit.samples`), so a caller
+   * can form intervals of a function of the ratings (the eval diff: the change
+   * of a model's rating between two runs). Default false.
+   */
+  keepSamples?: boolean;
 }
 
 export interface ArenaRating {
@@ -70,4 +76,6 @@ export interface ArenaFit {
   bootstrapSamples: number;
   /** Pairwise battles used (sum of the counts). */
   battles: number;
+  /** With `keepSamples` and resamples: each model's centred rating in every resample, in resample order. */
+  samples?: Record<string, number[]>;
 }
