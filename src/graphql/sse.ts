@@ -22,6 +22,8 @@ import { readBody } from '../http/respond';
 import type { DocumentGuard } from './document-limits';
 import { classifyError, QueryTooComplexError } from './format-error';
 import { jitSubscribe } from './jit-executor';
+import { documentWeight } from './document-cache';
+import { LruMap } from '../lru-map';
 
 export interface SseDeps {
   schema: GraphQLSchema;
@@ -67,7 +69,13 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
   ];
   // graphql-sse wants an index-signature context; ours is a plain interface.
   type SseContext = GraphqlContext & Record<PropertyKey, unknown>;
-  const compiled = deps.executor === 'jit' ? jitSubscribe(deps.compiledSubscriptionBytes) : undefined;
+  // The subscriptions' share of the document budget: 3/4 compiled code, 1/4 parsed and validated documents.
+  const compiled = deps.executor === 'jit' ? jitSubscribe(Math.floor((deps.compiledSubscriptionBytes * 3) / 4)) : undefined;
+  /** Signed-in callers' documents that parsed and validated, by query text: a burst of subscriptions validates each once. */
+  const validated = new LruMap<string, DocumentNode>(Number.MAX_SAFE_INTEGER, {
+    maxWeight: Math.floor(deps.compiledSubscriptionBytes / 4),
+    weigh: (_document, query) => documentWeight(query.length),
+  });
   /** The query text and operation name of each request's document, the compiled subscription's key. */
   const keys = new WeakMap<DocumentNode, string>();
   const handler = createHandler<IncomingMessage, undefined, SseContext>({
@@ -78,14 +86,19 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       return compiled ? compiled(args, keys.get(args.document)) : subscribe(args);
     },
     onSubscribe: async (req, params) => {
-      let document: DocumentNode;
-      try {
-        document = typeof params.query === 'string' ? deps.guard.parse(params.query) : params.query;
-      } catch (error) {
-        return refuse([asRequestError(error, 'GRAPHQL_PARSE_FAILED')]);
+      const request = requests.get(req.raw) ?? { requestId: 'sse', principal: null };
+      const text = typeof params.query === 'string' && request.principal ? params.query : undefined;
+      let document = text === undefined ? undefined : validated.get(text);
+      if (!document) {
+        try {
+          document = typeof params.query === 'string' ? deps.guard.parse(params.query) : params.query;
+        } catch (error) {
+          return refuse([asRequestError(error, 'GRAPHQL_PARSE_FAILED')]);
+        }
+        const invalid = deps.guard.validate(deps.schema, document);
+        if (invalid.length) return refuse(invalid.map((e) => asRequestError(e, 'GRAPHQL_VALIDATION_FAILED')));
+        if (text !== undefined) validated.set(text, document);
       }
-      const invalid = deps.guard.validate(deps.schema, document);
-      if (invalid.length) return refuse(invalid.map((e) => asRequestError(e, 'GRAPHQL_VALIDATION_FAILED')));
       const operation = getOperationAST(document, params.operationName);
       if (operation?.operation !== 'subscription') {
         return refuse([
@@ -99,7 +112,6 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       }
       // The token was verified before the stream opened (an invalid one answered 401);
       // a missing one is reported by the resolver as UNAUTHENTICATED.
-      const request = requests.get(req.raw) ?? { requestId: 'sse', principal: null };
       try {
         deps.tokenScopes.check(request.principal, undefined, document, operation);
       } catch (error) {

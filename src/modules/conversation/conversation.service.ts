@@ -49,12 +49,14 @@ export class ConversationService {
   }
 
   async create(em: EntityManager, principal: Principal, title: string | null | undefined): Promise<Conversation> {
-    const conversation = em.create(Conversation, {
-      owner: principal.userId,
-      title: cleanTitle(title ?? 'New conversation'),
-    });
-    await em.persist(conversation).flush();
+    const conversation = this.draft(em, principal, title);
+    await em.flush();
     return conversation;
+  }
+
+  /** A new conversation persisted with the caller's next flush (a comparison's start writes it in its own transaction). */
+  draft(em: EntityManager, principal: Principal, title: string | null | undefined): Conversation {
+    return em.create(Conversation, { owner: principal.userId, title: cleanTitle(title ?? 'New conversation') });
   }
 
   async rename(em: EntityManager, principal: Principal, id: string, title: string): Promise<Conversation> {
