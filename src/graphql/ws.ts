@@ -1,0 +1,168 @@
+/**
+ * Subscriptions over WebSocket at `/graphql/ws`, in the GraphQL over
+ * WebSocket protocol (`graphql-ws`, what Apollo Client's `GraphQLWsLink`
+ * speaks), beside SSE (`sse.ts`) and with the same checks
+ * (`subscriptions.ts`): document limits, subscriptions only, cost, token
+ * scopes, masked errors with their codes.
+ *
+ * - **Auth**: `connection_init`'s payload `{ "authorization": "Bearer …" }`
+ *   (a JWT or a personal token). A bad token closes the socket with 4403
+ *   Forbidden; none is anonymous (a subscription then answers
+ *   UNAUTHENTICATED, as over SSE). A personal token revoked while its socket
+ *   is open closes it with 4401 on every instance that holds one.
+ * - **Origin**: a browser's upgrade is accepted from the page's own origin and
+ *   from the origins `CORS_ORIGINS` allows; others get 403 before any
+ *   WebSocket exists. Clients that send no `Origin` (not browsers) are let in.
+ * - **Limits**: a message is at most `MAX_BODY_BYTES`; at most
+ *   {@link MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions run on one socket.
+ * - **Pacing**: while the socket's send buffer is above
+ *   {@link SEND_HIGH_WATER}, a comparison's stream waits (its deltas join
+ *   into fewer, longer ones) as it does for a slow SSE reader.
+ * - **Shutdown**: `close()` ends every socket with 1001 (going away).
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { GraphQLError } from 'graphql';
+import { CloseCode } from 'graphql-ws';
+import { type Extra, useServer as serveGraphqlWs } from 'graphql-ws/use/ws';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { Principal } from '../auth/principal';
+import type { GraphqlContext, RequestContexts } from './context';
+import type { Subscriptions } from './subscriptions';
+
+export const WS_PATH = '/graphql/ws';
+/** Subscriptions one socket may hold at once. */
+export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
+/** Bytes waiting in a socket's send buffer past which its streams wait (see the header). */
+const SEND_HIGH_WATER = 256 * 1024;
+
+export interface WsDeps {
+  subscriptions: Subscriptions;
+  contexts: RequestContexts;
+  /** Whether a page on this origin may call the API (`CorsPolicy.allowsOrigin`). */
+  allowsOrigin: (origin: string) => boolean;
+  maxMessageBytes: number;
+  /** Personal-token revocations applied on this instance. */
+  onTokenRevoked?: (listener: (tokenId: string) => void) => () => void;
+}
+
+interface Connection {
+  principal: Principal | null;
+}
+
+export interface GraphqlWs {
+  /** Ends every socket (1001) and stops accepting upgrades. */
+  close(): Promise<void>;
+}
+
+export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
+  const { subscriptions } = deps;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: deps.maxMessageBytes });
+  const connections = new WeakMap<WebSocket, Connection>();
+  let closing = false;
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (pathOf(req.url) !== WS_PATH) return refuseUpgrade(socket, 404, 'Not Found');
+    if (closing) return refuseUpgrade(socket, 503, 'Service Unavailable');
+    const origin = req.headers.origin;
+    if (origin !== undefined && !sameOrigin(origin, req) && !deps.allowsOrigin(origin)) return refuseUpgrade(socket, 403, 'Forbidden');
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  };
+  server.on('upgrade', onUpgrade);
+
+  const socketOf = (ctx: { extra: Extra }) => ctx.extra.socket as WebSocket;
+  const requestOf = (ctx: { extra: Extra }) => ctx.extra.request;
+
+  const disposable = serveGraphqlWs(
+    {
+      schema: subscriptions.schema,
+      onConnect: async (ctx) => {
+        const raw = (ctx.connectionParams as { authorization?: unknown } | undefined)?.authorization;
+        if (raw !== undefined && typeof raw !== 'string') return false;
+        try {
+          connections.set(socketOf(ctx), { principal: await deps.contexts.principalFrom(raw) });
+          return true;
+        } catch {
+          return false; // 4403 Forbidden
+        }
+      },
+      onSubscribe: (ctx, _id, payload) => {
+        const connection = connections.get(socketOf(ctx)) ?? { principal: null };
+        if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) {
+          const message = `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions run on one socket: complete some, or open another socket`;
+          return [new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT' } })];
+        }
+        const prepared = subscriptions.prepare(payload, connection.principal, WS_PATH);
+        if (!prepared.ok) return prepared.errors;
+        const socket = socketOf(ctx);
+        const contextValue: GraphqlContext = deps.contexts.create(requestOf(ctx), randomUUID(), connection.principal);
+        contextValue.streamReady = readyFor(socket);
+        return {
+          schema: subscriptions.schema,
+          document: prepared.document,
+          operationName: prepared.operationName,
+          variableValues: payload.variables ?? undefined,
+          contextValue,
+        };
+      },
+      subscribe: (args) => subscriptions.subscribe(args),
+      onNext: (_ctx, _id, _payload, _args, result) => subscriptions.format(result),
+      onError: (_ctx, _id, _payload, errors) => subscriptions.formatErrors(errors),
+    },
+    wss,
+  );
+
+  const stopListening = deps.onTokenRevoked?.((tokenId) => {
+    for (const ws of wss.clients) {
+      if (connections.get(ws)?.principal?.token?.id === tokenId) ws.close(CloseCode.Unauthorized, 'The token was revoked');
+    }
+  });
+
+  return {
+    close: async () => {
+      closing = true;
+      server.off('upgrade', onUpgrade);
+      stopListening?.();
+      for (const ws of wss.clients) ws.close(1001, 'The server is shutting down');
+      await disposable.dispose();
+    },
+  };
+}
+
+/** Settles at once while the socket keeps up; else when its buffer drains below the high water or it closes. */
+function readyFor(ws: WebSocket): () => Promise<void> | void {
+  return () => {
+    if (ws.bufferedAmount <= SEND_HIGH_WATER || ws.readyState !== ws.OPEN) return;
+    // ws exposes no drain event of its own: its net.Socket's is the one.
+    const net = (ws as unknown as { _socket?: Duplex })._socket;
+    if (!net) return;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        net.off('drain', done);
+        ws.off('close', done);
+        resolve();
+      };
+      net.on('drain', done);
+      ws.on('close', done);
+    });
+  };
+}
+
+function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+}
+
+function pathOf(url: string | undefined): string {
+  const path = (url ?? '/').split('?')[0]!;
+  return path.length > 1 ? path.replace(/\/+$/, '') : path;
+}
+
+/** A page served by this server itself (the explorer): its origin names the host the upgrade was sent to. */
+function sameOrigin(origin: string, req: IncomingMessage): boolean {
+  try {
+    return new URL(origin).host === req.headers.host;
+  } catch {
+    return false;
+  }
+}
