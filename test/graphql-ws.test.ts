@@ -7,6 +7,7 @@
 import { type Client, createClient, type ExecutionResult } from 'graphql-ws';
 import WebSocket from 'ws';
 import { FakeLlmServer } from './helpers/fake-llm';
+import { subscribe as sseSubscribe } from './helpers/sse';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
 const START = 'mutation($input: RunComparisonInput!) { startComparison(input: $input) { id } }';
@@ -169,5 +170,28 @@ describe('subscriptions over WebSocket (/graphql/ws)', () => {
     });
     await own.close();
     await expect(closedWith).resolves.toMatchObject({ code: 1001 });
+  });
+
+  it("ends a stream when its token expires: an UNAUTHENTICATED last event over SSE, 4401 over WebSocket", async () => {
+    const own = await createTestApp({ env: { ...fake.providerEnv(), JWT_EXPIRES_IN: '5s', SHUTDOWN_GRACE_MS: '200' } });
+    try {
+      const u = await own.signUp('ws-exp');
+      await own.gql(SAVE_KEY, { input: { provider: 'OPENAI', apiKey: 'sk-ws-0000000002' } }, u.token);
+      fake.reset();
+      for (const m of ['ws-exp-a', 'ws-exp-b']) fake.setBehavior(m, { hang: true });
+      const res = await own.gql(START, { input: { prompt: 'Hold', models: ['openai:ws-exp-a', 'openai:ws-exp-b'] } }, u.token);
+      const id = res.data.startComparison.id;
+      const { c, closedWith } = client(u.token, own);
+      const overWs = collect(c, EVENTS, { id });
+      const sse = await sseSubscribe(own.url, EVENTS, { id }, u.token);
+      const last: Array<{ errors?: Array<{ extensions?: Record<string, unknown> }> }> = [];
+      for await (const e of sse.events) last.push(e);
+      expect(last.at(-1)!.errors![0]!.extensions).toMatchObject({ code: 'UNAUTHENTICATED' });
+      expect(sse.completed).toBe(true);
+      await expect(closedWith).resolves.toMatchObject({ code: 4401 });
+      await overWs;
+    } finally {
+      await own.close();
+    }
   });
 });

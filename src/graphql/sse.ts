@@ -19,7 +19,7 @@ import type { GraphqlContext, RequestContexts } from './context';
 import { AppError } from '../errors';
 import { readBody } from '../http/respond';
 import { classifyError } from './format-error';
-import type { Subscriptions } from './subscriptions';
+import { type Subscriptions, untilExpiry } from './subscriptions';
 
 export interface SseDeps {
   /** The checks and execution every subscription transport shares. */
@@ -31,10 +31,11 @@ export interface SseDeps {
   onTokenRevoked?: (listener: (tokenId: string) => void) => () => void;
 }
 
-/** The last event of a stream whose personal token was revoked while it ran, then graphql-sse's `complete`. */
-const REVOKED_EVENTS =
-  'event: next\ndata: {"errors":[{"message":"The token was revoked","extensions":{"code":"UNAUTHENTICATED"}}]}\n\n' +
-  'event: complete\ndata:\n\n';
+/** The last event of a stream whose personal token was revoked (or whose token expired) while it ran, then `complete`. */
+const endEvents = (message: string) =>
+  `event: next\ndata: {"errors":[{"message":"${message}","extensions":{"code":"UNAUTHENTICATED"}}]}\n\n` + 'event: complete\ndata:\n\n';
+const REVOKED_EVENTS = endEvents('The token was revoked');
+const EXPIRED_EVENTS = endEvents('The token expired: sign in again and resubscribe');
 
 export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void> {
   const { subscriptions } = deps;
@@ -115,15 +116,15 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
     const onDrain = () => wake?.();
     res.once('close', onClose);
     res.on('drain', onDrain);
-    // A revoked personal token ends its open streams too, with an UNAUTHENTICATED event.
+    const endWith = (events: string) => {
+      if (closed || !res.writable) return;
+      res.end(events);
+      onClose();
+    };
+    // A revoked personal token ends its open streams too, with an UNAUTHENTICATED event; so does the token's expiry.
     const tokenId = principal?.token?.id;
-    const stopListening = tokenId
-      ? deps.onTokenRevoked?.((revoked) => {
-          if (revoked !== tokenId || closed || !res.writable) return;
-          res.end(REVOKED_EVENTS);
-          onClose();
-        })
-      : undefined;
+    const stopListening = tokenId ? deps.onTokenRevoked?.((revoked) => revoked === tokenId && endWith(REVOKED_EVENTS)) : undefined;
+    const expiry = untilExpiry(principal, () => endWith(EXPIRED_EVENTS));
     try {
       for await (const value of responseBody) {
         if (closed || !res.writable) break; // the response's close event may come late
@@ -137,6 +138,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       }
     } finally {
       stopListening?.();
+      clearTimeout(expiry);
       res.off('close', onClose);
       res.off('drain', onDrain);
     }

@@ -143,3 +143,13 @@ export class Subscriptions {
     return errors.map((e) => classifyError(e.toJSON(), e, this.deps.production).formatted);
   }
 }
+
+/** Longest delay a timer takes (about 24.8 days); a credential living longer outlives any stream. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Calls `end` when the principal's credential expires (a timer), unless that is beyond any stream's life. */
+export function untilExpiry(principal: Principal | null, end: () => void): NodeJS.Timeout | undefined {
+  if (principal?.expiresAt === undefined) return undefined;
+  const delay = principal.expiresAt - Date.now();
+  return delay > MAX_TIMER_MS ? undefined : setTimeout(end, Math.max(0, delay));
+}

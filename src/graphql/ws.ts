@@ -9,7 +9,8 @@
  *   (a JWT or a personal token). A bad token closes the socket with 4403
  *   Forbidden; none is anonymous (a subscription then answers
  *   UNAUTHENTICATED, as over SSE). A personal token revoked while its socket
- *   is open closes it with 4401 on every instance that holds one.
+ *   is open closes it with 4401 on every instance that holds one; so does the
+ *   token's expiry (a JWT's `exp`, a personal token's `expiresAt`).
  * - **Origin**: a browser's upgrade is accepted from the page's own origin and
  *   from the origins `CORS_ORIGINS` allows; others get 403 before any
  *   WebSocket exists. Clients that send no `Origin` (not browsers) are let in.
@@ -29,7 +30,7 @@ import { type Extra, useServer as serveGraphqlWs } from 'graphql-ws/use/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Principal } from '../auth/principal';
 import type { GraphqlContext, RequestContexts } from './context';
-import type { Subscriptions } from './subscriptions';
+import { type Subscriptions, untilExpiry } from './subscriptions';
 
 export const WS_PATH = '/graphql/ws';
 /** Subscriptions one socket may hold at once. */
@@ -81,7 +82,12 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
         const raw = (ctx.connectionParams as { authorization?: unknown } | undefined)?.authorization;
         if (raw !== undefined && typeof raw !== 'string') return false;
         try {
-          connections.set(socketOf(ctx), { principal: await deps.contexts.principalFrom(raw) });
+          const principal = await deps.contexts.principalFrom(raw);
+          const socket = socketOf(ctx);
+          // The credential's expiry closes the socket (4401), as a revocation does.
+          const expiry = untilExpiry(principal, () => socket.close(CloseCode.Unauthorized, 'The token expired'));
+          if (expiry) socket.once('close', () => clearTimeout(expiry));
+          connections.set(socket, { principal });
           return true;
         } catch {
           return false; // 4403 Forbidden
