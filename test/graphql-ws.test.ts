@@ -172,7 +172,7 @@ describe('subscriptions over WebSocket (/graphql/ws)', () => {
     await expect(closedWith).resolves.toMatchObject({ code: 1001 });
   });
 
-  it("ends a stream when its token expires: an UNAUTHENTICATED last event over SSE, 4401 over WebSocket", async () => {
+  it('ends a stream when its token expires: an UNAUTHENTICATED last event over SSE, 4401 over WebSocket', async () => {
     const own = await createTestApp({ env: { ...fake.providerEnv(), JWT_EXPIRES_IN: '5s', SHUTDOWN_GRACE_MS: '200' } });
     try {
       const u = await own.signUp('ws-exp');
