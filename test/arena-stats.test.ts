@@ -101,7 +101,7 @@ function rowsFromVotes(votes: VoteRecord[]): BattleCountRow[] {
   return votesToBattles(votes).map((b) => ({ a: b.a, b: b.b, outcome: b.scoreA === 1 ? 'A' : b.scoreA === 0 ? 'B' : 'TIE', count: 1 }));
 }
 
-describe('fitArena: point estimates and Fisher intervals', () => {
+describe('fitArena: point estimates and closed-form (Fisher, sandwich) intervals', () => {
   it('3–1 between two models, pure MLE: 1095.42 / 904.58 and Fisher half-width 196.580 (hand computed, as bradleyTerry)', () => {
     const fit = fitArena(
       {
@@ -129,8 +129,17 @@ describe('fitArena: point estimates and Fisher intervals', () => {
       { models: ['a', 'b'], outcome: 'WINNER', winner: 'b' },
       { models: ['a', 'b', 'c'], outcome: 'WINNER', winner: 'a' },
     ];
-    const expected = bradleyTerry(votesToBattles(votes));
+    // Fisher (H⁻¹) and the default sandwich (H⁻¹ G H⁻¹, G summed over individual battles in the reference).
+    const fisher = bradleyTerry(votesToBattles(votes));
+    const fisherFit = fitArena({ features: [], rows: rowsFromVotes(votes) }, { bootstrapSamples: 0, closedForm: 'fisher' });
+    fisherFit.ratings.forEach((r, i) => {
+      expect(r.ratingLow).toBeCloseTo(fisher[i]!.ratingLow, 8);
+      expect(r.ratingHigh).toBeCloseTo(fisher[i]!.ratingHigh, 8);
+    });
+    const expected = bradleyTerry(votesToBattles(votes), { interval: 'sandwich' });
     const fit = fitArena({ features: [], rows: rowsFromVotes(votes) }, { bootstrapSamples: 0 });
+    // The two differ here (ties and a prior): the test tells them apart.
+    expect(Math.abs(fit.ratings[0]!.ratingLow - fisherFit.ratings[0]!.ratingLow)).toBeGreaterThan(1);
     expect(fit.ratings.map((r) => r.model)).toEqual(expected.map((r) => r.model));
     fit.ratings.forEach((r, i) => {
       expect(r.rating).toBeCloseTo(expected[i]!.rating, 8);
