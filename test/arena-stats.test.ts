@@ -5,6 +5,7 @@
  * ascent on the log-likelihood) and synthetic battles drawn from known
  * strengths. Plus the worker thread: same board, event loop never blocked.
  */
+import { packCounts, transferablesOf, unpackCounts } from '../src/modules/leaderboard/packed-counts';
 import { bradleyTerry, votesToBattles, type VoteRecord } from './helpers/bradley-terry';
 import { fitArena } from '../src/modules/leaderboard/arena-stats';
 import type { ArenaRating, BattleCountRow, BattleCounts } from '../src/modules/leaderboard/arena.types';
@@ -381,5 +382,26 @@ describe('FitWorker', () => {
     expect(
       (await worker.fit({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'A', count: 1 }] }, { bootstrapSamples: 0 })).ratings,
     ).toHaveLength(2);
+  });
+});
+
+describe('packed counts (what the fit worker receives)', () => {
+  it('round-trips rows, style values and outcomes through typed columns; an unknown outcome is still refused', () => {
+    const counts = {
+      features: ['length', 'bold'],
+      rows: [
+        { a: 'm1', b: 'm2', outcome: 'A' as const, x: [0.5, -0.1], count: 3 },
+        { a: 'm2', b: 'm3', outcome: 'TIE' as const, x: [] as number[], count: 1 },
+        { a: 'm3', b: 'm1', outcome: 'B' as const, x: [-0.5, 0], count: 7 },
+      ],
+    };
+    const packed = packCounts(counts);
+    expect(transferablesOf(packed)).toHaveLength(5);
+    expect(unpackCounts(packed)).toEqual({ ...counts, rows: counts.rows.map((r) => ({ ...r, x: r.x.length ? r.x : [0, 0] })) });
+    expect(fitArena(unpackCounts(packed), { bootstrapSamples: 0 }).ratings.map((r) => r.rating)).toEqual(
+      fitArena(counts, { bootstrapSamples: 0 }).ratings.map((r) => r.rating),
+    );
+    const bad = packCounts({ features: [], rows: [{ a: 'x', b: 'y', outcome: 'WIN' as never, count: 1 }] });
+    expect(() => fitArena(unpackCounts(bad), { bootstrapSamples: 0 })).toThrow(RangeError);
   });
 });

@@ -165,7 +165,7 @@ export class ProviderThreads {
     const worker =
       ext === '.ts'
         ? new Worker(
-            `require('ts-node').register({ transpileOnly: true, swc: true, compilerOptions: { module: 'commonjs' } }); ` +
+            `require('ts-node').register({ transpileOnly: true, swc: true, compilerOptions: { module: 'commonjs', target: 'es2022' } }); ` +
               `require(${JSON.stringify(entry)});`,
             { eval: true, workerData },
           )
