@@ -580,13 +580,10 @@ export class ComparisonRunner {
   }
 
   /**
-   * Stores STREAMING for responses whose first delta arrived, in one statement
-   * per turn of the event loop (a burst of starts makes hundreds at once), then
-   * bumps their owners' cache generations. Best effort: the settle follows anyway.
-   */
-  /**
-   * Stored STREAMING within {@link STREAMING_MARK_MS}, in one statement for every response that began in that
-   * window (the live stream says so at once; a burst of starts would otherwise write once per loop turn).
+   * Stores STREAMING for responses whose first delta arrived within {@link STREAMING_MARK_MS}, in one
+   * statement for all of them (the live stream says so at once; a burst of starts would otherwise write
+   * once per loop turn), then bumps the owners' cache generations of the rows it changed. Best effort
+   * and background work (not the request's): the settle follows anyway.
    */
   private markStreaming(responseId: string, userId: string): void {
     if (!this.startedStreaming.size) setTimeout(() => void this.flushStreaming(), STREAMING_MARK_MS);
@@ -599,9 +596,10 @@ export class ComparisonRunner {
     try {
       const marked: Array<{ id: string }> = await this.deps.orm.em
         .getConnection()
-        .execute(`update comparison_responses set status = 'STREAMING' where id = any(?::uuid[]) and status = 'PENDING' returning id`, [
-          pgArray([...batch.keys()]),
-        ]);
+        .execute(
+          `${BACKGROUND_SQL_TAG} update comparison_responses set status = 'STREAMING' where id = any(?::uuid[]) and status = 'PENDING' returning id`,
+          [pgArray([...batch.keys()])],
+        );
       // Only what changed: a response that settled in the meantime is not marked, and its owner's reads stay cached.
       for (const userId of new Set(marked.map((r) => batch.get(r.id)!))) await this.deps.invalidation.invalidateUser(userId);
     } catch (err) {
