@@ -68,8 +68,12 @@ export class Subscriptions {
   private readonly compiled: ReturnType<typeof jitSubscribe> | undefined;
   /** Signed-in callers' documents that parsed and validated, by query text: a burst of subscriptions validates each once. */
   private readonly validated: LruMap<string, DocumentNode>;
-  /** The query text and operation name of each prepared document: the compiled subscription's key. */
-  private readonly keys = new WeakMap<DocumentNode, string>();
+  /**
+   * The query text of each signed-in caller's prepared document. The compiled subscription's key is this text with
+   * the operation name of the run (`subscribe`'s args), never a name stored on the document: one document object is
+   * shared by every request with that text (`validated`), so a name stored here would be the last one prepared.
+   */
+  private readonly texts = new WeakMap<DocumentNode, string>();
 
   constructor(private readonly deps: SubscriptionDeps) {
     this.compiled = deps.executor === 'jit' ? jitSubscribe(Math.floor((deps.compiledSubscriptionBytes * 3) / 4)) : undefined;
@@ -122,13 +126,15 @@ export class Subscriptions {
       return { ok: false, errors: [error], status: 403 };
     }
     // Compiled (and kept) for signed-in callers only: anonymous documents cost no compiled code.
-    if (text !== undefined) this.keys.set(document, `${operationName ?? ''}\n${text}`);
+    if (text !== undefined) this.texts.set(document, text);
     return { ok: true, document, operationName };
   }
 
   /** Runs a prepared document. */
   subscribe(args: ExecutionArgs): ReturnType<ReturnType<typeof jitSubscribe>> | ReturnType<typeof subscribe> {
-    return this.compiled ? this.compiled(args, this.keys.get(args.document)) : subscribe(args);
+    if (!this.compiled) return subscribe(args);
+    const text = this.texts.get(args.document);
+    return this.compiled(args, text === undefined ? undefined : `${args.operationName ?? ''}\n${text}`);
   }
 
   /** An event's errors formatted like every other answer's (codes, masking in production). */
