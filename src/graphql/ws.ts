@@ -19,7 +19,8 @@
  * - **Pacing**: while the socket's send buffer is above
  *   {@link SEND_HIGH_WATER}, a comparison's stream waits (its deltas join
  *   into fewer, longer ones) as it does for a slow SSE reader.
- * - **Shutdown**: `close()` ends every socket with 1001 (going away).
+ * - **Shutdown**: `close()` ends every socket with 1001 (going away); a client
+ *   that does not answer the close frame within {@link CLOSE_GRACE_MS} is cut.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
@@ -37,6 +38,8 @@ export const WS_PATH = '/graphql/ws';
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
 /** Bytes waiting in a socket's send buffer past which its streams wait (see the header). */
 const SEND_HIGH_WATER = 256 * 1024;
+/** How long shutdown waits for clients to answer the close frame before cutting them. */
+const CLOSE_GRACE_MS = 2_000;
 
 export interface WsDeps {
   subscriptions: Subscriptions;
@@ -95,6 +98,13 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
       },
       onSubscribe: (ctx, _id, payload) => {
         const connection = connections.get(socketOf(ctx)) ?? { principal: null };
+        // The expiry timer is not set for a credential living past a timer's longest delay (~24.8 days), and a
+        // socket can outlive that: an expired credential opens nothing, whatever the timer did.
+        const expiresAt = connection.principal?.expiresAt;
+        if (expiresAt !== undefined && expiresAt <= Date.now()) {
+          socketOf(ctx).close(CloseCode.Unauthorized, 'The token expired');
+          return [new GraphQLError('The token expired', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
         if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) {
           const message = `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions run on one socket: complete some, or open another socket`;
           return [new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT' } })];
@@ -131,7 +141,15 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
       server.off('upgrade', onUpgrade);
       stopListening?.();
       for (const ws of wss.clients) ws.close(1001, 'The server is shutting down');
-      await disposable.dispose();
+      // A client that never answers the close frame would hold shutdown for ws's own close timeout (30 s).
+      const cut = setTimeout(() => {
+        for (const ws of wss.clients) ws.terminate();
+      }, CLOSE_GRACE_MS);
+      try {
+        await disposable.dispose();
+      } finally {
+        clearTimeout(cut);
+      }
     },
   };
 }
