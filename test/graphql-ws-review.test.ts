@@ -7,8 +7,10 @@
  *   caller's document is shared through the validated-document cache) each
  *   run their own selection.
  * - Shutdown does not wait for a client that never answers the close frame.
+ * - A client that sends and never reads cannot grow the server's send buffer
+ *   without bound (graphql-ws answers every `ping` with a `pong` carrying its payload).
  */
-import { connect as tcpConnect } from 'node:net';
+import { type Socket, connect as tcpConnect } from 'node:net';
 import { TokenService } from '../src/auth/tokens';
 import WebSocket from 'ws';
 import { FakeLlmServer } from './helpers/fake-llm';
@@ -131,5 +133,26 @@ describe('/graphql/ws review', () => {
     await own.close();
     socket.destroy();
     expect(Date.now() - started).toBeLessThan(10_000);
+  }, 60_000);
+
+  it('cuts an anonymous client that sends pings and never reads their pongs, before its unread answers pile up', async () => {
+    let serverSide: Socket | undefined;
+    const capture = (req: { url?: string }, socket: Socket) => {
+      if (req.url?.startsWith('/graphql/ws')) serverSide = socket;
+    };
+    t.app.httpServer.on('upgrade', capture);
+    const socket = await open(undefined);
+    t.app.httpServer.off('upgrade', capture);
+    // The client stops reading: what the server sends stays in its buffers.
+    (socket.ws as unknown as { _socket: Socket })._socket.pause();
+    const ping = JSON.stringify({ type: 'ping', payload: { pad: 'x'.repeat(900 * 1024) } });
+    for (let i = 0; i < 64 && socket.ws.readyState === WebSocket.OPEN; i++) {
+      await new Promise<void>((resolve) => socket.ws.send(ping, () => resolve()));
+    }
+    await sleep(1_000);
+    expect(serverSide).toBeDefined();
+    // 64 × 900 KB of pongs are waiting to be written on main: the server holds what the client refuses to read.
+    const unread = serverSide!.destroyed ? 0 : serverSide!.writableLength;
+    expect(unread).toBeLessThan(16 * 1024 * 1024);
   }, 60_000);
 });
