@@ -15,7 +15,8 @@
  *   from the origins `CORS_ORIGINS` allows; others get 403 before any
  *   WebSocket exists. Clients that send no `Origin` (not browsers) are let in.
  * - **Limits**: a message is at most `MAX_BODY_BYTES`; at most
- *   {@link MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions run on one socket.
+ *   {@link MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions run on one socket; a
+ *   client that sends while {@link MAX_UNREAD_BYTES} of answers wait unread is cut.
  * - **Pacing**: while the socket's send buffer is above
  *   {@link SEND_HIGH_WATER}, a comparison's stream waits (its deltas join
  *   into fewer, longer ones) as it does for a slow SSE reader.
@@ -38,6 +39,8 @@ export const WS_PATH = '/graphql/ws';
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
 /** Bytes waiting in a socket's send buffer past which its streams wait (see the header). */
 const SEND_HIGH_WATER = 256 * 1024;
+/** Bytes of answers a client may leave unread (at least 4 messages' worth) before the next it sends cuts it. */
+const MAX_UNREAD_BYTES = 16 * 1024 * 1024;
 /** How long shutdown waits for clients to answer the close frame before cutting them. */
 const CLOSE_GRACE_MS = 2_000;
 
@@ -74,6 +77,18 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   };
   server.on('upgrade', onUpgrade);
+
+  // Registered before graphql-ws's own listeners, so it sees each message first. What a client leaves unread is held
+  // by this process: a client that keeps sending (a `ping` is answered with a `pong` carrying its payload, up to
+  // maxMessageBytes) and never reads is cut, not buffered for.
+  const maxUnread = Math.max(MAX_UNREAD_BYTES, 4 * deps.maxMessageBytes);
+  wss.on('connection', (ws: WebSocket) => {
+    const check = () => {
+      if (ws.bufferedAmount > maxUnread) ws.terminate();
+    };
+    ws.on('message', check);
+    ws.on('ping', check);
+  });
 
   const socketOf = (ctx: { extra: Extra }) => ctx.extra.socket as WebSocket;
   const requestOf = (ctx: { extra: Extra }) => ctx.extra.request;
