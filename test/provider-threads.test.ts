@@ -102,3 +102,24 @@ describe('provider threads', () => {
     });
   });
 });
+
+describe('provider threads under review', () => {
+  it('ends a call by its own timeout even when its thread never answers (a wedged or lost thread)', async () => {
+    const threads = pool();
+    fake.setBehavior('t-wedged', { text: 'never sent' });
+    // Start the thread, then make it deaf: what a thread whose loop is blocked looks like from the main thread.
+    await threads.stream({ spec: spec('t-warm'), messages: ASK, timeoutMs: 10_000 });
+    const worker = (threads as unknown as { threads: Array<{ worker: { postMessage(m: unknown): void } }> }).threads[0]!.worker;
+    worker.postMessage = () => undefined;
+    const call = threads.stream({ spec: spec('t-wedged'), messages: ASK, timeoutMs: 200 });
+    const outcome = await Promise.race([
+      call.then(
+        () => 'resolved',
+        (error: unknown) => error,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('still pending after 8 s'), 8_000)),
+    ]);
+    expect(outcome).toMatchObject({ reason: 'TIMEOUT' });
+    expect((threads as unknown as { pending: Map<number, unknown> }).pending.size).toBe(0);
+  }, 20_000);
+});
