@@ -122,4 +122,15 @@ describe('provider threads under review', () => {
     expect(outcome).toMatchObject({ reason: 'TIMEOUT' });
     expect((threads as unknown as { pending: Map<number, unknown> }).pending.size).toBe(0);
   }, 20_000);
+
+  it('answers an unexpected error (not a provider failure) as in-process: not a ProviderCallError the user is shown', async () => {
+    const odd = { ...spec('t-odd', true), provider: 'nope' } as unknown as ModelSpec;
+    const inProcess = Promise.resolve().then(() => pool(OPEN, 0).stream({ spec: odd, messages: ASK, timeoutMs: 10_000 }));
+    await expect(inProcess).rejects.toThrow('Unknown provider: nope');
+    await expect(inProcess).rejects.not.toBeInstanceOf(ProviderCallError);
+    const inThread = pool().stream({ spec: odd, messages: ASK, timeoutMs: 10_000 });
+    await expect(inThread).rejects.toThrow('Unknown provider: nope');
+    // The runner stores a ProviderCallError's message for the user ("UNAVAILABLE: …"), an unexpected one as "Internal error".
+    await expect(inThread).rejects.not.toBeInstanceOf(ProviderCallError);
+  });
 });
