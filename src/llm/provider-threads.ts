@@ -64,7 +64,7 @@ export interface FailureMessage {
     | { k: 'provider'; provider: ProviderName; reason: ProviderErrorReason; message: string; statusCode?: number }
     | { k: 'limit'; provider: ProviderName; limitBytes: number; partialText: string }
     | { k: 'cancelled' }
-    | { k: 'error'; message: string };
+    | { k: 'error'; name: string; message: string; stack?: string };
 }
 export type ThreadMessage = { t: 'd'; b: Array<number | string> } | { t: 'end'; id: number; result: CompletionResult } | FailureMessage;
 
@@ -224,6 +224,12 @@ export class ProviderThreads {
     if (e.k === 'provider') p.reject(new ProviderCallError(e.provider, e.reason, e.message, { statusCode: e.statusCode }));
     else if (e.k === 'limit') p.reject(new OutputLimitError(e.provider, e.limitBytes, e.partialText));
     else if (e.k === 'cancelled') p.reject(new CancelledError());
-    else p.reject(new ProviderCallError(p.provider, 'UNAVAILABLE', e.message));
+    else {
+      // Not a provider's failure: as in-process, the caller logs it and shows no text of it ("Internal error").
+      const error = new Error(e.message);
+      error.name = e.name;
+      if (e.stack) error.stack = e.stack;
+      p.reject(error);
+    }
   }
 }
