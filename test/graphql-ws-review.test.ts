@@ -9,8 +9,13 @@
  * - Shutdown does not wait for a client that never answers the close frame.
  * - A client that sends and never reads cannot grow the server's send buffer
  *   without bound (graphql-ws answers every `ping` with a `pong` carrying its payload).
+ * - `TRUSTED_DOCUMENTS_ONLY` holds for subscriptions too (WebSocket and SSE), as docs/API.md says.
  */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { type Socket, connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { TokenService } from '../src/auth/tokens';
 import WebSocket from 'ws';
 import { FakeLlmServer } from './helpers/fake-llm';
@@ -155,4 +160,37 @@ describe('/graphql/ws review', () => {
     const unread = serverSide!.destroyed ? 0 : serverSide!.writableLength;
     expect(unread).toBeLessThan(16 * 1024 * 1024);
   }, 60_000);
+
+  it('refuses a subscription document outside the manifest with TRUSTED_DOCUMENTS_ONLY, over WebSocket and SSE', async () => {
+    const trusted = 'query { me { id } }';
+    const dir = mkdtempSync(join(tmpdir(), 'wsr-manifest-'));
+    const manifest = join(dir, 'persisted-documents.json');
+    writeFileSync(manifest, JSON.stringify({ [createHash('sha256').update(trusted).digest('hex')]: trusted }));
+    const strict = await createTestApp({
+      db: t.db,
+      env: { ...fake.providerEnv(), PERSISTED_DOCUMENTS_PATH: manifest, TRUSTED_DOCUMENTS_ONLY: 'true' },
+    });
+    try {
+      const id = await startComparison(['openai:wsr-tr-a', 'openai:wsr-tr-b']);
+      // /graphql refuses a document outside the manifest.
+      const query = await strict.gql('query($id: ID!) { comparison(id: $id) { id } }', { id }, user.token);
+      expect(query.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+      const socket = await open(`Bearer ${user.token}`, strict);
+      socket.ws.send(JSON.stringify({ id: 'x', type: 'subscribe', payload: { query: EVENTS, variables: { id } } }));
+      for (let i = 0; i < 200 && !socket.messages.some((m) => m.id === 'x' && m.type !== 'next'); i++) await sleep(25);
+      expect(socket.messages.filter((m) => m.id === 'x' && m.type === 'next')).toEqual([]);
+      expect(socket.messages.find((m) => m.id === 'x')).toMatchObject({ type: 'error', payload: [{ extensions: { code: 'FORBIDDEN' } }] });
+      socket.ws.terminate();
+
+      const sse = await fetch(`${strict.url}/graphql/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${user.token}` },
+        body: JSON.stringify({ query: EVENTS, variables: { id } }),
+      });
+      const body = await sse.text();
+      expect({ status: sse.status, forbidden: body.includes('FORBIDDEN') }).toEqual({ status: 403, forbidden: true });
+    } finally {
+      await strict.close();
+    }
+  }, 30_000);
 });
