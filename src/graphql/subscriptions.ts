@@ -25,6 +25,7 @@ import { documentWeight } from './document-cache';
 import type { DocumentGuard } from './document-limits';
 import { classifyError, QueryTooComplexError } from './format-error';
 import { jitSubscribe } from './jit-executor';
+import { type PersistedDocuments, sha256Hex } from './plugins/persisted-documents';
 
 export interface SubscriptionDeps {
   schema: GraphQLSchema;
@@ -36,6 +37,8 @@ export interface SubscriptionDeps {
   executor: 'jit' | 'graphql-js';
   /** Bytes (estimated) of subscription documents kept: their share of `DOCUMENT_CACHE_MB` (3/4 compiled, 1/4 parsed). */
   compiledSubscriptionBytes: number;
+  /** `TRUSTED_DOCUMENTS_ONLY`: only the manifest's documents run, here as on `/graphql` (`persistedDocumentsPlugin`). */
+  trusted?: { documents: PersistedDocuments; trustedOnly: boolean };
 }
 
 export interface SubscriptionRequest {
@@ -95,6 +98,10 @@ export class Subscriptions {
   /** Checks a subscription request (`where`: the transport, named in the error for queries and mutations). */
   prepare(request: SubscriptionRequest, principal: Principal | null, where: string): Prepared {
     const { deps } = this;
+    if (deps.trusted?.trustedOnly && (typeof request.query !== 'string' || !deps.trusted.documents.has(sha256Hex(request.query)))) {
+      const message = 'This server only runs trusted documents: send an operation from the persisted documents manifest';
+      return { ok: false, errors: [new AppError('FORBIDDEN', message)], status: 403 };
+    }
     const text = typeof request.query === 'string' && principal ? request.query : undefined;
     let document = text === undefined ? undefined : this.validated.get(text);
     if (!document) {
