@@ -417,6 +417,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       tokenScopes,
       executor: config.graphqlExecutor,
       compiledSubscriptionBytes: DocumentCache.shareOf(documentCacheBytes, 'subscriptions'),
+      trusted: { documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly },
     });
     const contexts = createRequestContexts({ em: orm.em, services, logger, createLoaders, tokens, trustProxy: config.trustProxy });
     const startedAt = Date.now();

@@ -25,6 +25,7 @@ import { documentWeight } from './document-cache';
 import type { DocumentGuard } from './document-limits';
 import { classifyError, QueryTooComplexError } from './format-error';
 import { jitSubscribe } from './jit-executor';
+import { type PersistedDocuments, sha256Hex } from './plugins/persisted-documents';
 
 export interface SubscriptionDeps {
   schema: GraphQLSchema;
@@ -36,6 +37,8 @@ export interface SubscriptionDeps {
   executor: 'jit' | 'graphql-js';
   /** Bytes (estimated) of subscription documents kept: their share of `DOCUMENT_CACHE_MB` (3/4 compiled, 1/4 parsed). */
   compiledSubscriptionBytes: number;
+  /** `TRUSTED_DOCUMENTS_ONLY`: only the manifest's documents run, here as on `/graphql` (`persistedDocumentsPlugin`). */
+  trusted?: { documents: PersistedDocuments; trustedOnly: boolean };
 }
 
 export interface SubscriptionRequest {
@@ -68,8 +71,12 @@ export class Subscriptions {
   private readonly compiled: ReturnType<typeof jitSubscribe> | undefined;
   /** Signed-in callers' documents that parsed and validated, by query text: a burst of subscriptions validates each once. */
   private readonly validated: LruMap<string, DocumentNode>;
-  /** The query text and operation name of each prepared document: the compiled subscription's key. */
-  private readonly keys = new WeakMap<DocumentNode, string>();
+  /**
+   * The query text of each signed-in caller's prepared document. The compiled subscription's key is this text with
+   * the operation name of the run (`subscribe`'s args), never a name stored on the document: one document object is
+   * shared by every request with that text (`validated`), so a name stored here would be the last one prepared.
+   */
+  private readonly texts = new WeakMap<DocumentNode, string>();
 
   constructor(private readonly deps: SubscriptionDeps) {
     this.compiled = deps.executor === 'jit' ? jitSubscribe(Math.floor((deps.compiledSubscriptionBytes * 3) / 4)) : undefined;
@@ -91,6 +98,10 @@ export class Subscriptions {
   /** Checks a subscription request (`where`: the transport, named in the error for queries and mutations). */
   prepare(request: SubscriptionRequest, principal: Principal | null, where: string): Prepared {
     const { deps } = this;
+    if (deps.trusted?.trustedOnly && (typeof request.query !== 'string' || !deps.trusted.documents.has(sha256Hex(request.query)))) {
+      const message = 'This server only runs trusted documents: send an operation from the persisted documents manifest';
+      return { ok: false, errors: [new AppError('FORBIDDEN', message)], status: 403 };
+    }
     const text = typeof request.query === 'string' && principal ? request.query : undefined;
     let document = text === undefined ? undefined : this.validated.get(text);
     if (!document) {
@@ -122,13 +133,15 @@ export class Subscriptions {
       return { ok: false, errors: [error], status: 403 };
     }
     // Compiled (and kept) for signed-in callers only: anonymous documents cost no compiled code.
-    if (text !== undefined) this.keys.set(document, `${operationName ?? ''}\n${text}`);
+    if (text !== undefined) this.texts.set(document, text);
     return { ok: true, document, operationName };
   }
 
   /** Runs a prepared document. */
   subscribe(args: ExecutionArgs): ReturnType<ReturnType<typeof jitSubscribe>> | ReturnType<typeof subscribe> {
-    return this.compiled ? this.compiled(args, this.keys.get(args.document)) : subscribe(args);
+    if (!this.compiled) return subscribe(args);
+    const text = this.texts.get(args.document);
+    return this.compiled(args, text === undefined ? undefined : `${args.operationName ?? ''}\n${text}`);
   }
 
   /** An event's errors formatted like every other answer's (codes, masking in production). */

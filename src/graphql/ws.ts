@@ -15,11 +15,13 @@
  *   from the origins `CORS_ORIGINS` allows; others get 403 before any
  *   WebSocket exists. Clients that send no `Origin` (not browsers) are let in.
  * - **Limits**: a message is at most `MAX_BODY_BYTES`; at most
- *   {@link MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions run on one socket.
+ *   {@link MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions run on one socket; a
+ *   client that sends while {@link MAX_UNREAD_BYTES} of answers wait unread is cut.
  * - **Pacing**: while the socket's send buffer is above
  *   {@link SEND_HIGH_WATER}, a comparison's stream waits (its deltas join
  *   into fewer, longer ones) as it does for a slow SSE reader.
- * - **Shutdown**: `close()` ends every socket with 1001 (going away).
+ * - **Shutdown**: `close()` ends every socket with 1001 (going away); a client
+ *   that does not answer the close frame within {@link CLOSE_GRACE_MS} is cut.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
@@ -37,6 +39,10 @@ export const WS_PATH = '/graphql/ws';
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
 /** Bytes waiting in a socket's send buffer past which its streams wait (see the header). */
 const SEND_HIGH_WATER = 256 * 1024;
+/** Bytes of answers a client may leave unread (at least 4 messages' worth) before the next it sends cuts it. */
+const MAX_UNREAD_BYTES = 16 * 1024 * 1024;
+/** How long shutdown waits for clients to answer the close frame before cutting them. */
+const CLOSE_GRACE_MS = 2_000;
 
 export interface WsDeps {
   subscriptions: Subscriptions;
@@ -72,6 +78,18 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
   };
   server.on('upgrade', onUpgrade);
 
+  // Registered before graphql-ws's own listeners, so it sees each message first. What a client leaves unread is held
+  // by this process: a client that keeps sending (a `ping` is answered with a `pong` carrying its payload, up to
+  // maxMessageBytes) and never reads is cut, not buffered for.
+  const maxUnread = Math.max(MAX_UNREAD_BYTES, 4 * deps.maxMessageBytes);
+  wss.on('connection', (ws: WebSocket) => {
+    const check = () => {
+      if (ws.bufferedAmount > maxUnread) ws.terminate();
+    };
+    ws.on('message', check);
+    ws.on('ping', check);
+  });
+
   const socketOf = (ctx: { extra: Extra }) => ctx.extra.socket as WebSocket;
   const requestOf = (ctx: { extra: Extra }) => ctx.extra.request;
 
@@ -95,6 +113,13 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
       },
       onSubscribe: (ctx, _id, payload) => {
         const connection = connections.get(socketOf(ctx)) ?? { principal: null };
+        // The expiry timer is not set for a credential living past a timer's longest delay (~24.8 days), and a
+        // socket can outlive that: an expired credential opens nothing, whatever the timer did.
+        const expiresAt = connection.principal?.expiresAt;
+        if (expiresAt !== undefined && expiresAt <= Date.now()) {
+          socketOf(ctx).close(CloseCode.Unauthorized, 'The token expired');
+          return [new GraphQLError('The token expired', { extensions: { code: 'UNAUTHENTICATED' } })];
+        }
         if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) {
           const message = `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions run on one socket: complete some, or open another socket`;
           return [new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT' } })];
@@ -131,7 +156,15 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
       server.off('upgrade', onUpgrade);
       stopListening?.();
       for (const ws of wss.clients) ws.close(1001, 'The server is shutting down');
-      await disposable.dispose();
+      // A client that never answers the close frame would hold shutdown for ws's own close timeout (30 s).
+      const cut = setTimeout(() => {
+        for (const ws of wss.clients) ws.terminate();
+      }, CLOSE_GRACE_MS);
+      try {
+        await disposable.dispose();
+      } finally {
+        clearTimeout(cut);
+      }
     },
   };
 }
