@@ -2,9 +2,7 @@
  * `npm run schema:emit` writes schema/schema.graphql; `npm run schema:check`
  * fails when the committed file differs from the code-first schema, or when
  * the schema breaks a client of the base schema without docs/API.md saying
- * so ("Breaking changes", `schema-breaking.ts`). The base is the committed
- * schema at `SCHEMA_BASE_REF` (default: `origin/main` when this clone has
- * it and HEAD is not on it, else `HEAD`, so uncommitted changes are checked).
+ * so ("Breaking changes", `schema-breaking.ts`). The base: `baseSchema`.
  */
 import 'reflect-metadata';
 import { execFileSync } from 'node:child_process';
@@ -24,16 +22,26 @@ function git(args: string[]): string | null {
   }
 }
 
-/** The base ref and its committed schema; null outside a git checkout or before the file existed. */
+/**
+ * What clients are known to use: `SCHEMA_BASE_REF`'s committed schema when set (a CI job on a branch: the
+ * PR's base; an unknown ref fails), else `schema/released.graphql` (the schema as last released: replaced on
+ * purpose at a release, so every breaking change since then must be documented).
+ */
 function baseSchema(): { ref: string; sdl: string } | null {
-  let ref = process.env.SCHEMA_BASE_REF;
-  if (!ref) {
-    const main = git(['rev-parse', '--verify', '--quiet', 'origin/main'])?.trim();
-    const onMain = main ? git(['merge-base', '--is-ancestor', 'HEAD', main]) !== null : false;
-    ref = main && !onMain ? 'origin/main' : 'HEAD';
+  const ref = process.env.SCHEMA_BASE_REF;
+  if (ref) {
+    const sdl = git(['show', '--end-of-options', `${ref}:schema/schema.graphql`]);
+    if (sdl === null) {
+      console.error(`SCHEMA_BASE_REF=${ref}: no schema/schema.graphql at that ref`);
+      process.exit(1);
+    }
+    return { ref, sdl };
   }
-  const sdl = git(['show', `${ref}:schema/schema.graphql`]);
-  return sdl === null ? null : { ref, sdl };
+  try {
+    return { ref: 'schema/released.graphql', sdl: readFileSync(join(ROOT, 'schema', 'released.graphql'), 'utf8') };
+  } catch {
+    return null;
+  }
 }
 
 async function main(): Promise<void> {

@@ -482,6 +482,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       allowsOrigin: (origin) => corsPolicy.allowsOrigin(origin),
       maxMessageBytes: config.limits.maxBodyBytes,
       onTokenRevoked: (listener) => personalTokens.onRevoked(listener),
+      onError: (err) => logger.error({ err }, 'could not authenticate a WebSocket'),
     });
     // Sockets end (1001) once the comparisons have settled, so their streams send their final events first.
     cleanups.push(() => http.stop(() => runner.close(config.shutdownGraceMs).finally(() => graphqlWs.close())));

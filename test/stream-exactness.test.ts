@@ -208,7 +208,7 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     // What Redis carries on this comparison's channel, as another instance would hear it.
     const raw = createClient({ url: redisUrlForTests() });
     await raw.connect();
-    const heard: Array<{ kind: string; offset?: number; delta?: string }> = [];
+    const heard: Array<{ kind: string; responseId?: string; offset?: number; delta?: string }> = [];
     const wait = new Set<() => void>();
     try {
       const { id, gate, first } = await startHeld('local-only');

@@ -30,6 +30,7 @@ import { GraphQLError } from 'graphql';
 import { CloseCode } from 'graphql-ws';
 import { type Extra, useServer as serveGraphqlWs } from 'graphql-ws/use/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { InvalidTokenError } from '../auth/tokens';
 import type { Principal } from '../auth/principal';
 import type { GraphqlContext, RequestContexts } from './context';
 import { type Subscriptions, untilExpiry } from './subscriptions';
@@ -50,6 +51,8 @@ export interface WsDeps {
   /** Whether a page on this origin may call the API (`CorsPolicy.allowsOrigin`). */
   allowsOrigin: (origin: string) => boolean;
   maxMessageBytes: number;
+  /** An unexpected error while a socket was being authenticated (logged by the app). */
+  onError?: (error: unknown) => void;
   /** Personal-token revocations applied on this instance. */
   onTokenRevoked?: (listener: (tokenId: string) => void) => () => void;
 }
@@ -107,8 +110,12 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
           if (expiry) socket.once('close', () => clearTimeout(expiry));
           connections.set(socket, { principal });
           return true;
-        } catch {
-          return false; // 4403 Forbidden
+        } catch (error) {
+          if (error instanceof InvalidTokenError) return false; // 4403 Forbidden
+          // Not the token's fault (the database, say): the client may retry (1013 Try Again Later).
+          deps.onError?.(error);
+          socketOf(ctx).close(1013, 'Try again later');
+          return false;
         }
       },
       onSubscribe: (ctx, _id, payload) => {
