@@ -21,7 +21,8 @@ const REGENERATE = `mutation($messageId: ID!, $model: String!) { regenerateMessa
   id role content model version current versions { id version current content } } }`;
 const MESSAGES = `query($id: ID!) { conversation(id: $id) { id title messageCount lastMessage { id content }
   messages(first: 100) { nodes { id role content model current conversation { id } forkedFrom { id conversation { id } } } } } }`;
-const PLAIN_MESSAGES = `query($id: ID!) { conversation(id: $id) { id messages(first: 100) { nodes { id role content createdAt } } } }`;
+const PLAIN_MESSAGES = `query($id: ID!) { conversation(id: $id) { id
+  messages(first: 100) { nodes { id role content createdAt current version } } } }`;
 const VOTE = `mutation($input: VoteInput!) { vote(input: $input) { outcome } }`;
 
 let fake: FakeLlmServer;
@@ -480,5 +481,44 @@ describe('regenerateMessage', () => {
     expect(code(await gql(REGENERATE, { messageId: answer.id, model: 'no-such-provider' }))).toBe('BAD_USER_INPUT');
     expect(await rowCounts()).toEqual(before);
     expect(fake.requests.length).toBe(calls);
+  });
+});
+
+describe('admission and the read cache', () => {
+  it('regenerate and continueWith go through sendMessage admission: past the daily cap, BUDGET_EXCEEDED before any call', async () => {
+    const created = await gql(`mutation($input: ApiTokenInput!) { createApiToken(input: $input) { token } }`, {
+      input: { name: 'capped', scopes: ['READ', 'COMPARE'], dailyBudgetUsd: 0.000001 },
+    });
+    const capped = created.data.createApiToken.token as string;
+    const conversation = await newConversation('capped', capped);
+    // Nothing spent yet: the first call is admitted (the one allowed overspend) and records its cost.
+    const reply = await send(conversation, 'spend', 'openai:gpt-4o', capped);
+    const comparison = (await gql(RUN, { input: { prompt: 'priced', models: ['openai:gpt-4o', 'openai:gpt-4o-mini'] } })).data
+      .runComparison;
+    const before = await rowCounts();
+    const calls = fake.requests.length;
+    expect(code(await gql(REGENERATE, { messageId: reply.id, model: 'openai:gpt-4o' }, capped))).toBe('BUDGET_EXCEEDED');
+    expect(code(await gql(CONTINUE, { responseId: comparison.responses[0].id, content: 'more' }, capped))).toBe('BUDGET_EXCEEDED');
+    expect(await rowCounts()).toEqual(before);
+    expect(fake.requests.length).toBe(calls);
+  });
+
+  it('a cached read of a fork follows its writes (every mutation invalidates its author)', async () => {
+    const original = await newConversation('cached');
+    const reply = await send(original, 'cache me');
+    const fork = (await gql(FORK, { messageId: reply.id })).data.forkConversation.id;
+    const first = await gql(PLAIN_MESSAGES, { id: fork });
+    expect((await gql(PLAIN_MESSAGES, { id: fork })).raw).toBe(first.raw);
+    await send(fork, 'new in fork');
+    const after = await gql(PLAIN_MESSAGES, { id: fork });
+    expect(after.data.conversation.messages.nodes.map((m: any) => m.content)).toEqual([
+      'cache me',
+      'Reply from model-a: cache me',
+      'new in fork',
+      'Reply from model-a: new in fork',
+    ]);
+    await gql(`mutation($id: ID!) { deleteConversation(id: $id) }`, { id: original });
+    expect((await gql(PLAIN_MESSAGES, { id: fork })).raw).toBe(after.raw);
+    expect((await gql(`query($id: ID!) { conversation(id: $id) { id } }`, { id: original })).data.conversation).toBeNull();
   });
 });
