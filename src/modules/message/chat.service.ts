@@ -26,7 +26,7 @@ import { logProviderFailure } from '../../llm/provider-failure-log';
 import { ProviderCallError } from '../../llm/provider-errors';
 import type { Logger } from '../../observability/logger';
 import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
-import type { Conversation } from '../conversation/conversation.entity';
+import { Conversation } from '../conversation/conversation.entity';
 import type { Provider } from '../../llm/model-id';
 import type { ModelAccess } from '../api-key/model-access';
 import type { ConversationService } from '../conversation/conversation.service';
@@ -140,7 +140,7 @@ export class ChatService {
           createdAt: new Date(at),
         });
         const user = tx.create(Message, { conversation: conversation.id, role: MessageRole.USER, content, createdAt: new Date(at + 1) });
-        await tx.nativeUpdate('Conversation', { id: conversation.id }, { updatedAt: new Date(at + 1) });
+        await tx.nativeUpdate(Conversation, { id: conversation.id }, { updatedAt: new Date(at + 1) });
         return user;
       });
       const turns: ChatTurn[] = [...history, { role: 'user', content: userMessage.content }];
@@ -215,7 +215,7 @@ export class ChatService {
         timeoutMs: this.deps.requestTimeoutMs,
         maxOutputBytes: this.deps.maxOutputBytes,
       });
-      const fields = {
+      const fields: ReplyFields = {
         conversation,
         role: MessageRole.ASSISTANT,
         content: result.text,
@@ -242,31 +242,32 @@ export class ChatService {
     }
   }
 
-  private async storeVersion(
-    em: EntityManager,
-    fields: Omit<Parameters<EntityManager['create']>[1], never> & { conversation: Conversation },
-    version: { slot: string; createdAt: Date },
-  ): Promise<Message> {
-    const stored = await em.transactional(async (tx) => {
+  private async storeVersion(em: EntityManager, fields: ReplyFields, version: { slot: string; createdAt: Date }): Promise<Message> {
+    return em.transactional(async (tx) => {
       // Regenerates of one turn take turns here: each sees the versions before it (a statement after the lock: a fresh snapshot).
       await tx.execute('select id from messages where id = ? for update', [version.slot]);
-      const [{ next }] = await tx.execute<Array<{ next: number }>>(
+      const [row] = await tx.execute<Array<{ next: number }>>(
         'select (coalesce(max(v.version), 0) + 1)::int as next from messages v where v.id = ? or v.version_of_id = ?',
         [version.slot, version.slot],
       );
       const now = new Date();
       await tx.nativeUpdate(Message, { $or: [{ id: version.slot }, { versionOfId: version.slot }], replacedAt: null }, { replacedAt: now });
       const message = tx.create(Message, {
-        ...(fields as object),
+        ...fields,
         conversation: fields.conversation.id,
         versionOfId: version.slot,
-        version: next,
+        version: row!.next,
         createdAt: version.createdAt,
         answeredAt: now,
-      } as never) as Message;
-      await tx.nativeUpdate('Conversation', { id: fields.conversation.id }, { updatedAt: now });
+      });
+      await tx.nativeUpdate(Conversation, { id: fields.conversation.id }, { updatedAt: now });
       return message;
     });
-    return stored;
   }
 }
+
+/** An answer's row, before it is a new message or a new version. */
+type ReplyFields = Pick<
+  Message,
+  'role' | 'content' | 'provider' | 'model' | 'promptTokens' | 'completionTokens' | 'latencyMs' | 'costUsd' | 'apiTokenId'
+> & { conversation: Conversation };
