@@ -303,6 +303,36 @@ describe('forkConversation', () => {
     const fork = await gql(FORK, { messageId: prompt.id, responseId: blind.responses[1].id });
     expect(fork.errors).toBeUndefined();
   });
+
+  it("lists the comparisons whose prompts it inherited, as its own, on every path; the original's deletion changes nothing", async () => {
+    const comparison = (await gql(RUN, { input: { prompt: 'inherited comparison', models: ['openai:model-a', 'anthropic:model-b'] } })).data
+      .runComparison;
+    const original = comparison.conversation.id;
+    const prompt = (await messagesOf(original)).messages.nodes[0];
+    const fork = (await gql(FORK, { messageId: prompt.id, title: 'with comparison' })).data.forkConversation.id;
+    const VIEW = `query($id: ID!) { conversation(id: $id) { id comparisons { id prompt revealed conversation { id }
+      responses { label model content } } } }`;
+    const noCache = { 'cache-control': 'no-cache' };
+    const ordinary = await t.gql(VIEW, { id: fork }, alice.token, noCache);
+    expect(ordinary.errors).toBeUndefined();
+    expect(ordinary.data.conversation.comparisons).toEqual([
+      {
+        id: comparison.id,
+        prompt: 'inherited comparison',
+        revealed: true,
+        conversation: { id: fork },
+        responses: comparison.responses.map((r: any) => ({ label: r.label, model: r.model, content: r.content })),
+      },
+    ]);
+    const compiled = await t.gql(VIEW, { id: fork }, alice.token, noCache);
+    expect(compiled.raw).toBe(ordinary.raw);
+    const exported = JSON.parse((await gql(`query($id: ID!) { exportConversation(id: $id) }`, { id: fork })).data.exportConversation);
+    expect(exported.comparisons.map((c: any) => c.id)).toEqual([comparison.id]);
+    // The original's own list is unchanged; deleting it detaches the comparison there, the fork keeps it.
+    expect((await t.gql(VIEW, { id: original }, alice.token)).data.conversation.comparisons.map((c: any) => c.id)).toEqual([comparison.id]);
+    await gql(`mutation($id: ID!) { deleteConversation(id: $id) }`, { id: original });
+    expect((await t.gql(VIEW, { id: fork }, alice.token, noCache)).raw).toBe(ordinary.raw);
+  });
 });
 
 describe('continueWith', () => {

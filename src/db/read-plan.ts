@@ -232,7 +232,10 @@ export const RESPONSES = plan({
   concealedUnless: REVEALED,
 });
 
-/** A conversation's comparisons, oldest first. */
+/**
+ * A conversation's comparisons, oldest first: its own, and those whose prompt
+ * a fork inherited (read as the fork's, like the prompt; see {@link childListFromSql}).
+ */
 export const CONVERSATION_COMPARISONS = plan({
   kind: 'childList',
   field: 'Conversation.comparisons',
@@ -240,6 +243,7 @@ export const CONVERSATION_COMPARISONS = plan({
   table: 'comparison_results',
   foreignKey: 'conversation_id',
   order: ['created_at', 'id'],
+  inheritsThrough: { children: MESSAGES, key: 'comparison_id' },
 });
 
 /** A user's prompt sets, newest first, 20 per page (served by the resolvers; not compiled, see {@link RELATIONS}). */
@@ -389,6 +393,8 @@ export interface ChildListPlan extends PlanBase {
   foreignKey: string;
   order: readonly string[];
   concealedUnless?: VisibilityRule<string>;
+  /** Also the rows that the inherited rows of `children` (a fork's messages) point at with `key`. */
+  inheritsThrough?: { children: ChildPagePlan; key: string };
 }
 
 export type RelationPlan = ViewerPlan | OwnedRowPlan | OwnedListPlan | ChildPagePlan | ChildListPlan;
@@ -474,6 +480,9 @@ export function childRowsSql(
     const source = childSourceSql(p, (column) => `${column} = ${parentId}`);
     return `select * from (${source}) ${alias}${after} order by ${orderSql(p, alias)}${limit}`;
   }
+  if (p.kind === 'childList' && p.inheritsThrough) {
+    return `select * ${childListFromSql(p, alias, parentId)} order by ${orderSql(p, alias)}${limit}`;
+  }
   let where = childOfSql(p, alias, parentId);
   if (opts.after && p.kind === 'childPage') where += ` and (${opts.after[0]} is null or ${afterSql(p, alias, ...opts.after)})`;
   return `select * from ${p.table} ${alias} where ${where} order by ${orderSql(p, alias)}${limit}`;
@@ -488,20 +497,44 @@ export function childRowsSql(
  * current there. Every read of a conversation's messages is made from this
  * (pages, counts, last message, search, export, the histories sent to models).
  */
-export function childSourceSql(p: ChildPagePlan, parentIs: (column: string) => string): string {
+export function childSourceSql(p: ChildPagePlan, parentIs: (column: string) => string, opts: { inheritedOnly?: boolean } = {}): string {
   const current = p.current;
   const own = `select o.* from ${p.table} o where ${parentIs(`o.${p.foreignKey}`)}${current ? ` and ${current.sql('o')}` : ''}`;
   const a = p.inherits;
-  if (!a) return own;
+  if (!a) return opts.inheritedOnly ? `${own} and false` : own;
   const key = p.order.columns[0];
   const slot = current ? `coalesce(s.${current.slot}, s.id)` : 's.id';
   const rewritten = current
     ? `jsonb_build_object('${p.foreignKey}', x.${a.child}, '${current.replacedAt}', null)`
     : `jsonb_build_object('${p.foreignKey}', x.${a.child})`;
   return (
-    `${own} union all select i.* from ${a.table} x join ${p.table} s on s.${p.foreignKey} = x.${a.ancestor}` +
+    `${opts.inheritedOnly ? '' : `${own} union all `}` +
+    `select i.* from ${a.table} x join ${p.table} s on s.${p.foreignKey} = x.${a.ancestor}` +
     ` and (s.${key}, ${slot}) <= (x.${a.upto[0]}, x.${a.upto[1]})${current ? ` and ${current.asOfSql('s', `x.${a.asOf}`)}` : ''}` +
     ` cross join lateral jsonb_populate_record(s, ${rewritten}) i where ${parentIs(`x.${a.child}`)}`
+  );
+}
+
+/**
+ * A child list's rows as a FROM item under `alias`: `from <table> a where
+ * a.<fk> = <parent>`, or, for a plan that `inheritsThrough` another relation,
+ * the parent's own rows and those its inherited children point at, with the
+ * foreign key rewritten to the parent (`childListSourceSql`).
+ */
+export function childListFromSql(p: ChildListPlan, alias: string, parentId: string): string {
+  if (!p.inheritsThrough) return `from ${p.table} ${alias} where ${childOfSql(p, alias, parentId)}`;
+  return `from (${childListSourceSql(p, (column) => `${column} = ${parentId}`)}) ${alias}`;
+}
+
+/** The rows of a child list of the parents `parentIs` matches (see {@link childSourceSql}), as rows of its table. */
+export function childListSourceSql(p: ChildListPlan, parentIs: (column: string) => string): string {
+  const own = `select o.* from ${p.table} o where ${parentIs(`o.${p.foreignKey}`)}`;
+  const via = p.inheritsThrough;
+  if (!via) return own;
+  const inherited = childSourceSql(via.children, parentIs, { inheritedOnly: true });
+  return (
+    `${own} union all select j.* from (${inherited}) h join ${p.table} r on r.id = h.${via.key}` +
+    ` cross join lateral jsonb_populate_record(r, jsonb_build_object('${p.foreignKey}', h.${via.children.foreignKey})) j`
   );
 }
 
@@ -522,16 +555,19 @@ export function childPagesBatchSql(p: ChildPagePlan, columns: (alias: string) =>
 
 /**
  * The DataLoader batch of a child list: every listed parent's children in one
- * statement (`?` = the parent ids, uuid[]), ordered by parent, then in the
- * plan's order. With `concealedUnless`, the parent is joined (alias `p`) and
- * `__visible` says whether the rule holds for it.
+ * statement (`?` = the parent ids, uuid[]; twice for a plan that
+ * `inheritsThrough`), ordered by parent, then in the plan's order. With
+ * `concealedUnless`, the parent is joined (alias `p`) and `__visible` says
+ * whether the rule holds for it.
  */
 export function childListBatchSql(p: ChildListPlan, columns: (alias: string) => string): string {
   const rule = p.concealedUnless;
-  const from = rule ? `${p.table} x join ${rule.table} p on p.id = x.${p.foreignKey}` : `${p.table} x`;
+  const rows = p.inheritsThrough ? `(${childListSourceSql(p, (column) => `${column} = any(?::uuid[])`)}) x` : `${p.table} x`;
+  const from = rule ? `${rows} join ${rule.table} p on p.id = x.${p.foreignKey}` : rows;
   const visible = rule ? `, ${rule.sql('p')} as "__visible"` : '';
   const order = `x.${p.foreignKey}, ${orderSql(p, 'x')}`;
-  return `select ${columns('x')}${visible} from ${from} where x.${p.foreignKey} = any(?::uuid[]) order by ${order}`;
+  const where = p.inheritsThrough ? '' : ` where x.${p.foreignKey} = any(?::uuid[])`;
+  return `select ${columns('x')}${visible} from ${from}${where} order by ${order}`;
 }
 
 /** The plain rows of a list page, the columns a cursor needs, and how to turn them into a page (see `readOwnedPage`). */

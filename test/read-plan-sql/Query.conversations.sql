@@ -33,8 +33,19 @@ select j, ms, id, total
                     from votes voted_t1
                     where voted_t1.comparison_id = t1.id)) then 'true' else 'false' end) || '}', ','
               order by t1.created_at, t1.id)
-            from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            from (select o.*
+              from comparison_results o
+              where o.conversation_id = t0.id union all
+              select j.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id) h
+              join comparison_results r on r.id = h.comparison_id
+              cross
+              join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
@@ -47,8 +58,19 @@ select j, ms, id, total
                     from votes voted_t1
                     where voted_t1.comparison_id = t1.id)) then 'true' else 'false' end) || '}', ','
               order by t1.created_at, t1.id)
-            from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            from (select o.*
+              from comparison_results o
+              where o.conversation_id = t0.id union all
+              select j.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id) h
+              join comparison_results r on r.id = h.comparison_id
+              cross
+              join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
@@ -80,8 +102,19 @@ select j, ms, id, total
                     from comparison_responses t2
                     where t2.comparison_id = t1.id), '') || ']') || '}', ','
               order by t1.created_at, t1.id)
-            from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            from (select o.*
+              from comparison_results o
+              where o.conversation_id = t0.id union all
+              select j.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id) h
+              join comparison_results r on r.id = h.comparison_id
+              cross
+              join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
@@ -109,8 +142,19 @@ select j, ms, id, total
                     from comparison_responses t2
                     where t2.comparison_id = t1.id), '') || ']') || '}', ','
               order by t1.created_at, t1.id)
-            from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            from (select o.*
+              from comparison_results o
+              where o.conversation_id = t0.id union all
+              select j.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id) h
+              join comparison_results r on r.id = h.comparison_id
+              cross
+              join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
       where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc

@@ -85,16 +85,38 @@ select *
   where x2.comparison_id = parent.id
   order by x2.position;
 
--- Conversation.comparisons: {"kind":"childList","field":"Conversation.comparisons","entity":"ComparisonResult","table":"comparison_results","foreignKey":"conversation_id","order":["created_at","id"]}
+-- Conversation.comparisons: {"kind":"childList","field":"Conversation.comparisons","entity":"ComparisonResult","table":"comparison_results","foreignKey":"conversation_id","order":["created_at","id"],"inheritsThrough":{"children":{"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages","inherits":{"table":"conversation_ancestors","child":"conversation_id","ancestor":"ancestor_id","upto":["upto_created_at","upto_id"],"asOf":"created_at"},"current":{"replacedAt":"replaced_at","writtenAt":"answered_at","slot":"version_of_id"}},"key":"comparison_id"}}
 -- the DataLoader batch (children of many parents):
 select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.owner_id as "ownerId", x.conversation_id as "conversationId", x.prompt as "prompt", x.blind as "blind", x.category as "category"
-  from comparison_results x
-  where x.conversation_id = any(?::uuid[])
+  from (select o.*
+    from comparison_results o
+    where o.conversation_id = any(?::uuid[]) union all
+    select j.*
+    from (select i.*
+      from conversation_ancestors x
+      join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+      cross
+      join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+      where x.conversation_id = any(?::uuid[])) h
+    join comparison_results r on r.id = h.comparison_id
+    cross
+    join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) x
   order by x.conversation_id, x.created_at, x.id;
 -- the look-ahead's child query:
 select *
-  from comparison_results x2
-  where x2.conversation_id = parent.id
+  from (select o.*
+    from comparison_results o
+    where o.conversation_id = parent.id union all
+    select j.*
+    from (select i.*
+      from conversation_ancestors x
+      join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+      cross
+      join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+      where x.conversation_id = parent.id) h
+    join comparison_results r on r.id = h.comparison_id
+    cross
+    join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) x2
   order by x2.created_at, x2.id;
 
 -- Query.promptSets: {"kind":"ownedList","field":"Query.promptSets","entity":"PromptSet","table":"prompt_sets","owner":"owner_id","order":{"columns":["created_at","id"],"direction":"desc"},"page":{"default":20,"max":100},"cursor":"prompt-sets"}
