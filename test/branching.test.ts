@@ -551,4 +551,21 @@ describe('admission and the read cache', () => {
     expect((await gql(PLAIN_MESSAGES, { id: fork })).raw).toBe(after.raw);
     expect((await gql(`query($id: ID!) { conversation(id: $id) { id } }`, { id: original })).data.conversation).toBeNull();
   });
+
+  it('versions and forkedFrom load in a constant number of statements, whatever the page size', async () => {
+    const counts: number[] = [];
+    for (const turns of [2, 6]) {
+      const original = await newConversation(`n+1 ${turns}`);
+      let last = { id: '' };
+      for (let i = 0; i < turns; i++) last = await send(original, `turn ${i}`);
+      const fork = (await gql(FORK, { messageId: last.id })).data.forkConversation.id;
+      const query = `query($id: ID!) { conversation(id: $id) { messages(first: 100) { nodes { id current version
+        versions { id current } forkedFrom { id conversation { id } } conversation { id } } } } }`;
+      const { count, result } = await t.countStatements(() => gql(query, { id: fork }));
+      expect(result.errors).toBeUndefined();
+      expect(result.data.conversation.messages.nodes).toHaveLength(turns * 2);
+      counts.push(count);
+    }
+    expect(counts[1]).toBe(counts[0]);
+  });
 });

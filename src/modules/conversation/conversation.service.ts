@@ -141,11 +141,11 @@ export class ConversationService {
     if (args.responseId !== null && args.responseId !== undefined && !isUuid(args.responseId)) throw notFound('Comparison response');
     const title = args.title === null || args.title === undefined ? null : cleanTitle(args.title);
     const mine = (col: string) => `${col} in (select c.id from conversations c where ${ownerSql(CONVERSATIONS, 'c')})`;
-    // Where the viewer reads this message: its own conversation first, else a fork that inherits it.
+    // Where the viewer reads this message: its own conversation first, else the oldest fork that inherits it.
     const where: Array<{ conversation_id: string; own: boolean }> = await em.getConnection().execute(
       `select v.conversation_id, v.conversation_id = o.conversation_id as own
-         from (${childSourceSql(MESSAGES, mine)}) v join messages o on o.id = v.id
-        where v.id = ? order by own desc, v.conversation_id limit 1`,
+         from (${childSourceSql(MESSAGES, mine)}) v join messages o on o.id = v.id join conversations f on f.id = v.conversation_id
+        where v.id = ? order by own desc, f.created_at, f.id limit 1`,
       [principal.userId, principal.userId, args.messageId],
     );
     const found = where[0];
