@@ -211,6 +211,34 @@ describe('forkConversation', () => {
     expect(await stored()).toBe(0);
   });
 
+  it('a chain of hidden originals is collected with its last fork, one generation at a time', async () => {
+    const original = await newConversation('chain 0');
+    const m0 = await send(original, 'root');
+    const f1 = (await gql(FORK, { messageId: m0.id })).data.forkConversation.id;
+    const m1 = await send(f1, 'middle');
+    const f2 = (await gql(FORK, { messageId: m1.id })).data.forkConversation.id;
+    const before = await gql(PLAIN_MESSAGES, { id: f2 });
+    expect(before.data.conversation.messages.nodes.map((m: any) => m.content)).toEqual([
+      'root',
+      'Reply from model-a: root',
+      'middle',
+      'Reply from model-a: middle',
+    ]);
+    const del = (id: string) => gql(`mutation($id: ID!) { deleteConversation(id: $id) }`, { id });
+    await del(original);
+    await del(f1);
+    expect((await gql(PLAIN_MESSAGES, { id: f2 })).raw).toBe(before.raw);
+    const exists = () =>
+      withClient(t.db.url, async (c) =>
+        (await c.query(`select id from conversations where id = any($1::uuid[]) order by created_at`, [[original, f1, f2]])).rows.map(
+          (r) => r.id,
+        ),
+      );
+    expect(await exists()).toEqual([original, f1, f2]);
+    await del(f2);
+    expect(await exists()).toEqual([]);
+  });
+
   it('refuses what it must, writing nothing: another user, a deleted message, a malformed id, a foreign response', async () => {
     const mine = await newConversation('mine');
     const message = await send(mine, 'private');
@@ -409,6 +437,14 @@ describe('continueWith', () => {
       'user:continue b',
       'user:now a',
     ]);
+  });
+
+  it('two continuations of one comparison at once: one goes through, the other is refused', async () => {
+    const comparison = (await gql(RUN, { input: { prompt: 'only once', models: ['openai:model-a', 'anthropic:model-b'] } })).data
+      .runComparison;
+    const results = await Promise.all(comparison.responses.map((r: any) => gql(CONTINUE, { responseId: r.id, content: 'race' })));
+    expect(results.map(code).sort()).toEqual(['BAD_USER_INPUT', undefined]);
+    expect((await messagesOf(comparison.conversation.id)).messageCount).toBe(4);
   });
 
   it('refuses another user, a malformed id, an empty message; nothing written', async () => {
