@@ -382,8 +382,11 @@ it('declares what a personal token needs for every root field', async () => {
     mutation: {
       COMPARE: [
         'cancelComparison',
+        'continueWith',
         'createConversation',
+        'forkConversation',
         'judgeComparison',
+        'regenerateMessage',
         'retryComparisonResponse',
         'runComparison',
         'sendMessage',
