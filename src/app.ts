@@ -57,6 +57,7 @@ import { ModelService } from './modules/model/model.service';
 import { createApqCache } from './cache/apq';
 import { createRateLimiters, type RateLimiter } from './cache/rate-limit';
 import { UsageService } from './modules/usage/usage.service';
+import { UsageAnalytics } from './modules/usage/usage-analytics.service';
 import { createGuardedFetch } from './llm/egress';
 import { ProviderThreads } from './llm/provider-threads';
 import { ModelRegistry } from './llm/model-registry';
@@ -327,6 +328,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       models: new ModelService(apiKeys, modelRegistry),
       cacheAdmin: new CacheAdminService(cache, modelRegistry),
       usage,
+      usageAnalytics: new UsageAnalytics(),
     };
 
     // 5. GraphQL.

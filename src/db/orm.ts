@@ -57,7 +57,7 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     ensureDatabase: false,
     extensions: [Migrator],
     // Maintained by triggers on \`votes\` (see the 20261128021000 migration), never written through entities.
-    schemaGenerator: { skipTables: ['battle_counts', 'vote_tallies'] },
+    schemaGenerator: { skipTables: ['battle_counts', 'vote_tallies', 'usage_rollup'] },
     migrations: {
       tableName: 'mikro_orm_migrations',
       path: MIGRATIONS_DIR,

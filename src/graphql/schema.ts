@@ -21,11 +21,13 @@ import { ExportResolver } from '../modules/conversation/export.resolver';
 import { ModelResolver } from '../modules/model/model.resolver';
 import { CacheAdminResolver } from '../modules/admin/cache-admin.resolver';
 import { UsageResolver } from '../modules/usage/usage.resolver';
+import { UsageAnalyticsResolver } from '../modules/usage/usage-analytics.resolver';
 import { PromptSetConnectionResolver, PromptSetResolver } from '../modules/prompt-set/prompt-set.resolver';
 
 export const RESOLVERS: NonEmptyArray<Function> = [
   UserResolver,
   UsageResolver,
+  UsageAnalyticsResolver,
   ApiKeyResolver,
   ApiTokenResolver,
   ConversationResolver,

@@ -27,6 +27,7 @@ import type { CacheAdminService } from './admin/cache-admin.service';
 import type { ExportService } from './conversation/export.service';
 import { createUsageLoaders } from './usage/usage.loaders';
 import type { UsageService } from './usage/usage.service';
+import type { UsageAnalytics } from './usage/usage-analytics.service';
 import type { VoteIntegrity } from './vote/vote-integrity';
 import type { JudgeService } from './judge/judge.service';
 import { createPromptSetLoaders } from './prompt-set/prompt-set.loaders';
@@ -66,6 +67,7 @@ export interface Services {
   models: ModelService;
   cacheAdmin: CacheAdminService;
   usage: UsageService;
+  usageAnalytics: UsageAnalytics;
   promptSets: PromptSetService;
 }
 

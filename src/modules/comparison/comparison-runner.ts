@@ -594,12 +594,11 @@ export class ComparisonRunner {
     const batch = this.startedStreaming;
     this.startedStreaming = new Map();
     try {
-      const marked: Array<{ id: string }> = await this.deps.orm.em
-        .getConnection()
-        .execute(
-          `${BACKGROUND_SQL_TAG} update comparison_responses set status = 'STREAMING' where id = any(?::uuid[]) and status = 'PENDING' returning id`,
-          [pgArray([...batch.keys()])],
-        );
+      const marked: Array<{ id: string }> = await this.deps.orm.em.getConnection().execute(
+        `${BACKGROUND_SQL_TAG} update comparison_responses set status = 'STREAMING'
+            where id = any(?::uuid[]) and status = 'PENDING' returning id`,
+        [pgArray([...batch.keys()])],
+      );
       // Only what changed: a response that settled in the meantime is not marked, and its owner's reads stay cached.
       for (const userId of new Set(marked.map((r) => batch.get(r.id)!))) await this.deps.invalidation.invalidateUser(userId);
     } catch (err) {
