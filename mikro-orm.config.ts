@@ -21,6 +21,7 @@ import { JudgeVerdictEntity } from './src/modules/judge/judge-verdict.entity';
 import { BaseEntity } from './src/db/base.entity';
 import { ModelCallEntity } from './src/db/model-call.entity';
 import { PromptItem, PromptSet } from './src/modules/prompt-set/prompt-set.entity';
+import { ShareLinkComparison, ShareLinkEntity } from './src/modules/share-link/share-link.entity';
 
 export const ENTITIES: Function[] = [
   BaseEntity,
@@ -38,6 +39,8 @@ export const ENTITIES: Function[] = [
   ApiToken,
   PromptSet,
   PromptItem,
+  ShareLinkEntity,
+  ShareLinkComparison,
 ];
 
 export default async () => {

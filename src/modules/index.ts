@@ -31,6 +31,7 @@ import type { VoteIntegrity } from './vote/vote-integrity';
 import type { JudgeService } from './judge/judge.service';
 import { createPromptSetLoaders } from './prompt-set/prompt-set.loaders';
 import type { PromptSetService } from './prompt-set/prompt-set.service';
+import type { ShareLinkService } from './share-link/share-link.service';
 
 /**
  * Root mutation fields that call an LLM provider (paid, on the user's key):
@@ -67,6 +68,7 @@ export interface Services {
   cacheAdmin: CacheAdminService;
   usage: UsageService;
   promptSets: PromptSetService;
+  shareLinks: ShareLinkService;
 }
 
 export function createLoaders(em: EntityManager, principal: Principal | null, services: Services) {
