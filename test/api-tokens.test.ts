@@ -386,6 +386,7 @@ it('declares what a personal token needs for every root field', async () => {
         'cancelComparison',
         'createConversation',
         'createShareLink',
+        'fuseComparison',
         'judgeComparison',
         'retryComparisonResponse',
         'revokeShareLink',

@@ -45,6 +45,7 @@ export const PROVIDER_CALLING_MUTATIONS: readonly string[] = [
   'sendMessage',
   'startArenaBattle',
   'judgeComparison',
+  'fuseComparison',
 ];
 
 export interface Services {

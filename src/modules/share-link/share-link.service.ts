@@ -400,7 +400,7 @@ export class ShareLinkService {
       `select s.position as "sharePosition", ${SHARED_REVEALED.sql('s')} as "visible", c.prompt, c.blind, c.created_at as "createdAt",
               r.position, r.provider, r.model, r.key_label as "keyLabel", r.status, r.content, r.error, r.cost_usd as "costUsd",
               r.prompt_tokens as "promptTokens", r.completion_tokens as "completionTokens", r.custom_endpoint as "customEndpoint",
-              ${RESPONSE_KIND_SQL('r')} as kind
+              r.kind
          from ${SHARED_COMPARISONS.table} s
          join ${COMPARISON_BY_ID.table} c on c.id = s.comparison_id
          left join ${RESPONSES.table} r on ${childOfSql(RESPONSES, 'r', 'c.id')} and r.created_at <= ?
@@ -451,9 +451,6 @@ export class ShareLinkService {
     };
   }
 }
-
-/** Until responses have a kind (fuse), every response is a model's own answer. */
-const RESPONSE_KIND_SQL = (_alias: string) => `'MODEL'`;
 
 interface LinkRow {
   id: string;
