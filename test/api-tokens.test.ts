@@ -368,6 +368,7 @@ it('declares what a personal token needs for every root field', async () => {
         'conversation',
         'conversations',
         'exportConversation',
+        'exportShared',
         'leaderboard',
         'leaderboardInfo',
         'me',

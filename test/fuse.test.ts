@@ -181,6 +181,41 @@ describeRedis('fuseComparison', () => {
     ]);
   });
 
+  it('two fuses at once get two labels; the rate limit applies, and a refused fuse writes nothing', async () => {
+    const u = await userWithKeys('twice');
+    const run = await t.gql(RUN, { input: { prompt: 'Write a haiku about the sea', models: [MODEL_A, MODEL_B] } }, u.token);
+    const id = run.data.runComparison.id;
+    const [x, y] = await Promise.all([t.gql(FUSE, { id, model: FUSER }, u.token), t.gql(FUSE, { id, model: MODEL_A }, u.token)]);
+    expect([x.errors, y.errors]).toEqual([undefined, undefined]);
+    expect([x.data.fuseComparison.label, y.data.fuseComparison.label].sort()).toEqual(['C', 'D']);
+    await follow(id, u.token);
+
+    // Provider calls limited to 2 a minute: the comparison spends both, the fuse is refused before anything is written.
+    const limited = await createTestApp({
+      db: t.db,
+      env: {
+        CACHE_PREFIX: `t-fuse-rl-${Date.now().toString(36)}`,
+        REDIS_URL: redisUrlForTests(),
+        RATE_LIMIT_PROVIDER_CALLS: '2',
+        OPENAI_BASE_URL: fake.baseUrls.openai,
+        ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
+        MISTRAL_BASE_URL: fake.baseUrls.mistral,
+      },
+    });
+    try {
+      const again = await limited.gql(RUN, { input: { prompt: 'Write a haiku about hills', models: [MODEL_A, MODEL_B] } }, u.token);
+      expect(again.errors).toBeUndefined();
+      const refused = await limited.gql(FUSE, { id: again.data.runComparison.id, model: FUSER }, u.token);
+      expect(codeOf(refused)).toBe('RATE_LIMITED');
+      const rows = await withClient(t.db.url, (c) =>
+        c.query(`select count(*)::int as n from comparison_responses where comparison_id = $1`, [again.data.runComparison.id]),
+      );
+      expect(rows.rows[0].n).toBe(2);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('refuses fewer than two settled answers, more than 256 KB, bad models and foreign comparisons, writing nothing', async () => {
     const u = await userWithKeys('bad');
     const other = await t.signUp('other');

@@ -110,6 +110,9 @@ export interface FuseComparisonArgs {
   instruction?: string | null;
 }
 
+/** Fused answers a comparison may hold (labels stay letters: 8 models + 8 fused ≤ "P"). */
+export const MAX_FUSED_PER_COMPARISON = 8;
+
 /** The most a fuse may send: the prompt, every answer and the instruction together (UTF-8 bytes). */
 export const MAX_FUSE_INPUT_BYTES = 256 * 1024;
 
@@ -423,20 +426,32 @@ export class ComparisonRunner {
     const release = await this.deps.usage.admit(principal, [plannedCall(model, turns)]);
     let id: string;
     try {
-      const position = Math.max(...all.map((r) => r.position)) + 1;
-      const fused = em.create(ComparisonResponse, {
-        comparison: comparison.id,
-        position,
-        kind: ResponseKind.FUSED,
-        sourceIds: sources.map((r) => r.id),
-        provider: toProvider(model.provider),
-        model: model.id,
-        keyLabel: model.label,
-        leaseOwner: this.instanceId,
-        apiTokenId: principal.token?.id ?? null,
+      id = await em.transactional(async (tx) => {
+        // Under the comparison's row lock: two fuses at once get the next two positions (labels), never the same one.
+        const ctx = tx.getTransactionContext();
+        const run = <T extends object[]>(sql: string) => tx.getConnection().execute<T>(sql, [comparison.id], 'all', ctx);
+        await run(`select 1 from comparison_results where id = ? for update`);
+        // A statement of its own: its snapshot is taken after the lock, so it sees the fuse that held it.
+        const [{ next, fused }] = await run<Array<{ next: number; fused: number }>>(
+          `select coalesce(max(position), -1)::int + 1 as next, (count(*) filter (where kind = 'FUSED'))::int as fused
+             from comparison_responses where comparison_id = ?`,
+        );
+        if (fused >= MAX_FUSED_PER_COMPARISON) {
+          throw badInput(`A comparison holds at most ${MAX_FUSED_PER_COMPARISON} fused answers`, 'comparisonId');
+        }
+        const row = tx.create(ComparisonResponse, {
+          comparison: comparison.id,
+          position: next,
+          kind: ResponseKind.FUSED,
+          sourceIds: sources.map((r) => r.id),
+          provider: toProvider(model.provider),
+          model: model.id,
+          keyLabel: model.label,
+          leaseOwner: this.instanceId,
+          apiTokenId: principal.token?.id ?? null,
+        });
+        return row.id;
       });
-      await em.flush();
-      id = fused.id;
     } catch (error) {
       await release();
       throw error;

@@ -23,6 +23,8 @@ import { ResponseStatus } from '../comparison/comparison.entity';
 import { Connection, PageArgsOf } from '../common/connection';
 import type { Context } from '../common/context';
 import { MessageRole } from '../message/message.entity';
+import { ExportFormat } from '../conversation/export.service';
+import { renderSharedView } from './shared-export';
 import type { ShareLinkView, SharedViewData } from './share-link.service';
 
 export enum ShareTarget {
@@ -173,6 +175,20 @@ export class ShareLinkResolver {
   @Extensions(cacheHint({ publicMaxAge: SHARED_MAX_AGE_SECONDS }))
   shared(@Arg('token', () => String) token: string, @Ctx() ctx: Context): Promise<SharedViewData | null> {
     return ctx.services.shareLinks.view(token, ctx.clientIp);
+  }
+
+  @Query(() => String, {
+    nullable: true,
+    description: 'The shared snapshot as a file (JSON or Markdown), exactly what shared(token) shows; null as shared answers null.',
+  })
+  @Extensions(cacheHint({ publicMaxAge: SHARED_MAX_AGE_SECONDS }))
+  async exportShared(
+    @Arg('token', () => String) token: string,
+    @Arg('format', () => ExportFormat, { nullable: true, defaultValue: ExportFormat.JSON }) format: ExportFormat | null,
+    @Ctx() ctx: Context,
+  ): Promise<string | null> {
+    const view = await ctx.services.shareLinks.view(token, ctx.clientIp);
+    return view && renderSharedView(view, format ?? ExportFormat.JSON);
   }
 
   @Query(() => ShareLinkConnection, { description: 'Your share links, newest first, with their view counts.' })
