@@ -286,6 +286,24 @@ export class ShareLinkService {
   }
 
   /**
+   * Before one of the caller's conversations is deleted (its links go with it,
+   * FK cascade): returns what to call once it is, so every instance stops
+   * serving those links' cached snapshots within a second, as for a revocation.
+   */
+  async deletingConversation(em: EntityManager, principal: Principal, conversationId: string): Promise<() => Promise<void>> {
+    if (!isUuid(conversationId)) return async () => undefined;
+    const rows = await em
+      .getConnection()
+      .execute<Array<{ hash: string }>>(
+        `select l.token_hash as hash from ${SHARE_LINKS.table} l where l.conversation_id = ? and ${ownerSql(SHARE_LINKS, 'l')}`,
+        [conversationId, principal.userId],
+      );
+    return async () => {
+      for (const { hash } of rows) await this.revoked(hash);
+    };
+  }
+
+  /**
    * The snapshot behind `token`, for anyone (no principal): null for a
    * malformed, unknown, expired or revoked token. RATE_LIMITED past the
    * per-IP limit.
