@@ -462,6 +462,11 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               maxResponseBytes: config.limits.maxResponseBytes,
               documents,
               requestDeadlineMs: config.requestDeadlineMs,
+              // Share links' pages are the only public entries (scope `share:<hash>`).
+              publicReads: {
+                admit: (_scope, ip) => shareLinks.admitRead(ip),
+                answered: (scope) => shareLinks.answeredFromCache(scope),
+              },
             }),
             stream: createSseHandler({
               schema,

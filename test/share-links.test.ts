@@ -152,18 +152,35 @@ describeRedis('share links (two instances)', () => {
     expect(list.data.shareLinks.nodes[0].url).toBe(`https://llmselect.example/s/${token.slice(0, 6)}…`);
   });
 
-  it('a hot shared page is served without SQL on both instances', async () => {
+  it('a hot shared page is answered at the edge from the read cache, without SQL, on both instances, and counted', async () => {
     const u = await userWithKeys('hot');
     const run = await a.gql(RUN, { input: { prompt: 'Write a haiku about rivers', models: [MODEL_A, MODEL_B] } }, u.token);
-    const { token } = await share(u.token, { comparisonId: run.data.runComparison.id });
+    const { token, link } = await share(u.token, { comparisonId: run.data.runComparison.id });
     const first = await a.gql(SHARED, { token });
     expect(first.errors).toBeUndefined();
+    let reads = 1;
     for (const app of [a, b]) {
-      await new Promise((r) => setTimeout(r, 1100)); // past the memo: the shared cache answers
-      const hot = await app.countStatements(() => app.gql(SHARED, { token }));
-      expect(hot.count).toBe(0);
-      expect(hot.result.raw).toBe(first.raw);
+      // The document known to this instance, then its answer stored under the link's scope, then hits at the edge.
+      for (let i = 0; i < 2; i++, reads++) expect((await app.gql(SHARED, { token })).raw).toBe(first.raw);
+      for (let i = 0; i < 3; i++, reads++) {
+        const hot = await app.countStatements(() => app.gql(SHARED, { token }));
+        expect(hot.count).toBe(0);
+        expect(hot.result.raw).toBe(first.raw);
+        expect(hot.result.headers.get('x-cache')).toBe('HIT');
+        expect(hot.result.headers.get('cache-control')).toBe('public, max-age=5');
+      }
+      // Past the edge entry's second and the memo's: the service's cached snapshot answers, still without SQL.
+      await new Promise((r) => setTimeout(r, 1100));
+      const warm = await app.countStatements(() => app.gql(SHARED, { token }));
+      reads++;
+      expect(warm.count).toBe(0);
+      expect(warm.result.raw).toBe(first.raw);
     }
+    // Every read counted, hits at the edge included (in batches).
+    await within(3000, async () => {
+      const list = await a.gql(LINKS, {}, u.token);
+      return list.data.shareLinks.nodes.find((n: any) => n.id === link.id)?.views === reads;
+    });
   });
 
   it('keeps a blind comparison blind through its link, even after the vote, until the owner shares again', async () => {

@@ -62,6 +62,8 @@ export interface RequestContexts {
    */
   principal(req: IncomingMessage): Promise<Principal | null>;
   create(req: IncomingMessage, requestId: string, principal: Principal | null): GraphqlContext;
+  /** The client's address as rate limits key it (`http/client-ip.ts`, TRUST_PROXY). */
+  clientIp(req: IncomingMessage): string;
 }
 
 export function createRequestContexts(deps: ContextDeps & { tokens: TokenService; trustProxy: number }): RequestContexts {
@@ -72,5 +74,6 @@ export function createRequestContexts(deps: ContextDeps & { tokens: TokenService
   return {
     principal: (req) => deps.tokens.fromAuthorizationHeader(req.headers.authorization).then(noted),
     create: (req, requestId, principal) => createContext(deps, requestId, principal, clientIp(req, deps.trustProxy)),
+    clientIp: (req) => clientIp(req, deps.trustProxy),
   };
 }

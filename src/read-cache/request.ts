@@ -26,10 +26,13 @@ export interface GraphqlParams {
   variables: Record<string, unknown>;
 }
 
-/** Where one answer's entry lives: the viewer's scope and the digest of its params. */
+/** Where one answer's entry lives: the viewer's scope (or a public one) and the digest of its params. */
 export interface EntryRef {
   scope: string;
   digest: string;
+  /** A public entry's lifetime (else the read cache's TTL) and its `Cache-Control: public, max-age`. */
+  ttlMs?: number;
+  publicMaxAge?: number;
 }
 
 /** The stored answers, as the request sees them (`ResponseCache`). */
@@ -80,6 +83,11 @@ export class ReadCacheRequest {
     /** `Cache-Control: no-cache`: never answered from the cache (the answer is still stored). */
     readonly bypass: boolean,
   ) {}
+
+  /** Where this request's answer is stored, when its document is known to be cacheable with these params. */
+  entry(params: GraphqlParams): EntryRef | undefined {
+    return this.entries.entryOf(this.userId, params);
+  }
 
   /** Step 1, the edge: the stored answer of a document known to be cacheable (one Redis round trip). */
   async atEdge(params: GraphqlParams): Promise<StoredAnswer | undefined> {

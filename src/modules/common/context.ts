@@ -26,4 +26,6 @@ export interface Context {
   streamReady?: () => Promise<void> | void;
   /** On `/graphql`: the response's byte budget (`graphql/response-bytes.ts`). */
   responseBytes?: ResponseBudget;
+  /** On `/graphql`: the edge already spent this anonymous request's allowance of public reads (a share link's page). */
+  publicReadAdmitted?: boolean;
 }

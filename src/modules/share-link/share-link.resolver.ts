@@ -25,7 +25,7 @@ import type { Context } from '../common/context';
 import { MessageRole } from '../message/message.entity';
 import { ExportFormat } from '../conversation/export.service';
 import { renderSharedView } from './shared-export';
-import type { ShareLinkView, SharedViewData } from './share-link.service';
+import { SHARED_MEMO_MS, type ShareLinkView, type SharedViewData, sharedScope } from './share-link.service';
 
 export enum ShareTarget {
   CONVERSATION = 'CONVERSATION',
@@ -35,6 +35,16 @@ registerEnumType(ShareTarget, { name: 'ShareTarget' });
 
 /** Seconds an HTTP cache may keep an anonymous shared read: short, so a revoked link stops being served soon everywhere. */
 export const SHARED_MAX_AGE_SECONDS = 5;
+
+/**
+ * Anonymous pages of a link are stored in the read cache under the link's own
+ * scope (its revocation's generation) for at most the memo's second, so an
+ * expiry is never served more than a second late.
+ */
+const SHARED_CACHE = cacheHint({
+  publicMaxAge: SHARED_MAX_AGE_SECONDS,
+  publicEntry: { argument: 'token', scope: sharedScope, ttlMs: SHARED_MEMO_MS },
+});
 
 @ObjectType({ simpleResolvers: true })
 export class ShareLink {
@@ -172,22 +182,22 @@ export class ShareLinkResolver {
     nullable: true,
     description: 'A shared snapshot, without signing in. null for an unknown, expired or revoked token (never FORBIDDEN).',
   })
-  @Extensions(cacheHint({ publicMaxAge: SHARED_MAX_AGE_SECONDS }))
+  @Extensions(SHARED_CACHE)
   shared(@Arg('token', () => String) token: string, @Ctx() ctx: Context): Promise<SharedViewData | null> {
-    return ctx.services.shareLinks.view(token, ctx.clientIp);
+    return ctx.services.shareLinks.view(token, ctx.clientIp, ctx.publicReadAdmitted === true);
   }
 
   @Query(() => String, {
     nullable: true,
     description: 'The shared snapshot as a file (JSON or Markdown), exactly what shared(token) shows; null as shared answers null.',
   })
-  @Extensions(cacheHint({ publicMaxAge: SHARED_MAX_AGE_SECONDS }))
+  @Extensions(SHARED_CACHE)
   async exportShared(
     @Arg('token', () => String) token: string,
     @Arg('format', () => ExportFormat, { nullable: true, defaultValue: ExportFormat.JSON }) format: ExportFormat | null,
     @Ctx() ctx: Context,
   ): Promise<string | null> {
-    const view = await ctx.services.shareLinks.view(token, ctx.clientIp);
+    const view = await ctx.services.shareLinks.view(token, ctx.clientIp, ctx.publicReadAdmitted === true);
     return view && renderSharedView(view, format ?? ExportFormat.JSON);
   }
 

@@ -52,6 +52,7 @@ import {
 } from '../../db/read-plan';
 import { badInput, notFound, rateLimited } from '../../errors';
 import { LruMap } from '../../lru-map';
+import { BACKGROUND_SQL_TAG } from '../comparison/comparison-runner';
 import type { Logger } from '../../observability/logger';
 import type { PubSub } from '../../pubsub/pubsub.port';
 import type { ReadCacheInvalidation } from '../../read-cache/invalidation';
@@ -122,8 +123,19 @@ export function hashShareToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
-/** The cache's generation scope of one link: its revocation bumps it. */
-const scopeOf = (hash: string) => `share:${hash}`;
+/** The cache's generation scope of one link: its revocation bumps it (the service's entry and the edge's). */
+const SCOPE_PREFIX = 'share:';
+const scopeOf = (hash: string) => `${SCOPE_PREFIX}${hash}`;
+
+/**
+ * The read-cache scope a `token` argument names (`cacheHint({ publicEntry })`
+ * on `shared` and `exportShared`): the edge stores and answers anonymous
+ * pages of a link under it, so a revocation's generation bump reaches them
+ * too; undefined for a malformed token (never stored).
+ */
+export function sharedScope(token: unknown): string | undefined {
+  return typeof token === 'string' && SHARE_TOKEN_FORMAT.test(token) ? scopeOf(hashShareToken(token)) : undefined;
+}
 const ENTRY = 'view';
 
 /** What the cache and the memo keep: the snapshot (null: no such live link), its link and when it stops being served. */
@@ -155,6 +167,8 @@ export class ShareLinkService {
   /** Bumped by every revocation heard: a build that began before one is not kept. */
   private epoch = 0;
   private readonly pendingViews = new Map<string, number>();
+  /** Views answered at the edge from the read cache, by token hash (the edge knows the scope, not the link). */
+  private readonly pendingHashViews = new Map<string, number>();
   private timer?: NodeJS.Timeout;
   private unsubscribe?: () => Promise<void>;
   private flushing: Promise<void> = Promise.resolve();
@@ -308,8 +322,9 @@ export class ShareLinkService {
    * malformed, unknown, expired or revoked token. RATE_LIMITED past the
    * per-IP limit.
    */
-  async view(token: string, clientIp: string): Promise<SharedViewData | null> {
-    const verdict = await this.deps.perIp.consume(clientIp);
+  async view(token: string, clientIp: string, admitted = false): Promise<SharedViewData | null> {
+    // `admitted`: the HTTP edge already spent this request's point (`admitRead`).
+    const verdict = admitted ? ({ allowed: true } as const) : await this.deps.perIp.consume(clientIp);
     if (!verdict.allowed) throw rateLimited(verdict.retryAfterSeconds, `Too many shared reads: retry in ${verdict.retryAfterSeconds} s`);
     if (!SHARE_TOKEN_FORMAT.test(token)) return null;
     const hash = hashShareToken(token);
@@ -330,25 +345,42 @@ export class ShareLinkService {
     return stored.view;
   }
 
-  /** Writes the views counted since the last flush: one statement for every link. */
+  /** The edge's admission of an anonymous read (`PublicReads.admit`): one point of the client's per-IP allowance. */
+  async admitRead(clientIp: string): Promise<boolean> {
+    return (await this.deps.perIp.consume(clientIp)).allowed;
+  }
+
+  /** The edge answered a read of `scope` (`share:<hash>`) from the read cache: counted with the next flush. */
+  answeredFromCache(scope: string): void {
+    if (!scope.startsWith(SCOPE_PREFIX)) return;
+    const hash = scope.slice(SCOPE_PREFIX.length);
+    this.pendingHashViews.set(hash, (this.pendingHashViews.get(hash) ?? 0) + 1);
+  }
+
+  /** Writes the views counted since the last flush: one statement for every link (and one for edge hits, by hash). */
   flushViews(): Promise<void> {
     this.flushing = this.flushing.then(async () => {
-      if (this.pendingViews.size === 0) return;
-      const entries = [...this.pendingViews];
-      this.pendingViews.clear();
-      try {
-        await this.deps.orm.em.getConnection().execute(
-          `update ${SHARE_LINKS.table} l set views = l.views + v.n
-             from unnest(?::uuid[], ?::int[]) as v(id, n) where l.id = v.id`,
-          [pgArray(entries.map(([id]) => id)), pgArray(entries.map(([, n]) => n))],
-        );
-      } catch (error) {
-        // Put them back: the next flush tries again.
-        for (const [id, n] of entries) this.pendingViews.set(id, (this.pendingViews.get(id) ?? 0) + n);
-        this.deps.logger.warn({ error: (error as Error)?.name }, 'could not write share link views');
-      }
+      await this.flushCounts(this.pendingViews, 'id', 'uuid');
+      await this.flushCounts(this.pendingHashViews, 'token_hash', 'text');
     });
     return this.flushing;
+  }
+
+  private async flushCounts(pending: Map<string, number>, column: 'id' | 'token_hash', type: 'uuid' | 'text'): Promise<void> {
+    if (pending.size === 0) return;
+    const entries = [...pending];
+    pending.clear();
+    try {
+      await this.deps.orm.em.getConnection().execute(
+        `${BACKGROUND_SQL_TAG} update ${SHARE_LINKS.table} l set views = l.views + v.n
+           from unnest(?::${type}[], ?::int[]) as v(k, n) where l.${column} = v.k`,
+        [pgArray(entries.map(([k]) => k)), pgArray(entries.map(([, n]) => n))],
+      );
+    } catch (error) {
+      // Put them back: the next flush tries again.
+      for (const [k, n] of entries) pending.set(k, (pending.get(k) ?? 0) + n);
+      this.deps.logger.warn({ error: (error as Error)?.name }, 'could not write share link views');
+    }
   }
 
   /** This instance forgets the link now; the others when the broadcast arrives (or their memo lapses, ≤ 1 s). */
