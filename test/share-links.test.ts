@@ -169,7 +169,7 @@ describeRedis('share links (two instances)', () => {
         expect(hot.result.headers.get('x-cache')).toBe('HIT');
         expect(hot.result.headers.get('cache-control')).toBe('public, max-age=5');
       }
-      // Past the edge entry's second and the memo's: the service's cached snapshot answers, still without SQL.
+      // Past the memo's second: still answered without SQL (the edge's entry lives as long as the link, at most a minute).
       await new Promise((r) => setTimeout(r, 1100));
       const warm = await app.countStatements(() => app.gql(SHARED, { token }));
       reads++;

@@ -214,6 +214,7 @@ async function answerGraphqlRequest(
     if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
   }
   const budget = deps.maxResponseBytes !== undefined ? new ResponseBytes(deps.maxResponseBytes) : undefined;
+  const limit: { expiresAt?: number } = {};
   const execute = () =>
     deps.apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method, headers, search: url.search, body },
@@ -223,6 +224,7 @@ async function answerGraphqlRequest(
         context.responseBytes = budget;
         context.readCache = reading;
         context.publicReadAdmitted = publicAdmitted;
+        context.publicEntryLimit = limit;
         return context;
       },
     });
@@ -245,6 +247,8 @@ async function answerGraphqlRequest(
     return;
   }
   const text = response.body.string;
+  // A public answer is not stored past what it shows (a share link's expiry, told by its resolver).
+  if (reading && limit.expiresAt !== undefined) reading.limitLifetime(limit.expiresAt - Date.now());
   const answer = status === 200 && reading ? reading.outgoing(text, 'apollo') : { bytes: Buffer.from(text) };
   await sendResult(req, res, method, status, text, answer, response.headers.get('content-type'));
 }

@@ -110,6 +110,13 @@ export class ReadCacheRequest {
     return found?.bytes;
   }
 
+  /** The answer may not be stored for longer than `ms` (a share link's expiry); ≤ 0: not stored at all. */
+  limitLifetime(ms: number): void {
+    if (!this.slot) return;
+    if (!(ms > 0)) this.slot = undefined;
+    else this.slot = { ...this.slot, entry: { ...this.slot.entry, ttlMs: Math.min(this.slot.entry.ttlMs ?? Infinity, ms) } };
+  }
+
   /** Step 3, the plugin: Apollo computed its answer (not a hit) without errors. */
   keepApolloAnswer(): void {
     this.kept = true;

@@ -110,6 +110,7 @@ export class ResponseCache implements ResponseEntries {
   /** Stores the bytes sent (best from {@link ResponseCache.encode}: then without a copy). */
   store(entry: EntryRef, generation: number, bytes: Buffer): Promise<void> {
     const ttlMs = Math.min(entry.ttlMs ?? this.opts.ttlMs, this.opts.ttlMs);
+    if (!(ttlMs > 0)) return Promise.resolve();
     return this.opts.cache.setVersioned(readCacheKeys.response(entry.scope, entry.digest), generation, bytes, ttlMs);
   }
 

@@ -25,7 +25,7 @@ import type { Context } from '../common/context';
 import { MessageRole } from '../message/message.entity';
 import { ExportFormat } from '../conversation/export.service';
 import { renderSharedView } from './shared-export';
-import { SHARED_MEMO_MS, type ShareLinkView, type SharedViewData, sharedScope } from './share-link.service';
+import { type ShareLinkView, type SharedViewData, sharedScope } from './share-link.service';
 
 export enum ShareTarget {
   CONVERSATION = 'CONVERSATION',
@@ -38,13 +38,23 @@ export const SHARED_MAX_AGE_SECONDS = 5;
 
 /**
  * Anonymous pages of a link are stored in the read cache under the link's own
- * scope (its revocation's generation) for at most the memo's second, so an
- * expiry is never served more than a second late.
+ * scope (`share:<sha256>`: the generation its revocation, or its
+ * conversation's deletion, bumps), never past the link's expiry (the resolver
+ * tells the edge: `publicEntryLimit`) and at most a minute.
  */
 const SHARED_CACHE = cacheHint({
   publicMaxAge: SHARED_MAX_AGE_SECONDS,
-  publicEntry: { argument: 'token', scope: sharedScope, ttlMs: SHARED_MEMO_MS },
+  publicEntry: { argument: 'token', scope: sharedScope, ttlMs: 60_000 },
 });
+
+/** The link's snapshot for this request, and the edge told how long an answer built from it may be stored. */
+async function readShared(ctx: Context, token: string): Promise<SharedViewData | null> {
+  const { view, expiresAt } = await ctx.services.shareLinks.read(token, ctx.clientIp, ctx.publicReadAdmitted === true);
+  if (expiresAt !== null && ctx.publicEntryLimit) {
+    ctx.publicEntryLimit.expiresAt = Math.min(ctx.publicEntryLimit.expiresAt ?? Infinity, expiresAt);
+  }
+  return view;
+}
 
 @ObjectType({ simpleResolvers: true })
 export class ShareLink {
@@ -184,7 +194,7 @@ export class ShareLinkResolver {
   })
   @Extensions(SHARED_CACHE)
   shared(@Arg('token', () => String) token: string, @Ctx() ctx: Context): Promise<SharedViewData | null> {
-    return ctx.services.shareLinks.view(token, ctx.clientIp, ctx.publicReadAdmitted === true);
+    return readShared(ctx, token);
   }
 
   @Query(() => String, {
@@ -197,7 +207,7 @@ export class ShareLinkResolver {
     @Arg('format', () => ExportFormat, { nullable: true, defaultValue: ExportFormat.JSON }) format: ExportFormat | null,
     @Ctx() ctx: Context,
   ): Promise<string | null> {
-    const view = await ctx.services.shareLinks.view(token, ctx.clientIp, ctx.publicReadAdmitted === true);
+    const view = await readShared(ctx, token);
     return view && renderSharedView(view, format ?? ExportFormat.JSON);
   }
 

@@ -323,13 +323,24 @@ export class ShareLinkService {
    * per-IP limit.
    */
   async view(token: string, clientIp: string, admitted = false): Promise<SharedViewData | null> {
-    // `admitted`: the HTTP edge already spent this request's point (`admitRead`).
+    return (await this.read(token, clientIp, admitted)).view;
+  }
+
+  /**
+   * The snapshot and when it stops being served (epoch ms, null: never).
+   * `admitted`: the HTTP edge already spent this request's point
+   * (`admitRead`), and will store the answer under the link's generation for
+   * as long as it lives: then the memo is skipped, so an answer stored after
+   * a revocation's generation bump is never one this instance remembered
+   * from before it (the broadcast may still be on its way).
+   */
+  async read(token: string, clientIp: string, admitted = false): Promise<{ view: SharedViewData | null; expiresAt: number | null }> {
     const verdict = admitted ? ({ allowed: true } as const) : await this.deps.perIp.consume(clientIp);
     if (!verdict.allowed) throw rateLimited(verdict.retryAfterSeconds, `Too many shared reads: retry in ${verdict.retryAfterSeconds} s`);
-    if (!SHARE_TOKEN_FORMAT.test(token)) return null;
+    if (!SHARE_TOKEN_FORMAT.test(token)) return { view: null, expiresAt: null };
     const hash = hashShareToken(token);
     const now = Date.now();
-    const known = this.memo.get(hash);
+    const known = admitted ? undefined : this.memo.get(hash);
     let stored: Stored;
     if (known && known.until > now) stored = known.stored;
     else {
@@ -340,9 +351,11 @@ export class ShareLinkService {
       }
       stored = await pending;
     }
-    if (!stored.view || !stored.linkId || (stored.expiresAt !== null && stored.expiresAt <= Date.now())) return null;
+    if (!stored.view || !stored.linkId || (stored.expiresAt !== null && stored.expiresAt <= Date.now())) {
+      return { view: null, expiresAt: null };
+    }
     this.pendingViews.set(stored.linkId, (this.pendingViews.get(stored.linkId) ?? 0) + 1);
-    return stored.view;
+    return { view: stored.view, expiresAt: stored.expiresAt };
   }
 
   /** The edge's admission of an anonymous read (`PublicReads.admit`): one point of the client's per-IP allowance. */
