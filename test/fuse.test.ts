@@ -19,7 +19,9 @@ const NO_KEY_MODEL = 'google:gemini-2.5-flash';
 const IDENTITY = ['gpt-4o', 'claude', 'gemini', 'mistral', 'openai', 'OPENAI', 'anthropic', 'ANTHROPIC', 'MISTRAL'];
 
 const RESPONSE = `id label kind model provider status content costUsd sources { id label model }`;
-const RUN = `mutation($input: RunComparisonInput!) { runComparison(input: $input) { id blind revealed responses { ${RESPONSE} } } }`;
+const RUN = `mutation($input: RunComparisonInput!) { runComparison(input: $input) { id blind revealed conversation { id }
+  responses { ${RESPONSE} } } }`;
+const EXPORT = `query($id: ID!, $format: ExportFormat) { exportConversation(id: $id, format: $format) }`;
 const FUSE = `mutation($id: ID!, $model: String!, $instruction: String) {
   fuseComparison(comparisonId: $id, model: $model, instruction: $instruction) { ${RESPONSE} } }`;
 const GET = `query($id: ID!) { comparison(id: $id) { id blind revealed responses { ${RESPONSE} } } }`;
@@ -165,6 +167,17 @@ describeRedis('fuseComparison', () => {
     const read = await t.gql(GET, { id: comparison.id }, u.token);
     expect(read.data.comparison).toMatchObject({ blind: true, revealed: false });
     expectNoIdentity(read.raw);
+    // The owner's export: the fused answer as blind as the others, naming what it merged by label.
+    const json = await t.gql(EXPORT, { id: comparison.conversation.id, format: 'JSON' }, u.token);
+    const markdown = await t.gql(EXPORT, { id: comparison.conversation.id, format: 'MARKDOWN' }, u.token);
+    for (const res of [json, markdown]) expectNoIdentity(res.raw);
+    const exported = JSON.parse(json.data.exportConversation).comparisons[0];
+    expect(exported.responses.map((r: any) => [r.label, r.kind, r.model, r.sources])).toEqual([
+      ['A', 'MODEL', null, []],
+      ['B', 'MODEL', null, []],
+      ['C', 'FUSED', null, ['A', 'B']],
+    ]);
+    expect(markdown.data.exportConversation).toContain('fused from A, B');
     const votes = await withClient(t.db.url, (c) =>
       c.query(`select count(*)::int as n from votes where comparison_id = $1`, [comparison.id]),
     );
