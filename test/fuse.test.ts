@@ -194,7 +194,7 @@ describeRedis('fuseComparison', () => {
     ]);
   });
 
-  it('two fuses at once get two labels; the rate limit applies, and a refused fuse writes nothing', async () => {
+  it('two fuses at once get two labels; the rate limit and the budget apply, and a refused fuse writes nothing', async () => {
     const u = await userWithKeys('twice');
     const run = await t.gql(RUN, { input: { prompt: 'Write a haiku about the sea', models: [MODEL_A, MODEL_B] } }, u.token);
     const id = run.data.runComparison.id;
@@ -227,6 +227,17 @@ describeRedis('fuseComparison', () => {
     } finally {
       await limited.close();
     }
+
+    // A budget the fuse's worst case does not fit: BUDGET_EXCEEDED, nothing written.
+    await withClient(t.db.url, (c) => c.query(`update users set daily_budget_usd = 0.0000001 where id = $1`, [u.userId]));
+    const before = await withClient(t.db.url, (c) =>
+      c.query(`select count(*)::int as n from comparison_responses where comparison_id = $1`, [id]),
+    );
+    expect(codeOf(await t.gql(FUSE, { id, model: FUSER }, u.token))).toBe('BUDGET_EXCEEDED');
+    const after = await withClient(t.db.url, (c) =>
+      c.query(`select count(*)::int as n from comparison_responses where comparison_id = $1`, [id]),
+    );
+    expect(after.rows[0].n).toBe(before.rows[0].n);
   });
 
   it('refuses fewer than two settled answers, more than 256 KB, bad models and foreign comparisons, writing nothing', async () => {
