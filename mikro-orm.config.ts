@@ -12,6 +12,7 @@ import { ApiKey } from './src/modules/api-key/api-key.entity';
 import { ApiToken } from './src/modules/api-token/api-token.entity';
 import { ComparisonResponse, ComparisonResult } from './src/modules/comparison/comparison.entity';
 import { Conversation } from './src/modules/conversation/conversation.entity';
+import { ConversationAncestor } from './src/modules/conversation/conversation-ancestor.entity';
 import { Message } from './src/modules/message/message.entity';
 import { User } from './src/modules/user/user.entity';
 import { Vote } from './src/modules/vote/vote.entity';
@@ -29,6 +30,7 @@ export const ENTITIES: Function[] = [
   User,
   ApiKey,
   Conversation,
+  ConversationAncestor,
   Message,
   ComparisonResult,
   ComparisonResponse,

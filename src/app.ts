@@ -47,6 +47,8 @@ import { compiledReadsPlugin } from './graphql/plugins/compiled-reads';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
 import { createSseHandler } from './graphql/sse';
+import { Subscriptions } from './graphql/subscriptions';
+import { attachGraphqlWs } from './graphql/ws';
 import { createLoaders, PROVIDER_CALLING_MUTATIONS, type Services } from './modules';
 import { ApiKeyService } from './modules/api-key/api-key.service';
 import { ApiTokenService } from './modules/api-token/api-token.service';
@@ -423,10 +425,21 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     await apollo.start();
     cleanups.push(() => apollo.stop());
 
-    // One context factory for /graphql and /graphql/stream (same token check, same context).
+    // One context factory for /graphql, /graphql/stream and /graphql/ws (same token check, same context).
+    // Subscriptions over SSE and WebSocket: one set of checks, one compiled-document cache.
+    const subscriptions = new Subscriptions({
+      schema,
+      production,
+      guard,
+      tokenScopes,
+      executor: config.graphqlExecutor,
+      compiledSubscriptionBytes: DocumentCache.shareOf(documentCacheBytes, 'subscriptions'),
+      trusted: { documents: trustedDocuments, trustedOnly: config.apq.trustedDocumentsOnly },
+    });
     const contexts = createRequestContexts({ em: orm.em, services, logger, createLoaders, tokens, trustProxy: config.trustProxy });
     const startedAt = Date.now();
 
+    const corsPolicy = new CorsPolicy(config.cors.origins);
     // 6. HTTP: what each path answers (`http/routes.ts`, with the API's paths from `graphql/routes.ts`),
     // served by one entry (`http/server.ts`).
     const http = createHttpServer({
@@ -439,7 +452,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           ? config.limits.maxSignedInBodyBytes
           : config.limits.maxBodyBytes,
       // Which browser origins may call /graphql and /graphql/stream (CORS_ORIGINS).
-      cors: new CorsPolicy(config.cors.origins),
+      cors: corsPolicy,
       route: createRoutes({
         health: () => healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) }),
         metrics: { registry: metrics.registry, token: config.metrics.token },
@@ -469,14 +482,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               },
             }),
             stream: createSseHandler({
-              schema,
+              subscriptions,
               production,
-              guard,
               maxBodyBytes: config.limits.maxBodyBytes,
               contexts,
-              tokenScopes,
-              executor: config.graphqlExecutor,
-              compiledSubscriptionBytes: DocumentCache.shareOf(documentCacheBytes, 'subscriptions'),
               onTokenRevoked: (listener) => personalTokens.onRevoked(listener),
             }),
           }),
@@ -488,7 +497,17 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // end event streams with their final events, let the requests still open answer, then
     // (the cleanups registered earlier) Apollo, runner, pub/sub, cache, pool and
     // the embedded PostgreSQL last.
-    cleanups.push(() => http.stop(() => runner.close(config.shutdownGraceMs)));
+    // Subscriptions over WebSocket on the same server (upgrades to /graphql/ws).
+    const graphqlWs = attachGraphqlWs(httpServer, {
+      subscriptions,
+      contexts,
+      allowsOrigin: (origin) => corsPolicy.allowsOrigin(origin),
+      maxMessageBytes: config.limits.maxBodyBytes,
+      onTokenRevoked: (listener) => personalTokens.onRevoked(listener),
+      onError: (err) => logger.error({ err }, 'could not authenticate a WebSocket'),
+    });
+    // Sockets end (1001) once the comparisons have settled, so their streams send their final events first.
+    cleanups.push(() => http.stop(() => runner.close(config.shutdownGraceMs).finally(() => graphqlWs.close())));
     let closing: Promise<void> | undefined;
     return {
       config,

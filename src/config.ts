@@ -175,7 +175,7 @@ export interface Config {
   cache: { responseTtlMs: number; registryTtlMs: number; breakerCooldownMs: number; operationTimeoutMs: number; localCopiesMb: number };
   /** Arena leaderboard statistics (see docs/LEADERBOARD.md "How the leaderboard is computed"). */
   leaderboard: {
-    /** Bootstrap resamples per board (0 = Fisher intervals only). */
+    /** Bootstrap resamples per board (0 = the closed-form sandwich intervals only: the default). */
     bootstrapSamples: number;
     /** Seed of the bootstrap resampling: the same votes and seed give the same board. */
     seed: number;
@@ -540,7 +540,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       localCopiesMb: int(env, 'CACHE_LOCAL_COPIES_MB', 64, 0),
     },
     leaderboard: {
-      bootstrapSamples: int(env, 'LEADERBOARD_BOOTSTRAP_SAMPLES', 1_000, 0),
+      bootstrapSamples: int(env, 'LEADERBOARD_BOOTSTRAP_SAMPLES', 0, 0),
       seed: int(env, 'LEADERBOARD_SEED', 1, 0),
       refreshWaitMs: int(env, 'LEADERBOARD_REFRESH_WAIT_MS', 2_000, 0),
       maxAgeMs: int(env, 'LEADERBOARD_MAX_AGE_MS', 24 * 60 * 60_000, 1),

@@ -385,10 +385,13 @@ it('declares what a personal token needs for every root field', async () => {
     mutation: {
       COMPARE: [
         'cancelComparison',
+        'continueWith',
         'createConversation',
         'createShareLink',
+        'forkConversation',
         'fuseComparison',
         'judgeComparison',
+        'regenerateMessage',
         'retryComparisonResponse',
         'revokeShareLink',
         'runComparison',

@@ -5,6 +5,7 @@
  * ascent on the log-likelihood) and synthetic battles drawn from known
  * strengths. Plus the worker thread: same board, event loop never blocked.
  */
+import { packCounts, transferablesOf, unpackCounts } from '../src/modules/leaderboard/packed-counts';
 import { bradleyTerry, votesToBattles, type VoteRecord } from './helpers/bradley-terry';
 import { fitArena } from '../src/modules/leaderboard/arena-stats';
 import type { ArenaRating, BattleCountRow, BattleCounts } from '../src/modules/leaderboard/arena.types';
@@ -101,7 +102,7 @@ function rowsFromVotes(votes: VoteRecord[]): BattleCountRow[] {
   return votesToBattles(votes).map((b) => ({ a: b.a, b: b.b, outcome: b.scoreA === 1 ? 'A' : b.scoreA === 0 ? 'B' : 'TIE', count: 1 }));
 }
 
-describe('fitArena: point estimates and Fisher intervals', () => {
+describe('fitArena: point estimates and closed-form (Fisher, sandwich) intervals', () => {
   it('3–1 between two models, pure MLE: 1095.42 / 904.58 and Fisher half-width 196.580 (hand computed, as bradleyTerry)', () => {
     const fit = fitArena(
       {
@@ -129,8 +130,17 @@ describe('fitArena: point estimates and Fisher intervals', () => {
       { models: ['a', 'b'], outcome: 'WINNER', winner: 'b' },
       { models: ['a', 'b', 'c'], outcome: 'WINNER', winner: 'a' },
     ];
-    const expected = bradleyTerry(votesToBattles(votes));
+    // Fisher (H⁻¹) and the default sandwich (H⁻¹ G H⁻¹, G summed over individual battles in the reference).
+    const fisher = bradleyTerry(votesToBattles(votes));
+    const fisherFit = fitArena({ features: [], rows: rowsFromVotes(votes) }, { bootstrapSamples: 0, closedForm: 'fisher' });
+    fisherFit.ratings.forEach((r, i) => {
+      expect(r.ratingLow).toBeCloseTo(fisher[i]!.ratingLow, 8);
+      expect(r.ratingHigh).toBeCloseTo(fisher[i]!.ratingHigh, 8);
+    });
+    const expected = bradleyTerry(votesToBattles(votes), { interval: 'sandwich' });
     const fit = fitArena({ features: [], rows: rowsFromVotes(votes) }, { bootstrapSamples: 0 });
+    // The two differ here (ties and a prior): the test tells them apart.
+    expect(Math.abs(fit.ratings[0]!.ratingLow - fisherFit.ratings[0]!.ratingLow)).toBeGreaterThan(1);
     expect(fit.ratings.map((r) => r.model)).toEqual(expected.map((r) => r.model));
     fit.ratings.forEach((r, i) => {
       expect(r.rating).toBeCloseTo(expected[i]!.rating, 8);
@@ -372,5 +382,26 @@ describe('FitWorker', () => {
     expect(
       (await worker.fit({ features: [], rows: [{ a: 'A', b: 'B', outcome: 'A', count: 1 }] }, { bootstrapSamples: 0 })).ratings,
     ).toHaveLength(2);
+  });
+});
+
+describe('packed counts (what the fit worker receives)', () => {
+  it('round-trips rows, style values and outcomes through typed columns; an unknown outcome is still refused', () => {
+    const counts = {
+      features: ['length', 'bold'],
+      rows: [
+        { a: 'm1', b: 'm2', outcome: 'A' as const, x: [0.5, -0.1], count: 3 },
+        { a: 'm2', b: 'm3', outcome: 'TIE' as const, x: [] as number[], count: 1 },
+        { a: 'm3', b: 'm1', outcome: 'B' as const, x: [-0.5, 0], count: 7 },
+      ],
+    };
+    const packed = packCounts(counts);
+    expect(transferablesOf(packed)).toHaveLength(5);
+    expect(unpackCounts(packed)).toEqual({ ...counts, rows: counts.rows.map((r) => ({ ...r, x: r.x.length ? r.x : [0, 0] })) });
+    expect(fitArena(unpackCounts(packed), { bootstrapSamples: 0 }).ratings.map((r) => r.rating)).toEqual(
+      fitArena(counts, { bootstrapSamples: 0 }).ratings.map((r) => r.rating),
+    );
+    const bad = packCounts({ features: [], rows: [{ a: 'x', b: 'y', outcome: 'WIN' as never, count: 1 }] });
+    expect(() => fitArena(unpackCounts(bad), { bootstrapSamples: 0 })).toThrow(RangeError);
   });
 });

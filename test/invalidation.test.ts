@@ -88,6 +88,38 @@ const CASES: Record<string, Case> = {
       variables: { i: { conversationId: await conversation(u), content: 'hi', model: 'openai:gpt-4o-mini' } },
     }),
   },
+  forkConversation: {
+    run: async (u) => {
+      const sent = await gql(
+        `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`,
+        { i: { conversationId: await conversation(u), content: 'hi', model: 'openai:gpt-4o-mini' } },
+        u,
+      );
+      return { query: `mutation($id: ID!) { forkConversation(messageId: $id) { id } }`, variables: { id: sent.data.sendMessage.id } };
+    },
+  },
+  continueWith: {
+    run: async (u) => {
+      const c = await comparison(u);
+      return {
+        query: `mutation($id: ID!) { continueWith(responseId: $id, content: "more") { id } }`,
+        variables: { id: c.responses[0]!.id },
+      };
+    },
+  },
+  regenerateMessage: {
+    run: async (u) => {
+      const sent = await gql(
+        `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`,
+        { i: { conversationId: await conversation(u), content: 'hi', model: 'openai:gpt-4o-mini' } },
+        u,
+      );
+      return {
+        query: `mutation($id: ID!) { regenerateMessage(messageId: $id, model: "openai:gpt-4o-mini") { id } }`,
+        variables: { id: sent.data.sendMessage.id },
+      };
+    },
+  },
   startComparison: {
     run: async () => ({
       query: `mutation { startComparison(input: { prompt: "p", models: ["openai:gpt-4o-mini", "anthropic:claude-x"] }) { id } }`,

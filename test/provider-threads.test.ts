@@ -102,3 +102,35 @@ describe('provider threads', () => {
     });
   });
 });
+
+describe('provider threads under review', () => {
+  it('ends a call by its own timeout even when its thread never answers (a wedged or lost thread)', async () => {
+    const threads = pool();
+    fake.setBehavior('t-wedged', { text: 'never sent' });
+    // Start the thread, then make it deaf: what a thread whose loop is blocked looks like from the main thread.
+    await threads.stream({ spec: spec('t-warm'), messages: ASK, timeoutMs: 10_000 });
+    const worker = (threads as unknown as { threads: Array<{ worker: { postMessage(m: unknown): void } }> }).threads[0]!.worker;
+    worker.postMessage = () => undefined;
+    const call = threads.stream({ spec: spec('t-wedged'), messages: ASK, timeoutMs: 200 });
+    const outcome = await Promise.race([
+      call.then(
+        () => 'resolved',
+        (error: unknown) => error,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('still pending after 8 s'), 8_000)),
+    ]);
+    expect(outcome).toMatchObject({ reason: 'TIMEOUT' });
+    expect((threads as unknown as { pending: Map<number, unknown> }).pending.size).toBe(0);
+  }, 20_000);
+
+  it('answers an unexpected error (not a provider failure) as in-process: not a ProviderCallError the user is shown', async () => {
+    const odd = { ...spec('t-odd', true), provider: 'nope' } as unknown as ModelSpec;
+    const inProcess = Promise.resolve().then(() => pool(OPEN, 0).stream({ spec: odd, messages: ASK, timeoutMs: 10_000 }));
+    await expect(inProcess).rejects.toThrow('Unknown provider: nope');
+    await expect(inProcess).rejects.not.toBeInstanceOf(ProviderCallError);
+    const inThread = pool().stream({ spec: odd, messages: ASK, timeoutMs: 10_000 });
+    await expect(inThread).rejects.toThrow('Unknown provider: nope');
+    // The runner stores a ProviderCallError's message for the user ("UNAVAILABLE: …"), an unexpected one as "Internal error".
+    await expect(inThread).rejects.not.toBeInstanceOf(ProviderCallError);
+  });
+});

@@ -208,7 +208,7 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     // What Redis carries on this comparison's channel, as another instance would hear it.
     const raw = createClient({ url: redisUrlForTests() });
     await raw.connect();
-    const heard: Array<{ kind: string; offset?: number; delta?: string }> = [];
+    const heard: Array<{ kind: string; responseId?: string; offset?: number; delta?: string }> = [];
     const wait = new Set<() => void>();
     try {
       const { id, gate, first } = await startHeld('local-only');
@@ -229,10 +229,16 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
       gate.release();
       await Promise.all([first.done, remote.done]);
       await expectExact(a, token, id, [first, remote]);
-      const deltas = heard.filter((m) => m.kind === 'delta');
-      // The first is the fill: the rest of the text from B's offset, as one delta (the deltas before B asked never went out).
+      const deltas = heard.filter((m) => m.kind === 'delta') as Array<{ responseId: string; offset: number; delta: string }>;
       expect(deltas.length).toBeGreaterThan(0);
-      expect(deltas[0]!.delta).toContain('w9 ');
+      // Per answer, what went through Redis is one fill (the text from B's offset, however much B's replay held, to
+      // where A was when B asked) and then every live delta, each starting where the previous one ended: nothing A
+      // streamed before B asked went out on its own.
+      for (const responseId of new Set(deltas.map((d) => d.responseId))) {
+        const mine = deltas.filter((d) => d.responseId === responseId);
+        for (let k = 1; k < mine.length; k++) expect(mine[k]!.offset).toBe(mine[k - 1]!.offset + mine[k - 1]!.delta.length);
+        expect(mine[0]!.delta).toMatch(/w\d+ /);
+      }
       expect(heard.filter((m) => m.kind === 'settled')).toHaveLength(2);
     } finally {
       await raw.quit().catch(() => undefined);

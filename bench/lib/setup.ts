@@ -137,6 +137,8 @@ export function oursEnv(
     JWT_SECRET: e.jwtSecret,
     ENCRYPTION_KEY: e.encryptionKey,
     DB_POOL_MAX: '10',
+    // PROVIDER_THREADS=0 npm run bench:stream: ours with answers read in-process (the default is a thread).
+    ...(process.env.PROVIDER_THREADS ? { PROVIDER_THREADS: process.env.PROVIDER_THREADS } : {}),
     ...extra,
   });
 }

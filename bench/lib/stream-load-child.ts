@@ -15,6 +15,12 @@ import http from 'node:http';
 import type { AnswerMisses, Percentiles, SideResult, StartsResult, StreamLoadResult, StreamLoadSpec } from './stream-load';
 import { MODEL_INDEX, nowMs, TOKEN_RE } from './stream-tokens';
 
+/** BENCH_LATENCY_DUMP=<file>: every timed delta as `side,comparison,model,index,sentMs,latencyMs` (a debugging aid). */
+const DUMP: string[] | null = process.env.BENCH_LATENCY_DUMP ? [] : null;
+function flushDump(): void {
+  if (DUMP?.length) require('node:fs').writeFileSync(process.env.BENCH_LATENCY_DUMP!, `${DUMP.splice(0).join('\n')}\n`, { flag: 'a' });
+}
+
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
 const SUBSCRIPTION = 'subscription($id: ID!) { comparisonEvents(comparisonId: $id) { responseId status delta content error } }';
 const START = 'mutation Start($input: RunComparisonInput!) { startComparison(input: $input) { id responses { id model } } }';
@@ -194,6 +200,7 @@ function follow(
         }
         side.result.deltaTokens++;
         if (sent >= openedAt) side.latency.push(at - sent);
+        if (DUMP && sent >= openedAt) DUMP.push(`${side.name},${k},${m},${i},${sent.toFixed(1)},${(at - sent).toFixed(2)}`);
         if (side.result.firstDeltaAt === undefined || at < side.result.firstDeltaAt) side.result.firstDeltaAt = at;
         if (side.result.lastDeltaAt === undefined || at > side.result.lastDeltaAt) side.result.lastDeltaAt = at;
       }
@@ -437,7 +444,10 @@ process.on('message', (message: { type: 'run'; spec: StreamLoadSpec }) => {
   if (message.type !== 'run') return;
   const run = message.spec.mode === 'relay' ? runRelay : runOurs;
   run(message.spec).then(
-    (result) => process.send!({ type: 'result', result }),
+    (result) => {
+      flushDump();
+      process.send!({ type: 'result', result });
+    },
     (error: Error) => process.send!({ type: 'error', message: error.stack ?? String(error) }),
   );
 });

@@ -167,7 +167,7 @@ export class PersonalTokenVerifier implements PersonalTokenCheck {
       await this.deps.store.touch(row.id).catch(failed);
     }
     const grant = { id: row.id, scopes: row.scopes, dailyBudgetUsd: row.dailyBudgetUsd };
-    const principal: Principal = { userId: row.userId, role: row.role, token: grant };
+    const principal: Principal = { userId: row.userId, role: row.role, token: grant, ...(row.expiresAt ? { expiresAt } : {}) };
     if (epoch === this.epoch) this.verified.set(hash, { principal, until: Math.min(expiresAt, now + VERIFIED_TTL_MS) });
     return principal;
   }

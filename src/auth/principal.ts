@@ -23,6 +23,8 @@ export interface Principal {
    * its own daily spend cap (`modules/usage/usage.service.ts`). Absent for a JWT.
    */
   token?: PersonalTokenGrant;
+  /** When the credential expires (ms since the epoch; absent: never): an event stream opened with it ends then. */
+  expiresAt?: number;
 }
 
 export interface PersonalTokenGrant {

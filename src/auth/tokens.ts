@@ -82,7 +82,7 @@ export class TokenService {
       if (typeof payload.sub !== 'string' || (role !== 'USER' && role !== 'ADMIN')) {
         throw new InvalidTokenError('Invalid token');
       }
-      return { userId: payload.sub, role };
+      return { userId: payload.sub, role, ...(typeof payload.exp === 'number' ? { expiresAt: payload.exp * 1000 } : {}) };
     } catch (error) {
       if (error instanceof AppError) throw error;
       const expired = error instanceof joseErrors.JWTExpired;

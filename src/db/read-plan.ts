@@ -119,10 +119,53 @@ export const RESPONSE_LABEL: ComputedField<{ position: number }> = {
 /** `Type.field` → computed field (`ComparisonResult.revealed` is the rule above, read next to the row). */
 export const COMPUTED: Readonly<Record<string, ComputedField<never>>> = {
   'ComparisonResponse.label': RESPONSE_LABEL,
+  // The version a read shows is current where it is read (`childSourceSql` reads an inherited one as such).
+  'Message.current': {
+    json: (a) => `(case when ${CURRENT_VERSION.sql(a)} then 'true' else 'false' end)`,
+    value: (row: { replacedAt?: Date | null }) => row.replacedAt === null || row.replacedAt === undefined,
+  },
   'ComparisonResult.revealed': {
     json: (a) => `(case when ${REVEALED.sql(a)} then 'true' else 'false' end)`,
     value: (row: { revealed: boolean }) => row.revealed,
   },
+};
+
+// ─── Forks, versions, hidden rows ──────────────────────────────────────────────
+
+/**
+ * DELETED: a conversation its owner deleted while forks still read its
+ * messages is kept, hidden: every owned read of conversations leaves it out
+ * (`ownerSql` adds `deleted_at is null`), so it reads exactly like a missing one.
+ */
+export const DELETED: HiddenWhen = { column: 'deleted_at' };
+
+/**
+ * CURRENT_VERSION: of a turn's versions (`regenerateMessage`), the one a
+ * conversation shows. In its own conversation: the one not replaced
+ * (`replaced_at is null`). Inherited by a fork: the one current when the fork
+ * was made (written by then, not replaced by then), so regenerating in the
+ * original never changes what a fork shows.
+ */
+export const CURRENT_VERSION: VersionRule = {
+  replacedAt: 'replaced_at',
+  writtenAt: 'answered_at',
+  slot: 'version_of_id',
+  sql: (a) => `${a}.replaced_at is null`,
+  asOfSql: (a, at) => `coalesce(${a}.answered_at, ${a}.created_at) <= ${at} and (${a}.replaced_at is null or ${a}.replaced_at > ${at})`,
+};
+
+/**
+ * FORK_ANCESTRY: where a fork's inherited rows come from. Each row of
+ * `conversation_ancestors` says: the children of `ancestor_id` up to and
+ * including `(upto_created_at, upto_id)` (the cut turn's first version),
+ * as of `created_at` (when the fork was made), belong to `conversation_id` too.
+ */
+export const FORK_ANCESTRY: Ancestry = {
+  table: 'conversation_ancestors',
+  child: 'conversation_id',
+  ancestor: 'ancestor_id',
+  upto: ['upto_created_at', 'upto_id'],
+  asOf: 'created_at',
 };
 
 // ─── Relations ─────────────────────────────────────────────────────────────────
@@ -143,6 +186,7 @@ export const CONVERSATIONS = plan({
   entity: 'Conversation',
   table: 'conversations',
   owner: 'owner_id',
+  hiddenWhen: DELETED,
   order: NEWEST_FIRST,
   page: { default: 20, max: MAX_PAGE_SIZE },
   cursor: 'conversations',
@@ -167,6 +211,7 @@ export const CONVERSATION_BY_ID = plan({
   entity: 'Conversation',
   table: 'conversations',
   owner: 'owner_id',
+  hiddenWhen: DELETED,
 });
 
 /** One of the user's comparisons by id. */
@@ -178,7 +223,11 @@ export const COMPARISON_BY_ID = plan({
   owner: 'owner_id',
 });
 
-/** A conversation's messages, oldest first, 50 per page. */
+/**
+ * A conversation's messages, oldest first, 50 per page: its own current
+ * versions, and a fork's inherited ones ({@link FORK_ANCESTRY}) as of the fork,
+ * read as the fork's own (see {@link childSourceSql}).
+ */
 export const MESSAGES = plan({
   kind: 'childPage',
   field: 'Conversation.messages',
@@ -188,6 +237,8 @@ export const MESSAGES = plan({
   order: OLDEST_FIRST,
   page: { default: 50, max: MAX_PAGE_SIZE },
   cursor: 'messages',
+  inherits: FORK_ANCESTRY,
+  current: CURRENT_VERSION,
 });
 
 /** A comparison's responses in the order shown (by label); hidden fields while it is not {@link REVEALED}. */
@@ -201,7 +252,10 @@ export const RESPONSES = plan({
   concealedUnless: REVEALED,
 });
 
-/** A conversation's comparisons, oldest first. */
+/**
+ * A conversation's comparisons, oldest first: its own, and those whose prompt
+ * a fork inherited (read as the fork's, like the prompt; see {@link childListFromSql}).
+ */
 export const CONVERSATION_COMPARISONS = plan({
   kind: 'childList',
   field: 'Conversation.comparisons',
@@ -209,6 +263,7 @@ export const CONVERSATION_COMPARISONS = plan({
   table: 'comparison_results',
   foreignKey: 'conversation_id',
   order: ['created_at', 'id'],
+  inheritsThrough: { children: MESSAGES, key: 'comparison_id' },
 });
 
 /** A user's prompt sets, newest first, 20 per page (served by the resolvers; not compiled, see {@link RELATIONS}). */
@@ -319,16 +374,48 @@ export interface ViewerPlan extends PlanBase {
   kind: 'viewer';
 }
 
+/** A row is hidden from every owned read while this column is set (see {@link DELETED}). */
+export interface HiddenWhen {
+  column: string;
+}
+
+/** Which of a turn's versions a read shows (see {@link CURRENT_VERSION}). */
+export interface VersionRule {
+  replacedAt: string;
+  writtenAt: string;
+  /** The first version's id on later versions (null on the first). */
+  slot: string;
+  /** Current in its own conversation. */
+  sql(alias: string): string;
+  /** Current as of the time `at` (an SQL expression): what a fork made then shows. */
+  asOfSql(alias: string, at: string): string;
+}
+
+/** Rows of another parent that a parent inherits by reference (see {@link FORK_ANCESTRY}). */
+export interface Ancestry {
+  table: string;
+  /** The inheriting parent. */
+  child: string;
+  /** The parent the rows belong to. */
+  ancestor: string;
+  /** The last inherited row's key position (its first version's id). */
+  upto: readonly [string, string];
+  /** When the inheritance was made: versions are read as of then. */
+  asOf: string;
+}
+
 /** One owned row by id (`owner` = the user): another user's row reads as missing. */
 export interface OwnedRowPlan extends PlanBase {
   kind: 'ownedRow';
   owner: string;
+  hiddenWhen?: HiddenWhen;
 }
 
 /** A connection of the user's own rows (`owner` = the user), keyset-paged, cursors scoped to `<cursor>:<userId>`. */
 export interface OwnedListPlan extends PlanBase {
   kind: 'ownedList';
   owner: string;
+  hiddenWhen?: HiddenWhen;
   order: Keyset;
   page: PageBounds;
   cursor: string;
@@ -341,6 +428,10 @@ export interface ChildPagePlan extends PlanBase {
   order: Keyset;
   page: PageBounds;
   cursor: string;
+  /** A parent also holds an ancestor's rows up to a point (forks). */
+  inherits?: Ancestry;
+  /** Only the current version of a row is a child. */
+  current?: VersionRule;
 }
 
 /** All of a parent's children, in `order` (ascending columns); some fields hidden unless the parent satisfies `concealedUnless`. */
@@ -349,6 +440,8 @@ export interface ChildListPlan extends PlanBase {
   foreignKey: string;
   order: readonly string[];
   concealedUnless?: VisibilityRule<string>;
+  /** Also the rows that the inherited rows of `children` (a fork's messages) point at with `key`. */
+  inheritsThrough?: { children: ChildPagePlan; key: string };
 }
 
 export type RelationPlan = ViewerPlan | OwnedRowPlan | OwnedListPlan | ChildPagePlan | ChildListPlan;
@@ -385,9 +478,10 @@ export function afterSql(p: OwnedListPlan | ChildPagePlan, alias: string, at = '
   return `(${p.order.columns.map((c) => `${alias}.${c}`).join(', ')}) ${p.order.direction === 'desc' ? '<' : '>'} (${at}, ${id})`;
 }
 
-/** The owner filter, `a.owner_id = <user>`. */
+/** The owner filter, `a.owner_id = <user>` (and `a.deleted_at is null` for a plan with `hiddenWhen`). */
 export function ownerSql(p: OwnedListPlan | OwnedRowPlan, alias: string, user = '?'): string {
-  return `${alias}.${p.owner} = ${user}`;
+  const hidden = p.hiddenWhen ? ` and ${alias}.${p.hiddenWhen.column} is null` : '';
+  return `${alias}.${p.owner} = ${user}${hidden}`;
 }
 
 /** The DataLoader batch of owned rows by id: `a.id = any(<ids>::uuid[]) and a.owner_id = <user>` (ids, then the user). */
@@ -427,9 +521,68 @@ export function childRowsSql(
   parentId: string,
   opts: { limit?: string; after?: [string, string] } = {},
 ): string {
+  const limit = opts.limit ? ` limit ${opts.limit}` : '';
+  if (p.kind === 'childPage' && (p.inherits || p.current)) {
+    const after = opts.after ? ` where (${opts.after[0]} is null or ${afterSql(p, alias, ...opts.after)})` : '';
+    const source = childSourceSql(p, (column) => `${column} = ${parentId}`);
+    return `select * from (${source}) ${alias}${after} order by ${orderSql(p, alias)}${limit}`;
+  }
+  if (p.kind === 'childList' && p.inheritsThrough) {
+    return `select * ${childListFromSql(p, alias, parentId)} order by ${orderSql(p, alias)}${limit}`;
+  }
   let where = childOfSql(p, alias, parentId);
   if (opts.after && p.kind === 'childPage') where += ` and (${opts.after[0]} is null or ${afterSql(p, alias, ...opts.after)})`;
-  return `select * from ${p.table} ${alias} where ${where} order by ${orderSql(p, alias)}${opts.limit ? ` limit ${opts.limit}` : ''}`;
+  return `select * from ${p.table} ${alias} where ${where} order by ${orderSql(p, alias)}${limit}`;
+}
+
+/**
+ * The children of the parents `parentIs` matches (`parentIs(column)` is an SQL
+ * condition on a parent id column), as rows of the child table (`select *`
+ * shape): the parent's own current rows, then, through the plan's ancestry,
+ * each ancestor's rows up to the cut as they were when it was made, with the
+ * foreign key rewritten to the inheriting parent and the version read as
+ * current there. Every read of a conversation's messages is made from this
+ * (pages, counts, last message, search, export, the histories sent to models).
+ */
+export function childSourceSql(p: ChildPagePlan, parentIs: (column: string) => string, opts: { inheritedOnly?: boolean } = {}): string {
+  const current = p.current;
+  const own = `select o.* from ${p.table} o where ${parentIs(`o.${p.foreignKey}`)}${current ? ` and ${current.sql('o')}` : ''}`;
+  const a = p.inherits;
+  if (!a) return opts.inheritedOnly ? `${own} and false` : own;
+  const key = p.order.columns[0];
+  const slot = current ? `coalesce(s.${current.slot}, s.id)` : 's.id';
+  const rewritten = current
+    ? `jsonb_build_object('${p.foreignKey}', x.${a.child}, '${current.replacedAt}', null)`
+    : `jsonb_build_object('${p.foreignKey}', x.${a.child})`;
+  return (
+    `${opts.inheritedOnly ? '' : `${own} union all `}` +
+    `select i.* from ${a.table} x join ${p.table} s on s.${p.foreignKey} = x.${a.ancestor}` +
+    ` and (s.${key}, ${slot}) <= (x.${a.upto[0]}, x.${a.upto[1]})${current ? ` and ${current.asOfSql('s', `x.${a.asOf}`)}` : ''}` +
+    ` cross join lateral jsonb_populate_record(s, ${rewritten}) i where ${parentIs(`x.${a.child}`)}`
+  );
+}
+
+/**
+ * A child list's rows as a FROM item under `alias`: `from <table> a where
+ * a.<fk> = <parent>`, or, for a plan that `inheritsThrough` another relation,
+ * the parent's own rows and those its inherited children point at, with the
+ * foreign key rewritten to the parent (`childListSourceSql`).
+ */
+export function childListFromSql(p: ChildListPlan, alias: string, parentId: string): string {
+  if (!p.inheritsThrough) return `from ${p.table} ${alias} where ${childOfSql(p, alias, parentId)}`;
+  return `from (${childListSourceSql(p, (column) => `${column} = ${parentId}`)}) ${alias}`;
+}
+
+/** The rows of a child list of the parents `parentIs` matches (see {@link childSourceSql}), as rows of its table. */
+export function childListSourceSql(p: ChildListPlan, parentIs: (column: string) => string): string {
+  const own = `select o.* from ${p.table} o where ${parentIs(`o.${p.foreignKey}`)}`;
+  const via = p.inheritsThrough;
+  if (!via) return own;
+  const inherited = childSourceSql(via.children, parentIs, { inheritedOnly: true });
+  return (
+    `${own} union all select j.* from (${inherited}) h join ${p.table} r on r.id = h.${via.key}` +
+    ` cross join lateral jsonb_populate_record(r, jsonb_build_object('${p.foreignKey}', h.${via.children.foreignKey})) j`
+  );
 }
 
 /**
@@ -449,16 +602,19 @@ export function childPagesBatchSql(p: ChildPagePlan, columns: (alias: string) =>
 
 /**
  * The DataLoader batch of a child list: every listed parent's children in one
- * statement (`?` = the parent ids, uuid[]), ordered by parent, then in the
- * plan's order. With `concealedUnless`, the parent is joined (alias `p`) and
- * `__visible` says whether the rule holds for it.
+ * statement (`?` = the parent ids, uuid[]; twice for a plan that
+ * `inheritsThrough`), ordered by parent, then in the plan's order. With
+ * `concealedUnless`, the parent is joined (alias `p`) and `__visible` says
+ * whether the rule holds for it.
  */
 export function childListBatchSql(p: ChildListPlan, columns: (alias: string) => string): string {
   const rule = p.concealedUnless;
-  const from = rule ? `${p.table} x join ${rule.table} p on p.id = x.${p.foreignKey}` : `${p.table} x`;
+  const rows = p.inheritsThrough ? `(${childListSourceSql(p, (column) => `${column} = any(?::uuid[])`)}) x` : `${p.table} x`;
+  const from = rule ? `${rows} join ${rule.table} p on p.id = x.${p.foreignKey}` : rows;
   const visible = rule ? `, ${rule.sql('p')} as "__visible"` : '';
   const order = `x.${p.foreignKey}, ${orderSql(p, 'x')}`;
-  return `select ${columns('x')}${visible} from ${from} where x.${p.foreignKey} = any(?::uuid[]) order by ${order}`;
+  const where = p.inheritsThrough ? '' : ` where x.${p.foreignKey} = any(?::uuid[])`;
+  return `select ${columns('x')}${visible} from ${from}${where} order by ${order}`;
 }
 
 /** The plain rows of a list page, the columns a cursor needs, and how to turn them into a page (see `readOwnedPage`). */

@@ -78,6 +78,7 @@ import {
   afterSql,
   type ChildListPlan,
   type ChildPagePlan,
+  childListFromSql,
   childRowsSql,
   COMPUTED,
   cursorScope,
@@ -590,7 +591,7 @@ class Compiler {
     const rule = relation.concealedUnless;
     const concealed = rule && { fields: Object.keys(rule.conceals.fields), when: `(not ${rule.sql(parent)})` };
     const item = this.objectSql(itemType(field.type), node.selectionSet!, relation.entity, b, undefined, concealed);
-    const rows = `from ${relation.table} ${b} where ${b}.${relation.foreignKey} = ${parent}.id`;
+    const rows = childListFromSql(relation, b, `${parent}.id`);
     return `('[' || coalesce((select string_agg(${item}, ',' order by ${orderSql(relation, b)}) ${rows}), '') || ']')`;
   }
 

@@ -53,7 +53,7 @@ export function createContext(deps: ContextDeps, requestId: string, principal: P
   };
 }
 
-/** The one way a request becomes a principal and a context, for GraphQL and SSE alike. */
+/** The one way a request becomes a principal and a context, for GraphQL, SSE and WebSocket alike. */
 export interface RequestContexts {
   /**
    * Verifies the Authorization header: the principal, null when anonymous;
@@ -61,6 +61,8 @@ export interface RequestContexts {
    * The principal is noted for the request's log line.
    */
   principal(req: IncomingMessage): Promise<Principal | null>;
+  /** {@link principal} from an `Authorization` value sent another way (graphql-ws's `connection_init` payload). */
+  principalFrom(authorization: string | undefined): Promise<Principal | null>;
   create(req: IncomingMessage, requestId: string, principal: Principal | null): GraphqlContext;
   /** The client's address as rate limits key it (`http/client-ip.ts`, TRUST_PROXY). */
   clientIp(req: IncomingMessage): string;
@@ -73,6 +75,7 @@ export function createRequestContexts(deps: ContextDeps & { tokens: TokenService
   };
   return {
     principal: (req) => deps.tokens.fromAuthorizationHeader(req.headers.authorization).then(noted),
+    principalFrom: (authorization) => deps.tokens.fromAuthorizationHeader(authorization),
     create: (req, requestId, principal) => createContext(deps, requestId, principal, clientIp(req, deps.trustProxy)),
     clientIp: (req) => clientIp(req, deps.trustProxy),
   };

@@ -7,6 +7,7 @@
  * | `GET /graphql` (`Accept: text/html`), `GET /explorer/*` | outside production: the local explorer (`explorer.ts`) |
  * | `/graphql` | GraphQL (`http.ts`: the read cache's edge, then Apollo) |
  * | `/graphql/stream` | subscriptions over SSE (`sse.ts`) |
+ * | `/graphql/ws` | subscriptions over WebSocket (`ws.ts`: an upgrade, attached to the HTTP server by `app.ts`) |
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MountedRoute } from '../http/routes';

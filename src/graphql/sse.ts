@@ -11,113 +11,58 @@
  * server-agnostic handler to Node itself, with the body read by `readBody`.
  */
 import type { HeaderMap } from '@apollo/server';
-import { type DocumentNode, getOperationAST, GraphQLError, type GraphQLSchema, subscribe } from 'graphql';
+import type { ExecutionResult, GraphQLError } from 'graphql';
 import { createHandler, type Response as SseResponse } from 'graphql-sse';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Principal } from '../auth/principal';
-import type { TokenAccessPolicy } from '../auth/token-scopes';
 import type { GraphqlContext, RequestContexts } from './context';
 import { AppError } from '../errors';
 import { readBody } from '../http/respond';
-import type { DocumentGuard } from './document-limits';
-import { classifyError, QueryTooComplexError } from './format-error';
-import { jitSubscribe } from './jit-executor';
+import { classifyError } from './format-error';
+import { type Subscriptions, untilExpiry } from './subscriptions';
 
 export interface SseDeps {
-  schema: GraphQLSchema;
+  /** The checks and execution every subscription transport shares. */
+  subscriptions: Subscriptions;
   production: boolean;
-  guard: DocumentGuard;
   maxBodyBytes: number;
   contexts: RequestContexts;
-  /** Personal tokens' scopes (`auth/token-scopes.ts`): checked before a stream opens. */
-  tokenScopes: TokenAccessPolicy;
-  /** `jit`: each event is completed by code compiled once per document; `graphql-js`: the reference executor. */
-  executor: 'jit' | 'graphql-js';
-  /** Bytes (estimated) of compiled subscription documents kept: their share of `DOCUMENT_CACHE_MB`. */
-  compiledSubscriptionBytes: number;
   /** Personal-token revocations applied on this instance (`PersonalTokenVerifier.onRevoked`): a stream opened with the token ends. */
   onTokenRevoked?: (listener: (tokenId: string) => void) => () => void;
 }
 
-/** The last event of a stream whose personal token was revoked while it ran, then graphql-sse's `complete`. */
-const REVOKED_EVENTS =
-  'event: next\ndata: {"errors":[{"message":"The token was revoked","extensions":{"code":"UNAUTHENTICATED"}}]}\n\n' +
-  'event: complete\ndata:\n\n';
-
-/** graphql-js errors without a code are the client's document errors. */
-function asRequestError(error: unknown, code: 'GRAPHQL_PARSE_FAILED' | 'GRAPHQL_VALIDATION_FAILED'): GraphQLError {
-  if (error instanceof AppError || error instanceof QueryTooComplexError) return error;
-  if (error instanceof GraphQLError && error.extensions.code === undefined) {
-    return new GraphQLError(error.message, {
-      nodes: error.nodes,
-      source: error.source,
-      positions: error.positions,
-      originalError: error.originalError,
-      extensions: { ...error.extensions, code },
-    });
-  }
-  return error instanceof GraphQLError ? error : new GraphQLError('Bad request', { extensions: { code: 'BAD_REQUEST' } });
-}
+/** The last event of a stream whose personal token was revoked (or whose token expired) while it ran, then `complete`. */
+const endEvents = (message: string) =>
+  `event: next\ndata: {"errors":[{"message":"${message}","extensions":{"code":"UNAUTHENTICATED"}}]}\n\n` + 'event: complete\ndata:\n\n';
+const REVOKED_EVENTS = endEvents('The token was revoked');
+const EXPIRED_EVENTS = endEvents('The token expired: sign in again and resubscribe');
 
 export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<void> {
+  const { subscriptions } = deps;
   const requests = new WeakMap<IncomingMessage, { requestId: string; principal: Principal | null; res?: ServerResponse }>();
   const refuse = (errors: readonly GraphQLError[], status: 400 | 403 = 400): SseResponse => [
-    JSON.stringify({ errors: errors.map((e) => classifyError(e.toJSON(), e, deps.production).formatted) }),
+    JSON.stringify({ errors: subscriptions.formatErrors(errors) }),
     { status, statusText: status === 400 ? 'Bad Request' : 'Forbidden', headers: { 'content-type': 'application/json; charset=utf-8' } },
   ];
   // graphql-sse wants an index-signature context; ours is a plain interface.
   type SseContext = GraphqlContext & Record<PropertyKey, unknown>;
-  const compiled = deps.executor === 'jit' ? jitSubscribe(deps.compiledSubscriptionBytes) : undefined;
-  /** The query text and operation name of each request's document, the compiled subscription's key. */
-  const keys = new WeakMap<DocumentNode, string>();
   const handler = createHandler<IncomingMessage, undefined, SseContext>({
-    schema: deps.schema,
+    schema: subscriptions.schema,
     // Validated in onSubscribe, with the document limits.
     validate: () => [],
-    subscribe: (args) => {
-      return compiled ? compiled(args, keys.get(args.document)) : subscribe(args);
-    },
+    subscribe: (args) => subscriptions.subscribe(args),
     onSubscribe: async (req, params) => {
-      let document: DocumentNode;
-      try {
-        document = typeof params.query === 'string' ? deps.guard.parse(params.query) : params.query;
-      } catch (error) {
-        return refuse([asRequestError(error, 'GRAPHQL_PARSE_FAILED')]);
-      }
-      const invalid = deps.guard.validate(deps.schema, document);
-      if (invalid.length) return refuse(invalid.map((e) => asRequestError(e, 'GRAPHQL_VALIDATION_FAILED')));
-      const operation = getOperationAST(document, params.operationName);
-      if (operation?.operation !== 'subscription') {
-        return refuse([
-          new AppError('BAD_USER_INPUT', 'Only subscriptions are served at /graphql/stream; send queries and mutations to /graphql'),
-        ]);
-      }
-      try {
-        deps.guard.checkOperation(deps.schema, document, params.operationName, params.variables);
-      } catch (error) {
-        return refuse([asRequestError(error, 'GRAPHQL_VALIDATION_FAILED')]);
-      }
-      // The token was verified before the stream opened (an invalid one answered 401);
-      // a missing one is reported by the resolver as UNAUTHENTICATED.
+      // The token was verified before the stream opened (an invalid one answered 401).
       const request = requests.get(req.raw) ?? { requestId: 'sse', principal: null };
-      try {
-        deps.tokenScopes.check(request.principal, undefined, document, operation);
-      } catch (error) {
-        if (!(error instanceof AppError)) throw error;
-        return refuse([error], 403);
-      }
-      // Compiled (and kept) for signed-in callers only: anonymous documents cost no compiled code.
-      if (typeof params.query === 'string' && request.principal) keys.set(document, `${params.operationName ?? ''}\n${params.query}`);
+      const prepared = subscriptions.prepare(params, request.principal, '/graphql/stream');
+      if (!prepared.ok) return refuse(prepared.errors, prepared.status);
       const contextValue = deps.contexts.create(req.raw, request.requestId, request.principal) as SseContext;
       if (request.res) contextValue.streamReady = readyFor(request.res);
-      return { schema: deps.schema, document, operationName: params.operationName, variableValues: params.variables, contextValue };
+      const { document, operationName } = prepared;
+      return { schema: subscriptions.schema, document, operationName, variableValues: params.variables, contextValue };
     },
-    onNext: (_ctx, _req, result) => {
-      if (!('errors' in result) || !result.errors?.length) return result;
-      const errors = (result.errors as readonly GraphQLError[]).map((e) => classifyError(e.toJSON(), e, deps.production).formatted);
-      // Formatted errors serialise exactly like GraphQLErrors (graphql-sse JSON.stringifies the result).
-      return { ...result, errors } as unknown as typeof result;
-    },
+    // Formatted errors serialise exactly like GraphQLErrors (graphql-sse JSON.stringifies the result).
+    onNext: (_ctx, _req, result) => subscriptions.format(result as ExecutionResult) as typeof result,
   });
 
   return async (req, res, requestId) => {
@@ -171,15 +116,15 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
     const onDrain = () => wake?.();
     res.once('close', onClose);
     res.on('drain', onDrain);
-    // A revoked personal token ends its open streams too, with an UNAUTHENTICATED event.
+    const endWith = (events: string) => {
+      if (closed || !res.writable) return;
+      res.end(events);
+      onClose();
+    };
+    // A revoked personal token ends its open streams too, with an UNAUTHENTICATED event; so does the token's expiry.
     const tokenId = principal?.token?.id;
-    const stopListening = tokenId
-      ? deps.onTokenRevoked?.((revoked) => {
-          if (revoked !== tokenId || closed || !res.writable) return;
-          res.end(REVOKED_EVENTS);
-          onClose();
-        })
-      : undefined;
+    const stopListening = tokenId ? deps.onTokenRevoked?.((revoked) => revoked === tokenId && endWith(REVOKED_EVENTS)) : undefined;
+    const expiry = untilExpiry(principal, () => endWith(EXPIRED_EVENTS));
     try {
       for await (const value of responseBody) {
         if (closed || !res.writable) break; // the response's close event may come late
@@ -193,6 +138,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       }
     } finally {
       stopListening?.();
+      clearTimeout(expiry);
       res.off('close', onClose);
       res.off('drain', onDrain);
     }

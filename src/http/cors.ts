@@ -25,7 +25,7 @@
  *   (Chromium, for a public page such as Sandbox calling a local server) is
  *   told `Access-Control-Allow-Private-Network: true` when the origin is allowed.
  *
- * A WebSocket route, when one is added, checks `allowsOrigin` on upgrade.
+ * The WebSocket route (`/graphql/ws`, `graphql/ws.ts`) checks `allowsOrigin` on upgrade.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 

@@ -36,7 +36,8 @@ function failure(error: unknown): FailureMessage['error'] {
     return { k: 'provider', provider: error.provider, reason: error.reason, message: error.message, statusCode: error.statusCode };
   }
   if (error instanceof CancelledError) return { k: 'cancelled' };
-  return { k: 'error', message: error instanceof Error ? error.message : String(error) };
+  if (error instanceof Error) return { k: 'error', name: error.name, message: error.message, stack: error.stack };
+  return { k: 'error', name: 'Error', message: String(error) };
 }
 
 async function run(m: StartMessage): Promise<void> {

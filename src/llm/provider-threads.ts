@@ -26,7 +26,7 @@ import { excludedFromDeadline } from '../db/request-deadline';
 import type { EgressPolicy } from './egress';
 import { createLanguageModel, type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport } from './language-models';
 import type { ProviderName } from './model-id';
-import { ProviderCallError } from './provider-errors';
+import { classifyProviderError, ProviderCallError } from './provider-errors';
 import { CancelledError, type ChatTurn, type CompletionResult, OutputLimitError, streamCompletion } from './stream-completion';
 
 /** Everything needed to build the model in another thread. */
@@ -64,7 +64,7 @@ export interface FailureMessage {
     | { k: 'provider'; provider: ProviderName; reason: ProviderErrorReason; message: string; statusCode?: number }
     | { k: 'limit'; provider: ProviderName; limitBytes: number; partialText: string }
     | { k: 'cancelled' }
-    | { k: 'error'; message: string };
+    | { k: 'error'; name: string; message: string; stack?: string };
 }
 export type ThreadMessage = { t: 'd'; b: Array<number | string> } | { t: 'end'; id: number; result: CompletionResult } | FailureMessage;
 
@@ -88,6 +88,12 @@ export interface ProviderThreadsOptions {
   /** The in-process transport (threads: 0). */
   transport: ProviderTransport;
 }
+
+/**
+ * How long past its own timeout a call waits for its thread's answer before the main thread ends it (TIMEOUT): the
+ * thread's timer bounds the call only while that thread's loop runs and its messages arrive.
+ */
+const THREAD_ANSWER_GRACE_MS = 5_000;
 
 export class ProviderThreads {
   private readonly threads: Thread[] = [];
@@ -126,7 +132,13 @@ export class ProviderThreads {
     const { signal, onDelta, ...rest } = o;
     return new Promise<CompletionResult>((resolve, reject) => {
       const onAbort = () => thread.worker.postMessage({ t: 'cancel', id } satisfies ToThread);
+      const watchdog = setTimeout(() => {
+        onAbort();
+        this.pending.get(id)?.reject(classifyProviderError(o.spec.provider, new Error('timeout'), { timedOut: true }));
+      }, o.timeoutMs + THREAD_ANSWER_GRACE_MS);
+      watchdog.unref();
       const done = () => {
+        clearTimeout(watchdog);
         signal?.removeEventListener('abort', onAbort);
         this.pending.delete(id);
         if (--thread.active === 0) thread.worker.unref();
@@ -165,7 +177,7 @@ export class ProviderThreads {
     const worker =
       ext === '.ts'
         ? new Worker(
-            `require('ts-node').register({ transpileOnly: true, swc: true, compilerOptions: { module: 'commonjs' } }); ` +
+            `require('ts-node').register({ transpileOnly: true, swc: true, compilerOptions: { module: 'commonjs', target: 'es2022' } }); ` +
               `require(${JSON.stringify(entry)});`,
             { eval: true, workerData },
           )
@@ -190,7 +202,16 @@ export class ProviderThreads {
   private receive(m: ThreadMessage): void {
     if (m.t === 'd') {
       const b = m.b;
-      for (let i = 0; i < b.length; i += 2) this.pending.get(b[i] as number)?.onDelta?.(b[i + 1] as string);
+      for (let i = 0; i < b.length; i += 2) {
+        const p = this.pending.get(b[i] as number);
+        try {
+          p?.onDelta?.(b[i + 1] as string);
+        } catch (error) {
+          // As in-process (the callback runs inside streamCompletion's try): that call fails, not the process.
+          p!.thread.worker.postMessage({ t: 'cancel', id: b[i] as number } satisfies ToThread);
+          p!.reject(classifyProviderError(p!.provider, error));
+        }
+      }
       return;
     }
     const p = this.pending.get(m.id);
@@ -203,6 +224,12 @@ export class ProviderThreads {
     if (e.k === 'provider') p.reject(new ProviderCallError(e.provider, e.reason, e.message, { statusCode: e.statusCode }));
     else if (e.k === 'limit') p.reject(new OutputLimitError(e.provider, e.limitBytes, e.partialText));
     else if (e.k === 'cancelled') p.reject(new CancelledError());
-    else p.reject(new ProviderCallError(p.provider, 'UNAVAILABLE', e.message));
+    else {
+      // Not a provider's failure: as in-process, the caller logs it and shows no text of it ("Internal error").
+      const error = new Error(e.message);
+      error.name = e.name;
+      if (e.stack) error.stack = e.stack;
+      p.reject(error);
+    }
   }
 }

@@ -77,6 +77,11 @@ export interface BradleyTerryOptions {
   tolerance?: number;
   /** Virtual tie games per model against an average opponent; 0 = pure MLE. Default 1. */
   prior?: number;
+  /**
+   * The interval's covariance: `fisher` (default here) H⁻¹, or `sandwich` H⁻¹ G H⁻¹ with G the sum over
+   * individual battles of (score − P(a beats b))² d dᵀ, d = e_a − e_b (LMArena's arena-rank).
+   */
+  interval?: 'fisher' | 'sandwich';
 }
 
 export const BT_DEFAULTS: Readonly<Required<BradleyTerryOptions>> = Object.freeze({
@@ -85,6 +90,7 @@ export const BT_DEFAULTS: Readonly<Required<BradleyTerryOptions>> = Object.freez
   iterations: 100,
   tolerance: 1e-10,
   prior: 1,
+  interval: 'fisher',
 });
 
 /** Normal quantile used for the 95% interval. */
@@ -166,7 +172,11 @@ export function bradleyTerry(battles: readonly PairBattle[], opts: BradleyTerryO
   if (o.prior === 0) assertMleExists(tally);
 
   const theta = fitLogStrengths(tally.scored, o);
-  const variances = centredVariances(informationMatrix(tally.scored, theta, o.prior), o.prior);
+  const info = informationMatrix(tally.scored, theta, o.prior);
+  const variances =
+    o.interval === 'sandwich'
+      ? centredOf(sandwichCovariance(info, scoreCovariance(battles, tally.models, theta), o.prior))
+      : centredVariances(info, o.prior);
   const meanTheta = mean(theta);
   const pointsPerNat = o.scale / Math.LN10;
 
@@ -369,10 +379,36 @@ function solvableInformation(info: number[][], prior: number): number[][] {
  * the information, the sum-to-zero covariance).
  */
 function centredVariances(info: number[][], prior: number): number[] {
-  const cov = invertMatrix(solvableInformation(info, prior));
+  return centredOf(invertMatrix(solvableInformation(info, prior)));
+}
+
+function centredOf(cov: number[][]): number[] {
   const rowMeans = cov.map(mean);
   const grandMean = mean(rowMeans);
   return cov.map((row, i) => row[i] - 2 * rowMeans[i] + grandMean);
+}
+
+/** Σ over battles of (score − P(a beats b))² d dᵀ, d = e_a − e_b: one battle at a time. */
+function scoreCovariance(battles: readonly PairBattle[], models: readonly string[], theta: readonly number[]): number[][] {
+  const index = new Map(models.map((m, i) => [m, i]));
+  const g = squareMatrix(models.length);
+  for (const { a, b, scoreA } of battles) {
+    const i = index.get(a)!;
+    const j = index.get(b)!;
+    const r = (scoreA - sigmoid(theta[i] - theta[j])) ** 2;
+    g[i][i] += r;
+    g[j][j] += r;
+    g[i][j] -= r;
+    g[j][i] -= r;
+  }
+  return g;
+}
+
+/** H⁻¹ G H⁻¹ with H the (solvable) information. */
+function sandwichCovariance(info: number[][], g: number[][], prior: number): number[][] {
+  const inv = invertMatrix(solvableInformation(info, prior));
+  const times = (x: number[][], y: number[][]) => x.map((row) => y[0].map((_, c) => row.reduce((s, v, k) => s + v * y[k][c], 0)));
+  return times(times(inv, g), inv);
 }
 
 /**

@@ -3,7 +3,7 @@
 -- not compiled: lastMessage, messageCount
 select '{' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"title":' || to_json(t0.title::text)::text || ',' || '"updatedAt":' || ('"' || to_char(t0.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || '}' as j
   from conversations t0
-  where t0.id = ?::uuid and t0.owner_id = ?;
+  where t0.id = ?::uuid and t0.owner_id = ? and t0.deleted_at is null;
 
 -- conversation(id: $id) › comparisons
 -- query Walk($id: ID!) { conversation(id: $id) { comparisons { blind category createdAt id prompt revealed } } }
@@ -12,10 +12,21 @@ select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"b
                 from votes voted_t1
                 where voted_t1.comparison_id = t1.id)) then 'true' else 'false' end) || '}', ','
           order by t1.created_at, t1.id)
-        from comparison_results t1
-        where t1.conversation_id = t0.id), '') || ']') || '}' as j
+        from (select o.*
+          from comparison_results o
+          where o.conversation_id = t0.id union all
+          select j.*
+          from (select i.*
+            from conversation_ancestors x
+            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+            cross
+            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+            where x.conversation_id = t0.id) h
+          join comparison_results r on r.id = h.comparison_id
+          cross
+          join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j
   from conversations t0
-  where t0.id = ?::uuid and t0.owner_id = ?;
+  where t0.id = ?::uuid and t0.owner_id = ? and t0.deleted_at is null;
 
 -- conversation(id: $id) › comparisons › responses
 -- query Walk($id: ID!) { conversation(id: $id) { comparisons { responses { completionTokens content createdAt customEndpoint error id keyLabel kind label latencyMs model promptTokens provider status timeToFirstTokenMs } } } }
@@ -39,28 +50,46 @@ select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"r
                 from comparison_responses t2
                 where t2.comparison_id = t1.id), '') || ']') || '}', ','
           order by t1.created_at, t1.id)
-        from comparison_results t1
-        where t1.conversation_id = t0.id), '') || ']') || '}' as j
+        from (select o.*
+          from comparison_results o
+          where o.conversation_id = t0.id union all
+          select j.*
+          from (select i.*
+            from conversation_ancestors x
+            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+            cross
+            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+            where x.conversation_id = t0.id) h
+          join comparison_results r on r.id = h.comparison_id
+          cross
+          join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j
   from conversations t0
-  where t0.id = ?::uuid and t0.owner_id = ?;
+  where t0.id = ?::uuid and t0.owner_id = ? and t0.deleted_at is null;
 
 -- conversation(id: $id) › messages
 -- compiled leaves: (none)
 -- not compiled: (none)
 
 -- conversation(id: $id) › messages › nodes
--- query Walk($id: ID!) { conversation(id: $id) { messages { nodes { completionTokens content createdAt id latencyMs model promptTokens provider role } } } }
--- not compiled: conversation, costUsd
-select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+-- query Walk($id: ID!) { conversation(id: $id) { messages { nodes { completionTokens content createdAt current id latencyMs model promptTokens provider role version } } } }
+-- not compiled: conversation, costUsd, forkedFrom, versions
+select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
         order by t1.created_at asc, t1.id asc), '') || ']' || '}'
     from (select *
-      from messages t2
-      where t2.conversation_id = t0.id
+      from (select o.*
+        from messages o
+        where o.conversation_id = t0.id and o.replaced_at is null union all
+        select i.*
+        from conversation_ancestors x
+        join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+        cross
+        join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+        where x.conversation_id = t0.id) t2
       order by t2.created_at asc, t2.id asc
       limit ?::int) t1
     group by ()) || '}' as j
   from conversations t0
-  where t0.id = ?::uuid and t0.owner_id = ?;
+  where t0.id = ?::uuid and t0.owner_id = ? and t0.deleted_at is null;
 
 -- conversation(id: $id) › messages › pageInfo
 -- query Walk($id: ID!) { conversation(id: $id) { messages { pageInfo { endCursor hasNextPage } } } }
@@ -69,31 +98,46 @@ select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' |
           order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
     from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
       from (select *
-        from messages t2
-        where t2.conversation_id = t0.id
+        from (select o.*
+          from messages o
+          where o.conversation_id = t0.id and o.replaced_at is null union all
+          select i.*
+          from conversation_ancestors x
+          join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+          cross
+          join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+          where x.conversation_id = t0.id) t2
         order by t2.created_at asc, t2.id asc
         limit ?::int) t2) t1
     group by ()) || '}' as j
   from conversations t0
-  where t0.id = ?::uuid and t0.owner_id = ?;
+  where t0.id = ?::uuid and t0.owner_id = ? and t0.deleted_at is null;
 
 -- conversation(id: $id) › messages(first: $first1, after: $after1)
 -- compiled leaves: (none)
 -- not compiled: (none)
 
 -- conversation(id: $id) › messages(first: $first1, after: $after1) › nodes
--- query Walk($id: ID!, $first1: Int, $after1: String) { conversation(id: $id) { messages(first: $first1, after: $after1) { nodes { completionTokens content createdAt id latencyMs model promptTokens provider role } } } }
--- not compiled: conversation, costUsd
-select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+-- query Walk($id: ID!, $first1: Int, $after1: String) { conversation(id: $id) { messages(first: $first1, after: $after1) { nodes { completionTokens content createdAt current id latencyMs model promptTokens provider role version } } } }
+-- not compiled: conversation, costUsd, forkedFrom, versions
+select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
         order by t1.created_at asc, t1.id asc), '') || ']' || '}'
     from (select *
-      from messages t2
-      where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+      from (select o.*
+        from messages o
+        where o.conversation_id = t0.id and o.replaced_at is null union all
+        select i.*
+        from conversation_ancestors x
+        join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+        cross
+        join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+        where x.conversation_id = t0.id) t2
+      where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
       order by t2.created_at asc, t2.id asc
       limit ?::int) t1
     group by ()) || '}' as j
   from conversations t0
-  where t0.id = ?::uuid and t0.owner_id = ?;
+  where t0.id = ?::uuid and t0.owner_id = ? and t0.deleted_at is null;
 
 -- conversation(id: $id) › messages(first: $first1, after: $after1) › pageInfo
 -- query Walk($id: ID!, $first1: Int, $after1: String) { conversation(id: $id) { messages(first: $first1, after: $after1) { pageInfo { endCursor hasNextPage } } } }
@@ -102,10 +146,18 @@ select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' |
           order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
     from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
       from (select *
-        from messages t2
-        where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+        from (select o.*
+          from messages o
+          where o.conversation_id = t0.id and o.replaced_at is null union all
+          select i.*
+          from conversation_ancestors x
+          join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+          cross
+          join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+          where x.conversation_id = t0.id) t2
+        where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
         order by t2.created_at asc, t2.id asc
         limit ?::int) t2) t1
     group by ()) || '}' as j
   from conversations t0
-  where t0.id = ?::uuid and t0.owner_id = ?;
+  where t0.id = ?::uuid and t0.owner_id = ? and t0.deleted_at is null;

@@ -9,7 +9,7 @@ select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
     from (select '{' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"title":' || to_json(t0.title::text)::text || ',' || '"updatedAt":' || ('"' || to_char(t0.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ?
+      where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -18,7 +18,7 @@ select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
     from (select '{' || '"createdAt":' || ('"' || to_char(t0.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t0.id::text)::text || ',' || '"title":' || to_json(t0.title::text)::text || ',' || '"updatedAt":' || ('"' || to_char(t0.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -33,10 +33,21 @@ select j, ms, id, total
                     from votes voted_t1
                     where voted_t1.comparison_id = t1.id)) then 'true' else 'false' end) || '}', ','
               order by t1.created_at, t1.id)
-            from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            from (select o.*
+              from comparison_results o
+              where o.conversation_id = t0.id union all
+              select j.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id) h
+              join comparison_results r on r.id = h.comparison_id
+              cross
+              join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ?
+      where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -47,10 +58,21 @@ select j, ms, id, total
                     from votes voted_t1
                     where voted_t1.comparison_id = t1.id)) then 'true' else 'false' end) || '}', ','
               order by t1.created_at, t1.id)
-            from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            from (select o.*
+              from comparison_results o
+              where o.conversation_id = t0.id union all
+              select j.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id) h
+              join comparison_results r on r.id = h.comparison_id
+              cross
+              join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -80,10 +102,21 @@ select j, ms, id, total
                     from comparison_responses t2
                     where t2.comparison_id = t1.id), '') || ']') || '}', ','
               order by t1.created_at, t1.id)
-            from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            from (select o.*
+              from comparison_results o
+              where o.conversation_id = t0.id union all
+              select j.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id) h
+              join comparison_results r on r.id = h.comparison_id
+              cross
+              join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ?
+      where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -109,10 +142,21 @@ select j, ms, id, total
                     from comparison_responses t2
                     where t2.comparison_id = t1.id), '') || ']') || '}', ','
               order by t1.created_at, t1.id)
-            from comparison_results t1
-            where t1.conversation_id = t0.id), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
+            from (select o.*
+              from comparison_results o
+              where o.conversation_id = t0.id union all
+              select j.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id) h
+              join comparison_results r on r.id = h.comparison_id
+              cross
+              join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -123,36 +167,50 @@ select j, ms, id, total
 -- not compiled: (none)
 
 -- conversations › nodes › messages › nodes
--- query Walk { conversations { nodes { messages { nodes { completionTokens content createdAt id latencyMs model promptTokens provider role } } } } }
--- not compiled: conversation, costUsd
+-- query Walk { conversations { nodes { messages { nodes { completionTokens content createdAt current id latencyMs model promptTokens provider role version } } } } }
+-- not compiled: conversation, costUsd, forkedFrom, versions
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
             order by t1.created_at asc, t1.id asc), '') || ']' || '}'
         from (select *
-          from messages t2
-          where t2.conversation_id = t0.id
+          from (select o.*
+            from messages o
+            where o.conversation_id = t0.id and o.replaced_at is null union all
+            select i.*
+            from conversation_ancestors x
+            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+            cross
+            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+            where x.conversation_id = t0.id) t2
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ?
+      where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
   order by w.created_at desc, w.id desc;
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
             order by t1.created_at asc, t1.id asc), '') || ']' || '}'
         from (select *
-          from messages t2
-          where t2.conversation_id = t0.id
+          from (select o.*
+            from messages o
+            where o.conversation_id = t0.id and o.replaced_at is null union all
+            select i.*
+            from conversation_ancestors x
+            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+            cross
+            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+            where x.conversation_id = t0.id) t2
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -167,13 +225,20 @@ select j, ms, id, total
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
-            from messages t2
-            where t2.conversation_id = t0.id
+            from (select o.*
+              from messages o
+              where o.conversation_id = t0.id and o.replaced_at is null union all
+              select i.*
+              from conversation_ancestors x
+              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+              cross
+              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+              where x.conversation_id = t0.id) t2
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ?
+      where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -184,13 +249,20 @@ select j, ms, id, total
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
-            from messages t2
-            where t2.conversation_id = t0.id
+            from (select o.*
+              from messages o
+              where o.conversation_id = t0.id and o.replaced_at is null union all
+              select i.*
+              from conversation_ancestors x
+              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+              cross
+              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+              where x.conversation_id = t0.id) t2
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -201,36 +273,52 @@ select j, ms, id, total
 -- not compiled: (none)
 
 -- conversations › nodes › messages(first: $first2, after: $after2) › nodes
--- query Walk($first2: Int, $after2: String) { conversations { nodes { messages(first: $first2, after: $after2) { nodes { completionTokens content createdAt id latencyMs model promptTokens provider role } } } } }
--- not compiled: conversation, costUsd
+-- query Walk($first2: Int, $after2: String) { conversations { nodes { messages(first: $first2, after: $after2) { nodes { completionTokens content createdAt current id latencyMs model promptTokens provider role version } } } } }
+-- not compiled: conversation, costUsd, forkedFrom, versions
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
             order by t1.created_at asc, t1.id asc), '') || ']' || '}'
         from (select *
-          from messages t2
-          where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+          from (select o.*
+            from messages o
+            where o.conversation_id = t0.id and o.replaced_at is null union all
+            select i.*
+            from conversation_ancestors x
+            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+            cross
+            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+            where x.conversation_id = t0.id) t2
+          where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ?
+      where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
   order by w.created_at desc, w.id desc;
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
-    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || '}', ','
+    from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
             order by t1.created_at asc, t1.id asc), '') || ']' || '}'
         from (select *
-          from messages t2
-          where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+          from (select o.*
+            from messages o
+            where o.conversation_id = t0.id and o.replaced_at is null union all
+            select i.*
+            from conversation_ancestors x
+            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+            cross
+            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+            where x.conversation_id = t0.id) t2
+          where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -245,13 +333,21 @@ select j, ms, id, total
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
-            from messages t2
-            where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+            from (select o.*
+              from messages o
+              where o.conversation_id = t0.id and o.replaced_at is null union all
+              select i.*
+              from conversation_ancestors x
+              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+              cross
+              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+              where x.conversation_id = t0.id) t2
+            where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ?
+      where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -262,13 +358,21 @@ select j, ms, id, total
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
-            from messages t2
-            where t2.conversation_id = t0.id and (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+            from (select o.*
+              from messages o
+              where o.conversation_id = t0.id and o.replaced_at is null union all
+              select i.*
+              from conversation_ancestors x
+              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+              cross
+              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+              where x.conversation_id = t0.id) t2
+            where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -281,7 +385,7 @@ select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
     from (select 'null' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ?
+      where t0.owner_id = ? and t0.deleted_at is null
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432
@@ -290,7 +394,7 @@ select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
     from (select 'null' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
       from conversations t0
-      where t0.owner_id = ? and (t0.created_at, t0.id) < (?, ?)
+      where t0.owner_id = ? and t0.deleted_at is null and (t0.created_at, t0.id) < (?, ?)
       order by t0.created_at desc, t0.id desc
       limit ?) s) w
   where w.total - octet_length(w.j) <= 33554432

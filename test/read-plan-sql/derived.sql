@@ -1,15 +1,15 @@
 -- Query.me: {"kind":"viewer","field":"Query.me","entity":"User","table":"users"}
 
--- Query.conversations: {"kind":"ownedList","field":"Query.conversations","entity":"Conversation","table":"conversations","owner":"owner_id","order":{"columns":["created_at","id"],"direction":"desc"},"page":{"default":20,"max":100},"cursor":"conversations"}
+-- Query.conversations: {"kind":"ownedList","field":"Query.conversations","entity":"Conversation","table":"conversations","owner":"owner_id","hiddenWhen":{"column":"deleted_at"},"order":{"columns":["created_at","id"],"direction":"desc"},"page":{"default":20,"max":100},"cursor":"conversations"}
 -- the service's page (readOwnedPage), first and later:
 select a.id
   from conversations a
-  where a.owner_id = ?
+  where a.owner_id = ? and a.deleted_at is null
   order by a.created_at desc, a.id desc
   limit ?;
 select a.id
   from conversations a
-  where a.owner_id = ? and (a.created_at, a.id) < (?, ?)
+  where a.owner_id = ? and a.deleted_at is null and (a.created_at, a.id) < (?, ?)
   order by a.created_at desc, a.id desc
   limit ?;
 
@@ -26,32 +26,47 @@ select a.id
   order by a.created_at desc, a.id desc
   limit ?;
 
--- Query.conversation: {"kind":"ownedRow","field":"Query.conversation","entity":"Conversation","table":"conversations","owner":"owner_id"}
+-- Query.conversation: {"kind":"ownedRow","field":"Query.conversation","entity":"Conversation","table":"conversations","owner":"owner_id","hiddenWhen":{"column":"deleted_at"}}
 -- the by-id DataLoader batch (where):
-a.id = any(?::uuid[]) and a.owner_id = ?;
+a.id = any(?::uuid[]) and a.owner_id = ? and a.deleted_at is null;
 
 -- Query.comparison: {"kind":"ownedRow","field":"Query.comparison","entity":"ComparisonResult","table":"comparison_results","owner":"owner_id"}
 -- the by-id DataLoader batch (where):
 a.id = any(?::uuid[]) and a.owner_id = ?;
 
--- Conversation.messages: {"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages"}
+-- Conversation.messages: {"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages","inherits":{"table":"conversation_ancestors","child":"conversation_id","ancestor":"ancestor_id","upto":["upto_created_at","upto_id"],"asOf":"created_at"},"current":{"replacedAt":"replaced_at","writtenAt":"answered_at","slot":"version_of_id"}}
 -- the DataLoader batch (pages of many parents):
-select k.idx as k_idx, m.id as "id", (extract(epoch from m.created_at) * 1000)::float8 as "createdAt", m.prompt_tokens as "promptTokens", m.completion_tokens as "completionTokens", m.latency_ms as "latencyMs", m.cost_usd as "costUsd", m.conversation_id as "conversationId", m.role as "role", m.content as "content", m.comparison_id as "comparisonId", m.provider as "provider", m.model as "model"
+select k.idx as k_idx, m.id as "id", (extract(epoch from m.created_at) * 1000)::float8 as "createdAt", m.prompt_tokens as "promptTokens", m.completion_tokens as "completionTokens", m.latency_ms as "latencyMs", m.cost_usd as "costUsd", m.conversation_id as "conversationId", m.role as "role", m.content as "content", m.comparison_id as "comparisonId", m.provider as "provider", m.model as "model", m.version_of_id as "versionOfId", m.version as "version", (extract(epoch from m.answered_at) * 1000)::float8 as "answeredAt", (extract(epoch from m.replaced_at) * 1000)::float8 as "replacedAt", m.source_response_id as "sourceResponseId"
  
   from unnest(?::uuid[], ?::timestamptz[], ?::uuid[], ?::int[]) with ordinality as k(pid, after_at, after_id, lim, idx)
  
   cross
   join lateral (select *
-    from messages c
-    where c.conversation_id = k.pid and (k.after_at is null or (c.created_at, c.id) > (k.after_at, k.after_id))
+    from (select o.*
+      from messages o
+      where o.conversation_id = k.pid and o.replaced_at is null union all
+      select i.*
+      from conversation_ancestors x
+      join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+      cross
+      join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+      where x.conversation_id = k.pid) c
+    where (k.after_at is null or (c.created_at, c.id) > (k.after_at, k.after_id))
     order by c.created_at asc, c.id asc
     limit k.lim) m
 
   order by k.idx, m.created_at asc, m.id asc;
 -- the look-ahead's child query:
 select *
-  from messages m
-  where m.conversation_id = parent.id
+  from (select o.*
+    from messages o
+    where o.conversation_id = parent.id and o.replaced_at is null union all
+    select i.*
+    from conversation_ancestors x
+    join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+    cross
+    join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+    where x.conversation_id = parent.id) m
   order by m.created_at asc, m.id asc
   limit ?;
 
@@ -70,16 +85,38 @@ select *
   where x2.comparison_id = parent.id
   order by x2.position;
 
--- Conversation.comparisons: {"kind":"childList","field":"Conversation.comparisons","entity":"ComparisonResult","table":"comparison_results","foreignKey":"conversation_id","order":["created_at","id"]}
+-- Conversation.comparisons: {"kind":"childList","field":"Conversation.comparisons","entity":"ComparisonResult","table":"comparison_results","foreignKey":"conversation_id","order":["created_at","id"],"inheritsThrough":{"children":{"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages","inherits":{"table":"conversation_ancestors","child":"conversation_id","ancestor":"ancestor_id","upto":["upto_created_at","upto_id"],"asOf":"created_at"},"current":{"replacedAt":"replaced_at","writtenAt":"answered_at","slot":"version_of_id"}},"key":"comparison_id"}}
 -- the DataLoader batch (children of many parents):
 select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.owner_id as "ownerId", x.conversation_id as "conversationId", x.prompt as "prompt", x.blind as "blind", x.category as "category"
-  from comparison_results x
-  where x.conversation_id = any(?::uuid[])
+  from (select o.*
+    from comparison_results o
+    where o.conversation_id = any(?::uuid[]) union all
+    select j.*
+    from (select i.*
+      from conversation_ancestors x
+      join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+      cross
+      join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+      where x.conversation_id = any(?::uuid[])) h
+    join comparison_results r on r.id = h.comparison_id
+    cross
+    join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) x
   order by x.conversation_id, x.created_at, x.id;
 -- the look-ahead's child query:
 select *
-  from comparison_results x2
-  where x2.conversation_id = parent.id
+  from (select o.*
+    from comparison_results o
+    where o.conversation_id = parent.id union all
+    select j.*
+    from (select i.*
+      from conversation_ancestors x
+      join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+      cross
+      join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+      where x.conversation_id = parent.id) h
+    join comparison_results r on r.id = h.comparison_id
+    cross
+    join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) x2
   order by x2.created_at, x2.id;
 
 -- Query.promptSets: {"kind":"ownedList","field":"Query.promptSets","entity":"PromptSet","table":"prompt_sets","owner":"owner_id","order":{"columns":["created_at","id"],"direction":"desc"},"page":{"default":20,"max":100},"cursor":"prompt-sets"}
@@ -155,5 +192,7 @@ select *
 
 -- computed ComparisonResponse.label:
 to_json(chr(65 + a.position))::text;
+-- computed Message.current:
+(case when a.replaced_at is null then 'true' else 'false' end);
 -- computed ComparisonResult.revealed:
 (case when (not a.blind or exists (select 1 from votes voted_a where voted_a.comparison_id = a.id)) then 'true' else 'false' end);

@@ -124,7 +124,10 @@ export class ApiKeyService {
   ): Promise<Array<ProviderCredentials | null>> {
     if (!wanted.length) return [];
     const keys = await em.find(ApiKey, { owner: userId, $or: wanted.map(({ provider, label }) => ({ provider, label })) });
-    if (touch && keys.length) await em.nativeUpdate(ApiKey, { id: { $in: keys.map((k) => k.id) } }, { lastUsedAt: new Date() });
+    // `lastUsedAt` is kept to the minute: a key used in the last minute is not written again (one statement fewer per start).
+    const now = Date.now();
+    const stale = touch ? keys.filter((k) => !k.lastUsedAt || now - k.lastUsedAt.getTime() >= LAST_USED_RESOLUTION_MS) : [];
+    if (stale.length) await em.nativeUpdate(ApiKey, { id: { $in: stale.map((k) => k.id) } }, { lastUsedAt: new Date(now) });
     const byKey = new Map(keys.map((k) => [`${k.provider}\n${k.label}`, k]));
     return wanted.map(({ provider, label }) => {
       const key = byKey.get(`${provider}\n${label}`);
@@ -159,6 +162,8 @@ export class ApiKeyService {
 }
 
 const MAX_BASE_URL = 2048;
+/** How fresh `ApiKey.lastUsedAt` is kept (see `credentialsFor`). */
+const LAST_USED_RESOLUTION_MS = 60_000;
 
 function normalizeBaseUrl(raw: string | null | undefined): string | null {
   if (raw === undefined || raw === null || raw.trim() === '') return null;

@@ -165,6 +165,9 @@ export interface ComparisonRunnerDeps {
   startConcurrency?: number;
 }
 
+/** How long a response's first delta may wait to be stored as STREAMING (batched with the others of that window). */
+const STREAMING_MARK_MS = 50;
+
 /** How long a start may wait behind others (a burst) before it is refused with SERVICE_UNAVAILABLE. */
 export const START_QUEUE_MS = 30_000;
 
@@ -274,7 +277,8 @@ export class ComparisonRunner {
     let jobs: Job[];
     let comparison: ComparisonResult;
     try {
-      const conversation = existing ?? (await this.deps.conversations.create(em, principal, titleFrom(prompt)));
+      // A new conversation is written in the same transaction as the comparison.
+      const conversation = existing ?? this.deps.conversations.draft(em, principal, titleFrom(prompt));
       comparison = em.create(ComparisonResult, { owner: principal.userId, conversation, prompt, blind, category });
       em.create(Message, { conversation, role: MessageRole.USER, content: prompt, comparison, createdAt: comparison.createdAt });
       const responses = models.map((model, position) =>
@@ -683,12 +687,13 @@ export class ComparisonRunner {
   }
 
   /**
-   * Stores STREAMING for responses whose first delta arrived, in one statement
-   * per turn of the event loop (a burst of starts makes hundreds at once), then
-   * bumps their owners' cache generations. Best effort: the settle follows anyway.
+   * Stores STREAMING for responses whose first delta arrived within {@link STREAMING_MARK_MS}, in one
+   * statement for all of them (the live stream says so at once; a burst of starts would otherwise write
+   * once per loop turn), then bumps the owners' cache generations of the rows it changed. Best effort
+   * and background work (not the request's): the settle follows anyway.
    */
   private markStreaming(responseId: string, userId: string): void {
-    if (!this.startedStreaming.size) setImmediate(() => void this.flushStreaming());
+    if (!this.startedStreaming.size) setTimeout(() => void this.flushStreaming(), STREAMING_MARK_MS);
     this.startedStreaming.set(responseId, userId);
   }
 
@@ -696,12 +701,14 @@ export class ComparisonRunner {
     const batch = this.startedStreaming;
     this.startedStreaming = new Map();
     try {
-      await this.deps.orm.em
+      const marked: Array<{ id: string }> = await this.deps.orm.em
         .getConnection()
-        .execute(`update comparison_responses set status = 'STREAMING' where id = any(?::uuid[]) and status = 'PENDING'`, [
-          pgArray([...batch.keys()]),
-        ]);
-      for (const userId of new Set(batch.values())) await this.deps.invalidation.invalidateUser(userId);
+        .execute(
+          `${BACKGROUND_SQL_TAG} update comparison_responses set status = 'STREAMING' where id = any(?::uuid[]) and status = 'PENDING' returning id`,
+          [pgArray([...batch.keys()])],
+        );
+      // Only what changed: a response that settled in the meantime is not marked, and its owner's reads stay cached.
+      for (const userId of new Set(marked.map((r) => batch.get(r.id)!))) await this.deps.invalidation.invalidateUser(userId);
     } catch (err) {
       this.deps.logger.debug({ ...failure(err), responses: batch.size }, 'could not mark comparison responses STREAMING');
     }

@@ -5,7 +5,6 @@ import { type CursorCodec, isUuid, type Page } from '../../db/pagination';
 import { embeddedRows, plainShape } from '../../db/plain';
 import {
   childListBatchSql,
-  childOfSql,
   childRowsSql,
   COMPARISON_BY_ID,
   COMPARISONS,
@@ -67,9 +66,13 @@ export class ComparisonService {
   }
 
   /** Oldest first. Callers reach these ids through an owner-checked conversation. */
-  byConversationIds(em: EntityManager, conversationIds: readonly string[]): Promise<ComparisonView[]> {
-    const where = `${childOfSql(CONVERSATION_COMPARISONS, 'r', 'any(?::uuid[])')} order by ${orderSql(CONVERSATION_COMPARISONS, 'r')}`;
-    return selectComparisons(em, where, [pgArray([...conversationIds])]);
+  async byConversationIds(em: EntityManager, conversationIds: readonly string[]): Promise<ComparisonView[]> {
+    const ids = pgArray([...conversationIds]);
+    const shape = plainShape<ComparisonView>(em, ComparisonResult);
+    // Own and inherited (a fork's) comparisons, each under the conversation that reads it.
+    const sql = childListBatchSql(CONVERSATION_COMPARISONS, (a) => `${shape.columns(a)}, ${REVEALED.sql(a)} as "revealed"`);
+    const rows: Array<Record<string, unknown>> = await em.getConnection().execute(sql, [ids, ids]);
+    return rows.map(shape.map);
   }
 
   /** In the order shown (by label). Callers reach these ids through an owner-checked comparison. */

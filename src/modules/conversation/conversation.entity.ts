@@ -6,7 +6,9 @@ import { User } from '../user/user.entity';
 /**
  * Deleting a conversation deletes its messages (FK cascade) and detaches its
  * comparisons (`conversation_id` set null): a comparison and its vote stay in
- * the user's comparison history and keep feeding the leaderboard.
+ * the user's comparison history and keep feeding the leaderboard. A
+ * conversation that forks still read from is hidden instead (`deletedAt`), and
+ * removed with its last fork (see `ConversationService.delete`).
  */
 @ObjectType({ simpleResolvers: true })
 @Entity({ tableName: 'conversations' })
@@ -26,6 +28,17 @@ export class Conversation extends BaseEntity<'updatedAt' | 'ownerId'> {
   @Property({ type: 'Date', columnType: 'timestamptz(3)' })
   updatedAt: Date = new Date();
 
+  /**
+   * Set when the owner deleted it while forks still inherit its messages: every
+   * read treats it as missing (`CONVERSATIONS.hiddenWhen`), its messages stay for the forks.
+   */
+  @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
+  deletedAt?: Date | null;
+
+  /** A fork: the message it was cut at (the last message it inherits). No foreign key: it records, the ancestry rows own. */
+  @Property({ type: 'uuid', nullable: true })
+  forkedFromMessageId?: string | null;
+
   /** The foreign key under the name plain reads use (see `db/plain.ts`). */
   get ownerId(): string {
     return this.owner.id;
@@ -33,4 +46,5 @@ export class Conversation extends BaseEntity<'updatedAt' | 'ownerId'> {
 }
 
 /** A conversation as read paths return it (a plain row); an entity fits too. */
-export type ConversationView = Pick<Conversation, 'id' | 'createdAt' | 'updatedAt' | 'ownerId' | 'title'>;
+export type ConversationView = Pick<Conversation, 'id' | 'createdAt' | 'updatedAt' | 'ownerId' | 'title'> &
+  Partial<Pick<Conversation, 'forkedFromMessageId'>>;

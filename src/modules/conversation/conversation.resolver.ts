@@ -77,6 +77,21 @@ export class ConversationResolver {
     return conversation;
   }
 
+  @Extensions(tokenAccess(TokenScope.COMPARE))
+  @Mutation(() => Conversation, {
+    description:
+      'A new conversation whose history is the one of messageId up to and including it (with responseId: then that ' +
+      'answer of the comparison whose prompt it is), then its own. The history is shared, not copied.',
+  })
+  forkConversation(
+    @Arg('messageId', () => ID) messageId: string,
+    @Arg('title', () => String, { nullable: true }) title: string | null,
+    @Arg('responseId', () => ID, { nullable: true }) responseId: string | null,
+    @Ctx() ctx: Context,
+  ) {
+    return ctx.services.conversations.fork(ctx.em, requireUser(ctx.principal), { messageId, title, responseId });
+  }
+
   @Mutation(() => Conversation)
   async renameConversation(@Arg('id', () => ID) id: string, @Arg('title', () => String) title: string, @Ctx() ctx: Context) {
     const principal = requireUser(ctx.principal);

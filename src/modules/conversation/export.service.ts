@@ -20,6 +20,7 @@ import type { PresentedResponse } from '../comparison/blind';
 import type { ComparisonService } from '../comparison/comparison.service';
 import type { MessageService } from '../message/message.service';
 import { isUuid } from '../../db/pagination';
+import { childListSourceSql, childSourceSql, CONVERSATION_BY_ID, CONVERSATION_COMPARISONS, MESSAGES, ownerSql } from '../../db/read-plan';
 import type { ResponseBudget } from '../common/response-budget';
 import { Vote } from '../vote/vote.entity';
 import type { ConversationService } from './conversation.service';
@@ -109,12 +110,15 @@ export class ExportService {
   /** The bytes of the texts an export of the viewer's conversation holds (null: none such); what it adds around them is small. */
   private async textBytes(em: EntityManager, principal: Principal, id: string): Promise<number | null> {
     if (!isUuid(id)) return null;
+    // What the export reads: the conversation's messages and comparisons, a fork's inherited ones included.
+    const messages = childSourceSql(MESSAGES, (col) => `${col} = c.id`);
+    const comparisons = childListSourceSql(CONVERSATION_COMPARISONS, (col) => `${col} = c.id`);
     const rows = await em.getConnection().execute<Array<{ bytes: string | number }>>(
-      `select coalesce((select sum(octet_length(m.content)) from messages m where m.conversation_id = c.id), 0)
+      `select coalesce((select sum(octet_length(m.content)) from (${messages}) m), 0)
             + coalesce((select sum(octet_length(r.content)) from comparison_responses r
-                          join comparison_results cr on cr.id = r.comparison_id where cr.conversation_id = c.id), 0)
-            + coalesce((select sum(octet_length(cr.prompt)) from comparison_results cr where cr.conversation_id = c.id), 0) as bytes
-         from conversations c where c.id = ? and c.owner_id = ?`,
+                          join (${comparisons}) cr on cr.id = r.comparison_id), 0)
+            + coalesce((select sum(octet_length(cr.prompt)) from (${comparisons}) cr), 0) as bytes
+         from conversations c where c.id = ? and ${ownerSql(CONVERSATION_BY_ID, 'c')}`,
       [id, principal.userId],
     );
     return rows[0] ? Number(rows[0].bytes) : null;

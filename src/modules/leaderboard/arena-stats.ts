@@ -20,8 +20,12 @@
  * the same prior the result equals `bradleyTerry` on the expanded battles.
  *
  * Intervals:
- * - Fisher: rating ± 1.96 · se, se from the inverse observed information of
- *   (θ, β), θ centred (as `bradleyTerry`).
+ * - Closed form (`closedForm`): rating ± 1.96 · se, θ centred. `sandwich`
+ *   (default, LMArena's since 2025 in `arena-rank`): se from H⁻¹ G H⁻¹, H the
+ *   observed information of (θ, β) and G the covariance of the per-battle
+ *   scores (`scoreCovariance`), robust to a misspecified model (ties scored
+ *   ½, voters who disagree); `fisher`: from H⁻¹ alone (as `bradleyTerry`).
+ *   One fit and a P × P product: under a second at 1,000,000 votes.
  * - Bootstrap: `bootstrapSamples` resamples of the battles, drawn
  *   multinomially from the aggregated counts (total unchanged), each refitted;
  *   the interval is the 2.5 % – 97.5 % percentile range of the centred
@@ -35,8 +39,8 @@
  *   so models with overlapping intervals share a rank; rankLow (best
  *   plausible) is the same number; rankHigh (worst plausible) = number of
  *   models − number of models whose upper bound is below this model's lower
- *   bound. Bootstrap intervals are used when there are resamples, Fisher ones
- *   otherwise.
+ *   bound. Bootstrap intervals are used when there are resamples, closed-form
+ *   ones otherwise.
  *
  * Style features are scaled by their root mean square over the battles (not
  * centred: the sign of a difference carries the meaning), so a coefficient is
@@ -44,11 +48,19 @@
  * is left out of the fit and reported with coefficient 0.
  */
 import type { ArenaFit, ArenaFitOptions, ArenaRating, BattleCounts, StyleCoefficientData } from './arena.types';
-import { buildProblem, centredVariances, chordFit, information, newtonFit, solvable, tallies } from './arena-likelihood';
-import { cholesky, invertSpd, mean, sumArray } from './numeric';
+import { buildProblem, centredVariances, chordFit, information, newtonFit, scoreCovariance, solvable, tallies } from './arena-likelihood';
+import { cholesky, invertSpd, mean, sandwich, sumArray } from './numeric';
 import { multinomial, percentiles, seededBinomial } from './resampling';
 
-export const ARENA_DEFAULTS = Object.freeze({ prior: 1, bootstrapSamples: 1000, seed: 1, scale: 400, base: 1000, styleRidge: 0.01 });
+export const ARENA_DEFAULTS = Object.freeze({
+  prior: 1,
+  bootstrapSamples: 1000,
+  seed: 1,
+  scale: 400,
+  base: 1000,
+  styleRidge: 0.01,
+  closedForm: 'sandwich' as 'sandwich' | 'fisher',
+});
 const Z_95 = 1.96;
 
 /**
@@ -78,7 +90,9 @@ export function fitArena(counts: BattleCounts, opts: ArenaFitOptions = {}): Aren
 
   const phi = newtonFit(p, p.n, new Float64Array(P));
   const info = information(p, p.n, phi);
-  const cov = invertSpd(solvable(info, M, P, o.prior), P);
+  const inverse = invertSpd(solvable(info, M, P, o.prior), P);
+  // The closed-form covariance: the sandwich H⁻¹ G H⁻¹ (default, as LMArena's arena-rank) or the Fisher H⁻¹.
+  const cov = o.closedForm === 'fisher' ? inverse : sandwich(inverse, scoreCovariance(p, p.n, phi), P);
   const centredVar = centredVariances(cov, M, P);
   const theta = phi.subarray(0, M);
   const meanTheta = mean(theta);

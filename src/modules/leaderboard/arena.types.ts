@@ -21,8 +21,10 @@ export interface BattleCounts {
 export interface ArenaFitOptions {
   /** Virtual ties per model against an average opponent (see module comment). Default 1. */
   prior?: number;
-  /** Bootstrap resamples; 0 = Fisher intervals only. Default 1000. */
+  /** Bootstrap resamples; 0 = closed-form intervals only. Default 1000. */
   bootstrapSamples?: number;
+  /** The closed-form intervals (`ratingLow`/`ratingHigh`): `sandwich` (default, robust) or `fisher`. */
+  closedForm?: 'sandwich' | 'fisher';
   /** Seed of the resampling PRNG (uint32). Default 1. */
   seed?: number;
   /** Rating points per factor 10 in strength. Default 400. */
@@ -47,10 +49,10 @@ export interface ArenaFitOptions {
 export interface ArenaRating {
   model: string;
   rating: number;
-  /** Fisher 95% interval. */
+  /** Closed-form 95% interval (sandwich by default, or Fisher: `closedForm`). */
   ratingLow: number;
   ratingHigh: number;
-  /** Bootstrap 95% percentile interval (equal to the Fisher one when there are no resamples). */
+  /** Bootstrap 95% percentile interval (equal to the closed-form one when there are no resamples). */
   bootstrapLow: number;
   bootstrapHigh: number;
   rank: number;

@@ -75,3 +75,24 @@ export function cmpVec(x: number[], y: number[]): number {
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
   return 0;
 }
+
+/** A · B · A for square row-major P × P matrices (the sandwich H⁻¹ G H⁻¹). */
+export function sandwich(A: Float64Array, B: Float64Array, P: number): Float64Array {
+  const AB = new Float64Array(P * P);
+  for (let i = 0; i < P; i++) {
+    for (let k = 0; k < P; k++) {
+      const a = A[i * P + k];
+      if (a === 0) continue;
+      for (let j = 0; j < P; j++) AB[i * P + j] += a * B[k * P + j];
+    }
+  }
+  const out = new Float64Array(P * P);
+  for (let i = 0; i < P; i++) {
+    for (let k = 0; k < P; k++) {
+      const ab = AB[i * P + k];
+      if (ab === 0) continue;
+      for (let j = 0; j < P; j++) out[i * P + j] += ab * A[k * P + j];
+    }
+  }
+  return out;
+}

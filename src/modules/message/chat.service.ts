@@ -2,10 +2,23 @@
  * `sendMessage`: store the user's message first (it is never lost), send the
  * conversation as this model sees it, store the reply with its measurements.
  * A provider failure answers PROVIDER_ERROR with `provider` and `reason`.
+ *
+ * `continueWith` and `regenerateMessage` go through the same admission (rate
+ * limit, budget) and the same call:
+ * - `continueWith`: the chosen comparison response is stored as the
+ *   conversation's assistant turn (a message carrying `sourceResponseId`),
+ *   then `content` as `sendMessage` does, sent to that response's model (same
+ *   key label). Each model's history keeps only its own answers
+ *   (`history.ts`), so the other answers stay in the comparison.
+ * - `regenerateMessage`: the turn's history (before it) goes to `model`; the
+ *   answer is stored as a new version of the turn, current from then on, the
+ *   others kept (`replacedAt` set). Concurrent regenerates of one turn are
+ *   serialised on its first version's row: every version is kept, one is current.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../auth/principal';
-import { AppError, badInput } from '../../errors';
+import { AppError, badInput, notFound } from '../../errors';
+import { isUuid } from '../../db/pagination';
 import { codePointLength } from '../../input/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
@@ -13,20 +26,32 @@ import { logProviderFailure } from '../../llm/provider-failure-log';
 import { ProviderCallError } from '../../llm/provider-errors';
 import type { Logger } from '../../observability/logger';
 import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
-import type { Conversation } from '../conversation/conversation.entity';
+import { Conversation } from '../conversation/conversation.entity';
 import type { Provider } from '../../llm/model-id';
 import type { ModelAccess } from '../api-key/model-access';
 import type { ConversationService } from '../conversation/conversation.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from './history';
 import { Message, MessageRole } from './message.entity';
+import { lastMessageId } from './message.service';
 import { assertNothingHidden } from '../comparison/blind';
+import { ComparisonResponse, ResponseStatus } from '../comparison/comparison.entity';
 
 export const MAX_PROMPT_CHARS = 32_000;
 
 export interface SendMessageArgs {
   conversationId: string;
   content: string;
+  model: string;
+}
+
+export interface ContinueWithArgs {
+  responseId: string;
+  content: string;
+}
+
+export interface RegenerateArgs {
+  messageId: string;
   model: string;
 }
 
@@ -69,6 +94,89 @@ export class ChatService {
     }
   }
 
+  /** The chosen response as the conversation's assistant turn, then `content` to its model (see the module comment). */
+  async continueWith(em: EntityManager, principal: Principal, args: ContinueWithArgs): Promise<Message> {
+    if (!isUuid(args.responseId)) throw notFound('Comparison response');
+    const content = validatePrompt(args.content, 'content');
+    const response = await em.findOne(
+      ComparisonResponse,
+      { id: args.responseId, comparison: { owner: principal.userId } },
+      { populate: ['comparison'] },
+    );
+    if (!response) throw notFound('Comparison response');
+    const comparison = response.comparison.getEntity();
+    if (!comparison.conversation) throw notFound('Conversation');
+    const conversation = await this.deps.conversations.getForWrite(em, principal, comparison.conversation.id);
+    if (response.status !== ResponseStatus.COMPLETED) {
+      throw badInput(`Only a COMPLETED response can be continued (this one is ${response.status})`, 'responseId');
+    }
+    await assertNothingHidden(em, conversation.id);
+    const prompt = await em.findOne(Message, { comparison: comparison.id, conversation: conversation.id, role: MessageRole.USER });
+    if (!prompt) throw notFound('Conversation');
+    const modelId = parseModelId(`${response.model}@${response.keyLabel}`);
+    const provider = toProvider(modelId.provider);
+    // The prompt and this model's own answer to it: exactly what the chosen turn adds.
+    const history = (await historiesByModel(em, conversation.id, [endpointKey(modelId)])).get(endpointKey(modelId)) ?? [];
+    const release = await this.deps.usage.admit(principal, [plannedCall(modelId, [...history, { content }])]);
+    try {
+      const userMessage = await em.transactional(async (tx) => {
+        // One continuation per comparison: the conversation is locked while its last turn is checked.
+        await tx.execute('select id from conversations where id = ? for update', [conversation.id]);
+        if ((await lastMessageId(tx, conversation.id)) !== prompt.id) {
+          throw badInput(
+            'The conversation has moved on since this comparison: fork it at its prompt with this response ' +
+              '(forkConversation(messageId, responseId)) and continue the fork',
+            'responseId',
+          );
+        }
+        const at = Date.now();
+        tx.create(Message, {
+          conversation: conversation.id,
+          role: MessageRole.ASSISTANT,
+          content: response.content,
+          provider: response.provider,
+          model: response.model,
+          sourceResponseId: response.id,
+          createdAt: new Date(at),
+        });
+        const user = tx.create(Message, { conversation: conversation.id, role: MessageRole.USER, content, createdAt: new Date(at + 1) });
+        await tx.nativeUpdate(Conversation, { id: conversation.id }, { updatedAt: new Date(at + 1) });
+        return user;
+      });
+      const turns: ChatTurn[] = [...history, { role: 'user', content: userMessage.content }];
+      return await this.answer(em, principal, conversation, modelId, provider, turns);
+    } finally {
+      await release();
+    }
+  }
+
+  /** A new current version of an assistant turn, answered by `model` (see the module comment). */
+  async regenerate(em: EntityManager, principal: Principal, args: RegenerateArgs): Promise<Message> {
+    if (!isUuid(args.messageId)) throw notFound('Message');
+    const modelId = parseModelId(args.model);
+    const message = await em.findOne(Message, {
+      id: args.messageId,
+      conversation: { owner: principal.userId, deletedAt: null },
+    });
+    if (!message) throw notFound('Message');
+    if (message.role !== MessageRole.ASSISTANT)
+      throw badInput(`Only an ASSISTANT message can be regenerated (this one is ${message.role})`, 'messageId');
+    const conversation = await this.deps.conversations.getForWrite(em, principal, message.conversation.id);
+    await assertNothingHidden(em, conversation.id);
+    const provider = toProvider(modelId.provider);
+    const slot = message.versionOfId ?? message.id;
+    const before = { createdAt: message.createdAt, id: slot };
+    const history = (await historiesByModel(em, conversation.id, [endpointKey(modelId)], before)).get(endpointKey(modelId)) ?? [];
+    // The turn answers the last prompt: an answer of this model to it (from its comparison) is what is being redone.
+    while (history.at(-1)?.role === 'assistant') history.pop();
+    const release = await this.deps.usage.admit(principal, [plannedCall(modelId, history)]);
+    try {
+      return await this.answer(em, principal, conversation, modelId, provider, history, { slot, createdAt: message.createdAt });
+    } finally {
+      await release();
+    }
+  }
+
   private async call(
     em: EntityManager,
     principal: Principal,
@@ -81,17 +189,33 @@ export class ChatService {
     const userMessage = em.create(Message, { conversation, role: MessageRole.USER, content });
     conversation.updatedAt = new Date();
     await em.flush();
+    return this.answer(em, principal, conversation, modelId, provider, [...history, { role: 'user', content: userMessage.content }]);
+  }
 
+  /**
+   * Sends `turns` to the model and stores its answer: a new message, or with
+   * `version` a new current version of that turn (the others replaced, under
+   * a lock on the turn's first version).
+   */
+  private async answer(
+    em: EntityManager,
+    principal: Principal,
+    conversation: Conversation,
+    modelId: ModelId,
+    provider: Provider,
+    turns: ChatTurn[],
+    version?: { slot: string; createdAt: Date },
+  ): Promise<Message> {
     try {
       const model = await this.deps.models.languageModel(em, principal.userId, modelId);
       const result = await streamCompletion({
         provider: modelId.provider,
         model,
-        messages: [...history, { role: 'user', content: userMessage.content }],
+        messages: turns,
         timeoutMs: this.deps.requestTimeoutMs,
         maxOutputBytes: this.deps.maxOutputBytes,
       });
-      const reply = em.create(Message, {
+      const fields: ReplyFields = {
         conversation,
         role: MessageRole.ASSISTANT,
         content: result.text,
@@ -103,7 +227,9 @@ export class ChatService {
         costUsd: costUsd(findCatalogEntry(modelId.provider, modelId.name), result.promptTokens, result.completionTokens),
         // What a personal token's daily cap counts (`usage.service.ts`).
         apiTokenId: principal.token?.id ?? null,
-      });
+      };
+      if (version) return await this.storeVersion(em, fields, version);
+      const reply = em.create(Message, fields);
       conversation.updatedAt = new Date();
       await em.flush();
       return reply;
@@ -115,4 +241,33 @@ export class ChatService {
       throw error;
     }
   }
+
+  private async storeVersion(em: EntityManager, fields: ReplyFields, version: { slot: string; createdAt: Date }): Promise<Message> {
+    return em.transactional(async (tx) => {
+      // Regenerates of one turn take turns here: each sees the versions before it (a statement after the lock: a fresh snapshot).
+      await tx.execute('select id from messages where id = ? for update', [version.slot]);
+      const [row] = await tx.execute<Array<{ next: number }>>(
+        'select (coalesce(max(v.version), 0) + 1)::int as next from messages v where v.id = ? or v.version_of_id = ?',
+        [version.slot, version.slot],
+      );
+      const now = new Date();
+      await tx.nativeUpdate(Message, { $or: [{ id: version.slot }, { versionOfId: version.slot }], replacedAt: null }, { replacedAt: now });
+      const message = tx.create(Message, {
+        ...fields,
+        conversation: fields.conversation.id,
+        versionOfId: version.slot,
+        version: row!.next,
+        createdAt: version.createdAt,
+        answeredAt: now,
+      });
+      await tx.nativeUpdate(Conversation, { id: fields.conversation.id }, { updatedAt: now });
+      return message;
+    });
+  }
 }
+
+/** An answer's row, before it is a new message or a new version. */
+type ReplyFields = Pick<
+  Message,
+  'role' | 'content' | 'provider' | 'model' | 'promptTokens' | 'completionTokens' | 'latencyMs' | 'costUsd' | 'apiTokenId'
+> & { conversation: Conversation };

@@ -1,5 +1,5 @@
 import { Entity, Enum, Index, ManyToOne, Property, type Ref } from '@mikro-orm/core';
-import { Field, ObjectType, registerEnumType } from 'type-graphql';
+import { Field, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { type ModelCallField, ModelCallEntity } from '../../db/model-call.entity';
 import { Provider } from '../api-key/api-key.entity';
 import { ComparisonResult } from '../comparison/comparison.entity';
@@ -24,11 +24,15 @@ registerEnumType(MessageRole, { name: 'MessageRole' });
 })
 @Index({ name: 'messages_comparison_idx', properties: ['comparison'] })
 @Index({
+  name: 'messages_version_of_idx',
+  expression: 'create index "messages_version_of_idx" on "messages" ("version_of_id") where "version_of_id" is not null',
+})
+@Index({
   name: 'messages_content_fts_idx',
   expression: `create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))`,
 })
 /** A message; an assistant's answer also carries its call's measurements (`ModelCallEntity`). */
-export class Message extends ModelCallEntity<'conversationId' | 'comparisonId'> {
+export class Message extends ModelCallEntity<'conversationId' | 'comparisonId' | 'version'> {
   @ManyToOne(() => Conversation, { ref: true, deleteRule: 'cascade' })
   conversation!: Ref<Conversation>;
 
@@ -57,6 +61,35 @@ export class Message extends ModelCallEntity<'conversationId' | 'comparisonId'> 
   @Property({ type: 'text', nullable: true })
   model?: string | null;
 
+  /**
+   * Versions (`regenerateMessage`): a regenerated answer is a new row with the
+   * first version's id here, the first version's `createdAt` (its place in the
+   * conversation) and `answeredAt` (when it was written). Exactly one version
+   * of a turn has `replacedAt` null: the current one, which every read shows
+   * (the `CURRENT_VERSION` rule of `db/read-plan.ts`). No foreign key: versions
+   * live and die with their conversation.
+   */
+  @Property({ type: 'uuid', nullable: true })
+  versionOfId?: string | null;
+
+  @Field(() => Int, { description: '1 for the first answer of a turn; each regenerated version the next.' })
+  @Property({ type: 'smallint', default: 1 })
+  version: number = 1;
+
+  @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
+  answeredAt?: Date | null;
+
+  @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
+  replacedAt?: Date | null;
+
+  /**
+   * The comparison response this assistant message carries (`continueWith`,
+   * `forkConversation` with a response): that model's answer to the prompt
+   * before it. No foreign key: it records, it does not own.
+   */
+  @Property({ type: 'uuid', nullable: true })
+  sourceResponseId?: string | null;
+
   /** The foreign keys under the names plain reads use (see `db/plain.ts`). */
   get conversationId(): string {
     return this.conversation.id;
@@ -71,4 +104,5 @@ export class Message extends ModelCallEntity<'conversationId' | 'comparisonId'> 
 export type MessageView = Pick<
   Message,
   'id' | 'createdAt' | 'conversationId' | 'comparisonId' | 'role' | 'content' | 'provider' | 'model' | ModelCallField
->;
+> &
+  Partial<Pick<Message, 'versionOfId' | 'version' | 'replacedAt' | 'answeredAt' | 'sourceResponseId'>>;

@@ -14,6 +14,15 @@ export function createMessageLoaders(em: EntityManager, service: MessageService)
     lastMessageByConversationIdLoader: new DataLoader<string, MessageView | null>(async (ids) =>
       indexByKey(ids, await service.lastMessages(em, ids), (m) => m.conversationId),
     ),
+    /** Every version of a turn, by the turn's first version id. */
+    messageVersionsBySlotLoader: new DataLoader<string, MessageView[]>(async (slots) => {
+      const rows = await service.versionsBySlots(em, slots);
+      return slots.map((slot) => rows.filter((m) => (m.versionOfId ?? m.id) === slot));
+    }),
+    /** A message as stored in its own conversation (null when that conversation is deleted). */
+    messageOriginByIdLoader: new DataLoader<string, MessageView | null>(async (ids) =>
+      indexByKey(ids, await service.originsByIds(em, ids), (m) => m.id),
+    ),
     /** Keys differ by page args too; all of a request's pages load in one LATERAL statement. */
     messagePageByConversationLoader: new DataLoader<MessagePageKey, Page<MessageView>, string>((keys) => service.pages(em, keys), {
       cacheKeyFn: (k) => `${k.conversationId}|${k.first}|${k.after?.createdAt.toISOString() ?? ''}|${k.after?.id ?? ''}`,

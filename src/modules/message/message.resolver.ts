@@ -1,6 +1,7 @@
-import { Arg, Ctx, Extensions, FieldResolver, Mutation, Resolver, Root } from 'type-graphql';
+import { Arg, Ctx, Extensions, FieldResolver, ID, Mutation, Resolver, Root } from 'type-graphql';
 import { TokenScope, tokenAccess } from '../../auth/token-scopes';
 import { requireUser } from '../../auth/principal';
+import { COMPUTED } from '../../db/read-plan';
 import type { Context } from '../common/context';
 import { AppError } from '../../errors';
 import { Conversation, type ConversationView } from '../conversation/conversation.entity';
@@ -15,11 +16,66 @@ export class MessageResolver {
     return ctx.services.chat.send(ctx.em, requireUser(ctx.principal), input);
   }
 
+  @Extensions(tokenAccess(TokenScope.COMPARE))
+  @Mutation(() => Message, {
+    description:
+      "The chosen comparison response becomes the assistant's turn of its conversation and `content` goes to that " +
+      "response's model; answers the model's reply, like sendMessage. The other answers stay in the comparison.",
+  })
+  continueWith(
+    @Arg('responseId', () => ID) responseId: string,
+    @Arg('content', () => String) content: string,
+    @Ctx() ctx: Context,
+  ): Promise<Message> {
+    return ctx.services.chat.continueWith(ctx.em, requireUser(ctx.principal), { responseId, content });
+  }
+
+  @Extensions(tokenAccess(TokenScope.COMPARE))
+  @Mutation(() => Message, {
+    description:
+      'The same assistant turn answered again by `model` (the same or another), kept as a new version beside the ' +
+      'others; answers the new version, now the current one (what reads show and models receive).',
+  })
+  regenerateMessage(
+    @Arg('messageId', () => ID) messageId: string,
+    @Arg('model', () => String, { description: "Model id 'provider:name[@label]'." }) model: string,
+    @Ctx() ctx: Context,
+  ): Promise<Message> {
+    return ctx.services.chat.regenerate(ctx.em, requireUser(ctx.principal), { messageId, model });
+  }
+
   @FieldResolver(() => Conversation)
   async conversation(@Root() message: MessageView, @Ctx() ctx: Context): Promise<ConversationView> {
     const conversation = await ctx.loaders.conversationByIdLoader.load(message.conversationId);
     // A message is only ever reached through its owner's conversation.
     if (!conversation) throw new AppError('NOT_FOUND', 'Conversation not found');
     return conversation;
+  }
+
+  @FieldResolver(() => Boolean, {
+    description: 'Whether this is the version of its turn the conversation shows (and models receive).',
+  })
+  current(@Root() message: MessageView): boolean {
+    return COMPUTED['Message.current']!.value(message as never) as boolean;
+  }
+
+  @FieldResolver(() => [Message], {
+    description: 'Every version of this turn (regenerateMessage), the first first; a turn never regenerated has one.',
+  })
+  async versions(@Root() message: MessageView, @Ctx() ctx: Context): Promise<MessageView[]> {
+    const versions = await ctx.loaders.messageVersionsBySlotLoader.load(message.versionOfId ?? message.id);
+    // Read where the turn is read (a fork's inherited turn stays the fork's).
+    return versions.map((v) => ({ ...v, conversationId: message.conversationId }));
+  }
+
+  @FieldResolver(() => Message, {
+    nullable: true,
+    description:
+      "On a turn a fork inherited: the same message in the conversation it came from (null there, on the fork's own " +
+      'messages, and once that conversation is deleted).',
+  })
+  async forkedFrom(@Root() message: MessageView, @Ctx() ctx: Context): Promise<MessageView | null> {
+    const origin = await ctx.loaders.messageOriginByIdLoader.load(message.id);
+    return origin && origin.conversationId !== message.conversationId ? origin : null;
   }
 }

@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { type CursorCodec, type CursorPosition, type Page, toPage } from '../../db/pagination';
-import { embeddedRows, plainShape } from '../../db/plain';
-import { childPagesBatchSql, childRowsSql, cursorScope, MESSAGES, orderSql, pageLimit } from '../../db/read-plan';
+import { type CursorCodec, type CursorPosition, isUuid, type Page, toPage } from '../../db/pagination';
+import { embeddedRows, plainShape, selectPlain } from '../../db/plain';
+import { childPagesBatchSql, childRowsSql, childSourceSql, cursorScope, MESSAGES, orderSql, pageLimit } from '../../db/read-plan';
 import { pgArray } from '../../db/sql';
 import { Message, type MessageView } from './message.entity';
 
@@ -69,28 +69,79 @@ export class MessageService {
     };
   }
 
+  /** Each conversation's number of messages as it reads them (a fork's inherited ones too, current versions only). */
   async counts(em: EntityManager, conversationIds: readonly string[]): Promise<Map<string, number>> {
-    const rows: Array<{ conversation_id: string; n: string }> = await em
-      .getConnection()
-      .execute(`select conversation_id, count(*) as n from messages where conversation_id = any(?::uuid[]) group by conversation_id`, [
-        pgArray([...conversationIds]),
-      ]);
+    const rows: Array<{ conversation_id: string; n: string }> = await em.getConnection().execute(
+      `select k.id as conversation_id, (select count(*) from (${childSourceSql(MESSAGES, (c) => `${c} = k.id`)}) m) as n
+         from unnest(?::uuid[]) k(id)`,
+      [pgArray([...conversationIds])],
+    );
     return new Map(rows.map((r) => [r.conversation_id, Number(r.n)]));
   }
 
   async lastMessages(em: EntityManager, conversationIds: readonly string[]): Promise<MessageView[]> {
     const shape = plainShape<MessageView>(em, Message);
     const rows: Array<Record<string, unknown>> = await em.getConnection().execute(
-      `select distinct on (m.conversation_id) ${shape.columns('m')} from messages m
-        where m.conversation_id = any(?::uuid[])
-        order by m.conversation_id, m.created_at desc, m.id desc`,
+      `select ${shape.columns('m')} from unnest(?::uuid[]) k(id)
+        cross join lateral (select * from (${childSourceSql(MESSAGES, (c) => `${c} = k.id`)}) l
+                             order by l.created_at desc, l.id desc limit 1) m`,
       [pgArray([...conversationIds])],
     );
     return rows.map(shape.map);
   }
 
-  /** The whole history of one conversation, oldest first (for sending to a model). */
-  history(em: EntityManager, conversationId: string): Promise<Message[]> {
-    return em.find(Message, { conversation: conversationId }, { orderBy: { createdAt: 'asc', id: 'asc' } });
+  /** Every version of each turn (keys: the turns' first version ids), oldest version first. */
+  async versionsBySlots(em: EntityManager, slots: readonly string[]): Promise<MessageView[]> {
+    const valid = slots.filter(isUuid);
+    if (!valid.length) return [];
+    return selectPlain(em, Message, 'm', 'm.id = any(?::uuid[]) or m.version_of_id = any(?::uuid[]) order by m.version', [
+      pgArray(valid),
+      pgArray(valid),
+    ]);
   }
+
+  /** The messages as stored (their own conversation), of conversations that are not deleted: where a fork's turn comes from. */
+  originsByIds(em: EntityManager, ids: readonly string[]): Promise<MessageView[]> {
+    return selectPlain(
+      em,
+      Message,
+      'm',
+      'm.id = any(?::uuid[]) and exists (select 1 from conversations c where c.id = m.conversation_id and c.deleted_at is null)',
+      [pgArray(ids.filter(isUuid))],
+    );
+  }
+
+  /** The whole history of one conversation, oldest first, as it reads (plain rows). */
+  history(em: EntityManager, conversationId: string): Promise<MessageView[]> {
+    return conversationMessages(em, conversationId);
+  }
+}
+
+/**
+ * One conversation's messages as it reads them (`MESSAGES`: a fork's inherited
+ * ones, current versions), oldest first, as plain rows; with `before`, only
+ * the turns strictly before that turn (its first version's id).
+ */
+export async function conversationMessages(
+  em: EntityManager,
+  conversationId: string,
+  before?: { createdAt: Date; id: string },
+): Promise<MessageView[]> {
+  const shape = plainShape<MessageView>(em, Message);
+  const cut = before ? ' where (m.created_at, coalesce(m.version_of_id, m.id)) < (?::timestamptz, ?::uuid)' : '';
+  const rows: Array<Record<string, unknown>> = await em.getConnection().execute(
+    `select ${shape.columns('m')} from (${childSourceSql(MESSAGES, (c) => `${c} = ?::uuid`)}) m${cut}
+      order by ${orderSql(MESSAGES, 'm')}`,
+    [conversationId, conversationId, ...(before ? [before.createdAt, before.id] : [])],
+  );
+  return rows.map(shape.map);
+}
+
+/** The id of a conversation's last message as it reads (null: none). */
+export async function lastMessageId(em: EntityManager, conversationId: string): Promise<string | null> {
+  const [row] = await em.execute<Array<{ id: string }>>(
+    `select m.id from (${childSourceSql(MESSAGES, (c) => `${c} = ?::uuid`)}) m order by m.created_at desc, m.id desc limit 1`,
+    [conversationId, conversationId],
+  );
+  return row?.id ?? null;
 }

@@ -27,7 +27,9 @@ import type { Principal } from '../../auth/principal';
 import { badInput } from '../../errors';
 import { codePointLength } from '../../input/text-input';
 import { type CursorCodec, type CursorPosition, type Page, pageSize, toPage } from '../../db/pagination';
-import { Message } from '../message/message.entity';
+import { childSourceSql, CONVERSATIONS, MESSAGES, ownerSql } from '../../db/read-plan';
+import { plainShape } from '../../db/plain';
+import { Message, type MessageView } from '../message/message.entity';
 import type { SearchHit } from './search.types';
 
 export const MAX_QUERY_LENGTH = 500;
@@ -76,23 +78,24 @@ export class SearchService {
     const params = [
       query, // headline
       query, // rank
-      principal.userId,
+      principal.userId, // own messages
+      principal.userId, // inherited by forks
       query, // match
       ...(position ? [query, position.rank, position.createdAt.toISOString(), position.id] : []),
       limit + 1,
     ];
 
+    const shape = plainShape<MessageView>(em, Message);
+    const mine = (col: string) => `${col} in (select c.id from conversations c where ${ownerSql(CONVERSATIONS, 'c')})`;
     // The inner query finds and orders the page (index: messages_content_fts_idx);
     // the outer one makes snippets for the page's rows only.
     const rows: HitRow[] = await em.getConnection().execute(
-      `select h.*, h.rank::float8::text as rank_text,
+      `select ${shape.columns('h')}, h.rank::float8::text as rank_text,
               ts_headline('english', ${ESCAPED_CONTENT}, websearch_to_tsquery('english', ?), '${HEADLINE_OPTIONS}') as snippet
          from (
            select m.*, ts_rank(to_tsvector('english', m.content), websearch_to_tsquery('english', ?)) as rank
-             from messages m
-             join conversations c on c.id = m.conversation_id
-            where c.owner_id = ?
-              and to_tsvector('english', m.content) @@ websearch_to_tsquery('english', ?)
+             from (${childSourceSql(MESSAGES, mine)}) m
+            where to_tsvector('english', m.content) @@ websearch_to_tsquery('english', ?)
               ${keyset}
             order by rank desc, m.created_at desc, m.id desc
             limit ?
@@ -101,8 +104,9 @@ export class SearchService {
       params,
     );
 
-    const hits = rows.map(({ rank: _rank, rank_text, snippet, ...row }) => {
-      const message = em.map(Message, row);
+    const hits = rows.map(({ rank_text, snippet, ...row }) => {
+      // Plain rows, not entities: one message read in two conversations (a fork's inherited turn) is two hits.
+      const message = shape.map(row) as Message;
       return { message, snippet, rank: rank_text, createdAt: message.createdAt, id: message.id };
     });
     return toPage(hits, limit, (hit) => this.encodeCursor(scope, hit));
