@@ -2,8 +2,8 @@ import { Migration } from '@mikro-orm/migrations';
 
 /**
  * Share links (issue 19 item 5): the link (its token stored as SHA-256, never
- * the value; the snapshot's bounds: the last message shared and the title at
- * share time) and, per shared comparison, whether it was revealed when shared
+ * the value; the snapshot's time `as_of`, its messages read as of then, and
+ * the title at share time) and, per shared comparison, whether it was revealed when shared
  * (the `SHARED_REVEALED` rule of `src/db/read-plan.ts` reads that column, so a
  * vote after sharing reveals nothing through the link). Deleting the shared
  * conversation or comparison deletes its links (404 through `shared`).
@@ -11,7 +11,7 @@ import { Migration } from '@mikro-orm/migrations';
 export class Migration20261207120000_share_links extends Migration {
   override async up(): Promise<void> {
     this.addSql(
-      `create table "share_links" ("id" uuid not null, "created_at" timestamptz(3) not null, "owner_id" uuid not null, "target" text not null, "conversation_id" uuid null, "comparison_id" uuid null, "token_hash" text not null, "prefix" text not null, "title" text null, "messages_until_at" timestamptz(3) null, "messages_until_id" uuid null, "expires_at" timestamptz(3) null, "revoked_at" timestamptz(3) null, "views" int not null default 0, constraint "share_links_pkey" primary key ("id"));`,
+      `create table "share_links" ("id" uuid not null, "created_at" timestamptz(3) not null, "owner_id" uuid not null, "target" text not null, "conversation_id" uuid null, "comparison_id" uuid null, "token_hash" text not null, "prefix" text not null, "title" text null, "as_of" timestamptz(3) not null, "expires_at" timestamptz(3) null, "revoked_at" timestamptz(3) null, "views" int not null default 0, constraint "share_links_pkey" primary key ("id"));`,
     );
     this.addSql(`create index "share_links_owner_created_idx" on "share_links" ("owner_id", "created_at" desc, "id" desc);`);
     this.addSql(`alter table "share_links" add constraint "share_links_token_hash_unique" unique ("token_hash");`);

@@ -544,9 +544,15 @@ export function childRowsSql(
  * current there. Every read of a conversation's messages is made from this
  * (pages, counts, last message, search, export, the histories sent to models).
  */
-export function childSourceSql(p: ChildPagePlan, parentIs: (column: string) => string, opts: { inheritedOnly?: boolean } = {}): string {
+export function childSourceSql(
+  p: ChildPagePlan,
+  parentIs: (column: string) => string,
+  opts: { inheritedOnly?: boolean; asOf?: string } = {},
+): string {
   const current = p.current;
-  const own = `select o.* from ${p.table} o where ${parentIs(`o.${p.foreignKey}`)}${current ? ` and ${current.sql('o')}` : ''}`;
+  // `asOf` (an SQL timestamp): the parent's own rows as they read then (a share link's snapshot), not now.
+  const version = current ? ` and ${opts.asOf ? current.asOfSql('o', opts.asOf) : current.sql('o')}` : '';
+  const own = `select o.* from ${p.table} o where ${parentIs(`o.${p.foreignKey}`)}${version}`;
   const a = p.inherits;
   if (!a) return opts.inheritedOnly ? `${own} and false` : own;
   const key = p.order.columns[0];

@@ -7,9 +7,9 @@ import { User } from '../user/user.entity';
 /**
  * A share link (`share-link.service.ts`). Only the SHA-256 of its token is
  * stored (`tokenHash`); `prefix` is the token's first characters, for telling
- * links apart in a list. The snapshot's bounds are fixed here at share time:
- * the title, and the last message shared (`messagesUntil*`, the MESSAGES
- * plan's order); the comparisons shared are rows of {@link ShareLinkComparison}.
+ * links apart in a list. The snapshot is fixed here at share time: the title
+ * and `asOf` (messages are read as of then); the comparisons shared are rows
+ * of {@link ShareLinkComparison}.
  */
 @Entity({ tableName: 'share_links' })
 @Index({
@@ -25,7 +25,7 @@ import { User } from '../user/user.entity';
   expression: 'create index "share_links_comparison_idx" on "share_links" ("comparison_id") where "comparison_id" is not null',
 })
 @Unique({ name: 'share_links_token_hash_unique', properties: ['tokenHash'] })
-export class ShareLinkEntity extends BaseEntity<'expiresAt' | 'revokedAt' | 'views' | 'title' | 'messagesUntilAt' | 'messagesUntilId'> {
+export class ShareLinkEntity extends BaseEntity<'expiresAt' | 'revokedAt' | 'views' | 'title'> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
 
@@ -48,11 +48,9 @@ export class ShareLinkEntity extends BaseEntity<'expiresAt' | 'revokedAt' | 'vie
   @Property({ type: 'text', nullable: true })
   title?: string | null;
 
-  @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
-  messagesUntilAt?: Date | null;
-
-  @Property({ type: 'uuid', nullable: true })
-  messagesUntilId?: string | null;
+  /** The snapshot's time: the conversation's messages (current versions, a fork's inherited ones) as they read then. */
+  @Property({ type: 'Date', columnType: 'timestamptz(3)' })
+  asOf!: Date;
 
   @Property({ type: 'Date', columnType: 'timestamptz(3)', nullable: true })
   expiresAt?: Date | null;

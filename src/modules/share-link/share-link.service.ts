@@ -6,9 +6,11 @@
  *   once; the row keeps its SHA-256 (`token_hash`, unique) and its first
  *   characters (`prefix`, for the list). A token of the wrong length or
  *   alphabet answers null before any lookup.
- * - The snapshot is fixed at share time: the title, the last message shared
- *   (`messages_until_*`, in the MESSAGES plan's order) and one row per
- *   comparison shared with whether it was revealed then
+ * - The snapshot is fixed at share time: the title, its time `as_of` (the
+ *   conversation's messages are read through the MESSAGES plan's source as
+ *   of then: a fork's inherited turns, the versions current then, nothing
+ *   written later) and one row per comparison shared (a fork's inherited
+ *   ones too) with whether it was revealed then
  *   (`share_link_comparisons.revealed`, written with `REVEALED.sql`). The
  *   SHARED_REVEALED rule (`db/read-plan.ts`) reads that column and conceals
  *   what REVEALED conceals: a blind comparison shared before its vote stays
@@ -36,9 +38,14 @@ import type { Orm } from '../../db/orm';
 import { pgArray } from '../../db/sql';
 import { type CursorCodec, isUuid, type Page } from '../../db/pagination';
 import {
+  childListSourceSql,
   childOfSql,
+  childSourceSql,
   COMPARISON_BY_ID,
   CONVERSATION_BY_ID,
+  CONVERSATION_COMPARISONS,
+  CURRENT_VERSION,
+  DELETED,
   MESSAGES,
   orderSql,
   ownerSql,
@@ -210,21 +217,15 @@ export class ShareLinkService {
       const ctx = tx.getTransactionContext();
       const run = <T extends object[]>(sql: string, params: unknown[]) => tx.getConnection().execute<T>(sql, params, 'all', ctx);
       let title: string | null = null;
-      let until: { created_at: Date; id: string } | undefined;
       if (target === 'CONVERSATION') {
         const c = CONVERSATION_BY_ID;
-        // Locked: a delete of the conversation waits for the share, or the share sees it gone.
+        // Locked: a delete of the conversation waits for the share, or the share sees it gone (ownerSql leaves deleted ones out).
         const [row] = await run<Array<{ title: string }>>(
           `select c.title from ${c.table} c where c.id = ? and ${ownerSql(c, 'c')} for share`,
           [targetId, principal.userId],
         );
         if (!row) throw notFound('Conversation');
         title = row.title;
-        [until] = await run<Array<{ created_at: Date; id: string }>>(
-          `select m.created_at, m.id from ${MESSAGES.table} m where ${childOfSql(MESSAGES, 'm', '?')}
-            order by ${orderSql(MESSAGES, 'm').replace(/ asc/g, ' desc')} limit 1`,
-          [targetId],
-        );
       } else {
         const c = COMPARISON_BY_ID;
         const [row] = await run<Array<{ id: string }>>(`select c.id from ${c.table} c where c.id = ? and ${ownerSql(c, 'c')} for share`, [
@@ -233,33 +234,30 @@ export class ShareLinkService {
         ]);
         if (!row) throw notFound('Comparison');
       }
+      // The snapshot's time: now, or the last message written if the application's clock ran ahead of the database's.
+      const written = `coalesce(m.${CURRENT_VERSION.writtenAt}, m.created_at)`;
+      const messages = childSourceSql(MESSAGES, (column) => `${column} = p.conversation`);
       const [link] = await run<Array<{ id: string }>>(
-        `insert into ${SHARE_LINKS.table} (id, created_at, owner_id, target, conversation_id, comparison_id, token_hash, prefix, title,
-                                  messages_until_at, messages_until_id, expires_at, views)
-         values (gen_random_uuid(), now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, case when ?::int is null then null
-                 else now() + make_interval(hours => ?::int) end, 0)
+        `with p as (select ?::uuid as conversation)
+         insert into ${SHARE_LINKS.table} (id, created_at, owner_id, target, conversation_id, comparison_id, token_hash, prefix, title,
+                                  as_of, expires_at, views)
+         select gen_random_uuid(), now(), ?, ?, ?, ?, ?, ?, ?,
+                greatest(now(), (select max(${written}) from p, lateral (${messages}) m)),
+                case when ?::int is null then null else now() + make_interval(hours => ?::int) end, 0
          returning id`,
-        [
-          principal.userId,
-          target,
-          conversationId,
-          comparisonId,
-          hash,
-          token.slice(0, LISTED_CHARS),
-          title,
-          until?.created_at ?? null,
-          until?.id ?? null,
-          hours,
-          hours,
-        ],
+        [conversationId, principal.userId, target, conversationId, comparisonId, hash, token.slice(0, LISTED_CHARS), title, hours, hours],
       );
-      // The snapshot's comparisons, each with whether REVEALED held for it now (SHARED_REVEALED's fact).
-      const which = target === 'CONVERSATION' ? 'c.conversation_id = ?' : 'c.id = ?';
+      // The snapshot's comparisons (a fork's inherited ones too), each with whether REVEALED held for it now (SHARED_REVEALED's fact).
+      const which =
+        target === 'CONVERSATION'
+          ? `from p, lateral (${childListSourceSql(CONVERSATION_COMPARISONS, (column) => `${column} = p.target`)}) c`
+          : `from p, ${COMPARISON_BY_ID.table} c where c.id = p.target`;
       await run(
-        `insert into ${SHARED_COMPARISONS.table} (id, created_at, link_id, comparison_id, position, revealed)
+        `with p as (select ?::uuid as target)
+         insert into ${SHARED_COMPARISONS.table} (id, created_at, link_id, comparison_id, position, revealed)
          select gen_random_uuid(), now(), ?, c.id, (row_number() over (order by c.created_at, c.id) - 1)::int, ${REVEALED.sql('c')}
-           from ${COMPARISON_BY_ID.table} c where ${which}`,
-        [link!.id, targetId],
+           ${which}`,
+        [targetId, link!.id],
       );
       return link!.id;
     });
@@ -439,26 +437,28 @@ export class ShareLinkService {
         createdAt: Date;
         expiresAt: Date | null;
         conversationId: string | null;
-        untilAt: Date | null;
-        untilId: string | null;
+        asOf: Date;
       }>
     >(
       `select l.id, l.title, l.created_at as "createdAt", l.expires_at as "expiresAt", l.conversation_id as "conversationId",
-              l.messages_until_at as "untilAt", l.messages_until_id as "untilId"
+              l.as_of as "asOf"
          from ${SHARE_LINKS.table} l
-        where l.token_hash = ? and l.revoked_at is null and (l.expires_at is null or l.expires_at > now())`,
+        where l.token_hash = ? and l.revoked_at is null and (l.expires_at is null or l.expires_at > now())
+          and not exists (select 1 from ${CONVERSATION_BY_ID.table} d where d.id = l.conversation_id and d.${DELETED.column} is not null)`,
       [hash],
     );
     if (!link) return { linkId: null, expiresAt: null, view: null };
-    const messages =
-      link.conversationId && link.untilAt && link.untilId
-        ? await connection.execute<Array<{ role: string; content: string; model: string | null; createdAt: Date }>>(
-            `select m.role, m.content, m.model, m.created_at as "createdAt" from ${MESSAGES.table} m
-              where ${childOfSql(MESSAGES, 'm', '?')} and (m.created_at, m.id) <= (?, ?)
-              order by ${orderSql(MESSAGES, 'm')}`,
-            [link.conversationId, link.untilAt, link.untilId],
-          )
-        : [];
+    // The conversation as it read at the snapshot's time: the MESSAGES plan's source (a fork's inherited turns, versions)
+    // with its own turns read as of then, so later messages and later regenerated versions stay out.
+    const source = childSourceSql(MESSAGES, (column) => `${column} = p.conversation`, { asOf: 'p.as_of' });
+    const messages = link.conversationId
+      ? await connection.execute<Array<{ role: string; content: string; model: string | null; createdAt: Date }>>(
+          `select m.role, m.content, m.model, m.created_at as "createdAt"
+             from (select ?::uuid as conversation, ?::timestamptz as as_of) p, lateral (${source}) m
+            order by ${orderSql(MESSAGES, 'm')}`,
+          [link.conversationId, link.asOf],
+        )
+      : [];
     const rows = await connection.execute<ResponseRow[]>(
       `select s.position as "sharePosition", ${SHARED_REVEALED.sql('s')} as "visible", c.prompt, c.blind, c.created_at as "createdAt",
               r.position, r.provider, r.model, r.key_label as "keyLabel", r.status, r.content, r.error, r.cost_usd as "costUsd",
