@@ -22,6 +22,7 @@ import { JudgeVerdictEntity } from './src/modules/judge/judge-verdict.entity';
 import { BaseEntity } from './src/db/base.entity';
 import { ModelCallEntity } from './src/db/model-call.entity';
 import { PromptItem, PromptSet } from './src/modules/prompt-set/prompt-set.entity';
+import { ShareLinkComparison, ShareLinkEntity } from './src/modules/share-link/share-link.entity';
 
 export const ENTITIES: Function[] = [
   BaseEntity,
@@ -40,6 +41,8 @@ export const ENTITIES: Function[] = [
   ApiToken,
   PromptSet,
   PromptItem,
+  ShareLinkEntity,
+  ShareLinkComparison,
 ];
 
 export default async () => {

@@ -47,7 +47,11 @@ const VIEWS: Record<View, { ours: Variant; postgraphile5: Variant }> = {
   comparison: { ours: 'ours-comparison', postgraphile5: 'postgraphile5-comparison' },
 };
 const VIEW_VARIANTS = new Set<Variant>(Object.values(VIEWS).flatMap((v) => [v.ours, v.postgraphile5]));
-const ONLY_AT_C10 = new Set<Variant>(['ours-miss-resolvers', 'ours-miss-js', 'ours-hit-remote', ...VIEW_VARIANTS]);
+const ONLY_AT_C10 = new Set<Variant>(['ours-miss-resolvers', 'ours-miss-js', 'ours-hit-remote', 'ours-shared', ...VIEW_VARIANTS]);
+/** The shared page: what a colleague opening a link asks for, without a token. */
+const SHARED_PAGE = `query SharedPage($token: String!) { shared(token: $token) { title sharedAt
+  messages { role content model createdAt }
+  comparisons { prompt blind revealed createdAt responses { label model content status kind } } } }`;
 const LIMITS = join(ROOT, 'bench', 'limits');
 
 /** Sum of ours' `llmselect_db_query_duration_seconds_count` (every SQL statement, all outcomes). */
@@ -421,6 +425,46 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     targetsByVariant.set(variants.postgraphile5, peerView);
     bodySizes.set(variants.ours, oursBytes);
     bodySizes.set(variants.postgraphile5, peerBytes);
+  }
+  if (wanted.has('ours-shared')) {
+    // Its own instance, so the per-IP limit (one load generator, one address) can be set out of the way while still
+    // consulted on every request; each cycled user shares one of their comparisons, and the page is read once (hot).
+    log('starting ours for shared pages (RATE_LIMIT_SHARED_PER_IP=1000000000)');
+    const server = await startOurs('ours-shared', secrets, { RATE_LIMIT_SHARED_PER_IP: '1000000000' });
+    cleanup.add('stop ours-shared', () => server.stop());
+    const fetchJson = async (request: LoadRequest) => JSON.parse((await fetchBody(server, request)).toString('utf8'));
+    const sizes: number[] = [];
+    const requests = await mapLimit(env.users, 8, async (u): Promise<LoadRequest> => {
+      const created = await fetchJson({
+        method: 'POST',
+        path: '/graphql',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
+        body: JSON.stringify({
+          query: 'mutation($input: ShareLinkInput!) { createShareLink(input: $input) { token } }',
+          variables: { input: { comparisonId: comparisonId(u.n, 1 + (u.n % WORKLOAD.comparisons)) } },
+        }),
+      });
+      const token = created.data?.createShareLink?.token;
+      if (typeof token !== 'string') throw new Error(`createShareLink failed: ${JSON.stringify(created).slice(0, 300)}`);
+      const request: LoadRequest = {
+        method: 'POST',
+        path: '/graphql',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: SHARED_PAGE, variables: { token }, operationName: 'SharedPage' }),
+      };
+      const body = await fetchBody(server, request);
+      if (!JSON.parse(body.toString('utf8')).data?.shared) throw new Error(`shared page empty: ${body.toString('utf8').slice(0, 300)}`);
+      sizes.push(body.length);
+      return request;
+    });
+    bodySizes.set('ours-shared', sizes.reduce((a, b) => a + b, 0) / sizes.length);
+    targetsByVariant.set('ours-shared', {
+      server,
+      statements: () => oursStatements(server),
+      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+      requests,
+      dialect: 'bytes',
+    });
   }
   // Warm ours' cache for every user (the hit variant must measure hits from its first request).
   await mapLimit(env.users, 8, (u) => fetchPage(oursTarget(false), u.n - 1));

@@ -89,6 +89,7 @@ import { graphqlRoutes } from './graphql/routes';
 import { createMetrics, type Metrics } from './observability/metrics';
 import { OperationLabels } from './observability/operation-labels';
 import { Generations } from './read-cache/generations';
+import { ShareLinkService } from './modules/share-link/share-link.service';
 import { GENERATION_NAMESPACE } from './read-cache/keys';
 import { invalidationPlugin } from './read-cache/invalidation.plugin';
 import { operationCachePlugin } from './read-cache/operation-cache.plugin';
@@ -289,6 +290,21 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         await leaderboard.invalidateGlobal();
       },
     );
+    // Share links: anonymous reads limited per IP, snapshots in the shared cache, revocations heard from every instance.
+    const shareLinks = new ShareLinkService({
+      orm,
+      cache,
+      pubsub,
+      invalidation: generations,
+      cursors,
+      perIp: counted('shared_ip', rateLimiters.limiter('shared_ip', config.rateLimits.sharedPerIp)),
+      logger,
+      baseUrl: config.shareLinks.baseUrl,
+      cacheTtlMs: config.shareLinks.cacheTtlMs,
+      viewFlushMs: config.shareLinks.viewFlushMs,
+    });
+    await shareLinks.start();
+    cleanups.push(() => shareLinks.close());
     const services: Services = {
       users: new UserService(tokens, config.adminEmails, config.passwordHashing, {
         perAccount: counted('login_account', rateLimiters.limiter('login_account', config.rateLimits.loginFailuresPerAccount)),
@@ -329,6 +345,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       cacheAdmin: new CacheAdminService(cache, modelRegistry),
       usage,
       usageAnalytics: new UsageAnalytics(),
+      shareLinks,
     };
 
     // 5. GraphQL.
@@ -460,6 +477,11 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               maxResponseBytes: config.limits.maxResponseBytes,
               documents,
               requestDeadlineMs: config.requestDeadlineMs,
+              // Share links' pages are the only public entries (scope `share:<hash>`).
+              publicReads: {
+                admit: (_scope, ip) => shareLinks.admitRead(ip),
+                answered: (scope) => shareLinks.answeredFromCache(scope),
+              },
             }),
             stream: createSseHandler({
               subscriptions,

@@ -79,6 +79,18 @@ export interface RateLimits {
   loginFailuresPerAccount: RateLimitRule;
   /** Per client IP: failed logins plus registrations. */
   authPerIp: RateLimitRule;
+  /** Per client IP: reads of shared pages (`shared(token)`), hits included. */
+  sharedPerIp: RateLimitRule;
+}
+
+/** Share links (issue 19 item 5; `modules/share-link/`). */
+export interface ShareLinkSettings {
+  /** The page a link opens, the token appended (`<base>/<token>`); default `/shared`. */
+  baseUrl: string;
+  /** How long a built snapshot stays in the shared cache (never past the link's expiry). */
+  cacheTtlMs: number;
+  /** How often an instance writes the views it counted (one statement for every link). */
+  viewFlushMs: number;
 }
 
 /** Vote integrity rules (docs/LEADERBOARD.md "Vote integrity"). */
@@ -217,6 +229,7 @@ export interface Config {
    */
   comparisonLeaseMs: number;
   rateLimits: RateLimits;
+  shareLinks: ShareLinkSettings;
   /**
    * How many reverse proxies in front of the server append to `X-Forwarded-For`:
    * 0 (default) uses the socket's address; N takes the N-th address from the right.
@@ -589,6 +602,15 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
         points: int(env, 'RATE_LIMIT_AUTH_PER_IP', 30),
         windowSeconds: int(env, 'RATE_LIMIT_AUTH_WINDOW_SECONDS', 15 * 60, 1),
       },
+      sharedPerIp: {
+        points: int(env, 'RATE_LIMIT_SHARED_PER_IP', 300),
+        windowSeconds: int(env, 'RATE_LIMIT_SHARED_WINDOW_SECONDS', 60, 1),
+      },
+    },
+    shareLinks: {
+      baseUrl: (env.SHARE_LINK_BASE_URL ?? '/shared').replace(/\/+$/, ''),
+      cacheTtlMs: int(env, 'SHARE_LINK_CACHE_TTL_MS', 60_000, 1),
+      viewFlushMs: int(env, 'SHARE_LINK_VIEW_FLUSH_MS', 1_000, 10),
     },
     trustProxy: trustProxy(env),
     userDailyBudgetUsd: decimal(env, 'USER_DAILY_BUDGET_USD', 0),

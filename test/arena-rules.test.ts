@@ -7,7 +7,7 @@ import { ConfigError, loadConfig } from '../src/config';
 import { arenaCandidates, drawPair, pairKey, pairWeights } from '../src/modules/comparison/arena.service';
 import { hiddenError, presentResponse, responseLabel, shuffled } from '../src/modules/comparison/blind';
 import { categorize, COMPARISON_CATEGORIES, LONG_PROMPT_CHARS, parseCategory } from '../src/modules/comparison/category';
-import { ResponseStatus, type ComparisonResponseView } from '../src/modules/comparison/comparison.entity';
+import { ResponseKind, ResponseStatus, type ComparisonResponseView } from '../src/modules/comparison/comparison.entity';
 import { Provider } from '../src/modules/api-key/api-key.entity';
 
 describe('categorize', () => {
@@ -123,6 +123,8 @@ describe('what an unrevealed response shows', () => {
     completionTokens: 3,
     costUsd: 0.0001,
     customEndpoint: true,
+    kind: ResponseKind.MODEL,
+    sourceIds: [],
     settledAt: new Date(0),
   };
 

@@ -96,6 +96,12 @@ describe('loadConfig', () => {
       providerCalls: { points: 60, windowSeconds: 60 },
       loginFailuresPerAccount: { points: 5, windowSeconds: 900 },
       authPerIp: { points: 30, windowSeconds: 900 },
+      sharedPerIp: { points: 300, windowSeconds: 60 },
+    });
+    expect(defaults.shareLinks).toEqual({ baseUrl: '/shared', cacheTtlMs: 60_000, viewFlushMs: 1_000 });
+    expect(loadConfig({ ...base, SHARE_LINK_BASE_URL: 'https://x.example/s/', RATE_LIMIT_SHARED_PER_IP: '0' })).toMatchObject({
+      shareLinks: { baseUrl: 'https://x.example/s' },
+      rateLimits: { sharedPerIp: { points: 0 } },
     });
     expect(defaults).toMatchObject({ trustProxy: 0, userDailyBudgetUsd: 0 });
     expect(loadConfig({ ...base, TRUST_PROXY: 'true', USER_DAILY_BUDGET_USD: '2.5' })).toMatchObject({

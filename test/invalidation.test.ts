@@ -173,6 +173,31 @@ const CASES: Record<string, Case> = {
       };
     },
   },
+  fuseComparison: {
+    run: async (u) => {
+      const c = await comparison(u);
+      return {
+        query: `mutation($id: ID!) { fuseComparison(comparisonId: $id, model: "openai:gpt-4o-mini") { id kind } }`,
+        variables: { id: c.id },
+      };
+    },
+  },
+  createShareLink: {
+    run: async (u) => ({
+      query: `mutation($id: ID!) { createShareLink(input: { conversationId: $id }) { token } }`,
+      variables: { id: await conversation(u) },
+    }),
+  },
+  revokeShareLink: {
+    run: async (u) => {
+      const made = await gql(
+        `mutation($id: ID!) { createShareLink(input: { conversationId: $id }) { link { id } } }`,
+        { id: await conversation(u) },
+        u,
+      );
+      return { query: `mutation($id: ID!) { revokeShareLink(id: $id) { id } }`, variables: { id: made.data.createShareLink.link.id } };
+    },
+  },
   createPromptSet: { run: async () => ({ query: `mutation { createPromptSet(input: { name: "s", items: [{ prompt: "p" }] }) { id } }` }) },
   importPromptItems: {
     run: async (u) => ({

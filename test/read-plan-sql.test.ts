@@ -30,7 +30,7 @@ import {
   RELATIONS,
   SERVICE_ONLY_PLANS,
   type RelationPlan,
-  REVEALED,
+  VISIBILITY_RULES,
 } from '../src/db/read-plan';
 import { plainShape } from '../src/db/plain';
 import type { CompiledReadDeps } from '../src/graphql/compiled-read';
@@ -206,8 +206,10 @@ function derivedFile(): string {
     }
     lines.push('');
   }
-  lines.push(`-- rule ${REVEALED.name} (${REVEALED.entity}), SQL predicate:`, `${REVEALED.sql('c')};`);
-  lines.push(`-- rule ${REVEALED.name} conceals on ${REVEALED.conceals.entity}: ${Object.keys(REVEALED.conceals.fields).join(', ')}`, '');
+  for (const rule of VISIBILITY_RULES) {
+    lines.push(`-- rule ${rule.name} (${rule.entity}), SQL predicate:`, `${rule.sql('c')};`);
+    lines.push(`-- rule ${rule.name} conceals on ${rule.conceals.entity}: ${Object.keys(rule.conceals.fields).join(', ')}`, '');
+  }
   for (const [field, computed] of Object.entries(COMPUTED)) lines.push(`-- computed ${field}:`, `${computed.json('a')};`);
   return `${lines.join('\n')}\n`;
 }
@@ -237,7 +239,7 @@ it('every plan names its entity and table as MikroORM does, and its columns exis
     ];
     for (const column of named) expect([plan.field, column, columns.has(column)]).toEqual([plan.field, column, true]);
   }
-  expect(orm.getMetadata().find(REVEALED.entity)?.tableName).toBe(REVEALED.table);
+  for (const rule of VISIBILITY_RULES) expect(orm.getMetadata().find(rule.entity)?.tableName).toBe(rule.table);
 });
 
 it('the schema states the page defaults the plans declare', () => {

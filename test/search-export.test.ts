@@ -362,6 +362,8 @@ describe('exportConversation', () => {
         responses: [
           {
             label: 'A',
+            kind: 'MODEL',
+            sources: [],
             model: 'openai:gpt-4o',
             provider: 'OPENAI',
             status: 'COMPLETED',
@@ -375,6 +377,8 @@ describe('exportConversation', () => {
           },
           {
             label: 'B',
+            kind: 'MODEL',
+            sources: [],
             model: 'anthropic:claude-sonnet-4-5',
             provider: 'ANTHROPIC',
             status: 'FAILED',

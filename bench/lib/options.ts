@@ -28,6 +28,8 @@ export const VARIANTS = [
   'postgraphile5-conversation',
   'ours-comparison',
   'postgraphile5-comparison',
+  // A hot shared page (issue 19): anonymous `shared(token)`, one link per cycled user, against the bare Redis limit.
+  'ours-shared',
 ] as const;
 export type Variant = (typeof VARIANTS)[number];
 

@@ -81,6 +81,26 @@ export const REVEALED = visibilityRule({
   },
 });
 
+/**
+ * SHARED_REVEALED: what a share link shows of a comparison's responses. Its
+ * one fact is REVEALED as it held when the link was made, stored per shared
+ * comparison (`share_link_comparisons.revealed`, written with `REVEALED.sql`):
+ * a vote after sharing reveals nothing through the link until the owner
+ * shares again. It conceals exactly what REVEALED conceals (the same
+ * declaration, not a copy).
+ */
+export const SHARED_REVEALED = visibilityRule({
+  name: 'shared_revealed',
+  entity: 'ShareLinkComparison',
+  table: 'share_link_comparisons',
+  facts: { revealed: { column: 'revealed' } },
+  holds: { fact: 'revealed' },
+  conceals: REVEALED.conceals,
+});
+
+/** Every visibility rule (snapshotted by `test/read-plan-sql.test.ts`). */
+export const VISIBILITY_RULES: readonly VisibilityRule<string>[] = [REVEALED, SHARED_REVEALED];
+
 // ─── Fields computed from a row's own columns ──────────────────────────────────
 
 /** A field whose resolver computes its value from the row: the same value as JSON text in SQL and in TypeScript. */
@@ -279,8 +299,35 @@ export const PROMPT_ITEMS = plan({
   cursor: 'prompt-items',
 });
 
+/** A user's share links, newest first, 20 per page (served by the resolvers). */
+export const SHARE_LINKS = plan({
+  kind: 'ownedList',
+  field: 'Query.shareLinks',
+  entity: 'ShareLinkEntity',
+  table: 'share_links',
+  owner: 'owner_id',
+  order: NEWEST_FIRST,
+  page: { default: 20, max: MAX_PAGE_SIZE },
+  cursor: 'share-links',
+});
+
+/**
+ * A share link's snapshot of comparisons, in the order shown (oldest first,
+ * fixed at share time). Each row carries {@link SHARED_REVEALED}'s fact; the
+ * rule governs the responses of the row's comparison (joined by the share
+ * service), not the row itself, so it is not this plan's `concealedUnless`.
+ */
+export const SHARED_COMPARISONS = plan({
+  kind: 'childList',
+  field: 'SharedView.comparisons',
+  entity: 'ShareLinkComparison',
+  table: 'share_link_comparisons',
+  foreignKey: 'link_id',
+  order: ['position'],
+});
+
 /** Plans read only through the services' derivations (the compiled read does not take them); checked and snapshotted like the others. */
-export const SERVICE_ONLY_PLANS: readonly RelationPlan[] = [PROMPT_SETS, PROMPT_SET_BY_ID, PROMPT_ITEMS];
+export const SERVICE_ONLY_PLANS: readonly RelationPlan[] = [PROMPT_SETS, PROMPT_SET_BY_ID, PROMPT_ITEMS, SHARE_LINKS, SHARED_COMPARISONS];
 
 /**
  * `Type.field` → its plan: what the compiled read may compile (nothing else is a relation to it).
@@ -497,9 +544,15 @@ export function childRowsSql(
  * current there. Every read of a conversation's messages is made from this
  * (pages, counts, last message, search, export, the histories sent to models).
  */
-export function childSourceSql(p: ChildPagePlan, parentIs: (column: string) => string, opts: { inheritedOnly?: boolean } = {}): string {
+export function childSourceSql(
+  p: ChildPagePlan,
+  parentIs: (column: string) => string,
+  opts: { inheritedOnly?: boolean; asOf?: string } = {},
+): string {
   const current = p.current;
-  const own = `select o.* from ${p.table} o where ${parentIs(`o.${p.foreignKey}`)}${current ? ` and ${current.sql('o')}` : ''}`;
+  // `asOf` (an SQL timestamp): the parent's own rows as they read then (a share link's snapshot), not now.
+  const version = current ? ` and ${opts.asOf ? current.asOfSql('o', opts.asOf) : current.sql('o')}` : '';
+  const own = `select o.* from ${p.table} o where ${parentIs(`o.${p.foreignKey}`)}${version}`;
   const a = p.inherits;
   if (!a) return opts.inheritedOnly ? `${own} and false` : own;
   const key = p.order.columns[0];

@@ -64,6 +64,8 @@ export interface RequestContexts {
   /** {@link principal} from an `Authorization` value sent another way (graphql-ws's `connection_init` payload). */
   principalFrom(authorization: string | undefined): Promise<Principal | null>;
   create(req: IncomingMessage, requestId: string, principal: Principal | null): GraphqlContext;
+  /** The client's address as rate limits key it (`http/client-ip.ts`, TRUST_PROXY). */
+  clientIp(req: IncomingMessage): string;
 }
 
 export function createRequestContexts(deps: ContextDeps & { tokens: TokenService; trustProxy: number }): RequestContexts {
@@ -75,5 +77,6 @@ export function createRequestContexts(deps: ContextDeps & { tokens: TokenService
     principal: (req) => deps.tokens.fromAuthorizationHeader(req.headers.authorization).then(noted),
     principalFrom: (authorization) => deps.tokens.fromAuthorizationHeader(authorization),
     create: (req, requestId, principal) => createContext(deps, requestId, principal, clientIp(req, deps.trustProxy)),
+    clientIp: (req) => clientIp(req, deps.trustProxy),
   };
 }

@@ -8,6 +8,10 @@
  *    socket as stored bytes, without Apollo (`read-cache/request.ts` has the
  *    steps the edge and the Apollo plugin take); for a personal token, only a
  *    document already checked against its scopes (`auth/token-scopes.ts`);
+ *    an anonymous query whose every root field declares a public entry (a
+ *    share link's page, `cacheHint({ publicEntry })`) is looked up the same way
+ *    under that entry's scope, after the client's allowance is spent
+ *    (`PublicReads`), and a hit is counted;
  * 4. a miss whose document compiles to SQL-built JSON (`compiled-read.ts`)
  *    is answered from PostgreSQL's text without Apollo, and stored;
  * 5. otherwise Apollo's `executeHTTPGraphQLRequest`; the bytes of a cacheable
@@ -81,6 +85,20 @@ export interface GraphqlHttpDeps {
   documents?: DocumentCache;
   /** `Config.requestDeadlineMs`: the request's statements together end by it (0 or absent: no deadline). */
   requestDeadlineMs?: number;
+  /** Anonymous reads the read cache may answer at the edge (a share link's page): admitted and counted per request. */
+  publicReads?: PublicReads;
+}
+
+/**
+ * What the edge asks before and after answering an anonymous request from a
+ * public read-cache entry (`cacheHint({ publicEntry })`), so a hit obeys the
+ * same per-client limit and is counted like an answer computed by the resolver.
+ */
+export interface PublicReads {
+  /** Spends the client's allowance for a read of `scope`; false: refused (Apollo then answers the refusal). */
+  admit(scope: string, clientIp: string): Promise<boolean>;
+  /** A read of `scope` was answered from the cache. */
+  answered(scope: string): void;
 }
 
 /** The `/graphql` route. */
@@ -129,9 +147,30 @@ async function answerGraphqlRequest(
         : null,
   );
 
-  // A signed-in request's read-cache state, shared with the Apollo plugin through the context.
+  // A signed-in request's read-cache state, shared with the Apollo plugin through the context; an anonymous
+  // request's only for documents that declare public entries (a share link's page).
+  const anonymous = principal.ok && principal.value === null;
   const reading =
-    principal.ok && principal.value ? deps.responseCache.begin(principal.value.userId, req.headers['cache-control']) : undefined;
+    principal.ok && principal.value
+      ? deps.responseCache.begin(principal.value.userId, req.headers['cache-control'])
+      : anonymous && deps.publicReads
+        ? deps.responseCache.beginPublic(req.headers['cache-control'])
+        : undefined;
+
+  let publicAdmitted = false;
+  if (anonymous && reading && deps.publicReads) {
+    const params = edgeParams(req, method, url, body, deps.responseCache);
+    const entry = params && reading.entry(params);
+    if (params && entry && (await deps.publicReads.admit(entry.scope, deps.contexts.clientIp(req)))) {
+      publicAdmitted = true;
+      const hit = await reading.atEdge(params);
+      if (hit) {
+        deps.publicReads.answered(entry.scope);
+        sendHit(req, res, method, hit, `public, max-age=${entry.publicMaxAge ?? 0}`);
+        return;
+      }
+    }
+  }
 
   if (principal.ok && principal.value && reading) {
     const sentParams = edgeParams(req, method, url, body, deps.responseCache);
@@ -175,6 +214,7 @@ async function answerGraphqlRequest(
     if (value !== undefined) headers.set(key, Array.isArray(value) ? value.join(', ') : value);
   }
   const budget = deps.maxResponseBytes !== undefined ? new ResponseBytes(deps.maxResponseBytes) : undefined;
+  const limit: { expiresAt?: number } = {};
   const execute = () =>
     deps.apollo.executeHTTPGraphQLRequest({
       httpGraphQLRequest: { method, headers, search: url.search, body },
@@ -183,6 +223,8 @@ async function answerGraphqlRequest(
         const context: GraphqlContext = deps.contexts.create(req, requestId, principal.value);
         context.responseBytes = budget;
         context.readCache = reading;
+        context.publicReadAdmitted = publicAdmitted;
+        context.publicEntryLimit = limit;
         return context;
       },
     });
@@ -205,6 +247,8 @@ async function answerGraphqlRequest(
     return;
   }
   const text = response.body.string;
+  // A public answer is not stored past what it shows (a share link's expiry, told by its resolver).
+  if (reading && limit.expiresAt !== undefined) reading.limitLifetime(limit.expiresAt - Date.now());
   const answer = status === 200 && reading ? reading.outgoing(text, 'apollo') : { bytes: Buffer.from(text) };
   await sendResult(req, res, method, status, text, answer, response.headers.get('content-type'));
 }
@@ -249,9 +293,15 @@ async function sendTooLarge(res: ServerResponse, maxBytes: number): Promise<void
   res.end(bytes);
 }
 
-function sendHit(req: IncomingMessage, res: ServerResponse, method: string, { bytes, etag }: StoredAnswer): void {
+function sendHit(
+  req: IncomingMessage,
+  res: ServerResponse,
+  method: string,
+  { bytes, etag }: StoredAnswer,
+  cacheControl = 'private, no-cache',
+): void {
   res.setHeader('content-type', 'application/json; charset=utf-8');
-  res.setHeader('cache-control', 'private, no-cache');
+  res.setHeader('cache-control', cacheControl);
   res.setHeader('x-cache', 'HIT');
   if (method === 'GET') {
     res.setHeader('etag', etag);

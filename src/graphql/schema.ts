@@ -7,6 +7,7 @@ import { DateTimeResolver } from 'graphql-scalars';
 import { buildSchema, type NonEmptyArray } from 'type-graphql';
 import { ApiKeyResolver } from '../modules/api-key/api-key.resolver';
 import { ApiTokenResolver } from '../modules/api-token/api-token.resolver';
+import { ShareLinkResolver } from '../modules/share-link/share-link.resolver';
 import { ComparisonConnectionResolver, ComparisonResolver, ComparisonResponseResolver } from '../modules/comparison/comparison.resolver';
 import { ConversationConnectionResolver, ConversationResolver } from '../modules/conversation/conversation.resolver';
 import { ComparisonEventsResolver } from '../modules/comparison/comparison-events.resolver';
@@ -30,6 +31,7 @@ export const RESOLVERS: NonEmptyArray<Function> = [
   UsageAnalyticsResolver,
   ApiKeyResolver,
   ApiTokenResolver,
+  ShareLinkResolver,
   ConversationResolver,
   ConversationConnectionResolver,
   MessageResolver,

@@ -32,6 +32,7 @@ import type { VoteIntegrity } from './vote/vote-integrity';
 import type { JudgeService } from './judge/judge.service';
 import { createPromptSetLoaders } from './prompt-set/prompt-set.loaders';
 import type { PromptSetService } from './prompt-set/prompt-set.service';
+import type { ShareLinkService } from './share-link/share-link.service';
 
 /**
  * Root mutation fields that call an LLM provider (paid, on the user's key):
@@ -45,6 +46,7 @@ export const PROVIDER_CALLING_MUTATIONS: readonly string[] = [
   'sendMessage',
   'startArenaBattle',
   'judgeComparison',
+  'fuseComparison',
 ];
 
 export interface Services {
@@ -69,6 +71,7 @@ export interface Services {
   usage: UsageService;
   usageAnalytics: UsageAnalytics;
   promptSets: PromptSetService;
+  shareLinks: ShareLinkService;
 }
 
 export function createLoaders(em: EntityManager, principal: Principal | null, services: Services) {

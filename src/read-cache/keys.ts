@@ -7,6 +7,8 @@
  *                                            (`leaderboard-global`); bumped by every invalidation, never expires
  *   resp:<scope>:<generation>:t.<digest>     a stored response body, at the generation read before it was computed
  *   resp:leaderboard:<scope>:<filters>       a computed leaderboard (JSON; the generation it was built at inside)
+ *   resp:shared:<token hash>                 a share link's snapshot (JSON), kept no longer than the link lives;
+ *                                            deleted by its revocation (`modules/share-link/share-link.service.ts`)
  *
  * The `t.` marks entries stored as tagged bytes (`CachePort.setVersioned`):
  * a release that stores untagged bodies (`resp:<scope>:<generation>:<digest>`)
@@ -36,6 +38,10 @@ export const readCacheKeys = {
   responseAt(scope: string, generation: number, digest: string): string {
     const key = readCacheKeys.response(scope, digest);
     return `${key.entryPrefix}${generation}${key.entrySuffix}`;
+  },
+  /** A share link's built snapshot, by the SHA-256 of its token (never the token). */
+  sharedView(tokenHash: string): string {
+    return `${RESPONSE_NAMESPACE}:shared:${tokenHash}`;
   },
   /** A computed leaderboard for one set of filters (`filters`: a digest of them). */
   leaderboard(scope: string, filters: string): string {

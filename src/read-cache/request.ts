@@ -26,10 +26,13 @@ export interface GraphqlParams {
   variables: Record<string, unknown>;
 }
 
-/** Where one answer's entry lives: the viewer's scope and the digest of its params. */
+/** Where one answer's entry lives: the viewer's scope (or a public one) and the digest of its params. */
 export interface EntryRef {
   scope: string;
   digest: string;
+  /** A public entry's lifetime (else the read cache's TTL) and its `Cache-Control: public, max-age`. */
+  ttlMs?: number;
+  publicMaxAge?: number;
 }
 
 /** The stored answers, as the request sees them (`ResponseCache`). */
@@ -81,6 +84,11 @@ export class ReadCacheRequest {
     readonly bypass: boolean,
   ) {}
 
+  /** Where this request's answer is stored, when its document is known to be cacheable with these params. */
+  entry(params: GraphqlParams): EntryRef | undefined {
+    return this.entries.entryOf(this.userId, params);
+  }
+
   /** Step 1, the edge: the stored answer of a document known to be cacheable (one Redis round trip). */
   async atEdge(params: GraphqlParams): Promise<StoredAnswer | undefined> {
     const entry = this.entries.entryOf(this.userId, params);
@@ -100,6 +108,13 @@ export class ReadCacheRequest {
     const found = entry && (await this.lookup(entry));
     if (found) this.answered = { entry: entry!, generation: found.generation };
     return found?.bytes;
+  }
+
+  /** The answer may not be stored for longer than `ms` (a share link's expiry); ≤ 0: not stored at all. */
+  limitLifetime(ms: number): void {
+    if (!this.slot) return;
+    if (!(ms > 0)) this.slot = undefined;
+    else this.slot = { ...this.slot, entry: { ...this.slot.entry, ttlMs: Math.min(this.slot.entry.ttlMs ?? Infinity, ms) } };
   }
 
   /** Step 3, the plugin: Apollo computed its answer (not a hit) without errors. */

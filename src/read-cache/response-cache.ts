@@ -77,6 +77,26 @@ export class ResponseCache implements ResponseEntries {
     return new ReadCacheRequest(this, userId, /\bno-cache\b/i.test(cacheControl ?? ''));
   }
 
+  /**
+   * An anonymous request's read-cache state: only documents whose every root
+   * field declares a `publicEntry` (a share link's page) are looked up and
+   * stored, under the scope their argument names, never under a user.
+   */
+  beginPublic(cacheControl: string | undefined): ReadCacheRequest {
+    return new ReadCacheRequest(this.publicEntries, '', /\bno-cache\b/i.test(cacheControl ?? ''));
+  }
+
+  private readonly publicEntries: ResponseEntries = {
+    entryOf: (_anonymous, params) => {
+      const policy = this.policies.get(policyKey(params.documentHash, params.operationName));
+      const entry = policy?.publicEntry(params.variables);
+      return entry && { scope: entry.scope, digest: digest(params), ttlMs: entry.ttlMs, publicMaxAge: policy!.publicMaxAge };
+    },
+    lookup: (entry) => this.lookup(entry),
+    store: (entry, generation, bytes) => this.store(entry, generation, bytes),
+    encode: (text) => this.encode(text),
+  };
+
   entryOf(userId: string, params: GraphqlParams): EntryRef | undefined {
     const policy = this.policies.get(policyKey(params.documentHash, params.operationName));
     if (!policy?.cacheable(params.variables)) return undefined;
@@ -89,7 +109,9 @@ export class ResponseCache implements ResponseEntries {
 
   /** Stores the bytes sent (best from {@link ResponseCache.encode}: then without a copy). */
   store(entry: EntryRef, generation: number, bytes: Buffer): Promise<void> {
-    return this.opts.cache.setVersioned(readCacheKeys.response(entry.scope, entry.digest), generation, bytes, this.opts.ttlMs);
+    const ttlMs = Math.min(entry.ttlMs ?? this.opts.ttlMs, this.opts.ttlMs);
+    if (!(ttlMs > 0)) return Promise.resolve();
+    return this.opts.cache.setVersioned(readCacheKeys.response(entry.scope, entry.digest), generation, bytes, ttlMs);
   }
 
   /** The bytes of a response about to be sent and stored: encoded once, stored without a copy (`CachePort.versionedBody`). */

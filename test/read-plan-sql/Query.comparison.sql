@@ -8,8 +8,8 @@ select '{' || '"blind":' || (case t0.blind when true then 'true' when false then
   where t0.id = ?::uuid and t0.owner_id = ?;
 
 -- comparison(id: $id) › responses
--- query Walk($id: ID!) { comparison(id: $id) { responses { completionTokens content createdAt customEndpoint error id keyLabel label latencyMs model promptTokens provider status timeToFirstTokenMs } } }
--- not compiled: comparison, costUsd
+-- query Walk($id: ID!) { comparison(id: $id) { responses { completionTokens content createdAt customEndpoint error id keyLabel kind label latencyMs model promptTokens provider status timeToFirstTokenMs } } }
+-- not compiled: comparison, costUsd, sources
 select '{' || '"responses":' || ('[' || coalesce((select string_agg('{' || '"completionTokens":' || (case when (not (not t0.blind or exists (select 1
                   from votes voted_t0
                   where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(t1.completion_tokens::int::text, 'null') end) || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"customEndpoint":' || (case when (not (not t0.blind or exists (select 1
@@ -18,7 +18,7 @@ select '{' || '"responses":' || ('[' || coalesce((select string_agg('{' || '"com
                   from votes voted_t0
                   where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.error::text)::text, 'null') end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"keyLabel":' || (case when (not (not t0.blind or exists (select 1
                   from votes voted_t0
-                  where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.key_label::text)::text, 'null') end) || ',' || '"label":' || to_json(chr(65 + t1.position))::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t0.blind or exists (select 1
+                  where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.key_label::text)::text, 'null') end) || ',' || '"kind":' || (case t1.kind::text when 'MODEL' then '"MODEL"' when 'FUSED' then '"FUSED"' else 'null' end) || ',' || '"label":' || to_json(chr(65 + t1.position))::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t0.blind or exists (select 1
                   from votes voted_t0
                   where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.model::text)::text, 'null') end) || ',' || '"promptTokens":' || (case when (not (not t0.blind or exists (select 1
                   from votes voted_t0

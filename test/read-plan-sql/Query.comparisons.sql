@@ -29,8 +29,8 @@ select j, ms, id, total
   order by w.created_at desc, w.id desc;
 
 -- comparisons › nodes › responses
--- query Walk { comparisons { nodes { responses { completionTokens content createdAt customEndpoint error id keyLabel label latencyMs model promptTokens provider status timeToFirstTokenMs } } } }
--- not compiled: comparison, costUsd
+-- query Walk { comparisons { nodes { responses { completionTokens content createdAt customEndpoint error id keyLabel kind label latencyMs model promptTokens provider status timeToFirstTokenMs } } } }
+-- not compiled: comparison, costUsd, sources
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
     from (select '{' || '"responses":' || ('[' || coalesce((select string_agg('{' || '"completionTokens":' || (case when (not (not t0.blind or exists (select 1
@@ -41,7 +41,7 @@ select j, ms, id, total
                       from votes voted_t0
                       where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.error::text)::text, 'null') end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"keyLabel":' || (case when (not (not t0.blind or exists (select 1
                       from votes voted_t0
-                      where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.key_label::text)::text, 'null') end) || ',' || '"label":' || to_json(chr(65 + t1.position))::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t0.blind or exists (select 1
+                      where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.key_label::text)::text, 'null') end) || ',' || '"kind":' || (case t1.kind::text when 'MODEL' then '"MODEL"' when 'FUSED' then '"FUSED"' else 'null' end) || ',' || '"label":' || to_json(chr(65 + t1.position))::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t0.blind or exists (select 1
                       from votes voted_t0
                       where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.model::text)::text, 'null') end) || ',' || '"promptTokens":' || (case when (not (not t0.blind or exists (select 1
                       from votes voted_t0
@@ -67,7 +67,7 @@ select j, ms, id, total
                       from votes voted_t0
                       where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.error::text)::text, 'null') end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"keyLabel":' || (case when (not (not t0.blind or exists (select 1
                       from votes voted_t0
-                      where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.key_label::text)::text, 'null') end) || ',' || '"label":' || to_json(chr(65 + t1.position))::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t0.blind or exists (select 1
+                      where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.key_label::text)::text, 'null') end) || ',' || '"kind":' || (case t1.kind::text when 'MODEL' then '"MODEL"' when 'FUSED' then '"FUSED"' else 'null' end) || ',' || '"label":' || to_json(chr(65 + t1.position))::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t0.blind or exists (select 1
                       from votes voted_t0
                       where voted_t0.comparison_id = t0.id))) then chr(1) else coalesce(to_json(t1.model::text)::text, 'null') end) || ',' || '"promptTokens":' || (case when (not (not t0.blind or exists (select 1
                       from votes voted_t0

@@ -29,8 +29,8 @@ select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"b
   where t0.id = ?::uuid and t0.owner_id = ? and t0.deleted_at is null;
 
 -- conversation(id: $id) › comparisons › responses
--- query Walk($id: ID!) { conversation(id: $id) { comparisons { responses { completionTokens content createdAt customEndpoint error id keyLabel label latencyMs model promptTokens provider status timeToFirstTokenMs } } } }
--- not compiled: comparison, costUsd
+-- query Walk($id: ID!) { conversation(id: $id) { comparisons { responses { completionTokens content createdAt customEndpoint error id keyLabel kind label latencyMs model promptTokens provider status timeToFirstTokenMs } } } }
+-- not compiled: comparison, costUsd, sources
 select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"responses":' || ('[' || coalesce((select string_agg('{' || '"completionTokens":' || (case when (not (not t1.blind or exists (select 1
                           from votes voted_t1
                           where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(t2.completion_tokens::int::text, 'null') end) || ',' || '"content":' || to_json(t2.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t2.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"customEndpoint":' || (case when (not (not t1.blind or exists (select 1
@@ -39,7 +39,7 @@ select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"r
                           from votes voted_t1
                           where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.error::text)::text, 'null') end) || ',' || '"id":' || to_json(t2.id::text)::text || ',' || '"keyLabel":' || (case when (not (not t1.blind or exists (select 1
                           from votes voted_t1
-                          where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.key_label::text)::text, 'null') end) || ',' || '"label":' || to_json(chr(65 + t2.position))::text || ',' || '"latencyMs":' || coalesce(t2.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t1.blind or exists (select 1
+                          where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.key_label::text)::text, 'null') end) || ',' || '"kind":' || (case t2.kind::text when 'MODEL' then '"MODEL"' when 'FUSED' then '"FUSED"' else 'null' end) || ',' || '"label":' || to_json(chr(65 + t2.position))::text || ',' || '"latencyMs":' || coalesce(t2.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t1.blind or exists (select 1
                           from votes voted_t1
                           where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.model::text)::text, 'null') end) || ',' || '"promptTokens":' || (case when (not (not t1.blind or exists (select 1
                           from votes voted_t1

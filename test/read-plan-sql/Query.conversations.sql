@@ -79,8 +79,8 @@ select j, ms, id, total
   order by w.created_at desc, w.id desc;
 
 -- conversations › nodes › comparisons › responses
--- query Walk { conversations { nodes { comparisons { responses { completionTokens content createdAt customEndpoint error id keyLabel label latencyMs model promptTokens provider status timeToFirstTokenMs } } } } }
--- not compiled: comparison, costUsd
+-- query Walk { conversations { nodes { comparisons { responses { completionTokens content createdAt customEndpoint error id keyLabel kind label latencyMs model promptTokens provider status timeToFirstTokenMs } } } } }
+-- not compiled: comparison, costUsd, sources
 select j, ms, id, total
   from (select s.*, sum(octet_length(s.j)) over (order by s.created_at desc, s.id desc) as total
     from (select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"responses":' || ('[' || coalesce((select string_agg('{' || '"completionTokens":' || (case when (not (not t1.blind or exists (select 1
@@ -91,7 +91,7 @@ select j, ms, id, total
                               from votes voted_t1
                               where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.error::text)::text, 'null') end) || ',' || '"id":' || to_json(t2.id::text)::text || ',' || '"keyLabel":' || (case when (not (not t1.blind or exists (select 1
                               from votes voted_t1
-                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.key_label::text)::text, 'null') end) || ',' || '"label":' || to_json(chr(65 + t2.position))::text || ',' || '"latencyMs":' || coalesce(t2.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t1.blind or exists (select 1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.key_label::text)::text, 'null') end) || ',' || '"kind":' || (case t2.kind::text when 'MODEL' then '"MODEL"' when 'FUSED' then '"FUSED"' else 'null' end) || ',' || '"label":' || to_json(chr(65 + t2.position))::text || ',' || '"latencyMs":' || coalesce(t2.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t1.blind or exists (select 1
                               from votes voted_t1
                               where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.model::text)::text, 'null') end) || ',' || '"promptTokens":' || (case when (not (not t1.blind or exists (select 1
                               from votes voted_t1
@@ -131,7 +131,7 @@ select j, ms, id, total
                               from votes voted_t1
                               where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.error::text)::text, 'null') end) || ',' || '"id":' || to_json(t2.id::text)::text || ',' || '"keyLabel":' || (case when (not (not t1.blind or exists (select 1
                               from votes voted_t1
-                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.key_label::text)::text, 'null') end) || ',' || '"label":' || to_json(chr(65 + t2.position))::text || ',' || '"latencyMs":' || coalesce(t2.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t1.blind or exists (select 1
+                              where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.key_label::text)::text, 'null') end) || ',' || '"kind":' || (case t2.kind::text when 'MODEL' then '"MODEL"' when 'FUSED' then '"FUSED"' else 'null' end) || ',' || '"label":' || to_json(chr(65 + t2.position))::text || ',' || '"latencyMs":' || coalesce(t2.latency_ms::int::text, 'null') || ',' || '"model":' || (case when (not (not t1.blind or exists (select 1
                               from votes voted_t1
                               where voted_t1.comparison_id = t1.id))) then chr(1) else coalesce(to_json(t2.model::text)::text, 'null') end) || ',' || '"promptTokens":' || (case when (not (not t1.blind or exists (select 1
                               from votes voted_t1

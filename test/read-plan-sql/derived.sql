@@ -72,7 +72,7 @@ select *
 
 -- ComparisonResult.responses: {"kind":"childList","field":"ComparisonResult.responses","entity":"ComparisonResponse","table":"comparison_responses","foreignKey":"comparison_id","order":["position"],"concealedUnless":"rule revealed"}
 -- the DataLoader batch (children of many parents):
-select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.prompt_tokens as "promptTokens", x.completion_tokens as "completionTokens", x.latency_ms as "latencyMs", x.cost_usd as "costUsd", x.comparison_id as "comparisonId", x.position as "position", x.provider as "provider", x.model as "model", x.key_label as "keyLabel", x.status as "status", x.content as "content", x.error as "error", x.custom_endpoint as "customEndpoint", x.time_to_first_token_ms as "timeToFirstTokenMs", (extract(epoch from x.settled_at) * 1000)::float8 as "settledAt", x.lease_owner as "leaseOwner", (extract(epoch from x.heartbeat_at) * 1000)::float8 as "heartbeatAt", (not p.blind or exists (select 1
+select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.prompt_tokens as "promptTokens", x.completion_tokens as "completionTokens", x.latency_ms as "latencyMs", x.cost_usd as "costUsd", x.comparison_id as "comparisonId", x.position as "position", x.provider as "provider", x.model as "model", x.key_label as "keyLabel", x.status as "status", x.content as "content", x.error as "error", x.custom_endpoint as "customEndpoint", x.kind as "kind", x.source_ids as "sourceIds", x.time_to_first_token_ms as "timeToFirstTokenMs", (extract(epoch from x.settled_at) * 1000)::float8 as "settledAt", x.lease_owner as "leaseOwner", (extract(epoch from x.heartbeat_at) * 1000)::float8 as "heartbeatAt", (not p.blind or exists (select 1
       from votes voted_p
       where voted_p.comparison_id = p.id)) as "__visible"
   from comparison_responses x
@@ -157,9 +157,38 @@ select *
   order by m.position asc, m.id asc
   limit ?;
 
+-- Query.shareLinks: {"kind":"ownedList","field":"Query.shareLinks","entity":"ShareLinkEntity","table":"share_links","owner":"owner_id","order":{"columns":["created_at","id"],"direction":"desc"},"page":{"default":20,"max":100},"cursor":"share-links"}
+-- the service's page (readOwnedPage), first and later:
+select a.id
+  from share_links a
+  where a.owner_id = ?
+  order by a.created_at desc, a.id desc
+  limit ?;
+select a.id
+  from share_links a
+  where a.owner_id = ? and (a.created_at, a.id) < (?, ?)
+  order by a.created_at desc, a.id desc
+  limit ?;
+
+-- SharedView.comparisons: {"kind":"childList","field":"SharedView.comparisons","entity":"ShareLinkComparison","table":"share_link_comparisons","foreignKey":"link_id","order":["position"]}
+-- the DataLoader batch (children of many parents):
+select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.link_id as "linkId", x.comparison_id as "comparisonId", x.position as "position", x.revealed as "revealed"
+  from share_link_comparisons x
+  where x.link_id = any(?::uuid[])
+  order by x.link_id, x.position;
+-- the look-ahead's child query:
+select *
+  from share_link_comparisons x2
+  where x2.link_id = parent.id
+  order by x2.position;
+
 -- rule revealed (ComparisonResult), SQL predicate:
 (not c.blind or exists (select 1 from votes voted_c where voted_c.comparison_id = c.id));
 -- rule revealed conceals on ComparisonResponse: provider, model, keyLabel, costUsd, promptTokens, completionTokens, customEndpoint, error
+
+-- rule shared_revealed (ShareLinkComparison), SQL predicate:
+(c.revealed);
+-- rule shared_revealed conceals on ComparisonResponse: provider, model, keyLabel, costUsd, promptTokens, completionTokens, customEndpoint, error
 
 -- computed ComparisonResponse.label:
 to_json(chr(65 + a.position))::text;

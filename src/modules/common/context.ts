@@ -26,4 +26,11 @@ export interface Context {
   streamReady?: () => Promise<void> | void;
   /** On `/graphql`: the response's byte budget (`graphql/response-bytes.ts`). */
   responseBytes?: ResponseBudget;
+  /** On `/graphql`: the edge already spent this anonymous request's allowance of public reads (a share link's page). */
+  publicReadAdmitted?: boolean;
+  /**
+   * On `/graphql`: a resolver whose answer must not be stored past a time (epoch ms: a share link's expiry) sets
+   * `expiresAt` here. A holder, not a field: Apollo hands resolvers a shallow copy of the context.
+   */
+  publicEntryLimit?: { expiresAt?: number };
 }

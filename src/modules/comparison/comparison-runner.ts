@@ -59,7 +59,7 @@ import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service'
 import { historiesByModel } from '../message/history';
 import { Message, MessageRole } from '../message/message.entity';
 import { REVEALED } from '../../db/read-plan';
-import { assertNothingHidden, shuffled } from './blind';
+import { assertNothingHidden, responseLabel, shuffled } from './blind';
 import { categorize, parseCategory } from './category';
 import {
   type ComparisonEventStream,
@@ -68,7 +68,7 @@ import {
   type ControlMessage,
   ResponsePublisher,
 } from './comparison-events';
-import { ComparisonResponse, ComparisonResult, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
+import { ComparisonResponse, ComparisonResult, ResponseKind, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
 import { SettleWriter } from './settle-writer';
 
 export const MIN_MODELS = 2;
@@ -100,6 +100,43 @@ export interface RunComparisonArgs {
   blind?: boolean | null;
   /** Given category (validated by `parseCategory`); absent: assigned by `categorize`. */
   category?: string | null;
+}
+
+export interface FuseComparisonArgs {
+  comparisonId: string;
+  /** The model that writes the merged answer, `provider:name[@label]`. */
+  model: string;
+  /** What to favour when merging; default: keep what is correct and complete, drop repetition. */
+  instruction?: string | null;
+}
+
+/** Fused answers a comparison may hold (labels stay letters: 8 models + 8 fused ≤ "P"). */
+export const MAX_FUSED_PER_COMPARISON = 8;
+
+/** The most a fuse may send: the prompt, every answer and the instruction together (UTF-8 bytes). */
+export const MAX_FUSE_INPUT_BYTES = 256 * 1024;
+
+const FUSE_SYSTEM =
+  'You are given a prompt and several answers to it, each under a label. Write one answer to the prompt that merges ' +
+  'the best of them: keep what is correct and complete, resolve disagreements, drop repetition. Answer the prompt ' +
+  'directly; do not mention the labels or that answers were merged.';
+
+/** What a fusing model is sent: labels only while the comparison is unrevealed (model names would undo a blind test). */
+export function fuseTurns(
+  prompt: string,
+  sources: ReadonlyArray<Pick<ComparisonResponse, 'position' | 'model' | 'content'>>,
+  hidden: boolean,
+  instruction: string | null,
+): ChatTurn[] {
+  const answers = sources.map((r) => {
+    const name = hidden ? `Answer ${responseLabel(r.position)}` : `Answer ${responseLabel(r.position)} (${r.model})`;
+    return `${name}:\n${r.content}`;
+  });
+  const ask = instruction ? `\n\nInstruction: ${instruction}` : '';
+  return [
+    { role: 'system', content: FUSE_SYSTEM },
+    { role: 'user', content: `Prompt:\n${prompt}\n\n${answers.join('\n\n')}${ask}` },
+  ];
 }
 
 export interface ComparisonRunnerDeps {
@@ -286,7 +323,7 @@ export class ComparisonRunner {
     return stream;
   }
 
-  /** Resolves when every response this process started for the comparison has settled. */
+  /** Resolves when every response this process started for the comparison (or `fuse:<responseId>`: that fuse) has settled. */
   async settled(comparisonId: string): Promise<void> {
     // Waiting for models (bounded by LLM_TIMEOUT_MS) does not count against the request's deadline.
     await excludedFromDeadline(async () => this.done.get(comparisonId));
@@ -357,6 +394,76 @@ export class ComparisonRunner {
     const job = outsideDeadline(() => this.execute(retried, model$)).finally(release);
     this.track(`retry:${response.id}`, job);
     await excludedFromDeadline(() => job);
+  }
+
+  /**
+   * Fuses a comparison's settled answers (issue 19 item 4): `model` gets the
+   * prompt and every COMPLETED MODEL answer, under its label only while the
+   * comparison is blind and unrevealed (its model name too once revealed),
+   * and writes one merged answer, stored as a FUSED response (`sourceIds`:
+   * the answers it was given) and streamed on the comparison's channel like
+   * any other. Admission (rate limit, budget) as for any call; nothing is
+   * written when refused. It reveals nothing: no vote is written, and while
+   * the comparison is unrevealed the fused response is concealed like the
+   * others and the key's `lastUsedAt` waits for the reveal. Returns the new
+   * response's id at once (PENDING); `settled(comparisonId)` waits for it.
+   */
+  async fuse(principal: Principal, args: FuseComparisonArgs): Promise<string> {
+    if (!isUuid(args.comparisonId)) throw notFound('Comparison');
+    this.refuseWhenClosing();
+    const model = parseModelId(args.model);
+    const instruction = args.instruction == null ? null : validatePrompt(args.instruction, 'instruction');
+    const em = this.deps.orm.em.fork();
+    const [comparison] = await em.find(ComparisonResult, { id: args.comparisonId, owner: principal.userId });
+    if (!comparison) throw notFound('Comparison');
+    const hidden = !(await revealedById(em, comparison.id));
+    const all = await em.find(ComparisonResponse, { comparison: comparison.id }, { orderBy: { position: 'asc' } });
+    const sources = all.filter((r) => r.kind === ResponseKind.MODEL && r.status === ResponseStatus.COMPLETED);
+    if (sources.length < 2) {
+      throw badInput(`Fusing needs at least two COMPLETED answers; this comparison has ${sources.length}`, 'comparisonId');
+    }
+    const turns = fuseTurns(comparison.prompt, sources, hidden, instruction);
+    const bytes = turns.reduce((n, t) => n + Buffer.byteLength(t.content, 'utf8'), 0);
+    if (bytes > MAX_FUSE_INPUT_BYTES) {
+      throw badInput(`The answers to fuse come to ${bytes} bytes; at most ${MAX_FUSE_INPUT_BYTES} can be fused`, 'comparisonId');
+    }
+    const release = await this.deps.usage.admit(principal, [plannedCall(model, turns)]);
+    let id: string;
+    try {
+      id = await em.transactional(async (tx) => {
+        // Under the comparison's row lock: two fuses at once get the next two positions (labels), never the same one.
+        const ctx = tx.getTransactionContext();
+        const run = <T extends object[]>(sql: string) => tx.getConnection().execute<T>(sql, [comparison.id], 'all', ctx);
+        await run(`select 1 from comparison_results where id = ? for update`);
+        // A statement of its own: its snapshot is taken after the lock, so it sees the fuse that held it.
+        const [{ next, fused }] = await run<Array<{ next: number; fused: number }>>(
+          `select coalesce(max(position), -1)::int + 1 as next, (count(*) filter (where kind = 'FUSED'))::int as fused
+             from comparison_responses where comparison_id = ?`,
+        );
+        if (fused >= MAX_FUSED_PER_COMPARISON) {
+          throw badInput(`A comparison holds at most ${MAX_FUSED_PER_COMPARISON} fused answers`, 'comparisonId');
+        }
+        const row = tx.create(ComparisonResponse, {
+          comparison: comparison.id,
+          position: next,
+          kind: ResponseKind.FUSED,
+          sourceIds: sources.map((r) => r.id),
+          provider: toProvider(model.provider),
+          model: model.id,
+          keyLabel: model.label,
+          leaseOwner: this.instanceId,
+          apiTokenId: principal.token?.id ?? null,
+        });
+        return row.id;
+      });
+    } catch (error) {
+      await release();
+      throw error;
+    }
+    const model$ = this.deps.models.resolveModels(em, principal.userId, [model], !hidden)[0]!;
+    const job: Job = { response: { id, comparisonId: comparison.id, model }, history: turns, userId: principal.userId, blind: hidden };
+    this.track(`fuse:${id}`, outsideDeadline(() => this.execute(job, model$)).finally(release));
+    return id;
   }
 
   /** Aborts the comparison's unsettled responses, on this instance and (through pub/sub) on every other. */

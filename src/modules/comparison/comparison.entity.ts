@@ -1,4 +1,4 @@
-import { Entity, Enum, Index, ManyToOne, Property, type Ref } from '@mikro-orm/core';
+import { ArrayType, Entity, Enum, Index, ManyToOne, Property, type Ref } from '@mikro-orm/core';
 import { Field, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { BaseEntity } from '../../db/base.entity';
 import { type ModelCallField, ModelCallEntity } from '../../db/model-call.entity';
@@ -14,6 +14,13 @@ export enum ResponseStatus {
   TIMED_OUT = 'TIMED_OUT',
 }
 registerEnumType(ResponseStatus, { name: 'ResponseStatus' });
+
+/** A model's own answer to the prompt, or one answer merged from others (`fuseComparison`). */
+export enum ResponseKind {
+  MODEL = 'MODEL',
+  FUSED = 'FUSED',
+}
+registerEnumType(ResponseKind, { name: 'ResponseKind' });
 
 export const SETTLED_STATUSES: readonly ResponseStatus[] = [ResponseStatus.COMPLETED, ResponseStatus.FAILED, ResponseStatus.TIMED_OUT];
 
@@ -93,7 +100,9 @@ export type ComparisonView = Pick<ComparisonResult, 'id' | 'createdAt' | 'ownerI
     'create index "comparison_responses_lease_idx" on "comparison_responses" ("heartbeat_at") ' +
     `where "status" in ('PENDING', 'STREAMING')`,
 })
-export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 'content' | 'comparisonId' | 'customEndpoint'> {
+export class ComparisonResponse extends ModelCallEntity<
+  'keyLabel' | 'status' | 'content' | 'comparisonId' | 'customEndpoint' | 'kind' | 'sourceIds'
+> {
   @ManyToOne(() => ComparisonResult, { ref: true, deleteRule: 'cascade' })
   comparison!: Ref<ComparisonResult>;
 
@@ -160,6 +169,21 @@ export class ComparisonResponse extends ModelCallEntity<'keyLabel' | 'status' | 
   @Property({ type: 'boolean', default: false })
   customEndpoint: boolean = false;
 
+  /**
+   * MODEL: the model's own answer to the prompt (a battle on the leaderboard,
+   * a candidate in votes and judging). FUSED: written by `fuseComparison` from
+   * the responses in `sourceIds`; never a battle, never a vote's winner.
+   */
+  @Field(() => ResponseKind, {
+    description: 'MODEL: a model answered the prompt; FUSED: merged from sources. Only MODEL ones are battles.',
+  })
+  @Property({ type: 'text', default: ResponseKind.MODEL })
+  kind: ResponseKind = ResponseKind.MODEL;
+
+  /** The responses a FUSED response merged, in the order given to the model; empty for MODEL. */
+  @Property({ type: ArrayType, columnType: 'uuid[]', default: '{}' })
+  sourceIds: string[] = [];
+
   /** The rest of the call's measurements are `ModelCallEntity`'s. */
   @Field(() => Int, { nullable: true })
   @Property({ type: 'integer', nullable: true })
@@ -200,6 +224,8 @@ export type ComparisonResponseView = Pick<
   | 'error'
   | 'timeToFirstTokenMs'
   | 'customEndpoint'
+  | 'kind'
+  | 'sourceIds'
   | ModelCallField
   | 'settledAt'
 >;

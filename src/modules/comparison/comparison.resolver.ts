@@ -73,6 +73,25 @@ export class ComparisonResolver {
   }
 
   @Extensions(tokenAccess(TokenScope.COMPARE))
+  @Mutation(() => ComparisonResponse, {
+    description:
+      'One answer merged by `model` from every COMPLETED answer of the comparison (labels only while it is blind and ' +
+      'unrevealed; fusing reveals nothing). Returns at once with a PENDING response of kind FUSED; follow it with ' +
+      'comparisonEvents. BAD_USER_INPUT with fewer than two COMPLETED answers or more than 256 KB to fuse.',
+  })
+  async fuseComparison(
+    @Arg('comparisonId', () => ID) comparisonId: string,
+    @Arg('model', () => String) model: string,
+    @Arg('instruction', () => String, { nullable: true }) instruction: string | null | undefined,
+    @Ctx() ctx: Context,
+  ) {
+    const id = await ctx.services.runner.fuse(requireUser(ctx.principal), { comparisonId, model, instruction });
+    const response = await ctx.loaders.responseByIdLoader.load(id);
+    if (!response) throw new AppError('NOT_FOUND', 'Comparison response not found');
+    return response;
+  }
+
+  @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => ComparisonResult, { description: 'Stops the responses still running (they settle as FAILED "Cancelled").' })
   async cancelComparison(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
     await ctx.services.runner.cancel(requireUser(ctx.principal), id);
@@ -119,6 +138,18 @@ export class ComparisonResolver {
 
 @Resolver(() => ComparisonResponse)
 export class ComparisonResponseResolver {
+  @FieldResolver(() => [ComparisonResponse], {
+    description: 'What a FUSED response merged, in the order the model was given them (empty for MODEL responses).',
+  })
+  async sources(@Root() response: PresentedResponse, @Ctx() ctx: Context): Promise<PresentedResponse[]> {
+    const ids = response.sourceIds ?? [];
+    if (ids.length === 0) return [];
+    // Siblings in the same comparison: presented (concealed or not) as the comparison's responses are.
+    const siblings = await ctx.loaders.responsesByComparisonIdLoader.load(response.comparisonId);
+    const byId = new Map(siblings.map((r) => [r.id, r]));
+    return ids.flatMap((id) => byId.get(id) ?? []);
+  }
+
   @FieldResolver(() => String, { description: '"A", "B", … in the order shown; shuffled once per blind comparison.' })
   label(@Root() response: PresentedResponse): string {
     return response.label;

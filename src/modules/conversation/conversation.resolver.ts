@@ -102,7 +102,11 @@ export class ConversationResolver {
   @Mutation(() => Boolean)
   async deleteConversation(@Arg('id', () => ID) id: string, @Ctx() ctx: Context) {
     const principal = requireUser(ctx.principal);
+    // Its share links stop (rows cascade, or answer null while the conversation is kept hidden for its forks); their
+    // cached snapshots must stop being served on every instance too.
+    const forgetLinks = await ctx.services.shareLinks.deletingConversation(ctx.em, principal, id);
     await ctx.services.conversations.delete(ctx.em, principal, id);
+    await forgetLinks();
     return true;
   }
 

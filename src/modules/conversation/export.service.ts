@@ -55,6 +55,9 @@ export interface ConversationExport {
     responses: Array<
       {
         label: string;
+        /** MODEL, or FUSED (merged by `fuseComparison` from the responses labelled in `sources`). */
+        kind: string;
+        sources: string[];
         model: string | null;
         provider: string | null;
         status: string;
@@ -169,8 +172,10 @@ export class ExportService {
           blind: c.blind,
           revealed: c.revealed,
           category: c.category ?? null,
-          responses: (responsesByComparison.get(c.id) ?? []).map((r) => ({
+          responses: (responsesByComparison.get(c.id) ?? []).map((r, _i, all) => ({
             label: r.label,
+            kind: r.kind ?? 'MODEL',
+            sources: (r.sourceIds ?? []).flatMap((id) => all.find((s) => s.id === id)?.label ?? []),
             model: r.model,
             provider: r.provider,
             status: r.status,
@@ -217,7 +222,7 @@ export function toMarkdown(data: ConversationExport): string {
     if (about.some(Boolean)) block(about.filter(Boolean).join(' · '));
     block('**Prompt**', c.prompt);
     for (const r of c.responses) {
-      block(`#### ${r.label}${r.model ? ` · ${r.model}` : ''}`);
+      block(`#### ${r.label}${r.model ? ` · ${r.model}` : ''}${r.kind === 'FUSED' ? ` · fused from ${r.sources.join(', ')}` : ''}`);
       const facts = [
         `Status: ${r.status}`,
         r.latencyMs != null ? `Latency: ${r.latencyMs} ms` : null,

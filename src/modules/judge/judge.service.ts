@@ -39,7 +39,7 @@ import { ProviderCallError } from '../../llm/provider-errors';
 import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { ModelAccess } from '../api-key/model-access';
-import { ResponseStatus } from '../comparison/comparison.entity';
+import { ResponseKind, ResponseStatus } from '../comparison/comparison.entity';
 import type { PresentedResponse } from '../comparison/blind';
 import type { ComparisonService } from '../comparison/comparison.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
@@ -141,7 +141,10 @@ export class JudgeService {
         field: 'comparisonId',
       });
     }
-    const completed = responses.filter((r) => r.status === ResponseStatus.COMPLETED).sort((a, b) => a.position - b.position);
+    // Only the models' own answers are judged: a FUSED one is no battle.
+    const completed = responses
+      .filter((r) => r.status === ResponseStatus.COMPLETED && r.kind !== ResponseKind.FUSED)
+      .sort((a, b) => a.position - b.position);
     if (completed.length < 2) throw badInput('A comparison needs at least two COMPLETED responses to be judged', 'comparisonId');
 
     const pairs: Array<[PresentedResponse, PresentedResponse]> = [];

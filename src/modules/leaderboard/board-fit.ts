@@ -72,11 +72,12 @@ export async function computeBoard(
   const fit = await worker.fit(counts, { bootstrapSamples: options.bootstrapSamples, seed: options.seed });
 
   const averages = await connection.execute<AverageRow[]>(
-    // Unrevealed blind responses stay out: a moving average would tell which models a battle holds.
+    // Unrevealed blind responses stay out: a moving average would tell which models a battle holds. FUSED answers
+    // (merged from others' text) are not the model's own: they stay out too.
     `select ${endpointSql('r')} as model, avg(r.latency_ms)::float8 as avg_latency_ms, avg(r.cost_usd)::float8 as avg_cost_usd
        from comparison_responses r
        join comparison_results c on c.id = r.comparison_id ${userId === null ? '' : 'and c.owner_id = ?'}
-      where r.status = 'COMPLETED' and ${endpointSql('r')} = any(?::text[])
+      where r.status = 'COMPLETED' and r.kind = 'MODEL' and ${endpointSql('r')} = any(?::text[])
         and ${REVEALED.sql('c')} ${userId === null ? 'and not r.custom_endpoint' : ''}
       group by 1`,
     [...(userId === null ? [] : [userId]), pgArray(fit.ratings.map((r) => r.model))],

@@ -19,7 +19,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { endpointKey, parseModelId } from '../../llm/model-id';
 import type { ChatTurn } from '../../llm/stream-completion';
-import { ComparisonResponse, ResponseStatus } from '../comparison/comparison.entity';
+import { ComparisonResponse, ResponseKind, ResponseStatus } from '../comparison/comparison.entity';
 import { MessageRole } from './message.entity';
 import { conversationMessages } from './message.service';
 
@@ -44,6 +44,8 @@ export async function historiesByModel(
         comparison: { $in: comparisonIds },
         model: { $in: [...new Set(modelIdOf.values())] },
         status: ResponseStatus.COMPLETED,
+        // A model's history holds its own answers, not answers it fused from others.
+        kind: ResponseKind.MODEL,
       })
     : [];
   const answerOf = new Map(answers.map((a) => [`${a.comparison.id}|${endpointKey({ id: a.model, label: a.keyLabel })}`, a.content]));

@@ -69,7 +69,8 @@ export class VoteIntegrity {
          from (select v.comparison_id, v.winner_id from votes v where v.user_id = ? and v.outcome = 'WINNER'
                 order by v.created_at desc limit ${RECENT_VOTES}) v
          join comparison_responses w on w.id = v.winner_id
-        where (select count(*) from comparison_responses r where r.comparison_id = v.comparison_id and r.status = 'COMPLETED') >= 2`,
+        where (select count(*) from comparison_responses r
+                where r.comparison_id = v.comparison_id and r.status = 'COMPLETED' and r.kind = 'MODEL') >= 2`,
       [userId],
     );
     if (first && first.n >= this.rules.integrityMinVotes && first.first / first.n >= this.rules.firstPositionShare) {

@@ -3,7 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { VoteRules } from '../../config';
 import type { Principal } from '../../auth/principal';
 import { AppError, badInput, notFound } from '../../errors';
-import { ResponseStatus } from '../comparison/comparison.entity';
+import { ResponseKind, ResponseStatus } from '../comparison/comparison.entity';
 import type { ComparisonService } from '../comparison/comparison.service';
 import { Vote, VoteOutcome } from './vote.entity';
 import type { VoteInput } from './vote.inputs';
@@ -67,7 +67,9 @@ export class VoteService {
     }
 
     const comparison = await this.comparisons.get(em, principal, input.comparisonId);
-    const responses = await this.comparisons.responsesByComparisonIds(em, [comparison.id]);
+    // A FUSED response is not a candidate: it neither holds a vote back while it runs nor can win (it is no battle).
+    const all = await this.comparisons.responsesByComparisonIds(em, [comparison.id]);
+    const responses = all.filter((r) => r.kind !== ResponseKind.FUSED);
     if (responses.some((r) => RUNNING.includes(r.status))) {
       throw new AppError('COMPARISON_NOT_SETTLED', 'Comparison is still running: vote once every response has settled', {
         field: 'comparisonId',
@@ -75,6 +77,9 @@ export class VoteService {
     }
     if (winnerId !== null) {
       const winner = responses.find((r) => r.id === winnerId);
+      if (!winner && all.some((r) => r.id === winnerId)) {
+        throw badInput(`Response ${winnerId} is FUSED (merged from the others): only a model's own answer can win`, 'winnerResponseId');
+      }
       if (!winner) throw badInput(`Response ${JSON.stringify(winnerId)} is not a response of this comparison`, 'winnerResponseId');
       if (winner.status !== ResponseStatus.COMPLETED) {
         throw badInput(`Response ${winnerId} is ${winner.status}: only a COMPLETED response can win`, 'winnerResponseId');
