@@ -235,7 +235,12 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const transport = { userFetch };
     const modelAccess = new ModelAccess(apiKeys, config.providerBaseUrls, transport, config.operatorEndpoints);
     // Comparison answers are read off the main loop (worker threads), unless PROVIDER_THREADS=0.
-    const providerStreams = new ProviderThreads({ threads: config.llm.providerThreads, egress: config.egress, transport });
+    const providerStreams = new ProviderThreads({
+      threads: config.llm.providerThreads,
+      egress: config.egress,
+      transport,
+      onThreadLost: (err, calls) => logger.error({ err, calls }, 'a provider thread stopped; its calls failed as UNAVAILABLE'),
+    });
     cleanups.push(() => providerStreams.close());
     const usage = new UsageService({
       orm,
@@ -505,6 +510,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       contexts,
       allowsOrigin: (origin) => corsPolicy.allowsOrigin(origin),
       maxMessageBytes: config.limits.maxBodyBytes,
+      idleMs: config.llm.wsIdleMs,
       onTokenRevoked: (listener) => personalTokens.onRevoked(listener),
       onError: (err) => logger.error({ err }, 'could not authenticate a WebSocket'),
     });

@@ -170,6 +170,8 @@ export interface Config {
     maxListedModels: number;
     /** Worker threads that stream comparison answers (`provider-threads.ts`); 0: in-process. */
     providerThreads: number;
+    /** A /graphql/ws socket with no subscription running for this long is closed. */
+    wsIdleMs: number;
   };
   egress: EgressPolicy;
   cache: { responseTtlMs: number; registryTtlMs: number; breakerCooldownMs: number; operationTimeoutMs: number; localCopiesMb: number };
@@ -530,6 +532,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxOutputBytes: int(env, 'LLM_MAX_OUTPUT_BYTES', 256 * 1024, 1024),
       maxListedModels: int(env, 'LLM_MAX_LISTED_MODELS', 1_000, 1),
       providerThreads: int(env, 'PROVIDER_THREADS', 1, 0),
+      wsIdleMs: int(env, 'WS_IDLE_MS', 60_000, 1),
     },
     egress: egressPolicy(env, production),
     cache: {

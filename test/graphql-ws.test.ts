@@ -194,4 +194,14 @@ describe('subscriptions over WebSocket (/graphql/ws)', () => {
       await own.close();
     }
   });
+
+  it('closes a socket with no subscription running for WS_IDLE_MS (1000 Idle)', async () => {
+    const own = await createTestApp({ env: { ...fake.providerEnv(), WS_IDLE_MS: '300' } });
+    try {
+      const idle = client(undefined, own);
+      await expect(idle.closedWith).resolves.toMatchObject({ code: 1000, reason: 'Idle' });
+    } finally {
+      await own.close();
+    }
+  });
 });

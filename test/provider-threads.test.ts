@@ -26,8 +26,8 @@ afterAll(async () => {
   await fake.close();
 });
 
-function pool(egress = OPEN, threads = 1): ProviderThreads {
-  const p = new ProviderThreads({ threads, egress, transport: {} });
+function pool(egress = OPEN, threads = 1, onThreadLost?: (error: unknown, calls: number) => void): ProviderThreads {
+  const p = new ProviderThreads({ threads, egress, transport: {}, onThreadLost });
   pools.push(p);
   return p;
 }
@@ -90,13 +90,16 @@ describe('provider threads', () => {
   });
 
   it('fails the calls of a thread that dies as UNAVAILABLE, and the next call runs on a new thread', async () => {
-    const threads = pool();
+    const lost: Array<[unknown, number]> = [];
+    const threads = pool(OPEN, 1, (error, calls) => lost.push([error, calls]));
     fake.setBehavior('t-held', { hang: true });
     const held = threads.stream({ spec: spec('t-held'), messages: ASK, timeoutMs: 60_000 });
     await fake.waitForRequests(1, 'openai', 'chat');
     const worker = (threads as unknown as { threads: Array<{ worker: { terminate(): Promise<number> } }> }).threads[0]!.worker;
     await worker.terminate();
     await expect(held).rejects.toMatchObject({ reason: 'UNAVAILABLE' });
+    // Reported (the app logs it), with the one call it failed.
+    expect(lost).toEqual([[expect.any(Error), 1]]);
     await expect(threads.stream({ spec: spec('t-after'), messages: ASK, timeoutMs: 10_000 })).resolves.toMatchObject({
       text: expect.stringContaining('t-after'),
     });

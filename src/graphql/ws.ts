@@ -16,7 +16,8 @@
  *   WebSocket exists. Clients that send no `Origin` (not browsers) are let in.
  * - **Limits**: a message is at most `MAX_BODY_BYTES`; at most
  *   {@link MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions run on one socket; a
- *   client that sends while {@link MAX_UNREAD_BYTES} of answers wait unread is cut.
+ *   client that sends while {@link MAX_UNREAD_BYTES} of answers wait unread is cut; a
+ *   socket with no subscription running for {@link IDLE_MS} is closed (1000 Idle).
  * - **Pacing**: while the socket's send buffer is above
  *   {@link SEND_HIGH_WATER}, a comparison's stream waits (its deltas join
  *   into fewer, longer ones) as it does for a slow SSE reader.
@@ -36,6 +37,8 @@ import type { GraphqlContext, RequestContexts } from './context';
 import { type Subscriptions, untilExpiry } from './subscriptions';
 
 export const WS_PATH = '/graphql/ws';
+/** A socket with no subscription running for this long is closed (1000 Idle). */
+export const IDLE_MS = 60_000;
 /** Subscriptions one socket may hold at once. */
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
 /** Bytes waiting in a socket's send buffer past which its streams wait (see the header). */
@@ -51,6 +54,8 @@ export interface WsDeps {
   /** Whether a page on this origin may call the API (`CorsPolicy.allowsOrigin`). */
   allowsOrigin: (origin: string) => boolean;
   maxMessageBytes: number;
+  /** A socket with no subscription running for this long is closed; default {@link IDLE_MS} (`WS_IDLE_MS`). */
+  idleMs?: number;
   /** An unexpected error while a socket was being authenticated (logged by the app). */
   onError?: (error: unknown) => void;
   /** Personal-token revocations applied on this instance. */
@@ -59,6 +64,10 @@ export interface WsDeps {
 
 interface Connection {
   principal: Principal | null;
+  /** Its graphql-ws context (the running subscriptions). */
+  subscriptions: () => number;
+  /** When it last had a subscription running (or connected). */
+  busyAt: number;
 }
 
 export interface GraphqlWs {
@@ -108,7 +117,7 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
           // The credential's expiry closes the socket (4401), as a revocation does.
           const expiry = untilExpiry(principal, () => socket.close(CloseCode.Unauthorized, 'The token expired'));
           if (expiry) socket.once('close', () => clearTimeout(expiry));
-          connections.set(socket, { principal });
+          connections.set(socket, { principal, subscriptions: () => Object.keys(ctx.subscriptions).length, busyAt: Date.now() });
           return true;
         } catch (error) {
           if (error instanceof InvalidTokenError) return false; // 4403 Forbidden
@@ -119,7 +128,8 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
         }
       },
       onSubscribe: (ctx, _id, payload) => {
-        const connection = connections.get(socketOf(ctx)) ?? { principal: null };
+        const connection = connections.get(socketOf(ctx)) ?? { principal: null, subscriptions: () => 0, busyAt: Date.now() };
+        connection.busyAt = Date.now();
         // The expiry timer is not set for a credential living past a timer's longest delay (~24.8 days), and a
         // socket can outlive that: an expired credential opens nothing, whatever the timer did.
         const expiresAt = connection.principal?.expiresAt;
@@ -146,10 +156,28 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
       },
       subscribe: (args) => subscriptions.subscribe(args),
       onNext: (_ctx, _id, _payload, _args, result) => subscriptions.format(result),
+      onComplete: (ctx) => {
+        const connection = connections.get(socketOf(ctx));
+        if (connection) connection.busyAt = Date.now();
+      },
       onError: (_ctx, _id, _payload, errors) => subscriptions.formatErrors(errors),
     },
     wss,
   );
+
+  // A socket with nothing running for IDLE_MS is closed (keep-alive pings would hold it open for ever).
+  const idleMs = deps.idleMs ?? IDLE_MS;
+  const idleSweep = setInterval(
+    () => {
+      const now = Date.now();
+      for (const ws of wss.clients) {
+        const connection = connections.get(ws);
+        if (connection && connection.subscriptions() === 0 && now - connection.busyAt >= idleMs) ws.close(1000, 'Idle');
+      }
+    },
+    Math.max(10, Math.min(idleMs / 2, 15_000)),
+  );
+  idleSweep.unref();
 
   const stopListening = deps.onTokenRevoked?.((tokenId) => {
     for (const ws of wss.clients) {
@@ -160,6 +188,7 @@ export function attachGraphqlWs(server: Server, deps: WsDeps): GraphqlWs {
   return {
     close: async () => {
       closing = true;
+      clearInterval(idleSweep);
       server.off('upgrade', onUpgrade);
       stopListening?.();
       for (const ws of wss.clients) ws.close(1001, 'The server is shutting down');

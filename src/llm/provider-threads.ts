@@ -87,7 +87,12 @@ export interface ProviderThreadsOptions {
   egress: EgressPolicy;
   /** The in-process transport (threads: 0). */
   transport: ProviderTransport;
+  /** A thread that died with calls running (its error, the calls it failed): logged by the app. */
+  onThreadLost?: (error: unknown, calls: number) => void;
 }
+
+/** A thread's heap: an answer is text, so a thread that grows past this has gone wrong (its calls fail, a new one starts). */
+const THREAD_HEAP = { maxOldGenerationSizeMb: 512 };
 
 /**
  * How long past its own timeout a call waits for its thread's answer before the main thread ends it (TIMEOUT): the
@@ -179,22 +184,26 @@ export class ProviderThreads {
         ? new Worker(
             `require('ts-node').register({ transpileOnly: true, swc: true, compilerOptions: { module: 'commonjs', target: 'es2022' } }); ` +
               `require(${JSON.stringify(entry)});`,
-            { eval: true, workerData },
+            { eval: true, workerData, resourceLimits: THREAD_HEAP },
           )
-        : new Worker(entry, { workerData });
+        : new Worker(entry, { workerData, resourceLimits: THREAD_HEAP });
     worker.unref();
     const thread: Thread = { worker, active: 0 };
     worker.on('message', (m: ThreadMessage) => this.receive(m));
-    const lost = () => {
+    const lost = (error?: unknown) => {
       const at = this.threads.indexOf(thread);
       if (at >= 0) this.threads.splice(at, 1);
+      let failed = 0;
       for (const p of [...this.pending.values()]) {
         if (p.thread !== thread) continue;
+        failed++;
         p.reject(new ProviderCallError(p.provider, 'UNAVAILABLE', 'The provider call was interrupted: retry'));
       }
+      if (error !== undefined || (failed > 0 && !this.closed))
+        this.opts.onThreadLost?.(error ?? new Error('provider thread exited'), failed);
     };
-    worker.on('error', lost);
-    worker.on('exit', lost);
+    worker.on('error', (error) => lost(error));
+    worker.on('exit', () => lost());
     this.threads.push(thread);
     return thread;
   }
