@@ -123,7 +123,7 @@ describeIf('behind PgBouncer (transaction pooling)', () => {
     for (const r of results) expect(r.errors).toBeUndefined();
   });
 
-  it('with named statements (the default) every answer is still right: a statement the server connection lacks is parsed again', async () => {
+  it('with named statements (the default) every answer is still right: a statement a connection lacks is parsed again', async () => {
     const named = await createTestApp({ db: { ...db, url: bouncer.via(db.url) }, env: { ...fake.providerEnv() } });
     try {
       const u = await named.signUp('bouncer-named');
