@@ -172,8 +172,8 @@ function gradient(p: Problem, n: Float64Array, phi: Float64Array, out: Float64Ar
   return out;
 }
 
-/** Observed information (negative Hessian), row-major P × P. */
-export function information(p: Problem, n: Float64Array, phi: Float64Array): Float64Array {
+/** Σ_rows w(k, σ(z_k)) · d dᵀ, d = e_a − e_b (+ the row's style values): row-major P × P. */
+function outerSum(p: Problem, n: Float64Array, phi: Float64Array, weight: (k: number, s: number) => number): Float64Array {
   const M = p.models.length;
   const F = p.active.length;
   const P = M + F;
@@ -182,8 +182,7 @@ export function information(p: Problem, n: Float64Array, phi: Float64Array): Flo
   const val = new Float64Array(2 + F);
   for (let k = 0; k < n.length; k++) {
     if (n[k] === 0) continue;
-    const s = sigmoid(linear(p, phi, k));
-    const w = n[k] * s * (1 - s);
+    const w = weight(k, sigmoid(linear(p, phi, k)));
     idx[0] = p.a[k];
     val[0] = 1;
     idx[1] = p.b[k];
@@ -196,6 +195,14 @@ export function information(p: Problem, n: Float64Array, phi: Float64Array): Flo
       for (let v = 0; v < 2 + F; v++) H[idx[u] * P + idx[v]] += w * val[u] * val[v];
     }
   }
+  return H;
+}
+
+/** Observed information (negative Hessian), row-major P × P. */
+export function information(p: Problem, n: Float64Array, phi: Float64Array): Float64Array {
+  const M = p.models.length;
+  const P = M + p.active.length;
+  const H = outerSum(p, n, phi, (k, s) => n[k] * s * (1 - s));
   for (let i = 0; i < M; i++) {
     const s = sigmoid(phi[i]);
     H[i * P + i] += p.prior * s * (1 - s);
@@ -205,34 +212,12 @@ export function information(p: Problem, n: Float64Array, phi: Float64Array): Flo
 }
 
 /**
- * The sandwich's meat: the covariance of the per-battle scores, Σ_rows n · (y − σ(z))² · d dᵀ with
- * d = e_a − e_b (+ the row's style values), row-major P × P (arena-rank's `compute_hessian_and_covariance`).
- * With the information H, H⁻¹ G H⁻¹ is the robust ("sandwich") covariance of the estimate.
+ * The sandwich's meat: the covariance of the per-battle scores, Σ_rows n · (y − σ(z))² · d dᵀ
+ * (arena-rank's `compute_hessian_and_covariance`). With the information H, H⁻¹ G H⁻¹ is the robust
+ * ("sandwich") covariance of the estimate.
  */
 export function scoreCovariance(p: Problem, n: Float64Array, phi: Float64Array): Float64Array {
-  const M = p.models.length;
-  const F = p.active.length;
-  const P = M + F;
-  const G = new Float64Array(P * P);
-  const idx = new Int32Array(2 + F);
-  const val = new Float64Array(2 + F);
-  for (let k = 0; k < n.length; k++) {
-    if (n[k] === 0) continue;
-    const r = p.y[k] - sigmoid(linear(p, phi, k));
-    const w = n[k] * r * r;
-    idx[0] = p.a[k];
-    val[0] = 1;
-    idx[1] = p.b[k];
-    val[1] = -1;
-    for (let f = 0; f < F; f++) {
-      idx[2 + f] = M + f;
-      val[2 + f] = p.x[k * F + f];
-    }
-    for (let u = 0; u < 2 + F; u++) {
-      for (let v = 0; v < 2 + F; v++) G[idx[u] * P + idx[v]] += w * val[u] * val[v];
-    }
-  }
-  return G;
+  return outerSum(p, n, phi, (k, s) => n[k] * (p.y[k] - s) ** 2);
 }
 
 /** Without a prior θ is defined up to a shift: adding 11ᵀ/M on the θ block makes the information invertible. */
