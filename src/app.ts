@@ -237,6 +237,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // Comparison answers are read off the main loop (worker threads), unless PROVIDER_THREADS=0.
     const providerStreams = new ProviderThreads({
       threads: config.llm.providerThreads,
+      batchMs: config.llm.providerThreadBatchMs,
       egress: config.egress,
       transport,
       onThreadLost: (err, calls) => logger.error({ err, calls }, 'a provider thread stopped; its calls failed as UNAVAILABLE'),

@@ -170,6 +170,8 @@ export interface Config {
     maxListedModels: number;
     /** Worker threads that stream comparison answers (`provider-threads.ts`); 0: in-process. */
     providerThreads: number;
+    /** How long a provider thread gathers deltas before posting them to the main loop. */
+    providerThreadBatchMs: number;
     /** A /graphql/ws socket with no subscription running for this long is closed. */
     wsIdleMs: number;
   };
@@ -532,6 +534,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxOutputBytes: int(env, 'LLM_MAX_OUTPUT_BYTES', 256 * 1024, 1024),
       maxListedModels: int(env, 'LLM_MAX_LISTED_MODELS', 1_000, 1),
       providerThreads: int(env, 'PROVIDER_THREADS', 1, 0),
+      providerThreadBatchMs: int(env, 'PROVIDER_THREAD_BATCH_MS', 2, 0),
       wsIdleMs: int(env, 'WS_IDLE_MS', 60_000, 1),
     },
     egress: egressPolicy(env, production),

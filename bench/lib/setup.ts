@@ -139,6 +139,7 @@ export function oursEnv(
     DB_POOL_MAX: '10',
     // PROVIDER_THREADS=0 npm run bench:stream: ours with answers read in-process (the default is a thread).
     ...(process.env.PROVIDER_THREADS ? { PROVIDER_THREADS: process.env.PROVIDER_THREADS } : {}),
+    ...(process.env.PROVIDER_THREAD_BATCH_MS ? { PROVIDER_THREAD_BATCH_MS: process.env.PROVIDER_THREAD_BATCH_MS } : {}),
     ...extra,
   });
 }

@@ -1,9 +1,9 @@
 /**
  * Worker-thread entry: streams provider answers off the main event loop (see
  * `provider-threads.ts`). Receives `start` and `cancel` messages; answers with
- * batches of deltas (`d`: every delta that arrived in one turn of this
- * thread's loop, for all its streams, as `[id, text, id, text, …]`), then one
- * `end` or `fail` per stream, always after that stream's last delta batch.
+ * batches of deltas (`d`: what arrived within `BATCH_MS` of the first waiting
+ * delta, for all its streams, one joined text per stream, as `[id, text, …]`),
+ * then one `end` or `fail` per stream, always after that stream's last batch.
  * Loaded by `ProviderThreads`, never imported by the app.
  */
 import { parentPort, workerData } from 'node:worker_threads';
@@ -17,14 +17,22 @@ import type { FailureMessage, StartMessage, ThreadMessage, ToThread } from './pr
 const port = parentPort!;
 const transport = { userFetch: createGuardedFetch((workerData as { egress: EgressPolicy }).egress) };
 const running = new Map<number, AbortController>();
-let batch: Array<number | string> = [];
-let scheduled = false;
+/** Deltas waiting to be posted, per stream, joined: consecutive deltas of one answer travel as one. */
+let waiting = new Map<number, string>();
+let scheduled: NodeJS.Timeout | undefined;
+/**
+ * How long the first waiting delta may wait for others (`PROVIDER_THREAD_BATCH_MS`, default 2 ms): one message per
+ * window instead of one per delta, and under load a stream's deltas join, so the main loop has fewer events to send.
+ */
+const BATCH_MS = (workerData as { batchMs?: number }).batchMs ?? 2;
 
 function flush(): void {
-  scheduled = false;
-  if (batch.length === 0) return;
-  const b = batch;
-  batch = [];
+  if (scheduled) clearTimeout(scheduled);
+  scheduled = undefined;
+  if (waiting.size === 0) return;
+  const b: Array<number | string> = [];
+  for (const [id, text] of waiting) b.push(id, text);
+  waiting = new Map();
   port.postMessage({ t: 'd', b } satisfies ThreadMessage);
 }
 
@@ -55,11 +63,8 @@ async function run(m: StartMessage): Promise<void> {
       maxOutputBytes: m.maxOutputBytes,
       signal: controller.signal,
       onDelta: (delta) => {
-        batch.push(m.id, delta);
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(flush);
-        }
+        waiting.set(m.id, (waiting.get(m.id) ?? '') + delta);
+        scheduled ??= setTimeout(flush, BATCH_MS);
       },
     });
     flush();

@@ -87,6 +87,8 @@ export interface ProviderThreadsOptions {
   egress: EgressPolicy;
   /** The in-process transport (threads: 0). */
   transport: ProviderTransport;
+  /** How long a thread gathers deltas before posting them (`PROVIDER_THREAD_BATCH_MS`, default 2). */
+  batchMs?: number;
   /** A thread that died with calls running (its error, the calls it failed): logged by the app. */
   onThreadLost?: (error: unknown, calls: number) => void;
 }
@@ -178,7 +180,7 @@ export class ProviderThreads {
   private spawn(): Thread {
     const ext = extname(__filename);
     const entry = join(__dirname, `provider-thread.entry${ext}`);
-    const workerData = { egress: this.opts.egress };
+    const workerData = { egress: this.opts.egress, batchMs: this.opts.batchMs };
     const worker =
       ext === '.ts'
         ? new Worker(
