@@ -21,6 +21,7 @@ import { JudgeVerdictEntity } from './src/modules/judge/judge-verdict.entity';
 import { BaseEntity } from './src/db/base.entity';
 import { ModelCallEntity } from './src/db/model-call.entity';
 import { PromptItem, PromptSet } from './src/modules/prompt-set/prompt-set.entity';
+import { EvalCell, EvalPairVerdict, EvalRun } from './src/modules/eval/eval.entity';
 
 export const ENTITIES: Function[] = [
   BaseEntity,
@@ -38,6 +39,9 @@ export const ENTITIES: Function[] = [
   ApiToken,
   PromptSet,
   PromptItem,
+  EvalRun,
+  EvalCell,
+  EvalPairVerdict,
 ];
 
 export default async () => {

@@ -22,6 +22,7 @@ import { ModelResolver } from '../modules/model/model.resolver';
 import { CacheAdminResolver } from '../modules/admin/cache-admin.resolver';
 import { UsageResolver } from '../modules/usage/usage.resolver';
 import { PromptSetConnectionResolver, PromptSetResolver } from '../modules/prompt-set/prompt-set.resolver';
+import { EvalCellResolver, EvalRunEventsResolver, EvalRunResolver, PromptSetRunsResolver } from '../modules/eval/eval.resolver';
 
 export const RESOLVERS: NonEmptyArray<Function> = [
   UserResolver,
@@ -45,6 +46,10 @@ export const RESOLVERS: NonEmptyArray<Function> = [
   CacheAdminResolver,
   PromptSetResolver,
   PromptSetConnectionResolver,
+  PromptSetRunsResolver,
+  EvalRunResolver,
+  EvalCellResolver,
+  EvalRunEventsResolver,
 ];
 
 let built: Promise<GraphQLSchema> | undefined;

@@ -31,6 +31,7 @@ import type { VoteIntegrity } from './vote/vote-integrity';
 import type { JudgeService } from './judge/judge.service';
 import { createPromptSetLoaders } from './prompt-set/prompt-set.loaders';
 import type { PromptSetService } from './prompt-set/prompt-set.service';
+import type { EvalService } from './eval/eval.service';
 
 /**
  * Root mutation fields that call an LLM provider (paid, on the user's key):
@@ -44,6 +45,7 @@ export const PROVIDER_CALLING_MUTATIONS: readonly string[] = [
   'sendMessage',
   'startArenaBattle',
   'judgeComparison',
+  'startEvalRun',
 ];
 
 export interface Services {
@@ -67,6 +69,7 @@ export interface Services {
   cacheAdmin: CacheAdminService;
   usage: UsageService;
   promptSets: PromptSetService;
+  evals: EvalService;
 }
 
 export function createLoaders(em: EntityManager, principal: Principal | null, services: Services) {
