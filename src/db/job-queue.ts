@@ -89,11 +89,46 @@ export class JobQueue {
   }
 
   async start(): Promise<void> {
+    await this.install();
     await this.boss.start();
-    for (const name of this.options.queues) {
-      if (!(await this.boss.getQueue(name))) await this.boss.createQueue(name, { name, retryLimit: RETRY_LIMIT, retryDelay: 0 });
-    }
     this.started = true;
+  }
+
+  /**
+   * Creates pg-boss's schema once, in one transaction of our own under an
+   * advisory lock: instances starting together on a new database wait for the
+   * first (pg-boss's own install runs BEGIN … COMMIT as one multi-statement
+   * text, which on a pooled connection that lost the race would leave the
+   * connection inside an aborted transaction). The queues are created the
+   * same way (concurrent `create_queue` calls deadlock on pg-boss's tables).
+   */
+  private async install(): Promise<void> {
+    // A plain read of pg_tables (the statement's snapshot): `to_regclass` may answer from a stale catalog cache.
+    const installed = async (em: EntityManager) => {
+      const sql = `select exists (select 1 from pg_tables where schemaname = 'pgboss' and tablename = 'version') as ok`;
+      return (await em.execute<Array<{ ok: boolean }>>(sql))[0]?.ok === true;
+    };
+    const queues = async (em: EntityManager) =>
+      new Set((await em.execute<Array<{ name: string }>>(`select name from pgboss.queue`)).map((q) => q.name));
+    const fork = this.options.orm.em.fork();
+    // The common case (an instance starting on a database that has it all): two reads, no lock.
+    if (await installed(fork)) {
+      const have = await queues(fork);
+      if (this.options.queues.every((q) => have.has(q))) return;
+    }
+    const plans = PgBoss.getConstructionPlans('pgboss')
+      .replace(/^\s*BEGIN;/, '')
+      .replace(/COMMIT;\s*$/, '');
+    await this.options.orm.em.fork().transactional(async (tx) => {
+      await tx.execute(`select pg_advisory_xact_lock(hashtextextended('llmselect:pgboss:install', 0))`);
+      if (!(await installed(tx))) await tx.execute(plans);
+      const have = await queues(tx);
+      for (const name of this.options.queues) {
+        if (have.has(name)) continue;
+        const options = { policy: 'standard', retryLimit: RETRY_LIMIT, retryDelay: 0 };
+        await tx.execute(`select pgboss.create_queue(?, ?::json)`, [name, JSON.stringify(options)]);
+      }
+    });
   }
 
   /** Inserts jobs in the caller's transaction `tx` (they exist when it commits, and never if it rolls back). */

@@ -70,21 +70,34 @@ export interface EvalRunEvent<P, C> {
   cell: C | null;
 }
 
-/** The `evalRunEvents` source stream (see the file's comment). */
-export async function* evalRunEventStream<P, C>(deps: EvalEventStreamDeps<P, C>): AsyncGenerator<EvalRunEvent<P, C>> {
+/**
+ * The `evalRunEvents` source stream (see the file's comment): subscribed to
+ * the run's channel before it resolves, so no settle between the caller's
+ * check and the first read is missed.
+ */
+export async function evalRunEventStream<P, C>(deps: EvalEventStreamDeps<P, C>): Promise<AsyncGenerator<EvalRunEvent<P, C>>> {
   const pending: RunEventMessage[] = [];
-  let wake: (() => void) | undefined;
+  const state: { wake?: () => void } = {};
   const unsubscribe = await deps.pubsub.subscribe<RunEventMessage>(runChannel(deps.runId), (m) => {
     pending.push(m);
-    wake?.();
+    state.wake?.();
   });
-  const timer = setInterval(() => wake?.(), RESYNC_MS);
+  return stream(deps, pending, state, unsubscribe);
+}
+
+async function* stream<P, C>(
+  deps: EvalEventStreamDeps<P, C>,
+  pending: RunEventMessage[],
+  state: { wake?: () => void },
+  unsubscribe: () => Promise<void>,
+): AsyncGenerator<EvalRunEvent<P, C>> {
+  const timer = setInterval(() => state.wake?.(), RESYNC_MS);
   try {
     let last = await deps.snapshot();
     yield { runId: deps.runId, status: last.status, progress: last.progress, cell: null };
     while (!TERMINAL.has(last.status)) {
-      if (!pending.length) await new Promise<void>((resolve) => (wake = resolve));
-      wake = undefined;
+      if (!pending.length) await new Promise<void>((resolve) => (state.wake = resolve));
+      state.wake = undefined;
       await deps.ready?.();
       const batch = pending.splice(0);
       const cells = batch.filter((m) => m.cellId).map((m) => m.cellId!);
