@@ -262,7 +262,15 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     await runner.start();
     cleanups.push(() => runner.close());
     // Eval runs: pg-boss in its own schema of this database; workers unless EVAL_WORKERS=off (`modules/eval/eval-worker.ts`).
-    const jobQueue = new JobQueue({ orm, logger, queues: [EVAL_CELL_QUEUE, EVAL_JUDGE_QUEUE] });
+    // A job fetched by an instance that died before claiming its cell comes back after one lease (plus maintenance).
+    const leaseSeconds = Math.max(1, Math.ceil(config.evals.leaseMs / 1000));
+    const jobQueue = new JobQueue({
+      orm,
+      logger,
+      queues: [EVAL_CELL_QUEUE, EVAL_JUDGE_QUEUE],
+      expireInSeconds: leaseSeconds,
+      maintenanceIntervalSeconds: Math.max(1, Math.ceil(leaseSeconds / 2)),
+    });
     await jobQueue.start();
     cleanups.push(() => jobQueue.stop());
     const evalWorker = config.evals.workers

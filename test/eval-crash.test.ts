@@ -61,19 +61,28 @@ async function start(extra: Record<string, string> = {}): Promise<ServerProcess>
   return server;
 }
 
-const gqlOn = (url: string) => async (query: string, variables?: Record<string, unknown>, token?: string) => gqlAt(url, query, variables, token);
+const gqlOn = (url: string) => async (query: string, variables?: Record<string, unknown>, token?: string) =>
+  gqlAt(url, query, variables, token);
 
-it('completes a run whose instance was kill -9ed mid-run, with no completed call made twice and the cells resumed within 30 s', async () => {
+it('completes a run whose instance was kill -9ed mid-run: no completed call made twice, cells resumed within 30 s', async () => {
   const [a, b] = await Promise.all([start(), start()]);
   const gql = gqlOn(b.url);
-  const u = await evalUser(async (prefix) => {
-    const res = await gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`, {
-      e: `${prefix}-${randomBytes(3).toString('hex')}@example.com`,
-      p: 'correct horse battery',
-    });
-    return { token: res.data.register.token, userId: res.data.register.user.id };
-  }, gql, 'crash');
-  const setId = await createSet(gql, u.token, Array.from({ length: 40 }, (_, i) => ({ prompt: `question ${i}` })));
+  const u = await evalUser(
+    async (prefix) => {
+      const res = await gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`, {
+        e: `${prefix}-${randomBytes(3).toString('hex')}@example.com`,
+        p: 'correct horse battery',
+      });
+      return { token: res.data.register.token, userId: res.data.register.user.id };
+    },
+    gql,
+    'crash',
+  );
+  const setId = await createSet(
+    gql,
+    u.token,
+    Array.from({ length: 40 }, (_, i) => ({ prompt: `question ${i}` })),
+  );
   fake.setBehavior('crash-a', { delayMs: 100 });
   fake.setBehavior('crash-b', { delayMs: 100 });
   const run = await startRun(gqlOn(a.url), u.token, { promptSetId: setId, models: ['openai:crash-a', 'anthropic:crash-b'] });
@@ -90,7 +99,11 @@ it('completes a run whose instance was kill -9ed mid-run, with no completed call
   fake.setBehavior('crash-a', { delayMs: 100, beforeAnswer: hold });
   fake.setBehavior('crash-b', { delayMs: 100, beforeAnswer: hold });
   const cellRows = () =>
-    withClient(db.url, async (c) => (await c.query(`select idempotency_key, status, lease_owner, attempts from eval_cells where run_id = $1`, [run.id])).rows);
+    withClient(
+      db.url,
+      async (c) =>
+        (await c.query(`select idempotency_key, status, lease_owner, attempts from eval_cells where run_id = $1`, [run.id])).rows,
+    );
   // Every call the fake answered in full is recorded, and the instance to kill holds cells (its calls are held at the fake).
   const aPid = String(a.child.pid);
   const deadline = Date.now() + 20_000;
@@ -113,7 +126,29 @@ it('completes a run whose instance was kill -9ed mid-run, with no completed call
   expect(await a.exited).toEqual({ code: null, signal: 'SIGKILL' });
   open();
 
-  const done = await waitForRun(gql, u.token, run.id, undefined, 45_000);
+  const done = await waitForRun(gql, u.token, run.id, undefined, 45_000).catch(async (e) => {
+    const rows = await withClient(
+      db.url,
+      async (c) =>
+        (
+          await c.query(
+            `select id, status, lease_owner, attempts, heartbeat_at, error from eval_cells where run_id = $1 and status <> 'COMPLETED'`,
+            [run.id],
+          )
+        ).rows,
+    );
+    const jobs = await withClient(
+      db.url,
+      async (c) =>
+        (
+          await c.query(`select state, data, start_after, retry_count from pgboss.job where data->>'runId' = $1 and state <> 'completed'`, [
+            run.id,
+          ])
+        ).rows,
+    );
+    console.log('STUCK', JSON.stringify(rows), JSON.stringify(jobs), aPid);
+    throw e;
+  });
   expect(done.status).toBe('COMPLETED');
   expect(done.progress).toMatchObject({ cellsTotal: 80, cellsDone: 80, cellsFailed: 0 });
 
@@ -127,25 +162,35 @@ it('completes a run whose instance was kill -9ed mid-run, with no completed call
   expect(repeated.length).toBe(heldKeys.size);
 
   // Resumed within 30 s: the first new call for a held cell arrived after one lease (2 s) and a sweep.
-  const resumedAt = Math.min(...fake.requests.filter((r) => heldKeys.has(r.idempotencyKey ?? '') && r.receivedAt > killedAt).map((r) => r.receivedAt));
+  const resumedAt = Math.min(
+    ...fake.requests.filter((r) => heldKeys.has(r.idempotencyKey ?? '') && r.receivedAt > killedAt).map((r) => r.receivedAt),
+  );
   expect(resumedAt - killedAt).toBeLessThan(30_000);
   const cells = await allCells(gql, u.token, run.id);
   expect(cells.filter((c) => c.attempts === 2).length).toBe(heldKeys.size);
   await b.stop('SIGTERM');
 });
 
-it('cancels a run from another instance: in-flight calls stop within seconds (heartbeats read the run, no pub/sub between them)', async () => {
+it('cancels a run from another instance: in-flight calls stop within seconds (heartbeats read the run, no pub/sub)', async () => {
   const [worker, api] = await Promise.all([start(), start({ EVAL_WORKERS: 'off' })]);
   const gql = gqlOn(api.url);
-  const u = await evalUser(async (prefix) => {
-    const res = await gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`, {
-      e: `${prefix}-${randomBytes(3).toString('hex')}@example.com`,
-      p: 'correct horse battery',
-    });
-    return { token: res.data.register.token, userId: res.data.register.user.id };
-  }, gql, 'xcancel');
+  const u = await evalUser(
+    async (prefix) => {
+      const res = await gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`, {
+        e: `${prefix}-${randomBytes(3).toString('hex')}@example.com`,
+        p: 'correct horse battery',
+      });
+      return { token: res.data.register.token, userId: res.data.register.user.id };
+    },
+    gql,
+    'xcancel',
+  );
   fake.setBehavior('cancel-hang', { hang: true });
-  const setId = await createSet(gql, u.token, Array.from({ length: 12 }, (_, i) => ({ prompt: `hang ${i}` })));
+  const setId = await createSet(
+    gql,
+    u.token,
+    Array.from({ length: 12 }, (_, i) => ({ prompt: `hang ${i}` })),
+  );
   const run = await startRun(gql, u.token, { promptSetId: setId, models: ['openai:cancel-hang'] });
   const mine = () => fake.requests.filter((r) => r.apiKey === u.apiKey);
   await waitForRun(gql, u.token, run.id, () => mine().length === 8);

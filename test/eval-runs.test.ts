@@ -22,7 +22,13 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  if (process.env.EVAL_DEBUG) console.log(t.logs.filter((l) => !l.includes('"level":30')).join('').slice(0, 20000));
+  if (process.env.EVAL_DEBUG)
+    console.log(
+      t.logs
+        .filter((l) => !l.includes('"level":30'))
+        .join('')
+        .slice(0, 20000),
+    );
   await t?.close();
   await fake?.close();
 });
@@ -39,12 +45,18 @@ async function createToken(jwt: string, input: Record<string, unknown>): Promise
 describe('a run, end to end', () => {
   it('answers every cell, scores it (RUBRIC through the judge), judges each pair in both orders and completes once', async () => {
     const u = await user('e2e');
-    fake.setBehavior('judge-e2e', { text: 'Fine answer. VERDICT: PASS', judge: ({ answerA, answerB }) => (answerA.length >= answerB.length ? '[[A]]' : '[[B]]') });
+    fake.setBehavior('judge-e2e', {
+      text: 'Fine answer. VERDICT: PASS',
+      judge: ({ answerA, answerB }) => (answerA.length >= answerB.length ? '[[A]]' : '[[B]]'),
+    });
     const setId = await createSet(
       t.gql,
       u.token,
       [{ prompt: 'Say hello' }, { prompt: 'Say goodbye', assertions: [{ kind: 'CONTAINS', value: 'nothing-like-this' }] }],
-      [{ kind: 'CONTAINS', value: 'Reply from' }, { kind: 'RUBRIC', value: 'Is polite' }],
+      [
+        { kind: 'CONTAINS', value: 'Reply from' },
+        { kind: 'RUBRIC', value: 'Is polite' },
+      ],
     );
     const input = { promptSetId: setId, models: ['openai:gpt-4o-mini', 'anthropic:claude-haiku-4-5'], judgeModel: 'openai:judge-e2e' };
     const started = await startRun(t.gql, u.token, input);
@@ -53,7 +65,14 @@ describe('a run, end to end', () => {
 
     const run = await waitForRun(t.gql, u.token, started.id);
     expect(run.status).toBe('COMPLETED');
-    expect(run.progress).toMatchObject({ cellsTotal: 4, cellsDone: 4, cellsFailed: 0, judgeCallsDone: 4, judgeCallsTotal: 4, etaSeconds: 0 });
+    expect(run.progress).toMatchObject({
+      cellsTotal: 4,
+      cellsDone: 4,
+      cellsFailed: 0,
+      judgeCallsDone: 4,
+      judgeCallsTotal: 4,
+      etaSeconds: 0,
+    });
     expect(run.startedAt).not.toBeNull();
     expect(run.finishedAt).not.toBeNull();
 
@@ -66,8 +85,15 @@ describe('a run, end to end', () => {
       expect(cell.ttftMs).toBeGreaterThanOrEqual(0);
       expect(cell.assertions.map((a: any) => [a.kind, a.outcome])).toEqual(
         cell.item.position === 1
-          ? [['CONTAINS', 'pass'], ['RUBRIC', 'pass']]
-          : [['CONTAINS', 'pass'], ['RUBRIC', 'pass'], ['CONTAINS', 'fail']],
+          ? [
+              ['CONTAINS', 'pass'],
+              ['RUBRIC', 'pass'],
+            ]
+          : [
+              ['CONTAINS', 'pass'],
+              ['RUBRIC', 'pass'],
+              ['CONTAINS', 'fail'],
+            ],
       );
       expect(cell.passed).toBe(cell.item.position === 1);
     }
@@ -79,11 +105,15 @@ describe('a run, end to end', () => {
     const pairCalls = chatsWith(u.apiKey).filter((r) => r.idempotencyKey?.startsWith('evp_'));
     expect(pairCalls).toHaveLength(4);
     // Both orders of each pair: the same two answers shown as A/B and as B/A.
-    const verdicts = await withClient(t.db.url, async (c) =>
-      (await c.query(`select outcome, verdict_ab, verdict_ba from eval_pair_verdicts where run_id = $1`, [run.id])).rows,
+    const verdicts = await withClient(
+      t.db.url,
+      async (c) => (await c.query(`select outcome, verdict_ab, verdict_ba from eval_pair_verdicts where run_id = $1`, [run.id])).rows,
     );
     expect(verdicts).toHaveLength(2);
-    for (const v of verdicts) expect(v.outcome).toEqual(v.verdict_ab === 'A' && v.verdict_ba === 'B' ? 'A' : v.verdict_ab === 'B' && v.verdict_ba === 'A' ? 'B' : 'TIE');
+    for (const v of verdicts)
+      expect(v.outcome).toEqual(
+        v.verdict_ab === 'A' && v.verdict_ba === 'B' ? 'A' : v.verdict_ab === 'B' && v.verdict_ba === 'A' ? 'B' : 'TIE',
+      );
   });
 
   it('estimates within ±15% of what the run cost, and counts it as spend', async () => {
@@ -132,7 +162,12 @@ describe('money before the first call', () => {
     expect(chatsWith(u.apiKey)).toHaveLength(0);
     const rows = await withClient(t.db.url, async (c) => {
       const runs = (await c.query(`select count(*)::int as n from eval_runs where owner_id = $1`, [u.userId])).rows[0].n;
-      const jobs = (await c.query(`select count(*)::int as n from pgboss.job where data->>'runId' in (select id::text from eval_runs where owner_id = $1)`, [u.userId])).rows[0].n;
+      const jobs = (
+        await c.query(
+          `select count(*)::int as n from pgboss.job where data->>'runId' in (select id::text from eval_runs where owner_id = $1)`,
+          [u.userId],
+        )
+      ).rows[0].n;
       return { runs, jobs };
     });
     expect(rows).toEqual({ runs: 0, jobs: 0 });
@@ -157,9 +192,12 @@ describe('money before the first call', () => {
 
   it('reuses identical earlier answers at $0 with no provider call', async () => {
     const u = await user('reuse');
-    const setId = await createSet(t.gql, u.token, [{ prompt: 'Reuse me', system: 'Be brief' }, { prompt: 'And me' }], [
-      { kind: 'CONTAINS', value: 'Reply' },
-    ]);
+    const setId = await createSet(
+      t.gql,
+      u.token,
+      [{ prompt: 'Reuse me', system: 'Be brief' }, { prompt: 'And me' }],
+      [{ kind: 'CONTAINS', value: 'Reply' }],
+    );
     const input = { promptSetId: setId, models: ['openai:gpt-4o-mini', 'anthropic:claude-haiku-4-5'], maxOutputTokens: 100 };
     const first = await waitForRun(t.gql, u.token, (await startRun(t.gql, u.token, input)).id);
     expect(first.progress.spentUsd).toBeGreaterThan(0);
@@ -172,7 +210,11 @@ describe('money before the first call', () => {
     const cells = await allCells(t.gql, u.token, again.id);
     expect(cells.every((c) => c.reused && c.costUsd === 0 && c.passed === true && c.content.startsWith('Reply'))).toBe(true);
     // A different max-token setting is another question: called again.
-    const other = await waitForRun(t.gql, u.token, (await startRun(t.gql, u.token, { ...input, maxOutputTokens: 101, reuseAnswers: true })).id);
+    const other = await waitForRun(
+      t.gql,
+      u.token,
+      (await startRun(t.gql, u.token, { ...input, maxOutputTokens: 101, reuseAnswers: true })).id,
+    );
     expect(other.progress.spentUsd).toBeGreaterThan(0);
     expect(chatsWith(u.apiKey)).toHaveLength(calls + 4);
   });
@@ -181,14 +223,18 @@ describe('money before the first call', () => {
 describe('concurrency, retries and cancel', () => {
   it('never runs more than EVAL_CONCURRENCY_PER_USER cells of one user at once', async () => {
     const u = await user('limit');
-    const setId = await createSet(t.gql, u.token, Array.from({ length: 10 }, (_, i) => ({ prompt: `q${i}` })));
+    const setId = await createSet(
+      t.gql,
+      u.token,
+      Array.from({ length: 10 }, (_, i) => ({ prompt: `q${i}` })),
+    );
     const run = await startRun(t.gql, u.token, { promptSetId: setId, models: ['openai:slow-60', 'anthropic:slow-60'] });
     expect((await waitForRun(t.gql, u.token, run.id)).status).toBe('COMPLETED');
     expect(chatsWith(u.apiKey)).toHaveLength(20);
     expect(fake.maxConcurrent(u.apiKey)).toBe(4);
   });
 
-  it("retries a provider 429 after its Retry-After and keeps the answer", async () => {
+  it('retries a provider 429 after its Retry-After and keeps the answer', async () => {
     const u = await user('retry');
     fake.setBehavior('limited-model', { status: 429 });
     const setId = await createSet(t.gql, u.token, [{ prompt: 'Rate me' }]);
@@ -209,7 +255,11 @@ describe('concurrency, retries and cancel', () => {
   it('cancels queued cells at once and in-flight calls within seconds, and releases the reservation', async () => {
     const u = await user('cancel');
     fake.setBehavior('hang-forever', { hang: true });
-    const setId = await createSet(t.gql, u.token, Array.from({ length: 6 }, (_, i) => ({ prompt: `c${i}` })));
+    const setId = await createSet(
+      t.gql,
+      u.token,
+      Array.from({ length: 6 }, (_, i) => ({ prompt: `c${i}` })),
+    );
     const run = await startRun(t.gql, u.token, { promptSetId: setId, models: ['openai:hang-forever'] });
     const before = fake.requests.length;
     await waitForRun(t.gql, u.token, run.id, () => chatsWith(u.apiKey).length === 4);
@@ -228,8 +278,9 @@ describe('concurrency, retries and cancel', () => {
     expect(chatsWith(u.apiKey)).toHaveLength(4);
     expect(fake.requests.length - before).toBe(4);
     expect(settled.every((c) => c.status === 'CANCELLED' || c.status === 'RUNNING')).toBe(true);
-    const reservations = await withClient(t.db.url, async (c) =>
-      (await c.query(`select count(*)::int as n from spend_reservations where eval_run_id = $1`, [run.id])).rows[0].n,
+    const reservations = await withClient(
+      t.db.url,
+      async (c) => (await c.query(`select count(*)::int as n from spend_reservations where eval_run_id = $1`, [run.id])).rows[0].n,
     );
     expect(reservations).toBe(0);
   });
@@ -245,7 +296,12 @@ describe('bad input: a clear error and nothing queued', () => {
 
   it.each([
     ['no models', { models: [] }, 'BAD_USER_INPUT', /1 to 8 models/],
-    ['nine models', { models: Array.from({ length: 9 }, (_, i) => `openai:m${i}`), judgeModel: 'openai:j' }, 'BAD_USER_INPUT', /1 to 8 models/],
+    [
+      'nine models',
+      { models: Array.from({ length: 9 }, (_, i) => `openai:m${i}`), judgeModel: 'openai:j' },
+      'BAD_USER_INPUT',
+      /1 to 8 models/,
+    ],
     ['a duplicate', { models: ['openai:a', 'openai:a'], judgeModel: 'openai:j' }, 'BAD_USER_INPUT', /listed twice/],
     ['an unknown provider', { models: ['nope:a'], judgeModel: 'openai:j' }, 'BAD_USER_INPUT', /unknown provider/],
     ['a model without a key', { models: ['mistral:mistral-small-latest'], judgeModel: 'openai:j' }, 'BAD_USER_INPUT', /no mistral API key/],
@@ -267,12 +323,24 @@ describe('bad input: a clear error and nothing queued', () => {
     const otherSet = await createSet(t.gql, other.token, [{ prompt: 'Theirs' }]);
     const theirs = await t.gql(START, { input: { promptSetId: otherSet, models: ['openai:a'] } }, u.token);
     expect(theirs.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
-    const otherRun = await waitForRun(t.gql, other.token, (await startRun(t.gql, other.token, { promptSetId: otherSet, models: ['openai:a'] })).id);
-    const foreignBaseline = await t.gql(START, { input: { promptSetId: setId, models: ['openai:a'], judgeModel: 'openai:j', baselineRunId: otherRun.id } }, u.token);
+    const otherRun = await waitForRun(
+      t.gql,
+      other.token,
+      (await startRun(t.gql, other.token, { promptSetId: otherSet, models: ['openai:a'] })).id,
+    );
+    const foreignBaseline = await t.gql(
+      START,
+      { input: { promptSetId: setId, models: ['openai:a'], judgeModel: 'openai:j', baselineRunId: otherRun.id } },
+      u.token,
+    );
     expect(foreignBaseline.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     const mine = await createSet(t.gql, u.token, [{ prompt: 'Plain' }]);
     const mineRun = await waitForRun(t.gql, u.token, (await startRun(t.gql, u.token, { promptSetId: mine, models: ['openai:a'] })).id);
-    const wrongSet = await t.gql(START, { input: { promptSetId: setId, models: ['openai:a'], judgeModel: 'openai:j', baselineRunId: mineRun.id } }, u.token);
+    const wrongSet = await t.gql(
+      START,
+      { input: { promptSetId: setId, models: ['openai:a'], judgeModel: 'openai:j', baselineRunId: mineRun.id } },
+      u.token,
+    );
     expect(wrongSet.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT', field: 'baselineRunId' } });
     const sameSet = await startRun(t.gql, u.token, { promptSetId: mine, models: ['openai:a'], baselineRunId: mineRun.id });
     expect(sameSet.status).toBe('QUEUED');
@@ -286,7 +354,11 @@ describe('bad input: a clear error and nothing queued', () => {
 describe('reads, scopes and events', () => {
   it('pages cells by model and failed-only, and PromptSet.runs newest first', async () => {
     const u = await user('pages');
-    const setId = await createSet(t.gql, u.token, Array.from({ length: 3 }, (_, i) => ({ prompt: `p${i}` })));
+    const setId = await createSet(
+      t.gql,
+      u.token,
+      Array.from({ length: 3 }, (_, i) => ({ prompt: `p${i}` })),
+    );
     const run = await waitForRun(
       t.gql,
       u.token,
@@ -299,12 +371,20 @@ describe('reads, scopes and events', () => {
     const page1 = await t.gql(CELLS, { id: run.id, first: 2 }, u.token);
     const page2 = await t.gql(CELLS, { id: run.id, first: 10, after: page1.data.evalRun.cells.pageInfo.endCursor }, u.token);
     const order = [...page1.data.evalRun.cells.nodes, ...page2.data.evalRun.cells.nodes].map((c: any) => `${c.model}#${c.item.position}`);
-    expect(order).toEqual(['openai:fail-400#1', 'openai:fail-400#2', 'openai:fail-400#3', 'openai:ok-model#1', 'openai:ok-model#2', 'openai:ok-model#3']);
+    expect(order).toEqual([
+      'openai:fail-400#1',
+      'openai:fail-400#2',
+      'openai:fail-400#3',
+      'openai:ok-model#1',
+      'openai:ok-model#2',
+      'openai:ok-model#3',
+    ]);
     const bad = await t.gql(CELLS, { id: run.id, after: 'garbage' }, u.token);
     expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
 
     const second = await startRun(t.gql, u.token, { promptSetId: setId, models: ['openai:ok-model'] });
-    const runs = `query($id: ID!, $after: String) { promptSet(id: $id) { runs(first: 1, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } } }`;
+    const runs = `query($id: ID!, $after: String) { promptSet(id: $id) {
+      runs(first: 1, after: $after) { nodes { id } pageInfo { hasNextPage endCursor } } } }`;
     const r1 = await t.gql(runs, { id: setId }, u.token);
     expect(r1.data.promptSet.runs.nodes.map((n: any) => n.id)).toEqual([second.id]);
     const r2 = await t.gql(runs, { id: setId, after: r1.data.promptSet.runs.pageInfo.endCursor }, u.token);
@@ -324,18 +404,26 @@ describe('reads, scopes and events', () => {
     expect((await t.gql(CANCEL, { id: run.id }, reader)).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
     const cells = await allCells(t.gql, reader, run.id);
     expect(cells).toHaveLength(1);
-    const tokenRow = await withClient(t.db.url, async (c) => (await c.query(`select api_token_id from eval_runs where id = $1`, [run.id])).rows[0]);
+    const tokenRow = await withClient(
+      t.db.url,
+      async (c) => (await c.query(`select api_token_id from eval_runs where id = $1`, [run.id])).rows[0],
+    );
     expect(tokenRow.api_token_id).not.toBeNull();
   });
 
   it('streams a progress event per settled cell, then the final one, to the owner only', async () => {
     const u = await user('events');
-    const setId = await createSet(t.gql, u.token, Array.from({ length: 3 }, (_, i) => ({ prompt: `e${i}` })));
+    const setId = await createSet(
+      t.gql,
+      u.token,
+      Array.from({ length: 3 }, (_, i) => ({ prompt: `e${i}` })),
+    );
     fake.setBehavior('gated-model', { beforeAnswer: () => gate });
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
     const run = await startRun(t.gql, u.token, { promptSetId: setId, models: ['openai:gated-model'] });
-    const query = `subscription($id: ID!) { evalRunEvents(runId: $id) { runId status cell { id status model } progress { cellsDone cellsTotal } } }`;
+    const query = `subscription($id: ID!) {
+      evalRunEvents(runId: $id) { runId status cell { id status model } progress { cellsDone cellsTotal } } }`;
     const stranger = await user('stranger');
     const refused = await subscribe(t.url, query, { id: run.id }, stranger.token);
     const first = await refused.events.next();
@@ -356,4 +444,3 @@ describe('reads, scopes and events', () => {
     expect(events[events.length - 1]).toMatchObject({ status: 'COMPLETED', progress: { cellsDone: 3, cellsTotal: 3 } });
   });
 });
-

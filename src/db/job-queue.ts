@@ -48,7 +48,8 @@ export function positional(text: string, values: readonly unknown[]): { sql: str
   const sql = text.replace(/\$(\d+)/g, (_, n: string) => {
     const value = values[Number(n) - 1];
     if (Array.isArray(value)) params.push(pgArray(value));
-    else if (value !== null && typeof value === 'object' && !(value instanceof Date) && !Buffer.isBuffer(value)) params.push(JSON.stringify(value));
+    else if (value !== null && typeof value === 'object' && !(value instanceof Date) && !Buffer.isBuffer(value))
+      params.push(JSON.stringify(value));
     else params.push(value);
     return '?';
   });
@@ -61,6 +62,12 @@ export interface JobQueueOptions {
   queues: readonly string[];
   /** How often pg-boss maintains (expires, archives, drops) its tables. */
   maintenanceIntervalSeconds?: number;
+  /**
+   * A fetched job not acknowledged within this long is handed out again by
+   * pg-boss's maintenance (its holder died between fetching and claiming).
+   * The feature's claim makes a second delivery harmless.
+   */
+  expireInSeconds?: number;
 }
 
 export class JobQueue {
@@ -71,7 +78,7 @@ export class JobQueue {
     const orm = options.orm;
     this.boss = new PgBoss({
       db: {
-        executeSql: async (text: string, values: any[] = []) => {
+        executeSql: async (text: string, values: unknown[] = []) => {
           const { sql, params } = positional(text, values);
           const rows = await orm.em.getConnection().execute(`${BACKGROUND} ${sql}`, params, 'all');
           return { rows: Array.isArray(rows) ? rows : [] };
@@ -85,7 +92,9 @@ export class JobQueue {
       retryDelay: 0,
     });
     // pg-boss reports connection trouble (a database restart) here; its next poll reconnects through the pool.
-    this.boss.on('error', (err) => options.logger.warn({ error: (err as Error)?.name, code: (err as any)?.code }, 'job queue error'));
+    this.boss.on('error', (err) =>
+      options.logger.warn({ error: (err as Error)?.name, code: (err as { code?: unknown })?.code }, 'job queue error'),
+    );
   }
 
   async start(): Promise<void> {
@@ -135,7 +144,7 @@ export class JobQueue {
   async send<T extends object>(tx: EntityManager, queue: string, jobs: ReadonlyArray<JobToSend<T>>): Promise<void> {
     if (jobs.length === 0) return;
     const db = {
-      executeSql: async (text: string, values: any[] = []) => {
+      executeSql: async (text: string, values: unknown[] = []) => {
         const { sql, params } = positional(text, values);
         const rows = await tx.execute(sql, params, 'all');
         return { rows: Array.isArray(rows) ? rows : [] };
@@ -147,6 +156,7 @@ export class JobQueue {
         name: queue,
         data: job.data,
         priority: job.priority ?? 0,
+        ...(this.options.expireInSeconds ? { expireInSeconds: this.options.expireInSeconds } : {}),
         ...(job.startAfterSeconds ? { startAfter: `${Math.ceil(job.startAfterSeconds)} seconds` } : {}),
       }));
       await this.boss.insert(batch as PgBoss.JobInsert[], { db });

@@ -70,7 +70,11 @@ export function classifyProviderError(provider: ProviderName, error: unknown, op
   const root = unwrap(error);
   const retryAfterMs = APICallError.isInstance(root) ? parseRetryAfter(root.responseHeaders?.['retry-after']) : undefined;
   const make = (reason: ProviderErrorReason, statusCode?: number, detail?: string) =>
-    new ProviderCallError(provider, reason, describeFailure(provider, reason, statusCode, detail), { cause: error, statusCode, retryAfterMs });
+    new ProviderCallError(provider, reason, describeFailure(provider, reason, statusCode, detail), {
+      cause: error,
+      statusCode,
+      retryAfterMs,
+    });
 
   if (isEgressDenied(root)) {
     return make(

@@ -31,7 +31,11 @@ export async function evalUser(
   const u = await signUp(prefix);
   const apiKey = `sk-${prefix}-${u.userId.slice(0, 8)}`;
   for (const provider of providers) {
-    const res = await gql(`mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`, { input: { provider, apiKey } }, u.token);
+    const res = await gql(
+      `mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }`,
+      { input: { provider, apiKey } },
+      u.token,
+    );
     if (res.errors) throw new Error(JSON.stringify(res.errors));
   }
   return { ...u, apiKey };

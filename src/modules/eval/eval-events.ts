@@ -95,7 +95,10 @@ async function* stream<P, C>(
   try {
     let last = await deps.snapshot();
     yield { runId: deps.runId, status: last.status, progress: last.progress, cell: null };
-    while (!TERMINAL.has(last.status)) {
+    // The run ends with the message of whoever ended it (the last settle, or the cancel), which carries the
+    // terminal status; a terminal status seen only in the database ends the stream at the next resync.
+    let terminalReads = TERMINAL.has(last.status) ? 2 : 0;
+    while (terminalReads < 2) {
       if (!pending.length) await new Promise<void>((resolve) => (state.wake = resolve));
       state.wake = undefined;
       await deps.ready?.();
@@ -106,8 +109,13 @@ async function* stream<P, C>(
         const cell = await deps.cell(cellId);
         yield { runId: deps.runId, status: now.status, progress: now.progress, cell };
       }
+      const ended = batch.some((m) => TERMINAL.has(m.status));
       // Without a cell to report (a status change, a resync that found progress): the state alone.
-      if (!cells.length && now.version !== last.version) yield { runId: deps.runId, status: now.status, progress: now.progress, cell: null };
+      if ((!cells.length && now.version !== last.version) || (ended && cells.length === 0)) {
+        yield { runId: deps.runId, status: now.status, progress: now.progress, cell: null };
+      }
+      if (ended) terminalReads = 2;
+      else if (TERMINAL.has(now.status)) terminalReads++;
       last = now;
     }
   } finally {

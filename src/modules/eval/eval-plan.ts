@@ -89,7 +89,10 @@ export function checkDraft(draft: EvalRunDraft): EvalRunSettings {
     throw badInput(`temperature must be between 0 and 2, got ${temperature}`, 'temperature');
   }
   const maxOutputTokens = draft.maxOutputTokens ?? null;
-  if (maxOutputTokens !== null && (!Number.isInteger(maxOutputTokens) || maxOutputTokens < 1 || maxOutputTokens > MAX_OUTPUT_TOKENS_LIMIT)) {
+  if (
+    maxOutputTokens !== null &&
+    (!Number.isInteger(maxOutputTokens) || maxOutputTokens < 1 || maxOutputTokens > MAX_OUTPUT_TOKENS_LIMIT)
+  ) {
     throw badInput(`maxOutputTokens must be an integer from 1 to ${MAX_OUTPUT_TOKENS_LIMIT}, got ${maxOutputTokens}`, 'maxOutputTokens');
   }
   return {
@@ -124,7 +127,8 @@ export function planCells(settings: EvalRunSettings, run: ItemsToRun): PlannedCe
   const total = run.items.length * settings.models.length * settings.repeats;
   if (total > MAX_CELLS) {
     throw badInput(
-      `A run holds at most ${MAX_CELLS.toLocaleString('en-US')} cells (items × models × repeats), this one ${total.toLocaleString('en-US')}: ` +
+      `A run holds at most ${MAX_CELLS.toLocaleString('en-US')} cells (items × models × repeats), ` +
+        `this one ${total.toLocaleString('en-US')}: ` +
         'use fewer repeats or models, or a smaller set',
       'models',
     );
@@ -132,10 +136,7 @@ export function planCells(settings: EvalRunSettings, run: ItemsToRun): PlannedCe
   if (!settings.judge) {
     const rubric = run.items.find((i) => i.effectiveAssertions.some((a) => a.kind === AssertionKind.RUBRIC));
     if (rubric) {
-      throw badInput(
-        `Item ${rubric.position} has a RUBRIC assertion, which a judge model grades: give the run a judgeModel`,
-        'judgeModel',
-      );
+      throw badInput(`Item ${rubric.position} has a RUBRIC assertion, which a judge model grades: give the run a judgeModel`, 'judgeModel');
     }
   }
   const cells: PlannedCell[] = [];
@@ -222,7 +223,8 @@ export function estimate(settings: EvalRunSettings, cells: readonly PlannedCell[
     // RUBRIC: one call per cell and rubric, the answer at its high bound (a token is at least a byte: bytes ≥ tokens).
     for (const cell of cells) {
       for (const a of cell.assertions) {
-        if (a.kind === AssertionKind.RUBRIC) sent.push(bytes(RUBRIC_SYSTEM_PROMPT) + bytes(rubricUserPrompt(a.value ?? '', '')) + outputHigh * 4);
+        if (a.kind === AssertionKind.RUBRIC)
+          sent.push(bytes(RUBRIC_SYSTEM_PROMPT) + bytes(rubricUserPrompt(a.value ?? '', '')) + outputHigh * 4);
       }
     }
     const rubricCalls = sent.length;

@@ -80,13 +80,7 @@ import {
   type RunEventMessage,
   runChannel,
 } from './eval-events';
-import {
-  cellWorstCaseUsd,
-  PAIR_MAX_OUTPUT_TOKENS,
-  RUBRIC_MAX_OUTPUT_TOKENS,
-  RUBRIC_SYSTEM_PROMPT,
-  rubricUserPrompt,
-} from './eval-plan';
+import { cellWorstCaseUsd, PAIR_MAX_OUTPUT_TOKENS, RUBRIC_MAX_OUTPUT_TOKENS, RUBRIC_SYSTEM_PROMPT, rubricUserPrompt } from './eval-plan';
 import { EvalCellStatus, EvalRunStatus, type StoredAssertionResult } from './eval.entity';
 
 export interface EvalWorkerDeps {
@@ -119,12 +113,20 @@ const BUSY_PAUSE_MS = 50;
 const WRITE_RETRY_MS = 10_000;
 const BACKGROUND = '/* background */';
 
+/** A raw row of one of the statements below (columns as PostgreSQL names them). */
+// biome-ignore lint/suspicious/noExplicitAny: rows of hand-written SQL, read column by column
+type SqlRow = Record<string, any>;
+
 const REFUSAL = /\b(I\s+(can(?:not|'t|’t)|won(?:'t|’t)|will\s+not|am\s+unable|am\s+not\s+able)|I['’]m\s+(unable|not\s+able|sorry))\b/i;
 
 /** A RUBRIC grader's verdict: exactly one kind of `VERDICT: PASS|FAIL`; none with a refusal's wording: refused. */
 export function parseRubricVerdict(text: string): { verdict: JudgeVerdict; reason: string } {
   const kinds = new Set([...text.matchAll(/VERDICT:\s*(PASS|FAIL)\b/gi)].map((m) => m[1]!.toUpperCase()));
-  const reason = text.replace(/VERDICT:\s*(PASS|FAIL)\b/gi, '').trim().slice(0, 500) || 'no explanation given';
+  const reason =
+    text
+      .replace(/VERDICT:\s*(PASS|FAIL)\b/gi, '')
+      .trim()
+      .slice(0, 500) || 'no explanation given';
   if (kinds.size === 1) return { verdict: kinds.has('PASS') ? 'pass' : 'fail', reason };
   if (kinds.size === 0 && REFUSAL.test(text)) return { verdict: 'refused', reason };
   return { verdict: 'unparseable', reason: kinds.size ? 'both PASS and FAIL' : 'no "VERDICT: PASS" or "VERDICT: FAIL" line' };
@@ -182,8 +184,16 @@ interface Running {
 
 /** What one cell's work came to. */
 type CellOutcome =
-  | { kind: 'answer'; content: string; latencyMs: number | null; ttftMs: number | null; inputTokens: number | null;
-      outputTokens: number | null; costUsd: number | null; reused: boolean }
+  | {
+      kind: 'answer';
+      content: string;
+      latencyMs: number | null;
+      ttftMs: number | null;
+      inputTokens: number | null;
+      outputTokens: number | null;
+      costUsd: number | null;
+      reused: boolean;
+    }
   | { kind: 'failed'; error: string; latencyMs?: number | null; content?: string | null }
   | { kind: 'retry'; afterMs: number; error: string }
   | { kind: 'stopped' };
@@ -316,7 +326,7 @@ export class EvalWorker {
     const id = 'cellId' in data ? data.cellId : data.verdictId;
     const em = this.deps.orm.em.fork();
     return em.transactional(async (tx) => {
-      const [row] = await tx.execute<Array<Record<string, any>>>(
+      const [row] = await tx.execute<Array<SqlRow>>(
         `${BACKGROUND} select u.owner_id, u.status, u.attempts, coalesce(u.heartbeat_at > now() - make_interval(secs => ?), false) as live,
                 r.status as run_status
            from ${table} u join eval_runs r on r.id = u.run_id where u.id = ?`,
@@ -325,22 +335,24 @@ export class EvalWorker {
       if (!row) return { kind: 'skip' }; // deleted with its run (or set)
       const ownerId = String(row.owner_id);
       if (row.run_status === EvalRunStatus.CANCELLED || row.run_status === EvalRunStatus.FAILED) {
-        await tx.execute(`update ${table} set status = 'CANCELLED', error = 'Cancelled', finished_at = now() where id = ? and status = 'QUEUED'`, [
-          id,
-        ]);
+        await tx.execute(
+          `update ${table} set status = 'CANCELLED', error = 'Cancelled', finished_at = now() where id = ? and status = 'QUEUED'`,
+          [id],
+        );
         return { kind: 'skip' };
       }
       if (row.status !== 'QUEUED' && !(row.status === 'RUNNING' && !row.live)) return { kind: 'skip' };
       if (busyOwners.has(ownerId)) return { kind: 'busy', ownerId };
       await tx.execute(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`llmselect:eval:${ownerId}`]);
       const [count] = await tx.execute<Array<{ n: number }>>(
-        `select (select count(*) from eval_cells where owner_id = ? and status = 'RUNNING' and heartbeat_at > now() - make_interval(secs => ?))
+        `select (select count(*) from eval_cells where owner_id = ? and status = 'RUNNING'
+                    and heartbeat_at > now() - make_interval(secs => ?))
               + (select count(*) from eval_pair_verdicts where owner_id = ? and status = 'RUNNING'
                     and heartbeat_at > now() - make_interval(secs => ?)) as n`,
         [ownerId, this.deps.leaseMs / 1000, ownerId, this.deps.leaseMs / 1000],
       );
       if (Number(count!.n) >= this.deps.concurrencyPerUser) return { kind: 'busy', ownerId };
-      const [claimed] = await tx.execute<Array<Record<string, any>>>(
+      const [claimed] = await tx.execute<Array<SqlRow>>(
         `update ${table} u set status = 'RUNNING', attempts = u.attempts + 1, lease_owner = ?, heartbeat_at = now()
                 ${table === 'eval_cells' ? ', started_at = coalesce(u.started_at, now())' : ''}
           where u.id = ? and (u.status = 'QUEUED' or (u.status = 'RUNNING' and u.heartbeat_at <= now() - make_interval(secs => ?)))
@@ -348,7 +360,7 @@ export class EvalWorker {
         [this.instanceId, id, this.deps.leaseMs / 1000],
       );
       if (!claimed) return { kind: 'skip' };
-      const [run] = await tx.execute<Array<Record<string, any>>>(
+      const [run] = await tx.execute<Array<SqlRow>>(
         `update eval_runs set status = case when status = 'QUEUED' then 'RUNNING' else status end,
                 started_at = coalesce(started_at, now())
           where id = ? returning judge_model, temperature, max_output_tokens, reuse_answers, api_token_id, cardinality(models) as n`,
@@ -431,7 +443,8 @@ export class EvalWorker {
     }
     const outcome = await this.answer(cell, entry);
     if (outcome.kind === 'stopped') {
-      if (entry.reason === 'cancelled') await this.settleCell(cell, { kind: 'failed', error: 'Cancelled' }, null, null, EvalCellStatus.CANCELLED);
+      if (entry.reason === 'cancelled')
+        await this.settleCell(cell, { kind: 'failed', error: 'Cancelled' }, null, null, EvalCellStatus.CANCELLED);
       else if (entry.reason === 'shutdown') await this.requeue(cell, 0, 'Interrupted by shutdown');
       // 'lease': another instance owns the cell now; nothing of ours is written.
       return;
@@ -453,7 +466,7 @@ export class EvalWorker {
   private async answer(cell: ClaimedCell, entry: Running): Promise<CellOutcome> {
     const em = this.deps.orm.em.fork();
     if (cell.run.reuseAnswers && cell.reuseKey) {
-      const [earlier] = await em.getConnection().execute<Array<Record<string, any>>>(
+      const [earlier] = await em.getConnection().execute<Array<SqlRow>>(
         `select content, latency_ms, ttft_ms, input_tokens, output_tokens from eval_cells
           where owner_id = ? and reuse_key = ? and status = 'COMPLETED' and id <> ? and content is not null
           order by finished_at desc limit 1`,
@@ -515,7 +528,11 @@ export class EvalWorker {
           const afterMs = error.retryAfterMs ?? Math.min(60_000, 1000 * 2 ** cell.attempts);
           return { kind: 'retry', afterMs, error: `${error.reason}: ${error.message}` };
         }
-        if ((error.reason === 'TIMEOUT' || error.reason === 'UNAVAILABLE') && !(error instanceof OutputLimitError) && cell.attempts < TRANSIENT_ATTEMPTS) {
+        if (
+          (error.reason === 'TIMEOUT' || error.reason === 'UNAVAILABLE') &&
+          !(error instanceof OutputLimitError) &&
+          cell.attempts < TRANSIENT_ATTEMPTS
+        ) {
           return { kind: 'retry', afterMs: 1000 * 2 ** (cell.attempts - 1), error: `${error.reason}: ${error.message}` };
         }
         const kept = error instanceof OutputLimitError ? { content: error.partialText } : {};
@@ -608,8 +625,11 @@ export class EvalWorker {
     const finalStatus = status ?? (answer ? EvalCellStatus.COMPLETED : EvalCellStatus.FAILED);
     const counts = finalStatus !== EvalCellStatus.CANCELLED;
     const rows = await this.withRetry(() =>
-      this.deps.orm.em.fork().getConnection().execute<Array<Record<string, any>>>(
-        `with c as (
+      this.deps.orm.em
+        .fork()
+        .getConnection()
+        .execute<Array<SqlRow>>(
+          `with c as (
            update eval_cells set status = ?, content = ?, latency_ms = ?, ttft_ms = ?, input_tokens = ?, output_tokens = ?,
                   cost_usd = ?, judge_cost_usd = ?, reused = ?, passed = ?, assertion_results = ?::jsonb, error = ?,
                   finished_at = now(), lease_owner = null, heartbeat_at = null
@@ -621,24 +641,24 @@ export class EvalWorker {
                 spent_usd = r.spent_usd + c.cost
            from c where r.id = c.run_id
          returning r.id, r.status, r.owner_id`,
-        [
-          finalStatus,
-          answer?.content ?? (outcome.kind === 'failed' ? (outcome.content ?? null) : null),
-          answer?.latencyMs ?? (outcome.kind === 'failed' ? (outcome.latencyMs ?? null) : null),
-          answer?.ttftMs ?? null,
-          answer?.inputTokens ?? null,
-          answer?.outputTokens ?? null,
-          answer?.costUsd ?? null,
-          judgeCostUsd,
-          answer?.reused ?? false,
-          passed,
-          results ? JSON.stringify(results) : null,
-          outcome.kind === 'failed' ? outcome.error : null,
-          cell.id,
-          this.instanceId,
-          cell.attempts,
-        ],
-      ),
+          [
+            finalStatus,
+            answer?.content ?? (outcome.kind === 'failed' ? (outcome.content ?? null) : null),
+            answer?.latencyMs ?? (outcome.kind === 'failed' ? (outcome.latencyMs ?? null) : null),
+            answer?.ttftMs ?? null,
+            answer?.inputTokens ?? null,
+            answer?.outputTokens ?? null,
+            answer?.costUsd ?? null,
+            judgeCostUsd,
+            answer?.reused ?? false,
+            passed,
+            results ? JSON.stringify(results) : null,
+            outcome.kind === 'failed' ? outcome.error : null,
+            cell.id,
+            this.instanceId,
+            cell.attempts,
+          ],
+        ),
     );
     if (!rows?.length) return; // not ours any more (lease lost, run deleted)
     const model = parseModelId(cell.model);
@@ -661,7 +681,8 @@ export class EvalWorker {
         const models = cells.map((c) => c.model).sort();
         const pairs: Array<{ a: string; b: string; ok: boolean }> = [];
         for (let i = 0; i < models.length; i++)
-          for (let j = i + 1; j < models.length; j++) pairs.push({ a: models[i]!, b: models[j]!, ok: completed.has(models[i]!) && completed.has(models[j]!) });
+          for (let j = i + 1; j < models.length; j++)
+            pairs.push({ a: models[i]!, b: models[j]!, ok: completed.has(models[i]!) && completed.has(models[j]!) });
         const inserted = await tx.execute<Array<{ id: string; status: string }>>(
           `insert into eval_pair_verdicts (id, created_at, run_id, owner_id, item_id, repeat, model_a, model_b, status, error, finished_at)
            select gen_random_uuid(), now(), ?, ?, ?, ?, p.a, p.b,
@@ -674,7 +695,8 @@ export class EvalWorker {
           [cell.runId, cell.ownerId, cell.itemId, cell.repeat, JSON.stringify(pairs)],
         );
         const skipped = inserted.filter((r) => r.status === 'FAILED').length;
-        if (skipped) await tx.execute(`update eval_runs set judge_calls_done = judge_calls_done + ? where id = ?`, [2 * skipped, cell.runId]);
+        if (skipped)
+          await tx.execute(`update eval_runs set judge_calls_done = judge_calls_done + ? where id = ?`, [2 * skipped, cell.runId]);
         const queued = inserted.filter((r) => r.status === 'QUEUED');
         await this.deps.queue.send(
           tx,
@@ -721,7 +743,8 @@ export class EvalWorker {
         if (c !== null) cost = (cost ?? 0) + c;
         const parsed = parseJudgeVerdict(result.text);
         if ('failure' in parsed) {
-          error = parsed.failure === 'REFUSED' ? 'The judge refused to give a verdict' : 'The judge gave no verdict ([[A]], [[B]] or [[C]])';
+          error =
+            parsed.failure === 'REFUSED' ? 'The judge refused to give a verdict' : 'The judge gave no verdict ([[A]], [[B]] or [[C]])';
           verdicts.push(null);
         } else verdicts.push(parsed.verdict);
       }
@@ -736,16 +759,29 @@ export class EvalWorker {
     const pairVerdict = ab && ba && !error ? combineSwapped(ab, ba) : null;
     const outcome = pairVerdict === 'FIRST' ? 'A' : pairVerdict === 'SECOND' ? 'B' : pairVerdict === 'TIE' ? 'TIE' : null;
     const rows = await this.withRetry(() =>
-      this.deps.orm.em.fork().getConnection().execute<Array<Record<string, any>>>(
-        `with v as (
+      this.deps.orm.em
+        .fork()
+        .getConnection()
+        .execute<Array<SqlRow>>(
+          `with v as (
            update eval_pair_verdicts set status = ?, verdict_ab = ?, verdict_ba = ?, outcome = ?, error = ?, cost_usd = ?,
                   finished_at = now(), lease_owner = null, heartbeat_at = null
             where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ?
            returning run_id, coalesce(cost_usd, 0) as cost)
          update eval_runs r set judge_calls_done = r.judge_calls_done + 2, spent_usd = r.spent_usd + v.cost
            from v where r.id = v.run_id returning r.id`,
-        [outcome ? 'COMPLETED' : 'FAILED', ab ?? null, ba ?? null, outcome, outcome ? null : error, cost, pair.id, this.instanceId, pair.attempts],
-      ),
+          [
+            outcome ? 'COMPLETED' : 'FAILED',
+            ab ?? null,
+            ba ?? null,
+            outcome,
+            outcome ? null : error,
+            cost,
+            pair.id,
+            this.instanceId,
+            pair.attempts,
+          ],
+        ),
     );
     if (rows?.length) await this.afterSettle(pair.runId, pair.ownerId, null);
   }
@@ -753,12 +789,15 @@ export class EvalWorker {
   /** The run's completion (exactly once: a conditional update), its cache generation and its channel's event. */
   private async afterSettle(runId: string, ownerId: string, cellId: string | null): Promise<void> {
     const finished = await this.withRetry(() =>
-      this.deps.orm.em.fork().getConnection().execute<Array<{ status: string }>>(
-        `update eval_runs set status = 'COMPLETED', finished_at = now()
+      this.deps.orm.em
+        .fork()
+        .getConnection()
+        .execute<Array<{ status: string }>>(
+          `update eval_runs set status = 'COMPLETED', finished_at = now()
           where id = ? and status = 'RUNNING' and cells_done >= cells_total and judge_calls_done >= judge_calls_total
          returning status`,
-        [runId],
-      ),
+          [runId],
+        ),
     );
     const [state] = await this.deps.orm.em
       .fork()
@@ -780,12 +819,15 @@ export class EvalWorker {
       if (!ids.length) continue;
       let rows: Array<{ id: string; run_status: string }>;
       try {
-        rows = await this.deps.orm.em.fork().getConnection().execute(
-          `${BACKGROUND} update ${table} u set heartbeat_at = now() from eval_runs r
+        rows = await this.deps.orm.em
+          .fork()
+          .getConnection()
+          .execute(
+            `${BACKGROUND} update ${table} u set heartbeat_at = now() from eval_runs r
             where u.id = any(?::uuid[]) and u.lease_owner = ? and u.status = 'RUNNING' and r.id = u.run_id
            returning u.id, r.status as run_status`,
-          [pgArray(ids), this.instanceId],
-        );
+            [pgArray(ids), this.instanceId],
+          );
       } catch (err) {
         this.deps.logger.warn(failure(err), 'could not renew eval leases (will retry)');
         continue;
@@ -826,7 +868,9 @@ export class EvalWorker {
           await this.deps.queue.send(
             tx,
             queue,
-            requeued.map((r) => ({ data: table === 'eval_cells' ? { cellId: r.id, runId: r.run_id } : { verdictId: r.id, runId: r.run_id } })),
+            requeued.map((r) => ({
+              data: table === 'eval_cells' ? { cellId: r.id, runId: r.run_id } : { verdictId: r.id, runId: r.run_id },
+            })),
           );
           return requeued.length;
         });

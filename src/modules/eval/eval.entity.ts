@@ -44,7 +44,9 @@ export interface StoredAssertionResult {
   name: 'eval_runs_set_created_idx',
   expression: 'create index "eval_runs_set_created_idx" on "eval_runs" ("prompt_set_id", "created_at" desc, "id" desc)',
 })
-export class EvalRun extends BaseEntity<'reuseAnswers' | 'cellsTotal' | 'cellsDone' | 'cellsFailed' | 'judgeCallsTotal' | 'judgeCallsDone' | 'spentUsd'> {
+export class EvalRun extends BaseEntity<
+  'reuseAnswers' | 'cellsTotal' | 'cellsDone' | 'cellsFailed' | 'judgeCallsTotal' | 'judgeCallsDone' | 'spentUsd'
+> {
   @ManyToOne(() => User, { ref: true, deleteRule: 'cascade' })
   owner!: Ref<User>;
 
@@ -112,7 +114,7 @@ export class EvalRun extends BaseEntity<'reuseAnswers' | 'cellsTotal' | 'cellsDo
 @Index({
   name: 'eval_cells_failed_idx',
   expression:
-    `create index "eval_cells_failed_idx" on "eval_cells" ("run_id", "model", "position", "repeat", "id") where "status" = 'FAILED'`,
+    `create index "eval_cells_failed_idx" on "eval_cells" ("run_id", "model", "position", "repeat", "id") ` + `where "status" = 'FAILED'`,
 })
 @Index({
   name: 'eval_cells_running_idx',
@@ -229,11 +231,13 @@ export class EvalCell extends BaseEntity {
 @Unique({ name: 'eval_pair_verdicts_pair_key', properties: ['run', 'itemId', 'repeat', 'modelA', 'modelB'] })
 @Index({
   name: 'eval_pair_verdicts_running_idx',
-  expression: `create index "eval_pair_verdicts_running_idx" on "eval_pair_verdicts" ("owner_id", "heartbeat_at") where "status" = 'RUNNING'`,
+  expression:
+    `create index "eval_pair_verdicts_running_idx" on "eval_pair_verdicts" ("owner_id", "heartbeat_at") ` + `where "status" = 'RUNNING'`,
 })
 @Index({
   name: 'eval_pair_verdicts_spend_idx',
-  expression: `create index "eval_pair_verdicts_spend_idx" on "eval_pair_verdicts" ("owner_id", "finished_at") where "cost_usd" is not null`,
+  expression:
+    `create index "eval_pair_verdicts_spend_idx" on "eval_pair_verdicts" ("owner_id", "finished_at") ` + `where "cost_usd" is not null`,
 })
 export class EvalPairVerdict extends BaseEntity {
   @ManyToOne(() => EvalRun, { ref: true, deleteRule: 'cascade' })

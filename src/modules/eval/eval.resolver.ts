@@ -1,11 +1,24 @@
-import { Arg, Args, ArgsType, Ctx, Extensions, Field, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
+import {
+  Arg,
+  Args,
+  ArgsType,
+  Ctx,
+  Extensions,
+  Field,
+  FieldResolver,
+  ID,
+  Mutation,
+  Query,
+  Resolver,
+  Root,
+  Subscription,
+} from 'type-graphql';
 import { requireUser } from '../../auth/principal';
 import { TokenScope, tokenAccess } from '../../auth/token-scopes';
 import { notFound } from '../../errors';
 import { PageArgsOf } from '../common/connection';
 import type { Context } from '../common/context';
 import { PromptItem, PromptSet, type PromptSetView } from '../prompt-set/prompt-set.entity';
-import { evalRunEventStream } from './eval-events';
 import { type EvalCellView, type EvalRunView, progressOf } from './eval.service';
 import {
   AssertionResult,
@@ -48,7 +61,8 @@ export class EvalRunResolver {
 
   @Extensions(tokenAccess(TokenScope.EVAL))
   @Mutation(() => EvalRun, {
-    description: 'Queues every cell (item × model × repeat) as a durable job; BUDGET_EXCEEDED before anything when the worst case does not fit.',
+    description:
+      'Queues every cell (item × model × repeat) as a durable job; BUDGET_EXCEEDED before anything when the worst case does not fit.',
   })
   startEvalRun(@Arg('input', () => EvalRunInput) input: EvalRunInput, @Ctx() ctx: Context) {
     return ctx.services.evals.start(ctx.em, requireUser(ctx.principal), input);
@@ -132,4 +146,3 @@ export class EvalRunEventsResolver {
     return event;
   }
 }
-

@@ -47,7 +47,7 @@ import {
   reuseKey,
   type RunEstimate,
 } from './eval-plan';
-import { EvalCell, EvalCellStatus, EvalRun, EvalRunStatus, type StoredAssertionResult } from './eval.entity';
+import { EvalCell, type EvalCellStatus, EvalRun, EvalRunStatus, type StoredAssertionResult } from './eval.entity';
 
 export type EvalRunView = Pick<
   EvalRun,
@@ -240,7 +240,8 @@ export class EvalService {
     if (missing) {
       const field = settings.judge === missing ? 'judgeModel' : 'models';
       throw badInput(
-        `${modelKey(missing)} cannot be called: you have no ${missing.provider} API key labelled "${missing.label}"; add one with saveApiKey`,
+        `${modelKey(missing)} cannot be called: you have no ${missing.provider} API key labelled "${missing.label}"; ` +
+          'add one with saveApiKey',
         field,
       );
     }
@@ -356,8 +357,20 @@ export class EvalService {
   }
 
   /** Validates `EvalRun.cells`' arguments into a page key (for a run already owner-checked). */
-  cellPageKey(runId: string, model: string | null | undefined, failedOnly: boolean | null | undefined, first?: number | null, after?: string | null) {
-    const key: CellPageKey = { runId, model: model ?? null, failedOnly: failedOnly === true, first: pageSize(first, CELL_PAGE_DEFAULT), after: null };
+  cellPageKey(
+    runId: string,
+    model: string | null | undefined,
+    failedOnly: boolean | null | undefined,
+    first?: number | null,
+    after?: string | null,
+  ) {
+    const key: CellPageKey = {
+      runId,
+      model: model ?? null,
+      failedOnly: failedOnly === true,
+      first: pageSize(first, CELL_PAGE_DEFAULT),
+      after: null,
+    };
     if (after) {
       const { id, extra } = this.deps.cursors.decode(`eval-cells:${runId}`, after);
       const parsed = extra ? (JSON.parse(extra) as [string, number, number]) : null;
@@ -404,7 +417,11 @@ export class EvalService {
       repeat: c.repeat,
       status: c.status,
       passed: c.passed ?? null,
-      assertionResults: (c.assertionResults ?? []).map((a: StoredAssertionResult) => ({ kind: a.kind, passed: a.passed, reason: a.reason })),
+      assertionResults: (c.assertionResults ?? []).map((a: StoredAssertionResult) => ({
+        kind: a.kind,
+        passed: a.passed,
+        reason: a.reason,
+      })),
       latencyMs: c.latencyMs ?? null,
       ttftMs: c.ttftMs ?? null,
       inputTokens: c.inputTokens ?? null,
@@ -422,7 +439,8 @@ export class EvalService {
     const rows = await em
       .getConnection()
       .execute<Array<{ item_id: string; repeat: number; model_a: string; model_b: string; outcome: 'A' | 'B' | 'TIE' | null }>>(
-        `select item_id, repeat, model_a, model_b, outcome from eval_pair_verdicts where run_id = ? order by item_id, repeat, model_a, model_b`,
+        `select item_id, repeat, model_a, model_b, outcome from eval_pair_verdicts
+          where run_id = ? order by item_id, repeat, model_a, model_b`,
         [runId],
       );
     return rows.map((r) => ({ itemId: r.item_id, repeat: r.repeat, modelA: r.model_a, modelB: r.model_b, outcome: r.outcome ?? null }));

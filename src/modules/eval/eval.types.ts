@@ -37,7 +37,9 @@ export class EvalRunInput {
   @Field(() => Boolean, {
     nullable: true,
     defaultValue: false,
-    description: 'Serve a cell from an identical earlier COMPLETED cell of yours (same model, prompt, system, temperature 0, max tokens): $0, no call.',
+    description:
+      'Serve a cell from an identical earlier COMPLETED cell of yours ' +
+      '(same model, prompt, system, temperature 0, max tokens): $0, no call.',
   })
   reuseAnswers?: boolean | null;
 }

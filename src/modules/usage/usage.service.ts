@@ -305,7 +305,10 @@ export class UsageService implements ProviderCallAdmission {
     return budgets;
   }
 
-  private async usageOf(sql: <T>(text: string, params: unknown[]) => Promise<T>, budget: Budget): Promise<{ spent: number; reserved: number }> {
+  private async usageOf(
+    sql: <T>(text: string, params: unknown[]) => Promise<T>,
+    budget: Budget,
+  ): Promise<{ spent: number; reserved: number }> {
     const [state] = await sql<Array<{ spent: number; reserved: number }>>(
       `select coalesce((select sum(cost) from (${budget.rows}) s), 0) as spent, coalesce(sum(reserved_usd), 0) as reserved
          from spend_reservations where ${budget.column} = ? and expires_at > now()`,
