@@ -326,9 +326,10 @@ export class EvalWorker {
     const id = 'cellId' in data ? data.cellId : data.verdictId;
     const em = this.deps.orm.em.fork();
     return em.transactional(async (tx) => {
+      // The row and its owner's lock in one statement; what is read here is re-checked by the conditional update below.
       const [row] = await tx.execute<Array<SqlRow>>(
         `${BACKGROUND} select u.owner_id, u.status, u.attempts, coalesce(u.heartbeat_at > now() - make_interval(secs => ?), false) as live,
-                r.status as run_status
+                r.status as run_status, pg_advisory_xact_lock(hashtextextended('llmselect:eval:' || u.owner_id::text, 0)) is null as locked
            from ${table} u join eval_runs r on r.id = u.run_id where u.id = ?`,
         [this.deps.leaseMs / 1000, id],
       );
@@ -343,7 +344,6 @@ export class EvalWorker {
       }
       if (row.status !== 'QUEUED' && !(row.status === 'RUNNING' && !row.live)) return { kind: 'skip' };
       if (busyOwners.has(ownerId)) return { kind: 'busy', ownerId };
-      await tx.execute(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`llmselect:eval:${ownerId}`]);
       const [count] = await tx.execute<Array<{ n: number }>>(
         `select (select count(*) from eval_cells where owner_id = ? and status = 'RUNNING'
                     and heartbeat_at > now() - make_interval(secs => ?))
@@ -352,20 +352,23 @@ export class EvalWorker {
         [ownerId, this.deps.leaseMs / 1000, ownerId, this.deps.leaseMs / 1000],
       );
       if (Number(count!.n) >= this.deps.concurrencyPerUser) return { kind: 'busy', ownerId };
+      // The row and its run (QUEUED → RUNNING on its first claim) in one statement.
       const [claimed] = await tx.execute<Array<SqlRow>>(
-        `update ${table} u set status = 'RUNNING', attempts = u.attempts + 1, lease_owner = ?, heartbeat_at = now()
-                ${table === 'eval_cells' ? ', started_at = coalesce(u.started_at, now())' : ''}
-          where u.id = ? and (u.status = 'QUEUED' or (u.status = 'RUNNING' and u.heartbeat_at <= now() - make_interval(secs => ?)))
-         returning u.*`,
+        `with u as (
+           update ${table} u set status = 'RUNNING', attempts = u.attempts + 1, lease_owner = ?, heartbeat_at = now()
+                  ${table === 'eval_cells' ? ', started_at = coalesce(u.started_at, now())' : ''}
+            where u.id = ? and (u.status = 'QUEUED' or (u.status = 'RUNNING' and u.heartbeat_at <= now() - make_interval(secs => ?)))
+           returning u.*),
+         r as (
+           update eval_runs r set status = case when r.status = 'QUEUED' then 'RUNNING' else r.status end,
+                  started_at = coalesce(r.started_at, now())
+             from u where r.id = u.run_id
+           returning r.judge_model, r.temperature, r.max_output_tokens, r.reuse_answers, r.api_token_id, cardinality(r.models) as n)
+         select u.*, r.* from u, r`,
         [this.instanceId, id, this.deps.leaseMs / 1000],
       );
       if (!claimed) return { kind: 'skip' };
-      const [run] = await tx.execute<Array<SqlRow>>(
-        `update eval_runs set status = case when status = 'QUEUED' then 'RUNNING' else status end,
-                started_at = coalesce(started_at, now())
-          where id = ? returning judge_model, temperature, max_output_tokens, reuse_answers, api_token_id, cardinality(models) as n`,
-        [claimed.run_id],
-      );
+      const run = claimed;
       const settings: RunSettings = {
         judgeModel: run!.judge_model ?? null,
         temperature: Number(run!.temperature),
@@ -497,7 +500,8 @@ export class EvalWorker {
     }
     const started = performance.now();
     try {
-      const { model: languageModel } = await this.deps.models.resolveModels(em, cell.ownerId, [model])[0]!;
+      // The key's lastUsedAt was set when the run started (not once per cell).
+      const { model: languageModel } = await this.deps.models.resolveModels(em, cell.ownerId, [model], false)[0]!;
       const result = await streamCompletion({
         provider: model.provider,
         model: languageModel,
@@ -624,6 +628,9 @@ export class EvalWorker {
     const answer = outcome.kind === 'answer' ? outcome : null;
     const finalStatus = status ?? (answer ? EvalCellStatus.COMPLETED : EvalCellStatus.FAILED);
     const counts = finalStatus !== EvalCellStatus.CANCELLED;
+    // What this cell's settle takes off the run's reservation (its worst case; the judge's share stays until the run ends).
+    const sent = Buffer.byteLength(cell.prompt) + Buffer.byteLength(cell.system ?? '');
+    const worstCase = cellWorstCaseUsd(parseModelId(cell.model), sent, cell.run.maxOutputTokens);
     const rows = await this.withRetry(() =>
       this.deps.orm.em
         .fork()
@@ -635,6 +642,7 @@ export class EvalWorker {
                   finished_at = now(), lease_owner = null, heartbeat_at = null
             where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ?
            returning run_id, status, coalesce(cost_usd, 0) + coalesce(judge_cost_usd, 0) as cost)
+         , s as (update spend_reservations set reserved_usd = greatest(0, reserved_usd - ?) where eval_run_id = (select run_id from c))
          update eval_runs r
             set cells_done = r.cells_done + ${counts ? 1 : 0},
                 cells_failed = r.cells_failed + (case when c.status = 'FAILED' then 1 else 0 end),
@@ -657,15 +665,13 @@ export class EvalWorker {
             cell.id,
             this.instanceId,
             cell.attempts,
+            worstCase,
           ],
         ),
     );
     if (!rows?.length) return; // not ours any more (lease lost, run deleted)
-    const model = parseModelId(cell.model);
-    const sent = Buffer.byteLength(cell.prompt) + Buffer.byteLength(cell.system ?? '');
-    await this.deps.usage.shrinkEvalReservation(cell.runId, cellWorstCaseUsd(model, sent, cell.run.maxOutputTokens));
     if (counts && cell.run.judgeModel && cell.run.modelCount >= 2) await this.queuePairs(cell);
-    await this.afterSettle(cell.runId, cell.ownerId, cell.id);
+    await this.afterSettle(cell.runId, cell.ownerId, cell.id, rows[0]!.status);
   }
 
   /** When every model's cell of this item and repeat has settled: its pairwise verdicts (both orders in one job each). */
@@ -769,7 +775,7 @@ export class EvalWorker {
             where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ?
            returning run_id, coalesce(cost_usd, 0) as cost)
          update eval_runs r set judge_calls_done = r.judge_calls_done + 2, spent_usd = r.spent_usd + v.cost
-           from v where r.id = v.run_id returning r.id`,
+           from v where r.id = v.run_id returning r.id, r.status`,
           [
             outcome ? 'COMPLETED' : 'FAILED',
             ab ?? null,
@@ -783,11 +789,11 @@ export class EvalWorker {
           ],
         ),
     );
-    if (rows?.length) await this.afterSettle(pair.runId, pair.ownerId, null);
+    if (rows?.length) await this.afterSettle(pair.runId, pair.ownerId, null, rows[0]!.status);
   }
 
   /** The run's completion (exactly once: a conditional update), its cache generation and its channel's event. */
-  private async afterSettle(runId: string, ownerId: string, cellId: string | null): Promise<void> {
+  private async afterSettle(runId: string, ownerId: string, cellId: string | null, runStatus: EvalRunStatus): Promise<void> {
     const finished = await this.withRetry(() =>
       this.deps.orm.em
         .fork()
@@ -799,14 +805,10 @@ export class EvalWorker {
           [runId],
         ),
     );
-    const [state] = await this.deps.orm.em
-      .fork()
-      .getConnection()
-      .execute<Array<{ status: EvalRunStatus }>>(`select status from eval_runs where id = ?`, [runId])
-      .catch(() => [] as Array<{ status: EvalRunStatus }>);
+    const status = finished?.length ? EvalRunStatus.COMPLETED : runStatus;
     if (finished?.length) await this.deps.usage.releaseEvalRun(runId);
     await this.deps.invalidation.invalidateUser(ownerId).catch(() => undefined);
-    const message: RunEventMessage = { runId, status: state?.status ?? EvalRunStatus.RUNNING, ...(cellId ? { cellId } : {}) };
+    const message: RunEventMessage = { runId, status, ...(cellId ? { cellId } : {}) };
     await this.deps.pubsub.publish(runChannel(runId), message);
   }
 

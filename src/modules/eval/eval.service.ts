@@ -178,7 +178,7 @@ export class EvalService {
 
   /** Validates, then inserts the run, its reservation, cells and jobs in one transaction (see the file's comment). */
   async start(em: EntityManager, principal: Principal, draft: EvalRunDraft): Promise<EvalRunView> {
-    const { settings, cells, estimate: est } = await this.prepare(em, principal, draft);
+    const { settings, cells, estimate: est } = await this.prepare(em, principal, draft, true);
     const runId = await em.transactional(async (tx) => {
       const run = tx.create(EvalRun, {
         owner: principal.userId,
@@ -210,12 +210,12 @@ export class EvalService {
     return this.get(em, principal, runId);
   }
 
-  private async prepare(em: EntityManager, principal: Principal, draft: EvalRunDraft) {
+  private async prepare(em: EntityManager, principal: Principal, draft: EvalRunDraft, starting = false) {
     const settings = checkDraft(draft);
     const items = await this.deps.promptSets.itemsToRun(em, principal, settings.promptSetId);
     const cells = planCells(settings, items);
     if (settings.baselineRunId) await this.checkBaseline(em, principal, settings);
-    await this.checkKeys(em, principal, settings);
+    await this.checkKeys(em, principal, settings, starting);
     return { settings, cells, estimate: estimate(settings, cells) };
   }
 
@@ -228,13 +228,14 @@ export class EvalService {
   }
 
   /** Every model and the judge need the user's key for their provider and label (the models could not be called otherwise). */
-  private async checkKeys(em: EntityManager, principal: Principal, settings: EvalRunSettings): Promise<void> {
+  private async checkKeys(em: EntityManager, principal: Principal, settings: EvalRunSettings, touch: boolean): Promise<void> {
     const wanted = settings.judge ? [...settings.models, settings.judge] : settings.models;
     const keys = await this.deps.apiKeys.credentialsFor(
       em,
       principal.userId,
       wanted.map((m) => ({ provider: toProvider(m.provider), label: m.label })),
-      false,
+      // Starting a run uses the keys (their lastUsedAt); an estimate does not.
+      touch,
     );
     const missing = wanted.find((_, i) => !keys[i]);
     if (missing) {

@@ -202,7 +202,8 @@ export class UsageService implements ProviderCallAdmission {
   // comparison, cannot overspend together), and refuses BUDGET_EXCEEDED when
   // the worst case does not fit what is left: there is no "one allowed
   // overspend" for a run. The reservation (`spend_reservations.eval_run_id`)
-  // shrinks as cells record their costs and goes when the run ends (or with
+  // shrinks as cells record their costs (the worker's settle statement takes
+  // each cell's worst case off it) and goes when the run ends (or with
   // the run's row). Each cell's call then only takes its rate-limit point
   // ({@link admitEvalCall}).
 
@@ -259,15 +260,6 @@ export class UsageService implements ProviderCallAdmission {
        values (?, now(), ?, ?, now() + interval '7 days', ?, ?)`,
       [randomUUID(), principal.userId, worstCaseUsd, principal.token?.id ?? null, runId],
     );
-  }
-
-  /** Takes `usd` off a run's reservation (a cell's worst case, once its cost is recorded). Never throws. */
-  async shrinkEvalReservation(runId: string, usd: number): Promise<void> {
-    await this.deps.orm.em
-      .fork()
-      .getConnection()
-      .execute(`update spend_reservations set reserved_usd = greatest(0, reserved_usd - ?) where eval_run_id = ?`, [usd, runId])
-      .catch(() => undefined);
   }
 
   /** Drops a run's reservation (the run ended). Never throws: it also goes with the run's row. */
