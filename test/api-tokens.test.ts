@@ -367,6 +367,8 @@ it('declares what a personal token needs for every root field', async () => {
         'comparisons',
         'conversation',
         'conversations',
+        'estimateEvalRun',
+        'evalRun',
         'exportConversation',
         'leaderboard',
         'leaderboardInfo',
@@ -391,7 +393,15 @@ it('declares what a personal token needs for every root field', async () => {
         'startComparison',
         'vote',
       ],
-      EVAL: ['createPromptSet', 'deletePromptItem', 'deletePromptSet', 'importPromptItems', 'updatePromptItem'],
+      EVAL: [
+        'cancelEvalRun',
+        'createPromptSet',
+        'deletePromptItem',
+        'deletePromptSet',
+        'importPromptItems',
+        'startEvalRun',
+        'updatePromptItem',
+      ],
       JWT_ONLY: [
         'createApiToken',
         'deleteApiKey',
@@ -406,7 +416,7 @@ it('declares what a personal token needs for every root field', async () => {
         'setUserBudget',
       ],
     },
-    subscription: { READ: ['comparisonEvents'] },
+    subscription: { READ: ['comparisonEvents', 'evalRunEvents'] },
   });
   // Fragments do not hide a root field.
   const hidden = parse(`query { ...F } fragment F on Query { me { id } ... on Query { apiTokens { id } } }`);

@@ -648,7 +648,7 @@ export class EvalWorker {
                 cells_failed = r.cells_failed + (case when c.status = 'FAILED' then 1 else 0 end),
                 spent_usd = r.spent_usd + c.cost
            from c where r.id = c.run_id
-         returning r.id, r.status, r.owner_id`,
+         returning r.id, r.status, r.owner_id, r.cells_done >= r.cells_total and r.judge_calls_done >= r.judge_calls_total as settled`,
           [
             finalStatus,
             answer?.content ?? (outcome.kind === 'failed' ? (outcome.content ?? null) : null),
@@ -670,8 +670,10 @@ export class EvalWorker {
         ),
     );
     if (!rows?.length) return; // not ours any more (lease lost, run deleted)
-    if (counts && cell.run.judgeModel && cell.run.modelCount >= 2) await this.queuePairs(cell);
-    await this.afterSettle(cell.runId, cell.ownerId, cell.id, rows[0]!.status);
+    const judged = counts && cell.run.judgeModel !== null && cell.run.modelCount >= 2;
+    if (judged) await this.queuePairs(cell);
+    // Pairs queued as FAILED (a model of the pair has no answer) count as done at once: then the run may be complete.
+    await this.afterSettle(cell.runId, cell.ownerId, cell.id, rows[0]!.status, rows[0]!.settled === true || judged);
   }
 
   /** When every model's cell of this item and repeat has settled: its pairwise verdicts (both orders in one job each). */
@@ -775,7 +777,8 @@ export class EvalWorker {
             where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ?
            returning run_id, coalesce(cost_usd, 0) as cost)
          update eval_runs r set judge_calls_done = r.judge_calls_done + 2, spent_usd = r.spent_usd + v.cost
-           from v where r.id = v.run_id returning r.id, r.status`,
+           from v where r.id = v.run_id
+         returning r.id, r.status, r.cells_done >= r.cells_total and r.judge_calls_done >= r.judge_calls_total as settled`,
           [
             outcome ? 'COMPLETED' : 'FAILED',
             ab ?? null,
@@ -789,22 +792,32 @@ export class EvalWorker {
           ],
         ),
     );
-    if (rows?.length) await this.afterSettle(pair.runId, pair.ownerId, null, rows[0]!.status);
+    if (rows?.length) await this.afterSettle(pair.runId, pair.ownerId, null, rows[0]!.status, rows[0]!.settled === true);
   }
 
   /** The run's completion (exactly once: a conditional update), its cache generation and its channel's event. */
-  private async afterSettle(runId: string, ownerId: string, cellId: string | null, runStatus: EvalRunStatus): Promise<void> {
-    const finished = await this.withRetry(() =>
-      this.deps.orm.em
-        .fork()
-        .getConnection()
-        .execute<Array<{ status: string }>>(
-          `update eval_runs set status = 'COMPLETED', finished_at = now()
+  private async afterSettle(
+    runId: string,
+    ownerId: string,
+    cellId: string | null,
+    runStatus: EvalRunStatus,
+    /** The settle's own statement saw every cell and judge call done (a queued pair may still add to the totals' dones). */
+    allDone: boolean,
+  ): Promise<void> {
+    // Only a settle that saw everything done tries to complete the run; concurrent ones race on the conditional update.
+    const finished = !allDone
+      ? []
+      : await this.withRetry(() =>
+          this.deps.orm.em
+            .fork()
+            .getConnection()
+            .execute<Array<{ status: string }>>(
+              `update eval_runs set status = 'COMPLETED', finished_at = now()
           where id = ? and status = 'RUNNING' and cells_done >= cells_total and judge_calls_done >= judge_calls_total
          returning status`,
-          [runId],
-        ),
-    );
+              [runId],
+            ),
+        );
     const status = finished?.length ? EvalRunStatus.COMPLETED : runStatus;
     if (finished?.length) await this.deps.usage.releaseEvalRun(runId);
     await this.deps.invalidation.invalidateUser(ownerId).catch(() => undefined);
