@@ -869,6 +869,16 @@ export class EvalWorker {
         ['eval_cells', EVAL_CELL_QUEUE],
         ['eval_pair_verdicts', EVAL_JUDGE_QUEUE],
       ] as const) {
+        // One cheap read first: the transaction (and its BEGIN/COMMIT) only when a lease did expire.
+        const [expired] = await this.deps.orm.em
+          .fork()
+          .getConnection()
+          .execute<Array<{ any: boolean }>>(
+            `${BACKGROUND} select exists (select 1 from ${table} where status = 'RUNNING'
+                                           and heartbeat_at < now() - make_interval(secs => ?)) as any`,
+            [this.deps.leaseMs / 1000],
+          );
+        if (!expired?.any) continue;
         const swept = await this.deps.orm.em.fork().transactional(async (tx) => {
           const rows = await tx.execute<Array<{ id: string; run_id: string; status: string; lease_owner: string }>>(
             `${BACKGROUND} update ${table} u
