@@ -203,6 +203,7 @@ export class EvalWorker {
   readonly instanceId = `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
   private readonly running = new Map<string, Running>();
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly acks = new Map<string, { ids: string[]; done: Promise<void> }>();
   private wakeUp: (() => void) | undefined;
   private stopping = false;
   private loopDone: Promise<void> | undefined;
@@ -344,30 +345,40 @@ export class EvalWorker {
       }
       if (row.status !== 'QUEUED' && !(row.status === 'RUNNING' && !row.live)) return { kind: 'skip' };
       if (busyOwners.has(ownerId)) return { kind: 'busy', ownerId };
-      const [count] = await tx.execute<Array<{ n: number }>>(
-        `select (select count(*) from eval_cells where owner_id = ? and status = 'RUNNING'
-                    and heartbeat_at > now() - make_interval(secs => ?))
-              + (select count(*) from eval_pair_verdicts where owner_id = ? and status = 'RUNNING'
-                    and heartbeat_at > now() - make_interval(secs => ?)) as n`,
-        [ownerId, this.deps.leaseMs / 1000, ownerId, this.deps.leaseMs / 1000],
-      );
-      if (Number(count!.n) >= this.deps.concurrencyPerUser) return { kind: 'busy', ownerId };
-      // The row and its run (QUEUED → RUNNING on its first claim) in one statement.
+      // In one statement (its snapshot is taken after the lock above): the user's rows RUNNING under a live lease on
+      // every instance, and, below the limit, the row and its run (QUEUED → RUNNING on its first claim) marked.
       const [claimed] = await tx.execute<Array<SqlRow>>(
-        `with u as (
+        `with n as (
+           select (select count(*) from eval_cells where owner_id = ? and status = 'RUNNING'
+                      and heartbeat_at > now() - make_interval(secs => ?))
+                + (select count(*) from eval_pair_verdicts where owner_id = ? and status = 'RUNNING'
+                      and heartbeat_at > now() - make_interval(secs => ?)) as running),
+         u as (
            update ${table} u set status = 'RUNNING', attempts = u.attempts + 1, lease_owner = ?, heartbeat_at = now()
                   ${table === 'eval_cells' ? ', started_at = coalesce(u.started_at, now())' : ''}
             where u.id = ? and (u.status = 'QUEUED' or (u.status = 'RUNNING' and u.heartbeat_at <= now() - make_interval(secs => ?)))
+              and (select running from n) < ?
            returning u.*),
          r as (
            update eval_runs r set status = case when r.status = 'QUEUED' then 'RUNNING' else r.status end,
                   started_at = coalesce(r.started_at, now())
              from u where r.id = u.run_id
            returning r.judge_model, r.temperature, r.max_output_tokens, r.reuse_answers, r.api_token_id, cardinality(r.models) as n)
-         select u.*, r.* from u, r`,
-        [this.instanceId, id, this.deps.leaseMs / 1000],
+         select (select running from n) as running_now, u.*, r.* from (select 1) one left join u on true left join r on true`,
+        [
+          ownerId,
+          this.deps.leaseMs / 1000,
+          ownerId,
+          this.deps.leaseMs / 1000,
+          this.instanceId,
+          id,
+          this.deps.leaseMs / 1000,
+          this.deps.concurrencyPerUser,
+        ],
       );
-      if (!claimed) return { kind: 'skip' };
+      if (!claimed?.id) {
+        return Number(claimed?.running_now ?? 0) >= this.deps.concurrencyPerUser ? { kind: 'busy', ownerId } : { kind: 'skip' };
+      }
       const run = claimed;
       const settings: RunSettings = {
         judgeModel: run!.judge_model ?? null,
@@ -421,7 +432,7 @@ export class EvalWorker {
     this.running.set(unit.id, entry);
     const work = (unit.kind === 'cell' ? this.runCell(unit, entry) : this.runPair(unit, entry))
       .catch((err) => this.deps.logger.error({ ...failure(err), id: unit.id }, 'eval job failed unexpectedly (its lease will expire)'))
-      .then(() => this.deps.queue.complete(queue, [jobId]))
+      .then(() => this.acknowledge(queue, jobId))
       .catch((err) => this.deps.logger.warn(failure(err), 'could not acknowledge an eval job (it will come back and be skipped)'))
       .finally(() => {
         this.running.delete(unit.id);
@@ -429,6 +440,25 @@ export class EvalWorker {
         this.wake();
       });
     this.inFlight.add(work);
+  }
+
+  /**
+   * Acknowledges a job with the others of the same turn of the event loop, in one statement per queue (a settle
+   * is already written: a lost acknowledgement only brings the job back, and the claim skips it).
+   */
+  private acknowledge(queue: string, jobId: string): Promise<void> {
+    let batch = this.acks.get(queue);
+    if (!batch) {
+      const ids: string[] = [];
+      const done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.acks.delete(queue);
+        return this.deps.queue.complete(queue, ids);
+      });
+      batch = { ids, done };
+      this.acks.set(queue, batch);
+    }
+    batch.ids.push(jobId);
+    return batch.done;
   }
 
   private principal(unit: ClaimedCell | ClaimedPair): Principal {
