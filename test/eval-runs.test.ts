@@ -444,3 +444,33 @@ describe('reads, scopes and events', () => {
     expect(events[events.length - 1]).toMatchObject({ status: 'COMPLETED', progress: { cellsDone: 3, cellsTotal: 3 } });
   });
 });
+
+describe('faults', () => {
+  it('keeps going when PostgreSQL drops every connection mid-run (a restart as the app sees it), losing nothing', async () => {
+    const u = await user('pgdrop');
+    fake.setBehavior('drop-model', { delayMs: 80 });
+    const setId = await createSet(
+      t.gql,
+      u.token,
+      Array.from({ length: 12 }, (_, i) => ({ prompt: `d${i}` })),
+    );
+    const run = await startRun(t.gql, u.token, { promptSetId: setId, models: ['openai:drop-model'] });
+    await waitForRun(t.gql, u.token, run.id, (r) => r.progress.cellsDone >= 3);
+    const terminated = await withClient(
+      t.db.url.replace(/\/[^/]+$/, '/postgres'),
+      async (c) =>
+        (
+          await c.query(
+            `select count(pg_terminate_backend(pid))::int as n from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`,
+            [new URL(t.db.url).pathname.slice(1)],
+          )
+        ).rows[0].n,
+    );
+    expect(terminated).toBeGreaterThan(0);
+    const done = await waitForRun(t.gql, u.token, run.id, undefined, 30_000, 100);
+    expect(done.status).toBe('COMPLETED');
+    expect(done.progress).toMatchObject({ cellsTotal: 12, cellsDone: 12, cellsFailed: 0 });
+    const cells = await allCells(t.gql, u.token, run.id);
+    expect(cells.every((c) => c.status === 'COMPLETED' && c.content.startsWith('Reply from drop-model'))).toBe(true);
+  });
+});
