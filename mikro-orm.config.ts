@@ -23,6 +23,7 @@ import { BaseEntity } from './src/db/base.entity';
 import { ModelCallEntity } from './src/db/model-call.entity';
 import { PromptItem, PromptSet } from './src/modules/prompt-set/prompt-set.entity';
 import { ShareLinkComparison, ShareLinkEntity } from './src/modules/share-link/share-link.entity';
+import { EvalCell, EvalPairVerdict, EvalRun } from './src/modules/eval/eval.entity';
 
 export const ENTITIES: Function[] = [
   BaseEntity,
@@ -43,6 +44,9 @@ export const ENTITIES: Function[] = [
   PromptItem,
   ShareLinkEntity,
   ShareLinkComparison,
+  EvalRun,
+  EvalCell,
+  EvalPairVerdict,
 ];
 
 export default async () => {

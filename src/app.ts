@@ -77,6 +77,10 @@ import { VoteIntegrity } from './modules/vote/vote-integrity';
 import { JudgeService } from './modules/judge/judge.service';
 import { SearchService } from './modules/search/search.service';
 import { PromptSetService } from './modules/prompt-set/prompt-set.service';
+import { JobQueue } from './db/job-queue';
+import { EVAL_CELL_QUEUE, EVAL_JUDGE_QUEUE } from './modules/eval/eval-events';
+import { EvalService } from './modules/eval/eval.service';
+import { EvalWorker } from './modules/eval/eval-worker';
 import { ExportService } from './modules/conversation/export.service';
 import { healthReport } from './observability/health';
 import { createLogger, type Logger, prettyStream } from './observability/logger';
@@ -272,6 +276,39 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     });
     await runner.start();
     cleanups.push(() => runner.close());
+    // Eval runs: pg-boss in its own schema of this database; workers unless EVAL_WORKERS=off (`modules/eval/eval-worker.ts`).
+    // A job fetched by an instance that died before claiming its cell comes back after one lease (plus maintenance).
+    const leaseSeconds = Math.max(1, Math.ceil(config.evals.leaseMs / 1000));
+    const jobQueue = new JobQueue({
+      orm,
+      logger,
+      queues: [EVAL_CELL_QUEUE, EVAL_JUDGE_QUEUE],
+      expireInSeconds: leaseSeconds,
+      maintenanceIntervalSeconds: Math.max(1, Math.ceil(leaseSeconds / 2)),
+    });
+    await jobQueue.start();
+    cleanups.push(() => jobQueue.stop());
+    const evalWorker = config.evals.workers
+      ? new EvalWorker({
+          orm,
+          queue: jobQueue,
+          usage,
+          models: modelAccess,
+          pubsub,
+          invalidation: generations,
+          logger,
+          concurrency: config.evals.concurrency,
+          concurrencyPerUser: config.evals.concurrencyPerUser,
+          leaseMs: config.evals.leaseMs,
+          pollMs: config.evals.pollMs,
+          requestTimeoutMs: config.llm.requestTimeoutMs,
+          maxOutputBytes: config.llm.maxOutputBytes,
+        })
+      : undefined;
+    if (evalWorker) {
+      await evalWorker.start();
+      cleanups.push(() => evalWorker.close(config.shutdownGraceMs));
+    }
     const modelRegistry = new ModelRegistry({
       cache,
       baseUrls: config.providerBaseUrls,
@@ -311,6 +348,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     });
     await shareLinks.start();
     cleanups.push(() => shareLinks.close());
+    const promptSets = new PromptSetService(cursors);
     const services: Services = {
       users: new UserService(tokens, config.adminEmails, config.passwordHashing, {
         perAccount: counted('login_account', rateLimiters.limiter('login_account', config.rateLimits.loginFailuresPerAccount)),
@@ -345,7 +383,17 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       runner,
       arena: new ArenaService(cache, config.arena.models),
       search: new SearchService(cursors),
-      promptSets: new PromptSetService(cursors),
+      promptSets,
+      evals: new EvalService({
+        orm,
+        queue: jobQueue,
+        promptSets,
+        apiKeys,
+        usage,
+        pubsub,
+        cursors,
+        onQueued: () => evalWorker?.wake(),
+      }),
       exports: new ExportService({ conversations, messages, comparisons }),
       models: new ModelService(apiKeys, modelRegistry),
       cacheAdmin: new CacheAdminService(cache, modelRegistry),

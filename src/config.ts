@@ -232,6 +232,8 @@ export interface Config {
    * lease is older than this as FAILED (its instance crashed).
    */
   comparisonLeaseMs: number;
+  /** Eval runs (`modules/eval/`): cells run as pg-boss jobs by every instance whose workers are on. */
+  evals: EvalConfig;
   rateLimits: RateLimits;
   shareLinks: ShareLinkSettings;
   /**
@@ -253,6 +255,20 @@ export interface Config {
   };
 }
 
+/** See `modules/eval/eval-worker.ts`. */
+export interface EvalConfig {
+  /** `EVAL_WORKERS`: off: this instance serves the API but takes no cells. */
+  workers: boolean;
+  /** `EVAL_CONCURRENCY_PER_USER`: cells of one user in flight across every instance. */
+  concurrencyPerUser: number;
+  /** `EVAL_CONCURRENCY`: cells in flight in this instance. */
+  concurrency: number;
+  /** `EVAL_LEASE_MS`: a running cell whose instance has not renewed it for this long is queued again (kill -9). */
+  leaseMs: number;
+  /** `EVAL_POLL_MS`: how often an idle worker looks for cells (new runs also wake the instance that started them). */
+  pollMs: number;
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -272,6 +288,13 @@ function int(env: Env, name: string, fallback: number, min = 0): number {
   if (!Number.isInteger(value) || value < min) {
     throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
   }
+  return value;
+}
+
+/** An integer in [min, max]. */
+function between(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = int(env, name, fallback, min);
+  if (value > max) throw new ConfigError(`${name} must be an integer between ${min} and ${max}, got "${env[name]}"`);
   return value;
 }
 
@@ -595,6 +618,13 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     },
     shutdownGraceMs: int(env, 'SHUTDOWN_GRACE_MS', 10_000),
     comparisonLeaseMs: int(env, 'COMPARISON_LEASE_MS', 20_000, 100),
+    evals: {
+      workers: bool(env, 'EVAL_WORKERS', true),
+      concurrencyPerUser: between(env, 'EVAL_CONCURRENCY_PER_USER', 4, 1, 1_000),
+      concurrency: between(env, 'EVAL_CONCURRENCY', 32, 1, 1_000),
+      leaseMs: between(env, 'EVAL_LEASE_MS', 15_000, 200, 600_000),
+      pollMs: between(env, 'EVAL_POLL_MS', 500, 10, 60_000),
+    },
     rateLimits: {
       providerCalls: {
         points: int(env, 'RATE_LIMIT_PROVIDER_CALLS', 60),

@@ -367,7 +367,10 @@ it('declares what a personal token needs for every root field', async () => {
         'comparisons',
         'conversation',
         'conversations',
+        'estimateEvalRun',
+        'evalRun',
         'exportConversation',
+        'exportEvalRun',
         'exportShared',
         'exportUsage',
         'leaderboard',
@@ -402,7 +405,15 @@ it('declares what a personal token needs for every root field', async () => {
         'startComparison',
         'vote',
       ],
-      EVAL: ['createPromptSet', 'deletePromptItem', 'deletePromptSet', 'importPromptItems', 'updatePromptItem'],
+      EVAL: [
+        'cancelEvalRun',
+        'createPromptSet',
+        'deletePromptItem',
+        'deletePromptSet',
+        'importPromptItems',
+        'startEvalRun',
+        'updatePromptItem',
+      ],
       JWT_ONLY: [
         'createApiToken',
         'deleteApiKey',
@@ -417,7 +428,7 @@ it('declares what a personal token needs for every root field', async () => {
         'setUserBudget',
       ],
     },
-    subscription: { READ: ['comparisonEvents'] },
+    subscription: { READ: ['comparisonEvents', 'evalRunEvents'] },
   });
   // Fragments do not hide a root field.
   const hidden = parse(`query { ...F } fragment F on Query { me { id } ... on Query { apiTokens { id } } }`);

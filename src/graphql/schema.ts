@@ -24,6 +24,8 @@ import { CacheAdminResolver } from '../modules/admin/cache-admin.resolver';
 import { UsageResolver } from '../modules/usage/usage.resolver';
 import { UsageAnalyticsResolver } from '../modules/usage/usage-analytics.resolver';
 import { PromptSetConnectionResolver, PromptSetResolver } from '../modules/prompt-set/prompt-set.resolver';
+import { EvalCellResolver, EvalRunEventsResolver, EvalRunResolver, PromptSetRunsResolver } from '../modules/eval/eval.resolver';
+import { EvalResultsResolver } from '../modules/eval/eval-results.resolver';
 
 export const RESOLVERS: NonEmptyArray<Function> = [
   UserResolver,
@@ -49,6 +51,11 @@ export const RESOLVERS: NonEmptyArray<Function> = [
   CacheAdminResolver,
   PromptSetResolver,
   PromptSetConnectionResolver,
+  PromptSetRunsResolver,
+  EvalRunResolver,
+  EvalResultsResolver,
+  EvalCellResolver,
+  EvalRunEventsResolver,
 ];
 
 let built: Promise<GraphQLSchema> | undefined;

@@ -29,15 +29,18 @@ export class ProviderCallError extends Error {
   override name = 'ProviderCallError';
   /** HTTP status the provider answered, when there was one. */
   readonly statusCode?: number;
+  /** A 429's `Retry-After`, in milliseconds, when the provider sent one (seconds or an HTTP date). */
+  readonly retryAfterMs?: number;
 
   constructor(
     readonly provider: ProviderName,
     readonly reason: ProviderErrorReason,
     message: string,
-    options?: { cause?: unknown; statusCode?: number },
+    options?: { cause?: unknown; statusCode?: number; retryAfterMs?: number },
   ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.statusCode = options?.statusCode;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 
@@ -65,8 +68,13 @@ export class ProviderCallError extends Error {
 export function classifyProviderError(provider: ProviderName, error: unknown, opts: { timedOut?: boolean } = {}): ProviderCallError {
   if (error instanceof ProviderCallError) return error;
   const root = unwrap(error);
+  const retryAfterMs = APICallError.isInstance(root) ? parseRetryAfter(root.responseHeaders?.['retry-after']) : undefined;
   const make = (reason: ProviderErrorReason, statusCode?: number, detail?: string) =>
-    new ProviderCallError(provider, reason, describeFailure(provider, reason, statusCode, detail), { cause: error, statusCode });
+    new ProviderCallError(provider, reason, describeFailure(provider, reason, statusCode, detail), {
+      cause: error,
+      statusCode,
+      retryAfterMs,
+    });
 
   if (isEgressDenied(root)) {
     return make(
@@ -85,6 +93,15 @@ export function classifyProviderError(provider: ProviderName, error: unknown, op
   const frameReason = reasonForErrorFrame(root);
   if (frameReason) return make(frameReason);
   return make('UNAVAILABLE', undefined, 'returned an unexpected response');
+}
+
+/** `Retry-After` as milliseconds from now: delay-seconds or an HTTP date; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /** Reason for an HTTP status alone (used for plain-fetch calls too). */

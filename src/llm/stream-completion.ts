@@ -88,13 +88,18 @@ export interface StreamCompletionOptions {
   /** Aborting it cancels the call (CancelledError). */
   signal?: AbortSignal;
   maxOutputTokens?: number;
+  /** Sampling temperature (the provider's default when absent). */
+  temperature?: number;
+  /** Extra HTTP headers of the call (an eval cell's `Idempotency-Key`). */
+  headers?: Record<string, string>;
   /** The answer's UTF-8 size limit (default 256 KB): past it the call is aborted with `OutputLimitError`. */
   maxOutputBytes?: number;
   /** Called for every text delta, in order. */
   onDelta?: (delta: string) => void;
 }
 
-const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
+/** What a call may answer when the caller sets no `maxOutputTokens` (also an eval estimate's output bound). */
+export const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
 
 /** The provider-level model behind an AI SDK `LanguageModel` (ours are always objects of the v3 specification). */
 type ProviderModel = Extract<LanguageModel, { specificationVersion: 'v3' }>;
@@ -154,6 +159,8 @@ export async function streamCompletionDirect(opts: StreamCompletionOptions): Pro
       prompt: providerPrompt(opts.messages, opts.system),
       maxOutputTokens: opts.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS,
       abortSignal: controller.signal,
+      ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}),
+      ...(opts.headers ? { headers: opts.headers } : {}),
     });
     reader = stream.getReader();
     for (;;) {

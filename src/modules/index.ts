@@ -33,6 +33,7 @@ import type { JudgeService } from './judge/judge.service';
 import { createPromptSetLoaders } from './prompt-set/prompt-set.loaders';
 import type { PromptSetService } from './prompt-set/prompt-set.service';
 import type { ShareLinkService } from './share-link/share-link.service';
+import type { EvalService } from './eval/eval.service';
 
 /**
  * Root mutation fields that call an LLM provider (paid, on the user's key):
@@ -47,6 +48,7 @@ export const PROVIDER_CALLING_MUTATIONS: readonly string[] = [
   'startArenaBattle',
   'judgeComparison',
   'fuseComparison',
+  'startEvalRun',
 ];
 
 export interface Services {
@@ -72,6 +74,7 @@ export interface Services {
   usageAnalytics: UsageAnalytics;
   promptSets: PromptSetService;
   shareLinks: ShareLinkService;
+  evals: EvalService;
 }
 
 export function createLoaders(em: EntityManager, principal: Principal | null, services: Services) {

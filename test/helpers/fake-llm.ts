@@ -124,6 +124,10 @@ export interface FakeRequest {
   /** `performance.now()` when the request was received, and when its response ended (or the connection closed). */
   receivedAt: number;
   finishedAt?: number;
+  /** The `Idempotency-Key` header (eval cells send one per cell). */
+  idempotencyKey?: string;
+  /** True once the whole answer was written (a client that went away mid-answer leaves it false). */
+  completed: boolean;
 }
 
 interface FakeModelEntry {
@@ -713,6 +717,9 @@ export class FakeLlmServer {
   private readonly behaviors = new Map<string, FakeBehavior>();
   private readonly catalogs = new Map<FakeProvider, ModelCatalog>();
   private readonly inflight = new Set<AbortController>();
+  /** Chat requests being answered, per API key, and the most there ever were at once. */
+  private readonly concurrentByKey = new Map<string, number>();
+  private readonly maxConcurrentByKey = new Map<string, number>();
   private waiters: Waiter[] = [];
   private nextId = 1;
 
@@ -757,6 +764,21 @@ export class FakeLlmServer {
     });
   }
 
+  /** The most chat requests with this API key that were being answered at the same time. */
+  maxConcurrent(apiKey: string): number {
+    return this.maxConcurrentByKey.get(apiKey) ?? 0;
+  }
+
+  /** Requests per `Idempotency-Key`: all of them, or only those answered in full (`completed`). */
+  countsByIdempotencyKey(which: 'all' | 'completed' = 'all'): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const r of this.requests) {
+      if (!r.idempotencyKey || (which === 'completed' && !r.completed)) continue;
+      counts.set(r.idempotencyKey, (counts.get(r.idempotencyKey) ?? 0) + 1);
+    }
+    return counts;
+  }
+
   /** Number of requests received, optionally for one provider and/or kind. */
   count(provider?: string, kind?: FakeRequestKind): number {
     return this.requests.filter((r) => (!provider || r.provider === provider) && (!kind || r.kind === kind)).length;
@@ -776,6 +798,7 @@ export class FakeLlmServer {
     this.behaviors.clear();
     this.catalogs.clear();
     this.requests.length = 0;
+    this.maxConcurrentByKey.clear();
   }
 
   /** Stops listening and drops every connection, hanging ones included. */
@@ -838,8 +861,17 @@ export class FakeLlmServer {
       body: parsed.ok ? parsed.value : rawBody,
       path: req.url ?? '/',
       messages: chat?.messages ?? [],
+      idempotencyKey: header(req, 'idempotency-key'),
+      completed: false,
     };
+    res.on('finish', () => (request.completed = true));
     res.on('close', () => (request.finishedAt = performance.now()));
+    if (route.kind === 'chat' && apiKey) {
+      const now = (this.concurrentByKey.get(apiKey) ?? 0) + 1;
+      this.concurrentByKey.set(apiKey, now);
+      this.maxConcurrentByKey.set(apiKey, Math.max(now, this.maxConcurrentByKey.get(apiKey) ?? 0));
+      res.on('close', () => this.concurrentByKey.set(apiKey, (this.concurrentByKey.get(apiKey) ?? 1) - 1));
+    }
     this.record(request);
 
     if (!apiKey || apiKey === BAD_API_KEY) {

@@ -20,6 +20,7 @@ import type { PresentedResponse } from '../comparison/blind';
 import type { ComparisonService } from '../comparison/comparison.service';
 import type { MessageService } from '../message/message.service';
 import { isUuid } from '../../db/pagination';
+import { badInput } from '../../errors';
 import { childListSourceSql, childSourceSql, CONVERSATION_BY_ID, CONVERSATION_COMPARISONS, MESSAGES, ownerSql } from '../../db/read-plan';
 import type { ResponseBudget } from '../common/response-budget';
 import { Vote } from '../vote/vote.entity';
@@ -28,6 +29,14 @@ import type { ConversationService } from './conversation.service';
 export enum ExportFormat {
   JSON = 'JSON',
   MARKDOWN = 'MARKDOWN',
+  /** Tables only: `exportEvalRun` (a conversation or a shared snapshot answers BAD_USER_INPUT). */
+  CSV = 'CSV',
+}
+
+/** A conversation or a shared snapshot is a document, not a table: JSON or Markdown (refused before any read). */
+export function documentFormat(format: ExportFormat | null | undefined): ExportFormat.JSON | ExportFormat.MARKDOWN {
+  if (format === ExportFormat.CSV) throw badInput('This export is JSON or MARKDOWN (CSV is for exportEvalRun)', 'format');
+  return format ?? ExportFormat.JSON;
 }
 
 export interface ConversationExport {
@@ -87,7 +96,14 @@ export class ExportService {
    * measured in SQL and reserved before any row is loaded: an export that
    * does not fit answers RESPONSE_TOO_LARGE without being built.
    */
-  async export(em: EntityManager, principal: Principal, id: string, format: ExportFormat, budget?: ResponseBudget): Promise<string | null> {
+  async export(
+    em: EntityManager,
+    principal: Principal,
+    id: string,
+    requested: ExportFormat,
+    budget?: ResponseBudget,
+  ): Promise<string | null> {
+    const format = documentFormat(requested);
     if (budget) {
       const size = await this.textBytes(em, principal, id);
       if (size === null) return null;

@@ -23,7 +23,7 @@ import { ResponseStatus } from '../comparison/comparison.entity';
 import { Connection, PageArgsOf } from '../common/connection';
 import type { Context } from '../common/context';
 import { MessageRole } from '../message/message.entity';
-import { ExportFormat } from '../conversation/export.service';
+import { documentFormat, ExportFormat } from '../conversation/export.service';
 import { renderSharedView } from './shared-export';
 import { type ShareLinkView, type SharedViewData, sharedScope } from './share-link.service';
 
@@ -207,8 +207,9 @@ export class ShareLinkResolver {
     @Arg('format', () => ExportFormat, { nullable: true, defaultValue: ExportFormat.JSON }) format: ExportFormat | null,
     @Ctx() ctx: Context,
   ): Promise<string | null> {
+    const document = documentFormat(format);
     const view = await readShared(ctx, token);
-    return view && renderSharedView(view, format ?? ExportFormat.JSON);
+    return view && renderSharedView(view, document);
   }
 
   @Query(() => ShareLinkConnection, { description: 'Your share links, newest first, with their view counts.' })

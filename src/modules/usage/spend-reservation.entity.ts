@@ -1,5 +1,6 @@
 import { Entity, Index, ManyToOne, Property, type Ref } from '@mikro-orm/core';
 import { BaseEntity } from '../../db/base.entity';
+import { EvalRun } from '../eval/eval.entity';
 import { User } from '../user/user.entity';
 
 /**
@@ -24,4 +25,8 @@ export class SpendReservation extends BaseEntity {
   /** The personal API token the calls go through (null: a signed-in session): held against its cap too. */
   @Property({ type: 'uuid', nullable: true })
   apiTokenId?: string | null;
+
+  /** An eval run's reservation (its cells' worst case, shrinking as they settle): deleted with the run. */
+  @ManyToOne(() => EvalRun, { ref: true, nullable: true, deleteRule: 'cascade' })
+  evalRun?: Ref<EvalRun> | null;
 }

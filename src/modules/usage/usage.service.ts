@@ -100,7 +100,10 @@ export interface UsageServiceDeps {
 
 const WINDOW = `interval '24 hours'`;
 
-/** `(at, cost)` of every recorded cost of user `?` (three times: comparisons, messages, judge calls) in the window. */
+/**
+ * `(at, cost)` of every recorded cost of user `?` ({@link SPEND_PARAMS} times: comparisons, messages, judge calls,
+ * eval cells (answer and RUBRIC judging) and eval pairwise verdicts) in the window.
+ */
 const SPEND_ROWS = `
   select r.created_at as at, x.cost_usd as cost
     from comparison_results r join comparison_responses x on x.comparison_id = r.id
@@ -112,9 +115,20 @@ const SPEND_ROWS = `
   union all
   select j.created_at, j.cost_usd
     from judge_verdicts j
-   where j.user_id = ? and j.created_at > now() - ${WINDOW} and j.cost_usd is not null`;
+   where j.user_id = ? and j.created_at > now() - ${WINDOW} and j.cost_usd is not null
+  union all
+  select e.finished_at, coalesce(e.cost_usd, 0) + coalesce(e.judge_cost_usd, 0)
+    from eval_cells e
+   where e.owner_id = ? and e.finished_at > now() - ${WINDOW} and (e.cost_usd is not null or e.judge_cost_usd is not null)
+  union all
+  select v.finished_at, v.cost_usd
+    from eval_pair_verdicts v
+   where v.owner_id = ? and v.finished_at > now() - ${WINDOW} and v.cost_usd is not null`;
 
-/** The same rows as {@link SPEND_ROWS}, made through personal API token `?` (three times), whoever's they are. */
+/** How many times a spend-rows statement takes its id. */
+const SPEND_PARAMS = 5;
+
+/** The same rows as {@link SPEND_ROWS}, made through personal API token `?` ({@link SPEND_PARAMS} times), whoever's they are. */
 const TOKEN_SPEND_ROWS = `
   select r.created_at as at, x.cost_usd as cost
     from comparison_responses x join comparison_results r on r.id = x.comparison_id
@@ -126,7 +140,17 @@ const TOKEN_SPEND_ROWS = `
   union all
   select j.created_at, j.cost_usd
     from judge_verdicts j
-   where j.api_token_id = ? and j.created_at > now() - ${WINDOW} and j.cost_usd is not null`;
+   where j.api_token_id = ? and j.created_at > now() - ${WINDOW} and j.cost_usd is not null
+  union all
+  select e.finished_at, coalesce(e.cost_usd, 0) + coalesce(e.judge_cost_usd, 0)
+    from eval_cells e join eval_runs er on er.id = e.run_id
+   where er.api_token_id = ? and e.finished_at > now() - ${WINDOW} and (e.cost_usd is not null or e.judge_cost_usd is not null)
+  union all
+  select v.finished_at, v.cost_usd
+    from eval_pair_verdicts v join eval_runs vr on vr.id = v.run_id
+   where vr.api_token_id = ? and v.finished_at > now() - ${WINDOW} and v.cost_usd is not null`;
+
+const ids = (id: string) => Array.from({ length: SPEND_PARAMS }, () => id);
 
 /** One budget an admission must fit: the user's, or the personal token's cap. */
 interface Budget {
@@ -171,6 +195,120 @@ export class UsageService implements ProviderCallAdmission {
     }
   }
 
+  // ─── Eval runs ─────────────────────────────────────────────────────────────
+  //
+  // An eval run reserves its whole worst case once, when it starts, under the
+  // same per-user lock as every admission (so two runs, or a run and a
+  // comparison, cannot overspend together), and refuses BUDGET_EXCEEDED when
+  // the worst case does not fit what is left: there is no "one allowed
+  // overspend" for a run. The reservation (`spend_reservations.eval_run_id`)
+  // shrinks as cells record their costs (the worker's settle statement takes
+  // each cell's worst case off it) and goes when the run ends (or with
+  // the run's row). Each cell's call then only takes its rate-limit point
+  // ({@link admitEvalCall}).
+
+  /**
+   * What is left of the user's budget and of the token's cap (the smaller),
+   * after recorded spend and live reservations; null when neither applies.
+   */
+  async budgetLeft(em: EntityManager, principal: Principal): Promise<number | null> {
+    const left: number[] = [];
+    const sql = <T>(text: string, params: unknown[]) => em.getConnection().execute(text, params) as Promise<T>;
+    for (const budget of await this.budgetsOf(sql, principal)) {
+      const { spent, reserved } = await this.usageOf(sql, budget);
+      left.push(Math.max(0, budget.usd - spent - reserved));
+    }
+    return left.length ? round(Math.min(...left)) : null;
+  }
+
+  /**
+   * Reserves an eval run's worst case inside the transaction `tx` that
+   * inserts the run (row `runId` already written in it), or throws
+   * BUDGET_EXCEEDED with `leftUsd` and `neededUsd` (and the usual `spentUsd`,
+   * `budgetUsd`). `worstCaseUsd` null: a model's price is unknown, refused
+   * when a budget applies.
+   */
+  async reserveEvalRun(tx: EntityManager, principal: Principal, runId: string, worstCaseUsd: number | null): Promise<void> {
+    const sql = <T>(text: string, params: unknown[]) => tx.execute(text, params) as Promise<T>;
+    const budgets = await this.budgetsOf(sql, principal);
+    if (budgets.length === 0) return;
+    await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`llmselect:budget:${principal.userId}`]);
+    for (const budget of budgets) {
+      const { spent, reserved } = await this.usageOf(sql, budget);
+      const left = Math.max(0, budget.usd - spent - reserved);
+      if (worstCaseUsd === null || worstCaseUsd > left) {
+        this.deps.onRefused?.('budget');
+        const whose = budget.column === 'user_id' ? 'your daily budget' : "this API token's daily budget";
+        const needed = worstCaseUsd === null ? 'an unknown amount (a model has no catalog price)' : `$${round(worstCaseUsd)}`;
+        throw new AppError(
+          'BUDGET_EXCEEDED',
+          `This run may cost up to ${needed} and ${whose} has $${round(left)} left: use fewer items, models or repeats, ` +
+            'or a lower maxOutputTokens',
+          {
+            spentUsd: round(spent),
+            budgetUsd: budget.usd,
+            leftUsd: round(left),
+            neededUsd: worstCaseUsd === null ? null : round(worstCaseUsd),
+            resetsAt: null,
+            ...budget.extensions,
+          },
+        );
+      }
+    }
+    await sql(
+      `insert into spend_reservations (id, created_at, user_id, reserved_usd, expires_at, api_token_id, eval_run_id)
+       values (?, now(), ?, ?, now() + interval '7 days', ?, ?)`,
+      [randomUUID(), principal.userId, worstCaseUsd, principal.token?.id ?? null, runId],
+    );
+  }
+
+  /** Drops a run's reservation (the run ended). Never throws: it also goes with the run's row. */
+  async releaseEvalRun(runId: string): Promise<void> {
+    await this.deps.orm.em
+      .fork()
+      .getConnection()
+      .execute(`delete from spend_reservations where eval_run_id = ?`, [runId])
+      .catch((err: unknown) => this.deps.logger.warn({ error: (err as Error)?.name, runId }, 'could not release an eval reservation'));
+  }
+
+  /** One eval cell's provider call: its rate-limit point (the budget was reserved when the run started). Throws RATE_LIMITED. */
+  async admitEvalCall(principal: Principal): Promise<void> {
+    const verdict = await this.deps.providerCalls.consume(principal.userId, 1);
+    if (!verdict.allowed) {
+      this.deps.onRefused?.('rate_limit');
+      throw rateLimited(verdict.retryAfterSeconds, `Too many model calls: retry in ${verdict.retryAfterSeconds} s`);
+    }
+  }
+
+  private async budgetsOf(sql: <T>(text: string, params: unknown[]) => Promise<T>, principal: Principal): Promise<Budget[]> {
+    const [user] = await sql<Array<{ budget: number | null }>>(`select daily_budget_usd as budget from users where id = ?`, [
+      principal.userId,
+    ]);
+    const budgets: Budget[] = [];
+    const own = this.effectiveBudget(user?.budget);
+    if (own !== null) {
+      budgets.push({ usd: own, rows: SPEND_ROWS, column: 'user_id', id: principal.userId, refusal: () => '', extensions: {} });
+    }
+    const token = tokenCap(principal);
+    if (token) {
+      const extensions = { apiTokenId: token.id };
+      budgets.push({ usd: token.usd, rows: TOKEN_SPEND_ROWS, column: 'api_token_id', id: token.id, refusal: () => '', extensions });
+    }
+    return budgets;
+  }
+
+  private async usageOf(
+    sql: <T>(text: string, params: unknown[]) => Promise<T>,
+    budget: Budget,
+  ): Promise<{ spent: number; reserved: number }> {
+    const [state] = await sql<Array<{ spent: number; reserved: number }>>(
+      `select coalesce((select sum(cost) from (${budget.rows}) s), 0) as spent, coalesce(sum(reserved_usd), 0) as reserved
+         from spend_reservations where ${budget.column} = ? and expires_at > now()`,
+      [...ids(budget.id), budget.id],
+    );
+    return { spent: Number(state!.spent), reserved: Number(state!.reserved) };
+  }
+
   /** Spend and budget of each user, in key order (one statement). */
   async summaries(em: EntityManager, userIds: readonly string[]): Promise<SpendSummary[]> {
     const rows: Array<{ id: string; budget: number | null; spent: number }> = await em.getConnection().execute(
@@ -180,7 +318,12 @@ export class UsageService implements ProviderCallAdmission {
             + coalesce((select sum(m.cost_usd) from conversations c join messages m on m.conversation_id = c.id
                          where c.owner_id = u.id and m.created_at > now() - ${WINDOW}), 0)
             + coalesce((select sum(j.cost_usd) from judge_verdicts j
-                         where j.user_id = u.id and j.created_at > now() - ${WINDOW}), 0) as spent
+                         where j.user_id = u.id and j.created_at > now() - ${WINDOW}), 0)
+            + coalesce((select sum(coalesce(e.cost_usd, 0) + coalesce(e.judge_cost_usd, 0)) from eval_cells e
+                         where e.owner_id = u.id and e.finished_at > now() - ${WINDOW}
+                           and (e.cost_usd is not null or e.judge_cost_usd is not null)), 0)
+            + coalesce((select sum(v.cost_usd) from eval_pair_verdicts v
+                         where v.owner_id = u.id and v.finished_at > now() - ${WINDOW} and v.cost_usd is not null), 0) as spent
          from users u where u.id = any(?::uuid[])`,
       [pgArray(userIds.filter(isUuid))],
     );
@@ -324,7 +467,7 @@ export class UsageService implements ProviderCallAdmission {
       `select coalesce((select sum(cost) from (${budget.rows}) s), 0) as spent,
               coalesce(sum(reserved_usd), 0) as reserved, count(*) as running, coalesce(bool_or(reserved_usd is null), false) as unbounded
          from spend_reservations where ${budget.column} = ? and expires_at > now()`,
-      [budget.id, budget.id, budget.id, budget.id],
+      [...ids(budget.id), budget.id],
     );
     const spent = Number(state!.spent);
     const running = Number(state!.running);
@@ -365,7 +508,7 @@ export class UsageService implements ProviderCallAdmission {
         `select (extract(epoch from min(at) + ${WINDOW}) * 1000)::float8 as resets_at
            from (select at, sum(cost) over (order by at rows unbounded preceding) as cum from (${budget.rows}) s) w
           where ? - cum < ?`,
-        [budget.id, budget.id, budget.id, spent, budget.usd],
+        [...ids(budget.id), spent, budget.usd],
       );
       resetsAt = row?.resets_at != null ? new Date(Number(row.resets_at)).toISOString() : null;
     }

@@ -1,0 +1,974 @@
+/**
+ * Runs eval cells (and pairwise judge verdicts) from the pg-boss queues, in
+ * every instance whose workers are on (`EVAL_WORKERS`).
+ *
+ * Job flow: a job names a cell. The worker fetches jobs (up to its free
+ * slots, `EVAL_CONCURRENCY`), CLAIMS each cell, runs the claimed ones and
+ * acknowledges every job once the cell's outcome is written.
+ *
+ * The claim is the one guard, whatever pg-boss delivers (a job twice after an
+ * expiry, an old job after a sweep re-queued the cell):
+ * - a cell that is COMPLETED, FAILED or CANCELLED, or RUNNING under a live
+ *   lease, is not run: its job is acknowledged (a completed cell is never
+ *   called again: the idempotency key `(run, item, model, repeat)` names one
+ *   row, and only a QUEUED row can be claimed);
+ * - otherwise, in one transaction under the user's advisory lock
+ *   (`llmselect:eval:<user>`), the cells and verdicts RUNNING under a live
+ *   lease are counted across every instance; at `EVAL_CONCURRENCY_PER_USER`
+ *   the job is released (back to the queue at once: the worker tries others
+ *   and comes back when one of that user's cells here finishes, or after a
+ *   short pause); below it the row becomes RUNNING with `attempts + 1`, this
+ *   instance as `lease_owner` and `heartbeat_at = now()`.
+ *
+ * Leases: the worker renews the heartbeat of everything it runs every quarter
+ * of `EVAL_LEASE_MS` (one statement, which also reads each run's status: a
+ * cancel reaches every instance within a quarter lease even without pub/sub).
+ * Every instance sweeps, every quarter lease, the RUNNING rows whose heartbeat
+ * is older than the lease: they become QUEUED again with a new job, in one
+ * transaction. A `kill -9`ed instance's cells are so picked up after one lease
+ * plus at most a quarter (15 s + 3.75 s by default). A worker that finds its
+ * heartbeat refused (the row is no longer its own) aborts the call and drops
+ * its result.
+ *
+ * Calling twice: the provider call carries the cell's `Idempotency-Key`. The
+ * result is written by a conditional UPDATE (`status = 'RUNNING' and
+ * lease_owner = me and attempts = my attempt`). A cell is called again only
+ * when no result was written for it: its instance died (or lost its lease)
+ * between sending the request and writing the answer. A call that completed
+ * and was written is never repeated; a call in flight when its instance died
+ * is repeated once by the instance that takes the cell over (no provider
+ * honours an idempotency key for chat completions, so the repeat is billed).
+ *
+ * Outcomes: an answer (or one reused from an identical earlier cell, $0) is
+ * scored (`evaluate-assertions.ts`; RUBRIC through the run's judge model) and
+ * written COMPLETED; a provider 429 or a rate-limit refusal re-queues the cell
+ * with `startAfter` = Retry-After; a timeout or an unavailable provider is
+ * retried up to three attempts; other errors write FAILED. Each write updates
+ * the run's counters in the same statement; when an item's cells have all
+ * settled its pairwise verdicts are queued (both orders in one job); the run
+ * becomes COMPLETED by one conditional UPDATE (exactly once, whoever settles
+ * last). Every settle is announced on the run's channel.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Principal } from '../../auth/principal';
+import type { FetchedJob, JobQueue } from '../../db/job-queue';
+import type { Orm } from '../../db/orm';
+import { isRetryableDatabaseError } from '../../db/connection-errors';
+import { pgArray } from '../../db/sql';
+import { AppError } from '../../errors';
+import { costUsd, findCatalogEntry } from '../../llm/catalog';
+import { parseModelId } from '../../llm/model-id';
+import { ProviderCallError } from '../../llm/provider-errors';
+import { CancelledError, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
+import type { Logger } from '../../observability/logger';
+import type { PubSub } from '../../pubsub/pubsub.port';
+import type { ReadCacheInvalidation } from '../../read-cache/invalidation';
+import { sleep } from '../../timeout';
+import type { ModelAccess } from '../api-key/model-access';
+import { combineSwapped, JUDGE_SYSTEM_PROMPT, judgeUserPrompt, parseJudgeVerdict } from '../judge/judge.service';
+import type { AssertionSpec } from '../prompt-set/assertions';
+import { evaluateAssertions, type JudgeVerdict } from '../prompt-set/evaluate-assertions';
+import type { UsageService } from '../usage/usage.service';
+import {
+  type CellJob,
+  EVAL_CELL_QUEUE,
+  EVAL_CONTROL_CHANNEL,
+  EVAL_JUDGE_QUEUE,
+  type EvalControlMessage,
+  type PairJob,
+  type RunEventMessage,
+  runChannel,
+} from './eval-events';
+import { cellWorstCaseUsd, PAIR_MAX_OUTPUT_TOKENS, RUBRIC_MAX_OUTPUT_TOKENS, RUBRIC_SYSTEM_PROMPT, rubricUserPrompt } from './eval-plan';
+import { EvalCellStatus, EvalRunStatus, type StoredAssertionResult } from './eval.entity';
+
+export interface EvalWorkerDeps {
+  orm: Orm;
+  queue: JobQueue;
+  usage: UsageService;
+  models: ModelAccess;
+  pubsub: PubSub;
+  invalidation: ReadCacheInvalidation;
+  logger: Logger;
+  /** EVAL_CONCURRENCY: cells in flight here. */
+  concurrency: number;
+  /** EVAL_CONCURRENCY_PER_USER: cells of one user in flight across every instance. */
+  concurrencyPerUser: number;
+  /** EVAL_LEASE_MS. */
+  leaseMs: number;
+  /** EVAL_POLL_MS: how often an idle worker looks for jobs. */
+  pollMs: number;
+  requestTimeoutMs: number;
+  maxOutputBytes: number;
+}
+
+/** A cell is given up (FAILED) after this many claims. */
+const MAX_ATTEMPTS = 10;
+/** Timeouts and unavailable providers: retried while attempts are below this. */
+const TRANSIENT_ATTEMPTS = 3;
+/** How long a worker waits before fetching again when every job it fetched belonged to users at their limit. */
+const BUSY_PAUSE_MS = 50;
+/** How long a settle is retried on connection errors (a database restart) before the lease is left to expire. */
+const WRITE_RETRY_MS = 10_000;
+const BACKGROUND = '/* background */';
+
+/** A raw row of one of the statements below (columns as PostgreSQL names them). */
+// biome-ignore lint/suspicious/noExplicitAny: rows of hand-written SQL, read column by column
+type SqlRow = Record<string, any>;
+
+const REFUSAL = /\b(I\s+(can(?:not|'t|’t)|won(?:'t|’t)|will\s+not|am\s+unable|am\s+not\s+able)|I['’]m\s+(unable|not\s+able|sorry))\b/i;
+
+/** A RUBRIC grader's verdict: exactly one kind of `VERDICT: PASS|FAIL`; none with a refusal's wording: refused. */
+export function parseRubricVerdict(text: string): { verdict: JudgeVerdict; reason: string } {
+  const kinds = new Set([...text.matchAll(/VERDICT:\s*(PASS|FAIL)\b/gi)].map((m) => m[1]!.toUpperCase()));
+  const reason =
+    text
+      .replace(/VERDICT:\s*(PASS|FAIL)\b/gi, '')
+      .trim()
+      .slice(0, 500) || 'no explanation given';
+  if (kinds.size === 1) return { verdict: kinds.has('PASS') ? 'pass' : 'fail', reason };
+  if (kinds.size === 0 && REFUSAL.test(text)) return { verdict: 'refused', reason };
+  return { verdict: 'unparseable', reason: kinds.size ? 'both PASS and FAIL' : 'no "VERDICT: PASS" or "VERDICT: FAIL" line' };
+}
+
+interface ClaimedCell {
+  kind: 'cell';
+  id: string;
+  runId: string;
+  ownerId: string;
+  attempts: number;
+  itemId: string;
+  repeat: number;
+  prompt: string;
+  system: string | null;
+  reference: string | null;
+  assertions: AssertionSpec[];
+  model: string;
+  idempotencyKey: string;
+  reuseKey: string | null;
+  run: RunSettings;
+}
+
+interface ClaimedPair {
+  kind: 'pair';
+  id: string;
+  runId: string;
+  ownerId: string;
+  attempts: number;
+  itemId: string;
+  repeat: number;
+  modelA: string;
+  modelB: string;
+  run: RunSettings;
+}
+
+interface RunSettings {
+  judgeModel: string | null;
+  temperature: number;
+  maxOutputTokens: number | null;
+  reuseAnswers: boolean;
+  apiTokenId: string | null;
+  modelCount: number;
+}
+
+type Claim = { kind: 'run'; unit: ClaimedCell | ClaimedPair } | { kind: 'skip' } | { kind: 'busy'; ownerId: string };
+
+interface Running {
+  runId: string;
+  ownerId: string;
+  table: 'eval_cells' | 'eval_pair_verdicts';
+  controller: AbortController;
+  reason?: 'cancelled' | 'lease' | 'shutdown';
+}
+
+/** What one cell's work came to. */
+type CellOutcome =
+  | {
+      kind: 'answer';
+      content: string;
+      latencyMs: number | null;
+      ttftMs: number | null;
+      inputTokens: number | null;
+      outputTokens: number | null;
+      costUsd: number | null;
+      reused: boolean;
+    }
+  | { kind: 'failed'; error: string; latencyMs?: number | null; content?: string | null }
+  | { kind: 'retry'; afterMs: number; error: string }
+  | { kind: 'stopped' };
+
+export class EvalWorker {
+  /** This process, as `lease_owner` (host/pid/random: unique across restarts). */
+  readonly instanceId = `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
+  private readonly running = new Map<string, Running>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly acks = new Map<string, { ids: string[]; done: Promise<void> }>();
+  private wakeUp: (() => void) | undefined;
+  private stopping = false;
+  private loopDone: Promise<void> | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private unsubscribe: (() => Promise<void>) | undefined;
+  private sweeping: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly deps: EvalWorkerDeps) {}
+
+  async start(): Promise<void> {
+    this.unsubscribe = await this.deps.pubsub.subscribe<EvalControlMessage>(EVAL_CONTROL_CHANNEL, (m) => {
+      if (typeof m?.cancel === 'string') this.abortRun(m.cancel, 'cancelled');
+    });
+    const every = Math.max(50, Math.floor(this.deps.leaseMs / 4));
+    this.timers.push(setInterval(() => void this.heartbeat(), every).unref());
+    this.timers.push(setInterval(() => void this.sweep(), every).unref());
+    void this.sweep();
+    this.loopDone = this.loop();
+  }
+
+  /** A run was queued here, or a slot freed: look for jobs now. */
+  wake(): void {
+    const wake = this.wakeUp;
+    this.wakeUp = undefined;
+    wake?.();
+  }
+
+  /** Stops taking jobs; running cells get `graceMs` to finish, the rest are queued again for another instance. */
+  close(graceMs = 0): Promise<void> {
+    return (this.closing ??= this.shutdown(graceMs));
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    await this.loopDone;
+    if (this.inFlight.size) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+    }
+    for (const run of this.running.values()) {
+      run.reason = 'shutdown';
+      run.controller.abort();
+    }
+    await Promise.allSettled([...this.inFlight]);
+    for (const t of this.timers) clearInterval(t);
+    await this.sweeping;
+    await this.unsubscribe?.();
+  }
+
+  // ─── The loop ──────────────────────────────────────────────────────────────
+
+  private async loop(): Promise<void> {
+    let judgeTurn = false;
+    while (!this.stopping) {
+      const free = this.deps.concurrency - this.running.size;
+      if (free <= 0) {
+        await this.idle(this.deps.pollMs);
+        continue;
+      }
+      // Cells and judge verdicts share the slots; each fetch alternates which queue is asked first.
+      judgeTurn = !judgeTurn;
+      const order = judgeTurn ? [EVAL_JUDGE_QUEUE, EVAL_CELL_QUEUE] : [EVAL_CELL_QUEUE, EVAL_JUDGE_QUEUE];
+      let fetched = 0;
+      let allBusy = true;
+      try {
+        for (const queue of order) {
+          const room = this.deps.concurrency - this.running.size;
+          if (room <= 0) break;
+          const jobs = await this.deps.queue.fetch<CellJob | PairJob>(queue, Math.min(room, 16));
+          fetched += jobs.length;
+          if (jobs.length && !(await this.dispatch(queue, jobs))) allBusy = false;
+        }
+      } catch (err) {
+        this.deps.logger.warn(failure(err), 'eval worker could not fetch or claim jobs (will retry)');
+        await this.idle(this.deps.pollMs);
+        continue;
+      }
+      if (fetched === 0) await this.idle(this.deps.pollMs);
+      else if (allBusy) await this.idle(BUSY_PAUSE_MS);
+    }
+  }
+
+  private idle(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.wakeUp = undefined;
+        resolve();
+      }, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  /** Claims each job's row and starts the claimed ones; true when every job was released because its user was at the limit. */
+  private async dispatch(queue: string, jobs: Array<FetchedJob<CellJob | PairJob>>): Promise<boolean> {
+    const done: string[] = [];
+    const released: string[] = [];
+    const busy = new Set<string>();
+    for (const job of jobs) {
+      const claim = await this.claim(queue, job.data, busy);
+      if (claim.kind === 'run') this.execute(queue, job.id, claim.unit);
+      else if (claim.kind === 'busy') {
+        busy.add(claim.ownerId);
+        released.push(job.id);
+      } else done.push(job.id);
+    }
+    await this.deps.queue.complete(queue, done);
+    await this.deps.queue.release(queue, released);
+    return released.length === jobs.length;
+  }
+
+  // ─── Claims ────────────────────────────────────────────────────────────────
+
+  private async claim(queue: string, data: CellJob | PairJob, busyOwners: Set<string>): Promise<Claim> {
+    const table = queue === EVAL_CELL_QUEUE ? 'eval_cells' : 'eval_pair_verdicts';
+    const id = 'cellId' in data ? data.cellId : data.verdictId;
+    const em = this.deps.orm.em.fork();
+    return em.transactional(async (tx) => {
+      // The row and its owner's lock in one statement; what is read here is re-checked by the conditional update below.
+      const [row] = await tx.execute<Array<SqlRow>>(
+        `${BACKGROUND} select u.owner_id, u.status, u.attempts, coalesce(u.heartbeat_at > now() - make_interval(secs => ?), false) as live,
+                r.status as run_status, pg_advisory_xact_lock(hashtextextended('llmselect:eval:' || u.owner_id::text, 0)) is null as locked
+           from ${table} u join eval_runs r on r.id = u.run_id where u.id = ?`,
+        [this.deps.leaseMs / 1000, id],
+      );
+      if (!row) return { kind: 'skip' }; // deleted with its run (or set)
+      const ownerId = String(row.owner_id);
+      if (row.run_status === EvalRunStatus.CANCELLED || row.run_status === EvalRunStatus.FAILED) {
+        await tx.execute(
+          `update ${table} set status = 'CANCELLED', error = 'Cancelled', finished_at = now() where id = ? and status = 'QUEUED'`,
+          [id],
+        );
+        return { kind: 'skip' };
+      }
+      if (row.status !== 'QUEUED' && !(row.status === 'RUNNING' && !row.live)) return { kind: 'skip' };
+      if (busyOwners.has(ownerId)) return { kind: 'busy', ownerId };
+      // In one statement (its snapshot is taken after the lock above): the user's rows RUNNING under a live lease on
+      // every instance, and, below the limit, the row and its run (QUEUED → RUNNING on its first claim) marked.
+      const [claimed] = await tx.execute<Array<SqlRow>>(
+        `with n as (
+           select (select count(*) from eval_cells where owner_id = ? and status = 'RUNNING'
+                      and heartbeat_at > now() - make_interval(secs => ?))
+                + (select count(*) from eval_pair_verdicts where owner_id = ? and status = 'RUNNING'
+                      and heartbeat_at > now() - make_interval(secs => ?)) as running),
+         u as (
+           update ${table} u set status = 'RUNNING', attempts = u.attempts + 1, lease_owner = ?, heartbeat_at = now()
+                  ${table === 'eval_cells' ? ', started_at = coalesce(u.started_at, now())' : ''}
+            where u.id = ? and (u.status = 'QUEUED' or (u.status = 'RUNNING' and u.heartbeat_at <= now() - make_interval(secs => ?)))
+              and (select running from n) < ?
+           returning u.*),
+         r as (
+           update eval_runs r set status = case when r.status = 'QUEUED' then 'RUNNING' else r.status end,
+                  started_at = coalesce(r.started_at, now())
+             from u where r.id = u.run_id
+           returning r.judge_model, r.temperature, r.max_output_tokens, r.reuse_answers, r.api_token_id, cardinality(r.models) as n)
+         select (select running from n) as running_now, u.*, r.* from (select 1) one left join u on true left join r on true`,
+        [
+          ownerId,
+          this.deps.leaseMs / 1000,
+          ownerId,
+          this.deps.leaseMs / 1000,
+          this.instanceId,
+          id,
+          this.deps.leaseMs / 1000,
+          this.deps.concurrencyPerUser,
+        ],
+      );
+      if (!claimed?.id) {
+        return Number(claimed?.running_now ?? 0) >= this.deps.concurrencyPerUser ? { kind: 'busy', ownerId } : { kind: 'skip' };
+      }
+      const run = claimed;
+      const settings: RunSettings = {
+        judgeModel: run!.judge_model ?? null,
+        temperature: Number(run!.temperature),
+        maxOutputTokens: run!.max_output_tokens ?? null,
+        reuseAnswers: run!.reuse_answers === true,
+        apiTokenId: run!.api_token_id ?? null,
+        modelCount: Number(run!.n),
+      };
+      const unit: ClaimedCell | ClaimedPair =
+        table === 'eval_cells'
+          ? {
+              kind: 'cell',
+              id,
+              runId: claimed.run_id,
+              ownerId,
+              attempts: Number(claimed.attempts),
+              itemId: claimed.item_id,
+              repeat: Number(claimed.repeat),
+              prompt: claimed.prompt,
+              system: claimed.system ?? null,
+              reference: claimed.reference ?? null,
+              assertions: typeof claimed.assertions === 'string' ? JSON.parse(claimed.assertions) : claimed.assertions,
+              model: claimed.model,
+              idempotencyKey: claimed.idempotency_key,
+              reuseKey: claimed.reuse_key ?? null,
+              run: settings,
+            }
+          : {
+              kind: 'pair',
+              id,
+              runId: claimed.run_id,
+              ownerId,
+              attempts: Number(claimed.attempts),
+              itemId: claimed.item_id,
+              repeat: Number(claimed.repeat),
+              modelA: claimed.model_a,
+              modelB: claimed.model_b,
+              run: settings,
+            };
+      return { kind: 'run', unit };
+    });
+  }
+
+  // ─── Running a claimed row ─────────────────────────────────────────────────
+
+  private execute(queue: string, jobId: string, unit: ClaimedCell | ClaimedPair): void {
+    const controller = new AbortController();
+    const table = unit.kind === 'cell' ? 'eval_cells' : 'eval_pair_verdicts';
+    const entry: Running = { runId: unit.runId, ownerId: unit.ownerId, table, controller };
+    this.running.set(unit.id, entry);
+    const work = (unit.kind === 'cell' ? this.runCell(unit, entry) : this.runPair(unit, entry))
+      .catch((err) => this.deps.logger.error({ ...failure(err), id: unit.id }, 'eval job failed unexpectedly (its lease will expire)'))
+      .then(() => this.acknowledge(queue, jobId))
+      .catch((err) => this.deps.logger.warn(failure(err), 'could not acknowledge an eval job (it will come back and be skipped)'))
+      .finally(() => {
+        this.running.delete(unit.id);
+        this.inFlight.delete(work);
+        this.wake();
+      });
+    this.inFlight.add(work);
+  }
+
+  /**
+   * Acknowledges a job with the others of the same turn of the event loop, in one statement per queue (a settle
+   * is already written: a lost acknowledgement only brings the job back, and the claim skips it).
+   */
+  private acknowledge(queue: string, jobId: string): Promise<void> {
+    let batch = this.acks.get(queue);
+    if (!batch) {
+      const ids: string[] = [];
+      const done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.acks.delete(queue);
+        return this.deps.queue.complete(queue, ids);
+      });
+      batch = { ids, done };
+      this.acks.set(queue, batch);
+    }
+    batch.ids.push(jobId);
+    return batch.done;
+  }
+
+  private principal(unit: ClaimedCell | ClaimedPair): Principal {
+    return {
+      userId: unit.ownerId,
+      role: 'USER',
+      ...(unit.run.apiTokenId ? { token: { id: unit.run.apiTokenId, scopes: [], dailyBudgetUsd: null } } : {}),
+    };
+  }
+
+  private async runCell(cell: ClaimedCell, entry: Running): Promise<void> {
+    if (cell.attempts > MAX_ATTEMPTS) {
+      await this.settleCell(cell, { kind: 'failed', error: `Gave up after ${MAX_ATTEMPTS} attempts` }, null, null);
+      return;
+    }
+    const outcome = await this.answer(cell, entry);
+    if (outcome.kind === 'stopped') {
+      if (entry.reason === 'cancelled')
+        await this.settleCell(cell, { kind: 'failed', error: 'Cancelled' }, null, null, EvalCellStatus.CANCELLED);
+      else if (entry.reason === 'shutdown') await this.requeue(cell, 0, 'Interrupted by shutdown');
+      // 'lease': another instance owns the cell now; nothing of ours is written.
+      return;
+    }
+    if (outcome.kind === 'retry') {
+      await this.requeue(cell, outcome.afterMs, outcome.error);
+      return;
+    }
+    if (outcome.kind === 'failed') {
+      await this.settleCell(cell, outcome, null, null);
+      return;
+    }
+    const scored = await this.score(cell, outcome, entry.controller.signal);
+    if (entry.controller.signal.aborted && entry.reason === 'lease') return;
+    await this.settleCell(cell, outcome, scored.results, scored.passed, undefined, scored.judgeCostUsd);
+  }
+
+  /** The cell's answer: reused, or from the provider (admitted first). */
+  private async answer(cell: ClaimedCell, entry: Running): Promise<CellOutcome> {
+    const em = this.deps.orm.em.fork();
+    if (cell.run.reuseAnswers && cell.reuseKey) {
+      const [earlier] = await em.getConnection().execute<Array<SqlRow>>(
+        `select content, latency_ms, ttft_ms, input_tokens, output_tokens from eval_cells
+          where owner_id = ? and reuse_key = ? and status = 'COMPLETED' and id <> ? and content is not null
+          order by finished_at desc limit 1`,
+        [cell.ownerId, cell.reuseKey, cell.id],
+      );
+      if (earlier) {
+        return {
+          kind: 'answer',
+          content: earlier.content,
+          latencyMs: earlier.latency_ms ?? null,
+          ttftMs: earlier.ttft_ms ?? null,
+          inputTokens: earlier.input_tokens ?? null,
+          outputTokens: earlier.output_tokens ?? null,
+          costUsd: 0,
+          reused: true,
+        };
+      }
+    }
+    const model = parseModelId(cell.model);
+    try {
+      await this.deps.usage.admitEvalCall(this.principal(cell));
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'RATE_LIMITED') {
+        const seconds = Number(error.extensions.retryAfterSeconds ?? 1);
+        return { kind: 'retry', afterMs: seconds * 1000, error: error.message };
+      }
+      throw error;
+    }
+    const started = performance.now();
+    try {
+      // The key's lastUsedAt was set when the run started (not once per cell).
+      const languageModel = this.deps.models.build((await this.deps.models.resolveModels(em, cell.ownerId, [model], false)[0]!).spec);
+      const result = await streamCompletion({
+        provider: model.provider,
+        model: languageModel,
+        messages: [{ role: 'user', content: cell.prompt }],
+        ...(cell.system ? { system: cell.system } : {}),
+        timeoutMs: this.deps.requestTimeoutMs,
+        maxOutputBytes: this.deps.maxOutputBytes,
+        ...(cell.run.maxOutputTokens ? { maxOutputTokens: cell.run.maxOutputTokens } : {}),
+        temperature: cell.run.temperature,
+        signal: entry.controller.signal,
+        headers: { 'Idempotency-Key': cell.idempotencyKey },
+      });
+      return {
+        kind: 'answer',
+        content: result.text,
+        latencyMs: result.latencyMs,
+        ttftMs: result.timeToFirstTokenMs,
+        inputTokens: result.promptTokens,
+        outputTokens: result.completionTokens,
+        costUsd: costUsd(findCatalogEntry(model.provider, model.name), result.promptTokens, result.completionTokens),
+        reused: false,
+      };
+    } catch (error) {
+      const latencyMs = Math.round(performance.now() - started);
+      if (error instanceof CancelledError) return { kind: 'stopped' };
+      if (error instanceof ProviderCallError) {
+        if (error.reason === 'RATE_LIMIT' && cell.attempts < MAX_ATTEMPTS) {
+          const afterMs = error.retryAfterMs ?? Math.min(60_000, 1000 * 2 ** cell.attempts);
+          return { kind: 'retry', afterMs, error: `${error.reason}: ${error.message}` };
+        }
+        if (
+          (error.reason === 'TIMEOUT' || error.reason === 'UNAVAILABLE') &&
+          !(error instanceof OutputLimitError) &&
+          cell.attempts < TRANSIENT_ATTEMPTS
+        ) {
+          return { kind: 'retry', afterMs: 1000 * 2 ** (cell.attempts - 1), error: `${error.reason}: ${error.message}` };
+        }
+        const kept = error instanceof OutputLimitError ? { content: error.partialText } : {};
+        return { kind: 'failed', error: `${error.reason}: ${error.message}`, latencyMs, ...kept };
+      }
+      throw error;
+    }
+  }
+
+  /** Scores the answer; RUBRIC through the judge model (its cost kept apart; a failed judge call is that assertion's `error`). */
+  private async score(
+    cell: ClaimedCell,
+    answer: Extract<CellOutcome, { kind: 'answer' }>,
+    signal: AbortSignal,
+  ): Promise<{ results: StoredAssertionResult[]; passed: boolean | null; judgeCostUsd: number | null }> {
+    let judgeCostUsd: number | null = null;
+    const failedCalls = new Map<string, string>();
+    let call = 0;
+    const judge = cell.run.judgeModel ? parseModelId(cell.run.judgeModel) : null;
+    const grader = judge
+      ? async (rubric: string, content: string) => {
+          const index = call++;
+          try {
+            const resolved = await this.deps.models.resolveModels(this.deps.orm.em.fork(), cell.ownerId, [judge])[0]!;
+            const model = this.deps.models.build(resolved.spec);
+            const result = await streamCompletion({
+              provider: judge.provider,
+              model,
+              system: RUBRIC_SYSTEM_PROMPT,
+              messages: [{ role: 'user', content: rubricUserPrompt(rubric, content) }],
+              timeoutMs: this.deps.requestTimeoutMs,
+              maxOutputBytes: this.deps.maxOutputBytes,
+              maxOutputTokens: RUBRIC_MAX_OUTPUT_TOKENS,
+              temperature: 0,
+              signal,
+              headers: { 'Idempotency-Key': `${cell.idempotencyKey}.rubric${index}` },
+            });
+            const cost = costUsd(findCatalogEntry(judge.provider, judge.name), result.promptTokens, result.completionTokens);
+            if (cost !== null) judgeCostUsd = (judgeCostUsd ?? 0) + cost;
+            return parseRubricVerdict(result.text);
+          } catch (error) {
+            if (!(error instanceof ProviderCallError) && !(error instanceof CancelledError)) throw error;
+            const marker = `judge-call-failed-${index}`;
+            failedCalls.set(marker, error instanceof ProviderCallError ? `${error.reason}: ${error.message}` : 'Cancelled');
+            return { verdict: 'unparseable' as const, reason: marker };
+          }
+        }
+      : undefined;
+    const evaluation = await evaluateAssertions(
+      cell.assertions,
+      { content: answer.content, latencyMs: answer.latencyMs, costUsd: answer.costUsd },
+      { reference: cell.reference },
+      grader,
+    );
+    const results = evaluation.results.map((r) => {
+      const marker = [...failedCalls.keys()].find((m) => r.reason.includes(m));
+      return marker
+        ? { kind: r.kind, passed: false, outcome: 'error', reason: `the judge call failed: ${failedCalls.get(marker)}` }
+        : { kind: r.kind, passed: r.passed, outcome: r.outcome, reason: r.reason };
+    });
+    return { results, passed: evaluation.passed, judgeCostUsd };
+  }
+
+  /** Back to QUEUED with a new job not before `afterMs`, in one transaction (only while the cell is still ours). */
+  private async requeue(cell: ClaimedCell, afterMs: number, reason: string): Promise<void> {
+    await this.withRetry(() =>
+      this.deps.orm.em.fork().transactional(async (tx) => {
+        const rows = await tx.execute<Array<{ id: string }>>(
+          `update eval_cells set status = 'QUEUED', lease_owner = null, heartbeat_at = null, error = ?
+            where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ? returning id`,
+          [reason, cell.id, this.instanceId, cell.attempts],
+        );
+        if (!rows.length) return;
+        await this.deps.queue.send(tx, EVAL_CELL_QUEUE, [
+          { data: { cellId: cell.id, runId: cell.runId } satisfies CellJob, startAfterSeconds: afterMs / 1000 },
+        ]);
+      }),
+    );
+  }
+
+  /** Writes the cell's outcome and the run's counters in one statement (only while the cell is ours), then what follows from it. */
+  private async settleCell(
+    cell: ClaimedCell,
+    outcome: Extract<CellOutcome, { kind: 'answer' } | { kind: 'failed' }>,
+    results: StoredAssertionResult[] | null,
+    passed: boolean | null,
+    status?: EvalCellStatus,
+    judgeCostUsd: number | null = null,
+  ): Promise<void> {
+    const answer = outcome.kind === 'answer' ? outcome : null;
+    const finalStatus = status ?? (answer ? EvalCellStatus.COMPLETED : EvalCellStatus.FAILED);
+    const counts = finalStatus !== EvalCellStatus.CANCELLED;
+    // What this cell's settle takes off the run's reservation (its worst case; the judge's share stays until the run ends).
+    const sent = Buffer.byteLength(cell.prompt) + Buffer.byteLength(cell.system ?? '');
+    const worstCase = cellWorstCaseUsd(parseModelId(cell.model), sent, cell.run.maxOutputTokens);
+    const rows = await this.withRetry(() =>
+      this.deps.orm.em
+        .fork()
+        .getConnection()
+        .execute<Array<SqlRow>>(
+          `with c as (
+           update eval_cells set status = ?, content = ?, latency_ms = ?, ttft_ms = ?, input_tokens = ?, output_tokens = ?,
+                  cost_usd = ?, judge_cost_usd = ?, reused = ?, passed = ?, assertion_results = ?::jsonb, error = ?,
+                  finished_at = now(), lease_owner = null, heartbeat_at = null
+            where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ?
+           returning run_id, status, coalesce(cost_usd, 0) + coalesce(judge_cost_usd, 0) as cost)
+         , s as (update spend_reservations set reserved_usd = greatest(0, reserved_usd - ?) where eval_run_id = (select run_id from c))
+         update eval_runs r
+            set cells_done = r.cells_done + ${counts ? 1 : 0},
+                cells_failed = r.cells_failed + (case when c.status = 'FAILED' then 1 else 0 end),
+                spent_usd = r.spent_usd + c.cost
+           from c where r.id = c.run_id
+         returning r.id, r.status, r.owner_id, r.cells_done >= r.cells_total and r.judge_calls_done >= r.judge_calls_total as settled`,
+          [
+            finalStatus,
+            answer?.content ?? (outcome.kind === 'failed' ? (outcome.content ?? null) : null),
+            answer?.latencyMs ?? (outcome.kind === 'failed' ? (outcome.latencyMs ?? null) : null),
+            answer?.ttftMs ?? null,
+            answer?.inputTokens ?? null,
+            answer?.outputTokens ?? null,
+            answer?.costUsd ?? null,
+            judgeCostUsd,
+            answer?.reused ?? false,
+            passed,
+            results ? JSON.stringify(results) : null,
+            outcome.kind === 'failed' ? outcome.error : null,
+            cell.id,
+            this.instanceId,
+            cell.attempts,
+            worstCase,
+          ],
+        ),
+    );
+    if (!rows?.length) return; // not ours any more (lease lost, run deleted)
+    const judged = counts && cell.run.judgeModel !== null && cell.run.modelCount >= 2;
+    if (judged) await this.queuePairs(cell);
+    // Pairs queued as FAILED (a model of the pair has no answer) count as done at once: then the run may be complete.
+    await this.afterSettle(cell.runId, cell.ownerId, cell.id, rows[0]!.status, rows[0]!.settled === true || judged);
+  }
+
+  /** When every model's cell of this item and repeat has settled: its pairwise verdicts (both orders in one job each). */
+  private async queuePairs(cell: ClaimedCell): Promise<void> {
+    await this.withRetry(() =>
+      this.deps.orm.em.fork().transactional(async (tx) => {
+        const cells = await tx.execute<Array<{ model: string; status: string }>>(
+          `select model, status from eval_cells where run_id = ? and item_id = ? and repeat = ?`,
+          [cell.runId, cell.itemId, cell.repeat],
+        );
+        if (cells.some((c) => c.status === 'QUEUED' || c.status === 'RUNNING')) return;
+        const completed = new Set(cells.filter((c) => c.status === 'COMPLETED').map((c) => c.model));
+        const models = cells.map((c) => c.model).sort();
+        const pairs: Array<{ a: string; b: string; ok: boolean }> = [];
+        for (let i = 0; i < models.length; i++)
+          for (let j = i + 1; j < models.length; j++)
+            pairs.push({ a: models[i]!, b: models[j]!, ok: completed.has(models[i]!) && completed.has(models[j]!) });
+        const inserted = await tx.execute<Array<{ id: string; status: string }>>(
+          `insert into eval_pair_verdicts (id, created_at, run_id, owner_id, item_id, repeat, model_a, model_b, status, error, finished_at)
+           select gen_random_uuid(), now(), ?, ?, ?, ?, p.a, p.b,
+                  case when p.ok then 'QUEUED' else 'FAILED' end,
+                  case when p.ok then null else 'Not judged: a model of the pair has no answer' end,
+                  case when p.ok then null else now() end
+             from jsonb_to_recordset(?::jsonb) as p(a text, b text, ok boolean)
+           on conflict (run_id, item_id, repeat, model_a, model_b) do nothing
+           returning id, status`,
+          [cell.runId, cell.ownerId, cell.itemId, cell.repeat, JSON.stringify(pairs)],
+        );
+        const skipped = inserted.filter((r) => r.status === 'FAILED').length;
+        if (skipped)
+          await tx.execute(`update eval_runs set judge_calls_done = judge_calls_done + ? where id = ?`, [2 * skipped, cell.runId]);
+        const queued = inserted.filter((r) => r.status === 'QUEUED');
+        await this.deps.queue.send(
+          tx,
+          EVAL_JUDGE_QUEUE,
+          queued.map((r) => ({ data: { verdictId: r.id, runId: cell.runId } satisfies PairJob, priority: 1 })),
+        );
+      }),
+    );
+    this.wake();
+  }
+
+  /** Both orders, one call after the other; agreement gives the winner, disagreement a tie; a refusal or no verdict: FAILED. */
+  private async runPair(pair: ClaimedPair, entry: Running): Promise<void> {
+    const em = this.deps.orm.em.fork();
+    const [row] = await em.getConnection().execute<Array<{ prompt: string; a: string | null; b: string | null }>>(
+      `select min(prompt) as prompt, max(content) filter (where model = ?) as a, max(content) filter (where model = ?) as b
+         from eval_cells where run_id = ? and item_id = ? and repeat = ?`,
+      [pair.modelA, pair.modelB, pair.runId, pair.itemId, pair.repeat],
+    );
+    const judge = parseModelId(pair.run.judgeModel!);
+    let cost: number | null = null;
+    const verdicts: Array<'A' | 'B' | 'TIE' | null> = [];
+    let error: string | null = null;
+    try {
+      const model = this.deps.models.build((await this.deps.models.resolveModels(em, pair.ownerId, [judge])[0]!).spec);
+      const shown: Array<[string, string]> = [
+        [row!.a ?? '', row!.b ?? ''],
+        [row!.b ?? '', row!.a ?? ''],
+      ];
+      for (const [i, [first, second]] of shown.entries()) {
+        const result = await streamCompletion({
+          provider: judge.provider,
+          model,
+          system: JUDGE_SYSTEM_PROMPT,
+          messages: [{ role: 'user', content: judgeUserPrompt(row!.prompt, first, second) }],
+          timeoutMs: this.deps.requestTimeoutMs,
+          maxOutputBytes: this.deps.maxOutputBytes,
+          maxOutputTokens: PAIR_MAX_OUTPUT_TOKENS,
+          temperature: 0,
+          signal: entry.controller.signal,
+          headers: { 'Idempotency-Key': `evp_${pair.id}.${i === 0 ? 'ab' : 'ba'}` },
+        });
+        const c = costUsd(findCatalogEntry(judge.provider, judge.name), result.promptTokens, result.completionTokens);
+        if (c !== null) cost = (cost ?? 0) + c;
+        const parsed = parseJudgeVerdict(result.text);
+        if ('failure' in parsed) {
+          error =
+            parsed.failure === 'REFUSED' ? 'The judge refused to give a verdict' : 'The judge gave no verdict ([[A]], [[B]] or [[C]])';
+          verdicts.push(null);
+        } else verdicts.push(parsed.verdict);
+      }
+    } catch (e) {
+      if (e instanceof CancelledError) {
+        if (entry.reason === 'lease') return;
+        error = 'Cancelled';
+      } else if (e instanceof ProviderCallError) error = `${e.reason}: ${e.message}`;
+      else throw e;
+    }
+    const [ab, ba] = verdicts;
+    const pairVerdict = ab && ba && !error ? combineSwapped(ab, ba) : null;
+    const outcome = pairVerdict === 'FIRST' ? 'A' : pairVerdict === 'SECOND' ? 'B' : pairVerdict === 'TIE' ? 'TIE' : null;
+    const rows = await this.withRetry(() =>
+      this.deps.orm.em
+        .fork()
+        .getConnection()
+        .execute<Array<SqlRow>>(
+          `with v as (
+           update eval_pair_verdicts set status = ?, verdict_ab = ?, verdict_ba = ?, outcome = ?, error = ?, cost_usd = ?,
+                  finished_at = now(), lease_owner = null, heartbeat_at = null
+            where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ?
+           returning run_id, coalesce(cost_usd, 0) as cost)
+         update eval_runs r set judge_calls_done = r.judge_calls_done + 2, spent_usd = r.spent_usd + v.cost
+           from v where r.id = v.run_id
+         returning r.id, r.status, r.cells_done >= r.cells_total and r.judge_calls_done >= r.judge_calls_total as settled`,
+          [
+            outcome ? 'COMPLETED' : 'FAILED',
+            ab ?? null,
+            ba ?? null,
+            outcome,
+            outcome ? null : error,
+            cost,
+            pair.id,
+            this.instanceId,
+            pair.attempts,
+          ],
+        ),
+    );
+    if (rows?.length) await this.afterSettle(pair.runId, pair.ownerId, null, rows[0]!.status, rows[0]!.settled === true);
+  }
+
+  /** The run's completion (exactly once: a conditional update), its cache generation and its channel's event. */
+  private async afterSettle(
+    runId: string,
+    ownerId: string,
+    cellId: string | null,
+    runStatus: EvalRunStatus,
+    /** The settle's own statement saw every cell and judge call done (a queued pair may still add to the totals' dones). */
+    allDone: boolean,
+  ): Promise<void> {
+    // Only a settle that saw everything done tries to complete the run; concurrent ones race on the conditional update.
+    const finished = !allDone
+      ? []
+      : await this.withRetry(() =>
+          this.deps.orm.em
+            .fork()
+            .getConnection()
+            .execute<Array<{ status: string }>>(
+              `update eval_runs set status = 'COMPLETED', finished_at = now()
+          where id = ? and status = 'RUNNING' and cells_done >= cells_total and judge_calls_done >= judge_calls_total
+         returning status`,
+              [runId],
+            ),
+        );
+    const status = finished?.length ? EvalRunStatus.COMPLETED : runStatus;
+    if (finished?.length) await this.deps.usage.releaseEvalRun(runId);
+    await this.deps.invalidation.invalidateUser(ownerId).catch(() => undefined);
+    const message: RunEventMessage = { runId, status, ...(cellId ? { cellId } : {}) };
+    await this.deps.pubsub.publish(runChannel(runId), message);
+  }
+
+  // ─── Leases ────────────────────────────────────────────────────────────────
+
+  /** Renews every lease held here (one statement per table); aborts what is no longer ours or whose run was cancelled. */
+  private async heartbeat(): Promise<void> {
+    for (const table of ['eval_cells', 'eval_pair_verdicts'] as const) {
+      const ids = [...this.running.entries()].filter(([, r]) => r.table === table).map(([id]) => id);
+      if (!ids.length) continue;
+      let rows: Array<{ id: string; run_status: string }>;
+      try {
+        rows = await this.deps.orm.em
+          .fork()
+          .getConnection()
+          .execute(
+            `${BACKGROUND} update ${table} u set heartbeat_at = now() from eval_runs r
+            where u.id = any(?::uuid[]) and u.lease_owner = ? and u.status = 'RUNNING' and r.id = u.run_id
+           returning u.id, r.status as run_status`,
+            [pgArray(ids), this.instanceId],
+          );
+      } catch (err) {
+        this.deps.logger.warn(failure(err), 'could not renew eval leases (will retry)');
+        continue;
+      }
+      const kept = new Map(rows.map((r) => [r.id, r.run_status]));
+      for (const id of ids) {
+        const running = this.running.get(id);
+        if (!running) continue;
+        const runStatus = kept.get(id);
+        if (runStatus === undefined) this.abort(running, 'lease');
+        else if (runStatus === EvalRunStatus.CANCELLED) this.abort(running, 'cancelled');
+      }
+    }
+  }
+
+  /** Queues again (with a new job) every RUNNING row whose lease expired: its instance died. Runs on every instance. */
+  sweep(): Promise<void> {
+    return (this.sweeping ??= this.sweepOnce().finally(() => (this.sweeping = undefined)));
+  }
+
+  private async sweepOnce(): Promise<void> {
+    try {
+      for (const [table, queue] of [
+        ['eval_cells', EVAL_CELL_QUEUE],
+        ['eval_pair_verdicts', EVAL_JUDGE_QUEUE],
+      ] as const) {
+        // One cheap read first: the transaction (and its BEGIN/COMMIT) only when a lease did expire.
+        const [expired] = await this.deps.orm.em
+          .fork()
+          .getConnection()
+          .execute<Array<{ any: boolean }>>(
+            `${BACKGROUND} select exists (select 1 from ${table} where status = 'RUNNING'
+                                           and heartbeat_at < now() - make_interval(secs => ?)) as any`,
+            [this.deps.leaseMs / 1000],
+          );
+        if (!expired?.any) continue;
+        const swept = await this.deps.orm.em.fork().transactional(async (tx) => {
+          const rows = await tx.execute<Array<{ id: string; run_id: string; status: string; lease_owner: string }>>(
+            `${BACKGROUND} update ${table} u
+                set status = case when r.status = 'CANCELLED' then 'CANCELLED' else 'QUEUED' end,
+                    lease_owner = null, heartbeat_at = null
+               from eval_runs r
+              where r.id = u.run_id and u.status = 'RUNNING' and u.heartbeat_at < now() - make_interval(secs => ?)
+             returning u.id, u.run_id, u.status, r.id as lease_owner`,
+            [this.deps.leaseMs / 1000],
+          );
+          const requeued = rows.filter((r) => r.status === 'QUEUED');
+          await this.deps.queue.send(
+            tx,
+            queue,
+            requeued.map((r) => ({
+              data: table === 'eval_cells' ? { cellId: r.id, runId: r.run_id } : { verdictId: r.id, runId: r.run_id },
+            })),
+          );
+          return requeued.length;
+        });
+        if (swept) {
+          this.deps.logger.warn({ swept, table }, 'eval leases expired (their instance stopped): queued again');
+          this.wake();
+        }
+      }
+    } catch (err) {
+      this.deps.logger.warn(failure(err), 'could not sweep expired eval leases (will retry)');
+    }
+  }
+
+  private abortRun(runId: string, reason: Running['reason']): void {
+    for (const running of this.running.values()) if (running.runId === runId) this.abort(running, reason);
+  }
+
+  private abort(running: Running, reason: Running['reason']): void {
+    if (running.controller.signal.aborted) return;
+    running.reason = reason;
+    running.controller.abort();
+  }
+
+  /** Retries `write` on connection errors (a database restart) for up to WRITE_RETRY_MS; undefined when it never landed. */
+  private async withRetry<T>(write: () => Promise<T>): Promise<T | undefined> {
+    const deadline = Date.now() + Math.min(WRITE_RETRY_MS, this.deps.leaseMs);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await write();
+      } catch (err) {
+        if (!isRetryableDatabaseError(err) || Date.now() >= deadline) {
+          this.deps.logger.error({ ...failure(err), attempt }, 'eval write failed (the lease will expire and the row run again)');
+          return undefined;
+        }
+        await sleep(Math.min(1_000, 50 * 2 ** attempt));
+      }
+    }
+  }
+}
+
+/** What a failed statement is logged with: its class and SQLSTATE, never its text (it holds prompts and answers). */
+function failure(err: unknown): { error: string; code?: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  return { error: err instanceof Error ? err.name : typeof err, ...(typeof code === 'string' ? { code } : {}) };
+}

@@ -1,0 +1,206 @@
+/**
+ * An eval run survives `kill -9` of an instance running it: two real server
+ * processes (`node dist/src/main.js`) share one PostgreSQL; one is killed
+ * while it holds cells; the other takes them over once their leases expire
+ * (EVAL_LEASE_MS: 2 s here), the run completes, and no cell's provider call
+ * completed twice (the fake counts calls per `Idempotency-Key`). The calls
+ * the killed instance had in flight are the only ones made again.
+ *
+ * Deterministic without sleeps: before the kill, new calls are held at the
+ * fake (its `beforeAnswer` gate) and the test waits until every call that was
+ * already answered is recorded as a COMPLETED cell, so what the killed
+ * instance holds is exactly calls that never completed.
+ */
+import { randomBytes } from 'node:crypto';
+import { withClient } from './helpers/factories';
+import { FakeLlmServer } from './helpers/fake-llm';
+import { createTestDatabase, type TestDatabase } from './helpers/database';
+import { gqlAt, type ServerProcess, startServer } from './helpers/server-process';
+import { allCells, CANCEL, createSet, evalUser, startRun, waitForRun } from './helpers/evals';
+
+jest.setTimeout(120_000);
+
+let fake: FakeLlmServer;
+let db: TestDatabase;
+const servers: ServerProcess[] = [];
+
+beforeAll(async () => {
+  fake = await FakeLlmServer.start();
+  db = await createTestDatabase('evalcrash');
+});
+afterAll(async () => {
+  if (process.env.EVAL_DEBUG) for (const s of servers) console.log(JSON.stringify(s.logs.slice(-20)), s.stderr().slice(-2000));
+  for (const s of servers) if (s.child.exitCode === null && s.child.signalCode === null) await s.stop('SIGKILL');
+  await fake?.close();
+  await db?.drop();
+});
+
+const env = (extra: Record<string, string> = {}) => ({
+  NODE_ENV: 'production',
+  DATABASE_URL: db.url,
+  JWT_SECRET: 'eval-crash-secret-that-is-long-enough-0123456789abcdef',
+  ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'),
+  CACHE_PREFIX: `evalcrash-${randomBytes(4).toString('hex')}`,
+  ARGON2_MEMORY_KIB: '1024',
+  ARGON2_TIME_COST: '1',
+  LOG_LEVEL: 'info',
+  RATE_LIMIT_PROVIDER_CALLS: '0',
+  RATE_LIMIT_LOGIN_FAILURES: '0',
+  RATE_LIMIT_AUTH_PER_IP: '0',
+  ...fake.providerEnv(),
+  EVAL_LEASE_MS: '2000',
+  EVAL_POLL_MS: '50',
+  EVAL_CONCURRENCY: '8',
+  EVAL_CONCURRENCY_PER_USER: '8',
+  ...extra,
+});
+
+async function start(extra: Record<string, string> = {}): Promise<ServerProcess> {
+  const server = await startServer({ env: env(extra) });
+  servers.push(server);
+  return server;
+}
+
+const gqlOn = (url: string) => async (query: string, variables?: Record<string, unknown>, token?: string) =>
+  gqlAt(url, query, variables, token);
+
+it('completes a run whose instance was kill -9ed mid-run: no completed call made twice, cells resumed within 30 s', async () => {
+  const [a, b] = await Promise.all([start(), start()]);
+  const gql = gqlOn(b.url);
+  const u = await evalUser(
+    async (prefix) => {
+      const res = await gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`, {
+        e: `${prefix}-${randomBytes(3).toString('hex')}@example.com`,
+        p: 'correct horse battery',
+      });
+      return { token: res.data.register.token, userId: res.data.register.user.id };
+    },
+    gql,
+    'crash',
+  );
+  const setId = await createSet(
+    gql,
+    u.token,
+    Array.from({ length: 40 }, (_, i) => ({ prompt: `question ${i}` })),
+  );
+  fake.setBehavior('crash-a', { delayMs: 100 });
+  fake.setBehavior('crash-b', { delayMs: 100 });
+  const run = await startRun(gqlOn(a.url), u.token, { promptSetId: setId, models: ['openai:crash-a', 'anthropic:crash-b'] });
+
+  // Both instances take cells; once a quarter is done, new calls are held at the fake.
+  await waitForRun(gql, u.token, run.id, (r) => r.progress.cellsDone >= 20);
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  let heldAtGate = 0;
+  const hold = () => {
+    heldAtGate++;
+    return gate;
+  };
+  fake.setBehavior('crash-a', { delayMs: 100, beforeAnswer: hold });
+  fake.setBehavior('crash-b', { delayMs: 100, beforeAnswer: hold });
+  const cellRows = () =>
+    withClient(
+      db.url,
+      async (c) =>
+        (await c.query(`select idempotency_key, status, lease_owner, attempts from eval_cells where run_id = $1`, [run.id])).rows,
+    );
+  // Every call the fake answered in full is recorded, and the instance to kill holds cells (its calls are held at the fake).
+  const aPid = String(a.child.pid);
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const rows = await cellRows();
+    const completed = new Set(rows.filter((r) => r.status === 'COMPLETED').map((r) => r.idempotency_key));
+    const answered = [...fake.countsByIdempotencyKey('completed').keys()];
+    const heldByA = rows.filter((r) => r.status === 'RUNNING' && String(r.lease_owner).includes(`/${aPid}/`));
+    // Every open call is one held at the gate (none is mid-answer), and every answered one is recorded.
+    const open = fake.requests.filter((r) => r.finishedAt === undefined).length;
+    if (answered.every((k) => completed.has(k)) && heldByA.length > 0 && open === heldAtGate) break;
+    if (Date.now() > deadline) throw new Error('the instance to kill never held a cell');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const held = (await cellRows()).filter((r) => r.status === 'RUNNING' && String(r.lease_owner).includes(`/${aPid}/`));
+  const heldKeys = new Set(held.map((r) => r.idempotency_key));
+
+  a.child.kill('SIGKILL');
+  const killedAt = performance.now();
+  expect(await a.exited).toEqual({ code: null, signal: 'SIGKILL' });
+  open();
+
+  const done = await waitForRun(gql, u.token, run.id, undefined, 45_000).catch(async (e) => {
+    const rows = await withClient(
+      db.url,
+      async (c) =>
+        (
+          await c.query(
+            `select id, status, lease_owner, attempts, heartbeat_at, error from eval_cells where run_id = $1 and status <> 'COMPLETED'`,
+            [run.id],
+          )
+        ).rows,
+    );
+    const jobs = await withClient(
+      db.url,
+      async (c) =>
+        (
+          await c.query(`select state, data, start_after, retry_count from pgboss.job where data->>'runId' = $1 and state <> 'completed'`, [
+            run.id,
+          ])
+        ).rows,
+    );
+    console.log('STUCK', JSON.stringify(rows), JSON.stringify(jobs), aPid);
+    throw e;
+  });
+  expect(done.status).toBe('COMPLETED');
+  expect(done.progress).toMatchObject({ cellsTotal: 80, cellsDone: 80, cellsFailed: 0 });
+
+  // Zero completed calls twice; every repeated key was a call the killed instance had in flight.
+  const completedCounts = fake.countsByIdempotencyKey('completed');
+  expect(completedCounts.size).toBe(80);
+  expect([...completedCounts.entries()].filter(([, n]) => n !== 1)).toEqual([]);
+  const allCounts = fake.countsByIdempotencyKey('all');
+  const repeated = [...allCounts.entries()].filter(([, n]) => n > 1).map(([k]) => k);
+  expect(repeated.every((k) => heldKeys.has(k))).toBe(true);
+  expect(repeated.length).toBe(heldKeys.size);
+
+  // Resumed within 30 s: the first new call for a held cell arrived after one lease (2 s) and a sweep.
+  const resumedAt = Math.min(
+    ...fake.requests.filter((r) => heldKeys.has(r.idempotencyKey ?? '') && r.receivedAt > killedAt).map((r) => r.receivedAt),
+  );
+  expect(resumedAt - killedAt).toBeLessThan(30_000);
+  const cells = await allCells(gql, u.token, run.id);
+  expect(cells.filter((c) => c.attempts === 2).length).toBe(heldKeys.size);
+  await b.stop('SIGTERM');
+});
+
+it('cancels a run from another instance: in-flight calls stop within seconds (heartbeats read the run, no pub/sub)', async () => {
+  const [worker, api] = await Promise.all([start(), start({ EVAL_WORKERS: 'off' })]);
+  const gql = gqlOn(api.url);
+  const u = await evalUser(
+    async (prefix) => {
+      const res = await gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`, {
+        e: `${prefix}-${randomBytes(3).toString('hex')}@example.com`,
+        p: 'correct horse battery',
+      });
+      return { token: res.data.register.token, userId: res.data.register.user.id };
+    },
+    gql,
+    'xcancel',
+  );
+  fake.setBehavior('cancel-hang', { hang: true });
+  const setId = await createSet(
+    gql,
+    u.token,
+    Array.from({ length: 12 }, (_, i) => ({ prompt: `hang ${i}` })),
+  );
+  const run = await startRun(gql, u.token, { promptSetId: setId, models: ['openai:cancel-hang'] });
+  const mine = () => fake.requests.filter((r) => r.apiKey === u.apiKey);
+  await waitForRun(gql, u.token, run.id, () => mine().length === 8);
+  const cancelledAt = performance.now();
+  const res = await gql(CANCEL, { id: run.id }, u.token);
+  expect(res.data.cancelEvalRun.status).toBe('CANCELLED');
+  await waitForRun(gql, u.token, run.id, () => mine().every((r) => r.finishedAt !== undefined), 10_000);
+  expect(Math.max(...mine().map((r) => r.finishedAt!)) - cancelledAt).toBeLessThan(5_000);
+  const cells = await waitForRun(gql, u.token, run.id, () => true).then(() => allCells(gql, u.token, run.id));
+  expect(cells.filter((c) => c.status === 'QUEUED')).toEqual([]);
+  expect(mine()).toHaveLength(8);
+  await Promise.all([worker.stop('SIGTERM'), api.stop('SIGTERM')]);
+});
