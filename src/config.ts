@@ -556,7 +556,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       listTimeoutMs: int(env, 'LLM_LIST_TIMEOUT_MS', 2_000, 1),
       maxOutputBytes: int(env, 'LLM_MAX_OUTPUT_BYTES', 256 * 1024, 1024),
       maxListedModels: int(env, 'LLM_MAX_LISTED_MODELS', 1_000, 1),
-      providerThreads: int(env, 'PROVIDER_THREADS', 1, 0),
+      providerThreads: int(env, 'PROVIDER_THREADS', 0, 0),
       providerThreadBatchMs: int(env, 'PROVIDER_THREAD_BATCH_MS', 2, 0),
       wsIdleMs: int(env, 'WS_IDLE_MS', 60_000, 1),
     },

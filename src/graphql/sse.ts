@@ -97,9 +97,10 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
       return;
     }
     // Events are written as they come, without waiting for each to be flushed; the socket is
-    // corked from the first event of a turn of the loop until that turn's end (setImmediate),
-    // so the events of one turn (the deltas of a comparison's answers that arrived together)
-    // leave in one write. Only a full socket buffer (a slow client) makes the stream wait,
+    // corked from the first event until the current task and its microtasks are done (nextTick),
+    // so the events one task produced (the deltas of a comparison's answers that arrived together)
+    // leave in one write, and none waits for the rest of the loop's turn (setImmediate did: under
+    // load a turn is tens of milliseconds). Only a full socket buffer (a slow client) makes the stream wait,
     // for `drain` or the client leaving.
     let closed = false;
     let corked = false;
@@ -131,7 +132,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
         if (!corked) {
           corked = true;
           res.cork();
-          setImmediate(uncork);
+          process.nextTick(uncork);
         }
         if (!res.write(value)) await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;

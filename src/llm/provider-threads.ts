@@ -1,7 +1,7 @@
 /**
- * Where comparison answers are streamed from the provider: in worker threads
- * (`PROVIDER_THREADS`, default 1), so the main event loop only receives the
- * text. Reading a provider's stream through the AI SDK is a pipeline of web
+ * Where comparison answers are streamed from the provider: in-process
+ * (`PROVIDER_THREADS=0`, the default) or in worker threads, so the main event
+ * loop only receives the text. Reading a provider's stream through the AI SDK is a pipeline of web
  * streams (HTTP body → text decoder → SSE parser → JSON parse → the
  * provider's transform) costing tens of microseconds and several promises
  * per delta, each promise also paying Node 20's async-hook cost on a loop
@@ -17,7 +17,9 @@
  * back as the same classes (`ProviderCallError`, `OutputLimitError` with its
  * partial text, `CancelledError`). A thread that dies fails its streams as
  * UNAVAILABLE; the next call starts a new one. `threads: 0` streams
- * in-process (the test default: no thread start per app).
+ * in-process: on a 2-core machine that had the lower latency (a thread makes
+ * starts faster and the streams then pile up on two cores; docs/CONFIGURATION.md
+ * has the measurements), so it is the default.
  */
 import { extname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
