@@ -199,6 +199,22 @@ const CASES: Record<string, Case> = {
     },
   },
   createPromptSet: { run: async () => ({ query: `mutation { createPromptSet(input: { name: "s", items: [{ prompt: "p" }] }) { id } }` }) },
+  startEvalRun: {
+    run: async (u) => ({
+      query: `mutation($id: ID!) { startEvalRun(input: { promptSetId: $id, models: ["openai:gpt-4o-mini"] }) { id } }`,
+      variables: { id: (await promptSet(u)).id },
+    }),
+  },
+  cancelEvalRun: {
+    run: async (u) => {
+      const started = await gql(
+        `mutation($id: ID!) { startEvalRun(input: { promptSetId: $id, models: ["openai:hang"] }) { id } }`,
+        { id: (await promptSet(u)).id },
+        u,
+      );
+      return { query: `mutation($id: ID!) { cancelEvalRun(id: $id) { id } }`, variables: { id: started.data.startEvalRun.id } };
+    },
+  },
   importPromptItems: {
     run: async (u) => ({
       query: `mutation($id: ID!) { importPromptItems(promptSetId: $id, format: JSONL, data: "{\\"prompt\\": \\"q\\"}") { id } }`,
