@@ -6,7 +6,7 @@
  * certificate (made with openssl, SAN `localhost` and `127.0.0.1`), also
  * returned as the CA file.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,8 @@ export interface PrivatePostgres {
   caFile: string;
   /** Turns TLS on or off (reload) and returns once new connections see it. */
   setSsl(on: boolean): Promise<void>;
+  /** Stops the server (fast: connections are cut), then starts it again on the same port; resolves once it accepts. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -111,6 +113,26 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
       throw new Error(`ssl did not turn ${on ? 'on' : 'off'}`);
+    },
+    async restart() {
+      // Asynchronously: the app under test (same process) keeps running while the server is away.
+      const runAsync = (file: string, args: string[]) =>
+        new Promise<void>((resolve, reject) =>
+          execFile(join(bin, file), args, { uid, gid }, (error) => (error ? reject(error) : resolve())),
+        );
+      await runAsync('pg_ctl', ['stop', '-D', databaseDir, '-m', 'fast', '-w', '-t', '60']);
+      await runAsync('pg_ctl', [
+        'start',
+        '-D',
+        databaseDir,
+        '-l',
+        join(dataDir, 'server.log'),
+        '-o',
+        `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off`,
+        '-w',
+        '-t',
+        '60',
+      ]);
     },
     async stop() {
       await database.stop();
