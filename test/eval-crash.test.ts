@@ -110,10 +110,10 @@ it('completes a run whose instance was kill -9ed mid-run: no completed call made
   for (;;) {
     const rows = await cellRows();
     const completed = new Set(rows.filter((r) => r.status === 'COMPLETED').map((r) => r.idempotency_key));
-    const answered = [...fake.countsByIdempotencyKey('completed').keys()];
+    const answered = [...fake.countsByIdempotencyKey('completed', u.apiKey).keys()];
     const heldByA = rows.filter((r) => r.status === 'RUNNING' && String(r.lease_owner).includes(`/${aPid}/`));
     // Every open call is one held at the gate (none is mid-answer), and every answered one is recorded.
-    const open = fake.requests.filter((r) => r.finishedAt === undefined).length;
+    const open = fake.requests.filter((r) => r.apiKey === u.apiKey && r.finishedAt === undefined).length;
     if (answered.every((k) => completed.has(k)) && heldByA.length > 0 && open === heldAtGate) break;
     if (Date.now() > deadline) throw new Error('the instance to kill never held a cell');
     await new Promise((r) => setTimeout(r, 25));
@@ -153,10 +153,10 @@ it('completes a run whose instance was kill -9ed mid-run: no completed call made
   expect(done.progress).toMatchObject({ cellsTotal: 80, cellsDone: 80, cellsFailed: 0 });
 
   // Zero completed calls twice; every repeated key was a call the killed instance had in flight.
-  const completedCounts = fake.countsByIdempotencyKey('completed');
+  const completedCounts = fake.countsByIdempotencyKey('completed', u.apiKey);
   expect(completedCounts.size).toBe(80);
   expect([...completedCounts.entries()].filter(([, n]) => n !== 1)).toEqual([]);
-  const allCounts = fake.countsByIdempotencyKey('all');
+  const allCounts = fake.countsByIdempotencyKey('all', u.apiKey);
   const repeated = [...allCounts.entries()].filter(([, n]) => n > 1).map(([k]) => k);
   expect(repeated.every((k) => heldKeys.has(k))).toBe(true);
   expect(repeated.length).toBe(heldKeys.size);

@@ -34,7 +34,7 @@ async function runThrough(t: TestApp, prefix: string, fault: () => Promise<void>
   const cells = await allCells(t.gql, u.token, run.id);
   expect(cells.every((c) => c.status === 'COMPLETED' && c.content.startsWith(`Reply from ${prefix}-model`))).toBe(true);
   // Every cell was answered in full exactly once.
-  const counts = fake.countsByIdempotencyKey('completed');
+  const counts = fake.countsByIdempotencyKey('completed', u.apiKey);
   const mine = [...counts.entries()].filter(([k]) => k.startsWith('evc_') && !k.includes('.'));
   expect(mine.filter(([, n]) => n > 1)).toEqual([]);
 }

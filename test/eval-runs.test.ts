@@ -98,7 +98,8 @@ describe('a run, end to end', () => {
       expect(cell.passed).toBe(cell.item.position === 1);
     }
     // One provider call per cell, each with its own idempotency key; RUBRIC and pair calls carry derived keys.
-    const counts = fake.countsByIdempotencyKey('completed');
+    // This user's calls only: the fake serves the whole file, whose tests run in any order.
+    const counts = fake.countsByIdempotencyKey('completed', u.apiKey);
     const cellKeys = [...counts.keys()].filter((k) => k.startsWith('evc_') && !k.includes('.'));
     expect(cellKeys).toHaveLength(4);
     expect([...counts.values()].every((n) => n === 1)).toBe(true);

@@ -769,11 +769,11 @@ export class FakeLlmServer {
     return this.maxConcurrentByKey.get(apiKey) ?? 0;
   }
 
-  /** Requests per `Idempotency-Key`: all of them, or only those answered in full (`completed`). */
-  countsByIdempotencyKey(which: 'all' | 'completed' = 'all'): Map<string, number> {
+  /** Requests per `Idempotency-Key`: all of them, or only those answered in full (`completed`); with `apiKey`, that key's only. */
+  countsByIdempotencyKey(which: 'all' | 'completed' = 'all', apiKey?: string): Map<string, number> {
     const counts = new Map<string, number>();
     for (const r of this.requests) {
-      if (!r.idempotencyKey || (which === 'completed' && !r.completed)) continue;
+      if (!r.idempotencyKey || (which === 'completed' && !r.completed) || (apiKey !== undefined && r.apiKey !== apiKey)) continue;
       counts.set(r.idempotencyKey, (counts.get(r.idempotencyKey) ?? 0) + 1);
     }
     return counts;
