@@ -629,6 +629,37 @@ describe('regenerateMessage', () => {
     expect(JSON.stringify(exported)).not.toContain('Reply from model-a: fork me again');
   });
 
+  it('a fork regenerated in place reads its version in search and share links; a link made before keeps the old one', async () => {
+    const original = await newConversation('shared fork');
+    const reply = await send(original, 'quokkafish question');
+    const fork = (await gql(FORK, { messageId: reply.id, title: 'shared fork copy' })).data.forkConversation.id;
+    const SHARE = `mutation($input: ShareLinkInput!) { createShareLink(input: $input) { token } }`;
+    const SHARED = `query($token: String!) { shared(token: $token) { messages { role content } } }`;
+    const share = async (conversationId: string) => {
+      const res = await gql(SHARE, { input: { conversationId, expiresInHours: 1 } });
+      expect(res.errors).toBeUndefined();
+      return res.data.createShareLink.token as string;
+    };
+    const contents = async (token: string) => (await t.gql(SHARED, { token })).data.shared.messages.map((m: any) => m.content);
+    const before = await share(fork);
+    await new Promise((r) => setTimeout(r, 10));
+    const res = await gql(REGENERATE, { messageId: reply.id, model: 'anthropic:model-b', conversationId: fork });
+    expect(res.errors).toBeUndefined();
+    const after = await share(fork);
+    const originalLink = await share(original);
+    expect(await contents(before)).toEqual(['quokkafish question', 'Reply from model-a: quokkafish question']);
+    expect(await contents(after)).toEqual(['quokkafish question', 'Reply from model-b: quokkafish question']);
+    expect(await contents(originalLink)).toEqual(['quokkafish question', 'Reply from model-a: quokkafish question']);
+    const search = await gql(`{ search(query: "quokkafish") { nodes { message { content conversation { title } } } } }`);
+    expect(search.errors).toBeUndefined();
+    expect(search.data.search.nodes.map((n: any) => `${n.message.conversation.title}|${n.message.content}`).sort()).toEqual([
+      'shared fork copy|Reply from model-b: quokkafish question',
+      'shared fork copy|quokkafish question',
+      'shared fork|Reply from model-a: quokkafish question',
+      'shared fork|quokkafish question',
+    ]);
+  });
+
   it("regenerating in a fork: NOT_FOUND for a conversation another user's or one not holding the turn; nothing written", async () => {
     const original = await newConversation('regen refusals');
     const reply = await send(original, 'whose turn');
