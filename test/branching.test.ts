@@ -17,8 +17,11 @@ const FORK =
   'responseId: $responseId) { id title } }';
 const CONTINUE = `mutation($responseId: ID!, $content: String!) { continueWith(responseId: $responseId, content: $content) {
   id role content model conversation { id } } }`;
-const REGENERATE = `mutation($messageId: ID!, $model: String!) { regenerateMessage(messageId: $messageId, model: $model) {
-  id role content model version current versions { id version current content } } }`;
+const REGENERATE = `mutation($messageId: ID!, $model: String!, $conversationId: ID) {
+  regenerateMessage(messageId: $messageId, model: $model, conversationId: $conversationId) {
+  id role content model version current conversation { id } versions { id version current content } } }`;
+const TURNS = `query($id: ID!) { conversation(id: $id) { id messageCount lastMessage { id content }
+  messages(first: 100) { nodes { id content version current versions { id version current content } } } } }`;
 const MESSAGES = `query($id: ID!) { conversation(id: $id) { id title messageCount lastMessage { id content }
   messages(first: 100) { nodes { id role content model current conversation { id } forkedFrom { id conversation { id } } } } } }`;
 const PLAIN_MESSAGES = `query($id: ID!) { conversation(id: $id) { id
@@ -533,6 +536,177 @@ describe('regenerateMessage', () => {
     ]);
     await send(fork, 'next', 'openai:model-a');
     expect(lastSeenBy('model-a')).toEqual(['user:fork me', 'assistant:Reply from model-a: fork me', 'user:next']);
+  });
+
+  it('regenerates an inherited turn in the fork only: the fork reads, lists and sends its version; the original is unchanged', async () => {
+    const original = await newConversation('regen in fork');
+    const reply = await send(original, 'fork me again');
+    await send(original, 'later in the original');
+    const fork = (await gql(FORK, { messageId: reply.id })).data.forkConversation.id;
+    const originalBefore = await gql(TURNS, { id: original });
+    const countsBefore = await rowCounts();
+
+    fake.reset();
+    const res = await gql(REGENERATE, { messageId: reply.id, model: 'anthropic:model-b', conversationId: fork });
+    expect(res.errors).toBeUndefined();
+    const v2 = res.data.regenerateMessage;
+    expect(v2).toMatchObject({ content: 'Reply from model-b: fork me again', version: 2, current: true, conversation: { id: fork } });
+    expect(v2.versions.map((v: any) => [v.version, v.current, v.content])).toEqual([
+      [1, false, 'Reply from model-a: fork me again'],
+      [2, true, 'Reply from model-b: fork me again'],
+    ]);
+    // The fork's history, up to the turn: the original's later turn is not in it.
+    expect(lastSeenBy('model-b')).toEqual(['user:fork me again']);
+    // One row written: the fork's version (no copy of the history).
+    expect(await rowCounts()).toEqual({ ...countsBefore, messages: countsBefore.messages + 1 });
+
+    const forkView = (await gql(TURNS, { id: fork })).data.conversation;
+    expect(forkView.messageCount).toBe(2);
+    expect(forkView.lastMessage).toEqual({ id: v2.id, content: 'Reply from model-b: fork me again' });
+    expect(forkView.messages.nodes.map((m: any) => `${m.content}|${m.version}|${m.current}`)).toEqual([
+      'fork me again|1|true',
+      'Reply from model-b: fork me again|2|true',
+    ]);
+    expect(forkView.messages.nodes[1].versions).toEqual(v2.versions);
+    // The original reads exactly as before: its content, its versions, its current one.
+    expect((await gql(TURNS, { id: original })).raw).toBe(originalBefore.raw);
+
+    // A third version in the fork (through the fork's own version, or the inherited one with the fork named).
+    const v3 = (await gql(REGENERATE, { messageId: v2.id, model: 'openai:model-c' })).data.regenerateMessage;
+    expect(v3).toMatchObject({ version: 3, current: true, conversation: { id: fork } });
+    expect(v3.versions.map((v: any) => `${v.version}|${v.current}`)).toEqual(['1|false', '2|false', '3|true']);
+    expect((await gql(TURNS, { id: original })).raw).toBe(originalBefore.raw);
+
+    // The next message in the fork sends the fork's current version; the original's histories are unchanged.
+    fake.reset();
+    await send(fork, 'next in the fork', 'openai:model-c');
+    expect(lastSeenBy('model-c')).toEqual(['user:fork me again', 'assistant:Reply from model-c: fork me again', 'user:next in the fork']);
+    await send(original, 'next in the original', 'openai:model-a');
+    expect(lastSeenBy('model-a')).toEqual([
+      'user:fork me again',
+      'assistant:Reply from model-a: fork me again',
+      'user:later in the original',
+      'assistant:Reply from model-a: later in the original',
+      'user:next in the original',
+    ]);
+    // Regenerating in the original afterwards changes the original only (its own version numbers).
+    const o2 = (await gql(REGENERATE, { messageId: reply.id, model: 'anthropic:model-b' })).data.regenerateMessage;
+    expect(o2).toMatchObject({ version: 2, current: true, conversation: { id: original } });
+    expect(o2.versions.map((v: any) => `${v.version}|${v.current}`)).toEqual(['1|false', '2|true']);
+    expect((await gql(TURNS, { id: fork })).data.conversation.messages.nodes[1]).toMatchObject({ id: v3.id, version: 3, current: true });
+
+    // A fork of the fork keeps the fork's version of the turn.
+    const grandchild = (await gql(FORK, { messageId: v3.id })).data.forkConversation.id;
+    expect((await gql(TURNS, { id: grandchild })).data.conversation.messages.nodes.map((m: any) => m.content)).toEqual([
+      'fork me again',
+      'Reply from model-c: fork me again',
+    ]);
+    const deeper = (await gql(FORK, { messageId: (await messagesOf(fork)).messages.nodes[3].id })).data.forkConversation.id;
+    expect((await messagesOf(deeper)).messages.nodes.map((m: any) => m.content)).toEqual([
+      'fork me again',
+      'Reply from model-c: fork me again',
+      'next in the fork',
+      'Reply from model-c: next in the fork',
+    ]);
+
+    // The compiled read of the fork answers the ordinary path's bytes.
+    const noCache = { 'cache-control': 'no-cache' };
+    const served = async () =>
+      Object.fromEntries((await t.app.metrics.compiledReads.get()).values.map((v) => [String(v.labels.outcome), v.value])).served ?? 0;
+    const ordinary = await t.gql(PLAIN_MESSAGES, { id: fork }, alice.token, noCache);
+    const count = await served();
+    const compiled = await t.gql(PLAIN_MESSAGES, { id: fork }, alice.token, noCache);
+    expect(await served()).toBe(count + 1);
+    expect(compiled.raw).toBe(ordinary.raw);
+    expect(ordinary.data.conversation.messages.nodes.map((m: any) => `${m.content}|${m.version}|${m.current}`)).toEqual([
+      'fork me again|1|true',
+      'Reply from model-c: fork me again|3|true',
+      'next in the fork|1|true',
+      'Reply from model-c: next in the fork|1|true',
+    ]);
+    const exported = JSON.parse((await gql(`query($id: ID!) { exportConversation(id: $id) }`, { id: fork })).data.exportConversation);
+    expect(JSON.stringify(exported)).toContain('Reply from model-c: fork me again');
+    expect(JSON.stringify(exported)).not.toContain('Reply from model-a: fork me again');
+  });
+
+  it('a fork regenerated in place reads its version in search and share links; a link made before keeps the old one', async () => {
+    const original = await newConversation('shared fork');
+    const reply = await send(original, 'quokkafish question');
+    const fork = (await gql(FORK, { messageId: reply.id, title: 'shared fork copy' })).data.forkConversation.id;
+    const SHARE = `mutation($input: ShareLinkInput!) { createShareLink(input: $input) { token } }`;
+    const SHARED = `query($token: String!) { shared(token: $token) { messages { role content } } }`;
+    const share = async (conversationId: string) => {
+      const res = await gql(SHARE, { input: { conversationId, expiresInHours: 1 } });
+      expect(res.errors).toBeUndefined();
+      return res.data.createShareLink.token as string;
+    };
+    const contents = async (token: string) => (await t.gql(SHARED, { token })).data.shared.messages.map((m: any) => m.content);
+    const before = await share(fork);
+    await new Promise((r) => setTimeout(r, 10));
+    const res = await gql(REGENERATE, { messageId: reply.id, model: 'anthropic:model-b', conversationId: fork });
+    expect(res.errors).toBeUndefined();
+    const after = await share(fork);
+    const originalLink = await share(original);
+    expect(await contents(before)).toEqual(['quokkafish question', 'Reply from model-a: quokkafish question']);
+    expect(await contents(after)).toEqual(['quokkafish question', 'Reply from model-b: quokkafish question']);
+    expect(await contents(originalLink)).toEqual(['quokkafish question', 'Reply from model-a: quokkafish question']);
+    const search = await gql(`{ search(query: "quokkafish") { nodes { message { content conversation { title } } } } }`);
+    expect(search.errors).toBeUndefined();
+    expect(search.data.search.nodes.map((n: any) => `${n.message.conversation.title}|${n.message.content}`).sort()).toEqual([
+      'shared fork copy|Reply from model-b: quokkafish question',
+      'shared fork copy|quokkafish question',
+      'shared fork|Reply from model-a: quokkafish question',
+      'shared fork|quokkafish question',
+    ]);
+  });
+
+  it("regenerating in a fork: NOT_FOUND for a conversation another user's or one not holding the turn; nothing written", async () => {
+    const original = await newConversation('regen refusals');
+    const reply = await send(original, 'whose turn');
+    const later = await send(original, 'after the cut');
+    const fork = (await gql(FORK, { messageId: reply.id })).data.forkConversation.id;
+    const unrelated = await newConversation('unrelated');
+    await send(unrelated, 'elsewhere');
+    const bobs = await newConversation('bob', bob.token);
+    const before = await rowCounts();
+    const calls = fake.requests.length;
+    const regen = (messageId: string, conversationId: string, token = alice.token) =>
+      gql(REGENERATE, { messageId, model: 'openai:model-a', conversationId }, token);
+    expect(code(await regen(reply.id, unrelated))).toBe('NOT_FOUND');
+    expect(code(await regen(reply.id, bobs))).toBe('NOT_FOUND');
+    expect(code(await regen(reply.id, fork, bob.token))).toBe('NOT_FOUND');
+    expect(code(await regen(reply.id, 'not-a-uuid'))).toBe('NOT_FOUND');
+    // The fork was cut before this turn: it does not hold it.
+    expect(code(await regen(later.id, fork))).toBe('NOT_FOUND');
+    expect(await rowCounts()).toEqual(before);
+    expect(fake.requests.length).toBe(calls);
+  });
+
+  it('concurrent regenerates of an inherited turn in a fork keep every version, exactly one current; the original untouched', async () => {
+    const original = await newConversation('race in fork');
+    const reply = await send(original, 'race me in the fork');
+    const fork = (await gql(FORK, { messageId: reply.id })).data.forkConversation.id;
+    const results = await Promise.all(
+      ['openai:model-a', 'anthropic:model-b', 'openai:model-c'].map((model) =>
+        gql(REGENERATE, { messageId: reply.id, model, conversationId: fork }),
+      ),
+    );
+    expect(results.map((r) => r.errors)).toEqual([undefined, undefined, undefined]);
+    const view = (await gql(TURNS, { id: fork })).data.conversation;
+    const versions = view.messages.nodes[1].versions;
+    expect(versions.map((v: any) => v.version)).toEqual([1, 2, 3, 4]);
+    expect(versions.filter((v: any) => v.current)).toHaveLength(1);
+    expect(versions.at(-1).current).toBe(true);
+    expect(view.messageCount).toBe(2);
+    const own = await withClient(
+      t.db.url,
+      async (c) =>
+        (await c.query(`select count(*)::int as n from messages where conversation_id = $1 and replaced_at is null`, [fork])).rows[0].n,
+    );
+    expect(own).toBe(1);
+    const originalView = (await gql(TURNS, { id: original })).data.conversation;
+    expect(originalView.messages.nodes[1]).toMatchObject({ id: reply.id, version: 1, current: true });
+    expect(originalView.messages.nodes[1].versions).toHaveLength(1);
   });
 
   it('refuses a user message, another user, a malformed id, an unknown model; nothing written', async () => {

@@ -144,7 +144,10 @@ export const DELETED: HiddenWhen = { column: 'deleted_at' };
  * conversation shows. In its own conversation: the one not replaced
  * (`replaced_at is null`). Inherited by a fork: the one current when the fork
  * was made (written by then, not replaced by then), so regenerating in the
- * original never changes what a fork shows.
+ * original never changes what a fork shows. A fork regenerating an inherited
+ * turn writes its own version (`conversation_id` = the fork, `version_of_id`
+ * = the turn's first version): from then on the fork reads its own current
+ * version of that turn, not the inherited one (`childSourceSql`).
  */
 export const CURRENT_VERSION: VersionRule = {
   replacedAt: 'replaced_at',
@@ -560,11 +563,19 @@ export function childSourceSql(
   const rewritten = current
     ? `jsonb_build_object('${p.foreignKey}', x.${a.child}, '${current.replacedAt}', null)`
     : `jsonb_build_object('${p.foreignKey}', x.${a.child})`;
+  // A turn the inheriting parent (or a nearer ancestor, as of its segment) has its own version of reads that one instead.
+  const overridden = current
+    ? ` and not exists (select 1 from ${p.table} f where f.${p.foreignKey} = x.${a.child} and f.${current.slot} = ${slot}` +
+      ` and ${opts.asOf ? current.asOfSql('f', opts.asOf) : current.sql('f')})` +
+      ` and not exists (select 1 from ${a.table} y join ${p.table} g on g.${p.foreignKey} = y.${a.ancestor}` +
+      ` and g.${current.slot} = ${slot} where y.${a.child} = x.${a.child} and y.${a.asOf} > x.${a.asOf}` +
+      ` and ${current.asOfSql('g', `y.${a.asOf}`)})`
+    : '';
   return (
     `${opts.inheritedOnly ? '' : `${own} union all `}` +
     `select i.* from ${a.table} x join ${p.table} s on s.${p.foreignKey} = x.${a.ancestor}` +
     ` and (s.${key}, ${slot}) <= (x.${a.upto[0]}, x.${a.upto[1]})${current ? ` and ${current.asOfSql('s', `x.${a.asOf}`)}` : ''}` +
-    ` cross join lateral jsonb_populate_record(s, ${rewritten}) i where ${parentIs(`x.${a.child}`)}`
+    ` cross join lateral jsonb_populate_record(s, ${rewritten}) i where ${parentIs(`x.${a.child}`)}${overridden}`
   );
 }
 

@@ -21,7 +21,12 @@ select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"b
             join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
             cross
             join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-            where x.conversation_id = t0.id) h
+            where x.conversation_id = t0.id and not exists (select 1
+              from messages f
+              where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+              from conversation_ancestors y
+              join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+              where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) h
           join comparison_results r on r.id = h.comparison_id
           cross
           join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j
@@ -59,7 +64,12 @@ select '{' || '"comparisons":' || ('[' || coalesce((select string_agg('{' || '"r
             join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
             cross
             join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-            where x.conversation_id = t0.id) h
+            where x.conversation_id = t0.id and not exists (select 1
+              from messages f
+              where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+              from conversation_ancestors y
+              join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+              where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) h
           join comparison_results r on r.id = h.comparison_id
           cross
           join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) t1), '') || ']') || '}' as j
@@ -84,7 +94,12 @@ select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg
         join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
         cross
         join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-        where x.conversation_id = t0.id) t2
+        where x.conversation_id = t0.id and not exists (select 1
+          from messages f
+          where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+          from conversation_ancestors y
+          join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+          where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
       order by t2.created_at asc, t2.id asc
       limit ?::int) t1
     group by ()) || '}' as j
@@ -106,7 +121,12 @@ select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' |
           join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
           cross
           join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-          where x.conversation_id = t0.id) t2
+          where x.conversation_id = t0.id and not exists (select 1
+            from messages f
+            where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+            from conversation_ancestors y
+            join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+            where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
         order by t2.created_at asc, t2.id asc
         limit ?::int) t2) t1
     group by ()) || '}' as j
@@ -131,7 +151,12 @@ select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg
         join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
         cross
         join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-        where x.conversation_id = t0.id) t2
+        where x.conversation_id = t0.id and not exists (select 1
+          from messages f
+          where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+          from conversation_ancestors y
+          join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+          where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
       where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
       order by t2.created_at asc, t2.id asc
       limit ?::int) t1
@@ -154,7 +179,12 @@ select '{' || '"messages":' || (select '{' || '"pageInfo":{' || '"endCursor":' |
           join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
           cross
           join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-          where x.conversation_id = t0.id) t2
+          where x.conversation_id = t0.id and not exists (select 1
+            from messages f
+            where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+            from conversation_ancestors y
+            join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+            where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
         where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
         order by t2.created_at asc, t2.id asc
         limit ?::int) t2) t1

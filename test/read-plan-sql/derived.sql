@@ -50,7 +50,12 @@ select k.idx as k_idx, m.id as "id", (extract(epoch from m.created_at) * 1000)::
       join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
       cross
       join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-      where x.conversation_id = k.pid) c
+      where x.conversation_id = k.pid and not exists (select 1
+        from messages f
+        where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+        from conversation_ancestors y
+        join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+        where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) c
     where (k.after_at is null or (c.created_at, c.id) > (k.after_at, k.after_id))
     order by c.created_at asc, c.id asc
     limit k.lim) m
@@ -66,7 +71,12 @@ select *
     join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
     cross
     join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-    where x.conversation_id = parent.id) m
+    where x.conversation_id = parent.id and not exists (select 1
+      from messages f
+      where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+      from conversation_ancestors y
+      join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+      where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) m
   order by m.created_at asc, m.id asc
   limit ?;
 
@@ -97,7 +107,12 @@ select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "creat
       join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
       cross
       join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-      where x.conversation_id = any(?::uuid[])) h
+      where x.conversation_id = any(?::uuid[]) and not exists (select 1
+        from messages f
+        where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+        from conversation_ancestors y
+        join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+        where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) h
     join comparison_results r on r.id = h.comparison_id
     cross
     join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) x
@@ -113,7 +128,12 @@ select *
       join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
       cross
       join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-      where x.conversation_id = parent.id) h
+      where x.conversation_id = parent.id and not exists (select 1
+        from messages f
+        where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+        from conversation_ancestors y
+        join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+        where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) h
     join comparison_results r on r.id = h.comparison_id
     cross
     join lateral jsonb_populate_record(r, jsonb_build_object('conversation_id', h.conversation_id)) j) x2

@@ -160,10 +160,25 @@ export class ConversationService {
     await this.assertNothingHiddenUpTo(em, source.id, cut);
 
     const segments = await em.find(ConversationAncestor, { conversation: source.id });
-    const inherited = segments.filter(
-      (s) => s.ancestor.id === message.conversation.id || before(s.uptoCreatedAt, s.uptoId, cut.createdAt, cut.id),
+    // Conversations with rows of their own up to the cut: besides the one holding the message, a fork's own version of
+    // a turn it inherited (`regenerateMessage` with `conversationId`) lives there, so that segment is kept too.
+    const withRows = new Set(
+      (
+        await em.execute<Array<{ conversation_id: string }>>(
+          `select distinct m.conversation_id from messages m where m.conversation_id = any(?::uuid[])
+              and (m.created_at, coalesce(m.version_of_id, m.id)) <= (?::timestamptz, ?::uuid)`,
+          [pgArray([source.id, ...segments.map((s) => s.ancestor.id)]), cut.createdAt, cut.id],
+        )
+      ).map((r) => r.conversation_id),
     );
-    if (inherited.length + (found.own ? 1 : 0) > MAX_FORK_DEPTH) {
+    const inherited = segments.filter(
+      (s) =>
+        s.ancestor.id === message.conversation.id ||
+        before(s.uptoCreatedAt, s.uptoId, cut.createdAt, cut.id) ||
+        withRows.has(s.ancestor.id),
+    );
+    const ownSegment = found.own || withRows.has(source.id);
+    if (inherited.length + (ownSegment ? 1 : 0) > MAX_FORK_DEPTH) {
       throw badInput(`A fork's history may come from at most ${MAX_FORK_DEPTH} conversations: fork an earlier one`, 'messageId');
     }
     const now = new Date();
@@ -175,7 +190,7 @@ export class ConversationService {
       updatedAt: now,
     });
     for (const s of inherited) {
-      const containsCut = s.ancestor.id === message.conversation.id;
+      const containsCut = !before(s.uptoCreatedAt, s.uptoId, cut.createdAt, cut.id);
       em.create(ConversationAncestor, {
         conversation: fork,
         ancestor: s.ancestor.id,
@@ -185,7 +200,7 @@ export class ConversationService {
         createdAt: s.createdAt,
       });
     }
-    if (found.own)
+    if (ownSegment)
       em.create(ConversationAncestor, {
         conversation: fork,
         ancestor: source.id,

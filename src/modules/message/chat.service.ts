@@ -14,6 +14,9 @@
  *   answer is stored as a new version of the turn, current from then on, the
  *   others kept (`replacedAt` set). Concurrent regenerates of one turn are
  *   serialised on its first version's row: every version is kept, one is current.
+ *   With `conversationId` = a fork that inherited the turn, the version is the
+ *   fork's own row (at the turn's place): the fork reads it from then on, the
+ *   conversation the turn came from is unchanged.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../auth/principal';
@@ -33,7 +36,7 @@ import type { ConversationService } from '../conversation/conversation.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from './history';
 import { Message, MessageRole } from './message.entity';
-import { lastMessageId } from './message.service';
+import { lastMessageId, turnVersionsSql } from './message.service';
 import { assertNothingHidden } from '../comparison/blind';
 import { ComparisonResponse, ResponseStatus } from '../comparison/comparison.entity';
 
@@ -53,6 +56,8 @@ export interface ContinueWithArgs {
 export interface RegenerateArgs {
   messageId: string;
   model: string;
+  /** A fork that inherited the turn: the new version is the fork's own (default: the message's own conversation). */
+  conversationId?: string | null;
 }
 
 export function validatePrompt(raw: string, field: string): string {
@@ -153,18 +158,26 @@ export class ChatService {
   /** A new current version of an assistant turn, answered by `model` (see the module comment). */
   async regenerate(em: EntityManager, principal: Principal, args: RegenerateArgs): Promise<Message> {
     if (!isUuid(args.messageId)) throw notFound('Message');
+    if (args.conversationId !== null && args.conversationId !== undefined && !isUuid(args.conversationId)) throw notFound('Conversation');
     const modelId = parseModelId(args.model);
-    const message = await em.findOne(Message, {
-      id: args.messageId,
-      conversation: { owner: principal.userId, deletedAt: null },
-    });
+    const message = await em.findOne(Message, { id: args.messageId, conversation: { owner: principal.userId } });
     if (!message) throw notFound('Message');
+    // Where the turn is regenerated: its own conversation, or a fork of the viewer's that reads this version of it.
+    const target = args.conversationId ?? message.conversation.id;
+    const slot = message.versionOfId ?? message.id;
+    const conversation = await this.deps.conversations.getForWrite(em, principal, target);
+    if (target !== message.conversation.id) {
+      const [visible] = await em.execute<Array<{ id: string }>>(
+        `select v.id from (select ?::uuid as cid, ?::uuid as slot) t cross join lateral (${turnVersionsSql('t.cid', 't.slot')}) v
+          where v.id = ?`,
+        [target, slot, message.id],
+      );
+      if (!visible) throw notFound('Message');
+    }
     if (message.role !== MessageRole.ASSISTANT)
       throw badInput(`Only an ASSISTANT message can be regenerated (this one is ${message.role})`, 'messageId');
-    const conversation = await this.deps.conversations.getForWrite(em, principal, message.conversation.id);
     await assertNothingHidden(em, conversation.id);
     const provider = toProvider(modelId.provider);
-    const slot = message.versionOfId ?? message.id;
     const before = { createdAt: message.createdAt, id: slot };
     const history = (await historiesByModel(em, conversation.id, [endpointKey(modelId)], before)).get(endpointKey(modelId)) ?? [];
     // The turn answers the last prompt: an answer of this model to it (from its comparison) is what is being redone.
@@ -246,12 +259,20 @@ export class ChatService {
     return em.transactional(async (tx) => {
       // Regenerates of one turn take turns here: each sees the versions before it (a statement after the lock: a fresh snapshot).
       await tx.execute('select id from messages where id = ? for update', [version.slot]);
+      // The next number among the versions this conversation reads (a fork's inherited ones as of the fork, then its own).
+      const at = fields.conversation.id;
       const [row] = await tx.execute<Array<{ next: number }>>(
-        'select (coalesce(max(v.version), 0) + 1)::int as next from messages v where v.id = ? or v.version_of_id = ?',
-        [version.slot, version.slot],
+        `select (coalesce(max(v.version), 0) + 1)::int as next
+           from (select ?::uuid as cid, ?::uuid as slot) t cross join lateral (${turnVersionsSql('t.cid', 't.slot')}) v`,
+        [at, version.slot],
       );
       const now = new Date();
-      await tx.nativeUpdate(Message, { $or: [{ id: version.slot }, { versionOfId: version.slot }], replacedAt: null }, { replacedAt: now });
+      // Only this conversation's own current version is replaced: an inherited one stays as its conversation reads it.
+      await tx.nativeUpdate(
+        Message,
+        { conversation: at, $or: [{ id: version.slot }, { versionOfId: version.slot }], replacedAt: null },
+        { replacedAt: now },
+      );
       const message = tx.create(Message, {
         ...fields,
         conversation: fields.conversation.id,

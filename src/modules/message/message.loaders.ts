@@ -3,7 +3,7 @@ import DataLoader from 'dataloader';
 import { indexByKey } from '../../db/loader-utils';
 import type { Page } from '../../db/pagination';
 import type { MessageView } from './message.entity';
-import type { MessagePageKey, MessageService } from './message.service';
+import type { MessagePageKey, MessageService, TurnKey } from './message.service';
 
 export function createMessageLoaders(em: EntityManager, service: MessageService) {
   return {
@@ -14,11 +14,16 @@ export function createMessageLoaders(em: EntityManager, service: MessageService)
     lastMessageByConversationIdLoader: new DataLoader<string, MessageView | null>(async (ids) =>
       indexByKey(ids, await service.lastMessages(em, ids), (m) => m.conversationId),
     ),
-    /** Every version of a turn, by the turn's first version id. */
-    messageVersionsBySlotLoader: new DataLoader<string, MessageView[]>(async (slots) => {
-      const rows = await service.versionsBySlots(em, slots);
-      return slots.map((slot) => rows.filter((m) => (m.versionOfId ?? m.id) === slot));
-    }),
+    /** Every version of a turn as a conversation reads it (`conversationId|slot`). */
+    messageVersionsByTurnLoader: new DataLoader<TurnKey, MessageView[], string>(
+      async (keys) => {
+        const rows = await service.versionsIn(em, keys);
+        return keys.map((k) =>
+          rows.filter((m) => m.readIn === k.conversationId && (m.versionOfId ?? m.id) === k.slot).map(({ readIn: _in, ...m }) => m),
+        );
+      },
+      { cacheKeyFn: (k) => `${k.conversationId}|${k.slot}` },
+    ),
     /** A message as stored in its own conversation (null when that conversation is deleted). */
     messageOriginByIdLoader: new DataLoader<string, MessageView | null>(async (ids) =>
       indexByKey(ids, await service.originsByIds(em, ids), (m) => m.id),

@@ -39,9 +39,16 @@ export class MessageResolver {
   regenerateMessage(
     @Arg('messageId', () => ID) messageId: string,
     @Arg('model', () => String, { description: "Model id 'provider:name[@label]'." }) model: string,
+    @Arg('conversationId', () => ID, {
+      nullable: true,
+      description:
+        "Where the turn is regenerated: the message's own conversation (the default), or a fork that inherited it " +
+        "(the new version is then the fork's own; the conversation it came from is unchanged).",
+    })
+    conversationId: string | null | undefined,
     @Ctx() ctx: Context,
   ): Promise<Message> {
-    return ctx.services.chat.regenerate(ctx.em, requireUser(ctx.principal), { messageId, model });
+    return ctx.services.chat.regenerate(ctx.em, requireUser(ctx.principal), { messageId, model, conversationId });
   }
 
   @FieldResolver(() => Conversation)
@@ -63,7 +70,11 @@ export class MessageResolver {
     description: 'Every version of this turn (regenerateMessage), the first first; a turn never regenerated has one.',
   })
   async versions(@Root() message: MessageView, @Ctx() ctx: Context): Promise<MessageView[]> {
-    const versions = await ctx.loaders.messageVersionsBySlotLoader.load(message.versionOfId ?? message.id);
+    // As the conversation reading the turn lists them: a fork's inherited versions as of the fork, then its own.
+    const versions = await ctx.loaders.messageVersionsByTurnLoader.load({
+      conversationId: message.conversationId,
+      slot: message.versionOfId ?? message.id,
+    });
     // Read where the turn is read (a fork's inherited turn stays the fork's).
     return versions.map((v) => ({ ...v, conversationId: message.conversationId }));
   }

@@ -1,9 +1,25 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { type CursorCodec, type CursorPosition, isUuid, type Page, toPage } from '../../db/pagination';
 import { embeddedRows, plainShape, selectPlain } from '../../db/plain';
-import { childPagesBatchSql, childRowsSql, childSourceSql, cursorScope, MESSAGES, orderSql, pageLimit } from '../../db/read-plan';
+import {
+  CURRENT_VERSION,
+  childPagesBatchSql,
+  childRowsSql,
+  childSourceSql,
+  cursorScope,
+  FORK_ANCESTRY,
+  MESSAGES,
+  orderSql,
+  pageLimit,
+} from '../../db/read-plan';
 import { pgArray } from '../../db/sql';
 import { Message, type MessageView } from './message.entity';
+
+/** A turn (its first version's id) as one conversation reads it. */
+export interface TurnKey {
+  conversationId: string;
+  slot: string;
+}
 
 export interface MessagePageKey {
   conversationId: string;
@@ -90,14 +106,35 @@ export class MessageService {
     return rows.map(shape.map);
   }
 
-  /** Every version of each turn (keys: the turns' first version ids), oldest version first. */
-  async versionsBySlots(em: EntityManager, slots: readonly string[]): Promise<MessageView[]> {
-    const valid = slots.filter(isUuid);
+  /**
+   * Every version of each turn as a conversation reads it (keys: the conversation and the turn's first
+   * version id), oldest version first; `replacedAt` is null on the one the conversation shows (see {@link turnVersionsSql}).
+   */
+  async versionsIn(em: EntityManager, keys: readonly TurnKey[]): Promise<Array<MessageView & { readIn: string }>> {
+    const valid = keys.filter((k) => isUuid(k.conversationId) && isUuid(k.slot));
     if (!valid.length) return [];
-    return selectPlain(em, Message, 'm', 'm.id = any(?::uuid[]) or m.version_of_id = any(?::uuid[]) order by m.version', [
-      pgArray(valid),
-      pgArray(valid),
-    ]);
+    const shape = plainShape<MessageView>(em, Message);
+    const rows: Array<Record<string, unknown> & { k_cid: string; seg_at: Date | null }> = await em.getConnection().execute(
+      `select k.cid as k_cid, v.seg_at, ${shape.columns('v')}
+         from unnest(?::uuid[], ?::uuid[]) k(cid, slot) cross join lateral (${turnVersionsSql('k.cid', 'k.slot')}) v
+        order by k.cid, v.version, v.seg_at nulls last`,
+      [pgArray(valid.map((k) => k.conversationId)), pgArray(valid.map((k) => k.slot))],
+    );
+    const byKey = new Map<string, Array<{ row: MessageView; segAt: Date | null }>>();
+    for (const r of rows) {
+      const row = shape.map(r);
+      const key = `${r.k_cid}|${row.versionOfId ?? row.id}`;
+      byKey.set(key, [...(byKey.get(key) ?? []), { row, segAt: r.seg_at === null ? null : new Date(r.seg_at) }]);
+    }
+    const out: Array<MessageView & { readIn: string }> = [];
+    for (const [key, versions] of byKey) {
+      const shown = currentOf(versions);
+      const readIn = key.slice(0, key.indexOf('|'));
+      for (const { row } of versions) {
+        out.push({ ...row, readIn, replacedAt: row === shown ? null : (row.replacedAt ?? row.answeredAt ?? row.createdAt) });
+      }
+    }
+    return out;
   }
 
   /** The messages as stored (their own conversation), of conversations that are not deleted: where a fork's turn comes from. */
@@ -144,4 +181,35 @@ export async function lastMessageId(em: EntityManager, conversationId: string): 
     [conversationId, conversationId],
   );
   return row?.id ?? null;
+}
+
+/**
+ * The versions of one turn (`slot`, its first version's id) a conversation (`conversationId`, both SQL expressions)
+ * can list: its own rows of the turn, and, through each ancestry segment that reaches the turn, the ancestor's rows
+ * written by the time the segment was made (`seg_at`; null on its own rows). Which one it shows is `MESSAGES`'s
+ * rule ({@link currentOf} reads it from these rows): its own current one, else the nearest segment's as of then.
+ */
+export function turnVersionsSql(conversationId: string, slot: string): string {
+  const a = FORK_ANCESTRY;
+  const v = CURRENT_VERSION;
+  return `select m.*, null::timestamptz as seg_at from messages m
+           where m.conversation_id = ${conversationId} and (m.id = ${slot} or m.${v.slot} = ${slot})
+          union all
+          select m.*, x.${a.asOf} as seg_at from ${a.table} x join messages m on m.conversation_id = x.${a.ancestor}
+             and (m.id = ${slot} or m.${v.slot} = ${slot}) and coalesce(m.${v.writtenAt}, m.created_at) <= x.${a.asOf}
+             and (m.created_at, coalesce(m.${v.slot}, m.id)) <= (x.${a.upto[0]}, x.${a.upto[1]})
+           where x.${a.child} = ${conversationId}`;
+}
+
+/** Of a turn's versions as {@link turnVersionsSql} lists them, the one the conversation shows (as `childSourceSql` does). */
+function currentOf<T extends { replacedAt?: Date | null; answeredAt?: Date | null; createdAt: Date }>(
+  versions: ReadonlyArray<{ row: T; segAt: Date | null }>,
+): T | undefined {
+  const own = versions.find((v) => v.segAt === null && (v.row.replacedAt === null || v.row.replacedAt === undefined));
+  if (own) return own.row;
+  const inherited = versions
+    .filter((v): v is { row: T; segAt: Date } => v.segAt !== null)
+    .filter(({ row, segAt }) => (row.replacedAt ?? null) === null || row.replacedAt!.getTime() > segAt.getTime())
+    .sort((x, y) => y.segAt.getTime() - x.segAt.getTime());
+  return inherited[0]?.row;
 }
