@@ -15,7 +15,8 @@ const RUN =
 const FORK =
   'mutation($messageId: ID!, $title: String, $responseId: ID) { forkConversation(messageId: $messageId, title: $title, ' +
   'responseId: $responseId) { id title } }';
-const CONTINUE = `mutation($responseId: ID!, $content: String!) { continueWith(responseId: $responseId, content: $content) {
+const CONTINUE = `mutation($responseId: ID!, $content: String!, $conversationId: ID) {
+  continueWith(responseId: $responseId, content: $content, conversationId: $conversationId) {
   id role content model conversation { id } } }`;
 const REGENERATE = `mutation($messageId: ID!, $model: String!, $conversationId: ID) {
   regenerateMessage(messageId: $messageId, model: $model, conversationId: $conversationId) {
@@ -448,6 +449,106 @@ describe('continueWith', () => {
     const results = await Promise.all(comparison.responses.map((r: any) => gql(CONTINUE, { responseId: r.id, content: 'race' })));
     expect(results.map(code).sort()).toEqual(['BAD_USER_INPUT', undefined]);
     expect((await messagesOf(comparison.conversation.id)).messageCount).toBe(4);
+  });
+
+  it("continues a comparison a fork inherited in the fork only, with the fork's branch; the original is unchanged", async () => {
+    const comparison = (await gql(RUN, { input: { prompt: 'pick in a fork', models: ['openai:model-a', 'anthropic:model-b'] } })).data
+      .runComparison;
+    const original = comparison.conversation.id;
+    const prompt = (await messagesOf(original)).messages.nodes[0];
+    const b = comparison.responses.find((r: any) => r.model === 'anthropic:model-b');
+    // The original moves on past the comparison (continuing it there is refused); a fork at the prompt inherits it.
+    await send(original, 'the original moves on', 'openai:model-a');
+    const fork = (await gql(FORK, { messageId: prompt.id })).data.forkConversation.id;
+    const originalBefore = JSON.stringify((await gql(PLAIN_MESSAGES, { id: original })).data);
+    const rowsBefore = await withClient(t.db.url, async (c) =>
+      JSON.stringify((await c.query('select * from messages where conversation_id = $1 order by created_at, id', [original])).rows),
+    );
+
+    fake.reset();
+    const reply = await gql(CONTINUE, { responseId: b.id, content: 'go on in the fork', conversationId: fork });
+    expect(reply.errors).toBeUndefined();
+    expect(reply.data.continueWith).toMatchObject({
+      role: 'ASSISTANT',
+      content: 'Reply from model-b: go on in the fork',
+      model: 'anthropic:model-b',
+      conversation: { id: fork },
+    });
+    // One request, to model-b, holding exactly the fork's branch: the prompt, its own answer, the new message.
+    expect(fake.requests.filter((r) => r.kind === 'chat').map((r) => r.model)).toEqual(['model-b']);
+    const seen = lastSeenBy('model-b');
+    expect(seen).toEqual(['user:pick in a fork', 'assistant:Reply from model-b: pick in a fork', 'user:go on in the fork']);
+    expect(seen.filter((m) => m.includes('model-a') || m.includes('moves on'))).toEqual([]);
+
+    const view = await messagesOf(fork);
+    expect(view.messages.nodes.map((m: any) => `${m.role}:${m.content}`)).toEqual([
+      'USER:pick in a fork',
+      'ASSISTANT:Reply from model-b: pick in a fork',
+      'USER:go on in the fork',
+      'ASSISTANT:Reply from model-b: go on in the fork',
+    ]);
+    for (const m of view.messages.nodes) expect(m.conversation.id).toBe(fork);
+    const chosen = await withClient(
+      t.db.url,
+      async (c) =>
+        (await c.query('select conversation_id, source_response_id from messages where id = $1', [view.messages.nodes[1].id])).rows[0],
+    );
+    expect(chosen).toEqual({ conversation_id: fork, source_response_id: b.id });
+
+    // The original: byte-identical, through GraphQL and as stored.
+    expect(JSON.stringify((await gql(PLAIN_MESSAGES, { id: original })).data)).toBe(originalBefore);
+    const rowsAfter = await withClient(t.db.url, async (c) =>
+      JSON.stringify((await c.query('select * from messages where conversation_id = $1 order by created_at, id', [original])).rows),
+    );
+    expect(rowsAfter).toBe(rowsBefore);
+
+    // The fork has moved past the comparison now: refused, nothing written, no call.
+    const before = await rowCounts();
+    const calls = fake.requests.length;
+    const again = await gql(CONTINUE, { responseId: comparison.responses[0].id, content: 'again', conversationId: fork });
+    expect(code(again)).toBe('BAD_USER_INPUT');
+    expect(again.errors?.[0]?.message).toMatch(/fork at the response/);
+    expect(await rowCounts()).toEqual(before);
+    expect(fake.requests.length).toBe(calls);
+
+    // Another fork at the prompt still continues it once the original is deleted.
+    const second = (await gql(FORK, { messageId: prompt.id })).data.forkConversation.id;
+    expect((await gql(`mutation($id: ID!) { deleteConversation(id: $id) }`, { id: original })).data.deleteConversation).toBe(true);
+    const afterDelete = await gql(CONTINUE, { responseId: comparison.responses[0].id, content: 'after delete', conversationId: second });
+    expect(afterDelete.errors).toBeUndefined();
+    expect(afterDelete.data.continueWith.conversation.id).toBe(second);
+    expect((await messagesOf(second)).messageCount).toBe(4);
+  });
+
+  it("continuing in a fork: NOT_FOUND for a conversation another user's or one not showing the comparison; nothing written", async () => {
+    const comparison = (await gql(RUN, { input: { prompt: 'not yours', models: ['openai:model-a', 'anthropic:model-b'] } })).data
+      .runComparison;
+    const original = comparison.conversation.id;
+    const prompt = (await messagesOf(original)).messages.nodes[0];
+    const fork = (await gql(FORK, { messageId: prompt.id })).data.forkConversation.id;
+    const unrelated = await newConversation('unrelated');
+    await send(unrelated, 'elsewhere');
+    // A fork of the same original cut before the comparison does not show it.
+    const earlier = await newConversation('earlier');
+    const first = await send(earlier, 'before the comparison');
+    const later = (
+      await gql(RUN, { input: { conversationId: earlier, prompt: 'later one', models: ['openai:model-a', 'anthropic:model-b'] } })
+    ).data.runComparison;
+    const cutBefore = (await gql(FORK, { messageId: first.id })).data.forkConversation.id;
+    const bobs = await newConversation('bob', bob.token);
+    const before = await rowCounts();
+    const calls = fake.requests.length;
+    const go = (responseId: string, conversationId: string, token = alice.token) =>
+      gql(CONTINUE, { responseId, content: 'hi', conversationId }, token);
+    const a = comparison.responses[0].id;
+    expect(code(await go(a, unrelated))).toBe('NOT_FOUND');
+    expect(code(await go(a, bobs))).toBe('NOT_FOUND');
+    expect(code(await go(a, bobs, bob.token))).toBe('NOT_FOUND');
+    expect(code(await go(a, fork, bob.token))).toBe('NOT_FOUND');
+    expect(code(await go(a, 'not-a-uuid'))).toBe('NOT_FOUND');
+    expect(code(await go(later.responses[0].id, cutBefore))).toBe('NOT_FOUND');
+    expect(await rowCounts()).toEqual(before);
+    expect(fake.requests.length).toBe(calls);
   });
 
   it('refuses another user, a malformed id, an empty message; nothing written', async () => {

@@ -9,7 +9,10 @@
  *   conversation's assistant turn (a message carrying `sourceResponseId`),
  *   then `content` as `sendMessage` does, sent to that response's model (same
  *   key label). Each model's history keeps only its own answers
- *   (`history.ts`), so the other answers stay in the comparison.
+ *   (`history.ts`), so the other answers stay in the comparison. With
+ *   `conversationId` = a fork of the caller's that shows the comparison's
+ *   prompt (inherited), both rows are the fork's own and the history is the
+ *   fork's; the comparison's own conversation is unchanged.
  * - `regenerateMessage`: the turn's history (before it) goes to `model`; the
  *   answer is stored as a new version of the turn, current from then on, the
  *   others kept (`replacedAt` set). Concurrent regenerates of one turn are
@@ -22,6 +25,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../auth/principal';
 import { AppError, badInput, notFound } from '../../errors';
 import { isUuid } from '../../db/pagination';
+import { childSourceSql, MESSAGES } from '../../db/read-plan';
 import { codePointLength } from '../../input/text-input';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { endpointKey, type ModelId, parseModelId, toProvider } from '../../llm/model-id';
@@ -51,6 +55,8 @@ export interface SendMessageArgs {
 export interface ContinueWithArgs {
   responseId: string;
   content: string;
+  /** A fork of the caller's that inherited the comparison: the turn is written there (default: the comparison's own conversation). */
+  conversationId?: string | null;
 }
 
 export interface RegenerateArgs {
@@ -102,6 +108,7 @@ export class ChatService {
   /** The chosen response as the conversation's assistant turn, then `content` to its model (see the module comment). */
   async continueWith(em: EntityManager, principal: Principal, args: ContinueWithArgs): Promise<Message> {
     if (!isUuid(args.responseId)) throw notFound('Comparison response');
+    if (args.conversationId !== null && args.conversationId !== undefined && !isUuid(args.conversationId)) throw notFound('Conversation');
     const content = validatePrompt(args.content, 'content');
     const response = await em.findOne(
       ComparisonResponse,
@@ -110,14 +117,22 @@ export class ChatService {
     );
     if (!response) throw notFound('Comparison response');
     const comparison = response.comparison.getEntity();
-    if (!comparison.conversation) throw notFound('Conversation');
-    const conversation = await this.deps.conversations.getForWrite(em, principal, comparison.conversation.id);
+    // Where the turn is written: the comparison's own conversation, or a fork of the caller's that shows its prompt.
+    const own = comparison.conversation?.id ?? null;
+    const target = args.conversationId ?? own;
+    if (!target) throw notFound('Conversation');
+    const conversation = await this.deps.conversations.getForWrite(em, principal, target);
+    const inFork = target !== own;
+    // The comparison's prompt as this conversation reads it (a fork's inherited turns included).
+    const [prompt] = await em.execute<Array<{ id: string }>>(
+      `select m.id from (${childSourceSql(MESSAGES, (c) => `${c} = ?::uuid`)}) m where m.comparison_id = ? and m.role = ? limit 1`,
+      [conversation.id, conversation.id, comparison.id, MessageRole.USER],
+    );
+    if (!prompt) throw notFound(inFork ? 'Comparison response' : 'Conversation');
     if (response.status !== ResponseStatus.COMPLETED) {
       throw badInput(`Only a COMPLETED response can be continued (this one is ${response.status})`, 'responseId');
     }
     await assertNothingHidden(em, conversation.id);
-    const prompt = await em.findOne(Message, { comparison: comparison.id, conversation: conversation.id, role: MessageRole.USER });
-    if (!prompt) throw notFound('Conversation');
     const modelId = parseModelId(`${response.model}@${response.keyLabel}`);
     const provider = toProvider(modelId.provider);
     // The prompt and this model's own answer to it: exactly what the chosen turn adds.
@@ -129,8 +144,11 @@ export class ChatService {
         await tx.execute('select id from conversations where id = ? for update', [conversation.id]);
         if ((await lastMessageId(tx, conversation.id)) !== prompt.id) {
           throw badInput(
-            'The conversation has moved on since this comparison: fork it at its prompt with this response ' +
-              '(forkConversation(messageId, responseId)) and continue the fork',
+            inFork
+              ? 'This fork has moved on since the comparison it inherited: fork at the response ' +
+                  '(forkConversation(messageId, responseId)) and continue that fork'
+              : 'The conversation has moved on since this comparison: fork it at its prompt with this response ' +
+                  '(forkConversation(messageId, responseId)) and continue the fork',
             'responseId',
           );
         }

@@ -25,9 +25,16 @@ export class MessageResolver {
   continueWith(
     @Arg('responseId', () => ID) responseId: string,
     @Arg('content', () => String) content: string,
+    @Arg('conversationId', () => ID, {
+      nullable: true,
+      description:
+        "Where the turn is continued: the comparison's own conversation (the default), or a fork that inherited the " +
+        'comparison (the chosen answer and the message are then written in the fork; the original is unchanged).',
+    })
+    conversationId: string | null | undefined,
     @Ctx() ctx: Context,
   ): Promise<Message> {
-    return ctx.services.chat.continueWith(ctx.em, requireUser(ctx.principal), { responseId, content });
+    return ctx.services.chat.continueWith(ctx.em, requireUser(ctx.principal), { responseId, content, conversationId });
   }
 
   @Extensions(tokenAccess(TokenScope.COMPARE))
