@@ -173,7 +173,7 @@ describe('subscriptions over WebSocket (/graphql/ws)', () => {
   });
 
   it('ends a stream when its token expires: an UNAUTHENTICATED last event over SSE, 4401 over WebSocket', async () => {
-    const own = await createTestApp({ env: { ...fake.providerEnv(), JWT_EXPIRES_IN: '5s', SHUTDOWN_GRACE_MS: '200' } });
+    const own = await createTestApp({ env: { ...fake.providerEnv(), JWT_EXPIRES_IN: '3s', SHUTDOWN_GRACE_MS: '200' } });
     try {
       const u = await own.signUp('ws-exp');
       await own.gql(SAVE_KEY, { input: { provider: 'OPENAI', apiKey: 'sk-ws-0000000002' } }, u.token);
