@@ -131,7 +131,8 @@ async function phase(
     const port = await freePort();
     const server = await ServerProcess.start({
       name: `ours-${instances}-${i}`,
-      args: [process.execPath, 'dist/src/main.js'],
+      // BENCH_OURS_NODE_ARGS="--cpu-prof --cpu-prof-dir=…" profiles each instance (as in the other benches).
+      args: [process.execPath, ...(process.env.BENCH_OURS_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? []), 'dist/src/main.js'],
       cwd: ROOT,
       port,
       readyPath: '/health',
