@@ -7,6 +7,7 @@
  * does not understand, or an argument the resolvers would refuse, goes the
  * ordinary way.
  */
+import { BACKGROUND_SQL_TAG } from '../src/modules/comparison/comparison-runner';
 import { seedUserData, withClient } from './helpers/factories';
 import { createTestApp, type GqlResult, type TestApp } from './helpers/test-app';
 
@@ -367,7 +368,7 @@ describe('prepared statements (db/prepared.ts)', () => {
       const seen: Array<{ sql: string; failed: boolean }> = [];
       // The eval workers' and the runner's own schedule (background SQL) is not this statement.
       const stop = starved.app.queryObserver.onQuery((sql, _ms, failed) => {
-        if (!sql.startsWith('/* background */')) seen.push({ sql, failed });
+        if (!sql.startsWith(BACKGROUND_SQL_TAG)) seen.push({ sql, failed });
       });
       const prepared = new PreparedStatements(starved.app.orm.em, starved.app.queryObserver);
       const knex = starved.app.orm.em.getConnection().getKnex().client as unknown as {

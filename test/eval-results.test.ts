@@ -8,7 +8,8 @@
  */
 import { fitArena } from '../src/modules/leaderboard/arena-stats';
 import { percentiles } from '../src/modules/leaderboard/resampling';
-import { EVAL_CSV_COLUMNS, csvText, exportRunCsv, exportRunJson } from '../src/modules/eval/eval-export';
+import { csvText } from '../src/modules/common/csv';
+import { EVAL_CSV_COLUMNS, exportRunCsv, exportRunJson } from '../src/modules/eval/eval-export';
 import { computeResults, diffRuns } from '../src/modules/eval/eval-results';
 import type { CellRow, EvalRunData, EvalRunMeta, VerdictRow } from '../src/modules/eval/eval-results.types';
 import { bootstrapDifference, nearestRank, newcombeDifference, wilson } from '../src/modules/eval/eval-stats';

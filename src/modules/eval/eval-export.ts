@@ -12,6 +12,7 @@
  * spreadsheet shows it as text instead of evaluating it. Numbers and booleans
  * are written by the exporter and never prefixed; empty field = null.
  */
+import { csvText, csvValue } from '../common/csv';
 import type { CellRow, EvalModelResult, EvalResults, EvalRunDiffResult, EvalRunMeta } from './eval-results.types';
 
 export const EVAL_EXPORT_FORMAT = 'llmselect.eval-run';
@@ -39,23 +40,6 @@ export const EVAL_CSV_COLUMNS = [
   'prompt',
   'content',
 ] as const;
-
-const FORMULA_START = /^[=+\-@\t\r\n]/;
-const NEEDS_QUOTES = /[",\r\n]/;
-
-/** A text field: injection-prefixed, then quoted when RFC 4180 needs it. */
-export function csvText(value: string | null | undefined): string {
-  if (value === null || value === undefined) return '';
-  const safe = FORMULA_START.test(value) ? `'${value}` : value;
-  return NEEDS_QUOTES.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
-}
-
-/** A number or boolean the exporter formats itself: never prefixed (a negative number stays a number). */
-export function csvValue(value: number | boolean | null | undefined): string {
-  if (value === null || value === undefined) return '';
-  if (typeof value === 'boolean') return value ? 'true' : 'false';
-  return Number.isFinite(value) ? String(value) : '';
-}
 
 /** Cells in export order: position, then the run's model order (unknown models last, by name), then repeat. */
 export function orderCells(models: readonly string[], cells: readonly CellRow[]): CellRow[] {

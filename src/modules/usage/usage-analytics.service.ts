@@ -12,7 +12,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { type Principal, requireUser } from '../../auth/principal';
 import { badInput } from '../../errors';
 import { pageSize } from '../../db/pagination';
-import { csvText, csvValue } from '../eval/eval-export';
+import { csvText, csvValue } from '../common/csv';
 
 export enum UsageDimension {
   USER = 'USER',
