@@ -19,16 +19,19 @@ import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
 import type { Logger } from './logger';
 
 interface RequestRecord {
+  /** Order in which requests started (tests tell a request's SQL from an earlier request's trailing work). */
+  seq: number;
   sql: number;
   operation?: string;
   userId?: string;
 }
 
 const storage = new AsyncLocalStorage<RequestRecord>();
+let requests = 0;
 
 /** Runs `fn` (the request's handling) with a fresh record, and logs the line when the response ends. */
 export function withRequestLog<T>(logger: Logger, req: IncomingMessage, res: ServerResponse, requestId: string, fn: () => T): T {
-  const record: RequestRecord = { sql: 0 };
+  const record: RequestRecord = { seq: ++requests, sql: 0 };
   const start = process.hrtime.bigint();
   const path = new URL(req.url ?? '/', 'http://localhost').pathname;
   let logged = false;
@@ -74,6 +77,19 @@ export function withRequestLog<T>(logger: Logger, req: IncomingMessage, res: Ser
 export function countStatement(): void {
   const record = storage.getStore();
   if (record) record.sql++;
+}
+
+/**
+ * Where the code running now stands in the order of requests: the sequence number of
+ * the request it runs for (work a request left running keeps its request's number),
+ * undefined outside any request. `requestsStarted()` is the number of the latest.
+ */
+export function currentRequestSeq(): number | undefined {
+  return storage.getStore()?.seq;
+}
+
+export function requestsStarted(): number {
+  return requests;
 }
 
 /** The GraphQL operation name of the request running now (the first one named wins). */

@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { buildApp, type App } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { BACKGROUND_SQL_TAG } from '../../src/modules/comparison/comparison-runner';
+import { currentRequestSeq, requestsStarted } from '../../src/observability/request-log';
 import { createTestDatabase, type TestDatabase } from './database';
 
 export interface GqlResult<T = any> {
@@ -89,7 +90,12 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     async countStatements(fn) {
       const statements: string[] = [];
       // The comparison runner's own schedule (lease heartbeats and sweeps) is not the request's work.
+      // Neither is what an earlier request left running (a settle finishing, a cache write): on a
+      // busy machine it can land inside `fn`.
+      const earlier = requestsStarted();
       const stop = app.queryObserver.onQuery((sql) => {
+        const seq = currentRequestSeq();
+        if (seq !== undefined && seq <= earlier) return;
         if (!sql.startsWith(BACKGROUND_SQL_TAG)) statements.push(sql);
       });
       try {
