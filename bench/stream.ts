@@ -18,6 +18,7 @@
  *   npm run bench:stream -- --levels=20,100 --variants=redis,relay
  *   npm run bench:stream -- --profile --levels=100 --variants=redis   # ours A under --cpu-prof: top self-time frames
  *   flags: --deltas=100 --interval=20 --stream-timeout=60 (s) --b-delay=1000 (ms) --warmup=4 (comparisons, unrecorded) --top=15 --no-build
+ *          --profile-first=800 (with --profile: only the first 800 ms of each level, e.g. the burst of starts)
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -56,6 +57,8 @@ interface StreamOptions {
   bDelayMs: number;
   bEvery: number;
   top: number;
+  /** With --profile: only the first this many ms of each level (e.g. the burst of starts); 0: the whole level. */
+  profileFirstMs: number;
   /** Comparisons of an unrecorded warm-up level per variant (JIT, pools, connections); 0: none. */
   warmup: number;
 }
@@ -67,7 +70,7 @@ function parseStreamOptions(argv: string[]): StreamOptions {
     if (!match) throw new UsageError(`unknown argument "${arg}"`);
     flags.set(match[1]!, match[2] ?? 'true');
   }
-  const known = ['levels', 'variants', 'profile', 'no-build', 'deltas', 'interval', 'stream-timeout', 'b-delay', 'top', 'warmup', 'help'];
+  const known = ['levels', 'variants', 'profile', 'no-build', 'deltas', 'interval', 'stream-timeout', 'b-delay', 'top', 'warmup', 'profile-first', 'help'];
   for (const key of flags.keys())
     if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
   if (flags.has('help')) throw new UsageError('');
@@ -103,6 +106,7 @@ function parseStreamOptions(argv: string[]): StreamOptions {
     bEvery: 10,
     top: num('top', 15, 200),
     warmup: flags.get('warmup') === '0' ? 0 : num('warmup', 4, 1000),
+    profileFirstMs: flags.has('profile-first') ? num('profile-first', 1000, 600_000) : 0,
   };
 }
 
@@ -458,7 +462,7 @@ async function runStream(options: StreamOptions, cleanup: Cleanup): Promise<numb
         // Bill the servers until they go idle (bounded): work queued by the level is the level's.
         const quietAfter = await waitQuiet(servers, 30_000);
         const windowMs = performance.now() - t0;
-        windows.push([windowStart, profileClockUs()]);
+        windows.push([windowStart, options.profileFirstMs ? windowStart + options.profileFirstMs * 1000 : profileClockUs()]);
         const cpuAfter = servers.map((s) => s.cpuMs());
         const providerCpuAfter = cpuMs(provider.pid);
         const statsAfter = await provider.stats();

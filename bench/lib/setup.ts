@@ -140,6 +140,13 @@ export function oursEnv(
     // PROVIDER_THREADS=0 npm run bench:stream: ours with answers read in-process (the default is a thread).
     ...(process.env.PROVIDER_THREADS ? { PROVIDER_THREADS: process.env.PROVIDER_THREADS } : {}),
     ...(process.env.PROVIDER_THREAD_BATCH_MS ? { PROVIDER_THREAD_BATCH_MS: process.env.PROVIDER_THREAD_BATCH_MS } : {}),
+    // BENCH_OURS_ENV="A=1,B=2": more settings for ours (an A/B of one setting in the same bench).
+    ...Object.fromEntries(
+      (process.env.BENCH_OURS_ENV ?? '')
+        .split(',')
+        .filter((pair) => pair.includes('='))
+        .map((pair) => [pair.slice(0, pair.indexOf('=')).trim(), pair.slice(pair.indexOf('=') + 1).trim()]),
+    ),
     ...extra,
   });
 }
