@@ -160,13 +160,53 @@ describeRedis('the delta path is exact (two instances, one PostgreSQL, one Redis
     const { id, gate, first } = await startHeld('local-join');
     gate.release(14);
     await first.until(midway, 'ten words of each answer');
-    const late = follow(await subscribe(a.url, EVENTS, { id }, token));
-    await late.until((s) => s.size === 2, 'the late replay');
+    // Authorised and replayed from what this instance runs: no SQL until the replay is out.
+    const { result: late, statements } = await a.countStatements(async () => {
+      const f = follow(await subscribe(a.url, EVENTS, { id }, token));
+      await f.until((s) => s.size === 2, 'the late replay');
+      return f;
+    });
+    expect(statements).toEqual([]);
     for (const s of late.seen.values()) expect(s.replay).toContain('w9');
+    // Another user is told it does not exist, as by the SQL path.
+    const stranger = await a.signUp('stranger');
+    const refused = await subscribe(a.url, EVENTS, { id }, stranger.token);
+    const messages = [];
+    for await (const m of refused.events) messages.push(m);
+    expect(messages.map((m) => m.errors?.[0]?.extensions?.code)).toEqual(['NOT_FOUND']);
     gate.release();
     await Promise.all([first.done, late.done]);
     await expectExact(a, token, id, [first, late]);
     for (const s of late.seen.values()) expect(s.deltas).toBeGreaterThan(0);
+  });
+
+  it('a late subscriber on the running instance replays a response that already settled there, and the one still running', async () => {
+    const gate = new Gate();
+    fake.setBehavior('half-done', { text: TEXT, chunkDelayMs: 0, beforeEvent: gate.wait });
+    fake.setBehavior('done-first', { text: 'short answer', chunkDelayMs: 0 });
+    const started = await a.gql(
+      START,
+      { input: { prompt: 'one quick, one held', models: ['openai:done-first', 'anthropic:half-done'] } },
+      token,
+    );
+    const id = started.data.startComparison.id as string;
+    const [quick, held] = started.data.startComparison.responses.map((r: { id: string }) => r.id);
+    const first = follow(await subscribe(a.url, EVENTS, { id }, token));
+    gate.release(5);
+    await first.until((s) => s.get(quick)?.status === 'COMPLETED' && (s.get(held)?.text.length ?? 0) > 0, 'one settled, one started');
+    const late = follow(await subscribe(a.url, EVENTS, { id }, token));
+    await late.until((s) => s.size === 2, 'the late replay');
+    expect(late.seen.get(quick)!.status).toBe('COMPLETED');
+    expect(late.seen.get(quick)!.replay).toBe('short answer');
+    gate.release();
+    await Promise.all([first.done, late.done]);
+    // Replay + deltas is the stored text, nothing after the end (a response settled before the replay has no settle event).
+    const stored = (await a.gql(STORED, { id }, token)).data.comparison.responses as Array<{ id: string; content: string }>;
+    for (const f of [first, late]) {
+      expect(f.errors).toEqual([]);
+      expect(stored.map((r) => [f.seen.get(r.id)?.text, f.seen.get(r.id)?.eventsAfterSettle])).toEqual(stored.map((r) => [r.content, 0]));
+    }
+    expect(late.seen.get(held)!.settled).toBe(stored.find((r) => r.id === held)!.content);
   });
 
   it('a subscriber joining mid-stream on another instance gets the text exactly once (snapshot + fill from the running one)', async () => {

@@ -34,6 +34,9 @@ export class ComparisonEventsResolver {
       const ctx = context as Context;
       const principal = requireUser(ctx.principal);
       const comparisonId = String(args.comparisonId);
+      // Running here for this user (and revealed): nothing to read.
+      const local = ctx.services.runner.runsHere(comparisonId, principal.userId);
+      if (local) return ctx.services.runner.events(comparisonId, true, ctx.streamReady, local);
       const [comparison] = await ctx.services.comparisons.findByIds(ctx.em, principal, [comparisonId]);
       if (!comparison) throw notFound('Comparison');
       return ctx.services.runner.events(comparison.id, comparison.revealed, ctx.streamReady);

@@ -113,6 +113,9 @@ export class ResponsePublisher {
   private done = false;
   /** A subscriber on another instance asked for this response (`resend`): deltas go through Redis too. */
   private remote = false;
+  /** The last status published, and once settled what was announced: a local subscriber's replay is read from here. */
+  private current: ResponseStatus = ResponseStatus.PENDING;
+  private final: { status: ResponseStatus; content: string; error: string | null } | undefined;
 
   constructor(
     private readonly deps: { pubsub: PubSub; cache: CachePort },
@@ -125,7 +128,13 @@ export class ResponsePublisher {
     return this.text;
   }
 
+  /** What a subscriber joining now replays: the status and text so far, or the settled state once announced. */
+  get state(): { status: ResponseStatus; content: string; error: string | null; settled: boolean } {
+    return this.final ? { ...this.final, settled: true } : { status: this.current, content: this.text, error: null, settled: false };
+  }
+
   status(status: ResponseStatus): void {
+    this.current = status;
     this.publish({ kind: 'status', responseId: this.responseId, status });
   }
 
@@ -151,6 +160,7 @@ export class ResponsePublisher {
   /** Announces the settled state (already written to PostgreSQL, which late subscribers read from now on) and drops the snapshot. */
   async settled(status: ResponseStatus, content: string, error: string | null): Promise<void> {
     this.done = true;
+    this.final = { status, content, error };
     clearTimeout(this.snapshotTimer);
     this.snapshotTimer = undefined;
     this.publish({ kind: 'settled', responseId: this.responseId, status, content, error });
@@ -236,11 +246,13 @@ export function comparisonEventStream(
   comparisonId: string,
   revealed: boolean,
   ready: () => Promise<void> | void = () => undefined,
+  /** The comparison's responses in position order when this process runs them all (`ComparisonRunner.runsHere`). */
+  localIds?: readonly string[],
 ): ComparisonEventStream {
   const queue = new MessageQueue<QueueItem>();
   let finished!: () => void;
   const done = new Promise<void>((resolve) => (finished = resolve));
-  const events = streamEvents(deps, em, comparisonId, revealed, queue, ready, finished);
+  const events = streamEvents(deps, em, comparisonId, revealed, queue, ready, finished, localIds);
   let started = false;
   return {
     finished: done,
@@ -281,9 +293,10 @@ async function* streamEvents(
   queue: MessageQueue<QueueItem>,
   ready: () => Promise<void> | void,
   finished: () => void,
+  localIds: readonly string[] | undefined,
 ): AsyncGenerator<StreamItem, undefined> {
   try {
-    yield* followComparison(deps, em, comparisonId, revealed, queue, ready);
+    yield* followComparison(deps, em, comparisonId, revealed, queue, ready, localIds);
   } finally {
     finished();
   }
@@ -299,6 +312,7 @@ async function* followComparison(
   revealed: boolean,
   queue: MessageQueue<QueueItem>,
   ready: () => Promise<void> | void,
+  localIds: readonly string[] | undefined,
 ): AsyncGenerator<StreamItem, undefined> {
   let heard = true;
   const unsubscribe = await deps.pubsub.subscribe<ChannelMessage>(channelOf(comparisonId), (m) => {
@@ -319,9 +333,13 @@ async function* followComparison(
 
     const askForFill = (responseId: string, from: number) =>
       void deps.pubsub.publish(CONTROL_CHANNEL, { sync: responseId, comparisonId, from } satisfies ControlMessage);
-    // The stream has begun: a busy or briefly unreachable database is waited for (bounded), not answered with an error mid-stream.
-    const responses = await retried(() => em.find(ComparisonResponse, { comparison: comparisonId }, { orderBy: { position: 'asc' } }));
     const replay: ComparisonEvent[] = [];
+    // Every response runs here (read after subscribing, as below): the replay comes from the publishers, no SQL.
+    const publishers = localIds?.map((id) => deps.live.get(id));
+    const responses = publishers?.every((p) => p !== undefined)
+      ? publishers.map((p) => ({ id: p.responseId, ...p.state }))
+      : // The stream has begun: a busy or briefly unreachable database is waited for (bounded), not answered with an error mid-stream.
+        await retried(() => em.find(ComparisonResponse, { comparison: comparisonId }, { orderBy: { position: 'asc' } }));
     for (const r of responses) {
       const settled = SETTLED_STATUSES.includes(r.status);
       let content = r.content;

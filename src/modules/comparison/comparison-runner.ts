@@ -198,6 +198,12 @@ export class ComparisonRunner {
   private readonly running = new Map<string, { comparisonId: string; controller: AbortController; reason?: string }>();
   /** Publishers of the responses running here: local subscribers replay from them, others ask them to `sync`. */
   private readonly live = new Map<string, ResponsePublisher>();
+  /**
+   * Comparisons started here and not yet finished, with their owner and responses in position order: a
+   * subscriber's authorisation and replay need no SQL while they run (`runsHere`). Only revealed ones
+   * (blind ones can be revealed by a vote meanwhile); dropped when a fuse or retry adds a run.
+   */
+  private readonly startedHere = new Map<string, { ownerId: string; responseIds: string[] }>();
   private readonly inFlight = new Set<Promise<void>>();
   private readonly done = new Map<string, Promise<void>>();
   /** Open `comparisonEvents` streams, ended at shutdown. */
@@ -250,8 +256,28 @@ export class ComparisonRunner {
     const languageModels = this.deps.models.resolveModels(em, principal.userId, models, !blind);
     // The model calls and their final writes outlive the request: never cut by its deadline (REQUEST_DEADLINE_MS).
     const all = outsideDeadline(() => Promise.all(jobs.map((job, i) => this.execute(job, languageModels[i]!))));
-    this.track(comparison.id, all.then(() => undefined).finally(release));
+    const record = { ownerId: principal.userId, responseIds: jobs.map((job) => job.response.id) };
+    if (!blind) this.startedHere.set(comparison.id, record);
+    this.track(
+      comparison.id,
+      all
+        .then(() => undefined)
+        .finally(() => {
+          if (this.startedHere.get(comparison.id) === record) this.startedHere.delete(comparison.id);
+          return release();
+        }),
+    );
     return comparison.id;
+  }
+
+  /**
+   * The responses (position order) of a revealed comparison of `userId` that
+   * this process started and still runs; undefined otherwise (read it from
+   * PostgreSQL). A subscriber to it needs no SQL (`comparisonEventStream`).
+   */
+  runsHere(comparisonId: string, userId: string): readonly string[] | undefined {
+    const record = this.startedHere.get(comparisonId);
+    return record && record.ownerId === userId ? record.responseIds : undefined;
   }
 
   /** Admits the calls and stores the prompt message, the comparison and its PENDING responses in one transaction. */
@@ -315,8 +341,14 @@ export class ComparisonRunner {
    * authorised for; `revealed` false (blind, not voted on) hides provider error texts;
    * `ready` paces it to its client (see `Context.streamReady`).
    */
-  events(comparisonId: string, revealed: boolean, ready?: () => Promise<void> | void): ComparisonEventStream {
-    const stream = comparisonEventStream({ ...this.deps, live: this.live }, this.deps.orm.em.fork(), comparisonId, revealed, ready);
+  events(
+    comparisonId: string,
+    revealed: boolean,
+    ready?: () => Promise<void> | void,
+    localIds?: readonly string[],
+  ): ComparisonEventStream {
+    const deps = { ...this.deps, live: this.live };
+    const stream = comparisonEventStream(deps, this.deps.orm.em.fork(), comparisonId, revealed, ready, localIds);
     this.streams.add(stream);
     void stream.finished.then(() => this.streams.delete(stream));
     if (this.closing) void stream.shutdown();
@@ -345,6 +377,7 @@ export class ComparisonRunner {
       throw badInput(`Only FAILED or TIMED_OUT responses can be retried (this one is ${response.status})`, 'id');
     }
     const comparison = response.comparison.getEntity();
+    this.startedHere.delete(comparison.id);
     const model = parseModelId(`${response.model}@${response.keyLabel}`);
     const promptMessage = await em.findOne(Message, { comparison: comparison.id, role: MessageRole.USER });
     const history = promptMessage
@@ -416,6 +449,8 @@ export class ComparisonRunner {
     const em = this.deps.orm.em.fork();
     const [comparison] = await em.find(ComparisonResult, { id: args.comparisonId, owner: principal.userId });
     if (!comparison) throw notFound('Comparison');
+    // Its responses are no longer only the ones started with it.
+    this.startedHere.delete(comparison.id);
     const hidden = !(await revealedById(em, comparison.id));
     const all = await em.find(ComparisonResponse, { comparison: comparison.id }, { orderBy: { position: 'asc' } });
     const sources = all.filter((r) => r.kind === ResponseKind.MODEL && r.status === ResponseStatus.COMPLETED);
