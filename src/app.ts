@@ -258,8 +258,11 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       onRefused: (kind) => metrics.usageRefusals.inc({ limit: kind === 'budget' ? 'budget' : 'provider_calls' }),
     });
+    // Named statements sent outside the unit of work: compiled reads and the comparison start's write.
+    const prepared = new PreparedStatements(orm.em, queryObserver, config.preparedStatements);
     const runner = new ComparisonRunner({
       orm,
+      prepared,
       cache,
       pubsub,
       invalidation: generations,
@@ -424,7 +427,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           {
             schema,
             em: orm.em,
-            prepared: new PreparedStatements(orm.em, queryObserver, config.preparedStatements),
+            prepared,
             cursors,
             maxResponseBytes: config.limits.maxResponseBytes,
             checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables),

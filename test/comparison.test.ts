@@ -129,6 +129,37 @@ describe('a 4-model comparison across 4 providers', () => {
     // The subscriber really saw streaming, not just the final answers.
     expect([...replayed.values()].reduce((n, s) => n + s.deltas, 0)).toBeGreaterThan(4);
   });
+
+  it('writes a start in one statement: the new conversation, the comparison, the prompt and every PENDING response', async () => {
+    const models = ['openai:gpt-4o', 'anthropic:claude-sonnet-4-5', 'google:gemini-2.5-flash'];
+    const { result: started, statements } = await t.countStatements(() => gql(START, { input: { prompt: 'one write\nplease', models } }));
+    expect(started.errors).toBeUndefined();
+    // Writes of the start itself (not the key's lastUsedAt, kept to the minute, nor the STREAMING mark).
+    const startWrites = (sqls: string[]) =>
+      sqls.filter((sql) => /^\s*(with|insert|update|begin)/i.test(sql) && !/api_keys|'STREAMING'/.test(sql));
+    expect(startWrites(statements)).toHaveLength(1);
+    const { id, conversation } = started.data.startComparison;
+    const view = await gql(
+      `query($id: ID!) { conversation(id: $id) { title messages(first: 10) { nodes { role content } } comparisons { id prompt } } }`,
+      { id: conversation.id },
+    );
+    expect(view.data.conversation.title).toBe('one write');
+    expect(view.data.conversation.messages.nodes[0]).toEqual({ role: 'USER', content: 'one write\nplease' });
+    expect(view.data.conversation.comparisons).toEqual([{ id, prompt: 'one write\nplease' }]);
+    await collect(await subscribe(t.url, EVENTS, { id }, user.token));
+    const stored = (await gql(GET, { id })).data.comparison.responses;
+    expect(stored.map((r: any) => [r.model, r.status])).toEqual(models.map((m) => [m, 'COMPLETED']));
+
+    // A follow-up in the same conversation: one write again, which also moves the conversation up the history.
+    const before = (await gql(`query($id: ID!) { conversation(id: $id) { updatedAt } }`, { id: conversation.id })).data.conversation;
+    const next = await t.countStatements(() =>
+      gql(START, { input: { prompt: 'and a follow-up', models: models.slice(0, 2), conversationId: conversation.id } }),
+    );
+    expect(next.result.errors).toBeUndefined();
+    expect(startWrites(next.statements)).toHaveLength(1);
+    const after = (await gql(`query($id: ID!) { conversation(id: $id) { updatedAt } }`, { id: conversation.id })).data.conversation;
+    expect(Date.parse(after.updatedAt)).toBeGreaterThan(Date.parse(before.updatedAt));
+  });
 });
 
 describe('failures are per model', () => {

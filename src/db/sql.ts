@@ -20,5 +20,7 @@ export function pgArray(values: ReadonlyArray<string | number | Date | null>): s
 export function numberedPlaceholders(sql: string): { text: string; count: number } {
   let count = 0;
   const text = sql.replace(/\?/g, () => `$${++count}`);
+  // A text written with `$n` already (a parameter used more than once): its highest number.
+  if (count === 0) for (const [, n] of sql.matchAll(/\$(\d+)/g)) count = Math.max(count, Number(n));
   return { text, count };
 }

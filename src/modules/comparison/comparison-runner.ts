@@ -34,8 +34,9 @@ import type { Orm } from '../../db/orm';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { BurstGate } from '../../db/burst-gate';
+import type { PreparedStatement, PreparedStatements } from '../../db/prepared';
 import { sleep } from '../../timeout';
 import { isRetryableDatabaseError } from '../../db/connection-errors';
 import { excludedFromDeadline, outsideDeadline } from '../../db/request-deadline';
@@ -53,7 +54,7 @@ import { CancelledError, type ChatTurn, OutputLimitError } from '../../llm/strea
 import type { Logger } from '../../observability/logger';
 import type { Metrics } from '../../observability/metrics';
 import type { ModelAccess, ResolvedModel } from '../api-key/model-access';
-import type { ConversationService } from '../conversation/conversation.service';
+import { cleanTitle, type ConversationService } from '../conversation/conversation.service';
 import { validatePrompt } from '../message/chat.service';
 import { plannedCall, type ProviderCallAdmission } from '../usage/usage.service';
 import { historiesByModel } from '../message/history';
@@ -157,6 +158,8 @@ export interface ComparisonRunnerDeps {
   maxOutputBytes: number;
   logger: Logger;
   metrics: Metrics;
+  /** Named statements outside the unit of work (the start's write). */
+  prepared: PreparedStatements;
   /**
    * Starts storing at once (the rest wait their turn, up to
    * {@link START_QUEUE_MS}); default 8. Half the pool leaves room for
@@ -164,6 +167,32 @@ export interface ComparisonRunnerDeps {
    */
   startConcurrency?: number;
 }
+
+/**
+ * A start's rows, written by one statement (atomic on its own): a new
+ * conversation (`$5` true) or the existing one's `updated_at`, the
+ * comparison, its prompt message (at the comparison's time, before the
+ * answers) and one PENDING response per model, leased to this instance. The
+ * columns are the entities' (`comparison.entity.ts`, `message.entity.ts`,
+ * `conversation.entity.ts`); foreign keys are checked at the end of the
+ * statement, when every row is there.
+ */
+const START_SQL = `with new_conversation as (
+    insert into conversations (id, created_at, updated_at, owner_id, title)
+    select $1::uuid, $2::timestamptz, $2, $3::uuid, $4::text where $5::boolean
+  ), touched as (
+    update conversations set updated_at = $2 where id = $1 and not $5
+  ), comparison as (
+    insert into comparison_results (id, created_at, owner_id, conversation_id, prompt, blind, category)
+    values ($6::uuid, $2, $3, $1, $7::text, $8::boolean, $9::text)
+  ), prompt as (
+    insert into messages (id, created_at, conversation_id, role, content, comparison_id, version)
+    values ($10::uuid, $2, $1, 'USER', $7, $6, 1)
+  )
+  insert into comparison_responses
+    (id, created_at, api_token_id, comparison_id, position, provider, model, key_label, status, content, lease_owner)
+  select r.id, $2, $11::uuid, $6, r.position, r.provider::provider, r.model, r.key_label, 'PENDING', '', $12::text
+    from unnest($13::uuid[], $14::smallint[], $15::text[], $16::text[], $17::text[]) as r(id, position, provider, model, key_label)`;
 
 /** How long a response's first delta may wait to be stored as STREAMING (batched with the others of that window). */
 const STREAMING_MARK_MS = 50;
@@ -218,10 +247,12 @@ export class ComparisonRunner {
   private readonly startGate: BurstGate;
   /** Settles of one turn of the event loop, written in one statement. */
   private readonly settleWriter: SettleWriter;
+  private readonly startStatement: PreparedStatement;
 
   constructor(private readonly deps: ComparisonRunnerDeps) {
     this.startGate = new BurstGate(deps.startConcurrency ?? 8, START_QUEUE_MS);
     this.settleWriter = new SettleWriter(deps.orm);
+    this.startStatement = deps.prepared.prepare(START_SQL);
   }
 
   /** Listens for cancels issued on other instances, settles expired leases, and starts heartbeats and sweeps. */
@@ -289,7 +320,7 @@ export class ComparisonRunner {
     blind: boolean,
     models: ModelId[],
     category: ComparisonResult['category'],
-  ): Promise<{ comparison: ComparisonResult; jobs: Job[]; release: Awaited<ReturnType<ProviderCallAdmission['admit']>> }> {
+  ): Promise<{ comparison: { id: string; createdAt: Date }; jobs: Job[]; release: Awaited<ReturnType<ProviderCallAdmission['admit']>> }> {
     const existing = args.conversationId ? await this.deps.conversations.getForWrite(em, principal, args.conversationId) : null;
     if (existing) await assertNothingHidden(em, existing.id);
     const histories = existing ? await historiesByModel(em, existing.id, models.map(endpointKey)) : new Map<string, ChatTurn[]>();
@@ -300,39 +331,40 @@ export class ComparisonRunner {
       models.map((m) => plannedCall(m, turnsOf(m))),
     );
 
-    let jobs: Job[];
-    let comparison: ComparisonResult;
+    const createdAt = new Date();
+    const comparison = { id: randomUUID(), createdAt };
+    const responseIds = models.map(() => randomUUID());
     try {
-      // A new conversation is written in the same transaction as the comparison.
-      const conversation = existing ?? this.deps.conversations.draft(em, principal, titleFrom(prompt));
-      comparison = em.create(ComparisonResult, { owner: principal.userId, conversation, prompt, blind, category });
-      em.create(Message, { conversation, role: MessageRole.USER, content: prompt, comparison, createdAt: comparison.createdAt });
-      const responses = models.map((model, position) =>
-        em.create(ComparisonResponse, {
-          comparison,
-          position,
-          provider: toProvider(model.provider),
-          model: model.id,
-          keyLabel: model.label,
-          createdAt: comparison.createdAt,
-          leaseOwner: this.instanceId,
-          // What a personal token's daily cap counts (`usage.service.ts`).
-          apiTokenId: principal.token?.id ?? null,
-        }),
-      );
-      // A new conversation is inserted with its time already; only an existing one needs the update.
-      if (existing) conversation.updatedAt = new Date();
-      await em.flush();
-      jobs = responses.map((r, i) => ({
-        response: { id: r.id, comparisonId: comparison.id, model: models[i]! },
-        history: turnsOf(models[i]!),
-        userId: principal.userId,
+      // One statement (its own transaction): no unit of work and one round trip on the hottest write.
+      await this.deps.prepared.query(this.startStatement, [
+        existing?.id ?? randomUUID(),
+        createdAt,
+        principal.userId,
+        existing ? null : cleanTitle(titleFrom(prompt)),
+        existing === null,
+        comparison.id,
+        prompt,
         blind,
-      }));
+        category,
+        randomUUID(),
+        principal.token?.id ?? null,
+        this.instanceId,
+        pgArray(responseIds),
+        pgArray(models.map((_, position) => String(position))),
+        pgArray(models.map((m) => toProvider(m.provider))),
+        pgArray(models.map((m) => m.id)),
+        pgArray(models.map((m) => m.label)),
+      ]);
     } catch (error) {
       await release();
       throw error;
     }
+    const jobs = responseIds.map((id, i) => ({
+      response: { id, comparisonId: comparison.id, model: models[i]! },
+      history: turnsOf(models[i]!),
+      userId: principal.userId,
+      blind,
+    }));
     return { comparison, jobs, release };
   }
 
@@ -341,12 +373,7 @@ export class ComparisonRunner {
    * authorised for; `revealed` false (blind, not voted on) hides provider error texts;
    * `ready` paces it to its client (see `Context.streamReady`).
    */
-  events(
-    comparisonId: string,
-    revealed: boolean,
-    ready?: () => Promise<void> | void,
-    localIds?: readonly string[],
-  ): ComparisonEventStream {
+  events(comparisonId: string, revealed: boolean, ready?: () => Promise<void> | void, localIds?: readonly string[]): ComparisonEventStream {
     const deps = { ...this.deps, live: this.live };
     const stream = comparisonEventStream(deps, this.deps.orm.em.fork(), comparisonId, revealed, ready, localIds);
     this.streams.add(stream);

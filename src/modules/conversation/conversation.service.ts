@@ -267,7 +267,8 @@ function before(at: Date, id: string, cutAt: Date, cutId: string): boolean {
   return at.getTime() < cutAt.getTime() || (at.getTime() === cutAt.getTime() && id < cutId);
 }
 
-function cleanTitle(raw: string): string {
+/** A title as stored: trimmed, not empty, at most {@link MAX_TITLE} characters (BAD_USER_INPUT otherwise). */
+export function cleanTitle(raw: string): string {
   const title = raw.trim();
   if (!title) throw badInput('title must not be empty', 'title');
   if (codePointLength(title) > MAX_TITLE) throw badInput(`title must be at most ${MAX_TITLE} characters`, 'title');
