@@ -69,7 +69,15 @@ import {
   type ControlMessage,
   ResponsePublisher,
 } from './comparison-events';
-import { ComparisonResponse, ComparisonResult, ResponseKind, ResponseStatus, SETTLED_STATUSES } from './comparison.entity';
+import {
+  ComparisonResponse,
+  type ComparisonResponseView,
+  ComparisonResult,
+  type ComparisonView,
+  ResponseKind,
+  ResponseStatus,
+  SETTLED_STATUSES,
+} from './comparison.entity';
 import { SettleWriter } from './settle-writer';
 
 export const MIN_MODELS = 2;
@@ -109,6 +117,12 @@ export interface FuseComparisonArgs {
   model: string;
   /** What to favour when merging; default: keep what is correct and complete, drop repetition. */
   instruction?: string | null;
+}
+
+/** A comparison just stored: its row and its PENDING responses as read paths return them. */
+export interface StartedComparison {
+  view: ComparisonView;
+  responses: ComparisonResponseView[];
 }
 
 /** Fused answers a comparison may hold (labels stay letters: 8 models + 8 fused ≤ "P"). */
@@ -273,7 +287,7 @@ export class ComparisonRunner {
    * Validates, stores the comparison (prompt message + PENDING responses) in one
    * transaction, starts every model, and returns the comparison id at once.
    */
-  async begin(principal: Principal, args: RunComparisonArgs): Promise<string> {
+  async begin(principal: Principal, args: RunComparisonArgs): Promise<StartedComparison> {
     this.refuseWhenClosing();
     const prompt = validatePrompt(args.prompt, 'prompt');
     const blind = args.blind === true;
@@ -282,7 +296,8 @@ export class ComparisonRunner {
     const category = parseCategory(args.category) ?? categorize(prompt);
     const em = this.deps.orm.em.fork();
     // The reads, the admission and the transaction: behind the gate, so a burst of starts queues here rather than at the pool.
-    const { comparison, jobs, release } = await this.startGate.run(() => this.store(em, principal, args, prompt, blind, models, category));
+    const { started, jobs, release } = await this.startGate.run(() => this.store(em, principal, args, prompt, blind, models, category));
+    const comparison = started.view;
     // The keys of every model in one read; the reserved budget is given back once every response's cost is recorded.
     const languageModels = this.deps.models.resolveModels(em, principal.userId, models, !blind);
     // The model calls and their final writes outlive the request: never cut by its deadline (REQUEST_DEADLINE_MS).
@@ -298,7 +313,7 @@ export class ComparisonRunner {
           return release();
         }),
     );
-    return comparison.id;
+    return started;
   }
 
   /**
@@ -320,7 +335,7 @@ export class ComparisonRunner {
     blind: boolean,
     models: ModelId[],
     category: ComparisonResult['category'],
-  ): Promise<{ comparison: { id: string; createdAt: Date }; jobs: Job[]; release: Awaited<ReturnType<ProviderCallAdmission['admit']>> }> {
+  ): Promise<{ started: StartedComparison; jobs: Job[]; release: Awaited<ReturnType<ProviderCallAdmission['admit']>> }> {
     const existing = args.conversationId ? await this.deps.conversations.getForWrite(em, principal, args.conversationId) : null;
     if (existing) await assertNothingHidden(em, existing.id);
     const histories = existing ? await historiesByModel(em, existing.id, models.map(endpointKey)) : new Map<string, ChatTurn[]>();
@@ -332,12 +347,44 @@ export class ComparisonRunner {
     );
 
     const createdAt = new Date();
-    const comparison = { id: randomUUID(), createdAt };
-    const responseIds = models.map(() => randomUUID());
+    const conversationId = existing?.id ?? randomUUID();
+    const comparison: ComparisonView = {
+      id: randomUUID(),
+      createdAt,
+      ownerId: principal.userId,
+      conversationId,
+      prompt,
+      blind,
+      category,
+      revealed: !blind,
+    };
+    // The rows as written (what a read right after would return, before any model answers).
+    const responses: ComparisonResponseView[] = models.map((model, position) => ({
+      id: randomUUID(),
+      createdAt,
+      comparisonId: comparison.id,
+      position,
+      provider: toProvider(model.provider),
+      model: model.id,
+      keyLabel: model.label,
+      status: ResponseStatus.PENDING,
+      content: '',
+      error: null,
+      timeToFirstTokenMs: null,
+      customEndpoint: false,
+      kind: ResponseKind.MODEL,
+      sourceIds: [],
+      promptTokens: null,
+      completionTokens: null,
+      latencyMs: null,
+      costUsd: null,
+      settledAt: null,
+    }));
+    const responseIds = responses.map((r) => r.id);
     try {
       // One statement (its own transaction): no unit of work and one round trip on the hottest write.
       await this.deps.prepared.query(this.startStatement, [
-        existing?.id ?? randomUUID(),
+        conversationId,
         createdAt,
         principal.userId,
         existing ? null : cleanTitle(titleFrom(prompt)),
@@ -351,9 +398,9 @@ export class ComparisonRunner {
         this.instanceId,
         pgArray(responseIds),
         pgArray(models.map((_, position) => String(position))),
-        pgArray(models.map((m) => toProvider(m.provider))),
-        pgArray(models.map((m) => m.id)),
-        pgArray(models.map((m) => m.label)),
+        pgArray(responses.map((r) => r.provider)),
+        pgArray(responses.map((r) => r.model)),
+        pgArray(responses.map((r) => r.keyLabel)),
       ]);
     } catch (error) {
       await release();
@@ -365,7 +412,7 @@ export class ComparisonRunner {
       userId: principal.userId,
       blind,
     }));
-    return { comparison, jobs, release };
+    return { started: { view: comparison, responses }, jobs, release };
   }
 
   /**

@@ -9,7 +9,8 @@ import { AppError } from '../../errors';
 import { Connection, PageArgs, totalCountResolver } from '../common/connection';
 import { Conversation } from '../conversation/conversation.entity';
 import { Vote } from '../vote/vote.entity';
-import type { PresentedResponse } from './blind';
+import { type PresentedResponse, presentResponse } from './blind';
+import type { StartedComparison } from './comparison-runner';
 import { ComparisonResponse, ComparisonResult, type ComparisonView } from './comparison.entity';
 import { ArenaBattleInput, RunComparisonInput } from './comparison.inputs';
 
@@ -46,16 +47,15 @@ export class ComparisonResolver {
   @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => ComparisonResult, { description: 'Returns at once with PENDING responses; follow it with comparisonEvents.' })
   async startComparison(@Arg('input', () => RunComparisonInput) input: RunComparisonInput, @Ctx() ctx: Context) {
-    const id = await ctx.services.runner.begin(requireUser(ctx.principal), input);
-    return this.load(ctx, id);
+    return this.started(ctx, await ctx.services.runner.begin(requireUser(ctx.principal), input));
   }
 
   @Extensions(tokenAccess(TokenScope.COMPARE))
   @Mutation(() => ComparisonResult, { description: 'Returns when every response has settled.' })
   async runComparison(@Arg('input', () => RunComparisonInput) input: RunComparisonInput, @Ctx() ctx: Context) {
-    const id = await ctx.services.runner.begin(requireUser(ctx.principal), input);
-    await ctx.services.runner.settled(id);
-    return this.load(ctx, id);
+    const { view } = await ctx.services.runner.begin(requireUser(ctx.principal), input);
+    await ctx.services.runner.settled(view.id);
+    return this.load(ctx, view.id);
   }
 
   @Extensions(tokenAccess(TokenScope.COMPARE))
@@ -68,8 +68,7 @@ export class ComparisonResolver {
   async startArenaBattle(@Arg('input', () => ArenaBattleInput) input: ArenaBattleInput, @Ctx() ctx: Context) {
     const principal = requireUser(ctx.principal);
     const models = await ctx.services.arena.pickModels(ctx.em, principal);
-    const id = await ctx.services.runner.begin(principal, { ...input, models, blind: true });
-    return this.load(ctx, id);
+    return this.started(ctx, await ctx.services.runner.begin(principal, { ...input, models, blind: true }));
   }
 
   @Extensions(tokenAccess(TokenScope.COMPARE))
@@ -105,6 +104,16 @@ export class ComparisonResolver {
     const response = await ctx.loaders.responseByIdLoader.load(id);
     if (!response) throw new AppError('NOT_FOUND', 'Comparison response not found');
     return response;
+  }
+
+  /** A comparison just started, answered from what was written (its responses PENDING): no read back. */
+  private started(ctx: Context, { view, responses }: StartedComparison): ComparisonView {
+    ctx.loaders.comparisonByIdLoader.prime(view.id, view);
+    ctx.loaders.responsesByComparisonIdLoader.prime(
+      view.id,
+      responses.map((r) => presentResponse(r, view.revealed)),
+    );
+    return view;
   }
 
   private async load(ctx: Context, id: string): Promise<ComparisonView> {
