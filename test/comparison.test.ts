@@ -138,6 +138,11 @@ describe('a 4-model comparison across 4 providers', () => {
     const startWrites = (sqls: string[]) =>
       sqls.filter((sql) => /^\s*(with|insert|update|begin)/i.test(sql) && !/api_keys|'STREAMING'/.test(sql));
     expect(startWrites(statements)).toHaveLength(1);
+    // Answered from what it wrote: nothing read back.
+    expect(statements.filter((sql) => /from "?comparison_(results|responses)/.test(sql))).toEqual([]);
+    expect(started.data.startComparison.responses.map((r: any) => [r.model, r.status, r.content])).toEqual(
+      models.map((m) => [m, 'PENDING', '']),
+    );
     const { id, conversation } = started.data.startComparison;
     const view = await gql(
       `query($id: ID!) { conversation(id: $id) { title messages(first: 10) { nodes { role content } } comparisons { id prompt } } }`,
