@@ -116,5 +116,11 @@ describe('eval results, diff and export', () => {
     const spent = (await t.gql('query { me { spentTodayUsd } }', {}, u.token)).data.me.spentTodayUsd;
     expect(row.calls).toBeGreaterThanOrEqual(16);
     expect(row.costUsd).toBeCloseTo(spent, 9);
+
+    // Deleting the prompt set (its runs, cells and verdicts go with it) gives no budget back.
+    expect(spent).toBeGreaterThan(0);
+    const deleted = await t.gql('mutation($id: ID!) { deletePromptSet(id: $id) }', { id: setId }, u.token);
+    expect(deleted.data.deletePromptSet).toBe(true);
+    expect((await t.gql('query { me { spentTodayUsd } }', {}, u.token)).data.me.spentTodayUsd).toBeCloseTo(spent, 9);
   }, 60_000);
 });

@@ -278,6 +278,28 @@ describeRedis('spend budgets', () => {
     expect(me).toMatchObject({ budgetUsd: 0.000001, dailyBudgetUsd: 0.000001, remainingBudgetUsd: 0 });
   });
 
+  it("deleting what was spent on gives no budget back: a deleted conversation's costs still count for 24 hours", async () => {
+    const t = await app({ REDIS_URL: redisUrlForTests(), USER_DAILY_BUDGET_USD: '0.000001' });
+    const u = await userWithKey(t);
+    const created = await t.gql(`mutation { createConversation(title: "to delete") { id } }`, {}, u.token);
+    const conversationId = created.data.createConversation.id;
+    const sent = await t.gql(SEND, { input: { conversationId, content: 'spend', model: 'openai:gpt-4o' } }, u.token);
+    expect(sent.errors).toBeUndefined();
+    const cost = sent.data.sendMessage.costUsd;
+    expect(cost).toBeGreaterThan(0.000001);
+    expect((await t.gql(ME, {}, u.token)).data.me.spentTodayUsd).toBeCloseTo(cost, 9);
+
+    const deleted = await t.gql(`mutation($id: ID!) { deleteConversation(id: $id) }`, { id: conversationId }, u.token);
+    expect(deleted.data.deleteConversation).toBe(true);
+    expect((await t.gql(ME, {}, u.token)).data.me).toMatchObject({ remainingBudgetUsd: 0 });
+    expect((await t.gql(ME, {}, u.token)).data.me.spentTodayUsd).toBeCloseTo(cost, 9);
+    const requests = fake.count('openai', 'chat');
+    const refused = await t.gql(RUN, { input: { prompt: 'now free again?', models: PRICED } }, u.token);
+    expect(codes(refused)).toEqual(['BUDGET_EXCEEDED']);
+    expect(refused.errors![0]!.extensions!.spentUsd).toBeCloseTo(cost, 6);
+    expect(fake.count('openai', 'chat')).toBe(requests);
+  });
+
   it('me stays fresh through the per-user edge cache when responses settle after the mutation', async () => {
     const t = await app({ REDIS_URL: redisUrlForTests(), USER_DAILY_BUDGET_USD: '10' });
     const u = await userWithKey(t);

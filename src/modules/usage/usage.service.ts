@@ -102,7 +102,8 @@ const WINDOW = `interval '24 hours'`;
 
 /**
  * `(at, cost)` of every recorded cost of user `?` ({@link SPEND_PARAMS} times: comparisons, messages, judge calls,
- * eval cells (answer and RUBRIC judging) and eval pairwise verdicts) in the window.
+ * eval cells (answer and RUBRIC judging) and eval pairwise verdicts, and those of them deleted since (`deleted_spend`,
+ * kept by triggers: deleting a conversation or a prompt set must not give the budget back)) in the window.
  */
 const SPEND_ROWS = `
   select r.created_at as at, x.cost_usd as cost
@@ -123,10 +124,14 @@ const SPEND_ROWS = `
   union all
   select v.finished_at, v.cost_usd
     from eval_pair_verdicts v
-   where v.owner_id = ? and v.finished_at > now() - ${WINDOW} and v.cost_usd is not null`;
+   where v.owner_id = ? and v.finished_at > now() - ${WINDOW} and v.cost_usd is not null
+  union all
+  select d.at, d.cost_usd
+    from deleted_spend d
+   where d.user_id = ? and d.at > now() - ${WINDOW}`;
 
 /** How many times a spend-rows statement takes its id. */
-const SPEND_PARAMS = 5;
+const SPEND_PARAMS = 6;
 
 /** The same rows as {@link SPEND_ROWS}, made through personal API token `?` ({@link SPEND_PARAMS} times), whoever's they are. */
 const TOKEN_SPEND_ROWS = `
@@ -148,7 +153,11 @@ const TOKEN_SPEND_ROWS = `
   union all
   select v.finished_at, v.cost_usd
     from eval_pair_verdicts v join eval_runs vr on vr.id = v.run_id
-   where vr.api_token_id = ? and v.finished_at > now() - ${WINDOW} and v.cost_usd is not null`;
+   where vr.api_token_id = ? and v.finished_at > now() - ${WINDOW} and v.cost_usd is not null
+  union all
+  select d.at, d.cost_usd
+    from deleted_spend d
+   where d.api_token_id = ? and d.at > now() - ${WINDOW}`;
 
 const ids = (id: string) => Array.from({ length: SPEND_PARAMS }, () => id);
 
@@ -323,7 +332,9 @@ export class UsageService implements ProviderCallAdmission {
                          where e.owner_id = u.id and e.finished_at > now() - ${WINDOW}
                            and (e.cost_usd is not null or e.judge_cost_usd is not null)), 0)
             + coalesce((select sum(v.cost_usd) from eval_pair_verdicts v
-                         where v.owner_id = u.id and v.finished_at > now() - ${WINDOW} and v.cost_usd is not null), 0) as spent
+                         where v.owner_id = u.id and v.finished_at > now() - ${WINDOW} and v.cost_usd is not null), 0)
+            + coalesce((select sum(d.cost_usd) from deleted_spend d
+                         where d.user_id = u.id and d.at > now() - ${WINDOW}), 0) as spent
          from users u where u.id = any(?::uuid[])`,
       [pgArray(userIds.filter(isUuid))],
     );
