@@ -931,10 +931,14 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error) => {
-    console.error(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    console.error(`bench: ${message}`);
     for (const server of ServerProcess.all) {
       if (server.died()) console.error(`bench: ${server.spec.name} died (${server.died()}); its last output:\n${server.tail()}`);
-      else if (server.spec.name === 'ours') console.error(`bench: ours' last output:\n${server.tail()}`);
+      // Ours, and a server the error names (a peer masks its errors in its answers, and logs them).
+      else if (server.spec.name === 'ours' || message.includes(`${server.spec.name}:`)) {
+        console.error(`bench: ${server.spec.name}'s last output:\n${server.tail()}`);
+      }
     }
     process.exit(1);
   },
