@@ -459,7 +459,8 @@ function writeData(write: Write, body: Buffer): unknown {
 /**
  * The write rows: ours (its own instance, calling the fake provider in its own process, which answers in one delta at
  * once; no per-user model-call rate limit, everything else as in production) and bare-writes.js. Ours writes as the
- * cycled users, the limit as the next as many (other conversations, another daily vote cap). Checked before measuring:
+ * next U users after the U readers (201..400 of 1,000), the limit as the U after those (401..600): reads see none of
+ * the writes, and the two writers share no conversation nor daily vote cap. Checked before measuring:
  * one request of each write on both servers answers the same data (ids and times aside).
  */
 async function writeTargets(
@@ -493,13 +494,17 @@ async function writeTargets(
   });
   cleanup.add('stop bare-writes', () => bare.stop());
 
-  const oursUsers = env.users;
-  const bareUsers = await Promise.all(
-    env.users.map(async (u) => {
-      const n = u.n + env.users.length;
-      return { n, id: userId(n), token: await signToken(env.jwtSecret, userId(n)) };
-    }),
-  );
+  // Writers are not the readers (users 1..U): reads keep their data and their cached pages whatever the writes do.
+  const writers = async (from: number) =>
+    Promise.all(
+      env.users.map(async (u) => {
+        const n = u.n + from;
+        if (n > WORKLOAD.users) throw new Error(`the write rows need ${n} seeded users (${WORKLOAD.users} are)`);
+        return { n, id: userId(n), token: await signToken(env.jwtSecret, userId(n)) };
+      }),
+    );
+  const oursUsers = await writers(env.users.length);
+  const bareUsers = await writers(2 * env.users.length);
   // Ours calls the provider with the user's saved key, as every model call does.
   await mapLimit(oursUsers, 8, (u) =>
     graphql(
