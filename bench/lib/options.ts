@@ -10,7 +10,8 @@
  *
  * Env: BENCH_DATABASE_URL (admin URL; default postgres://postgres@127.0.0.1:5432/postgres),
  * REDIS_URL (default redis://127.0.0.1:6379), BENCH_VARIANTS, BENCH_CONCURRENCY,
- * BENCH_WARMUP_SECONDS, BENCH_SECONDS, BENCH_SOAK_REQUESTS.
+ * BENCH_WARMUP_SECONDS, BENCH_SECONDS, BENCH_SOAK_REQUESTS, BENCH_VOTES_PER_SECOND (votable comparisons seeded per
+ * second of a vote point, default 3000: raise it if a vote row fails its row count).
  */
 import { DEFAULT_ADMIN_URL } from './db';
 
