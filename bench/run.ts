@@ -3,8 +3,29 @@
  * ours, PostGraphile 5, PostGraphile 4 and two bare node:http limits, on the
  * same seeded data in the same run, with autocannon in its own process.
  * `npm run bench -- --soak`: the RSS soak (see lib/soak.ts).
+ *
+ * Rows (`--variants=a,b` runs only those; ours always starts, as the reference of the data checks):
+ * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-hit, ours-hit-remote, postgraphile5,
+ *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page).
+ * - the views (c=10 only): ours-conversation / ours-comparison (ours, cache bypassed), postgraphile5-conversation /
+ *   postgraphile5-comparison, and bare-conversation / bare-comparison: the honest limit, limits/bare-views.js, ONE prepared
+ *   statement building the whole document in PostgreSQL as ours' compiled read does, on ours' own requests (its cursor
+ *   verified and signed with ours' secret). Checked before measuring: the same data as ours (and the same end cursor).
+ *   Ratio ours / bare printed, goal ≥ 0.9.
+ * - writes (c=1/10/50): ours-send-message, ours-vote, ours-create-conversation on their own instance of ours, which calls
+ *   a fake provider in its own process (lib/fake-llm-child.ts, one delta at once) with each user's saved key; beside
+ *   bare-send-message, bare-vote, bare-create-conversation (limits/bare-writes.js: the same INSERTs in one transaction per
+ *   request; sendMessage also reads the history and calls the same fake provider). Votes go to settled, unvoted
+ *   comparisons seeded in bulk just before each vote point (BENCH_VOTES_PER_SECOND × the point's seconds, default 3000),
+ *   and each point walks its list once (LoadSpec.continuous). Checked: one write of each on both servers answers the same
+ *   data (ids and times aside), and after every point the table gained ≥ rows per request × answered requests (warm-up
+ *   included), else the run fails. Printed: req/s, p50/p99, ratio ours / bare per c (goal ≥ 0.5, p99 at c=10 beside
+ *   it) and SQL statements per request (ours: /metrics; bare: pg client calls, begin and commit included).
+ * `npm run bench -- --smoke`: every row (or --variants) for 1 s + 2 s at c=10, no pool check, no goals: the data checks
+ * and row counts above, and exit 1 on any error (results in bench/results/smoke-*.json). A regression guard, not wired to CI.
  * Flags and environment: lib/options.ts. What is measured and how: docs/BENCHMARKS.md "Performance".
  */
+import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -26,9 +47,23 @@ import {
   type View,
 } from './lib/queries';
 import { label, pointsTable, type Point, type PoolCheck, targets, targetsTable, writeReadme } from './lib/report';
-import { baseEnv, Cleanup, type Environment, ensurePeerInstalled, log, mapLimit, prepare, ROOT, startOurs, waitQuiet } from './lib/setup';
+import {
+  baseEnv,
+  Cleanup,
+  type Environment,
+  ensurePeerInstalled,
+  graphql,
+  log,
+  mapLimit,
+  prepare,
+  ROOT,
+  signToken,
+  startOurs,
+  waitQuiet,
+} from './lib/setup';
+import { withClient } from './lib/db';
 import { runSoak } from './lib/soak';
-import { comparisonId, conversationId, userId, WORKLOAD } from './lib/seed';
+import { comparisonId, conversationId, md5Uuid, userId, WORKLOAD } from './lib/seed';
 import { createClient } from '@redis/client';
 
 interface Target {
@@ -38,15 +73,22 @@ interface Target {
   statementsSource: string;
   requests: LoadRequest[];
   dialect: Dialect | 'bytes';
+  /** Writes: every answered request must add `rowsPerRequest` rows to `table`; `requestsFor` makes fresh requests per point. */
+  writes?: {
+    table: string;
+    rowsPerRequest: number;
+    rows: () => Promise<number>;
+    requestsFor?: (point: LoadSpec) => Promise<LoadRequest[]>;
+  };
 }
 
 const PEERS = join(ROOT, 'bench', 'peers');
 /** Comparison rows of ours (how much each layer buys), measured at c=10 only to keep the run under 10 minutes. */
-const VIEWS: Record<View, { ours: Variant; postgraphile5: Variant }> = {
-  conversation: { ours: 'ours-conversation', postgraphile5: 'postgraphile5-conversation' },
-  comparison: { ours: 'ours-comparison', postgraphile5: 'postgraphile5-comparison' },
+const VIEWS: Record<View, { ours: Variant; postgraphile5: Variant; bare: Variant }> = {
+  conversation: { ours: 'ours-conversation', postgraphile5: 'postgraphile5-conversation', bare: 'bare-conversation' },
+  comparison: { ours: 'ours-comparison', postgraphile5: 'postgraphile5-comparison', bare: 'bare-comparison' },
 };
-const VIEW_VARIANTS = new Set<Variant>(Object.values(VIEWS).flatMap((v) => [v.ours, v.postgraphile5]));
+const VIEW_VARIANTS = new Set<Variant>(Object.values(VIEWS).flatMap((v) => [v.ours, v.postgraphile5, v.bare]));
 const ONLY_AT_C10 = new Set<Variant>(['ours-miss-resolvers', 'ours-miss-js', 'ours-hit-remote', 'ours-shared', ...VIEW_VARIANTS]);
 /** The shared page: what a colleague opening a link asks for, without a token. */
 const SHARED_PAGE = `query SharedPage($token: String!) { shared(token: $token) { title sharedAt
@@ -161,23 +203,34 @@ async function fetchBody(server: ServerProcess, request: LoadRequest): Promise<B
   return body;
 }
 
-/** Same data from both servers for a sample of users (cursors aside); the body size of each. */
-async function checkViews(view: View, ours: Target, postgraphile5: Target): Promise<[number, number]> {
-  const sizes: [number, number] = [0, 0];
+/**
+ * Same data from ours and each other server of a view for a sample of users (cursors aside, as each server signs its own;
+ * a server in ours' dialect, the bare limit, signs with ours' secret, so its cursor must be ours' exactly). Body size of each.
+ */
+async function checkViews(view: View, ours: Target, others: Map<Variant, Target>): Promise<Map<Variant, number>> {
   const sample = [0, 1, 56, ours.requests.length - 1].filter((i, k, all) => i < ours.requests.length && all.indexOf(i) === k);
+  const sizes = new Map<Variant, number>();
+  const add = (variant: Variant, bytes: number) => sizes.set(variant, (sizes.get(variant) ?? 0) + bytes / sample.length);
   for (const i of sample) {
-    const [a, b] = [await fetchBody(ours.server, ours.requests[i]!), await fetchBody(postgraphile5.server, postgraphile5.requests[i]!)];
-    sizes[0] += a.length / sample.length;
-    sizes[1] += b.length / sample.length;
-    const difference = firstDifference(
-      normaliseView(view, 'ours', a.toString('utf8')),
-      normaliseView(view, 'postgraphile5', b.toString('utf8')),
-    );
-    if (difference) {
-      throw new Error(`DATA CHECK FAILED: the ${view} view of PostGraphile 5 differs from ours for sample ${i} at ${difference}`);
+    const a = await fetchBody(ours.server, ours.requests[i]!);
+    add(VIEWS[view].ours, a.length);
+    const expected = normaliseView(view, 'ours', a.toString('utf8'));
+    for (const [variant, target] of others) {
+      const b = await fetchBody(target.server, target.requests[i]!);
+      add(variant, b.length);
+      const dialect = target.dialect === 'postgraphile5' ? 'postgraphile5' : 'ours';
+      let difference = firstDifference(expected, normaliseView(view, dialect, b.toString('utf8')));
+      if (!difference && dialect === 'ours' && view === 'conversation') {
+        const cursor = (body: Buffer) => JSON.parse(body.toString('utf8')).data.conversation.messages.pageInfo.endCursor;
+        difference = firstDifference(cursor(a), cursor(b), '$.endCursor');
+      }
+      if (difference)
+        throw new Error(`DATA CHECK FAILED: the ${view} view of ${label(variant)} differs from ours for sample ${i} at ${difference}`);
     }
   }
-  log(`data check passed: the ${view} view of ours and PostGraphile 5 return the same data for ${sample.length} users`);
+  if (others.size) {
+    log(`data check passed: the ${view} view of ours and ${[...others.keys()].join(', ')} return the same data for ${sample.length} users`);
+  }
   return sizes;
 }
 
@@ -252,8 +305,13 @@ async function measure(
   };
   let before!: Awaited<ReturnType<typeof snapshot>>;
   let after!: Awaited<ReturnType<typeof snapshot>>;
+  const writes = target.writes;
+  if (writes?.requestsFor) spec.requests = await writes.requestsFor(spec);
+  // A write point walks its list once across warm-up and window: each request writes something new (a vote, once).
+  if (writes) spec.continuous = true;
   await waitQuiet(target.server);
-  const { result } = await load.run(spec, {
+  const rowsBefore = writes ? await writes.rows() : 0;
+  const { result, warmup } = await load.run(spec, {
     beforeMeasure: async () => {
       await waitQuiet(target.server);
       before = await snapshot(target, variant, load.pid);
@@ -267,6 +325,19 @@ async function measure(
     },
   });
   const n = Math.max(1, result.requests);
+  let rowsWritten: Point['rowsWritten'];
+  if (writes) {
+    await waitQuiet(target.server);
+    const rows = (await writes.rows()) - rowsBefore;
+    const answered = [warmup, result].reduce((sum, r) => sum + (r ? r.requests - totalErrors(r) : 0), 0);
+    rowsWritten = { table: writes.table, rows, answered };
+    if (rows < answered * writes.rowsPerRequest) {
+      throw new Error(
+        `DATA CHECK FAILED: ${label(variant)} c=${connections} answered ${answered} requests but added ${rows} rows to ${writes.table}` +
+          ` (${writes.rowsPerRequest} per request expected; votes: raise BENCH_VOTES_PER_SECOND if the list wrapped)`,
+      );
+    }
+  }
   let breakerOpens = variant.startsWith('ours') ? after.breaker - before.breaker : undefined;
   if (breakerOpens === 0) {
     // Belt and braces: the breaker may still be open without a log line we recognise.
@@ -296,7 +367,203 @@ async function measure(
     loadGeneratorCpuPercent: ((after.loadCpu - before.loadCpu) / (result.seconds * 1000)) * 100,
     rssMb: target.server.rssMb(),
     breakerOpens,
+    rowsWritten,
   };
+}
+
+type Write = 'send-message' | 'vote' | 'create-conversation';
+/** The write rows, each beside the limit doing the same INSERTs in one transaction; the table each request adds rows to. */
+const WRITES: Record<Write, { ours: Variant; bare: Variant; table: string; rowsPerRequest: number; query: string; operationName: string }> =
+  {
+    'send-message': {
+      ours: 'ours-send-message',
+      bare: 'bare-send-message',
+      table: 'messages',
+      rowsPerRequest: 2,
+      query: 'mutation SendMessage($input: SendMessageInput!) { sendMessage(input: $input) { id role content model } }',
+      operationName: 'SendMessage',
+    },
+    vote: {
+      ours: 'ours-vote',
+      bare: 'bare-vote',
+      table: 'votes',
+      rowsPerRequest: 1,
+      query: 'mutation Vote($input: VoteInput!) { vote(input: $input) { id outcome } }',
+      operationName: 'Vote',
+    },
+    'create-conversation': {
+      ours: 'ours-create-conversation',
+      bare: 'bare-create-conversation',
+      table: 'conversations',
+      rowsPerRequest: 1,
+      query: 'mutation CreateConversation($title: String) { createConversation(title: $title) { id title createdAt } }',
+      operationName: 'CreateConversation',
+    },
+  };
+/** Votable comparisons seeded before each vote point, per second of the point (warm-up included): more than any server votes. */
+const VOTES_PER_SECOND = Number(process.env.BENCH_VOTES_PER_SECOND || 3000);
+const FAKE_MODEL = 'openai:gpt-4o';
+let voteBatches = 0;
+
+/**
+ * `count` settled comparisons (2 COMPLETED responses, not blind, no vote) for `users` round-robin, in two set-based
+ * INSERTs: one vote request each, in order (a WINNER on the first response, a TIE every third).
+ */
+async function seedVotable(env: Environment, users: Environment['users'], count: number): Promise<LoadRequest[]> {
+  const batch = `bv${++voteBatches}-`;
+  await withClient(env.db.url, async (c) => {
+    await c.query(
+      `insert into comparison_results (id, created_at, owner_id, prompt)
+       select md5($1 || i)::uuid, now() - interval '1 hour', ($2::uuid[])[1 + i % cardinality($2::uuid[])], 'Bench vote ' || i
+         from generate_series(0, $3::int - 1) i`,
+      [batch, users.map((u) => u.id), count],
+    );
+    await c.query(
+      `insert into comparison_responses (id, created_at, comparison_id, position, provider, model, key_label, status, content,
+                                         latency_ms, time_to_first_token_ms, prompt_tokens, completion_tokens, cost_usd, settled_at)
+       select md5($1 || i || '-' || p)::uuid, now() - interval '1 hour', md5($1 || i)::uuid, p - 1,
+              (array['OPENAI', 'ANTHROPIC'])[p]::provider, (array['openai:gpt-4o', 'anthropic:claude-sonnet-4-5'])[p], 'default',
+              'COMPLETED', 'Answer ' || p, 900, 150, 130, 90, 0.0001, now() - interval '59 minutes'
+         from generate_series(0, $2::int - 1) i, generate_series(1, 2) p`,
+      [batch, count],
+    );
+  });
+  return Array.from({ length: count }, (_, i) => {
+    const u = users[i % users.length]!;
+    const input = i % 3 === 2 ? { outcome: 'TIE' } : { outcome: 'WINNER', winnerResponseId: md5Uuid(`${batch}${i}-1`) };
+    return writeRequest('vote', u.token, { input: { comparisonId: md5Uuid(`${batch}${i}`), ...input } });
+  });
+}
+
+function writeRequest(write: Write, token: string, variables: object): LoadRequest {
+  const { query, operationName } = WRITES[write];
+  return {
+    method: 'POST',
+    path: '/graphql',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables, operationName }),
+  };
+}
+
+/** A write's answer without what differs by design (ids, times): ours and the limit must agree on the rest. */
+function writeData(write: Write, body: Buffer): unknown {
+  const parsed = JSON.parse(body.toString('utf8')) as { data?: Record<string, Record<string, unknown>>; errors?: unknown[] };
+  if (parsed.errors?.length || !parsed.data) throw new Error(`GraphQL errors: ${body.toString('utf8').slice(0, 300)}`);
+  const { id, createdAt, ...rest } = Object.values(parsed.data)[0]!;
+  if (typeof id !== 'string' || (write === 'create-conversation' && typeof createdAt !== 'string')) {
+    throw new Error(`no id/createdAt in ${body.toString('utf8').slice(0, 300)}`);
+  }
+  return rest;
+}
+
+/**
+ * The write rows: ours (its own instance, calling the fake provider in its own process, which answers in one delta at
+ * once; no per-user model-call rate limit, everything else as in production) and bare-writes.js. Ours writes as the
+ * next U users after the U readers (201..400 of 1,000), the limit as the U after those (401..600): reads see none of
+ * the writes, and the two writers share no conversation nor daily vote cap. Checked before measuring:
+ * one request of each write on both servers answers the same data (ids and times aside).
+ */
+async function writeTargets(
+  env: Environment,
+  secrets: Parameters<typeof startOurs>[1],
+  wanted: Set<Variant>,
+  cleanup: Cleanup,
+  bodySizes: Map<Variant, number>,
+): Promise<Map<Variant, Target>> {
+  const fake = fork(join(__dirname, 'lib', 'fake-llm-child.ts'), [], {
+    execArgv: ['--require', 'ts-node/register'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, FAKE_LLM_BEHAVIOR: JSON.stringify({ [FAKE_MODEL.split(':')[1]!]: { chunks: 1 } }) },
+  });
+  cleanup.add('stop the fake provider', async () => {
+    if (fake.exitCode !== null) return;
+    const exited = new Promise((resolve) => fake.once('exit', resolve));
+    fake.disconnect();
+    await exited;
+  });
+  const baseUrls = await new Promise<Record<string, string>>((resolve, reject) => {
+    fake.once('message', (m: { baseUrls: Record<string, string> }) => resolve(m.baseUrls));
+    fake.once('exit', (code) => reject(new Error(`the fake provider exited (${code})`)));
+  });
+  log('starting ours for writes (OPENAI_BASE_URL = the fake provider, RATE_LIMIT_PROVIDER_CALLS=0)');
+  const server = await startOurs('ours-writes', secrets, { OPENAI_BASE_URL: baseUrls.openai!, RATE_LIMIT_PROVIDER_CALLS: '0' });
+  cleanup.add('stop ours-writes', () => server.stop());
+  const bare = await startPeer('bare-writes', 'bare-writes.js', LIMITS, {
+    DATABASE_URL: env.db.url,
+    BENCH_OPENAI_BASE_URL: baseUrls.openai!,
+  });
+  cleanup.add('stop bare-writes', () => bare.stop());
+
+  // Writers are not the readers (users 1..U): reads keep their data and their cached pages whatever the writes do.
+  const writers = async (from: number) =>
+    Promise.all(
+      env.users.map(async (u) => {
+        const n = u.n + from;
+        if (n > WORKLOAD.users) throw new Error(`the write rows need ${n} seeded users (${WORKLOAD.users} are)`);
+        return { n, id: userId(n), token: await signToken(env.jwtSecret, userId(n)) };
+      }),
+    );
+  const oursUsers = await writers(env.users.length);
+  const bareUsers = await writers(2 * env.users.length);
+  // Ours calls the provider with the user's saved key, as every model call does.
+  await mapLimit(oursUsers, 8, (u) =>
+    graphql(
+      server.url,
+      'mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }',
+      {
+        input: { provider: 'OPENAI', apiKey: `sk-bench-writes-${u.n}` },
+      },
+      u.token,
+    ),
+  );
+  const count = (table: string) => () =>
+    withClient(env.db.url, async (c) => Number((await c.query<{ n: string }>(`select count(*) as n from ${table}`)).rows[0]!.n));
+  const requests = (write: Write, users: Environment['users']): LoadRequest[] => {
+    if (write === 'create-conversation') return users.map((u, i) => writeRequest(write, u.token, { title: `Bench conversation ${i}` }));
+    // Every conversation of every user in turn: each sendMessage appends to a different conversation than the last.
+    return Array.from({ length: users.length * WORKLOAD.conversations }, (_, i) => {
+      const u = users[i % users.length]!;
+      const id = conversationId(u.n, 1 + (Math.floor(i / users.length) % WORKLOAD.conversations));
+      return writeRequest(write, u.token, { input: { conversationId: id, content: `Bench message ${i}`, model: FAKE_MODEL } });
+    });
+  };
+  const targetsByVariant = new Map<Variant, Target>();
+  for (const [write, w] of Object.entries(WRITES) as Array<[Write, (typeof WRITES)[Write]]>) {
+    if (!wanted.has(w.ours) && !wanted.has(w.bare)) continue;
+    const rows = count(w.table);
+    const votes = (users: Environment['users']) => async (spec: LoadSpec) =>
+      seedVotable(env, users, Math.ceil((spec.warmupSeconds + spec.seconds) * VOTES_PER_SECOND));
+    const oursTarget: Target = {
+      server,
+      statements: () => oursStatements(server),
+      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+      requests: write === 'vote' ? [] : requests(write, oursUsers),
+      dialect: 'ours',
+      writes: { table: w.table, rowsPerRequest: w.rowsPerRequest, rows, requestsFor: write === 'vote' ? votes(oursUsers) : undefined },
+    };
+    const bareTarget: Target = {
+      server: bare,
+      statements: () => benchStatements(bare),
+      statementsSource: 'pg client query calls',
+      requests: write === 'vote' ? [] : requests(write, bareUsers),
+      dialect: 'ours',
+      writes: { table: w.table, rowsPerRequest: w.rowsPerRequest, rows, requestsFor: write === 'vote' ? votes(bareUsers) : undefined },
+    };
+    // The data check: the same write on both (a fresh comparison each for votes), the same answer ids and times aside.
+    const [oursCheck, bareCheck] =
+      write === 'vote'
+        ? [(await seedVotable(env, oursUsers, 1))[0]!, (await seedVotable(env, bareUsers, 1))[0]!]
+        : [oursTarget.requests[0]!, bareTarget.requests[0]!];
+    const [oursBody, bareBody] = [await fetchBody(server, oursCheck), await fetchBody(bare, bareCheck)];
+    bodySizes.set(w.ours, oursBody.length);
+    bodySizes.set(w.bare, bareBody.length);
+    const difference = firstDifference(writeData(write, oursBody), writeData(write, bareBody));
+    if (difference) throw new Error(`DATA CHECK FAILED: ${label(w.bare)} answers differently from ours at ${difference}`);
+    log(`data check passed: ${w.operationName} of ours and bare-writes answer the same data (ids and times aside)`);
+    targetsByVariant.set(w.ours, oursTarget);
+    targetsByVariant.set(w.bare, bareTarget);
+  }
+  return targetsByVariant;
 }
 
 async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
@@ -357,8 +624,8 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   }
 
   const db = { DATABASE_URL: env.db.url };
-  const wantsViews = Object.values(VIEWS).some((v) => wanted.has(v.ours) || wanted.has(v.postgraphile5));
-  if (wanted.has('postgraphile5') || wantsViews) {
+  const wantsPeerViews = Object.values(VIEWS).some((v) => wanted.has(v.postgraphile5));
+  if (wanted.has('postgraphile5') || wantsPeerViews) {
     log('starting PostGraphile 5');
     const server = await startPeer('postgraphile5', 'server.js', join(PEERS, 'postgraphile5'), db);
     cleanup.add('stop PostGraphile 5', () => server.stop());
@@ -414,17 +681,38 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   }
 
   const bodySizes = await checkSameData(env, targetsByVariant);
-  // The views, on the same two servers and the same data: checked against each other, then measured like the history page.
+  // The views, on ours, PostGraphile 5 and the one-statement limit on the same data: checked against ours, then measured.
   const postgraphile5 = targetsByVariant.get('postgraphile5');
+  let bareViews: ServerProcess | undefined;
+  if (Object.values(VIEWS).some((v) => wanted.has(v.bare))) {
+    // The limit verifies and signs cursors like ours (same secret), so it answers ours' requests, cursor included.
+    bareViews = await startPeer('bare-views', 'bare-views.js', LIMITS, { ...db, BENCH_CURSOR_SECRET: env.jwtSecret });
+    cleanup.add('stop bare-views', () => bareViews!.stop());
+  }
   for (const [view, variants] of Object.entries(VIEWS) as Array<[View, (typeof VIEWS)[View]]>) {
-    if (!postgraphile5 || !(wanted.has(variants.ours) || wanted.has(variants.postgraphile5))) continue;
+    if (![variants.ours, variants.postgraphile5, variants.bare].some((v) => wanted.has(v))) continue;
     const oursView: Target = { ...oursTarget(true), requests: await viewRequests(env, view, ours, 'ours') };
-    const peerView: Target = { ...postgraphile5, requests: await viewRequests(env, view, postgraphile5.server, 'postgraphile5') };
-    const [oursBytes, peerBytes] = await checkViews(view, oursView, peerView);
+    const others = new Map<Variant, Target>();
+    if (postgraphile5 && wanted.has(variants.postgraphile5)) {
+      others.set(variants.postgraphile5, {
+        ...postgraphile5,
+        requests: await viewRequests(env, view, postgraphile5.server, 'postgraphile5'),
+      });
+    }
+    if (bareViews && wanted.has(variants.bare)) {
+      const server = bareViews;
+      others.set(variants.bare, {
+        server,
+        statements: () => benchStatements(server),
+        statementsSource: 'pg client query calls',
+        requests: oursView.requests,
+        dialect: 'ours',
+      });
+    }
+    const sizes = await checkViews(view, oursView, others);
     targetsByVariant.set(variants.ours, oursView);
-    targetsByVariant.set(variants.postgraphile5, peerView);
-    bodySizes.set(variants.ours, oursBytes);
-    bodySizes.set(variants.postgraphile5, peerBytes);
+    for (const [variant, target] of others) targetsByVariant.set(variant, target);
+    for (const [variant, bytes] of sizes) bodySizes.set(variant, bytes);
   }
   if (wanted.has('ours-shared')) {
     // Its own instance, so the per-IP limit (one load generator, one address) can be set out of the way while still
@@ -466,6 +754,9 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
       dialect: 'bytes',
     });
   }
+  if (Object.values(WRITES).some((w) => wanted.has(w.ours) || wanted.has(w.bare))) {
+    for (const [variant, target] of await writeTargets(env, secrets, wanted, cleanup, bodySizes)) targetsByVariant.set(variant, target);
+  }
   // Warm ours' cache for every user (the hit variant must measure hits from its first request).
   await mapLimit(env.users, 8, (u) => fetchPage(oursTarget(false), u.n - 1));
 
@@ -487,6 +778,12 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
       const target = targetsByVariant.get(variant)!;
       const point = await measure(load, options, variant, target, c, bodySizes.get(variant) ?? NaN);
       points.push(point);
+      if (point.rowsWritten) {
+        log(
+          `${label(variant)} c=${c}: ${point.rowsWritten.rows} rows added to ${point.rowsWritten.table}` +
+            ` for ${point.rowsWritten.answered} answers`,
+        );
+      }
       log(
         `${label(variant).padEnd(36)} c=${String(c).padStart(3)}  ${point.rps.toFixed(0).padStart(6)} req/s  p50 ${point.p50.toFixed(2)} ms  p99 ${point.p99.toFixed(2)} ms  errors ${point.errors}` +
           (point.firstError ? ` (first: ${point.firstError.slice(0, 120)})` : ''),
@@ -555,14 +852,19 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     );
   if (pool?.breakerOpens) notes.push(`pool check: ours' cache breaker opened ${pool.breakerOpens} times (Redis was healthy).`);
 
-  const targetRows = targets(points, pool);
+  // A smoke run measures nothing worth a goal: only that every row ran without error on checked data.
+  const targetRows = options.smoke ? [] : targets(points, pool);
+  const errors = points.reduce((n, p) => n + p.errors, 0);
   const finished = new Date();
   const machine = `${cpus()[0]?.model ?? 'CPU'} × ${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, PostgreSQL ${env.versions.postgres}, Redis ${env.versions.redis}`;
-  const mode = `${options.warmupSeconds} s warm-up + ${options.seconds} s measured per point${options.quick ? ' (--quick)' : ''}`;
+  const flag = options.smoke ? ' (--smoke)' : options.quick ? ' (--quick)' : '';
+  const mode = `${options.warmupSeconds} s warm-up + ${options.seconds} s measured per point${flag}`;
   const text = [
     pointsTable(points),
     '',
-    targetsTable(targetRows),
+    ...(options.smoke
+      ? [`${errors ? 'FAIL' : 'PASS'} (smoke): ${points.length} points, data checks passed, ${errors} errors`]
+      : [targetsTable(targetRows)]),
     '',
     `${finished.toISOString().slice(0, 16).replace('T', ' ')} UTC · ${machine} · ${mode} · ${env.users.length} users' tokens cycled · ` +
       `KB/resp is the body; SQL/req from ours' /metrics and from counting the peers' pg client calls (* = by design) · CPU from /proc/<pid>/stat over the measured window.`,
@@ -572,7 +874,7 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
 
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  const file = join(dir, `${options.smoke ? 'smoke-' : ''}${started.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(
     file,
     JSON.stringify(
@@ -592,6 +894,7 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     ) + '\n',
   );
   log(`results: ${file.slice(ROOT.length + 1)}`);
+  if (options.smoke) return errors ? 1 : 0;
   if (options.readme) {
     writeReadme(join(ROOT, 'docs', 'BENCHMARKS.md'), text);
     log('docs/BENCHMARKS.md "Performance" updated');
@@ -609,7 +912,8 @@ async function main(): Promise<number> {
     if (error instanceof UsageError) {
       if (error.message) console.error(`bench: ${error.message}`);
       console.error(
-        'usage: npm run bench -- [--quick] [--variants=a,b] [--concurrency=1,10,50] [--warmup=S] [--seconds=S] [--no-pool-check] [--readme] [--no-build]\n       npm run bench -- --soak [--requests=N] [--no-build]',
+        'usage: npm run bench -- [--quick | --smoke] [--variants=a,b] [--concurrency=1,10,50] [--warmup=S] [--seconds=S]\n' +
+          '                        [--no-pool-check] [--readme] [--no-build]\n       npm run bench -- --soak [--requests=N] [--no-build]',
       );
       return 2;
     }
@@ -632,10 +936,14 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error) => {
-    console.error(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    console.error(`bench: ${message}`);
     for (const server of ServerProcess.all) {
       if (server.died()) console.error(`bench: ${server.spec.name} died (${server.died()}); its last output:\n${server.tail()}`);
-      else if (server.spec.name === 'ours') console.error(`bench: ours' last output:\n${server.tail()}`);
+      // Ours, and a server the error names (a peer masks its errors in its answers, and logs them).
+      else if (server.spec.name === 'ours' || message.includes(`${server.spec.name}:`)) {
+        console.error(`bench: ${server.spec.name}'s last output:\n${server.tail()}`);
+      }
     }
     process.exit(1);
   },

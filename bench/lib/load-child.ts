@@ -39,9 +39,8 @@ function goodBody(body: string): boolean {
 
 type BuiltRequest = Omit<LoadRequest, 'body'> & { body?: Buffer };
 
-function run(spec: LoadSpec, requests: BuiltRequest[], seconds: number, amount?: number): Promise<LoadResult> {
+function run(spec: LoadSpec, requests: BuiltRequest[], seconds: number, amount?: number, position = { next: 0 }): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    let next = 0;
     let count = 0;
     let latencies = new Float64Array(1 << 16);
     let statusOther = 0;
@@ -55,7 +54,7 @@ function run(spec: LoadSpec, requests: BuiltRequest[], seconds: number, amount?:
         duration: seconds,
         amount,
         timeout: spec.timeoutSeconds,
-        requests: [{ setupRequest: (defaults: object) => ({ ...defaults, ...requests[next++ % requests.length] }) }],
+        requests: [{ setupRequest: (defaults: object) => ({ ...defaults, ...requests[position.next++ % requests.length] }) }],
         verifyBody: spec.verify ? goodBody : undefined,
       },
       (error, result) => {
@@ -111,13 +110,15 @@ process.on('message', (message: ParentMessage) => {
   }
   const { spec } = message;
   const requests = spec.requests.map((r) => ({ ...r, body: r.body === undefined ? undefined : Buffer.from(r.body) }));
+  const position = { next: 0 };
   (async () => {
-    const warmup = spec.warmupSeconds > 0 ? await run(spec, requests, spec.warmupSeconds) : undefined;
+    const warmup = spec.warmupSeconds > 0 ? await run(spec, requests, spec.warmupSeconds, undefined, position) : undefined;
     const go = new Promise<void>((resolve) => (waitingForGo = resolve));
     send({ type: 'warmed', warmup });
     await go;
     waitingForGo = undefined;
-    const result = await run(spec, requests, spec.seconds, spec.amount);
+    if (!spec.continuous) position.next = 0;
+    const result = await run(spec, requests, spec.seconds, spec.amount, position);
     send({ type: 'result', result });
   })().catch((error: Error) => send({ type: 'error', message: error.stack ?? String(error) }));
 });

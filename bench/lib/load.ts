@@ -23,6 +23,8 @@ export interface LoadSpec {
   timeoutSeconds: number;
   /** Check every body for GraphQL errors / null data. */
   verify: boolean;
+  /** One round-robin position across the warm-up and the measured window (by default each starts at the list's first request). */
+  continuous?: boolean;
   requests: LoadRequest[];
 }
 

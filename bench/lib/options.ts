@@ -2,14 +2,16 @@
  * Command line and environment of `npm run bench`:
  *
  *   npm run bench                          full run (5 s warm-up + 15 s measured per point)
- *   npm run bench -- --quick               smoke run (1 s + 3 s per point)
+ *   npm run bench -- --quick               short run (1 s + 3 s per point)
+ *   npm run bench -- --smoke               every row for 1 s + 2 s at c=10, data checks only, no goals (exit 1 on errors)
  *   npm run bench -- --variants=ours-miss,postgraphile5 --concurrency=10
  *   npm run bench -- --soak [--requests=20000]
  *   npm run bench -- --readme              also write the table into docs/BENCHMARKS.md "Performance"
  *
  * Env: BENCH_DATABASE_URL (admin URL; default postgres://postgres@127.0.0.1:5432/postgres),
  * REDIS_URL (default redis://127.0.0.1:6379), BENCH_VARIANTS, BENCH_CONCURRENCY,
- * BENCH_WARMUP_SECONDS, BENCH_SECONDS, BENCH_SOAK_REQUESTS.
+ * BENCH_WARMUP_SECONDS, BENCH_SECONDS, BENCH_SOAK_REQUESTS, BENCH_VOTES_PER_SECOND (votable comparisons seeded per
+ * second of a vote point, default 3000: raise it if a vote row fails its row count).
  */
 import { DEFAULT_ADMIN_URL } from './db';
 
@@ -30,11 +32,23 @@ export const VARIANTS = [
   'postgraphile5-comparison',
   // A hot shared page (issue 19): anonymous `shared(token)`, one link per cycled user, against the bare Redis limit.
   'ours-shared',
+  // The views' limit (issue 20 item 2): one prepared statement building the whole document (bench/limits/bare-views.js).
+  'bare-conversation',
+  'bare-comparison',
+  // Writes (issue 20 item 4), each beside node:http + pg doing the same INSERTs in one transaction (bench/limits/bare-writes.js).
+  'ours-send-message',
+  'bare-send-message',
+  'ours-vote',
+  'bare-vote',
+  'ours-create-conversation',
+  'bare-create-conversation',
 ] as const;
 export type Variant = (typeof VARIANTS)[number];
 
 export interface Options {
   quick: boolean;
+  /** Every row briefly at c=10 (data checks and row counts, no goals): a regression guard, not a measurement. */
+  smoke: boolean;
   soak: boolean;
   soakRequests: number;
   variants: Variant[];
@@ -76,6 +90,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
   }
   const known = [
     'quick',
+    'smoke',
     'soak',
     'requests',
     'variants',
@@ -91,25 +106,27 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
   if (flags.has('help')) throw new UsageError('');
 
+  const smoke = flags.has('smoke');
   const quick = flags.has('quick');
   const variantsRaw = flags.get('variants') ?? env.BENCH_VARIANTS;
   const variants = variantsRaw ? list(variantsRaw) : [...VARIANTS];
   for (const v of variants)
     if (!(VARIANTS as readonly string[]).includes(v)) throw new UsageError(`unknown variant "${v}" (known: ${VARIANTS.join(', ')})`);
   const concurrencyRaw = flags.get('concurrency') ?? env.BENCH_CONCURRENCY;
-  const concurrency = concurrencyRaw ? list(concurrencyRaw).map((c) => positive('--concurrency', c)) : [1, 10, 50];
+  const concurrency = concurrencyRaw ? list(concurrencyRaw).map((c) => positive('--concurrency', c)) : smoke ? [10] : [1, 10, 50];
   const warmupRaw = flags.get('warmup') ?? env.BENCH_WARMUP_SECONDS;
   const secondsRaw = flags.get('seconds') ?? env.BENCH_SECONDS;
   const requestsRaw = flags.get('requests') ?? env.BENCH_SOAK_REQUESTS;
   return {
     quick,
+    smoke,
     soak: flags.has('soak'),
     soakRequests: requestsRaw ? positive('--requests', requestsRaw) : 100_000,
     variants: variants as Variant[],
     concurrency,
-    warmupSeconds: warmupRaw ? positive('--warmup', warmupRaw) : quick ? 1 : 5,
-    seconds: secondsRaw ? positive('--seconds', secondsRaw) : quick ? 3 : 15,
-    poolCheck: flags.has('no-pool-check') ? null : { connections: 200, requestsPerConnection: quick ? 2 : 5 },
+    warmupSeconds: warmupRaw ? positive('--warmup', warmupRaw) : quick || smoke ? 1 : 5,
+    seconds: secondsRaw ? positive('--seconds', secondsRaw) : smoke ? 2 : quick ? 3 : 15,
+    poolCheck: flags.has('no-pool-check') || smoke ? null : { connections: 200, requestsPerConnection: quick ? 2 : 5 },
     users: 200,
     adminUrl: env.BENCH_DATABASE_URL || DEFAULT_ADMIN_URL,
     redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',

@@ -28,6 +28,8 @@ export interface Point {
   rssMb: number;
   /** Ours only: "breaker open" log lines during the measured window. */
   breakerOpens?: number;
+  /** Writes only: rows the point added to its table (warm-up and window), and the answered requests, which each wrote. */
+  rowsWritten?: { table: string; rows: number; answered: number };
 }
 
 export interface PoolCheck {
@@ -67,6 +69,14 @@ const LABELS: Record<Variant, string> = {
   'ours-comparison': 'comparison view: ours, cache miss',
   'postgraphile5-comparison': 'comparison view: PostGraphile 5.1.5',
   'ours-shared': 'shared page: ours, anonymous, hot',
+  'bare-conversation': 'conversation view: bare node:http + pg (1 statement)',
+  'bare-comparison': 'comparison view: bare node:http + pg (1 statement)',
+  'ours-send-message': 'sendMessage: ours (fake provider, at once)',
+  'bare-send-message': 'sendMessage: bare node:http + pg (1 tx)',
+  'ours-vote': 'vote: ours',
+  'bare-vote': 'vote: bare node:http + pg (1 tx)',
+  'ours-create-conversation': 'createConversation: ours',
+  'bare-create-conversation': 'createConversation: bare node:http + pg (1 tx)',
 };
 
 export const label = (v: Variant) => LABELS[v];
@@ -137,6 +147,45 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
     const r = ratio(c10(`ours-${view}`), c10(`postgraphile5-${view}`));
     if (r === undefined) continue;
     rows.push({ name: `${view} view: ours (miss) / PostGraphile 5, req/s at c=10`, measured: fixed(r, 2), goal: '', met: '—' });
+  }
+  for (const view of ['conversation', 'comparison'] as const) {
+    const r = ratio(c10(`ours-${view}`), c10(`bare-${view}`));
+    if (r === undefined) continue;
+    rows.push({
+      name: `${view} view: ours (miss) / bare one-statement limit, req/s at c=10`,
+      measured: fixed(r, 2),
+      goal: '≥ 0.9',
+      met: verdict(r >= 0.9),
+    });
+  }
+  for (const write of ['send-message', 'vote', 'create-conversation'] as const) {
+    const ours = points.filter((p) => p.variant === `ours-${write}`);
+    for (const p of ours) {
+      const bare = find(points, `bare-${write}`, p.connections);
+      const r = ratio(p, bare);
+      if (r === undefined) continue;
+      const p99 = p.connections === 10 ? `, p99 ${fixed(p.p99, 1)} vs ${fixed(bare!.p99, 1)} ms` : '';
+      rows.push({
+        name: `${label(p.variant).split(':')[0]}: ours / bare (1 tx), req/s at c=${p.connections}${p99}`,
+        measured: fixed(r, 2),
+        goal: '≥ 0.5',
+        met: verdict(r >= 0.5),
+      });
+    }
+    const statements = (v: Variant) =>
+      points
+        .filter((p) => p.variant === v)
+        .map((p) => fixed(p.statementsPerRequest, 1))
+        .join('/');
+    if (ours.length) {
+      const levels = ours.map((p) => p.connections).join('/');
+      rows.push({
+        name: `${label(ours[0]!.variant).split(':')[0]}: SQL statements per request, ours vs bare (c=${levels})`,
+        measured: `${statements(`ours-${write}`)} vs ${statements(`bare-${write}`) || '–'}`,
+        goal: '',
+        met: '—',
+      });
+    }
   }
   const rSql = ratio(miss, c10('bare-sql'));
   rows.push({

@@ -49,7 +49,7 @@ export function comparisonId(u: number, k: number): string {
   return md5Uuid(`k${u}-${k}`);
 }
 
-function md5Uuid(text: string): string {
+export function md5Uuid(text: string): string {
   // Same as PostgreSQL's md5(text)::uuid.
   const hex = createHash('md5').update(text).digest('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
