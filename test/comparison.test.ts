@@ -165,6 +165,29 @@ describe('a 4-model comparison across 4 providers', () => {
     const after = (await gql(`query($id: ID!) { conversation(id: $id) { updatedAt } }`, { id: conversation.id })).data.conversation;
     expect(Date.parse(after.updatedAt)).toBeGreaterThan(Date.parse(before.updatedAt));
   });
+
+  it('writes a conversation in one statement, and each message of sendMessage with its conversation touch in one', async () => {
+    const created = await t.countStatements(() => gql(`mutation { createConversation(title: "lean") { id updatedAt } }`));
+    expect(created.statements).toHaveLength(1);
+    const { id, updatedAt } = created.result.data.createConversation;
+    const sent = await t.countStatements(() =>
+      gql(`mutation($input: SendMessageInput!) { sendMessage(input: $input) { id role content } }`, {
+        input: { conversationId: id, content: 'lean write', model: 'openai:gpt-4o' },
+      }),
+    );
+    expect(sent.result.errors).toBeUndefined();
+    const writes = sent.statements.filter((sql) => /^\s*(with|insert|update|begin)/i.test(sql) && !/api_keys/.test(sql));
+    expect(writes.map((sql) => sql.slice(0, 40))).toEqual([
+      expect.stringMatching(/^with inserted as \(insert into "messages"/),
+      expect.stringMatching(/^with inserted as \(insert into "messages"/),
+    ]);
+    const view = await gql(`query($id: ID!) { conversation(id: $id) { updatedAt messages(first: 5) { nodes { role content } } } }`, {
+      id,
+    });
+    expect(view.data.conversation.messages.nodes.map((m: any) => m.role)).toEqual(['USER', 'ASSISTANT']);
+    expect(view.data.conversation.messages.nodes[1].content).toBe(sent.result.data.sendMessage.content);
+    expect(Date.parse(view.data.conversation.updatedAt)).toBeGreaterThan(Date.parse(updatedAt));
+  });
 });
 
 describe('failures are per model', () => {

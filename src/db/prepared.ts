@@ -90,6 +90,9 @@ export class PreparedStatements {
       return (await this.run(connection, statement, params)) as Row[];
     } catch (error) {
       failed = true;
+      // As MikroORM words a failed statement ("<sql> - <message>"): the error log shows the text (placeholders, no values).
+      if (error instanceof Error && typeof (error as { severity?: unknown }).severity === 'string')
+        error.message = `${statement.text} - ${error.message}`;
       throw error;
     } finally {
       // Neither the release nor the report may replace the statement's own answer or error.

@@ -72,14 +72,14 @@ export class ConversationService {
   }
 
   async create(em: EntityManager, principal: Principal, title: string | null | undefined): Promise<Conversation> {
-    const conversation = this.draft(em, principal, title);
-    await em.flush();
+    const conversation = em.create(
+      Conversation,
+      { owner: principal.userId, title: cleanTitle(title ?? 'New conversation') },
+      { persist: false },
+    );
+    // One INSERT (a flush would wrap it in BEGIN … COMMIT).
+    await em.insert(conversation);
     return conversation;
-  }
-
-  /** A new conversation persisted with the caller's next flush (a comparison's start writes it in its own transaction). */
-  draft(em: EntityManager, principal: Principal, title: string | null | undefined): Conversation {
-    return em.create(Conversation, { owner: principal.userId, title: cleanTitle(title ?? 'New conversation') });
   }
 
   async rename(em: EntityManager, principal: Principal, id: string, title: string): Promise<Conversation> {

@@ -21,6 +21,7 @@
  *   fork's own row (at the turn's place): the fork reads it from then on, the
  *   conversation the turn came from is unchanged.
  */
+import { insertThen } from '../../db/insert';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Principal } from '../../auth/principal';
 import { AppError, badInput, notFound } from '../../errors';
@@ -217,9 +218,8 @@ export class ChatService {
     history: ChatTurn[],
     content: string,
   ): Promise<Message> {
-    const userMessage = em.create(Message, { conversation, role: MessageRole.USER, content });
-    conversation.updatedAt = new Date();
-    await em.flush();
+    const userMessage = em.create(Message, { conversation, role: MessageRole.USER, content }, { persist: false });
+    await insertThen(em, userMessage, TOUCH_CONVERSATION, [userMessage.createdAt, conversation.id]);
     return this.answer(em, principal, conversation, modelId, provider, [...history, { role: 'user', content: userMessage.content }]);
   }
 
@@ -260,9 +260,8 @@ export class ChatService {
         apiTokenId: principal.token?.id ?? null,
       };
       if (version) return await this.storeVersion(em, fields, version);
-      const reply = em.create(Message, fields);
-      conversation.updatedAt = new Date();
-      await em.flush();
+      const reply = em.create(Message, fields, { persist: false });
+      await insertThen(em, reply, TOUCH_CONVERSATION, [reply.createdAt, conversation.id]);
       return reply;
     } catch (error) {
       if (error instanceof ProviderCallError) {
@@ -306,6 +305,9 @@ export class ChatService {
 }
 
 /** An answer's row, before it is a new message or a new version. */
+/** A new message moves its conversation up the history (with the message, in its statement: `insertThen`). */
+const TOUCH_CONVERSATION = 'update conversations set updated_at = ? where id = ?';
+
 type ReplyFields = Pick<
   Message,
   'role' | 'content' | 'provider' | 'model' | 'promptTokens' | 'completionTokens' | 'latencyMs' | 'costUsd' | 'apiTokenId'
