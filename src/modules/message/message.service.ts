@@ -72,9 +72,10 @@ export class MessageService {
   embeddedFirstPages(em: EntityManager, parentAlias: string, first: number) {
     const embedded = embeddedRows<MessageView>(em, Message, {
       as: '__messages',
-      childQuery: childRowsSql(MESSAGES, 'm', `${parentAlias}.id`, { limit: '?' }),
+      // A literal (a validated page size): the limit appears twice in a page of a plan that inherits.
+      childQuery: childRowsSql(MESSAGES, 'm', `${parentAlias}.id`, { limit: String(first + 1), parentRow: parentAlias }),
       orderBy: orderSql(MESSAGES, 'x'),
-      params: [first + 1],
+      params: [],
     });
     return {
       column: embedded.column,
