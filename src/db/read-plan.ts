@@ -540,7 +540,8 @@ export function isPageSizeOf(p: OwnedListPlan | ChildPagePlan, first: unknown): 
  * placeholder, which would need its value once per occurrence).
  * `parentRow`: the alias of the parent's own row where the enclosing
  * statement has it (`parentId` is then `<parentRow>.id`); it lets an
- * inheriting plan test its ancestry marker without a look-up.
+ * inheriting plan test its ancestry marker without a look-up. `last`: the
+ * last rows instead, in the reverse order (a conversation's last message).
  *
  * For a plan that inherits (forks), the page is the first `limit` of the
  * parent's own rows (in order, so an ordered index scan feeds the limit and a
@@ -555,16 +556,22 @@ export function childRowsSql(
   p: ChildPagePlan | ChildListPlan,
   alias: string,
   parentId: string,
-  opts: { limit?: string; after?: [string, string]; parentRow?: string } = {},
+  opts: { limit?: string; after?: [string, string]; parentRow?: string; last?: boolean } = {},
 ): string {
   const limit = opts.limit ? ` limit ${opts.limit}` : '';
+  if (opts.last && (p.kind !== 'childPage' || opts.after))
+    throw new Error(`read plan: ${p.field}: last rows of a page plan, without after`);
+  // `last`: the last rows, in the reverse of the plan's order (a conversation's last message).
+  const order = (a: string) =>
+    p.kind === 'childPage' && opts.last
+      ? p.order.columns.map((c) => `${a}.${c} ${p.order.direction === 'asc' ? 'desc' : 'asc'}`).join(', ')
+      : orderSql(p, a);
   if (p.kind === 'childPage' && (p.inherits || p.current)) {
     const afterOf = (a: string) => (opts.after ? ` and (${opts.after[0]} is null or ${afterSql(p, a, ...opts.after)})` : '');
     const version = p.current ? ` and ${p.current.sql('o')}` : '';
     const own =
-      `select o.* from ${p.table} o where ${childOfSql(p, 'o', parentId)}${version}${afterOf('o')}` +
-      ` order by ${orderSql(p, 'o')}${limit}`;
-    if (!p.inherits) return `select * from (${own}) ${alias} order by ${orderSql(p, alias)}`;
+      `select o.* from ${p.table} o where ${childOfSql(p, 'o', parentId)}${version}${afterOf('o')}` + ` order by ${order('o')}${limit}`;
+    if (!p.inherits) return `select * from (${own}) ${alias} order by ${order(alias)}`;
     const marker = p.inherits.marker;
     const forked = opts.parentRow
       ? `${opts.parentRow}.${marker.column} is not null`
@@ -574,7 +581,7 @@ export function childRowsSql(
     const inherited = childSourceSql(p, (column) => `${column} = ${parentId}`, { inheritedOnly: true });
     return (
       `select * from ((${own}) union all select ${h}.* from (${inherited}) ${h} where ${forked}${afterOf(h)})` +
-      ` ${alias} order by ${orderSql(p, alias)}${limit}`
+      ` ${alias} order by ${order(alias)}${limit}`
     );
   }
   if (p.kind === 'childList' && p.inheritsThrough) {
@@ -582,7 +589,7 @@ export function childRowsSql(
   }
   let where = childOfSql(p, alias, parentId);
   if (opts.after && p.kind === 'childPage') where += ` and (${opts.after[0]} is null or ${afterSql(p, alias, ...opts.after)})`;
-  return `select * from ${p.table} ${alias} where ${where} order by ${orderSql(p, alias)}${limit}`;
+  return `select * from ${p.table} ${alias} where ${where} order by ${order(alias)}${limit}`;
 }
 
 /**

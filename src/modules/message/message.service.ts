@@ -100,8 +100,7 @@ export class MessageService {
     const shape = plainShape<MessageView>(em, Message);
     const rows: Array<Record<string, unknown>> = await em.getConnection().execute(
       `select ${shape.columns('m')} from unnest(?::uuid[]) k(id)
-        cross join lateral (select * from (${childSourceSql(MESSAGES, (c) => `${c} = k.id`)}) l
-                             order by l.created_at desc, l.id desc limit 1) m`,
+        cross join lateral (${childRowsSql(MESSAGES, 'l', 'k.id', { limit: '1', last: true })}) m`,
       [pgArray([...conversationIds])],
     );
     return rows.map(shape.map);
