@@ -497,4 +497,19 @@ describe('forks: the inherited branch runs only for a fork', () => {
     expect(last.data.conversation.messages.nodes.at(-1).content).toBe('message 100');
     expect(last.data.conversation.messages.pageInfo.hasNextPage).toBe(false);
   });
+
+  it('one DataLoader batch of a fork and a conversation that is no fork: pages and last messages of each (ordinary path)', async () => {
+    const both = `query Both($a: ID!, $b: ID!, $n: Int) {
+      a: conversation(id: $a) { lastMessage { content } messages(first: $n) { nodes { content } pageInfo { hasNextPage } } }
+      b: conversation(id: $b) { lastMessage { content } messages(first: $n) { nodes { content } pageInfo { hasNextPage } } } }`;
+    // The first sight of a document takes the ordinary path: the pages and the last messages come from one batch each.
+    const res = await t.gql(both, { a: long, b: fork, n: 100 }, carol.token, noCache);
+    expect(res.errors).toBeUndefined();
+    const contents = (side: { messages: { nodes: Array<{ content: string }> } }) => side.messages.nodes.map((m) => m.content);
+    const hundred = Array.from({ length: 100 }, (_, i) => `message ${i + 1}`);
+    expect(contents(res.data.a)).toEqual(hundred);
+    expect(contents(res.data.b)).toEqual(hundred);
+    expect([res.data.a.messages.pageInfo.hasNextPage, res.data.b.messages.pageInfo.hasNextPage]).toEqual([true, false]);
+    expect([res.data.a.lastMessage.content, res.data.b.lastMessage.content]).toEqual(['message 2000', 'message 100']);
+  });
 });

@@ -15,11 +15,12 @@
  *   it asks {@link RELATIONS} and {@link COMPUTED}).
  *
  * A relation that a parent also inherits (a fork's messages, `inherits`) reads
- * its own rows and its ancestors' (`childSourceSql`). Its pages derive the
- * inherited part only where the parent is a fork (the ancestry's `marker`
- * column on the parent's row, tested as a one-time filter), and take the own
- * rows' first page from the ordered index before merging: a conversation that
- * is no fork, the vast majority, reads its page as a plain keyset page.
+ * its own rows and its ancestors' (`childSourceSql`). Its pages and its last
+ * row (`childRowsSql`) derive the inherited part only where the parent is a
+ * fork (the ancestry's `marker` column on the parent's row, tested as a
+ * one-time filter), and take the own rows' first (or last) ones from the
+ * ordered index before merging: a conversation that is no fork, the vast
+ * majority, reads its page as a plain keyset page.
  *
  * A visibility rule is a predicate over facts of a row (a boolean column,
  * whether rows of another table point at it), written as data, so its SQL
@@ -176,7 +177,7 @@ export const FORK_ANCESTRY: Ancestry = {
   ancestor: 'ancestor_id',
   upto: ['upto_created_at', 'upto_id'],
   asOf: 'created_at',
-  // `forkConversation` sets it on every fork, in the statement that writes the fork's ancestry rows; nothing clears it.
+  // `forkConversation` sets it on every fork, in the flush (one transaction) that writes the fork's ancestry rows; nothing clears it.
   marker: { table: 'conversations', column: 'forked_from_message_id' },
 };
 
@@ -569,8 +570,8 @@ export function childRowsSql(
   if (p.kind === 'childPage' && (p.inherits || p.current)) {
     const afterOf = (a: string) => (opts.after ? ` and (${opts.after[0]} is null or ${afterSql(p, a, ...opts.after)})` : '');
     const version = p.current ? ` and ${p.current.sql('o')}` : '';
-    const own =
-      `select o.* from ${p.table} o where ${childOfSql(p, 'o', parentId)}${version}${afterOf('o')}` + ` order by ${order('o')}${limit}`;
+    const where = `${childOfSql(p, 'o', parentId)}${version}${afterOf('o')}`;
+    const own = `select o.* from ${p.table} o where ${where} order by ${order('o')}${limit}`;
     if (!p.inherits) return `select * from (${own}) ${alias} order by ${order(alias)}`;
     const marker = p.inherits.marker;
     const forked = opts.parentRow
