@@ -400,3 +400,116 @@ describe('prepared statements (db/prepared.ts)', () => {
     expect(await prepared.query(statements[0]!, [1])).toEqual([{ n: 1 }]);
   });
 });
+
+// Last: it adds a 2000-message conversation. The read plan derives a fork's inherited rows only where the
+// conversation is a fork (`childRowsSql` in src/db/read-plan.ts): a page of one that is no fork is the first
+// rows of the ordered index, the inherited branch never starts; a fork beside it still reads what it inherits.
+describe('forks: the inherited branch runs only for a fork', () => {
+  const PAGE = 10;
+  let carol: { token: string; userId: string };
+  let long: string;
+  let fork: string;
+
+  beforeAll(async () => {
+    carol = await t.signUp('carol');
+    await withClient(t.db.url, async (c) => {
+      long = (
+        await c.query(
+          `insert into conversations (id, created_at, updated_at, owner_id, title)
+           values (gen_random_uuid(), now() - interval '1 hour', now() - interval '1 hour', $1, 'long') returning id`,
+          [carol.userId],
+        )
+      ).rows[0].id;
+      await c.query(
+        `insert into messages (id, created_at, conversation_id, role, content)
+         select gen_random_uuid(), now() - interval '2 days' + make_interval(secs => g), $1, 'USER', 'message ' || g
+           from generate_series(1, 2000) g`,
+        [long],
+      );
+      // A fork of it cut at its 100th message, as forkConversation writes one.
+      const [cut] = (
+        await c.query(`select id, created_at from messages where conversation_id = $1 order by created_at offset 99 limit 1`, [long])
+      ).rows;
+      fork = (
+        await c.query(
+          `insert into conversations (id, created_at, updated_at, owner_id, title, forked_from_message_id)
+           values (gen_random_uuid(), now(), now(), $1, 'fork', $2) returning id`,
+          [carol.userId, cut.id],
+        )
+      ).rows[0].id;
+      await c.query(
+        `insert into conversation_ancestors (id, created_at, conversation_id, ancestor_id, upto_created_at, upto_id)
+         values (gen_random_uuid(), now(), $1, $2, $3, $4)`,
+        [fork, long, cut.created_at, cut.id],
+      );
+      await c.query('analyze');
+    });
+  });
+
+  /** EXPLAIN ANALYZE of each statement `fn` sends that reads messages (parameters inlined). */
+  async function messagePlans(fn: () => Promise<GqlResult>): Promise<string[]> {
+    t.app.queryObserver.inlineParams = true;
+    const { statements, result } = await t.countStatements(fn).finally(() => (t.app.queryObserver.inlineParams = false));
+    expect(result.errors).toBeUndefined();
+    const reads = statements.filter((s) => /^\s*select/i.test(s) && s.includes('conversation_ancestors'));
+    expect(reads.length).toBeGreaterThan(0);
+    return withClient(t.db.url, async (c) => {
+      const plans: string[] = [];
+      for (const sql of reads) plans.push((await c.query(`explain analyze ${sql}`)).rows.map((r) => r['QUERY PLAN']).join('\n'));
+      return plans;
+    });
+  }
+
+  /** Rows each scan of `messages` returned at most (a page: PAGE + 1), and whether a scan of the ancestry ran. */
+  function shape(plan: string): { messagesRows: number; ancestryRan: boolean } {
+    const lines = plan.split('\n');
+    const rows = lines.filter((l) => / on messages [a-z]/.test(l)).map((l) => Number(/actual time=\S+ rows=(\d+)/.exec(l)?.[1] ?? 0));
+    return {
+      messagesRows: Math.max(0, ...rows),
+      ancestryRan: lines.some((l) => / on conversation_ancestors /.test(l) && !l.includes('never executed')),
+    };
+  }
+
+  it('a page of a conversation that is no fork reads only the page, through the ordered index, compiled and ordinary', async () => {
+    const vars = { id: long, n: PAGE, after: null };
+    // Compiled (the second sight of the document), then the ordinary way (the DataLoader batch; a new text is executed by Apollo).
+    await t.gql(CONVERSATION_VIEW, vars, carol.token, noCache);
+    const compiled = await messagePlans(() => t.gql(CONVERSATION_VIEW, vars, carol.token, noCache));
+    const ordinary = await messagePlans(() => t.gql(`${CONVERSATION_VIEW}  `, vars, carol.token, noCache));
+    for (const plan of [...compiled, ...ordinary]) {
+      expect(plan).toContain('messages_conversation_created_idx');
+      expect(shape(plan)).toEqual({ messagesRows: PAGE + 1, ancestryRan: false });
+    }
+  });
+
+  it('the history page of a fork and a conversation that is no fork: each reads its own first messages, both ways', async () => {
+    const history = `query ForkHistory { conversations(first: 5) { nodes { id messages(first: ${PAGE}) { nodes { id content } } } } }`;
+    const { ordinary, compiled } = await bothWays(history, {}, carol.token);
+    expect(compiled.raw).toBe(ordinary.raw);
+    const [forkNode, longNode] = compiled.data.conversations.nodes;
+    expect([forkNode.id, longNode.id]).toEqual([fork, long]);
+    const first = Array.from({ length: PAGE }, (_, i) => `message ${i + 1}`);
+    expect(longNode.messages.nodes.map((m: { content: string }) => m.content)).toEqual(first);
+    // The fork's are the inherited ones, under their own ids.
+    expect(forkNode.messages.nodes).toEqual(longNode.messages.nodes);
+    // Its page reads through the inherited branch, cut at the fork: 100 messages, the last one its 100th.
+    const last = await t.gql(CONVERSATION_VIEW, { id: fork, n: 100, after: null }, carol.token, noCache);
+    expect(last.data.conversation.messages.nodes.at(-1).content).toBe('message 100');
+    expect(last.data.conversation.messages.pageInfo.hasNextPage).toBe(false);
+  });
+
+  it('one DataLoader batch of a fork and a conversation that is no fork: pages and last messages of each (ordinary path)', async () => {
+    const both = `query Both($a: ID!, $b: ID!, $n: Int) {
+      a: conversation(id: $a) { lastMessage { content } messages(first: $n) { nodes { content } pageInfo { hasNextPage } } }
+      b: conversation(id: $b) { lastMessage { content } messages(first: $n) { nodes { content } pageInfo { hasNextPage } } } }`;
+    // The first sight of a document takes the ordinary path: the pages and the last messages come from one batch each.
+    const res = await t.gql(both, { a: long, b: fork, n: 100 }, carol.token, noCache);
+    expect(res.errors).toBeUndefined();
+    const contents = (side: { messages: { nodes: Array<{ content: string }> } }) => side.messages.nodes.map((m) => m.content);
+    const hundred = Array.from({ length: 100 }, (_, i) => `message ${i + 1}`);
+    expect(contents(res.data.a)).toEqual(hundred);
+    expect(contents(res.data.b)).toEqual(hundred);
+    expect([res.data.a.messages.pageInfo.hasNextPage, res.data.b.messages.pageInfo.hasNextPage]).toEqual([true, false]);
+    expect([res.data.a.lastMessage.content, res.data.b.lastMessage.content]).toEqual(['message 2000', 'message 100']);
+  });
+});

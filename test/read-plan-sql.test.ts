@@ -195,7 +195,10 @@ function derivedFile(): string {
     if (plan.kind === 'ownedRow') lines.push(`-- the by-id DataLoader batch (where):`, `${ownedRowsSql(plan, 'a')};`);
     if (plan.kind === 'childPage') {
       lines.push(`-- the DataLoader batch (pages of many parents):`, `${formatSql(childPagesBatchSql(plan, shape(plan.entity).columns))};`);
-      lines.push(`-- the look-ahead's child query:`, `${formatSql(childRowsSql(plan, 'm', 'parent.id', { limit: '?' }))};`);
+      lines.push(
+        `-- the look-ahead's child query:`,
+        `${formatSql(childRowsSql(plan, 'm', 'parent.id', { limit: '11', parentRow: 'parent' }))};`,
+      );
     }
     if (plan.kind === 'childList') {
       lines.push(

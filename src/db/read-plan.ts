@@ -14,6 +14,14 @@
  * - the compiled read's SQL (`graphql/compiled-read.ts`, which knows no table:
  *   it asks {@link RELATIONS} and {@link COMPUTED}).
  *
+ * A relation that a parent also inherits (a fork's messages, `inherits`) reads
+ * its own rows and its ancestors' (`childSourceSql`). Its pages and its last
+ * row (`childRowsSql`) derive the inherited part only where the parent is a
+ * fork (the ancestry's `marker` column on the parent's row, tested as a
+ * one-time filter), and take the own rows' first (or last) ones from the
+ * ordered index before merging: a conversation that is no fork, the vast
+ * majority, reads its page as a plain keyset page.
+ *
  * A visibility rule is a predicate over facts of a row (a boolean column,
  * whether rows of another table point at it), written as data, so its SQL
  * predicate (`rule.sql(alias)`) and its TypeScript check (`rule.check(facts)`)
@@ -169,6 +177,8 @@ export const FORK_ANCESTRY: Ancestry = {
   ancestor: 'ancestor_id',
   upto: ['upto_created_at', 'upto_id'],
   asOf: 'created_at',
+  // `forkConversation` sets it on every fork, in the flush (one transaction) that writes the fork's ancestry rows; nothing clears it.
+  marker: { table: 'conversations', column: 'forked_from_message_id' },
 };
 
 // ─── Relations ─────────────────────────────────────────────────────────────────
@@ -229,7 +239,7 @@ export const COMPARISON_BY_ID = plan({
 /**
  * A conversation's messages, oldest first, 50 per page: its own current
  * versions, and a fork's inherited ones ({@link FORK_ANCESTRY}) as of the fork,
- * read as the fork's own (see {@link childSourceSql}).
+ * read as the fork's own (see {@link childSourceSql}); a page reads inherited ones only for a fork ({@link childRowsSql}).
  */
 export const MESSAGES = plan({
   kind: 'childPage',
@@ -405,6 +415,11 @@ export interface Ancestry {
   upto: readonly [string, string];
   /** When the inheritance was made: versions are read as of then. */
   asOf: string;
+  /**
+   * A column of the inheriting parent's own row (in `table`) that is set on every parent with rows in the
+   * ancestry table: where it is null the parent inherits nothing, so a read skips the inherited branch.
+   */
+  marker: { table: string; column: string };
 }
 
 /** One owned row by id (`owner` = the user): another user's row reads as missing. */
@@ -460,6 +475,10 @@ function plan<P extends RelationPlan>(p: P): P {
   if ('owner' in p) identifier(p.owner, `${p.field} owner`);
   if ('foreignKey' in p) identifier(p.foreignKey, `${p.field} foreignKey`);
   if (p.kind === 'childList') for (const c of p.order) identifier(c, `${p.field} order`);
+  if (p.kind === 'childPage' && p.inherits) {
+    identifier(p.inherits.marker.table, `${p.field} ancestry marker table`);
+    identifier(p.inherits.marker.column, `${p.field} ancestry marker column`);
+  }
   if ('page' in p && !(p.page.default >= 1 && p.page.default <= p.page.max && p.page.max <= MAX_PAGE_SIZE)) {
     throw new Error(`read plan: ${p.field} page bounds must be 1 ≤ default ≤ max ≤ ${MAX_PAGE_SIZE}`);
   }
@@ -516,26 +535,62 @@ export function isPageSizeOf(p: OwnedListPlan | ChildPagePlan, first: unknown): 
 
 /**
  * One parent's children (`select * …`), in the plan's order, optionally
- * limited: the look-ahead embedding's child query, and the compiled read's.
+ * limited: the look-ahead embedding's child query, the compiled read's, and
+ * each key's page of a DataLoader batch. `limit` and `after` are SQL
+ * expressions that may appear more than once in the text (never a `?`
+ * placeholder, which would need its value once per occurrence).
+ * `parentRow`: the alias of the parent's own row where the enclosing
+ * statement has it (`parentId` is then `<parentRow>.id`); it lets an
+ * inheriting plan test its ancestry marker without a look-up. `last`: the
+ * last rows instead, in the reverse order (a conversation's last message).
+ *
+ * For a plan that inherits (forks), the page is the first `limit` of the
+ * parent's own rows (in order, so an ordered index scan feeds the limit and a
+ * page of a long conversation reads `limit` rows, not all of them), merged
+ * with the inherited rows (`childSourceSql` with `inheritedOnly`), then cut to
+ * `limit` again: the first n of a union are among the first n of each part.
+ * The inherited part runs only where the parent's ancestry marker is set (a
+ * one-time filter on the parent, so PostgreSQL never starts it for a
+ * conversation that is no fork, whatever else its batch holds).
  */
 export function childRowsSql(
   p: ChildPagePlan | ChildListPlan,
   alias: string,
   parentId: string,
-  opts: { limit?: string; after?: [string, string] } = {},
+  opts: { limit?: string; after?: [string, string]; parentRow?: string; last?: boolean } = {},
 ): string {
   const limit = opts.limit ? ` limit ${opts.limit}` : '';
+  if (opts.last && (p.kind !== 'childPage' || opts.after))
+    throw new Error(`read plan: ${p.field}: last rows of a page plan, without after`);
+  // `last`: the last rows, in the reverse of the plan's order (a conversation's last message).
+  const order = (a: string) =>
+    p.kind === 'childPage' && opts.last
+      ? p.order.columns.map((c) => `${a}.${c} ${p.order.direction === 'asc' ? 'desc' : 'asc'}`).join(', ')
+      : orderSql(p, a);
   if (p.kind === 'childPage' && (p.inherits || p.current)) {
-    const after = opts.after ? ` where (${opts.after[0]} is null or ${afterSql(p, alias, ...opts.after)})` : '';
-    const source = childSourceSql(p, (column) => `${column} = ${parentId}`);
-    return `select * from (${source}) ${alias}${after} order by ${orderSql(p, alias)}${limit}`;
+    const afterOf = (a: string) => (opts.after ? ` and (${opts.after[0]} is null or ${afterSql(p, a, ...opts.after)})` : '');
+    const version = p.current ? ` and ${p.current.sql('o')}` : '';
+    const where = `${childOfSql(p, 'o', parentId)}${version}${afterOf('o')}`;
+    const own = `select o.* from ${p.table} o where ${where} order by ${order('o')}${limit}`;
+    if (!p.inherits) return `select * from (${own}) ${alias} order by ${order(alias)}`;
+    const marker = p.inherits.marker;
+    const forked = opts.parentRow
+      ? `${opts.parentRow}.${marker.column} is not null`
+      : `exists (select 1 from ${marker.table} z where z.id = ${parentId} and z.${marker.column} is not null)`;
+    // A fresh alias for the inherited rows: the marker test may name the parent by a short alias (`c`, `m`).
+    const h = `${alias}_inherited`;
+    const inherited = childSourceSql(p, (column) => `${column} = ${parentId}`, { inheritedOnly: true });
+    return (
+      `select * from ((${own}) union all select ${h}.* from (${inherited}) ${h} where ${forked}${afterOf(h)})` +
+      ` ${alias} order by ${order(alias)}${limit}`
+    );
   }
   if (p.kind === 'childList' && p.inheritsThrough) {
     return `select * ${childListFromSql(p, alias, parentId)} order by ${orderSql(p, alias)}${limit}`;
   }
   let where = childOfSql(p, alias, parentId);
   if (opts.after && p.kind === 'childPage') where += ` and (${opts.after[0]} is null or ${afterSql(p, alias, ...opts.after)})`;
-  return `select * from ${p.table} ${alias} where ${where} order by ${orderSql(p, alias)}${limit}`;
+  return `select * from ${p.table} ${alias} where ${where} order by ${order(alias)}${limit}`;
 }
 
 /**
@@ -545,7 +600,11 @@ export function childRowsSql(
  * each ancestor's rows up to the cut as they were when it was made, with the
  * foreign key rewritten to the inheriting parent and the version read as
  * current there. Every read of a conversation's messages is made from this
- * (pages, counts, last message, search, export, the histories sent to models).
+ * (pages, counts, last message, search, export, the histories sent to models);
+ * pages (`childRowsSql`) take only its inherited part, gated on the parent's
+ * ancestry marker, next to a keyset page of the own rows. Elsewhere the
+ * inherited part of a parent that is no fork ends at its first step, an empty
+ * index probe of the ancestry table.
  */
 export function childSourceSql(
   p: ChildPagePlan,

@@ -643,6 +643,7 @@ class Compiler {
     const rows = childRowsSql(relation, c, `${parent}.id`, {
       limit: `${limit}::int`,
       after: after && [`${after[0]}::timestamptz`, `${after[1]}::uuid`],
+      parentRow: parent,
     });
     const first = () => `${this.param((rt) => pageOf(rt).first)}::int`;
     const members: string[] = [];

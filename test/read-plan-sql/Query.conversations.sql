@@ -194,20 +194,24 @@ select j, ms, id, total
     from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
             order by t1.created_at asc, t1.id asc), '') || ']' || '}'
         from (select *
-          from (select o.*
-            from messages o
-            where o.conversation_id = t0.id and o.replaced_at is null union all
-            select i.*
-            from conversation_ancestors x
-            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-            cross
-            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-            where x.conversation_id = t0.id and not exists (select 1
-              from messages f
-              where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-              from conversation_ancestors y
-              join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-              where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
+          from ((select o.*
+              from messages o
+              where o.conversation_id = t0.id and o.replaced_at is null
+              order by o.created_at asc, o.id asc
+              limit ?::int) union all
+            select t2_inherited.*
+            from (select i.*
+              from conversation_ancestors x
+              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+              cross
+              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+              where x.conversation_id = t0.id and not exists (select 1
+                from messages f
+                where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+                from conversation_ancestors y
+                join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+                where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2_inherited
+            where t0.forked_from_message_id is not null) t2
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
@@ -222,20 +226,24 @@ select j, ms, id, total
     from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
             order by t1.created_at asc, t1.id asc), '') || ']' || '}'
         from (select *
-          from (select o.*
-            from messages o
-            where o.conversation_id = t0.id and o.replaced_at is null union all
-            select i.*
-            from conversation_ancestors x
-            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-            cross
-            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-            where x.conversation_id = t0.id and not exists (select 1
-              from messages f
-              where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-              from conversation_ancestors y
-              join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-              where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
+          from ((select o.*
+              from messages o
+              where o.conversation_id = t0.id and o.replaced_at is null
+              order by o.created_at asc, o.id asc
+              limit ?::int) union all
+            select t2_inherited.*
+            from (select i.*
+              from conversation_ancestors x
+              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+              cross
+              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+              where x.conversation_id = t0.id and not exists (select 1
+                from messages f
+                where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+                from conversation_ancestors y
+                join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+                where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2_inherited
+            where t0.forked_from_message_id is not null) t2
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
@@ -255,20 +263,24 @@ select j, ms, id, total
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
-            from (select o.*
-              from messages o
-              where o.conversation_id = t0.id and o.replaced_at is null union all
-              select i.*
-              from conversation_ancestors x
-              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-              cross
-              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-              where x.conversation_id = t0.id and not exists (select 1
-                from messages f
-                where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-                from conversation_ancestors y
-                join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-                where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
+            from ((select o.*
+                from messages o
+                where o.conversation_id = t0.id and o.replaced_at is null
+                order by o.created_at asc, o.id asc
+                limit ?::int) union all
+              select t2_inherited.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id and not exists (select 1
+                  from messages f
+                  where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+                  from conversation_ancestors y
+                  join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+                  where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2_inherited
+              where t0.forked_from_message_id is not null) t2
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
@@ -284,20 +296,24 @@ select j, ms, id, total
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
-            from (select o.*
-              from messages o
-              where o.conversation_id = t0.id and o.replaced_at is null union all
-              select i.*
-              from conversation_ancestors x
-              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-              cross
-              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-              where x.conversation_id = t0.id and not exists (select 1
-                from messages f
-                where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-                from conversation_ancestors y
-                join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-                where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
+            from ((select o.*
+                from messages o
+                where o.conversation_id = t0.id and o.replaced_at is null
+                order by o.created_at asc, o.id asc
+                limit ?::int) union all
+              select t2_inherited.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id and not exists (select 1
+                  from messages f
+                  where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+                  from conversation_ancestors y
+                  join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+                  where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2_inherited
+              where t0.forked_from_message_id is not null) t2
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
@@ -320,21 +336,24 @@ select j, ms, id, total
     from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
             order by t1.created_at asc, t1.id asc), '') || ']' || '}'
         from (select *
-          from (select o.*
-            from messages o
-            where o.conversation_id = t0.id and o.replaced_at is null union all
-            select i.*
-            from conversation_ancestors x
-            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-            cross
-            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-            where x.conversation_id = t0.id and not exists (select 1
-              from messages f
-              where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-              from conversation_ancestors y
-              join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-              where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
-          where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+          from ((select o.*
+              from messages o
+              where o.conversation_id = t0.id and o.replaced_at is null and (?::timestamptz is null or (o.created_at, o.id) > (?::timestamptz, ?::uuid))
+              order by o.created_at asc, o.id asc
+              limit ?::int) union all
+            select t2_inherited.*
+            from (select i.*
+              from conversation_ancestors x
+              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+              cross
+              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+              where x.conversation_id = t0.id and not exists (select 1
+                from messages f
+                where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+                from conversation_ancestors y
+                join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+                where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2_inherited
+            where t0.forked_from_message_id is not null and (?::timestamptz is null or (t2_inherited.created_at, t2_inherited.id) > (?::timestamptz, ?::uuid))) t2
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
@@ -349,21 +368,24 @@ select j, ms, id, total
     from (select '{' || '"messages":' || (select '{' || '"nodes":[' || coalesce(string_agg('{' || '"completionTokens":' || coalesce(t1.completion_tokens::int::text, 'null') || ',' || '"content":' || to_json(t1.content::text)::text || ',' || '"createdAt":' || ('"' || to_char(t1.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"') || ',' || '"current":' || (case when t1.replaced_at is null then 'true' else 'false' end) || ',' || '"id":' || to_json(t1.id::text)::text || ',' || '"latencyMs":' || coalesce(t1.latency_ms::int::text, 'null') || ',' || '"model":' || coalesce(to_json(t1.model::text)::text, 'null') || ',' || '"promptTokens":' || coalesce(t1.prompt_tokens::int::text, 'null') || ',' || '"provider":' || (case t1.provider::text when 'OPENAI' then '"OPENAI"' when 'ANTHROPIC' then '"ANTHROPIC"' when 'GOOGLE' then '"GOOGLE"' when 'MISTRAL' then '"MISTRAL"' when 'AZURE' then '"AZURE"' when 'OPENAI_COMPATIBLE' then '"OPENAI_COMPATIBLE"' else 'null' end) || ',' || '"role":' || (case t1.role::text when 'SYSTEM' then '"SYSTEM"' when 'USER' then '"USER"' when 'ASSISTANT' then '"ASSISTANT"' else 'null' end) || ',' || '"version":' || t1.version::int::text || '}', ','
             order by t1.created_at asc, t1.id asc), '') || ']' || '}'
         from (select *
-          from (select o.*
-            from messages o
-            where o.conversation_id = t0.id and o.replaced_at is null union all
-            select i.*
-            from conversation_ancestors x
-            join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-            cross
-            join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-            where x.conversation_id = t0.id and not exists (select 1
-              from messages f
-              where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-              from conversation_ancestors y
-              join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-              where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
-          where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+          from ((select o.*
+              from messages o
+              where o.conversation_id = t0.id and o.replaced_at is null and (?::timestamptz is null or (o.created_at, o.id) > (?::timestamptz, ?::uuid))
+              order by o.created_at asc, o.id asc
+              limit ?::int) union all
+            select t2_inherited.*
+            from (select i.*
+              from conversation_ancestors x
+              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+              cross
+              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+              where x.conversation_id = t0.id and not exists (select 1
+                from messages f
+                where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+                from conversation_ancestors y
+                join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+                where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2_inherited
+            where t0.forked_from_message_id is not null and (?::timestamptz is null or (t2_inherited.created_at, t2_inherited.id) > (?::timestamptz, ?::uuid))) t2
           order by t2.created_at asc, t2.id asc
           limit ?::int) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
@@ -383,21 +405,24 @@ select j, ms, id, total
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
-            from (select o.*
-              from messages o
-              where o.conversation_id = t0.id and o.replaced_at is null union all
-              select i.*
-              from conversation_ancestors x
-              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-              cross
-              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-              where x.conversation_id = t0.id and not exists (select 1
-                from messages f
-                where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-                from conversation_ancestors y
-                join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-                where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
-            where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+            from ((select o.*
+                from messages o
+                where o.conversation_id = t0.id and o.replaced_at is null and (?::timestamptz is null or (o.created_at, o.id) > (?::timestamptz, ?::uuid))
+                order by o.created_at asc, o.id asc
+                limit ?::int) union all
+              select t2_inherited.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id and not exists (select 1
+                  from messages f
+                  where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+                  from conversation_ancestors y
+                  join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+                  where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2_inherited
+              where t0.forked_from_message_id is not null and (?::timestamptz is null or (t2_inherited.created_at, t2_inherited.id) > (?::timestamptz, ?::uuid))) t2
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at
@@ -413,21 +438,24 @@ select j, ms, id, total
               order by t1.rn desc) filter (where t1.rn <= ?::int))[1], 'null') || ',' || '"hasNextPage":' || (case when count(*) > ?::int then 'true' else 'false' end) || '}' || '}'
         from (select t2.*, row_number() over (order by t2.created_at asc, t2.id asc) as rn
           from (select *
-            from (select o.*
-              from messages o
-              where o.conversation_id = t0.id and o.replaced_at is null union all
-              select i.*
-              from conversation_ancestors x
-              join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-              cross
-              join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-              where x.conversation_id = t0.id and not exists (select 1
-                from messages f
-                where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-                from conversation_ancestors y
-                join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-                where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2
-            where (?::timestamptz is null or (t2.created_at, t2.id) > (?::timestamptz, ?::uuid))
+            from ((select o.*
+                from messages o
+                where o.conversation_id = t0.id and o.replaced_at is null and (?::timestamptz is null or (o.created_at, o.id) > (?::timestamptz, ?::uuid))
+                order by o.created_at asc, o.id asc
+                limit ?::int) union all
+              select t2_inherited.*
+              from (select i.*
+                from conversation_ancestors x
+                join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+                cross
+                join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+                where x.conversation_id = t0.id and not exists (select 1
+                  from messages f
+                  where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+                  from conversation_ancestors y
+                  join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+                  where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) t2_inherited
+              where t0.forked_from_message_id is not null and (?::timestamptz is null or (t2_inherited.created_at, t2_inherited.id) > (?::timestamptz, ?::uuid))) t2
             order by t2.created_at asc, t2.id asc
             limit ?::int) t2) t1
         group by ()) || '}' as j, (extract(epoch from t0.created_at) * 1000)::float8 as ms, t0.id as id, t0.created_at as created_at

@@ -34,7 +34,7 @@ a.id = any(?::uuid[]) and a.owner_id = ? and a.deleted_at is null;
 -- the by-id DataLoader batch (where):
 a.id = any(?::uuid[]) and a.owner_id = ?;
 
--- Conversation.messages: {"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages","inherits":{"table":"conversation_ancestors","child":"conversation_id","ancestor":"ancestor_id","upto":["upto_created_at","upto_id"],"asOf":"created_at"},"current":{"replacedAt":"replaced_at","writtenAt":"answered_at","slot":"version_of_id"}}
+-- Conversation.messages: {"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages","inherits":{"table":"conversation_ancestors","child":"conversation_id","ancestor":"ancestor_id","upto":["upto_created_at","upto_id"],"asOf":"created_at","marker":{"table":"conversations","column":"forked_from_message_id"}},"current":{"replacedAt":"replaced_at","writtenAt":"answered_at","slot":"version_of_id"}}
 -- the DataLoader batch (pages of many parents):
 select k.idx as k_idx, m.id as "id", (extract(epoch from m.created_at) * 1000)::float8 as "createdAt", m.prompt_tokens as "promptTokens", m.completion_tokens as "completionTokens", m.latency_ms as "latencyMs", m.cost_usd as "costUsd", m.conversation_id as "conversationId", m.role as "role", m.content as "content", m.comparison_id as "comparisonId", m.provider as "provider", m.model as "model", m.version_of_id as "versionOfId", m.version as "version", (extract(epoch from m.answered_at) * 1000)::float8 as "answeredAt", (extract(epoch from m.replaced_at) * 1000)::float8 as "replacedAt", m.source_response_id as "sourceResponseId"
  
@@ -42,43 +42,52 @@ select k.idx as k_idx, m.id as "id", (extract(epoch from m.created_at) * 1000)::
  
   cross
   join lateral (select *
-    from (select o.*
-      from messages o
-      where o.conversation_id = k.pid and o.replaced_at is null union all
-      select i.*
-      from conversation_ancestors x
-      join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-      cross
-      join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-      where x.conversation_id = k.pid and not exists (select 1
-        from messages f
-        where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-        from conversation_ancestors y
-        join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-        where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) c
-    where (k.after_at is null or (c.created_at, c.id) > (k.after_at, k.after_id))
+    from ((select o.*
+        from messages o
+        where o.conversation_id = k.pid and o.replaced_at is null and (k.after_at is null or (o.created_at, o.id) > (k.after_at, k.after_id))
+        order by o.created_at asc, o.id asc
+        limit k.lim) union all
+      select c_inherited.*
+      from (select i.*
+        from conversation_ancestors x
+        join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+        cross
+        join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+        where x.conversation_id = k.pid and not exists (select 1
+          from messages f
+          where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+          from conversation_ancestors y
+          join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+          where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) c_inherited
+      where exists (select 1
+        from conversations z
+        where z.id = k.pid and z.forked_from_message_id is not null) and (k.after_at is null or (c_inherited.created_at, c_inherited.id) > (k.after_at, k.after_id))) c
     order by c.created_at asc, c.id asc
     limit k.lim) m
 
   order by k.idx, m.created_at asc, m.id asc;
 -- the look-ahead's child query:
 select *
-  from (select o.*
-    from messages o
-    where o.conversation_id = parent.id and o.replaced_at is null union all
-    select i.*
-    from conversation_ancestors x
-    join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
-    cross
-    join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
-    where x.conversation_id = parent.id and not exists (select 1
-      from messages f
-      where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
-      from conversation_ancestors y
-      join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
-      where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) m
+  from ((select o.*
+      from messages o
+      where o.conversation_id = parent.id and o.replaced_at is null
+      order by o.created_at asc, o.id asc
+      limit 11) union all
+    select m_inherited.*
+    from (select i.*
+      from conversation_ancestors x
+      join messages s on s.conversation_id = x.ancestor_id and (s.created_at, coalesce(s.version_of_id, s.id)) <= (x.upto_created_at, x.upto_id) and coalesce(s.answered_at, s.created_at) <= x.created_at and (s.replaced_at is null or s.replaced_at > x.created_at)
+      cross
+      join lateral jsonb_populate_record(s, jsonb_build_object('conversation_id', x.conversation_id, 'replaced_at', null)) i
+      where x.conversation_id = parent.id and not exists (select 1
+        from messages f
+        where f.conversation_id = x.conversation_id and f.version_of_id = coalesce(s.version_of_id, s.id) and f.replaced_at is null) and not exists (select 1
+        from conversation_ancestors y
+        join messages g on g.conversation_id = y.ancestor_id and g.version_of_id = coalesce(s.version_of_id, s.id)
+        where y.conversation_id = x.conversation_id and y.created_at > x.created_at and coalesce(g.answered_at, g.created_at) <= y.created_at and (g.replaced_at is null or g.replaced_at > y.created_at))) m_inherited
+    where parent.forked_from_message_id is not null) m
   order by m.created_at asc, m.id asc
-  limit ?;
+  limit 11;
 
 -- ComparisonResult.responses: {"kind":"childList","field":"ComparisonResult.responses","entity":"ComparisonResponse","table":"comparison_responses","foreignKey":"comparison_id","order":["position"],"concealedUnless":"rule revealed"}
 -- the DataLoader batch (children of many parents):
@@ -95,7 +104,7 @@ select *
   where x2.comparison_id = parent.id
   order by x2.position;
 
--- Conversation.comparisons: {"kind":"childList","field":"Conversation.comparisons","entity":"ComparisonResult","table":"comparison_results","foreignKey":"conversation_id","order":["created_at","id"],"inheritsThrough":{"children":{"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages","inherits":{"table":"conversation_ancestors","child":"conversation_id","ancestor":"ancestor_id","upto":["upto_created_at","upto_id"],"asOf":"created_at"},"current":{"replacedAt":"replaced_at","writtenAt":"answered_at","slot":"version_of_id"}},"key":"comparison_id"}}
+-- Conversation.comparisons: {"kind":"childList","field":"Conversation.comparisons","entity":"ComparisonResult","table":"comparison_results","foreignKey":"conversation_id","order":["created_at","id"],"inheritsThrough":{"children":{"kind":"childPage","field":"Conversation.messages","entity":"Message","table":"messages","foreignKey":"conversation_id","order":{"columns":["created_at","id"],"direction":"asc"},"page":{"default":50,"max":100},"cursor":"messages","inherits":{"table":"conversation_ancestors","child":"conversation_id","ancestor":"ancestor_id","upto":["upto_created_at","upto_id"],"asOf":"created_at","marker":{"table":"conversations","column":"forked_from_message_id"}},"current":{"replacedAt":"replaced_at","writtenAt":"answered_at","slot":"version_of_id"}},"key":"comparison_id"}}
 -- the DataLoader batch (children of many parents):
 select x.id as "id", (extract(epoch from x.created_at) * 1000)::float8 as "createdAt", x.owner_id as "ownerId", x.conversation_id as "conversationId", x.prompt as "prompt", x.blind as "blind", x.category as "category"
   from (select o.*
@@ -175,7 +184,7 @@ select *
   from prompt_items m
   where m.prompt_set_id = parent.id
   order by m.position asc, m.id asc
-  limit ?;
+  limit 11;
 
 -- Query.shareLinks: {"kind":"ownedList","field":"Query.shareLinks","entity":"ShareLinkEntity","table":"share_links","owner":"owner_id","order":{"columns":["created_at","id"],"direction":"desc"},"page":{"default":20,"max":100},"cursor":"share-links"}
 -- the service's page (readOwnedPage), first and later:

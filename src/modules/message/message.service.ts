@@ -72,9 +72,10 @@ export class MessageService {
   embeddedFirstPages(em: EntityManager, parentAlias: string, first: number) {
     const embedded = embeddedRows<MessageView>(em, Message, {
       as: '__messages',
-      childQuery: childRowsSql(MESSAGES, 'm', `${parentAlias}.id`, { limit: '?' }),
+      // A literal (a validated page size): the limit appears twice in a page of a plan that inherits.
+      childQuery: childRowsSql(MESSAGES, 'm', `${parentAlias}.id`, { limit: String(first + 1), parentRow: parentAlias }),
       orderBy: orderSql(MESSAGES, 'x'),
-      params: [first + 1],
+      params: [],
     });
     return {
       column: embedded.column,
@@ -99,8 +100,7 @@ export class MessageService {
     const shape = plainShape<MessageView>(em, Message);
     const rows: Array<Record<string, unknown>> = await em.getConnection().execute(
       `select ${shape.columns('m')} from unnest(?::uuid[]) k(id)
-        cross join lateral (select * from (${childSourceSql(MESSAGES, (c) => `${c} = k.id`)}) l
-                             order by l.created_at desc, l.id desc limit 1) m`,
+        cross join lateral (${childRowsSql(MESSAGES, 'l', 'k.id', { limit: '1', last: true })}) m`,
       [pgArray([...conversationIds])],
     );
     return rows.map(shape.map);
