@@ -211,7 +211,6 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     const before = await routes();
     const errors: unknown[] = [];
     let stale = 0;
-    let reads = 0;
     let stopped = false;
     /** A reader sees at least the newest title written before its request (`fresh`: the title seen is not older). */
     const reader = async (u: User, fresh: () => (title: string | undefined) => boolean) => {
@@ -219,7 +218,6 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
       for (let after = 0; after < 30; after += stopped ? 1 : 0) {
         const check = fresh();
         const res = await t.gql(LIST, {}, u.token, { 'cache-control': 'no-cache' });
-        reads++;
         if (res.errors) errors.push(res.errors);
         else if (!check(res.data.conversations.nodes[0]?.title)) stale++;
         if (u === b && ++bReads === 20) flowing();
