@@ -189,12 +189,15 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     const compiledBefore = await compiledServed();
     const before = await routes();
     const id = await create(a, 'a-1');
-    const mine = await t.gql(HISTORY, {}, a.token);
-    const theirs = await t.gql(HISTORY, {}, b.token, { 'cache-control': 'no-cache' });
-    expect(mine.data.conversations.nodes[0]).toMatchObject({ id, title: 'a-1' });
-    expect(theirs.data.conversations.nodes.map((c: { title: string }) => c.title)).toEqual(['b-1']);
+    // Where the compiled statements (named prepared statements: `db/prepared.ts`) actually ran.
+    const mine = await preparedOn(() => t.gql(HISTORY, {}, a.token));
+    const theirs = await preparedOn(() => t.gql(HISTORY, {}, b.token, { 'cache-control': 'no-cache' }));
+    expect(mine.result.data.conversations.nodes[0]).toMatchObject({ id, title: 'a-1' });
+    expect(theirs.result.data.conversations.nodes.map((c: { title: string }) => c.title)).toEqual(['b-1']);
     expect((await compiledServed()) - compiledBefore).toBe(2);
     expect(delta(before, await routes())).toEqual({ 'primary/write': 1, 'primary/behind': 1, 'replica/caught_up': 1 });
+    // One statement per root field (me, conversations, comparisons): A's on the primary, B's on the replica.
+    expect([mine.primary, mine.replica, theirs.primary, theirs.replica]).toEqual([3, 0, 0, 3]);
     // Once the replica has replayed A's write, A's compiled reads go back to it.
     await replicaCaughtUp();
     const again = await routes();
@@ -256,6 +259,37 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     expect(router().replayed()).toEqual([undefined]);
     expect(sum(counted, 'primary/no_replica')).toBeGreaterThan(0);
   }, 30_000);
+
+  /**
+   * Counts the named prepared statements `fn`'s requests send to the primary's pool and to the replica's, by
+   * watching the pg connections each pool hands out (the replay poll and the ORM send unnamed text).
+   */
+  async function preparedOn<T>(fn: () => Promise<T>): Promise<{ result: T; primary: number; replica: number }> {
+    const counts = { primary: 0, replica: 0 };
+    const driver = t.app.orm.em.getDriver() as unknown as { replicas: Array<{ getKnex(): { client: unknown } }> };
+    const pools = { primary: t.app.orm.em.getConnection('write'), replica: driver.replicas[0]! };
+    const restore: Array<() => void> = [];
+    for (const side of ['primary', 'replica'] as const) {
+      const client = pools[side].getKnex().client as { acquireConnection(): Promise<{ query(...args: unknown[]): unknown }> };
+      const acquire = client.acquireConnection;
+      client.acquireConnection = async () => {
+        const connection = await acquire.call(client);
+        const query = connection.query;
+        connection.query = (...args: unknown[]) => {
+          if ((args[0] as { name?: string })?.name?.startsWith('llmselect_')) counts[side]++;
+          return query.apply(connection, args);
+        };
+        restore.push(() => (connection.query = query));
+        return connection;
+      };
+      restore.push(() => (client.acquireConnection = acquire));
+    }
+    try {
+      return { result: await fn(), ...counts };
+    } finally {
+      for (const undo of restore.reverse()) undo();
+    }
+  }
 
   async function compiledServed(): Promise<number> {
     const metric = await t.app.metrics.compiledReads.get();
