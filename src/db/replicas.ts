@@ -183,6 +183,11 @@ export class ReadRouter {
   /** Polls once now (the routes start from it), then every `pollMs`. */
   async start(): Promise<void> {
     await this.refresh();
+    // A typo in DATABASE_REPLICA_URLS must not pass unnoticed (later polls only log changes).
+    for (const state of this.states) {
+      if (state.replayed === undefined)
+        this.deps.logger.warn({ replica: state.name }, 'read replica not answering: reads use the primary until it does');
+    }
     const tick = () => {
       if (this.closed) return;
       this.timer = setTimeout(() => void this.refresh().finally(tick), this.deps.pollMs);
