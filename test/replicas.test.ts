@@ -71,6 +71,12 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     await pg?.stop();
   });
 
+  // A test that paused replay and failed must not leave the next one with a replica that never catches up
+  // (after the stop test there is no replica to resume).
+  afterEach(async () => {
+    await resumeReplay().catch(() => undefined);
+  });
+
   const router = () => t.app.readRouter!;
 
   /** Requests counted by `llmselect_db_read_routes_total`, by `target/reason`. */
@@ -111,6 +117,14 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     return res.data.createConversation.id as string;
   }
 
+  /** Replay stops where it is (`pg_wal_replay_pause()`): the replica lags by construction, not by timing. */
+  async function pauseReplay(): Promise<void> {
+    await replicaSql.query('select pg_wal_replay_pause()');
+  }
+  async function resumeReplay(): Promise<void> {
+    await replicaSql.query('select pg_wal_replay_resume()');
+  }
+
   async function onReplica(id: string): Promise<boolean> {
     return (await replicaSql.query('select 1 from conversations where id = $1', [id])).rowCount === 1;
   }
@@ -144,9 +158,10 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     expect(pairs).toBe(1000);
     expect(stale).toBe(0);
     // The replica really lagged: reads that raced it would have missed the write.
-    expect(missingOnReplica).toBeGreaterThan(50);
+    // (Bounds well below what an idle machine shows, ~100 of 100 and ~1,000: a stalled machine lets the replica catch up.)
+    expect(missingOnReplica).toBeGreaterThan(20);
     // The reads raced the replica and were sent to the primary because of the writer's commit mark.
-    expect(counted['primary/behind'] ?? 0).toBeGreaterThan(500);
+    expect(counted['primary/behind'] ?? 0).toBeGreaterThan(200);
     expect(counted['primary/write']).toBe(1000);
     // Most reads after the first of each document were compiled.
     expect((await compiledServed()) - compiledBefore).toBeGreaterThan(800);
@@ -157,6 +172,8 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     const b = await user('lag-b');
     await create(b, 'b-own');
     await replicaCaughtUp();
+    // Replay paused: the replica lacks A's write however slow this machine is (the 500 ms delay alone is a race).
+    await pauseReplay();
     const before = await routes();
     const written = await create(a, 'a-fresh');
     // B's history page: B's own data is on the replica, so B reads there, although the replica lacks A's write.
@@ -173,6 +190,7 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     });
     const viaPrimary = await t.app.orm.em.getConnection('read').execute(count, [written]);
     expect([viaRoute[0].n, viaPrimary[0].n]).toEqual([0, 1]);
+    await resumeReplay();
     // An anonymous request reads from the replica too.
     const anonymous = await routes();
     await t.gql('query { me { id } }');
@@ -186,6 +204,7 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     // Each document is learnt (validated by Apollo) once, then compiled.
     await t.gql(HISTORY, {}, a.token);
     await replicaCaughtUp();
+    await pauseReplay();
     const compiledBefore = await compiledServed();
     const before = await routes();
     const id = await create(a, 'a-1');
@@ -199,6 +218,7 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     // One statement per root field (me, conversations, comparisons): A's on the primary, B's on the replica.
     expect([mine.primary, mine.replica, theirs.primary, theirs.replica]).toEqual([3, 0, 0, 3]);
     // Once the replica has replayed A's write, A's compiled reads go back to it.
+    await resumeReplay();
     await replicaCaughtUp();
     const again = await routes();
     const later = await t.gql(HISTORY, {}, a.token, { 'cache-control': 'no-cache' });
@@ -269,11 +289,15 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     const driver = t.app.orm.em.getDriver() as unknown as { replicas: Array<{ getKnex(): { client: unknown } }> };
     const pools = { primary: t.app.orm.em.getConnection('write'), replica: driver.replicas[0]! };
     const restore: Array<() => void> = [];
+    // A connection handed out twice in the window is watched once.
+    const watched = new WeakSet<object>();
     for (const side of ['primary', 'replica'] as const) {
       const client = pools[side].getKnex().client as { acquireConnection(): Promise<{ query(...args: unknown[]): unknown }> };
       const acquire = client.acquireConnection;
       client.acquireConnection = async () => {
         const connection = await acquire.call(client);
+        if (watched.has(connection)) return connection;
+        watched.add(connection);
         const query = connection.query;
         connection.query = (...args: unknown[]) => {
           if ((args[0] as { name?: string })?.name?.startsWith('llmselect_')) counts[side]++;
