@@ -40,6 +40,7 @@ import type { CachePort } from '../cache/cache.port';
 import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
 import { readCacheKeys } from '../read-cache/keys';
+import { withTimeout } from '../timeout';
 import { isConnectionError } from './connection-errors';
 import type { Orm } from './orm';
 
@@ -298,7 +299,12 @@ export class ReadRouter {
       this.replicas.map(async (replica, i) => {
         const state = this.states[i]!;
         try {
-          const result = await replica.getKnex().raw('select pg_last_wal_replay_lsn()::text as lsn');
+          // A replica that hangs (rather than refusing) counts as down after 10 polls' time, at least 1 s.
+          const result = await withTimeout(
+            replica.getKnex().raw('select pg_last_wal_replay_lsn()::text as lsn'),
+            Math.max(1_000, 10 * this.deps.pollMs),
+            'replica replay poll',
+          );
           const lsn = result.rows[0]?.lsn;
           // Null: not a standby (or not replaying): never trusted with a user's reads.
           const replayed = typeof lsn === 'string' ? parseLsn(lsn) : undefined;
