@@ -25,7 +25,8 @@ import { createPubSub } from './pubsub/create-pubsub';
 import type { PubSub } from './pubsub/pubsub.port';
 import type { Config } from './config';
 import { startEmbeddedPostgres } from './db/embedded';
-import { connectOrm, createOrmOptions, migrate, type Orm, pingDatabase, poolStats } from './db/orm';
+import { connectOrm, createOrmOptions, describeDatabaseUrl, migrate, type Orm, pingDatabase, poolStats } from './db/orm';
+import { ReadRouter } from './db/replicas';
 import { CursorCodec } from './db/pagination';
 import { PreparedStatements } from './db/prepared';
 import { QueryObserver } from './db/query-observer';
@@ -44,6 +45,7 @@ import { tokenScopesPlugin } from './graphql/plugins/token-scopes';
 import { classifyError } from './graphql/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
 import { compiledReadsPlugin } from './graphql/plugins/compiled-reads';
+import { readRoutePlugin } from './graphql/plugins/read-route';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
 import { createSseHandler } from './graphql/sse';
@@ -111,6 +113,8 @@ export interface App {
   logger: Logger;
   metrics: Metrics;
   queryObserver: QueryObserver;
+  /** With DATABASE_REPLICA_URLS: which pool serves each request's reads (tests poll it). */
+  readRouter?: ReadRouter;
   /** Stops accepting work, drains, and closes the pool, cache and embedded database. Idempotent. */
   close(): Promise<void>;
 }
@@ -156,6 +160,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         observer: queryObserver,
         timeouts: config.dbTimeouts,
         caFile: config.databaseCaFile,
+        replicaUrls: config.databaseReplicas.urls,
       }),
     );
     cleanups.push(() => orm.close(true));
@@ -228,7 +233,22 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     cleanups.push(() => personalTokens.close());
     const tokens = new TokenService(config.jwtSecret, config.jwtExpiresIn, personalTokens);
     const cursors = new CursorCodec(config.jwtSecret);
-    const generations = new Generations(cache);
+    // Read replicas (DATABASE_REPLICA_URLS): which pool serves each request's reads (`db/replicas.ts`).
+    const readRouter = config.databaseReplicas.urls.length
+      ? new ReadRouter({
+          orm,
+          cache,
+          logger,
+          pollMs: config.databaseReplicas.pollMs,
+          names: config.databaseReplicas.urls.map(describeDatabaseUrl),
+          onRoute: (target, reason) => metrics.readRoutes.inc({ target, reason }),
+        })
+      : undefined;
+    if (readRouter) {
+      await readRouter.start();
+      cleanups.push(async () => readRouter.close());
+    }
+    const generations = new Generations(cache, readRouter);
     const apiKeys = new ApiKeyService(new SecretBox(config.encryptionKeys), config.egress);
     const conversations = new ConversationService(cursors);
     const comparisons = new ComparisonService(cursors);
@@ -258,8 +278,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       onRefused: (kind) => metrics.usageRefusals.inc({ limit: kind === 'budget' ? 'budget' : 'provider_calls' }),
     });
-    // Named statements sent outside the unit of work: compiled reads and the comparison start's write.
-    const prepared = new PreparedStatements(orm.em, queryObserver, config.preparedStatements);
+    // Named statements sent outside the unit of work: the comparison start's write (always the primary).
+    const prepared = new PreparedStatements(orm.em, queryObserver, config.preparedStatements, undefined, 'write');
     const runner = new ComparisonRunner({
       orm,
       prepared,
@@ -427,7 +447,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           {
             schema,
             em: orm.em,
-            prepared,
+            prepared: new PreparedStatements(orm.em, queryObserver, config.preparedStatements, readRouter),
             cursors,
             maxResponseBytes: config.limits.maxResponseBytes,
             checkOperation: (document, operationName, variables) => guard.checkOperation(schema, document, operationName, variables),
@@ -474,6 +494,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         // Before the read cache's plugin: a personal token outside its scopes is refused before any lookup.
         tokenScopesPlugin(tokenScopes),
         invalidationPlugin(generations),
+        ...(readRouter ? [readRoutePlugin(readRouter)] : []),
         operationCachePlugin(responseCache),
         ...(compiledReads ? [compiledReadsPlugin(compiledReads)] : []),
         production
@@ -534,6 +555,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               maxResponseBytes: config.limits.maxResponseBytes,
               documents,
               requestDeadlineMs: config.requestDeadlineMs,
+              readRouter,
               // Share links' pages are the only public entries (scope `share:<hash>`).
               publicReads: {
                 admit: (_scope, ip) => shareLinks.admitRead(ip),
@@ -580,6 +602,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       metrics,
       queryObserver,
+      readRouter,
       close: () => (closing ??= close()),
     };
   } catch (error) {

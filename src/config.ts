@@ -124,6 +124,21 @@ export interface Config {
   /** `DATABASE_CA_FILE`: the CA for `sslmode=verify-ca` / `verify-full` (and `require`, which then checks the chain as libpq does). */
   databaseCaFile?: string;
   /**
+   * Read replicas (`db/replicas.ts`). `DATABASE_REPLICA_URLS`: comma-separated
+   * `postgres://` URLs of streaming replicas of `databaseUrl` (hot standbys).
+   * Queries read from a replica, except that a signed-in user who has written
+   * reads only from a replica that has replayed that user's last commit (else
+   * from the primary); mutations, transactions and background work use the
+   * primary. Each replica gets a pool of `pool`'s bounds, the primary's TLS
+   * options and timeouts (the URL's own query string is ignored, as for
+   * MikroORM), and a replica that stops answering is skipped until it answers
+   * again. `DATABASE_REPLICA_POLL_MS` (default 100): how often each replica's
+   * replayed WAL position is read (a writer's reads return to a replica at most
+   * this long after it caught up). Unset or empty: no replicas, no polling,
+   * every statement on the primary (as before).
+   */
+  databaseReplicas: { urls: string[]; pollMs: number };
+  /**
    * Per pooled connection (sent as startup parameters): a statement running
    * longer, or waiting for a lock longer, is cancelled and the request answers
    * SERVICE_UNAVAILABLE. 0 = none. Migrations run without either.
@@ -519,6 +534,23 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     }
   }
 
+  const replicaUrls = (env.DATABASE_REPLICA_URLS ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+  for (const replicaUrl of replicaUrls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(replicaUrl);
+    } catch {
+      throw new ConfigError('DATABASE_REPLICA_URLS must be comma-separated postgres:// URLs');
+    }
+    if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+      throw new ConfigError('DATABASE_REPLICA_URLS must be comma-separated postgres:// URLs');
+    }
+  }
+  if (replicaUrls.length && !databaseUrl) throw new ConfigError('DATABASE_REPLICA_URLS needs DATABASE_URL (the primary)');
+
   const providerBaseUrls: Config['providerBaseUrls'] = {
     openai: url(env, 'OPENAI_BASE_URL', ['http:', 'https:']),
     anthropic: url(env, 'ANTHROPIC_BASE_URL', ['http:', 'https:']),
@@ -531,6 +563,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     version: env.npm_package_version ?? '0.1.0',
     databaseUrl,
     databaseCaFile,
+    databaseReplicas: { urls: replicaUrls, pollMs: int(env, 'DATABASE_REPLICA_POLL_MS', 100, 1) },
     dbTimeouts: {
       statementMs: int(env, 'DB_STATEMENT_TIMEOUT_MS', 5_000, 0),
       lockMs: int(env, 'DB_LOCK_TIMEOUT_MS', 2_000, 0),

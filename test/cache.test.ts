@@ -71,6 +71,18 @@ function cacheOptions(over: Partial<CreateCacheOptions> = {}): CreateCacheOption
 
 /** Behaviour every store must have. */
 function storeContract(make: (over?: Partial<CreateCacheOptions>) => CachePort) {
+  it('raise() only ever raises a number (commit marks); getNumber() tells absent (null) from a value', async () => {
+    const cache = make();
+    expect(await cache.getNumber('gen:lsn:u1')).toBeNull();
+    expect(await cache.raise('gen:lsn:u1', 2 ** 40 + 7, 60_000)).toBe(true);
+    expect(await cache.raise('gen:lsn:u1', 5, 60_000)).toBe(true);
+    expect(await cache.getNumber('gen:lsn:u1')).toBe(2 ** 40 + 7);
+    await Promise.all([9, 3, 12, 1].map((n) => cache.raise('gen:lsn:u2', n, 60_000)));
+    expect(await cache.getNumber('gen:lsn:u2')).toBe(12);
+    await cache.delete('gen:lsn:u2');
+    expect(await cache.getNumber('gen:lsn:u2')).toBeNull();
+  });
+
   it('get / set / delete round-trip JSON; undefined is a miss, null is cached', async () => {
     const cache = make();
     const at = new Date('2024-05-01T10:00:00.000Z');

@@ -42,6 +42,8 @@ describe('loadConfig', () => {
     ],
     [{ OPERATOR_ENDPOINTS: 'https://api.openai.com/v1,not a url' }, /OPERATOR_ENDPOINTS: "not a url" is not an http\(s\) base URL/],
     [{ OPERATOR_ENDPOINTS: 'ftp://proxy.internal/v1' }, /OPERATOR_ENDPOINTS/],
+    [{ DATABASE_URL: 'postgres://u@db/x', DATABASE_REPLICA_URLS: 'postgres://u@r1/x,mysql://r2/x' }, /^DATABASE_REPLICA_URLS must be/],
+    [{ DATABASE_REPLICA_URLS: 'postgres://u@r1/x' }, /^DATABASE_REPLICA_URLS needs DATABASE_URL/],
     [{ OPERATOR_ENDPOINTS: 'https://user:pw@proxy.internal/v1' }, /OPERATOR_ENDPOINTS: .* must not contain credentials/],
   ])('rejects a malformed value %p with one line naming it', (env, message) => {
     const error = (() => {
@@ -87,6 +89,16 @@ describe('loadConfig', () => {
     expect(second.jwtSecret).toBe(first.jwtSecret);
     expect(second.encryptionKeys[0]!.key.equals(first.encryptionKeys[0]!.key)).toBe(true);
     expect(readFileSync(join(dataDir, 'jwt-secret'), 'utf8').trim()).toBe(first.jwtSecret);
+  });
+
+  it('reads DATABASE_REPLICA_URLS (none when unset) and DATABASE_REPLICA_POLL_MS', () => {
+    const base = { NODE_ENV: 'test', JWT_SECRET: SECRET, ENCRYPTION_KEY: KEY, DATABASE_URL: 'postgres://u@db/x' };
+    expect(loadConfig(base).databaseReplicas).toEqual({ urls: [], pollMs: 100 });
+    const replicas = { DATABASE_REPLICA_URLS: ' postgres://u@r1/x , postgresql://u@r2:5433/x,', DATABASE_REPLICA_POLL_MS: '25' };
+    expect(loadConfig({ ...base, ...replicas }).databaseReplicas).toEqual({
+      urls: ['postgres://u@r1/x', 'postgresql://u@r2:5433/x'],
+      pollMs: 25,
+    });
   });
 
   it('reads rate limits, TRUST_PROXY and the default budget (0 = off / unlimited)', () => {

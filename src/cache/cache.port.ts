@@ -91,6 +91,16 @@ export interface CachePort {
    */
   incr(key: string): Promise<number>;
   /**
+   * Atomically raises the number at `key` to `value` when it is absent or lower
+   * (never lowers it), and keeps it for `ttlMs` from now. False when the store
+   * is unavailable (nothing journaled: the caller keeps its own copy). Read it
+   * with {@link CachePort.getNumber}. Used for the read replicas' commit
+   * marks (`db/replicas.ts`), in the `gen` namespace.
+   */
+  raise(key: string, value: number, ttlMs: number): Promise<boolean>;
+  /** The number at `key`: null when absent, undefined when the store is unavailable (unknown, not absent). */
+  getNumber(key: string): Promise<number | null | undefined>;
+  /**
    * A versioned read, in one round trip: the counter at `key.counter` (its
    * version, 0 before the first {@link CachePort.incr}) and the raw bytes
    * stored (by {@link CachePort.setVersioned}) under the entry key of that

@@ -237,6 +237,27 @@ class KeyvCache implements CachePort {
     );
   }
 
+  async raise(key: string, value: number, ttlMs: number): Promise<boolean> {
+    const full = this.full(key);
+    return this.guard.run(
+      'set',
+      async (s) => {
+        await s.raise(full, value, ttlMs);
+        return true;
+      },
+      () => false,
+    );
+  }
+
+  async getNumber(key: string): Promise<number | null | undefined> {
+    const full = this.full(key);
+    return this.guard.run(
+      'get',
+      (s) => s.getNumber(full),
+      () => undefined,
+    );
+  }
+
   async getVersioned(key: VersionedKey): Promise<{ version: number; bytes: Buffer | undefined } | undefined> {
     const counterKey = this.full(key.counter);
     const entryPrefix = this.full(key.entryPrefix);

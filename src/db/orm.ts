@@ -32,6 +32,11 @@ export interface OrmOptionsInput {
   timeouts?: { statementMs: number; lockMs: number };
   /** `DATABASE_CA_FILE`, for `sslmode=verify-ca` / `verify-full`. */
   caFile?: string;
+  /**
+   * `DATABASE_REPLICA_URLS`: streaming replicas, each with a pool like the primary's and its driver options
+   * (TLS, timeouts). Which one a read uses is `replicas.ts`'s decision; absent or empty: none.
+   */
+  replicaUrls?: string[];
 }
 
 /** The parsed URL of each options object, for `connectOrm` (allow / prefer probe, error lines). */
@@ -83,6 +88,9 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     debug: input.observer ? ['query'] : false,
     loggerFactory: input.observer ? () => input.observer! : undefined,
     allowGlobalContext: false,
+    ...(input.replicaUrls?.length
+      ? { replicas: input.replicaUrls.map((url, i) => ({ name: `replica-${i}`, clientUrl: url })), preferReadReplicas: true }
+      : {}),
   });
   TARGETS.set(options, target);
   STATEMENT_TIMEOUTS.set(options, input.timeouts?.statementMs ?? 0);
@@ -168,8 +176,8 @@ export async function migrate(orm: Orm): Promise<string[]> {
  * literals again, should any text escape this.)
  */
 function withoutValuesInErrors(orm: Orm): void {
-  for (const type of ['write', 'read'] as const) {
-    const connection = orm.em.getDriver().getConnection(type) as unknown as {
+  for (const each of connections(orm)) {
+    const connection = each as unknown as {
       executeQuery<T>(query: string, cb: () => Promise<T>, context?: { query?: string; params?: readonly unknown[] }): Promise<T>;
       getPlatform(): { formatQuery(sql: string, params: readonly unknown[]): string };
       getKnex(): { client: { positionBindings(sql: string): string } };
@@ -192,6 +200,12 @@ function withoutValuesInErrors(orm: Orm): void {
       }
     };
   }
+}
+
+/** The primary's connection, then each read replica's (`replicas` option: `DATABASE_REPLICA_URLS`). */
+function connections(orm: Orm): Array<ReturnType<Orm['em']['getConnection']>> {
+  const driver = orm.em.getDriver() as unknown as { replicas?: Array<ReturnType<Orm['em']['getConnection']>> };
+  return [orm.em.getConnection('write'), ...(driver.replicas ?? [])];
 }
 
 interface PgClient {
@@ -227,8 +241,8 @@ const ENDS_TRANSACTION = /^\s*(commit|rollback|end|abort|release)\b/i;
  * nothing changes, and with time to spare a statement costs one comparison.
  */
 function installRequestDeadlines(orm: Orm, statementMs: number): void {
-  for (const type of ['write', 'read'] as const) {
-    const client = orm.em.getDriver().getConnection(type).getKnex().client as unknown as PoolClient;
+  for (const connection of connections(orm)) {
+    const client = connection.getKnex().client as unknown as PoolClient;
     if (client[GUARDED]) continue;
     client[GUARDED] = true;
     const acquire = client.acquireConnection.bind(client);

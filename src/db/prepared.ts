@@ -9,7 +9,9 @@
  * it is as good, so later requests only bind and execute.
  *
  * The connection is taken from the ORM's own pool (the same bounds, the same
- * `/health` stats), and every statement is reported to the query observer
+ * `/health` stats) as a `'read'` connection: with read replicas
+ * (`replicas.ts`) the request's route decides which pool, and a statement a
+ * failing replica could not answer runs again on the primary. Every statement is reported to the query observer
  * like the ORM's (metrics, slow-query log, per-request SQL counts; with
  * `inlineParams` on, the listener gets the text with its values inlined, as
  * MikroORM does, so tests can EXPLAIN it).
@@ -24,6 +26,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createHash } from 'node:crypto';
 import type { QueryObserver } from './query-observer';
+import type { ReadRouter } from './replicas';
 import { numberedPlaceholders } from './sql';
 
 const MAX_NAMED = 200;
@@ -62,6 +65,10 @@ export class PreparedStatements {
     private readonly observer: QueryObserver | undefined,
     /** False (`DB_PREPARED_STATEMENTS=off`): every statement runs unnamed, e.g. behind a transaction-pooling PgBouncer. */
     private readonly named = true,
+    /** With read replicas: which connections are replicas, and what to do when one fails. */
+    private readonly router?: Pick<ReadRouter, 'replicaIndexOf' | 'retriesOnPrimary' | 'replicaFailed'>,
+    /** `'write'`: statements that write, always on the primary (the comparison start). */
+    private readonly connectionType: 'read' | 'write' = 'read',
   ) {}
 
   /**
@@ -81,13 +88,17 @@ export class PreparedStatements {
 
   async query<Row>(statement: PreparedStatement, params: unknown[]): Promise<Row[]> {
     if (params.length !== statement.params) throw new Error(`statement takes ${statement.params} parameters, got ${params.length}`);
-    const client = this.em.getConnection().getKnex().client as unknown as KnexClient;
+    // The request's route (`replicas.ts`): a replica, or the primary (always, without replicas).
+    const source = this.em.getConnection(this.connectionType);
     const started = performance.now();
     let failed = false;
-    let connection: PgConnection | undefined;
     try {
-      connection = await client.acquireConnection();
-      return (await this.run(connection, statement, params)) as Row[];
+      return (await this.runOn(source, statement, params).catch((error: unknown) => {
+        const replica = this.router?.replicaIndexOf(source);
+        if (replica === undefined || !this.router!.retriesOnPrimary(error)) throw error;
+        this.router!.replicaFailed(replica, error);
+        return this.runOn(this.em.getConnection('write'), statement, params);
+      })) as Row[];
     } catch (error) {
       failed = true;
       // As MikroORM words a failed statement ("<sql> - <message>"): the error log shows the text (placeholders, no values).
@@ -95,9 +106,19 @@ export class PreparedStatements {
         error.message = `${statement.text} - ${error.message}`;
       throw error;
     } finally {
-      // Neither the release nor the report may replace the statement's own answer or error.
-      if (connection) await client.releaseConnection(connection).catch(() => undefined);
       this.report(statement, params, performance.now() - started, failed);
+    }
+  }
+
+  private async runOn(source: { getKnex(): unknown }, statement: PreparedStatement, params: unknown[]): Promise<unknown[]> {
+    const client = (source.getKnex() as { client: KnexClient }).client;
+    let connection: PgConnection | undefined;
+    try {
+      connection = await client.acquireConnection();
+      return await this.run(connection, statement, params);
+    } finally {
+      // The release may not replace the statement's own answer or error.
+      if (connection) await client.releaseConnection(connection).catch(() => undefined);
     }
   }
 

@@ -762,7 +762,7 @@ export async function readOwnedPage<T extends CursorPosition>(
     after: opts.after,
     decode: (scope, cursor) => opts.cursors.decode(scope, cursor),
   });
-  const rows: Array<Record<string, unknown>> = await em.getConnection().execute(query.sql, query.params);
+  const rows: Array<Record<string, unknown>> = await em.getConnection('read').execute(query.sql, query.params);
   return toPage(rows.map(shape.map), query.limit, (row) => opts.cursors.encode(query.scope, row));
 }
 

@@ -30,6 +30,7 @@ import { AppError } from '../errors';
 import { HttpError, readBody } from '../http/respond';
 import { noteOperation } from '../observability/request-log';
 import type { TokenAccessPolicy } from '../auth/token-scopes';
+import type { ReadRouter } from '../db/replicas';
 import type { Principal } from '../auth/principal';
 import type { GraphqlParams, OutgoingAnswer, StoredAnswer } from '../read-cache/request';
 import type { ResponseCache } from '../read-cache/response-cache';
@@ -87,6 +88,8 @@ export interface GraphqlHttpDeps {
   requestDeadlineMs?: number;
   /** Anonymous reads the read cache may answer at the edge (a share link's page): admitted and counted per request. */
   publicReads?: PublicReads;
+  /** With read replicas: each request's route (`../db/replicas.ts`), settled before a compiled read or by the Apollo plugin. */
+  readRouter?: ReadRouter;
 }
 
 /**
@@ -119,7 +122,9 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
   const limit = principal.ok && principal.value ? (deps.maxSignedInBodyBytes ?? deps.maxBodyBytes) : deps.maxBodyBytes;
   const body = parseJsonBody(req, await readBody(req, limit));
   // From here on the request's database work is bounded as a whole (the upload's time is the client's).
-  await withDeadline(deps.requestDeadlineMs ?? 0, () => answerGraphqlRequest(deps, req, res, requestId, url, body, principal));
+  const answer = () => answerGraphqlRequest(deps, req, res, requestId, url, body, principal);
+  const router = deps.readRouter;
+  await withDeadline(deps.requestDeadlineMs ?? 0, router ? () => router.within(answer) : answer);
 }
 
 type Resolved = { ok: true; value: Principal | null } | { ok: false; error: unknown };
@@ -184,6 +189,8 @@ async function answerGraphqlRequest(
     }
     const compiled = params && deps.compiledReads?.get(params.documentHash, params.operationName);
     if (compiled) {
+      // A compiled read is a query: its statements take the route the user's commit mark allows.
+      await deps.readRouter?.settle(principal.value.userId);
       const text = await compiled.run(principal.value.userId, params.variables).catch((error: unknown) => {
         if (error instanceof AppError && error.code === 'RESPONSE_TOO_LARGE') return error;
         deps.onCompiledRead?.('fallback', error);

@@ -17,6 +17,8 @@ export interface Metrics {
   /** Calls a rate limit allowed because its store (Redis) failed. */
   rateLimitFailOpen: Counter<'limit'>;
   compiledReads: Counter<'outcome'>;
+  /** With read replicas: requests by where their reads went (`replica` / `primary`) and why (`db/replicas.ts`). */
+  readRoutes: Counter<'target' | 'reason'>;
   /**
    * The `provider` label value of the LLM call series: the provider, or
    * `hidden` when provider labels are off (production without METRICS_TOKEN:
@@ -107,6 +109,14 @@ export function createMetrics(opts: {
         'Queries answered at the edge from SQL-built JSON (served), or sent back to the ordinary path (fallback: a ' +
         'refused argument, or an error)',
       labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    readRoutes: new Counter({
+      name: 'llmselect_db_read_routes_total',
+      help:
+        'Requests by where their reads were routed (replica, primary) and why (anonymous, no_writes, caught_up, behind, ' +
+        'unknown_mark, no_replica, write); replica_failed: moved to the primary mid-request. Only with DATABASE_REPLICA_URLS',
+      labelNames: ['target', 'reason'],
       registers: [registry],
     }),
   };

@@ -16,4 +16,10 @@ export interface ReadCacheInvalidation {
   invalidateUser(userId: string): Promise<void>;
   /** Every cached read of a shared `scope` (not a user's: `leaderboard-global`) misses from now on. */
   invalidateShared(scope: string): Promise<void>;
+  /**
+   * A write to `userId`'s data committed that no cached read holds yet (a new
+   * account): with read replicas, the user's next reads wait for a replica to
+   * have it (`db/replicas.ts`); without, nothing.
+   */
+  committed(userId: string): Promise<void>;
 }

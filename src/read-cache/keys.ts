@@ -30,6 +30,13 @@ export const readCacheKeys = {
   generation(scope: string): string {
     return `${GENERATION_NAMESPACE}:${scope}`;
   },
+  /**
+   * The WAL position (bytes) of the last commit that changed `scope`'s data, next to its generation: a read of the
+   * scope goes to a replica only once that replica has replayed it (`db/replicas.ts`). Only with DATABASE_REPLICA_URLS.
+   */
+  commitMark(scope: string): string {
+    return `${GENERATION_NAMESPACE}:lsn:${scope}`;
+  },
   /** A response entry: read and stored with its scope's generation in one round trip. */
   response(scope: string, digest: string): VersionedKey {
     return { counter: readCacheKeys.generation(scope), entryPrefix: `${RESPONSE_NAMESPACE}:${scope}:`, entrySuffix: `:t.${digest}` };

@@ -15,11 +15,14 @@ export class MemoryStore implements Store {
   private readonly counters = new Map<string, number>();
   /** Raw entries (response bytes), bounded like the Keyv map. */
   private readonly raw: LruMap<string, { bytes: Buffer; expires: number }>;
+  /** Numbers kept by `raise` (commit marks), bounded like the Keyv map: an evicted mark only sends its user's reads to the primary. */
+  private readonly marks: LruMap<string, { value: number; expires: number }>;
   private readonly keyv: Keyv;
 
   constructor(maxEntries: number) {
     this.map = new LruMap(maxEntries);
     this.raw = new LruMap(maxEntries);
+    this.marks = new LruMap(maxEntries);
     this.keyv = new Keyv(this.map, {
       namespace: undefined,
       useKeyPrefix: false,
@@ -44,6 +47,7 @@ export class MemoryStore implements Store {
     this.counters.delete(fullKey);
     this.map.delete(fullKey);
     this.raw.delete(fullKey);
+    this.marks.delete(fullKey);
   }
 
   async getVersioned(
@@ -77,6 +81,20 @@ export class MemoryStore implements Store {
     return next;
   }
 
+  /** Synchronous read-modify-write: atomic within the process. */
+  async raise(fullKey: string, value: number, ttlMs: number): Promise<void> {
+    const held = this.marks.get(fullKey);
+    const current = held && held.expires > Date.now() ? held.value : -Infinity;
+    this.marks.set(fullKey, { value: Math.max(current, value), expires: Date.now() + ttlMs });
+  }
+
+  async getNumber(fullKey: string): Promise<number | null> {
+    const held = this.marks.get(fullKey);
+    if (held && held.expires > Date.now()) return held.value;
+    const counter = this.counters.get(fullKey);
+    return counter ?? null;
+  }
+
   async flushNamespace(nsPrefix: string): Promise<void> {
     const matches = (k: string) => k === nsPrefix || k.startsWith(`${nsPrefix}:`);
     for (const k of [...this.map.keys()]) if (matches(k)) this.map.delete(k);
@@ -94,5 +112,6 @@ export class MemoryStore implements Store {
     this.map.clear();
     this.counters.clear();
     this.raw.clear();
+    this.marks.clear();
   }
 }

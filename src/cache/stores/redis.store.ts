@@ -26,6 +26,13 @@ if ARGV[3] == c and redis.call('GETRANGE', key, 0, #ARGV[4] - 1) == ARGV[4] then
 return { c, redis.call('GET', key) }`;
 const GET_VERSIONED_SHA = createHash('sha1').update(GET_VERSIONED).digest('hex');
 
+/** KEYS[1] the number; ARGV: the value, the TTL in ms. Sets it unless it is already at least the value; the TTL restarts. */
+const RAISE = `local held = tonumber(redis.call('GET', KEYS[1]) or '')
+if held == nil or held < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`;
+const RAISE_SHA = createHash('sha1').update(RAISE).digest('hex');
+
 /**
  * Redis store: Keyv + @keyv/redis over a client we own (created by
  * `createRedisClient`: error listener, background connect, endless backoff,
@@ -93,6 +100,23 @@ export class RedisStore implements Store {
 
   async incr(fullKey: string): Promise<number> {
     return this.client.incr(fullKey);
+  }
+
+  async raise(fullKey: string, value: number, ttlMs: number): Promise<void> {
+    this.assertOpen();
+    const options = { keys: [fullKey], arguments: [String(value), String(Math.max(1, Math.ceil(ttlMs)))] };
+    await this.client.evalSha(RAISE_SHA, options).catch((error: unknown) => {
+      if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.client.eval(RAISE, options);
+      throw error;
+    });
+  }
+
+  async getNumber(fullKey: string): Promise<number | null> {
+    this.assertOpen();
+    const raw = await this.client.get(fullKey);
+    if (raw === null || raw === undefined) return null;
+    const value = Number(raw);
+    return Number.isFinite(value) ? value : null;
   }
 
   /** SCAN MATCH + UNLINK in batches: O(keyspace), for admin flushes only. */

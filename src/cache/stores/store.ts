@@ -9,6 +9,10 @@ export interface Store {
   set(fullKey: string, value: unknown, ttlMs?: number): Promise<void>;
   delete(fullKey: string): Promise<void>;
   incr(fullKey: string): Promise<number>;
+  /** Sets the number at `fullKey` to `value` unless it already is at least that; the TTL restarts either way. */
+  raise(fullKey: string, value: number, ttlMs: number): Promise<void>;
+  /** The number at `fullKey` (set by {@link Store.raise} or {@link Store.incr}), null when absent. */
+  getNumber(fullKey: string): Promise<number | null>;
   /**
    * One round trip: the counter at `counterKey` (0 when absent) and the raw
    * bytes stored at `entryPrefix + counter + entrySuffix` (set with

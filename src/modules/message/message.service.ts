@@ -51,8 +51,9 @@ export class MessageService {
   /** One `LATERAL` statement: each conversation's page, oldest first, as plain rows. */
   async pages(em: EntityManager, keys: readonly MessagePageKey[]): Promise<Page<MessageView>[]> {
     const shape = plainShape<MessageView>(em, Message);
+    // 'read': with read replicas, the request's route (`db/replicas.ts`); the primary otherwise.
     const rows: Array<Record<string, unknown> & { k_idx: number }> = await em
-      .getConnection()
+      .getConnection('read')
       .execute(childPagesBatchSql(MESSAGES, shape.columns), [
         pgArray(keys.map((k) => k.conversationId)),
         pgArray(keys.map((k) => k.after?.createdAt ?? null)),
@@ -88,7 +89,7 @@ export class MessageService {
 
   /** Each conversation's number of messages as it reads them (a fork's inherited ones too, current versions only). */
   async counts(em: EntityManager, conversationIds: readonly string[]): Promise<Map<string, number>> {
-    const rows: Array<{ conversation_id: string; n: string }> = await em.getConnection().execute(
+    const rows: Array<{ conversation_id: string; n: string }> = await em.getConnection('read').execute(
       `select k.id as conversation_id, (select count(*) from (${childSourceSql(MESSAGES, (c) => `${c} = k.id`)}) m) as n
          from unnest(?::uuid[]) k(id)`,
       [pgArray([...conversationIds])],
@@ -98,7 +99,7 @@ export class MessageService {
 
   async lastMessages(em: EntityManager, conversationIds: readonly string[]): Promise<MessageView[]> {
     const shape = plainShape<MessageView>(em, Message);
-    const rows: Array<Record<string, unknown>> = await em.getConnection().execute(
+    const rows: Array<Record<string, unknown>> = await em.getConnection('read').execute(
       `select ${shape.columns('m')} from unnest(?::uuid[]) k(id)
         cross join lateral (${childRowsSql(MESSAGES, 'l', 'k.id', { limit: '1', last: true })}) m`,
       [pgArray([...conversationIds])],

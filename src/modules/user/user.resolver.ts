@@ -23,8 +23,11 @@ export class UserResolver {
   }
 
   @Mutation(() => AuthPayload)
-  register(@Arg('email', () => String) email: string, @Arg('password', () => String) password: string, @Ctx() ctx: Context) {
-    return ctx.services.users.register(ctx.em, email, password, ctx.clientIp);
+  async register(@Arg('email', () => String) email: string, @Arg('password', () => String) password: string, @Ctx() ctx: Context) {
+    const payload = await ctx.services.users.register(ctx.em, email, password, ctx.clientIp);
+    // Signed up anonymously (no author for the invalidation plugin): the new user's first reads must see the row.
+    await ctx.services.invalidation.committed(payload.user.id);
+    return payload;
   }
 
   @Mutation(() => AuthPayload)
