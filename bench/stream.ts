@@ -70,7 +70,20 @@ function parseStreamOptions(argv: string[]): StreamOptions {
     if (!match) throw new UsageError(`unknown argument "${arg}"`);
     flags.set(match[1]!, match[2] ?? 'true');
   }
-  const known = ['levels', 'variants', 'profile', 'no-build', 'deltas', 'interval', 'stream-timeout', 'b-delay', 'top', 'warmup', 'profile-first', 'help'];
+  const known = [
+    'levels',
+    'variants',
+    'profile',
+    'no-build',
+    'deltas',
+    'interval',
+    'stream-timeout',
+    'b-delay',
+    'top',
+    'warmup',
+    'profile-first',
+    'help',
+  ];
   for (const key of flags.keys())
     if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
   if (flags.has('help')) throw new UsageError('');
