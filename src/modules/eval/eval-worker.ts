@@ -3,8 +3,14 @@
  * every instance whose workers are on (`EVAL_WORKERS`).
  *
  * Job flow: a job names a cell. The worker fetches jobs (up to its free
- * slots, `EVAL_CONCURRENCY`), CLAIMS each cell, runs the claimed ones and
- * acknowledges every job once the cell's outcome is written.
+ * slots, `EVAL_CONCURRENCY`), CLAIMS the cells of the fetch in one
+ * transaction, reads each user's keys once for the batch, runs the claimed
+ * cells and acknowledges every job once the cell's outcome is written (the
+ * settles and acknowledgements of one turn of the event loop go out as one
+ * statement each: PostgreSQL round trips were most of a short cell's CPU).
+ * A queue found empty is asked again after a poll interval, or at once when
+ * this instance queued jobs (a run that has no judge fetches no judge jobs
+ * at every freed slot).
  *
  * The claim is the one guard, whatever pg-boss delivers (a job twice after an
  * expiry, an old job after a sweep re-queued the cell):
@@ -12,10 +18,11 @@
  *   lease, is not run: its job is acknowledged (a completed cell is never
  *   called again: the idempotency key `(run, item, model, repeat)` names one
  *   row, and only a QUEUED row can be claimed);
- * - otherwise, in one transaction under the user's advisory lock
- *   (`llmselect:eval:<user>`), the cells and verdicts RUNNING under a live
- *   lease are counted across every instance; at `EVAL_CONCURRENCY_PER_USER`
- *   the job is released (back to the queue at once: the worker tries others
+ * - otherwise, in one transaction under the users' advisory locks
+ *   (`llmselect:eval:<user>`, taken in one order), the cells and verdicts
+ *   RUNNING under a live lease are counted across every instance, and each
+ *   user's claimable rows are claimed in the jobs' order up to
+ *   `EVAL_CONCURRENCY_PER_USER`; a job past it is released (back to the queue at once: the worker tries others
  *   and comes back when one of that user's cells here finishes, or after a
  *   short pause); below it the row becomes RUNNING with `attempts + 1`, this
  *   instance as `lease_owner` and `heartbeat_at = now()`.
@@ -38,6 +45,9 @@
  * and was written is never repeated; a call in flight when its instance died
  * is repeated once by the instance that takes the cell over (no provider
  * honours an idempotency key for chat completions, so the repeat is billed).
+ * An answer RUBRIC sends to the judge is written before the judge's call (the
+ * cell stays RUNNING): an instance that takes the cell over scores it
+ * without calling the model again; only the judge's call is repeated.
  *
  * Outcomes: an answer (or one reused from an identical earlier cell, $0) is
  * scored (`evaluate-assertions.ts`; RUBRIC through the run's judge model) and
@@ -67,7 +77,7 @@ import type { ReadCacheInvalidation } from '../../read-cache/invalidation';
 import { sleep } from '../../timeout';
 import type { ModelAccess, ResolvedModel } from '../api-key/model-access';
 import { combineSwapped, JUDGE_SYSTEM_PROMPT, judgeUserPrompt, parseJudgeVerdict } from '../judge/judge.service';
-import type { AssertionSpec } from '../prompt-set/assertions';
+import { AssertionKind, type AssertionSpec } from '../prompt-set/assertions';
 import { evaluateAssertions, type JudgeVerdict } from '../prompt-set/evaluate-assertions';
 import type { UsageService } from '../usage/usage.service';
 import {
@@ -149,6 +159,15 @@ interface ClaimedCell {
   idempotencyKey: string;
   reuseKey: string | null;
   run: RunSettings;
+  /** The answer an earlier attempt recorded before its judge's call (`recordAnswer`): scored, not asked again. */
+  recorded: {
+    content: string;
+    latencyMs: number | null;
+    ttftMs: number | null;
+    inputTokens: number | null;
+    outputTokens: number | null;
+    costUsd: number | null;
+  } | null;
   /** The user's key for `model`, read with the other cells of its batch (`resolveKeys`). */
   key?: Promise<ResolvedModel>;
 }
@@ -208,6 +227,8 @@ export class EvalWorker {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly acks = new Map<string, { ids: string[]; done: Promise<void> }>();
   private wakeUp: (() => void) | undefined;
+  /** Until when a queue found empty is not asked again, unless this instance queued jobs meanwhile (`wake`). */
+  private readonly emptyUntil = new Map<string, number>();
   private stopping = false;
   private loopDone: Promise<void> | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -231,8 +252,14 @@ export class EvalWorker {
     this.loopDone = this.loop();
   }
 
-  /** A run was queued here, or a slot freed: look for jobs now. */
+  /** Jobs were queued (a run started here, pairs queued, expired leases swept): ask every queue again now. */
   wake(): void {
+    this.emptyUntil.clear();
+    this.resume();
+  }
+
+  /** A slot freed: look for jobs now (a queue found empty within the last poll interval is not asked again). */
+  private resume(): void {
     const wake = this.wakeUp;
     this.wakeUp = undefined;
     wake?.();
@@ -281,7 +308,10 @@ export class EvalWorker {
         for (const queue of order) {
           const room = this.deps.concurrency - this.running.size;
           if (room <= 0) break;
+          // A run without a judge leaves its queue empty: not asked again at every freed slot, but once a poll interval.
+          if ((this.emptyUntil.get(queue) ?? 0) > Date.now()) continue;
           const jobs = await this.deps.queue.fetch<CellJob | PairJob>(queue, Math.min(room, 16));
+          if (!jobs.length) this.emptyUntil.set(queue, Date.now() + this.deps.pollMs);
           fetched += jobs.length;
           if (jobs.length && !(await this.dispatch(queue, jobs))) allBusy = false;
         }
@@ -450,7 +480,7 @@ export class EvalWorker {
       .finally(() => {
         this.running.delete(unit.id);
         this.inFlight.delete(work);
-        this.wake();
+        this.resume();
       });
     this.inFlight.add(work);
   }
@@ -503,13 +533,42 @@ export class EvalWorker {
       await this.settleCell(cell, outcome, null, null);
       return;
     }
+    // An answer RUBRIC sends on to the judge is written first: if this instance dies during the judge's call,
+    // the instance that takes the cell over scores that answer instead of calling the model again.
+    if (!outcome.reused && !cell.recorded && cell.run.judgeModel && cell.assertions.some((a) => a.kind === AssertionKind.RUBRIC))
+      await this.recordAnswer(cell, outcome);
     const scored = await this.score(cell, outcome, entry.controller.signal);
     if (entry.controller.signal.aborted && entry.reason === 'lease') return;
     await this.settleCell(cell, outcome, scored.results, scored.passed, undefined, scored.judgeCostUsd);
   }
 
-  /** The cell's answer: reused, or from the provider (admitted first). */
+  /** The answer, before the judge's call (only while the cell is ours); the settle writes it again with the scores. */
+  private async recordAnswer(cell: ClaimedCell, answer: Extract<CellOutcome, { kind: 'answer' }>): Promise<void> {
+    await this.withRetry(() =>
+      this.deps.orm.em
+        .fork()
+        .getConnection()
+        .execute(
+          `update eval_cells set content = ?, latency_ms = ?, ttft_ms = ?, input_tokens = ?, output_tokens = ?, cost_usd = ?
+            where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ?`,
+          [
+            answer.content,
+            answer.latencyMs,
+            answer.ttftMs,
+            answer.inputTokens,
+            answer.outputTokens,
+            answer.costUsd,
+            cell.id,
+            this.instanceId,
+            cell.attempts,
+          ],
+        ),
+    );
+  }
+
+  /** The cell's answer: recorded by an earlier attempt, reused, or from the provider (admitted first). */
   private async answer(cell: ClaimedCell, entry: Running): Promise<CellOutcome> {
+    if (cell.recorded) return { kind: 'answer', ...cell.recorded, reused: false };
     const em = this.deps.orm.em.fork();
     if (cell.run.reuseAnswers && cell.reuseKey) {
       const [earlier] = await em.getConnection().execute<Array<SqlRow>>(
@@ -1005,5 +1064,17 @@ function claimedUnit(table: 'eval_cells' | 'eval_pair_verdicts', row: SqlRow, ru
     model: row.model,
     idempotencyKey: row.idempotency_key,
     reuseKey: row.reuse_key ?? null,
+    // Only an answer recorded before its judge's call leaves content on a claimable (QUEUED or expired) row.
+    recorded:
+      row.content === null || row.content === undefined
+        ? null
+        : {
+            content: row.content,
+            latencyMs: row.latency_ms ?? null,
+            ttftMs: row.ttft_ms ?? null,
+            inputTokens: row.input_tokens ?? null,
+            outputTokens: row.output_tokens ?? null,
+            costUsd: row.cost_usd === null || row.cost_usd === undefined ? null : Number(row.cost_usd),
+          },
   };
 }
