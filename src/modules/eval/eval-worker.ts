@@ -475,12 +475,16 @@ export class EvalWorker {
     this.running.set(unit.id, entry);
     const work = (unit.kind === 'cell' ? this.runCell(unit, entry) : this.runPair(unit, entry))
       .catch((err) => this.deps.logger.error({ ...failure(err), id: unit.id }, 'eval job failed unexpectedly (its lease will expire)'))
-      .then(() => this.acknowledge(queue, jobId))
+      .then(() => {
+        // The slot is free once the outcome is written: the acknowledgement (a round trip) is not waited for.
+        this.running.delete(unit.id);
+        this.resume();
+        return this.acknowledge(queue, jobId);
+      })
       .catch((err) => this.deps.logger.warn(failure(err), 'could not acknowledge an eval job (it will come back and be skipped)'))
       .finally(() => {
         this.running.delete(unit.id);
         this.inFlight.delete(work);
-        this.resume();
       });
     this.inFlight.add(work);
   }
