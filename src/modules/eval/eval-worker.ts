@@ -24,8 +24,11 @@
  *   user's claimable rows are claimed in the jobs' order up to
  *   `EVAL_CONCURRENCY_PER_USER`; a job past it is released (back to the queue at once: the worker tries others
  *   and comes back when one of that user's cells here finishes, or after a
- *   short pause); below it the row becomes RUNNING with `attempts + 1`, this
- *   instance as `lease_owner` and `heartbeat_at = now()`.
+ *   short pause when some of that user's slots are held elsewhere); below it
+ *   the row becomes RUNNING with `attempts + 1`, this instance as
+ *   `lease_owner` and `heartbeat_at = now()`. The jobs of a user whose every
+ *   slot is held here are released without a claim transaction, and the
+ *   worker waits for a settle here (or a poll interval) before fetching again.
  *
  * Leases: the worker renews the heartbeat of everything it runs every quarter
  * of `EVAL_LEASE_MS` (one statement, which also reads each run's status: a
@@ -204,6 +207,14 @@ interface Running {
   reason?: 'cancelled' | 'lease' | 'shutdown';
 }
 
+/** What a dispatch of fetched jobs did. */
+interface Dispatched {
+  released: number;
+  allReleased: boolean;
+  /** Every released job was of a user whose allowed slots are all held here. */
+  releasedFullHere: boolean;
+}
+
 /** What one cell's work came to. */
 type CellOutcome =
   | {
@@ -304,6 +315,8 @@ export class EvalWorker {
       const order = judgeTurn ? [EVAL_JUDGE_QUEUE, EVAL_CELL_QUEUE] : [EVAL_CELL_QUEUE, EVAL_JUDGE_QUEUE];
       let fetched = 0;
       let allBusy = true;
+      let released = false;
+      let busyHereOnly = true;
       try {
         for (const queue of order) {
           const room = this.deps.concurrency - this.running.size;
@@ -313,7 +326,11 @@ export class EvalWorker {
           const jobs = await this.deps.queue.fetch<CellJob | PairJob>(queue, Math.min(room, 16));
           if (!jobs.length) this.emptyUntil.set(queue, Date.now() + this.deps.pollMs);
           fetched += jobs.length;
-          if (jobs.length && !(await this.dispatch(queue, jobs))) allBusy = false;
+          if (!jobs.length) continue;
+          const dispatched = await this.dispatch(queue, jobs);
+          if (!dispatched.allReleased) allBusy = false;
+          if (dispatched.released) released = true;
+          if (!dispatched.releasedFullHere) busyHereOnly = false;
         }
       } catch (err) {
         this.deps.logger.warn(failure(err), 'eval worker could not fetch or claim jobs (will retry)');
@@ -321,6 +338,9 @@ export class EvalWorker {
         continue;
       }
       if (fetched === 0) await this.idle(this.deps.pollMs);
+      // Jobs released only for users at their limit with every slot here: fetching again would hand back the same
+      // jobs (pg-boss gives the oldest first) until a settle here frees a slot, which wakes the loop.
+      else if (released && busyHereOnly) await this.idle(this.deps.pollMs);
       else if (allBusy) await this.idle(BUSY_PAUSE_MS);
     }
   }
@@ -339,16 +359,23 @@ export class EvalWorker {
   }
 
   /** Claims the jobs' rows (one transaction) and starts the claimed ones; true when every job was released (its user at the limit). */
-  private async dispatch(queue: string, jobs: Array<FetchedJob<CellJob | PairJob>>): Promise<boolean> {
-    const claims = await this.claimAll(
-      queue,
-      jobs.map((job) => job.data),
-    );
+  private async dispatch(queue: string, jobs: Array<FetchedJob<CellJob | PairJob>>): Promise<Dispatched> {
+    // Jobs of a user whose every allowed slot is held here are released without a claim: none of them could run
+    // before one of those cells settles (which wakes this loop).
+    const full = this.fullHere();
+    const held = jobs.filter((job) => full.has(job.data.runId));
+    const rest = jobs.filter((job) => !full.has(job.data.runId));
+    const claims = rest.length
+      ? await this.claimAll(
+          queue,
+          rest.map((job) => job.data),
+        )
+      : [];
     const units = claims.flatMap((c) => (c.kind === 'run' ? [c.unit] : []));
     this.resolveKeys(units.filter((u): u is ClaimedCell => u.kind === 'cell'));
     const done: string[] = [];
-    const released: string[] = [];
-    for (const [i, job] of jobs.entries()) {
+    const released = held.map((job) => job.id);
+    for (const [i, job] of rest.entries()) {
       const claim = claims[i]!;
       if (claim.kind === 'run') this.execute(queue, job.id, claim.unit);
       else if (claim.kind === 'busy') released.push(job.id);
@@ -356,7 +383,28 @@ export class EvalWorker {
     }
     await this.deps.queue.complete(queue, done);
     await this.deps.queue.release(queue, released);
-    return released.length === jobs.length;
+    // A released job of a user at the limit with all its slots here can only run after a settle here.
+    const fullNow = this.fullHere();
+    const releasedIds = new Set(released);
+    return {
+      released: released.length,
+      allReleased: released.length === jobs.length,
+      releasedFullHere: jobs.filter((job) => releasedIds.has(job.id)).every((job) => fullNow.has(job.data.runId)),
+    };
+  }
+
+  /** The runs of the users whose EVAL_CONCURRENCY_PER_USER slots are all held by this instance. */
+  private fullHere(): Set<string> {
+    const perOwner = new Map<string, { count: number; runs: Set<string> }>();
+    for (const r of this.running.values()) {
+      const owner = perOwner.get(r.ownerId) ?? { count: 0, runs: new Set<string>() };
+      owner.count++;
+      owner.runs.add(r.runId);
+      perOwner.set(r.ownerId, owner);
+    }
+    const runs = new Set<string>();
+    for (const owner of perOwner.values()) if (owner.count >= this.deps.concurrencyPerUser) for (const run of owner.runs) runs.add(run);
+    return runs;
   }
 
   /** The API keys of a batch's cells: one read per user and batch (not one per cell), decrypted once per model. */
