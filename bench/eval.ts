@@ -7,7 +7,8 @@
  *    createdAt`) against the ideal, cells × 200 ms ÷ effective concurrency
  *    (min(EVAL_CONCURRENCY_PER_USER, EVAL_CONCURRENCY × instances)); the
  *    scheduling efficiency is ideal ÷ wall (goal ≥ 0.9); server CPU per cell
- *    (user + system time of the process over the run ÷ cells).
+ *    (user + system time of the process over the run ÷ cells); SQL statements
+ *    per cell (the server's query histogram, read before and after the run).
  * 2. Two instances, one `kill -9`ed once half the cells are done: the run
  *    completes; the fake's per-`Idempotency-Key` counters give the calls
  *    answered in full more than once (goal 0) and the cells called again
@@ -52,6 +53,16 @@ function options(argv: string[]): Options {
 }
 
 const JWT_SECRET = randomBytes(32).toString('hex');
+const METRICS_TOKEN = randomBytes(16).toString('hex');
+
+/** SQL statements the server has sent (its `llmselect_db_query_duration_seconds` histogram's count, every outcome). */
+async function statementsSent(url: string): Promise<number> {
+  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+  const text = await res.text();
+  let sum = 0;
+  for (const m of text.matchAll(/^llmselect_db_query_duration_seconds_count(?:\{[^}]*\})? (\d+(?:\.\d+)?)$/gm)) sum += Number(m[1]);
+  return sum;
+}
 const ENCRYPTION_KEY = randomBytes(32).toString('base64');
 
 async function main(): Promise<void> {
@@ -88,6 +99,7 @@ async function main(): Promise<void> {
       fixed(r.idealMs / 1000, 2),
       fixed(r.efficiency, 3),
       fixed(r.cpuMsPerCell, 2),
+      r.statementsPerCell === undefined ? '–' : fixed(r.statementsPerCell, 2),
       r.status,
       r.crash ? String(r.crash.completedTwice) : '–',
       r.crash ? `${r.crash.calledAgain} of ${r.crash.heldAtKill}` : '–',
@@ -95,9 +107,21 @@ async function main(): Promise<void> {
     ]);
     process.stdout.write(
       `${markdownTable(
-        ['run', 'cells', 'wall s', 'ideal s', 'efficiency', 'CPU ms/cell', 'status', 'completed twice', 'called again', 'resume s'],
+        [
+          'run',
+          'cells',
+          'wall s',
+          'ideal s',
+          'efficiency',
+          'CPU ms/cell',
+          'SQL/cell',
+          'status',
+          'completed twice',
+          'called again',
+          'resume s',
+        ],
         rows,
-        ['l', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'r', 'r'],
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'r', 'r'],
       )}\n\nwritten to ${file}\n`,
     );
   } finally {
@@ -112,6 +136,8 @@ interface PhaseResult {
   idealMs: number;
   efficiency: number;
   cpuMsPerCell: number;
+  /** SQL statements per cell (one instance: the first phase). */
+  statementsPerCell?: number;
   status: string;
   crash?: { completedTwice: number; calledAgain: number; heldAtKill: number; resumeMs: number; killedAtCellsDone: number };
 }
@@ -143,6 +169,7 @@ async function phase(
         JWT_SECRET,
         ENCRYPTION_KEY,
         LOG_LEVEL: 'warn',
+        METRICS_TOKEN,
         CACHE_PREFIX: `bench-eval-${randomBytes(3).toString('hex')}`,
         OPENAI_BASE_URL: fake.baseUrls.openai,
         ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
@@ -174,6 +201,7 @@ async function phase(
     token,
   );
   const cpuBefore = servers.map((s) => s.cpuMs());
+  const sqlBefore = kill ? 0 : await statementsSent(url);
   const started = await graphql(
     url,
     `mutation($i: EvalRunInput!) { startEvalRun(input: $i) { id } }`,
@@ -208,6 +236,8 @@ async function phase(
     }
     if (['COMPLETED', 'CANCELLED', 'FAILED'].includes(run.status)) {
       cpuAfter = servers.map((s, i) => (kill && i === 0 ? cpuAfter[0]! : s.cpuMs()));
+      // One instance only (a killed one cannot be asked); the bench's own progress reads (every 100 ms) are included.
+      const statementsPerCell = kill ? undefined : ((await statementsSent(url)) - sqlBefore) / cells;
       const wallMs = new Date(run.finishedAt).getTime() - new Date(run.createdAt).getTime();
       const effective = Math.min(o.concurrency, o.concurrency * instances);
       const idealMs = (cells * o.delayMs) / effective;
@@ -234,6 +264,7 @@ async function phase(
         idealMs,
         efficiency: idealMs / wallMs,
         cpuMsPerCell: cpu / cells,
+        ...(statementsPerCell !== undefined ? { statementsPerCell } : {}),
         status: run.status,
         ...(crash ? { crash } : {}),
       };

@@ -114,7 +114,9 @@ it('completes a run whose instance was kill -9ed mid-run: no completed call made
     const heldByA = rows.filter((r) => r.status === 'RUNNING' && String(r.lease_owner).includes(`/${aPid}/`));
     // Every open call is one held at the gate (none is mid-answer), and every answered one is recorded.
     const open = fake.requests.filter((r) => r.apiKey === u.apiKey && r.finishedAt === undefined).length;
-    if (answered.every((k) => completed.has(k)) && heldByA.length > 0 && open === heldAtGate) break;
+    // And every cell it holds has its call at the gate (a cell claimed but not yet called would be called once, later).
+    const calling = heldByA.every((r) => fake.requests.some((q) => q.idempotencyKey === r.idempotency_key && q.finishedAt === undefined));
+    if (answered.every((k) => completed.has(k)) && heldByA.length > 0 && open === heldAtGate && calling) break;
     if (Date.now() > deadline) throw new Error('the instance to kill never held a cell');
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -203,4 +205,50 @@ it('cancels a run from another instance: in-flight calls stop within seconds (he
   expect(cells.filter((c) => c.status === 'QUEUED')).toEqual([]);
   expect(mine()).toHaveLength(8);
   await Promise.all([worker.stop('SIGTERM'), api.stop('SIGTERM')]);
+});
+
+it('scores a recorded answer after a kill -9 during its RUBRIC judge call, without calling the model again', async () => {
+  const a = await start();
+  const gql = gqlOn(a.url);
+  const u = await evalUser(
+    async (prefix) => {
+      const res = await gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`, {
+        e: `${prefix}-${randomBytes(3).toString('hex')}@example.com`,
+        p: 'correct horse battery',
+      });
+      return { token: res.data.register.token, userId: res.data.register.user.id };
+    },
+    gql,
+    'recorded',
+  );
+  const setId = await createSet(gql, u.token, [{ prompt: 'Say hello' }], [{ kind: 'RUBRIC', value: 'Is polite' }]);
+  // The judge's call is held: the instance dies while the answer it scores has arrived.
+  let judged!: () => void;
+  const judging = new Promise<void>((resolve) => (judged = resolve));
+  const holdJudge = () => {
+    judged();
+    return new Promise<void>(() => {});
+  };
+  fake.setBehavior('judge-held', { text: 'Polite. VERDICT: PASS', beforeAnswer: holdJudge });
+  const run = await startRun(gql, u.token, { promptSetId: setId, models: ['openai:recorded-model'], judgeModel: 'openai:judge-held' });
+  await judging;
+  const [row] = await withClient(
+    db.url,
+    async (c) => (await c.query(`select status, content, idempotency_key from eval_cells where run_id = $1`, [run.id])).rows,
+  );
+  expect(row).toMatchObject({ status: 'RUNNING', content: expect.stringContaining('Reply from recorded-model') });
+
+  a.child.kill('SIGKILL');
+  expect(await a.exited).toEqual({ code: null, signal: 'SIGKILL' });
+  fake.setBehavior('judge-held', { text: 'Polite. VERDICT: PASS' });
+  const b = await start();
+  const done = await waitForRun(gqlOn(b.url), u.token, run.id, undefined, 45_000);
+  expect(done.status).toBe('COMPLETED');
+  const [cell] = await allCells(gqlOn(b.url), u.token, run.id);
+  expect(cell).toMatchObject({ status: 'COMPLETED', attempts: 2, passed: true, content: row.content });
+  // The model was called once; only the judge's call (the one in flight at the kill) was made again.
+  const calls = fake.countsByIdempotencyKey('all', u.apiKey);
+  expect(calls.get(row.idempotency_key)).toBe(1);
+  expect(calls.get(`${row.idempotency_key}.rubric0`)).toBe(2);
+  await b.stop('SIGTERM');
 });

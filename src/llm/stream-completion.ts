@@ -210,3 +210,71 @@ export async function streamCompletionDirect(opts: StreamCompletionOptions): Pro
     timeToFirstTokenMs: firstTokenAt === null ? null : Math.round(firstTokenAt - started),
   };
 }
+
+/**
+ * One completion WITHOUT streaming (the provider model's `doGenerate`: one
+ * JSON answer, parsed once), for callers that watch no token: an eval cell.
+ * The same limits and outcomes as {@link streamCompletion}: `timeoutMs`
+ * (TIMEOUT), `signal` (CancelledError), `maxOutputBytes` (OutputLimitError
+ * with the text cut to the limit, checked once the answer is in: the answer's
+ * size is bounded by `maxOutputTokens`), the same error classification and
+ * text cleaning. `onDelta` is not called. `timeToFirstTokenMs` is the time to
+ * the whole answer: a call that does not stream has its first token then.
+ *
+ * Why: a streamed answer goes through half a dozen web-stream stages per call
+ * and a schema validation per event; for a cell of a few events that was
+ * about a third of an eval worker's CPU (`npm run bench:eval`, profiled).
+ */
+export function generateCompletion(opts: StreamCompletionOptions): Promise<CompletionResult> {
+  return excludedFromDeadline(() => generateCompletionDirect(opts));
+}
+
+async function generateCompletionDirect(opts: StreamCompletionOptions): Promise<CompletionResult> {
+  const started = performance.now();
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort(new Error('timeout'));
+  }, opts.timeoutMs);
+  const onCancel = () => controller.abort(new CancelledError());
+  if (opts.signal?.aborted) onCancel();
+  else opts.signal?.addEventListener('abort', onCancel, { once: true });
+  let result: Awaited<ReturnType<ProviderModel['doGenerate']>> | undefined;
+  let failure: ProviderCallError | undefined;
+  try {
+    result = await providerModel(opts.model).doGenerate({
+      prompt: providerPrompt(opts.messages, opts.system),
+      maxOutputTokens: opts.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS,
+      abortSignal: controller.signal,
+      ...(opts.temperature !== undefined ? { temperature: opts.temperature } : {}),
+      ...(opts.headers ? { headers: opts.headers } : {}),
+    });
+  } catch (error) {
+    if (!controller.signal.aborted) failure = classifyProviderError(opts.provider, error);
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onCancel);
+  }
+  if (controller.signal.aborted) {
+    if (timedOut) throw classifyProviderError(opts.provider, new Error('timeout'), { timedOut: true });
+    throw new CancelledError();
+  }
+  if (failure || !result) throw failure ?? classifyProviderError(opts.provider, new Error('no answer'));
+  const maxBytes = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+  const text = cleanProviderText(
+    result.content
+      .filter((part) => part.type === 'text')
+      .map((part) => part.text)
+      .join(''),
+  );
+  if (Buffer.byteLength(text) > maxBytes) throw new OutputLimitError(opts.provider, maxBytes, fitUtf8(text, maxBytes));
+  const latencyMs = Math.round(performance.now() - started);
+  return {
+    text,
+    promptTokens: result.usage.inputTokens.total ?? null,
+    completionTokens: result.usage.outputTokens.total ?? null,
+    latencyMs,
+    timeToFirstTokenMs: text ? latencyMs : null,
+  };
+}

@@ -3,8 +3,14 @@
  * every instance whose workers are on (`EVAL_WORKERS`).
  *
  * Job flow: a job names a cell. The worker fetches jobs (up to its free
- * slots, `EVAL_CONCURRENCY`), CLAIMS each cell, runs the claimed ones and
- * acknowledges every job once the cell's outcome is written.
+ * slots, `EVAL_CONCURRENCY`), CLAIMS the cells of the fetch in one
+ * transaction, reads each user's keys once for the batch, runs the claimed
+ * cells and acknowledges every job once the cell's outcome is written (the
+ * settles and acknowledgements of one turn of the event loop go out as one
+ * statement each: PostgreSQL round trips were most of a short cell's CPU).
+ * A queue found empty is asked again after a poll interval, or at once when
+ * this instance queued jobs (a run that has no judge fetches no judge jobs
+ * at every freed slot).
  *
  * The claim is the one guard, whatever pg-boss delivers (a job twice after an
  * expiry, an old job after a sweep re-queued the cell):
@@ -12,13 +18,17 @@
  *   lease, is not run: its job is acknowledged (a completed cell is never
  *   called again: the idempotency key `(run, item, model, repeat)` names one
  *   row, and only a QUEUED row can be claimed);
- * - otherwise, in one transaction under the user's advisory lock
- *   (`llmselect:eval:<user>`), the cells and verdicts RUNNING under a live
- *   lease are counted across every instance; at `EVAL_CONCURRENCY_PER_USER`
- *   the job is released (back to the queue at once: the worker tries others
+ * - otherwise, in one transaction under the users' advisory locks
+ *   (`llmselect:eval:<user>`, taken in one order), the cells and verdicts
+ *   RUNNING under a live lease are counted across every instance, and each
+ *   user's claimable rows are claimed in the jobs' order up to
+ *   `EVAL_CONCURRENCY_PER_USER`; a job past it is released (back to the queue at once: the worker tries others
  *   and comes back when one of that user's cells here finishes, or after a
- *   short pause); below it the row becomes RUNNING with `attempts + 1`, this
- *   instance as `lease_owner` and `heartbeat_at = now()`.
+ *   short pause when some of that user's slots are held elsewhere); below it
+ *   the row becomes RUNNING with `attempts + 1`, this instance as
+ *   `lease_owner` and `heartbeat_at = now()`. The jobs of a user whose every
+ *   slot is held here are released without a claim transaction, and the
+ *   worker waits for a settle here (or a poll interval) before fetching again.
  *
  * Leases: the worker renews the heartbeat of everything it runs every quarter
  * of `EVAL_LEASE_MS` (one statement, which also reads each run's status: a
@@ -38,6 +48,9 @@
  * and was written is never repeated; a call in flight when its instance died
  * is repeated once by the instance that takes the cell over (no provider
  * honours an idempotency key for chat completions, so the repeat is billed).
+ * An answer RUBRIC sends to the judge is written before the judge's call (the
+ * cell stays RUNNING): an instance that takes the cell over scores it
+ * without calling the model again; only the judge's call is repeated.
  *
  * Outcomes: an answer (or one reused from an identical earlier cell, $0) is
  * scored (`evaluate-assertions.ts`; RUBRIC through the run's judge model) and
@@ -60,14 +73,14 @@ import { AppError } from '../../errors';
 import { costUsd, findCatalogEntry } from '../../llm/catalog';
 import { parseModelId } from '../../llm/model-id';
 import { ProviderCallError } from '../../llm/provider-errors';
-import { CancelledError, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
+import { CancelledError, generateCompletion, OutputLimitError, streamCompletion } from '../../llm/stream-completion';
 import type { Logger } from '../../observability/logger';
 import type { PubSub } from '../../pubsub/pubsub.port';
 import type { ReadCacheInvalidation } from '../../read-cache/invalidation';
 import { sleep } from '../../timeout';
-import type { ModelAccess } from '../api-key/model-access';
+import type { ModelAccess, ResolvedModel } from '../api-key/model-access';
 import { combineSwapped, JUDGE_SYSTEM_PROMPT, judgeUserPrompt, parseJudgeVerdict } from '../judge/judge.service';
-import type { AssertionSpec } from '../prompt-set/assertions';
+import { AssertionKind, type AssertionSpec } from '../prompt-set/assertions';
 import { evaluateAssertions, type JudgeVerdict } from '../prompt-set/evaluate-assertions';
 import type { UsageService } from '../usage/usage.service';
 import {
@@ -81,6 +94,7 @@ import {
   runChannel,
 } from './eval-events';
 import { cellWorstCaseUsd, PAIR_MAX_OUTPUT_TOKENS, RUBRIC_MAX_OUTPUT_TOKENS, RUBRIC_SYSTEM_PROMPT, rubricUserPrompt } from './eval-plan';
+import { EvalSettleWriter } from './eval-settle-writer';
 import { EvalCellStatus, EvalRunStatus, type StoredAssertionResult } from './eval.entity';
 
 export interface EvalWorkerDeps {
@@ -148,6 +162,17 @@ interface ClaimedCell {
   idempotencyKey: string;
   reuseKey: string | null;
   run: RunSettings;
+  /** The answer an earlier attempt recorded before its judge's call (`recordAnswer`): scored, not asked again. */
+  recorded: {
+    content: string;
+    latencyMs: number | null;
+    ttftMs: number | null;
+    inputTokens: number | null;
+    outputTokens: number | null;
+    costUsd: number | null;
+  } | null;
+  /** The user's key for `model`, read with the other cells of its batch (`resolveKeys`). */
+  key?: Promise<ResolvedModel>;
 }
 
 interface ClaimedPair {
@@ -182,6 +207,14 @@ interface Running {
   reason?: 'cancelled' | 'lease' | 'shutdown';
 }
 
+/** What a dispatch of fetched jobs did. */
+interface Dispatched {
+  released: number;
+  allReleased: boolean;
+  /** Every released job was of a user whose allowed slots are all held here. */
+  releasedFullHere: boolean;
+}
+
 /** What one cell's work came to. */
 type CellOutcome =
   | {
@@ -205,14 +238,19 @@ export class EvalWorker {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly acks = new Map<string, { ids: string[]; done: Promise<void> }>();
   private wakeUp: (() => void) | undefined;
+  /** Until when a queue found empty is not asked again, unless this instance queued jobs meanwhile (`wake`). */
+  private readonly emptyUntil = new Map<string, number>();
   private stopping = false;
   private loopDone: Promise<void> | undefined;
   private timers: NodeJS.Timeout[] = [];
   private unsubscribe: (() => Promise<void>) | undefined;
   private sweeping: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
+  private readonly settles: EvalSettleWriter;
 
-  constructor(private readonly deps: EvalWorkerDeps) {}
+  constructor(private readonly deps: EvalWorkerDeps) {
+    this.settles = new EvalSettleWriter(deps.orm, this.instanceId);
+  }
 
   async start(): Promise<void> {
     this.unsubscribe = await this.deps.pubsub.subscribe<EvalControlMessage>(EVAL_CONTROL_CHANNEL, (m) => {
@@ -225,8 +263,14 @@ export class EvalWorker {
     this.loopDone = this.loop();
   }
 
-  /** A run was queued here, or a slot freed: look for jobs now. */
+  /** Jobs were queued (a run started here, pairs queued, expired leases swept): ask every queue again now. */
   wake(): void {
+    this.emptyUntil.clear();
+    this.resume();
+  }
+
+  /** A slot freed: look for jobs now (a queue found empty within the last poll interval is not asked again). */
+  private resume(): void {
     const wake = this.wakeUp;
     this.wakeUp = undefined;
     wake?.();
@@ -271,13 +315,22 @@ export class EvalWorker {
       const order = judgeTurn ? [EVAL_JUDGE_QUEUE, EVAL_CELL_QUEUE] : [EVAL_CELL_QUEUE, EVAL_JUDGE_QUEUE];
       let fetched = 0;
       let allBusy = true;
+      let released = false;
+      let busyHereOnly = true;
       try {
         for (const queue of order) {
           const room = this.deps.concurrency - this.running.size;
           if (room <= 0) break;
+          // A run without a judge leaves its queue empty: not asked again at every freed slot, but once a poll interval.
+          if ((this.emptyUntil.get(queue) ?? 0) > Date.now()) continue;
           const jobs = await this.deps.queue.fetch<CellJob | PairJob>(queue, Math.min(room, 16));
+          if (!jobs.length) this.emptyUntil.set(queue, Date.now() + this.deps.pollMs);
           fetched += jobs.length;
-          if (jobs.length && !(await this.dispatch(queue, jobs))) allBusy = false;
+          if (!jobs.length) continue;
+          const dispatched = await this.dispatch(queue, jobs);
+          if (!dispatched.allReleased) allBusy = false;
+          if (dispatched.released) released = true;
+          if (!dispatched.releasedFullHere) busyHereOnly = false;
         }
       } catch (err) {
         this.deps.logger.warn(failure(err), 'eval worker could not fetch or claim jobs (will retry)');
@@ -285,6 +338,9 @@ export class EvalWorker {
         continue;
       }
       if (fetched === 0) await this.idle(this.deps.pollMs);
+      // Jobs released only for users at their limit with every slot here: fetching again would hand back the same
+      // jobs (pg-boss gives the oldest first) until a settle here frees a slot, which wakes the loop.
+      else if (released && busyHereOnly) await this.idle(this.deps.pollMs);
       else if (allBusy) await this.idle(BUSY_PAUSE_MS);
     }
   }
@@ -302,124 +358,159 @@ export class EvalWorker {
     });
   }
 
-  /** Claims each job's row and starts the claimed ones; true when every job was released because its user was at the limit. */
-  private async dispatch(queue: string, jobs: Array<FetchedJob<CellJob | PairJob>>): Promise<boolean> {
+  /** Claims the jobs' rows (one transaction) and starts the claimed ones; true when every job was released (its user at the limit). */
+  private async dispatch(queue: string, jobs: Array<FetchedJob<CellJob | PairJob>>): Promise<Dispatched> {
+    // Jobs of a user whose every allowed slot is held here are released without a claim: none of them could run
+    // before one of those cells settles (which wakes this loop).
+    const full = this.fullHere();
+    const held = jobs.filter((job) => full.has(job.data.runId));
+    const rest = jobs.filter((job) => !full.has(job.data.runId));
+    const claims = rest.length
+      ? await this.claimAll(
+          queue,
+          rest.map((job) => job.data),
+        )
+      : [];
+    const units = claims.flatMap((c) => (c.kind === 'run' ? [c.unit] : []));
+    this.resolveKeys(units.filter((u): u is ClaimedCell => u.kind === 'cell'));
     const done: string[] = [];
-    const released: string[] = [];
-    const busy = new Set<string>();
-    for (const job of jobs) {
-      const claim = await this.claim(queue, job.data, busy);
+    const released = held.map((job) => job.id);
+    for (const [i, job] of rest.entries()) {
+      const claim = claims[i]!;
       if (claim.kind === 'run') this.execute(queue, job.id, claim.unit);
-      else if (claim.kind === 'busy') {
-        busy.add(claim.ownerId);
-        released.push(job.id);
-      } else done.push(job.id);
+      else if (claim.kind === 'busy') released.push(job.id);
+      else done.push(job.id);
     }
     await this.deps.queue.complete(queue, done);
     await this.deps.queue.release(queue, released);
-    return released.length === jobs.length;
+    // A released job of a user at the limit with all its slots here can only run after a settle here.
+    const fullNow = this.fullHere();
+    const releasedIds = new Set(released);
+    return {
+      released: released.length,
+      allReleased: released.length === jobs.length,
+      releasedFullHere: jobs.filter((job) => releasedIds.has(job.id)).every((job) => fullNow.has(job.data.runId)),
+    };
+  }
+
+  /** The runs of the users whose EVAL_CONCURRENCY_PER_USER slots are all held by this instance. */
+  private fullHere(): Set<string> {
+    const perOwner = new Map<string, { count: number; runs: Set<string> }>();
+    for (const r of this.running.values()) {
+      const owner = perOwner.get(r.ownerId) ?? { count: 0, runs: new Set<string>() };
+      owner.count++;
+      owner.runs.add(r.runId);
+      perOwner.set(r.ownerId, owner);
+    }
+    const runs = new Set<string>();
+    for (const owner of perOwner.values()) if (owner.count >= this.deps.concurrencyPerUser) for (const run of owner.runs) runs.add(run);
+    return runs;
+  }
+
+  /** The API keys of a batch's cells: one read per user and batch (not one per cell), decrypted once per model. */
+  private resolveKeys(cells: ClaimedCell[]): void {
+    const byOwner = new Map<string, ClaimedCell[]>();
+    for (const cell of cells) byOwner.set(cell.ownerId, [...(byOwner.get(cell.ownerId) ?? []), cell]);
+    for (const [ownerId, owned] of byOwner) {
+      const models = [...new Set(owned.map((c) => c.model))];
+      // The key's lastUsedAt was set when the run started (not once per cell).
+      const resolved = this.deps.models.resolveModels(this.deps.orm.em.fork(), ownerId, models.map(parseModelId), false);
+      // Awaited by each cell when it calls (a missing key fails that cell as before); handled here so an early rejection is not reported.
+      for (const r of resolved) r.catch(() => undefined);
+      for (const cell of owned) cell.key = resolved[models.indexOf(cell.model)];
+    }
   }
 
   // ─── Claims ────────────────────────────────────────────────────────────────
 
-  private async claim(queue: string, data: CellJob | PairJob, busyOwners: Set<string>): Promise<Claim> {
+  /**
+   * One claim per job, in order, in one transaction: the rows are read after their owners' advisory locks
+   * (`llmselect:eval:<user>`, taken in one order), rows of cancelled runs become CANCELLED, and one statement counts
+   * each owner's rows RUNNING under a live lease on every instance and claims, per owner, as many of the claimable
+   * rows as fit under EVAL_CONCURRENCY_PER_USER (in the jobs' order), marking their runs RUNNING.
+   */
+  private async claimAll(queue: string, jobs: ReadonlyArray<CellJob | PairJob>): Promise<Claim[]> {
     const table = queue === EVAL_CELL_QUEUE ? 'eval_cells' : 'eval_pair_verdicts';
-    const id = 'cellId' in data ? data.cellId : data.verdictId;
-    const em = this.deps.orm.em.fork();
-    return em.transactional(async (tx) => {
-      // The row and its owner's lock in one statement; what is read here is re-checked by the conditional update below.
-      const [row] = await tx.execute<Array<SqlRow>>(
-        `${BACKGROUND} select u.owner_id, u.status, u.attempts, coalesce(u.heartbeat_at > now() - make_interval(secs => ?), false) as live,
-                r.status as run_status, pg_advisory_xact_lock(hashtextextended('llmselect:eval:' || u.owner_id::text, 0)) is null as locked
-           from ${table} u join eval_runs r on r.id = u.run_id where u.id = ?`,
-        [this.deps.leaseMs / 1000, id],
+    const ids = jobs.map((data) => ('cellId' in data ? data.cellId : data.verdictId));
+    const unique = pgArray([...new Set(ids)]);
+    const lease = this.deps.leaseMs / 1000;
+    const { rows, claimed, running } = await this.deps.orm.em.fork().transactional(async (tx) => {
+      // What is read here is re-checked by the conditional update below (whose snapshot is taken after the locks).
+      const rows = await tx.execute<Array<SqlRow>>(
+        `${BACKGROUND} with l as materialized (
+           select count(pg_advisory_xact_lock(hashtextextended('llmselect:eval:' || o.owner_id::text, 0))) as n
+             from (select distinct owner_id from ${table} where id = any(?::uuid[]) order by owner_id) o)
+         select u.id, u.owner_id, u.status, coalesce(u.heartbeat_at > now() - make_interval(secs => ?), false) as live,
+                r.status as run_status, (select n from l) as locked
+           from ${table} u join eval_runs r on r.id = u.run_id where u.id = any(?::uuid[])`,
+        [unique, lease, unique],
       );
-      if (!row) return { kind: 'skip' }; // deleted with its run (or set)
-      const ownerId = String(row.owner_id);
-      if (row.run_status === EvalRunStatus.CANCELLED || row.run_status === EvalRunStatus.FAILED) {
+      const stopped = (r: SqlRow) => r.run_status === EvalRunStatus.CANCELLED || r.run_status === EvalRunStatus.FAILED;
+      const cancelled = rows.filter(stopped).map((r) => String(r.id));
+      if (cancelled.length) {
         await tx.execute(
-          `update ${table} set status = 'CANCELLED', error = 'Cancelled', finished_at = now() where id = ? and status = 'QUEUED'`,
-          [id],
+          `update ${table} set status = 'CANCELLED', error = 'Cancelled', finished_at = now()
+            where id = any(?::uuid[]) and status = 'QUEUED'`,
+          [pgArray(cancelled)],
         );
-        return { kind: 'skip' };
       }
-      if (row.status !== 'QUEUED' && !(row.status === 'RUNNING' && !row.live)) return { kind: 'skip' };
-      if (busyOwners.has(ownerId)) return { kind: 'busy', ownerId };
-      // In one statement (its snapshot is taken after the lock above): the user's rows RUNNING under a live lease on
-      // every instance, and, below the limit, the row and its run (QUEUED → RUNNING on its first claim) marked.
-      const [claimed] = await tx.execute<Array<SqlRow>>(
-        `with n as (
-           select (select count(*) from eval_cells where owner_id = ? and status = 'RUNNING'
+      const wanted = rows.filter((r) => !stopped(r) && (r.status === 'QUEUED' || (r.status === 'RUNNING' && !r.live)));
+      if (!wanted.length) return { rows, claimed: [] as SqlRow[], running: new Map<string, number>() };
+      const order = pgArray(ids.filter((id) => wanted.some((r) => r.id === id)));
+      const out = await tx.execute<Array<SqlRow>>(
+        `${BACKGROUND} with want as (
+           select distinct on (w.id) w.id, w.ord from unnest(?::uuid[]) with ordinality as w(id, ord) order by w.id, w.ord),
+         n as (
+           select o.owner_id,
+                  (select count(*) from eval_cells where owner_id = o.owner_id and status = 'RUNNING'
                       and heartbeat_at > now() - make_interval(secs => ?))
-                + (select count(*) from eval_pair_verdicts where owner_id = ? and status = 'RUNNING'
-                      and heartbeat_at > now() - make_interval(secs => ?)) as running),
+                + (select count(*) from eval_pair_verdicts where owner_id = o.owner_id and status = 'RUNNING'
+                      and heartbeat_at > now() - make_interval(secs => ?)) as running
+             from (select distinct t.owner_id from ${table} t join want on want.id = t.id) o),
+         c as (
+           select t.id, n.running + row_number() over (partition by t.owner_id order by want.ord) as slot
+             from ${table} t join want on want.id = t.id join n on n.owner_id = t.owner_id
+            where t.status = 'QUEUED' or (t.status = 'RUNNING' and t.heartbeat_at <= now() - make_interval(secs => ?))),
          u as (
            update ${table} u set status = 'RUNNING', attempts = u.attempts + 1, lease_owner = ?, heartbeat_at = now()
                   ${table === 'eval_cells' ? ', started_at = coalesce(u.started_at, now())' : ''}
-            where u.id = ? and (u.status = 'QUEUED' or (u.status = 'RUNNING' and u.heartbeat_at <= now() - make_interval(secs => ?)))
-              and (select running from n) < ?
+             from c
+            where u.id = c.id and c.slot <= ?
+              and (u.status = 'QUEUED' or (u.status = 'RUNNING' and u.heartbeat_at <= now() - make_interval(secs => ?)))
            returning u.*),
          r as (
            update eval_runs r set status = case when r.status = 'QUEUED' then 'RUNNING' else r.status end,
                   started_at = coalesce(r.started_at, now())
-             from u where r.id = u.run_id
-           returning r.judge_model, r.temperature, r.max_output_tokens, r.reuse_answers, r.api_token_id, cardinality(r.models) as n)
-         select (select running from n) as running_now, u.*, r.* from (select 1) one left join u on true left join r on true`,
-        [
-          ownerId,
-          this.deps.leaseMs / 1000,
-          ownerId,
-          this.deps.leaseMs / 1000,
-          this.instanceId,
-          id,
-          this.deps.leaseMs / 1000,
-          this.deps.concurrencyPerUser,
-        ],
+            where r.id in (select run_id from u)
+           returning r.id as run_ref, r.judge_model, r.temperature, r.max_output_tokens, r.reuse_answers, r.api_token_id,
+                     cardinality(r.models) as model_count)
+         select n.owner_id as counted_owner, n.running as running_now, u.*, r.*
+           from n left join u on u.owner_id = n.owner_id left join r on r.run_ref = u.run_id`,
+        [order, lease, lease, lease, this.instanceId, this.deps.concurrencyPerUser, lease],
       );
-      if (!claimed?.id) {
-        return Number(claimed?.running_now ?? 0) >= this.deps.concurrencyPerUser ? { kind: 'busy', ownerId } : { kind: 'skip' };
+      const running = new Map(out.map((r) => [String(r.counted_owner), Number(r.running_now)]));
+      return { rows, claimed: out.filter((r) => r.id), running };
+    });
+    const read = new Map(rows.map((r) => [String(r.id), r]));
+    const won = new Map(claimed.map((r) => [String(r.id), r]));
+    const settings = new Map<string, RunSettings>();
+    const held = new Map<string, number>();
+    for (const r of claimed) held.set(String(r.owner_id), (held.get(String(r.owner_id)) ?? 0) + 1);
+    const seen = new Set<string>();
+    return ids.map((id): Claim => {
+      const row = read.get(id);
+      if (!row || seen.has(id)) return { kind: 'skip' }; // deleted with its run (or set), or a second job of the same row
+      seen.add(id);
+      const mine = won.get(id);
+      if (mine) {
+        const runId = String(mine.run_id);
+        if (!settings.has(runId)) settings.set(runId, runSettings(mine));
+        return { kind: 'run', unit: claimedUnit(table, mine, settings.get(runId)!) };
       }
-      const run = claimed;
-      const settings: RunSettings = {
-        judgeModel: run!.judge_model ?? null,
-        temperature: Number(run!.temperature),
-        maxOutputTokens: run!.max_output_tokens ?? null,
-        reuseAnswers: run!.reuse_answers === true,
-        apiTokenId: run!.api_token_id ?? null,
-        modelCount: Number(run!.n),
-      };
-      const unit: ClaimedCell | ClaimedPair =
-        table === 'eval_cells'
-          ? {
-              kind: 'cell',
-              id,
-              runId: claimed.run_id,
-              ownerId,
-              attempts: Number(claimed.attempts),
-              itemId: claimed.item_id,
-              repeat: Number(claimed.repeat),
-              prompt: claimed.prompt,
-              system: claimed.system ?? null,
-              reference: claimed.reference ?? null,
-              assertions: typeof claimed.assertions === 'string' ? JSON.parse(claimed.assertions) : claimed.assertions,
-              model: claimed.model,
-              idempotencyKey: claimed.idempotency_key,
-              reuseKey: claimed.reuse_key ?? null,
-              run: settings,
-            }
-          : {
-              kind: 'pair',
-              id,
-              runId: claimed.run_id,
-              ownerId,
-              attempts: Number(claimed.attempts),
-              itemId: claimed.item_id,
-              repeat: Number(claimed.repeat),
-              modelA: claimed.model_a,
-              modelB: claimed.model_b,
-              run: settings,
-            };
-      return { kind: 'run', unit };
+      const ownerId = String(row.owner_id);
+      const counted = running.get(ownerId);
+      if (counted !== undefined && counted + (held.get(ownerId) ?? 0) >= this.deps.concurrencyPerUser) return { kind: 'busy', ownerId };
+      return { kind: 'skip' };
     });
   }
 
@@ -432,12 +523,16 @@ export class EvalWorker {
     this.running.set(unit.id, entry);
     const work = (unit.kind === 'cell' ? this.runCell(unit, entry) : this.runPair(unit, entry))
       .catch((err) => this.deps.logger.error({ ...failure(err), id: unit.id }, 'eval job failed unexpectedly (its lease will expire)'))
-      .then(() => this.acknowledge(queue, jobId))
+      .then(() => {
+        // The slot is free once the outcome is written: the acknowledgement (a round trip) is not waited for.
+        this.running.delete(unit.id);
+        this.resume();
+        return this.acknowledge(queue, jobId);
+      })
       .catch((err) => this.deps.logger.warn(failure(err), 'could not acknowledge an eval job (it will come back and be skipped)'))
       .finally(() => {
         this.running.delete(unit.id);
         this.inFlight.delete(work);
-        this.wake();
       });
     this.inFlight.add(work);
   }
@@ -490,13 +585,42 @@ export class EvalWorker {
       await this.settleCell(cell, outcome, null, null);
       return;
     }
+    // An answer RUBRIC sends on to the judge is written first: if this instance dies during the judge's call,
+    // the instance that takes the cell over scores that answer instead of calling the model again.
+    if (!outcome.reused && !cell.recorded && cell.run.judgeModel && cell.assertions.some((a) => a.kind === AssertionKind.RUBRIC))
+      await this.recordAnswer(cell, outcome);
     const scored = await this.score(cell, outcome, entry.controller.signal);
     if (entry.controller.signal.aborted && entry.reason === 'lease') return;
     await this.settleCell(cell, outcome, scored.results, scored.passed, undefined, scored.judgeCostUsd);
   }
 
-  /** The cell's answer: reused, or from the provider (admitted first). */
+  /** The answer, before the judge's call (only while the cell is ours); the settle writes it again with the scores. */
+  private async recordAnswer(cell: ClaimedCell, answer: Extract<CellOutcome, { kind: 'answer' }>): Promise<void> {
+    await this.withRetry(() =>
+      this.deps.orm.em
+        .fork()
+        .getConnection()
+        .execute(
+          `update eval_cells set content = ?, latency_ms = ?, ttft_ms = ?, input_tokens = ?, output_tokens = ?, cost_usd = ?
+            where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ?`,
+          [
+            answer.content,
+            answer.latencyMs,
+            answer.ttftMs,
+            answer.inputTokens,
+            answer.outputTokens,
+            answer.costUsd,
+            cell.id,
+            this.instanceId,
+            cell.attempts,
+          ],
+        ),
+    );
+  }
+
+  /** The cell's answer: recorded by an earlier attempt, reused, or from the provider (admitted first). */
   private async answer(cell: ClaimedCell, entry: Running): Promise<CellOutcome> {
+    if (cell.recorded) return { kind: 'answer', ...cell.recorded, reused: false };
     const em = this.deps.orm.em.fork();
     if (cell.run.reuseAnswers && cell.reuseKey) {
       const [earlier] = await em.getConnection().execute<Array<SqlRow>>(
@@ -531,8 +655,10 @@ export class EvalWorker {
     const started = performance.now();
     try {
       // The key's lastUsedAt was set when the run started (not once per cell).
-      const languageModel = this.deps.models.build((await this.deps.models.resolveModels(em, cell.ownerId, [model], false)[0]!).spec);
-      const result = await streamCompletion({
+      const key = cell.key ?? this.deps.models.resolveModels(em, cell.ownerId, [model], false)[0]!;
+      const languageModel = this.deps.models.build((await key).spec);
+      // Nobody watches a cell's tokens: one JSON answer instead of a stream (a third of a cell's CPU went to the stream).
+      const result = await generateCompletion({
         provider: model.provider,
         model: languageModel,
         messages: [{ role: 'user', content: cell.prompt }],
@@ -647,7 +773,10 @@ export class EvalWorker {
     );
   }
 
-  /** Writes the cell's outcome and the run's counters in one statement (only while the cell is ours), then what follows from it. */
+  /**
+   * Writes the cell's outcome and the run's counters (only while the cell is ours), then what follows from it: one
+   * statement for every cell settled in the same turn of the event loop (`eval-settle-writer.ts`).
+   */
   private async settleCell(
     cell: ClaimedCell,
     outcome: Extract<CellOutcome, { kind: 'answer' } | { kind: 'failed' }>,
@@ -662,49 +791,31 @@ export class EvalWorker {
     // What this cell's settle takes off the run's reservation (its worst case; the judge's share stays until the run ends).
     const sent = Buffer.byteLength(cell.prompt) + Buffer.byteLength(cell.system ?? '');
     const worstCase = cellWorstCaseUsd(parseModelId(cell.model), sent, cell.run.maxOutputTokens);
-    const rows = await this.withRetry(() =>
-      this.deps.orm.em
-        .fork()
-        .getConnection()
-        .execute<Array<SqlRow>>(
-          `with c as (
-           update eval_cells set status = ?, content = ?, latency_ms = ?, ttft_ms = ?, input_tokens = ?, output_tokens = ?,
-                  cost_usd = ?, judge_cost_usd = ?, reused = ?, passed = ?, assertion_results = ?::jsonb, error = ?,
-                  finished_at = now(), lease_owner = null, heartbeat_at = null
-            where id = ? and status = 'RUNNING' and lease_owner = ? and attempts = ?
-           returning run_id, status, coalesce(cost_usd, 0) + coalesce(judge_cost_usd, 0) as cost)
-         , s as (update spend_reservations set reserved_usd = greatest(0, reserved_usd - ?) where eval_run_id = (select run_id from c))
-         update eval_runs r
-            set cells_done = r.cells_done + ${counts ? 1 : 0},
-                cells_failed = r.cells_failed + (case when c.status = 'FAILED' then 1 else 0 end),
-                spent_usd = r.spent_usd + c.cost
-           from c where r.id = c.run_id
-         returning r.id, r.status, r.owner_id, r.cells_done >= r.cells_total and r.judge_calls_done >= r.judge_calls_total as settled`,
-          [
-            finalStatus,
-            answer?.content ?? (outcome.kind === 'failed' ? (outcome.content ?? null) : null),
-            answer?.latencyMs ?? (outcome.kind === 'failed' ? (outcome.latencyMs ?? null) : null),
-            answer?.ttftMs ?? null,
-            answer?.inputTokens ?? null,
-            answer?.outputTokens ?? null,
-            answer?.costUsd ?? null,
-            judgeCostUsd,
-            answer?.reused ?? false,
-            passed,
-            results ? JSON.stringify(results) : null,
-            outcome.kind === 'failed' ? outcome.error : null,
-            cell.id,
-            this.instanceId,
-            cell.attempts,
-            worstCase,
-          ],
-        ),
+    const settled = await this.withRetry(() =>
+      this.settles.write({
+        id: cell.id,
+        attempts: cell.attempts,
+        status: finalStatus,
+        content: answer?.content ?? (outcome.kind === 'failed' ? (outcome.content ?? null) : null),
+        latencyMs: answer?.latencyMs ?? (outcome.kind === 'failed' ? (outcome.latencyMs ?? null) : null),
+        ttftMs: answer?.ttftMs ?? null,
+        inputTokens: answer?.inputTokens ?? null,
+        outputTokens: answer?.outputTokens ?? null,
+        costUsd: answer?.costUsd ?? null,
+        judgeCostUsd,
+        reused: answer?.reused ?? false,
+        passed,
+        assertionResults: results ? JSON.stringify(results) : null,
+        error: outcome.kind === 'failed' ? outcome.error : null,
+        worstCaseUsd: worstCase,
+        counts,
+      }),
     );
-    if (!rows?.length) return; // not ours any more (lease lost, run deleted)
+    if (!settled) return; // not ours any more (lease lost, run deleted), or the write never landed
     const judged = counts && cell.run.judgeModel !== null && cell.run.modelCount >= 2;
     if (judged) await this.queuePairs(cell);
     // Pairs queued as FAILED (a model of the pair has no answer) count as done at once: then the run may be complete.
-    await this.afterSettle(cell.runId, cell.ownerId, cell.id, rows[0]!.status, rows[0]!.settled === true || judged);
+    await this.afterSettle(cell.runId, cell.ownerId, cell.id, settled.runStatus, settled.settled || judged);
   }
 
   /** When every model's cell of this item and repeat has settled: its pairwise verdicts (both orders in one job each). */
@@ -971,4 +1082,52 @@ export class EvalWorker {
 function failure(err: unknown): { error: string; code?: string } {
   const code = (err as { code?: unknown } | null)?.code;
   return { error: err instanceof Error ? err.name : typeof err, ...(typeof code === 'string' ? { code } : {}) };
+}
+
+function runSettings(run: SqlRow): RunSettings {
+  return {
+    judgeModel: run.judge_model ?? null,
+    temperature: Number(run.temperature),
+    maxOutputTokens: run.max_output_tokens ?? null,
+    reuseAnswers: run.reuse_answers === true,
+    apiTokenId: run.api_token_id ?? null,
+    modelCount: Number(run.model_count),
+  };
+}
+
+/** A claimed row (the claim's `returning u.*`) as the unit the worker runs. */
+function claimedUnit(table: 'eval_cells' | 'eval_pair_verdicts', row: SqlRow, run: RunSettings): ClaimedCell | ClaimedPair {
+  const common = {
+    id: String(row.id),
+    runId: String(row.run_id),
+    ownerId: String(row.owner_id),
+    attempts: Number(row.attempts),
+    itemId: String(row.item_id),
+    repeat: Number(row.repeat),
+    run,
+  };
+  if (table === 'eval_pair_verdicts') return { kind: 'pair', ...common, modelA: row.model_a, modelB: row.model_b };
+  return {
+    kind: 'cell',
+    ...common,
+    prompt: row.prompt,
+    system: row.system ?? null,
+    reference: row.reference ?? null,
+    assertions: typeof row.assertions === 'string' ? JSON.parse(row.assertions) : row.assertions,
+    model: row.model,
+    idempotencyKey: row.idempotency_key,
+    reuseKey: row.reuse_key ?? null,
+    // Only an answer recorded before its judge's call leaves content on a claimable (QUEUED or expired) row.
+    recorded:
+      row.content === null || row.content === undefined
+        ? null
+        : {
+            content: row.content,
+            latencyMs: row.latency_ms ?? null,
+            ttftMs: row.ttft_ms ?? null,
+            inputTokens: row.input_tokens ?? null,
+            outputTokens: row.output_tokens ?? null,
+            costUsd: row.cost_usd === null || row.cost_usd === undefined ? null : Number(row.cost_usd),
+          },
+  };
 }

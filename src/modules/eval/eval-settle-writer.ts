@@ -1,0 +1,157 @@
+/**
+ * The final write of eval cells, batched: every settle requested in one turn
+ * of the event loop goes out as one statement (`UPDATE … FROM unnest(…)`),
+ * which writes each cell (only while it is still RUNNING under this
+ * instance's lease and attempt), takes each cell's worst case off its run's
+ * reservation and adds the cells to their runs' counters, summed per run.
+ * One statement per cell handed the CPU to a PostgreSQL backend per cell: on
+ * a 2-core machine a run of short answers was bound by those round trips.
+ *
+ * A batch PostgreSQL refuses as a statement (not a connection error) is split
+ * and each cell written alone, so one unstorable answer cannot fail the others.
+ */
+import { isRetryableDatabaseError } from '../../db/connection-errors';
+import type { Orm } from '../../db/orm';
+import { pgArray } from '../../db/sql';
+import type { EvalCellStatus, EvalRunStatus } from './eval.entity';
+
+export interface CellSettle {
+  id: string;
+  /** The claim this write belongs to: written only while the row is still RUNNING with this attempt. */
+  attempts: number;
+  status: EvalCellStatus;
+  content: string | null;
+  latencyMs: number | null;
+  ttftMs: number | null;
+  inputTokens: number | null;
+  outputTokens: number | null;
+  costUsd: number | null;
+  judgeCostUsd: number | null;
+  reused: boolean;
+  passed: boolean | null;
+  /** JSON text of the assertion results, or null. */
+  assertionResults: string | null;
+  error: string | null;
+  /** What the settle takes off the run's reservation. */
+  worstCaseUsd: number;
+  /** Whether the cell counts in `cells_done` (a cancelled one does not). */
+  counts: boolean;
+}
+
+/** The run as the batch left it (null when the cell was not ours any more: lease lost, run deleted). */
+export interface SettledCell {
+  runStatus: EvalRunStatus;
+  /** The statement saw every cell and judge call of the run done. */
+  settled: boolean;
+}
+
+const SETTLE_SQL = `with v as (
+    select * from unnest(?::uuid[], ?::int[], ?::text[], ?::text[], ?::int[], ?::int[], ?::int[], ?::int[], ?::float8[], ?::float8[],
+                         ?::boolean[], ?::boolean[], ?::text[], ?::text[], ?::float8[], ?::boolean[])
+      as v(id, attempts, status, content, latency_ms, ttft_ms, input_tokens, output_tokens, cost_usd, judge_cost_usd,
+           reused, passed, assertion_results, error, worst_case, counts)),
+  c as (
+    update eval_cells e
+       set status = v.status, content = v.content, latency_ms = v.latency_ms, ttft_ms = v.ttft_ms,
+           input_tokens = v.input_tokens, output_tokens = v.output_tokens, cost_usd = v.cost_usd, judge_cost_usd = v.judge_cost_usd,
+           reused = v.reused, passed = v.passed, assertion_results = v.assertion_results::jsonb, error = v.error,
+           finished_at = now(), lease_owner = null, heartbeat_at = null
+      from v
+     where e.id = v.id and e.status = 'RUNNING' and e.lease_owner = ? and e.attempts = v.attempts
+    returning e.id, e.run_id, e.status, coalesce(e.cost_usd, 0) + coalesce(e.judge_cost_usd, 0) as cost, v.worst_case, v.counts),
+  per_run as (
+    select run_id, sum(worst_case) as worst_case, count(*) filter (where counts) as done,
+           count(*) filter (where status = 'FAILED') as failed, sum(cost) as cost
+      from c group by run_id),
+  s as (
+    update spend_reservations sr set reserved_usd = greatest(0, sr.reserved_usd - p.worst_case)
+      from per_run p where sr.eval_run_id = p.run_id),
+  r as (
+    update eval_runs r
+       set cells_done = r.cells_done + p.done, cells_failed = r.cells_failed + p.failed, spent_usd = r.spent_usd + p.cost
+      from per_run p where r.id = p.run_id
+    returning r.id, r.status, r.cells_done >= r.cells_total and r.judge_calls_done >= r.judge_calls_total as settled)
+  select c.id, c.run_id, r.status, r.settled from c join r on r.id = c.run_id`;
+
+interface Pending {
+  row: CellSettle;
+  resolve: (settled: SettledCell | null) => void;
+  reject: (error: unknown) => void;
+}
+
+export class EvalSettleWriter {
+  private queue: Pending[] = [];
+
+  constructor(
+    private readonly orm: Orm,
+    /** This instance's `lease_owner`. */
+    private readonly leaseOwner: string,
+  ) {}
+
+  /** Resolves with the run's state after the write, null when the cell was not ours; rejects with the statement's error. */
+  write(row: CellSettle): Promise<SettledCell | null> {
+    return new Promise<SettledCell | null>((resolve, reject) => {
+      if (!this.queue.length) setImmediate(() => void this.flush());
+      this.queue.push({ row, resolve, reject });
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.queue;
+    this.queue = [];
+    try {
+      const written = await this.execute(batch.map((p) => p.row));
+      for (const p of batch) p.resolve(written.get(p.row.id) ?? null);
+    } catch (error) {
+      // Alone, or a connection error, lock or statement timeout (the caller retries its cell): passed on as it is.
+      if (batch.length === 1 || isRetryableDatabaseError(error)) {
+        for (const p of batch) p.reject(error);
+        return;
+      }
+      await Promise.all(batch.map((p) => this.execute([p.row]).then((w) => p.resolve(w.get(p.row.id) ?? null), p.reject)));
+    }
+  }
+
+  private async execute(rows: CellSettle[]): Promise<Map<string, SettledCell>> {
+    const column = (pick: (r: CellSettle) => string | number | boolean | null) =>
+      pgArray(
+        rows.map((r) => {
+          const v = pick(r);
+          return typeof v === 'boolean' ? String(v) : v;
+        }),
+      );
+    const result: Array<{ id: string; run_id: string; status: EvalRunStatus; settled: boolean }> = await this.orm.em
+      .getConnection()
+      .execute(SETTLE_SQL, [
+        column((r) => r.id),
+        column((r) => r.attempts),
+        column((r) => r.status),
+        column((r) => r.content),
+        column((r) => r.latencyMs),
+        column((r) => r.ttftMs),
+        column((r) => r.inputTokens),
+        column((r) => r.outputTokens),
+        column((r) => r.costUsd),
+        column((r) => r.judgeCostUsd),
+        column((r) => r.reused),
+        column((r) => r.passed),
+        column((r) => r.assertionResults),
+        column((r) => r.error),
+        column((r) => r.worstCaseUsd),
+        column((r) => r.counts),
+        this.leaseOwner,
+      ]);
+    // Of a run's cells in the batch, only the last is told the run is settled: it alone tries to complete the run, after the
+    // others' progress events (a subscriber stops at the COMPLETED one).
+    const byId = new Map(result.map((r) => [r.id, r]));
+    const written = new Map<string, SettledCell>();
+    const told = new Set<string>();
+    for (const row of [...rows].reverse()) {
+      const r = byId.get(row.id);
+      if (!r) continue;
+      written.set(r.id, { runStatus: r.status, settled: r.settled === true && !told.has(r.run_id) });
+      told.add(r.run_id);
+    }
+    return written;
+  }
+}
