@@ -11,6 +11,23 @@ import { loadConfig } from '../../src/config';
 import { BACKGROUND_SQL_TAG } from '../../src/modules/comparison/comparison-runner';
 import { currentRequestSeq, requestsStarted } from '../../src/observability/request-log';
 import { createTestDatabase, type TestDatabase } from './database';
+import { type PgBouncer, startPgBouncer } from './pgbouncer';
+
+/**
+ * `TEST_VIA_PGBOUNCER=1`: every app of this file reaches its database through one PgBouncer in transaction
+ * pooling (`.ci/run` runs the multi-instance, compiled-read, comparison and eval suites so), with named
+ * statements off as PgBouncer 1.18 needs (`DB_PREPARED_STATEMENTS=off`). Tests' own SQL (`withClient(db.url)`)
+ * stays direct: setup and session features (advisory locks held across statements) never go through it.
+ */
+const viaPgBouncer = process.env.TEST_VIA_PGBOUNCER === '1';
+let bouncer: Promise<PgBouncer> | undefined;
+if (viaPgBouncer) afterAll(async () => (await bouncer)?.stop());
+
+async function appDatabaseUrl(url: string): Promise<string> {
+  if (!viaPgBouncer) return url;
+  bouncer ??= startPgBouncer(url);
+  return (await bouncer).via(url);
+}
 
 export interface GqlResult<T = any> {
   status: number;
@@ -51,7 +68,8 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   });
   const config = loadConfig({
     NODE_ENV: 'test',
-    DATABASE_URL: db.url,
+    DATABASE_URL: await appDatabaseUrl(db.url),
+    ...(viaPgBouncer ? { DB_PREPARED_STATEMENTS: 'off' } : {}),
     JWT_SECRET: 'test-secret-that-is-long-enough-for-hs256-0123456789',
     ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
     CACHE_PREFIX: `t-${randomBytes(5).toString('hex')}`,

@@ -657,8 +657,10 @@ export class EvalWorker {
       // The key's lastUsedAt was set when the run started (not once per cell).
       const key = cell.key ?? this.deps.models.resolveModels(em, cell.ownerId, [model], false)[0]!;
       const languageModel = this.deps.models.build((await key).spec);
-      // Nobody watches a cell's tokens: one JSON answer instead of a stream (a third of a cell's CPU went to the stream).
-      const result = await generateCompletion({
+      // Streamed although nobody watches the tokens: results report each model's time to first token (issue 18's
+      // results), which only a stream shows. `generateCompletion` (one JSON answer) would save about a third of a
+      // cell's CPU; the judge's calls use it.
+      const result = await streamCompletion({
         provider: model.provider,
         model: languageModel,
         messages: [{ role: 'user', content: cell.prompt }],
@@ -718,7 +720,8 @@ export class EvalWorker {
           try {
             const resolved = await this.deps.models.resolveModels(this.deps.orm.em.fork(), cell.ownerId, [judge])[0]!;
             const model = this.deps.models.build(resolved.spec);
-            const result = await streamCompletion({
+            // A verdict's first token is nobody's measure: one JSON answer, no stream.
+            const result = await generateCompletion({
               provider: judge.provider,
               model,
               system: RUBRIC_SYSTEM_PROMPT,
@@ -877,7 +880,7 @@ export class EvalWorker {
         [row!.b ?? '', row!.a ?? ''],
       ];
       for (const [i, [first, second]] of shown.entries()) {
-        const result = await streamCompletion({
+        const result = await generateCompletion({
           provider: judge.provider,
           model,
           system: JUDGE_SYSTEM_PROMPT,
