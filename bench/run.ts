@@ -6,7 +6,8 @@
  *
  * Rows (`--variants=a,b` runs only those; ours always starts, as the reference of the data checks):
  * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-hit, ours-hit-remote, postgraphile5,
- *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page).
+ *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page); ours-miss-pgbouncer (c=10: ours, cache
+ *   bypassed, through a PgBouncer in transaction pooling started by the bench, DB_PREPARED_STATEMENTS=off).
  * - the views (c=10 only): ours-conversation / ours-comparison (ours, cache bypassed), postgraphile5-conversation /
  *   postgraphile5-comparison, and bare-conversation / bare-comparison: the honest limit, limits/bare-views.js, ONE prepared
  *   statement building the whole document in PostgreSQL as ours' compiled read does, on ours' own requests (its cursor
@@ -25,6 +26,7 @@
  * and row counts above, and exit 1 on any error (results in bench/results/smoke-*.json). A regression guard, not wired to CI.
  * Flags and environment: lib/options.ts. What is measured and how: docs/BENCHMARKS.md "Performance".
  */
+import { pgbouncerMissing, startPgBouncer } from '../test/helpers/pgbouncer';
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -89,7 +91,14 @@ const VIEWS: Record<View, { ours: Variant; postgraphile5: Variant; bare: Variant
   comparison: { ours: 'ours-comparison', postgraphile5: 'postgraphile5-comparison', bare: 'bare-comparison' },
 };
 const VIEW_VARIANTS = new Set<Variant>(Object.values(VIEWS).flatMap((v) => [v.ours, v.postgraphile5, v.bare]));
-const ONLY_AT_C10 = new Set<Variant>(['ours-miss-resolvers', 'ours-miss-js', 'ours-hit-remote', 'ours-shared', ...VIEW_VARIANTS]);
+const ONLY_AT_C10 = new Set<Variant>([
+  'ours-miss-resolvers',
+  'ours-miss-js',
+  'ours-hit-remote',
+  'ours-miss-pgbouncer',
+  'ours-shared',
+  ...VIEW_VARIANTS,
+]);
 /** The shared page: what a colleague opening a link asks for, without a token. */
 const SHARED_PAGE = `query SharedPage($token: String!) { shared(token: $token) { title sharedAt
   messages { role content model createdAt }
@@ -601,6 +610,28 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     const server = await startOurs(variant, secrets, { COMPILED_READS: 'off', GRAPHQL_EXECUTOR: executor });
     cleanup.add(`stop ${variant}`, () => server.stop());
     targetsByVariant.set(variant, {
+      server,
+      statements: () => oursStatements(server),
+      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+      requests: oursRequests(env, true),
+      dialect: 'ours',
+    });
+  }
+  if (wanted.has('ours-miss-pgbouncer')) {
+    // The same data through a PgBouncer in transaction pooling (Debian's 1.18: no prepared statements per client,
+    // so DB_PREPARED_STATEMENTS=off), started like the tests' (test/helpers/pgbouncer.ts).
+    const missing = pgbouncerMissing();
+    if (missing) throw new Error(`ours-miss-pgbouncer: ${missing}`);
+    const bouncer = await startPgBouncer(env.db.url);
+    cleanup.add('stop pgbouncer', () => bouncer.stop());
+    log('starting ours through PgBouncer (DB_PREPARED_STATEMENTS=off)');
+    const server = await startOurs(
+      'ours-miss-pgbouncer',
+      { ...secrets, dbUrl: bouncer.via(env.db.url) },
+      { DB_PREPARED_STATEMENTS: 'off' },
+    );
+    cleanup.add('stop ours-miss-pgbouncer', () => server.stop());
+    targetsByVariant.set('ours-miss-pgbouncer', {
       server,
       statements: () => oursStatements(server),
       statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',

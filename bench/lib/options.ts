@@ -21,6 +21,8 @@ export const VARIANTS = [
   'ours-miss-js',
   'ours-hit',
   'ours-hit-remote',
+  // Ours (cache bypassed) reaching PostgreSQL through a PgBouncer in transaction pooling, named statements off.
+  'ours-miss-pgbouncer',
   'postgraphile5',
   'postgraphile4',
   'bare-sql',

@@ -60,6 +60,7 @@ const LABELS: Record<Variant, string> = {
   'ours-miss-js': 'ours, miss, resolvers (graphql-js)',
   'ours-hit': 'ours, cache hit',
   'ours-hit-remote': 'ours, hit, no local copies',
+  'ours-miss-pgbouncer': 'ours, miss, through PgBouncer (transaction pooling)',
   postgraphile5: 'PostGraphile 5.1.5',
   postgraphile4: 'PostGraphile 4.14.1',
   'bare-sql': 'bare node:http + pg (3 statements)',
@@ -227,6 +228,14 @@ export function targets(points: Point[], pool: PoolCheck | null): TargetRow[] {
     rows.push({
       name: 'ours-hit without local copies (every body from Redis) / bare Redis, req/s at c=10',
       measured: fixed(rRemote, 2),
+      goal: '',
+      met: '—',
+    });
+  const rBouncer = ratio(c10('ours-miss-pgbouncer'), miss);
+  if (rBouncer !== undefined)
+    rows.push({
+      name: 'ours-miss through PgBouncer (DB_PREPARED_STATEMENTS=off) / ours-miss direct, req/s at c=10',
+      measured: fixed(rBouncer, 2),
       goal: '',
       met: '—',
     });
