@@ -133,9 +133,8 @@ export function streamCompletion(opts: StreamCompletionOptions): Promise<Complet
   return excludedFromDeadline(() => streamCompletionDirect(opts));
 }
 
-/** {@link streamCompletion} without the deadline exclusion (a provider thread has no request). */
-export async function streamCompletionDirect(opts: StreamCompletionOptions): Promise<CompletionResult> {
-  const started = performance.now();
+/** A call's own abort: after `timeoutMs` (`timedOut()`), or when the caller's `signal` fires (CancelledError); `end()` once it is over. */
+function callControl(opts: Pick<StreamCompletionOptions, 'timeoutMs' | 'signal'>) {
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {
@@ -145,6 +144,21 @@ export async function streamCompletionDirect(opts: StreamCompletionOptions): Pro
   const onCancel = () => controller.abort(new CancelledError());
   if (opts.signal?.aborted) onCancel();
   else opts.signal?.addEventListener('abort', onCancel, { once: true });
+  return {
+    controller,
+    timedOut: () => timedOut,
+    end() {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onCancel);
+    },
+  };
+}
+
+/** {@link streamCompletion} without the deadline exclusion (a provider thread has no request). */
+export async function streamCompletionDirect(opts: StreamCompletionOptions): Promise<CompletionResult> {
+  const started = performance.now();
+  const call = callControl(opts);
+  const { controller } = call;
 
   const maxBytes = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
   let text = '';
@@ -183,7 +197,7 @@ export async function streamCompletionDirect(opts: StreamCompletionOptions): Pro
           break;
         }
       } else if (part.type === 'error') {
-        failure ??= classifyProviderError(opts.provider, part.error, { timedOut });
+        failure ??= classifyProviderError(opts.provider, part.error, { timedOut: call.timedOut() });
       } else if (part.type === 'finish') {
         usage = { inputTokens: part.usage.inputTokens.total, outputTokens: part.usage.outputTokens.total };
       }
@@ -193,12 +207,11 @@ export async function streamCompletionDirect(opts: StreamCompletionOptions): Pro
   } finally {
     // After a cut (or a failure) nothing more is read: let the provider's stream go.
     reader?.cancel().catch(() => undefined);
-    clearTimeout(timer);
-    opts.signal?.removeEventListener('abort', onCancel);
+    call.end();
   }
   if (cut) throw new OutputLimitError(opts.provider, maxBytes, text);
   if (controller.signal.aborted) {
-    if (timedOut) throw classifyProviderError(opts.provider, new Error('timeout'), { timedOut: true });
+    if (call.timedOut()) throw classifyProviderError(opts.provider, new Error('timeout'), { timedOut: true });
     throw new CancelledError();
   }
   if (failure) throw failure;
@@ -231,15 +244,8 @@ export function generateCompletion(opts: StreamCompletionOptions): Promise<Compl
 
 async function generateCompletionDirect(opts: StreamCompletionOptions): Promise<CompletionResult> {
   const started = performance.now();
-  const controller = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort(new Error('timeout'));
-  }, opts.timeoutMs);
-  const onCancel = () => controller.abort(new CancelledError());
-  if (opts.signal?.aborted) onCancel();
-  else opts.signal?.addEventListener('abort', onCancel, { once: true });
+  const call = callControl(opts);
+  const { controller } = call;
   let result: Awaited<ReturnType<ProviderModel['doGenerate']>> | undefined;
   let failure: ProviderCallError | undefined;
   try {
@@ -253,11 +259,10 @@ async function generateCompletionDirect(opts: StreamCompletionOptions): Promise<
   } catch (error) {
     if (!controller.signal.aborted) failure = classifyProviderError(opts.provider, error);
   } finally {
-    clearTimeout(timer);
-    opts.signal?.removeEventListener('abort', onCancel);
+    call.end();
   }
   if (controller.signal.aborted) {
-    if (timedOut) throw classifyProviderError(opts.provider, new Error('timeout'), { timedOut: true });
+    if (call.timedOut()) throw classifyProviderError(opts.provider, new Error('timeout'), { timedOut: true });
     throw new CancelledError();
   }
   if (failure || !result) throw failure ?? classifyProviderError(opts.provider, new Error('no answer'));

@@ -4,13 +4,10 @@
  * wins: only rows still PENDING or STREAMING are written). A burst of
  * comparisons settles hundreds of responses within a second; one statement
  * each would hold the pool (and the ORM) for all of them.
- *
- * A batch PostgreSQL refuses as a statement (not a connection error) is split
- * and each row written alone, so one unstorable answer cannot fail the others.
+ * Batching and the split of a refused batch: `db/turn-batch.ts`.
  */
-import { isRetryableDatabaseError } from '../../db/connection-errors';
 import type { Orm } from '../../db/orm';
-import { pgArray } from '../../db/sql';
+import { columnOf, TurnBatch } from '../../db/turn-batch';
 import type { ResponseStatus } from './comparison.entity';
 
 export interface SettleRow {
@@ -37,51 +34,18 @@ const SETTLE_SQL = `update comparison_responses r
   where r.id = v.id and r.status in ('PENDING', 'STREAMING')
   returning r.id`;
 
-interface Pending {
-  row: SettleRow;
-  resolve: (written: boolean) => void;
-  reject: (error: unknown) => void;
-}
-
 export class SettleWriter {
-  private queue: Pending[] = [];
+  private readonly batch = new TurnBatch<SettleRow, true>((rows) => this.execute(rows));
 
   constructor(private readonly orm: Orm) {}
 
   /** Resolves true when this write settled the row, false when it was already settled; rejects with the statement's error. */
-  write(row: SettleRow): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
-      if (!this.queue.length) setImmediate(() => void this.flush());
-      this.queue.push({ row, resolve, reject });
-    });
+  async write(row: SettleRow): Promise<boolean> {
+    return (await this.batch.write(row)) === true;
   }
 
-  private async flush(): Promise<void> {
-    const batch = this.queue;
-    this.queue = [];
-    try {
-      const written = await this.execute(batch.map((p) => p.row));
-      for (const p of batch) p.resolve(written.has(p.row.id));
-    } catch (error) {
-      // Alone, or a connection error, lock or statement timeout (the caller retries it whole): passed on as it is.
-      if (batch.length === 1 || isRetryableDatabaseError(error)) {
-        for (const p of batch) p.reject(error);
-        return;
-      }
-      // Refused as a statement: find which row by writing each alone.
-      await Promise.all(batch.map((p) => this.execute([p.row]).then((w) => p.resolve(w.has(p.row.id)), p.reject)));
-    }
-  }
-
-  private async execute(rows: SettleRow[]): Promise<Set<string>> {
-    // Arrays travel as array literals: knex would spread a JS array into a list of placeholders.
-    const column = (pick: (r: SettleRow) => string | number | boolean | null) =>
-      pgArray(
-        rows.map((r) => {
-          const v = pick(r);
-          return typeof v === 'boolean' ? String(v) : v;
-        }),
-      );
+  private async execute(rows: SettleRow[]): Promise<Map<string, true>> {
+    const column = (pick: (r: SettleRow) => string | number | boolean | null) => columnOf(rows, pick);
     const result: Array<{ id: string }> = await this.orm.em
       .getConnection()
       .execute(SETTLE_SQL, [
@@ -96,6 +60,6 @@ export class SettleWriter {
         column((r) => r.costUsd ?? null),
         column((r) => r.customEndpoint ?? null),
       ]);
-    return new Set(result.map((r) => r.id));
+    return new Map(result.map((r) => [r.id, true as const]));
   }
 }

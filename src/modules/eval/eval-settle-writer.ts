@@ -7,12 +7,10 @@
  * One statement per cell handed the CPU to a PostgreSQL backend per cell: on
  * a 2-core machine a run of short answers was bound by those round trips.
  *
- * A batch PostgreSQL refuses as a statement (not a connection error) is split
- * and each cell written alone, so one unstorable answer cannot fail the others.
+ * Batching and the split of a refused batch: `db/turn-batch.ts`.
  */
-import { isRetryableDatabaseError } from '../../db/connection-errors';
 import type { Orm } from '../../db/orm';
-import { pgArray } from '../../db/sql';
+import { columnOf, TurnBatch } from '../../db/turn-batch';
 import type { EvalCellStatus, EvalRunStatus } from './eval.entity';
 
 export interface CellSettle {
@@ -73,14 +71,8 @@ const SETTLE_SQL = `with v as (
     returning r.id, r.status, r.cells_done >= r.cells_total and r.judge_calls_done >= r.judge_calls_total as settled)
   select c.id, c.run_id, r.status, r.settled from c join r on r.id = c.run_id`;
 
-interface Pending {
-  row: CellSettle;
-  resolve: (settled: SettledCell | null) => void;
-  reject: (error: unknown) => void;
-}
-
 export class EvalSettleWriter {
-  private queue: Pending[] = [];
+  private readonly batch = new TurnBatch<CellSettle, SettledCell>((rows) => this.execute(rows));
 
   constructor(
     private readonly orm: Orm,
@@ -89,37 +81,12 @@ export class EvalSettleWriter {
   ) {}
 
   /** Resolves with the run's state after the write, null when the cell was not ours; rejects with the statement's error. */
-  write(row: CellSettle): Promise<SettledCell | null> {
-    return new Promise<SettledCell | null>((resolve, reject) => {
-      if (!this.queue.length) setImmediate(() => void this.flush());
-      this.queue.push({ row, resolve, reject });
-    });
-  }
-
-  private async flush(): Promise<void> {
-    const batch = this.queue;
-    this.queue = [];
-    try {
-      const written = await this.execute(batch.map((p) => p.row));
-      for (const p of batch) p.resolve(written.get(p.row.id) ?? null);
-    } catch (error) {
-      // Alone, or a connection error, lock or statement timeout (the caller retries its cell): passed on as it is.
-      if (batch.length === 1 || isRetryableDatabaseError(error)) {
-        for (const p of batch) p.reject(error);
-        return;
-      }
-      await Promise.all(batch.map((p) => this.execute([p.row]).then((w) => p.resolve(w.get(p.row.id) ?? null), p.reject)));
-    }
+  async write(row: CellSettle): Promise<SettledCell | null> {
+    return (await this.batch.write(row)) ?? null;
   }
 
   private async execute(rows: CellSettle[]): Promise<Map<string, SettledCell>> {
-    const column = (pick: (r: CellSettle) => string | number | boolean | null) =>
-      pgArray(
-        rows.map((r) => {
-          const v = pick(r);
-          return typeof v === 'boolean' ? String(v) : v;
-        }),
-      );
+    const column = (pick: (r: CellSettle) => string | number | boolean | null) => columnOf(rows, pick);
     const result: Array<{ id: string; run_id: string; status: EvalRunStatus; settled: boolean }> = await this.orm.em
       .getConnection()
       .execute(SETTLE_SQL, [
