@@ -28,7 +28,7 @@ import { startEmbeddedPostgres } from './db/embedded';
 import { connectOrm, createOrmOptions, migrate, type Orm, pingDatabase, poolStats } from './db/orm';
 import { CursorCodec } from './db/pagination';
 import { PreparedStatements } from './db/prepared';
-import { QueryObserver } from './db/query-observer';
+import { QueryObserver, traceStatement } from './db/query-observer';
 import { TokenService } from './auth/tokens';
 import { PersonalTokenFormat, PersonalTokenVerifier } from './auth/personal-tokens';
 import { TokenAccessPolicy } from './auth/token-scopes';
@@ -43,6 +43,7 @@ import { httpStatusPlugin } from './graphql/plugins/http-status';
 import { tokenScopesPlugin } from './graphql/plugins/token-scopes';
 import { classifyError } from './graphql/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
+import { graphqlTracingPlugin } from './graphql/plugins/tracing';
 import { compiledReadsPlugin } from './graphql/plugins/compiled-reads';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
@@ -91,6 +92,7 @@ import { createHttpServer } from './http/server';
 import { createRoutes } from './http/routes';
 import { graphqlRoutes } from './graphql/routes';
 import { createMetrics, type Metrics } from './observability/metrics';
+import { type SpanExporter, startTracing, type TracingHandle } from './observability/tracing';
 import { OperationLabels } from './observability/operation-labels';
 import { Generations } from './read-cache/generations';
 import { ShareLinkService } from './modules/share-link/share-link.service';
@@ -111,6 +113,8 @@ export interface App {
   logger: Logger;
   metrics: Metrics;
   queryObserver: QueryObserver;
+  /** OpenTelemetry traces (`enabled` false unless OTEL_EXPORTER_OTLP_ENDPOINT): tests flush it to read their spans. */
+  tracing: TracingHandle;
   /** Stops accepting work, drains, and closes the pool, cache and embedded database. Idempotent. */
   close(): Promise<void>;
 }
@@ -121,6 +125,8 @@ const APQ_TTL_SECONDS = 7 * 24 * 60 * 60;
 export interface BuildAppOptions {
   /** Where logs go (tests capture them); default stdout. */
   logStream?: DestinationStream;
+  /** Where spans go when tracing is on (tests read them from memory); default OTLP/HTTP to `OTEL_EXPORTER_OTLP_ENDPOINT`. */
+  spanExporter?: SpanExporter;
 }
 
 export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<App> {
@@ -134,6 +140,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   };
 
   try {
+    // 0. Traces (off unless OTEL_EXPORTER_OTLP_ENDPOINT): flushed last, after everything that makes spans has stopped.
+    const tracing = startTracing(config.tracing, config.version, options.spanExporter);
+    cleanups.push(() => tracing.shutdown());
+
     // 1. Database: the configured server, or the embedded one under dataDir.
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
@@ -174,6 +184,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     queryObserver.onQuery((_sql, tookMs, failed) => metrics.dbQueryDuration.observe({ outcome: failed ? 'error' : 'ok' }, tookMs / 1000));
     // Statements sent on a request's behalf, for its log line (the runner's own schedule left out).
     queryObserver.onQuery((sql) => sql.startsWith(BACKGROUND_SQL_TAG) || countStatement());
+    // One span per statement, under the request's (or the background work's) span.
+    if (tracing.enabled) queryObserver.onQuery(traceStatement);
 
     // 3. Cache and pub/sub (fail open; Redis when configured).
     const countLookup = registerCacheMetrics(metrics.registry);
@@ -470,6 +482,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         guard.plugin,
         requestLogPlugin(),
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production, operationLabels }),
+        ...(tracing.enabled ? [graphqlTracingPlugin()] : []),
         httpStatusPlugin(),
         // Before the read cache's plugin: a personal token outside its scopes is refused before any lookup.
         tokenScopesPlugin(tokenScopes),
@@ -580,6 +593,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       metrics,
       queryObserver,
+      tracing,
       close: () => (closing ??= close()),
     };
   } catch (error) {

@@ -210,6 +210,13 @@ export interface Config {
   /** `DB_PREPARED_STATEMENTS`: compiled reads as named prepared statements (off behind a transaction-pooling PgBouncer older than 1.21). */
   preparedStatements: boolean;
   limits: DocumentLimits;
+  /**
+   * OpenTelemetry traces (`observability/tracing.ts`): off unless
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` (http(s), traces sent as OTLP/HTTP JSON to
+   * `<endpoint>/v1/traces`) is set; `OTEL_SERVICE_NAME` names the service
+   * (default `llmselect-api`).
+   */
+  tracing: { endpoint?: string; serviceName: string };
   metrics: {
     /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
     token?: string;
@@ -606,6 +613,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxCost: int(env, 'MAX_QUERY_COST', 10_000, 1),
       maxResponseBytes: int(env, 'MAX_RESPONSE_BYTES', 32 * 1024 * 1024, 1024),
       documentCacheBytes: int(env, 'DOCUMENT_CACHE_MB', 64, 1) * 2 ** 20,
+    },
+    tracing: {
+      endpoint: url(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
+      serviceName: env.OTEL_SERVICE_NAME || 'llmselect-api',
     },
     metrics: {
       token: env.METRICS_TOKEN || undefined,

@@ -9,6 +9,7 @@
  */
 import type { LogContext, Logger as OrmLogger, LoggerNamespace } from '@mikro-orm/core';
 import type { Logger } from '../observability/logger';
+import { recordSpan } from '../observability/tracing';
 
 export type QueryListener = (sql: string, tookMs: number, failed: boolean) => void;
 
@@ -18,6 +19,17 @@ export function maskSqlLiterals(sql: string): string {
     .replace(/'(?:[^']|'')*'/g, "'?'")
     .replace(/\s+/g, ' ')
     .slice(0, 2000);
+}
+
+/**
+ * A span for one statement, heard after it ran (its start is its end minus its duration), under the
+ * active span: the request's, or the background work's. The text has placeholders (the ORM's, `prepared.ts`'s)
+ * and its string literals masked; never parameter values.
+ */
+export function traceStatement(sql: string, tookMs: number, failed: boolean): void {
+  const text = maskSqlLiterals(sql);
+  const operation = /^(?:\/\*.*?\*\/\s*)?(\w+)/.exec(text)?.[1]?.toUpperCase() ?? 'SQL';
+  recordSpan(operation, tookMs, { 'db.system.name': 'postgresql', 'db.operation.name': operation, 'db.query.text': text }, failed);
 }
 
 export class QueryObserver implements OrmLogger {

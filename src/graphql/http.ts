@@ -37,6 +37,7 @@ import type { CompiledReads } from './compiled-read';
 import type { GraphqlContext, RequestContexts } from './context';
 import type { DocumentCache } from './document-cache';
 import { ResponseBytes, responseTooLargeBody } from './response-bytes';
+import { activeSpan, withSpan } from '../observability/tracing';
 
 function parseJsonBody(req: IncomingMessage, raw: string): unknown {
   if (req.method !== 'POST') return undefined;
@@ -119,7 +120,10 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
   const limit = principal.ok && principal.value ? (deps.maxSignedInBodyBytes ?? deps.maxBodyBytes) : deps.maxBodyBytes;
   const body = parseJsonBody(req, await readBody(req, limit));
   // From here on the request's database work is bounded as a whole (the upload's time is the client's).
-  await withDeadline(deps.requestDeadlineMs ?? 0, () => answerGraphqlRequest(deps, req, res, requestId, url, body, principal));
+  // The operation's span (named by `graphqlTracingPlugin` once Apollo has resolved it; by the sent name otherwise).
+  await withSpan('graphql', {}, () =>
+    withDeadline(deps.requestDeadlineMs ?? 0, () => answerGraphqlRequest(deps, req, res, requestId, url, body, principal)),
+  );
 }
 
 type Resolved = { ok: true; value: Principal | null } | { ok: false; error: unknown };
@@ -139,13 +143,14 @@ async function answerGraphqlRequest(
     method === 'POST'
       ? (body as { operationName?: unknown; query?: unknown } | null)
       : { operationName: url.searchParams.get('operationName'), query: url.searchParams.get('query') };
-  noteOperation(
+  const sentName =
     typeof sent?.operationName === 'string'
       ? sent.operationName
       : typeof sent?.query === 'string'
         ? /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(sent.query)?.[1]
-        : null,
-  );
+        : null;
+  noteOperation(sentName);
+  if (sentName) activeSpan()?.setAttribute('graphql.operation.name', sentName).updateName(`graphql ${sentName}`);
 
   // A signed-in request's read-cache state, shared with the Apollo plugin through the context; an anonymous
   // request's only for documents that declare public entries (a share link's page).
