@@ -5,7 +5,8 @@
  * `npm run bench -- --soak`: the RSS soak (see lib/soak.ts).
  *
  * Rows (`--variants=a,b` runs only those; ours always starts, as the reference of the data checks):
- * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-hit, ours-hit-remote, postgraphile5,
+ * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-miss-traced (OpenTelemetry on, exported to a
+ *   local OTLP/HTTP sink: lib/otlp-sink.ts), ours-hit, ours-hit-remote, postgraphile5,
  *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page).
  * - the views (c=10 only): ours-conversation / ours-comparison (ours, cache bypassed), postgraphile5-conversation /
  *   postgraphile5-comparison, and bare-conversation / bare-comparison: the honest limit, limits/bare-views.js, ONE prepared
@@ -30,6 +31,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { LoadGenerator, type LoadRequest, type LoadSpec, totalErrors } from './lib/load';
+import { startOtlpSink } from './lib/otlp-sink';
 import { assertLoopback, parseOptions, UsageError, type Options, type Variant } from './lib/options';
 import { cpuMs, freePort, ServerProcess } from './lib/procs';
 import {
@@ -601,6 +603,24 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     const server = await startOurs(variant, secrets, { COMPILED_READS: 'off', GRAPHQL_EXECUTOR: executor });
     cleanup.add(`stop ${variant}`, () => server.stop());
     targetsByVariant.set(variant, {
+      server,
+      statements: () => oursStatements(server),
+      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+      requests: oursRequests(env, true),
+      dialect: 'ours',
+    });
+  }
+  if (wanted.has('ours-miss-traced')) {
+    // Tracing's overhead: ours-miss with every span made and exported (to a sink that only counts what it gets).
+    const sink = await startOtlpSink();
+    cleanup.add('stop the OTLP sink', () => sink.close());
+    log(`starting ours with OTEL_EXPORTER_OTLP_ENDPOINT=${sink.url}`);
+    const server = await startOurs('ours-miss-traced', secrets, { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url });
+    cleanup.add('stop ours-miss-traced', async () => {
+      await server.stop();
+      log(`OTLP sink: ${sink.exports} trace exports, ${(sink.bytes / 2 ** 20).toFixed(1)} MiB`);
+    });
+    targetsByVariant.set('ours-miss-traced', {
       server,
       statements: () => oursStatements(server),
       statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',

@@ -19,6 +19,8 @@ export const VARIANTS = [
   'ours-miss',
   'ours-miss-resolvers',
   'ours-miss-js',
+  // ours-miss with OpenTelemetry traces on (issue 21.4), exported to a local OTLP/HTTP sink (lib/otlp-sink.ts).
+  'ours-miss-traced',
   'ours-hit',
   'ours-hit-remote',
   'postgraphile5',
