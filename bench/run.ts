@@ -5,8 +5,8 @@
  * `npm run bench -- --soak`: the RSS soak (see lib/soak.ts).
  *
  * Rows (`--variants=a,b` runs only those; ours always starts, as the reference of the data checks):
- * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-miss-traced (OpenTelemetry on, exported to a
- *   local OTLP/HTTP sink: lib/otlp-sink.ts), ours-hit, ours-hit-remote, postgraphile5,
+ * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-miss-traced / ours-miss-traced-10pct (OpenTelemetry
+ *   on, every trace / one in ten, exported to a local OTLP/HTTP sink: lib/otlp-sink.ts), ours-hit, ours-hit-remote, postgraphile5,
  *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page).
  * - the views (c=10 only): ours-conversation / ours-comparison (ours, cache bypassed), postgraphile5-conversation /
  *   postgraphile5-comparison, and bare-conversation / bare-comparison: the honest limit, limits/bare-views.js, ONE prepared
@@ -610,17 +610,21 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
       dialect: 'ours',
     });
   }
-  if (wanted.has('ours-miss-traced')) {
-    // Tracing's overhead: ours-miss with every span made and exported (to a sink that only counts what it gets).
+  // Tracing's overhead: ours-miss with every span (or one trace in ten) made and exported to a sink that only counts what it gets.
+  for (const [variant, ratio] of [
+    ['ours-miss-traced', '1'],
+    ['ours-miss-traced-10pct', '0.1'],
+  ] as const) {
+    if (!wanted.has(variant)) continue;
     const sink = await startOtlpSink();
-    cleanup.add('stop the OTLP sink', () => sink.close());
-    log(`starting ours with OTEL_EXPORTER_OTLP_ENDPOINT=${sink.url}`);
-    const server = await startOurs('ours-miss-traced', secrets, { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url });
-    cleanup.add('stop ours-miss-traced', async () => {
+    cleanup.add(`stop the OTLP sink of ${variant}`, () => sink.close());
+    log(`starting ours with OTEL_EXPORTER_OTLP_ENDPOINT=${sink.url} OTEL_TRACES_SAMPLER_ARG=${ratio}`);
+    const server = await startOurs(variant, secrets, { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_TRACES_SAMPLER_ARG: ratio });
+    cleanup.add(`stop ${variant}`, async () => {
       await server.stop();
-      log(`OTLP sink: ${sink.exports} trace exports, ${(sink.bytes / 2 ** 20).toFixed(1)} MiB`);
+      log(`OTLP sink of ${variant}: ${sink.exports} trace exports, ${(sink.bytes / 2 ** 20).toFixed(1)} MiB`);
     });
-    targetsByVariant.set('ours-miss-traced', {
+    targetsByVariant.set(variant, {
       server,
       statements: () => oursStatements(server),
       statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',

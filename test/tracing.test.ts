@@ -10,6 +10,7 @@
  */
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { createSet, START as EVAL_START, waitForRun } from './helpers/evals';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { subscribe } from './helpers/sse';
 import { createTestApp, type TestApp } from './helpers/test-app';
@@ -61,7 +62,14 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
   let user: { token: string };
   beforeAll(async () => {
     t = await createTestApp({
-      env: { ...fake.providerEnv(), OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_SERVICE_NAME: 'llmselect-test' },
+      env: {
+        ...fake.providerEnv(),
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9',
+        OTEL_SERVICE_NAME: 'llmselect-test',
+        // Comparisons' answers read in a provider thread (its span is the main thread's); evals' in-process.
+        PROVIDER_THREADS: '1',
+        EVAL_POLL_MS: '50',
+      },
       spanExporter: exporter,
     });
     user = await signUpWithKeys(t);
@@ -131,6 +139,36 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
     expect(spans.every((s) => s.resource.attributes['service.name'] === 'llmselect-test')).toBe(true);
   });
 
+  it("continues the trace of the request that queued an eval run in its jobs' runs", async () => {
+    const setId = await createSet(t.gql, user.token, [{ prompt: PROMPT }]);
+    const res = await t.gql(EVAL_START, { input: { promptSetId: setId, models: ['openai:gpt-4o-mini'] } }, user.token, {
+      'x-request-id': 'otel-eval-1',
+    });
+    expect(res.errors).toBeUndefined();
+    expect((await waitForRun(t.gql, user.token, res.data.startEvalRun.id)).status).toBe('COMPLETED');
+
+    const spans = await spansWhen(t, exporter, (all) => {
+      const root = all.find((s) => s.attributes['llmselect.request_id'] === 'otel-eval-1');
+      return !!root && all.some((s) => s.name === 'eval.cell' && traceOf(s) === traceOf(root));
+    });
+    const http = spans.find((s) => s.attributes['llmselect.request_id'] === 'otel-eval-1')!;
+    const trace = spans.filter((s) => traceOf(s) === traceOf(http));
+    const operation = trace.find((s) => s.attributes['graphql.operation.type'] === 'mutation')!;
+    const cell = trace.find((s) => s.name === 'eval.cell')!;
+    // Queued inside the operation's span: the job's traceparent names it.
+    expect(parentOf(cell)).toBe(operation.spanContext().spanId);
+    expect(cell.attributes['llmselect.eval_run_id']).toBe(res.data.startEvalRun.id);
+    const call = trace.find((s) => parentOf(s) === cell.spanContext().spanId && s.attributes['gen_ai.operation.name'] === 'chat');
+    expect(call?.attributes).toMatchObject({
+      'gen_ai.provider.name': 'openai',
+      'gen_ai.request.model': 'gpt-4o-mini',
+      'llmselect.outcome': 'ok',
+    });
+    expect(call?.attributes['gen_ai.usage.output_tokens']).toBeGreaterThan(0);
+    expect(trace.some((s) => parentOf(s) === cell.spanContext().spanId && s.attributes['db.system.name'] === 'postgresql')).toBe(true);
+    expect(JSON.stringify(spans.map((s) => s.attributes))).not.toContain('Zanzibar');
+  });
+
   it("continues a caller's traceparent", async () => {
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const parent = '00f067aa0ba902b7';
@@ -150,6 +188,33 @@ describe('with OTEL_EXPORTER_OTLP_ENDPOINT set', () => {
     const http = spans.find((s) => s.attributes['llmselect.request_id'] === 'otel-me-2')!;
     expect(parentOf(http)).toBeUndefined();
     expect(traceOf(http)).toMatch(/^[0-9a-f]{32}$/);
+  });
+});
+
+describe('with OTEL_TRACES_SAMPLER=parentbased_always_off', () => {
+  const exporter = new InMemorySpanExporter();
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_TRACES_SAMPLER: 'parentbased_always_off' },
+      spanExporter: exporter,
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it("records no new trace, but a caller's sampled one", async () => {
+    const user = await t.signUp('sampled');
+    await t.gql(ME, {}, user.token, { 'x-request-id': 'otel-unsampled' });
+    const traceId = '0af7651916cd43dd8448eb211c80319c';
+    await t.gql(ME, {}, user.token, { traceparent: `00-${traceId}-b7ad6b7169203331-01`, 'x-request-id': 'otel-sampled' });
+    const spans = await spansWhen(t, exporter, (all) => all.some((s) => s.attributes['llmselect.request_id'] === 'otel-sampled'));
+    expect(spans.some((s) => s.attributes['llmselect.request_id'] === 'otel-unsampled')).toBe(false);
+    expect(new Set(spans.map(traceOf))).toEqual(new Set([traceId]));
+    // The operation's span (answered from the read cache the first request filled: no SQL), under the HTTP span.
+    const http = spans.find((s) => s.attributes['llmselect.request_id'] === 'otel-sampled')!;
+    expect(spans.find((s) => s.attributes['graphql.operation.name'] === 'Me')?.parentSpanContext?.spanId).toBe(http.spanContext().spanId);
   });
 });
 

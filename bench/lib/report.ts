@@ -59,6 +59,7 @@ const LABELS: Record<Variant, string> = {
   'ours-miss-resolvers': 'ours, miss, resolvers (graphql-jit)',
   'ours-miss-js': 'ours, miss, resolvers (graphql-js)',
   'ours-miss-traced': 'ours, cache miss, traced (OTLP/HTTP)',
+  'ours-miss-traced-10pct': 'ours, cache miss, traced, 10% sampled',
   'ours-hit': 'ours, cache hit',
   'ours-hit-remote': 'ours, hit, no local copies',
   postgraphile5: 'PostGraphile 5.1.5',

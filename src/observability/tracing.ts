@@ -34,6 +34,7 @@ import {
   type SpanOptions,
   SpanStatusCode,
   type TextMapGetter,
+  TraceFlags,
   type Tracer,
   trace,
 } from '@opentelemetry/api';
@@ -41,7 +42,13 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type SpanExporter,
+  TraceIdRatioBasedSampler,
+} from '@opentelemetry/sdk-trace-base';
 
 export { SpanKind, SpanStatusCode, type Span, type Attributes, type SpanExporter };
 
@@ -50,6 +57,8 @@ export interface TracingConfig {
   endpoint?: string;
   /** `OTEL_SERVICE_NAME`. */
   serviceName: string;
+  /** The share of new traces kept (`OTEL_TRACES_SAMPLER_ARG`); a caller's `traceparent` decides for its own. */
+  sampleRatio: number;
 }
 
 export interface TracingHandle {
@@ -80,6 +89,7 @@ export function startTracing(config: TracingConfig, version: string, exporter?: 
     throw new Error('another OpenTelemetry context manager is registered');
   }
   const provider = new BasicTracerProvider({
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
     resource: resourceFromAttributes({ 'service.name': config.serviceName, 'service.version': version }),
     spanProcessors: [
       new BatchSpanProcessor(exporter ?? new OTLPTraceExporter({ url: `${config.endpoint.replace(/\/+$/, '')}/v1/traces` }), {
@@ -114,13 +124,32 @@ export function tracingOn(): boolean {
 }
 
 /**
+ * Whether a span made now would be recorded: tracing is on and the active trace (if any) is sampled.
+ * Callers skip building attributes (a SQL text masked) for traces the sampler dropped.
+ */
+export function recordingSpans(): boolean {
+  if (!tracer) return false;
+  return !droppedTrace();
+}
+
+/**
+ * Whether the active trace was dropped by the sampler (its flags say not sampled): the parent-based sampler records
+ * no child of it, so none is made. A remote parent (a job's `traceparent`) is not recording yet sampled: it counts.
+ */
+function droppedTrace(): boolean {
+  const active = trace.getActiveSpan();
+  return active !== undefined && (active.spanContext().traceFlags & TraceFlags.SAMPLED) === 0;
+}
+
+/**
  * Runs `work` inside a new span (a child of the active one), ended when `work`
  * settles; a rejection marks it an error (its class name only: messages may
  * quote user input). `work` gets the span to add attributes.
  */
 export function withSpan<T>(name: string, options: SpanOptions, work: (span: Span | undefined) => Promise<T>): Promise<T> {
   const t = tracer;
-  if (!t) return work(undefined);
+  // Off, or inside a trace the sampler dropped (its children would not be recorded either).
+  if (!t || droppedTrace()) return work(undefined);
   return t.startActiveSpan(name, options, (span) =>
     work(span).then(
       (value) => {
@@ -146,7 +175,7 @@ export function failSpan(span: Span, error: unknown): void {
 /** A span that already happened (a SQL statement heard after the fact): `tookMs` ending now, under the active span. */
 export function recordSpan(name: string, tookMs: number, attributes: Attributes, failed: boolean): void {
   const t = tracer;
-  if (!t) return;
+  if (!t || droppedTrace()) return;
   const end = Date.now();
   const span = t.startSpan(name, { kind: SpanKind.CLIENT, startTime: end - tookMs, attributes });
   if (failed) span.setStatus({ code: SpanStatusCode.ERROR });
