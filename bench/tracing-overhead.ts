@@ -57,7 +57,7 @@ async function measure(ratio: number | undefined): Promise<void> {
   const tracing =
     ratio === undefined
       ? undefined
-      : startTracing({ endpoint: 'http://127.0.0.1:9', serviceName: 'bench', sampleRatio: ratio }, '0', noopExporter);
+      : await startTracing({ endpoint: 'http://127.0.0.1:9', serviceName: 'bench', sampleRatio: ratio }, '0', noopExporter);
   for (let i = 0; i < WARMUP; i++) await request(i, tracing !== undefined);
   const cpu = process.cpuUsage();
   for (let i = 0; i < REQUESTS; i++) await request(i, tracing !== undefined);

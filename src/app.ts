@@ -141,7 +141,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
 
   try {
     // 0. Traces (off unless OTEL_EXPORTER_OTLP_ENDPOINT): flushed last, after everything that makes spans has stopped.
-    const tracing = startTracing(config.tracing, config.version, options.spanExporter);
+    const tracing = await startTracing(config.tracing, config.version, options.spanExporter);
     cleanups.push(() => tracing.shutdown());
 
     // 1. Database: the configured server, or the embedded one under dataDir.

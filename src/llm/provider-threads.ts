@@ -37,7 +37,7 @@ import {
   streamCompletion,
   traceProviderCall,
 } from './stream-completion';
-import { tracingOn } from '../observability/tracing';
+import { bindToActive, tracingOn } from '../observability/tracing';
 
 /** Everything needed to build the model in another thread. */
 export interface ModelSpec {
@@ -166,7 +166,8 @@ export class ProviderThreads {
       this.pending.set(id, {
         provider: o.spec.provider,
         thread,
-        onDelta,
+        // Deltas arrive in the thread's message events: run them in this call's trace context, not the port's.
+        onDelta: onDelta && bindToActive(onDelta),
         resolve: (result) => {
           done();
           resolve(result);

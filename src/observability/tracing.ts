@@ -38,17 +38,8 @@ import {
   type Tracer,
   trace,
 } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BasicTracerProvider,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  type SpanExporter,
-  TraceIdRatioBasedSampler,
-} from '@opentelemetry/sdk-trace-base';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 
 export { SpanKind, SpanStatusCode, type Span, type Attributes, type SpanExporter };
 
@@ -80,8 +71,17 @@ const OFF: TracingHandle = { enabled: false, forceFlush: async () => {}, shutdow
  * OTLP/HTTP one: tests pass an in-memory exporter). One app at a time per
  * process may trace; a second start while one is on throws.
  */
-export function startTracing(config: TracingConfig, version: string, exporter?: SpanExporter): TracingHandle {
+export async function startTracing(config: TracingConfig, version: string, exporter?: SpanExporter): Promise<TracingHandle> {
   if (!config.endpoint) return OFF;
+  if (tracer) throw new Error('tracing is already on in this process');
+  // The SDK and the exporter are loaded only when tracing is on: off, none of their modules is.
+  const [{ AsyncLocalStorageContextManager }, { OTLPTraceExporter }, { resourceFromAttributes }, sdk] = await Promise.all([
+    import('@opentelemetry/context-async-hooks'),
+    import('@opentelemetry/exporter-trace-otlp-http'),
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/sdk-trace-base'),
+  ]);
+  const { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } = sdk;
   if (tracer) throw new Error('tracing is already on in this process');
   const contextManager = new AsyncLocalStorageContextManager().enable();
   if (!context.setGlobalContextManager(contextManager)) {
@@ -204,6 +204,14 @@ export function currentTraceparent(): string | undefined {
 export function withTraceparent<T>(traceparent: string | undefined, work: () => T): T {
   if (!tracer || !traceparent) return work();
   return context.with(contextFromHeaders({ traceparent }), work);
+}
+
+/**
+ * `fn` bound to the active context, for callbacks an event source calls later in its own context (a provider
+ * thread's message events); `fn` itself when tracing is off.
+ */
+export function bindToActive<F extends (...args: never[]) => unknown>(fn: F): F {
+  return tracer ? context.bind(context.active(), fn) : fn;
 }
 
 /** Runs `work` with `ctx` active (the HTTP span's). */
