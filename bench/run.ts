@@ -5,7 +5,8 @@
  * `npm run bench -- --soak`: the RSS soak (see lib/soak.ts).
  *
  * Rows (`--variants=a,b` runs only those; ours always starts, as the reference of the data checks):
- * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-hit, ours-hit-remote, postgraphile5,
+ * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-miss-traced / ours-miss-traced-10pct (OpenTelemetry
+ *   on, every trace / one in ten, exported to a local OTLP/HTTP sink: lib/otlp-sink.ts), ours-hit, ours-hit-remote, postgraphile5,
  *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page); ours-miss-pgbouncer (c=10: ours, cache
  *   bypassed, through a PgBouncer in transaction pooling started by the bench, DB_PREPARED_STATEMENTS=off).
  * - the views (c=10 only): ours-conversation / ours-comparison (ours, cache bypassed), postgraphile5-conversation /
@@ -32,6 +33,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { LoadGenerator, type LoadRequest, type LoadSpec, totalErrors } from './lib/load';
+import { startOtlpSink } from './lib/otlp-sink';
 import { assertLoopback, parseOptions, UsageError, type Options, type Variant } from './lib/options';
 import { cpuMs, freePort, ServerProcess } from './lib/procs';
 import {
@@ -632,6 +634,28 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     );
     cleanup.add('stop ours-miss-pgbouncer', () => server.stop());
     targetsByVariant.set('ours-miss-pgbouncer', {
+      server,
+      statements: () => oursStatements(server),
+      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+      requests: oursRequests(env, true),
+      dialect: 'ours',
+    });
+  }
+  // Tracing's overhead: ours-miss with every span (or one trace in ten) made and exported to a sink that only counts what it gets.
+  for (const [variant, ratio] of [
+    ['ours-miss-traced', '1'],
+    ['ours-miss-traced-10pct', '0.1'],
+  ] as const) {
+    if (!wanted.has(variant)) continue;
+    const sink = await startOtlpSink();
+    cleanup.add(`stop the OTLP sink of ${variant}`, () => sink.close());
+    log(`starting ours with OTEL_EXPORTER_OTLP_ENDPOINT=${sink.url} OTEL_TRACES_SAMPLER_ARG=${ratio}`);
+    const server = await startOurs(variant, secrets, { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_TRACES_SAMPLER_ARG: ratio });
+    cleanup.add(`stop ${variant}`, async () => {
+      await server.stop();
+      log(`OTLP sink of ${variant}: ${sink.exports} trace exports, ${(sink.bytes / 2 ** 20).toFixed(1)} MiB`);
+    });
+    targetsByVariant.set(variant, {
       server,
       statements: () => oursStatements(server),
       statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',

@@ -29,7 +29,7 @@ import { connectOrm, createOrmOptions, describeDatabaseUrl, migrate, type Orm, p
 import { ReadRouter } from './db/replicas';
 import { CursorCodec } from './db/pagination';
 import { PreparedStatements } from './db/prepared';
-import { QueryObserver } from './db/query-observer';
+import { QueryObserver, traceStatement } from './db/query-observer';
 import { TokenService } from './auth/tokens';
 import { PersonalTokenFormat, PersonalTokenVerifier } from './auth/personal-tokens';
 import { TokenAccessPolicy } from './auth/token-scopes';
@@ -44,6 +44,7 @@ import { httpStatusPlugin } from './graphql/plugins/http-status';
 import { tokenScopesPlugin } from './graphql/plugins/token-scopes';
 import { classifyError } from './graphql/format-error';
 import { observabilityPlugin } from './graphql/plugins/observability';
+import { graphqlTracingPlugin } from './graphql/plugins/tracing';
 import { compiledReadsPlugin } from './graphql/plugins/compiled-reads';
 import { readRoutePlugin } from './graphql/plugins/read-route';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
@@ -93,6 +94,7 @@ import { createHttpServer } from './http/server';
 import { createRoutes } from './http/routes';
 import { graphqlRoutes } from './graphql/routes';
 import { createMetrics, type Metrics } from './observability/metrics';
+import { type SpanExporter, startTracing, type TracingHandle } from './observability/tracing';
 import { OperationLabels } from './observability/operation-labels';
 import { Generations } from './read-cache/generations';
 import { ShareLinkService } from './modules/share-link/share-link.service';
@@ -115,6 +117,8 @@ export interface App {
   queryObserver: QueryObserver;
   /** With DATABASE_REPLICA_URLS: which pool serves each request's reads (tests poll it). */
   readRouter?: ReadRouter;
+  /** OpenTelemetry traces (`enabled` false unless OTEL_EXPORTER_OTLP_ENDPOINT): tests flush it to read their spans. */
+  tracing: TracingHandle;
   /** Stops accepting work, drains, and closes the pool, cache and embedded database. Idempotent. */
   close(): Promise<void>;
 }
@@ -125,6 +129,8 @@ const APQ_TTL_SECONDS = 7 * 24 * 60 * 60;
 export interface BuildAppOptions {
   /** Where logs go (tests capture them); default stdout. */
   logStream?: DestinationStream;
+  /** Where spans go when tracing is on (tests read them from memory); default OTLP/HTTP to `OTEL_EXPORTER_OTLP_ENDPOINT`. */
+  spanExporter?: SpanExporter;
 }
 
 export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<App> {
@@ -138,6 +144,10 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   };
 
   try {
+    // 0. Traces (off unless OTEL_EXPORTER_OTLP_ENDPOINT): flushed last, after everything that makes spans has stopped.
+    const tracing = await startTracing(config.tracing, config.version, options.spanExporter);
+    cleanups.push(() => tracing.shutdown());
+
     // 1. Database: the configured server, or the embedded one under dataDir.
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
@@ -179,6 +189,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     queryObserver.onQuery((_sql, tookMs, failed) => metrics.dbQueryDuration.observe({ outcome: failed ? 'error' : 'ok' }, tookMs / 1000));
     // Statements sent on a request's behalf, for its log line (the runner's own schedule left out).
     queryObserver.onQuery((sql) => sql.startsWith(BACKGROUND_SQL_TAG) || countStatement());
+    // One span per statement, under the request's (or the background work's) span.
+    if (tracing.enabled) queryObserver.onQuery(traceStatement);
 
     // 3. Cache and pub/sub (fail open; Redis when configured).
     const countLookup = registerCacheMetrics(metrics.registry);
@@ -490,6 +502,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
         guard.plugin,
         requestLogPlugin(),
         observabilityPlugin({ metrics, slowRequestMs: config.slowRequestMs, production, operationLabels }),
+        ...(tracing.enabled ? [graphqlTracingPlugin()] : []),
         httpStatusPlugin(),
         // Before the read cache's plugin: a personal token outside its scopes is refused before any lookup.
         tokenScopesPlugin(tokenScopes),
@@ -603,6 +616,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       metrics,
       queryObserver,
       readRouter,
+      tracing,
       close: () => (closing ??= close()),
     };
   } catch (error) {

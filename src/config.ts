@@ -225,6 +225,16 @@ export interface Config {
   /** `DB_PREPARED_STATEMENTS`: compiled reads as named prepared statements (off behind a transaction-pooling PgBouncer older than 1.21). */
   preparedStatements: boolean;
   limits: DocumentLimits;
+  /**
+   * OpenTelemetry traces (`observability/tracing.ts`): off unless
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` (http(s), traces sent as OTLP/HTTP JSON to
+   * `<endpoint>/v1/traces`) is set; `OTEL_SERVICE_NAME` names the service
+   * (default `llmselect-api`). Sampling is always parent-based (a caller's
+   * sampled `traceparent` is recorded); new traces are kept with probability
+   * `OTEL_TRACES_SAMPLER_ARG` (default 1) under `OTEL_TRACES_SAMPLER=parentbased_traceidratio`
+   * (the default), all under `parentbased_always_on`, none under `parentbased_always_off`.
+   */
+  tracing: { endpoint?: string; serviceName: string; sampleRatio: number };
   metrics: {
     /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
     token?: string;
@@ -639,6 +649,22 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxCost: int(env, 'MAX_QUERY_COST', 10_000, 1),
       maxResponseBytes: int(env, 'MAX_RESPONSE_BYTES', 32 * 1024 * 1024, 1024),
       documentCacheBytes: int(env, 'DOCUMENT_CACHE_MB', 64, 1) * 2 ** 20,
+    },
+    tracing: {
+      endpoint: url(env, 'OTEL_EXPORTER_OTLP_ENDPOINT', ['http:', 'https:']),
+      serviceName: env.OTEL_SERVICE_NAME || 'llmselect-api',
+      sampleRatio: {
+        parentbased_traceidratio: fraction(env, 'OTEL_TRACES_SAMPLER_ARG', 1, 1),
+        parentbased_always_on: 1,
+        parentbased_always_off: 0,
+      }[
+        oneOf(
+          env,
+          'OTEL_TRACES_SAMPLER',
+          ['parentbased_traceidratio', 'parentbased_always_on', 'parentbased_always_off'],
+          'parentbased_traceidratio',
+        )
+      ],
     },
     metrics: {
       token: env.METRICS_TOKEN || undefined,

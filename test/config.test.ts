@@ -8,6 +8,24 @@ const KEY = Buffer.alloc(32, 1).toString('base64');
 const SECRET = 'x'.repeat(40);
 
 describe('loadConfig', () => {
+  it('turns tracing on only with OTEL_EXPORTER_OTLP_ENDPOINT, with a service name and a parent-based sample ratio', () => {
+    expect(loadConfig({ NODE_ENV: 'test' }).tracing).toEqual({ endpoint: undefined, serviceName: 'llmselect-api', sampleRatio: 1 });
+    expect(
+      loadConfig({
+        NODE_ENV: 'test',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/',
+        OTEL_SERVICE_NAME: 'api-eu',
+        OTEL_TRACES_SAMPLER_ARG: '0.25',
+      }).tracing,
+    ).toEqual({ endpoint: 'http://collector:4318', serviceName: 'api-eu', sampleRatio: 0.25 });
+    expect(loadConfig({ NODE_ENV: 'test', OTEL_TRACES_SAMPLER: 'parentbased_always_off' }).tracing.sampleRatio).toBe(0);
+    expect(() => loadConfig({ NODE_ENV: 'test', OTEL_EXPORTER_OTLP_ENDPOINT: 'grpc://collector:4317' })).toThrow(
+      /OTEL_EXPORTER_OTLP_ENDPOINT/,
+    );
+    expect(() => loadConfig({ NODE_ENV: 'test', OTEL_TRACES_SAMPLER: 'always_on' })).toThrow(/OTEL_TRACES_SAMPLER must be one of/);
+    expect(() => loadConfig({ NODE_ENV: 'test', OTEL_TRACES_SAMPLER_ARG: '2' })).toThrow(/OTEL_TRACES_SAMPLER_ARG/);
+  });
+
   it('requires JWT_SECRET and ENCRYPTION_KEY in production, naming the missing one', () => {
     expect(() => loadConfig({ NODE_ENV: 'production', ENCRYPTION_KEY: KEY })).toThrow(
       new ConfigError('JWT_SECRET is required when NODE_ENV=production'),

@@ -19,6 +19,10 @@ export const VARIANTS = [
   'ours-miss',
   'ours-miss-resolvers',
   'ours-miss-js',
+  // ours-miss with OpenTelemetry traces on (issue 21.4), exported to a local OTLP/HTTP sink (lib/otlp-sink.ts).
+  'ours-miss-traced',
+  // The same with one new trace in ten kept (OTEL_TRACES_SAMPLER_ARG=0.1).
+  'ours-miss-traced-10pct',
   'ours-hit',
   'ours-hit-remote',
   // Ours (cache bypassed) reaching PostgreSQL through a PgBouncer in transaction pooling, named statements off.

@@ -58,6 +58,8 @@ const LABELS: Record<Variant, string> = {
   'ours-miss': 'ours, cache miss',
   'ours-miss-resolvers': 'ours, miss, resolvers (graphql-jit)',
   'ours-miss-js': 'ours, miss, resolvers (graphql-js)',
+  'ours-miss-traced': 'ours, cache miss, traced (OTLP/HTTP)',
+  'ours-miss-traced-10pct': 'ours, cache miss, traced, 10% sampled',
   'ours-hit': 'ours, cache hit',
   'ours-hit-remote': 'ours, hit, no local copies',
   'ours-miss-pgbouncer': 'ours, miss, through PgBouncer (transaction pooling)',

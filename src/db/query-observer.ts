@@ -9,6 +9,8 @@
  */
 import type { LogContext, Logger as OrmLogger, LoggerNamespace } from '@mikro-orm/core';
 import type { Logger } from '../observability/logger';
+import { recordSpan, recordingSpans } from '../observability/tracing';
+import { LruMap } from '../lru-map';
 
 export type QueryListener = (sql: string, tookMs: number, failed: boolean) => void;
 
@@ -18,6 +20,30 @@ export function maskSqlLiterals(sql: string): string {
     .replace(/'(?:[^']|'')*'/g, "'?'")
     .replace(/\s+/g, ' ')
     .slice(0, 2000);
+}
+
+/** Statement texts seen (placeholders, so few distinct ones) → their masked text and operation: masked once, not per run. */
+const statementSpans = new LruMap<string, { text: string; operation: string }>(500);
+
+/**
+ * A span for one statement, heard after it ran (its start is its end minus its duration), under the
+ * active span: the request's, or the background work's. The text has placeholders (the ORM's, `prepared.ts`'s)
+ * and its string literals masked; never parameter values. Nothing when the active trace is not sampled.
+ */
+export function traceStatement(sql: string, tookMs: number, failed: boolean): void {
+  if (!recordingSpans()) return;
+  let known = statementSpans.get(sql);
+  if (!known) {
+    const text = maskSqlLiterals(sql);
+    known = { text, operation: /^(?:\/\*.*?\*\/\s*)?(\w+)/.exec(text)?.[1]?.toUpperCase() ?? 'SQL' };
+    statementSpans.set(sql, known);
+  }
+  recordSpan(
+    known.operation,
+    tookMs,
+    { 'db.system.name': 'postgresql', 'db.operation.name': known.operation, 'db.query.text': known.text },
+    failed,
+  );
 }
 
 export class QueryObserver implements OrmLogger {

@@ -38,6 +38,7 @@ import type { CompiledReads } from './compiled-read';
 import type { GraphqlContext, RequestContexts } from './context';
 import type { DocumentCache } from './document-cache';
 import { ResponseBytes, responseTooLargeBody } from './response-bytes';
+import { activeSpan, withSpan } from '../observability/tracing';
 
 function parseJsonBody(req: IncomingMessage, raw: string): unknown {
   if (req.method !== 'POST') return undefined;
@@ -124,7 +125,8 @@ async function handleGraphqlRequest(deps: GraphqlHttpDeps, req: IncomingMessage,
   // From here on the request's database work is bounded as a whole (the upload's time is the client's).
   const answer = () => answerGraphqlRequest(deps, req, res, requestId, url, body, principal);
   const router = deps.readRouter;
-  await withDeadline(deps.requestDeadlineMs ?? 0, router ? () => router.within(answer) : answer);
+  // The operation's span (named by `graphqlTracingPlugin` once Apollo has resolved it; by the sent name otherwise).
+  await withSpan('graphql', {}, () => withDeadline(deps.requestDeadlineMs ?? 0, router ? () => router.within(answer) : answer));
 }
 
 type Resolved = { ok: true; value: Principal | null } | { ok: false; error: unknown };
@@ -144,13 +146,14 @@ async function answerGraphqlRequest(
     method === 'POST'
       ? (body as { operationName?: unknown; query?: unknown } | null)
       : { operationName: url.searchParams.get('operationName'), query: url.searchParams.get('query') };
-  noteOperation(
+  const sentName =
     typeof sent?.operationName === 'string'
       ? sent.operationName
       : typeof sent?.query === 'string'
         ? /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(sent.query)?.[1]
-        : null,
-  );
+        : null;
+  noteOperation(sentName);
+  if (sentName) activeSpan()?.setAttribute('graphql.operation.name', sentName).updateName(`graphql ${sentName}`);
 
   // A signed-in request's read-cache state, shared with the Apollo plugin through the context; an anonymous
   // request's only for documents that declare public entries (a share link's page).

@@ -24,6 +24,7 @@ import type { Metrics } from '../observability/metrics';
 import { withRequestLog } from '../observability/request-log';
 import type { CorsPolicy } from './cors';
 import { bodyTooLarge, HttpError, sendJson } from './respond';
+import { contextFromHeaders, contextWithSpan, SpanKind, SpanStatusCode, startSpan, tracingOn, withContext } from '../observability/tracing';
 
 /** Answers one request; resolves to the route's name (a metric label). */
 export type Route = (req: IncomingMessage, res: ServerResponse, requestId: string) => Promise<string>;
@@ -101,8 +102,33 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       const limit = deps.bodyLimit?.(req) ?? maxBodyBytes;
       return declared > limit ? Promise.reject(bodyTooLarge(limit)) : route(req, res, requestId);
     };
-    withRequestLog(logger, req, res, requestId, answer)
-      .then(observe)
+    // The request's span: the trace's root, or the continuation of the caller's `traceparent` (nothing when tracing is off).
+    const parent = tracingOn() ? contextFromHeaders(req.headers) : undefined;
+    const method = req.method ?? 'GET';
+    const span =
+      parent &&
+      startSpan(
+        method,
+        {
+          kind: SpanKind.SERVER,
+          attributes: { 'http.request.method': method, 'url.path': (req.url ?? '/').split('?')[0]!, 'llmselect.request_id': requestId },
+        },
+        parent,
+      );
+    const endSpan = (routeName: string) => {
+      if (!span) return;
+      span.setAttribute('http.route', routeName);
+      span.setAttribute('http.response.status_code', res.statusCode);
+      if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.updateName(`${method} ${routeName}`);
+      span.end();
+    };
+    const logged = () => withRequestLog(logger, req, res, requestId, answer);
+    (parent && span ? withContext(contextWithSpan(parent, span), logged) : logged())
+      .then((routeName) => {
+        observe(routeName);
+        endSpan(routeName);
+      })
       .catch((error: unknown) => {
         const status = error instanceof HttpError ? error.status : 500;
         if (status >= 500) logger.error({ err: error, requestId }, 'request failed');
@@ -121,6 +147,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
         } else if (!res.headersSent) sendJson(res, status, { error: status >= 500 ? 'Internal server error' : (error as Error).message });
         else res.end();
         observe('error');
+        endSpan('error');
       });
   });
   server.keepAliveTimeout = 65_000;

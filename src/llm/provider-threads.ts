@@ -29,7 +29,15 @@ import type { EgressPolicy } from './egress';
 import { createLanguageModel, type ProviderBaseUrls, type ProviderCredentials, type ProviderTransport } from './language-models';
 import type { ProviderName } from './model-id';
 import { classifyProviderError, ProviderCallError } from './provider-errors';
-import { CancelledError, type ChatTurn, type CompletionResult, OutputLimitError, streamCompletion } from './stream-completion';
+import {
+  CancelledError,
+  type ChatTurn,
+  type CompletionResult,
+  OutputLimitError,
+  streamCompletion,
+  traceProviderCall,
+} from './stream-completion';
+import { bindToActive, tracingOn } from '../observability/tracing';
 
 /** Everything needed to build the model in another thread. */
 export interface ModelSpec {
@@ -124,7 +132,10 @@ export class ProviderThreads {
         }),
       );
     }
-    return excludedFromDeadline(() => this.inThread(o));
+    // The call's span is the main thread's (the thread only streams): provider, model, tokens, cost, first token.
+    return excludedFromDeadline(() =>
+      tracingOn() ? traceProviderCall(o.spec.provider, o.spec.name, () => this.inThread(o)) : this.inThread(o),
+    );
   }
 
   async close(): Promise<void> {
@@ -155,7 +166,8 @@ export class ProviderThreads {
       this.pending.set(id, {
         provider: o.spec.provider,
         thread,
-        onDelta,
+        // Deltas arrive in the thread's message events: run them in this call's trace context, not the port's.
+        onDelta: onDelta && bindToActive(onDelta),
         resolve: (result) => {
           done();
           resolve(result);

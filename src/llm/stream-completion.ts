@@ -22,6 +22,8 @@ import type { LanguageModel } from 'ai';
 import { excludedFromDeadline } from '../db/request-deadline';
 import type { ProviderName } from './model-id';
 import { classifyProviderError, ProviderCallError } from './provider-errors';
+import { costUsd, findCatalogEntry } from './catalog';
+import { type Attributes, SpanKind, tracingOn, withSpan } from '../observability/tracing';
 
 export interface ChatTurn {
   role: 'user' | 'assistant' | 'system';
@@ -130,7 +132,50 @@ const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024;
  * `timeoutMs` bounds it instead.
  */
 export function streamCompletion(opts: StreamCompletionOptions): Promise<CompletionResult> {
-  return excludedFromDeadline(() => streamCompletionDirect(opts));
+  return excludedFromDeadline(() =>
+    tracingOn()
+      ? traceProviderCall(opts.provider, modelName(opts.model), () => streamCompletionDirect(opts))
+      : streamCompletionDirect(opts),
+  );
+}
+
+function modelName(model: LanguageModel): string {
+  return typeof model === 'string' ? model : model.modelId;
+}
+
+/**
+ * One provider call's span (a child of the active one): provider and model, and once it settles its tokens,
+ * cost (catalog prices), time to first token and outcome. Never the prompt or the answer.
+ */
+export function traceProviderCall(provider: ProviderName, model: string, call: () => Promise<CompletionResult>): Promise<CompletionResult> {
+  return withSpan(
+    `chat ${model}`,
+    {
+      kind: SpanKind.CLIENT,
+      attributes: { 'gen_ai.operation.name': 'chat', 'gen_ai.provider.name': provider, 'gen_ai.request.model': model },
+    },
+    async (span) => {
+      try {
+        const result = await call();
+        if (span) {
+          const attributes: Attributes = { 'llmselect.outcome': 'ok', 'llmselect.latency_ms': result.latencyMs };
+          if (result.promptTokens !== null) attributes['gen_ai.usage.input_tokens'] = result.promptTokens;
+          if (result.completionTokens !== null) attributes['gen_ai.usage.output_tokens'] = result.completionTokens;
+          if (result.timeToFirstTokenMs !== null) attributes['llmselect.time_to_first_token_ms'] = result.timeToFirstTokenMs;
+          const cost = costUsd(findCatalogEntry(provider, model), result.promptTokens, result.completionTokens);
+          if (cost !== null) attributes['llmselect.cost_usd'] = cost;
+          span.setAttributes(attributes);
+        }
+        return result;
+      } catch (error) {
+        span?.setAttribute(
+          'llmselect.outcome',
+          error instanceof ProviderCallError ? error.reason : error instanceof CancelledError ? 'CANCELLED' : 'ERROR',
+        );
+        throw error;
+      }
+    },
+  );
 }
 
 /** A call's own abort: after `timeoutMs` (`timedOut()`), or when the caller's `signal` fires (CancelledError); `end()` once it is over. */

@@ -4,6 +4,7 @@ import type { MessageHandler, PublishOptions, PubSub } from './pubsub.port';
 import { deliver } from './deliver';
 import { closeRedisClient, createRedisClient, firstAttempt, type RedisClient } from '../cache/redis-client';
 import { sleep, withTimeout } from '../timeout';
+import { failSpan, SpanKind, startSpan } from '../observability/tracing';
 
 /** Field spliced into every message this process sends, naming it; stripped on receipt. Old releases ignore it. */
 const ORIGIN_FIELD = '~o';
@@ -136,19 +137,35 @@ export class RedisPubSub implements PubSub {
       return;
     }
     this.inFlight++;
+    // Never awaited: the span ends when Redis answers (the channel without the prefix; never the message).
+    const span = startSpan('redis PUBLISH', {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        'db.system.name': 'redis',
+        'db.operation.name': 'PUBLISH',
+        'messaging.destination.name': name.slice(this.prefix.length + 1),
+      },
+    });
     let sent: Promise<unknown>;
     try {
       sent = this.pub.publish(name, raw);
     } catch (err) {
       this.inFlight--;
       this.dropped(err, name);
+      if (span) failSpan(span, err);
+      span?.end();
       return;
     }
     sent.then(
-      () => void this.inFlight--,
+      () => {
+        this.inFlight--;
+        span?.end();
+      },
       (err: unknown) => {
         this.inFlight--;
         this.dropped(err, name);
+        if (span) failSpan(span, err);
+        span?.end();
       },
     );
   }

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { buildApp, type App } from '../../src/app';
+import { buildApp, type App, type BuildAppOptions } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { BACKGROUND_SQL_TAG } from '../../src/modules/comparison/comparison-runner';
 import { currentRequestSeq, requestsStarted } from '../../src/observability/request-log';
@@ -55,6 +55,8 @@ export interface TestAppOptions {
   env?: Record<string, string | undefined>;
   /** Reuse another test app's database (two instances sharing PostgreSQL). */
   db?: TestDatabase;
+  /** Where spans go when the env turns tracing on (`OTEL_EXPORTER_OTLP_ENDPOINT`): an in-memory exporter. */
+  spanExporter?: BuildAppOptions['spanExporter'];
 }
 
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -83,7 +85,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     RATE_LIMIT_AUTH_PER_IP: '0',
     ...options.env,
   });
-  const app = await buildApp(config, { logStream });
+  const app = await buildApp(config, { logStream, spanExporter: options.spanExporter });
   await new Promise<void>((resolve) => app.httpServer.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(app.httpServer.address() as AddressInfo).port}`;
 

@@ -6,6 +6,16 @@ import { escapeGlob } from '../namespaces';
 import { firstAttempt, type RedisClient } from '../redis-client';
 import { deserializeEnvelope, serializeEnvelope } from './serialization';
 import type { Store } from './store';
+import { SpanKind, withSpan } from '../../observability/tracing';
+
+/** A span around one cache command (its name only: keys and values stay out of traces). */
+function traced<T>(command: string, work: () => Promise<T>): Promise<T> {
+  return withSpan(
+    `redis ${command}`,
+    { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'redis', 'db.operation.name': command } },
+    work,
+  );
+}
 
 /** Batch size for the admin namespace flush (SCAN COUNT and UNLINK batch). */
 const FLUSH_BATCH = 500;
@@ -62,17 +72,17 @@ export class RedisStore implements Store {
 
   async get(fullKey: string): Promise<unknown> {
     this.assertOpen();
-    return this.keyv.get(fullKey);
+    return traced('GET', () => this.keyv.get(fullKey));
   }
 
   async set(fullKey: string, value: unknown, ttlMs?: number): Promise<void> {
     this.assertOpen();
-    await this.keyv.set(fullKey, value, ttlMs === undefined ? undefined : Math.ceil(ttlMs));
+    await traced('SET', () => this.keyv.set(fullKey, value, ttlMs === undefined ? undefined : Math.ceil(ttlMs)));
   }
 
   async delete(fullKey: string): Promise<void> {
     this.assertOpen();
-    await this.keyv.delete(fullKey);
+    await traced('UNLINK', () => this.keyv.delete(fullKey));
   }
 
   async getVersioned(
@@ -84,10 +94,12 @@ export class RedisStore implements Store {
     this.assertOpen();
     const options = { keys: [counterKey], arguments: [entryPrefix, entrySuffix, held ? String(held.counter) : '', held?.tag ?? ''] };
     // EVALSHA: the script is sent once per Redis (EVAL loads it after a restart or SCRIPT FLUSH).
-    const reply = (await this.bytes.evalSha(GET_VERSIONED_SHA, options).catch((error: unknown) => {
-      if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.bytes.eval(GET_VERSIONED, options);
-      throw error;
-    })) as unknown as [Buffer, Buffer | number | null];
+    const reply = (await traced('EVALSHA', () =>
+      this.bytes.evalSha(GET_VERSIONED_SHA, options).catch((error: unknown) => {
+        if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.bytes.eval(GET_VERSIONED, options);
+        throw error;
+      }),
+    )) as unknown as [Buffer, Buffer | number | null];
     const counter = Number(reply[0].toString('latin1'));
     if (typeof reply[1] === 'number') return { counter, raw: undefined, held: reply[1] === 1 };
     return { counter, raw: reply[1] ?? undefined, held: false };
@@ -95,11 +107,11 @@ export class RedisStore implements Store {
 
   async setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void> {
     this.assertOpen();
-    await this.client.set(fullKey, raw, { PX: Math.ceil(ttlMs) });
+    await traced('SET', () => this.client.set(fullKey, raw, { PX: Math.ceil(ttlMs) }));
   }
 
   async incr(fullKey: string): Promise<number> {
-    return this.client.incr(fullKey);
+    return traced('INCR', () => this.client.incr(fullKey));
   }
 
   async raise(fullKey: string, value: number, ttlMs: number): Promise<void> {

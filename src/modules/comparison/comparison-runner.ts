@@ -40,6 +40,7 @@ import type { PreparedStatement, PreparedStatements } from '../../db/prepared';
 import { sleep } from '../../timeout';
 import { isRetryableDatabaseError } from '../../db/connection-errors';
 import { excludedFromDeadline, outsideDeadline } from '../../db/request-deadline';
+import { tracingOn, withSpan } from '../../observability/tracing';
 import { isUuid } from '../../db/pagination';
 import { pgArray } from '../../db/sql';
 import type { Principal } from '../../auth/principal';
@@ -705,8 +706,24 @@ export class ComparisonRunner {
     }
   }
 
+  /**
+   * {@link respond} in a span of its own, a child of the span active where it starts (the request's
+   * GraphQL operation): the background work continues the request's trace.
+   */
+  private execute(job: Job, model$: Promise<ResolvedModel>): Promise<void> {
+    if (!tracingOn()) return this.respond(job, model$);
+    const { id, comparisonId, model } = job.response;
+    const attributes = {
+      'llmselect.comparison_id': comparisonId,
+      'llmselect.response_id': id,
+      'gen_ai.provider.name': model.provider,
+      'gen_ai.request.model': model.name,
+    };
+    return withSpan('comparison.response', { attributes }, () => this.respond(job, model$));
+  }
+
   /** One model: call, stream, settle. Never throws (a model that could not be made, e.g. no key, settles FAILED). */
-  private async execute(job: Job, model$: Promise<ResolvedModel>): Promise<void> {
+  private async respond(job: Job, model$: Promise<ResolvedModel>): Promise<void> {
     const { id, comparisonId, model } = job.response;
     const publisher = new ResponsePublisher(this.deps, comparisonId, id);
     const controller = new AbortController();

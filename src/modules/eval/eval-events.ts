@@ -23,11 +23,15 @@ export const runChannel = (runId: string) => `eval-run:${runId}`;
 export interface CellJob {
   cellId: string;
   runId: string;
+  /** The W3C trace context of the request (or the work) that queued it, when tracing is on: its run continues that trace. */
+  traceparent?: string;
 }
 
 export interface PairJob {
   verdictId: string;
   runId: string;
+  /** The W3C trace context of the request (or the work) that queued it, when tracing is on: its run continues that trace. */
+  traceparent?: string;
 }
 
 export interface EvalControlMessage {

@@ -96,6 +96,7 @@ import {
 import { cellWorstCaseUsd, PAIR_MAX_OUTPUT_TOKENS, RUBRIC_MAX_OUTPUT_TOKENS, RUBRIC_SYSTEM_PROMPT, rubricUserPrompt } from './eval-plan';
 import { EvalSettleWriter } from './eval-settle-writer';
 import { EvalCellStatus, EvalRunStatus, type StoredAssertionResult } from './eval.entity';
+import { currentTraceparent, tracingOn, withSpan, withTraceparent } from '../../observability/tracing';
 
 export interface EvalWorkerDeps {
   orm: Orm;
@@ -377,7 +378,8 @@ export class EvalWorker {
     const released = held.map((job) => job.id);
     for (const [i, job] of rest.entries()) {
       const claim = claims[i]!;
-      if (claim.kind === 'run') this.execute(queue, job.id, claim.unit);
+      // Under the trace of the request that queued it (its `traceparent`), when tracing is on.
+      if (claim.kind === 'run') withTraceparent(job.data.traceparent, () => this.execute(queue, job.id, claim.unit));
       else if (claim.kind === 'busy') released.push(job.id);
       else done.push(job.id);
     }
@@ -521,7 +523,9 @@ export class EvalWorker {
     const table = unit.kind === 'cell' ? 'eval_cells' : 'eval_pair_verdicts';
     const entry: Running = { runId: unit.runId, ownerId: unit.ownerId, table, controller };
     this.running.set(unit.id, entry);
-    const work = (unit.kind === 'cell' ? this.runCell(unit, entry) : this.runPair(unit, entry))
+    const run = () => (unit.kind === 'cell' ? this.runCell(unit, entry) : this.runPair(unit, entry));
+    const attributes = { 'llmselect.eval_run_id': unit.runId, [`llmselect.eval_${unit.kind}_id`]: unit.id };
+    const work = (tracingOn() ? withSpan(`eval.${unit.kind}`, { attributes }, run) : run())
       .catch((err) => this.deps.logger.error({ ...failure(err), id: unit.id }, 'eval job failed unexpectedly (its lease will expire)'))
       .then(() => {
         // The slot is free once the outcome is written: the acknowledgement (a round trip) is not waited for.
@@ -770,7 +774,10 @@ export class EvalWorker {
         );
         if (!rows.length) return;
         await this.deps.queue.send(tx, EVAL_CELL_QUEUE, [
-          { data: { cellId: cell.id, runId: cell.runId } satisfies CellJob, startAfterSeconds: afterMs / 1000 },
+          {
+            data: { cellId: cell.id, runId: cell.runId, traceparent: currentTraceparent() } satisfies CellJob,
+            startAfterSeconds: afterMs / 1000,
+          },
         ]);
       }),
     );
@@ -851,10 +858,11 @@ export class EvalWorker {
         if (skipped)
           await tx.execute(`update eval_runs set judge_calls_done = judge_calls_done + ? where id = ?`, [2 * skipped, cell.runId]);
         const queued = inserted.filter((r) => r.status === 'QUEUED');
+        const traceparent = currentTraceparent();
         await this.deps.queue.send(
           tx,
           EVAL_JUDGE_QUEUE,
-          queued.map((r) => ({ data: { verdictId: r.id, runId: cell.runId } satisfies PairJob, priority: 1 })),
+          queued.map((r) => ({ data: { verdictId: r.id, runId: cell.runId, traceparent } satisfies PairJob, priority: 1 })),
         );
       }),
     );

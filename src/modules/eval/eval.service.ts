@@ -48,6 +48,7 @@ import {
   type RunEstimate,
 } from './eval-plan';
 import { EvalCell, type EvalCellStatus, EvalRun, EvalRunStatus, type StoredAssertionResult } from './eval.entity';
+import { currentTraceparent } from '../../observability/tracing';
 
 export type EvalRunView = Pick<
   EvalRun,
@@ -198,8 +199,10 @@ export class EvalService {
       await tx.flush();
       await this.deps.usage.reserveEvalRun(tx, principal, run.id, est.worstCaseUsd);
       const ids = await this.insertCells(tx, principal.userId, run.id, settings, cells);
+      // The cells' runs continue this request's trace (undefined when tracing is off: not stored).
+      const traceparent = currentTraceparent();
       const jobs = cells.map((cell, i) => ({
-        data: { cellId: ids[i]!, runId: run.id } satisfies CellJob,
+        data: { cellId: ids[i]!, runId: run.id, traceparent } satisfies CellJob,
         // Runs interleave: the k-th cell of every run comes before the (k+1)-th of any (pg-boss takes priority desc, then age).
         priority: -cell.ordinal,
       }));
