@@ -5,7 +5,7 @@
  * migrated by ours, seeded with WORKLOAD × N users (same per-user shape; lib/seed.ts: set-based INSERT … SELECT over
  * generate_series, secondary indexes rebuilt after the bulk insert from the migrations' own definitions), ANALYZEd. Then:
  * - sizes: pg_database_size and pg_total_relation_size('messages'), each per 1M messages;
- * - the plan check: an app built in-process on that database (`queryObserver.inlineParams = true`) answers one request of
+ * - the plan check (EXPLAIN ANALYZE: each statement's execution time too): an app built in-process on that database (`queryObserver.inlineParams = true`) answers one request of
  *   each hot read (history page, conversation view, comparison view, search; cache bypassed) and every SELECT it sent is
  *   EXPLAINed (FORMAT JSON) on the bench database: each plan's node types are printed, and a `Seq Scan` on a table of more
  *   than 10,000 rows (pg_class.reltuples) fails the run (exit 1);
@@ -50,7 +50,7 @@ interface ScaleResult {
   seedSteps: Record<string, number>;
   load: string;
   sizes: { databaseBytes: number; messagesBytes: number; messages: number; databaseMbPer1M: number; messagesMbPer1M: number };
-  plans: Array<{ operation: string; sql: string; nodes: string[]; seqScans: Array<{ table: string; rows: number }> }>;
+  plans: Array<{ operation: string; sql: string; ms: number; nodes: string[]; seqScans: Array<{ table: string; rows: number }> }>;
   failures: string[];
   measured: Partial<Record<Row, Measured>>;
 }
@@ -167,7 +167,10 @@ async function checkPlans(env: Environment): Promise<Pick<ScaleResult, 'plans' |
       ),
     );
     for (const { operation, sql } of captured) {
-      const plan = (await c.query(`explain (format json) ${sql}`)).rows[0]['QUERY PLAN'][0].Plan as PlanNode;
+      // ANALYZE: the statement runs (reads only), so each plan comes with its real execution time.
+      const explained = (await c.query(`explain (analyze, format json) ${sql}`)).rows[0]['QUERY PLAN'][0];
+      const plan = explained.Plan as PlanNode;
+      const ms = explained['Execution Time'] as number;
       const nodes: string[] = [];
       const seqScans: Array<{ table: string; rows: number }> = [];
       const walk = (n: PlanNode) => {
@@ -178,7 +181,7 @@ async function checkPlans(env: Environment): Promise<Pick<ScaleResult, 'plans' |
         for (const child of n.Plans ?? []) walk(child);
       };
       walk(plan);
-      plans.push({ operation, sql, nodes, seqScans });
+      plans.push({ operation, sql, ms, nodes, seqScans });
       for (const s of seqScans)
         if (s.rows > SEQ_SCAN_LIMIT) failures.push(`${operation}: Seq Scan on ${s.table} (${Math.round(s.rows)} rows)`);
     }
@@ -243,7 +246,7 @@ async function runOne(scale: number, options: Options, load: LoadGenerator, buil
         `(with indexes, TOAST) ${sizes.messagesMbPer1M.toFixed(0)} MiB per 1M messages`,
     );
     const { plans, failures } = await checkPlans(env);
-    for (const p of plans) log(`  plan ${p.operation}: ${p.nodes.join(' > ')}`);
+    for (const p of plans) log(`  plan ${p.operation} (${p.ms.toFixed(2)} ms): ${p.nodes.join(' > ')}`);
     if (failures.length) for (const f of failures) log(`  PLAN CHECK FAILED: ${f}`);
     else log(`  plan check passed: ${plans.length} statements, no Seq Scan on a table over ${SEQ_SCAN_LIMIT} rows`);
     const measured = await measureAll(env, options, load);
