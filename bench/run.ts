@@ -25,6 +25,7 @@
  *   it) and SQL statements per request (ours: /metrics; bare: pg client calls, begin and commit included).
  * `npm run bench -- --smoke`: every row (or --variants) for 1 s + 2 s at c=10, no pool check, no goals: the data checks
  * and row counts above, and exit 1 on any error (results in bench/results/smoke-*.json). A regression guard, not wired to CI.
+ * `npm run bench -- --scale=N`: the cost as data grows (seed × N users, plan check, ratios to scale 1): lib/scale.ts.
  * Flags and environment: lib/options.ts. What is measured and how: docs/BENCHMARKS.md "Performance".
  */
 import { pgbouncerMissing, startPgBouncer } from '../test/helpers/pgbouncer';
@@ -66,6 +67,7 @@ import {
   waitQuiet,
 } from './lib/setup';
 import { withClient } from './lib/db';
+import { runScale } from './lib/scale';
 import { runSoak } from './lib/soak';
 import { comparisonId, conversationId, md5Uuid, userId, WORKLOAD } from './lib/seed';
 import { createClient } from '@redis/client';
@@ -968,7 +970,8 @@ async function main(): Promise<number> {
       if (error.message) console.error(`bench: ${error.message}`);
       console.error(
         'usage: npm run bench -- [--quick | --smoke] [--variants=a,b] [--concurrency=1,10,50] [--warmup=S] [--seconds=S]\n' +
-          '                        [--no-pool-check] [--readme] [--no-build]\n       npm run bench -- --soak [--requests=N] [--no-build]',
+          '                        [--no-pool-check] [--readme] [--no-build]\n       npm run bench -- --soak [--requests=N] [--no-build]\n' +
+          '       npm run bench -- --scale=N [--quick] [--no-baseline] [--spread] [--no-build]',
       );
       return 2;
     }
@@ -982,7 +985,8 @@ async function main(): Promise<number> {
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
   try {
-    return options.soak ? await runSoak(options, cleanup) : await runBench(options, cleanup);
+    if (options.soak) return await runSoak(options, cleanup);
+    return options.scale !== 1 ? await runScale(options, cleanup) : await runBench(options, cleanup);
   } finally {
     await cleanup.run();
   }

@@ -7,6 +7,8 @@
  *   npm run bench -- --variants=ours-miss,postgraphile5 --concurrency=10
  *   npm run bench -- --soak [--requests=20000]
  *   npm run bench -- --readme              also write the table into docs/BENCHMARKS.md "Performance"
+ *   npm run bench -- --scale=5 --quick     data growth (issue 20 item 3): the seed × 5 users, plans checked, ratios to scale 1
+ *                                          (lib/scale.ts; --no-baseline skips the scale-1 database, --spread cycles users over all)
  *
  * Env: BENCH_DATABASE_URL (admin URL; default postgres://postgres@127.0.0.1:5432/postgres),
  * REDIS_URL (default redis://127.0.0.1:6379), BENCH_VARIANTS, BENCH_CONCURRENCY,
@@ -69,6 +71,12 @@ export interface Options {
   redisUrl: string;
   build: boolean;
   readme: boolean;
+  /** Seeded users × scale (same per-user shape); above 1, `npm run bench` runs the scale bench (lib/scale.ts). */
+  scale: number;
+  /** Scale bench: also seed and measure a scale-1 database in the same invocation (default on). */
+  baseline: boolean;
+  /** Cycle requests over users spread across all seeded users instead of the first `users` (the hot set). */
+  spread: boolean;
 }
 
 export class UsageError extends Error {}
@@ -107,6 +115,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     'readme',
     'no-pool-check',
     'help',
+    'scale',
+    'no-baseline',
+    'spread',
   ];
   for (const key of flags.keys())
     if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
@@ -138,6 +149,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
     build: !flags.has('no-build'),
     readme: flags.has('readme'),
+    scale: flags.has('scale') ? positive('--scale', flags.get('scale')!) : 1,
+    baseline: !flags.has('no-baseline'),
+    spread: flags.has('spread'),
   };
 }
 

@@ -154,16 +154,28 @@ export async function seed(
   };
   await client.query('begin');
   try {
-    // The full-text index is rebuilt once at the end: much faster than per-row GIN inserts.
-    await client.query('drop index if exists messages_content_fts_idx');
-    for (const [table, sql, params] of steps) {
+    // Secondary indexes are built once after the bulk insert (much faster than row-by-row maintenance, GIN above all),
+    // from the definitions the migrations created, so the schema ends identical. Constraint indexes (keys, uniques) stay.
+    const secondary = await client.query<{ name: string; def: string }>(
+      `select i.indexname as name, i.indexdef as def
+         from pg_indexes i
+        where i.schemaname = current_schema() and i.tablename = any($1::text[])
+          and not exists (select 1 from pg_constraint k where k.conindid = format('%I.%I', i.schemaname, i.indexname)::regclass)
+        order by i.tablename, i.indexname`,
+      [steps.map(([table]) => table).filter((table) => table !== 'votes')],
+    );
+    for (const { name } of secondary.rows) await client.query(`drop index "${name}"`);
+    const insert = async ([table, sql, params]: (typeof steps)[number]) => {
       const result = await timed(table, () => client.query(sql, params));
       rows[table] = result.rowCount ?? 0;
-    }
+    };
+    for (const step of steps.filter(([table]) => table !== 'votes')) await insert(step);
     await client.query(`set local maintenance_work_mem = '256MB'`);
-    await timed('fts index', () =>
-      client.query(`create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))`),
-    );
+    await timed('indexes', async () => {
+      for (const { def } of secondary.rows) await client.query(def);
+    });
+    // Votes last, on indexed tables: their BEFORE trigger (vote_battles) reads the comparison's responses by comparison_id.
+    await insert(steps.find(([table]) => table === 'votes')!);
     await timed('commit', () => client.query('commit'));
   } catch (error) {
     await client.query('rollback').catch(() => undefined);

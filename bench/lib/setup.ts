@@ -52,6 +52,7 @@ export interface Environment {
   /** Tokens of bench users 1..options.users, signed like TokenService.sign. */
   users: Array<{ n: number; id: string; token: string }>;
   seedSeconds: number;
+  seedSteps: Record<string, number>;
   versions: { postgres: string; redis: string };
 }
 
@@ -177,10 +178,11 @@ export async function prepare(options: Options, cleanup: Cleanup, oursExtraEnv: 
 
   const hashOptions = { type: argon2.argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
   const passwordHash = await argon2.hash(BENCH_PASSWORD, hashOptions);
+  const workload = { ...WORKLOAD, users: WORKLOAD.users * options.scale };
   log(
-    `seeding ${WORKLOAD.users} users × (${WORKLOAD.conversations} conversations × ${WORKLOAD.messages} messages, ${WORKLOAD.comparisons} comparisons × ${WORKLOAD.responses} responses, ${WORKLOAD.votes} votes)`,
+    `seeding ${workload.users} users × (${WORKLOAD.conversations} conversations × ${WORKLOAD.messages} messages, ${WORKLOAD.comparisons} comparisons × ${WORKLOAD.responses} responses, ${WORKLOAD.votes} votes)`,
   );
-  const seeded = await withClient(db.url, (c) => seed(c, WORKLOAD, passwordHash));
+  const seeded = await withClient(db.url, (c) => seed(c, workload, passwordHash));
   log(
     `seeded in ${seeded.seconds.toFixed(1)} s: ${Object.entries(seeded.rows)
       .map(([t, n]) => `${n} ${t}`)
@@ -189,13 +191,27 @@ export async function prepare(options: Options, cleanup: Cleanup, oursExtraEnv: 
       .join(', ')})`,
   );
 
+  // The hot set (users 1..options.users), or with --spread the same count spread evenly over every seeded user.
+  const step = options.spread ? Math.max(1, Math.floor(workload.users / options.users)) : 1;
   const users = await Promise.all(
-    Array.from({ length: options.users }, async (_, i) => {
-      const id = userId(i + 1);
-      return { n: i + 1, id, token: await signToken(jwtSecret, id) };
+    Array.from({ length: Math.min(options.users, workload.users) }, async (_, i) => {
+      const n = 1 + i * step;
+      const id = userId(n);
+      return { n, id, token: await signToken(jwtSecret, id) };
     }),
   );
-  return { db, redisUrl: options.redisUrl, cachePrefix, jwtSecret, encryptionKey, ours, users, seedSeconds: seeded.seconds, versions };
+  return {
+    db,
+    redisUrl: options.redisUrl,
+    cachePrefix,
+    jwtSecret,
+    encryptionKey,
+    ours,
+    users,
+    seedSeconds: seeded.seconds,
+    seedSteps: seeded.stepSeconds,
+    versions,
+  };
 }
 
 export interface HttpAnswer {
