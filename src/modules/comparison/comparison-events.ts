@@ -110,10 +110,9 @@ export class ResponsePublisher {
   private text = '';
   private snapshotTimer: NodeJS.Timeout | undefined;
   private snapshotWrite: Promise<void> = Promise.resolve();
-  private done = false;
   /** A subscriber on another instance asked for this response (`resend`): deltas go through Redis too. */
   private remote = false;
-  /** The last status published, and once settled what was announced: a local subscriber's replay is read from here. */
+  /** The last status published, and once settled (`final`: no more deltas, snapshots or fills) what was announced. */
   private current: ResponseStatus = ResponseStatus.PENDING;
   private final: { status: ResponseStatus; content: string; error: string | null } | undefined;
 
@@ -151,7 +150,7 @@ export class ResponsePublisher {
    * delta, in order with the others, and every later delta to other instances too.
    */
   resend(from: number): void {
-    if (this.done || !Number.isInteger(from) || from < 0) return;
+    if (this.final || !Number.isInteger(from) || from < 0) return;
     this.remote = true;
     if (from >= this.text.length) return;
     this.publish({ kind: 'delta', responseId: this.responseId, offset: from, delta: this.text.slice(from) });
@@ -159,7 +158,6 @@ export class ResponsePublisher {
 
   /** Announces the settled state (already written to PostgreSQL, which late subscribers read from now on) and drops the snapshot. */
   async settled(status: ResponseStatus, content: string, error: string | null): Promise<void> {
-    this.done = true;
     this.final = { status, content, error };
     clearTimeout(this.snapshotTimer);
     this.snapshotTimer = undefined;
@@ -171,10 +169,10 @@ export class ResponsePublisher {
 
   private writeSnapshot(): void {
     this.snapshotTimer = undefined;
-    if (this.done) return;
+    if (this.final) return;
     // One write at a time: a slow cache delays the next snapshot, never a delta.
     this.snapshotWrite = this.snapshotWrite.then(() =>
-      this.done ? undefined : this.deps.cache.set(snapshotKey(this.responseId), this.text, SNAPSHOT_TTL_MS),
+      this.final ? undefined : this.deps.cache.set(snapshotKey(this.responseId), this.text, SNAPSHOT_TTL_MS),
     );
   }
 

@@ -304,7 +304,7 @@ export class ComparisonRunner {
     // The model calls and their final writes outlive the request: never cut by its deadline (REQUEST_DEADLINE_MS).
     const all = outsideDeadline(() => Promise.all(jobs.map((job, i) => this.execute(job, languageModels[i]!))));
     const record = { ownerId: principal.userId, responseIds: jobs.map((job) => job.response.id) };
-    if (!blind) this.startedHere.set(comparison.id, record);
+    if (comparison.revealed) this.startedHere.set(comparison.id, record);
     this.track(
       comparison.id,
       all
@@ -357,7 +357,8 @@ export class ComparisonRunner {
       prompt,
       blind,
       category,
-      revealed: !blind,
+      // Nothing voted on yet: the rule's answer for a comparison just written.
+      revealed: REVEALED.check({ blind, voted: false }),
     };
     // The rows as written (what a read right after would return, before any model answers).
     const responses: ComparisonResponseView[] = models.map((model, position) => ({
