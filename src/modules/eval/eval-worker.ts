@@ -147,6 +147,16 @@ export function parseRubricVerdict(text: string): { verdict: JudgeVerdict; reaso
   return { verdict: 'unparseable', reason: kinds.size ? 'both PASS and FAIL' : 'no "VERDICT: PASS" or "VERDICT: FAIL" line' };
 }
 
+/** A model's answer to a cell and what it cost. */
+interface AnswerMeasured {
+  content: string;
+  latencyMs: number | null;
+  ttftMs: number | null;
+  inputTokens: number | null;
+  outputTokens: number | null;
+  costUsd: number | null;
+}
+
 interface ClaimedCell {
   kind: 'cell';
   id: string;
@@ -164,14 +174,7 @@ interface ClaimedCell {
   reuseKey: string | null;
   run: RunSettings;
   /** The answer an earlier attempt recorded before its judge's call (`recordAnswer`): scored, not asked again. */
-  recorded: {
-    content: string;
-    latencyMs: number | null;
-    ttftMs: number | null;
-    inputTokens: number | null;
-    outputTokens: number | null;
-    costUsd: number | null;
-  } | null;
+  recorded: AnswerMeasured | null;
   /** The user's key for `model`, read with the other cells of its batch (`resolveKeys`). */
   key?: Promise<ResolvedModel>;
 }
@@ -218,16 +221,7 @@ interface Dispatched {
 
 /** What one cell's work came to. */
 type CellOutcome =
-  | {
-      kind: 'answer';
-      content: string;
-      latencyMs: number | null;
-      ttftMs: number | null;
-      inputTokens: number | null;
-      outputTokens: number | null;
-      costUsd: number | null;
-      reused: boolean;
-    }
+  | ({ kind: 'answer'; reused: boolean } & AnswerMeasured)
   | { kind: 'failed'; error: string; latencyMs?: number | null; content?: string | null }
   | { kind: 'retry'; afterMs: number; error: string }
   | { kind: 'stopped' };
