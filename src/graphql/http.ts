@@ -146,14 +146,15 @@ async function answerGraphqlRequest(
     method === 'POST'
       ? (body as { operationName?: unknown; query?: unknown } | null)
       : { operationName: url.searchParams.get('operationName'), query: url.searchParams.get('query') };
-  const sentName =
-    typeof sent?.operationName === 'string'
-      ? sent.operationName
-      : typeof sent?.query === 'string'
-        ? /^\s*(?:query|mutation|subscription)\s+(\w+)/.exec(sent.query)?.[1]
-        : null;
+  const head = typeof sent?.query === 'string' ? /^\s*(query|mutation|subscription)\s+(\w+)/.exec(sent.query) : null;
+  const sentName = typeof sent?.operationName === 'string' ? sent.operationName : head?.[2];
   noteOperation(sentName);
-  if (sentName) activeSpan()?.setAttribute('graphql.operation.name', sentName).updateName(`graphql ${sentName}`);
+  // Named as Apollo's plugin would (`<type> <name>`) when the text says the type: a cached or compiled answer
+  // never reaches Apollo, and its span must read the same (`graphql <name>` when only a hash was sent).
+  if (sentName)
+    activeSpan()
+      ?.setAttribute('graphql.operation.name', sentName)
+      .updateName(`${head?.[2] === sentName ? head[1] : 'graphql'} ${sentName}`);
 
   // A signed-in request's read-cache state, shared with the Apollo plugin through the context; an anonymous
   // request's only for documents that declare public entries (a share link's page).
