@@ -112,7 +112,14 @@ let token: string;
 beforeAll(async () => {
   fake = await FakeLlmServer.start();
   t = await createTestApp({
-    env: { OPENAI_BASE_URL: fake.baseUrls.openai, ANTHROPIC_BASE_URL: fake.baseUrls.anthropic, MAX_BODY_BYTES: String(256 * 1024) },
+    env: {
+      OPENAI_BASE_URL: fake.baseUrls.openai,
+      ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
+      MAX_BODY_BYTES: String(256 * 1024),
+      // These tests are about what a document costs to check, not the request deadline: on a loaded CI machine the
+      // 15 s default ran out before the fragment chain's one statement (SERVICE_UNAVAILABLE); the test timeout bounds it.
+      REQUEST_DEADLINE_MS: '55000',
+    },
   });
   prod = await createTestApp({ env: { NODE_ENV: 'production' } });
   ({ token } = await t.signUp('limits'));
