@@ -50,6 +50,7 @@ import { readRoutePlugin } from './graphql/plugins/read-route';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
 import { createSseHandler } from './graphql/sse';
+import { NO_TURNS, TurnGate } from './turns';
 import { Subscriptions } from './graphql/subscriptions';
 import { attachGraphqlWs } from './graphql/ws';
 import { createLoaders, PROVIDER_CALLING_MUTATIONS, type Services } from './modules';
@@ -279,6 +280,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       onThreadLost: (err, calls) => logger.error({ err, calls }, 'a provider thread stopped; its calls failed as UNAVAILABLE'),
     });
     cleanups.push(() => providerStreams.close());
+    // A burst of starts, subscription opens and provider calls takes turns with the running streams' deltas.
+    const burstTurns = config.llm.burstTurns ? new TurnGate() : NO_TURNS;
     const usage = new UsageService({
       orm,
       providerCalls: rateLimiters.limiter('provider_calls', config.rateLimits.providerCalls),
@@ -308,6 +311,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       metrics,
       startConcurrency: Math.max(1, Math.floor(config.pool.max / 2)),
+      turns: burstTurns,
     });
     await runner.start();
     cleanups.push(() => runner.close());
@@ -581,6 +585,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               maxBodyBytes: config.limits.maxBodyBytes,
               contexts,
               onTokenRevoked: (listener) => personalTokens.onRevoked(listener),
+              turns: burstTurns,
             }),
           }),
         ],

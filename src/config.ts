@@ -185,6 +185,8 @@ export interface Config {
     maxListedModels: number;
     /** Worker threads that stream comparison answers (`provider-threads.ts`); 0: in-process. */
     providerThreads: number;
+    /** Starts, subscription opens and provider calls take one event-loop turn each in a burst (`turns.ts`). */
+    burstTurns: boolean;
     /** How long a provider thread gathers deltas before posting them to the main loop. */
     providerThreadBatchMs: number;
     /** A /graphql/ws socket with no subscription running for this long is closed. */
@@ -601,6 +603,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxListedModels: int(env, 'LLM_MAX_LISTED_MODELS', 1_000, 1),
       providerThreads: int(env, 'PROVIDER_THREADS', 0, 0),
       providerThreadBatchMs: int(env, 'PROVIDER_THREAD_BATCH_MS', 2, 0),
+      burstTurns: bool(env, 'BURST_TURNS', false),
       wsIdleMs: int(env, 'WS_IDLE_MS', 60_000, 1),
     },
     egress: egressPolicy(env, production),
