@@ -458,6 +458,12 @@ describeRedis('share links (two instances)', () => {
 
     // Deleting the original (kept hidden while the fork reads it): its links answer null on both instances; the fork's does not.
     expect((await a.gql(DELETE_CONVERSATION, { id: conversationId }, u.token)).errors).toBeUndefined();
+    // Kept for the fork, but deleted: sharing it is NOT_FOUND, nothing written.
+    const linksOf = async () =>
+      (await withClient(a.db.url, (c) => c.query(`select count(*)::int as n from share_links where owner_id = $1`, [u.userId]))).rows[0].n;
+    const linkCount = await linksOf();
+    expect(codeOf(await a.gql(CREATE, { input: { conversationId } }, u.token))).toBe('NOT_FOUND');
+    expect(await linksOf()).toBe(linkCount);
     await within(1000, async () => (await b.gql(SHARED, { token })).data.shared === null);
     await a.app.cache.clearNamespace('resp');
     await new Promise((r) => setTimeout(r, 1100));
