@@ -14,6 +14,7 @@ import {
   getNamedType,
   type GraphQLField,
   type GraphQLInputType,
+  type GraphQLObjectType,
   isEnumType,
   isInputObjectType,
   isLeafType,
@@ -505,6 +506,12 @@ describeRedis('share links (two instances)', () => {
       seen[`Subscription.${field.name}`] = code === 'UNAUTHENTICATED' || sub.status === 401 ? 'UNAUTHENTICATED' : code;
     }
     expect(Object.keys(seen).length).toBeGreaterThan(50);
+    // What a link shows has no field for an owner, an email, a key label, a provider, a cost or a token count.
+    const sharedFields = ['SharedView', 'SharedMessage', 'SharedComparison', 'SharedResponse'].flatMap((type) =>
+      Object.keys((schema.getType(type) as GraphQLObjectType).getFields()).map((f) => `${type}.${f}`),
+    );
+    expect(sharedFields.length).toBeGreaterThan(10);
+    expect(sharedFields.filter((f) => /owner|email|user|key|provider|cost|token|usd/i.test(f))).toEqual([]);
     expect(seen).toEqual(Object.fromEntries(Object.keys(seen).map((name) => [name, OPEN[name] ?? 'UNAUTHENTICATED'])));
 
     // What an anonymous caller may ask: the shared view and its export (null for a token that names nothing).
