@@ -7,7 +7,8 @@
  * Rows (`--variants=a,b` runs only those; ours always starts, as the reference of the data checks):
  * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-miss-traced / ours-miss-traced-10pct (OpenTelemetry
  *   on, every trace / one in ten, exported to a local OTLP/HTTP sink: lib/otlp-sink.ts), ours-hit, ours-hit-remote, postgraphile5,
- *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page); ours-miss-pgbouncer (c=10: ours, cache
+ *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page) beside bare-redis-shared (its limit: the same
+ *   ~2 KB bytes from one Redis GET keyed by the body's token; ratio goal ≥ 0.6); ours-miss-pgbouncer (c=10: ours, cache
  *   bypassed, through a PgBouncer in transaction pooling started by the bench, DB_PREPARED_STATEMENTS=off).
  * - the views (c=10 only): ours-conversation / ours-comparison (ours, cache bypassed), postgraphile5-conversation /
  *   postgraphile5-comparison, and bare-conversation / bare-comparison: the honest limit, limits/bare-views.js, ONE prepared
@@ -101,6 +102,7 @@ const ONLY_AT_C10 = new Set<Variant>([
   'ours-hit-remote',
   'ours-miss-pgbouncer',
   'ours-shared',
+  'bare-redis-shared',
   ...VIEW_VARIANTS,
 ]);
 /** The shared page: what a colleague opening a link asks for, without a token. */
@@ -771,7 +773,7 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     for (const [variant, target] of others) targetsByVariant.set(variant, target);
     for (const [variant, bytes] of sizes) bodySizes.set(variant, bytes);
   }
-  if (wanted.has('ours-shared')) {
+  if (wanted.has('ours-shared') || wanted.has('bare-redis-shared')) {
     // Its own instance, so the per-IP limit (one load generator, one address) can be set out of the way while still
     // consulted on every request; each cycled user shares one of their comparisons, and the page is read once (hot).
     log('starting ours for shared pages (RATE_LIMIT_SHARED_PER_IP=1000000000)');
@@ -810,6 +812,43 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
       requests,
       dialect: 'bytes',
     });
+    if (wanted.has('bare-redis-shared')) {
+      // The like-for-like limit: the exact bytes ours answers for each shared page, stored under the page's token, served
+      // to the same anonymous requests by node:http + one Redis GET (the body read and parsed for the token).
+      const keyPrefix = `${env.cachePrefix}:bare-shared:`;
+      const redis = createClient({ url: env.redisUrl });
+      redis.on('error', () => undefined);
+      await redis.connect();
+      const pages = await mapLimit(requests, 8, async (request) => {
+        const token = JSON.parse(request.body as string).variables.token as string;
+        const body = await fetchBody(server, request);
+        await redis.set(keyPrefix + token, body, { EX: 3600 });
+        return body;
+      });
+      await redis.close();
+      const bare = await startPeer('bare-redis-shared', 'bare-redis.js', LIMITS, {
+        REDIS_URL: env.redisUrl,
+        BENCH_KEY_PREFIX: keyPrefix,
+        BENCH_KEY_FROM: 'token',
+      });
+      cleanup.add('stop bare-redis-shared', () => bare.stop());
+      // Data check: the limit serves ours' bytes for a sample of pages.
+      for (const i of [0, Math.floor(requests.length / 2), requests.length - 1]) {
+        const [ours, limit] = [await fetchBody(server, requests[i]!), await fetchBody(bare, requests[i]!)];
+        if (!ours.equals(limit) || !limit.equals(pages[i]!)) {
+          throw new Error(`DATA CHECK FAILED: bare-redis-shared does not serve ours' shared page ${i} byte for byte`);
+        }
+      }
+      log(`data check passed: bare-redis-shared serves ours' shared pages byte for byte (${requests.length} pages)`);
+      bodySizes.set('bare-redis-shared', pages.reduce((n, b) => n + b.length, 0) / pages.length);
+      targetsByVariant.set('bare-redis-shared', {
+        server: bare,
+        statements: async () => null,
+        statementsSource: 'by design',
+        requests,
+        dialect: 'bytes',
+      });
+    }
   }
   if (Object.values(WRITES).some((w) => wanted.has(w.ours) || wanted.has(w.bare))) {
     for (const [variant, target] of await writeTargets(env, secrets, wanted, cleanup, bodySizes)) targetsByVariant.set(variant, target);

@@ -38,8 +38,10 @@ export const VARIANTS = [
   'postgraphile5-conversation',
   'ours-comparison',
   'postgraphile5-comparison',
-  // A hot shared page (issue 19): anonymous `shared(token)`, one link per cycled user, against the bare Redis limit.
+  // A hot shared page (issue 19): anonymous `shared(token)`, one link per cycled user, beside its like-for-like limit:
+  // node:http + one Redis GET of ours' exact shared-page bytes, keyed by the body's token (~2 KB, not the 124 KB history page).
   'ours-shared',
+  'bare-redis-shared',
   // The views' limit (issue 20 item 2): one prepared statement building the whole document (bench/limits/bare-views.js).
   'bare-conversation',
   'bare-comparison',
