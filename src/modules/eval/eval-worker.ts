@@ -580,7 +580,8 @@ export class EvalWorker {
     const me = this.instanceId;
     // A QUEUED row is claimable unless another instance holds it claimed ahead under a live lease.
     const open = (t: string) =>
-      `(${t}.status = 'QUEUED' and (${t}.lease_owner is null or ${t}.lease_owner = ? or ${t}.heartbeat_at <= now() - make_interval(secs => ?)))
+      `(${t}.status = 'QUEUED' and (${t}.lease_owner is null or ${t}.lease_owner = ?
+                                    or ${t}.heartbeat_at <= now() - make_interval(secs => ?)))
        or (${t}.status = 'RUNNING' and ${t}.heartbeat_at <= now() - make_interval(secs => ?))`;
     const { rows, claimed, running } = await this.deps.orm.em.fork().transactional(async (tx) => {
       // What is read here is re-checked by the conditional update below (whose snapshot is taken after the locks).
@@ -1230,13 +1231,17 @@ export class EvalWorker {
         const held =
           table === 'eval_cells' ? `(u.status = 'RUNNING' or (u.status = 'QUEUED' and u.lease_owner is not null))` : `u.status = 'RUNNING'`;
         // One cheap read first: the transaction (and its BEGIN/COMMIT) only when a lease did expire.
+        const reserved =
+          table === 'eval_cells'
+            ? `or exists (select 1 from eval_cells u where u.status = 'QUEUED' and u.lease_owner is not null
+                                                     and u.heartbeat_at < now() - make_interval(secs => ?))`
+            : '';
         const [expired] = await this.deps.orm.em
           .fork()
           .getConnection()
           .execute<Array<{ any: boolean }>>(
             `${BACKGROUND} select exists (select 1 from ${table} u where u.status = 'RUNNING'
-                                           and u.heartbeat_at < now() - make_interval(secs => ?))
-                              ${table === 'eval_cells' ? `or exists (select 1 from eval_cells u where u.status = 'QUEUED' and u.lease_owner is not null and u.heartbeat_at < now() - make_interval(secs => ?))` : ''} as any`,
+                                           and u.heartbeat_at < now() - make_interval(secs => ?)) ${reserved} as any`,
             table === 'eval_cells' ? [this.deps.leaseMs / 1000, this.deps.leaseMs / 1000] : [this.deps.leaseMs / 1000],
           );
         if (!expired?.any) continue;
