@@ -30,6 +30,22 @@
  *   slot is held here are released without a claim transaction, and the
  *   worker waits for a settle here (or a poll interval) before fetching again.
  *
+ * Claimed ahead (`EVAL_PREFETCH`, default EVAL_CONCURRENCY): past its free
+ * slots the worker reserves more cells in the same claim: they stay QUEUED,
+ * with this instance as `lease_owner` and a heartbeat (not in flight, so not
+ * in the user's count; other instances skip them while the lease lives;
+ * `cancelEvalRun` cancels them with the other queued cells). When a cell's
+ * provider work is done, its settle statement also claims the first cell its
+ * user has reserved here (QUEUED → RUNNING, `attempts + 1`, only while still
+ * QUEUED under this lease): the user's count moves from one cell to the other
+ * in one commit, and the successor's call starts as that statement returns,
+ * not after a fetch, a claim transaction and a key read. Reserved cells of
+ * other users start through a claim transaction when a slot frees. Their
+ * leases are renewed with the running ones; a cancelled run's are dropped (the
+ * control message, or the heartbeat that reads the run); a `kill -9`ed
+ * instance's come back through the sweep (reservation cleared, new job) and
+ * pg-boss expiry; a shutdown gives them back at once.
+ *
  * Leases: the worker renews the heartbeat of everything it runs every quarter
  * of `EVAL_LEASE_MS` (one statement, which also reads each run's status: a
  * cancel reaches every instance within a quarter lease even without pub/sub).
