@@ -290,7 +290,7 @@ async function phase(
         const answeredAt = new Map(
           fake.requests
             .filter((r) => r.completed && r.idempotencyKey)
-            .map((r) => [r.idempotencyKey!, performance.timeOrigin + r.finishedAt!]),
+            .map((r) => [r.idempotencyKey!, performance.timeOrigin + (r.completedAt ?? r.finishedAt!)]),
         );
         const windows = written
           .filter((r) => answeredAt.has(r.idempotency_key))
@@ -320,7 +320,7 @@ async function phase(
             .filter((r) => r.idempotencyKey === k)
             .map((r) => ({
               at: Math.round(r.receivedAt - killedAt),
-              end: Math.round((r.finishedAt ?? Number.NaN) - killedAt),
+              end: Math.round((r.completedAt ?? r.finishedAt ?? Number.NaN) - killedAt),
               done: r.completed,
             })),
         }));
