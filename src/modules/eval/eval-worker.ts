@@ -540,13 +540,15 @@ export class EvalWorker {
 
   /** Drops the cells claimed ahead of a run (cancelled, or no longer ours) and acknowledges their jobs. */
   private dropReserved(ids: Iterable<string>): void {
+    let dropped = 0;
     for (const id of ids) {
       const reserved = this.prefetched.get(id);
       if (!reserved) continue;
       this.prefetched.delete(id);
+      dropped++;
       void this.acknowledge(EVAL_CELL_QUEUE, reserved.jobId).catch(() => undefined);
     }
-    this.resume();
+    if (dropped) this.resume();
   }
 
   /** The runs of the users whose EVAL_CONCURRENCY_PER_USER slots are all held by this instance. */
