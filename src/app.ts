@@ -337,6 +337,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           invalidation: generations,
           logger,
           concurrency: config.evals.concurrency,
+          prefetch: config.evals.prefetch,
           concurrencyPerUser: config.evals.concurrencyPerUser,
           leaseMs: config.evals.leaseMs,
           pollMs: config.evals.pollMs,

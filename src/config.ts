@@ -290,6 +290,8 @@ export interface EvalConfig {
   concurrencyPerUser: number;
   /** `EVAL_CONCURRENCY`: cells in flight in this instance. */
   concurrency: number;
+  /** `EVAL_PREFETCH`: cells claimed ahead (reserved, not called) so a freed slot starts its next call at once; 0: none. */
+  prefetch: number;
   /** `EVAL_LEASE_MS`: a running cell whose instance has not renewed it for this long is queued again (kill -9). */
   leaseMs: number;
   /** `EVAL_POLL_MS`: how often an idle worker looks for cells (new runs also wake the instance that started them). */
@@ -684,6 +686,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       workers: bool(env, 'EVAL_WORKERS', true),
       concurrencyPerUser: between(env, 'EVAL_CONCURRENCY_PER_USER', 4, 1, 1_000),
       concurrency: between(env, 'EVAL_CONCURRENCY', 32, 1, 1_000),
+      prefetch: between(env, 'EVAL_PREFETCH', between(env, 'EVAL_CONCURRENCY', 32, 1, 1_000), 0, 1_000),
       leaseMs: between(env, 'EVAL_LEASE_MS', 15_000, 200, 600_000),
       pollMs: between(env, 'EVAL_POLL_MS', 500, 10, 60_000),
     },
