@@ -115,9 +115,10 @@ export class VoteService {
       throw badInput('A WINNER vote needs winnerResponseId: the id of a COMPLETED response of this comparison', 'winnerResponseId');
     }
 
-    const comparison = await this.comparisons.get(em, principal, input.comparisonId);
+    // The comparison (owner-checked) and its responses' states, in one read.
+    const comparison = await this.comparisons.voteTarget(em, principal, input.comparisonId);
     // A FUSED response is not a candidate: it neither holds a vote back while it runs nor can win (it is no battle).
-    const all = await this.comparisons.responsesByComparisonIds(em, [comparison.id]);
+    const all = comparison.responses;
     const responses = all.filter((r) => r.kind !== ResponseKind.FUSED);
     if (responses.some((r) => RUNNING.includes(r.status))) {
       throw new AppError('COMPARISON_NOT_SETTLED', 'Comparison is still running: vote once every response has settled', {
