@@ -33,6 +33,14 @@ import type { EntryRef } from '../read-cache/request';
 import type { ResponseCache } from '../read-cache/response-cache';
 import { admittedAtEdge, edgeParams } from './http';
 
+/**
+ * Bodies whose entry is remembered (text → entry: the same text always names the same entry, as the policy of a
+ * document never changes in a process), so a repeated page costs no JSON parse and no hashing. Bounded: bodies up
+ * to `MEMO_BODY_CHARS`, `MEMO_ENTRIES` of them (about 10 MB at most), forgotten all at once when full.
+ */
+const MEMO_ENTRIES = 4_096;
+const MEMO_BODY_CHARS = 1_024;
+
 /** How often the hits answered here are summed up in the log. */
 export const SUMMARY_MS = 10_000;
 
@@ -63,6 +71,7 @@ export function createPublicEdge(deps: PublicEdgeDeps): PublicEdge {
   }, SUMMARY_MS);
   summary.unref();
   const perHit = logger.isLevelEnabled('debug');
+  const known = new Map<string, EntryRef>();
 
   const send = (res: ServerResponse, entry: EntryRef, bytes: Buffer, requestId: string, answered: (route: string) => void) => {
     res.statusCode = 200;
@@ -87,6 +96,7 @@ export function createPublicEdge(deps: PublicEdgeDeps): PublicEdge {
     if (!headers['content-type']?.includes('application/json')) return false;
     const cacheControl = headers['cache-control'];
     if (cacheControl && /\bno-cache\b/i.test(cacheControl)) return false;
+    if (headers.accept?.includes('application/graphql-response+json')) return false;
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.once('error', (error) => {
@@ -99,26 +109,34 @@ export function createPublicEdge(deps: PublicEdgeDeps): PublicEdge {
         bodyReadEarly(req, text);
         general();
       };
-      let body: unknown;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        handOver();
-        return;
-      }
-      const params = edgeParams(req, 'POST', undefined, body, responseCache);
-      const entry = params && responseCache.publicEntryOf(params);
+      let entry = known.get(text);
       if (!entry) {
-        handOver();
-        return;
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          handOver();
+          return;
+        }
+        const params = edgeParams(req, 'POST', undefined, body, responseCache);
+        entry = params && responseCache.publicEntryOf(params);
+        if (!entry) {
+          handOver();
+          return;
+        }
+        if (text.length <= MEMO_BODY_CHARS) {
+          if (known.size >= MEMO_ENTRIES) known.clear();
+          known.set(text, entry);
+        }
       }
-      responseCache.lookupSpending(entry, deps.allowance(deps.clientIp(req))).then(
-        (found) => {
-          if (found === undefined || found === 'refused') handOver();
-          else if (!found.bytes) {
+      const found = entry;
+      responseCache.lookupSpending(found, deps.allowance(deps.clientIp(req))).then(
+        (result) => {
+          if (result === undefined || result === 'refused') handOver();
+          else if (!result.bytes) {
             admittedAtEdge.add(req);
             handOver();
-          } else send(res, entry, found.bytes, requestId, answered);
+          } else send(res, found, result.bytes, requestId, answered);
         },
         () => handOver(),
       );

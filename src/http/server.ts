@@ -42,7 +42,10 @@ export class TimedResponse<Request extends IncomingMessage = IncomingMessage> ex
   readonly startedAt = process.hrtime.bigint();
 
   override setHeader(name: string, value: number | string | readonly string[]): this {
-    if (name.length === 4 && name.toLowerCase() === 'vary') value = mergeVary(this.getHeader('vary'), value);
+    if (name.length === 4 && name.toLowerCase() === 'vary') {
+      const current = this.getHeader('vary');
+      if (current !== undefined) value = mergeVary(current, value);
+    }
     return super.setHeader(name, value);
   }
 
