@@ -616,9 +616,12 @@ describeRedis('share links (two instances)', () => {
     }
   });
 
-  it('a hot page is answered before the general machinery: the per-IP point and the entry in one round trip, counted as the limiter counts, no log line per hit', async () => {
+  it('the public edge answers a hot page: per-IP point and entry in one round trip, one count with the limiter, no line per hit', async () => {
     const prefix = `t-share-edge-${Date.now().toString(36)}`;
-    const edge = await createTestApp({ db: a.db, env: { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), RATE_LIMIT_SHARED_PER_IP: '6' } });
+    const edge = await createTestApp({
+      db: a.db,
+      env: { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), RATE_LIMIT_SHARED_PER_IP: '6' },
+    });
     const redis = createClient({ url: redisUrlForTests() });
     await redis.connect();
     try {
@@ -631,8 +634,9 @@ describeRedis('share links (two instances)', () => {
         const before = requestLines();
         const res = await edge.gql(SHARED, { token }, undefined, headers);
         // The general path's line is written when its response finishes: wait for it, or for nothing on a hit.
-        const logged = await within(1000, async () => requestLines() - before >= (res.headers.get('x-cache') === 'HIT' ? 0 : 1))
-          .then(() => requestLines() - before);
+        const logged = await within(1000, async () => requestLines() - before >= (res.headers.get('x-cache') === 'HIT' ? 0 : 1)).then(
+          () => requestLines() - before,
+        );
         reads.push({ code: codeOf(res) ?? 'OK', cache: res.headers.get('x-cache'), logged, raw: res.raw });
       };
       await read(); // the document is new to this instance: Apollo answers it, one point spent by the limiter
