@@ -616,7 +616,7 @@ describeRedis('share links (two instances)', () => {
     }
   });
 
-  it('the public edge answers a hot page: per-IP point and entry in one round trip, one count with the limiter, no line per hit', async () => {
+  it('the public edge answers a hot page: per-IP point and entry in one round trip, one count with the limiter, no log line', async () => {
     const prefix = `t-share-edge-${Date.now().toString(36)}`;
     const edge = await createTestApp({
       db: a.db,
