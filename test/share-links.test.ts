@@ -7,6 +7,7 @@
  * vote, until the owner shares again; revocation and expiry stop every
  * instance within a second; anonymous callers reach nothing else.
  */
+import { createClient } from '@redis/client';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -612,6 +613,54 @@ describeRedis('share links (two instances)', () => {
       expect(codes).toEqual(['OK', 'OK', 'OK', 'RATE_LIMITED', 'RATE_LIMITED']);
     } finally {
       await limited.close();
+    }
+  });
+
+  it('the public edge answers a hot page: per-IP point and entry in one round trip, one count with the limiter, no log line', async () => {
+    const prefix = `t-share-edge-${Date.now().toString(36)}`;
+    const edge = await createTestApp({
+      db: a.db,
+      env: { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), RATE_LIMIT_SHARED_PER_IP: '6' },
+    });
+    const redis = createClient({ url: redisUrlForTests() });
+    await redis.connect();
+    try {
+      const u = await userWithKeys('edge');
+      const run = await a.gql(RUN, { input: { prompt: 'Write a haiku about stones', models: [MODEL_A, MODEL_B] } }, u.token);
+      const { token } = await share(u.token, { comparisonId: run.data.runComparison.id });
+      const requestLines = () => edge.logs.filter((line) => line.includes('"path":"/graphql"')).length;
+      const reads: Array<{ code: string; cache: string | null; logged: number; raw: string }> = [];
+      const read = async (headers: Record<string, string> = {}) => {
+        const before = requestLines();
+        const res = await edge.gql(SHARED, { token }, undefined, headers);
+        // The general path's line is written when its response finishes: wait for it, or for nothing on a hit.
+        const logged = await within(1000, async () => requestLines() - before >= (res.headers.get('x-cache') === 'HIT' ? 0 : 1)).then(
+          () => requestLines() - before,
+        );
+        reads.push({ code: codeOf(res) ?? 'OK', cache: res.headers.get('x-cache'), logged, raw: res.raw });
+      };
+      await read(); // the document is new to this instance: Apollo answers it, one point spent by the limiter
+      await read(); // the edge spends a point with its lookup, which misses: handed on admitted (no second point), stored
+      await read(); // the edge: a point and a hit in one round trip, no line
+      await read({ 'cache-control': 'no-cache' }); // a reload goes the general way: one point, computed and stored again
+      await read();
+      await read();
+      await read(); // the 7th: refused by the edge's script (nothing spent), answered by the general path: RATE_LIMITED
+      expect(reads.map((r) => [r.code, r.cache, r.logged])).toEqual([
+        ['OK', null, 1],
+        ['OK', 'MISS', 1],
+        ['OK', 'HIT', 0],
+        ['OK', 'MISS', 1],
+        ['OK', 'HIT', 0],
+        ['OK', 'HIT', 0],
+        ['RATE_LIMITED', null, 1],
+      ]);
+      for (const r of reads.slice(1, 6)) expect(r.raw).toBe(reads[0]!.raw);
+      // The edge and the limiter keep one count, under the limiter's key; refused reads are not in it.
+      expect(await redis.get(`${prefix}:rl:shared_ip:127.0.0.1`)).toBe('6');
+    } finally {
+      await redis.close();
+      await edge.close();
     }
   });
 });
