@@ -22,7 +22,13 @@ async function main(): Promise<void> {
   await withClient(adminUrl, (c) => c.query(`create database ${name}`));
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
-  const orm = await connectOrm(createOrmOptions({ clientUrl: url.toString(), pool: { min: 0, max: 2 }, entities: ENTITIES }));
+  const orm = await connectOrm(
+    createOrmOptions({
+      clientUrl: url.toString(),
+      pool: { min: 0, max: 2, acquireTimeoutMs: 60_000, idleTimeoutMs: 10_000 },
+      entities: ENTITIES,
+    }),
+  );
   try {
     console.log(`migrated: ${(await migrate(orm)).length} migrations`);
   } finally {

@@ -519,7 +519,9 @@ describe('search plan', () => {
     const forced = await withClient(t.db.url, async (c) => {
       t.app.queryObserver.inlineParams = true;
       const { statements } = await t
-        .countStatements(() => t.gql(`query($q: String!) { search(query: $q) { nodes { message { id } } } }`, { q: 'xylophonic' }, dora.token))
+        .countStatements(() =>
+          t.gql(`query($q: String!) { search(query: $q) { nodes { message { id } } } }`, { q: 'xylophonic' }, dora.token),
+        )
         .finally(() => (t.app.queryObserver.inlineParams = false));
       await c.query('begin');
       try {

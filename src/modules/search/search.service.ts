@@ -73,8 +73,7 @@ export class SearchService {
     const position = after ? this.decodeCursor(scope, after) : null;
 
     const keyset = position
-      ? `and (ts_rank(m.content_tsv, websearch_to_tsquery('english', ?)), m.created_at, m.id) < ` +
-        `(?::real, ?::timestamptz, ?::uuid)`
+      ? `and (ts_rank(m.content_tsv, websearch_to_tsquery('english', ?)), m.created_at, m.id) < ` + `(?::real, ?::timestamptz, ?::uuid)`
       : '';
     // In the order of the `?` placeholders below.
     const params = [
