@@ -27,7 +27,7 @@ import { Migration } from '@mikro-orm/migrations';
  * (about a minute per million rows here): run it in a maintenance window on a
  * large table.
  */
-export class Migration20261207180000_search_tsvector extends Migration {
+export class Migration20261207183000_search_tsvector extends Migration {
   override async up(): Promise<void> {
     this.addSql(
       `alter table "messages" add column "content_tsv" tsvector generated always as (to_tsvector('english'::regconfig, content)) stored;`,
