@@ -8,7 +8,8 @@
  * - the plan check (EXPLAIN ANALYZE: each statement's execution time too): an app built in-process on that database (`queryObserver.inlineParams = true`) answers one request of
  *   each hot read (history page, conversation view, comparison view, search; cache bypassed) and every SELECT it sent is
  *   EXPLAINed (FORMAT JSON) on the bench database: each plan's node types are printed, and a `Seq Scan` on a table of more
- *   than 10,000 rows (pg_class.reltuples) fails the run (exit 1);
+ *   than 10,000 rows (pg_class.reltuples) fails the run (exit 1), and so does a `to_tsvector(` in a node's filter (text
+ *   parsed per row read, not read from the stored `content_tsv`);
  * - history page, conversation view (second page of 5) and search (a rare word: the md5 token of one of the user's
  *   messages, one hit) on ours (production build, cache bypassed) at c=10: req/s, p50, p99, with the load average beside.
  * Printed at the end: each row at scale N against scale 1 (latency ratio, goal ≤ 1.3×; req/s ratio, goal ≥ 1/1.3).
@@ -98,6 +99,7 @@ interface PlanNode {
   'Node Type': string;
   'Relation Name'?: string;
   'Index Name'?: string;
+  Filter?: string;
   Plans?: PlanNode[];
 }
 
@@ -178,6 +180,8 @@ async function checkPlans(env: Environment): Promise<Pick<ScaleResult, 'plans' |
         nodes.push(on ? `${n['Node Type']} (${on})` : n['Node Type']);
         if (n['Node Type'] === 'Seq Scan' && n['Relation Name'])
           seqScans.push({ table: n['Relation Name'], rows: tuples.get(n['Relation Name']) ?? 0 });
+        // Parsing each candidate row's text to filter it (the search's per-user path before content_tsv) grows with the rows read.
+        if (n.Filter?.includes('to_tsvector(')) failures.push(`${operation}: to_tsvector in a filter on ${on ?? n['Node Type']}`);
         for (const child of n.Plans ?? []) walk(child);
       };
       walk(plan);

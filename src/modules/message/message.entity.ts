@@ -29,7 +29,7 @@ registerEnumType(MessageRole, { name: 'MessageRole' });
 })
 @Index({
   name: 'messages_content_fts_idx',
-  expression: `create index "messages_content_fts_idx" on "messages" using gin (to_tsvector('english', "content"))`,
+  expression: `create index "messages_content_fts_idx" on "messages" using gin ("content_tsv")`,
 })
 /** A message; an assistant's answer also carries its call's measurements (`ModelCallEntity`). */
 export class Message extends ModelCallEntity<'conversationId' | 'comparisonId' | 'version'> {
@@ -43,6 +43,23 @@ export class Message extends ModelCallEntity<'conversationId' | 'comparisonId' |
   @Field(() => String)
   @Property({ type: 'text' })
   content!: string;
+
+  /**
+   * `to_tsvector('english', content)`, stored (search matches and ranks on it,
+   * index `messages_content_fts_idx`): computed once per write, not per row
+   * read, so a search that takes the viewer's own messages first costs a
+   * lexeme match per message, not a parse of its text. Never selected by
+   * reads (lazy) nor written (generated).
+   */
+  @Property({
+    type: 'unknown',
+    columnType: 'tsvector',
+    generated: `(to_tsvector('english'::regconfig, content)) stored`,
+    lazy: true,
+    hidden: true,
+    nullable: true,
+  })
+  contentTsv?: unknown;
 
   /**
    * Set on the USER message that holds a comparison's prompt: the prompt is a

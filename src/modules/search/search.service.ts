@@ -2,9 +2,11 @@
  * Full-text search over the viewer's messages (comparison prompts are USER
  * messages of their conversation, so they are found too).
  *
- * Matching uses exactly the expression of the GIN index
- * `messages_content_fts_idx`, `to_tsvector('english', content)`, so the
- * planner can answer `@@ websearch_to_tsquery('english', $q)` from the index;
+ * Matching and ranking use the stored `content_tsv`
+ * (`to_tsvector('english', content)`, a generated column), the column of the
+ * GIN index `messages_content_fts_idx`, so the planner can answer
+ * `@@ websearch_to_tsquery('english', $q)` from the index, or test the
+ * viewer's own messages one by one without parsing their text again;
  * ownership is a join on `conversations.owner_id`.
  *
  * Order: relevance first, `(ts_rank desc, created_at desc, id desc)`. `id`
@@ -71,8 +73,7 @@ export class SearchService {
     const position = after ? this.decodeCursor(scope, after) : null;
 
     const keyset = position
-      ? `and (ts_rank(to_tsvector('english', m.content), websearch_to_tsquery('english', ?)), m.created_at, m.id) < ` +
-        `(?::real, ?::timestamptz, ?::uuid)`
+      ? `and (ts_rank(m.content_tsv, websearch_to_tsquery('english', ?)), m.created_at, m.id) < ` + `(?::real, ?::timestamptz, ?::uuid)`
       : '';
     // In the order of the `?` placeholders below.
     const params = [
@@ -93,9 +94,9 @@ export class SearchService {
       `select ${shape.columns('h')}, h.rank::float8::text as rank_text,
               ts_headline('english', ${ESCAPED_CONTENT}, websearch_to_tsquery('english', ?), '${HEADLINE_OPTIONS}') as snippet
          from (
-           select m.*, ts_rank(to_tsvector('english', m.content), websearch_to_tsquery('english', ?)) as rank
+           select m.*, ts_rank(m.content_tsv, websearch_to_tsquery('english', ?)) as rank
              from (${childSourceSql(MESSAGES, mine)}) m
-            where to_tsvector('english', m.content) @@ websearch_to_tsquery('english', ?)
+            where m.content_tsv @@ websearch_to_tsquery('english', ?)
               ${keyset}
             order by rank desc, m.created_at desc, m.id desc
             limit ?
