@@ -48,6 +48,16 @@ export type RedisClient = SingleClient;
 
 /** The cluster behind a {@link RedisClient} made by {@link createRedisClient}, if it is one. */
 const clusters = new WeakMap<object, ClusterClient>();
+/**
+ * A cluster's (un)subscriptions, in order, each after the first connection: unlike a single
+ * client, which queues them while offline, node-redis's cluster fails them before it knows a node.
+ */
+const subscriptionQueues = new WeakMap<object, SubscriptionQueue>();
+
+interface SubscriptionQueue {
+  last: Promise<unknown>;
+  closed: boolean;
+}
 
 /** How often the topology is read again while a node does not answer (a failover under way). */
 const TOPOLOGY_RETRY_MS = 500;
@@ -138,11 +148,16 @@ function createClusterClient(
   cluster.on('node-ready', () => checkReady());
   cluster.on('disconnect', () => {
     closed = true;
+    queue.closed = true;
     if (retry) clearTimeout(retry);
     if (everyone) clearInterval(everyone);
   });
   everyone = setInterval(() => void refresh(), TOPOLOGY_REFRESH_MS);
   everyone.unref();
+  const queue: SubscriptionQueue = { last: Promise.resolve(), closed: false };
+  let connected!: () => void;
+  const connection = new Promise<void>((resolve) => (connected = resolve));
+  cluster.on('connect', () => connected());
   cluster
     .connect()
     .then(() => checkReady() || schedule())
@@ -152,6 +167,8 @@ function createClusterClient(
     });
   const commands = cluster as unknown as RedisClient;
   clusters.set(commands, cluster);
+  queue.last = connection;
+  subscriptionQueues.set(commands, queue);
   return commands;
 }
 
@@ -209,6 +226,43 @@ export async function unlinkKeys(client: RedisClient, keys: string[]): Promise<v
     return;
   }
   await Promise.all(keys.map((key) => client.unlink(key)));
+}
+
+type Listener = (message: string, channel: string) => void;
+
+/**
+ * SUBSCRIBE `channel`, delivering to `listener`. A single client queues it while
+ * disconnected and subscribes again after a reconnect; a cluster subscribes once
+ * connected (on one node: PUBLISH reaches every node's subscribers) and again on a
+ * live node when that one is dropped from the topology. Resolves when subscribed.
+ */
+export function subscribeChannel(client: RedisClient, channel: string, listener: Listener): Promise<void> {
+  const queue = subscriptionQueues.get(client);
+  if (!queue) return client.subscribe(channel, listener);
+  return inOrder(queue, async () => {
+    // A node that died before the topology dropped it refuses the connection: try again (as a client's offline queue would).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await client.subscribe(channel, listener);
+      } catch (err) {
+        if (queue.closed) throw err;
+        await new Promise((r) => setTimeout(r, reconnectDelay(attempt, TOPOLOGY_RETRY_MS)));
+      }
+    }
+  });
+}
+
+/** UNSUBSCRIBE `listener` from `channel` (after the subscriptions asked for before it). */
+export function unsubscribeChannel(client: RedisClient, channel: string, listener: Listener): Promise<void> {
+  const queue = subscriptionQueues.get(client);
+  if (!queue) return client.unsubscribe(channel, listener);
+  return inOrder(queue, () => client.unsubscribe(channel, listener));
+}
+
+function inOrder(queue: { last: Promise<unknown> }, op: () => Promise<void>): Promise<void> {
+  const next = queue.last.then(op);
+  queue.last = next.catch(() => undefined);
+  return next;
 }
 
 /**

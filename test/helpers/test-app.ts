@@ -12,6 +12,8 @@ import { BACKGROUND_SQL_TAG } from '../../src/modules/comparison/comparison-runn
 import { currentRequestSeq, requestsStarted } from '../../src/observability/request-log';
 import { createTestDatabase, type TestDatabase } from './database';
 import { type PgBouncer, startPgBouncer } from './pgbouncer';
+import { redisUrlForTests } from './redis';
+import { type RedisClusterForTests, startRedisCluster } from './redis-cluster';
 
 /**
  * `TEST_VIA_PGBOUNCER=1`: every app of this file reaches its database through one PgBouncer in transaction
@@ -27,6 +29,22 @@ async function appDatabaseUrl(url: string): Promise<string> {
   if (!viaPgBouncer) return url;
   bouncer ??= startPgBouncer(url);
   return (await bouncer).via(url);
+}
+
+/**
+ * `TEST_VIA_REDIS_CLUSTER=1`: every app of this file that would use the shared Redis (`REDIS_URL` of
+ * `redisUrlForTests()`) uses one private Redis Cluster instead (3 masters, 3 replicas: `redis-cluster.ts`),
+ * through `REDIS_CLUSTER_NODES`. `.ci/run` runs the cache, persisted-document, multi-instance, rate-limit and
+ * budget suites so. Apps given a private Redis (outage tests) keep it.
+ */
+const viaRedisCluster = process.env.TEST_VIA_REDIS_CLUSTER === '1';
+let redisCluster: Promise<RedisClusterForTests> | undefined;
+if (viaRedisCluster) afterAll(async () => (await redisCluster)?.stop());
+
+async function appRedisEnv(env: Record<string, string | undefined>): Promise<Record<string, string | undefined>> {
+  if (!viaRedisCluster || !env.REDIS_URL || env.REDIS_URL !== redisUrlForTests()) return env;
+  redisCluster ??= startRedisCluster();
+  return { ...env, REDIS_URL: undefined, ...(await redisCluster).env };
 }
 
 export interface GqlResult<T = any> {
@@ -83,7 +101,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     RATE_LIMIT_PROVIDER_CALLS: '0',
     RATE_LIMIT_LOGIN_FAILURES: '0',
     RATE_LIMIT_AUTH_PER_IP: '0',
-    ...options.env,
+    ...(await appRedisEnv(options.env ?? {})),
   });
   const app = await buildApp(config, { logStream, spanExporter: options.spanExporter });
   await new Promise<void>((resolve) => app.httpServer.listen(0, '127.0.0.1', resolve));

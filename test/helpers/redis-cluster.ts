@@ -1,0 +1,182 @@
+/**
+ * A real Redis Cluster on loopback for tests: 3 masters and 3 replicas, each a
+ * private `redis-server --cluster-enabled yes` child on a free port, joined by
+ * `redis-cli --cluster create … --cluster-replicas 1`. Non-persistent, short
+ * node timeout (a killed master is failed over in a few seconds).
+ *
+ * - `describeRedisCluster`: `describe` when redis-server and redis-cli are on
+ *   PATH, else skipped with the reason; REQUIRE_REDIS_CLUSTER=1 (CI) throws instead.
+ * - `startRedisCluster()`: start once per file (a few seconds), `stop()` in afterAll.
+ */
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createClient } from '@redis/client';
+import { freePort } from './ports';
+
+const run = promisify(execFile);
+
+/** Milliseconds without an answer before a node is failed over (Redis default: 15 000). */
+const NODE_TIMEOUT_MS = 1_000;
+
+export const describeRedisCluster: jest.Describe = (() => {
+  const missing = ['redis-server', 'redis-cli'].filter((bin) => spawnSync(bin, ['--version']).status !== 0);
+  if (missing.length === 0) return describe;
+  const why = `${missing.join(' and ')} not on PATH (needed to start a private Redis Cluster)`;
+  if (process.env.REQUIRE_REDIS_CLUSTER === '1') throw new Error(`REQUIRE_REDIS_CLUSTER=1 but ${why}`);
+  console.warn(`Skipping Redis Cluster tests: ${why}. Set REQUIRE_REDIS_CLUSTER=1 to fail instead.`);
+  return describe.skip as unknown as jest.Describe;
+})();
+
+export interface ClusterNode {
+  port: number;
+  /** `127.0.0.1:<port>` */
+  address: string;
+  readonly alive: boolean;
+}
+
+export interface RedisClusterForTests {
+  nodes: ClusterNode[];
+  /** For an app's env: every node as a seed. */
+  env: { REDIS_CLUSTER_NODES: string };
+  /** The node serving `key`'s slot as master now. */
+  masterOf(key: string): Promise<ClusterNode>;
+  /** SIGKILL one node (no shutdown, no last write flushed to anyone). */
+  kill(node: ClusterNode): Promise<void>;
+  /**
+   * Resolves once every live node says cluster_state:ok and `key`'s slot is
+   * served by a live master (a killed master's replica promoted). Bounded poll:
+   * no event tells a client that an election ended.
+   */
+  healed(key: string, timeoutMs?: number): Promise<ClusterNode>;
+  /** One command on one node (e.g. `['CLUSTER', 'INFO']`). */
+  command(node: ClusterNode, args: string[]): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+/** Polls `check` every 50 ms until it is truthy (then returns it) or `timeoutMs` passes (then throws `what`). */
+async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`redis cluster: ${what} not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function startRedisCluster(): Promise<RedisClusterForTests> {
+  const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'));
+  const ports: number[] = [];
+  while (ports.length < 6) {
+    const port = await freePort();
+    // The cluster bus listens on port + 10000: keep both free and distinct.
+    if (!ports.includes(port) && port + 10_000 < 65_536) ports.push(port);
+  }
+  const children = new Map<number, ChildProcess>();
+  const nodes: ClusterNode[] = ports.map((port) => ({
+    port,
+    address: `127.0.0.1:${port}`,
+    get alive() {
+      const child = children.get(port);
+      return !!child && child.exitCode === null && child.signalCode === null;
+    },
+  }));
+  for (const port of ports) {
+    const child = spawn(
+      'redis-server',
+      [
+        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+        '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
+        '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-require-full-coverage', 'no',
+      ],
+      { stdio: 'ignore' },
+    );
+    children.set(port, child);
+  }
+
+  const command = async (node: ClusterNode, args: string[]): Promise<unknown> => {
+    const client = createClient({ socket: { host: '127.0.0.1', port: node.port, connectTimeout: 1_000, reconnectStrategy: false } });
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      return await client.sendCommand(args);
+    } finally {
+      client.destroy();
+    }
+  };
+  const stop = async () => {
+    await Promise.all(
+      [...children.values()].map(async (child) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await exited;
+      }),
+    );
+    rmSync(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await Promise.all(nodes.map((node) => until(`${node.address} up`, 10_000, async () => (await command(node, ['PING'])) === 'PONG')));
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', '1', '--cluster-yes'], {
+      timeout: 20_000,
+    });
+    await until('cluster_state:ok on every node', 20_000, async () => {
+      const infos = await Promise.all(nodes.map((node) => command(node, ['CLUSTER', 'INFO'])));
+      return infos.every((info) => String(info).includes('cluster_state:ok'));
+    });
+    // Replicas in sync: a master killed before its replica's first sync could not be failed over.
+    await until('every replica in sync', 20_000, async () => {
+      const infos = await Promise.all(nodes.map((node) => command(node, ['INFO', 'replication'])));
+      const replicas = infos.filter((info) => String(info).includes('role:slave'));
+      return replicas.length === 3 && replicas.every((info) => String(info).includes('master_link_status:up'));
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  const slotOwner = async (key: string): Promise<ClusterNode | undefined> => {
+    const live = nodes.filter((n) => n.alive);
+    const slot = Number(await command(live[0], ['CLUSTER', 'KEYSLOT', key]));
+    const ranges = (await command(live[0], ['CLUSTER', 'SLOTS'])) as Array<[number, number, [string, number, string]]>;
+    const range = ranges.find(([from, to]) => from <= slot && slot <= to);
+    return range && nodes.find((n) => n.port === Number(range[2][1]));
+  };
+
+  return {
+    nodes,
+    env: { REDIS_CLUSTER_NODES: nodes.map((n) => n.address).join(',') },
+    command,
+    async masterOf(key) {
+      const owner = await slotOwner(key);
+      if (!owner) throw new Error(`redis cluster: no master serves ${key}`);
+      return owner;
+    },
+    async kill(node) {
+      const child = children.get(node.port);
+      if (!child || !node.alive) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async healed(key, timeoutMs = 30_000) {
+      return until(`failover of ${key}'s slot`, timeoutMs, async () => {
+        const live = nodes.filter((n) => n.alive);
+        const infos = await Promise.all(live.map((node) => command(node, ['CLUSTER', 'INFO'])));
+        if (!infos.every((info) => String(info).includes('cluster_state:ok'))) return undefined;
+        const owner = await slotOwner(key);
+        return owner?.alive ? owner : undefined;
+      });
+    },
+    stop,
+  };
+}
