@@ -70,11 +70,17 @@ describeRedisCluster('the app on a Redis Cluster (two instances)', () => {
     const id = started.data.startComparison.id;
     const sub = await subscribe(b.url, EVENTS, { id }, token);
     const texts = new Map<string, string>();
+    let deltas = 0;
     for await (const message of sub.events) {
       const e = message.data.comparisonEvents;
       if (!texts.has(e.responseId)) texts.set(e.responseId, e.content ?? '');
-      else if (e.delta) texts.set(e.responseId, texts.get(e.responseId)! + e.delta);
+      else if (e.delta) {
+        texts.set(e.responseId, texts.get(e.responseId)! + e.delta);
+        deltas++;
+      }
     }
+    // Live deltas, not only the text at settle: A heard B's `sync` on the control channel (subscribed at start).
+    expect(deltas).toBeGreaterThan(0);
     const stored = await b.gql(`query($id: ID!) { comparison(id: $id) { responses { id status content } } }`, { id }, token);
     for (const r of stored.data.comparison.responses) {
       expect(r.status).toBe('COMPLETED');
@@ -108,6 +114,23 @@ describeRedisCluster('the app on a Redis Cluster (two instances)', () => {
     const { token } = await userWithKeys('stream');
     await streamAcross(token, 'cluster-stream');
   });
+
+  // The runner's control channel is subscribed while the cluster is still connecting: a cancel from B must reach A.
+  it('cancels from B a comparison running on A', async () => {
+    const { token } = await userWithKeys('cancel');
+    const before = fake.count(undefined, 'chat');
+    const started = await a.gql(START, { input: { prompt: 'stop me', models: ['openai:hang', 'anthropic:hang'] } }, token);
+    const id = started.data.startComparison.id;
+    await fake.waitForRequests(before + 2, undefined, 'chat'); // both calls are hanging on A
+    const cancelled = await b.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id }, token);
+    expect(cancelled.errors).toBeUndefined();
+    await a.app.services.runner.settled(id); // never, if A did not hear the cancel (the test times out)
+    const after = await a.gql(`query($id: ID!) { comparison(id: $id) { responses { status error } } }`, { id }, token);
+    expect(after.data.comparison.responses).toEqual([
+      { status: 'FAILED', error: 'Cancelled' },
+      { status: 'FAILED', error: 'Cancelled' },
+    ]);
+  }, 20_000);
 
   it('a master killed mid-traffic: every request answers, no acknowledged write is lost, the cache comes back', async () => {
     const user = await userWithKeys('failover');
