@@ -183,7 +183,7 @@ describeRedisCluster('the app on a Redis Cluster (two instances)', () => {
     expect(failures).toEqual([]);
     expect(turnsDuring).toBeGreaterThan(0);
     expect(hits).toEqual({ a: true, b: true });
-    expect(a.app.cache.health()).toMatchObject({ connected: true, breakerOpen: false });
+    expect(a.app.cache.health().connected).toBe(true);
 
     // Every acknowledged write is in PostgreSQL.
     const rows = await withClient(a.db.url, (c) => c.query<{ id: string }>('select id from conversations where id = any($1)', [acknowledged]));

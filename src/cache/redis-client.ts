@@ -135,7 +135,9 @@ function createClusterClient(
     retry = setTimeout(() => void refresh(), Math.min(TOPOLOGY_RETRY_MS, maxDelay));
     retry.unref();
   };
-  const nodeDown = (err: unknown) => {
+  const nodeDown = (err: unknown, node?: { host?: string; port?: number }) => {
+    // A node the topology already dropped (a dead master after its replica's promotion) is no outage.
+    if (node && !cluster.nodeByAddress.has(`${node.host}:${node.port}`)) return;
     log.debug({ err }, 'redis cluster node error');
     wasReady = false;
     if (!closed) cluster.emit('error', err);
@@ -143,8 +145,8 @@ function createClusterClient(
   };
   // `error` has a listener before anything can emit it (an EventEmitter without one throws).
   cluster.on('error', (err: unknown) => log.debug({ err }, 'redis cluster error'));
-  cluster.on('node-error', nodeDown);
-  cluster.on('node-reconnecting', () => nodeDown(new Error('redis cluster node reconnecting')));
+  cluster.on('node-error', (err: unknown, node?: { host?: string; port?: number }) => nodeDown(err, node));
+  cluster.on('node-reconnecting', (node?: { host?: string; port?: number }) => nodeDown(new Error('redis cluster node reconnecting'), node));
   cluster.on('node-ready', () => checkReady());
   cluster.on('disconnect', () => {
     closed = true;

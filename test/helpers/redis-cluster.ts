@@ -1,28 +1,24 @@
 /**
  * A real Redis Cluster on loopback for tests: 3 masters and 3 replicas, each a
- * private `redis-server --cluster-enabled yes` child on a free port, joined by
- * `redis-cli --cluster create … --cluster-replicas 1`. Non-persistent, short
+ * private `redis-server --cluster-enabled yes` child on a free port, joined as
+ * `redis-cli --cluster create … --cluster-replicas 1` would. Non-persistent, short
  * node timeout (a killed master is failed over in a few seconds).
  *
- * - `describeRedisCluster`: `describe` when redis-server and redis-cli are on
- *   PATH, else skipped with the reason; REQUIRE_REDIS_CLUSTER=1 (CI) throws instead.
+ * - `describeRedisCluster`: `describe` when redis-server is on PATH, else skipped with the reason; REQUIRE_REDIS_CLUSTER=1 (CI) throws instead.
  * - `startRedisCluster()`: start once per file (a few seconds), `stop()` in afterAll.
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { createClient } from '@redis/client';
 import { freePort } from './ports';
-
-const run = promisify(execFile);
 
 /** Milliseconds without an answer before a node is failed over (Redis default: 15 000). */
 const NODE_TIMEOUT_MS = 1_000;
 
 export const describeRedisCluster: jest.Describe = (() => {
-  const missing = ['redis-server', 'redis-cli'].filter((bin) => spawnSync(bin, ['--version']).status !== 0);
+  const missing = ['redis-server'].filter((bin) => spawnSync(bin, ['--version']).status !== 0);
   if (missing.length === 0) return describe;
   const why = `${missing.join(' and ')} not on PATH (needed to start a private Redis Cluster)`;
   if (process.env.REQUIRE_REDIS_CLUSTER === '1') throw new Error(`REQUIRE_REDIS_CLUSTER=1 but ${why}`);
@@ -102,10 +98,16 @@ export async function startRedisCluster(): Promise<RedisClusterForTests> {
     children.set(port, child);
   }
 
-  const command = async (node: ClusterNode, args: string[]): Promise<unknown> => {
-    const client = createClient({ socket: { host: '127.0.0.1', port: node.port, connectTimeout: 1_000, reconnectStrategy: false } });
+  /** One command on a new connection; a connection that fails (a loaded machine) is tried again, twice. */
+  const command = async (node: ClusterNode, args: string[], attempt = 0): Promise<unknown> => {
+    const client = createClient({ socket: { host: '127.0.0.1', port: node.port, connectTimeout: 5_000, reconnectStrategy: false } });
     client.on('error', () => undefined);
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (err) {
+      if (attempt >= 2 || !node.alive) throw err;
+      return command(node, args, attempt + 1);
+    }
     try {
       return await client.sendCommand(args);
     } finally {
@@ -126,18 +128,35 @@ export async function startRedisCluster(): Promise<RedisClusterForTests> {
 
   try {
     await Promise.all(nodes.map((node) => until(`${node.address} up`, 10_000, async () => (await command(node, ['PING'])) === 'PONG')));
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', '1', '--cluster-yes'], {
-      timeout: 20_000,
+    // What `redis-cli --cluster create … --cluster-replicas 1` does, without its one-second waits: slots to
+    // the first three, one handshake, then each of the others replicates one of them.
+    const ids = (await Promise.all(nodes.map((node) => command(node, ['CLUSTER', 'MYID'])))).map(String);
+    const masters = nodes.slice(0, 3);
+    await Promise.all(
+      masters.map(async (node, i) => {
+        const from = Math.floor((16_384 * i) / 3);
+        const to = Math.floor((16_384 * (i + 1)) / 3) - 1;
+        await command(node, ['CLUSTER', 'ADDSLOTSRANGE', String(from), String(to)]);
+        await command(node, ['CLUSTER', 'SET-CONFIG-EPOCH', String(i + 1)]);
+      }),
+    );
+    await Promise.all(nodes.slice(1).map((node) => command(nodes[0], ['CLUSTER', 'MEET', '127.0.0.1', String(node.port)])));
+    await until('every node knows the others', 20_000, async () => {
+      const views = await Promise.all(nodes.map((node) => command(node, ['CLUSTER', 'NODES'])));
+      return views.every((view) => ids.every((id) => String(view).includes(id)) && !/handshake|noaddr/.test(String(view)));
     });
+    await Promise.all(nodes.slice(3).map((node, i) => command(node, ['CLUSTER', 'REPLICATE', ids[i]])));
     await until('cluster_state:ok on every node', 20_000, async () => {
       const infos = await Promise.all(nodes.map((node) => command(node, ['CLUSTER', 'INFO'])));
       return infos.every((info) => String(info).includes('cluster_state:ok'));
     });
     // Replicas in sync: a master killed before its replica's first sync could not be failed over.
-    await until('every replica in sync', 20_000, async () => {
+    await until('every replica in sync, known as one by every node', 20_000, async () => {
       const infos = await Promise.all(nodes.map((node) => command(node, ['INFO', 'replication'])));
       const replicas = infos.filter((info) => String(info).includes('role:slave'));
-      return replicas.length === 3 && replicas.every((info) => String(info).includes('master_link_status:up'));
+      if (replicas.length !== 3 || !replicas.every((info) => String(info).includes('master_link_status:up'))) return false;
+      const views = await Promise.all(nodes.map((node) => command(node, ['CLUSTER', 'NODES'])));
+      return views.every((view) => (String(view).match(/\bslave\b/g) ?? []).length === 3);
     });
   } catch (err) {
     await stop();

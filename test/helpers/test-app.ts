@@ -12,6 +12,9 @@ import { BACKGROUND_SQL_TAG } from '../../src/modules/comparison/comparison-runn
 import { currentRequestSeq, requestsStarted } from '../../src/observability/request-log';
 import { createTestDatabase, type TestDatabase } from './database';
 import { type PgBouncer, startPgBouncer } from './pgbouncer';
+import { createClient } from '@redis/client';
+import { closeRedisClient, createRedisClient, firstAttempt, type RedisTarget, scanKeys } from '../../src/cache/redis-client';
+import { createLogger } from '../../src/observability/logger';
 import { redisUrlForTests } from './redis';
 import { type RedisClusterForTests, startRedisCluster } from './redis-cluster';
 
@@ -45,6 +48,42 @@ async function appRedisEnv(env: Record<string, string | undefined>): Promise<Rec
   if (!viaRedisCluster || !env.REDIS_URL || env.REDIS_URL !== redisUrlForTests()) return env;
   redisCluster ??= startRedisCluster();
   return { ...env, REDIS_URL: undefined, ...(await redisCluster).env };
+}
+
+/**
+ * The keys matching `match` (a SCAN pattern) on the Redis the apps of this file share, with their
+ * PTTL: the shared Redis, or under TEST_VIA_REDIS_CLUSTER the cluster (every master scanned).
+ */
+export async function sharedRedisKeys(match: string): Promise<Array<{ key: string; pttl: number }>> {
+  const target: RedisTarget =
+    viaRedisCluster && redisCluster ? { clusterNodes: (await redisCluster).nodes.filter((n) => n.alive).map((n) => n.address) } : { url: redisUrlForTests() };
+  const client = createRedisClient({ target, logger: createLogger('silent'), name: 'test', disableOfflineQueue: false });
+  try {
+    await firstAttempt(client);
+    const keys: string[] = [];
+    for await (const batch of scanKeys(client, match, 1000)) keys.push(...batch);
+    return Promise.all(keys.map(async (key) => ({ key, pttl: await client.pTTL(key) })));
+  } finally {
+    closeRedisClient(client);
+  }
+}
+
+/** Subscribers of `channel` (PUBSUB NUMSUB) on the shared Redis, or summed over every node of the cluster. */
+export async function sharedRedisSubscribers(channel: string): Promise<number> {
+  if (viaRedisCluster && redisCluster) {
+    const cluster = await redisCluster;
+    const counts = await Promise.all(
+      cluster.nodes.filter((n) => n.alive).map(async (n) => Number(((await cluster.command(n, ['PUBSUB', 'NUMSUB', channel])) as unknown[])[1])),
+    );
+    return counts.reduce((sum, n) => sum + n, 0);
+  }
+  const client = createClient({ url: redisUrlForTests() });
+  await client.connect();
+  try {
+    return Number((await client.pubSubNumSub(channel))[channel] ?? 0);
+  } finally {
+    client.destroy();
+  }
 }
 
 export interface GqlResult<T = any> {
