@@ -70,33 +70,43 @@ async function until<T>(what: string, timeoutMs: number, check: () => Promise<T 
 
 export async function startRedisCluster(): Promise<RedisClusterForTests> {
   const dir = mkdtempSync(join(tmpdir(), 'redis-cluster-'));
-  const ports: number[] = [];
-  while (ports.length < 6) {
-    const port = await freePort();
-    // The cluster bus listens on port + 10000: keep both free and distinct.
-    if (!ports.includes(port) && port + 10_000 < 65_536) ports.push(port);
-  }
   const children = new Map<number, ChildProcess>();
-  const nodes: ClusterNode[] = ports.map((port) => ({
+  const nodes: ClusterNode[] = [];
+  const node = (port: number): ClusterNode => ({
     port,
     address: `127.0.0.1:${port}`,
     get alive() {
       const child = children.get(port);
       return !!child && child.exitCode === null && child.signalCode === null;
     },
-  }));
-  for (const port of ports) {
-    const child = spawn(
-      'redis-server',
-      [
-        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-        '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
-        '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-require-full-coverage', 'no',
-      ],
-      { stdio: 'ignore' },
-    );
-    children.set(port, child);
-  }
+  });
+  /**
+   * A node on a free port whose bus port (+10 000) is free too; a server that exits at once (a port another
+   * worker took meanwhile) is started again on another port.
+   */
+  const launch = async (): Promise<ClusterNode> => {
+    for (let attempt = 0; ; attempt++) {
+      const port = await freePort();
+      if (port + 10_000 >= 65_536 || nodes.some((n) => n.port === port || Math.abs(n.port - port) === 10_000)) continue;
+      const child = spawn(
+        'redis-server',
+        [
+          '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+          '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
+          '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-require-full-coverage', 'no',
+        ],
+        { stdio: 'ignore' },
+      );
+      children.set(port, child);
+      const started = node(port);
+      const up = await until(`127.0.0.1:${port} up`, 10_000, async () => {
+        if (!started.alive) return 'exited';
+        return (await command(started, ['PING'])) === 'PONG' && 'up';
+      });
+      if (up === 'up') return started;
+      if (attempt >= 3) throw new Error(`redis cluster: redis-server exited at start (port ${port})`);
+    }
+  };
 
   /** One command on a new connection; a connection that fails (a loaded machine) is tried again, twice. */
   const command = async (node: ClusterNode, args: string[], attempt = 0): Promise<unknown> => {
@@ -127,7 +137,7 @@ export async function startRedisCluster(): Promise<RedisClusterForTests> {
   };
 
   try {
-    await Promise.all(nodes.map((node) => until(`${node.address} up`, 10_000, async () => (await command(node, ['PING'])) === 'PONG')));
+    for (let i = 0; i < 6; i++) nodes.push(await launch());
     // What `redis-cli --cluster create … --cluster-replicas 1` does, without its one-second waits: slots to
     // the first three, one handshake, then each of the others replicates one of them.
     const ids = (await Promise.all(nodes.map((node) => command(node, ['CLUSTER', 'MYID'])))).map(String);

@@ -62,7 +62,7 @@ export async function sharedRedisKeys(match: string): Promise<Array<{ key: strin
     await firstAttempt(client);
     const keys: string[] = [];
     for await (const batch of scanKeys(client, match, 1000)) keys.push(...batch);
-    return Promise.all(keys.map(async (key) => ({ key, pttl: await client.pTTL(key) })));
+    return await Promise.all(keys.map(async (key) => ({ key, pttl: await client.pTTL(key) })));
   } finally {
     closeRedisClient(client);
   }
