@@ -208,7 +208,12 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       },
     });
     cleanups.push(() => cache.close());
-    const pubsub = createPubSub({ redisUrl: config.redisUrl, redisClusterNodes: config.redisClusterNodes, prefix: config.cachePrefix, logger });
+    const pubsub = createPubSub({
+      redisUrl: config.redisUrl,
+      redisClusterNodes: config.redisClusterNodes,
+      prefix: config.cachePrefix,
+      logger,
+    });
     cleanups.push(() => pubsub.close());
 
     // Rate limits: Redis when configured (shared by instances), memory otherwise; fail open.

@@ -377,8 +377,11 @@ function redisClusterNodes(env: Env): string[] | undefined {
     .filter(Boolean);
   if (entries.length === 0) return undefined;
   if (env.REDIS_URL) throw new ConfigError('set REDIS_URL or REDIS_CLUSTER_NODES, not both');
-  const nodes = entries.map((entry) => (/^rediss?:\/\//.test(entry) ? entry : `redis://${entry}`));
-  nodes.forEach((node, i) => url({ [`REDIS_CLUSTER_NODES[${i}]`]: node }, `REDIS_CLUSTER_NODES[${i}]`, ['redis:', 'rediss:']));
+  const nodes = entries.map((entry) => (entry.includes('://') ? entry : `redis://${entry}`));
+  for (const [i, node] of nodes.entries()) {
+    const name = `REDIS_CLUSTER_NODES (node ${i + 1})`;
+    url({ [name]: node }, name, ['redis:', 'rediss:']);
+  }
   // The first {…} of a key is its hash tag: one in the prefix would pull every key into one slot, or split a tag.
   if (/[{}]/.test(env.CACHE_PREFIX ?? '')) throw new ConfigError('CACHE_PREFIX must not contain { or } with REDIS_CLUSTER_NODES');
   return nodes;

@@ -65,7 +65,11 @@ describeRedisCluster('the app on a Redis Cluster (two instances)', () => {
   /** Starts a comparison on A, follows it from B, and checks B saw every response's text as stored. */
   async function streamAcross(token: string, model: string) {
     fake.setBehavior(model, { chunkDelayMs: 10 });
-    const started = await a.gql(START, { input: { prompt: 'across the cluster', models: [`openai:${model}`, `anthropic:${model}`] } }, token);
+    const started = await a.gql(
+      START,
+      { input: { prompt: 'across the cluster', models: [`openai:${model}`, `anthropic:${model}`] } },
+      token,
+    );
     expect(started.errors).toBeUndefined();
     const id = started.data.startComparison.id;
     const sub = await subscribe(b.url, EVENTS, { id }, token);
@@ -100,7 +104,10 @@ describeRedisCluster('the app on a Redis Cluster (two instances)', () => {
     );
     expect(masters.size).toBeGreaterThan(1);
 
-    await a.gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`, { e: ADMIN, p: 'correct horse battery' });
+    await a.gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token } }`, {
+      e: ADMIN,
+      p: 'correct horse battery',
+    });
     const admin = await a.gql(`mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }`, {
       e: ADMIN,
       p: 'correct horse battery',
@@ -173,7 +180,10 @@ describeRedisCluster('the app on a Redis Cluster (two instances)', () => {
     const deadline = Date.now() + 20_000;
     const hits = { a: false, b: false };
     while (!(hits.a && hits.b) && Date.now() < deadline) {
-      for (const [name, app] of [['a', a], ['b', b]] as const) {
+      for (const [name, app] of [
+        ['a', a],
+        ['b', b],
+      ] as const) {
         await app.gql(SIDEBAR, {}, user.token);
         if ((await app.gql(SIDEBAR, {}, user.token)).headers.get('x-cache') === 'HIT') hits[name] = true;
       }
@@ -186,7 +196,9 @@ describeRedisCluster('the app on a Redis Cluster (two instances)', () => {
     expect(a.app.cache.health().connected).toBe(true);
 
     // Every acknowledged write is in PostgreSQL.
-    const rows = await withClient(a.db.url, (c) => c.query<{ id: string }>('select id from conversations where id = any($1)', [acknowledged]));
+    const rows = await withClient(a.db.url, (c) =>
+      c.query<{ id: string }>('select id from conversations where id = any($1)', [acknowledged]),
+    );
     expect(rows.rows.map((r) => r.id).sort()).toEqual([...acknowledged].sort());
 
     // After the promotion: a write on B is seen by A's next (cached) read, and streams still cross.

@@ -146,7 +146,9 @@ function createClusterClient(
   // `error` has a listener before anything can emit it (an EventEmitter without one throws).
   cluster.on('error', (err: unknown) => log.debug({ err }, 'redis cluster error'));
   cluster.on('node-error', (err: unknown, node?: { host?: string; port?: number }) => nodeDown(err, node));
-  cluster.on('node-reconnecting', (node?: { host?: string; port?: number }) => nodeDown(new Error('redis cluster node reconnecting'), node));
+  cluster.on('node-reconnecting', (node?: { host?: string; port?: number }) =>
+    nodeDown(new Error('redis cluster node reconnecting'), node),
+  );
   cluster.on('node-ready', () => checkReady());
   cluster.on('disconnect', () => {
     closed = true;

@@ -48,7 +48,11 @@ export const readCacheKeys = {
   },
   /** A response entry: read and stored with its scope's generation in one round trip. */
   response(scope: string, digest: string): VersionedKey {
-    return { counter: readCacheKeys.generation(scope), entryPrefix: `${RESPONSE_NAMESPACE}:${hashTag(scope)}:`, entrySuffix: `:t.${digest}` };
+    return {
+      counter: readCacheKeys.generation(scope),
+      entryPrefix: `${RESPONSE_NAMESPACE}:${hashTag(scope)}:`,
+      entrySuffix: `:t.${digest}`,
+    };
   },
   /** The key {@link readCacheKeys.response} resolves to at `generation`. */
   responseAt(scope: string, generation: number, digest: string): string {

@@ -4,7 +4,8 @@
  * `redis-cli --cluster create … --cluster-replicas 1` would. Non-persistent, short
  * node timeout (a killed master is failed over in a few seconds).
  *
- * - `describeRedisCluster`: `describe` when redis-server is on PATH, else skipped with the reason; REQUIRE_REDIS_CLUSTER=1 (CI) throws instead.
+ * - `describeRedisCluster`: `describe` when redis-server is on PATH, else skipped with
+ *   the reason; REQUIRE_REDIS_CLUSTER=1 (CI) throws instead.
  * - `startRedisCluster()`: start once per file (a few seconds), `stop()` in afterAll.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -91,9 +92,24 @@ export async function startRedisCluster(): Promise<RedisClusterForTests> {
       const child = spawn(
         'redis-server',
         [
-          '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-          '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
-          '--cluster-node-timeout', String(NODE_TIMEOUT_MS), '--cluster-require-full-coverage', 'no',
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--dir',
+          dir,
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          `nodes-${port}.conf`,
+          '--cluster-node-timeout',
+          String(NODE_TIMEOUT_MS),
+          '--cluster-require-full-coverage',
+          'no',
         ],
         { stdio: 'ignore' },
       );

@@ -56,7 +56,9 @@ async function appRedisEnv(env: Record<string, string | undefined>): Promise<Rec
  */
 export async function sharedRedisKeys(match: string): Promise<Array<{ key: string; pttl: number }>> {
   const target: RedisTarget =
-    viaRedisCluster && redisCluster ? { clusterNodes: (await redisCluster).nodes.filter((n) => n.alive).map((n) => n.address) } : { url: redisUrlForTests() };
+    viaRedisCluster && redisCluster
+      ? { clusterNodes: (await redisCluster).nodes.filter((n) => n.alive).map((n) => n.address) }
+      : { url: redisUrlForTests() };
   const client = createRedisClient({ target, logger: createLogger('silent'), name: 'test', disableOfflineQueue: false });
   try {
     await firstAttempt(client);
@@ -73,7 +75,9 @@ export async function sharedRedisSubscribers(channel: string): Promise<number> {
   if (viaRedisCluster && redisCluster) {
     const cluster = await redisCluster;
     const counts = await Promise.all(
-      cluster.nodes.filter((n) => n.alive).map(async (n) => Number(((await cluster.command(n, ['PUBSUB', 'NUMSUB', channel])) as unknown[])[1])),
+      cluster.nodes
+        .filter((n) => n.alive)
+        .map(async (n) => Number(((await cluster.command(n, ['PUBSUB', 'NUMSUB', channel])) as unknown[])[1])),
     );
     return counts.reduce((sum, n) => sum + n, 0);
   }
