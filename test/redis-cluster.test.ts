@@ -14,6 +14,7 @@ import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedisCluster, type RedisClusterForTests, startRedisCluster } from './helpers/redis-cluster';
 import { subscribe } from './helpers/sse';
 import { createTestApp, type TestApp } from './helpers/test-app';
+import { createTestDatabase, type TestDatabase } from './helpers/database';
 import { withClient } from './helpers/factories';
 
 const SIDEBAR = `query Sidebar { conversations(first: 20) { nodes { id title } totalCount } }`;
@@ -24,13 +25,15 @@ const ADMIN = `cluster-admin-${randomBytes(3).toString('hex')}@example.com`;
 
 describeRedisCluster('the app on a Redis Cluster (two instances)', () => {
   let cluster: RedisClusterForTests;
+  let db: TestDatabase;
   let fake: FakeLlmServer;
   let a: TestApp;
   let b: TestApp;
   let prefix: string;
 
   beforeAll(async () => {
-    [cluster, fake] = await Promise.all([startRedisCluster(), FakeLlmServer.start()]);
+    // The cluster starts while the database is made (the two slow steps of this file's setup).
+    [cluster, db, fake] = await Promise.all([startRedisCluster(), createTestDatabase('cluster'), FakeLlmServer.start()]);
     prefix = `t-cl-${randomBytes(4).toString('hex')}`;
     const env = {
       ...cluster.env,
@@ -40,12 +43,13 @@ describeRedisCluster('the app on a Redis Cluster (two instances)', () => {
       OPENAI_BASE_URL: fake.baseUrls.openai,
       ANTHROPIC_BASE_URL: fake.baseUrls.anthropic,
     };
-    a = await createTestApp({ env });
-    b = await createTestApp({ env, db: a.db });
+    a = await createTestApp({ env, db });
+    b = await createTestApp({ env, db });
   });
   afterAll(async () => {
     await b?.close();
     await a?.close();
+    await db?.drop();
     await fake?.close();
     await cluster?.stop();
   });

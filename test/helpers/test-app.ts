@@ -12,9 +12,7 @@ import { BACKGROUND_SQL_TAG } from '../../src/modules/comparison/comparison-runn
 import { currentRequestSeq, requestsStarted } from '../../src/observability/request-log';
 import { createTestDatabase, type TestDatabase } from './database';
 import { type PgBouncer, startPgBouncer } from './pgbouncer';
-import { createClient } from '@redis/client';
-import { closeRedisClient, createRedisClient, firstAttempt, type RedisTarget, scanKeys } from '../../src/cache/redis-client';
-import { createLogger } from '../../src/observability/logger';
+import { createClient, createCluster } from '@redis/client';
 import { redisUrlForTests } from './redis';
 import { type RedisClusterForTests, startRedisCluster } from './redis-cluster';
 
@@ -55,18 +53,20 @@ async function appRedisEnv(env: Record<string, string | undefined>): Promise<Rec
  * PTTL: the shared Redis, or under TEST_VIA_REDIS_CLUSTER the cluster (every master scanned).
  */
 export async function sharedRedisKeys(match: string): Promise<Array<{ key: string; pttl: number }>> {
-  const target: RedisTarget =
+  // A client that connects before answering (the app's clients connect in the background and fail open).
+  const client =
     viaRedisCluster && redisCluster
-      ? { clusterNodes: (await redisCluster).nodes.filter((n) => n.alive).map((n) => n.address) }
-      : { url: redisUrlForTests() };
-  const client = createRedisClient({ target, logger: createLogger('silent'), name: 'test', disableOfflineQueue: false });
+      ? await createCluster({
+          rootNodes: (await redisCluster).nodes.filter((n) => n.alive).map((n) => ({ url: `redis://${n.address}` })),
+        }).connect()
+      : await createClient({ url: redisUrlForTests() }).connect();
   try {
-    await firstAttempt(client);
+    const nodes = 'masters' in client ? await Promise.all(client.masters.map((m) => client.nodeClient(m))) : [client];
     const keys: string[] = [];
-    for await (const batch of scanKeys(client, match, 1000)) keys.push(...batch);
+    for (const node of nodes) for await (const batch of node.scanIterator({ MATCH: match, COUNT: 1000 })) keys.push(...batch);
     return await Promise.all(keys.map(async (key) => ({ key, pttl: await client.pTTL(key) })));
   } finally {
-    closeRedisClient(client);
+    client.destroy();
   }
 }
 
