@@ -128,6 +128,8 @@ function createClusterClient(
       const from = (live ?? { options: { url: nodes[0] } }) as unknown as Parameters<ClusterClient['_slots']['rediscover']>[0];
       await cluster._slots.rediscover(from).catch((err: unknown) => log.debug({ err }, 'redis cluster: topology not read'));
     }
+    // Closed meanwhile: the reading may have connected new nodes after `destroy`; they go too.
+    if (closed) return void cluster.destroy();
     if (!checkReady()) schedule();
   };
   const schedule = () => {
@@ -164,7 +166,7 @@ function createClusterClient(
   cluster.on('connect', () => connected());
   cluster
     .connect()
-    .then(() => checkReady() || schedule())
+    .then(() => (closed ? cluster.destroy() : checkReady() || schedule()))
     .catch((err: unknown) => {
       log.debug({ err }, 'redis cluster connect gave up');
       schedule();
