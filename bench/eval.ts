@@ -17,11 +17,12 @@
  *
  *   npm run bench:eval
  *   npm run bench:eval -- --no-build --items=100 --models=8 --delay=200 --concurrency=32 --lease=15000
+ *   npm run bench:eval -- --no-kill      (the single-instance run only)
  * Results: bench/results/eval-<time>.json, and a table on stdout.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { FakeLlmServer } from '../test/helpers/fake-llm';
 import { createBenchDatabase, DEFAULT_ADMIN_URL, withClient } from './lib/db';
@@ -32,6 +33,8 @@ import { spawnSync } from 'node:child_process';
 
 interface Options {
   build: boolean;
+  /** `--no-kill`: the single-instance run only (an A/B of scheduling needs no crash run). */
+  kill: boolean;
   items: number;
   models: number;
   delayMs: number;
@@ -44,6 +47,7 @@ function options(argv: string[]): Options {
   const num = (name: string, fallback: number) => (flags.has(name) ? Number(flags.get(name)) : fallback);
   return {
     build: !flags.has('no-build'),
+    kill: !flags.has('no-kill'),
     items: num('items', 100),
     models: num('models', 8),
     delayMs: num('delay', 200),
@@ -82,17 +86,26 @@ async function main(): Promise<void> {
     const models = Array.from({ length: o.models }, (_, i) => `${i % 2 ? 'anthropic' : 'openai'}:bench-model-${i + 1}`);
     for (const m of models) fake.setBehavior(m.split(':')[1]!, { delayMs: o.delayMs, text: 'A short benchmark answer.', chunks: 1 });
 
+    const loadBefore = loadavg();
     const single = await phase(o, fake, models, cleanup, 1, false);
     fake.reset();
     for (const m of models) fake.setBehavior(m.split(':')[1]!, { delayMs: o.delayMs, text: 'A short benchmark answer.', chunks: 1 });
-    const crash = await phase(o, fake, models, cleanup, 2, true);
+    const crash = o.kill ? await phase(o, fake, models, cleanup, 2, true) : undefined;
 
-    const result = { at: new Date().toISOString(), cpus: cpus().length, cpuModel: cpus()[0]?.model, options: o, single, crash };
+    const result = {
+      at: new Date().toISOString(),
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      loadAverage: { before: loadBefore, after: loadavg() },
+      options: o,
+      single,
+      crash,
+    };
     const dir = join(ROOT, 'bench', 'results');
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `eval-${result.at.replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-    const rows = [single, crash].map((r) => [
+    const rows = (crash ? [single, crash] : [single]).map((r) => [
       r.label,
       String(r.cells),
       fixed(r.wallMs / 1000, 2),
@@ -122,7 +135,19 @@ async function main(): Promise<void> {
         ],
         rows,
         ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'r', 'r', 'r'],
-      )}\n\nwritten to ${file}\n`,
+      )}\n\n${
+        single.answerToCommitMs
+          ? `answer → settle written (1 instance), ms: p50 ${fixed(single.answerToCommitMs.p50, 1)}, p95 ${fixed(
+              single.answerToCommitMs.p95,
+              1,
+            )}, max ${fixed(single.answerToCommitMs.max, 1)}, mean ${fixed(single.answerToCommitMs.mean, 1)} at ${fixed(
+              single.answerToCommitMs.answersPerSecond,
+              0,
+            )} answers/s\n`
+          : ''
+      }load average (1, 5, 15 min): before ${loadBefore.map((l) => fixed(l, 2)).join(', ')}, after ${result.loadAverage.after
+        .map((l) => fixed(l, 2))
+        .join(', ')}\n\nwritten to ${file}\n`,
     );
   } finally {
     await cleanup.run();
@@ -139,7 +164,20 @@ interface PhaseResult {
   /** SQL statements per cell (one instance: the first phase). */
   statementsPerCell?: number;
   status: string;
-  crash?: { completedTwice: number; calledAgain: number; heldAtKill: number; resumeMs: number; killedAtCellsDone: number };
+  /**
+   * One instance: from the fake's last byte of an answer to the settle that wrote it (the row's `finished_at`, the
+   * settle statement's start: a lower bound of the commit), in ms. A `kill -9` inside this window makes the answer's
+   * call repeated: `answersPerSecond × mean` is how many answers a kill at a random moment catches.
+   */
+  answerToCommitMs?: { p50: number; p95: number; max: number; mean: number; answersPerSecond: number };
+  crash?: {
+    twiceCalls: Array<{ held: boolean; calls: Array<{ at: number; end: number; done: boolean }> }>;
+    completedTwice: number;
+    calledAgain: number;
+    heldAtKill: number;
+    resumeMs: number;
+    killedAtCellsDone: number;
+  };
 }
 
 async function phase(
@@ -238,6 +276,31 @@ async function phase(
       cpuAfter = servers.map((s, i) => (kill && i === 0 ? cpuAfter[0]! : s.cpuMs()));
       // One instance only (a killed one cannot be asked); the bench's own progress reads (every 100 ms) are included.
       const statementsPerCell = kill ? undefined : ((await statementsSent(url)) - sqlBefore) / cells;
+      let answerToCommitMs: PhaseResult['answerToCommitMs'];
+      if (!kill) {
+        const written = await withClient(
+          db.url,
+          async (c) =>
+            (
+              await c.query(`select idempotency_key, extract(epoch from finished_at) * 1000 as at from eval_cells where run_id = $1`, [
+                runId,
+              ])
+            ).rows,
+        );
+        const answeredAt = new Map(
+          fake.requests
+            .filter((r) => r.completed && r.idempotencyKey)
+            .map((r) => [r.idempotencyKey!, performance.timeOrigin + (r.completedAt ?? r.finishedAt!)]),
+        );
+        const windows = written
+          .filter((r) => answeredAt.has(r.idempotency_key))
+          .map((r) => Number(r.at) - answeredAt.get(r.idempotency_key)!)
+          .sort((a, b) => a - b);
+        const at = (q: number) => windows[Math.min(windows.length - 1, Math.max(0, Math.ceil(q * windows.length) - 1))] ?? Number.NaN;
+        const mean = windows.reduce((sum, w) => sum + w, 0) / windows.length;
+        const wall = new Date(run.finishedAt).getTime() - new Date(run.createdAt).getTime();
+        answerToCommitMs = { p50: at(0.5), p95: at(0.95), max: at(1), mean, answersPerSecond: (windows.length * 1000) / wall };
+      }
       const wallMs = new Date(run.finishedAt).getTime() - new Date(run.createdAt).getTime();
       const effective = Math.min(o.concurrency, o.concurrency * instances);
       const idealMs = (cells * o.delayMs) / effective;
@@ -248,7 +311,21 @@ async function phase(
         const resumed = fake.requests
           .filter((r) => heldKeys.has(r.idempotencyKey ?? '') && r.receivedAt > killedAt)
           .map((r) => r.receivedAt);
+        // Each call of a key answered in full twice, relative to the kill (ms): when it arrived and ended, and whether the
+        // killed instance held the cell (RUNNING under its lease) at the kill.
+        const twice = [...completed.entries()].filter(([, n]) => n > 1).map(([k]) => k);
+        const twiceCalls = twice.map((k) => ({
+          held: heldKeys.has(k),
+          calls: fake.requests
+            .filter((r) => r.idempotencyKey === k)
+            .map((r) => ({
+              at: Math.round(r.receivedAt - killedAt),
+              end: Math.round((r.completedAt ?? r.finishedAt ?? Number.NaN) - killedAt),
+              done: r.completed,
+            })),
+        }));
         crash = {
+          twiceCalls,
           completedTwice: [...completed.values()].filter((n) => n > 1).length,
           calledAgain,
           heldAtKill: heldKeys.size,
@@ -265,6 +342,7 @@ async function phase(
         efficiency: idealMs / wallMs,
         cpuMsPerCell: cpu / cells,
         ...(statementsPerCell !== undefined ? { statementsPerCell } : {}),
+        ...(answerToCommitMs ? { answerToCommitMs } : {}),
         status: run.status,
         ...(crash ? { crash } : {}),
       };

@@ -1,6 +1,7 @@
 /**
- * `npm run bench:profile -- [--variant=miss|hit] [--concurrency=10] [--seconds=10]`:
+ * `npm run bench:profile -- [--variant=miss|hit|conversation] [--concurrency=10] [--seconds=10]`:
  * seeds the bench workload (lib/setup.ts), runs ours under `node --cpu-prof`,
+ * (conversation: the conversation view of `npm run bench`, its second page of 5, cache bypassed)
  * loads it with autocannon (its own process) and prints the top self-time
  * frames of the server. The profile itself is kept under bench/results/profiles/.
  */
@@ -10,7 +11,8 @@ import { formatFrames, profilesIn, readProfile, topFrames } from './lib/cpuprofi
 import { LoadGenerator } from './lib/load';
 import { parseOptions } from './lib/options';
 import { freePort, ServerProcess } from './lib/procs';
-import { HISTORY } from './lib/queries';
+import { CONVERSATION_VIEW, HISTORY } from './lib/queries';
+import { conversationId, WORKLOAD } from './lib/seed';
 import { Cleanup, log, oursEnv, prepare, ROOT } from './lib/setup';
 
 async function main(): Promise<void> {
@@ -53,16 +55,27 @@ async function main(): Promise<void> {
       ),
     });
     const body = JSON.stringify({ query: HISTORY, operationName: 'History' });
-    const requests = env.users.map((u) => ({
-      method: 'POST' as const,
-      path: '/graphql',
-      headers: {
-        'content-type': 'application/json',
-        authorization: `Bearer ${u.token}`,
-        ...(variant === 'miss' ? { 'cache-control': 'no-cache' } : {}),
-      },
-      body,
-    }));
+    const headersOf = (token: string) => ({
+      'content-type': 'application/json',
+      authorization: `Bearer ${token}`,
+      ...(variant !== 'hit' ? { 'cache-control': 'no-cache' } : {}),
+    });
+    const conversationView = async (u: (typeof env.users)[number]) => {
+      // The second page of 5, after the first page's end cursor (as `npm run bench` asks for it).
+      const view = (variables: object) => JSON.stringify({ query: CONVERSATION_VIEW, variables, operationName: 'ConversationView' });
+      const id = conversationId(u.n, 1 + (u.n % WORKLOAD.conversations));
+      const first = await fetch(`${server.url}/graphql`, {
+        method: 'POST',
+        headers: headersOf(u.token),
+        body: view({ id, n: 5, after: null }),
+      });
+      const after = ((await first.json()) as any).data.conversation.messages.pageInfo.endCursor;
+      return { method: 'POST' as const, path: '/graphql', headers: headersOf(u.token), body: view({ id, n: 5, after }) };
+    };
+    const requests =
+      variant === 'conversation'
+        ? await Promise.all(env.users.map(conversationView))
+        : env.users.map((u) => ({ method: 'POST' as const, path: '/graphql', headers: headersOf(u.token), body }));
     if (args.includes('--keep'))
       log(
         `DATABASE_URL=${env.db.url} CACHE_PREFIX=${env.cachePrefix} JWT_SECRET=${env.jwtSecret} ENCRYPTION_KEY=${env.encryptionKey} TOKEN=${env.users[0]!.token}`,

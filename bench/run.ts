@@ -7,7 +7,8 @@
  * Rows (`--variants=a,b` runs only those; ours always starts, as the reference of the data checks):
  * - the history page: ours-miss, ours-miss-resolvers, ours-miss-js, ours-miss-traced / ours-miss-traced-10pct (OpenTelemetry
  *   on, every trace / one in ten, exported to a local OTLP/HTTP sink: lib/otlp-sink.ts), ours-hit, ours-hit-remote, postgraphile5,
- *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page); ours-miss-pgbouncer (c=10: ours, cache
+ *   postgraphile4, bare-sql, bare-redis; ours-shared (a hot shared page) beside bare-redis-shared (its limit: the same
+ *   ~2 KB bytes from one Redis GET keyed by the body's token; ratio goal ≥ 0.6); ours-miss-pgbouncer (c=10: ours, cache
  *   bypassed, through a PgBouncer in transaction pooling started by the bench, DB_PREPARED_STATEMENTS=off).
  * - the views (c=10 only): ours-conversation / ours-comparison (ours, cache bypassed), postgraphile5-conversation /
  *   postgraphile5-comparison, and bare-conversation / bare-comparison: the honest limit, limits/bare-views.js, ONE prepared
@@ -24,14 +25,17 @@
  *   included), else the run fails. Printed: req/s, p50/p99, ratio ours / bare per c (goal ≥ 0.5, p99 at c=10 beside
  *   it) and SQL statements per request (ours: /metrics; bare: pg client calls, begin and commit included).
  * `npm run bench -- --smoke`: every row (or --variants) for 1 s + 2 s at c=10, no pool check, no goals: the data checks
- * and row counts above, and exit 1 on any error (results in bench/results/smoke-*.json). A regression guard, not wired to CI.
+ * and row counts above, and exit 1 on any error (results in bench/results/smoke-*.json). A regression guard.
+ * `npm run bench:smoke` (--ci, run by .ci/run after the tests): the same, sized for CI (about a minute): a 60-user seed,
+ * 20 users cycled, every row but PostGraphile's for 0.5 s at c=10 with no warm-up and no wait for idle servers, a pool
+ * of 3 per server, every server started at once; the history page and the views checked against ours' resolvers.
  * `npm run bench -- --scale=N`: the cost as data grows (seed × N users, plan check, ratios to scale 1): lib/scale.ts.
  * Flags and environment: lib/options.ts. What is measured and how: docs/BENCHMARKS.md "Performance".
  */
 import { pgbouncerMissing, startPgBouncer } from '../test/helpers/pgbouncer';
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { LoadGenerator, type LoadRequest, type LoadSpec, totalErrors } from './lib/load';
 import { startOtlpSink } from './lib/otlp-sink';
@@ -44,10 +48,11 @@ import {
   CONVERSATION_VIEW_POSTGRAPHILE5,
   firstDifference,
   HISTORY,
+  historyDifference,
   HISTORY_POSTGRAPHILE4,
   HISTORY_POSTGRAPHILE5,
   normalise,
-  normaliseView,
+  viewDifference,
   type Dialect,
   type View,
 } from './lib/queries';
@@ -101,13 +106,35 @@ const ONLY_AT_C10 = new Set<Variant>([
   'ours-hit-remote',
   'ours-miss-pgbouncer',
   'ours-shared',
+  'bare-redis-shared',
   ...VIEW_VARIANTS,
+]);
+/** The rows of the history page (the others are the views, the shared page and the writes). */
+const HISTORY_VARIANTS = new Set<Variant>([
+  'ours-miss',
+  'ours-miss-resolvers',
+  'ours-miss-js',
+  'ours-miss-traced',
+  'ours-miss-traced-10pct',
+  'ours-hit',
+  'ours-hit-remote',
+  'ours-miss-pgbouncer',
+  'postgraphile5',
+  'postgraphile4',
+  'bare-sql',
+  'bare-redis',
 ]);
 /** The shared page: what a colleague opening a link asks for, without a token. */
 const SHARED_PAGE = `query SharedPage($token: String!) { shared(token: $token) { title sharedAt
   messages { role content model createdAt }
   comparisons { prompt blind revealed createdAt responses { label model content status kind } } } }`;
 const LIMITS = join(ROOT, 'bench', 'limits');
+/**
+ * Extra settings of every server of the run: the CI smoke runs a dozen servers beside the test suite's PostgreSQL
+ * users, so each gets a pool of 3 (c=10 still queues on it) instead of 10, and max_connections (100) holds.
+ */
+let serverEnv: Record<string, string> = {};
+const startOursHere: typeof startOurs = (name, e, extra = {}, nodeArgs) => startOurs(name, e, { ...serverEnv, ...extra }, nodeArgs);
 
 /** Sum of ours' `llmselect_db_query_duration_seconds_count` (every SQL statement, all outcomes). */
 async function oursStatements(server: ServerProcess): Promise<number> {
@@ -132,7 +159,7 @@ async function startPeer(name: string, script: string, cwd: string, env: Record<
     cwd,
     port,
     readyPath: '/__bench/ready',
-    env: baseEnv({ NODE_ENV: 'production', PORT: String(port), DB_POOL_MAX: '10', ...env }),
+    env: baseEnv({ NODE_ENV: 'production', PORT: String(port), DB_POOL_MAX: '10', ...serverEnv, ...env }),
   });
 }
 
@@ -217,32 +244,42 @@ async function fetchBody(server: ServerProcess, request: LoadRequest): Promise<B
 }
 
 /**
- * Same data from ours and each other server of a view for a sample of users (cursors aside, as each server signs its own;
- * a server in ours' dialect, the bare limit, signs with ours' secret, so its cursor must be ours' exactly). Body size of each.
+ * Same data from each server of a view as from the reference, for a sample of users (cursors aside, as each server
+ * signs its own; a server in ours' dialect signs with ours' secret, so its cursor must be the reference's exactly).
+ * The reference is ours' resolvers (COMPILED_READS=off) when they run, else ours; ours' own view is then checked too.
+ * Body size of each.
  */
-async function checkViews(view: View, ours: Target, others: Map<Variant, Target>): Promise<Map<Variant, number>> {
+async function checkViews(
+  view: View,
+  ours: Target,
+  others: Map<Variant, Target>,
+  resolvers?: ServerProcess,
+): Promise<Map<Variant, number>> {
   const sample = [0, 1, 56, ours.requests.length - 1].filter((i, k, all) => i < ours.requests.length && all.indexOf(i) === k);
   const sizes = new Map<Variant, number>();
   const add = (variant: Variant, bytes: number) => sizes.set(variant, (sizes.get(variant) ?? 0) + bytes / sample.length);
+  const reference = resolvers ? "ours' resolvers" : 'ours';
+  const checked = resolvers ? new Map([[VIEWS[view].ours, ours], ...others]) : others;
   for (const i of sample) {
     const a = await fetchBody(ours.server, ours.requests[i]!);
     add(VIEWS[view].ours, a.length);
-    const expected = normaliseView(view, 'ours', a.toString('utf8'));
-    for (const [variant, target] of others) {
-      const b = await fetchBody(target.server, target.requests[i]!);
-      add(variant, b.length);
+    // The same request (same cursor: the resolvers verify ours' signature with the same secret).
+    const expected = resolvers ? (await fetchBody(resolvers, ours.requests[i]!)).toString('utf8') : a.toString('utf8');
+    for (const [variant, target] of checked) {
+      const b = variant === VIEWS[view].ours ? a : await fetchBody(target.server, target.requests[i]!);
+      if (variant !== VIEWS[view].ours) add(variant, b.length);
       const dialect = target.dialect === 'postgraphile5' ? 'postgraphile5' : 'ours';
-      let difference = firstDifference(expected, normaliseView(view, dialect, b.toString('utf8')));
-      if (!difference && dialect === 'ours' && view === 'conversation') {
-        const cursor = (body: Buffer) => JSON.parse(body.toString('utf8')).data.conversation.messages.pageInfo.endCursor;
-        difference = firstDifference(cursor(a), cursor(b), '$.endCursor');
-      }
+      const difference = viewDifference(view, expected, dialect, b.toString('utf8'));
       if (difference)
-        throw new Error(`DATA CHECK FAILED: the ${view} view of ${label(variant)} differs from ours for sample ${i} at ${difference}`);
+        throw new Error(
+          `DATA CHECK FAILED: the ${view} view of ${label(variant)} differs from ${reference} for sample ${i} at ${difference}`,
+        );
     }
   }
-  if (others.size) {
-    log(`data check passed: the ${view} view of ours and ${[...others.keys()].join(', ')} return the same data for ${sample.length} users`);
+  if (checked.size) {
+    log(
+      `data check passed: the ${view} view of ${[...checked.keys()].join(', ')} returns the same data as ${reference} for ${sample.length} users`,
+    );
   }
   return sizes;
 }
@@ -266,25 +303,33 @@ async function checkSameData(env: Environment, targetsByVariant: Map<Variant, Ta
     (i, k, all) => i < env.users.length && all.indexOf(i) === k,
   );
   const sizes = new Map<Variant, number[]>();
+  // Ours' resolvers (COMPILED_READS=off) when they run: every other row, compiled reads and limits, answers as they do.
+  const referenceVariant = (['ours-miss-resolvers', 'ours-miss', 'ours-hit'] as const).find((v) => targetsByVariant.has(v));
+  if (!referenceVariant) throw new Error('the data check needs ours');
+  const reference = targetsByVariant.get(referenceVariant)!;
   for (const i of sample) {
-    const reference = targetsByVariant.get('ours-miss') ?? targetsByVariant.get('ours-hit');
-    if (!reference) throw new Error('the data check needs ours');
-    const expected = normalise('ours', (await fetchPage(reference, i)).toString('utf8'));
+    const expectedBody = (await fetchPage(reference, i)).toString('utf8');
+    const expected = normalise('ours', expectedBody);
     const user = env.users[i]!;
     if (expected.me.id !== user.id) throw new Error(`ours answered user ${expected.me.id} for the token of ${user.id}`);
     const shape = `${expected.conversations.length}×${expected.conversations.map((c) => c.messages.length).join(',')} / ${expected.comparisons.length}×${expected.comparisons.map((c) => c.responses.length).join(',')}`;
     const want = `${WORKLOAD.conversations}×${Array(WORKLOAD.conversations).fill(WORKLOAD.messages).join(',')} / ${WORKLOAD.comparisons}×${Array(WORKLOAD.comparisons).fill(WORKLOAD.responses).join(',')}`;
     if (shape !== want) throw new Error(`ours returned a page of the wrong shape for user ${user.n}: ${shape}`);
     for (const [variant, target] of targetsByVariant) {
+      if (!HISTORY_VARIANTS.has(variant)) continue;
       const body = await fetchPage(target, i);
       sizes.set(variant, [...(sizes.get(variant) ?? []), body.length]);
       const dialect: Dialect = target.dialect === 'bytes' ? 'ours' : target.dialect;
-      const difference = firstDifference(expected, normalise(dialect, body.toString('utf8')));
-      if (difference) throw new Error(`DATA CHECK FAILED: ${label(variant)} differs from ours for bench user ${user.n} at ${difference}`);
+      const difference = historyDifference(expectedBody, dialect, body.toString('utf8'));
+      if (difference) {
+        throw new Error(
+          `DATA CHECK FAILED: ${label(variant)} differs from ${label(referenceVariant)} for bench user ${user.n} at ${difference}`,
+        );
+      }
     }
   }
   log(
-    `data check passed: ${[...targetsByVariant.keys()].join(', ')} return the same data as ours for ${sample.length} users (same ids, same order)`,
+    `data check passed: ${[...targetsByVariant.keys()].filter((v) => HISTORY_VARIANTS.has(v)).join(', ')} return the same data as ${referenceVariant} for ${sample.length} users (same ids, same order)`,
   );
   return new Map([...sizes].map(([v, s]) => [v, s.reduce((a, b) => a + b, 0) / s.length]));
 }
@@ -322,11 +367,12 @@ async function measure(
   if (writes?.requestsFor) spec.requests = await writes.requestsFor(spec);
   // A write point walks its list once across warm-up and window: each request writes something new (a vote, once).
   if (writes) spec.continuous = true;
-  await waitQuiet(target.server);
+  const waitIdle = () => (options.waitIdle ? waitQuiet(target.server) : Promise.resolve(true));
+  await waitIdle();
   const rowsBefore = writes ? await writes.rows() : 0;
   const { result, warmup } = await load.run(spec, {
     beforeMeasure: async () => {
-      await waitQuiet(target.server);
+      await waitIdle();
       before = await snapshot(target, variant, load.pid);
     },
     afterMeasure: async () => {
@@ -340,7 +386,7 @@ async function measure(
   const n = Math.max(1, result.requests);
   let rowsWritten: Point['rowsWritten'];
   if (writes) {
-    await waitQuiet(target.server);
+    await waitIdle();
     const rows = (await writes.rows()) - rowsBefore;
     const answered = [warmup, result].reduce((sum, r) => sum + (r ? r.requests - totalErrors(r) : 0), 0);
     rowsWritten = { table: writes.table, rows, answered };
@@ -499,7 +545,7 @@ async function writeTargets(
     fake.once('exit', (code) => reject(new Error(`the fake provider exited (${code})`)));
   });
   log('starting ours for writes (OPENAI_BASE_URL = the fake provider, RATE_LIMIT_PROVIDER_CALLS=0)');
-  const server = await startOurs('ours-writes', secrets, { OPENAI_BASE_URL: baseUrls.openai!, RATE_LIMIT_PROVIDER_CALLS: '0' });
+  const server = await startOursHere('ours-writes', secrets, { OPENAI_BASE_URL: baseUrls.openai!, RATE_LIMIT_PROVIDER_CALLS: '0' });
   cleanup.add('stop ours-writes', () => server.stop());
   const bare = await startPeer('bare-writes', 'bare-writes.js', LIMITS, {
     DATABASE_URL: env.db.url,
@@ -512,7 +558,7 @@ async function writeTargets(
     Promise.all(
       env.users.map(async (u) => {
         const n = u.n + from;
-        if (n > WORKLOAD.users) throw new Error(`the write rows need ${n} seeded users (${WORKLOAD.users} are)`);
+        if (n > env.seededUsers) throw new Error(`the write rows need ${n} seeded users (${env.seededUsers} are)`);
         return { n, id: userId(n), token: await signToken(env.jwtSecret, userId(n)) };
       }),
     );
@@ -582,9 +628,10 @@ async function writeTargets(
 async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   const started = new Date();
   const wanted = new Set(options.variants);
+  serverEnv = options.ci ? { DB_POOL_MAX: '3' } : {};
   // Ours is the reference of the data check and of the limits, so it always runs; only its rows are optional.
   for (const peer of ['postgraphile5', 'postgraphile4'] as const) if (wanted.has(peer)) ensurePeerInstalled(join(PEERS, peer));
-  const env = await prepare(options, cleanup);
+  const env = await prepare(options, cleanup, serverEnv);
   env.ours.watch('breaker', /breaker open/gi);
 
   const targetsByVariant = new Map<Variant, Target>();
@@ -605,147 +652,253 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
     jwtSecret: env.jwtSecret,
     encryptionKey: env.encryptionKey,
   };
+  // Every other server starts at once (a dozen processes, each seconds of CPU to start): each task registers its target.
+  const tasks: Array<Promise<unknown>> = [];
+  const task = (fn: () => Promise<void>) => tasks.push(fn());
+  const db = { DATABASE_URL: env.db.url };
+  /** Body sizes of the rows whose setup checks their answers (shared pages, writes). */
+  const startSizes = new Map<Variant, number>();
   for (const [variant, executor] of [
     ['ours-miss-resolvers', 'jit'],
     ['ours-miss-js', 'graphql-js'],
   ] as const) {
     if (!wanted.has(variant)) continue;
-    log(`starting ours with COMPILED_READS=off GRAPHQL_EXECUTOR=${executor}`);
-    const server = await startOurs(variant, secrets, { COMPILED_READS: 'off', GRAPHQL_EXECUTOR: executor });
-    cleanup.add(`stop ${variant}`, () => server.stop());
-    targetsByVariant.set(variant, {
-      server,
-      statements: () => oursStatements(server),
-      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
-      requests: oursRequests(env, true),
-      dialect: 'ours',
+    task(async () => {
+      log(`starting ours with COMPILED_READS=off GRAPHQL_EXECUTOR=${executor}`);
+      const server = await startOursHere(variant, secrets, { COMPILED_READS: 'off', GRAPHQL_EXECUTOR: executor });
+      cleanup.add(`stop ${variant}`, () => server.stop());
+      targetsByVariant.set(variant, {
+        server,
+        statements: () => oursStatements(server),
+        statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+        requests: oursRequests(env, true),
+        dialect: 'ours',
+      });
     });
   }
-  if (wanted.has('ours-miss-pgbouncer')) {
-    // The same data through a PgBouncer in transaction pooling (Debian's 1.18: no prepared statements per client,
-    // so DB_PREPARED_STATEMENTS=off), started like the tests' (test/helpers/pgbouncer.ts).
-    const missing = pgbouncerMissing();
-    if (missing) throw new Error(`ours-miss-pgbouncer: ${missing}`);
-    const bouncer = await startPgBouncer(env.db.url);
-    cleanup.add('stop pgbouncer', () => bouncer.stop());
-    log('starting ours through PgBouncer (DB_PREPARED_STATEMENTS=off)');
-    const server = await startOurs(
-      'ours-miss-pgbouncer',
-      { ...secrets, dbUrl: bouncer.via(env.db.url) },
-      { DB_PREPARED_STATEMENTS: 'off' },
-    );
-    cleanup.add('stop ours-miss-pgbouncer', () => server.stop());
-    targetsByVariant.set('ours-miss-pgbouncer', {
-      server,
-      statements: () => oursStatements(server),
-      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
-      requests: oursRequests(env, true),
-      dialect: 'ours',
+  if (wanted.has('ours-miss-pgbouncer'))
+    task(async () => {
+      // The same data through a PgBouncer in transaction pooling (Debian's 1.18: no prepared statements per client,
+      // so DB_PREPARED_STATEMENTS=off), started like the tests' (test/helpers/pgbouncer.ts).
+      const missing = pgbouncerMissing();
+      if (missing) throw new Error(`ours-miss-pgbouncer: ${missing}`);
+      const bouncer = await startPgBouncer(env.db.url);
+      cleanup.add('stop pgbouncer', () => bouncer.stop());
+      log('starting ours through PgBouncer (DB_PREPARED_STATEMENTS=off)');
+      const server = await startOursHere(
+        'ours-miss-pgbouncer',
+        { ...secrets, dbUrl: bouncer.via(env.db.url) },
+        { DB_PREPARED_STATEMENTS: 'off' },
+      );
+      cleanup.add('stop ours-miss-pgbouncer', () => server.stop());
+      targetsByVariant.set('ours-miss-pgbouncer', {
+        server,
+        statements: () => oursStatements(server),
+        statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+        requests: oursRequests(env, true),
+        dialect: 'ours',
+      });
     });
-  }
   // Tracing's overhead: ours-miss with every span (or one trace in ten) made and exported to a sink that only counts what it gets.
   for (const [variant, ratio] of [
     ['ours-miss-traced', '1'],
     ['ours-miss-traced-10pct', '0.1'],
   ] as const) {
     if (!wanted.has(variant)) continue;
-    const sink = await startOtlpSink();
-    cleanup.add(`stop the OTLP sink of ${variant}`, () => sink.close());
-    log(`starting ours with OTEL_EXPORTER_OTLP_ENDPOINT=${sink.url} OTEL_TRACES_SAMPLER_ARG=${ratio}`);
-    const server = await startOurs(variant, secrets, { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_TRACES_SAMPLER_ARG: ratio });
-    cleanup.add(`stop ${variant}`, async () => {
-      await server.stop();
-      log(`OTLP sink of ${variant}: ${sink.exports} trace exports, ${(sink.bytes / 2 ** 20).toFixed(1)} MiB`);
-    });
-    targetsByVariant.set(variant, {
-      server,
-      statements: () => oursStatements(server),
-      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
-      requests: oursRequests(env, true),
-      dialect: 'ours',
+    task(async () => {
+      const sink = await startOtlpSink();
+      cleanup.add(`stop the OTLP sink of ${variant}`, () => sink.close());
+      log(`starting ours with OTEL_EXPORTER_OTLP_ENDPOINT=${sink.url} OTEL_TRACES_SAMPLER_ARG=${ratio}`);
+      const server = await startOursHere(variant, secrets, { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_TRACES_SAMPLER_ARG: ratio });
+      cleanup.add(`stop ${variant}`, async () => {
+        await server.stop();
+        log(`OTLP sink of ${variant}: ${sink.exports} trace exports, ${(sink.bytes / 2 ** 20).toFixed(1)} MiB`);
+      });
+      targetsByVariant.set(variant, {
+        server,
+        statements: () => oursStatements(server),
+        statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+        requests: oursRequests(env, true),
+        dialect: 'ours',
+      });
     });
   }
   if (wanted.has('ours-hit')) targetsByVariant.set('ours-hit', oursTarget(false));
-  if (wanted.has('ours-hit-remote')) {
-    // Hits whose every body comes from Redis, as in the bare-Redis limit: local copies off.
-    log('starting ours with CACHE_LOCAL_COPIES_MB=0');
-    const server = await startOurs('ours-hit-remote', secrets, { CACHE_LOCAL_COPIES_MB: '0' });
-    cleanup.add('stop ours-hit-remote', () => server.stop());
-    targetsByVariant.set('ours-hit-remote', {
-      server,
-      statements: () => oursStatements(server),
-      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
-      requests: oursRequests(env, false),
-      dialect: 'ours',
+  if (wanted.has('ours-hit-remote'))
+    task(async () => {
+      // Hits whose every body comes from Redis, as in the bare-Redis limit: local copies off.
+      log('starting ours with CACHE_LOCAL_COPIES_MB=0');
+      const server = await startOursHere('ours-hit-remote', secrets, { CACHE_LOCAL_COPIES_MB: '0' });
+      cleanup.add('stop ours-hit-remote', () => server.stop());
+      targetsByVariant.set('ours-hit-remote', {
+        server,
+        statements: () => oursStatements(server),
+        statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+        requests: oursRequests(env, false),
+        dialect: 'ours',
+      });
     });
-  }
 
-  const db = { DATABASE_URL: env.db.url };
   const wantsPeerViews = Object.values(VIEWS).some((v) => wanted.has(v.postgraphile5));
-  if (wanted.has('postgraphile5') || wantsPeerViews) {
-    log('starting PostGraphile 5');
-    const server = await startPeer('postgraphile5', 'server.js', join(PEERS, 'postgraphile5'), db);
-    cleanup.add('stop PostGraphile 5', () => server.stop());
-    targetsByVariant.set('postgraphile5', {
-      server,
-      statements: () => benchStatements(server),
-      statementsSource: 'pg client query calls',
-      requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE5),
-      dialect: 'postgraphile5',
+  if (wanted.has('postgraphile5') || wantsPeerViews)
+    task(async () => {
+      log('starting PostGraphile 5');
+      const server = await startPeer('postgraphile5', 'server.js', join(PEERS, 'postgraphile5'), db);
+      cleanup.add('stop PostGraphile 5', () => server.stop());
+      targetsByVariant.set('postgraphile5', {
+        server,
+        statements: () => benchStatements(server),
+        statementsSource: 'pg client query calls',
+        requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE5),
+        dialect: 'postgraphile5',
+      });
     });
-  }
-  if (wanted.has('postgraphile4')) {
-    log('starting PostGraphile 4');
-    const server = await startPeer('postgraphile4', 'server.js', join(PEERS, 'postgraphile4'), db);
-    cleanup.add('stop PostGraphile 4', () => server.stop());
-    targetsByVariant.set('postgraphile4', {
-      server,
-      statements: () => benchStatements(server),
-      statementsSource: 'pg client query calls',
-      requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE4),
-      dialect: 'postgraphile4',
+  if (wanted.has('postgraphile4'))
+    task(async () => {
+      log('starting PostGraphile 4');
+      const server = await startPeer('postgraphile4', 'server.js', join(PEERS, 'postgraphile4'), db);
+      cleanup.add('stop PostGraphile 4', () => server.stop());
+      targetsByVariant.set('postgraphile4', {
+        server,
+        statements: () => benchStatements(server),
+        statementsSource: 'pg client query calls',
+        requests: postgraphileRequests(env, HISTORY_POSTGRAPHILE4),
+        dialect: 'postgraphile4',
+      });
     });
-  }
-  if (wanted.has('bare-sql')) {
-    const server = await startPeer('bare-sql', 'bare-sql.js', LIMITS, db);
-    cleanup.add('stop bare-sql', () => server.stop());
-    targetsByVariant.set('bare-sql', {
-      server,
-      statements: () => benchStatements(server),
-      statementsSource: 'pg client query calls',
-      requests: oursRequests(env, false),
-      dialect: 'ours',
+  if (wanted.has('bare-sql'))
+    task(async () => {
+      const server = await startPeer('bare-sql', 'bare-sql.js', LIMITS, db);
+      cleanup.add('stop bare-sql', () => server.stop());
+      targetsByVariant.set('bare-sql', {
+        server,
+        statements: () => benchStatements(server),
+        statementsSource: 'pg client query calls',
+        requests: oursRequests(env, false),
+        dialect: 'ours',
+      });
     });
-  }
-  if (wanted.has('bare-redis')) {
-    // The exact bytes ours answers for each user, stored once under bench keys (this also warms ours' cache).
-    const keyPrefix = `${env.cachePrefix}:bare:`;
-    const redis = createClient({ url: env.redisUrl });
-    redis.on('error', () => undefined);
-    await redis.connect();
-    const reference = oursTarget(false);
-    await mapLimit(env.users, 8, async (u) => redis.set(keyPrefix + u.id, await fetchPage(reference, u.n - 1), { EX: 3600 }));
-    await redis.close();
-    const server = await startPeer('bare-redis', 'bare-redis.js', LIMITS, { REDIS_URL: env.redisUrl, BENCH_KEY_PREFIX: keyPrefix });
-    cleanup.add('stop bare-redis', () => server.stop());
-    targetsByVariant.set('bare-redis', {
-      server,
-      statements: async () => null,
-      statementsSource: 'by design',
-      requests: oursRequests(env, false),
-      dialect: 'bytes',
+  if (wanted.has('bare-redis'))
+    task(async () => {
+      // The exact bytes ours answers for each user, stored once under bench keys (this also warms ours' cache).
+      const keyPrefix = `${env.cachePrefix}:bare:`;
+      const redis = createClient({ url: env.redisUrl });
+      redis.on('error', () => undefined);
+      await redis.connect();
+      const reference = oursTarget(false);
+      await mapLimit(env.users, 8, async (u) => redis.set(keyPrefix + u.id, await fetchPage(reference, u.n - 1), { EX: 3600 }));
+      await redis.close();
+      const server = await startPeer('bare-redis', 'bare-redis.js', LIMITS, { REDIS_URL: env.redisUrl, BENCH_KEY_PREFIX: keyPrefix });
+      cleanup.add('stop bare-redis', () => server.stop());
+      targetsByVariant.set('bare-redis', {
+        server,
+        statements: async () => null,
+        statementsSource: 'by design',
+        requests: oursRequests(env, false),
+        dialect: 'bytes',
+      });
     });
-  }
 
-  const bodySizes = await checkSameData(env, targetsByVariant);
-  // The views, on ours, PostGraphile 5 and the one-statement limit on the same data: checked against ours, then measured.
-  const postgraphile5 = targetsByVariant.get('postgraphile5');
   let bareViews: ServerProcess | undefined;
   if (Object.values(VIEWS).some((v) => wanted.has(v.bare))) {
     // The limit verifies and signs cursors like ours (same secret), so it answers ours' requests, cursor included.
-    bareViews = await startPeer('bare-views', 'bare-views.js', LIMITS, { ...db, BENCH_CURSOR_SECRET: env.jwtSecret });
-    cleanup.add('stop bare-views', () => bareViews!.stop());
+    task(async () => {
+      const server = await startPeer('bare-views', 'bare-views.js', LIMITS, { ...db, BENCH_CURSOR_SECRET: env.jwtSecret });
+      cleanup.add('stop bare-views', () => server.stop());
+      bareViews = server;
+    });
   }
+  if (wanted.has('ours-shared') || wanted.has('bare-redis-shared'))
+    task(async () => {
+      // Its own instance, so the per-IP limit (one load generator, one address) can be set out of the way while still
+      // consulted on every request; each cycled user shares one of their comparisons, and the page is read once (hot).
+      log('starting ours for shared pages (RATE_LIMIT_SHARED_PER_IP=1000000000)');
+      const server = await startOursHere('ours-shared', secrets, { RATE_LIMIT_SHARED_PER_IP: '1000000000' });
+      cleanup.add('stop ours-shared', () => server.stop());
+      const fetchJson = async (request: LoadRequest) => JSON.parse((await fetchBody(server, request)).toString('utf8'));
+      const sizes: number[] = [];
+      const requests = await mapLimit(env.users, 8, async (u): Promise<LoadRequest> => {
+        const created = await fetchJson({
+          method: 'POST',
+          path: '/graphql',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
+          body: JSON.stringify({
+            query: 'mutation($input: ShareLinkInput!) { createShareLink(input: $input) { token } }',
+            variables: { input: { comparisonId: comparisonId(u.n, 1 + (u.n % WORKLOAD.comparisons)) } },
+          }),
+        });
+        const token = created.data?.createShareLink?.token;
+        if (typeof token !== 'string') throw new Error(`createShareLink failed: ${JSON.stringify(created).slice(0, 300)}`);
+        const request: LoadRequest = {
+          method: 'POST',
+          path: '/graphql',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query: SHARED_PAGE, variables: { token }, operationName: 'SharedPage' }),
+        };
+        const body = await fetchBody(server, request);
+        if (!JSON.parse(body.toString('utf8')).data?.shared) throw new Error(`shared page empty: ${body.toString('utf8').slice(0, 300)}`);
+        sizes.push(body.length);
+        return request;
+      });
+      startSizes.set('ours-shared', sizes.reduce((a, b) => a + b, 0) / sizes.length);
+      targetsByVariant.set('ours-shared', {
+        server,
+        statements: () => oursStatements(server),
+        statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
+        requests,
+        dialect: 'bytes',
+      });
+      if (wanted.has('bare-redis-shared')) {
+        // The like-for-like limit: the exact bytes ours answers for each shared page, stored under the page's token, served
+        // to the same anonymous requests by node:http + one Redis GET (the body read and parsed for the token).
+        const keyPrefix = `${env.cachePrefix}:bare-shared:`;
+        const redis = createClient({ url: env.redisUrl });
+        redis.on('error', () => undefined);
+        await redis.connect();
+        const pages = await mapLimit(requests, 8, async (request) => {
+          const token = JSON.parse(request.body as string).variables.token as string;
+          const body = await fetchBody(server, request);
+          await redis.set(keyPrefix + token, body, { EX: 3600 });
+          return body;
+        });
+        await redis.close();
+        const bare = await startPeer('bare-redis-shared', 'bare-redis.js', LIMITS, {
+          REDIS_URL: env.redisUrl,
+          BENCH_KEY_PREFIX: keyPrefix,
+          BENCH_KEY_FROM: 'token',
+        });
+        cleanup.add('stop bare-redis-shared', () => bare.stop());
+        // Data check: the limit serves ours' bytes for a sample of pages.
+        for (const i of [0, Math.floor(requests.length / 2), requests.length - 1]) {
+          const [ours, limit] = [await fetchBody(server, requests[i]!), await fetchBody(bare, requests[i]!)];
+          if (!ours.equals(limit) || !limit.equals(pages[i]!)) {
+            throw new Error(`DATA CHECK FAILED: bare-redis-shared does not serve ours' shared page ${i} byte for byte`);
+          }
+        }
+        log(`data check passed: bare-redis-shared serves ours' shared pages byte for byte (${requests.length} pages)`);
+        startSizes.set('bare-redis-shared', pages.reduce((n, b) => n + b.length, 0) / pages.length);
+        targetsByVariant.set('bare-redis-shared', {
+          server: bare,
+          statements: async () => null,
+          statementsSource: 'by design',
+          requests,
+          dialect: 'bytes',
+        });
+      }
+    });
+  if (Object.values(WRITES).some((w) => wanted.has(w.ours) || wanted.has(w.bare))) {
+    task(async () => {
+      for (const [variant, target] of await writeTargets(env, secrets, wanted, cleanup, startSizes)) targetsByVariant.set(variant, target);
+    });
+  }
+  // Settled, not all: a failed start must not leave another start to register its cleanup after the cleanup ran.
+  const failed = (await Promise.allSettled(tasks)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+
+  const bodySizes = await checkSameData(env, targetsByVariant);
+  for (const [variant, bytes] of startSizes) bodySizes.set(variant, bytes);
+  // The views, on ours, PostGraphile 5 and the one-statement limit on the same data: checked against ours, then measured.
+  const postgraphile5 = targetsByVariant.get('postgraphile5');
   for (const [view, variants] of Object.entries(VIEWS) as Array<[View, (typeof VIEWS)[View]]>) {
     if (![variants.ours, variants.postgraphile5, variants.bare].some((v) => wanted.has(v))) continue;
     const oursView: Target = { ...oursTarget(true), requests: await viewRequests(env, view, ours, 'ours') };
@@ -766,53 +919,10 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
         dialect: 'ours',
       });
     }
-    const sizes = await checkViews(view, oursView, others);
+    const sizes = await checkViews(view, oursView, others, targetsByVariant.get('ours-miss-resolvers')?.server);
     targetsByVariant.set(variants.ours, oursView);
     for (const [variant, target] of others) targetsByVariant.set(variant, target);
     for (const [variant, bytes] of sizes) bodySizes.set(variant, bytes);
-  }
-  if (wanted.has('ours-shared')) {
-    // Its own instance, so the per-IP limit (one load generator, one address) can be set out of the way while still
-    // consulted on every request; each cycled user shares one of their comparisons, and the page is read once (hot).
-    log('starting ours for shared pages (RATE_LIMIT_SHARED_PER_IP=1000000000)');
-    const server = await startOurs('ours-shared', secrets, { RATE_LIMIT_SHARED_PER_IP: '1000000000' });
-    cleanup.add('stop ours-shared', () => server.stop());
-    const fetchJson = async (request: LoadRequest) => JSON.parse((await fetchBody(server, request)).toString('utf8'));
-    const sizes: number[] = [];
-    const requests = await mapLimit(env.users, 8, async (u): Promise<LoadRequest> => {
-      const created = await fetchJson({
-        method: 'POST',
-        path: '/graphql',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${u.token}` },
-        body: JSON.stringify({
-          query: 'mutation($input: ShareLinkInput!) { createShareLink(input: $input) { token } }',
-          variables: { input: { comparisonId: comparisonId(u.n, 1 + (u.n % WORKLOAD.comparisons)) } },
-        }),
-      });
-      const token = created.data?.createShareLink?.token;
-      if (typeof token !== 'string') throw new Error(`createShareLink failed: ${JSON.stringify(created).slice(0, 300)}`);
-      const request: LoadRequest = {
-        method: 'POST',
-        path: '/graphql',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ query: SHARED_PAGE, variables: { token }, operationName: 'SharedPage' }),
-      };
-      const body = await fetchBody(server, request);
-      if (!JSON.parse(body.toString('utf8')).data?.shared) throw new Error(`shared page empty: ${body.toString('utf8').slice(0, 300)}`);
-      sizes.push(body.length);
-      return request;
-    });
-    bodySizes.set('ours-shared', sizes.reduce((a, b) => a + b, 0) / sizes.length);
-    targetsByVariant.set('ours-shared', {
-      server,
-      statements: () => oursStatements(server),
-      statementsSource: 'ours /metrics (llmselect_db_query_duration_seconds_count)',
-      requests,
-      dialect: 'bytes',
-    });
-  }
-  if (Object.values(WRITES).some((w) => wanted.has(w.ours) || wanted.has(w.bare))) {
-    for (const [variant, target] of await writeTargets(env, secrets, wanted, cleanup, bodySizes)) targetsByVariant.set(variant, target);
   }
   // Warm ours' cache for every user (the hit variant must measure hits from its first request).
   await mapLimit(env.users, 8, (u) => fetchPage(oursTarget(false), u.n - 1));
@@ -929,7 +1039,8 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   ].join('\n');
   process.stdout.write(`\n${text}\n`);
 
-  const dir = join(ROOT, 'bench', 'results');
+  // The CI smoke keeps its record out of the checkout.
+  const dir = options.ci ? tmpdir() : join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${options.smoke ? 'smoke-' : ''}${started.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(
@@ -940,7 +1051,13 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
         finishedAt: finished.toISOString(),
         machine: { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, ...env.versions },
         options: { ...options, adminUrl: undefined, redisUrl: undefined },
-        workload: { ...WORKLOAD, seedSeconds: env.seedSeconds, usersCycled: env.users.length, sampleUser: userId(1) },
+        workload: {
+          ...WORKLOAD,
+          users: env.seededUsers,
+          seedSeconds: env.seedSeconds,
+          usersCycled: env.users.length,
+          sampleUser: userId(1),
+        },
         points,
         poolCheck: pool,
         targets: targetRows,
@@ -950,7 +1067,7 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
       2,
     ) + '\n',
   );
-  log(`results: ${file.slice(ROOT.length + 1)}`);
+  log(`results: ${options.ci ? file : file.slice(ROOT.length + 1)}`);
   if (options.smoke) return errors ? 1 : 0;
   if (options.readme) {
     writeReadme(join(ROOT, 'docs', 'BENCHMARKS.md'), text);

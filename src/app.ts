@@ -36,6 +36,7 @@ import { TokenAccessPolicy } from './auth/token-scopes';
 import { type GraphqlContext, createRequestContexts } from './graphql/context';
 import { CompiledReads } from './graphql/compiled-read';
 import { createGraphqlHandler } from './graphql/http';
+import { createPublicEdge } from './graphql/public-edge';
 import { createDocumentGuard } from './graphql/document-limits';
 import { jitGateway } from './graphql/jit-executor';
 import { DocumentCache } from './graphql/document-cache';
@@ -50,6 +51,7 @@ import { readRoutePlugin } from './graphql/plugins/read-route';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
 import { createSseHandler } from './graphql/sse';
+import { NO_TURNS, TurnGate } from './turns';
 import { Subscriptions } from './graphql/subscriptions';
 import { attachGraphqlWs } from './graphql/ws';
 import { createLoaders, PROVIDER_CALLING_MUTATIONS, type Services } from './modules';
@@ -58,7 +60,7 @@ import { ApiTokenService } from './modules/api-token/api-token.service';
 import { CacheAdminService } from './modules/admin/cache-admin.service';
 import { ModelService } from './modules/model/model.service';
 import { createApqCache } from './cache/apq';
-import { createRateLimiters, type RateLimiter } from './cache/rate-limit';
+import { allowanceOf, createRateLimiters, type RateLimiter } from './cache/rate-limit';
 import { UsageService } from './modules/usage/usage.service';
 import { UsageAnalytics } from './modules/usage/usage-analytics.service';
 import { createGuardedFetch } from './llm/egress';
@@ -122,6 +124,9 @@ export interface App {
   /** Stops accepting work, drains, and closes the pool, cache and embedded database. Idempotent. */
   close(): Promise<void>;
 }
+
+/** The per-IP limit of anonymous shared reads (`RATE_LIMIT_SHARED_PER_IP`): the service's limiter and the public edge's allowance. */
+const SHARED_IP_LIMIT = 'shared_ip';
 
 /** Registered APQ documents are kept a week (a re-registration costs one round trip). */
 const APQ_TTL_SECONDS = 7 * 24 * 60 * 60;
@@ -286,6 +291,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       onThreadLost: (err, calls) => logger.error({ err, calls }, 'a provider thread stopped; its calls failed as UNAVAILABLE'),
     });
     cleanups.push(() => providerStreams.close());
+    // A burst of starts, subscription opens and provider calls takes turns with the running streams' deltas.
+    const burstTurns = config.llm.burstTurns ? new TurnGate() : NO_TURNS;
     const usage = new UsageService({
       orm,
       providerCalls: rateLimiters.limiter('provider_calls', config.rateLimits.providerCalls),
@@ -315,6 +322,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       metrics,
       startConcurrency: Math.max(1, Math.floor(config.pool.max / 2)),
+      turns: burstTurns,
     });
     await runner.start();
     cleanups.push(() => runner.close());
@@ -340,6 +348,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           invalidation: generations,
           logger,
           concurrency: config.evals.concurrency,
+          prefetch: config.evals.prefetch,
           concurrencyPerUser: config.evals.concurrencyPerUser,
           leaseMs: config.evals.leaseMs,
           pollMs: config.evals.pollMs,
@@ -382,7 +391,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       pubsub,
       invalidation: generations,
       cursors,
-      perIp: counted('shared_ip', rateLimiters.limiter('shared_ip', config.rateLimits.sharedPerIp)),
+      perIp: counted(SHARED_IP_LIMIT, rateLimiters.limiter(SHARED_IP_LIMIT, config.rateLimits.sharedPerIp)),
       logger,
       baseUrl: config.shareLinks.baseUrl,
       cacheTtlMs: config.shareLinks.cacheTtlMs,
@@ -540,6 +549,19 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const startedAt = Date.now();
 
     const corsPolicy = new CorsPolicy(config.cors.origins);
+    // A share link's hot page, asked anonymously, answered before the general machinery (one Redis round trip for the
+    // per-IP allowance and the entry). With Redis only: without it there is nothing to save.
+    const publicEdge = config.redisUrl
+      ? createPublicEdge({
+          responseCache,
+          allowance: (ip) => allowanceOf(SHARED_IP_LIMIT, config.rateLimits.sharedPerIp, ip),
+          clientIp: (req) => contexts.clientIp(req),
+          answered: (scope) => shareLinks.answeredFromCache(scope),
+          maxBodyBytes: config.limits.maxBodyBytes,
+          logger,
+        })
+      : undefined;
+    if (publicEdge) cleanups.push(async () => publicEdge.close());
     // 6. HTTP: what each path answers (`http/routes.ts`, with the API's paths from `graphql/routes.ts`),
     // served by one entry (`http/server.ts`).
     const http = createHttpServer({
@@ -553,6 +575,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
           : config.limits.maxBodyBytes,
       // Which browser origins may call /graphql and /graphql/stream (CORS_ORIGINS).
       cors: corsPolicy,
+      shortcut: publicEdge?.shortcut,
       route: createRoutes({
         health: () => healthReport({ orm, cache, startedAt, version: config.version, ping: () => pingDatabase(orm) }),
         metrics: { registry: metrics.registry, token: config.metrics.token },
@@ -588,6 +611,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
               maxBodyBytes: config.limits.maxBodyBytes,
               contexts,
               onTokenRevoked: (listener) => personalTokens.onRevoked(listener),
+              turns: burstTurns,
             }),
           }),
         ],

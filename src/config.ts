@@ -190,6 +190,8 @@ export interface Config {
     maxListedModels: number;
     /** Worker threads that stream comparison answers (`provider-threads.ts`); 0: in-process. */
     providerThreads: number;
+    /** Starts, subscription opens and provider calls take one event-loop turn each in a burst (`turns.ts`). */
+    burstTurns: boolean;
     /** How long a provider thread gathers deltas before posting them to the main loop. */
     providerThreadBatchMs: number;
     /** A /graphql/ws socket with no subscription running for this long is closed. */
@@ -293,6 +295,8 @@ export interface EvalConfig {
   concurrencyPerUser: number;
   /** `EVAL_CONCURRENCY`: cells in flight in this instance. */
   concurrency: number;
+  /** `EVAL_PREFETCH`: cells claimed ahead (reserved, not called) so a freed slot starts its next call at once; 0: none. */
+  prefetch: number;
   /** `EVAL_LEASE_MS`: a running cell whose instance has not renewed it for this long is queued again (kill -9). */
   leaseMs: number;
   /** `EVAL_POLL_MS`: how often an idle worker looks for cells (new runs also wake the instance that started them). */
@@ -625,6 +629,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       maxListedModels: int(env, 'LLM_MAX_LISTED_MODELS', 1_000, 1),
       providerThreads: int(env, 'PROVIDER_THREADS', 0, 0),
       providerThreadBatchMs: int(env, 'PROVIDER_THREAD_BATCH_MS', 2, 0),
+      burstTurns: bool(env, 'BURST_TURNS', false),
       wsIdleMs: int(env, 'WS_IDLE_MS', 60_000, 1),
     },
     egress: egressPolicy(env, production),
@@ -705,6 +710,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       workers: bool(env, 'EVAL_WORKERS', true),
       concurrencyPerUser: between(env, 'EVAL_CONCURRENCY_PER_USER', 4, 1, 1_000),
       concurrency: between(env, 'EVAL_CONCURRENCY', 32, 1, 1_000),
+      prefetch: between(env, 'EVAL_PREFETCH', between(env, 'EVAL_CONCURRENCY', 32, 1, 1_000), 0, 1_000),
       leaseMs: between(env, 'EVAL_LEASE_MS', 15_000, 200, 600_000),
       pollMs: between(env, 'EVAL_POLL_MS', 500, 10, 60_000),
     },

@@ -61,6 +61,15 @@ async function start(extra: Record<string, string> = {}): Promise<ServerProcess>
   return server;
 }
 
+/** Polls `check` every 25 ms until it holds (or 20 s). */
+async function until(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 const gqlOn = (url: string) => async (query: string, variables?: Record<string, unknown>, token?: string) =>
   gqlAt(url, query, variables, token);
 
@@ -114,16 +123,22 @@ it('completes a run whose instance was kill -9ed mid-run: no completed call made
     const completed = new Set(rows.filter((r) => r.status === 'COMPLETED').map((r) => r.idempotency_key));
     const answered = [...fake.countsByIdempotencyKey('completed', u.apiKey).keys()];
     const heldByA = rows.filter((r) => r.status === 'RUNNING' && String(r.lease_owner).includes(`/${aPid}/`));
+    // It also holds cells claimed ahead (QUEUED under its lease): they must come back when its lease expires.
+    const aheadByA = rows.filter((r) => r.status === 'QUEUED' && String(r.lease_owner).includes(`/${aPid}/`));
     // Every open call is one held at the gate (none is mid-answer), and every answered one is recorded.
     const open = fake.requests.filter((r) => r.apiKey === u.apiKey && r.finishedAt === undefined).length;
     // And every cell it holds has its call at the gate (a cell claimed but not yet called would be called once, later).
     const calling = heldByA.every((r) => fake.requests.some((q) => q.idempotencyKey === r.idempotency_key && q.finishedAt === undefined));
-    if (answered.every((k) => completed.has(k)) && heldByA.length > 0 && open === heldAtGate && calling) break;
+    if (answered.every((k) => completed.has(k)) && heldByA.length > 0 && aheadByA.length > 0 && open === heldAtGate && calling) break;
     if (Date.now() > deadline) throw new Error('the instance to kill never held a cell');
     await new Promise((r) => setTimeout(r, 25));
   }
   const held = (await cellRows()).filter((r) => r.status === 'RUNNING' && String(r.lease_owner).includes(`/${aPid}/`));
   const heldKeys = new Set(held.map((r) => r.idempotency_key));
+  const aheadKeys = (await cellRows())
+    .filter((r) => r.status === 'QUEUED' && String(r.lease_owner).includes(`/${aPid}/`))
+    .map((r) => r.idempotency_key);
+  expect(aheadKeys.length).toBeGreaterThan(0);
 
   a.child.kill('SIGKILL');
   const killedAt = performance.now();
@@ -172,6 +187,9 @@ it('completes a run whose instance was kill -9ed mid-run: no completed call made
   expect(resumedAt - killedAt).toBeLessThan(30_000);
   const cells = await allCells(gql, u.token, run.id);
   expect(cells.filter((c) => c.attempts === 2).length).toBe(heldKeys.size);
+  // The cells it had claimed ahead were called once, by the other instance; the user's limit held throughout.
+  expect(aheadKeys.map((k) => allCounts.get(k))).toEqual(aheadKeys.map(() => 1));
+  expect(fake.maxConcurrent(u.apiKey)).toBeLessThanOrEqual(8);
   await b.stop('SIGTERM');
 });
 
@@ -253,4 +271,64 @@ it('scores a recorded answer after a kill -9 during its RUBRIC judge call, witho
   expect(calls.get(row.idempotency_key)).toBe(1);
   expect(calls.get(`${row.idempotency_key}.rubric0`)).toBe(2);
   await b.stop('SIGTERM');
+});
+
+it('never calls the cells a cancelled run had claimed ahead, even when answers settle before the worker hears of the cancel', async () => {
+  // No pub/sub between the two (the cancel reaches the worker by its heartbeat, every second here): the answers held at
+  // the fake are let through right after the cancel, so their settles would hand their slots to the cells claimed ahead.
+  const [worker, api] = await Promise.all([
+    start({ EVAL_CONCURRENCY: '4', EVAL_CONCURRENCY_PER_USER: '4', EVAL_PREFETCH: '4', EVAL_LEASE_MS: '4000' }),
+    start({ EVAL_WORKERS: 'off' }),
+  ]);
+  const gql = gqlOn(api.url);
+  const u = await evalUser(
+    async (prefix) => {
+      const res = await gql(`mutation($e: String!, $p: String!) { register(email: $e, password: $p) { token user { id } } }`, {
+        e: `${prefix}-${randomBytes(3).toString('hex')}@example.com`,
+        p: 'correct horse battery',
+      });
+      return { token: res.data.register.token, userId: res.data.register.user.id };
+    },
+    gql,
+    'aheadcancel',
+  );
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  fake.setBehavior('ahead-gated', { beforeAnswer: () => gate });
+  const setId = await createSet(
+    gql,
+    u.token,
+    Array.from({ length: 12 }, (_, i) => ({ prompt: `ahead ${i}` })),
+  );
+  const run = await startRun(gql, u.token, { promptSetId: setId, models: ['openai:ahead-gated'] });
+  const mine = () => fake.requests.filter((r) => r.apiKey === u.apiKey);
+  const reserved = async () =>
+    withClient(
+      db.url,
+      async (c) =>
+        (
+          await c.query(`select count(*)::int as n from eval_cells where run_id = $1 and status = 'QUEUED' and lease_owner is not null`, [
+            run.id,
+          ])
+        ).rows[0].n as number,
+    );
+  // Four calls held at the fake, four more cells claimed ahead by the worker.
+  await until(async () => mine().length === 4 && (await reserved()) === 4);
+  const res = await gql(CANCEL, { id: run.id }, u.token);
+  expect(res.data.cancelEvalRun.status).toBe('CANCELLED');
+  open();
+  // Every job of the run acknowledged: the four answered cells settled, the cells claimed ahead let go.
+  const jobsLeft = () =>
+    withClient(
+      db.url,
+      async (c) =>
+        (await c.query(`select count(*)::int as n from pgboss.job where data->>'runId' = $1 and state <> 'completed'`, [run.id])).rows[0]
+          .n as number,
+    );
+  await until(async () => (await jobsLeft()) === 0);
+  expect(mine()).toHaveLength(4);
+  const cells = await allCells(gql, u.token, run.id);
+  expect(cells.filter((c) => c.status === 'QUEUED' || c.status === 'RUNNING')).toEqual([]);
+  expect(cells.filter((c) => c.status === 'CANCELLED').length).toBeGreaterThanOrEqual(8);
+  await Promise.all([worker.stop('SIGTERM'), api.stop('SIGTERM')]);
 });

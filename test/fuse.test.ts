@@ -262,13 +262,46 @@ describeRedis('fuseComparison', () => {
     expect(codeOf(await t.gql(FUSE, { id: 'not-an-id', model: FUSER }, u.token))).toBe('NOT_FOUND');
     expect(codeOf(await t.gql(FUSE, { id: twoId, model: FUSER }))).toBe('UNAUTHENTICATED');
 
-    // More than 256 KB of answers to fuse.
-    await withClient(t.db.url, (c) =>
-      c.query(`update comparison_responses set content = repeat('x', 140000) where comparison_id = $1`, [twoId]),
+    // Answers not settled yet (one still being written): fewer than two settled answers, refused; once settled, it fuses.
+    const pending = await t.gql(
+      `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id responses { status } } }`,
+      { input: { prompt: 'Write a haiku about mist', models: [MODEL_A, 'openai:gpt-4o-mini-slow-1500'] } },
+      u.token,
     );
-    expect(codeOf(await t.gql(FUSE, { id: twoId, model: FUSER }, u.token))).toBe('BAD_USER_INPUT');
-    expect(await responsesOf(twoId)).toBe(2);
-    // The fusing model was never called.
+    expect(pending.errors).toBeUndefined();
+    const pendingId = pending.data.startComparison.id;
+    const early = await t.gql(FUSE, { id: pendingId, model: FUSER }, u.token);
+    expect(codeOf(early)).toBe('BAD_USER_INPUT');
+    expect(early.errors![0]!.message).toMatch(/at least two COMPLETED answers/);
+    expect(await responsesOf(pendingId)).toBe(2);
     expect(fake.count('mistral', 'chat')).toBe(calls);
+    await follow(pendingId, u.token);
+    const settled = await t.gql(FUSE, { id: pendingId, model: FUSER }, u.token);
+    expect(settled.errors).toBeUndefined();
+    await follow(pendingId, u.token);
+    expect(fake.count('mistral', 'chat')).toBe(calls + 1);
+
+    // The input bound is 256 KB: just under it fuses, just over it is refused before anything is written or sent.
+    const under = Math.floor((256 * 1024 - 1024) / 2);
+    await withClient(t.db.url, (c) =>
+      c.query(`update comparison_responses set content = repeat('x', $2) where comparison_id = $1`, [twoId, under]),
+    );
+    const fits = await t.gql(FUSE, { id: twoId, model: FUSER }, u.token);
+    expect(fits.errors).toBeUndefined();
+    await follow(twoId, u.token);
+    expect(await responsesOf(twoId)).toBe(3);
+    expect(fake.count('mistral', 'chat')).toBe(calls + 2);
+    await withClient(t.db.url, (c) =>
+      c.query(`update comparison_responses set content = repeat('x', $2) where comparison_id = $1 and kind = 'MODEL'`, [
+        twoId,
+        128 * 1024 + 1,
+      ]),
+    );
+    const over = await t.gql(FUSE, { id: twoId, model: FUSER }, u.token);
+    expect(codeOf(over)).toBe('BAD_USER_INPUT');
+    expect(over.errors![0]!.message).toMatch(/at most 262144 can be fused/);
+    expect(await responsesOf(twoId)).toBe(3);
+    // The fusing model was never called for a refused fuse.
+    expect(fake.count('mistral', 'chat')).toBe(calls + 2);
   });
 });

@@ -23,6 +23,21 @@ const LISTED = ['openai', 'anthropic', 'google', 'mistral'] as const;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Moves this process's clock (`Date.now`, which the registry's and the cache's ages read; the apps run in this
+ * process) `ms` ahead at once: the lists age past their TTL without the test waiting for it. Undone after each test.
+ */
+let clockAhead = 0;
+const realNow = Date.now;
+function advanceClock(ms: number): void {
+  if (clockAhead === 0) jest.spyOn(Date, 'now').mockImplementation(() => realNow.call(Date) + clockAhead);
+  clockAhead += ms;
+}
+afterEach(() => {
+  clockAhead = 0;
+  jest.restoreAllMocks();
+});
+
 async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const start = Date.now();
   while (!(await check())) {
@@ -167,7 +182,8 @@ function registrySuite(extraEnv: () => Record<string, string>) {
   });
 
   it('a hanging provider costs at most the list timeout once, and the others and the catalog still answer', async () => {
-    // 3 s: long enough that the providers that do answer are in on a loaded machine, short enough to wait for.
+    // 3 s: long enough that the providers that do answer are in on a loaded machine (1.5 s was not, at load 30),
+    // short enough to wait for.
     const t = await app({ LLM_LIST_TIMEOUT_MS: '3000' });
     const user = await userWithKeys(t);
     fake.setBehavior('anthropic:models', { hang: true });
@@ -194,8 +210,9 @@ function registrySuite(extraEnv: () => Record<string, string>) {
 
   it('serves a stale list at once and refreshes it once in the background', async () => {
     // The refresh is held until the stale answers are in (they cannot race it, however busy the machine);
-    // the TTL is long enough that the other providers' refreshed lists stay fresh until the check ends.
-    const t = await app({ MODEL_REGISTRY_TTL_MS: '3000', LLM_LIST_TIMEOUT_MS: '60000' });
+    // the clock moves past the TTL at once, so the TTL can be long enough that the other providers' refreshed
+    // lists stay fresh until the check ends however loaded the machine (3 s real time was not, at load 30).
+    const t = await app({ MODEL_REGISTRY_TTL_MS: '60000', LLM_LIST_TIMEOUT_MS: '60000' });
     const user = await userWithKeys(t);
     expect(ids(await t.gql(MODELS, {}, user.token))).toContain('openai:ft:gpt-4o:acme');
     for (const provider of LISTED) expect(fake.count(provider, 'models')).toBe(1);
@@ -204,7 +221,7 @@ function registrySuite(extraEnv: () => Record<string, string>) {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     fake.setBehavior('openai:models', { beforeAnswer: () => held });
-    await sleep(3100); // past the TTL: the lists are stale (time itself is what this test is about)
+    advanceClock(60_100); // past the TTL: the lists are stale (their age is what this test is about)
     const stale = await Promise.all(Array.from({ length: 10 }, () => t.gql(MODELS, {}, user.token)));
     for (const res of stale) expect(ids(res)).not.toContain('openai:gpt-new'); // served stale, not waiting for the held refresh
     await fake.waitForRequests(2, 'openai', 'models'); // the one background refresh is in flight
@@ -219,7 +236,7 @@ function registrySuite(extraEnv: () => Record<string, string>) {
     expect(ids(await t.gql(MODELS, {}, user.token))).toContain('openai:ft:gpt-4o:acme');
 
     fake.setBehavior('openai:models', { status: 503 });
-    await sleep(400);
+    advanceClock(400); // past the TTL
     expect(ids(await t.gql(MODELS, {}, user.token))).toContain('openai:ft:gpt-4o:acme'); // stale; refresh fails in the background
     await fake.waitForRequests(2, 'openai', 'models'); // the refresh attempt reached the provider
     expect(ids(await t.gql(MODELS, {}, user.token))).toContain('openai:ft:gpt-4o:acme');

@@ -30,6 +30,8 @@ import {
   RELATIONS,
   SERVICE_ONLY_PLANS,
   type RelationPlan,
+  SHARE_LINK_LIVE,
+  SHARED_SNAPSHOT,
   VISIBILITY_RULES,
 } from '../src/db/read-plan';
 import { plainShape } from '../src/db/plain';
@@ -213,6 +215,9 @@ function derivedFile(): string {
     lines.push(`-- rule ${rule.name} (${rule.entity}), SQL predicate:`, `${rule.sql('c')};`);
     lines.push(`-- rule ${rule.name} conceals on ${rule.conceals.entity}: ${Object.keys(rule.conceals.fields).join(', ')}`, '');
   }
+  // What share links add (beside shared_revealed above): whether a link answers, and which responses its snapshot holds.
+  lines.push(`-- rule ${SHARE_LINK_LIVE.name} (${SHARE_LINK_LIVE.entity}), SQL predicate:`, `${SHARE_LINK_LIVE.sql('l')};`);
+  lines.push(`-- shared snapshot: a response of the snapshot (made at ?):`, `${SHARED_SNAPSHOT.responseSql('r', '?')};`, '');
   for (const [field, computed] of Object.entries(COMPUTED)) lines.push(`-- computed ${field}:`, `${computed.json('a')};`);
   return `${lines.join('\n')}\n`;
 }
@@ -242,7 +247,7 @@ it('every plan names its entity and table as MikroORM does, and its columns exis
     ];
     for (const column of named) expect([plan.field, column, columns.has(column)]).toEqual([plan.field, column, true]);
   }
-  for (const rule of VISIBILITY_RULES) expect(orm.getMetadata().find(rule.entity)?.tableName).toBe(rule.table);
+  for (const rule of [...VISIBILITY_RULES, SHARE_LINK_LIVE]) expect(orm.getMetadata().find(rule.entity)?.tableName).toBe(rule.table);
 });
 
 it('the schema states the page defaults the plans declare', () => {

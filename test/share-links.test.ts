@@ -7,9 +7,25 @@
  * vote, until the owner shares again; revocation and expiry stop every
  * instance within a second; anonymous callers reach nothing else.
  */
+import { createClient } from '@redis/client';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  buildSchema,
+  getNamedType,
+  type GraphQLField,
+  type GraphQLInputType,
+  type GraphQLObjectType,
+  isEnumType,
+  isInputObjectType,
+  isLeafType,
+  isListType,
+  isNonNullType,
+} from 'graphql';
 import { withClient } from './helpers/factories';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedis, redisUrlForTests } from './helpers/redis';
+import { subscribe } from './helpers/sse';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
 const MODEL_A = 'openai:gpt-4o-mini';
@@ -47,6 +63,32 @@ async function within(ms: number, check: () => Promise<boolean>): Promise<number
     if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** A literal of `type` for a document: the smallest well-formed value (required input fields only). */
+function literalOf(type: GraphQLInputType): string {
+  if (isNonNullType(type)) return literalOf(type.ofType);
+  if (isListType(type)) return `[${literalOf(type.ofType)}]`;
+  if (isEnumType(type)) return type.getValues()[0]!.name;
+  if (isInputObjectType(type)) {
+    const fields = Object.values(type.getFields()).filter((f) => isNonNullType(f.type) && f.defaultValue === undefined);
+    return `{ ${fields.map((f) => `${f.name}: ${literalOf(f.type)}`).join(', ')} }`;
+  }
+  const scalars: Record<string, string> = {
+    Int: '1',
+    Float: '1',
+    Boolean: 'false',
+    DateTime: '"2026-01-01T00:00:00Z"',
+    ID: '"00000000-0000-4000-8000-000000000000"',
+  };
+  return scalars[type.name] ?? '"x"';
+}
+
+/** `name(required args) { __typename }`: one root field asked with the smallest arguments the schema accepts. */
+function fieldDocument(field: GraphQLField<unknown, unknown>): string {
+  const args = field.args.filter((a) => isNonNullType(a.type) && a.defaultValue === undefined);
+  const argText = args.length ? `(${args.map((a) => `${a.name}: ${literalOf(a.type)}`).join(', ')})` : '';
+  return `${field.name}${argText}${isLeafType(getNamedType(field.type)) ? '' : ' { __typename }'}`;
 }
 
 describeRedis('share links (two instances)', () => {
@@ -90,6 +132,23 @@ describeRedis('share links (two instances)', () => {
     const res = await a.gql(CREATE, { input }, token);
     expect(res.errors).toBeUndefined();
     return res.data.createShareLink as { token: string; link: any };
+  }
+
+  /** Reads the link's page and export on `app` until both are answered at the edge from the read cache (x-cache HIT). */
+  async function hotAtEdge(app: TestApp, token: string): Promise<void> {
+    for (const [query, variables] of [
+      [SHARED, { token }],
+      [EXPORT_SHARED, { token, format: 'JSON' }],
+    ] as const) {
+      let hit = false;
+      for (let i = 0; i < 5 && !hit; i++) {
+        const res = await app.gql(query, variables);
+        expect(res.errors).toBeUndefined();
+        expect(res.data[query === SHARED ? 'shared' : 'exportShared']).not.toBeNull();
+        hit = res.headers.get('x-cache') === 'HIT';
+      }
+      expect(hit).toBe(true);
+    }
   }
 
   it('shares a conversation as it was: later messages, the owner and costs stay out; views are counted', async () => {
@@ -236,6 +295,33 @@ describeRedis('share links (two instances)', () => {
       expectNoIdentity(res.raw);
       expect(res.data.shared.comparisons[0].revealed).toBe(false);
     }
+    // Answered at the edge from the read cache (x-cache HIT), page and export: the stored bytes are the blind ones.
+    for (const app of [a, b]) {
+      await hotAtEdge(app, token);
+      const hit = await app.gql(SHARED, { token });
+      expect(hit.headers.get('x-cache')).toBe('HIT');
+      expectNoIdentity(hit.raw);
+      const file = await app.gql(EXPORT_SHARED, { token, format: 'MARKDOWN' });
+      expect(file.headers.get('x-cache')).toBe('HIT');
+      expectNoIdentity(file.raw);
+    }
+    // Signed in, the owner included: the same blind snapshot, through the resolver (a compiled read never serves shared:
+    // test/read-plan-sql/Query.not-compiled.txt), and never from the reader's own read-cache entries.
+    const served = async () =>
+      Object.fromEntries((await a.app.metrics.compiledReads.get()).values.map((v) => [String(v.labels.outcome), v.value])).served ?? 0;
+    const other = await a.signUp('blind-reader');
+    for (const reader of [u.token, other.token]) {
+      for (let i = 0; i < 2; i++) {
+        const compiledBefore = await served();
+        const res = await a.gql(SHARED, { token }, reader, { 'cache-control': 'no-cache' });
+        expect(res.errors).toBeUndefined();
+        expect(await served()).toBe(compiledBefore);
+        expect(res.headers.get('x-cache')).not.toBe('HIT');
+        expectNoIdentity(res.raw);
+        expect(res.data.shared.comparisons[0]).toMatchObject({ blind: true, revealed: false });
+        expect(res.data.shared.comparisons[0].responses.map((r: any) => r.model)).toEqual([null, null]);
+      }
+    }
     // Built again from PostgreSQL (the cache flushed): still the snapshot's rule.
     await a.app.cache.clearNamespace('resp');
     await new Promise((r) => setTimeout(r, 1100));
@@ -255,14 +341,18 @@ describeRedis('share links (two instances)', () => {
     const u = await userWithKeys('revoke');
     const run = await a.gql(RUN, { input: { prompt: 'Write a haiku about stones', models: [MODEL_A, MODEL_B] } }, u.token);
     const { token, link } = await share(u.token, { comparisonId: run.data.runComparison.id, expiresInHours: 1 });
-    // Both instances hold it hot (memo and shared cache).
-    for (const app of [a, b]) expect((await app.gql(SHARED, { token })).data.shared).not.toBeNull();
-    const revoke = await a.gql(REVOKE, { id: link.id }, u.token);
+    // Both instances hold it hot: the page and its export answered at the edge from the read cache (x-cache HIT), and memoised.
+    for (const app of [a, b]) await hotAtEdge(app, token);
+    const revoke = await b.gql(REVOKE, { id: link.id }, u.token);
     expect(revoke.errors).toBeUndefined();
     expect(revoke.data.revokeShareLink.revokedAt).toBeTruthy();
-    const tookA = await within(1000, async () => (await a.gql(SHARED, { token })).data.shared === null);
-    const tookB = await within(1000, async () => (await b.gql(SHARED, { token })).data.shared === null);
-    expect(tookA + tookB).toBeLessThan(1000);
+    // Revoked on b; a (the other instance) and b both stop, page and export, within a second of the answer.
+    const gone = async (app: TestApp) => {
+      const [view, file] = await Promise.all([app.gql(SHARED, { token }), app.gql(EXPORT_SHARED, { token })]);
+      return view.data.shared === null && file.data.exportShared === null;
+    };
+    const took = await within(1000, async () => (await Promise.all([gone(a), gone(b)])).every(Boolean));
+    expect(took).toBeLessThan(1000);
     // Revoking again is harmless; the list shows it revoked.
     expect((await b.gql(REVOKE, { id: link.id }, u.token)).errors).toBeUndefined();
     const listed = await b.gql(LINKS, {}, u.token);
@@ -277,8 +367,7 @@ describeRedis('share links (two instances)', () => {
         ]),
       )
     ).rows;
-    for (const app of [a, b]) expect((await app.gql(SHARED, { token: soon })).data.shared).not.toBeNull();
-    for (const app of [a, b]) expect((await app.gql(SHARED, { token: soon })).data.shared).not.toBeNull();
+    for (const app of [a, b]) await hotAtEdge(app, soon);
     await new Promise((r) => setTimeout(r, Math.max(0, new Date(at).getTime() - Date.now())));
     const afterExpiry = await within(1000, async () => {
       const [x, y] = await Promise.all([a.gql(SHARED, { token: soon }), b.gql(SHARED, { token: soon })]);
@@ -371,6 +460,12 @@ describeRedis('share links (two instances)', () => {
 
     // Deleting the original (kept hidden while the fork reads it): its links answer null on both instances; the fork's does not.
     expect((await a.gql(DELETE_CONVERSATION, { id: conversationId }, u.token)).errors).toBeUndefined();
+    // Kept for the fork, but deleted: sharing it is NOT_FOUND, nothing written.
+    const linksOf = async () =>
+      (await withClient(a.db.url, (c) => c.query(`select count(*)::int as n from share_links where owner_id = $1`, [u.userId]))).rows[0].n;
+    const linkCount = await linksOf();
+    expect(codeOf(await a.gql(CREATE, { input: { conversationId } }, u.token))).toBe('NOT_FOUND');
+    expect(await linksOf()).toBe(linkCount);
     await within(1000, async () => (await b.gql(SHARED, { token })).data.shared === null);
     await a.app.cache.clearNamespace('resp');
     await new Promise((r) => setTimeout(r, 1100));
@@ -380,26 +475,131 @@ describeRedis('share links (two instances)', () => {
     }
   });
 
-  it('lets anonymous callers reach only shared', async () => {
-    for (const query of [
-      LINKS,
-      `query { conversations { nodes { id } } }`,
-      `query { comparisons { nodes { id } } }`,
-      `query { me { id } }`,
-    ]) {
-      const res = await a.gql(query, {});
-      expect([query, codeOf(res)]).toEqual([query, 'UNAUTHENTICATED']);
-    }
-    for (const [mutation, variables] of [
-      [CREATE, { input: { conversationId: '00000000-0000-4000-8000-000000000000' } }],
-      [REVOKE, { id: '00000000-0000-4000-8000-000000000000' }],
+  it('an anonymous caller reaches nothing but shared and exportShared (every root field walked); a share token is no login', async () => {
+    const schema = buildSchema(readFileSync(join(__dirname, '..', 'schema', 'schema.graphql'), 'utf8'));
+    // Open without signing in, each for its own reason (none reads anything of a user's), and what it answers here.
+    const OPEN: Record<string, string> = {
+      'Query.shared': 'answered', // a share link's snapshot (null: the token names nothing)
+      'Query.exportShared': 'answered', // the same snapshot as a file
+      'Query.models': 'answered', // the curated model catalog (publicly cacheable)
+      'Mutation.register': 'BAD_USER_INPUT', // signing up ("x" is no email)
+      'Mutation.login': 'UNAUTHENTICATED', // signing in (wrong email or password)
+    };
+    const seen: Record<string, string> = {};
+    for (const [kind, type] of [
+      ['query', schema.getQueryType()!],
+      ['mutation', schema.getMutationType()!],
     ] as const) {
-      expect(codeOf(await a.gql(mutation, variables))).toBe('UNAUTHENTICATED');
+      for (const field of Object.values(type.getFields())) {
+        const name = `${type.name}.${field.name}`;
+        const res = await a.gql(`${kind} { ${fieldDocument(field)} }`, {});
+        const code = codeOf(res);
+        // Refused means refused before anything: UNAUTHENTICATED (HTTP 401), no data.
+        if (name in OPEN) seen[name] = code ?? 'answered';
+        else seen[name] = code === 'UNAUTHENTICATED' && res.status === 401 && !res.data?.[field.name] ? code : `${code} (${res.status})`;
+      }
     }
+    for (const field of Object.values(schema.getSubscriptionType()!.getFields())) {
+      const sub = await subscribe(a.url, `subscription { ${fieldDocument(field)} }`, {});
+      let code = `HTTP ${sub.status}`;
+      if (sub.status === 200) for await (const message of sub.events) code = message.errors?.[0]?.extensions?.code ?? 'answered';
+      sub.close();
+      seen[`Subscription.${field.name}`] = code === 'UNAUTHENTICATED' || sub.status === 401 ? 'UNAUTHENTICATED' : code;
+    }
+    expect(Object.keys(seen).length).toBeGreaterThan(50);
+    // What a link shows has no field for an owner, an email, a key label, a provider, a cost or a token count.
+    const sharedFields = ['SharedView', 'SharedMessage', 'SharedComparison', 'SharedResponse'].flatMap((type) =>
+      Object.keys((schema.getType(type) as GraphQLObjectType).getFields()).map((f) => `${type}.${f}`),
+    );
+    expect(sharedFields.length).toBeGreaterThan(10);
+    expect(sharedFields.filter((f) => /owner|email|user|key|provider|cost|token|usd/i.test(f))).toEqual([]);
+    expect(seen).toEqual(Object.fromEntries(Object.keys(seen).map((name) => [name, OPEN[name] ?? 'UNAUTHENTICATED'])));
+
     // What an anonymous caller may ask: the shared view and its export (null for a token that names nothing).
     const open = await a.gql(`query($t: String!) { shared(token: $t) { title } exportShared(token: $t) }`, { t: 'C'.repeat(43) });
     expect(open.errors).toBeUndefined();
     expect(open.data).toEqual({ shared: null, exportShared: null });
+
+    // A live link's token signs nobody in: as a bearer token it is refused (401), and it opens nothing but its snapshot.
+    const u = await userWithKeys('bearer');
+    const run = await a.gql(RUN, { input: { prompt: 'Write a haiku about salt', models: [MODEL_A, MODEL_B] } }, u.token);
+    const { token } = await share(u.token, { conversationId: run.data.runComparison.conversation.id });
+    for (const query of [`query { me { id } }`, `query { conversations { nodes { id } } }`, LINKS]) {
+      const res = await a.gql(query, {}, token);
+      expect([query, res.status, codeOf(res)]).toEqual([query, 401, 'UNAUTHENTICATED']);
+    }
+    expect((await a.gql(SHARED, { token })).data.shared.messages).toHaveLength(1);
+  });
+
+  it('expired, revoked, deleted, unknown and malformed tokens answer exactly alike (null, never FORBIDDEN); nothing written', async () => {
+    const u = await userWithKeys('alike');
+    const other = await a.signUp('alike-other');
+    const run = await a.gql(RUN, { input: { prompt: 'Write a haiku about fog', models: [MODEL_A, MODEL_B] } }, u.token);
+    const conversationId = run.data.runComparison.conversation.id;
+    const comparisonId = run.data.runComparison.id;
+    const revoked = await share(u.token, { comparisonId });
+    const expired = await share(u.token, { comparisonId, expiresInHours: 1 });
+    const deleted = await share(u.token, { conversationId });
+    // A link that expires in a second (as if made an hour ago).
+    const [{ at }] = (
+      await withClient(a.db.url, (c) =>
+        c.query(`update share_links set expires_at = now() + interval '1 second' where id = $1 returning expires_at as at`, [
+          expired.link.id,
+        ]),
+      )
+    ).rows;
+    // Each read while live on both instances (so the edge, the shared cache and the memos hold them), then revoked,
+    // expired, deleted.
+    for (const app of [a, b]) for (const t of [revoked, expired, deleted]) await hotAtEdge(app, t.token);
+    expect((await a.gql(REVOKE, { id: revoked.link.id }, u.token)).errors).toBeUndefined();
+    expect((await a.gql(DELETE_CONVERSATION, { id: conversationId }, u.token)).errors).toBeUndefined();
+    // Past the expiry and every memo's second: each instance asks the cache or PostgreSQL.
+    await new Promise((r) => setTimeout(r, Math.max(1100, new Date(at).getTime() - Date.now() + 50)));
+    await Promise.all([a, b].map((app) => app.app.services.shareLinks.flushViews()));
+    const links = () =>
+      withClient(a.db.url, async (c) =>
+        JSON.stringify((await c.query(`select * from share_links where owner_id = $1 order by id`, [u.userId])).rows),
+      );
+    const before = await links();
+
+    const tokens: Record<string, string> = {
+      revoked: revoked.token,
+      expired: expired.token,
+      deleted: deleted.token,
+      unknown: 'Z'.repeat(43),
+      'one short': revoked.token.slice(0, 42),
+      'one long': `${revoked.token}A`,
+      'another alphabet': `${revoked.token.slice(0, 42)}+`,
+      padded: `${revoked.token.slice(0, 42)}=`,
+      empty: '',
+    };
+    // Per reader (anonymous, the owner, someone else) and instance: one answer, whatever the token.
+    for (const [reader, bearer] of [
+      ['anonymous', undefined],
+      ['owner', u.token],
+      ['other', other.token],
+    ] as const) {
+      for (const app of [a, b]) {
+        const answers = new Map<string, string[]>();
+        for (const [name, token] of Object.entries(tokens)) {
+          const view = await app.gql(SHARED, { token }, bearer);
+          const file = await app.gql(EXPORT_SHARED, { token, format: 'MARKDOWN' }, bearer);
+          const answer = JSON.stringify([view.status, view.raw, view.headers.get('cache-control'), file.status, file.raw]);
+          answers.set(answer, [...(answers.get(answer) ?? []), name]);
+        }
+        expect([reader, [...answers.values()]]).toEqual([reader, [Object.keys(tokens)]]);
+        const [[status, raw, , fileStatus, fileRaw]] = [...answers.keys()].map((k) => JSON.parse(k));
+        expect([status, JSON.parse(raw), fileStatus, JSON.parse(fileRaw)]).toEqual([
+          200,
+          { data: { shared: null } },
+          200,
+          { data: { exportShared: null } },
+        ]);
+      }
+    }
+    // No view counted, nothing changed: the owner's link rows are as they were.
+    await Promise.all([a, b].map((app) => app.app.services.shareLinks.flushViews()));
+    expect(await links()).toBe(before);
   });
 
   it('limits shared reads per IP', async () => {
@@ -413,6 +613,54 @@ describeRedis('share links (two instances)', () => {
       expect(codes).toEqual(['OK', 'OK', 'OK', 'RATE_LIMITED', 'RATE_LIMITED']);
     } finally {
       await limited.close();
+    }
+  });
+
+  it('the public edge answers a hot page: per-IP point and entry in one round trip, one count with the limiter, no log line', async () => {
+    const prefix = `t-share-edge-${Date.now().toString(36)}`;
+    const edge = await createTestApp({
+      db: a.db,
+      env: { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), RATE_LIMIT_SHARED_PER_IP: '6' },
+    });
+    const redis = createClient({ url: redisUrlForTests() });
+    await redis.connect();
+    try {
+      const u = await userWithKeys('edge');
+      const run = await a.gql(RUN, { input: { prompt: 'Write a haiku about stones', models: [MODEL_A, MODEL_B] } }, u.token);
+      const { token } = await share(u.token, { comparisonId: run.data.runComparison.id });
+      const requestLines = () => edge.logs.filter((line) => line.includes('"path":"/graphql"')).length;
+      const reads: Array<{ code: string; cache: string | null; logged: number; raw: string }> = [];
+      const read = async (headers: Record<string, string> = {}) => {
+        const before = requestLines();
+        const res = await edge.gql(SHARED, { token }, undefined, headers);
+        // The general path's line is written when its response finishes: wait for it, or for nothing on a hit.
+        const logged = await within(1000, async () => requestLines() - before >= (res.headers.get('x-cache') === 'HIT' ? 0 : 1)).then(
+          () => requestLines() - before,
+        );
+        reads.push({ code: codeOf(res) ?? 'OK', cache: res.headers.get('x-cache'), logged, raw: res.raw });
+      };
+      await read(); // the document is new to this instance: Apollo answers it, one point spent by the limiter
+      await read(); // the edge spends a point with its lookup, which misses: handed on admitted (no second point), stored
+      await read(); // the edge: a point and a hit in one round trip, no line
+      await read({ 'cache-control': 'no-cache' }); // a reload goes the general way: one point, computed and stored again
+      await read();
+      await read();
+      await read(); // the 7th: refused by the edge's script (nothing spent), answered by the general path: RATE_LIMITED
+      expect(reads.map((r) => [r.code, r.cache, r.logged])).toEqual([
+        ['OK', null, 1],
+        ['OK', 'MISS', 1],
+        ['OK', 'HIT', 0],
+        ['OK', 'MISS', 1],
+        ['OK', 'HIT', 0],
+        ['OK', 'HIT', 0],
+        ['RATE_LIMITED', null, 1],
+      ]);
+      for (const r of reads.slice(1, 6)) expect(r.raw).toBe(reads[0]!.raw);
+      // The edge and the limiter keep one count, under the limiter's key; refused reads are not in it.
+      expect(await redis.get(`${prefix}:rl:shared_ip:127.0.0.1`)).toBe('6');
+    } finally {
+      await redis.close();
+      await edge.close();
     }
   });
 });

@@ -4,6 +4,9 @@
  *   npm run bench                          full run (5 s warm-up + 15 s measured per point)
  *   npm run bench -- --quick               short run (1 s + 3 s per point)
  *   npm run bench -- --smoke               every row for 1 s + 2 s at c=10, data checks only, no goals (exit 1 on errors)
+ *   npm run bench -- --smoke --ci          (npm run bench:smoke) the CI-sized smoke, under a minute: 60 seeded users, 20 cycled,
+ *                                          every row but PostGraphile's (no peer to install) for 0.5 s at c=10, no warm-up, no
+ *                                          waiting for idle servers; the same data checks, against ours' resolvers
  *   npm run bench -- --variants=ours-miss,postgraphile5 --concurrency=10
  *   npm run bench -- --soak [--requests=20000]
  *   npm run bench -- --readme              also write the table into docs/BENCHMARKS.md "Performance"
@@ -16,6 +19,7 @@
  * second of a vote point, default 3000: raise it if a vote row fails its row count).
  */
 import { DEFAULT_ADMIN_URL } from './db';
+import { WORKLOAD } from './seed';
 
 export const VARIANTS = [
   'ours-miss',
@@ -38,8 +42,10 @@ export const VARIANTS = [
   'postgraphile5-conversation',
   'ours-comparison',
   'postgraphile5-comparison',
-  // A hot shared page (issue 19): anonymous `shared(token)`, one link per cycled user, against the bare Redis limit.
+  // A hot shared page (issue 19): anonymous `shared(token)`, one link per cycled user, beside its like-for-like limit:
+  // node:http + one Redis GET of ours' exact shared-page bytes, keyed by the body's token (~2 KB, not the 124 KB history page).
   'ours-shared',
+  'bare-redis-shared',
   // The views' limit (issue 20 item 2): one prepared statement building the whole document (bench/limits/bare-views.js).
   'bare-conversation',
   'bare-comparison',
@@ -57,6 +63,12 @@ export interface Options {
   quick: boolean;
   /** Every row briefly at c=10 (data checks and row counts, no goals): a regression guard, not a measurement. */
   smoke: boolean;
+  /** The CI-sized smoke (implies smoke): small seed, short points, no PostGraphile, no waiting for idle servers. */
+  ci: boolean;
+  /** Wait for a server to go idle before a point and its window (CPU per request is only meaningful then). */
+  waitIdle: boolean;
+  /** Users seeded (× scale); the read rows cycle over the first `users`, the write rows over the next 2 × `users`. */
+  seedUsers: number;
   soak: boolean;
   soakRequests: number;
   variants: Variant[];
@@ -118,15 +130,18 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     'scale',
     'no-baseline',
     'spread',
+    'ci',
   ];
   for (const key of flags.keys())
     if (!known.includes(key)) throw new UsageError(`unknown flag --${key} (known: ${known.map((k) => `--${k}`).join(' ')})`);
   if (flags.has('help')) throw new UsageError('');
 
-  const smoke = flags.has('smoke');
+  const ci = flags.has('ci');
+  const smoke = flags.has('smoke') || ci;
   const quick = flags.has('quick');
   const variantsRaw = flags.get('variants') ?? env.BENCH_VARIANTS;
-  const variants = variantsRaw ? list(variantsRaw) : [...VARIANTS];
+  // CI has no PostGraphile: its peers are installed by their own `npm ci`, outside the lockfile CI installs.
+  const variants = variantsRaw ? list(variantsRaw) : VARIANTS.filter((v) => !ci || !v.startsWith('postgraphile'));
   for (const v of variants)
     if (!(VARIANTS as readonly string[]).includes(v)) throw new UsageError(`unknown variant "${v}" (known: ${VARIANTS.join(', ')})`);
   const concurrencyRaw = flags.get('concurrency') ?? env.BENCH_CONCURRENCY;
@@ -141,10 +156,13 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options {
     soakRequests: requestsRaw ? positive('--requests', requestsRaw) : 100_000,
     variants: variants as Variant[],
     concurrency,
-    warmupSeconds: warmupRaw ? positive('--warmup', warmupRaw) : quick || smoke ? 1 : 5,
-    seconds: secondsRaw ? positive('--seconds', secondsRaw) : smoke ? 2 : quick ? 3 : 15,
+    ci,
+    waitIdle: !ci,
+    seedUsers: ci ? 60 : WORKLOAD.users,
+    warmupSeconds: warmupRaw ? positive('--warmup', warmupRaw, false) : ci ? 0 : quick || smoke ? 1 : 5,
+    seconds: secondsRaw ? positive('--seconds', secondsRaw, false) : ci ? 0.5 : smoke ? 2 : quick ? 3 : 15,
     poolCheck: flags.has('no-pool-check') || smoke ? null : { connections: 200, requestsPerConnection: quick ? 2 : 5 },
-    users: 200,
+    users: ci ? 20 : 200,
     adminUrl: env.BENCH_DATABASE_URL || DEFAULT_ADMIN_URL,
     redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
     build: !flags.has('no-build'),

@@ -227,3 +227,22 @@ export function normaliseView(view: View, dialect: 'ours' | 'postgraphile5', bod
     })),
   };
 }
+
+/**
+ * Where the history page `actual` (a body in `dialect`) first differs from the reference body `expected` (ours'
+ * dialect), or null when they answer the same data. Throws on GraphQL errors or a missing user in either.
+ */
+export function historyDifference(expected: string, dialect: Dialect, actual: string): string | null {
+  return firstDifference(normalise('ours', expected), normalise(dialect, actual));
+}
+
+/**
+ * The same for a view. A server in ours' dialect signs the conversation view's cursor with ours' secret (ours'
+ * resolvers, its compiled read, the bare limit), so its end cursor must also be the reference's, byte for byte.
+ */
+export function viewDifference(view: View, expected: string, dialect: 'ours' | 'postgraphile5', actual: string): string | null {
+  const difference = firstDifference(normaliseView(view, 'ours', expected), normaliseView(view, dialect, actual));
+  if (difference || dialect !== 'ours' || view !== 'conversation') return difference;
+  const cursor = (body: string) => JSON.parse(body).data.conversation.messages.pageInfo.endCursor;
+  return firstDifference(cursor(expected), cursor(actual), '$.endCursor');
+}

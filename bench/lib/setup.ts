@@ -51,6 +51,8 @@ export interface Environment {
   ours: ServerProcess;
   /** Tokens of bench users 1..options.users, signed like TokenService.sign. */
   users: Array<{ n: number; id: string; token: string }>;
+  /** Users seeded (1..seededUsers). */
+  seededUsers: number;
   seedSeconds: number;
   seedSteps: Record<string, number>;
   versions: { postgres: string; redis: string };
@@ -178,7 +180,7 @@ export async function prepare(options: Options, cleanup: Cleanup, oursExtraEnv: 
 
   const hashOptions = { type: argon2.argon2id, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
   const passwordHash = await argon2.hash(BENCH_PASSWORD, hashOptions);
-  const workload = { ...WORKLOAD, users: WORKLOAD.users * options.scale };
+  const workload = { ...WORKLOAD, users: options.seedUsers * options.scale };
   log(
     `seeding ${workload.users} users × (${WORKLOAD.conversations} conversations × ${WORKLOAD.messages} messages, ${WORKLOAD.comparisons} comparisons × ${WORKLOAD.responses} responses, ${WORKLOAD.votes} votes)`,
   );
@@ -208,6 +210,7 @@ export async function prepare(options: Options, cleanup: Cleanup, oursExtraEnv: 
     encryptionKey,
     ours,
     users,
+    seededUsers: workload.users,
     seedSeconds: seeded.seconds,
     seedSteps: seeded.stepSeconds,
     versions,

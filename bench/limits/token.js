@@ -27,4 +27,14 @@ function drain(req) {
   });
 }
 
-module.exports = { userIdFromAuthorization, drain };
+/** The request body, whole (the shared-page limit reads the token from it). */
+function readAll(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+module.exports = { userIdFromAuthorization, drain, readAll };

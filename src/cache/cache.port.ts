@@ -28,6 +28,13 @@ export interface VersionedKey {
   entrySuffix: string;
 }
 
+/** One point of a fixed-window limit, for {@link CachePort.getVersionedSpending}: its key (`rateLimitKey`), points per window. */
+export interface Allowance {
+  key: string;
+  points: number;
+  windowSeconds: number;
+}
+
 /** Freshness policy for {@link CachePort.wrapSwr}. */
 export interface SwrOptions {
   /** Younger than this: served as is. */
@@ -109,6 +116,17 @@ export interface CachePort {
    * entry key's namespace.
    */
   getVersioned(key: VersionedKey): Promise<{ version: number; bytes: Buffer | undefined } | undefined>;
+  /**
+   * {@link CachePort.getVersioned} after spending one point of `allowance` in the same round trip (one script):
+   * 'refused' when that point would go over its limit (nothing spent, the entry not read). The allowance is a
+   * fixed-window limit kept exactly as `rate-limit.ts`'s limiters keep it (same key, same steps), so both may
+   * count one client. `undefined` when the store is unavailable, and always without Redis (the caller takes its
+   * ordinary path: the limiter, then {@link CachePort.getVersioned}).
+   */
+  getVersionedSpending(
+    key: VersionedKey,
+    allowance: Allowance,
+  ): Promise<{ version: number; bytes: Buffer | undefined } | 'refused' | undefined>;
   /** Stores raw bytes (no JSON, behind a tag) under the entry key of `version` for `ttlMs`. Never rejects for store failures. */
   setVersioned(key: VersionedKey, version: number, bytes: Buffer, ttlMs: number): Promise<void>;
   /**

@@ -1,7 +1,7 @@
 import { randomFillSync } from 'node:crypto';
 import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
-import type { CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions, VersionedKey } from './cache.port';
+import type { Allowance, CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions, VersionedKey } from './cache.port';
 import { assertNamespace, namespaceOf } from './namespaces';
 import { closeRedisClient, createRedisClient, redisTarget } from './redis-client';
 import { FailOpenStore } from './resilience';
@@ -167,6 +167,8 @@ class KeyvCache implements CachePort {
   private fallbackSeq = 0;
   /** Redis only, when `localCopiesMaxBytes` > 0. */
   private readonly copies: LocalCopies | undefined;
+  /** The store can spend an allowance with a read (`getVersionedSpending`): Redis. */
+  private readonly spending: boolean = false;
   /** Memory laid out by {@link KeyvCache.versionedBody}: tag, then body. */
   private readonly laidOut = new WeakSet<ArrayBufferLike>();
 
@@ -185,6 +187,7 @@ class KeyvCache implements CachePort {
         connectTimeoutMs: Math.max(opts.operationTimeoutMs, 1000),
       });
       store = new RedisStore(client);
+      this.spending = true;
       client.on('error', (err: unknown) => this.guard.connectionLost(err));
       client.on('ready', () => this.guard.connectionReady());
       this.closeClient = () => closeRedisClient(client);
@@ -261,7 +264,31 @@ class KeyvCache implements CachePort {
     );
   }
 
-  async getVersioned(key: VersionedKey): Promise<{ version: number; bytes: Buffer | undefined } | undefined> {
+  getVersioned(key: VersionedKey): Promise<{ version: number; bytes: Buffer | undefined } | undefined> {
+    return this.versioned<never>(key, (s, counterKey, entryPrefix, held) => s.getVersioned(counterKey, entryPrefix, key.entrySuffix, held));
+  }
+
+  async getVersionedSpending(
+    key: VersionedKey,
+    allowance: Allowance,
+  ): Promise<{ version: number; bytes: Buffer | undefined } | 'refused' | undefined> {
+    if (!this.spending) return undefined;
+    const spend = { key: `${this.opts.prefix}:${allowance.key}`, points: allowance.points, windowSeconds: allowance.windowSeconds };
+    return this.versioned(key, (s, counterKey, entryPrefix, held) =>
+      s.getVersionedSpending!(counterKey, entryPrefix, key.entrySuffix, held, spend),
+    );
+  }
+
+  /** A versioned read (with or without an allowance spent first), served from the local copy when Redis says it still holds. */
+  private async versioned<R extends 'refused' = never>(
+    key: VersionedKey,
+    read: (
+      store: Store,
+      counterKey: string,
+      entryPrefix: string,
+      held: { counter: number; tag: Buffer } | undefined,
+    ) => Promise<{ counter: number; raw: Buffer | undefined; held: boolean } | R>,
+  ): Promise<{ version: number; bytes: Buffer | undefined } | R | undefined> {
     const counterKey = this.full(key.counter);
     const entryPrefix = this.full(key.entryPrefix);
     const copyKey = copyKeyOf(key);
@@ -269,9 +296,10 @@ class KeyvCache implements CachePort {
     const held = copy && { counter: copy.version, tag: copy.raw.subarray(0, TAG_BYTES) };
     const found = await this.guard.run(
       'get',
-      (s) => s.getVersioned(counterKey, entryPrefix, key.entrySuffix, held),
+      (s) => read(s, counterKey, entryPrefix, held),
       () => undefined,
     );
+    if (found === 'refused') return found;
     let raw: Buffer | undefined;
     if (found?.held && copy) {
       raw = copy.raw;

@@ -13,6 +13,7 @@
  */
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from '../observability/logger';
+import type { Allowance } from './cache.port';
 import { closeRedisClient, createRedisClient, type RedisClient, redisTarget } from './redis-client';
 import { withTimeout } from '../timeout';
 
@@ -20,6 +21,20 @@ export interface RateLimitRule {
   /** Points a key may spend per window; 0 turns the limit off. */
   points: number;
   windowSeconds: number;
+}
+
+/**
+ * Where a limit keeps one key's count, under the cache prefix: `rl:<name>:<key>` (rate-limiter-flexible's
+ * `<keyPrefix>:<key>`). The cache spends a point of a limit with a read under this key
+ * (`CachePort.getVersionedSpending`, the anonymous edge's one round trip), so both count the same client.
+ */
+export function rateLimitKey(name: string, key: string): string {
+  return `rl:${name}:${key}`;
+}
+
+/** One point of limit `name` for `key` as the cache spends it; undefined when the limit is off. */
+export function allowanceOf(name: string, rule: RateLimitRule, key: string): Allowance | undefined {
+  return rule.points > 0 ? { key: rateLimitKey(name, key), points: rule.points, windowSeconds: rule.windowSeconds } : undefined;
 }
 
 export type RateLimitVerdict = { allowed: true } | { allowed: false; retryAfterSeconds: number };
@@ -88,7 +103,11 @@ export function createRateLimiters(opts: CreateRateLimitersOptions): RateLimiter
     store: client ? 'redis' : 'memory',
     limiter(name, rule) {
       if (!(rule.points > 0)) return UNLIMITED;
-      const base = { keyPrefix: `${opts.prefix}:rl:${name}`, points: rule.points, duration: rule.windowSeconds };
+      const base = {
+        keyPrefix: `${opts.prefix}:${rateLimitKey(name, '').slice(0, -1)}`,
+        points: rule.points,
+        duration: rule.windowSeconds,
+      };
       const impl: RateLimiterAbstract = client
         ? new RateLimiterRedis({ ...base, storeClient: client, useRedisPackage: true, rejectIfRedisNotReady: true })
         : new RateLimiterMemory(base);

@@ -109,6 +109,43 @@ export const SHARED_REVEALED = visibilityRule({
 /** Every visibility rule (snapshotted by `test/read-plan-sql.test.ts`). */
 export const VISIBILITY_RULES: readonly VisibilityRule<string>[] = [REVEALED, SHARED_REVEALED];
 
+/**
+ * SHARE_LINK_LIVE: whether a share link answers with its snapshot at all: not
+ * revoked, not past its expiry, and (a conversation's link) its conversation
+ * not {@link DELETED}. A link that is not live reads exactly like an unknown
+ * token (null, never FORBIDDEN: whether a token exists is not confirmed).
+ * `sql` is the predicate the snapshot's statement applies to the link's row;
+ * `servedAt` is its expiry part on a snapshot kept in a cache or memo
+ * (revocation and deletion reach those through the link's generation, which
+ * the same mutations bump).
+ */
+export const SHARE_LINK_LIVE = Object.freeze({
+  name: 'share_link_live',
+  entity: 'ShareLinkEntity',
+  table: 'share_links',
+  sql: (a: string) =>
+    `(${a}.revoked_at is null and (${a}.expires_at is null or ${a}.expires_at > now())` +
+    ` and not exists (select 1 from conversations deleted_${a} where deleted_${a}.id = ${a}.conversation_id` +
+    ` and deleted_${a}.${DELETED.column} is not null))`,
+  /** A snapshot kept since it was read (`expiresAt`: epoch ms, null for none) may still be served at `now`. */
+  servedAt: (expiresAt: number | null, now: number): boolean => expiresAt === null || expiresAt > now,
+});
+
+/**
+ * SHARED_SNAPSHOT: which rows a link shows: those of its snapshot time. A
+ * conversation's messages are the MESSAGES source read as of the link's
+ * `as_of` (`childSourceSql(…, { asOf })`, {@link CURRENT_VERSION}'s `asOfSql`:
+ * later messages and later regenerated versions stay out); its comparisons are
+ * the link's `share_link_comparisons` rows (fixed when shared, each with
+ * {@link SHARED_REVEALED}'s fact); a comparison's responses are those written
+ * by the time the link was made (a later fused answer stays out).
+ */
+export const SHARED_SNAPSHOT = Object.freeze({
+  asOf: 'as_of',
+  /** SQL predicate: the response under `r` belongs to a snapshot made at `sharedAt` (an SQL expression). */
+  responseSql: (r: string, sharedAt: string) => `${r}.created_at <= ${sharedAt}`,
+});
+
 // ─── Fields computed from a row's own columns ──────────────────────────────────
 
 /** A field whose resolver computes its value from the row: the same value as JSON text in SQL and in TypeScript. */

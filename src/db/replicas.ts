@@ -35,7 +35,7 @@
  * Transactions and writes always use the primary (MikroORM asks for
  * `'write'` there).
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { ScopeSlot } from '../request-scope';
 import type { CachePort } from '../cache/cache.port';
 import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
@@ -142,7 +142,7 @@ interface LocalMark {
 }
 
 export class ReadRouter {
-  private readonly storage = new AsyncLocalStorage<ReadRoute>();
+  private readonly storage = new ScopeSlot<ReadRoute>('read route');
   private readonly primary: OrmConnection;
   private readonly replicas: OrmConnection[];
   private readonly states: ReplicaState[];
@@ -164,7 +164,7 @@ export class ReadRouter {
     // The one decision point: a 'read' connection is the current route's replica, else the primary.
     driver.getConnection = (type = 'write') => {
       if (type === 'write') return this.primary;
-      const index = this.storage.getStore()?.replica;
+      const index = this.storage.get()?.replica;
       return index === undefined ? this.primary : this.replicas[index]!;
     };
     for (const [index, replica] of this.replicas.entries()) {
@@ -232,7 +232,7 @@ export class ReadRouter {
    * else {@link choose}. `userId` null: anonymous.
    */
   async settle(userId: string | null, writes = false): Promise<void> {
-    const route = this.storage.getStore();
+    const route = this.storage.get();
     if (!route || route.settled) return;
     route.settled = true;
     const chosen = writes ? new ReadRoute(undefined, 'write') : await this.choose(userId);
@@ -245,12 +245,12 @@ export class ReadRouter {
 
   /** The current request's route, if any. */
   current(): ReadRoute | undefined {
-    return this.storage.getStore();
+    return this.storage.get();
   }
 
   /** The current request writes (a mutation in a batch) or its replica failed: its reads go to the primary. */
   toPrimary(reason: RouteReason = 'write'): void {
-    const route = this.storage.getStore();
+    const route = this.storage.get();
     if (!route) return;
     if (route.reason === 'pending') route.reason = reason;
     else if (route.replica !== undefined) {

@@ -18,10 +18,10 @@
  * - once the request has answered, its deadline ends: work it started that
  *   outlives it (a comparison's model calls and final writes) is not cut.
  *
- * The deadline travels with the request's async context (AsyncLocalStorage),
+ * The deadline travels with the request's async context (its slot of `request-scope.ts`),
  * so services, loaders and compiled reads need not pass it along.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { ScopeSlot } from '../request-scope';
 
 /** What a client sees (SERVICE_UNAVAILABLE, 503 with Retry-After when the whole request failed). */
 export const DEADLINE_MESSAGE = 'The request ran past its deadline, retry later';
@@ -121,7 +121,7 @@ export class RequestDeadline {
   }
 }
 
-const storage = new AsyncLocalStorage<RequestDeadline>();
+const storage = new ScopeSlot<RequestDeadline>('request deadline');
 
 /** Runs `fn` under a deadline of `ms` (0: none), ended when `fn` settles. */
 export async function withDeadline<T>(ms: number, fn: () => Promise<T>): Promise<T> {
@@ -136,7 +136,7 @@ export async function withDeadline<T>(ms: number, fn: () => Promise<T>): Promise
 
 /** The deadline of the request this code runs for; undefined outside `/graphql` requests. */
 export function currentDeadline(): RequestDeadline | undefined {
-  return storage.getStore();
+  return storage.get();
 }
 
 /**
@@ -151,12 +151,12 @@ export function outsideDeadline<T>(fn: () => T): T {
 
 /** `work`, or `RequestDeadlineError` when the current request's deadline passes first (no deadline: `work`). */
 export function raceDeadline<T>(work: Promise<T>): Promise<T> {
-  const deadline = storage.getStore();
+  const deadline = storage.get();
   return deadline ? deadline.race(work, () => undefined) : work;
 }
 
 /** Runs `work` with its time left out of the current request's deadline (a provider call). */
 export function excludedFromDeadline<T>(work: () => Promise<T>): Promise<T> {
-  const deadline = storage.getStore();
+  const deadline = storage.get();
   return deadline ? deadline.excluding(work) : work();
 }

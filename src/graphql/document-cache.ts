@@ -29,7 +29,7 @@
  * a compiled executor ~40 KB plus ~1 KB per character.
  */
 import type { KeyValueCache } from '@apollo/utils.keyvaluecache';
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { ScopeSlot } from '../request-scope';
 import type { DocumentNode } from 'graphql';
 import type { CompiledQuery } from 'graphql-jit';
 import { LruMap } from '../lru-map';
@@ -72,7 +72,7 @@ export interface DocumentCacheOptions {
 }
 
 export class DocumentCache implements KeyValueCache<DocumentNode> {
-  private readonly scope = new AsyncLocalStorage<DocumentScope>();
+  private readonly scope = new ScopeSlot<DocumentScope>('document scope');
   private readonly shared: LruMap<string, Entry>;
   private readonly anonymous: LruMap<string, Entry>;
 
@@ -110,7 +110,7 @@ export class DocumentCache implements KeyValueCache<DocumentNode> {
 
   async set(key: string, document: DocumentNode): Promise<void> {
     const hash = hashOf(key);
-    const anonymous = !this.scope.getStore()?.signedIn && !this.opts.trusted?.has(hash);
+    const anonymous = !this.scope.get()?.signedIn && !this.opts.trusted?.has(hash);
     // A document first sent anonymously, now by a signed-in user, moves to the shared part.
     if (!anonymous) this.anonymous.delete(hash);
     else if (this.shared.has(hash)) return;

@@ -105,6 +105,12 @@ export interface PublicReads {
   answered(scope: string): void;
 }
 
+/**
+ * Anonymous requests whose point of the client's allowance was spent already, by the public edge's lookup that
+ * missed (`public-edge.ts`): this route does not spend another.
+ */
+export const admittedAtEdge = new WeakSet<IncomingMessage>();
+
 /** The `/graphql` route. */
 export function createGraphqlHandler(
   deps: GraphqlHttpDeps,
@@ -170,13 +176,21 @@ async function answerGraphqlRequest(
   if (anonymous && reading && deps.publicReads) {
     const params = edgeParams(req, method, url, body, deps.responseCache);
     const entry = params && reading.entry(params);
-    if (params && entry && (await deps.publicReads.admit(entry.scope, deps.contexts.clientIp(req)))) {
-      publicAdmitted = true;
-      const hit = await reading.atEdge(params);
-      if (hit) {
-        deps.publicReads.answered(entry.scope);
-        sendHit(req, res, method, hit, `public, max-age=${entry.publicMaxAge ?? 0}`);
-        return;
+    if (params && entry) {
+      // The client's allowance and the entry asked together (two connections, one wait instead of two in a row);
+      // a hit is sent only when the read was admitted, else Apollo answers the refusal (errors are never stored).
+      // Admitted already: the public edge (`public-edge.ts`) spent the point with its lookup, which missed.
+      const [admitted, hit] = await Promise.all([
+        admittedAtEdge.has(req) || deps.publicReads.admit(entry.scope, deps.contexts.clientIp(req)),
+        reading.atEdge(params),
+      ]);
+      if (admitted) {
+        publicAdmitted = true;
+        if (hit) {
+          deps.publicReads.answered(entry.scope);
+          sendHit(req, res, method, hit, `public, max-age=${entry.publicMaxAge ?? 0}`);
+          return;
+        }
       }
     }
   }
@@ -332,7 +346,13 @@ function sendHit(
  * answer it: a single (not batched) operation, asked as JSON, over POST with a
  * JSON body or over GET with the CSRF-prevention headers Apollo requires.
  */
-function edgeParams(req: IncomingMessage, method: string, url: URL, body: unknown, cache: ResponseCache): GraphqlParams | undefined {
+export function edgeParams(
+  req: IncomingMessage,
+  method: string,
+  url: URL | undefined,
+  body: unknown,
+  cache: ResponseCache,
+): GraphqlParams | undefined {
   const accept = req.headers.accept;
   if (accept && accept.includes('application/graphql-response+json')) return undefined;
   let query: unknown;
@@ -342,7 +362,7 @@ function edgeParams(req: IncomingMessage, method: string, url: URL, body: unknow
   if (method === 'POST') {
     if (!body || typeof body !== 'object' || Array.isArray(body)) return undefined;
     ({ query, operationName, variables, extensions } = body as Record<string, unknown>);
-  } else if (method === 'GET') {
+  } else if (method === 'GET' && url) {
     if (
       !req.headers['apollo-require-preflight'] &&
       !req.headers['x-apollo-operation-name'] &&

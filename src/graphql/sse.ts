@@ -20,6 +20,7 @@ import { AppError } from '../errors';
 import { readBody } from '../http/respond';
 import { classifyError } from './format-error';
 import { type Subscriptions, untilExpiry } from './subscriptions';
+import type { TurnGate } from '../turns';
 
 export interface SseDeps {
   /** The checks and execution every subscription transport shares. */
@@ -29,6 +30,8 @@ export interface SseDeps {
   contexts: RequestContexts;
   /** Personal-token revocations applied on this instance (`PersonalTokenVerifier.onRevoked`): a stream opened with the token ends. */
   onTokenRevoked?: (listener: (tokenId: string) => void) => () => void;
+  /** A burst of opens takes one event-loop turn each (`../turns.ts`). */
+  turns?: Pick<TurnGate, 'take'>;
 }
 
 /** The last event of a stream whose personal token was revoked (or whose token expired) while it ran, then `complete`. */
@@ -77,6 +80,7 @@ export function createSseHandler(deps: SseDeps): (req: IncomingMessage, res: Ser
     requests.set(req, { requestId, principal, res });
     // Throws HttpError 413 past the limit (http/server.ts answers it).
     const body = req.method === 'POST' ? await readBody(req, deps.maxBodyBytes) : null;
+    await deps.turns?.take();
     const [responseBody, init] = await handler({
       method: req.method ?? 'GET',
       url: req.url ?? '/',

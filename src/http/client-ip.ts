@@ -24,7 +24,19 @@ export function clientIp(req: IncomingMessage, trustProxy: number): string {
   return rateLimitKey(socket) ?? 'unknown';
 }
 
+/** Recent addresses' keys: a client's requests repeat its address (bounded: cleared when full). */
+const keys = new Map<string, string | undefined>();
+const KEYS_MAX = 10_000;
+
 function rateLimitKey(address: string): string | undefined {
+  if (keys.has(address)) return keys.get(address);
+  const key = parseKey(address);
+  if (keys.size >= KEYS_MAX) keys.clear();
+  keys.set(address, key);
+  return key;
+}
+
+function parseKey(address: string): string | undefined {
   if (!ipaddr.isValid(address)) return undefined;
   let ip = ipaddr.parse(address);
   if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address();

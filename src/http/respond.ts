@@ -32,6 +32,14 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(JSON.stringify(body));
 }
 
+/** Bodies read before the route ran (`server.ts`'s shortcut), by request: `readBody` answers them. */
+const readEarly = new WeakMap<IncomingMessage, string | Error>();
+
+/** The body of `req` was read already (or failed to be): the route's `readBody` gets it. */
+export function bodyReadEarly(req: IncomingMessage, body: string | Error): void {
+  readEarly.set(req, body);
+}
+
 /**
  * The request body as text, refused with 413 as soon as it passes `maxBytes`:
  * at once when `Content-Length` says so, else when the bytes read pass it
@@ -40,6 +48,11 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
  * (`lingerAfter` in server.ts), so an oversized upload is never buffered.
  */
 export function readBody(req: IncomingMessage, maxBytes = DEFAULT_MAX_BODY_BYTES): Promise<string> {
+  const early = readEarly.get(req);
+  if (early !== undefined) {
+    readEarly.delete(req);
+    return early instanceof Error ? Promise.reject(early) : Promise.resolve(early);
+  }
   if (Number(req.headers['content-length']) > maxBytes) return Promise.reject(bodyTooLarge(maxBytes));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];

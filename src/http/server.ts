@@ -42,7 +42,10 @@ export class TimedResponse<Request extends IncomingMessage = IncomingMessage> ex
   readonly startedAt = process.hrtime.bigint();
 
   override setHeader(name: string, value: number | string | readonly string[]): this {
-    if (name.length === 4 && name.toLowerCase() === 'vary') value = mergeVary(this.getHeader('vary'), value);
+    if (name.length === 4 && name.toLowerCase() === 'vary') {
+      const current = this.getHeader('vary');
+      if (current !== undefined) value = mergeVary(current, value);
+    }
     return super.setHeader(name, value);
   }
 
@@ -51,6 +54,21 @@ export class TimedResponse<Request extends IncomingMessage = IncomingMessage> ex
     return (ServerResponse.prototype.writeHead as (this: ServerResponse, ...args: unknown[]) => this).call(this, statusCode, ...rest);
   }
 }
+
+/**
+ * A request answered before the general machinery (span, request log record, route table), for the one hot
+ * anonymous read that needs none of it (a share link's page: `graphql/public-edge.ts`). Called once the request
+ * id and CORS headers are set: false declines at once (nothing read); true takes the request, which it then
+ * answers (and reports with `answered(route)`, for the duration metric) or hands on with `general()` once it
+ * has read the body (`bodyReadEarly`: the route's `readBody` gets it).
+ */
+export type Shortcut = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  requestId: string,
+  general: () => void,
+  answered: (route: string) => void,
+) => boolean;
 
 export interface HttpServerDeps {
   logger: Logger;
@@ -62,6 +80,8 @@ export interface HttpServerDeps {
   /** Cross-origin access to the GraphQL routes (`cors.ts`); absent: no CORS header is ever sent. */
   cors?: CorsPolicy;
   route: Route;
+  /** Tried before the general machinery (not for preflights, nor while tracing is on: its requests get spans). */
+  shortcut?: Shortcut;
 }
 
 export interface HttpServer {
@@ -102,6 +122,20 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
       const limit = deps.bodyLimit?.(req) ?? maxBodyBytes;
       return declared > limit ? Promise.reject(bodyTooLarge(limit)) : route(req, res, requestId);
     };
+    const general = () => answerInFull(req, res, requestId, answer, observe);
+    if (deps.shortcut && crossOrigin !== 'preflight' && crossOrigin !== 'refused-preflight' && !tracingOn()) {
+      if (deps.shortcut(req, res, requestId, general, observe)) return;
+    }
+    general();
+  });
+  /** The general machinery: the request's span and log record, the route, what it throws answered. */
+  const answerInFull = (
+    req: IncomingMessage,
+    res: TimedResponse,
+    requestId: string,
+    answer: () => Promise<string>,
+    observe: (routeName: string) => void,
+  ): void => {
     // The request's span: the trace's root, or the continuation of the caller's `traceparent` (nothing when tracing is off).
     const parent = tracingOn() ? contextFromHeaders(req.headers) : undefined;
     const method = req.method ?? 'GET';
@@ -149,7 +183,7 @@ export function createHttpServer(deps: HttpServerDeps): HttpServer {
         observe('error');
         endSpan('error');
       });
-  });
+  };
   server.keepAliveTimeout = 65_000;
   return {
     server,

@@ -6,14 +6,14 @@
  * with the same facts as fields (method, path, operation, status, durationMs,
  * sql, cache, userId, requestId). Never variables, headers or bodies.
  *
- * The facts are gathered while the request runs through an AsyncLocalStorage
+ * The facts are gathered while the request runs through its request-scope slot
  * record: `countStatement` (fed by the query observer) counts the SQL sent on
  * the request's behalf, `noteOperation` / `noteUser` are called where the
  * operation name and the principal become known. `cache` is the `x-cache`
  * response header (HIT / MISS), absent when the response cache was not asked.
  * /health and /metrics (probes and scrapes) log at debug level.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { ScopeSlot } from '../request-scope';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
 import type { Logger } from './logger';
@@ -26,7 +26,7 @@ interface RequestRecord {
   userId?: string;
 }
 
-const storage = new AsyncLocalStorage<RequestRecord>();
+const storage = new ScopeSlot<RequestRecord>('request log');
 let requests = 0;
 
 /** Runs `fn` (the request's handling) with a fresh record, and logs the line when the response ends. */
@@ -75,7 +75,7 @@ export function withRequestLog<T>(logger: Logger, req: IncomingMessage, res: Ser
 
 /** Counts one SQL statement for the request running now (none outside a request). */
 export function countStatement(): void {
-  const record = storage.getStore();
+  const record = storage.get();
   if (record) record.sql++;
 }
 
@@ -85,7 +85,7 @@ export function countStatement(): void {
  * undefined outside any request. `requestsStarted()` is the number of the latest.
  */
 export function currentRequestSeq(): number | undefined {
-  return storage.getStore()?.seq;
+  return storage.get()?.seq;
 }
 
 export function requestsStarted(): number {
@@ -94,13 +94,13 @@ export function requestsStarted(): number {
 
 /** The GraphQL operation name of the request running now (the first one named wins). */
 export function noteOperation(name: string | null | undefined): void {
-  const record = storage.getStore();
+  const record = storage.get();
   if (record && name && !record.operation) record.operation = name.slice(0, 100);
 }
 
 /** The signed-in user of the request running now. */
 export function noteUser(userId: string | null | undefined): void {
-  const record = storage.getStore();
+  const record = storage.get();
   if (record && userId) record.userId = userId;
 }
 

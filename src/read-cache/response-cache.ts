@@ -30,7 +30,7 @@
  */
 import type { OperationDefinitionNode, GraphQLSchema } from 'graphql';
 import { createHash } from 'node:crypto';
-import type { CachePort } from '../cache/cache.port';
+import type { Allowance, CachePort } from '../cache/cache.port';
 import { LruMap } from '../lru-map';
 import { operationPolicy, type OperationPolicy } from './cache-policy';
 import { readCacheKeys } from './keys';
@@ -96,6 +96,24 @@ export class ResponseCache implements ResponseEntries {
     store: (entry, generation, bytes) => this.store(entry, generation, bytes),
     encode: (text) => this.encode(text),
   };
+
+  /** The public entry of an anonymous request (`beginPublic`'s), when its document declares one for these variables. */
+  publicEntryOf(params: GraphqlParams): EntryRef | undefined {
+    return this.publicEntries.entryOf('', params);
+  }
+
+  /**
+   * A public entry's bytes after one point of the client's allowance is spent, in one round trip
+   * (`CachePort.getVersionedSpending`): 'refused' over the limit, undefined when Redis cannot say (not Redis,
+   * unavailable): then the ordinary steps decide (the limiter, then the lookup).
+   */
+  lookupSpending(
+    entry: EntryRef,
+    allowance: Allowance | undefined,
+  ): Promise<{ version: number; bytes: Buffer | undefined } | 'refused' | undefined> {
+    const key = readCacheKeys.response(entry.scope, entry.digest);
+    return allowance ? this.opts.cache.getVersionedSpending(key, allowance) : this.opts.cache.getVersioned(key);
+  }
 
   entryOf(userId: string, params: GraphqlParams): EntryRef | undefined {
     const policy = this.policies.get(policyKey(params.documentHash, params.operationName));

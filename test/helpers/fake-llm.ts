@@ -128,6 +128,8 @@ export interface FakeRequest {
   idempotencyKey?: string;
   /** True once the whole answer was written (a client that went away mid-answer leaves it false). */
   completed: boolean;
+  /** `performance.now()` when the whole answer was handed to the socket (`completed`). */
+  completedAt?: number;
 }
 
 interface FakeModelEntry {
@@ -864,7 +866,10 @@ export class FakeLlmServer {
       idempotencyKey: header(req, 'idempotency-key'),
       completed: false,
     };
-    res.on('finish', () => (request.completed = true));
+    res.on('finish', () => {
+      request.completed = true;
+      request.completedAt = performance.now();
+    });
     res.on('close', () => (request.finishedAt = performance.now()));
     if (route.kind === 'chat' && apiKey) {
       const now = (this.concurrentByKey.get(apiKey) ?? 0) + 1;

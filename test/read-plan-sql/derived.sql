@@ -219,6 +219,11 @@ select *
 (c.revealed);
 -- rule shared_revealed conceals on ComparisonResponse: provider, model, keyLabel, costUsd, promptTokens, completionTokens, customEndpoint, error
 
+-- rule share_link_live (ShareLinkEntity), SQL predicate:
+(l.revoked_at is null and (l.expires_at is null or l.expires_at > now()) and not exists (select 1 from conversations deleted_l where deleted_l.id = l.conversation_id and deleted_l.deleted_at is not null));
+-- shared snapshot: a response of the snapshot (made at ?):
+r.created_at <= ?;
+
 -- computed ComparisonResponse.label:
 to_json(chr(65 + a.position))::text;
 -- computed Message.current:

@@ -38,6 +38,26 @@ if ARGV[3] == c and redis.call('GETRANGE', key, 0, #ARGV[4] - 1) == ARGV[4] then
 return { c, redis.call('GET', key) }`;
 const GET_VERSIONED_SHA = createHash('sha1').update(GET_VERSIONED).digest('hex');
 
+/**
+ * {@link GET_VERSIONED} after one point of a fixed-window allowance is spent, in one round trip.
+ * KEYS[1] the counter, KEYS[2] the allowance (`rate-limit.ts`'s key); ARGV[1..4] as GET_VERSIONED's, ARGV[5] the
+ * points per window, ARGV[6] the window in seconds. The allowance is rate-limiter-flexible's own steps (SET NX EX,
+ * INCRBY, PTTL, EXPIRE when it has none) and a point over the limit is given back at once (DECRBY), as
+ * `FlexibleLimiter.consume` does: answers { -1 } (refused, the entry not read), else GET_VERSIONED's answer.
+ */
+const GET_VERSIONED_SPENDING = `redis.call('SET', KEYS[2], 0, 'EX', ARGV[6], 'NX')
+local spent = redis.call('INCRBY', KEYS[2], 1)
+if redis.call('PTTL', KEYS[2]) == -1 then redis.call('EXPIRE', KEYS[2], ARGV[6]) end
+if spent > tonumber(ARGV[5]) then
+  redis.call('DECRBY', KEYS[2], 1)
+  return { -1 }
+end
+local c = redis.call('GET', KEYS[1]) or '0'
+local key = ARGV[1] .. c .. ARGV[2]
+if ARGV[3] == c and redis.call('GETRANGE', key, 0, #ARGV[4] - 1) == ARGV[4] then return { c, 1 } end
+return { c, redis.call('GET', key) }`;
+const GET_VERSIONED_SPENDING_SHA = createHash('sha1').update(GET_VERSIONED_SPENDING).digest('hex');
+
 /** KEYS[1] the number; ARGV: the value, the TTL in ms. Sets it unless it is already at least the value; the TTL restarts. */
 const RAISE = `local held = tonumber(redis.call('GET', KEYS[1]) or '')
 if held == nil or held < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -102,6 +122,35 @@ export class RedisStore implements Store {
         throw error;
       }),
     )) as unknown as [Buffer, Buffer | number | null];
+    const counter = Number(reply[0].toString('latin1'));
+    if (typeof reply[1] === 'number') return { counter, raw: undefined, held: reply[1] === 1 };
+    return { counter, raw: reply[1] ?? undefined, held: false };
+  }
+
+  async getVersionedSpending(
+    counterKey: string,
+    entryPrefix: string,
+    entrySuffix: string,
+    held: { counter: number; tag: Buffer } | undefined,
+    allowance: { key: string; points: number; windowSeconds: number },
+  ): Promise<{ counter: number; raw: Buffer | undefined; held: boolean } | 'refused'> {
+    this.assertOpen();
+    const options = {
+      keys: [counterKey, allowance.key],
+      arguments: [
+        entryPrefix,
+        entrySuffix,
+        held ? String(held.counter) : '',
+        held?.tag ?? '',
+        String(allowance.points),
+        String(allowance.windowSeconds),
+      ],
+    };
+    const reply = (await this.bytes.evalSha(GET_VERSIONED_SPENDING_SHA, options).catch((error: unknown) => {
+      if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.bytes.eval(GET_VERSIONED_SPENDING, options);
+      throw error;
+    })) as unknown as [Buffer | number, Buffer | number | null];
+    if (typeof reply[0] === 'number') return 'refused';
     const counter = Number(reply[0].toString('latin1'));
     if (typeof reply[1] === 'number') return { counter, raw: undefined, held: reply[1] === 1 };
     return { counter, raw: reply[1] ?? undefined, held: false };

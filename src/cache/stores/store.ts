@@ -30,6 +30,18 @@ export interface Store {
     entrySuffix: string,
     held?: { counter: number; tag: Buffer },
   ): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }>;
+  /**
+   * {@link Store.getVersioned} after spending one point of a fixed-window allowance in the same round trip
+   * (`CachePort.getVersionedSpending`); 'refused' when the point would go over the limit (nothing spent, nothing read).
+   * Redis only: the memory store has none (the caller then takes its ordinary path).
+   */
+  getVersionedSpending?(
+    counterKey: string,
+    entryPrefix: string,
+    entrySuffix: string,
+    held: { counter: number; tag: Buffer } | undefined,
+    allowance: { key: string; points: number; windowSeconds: number },
+  ): Promise<{ counter: number; raw: Buffer | undefined; held: boolean } | 'refused'>;
   /** Stores raw bytes (no JSON envelope) for `ttlMs`. */
   setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void>;
   /** Deletes `nsPrefix` (= `${prefix}:${ns}`) and every `${nsPrefix}:*` key. */

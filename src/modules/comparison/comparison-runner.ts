@@ -36,6 +36,7 @@ import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { BurstGate } from '../../db/burst-gate';
+import type { TurnGate } from '../../turns';
 import type { PreparedStatement, PreparedStatements } from '../../db/prepared';
 import { sleep } from '../../timeout';
 import { isRetryableDatabaseError } from '../../db/connection-errors';
@@ -181,6 +182,8 @@ export interface ComparisonRunnerDeps {
    * everything else.
    */
   startConcurrency?: number;
+  /** A burst of starts and provider calls takes one event-loop turn each (`../../turns.ts`); absent: no turns. */
+  turns?: Pick<TurnGate, 'take'>;
 }
 
 /**
@@ -296,6 +299,7 @@ export class ComparisonRunner {
     const models = blind ? shuffled(parseModels(args.models)) : parseModels(args.models);
     const category = parseCategory(args.category) ?? categorize(prompt);
     const em = this.deps.orm.em.fork();
+    await this.deps.turns?.take();
     // The reads, the admission and the transaction: behind the gate, so a burst of starts queues here rather than at the pool.
     const { started, jobs, release } = await this.startGate.run(() => this.store(em, principal, args, prompt, blind, models, category));
     const comparison = started.view;
@@ -739,6 +743,7 @@ export class ComparisonRunner {
       const { spec, customEndpoint: custom } = await model$;
       customEndpoint = custom;
       let streaming = false;
+      await this.deps.turns?.take();
       const result = await this.deps.providerStreams.stream({
         spec,
         messages: job.history,

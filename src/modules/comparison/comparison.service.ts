@@ -20,6 +20,18 @@ import { pgArray } from '../../db/sql';
 import { type PresentedResponse, presentResponse } from './blind';
 import { ComparisonResponse, type ComparisonResponseView, ComparisonResult, type ComparisonView } from './comparison.entity';
 
+/** A comparison as a vote checks it: `responses` in position order. */
+export interface VoteTarget {
+  id: string;
+  blind: boolean;
+  responses: Array<Pick<ComparisonResponseView, 'id' | 'status' | 'kind'>>;
+}
+
+const VOTE_TARGET_SQL = `select r.id, r.blind,
+    coalesce((select json_agg(json_build_object('id', x.id, 'status', x.status, 'kind', x.kind) order by x.position)
+                from comparison_responses x where x.comparison_id = r.id), '[]'::json) as responses
+  from comparison_results r where ${ownedRowsSql(COMPARISON_BY_ID, 'r')}`;
+
 /**
  * Reads of comparisons, owner-scoped, as plain rows (see `db/plain.ts`).
  * Running them (the writes) lives in `comparison-runner.ts`.
@@ -63,6 +75,17 @@ export class ComparisonService {
     const [comparison] = await this.findByIds(em, principal, [id]);
     if (!comparison) throw notFound('Comparison');
     return comparison;
+  }
+
+  /**
+   * What a vote checks, in one statement: the viewer's comparison (NOT_FOUND otherwise, as `get`) and every
+   * response's id, status and kind (no content: nothing of it leaves the vote).
+   */
+  async voteTarget(em: EntityManager, principal: Principal, id: string): Promise<VoteTarget> {
+    if (!isUuid(id)) throw notFound('Comparison');
+    const [row] = await em.getConnection().execute<Array<VoteTarget>>(VOTE_TARGET_SQL, [pgArray([id]), principal.userId]);
+    if (!row) throw notFound('Comparison');
+    return row;
   }
 
   /** Oldest first. Callers reach these ids through an owner-checked conversation. */

@@ -30,6 +30,22 @@
  *   slot is held here are released without a claim transaction, and the
  *   worker waits for a settle here (or a poll interval) before fetching again.
  *
+ * Claimed ahead (`EVAL_PREFETCH`, default EVAL_CONCURRENCY): past its free
+ * slots the worker reserves more cells in the same claim: they stay QUEUED,
+ * with this instance as `lease_owner` and a heartbeat (not in flight, so not
+ * in the user's count; other instances skip them while the lease lives;
+ * `cancelEvalRun` cancels them with the other queued cells). When a cell's
+ * provider work is done, its settle statement also claims the first cell its
+ * user has reserved here (QUEUED → RUNNING, `attempts + 1`, only while still
+ * QUEUED under this lease): the user's count moves from one cell to the other
+ * in one commit, and the successor's call starts as that statement returns,
+ * not after a fetch, a claim transaction and a key read. Reserved cells of
+ * other users start through a claim transaction when a slot frees. Their
+ * leases are renewed with the running ones; a cancelled run's are dropped (the
+ * control message, or the heartbeat that reads the run); a `kill -9`ed
+ * instance's come back through the sweep (reservation cleared, new job) and
+ * pg-boss expiry; a shutdown gives them back at once.
+ *
  * Leases: the worker renews the heartbeat of everything it runs every quarter
  * of `EVAL_LEASE_MS` (one statement, which also reads each run's status: a
  * cancel reaches every instance within a quarter lease even without pub/sub).
@@ -108,6 +124,8 @@ export interface EvalWorkerDeps {
   logger: Logger;
   /** EVAL_CONCURRENCY: cells in flight here. */
   concurrency: number;
+  /** EVAL_PREFETCH: cells claimed ahead here (reserved, not in flight), started the moment a slot of their user frees. */
+  prefetch?: number;
   /** EVAL_CONCURRENCY_PER_USER: cells of one user in flight across every instance. */
   concurrencyPerUser: number;
   /** EVAL_LEASE_MS. */
@@ -201,7 +219,11 @@ interface RunSettings {
   modelCount: number;
 }
 
-type Claim = { kind: 'run'; unit: ClaimedCell | ClaimedPair } | { kind: 'skip' } | { kind: 'busy'; ownerId: string };
+type Claim =
+  | { kind: 'run'; unit: ClaimedCell | ClaimedPair }
+  | { kind: 'reserved'; unit: ClaimedCell }
+  | { kind: 'skip' }
+  | { kind: 'busy'; ownerId: string };
 
 interface Running {
   runId: string;
@@ -209,6 +231,16 @@ interface Running {
   table: 'eval_cells' | 'eval_pair_verdicts';
   controller: AbortController;
   reason?: 'cancelled' | 'lease' | 'shutdown';
+  /** Its slot was passed to a successor claimed in its settle: it no longer counts against EVAL_CONCURRENCY. */
+  slotFreed?: boolean;
+}
+
+/** A cell claimed ahead: QUEUED under this instance's lease (not in flight, not in the user's count), its job held. */
+interface Reserved {
+  jobId: string;
+  data: CellJob;
+  /** `attempts` as reserved: the claim that starts it makes it `attempts + 1`. */
+  unit: ClaimedCell;
 }
 
 /** What a dispatch of fetched jobs did. */
@@ -230,6 +262,10 @@ export class EvalWorker {
   /** This process, as `lease_owner` (host/pid/random: unique across restarts). */
   readonly instanceId = `${hostname()}/${process.pid}/${randomBytes(3).toString('hex')}`;
   private readonly running = new Map<string, Running>();
+  /** Cells claimed ahead, in the jobs' order (`Reserved`). */
+  private readonly prefetched = new Map<string, Reserved>();
+  /** Slots (EVAL_CONCURRENCY) held by running cells and verdicts. */
+  private slotsUsed = 0;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly acks = new Map<string, { ids: string[]; done: Promise<void> }>();
   private wakeUp: (() => void) | undefined;
@@ -280,6 +316,7 @@ export class EvalWorker {
     this.stopping = true;
     this.wake();
     await this.loopDone;
+    await this.releaseReserved();
     if (this.inFlight.size) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
@@ -299,9 +336,10 @@ export class EvalWorker {
 
   private async loop(): Promise<void> {
     let judgeTurn = false;
+    const prefetch = this.deps.prefetch ?? 0;
     while (!this.stopping) {
-      const free = this.deps.concurrency - this.running.size;
-      if (free <= 0) {
+      const free = this.deps.concurrency - this.slotsUsed;
+      if (free <= 0 && this.prefetched.size >= prefetch) {
         await this.idle(this.deps.pollMs);
         continue;
       }
@@ -313,16 +351,24 @@ export class EvalWorker {
       let released = false;
       let busyHereOnly = true;
       try {
+        // Cells claimed ahead that no settle of their user took over (their user had no slot here): started now if it has one.
+        if (free > 0 && this.prefetched.size) {
+          const promoted = await this.promote(free);
+          fetched += promoted.tried;
+          if (promoted.started) allBusy = false;
+        }
         for (const queue of order) {
-          const room = this.deps.concurrency - this.running.size;
-          if (room <= 0) break;
+          const slots = Math.max(0, this.deps.concurrency - this.slotsUsed);
+          // Only cells are claimed ahead (a judge verdict waits for a slot).
+          const ahead = queue === EVAL_CELL_QUEUE ? Math.max(0, prefetch - this.prefetched.size) : 0;
+          if (slots + ahead <= 0) continue;
           // A run without a judge leaves its queue empty: not asked again at every freed slot, but once a poll interval.
           if ((this.emptyUntil.get(queue) ?? 0) > Date.now()) continue;
-          const jobs = await this.deps.queue.fetch<CellJob | PairJob>(queue, Math.min(room, 16));
+          const jobs = await this.deps.queue.fetch<CellJob | PairJob>(queue, Math.min(slots + ahead, 16));
           if (!jobs.length) this.emptyUntil.set(queue, Date.now() + this.deps.pollMs);
           fetched += jobs.length;
           if (!jobs.length) continue;
-          const dispatched = await this.dispatch(queue, jobs);
+          const dispatched = await this.dispatch(queue, jobs, slots, ahead);
           if (!dispatched.allReleased) allBusy = false;
           if (dispatched.released) released = true;
           if (!dispatched.releasedFullHere) busyHereOnly = false;
@@ -353,27 +399,36 @@ export class EvalWorker {
     });
   }
 
-  /** Claims the jobs' rows (one transaction) and starts the claimed ones; true when every job was released (its user at the limit). */
-  private async dispatch(queue: string, jobs: Array<FetchedJob<CellJob | PairJob>>): Promise<Dispatched> {
-    // Jobs of a user whose every allowed slot is held here are released without a claim: none of them could run
-    // before one of those cells settles (which wakes this loop).
-    const full = this.fullHere();
-    const held = jobs.filter((job) => full.has(job.data.runId));
-    const rest = jobs.filter((job) => !full.has(job.data.runId));
+  /**
+   * Claims the jobs' rows (one transaction): up to `slots` start now, up to `ahead` more cells are reserved (claimed
+   * ahead), the rest of the claimable ones are released (their user at the limit).
+   */
+  private async dispatch(queue: string, jobs: Array<FetchedJob<CellJob | PairJob>>, slots: number, ahead: number): Promise<Dispatched> {
+    // A second delivery of a row that runs or waits here (its first job's fetch expired): the row is ours, the job is done.
+    const here = jobs.filter((job) => this.holds(job.data));
+    // Jobs of a user whose every allowed slot is held here are released without a claim when none can be claimed ahead:
+    // none of them could run before one of those cells settles (which wakes this loop).
+    const full = ahead > 0 ? new Set<string>() : this.fullHere();
+    const held = jobs.filter((job) => !this.holds(job.data) && full.has(job.data.runId));
+    const rest = jobs.filter((job) => !this.holds(job.data) && !full.has(job.data.runId));
     const claims = rest.length
       ? await this.claimAll(
           queue,
           rest.map((job) => job.data),
+          slots,
+          ahead,
         )
       : [];
-    const units = claims.flatMap((c) => (c.kind === 'run' ? [c.unit] : []));
+    const units = claims.flatMap((c) => (c.kind === 'run' || c.kind === 'reserved' ? [c.unit] : []));
     this.resolveKeys(units.filter((u): u is ClaimedCell => u.kind === 'cell'));
-    const done: string[] = [];
+    const done: string[] = here.map((job) => job.id);
     const released = held.map((job) => job.id);
     for (const [i, job] of rest.entries()) {
       const claim = claims[i]!;
       // Under the trace of the request that queued it (its `traceparent`), when tracing is on.
       if (claim.kind === 'run') withTraceparent(job.data.traceparent, () => this.execute(queue, job.id, claim.unit));
+      else if (claim.kind === 'reserved')
+        this.prefetched.set(claim.unit.id, { jobId: job.id, data: job.data as CellJob, unit: claim.unit });
       else if (claim.kind === 'busy') released.push(job.id);
       else done.push(job.id);
     }
@@ -389,10 +444,118 @@ export class EvalWorker {
     };
   }
 
+  /** The job's row runs here or is claimed ahead here. */
+  private holds(data: CellJob | PairJob): boolean {
+    const id = 'cellId' in data ? data.cellId : data.verdictId;
+    return this.running.has(id) || this.prefetched.has(id);
+  }
+
+  /**
+   * Starts cells claimed ahead whose user may have another cell in flight (one claim transaction, as for fetched jobs):
+   * those of users whose every slot is held here are left for a settle of that user to take over (no statement).
+   */
+  private async promote(free: number): Promise<{ tried: number; started: number }> {
+    const full = this.fullHere();
+    const candidates = [...this.prefetched.values()].filter((r) => !full.has(r.unit.runId)).slice(0, 16);
+    if (!candidates.length) return { tried: 0, started: 0 };
+    const claims = await this.claimAll(
+      EVAL_CELL_QUEUE,
+      candidates.map((r) => r.data),
+      free,
+      0,
+    );
+    let started = 0;
+    const done: string[] = [];
+    for (const [i, reserved] of candidates.entries()) {
+      const claim = claims[i]!;
+      if (claim.kind === 'busy') continue; // still claimed ahead
+      this.prefetched.delete(reserved.unit.id);
+      if (claim.kind === 'run' && claim.unit.kind === 'cell') {
+        claim.unit.key = reserved.unit.key;
+        started++;
+        withTraceparent(reserved.data.traceparent, () => this.execute(EVAL_CELL_QUEUE, reserved.jobId, claim.unit));
+      } else done.push(reserved.jobId);
+    }
+    await this.deps.queue.complete(EVAL_CELL_QUEUE, done);
+    return { tried: candidates.length, started };
+  }
+
+  /**
+   * The successor of a cell whose provider work is done: the first cell claimed ahead of the same user. Its claim rides
+   * in the settle's statement (the user's count moves from one to the other), and it starts when that returns.
+   */
+  private takeSuccessor(cell: ClaimedCell): Reserved | null {
+    if (this.stopping) return null;
+    for (const reserved of this.prefetched.values()) {
+      if (reserved.unit.ownerId !== cell.ownerId) continue;
+      this.prefetched.delete(reserved.unit.id);
+      this.resume(); // room to claim another ahead
+      return reserved;
+    }
+    return null;
+  }
+
+  /** After the settle: the successor runs in the settled cell's slot, or (not claimed: cancelled, lease lost) is let go. */
+  private startSuccessor(from: ClaimedCell, reserved: Reserved, claimed: boolean | undefined): void {
+    if (claimed === undefined) {
+      // The settle never landed (database away): still claimed ahead; its lease is renewed or expires as the others'.
+      if (!this.stopping) this.prefetched.set(reserved.unit.id, reserved);
+      return;
+    }
+    if (!claimed) {
+      void this.acknowledge(EVAL_CELL_QUEUE, reserved.jobId).catch(() => undefined);
+      return;
+    }
+    const entry = this.running.get(from.id);
+    if (entry && !entry.slotFreed) {
+      entry.slotFreed = true;
+      this.slotsUsed--;
+    }
+    const unit: ClaimedCell = { ...reserved.unit, attempts: reserved.unit.attempts + 1 };
+    withTraceparent(reserved.data.traceparent, () => this.execute(EVAL_CELL_QUEUE, reserved.jobId, unit));
+  }
+
+  /** Shutdown: the cells claimed ahead go back to the queue at once (reservation cleared, job released). */
+  private async releaseReserved(): Promise<void> {
+    const reserved = [...this.prefetched.values()];
+    this.prefetched.clear();
+    if (!reserved.length) return;
+    await this.withRetry(() =>
+      this.deps.orm.em
+        .fork()
+        .getConnection()
+        .execute(
+          `${BACKGROUND} update eval_cells set lease_owner = null, heartbeat_at = null
+            where id = any(?::uuid[]) and status = 'QUEUED' and lease_owner = ?`,
+          [pgArray(reserved.map((r) => r.unit.id)), this.instanceId],
+        ),
+    );
+    await this.deps.queue
+      .release(
+        EVAL_CELL_QUEUE,
+        reserved.map((r) => r.jobId),
+      )
+      .catch((err) => this.deps.logger.warn(failure(err), 'could not release eval jobs claimed ahead (they expire)'));
+  }
+
+  /** Drops the cells claimed ahead of a run (cancelled, or no longer ours) and acknowledges their jobs. */
+  private dropReserved(ids: Iterable<string>): void {
+    let dropped = 0;
+    for (const id of ids) {
+      const reserved = this.prefetched.get(id);
+      if (!reserved) continue;
+      this.prefetched.delete(id);
+      dropped++;
+      void this.acknowledge(EVAL_CELL_QUEUE, reserved.jobId).catch(() => undefined);
+    }
+    if (dropped) this.resume();
+  }
+
   /** The runs of the users whose EVAL_CONCURRENCY_PER_USER slots are all held by this instance. */
   private fullHere(): Set<string> {
     const perOwner = new Map<string, { count: number; runs: Set<string> }>();
     for (const r of this.running.values()) {
+      if (r.slotFreed) continue;
       const owner = perOwner.get(r.ownerId) ?? { count: 0, runs: new Set<string>() };
       owner.count++;
       owner.runs.add(r.runId);
@@ -423,13 +586,21 @@ export class EvalWorker {
    * One claim per job, in order, in one transaction: the rows are read after their owners' advisory locks
    * (`llmselect:eval:<user>`, taken in one order), rows of cancelled runs become CANCELLED, and one statement counts
    * each owner's rows RUNNING under a live lease on every instance and claims, per owner, as many of the claimable
-   * rows as fit under EVAL_CONCURRENCY_PER_USER (in the jobs' order), marking their runs RUNNING.
+   * rows as fit under EVAL_CONCURRENCY_PER_USER (in the jobs' order, at most `slots`), marking their runs RUNNING.
+   * Up to `ahead` of the other claimable cells are reserved (claimed ahead): they stay QUEUED, with this instance's
+   * lease, out of the user's count (they are not in flight) and out of other instances' claims while the lease lives.
    */
-  private async claimAll(queue: string, jobs: ReadonlyArray<CellJob | PairJob>): Promise<Claim[]> {
+  private async claimAll(queue: string, jobs: ReadonlyArray<CellJob | PairJob>, slots: number, ahead: number): Promise<Claim[]> {
     const table = queue === EVAL_CELL_QUEUE ? 'eval_cells' : 'eval_pair_verdicts';
     const ids = jobs.map((data) => ('cellId' in data ? data.cellId : data.verdictId));
     const unique = pgArray([...new Set(ids)]);
     const lease = this.deps.leaseMs / 1000;
+    const me = this.instanceId;
+    // A QUEUED row is claimable unless another instance holds it claimed ahead under a live lease.
+    const open = (t: string) =>
+      `(${t}.status = 'QUEUED' and (${t}.lease_owner is null or ${t}.lease_owner = ?
+                                    or ${t}.heartbeat_at <= now() - make_interval(secs => ?)))
+       or (${t}.status = 'RUNNING' and ${t}.heartbeat_at <= now() - make_interval(secs => ?))`;
     const { rows, claimed, running } = await this.deps.orm.em.fork().transactional(async (tx) => {
       // What is read here is re-checked by the conditional update below (whose snapshot is taken after the locks).
       const rows = await tx.execute<Array<SqlRow>>(
@@ -437,9 +608,9 @@ export class EvalWorker {
            select count(pg_advisory_xact_lock(hashtextextended('llmselect:eval:' || o.owner_id::text, 0))) as n
              from (select distinct owner_id from ${table} where id = any(?::uuid[]) order by owner_id) o)
          select u.id, u.owner_id, u.status, coalesce(u.heartbeat_at > now() - make_interval(secs => ?), false) as live,
-                r.status as run_status, (select n from l) as locked
+                coalesce(u.lease_owner <> ?, false) as elsewhere, r.status as run_status, (select n from l) as locked
            from ${table} u join eval_runs r on r.id = u.run_id where u.id = any(?::uuid[])`,
-        [unique, lease, unique],
+        [unique, lease, me, unique],
       );
       const stopped = (r: SqlRow) => r.run_status === EvalRunStatus.CANCELLED || r.run_status === EvalRunStatus.FAILED;
       const cancelled = rows.filter(stopped).map((r) => String(r.id));
@@ -450,7 +621,9 @@ export class EvalWorker {
           [pgArray(cancelled)],
         );
       }
-      const wanted = rows.filter((r) => !stopped(r) && (r.status === 'QUEUED' || (r.status === 'RUNNING' && !r.live)));
+      const wanted = rows.filter(
+        (r) => !stopped(r) && ((r.status === 'QUEUED' && !(r.elsewhere && r.live)) || (r.status === 'RUNNING' && !r.live)),
+      );
       if (!wanted.length) return { rows, claimed: [] as SqlRow[], running: new Map<string, number>() };
       const order = pgArray(ids.filter((id) => wanted.some((r) => r.id === id)));
       const out = await tx.execute<Array<SqlRow>>(
@@ -464,25 +637,54 @@ export class EvalWorker {
                       and heartbeat_at > now() - make_interval(secs => ?)) as running
              from (select distinct t.owner_id from ${table} t join want on want.id = t.id) o),
          c as (
-           select t.id, n.running + row_number() over (partition by t.owner_id order by want.ord) as slot
+           select t.id, want.ord, n.running + row_number() over (partition by t.owner_id order by want.ord) <= ? as fits
              from ${table} t join want on want.id = t.id join n on n.owner_id = t.owner_id
-            where t.status = 'QUEUED' or (t.status = 'RUNNING' and t.heartbeat_at <= now() - make_interval(secs => ?))),
+            where ${open('t')}),
+         g as (
+           select c.id, c.ord, c.fits and row_number() over (partition by c.fits order by c.ord) <= ? as run from c),
+         h as (
+           select g.id, g.run, row_number() over (partition by g.run order by g.ord) as rank from g),
          u as (
            update ${table} u set status = 'RUNNING', attempts = u.attempts + 1, lease_owner = ?, heartbeat_at = now()
                   ${table === 'eval_cells' ? ', started_at = coalesce(u.started_at, now())' : ''}
-             from c
-            where u.id = c.id and c.slot <= ?
-              and (u.status = 'QUEUED' or (u.status = 'RUNNING' and u.heartbeat_at <= now() - make_interval(secs => ?)))
+             from h
+            where u.id = h.id and h.run and (${open('u')})
            returning u.*),
-         r as (
+         p as (
+           update ${table} p set lease_owner = ?, heartbeat_at = now()
+             from h
+            where p.id = h.id and not h.run and h.rank <= ? and p.status = 'QUEUED'
+              and (p.lease_owner is null or p.lease_owner = ? or p.heartbeat_at <= now() - make_interval(secs => ?))
+           returning p.*),
+         ru as (
            update eval_runs r set status = case when r.status = 'QUEUED' then 'RUNNING' else r.status end,
                   started_at = coalesce(r.started_at, now())
-            where r.id in (select run_id from u)
-           returning r.id as run_ref, r.judge_model, r.temperature, r.max_output_tokens, r.reuse_answers, r.api_token_id,
-                     cardinality(r.models) as model_count)
-         select n.owner_id as counted_owner, n.running as running_now, u.*, r.*
-           from n left join u on u.owner_id = n.owner_id left join r on r.run_ref = u.run_id`,
-        [order, lease, lease, lease, this.instanceId, this.deps.concurrencyPerUser, lease],
+            where r.id in (select run_id from u)),
+         x as (select u.*, true as run_now from u union all select p.*, false as run_now from p),
+         r as (
+           select r.id as run_ref, r.judge_model, r.temperature, r.max_output_tokens, r.reuse_answers, r.api_token_id,
+                  cardinality(r.models) as model_count
+             from eval_runs r where r.id in (select run_id from x))
+         select n.owner_id as counted_owner, n.running as running_now, x.*, r.*
+           from n left join x on x.owner_id = n.owner_id left join r on r.run_ref = x.run_id`,
+        [
+          order,
+          lease,
+          lease,
+          this.deps.concurrencyPerUser,
+          me,
+          lease,
+          lease,
+          slots,
+          me,
+          me,
+          lease,
+          lease,
+          me,
+          table === 'eval_cells' ? ahead : 0,
+          me,
+          lease,
+        ],
       );
       const running = new Map(out.map((r) => [String(r.counted_owner), Number(r.running_now)]));
       return { rows, claimed: out.filter((r) => r.id), running };
@@ -491,7 +693,7 @@ export class EvalWorker {
     const won = new Map(claimed.map((r) => [String(r.id), r]));
     const settings = new Map<string, RunSettings>();
     const held = new Map<string, number>();
-    for (const r of claimed) held.set(String(r.owner_id), (held.get(String(r.owner_id)) ?? 0) + 1);
+    for (const r of claimed) if (r.run_now) held.set(String(r.owner_id), (held.get(String(r.owner_id)) ?? 0) + 1);
     const seen = new Set<string>();
     return ids.map((id): Claim => {
       const row = read.get(id);
@@ -501,11 +703,18 @@ export class EvalWorker {
       if (mine) {
         const runId = String(mine.run_id);
         if (!settings.has(runId)) settings.set(runId, runSettings(mine));
-        return { kind: 'run', unit: claimedUnit(table, mine, settings.get(runId)!) };
+        const unit = claimedUnit(table, mine, settings.get(runId)!);
+        if (mine.run_now) return { kind: 'run', unit };
+        if (unit.kind === 'cell') return { kind: 'reserved', unit };
       }
+      if (row.status === 'QUEUED' && row.elsewhere && row.live) return { kind: 'skip' }; // claimed ahead by a live instance
       const ownerId = String(row.owner_id);
       const counted = running.get(ownerId);
       if (counted !== undefined && counted + (held.get(ownerId) ?? 0) >= this.deps.concurrencyPerUser) return { kind: 'busy', ownerId };
+      // Claimable and within the user's limit but past this fetch's slots (a promotion of cells claimed ahead): kept.
+      const stopped = row.run_status === EvalRunStatus.CANCELLED || row.run_status === EvalRunStatus.FAILED;
+      if (counted !== undefined && !stopped && (row.status === 'QUEUED' || (row.status === 'RUNNING' && !row.live)))
+        return { kind: 'busy', ownerId };
       return { kind: 'skip' };
     });
   }
@@ -517,6 +726,12 @@ export class EvalWorker {
     const table = unit.kind === 'cell' ? 'eval_cells' : 'eval_pair_verdicts';
     const entry: Running = { runId: unit.runId, ownerId: unit.ownerId, table, controller };
     this.running.set(unit.id, entry);
+    this.slotsUsed++;
+    const freeSlot = () => {
+      if (entry.slotFreed) return;
+      entry.slotFreed = true;
+      this.slotsUsed--;
+    };
     const run = () => (unit.kind === 'cell' ? this.runCell(unit, entry) : this.runPair(unit, entry));
     const attributes = { 'llmselect.eval_run_id': unit.runId, [`llmselect.eval_${unit.kind}_id`]: unit.id };
     const work = (tracingOn() ? withSpan(`eval.${unit.kind}`, { attributes }, run) : run())
@@ -524,12 +739,14 @@ export class EvalWorker {
       .then(() => {
         // The slot is free once the outcome is written: the acknowledgement (a round trip) is not waited for.
         this.running.delete(unit.id);
+        freeSlot();
         this.resume();
         return this.acknowledge(queue, jobId);
       })
       .catch((err) => this.deps.logger.warn(failure(err), 'could not acknowledge an eval job (it will come back and be skipped)'))
       .finally(() => {
         this.running.delete(unit.id);
+        freeSlot();
         this.inFlight.delete(work);
       });
     this.inFlight.add(work);
@@ -795,7 +1012,9 @@ export class EvalWorker {
     // What this cell's settle takes off the run's reservation (its worst case; the judge's share stays until the run ends).
     const sent = Buffer.byteLength(cell.prompt) + Buffer.byteLength(cell.system ?? '');
     const worstCase = cellWorstCaseUsd(parseModelId(cell.model), sent, cell.run.maxOutputTokens);
-    const settled = await this.withRetry(() =>
+    // The next cell of the same user claimed ahead here takes this one's place: claimed by this settle's statement.
+    const successor = counts ? this.takeSuccessor(cell) : null;
+    const result = await this.withRetry(() =>
       this.settles.write({
         id: cell.id,
         attempts: cell.attempts,
@@ -813,8 +1032,12 @@ export class EvalWorker {
         error: outcome.kind === 'failed' ? outcome.error : null,
         worstCaseUsd: worstCase,
         counts,
+        successor: successor?.unit.id ?? null,
+        successorAttempts: successor ? successor.unit.attempts + 1 : null,
       }),
     );
+    if (successor) this.startSuccessor(cell, successor, result?.successorClaimed);
+    const settled = result?.cell;
     if (!settled) return; // not ours any more (lease lost, run deleted), or the write never landed
     const judged = counts && cell.run.judgeModel !== null && cell.run.modelCount >= 2;
     if (judged) await this.queuePairs(cell);
@@ -974,11 +1197,15 @@ export class EvalWorker {
 
   // ─── Leases ────────────────────────────────────────────────────────────────
 
-  /** Renews every lease held here (one statement per table); aborts what is no longer ours or whose run was cancelled. */
+  /**
+   * Renews every lease held here, cells claimed ahead included (one statement per table); aborts what is no longer
+   * ours or whose run was cancelled, and lets go of such cells claimed ahead.
+   */
   private async heartbeat(): Promise<void> {
     for (const table of ['eval_cells', 'eval_pair_verdicts'] as const) {
       const ids = [...this.running.entries()].filter(([, r]) => r.table === table).map(([id]) => id);
-      if (!ids.length) continue;
+      const ahead = table === 'eval_cells' ? [...this.prefetched.keys()] : [];
+      if (!ids.length && !ahead.length) continue;
       let rows: Array<{ id: string; run_status: string }>;
       try {
         rows = await this.deps.orm.em
@@ -986,9 +1213,9 @@ export class EvalWorker {
           .getConnection()
           .execute(
             `${BACKGROUND} update ${table} u set heartbeat_at = now() from eval_runs r
-            where u.id = any(?::uuid[]) and u.lease_owner = ? and u.status = 'RUNNING' and r.id = u.run_id
+            where u.id = any(?::uuid[]) and u.lease_owner = ? and u.status in ('RUNNING', 'QUEUED') and r.id = u.run_id
            returning u.id, r.status as run_status`,
-            [pgArray(ids), this.instanceId],
+            [pgArray([...ids, ...ahead]), this.instanceId],
           );
       } catch (err) {
         this.deps.logger.warn(failure(err), 'could not renew eval leases (will retry)');
@@ -1002,6 +1229,7 @@ export class EvalWorker {
         if (runStatus === undefined) this.abort(running, 'lease');
         else if (runStatus === EvalRunStatus.CANCELLED) this.abort(running, 'cancelled');
       }
+      this.dropReserved(ahead.filter((id) => kept.get(id) === undefined || kept.get(id) === EvalRunStatus.CANCELLED));
     }
   }
 
@@ -1016,14 +1244,23 @@ export class EvalWorker {
         ['eval_cells', EVAL_CELL_QUEUE],
         ['eval_pair_verdicts', EVAL_JUDGE_QUEUE],
       ] as const) {
+        // Cells claimed ahead (QUEUED under a lease) by an instance that died are let go too (their jobs may be gone:
+        // a second delivery elsewhere was acknowledged while the lease lived).
+        const held =
+          table === 'eval_cells' ? `(u.status = 'RUNNING' or (u.status = 'QUEUED' and u.lease_owner is not null))` : `u.status = 'RUNNING'`;
         // One cheap read first: the transaction (and its BEGIN/COMMIT) only when a lease did expire.
+        const reserved =
+          table === 'eval_cells'
+            ? `or exists (select 1 from eval_cells u where u.status = 'QUEUED' and u.lease_owner is not null
+                                                     and u.heartbeat_at < now() - make_interval(secs => ?))`
+            : '';
         const [expired] = await this.deps.orm.em
           .fork()
           .getConnection()
           .execute<Array<{ any: boolean }>>(
-            `${BACKGROUND} select exists (select 1 from ${table} where status = 'RUNNING'
-                                           and heartbeat_at < now() - make_interval(secs => ?)) as any`,
-            [this.deps.leaseMs / 1000],
+            `${BACKGROUND} select exists (select 1 from ${table} u where u.status = 'RUNNING'
+                                           and u.heartbeat_at < now() - make_interval(secs => ?)) ${reserved} as any`,
+            table === 'eval_cells' ? [this.deps.leaseMs / 1000, this.deps.leaseMs / 1000] : [this.deps.leaseMs / 1000],
           );
         if (!expired?.any) continue;
         const swept = await this.deps.orm.em.fork().transactional(async (tx) => {
@@ -1032,7 +1269,7 @@ export class EvalWorker {
                 set status = case when r.status = 'CANCELLED' then 'CANCELLED' else 'QUEUED' end,
                     lease_owner = null, heartbeat_at = null
                from eval_runs r
-              where r.id = u.run_id and u.status = 'RUNNING' and u.heartbeat_at < now() - make_interval(secs => ?)
+              where r.id = u.run_id and ${held} and u.heartbeat_at < now() - make_interval(secs => ?)
              returning u.id, u.run_id, u.status, r.id as lease_owner`,
             [this.deps.leaseMs / 1000],
           );
@@ -1058,6 +1295,8 @@ export class EvalWorker {
 
   private abortRun(runId: string, reason: Running['reason']): void {
     for (const running of this.running.values()) if (running.runId === runId) this.abort(running, reason);
+    // Its cells claimed ahead are CANCELLED already (they were QUEUED): never started.
+    this.dropReserved([...this.prefetched.values()].filter((r) => r.unit.runId === runId).map((r) => r.unit.id));
   }
 
   private abort(running: Running, reason: Running['reason']): void {

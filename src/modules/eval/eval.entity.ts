@@ -121,6 +121,11 @@ export class EvalRun extends BaseEntity<
   expression: `create index "eval_cells_running_idx" on "eval_cells" ("owner_id", "heartbeat_at") where "status" = 'RUNNING'`,
 })
 @Index({
+  name: 'eval_cells_reserved_idx',
+  expression:
+    `create index "eval_cells_reserved_idx" on "eval_cells" ("heartbeat_at") ` + `where "status" = 'QUEUED' and "lease_owner" is not null`,
+})
+@Index({
   name: 'eval_cells_reuse_idx',
   expression:
     `create index "eval_cells_reuse_idx" on "eval_cells" ("owner_id", "reuse_key") ` +

@@ -27,7 +27,9 @@
  *   that began before a revocation is neither memoised nor stored (the
  *   generation it was read at is stale; the epoch moved).
  * - Views are counted in memory and written every `viewFlushMs` as one
- *   statement for all links (and on close), never per request.
+ *   statement for all links (and on close), never per request, to links
+ *   still live (SHARE_LINK_LIVE) when written: an edge hit of a revoked or
+ *   expired link's token serves its stored null answer, which is no view.
  */
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { createHash, randomBytes } from 'node:crypto';
@@ -45,7 +47,6 @@ import {
   CONVERSATION_BY_ID,
   CONVERSATION_COMPARISONS,
   CURRENT_VERSION,
-  DELETED,
   MESSAGES,
   orderSql,
   ownerSql,
@@ -53,9 +54,11 @@ import {
   RESPONSES,
   REVEALED,
   readOwnedPage,
+  SHARE_LINK_LIVE,
   SHARE_LINKS,
   SHARED_COMPARISONS,
   SHARED_REVEALED,
+  SHARED_SNAPSHOT,
 } from '../../db/read-plan';
 import { badInput, notFound, rateLimited } from '../../errors';
 import { LruMap } from '../../lru-map';
@@ -240,7 +243,7 @@ export class ShareLinkService {
       const [link] = await run<Array<{ id: string }>>(
         `with p as (select ?::uuid as conversation)
          insert into ${SHARE_LINKS.table} (id, created_at, owner_id, target, conversation_id, comparison_id, token_hash, prefix, title,
-                                  as_of, expires_at, views)
+                                  ${SHARED_SNAPSHOT.asOf}, expires_at, views)
          select gen_random_uuid(), now(), ?, ?, ?, ?, ?, ?, ?,
                 greatest(now(), (select max(${written}) from p, lateral (${messages}) m)),
                 case when ?::int is null then null else now() + make_interval(hours => ?::int) end, 0
@@ -349,7 +352,7 @@ export class ShareLinkService {
       }
       stored = await pending;
     }
-    if (!stored.view || !stored.linkId || (stored.expiresAt !== null && stored.expiresAt <= Date.now())) {
+    if (!stored.view || !stored.linkId || !SHARE_LINK_LIVE.servedAt(stored.expiresAt, Date.now())) {
       return { view: null, expiresAt: null };
     }
     this.pendingViews.set(stored.linkId, (this.pendingViews.get(stored.linkId) ?? 0) + 1);
@@ -382,9 +385,10 @@ export class ShareLinkService {
     const entries = [...pending];
     pending.clear();
     try {
+      // Only live links count: an edge hit of a dead link's token serves its stored null answer, which is no view.
       await this.deps.orm.em.getConnection().execute(
         `${BACKGROUND_SQL_TAG} update ${SHARE_LINKS.table} l set views = l.views + v.n
-           from unnest(?::${type}[], ?::int[]) as v(k, n) where l.${column} = v.k`,
+           from unnest(?::${type}[], ?::int[]) as v(k, n) where l.${column} = v.k and ${SHARE_LINK_LIVE.sql('l')}`,
         [pgArray(entries.map(([k]) => k)), pgArray(entries.map(([, n]) => n))],
       );
     } catch (error) {
@@ -441,10 +445,9 @@ export class ShareLinkService {
       }>
     >(
       `select l.id, l.title, l.created_at as "createdAt", l.expires_at as "expiresAt", l.conversation_id as "conversationId",
-              l.as_of as "asOf"
+              l.${SHARED_SNAPSHOT.asOf} as "asOf"
          from ${SHARE_LINKS.table} l
-        where l.token_hash = ? and l.revoked_at is null and (l.expires_at is null or l.expires_at > now())
-          and not exists (select 1 from ${CONVERSATION_BY_ID.table} d where d.id = l.conversation_id and d.${DELETED.column} is not null)`,
+        where l.token_hash = ? and ${SHARE_LINK_LIVE.sql('l')}`,
       [hash],
     );
     if (!link) return { linkId: null, expiresAt: null, view: null };
@@ -466,7 +469,7 @@ export class ShareLinkService {
               r.kind
          from ${SHARED_COMPARISONS.table} s
          join ${COMPARISON_BY_ID.table} c on c.id = s.comparison_id
-         left join ${RESPONSES.table} r on ${childOfSql(RESPONSES, 'r', 'c.id')} and r.created_at <= ?
+         left join ${RESPONSES.table} r on ${childOfSql(RESPONSES, 'r', 'c.id')} and ${SHARED_SNAPSHOT.responseSql('r', '?::timestamptz')}
         where ${childOfSql(SHARED_COMPARISONS, 's', '?')}
         order by ${orderSql(SHARED_COMPARISONS, 's')}, ${orderSql(RESPONSES, 'r')}`,
       [link.createdAt, link.id],

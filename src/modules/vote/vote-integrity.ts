@@ -61,19 +61,19 @@ export class VoteIntegrity {
   /** Checks the user's pattern; excludes them when a rule fires. Returns the reason, or null. */
   async check(em: EntityManager, userId: string): Promise<ExclusionReason | null> {
     const connection = em.getConnection();
-    const [known] = await connection.execute<Array<{ id: string }>>(`select id from vote_exclusions where user_id = ?`, [userId]);
-    if (known) return null;
-
-    const [first] = await connection.execute<Array<{ n: number; first: number }>>(
-      `select count(*)::int as n, count(*) filter (where w.position = 0)::int as first
+    // Whether the user was ever excluded (then never checked again) and the first-position counts, in one statement.
+    const [first] = await connection.execute<Array<{ known: boolean; n: number; first: number }>>(
+      `select exists (select 1 from vote_exclusions where user_id = ?) as known,
+              count(*)::int as n, count(*) filter (where w.position = 0)::int as first
          from (select v.comparison_id, v.winner_id from votes v where v.user_id = ? and v.outcome = 'WINNER'
                 order by v.created_at desc limit ${RECENT_VOTES}) v
          join comparison_responses w on w.id = v.winner_id
         where (select count(*) from comparison_responses r
                 where r.comparison_id = v.comparison_id and r.status = 'COMPLETED' and r.kind = 'MODEL') >= 2`,
-      [userId],
+      [userId, userId],
     );
-    if (first && first.n >= this.rules.integrityMinVotes && first.first / first.n >= this.rules.firstPositionShare) {
+    if (!first || first.known) return null;
+    if (first.n >= this.rules.integrityMinVotes && first.first / first.n >= this.rules.firstPositionShare) {
       return this.exclude(
         em,
         userId,

@@ -16,8 +16,8 @@ export class VoteResolver {
   async vote(@Arg('input', () => VoteInput) input: VoteInput, @Ctx() ctx: Context): Promise<Vote> {
     const principal = requireUser(ctx.principal);
     const vote = await ctx.services.votes.vote(ctx.em, principal, input);
-    // A blind comparison's calls mark their keys used only now that it is revealed.
-    await ctx.services.apiKeys.markUsedByRevealedComparison(ctx.em, principal, vote.comparisonId);
+    // A blind comparison's calls mark their keys used only now that it is revealed (an open one's did at the call).
+    if (vote.castBlind) await ctx.services.apiKeys.markUsedByRevealedComparison(ctx.em, principal, vote.comparisonId);
     // The shared boards refit in the background (the author's own reads are invalidated by the mutation pipeline).
     await ctx.services.leaderboard.invalidateGlobal();
     return vote;

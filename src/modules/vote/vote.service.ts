@@ -13,6 +13,54 @@ const RUNNING: readonly ResponseStatus[] = [ResponseStatus.PENDING, ResponseStat
 const DAY_SECONDS = 24 * 60 * 60;
 
 /**
+ * The vote's check and write in one statement, under the user's advisory lock (taken by the statement before):
+ * - `existing`: the user's vote on this comparison, with its age;
+ * - `recent`: the user's votes in the last 24 h, and when the one that must leave the window first leaves it;
+ * - `updated`: the existing vote changed, unless the comparison is blind or the change window has closed;
+ * - `inserted`: a new vote when there is none and the daily cap (≤ 0: none) leaves room; excluded at once when
+ *   the user is under an active exclusion.
+ * One row answers: `inserted` / `updated` (the vote), `existing` (left as it was: blind, or past the window, with
+ * its age) or `refused` (the cap: `n` and `retry_s`). Parameters: comparison, user, user, cap, user, outcome,
+ * winner, blind, window (s), comparison, user, outcome, winner, blind, user, cap, cap.
+ */
+const WRITE_VOTE_SQL = `with existing as (
+    select v.*, extract(epoch from now() - v.created_at)::float8 as age_s
+      from votes v where v.comparison_id = ? and v.user_id = ?
+  ), recent as (
+    select count(*)::int as n,
+           (select extract(epoch from created_at + interval '24 hours' - now())::float8
+              from votes where user_id = ? and created_at > now() - interval '24 hours'
+             order by created_at desc offset greatest(?::int, 1) - 1 limit 1) as retry_s
+      from votes where user_id = ? and created_at > now() - interval '24 hours'
+  ), updated as (
+    update votes v set outcome = ?::vote_outcome, winner_id = ?::uuid
+      from existing e
+     where v.id = e.id and not ?::boolean and e.age_s <= ?::float8
+    returning v.*
+  ), inserted as (
+    insert into votes (id, created_at, comparison_id, user_id, outcome, winner_id, cast_blind, excluded_at)
+    select gen_random_uuid(), now(), ?, ?, ?::vote_outcome, ?::uuid, ?,
+           (select now() from vote_exclusions where user_id = ? and reversed_at is null)
+     where not exists (select 1 from existing) and (?::int <= 0 or (select n from recent) < ?::int)
+    returning *
+  )
+  select 'inserted' as __result, i.*, null::float8 as age_s, null::int as n, null::float8 as retry_s from inserted i
+  union all select 'updated', u.*, null, null, null from updated u
+  union all select 'existing', e.*, null, null from existing e where not exists (select 1 from updated)
+  union all select 'refused', (null::votes).*, null, r.n, r.retry_s from recent r
+   where not exists (select 1 from existing) and not exists (select 1 from inserted)`;
+
+type VoteWriteRow = Record<string, unknown> & {
+  __result: 'inserted' | 'updated' | 'existing' | 'refused';
+  created_at: Date;
+  outcome: string;
+  winner_id: string | null;
+  age_s: number | null;
+  n: number | null;
+  retry_s: number | null;
+};
+
+/**
  * Casting and replacing the viewer's vote on one of their comparisons.
  *
  * Rules, in the order they are checked (decision table):
@@ -41,7 +89,8 @@ const DAY_SECONDS = 24 * 60 * 60;
  *   `retryAfterSeconds`: when the oldest of them leaves the window).
  *
  * Storage: one row per (comparison, user). The write runs in a transaction
- * holding a per-user advisory lock, so the cap and the window are exact
+ * holding a per-user advisory lock, checked and written in one statement
+ * (`WRITE_VOTE_SQL`), so the cap and the window are exact
  * across instances and concurrent votes of one user are serialized (the last
  * to commit wins; never a unique violation). A change keeps the vote id and
  * `createdAt` (the time of the first vote). A vote on a blind comparison is
@@ -66,9 +115,10 @@ export class VoteService {
       throw badInput('A WINNER vote needs winnerResponseId: the id of a COMPLETED response of this comparison', 'winnerResponseId');
     }
 
-    const comparison = await this.comparisons.get(em, principal, input.comparisonId);
+    // The comparison (owner-checked) and its responses' states, in one read.
+    const comparison = await this.comparisons.voteTarget(em, principal, input.comparisonId);
     // A FUSED response is not a candidate: it neither holds a vote back while it runs nor can win (it is no battle).
-    const all = await this.comparisons.responsesByComparisonIds(em, [comparison.id]);
+    const all = comparison.responses;
     const responses = all.filter((r) => r.kind !== ResponseKind.FUSED);
     if (responses.some((r) => RUNNING.includes(r.status))) {
       throw new AppError('COMPARISON_NOT_SETTLED', 'Comparison is still running: vote once every response has settled', {
@@ -91,19 +141,48 @@ export class VoteService {
       .transactional(async (tx) => {
         const sql = <T>(text: string, params: unknown[]) =>
           tx.getConnection().execute(text, params, 'all', tx.getTransactionContext()) as Promise<T>;
+        // The lock first, in its own statement: the next one's snapshot is taken once it is held, so it sees every
+        // vote of this user committed before (the cap and the window are exact across instances).
         await sql(`select pg_advisory_xact_lock(hashtextextended(?, 0))`, [`llmselect:votes:${principal.userId}`]);
-        const [existing] = await sql<
-          Array<Record<string, unknown> & { id: string; created_at: Date; age_s: number; outcome: string; winner_id: string | null }>
-        >(`select *, extract(epoch from now() - created_at)::float8 as age_s from votes where comparison_id = ? and user_id = ?`, [
+        const blind = comparison.blind === true;
+        const [result] = await sql<VoteWriteRow[]>(WRITE_VOTE_SQL, [
           comparison.id,
           principal.userId,
+          principal.userId,
+          this.rules.dailyCap,
+          principal.userId,
+          input.outcome,
+          winnerId,
+          blind,
+          this.rules.changeWindowSeconds,
+          comparison.id,
+          principal.userId,
+          input.outcome,
+          winnerId,
+          blind,
+          principal.userId,
+          this.rules.dailyCap,
+          this.rules.dailyCap,
         ]);
-        if (existing && comparison.blind) {
-          if (existing.outcome === input.outcome && (existing.winner_id ?? null) === winnerId) {
-            const { age_s: _age, ...stored } = existing;
-            return stored;
-          }
-          const votedAt = new Date(existing.created_at).toISOString();
+        if (!result) return undefined;
+        const { __result: kind, age_s: _age, n: _n, retry_s: retry, ...stored } = result;
+        if (kind === 'inserted' || kind === 'updated') return stored as Record<string, unknown>;
+        if (kind === 'refused') {
+          // The vote that must leave the 24 h window before another fits.
+          const retryAfterSeconds = Math.max(1, Math.ceil(retry ?? DAY_SECONDS));
+          throw new AppError(
+            'VOTE_LIMIT_REACHED',
+            `Daily vote limit reached (${this.rules.dailyCap} votes in 24 h): retry in ${retryAfterSeconds} s`,
+            {
+              limit: this.rules.dailyCap,
+              retryAfterSeconds,
+            },
+          );
+        }
+        // An existing vote left as it was: a blind comparison's (a retry answers it) or one past the change window.
+        if (blind) {
+          if (stored.outcome === input.outcome && (stored.winner_id ?? null) === winnerId) return stored as Record<string, unknown>;
+          const votedAt = new Date(stored.created_at).toISOString();
           throw new AppError(
             'VOTE_CHANGE_WINDOW_CLOSED',
             'A vote on a blind comparison cannot be changed: the first vote revealed the models',
@@ -114,54 +193,15 @@ export class VoteService {
             },
           );
         }
-        if (existing) {
-          if (existing.age_s > this.rules.changeWindowSeconds) {
-            const votedAt = new Date(existing.created_at);
-            throw new AppError(
-              'VOTE_CHANGE_WINDOW_CLOSED',
-              `This vote can no longer be changed: votes can be changed for ${this.rules.changeWindowSeconds} s after they are cast`,
-              {
-                votedAt: votedAt.toISOString(),
-                closedAt: new Date(votedAt.getTime() + this.rules.changeWindowSeconds * 1000).toISOString(),
-              },
-            );
-          }
-          const [updated] = await sql<Array<Record<string, unknown>>>(
-            `update votes set outcome = ?::vote_outcome, winner_id = ?::uuid where id = ? returning *`,
-            [input.outcome, winnerId, existing.id],
-          );
-          return updated;
-        }
-        if (this.rules.dailyCap > 0) {
-          // The vote that must leave the 24 h window before another fits (null: under the cap).
-          const [window] = await sql<Array<{ n: number; retry_s: number | null }>>(
-            `select count(*)::int as n,
-                    (select extract(epoch from created_at + interval '24 hours' - now())::float8
-                       from votes where user_id = ? and created_at > now() - interval '24 hours'
-                      order by created_at desc offset ? - 1 limit 1) as retry_s
-               from votes where user_id = ? and created_at > now() - interval '24 hours'`,
-            [principal.userId, this.rules.dailyCap, principal.userId],
-          );
-          if (window && window.n >= this.rules.dailyCap) {
-            const retryAfterSeconds = Math.max(1, Math.ceil(window.retry_s ?? DAY_SECONDS));
-            throw new AppError(
-              'VOTE_LIMIT_REACHED',
-              `Daily vote limit reached (${this.rules.dailyCap} votes in 24 h): retry in ${retryAfterSeconds} s`,
-              {
-                limit: this.rules.dailyCap,
-                retryAfterSeconds,
-              },
-            );
-          }
-        }
-        const [inserted] = await sql<Array<Record<string, unknown>>>(
-          `insert into votes (id, created_at, comparison_id, user_id, outcome, winner_id, cast_blind, excluded_at)
-           values (gen_random_uuid(), now(), ?, ?, ?::vote_outcome, ?::uuid, ?,
-                   (select now() from vote_exclusions where user_id = ? and reversed_at is null))
-           returning *`,
-          [comparison.id, principal.userId, input.outcome, winnerId, comparison.blind === true, principal.userId],
+        const votedAt = new Date(stored.created_at);
+        throw new AppError(
+          'VOTE_CHANGE_WINDOW_CLOSED',
+          `This vote can no longer be changed: votes can be changed for ${this.rules.changeWindowSeconds} s after they are cast`,
+          {
+            votedAt: votedAt.toISOString(),
+            closedAt: new Date(votedAt.getTime() + this.rules.changeWindowSeconds * 1000).toISOString(),
+          },
         );
-        return inserted;
       })
       .catch((error: unknown) => {
         // The comparison (or its winner) was deleted after the checks above: same answer as a missing one.
