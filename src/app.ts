@@ -201,6 +201,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const countLookup = registerCacheMetrics(metrics.registry);
     const cache = createCache({
       redisUrl: config.redisUrl,
+      redisClusterNodes: config.redisClusterNodes,
       prefix: config.cachePrefix,
       breakerCooldownMs: config.cache.breakerCooldownMs,
       operationTimeoutMs: config.cache.operationTimeoutMs,
@@ -212,12 +213,18 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       },
     });
     cleanups.push(() => cache.close());
-    const pubsub = createPubSub({ redisUrl: config.redisUrl, prefix: config.cachePrefix, logger });
+    const pubsub = createPubSub({
+      redisUrl: config.redisUrl,
+      redisClusterNodes: config.redisClusterNodes,
+      prefix: config.cachePrefix,
+      logger,
+    });
     cleanups.push(() => pubsub.close());
 
     // Rate limits: Redis when configured (shared by instances), memory otherwise; fail open.
     const rateLimiters = createRateLimiters({
       redisUrl: config.redisUrl,
+      redisClusterNodes: config.redisClusterNodes,
       prefix: config.cachePrefix,
       operationTimeoutMs: config.cache.operationTimeoutMs,
       logger,

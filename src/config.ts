@@ -161,6 +161,11 @@ export interface Config {
   pool: PoolConfig;
   migrateOnStart: boolean;
   redisUrl?: string;
+  /**
+   * `REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster (`redis://host:port` URLs, or `host:port`), instead of
+   * `REDIS_URL`. The cache, persisted documents, pub/sub and rate limits then use the cluster (`cache/redis-client.ts`).
+   */
+  redisClusterNodes?: string[];
   /** Every cache / pub-sub key starts with this; tests use one per file. */
   cachePrefix: string;
   jwtSecret: string;
@@ -366,6 +371,24 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   if (/^(1|true|yes|on)$/i.test(raw)) return true;
   if (/^(0|false|no|off)$/i.test(raw)) return false;
   throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+/** REDIS_CLUSTER_NODES: comma-separated seed nodes (`host:port` or redis(s):// URLs), never with REDIS_URL. */
+function redisClusterNodes(env: Env): string[] | undefined {
+  const entries = (env.REDIS_CLUSTER_NODES ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  if (entries.length === 0) return undefined;
+  if (env.REDIS_URL) throw new ConfigError('set REDIS_URL or REDIS_CLUSTER_NODES, not both');
+  const nodes = entries.map((entry) => (entry.includes('://') ? entry : `redis://${entry}`));
+  for (const [i, node] of nodes.entries()) {
+    const name = `REDIS_CLUSTER_NODES (node ${i + 1})`;
+    url({ [name]: node }, name, ['redis:', 'rediss:']);
+  }
+  // The first {…} of a key is its hash tag: one in the prefix would pull every key into one slot, or split a tag.
+  if (/[{}]/.test(env.CACHE_PREFIX ?? '')) throw new ConfigError('CACHE_PREFIX must not contain { or } with REDIS_CLUSTER_NODES');
+  return nodes;
 }
 
 function url(env: Env, name: string, protocols: string[]): string | undefined {
@@ -588,6 +611,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     pool,
     migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    redisClusterNodes: redisClusterNodes(env),
     cachePrefix: env.CACHE_PREFIX || 'llmselect',
     jwtSecret,
     jwtExpiresIn: env.JWT_EXPIRES_IN || '7d',

@@ -2,14 +2,13 @@
  * Automatic persisted queries over HTTP (Apollo's APQ protocol, documents in
  * the cache port's `apq` namespace) and the trusted-documents manifest.
  */
-import { createClient } from '@redis/client';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parsePersistedDocuments } from '../src/graphql/plugins/persisted-documents';
 import { describeRedis, redisUrlForTests } from './helpers/redis';
-import { createTestApp, type TestApp } from './helpers/test-app';
+import { createTestApp, sharedRedisKeys, type TestApp } from './helpers/test-app';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const extensions = (hash: string) => ({ persistedQuery: { version: 1, sha256Hash: hash } });
@@ -172,16 +171,9 @@ describeRedis('APQ (Redis)', () => {
     expect(onB.body.data).toEqual(registered.body.data);
 
     // Stored once, under the cache port's namespace, keyed by the bare hash.
-    const client = createClient({ url: redisUrlForTests() });
-    await client.connect();
-    try {
-      const keys: string[] = [];
-      for await (const batch of client.scanIterator({ MATCH: `${prefix}:apq:*` })) keys.push(...batch);
-      expect(keys).toEqual([`${prefix}:apq:${sha256(query)}`]);
-      expect(await client.pTTL(keys[0]!)).toBeGreaterThan(6 * 24 * 3600 * 1000);
-    } finally {
-      await client.quit();
-    }
+    const keys = await sharedRedisKeys(`${prefix}:apq:*`);
+    expect(keys.map((k) => k.key)).toEqual([`${prefix}:apq:${sha256(query)}`]);
+    expect(keys[0]!.pttl).toBeGreaterThan(6 * 24 * 3600 * 1000);
   });
 });
 

@@ -45,6 +45,9 @@ describe('loadConfig', () => {
   it.each([
     [{ DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
     [{ REDIS_URL: 'not a url' }, /REDIS_URL/],
+    [{ REDIS_CLUSTER_NODES: '127.0.0.1:7000,http://x:1' }, /^REDIS_CLUSTER_NODES \(node 2\) must use redis: or rediss:, got http:$/],
+    [{ REDIS_CLUSTER_NODES: '127.0.0.1:7000', REDIS_URL: 'redis://127.0.0.1:6379' }, /^set REDIS_URL or REDIS_CLUSTER_NODES, not both$/],
+    [{ REDIS_CLUSTER_NODES: '127.0.0.1:7000', CACHE_PREFIX: 'app{1}' }, /^CACHE_PREFIX must not contain \{ or \}/],
     [{ ENCRYPTION_KEY: 'c2hvcnQ=' }, /ENCRYPTION_KEY must be 32 bytes/],
     [{ DB_POOL_MAX: 'lots' }, /DB_POOL_MAX/],
     [{ DB_POOL_MIN: '9', DB_POOL_MAX: '3' }, /DB_POOL_MIN must not exceed DB_POOL_MAX/],

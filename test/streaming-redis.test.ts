@@ -3,12 +3,11 @@
  * streamed to a subscriber connected to the other (Redis pub/sub), including
  * the content-so-far replay, and a cancel issued on the other instance stops it.
  */
-import { createClient } from '@redis/client';
 import { randomBytes } from 'node:crypto';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedis, redisUrlForTests } from './helpers/redis';
 import { subscribe } from './helpers/sse';
-import { createTestApp, type TestApp } from './helpers/test-app';
+import { createTestApp, sharedRedisSubscribers, type TestApp } from './helpers/test-app';
 
 const EVENTS = `subscription($id: ID!) { comparisonEvents(comparisonId: $id) { responseId status delta content } }`;
 const START = `mutation($input: RunComparisonInput!) { startComparison(input: $input) { id } }`;
@@ -84,13 +83,11 @@ describeRedis('comparison events across instances (Redis pub/sub)', () => {
   });
 
   it('unsubscribes from the channel as soon as the client disconnects, while the comparison keeps running', async () => {
-    const redis = createClient({ url: redisUrlForTests() });
-    await redis.connect();
-    try {
+    {
       const started = await a.gql(START, { input: { prompt: 'I will leave', models: ['openai:hang', 'anthropic:hang'] } }, token);
       const id = started.data.startComparison.id;
       const channel = `${prefix}:comparison:${id}`;
-      const subscribers = async () => Number((await redis.pubSubNumSub(channel))[channel] ?? 0);
+      const subscribers = () => sharedRedisSubscribers(channel);
       const sub = await subscribe(b.url, EVENTS, { id }, token);
       await sub.events.next(); // subscribed and replayed
       expect(await subscribers()).toBe(1);
@@ -101,8 +98,6 @@ describeRedis('comparison events across instances (Redis pub/sub)', () => {
       const running = await a.gql(`query($id: ID!) { comparison(id: $id) { responses { status } } }`, { id }, token);
       expect(running.data.comparison.responses.map((r: any) => r.status)).toEqual(['PENDING', 'PENDING']);
       await a.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id }, token);
-    } finally {
-      await redis.quit();
     }
   });
 });

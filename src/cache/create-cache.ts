@@ -3,7 +3,7 @@ import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
 import type { Allowance, CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions, VersionedKey } from './cache.port';
 import { assertNamespace, namespaceOf } from './namespaces';
-import { closeRedisClient, createRedisClient } from './redis-client';
+import { closeRedisClient, createRedisClient, redisTarget } from './redis-client';
 import { FailOpenStore } from './resilience';
 import { singleFlight } from './single-flight';
 import { CacheStats } from './stats';
@@ -15,6 +15,8 @@ import type { Store } from './stores/store';
 export interface CreateCacheOptions {
   /** Unset: in-process memory store (development / tests / single instance). */
   redisUrl?: string;
+  /** `Config.redisClusterNodes`: a Redis Cluster's seed nodes, instead of `redisUrl`. */
+  redisClusterNodes?: readonly string[];
   /** `Config.cachePrefix`; every key is `${prefix}:${namespace}:...`. */
   prefix: string;
   /** `Config.cache.breakerCooldownMs`. */
@@ -142,7 +144,7 @@ function isSwrEntry<T>(v: unknown): v is SwrEntry<T> {
 }
 
 /**
- * Creates the cache. Never throws and never waits for Redis: with `redisUrl`
+ * Creates the cache. Never throws and never waits for Redis: with `redisUrl` (or `redisClusterNodes`)
  * it connects in the background (Redis down at start = misses until it is
  * up); without, it uses an in-process LRU. See {@link CachePort} for the contract.
  */
@@ -174,9 +176,10 @@ class KeyvCache implements CachePort {
     this.log = opts.logger.child({ component: 'cache' });
     this.stats_ = new CacheStats(opts.onLookup);
     let store: Store;
-    if (opts.redisUrl) {
+    const target = redisTarget(opts);
+    if (target) {
       const client = createRedisClient({
-        url: opts.redisUrl,
+        target,
         logger: opts.logger,
         name: `${opts.prefix.replace(/[^\w:.-]/g, '_')}:cache`,
         disableOfflineQueue: true,

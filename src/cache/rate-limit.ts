@@ -14,7 +14,7 @@
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from '../observability/logger';
 import type { Allowance } from './cache.port';
-import { closeRedisClient, createRedisClient, type RedisClient } from './redis-client';
+import { closeRedisClient, createRedisClient, type RedisClient, redisTarget } from './redis-client';
 import { withTimeout } from '../timeout';
 
 export interface RateLimitRule {
@@ -58,6 +58,8 @@ export interface RateLimiters {
 
 export interface CreateRateLimitersOptions {
   redisUrl?: string;
+  /** `Config.redisClusterNodes`: a Redis Cluster's seed nodes, instead of `redisUrl` (each limit is one key: one slot). */
+  redisClusterNodes?: readonly string[];
   /** `Config.cachePrefix`: keys are `${prefix}:rl:<name>:<key>`, so instances sharing a prefix share limits. */
   prefix: string;
   /** A Redis call slower than this is allowed (fail open). */
@@ -70,9 +72,10 @@ export interface CreateRateLimitersOptions {
 export function createRateLimiters(opts: CreateRateLimitersOptions): RateLimiters {
   const log = opts.logger.child({ component: 'rate-limit' });
   let client: RedisClient | undefined;
-  if (opts.redisUrl) {
+  const target = redisTarget(opts);
+  if (target) {
     client = createRedisClient({
-      url: opts.redisUrl,
+      target,
       logger: opts.logger,
       name: `${opts.prefix.replace(/[^\w:.-]/g, '_')}:rate-limit`,
       disableOfflineQueue: true,

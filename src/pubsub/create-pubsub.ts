@@ -6,10 +6,13 @@ import type { Logger } from '../observability/logger';
 import { MemoryPubSub } from './memory';
 import type { PubSub } from './pubsub.port';
 import { RedisPubSub } from './redis';
+import { redisTarget } from '../cache/redis-client';
 
 export interface CreatePubSubOptions {
   /** Unset: in-process EventEmitter (single instance / tests). */
   redisUrl?: string;
+  /** A Redis Cluster's seed nodes, instead of `redisUrl` (PUBLISH reaches every node's subscribers). */
+  redisClusterNodes?: readonly string[];
   prefix: string;
   logger: Logger;
   /** Bound on publish / subscribe round trips. Default 1000 ms. */
@@ -20,5 +23,6 @@ export interface CreatePubSubOptions {
 export function createPubSub(opts: CreatePubSubOptions): PubSub {
   if (!opts.prefix) throw new TypeError('pub/sub prefix must be non-empty');
   const timeoutMs = opts.operationTimeoutMs ?? 1000;
-  return opts.redisUrl ? new RedisPubSub(opts.redisUrl, opts.prefix, opts.logger, timeoutMs) : new MemoryPubSub(opts.prefix, opts.logger);
+  const target = redisTarget(opts);
+  return target ? new RedisPubSub(target, opts.prefix, opts.logger, timeoutMs) : new MemoryPubSub(opts.prefix, opts.logger);
 }

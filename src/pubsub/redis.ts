@@ -2,7 +2,15 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../observability/logger';
 import type { MessageHandler, PublishOptions, PubSub } from './pubsub.port';
 import { deliver } from './deliver';
-import { closeRedisClient, createRedisClient, firstAttempt, type RedisClient } from '../cache/redis-client';
+import {
+  closeRedisClient,
+  createRedisClient,
+  firstAttempt,
+  type RedisClient,
+  type RedisTarget,
+  subscribeChannel,
+  unsubscribeChannel,
+} from '../cache/redis-client';
 import { sleep, withTimeout } from '../timeout';
 import { failSpan, SpanKind, startSpan } from '../observability/tracing';
 
@@ -42,7 +50,7 @@ export class RedisPubSub implements PubSub {
   private closed = false;
 
   constructor(
-    url: string,
+    target: RedisTarget,
     private readonly prefix: string,
     logger: Logger,
     private readonly timeoutMs: number,
@@ -50,8 +58,8 @@ export class RedisPubSub implements PubSub {
     this.log = logger.child({ component: 'pubsub' });
     this.ownPrefix = `{"${ORIGIN_FIELD}":"${this.origin}"`;
     const name = prefix.replace(/[^\w:.-]/g, '_');
-    this.pub = createRedisClient({ url, logger, name: `${name}:pub`, disableOfflineQueue: true });
-    this.sub = createRedisClient({ url, logger, name: `${name}:sub`, disableOfflineQueue: false });
+    this.pub = createRedisClient({ target, logger, name: `${name}:pub`, disableOfflineQueue: true });
+    this.sub = createRedisClient({ target, logger, name: `${name}:sub`, disableOfflineQueue: false });
     // Right after start, publications wait (bounded) for the first connection attempt instead of being dropped.
     void Promise.race([firstAttempt(this.pub), sleep(this.timeoutMs)]).then(() => {
       const backlog = this.startupBacklog ?? [];
@@ -97,14 +105,14 @@ export class RedisPubSub implements PubSub {
       subscribed = false;
       if (!set.size) this.listeners.delete(name);
       if (!this.sub.isOpen) return;
-      await this.settle(this.sub.unsubscribe(name, remote), `unsubscribe ${channel}`);
+      await this.settle(unsubscribeChannel(this.sub, name, remote), `unsubscribe ${channel}`);
     };
     if (this.closed) return unsubscribe;
     let set = this.listeners.get(name);
     if (!set) this.listeners.set(name, (set = new Set()));
     set.add(listener);
     subscribed = true;
-    await this.settle(this.sub.subscribe(name, remote), `subscribe ${channel}`);
+    await this.settle(subscribeChannel(this.sub, name, remote), `subscribe ${channel}`);
     return unsubscribe;
   }
 

@@ -12,6 +12,9 @@ import { BACKGROUND_SQL_TAG } from '../../src/modules/comparison/comparison-runn
 import { currentRequestSeq, requestsStarted } from '../../src/observability/request-log';
 import { createTestDatabase, type TestDatabase } from './database';
 import { type PgBouncer, startPgBouncer } from './pgbouncer';
+import { createClient, createCluster } from '@redis/client';
+import { redisUrlForTests } from './redis';
+import { type RedisClusterForTests, startRedisCluster } from './redis-cluster';
 
 /**
  * `TEST_VIA_PGBOUNCER=1`: every app of this file reaches its database through one PgBouncer in transaction
@@ -27,6 +30,64 @@ async function appDatabaseUrl(url: string): Promise<string> {
   if (!viaPgBouncer) return url;
   bouncer ??= startPgBouncer(url);
   return (await bouncer).via(url);
+}
+
+/**
+ * `TEST_VIA_REDIS_CLUSTER=1`: every app of this file that would use the shared Redis (`REDIS_URL` of
+ * `redisUrlForTests()`) uses one private Redis Cluster instead (3 masters, 3 replicas: `redis-cluster.ts`),
+ * through `REDIS_CLUSTER_NODES`. `.ci/run` runs the cache, persisted-document, multi-instance, rate-limit and
+ * budget suites so. Apps given a private Redis (outage tests) keep it.
+ */
+const viaRedisCluster = process.env.TEST_VIA_REDIS_CLUSTER === '1';
+let redisCluster: Promise<RedisClusterForTests> | undefined;
+if (viaRedisCluster) afterAll(async () => (await redisCluster)?.stop());
+
+async function appRedisEnv(env: Record<string, string | undefined>): Promise<Record<string, string | undefined>> {
+  if (!viaRedisCluster || !env.REDIS_URL || env.REDIS_URL !== redisUrlForTests()) return env;
+  redisCluster ??= startRedisCluster();
+  return { ...env, REDIS_URL: undefined, ...(await redisCluster).env };
+}
+
+/**
+ * The keys matching `match` (a SCAN pattern) on the Redis the apps of this file share, with their
+ * PTTL: the shared Redis, or under TEST_VIA_REDIS_CLUSTER the cluster (every master scanned).
+ */
+export async function sharedRedisKeys(match: string): Promise<Array<{ key: string; pttl: number }>> {
+  // A client that connects before answering (the app's clients connect in the background and fail open).
+  const client =
+    viaRedisCluster && redisCluster
+      ? await createCluster({
+          rootNodes: (await redisCluster).nodes.filter((n) => n.alive).map((n) => ({ url: `redis://${n.address}` })),
+        }).connect()
+      : await createClient({ url: redisUrlForTests() }).connect();
+  try {
+    const nodes = 'masters' in client ? await Promise.all(client.masters.map((m) => client.nodeClient(m))) : [client];
+    const keys: string[] = [];
+    for (const node of nodes) for await (const batch of node.scanIterator({ MATCH: match, COUNT: 1000 })) keys.push(...batch);
+    return await Promise.all(keys.map(async (key) => ({ key, pttl: await client.pTTL(key) })));
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Subscribers of `channel` (PUBSUB NUMSUB) on the shared Redis, or summed over every node of the cluster. */
+export async function sharedRedisSubscribers(channel: string): Promise<number> {
+  if (viaRedisCluster && redisCluster) {
+    const cluster = await redisCluster;
+    const counts = await Promise.all(
+      cluster.nodes
+        .filter((n) => n.alive)
+        .map(async (n) => Number(((await cluster.command(n, ['PUBSUB', 'NUMSUB', channel])) as unknown[])[1])),
+    );
+    return counts.reduce((sum, n) => sum + n, 0);
+  }
+  const client = createClient({ url: redisUrlForTests() });
+  await client.connect();
+  try {
+    return Number((await client.pubSubNumSub(channel))[channel] ?? 0);
+  } finally {
+    client.destroy();
+  }
 }
 
 export interface GqlResult<T = any> {
@@ -83,7 +144,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     RATE_LIMIT_PROVIDER_CALLS: '0',
     RATE_LIMIT_LOGIN_FAILURES: '0',
     RATE_LIMIT_AUTH_PER_IP: '0',
-    ...options.env,
+    ...(await appRedisEnv(options.env ?? {})),
   });
   const app = await buildApp(config, { logStream, spanExporter: options.spanExporter });
   await new Promise<void>((resolve) => app.httpServer.listen(0, '127.0.0.1', resolve));

@@ -3,7 +3,7 @@ import { ErrorReply, RESP_TYPES } from '@redis/client';
 import { createHash } from 'node:crypto';
 import { Keyv } from 'keyv';
 import { escapeGlob } from '../namespaces';
-import { firstAttempt, type RedisClient } from '../redis-client';
+import { firstAttempt, isReady, pingAll, type RedisClient, scanKeys, unlinkKeys } from '../redis-client';
 import { deserializeEnvelope, serializeEnvelope } from './serialization';
 import type { Store } from './store';
 import { SpanKind, withSpan } from '../../observability/tracing';
@@ -22,10 +22,12 @@ const FLUSH_BATCH = 500;
 
 /**
  * The counter and the entry keyed by it, in one round trip. The entry's key is
- * computed from the counter inside Redis, so it cannot be declared in KEYS:
- * fine on a single Redis (what this app supports), not on Redis Cluster.
- */
-/**
+ * computed from the counter inside Redis, so it cannot be declared in KEYS; on
+ * a Redis Cluster a script may still touch an undeclared key of the slot of its
+ * declared ones, so the two keys share a hash tag (`read-cache/keys.ts`: the
+ * scope in braces) and always live in one slot.
+ *
+
  * KEYS[1] the counter; ARGV: entry prefix, entry suffix, the counter and tag
  * the caller holds ('' for none). Answers { counter, 1 } when the held bytes
  * are still the entry (same counter, same leading tag), else { counter, entry or nil }.
@@ -180,21 +182,19 @@ export class RedisStore implements Store {
     return Number.isFinite(value) ? value : null;
   }
 
-  /** SCAN MATCH + UNLINK in batches: O(keyspace), for admin flushes only. */
+  /** SCAN MATCH + UNLINK in batches (every master of a cluster): O(keyspace), for admin flushes only. */
   async flushNamespace(nsPrefix: string): Promise<void> {
     await this.client.unlink(nsPrefix);
     const match = `${escapeGlob(nsPrefix)}:*`;
-    for await (const keys of this.client.scanIterator({ MATCH: match, COUNT: FLUSH_BATCH })) {
-      if (keys.length > 0) await this.client.unlink(keys);
-    }
+    for await (const keys of scanKeys(this.client, match, FLUSH_BATCH)) await unlinkKeys(this.client, keys);
   }
 
   async ping(): Promise<void> {
-    await this.client.ping();
+    await pingAll(this.client);
   }
 
   connected(): boolean {
-    return this.client.isReady;
+    return isReady(this.client);
   }
 
   async close(): Promise<void> {
