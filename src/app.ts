@@ -550,7 +550,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
 
     const corsPolicy = new CorsPolicy(config.cors.origins);
     // A share link's hot page, asked anonymously, answered before the general machinery (one Redis round trip for the
-    // per-IP allowance and the entry). With Redis only: without it there is nothing to save.
+    // per-IP allowance and the entry). With one Redis (REDIS_URL) only: without it there is nothing to save, and on a
+    // cluster its script's two keys (the IP's allowance, the page's generation) live in different slots (CROSSSLOT),
+    // so shared pages take the ordinary path there.
     const publicEdge = config.redisUrl
       ? createPublicEdge({
           responseCache,
