@@ -18,9 +18,13 @@ describe('TurnGate', () => {
     const turns = turnCounter();
     const seen: Array<{ step: number; turn: number }> = [];
     const steps = [0, 1, 2, 3].map((step) => gate.take().then(() => seen.push({ step, turn: turns.now() })));
-    expect(gate.waiting).toBe(3);
-    await Promise.all(steps);
-    turns.stop();
+    try {
+      expect(gate.waiting).toBe(3);
+      await Promise.all(steps);
+    } finally {
+      // The counter reschedules itself until stopped: a failed expectation must not leave Jest spinning.
+      turns.stop();
+    }
     expect(seen.map((s) => s.step)).toEqual([0, 1, 2, 3]);
     // Step 0 ran in the turn it asked in; no two steps shared a turn.
     expect(seen[0]!.turn).toBe(0);
