@@ -490,6 +490,28 @@ async function main(): Promise<number> {
         `${(sizes.rollup_bytes! / 1024 ** 2).toFixed(0)} MiB`,
     );
 
+    // Written now and after every step below: a run cut short still leaves what it measured.
+    const dir = join(ROOT, 'bench', 'results');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `usage-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    const result: Record<string, unknown> = {
+      options: {
+        responses: RESPONSES,
+        users: USERS,
+        days: DAYS,
+        n: N,
+        rowSeconds: ROW_SECONDS,
+        tail: TAIL,
+        statementTimeoutMs: env.statementMs,
+      },
+      versions: await withClient(db.url, async (c) => (await c.query(`select version() as v`)).rows[0].v),
+      seed: { seconds: seedSeconds, loadAtStart: seedLoad, steps: seeded.steps, liveTailSeconds: tail.seconds },
+      sizes,
+      goalMs: GOAL_MS,
+    };
+    const save = () => writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+    save();
+
     // Users to sample: the heaviest few, then spread over everyone, and live-tail users.
     const sample = [1, 2, 3, 10, ...Array.from({ length: 12 }, (_, i) => Math.max(1, Math.floor(((i + 1) * USERS) / 13))), tail.users[3]!];
     const reconciled = await withClient(db.url, (c) => reconcile(c, sample));
@@ -498,6 +520,8 @@ async function main(): Promise<number> {
         `worst cost difference $${reconciled.worstCostDiff.toExponential(2)}`,
     );
     for (const m of reconciled.mismatches) failures.push(`reconcile: ${m}`);
+    result.reconcile = { ...reconciled, sample };
+    save();
 
     const ours = await startOurs('ours', env, { DB_STATEMENT_TIMEOUT_MS: env.statementMs });
     cleanup.add('stop ours', () => ours.stop());
@@ -523,6 +547,8 @@ async function main(): Promise<number> {
     log(
       `budgets' spend vs today's usage (${budget.length} live-tail users): ${budget.every((b) => Math.round(b.spentTodayUsd * 100) === Math.round(b.usageTodayUsd * 100)) ? 'equal to the cent' : 'MISMATCH'}`,
     );
+    result.budget = budget;
+    save();
 
     const adminCall = (g: string[], days: number, extra: Record<string, unknown> = {}): Call => ({
       token: admin,
@@ -567,6 +593,8 @@ async function main(): Promise<number> {
 
     log('plan check (EXPLAIN ANALYZE of every statement of each operation, app built in-process)');
     const planCheck = await checkPlans(env, operations);
+    result.planCheck = planCheck;
+    save();
     for (const p of planCheck.plans) log(`  ${p.operation} (${p.ms} ms): ${p.nodes.join(' > ')}`);
     failures.push(...planCheck.failures);
     log(
@@ -580,6 +608,8 @@ async function main(): Promise<number> {
       const c1 = await measure(ours.url, op.calls, N, 1);
       const c10 = await measure(ours.url, op.calls, N, 10);
       rows.push({ operation: op.name, c1, c10 });
+      result.rows = rows;
+      save();
       const show = (m: Measured) =>
         `c=${m.c} ${m.requests} req p50 ${m.p50} p95 ${m.p95} p99 ${m.p99} ms${m.errors ? ` ${m.errors} errors` : ''} (load ${m.load})`;
       log(`  ${op.name.padEnd(44)} ${show(c1)} | ${show(c10)} | p95 < ${GOAL_MS} ms: ${c1.goalMet && c10.goalMet ? 'met' : 'NOT MET'}`);
@@ -590,30 +620,8 @@ async function main(): Promise<number> {
       `target "p95 < ${GOAL_MS} ms" (every row, c=1 and c=10): ${goalMet ? 'MET' : `NOT MET (${rows.filter((r) => !(r.c1.goalMet && r.c10.goalMet)).length} of ${rows.length} rows)`}`,
     );
 
-    const dir = join(ROOT, 'bench', 'results');
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `usage-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    const result = {
-      options: {
-        responses: RESPONSES,
-        users: USERS,
-        days: DAYS,
-        n: N,
-        rowSeconds: ROW_SECONDS,
-        tail: TAIL,
-        statementTimeoutMs: env.statementMs,
-      },
-      versions: await withClient(db.url, async (c) => (await c.query(`select version() as v`)).rows[0].v),
-      seed: { seconds: seedSeconds, loadAtStart: seedLoad, steps: seeded.steps, liveTailSeconds: tail.seconds },
-      sizes,
-      reconcile: { ...reconciled, sample, budget },
-      planCheck,
-      goalMs: GOAL_MS,
-      goalMet,
-      rows,
-      failures,
-    };
-    writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+    Object.assign(result, { goalMet, failures });
+    save();
     log(`results: ${file.slice(ROOT.length + 1)}`);
     if (KEEP) log(`kept the database: ${db.url} (drop database ${db.name} with (force) when done)`);
     if (failures.length || errors) {
