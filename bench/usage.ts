@@ -248,7 +248,8 @@ async function reconcile(c: Client, sample: number[]): Promise<{ users: number; 
   for (const u of sample) {
     const r = (
       await c.query(
-        `select (select row(sum(calls), sum(errors), sum(input_tokens), sum(output_tokens))::text from usage_rollup where user_id = $1) as a,
+        `select (select row(sum(calls), sum(errors), sum(input_tokens), sum(output_tokens))::text
+                   from usage_rollup where user_id = $1) as a,
                 (select sum(cost_usd) from usage_rollup where user_id = $1) as ac,
                 (select row(count(*) filter (where x.status in ('COMPLETED', 'FAILED', 'TIMED_OUT')),
                             count(*) filter (where x.status in ('FAILED', 'TIMED_OUT')),
@@ -472,7 +473,8 @@ async function main(): Promise<number> {
     const seedSeconds = Number(((performance.now() - t0) / 1000).toFixed(1));
     const tail = await withClient(db.url, liveTail);
     log(
-      `seeded in ${seedSeconds} s (load at start ${seedLoad}, now ${loadAverage()}); live tail through the triggers ${tail.seconds.toFixed(1)} s`,
+      `seeded in ${seedSeconds} s (load at start ${seedLoad}, now ${loadAverage()}); ` +
+        `live tail through the triggers ${tail.seconds.toFixed(1)} s`,
     );
     const sizes = await withClient(db.url, async (c) => {
       const r = (
@@ -545,7 +547,8 @@ async function main(): Promise<number> {
       if (Math.round(spent * 100) !== Math.round(usd * 100)) failures.push(`budget: user ${u} spent $${spent} today, usage says $${usd}`);
     }
     log(
-      `budgets' spend vs today's usage (${budget.length} live-tail users): ${budget.every((b) => Math.round(b.spentTodayUsd * 100) === Math.round(b.usageTodayUsd * 100)) ? 'equal to the cent' : 'MISMATCH'}`,
+      `budgets' spend vs today's usage (${budget.length} live-tail users): ` +
+        (budget.every((b) => Math.round(b.spentTodayUsd * 100) === Math.round(b.usageTodayUsd * 100)) ? 'equal to the cent' : 'MISMATCH'),
     );
     result.budget = budget;
     save();
@@ -617,7 +620,8 @@ async function main(): Promise<number> {
     const errors = rows.reduce((s, r) => s + r.c1.errors + r.c10.errors, 0);
     const goalMet = rows.every((r) => r.c1.goalMet && r.c10.goalMet);
     log(
-      `target "p95 < ${GOAL_MS} ms" (every row, c=1 and c=10): ${goalMet ? 'MET' : `NOT MET (${rows.filter((r) => !(r.c1.goalMet && r.c10.goalMet)).length} of ${rows.length} rows)`}`,
+      `target "p95 < ${GOAL_MS} ms" (every row, c=1 and c=10): ` +
+        (goalMet ? 'MET' : `NOT MET (${rows.filter((r) => !(r.c1.goalMet && r.c10.goalMet)).length} of ${rows.length} rows)`),
     );
 
     Object.assign(result, { goalMet, failures });
