@@ -190,7 +190,7 @@ export interface Config {
     maxListedModels: number;
     /** Worker threads that stream comparison answers (`provider-threads.ts`); 0: in-process. */
     providerThreads: number;
-    /** Starts, subscription opens and provider calls take one event-loop turn each in a burst (`turns.ts`). */
+    /** Starts, subscription opens and provider calls run at most 3 ms of each event-loop turn in a burst (`turns.ts`). */
     burstTurns: boolean;
     /** How long a provider thread gathers deltas before posting them to the main loop. */
     providerThreadBatchMs: number;
