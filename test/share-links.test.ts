@@ -540,10 +540,10 @@ describeRedis('share links (two instances)', () => {
     const revoked = await share(u.token, { comparisonId });
     const expired = await share(u.token, { comparisonId, expiresInHours: 1 });
     const deleted = await share(u.token, { conversationId });
-    // A link that expires in a second (as if made an hour ago).
+    // A link that expires in a few seconds (as if made an hour ago): long enough for six hot reads on a loaded machine.
     const [{ at }] = (
       await withClient(a.db.url, (c) =>
-        c.query(`update share_links set expires_at = now() + interval '1 second' where id = $1 returning expires_at as at`, [
+        c.query(`update share_links set expires_at = now() + interval '4 seconds' where id = $1 returning expires_at as at`, [
           expired.link.id,
         ]),
       )
