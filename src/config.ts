@@ -710,7 +710,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       workers: bool(env, 'EVAL_WORKERS', true),
       concurrencyPerUser: between(env, 'EVAL_CONCURRENCY_PER_USER', 4, 1, 1_000),
       concurrency: between(env, 'EVAL_CONCURRENCY', 32, 1, 1_000),
-      prefetch: between(env, 'EVAL_PREFETCH', between(env, 'EVAL_CONCURRENCY', 32, 1, 1_000), 0, 1_000),
+      prefetch: between(env, 'EVAL_PREFETCH', 0, 0, 1_000),
       leaseMs: between(env, 'EVAL_LEASE_MS', 15_000, 200, 600_000),
       pollMs: between(env, 'EVAL_POLL_MS', 500, 10, 60_000),
     },

@@ -26,10 +26,9 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ NODE_ENV: 'test', OTEL_TRACES_SAMPLER_ARG: '2' })).toThrow(/OTEL_TRACES_SAMPLER_ARG/);
   });
 
-  it('EVAL_PREFETCH: cells claimed ahead default to EVAL_CONCURRENCY, 0 turns it off, past 1000 is refused', () => {
-    expect(loadConfig({ NODE_ENV: 'test' }).evals.prefetch).toBe(32);
-    expect(loadConfig({ NODE_ENV: 'test', EVAL_CONCURRENCY: '8' }).evals.prefetch).toBe(8);
-    expect(loadConfig({ NODE_ENV: 'test', EVAL_CONCURRENCY: '8', EVAL_PREFETCH: '0' }).evals.prefetch).toBe(0);
+  it('EVAL_PREFETCH: no cells claimed ahead by default, a number turns it on, past 1000 is refused', () => {
+    expect(loadConfig({ NODE_ENV: 'test' }).evals.prefetch).toBe(0);
+    expect(loadConfig({ NODE_ENV: 'test', EVAL_CONCURRENCY: '8', EVAL_PREFETCH: '8' }).evals.prefetch).toBe(8);
     expect(() => loadConfig({ NODE_ENV: 'test', EVAL_PREFETCH: '1001' })).toThrow(/EVAL_PREFETCH must be an integer between 0 and 1000/);
   });
 

@@ -76,7 +76,10 @@ const gqlOn = (url: string) => async (query: string, variables?: Record<string, 
 it('completes a run whose instance was kill -9ed mid-run: no completed call made twice, cells resumed within 30 s', async () => {
   // Half the user's limit per instance: once calls hang at the fake, each instance necessarily holds cells (with 8 and
   // 8, the faster one could take all of the user's slots and the one to kill hold none: a flake under load).
-  const [a, b] = await Promise.all([start({ EVAL_CONCURRENCY: '4' }), start({ EVAL_CONCURRENCY: '4' })]);
+  const [a, b] = await Promise.all([
+    start({ EVAL_CONCURRENCY: '4', EVAL_PREFETCH: '4' }),
+    start({ EVAL_CONCURRENCY: '4', EVAL_PREFETCH: '4' }),
+  ]);
   const gql = gqlOn(b.url);
   const u = await evalUser(
     async (prefix) => {
