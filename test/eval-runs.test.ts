@@ -120,8 +120,8 @@ describe('a run, end to end', () => {
   it('estimates within ±15% of what the run cost, and counts it as spend', async () => {
     const u = await user('estimate');
     const words = Array.from({ length: 400 }, (_, i) => `w${i}`).join(' ');
-    fake.setBehavior('gpt-4o-mini', { text: words });
-    fake.setBehavior('gpt-4.1-mini', { text: words });
+    fake.setBehavior('gpt-4o-mini', { text: words, chunkDelayMs: 0 });
+    fake.setBehavior('gpt-4.1-mini', { text: words, chunkDelayMs: 0 });
     try {
       const setId = await createSet(t.gql, u.token, [{ prompt: 'Write' }, { prompt: 'Write more' }, { prompt: 'Write again' }]);
       const input = { promptSetId: setId, models: ['openai:gpt-4o-mini', 'openai:gpt-4.1-mini'], maxOutputTokens: 400, repeats: 2 };
