@@ -32,11 +32,13 @@ import type { Logger } from '../observability/logger';
 import type { EntryRef } from '../read-cache/request';
 import type { ResponseCache } from '../read-cache/response-cache';
 import { admittedAtEdge, edgeParams } from './http';
+import { LruMap } from '../lru-map';
 
 /**
  * Bodies whose entry is remembered (text → entry: the same text always names the same entry, as the policy of a
  * document never changes in a process), so a repeated page costs no JSON parse and no hashing. Bounded: bodies up
- * to `MEMO_BODY_CHARS`, `MEMO_ENTRIES` of them (about 10 MB at most), forgotten all at once when full.
+ * to `MEMO_BODY_CHARS`, `MEMO_ENTRIES` of them (about 10 MB at most), the oldest forgotten first (read with `peek`:
+ * no reordering per hit).
  */
 const MEMO_ENTRIES = 4_096;
 const MEMO_BODY_CHARS = 1_024;
@@ -71,7 +73,7 @@ export function createPublicEdge(deps: PublicEdgeDeps): PublicEdge {
   }, SUMMARY_MS);
   summary.unref();
   const perHit = logger.isLevelEnabled('debug');
-  const known = new Map<string, EntryRef>();
+  const known = new LruMap<string, EntryRef>(MEMO_ENTRIES);
 
   const send = (res: ServerResponse, entry: EntryRef, bytes: Buffer, requestId: string, answered: (route: string) => void) => {
     res.statusCode = 200;
@@ -109,7 +111,7 @@ export function createPublicEdge(deps: PublicEdgeDeps): PublicEdge {
         bodyReadEarly(req, text);
         general();
       };
-      let entry = known.get(text);
+      let entry = known.peek(text);
       if (!entry) {
         let body: unknown;
         try {
@@ -124,10 +126,7 @@ export function createPublicEdge(deps: PublicEdgeDeps): PublicEdge {
           handOver();
           return;
         }
-        if (text.length <= MEMO_BODY_CHARS) {
-          if (known.size >= MEMO_ENTRIES) known.clear();
-          known.set(text, entry);
-        }
+        if (text.length <= MEMO_BODY_CHARS) known.set(text, entry);
       }
       const found = entry;
       responseCache.lookupSpending(found, deps.allowance(deps.clientIp(req))).then(

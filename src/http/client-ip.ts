@@ -8,6 +8,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import ipaddr from 'ipaddr.js';
+import { LruMap } from '../lru-map';
 
 export function clientIp(req: IncomingMessage, trustProxy: number): string {
   const socket = req.socket.remoteAddress ?? '';
@@ -24,14 +25,12 @@ export function clientIp(req: IncomingMessage, trustProxy: number): string {
   return rateLimitKey(socket) ?? 'unknown';
 }
 
-/** Recent addresses' keys: a client's requests repeat its address (bounded: cleared when full). */
-const keys = new Map<string, string | undefined>();
-const KEYS_MAX = 10_000;
+/** Recent addresses' keys: a client's requests repeat its address (read with `peek`: no reordering per request). */
+const keys = new LruMap<string, string | undefined>(10_000);
 
 function rateLimitKey(address: string): string | undefined {
-  if (keys.has(address)) return keys.get(address);
+  if (keys.has(address)) return keys.peek(address);
   const key = parseKey(address);
-  if (keys.size >= KEYS_MAX) keys.clear();
   keys.set(address, key);
   return key;
 }

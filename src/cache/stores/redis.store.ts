@@ -6,6 +6,7 @@ import { escapeGlob } from '../namespaces';
 import { firstAttempt, isReady, pingAll, type RedisClient, scanKeys, unlinkKeys } from '../redis-client';
 import { deserializeEnvelope, serializeEnvelope } from './serialization';
 import type { Store } from './store';
+import type { Allowance } from '../cache.port';
 import { SpanKind, withSpan } from '../../observability/tracing';
 
 /** A span around one cache command (its name only: keys and values stay out of traces). */
@@ -27,16 +28,14 @@ const FLUSH_BATCH = 500;
  * declared ones, so the two keys share a hash tag (`read-cache/keys.ts`: the
  * scope in braces) and always live in one slot.
  *
-
  * KEYS[1] the counter; ARGV: entry prefix, entry suffix, the counter and tag
  * the caller holds ('' for none). Answers { counter, 1 } when the held bytes
  * are still the entry (same counter, same leading tag), else { counter, entry or nil }.
  */
-const GET_VERSIONED = `local c = redis.call('GET', KEYS[1]) or '0'
+const GET_VERSIONED = script(`local c = redis.call('GET', KEYS[1]) or '0'
 local key = ARGV[1] .. c .. ARGV[2]
 if ARGV[3] == c and redis.call('GETRANGE', key, 0, #ARGV[4] - 1) == ARGV[4] then return { c, 1 } end
-return { c, redis.call('GET', key) }`;
-const GET_VERSIONED_SHA = createHash('sha1').update(GET_VERSIONED).digest('hex');
+return { c, redis.call('GET', key) }`);
 
 /**
  * {@link GET_VERSIONED} after one point of a fixed-window allowance is spent, in one round trip.
@@ -45,25 +44,44 @@ const GET_VERSIONED_SHA = createHash('sha1').update(GET_VERSIONED).digest('hex')
  * INCRBY, PTTL, EXPIRE when it has none) and a point over the limit is given back at once (DECRBY), as
  * `FlexibleLimiter.consume` does: answers { -1 } (refused, the entry not read), else GET_VERSIONED's answer.
  */
-const GET_VERSIONED_SPENDING = `redis.call('SET', KEYS[2], 0, 'EX', ARGV[6], 'NX')
+const GET_VERSIONED_SPENDING = script(`redis.call('SET', KEYS[2], 0, 'EX', ARGV[6], 'NX')
 local spent = redis.call('INCRBY', KEYS[2], 1)
 if redis.call('PTTL', KEYS[2]) == -1 then redis.call('EXPIRE', KEYS[2], ARGV[6]) end
 if spent > tonumber(ARGV[5]) then
   redis.call('DECRBY', KEYS[2], 1)
   return { -1 }
 end
-local c = redis.call('GET', KEYS[1]) or '0'
-local key = ARGV[1] .. c .. ARGV[2]
-if ARGV[3] == c and redis.call('GETRANGE', key, 0, #ARGV[4] - 1) == ARGV[4] then return { c, 1 } end
-return { c, redis.call('GET', key) }`;
-const GET_VERSIONED_SPENDING_SHA = createHash('sha1').update(GET_VERSIONED_SPENDING).digest('hex');
+${GET_VERSIONED.source}`);
 
 /** KEYS[1] the number; ARGV: the value, the TTL in ms. Sets it unless it is already at least the value; the TTL restarts. */
-const RAISE = `local held = tonumber(redis.call('GET', KEYS[1]) or '')
+const RAISE = script(`local held = tonumber(redis.call('GET', KEYS[1]) or '')
 if held == nil or held < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1`;
-const RAISE_SHA = createHash('sha1').update(RAISE).digest('hex');
+return 1`);
+
+interface Script {
+  source: string;
+  sha: string;
+}
+
+function script(source: string): Script {
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+/** EVALSHA: a script is sent once per Redis (EVAL loads it again after a restart or SCRIPT FLUSH). */
+function evalScript(client: RedisClient, { source, sha }: Script, options: { keys: string[]; arguments: Array<string | Buffer> }) {
+  return client.evalSha(sha, options).catch((error: unknown) => {
+    if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return client.eval(source, options);
+    throw error;
+  });
+}
+
+/** The reply of GET_VERSIONED (also the tail of GET_VERSIONED_SPENDING's). */
+function versionedReply(reply: [Buffer, Buffer | number | null]): { counter: number; raw: Buffer | undefined; held: boolean } {
+  const counter = Number(reply[0].toString('latin1'));
+  if (typeof reply[1] === 'number') return { counter, raw: undefined, held: reply[1] === 1 };
+  return { counter, raw: reply[1] ?? undefined, held: false };
+}
 
 /**
  * Redis store: Keyv + @keyv/redis over a client we own (created by
@@ -115,16 +133,8 @@ export class RedisStore implements Store {
   ): Promise<{ counter: number; raw: Buffer | undefined; held: boolean }> {
     this.assertOpen();
     const options = { keys: [counterKey], arguments: [entryPrefix, entrySuffix, held ? String(held.counter) : '', held?.tag ?? ''] };
-    // EVALSHA: the script is sent once per Redis (EVAL loads it after a restart or SCRIPT FLUSH).
-    const reply = (await traced('EVALSHA', () =>
-      this.bytes.evalSha(GET_VERSIONED_SHA, options).catch((error: unknown) => {
-        if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.bytes.eval(GET_VERSIONED, options);
-        throw error;
-      }),
-    )) as unknown as [Buffer, Buffer | number | null];
-    const counter = Number(reply[0].toString('latin1'));
-    if (typeof reply[1] === 'number') return { counter, raw: undefined, held: reply[1] === 1 };
-    return { counter, raw: reply[1] ?? undefined, held: false };
+    const reply = await traced('EVALSHA', () => evalScript(this.bytes, GET_VERSIONED, options));
+    return versionedReply(reply as unknown as [Buffer, Buffer | number | null]);
   }
 
   async getVersionedSpending(
@@ -132,7 +142,7 @@ export class RedisStore implements Store {
     entryPrefix: string,
     entrySuffix: string,
     held: { counter: number; tag: Buffer } | undefined,
-    allowance: { key: string; points: number; windowSeconds: number },
+    allowance: Allowance,
   ): Promise<{ counter: number; raw: Buffer | undefined; held: boolean } | 'refused'> {
     this.assertOpen();
     const options = {
@@ -146,14 +156,9 @@ export class RedisStore implements Store {
         String(allowance.windowSeconds),
       ],
     };
-    const reply = (await this.bytes.evalSha(GET_VERSIONED_SPENDING_SHA, options).catch((error: unknown) => {
-      if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.bytes.eval(GET_VERSIONED_SPENDING, options);
-      throw error;
-    })) as unknown as [Buffer | number, Buffer | number | null];
+    const reply = (await evalScript(this.bytes, GET_VERSIONED_SPENDING, options)) as unknown as [Buffer | number, Buffer | number | null];
     if (typeof reply[0] === 'number') return 'refused';
-    const counter = Number(reply[0].toString('latin1'));
-    if (typeof reply[1] === 'number') return { counter, raw: undefined, held: reply[1] === 1 };
-    return { counter, raw: reply[1] ?? undefined, held: false };
+    return versionedReply(reply as [Buffer, Buffer | number | null]);
   }
 
   async setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void> {
@@ -168,10 +173,7 @@ export class RedisStore implements Store {
   async raise(fullKey: string, value: number, ttlMs: number): Promise<void> {
     this.assertOpen();
     const options = { keys: [fullKey], arguments: [String(value), String(Math.max(1, Math.ceil(ttlMs)))] };
-    await this.client.evalSha(RAISE_SHA, options).catch((error: unknown) => {
-      if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return this.client.eval(RAISE, options);
-      throw error;
-    });
+    await evalScript(this.client, RAISE, options);
   }
 
   async getNumber(fullKey: string): Promise<number | null> {

@@ -3,6 +3,8 @@
  * prefixed keys, may throw / hang (the resilience layer handles that), and
  * values are already JSON-safe.
  */
+import type { Allowance } from '../cache.port';
+
 export interface Store {
   readonly kind: 'redis' | 'memory';
   get(fullKey: string): Promise<unknown>;
@@ -40,7 +42,7 @@ export interface Store {
     entryPrefix: string,
     entrySuffix: string,
     held: { counter: number; tag: Buffer } | undefined,
-    allowance: { key: string; points: number; windowSeconds: number },
+    allowance: Allowance,
   ): Promise<{ counter: number; raw: Buffer | undefined; held: boolean } | 'refused'>;
   /** Stores raw bytes (no JSON envelope) for `ttlMs`. */
   setRaw(fullKey: string, raw: Buffer, ttlMs: number): Promise<void>;
