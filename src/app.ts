@@ -51,7 +51,7 @@ import { readRoutePlugin } from './graphql/plugins/read-route';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
 import { createSseHandler } from './graphql/sse';
-import { NO_TURNS, TurnGate } from './turns';
+import { TurnGate } from './turns';
 import { Subscriptions } from './graphql/subscriptions';
 import { attachGraphqlWs } from './graphql/ws';
 import { createLoaders, PROVIDER_CALLING_MUTATIONS, type Services } from './modules';
@@ -292,7 +292,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     });
     cleanups.push(() => providerStreams.close());
     // A burst of starts, subscription opens and provider calls takes turns with the running streams' deltas.
-    const burstTurns = config.llm.burstTurns ? new TurnGate() : NO_TURNS;
+    const burstTurns = config.llm.burstTurns ? new TurnGate() : undefined;
     const usage = new UsageService({
       orm,
       providerCalls: rateLimiters.limiter('provider_calls', config.rateLimits.providerCalls),

@@ -78,6 +78,3 @@ export class TurnGate {
     }
   };
 }
-
-/** The gate that lets every step through at once (`BURST_TURNS=off`). */
-export const NO_TURNS: Pick<TurnGate, 'take'> = { take: () => Promise.resolve() };
