@@ -31,8 +31,24 @@ beforeAll(async () => {
   user = await t.signUp('clients');
   const key = 'mutation($input: SaveApiKeyInput!) { saveApiKey(input: $input) { id } }';
   await t.gql(key, { input: { provider: 'OPENAI', apiKey: 'sk-clients-000001' } }, user.token);
-  for (const model of ['gpt-4o', 'gpt-4o-mini']) fake.setBehavior(model, { chunkDelayMs: 5 });
 });
+
+/**
+ * Each answer is held after its first event until the subscriber has seen an
+ * event, so some text must reach it as deltas: on a loaded machine the whole
+ * answer could otherwise finish before the subscription opens, and arrive only
+ * in the first event's text so far.
+ */
+function holdUntilSubscribed(): () => void {
+  let subscribed!: () => void;
+  const seen = new Promise<void>((resolve) => {
+    subscribed = resolve;
+  });
+  for (const model of ['gpt-4o', 'gpt-4o-mini']) {
+    fake.setBehavior(model, { chunkDelayMs: 5, beforeEvent: (index) => (index >= 1 ? seen : Promise.resolve()) });
+  }
+  return subscribed;
+}
 afterAll(async () => {
   await t?.close();
   await fake?.close();
@@ -86,6 +102,7 @@ it('Apollo Client 4: HttpLink for the mutation, GraphQLWsLink for comparisonEven
     http,
   );
   const apollo = new ApolloClient({ link, cache: new InMemoryCache() });
+  const subscribed = holdUntilSubscribed();
   try {
     const started = await apollo.mutate<{ startComparison: { id: string; responses: Array<{ id: string; status: string }> } }>({
       mutation: gql(START),
@@ -98,7 +115,10 @@ it('Apollo Client 4: HttpLink for the mutation, GraphQLWsLink for comparisonEven
       apollo.subscribe<{ comparisonEvents: Event }>({ query: gql(EVENTS), variables: { id }, fetchPolicy: 'no-cache' }).subscribe({
         next: (result) => {
           if (result.error) reject(result.error);
-          else if (result.data) seen.push(result.data.comparisonEvents);
+          else if (result.data) {
+            seen.push(result.data.comparisonEvents);
+            subscribed();
+          }
         },
         error: reject,
         complete: () => resolve(seen),
@@ -113,6 +133,7 @@ it('Apollo Client 4: HttpLink for the mutation, GraphQLWsLink for comparisonEven
 
 it("graphql-sse's client through /graphql/stream", async () => {
   const sse = createSseClient({ url: `${t.url}/graphql/stream`, headers: { authorization: `Bearer ${user.token}` }, retryAttempts: 0 });
+  const subscribed = holdUntilSubscribed();
   try {
     const started = await t.gql(START, { input: { prompt: 'through graphql-sse', models: MODELS } }, user.token);
     const id = started.data.startComparison.id;
@@ -120,6 +141,7 @@ it("graphql-sse's client through /graphql/stream", async () => {
     for await (const result of sse.iterate<{ comparisonEvents: Event }>({ query: EVENTS, variables: { id } })) {
       expect(result.errors).toBeUndefined();
       events.push(result.data!.comparisonEvents);
+      subscribed();
     }
     await expectStored(id, events);
   } finally {
