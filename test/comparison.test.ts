@@ -130,6 +130,25 @@ describe('a 4-model comparison across 4 providers', () => {
     expect([...replayed.values()].reduce((n, s) => n + s.deltas, 0)).toBeGreaterThan(4);
   });
 
+  it("touches the lastUsedAt of the keys a start used (not the others), at most once a minute", async () => {
+    const u = await signUpWithKeys('touch');
+    const keys = async () => {
+      const res = await gql('{ me { apiKeys { provider lastUsedAt } } }', {}, u.token);
+      return Object.fromEntries(res.data.me.apiKeys.map((k: any) => [k.provider, k.lastUsedAt])) as Record<string, string | null>;
+    };
+    expect(Object.values(await keys()).every((v) => v === null)).toBe(true);
+    const run = async () => {
+      const res = await gql(RUN, { input: { prompt: 'touch', models: ['openai:gpt-4o', 'mistral:mistral-small-latest'] } }, u.token);
+      expect(res.errors).toBeUndefined();
+    };
+    await run();
+    const first = await keys();
+    for (const provider of ['OPENAI', 'MISTRAL']) expect(Date.now() - new Date(first[provider]!).getTime()).toBeLessThan(60_000);
+    for (const provider of ['ANTHROPIC', 'GOOGLE', 'OPENAI_COMPATIBLE']) expect(first[provider]).toBeNull();
+    await run();
+    expect(await keys()).toEqual(first); // used again within the minute: not written again
+  });
+
   it('writes a start in one statement: the new conversation, the comparison, the prompt and every PENDING response', async () => {
     const models = ['openai:gpt-4o', 'anthropic:claude-sonnet-4-5', 'google:gemini-2.5-flash'];
     const { result: started, statements } = await t.countStatements(() => gql(START, { input: { prompt: 'one write\nplease', models } }));

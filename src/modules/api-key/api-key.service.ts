@@ -4,6 +4,7 @@ import type { Principal } from '../../auth/principal';
 import { badInput, notFound } from '../../errors';
 import { isUuid } from '../../db/pagination';
 import { REVEALED } from '../../db/read-plan';
+import { pgArray } from '../../db/sql';
 import { codePointLength } from '../../input/text-input';
 import { checkEndpoint, type EgressPolicy } from '../../llm/egress';
 import type { ProviderCredentials } from '../../llm/language-models';
@@ -115,7 +116,11 @@ export class ApiKeyService {
     return (await this.credentialsFor(em, userId, [{ provider, label }], touch))[0] ?? null;
   }
 
-  /** {@link credentials} for several keys of one user, in order, in one read (and one write when touching). */
+  /**
+   * {@link credentials} for several keys of one user, in order, in one statement: the read, and the touch of
+   * `lastUsedAt` (kept to the minute: a key used in the last minute is not written again) in the same round trip.
+   * Plain SQL, not the unit of work: it runs once per start, for every model of the comparison.
+   */
   async credentialsFor(
     em: EntityManager,
     userId: string,
@@ -123,15 +128,19 @@ export class ApiKeyService {
     touch = true,
   ): Promise<Array<ProviderCredentials | null>> {
     if (!wanted.length) return [];
-    const keys = await em.find(ApiKey, { owner: userId, $or: wanted.map(({ provider, label }) => ({ provider, label })) });
-    // `lastUsedAt` is kept to the minute: a key used in the last minute is not written again (one statement fewer per start).
-    const now = Date.now();
-    const stale = touch ? keys.filter((k) => !k.lastUsedAt || now - k.lastUsedAt.getTime() >= LAST_USED_RESOLUTION_MS) : [];
-    if (stale.length) await em.nativeUpdate(ApiKey, { id: { $in: stale.map((k) => k.id) } }, { lastUsedAt: new Date(now) });
-    const byKey = new Map(keys.map((k) => [`${k.provider}\n${k.label}`, k]));
+    const rows: KeyRow[] = await em
+      .getConnection()
+      .execute(CREDENTIALS_SQL, [
+        pgArray(wanted.map((w) => w.provider)),
+        pgArray(wanted.map((w) => w.label)),
+        userId,
+        touch,
+        new Date(Date.now() - LAST_USED_RESOLUTION_MS),
+      ]);
+    const byKey = new Map(rows.map((k) => [`${k.provider}\n${k.label}`, k]));
     return wanted.map(({ provider, label }) => {
       const key = byKey.get(`${provider}\n${label}`);
-      return key ? { apiKey: this.open(key), baseUrl: key.baseUrl ?? null } : null;
+      return key ? { apiKey: this.openSealed(key.encrypted_secret, key.encryption_key_id, userId), baseUrl: key.base_url } : null;
     });
   }
 
@@ -157,9 +166,37 @@ export class ApiKeyService {
 
   /** The plaintext secret; the owner id is the AAD, so a row copied to another user does not open. */
   private open(key: ApiKey): string {
-    return this.box.open({ ciphertext: key.encryptedSecret, keyId: key.encryptionKeyId }, key.owner.id);
+    return this.openSealed(key.encryptedSecret, key.encryptionKeyId, key.owner.id);
+  }
+
+  private openSealed(ciphertext: string, keyId: string, ownerId: string): string {
+    return this.box.open({ ciphertext, keyId }, ownerId);
   }
 }
+
+interface KeyRow {
+  provider: string;
+  label: string;
+  encrypted_secret: string;
+  encryption_key_id: string;
+  base_url: string | null;
+}
+
+/**
+ * The user's keys among (provider, label) pairs `?` and `?`, and the touch of the stale ones' `last_used_at`
+ * (when `?` is true; stale: null or at or before `?`), in one statement. The update sees the rows as they were
+ * before it, so the read returns them unchanged either way.
+ */
+const CREDENTIALS_SQL = `with found as (
+    select k.id, k.provider::text as provider, k.label, k.encrypted_secret, k.encryption_key_id, k.base_url, k.last_used_at
+      from api_keys k join unnest(?::text[], ?::text[]) as w(provider, label)
+        on k.provider = w.provider::provider and k.label = w.label
+     where k.owner_id = ?
+  ), params as (select ?::boolean as touch, ?::timestamptz as stale_at), touched as (
+    update api_keys k set last_used_at = now() from found, params
+     where params.touch and k.id = found.id and (found.last_used_at is null or found.last_used_at <= params.stale_at)
+  )
+  select provider, label, encrypted_secret, encryption_key_id, base_url from found`;
 
 const MAX_BASE_URL = 2048;
 /** How fresh `ApiKey.lastUsedAt` is kept (see `credentialsFor`). */
