@@ -51,7 +51,7 @@ import { readRoutePlugin } from './graphql/plugins/read-route';
 import { loadPersistedDocuments, persistedDocumentsPlugin, trustedDocumentsCache } from './graphql/plugins/persisted-documents';
 import { getSchema } from './graphql/schema';
 import { createSseHandler } from './graphql/sse';
-import { TurnGate } from './turns';
+import { CalmGate, TurnGate } from './turns';
 import { Subscriptions } from './graphql/subscriptions';
 import { attachGraphqlWs } from './graphql/ws';
 import { createLoaders, PROVIDER_CALLING_MUTATIONS, type Services } from './modules';
@@ -293,6 +293,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     cleanups.push(() => providerStreams.close());
     // A burst of starts, subscription opens and provider calls takes turns with the running streams' deltas.
     const burstTurns = config.llm.burstTurns ? new TurnGate() : undefined;
+    // Under load, new answers' provider calls wait for the loop to keep up, so the answers already streaming do not.
+    const callGate = config.llm.paceProviderCalls ? new CalmGate() : undefined;
     const usage = new UsageService({
       orm,
       providerCalls: rateLimiters.limiter('provider_calls', config.rateLimits.providerCalls),
@@ -323,6 +325,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       metrics,
       startConcurrency: Math.max(1, Math.floor(config.pool.max / 2)),
       turns: burstTurns,
+      callGate,
     });
     await runner.start();
     cleanups.push(() => runner.close());

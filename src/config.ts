@@ -192,6 +192,8 @@ export interface Config {
     providerThreads: number;
     /** Starts, subscription opens and provider calls run at most 3 ms of each event-loop turn in a burst (`turns.ts`). */
     burstTurns: boolean;
+    /** Comparison provider calls start only while the event loop keeps up (`CalmGate`, `src/turns.ts`). */
+    paceProviderCalls: boolean;
     /** How long a provider thread gathers deltas before posting them to the main loop. */
     providerThreadBatchMs: number;
     /** A /graphql/ws socket with no subscription running for this long is closed. */
@@ -630,6 +632,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       providerThreads: int(env, 'PROVIDER_THREADS', 0, 0),
       providerThreadBatchMs: int(env, 'PROVIDER_THREAD_BATCH_MS', 2, 0),
       burstTurns: bool(env, 'BURST_TURNS', false),
+      paceProviderCalls: bool(env, 'PACE_PROVIDER_CALLS', false),
       wsIdleMs: int(env, 'WS_IDLE_MS', 60_000, 1),
     },
     egress: egressPolicy(env, production),

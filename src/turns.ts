@@ -78,3 +78,67 @@ export class TurnGate {
     }
   };
 }
+
+export interface CalmGateOptions {
+  /** A probe timer this much later than due means the loop is behind (its I/O, the running streams' deltas, waits). */
+  maxLagMs?: number;
+  /** Under lag that does not clear, one waiting step still goes this often (nothing waits forever). */
+  maxWaitMs?: number;
+}
+
+/**
+ * Steps (provider calls) started only while the event loop keeps up. A burst of
+ * comparisons asks for its provider calls together; each call's start (the AI
+ * SDK's request, its stream pipeline) and then its stream cost CPU, and once
+ * the loop is behind, every running stream's deltas wait in line with it. Here a
+ * waiting step goes when a 1 ms probe timer fires no more than `maxLagMs` late
+ * (the loop handled its I/O in time), one per probe, in order; while the loop is
+ * behind, steps wait, except one every `maxWaitMs`. So an overloaded instance
+ * delays the first token of new answers instead of the text of the answers
+ * already streaming. Nothing is held while waiting; idle, a step waits one probe
+ * (about a millisecond).
+ */
+export class CalmGate {
+  private readonly queue: Array<() => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private due = 0;
+  private lastRelease = 0;
+  private readonly maxLagMs: number;
+  private readonly maxWaitMs: number;
+
+  constructor(options: CalmGateOptions = {}) {
+    this.maxLagMs = options.maxLagMs ?? 2;
+    this.maxWaitMs = options.maxWaitMs ?? 50;
+  }
+
+  /** Resolves when this step may start (see the class). */
+  take(): Promise<void> {
+    const step = new Promise<void>((resolve) => this.queue.push(resolve));
+    if (this.queue.length === 1 && !this.timer) {
+      // The wait of a step that finds the gate idle counts from now, not from the last release.
+      this.lastRelease = performance.now();
+      this.probe();
+    }
+    return step;
+  }
+
+  /** Steps waiting (for tests and metrics). */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  private probe(): void {
+    this.due = performance.now() + 1;
+    this.timer = setTimeout(this.fire, 1);
+  }
+
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    const now = performance.now();
+    if (now - this.due <= this.maxLagMs || now - this.lastRelease >= this.maxWaitMs) {
+      this.lastRelease = now;
+      this.queue.shift()?.();
+    }
+    if (this.queue.length > 0) this.probe();
+  };
+}

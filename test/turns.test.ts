@@ -1,4 +1,4 @@
-import { TurnGate } from '../src/turns';
+import { CalmGate, TurnGate } from '../src/turns';
 
 /** A chunk of synchronous work, like a start's code before its first await. */
 function busy(ms: number): void {
@@ -70,5 +70,60 @@ describe('TurnGate', () => {
     await gate.take();
     order.push('step');
     expect(order).toEqual(['step']);
+  });
+});
+
+describe('CalmGate', () => {
+  /** Keeps the loop behind: every turn runs `ms` of synchronous work until stopped. */
+  function lagLoop(ms: number): { turns: () => number; stop: () => void } {
+    let running = true;
+    let turns = 0;
+    const turn = () => {
+      if (!running) return;
+      turns++;
+      busy(ms);
+      setImmediate(turn);
+    };
+    setImmediate(turn);
+    return { turns: () => turns, stop: () => (running = false) };
+  }
+
+  it('lets waiting steps go one at a time, in order, while the loop keeps up', async () => {
+    const gate = new CalmGate({ maxLagMs: 5, maxWaitMs: 1e9 });
+    const seen: number[] = [];
+    await Promise.all([0, 1, 2, 3, 4].map((step) => gate.take().then(() => seen.push(step))));
+    expect(seen).toEqual([0, 1, 2, 3, 4]);
+    expect(gate.waiting).toBe(0);
+  });
+
+  it('holds steps while the loop is behind and lets them go once it keeps up again', async () => {
+    const gate = new CalmGate({ maxLagMs: 5, maxWaitMs: 1e9 });
+    const lag = lagLoop(20);
+    let released = false;
+    const step = gate.take().then(() => {
+      released = true;
+    });
+    try {
+      // Twenty turns of 20 ms each: every probe in between fired late, so nothing went.
+      while (lag.turns() < 20) await new Promise<void>((resolve) => setImmediate(resolve));
+      expect(released).toBe(false);
+    } finally {
+      // Stopped whatever happened: a failed expectation must not leave Jest spinning.
+      lag.stop();
+    }
+    await step;
+    expect(released).toBe(true);
+  });
+
+  it('still lets one step go every maxWaitMs when the loop stays behind', async () => {
+    const gate = new CalmGate({ maxLagMs: 5, maxWaitMs: 30 });
+    const lag = lagLoop(20);
+    try {
+      const seen: number[] = [];
+      await Promise.all([0, 1, 2].map((step) => gate.take().then(() => seen.push(step))));
+      expect(seen).toEqual([0, 1, 2]);
+    } finally {
+      lag.stop();
+    }
   });
 });

@@ -36,7 +36,7 @@ import { raw } from '@mikro-orm/core';
 import { hostname } from 'node:os';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { BurstGate } from '../../db/burst-gate';
-import type { TurnGate } from '../../turns';
+import type { CalmGate, TurnGate } from '../../turns';
 import type { PreparedStatement, PreparedStatements } from '../../db/prepared';
 import { sleep } from '../../timeout';
 import { isRetryableDatabaseError } from '../../db/connection-errors';
@@ -184,6 +184,8 @@ export interface ComparisonRunnerDeps {
   startConcurrency?: number;
   /** A burst of starts and provider calls takes one event-loop turn each (`../../turns.ts`); absent: no turns. */
   turns?: Pick<TurnGate, 'take'>;
+  /** Provider calls start only while the event loop keeps up (`CalmGate`, PACE_PROVIDER_CALLS); absent: at once (or by `turns`). */
+  callGate?: Pick<CalmGate, 'take'>;
 }
 
 /**
@@ -743,7 +745,7 @@ export class ComparisonRunner {
       const { spec, customEndpoint: custom } = await model$;
       customEndpoint = custom;
       let streaming = false;
-      await this.deps.turns?.take();
+      await (this.deps.callGate ?? this.deps.turns)?.take();
       const result = await this.deps.providerStreams.stream({
         spec,
         messages: job.history,
