@@ -3,7 +3,7 @@ import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
 import type { Allowance, CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions, VersionedKey } from './cache.port';
 import { assertNamespace, namespaceOf } from './namespaces';
-import { closeRedisClient, createRedisClient, redisTarget } from './redis-client';
+import { closeRedisClient, createRedisClient, type RedisSentinelTarget, redisTarget } from './redis-client';
 import { FailOpenStore } from './resilience';
 import { singleFlight } from './single-flight';
 import { CacheStats } from './stats';
@@ -17,6 +17,10 @@ export interface CreateCacheOptions {
   redisUrl?: string;
   /** `Config.redisClusterNodes`: a Redis Cluster's seed nodes, instead of `redisUrl`. */
   redisClusterNodes?: readonly string[];
+  /** `Config.redisSentinel`: the master Redis Sentinel names, instead of `redisUrl`. */
+  redisSentinel?: RedisSentinelTarget;
+  /** `Config.redisReplicaAckMs`: after a generation bump, `WAIT 1 <ms>` for a replica; a bump none acknowledged is journaled. */
+  replicaAckMs?: number;
   /** `Config.cachePrefix`; every key is `${prefix}:${namespace}:...`. */
   prefix: string;
   /** `Config.cache.breakerCooldownMs`. */
@@ -144,7 +148,7 @@ function isSwrEntry<T>(v: unknown): v is SwrEntry<T> {
 }
 
 /**
- * Creates the cache. Never throws and never waits for Redis: with `redisUrl` (or `redisClusterNodes`)
+ * Creates the cache. Never throws and never waits for Redis: with `redisUrl` (or `redisClusterNodes`, `redisSentinel`)
  * it connects in the background (Redis down at start = misses until it is
  * up); without, it uses an in-process LRU. See {@link CachePort} for the contract.
  */
@@ -186,7 +190,13 @@ class KeyvCache implements CachePort {
         maxReconnectDelayMs: opts.maxReconnectDelayMs,
         connectTimeoutMs: Math.max(opts.operationTimeoutMs, 1000),
       });
-      store = new RedisStore(client);
+      store = new RedisStore(client, {
+        ackMs: opts.replicaAckMs ?? 0,
+        unacknowledged: (fullKey) => {
+          this.log.debug('generation bump not acknowledged by a replica: journaled for replay after a failover');
+          this.guard.journal.record('incr', fullKey);
+        },
+      });
       this.spending = true;
       client.on('error', (err: unknown) => this.guard.connectionLost(err));
       client.on('ready', () => this.guard.connectionReady());

@@ -3,7 +3,7 @@ import { ErrorReply, RESP_TYPES } from '@redis/client';
 import { createHash } from 'node:crypto';
 import { Keyv } from 'keyv';
 import { escapeGlob } from '../namespaces';
-import { firstAttempt, isReady, pingAll, type RedisClient, scanKeys, unlinkKeys } from '../redis-client';
+import { clusterOf, firstAttempt, isReady, pingAll, type RedisClient, scanKeys, unlinkKeys } from '../redis-client';
 import { deserializeEnvelope, serializeEnvelope } from './serialization';
 import type { Store } from './store';
 import type { Allowance } from '../cache.port';
@@ -83,6 +83,13 @@ function versionedReply(reply: [Buffer, Buffer | number | null]): { counter: num
   return { counter, raw: reply[1] ?? undefined, held: false };
 }
 
+/** {@link RedisStore.incr}'s wait for a replica (`Config.redisReplicaAckMs`; 0 = none). */
+export interface ReplicaAcks {
+  ackMs: number;
+  /** A bump that no replica acknowledged within `ackMs`: replay it after a failover. */
+  unacknowledged?: (fullKey: string) => void;
+}
+
 /**
  * Redis store: Keyv + @keyv/redis over a client we own (created by
  * `createRedisClient`: error listener, background connect, endless backoff,
@@ -97,7 +104,10 @@ export class RedisStore implements Store {
   /** The same connection, answering bulk strings as Buffers: response bytes go to the socket without a decode/encode. */
   private readonly bytes: RedisClient;
 
-  constructor(private readonly client: RedisClient) {
+  constructor(
+    private readonly client: RedisClient,
+    private readonly replicas: ReplicaAcks = { ackMs: 0 },
+  ) {
     this.bytes = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }) as unknown as RedisClient;
     const adapter = new KeyvRedis(client, { throwOnConnectError: false, throwOnErrors: true, useUnlink: true });
     this.keyv = new Keyv(adapter, {
@@ -167,7 +177,22 @@ export class RedisStore implements Store {
   }
 
   async incr(fullKey: string): Promise<number> {
-    return traced('INCR', () => this.client.incr(fullKey));
+    const value = await traced('INCR', () => this.client.incr(fullKey));
+    if (this.replicas.ackMs > 0) await this.awaitReplica(fullKey);
+    return value;
+  }
+
+  /**
+   * `WAIT 1 <ackMs>` on the connection that sent the INCR (on a cluster: the key's master), so the bump is on a
+   * replica before the write is acknowledged: a failover then promotes a replica that holds it (Sentinel and the
+   * cluster both promote the most advanced replica). A bump that no replica acknowledged in time goes to
+   * `unacknowledged` (the invalidation journal), which replays it after the failover before any read is served.
+   */
+  private async awaitReplica(fullKey: string): Promise<void> {
+    const args = ['WAIT', '1', String(this.replicas.ackMs)];
+    const cluster = clusterOf(this.client);
+    const acks = await traced('WAIT', () => (cluster ? cluster.sendCommand(fullKey, false, args) : this.client.sendCommand(args)));
+    if (Number(acks) < 1) this.replicas.unacknowledged?.(fullKey);
   }
 
   async raise(fullKey: string, value: number, ttlMs: number): Promise<void> {
