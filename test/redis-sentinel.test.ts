@@ -105,6 +105,22 @@ describeRedisSentinel('the app on Redis Sentinel (two instances)', () => {
     }
   }
 
+  /** A comparison hanging on A, cancelled from B: A hears it on the control channel it subscribed at start. */
+  async function cancelAcross(token: string) {
+    const before = fake.count(undefined, 'chat');
+    const started = await a.gql(START, { input: { prompt: 'stop me', models: ['openai:hang', 'anthropic:hang'] } }, token);
+    const id = started.data.startComparison.id;
+    await fake.waitForRequests(before + 2, undefined, 'chat'); // both calls are hanging on A
+    const cancelled = await b.gql(`mutation($id: ID!) { cancelComparison(id: $id) { id } }`, { id }, token);
+    expect(cancelled.errors).toBeUndefined();
+    await a.app.services.runner.settled(id); // never, if A did not hear the cancel (the test times out)
+    const after = await a.gql(`query($id: ID!) { comparison(id: $id) { responses { status error } } }`, { id }, token);
+    expect(after.data.comparison.responses).toEqual([
+      { status: 'FAILED', error: 'Cancelled' },
+      { status: 'FAILED', error: 'Cancelled' },
+    ]);
+  }
+
   /** Reads the sidebar on `app` until it is a HIT again (bounded); every read must hold `mustHold`. */
   async function untilHit(app: TestApp, token: string, mustHold: string[], failures: string[]) {
     const deadline = Date.now() + 20_000;
@@ -177,12 +193,14 @@ describeRedisSentinel('the app on Redis Sentinel (two instances)', () => {
     const rows = await withClient(a.db.url, (c) => c.query<{ id: string }>('select id from conversations where id = any($1)', [acknowledged]));
     expect(rows.rows.map((r) => r.id).sort()).toEqual([...acknowledged].sort());
 
-    // After the promotion: a write on B is seen by A's next (cached) read, and streams cross again.
+    // After the promotion: a write on B is seen by A's next (cached) read, streams cross again, and A's control
+    // channel (subscribed at start, on the dead master) moved with it: a cancel from B reaches A.
     await a.gql(SIDEBAR, {}, user.token);
     const after = await b.gql(CREATE, { t: 'after the failover' }, user.token);
     const read = await a.gql(SIDEBAR, {}, user.token);
     expect(read.data.conversations.nodes[0].id).toBe(after.data.createConversation.id);
     await streamAcross(user.token, 'sentinel-after');
+    await cancelAcross(user.token);
   });
 
   it('a generation bump the replica never got is replayed after the failover: no stale read', async () => {

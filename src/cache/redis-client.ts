@@ -332,6 +332,7 @@ function createSentinelClient(
     close() {
       closed = true;
       queue.closed = true;
+      named(); // subscriptions queued behind the first answer run now, and fail (closed) instead of waiting forever
       if (retry) clearTimeout(retry);
       clearInterval(every);
       if (current.isOpen) current.destroy();
