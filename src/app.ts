@@ -557,16 +557,17 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     // per-IP allowance and the entry). With one Redis master (REDIS_URL or REDIS_SENTINELS) only: without it there is
     // nothing to save, and on a cluster its script's two keys (the IP's allowance, the page's generation) live in
     // different slots (CROSSSLOT), so shared pages take the ordinary path there.
-    const publicEdge = config.redisUrl || config.redisSentinel
-      ? createPublicEdge({
-          responseCache,
-          allowance: (ip) => allowanceOf(SHARED_IP_LIMIT, config.rateLimits.sharedPerIp, ip),
-          clientIp: (req) => contexts.clientIp(req),
-          answered: (scope) => shareLinks.answeredFromCache(scope),
-          maxBodyBytes: config.limits.maxBodyBytes,
-          logger,
-        })
-      : undefined;
+    const publicEdge =
+      config.redisUrl || config.redisSentinel
+        ? createPublicEdge({
+            responseCache,
+            allowance: (ip) => allowanceOf(SHARED_IP_LIMIT, config.rateLimits.sharedPerIp, ip),
+            clientIp: (req) => contexts.clientIp(req),
+            answered: (scope) => shareLinks.answeredFromCache(scope),
+            maxBodyBytes: config.limits.maxBodyBytes,
+            logger,
+          })
+        : undefined;
     if (publicEdge) cleanups.push(async () => publicEdge.close());
     // 6. HTTP: what each path answers (`http/routes.ts`, with the API's paths from `graphql/routes.ts`),
     // served by one entry (`http/server.ts`).

@@ -190,7 +190,9 @@ describeRedisSentinel('the app on Redis Sentinel (two instances)', () => {
     expect(await sentinel.command(promoted, ['EXISTS', `${prefix}:${readCacheKeys.generation(user.userId)}`])).toBe(1);
 
     // Every acknowledged write is in PostgreSQL.
-    const rows = await withClient(a.db.url, (c) => c.query<{ id: string }>('select id from conversations where id = any($1)', [acknowledged]));
+    const rows = await withClient(a.db.url, (c) =>
+      c.query<{ id: string }>('select id from conversations where id = any($1)', [acknowledged]),
+    );
     expect(rows.rows.map((r) => r.id).sort()).toEqual([...acknowledged].sort());
 
     // After the promotion: a write on B is seen by A's next (cached) read, streams cross again, and A's control

@@ -182,16 +182,23 @@ class KeyvCache implements CachePort {
     let store: Store;
     const target = redisTarget(opts);
     if (target) {
-      const client = createRedisClient({
-        target,
-        logger: opts.logger,
-        name: `${opts.prefix.replace(/[^\w:.-]/g, '_')}:cache`,
-        disableOfflineQueue: true,
-        maxReconnectDelayMs: opts.maxReconnectDelayMs,
-        connectTimeoutMs: Math.max(opts.operationTimeoutMs, 1000),
-      });
+      const connection = (role: string) =>
+        createRedisClient({
+          target,
+          logger: opts.logger,
+          name: `${opts.prefix.replace(/[^\w:.-]/g, '_')}:${role}`,
+          disableOfflineQueue: true,
+          maxReconnectDelayMs: opts.maxReconnectDelayMs,
+          connectTimeoutMs: Math.max(opts.operationTimeoutMs, 1000),
+        });
+      const client = connection('cache');
+      // WAIT blocks the connection it is sent on until a replica answers: the bumps get their own, so that reads
+      // never queue behind one.
+      const ackMs = opts.replicaAckMs ?? 0;
+      const bumps = ackMs > 0 ? connection('bumps') : undefined;
       store = new RedisStore(client, {
-        ackMs: opts.replicaAckMs ?? 0,
+        ackMs,
+        connection: bumps,
         unacknowledged: (fullKey) => {
           this.log.debug('generation bump not acknowledged by a replica: journaled for replay after a failover');
           this.guard.journal.record('incr', fullKey);
@@ -200,7 +207,10 @@ class KeyvCache implements CachePort {
       this.spending = true;
       client.on('error', (err: unknown) => this.guard.connectionLost(err));
       client.on('ready', () => this.guard.connectionReady());
-      this.closeClient = () => closeRedisClient(client);
+      this.closeClient = () => {
+        closeRedisClient(client);
+        if (bumps) closeRedisClient(bumps);
+      };
       if ((opts.localCopiesMaxBytes ?? 0) > 0) this.copies = new LocalCopies(opts.localCopiesMaxBytes!);
     } else {
       store = new MemoryStore(opts.memoryMaxEntries ?? 10_000);

@@ -277,7 +277,10 @@ function createSentinelClient(
 
   const follow = (host: string, port: number) => {
     const previous = current;
-    const next = createClient({ ...nodeOptions, socket: { ...socket, host, port, ...(tls ? { tls: true as const } : {}) } }) as SingleClient;
+    const next = createClient({
+      ...nodeOptions,
+      socket: { ...socket, host, port, ...(tls ? { tls: true as const } : {}) },
+    }) as SingleClient;
     next.on('error', (err: unknown) => {
       if (next !== current) return;
       events.emit('error', err);
@@ -472,7 +475,10 @@ function inOrder(queue: { last: Promise<unknown> }, op: () => Promise<void>): Pr
  */
 export function closeRedisClient(client: RedisClient): void {
   const follower = sentinelFollowers.get(client);
-  if (follower) return follower.close();
+  if (follower) {
+    follower.close();
+    return;
+  }
   const cluster = clusterOf(client);
   if (cluster) {
     cluster.emit('disconnect');

@@ -20,6 +20,7 @@ export const SENTINEL_MASTER = 'llmselect-test';
 const DOWN_AFTER_MS = 1_000;
 
 export const describeRedisSentinel: jest.Describe = (() => {
+  if (typeof describe !== 'function') return undefined as never; // imported outside jest (bench/replica-ack.ts)
   const missing = ['redis-server'].filter((bin) => spawnSync(bin, ['--version']).status !== 0);
   if (missing.length === 0) return describe;
   const why = `${missing.join(' and ')} not on PATH (needed to start a private Redis master, replica and sentinels)`;
@@ -189,7 +190,9 @@ export async function startRedisSentinel(): Promise<RedisSentinelForTests> {
         return fields['num-slaves'] === '1' && fields['num-other-sentinels'] === '2';
       });
     });
-    await until('replica in sync', 20_000, async () => String(await command(servers[1], ['INFO', 'replication'])).includes('master_link_status:up'));
+    await until('replica in sync', 20_000, async () =>
+      String(await command(servers[1], ['INFO', 'replication'])).includes('master_link_status:up'),
+    );
   } catch (err) {
     await stop();
     throw err;
