@@ -62,8 +62,11 @@ async function appRedisEnv(env: Record<string, string | undefined>): Promise<Rec
   return { ...env, REDIS_URL: undefined, ...(await redisCluster).env };
 }
 
-/** The URL of the one Redis server the apps of this file share: the shared Redis, or the sentinels' master. */
-async function sharedServerUrl(): Promise<string> {
+/**
+ * The URL of the one Redis server the apps of this file share: the shared Redis, or under TEST_VIA_REDIS_SENTINEL
+ * the sentinels' master (after the first app started it).
+ */
+export async function sharedServerUrl(): Promise<string> {
   if (viaRedisSentinel && redisSentinel) return `redis://${(await (await redisSentinel).master()).address}`;
   return redisUrlForTests();
 }
