@@ -9,7 +9,8 @@
  *   instances, a write is seen at once by the other instance, and streams cross again (pub/sub moved);
  * - a generation bump that never reached the replica (the replica paused and cut off, then the master killed)
  *   is not lost: no replica acknowledged its WAIT, so it was journaled and is replayed after the promotion,
- *   before any cached read is served. Without that, the read after the failover is a stale HIT.
+ *   before any cached read is served. Without that, the read after the failover is a stale HIT. That set has
+ *   passwords on the sentinels and on the master and replica.
  *
  * `.ci/run` sets REQUIRE_REDIS_SENTINEL=1: never skipped there.
  */
@@ -51,7 +52,8 @@ describeRedisSentinel('the app on Redis Sentinel (two instances)', () => {
     // The slow steps of this file's setup side by side: the two sentinel sets, the database.
     [sentinel, spare, db, fake] = await Promise.all([
       startRedisSentinel(),
-      startRedisSentinel(),
+      // This one wants AUTH everywhere: the sentinels' password in REDIS_SENTINELS, the master's in its own setting.
+      startRedisSentinel({ passwords: { master: randomBytes(8).toString('hex'), sentinel: randomBytes(8).toString('hex') } }),
       createTestDatabase('sentinel'),
       FakeLlmServer.start(),
     ]);

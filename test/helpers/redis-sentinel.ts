@@ -5,7 +5,8 @@
  *
  * - `describeRedisSentinel`: `describe` when redis-server is on PATH, else skipped with the reason;
  *   REQUIRE_REDIS_SENTINEL=1 (CI) throws instead.
- * - `startRedisSentinel()`: start once per file, `stop()` in afterAll.
+ * - `startRedisSentinel()`: start once per file, `stop()` in afterAll. With `passwords`, the master and replica
+ *   (`requirepass`, `masterauth`) and the sentinels (`requirepass`, one password for all) want AUTH.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,6 +32,7 @@ export const describeRedisSentinel: jest.Describe = (() => {
 
 export interface SentinelNode {
   port: number;
+  kind: 'data' | 'sentinel';
   /** `127.0.0.1:<port>` */
   address: string;
   readonly alive: boolean;
@@ -41,7 +43,7 @@ export interface RedisSentinelForTests {
   servers: SentinelNode[];
   sentinels: SentinelNode[];
   /** For an app's env. */
-  env: { REDIS_SENTINELS: string; REDIS_SENTINEL_MASTER: string };
+  env: { REDIS_SENTINELS: string; REDIS_SENTINEL_MASTER: string; REDIS_SENTINEL_MASTER_PASSWORD?: string };
   /** The data node the sentinels name as master now (asked of a live sentinel). */
   master(): Promise<SentinelNode>;
   /** SIGKILL one process (no shutdown, nothing flushed to anyone). */
@@ -77,12 +79,18 @@ async function until<T>(what: string, timeoutMs: number, check: () => Promise<T 
   }
 }
 
-export async function startRedisSentinel(): Promise<RedisSentinelForTests> {
+export interface RedisSentinelOptions {
+  passwords?: { master: string; sentinel: string };
+}
+
+export async function startRedisSentinel(options: RedisSentinelOptions = {}): Promise<RedisSentinelForTests> {
+  const passwords = options.passwords;
   const dir = mkdtempSync(join(tmpdir(), 'redis-sentinel-'));
   const children = new Map<number, ChildProcess>();
   const taken = new Set<number>();
-  const node = (port: number): SentinelNode => ({
+  const node = (port: number, kind: SentinelNode['kind']): SentinelNode => ({
     port,
+    kind,
     address: `127.0.0.1:${port}`,
     get alive() {
       const child = children.get(port);
@@ -90,9 +98,14 @@ export async function startRedisSentinel(): Promise<RedisSentinelForTests> {
     },
   });
 
+  const connection = (target: SentinelNode) =>
+    createClient({
+      socket: { host: '127.0.0.1', port: target.port, connectTimeout: 5_000, reconnectStrategy: false },
+      password: passwords?.[target.kind === 'data' ? 'master' : 'sentinel'],
+    });
   /** One command on a new connection; a connection that fails (a loaded machine) is tried again, twice. */
   const command = async (target: SentinelNode, args: string[], attempt = 0): Promise<unknown> => {
-    const client = createClient({ socket: { host: '127.0.0.1', port: target.port, connectTimeout: 5_000, reconnectStrategy: false } });
+    const client = connection(target);
     client.on('error', () => undefined);
     try {
       await client.connect();
@@ -108,14 +121,14 @@ export async function startRedisSentinel(): Promise<RedisSentinelForTests> {
   };
 
   /** A server on a free port; one that exits at once (a port another worker took meanwhile) is started again. */
-  const launch = async (args: (port: number) => string[]): Promise<SentinelNode> => {
+  const launch = async (kind: SentinelNode['kind'], args: (port: number) => string[]): Promise<SentinelNode> => {
     for (let attempt = 0; ; attempt++) {
       const port = await freePort();
       if (taken.has(port)) continue;
       taken.add(port);
       const child = spawn('redis-server', args(port), { stdio: 'ignore' });
       children.set(port, child);
-      const started = node(port);
+      const started = node(port, kind);
       const up = await until(`127.0.0.1:${port} up`, 10_000, async () => {
         if (!started.alive) return 'exited';
         return (await command(started, ['PING'])) === 'PONG' && 'up';
@@ -137,6 +150,7 @@ export async function startRedisSentinel(): Promise<RedisSentinelForTests> {
     dir,
     '--dbfilename',
     `dump-${port}.rdb`,
+    ...(passwords ? ['--requirepass', passwords.master, '--masterauth', passwords.master] : []),
     ...extra,
   ];
 
@@ -156,12 +170,12 @@ export async function startRedisSentinel(): Promise<RedisSentinelForTests> {
   const servers: SentinelNode[] = [];
   const sentinels: SentinelNode[] = [];
   try {
-    const master = await launch((port) => dataNode(port));
+    const master = await launch('data', (port) => dataNode(port));
     servers.push(master);
-    servers.push(await launch((port) => dataNode(port, ['--replicaof', '127.0.0.1', String(master.port)])));
+    servers.push(await launch('data', (port) => dataNode(port, ['--replicaof', '127.0.0.1', String(master.port)])));
     for (let i = 0; i < 3; i++) {
       sentinels.push(
-        await launch((port) => {
+        await launch('sentinel', (port) => {
           // A sentinel rewrites its own config file (what it learnt): one writable file each.
           const file = join(dir, `sentinel-${port}.conf`);
           writeFileSync(
@@ -174,6 +188,7 @@ export async function startRedisSentinel(): Promise<RedisSentinelForTests> {
               `sentinel down-after-milliseconds ${SENTINEL_MASTER} ${DOWN_AFTER_MS}`,
               `sentinel failover-timeout ${SENTINEL_MASTER} 5000`,
               `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
+              ...(passwords ? [`sentinel auth-pass ${SENTINEL_MASTER} ${passwords.master}`, `requirepass ${passwords.sentinel}`] : []),
               '',
             ].join('\n'),
           );
@@ -215,7 +230,11 @@ export async function startRedisSentinel(): Promise<RedisSentinelForTests> {
   return {
     servers,
     sentinels,
-    env: { REDIS_SENTINELS: sentinels.map((s) => s.address).join(','), REDIS_SENTINEL_MASTER: SENTINEL_MASTER },
+    env: {
+      REDIS_SENTINELS: sentinels.map((s) => (passwords ? `redis://:${passwords.sentinel}@${s.address}` : s.address)).join(','),
+      REDIS_SENTINEL_MASTER: SENTINEL_MASTER,
+      ...(passwords ? { REDIS_SENTINEL_MASTER_PASSWORD: passwords.master } : {}),
+    },
     command,
     master,
     async kill(target) {
@@ -243,7 +262,7 @@ export async function startRedisSentinel(): Promise<RedisSentinelForTests> {
     },
     async replicated() {
       const now = await master();
-      const client = createClient({ socket: { host: '127.0.0.1', port: now.port, reconnectStrategy: false } });
+      const client = connection(now);
       client.on('error', () => undefined);
       await client.connect();
       try {
