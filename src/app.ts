@@ -202,6 +202,8 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const cache = createCache({
       redisUrl: config.redisUrl,
       redisClusterNodes: config.redisClusterNodes,
+      redisSentinel: config.redisSentinel,
+      replicaAckMs: config.redisReplicaAckMs,
       prefix: config.cachePrefix,
       breakerCooldownMs: config.cache.breakerCooldownMs,
       operationTimeoutMs: config.cache.operationTimeoutMs,
@@ -216,6 +218,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const pubsub = createPubSub({
       redisUrl: config.redisUrl,
       redisClusterNodes: config.redisClusterNodes,
+      redisSentinel: config.redisSentinel,
       prefix: config.cachePrefix,
       logger,
     });
@@ -225,6 +228,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const rateLimiters = createRateLimiters({
       redisUrl: config.redisUrl,
       redisClusterNodes: config.redisClusterNodes,
+      redisSentinel: config.redisSentinel,
       prefix: config.cachePrefix,
       operationTimeoutMs: config.cache.operationTimeoutMs,
       logger,
@@ -553,19 +557,20 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
 
     const corsPolicy = new CorsPolicy(config.cors.origins);
     // A share link's hot page, asked anonymously, answered before the general machinery (one Redis round trip for the
-    // per-IP allowance and the entry). With one Redis (REDIS_URL) only: without it there is nothing to save, and on a
-    // cluster its script's two keys (the IP's allowance, the page's generation) live in different slots (CROSSSLOT),
-    // so shared pages take the ordinary path there.
-    const publicEdge = config.redisUrl
-      ? createPublicEdge({
-          responseCache,
-          allowance: (ip) => allowanceOf(SHARED_IP_LIMIT, config.rateLimits.sharedPerIp, ip),
-          clientIp: (req) => contexts.clientIp(req),
-          answered: (scope) => shareLinks.answeredFromCache(scope),
-          maxBodyBytes: config.limits.maxBodyBytes,
-          logger,
-        })
-      : undefined;
+    // per-IP allowance and the entry). With one Redis master (REDIS_URL or REDIS_SENTINELS) only: without it there is
+    // nothing to save, and on a cluster its script's two keys (the IP's allowance, the page's generation) live in
+    // different slots (CROSSSLOT), so shared pages take the ordinary path there.
+    const publicEdge =
+      config.redisUrl || config.redisSentinel
+        ? createPublicEdge({
+            responseCache,
+            allowance: (ip) => allowanceOf(SHARED_IP_LIMIT, config.rateLimits.sharedPerIp, ip),
+            clientIp: (req) => contexts.clientIp(req),
+            answered: (scope) => shareLinks.answeredFromCache(scope),
+            maxBodyBytes: config.limits.maxBodyBytes,
+            logger,
+          })
+        : undefined;
     if (publicEdge) cleanups.push(async () => publicEdge.close());
     // 6. HTTP: what each path answers (`http/routes.ts`, with the API's paths from `graphql/routes.ts`),
     // served by one entry (`http/server.ts`).

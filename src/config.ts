@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { DatabaseUrlError, parseDatabaseUrl } from './db/database-url';
 import { DEVELOPMENT_CORS_ORIGINS, parseOriginRule } from './http/cors';
+import type { RedisSentinelTarget } from './cache/redis-client';
 import type { EgressPolicy } from './llm/egress';
 import { DEFAULT_BASE_URLS, normalizeEndpoint } from './llm/language-models';
 import { endpointKey, type ModelId, parseModelId } from './llm/model-id';
@@ -166,6 +167,17 @@ export interface Config {
    * `REDIS_URL`. The cache, persisted documents, pub/sub and rate limits then use the cluster (`cache/redis-client.ts`).
    */
   redisClusterNodes?: string[];
+  /**
+   * `REDIS_SENTINELS` + `REDIS_SENTINEL_MASTER` (+ `REDIS_SENTINEL_MASTER_USERNAME` / `_PASSWORD`): the master that
+   * Redis Sentinel names, followed through failovers (`cache/redis-client.ts`), instead of `REDIS_URL`.
+   */
+  redisSentinel?: RedisSentinelTarget;
+  /**
+   * `REDIS_REPLICA_ACK_MS`: after a generation bump, wait this long at most for one replica to acknowledge it
+   * (`WAIT 1 <ms>`); a bump no replica acknowledged is journaled and applied again after a failover. 0 = off.
+   * Default 50 with `REDIS_SENTINELS` or `REDIS_CLUSTER_NODES` (a replica may be promoted), 0 otherwise.
+   */
+  redisReplicaAckMs: number;
   /** Every cache / pub-sub key starts with this; tests use one per file. */
   cachePrefix: string;
   jwtSecret: string;
@@ -393,6 +405,35 @@ function redisClusterNodes(env: Env): string[] | undefined {
   return nodes;
 }
 
+/**
+ * REDIS_SENTINELS: comma-separated sentinels (`host:port` or redis(s):// URLs, whose credentials are the
+ * sentinels'), with REDIS_SENTINEL_MASTER (the monitored name); never with REDIS_URL or REDIS_CLUSTER_NODES.
+ */
+function redisSentinel(env: Env): RedisSentinelTarget | undefined {
+  const entries = (env.REDIS_SENTINELS ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  if (entries.length === 0) {
+    if (env.REDIS_SENTINEL_MASTER) throw new ConfigError('REDIS_SENTINEL_MASTER needs REDIS_SENTINELS');
+    return undefined;
+  }
+  if (env.REDIS_URL || env.REDIS_CLUSTER_NODES) throw new ConfigError('set one of REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS');
+  const masterName = env.REDIS_SENTINEL_MASTER?.trim();
+  if (!masterName) throw new ConfigError('REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the name the sentinels monitor)');
+  const sentinels = entries.map((entry) => (entry.includes('://') ? entry : `redis://${entry}`));
+  for (const [i, sentinel] of sentinels.entries()) {
+    const name = `REDIS_SENTINELS (sentinel ${i + 1})`;
+    url({ [name]: sentinel }, name, ['redis:', 'rediss:']);
+  }
+  return {
+    sentinels,
+    masterName,
+    username: env.REDIS_SENTINEL_MASTER_USERNAME || undefined,
+    password: env.REDIS_SENTINEL_MASTER_PASSWORD || undefined,
+  };
+}
+
 function url(env: Env, name: string, protocols: string[]): string | undefined {
   const raw = env[name];
   if (raw === undefined || raw === '') return undefined;
@@ -614,6 +655,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     migrateOnStart: bool(env, 'MIGRATE_ON_START', true),
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
     redisClusterNodes: redisClusterNodes(env),
+    redisSentinel: redisSentinel(env),
+    redisReplicaAckMs: int(env, 'REDIS_REPLICA_ACK_MS', env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES ? 50 : 0, 0),
     cachePrefix: env.CACHE_PREFIX || 'llmselect',
     jwtSecret,
     jwtExpiresIn: env.JWT_EXPIRES_IN || '7d',

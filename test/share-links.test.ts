@@ -26,7 +26,7 @@ import { withClient } from './helpers/factories';
 import { FakeLlmServer } from './helpers/fake-llm';
 import { describeRedis, redisUrlForTests } from './helpers/redis';
 import { subscribe } from './helpers/sse';
-import { createTestApp, type TestApp } from './helpers/test-app';
+import { createTestApp, sharedServerUrl, type TestApp } from './helpers/test-app';
 
 const MODEL_A = 'openai:gpt-4o-mini';
 const MODEL_B = 'anthropic:claude-haiku-4-5';
@@ -622,7 +622,7 @@ describeRedis('share links (two instances)', () => {
       db: a.db,
       env: { CACHE_PREFIX: prefix, REDIS_URL: redisUrlForTests(), RATE_LIMIT_SHARED_PER_IP: '6' },
     });
-    const redis = createClient({ url: redisUrlForTests() });
+    const redis = createClient({ url: await sharedServerUrl() });
     await redis.connect();
     try {
       const u = await userWithKeys('edge');

@@ -3,7 +3,7 @@ import { LruMap } from '../lru-map';
 import type { Logger } from '../observability/logger';
 import type { Allowance, CacheHealth, CacheLookupHook, CachePort, NamespaceStats, SwrOptions, VersionedKey } from './cache.port';
 import { assertNamespace, namespaceOf } from './namespaces';
-import { closeRedisClient, createRedisClient, redisTarget } from './redis-client';
+import { closeRedisClient, createRedisClient, type RedisSentinelTarget, redisTarget } from './redis-client';
 import { FailOpenStore } from './resilience';
 import { singleFlight } from './single-flight';
 import { CacheStats } from './stats';
@@ -17,6 +17,10 @@ export interface CreateCacheOptions {
   redisUrl?: string;
   /** `Config.redisClusterNodes`: a Redis Cluster's seed nodes, instead of `redisUrl`. */
   redisClusterNodes?: readonly string[];
+  /** `Config.redisSentinel`: the master Redis Sentinel names, instead of `redisUrl`. */
+  redisSentinel?: RedisSentinelTarget;
+  /** `Config.redisReplicaAckMs`: after a generation bump, `WAIT 1 <ms>` for a replica; a bump none acknowledged is journaled. */
+  replicaAckMs?: number;
   /** `Config.cachePrefix`; every key is `${prefix}:${namespace}:...`. */
   prefix: string;
   /** `Config.cache.breakerCooldownMs`. */
@@ -144,7 +148,7 @@ function isSwrEntry<T>(v: unknown): v is SwrEntry<T> {
 }
 
 /**
- * Creates the cache. Never throws and never waits for Redis: with `redisUrl` (or `redisClusterNodes`)
+ * Creates the cache. Never throws and never waits for Redis: with `redisUrl` (or `redisClusterNodes`, `redisSentinel`)
  * it connects in the background (Redis down at start = misses until it is
  * up); without, it uses an in-process LRU. See {@link CachePort} for the contract.
  */
@@ -178,19 +182,35 @@ class KeyvCache implements CachePort {
     let store: Store;
     const target = redisTarget(opts);
     if (target) {
-      const client = createRedisClient({
-        target,
-        logger: opts.logger,
-        name: `${opts.prefix.replace(/[^\w:.-]/g, '_')}:cache`,
-        disableOfflineQueue: true,
-        maxReconnectDelayMs: opts.maxReconnectDelayMs,
-        connectTimeoutMs: Math.max(opts.operationTimeoutMs, 1000),
+      const connection = (role: string) =>
+        createRedisClient({
+          target,
+          logger: opts.logger,
+          name: `${opts.prefix.replace(/[^\w:.-]/g, '_')}:${role}`,
+          disableOfflineQueue: true,
+          maxReconnectDelayMs: opts.maxReconnectDelayMs,
+          connectTimeoutMs: Math.max(opts.operationTimeoutMs, 1000),
+        });
+      const client = connection('cache');
+      // WAIT blocks the connection it is sent on until a replica answers: the bumps get their own, so that reads
+      // never queue behind one.
+      const ackMs = opts.replicaAckMs ?? 0;
+      const bumps = ackMs > 0 ? connection('bumps') : undefined;
+      store = new RedisStore(client, {
+        ackMs,
+        connection: bumps,
+        unacknowledged: (fullKey) => {
+          this.log.debug('generation bump not acknowledged by a replica: journaled for replay after a failover');
+          this.guard.journal.record('incr', fullKey);
+        },
       });
-      store = new RedisStore(client);
       this.spending = true;
       client.on('error', (err: unknown) => this.guard.connectionLost(err));
       client.on('ready', () => this.guard.connectionReady());
-      this.closeClient = () => closeRedisClient(client);
+      this.closeClient = () => {
+        closeRedisClient(client);
+        if (bumps) closeRedisClient(bumps);
+      };
       if ((opts.localCopiesMaxBytes ?? 0) > 0) this.copies = new LocalCopies(opts.localCopiesMaxBytes!);
     } else {
       store = new MemoryStore(opts.memoryMaxEntries ?? 10_000);

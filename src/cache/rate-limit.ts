@@ -14,7 +14,7 @@
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from '../observability/logger';
 import type { Allowance } from './cache.port';
-import { closeRedisClient, createRedisClient, type RedisClient, redisTarget } from './redis-client';
+import { closeRedisClient, createRedisClient, type RedisClient, type RedisSentinelTarget, redisTarget } from './redis-client';
 import { withTimeout } from '../timeout';
 
 export interface RateLimitRule {
@@ -60,6 +60,8 @@ export interface CreateRateLimitersOptions {
   redisUrl?: string;
   /** `Config.redisClusterNodes`: a Redis Cluster's seed nodes, instead of `redisUrl` (each limit is one key: one slot). */
   redisClusterNodes?: readonly string[];
+  /** `Config.redisSentinel`: the master Redis Sentinel names, instead of `redisUrl`. */
+  redisSentinel?: RedisSentinelTarget;
   /** `Config.cachePrefix`: keys are `${prefix}:rl:<name>:<key>`, so instances sharing a prefix share limits. */
   prefix: string;
   /** A Redis call slower than this is allowed (fail open). */

@@ -1,14 +1,35 @@
+import { EventEmitter } from 'node:events';
 import { createClient, createCluster, type RedisClientType, type RedisClusterType } from '@redis/client';
 import type { Logger } from '../observability/logger';
 
-/**
- * Where Redis is: one server (`REDIS_URL`) or a Redis Cluster (`REDIS_CLUSTER_NODES`, its seed nodes).
- * Every Redis connection of the app (cache, persisted documents, pub/sub, rate limits) is made here.
- */
-export type RedisTarget = { url: string; clusterNodes?: undefined } | { clusterNodes: readonly string[]; url?: undefined };
+/** A master watched by Redis Sentinel (`REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`). */
+export interface RedisSentinelTarget {
+  /** The sentinels, as `redis://` or `rediss://` URLs (credentials in a URL are the sentinel's own). */
+  sentinels: readonly string[];
+  /** The name the sentinels monitor the master under (`sentinel monitor <name> …`). */
+  masterName: string;
+  /** AUTH for the master (and replicas), when it differs from none; TLS follows the sentinels' scheme. */
+  username?: string;
+  password?: string;
+}
 
-/** The target the options name (`redisUrl` or `redisClusterNodes`), or undefined for none (in-process stores). */
-export function redisTarget(opts: { redisUrl?: string; redisClusterNodes?: readonly string[] }): RedisTarget | undefined {
+/**
+ * Where Redis is: one server (`REDIS_URL`), a Redis Cluster (`REDIS_CLUSTER_NODES`, its seed nodes) or the
+ * master that Redis Sentinel names (`REDIS_SENTINELS`). Every Redis connection of the app (cache, persisted
+ * documents, pub/sub, rate limits) is made here.
+ */
+export type RedisTarget =
+  | { url: string; clusterNodes?: undefined; sentinel?: undefined }
+  | { clusterNodes: readonly string[]; url?: undefined; sentinel?: undefined }
+  | { sentinel: RedisSentinelTarget; url?: undefined; clusterNodes?: undefined };
+
+/** The target the options name (`redisUrl`, `redisClusterNodes` or `redisSentinel`), or undefined for none (in-process stores). */
+export function redisTarget(opts: {
+  redisUrl?: string;
+  redisClusterNodes?: readonly string[];
+  redisSentinel?: RedisSentinelTarget;
+}): RedisTarget | undefined {
+  if (opts.redisSentinel) return { sentinel: opts.redisSentinel };
   if (opts.redisClusterNodes?.length) return { clusterNodes: opts.redisClusterNodes };
   return opts.redisUrl ? { url: opts.redisUrl } : undefined;
 }
@@ -88,6 +109,7 @@ export function createRedisClient(opts: RedisClientOptions): RedisClient {
   };
   const log = opts.logger.child({ component: opts.name });
   if (opts.target.clusterNodes) return createClusterClient(opts.target.clusterNodes, opts, socket, maxDelay, log);
+  if (opts.target.sentinel) return createSentinelClient(opts.target.sentinel, opts, socket, log);
   const client = createClient({ url: opts.target.url, name: opts.name, disableOfflineQueue: opts.disableOfflineQueue, socket });
   client.on('error', (err: unknown) => log.debug({ err }, 'redis connection error'));
   client.connect().catch((err: unknown) => log.debug({ err }, 'redis connect gave up'));
@@ -180,6 +202,181 @@ function createClusterClient(
 
 function clusterReady(cluster: ClusterClient): boolean {
   return cluster.isOpen && cluster.masters.length > 0 && cluster.masters.every((m) => m.client?.isReady === true);
+}
+
+/** How often the sentinels are asked for the master, at most, while its connection is down (a failover under way). */
+const SENTINEL_RETRY_MS = 500;
+/** How often they are asked anyway (a master switched while this connection stayed up). */
+const SENTINEL_REFRESH_MS = 10_000;
+/** What closes a client that follows a sentinel-watched master (its timers, its connection). */
+const sentinelFollowers = new WeakMap<object, { close(): void }>();
+const EMITTER_METHODS = new Set(['on', 'once', 'off', 'addListener', 'removeListener', 'removeAllListeners', 'emit', 'listenerCount']);
+
+/**
+ * A client of the master that Redis Sentinel names, following it through failovers: the sentinels are asked
+ * for the master's address at start, every {@link SENTINEL_RETRY_MS} at most while its connection is down and
+ * every {@link SENTINEL_REFRESH_MS} anyway; when the address changes, a new single client connects to it, takes
+ * over the old one's pub/sub subscriptions, and the old one is destroyed (its pending commands fail: misses).
+ *
+ * Not node-redis's `createSentinel`: its commands loop on the sentinels while the master is down instead of
+ * failing at once (the cache must miss fast), its first connect gives up after a few tries, and it has no
+ * `ready` event, no SCAN iterator and no offline queue. Here the app gets the single client it already knows,
+ * through a proxy that sends each call to the current master's client and keeps one set of event listeners.
+ */
+function createSentinelClient(
+  target: RedisSentinelTarget,
+  opts: RedisClientOptions,
+  socket: { connectTimeout: number; reconnectStrategy: (retries: number) => number },
+  log: Logger,
+): RedisClient {
+  const events = new EventEmitter();
+  // `error` has a listener before anything can emit it (an EventEmitter without one throws).
+  events.on('error', (err: unknown) => log.debug({ err }, 'redis sentinel: master connection error'));
+  const tls = target.sentinels.some((url) => url.startsWith('rediss:'));
+  const nodeOptions = {
+    name: opts.name,
+    disableOfflineQueue: opts.disableOfflineQueue,
+    username: target.username,
+    password: target.password,
+  };
+  // Until a sentinel names the master: a client never opened (its commands fail at once, as an offline one's do).
+  let current = createClient(nodeOptions) as SingleClient;
+  let address: string | undefined;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  let attempts = 0;
+  let asking = false;
+  let preferred = 0;
+  let named!: () => void;
+  const firstNamed = new Promise<void>((resolve) => (named = resolve));
+
+  /** The master's address from the first sentinel that answers (the one that answered last time first). */
+  const ask = async (): Promise<{ host: string; port: number } | undefined> => {
+    for (let i = 0; i < target.sentinels.length; i++) {
+      const at = (preferred + i) % target.sentinels.length;
+      const sentinel = createClient({
+        url: target.sentinels[at],
+        socket: { connectTimeout: socket.connectTimeout, reconnectStrategy: false },
+      });
+      sentinel.on('error', () => undefined);
+      try {
+        await sentinel.connect();
+        const reply = (await sentinel.sendCommand(['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', target.masterName])) as string[] | null;
+        if (!reply) continue; // this sentinel does not monitor that name
+        preferred = at;
+        return { host: reply[0], port: Number(reply[1]) };
+      } catch (err) {
+        // The index, not the URL: a URL may carry the sentinel's password.
+        log.debug({ err, sentinel: at + 1 }, 'redis sentinel: no answer');
+      } finally {
+        if (sentinel.isOpen) sentinel.destroy();
+      }
+    }
+    return undefined;
+  };
+
+  const follow = (host: string, port: number) => {
+    const previous = current;
+    const next = createClient({
+      ...nodeOptions,
+      socket: { ...socket, host, port, ...(tls ? { tls: true as const } : {}) },
+    }) as SingleClient;
+    next.on('error', (err: unknown) => {
+      if (next !== current) return;
+      events.emit('error', err);
+      schedule();
+    });
+    next.on('ready', () => {
+      attempts = 0;
+      if (next === current) events.emit('ready');
+    });
+    current = next;
+    address = `${host}:${port}`;
+    log.info({ master: address }, 'redis sentinel: following the master');
+    // The subscriptions move to the new master's connection (queued until it is up).
+    const channels = previous.getPubSubListeners('CHANNELS' as Parameters<SingleClient['getPubSubListeners']>[0]);
+    if (channels.size > 0) {
+      next
+        .extendPubSubListeners('CHANNELS' as Parameters<SingleClient['getPubSubListeners']>[0], channels)
+        .catch((err: unknown) => log.debug({ err }, 'redis sentinel: subscriptions not moved'));
+    }
+    if (previous.isOpen) previous.destroy();
+    next.connect().catch((err: unknown) => log.debug({ err }, 'redis sentinel: connect gave up'));
+    named();
+  };
+
+  const refresh = async () => {
+    retry = undefined;
+    if (closed || asking) return;
+    asking = true;
+    try {
+      const master = await ask();
+      if (closed) return;
+      if (!master) events.emit('error', new Error(`redis sentinel: no sentinel names master ${target.masterName}`));
+      else if (`${master.host}:${master.port}` !== address) follow(master.host, master.port);
+    } finally {
+      asking = false;
+    }
+    if (!current.isReady) schedule();
+  };
+  const schedule = () => {
+    if (closed || retry) return;
+    retry = setTimeout(() => void refresh(), reconnectDelay(attempts++, SENTINEL_RETRY_MS));
+    retry.unref();
+  };
+  const every = setInterval(() => void refresh(), SENTINEL_REFRESH_MS);
+  every.unref();
+  void refresh();
+
+  const queue: SubscriptionQueue = { last: firstNamed, closed: false };
+  const client = facade(events, () => current);
+  subscriptionQueues.set(client, queue);
+  sentinelFollowers.set(client, {
+    close() {
+      closed = true;
+      queue.closed = true;
+      named(); // subscriptions queued behind the first answer run now, and fail (closed) instead of waiting forever
+      if (retry) clearTimeout(retry);
+      clearInterval(every);
+      if (current.isOpen) current.destroy();
+    },
+  });
+  return client;
+}
+
+/**
+ * A {@link RedisClient} whose calls go to `current()` (the client of the moment) and whose event listeners
+ * live on `events`. `withTypeMapping` / `withCommandOptions` give facades too, so a view made once keeps
+ * following the current client.
+ */
+function facade(events: EventEmitter, current: () => object): RedisClient {
+  const methods = new WeakMap<object, Map<PropertyKey, unknown>>();
+  return new Proxy(Object.create(null), {
+    get(_target, prop) {
+      if (typeof prop === 'string' && EMITTER_METHODS.has(prop)) {
+        return (events[prop as keyof EventEmitter] as (...args: unknown[]) => unknown).bind(events);
+      }
+      if (prop === 'withTypeMapping' || prop === 'withCommandOptions') {
+        return (arg: unknown) => {
+          const views = new WeakMap<object, object>();
+          return facade(events, () => {
+            const client = current() as Record<string, (arg: unknown) => object>;
+            let view = views.get(client);
+            if (!view) views.set(client, (view = client[prop](arg)));
+            return view;
+          });
+        };
+      }
+      const client = current();
+      const value: unknown = Reflect.get(client, prop);
+      if (typeof value !== 'function') return value;
+      let bound = methods.get(client);
+      if (!bound) methods.set(client, (bound = new Map()));
+      let method = bound.get(prop);
+      if (!method) bound.set(prop, (method = value.bind(client)));
+      return method;
+    },
+  }) as RedisClient;
 }
 
 /** The cluster behind `client`, or undefined for a single server. */
@@ -277,6 +474,11 @@ function inOrder(queue: { last: Promise<unknown> }, op: () => Promise<void>): Pr
  * forever when Redis hangs. Idempotent.
  */
 export function closeRedisClient(client: RedisClient): void {
+  const follower = sentinelFollowers.get(client);
+  if (follower) {
+    follower.close();
+    return;
+  }
   const cluster = clusterOf(client);
   if (cluster) {
     cluster.emit('disconnect');

@@ -6,13 +6,15 @@ import type { Logger } from '../observability/logger';
 import { MemoryPubSub } from './memory';
 import type { PubSub } from './pubsub.port';
 import { RedisPubSub } from './redis';
-import { redisTarget } from '../cache/redis-client';
+import { type RedisSentinelTarget, redisTarget } from '../cache/redis-client';
 
 export interface CreatePubSubOptions {
   /** Unset: in-process EventEmitter (single instance / tests). */
   redisUrl?: string;
   /** A Redis Cluster's seed nodes, instead of `redisUrl` (PUBLISH reaches every node's subscribers). */
   redisClusterNodes?: readonly string[];
+  /** The master Redis Sentinel names, instead of `redisUrl` (subscriptions move with it on a failover). */
+  redisSentinel?: RedisSentinelTarget;
   prefix: string;
   logger: Logger;
   /** Bound on publish / subscribe round trips. Default 1000 ms. */

@@ -15,6 +15,7 @@ import { type PgBouncer, startPgBouncer } from './pgbouncer';
 import { createClient, createCluster } from '@redis/client';
 import { redisUrlForTests } from './redis';
 import { type RedisClusterForTests, startRedisCluster } from './redis-cluster';
+import { type RedisSentinelForTests, startRedisSentinel } from './redis-sentinel';
 
 /**
  * `TEST_VIA_PGBOUNCER=1`: every app of this file reaches its database through one PgBouncer in transaction
@@ -42,15 +43,38 @@ const viaRedisCluster = process.env.TEST_VIA_REDIS_CLUSTER === '1';
 let redisCluster: Promise<RedisClusterForTests> | undefined;
 if (viaRedisCluster) afterAll(async () => (await redisCluster)?.stop());
 
+/**
+ * `TEST_VIA_REDIS_SENTINEL=1`: the same, on one private master, replica and three sentinels (`redis-sentinel.ts`)
+ * through `REDIS_SENTINELS` / `REDIS_SENTINEL_MASTER`.
+ */
+const viaRedisSentinel = process.env.TEST_VIA_REDIS_SENTINEL === '1';
+let redisSentinel: Promise<RedisSentinelForTests> | undefined;
+if (viaRedisSentinel) afterAll(async () => (await redisSentinel)?.stop());
+
 async function appRedisEnv(env: Record<string, string | undefined>): Promise<Record<string, string | undefined>> {
-  if (!viaRedisCluster || !env.REDIS_URL || env.REDIS_URL !== redisUrlForTests()) return env;
+  if (!env.REDIS_URL || env.REDIS_URL !== redisUrlForTests()) return env;
+  if (viaRedisSentinel) {
+    redisSentinel ??= startRedisSentinel();
+    return { ...env, REDIS_URL: undefined, ...(await redisSentinel).env };
+  }
+  if (!viaRedisCluster) return env;
   redisCluster ??= startRedisCluster();
   return { ...env, REDIS_URL: undefined, ...(await redisCluster).env };
 }
 
 /**
+ * The URL of the one Redis server the apps of this file share: the shared Redis, or under TEST_VIA_REDIS_SENTINEL
+ * the sentinels' master (after the first app started it).
+ */
+export async function sharedServerUrl(): Promise<string> {
+  if (viaRedisSentinel && redisSentinel) return `redis://${(await (await redisSentinel).master()).address}`;
+  return redisUrlForTests();
+}
+
+/**
  * The keys matching `match` (a SCAN pattern) on the Redis the apps of this file share, with their
- * PTTL: the shared Redis, or under TEST_VIA_REDIS_CLUSTER the cluster (every master scanned).
+ * PTTL: the shared Redis, under TEST_VIA_REDIS_SENTINEL the sentinels' master, or under TEST_VIA_REDIS_CLUSTER
+ * the cluster (every master scanned).
  */
 export async function sharedRedisKeys(match: string): Promise<Array<{ key: string; pttl: number }>> {
   // A client that connects before answering (the app's clients connect in the background and fail open).
@@ -59,7 +83,7 @@ export async function sharedRedisKeys(match: string): Promise<Array<{ key: strin
       ? await createCluster({
           rootNodes: (await redisCluster).nodes.filter((n) => n.alive).map((n) => ({ url: `redis://${n.address}` })),
         }).connect()
-      : await createClient({ url: redisUrlForTests() }).connect();
+      : await createClient({ url: await sharedServerUrl() }).connect();
   try {
     const nodes = 'masters' in client ? await Promise.all(client.masters.map((m) => client.nodeClient(m))) : [client];
     const keys: string[] = [];
@@ -81,7 +105,7 @@ export async function sharedRedisSubscribers(channel: string): Promise<number> {
     );
     return counts.reduce((sum, n) => sum + n, 0);
   }
-  const client = createClient({ url: redisUrlForTests() });
+  const client = createClient({ url: await sharedServerUrl() });
   await client.connect();
   try {
     return Number((await client.pubSubNumSub(channel))[channel] ?? 0);

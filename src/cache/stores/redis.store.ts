@@ -3,7 +3,7 @@ import { ErrorReply, RESP_TYPES } from '@redis/client';
 import { createHash } from 'node:crypto';
 import { Keyv } from 'keyv';
 import { escapeGlob } from '../namespaces';
-import { firstAttempt, isReady, pingAll, type RedisClient, scanKeys, unlinkKeys } from '../redis-client';
+import { clusterOf, firstAttempt, isReady, pingAll, type RedisClient, scanKeys, unlinkKeys } from '../redis-client';
 import { deserializeEnvelope, serializeEnvelope } from './serialization';
 import type { Store } from './store';
 import type { Allowance } from '../cache.port';
@@ -83,6 +83,18 @@ function versionedReply(reply: [Buffer, Buffer | number | null]): { counter: num
   return { counter, raw: reply[1] ?? undefined, held: false };
 }
 
+/** After a wait for a replica that timed out, how long bumps skip the wait (journaled at once). */
+const REPLICA_RETRY_MS = 1_000;
+
+/** {@link RedisStore.incr}'s wait for a replica (`Config.redisReplicaAckMs`; 0 = none). */
+export interface ReplicaAcks {
+  ackMs: number;
+  /** The connection bumps and their WAITs go to (WAIT blocks it): required when `ackMs` > 0. */
+  connection?: RedisClient;
+  /** A bump that no replica acknowledged within `ackMs`: replay it after a failover. */
+  unacknowledged?: (fullKey: string) => void;
+}
+
 /**
  * Redis store: Keyv + @keyv/redis over a client we own (created by
  * `createRedisClient`: error listener, background connect, endless backoff,
@@ -96,8 +108,13 @@ export class RedisStore implements Store {
   private readonly keyv: Keyv;
   /** The same connection, answering bulk strings as Buffers: response bytes go to the socket without a decode/encode. */
   private readonly bytes: RedisClient;
+  /** Until then, bumps do not wait for a replica (the last wait timed out). */
+  private replicasQuietUntil = 0;
 
-  constructor(private readonly client: RedisClient) {
+  constructor(
+    private readonly client: RedisClient,
+    private readonly replicas: ReplicaAcks = { ackMs: 0 },
+  ) {
     this.bytes = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }) as unknown as RedisClient;
     const adapter = new KeyvRedis(client, { throwOnConnectError: false, throwOnErrors: true, useUnlink: true });
     this.keyv = new Keyv(adapter, {
@@ -167,7 +184,29 @@ export class RedisStore implements Store {
   }
 
   async incr(fullKey: string): Promise<number> {
-    return traced('INCR', () => this.client.incr(fullKey));
+    const bumps = this.replicas.connection;
+    if (this.replicas.ackMs <= 0 || !bumps) return traced('INCR', () => this.client.incr(fullKey));
+    const value = await traced('INCR', () => bumps.incr(fullKey));
+    await this.awaitReplica(bumps, fullKey);
+    return value;
+  }
+
+  /**
+   * `WAIT 1 <ackMs>` on the connection that sent the INCR (on a cluster: to the key's master), so the bump is on a
+   * replica before the write is acknowledged: a failover then promotes a replica that holds it (Sentinel and the
+   * cluster both promote the most advanced replica). A bump that no replica acknowledged in time goes to
+   * `unacknowledged` (the invalidation journal), which replays it after the failover before any read is served.
+   * After such a bump, the next ones skip the wait for {@link REPLICA_RETRY_MS} (journaled at once): while the
+   * replicas are down, one bump per interval pays `ackMs`, not every bump.
+   */
+  private async awaitReplica(connection: RedisClient, fullKey: string): Promise<void> {
+    if (Date.now() < this.replicasQuietUntil) return this.replicas.unacknowledged?.(fullKey);
+    const args = ['WAIT', '1', String(this.replicas.ackMs)];
+    const cluster = clusterOf(connection);
+    const acks = await traced('WAIT', () => (cluster ? cluster.sendCommand(fullKey, false, args) : connection.sendCommand(args)));
+    if (Number(acks) >= 1) return;
+    this.replicasQuietUntil = Date.now() + REPLICA_RETRY_MS;
+    this.replicas.unacknowledged?.(fullKey);
   }
 
   async raise(fullKey: string, value: number, ttlMs: number): Promise<void> {
