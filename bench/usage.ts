@@ -13,10 +13,12 @@
  * 3. The rollup is built from the seeded rows by the app's own SQL: the backfill statement of
  *    Migration20261207130000_usage_rollup (read from the migration class, not copied), which fills calls, errors,
  *    tokens and cost; it leaves the latency histograms empty, so they are then filled set-based with `usage_record`'s
- *    bucket formula (LATENCY_BUCKET below, the one expression copied). Then a live tail of --tail comparisons is
- *    written as ours does (inserted PENDING, then settled by UPDATE) with the triggers on: the app's rollup path.
+ *    bucket formula (LATENCY_BUCKET below, the one expression copied); the coarser rollups (by model and day, by model,
+ *    token and day, by user and day) then by the backfills of Migration20261207220000_usage_rollups_coarser (read from
+ *    it). Then a live tail of --tail comparisons is written as ours does (inserted PENDING, then settled by UPDATE)
+ *    with the triggers on: the app's rollup path.
  * 4. Checks (exit 1 when one fails): for a sample of users, the rollup's calls, errors, tokens and cost equal the
- *    responses' to the cent; for the live-tail users, `me.spentTodayUsd` (the budgets' own spend) equals today's
+ *    responses' to the cent; every coarser rollup equals the per-user one summed by its key (histograms too); for the live-tail users, `me.spentTodayUsd` (the budgets' own spend) equals today's
  *    `usage` cost to the cent; the plan check: an app built in-process (`queryObserver.inlineParams`) answers each
  *    measured operation once, every SELECT it sent is EXPLAIN ANALYZEd, and a plan that reads a table of recorded
  *    calls (responses, comparisons, messages, verdicts, eval rows) fails the run.
