@@ -13,10 +13,12 @@
  * 3. The rollup is built from the seeded rows by the app's own SQL: the backfill statement of
  *    Migration20261207130000_usage_rollup (read from the migration class, not copied), which fills calls, errors,
  *    tokens and cost; it leaves the latency histograms empty, so they are then filled set-based with `usage_record`'s
- *    bucket formula (LATENCY_BUCKET below, the one expression copied). Then a live tail of --tail comparisons is
- *    written as ours does (inserted PENDING, then settled by UPDATE) with the triggers on: the app's rollup path.
+ *    bucket formula (LATENCY_BUCKET below, the one expression copied); the coarser rollups (by model and day, by model,
+ *    token and day, by user and day) then by the backfills of Migration20261207220000_usage_rollups_coarser (read from
+ *    it). Then a live tail of --tail comparisons is written as ours does (inserted PENDING, then settled by UPDATE)
+ *    with the triggers on: the app's rollup path.
  * 4. Checks (exit 1 when one fails): for a sample of users, the rollup's calls, errors, tokens and cost equal the
- *    responses' to the cent; for the live-tail users, `me.spentTodayUsd` (the budgets' own spend) equals today's
+ *    responses' to the cent; every coarser rollup equals the per-user one summed by its key (histograms too); for the live-tail users, `me.spentTodayUsd` (the budgets' own spend) equals today's
  *    `usage` cost to the cent; the plan check: an app built in-process (`queryObserver.inlineParams`) answers each
  *    measured operation once, every SELECT it sent is EXPLAIN ANALYZEd, and a plan that reads a table of recorded
  *    calls (responses, comparisons, messages, verdicts, eval rows) fails the run.
@@ -36,7 +38,10 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { Client } from 'pg';
+import type { Migration } from '@mikro-orm/migrations';
 import { Migration20261207130000_usage_rollup } from '../migrations/Migration20261207130000_usage_rollup';
+import { COARSER, Migration20261207220000_usage_rollups_coarser } from '../migrations/Migration20261207220000_usage_rollups_coarser';
+import { BUCKET_SUMS } from '../src/modules/usage/usage-analytics.service';
 import { createBenchDatabase, DEFAULT_ADMIN_URL, withClient } from './lib/db';
 import { Cleanup, deleteRedisKeys, log, ROOT, startOurs } from './lib/setup';
 
@@ -124,12 +129,12 @@ async function timed<T>(steps: Record<string, number>, name: string, fn: () => P
   }
 }
 
-/** The app's backfill of the rollup: the migration's own statement that starts `insert into usage_rollup`. */
-function rollupBackfillSql(): string {
-  const migration = new Migration20261207130000_usage_rollup(undefined as never, undefined as never);
+/** The app's backfill of a rollup: the migration's own statement that starts `insert into <table>`. */
+function rollupBackfillSql(Class: new (driver: never, config: never) => Migration, table: string): string {
+  const migration = new Class(undefined as never, undefined as never);
   void migration.up();
-  const found = migration.getQueries().find((q) => typeof q === 'string' && /^\s*insert into usage_rollup/.test(q));
-  if (typeof found !== 'string') throw new Error('the usage rollup migration has no backfill statement any more');
+  const found = migration.getQueries().find((q) => typeof q === 'string' && new RegExp(`^\\s*insert into ${table}\\b`).test(q));
+  if (typeof found !== 'string') throw new Error(`${Class.name} has no backfill statement of ${table} any more`);
   return found;
 }
 
@@ -141,7 +146,7 @@ async function seed(c: Client, end: Date): Promise<{ steps: Record<string, numbe
   await c.query(`set session_replication_role = replica`);
   await c.query(`set maintenance_work_mem = '256MB'`);
   await c.query(`set work_mem = '64MB'`);
-  const tables = ['comparison_results', 'comparison_responses', 'usage_rollup'];
+  const tables = ['comparison_results', 'comparison_responses', 'usage_rollup', ...COARSER.map((r) => r.table)];
   const secondary = await c.query<{ name: string; def: string }>(
     `select i.indexname as name, i.indexdef as def from pg_indexes i
       where i.schemaname = current_schema() and i.tablename = any($1::text[])
@@ -184,7 +189,9 @@ async function seed(c: Client, end: Date): Promise<{ steps: Record<string, numbe
       log(`    responses of comparisons ≤ ${values.hi} (load ${loadAverage()})`);
     }
   });
-  await timed(steps, 'rollup (the migration backfill)', () => c.query(rollupBackfillSql()));
+  await timed(steps, 'rollup (the migration backfill)', () =>
+    c.query(rollupBackfillSql(Migration20261207130000_usage_rollup, 'usage_rollup')),
+  );
   await timed(steps, 'rollup latency histograms', async () => {
     await c.query(`create function pg_temp.usage_hist(b int[], n bigint[]) returns integer[] language plpgsql immutable as $$
       declare h integer[] := array_fill(0, array[64]);
@@ -201,6 +208,12 @@ async function seed(c: Client, end: Date): Promise<{ steps: Record<string, numbe
                group by 1, 2, 3, 4, 5) h
        where (u.day, u.user_id, u.provider, u.model, u.token_key) = (h.day, h.user_id, h.provider, h.model, h.token_key)`);
   });
+  // The coarser rollups, from the per-user one with its histograms: their migration's own backfills.
+  for (const { table } of COARSER) {
+    await timed(steps, `${table} (the migration backfill)`, () =>
+      c.query(rollupBackfillSql(Migration20261207220000_usage_rollups_coarser, table)),
+    );
+  }
   await timed(steps, 'indexes', async () => {
     for (const { def } of secondary.rows) await c.query(def);
   });
@@ -267,6 +280,31 @@ async function reconcile(c: Client, sample: number[]): Promise<{ users: number; 
     }
   }
   return { users: sample.length, mismatches, worstCostDiff: worst };
+}
+
+/**
+ * Each coarser rollup against the per-user one summed by its key, every group of all time (the bulk from the backfills,
+ * the live tail through the triggers): calls, errors, tokens and histograms equal, cost to the cent.
+ */
+async function rollupsAgree(c: Client): Promise<Array<{ table: string; groups: number; mismatches: number; worstCostDiff: number }>> {
+  const out = [];
+  for (const { table, key } of COARSER) {
+    const r = (
+      await c.query(
+        `select count(*) as groups, max(abs(coalesce(a.cost, 0) - coalesce(g.cost_usd, 0))) as worst,
+                count(*) filter (where a.calls is distinct from g.calls or a.errors is distinct from g.errors
+                                    or a.i is distinct from g.input_tokens or a.o is distinct from g.output_tokens
+                                    or a.h is distinct from g.latency_buckets::bigint[]
+                                    or abs(coalesce(a.cost, 0) - coalesce(g.cost_usd, 0)) >= 0.005) as mismatches
+           from (select ${key.join(', ')}, sum(calls) as calls, sum(errors) as errors, sum(input_tokens) as i,
+                        sum(output_tokens) as o, sum(cost_usd) as cost, ${BUCKET_SUMS} as h
+                   from usage_rollup group by ${key.join(', ')}) a
+           full join ${table} g using (${key.join(', ')})`,
+      )
+    ).rows[0];
+    out.push({ table, groups: Number(r.groups), mismatches: Number(r.mismatches), worstCostDiff: Number(r.worst ?? 0) });
+  }
+  return out;
 }
 
 async function sign(secret: string, userId: string, role: 'USER' | 'ADMIN'): Promise<string> {
@@ -395,7 +433,7 @@ async function checkPlans(
       const stop = app.queryObserver.onQuery((sql) => {
         const text = sql.replace(/^\s*(\/\*.*?\*\/\s*)*/s, '');
         // The usage statements (the request's others are the principal's and background work's: not checked here).
-        if (/^(select|with)\b/i.test(text) && /\busage_rollup\b/.test(text)) captured.push({ operation: op.name, sql: text });
+        if (/^(select|with)\b/i.test(text) && /\busage_rollup(_\w+)?\b/.test(text)) captured.push({ operation: op.name, sql: text });
       });
       try {
         await gql(url, op.calls[0]!);
@@ -412,7 +450,7 @@ async function checkPlans(
   const plans: Array<{ operation: string; sql: string; ms: number; nodes: string[]; explain: string }> = [];
   const failures: string[] = [];
   for (const op of operations)
-    if (!captured.some((c) => c.operation === op.name)) failures.push(`${op.name}: no statement reading usage_rollup was captured`);
+    if (!captured.some((c) => c.operation === op.name)) failures.push(`${op.name}: no statement reading a usage rollup was captured`);
   await withClient(env.dbUrl, async (c) => {
     await c.query(`set statement_timeout = '300s'`);
     for (const { operation, sql } of captured) {
@@ -480,14 +518,20 @@ async function main(): Promise<number> {
       const r = (
         await c.query(
           `select pg_database_size(current_database()) as db, pg_total_relation_size('comparison_responses') as responses_bytes,
-                  pg_total_relation_size('usage_rollup') as rollup_bytes, (select count(*) from comparison_responses) as responses,
+                  pg_total_relation_size('usage_rollup') as rollup_bytes,
+                  ${COARSER.map((r) => `pg_total_relation_size('${r.table}') as "${r.table}_bytes", (select count(*) from ${r.table}) as "${r.table}_rows"`).join(', ')},
+                  (select count(*) from comparison_responses) as responses,
                   (select count(*) from comparison_results) as comparisons, (select count(*) from usage_rollup) as rollup_rows`,
         )
       ).rows[0];
       return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Number(v)]));
     });
     log(
-      `${sizes.responses} responses, ${sizes.comparisons} comparisons, ${sizes.rollup_rows} rollup rows; database ` +
+      `${sizes.responses} responses, ${sizes.comparisons} comparisons, ${sizes.rollup_rows} rollup rows, ` +
+        COARSER.map(
+          (r) => `${r.table} ${sizes[`${r.table}_rows`]} rows (${(sizes[`${r.table}_bytes`]! / 1024 ** 2).toFixed(1)} MiB), `,
+        ).join('') +
+        'database ' +
         `${(sizes.db! / 1024 ** 3).toFixed(2)} GiB, responses ${(sizes.responses_bytes! / 1024 ** 3).toFixed(2)} GiB, rollup ` +
         `${(sizes.rollup_bytes! / 1024 ** 2).toFixed(0)} MiB`,
     );
@@ -523,6 +567,15 @@ async function main(): Promise<number> {
     );
     for (const m of reconciled.mismatches) failures.push(`reconcile: ${m}`);
     result.reconcile = { ...reconciled, sample };
+    const agree = await withClient(db.url, rollupsAgree);
+    for (const a of agree) {
+      log(
+        `${a.table} vs usage_rollup summed by its key (${a.groups} groups): ${a.mismatches} mismatches, ` +
+          `worst cost difference $${a.worstCostDiff.toExponential(2)}`,
+      );
+      if (a.mismatches) failures.push(`rollups: ${a.mismatches} of ${a.table}'s ${a.groups} groups differ from usage_rollup`);
+    }
+    result.rollupsAgree = agree;
     save();
 
     const ours = await startOurs('ours', env, { DB_STATEMENT_TIMEOUT_MS: env.statementMs });

@@ -61,8 +61,19 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     // that does not exist: a typo must stop startup, not start an empty database.
     ensureDatabase: false,
     extensions: [Migrator],
-    // Maintained by triggers (votes: 20261128021000; usage: 20261207130000; deletions' spend: 20261207150000), never entities.
-    schemaGenerator: { skipTables: ['battle_counts', 'vote_tallies', 'usage_rollup', 'deleted_spend'] },
+    // Maintained by triggers (votes: 20261128021000; usage: 20261207130000, 20261207220000; deletions' spend: 20261207150000):
+    // never entities.
+    schemaGenerator: {
+      skipTables: [
+        'battle_counts',
+        'vote_tallies',
+        'usage_rollup',
+        'usage_rollup_model_day',
+        'usage_rollup_model_token_day',
+        'usage_rollup_user_day',
+        'deleted_spend',
+      ],
+    },
     migrations: {
       tableName: 'mikro_orm_migrations',
       path: MIGRATIONS_DIR,
