@@ -110,6 +110,32 @@ describe('statement and lock timeouts', () => {
     expect(classifyError({ message: 'x' }, error, true).formatted.extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
   });
 
+  it('a deadlock (40P01: two settles taking the same rollup rows in opposite orders) is retried, not stored as a failure', async () => {
+    // Two sessions, each adding one call to two models' day rows of the usage rollups, in opposite orders.
+    const [a, b] = [new Client({ connectionString: t.db.url }), new Client({ connectionString: t.db.url })];
+    await Promise.all([a.connect(), b.connect()]);
+    try {
+      // Two users (a user's own day row is one more row both would take); the models' day rows are everyone's.
+      const users = new Map([
+        [a, (await t.signUp('deadlock-a')).userId],
+        [b, (await t.signUp('deadlock-b')).userId],
+      ]);
+      const record = (client: Client, model: string) =>
+        client.query(`select usage_record(current_date, $1, 'OPENAI', $2, null, 1, 0, 1, 1, 0.01, 100)`, [users.get(client), model]);
+      await Promise.all([a.query('begin'), b.query('begin')]);
+      await record(a, 'deadlock-x');
+      await record(b, 'deadlock-y');
+      const outcomes = await Promise.allSettled([record(a, 'deadlock-y'), record(b, 'deadlock-x')]);
+      const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      expect((failed?.reason as { code?: string })?.code).toBe('40P01');
+      expect(isRetryableDatabaseError(failed!.reason)).toBe(true);
+      expect(classifyError({ message: 'x' }, failed!.reason, true).formatted.extensions).toEqual({ code: 'SERVICE_UNAVAILABLE' });
+    } finally {
+      await Promise.allSettled([a.query('rollback'), b.query('rollback')]);
+      await Promise.allSettled([a.end(), b.end()]);
+    }
+  });
+
   it('migrations at start run without the pool timeouts', async () => {
     const seen: string[] = [];
     const stop = t.app.queryObserver.onQuery((sql) => seen.push(sql));

@@ -20,10 +20,14 @@ const ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHO
 
 /**
  * "Busy", not broken: 55P03 lock_not_available (`lock_timeout`: a row or table
- * held by another session) and 57014 query_canceled (`statement_timeout`).
- * Retried like connection errors by the runner's final write; SERVICE_UNAVAILABLE to clients.
+ * held by another session), 57014 query_canceled (`statement_timeout`), and the
+ * transaction rolled back for another's sake: 40P01 deadlock_detected (two
+ * batched settles adding to the same usage rollup rows in opposite orders) and
+ * 40001 serialization_failure. Nothing of the statement was kept, so it is
+ * retried like connection errors by the runner's final write (never stored as a
+ * failure); SERVICE_UNAVAILABLE to clients.
  */
-const BUSY_SQLSTATES = new Set(['55P03', '57014']);
+const BUSY_SQLSTATES = new Set(['55P03', '57014', '40P01', '40001']);
 
 export function isBusyError(error: unknown): boolean {
   for (let current = error, depth = 0; current && depth < 4; depth++) {
