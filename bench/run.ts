@@ -625,6 +625,9 @@ async function writeTargets(
   return targetsByVariant;
 }
 
+/** A latency, or `n/a` when no request was answered in the window (autocannon then reports null). */
+const ms = (value: number | null): string => (value === null || Number.isNaN(value) ? 'n/a' : `${value.toFixed(2)} ms`);
+
 async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
   const started = new Date();
   const wanted = new Set(options.variants);
@@ -952,7 +955,7 @@ async function runBench(options: Options, cleanup: Cleanup): Promise<number> {
         );
       }
       log(
-        `${label(variant).padEnd(36)} c=${String(c).padStart(3)}  ${point.rps.toFixed(0).padStart(6)} req/s  p50 ${point.p50.toFixed(2)} ms  p99 ${point.p99.toFixed(2)} ms  errors ${point.errors}` +
+        `${label(variant).padEnd(36)} c=${String(c).padStart(3)}  ${point.rps.toFixed(0).padStart(6)} req/s  p50 ${ms(point.p50)}  p99 ${ms(point.p99)}  errors ${point.errors}` +
           (point.firstError ? ` (first: ${point.firstError.slice(0, 120)})` : ''),
       );
     }
