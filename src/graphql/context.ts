@@ -31,26 +31,55 @@ export interface ContextDeps {
   createLoaders: (em: EntityManager, principal: Principal | null, services: Context['services']) => Context['loaders'];
 }
 
+/** What the lazy members of a context share: made once per request, whichever copy of the context asks first. */
+interface LazyMembers {
+  deps: ContextDeps;
+  em?: EntityManager;
+  loaders?: Context['loaders'];
+  logger?: Logger;
+}
+
+const LAZY = Symbol('lazy context members');
+
+/**
+ * The context's lazy members are getters on this prototype, over a holder that is an own (symbol) property. Apollo
+ * hands resolvers a shallow copy (`Object.assign(Object.create(proto), context)`): own getters would be called by that
+ * copy, forking the EntityManager, building every DataLoader and a child logger for each request, used or not. The
+ * copy keeps the prototype and the holder, so it shares the original's members and still makes them on first use.
+ */
+class RequestContext {
+  [LAZY]: LazyMembers;
+  readonly services: Context['services'];
+
+  constructor(
+    deps: ContextDeps,
+    readonly requestId: string,
+    readonly principal: Principal | null,
+    readonly clientIp: string,
+  ) {
+    this[LAZY] = { deps };
+    this.services = deps.services;
+  }
+
+  get em(): EntityManager {
+    const lazy = this[LAZY];
+    return (lazy.em ??= lazy.deps.em.fork({ clear: true }));
+  }
+
+  get loaders(): Context['loaders'] {
+    const lazy = this[LAZY];
+    return (lazy.loaders ??= lazy.deps.createLoaders(this.em, this.principal, lazy.deps.services));
+  }
+
+  get logger(): Logger {
+    const lazy = this[LAZY];
+    return (lazy.logger ??= lazy.deps.logger.child({ requestId: this.requestId, userId: this.principal?.userId }));
+  }
+}
+
 export function createContext(deps: ContextDeps, requestId: string, principal: Principal | null, clientIp = 'unknown'): GraphqlContext {
-  // The EntityManager fork and the child logger are made on first use: many requests need neither.
-  let em: EntityManager | undefined;
-  let logger: Logger | undefined;
-  let loaders: Context['loaders'] | undefined;
-  return {
-    requestId,
-    principal,
-    get em() {
-      return (em ??= deps.em.fork({ clear: true }));
-    },
-    get loaders() {
-      return (loaders ??= deps.createLoaders(this.em, principal, deps.services));
-    },
-    services: deps.services,
-    get logger() {
-      return (logger ??= deps.logger.child({ requestId, userId: principal?.userId }));
-    },
-    clientIp,
-  };
+  // The EntityManager fork, the DataLoaders and the child logger are made on first use: many requests need none.
+  return new RequestContext(deps, requestId, principal, clientIp);
 }
 
 /** The one way a request becomes a principal and a context, for GraphQL, SSE and WebSocket alike. */
