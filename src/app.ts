@@ -278,7 +278,9 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     }
     const generations = new Generations(cache, readRouter);
     const apiKeys = new ApiKeyService(new SecretBox(config.encryptionKeys), config.egress);
-    const conversations = new ConversationService(cursors);
+    // Named statements sent outside the unit of work: createConversation's and the comparison start's writes (the primary).
+    const prepared = new PreparedStatements(orm.em, queryObserver, config.preparedStatements, undefined, 'write');
+    const conversations = new ConversationService(cursors, prepared);
     const comparisons = new ComparisonService(cursors);
     const messages = new MessageService(cursors);
     // Calls to a key's own baseUrl obey the egress policy at connect time (redirects and DNS included).
@@ -310,8 +312,6 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
       logger,
       onRefused: (kind) => metrics.usageRefusals.inc({ limit: kind === 'budget' ? 'budget' : 'provider_calls' }),
     });
-    // Named statements sent outside the unit of work: the comparison start's write (always the primary).
-    const prepared = new PreparedStatements(orm.em, queryObserver, config.preparedStatements, undefined, 'write');
     const runner = new ComparisonRunner({
       orm,
       prepared,

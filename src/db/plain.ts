@@ -29,6 +29,10 @@ export interface PlainShape<T> {
   json(alias: string): string;
   /** Converts one raw row (from {@link PlainShape.columns}) in place and returns it. */
   map(row: Record<string, unknown>): T;
+  /** `insert into <table> (<every plain column>) values (?, …)`: one row, written outside the unit of work. */
+  insertSql: string;
+  /** The parameters of {@link PlainShape.insertSql} for a plain row (a column it lacks is null). */
+  insertParams(row: T): unknown[];
 }
 
 const shapes = new Map<string, PlainShape<unknown>>();
@@ -55,6 +59,8 @@ function buildShape(meta: EntityMetadata): PlainShape<unknown> {
   }
   const dates = parts.filter((p) => p.date).map((p) => p.as);
   return {
+    insertSql: `insert into ${meta.tableName} (${parts.map((p) => p.column).join(', ')}) values (${parts.map(() => '?').join(', ')})`,
+    insertParams: (row) => parts.map((p) => (row as Record<string, unknown>)[p.as] ?? null),
     json: (alias) =>
       `json_build_object(${parts
         .map((p) => `'${p.as}', ${p.date ? `(extract(epoch from ${alias}.${p.column}) * 1000)::float8` : `${alias}.${p.column}`}`)

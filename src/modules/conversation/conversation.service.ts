@@ -1,4 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
+import { randomUUID } from 'node:crypto';
 import type { Principal } from '../../auth/principal';
 import { badInput, notFound } from '../../errors';
 import { codePointLength, sliceCodePoints } from '../../input/text-input';
@@ -14,7 +15,8 @@ import {
   readOwnedPage,
   REVEALED,
 } from '../../db/read-plan';
-import { selectPlain } from '../../db/plain';
+import { plainShape, selectPlain } from '../../db/plain';
+import type { PreparedStatement, PreparedStatements } from '../../db/prepared';
 import { pgArray } from '../../db/sql';
 import { ComparisonResponse, ComparisonResult, ResponseStatus } from '../comparison/comparison.entity';
 import { Message, MessageRole } from '../message/message.entity';
@@ -34,7 +36,14 @@ export const MAX_FORK_DEPTH = 32;
 const MAX_TITLE = 200;
 
 export class ConversationService {
-  constructor(private readonly cursors: CursorCodec) {}
+  /** The conversation's INSERT, named once (`db/prepared.ts`). */
+  private insertStatement?: PreparedStatement;
+
+  constructor(
+    private readonly cursors: CursorCodec,
+    /** Named statements on the primary: createConversation's INSERT (without: the ORM's connection, unnamed). */
+    private readonly writes?: PreparedStatements,
+  ) {}
 
   /** The `CONVERSATIONS` read plan (newest first, keyset-paged on (created_at, id) with the owner index). Plain rows. */
   list(
@@ -71,14 +80,26 @@ export class ConversationService {
     return conversation;
   }
 
-  async create(em: EntityManager, principal: Principal, title: string | null | undefined): Promise<Conversation> {
-    const conversation = em.create(
-      Conversation,
-      { owner: principal.userId, title: cleanTitle(title ?? 'New conversation') },
-      { persist: false },
-    );
-    // One INSERT (a flush would wrap it in BEGIN … COMMIT).
-    await em.insert(conversation);
+  /**
+   * One INSERT of a plain row (`db/plain.ts`: the columns come from the entity's mapping), a named statement: no
+   * entity, no unit of work (a flush would wrap it in BEGIN … COMMIT), parsed once per connection. The row is answered
+   * as reads answer a conversation.
+   */
+  async create(em: EntityManager, principal: Principal, title: string | null | undefined): Promise<ConversationView> {
+    // The defaults of `BaseEntity` and `Conversation`: a random id, created and updated now.
+    const now = new Date();
+    const conversation: ConversationView = {
+      id: randomUUID(),
+      createdAt: now,
+      updatedAt: now,
+      ownerId: principal.userId,
+      title: cleanTitle(title ?? 'New conversation'),
+      forkedFromMessageId: null,
+    };
+    const shape = plainShape<ConversationView>(em, Conversation);
+    const params = shape.insertParams(conversation);
+    if (this.writes) await this.writes.query((this.insertStatement ??= this.writes.prepare(shape.insertSql)), params);
+    else await em.getConnection('write').execute(shape.insertSql, params);
     return conversation;
   }
 
