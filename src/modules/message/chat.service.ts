@@ -34,7 +34,7 @@ import { logProviderFailure } from '../../llm/provider-failure-log';
 import { ProviderCallError } from '../../llm/provider-errors';
 import type { Logger } from '../../observability/logger';
 import { type ChatTurn, streamCompletion } from '../../llm/stream-completion';
-import { Conversation } from '../conversation/conversation.entity';
+import { Conversation, type ConversationView } from '../conversation/conversation.entity';
 import type { Provider } from '../../llm/model-id';
 import type { ModelAccess } from '../api-key/model-access';
 import type { ConversationService } from '../conversation/conversation.service';
@@ -92,7 +92,8 @@ export class ChatService {
   async send(em: EntityManager, principal: Principal, args: SendMessageArgs): Promise<Message> {
     const modelId = parseModelId(args.model);
     const content = validatePrompt(args.content, 'content');
-    const conversation = await this.deps.conversations.getForWrite(em, principal, args.conversationId);
+    // A plain owned read: the rows below are written by id, so no entity is needed (hydrating one cost more than the read).
+    const conversation = await this.deps.conversations.get(em, principal, args.conversationId);
     await assertNothingHidden(em, conversation.id);
     const provider = toProvider(modelId.provider);
 
@@ -212,13 +213,13 @@ export class ChatService {
   private async call(
     em: EntityManager,
     principal: Principal,
-    conversation: Conversation,
+    conversation: ConversationView,
     modelId: ModelId,
     provider: Provider,
     history: ChatTurn[],
     content: string,
   ): Promise<Message> {
-    const userMessage = em.create(Message, { conversation, role: MessageRole.USER, content }, { persist: false });
+    const userMessage = em.create(Message, { conversation: conversation.id, role: MessageRole.USER, content }, { persist: false });
     await insertThen(em, userMessage, TOUCH_CONVERSATION, [userMessage.createdAt, conversation.id]);
     return this.answer(em, principal, conversation, modelId, provider, [...history, { role: 'user', content: userMessage.content }]);
   }
@@ -231,7 +232,7 @@ export class ChatService {
   private async answer(
     em: EntityManager,
     principal: Principal,
-    conversation: Conversation,
+    conversation: ConversationView,
     modelId: ModelId,
     provider: Provider,
     turns: ChatTurn[],
@@ -247,7 +248,7 @@ export class ChatService {
         maxOutputBytes: this.deps.maxOutputBytes,
       });
       const fields: ReplyFields = {
-        conversation,
+        conversation: conversation.id,
         role: MessageRole.ASSISTANT,
         content: result.text,
         provider,
@@ -277,7 +278,7 @@ export class ChatService {
       // Regenerates of one turn take turns here: each sees the versions before it (a statement after the lock: a fresh snapshot).
       await tx.execute('select id from messages where id = ? for update', [version.slot]);
       // The next number among the versions this conversation reads (a fork's inherited ones as of the fork, then its own).
-      const at = fields.conversation.id;
+      const at = fields.conversation;
       const [row] = await tx.execute<Array<{ next: number }>>(
         `select (coalesce(max(v.version), 0) + 1)::int as next
            from (select ?::uuid as cid, ?::uuid as slot) t cross join lateral (${turnVersionsSql('t.cid', 't.slot')}) v`,
@@ -292,13 +293,12 @@ export class ChatService {
       );
       const message = tx.create(Message, {
         ...fields,
-        conversation: fields.conversation.id,
         versionOfId: version.slot,
         version: row!.next,
         createdAt: version.createdAt,
         answeredAt: now,
       });
-      await tx.nativeUpdate(Conversation, { id: fields.conversation.id }, { updatedAt: now });
+      await tx.nativeUpdate(Conversation, { id: fields.conversation }, { updatedAt: now });
       return message;
     });
   }
@@ -311,4 +311,4 @@ const TOUCH_CONVERSATION = 'update conversations set updated_at = ? where id = ?
 type ReplyFields = Pick<
   Message,
   'role' | 'content' | 'provider' | 'model' | 'promptTokens' | 'completionTokens' | 'latencyMs' | 'costUsd' | 'apiTokenId'
-> & { conversation: Conversation };
+> & { /** The conversation's id. */ conversation: string };
