@@ -130,7 +130,7 @@ describe('a 4-model comparison across 4 providers', () => {
     expect([...replayed.values()].reduce((n, s) => n + s.deltas, 0)).toBeGreaterThan(4);
   });
 
-  it("touches the lastUsedAt of the keys a start used (not the others), at most once a minute", async () => {
+  it('touches the lastUsedAt of the keys a start used (not the others), at most once a minute', async () => {
     const u = await signUpWithKeys('touch');
     const keys = async () => {
       const res = await gql('{ me { apiKeys { provider lastUsedAt } } }', {}, u.token);
