@@ -80,21 +80,33 @@ export function presentResponse(row: ComparisonResponseView, revealed: boolean):
 }
 
 /**
- * BAD_USER_INPUT when the conversation holds a blind comparison not yet voted
- * on (see the module comment); one indexed statement.
+ * The first comparison of conversation `conversationId` (SQL: a placeholder or a column) that is not revealed, its id
+ * or null: a scalar subquery, for a statement that reads the conversation anyway (`ConversationService.getToContinue`).
  */
-export async function assertNothingHidden(em: EntityManager, conversationId: string): Promise<void> {
-  const [hidden] = await em
-    .getConnection()
-    .execute<Array<{ id: string }>>(
-      `select r.id from comparison_results r where r.conversation_id = ? and not ${REVEALED.sql('r')} order by r.created_at limit 1`,
-      [conversationId],
-    );
-  if (hidden) {
+export function hiddenComparisonSql(conversationId: string): string {
+  return (
+    `(select r.id from comparison_results r where r.conversation_id = ${conversationId} and not ${REVEALED.sql('r')} ` +
+    'order by r.created_at limit 1)'
+  );
+}
+
+/** BAD_USER_INPUT when `hiddenId` (from {@link hiddenComparisonSql}) names a blind comparison not yet voted on. */
+export function refuseHidden(hiddenId: string | null | undefined): void {
+  if (hiddenId) {
     throw badInput(
-      `This conversation has a blind comparison you have not voted on (${hidden.id}): vote on it first, or start a new ` +
+      `This conversation has a blind comparison you have not voted on (${hiddenId}): vote on it first, or start a new ` +
         `conversation. Continuing it would let the models' own earlier answers tell who wrote which.`,
       'conversationId',
     );
   }
+}
+
+/**
+ * BAD_USER_INPUT when the conversation holds a blind comparison not yet voted
+ * on (see the module comment); one indexed statement.
+ */
+export async function assertNothingHidden(em: EntityManager, conversationId: string): Promise<void> {
+  const sql = `select ${hiddenComparisonSql('?')} as id`;
+  const [row] = await em.getConnection().execute<Array<{ id: string | null }>>(sql, [conversationId]);
+  refuseHidden(row?.id);
 }

@@ -18,6 +18,7 @@ import {
 import { plainShape, selectPlain } from '../../db/plain';
 import type { PreparedStatement, PreparedStatements } from '../../db/prepared';
 import { pgArray } from '../../db/sql';
+import { hiddenComparisonSql, refuseHidden } from '../comparison/blind';
 import { ComparisonResponse, ComparisonResult, ResponseStatus } from '../comparison/comparison.entity';
 import { Message, MessageRole } from '../message/message.entity';
 import { ConversationAncestor } from './conversation-ancestor.entity';
@@ -70,6 +71,24 @@ export class ConversationService {
   async get(em: EntityManager, principal: Principal, id: string): Promise<ConversationView> {
     const [conversation] = await this.findByIds(em, principal, [id]);
     if (!conversation) throw notFound('Conversation');
+    return conversation;
+  }
+
+  /**
+   * {@link get} for a new turn (sendMessage): owner-scoped, NOT_FOUND as `get`, then BAD_USER_INPUT while the
+   * conversation holds a blind comparison not yet voted on (`comparison/blind.ts`); both in one statement.
+   */
+  async getToContinue(em: EntityManager, principal: Principal, id: string): Promise<ConversationView> {
+    if (!isUuid(id)) throw notFound('Conversation');
+    const shape = plainShape<ConversationView & { hiddenComparisonId: string | null }>(em, Conversation);
+    const [row] = await em.getConnection().execute<Array<Record<string, unknown>>>(
+      `select ${shape.columns('c')}, ${hiddenComparisonSql('c.id')} as "hiddenComparisonId"
+           from conversations c where ${ownedRowsSql(CONVERSATION_BY_ID, 'c')}`,
+      [pgArray([id]), principal.userId],
+    );
+    if (!row) throw notFound('Conversation');
+    const { hiddenComparisonId, ...conversation } = shape.map(row);
+    refuseHidden(hiddenComparisonId);
     return conversation;
   }
 

@@ -92,9 +92,9 @@ export class ChatService {
   async send(em: EntityManager, principal: Principal, args: SendMessageArgs): Promise<Message> {
     const modelId = parseModelId(args.model);
     const content = validatePrompt(args.content, 'content');
-    // A plain owned read: the rows below are written by id, so no entity is needed (hydrating one cost more than the read).
-    const conversation = await this.deps.conversations.get(em, principal, args.conversationId);
-    await assertNothingHidden(em, conversation.id);
+    // A plain owned read with the blind check in the same statement: the rows below are written by id, so no entity is
+    // needed (hydrating one cost more than the read).
+    const conversation = await this.deps.conversations.getToContinue(em, principal, args.conversationId);
     const provider = toProvider(modelId.provider);
 
     const history = (await historiesByModel(em, conversation.id, [endpointKey(modelId)])).get(endpointKey(modelId)) ?? [];
