@@ -48,10 +48,13 @@ async function signUpWithKeys(prefix: string) {
 
 beforeAll(async () => {
   fake = await FakeLlmServer.start();
+  // A model call is cut only by a timeout far above what a loaded machine takes to stream these short answers
+  // (2.5 s here once cut two 300 ms streams at load 17, stored empty as TIMED_OUT); the one test of the timeout
+  // itself runs on an app of its own (`failures are per model`).
   t = await createTestApp({
     env: {
       ...fake.providerEnv(),
-      LLM_TIMEOUT_MS: '2500',
+      LLM_TIMEOUT_MS: '30000',
     },
   });
   user = await signUpWithKeys('cmp');
@@ -210,13 +213,28 @@ describe('a 4-model comparison across 4 providers', () => {
 });
 
 describe('failures are per model', () => {
+  // Another instance on the same database whose calls time out soon enough for a hanging model to be cut in a
+  // test, and late enough for the others to answer in time on a loaded machine.
+  let short: TestApp;
+  beforeAll(async () => {
+    short = await createTestApp({ env: { ...fake.providerEnv(), LLM_TIMEOUT_MS: '6000' }, db: t.db });
+  });
+  afterAll(async () => {
+    await short?.close();
+  });
+
   it('settles a failing model as FAILED and a hanging one as TIMED_OUT while the others complete', async () => {
-    const res = await gql(RUN, {
-      input: {
-        prompt: 'hi',
-        models: ['openai:fine-model', 'anthropic:fail-500', 'google:hang', 'mistral:also-fine', 'azure:my-deployment'],
+    const res = await short.gql(
+      RUN,
+      {
+        input: {
+          prompt: 'hi',
+          models: ['openai:fine-model', 'anthropic:fail-500', 'google:hang', 'mistral:also-fine', 'azure:my-deployment'],
+        },
       },
-    });
+      user.token,
+    );
+    responses.push(res.raw);
     expect(res.errors).toBeUndefined();
     const byModel = Object.fromEntries(res.data.runComparison.responses.map((r: any) => [r.model, r]));
     expect(byModel['openai:fine-model'].status).toBe('COMPLETED');
@@ -289,9 +307,10 @@ describe('streaming to late and leaving subscribers', () => {
     }
     const late = await subscribe(t.url, EVENTS, { id }, user.token);
     const lateEvents = await collect(late);
+    const stored = (await gql(GET, { id })).data.comparison.responses;
+    expect(stored.map((r: { status: string }) => r.status)).toEqual(['COMPLETED', 'COMPLETED']);
     const firstLate = lateEvents.slice(0, 2);
     for (const e of firstLate) expect((e.content ?? '').length).toBeGreaterThan(0);
-    const stored = (await gql(GET, { id })).data.comparison.responses;
     const replayed = replay(lateEvents);
     for (const r of stored) expect(replayed.get(r.id)!.text).toBe(r.content);
   });

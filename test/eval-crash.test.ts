@@ -76,9 +76,10 @@ const gqlOn = (url: string) => async (query: string, variables?: Record<string, 
 it('completes a run whose instance was kill -9ed mid-run: no completed call made twice, cells resumed within 30 s', async () => {
   // Half the user's limit per instance: once calls hang at the fake, each instance necessarily holds cells (with 8 and
   // 8, the faster one could take all of the user's slots and the one to kill hold none: a flake under load).
+  const slots = 4;
   const [a, b] = await Promise.all([
-    start({ EVAL_CONCURRENCY: '4', EVAL_PREFETCH: '4' }),
-    start({ EVAL_CONCURRENCY: '4', EVAL_PREFETCH: '4' }),
+    start({ EVAL_CONCURRENCY: String(slots), EVAL_PREFETCH: '4' }),
+    start({ EVAL_CONCURRENCY: String(slots), EVAL_PREFETCH: '4' }),
   ]);
   const gql = gqlOn(b.url);
   const u = await evalUser(
@@ -118,7 +119,9 @@ it('completes a run whose instance was kill -9ed mid-run: no completed call made
       async (c) =>
         (await c.query(`select idempotency_key, status, lease_owner, attempts from eval_cells where run_id = $1`, [run.id])).rows,
     );
-  // Every call the fake answered in full is recorded, and the instance to kill holds cells (its calls are held at the fake).
+  // Every call the fake answered in full is recorded, and the instance to kill holds cells (its calls are held at the fake):
+  // all of its slots, so it can claim nothing more before the kill (with a slot free, a cell it claimed after `held` is
+  // read would be claimed again by the other instance: one more cell with attempts 2 than `held` has, seen once in CI).
   const aPid = String(a.child.pid);
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -132,7 +135,7 @@ it('completes a run whose instance was kill -9ed mid-run: no completed call made
     const open = fake.requests.filter((r) => r.apiKey === u.apiKey && r.finishedAt === undefined).length;
     // And every cell it holds has its call at the gate (a cell claimed but not yet called would be called once, later).
     const calling = heldByA.every((r) => fake.requests.some((q) => q.idempotencyKey === r.idempotency_key && q.finishedAt === undefined));
-    if (answered.every((k) => completed.has(k)) && heldByA.length > 0 && aheadByA.length > 0 && open === heldAtGate && calling) break;
+    if (answered.every((k) => completed.has(k)) && heldByA.length === slots && aheadByA.length > 0 && open === heldAtGate && calling) break;
     if (Date.now() > deadline) throw new Error('the instance to kill never held a cell');
     await new Promise((r) => setTimeout(r, 25));
   }

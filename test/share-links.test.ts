@@ -359,12 +359,11 @@ describeRedis('share links (two instances)', () => {
     expect(listed.data.shareLinks.nodes.find((n: any) => n.id === link.id).revokedAt).toBeTruthy();
 
     // Expiry: a link hot on both instances (memo and shared cache) stops at its expiry on both, with no event to tell them.
+    // It lives 4 s: long enough to be made hot on both (up to 20 reads) on a loaded machine, as in the test below.
     const { token: soon, link: soonLink } = await share(u.token, { comparisonId: run.data.runComparison.id, expiresInHours: 1 });
     const [{ at }] = (
       await withClient(a.db.url, (c) =>
-        c.query(`update share_links set expires_at = now() + interval '1500 milliseconds' where id = $1 returning expires_at as at`, [
-          soonLink.id,
-        ]),
+        c.query(`update share_links set expires_at = now() + interval '4 seconds' where id = $1 returning expires_at as at`, [soonLink.id]),
       )
     ).rows;
     for (const app of [a, b]) await hotAtEdge(app, soon);

@@ -334,24 +334,28 @@ async function* followComparison(
     const replay: ComparisonEvent[] = [];
     // Every response runs here (read after subscribing, as below): the replay comes from the publishers, no SQL.
     const publishers = localIds?.map((id) => deps.live.get(id));
-    const responses = publishers?.every((p) => p !== undefined)
-      ? publishers.map((p) => ({ id: p.responseId, ...p.state }))
+    // Otherwise the rows are read, and a response running here may settle and leave `live` (its snapshot
+    // dropped) while they are: its row read unsettled, its text is in the publisher held from before the read.
+    const all = publishers?.every((p) => p !== undefined) ? publishers : undefined;
+    const runningHere = all ? undefined : new Map(deps.live);
+    const responses = all
+      ? all.map((p) => ({ id: p.responseId, ...p.state }))
       : // The stream has begun: a busy or briefly unreachable database is waited for (bounded), not answered with an error mid-stream.
         await retried(() => em.find(ComparisonResponse, { comparison: comparisonId }, { orderBy: { position: 'asc' } }));
-    for (const r of responses) {
-      const settled = SETTLED_STATUSES.includes(r.status);
-      let content = r.content;
-      if (!settled) {
-        // Read after subscribing: every delta is in this text, on the channel, or both.
-        const local = deps.live.get(r.id);
-        if (local) content = local.content;
+    for (const row of responses) {
+      let r: { id: string; status: ResponseStatus; content: string; error?: string | null } = row;
+      if (!SETTLED_STATUSES.includes(r.status)) {
+        // Read after subscribing: every delta is in this text, on the channel, or both (a settled one: the whole text).
+        const local = deps.live.get(r.id) ?? runningHere?.get(r.id);
+        if (local) r = { id: r.id, ...local.state };
         else {
-          content = (await deps.cache.get<string>(snapshotKey(r.id))) ?? '';
-          askForFill(r.id, content.length);
+          r = { id: r.id, status: r.status, error: r.error, content: (await deps.cache.get<string>(snapshotKey(r.id))) ?? '' };
+          askForFill(r.id, r.content.length);
         }
       }
-      views.set(r.id, { status: r.status, length: content.length, settled, held: [] });
-      replay.push(event(r.id, r.status, { content, error: r.error ?? null }));
+      const settled = SETTLED_STATUSES.includes(r.status);
+      views.set(r.id, { status: r.status, length: r.content.length, settled, held: [] });
+      replay.push(event(r.id, r.status, { content: r.content, error: r.error ?? null }));
     }
     yield* replay;
 
