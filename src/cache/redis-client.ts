@@ -1,5 +1,24 @@
-import { createClient, createCluster, type RedisClientType, type RedisClusterType } from '@redis/client';
+import type * as NodeRedis from '@redis/client';
+import type { RedisClientType, RedisClusterType } from '@redis/client';
 import type { Logger } from '../observability/logger';
+
+/**
+ * node-redis, required when the first connection is made (or a reply is
+ * checked), never imported: its 400-odd modules were about a tenth of the
+ * app's module-load CPU, paid by every process, and one without Redis
+ * (`REDIS_URL` / `REDIS_CLUSTER_NODES` unset: in-process stores) never uses it.
+ */
+function nodeRedis(): typeof NodeRedis {
+  return require('@redis/client') as typeof NodeRedis;
+}
+
+/**
+ * Whether `error` is a Redis error *reply* (WRONGTYPE, NOSCRIPT, OOM, …): an
+ * answer from a healthy server, not a connection failure.
+ */
+export function isErrorReply(error: unknown): error is NodeRedis.ErrorReply {
+  return error instanceof nodeRedis().ErrorReply;
+}
 
 /**
  * Where Redis is: one server (`REDIS_URL`) or a Redis Cluster (`REDIS_CLUSTER_NODES`, its seed nodes).
@@ -88,7 +107,7 @@ export function createRedisClient(opts: RedisClientOptions): RedisClient {
   };
   const log = opts.logger.child({ component: opts.name });
   if (opts.target.clusterNodes) return createClusterClient(opts.target.clusterNodes, opts, socket, maxDelay, log);
-  const client = createClient({ url: opts.target.url, name: opts.name, disableOfflineQueue: opts.disableOfflineQueue, socket });
+  const client = nodeRedis().createClient({ url: opts.target.url, name: opts.name, disableOfflineQueue: opts.disableOfflineQueue, socket });
   client.on('error', (err: unknown) => log.debug({ err }, 'redis connection error'));
   client.connect().catch((err: unknown) => log.debug({ err }, 'redis connect gave up'));
   return client;
@@ -101,7 +120,7 @@ function createClusterClient(
   maxDelay: number,
   log: Logger,
 ): RedisClient {
-  const cluster = createCluster({
+  const cluster = nodeRedis().createCluster({
     rootNodes: nodes.map((url) => ({ url })),
     defaults: { name: opts.name, disableOfflineQueue: opts.disableOfflineQueue, socket },
   });
