@@ -6,6 +6,7 @@
  * that `npm start` runs (EMBEDDED_POSTGRES_PORT, 54329 by default; start the server once first).
  */
 import 'reflect-metadata';
+import type * as Migrations from '@mikro-orm/migrations';
 import { loadConfig } from './src/config';
 import { createOrmOptions, settleSsl } from './src/db/orm';
 import { ApiKey } from './src/modules/api-key/api-key.entity';
@@ -59,5 +60,8 @@ export default async () => {
     caFile: config.databaseCaFile,
   });
   await settleSsl(options);
+  // The CLI's commands are migrations. Required here, not imported: the app imports this file for ENTITIES
+  // and loads the migrator only when it migrates (`migratorOf` in src/db/orm.ts).
+  options.extensions = [(require('@mikro-orm/migrations') as typeof Migrations).Migrator];
   return options;
 };

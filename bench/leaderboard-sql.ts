@@ -10,7 +10,7 @@
  * Options: --votes N (default 200000) --models M (default 100).
  */
 import 'reflect-metadata';
-import { createOrmOptions, connectOrm } from '../src/db/orm';
+import { createOrmOptions, connectOrm, migrate } from '../src/db/orm';
 import { numberedPlaceholders } from '../src/db/sql';
 import { ENTITIES } from '../mikro-orm.config';
 import { globalStatement } from '../src/modules/leaderboard/battle-sql';
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
         entities: ENTITIES,
       }),
     );
-    await orm.getMigrator().up();
+    await migrate(orm);
     await orm.close(true);
     await withClient(db.url, async (c) => {
       await c.query(

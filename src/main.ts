@@ -17,6 +17,7 @@ import 'reflect-metadata';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { type App, buildApp } from './app';
 import { type Config, ConfigError, loadConfig } from './config';
+import { loadProviderPackages } from './llm/language-models';
 
 const SHUTDOWN_MARGIN_MS = 15_000;
 
@@ -118,6 +119,9 @@ async function main(): Promise<void> {
   }
 
   const built = await buildApp(config);
+  // The AI SDK loads on first use (tests build apps that never call a model); a server loads it before it
+  // listens, so its first comparison does not stop the event loop to load it.
+  loadProviderPackages();
   try {
     await new Promise<void>((resolve, reject) => {
       built.httpServer.once('error', reject);

@@ -49,7 +49,8 @@ describe('eval runs through faults', () => {
     pg = await startPrivatePostgres();
     const t = await createTestApp({
       db: { name: 'llmselect', url: pg.url, drop: async () => undefined },
-      env: { ...fake.providerEnv(), ...EVAL_ENV },
+      // A private PostgreSQL, not a copy of the migrated template: the app migrates it at start.
+      env: { ...fake.providerEnv(), ...EVAL_ENV, MIGRATE_ON_START: 'true' },
     });
     try {
       await runThrough(t, 'pgrestart', () => pg!.restart());

@@ -1,8 +1,13 @@
 /**
  * The migrations create what the entities describe (the ORM's diff is empty,
- * so `migration:create` starts clean), and the read paths use their indexes
- * on a realistically large table (100k rows), not a sequential scan.
+ * so `migration:create` starts clean), an app started with MIGRATE_ON_START
+ * applies them all to an empty database (other test apps start on copies of the
+ * template global setup migrated, with it off), and the read paths use their
+ * indexes on a realistically large table (100k rows), not a sequential scan.
  */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createTestDatabase } from './helpers/database';
 import { withClient } from './helpers/factories';
 import { createTestApp, type TestApp } from './helpers/test-app';
 
@@ -55,6 +60,30 @@ async function plan(sql: string, params: unknown[]): Promise<string> {
 it('has no schema drift between entities and migrations', async () => {
   const diff = await t.app.orm.getSchemaGenerator().getUpdateSchemaSQL({ wrap: false });
   expect(diff.trim()).toBe('');
+});
+
+it('applies every migration at start to an empty database (MIGRATE_ON_START), then none', async () => {
+  const files = readdirSync(join(__dirname, '..', 'migrations'))
+    .filter((f) => /^Migration\d+.*\.ts$/.test(f) && !f.endsWith('.d.ts'))
+    .map((f) => f.replace(/\.ts$/, ''))
+    .sort();
+  const db = await createTestDatabase('empty', { empty: true });
+  try {
+    const applied = async () => {
+      const app = await createTestApp({ db, env: { MIGRATE_ON_START: 'true' } });
+      try {
+        const line = app.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'migrations applied');
+        const diff = await app.app.orm.getSchemaGenerator().getUpdateSchemaSQL({ wrap: false });
+        return { migrations: line?.migrations ?? [], diff: diff.trim() };
+      } finally {
+        await app.close();
+      }
+    };
+    expect(await applied()).toEqual({ migrations: files, diff: '' });
+    expect(await applied()).toEqual({ migrations: [], diff: '' });
+  } finally {
+    await db.drop();
+  }
 });
 
 it('reads a conversation list page through (owner_id, created_at desc, id desc)', async () => {

@@ -54,6 +54,8 @@ describeIf('read replicas (streaming, 500 ms apply delay)', () => {
     t = await createTestApp({
       db: { name: 'llmselect', url: pg.url, drop: async () => undefined },
       env: {
+        // A private PostgreSQL, not a copy of the migrated template: the app migrates it at start.
+        MIGRATE_ON_START: 'true',
         DATABASE_REPLICA_URLS: replica.url,
         DATABASE_REPLICA_POLL_MS: '20',
         // The commit marks in Redis (an atomic max), as a deployment of several instances keeps them; memory otherwise.

@@ -1,6 +1,25 @@
 import { EventEmitter } from 'node:events';
-import { createClient, createCluster, type RedisClientType, type RedisClusterType } from '@redis/client';
+import type * as NodeRedis from '@redis/client';
+import type { RedisClientType, RedisClusterType } from '@redis/client';
 import type { Logger } from '../observability/logger';
+
+/**
+ * node-redis, required when the first connection is made (or a reply is
+ * checked), never imported: its 400-odd modules were about a tenth of the
+ * app's module-load CPU, paid by every process, and one without Redis
+ * (`REDIS_URL` / `REDIS_CLUSTER_NODES` unset: in-process stores) never uses it.
+ */
+function nodeRedis(): typeof NodeRedis {
+  return require('@redis/client') as typeof NodeRedis;
+}
+
+/**
+ * Whether `error` is a Redis error *reply* (WRONGTYPE, NOSCRIPT, OOM, …): an
+ * answer from a healthy server, not a connection failure.
+ */
+export function isErrorReply(error: unknown): error is NodeRedis.ErrorReply {
+  return error instanceof nodeRedis().ErrorReply;
+}
 
 /** A master watched by Redis Sentinel (`REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`). */
 export interface RedisSentinelTarget {
@@ -110,7 +129,7 @@ export function createRedisClient(opts: RedisClientOptions): RedisClient {
   const log = opts.logger.child({ component: opts.name });
   if (opts.target.clusterNodes) return createClusterClient(opts.target.clusterNodes, opts, socket, maxDelay, log);
   if (opts.target.sentinel) return createSentinelClient(opts.target.sentinel, opts, socket, log);
-  const client = createClient({ url: opts.target.url, name: opts.name, disableOfflineQueue: opts.disableOfflineQueue, socket });
+  const client = nodeRedis().createClient({ url: opts.target.url, name: opts.name, disableOfflineQueue: opts.disableOfflineQueue, socket });
   client.on('error', (err: unknown) => log.debug({ err }, 'redis connection error'));
   client.connect().catch((err: unknown) => log.debug({ err }, 'redis connect gave up'));
   return client;
@@ -123,7 +142,7 @@ function createClusterClient(
   maxDelay: number,
   log: Logger,
 ): RedisClient {
-  const cluster = createCluster({
+  const cluster = nodeRedis().createCluster({
     rootNodes: nodes.map((url) => ({ url })),
     defaults: { name: opts.name, disableOfflineQueue: opts.disableOfflineQueue, socket },
   });
@@ -240,7 +259,7 @@ function createSentinelClient(
     password: target.password,
   };
   // Until a sentinel names the master: a client never opened (its commands fail at once, as an offline one's do).
-  let current = createClient(nodeOptions) as SingleClient;
+  let current = nodeRedis().createClient(nodeOptions) as SingleClient;
   let address: string | undefined;
   let closed = false;
   let retry: NodeJS.Timeout | undefined;
@@ -254,7 +273,7 @@ function createSentinelClient(
   const ask = async (): Promise<{ host: string; port: number } | undefined> => {
     for (let i = 0; i < target.sentinels.length; i++) {
       const at = (preferred + i) % target.sentinels.length;
-      const sentinel = createClient({
+      const sentinel = nodeRedis().createClient({
         url: target.sentinels[at],
         socket: { connectTimeout: socket.connectTimeout, reconnectStrategy: false },
       });
@@ -277,7 +296,7 @@ function createSentinelClient(
 
   const follow = (host: string, port: number) => {
     const previous = current;
-    const next = createClient({
+    const next = nodeRedis().createClient({
       ...nodeOptions,
       socket: { ...socket, host, port, ...(tls ? { tls: true as const } : {}) },
     }) as SingleClient;

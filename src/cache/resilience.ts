@@ -1,7 +1,7 @@
-import { ErrorReply } from '@redis/client';
 import type { Logger } from '../observability/logger';
 import { CircuitBreaker } from './breaker';
 import { InvalidationJournal } from './journal';
+import { isErrorReply } from './redis-client';
 import { CacheSerializationError } from './stores/serialization';
 import type { Store } from './stores/store';
 import { TimeoutError, sleep, withTimeout } from '../timeout';
@@ -72,7 +72,7 @@ export class FailOpenStore {
       return await this.timed(attempt, timeoutMs, what);
     } catch (error) {
       if (error instanceof CacheSerializationError) throw error;
-      if (error instanceof ErrorReply) {
+      if (isErrorReply(error)) {
         this.log.error({ err: error, op: what }, 'cache command rejected by Redis: treated as a miss');
         return fallback();
       }
@@ -144,7 +144,7 @@ export class FailOpenStore {
     try {
       await op;
     } catch (error) {
-      if (!(error instanceof ErrorReply)) throw error;
+      if (!isErrorReply(error)) throw error;
       this.log.error({ err: error }, 'journaled invalidation rejected by Redis: skipped');
     }
   }

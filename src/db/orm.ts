@@ -5,7 +5,7 @@
  * deadline on every statement (`request-deadline.ts`), migrations, the query
  * observer, and live pool statistics.
  */
-import { Migrator } from '@mikro-orm/migrations';
+import type * as Migrations from '@mikro-orm/migrations';
 import { defineConfig, MikroORM, type Options } from '@mikro-orm/postgresql';
 import { join } from 'node:path';
 import { Client } from 'pg';
@@ -60,7 +60,7 @@ export function createOrmOptions(input: OrmOptionsInput): Options {
     // MikroORM would otherwise CREATE a database that DATABASE_URL names but
     // that does not exist: a typo must stop startup, not start an empty database.
     ensureDatabase: false,
-    extensions: [Migrator],
+    // No `extensions: [Migrator]`: `migrator(orm)` registers it when a process migrates (see there).
     // Maintained by triggers (votes: 20261128021000; usage: 20261207130000, 20261207220000; deletions' spend: 20261207150000):
     // never entities.
     schemaGenerator: {
@@ -153,13 +153,28 @@ export async function connectOrm(options: Options): Promise<Orm> {
 }
 
 /**
+ * The ORM's migrator. `@mikro-orm/migrations` (with umzug and its CLI
+ * libraries: about half of the app's module-load CPU) is loaded here, by the
+ * first process that migrates, not by every process that imports the ORM
+ * setup: an app started with `MIGRATE_ON_START=false`, a test worker on a
+ * migrated copy. The CLI registers it in `mikro-orm.config.ts`.
+ */
+export function migratorOf(orm: Orm): ReturnType<Orm['getMigrator']> {
+  if (!orm.config.getExtension('@mikro-orm/migrator')) {
+    const { Migrator } = require('@mikro-orm/migrations') as typeof Migrations;
+    Migrator.register(orm);
+  }
+  return orm.getMigrator();
+}
+
+/**
  * Applies pending migrations in one transaction without the pool's statement
  * and lock timeouts (a migration may rewrite a large table or wait for a
  * lock); returns the names applied.
  */
 export async function migrate(orm: Orm): Promise<string[]> {
   const connection = orm.em.getConnection();
-  const migrator = orm.getMigrator() as ReturnType<Orm['getMigrator']> & { ensureDatabase(): Promise<void> };
+  const migrator = migratorOf(orm) as ReturnType<Orm['getMigrator']> & { ensureDatabase(): Promise<void> };
   // The migrations table first, on a connection of its own, as `up()` does: inside the
   // transaction below it would wait for a second connection (a pool of one never has it).
   await migrator.ensureDatabase();

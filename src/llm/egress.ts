@@ -29,7 +29,7 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
-import { Agent, buildConnector, fetch as undiciFetch } from 'undici';
+import type * as Undici from 'undici';
 
 /** Where a user's saved `baseUrl` may point (checked at save time and at connect time; `Config.egress`). */
 export interface EgressPolicy {
@@ -83,6 +83,11 @@ export type GuardedFetch = typeof fetch & { close(): Promise<void> };
 /**
  * A `fetch` whose every connection obeys the policy. Pass it to the AI SDK
  * providers (`fetch` option) and to model-list calls for user endpoints.
+ *
+ * undici (its own copy, not Node's bundled one: the dispatcher and connector
+ * are not public in Node's) is required on the first call, and the agent made
+ * then: only keys with a base URL call through here, and loading undici cost
+ * every process about a tenth of its module-load CPU.
  */
 export function createGuardedFetch(policy: EgressPolicy, options: GuardOptions = {}): GuardedFetch {
   const resolve = options.lookup ?? dnsLookup;
@@ -95,18 +100,29 @@ export function createGuardedFetch(policy: EgressPolicy, options: GuardOptions =
       return callback(null, list[0]!.address, list[0]!.family);
     });
   }) as unknown as LookupFn;
-  const connect = buildConnector({ lookup: guardedLookup });
-  const agent = new Agent({
-    connect: (opts, callback) => {
-      // An IP literal skips DNS (and so `lookup`): check it here.
-      const host = opts.hostname.replace(/^\[|\]$/g, '');
-      if (isIP(host) && refusal(policy, host)) return callback(new EgressDeniedError(host), null);
-      return connect(opts, callback);
-    },
-  });
-  const guarded = ((input: Parameters<typeof fetch>[0], init?: RequestInit) =>
-    undiciFetch(input as Parameters<typeof undiciFetch>[0], { ...(init as object), dispatcher: agent })) as unknown as GuardedFetch;
-  guarded.close = () => agent.close();
+  let agent: Undici.Agent | undefined;
+  let closed = false;
+  const guarded = ((input: Parameters<typeof fetch>[0], init?: RequestInit) => {
+    const { Agent, buildConnector, fetch: undiciFetch } = require('undici') as typeof Undici;
+    if (!agent) {
+      const connect = buildConnector({ lookup: guardedLookup });
+      agent = new Agent({
+        connect: (opts, callback) => {
+          // An IP literal skips DNS (and so `lookup`): check it here.
+          const host = opts.hostname.replace(/^\[|\]$/g, '');
+          if (isIP(host) && refusal(policy, host)) return callback(new EgressDeniedError(host), null);
+          return connect(opts, callback);
+        },
+      });
+      // A call after `close()` fails as it did when the agent was made up front (a closed dispatcher).
+      if (closed) void agent.close();
+    }
+    return undiciFetch(input as Parameters<typeof undiciFetch>[0], { ...(init as object), dispatcher: agent });
+  }) as unknown as GuardedFetch;
+  guarded.close = async () => {
+    closed = true;
+    await agent?.close();
+  };
   return guarded;
 }
 

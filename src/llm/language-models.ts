@@ -12,12 +12,12 @@
  * - azure             POST {base}/chat/completions, deployment name in `body.model` (`api-key`); for
  *                     `*.openai.azure.com/openai` the SDK itself inserts `/v1` and adds `?api-version=v1`.
  */
-import { createAnthropic } from '@ai-sdk/anthropic';
-import { createAzure } from '@ai-sdk/azure';
-import { createGoogleGenerativeAI } from '@ai-sdk/google';
-import { createMistral } from '@ai-sdk/mistral';
-import { createOpenAI } from '@ai-sdk/openai';
-import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import type * as Anthropic from '@ai-sdk/anthropic';
+import type * as Azure from '@ai-sdk/azure';
+import type * as Google from '@ai-sdk/google';
+import type * as Mistral from '@ai-sdk/mistral';
+import type * as OpenAI from '@ai-sdk/openai';
+import type * as OpenAICompatible from '@ai-sdk/openai-compatible';
 import type { LanguageModel } from 'ai';
 import type { ProviderName } from './model-id';
 import { PROVIDER_LABELS, ProviderCallError } from './provider-errors';
@@ -94,6 +94,29 @@ export function isCustomEndpoint(creds: ProviderCredentials, operatorEndpoints: 
 export const LLM_MAX_RETRIES = 0;
 
 /**
+ * Each provider's AI SDK package, required on its first use, never imported: with zod and the SDK's
+ * utilities they were about a quarter of the app's module-load CPU, paid by every process (and every
+ * test file) whether it called a model or not.
+ */
+const sdk = {
+  openai: () => require('@ai-sdk/openai') as typeof OpenAI,
+  anthropic: () => require('@ai-sdk/anthropic') as typeof Anthropic,
+  google: () => require('@ai-sdk/google') as typeof Google,
+  mistral: () => require('@ai-sdk/mistral') as typeof Mistral,
+  azure: () => require('@ai-sdk/azure') as typeof Azure,
+  openai_compatible: () => require('@ai-sdk/openai-compatible') as typeof OpenAICompatible,
+} satisfies Record<ProviderName, () => unknown>;
+
+/**
+ * Loads every provider package now: for a server before it listens (`main.ts`) and a thread whose
+ * only work is provider calls (`provider-thread.entry.ts`). Loaded inside a call, they would stop the
+ * event loop while other answers stream (a provider thread's deltas then arrived as one).
+ */
+export function loadProviderPackages(): void {
+  for (const load of Object.values(sdk)) load();
+}
+
+/**
  * Builds a fresh provider instance per call: keys belong to users, so nothing
  * is cached across calls. OpenAI and Azure use `.chat()` (chat completions, the
  * dialect Ollama / vLLM / Azure also speak), not the Responses API. A base URL
@@ -113,18 +136,20 @@ export function createLanguageModel(
   const fetch = fetchFor(creds, transport);
   switch (provider) {
     case 'openai':
-      return createOpenAI({ apiKey, baseURL, fetch }).chat(modelName);
+      return sdk.openai().createOpenAI({ apiKey, baseURL, fetch }).chat(modelName);
     case 'anthropic':
-      return createAnthropic({ apiKey, baseURL, fetch })(modelName);
+      return sdk.anthropic().createAnthropic({ apiKey, baseURL, fetch })(modelName);
     case 'google':
-      return createGoogleGenerativeAI({ apiKey, baseURL, fetch })(modelName);
+      return sdk.google().createGoogleGenerativeAI({ apiKey, baseURL, fetch })(modelName);
     case 'mistral':
-      return createMistral({ apiKey, baseURL, fetch })(modelName);
+      return sdk.mistral().createMistral({ apiKey, baseURL, fetch })(modelName);
     case 'azure':
-      return createAzure({ apiKey, baseURL, fetch }).chat(modelName);
+      return sdk.azure().createAzure({ apiKey, baseURL, fetch }).chat(modelName);
     case 'openai_compatible':
       // includeUsage: ask for the final usage chunk when streaming (OpenAI `stream_options.include_usage`).
-      return createOpenAICompatible({ name: 'openai_compatible', apiKey, baseURL, includeUsage: true, fetch })(modelName);
+      return sdk.openai_compatible().createOpenAICompatible({ name: 'openai_compatible', apiKey, baseURL, includeUsage: true, fetch })(
+        modelName,
+      );
     default:
       return assertNever(provider);
   }

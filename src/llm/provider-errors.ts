@@ -4,7 +4,7 @@
  * safe to show to users, and `classifyProviderError`, which turns whatever a
  * provider call throws into one.
  */
-import { APICallError, LoadAPIKeyError, NoOutputGeneratedError, RetryError } from 'ai';
+import type * as Ai from 'ai';
 import type { ProviderErrorReason } from '../errors';
 import { isEgressDenied } from './egress';
 import type { ProviderName } from './model-id';
@@ -67,6 +67,8 @@ export class ProviderCallError extends Error {
  */
 export function classifyProviderError(provider: ProviderName, error: unknown, opts: { timedOut?: boolean } = {}): ProviderCallError {
   if (error instanceof ProviderCallError) return error;
+  // Required on the first failure, not imported: `ai` (with zod) is a large part of the app's module-load CPU.
+  const { APICallError, LoadAPIKeyError } = require('ai') as typeof Ai;
   const root = unwrap(error);
   const retryAfterMs = APICallError.isInstance(root) ? parseRetryAfter(root.responseHeaders?.['retry-after']) : undefined;
   const make = (reason: ProviderErrorReason, statusCode?: number, detail?: string) =>
@@ -113,7 +115,7 @@ export function reasonForStatus(status: number): ProviderErrorReason {
   return 'BAD_REQUEST';
 }
 
-function reasonForApiCallError(provider: ProviderName, error: APICallError): ProviderErrorReason {
+function reasonForApiCallError(provider: ProviderName, error: Ai.APICallError): ProviderErrorReason {
   // Gemini answers an invalid key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID.
   if (provider === 'google' && error.statusCode === 400 && /API_KEY_INVALID|API key not valid/i.test(JSON.stringify(error.data ?? ''))) {
     return 'AUTH';
@@ -122,6 +124,7 @@ function reasonForApiCallError(provider: ProviderName, error: APICallError): Pro
 }
 
 function unwrap(error: unknown): unknown {
+  const { NoOutputGeneratedError, RetryError } = require('ai') as typeof Ai;
   let current = error;
   for (let depth = 0; depth < 5; depth++) {
     if (RetryError.isInstance(current)) current = current.lastError;

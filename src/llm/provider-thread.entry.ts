@@ -9,12 +9,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { EgressPolicy } from './egress';
 import { createGuardedFetch } from './egress';
-import { createLanguageModel } from './language-models';
+import { createLanguageModel, loadProviderPackages } from './language-models';
 import { ProviderCallError } from './provider-errors';
 import { CancelledError, OutputLimitError, streamCompletionDirect } from './stream-completion';
 import type { FailureMessage, StartMessage, ThreadMessage, ToThread } from './provider-threads';
 
 const port = parentPort!;
+loadProviderPackages();
 const transport = { userFetch: createGuardedFetch((workerData as { egress: EgressPolicy }).egress) };
 const running = new Map<number, AbortController>();
 /** Deltas waiting to be posted, per stream, joined: consecutive deltas of one answer travel as one. */

@@ -70,9 +70,10 @@ export function runTag(template = templateDb()): string {
   return template.slice('llmselect_tpl_'.length);
 }
 
-export async function createTestDatabase(label = 't'): Promise<TestDatabase> {
+/** A copy of the migrated template; `{ empty: true }`: a database with no table at all (what a first start migrates). */
+export async function createTestDatabase(label = 't', options: { empty?: boolean } = {}): Promise<TestDatabase> {
   const name = `llmselect_${label.replace(/\W/g, '_').slice(0, 20)}_${runTag()}_${randomBytes(4).toString('hex')}`.toLowerCase();
-  await withAdmin((admin) => admin.query(`create database ${name} template ${templateDb()}`));
+  await withAdmin((admin) => admin.query(`create database ${name}${options.empty ? '' : ` template ${templateDb()}`}`));
   return {
     name,
     url: databaseUrl(name),

@@ -12,7 +12,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from '@redis/client';
+import type * as NodeRedis from '@redis/client';
 import { freePort } from './ports';
 
 /** Milliseconds without an answer before a node is failed over (Redis default: 15 000). */
@@ -126,6 +126,8 @@ export async function startRedisCluster(): Promise<RedisClusterForTests> {
 
   /** One command on a new connection; a connection that fails (a loaded machine) is tried again, twice. */
   const command = async (node: ClusterNode, args: string[], attempt = 0): Promise<unknown> => {
+    // Required here, not imported: test-app.ts imports this file, and most test files never start a cluster.
+    const { createClient } = require('@redis/client') as typeof NodeRedis;
     const client = createClient({ socket: { host: '127.0.0.1', port: node.port, connectTimeout: 5_000, reconnectStrategy: false } });
     client.on('error', () => undefined);
     try {

@@ -12,7 +12,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from '@redis/client';
+import type * as NodeRedis from '@redis/client';
 import { freePort } from './ports';
 
 /** The name the sentinels monitor the master under. */
@@ -99,7 +99,7 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
   });
 
   const connection = (target: SentinelNode) =>
-    createClient({
+    (require('@redis/client') as typeof NodeRedis).createClient({
       socket: { host: '127.0.0.1', port: target.port, connectTimeout: 5_000, reconnectStrategy: false },
       password: passwords?.[target.kind === 'data' ? 'master' : 'sentinel'],
     });

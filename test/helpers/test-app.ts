@@ -12,7 +12,7 @@ import { BACKGROUND_SQL_TAG } from '../../src/modules/comparison/comparison-runn
 import { currentRequestSeq, requestsStarted } from '../../src/observability/request-log';
 import { createTestDatabase, type TestDatabase } from './database';
 import { type PgBouncer, startPgBouncer } from './pgbouncer';
-import { createClient, createCluster } from '@redis/client';
+import type * as NodeRedis from '@redis/client';
 import { redisUrlForTests } from './redis';
 import { type RedisClusterForTests, startRedisCluster } from './redis-cluster';
 import { type RedisSentinelForTests, startRedisSentinel } from './redis-sentinel';
@@ -72,11 +72,20 @@ export async function sharedServerUrl(): Promise<string> {
 }
 
 /**
+ * node-redis, required by the functions that use it: most files that import this helper never
+ * reach Redis themselves, and loading its 400-odd modules cost each of them (as `redis-client.ts` says).
+ */
+function nodeRedis(): typeof NodeRedis {
+  return require('@redis/client') as typeof NodeRedis;
+}
+
+/**
  * The keys matching `match` (a SCAN pattern) on the Redis the apps of this file share, with their
  * PTTL: the shared Redis, under TEST_VIA_REDIS_SENTINEL the sentinels' master, or under TEST_VIA_REDIS_CLUSTER
  * the cluster (every master scanned).
  */
 export async function sharedRedisKeys(match: string): Promise<Array<{ key: string; pttl: number }>> {
+  const { createClient, createCluster } = nodeRedis();
   // A client that connects before answering (the app's clients connect in the background and fail open).
   const client =
     viaRedisCluster && redisCluster
@@ -105,7 +114,7 @@ export async function sharedRedisSubscribers(channel: string): Promise<number> {
     );
     return counts.reduce((sum, n) => sum + n, 0);
   }
-  const client = createClient({ url: await sharedServerUrl() });
+  const client = nodeRedis().createClient({ url: await sharedServerUrl() });
   await client.connect();
   try {
     return Number((await client.pubSubNumSub(channel))[channel] ?? 0);
@@ -168,6 +177,10 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     RATE_LIMIT_PROVIDER_CALLS: '0',
     RATE_LIMIT_LOGIN_FAILURES: '0',
     RATE_LIMIT_AUTH_PER_IP: '0',
+    // Every database is a copy of the template global setup migrated (`mikro-orm migration:up`): nothing to apply,
+    // and checking cost each app the migrator (loaded per file) and its reads. test/migrations.test.ts starts apps
+    // with it on (an empty database, and a migrated one).
+    MIGRATE_ON_START: 'false',
     ...(await appRedisEnv(options.env ?? {})),
   });
   const app = await buildApp(config, { logStream, spanExporter: options.spanExporter });

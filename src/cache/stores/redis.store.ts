@@ -1,9 +1,9 @@
-import KeyvRedis from '@keyv/redis';
-import { ErrorReply, RESP_TYPES } from '@redis/client';
+import type * as KeyvRedisModule from '@keyv/redis';
+import type * as NodeRedis from '@redis/client';
 import { createHash } from 'node:crypto';
 import { Keyv } from 'keyv';
 import { escapeGlob } from '../namespaces';
-import { clusterOf, firstAttempt, isReady, pingAll, type RedisClient, scanKeys, unlinkKeys } from '../redis-client';
+import { clusterOf, firstAttempt, isErrorReply, isReady, pingAll, type RedisClient, scanKeys, unlinkKeys } from '../redis-client';
 import { deserializeEnvelope, serializeEnvelope } from './serialization';
 import type { Store } from './store';
 import type { Allowance } from '../cache.port';
@@ -71,7 +71,7 @@ function script(source: string): Script {
 /** EVALSHA: a script is sent once per Redis (EVAL loads it again after a restart or SCRIPT FLUSH). */
 function evalScript(client: RedisClient, { source, sha }: Script, options: { keys: string[]; arguments: Array<string | Buffer> }) {
   return client.evalSha(sha, options).catch((error: unknown) => {
-    if (error instanceof ErrorReply && error.message.startsWith('NOSCRIPT')) return client.eval(source, options);
+    if (isErrorReply(error) && error.message.startsWith('NOSCRIPT')) return client.eval(source, options);
     throw error;
   });
 }
@@ -115,6 +115,9 @@ export class RedisStore implements Store {
     private readonly client: RedisClient,
     private readonly replicas: ReplicaAcks = { ackMs: 0 },
   ) {
+    // Required, not imported: they load node-redis, which a process without Redis never needs (`redis-client.ts`).
+    const { RESP_TYPES } = require('@redis/client') as typeof NodeRedis;
+    const { default: KeyvRedis } = require('@keyv/redis') as typeof KeyvRedisModule;
     this.bytes = client.withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }) as unknown as RedisClient;
     const adapter = new KeyvRedis(client, { throwOnConnectError: false, throwOnErrors: true, useUnlink: true });
     this.keyv = new Keyv(adapter, {

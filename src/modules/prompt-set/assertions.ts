@@ -17,7 +17,8 @@
  *
  * `weight` (> 0, default 1) weighs the assertion in the answer's score.
  */
-import Ajv, { type ValidateFunction } from 'ajv';
+import type * as AjvModule from 'ajv';
+import type { ValidateFunction } from 'ajv';
 import { registerEnumType } from 'type-graphql';
 import { codePointLength } from '../../input/text-input';
 import { LruMap } from '../../lru-map';
@@ -191,6 +192,8 @@ export function compileSchema(text: string): ValidateFunction {
       throw new Error(`the JSON Schema's pattern is refused: ${(error as Error).message}`);
     }
   }
+  // Required here, not imported: only JSON_SCHEMA assertions use Ajv, and every process that loaded the app paid for it.
+  const { default: Ajv } = require('ajv') as typeof AjvModule;
   let validate: ValidateFunction;
   try {
     validate = new Ajv(ajvOptions).compile(schema);

@@ -14,8 +14,9 @@
  * absent. Fields with commas, quotes or line breaks are quoted ("…", "" for a
  * quote). A row's line is the line it starts on.
  */
-import Ajv from 'ajv';
-import { CsvError, parse } from 'csv-parse/sync';
+import type * as AjvModule from 'ajv';
+import type { ValidateFunction } from 'ajv';
+import type * as CsvParse from 'csv-parse/sync';
 import { badInput } from '../../errors';
 import { AssertionKind } from './assertions';
 import { type PromptItemDraft, problem } from './prompt-items';
@@ -62,7 +63,19 @@ export const JSONL_ITEM_SCHEMA = {
   },
 } as const;
 
-const validateLine = new Ajv({ allErrors: false, strict: true }).compile(JSONL_ITEM_SCHEMA);
+let compiledLineValidator: ValidateFunction | undefined;
+
+/**
+ * The JSONL line validator, compiled on the first JSONL import. Ajv (like csv-parse in `parseCsv`) is
+ * required here, not imported: only an import uses it, and every process that loaded the app paid for it.
+ */
+function lineValidator(): ValidateFunction {
+  if (!compiledLineValidator) {
+    const { default: Ajv } = require('ajv') as typeof AjvModule;
+    compiledLineValidator = new Ajv({ allErrors: false, strict: true }).compile(JSONL_ITEM_SCHEMA);
+  }
+  return compiledLineValidator;
+}
 
 /** Refuses data over {@link MAX_IMPORT_BYTES} and parses it; a file with more than `maxItems` rows is refused without parsing the rest. */
 export function parseImport(format: ImportFormat, data: string, maxItems: number): ImportedDraft[] {
@@ -101,6 +114,7 @@ function parseJsonl(data: string, maxItems: number): ImportedDraft[] {
       const reason = (error as SyntaxError).message;
       throw problem(place, null, `not valid JSON (${reason}): each line holds one JSON object, e.g. {"prompt": "…"}`);
     }
+    const validateLine = lineValidator();
     if (!validateLine(value)) {
       const e = validateLine.errors![0]!;
       const field = fieldOf(e.instancePath, e.params as Record<string, unknown>);
@@ -128,6 +142,7 @@ interface CsvInfo {
 }
 
 function parseCsv(data: string, maxItems: number): ImportedDraft[] {
+  const { CsvError, parse } = require('csv-parse/sync') as typeof CsvParse;
   const header = { label: 'line 1', extensions: { line: 1 } };
   let records: Array<{ record: Record<string, string>; info: CsvInfo }>;
   try {
@@ -151,7 +166,7 @@ function parseCsv(data: string, maxItems: number): ImportedDraft[] {
     }) as unknown as Array<{ record: Record<string, string>; info: CsvInfo }>;
   } catch (error) {
     if (error instanceof CsvError) {
-      const line = (error as CsvError & { lines?: number }).lines ?? 1;
+      const line = (error as CsvParse.CsvError & { lines?: number }).lines ?? 1;
       throw problem({ label: `line ${line}`, extensions: { line } }, null, `malformed CSV: ${error.message}`);
     }
     throw error;
