@@ -38,12 +38,12 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { Client } from 'pg';
-import type { Migration } from '@mikro-orm/migrations';
 import { Migration20261207130000_usage_rollup } from '../migrations/Migration20261207130000_usage_rollup';
 import { COARSER, Migration20261207220000_usage_rollups_coarser } from '../migrations/Migration20261207220000_usage_rollups_coarser';
 import { BUCKET_SUMS } from '../src/modules/usage/usage-analytics.service';
 import { createBenchDatabase, DEFAULT_ADMIN_URL, withClient } from './lib/db';
 import { Cleanup, deleteRedisKeys, log, ROOT, startOurs } from './lib/setup';
+import { rollupBackfillSql } from './lib/rollups';
 
 const flags = new Map(
   process.argv
@@ -127,15 +127,6 @@ async function timed<T>(steps: Record<string, number>, name: string, fn: () => P
     steps[name] = Number(((performance.now() - t0) / 1000).toFixed(1));
     log(`  ${name}: ${steps[name]} s (load ${loadAverage()})`);
   }
-}
-
-/** The app's backfill of a rollup: the migration's own statement that starts `insert into <table>`. */
-function rollupBackfillSql(Class: new (driver: never, config: never) => Migration, table: string): string {
-  const migration = new Class(undefined as never, undefined as never);
-  void migration.up();
-  const found = migration.getQueries().find((q) => typeof q === 'string' && new RegExp(`^\\s*insert into ${table}\\b`).test(q));
-  if (typeof found !== 'string') throw new Error(`${Class.name} has no backfill statement of ${table} any more`);
-  return found;
 }
 
 async function seed(c: Client, end: Date): Promise<{ steps: Record<string, number>; comparisons: number }> {

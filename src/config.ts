@@ -675,7 +675,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       providerThreads: int(env, 'PROVIDER_THREADS', 0, 0),
       providerThreadBatchMs: int(env, 'PROVIDER_THREAD_BATCH_MS', 2, 0),
       burstTurns: bool(env, 'BURST_TURNS', false),
-      paceProviderCalls: bool(env, 'PACE_PROVIDER_CALLS', false),
+      paceProviderCalls: bool(env, 'PACE_PROVIDER_CALLS', true),
       wsIdleMs: int(env, 'WS_IDLE_MS', 60_000, 1),
     },
     egress: egressPolicy(env, production),
