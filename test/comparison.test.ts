@@ -315,6 +315,22 @@ describe('streaming to late and leaving subscribers', () => {
     for (const r of stored) expect(replayed.get(r.id)!.text).toBe(r.content);
   });
 
+  it('keeps the text a response streamed before it failed, as its subscriber saw it', async () => {
+    fake.setBehavior('breaks-midway', { text: 'alpha beta gamma delta epsilon', errorAfterChunks: 2 });
+    const started = await gql(START, { input: { prompt: 'break', models: ['openai:breaks-midway', 'anthropic:breaks-midway'] } });
+    const id = started.data.startComparison.id;
+    const events = await collect(await subscribe(t.url, EVENTS, { id }, user.token));
+    const seen = replay(events);
+    const stored = (await gql(GET, { id })).data.comparison.responses;
+    for (const r of stored) {
+      expect(r.status).toBe('FAILED');
+      expect(r.content.length).toBeGreaterThan(0);
+      expect('alpha beta gamma delta epsilon'.startsWith(r.content)).toBe(true);
+      expect(seen.get(r.id)!.text).toBe(r.content);
+      expect(seen.get(r.id)!.final).toMatchObject({ status: 'FAILED', content: r.content });
+    }
+  });
+
   it('keeps running and stores the results when the subscriber disconnects', async () => {
     fake.setBehavior('long-stream', { chunkDelayMs: 20 });
     const started = await gql(START, {

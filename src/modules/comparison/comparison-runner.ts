@@ -784,8 +784,9 @@ export class ComparisonRunner {
         logProviderFailure(this.deps.logger, model, error, { responseId: id, comparisonId });
         const status = error.reason === 'TIMEOUT' ? ResponseStatus.TIMED_OUT : ResponseStatus.FAILED;
         outcome = status;
-        // A cut answer keeps what arrived up to the limit.
-        const kept = error instanceof OutputLimitError ? { content: error.partialText } : {};
+        // A cut answer keeps what arrived up to the limit; one that failed or timed out mid-stream, the text its
+        // subscribers already saw.
+        const kept = { content: error instanceof OutputLimitError ? error.partialText : publisher.content };
         await this.settle(
           id,
           comparisonId,
@@ -798,7 +799,8 @@ export class ComparisonRunner {
           id,
           comparisonId,
           job.userId,
-          { status: ResponseStatus.FAILED, error: run.reason ?? 'Cancelled', latencyMs, customEndpoint },
+          // Stopped mid-answer: the text streamed so far stays, as it was shown.
+          { status: ResponseStatus.FAILED, error: run.reason ?? 'Cancelled', latencyMs, customEndpoint, content: publisher.content },
           publisher,
         );
       } else {
@@ -807,7 +809,7 @@ export class ComparisonRunner {
           id,
           comparisonId,
           job.userId,
-          { status: ResponseStatus.FAILED, error: 'Internal error', latencyMs, customEndpoint },
+          { status: ResponseStatus.FAILED, error: 'Internal error', latencyMs, customEndpoint, content: publisher.content },
           publisher,
         );
       }
