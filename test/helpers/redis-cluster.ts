@@ -14,6 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as NodeRedis from '@redis/client';
 import { freePort } from './ports';
+import { until as untilPolled } from './until';
+
+/** `./until.ts`, its message naming this helper. */
+const until = <T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>) =>
+  untilPolled(`redis cluster: ${what}`, timeoutMs, check);
 
 /** Milliseconds without an answer before a node is failed over (Redis default: 15 000). */
 const NODE_TIMEOUT_MS = 1_000;
@@ -51,22 +56,6 @@ export interface RedisClusterForTests {
   /** One command on one node (e.g. `['CLUSTER', 'INFO']`). */
   command(node: ClusterNode, args: string[]): Promise<unknown>;
   stop(): Promise<void>;
-}
-
-/** Polls `check` every 50 ms until it is truthy (then returns it) or `timeoutMs` passes (then throws `what`). */
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`redis cluster: ${what} not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 export async function startRedisCluster(): Promise<RedisClusterForTests> {

@@ -14,6 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as NodeRedis from '@redis/client';
 import { freePort } from './ports';
+import { until as untilPolled } from './until';
+
+/** `./until.ts`, its message naming this helper. */
+const until = <T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>) =>
+  untilPolled(`redis sentinel: ${what}`, timeoutMs, check);
 
 /** The name the sentinels monitor the master under. */
 export const SENTINEL_MASTER = 'llmselect-test';
@@ -61,22 +66,6 @@ export interface RedisSentinelForTests {
   /** One command on one node. */
   command(node: SentinelNode, args: string[]): Promise<unknown>;
   stop(): Promise<void>;
-}
-
-/** Polls `check` every 50 ms until it is truthy (then returns it) or `timeoutMs` passes (then throws `what`). */
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`redis sentinel: ${what} not within ${timeoutMs} ms${last ? ` (${String(last)})` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 export interface RedisSentinelOptions {
