@@ -12,8 +12,8 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type * as NodeRedis from '@redis/client';
 import { freePort } from './ports';
+import { nodeCommand } from './redis-node';
 import { until as untilPolled } from './until';
 
 /** `./until.ts`, its message naming this helper. */
@@ -113,24 +113,7 @@ export async function startRedisCluster(): Promise<RedisClusterForTests> {
     }
   };
 
-  /** One command on a new connection; a connection that fails (a loaded machine) is tried again, twice. */
-  const command = async (node: ClusterNode, args: string[], attempt = 0): Promise<unknown> => {
-    // Required here, not imported: test-app.ts imports this file, and most test files never start a cluster.
-    const { createClient } = require('@redis/client') as typeof NodeRedis;
-    const client = createClient({ socket: { host: '127.0.0.1', port: node.port, connectTimeout: 5_000, reconnectStrategy: false } });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-    } catch (err) {
-      if (attempt >= 2 || !node.alive) throw err;
-      return command(node, args, attempt + 1);
-    }
-    try {
-      return await client.sendCommand(args);
-    } finally {
-      client.destroy();
-    }
-  };
+  const command = (node: ClusterNode, args: string[]) => nodeCommand(node, args);
   const stop = async () => {
     await Promise.all(
       [...children.values()].map(async (child) => {

@@ -12,8 +12,8 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type * as NodeRedis from '@redis/client';
 import { freePort } from './ports';
+import { nodeClient, nodeCommand } from './redis-node';
 import { until as untilPolled } from './until';
 
 /** `./until.ts`, its message naming this helper. */
@@ -87,27 +87,9 @@ export async function startRedisSentinel(options: RedisSentinelOptions = {}): Pr
     },
   });
 
-  const connection = (target: SentinelNode) =>
-    (require('@redis/client') as typeof NodeRedis).createClient({
-      socket: { host: '127.0.0.1', port: target.port, connectTimeout: 5_000, reconnectStrategy: false },
-      password: passwords?.[target.kind === 'data' ? 'master' : 'sentinel'],
-    });
-  /** One command on a new connection; a connection that fails (a loaded machine) is tried again, twice. */
-  const command = async (target: SentinelNode, args: string[], attempt = 0): Promise<unknown> => {
-    const client = connection(target);
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-    } catch (err) {
-      if (attempt >= 2 || !target.alive) throw err;
-      return command(target, args, attempt + 1);
-    }
-    try {
-      return await client.sendCommand(args);
-    } finally {
-      client.destroy();
-    }
-  };
+  const password = (target: SentinelNode) => passwords?.[target.kind === 'data' ? 'master' : 'sentinel'];
+  const connection = (target: SentinelNode) => nodeClient(target, password(target));
+  const command = (target: SentinelNode, args: string[]) => nodeCommand(target, args, password(target));
 
   /** A server on a free port; one that exits at once (a port another worker took meanwhile) is started again. */
   const launch = async (kind: SentinelNode['kind'], args: (port: number) => string[]): Promise<SentinelNode> => {
